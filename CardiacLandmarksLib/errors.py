@@ -1,0 +1,41 @@
+"""Named errors raised for bad input, so a user sees what is wrong instead of a numpy traceback."""
+
+
+class CardiacLandmarksError(Exception):
+    """Base class of every error this library raises on purpose."""
+
+
+class InputNotFoundError(CardiacLandmarksError, FileNotFoundError):
+    """The path given as input does not exist."""
+
+
+class NoDicomError(CardiacLandmarksError):
+    """A folder was given but holds no readable DICOM file."""
+
+
+class NotMRImageError(CardiacLandmarksError):
+    """The DICOM is not an MR image (another modality, or no pixel data: SR, RT, presentation state ...)."""
+
+
+class MixedSeriesError(CardiacLandmarksError):
+    """Several DICOM series are mixed in the input and none was chosen (``series_uid=``)."""
+
+
+class MissingGeometryError(CardiacLandmarksError):
+    """Geometry needed to place points in patient space is missing (position, orientation, spacing)."""
+
+
+class CorruptFileError(CardiacLandmarksError):
+    """A file is empty (0 bytes), truncated or otherwise unreadable."""
+
+
+class InvalidImageError(CardiacLandmarksError, ValueError):
+    """Image content is unusable: NaN/inf values, empty (constant) slice, wrong dimensionality."""
+
+
+class WrongViewError(CardiacLandmarksError, ValueError):
+    """The series' view does not fit the requested model (e.g. a 4CH image given to the SAX model)."""
+
+
+class ModelIntegrityError(CardiacLandmarksError):
+    """Bundled model weights are missing or their SHA256 does not match the model card."""
