@@ -39,3 +39,22 @@ class WrongViewError(CardiacLandmarksError, ValueError):
 
 class ModelIntegrityError(CardiacLandmarksError):
     """Bundled model weights are missing or their SHA256 does not match the model card."""
+
+
+class DegenerateGeometryError(CardiacLandmarksError, ValueError):
+    """Points or directions cannot define a measurement: coincident points, zero-length or
+    parallel vectors, a vector along the plane normal, or non-finite coordinates."""
+
+
+class OutputExistsError(CardiacLandmarksError, FileExistsError):
+    """An output file already exists and the caller asked not to replace it."""
+
+
+class InvalidMarkupsError(CorruptFileError, ValueError):
+    """A Slicer markups file (``.mrk.json``) is not valid JSON or not a markups point list."""
+
+
+class PerfusionInputError(CardiacLandmarksError, ValueError):
+    """Perfusion analysis inputs are unusable or inconsistent: unknown slice level, an AIF whose
+    length does not match the series, no contrast passage found, no myocardium segmented,
+    no RV insertion point available."""

@@ -32,7 +32,8 @@ class CMRSeries:
             an identity NIfTI affine, as in the ACDC copies); anterior/inferior naming then
             follows the stored display convention (rows top -> bottom = anterior -> posterior,
             RV on the viewer's left).
-        trigger_times: ``(T,)`` ms from the R wave, or None when unknown.
+        trigger_times: ``(T,)`` ms, or None when unknown: from the R wave for cines; for
+            first-pass perfusion some scanners count from the start of the scan instead.
         view: one of :data:`VIEWS`.
         sequence: one of :data:`SEQUENCES`.
         source: path (or node name) the series came from.
@@ -84,12 +85,14 @@ class CMRSeries:
         return v / n if n > 1e-6 else None
 
 
-def load_series(path: str | Path, series_uid: str | None = None) -> CMRSeries:
+def load_series(path: str | Path, series_uid: str | None = None, *, time_axis: str = "auto") -> CMRSeries:
     """Load a CMR series from a DICOM folder/file or an image file (NIfTI, NRRD, MHA).
 
     Args:
         path: DICOM folder, single DICOM file, or ``.nii``/``.nii.gz``/``.nrrd``/``.mha`` file.
         series_uid: SeriesInstanceUID to pick when a DICOM folder mixes several series.
+        time_axis: for image files, which axis is time: ``"auto"``, ``"none"``, ``"first"``
+            or ``"last"`` (see :func:`.io_image.load_image`).
 
     Returns:
         :class:`CMRSeries` with ``pixels`` as ``[t, k, j, i]`` float32.
@@ -100,4 +103,4 @@ def load_series(path: str | Path, series_uid: str | None = None) -> CMRSeries:
     """
     from .io_dispatch import load_series as _load
 
-    return _load(path, series_uid=series_uid)
+    return _load(path, series_uid=series_uid, time_axis=time_axis)

@@ -1,0 +1,132 @@
+"""Loading bundled models (weights + card, SHA256 checked) and running them on CPU or GPU.
+
+Every bundled model is ``Resources/Models/<name>.pt`` (a dict with ``state_dict`` and
+``config``) plus ``<name>.json`` (the model card, with ``sha256`` of the weights file).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .config import models_root
+from .errors import CardiacLandmarksError, ModelIntegrityError
+
+log = logging.getLogger(__name__)
+
+#: bundled landmark model per view
+MODEL_FOR_VIEW = {"sax": "sax_unet"}
+
+_CACHE: dict[tuple, LoadedModel] = {}
+
+
+def choose_device(device: str = "auto") -> str:
+    """``"auto"`` -> ``"cuda"`` when a GPU is usable, else ``"cpu"``; ``"cuda"`` without a GPU is an error."""
+    import torch
+
+    device = (device or "auto").lower()
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise CardiacLandmarksError("device 'cuda' requested but no CUDA GPU is available (use --device cpu or auto)")
+    if device not in ("cpu",) and not device.startswith("cuda"):
+        raise CardiacLandmarksError(f"unknown device {device!r}: use auto, cpu or cuda")
+    return device
+
+
+def sha256_file(path: Path) -> str:
+    """Hex SHA256 of a file."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def read_card(name: str, models_dir: Path | None = None) -> dict:
+    """The model card ``<name>.json`` as a dict.
+
+    Raises:
+        ModelIntegrityError: card missing or unreadable.
+    """
+    path = Path(models_dir or models_root()) / f"{name}.json"
+    if not path.exists():
+        raise ModelIntegrityError(f"model card {path} not found; the bundled model {name!r} is missing "
+                                  f"(retrain with 'cardiac-landmarks train' or set CARDIAC_LANDMARKS_MODELS)")
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise ModelIntegrityError(f"model card {path} is not valid JSON: {exc}") from exc
+
+
+@dataclass
+class LoadedModel:
+    """A bundled heatmap/segmentation network ready to run.
+
+    ``predict(images [n, H, W] float32) -> probs [n, C, H, W]`` softmax probabilities.
+    """
+
+    name: str
+    version: str
+    sha256: str
+    card: dict
+    device: str
+    net: object = field(repr=False)
+    batch_size: int = 32
+
+    def predict(self, images: np.ndarray) -> np.ndarray:
+        import torch
+
+        out = []
+        with torch.inference_mode():
+            for s in range(0, len(images), self.batch_size):
+                x = torch.from_numpy(np.ascontiguousarray(images[s : s + self.batch_size], np.float32))[:, None]
+                out.append(torch.softmax(self.net(x.to(self.device)), 1).float().cpu().numpy())
+        return np.concatenate(out) if out else np.zeros((0,), np.float32)
+
+    def describe(self) -> dict:
+        """``{"name", "version", "sha256"}`` as written into ``landmarks.json``."""
+        return {"name": self.name, "version": self.version, "sha256": self.sha256}
+
+
+def load_model(view: str = "sax", device: str = "auto", models_dir: Path | None = None, name: str | None = None) -> LoadedModel:
+    """Load the bundled landmark model of ``view`` (cached per process).
+
+    Raises:
+        ModelIntegrityError: weights or card missing, or SHA256 mismatch with the card.
+        CardiacLandmarksError: no model for this view, or unusable device.
+    """
+    import torch
+
+    from .models.unet import UNet2D
+
+    name = name or MODEL_FOR_VIEW.get(view)
+    if name is None:
+        raise CardiacLandmarksError(f"no bundled landmark model for view {view!r} (available: {sorted(MODEL_FOR_VIEW)})")
+    dev = choose_device(device)
+    mdir = Path(models_dir or models_root())
+    weights = mdir / f"{name}.pt"
+    key = (name, dev, str(weights), weights.stat().st_mtime if weights.exists() else 0)
+    if key in _CACHE:
+        return _CACHE[key]
+    card = read_card(name, mdir)
+    if not weights.exists():
+        raise ModelIntegrityError(f"model weights {weights} not found")
+    digest = sha256_file(weights)
+    if card.get("sha256") != digest:
+        raise ModelIntegrityError(f"SHA256 of {weights.name} ({digest[:12]}...) does not match its model card "
+                                  f"({str(card.get('sha256'))[:12]}...): the file is corrupt or was replaced")
+    arch = card["architecture"]
+    net = UNet2D(arch["in_channels"], arch["n_classes"], arch["base_channels"], arch["depth"])
+    ckpt = torch.load(weights, map_location="cpu", weights_only=True)
+    net.load_state_dict(ckpt["state_dict"])
+    net.eval().to(dev)
+    model = LoadedModel(name, card.get("version", "0"), digest, card, dev, net)
+    _CACHE[key] = model
+    log.info("loaded %s %s on %s", name, model.version, dev)
+    return model

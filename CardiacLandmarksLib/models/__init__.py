@@ -1,0 +1,1 @@
+"""Network architectures, one file per architecture (torch.nn modules only, no I/O)."""

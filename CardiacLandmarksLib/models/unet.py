@@ -1,0 +1,80 @@
+"""2D U-Net used for landmark heatmaps and segmentation.
+
+Architecture after Xue et al., "Landmark detection in cardiac MRI by using a convolutional
+neural network", Radiology: AI 2021 (a U-Net whose output classes are the landmark
+heatmaps plus background, trained with softmax + KL + soft-Dice), shrunk for CPU speed:
+``depth`` resolution levels, each two 3x3 conv + BatchNorm + ReLU, max-pool down,
+bilinear up-sampling + 3x3 conv up, skip connections by concatenation.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+def _block(cin: int, cout: int) -> nn.Sequential:
+    return nn.Sequential(
+        nn.Conv2d(cin, cout, 3, padding=1, bias=False),
+        nn.BatchNorm2d(cout),
+        nn.ReLU(inplace=True),
+        nn.Conv2d(cout, cout, 3, padding=1, bias=False),
+        nn.BatchNorm2d(cout),
+        nn.ReLU(inplace=True),
+    )
+
+
+class UNet2D(nn.Module):
+    """2D U-Net.
+
+    Args:
+        in_channels: input channels (1 for a cine frame; several frames for 2D+T perfusion).
+        n_classes: output channels (landmarks + background, or segmentation labels).
+        base: channels of the first level; level ``l`` has ``base * 2**min(l, 3)``.
+        depth: number of down-sampling steps; input H and W must be divisible by ``2**depth``.
+
+    Input ``[n, in_channels, H, W]`` float32, output logits ``[n, n_classes, H, W]``.
+    """
+
+    def __init__(self, in_channels: int = 1, n_classes: int = 4, base: int = 16, depth: int = 4):
+        super().__init__()
+        self.depth = depth
+        chans = [base * 2 ** min(level, 3) for level in range(depth + 1)]
+        self.down = nn.ModuleList()
+        cin = in_channels
+        for c in chans:
+            self.down.append(_block(cin, c))
+            cin = c
+        self.pool = nn.MaxPool2d(2)
+        self.up = nn.ModuleList()
+        for level in range(depth - 1, -1, -1):
+            self.up.append(_block(chans[level + 1] + chans[level], chans[level]))
+        self.head = nn.Conv2d(chans[0], n_classes, 1)
+
+    def init_background_prior(self, background_logit: float = 5.0) -> None:
+        """Start with background probability ~0.99 on every pixel (last channel = background).
+
+        Prior initialisation as in focal-loss detectors: the rare landmark classes then get the
+        gradient from the first step instead of the network first learning "all background".
+        """
+        with torch.no_grad():
+            self.head.bias.zero_()
+            self.head.bias[-1] = background_logit
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        skips = []
+        for level, block in enumerate(self.down):
+            x = block(x)
+            if level < self.depth:
+                skips.append(x)
+                x = self.pool(x)
+        for block in self.up:
+            skip = skips.pop()
+            x = nn.functional.interpolate(x, size=skip.shape[-2:], mode="bilinear", align_corners=False)
+            x = block(torch.cat([x, skip], dim=1))
+        return self.head(x)
+
+
+def count_parameters(model: nn.Module) -> int:
+    """Number of trainable parameters."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)

@@ -1,0 +1,141 @@
+"""One detection pipeline for the CLI, the Python console and the Slicer module.
+
+series -> canvas per slice and phase (:mod:`.preprocessing`) -> heatmap U-Net
+(:mod:`.inference`) -> peak decoding (:mod:`.decoding`) -> points back in input voxels and
+LPS mm -> anterior/inferior naming -> :class:`~.landmarks.LandmarkSet` with measurements.
+Method: Xue et al., "Landmark detection in cardiac MRI by using a convolutional neural
+network", Radiology: AI 2021.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+import numpy as np
+
+from .decoding import decode_heatmaps
+from .errors import CardiacLandmarksError, InvalidImageError, WrongViewError
+from .geometry import ANTERIOR_LPS
+from .inference import LoadedModel, load_model
+from .landmarks import LANDMARKS_BY_VIEW, Landmark, LandmarkSet
+from .preprocessing import make_grid, normalise_intensity, resample_to_canvas
+from .series import CMRSeries
+
+log = logging.getLogger(__name__)
+
+ProgressFn = Callable[[int, int], None]
+CancelFn = Callable[[], bool]
+
+
+class Cancelled(CardiacLandmarksError):
+    """Detection was cancelled by the user (``cancel()`` returned True)."""
+
+
+def check_view(series: CMRSeries, view: str) -> None:
+    """Raise :class:`WrongViewError` when the series is known to be another view than ``view``."""
+    if series.view not in ("unknown", view):
+        raise WrongViewError(f"series {series.description or series.source!r} looks like a {series.view.upper()} view, "
+                             f"but the {view.upper()} model was requested (choose --view {series.view})")
+
+
+def name_rvi_by_geometry(lmset: LandmarkSet, series: CMRSeries) -> int:
+    """Make A-RVI the more anterior RV insertion (LPS) on every slice/phase where both are found.
+
+    Applied only when ``series.orientation_known``; the model's own naming (display
+    convention) is kept otherwise. Returns the number of swaps made.
+    """
+    if not series.orientation_known:
+        return 0
+    swaps = 0
+    for k, t in lmset.slices_phases():
+        a, i = lmset.get("A-RVI", k, t), lmset.get("I-RVI", k, t)
+        if a is None or i is None or not (a.found and i.found):
+            continue
+        if (a.position - i.position) @ ANTERIOR_LPS < 0:
+            a.position, i.position = i.position, a.position
+            a.ijk, i.ijk = i.ijk, a.ijk
+            a.confidence, i.confidence = i.confidence, a.confidence
+            a.flag, i.flag = i.flag, a.flag
+            swaps += 1
+    return swaps
+
+
+def detect_landmarks(
+    series: CMRSeries,
+    view: str = "sax",
+    device: str = "auto",
+    progress: ProgressFn | None = None,
+    cancel: CancelFn | None = None,
+    model: LoadedModel | None = None,
+    batch_size: int = 50,
+) -> LandmarkSet:
+    """Detect the landmarks of ``view`` on every slice and phase of ``series``.
+
+    Args:
+        series: input series (pixels ``[t, k, j, i]``).
+        view: ``"sax"`` (long-axis views: :mod:`.lax_pipeline`).
+        device: ``"auto"``, ``"cpu"`` or ``"cuda"``.
+        progress: called as ``progress(done_images, total_images)``.
+        cancel: polled between batches; returning True raises :class:`Cancelled`.
+        model: an already loaded model (default: the bundled one for ``view``).
+        batch_size: images per forward pass.
+
+    Returns:
+        :class:`LandmarkSet` with one entry per landmark x slice x phase (``found`` False and
+        flag ``"absent"`` where the model sees none), positions in LPS mm and input ijk, and
+        the RVI measurements.
+
+    Raises:
+        WrongViewError, InvalidImageError (NaN pixels), ModelIntegrityError, Cancelled.
+    """
+    if view != "sax":
+        raise WrongViewError(f"detect_landmarks handles the SAX view; use lax_pipeline.detect_lax for {view!r}")
+    check_view(series, view)
+    if not np.all(np.isfinite(series.pixels)):
+        raise InvalidImageError(f"series {series.source!r} contains NaN or infinite pixel values")
+    model = model or load_model(view, device)
+    names = LANDMARKS_BY_VIEW[view]
+    thr = model.card.get("thresholds", {})
+    found_t = float(thr.get("found", 0.3))
+    high_t = float(thr.get("high_confidence", found_t))
+    total = series.n_phases * series.n_slices
+    lmset = LandmarkSet(source=series.source, view=view, model=model.describe())
+    jobs = [(k, t) for k in range(series.n_slices) for t in range(series.n_phases)]
+    grids = {k: make_grid(series, k) for k in range(series.n_slices)}
+    done = 0
+    for s in range(0, len(jobs), batch_size):
+        if cancel is not None and cancel():
+            raise Cancelled("landmark detection cancelled")
+        chunk = jobs[s : s + batch_size]
+        canv = np.empty((len(chunk), grids[0].size, grids[0].size), np.float32)
+        for n, (k, t) in enumerate(chunk):
+            canv[n] = resample_to_canvas(normalise_intensity(series.pixels[t, k])[None], grids[k])[0]
+        xy, peak = decode_heatmaps(model.predict(canv))
+        for n, (k, t) in enumerate(chunk):
+            ijk_all = grids[k].canvas_to_ijk(xy[n])
+            for c, name in enumerate(names):
+                p = float(peak[n, c])
+                found = p >= found_t
+                ijk = ijk_all[c] if found else np.full(3, np.nan)
+                pos = series.ijk_to_lps(ijk) if found else np.full(3, np.nan)
+                flag = "absent" if not found else ("high" if p >= high_t else "low")
+                lmset.landmarks.append(Landmark(name, k, t, found, pos, ijk, p if found else 0.0, flag))
+        done += len(chunk)
+        if progress is not None:
+            progress(done, total)
+    name_rvi_by_geometry(lmset, series)
+    lmset.landmarks.sort(key=lambda lm: (lm.phase, lm.slice, names.index(lm.name)))
+    try:
+        from .measurements import rvi_measurements
+    except ImportError:  # pragma: no cover - measurements module is part of the package
+        log.warning("measurements module unavailable; no RVI angle computed")
+    else:
+        lmset.measurements = rvi_measurements(lmset, series=series) if _accepts_series(rvi_measurements) else rvi_measurements(lmset)
+    return lmset
+
+
+def _accepts_series(fn) -> bool:
+    import inspect
+
+    return "series" in inspect.signature(fn).parameters

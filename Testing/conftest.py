@@ -1,0 +1,49 @@
+"""Shared pytest fixtures.
+
+Real data come from ``CARDIAC_LANDMARKS_DATA`` (default ``../shared/data``). A test that needs
+it uses the ``data_root`` fixture (or ``require_data``): in CI (``CI=true``) a missing data set
+is a failure, elsewhere a skip with the reason.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+from CardiacLandmarksLib.config import data_root as _data_root  # noqa: E402
+
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+def require_data(*relative: str) -> Path:
+    """Path under the data root; fail in CI / skip elsewhere when it is missing."""
+    root = _data_root()
+    path = root.joinpath(*relative)
+    if not path.exists():
+        msg = f"real CMR data not found at {path} (set CARDIAC_LANDMARKS_DATA)"
+        if IN_CI:
+            pytest.fail(msg)
+        pytest.skip(msg)
+    return path
+
+
+@pytest.fixture(scope="session")
+def data_root() -> Path:
+    return require_data()
+
+
+@pytest.fixture(scope="session")
+def sunnybrook_dicom() -> Path:
+    return require_data("sunnybrook", "SCD0000101", "dicom")
+
+
+@pytest.fixture(scope="session")
+def acdc_dir() -> Path:
+    return require_data("acdc")

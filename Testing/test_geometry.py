@@ -1,0 +1,86 @@
+"""geometry.py: ijk <-> LPS round trips on oblique stacks with uneven gaps, LPS <-> RAS, anatomical axes.
+
+Expected positions are built by hand from the definition (origin + i*si*u + j*sj*v on the
+slice's own origin), not taken from the functions under test.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from CardiacLandmarksLib import geometry
+from CardiacLandmarksLib.errors import MissingGeometryError
+
+
+def _rotation(axis, angle) -> np.ndarray:
+    axis = np.asarray(axis, float) / np.linalg.norm(axis)
+    k = np.array([[0, -axis[2], axis[1]], [axis[2], 0, -axis[0]], [-axis[1], axis[0], 0]])
+    return np.eye(3) + np.sin(angle) * k + (1 - np.cos(angle)) * k @ k
+
+
+@pytest.fixture()
+def stack():
+    d = _rotation([0.2, -0.7, 0.4], 1.1)
+    heights = np.array([0.0, 8.0, 18.0, 26.5])  # uneven gaps along the normal
+    base = np.array([-40.0, 12.0, 95.0])
+    origins = base + heights[:, None] * d[:, 2]
+    origins[2] += 0.3 * d[:, 0]  # slice 2 shifted in plane (origins need not be collinear)
+    return d, (1.25, 1.5), origins
+
+
+def test_integer_voxels_match_definition(stack):
+    d, sp, origins = stack
+    for i, j, k in [(0, 0, 0), (10, 3, 1), (255, 200, 3), (7, 9, 2)]:
+        expected = origins[k] + i * sp[0] * d[:, 0] + j * sp[1] * d[:, 1]
+        np.testing.assert_allclose(geometry.ijk_to_lps(np.array([i, j, k], float), d, sp, origins), expected, atol=1e-9)
+
+
+def test_roundtrip_including_fractional_and_outside_slices(stack):
+    d, sp, origins = stack
+    rng = np.random.default_rng(3)
+    ijk = np.column_stack([rng.uniform(-5, 260, 200), rng.uniform(-5, 260, 200), rng.uniform(-0.8, 3.9, 200)])
+    lps = geometry.ijk_to_lps(ijk, d, sp, origins)
+    back = geometry.lps_to_ijk(lps, d, sp, origins)
+    np.testing.assert_allclose(back, ijk, atol=1e-6)
+
+
+def test_fractional_k_interpolates_between_uneven_slices(stack):
+    d, sp, origins = stack
+    # halfway between slices 1 (8 mm) and 2 (18 mm) lies 13 mm along the normal
+    p = geometry.ijk_to_lps(np.array([0.0, 0.0, 1.5]), d, sp, origins)
+    assert (p - origins[0]) @ d[:, 2] == pytest.approx(13.0)
+    k = geometry.lps_to_ijk(origins[0] + 13.0 * d[:, 2], d, sp, origins)[2]
+    assert k == pytest.approx(1.5)
+
+
+def test_single_slice(stack):
+    d, sp, origins = stack
+    one = origins[:1]
+    p = one[0] + 4 * sp[0] * d[:, 0] + 6 * sp[1] * d[:, 1] + 2.0 * d[:, 2]  # 2 mm off the plane
+    ijk = geometry.lps_to_ijk(p, d, sp, one)
+    np.testing.assert_allclose(ijk, [4.0, 6.0, 0.0], atol=1e-9)
+
+
+def test_unsorted_origins_rejected(stack):
+    d, sp, origins = stack
+    with pytest.raises(MissingGeometryError, match="increase"):
+        geometry.lps_to_ijk(origins[0], d, sp, origins[::-1])
+
+
+def test_lps_ras():
+    p = np.array([[1.0, -2.0, 3.0], [0.0, 5.5, -7.0]])
+    np.testing.assert_allclose(geometry.lps_to_ras(p), [[-1.0, 2.0, 3.0], [0.0, -5.5, -7.0]])
+    np.testing.assert_allclose(geometry.ras_to_lps(geometry.lps_to_ras(p)), p)
+
+
+def test_anatomical_axes_of_an_axial_plane():
+    # axial slice, i along patient left (+x LPS), j along posterior (+y LPS)
+    d = np.eye(3)
+    col, row = geometry.in_plane_anatomical_axes(d)
+    np.testing.assert_allclose(row, [0.0, 1.0, 0.0], atol=1e-12)  # rows run anterior -> posterior
+    np.testing.assert_allclose(col, [1.0, 0.0, 0.0], atol=1e-12)  # columns run right -> left
+    # a coronal plane (i = left, j = superior) contains no anterior-posterior direction
+    coronal = np.column_stack([[1.0, 0.0, 0.0], [0.0, 0.0, 1.0], [0.0, -1.0, 0.0]])
+    with pytest.raises(MissingGeometryError, match="anterior"):
+        geometry.in_plane_anatomical_axes(coronal)
