@@ -23,9 +23,29 @@ from ..models.unet import UNet2D, count_parameters
 from ..preprocessing import CANVAS_MM, CANVAS_PX
 from .augment import random_affine_batch, random_intensity
 from .losses import gaussian_targets, kl_dice_loss
+from .model_card import write_markdown
 from .sax_dataset import SAX_NAMES, SampleSet, acdc_cases, build_samples, paired_cases, split_by_patient
 
 log = logging.getLogger(__name__)
+
+RETRAIN_TEXT = """
+`cardiac-landmarks train --view sax --epochs 14 --seed 0 --device auto -o runs/sax` reads
+`$CARDIAC_LANDMARKS_DATA/acdc` (or `--data FOLDER` of `NAME.nii.gz` + `NAME_gt.nii.gz` pairs with
+ACDC labels 1 = RV, 2 = myocardium, 3 = LV cavity), splits by patient (seed), trains, calibrates the
+presence threshold on the validation patients and writes `sax_unet.pt`, `sax_unet.json`, `sax_unet.md`.
+Copy the three files into `Resources/Models/` to bundle them (the SHA256 in the card is checked on load).
+"""
+
+LABEL_RULE_TEXT = """
+No set carries expert landmark coordinates; labels come from the expert masks
+(`CardiacLandmarksLib/labels.py`): C-LV = LV cavity centroid; RV insertion points = the two ends of the
+arc along which the RV cavity touches the LV myocardium seen from C-LV (mean of the contact pixels within
+4 degrees of each end). A-RVI/I-RVI: ACDC has no patient orientation, so the stored display convention is
+used (RV on the viewer's left, anterior at the top; chirality rule, so in-plane rotation keeps the names
+and a mirror swaps them). At inference, images with real orientation are resampled to the same anatomical
+display, and A-RVI is finally the more anterior point in LPS. Slices with no LV cavity have no landmark,
+slices where the RV does not touch the myocardium have no RV insertion: the model learns "absent".
+"""
 
 
 @dataclass
@@ -38,7 +58,7 @@ class TrainConfig:
     weight_decay: float = 1e-4
     base_channels: int = 8
     depth: int = 4
-    crop_px: int = 160
+    crop_px: int = 144
     sigma_px: float = 2.5
     val_fraction: float = 0.2
     seed: int = 0
@@ -180,6 +200,7 @@ def train_sax(data: Path, out_dir: Path, cfg: TrainConfig, device: str = "cpu", 
         "sha256": sha256_file(weights),
     }
     (out_dir / "sax_unet.json").write_text(json.dumps(card, indent=2))
+    write_markdown(card, out_dir / "sax_unet.md", {"How to retrain": RETRAIN_TEXT, "Derived-label rule": LABEL_RULE_TEXT})
     return card
 
 

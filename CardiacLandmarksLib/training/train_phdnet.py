@@ -1,0 +1,349 @@
+"""Train PHD-Net (Schobs et al., ISBI 2021) on the SAX canvas samples and calibrate its confidence.
+
+Same samples, patient split (seed 0, 20% validation) and augmentation as the heatmap U-Net
+(:mod:`.train_sax`), so the validation patients are unseen by both networks. Targets per
+8x8-pixel patch and landmark (:func:`phdnet_targets`):
+
+* patch heatmap: Gaussian of the distance patch centre -> landmark (``sigma_hm_px``), 0
+  everywhere when the landmark is absent; loss = MSE (sigmoid output);
+* displacement: log-scaled (x, y) from the patch centre to the landmark; loss = MSE weighted
+  by a Gaussian around the landmark (``sigma_disp_px``), zero weight when absent.
+
+After training, Candidate Smoothing (:func:`..confidence.candidate_smoothing`) is run on the
+validation patients and the per-landmark thresholds are calibrated by the paper's rule
+(:func:`..confidence.calibrate_threshold`). Runs on one CPU thread in about 15 minutes.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..confidence import SmoothingResult, calibrate_threshold, candidate_smoothing
+from ..models.phdnet import PATCH, PHDNet, count_parameters, log_scale, patch_centres
+from ..preprocessing import CANVAS_MM
+from .augment import random_affine_batch, random_intensity
+from .sax_dataset import SAX_NAMES, SampleSet
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class PhdTrainConfig:
+    """Hyper-parameters (stored in the checkpoint and the model card)."""
+
+    epochs: int = 40
+    batch_size: int = 16
+    lr: float = 3e-3
+    weight_decay: float = 1e-4
+    width: int = 32
+    n_deep: int = 3
+    head_widths: tuple[int, ...] = (64, 96)
+    crop_px: int = 160
+    sigma_hm_px: float = 8.0
+    sigma_disp_px: float = 16.0
+    heatmap_loss_weight: float = 50.0
+    landmarks: tuple[str, ...] = tuple(SAX_NAMES)
+    val_fraction: float = 0.2
+    seed: int = 0
+    threads: int = 1
+
+
+def phdnet_targets(points: torch.Tensor, size: int, sigma_hm_px: float, sigma_disp_px: float,
+                   patch: int = PATCH) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """PHD-Net training targets for canvas points ``[n, L, 2]`` (x, y px; NaN = absent).
+
+    Returns:
+        ``(heatmap [n, L, g, g], log_displacement [n, L, 2, g, g], displacement_weight [n, L, g, g])``
+        with ``g = size / patch``; heatmap = exp(-d^2 / 2 sigma_hm^2) of the distance d (px)
+        from the patch centre to the landmark; weight = same with ``sigma_disp_px``; both 0 when absent.
+    """
+    g = size // patch
+    centres = patch_centres(g, g, patch)  # [g, g, 2]
+    present = torch.isfinite(points).all(-1)  # [n, L]
+    p = torch.nan_to_num(points, nan=0.0)
+    d = p[:, :, None, None, :] - centres[None, None]  # [n, L, g, g, 2]
+    d2 = (d**2).sum(-1)
+    pres = present[..., None, None].float()
+    hm = torch.exp(-d2 / (2 * sigma_hm_px**2)) * pres
+    w = torch.exp(-d2 / (2 * sigma_disp_px**2)) * pres
+    return hm, log_scale(d).permute(0, 1, 4, 2, 3), w
+
+
+def phdnet_loss(hm_logits: torch.Tensor, log_disp: torch.Tensor, targets: tuple, heatmap_weight: float) -> tuple[torch.Tensor, float, float]:
+    """``heatmap_weight`` x MSE(sigmoid heatmap) + Gaussian-weighted MSE of the log displacement.
+
+    Returns ``(loss, heatmap part, displacement part)``.
+    """
+    hm_t, disp_t, w = targets
+    hm_loss = ((torch.sigmoid(hm_logits) - hm_t) ** 2).mean()
+    se = ((log_disp - disp_t) ** 2).sum(2)  # [n, L, g, g]
+    disp_loss = (w * se).sum() / w.sum().clamp(min=1e-6)
+    return heatmap_weight * hm_loss + disp_loss, float(hm_loss.detach()), float(disp_loss.detach())
+
+
+def predict_outputs(model: PHDNet, images: np.ndarray, device: str = "cpu", batch: int = 32) -> tuple[np.ndarray, np.ndarray]:
+    """Heatmaps ``[n, L, h, w]`` in [0, 1] and displacements (px) ``[n, L, 2, h, w]`` of canvas images ``[n, H, W]``."""
+    model.eval()
+    hms, disps = [], []
+    with torch.inference_mode():
+        for s in range(0, len(images), batch):
+            x = torch.from_numpy(np.ascontiguousarray(images[s : s + batch]))[:, None].to(device)
+            hm, disp = model.predict(x)
+            hms.append(hm.cpu().numpy())
+            disps.append(disp.cpu().numpy())
+    return np.concatenate(hms), np.concatenate(disps)
+
+
+def smooth_all(hm: np.ndarray, disp: np.ndarray, image_size: tuple[int, int], batch: int = 64,
+               return_maps: bool = False, **kw) -> SmoothingResult:
+    """:func:`candidate_smoothing` in chunks (bounded memory)."""
+    parts = [candidate_smoothing(hm[s : s + batch], disp[s : s + batch], image_size=image_size, return_maps=return_maps, **kw)
+             for s in range(0, len(hm), batch)]
+    maps = np.concatenate([p.maps for p in parts]) if return_maps else None
+    return SmoothingResult(np.concatenate([p.xy for p in parts]), np.concatenate([p.confidence for p in parts]), maps)
+
+
+def errors_mm(xy: np.ndarray, samples: SampleSet, landmark_index: list[int]) -> np.ndarray:
+    """L2 error (mm) ``[N, L]`` of canvas predictions against the samples' points (NaN where absent)."""
+    ref = samples.points[:, landmark_index]
+    return np.linalg.norm(xy - ref, axis=-1) * CANVAS_MM
+
+
+def calibrate_found(conf: np.ndarray, present: np.ndarray) -> float:
+    """Presence threshold on the raw confidence maximising balanced accuracy (PHD-Net used alone)."""
+    best, best_t = -1.0, 0.0
+    for t in np.quantile(conf, np.linspace(0.0, 0.99, 100)):
+        f = conf >= t
+        score = (f & present).sum() / max(1, present.sum()) + (~f & ~present).sum() / max(1, (~present).sum())
+        if score > best:
+            best, best_t = score, float(t)
+    return best_t
+
+
+def calibrate(result: SmoothingResult, samples: SampleSet, names: tuple[str, ...], worst_fraction: float = 0.1) -> dict:
+    """Per landmark: presence threshold and the paper's high-confidence threshold on the validation samples."""
+    idx = [SAX_NAMES.index(n) for n in names]
+    err = errors_mm(result.xy, samples, idx)
+    out: dict = {"found": {}, "high_confidence": {}}
+    for j, name in enumerate(names):
+        pres = samples.present[:, idx[j]]
+        out["found"][name] = calibrate_found(result.confidence[:, j], pres)
+        ok = pres & (result.confidence[:, j] >= out["found"][name])
+        out["high_confidence"][name] = calibrate_threshold(result.confidence[ok, j], err[ok, j], worst_fraction)
+    return out
+
+
+def train_phdnet(train: SampleSet, val: SampleSet, out_path: Path | None, cfg: PhdTrainConfig,
+                 device: str = "cpu", progress: bool = True) -> tuple[PHDNet, dict]:
+    """Train one PHD-Net for ``cfg.landmarks`` on canvas samples; keep the epoch with the lowest validation error.
+
+    Args:
+        train, val: :class:`SampleSet` from :func:`.sax_dataset.build_samples` (split by patient).
+        out_path: checkpoint written after every epoch (latest) and at the end (best); None = none.
+        cfg: hyper-parameters; device: torch device.
+
+    Returns:
+        ``(model with the best weights, info dict: history, seconds, parameters, best epoch)``.
+    """
+    torch.manual_seed(cfg.seed)
+    np.random.seed(cfg.seed)
+    torch.set_num_threads(cfg.threads)
+    t0 = time.time()
+    idx = [SAX_NAMES.index(n) for n in cfg.landmarks]
+    model = PHDNet(len(idx), 1, cfg.width, cfg.n_deep, tuple(cfg.head_widths)).to(device)
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    steps = int(np.ceil(len(train.images) / cfg.batch_size))
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=cfg.epochs * steps, pct_start=0.15)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    imgs = torch.from_numpy(train.images)[:, None]
+    pts = torch.from_numpy(train.points)  # all SAX landmarks: the mirror swap of augment needs A/I at 0/1
+    history, best = [], (np.inf, None, 0)
+    size = val.images.shape[1:]
+    for epoch in range(cfg.epochs):
+        model.train()
+        perm = torch.randperm(len(imgs), generator=gen)
+        parts = []
+        for s in range(0, len(perm), cfg.batch_size):
+            b = perm[s : s + cfg.batch_size]
+            x, p = random_affine_batch(imgs[b], pts[b], cfg.crop_px, gen)
+            x = random_intensity(x, gen)
+            targets = phdnet_targets(p[:, idx], cfg.crop_px, cfg.sigma_hm_px, cfg.sigma_disp_px)
+            hm, disp = model(x.to(device))
+            loss, lh, ld = phdnet_loss(hm, disp, tuple(t.to(device) for t in targets), cfg.heatmap_loss_weight)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            sched.step()
+            parts.append((float(loss.detach()), lh, ld))
+        hm_v, disp_v = predict_outputs(model, val.images, device)
+        res = smooth_all(hm_v, disp_v, size)
+        err = errors_mm(res.xy, val, idx)
+        pres = val.present[:, idx]
+        per_lm = [float(err[pres[:, j], j].mean()) for j in range(len(idx))]
+        score = float(np.mean(per_lm))
+        mean_parts = np.mean(parts, 0)
+        history.append({"epoch": epoch + 1, "loss": float(mean_parts[0]), "heatmap_mse": float(mean_parts[1]),
+                        "displacement_mse": float(mean_parts[2]), "val_mean_error_mm": score,
+                        **{f"{n}_err": e for n, e in zip(cfg.landmarks, per_lm)}})
+        msg = (f"epoch {epoch + 1}/{cfg.epochs} loss {mean_parts[0]:.4f} (hm {mean_parts[1]:.5f} disp {mean_parts[2]:.4f}) "
+               f"val err mm " + " ".join(f"{n}={e:.2f}" for n, e in zip(cfg.landmarks, per_lm)) + f" ({time.time() - t0:.0f} s)")
+        log.info(msg)
+        if progress:
+            print(msg, flush=True)
+        if score < best[0]:
+            best = (score, {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}, epoch + 1)
+        if out_path is not None:
+            save_checkpoint(model.state_dict(), cfg, Path(out_path))
+    model.load_state_dict(best[1])
+    if out_path is not None:
+        save_checkpoint(model.state_dict(), cfg, Path(out_path))
+    info = {"history": history, "seconds": round(time.time() - t0), "parameters": count_parameters(model),
+            "n_train_samples": len(train.images), "n_val_samples": len(val.images),
+            "best_epoch": best[2], "best_val_mean_error_mm": best[0]}
+    return model, info
+
+
+def save_checkpoint(state: dict, cfg: PhdTrainConfig, path: Path) -> None:
+    """Atomic ``torch.save({"state_dict", "config"})``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save({"state_dict": state, "config": asdict(cfg)}, tmp)
+    tmp.replace(path)
+
+
+def write_bundle(model: PHDNet, cfg: PhdTrainConfig, info: dict, out_dir: Path, unet, sets: dict[str, SampleSet],
+                 shipped: dict, extra: dict | None = None, smoothing: dict | None = None) -> dict:
+    """Write ``sax_phdnet.pt`` + calibrated card ``sax_phdnet.json`` / ``.md`` into ``out_dir``.
+
+    Args:
+        model, cfg, info: from :func:`train_phdnet`.
+        out_dir: e.g. ``Resources/Models``.
+        unet: the heatmap U-Net the confidence is shipped with (``.predict``, ``.card``).
+        sets: ``{name: SampleSet}``, the first being the ACDC validation patients (calibration).
+        shipped: ``{"mode": "support"|"phdnet", "support_radius_px": float, "why": str}``.
+        extra: more card entries (e.g. the multi- vs single-landmark comparison).
+        smoothing: Candidate Smoothing settings (default the function's defaults).
+
+    Returns:
+        The card dict.
+    """
+    from ..confidence import PhdNetConfidence
+    from ..evaluation_confidence import METHODS, confidence_table, format_confidence_table
+    from ..inference import sha256_file
+    from ..preprocessing import CANVAS_PX
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    weights = out_dir / "sax_phdnet.pt"
+    save_checkpoint(model.state_dict(), cfg, weights)
+    smoothing = dict(smoothing or {"region": 5, "vote_sigma": 1.0, "smooth_sigma": 2.0})
+    names = tuple(cfg.landmarks)
+    val = next(iter(sets.values()))
+    hm, disp = predict_outputs(model, val.images)
+    own = calibrate(smooth_all(hm, disp, val.images.shape[1:], **smoothing), val, names)
+    card = {
+        "name": "sax_phdnet",
+        "version": "1.0.0",
+        "view": "sax",
+        "landmarks": list(names),
+        "purpose": "confidence (high/low flag) of the SAX landmarks; positions come from the heatmap U-Net "
+                   "unless shipped.mode is 'phdnet'",
+        "method": "PHD-Net + Candidate Smoothing, Schobs, Swift, Lu, 'Confidence-quantifying landmark localisation "
+                  "for cardiac MRI', IEEE ISBI 2021",
+        "architecture": {"type": "PHDNet", "n_landmarks": len(names), "in_channels": 1, "width": cfg.width,
+                         "n_deep": cfg.n_deep, "head_widths": list(cfg.head_widths), "patch_px": PATCH,
+                         "parameters": count_parameters(model)},
+        "input": {"canvas_mm": CANVAS_MM, "canvas_px": CANVAS_PX,
+                  "intensity": "per-image 1st-99th percentile to [0,1], clipped at 1.5 (as the U-Net)"},
+        "candidate_smoothing": smoothing,
+        "shipped": dict(shipped),
+        "thresholds": {"found": own["found"], "high_confidence": {}, "phdnet_own": own["high_confidence"],
+                       "rule": "per landmark: error-weighted mean confidence of the 10% least accurate validation "
+                               "predictions (Schobs et al. 2021); flag high when confidence > threshold"},
+        "training": {"data": "ACDC (Bernard et al., IEEE TMI 2018), CC BY-NC-SA 4.0; landmarks derived from expert masks",
+                     "split": "by patient, stratified by group, val_fraction 0.2, seed 0 (same as sax_unet)",
+                     "config": asdict(cfg), **{k: v for k, v in info.items() if k != "history"},
+                     "history": info.get("history", [])},
+        "unet": unet.card.get("sha256") if hasattr(unet, "card") else None,
+        **(extra or {}),
+    }
+    card["sha256"] = sha256_file(weights)
+    tmp_json = out_dir / "sax_phdnet.json"
+    tmp_json.write_text(json.dumps(card, indent=2))
+    phd = PhdNetConfidence.load("cpu", models_dir=out_dir)
+    rows = confidence_table(unet=unet, phd=phd, per_landmark=True, sets=sets)
+    method = "phdnet" if shipped.get("mode") == "phdnet" else "unet+phdnet"
+    card["thresholds"]["high_confidence"] = dict(rows[[r["method"] for r in rows].index(method)]["thresholds"])
+    card["thresholds"]["by_method"] = {m: next(r["thresholds"] for r in rows if r["method"] == m) for m in METHODS}
+    card["evaluation"] = rows
+    card["evaluation_text"] = format_confidence_table([r for r in rows if r["landmark"] == "all"])
+    _atomic_text(out_dir / "sax_phdnet.json", json.dumps(card, indent=2, default=_jsonable))
+    _atomic_text(out_dir / "sax_phdnet.md", card_markdown(card))
+    return card
+
+
+def _jsonable(x):
+    if isinstance(x, np.generic):
+        return x.item()
+    if isinstance(x, np.ndarray):
+        return x.tolist()
+    raise TypeError(f"not JSON serialisable: {type(x)}")
+
+
+def _atomic_text(path: Path, text: str) -> None:
+    from ..fileio import atomic_write_text
+
+    atomic_write_text(path, text)
+
+
+def card_markdown(card: dict) -> str:
+    """Human-readable model card (Markdown) from the card dict."""
+    arch, sh = card["architecture"], card["shipped"]
+    thr = card["thresholds"]
+    lines = [
+        f"# {card['name']} {card['version']}: PHD-Net landmark confidence (SAX)",
+        "",
+        f"**Method**: {card['method']}.",
+        "",
+        f"**Purpose**: {card['purpose']}.",
+        "",
+        f"**Architecture**: {arch['type']}, three 3x3 conv + BN + ReLU + 2x2 max-pool stages (8x8-pixel patches), "
+        f"{arch['n_deep']} more 3x3 convs at patch resolution, width {arch['width']}, two 1x1-conv branches "
+        f"({'-'.join(str(w) for w in arch['head_widths'])}): patch heatmap ({arch['n_landmarks']} ch, sigmoid) and "
+        f"log-scaled displacement ({2 * arch['n_landmarks']} ch); {arch['parameters']:,} parameters.",
+        "",
+        f"**Input**: canvas {card['input']['canvas_px']} px at {card['input']['canvas_mm']} mm/px, {card['input']['intensity']}.",
+        "",
+        f"**Candidate Smoothing**: {card['candidate_smoothing']}.",
+        "",
+        f"**Shipped confidence**: mode `{sh.get('mode')}`" + (f", support radius {sh.get('support_radius_px')} px" if sh.get("mode") == "support" else "") + ".",
+        "",
+        sh.get("why", ""),
+        "",
+        "## Thresholds (flag high when confidence > threshold)",
+        "",
+        f"Rule: {thr['rule']}.",
+        "",
+        "| landmark | shipped high-confidence | PHD-Net presence (alone) | PHD-Net own high |",
+        "|---|---|---|---|",
+    ]
+    for n in card["landmarks"]:
+        lines.append(f"| {n} | {thr['high_confidence'].get(n, float('nan')):.4f} | {thr['found'][n]:.4f} | {thr['phdnet_own'][n]:.4f} |")
+    lines += ["", "## Evaluation (Schobs et al. 2021, Table 2 layout)", "", "```", card.get("evaluation_text", ""), "```", ""]
+    for key in ("comparison_multi_vs_single", "notes"):
+        if key in card:
+            lines += [f"## {key.replace('_', ' ')}", "", "```", json.dumps(card[key], indent=1, default=_jsonable), "```", ""]
+    tr = card["training"]
+    lines += ["## Training", "", f"Data: {tr['data']}. Split: {tr['split']}.",
+              f"Config: `{json.dumps(tr['config'], default=_jsonable)}`. Best epoch {tr.get('best_epoch')}, "
+              f"{tr.get('seconds')} s on CPU.",
+              "", "Retrain: `CardiacLandmarksLib.training.train_phdnet` (see `scripts` in the module docstring): "
+              "`train_phdnet(...)` then `write_bundle(...)`.", "", f"SHA256 of the weights: `{card['sha256']}`", ""]
+    return "\n".join(lines)

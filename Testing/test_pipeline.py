@@ -1,0 +1,148 @@
+"""End-to-end SAX detection with the bundled model on real data, model integrity, cancel/progress, CLI."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+from matplotlib.path import Path as Polygon
+
+from CardiacLandmarksLib.config import models_root
+from CardiacLandmarksLib.errors import ModelIntegrityError, WrongViewError
+from CardiacLandmarksLib.landmarks import Landmark, LandmarkSet
+
+
+@pytest.fixture(scope="module")
+def sunnybrook_series(sunnybrook_dicom):
+    from CardiacLandmarksLib.series import load_series
+
+    return load_series(sunnybrook_dicom)
+
+
+@pytest.fixture(scope="module")
+def sunnybrook_result(sunnybrook_series):
+    from CardiacLandmarksLib.pipeline import detect_landmarks
+
+    calls = []
+    res = detect_landmarks(sunnybrook_series, device="cpu", progress=lambda d, t: calls.append((d, t)))
+    return res, calls
+
+
+def test_model_checksum_mismatch_is_named(tmp_path):
+    from CardiacLandmarksLib.inference import load_model
+
+    for ext in (".pt", ".json"):
+        shutil.copy(models_root() / f"sax_unet{ext}", tmp_path / f"sax_unet{ext}")
+    with open(tmp_path / "sax_unet.pt", "ab") as fh:
+        fh.write(b"\0")
+    with pytest.raises(ModelIntegrityError, match="SHA256"):
+        load_model("sax", "cpu", models_dir=tmp_path)
+    (tmp_path / "sax_unet.json").unlink()
+    with pytest.raises(ModelIntegrityError, match="model card"):
+        load_model("sax", "cpu", models_dir=tmp_path)
+
+
+def test_sunnybrook_cine_every_slice_and_phase(sunnybrook_series, sunnybrook_result):
+    res, calls = sunnybrook_result
+    s = sunnybrook_series
+    assert len(res.landmarks) == 3 * s.n_slices * s.n_phases
+    assert calls[-1] == (s.n_slices * s.n_phases, s.n_slices * s.n_phases)
+    assert all(b[0] >= a[0] for a, b in zip(calls, calls[1:]))
+    # geometry-based naming: A-RVI is the more anterior (smaller LPS y) of the pair
+    for k, t in res.slices_phases():
+        a, i = res.get("A-RVI", k, t), res.get("I-RVI", k, t)
+        if a.found and i.found:
+            assert a.position[1] <= i.position[1] + 1e-9
+    # positions and ijk agree through the series geometry
+    found = [lm for lm in res.landmarks if lm.found]
+    assert len(found) > 0.5 * len(res.landmarks)
+    for lm in found[:50]:
+        np.testing.assert_allclose(s.ijk_to_lps(lm.ijk), lm.position, atol=1e-6)
+    assert any(m.name == "RVI angle" for m in res.measurements)
+
+
+def test_sunnybrook_c_lv_inside_expert_endocardial_contour(sunnybrook_dicom, sunnybrook_series, sunnybrook_result):
+    """C-LV must fall inside the expert LV endocardial contour (independent manual label) on contoured images."""
+    res, _ = sunnybrook_result
+    s = sunnybrook_series
+    inst = np.asarray(s.metadata["instance_numbers"])  # [t][k]
+    contours = sorted((sunnybrook_dicom.parent / "contours" / "i-contours").glob("*-icontour-manual.txt"))
+    assert contours
+    inside = total = 0
+    for f in contours:
+        number = int(f.name.split("-")[2])
+        t, k = map(int, np.argwhere(inst == number)[0])
+        xy = np.loadtxt(f)  # x = column, y = row (pixels)
+        lm = res.get("C-LV", k, t)
+        total += 1
+        if lm.found and Polygon(xy).contains_point(lm.ijk[:2]):
+            inside += 1
+    assert inside / total >= 0.85, f"C-LV inside the expert contour on {inside}/{total} images"
+
+
+def test_acdc_validation_patient_accuracy(acdc_dir):
+    from CardiacLandmarksLib.evaluation import evaluate_case, summarise
+    from CardiacLandmarksLib.inference import load_model, read_card
+    from CardiacLandmarksLib.pipeline import detect_landmarks
+    from CardiacLandmarksLib.training.sax_dataset import acdc_cases
+
+    val = read_card("sax_unet")["training"]["val_patients"]
+    cases = [c for c in acdc_cases(acdc_dir) if c.patient in val[:3]]
+    assert len(cases) == 6
+    model = load_model("sax", "cpu")
+    summary = summarise([evaluate_case(c, lambda s: detect_landmarks(s, model=model)) for c in cases])
+    assert summary["C-LV"]["detection_rate"] >= 0.9
+    assert summary["C-LV"]["mean_error_mm"] < 4.0
+    for name in ("A-RVI", "I-RVI"):
+        assert summary[name]["detection_rate"] >= 0.8
+        assert summary[name]["mean_error_mm"] < 7.0
+
+
+def test_wrong_view_and_cancel(sunnybrook_series):
+    from dataclasses import replace
+
+    from CardiacLandmarksLib.pipeline import Cancelled, detect_landmarks
+
+    with pytest.raises(WrongViewError, match="4CH"):
+        detect_landmarks(replace(sunnybrook_series, view="4ch"), device="cpu")
+    with pytest.raises(Cancelled):
+        detect_landmarks(sunnybrook_series, device="cpu", cancel=lambda: True)
+
+
+def test_geometry_naming_swaps_posterior_a_rvi():
+    from CardiacLandmarksLib.pipeline import name_rvi_by_geometry
+    from CardiacLandmarksLib.series import CMRSeries
+
+    s = CMRSeries(np.zeros((1, 1, 4, 4), np.float32), (1, 1, 1), np.eye(3), np.zeros((1, 3)))
+    a = Landmark("A-RVI", 0, 0, True, np.array([0.0, 10.0, 0.0]), np.array([0.0, 10.0, 0.0]), 0.9, "high")
+    i = Landmark("I-RVI", 0, 0, True, np.array([0.0, -10.0, 0.0]), np.array([0.0, -10.0, 0.0]), 0.4, "low")
+    ls = LandmarkSet("x", "sax", {}, [a, i])
+    assert name_rvi_by_geometry(ls, s) == 1
+    assert ls.get("A-RVI", 0).position[1] == -10.0 and ls.get("A-RVI", 0).confidence == 0.4
+    s.orientation_known = False
+    assert name_rvi_by_geometry(ls, s) == 0
+
+
+def test_cli_detect_acdc_writes_every_output(acdc_dir, tmp_path):
+    from CardiacLandmarksLib.cli import main
+
+    out = tmp_path / "out"
+    assert main(["detect", str(acdc_dir / "patient001_ED.nii.gz"), "-o", str(out), "--device", "cpu", "--no-progress"]) == 0
+    doc = json.loads((out / "landmarks.json").read_text())
+    assert doc["coordinate_system"] == "LPS" and doc["units"] == "mm" and doc["view"] == "sax"
+    assert set(doc["model"]) >= {"name", "version", "sha256"}
+    assert len(doc["landmarks"]) == 3 * 10
+    keys = {"name", "slice", "phase", "found", "position", "ijk", "confidence", "flag"}
+    assert all(keys <= set(lm) for lm in doc["landmarks"])
+    assert {lm["flag"] for lm in doc["landmarks"]} <= {"high", "low", "absent"}
+    assert list(out.glob("*.mrk.json")) and list(out.glob("*_overlay.png"))
+    assert (out / "measurements.csv").read_text().startswith("name,slice,phase,value,unit")
+
+
+def test_cli_reports_missing_input(tmp_path, capsys):
+    from CardiacLandmarksLib.cli import main
+
+    assert main(["detect", str(tmp_path / "nope.nii.gz"), "-o", str(tmp_path / "o")]) == 1
+    assert "nope.nii.gz" in capsys.readouterr().err
