@@ -111,6 +111,8 @@ def write_outputs(series, lmset, out: Path) -> list[Path]:
 def _stem(source: str) -> str:
     p = Path(source)
     name = p.name
+    if p.suffix == "" and name.lower() in ("dicom", "dcm", "images", "data", "series") and p.parent.name:
+        name = p.parent.name  # a generic DICOM folder name: use the folder above (e.g. the patient id)
     for ext in (".nii.gz", ".nii", ".nrrd", ".mha", ".dcm"):
         if name.endswith(ext):
             return name[: -len(ext)]

@@ -61,6 +61,16 @@ def name_rvi_by_geometry(lmset: LandmarkSet, series: CMRSeries) -> int:
     return swaps
 
 
+def per_landmark_thresholds(card: dict, key: str, names, default) -> dict[str, float]:
+    """``card["thresholds"][key]`` as ``{name: value}`` (a card may hold one number for all landmarks)."""
+    value = card.get("thresholds", {}).get(key)
+    if value is None:
+        value = default
+    if isinstance(value, dict):
+        return {n: float(value.get(n, default[n] if isinstance(default, dict) else default)) for n in names}
+    return {n: float(value) for n in names}
+
+
 def detect_landmarks(
     series: CMRSeries,
     view: str = "sax",
@@ -96,9 +106,8 @@ def detect_landmarks(
         raise InvalidImageError(f"series {series.source!r} contains NaN or infinite pixel values")
     model = model or load_model(view, device)
     names = LANDMARKS_BY_VIEW[view]
-    thr = model.card.get("thresholds", {})
-    found_t = float(thr.get("found", 0.3))
-    high_t = float(thr.get("high_confidence", found_t))
+    found_t = per_landmark_thresholds(model.card, "found", names, 0.3)
+    high_t = per_landmark_thresholds(model.card, "high_confidence", names, found_t)
     total = series.n_phases * series.n_slices
     lmset = LandmarkSet(source=series.source, view=view, model=model.describe())
     jobs = [(k, t) for k in range(series.n_slices) for t in range(series.n_phases)]
@@ -116,10 +125,10 @@ def detect_landmarks(
             ijk_all = grids[k].canvas_to_ijk(xy[n])
             for c, name in enumerate(names):
                 p = float(peak[n, c])
-                found = p >= found_t
+                found = p >= found_t[name]
                 ijk = ijk_all[c] if found else np.full(3, np.nan)
                 pos = series.ijk_to_lps(ijk) if found else np.full(3, np.nan)
-                flag = "absent" if not found else ("high" if p >= high_t else "low")
+                flag = "absent" if not found else ("high" if p >= high_t[name] else "low")
                 lmset.landmarks.append(Landmark(name, k, t, found, pos, ijk, p if found else 0.0, flag))
         done += len(chunk)
         if progress is not None:

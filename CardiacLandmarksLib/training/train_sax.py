@@ -63,6 +63,7 @@ class TrainConfig:
     val_fraction: float = 0.2
     seed: int = 0
     threads: int = 2
+    init_weights: str | None = None  # continue from a checkpoint (fine-tuning)
 
 
 def _train_val(data: Path, cfg: TrainConfig):
@@ -83,10 +84,10 @@ def predict_probs(model: torch.nn.Module, images: np.ndarray, device: str = "cpu
     return np.concatenate(out)
 
 
-def validation_metrics(probs: np.ndarray, samples: SampleSet, found_threshold: float) -> dict:
+def validation_metrics(probs: np.ndarray, samples: SampleSet, found_threshold: float | list[float]) -> dict:
     """Detection rate, false-positive rate and L2 error (mm) per landmark on canvas samples."""
     xy, peak = decode_heatmaps(probs)
-    found = peak >= found_threshold
+    found = peak >= np.broadcast_to(np.asarray(found_threshold, float), (peak.shape[1],))
     res = {}
     for n, name in enumerate(SAX_NAMES):
         pres = samples.present[:, n]
@@ -103,18 +104,43 @@ def validation_metrics(probs: np.ndarray, samples: SampleSet, found_threshold: f
     return res
 
 
-def calibrate_found_threshold(probs: np.ndarray, samples: SampleSet) -> float:
-    """Presence threshold maximising balanced accuracy of found vs. present over all landmarks."""
+def calibrate_found_threshold(probs: np.ndarray, samples: SampleSet, min_detection: float = 0.95) -> list[float]:
+    """Per-landmark presence threshold on the peak probability.
+
+    Among thresholds that keep the detection rate (found / present) at or above
+    ``min_detection``, the one with the best Youden index (TPR + TNR - 1) is taken, so the model
+    says "absent" as often as it can without missing more than 5% of real landmarks.
+    """
     _, peak = decode_heatmaps(probs)
-    best, best_t = -1.0, 0.3
-    for t in np.linspace(0.05, 0.8, 31):
-        f = peak >= t
-        tpr = (f & samples.present).sum() / max(1, samples.present.sum())
-        tnr = (~f & ~samples.present).sum() / max(1, (~samples.present).sum())
-        score = tpr + tnr
-        if score > best:
-            best, best_t = score, float(t)
-    return best_t
+    out = []
+    for n in range(peak.shape[1]):
+        pres = samples.present[:, n]
+        best, best_t, fallback = -2.0, None, (-1.0, 0.3)
+        for t in np.linspace(0.05, 0.8, 31):
+            f = peak[:, n] >= t
+            tpr = (f & pres).sum() / max(1, pres.sum())
+            tnr = (~f & ~pres).sum() / max(1, (~pres).sum())
+            if tpr > fallback[0]:
+                fallback = (tpr, float(t))
+            if tpr >= min_detection and tpr + tnr - 1 > best:
+                best, best_t = tpr + tnr - 1, float(t)
+        out.append(best_t if best_t is not None else fallback[1])
+    return out
+
+
+def calibrate_high_threshold(probs: np.ndarray, samples: SampleSet, found_t: list[float]) -> list[float]:
+    """Per-landmark high/low threshold on the peak probability by the rule of Schobs et al. (PHD-Net, ISBI 2021):
+    error-weighted mean peak of the 10% least accurate validation detections
+    (:func:`CardiacLandmarksLib.confidence.calibrate_threshold`)."""
+    from ..confidence import calibrate_threshold
+
+    xy, peak = decode_heatmaps(probs)
+    err = np.linalg.norm(xy - samples.points, axis=-1) * CANVAS_MM
+    out = []
+    for n, t in enumerate(found_t):
+        hit = samples.present[:, n] & (peak[:, n] >= t)
+        out.append(max(t, calibrate_threshold(peak[hit, n], err[hit, n])) if hit.any() else t)
+    return out
 
 
 def train_sax(data: Path, out_dir: Path, cfg: TrainConfig, device: str = "cpu", progress: bool = True) -> dict:
@@ -135,6 +161,8 @@ def train_sax(data: Path, out_dir: Path, cfg: TrainConfig, device: str = "cpu", 
              len({c.patient for c in train_cases}), len(val.images), len({c.patient for c in val_cases}), time.time() - t0)
     model = UNet2D(1, len(SAX_NAMES) + 1, cfg.base_channels, cfg.depth)
     model.init_background_prior()
+    if cfg.init_weights:
+        model.load_state_dict(torch.load(cfg.init_weights, map_location="cpu", weights_only=True)["state_dict"])
     model = model.to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     steps_per_epoch = int(np.ceil(len(train.images) / cfg.batch_size))
@@ -176,6 +204,7 @@ def train_sax(data: Path, out_dir: Path, cfg: TrainConfig, device: str = "cpu", 
     model.load_state_dict(best[1])
     probs = predict_probs(model, val.images, device)
     found_t = calibrate_found_threshold(probs, val)
+    high_t = calibrate_high_threshold(probs, val, found_t)
     metrics = validation_metrics(probs, val, found_t)
     weights = out_dir / "sax_unet.pt"
     _save(model.state_dict(), cfg, weights)
@@ -189,7 +218,7 @@ def train_sax(data: Path, out_dir: Path, cfg: TrainConfig, device: str = "cpu", 
                          "parameters": count_parameters(model)},
         "input": {"canvas_mm": CANVAS_MM, "canvas_px": CANVAS_PX,
                   "intensity": "per-image 1st-99th percentile to [0,1], clipped at 1.5"},
-        "thresholds": {"found": found_t, "high_confidence": found_t},
+        "thresholds": {"found": dict(zip(SAX_NAMES, found_t)), "high_confidence": dict(zip(SAX_NAMES, high_t))},
         "training": {"data": "ACDC (Bernard et al., IEEE TMI 2018), 80 patients x ED/ES, CC BY-NC-SA 4.0",
                      "train_patients": sorted({c.patient for c in train_cases}),
                      "val_patients": sorted({c.patient for c in val_cases}),
