@@ -164,8 +164,13 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     except ImportError:
         pass
     else:
+        from .errors import CardiacLandmarksError
+
         print()
-        print(format_confidence_table(confidence_table(cases, device=args.device)))
+        try:
+            print(format_confidence_table(confidence_table(cases, device=args.device)))
+        except CardiacLandmarksError as exc:
+            print(f"(confidence table skipped: {exc})")
     if args.json:
         Path(args.json).write_text(json.dumps(summary, indent=2))
     return 0

@@ -80,13 +80,28 @@ class LoadedModel:
     batch_size: int = 32
 
     def predict(self, images: np.ndarray) -> np.ndarray:
+        """Softmax maps ``[n, C, H, W]`` for canvas images ``[n, H, W]``.
+
+        When the card's ``input.mirror_tta`` names a channel pair (e.g. ``[0, 1]`` = A-RVI, I-RVI),
+        the mirrored image is also run and averaged back in with that pair swapped (a mirror swaps
+        anterior and inferior under the display convention).
+        """
         import torch
 
+        pair = self.card.get("input", {}).get("mirror_tta")
         out = []
         with torch.inference_mode():
             for s in range(0, len(images), self.batch_size):
-                x = torch.from_numpy(np.ascontiguousarray(images[s : s + self.batch_size], np.float32))[:, None]
-                out.append(torch.softmax(self.net(x.to(self.device)), 1).float().cpu().numpy())
+                x = torch.from_numpy(np.ascontiguousarray(images[s : s + self.batch_size], np.float32))[:, None].to(self.device)
+                if pair:
+                    x = torch.cat([x, torch.flip(x, dims=[-1])])
+                p = torch.softmax(self.net(x), 1)
+                if pair:
+                    n = p.shape[0] // 2
+                    order = list(range(p.shape[1]))
+                    order[pair[0]], order[pair[1]] = pair[1], pair[0]
+                    p = 0.5 * (p[:n] + torch.flip(p[n:], dims=[-1])[:, order])
+                out.append(p.float().cpu().numpy())
         return np.concatenate(out) if out else np.zeros((0,), np.float32)
 
     def describe(self) -> dict:

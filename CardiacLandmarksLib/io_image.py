@@ -196,7 +196,7 @@ def load_image(path: str | Path, *, time_axis: str = "auto") -> CMRSeries:
         # with unit "seconds" and a default step of 1, whatever the data; it is kept in metadata.
         time_step = {"file_time_step": spacing[3], "file_time_unit": _nifti_time_unit(meta)}
 
-    known, reason = _orientation_known(d3, o3, sp3, size3)
+    known, reason = orientation_known(d3, o3, sp3, size3)
     series = CMRSeries(
         pixels=pixels,
         spacing=tuple(float(s) for s in new_spacing),  # type: ignore[arg-type]
@@ -310,7 +310,7 @@ def _resolve_time_axis(time_axis: str, size: tuple[int, ...], spacing: tuple[flo
     return "none"
 
 
-def _orientation_known(
+def orientation_known(
     d3: np.ndarray, o3: np.ndarray, sp3: tuple[float, ...], size3: tuple[int, ...]
 ) -> tuple[bool, str]:
     """Placeholder-affine heuristic, see the module docstring. Returns (known, reason)."""

@@ -77,7 +77,7 @@ def parse_control_point_label(label: str) -> tuple[str, int, int] | None:
     return m.group("name"), int(m.group("slice")), int(m.group("phase"))
 
 
-def _description(lm: Landmark) -> str:
+def control_point_description(lm: Landmark) -> str:
     if lm.corrected:
         return "placed by user" if lm.found else "marked absent by user"
     if not lm.found:
@@ -108,7 +108,7 @@ def markups_dict(lmset: LandmarkSet, landmarks: list[Landmark] | None = None, na
         cp: dict = {
             "id": str(idx + 1),
             "label": control_point_label(lm.name, lm.slice, lm.phase),
-            "description": _description(lm),
+            "description": control_point_description(lm),
             "associatedNodeID": "",
         }
         pos = np.asarray(lm.position, float)

@@ -14,7 +14,8 @@ C-LV -> A-RVI about C-LV, measured in the slice plane
 * **positive towards the patient's right** (the septum / RV side), i.e. counter-clockwise in
   the standard display, which looks at the slice from the apex; equivalently, positive by the
   right-hand rule about the plane normal that points to the viewer (towards the apex for a
-  SAX plane). A typical A-RVI lies at roughly +20 to +70 degrees.
+  SAX plane). Its value depends on how the heart is rotated in the chest: on the Sunnybrook
+  cine, where the RV lies on top of the LV, A-RVI is anterior-left of C-LV and the angle is negative.
 
 When the series carries no patient orientation (``CMRSeries.orientation_known`` False, e.g.
 the ACDC NIfTI copies with an identity affine) the stored display convention stands in for

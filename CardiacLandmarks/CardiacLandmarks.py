@@ -1,0 +1,1239 @@
+"""CardiacLandmarks: cardiac MR landmarks with confidence flags and live correction in 3D Slicer.
+
+The module follows Slicer's scripted-module template: ``CardiacLandmarks`` (metadata),
+``CardiacLandmarksParameterNode`` (``@parameterNodeWrapper``), ``CardiacLandmarksWidget``
+(GUI <-> parameter node), ``CardiacLandmarksLogic`` (GUI-free, usable from the Python console
+as ``slicer.util.getModuleLogic("CardiacLandmarks")``) and ``CardiacLandmarksTest``.
+
+All numerical work is done by the pure-Python library ``CardiacLandmarksLib`` (the same code
+as the ``cardiac-landmarks`` command line): the logic only converts MRML nodes to library
+types and back (``CardiacLandmarksModuleLib.nodes``).
+"""
+
+import json
+import logging
+import os
+import sys
+from typing import Union
+
+import qt
+import slicer
+import vtk
+from slicer import (
+    vtkMRMLScalarVolumeNode,
+    vtkMRMLSequenceNode,
+    vtkMRMLTableNode,
+    vtkMRMLTextNode,
+)
+from slicer.i18n import tr as _
+from slicer.i18n import translate
+from slicer.parameterNodeWrapper import parameterNodeWrapper
+from slicer.ScriptedLoadableModule import (
+    ScriptedLoadableModule,
+    ScriptedLoadableModuleLogic,
+    ScriptedLoadableModuleTest,
+    ScriptedLoadableModuleWidget,
+)
+from slicer.util import VTKObservationMixin
+
+
+def _ensureLibraryOnPath() -> None:
+    """Make ``CardiacLandmarksLib`` importable.
+
+    Installed extension: the library sits next to this file (``qt-scripted-modules``), which
+    Slicer already has on ``sys.path``. Source checkout (``--additional-module-paths``): the
+    library is in the repository root, one folder up.
+    """
+    here = os.path.dirname(os.path.abspath(__file__))
+    for folder in (here, os.path.dirname(here)):
+        if os.path.isdir(os.path.join(folder, "CardiacLandmarksLib")):
+            if folder not in sys.path:
+                sys.path.insert(0, folder)
+            return
+
+
+_ensureLibraryOnPath()
+
+#: views offered in the panel: (value passed to the library, label)
+VIEW_CHOICES = (
+    ("auto", "Auto (from the image)"),
+    ("sax", "Short axis (SAX)"),
+)
+#: devices offered in the panel: (value passed to the library, label)
+DEVICE_CHOICES = (
+    ("auto", "Auto (GPU if available)"),
+    ("cpu", "CPU"),
+    ("cuda", "GPU (CUDA)"),
+)
+DEVICE_SETTINGS_KEY = "CardiacLandmarks/Device"
+OUTPUT_DIRECTORY_SETTINGS_KEY = "CardiacLandmarks/OutputDirectory"
+
+#: attributes and references of the result node (a vtkMRMLTextNode holding the model's detection)
+RESULT_ATTRIBUTE = "CardiacLandmarks.Result"
+GEOMETRY_ATTRIBUTE = "CardiacLandmarks.Geometry"
+INPUT_REFERENCE = "input"
+POINT_LIST_REFERENCE = "pointList"
+MARKUPS_SEQUENCE_REFERENCE = "markupsSequence"
+IMAGE_SEQUENCE_REFERENCE = "imageSequence"
+BROWSER_REFERENCE = "browser"
+TABLE_REFERENCE = "measurements"
+#: positions closer than this (mm) to the detection count as unchanged
+POSITION_TOLERANCE_MM = 1e-3
+
+
+#
+# CardiacLandmarks
+#
+
+
+class CardiacLandmarks(ScriptedLoadableModule):
+    """Module metadata. Uses ScriptedLoadableModule base class, see
+    https://github.com/Slicer/Slicer/blob/main/Base/Python/slicer/ScriptedLoadableModule.py
+    """
+
+    def __init__(self, parent):
+        ScriptedLoadableModule.__init__(self, parent)
+        self.parent.title = _("Cardiac Landmarks")
+        self.parent.categories = [translate("qSlicerAbstractCoreModule", "Cardiac")]
+        self.parent.dependencies = []
+        self.parent.contributors = ["CardiacLandmarks developers"]
+        self.parent.helpText = _(
+            "Detects the right-ventricular insertion points (A-RVI, I-RVI) and the LV centre (C-LV) on every "
+            "slice and phase of a short-axis cardiac MR image or cine, with a confidence for each point, and "
+            "measures the RVI angles.<br><br>"
+            "Select the image (a volume or a cine loaded as a sequence), press <b>Detect</b>, then review: "
+            "points the model is unsure about are drawn in orange with their confidence in the label; points it "
+            "did not find have no position and can be placed. <b>Review next flagged point</b> jumps to them. "
+            "Moving or placing a point marks it as corrected and updates the measurements table at once. "
+            "Export writes the point lists (.mrk.json, LPS), landmarks.json and the measurements (CSV).<br><br>"
+            "The same detection runs from the Python console "
+            "(<code>slicer.util.getModuleLogic('CardiacLandmarks').detect(volumeNode)</code>) and from the "
+            "<code>cardiac-landmarks</code> command line. Research use only: not for clinical decisions."
+        )
+        self.parent.acknowledgementText = _(
+            "Method after Xue H. et al., Landmark detection in cardiac MRI by using a convolutional neural "
+            "network, Radiology: Artificial Intelligence 2021. The bundled model was trained on public research "
+            "data (ACDC, Bernard et al., IEEE TMI 2018; see the model card in Resources/Models). "
+            "The module structure follows the 3D Slicer scripted-module template."
+        )
+
+
+#
+# CardiacLandmarksParameterNode
+#
+
+
+@parameterNodeWrapper
+class CardiacLandmarksParameterNode:
+    """Parameters of the module, saved with the scene.
+
+    inputVolume - image to process: a scalar volume (the proxy volume of a cine counts as the whole
+        cine) or a sequence of scalar volumes.
+    view - "auto" (from the image description) or "sax".
+    result - text node of the latest detection (holds the model's output; references the point
+        lists, sequences and table made from it).
+    measurementsTable - table of the measurements of that result.
+    """
+
+    inputVolume: Union[vtkMRMLScalarVolumeNode, vtkMRMLSequenceNode]  # noqa: UP007 (Slicer's wrapper needs typing.Union)
+    view: str = "auto"
+    result: vtkMRMLTextNode
+    measurementsTable: vtkMRMLTableNode
+
+
+#
+# CardiacLandmarksWidget
+#
+
+
+class CardiacLandmarksWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
+    """Module panel. Uses ScriptedLoadableModuleWidget base class, see
+    https://github.com/Slicer/Slicer/blob/main/Base/Python/slicer/ScriptedLoadableModule.py
+    """
+
+    def __init__(self, parent=None) -> None:
+        """Called when the user opens the module the first time and the widget is initialized."""
+        ScriptedLoadableModuleWidget.__init__(self, parent)
+        VTKObservationMixin.__init__(self)
+        self.logic = None
+        self._parameterNode = None
+        self._parameterNodeGuiTag = None
+        self._observedTable = None
+        self._running = False
+        self._cancelRequested = False
+        self._reviewCursor = None
+
+    def setup(self) -> None:
+        """Called when the user opens the module the first time and the widget is initialized."""
+        ScriptedLoadableModuleWidget.setup(self)
+
+        uiWidget = slicer.util.loadUI(self.resourcePath("UI/CardiacLandmarks.ui"))
+        self.layout.addWidget(uiWidget)
+        self.ui = slicer.util.childWidgetVariables(uiWidget)
+        uiWidget.setMRMLScene(slicer.mrmlScene)
+
+        self.logic = CardiacLandmarksLogic()
+
+        self.ui.viewComboBox.clear()
+        for value, label in VIEW_CHOICES:
+            self.ui.viewComboBox.addItem(_(label), value)
+        self.ui.deviceComboBox.clear()
+        for value, label in DEVICE_CHOICES:
+            self.ui.deviceComboBox.addItem(_(label), value)
+        settings = qt.QSettings()
+        self._selectComboData(self.ui.deviceComboBox, settings.value(DEVICE_SETTINGS_KEY, "auto"))
+        outputDirectory = settings.value(OUTPUT_DIRECTORY_SETTINGS_KEY, "")
+        if outputDirectory:
+            self.ui.outputDirectoryButton.directory = outputDirectory
+        self.ui.progressBar.hide()
+        self.ui.cancelButton.hide()
+        self.ui.measurementsTableView.horizontalHeader().setStretchLastSection(True)
+
+        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
+        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
+
+        self.ui.viewComboBox.currentIndexChanged.connect(self.onViewChanged)
+        self.ui.deviceComboBox.currentIndexChanged.connect(self.onDeviceChanged)
+        self.ui.detectButton.clicked.connect(self.onDetectButton)
+        self.ui.cancelButton.clicked.connect(self.onCancelButton)
+        self.ui.reviewButton.clicked.connect(self.onReviewButton)
+        self.ui.exportMarkupsButton.clicked.connect(lambda: self.onExport(markups=True))
+        self.ui.exportLandmarksButton.clicked.connect(lambda: self.onExport(landmarksJson=True))
+        self.ui.exportCsvButton.clicked.connect(lambda: self.onExport(csv=True))
+        self.ui.outputDirectoryButton.directoryChanged.connect(self.onOutputDirectoryChanged)
+
+        self.initializeParameterNode()
+
+    def cleanup(self) -> None:
+        """Called when the application closes and the module widget is destroyed."""
+        self.removeObservers()
+
+    def enter(self) -> None:
+        """Called each time the user opens this module."""
+        self.initializeParameterNode()
+
+    def exit(self) -> None:
+        """Called each time the user opens a different module."""
+        if self._parameterNode:
+            self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
+            self._parameterNodeGuiTag = None
+            self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._checkCanApply)
+
+    def onSceneStartClose(self, caller, event) -> None:
+        """Called just before the scene is closed."""
+        self.setParameterNode(None)
+
+    def onSceneEndClose(self, caller, event) -> None:
+        """Called just after the scene is closed."""
+        if self.parent.isEntered:
+            self.initializeParameterNode()
+
+    def initializeParameterNode(self) -> None:
+        """Ensure the parameter node exists and is observed."""
+        self.setParameterNode(self.logic.getParameterNode())
+        if not self._parameterNode.inputVolume:
+            firstVolumeNode = slicer.mrmlScene.GetFirstNodeByClass("vtkMRMLScalarVolumeNode")
+            if firstVolumeNode:
+                self._parameterNode.inputVolume = firstVolumeNode
+
+    def setParameterNode(self, inputParameterNode) -> None:
+        """Set and observe the parameter node (GUI follows its changes)."""
+        if self._parameterNode:
+            self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
+            self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._checkCanApply)
+        self._parameterNode = inputParameterNode
+        if self._parameterNode:
+            self._parameterNodeGuiTag = self._parameterNode.connectGui(self.ui)
+            self.addObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._checkCanApply)
+        self._checkCanApply()
+
+    @staticmethod
+    def _selectComboData(comboBox, value) -> None:
+        index = comboBox.findData(value)
+        if index >= 0:
+            comboBox.currentIndex = index
+
+    def _checkCanApply(self, caller=None, event=None) -> None:
+        """Enable the buttons that can work on the current selection and show the result."""
+        node = self._parameterNode.inputVolume if self._parameterNode else None
+        canDetect, reason = self.logic.canDetect(node)
+        self.ui.detectButton.enabled = canDetect and not self._running
+        self.ui.detectButton.toolTip = _("Detect the landmarks on every slice and phase") if canDetect else reason
+        if self._parameterNode:
+            self.ui.viewComboBox.blockSignals(True)
+            self._selectComboData(self.ui.viewComboBox, self._parameterNode.view)
+            self.ui.viewComboBox.blockSignals(False)
+        result = self._parameterNode.result if self._parameterNode else None
+        if result is not None:
+            self.logic.attachResult(result)
+        table = self._parameterNode.measurementsTable if self._parameterNode else None
+        if table is not self._observedTable:
+            if self._observedTable is not None:
+                self.removeObserver(self._observedTable, vtk.vtkCommand.ModifiedEvent, self._updateResultSummary)
+            self._observedTable = table
+            if table is not None:
+                self.addObserver(table, vtk.vtkCommand.ModifiedEvent, self._updateResultSummary)
+            self.ui.measurementsTableView.setMRMLTableNode(table)
+        for button in (self.ui.reviewButton, self.ui.exportMarkupsButton, self.ui.exportLandmarksButton,
+                       self.ui.exportCsvButton):
+            button.enabled = result is not None and not self._running
+        self._updateResultSummary()
+
+    def _updateResultSummary(self, caller=None, event=None) -> None:
+        result = self._parameterNode.result if self._parameterNode else None
+        if result is None:
+            self.ui.flagSummaryLabel.text = _("No landmarks yet: select an image and press Detect.")
+            return
+        counts = self.logic.flagCounts(result)
+        self.ui.flagSummaryLabel.text = _(
+            "{total} points: {high} confident, {low} low confidence, {absent} not found, {corrected} corrected"
+        ).format(**counts)
+
+    def onViewChanged(self, index) -> None:
+        if self._parameterNode:
+            self._parameterNode.view = self.ui.viewComboBox.itemData(index) or "auto"
+
+    def onDeviceChanged(self, index) -> None:
+        qt.QSettings().setValue(DEVICE_SETTINGS_KEY, self.ui.deviceComboBox.itemData(index) or "auto")
+
+    def onOutputDirectoryChanged(self, directory) -> None:
+        qt.QSettings().setValue(OUTPUT_DIRECTORY_SETTINGS_KEY, directory)
+
+    def _setRunning(self, running: bool) -> None:
+        self._running = running
+        self._cancelRequested = False
+        self.ui.progressBar.visible = running
+        self.ui.cancelButton.visible = running
+        self.ui.cancelButton.enabled = running
+        self.ui.inputSelector.enabled = not running
+        self.ui.viewComboBox.enabled = not running
+        self.ui.deviceComboBox.enabled = not running
+        if running:
+            self.ui.progressBar.value = 0
+        self._checkCanApply()
+
+    def _onProgress(self, done: int, total: int) -> None:
+        self.ui.progressBar.maximum = max(int(total), 1)
+        self.ui.progressBar.value = int(done)
+        slicer.app.processEvents()  # keeps the panel (and Cancel) responsive between batches
+
+    def onCancelButton(self) -> None:
+        self._cancelRequested = True
+        self.ui.cancelButton.enabled = False
+        self.ui.statusLabel.text = _("Cancelling after the current batch...")
+
+    def _ensureDependencies(self) -> bool:
+        """Install missing packages after asking (first Detect only; never at import)."""
+        from CardiacLandmarksModuleLib import dependencies
+
+        if not dependencies.torchInstalled() and not dependencies.installTorch(askConfirmation=True):
+            self.ui.statusLabel.text = _("PyTorch is needed for detection.")
+            return False
+        missing = dependencies.missingRequirements()
+        if missing:
+            if not slicer.util.confirmOkCancelDisplay(
+                _("Cardiac Landmarks needs these Python packages: {packages}.\n\n"
+                  "Install them now? This needs an internet connection and may take a few minutes.").format(
+                    packages=", ".join(missing))):
+                self.ui.statusLabel.text = _("Missing Python packages: {packages}").format(packages=", ".join(missing))
+                return False
+            with slicer.util.WaitCursor():
+                dependencies.installRequirements(missing)
+        return True
+
+    def onDetectButton(self) -> None:
+        """Run detection when the user clicks Detect."""
+        if self._running or not self._parameterNode:
+            return
+        with slicer.util.tryWithErrorDisplay(_("Failed to install the required Python packages.")):
+            if not self._ensureDependencies():
+                return
+        from CardiacLandmarksLib.pipeline import Cancelled
+
+        self._setRunning(True)
+        self.ui.statusLabel.text = _("Detecting landmarks (the first run also loads the model)...")
+        slicer.app.processEvents()
+        try:
+            with slicer.util.tryWithErrorDisplay(_("Landmark detection failed.")):
+                try:
+                    result = self.logic.detect(
+                        self._parameterNode.inputVolume,
+                        view=self._parameterNode.view,
+                        device=self.ui.deviceComboBox.currentData or "auto",
+                        progress=self._onProgress,
+                        cancel=lambda: self._cancelRequested,
+                    )
+                except Cancelled:
+                    self.ui.statusLabel.text = _("Detection cancelled.")
+                    return
+                self._parameterNode.result = result
+                self._parameterNode.measurementsTable = self.logic.resultTable(result)
+                self._reviewCursor = None
+                self.logic.showResultInSliceViews(result)
+                self.ui.statusLabel.text = _("Done. Review the flagged points.")
+        except Exception:
+            self.ui.statusLabel.text = _("Detection failed (see the error message).")
+            logging.exception("CardiacLandmarks detection failed")
+        finally:
+            self._setRunning(False)
+
+    def onReviewButton(self) -> None:
+        """Jump the slice views to the next low-confidence or missing point."""
+        result = self._parameterNode.result if self._parameterNode else None
+        if result is None:
+            return
+        with slicer.util.tryWithErrorDisplay(_("Failed to show the next flagged point.")):
+            point = self.logic.nextFlaggedPoint(result, after=self._reviewCursor)
+            if point is None:
+                self.ui.statusLabel.text = _("No flagged point left.")
+                return
+            self._reviewCursor = point.key
+            self.logic.showPoint(result, point)
+            if point.flag == "absent":
+                text = _("{name} on slice {slice}, phase {phase}: not found. Click in the view to place it.")
+            else:
+                text = _("{name} on slice {slice}, phase {phase}: low confidence {confidence}. Drag it if wrong.")
+            self.ui.statusLabel.text = text.format(name=point.name, slice=point.slice, phase=point.phase,
+                                                   confidence=f"{point.confidence:.2f}")
+
+    def onExport(self, markups: bool = False, landmarksJson: bool = False, csv: bool = False) -> None:
+        """Export the current (corrected) landmarks and measurements to the output folder."""
+        result = self._parameterNode.result if self._parameterNode else None
+        directory = self.ui.outputDirectoryButton.directory
+        if result is None or not directory:
+            return
+        with slicer.util.tryWithErrorDisplay(_("Export failed."), waitCursor=True):
+            written = self.logic.exportResult(result, directory, markups=markups, landmarksJson=landmarksJson,
+                                              csv=csv)
+            self.ui.statusLabel.text = _("Wrote {count} file(s) to {folder} (existing files kept as .bak).").format(
+                count=len(written), folder=directory)
+
+
+#
+# CardiacLandmarksLogic
+#
+
+
+class FlaggedPoint:
+    """A landmark to review: ``flag`` ``"low"`` or ``"absent"`` (never a corrected one)."""
+
+    def __init__(self, name: str, slice: int, phase: int, index: int, flag: str, confidence: float) -> None:
+        self.name = name
+        self.slice = slice
+        self.phase = phase
+        self.index = index  # control point index in the slice's point list
+        self.flag = flag
+        self.confidence = confidence
+
+    @property
+    def key(self) -> tuple:
+        """Review order: phase, slice, landmark."""
+        return (self.phase, self.slice, self.index)
+
+    def __repr__(self) -> str:
+        return f"FlaggedPoint({self.name!r}, slice={self.slice}, phase={self.phase}, flag={self.flag!r})"
+
+
+class _ResultState:
+    """In-memory view of one result: the model's detection and the current (possibly corrected) points."""
+
+    def __init__(self, hub, lmset, geometry: dict) -> None:
+        import numpy as np
+
+        self.hubID = hub.GetID()
+        self.view = lmset.view
+        self.model = dict(lmset.model)
+        self.source = lmset.source
+        self.geometry = geometry
+        self.direction = np.asarray(geometry["direction"], dtype=float)
+        self.spacing = tuple(geometry["spacing"])
+        self.sliceOrigins = np.asarray(geometry["slice_origins"], dtype=float)
+        self.orientationKnown = bool(geometry["orientation_known"])
+        self.nSlices = int(geometry["n_slices"])
+        self.nPhases = int(geometry["n_phases"])
+        self.names = tuple(geometry["names"])
+        self.detected = {(lm.name, lm.slice, lm.phase): lm for lm in lmset.landmarks}
+        self.current = {}  # (name, slice, phase) -> Landmark as shown now
+        self.measurements = {}  # (slice, phase) -> list of Measurement
+        self.pointListSlice = {}  # point list node ID -> slice index
+
+
+class CardiacLandmarksLogic(ScriptedLoadableModuleLogic, VTKObservationMixin):
+    """GUI-free logic: MRML nodes <-> CardiacLandmarksLib, detection, correction bookkeeping, export.
+
+    Usable from the Python console::
+
+        logic = slicer.util.getModuleLogic("CardiacLandmarks")   # or CardiacLandmarksLogic()
+        result = logic.detect(slicer.util.getNode("5: SA CINE"))  # volume, cine proxy volume or sequence
+        lmset = logic.landmarkSetFromResult(result)                 # CardiacLandmarksLib LandmarkSet
+        logic.exportResult(result, "/tmp/out")
+
+    Uses ScriptedLoadableModuleLogic base class, see
+    https://github.com/Slicer/Slicer/blob/main/Base/Python/slicer/ScriptedLoadableModule.py
+    """
+
+    def __init__(self) -> None:
+        ScriptedLoadableModuleLogic.__init__(self)
+        VTKObservationMixin.__init__(self)
+        self._states = {}
+        self._reconciling = False
+        if slicer.mrmlScene is not None:
+            self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self._onSceneStartClose)
+            self.addObserver(slicer.mrmlScene, slicer.mrmlScene.NodeAboutToBeRemovedEvent, self._onNodeAboutToBeRemoved)
+
+    def _onSceneStartClose(self, caller, event) -> None:
+        """Forget every result: node IDs are reused by the next scene."""
+        for hubID in list(self._states):
+            hub = slicer.mrmlScene.GetNodeByID(hubID)
+            if hub is not None:
+                self.detachResult(hub)
+        self._states.clear()
+
+    @vtk.calldata_type(vtk.VTK_OBJECT)
+    def _onNodeAboutToBeRemoved(self, caller, event, node) -> None:
+        if node is not None and node.GetID() in self._states:
+            self.detachResult(node)
+
+    def getParameterNode(self):
+        return CardiacLandmarksParameterNode(super().getParameterNode())
+
+    # ---------------------------------------------------------------- input
+
+    @staticmethod
+    def _sequencesLogic():
+        return slicer.modules.sequences.logic()
+
+    def resolveInput(self, inputNode):
+        """``(imageNode, sequenceNode, browserNode)`` of an input: a plain volume has no sequence/browser;
+        the proxy volume of a browser stands for its whole sequence; a sequence gets its browser (if any)."""
+        if inputNode is None:
+            return None, None, None
+        if inputNode.IsA("vtkMRMLSequenceNode"):
+            browser = self._sequencesLogic().GetFirstBrowserNodeForSequenceNode(inputNode)
+            proxy = browser.GetProxyNode(inputNode) if browser is not None else None
+            return proxy, inputNode, browser
+        browser = self._sequencesLogic().GetFirstBrowserNodeForProxyNode(inputNode)
+        if browser is not None:
+            sequence = browser.GetSequenceNode(inputNode)
+            if sequence is not None and sequence.GetNumberOfDataNodes() > 1:
+                return inputNode, sequence, browser
+        return inputNode, None, None
+
+    def canDetect(self, inputNode):
+        """``(ok, reason)``: whether ``inputNode`` can be processed, and why not (user text)."""
+        if inputNode is None:
+            return False, _("Select an input image (volume or cine sequence).")
+        if inputNode.IsA("vtkMRMLSequenceNode"):
+            if inputNode.GetNumberOfDataNodes() == 0:
+                return False, _("The selected sequence is empty.")
+            item = inputNode.GetNthDataNode(0)
+            if item is None or not item.IsA("vtkMRMLScalarVolumeNode"):
+                return False, _("The selected sequence does not hold image volumes.")
+        elif inputNode.IsA("vtkMRMLScalarVolumeNode") and inputNode.GetImageData() is None:
+            return False, _("The selected volume has no image data.")
+        return True, ""
+
+    def seriesFromNode(self, inputNode):
+        """The ``CMRSeries`` of an input node (a cine proxy volume gives the whole cine)."""
+        from CardiacLandmarksModuleLib import nodes
+
+        ok, reason = self.canDetect(inputNode)
+        if not ok:
+            from CardiacLandmarksLib.errors import InvalidImageError
+
+            raise InvalidImageError(reason)
+        imageNode, sequence, _browser = self.resolveInput(inputNode)
+        if sequence is not None:
+            transform = imageNode.GetParentTransformNode() if imageNode is not None else None
+            description = imageNode.GetName() if imageNode is not None else sequence.GetName()
+            return nodes.seriesFromSequenceNode(sequence, transform, description=description)
+        return nodes.seriesFromVolumeNode(imageNode)
+
+    # ---------------------------------------------------------------- detection
+
+    def detect(self, inputNode, view: str = "auto", device: str = "auto", progress=None, cancel=None,
+               batchSize: int = 8):
+        """Detect the landmarks on every slice and phase of ``inputNode`` and show them.
+
+        Args:
+            inputNode: scalar volume, cine proxy volume, or sequence of scalar volumes.
+            view: ``"auto"`` (the view guessed from the image description; SAX when unknown) or ``"sax"``.
+            device: ``"auto"``, ``"cpu"`` or ``"cuda"``.
+            progress: ``progress(done, total)`` after each batch of images.
+            cancel: ``cancel() -> bool`` polled between batches (True raises
+                ``CardiacLandmarksLib.pipeline.Cancelled``).
+            batchSize: images per forward pass (small = more frequent progress calls).
+
+        Returns:
+            The result node (``vtkMRMLTextNode``) referencing the point lists and the table.
+
+        Raises:
+            CardiacLandmarksLib errors (bad input, wrong view, missing model), ``Cancelled``.
+        """
+        from CardiacLandmarksLib import pipeline
+
+        series = self.seriesFromNode(inputNode)
+        if view == "auto":
+            # the view guessed from the description; SAX (the bundled model) when it says nothing
+            chosenView = series.view if series.view != "unknown" else "sax"
+        else:
+            chosenView = view
+        logging.info("CardiacLandmarks: detecting %s landmarks on %s (%d phases x %d slices)", chosenView,
+                     series.source, series.n_phases, series.n_slices)
+        if progress is not None:
+            progress(0, series.n_phases * series.n_slices)
+        lmset = pipeline.detect_landmarks(series, view=chosenView, device=device, progress=progress, cancel=cancel,
+                                          batch_size=batchSize)
+        return self.createResultNodes(inputNode, series, lmset)
+
+    def createResultNodes(self, inputNode, series, lmset):
+        """Show a ``LandmarkSet`` of ``series`` (made from ``inputNode``) as point lists and a table.
+
+        Also usable for a ``landmarks.json`` written by the command line on the same image
+        (``LandmarkSet.from_dict``). For a cine, each slice gets a markups sequence synchronised
+        with the image sequence in its browser (the point list shown is its proxy node).
+
+        Returns:
+            The result node (``vtkMRMLTextNode`` holding ``lmset`` as detected).
+        """
+        import numpy as np
+        from CardiacLandmarksModuleLib import nodes
+
+        from CardiacLandmarksLib.landmarks import LANDMARKS_BY_VIEW, Landmark
+
+        scene = slicer.mrmlScene
+        imageNode, imageSequence, browser = self.resolveInput(inputNode)
+        baseName = (imageNode or inputNode).GetName()
+        names = LANDMARKS_BY_VIEW[lmset.view]
+        byKey = {(lm.name, lm.slice, lm.phase): lm for lm in lmset.landmarks}
+
+        def landmarksOf(k, t):
+            return [byKey.get((n, k, t)) or Landmark(n, k, t, False, np.full(3, np.nan), np.full(3, np.nan), 0.0,
+                                                     "absent") for n in names]
+        if imageSequence is not None and browser is None:
+            browser = scene.AddNewNodeByClass("vtkMRMLSequenceBrowserNode", f"{baseName} browser")
+            browser.SetAndObserveMasterSequenceNodeID(imageSequence.GetID())
+            self._sequencesLogic().UpdateProxyNodesFromSequences(browser)
+        cine = imageSequence is not None and series.n_phases > 1
+
+        hub = scene.AddNewNodeByClass("vtkMRMLTextNode", scene.GenerateUniqueName(f"{baseName} landmarks"))
+        hub.SetText(json.dumps(lmset.to_dict(), indent=1))
+        geometry = {
+            "spacing": [float(s) for s in series.spacing],
+            "direction": series.direction.tolist(),
+            "slice_origins": series.slice_origins.tolist(),
+            "orientation_known": bool(series.orientation_known),
+            "n_slices": series.n_slices,
+            "n_phases": series.n_phases,
+            "shape_ji": list(series.shape_ji),
+            "names": list(names),
+        }
+        hub.SetAttribute(GEOMETRY_ATTRIBUTE, json.dumps(geometry))
+        hub.SetAttribute(RESULT_ATTRIBUTE, "1")
+        hub.SetNodeReferenceID(INPUT_REFERENCE, inputNode.GetID())
+
+        table = scene.AddNewNodeByClass("vtkMRMLTableNode", scene.GenerateUniqueName(f"{baseName} RVI measurements"))
+        hub.SetNodeReferenceID(TABLE_REFERENCE, table.GetID())
+
+        for k in range(series.n_slices):
+            pointListName = scene.GenerateUniqueName(f"{baseName} slice {k}")
+            if cine:
+                markupsSequence = scene.AddNewNodeByClass("vtkMRMLSequenceNode", f"{pointListName} sequence")
+                markupsSequence.CopySequenceIndex(imageSequence)
+                for t in range(series.n_phases):
+                    item = slicer.vtkMRMLMarkupsFiducialNode()
+                    nodes.writePointList(item, names, landmarksOf(k, t))
+                    markupsSequence.SetDataNodeAtValue(item, imageSequence.GetNthIndexValue(t))
+                pointList = scene.AddNewNodeByClass("vtkMRMLMarkupsFiducialNode", pointListName)
+                browser.AddSynchronizedSequenceNode(markupsSequence)
+                browser.AddProxyNode(pointList, markupsSequence, False)
+                browser.SetSaveChanges(markupsSequence, True)
+                hub.AddNodeReferenceID(MARKUPS_SEQUENCE_REFERENCE, markupsSequence.GetID())
+            else:
+                pointList = scene.AddNewNodeByClass("vtkMRMLMarkupsFiducialNode", pointListName)
+                nodes.writePointList(pointList, names, landmarksOf(k, 0))
+            pointList.CreateDefaultDisplayNodes()
+            nodes.styleDisplayNode(pointList.GetDisplayNode())
+            pointList.SetFixedNumberOfControlPoints(True)
+            pointList.UndoEnabledOn()
+            hub.AddNodeReferenceID(POINT_LIST_REFERENCE, pointList.GetID())
+        if cine:
+            hub.SetNodeReferenceID(IMAGE_SEQUENCE_REFERENCE, imageSequence.GetID())
+            hub.SetNodeReferenceID(BROWSER_REFERENCE, browser.GetID())
+            self._sequencesLogic().UpdateProxyNodesFromSequences(browser)
+        self.attachResult(hub)
+        self.updateMeasurements(hub, pairs=())  # attachResult measured everything
+        return hub
+
+    # ---------------------------------------------------------------- result bookkeeping
+
+    @staticmethod
+    def isResultNode(node) -> bool:
+        return node is not None and node.IsA("vtkMRMLTextNode") and node.GetAttribute(RESULT_ATTRIBUTE) == "1"
+
+    def resultTable(self, hub):
+        return hub.GetNodeReference(TABLE_REFERENCE)
+
+    def pointListNodes(self, hub) -> list:
+        """Point list of each slice (index = slice); for a cine these are the proxy nodes."""
+        return [hub.GetNthNodeReference(POINT_LIST_REFERENCE, k)
+                for k in range(hub.GetNumberOfNodeReferences(POINT_LIST_REFERENCE))]
+
+    def markupsSequences(self, hub) -> list:
+        return [hub.GetNthNodeReference(MARKUPS_SEQUENCE_REFERENCE, k)
+                for k in range(hub.GetNumberOfNodeReferences(MARKUPS_SEQUENCE_REFERENCE))]
+
+    def currentPhase(self, hub) -> int:
+        """Phase shown now by the point lists (0 for a single-phase result)."""
+        browser = hub.GetNodeReference(BROWSER_REFERENCE)
+        imageSequence = hub.GetNodeReference(IMAGE_SEQUENCE_REFERENCE)
+        if browser is None or imageSequence is None:
+            return 0
+        master = browser.GetMasterSequenceNode()
+        item = browser.GetSelectedItemNumber()
+        if master is None or item < 0:
+            return 0
+        if master is imageSequence:
+            return item
+        phase = imageSequence.GetItemNumberFromIndexValue(master.GetNthIndexValue(item))
+        return max(phase, 0)
+
+    def _state(self, hub) -> "_ResultState":
+        state = self._states.get(hub.GetID())
+        if state is None:
+            self.attachResult(hub)
+            state = self._states[hub.GetID()]
+        return state
+
+    def attachResult(self, hub) -> None:
+        """(Re)build the in-memory state of a result node and observe its point lists.
+
+        Called after detection, and for results found in a loaded scene. Idempotent.
+        """
+        from CardiacLandmarksLib.landmarks import LandmarkSet
+
+        if hub.GetID() in self._states:
+            return
+        lmset = LandmarkSet.from_dict(json.loads(hub.GetText() or "{}"))
+        state = _ResultState(hub, lmset, json.loads(hub.GetAttribute(GEOMETRY_ATTRIBUTE)))
+        self._states[hub.GetID()] = state
+        for k, pointList in enumerate(self.pointListNodes(hub)):
+            if pointList is None:
+                continue
+            state.pointListSlice[pointList.GetID()] = k
+            for event in (slicer.vtkMRMLMarkupsNode.PointModifiedEvent,
+                          slicer.vtkMRMLMarkupsNode.PointPositionDefinedEvent,
+                          slicer.vtkMRMLMarkupsNode.PointPositionUndefinedEvent,
+                          vtk.vtkCommand.ModifiedEvent):
+                self.addObserver(pointList, event, self._onPointListModified)
+        self._readAllPoints(hub, state)
+        self._measure(state)
+
+    def detachResult(self, hub) -> None:
+        """Stop observing a result's point lists (e.g. before deleting it)."""
+        state = self._states.pop(hub.GetID(), None)
+        if state is None:
+            return
+        pointLists = [node for node in self.pointListNodes(hub) if node is not None]
+        for obj, event, method, _group, _tag, _priority in list(self.Observations):
+            if method == self._onPointListModified and any(obj is node for node in pointLists):
+                self.removeObserver(obj, event, method)
+
+    def _landmarkFromPoint(self, state, point, k: int, t: int):
+        """Landmark shown by a control point. It is *corrected* when it differs from the model's
+        detection (moved, placed or unset), or was already corrected in the loaded result."""
+        import numpy as np
+
+        from CardiacLandmarksLib import geometry
+        from CardiacLandmarksLib.landmarks import Landmark
+
+        detected = state.detected.get((point.name, k, t))
+        if detected is None:  # not from our detection: trust what the point list says
+            corrected = point.description.startswith(("placed by user", "marked absent by user"))
+        elif point.defined != bool(detected.found):
+            corrected = True
+        elif point.defined:
+            moved = float(np.linalg.norm(point.position - np.asarray(detected.position, float)))
+            corrected = moved > POSITION_TOLERANCE_MM or bool(detected.corrected)
+        else:
+            corrected = bool(detected.corrected)
+        if corrected:
+            confidence, flag = (1.0, "high") if point.defined else (0.0, "absent")
+        elif detected is not None:
+            confidence, flag = float(detected.confidence), detected.flag
+        else:
+            confidence = point.confidence if np.isfinite(point.confidence) else 0.0
+            flag = "absent" if not point.defined else ("high" if point.selected else "low")
+        if point.defined:
+            position = np.asarray(point.position, float)
+            ijk = geometry.lps_to_ijk(position, state.direction, state.spacing[:2], state.sliceOrigins)
+        else:
+            position = ijk = np.full(3, np.nan)
+        return Landmark(point.name, k, t, bool(point.defined), position, np.asarray(ijk, float),
+                        float(confidence), flag, bool(corrected))
+
+    def _readAllPoints(self, hub, state) -> None:
+        from CardiacLandmarksModuleLib import nodes
+
+        state.current = {}
+        sequences = self.markupsSequences(hub)
+        for k, pointList in enumerate(self.pointListNodes(hub)):
+            for t in range(state.nPhases):
+                if sequences:
+                    node = sequences[k].GetNthDataNode(t)
+                else:
+                    node = pointList
+                if node is None:
+                    continue
+                for point in nodes.readPointList(node, state.names):
+                    state.current[(point.name, k, t)] = self._landmarkFromPoint(state, point, k, t)
+
+    def _onPointListModified(self, caller, event) -> None:
+        if self._reconciling:
+            return
+        for hubID, state in self._states.items():
+            k = state.pointListSlice.get(caller.GetID())
+            if k is None:
+                continue
+            hub = slicer.mrmlScene.GetNodeByID(hubID)
+            if hub is not None:
+                self.reconcilePointList(hub, k)
+            return
+
+    def reconcilePointList(self, hub, k: int) -> bool:
+        """Bring the state of slice ``k`` (current phase) in line with its point list.
+
+        A point that differs from the model's detection (moved, placed, or removed) becomes
+        "corrected" (confidence 1); one moved back (e.g. by undo) is the model's again. Labels,
+        colours and stored values are refreshed, and the measurements recomputed when anything
+        changed. Returns True when something changed.
+        """
+        import numpy as np
+        from CardiacLandmarksModuleLib import nodes
+
+        state = self._state(hub)
+        pointList = self.pointListNodes(hub)[k]
+        t = self.currentPhase(hub)
+        changed = False
+        self._reconciling = True
+        try:
+            for i, point in enumerate(nodes.readPointList(pointList, state.names)):
+                landmark = self._landmarkFromPoint(state, point, k, t)
+                old = state.current.get((point.name, k, t))
+                same = (old is not None and old.found == landmark.found and old.corrected == landmark.corrected
+                        and (not landmark.found or np.allclose(old.position, landmark.position, atol=1e-9)))
+                if not same:
+                    state.current[(point.name, k, t)] = landmark
+                    changed = True
+                nodes.writePoint(pointList, i, landmark)
+        finally:
+            self._reconciling = False
+        if changed:
+            self.updateMeasurements(hub, pairs=[(k, t)])
+        return changed
+
+    def landmarkSetFromResult(self, hub, readNodes: bool = True):
+        """The current landmarks (corrections included) and their measurements, as a ``LandmarkSet``.
+
+        Args:
+            readNodes: re-read every point list / markups sequence item and recompute every
+                measurement first (True, as for export); False uses the state kept up to date
+                by the observers.
+        """
+        from CardiacLandmarksLib.landmarks import LandmarkSet
+
+        state = self._state(hub)
+        if readNodes:
+            self._readAllPoints(hub, state)
+            self._measure(state)
+        order = {name: n for n, name in enumerate(state.names)}
+        landmarks = sorted(state.current.values(), key=lambda lm: (lm.phase, lm.slice, order[lm.name]))
+        lmset = LandmarkSet(source=state.source, view=state.view, model=dict(state.model), landmarks=landmarks)
+        lmset.measurements = [m for key in sorted(state.measurements, key=lambda kt: (kt[1], kt[0]))
+                              for m in state.measurements[key]]
+        return lmset
+
+    def _measure(self, state, pairs=None) -> None:
+        """Recompute the measurements of the (slice, phase) ``pairs`` (default: all) with the library.
+
+        Measurements of one slice and phase depend on its own landmarks only, so a correction
+        recomputes just its pair (``measurements.rvi_measurements`` on that pair's landmarks, in
+        the slice frame of the series, as the detection pipeline does).
+        """
+        from CardiacLandmarksLib import measurements
+        from CardiacLandmarksLib.landmarks import LandmarkSet
+
+        if pairs is None:
+            state.measurements = {}
+            pairs = {(k, t) for (_name, k, t) in state.current}
+        for k, t in pairs:
+            landmarks = [state.current[(name, k, t)] for name in state.names if (name, k, t) in state.current]
+            subset = LandmarkSet(source=state.source, view=state.view, model={}, landmarks=landmarks)
+            state.measurements[(k, t)] = measurements.rvi_measurements(
+                subset, direction=state.direction, orientation_known=state.orientationKnown)
+
+    def updateMeasurements(self, hub, pairs=None):
+        """Recompute measurements (of ``pairs`` of (slice, phase), default all) into the result's table.
+
+        Returns:
+            The ``vtkMRMLTableNode``.
+        """
+        from CardiacLandmarksModuleLib import nodes
+
+        from CardiacLandmarksLib import measurements
+
+        state = self._state(hub)
+        self._measure(state, pairs)
+        lmset = self.landmarkSetFromResult(hub, readNodes=False)
+        needs = {d.name: d.landmarks for d in measurements.RVI_MEASUREMENTS}
+        statuses = []
+        for m in lmset.measurements:
+            used = [state.current.get((name, m.slice, m.phase)) for name in needs.get(m.name, ())]
+            used = [lm for lm in used if lm is not None]
+            if any(lm.corrected for lm in used):
+                statuses.append(_("corrected"))
+            elif any(lm.flag == "low" for lm in used):
+                statuses.append(_("low: {names}").format(names=", ".join(lm.name for lm in used if lm.flag == "low")))
+            else:
+                statuses.append(_("ok"))
+        table = self.resultTable(hub)
+        nodes.fillMeasurementsTable(table, lmset.measurements, statuses)
+        return table
+
+    def flagCounts(self, hub) -> dict:
+        """Numbers of points by state: ``total``, ``high``, ``low``, ``absent``, ``corrected``."""
+        state = self._state(hub)
+        counts = {"total": len(state.current), "high": 0, "low": 0, "absent": 0, "corrected": 0}
+        for lm in state.current.values():
+            if lm.corrected:
+                counts["corrected"] += 1
+            else:
+                counts[lm.flag] += 1
+        return counts
+
+    def flaggedPoints(self, hub) -> list:
+        """Points to review (low confidence or not found, not corrected), in phase, slice, landmark order."""
+        state = self._state(hub)
+        order = {name: n for n, name in enumerate(state.names)}
+        points = [FlaggedPoint(lm.name, lm.slice, lm.phase, order[lm.name], lm.flag, lm.confidence)
+                  for lm in state.current.values() if not lm.corrected and lm.flag in ("low", "absent")]
+        return sorted(points, key=lambda p: p.key)
+
+    def nextFlaggedPoint(self, hub, after=None):
+        """The flagged point after ``after`` (a ``FlaggedPoint.key``), wrapping around; None when none is left."""
+        points = self.flaggedPoints(hub)
+        if not points:
+            return None
+        if after is not None:
+            for point in points:
+                if point.key > tuple(after):
+                    return point
+        return points[0]
+
+    # ---------------------------------------------------------------- views
+
+    def _sliceCenterRas(self, hub, k: int):
+        import numpy as np
+
+        from CardiacLandmarksLib import geometry
+
+        state = self._state(hub)
+        rows, columns = state.geometry["shape_ji"]
+        lps = geometry.ijk_to_lps(np.array([(columns - 1) / 2.0, (rows - 1) / 2.0, float(k)]), state.direction,
+                                  state.spacing[:2], state.sliceOrigins)
+        return geometry.lps_to_ras(lps)
+
+    def showPoint(self, hub, point, placeIfAbsent: bool = True) -> None:
+        """Show a flagged point: select its phase, jump the slice views to it (centred).
+
+        For a point the model did not find, the views jump to the centre of its slice and, with
+        ``placeIfAbsent``, the next click in a view places exactly that point.
+        """
+        browser = hub.GetNodeReference(BROWSER_REFERENCE)
+        imageSequence = hub.GetNodeReference(IMAGE_SEQUENCE_REFERENCE)
+        if browser is not None and imageSequence is not None:
+            master = browser.GetMasterSequenceNode()
+            item = point.phase if master is imageSequence else master.GetItemNumberFromIndexValue(
+                imageSequence.GetNthIndexValue(point.phase))
+            browser.SetSelectedItemNumber(item)
+        pointList = self.pointListNodes(hub)[point.slice]
+        markupsLogic = slicer.modules.markups.logic()
+        if pointList.GetNthControlPointPositionStatus(point.index) == pointList.PositionDefined:
+            markupsLogic.JumpSlicesToNthPointInMarkup(pointList.GetID(), point.index, True)
+            return
+        markupsLogic.JumpSlicesToLocation(*[float(x) for x in self._sliceCenterRas(hub, point.slice)], True)
+        if placeIfAbsent:
+            pointList.SetControlPointPlacementStartIndex(point.index)
+            selectionNode = slicer.mrmlScene.GetNodeByID("vtkMRMLSelectionNodeSingleton")
+            interactionNode = slicer.mrmlScene.GetNodeByID("vtkMRMLInteractionNodeSingleton")
+            if selectionNode is not None and interactionNode is not None:
+                selectionNode.SetReferenceActivePlaceNodeClassName("vtkMRMLMarkupsFiducialNode")
+                selectionNode.SetActivePlaceNodeID(pointList.GetID())
+                interactionNode.SetCurrentInteractionMode(interactionNode.Place)
+
+    def displayAxesRas(self, hub):
+        """Screen axes of the standard short-axis display of a result's image, in RAS.
+
+        Returns ``(right, up, normal)`` unit vectors: with a known patient orientation the
+        anterior wall is up and the patient's left is screen right (RV on the viewer's left), as
+        in the library's measurements (``geometry.in_plane_anatomical_axes``); without it, the
+        image as stored (rows downwards).
+        """
+        import numpy as np
+
+        from CardiacLandmarksLib import geometry
+
+        state = self._state(hub)
+        if state.orientationKnown:
+            column, row = geometry.in_plane_anatomical_axes(state.direction)
+        else:
+            column, row = state.direction[:, 0], state.direction[:, 1]
+        right = geometry.lps_to_ras(column)
+        up = geometry.lps_to_ras(-np.asarray(row, float))
+        up = up - (up @ right) * right
+        up /= np.linalg.norm(up)
+        return right, up, np.cross(right, up)
+
+    def showResultInSliceViews(self, hub, layoutName: str = "Red") -> None:
+        """Show the input in the ``layoutName`` slice view, in the image plane (standard short-axis display)."""
+        imageNode, _sequence, _browser = self.resolveInput(hub.GetNodeReference(INPUT_REFERENCE))
+        center = self._sliceCenterRas(hub, self._state(hub).nSlices // 2)
+        right, up, normal = self.displayAxesRas(hub)
+        for sliceNode in slicer.util.getNodesByClass("vtkMRMLSliceNode"):
+            if sliceNode.GetLayoutName() != layoutName:
+                continue
+            sliceToRas = sliceNode.GetSliceToRAS()
+            for r in range(3):
+                for c, column in enumerate((right, up, normal, center)):
+                    sliceToRas.SetElement(r, c, float(column[r]))
+            sliceNode.UpdateMatrices()
+        for composite in slicer.util.getNodesByClass("vtkMRMLSliceCompositeNode"):
+            if composite.GetLayoutName() == layoutName and imageNode is not None:
+                composite.SetBackgroundVolumeID(imageNode.GetID())
+
+    # ---------------------------------------------------------------- export
+
+    def exportResult(self, hub, outputDirectory, markups: bool = True, landmarksJson: bool = True,
+                     csv: bool = True) -> list:
+        """Write the current landmarks with the library writers (the command line's formats).
+
+        ``<folder>/*.mrk.json`` (one point list per slice, LPS, confidence as control point
+        values), ``landmarks.json`` and ``measurements.csv``. Existing files are never lost:
+        the library keeps them as ``<name>.bak-<time>``.
+
+        Returns:
+            The paths written.
+        """
+        from pathlib import Path
+
+        from CardiacLandmarksLib import markups as markupsIO
+        from CardiacLandmarksLib import report
+
+        lmset = self.landmarkSetFromResult(hub, readNodes=True)
+        folder = Path(outputDirectory)
+        written = []
+        if markups:
+            written += [Path(p) for p in markupsIO.write_markups(lmset, folder)]
+        if landmarksJson:
+            written.append(Path(report.write_landmarks_json(lmset, folder / "landmarks.json", backup_existing=True)))
+        if csv:
+            written.append(Path(report.write_measurements_csv(lmset.measurements, folder / "measurements.csv",
+                                                              backup_existing=True)))
+        return written
+
+
+#
+# CardiacLandmarksTest
+#
+
+
+class CardiacLandmarksTest(ScriptedLoadableModuleTest):
+    """Module tests, run by Slicer's self-test and by ``Testing/test_slicer_module.py`` (pytest).
+
+    Uses ScriptedLoadableModuleTest base class, see
+    https://github.com/Slicer/Slicer/blob/main/Base/Python/slicer/ScriptedLoadableModule.py
+    """
+
+    def setUp(self):
+        """Reset the state: a scene clear is enough."""
+        slicer.mrmlScene.Clear()
+
+    def runTest(self):
+        """Run the tests of this module."""
+        self.setUp()
+        self.test_GeometryRoundTrip()
+        self.setUp()
+        self.test_CorrectionUpdatesMeasurements()
+        self.setUp()
+        self.test_DetectOnRealData()
+
+    # helpers -----------------------------------------------------------------
+
+    @staticmethod
+    def _syntheticSeries(direction=None, orientationKnown=False, nPhases=1):
+        """A 3-slice, 64x64 test stack with a given direction (known geometry, no anatomy)."""
+        import numpy as np
+
+        from CardiacLandmarksLib.series import CMRSeries
+
+        d = np.eye(3) if direction is None else np.asarray(direction, float)
+        spacing = (1.5, 1.5, 8.0)
+        origin = np.array([-40.0, 25.0, 110.0])
+        origins = origin + np.arange(3)[:, None] * spacing[2] * d[:, 2]
+        rng = np.random.default_rng(0)
+        pixels = rng.integers(0, 1000, size=(nPhases, 3, 64, 64)).astype(np.float32)
+        return CMRSeries(pixels=pixels, spacing=spacing, direction=d, slice_origins=origins,
+                         orientation_known=orientationKnown, source="synthetic", description="synthetic SAX")
+
+    @staticmethod
+    def _knownLandmarkSet(series):
+        """C-LV at column 32, row 32; A-RVI up-left (+45 deg), I-RVI down-left (opening 90 deg) on slice 1;
+        slice 0: A-RVI low confidence; slice 2: I-RVI absent."""
+        import numpy as np
+
+        from CardiacLandmarksLib.landmarks import Landmark, LandmarkSet
+
+        lmset = LandmarkSet(source="synthetic", view="sax", model={"name": "test", "version": "0", "sha256": ""})
+        for k in range(series.n_slices):
+            for name, (i, j), conf, flag in (("A-RVI", (22.0, 22.0), 0.9, "high"),
+                                             ("I-RVI", (22.0, 42.0), 0.8, "high"),
+                                             ("C-LV", (32.0, 32.0), 0.95, "high")):
+                if k == 0 and name == "A-RVI":
+                    conf, flag = 0.42, "low"
+                if k == 2 and name == "I-RVI":
+                    lmset.landmarks.append(Landmark(name, k, 0, False, np.full(3, np.nan), np.full(3, np.nan), 0.0,
+                                                    "absent"))
+                    continue
+                ijk = np.array([i, j, float(k)])
+                lmset.landmarks.append(Landmark(name, k, 0, True, series.ijk_to_lps(ijk), ijk, conf, flag))
+        return lmset
+
+    @staticmethod
+    def _tableValue(table, name, k, t=0):
+        import numpy as np
+        from CardiacLandmarksModuleLib import nodes
+
+        for m in nodes.readMeasurementsTable(table):
+            if m.name == name and m.slice == k and m.phase == t:
+                return m.value
+        return np.nan
+
+    # tests -------------------------------------------------------------------
+
+    def test_GeometryRoundTrip(self):
+        """A series shown as a volume node converts back to the same geometry, and each voxel lands
+        where the library says (checked against the node's own IJK-to-RAS matrix)."""
+        import numpy as np
+        from CardiacLandmarksModuleLib import nodes
+
+        from CardiacLandmarksLib import geometry
+
+        self.delayDisplay("Geometry round trip")
+        angle = np.radians(30.0)
+        rotation = np.array([[np.cos(angle), 0.0, np.sin(angle)], [0.0, 1.0, 0.0],
+                             [-np.sin(angle), 0.0, np.cos(angle)]])
+        series = self._syntheticSeries(direction=rotation, orientationKnown=True)
+        volume = nodes.addVolumeFromSeries(slicer.mrmlScene, series, "synthetic")
+        back = CardiacLandmarksLogic().seriesFromNode(volume)
+        np.testing.assert_allclose(back.pixels, series.pixels)
+        np.testing.assert_allclose(back.direction, series.direction, atol=1e-9)
+        np.testing.assert_allclose(back.spacing, series.spacing)
+        np.testing.assert_allclose(back.slice_origins, series.slice_origins, atol=1e-9)
+        self.assertTrue(back.orientation_known)
+        matrix = vtk.vtkMatrix4x4()
+        volume.GetIJKToRASMatrix(matrix)
+        for ijk in ([0, 0, 0], [63, 0, 2], [10.5, 40.25, 1]):
+            ras = matrix.MultiplyPoint([*ijk, 1.0])[:3]
+            np.testing.assert_allclose(geometry.lps_to_ras(series.ijk_to_lps(np.array(ijk, float))), ras, atol=1e-9)
+        self.delayDisplay("Geometry round trip passed")
+
+    def test_CorrectionUpdatesMeasurements(self):
+        """Moving a point marks it corrected (confidence 1) and recomputes the RVI angle at once; the
+        confidence survives Slicer's .mrk.json storage; undoing the move restores the model's point."""
+        import tempfile
+
+        import numpy as np
+        from CardiacLandmarksModuleLib import nodes
+
+        from CardiacLandmarksLib import geometry
+
+        self.delayDisplay("Correction and live measurements")
+        series = self._syntheticSeries()
+        volume = nodes.addVolumeFromSeries(slicer.mrmlScene, series, "synthetic")
+        logic = CardiacLandmarksLogic()
+        hub = logic.createResultNodes(volume, series, self._knownLandmarkSet(series))
+        table = logic.resultTable(hub)
+        pointLists = logic.pointListNodes(hub)
+        self.assertEqual(len(pointLists), 3)
+        # anterior = image up, positive towards image left: A-RVI up-left of C-LV is +45 deg
+        self.assertAlmostEqual(self._tableValue(table, "RVI angle", 1), 45.0, places=6)
+        self.assertAlmostEqual(self._tableValue(table, "RVI opening angle", 1), 90.0, places=6)
+        # flags as markups properties
+        self.assertFalse(pointLists[0].GetNthControlPointSelected(0))  # low confidence
+        self.assertEqual(pointLists[0].GetNthControlPointLabel(0), "A-RVI s0 p0")
+        self.assertTrue(pointLists[0].GetNthControlPointDescription(0).startswith("low confidence 0.42"))
+        self.assertEqual(pointLists[2].GetNthControlPointPositionStatus(1), pointLists[2].PositionUndefined)
+        self.assertEqual(logic.flagCounts(hub), {"total": 9, "high": 7, "low": 1, "absent": 1, "corrected": 0})
+
+        # drag A-RVI of slice 1 to straight left of C-LV: +90 deg, opening 45 deg
+        slicer.mrmlScene.SetUndoOn()
+        pointLists[1].SetUndoEnabled(True)
+        slicer.mrmlScene.SaveStateForUndo()
+        target = geometry.lps_to_ras(series.ijk_to_lps(np.array([22.0, 32.0, 1.0])))
+        pointLists[1].SetNthControlPointPosition(0, *target)
+        self.assertAlmostEqual(self._tableValue(table, "RVI angle", 1), 90.0, places=6)
+        self.assertAlmostEqual(self._tableValue(table, "RVI opening angle", 1), 45.0, places=6)
+        lmset = logic.landmarkSetFromResult(hub)
+        moved = lmset.get("A-RVI", 1, 0)
+        self.assertTrue(moved.corrected)
+        self.assertEqual(moved.confidence, 1.0)
+        np.testing.assert_allclose(moved.ijk, [22.0, 32.0, 1.0], atol=1e-9)
+        self.assertEqual(logic.flagCounts(hub)["corrected"], 1)
+
+        # Slicer's own storage keeps confidence and the corrected state; the library reads the file back
+        from CardiacLandmarksLib import markups
+
+        with tempfile.TemporaryDirectory() as folder:
+            path = os.path.join(folder, "slice1.mrk.json")
+            storage = pointLists[1].CreateDefaultStorageNode()
+            storage.SetFileName(path)
+            self.assertTrue(storage.WriteData(pointLists[1]))
+            reloaded = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLMarkupsFiducialNode", "reloaded")
+            reader = slicer.vtkMRMLMarkupsJsonStorageNode()
+            reader.SetFileName(path)
+            self.assertTrue(reader.ReadData(reloaded))
+            states = nodes.readPointList(reloaded, ("A-RVI", "I-RVI", "C-LV"))
+            self.assertEqual([round(p.confidence, 6) for p in states], [1.0, 0.8, 0.95])
+            self.assertEqual(states[0].description, "placed by user")
+            np.testing.assert_allclose(states[0].position, series.ijk_to_lps(np.array([22.0, 32.0, 1.0])), atol=1e-6)
+            fromFile = markups.read_markups(path, series)
+            byName = {lm.name: lm for lm in fromFile.landmarks}
+            self.assertTrue(byName["A-RVI"].corrected)
+            self.assertFalse(byName["I-RVI"].corrected)
+            self.assertAlmostEqual(byName["I-RVI"].confidence, 0.8)
+            self.assertEqual((byName["C-LV"].slice, byName["C-LV"].phase), (1, 0))
+
+        # undo restores the model's point: no longer corrected, angle back to 45 deg
+        slicer.mrmlScene.Undo()
+        self.assertAlmostEqual(self._tableValue(table, "RVI angle", 1), 45.0, places=6)
+        self.assertEqual(logic.flagCounts(hub)["corrected"], 0)
+        self.delayDisplay("Correction test passed")
+
+    def test_DetectOnRealData(self):
+        """Detection on a real ACDC short-axis stack (only when the data and the bundled model are there)."""
+        from CardiacLandmarksLib.config import data_root, models_root
+
+        path = data_root() / "acdc" / "patient001_ED.nii.gz"
+        if not path.exists() or not (models_root() / "sax_unet.json").exists():
+            logging.info("CardiacLandmarksTest: real data or bundled model not available, detection test not run")
+            return
+        self.delayDisplay("Detecting on real data")
+        volume = slicer.util.loadVolume(str(path))
+        logic = CardiacLandmarksLogic()
+        hub = logic.detect(volume, device="cpu")
+        pointLists = logic.pointListNodes(hub)
+        self.assertEqual(len(pointLists), volume.GetImageData().GetDimensions()[2])
+        for pointList in pointLists:
+            self.assertEqual(pointList.GetNumberOfControlPoints(), 3)
+        self.assertGreater(logic.resultTable(hub).GetNumberOfRows(), 0)
+        self.delayDisplay("Detection test passed")
