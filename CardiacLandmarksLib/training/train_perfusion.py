@@ -43,15 +43,15 @@ class PerfTrainConfig:
 
     seed: int = 0
     n_val_patients: int = 3
-    loc_iters: int = 500
-    seg_iters: int = 2200
+    loc_iters: int = 400
+    seg_iters: int = 1500
     batch: int = 8
     lr: float = 2e-3
     loc_base: int = 8
     loc_depth: int = 4
-    seg_base: int = 16
+    seg_base: int = 12
     seg_depth: int = 4
-    seg_pre_px: int = 144
+    seg_pre_px: int = 112
     max_shift_mm: float = 12.0
     threads: int = 1
 
@@ -182,7 +182,7 @@ def _train_net(net: torch.nn.Module, x: np.ndarray, y: np.ndarray, out_px: int, 
         loss.backward()
         opt.step()
         sched.step()
-        losses.append(float(loss))
+        losses.append(loss.item())
         if (it + 1) % 100 == 0:
             log.info("%s iter %d/%d loss %.4f (%.0f s)", name, it + 1, iters, np.mean(losses[-100:]), time.time() - t0)
     net.eval()

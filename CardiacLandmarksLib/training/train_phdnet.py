@@ -116,15 +116,21 @@ def errors_mm(xy: np.ndarray, samples: SampleSet, landmark_index: list[int]) -> 
     return np.linalg.norm(xy - ref, axis=-1) * CANVAS_MM
 
 
-def calibrate_found(conf: np.ndarray, present: np.ndarray) -> float:
-    """Presence threshold on the raw confidence maximising balanced accuracy (PHD-Net used alone)."""
-    best, best_t = -1.0, 0.0
-    for t in np.quantile(conf, np.linspace(0.0, 0.99, 100)):
+def calibrate_found(conf: np.ndarray, present: np.ndarray, min_detection: float = 0.95) -> float:
+    """Presence threshold on PHD-Net's raw confidence (PHD-Net used alone), by the U-Net's rule.
+
+    Among thresholds keeping the detection rate at or above ``min_detection``, the one with the
+    best Youden index (TPR + TNR - 1); the threshold with the highest detection rate otherwise.
+    """
+    best, best_t = -2.0, None
+    candidates = np.unique(np.quantile(conf, np.linspace(0.0, 0.99, 100)))
+    for t in candidates:
         f = conf >= t
-        score = (f & present).sum() / max(1, present.sum()) + (~f & ~present).sum() / max(1, (~present).sum())
-        if score > best:
-            best, best_t = score, float(t)
-    return best_t
+        tpr = (f & present).sum() / max(1, present.sum())
+        tnr = (~f & ~present).sum() / max(1, (~present).sum())
+        if tpr >= min_detection and tpr + tnr - 1 > best:
+            best, best_t = tpr + tnr - 1, float(t)
+    return best_t if best_t is not None else float(candidates[0])
 
 
 def calibrate(result: SmoothingResult, samples: SampleSet, names: tuple[str, ...], worst_fraction: float = 0.1) -> dict:
@@ -227,7 +233,8 @@ def write_bundle(model: PHDNet, cfg: PhdTrainConfig, info: dict, out_dir: Path, 
         out_dir: e.g. ``Resources/Models``.
         unet: the heatmap U-Net the confidence is shipped with (``.predict``, ``.card``).
         sets: ``{name: SampleSet}``, the first being the ACDC validation patients (calibration).
-        shipped: ``{"mode": "support"|"phdnet", "support_radius_px": float, "why": str}``.
+        shipped: ``{"mode": "agreement"|"support"|"phdnet", "agreement_sigma_mm": float,
+            "support_radius_px": float, "why": str}`` (see :class:`..confidence.PhdNetConfidence`).
         extra: more card entries (e.g. the multi- vs single-landmark comparison).
         smoothing: Candidate Smoothing settings (default the function's defaults).
 
@@ -279,9 +286,11 @@ def write_bundle(model: PHDNet, cfg: PhdTrainConfig, info: dict, out_dir: Path, 
     tmp_json.write_text(json.dumps(card, indent=2))
     phd = PhdNetConfidence.load("cpu", models_dir=out_dir)
     rows = confidence_table(unet=unet, phd=phd, per_landmark=True, sets=sets)
-    method = "phdnet" if shipped.get("mode") == "phdnet" else "unet+phdnet"
-    card["thresholds"]["high_confidence"] = dict(rows[[r["method"] for r in rows].index(method)]["thresholds"])
-    card["thresholds"]["by_method"] = {m: next(r["thresholds"] for r in rows if r["method"] == m) for m in METHODS}
+    method = shipped.get("mode", "agreement")
+    by_method = {m: next(r["thresholds"] for r in rows if r["method"] == m and isinstance(r["thresholds"], dict))
+                 for m in METHODS}
+    card["thresholds"]["high_confidence"] = dict(by_method[method])
+    card["thresholds"]["by_method"] = by_method
     card["evaluation"] = rows
     card["evaluation_text"] = format_confidence_table([r for r in rows if r["landmark"] == "all"])
     _atomic_text(out_dir / "sax_phdnet.json", json.dumps(card, indent=2, default=_jsonable))
@@ -323,7 +332,8 @@ def card_markdown(card: dict) -> str:
         "",
         f"**Candidate Smoothing**: {card['candidate_smoothing']}.",
         "",
-        f"**Shipped confidence**: mode `{sh.get('mode')}`" + (f", support radius {sh.get('support_radius_px')} px" if sh.get("mode") == "support" else "") + ".",
+        f"**Shipped confidence**: mode `{sh.get('mode')}` "
+        f"({', '.join(f'{k} {v}' for k, v in sh.items() if k not in ('mode', 'why'))}).",
         "",
         sh.get("why", ""),
         "",
