@@ -159,6 +159,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     results = [evaluate_case(c, lambda s: detect_landmarks(s, model=model)) for c in cases]
     summary = summarise(results)
     print(format_table(results, summary))
+    if args.json:
+        Path(args.json).write_text(json.dumps(summary, indent=2))
     try:
         from .evaluation_confidence import confidence_table, format_confidence_table
     except ImportError:
@@ -171,8 +173,6 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             print(format_confidence_table(confidence_table(cases, device=args.device)))
         except CardiacLandmarksError as exc:
             print(f"(confidence table skipped: {exc})")
-    if args.json:
-        Path(args.json).write_text(json.dumps(summary, indent=2))
     return 0
 
 
