@@ -168,5 +168,8 @@ def newScene(sliceViews: bool = True):
     previous = getattr(slicer, "mrmlScene", None)
     slicer.mrmlScene = scene
     slicer.modules = SimpleNamespace(**logics)
-    _keepAlive[:] = [scene, appLogic, logics, previous]
+    # Keep every earlier scene and its logics alive for the whole session: module logics made in
+    # earlier tests still observe nodes of their scene, and freeing a scene under live observers
+    # crashed the full suite (segfault in a later test). The memory cost is a few hundred MB.
+    _keepAlive.append((scene, appLogic, logics, previous))
     return scene
