@@ -104,7 +104,12 @@ def write_outputs(series, lmset, out: Path) -> list[Path]:
     written = [report.write_landmarks_json(lmset, out / "landmarks.json")]
     written.append(report.write_measurements_csv(lmset.measurements, out / "measurements.csv"))
     written += list(markups.write_markups(lmset, out))
-    written.append(report.render_overlay_png(series, lmset, out / f"{stem}_overlay.png"))
+    if lmset.view == "sax":
+        written.append(report.render_overlay_png(series, lmset, out / f"{stem}_overlay.png"))
+    else:  # long axis: landmarks at ED/ES and the LV-length curve
+        from .lax_report import render_lax_png
+
+        written.append(render_lax_png(series, lmset, out / f"{stem}_lv_length.png"))
     return [Path(p) for p in written]
 
 

@@ -1,0 +1,78 @@
+"""CLI: lax-track from a .mrk.json on one phase of a NIfTI cine, lv-length from the written landmarks."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+from scipy import ndimage
+
+from CardiacLandmarksLib.cli import main
+
+
+@pytest.fixture()
+def cine_and_points(tmp_path):
+    from CardiacLandmarksLib.landmarks import Landmark, LandmarkSet
+    from CardiacLandmarksLib.markups import write_markups
+    from CardiacLandmarksLib.series import load_series
+
+    rng = np.random.default_rng(0)
+    base = ndimage.gaussian_filter(rng.normal(size=(96, 96)), 2.0) * 300 + 600
+    n_t = 8
+    # the apex stays put, the valve region moves towards it: rows shift by up to 4 px below row 50
+    frames = []
+    for t in range(n_t):
+        dy = 4.0 * np.sin(np.pi * t / n_t)
+        f = base.copy()
+        f[:50] = ndimage.shift(base, (dy, 0), order=3, mode="nearest")[:50]
+        frames.append(f.astype(np.float32))
+    vols = []
+    for f in frames:
+        v = sitk.GetImageFromArray(f[None])
+        v.SetSpacing((1.5, 1.5, 8.0))
+        vols.append(v)
+    img = sitk.JoinSeries(vols)
+    d4 = np.eye(4)
+    d4[:3, :3] = np.column_stack([[0.6, 0.0, -0.8], [0.0, 1.0, 0.0], [0.8, 0.0, 0.6]])
+    img.SetDirection(d4.ravel().tolist())
+    img.SetOrigin((10.0, 20.0, 30.0, 0.0))
+    path = tmp_path / "cine_4ch.nii.gz"
+    sitk.WriteImage(img, str(path))
+    s = load_series(path)
+    pts = {"IS-P": (30.0, 20.0), "AL-P": (66.0, 22.0), "APEX": (48.0, 85.0)}
+    lms = [Landmark(n, 0, 0, True, s.ijk_to_lps(np.r_[p, 0]), np.r_[p, 0], 1.0, "high", True) for n, p in pts.items()]
+    write_markups(LandmarkSet(str(path), "4ch", {}, lms), tmp_path / "placed.mrk.json")
+    return path, tmp_path / "placed.mrk.json", n_t
+
+
+def test_lax_track_and_lv_length(cine_and_points, tmp_path, capsys):
+    path, mrk, n_t = cine_and_points
+    out = tmp_path / "out"
+    assert main(["lax-track", str(path), "--points", str(mrk), "-o", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "Longitudinal shortening" in text
+    doc = json.loads((out / "landmarks.json").read_text())
+    assert doc["view"] == "4ch" and len(doc["landmarks"]) == 3 * n_t
+    lengths = [m["value"] for m in doc["measurements"] if m["name"] == "LV length"]
+    assert len(lengths) == n_t
+    # valve points moved up to 4 px = 6 mm towards the apex (rows increase towards it)
+    assert max(lengths) - min(lengths) == pytest.approx(6.0, abs=0.8)
+    assert (out / "lv_length.png").stat().st_size > 10000
+    assert len(list(out.glob("*.mrk.json"))) == n_t
+    assert main(["lv-length", str(out / "landmarks.json"), "--json"]) == 0
+    curve = json.loads(capsys.readouterr().out)[0]
+    assert curve["ed_phase"] == 0 and curve["es_phase"] == n_t // 2
+    assert curve["shortening_pct"] == pytest.approx(100 * (lengths[0] - lengths[n_t // 2]) / lengths[0], rel=1e-6)
+    # the per-phase markups folder reads back the same curve
+    assert main(["lv-length", str(out), "--ed", "first"]) == 0
+    assert "ED phase 0 by first" in capsys.readouterr().out
+
+
+def test_cli_errors(tmp_path, capsys):
+    assert main(["lv-length", str(tmp_path / "missing.json")]) == 1
+    assert "not found" in capsys.readouterr().err
+    bad = tmp_path / "bad.json"
+    bad.write_text("{not json")
+    assert main(["lv-length", str(bad)]) == 1

@@ -1,0 +1,87 @@
+"""LV length and longitudinal shortening on constructed landmark sets with known lengths."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from CardiacLandmarksLib.errors import DegenerateGeometryError
+from CardiacLandmarksLib.landmarks import Landmark, LandmarkSet
+from CardiacLandmarksLib.lax_measurements import (
+    longitudinal_shortening_pct,
+    lv_length_curve,
+    lv_length_measurements,
+    lv_length_mm,
+)
+
+
+def lax_set(lengths, view="4ch", names=("IS-P", "AL-P", "APEX"), low=(), missing=()):
+    """Valve points at (+-15, 0, 0) mm, apex at (0, L, 0) rotated by 30 deg about z: length L exactly."""
+    rot = np.array([[np.cos(0.5), -np.sin(0.5), 0], [np.sin(0.5), np.cos(0.5), 0], [0, 0, 1]])
+    lms = []
+    for t, length in enumerate(lengths):
+        pts = {names[0]: np.array([-15.0, 0, 0]), names[1]: np.array([15.0, 0, 0]), names[2]: np.array([0, length, 0])}
+        for n, p in pts.items():
+            found = (n, t) not in missing
+            pos = rot @ p + np.array([100.0, -20.0, 7.0]) if found else np.full(3, np.nan)
+            lms.append(Landmark(n, 0, t, found, pos, np.full(3, np.nan), 0.9 if found else 0.0,
+                                ("low" if t in low else "high") if found else "absent"))
+    return LandmarkSet("synthetic", view, {}, lms)
+
+
+def test_lv_length_is_apex_to_mitral_midpoint():
+    assert lv_length_mm([0, 90, 0], [-20, 0, 0], [10, 0, 0]) == pytest.approx(np.hypot(5, 90))
+    with pytest.raises(DegenerateGeometryError):
+        lv_length_mm([0, 0, 0], [-1, 0, 0], [1, 0, 0])
+    with pytest.raises(DegenerateGeometryError):
+        lv_length_mm([0, np.nan, 0], [-1, 0, 0], [1, 0, 0])
+
+
+def test_shortening_formula():
+    assert longitudinal_shortening_pct(100.0, 82.0) == pytest.approx(18.0)
+    with pytest.raises(DegenerateGeometryError):
+        longitudinal_shortening_pct(0.0, 10.0)
+
+
+def test_curve_ed_max_es_min_and_rules():
+    # a cine that does not start at ED: maximum at phase 7, minimum at phase 2
+    lengths = [88.0, 80.0, 74.0, 79.0, 84.0, 87.0, 89.0, 92.0, 90.0]
+    c = lv_length_curve(lax_set(lengths))
+    assert np.allclose(c.lengths_mm, lengths)
+    assert (c.ed_phase, c.es_phase, c.ed_rule, c.es_rule) == (7, 2, "max", "min")
+    assert c.shortening_pct == pytest.approx(100 * (92 - 74) / 92)
+    first = lv_length_curve(lax_set(lengths), ed="first")
+    assert first.ed_phase == 0 and first.shortening_pct == pytest.approx(100 * (88 - 74) / 88)
+    given = lv_length_curve(lax_set(lengths), ed=6, es=3)
+    assert given.ed_rule == "given" and given.shortening_pct == pytest.approx(100 * (89 - 79) / 89)
+    with pytest.raises(ValueError):
+        lv_length_curve(lax_set(lengths), ed="last")
+    with pytest.raises(ValueError):
+        lv_length_curve(lax_set(lengths), es=40)
+
+
+def test_missing_and_low_phases_and_other_views():
+    lengths = [90.0, 85.0, 75.0, 88.0]
+    c = lv_length_curve(lax_set(lengths, low=(1,), missing={("APEX", 3)}))
+    assert np.isnan(c.lengths_mm[3]) and c.low_phases == [1]
+    assert c.ed_phase == 0 and c.es_phase == 2
+    c2 = lv_length_curve(lax_set(lengths, view="2ch", names=("A-P", "I-P", "APEX")))
+    assert c2.view == "2ch" and c2.shortening_pct == pytest.approx(100 * 15 / 90)
+    with pytest.raises(ValueError):
+        lv_length_curve(LandmarkSet("x", "sax", {}, []))
+
+
+def test_abnormal_shortening_is_noted():
+    c = lv_length_curve(lax_set([90.0, 88.0, 87.0]))
+    assert any("outside the normal" in n for n in c.notes)
+
+
+def test_measurement_entries():
+    ms = lv_length_measurements(lax_set([90.0, 80.0, 72.0, 85.0]))
+    names = [m.name for m in ms]
+    assert names.count("LV length") == 4
+    sh = [m for m in ms if m.name == "Longitudinal shortening"][0]
+    assert sh.unit == "%" and sh.phase is None and sh.value == pytest.approx(20.0)
+    ed = [m for m in ms if m.name == "LV length ED"][0]
+    es = [m for m in ms if m.name == "LV length ES"][0]
+    assert (ed.phase, es.phase, ed.value, es.value) == (0, 2, pytest.approx(90.0), pytest.approx(72.0))

@@ -1,0 +1,180 @@
+"""LAX detection pipeline: view handling, naming check, tracking and flags with a constructed model, and the
+bundled 4CH model on real data (mnms2/001 cine, an unseen M&Ms-2 4CH frame, pure noise)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from CardiacLandmarksLib.config import models_root
+from CardiacLandmarksLib.errors import ModelIntegrityError, WrongViewError
+from CardiacLandmarksLib.series import CMRSeries
+
+NAMES = ("AL-P", "IS-P", "APEX")
+
+
+class PeakModel:
+    """Stands in for a LoadedModel: softmax maps with Gaussian peaks at fixed canvas points (x, y)."""
+
+    def __init__(self, xy, peak=0.9):
+        self.xy = np.asarray(xy, float)
+        self.peak = peak
+        self.card = {"thresholds": {"found": 0.1, "high_confidence": 0.5}, "confidence": {"tta_max_spread_mm": 5.0}}
+
+    def describe(self):
+        return {"name": "peak-model", "version": "0", "sha256": "-"}
+
+    def predict(self, images):
+        n, h, w = images.shape
+        yy, xx = np.mgrid[:h, :w]
+        out = np.zeros((n, 4, h, w), np.float32)
+        for c, (x, y) in enumerate(self.xy):
+            out[:, c] = self.peak * np.exp(-((xx - x) ** 2 + (yy - y) ** 2) / (2 * 1.5**2))
+        out[:, 3] = 1.0 - out[:, :3].sum(1)
+        return out
+
+
+def coronal_series(fmt="nifti", n_t=6, view="unknown"):
+    """Frames of smoothed noise on an oblique plane: i axis = patient's left (+x LPS), j axis =
+    anterior-inferior (0, -0.447, -0.894) LPS; so "right-anterior" (IS-P side) is towards small i."""
+    from scipy import ndimage
+
+    rng = np.random.default_rng(0)
+    base = ndimage.gaussian_filter(rng.normal(size=(128, 128)), 2.0).astype(np.float32) * 100 + 500
+    px = np.stack([np.roll(base, t, axis=1) for t in range(n_t)])[:, None]
+    j = np.array([0.0, -1.0, -2.0]) / np.sqrt(5.0)
+    d = np.column_stack([[1.0, 0, 0], j, np.cross([1.0, 0, 0], j)])
+    return CMRSeries(px, (1.5, 1.5, 8.0), d, np.array([[0.0, 0.0, 0.0]]), view=view, source="synthetic",
+                     metadata={"format": fmt})
+
+
+def test_naming_check_dicom_swaps_nifti_keeps(monkeypatch):
+    from CardiacLandmarksLib.lax_pipeline import detect_lax
+    from CardiacLandmarksLib.preprocessing import make_grid
+
+    s = coronal_series()
+    grid = make_grid(s, 0)
+    # IS-P must lie towards the patient's right-anterior (image left); the model puts it on the image right
+    is_p, al_p, apex = np.array([90.0, 40.0]), np.array([40.0, 40.0]), np.array([64.0, 110.0])
+    xy = grid.ijk_to_canvas(np.stack([al_p, is_p, apex]))
+    nifti = detect_lax(s, "4ch", model=PeakModel(xy), tta=False, track=False)
+    lm = nifti.get("IS-P", 0, 0)
+    assert np.allclose(lm.ijk[:2], is_p, atol=0.2) and lm.flag == "low"
+    assert nifti.get("APEX", 0, 0).flag == "high"
+    assert any("model names kept" in n for n in nifti.model["lax_checks"])
+    dicom = detect_lax(coronal_series("dicom"), "4ch", model=PeakModel(xy), tta=False, track=False)
+    lm = dicom.get("IS-P", 0, 0)
+    assert np.allclose(lm.ijk[:2], al_p, atol=0.2) and lm.flag == "low"
+    assert any("swapped" in n for n in dicom.model["lax_checks"])
+    # names that agree with the geometry: no note, high flags
+    ok = detect_lax(s, "4ch", model=PeakModel(grid.ijk_to_canvas(np.stack([is_p, al_p, apex]))), tta=False,
+                    track=False)
+    assert ok.model["lax_checks"] == [] and all(lm.flag == "high" for lm in ok.landmarks)
+    assert len([m for m in ok.measurements if m.name == "LV length"]) == s.n_phases
+
+
+def test_low_peak_and_tta_disagreement_flag_low():
+    from CardiacLandmarksLib.lax_pipeline import detect_lax
+    from CardiacLandmarksLib.preprocessing import make_grid
+
+    s = coronal_series()
+    xy = make_grid(s, 0).ijk_to_canvas(np.array([[40.0, 40.0], [90.0, 40.0], [64.0, 110.0]]))
+    weak = detect_lax(s, "4ch", model=PeakModel(xy, peak=0.3), tta=False, track=False)
+    assert all(lm.flag == "low" for lm in weak.landmarks)
+    none = detect_lax(s, "4ch", model=PeakModel(xy, peak=0.05), tta=False, track=False)
+    assert all(not lm.found and lm.flag == "absent" for lm in none.landmarks)
+    assert not [m for m in none.measurements if m.name == "LV length"]
+    # a model that ignores the image gives the same canvas point for rotated copies: the TTA spread flags it
+    spread = detect_lax(s, "4ch", model=PeakModel(xy), tta=True, track=False)
+    assert all(lm.flag == "low" for lm in spread.landmarks)
+
+
+def test_tracking_stage_and_progress():
+    from CardiacLandmarksLib.lax_pipeline import detect_lax
+    from CardiacLandmarksLib.preprocessing import make_grid
+
+    s = coronal_series()
+    xy = make_grid(s, 0).ijk_to_canvas(np.array([[90.0, 40.0], [40.0, 40.0], [64.0, 110.0]]))
+    calls = []
+    res = detect_lax(s, "4ch", model=PeakModel(xy), tta=False, progress=lambda d, t: calls.append((d, t)))
+    assert res.model["tracking"]["anchors"] == {"AL-P": [0], "IS-P": [0], "APEX": [0]}
+    # frames roll by one pixel per phase (along i): the tracked point follows
+    for t in range(s.n_phases):
+        assert res.get("APEX", 0, t).ijk[0] == pytest.approx(64.0 + t, abs=0.3)
+    assert calls[0] == (s.n_phases, s.n_phases) and calls[-1][0] == calls[-1][1]
+
+
+def test_view_errors():
+    from CardiacLandmarksLib.lax_pipeline import detect_lax, resolve_view
+
+    s = coronal_series(view="sax")
+    with pytest.raises(WrongViewError):
+        detect_lax(s, "4ch", model=PeakModel(np.zeros((3, 2))))
+    s2 = coronal_series()
+    s2.description = "cine_sax_stack"
+    with pytest.raises(WrongViewError):
+        resolve_view(s2, "auto")
+    s3 = coronal_series()
+    s3.description = "cine_2ch"
+    assert resolve_view(s3, "auto")[0] == "2ch"
+    with pytest.raises(ValueError):
+        resolve_view(s3, "5ch")
+
+
+def test_no_model_for_view_is_named(tmp_path, monkeypatch):
+    from CardiacLandmarksLib.lax_pipeline import detect_lax
+
+    monkeypatch.setenv("CARDIAC_LANDMARKS_MODELS", str(tmp_path))
+    with pytest.raises(ModelIntegrityError, match="lax-track"):
+        detect_lax(coronal_series(), "2ch", device="cpu")
+
+
+needs_model = pytest.mark.skipif(not (models_root() / "lax4ch_unet.pt").exists(),
+                                 reason="bundled lax4ch_unet model not present")
+
+
+@needs_model
+def test_bundled_model_on_mnms2_cine(data_root):
+    from CardiacLandmarksLib.inference import read_card
+    from CardiacLandmarksLib.lax_labels import derive_from_series
+    from CardiacLandmarksLib.lax_pipeline import detect_lax
+    from CardiacLandmarksLib.series import load_series
+
+    card = read_card("lax4ch_unet")
+    assert card["training"]["n_subjects"] == 2 and "mnms2-001" in card["training"]["subjects"]
+    s = load_series(data_root / "mnms2/001/001_LA_CINE.nii.gz")
+    res = detect_lax(s, "4ch", device="cpu")
+    assert len(res.landmarks) == 3 * s.n_phases and all(lm.found for lm in res.landmarks)
+    names = [m.name for m in res.measurements]
+    assert names.count("LV length") == s.n_phases and "Longitudinal shortening" in names
+    # the cine was in the training data: the ED frame (phase 23) must be close to its derived labels
+    ed = derive_from_series(load_series(data_root / "mnms2/001/001_LA_ED.nii.gz"),
+                            load_series(data_root / "mnms2/001/001_LA_ED_gt.nii.gz")).points
+    for name, ij in ed.items():
+        err = np.linalg.norm(res.get(name, 0, 23).position - s.ijk_to_lps(np.r_[ij, 0]))
+        assert err < 8.0, (name, err)
+
+
+@needs_model
+def test_bundled_model_flags_noise_low():
+    from CardiacLandmarksLib.lax_pipeline import detect_lax
+
+    rng = np.random.default_rng(1)
+    s = CMRSeries(rng.normal(300, 100, (1, 1, 192, 192)).astype(np.float32), (1.5, 1.5, 8.0), np.eye(3),
+                  np.zeros((1, 3)), source="noise")
+    res = detect_lax(s, "4ch", device="cpu")
+    assert not any(lm.flag == "high" for lm in res.landmarks)
+
+
+def test_tta_warp_maps_points_as_documented():
+    from CardiacLandmarksLib.lax_pipeline import _rotate_scale
+
+    h = w = 96
+    yy, xx = np.mgrid[:h, :w]
+    p = np.array([60.0, 30.0])  # (x, y)
+    img = np.exp(-((xx - p[0]) ** 2 + (yy - p[1]) ** 2) / (2 * 2.0**2)).astype(np.float32)[None]
+    out, mat = _rotate_scale(img, 12.0, 1.1)
+    c = np.array([(w - 1) / 2, (h - 1) / 2])
+    expect = mat @ (p - c) + c
+    j, i = np.unravel_index(np.argmax(out[0]), out[0].shape)
+    assert np.hypot(i - expect[0], j - expect[1]) <= 1.0

@@ -1,0 +1,100 @@
+"""LAX training: partial-label loss, datasets from a user folder (.mrk.json and masks), a tiny end-to-end run."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from CardiacLandmarksLib.training.losses import gaussian_targets
+from CardiacLandmarksLib.training.train_lax import partial_kl_dice_loss
+
+
+def test_partial_loss_ignores_how_unknown_landmark_and_background_split():
+    torch.manual_seed(0)
+    pts = torch.tensor([[[10.0, 12.0], [20.0, 8.0], [float("nan"), float("nan")]]])
+    target = gaussian_targets(pts, 32, 2.0)
+    known = torch.tensor([[True, True, False]])
+    logits = torch.randn(1, 4, 32, 32)
+    base = partial_kl_dice_loss(logits, target, known)
+    # move probability between APEX (unknown) and background keeping their sum: same loss
+    lse = torch.logsumexp(logits[:, 2:4], 1)
+    alt = logits.clone()
+    alt[:, 2] = lse + np.log(0.9)
+    alt[:, 3] = lse + np.log(0.1)
+    assert torch.allclose(partial_kl_dice_loss(alt, target, known), base, atol=1e-5)
+    # ...but when APEX is labelled (absent = background target) the split matters
+    known_all = torch.ones(1, 3, dtype=torch.bool)
+    assert not torch.allclose(partial_kl_dice_loss(alt, target, known_all),
+                              partial_kl_dice_loss(logits, target, known_all))
+    # a perfect prediction of the known landmarks scores lower than a random one
+    good = torch.log(target.clamp(min=1e-6))
+    assert partial_kl_dice_loss(good, target, known) < base
+
+
+@pytest.fixture(scope="module")
+def user_folder(tmp_path_factory, data_root):
+    """A user-style folder: subject A = ES frame + mask; subject B = ED frame + .mrk.json (derived points)."""
+    from CardiacLandmarksLib.landmarks import Landmark, LandmarkSet
+    from CardiacLandmarksLib.lax_labels import derive_from_series
+    from CardiacLandmarksLib.markups import write_markups
+    from CardiacLandmarksLib.series import load_series
+
+    d = data_root / "mnms2" / "001"
+    folder = tmp_path_factory.mktemp("laxdata")
+    (folder / "subjA.nii.gz").symlink_to(d / "001_LA_ES.nii.gz")
+    (folder / "subjA_gt.nii.gz").symlink_to(d / "001_LA_ES_gt.nii.gz")
+    (folder / "subjB.nii.gz").symlink_to(d / "001_LA_ED.nii.gz")
+    img = load_series(d / "001_LA_ED.nii.gz")
+    pts = derive_from_series(img, load_series(d / "001_LA_ED_gt.nii.gz")).points
+    lms = [Landmark(n, 0, 0, True, img.ijk_to_lps(np.r_[p, 0]), np.r_[p, 0], 1.0, "high", True) for n, p in pts.items()]
+    write_markups(LandmarkSet("subjB", "4ch", {}, lms), folder / "subjB.mrk.json")
+    (folder / "notes.txt").write_text("not an image")
+    return folder, pts, img
+
+
+def test_folder_samples_read_markups_and_masks(user_folder):
+    from CardiacLandmarksLib.preprocessing import make_grid
+    from CardiacLandmarksLib.training.train_lax import folder_samples
+
+    folder, pts, img = user_folder
+    s = folder_samples(folder, "4ch")
+    assert sorted(set(s.subject)) == ["subjA", "subjB"] and len(s.images) == 2
+    assert s.known.all() and np.isfinite(s.points).all()
+    b = s.subject.index("subjB")
+    grid = make_grid(img, 0)
+    for n, name in enumerate(("AL-P", "IS-P", "APEX")):
+        assert np.allclose(s.points[b, n], grid.ijk_to_canvas(pts[name]), atol=0.05)
+    from CardiacLandmarksLib.errors import InputNotFoundError
+
+    with pytest.raises(InputNotFoundError):
+        folder_samples(folder / "missing", "4ch")
+
+
+def test_tiny_training_run_writes_a_loadable_model(user_folder, tmp_path):
+    from CardiacLandmarksLib.inference import load_model, sha256_file
+    from CardiacLandmarksLib.lax_pipeline import detect_lax
+    from CardiacLandmarksLib.training.train_lax import train_lax
+
+    folder, _, img = user_folder
+    card = train_lax(folder, "4ch", tmp_path, epochs=1, steps_per_epoch=2, include_shared=False, progress=False)
+    assert card["training"]["n_subjects"] == 2
+    assert set(card["leave_one_subject_out"]) == {"subjA", "subjB"}
+    assert card["sha256"] == sha256_file(tmp_path / "lax4ch_unet.pt")
+    saved = json.loads((tmp_path / "lax4ch_unet.json").read_text())
+    assert saved["name"] == "lax4ch_unet" and "2 subject" in saved["summary"]
+    assert (tmp_path / "lax4ch_unet.md").read_text().count("Expected accuracy") == 1
+    model = load_model("4ch", "cpu", models_dir=tmp_path, name="lax4ch_unet")
+    res = detect_lax(img, "4ch", model=model, tta=False)
+    assert {lm.name for lm in res.landmarks} == {"AL-P", "IS-P", "APEX"}
+    # two frames of training (2 steps): the model cannot be trusted, and says so
+    assert all(lm.flag in ("low", "absent") for lm in res.landmarks)
+
+
+def test_train_lax_rejects_sax_view(tmp_path):
+    from CardiacLandmarksLib.training.train_lax import train_lax
+
+    with pytest.raises(ValueError):
+        train_lax(None, "sax", tmp_path)
