@@ -79,16 +79,17 @@ class LoadedModel:
     net: object = field(repr=False)
     batch_size: int = 32
 
-    def predict(self, images: np.ndarray) -> np.ndarray:
+    def predict(self, images: np.ndarray, tta: bool = True) -> np.ndarray:
         """Softmax maps ``[n, C, H, W]`` for canvas images ``[n, H, W]``.
 
         When the card's ``input.mirror_tta`` names a channel pair (e.g. ``[0, 1]`` = A-RVI, I-RVI),
         the mirrored image is also run and averaged back in with that pair swapped (a mirror swaps
-        anterior and inferior under the display convention).
+        anterior and inferior under the display convention). ``tta=False`` skips it (about twice
+        as fast; the card's thresholds were calibrated with it on).
         """
         import torch
 
-        pair = self.card.get("input", {}).get("mirror_tta")
+        pair = self.card.get("input", {}).get("mirror_tta") if tta else None
         out = []
         with torch.inference_mode():
             for s in range(0, len(images), self.batch_size):

@@ -79,6 +79,7 @@ def detect_landmarks(
     cancel: CancelFn | None = None,
     model: LoadedModel | None = None,
     batch_size: int = 50,
+    tta: bool = True,
 ) -> LandmarkSet:
     """Detect the landmarks of ``view`` on every slice and phase of ``series``.
 
@@ -90,6 +91,7 @@ def detect_landmarks(
         cancel: polled between batches; returning True raises :class:`Cancelled`.
         model: an already loaded model (default: the bundled one for ``view``).
         batch_size: images per forward pass.
+        tta: mirror test-time augmentation when the model card enables it (more accurate, ~2x slower).
 
     Returns:
         :class:`LandmarkSet` with one entry per landmark x slice x phase (``found`` False and
@@ -120,7 +122,7 @@ def detect_landmarks(
         canv = np.empty((len(chunk), grids[0].size, grids[0].size), np.float32)
         for n, (k, t) in enumerate(chunk):
             canv[n] = resample_to_canvas(normalise_intensity(series.pixels[t, k])[None], grids[k])[0]
-        xy, peak = decode_heatmaps(model.predict(canv))
+        xy, peak = decode_heatmaps(model.predict(canv, tta=tta))
         for n, (k, t) in enumerate(chunk):
             ijk_all = grids[k].canvas_to_ijk(xy[n])
             for c, name in enumerate(names):

@@ -40,5 +40,7 @@ if __name__ == "__main__":
     print(f"10x25 stack CPU {cpu['stack_s']:8.2f} s    ratio to target (10 s): {cpu['stack_s'] / TARGET_STACK_S:.2f}, "
           f"to goal (3 s): {cpu['stack_s'] / GOAL_STACK_S:.2f}")
     print(f"per image CPU   {cpu['ms_per_image']:8.2f} ms   (network alone {cpu['network_only_ms_per_image']:.2f} ms)")
+    fast = res["cpu_no_tta"]
+    print(f"10x25 stack CPU without mirror TTA {fast['stack_s']:.2f} s   ratio to target (10 s): {fast['stack_s'] / TARGET_STACK_S:.2f}")
     if "cuda" in res:
         print(f"10x25 stack GPU {res['cuda']['stack_s']:8.2f} s")
