@@ -80,6 +80,7 @@ def detect_landmarks(
     model: LoadedModel | None = None,
     batch_size: int = 50,
     tta: bool = True,
+    confidence: str = "phdnet",
 ) -> LandmarkSet:
     """Detect the landmarks of ``view`` on every slice and phase of ``series``.
 
@@ -92,6 +93,9 @@ def detect_landmarks(
         model: an already loaded model (default: the bundled one for ``view``).
         batch_size: images per forward pass.
         tta: mirror test-time augmentation when the model card enables it (more accurate, ~2x slower).
+        confidence: ``"phdnet"`` (shipped): U-Net positions with PHD-Net confidence (agreement
+            between PHD-Net and the U-Net, Schobs et al., ISBI 2021; see the sax_phdnet card);
+            ``"peak"``: the U-Net's peak probability with its own calibrated threshold.
 
     Returns:
         :class:`LandmarkSet` with one entry per landmark x slice x phase (``found`` False and
@@ -111,7 +115,17 @@ def detect_landmarks(
     found_t = per_landmark_thresholds(model.card, "found", names, 0.3)
     high_t = per_landmark_thresholds(model.card, "high_confidence", names, found_t)
     total = series.n_phases * series.n_slices
-    lmset = LandmarkSet(source=series.source, view=view, model=model.describe())
+    phd = None
+    if confidence == "phdnet":
+        from .confidence import PhdNetConfidence
+
+        phd = PhdNetConfidence.load(device=model.device)
+    elif confidence != "peak":
+        raise CardiacLandmarksError(f"unknown confidence mode {confidence!r}: use 'phdnet' or 'peak'")
+    described = model.describe()
+    if phd is not None:
+        described["confidence_model"] = {"name": phd.name, "version": phd.version, "sha256": phd.sha256}
+    lmset = LandmarkSet(source=series.source, view=view, model=described)
     jobs = [(k, t) for k in range(series.n_slices) for t in range(series.n_phases)]
     grids = {k: make_grid(series, k) for k in range(series.n_slices)}
     done = 0
@@ -123,15 +137,22 @@ def detect_landmarks(
         for n, (k, t) in enumerate(chunk):
             canv[n] = resample_to_canvas(normalise_intensity(series.pixels[t, k])[None], grids[k])[0]
         xy, peak = decode_heatmaps(model.predict(canv, tta=tta))
+        found_all = peak >= np.array([found_t[nm] for nm in names])
+        if phd is not None:
+            assessed = phd.assess(canv, positions=xy, found=found_all)
+            conf_all, flag_all = assessed.confidence, assessed.flag
+        else:
+            conf_all = np.where(found_all, peak, 0.0)
+            flag_all = np.where(~found_all, "absent",
+                                np.where(peak >= np.array([high_t[nm] for nm in names]), "high", "low"))
         for n, (k, t) in enumerate(chunk):
             ijk_all = grids[k].canvas_to_ijk(xy[n])
             for c, name in enumerate(names):
-                p = float(peak[n, c])
-                found = p >= found_t[name]
+                found = bool(found_all[n, c])
                 ijk = ijk_all[c] if found else np.full(3, np.nan)
                 pos = series.ijk_to_lps(ijk) if found else np.full(3, np.nan)
-                flag = "absent" if not found else ("high" if p >= high_t[name] else "low")
-                lmset.landmarks.append(Landmark(name, k, t, found, pos, ijk, p if found else 0.0, flag))
+                lmset.landmarks.append(Landmark(name, k, t, found, pos, ijk, float(conf_all[n, c]) if found else 0.0,
+                                                str(flag_all[n, c]) if found else "absent"))
         done += len(chunk)
         if progress is not None:
             progress(done, total)
