@@ -36,6 +36,7 @@ import numpy as np
 from scipy import ndimage
 
 from .errors import InvalidImageError, ModelIntegrityError, PerfusionInputError
+from .inference import sha256_file
 
 logger = logging.getLogger(__name__)
 
@@ -180,16 +181,6 @@ def model_paths(models_dir: Path | None = None) -> tuple[Path, Path]:
 
     root = models_root() if models_dir is None else Path(models_dir)
     return root / f"{MODEL_STEM}.pt", root / f"{MODEL_STEM}.json"
-
-
-def sha256_file(path: Path) -> str:
-    import hashlib
-
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 @dataclass

@@ -455,8 +455,8 @@ def train_lax(
     Raises:
         ValueError: unknown view. InputNotFoundError: no labelled data.
     """
+    from ..inference import sha256_file
     from .model_card import write_markdown
-    from .train_sax import sha256_file
 
     view = (view or "").lower()
     if view not in LAX_VIEWS:

@@ -8,7 +8,6 @@ Reproducible from a seed; runs on a 2-core CPU within the hour, faster on a GPU.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import time
@@ -19,6 +18,7 @@ import numpy as np
 import torch
 
 from ..decoding import decode_heatmaps
+from ..inference import sha256_file
 from ..models.unet import UNet2D, count_parameters
 from ..preprocessing import CANVAS_MM, CANVAS_PX
 from .augment import random_affine_batch, random_intensity
@@ -238,11 +238,3 @@ def _save(state: dict, cfg: TrainConfig, path: Path) -> None:
     torch.save({"state_dict": state, "config": asdict(cfg)}, tmp)
     tmp.replace(path)
 
-
-def sha256_file(path: Path) -> str:
-    """Hex SHA256 of a file."""
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
