@@ -119,7 +119,7 @@ def _stem(source: str) -> str:
     name = p.name
     if p.suffix == "" and name.lower() in ("dicom", "dcm", "images", "data", "series") and p.parent.name:
         name = p.parent.name  # a generic DICOM folder name: use the folder above (e.g. the patient id)
-    for ext in (".nii.gz", ".nii", ".nrrd", ".mha", ".dcm"):
+    for ext in (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd", ".hdr", ".img", ".dcm"):
         if name.endswith(ext):
             return name[: -len(ext)]
     return name or "series"

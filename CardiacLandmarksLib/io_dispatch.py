@@ -64,7 +64,15 @@ def load_series(path: str | Path, series_uid: str | None = None, *, time_axis: s
     kind = input_kind(p)
     logger.debug("loading %s as %s", p, kind)
     if kind == "dicom-folder":
-        return io_dicom.load_dicom_folder(p, series_uid=series_uid)
+        try:
+            return io_dicom.load_dicom_folder(p, series_uid=series_uid)
+        except NoDicomError as exc:
+            images = sorted(f.name for f in p.iterdir() if f.is_file() and io_image.is_image_file(f))
+            if images:
+                shown = ", ".join(images[:3]) + (" ..." if len(images) > 3 else "")
+                raise NoDicomError(f"{p} holds no DICOM but {len(images)} image file(s) ({shown}): "
+                                   f"give one of them as input, not the folder") from exc
+            raise
     if kind == "image":
         if series_uid is not None:
             logger.warning("series_uid ignored for image file %s", p.name)

@@ -565,3 +565,14 @@ def test_time_axis_argument_validated(tmp_path):
     s = io_image.load_image(p, time_axis="last")  # file (x, y, t): 3 phases of one 4x5 image
     assert s.pixels.shape == (3, 1, 4, 5)
 
+
+
+def test_folder_of_image_files_says_to_give_one_file(tmp_path):
+    import SimpleITK as sitk
+
+    from CardiacLandmarksLib.errors import NoDicomError
+    from CardiacLandmarksLib.io_dispatch import load_series
+
+    sitk.WriteImage(sitk.Image(8, 8, 2, sitk.sitkInt16), str(tmp_path / "case01.nii.gz"))
+    with pytest.raises(NoDicomError, match=r"holds no DICOM but 1 image file\(s\) \(case01.nii.gz\)"):
+        load_series(tmp_path)
