@@ -36,6 +36,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     p.add_argument("--threads", type=int, default=2, help="CPU threads for torch")
+    p.add_argument("--lr", type=float, default=None, help="peak learning rate (SAX default 2e-3; 1e-3 or less to fine-tune)")
+    p.add_argument("--init-weights", default=None,
+                   help="SAX: start from this checkpoint (e.g. Resources/Models/sax_unet.pt) to fine-tune")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("evaluate", help="compare detections with landmarks derived from expert masks")
@@ -139,7 +142,10 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     data = Path(args.data) if args.data else data_root() / "acdc"
     out = Path(args.output or "runs/sax")
-    card = train_sax(data, out, TrainConfig(epochs=args.epochs, seed=args.seed, threads=args.threads), device=device)
+    cfg = TrainConfig(epochs=args.epochs, seed=args.seed, threads=args.threads, init_weights=args.init_weights)
+    if args.lr is not None:
+        cfg.lr = args.lr
+    card = train_sax(data, out, cfg, device=device)
     print(json.dumps(card["validation"], indent=1))
     print(f"wrote {out / 'sax_unet.pt'} and {out / 'sax_unet.json'}; copy both into {models_root()} to bundle them")
     return 0

@@ -38,6 +38,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import CardiacLandmarksError, ModelIntegrityError
+from .inference import as_input, prepare_net
 
 log = logging.getLogger(__name__)
 
@@ -344,7 +345,13 @@ class PhdNetConfidence:
     device: str
     net: object = field(repr=False)
     landmarks: tuple[str, ...] = ("A-RVI", "I-RVI", "C-LV")
-    batch_size: int = 32
+    batch_size: int = 0  # 0: inference.default_batch(device)
+
+    def __post_init__(self) -> None:
+        if not self.batch_size:
+            from .inference import default_batch
+
+            self.batch_size = default_batch(self.device)
 
     @classmethod
     def load(cls, device: str = "auto", models_dir: Path | None = None, name: str = PHDNET_MODEL) -> PhdNetConfidence:
@@ -384,7 +391,7 @@ class PhdNetConfidence:
                      tuple(arch["head_widths"]))
         ckpt = torch.load(weights, map_location="cpu", weights_only=True)
         net.load_state_dict(ckpt["state_dict"])
-        net.eval().to(dev)
+        prepare_net(net, dev)
         log.info("loaded %s %s on %s", name, card.get("version"), dev)
         model = cls(name, card.get("version", "0"), digest, card, dev, net, tuple(card["landmarks"]))
         _CACHE[key] = model
@@ -428,7 +435,7 @@ class PhdNetConfidence:
         hms, disps = [], []
         with torch.inference_mode():
             for s in range(0, len(images), self.batch_size):
-                x = torch.from_numpy(np.ascontiguousarray(images[s : s + self.batch_size]))[:, None].to(self.device)
+                x = as_input(images[s : s + self.batch_size], self.device)
                 hm, disp = self.net.predict(x)
                 hms.append(hm.float().cpu().numpy())
                 disps.append(disp.float().cpu().numpy())

@@ -102,11 +102,25 @@ class LandmarkSet:
     landmarks: list[Landmark] = field(default_factory=list)
     measurements: list[Measurement] = field(default_factory=list)
 
+    _index: dict | None = field(default=None, init=False, repr=False, compare=False)
+
     def get(self, name: str, slice: int, phase: int = 0) -> Landmark | None:
-        """The landmark ``name`` on (slice, phase), or None."""
-        for lm in self.landmarks:
-            if lm.name == name and lm.slice == slice and lm.phase == phase:
-                return lm
+        """The landmark ``name`` on (slice, phase), or None.
+
+        O(1) on average: a (name, slice, phase) -> list position index, checked against the list on
+        every hit and rebuilt on a miss, so callers may append, sort, replace or rename entries freely.
+        """
+        key = (name, slice, phase)
+        for attempt in range(2):
+            if attempt or self._index is None:
+                self._index = {}
+                for pos, lm in enumerate(self.landmarks):
+                    self._index.setdefault((lm.name, lm.slice, lm.phase), pos)
+            pos = self._index.get(key)
+            if pos is not None and pos < len(self.landmarks):
+                lm = self.landmarks[pos]
+                if (lm.name, lm.slice, lm.phase) == key:
+                    return lm
         return None
 
     def slices_phases(self) -> list[tuple[int, int]]:

@@ -237,21 +237,22 @@ def load_model(weights: Path | None = None, card_path: Path | None = None, devic
     loc, seg = build_networks(state.get("config", {}))
     loc.load_state_dict(state["localiser"])
     seg.load_state_dict(state["segmenter"])
-    loc.eval()
-    seg.eval()
-    if device != "cpu":
-        loc.to(device)
-        seg.to(device)
+    from .inference import prepare_net
+
+    prepare_net(loc, device)
+    prepare_net(seg, device)
     return PerfusionModel(localiser=loc, segmenter=seg, card=card, sha256=digest, device=device)
 
 
 def _predict(net, x: np.ndarray, device: str = "cpu", batch: int = 16) -> np.ndarray:
     import torch
 
+    from .inference import as_input
+
     out = []
     with torch.no_grad():
         for s in range(0, len(x), batch):
-            xb = torch.from_numpy(np.ascontiguousarray(x[s : s + batch], np.float32)).to(device)
+            xb = as_input(x[s : s + batch], device, add_channel=False)
             out.append(torch.softmax(net(xb), 1).cpu().numpy())
     return np.concatenate(out)
 

@@ -86,7 +86,7 @@ class PHDNet(nn.Module):
         hm = self.heatmap_head(f)
         disp = self.displacement_head(f)
         n, _, h, w = disp.shape
-        return hm, disp.view(n, self.n_landmarks, 2, h, w)
+        return hm, disp.reshape(n, self.n_landmarks, 2, h, w)
 
     @torch.no_grad()
     def predict(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -80,7 +80,7 @@ def predict_probs(model: torch.nn.Module, images: np.ndarray, device: str = "cpu
     with torch.inference_mode():
         for s in range(0, len(images), batch):
             x = torch.from_numpy(np.ascontiguousarray(images[s : s + batch]))[:, None].to(device)
-            out.append(torch.softmax(model(x), 1).float().cpu().numpy())
+            out.append(torch.softmax(model(x.contiguous(memory_format=torch.channels_last)), 1).float().cpu().numpy())
     return np.concatenate(out)
 
 
@@ -163,7 +163,7 @@ def train_sax(data: Path, out_dir: Path, cfg: TrainConfig, device: str = "cpu", 
     model.init_background_prior()
     if cfg.init_weights:
         model.load_state_dict(torch.load(cfg.init_weights, map_location="cpu", weights_only=True)["state_dict"])
-    model = model.to(device)
+    model = model.to(device).to(memory_format=torch.channels_last)  # ~1.5x faster steps on CPU
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     steps_per_epoch = int(np.ceil(len(train.images) / cfg.batch_size))
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=cfg.epochs * steps_per_epoch, pct_start=0.02)
@@ -181,7 +181,7 @@ def train_sax(data: Path, out_dir: Path, cfg: TrainConfig, device: str = "cpu", 
             x, p = random_affine_batch(imgs[b], pts[b], cfg.crop_px, gen)
             x = random_intensity(x, gen)
             target = gaussian_targets(p, cfg.crop_px, cfg.sigma_px)
-            loss = kl_dice_loss(model(x.to(device)), target.to(device))
+            loss = kl_dice_loss(model(x.to(device).contiguous(memory_format=torch.channels_last)), target.to(device))
             opt.zero_grad()
             loss.backward()
             opt.step()
