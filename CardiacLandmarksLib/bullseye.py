@@ -10,6 +10,7 @@ Segment angles come from :func:`CardiacLandmarksLib.aha.bullseye_angle_deg`.
 
 from __future__ import annotations
 
+import functools
 import io
 import logging
 from dataclasses import dataclass, field
@@ -149,8 +150,13 @@ def draw_key(ax) -> None:
     ax.set_title("AHA segments", fontsize=9)
 
 
+@functools.lru_cache(maxsize=2)
 def _territory_raster(n: int = 601) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Territory index (1 LAD, 2 RCA, 3 LCx, 0 outside) on an ``n x n`` grid over [-3, 3]^2."""
+    """Territory index (1 LAD, 2 RCA, 3 LCx, 0 outside) on an ``n x n`` grid over [-3, 3]^2.
+
+    Fixed geometry, computed once (cached; the arrays are read-only): re-rendering the bull's-eye
+    when the Slicer panel recomputes after an RV insertion point moved stays fast.
+    """
     xs = np.linspace(-3.0, 3.0, n)
     x, y = np.meshgrid(xs, xs)
     r = np.hypot(x, y)
@@ -162,6 +168,8 @@ def _territory_raster(n: int = 601) -> tuple[np.ndarray, np.ndarray, np.ndarray]
         ring = (r >= (0.0 if level == "apex" else r0)) & (r < r1)
         segs = aha.segment_of_angle(delta[ring], level)
         out[ring] = [names.index(_territory_of(int(s))) + 1 for s in segs]
+    for a in (x, y, out):
+        a.setflags(write=False)
     return x, y, out
 
 
