@@ -212,6 +212,68 @@ def test_bullseye_image_node(study):
     np.testing.assert_allclose(np.sign(np.diag(m)[:3]), [-1, -1, 1])  # upright in an axial slice view
 
 
+def test_show_bullseye_fills_the_yellow_view_upright(study):
+    """The bull's-eye alone in the Yellow view: axial, centred on the image, the whole image in view."""
+    logic, hub = study["logic"], study["hub"]
+    node = logic.bullseyeNode(hub)
+    logic.showBullseye(hub, "Yellow")
+    composite = slicer.mrmlScene.GetSingletonNode("Yellow", "vtkMRMLSliceCompositeNode")
+    assert composite.GetBackgroundVolumeID() == node.GetID()
+    assert composite.GetForegroundVolumeID() is None and composite.GetLabelVolumeID() is None
+    yellow = slicer.mrmlScene.GetSingletonNode("Yellow", "vtkMRMLSliceNode")
+    m = nodes.matrixToArray(yellow.GetSliceToRAS())
+    np.testing.assert_allclose(np.abs(m[:3, :3]), np.eye(3), atol=1e-9)  # axial
+    rows, columns = slicer.util.arrayFromVolume(node).shape[1:3]
+    # IJK-to-RAS is diag(-1, -1, 1) at the origin: the image spans x in [-(columns-1), 0], y in [-(rows-1), 0]
+    np.testing.assert_allclose(m[:2, 3], [-(columns - 1) / 2.0, -(rows - 1) / 2.0], atol=1.0)
+    fov = yellow.GetFieldOfView()
+    assert fov[0] >= columns - 1 and fov[1] >= rows - 1
+    assert min(fov[0] / columns, fov[1] / rows) < 1.05  # fitted, not just huge
+    # the Red view (the series) is untouched by it
+    assert slicer.mrmlScene.GetSingletonNode("Red", "vtkMRMLSliceCompositeNode").GetBackgroundVolumeID() != node.GetID()
+
+
+def test_export_writes_the_cli_files_with_the_same_content(study, tmp_path):
+    """exportReport writes what ``cardiac-landmarks perfusion`` writes for the same input, same values."""
+    import nibabel as nib
+
+    logic, hub, cli, cliDir = study["logic"], study["hub"], study["cli"], study["cli_dir"]
+    written = logic.exportReport(hub, tmp_path)
+    names = sorted(p.name for p in written)
+    assert names == sorted(p.name for p in cliDir.iterdir() if p.is_file())
+    exported = json.loads((tmp_path / "report.json").read_text())
+    assert exported["segments"] == cli["segments"] and exported["global"] == cli["global"]
+    for name in (f"{SERIES}_aha_segments.nii.gz", f"{SERIES}_segmentation.nii.gz"):
+        # the CLI keeps the file's (time, row, column) layout; a Slicer volume has no file layout, so the
+        # export is the slice's own 4-D (column, row, 1, time) image: same labels at the same places
+        ours, theirs = nib.load(str(tmp_path / name)), nib.load(str(cliDir / name))
+        a, b = np.asarray(ours.dataobj), np.asarray(theirs.dataobj)
+        assert a.shape == (b.shape[2], b.shape[1], 1, b.shape[0])
+        np.testing.assert_array_equal(a[:, :, 0, :].transpose(2, 1, 0), b)
+        assert len(np.unique(b)) > 2
+        for i, j in ((0, 0), (100, 20), (37, 150)):
+            np.testing.assert_allclose(nib.affines.apply_affine(ours.affine, [i, j, 0]),
+                                       nib.affines.apply_affine(theirs.affine, [0, j, i]), atol=1e-3)
+    assert (tmp_path / "report.csv").read_text() == (cliDir / "report.csv").read_text()
+
+
+def test_panel_status_text_states_the_global_values(study):
+    """The section's status line carries the report's global value (stress upslope index here) and warnings."""
+    from CardiacLandmarksModuleLib.perfusion_panel import summaryText
+
+    report = study["logic"].report(study["hub"])
+    text = summaryText(report)
+    stats = study["cli"]["global"]["stress"]["upslope_index"]
+    assert f"stress: upslope index {stats['mean']:.2f} ± {stats['sd']:.2f}" in text
+    assert ("warning" in text) == bool(report["warnings"])
+    both = {"conditions": ["stress", "rest"], "units": {"mbf": "ml/min/g"},
+            "global": {"stress": {"mbf": {"mean": 3.0, "sd": 0.5}}, "rest": {"mbf": {"mean": 1.0, "sd": 0.25}},
+                       "reserve": {"mpr": 3.0}}}
+    assert summaryText(both).splitlines() == ["stress: MBF 3.00 ± 0.50 ml/min/g", "rest: MBF 1.00 ± 0.25 ml/min/g",
+                                              "MPR 3.00"]
+    assert summaryText({}) == ""
+
+
 def _ijk_to_ras(node):
     import vtk
 

@@ -539,6 +539,46 @@ class PerfusionLogic:
             if composite.GetLayoutName() == layoutName and proxy is not None:
                 composite.SetBackgroundVolumeID(proxy.GetID())
 
+    def showBullseye(self, hub, layoutName: str = "Yellow") -> None:
+        """Show the report's bull's-eye image alone in the slice view ``layoutName``, axial (upright), fitted."""
+        node = self.bullseyeNode(hub)
+        if node is None or node.GetImageData() is None:
+            return
+        bounds = [0.0] * 6
+        node.GetRASBounds(bounds)
+        width, height = bounds[1] - bounds[0], bounds[3] - bounds[2]
+        for composite in slicer.util.getNodesByClass("vtkMRMLSliceCompositeNode"):
+            if composite.GetLayoutName() == layoutName:
+                composite.SetBackgroundVolumeID(node.GetID())
+                composite.SetForegroundVolumeID(None)
+                composite.SetLabelVolumeID(None)
+        for sliceNode in slicer.util.getNodesByClass("vtkMRMLSliceNode"):
+            if sliceNode.GetLayoutName() != layoutName:
+                continue
+            sliceNode.SetOrientationToAxial()
+            sliceNode.JumpSliceByCentering(0.5 * (bounds[0] + bounds[1]), 0.5 * (bounds[2] + bounds[3]),
+                                           0.5 * (bounds[4] + bounds[5]))
+            dims = sliceNode.GetDimensions()
+            aspect = dims[1] / dims[0] if dims[0] else 1.0
+            fovX = max(width, height / aspect if aspect else height)
+            sliceNode.SetFieldOfView(fovX, fovX * aspect, sliceNode.GetFieldOfView()[2])
+
+    def exportReport(self, hub, outputDirectory) -> list:
+        """Write the command line's report files for the current analyses (RVI corrections included):
+        ``report.json``, ``report.csv``, ``bullseye.png`` and, per series, the segmentation and AHA
+        label maps (input geometry) and the RVI ``.mrk.json`` (an existing one is kept as a backup).
+
+        Returns:
+            The paths written (``pathlib.Path``).
+
+        Raises:
+            PerfusionInputError: the hub was not computed in this session.
+        """
+        from CardiacLandmarksLib import perfusion_report as pr
+
+        state = self._state(hub)
+        return pr.write_report(self.analyses(hub), state.summary, outputDirectory, state.modelCard, state.modelSha)
+
     # ------------------------------------------------------------------ RVI editing
 
     def setRvi(self, hub, seriesIndex: int, aRviLps, iRviLps=None, renderBullseye: bool = True) -> None:

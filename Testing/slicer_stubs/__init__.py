@@ -132,8 +132,9 @@ def newScene(sliceViews: bool = True):
     """Make ``slicer.mrmlScene`` a fresh scene with application logic and the module logics bound to it.
 
     Args:
-        sliceViews: also add a "Red" slice node and its composite node (what the layout of the
-            application would create), so that jumping and rotating slice views can be checked.
+        sliceViews: also add the "Red" (axial), "Yellow" (sagittal) and "Green" (coronal) slice nodes
+            and their composite nodes (what the application's conventional layout creates), so
+            that jumping, rotating and filling slice views can be checked.
 
     Returns:
         The new ``vtkMRMLScene``.
@@ -152,19 +153,20 @@ def newScene(sliceViews: bool = True):
         logics[moduleName] = SimpleNamespace(logic=lambda logic=logic: logic)
     if sliceViews:
         slicer.vtkMRMLSliceNode.AddDefaultSliceOrientationPresets(scene)
-        sliceNode = scene.CreateNodeByClass("vtkMRMLSliceNode")  # applies the default node (presets)
-        sliceNode.UnRegister(None)
-        sliceNode.SetName("Red")
-        sliceNode.SetLayoutName("Red")
-        sliceNode.SetSingletonTag("Red")
-        sliceNode = scene.AddNode(sliceNode)
-        sliceNode.SetOrientationToAxial()
-        sliceNode.SetDimensions(256, 256, 1)
-        sliceNode.SetFieldOfView(250.0, 250.0, 1.0)
-        composite = slicer.vtkMRMLSliceCompositeNode()
-        composite.SetLayoutName("Red")
-        composite.SetSingletonTag("Red")
-        scene.AddNode(composite)
+        for viewName, orientation in (("Red", "Axial"), ("Yellow", "Sagittal"), ("Green", "Coronal")):
+            sliceNode = scene.CreateNodeByClass("vtkMRMLSliceNode")  # applies the default node (presets)
+            sliceNode.UnRegister(None)
+            sliceNode.SetName(viewName)
+            sliceNode.SetLayoutName(viewName)
+            sliceNode.SetSingletonTag(viewName)
+            sliceNode = scene.AddNode(sliceNode)
+            sliceNode.SetOrientation(orientation)
+            sliceNode.SetDimensions(256, 256, 1)
+            sliceNode.SetFieldOfView(250.0, 250.0, 1.0)
+            composite = slicer.vtkMRMLSliceCompositeNode()
+            composite.SetLayoutName(viewName)
+            composite.SetSingletonTag(viewName)
+            scene.AddNode(composite)
     previous = getattr(slicer, "mrmlScene", None)
     slicer.mrmlScene = scene
     slicer.modules = SimpleNamespace(**logics)

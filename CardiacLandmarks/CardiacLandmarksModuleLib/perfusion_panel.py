@@ -1,0 +1,167 @@
+"""The module panel's "Perfusion report (AHA 16 segments)" section.
+
+A thin GUI over :class:`CardiacLandmarksModuleLib.perfusion.PerfusionLogic` (which holds all
+the MRML work and is usable from the Python console). Its widgets come from
+``Resources/UI/CardiacLandmarksPerfusion.ui`` (a second ``.ui`` file, loaded under the landmark
+sections of ``CardiacLandmarks.ui``):
+
+* check the perfusion series (one per slice level, stress and/or rest; names such as
+  ``1424200_stress_mid`` tell the condition and level, as for the command line), optionally
+  pick an arterial input (table node) and tick "Gd concentration" for quantitative MBF;
+* "Run perfusion report" creates the AHA segment table (shown in the section), the bull's-eye
+  (yellow slice view), and per series the AHA sector and LV segmentations and the editable
+  RV insertion points (red slice view, in the series' own plane);
+* dragging A-RVI or I-RVI re-anchors that series' sectors and updates the table and bull's-eye;
+* "Export report" writes the command line's files (``report.json``, ``report.csv``,
+  ``bullseye.png``, label maps, RVI markups) into the chosen folder.
+
+Xue et al., "Automated inline analysis of myocardial perfusion MRI with deep learning",
+Radiology: AI 2020; AHA segments after Cerqueira et al., Circulation 2002.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import qt
+import slicer
+from slicer.i18n import tr as _
+
+OUTPUT_DIRECTORY_SETTINGS_KEY = "CardiacLandmarks/perfusionOutputDirectory"
+
+logger = logging.getLogger(__name__)
+
+
+class PerfusionSection:
+    """Builds the perfusion section into ``parentLayout`` and drives :class:`PerfusionLogic`.
+
+    Args:
+        parentLayout: the module panel's layout (``ScriptedLoadableModuleWidget.layout``).
+        uiPath: path of ``CardiacLandmarksPerfusion.ui``.
+        logicFactory: returns the ``PerfusionLogic`` to use (called on first run; the module
+            logic's ``perfusion`` property, so console and panel share one).
+    """
+
+    def __init__(self, parentLayout, uiPath: str, logicFactory) -> None:
+        self._logicFactory = logicFactory
+        self.hub = None
+        uiWidget = slicer.util.loadUI(uiPath)
+        parentLayout.addWidget(uiWidget)
+        self.ui = slicer.util.childWidgetVariables(uiWidget)
+        uiWidget.setMRMLScene(slicer.mrmlScene)
+        directory = qt.QSettings().value(OUTPUT_DIRECTORY_SETTINGS_KEY, "")
+        if directory:
+            self.ui.perfusionOutputDirectoryButton.directory = directory
+        self.ui.perfusionInputsComboBox.connect("checkedNodesChanged()", self.updateButtons)
+        self.ui.perfusionRunButton.clicked.connect(self.onRun)
+        self.ui.perfusionSeriesComboBox.currentIndexChanged.connect(self.onSeriesChanged)
+        self.ui.perfusionExportButton.clicked.connect(self.onExport)
+        self.ui.perfusionOutputDirectoryButton.directoryChanged.connect(self.onOutputDirectoryChanged)
+        self.updateButtons()
+
+    @property
+    def logic(self):
+        return self._logicFactory()
+
+    def checkedInputs(self) -> list:
+        return list(self.ui.perfusionInputsComboBox.checkedNodes())
+
+    def updateButtons(self) -> None:
+        n = len(self.checkedInputs())
+        self.ui.perfusionRunButton.enabled = n > 0
+        self.ui.perfusionRunButton.toolTip = (
+            _("Analyse {n} series: myocardium segmentation, RV insertion, AHA segments, per-segment perfusion").format(n=n)
+            if n else _("Check at least one perfusion series (one per slice level, stress and/or rest)."))
+        self.ui.perfusionExportButton.enabled = self.hub is not None
+
+    def onOutputDirectoryChanged(self, directory) -> None:
+        qt.QSettings().setValue(OUTPUT_DIRECTORY_SETTINGS_KEY, directory)
+
+    def _onProgress(self, done: int, total: int) -> None:
+        self.ui.perfusionStatusLabel.text = _("Analysed {done} of {total} series...").format(done=done, total=total)
+        slicer.app.processEvents()
+
+    def onRun(self) -> None:
+        inputs = self.checkedInputs()
+        if not inputs:
+            return
+        self.ui.perfusionStatusLabel.text = _("Analysing {n} series (the first run also loads the model)...").format(n=len(inputs))
+        slicer.app.processEvents()
+        aif = self.ui.perfusionAifSelector.currentNode()
+        hub = None
+        with slicer.util.tryWithErrorDisplay(_("Perfusion analysis failed."), waitCursor=True):
+            hub = self.logic.run(inputs, aifs=aif, concentration=bool(self.ui.perfusionConcentrationCheckBox.checked),
+                                 progress=self._onProgress)
+        if hub is None:
+            self.ui.perfusionStatusLabel.text = _("Perfusion analysis failed: see the error message.")
+            return
+        self.setHub(hub)
+
+    def setHub(self, hub) -> None:
+        """Show a report (made by :meth:`PerfusionLogic.run`) in the section and the slice views."""
+        logic = self.logic
+        self.hub = hub
+        self.ui.perfusionTableView.setMRMLTableNode(logic.tableNode(hub))
+        combo = self.ui.perfusionSeriesComboBox
+        combo.blockSignals(True)
+        combo.clear()
+        for an in logic.analyses(hub):
+            combo.addItem(f"{an.name} ({an.condition}, {an.level})")
+        combo.blockSignals(False)
+        combo.enabled = combo.count > 0
+        self.ui.perfusionStatusLabel.text = summaryText(logic.report(hub))
+        self.onSeriesChanged(0)
+        logic.showBullseye(hub, "Yellow")
+        self.updateButtons()
+
+    def onSeriesChanged(self, index: int) -> None:
+        """Show series ``index`` (red view) with its sectors and RVI points; hide the other series' nodes."""
+        if self.hub is None or index < 0:
+            return
+        logic = self.logic
+        for k, group in enumerate(zip(logic.sectorNodes(self.hub), logic.segmentationNodes(self.hub), logic.rviNodes(self.hub))):
+            for node in group:
+                display = node.GetDisplayNode() if node is not None else None
+                if display is not None:
+                    display.SetVisibility(k == index)
+        with slicer.util.tryWithErrorDisplay(_("Could not show the series."), waitCursor=True):
+            logic.showInSliceView(self.hub, index, "Red")
+
+    def onExport(self) -> None:
+        directory = self.ui.perfusionOutputDirectoryButton.directory
+        if self.hub is None or not directory:
+            return
+        with slicer.util.tryWithErrorDisplay(_("Export failed."), waitCursor=True):
+            written = self.logic.exportReport(self.hub, directory)
+            self.ui.perfusionStatusLabel.text = _("Wrote {n} files to {folder}").format(n=len(written), folder=directory)
+
+
+def summaryText(report: dict) -> str:
+    """Status text of a report (``report.json`` layout): one line per condition with the global value
+    of the primary metric (MBF when quantified, else the upslope index), e.g.
+    ``"stress: MBF 3.24 ± 0.76 ml/min/g"``, the reserve when stress and rest both exist, and the
+    number of warnings (e.g. an RV insertion found by the fallback: check it). Empty report -> ``""``."""
+    glob = report.get("global", {})
+    units = report.get("units", {})
+    lines = []
+    for condition in report.get("conditions", []):
+        values = glob.get(condition, {})
+        metric = "mbf" if "mbf" in values else ("upslope_index" if "upslope_index" in values else None)
+        if metric is None or values[metric].get("mean") is None:
+            continue
+        stats = values[metric]
+        label = _("MBF") if metric == "mbf" else _("upslope index")
+        text = f"{condition}: {label} {stats['mean']:.2f}"
+        if stats.get("sd") is not None:
+            text += f" ± {stats['sd']:.2f}"
+        lines.append(f"{text} {units.get(metric, '')}".rstrip())
+    reserve = glob.get("reserve", {})
+    for key, label in (("mpr", _("MPR")), ("mpri", _("MPRI"))):
+        if reserve.get(key) is not None:
+            lines.append(f"{label} {reserve[key]:.2f}")
+    warnings = report.get("warnings", [])
+    if warnings:
+        lines.append(_("{n} warning(s): see the report (export) or the Python console log").format(n=len(warnings)))
+        for warning in warnings:
+            logger.warning("%s", warning)
+    return "\n".join(lines)
