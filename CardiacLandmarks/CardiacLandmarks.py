@@ -58,7 +58,11 @@ _ensureLibraryOnPath()
 VIEW_CHOICES = (
     ("auto", "Auto (from the image)"),
     ("sax", "Short axis (SAX)"),
+    ("2ch", "Long axis, 2-chamber (2CH)"),
+    ("3ch", "Long axis, 3-chamber (3CH)"),
+    ("4ch", "Long axis, 4-chamber (4CH)"),
 )
+LAX_VIEWS = ("2ch", "3ch", "4ch")
 #: devices offered in the panel: (value passed to the library, label)
 DEVICE_CHOICES = (
     ("auto", "Auto (GPU if available)"),
@@ -106,6 +110,14 @@ class CardiacLandmarks(ScriptedLoadableModule):
             "did not find have no position and can be placed. <b>Review next flagged point</b> jumps to them. "
             "Moving or placing a point marks it as corrected and updates the measurements table at once. "
             "Export writes the point lists (.mrk.json, LPS), landmarks.json and the measurements (CSV).<br><br>"
+            "<b>Long-axis views</b> (2CH, 3CH, 4CH; chosen in <i>View</i> or recognised from the image): the two "
+            "mitral-valve points and the APEX are detected and tracked through the cine. An <i>LV length</i> "
+            "line joins the apex and the mitral midpoint on the phase shown, the table and the plot <i>LV length "
+            "over the cardiac cycle</i> give the length on every phase, and the panel shows LV length at ED "
+            "(longest) and ES (shortest) and the longitudinal shortening. Moving a point on one phase re-tracks "
+            "that landmark from there through the other phases and updates the line, table, plot and shortening; "
+            "moving it back undoes the correction. Only a 4CH model is bundled, trained on two subjects: expect "
+            "to correct points (see the model card).<br><br>"
             "The same detection runs from the Python console "
             "(<code>slicer.util.getModuleLogic('CardiacLandmarks').detect(volumeNode)</code>) and from the "
             "<code>cardiac-landmarks</code> command line. Research use only: not for clinical decisions."
@@ -187,6 +199,7 @@ class CardiacLandmarksWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.ui.outputDirectoryButton.directory = outputDirectory
         self.ui.progressBar.hide()
         self.ui.cancelButton.hide()
+        self.ui.laxSummaryLabel.hide()
         self.ui.measurementsTableView.horizontalHeader().setStretchLastSection(True)
 
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
@@ -201,6 +214,12 @@ class CardiacLandmarksWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.exportLandmarksButton.clicked.connect(lambda: self.onExport(landmarksJson=True))
         self.ui.exportCsvButton.clicked.connect(lambda: self.onExport(csv=True))
         self.ui.outputDirectoryButton.directoryChanged.connect(self.onOutputDirectoryChanged)
+
+        # "Perfusion report (AHA 16 segments)": its own .ui and a thin section class
+        from CardiacLandmarksModuleLib.perfusion_panel import PerfusionSection
+
+        self.perfusionSection = PerfusionSection(self.layout, self.resourcePath("UI/CardiacLandmarksPerfusion.ui"),
+                                                 lambda: self.logic.perfusion)
 
         self.initializeParameterNode()
 
@@ -222,6 +241,7 @@ class CardiacLandmarksWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def onSceneStartClose(self, caller, event) -> None:
         """Called just before the scene is closed."""
         self.setParameterNode(None)
+        self.perfusionSection.reset()
 
     def onSceneEndClose(self, caller, event) -> None:
         """Called just after the scene is closed."""
@@ -288,6 +308,20 @@ class CardiacLandmarksWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.flagSummaryLabel.text = _(
             "{total} points: {high} confident, {low} low confidence, {absent} not found, {corrected} corrected"
         ).format(**counts)
+        lax = self.logic.isLaxResult(result)
+        self.ui.laxSummaryLabel.visible = lax
+        if lax:
+            self.ui.laxSummaryLabel.text = self.laxSummaryText(self.logic.laxSummary(result))
+
+    @staticmethod
+    def laxSummaryText(summary: dict) -> str:
+        """One line for the panel: LV length at ED and ES and the longitudinal shortening."""
+        if not summary or summary.get("shortening_pct") is None:
+            return _("LV length: place APEX and both mitral-valve points to measure it.")
+        return _("LV length ED {ed:.1f} mm (phase {edPhase}), ES {es:.1f} mm (phase {esPhase}); "
+                 "longitudinal shortening {shortening:.1f}%").format(
+            ed=summary["length_ed_mm"], edPhase=summary["ed_phase"], es=summary["length_es_mm"],
+            esPhase=summary["es_phase"], shortening=summary["shortening_pct"])
 
     def onViewChanged(self, index) -> None:
         if self._parameterNode:
@@ -348,6 +382,7 @@ class CardiacLandmarksWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         with slicer.util.tryWithErrorDisplay(_("Failed to install the required Python packages.")):
             if not self._ensureDependencies():
                 return
+        from CardiacLandmarksLib.errors import ModelIntegrityError
         from CardiacLandmarksLib.pipeline import Cancelled
 
         self._setRunning(True)
@@ -366,16 +401,47 @@ class CardiacLandmarksWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                 except Cancelled:
                     self.ui.statusLabel.text = _("Detection cancelled.")
                     return
+                except ModelIntegrityError:
+                    if self._parameterNode.view not in LAX_VIEWS:
+                        raise
+                    # no model for this long-axis view: an empty result where the user places the points
+                    result = self.logic.seedLaxFromPoints(self._parameterNode.inputVolume, self._parameterNode.view,
+                                                          0, {})
+                    self._parameterNode.result = result
+                    self._parameterNode.measurementsTable = self.logic.resultTable(result)
+                    self.logic.showResultInSliceViews(result)
+                    self.showLvLengthPlot(result)
+                    self.ui.statusLabel.text = _(
+                        "No {view} model is available: place APEX and the two mitral-valve points on one phase "
+                        "(Review next flagged point); each is tracked through the cine.").format(
+                        view=self._parameterNode.view.upper())
+                    return
                 self._parameterNode.result = result
                 self._parameterNode.measurementsTable = self.logic.resultTable(result)
                 self._reviewCursor = None
                 self.logic.showResultInSliceViews(result)
+                if self.logic.isLaxResult(result):
+                    self.showLvLengthPlot(result)
                 self.ui.statusLabel.text = _("Done. Review the flagged points.")
         except Exception:
             self.ui.statusLabel.text = _("Detection failed (see the error message).")
             logging.exception("CardiacLandmarks detection failed")
         finally:
             self._setRunning(False)
+
+    def showLvLengthPlot(self, hub) -> None:
+        """Switch to a layout with a plot view and show the LV-length chart there (needs the Slicer GUI)."""
+        layoutManager = slicer.app.layoutManager()
+        chart = self.logic.lvLengthChart(hub)
+        if layoutManager is None or chart is None:
+            return
+        plots = getattr(slicer.modules, "plots", None)
+        if plots is not None and hasattr(plots.logic(), "ShowChartInLayout"):
+            plots.logic().ShowChartInLayout(chart)  # picks a layout with a plot view when needed
+            return
+        layoutManager.setLayout(slicer.vtkMRMLLayoutNode.SlicerLayoutFourUpPlotView)
+        for plotViewNode in slicer.util.getNodesByClass("vtkMRMLPlotViewNode"):
+            plotViewNode.SetPlotChartNodeID(chart.GetID())
 
     def onReviewButton(self) -> None:
         """Jump the slice views to the next low-confidence or missing point."""
@@ -477,6 +543,7 @@ class CardiacLandmarksLogic(ScriptedLoadableModuleLogic, VTKObservationMixin):
         VTKObservationMixin.__init__(self)
         self._states = {}
         self._reconciling = False
+        self._perfusion = None
         if slicer.mrmlScene is not None:
             self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self._onSceneStartClose)
             self.addObserver(slicer.mrmlScene, slicer.mrmlScene.NodeAboutToBeRemovedEvent, self._onNodeAboutToBeRemoved)
@@ -496,6 +563,20 @@ class CardiacLandmarksLogic(ScriptedLoadableModuleLogic, VTKObservationMixin):
 
     def getParameterNode(self):
         return CardiacLandmarksParameterNode(super().getParameterNode())
+
+    @property
+    def perfusion(self):
+        """The perfusion report logic (``CardiacLandmarksModuleLib.perfusion.PerfusionLogic``, made on first
+        use; its model loads on its first run): AHA 16-segment table, bull's-eye, sector segmentations and
+        editable RV insertion points that recompute when moved (Xue et al., Radiology: AI 2020)::
+
+            hub = logic.perfusion.run([getNode("1424200_stress_mid"), getNode("1424200_rest_mid")])
+        """
+        if self._perfusion is None:
+            from CardiacLandmarksModuleLib.perfusion import PerfusionLogic
+
+            self._perfusion = PerfusionLogic()
+        return self._perfusion
 
     # ---------------------------------------------------------------- input
 
@@ -557,7 +638,11 @@ class CardiacLandmarksLogic(ScriptedLoadableModuleLogic, VTKObservationMixin):
 
         Args:
             inputNode: scalar volume, cine proxy volume, or sequence of scalar volumes.
-            view: ``"auto"`` (the view guessed from the image description; SAX when unknown) or ``"sax"``.
+            view: ``"auto"`` (the view recognised from the image description / orientation by
+                ``CardiacLandmarksLib.view.detect_view``; SAX when unknown), ``"sax"``, or a
+                long-axis view ``"2ch"``, ``"3ch"``, ``"4ch"`` (then ``lax_pipeline.detect_lax``:
+                valve points and APEX, tracked through the cine, LV length line, table and plot;
+                see ``CardiacLandmarksModuleLib.lax``).
             device: ``"auto"``, ``"cpu"`` or ``"cuda"``.
             progress: ``progress(done, total)`` after each batch of images.
             cancel: ``cancel() -> bool`` polled between batches (True raises
@@ -571,13 +656,21 @@ class CardiacLandmarksLogic(ScriptedLoadableModuleLogic, VTKObservationMixin):
             CardiacLandmarksLib errors (bad input, wrong view, missing model), ``Cancelled``.
         """
         from CardiacLandmarksLib import pipeline
+        from CardiacLandmarksLib import view as viewLib
 
         series = self.seriesFromNode(inputNode)
         if view == "auto":
-            # the view guessed from the description; SAX (the bundled model) when it says nothing
-            chosenView = series.view if series.view != "unknown" else "sax"
+            # the loader's label, else the library's view recognition (description, orientation); SAX when unknown
+            chosenView = series.view if series.view != "unknown" else viewLib.detect_view(series)
         else:
             chosenView = view
+        if chosenView in LAX_VIEWS:
+            from CardiacLandmarksLib import lax_pipeline
+
+            logging.info("CardiacLandmarks: detecting %s landmarks on %s (%d phases)", chosenView, series.source,
+                         series.n_phases)
+            lmset = lax_pipeline.detect_lax(series, view=chosenView, device=device, progress=progress, cancel=cancel)
+            return self.createResultNodes(inputNode, series, lmset)
         logging.info("CardiacLandmarks: detecting %s landmarks on %s (%d phases x %d slices)", chosenView,
                      series.source, series.n_phases, series.n_slices)
         if progress is not None:
@@ -605,6 +698,7 @@ class CardiacLandmarksLogic(ScriptedLoadableModuleLogic, VTKObservationMixin):
         imageNode, imageSequence, browser = self.resolveInput(inputNode)
         baseName = (imageNode or inputNode).GetName()
         names = LANDMARKS_BY_VIEW[lmset.view]
+        lax = lmset.view in LAX_VIEWS
         byKey = {(lm.name, lm.slice, lm.phase): lm for lm in lmset.landmarks}
 
         def landmarksOf(k, t):
@@ -631,6 +725,13 @@ class CardiacLandmarksLogic(ScriptedLoadableModuleLogic, VTKObservationMixin):
         hub.SetAttribute(GEOMETRY_ATTRIBUTE, json.dumps(geometry))
         hub.SetAttribute(RESULT_ATTRIBUTE, "1")
         hub.SetNodeReferenceID(INPUT_REFERENCE, inputNode.GetID())
+        if lax:
+            from CardiacLandmarksModuleLib import lax as laxNodes
+
+            laxNodes.createNodes(self, hub, inputNode, series, lmset, imageSequence if cine else None, browser,
+                                 baseName)
+            self.attachResult(hub)
+            return hub
 
         table = scene.AddNewNodeByClass("vtkMRMLTableNode", scene.GenerateUniqueName(f"{baseName} RVI measurements"))
         hub.SetNodeReferenceID(TABLE_REFERENCE, table.GetID())
@@ -672,7 +773,107 @@ class CardiacLandmarksLogic(ScriptedLoadableModuleLogic, VTKObservationMixin):
         return node is not None and node.IsA("vtkMRMLTextNode") and node.GetAttribute(RESULT_ATTRIBUTE) == "1"
 
     def resultTable(self, hub):
+        """The measurements table (RVI angles; for a long-axis result the LV length of slice 0)."""
         return hub.GetNodeReference(TABLE_REFERENCE)
+
+    @staticmethod
+    def isLaxResult(hub) -> bool:
+        """True for a long-axis (2CH/3CH/4CH) result."""
+        from CardiacLandmarksModuleLib import lax
+
+        return lax.isLaxResult(hub)
+
+    def lvLengthLine(self, hub, k: int = 0):
+        """The ``vtkMRMLMarkupsLineNode`` from APEX to the mitral midpoint of the phase shown (LAX result)."""
+        from CardiacLandmarksModuleLib import lax
+
+        return hub.GetNthNodeReference(lax.LINE_REFERENCE, k)
+
+    def lvLengthChart(self, hub):
+        """The ``vtkMRMLPlotChartNode`` "LV length over the cardiac cycle" (LAX result)."""
+        from CardiacLandmarksModuleLib import lax
+
+        return hub.GetNodeReference(lax.CHART_REFERENCE)
+
+    def lvLengthPlotSeries(self, hub, k: int = 0):
+        """The ``vtkMRMLPlotSeriesNode`` of slice ``k``'s LV length (LAX result)."""
+        from CardiacLandmarksModuleLib import lax
+
+        return hub.GetNthNodeReference(lax.PLOT_SERIES_REFERENCE, k)
+
+    def lvLengthTable(self, hub, k: int = 0):
+        """The LV-length table of slice ``k`` (columns Phase, Time (ms), LV length (mm), Status)."""
+        return hub.GetNthNodeReference(TABLE_REFERENCE, k)
+
+    def laxSummary(self, hub, k: int = 0) -> dict:
+        """LV length at ED/ES and longitudinal shortening of a LAX result's slice ``k`` (current points).
+
+        Returns:
+            ``{"view", "slice", "ed_phase", "es_phase", "length_ed_mm", "length_es_mm",
+            "shortening_pct", "ed_rule", "es_rule", "low_phases", "notes"}`` (None where not
+            computable); ED = longest, ES = shortest LV (``lax_measurements.lv_length_curve``).
+        """
+        from CardiacLandmarksModuleLib import lax
+
+        return lax.laxSummary(self, hub, k)
+
+    def lvLengthCurve(self, hub, k: int = 0):
+        """The library's ``LVLengthCurve`` of slice ``k`` for the current (corrected) points."""
+        return self._state(hub).curves.get(k)
+
+    def correctLaxLandmark(self, hub, name: str, phase: int, positionLPS, k: int = 0) -> bool:
+        """Correct one long-axis landmark on one phase, as moving it in a view does.
+
+        The point becomes a corrected anchor, the landmark is re-tracked through the other
+        phases (``tracking.correct_landmark``; other corrected phases stay anchors), and the
+        point lists, LV-length line, table, plot and shortening are updated. A position back on
+        the model's detection (within 1e-3 mm) removes the correction (undo).
+
+        Args:
+            name: e.g. ``"APEX"``. phase: phase index. positionLPS: ``(3,)`` LPS mm, or None
+                (mark absent). k: slice.
+
+        Returns:
+            True when the landmarks changed.
+
+        Raises:
+            ValueError: unknown landmark, slice or phase; InvalidImageError: position outside the image.
+        """
+        from CardiacLandmarksModuleLib import lax
+
+        return lax.setCorrection(self, hub, name, int(k), int(phase), positionLPS)
+
+    def seedLaxFromPoints(self, inputNode, view: str, phase: int, pointsLPS: dict, k: int = 0):
+        """A LAX result from points placed by the user on one phase (no model, or the model found nothing).
+
+        The points (``{name: (3,) LPS mm}``, e.g. the three of ``view``) are tracked through
+        the cine (``tracking.seed_from_points`` + ``track_landmarks``); landmarks not given are
+        absent and can be placed later (each placement is tracked in turn).
+
+        Returns:
+            The result node.
+        """
+        import numpy as np
+
+        from CardiacLandmarksLib import tracking
+        from CardiacLandmarksLib.landmarks import LANDMARKS_BY_VIEW, Landmark
+        from CardiacLandmarksLib.lax_measurements import lv_length_measurements
+
+        if view not in LAX_VIEWS:
+            raise ValueError(f"view must be one of {LAX_VIEWS}, not {view!r}")
+        series = self.seriesFromNode(inputNode)
+        lmset = tracking.seed_from_points(series, pointsLPS, phase, view, k=k, corrected=True)
+        if pointsLPS and series.n_phases > 1:
+            lmset = tracking.track_landmarks(series, lmset, k=k)
+        have = {(lm.name, lm.slice, lm.phase) for lm in lmset.landmarks}
+        for t in range(series.n_phases):
+            for name in LANDMARKS_BY_VIEW[view]:
+                if (name, k, t) not in have:
+                    lmset.landmarks.append(Landmark(name, k, t, False, np.full(3, np.nan), np.full(3, np.nan), 0.0,
+                                                    "absent"))
+        lmset.model = dict(lmset.model, name="placed by user")
+        lmset.measurements = lv_length_measurements(lmset, view)
+        return self.createResultNodes(inputNode, series, lmset)
 
     def pointListNodes(self, hub) -> list:
         """Point list of each slice (index = slice); for a cine these are the proxy nodes."""
@@ -714,6 +915,11 @@ class CardiacLandmarksLogic(ScriptedLoadableModuleLogic, VTKObservationMixin):
 
         if hub.GetID() in self._states:
             return
+        if self.isLaxResult(hub):
+            from CardiacLandmarksModuleLib import lax
+
+            lax.attach(self, hub)
+            return
         lmset = LandmarkSet.from_dict(json.loads(hub.GetText() or "{}"))
         state = _ResultState(hub, lmset, json.loads(hub.GetAttribute(GEOMETRY_ATTRIBUTE)))
         self._states[hub.GetID()] = state
@@ -734,6 +940,10 @@ class CardiacLandmarksLogic(ScriptedLoadableModuleLogic, VTKObservationMixin):
         state = self._states.pop(hub.GetID(), None)
         if state is None:
             return
+        if getattr(state, "kind", "") == "lax":
+            from CardiacLandmarksModuleLib import lax
+
+            lax.detach(self, hub)
         pointLists = [node for node in self.pointListNodes(hub) if node is not None]
         for obj, event, method, _group, _tag, _priority in list(self.Observations):
             if method == self._onPointListModified and any(obj is node for node in pointLists):
@@ -800,6 +1010,16 @@ class CardiacLandmarksLogic(ScriptedLoadableModuleLogic, VTKObservationMixin):
                 self.reconcilePointList(hub, k)
             return
 
+    def _onLaxBrowserModified(self, caller, event) -> None:
+        """The phase shown changed: move the LV-length lines of the LAX results of this browser."""
+        from CardiacLandmarksModuleLib import lax
+
+        for hubID, state in list(self._states.items()):
+            hub = slicer.mrmlScene.GetNodeByID(hubID)
+            if hub is not None and getattr(state, "kind", "") == "lax" and hub.GetNodeReference(
+                    BROWSER_REFERENCE) is caller:
+                lax.updateLines(self, hub, state)
+
     def reconcilePointList(self, hub, k: int) -> bool:
         """Bring the state of slice ``k`` (current phase) in line with its point list.
 
@@ -811,6 +1031,10 @@ class CardiacLandmarksLogic(ScriptedLoadableModuleLogic, VTKObservationMixin):
         import numpy as np
         from CardiacLandmarksModuleLib import nodes
 
+        if self.isLaxResult(hub):
+            from CardiacLandmarksModuleLib import lax
+
+            return lax.reconcile(self, hub, k)
         state = self._state(hub)
         pointList = self.pointListNodes(hub)[k]
         t = self.currentPhase(hub)
@@ -843,6 +1067,17 @@ class CardiacLandmarksLogic(ScriptedLoadableModuleLogic, VTKObservationMixin):
         from CardiacLandmarksLib.landmarks import LandmarkSet
 
         state = self._state(hub)
+        if getattr(state, "kind", "") == "lax":
+            from CardiacLandmarksLib.lax_measurements import lv_length_measurements
+
+            if readNodes:
+                for k in range(state.nSlices):
+                    self.reconcilePointList(hub, k)
+            current = state.lmset
+            lmset = LandmarkSet(source=state.source, view=state.view, model=dict(current.model),
+                                landmarks=list(current.landmarks))
+            lmset.measurements = lv_length_measurements(lmset, state.view)
+            return lmset
         if readNodes:
             self._readAllPoints(hub, state)
             self._measure(state)
@@ -883,6 +1118,11 @@ class CardiacLandmarksLogic(ScriptedLoadableModuleLogic, VTKObservationMixin):
         from CardiacLandmarksLib import measurements
 
         state = self._state(hub)
+        if getattr(state, "kind", "") == "lax":
+            from CardiacLandmarksModuleLib import lax
+
+            lax.refresh(self, hub, state)
+            return self.resultTable(hub)
         self._measure(state, pairs)
         lmset = self.landmarkSetFromResult(hub, readNodes=False)
         needs = {d.name: d.landmarks for d in measurements.RVI_MEASUREMENTS}
@@ -1066,6 +1306,8 @@ class CardiacLandmarksTest(ScriptedLoadableModuleTest):
         self.test_CorrectionUpdatesMeasurements()
         self.setUp()
         self.test_DetectOnRealData()
+        self.setUp()
+        self.test_LaxCorrectionOnRealData()
 
     # helpers -----------------------------------------------------------------
 
@@ -1237,3 +1479,41 @@ class CardiacLandmarksTest(ScriptedLoadableModuleTest):
             self.assertEqual(pointList.GetNumberOfControlPoints(), 3)
         self.assertGreater(logic.resultTable(hub).GetNumberOfRows(), 0)
         self.delayDisplay("Detection test passed")
+
+    def test_LaxCorrectionOnRealData(self):
+        """4CH cine (M&Ms-2 001): LV length curve, then moving the APEX on one phase changes its length
+        as the geometry says and re-tracks; moving it back restores (only with the data and the 4CH model)."""
+        import numpy as np
+
+        from CardiacLandmarksLib.config import data_root, models_root
+
+        path = data_root() / "mnms2" / "001" / "001_LA_CINE.nii.gz"
+        if not path.exists() or not (models_root() / "lax4ch_unet.json").exists():
+            logging.info("CardiacLandmarksTest: LAX data or 4CH model not available, LAX test not run")
+            return
+        self.delayDisplay("Detecting long-axis landmarks on a 4CH cine")
+        storage = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLVolumeSequenceStorageNode")
+        storage.SetFileName(str(path))
+        sequence = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLSequenceNode", "001_LA_CINE")
+        self.assertTrue(storage.ReadData(sequence))
+        browser = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLSequenceBrowserNode", "001_LA_CINE browser")
+        browser.SetAndObserveMasterSequenceNodeID(sequence.GetID())
+        slicer.modules.sequences.logic().UpdateProxyNodesFromSequences(browser)
+        logic = CardiacLandmarksLogic()
+        hub = logic.detect(browser.GetProxyNode(sequence), view="4ch", device="cpu")
+        table = logic.lvLengthTable(hub)
+        self.assertEqual(table.GetNumberOfRows(), sequence.GetNumberOfDataNodes())
+        before = [table.GetTable().GetValue(r, 2).ToDouble() for r in range(table.GetNumberOfRows())]
+        shortening = logic.laxSummary(hub)["shortening_pct"]
+        self.assertTrue(5.0 < shortening < 35.0)
+        pointList = logic.pointListNodes(hub)[0]
+        t = logic.currentPhase(hub)
+        apex = np.array(pointList.GetNthControlPointPosition(2))
+        mid = (np.array(pointList.GetNthControlPointPosition(0)) + np.array(pointList.GetNthControlPointPosition(1))) / 2
+        direction = (apex - mid) / np.linalg.norm(apex - mid)
+        pointList.SetNthControlPointPosition(2, *(apex + 5.0 * direction))  # 5 mm further from the valve
+        self.assertAlmostEqual(table.GetTable().GetValue(t, 2).ToDouble(), before[t] + 5.0, places=4)
+        self.assertNotAlmostEqual(logic.laxSummary(hub)["shortening_pct"], shortening, places=3)
+        pointList.SetNthControlPointPosition(2, *apex)
+        self.assertAlmostEqual(logic.laxSummary(hub)["shortening_pct"], shortening, places=6)
+        self.delayDisplay("LAX test passed")

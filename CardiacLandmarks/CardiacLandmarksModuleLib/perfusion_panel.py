@@ -74,6 +74,15 @@ class PerfusionSection:
             if n else _("Check at least one perfusion series (one per slice level, stress and/or rest)."))
         self.ui.perfusionExportButton.enabled = self.hub is not None
 
+    def reset(self) -> None:
+        """Forget the shown report (the scene is closing: its nodes go away)."""
+        self.hub = None
+        self.ui.perfusionTableView.setMRMLTableNode(None)
+        self.ui.perfusionSeriesComboBox.clear()
+        self.ui.perfusionSeriesComboBox.enabled = False
+        self.ui.perfusionStatusLabel.text = ""
+        self.updateButtons()
+
     def onOutputDirectoryChanged(self, directory) -> None:
         qt.QSettings().setValue(OUTPUT_DIRECTORY_SETTINGS_KEY, directory)
 
