@@ -401,9 +401,10 @@ class CardiacLandmarksWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                 except Cancelled:
                     self.ui.statusLabel.text = _("Detection cancelled.")
                     return
-                except ModelIntegrityError:
+                except ModelIntegrityError as exc:
                     if self._parameterNode.view not in LAX_VIEWS:
                         raise
+                    logging.warning("CardiacLandmarks: %s", exc)  # missing or corrupt model: say which
                     # no model for this long-axis view: an empty result where the user places the points
                     result = self.logic.seedLaxFromPoints(self._parameterNode.inputVolume, self._parameterNode.view,
                                                           0, {})
