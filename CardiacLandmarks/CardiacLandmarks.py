@@ -501,30 +501,6 @@ class FlaggedPoint:
         return f"FlaggedPoint({self.name!r}, slice={self.slice}, phase={self.phase}, flag={self.flag!r})"
 
 
-class _ResultState:
-    """In-memory view of one result: the model's detection and the current (possibly corrected) points."""
-
-    def __init__(self, hub, lmset, geometry: dict) -> None:
-        import numpy as np
-
-        self.hubID = hub.GetID()
-        self.view = lmset.view
-        self.model = dict(lmset.model)
-        self.source = lmset.source
-        self.geometry = geometry
-        self.direction = np.asarray(geometry["direction"], dtype=float)
-        self.spacing = tuple(geometry["spacing"])
-        self.sliceOrigins = np.asarray(geometry["slice_origins"], dtype=float)
-        self.orientationKnown = bool(geometry["orientation_known"])
-        self.nSlices = int(geometry["n_slices"])
-        self.nPhases = int(geometry["n_phases"])
-        self.names = tuple(geometry["names"])
-        self.detected = {(lm.name, lm.slice, lm.phase): lm for lm in lmset.landmarks}
-        self.current = {}  # (name, slice, phase) -> Landmark as shown now
-        self.measurements = {}  # (slice, phase) -> list of Measurement
-        self.pointListSlice = {}  # point list node ID -> slice index
-
-
 class CardiacLandmarksLogic(ScriptedLoadableModuleLogic, VTKObservationMixin):
     """GUI-free logic: MRML nodes <-> CardiacLandmarksLib, detection, correction bookkeeping, export.
 
@@ -900,7 +876,7 @@ class CardiacLandmarksLogic(ScriptedLoadableModuleLogic, VTKObservationMixin):
         phase = imageSequence.GetItemNumberFromIndexValue(master.GetNthIndexValue(item))
         return max(phase, 0)
 
-    def _state(self, hub) -> "_ResultState":
+    def _state(self, hub):
         state = self._states.get(hub.GetID())
         if state is None:
             self.attachResult(hub)
@@ -912,6 +888,8 @@ class CardiacLandmarksLogic(ScriptedLoadableModuleLogic, VTKObservationMixin):
 
         Called after detection, and for results found in a loaded scene. Idempotent.
         """
+        from CardiacLandmarksModuleLib import nodes
+
         from CardiacLandmarksLib.landmarks import LandmarkSet
 
         if hub.GetID() in self._states:
@@ -922,8 +900,14 @@ class CardiacLandmarksLogic(ScriptedLoadableModuleLogic, VTKObservationMixin):
             lax.attach(self, hub)
             return
         lmset = LandmarkSet.from_dict(json.loads(hub.GetText() or "{}"))
-        state = _ResultState(hub, lmset, json.loads(hub.GetAttribute(GEOMETRY_ATTRIBUTE)))
+        state = nodes.ResultState(hub, lmset, json.loads(hub.GetAttribute(GEOMETRY_ATTRIBUTE)))
         self._states[hub.GetID()] = state
+        self.observePointLists(hub, state)
+        self._readAllPoints(hub, state)
+        self._measure(state)
+
+    def observePointLists(self, hub, state) -> None:
+        """Observe a result's point lists (moved, placed, unset points) and map each to its slice."""
         for k, pointList in enumerate(self.pointListNodes(hub)):
             if pointList is None:
                 continue
@@ -933,8 +917,6 @@ class CardiacLandmarksLogic(ScriptedLoadableModuleLogic, VTKObservationMixin):
                           slicer.vtkMRMLMarkupsNode.PointPositionUndefinedEvent,
                           vtk.vtkCommand.ModifiedEvent):
                 self.addObserver(pointList, event, self._onPointListModified)
-        self._readAllPoints(hub, state)
-        self._measure(state)
 
     def detachResult(self, hub) -> None:
         """Stop observing a result's point lists (e.g. before deleting it)."""
@@ -1237,20 +1219,12 @@ class CardiacLandmarksLogic(ScriptedLoadableModuleLogic, VTKObservationMixin):
 
     def showResultInSliceViews(self, hub, layoutName: str = "Red") -> None:
         """Show the input in the ``layoutName`` slice view, in the image plane (standard short-axis display)."""
+        from CardiacLandmarksModuleLib import nodes
+
         imageNode, _sequence, _browser = self.resolveInput(hub.GetNodeReference(INPUT_REFERENCE))
         center = self._sliceCenterRas(hub, self._state(hub).nSlices // 2)
         right, up, normal = self.displayAxesRas(hub)
-        for sliceNode in slicer.util.getNodesByClass("vtkMRMLSliceNode"):
-            if sliceNode.GetLayoutName() != layoutName:
-                continue
-            sliceToRas = sliceNode.GetSliceToRAS()
-            for r in range(3):
-                for c, column in enumerate((right, up, normal, center)):
-                    sliceToRas.SetElement(r, c, float(column[r]))
-            sliceNode.UpdateMatrices()
-        for composite in slicer.util.getNodesByClass("vtkMRMLSliceCompositeNode"):
-            if composite.GetLayoutName() == layoutName and imageNode is not None:
-                composite.SetBackgroundVolumeID(imageNode.GetID())
+        nodes.showInSliceView(layoutName, right, up, normal, center, imageNode)
 
     # ---------------------------------------------------------------- export
 

@@ -14,8 +14,11 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
+# the library (repo root), the Slicer module and its ModuleLib (CardiacLandmarks/), and Testing/ itself
+# (slicer_stubs): the Slicer-module tests import all three
+for _folder in (Path(__file__).resolve().parent, REPO / "CardiacLandmarks", REPO):
+    if str(_folder) not in sys.path:
+        sys.path.insert(0, str(_folder))
 
 from CardiacLandmarksLib.config import data_root as _data_root  # noqa: E402
 

@@ -13,18 +13,9 @@ recomputed here from the control points stored in the markups sequence.
 from __future__ import annotations
 
 import json
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
-
-HERE = Path(__file__).resolve().parent
-REPO = HERE.parent
-for folder in (HERE, REPO / "CardiacLandmarks", REPO):
-    if str(folder) not in sys.path:
-        sys.path.insert(0, str(folder))
-
 import slicer_stubs  # noqa: E402
 
 slicer_stubs.install()

@@ -14,17 +14,12 @@ from __future__ import annotations
 import collections
 import json
 import re
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-HERE = Path(__file__).resolve().parent
-REPO = HERE.parent
-for folder in (HERE, REPO / "CardiacLandmarks", REPO):
-    if str(folder) not in sys.path:
-        sys.path.insert(0, str(folder))
+REPO = Path(__file__).resolve().parents[1]  # sys.path: see conftest.py
 
 import slicer_stubs  # noqa: E402
 

@@ -82,16 +82,22 @@ def app():
     return QtWidgets.QApplication.instance() or QtWidgets.QApplication([])
 
 
-@pytest.fixture
-def panel(app):
+def load_ui(path: Path, extra_fakes=()) -> QtWidgets.QWidget:
+    """Build a ``.ui`` file as Qt Designer would, with the stand-ins for Slicer's widget classes."""
     loader = QUiLoader()
-    for cls in FAKES:
+    for cls in (*FAKES, *extra_fakes):
         loader.registerCustomWidget(cls)
-    file = QtCore.QFile(str(UI_FILE))
+    file = QtCore.QFile(str(path))
     assert file.open(QtCore.QIODevice.ReadOnly)
     widget = loader.load(file)
     file.close()
     assert widget is not None, loader.errorString()
+    return widget
+
+
+@pytest.fixture
+def panel(app):
+    widget = load_ui(UI_FILE)
     yield widget
     widget.deleteLater()
 

@@ -20,8 +20,7 @@ import pytest
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
 from PySide6 import QtCore, QtGui, QtWidgets  # noqa: E402
-from PySide6.QtUiTools import QUiLoader  # noqa: E402
-from test_slicer_module_ui import FAKES, qMRMLNodeComboBox  # noqa: E402
+from test_slicer_module_ui import load_ui, qMRMLNodeComboBox  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 PANEL_FILE = REPO / "CardiacLandmarks" / "CardiacLandmarksModuleLib" / "perfusion_panel.py"
@@ -41,14 +40,7 @@ def app():
 
 @pytest.fixture
 def section(app):
-    loader = QUiLoader()
-    for cls in (*FAKES, qMRMLCheckableNodeComboBox):
-        loader.registerCustomWidget(cls)
-    file = QtCore.QFile(str(UI_FILE))
-    assert file.open(QtCore.QIODevice.ReadOnly)
-    widget = loader.load(file)
-    file.close()
-    assert widget is not None, loader.errorString()
+    widget = load_ui(UI_FILE, (qMRMLCheckableNodeComboBox,))
     yield widget
     widget.deleteLater()
 

@@ -52,33 +52,19 @@ def isLaxResult(hub) -> bool:
     return hub is not None and hub.GetAttribute(KIND_ATTRIBUTE) == "lax"
 
 
-class LaxState:
-    """In-memory view of one LAX result (same attribute names as the SAX ``_ResultState``)."""
+class LaxState(nodes.ResultState):
+    """In-memory view of one LAX result: the SAX result's state plus the trigger times, the user's
+    corrections, the re-tracked landmarks and their LV-length curves."""
 
     def __init__(self, hub, lmset, geometry: dict, times_ms) -> None:
-        self.hubID = hub.GetID()
+        super().__init__(hub, lmset, geometry)
         self.kind = "lax"
-        self.view = lmset.view
-        self.model = dict(lmset.model)
-        self.source = lmset.source
-        self.geometry = geometry
-        self.direction = np.asarray(geometry["direction"], dtype=float)
-        self.spacing = tuple(geometry["spacing"])
-        self.sliceOrigins = np.asarray(geometry["slice_origins"], dtype=float)
-        self.orientationKnown = bool(geometry["orientation_known"])
-        self.nSlices = int(geometry["n_slices"])
-        self.nPhases = int(geometry["n_phases"])
-        self.names = tuple(geometry["names"])
         self.timesMs = None if times_ms is None else np.asarray(times_ms, float)
         self.detectedSet = lmset
-        self.detected = {(lm.name, lm.slice, lm.phase): lm for lm in lmset.landmarks}
         self.corrections: dict[tuple[str, int], dict[int, np.ndarray | None]] = {}
         self.lmset = lmset  # current landmarks (corrections applied, re-tracked)
-        self.current = {}
         self.curves = {}  # slice -> LVLengthCurve
         self.series = None  # CMRSeries, loaded when a correction needs the images
-        self.pointListSlice = {}
-        self.measurements = {}
 
     def setCurrent(self, lmset) -> None:
         from CardiacLandmarksLib.lax_measurements import lv_length_curve
@@ -200,15 +186,7 @@ def attach(logic, hub) -> LaxState:
         _rebuild(logic, hub, state)
     else:
         state.setCurrent(lmset)
-    for k, pointList in enumerate(logic.pointListNodes(hub)):
-        if pointList is None:
-            continue
-        state.pointListSlice[pointList.GetID()] = k
-        for event in (slicer.vtkMRMLMarkupsNode.PointModifiedEvent,
-                      slicer.vtkMRMLMarkupsNode.PointPositionDefinedEvent,
-                      slicer.vtkMRMLMarkupsNode.PointPositionUndefinedEvent,
-                      vtk.vtkCommand.ModifiedEvent):
-            logic.addObserver(pointList, event, logic._onPointListModified)
+    logic.observePointLists(hub, state)
     browser = hub.GetNodeReference("browser")
     if browser is not None and not logic.hasObserver(browser, vtk.vtkCommand.ModifiedEvent,
                                                      logic._onLaxBrowserModified):

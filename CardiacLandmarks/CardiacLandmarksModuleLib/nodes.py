@@ -539,3 +539,61 @@ def readMeasurementsTable(tableNode) -> list[Measurement]:
         out.append(Measurement(columns["Measurement"].GetValue(row), None if k < 0 else k, None if t < 0 else t,
                                float(columns["Value"].GetValue(row)), columns["Unit"].GetValue(row)))
     return out
+
+
+class ResultState:
+    """In-memory view of one landmark result (a "hub" node): the model's detection and the current
+    (possibly corrected) points, with the series geometry stored on the hub.
+
+    Args:
+        hub: the result ``vtkMRMLTextNode``.
+        lmset: the detection (``CardiacLandmarksLib.landmarks.LandmarkSet``).
+        geometry: the hub's geometry attribute (spacing, direction, slice origins (LPS), sizes, names).
+    """
+
+    def __init__(self, hub, lmset, geometry: dict) -> None:
+        self.hubID = hub.GetID()
+        self.view = lmset.view
+        self.model = dict(lmset.model)
+        self.source = lmset.source
+        self.geometry = geometry
+        self.direction = np.asarray(geometry["direction"], dtype=float)
+        self.spacing = tuple(geometry["spacing"])
+        self.sliceOrigins = np.asarray(geometry["slice_origins"], dtype=float)
+        self.orientationKnown = bool(geometry["orientation_known"])
+        self.nSlices = int(geometry["n_slices"])
+        self.nPhases = int(geometry["n_phases"])
+        self.names = tuple(geometry["names"])
+        self.detected = {(lm.name, lm.slice, lm.phase): lm for lm in lmset.landmarks}
+        self.current = {}  # (name, slice, phase) -> Landmark as shown now
+        self.measurements = {}  # (slice, phase) -> list of Measurement
+        self.pointListSlice = {}  # point list node ID -> slice index
+
+
+def showInSliceView(layoutName: str, right, up, normal, center, backgroundNode=None,
+                    fieldOfViewMm: float | None = None) -> None:
+    """Point the slice view ``layoutName`` at a plane and show ``backgroundNode`` in it.
+
+    Args:
+        right, up, normal: RAS unit vectors of the view's screen right, screen up and normal.
+        center: RAS point (mm) at the centre of the view.
+        backgroundNode: volume to show as background (None: keep the current one).
+        fieldOfViewMm: horizontal field of view (the vertical one follows the view's aspect);
+            None keeps the current field of view.
+    """
+    for sliceNode in slicer.util.getNodesByClass("vtkMRMLSliceNode"):
+        if sliceNode.GetLayoutName() != layoutName:
+            continue
+        sliceToRas = sliceNode.GetSliceToRAS()
+        for r in range(3):
+            for c, column in enumerate((right, up, normal, center)):
+                sliceToRas.SetElement(r, c, float(column[r]))
+        sliceNode.UpdateMatrices()
+        if fieldOfViewMm is not None:
+            dims = sliceNode.GetDimensions()
+            aspect = dims[1] / dims[0] if dims[0] else 1.0
+            sliceNode.SetFieldOfView(fieldOfViewMm, fieldOfViewMm * aspect, sliceNode.GetFieldOfView()[2])
+    if backgroundNode is not None:
+        for composite in slicer.util.getNodesByClass("vtkMRMLSliceCompositeNode"):
+            if composite.GetLayoutName() == layoutName:
+                composite.SetBackgroundVolumeID(backgroundNode.GetID())

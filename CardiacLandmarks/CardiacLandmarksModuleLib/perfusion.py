@@ -524,20 +524,7 @@ class PerfusionLogic:
         proxy = browser.GetProxyNode(sequence) if browser is not None else None
         if browser is not None:
             browser.SetSelectedItemNumber(int(an.seg.reference_frame))
-        for sliceNode in slicer.util.getNodesByClass("vtkMRMLSliceNode"):
-            if sliceNode.GetLayoutName() != layoutName:
-                continue
-            sliceToRas = sliceNode.GetSliceToRAS()
-            for r in range(3):
-                for c, column in enumerate((right, up, normal, center)):
-                    sliceToRas.SetElement(r, c, float(column[r]))
-            sliceNode.UpdateMatrices()
-            dims = sliceNode.GetDimensions()
-            aspect = dims[1] / dims[0] if dims[0] else 1.0
-            sliceNode.SetFieldOfView(fieldOfViewMm, fieldOfViewMm * aspect, sliceNode.GetFieldOfView()[2])
-        for composite in slicer.util.getNodesByClass("vtkMRMLSliceCompositeNode"):
-            if composite.GetLayoutName() == layoutName and proxy is not None:
-                composite.SetBackgroundVolumeID(proxy.GetID())
+        nodes.showInSliceView(layoutName, right, up, normal, center, proxy, fieldOfViewMm)
 
     def showBullseye(self, hub, layoutName: str = "Yellow") -> None:
         """Show the report's bull's-eye image alone in the slice view ``layoutName``, axial (upright), fitted."""
