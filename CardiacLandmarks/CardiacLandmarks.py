@@ -1283,6 +1283,8 @@ class CardiacLandmarksTest(ScriptedLoadableModuleTest):
         self.test_DetectOnRealData()
         self.setUp()
         self.test_LaxCorrectionOnRealData()
+        self.setUp()
+        self.test_PerfusionReportOnRealData()
 
     # helpers -----------------------------------------------------------------
 
@@ -1492,3 +1494,48 @@ class CardiacLandmarksTest(ScriptedLoadableModuleTest):
         pointList.SetNthControlPointPosition(2, *apex)
         self.assertAlmostEqual(logic.laxSummary(hub)["shortening_pct"], shortening, places=6)
         self.delayDisplay("LAX test passed")
+
+    def test_PerfusionReportOnRealData(self):
+        """Perfusion report on one mlperf series: 16 segments + global in the table, the mid-level AHA
+        sectors as a segmentation; turning A-RVI by one sector (60 degrees) about C-LV changes the
+        per-segment values and keeps the global one; turning it back restores (only with the data)."""
+        import numpy as np
+
+        from CardiacLandmarksLib.config import data_root
+
+        path = data_root() / "perfusion" / "mlperf" / "1424200_stress_mid.nii.gz"
+        if not path.exists():
+            logging.info("CardiacLandmarksTest: perfusion data not available, perfusion test not run")
+            return
+        self.delayDisplay("Perfusion report on a first-pass series")
+        volume = slicer.util.loadVolume(str(path))
+        logic = CardiacLandmarksLogic()
+        hub = logic.perfusion.run([volume])
+        table = logic.perfusion.tableNode(hub)
+        self.assertEqual(table.GetNumberOfRows(), 17)
+        sectors = logic.perfusion.sectorNodes(hub)[0].GetSegmentation()
+        names = sorted(sectors.GetNthSegment(i).GetName() for i in range(sectors.GetNumberOfSegments()))
+        self.assertEqual([name.split()[0] for name in names], ["10", "11", "12", "7", "8", "9"])
+
+        def values():
+            report = logic.perfusion.report(hub)
+            return ([row["stress"]["upslope_index"]["mean"] for row in report["segments"][6:12]],
+                    report["global"]["stress"]["upslope_index"]["mean"])
+
+        before, globalBefore = values()
+        rvi = logic.perfusion.rviNodes(hub)[0]
+        aRvi, center = np.array(rvi.GetNthControlPointPosition(0)), np.array(rvi.GetNthControlPointPosition(2))
+        _right, _up, normal = logic.perfusion.displayAxesRas(hub, 0)
+        v, n, angle = aRvi - center, np.asarray(normal, float), np.radians(60.0)
+        turned = center + v * np.cos(angle) + np.cross(n, v) * np.sin(angle) + n * (n @ v) * (1 - np.cos(angle))
+        rvi.SetNthControlPointPosition(0, *turned)
+        after, globalAfter = values()
+        self.assertAlmostEqual(globalAfter, globalBefore, places=9)  # same pixels, other sectors
+        # counter-clockwise (seen from the apex) by one sector: the pixels of segment 8 become segment 7's,
+        # 9's become 8's, ..., 7's become 12's (up to the few pixels on the sector borders)
+        np.testing.assert_allclose(after, np.roll(before, -1), atol=0.02)
+        self.assertTrue(max(abs(a - b) for a, b in zip(after, before)) > 0.02)
+        rvi.SetNthControlPointPosition(0, *aRvi)
+        restored, _ = values()
+        np.testing.assert_allclose(restored, before, rtol=1e-9)
+        self.delayDisplay("Perfusion test passed")
