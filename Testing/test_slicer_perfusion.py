@@ -535,3 +535,17 @@ def test_scene_close_forgets_results(study):
     with pytest.raises(PerfusionInputError):
         logic.analyses(hub)
     assert logic._observations == []
+
+
+def test_a_slice_stack_is_refused_as_by_the_cli(tmp_path):
+    """A short-axis stack (ACDC, 10 slices) is not a perfusion series: the panel says so, as the CLI does."""
+    from CardiacLandmarksLib.cli import main
+    from CardiacLandmarksLib.errors import PerfusionInputError
+
+    image = require_data("acdc", "patient001_ED.nii.gz")
+    slicer_stubs.newScene()
+    volume = slicer.util.loadVolume(str(image))
+    with pytest.raises(PerfusionInputError, match=r"patient001_ED.*one slice over time.*stack of 10 slices"):
+        panel.PerfusionLogic().run([volume])
+    assert main(["perfusion", str(image), "-o", str(tmp_path / "out")]) == 1  # the CLI refuses the same file
+    assert not (tmp_path / "out" / "report.json").exists()

@@ -202,10 +202,11 @@ def seriesFromTimeVolume(volumeNode, timeAxis: str = "auto"):
     ``"first"``: Slicer's ``i`` axis (the first file axis) is time, the frame's columns are the
     ``k`` axis and its rows the ``j`` axis (a ``(time, rows, columns)`` array written by nibabel);
     ``"last"``: ``k`` is time; ``"auto"``: ``"first"`` when that axis is the shortest and much
-    coarser than the others (the library's rule), else ``"last"`` when the volume has more than
-    one slice, else a single frame.
+    coarser than the others (the library's rule), else a single frame; a stack of several slices
+    is refused, as by the command line.
 
     Raises:
+        PerfusionInputError: a multi-slice stack under ``"auto"``.
         InvalidImageError, MissingGeometryError (see :func:`nodes.seriesFromVolumeNode`).
     """
     from CardiacLandmarksLib import io_image
@@ -223,7 +224,12 @@ def seriesFromTimeVolume(volumeNode, timeAxis: str = "auto"):
     if mode == "auto":
         mode = io_image._resolve_time_axis("auto", size3, sp3)  # same rule as the file loader
         if mode == "none":
-            mode = "last" if arr.shape[0] > 1 else "single"
+            if arr.shape[0] > 1:  # as the command line: a stack of slices is not one slice over time
+                raise PerfusionInputError(
+                    f"{volumeNode.GetName()}: a perfusion input must be one slice over time; this volume reads as "
+                    f"a stack of {arr.shape[0]} slices. Give each slice as its own series, load a 2D+T file as a "
+                    f"sequence, or, if its third axis is time, pass timeAxis='last' (Python console).")
+            mode = "single"
     if mode == "single":
         return nodes.seriesFromVolumeNode(volumeNode)
     if mode == "first":
