@@ -32,13 +32,13 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from .errors import CardiacLandmarksError, ModelIntegrityError
-from .inference import as_input, prepare_net
+from .inference import BundledNet, as_input, prepare_net
 
 log = logging.getLogger(__name__)
 
@@ -324,7 +324,7 @@ class ConfidenceResult:
 
 
 @dataclass
-class PhdNetConfidence:
+class PhdNetConfidence(BundledNet):
     """The bundled PHD-Net confidence model (weights + card with per-landmark thresholds).
 
     Use :meth:`load`, then :meth:`assess` with canvas images and (normally) the heatmap
@@ -338,20 +338,7 @@ class PhdNetConfidence:
     * ``"phdnet"``: PHD-Net's own raw peak value (for PHD-Net's own points).
     """
 
-    name: str
-    version: str
-    sha256: str
-    card: dict
-    device: str
-    net: object = field(repr=False)
     landmarks: tuple[str, ...] = ("A-RVI", "I-RVI", "C-LV")
-    batch_size: int = 0  # 0: inference.default_batch(device)
-
-    def __post_init__(self) -> None:
-        if not self.batch_size:
-            from .inference import default_batch
-
-            self.batch_size = default_batch(self.device)
 
     @classmethod
     def load(cls, device: str = "auto", models_dir: Path | None = None, name: str = PHDNET_MODEL) -> PhdNetConfidence:
@@ -393,7 +380,7 @@ class PhdNetConfidence:
         net.load_state_dict(ckpt["state_dict"])
         prepare_net(net, dev)
         log.info("loaded %s %s on %s", name, card.get("version"), dev)
-        model = cls(name, card.get("version", "0"), digest, card, dev, net, tuple(card["landmarks"]))
+        model = cls(name, card.get("version", "0"), digest, card, dev, net, landmarks=tuple(card["landmarks"]))
         _CACHE[key] = model
         return model
 

@@ -112,10 +112,10 @@ def default_batch(device: str) -> int:
 
 
 @dataclass
-class LoadedModel:
-    """A bundled heatmap/segmentation network ready to run.
+class BundledNet:
+    """A bundled network loaded from ``Resources/Models`` (weights checked against the card's SHA256).
 
-    ``predict(images [n, H, W] float32) -> probs [n, C, H, W]`` softmax probabilities.
+    ``batch_size`` 0 means :func:`default_batch` for the device.
     """
 
     name: str
@@ -124,11 +124,23 @@ class LoadedModel:
     card: dict
     device: str
     net: object = field(repr=False)
-    batch_size: int = 0  # 0: default_batch(device)
+    batch_size: int = 0
 
     def __post_init__(self) -> None:
         if not self.batch_size:
             self.batch_size = default_batch(self.device)
+
+    def describe(self) -> dict:
+        """``{"name", "version", "sha256"}`` as written into ``landmarks.json``."""
+        return {"name": self.name, "version": self.version, "sha256": self.sha256}
+
+
+@dataclass
+class LoadedModel(BundledNet):
+    """A bundled heatmap/segmentation network ready to run.
+
+    ``predict(images [n, H, W] float32) -> probs [n, C, H, W]`` softmax probabilities.
+    """
 
     def predict(self, images: np.ndarray, tta: bool = True) -> np.ndarray:
         """Softmax maps ``[n, C, H, W]`` for canvas images ``[n, H, W]``.
@@ -155,11 +167,6 @@ class LoadedModel:
                     p = 0.5 * (p[:n] + torch.flip(p[n:], dims=[-1])[:, order])
                 out.append(p.float().cpu().numpy())
         return np.concatenate(out) if out else np.zeros((0,), np.float32)
-
-    def describe(self) -> dict:
-        """``{"name", "version", "sha256"}`` as written into ``landmarks.json``."""
-        return {"name": self.name, "version": self.version, "sha256": self.sha256}
-
 
 def load_model(view: str = "sax", device: str = "auto", models_dir: Path | None = None, name: str | None = None) -> LoadedModel:
     """Load the bundled landmark model of ``view`` (cached per process).

@@ -124,7 +124,7 @@ def detect_landmarks(
         raise CardiacLandmarksError(f"unknown confidence mode {confidence!r}: use 'phdnet' or 'peak'")
     described = model.describe()
     if phd is not None:
-        described["confidence_model"] = {"name": phd.name, "version": phd.version, "sha256": phd.sha256}
+        described["confidence_model"] = phd.describe()
     lmset = LandmarkSet(source=series.source, view=view, model=described)
     jobs = [(k, t) for k in range(series.n_slices) for t in range(series.n_phases)]
     grids = {k: make_grid(series, k) for k in range(series.n_slices)}
