@@ -76,7 +76,7 @@ class BullseyePanel:
 def draw_bullseye(ax, panel: BullseyePanel, show_numbers: bool = False):
     """Draw one bull's-eye panel on a matplotlib axes; returns the colour mappable."""
     matplotlib, plt = _mpl()
-    from matplotlib.patches import Circle, Wedge
+    from matplotlib.patches import Wedge
 
     vals = {s: float(v) for s, v in panel.values.items() if v is not None and np.isfinite(v)}
     finite = np.array(list(vals.values())) if vals else np.array([0.0, 1.0])
@@ -113,14 +113,7 @@ def draw_bullseye(ax, panel: BullseyePanel, show_numbers: bool = False):
             rn = r0 + (0.2 if level_of(seg) != "apex" else 0.25)
             ax.text(rn * np.cos(mid), rn * np.sin(mid), str(seg), ha="center", va="center", fontsize=6,
                     color=colour, alpha=0.75, style="italic")
-    ax.add_patch(Circle((0, 0), CAP, facecolor="#efefef", edgecolor="white", lw=1.2))
-    ax.text(0, 0, "17", ha="center", va="center", fontsize=5.5, color="#808080")
-    _draw_territories(ax)
-    ax.set_xlim(-3.75, 3.75)
-    ax.set_ylim(-3.75, 3.75)
-    ax.set_aspect("equal")
-    ax.axis("off")
-    ax.set_title(panel.title, fontsize=10)
+    _finish_disc(ax, panel.title, 10, cap_lw=1.2, cap_fontsize=5.5)
     sm = matplotlib.cm.ScalarMappable(norm=norm, cmap=cmap)
     sm.set_array([])
     return sm
@@ -131,7 +124,7 @@ TERRITORY_COLOURS = {"LAD": "#c6dbef", "RCA": "#c7e9c0", "LCx": "#fdd0a2"}
 
 def draw_key(ax) -> None:
     """Segment numbers and coronary territories (the reading key of the value panels)."""
-    from matplotlib.patches import Circle, Wedge
+    from matplotlib.patches import Wedge
 
     for seg in range(1, 17):
         r0, r1, t0, t1 = segment_wedge(seg)
@@ -140,14 +133,21 @@ def draw_key(ax) -> None:
         mid = np.radians((t0 + t1) / 2.0)
         rm = (r0 + r1) / 2.0
         ax.text(rm * np.cos(mid), rm * np.sin(mid), str(seg), ha="center", va="center", fontsize=8)
-    ax.add_patch(Circle((0, 0), CAP, facecolor="#efefef", edgecolor="white", lw=1.0))
-    ax.text(0, 0, "17", ha="center", va="center", fontsize=6, color="#808080")
+    _finish_disc(ax, "AHA segments", 9, cap_lw=1.0, cap_fontsize=6)
+
+
+def _finish_disc(ax, title: str, title_size: float, cap_lw: float, cap_fontsize: float) -> None:
+    """Apex cap (segment 17, not reported), coronary territory outlines, square frame and title."""
+    from matplotlib.patches import Circle
+
+    ax.add_patch(Circle((0, 0), CAP, facecolor="#efefef", edgecolor="white", lw=cap_lw))
+    ax.text(0, 0, "17", ha="center", va="center", fontsize=cap_fontsize, color="#808080")
     _draw_territories(ax)
     ax.set_xlim(-3.75, 3.75)
     ax.set_ylim(-3.75, 3.75)
     ax.set_aspect("equal")
     ax.axis("off")
-    ax.set_title("AHA segments", fontsize=9)
+    ax.set_title(title, fontsize=title_size)
 
 
 @functools.lru_cache(maxsize=2)
