@@ -73,14 +73,17 @@ DEVICE_SETTINGS_KEY = "CardiacLandmarks/Device"
 OUTPUT_DIRECTORY_SETTINGS_KEY = "CardiacLandmarks/OutputDirectory"
 
 #: attributes and references of the result node (a vtkMRMLTextNode holding the model's detection)
-RESULT_ATTRIBUTE = "CardiacLandmarks.Result"
-GEOMETRY_ATTRIBUTE = "CardiacLandmarks.Geometry"
-INPUT_REFERENCE = "input"
-POINT_LIST_REFERENCE = "pointList"
-MARKUPS_SEQUENCE_REFERENCE = "markupsSequence"
-IMAGE_SEQUENCE_REFERENCE = "imageSequence"
-BROWSER_REFERENCE = "browser"
-TABLE_REFERENCE = "measurements"
+from CardiacLandmarksModuleLib.names import (  # noqa: E402
+    BROWSER_REFERENCE,
+    GEOMETRY_ATTRIBUTE,
+    IMAGE_SEQUENCE_REFERENCE,
+    INPUT_REFERENCE,
+    MARKUPS_SEQUENCE_REFERENCE,
+    POINT_LIST_REFERENCE,
+    RESULT_ATTRIBUTE,
+    TABLE_REFERENCE,
+)
+
 #: positions closer than this (mm) to the detection count as unchanged
 POSITION_TOLERANCE_MM = 1e-3
 

@@ -32,7 +32,7 @@ import slicer
 import vtk
 from slicer.i18n import tr as _
 
-from . import nodes
+from . import names, nodes
 
 log = logging.getLogger(__name__)
 
@@ -105,7 +105,7 @@ def createNodes(logic, hub, inputNode, series, lmset, imageSequence, browser, ba
     scene = slicer.mrmlScene
     hub.SetAttribute(KIND_ATTRIBUTE, "lax")
     cine = imageSequence is not None and series.n_phases > 1
-    state = LaxState(hub, lmset, json.loads(hub.GetAttribute("CardiacLandmarks.Geometry")), None)
+    state = LaxState(hub, lmset, json.loads(hub.GetAttribute(names.GEOMETRY_ATTRIBUTE)), None)
     state.setCurrent(lmset)
     chart = scene.AddNewNodeByClass("vtkMRMLPlotChartNode", scene.GenerateUniqueName(f"{baseName} LV length chart"))
     times = nodes.triggerTimesOf(imageSequence) if cine else None
@@ -130,7 +130,7 @@ def createNodes(logic, hub, inputNode, series, lmset, imageSequence, browser, ba
             browser.AddSynchronizedSequenceNode(markupsSequence)
             browser.AddProxyNode(pointList, markupsSequence, False)
             browser.SetSaveChanges(markupsSequence, True)
-            hub.AddNodeReferenceID("markupsSequence", markupsSequence.GetID())
+            hub.AddNodeReferenceID(names.MARKUPS_SEQUENCE_REFERENCE, markupsSequence.GetID())
         else:
             pointList = scene.AddNewNodeByClass("vtkMRMLMarkupsFiducialNode", pointListName)
             nodes.writePointList(pointList, state.names, state.landmarksOf(k, 0))
@@ -138,7 +138,7 @@ def createNodes(logic, hub, inputNode, series, lmset, imageSequence, browser, ba
         nodes.styleDisplayNode(pointList.GetDisplayNode())
         pointList.SetFixedNumberOfControlPoints(True)
         pointList.UndoEnabledOn()
-        hub.AddNodeReferenceID("pointList", pointList.GetID())
+        hub.AddNodeReferenceID(names.POINT_LIST_REFERENCE, pointList.GetID())
 
         line = scene.AddNewNodeByClass("vtkMRMLMarkupsLineNode", scene.GenerateUniqueName(f"{baseName} LV length"))
         line.CreateDefaultDisplayNodes()
@@ -151,7 +151,7 @@ def createNodes(logic, hub, inputNode, series, lmset, imageSequence, browser, ba
         hub.AddNodeReferenceID(LINE_REFERENCE, line.GetID())
 
         table = scene.AddNewNodeByClass("vtkMRMLTableNode", scene.GenerateUniqueName(f"{baseName} LV length"))
-        hub.AddNodeReferenceID("measurements", table.GetID())
+        hub.AddNodeReferenceID(names.TABLE_REFERENCE, table.GetID())
         plotSeries = scene.AddNewNodeByClass("vtkMRMLPlotSeriesNode",
                                              scene.GenerateUniqueName(_("LV length slice {slice}").format(slice=k)))
         plotSeries.SetAndObserveTableNodeID(table.GetID())
@@ -163,8 +163,8 @@ def createNodes(logic, hub, inputNode, series, lmset, imageSequence, browser, ba
         chart.AddAndObservePlotSeriesNodeID(plotSeries.GetID())
         hub.AddNodeReferenceID(PLOT_SERIES_REFERENCE, plotSeries.GetID())
     if cine:
-        hub.SetNodeReferenceID("imageSequence", imageSequence.GetID())
-        hub.SetNodeReferenceID("browser", browser.GetID())
+        hub.SetNodeReferenceID(names.IMAGE_SEQUENCE_REFERENCE, imageSequence.GetID())
+        hub.SetNodeReferenceID(names.BROWSER_REFERENCE, browser.GetID())
         logic._sequencesLogic().UpdateProxyNodesFromSequences(browser)
 
 
@@ -177,7 +177,7 @@ def attach(logic, hub) -> LaxState:
 
     lmset = LandmarkSet.from_dict(json.loads(hub.GetText() or "{}"))
     times = json.loads(hub.GetAttribute("CardiacLandmarks.TimesMs") or "null")
-    state = LaxState(hub, lmset, json.loads(hub.GetAttribute("CardiacLandmarks.Geometry")), times)
+    state = LaxState(hub, lmset, json.loads(hub.GetAttribute(names.GEOMETRY_ATTRIBUTE)), times)
     saved = json.loads(hub.GetAttribute("CardiacLandmarks.Corrections") or "[]")
     for name, k, t, pos in saved:
         state.corrections.setdefault((name, int(k)), {})[int(t)] = None if pos is None else np.asarray(pos, float)
@@ -187,7 +187,7 @@ def attach(logic, hub) -> LaxState:
     else:
         state.setCurrent(lmset)
     logic.observePointLists(hub, state)
-    browser = hub.GetNodeReference("browser")
+    browser = hub.GetNodeReference(names.BROWSER_REFERENCE)
     if browser is not None and not logic.hasObserver(browser, vtk.vtkCommand.ModifiedEvent,
                                                      logic._onLaxBrowserModified):
         logic.addObserver(browser, vtk.vtkCommand.ModifiedEvent, logic._onLaxBrowserModified)
@@ -197,16 +197,16 @@ def attach(logic, hub) -> LaxState:
 
 def detach(logic, hub) -> None:
     """Stop observing the browser unless another LAX result still uses it."""
-    browser = hub.GetNodeReference("browser")
+    browser = hub.GetNodeReference(names.BROWSER_REFERENCE)
     others = [h for h in (slicer.mrmlScene.GetNodeByID(i) for i in logic._states)
-              if h is not None and h is not hub and isLaxResult(h) and h.GetNodeReference("browser") is browser]
+              if h is not None and h is not hub and isLaxResult(h) and h.GetNodeReference(names.BROWSER_REFERENCE) is browser]
     if browser is not None and not others:
         logic.removeObserver(browser, vtk.vtkCommand.ModifiedEvent, logic._onLaxBrowserModified)
 
 
 def _series(logic, hub, state):
     if state.series is None:
-        state.series = logic.seriesFromNode(hub.GetNodeReference("input"))
+        state.series = logic.seriesFromNode(hub.GetNodeReference(names.INPUT_REFERENCE))
     return state.series
 
 
@@ -327,7 +327,7 @@ def refresh(logic, hub, state=None, writePoints: bool = False) -> None:
 
 
 def _fillTable(hub, state, k: int) -> None:
-    tableNode = hub.GetNthNodeReference("measurements", k)
+    tableNode = hub.GetNthNodeReference(names.TABLE_REFERENCE, k)
     curve = state.curves.get(k)
     if tableNode is None or curve is None:
         return
