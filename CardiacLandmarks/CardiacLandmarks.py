@@ -717,27 +717,9 @@ class CardiacLandmarksLogic(ScriptedLoadableModuleLogic, VTKObservationMixin):
         hub.SetNodeReferenceID(TABLE_REFERENCE, table.GetID())
 
         for k in range(series.n_slices):
-            pointListName = scene.GenerateUniqueName(f"{baseName} slice {k}")
-            if cine:
-                markupsSequence = scene.AddNewNodeByClass("vtkMRMLSequenceNode", f"{pointListName} sequence")
-                markupsSequence.CopySequenceIndex(imageSequence)
-                for t in range(series.n_phases):
-                    item = slicer.vtkMRMLMarkupsFiducialNode()
-                    nodes.writePointList(item, names, landmarksOf(k, t))
-                    markupsSequence.SetDataNodeAtValue(item, imageSequence.GetNthIndexValue(t))
-                pointList = scene.AddNewNodeByClass("vtkMRMLMarkupsFiducialNode", pointListName)
-                browser.AddSynchronizedSequenceNode(markupsSequence)
-                browser.AddProxyNode(pointList, markupsSequence, False)
-                browser.SetSaveChanges(markupsSequence, True)
-                hub.AddNodeReferenceID(MARKUPS_SEQUENCE_REFERENCE, markupsSequence.GetID())
-            else:
-                pointList = scene.AddNewNodeByClass("vtkMRMLMarkupsFiducialNode", pointListName)
-                nodes.writePointList(pointList, names, landmarksOf(k, 0))
-            pointList.CreateDefaultDisplayNodes()
-            nodes.styleDisplayNode(pointList.GetDisplayNode())
-            pointList.SetFixedNumberOfControlPoints(True)
-            pointList.UndoEnabledOn()
-            hub.AddNodeReferenceID(POINT_LIST_REFERENCE, pointList.GetID())
+            nodes.addSlicePointList(hub, scene.GenerateUniqueName(f"{baseName} slice {k}"), names,
+                                    lambda t, k=k: landmarksOf(k, t), series.n_phases,
+                                    imageSequence if cine else None, browser)
         if cine:
             hub.SetNodeReferenceID(IMAGE_SEQUENCE_REFERENCE, imageSequence.GetID())
             hub.SetNodeReferenceID(BROWSER_REFERENCE, browser.GetID())

@@ -118,27 +118,9 @@ def createNodes(logic, hub, inputNode, series, lmset, imageSequence, browser, ba
     hub.SetNodeReferenceID(CHART_REFERENCE, chart.GetID())
     hub.SetAttribute("CardiacLandmarks.TimesMs", json.dumps(None if times is None else [float(x) for x in times]))
     for k in range(series.n_slices):
-        pointListName = scene.GenerateUniqueName(f"{baseName} {lmset.view.upper()} slice {k}")
-        if cine:
-            markupsSequence = scene.AddNewNodeByClass("vtkMRMLSequenceNode", f"{pointListName} sequence")
-            markupsSequence.CopySequenceIndex(imageSequence)
-            for t in range(series.n_phases):
-                item = slicer.vtkMRMLMarkupsFiducialNode()
-                nodes.writePointList(item, state.names, state.landmarksOf(k, t))
-                markupsSequence.SetDataNodeAtValue(item, imageSequence.GetNthIndexValue(t))
-            pointList = scene.AddNewNodeByClass("vtkMRMLMarkupsFiducialNode", pointListName)
-            browser.AddSynchronizedSequenceNode(markupsSequence)
-            browser.AddProxyNode(pointList, markupsSequence, False)
-            browser.SetSaveChanges(markupsSequence, True)
-            hub.AddNodeReferenceID(names.MARKUPS_SEQUENCE_REFERENCE, markupsSequence.GetID())
-        else:
-            pointList = scene.AddNewNodeByClass("vtkMRMLMarkupsFiducialNode", pointListName)
-            nodes.writePointList(pointList, state.names, state.landmarksOf(k, 0))
-        pointList.CreateDefaultDisplayNodes()
-        nodes.styleDisplayNode(pointList.GetDisplayNode())
-        pointList.SetFixedNumberOfControlPoints(True)
-        pointList.UndoEnabledOn()
-        hub.AddNodeReferenceID(names.POINT_LIST_REFERENCE, pointList.GetID())
+        nodes.addSlicePointList(hub, scene.GenerateUniqueName(f"{baseName} {lmset.view.upper()} slice {k}"),
+                                state.names, lambda t, k=k: state.landmarksOf(k, t), series.n_phases,
+                                imageSequence if cine else None, browser)
 
         line = scene.AddNewNodeByClass("vtkMRMLMarkupsLineNode", scene.GenerateUniqueName(f"{baseName} LV length"))
         line.CreateDefaultDisplayNodes()

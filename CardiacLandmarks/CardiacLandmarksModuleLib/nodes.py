@@ -597,3 +597,46 @@ def showInSliceView(layoutName: str, right, up, normal, center, backgroundNode=N
         for composite in slicer.util.getNodesByClass("vtkMRMLSliceCompositeNode"):
             if composite.GetLayoutName() == layoutName:
                 composite.SetBackgroundVolumeID(backgroundNode.GetID())
+
+
+def addSlicePointList(hub, pointListName: str, names, landmarksOf, nPhases: int, imageSequence=None,
+                      browser=None):
+    """Add the editable point list of one slice of a result to the scene and reference it from ``hub``.
+
+    For a cine (``imageSequence`` and its ``browser`` given, ``nPhases`` > 1) the points of every
+    phase go into a markups sequence synchronised with the image sequence, and the point list is
+    its proxy node (edits are saved back to the sequence); otherwise the point list holds phase 0.
+
+    Args:
+        hub: the result node; gets ``names.POINT_LIST_REFERENCE`` (and ``MARKUPS_SEQUENCE_REFERENCE``).
+        pointListName: unique node name.
+        names: control-point names in order.
+        landmarksOf: ``landmarksOf(t) -> list[Landmark]`` in ``names`` order, for phase ``t``.
+
+    Returns:
+        The point list node (fixed number of points, undo on, styled by confidence).
+    """
+    from . import names as refs
+
+    scene = hub.GetScene()
+    if imageSequence is not None and browser is not None and nPhases > 1:
+        markupsSequence = scene.AddNewNodeByClass("vtkMRMLSequenceNode", f"{pointListName} sequence")
+        markupsSequence.CopySequenceIndex(imageSequence)
+        for t in range(nPhases):
+            item = slicer.vtkMRMLMarkupsFiducialNode()
+            writePointList(item, names, landmarksOf(t))
+            markupsSequence.SetDataNodeAtValue(item, imageSequence.GetNthIndexValue(t))
+        pointList = scene.AddNewNodeByClass("vtkMRMLMarkupsFiducialNode", pointListName)
+        browser.AddSynchronizedSequenceNode(markupsSequence)
+        browser.AddProxyNode(pointList, markupsSequence, False)
+        browser.SetSaveChanges(markupsSequence, True)
+        hub.AddNodeReferenceID(refs.MARKUPS_SEQUENCE_REFERENCE, markupsSequence.GetID())
+    else:
+        pointList = scene.AddNewNodeByClass("vtkMRMLMarkupsFiducialNode", pointListName)
+        writePointList(pointList, names, landmarksOf(0))
+    pointList.CreateDefaultDisplayNodes()
+    styleDisplayNode(pointList.GetDisplayNode())
+    pointList.SetFixedNumberOfControlPoints(True)
+    pointList.UndoEnabledOn()
+    hub.AddNodeReferenceID(refs.POINT_LIST_REFERENCE, pointList.GetID())
+    return pointList
