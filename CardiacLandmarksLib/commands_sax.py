@@ -39,6 +39,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--lr", type=float, default=None, help="peak learning rate (SAX default 2e-3; 1e-3 or less to fine-tune)")
     p.add_argument("--init-weights", default=None,
                    help="SAX: start from this checkpoint (e.g. Resources/Models/sax_unet.pt) to fine-tune")
+    p.add_argument("--seg-weight", type=float, default=None,
+                   help="SAX: weight of the segmentation head's loss (default 1; 0 = heatmap-only model)")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("evaluate", help="compare detections with landmarks derived from expert masks")
@@ -145,6 +147,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     cfg = TrainConfig(epochs=args.epochs, seed=args.seed, threads=args.threads, init_weights=args.init_weights)
     if args.lr is not None:
         cfg.lr = args.lr
+    if args.seg_weight is not None:
+        cfg.seg_weight = args.seg_weight
     card = train_sax(data, out, cfg, device=device)
     print(json.dumps(card["validation"], indent=1))
     print(f"wrote {out / 'sax_unet.pt'} and {out / 'sax_unet.json'}; copy both into {models_root()} to bundle them")
@@ -219,7 +223,7 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
                                 "images_per_s": round(n / best, 1)}
             x = np.zeros((n, 192, 192), np.float32)
             t = time.perf_counter()
-            m.predict(x, tta=tta)
+            m.predict_maps(x, tta=tta)
             res[dev + label]["network_only_ms_per_image"] = round(1000 * (time.perf_counter() - t) / n, 2)
     if args.json:
         print(json.dumps(res, indent=2))

@@ -128,7 +128,7 @@ def name_rvi_by_canvas(xy: np.ndarray, found: np.ndarray, *values: np.ndarray) -
 
 
 def predict_set(name: str, samples: SampleSet, unet, phd, oriented: bool = False) -> SetPredictions:
-    """Run the U-Net (``unet.predict(images) -> probs``, ``unet.card``) and PHD-Net (:class:`confidence.PhdNetConfidence`) on samples.
+    """Run the U-Net (``unet.locate(images) -> (xy, peak)``, ``unet.card``) and PHD-Net (:class:`confidence.PhdNetConfidence`) on samples.
 
     Confidences are computed as :meth:`confidence.PhdNetConfidence.assess` does (settings from
     ``phd.shipped``: ``support_radius_px``, ``agreement_sigma_mm``). ``oriented``: the samples
@@ -136,7 +136,7 @@ def predict_set(name: str, samples: SampleSet, unet, phd, oriented: bool = False
     (:func:`name_rvi_by_canvas`), as the detection pipeline does after assessing confidence.
     """
     found_t = unet_found_thresholds(unet.card)
-    xy_u, peak_u = decode_heatmaps(unet.predict(samples.images))
+    xy_u, peak_u = unet.locate(samples.images)
     shipped = phd.shipped
     res = phd.predict(samples.images, return_maps=True)
     support = map_support(res.maps, xy_u, float(shipped.get("support_radius_px", 2.0)))
@@ -189,7 +189,8 @@ def _arrays(p: SetPredictions) -> list[np.ndarray]:
 
 def _subset(s: SampleSet, sel: np.ndarray) -> SampleSet:
     idx = np.flatnonzero(sel)
-    return SampleSet(s.images[idx], s.points[idx], s.present[idx], [s.meta[i] for i in idx], [s.grids[i] for i in idx])
+    return SampleSet(s.images[idx], s.points[idx], s.present[idx], [s.meta[i] for i in idx], [s.grids[i] for i in idx],
+                     None if s.masks is None else s.masks[idx])
 
 
 def _summary(err: np.ndarray) -> tuple[float, float]:

@@ -139,34 +139,92 @@ class BundledNet:
 class LoadedModel(BundledNet):
     """A bundled heatmap/segmentation network ready to run.
 
-    ``predict(images [n, H, W] float32) -> probs [n, C, H, W]`` softmax probabilities.
+    ``predict(images [n, H, W] float32) -> probs [n, C, H, W]`` softmax probabilities of the
+    heatmap classes (landmarks + background, Xue et al. 2021). A SAX model with a segmentation head
+    (card ``architecture.segmentation_classes``) has more output channels; :meth:`predict_maps`
+    returns both, :meth:`locate` turns them into landmark positions.
     """
 
-    def predict(self, images: np.ndarray, tta: bool = True) -> np.ndarray:
-        """Softmax maps ``[n, C, H, W]`` for canvas images ``[n, H, W]``.
+    @property
+    def n_heatmap(self) -> int:
+        """Heatmap output channels (landmarks + background)."""
+        return int(self.card["architecture"]["n_classes"])
 
-        When the card's ``input.mirror_tta`` names a channel pair (e.g. ``[0, 1]`` = A-RVI, I-RVI),
-        the mirrored image is also run and averaged back in with that pair swapped (a mirror swaps
-        anterior and inferior under the display convention). ``tta=False`` skips it (about twice
-        as fast; the card's thresholds were calibrated with it on).
+    def predict(self, images: np.ndarray, tta: bool = True) -> np.ndarray:
+        """Softmax heatmaps ``[n, L + 1, H, W]`` for canvas images ``[n, H, W]`` (see :meth:`predict_maps`)."""
+        return self.predict_maps(images, tta, segmentation=False)[0]
+
+    def predict_maps(self, images: np.ndarray, tta: bool = True, segmentation: bool = True) -> tuple[np.ndarray, np.ndarray | None]:
+        """Heatmap and segmentation softmax maps for canvas images ``[n, H, W]``.
+
+        Returns ``(heatmaps [n, L + 1, H, W], segmentation [n, S, H, W] or None)``; each is a
+        softmax over its own channels. The segmentation is None without a segmentation head or
+        with ``segmentation=False``.
+
+        When the card's ``input.mirror_tta`` names a heatmap channel pair (e.g. ``[0, 1]`` = A-RVI,
+        I-RVI), the mirrored image is also run and averaged back in with that pair swapped (a mirror
+        swaps anterior and inferior under the display convention; segmentation classes do not
+        swap). ``tta=False`` skips it (about twice as fast; the card's thresholds were calibrated
+        with it on).
         """
         import torch
 
         pair = self.card.get("input", {}).get("mirror_tta") if tta else None
-        out = []
+        n_heat = self.n_heatmap
+        heat, seg = [], []
         with torch.inference_mode():
             for s in range(0, len(images), self.batch_size):
                 x = as_input(images[s : s + self.batch_size], self.device)
                 if pair:
                     x = torch.cat([x, torch.flip(x, dims=[-1])]).contiguous(memory_format=torch.channels_last)
-                p = torch.softmax(self.net(x), 1)
+                logits = self.net(x)
+                parts = [torch.softmax(logits[:, :n_heat], 1)]
+                if segmentation and logits.shape[1] > n_heat:
+                    parts.append(torch.softmax(logits[:, n_heat:], 1))
                 if pair:
-                    n = p.shape[0] // 2
-                    order = list(range(p.shape[1]))
+                    n = x.shape[0] // 2
+                    order = list(range(n_heat))
                     order[pair[0]], order[pair[1]] = pair[1], pair[0]
-                    p = 0.5 * (p[:n] + torch.flip(p[n:], dims=[-1])[:, order])
-                out.append(p.float().cpu().numpy())
-        return np.concatenate(out) if out else np.zeros((0,), np.float32)
+                    parts[0] = 0.5 * (parts[0][:n] + torch.flip(parts[0][n:], dims=[-1])[:, order])
+                    parts[1:] = [0.5 * (q[:n] + torch.flip(q[n:], dims=[-1])) for q in parts[1:]]
+                heat.append(parts[0].float().cpu().numpy())
+                if len(parts) > 1:
+                    seg.append(parts[1].float().cpu().numpy())
+        if not heat:
+            return np.zeros((0, n_heat) + tuple(np.shape(images)[1:]), np.float32), None
+        return np.concatenate(heat), (np.concatenate(seg) if seg else None)
+
+    def locate(self, images: np.ndarray, tta: bool = True) -> tuple[np.ndarray, np.ndarray]:
+        """Landmark positions and peak probabilities for canvas images ``[n, H, W]``.
+
+        Positions are the heatmap peaks (:func:`.decoding.decode_heatmaps`, Xue et al. 2021); with a
+        segmentation head and a card ``segmentation_fusion`` share per landmark, they are mixed with
+        the derived-label rule applied to the segmentation (Xue et al. 2020,
+        :mod:`.rvi_segmentation`). Presence and confidence stay the heatmap's peak.
+
+        Returns:
+            ``(xy [n, L, 2] canvas (x, y) px, peak [n, L] in [0, 1])``.
+        """
+        from .decoding import decode_heatmaps
+
+        shares = self.fusion_shares()
+        fuse = shares is not None and bool(np.any(shares > 0))
+        heat, seg = self.predict_maps(images, tta, segmentation=fuse)
+        xy, peak = decode_heatmaps(heat)
+        if fuse and seg is not None:
+            from .rvi_segmentation import fuse_positions, landmarks_from_segmentation
+
+            seg_xy, _ = landmarks_from_segmentation(seg, tuple(self.card["landmarks"]))
+            xy = fuse_positions(xy, seg_xy, shares)
+        return xy, peak
+
+    def fusion_shares(self) -> np.ndarray | None:
+        """Per-landmark share ``[L]`` of the segmentation-derived position (card ``segmentation_fusion``), or None."""
+        fusion = self.card.get("segmentation_fusion")
+        if not fusion or not self.card.get("architecture", {}).get("segmentation_classes"):
+            return None
+        return np.array([float(fusion.get(n, 0.0)) for n in self.card["landmarks"]], np.float32)
+
 
 def load_model(view: str = "sax", device: str = "auto", models_dir: Path | None = None, name: str | None = None) -> LoadedModel:
     """Load the bundled landmark model of ``view`` (cached per process).
@@ -196,7 +254,8 @@ def load_model(view: str = "sax", device: str = "auto", models_dir: Path | None 
         raise ModelIntegrityError(f"SHA256 of {weights.name} ({digest[:12]}...) does not match its model card "
                                   f"({str(card.get('sha256'))[:12]}...): the file is corrupt or was replaced")
     arch = card["architecture"]
-    net = UNet2D(arch["in_channels"], arch["n_classes"], arch["base_channels"], arch["depth"])
+    n_out = arch["n_classes"] + len(arch.get("segmentation_classes") or [])
+    net = UNet2D(arch["in_channels"], n_out, arch["base_channels"], arch["depth"])
     ckpt = torch.load(weights, map_location="cpu", weights_only=True)
     net.load_state_dict(ckpt["state_dict"])
     prepare_net(net, dev)

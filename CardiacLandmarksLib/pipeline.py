@@ -136,7 +136,7 @@ def detect_landmarks(
         canv = np.empty((len(chunk), grids[0].size, grids[0].size), np.float32)
         for n, (k, t) in enumerate(chunk):
             canv[n] = resample_to_canvas(normalise_intensity(series.pixels[t, k])[None], grids[k])[0]
-        xy, peak = decode_heatmaps(model.predict(canv, tta=tta))
+        xy, peak = model.locate(canv, tta=tta)
         found_all = peak >= np.array([found_t[nm] for nm in names])
         if phd is not None:
             assessed = phd.assess(canv, positions=xy, found=found_all)

@@ -110,6 +110,19 @@ def resample_to_canvas(images_ji: np.ndarray, grid: CanvasGrid) -> np.ndarray:
     return out
 
 
+def resample_labels_to_canvas(labels_ji: np.ndarray, grid: CanvasGrid) -> np.ndarray:
+    """Resample an integer label slice ``[j, i]`` onto the canvas by nearest neighbour, ``[size, size]`` uint8.
+
+    Used for segmentation targets (0 outside the input field of view); the same grid as
+    :func:`resample_to_canvas`, so label and image pixels stay aligned.
+    """
+    labels = np.asarray(labels_ji)
+    ys, xs = np.mgrid[0 : grid.size, 0 : grid.size].astype(np.float64)
+    ij = np.stack([xs, ys], axis=-1) @ grid.matrix.T + grid.offset
+    coords = np.stack([ij[..., 1], ij[..., 0]])
+    return ndimage.map_coordinates(labels.astype(np.int16), coords, order=0, mode="constant", cval=0).astype(np.uint8)
+
+
 def to_canvas(series: CMRSeries, k: int, phases: list[int] | None = None) -> tuple[np.ndarray, CanvasGrid]:
     """Canvas images of slice ``k`` for the given phases (default all).
 

@@ -51,15 +51,16 @@ class UNet2D(nn.Module):
             self.up.append(_block(chans[level + 1] + chans[level], chans[level]))
         self.head = nn.Conv2d(chans[0], n_classes, 1)
 
-    def init_background_prior(self, background_logit: float = 5.0) -> None:
-        """Start with background probability ~0.99 on every pixel (last channel = background).
+    def init_background_prior(self, background_logit: float = 5.0, channel: int = -1) -> None:
+        """Start with background probability ~0.99 on every pixel (``channel`` = background; the
+        last one unless a segmentation head follows the heatmap classes).
 
         Prior initialisation as in focal-loss detectors: the rare landmark classes then get the
         gradient from the first step instead of the network first learning "all background".
         """
         with torch.no_grad():
             self.head.bias.zero_()
-            self.head.bias[-1] = background_logit
+            self.head.bias[channel] = background_logit
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         skips = []
@@ -78,3 +79,28 @@ class UNet2D(nn.Module):
 def count_parameters(model: nn.Module) -> int:
     """Number of trainable parameters."""
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+def transfer_state(model: nn.Module, state: dict) -> int:
+    """Copy the tensors of a checkpoint ``state`` into ``model`` (in place); returns how many were copied.
+
+    Same-shape tensors are copied whole. Where the output heads (``head.*``) differ in channel
+    count, the leading channels are copied: every bundled model has its landmark heatmap
+    channels first and a segmentation head (SAX v1.2) after them, so a heatmap-only checkpoint
+    can start a model with a segmentation head, and the SAX model can start a long-axis model.
+    Tensors missing on either side, or differing in other ways, are left as they are.
+    """
+    own = model.state_dict()
+    merged = {}
+    for key, value in state.items():
+        if key not in own:
+            continue
+        if own[key].shape == value.shape:
+            merged[key] = value
+        elif key.startswith("head.") and own[key].shape[1:] == value.shape[1:]:
+            target = own[key].clone()
+            n = min(target.shape[0], value.shape[0])
+            target[:n] = value[:n]
+            merged[key] = target
+    model.load_state_dict(merged, strict=False)
+    return len(merged)

@@ -23,11 +23,14 @@ def random_affine_batch(
     max_shift_px: float = 14.0,
     mirror_prob: float = 0.5,
     swap_pair: tuple[int, int] | None = (0, 1),
-) -> tuple[torch.Tensor, torch.Tensor]:
+    masks: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor] | tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Random affine warp of ``images [n, 1, H, W]`` to ``[n, 1, out, out]`` and of ``points [n, L, 2]`` (x, y px).
 
     Points leaving the output canvas become NaN (absent). ``swap_pair``: landmark indices whose
-    names swap under a mirror.
+    names swap under a mirror. ``masks [n, H, W]`` (integer labels), when given, get the same warp
+    by nearest neighbour (0 outside) and are returned third as ``[n, out, out]`` int64; label
+    values do not change under a mirror.
     """
     n, _, h, w = images.shape
     g = generator
@@ -49,6 +52,10 @@ def random_affine_batch(
     in_xy = torch.einsum("nij,pj->npi", a, out_xy) + ci + shift[:, None, :]
     grid = torch.stack([2 * in_xy[..., 0] / (w - 1) - 1, 2 * in_xy[..., 1] / (h - 1) - 1], -1).reshape(n, out_size, out_size, 2)
     warped = F.grid_sample(images, grid, mode="bilinear", padding_mode="zeros", align_corners=True)
+    warped_masks = None
+    if masks is not None:
+        warped_masks = F.grid_sample(masks[:, None].float(), grid, mode="nearest", padding_mode="zeros",
+                                     align_corners=True)[:, 0].round().long()
     # points: input -> output = A^-1 (p - ci - shift) + co
     a_inv = torch.linalg.inv(a)
     new_pts = torch.einsum("nij,nlj->nli", a_inv, points - ci - shift[:, None, :]) + co
@@ -59,6 +66,8 @@ def random_affine_batch(
         swapped = new_pts[mirror].clone()
         swapped[:, [i, j]] = swapped[:, [j, i]]
         new_pts[mirror] = swapped
+    if warped_masks is not None:
+        return warped, new_pts, warped_masks
     return warped, new_pts
 
 

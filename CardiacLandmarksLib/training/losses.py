@@ -43,3 +43,18 @@ def kl_dice_loss(
     denom = (p * p).sum((-1, -2)) + (t * t).sum((-1, -2))
     dice = (2 * inter + 1.0) / (denom + 1.0)
     return kl * 10.0 + dice_weight * (1.0 - dice).mean()
+
+
+def segmentation_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy + (1 - mean soft Dice of the foreground classes) for ``logits [n, C, H, W]``, ``labels [n, H, W]``.
+
+    The usual U-Net segmentation loss (as in Xue et al., Radiology: AI 2020, perfusion); used for
+    the SAX model's segmentation head (RV cavity, LV myocardium, LV cavity).
+    """
+    ce = torch.nn.functional.cross_entropy(logits, labels)
+    p = torch.softmax(logits, 1)[:, 1:]
+    onehot = torch.nn.functional.one_hot(labels, logits.shape[1]).permute(0, 3, 1, 2).float()[:, 1:]
+    inter = (p * onehot).sum((0, -1, -2))
+    denom = p.sum((0, -1, -2)) + onehot.sum((0, -1, -2))
+    dice = (2 * inter + 1.0) / (denom + 1.0)
+    return ce + (1.0 - dice).mean()

@@ -40,6 +40,18 @@ def render_markdown(card: dict, extra_sections: dict[str, str] | None = None) ->
         for name, v in val.items():
             if isinstance(v, dict):
                 lines.append(f"| {name} | " + " | ".join(_fmt(v.get(k, '')) for k in keys) + " |")
+    fusion = card.get("segmentation_fusion")
+    if fusion:
+        est = card.get("segmentation_estimate", {})
+        lines += ["", "## Segmentation head", "",
+                  "Share of the position taken from the derived-label rule applied to the segmentation head "
+                  "(chosen on the validation patients; 0 = heatmap peak only): "
+                  + ", ".join(f"{k} {_fmt(v)}" for k, v in fusion.items()) + "."]
+        if est:
+            lines.append("")
+            lines.append("Segmentation alone: mean per-slice Dice " + ", ".join(f"{k} {_fmt(v)}" for k, v in est.get("dice", {}).items())
+                         + "; landmarks from the rule on it, mean error " + ", ".join(
+                             f"{k} {_fmt(v.get('mean_error_mm'))} mm" for k, v in est.get("validation", {}).items()) + ".")
     lines += ["", "## Thresholds", "", "| key | value |", "|---|---|"]
     lines += [f"| {k} | {_fmt(v)} |" for k, v in card.get("thresholds", {}).items()]
     for title, body in (extra_sections or {}).items():
@@ -50,6 +62,8 @@ def render_markdown(card: dict, extra_sections: dict[str, str] | None = None) ->
 
 def write_markdown(card: dict, path: Path, extra_sections: dict[str, str] | None = None) -> Path:
     """Write :func:`render_markdown` of ``card`` to ``path``."""
+    from ..fileio import atomic_write_text
+
     path = Path(path)
-    path.write_text(render_markdown(card, extra_sections))
+    atomic_write_text(path, render_markdown(card, extra_sections))
     return path

@@ -17,11 +17,13 @@ import numpy as np
 
 from ..labels import ACDC_LABELS, derive_sax_landmarks
 from ..landmarks import LANDMARKS_BY_VIEW
-from ..preprocessing import CanvasGrid, to_canvas
+from ..preprocessing import CanvasGrid, resample_labels_to_canvas, to_canvas
 from ..series import load_series
 
 log = logging.getLogger(__name__)
 SAX_NAMES = LANDMARKS_BY_VIEW["sax"]
+#: canvas segmentation classes of the SAX model's segmentation head (index = class value)
+SEG_CLASSES = ("background", "RV cavity", "LV myocardium", "LV cavity")
 
 
 @dataclass
@@ -40,7 +42,9 @@ class SampleSet:
     """Arrays of canvas samples.
 
     images ``[N, H, W]`` float32; points ``[N, L, 2]`` canvas (x, y) (NaN when absent);
-    present ``[N, L]`` bool; meta: per sample ``(patient, file stem, k)``; grids: CanvasGrid per sample.
+    present ``[N, L]`` bool; meta: per sample ``(patient, file stem, k)``; grids: CanvasGrid per sample;
+    masks ``[N, H, W]`` uint8 canvas labels in :data:`SEG_CLASSES` order (nearest-neighbour resampled
+    expert mask).
     """
 
     images: np.ndarray
@@ -48,6 +52,7 @@ class SampleSet:
     present: np.ndarray
     meta: list[tuple[str, str, int]]
     grids: list[CanvasGrid]
+    masks: np.ndarray | None = None
 
 
 def acdc_cases(root: Path) -> list[Case]:
@@ -112,12 +117,19 @@ def case_landmarks_ijk(case: Case, series=None, mask_series=None) -> dict[int, d
 
 def build_samples(cases: list[Case]) -> SampleSet:
     """Resample every slice of every case onto the canvas with its derived landmarks."""
-    images, points, present, meta, grids = [], [], [], [], []
+    images, points, present, meta, grids, masks = [], [], [], [], [], []
     for case in cases:
         series = load_series(case.image)
-        lms = case_landmarks_ijk(case, series=series)
+        mask_series = load_series(case.mask)
+        mask = np.rint(mask_series.pixels[0]).astype(np.int16)
+        classes = np.zeros(int(mask.max()) + 1 if mask.size else 1, np.uint8)  # file label -> SEG_CLASSES index
+        for value, key in ((case.labels["rv"], 1), (case.labels["myo"], 2), (case.labels["lv"], 3)):
+            if value < len(classes):
+                classes[value] = key
+        lms = case_landmarks_ijk(case, series=series, mask_series=mask_series)
         for k, lm in lms.items():
             canvas, grid = to_canvas(series, k, phases=[0])
+            masks.append(classes[np.clip(resample_labels_to_canvas(mask[k], grid), 0, len(classes) - 1)])
             pts = np.full((len(SAX_NAMES), 2), np.nan, np.float32)
             for n, name in enumerate(SAX_NAMES):
                 if lm[name] is not None:
@@ -128,4 +140,4 @@ def build_samples(cases: list[Case]) -> SampleSet:
             meta.append((case.patient, case.image.name.split(".")[0], k))
             grids.append(grid)
     log.info("built %d samples from %d cases", len(images), len(cases))
-    return SampleSet(np.stack(images), np.stack(points), np.stack(present), meta, grids)
+    return SampleSet(np.stack(images), np.stack(points), np.stack(present), meta, grids, np.stack(masks))

@@ -46,7 +46,7 @@ from ..config import data_root, models_root
 from ..decoding import decode_heatmaps
 from ..errors import InputNotFoundError
 from ..landmarks import LANDMARKS_BY_VIEW
-from ..models.unet import UNet2D, count_parameters
+from ..models.unet import UNet2D, count_parameters, transfer_state
 from ..preprocessing import CANVAS_MM, CANVAS_PX, make_grid, normalise_intensity, resample_to_canvas
 from .augment import random_affine_batch, random_intensity
 from .losses import gaussian_targets
@@ -329,10 +329,9 @@ def _init_weights(model: torch.nn.Module, init: str) -> str:
         return f"random initialisation ({path} not found)"
     state = torch.load(path, map_location="cpu", weights_only=True)["state_dict"]
     own = model.state_dict()
-    copied = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
-    model.load_state_dict(copied, strict=False)
-    log.info("copied %d/%d tensors from %s", len(copied), len(own), path)
-    return f"transfer from {path.name} ({len(copied)}/{len(own)} tensors copied)"
+    copied = transfer_state(model, state)  # the SAX heatmap head's channels; its segmentation head is left out
+    log.info("copied %d/%d tensors from %s", copied, len(own), path)
+    return f"transfer from {path.name} ({copied}/{len(own)} tensors copied)"
 
 
 def predict(model: torch.nn.Module, images: np.ndarray, device: str = "cpu") -> np.ndarray:

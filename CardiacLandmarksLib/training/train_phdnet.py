@@ -242,8 +242,6 @@ def write_bundle(model: PHDNet, cfg: PhdTrainConfig, info: dict, out_dir: Path, 
     Returns:
         The card dict.
     """
-    from ..confidence import PhdNetConfidence
-    from ..evaluation_confidence import METHODS, confidence_table, format_confidence_table
     from ..inference import sha256_file
     from ..preprocessing import CANVAS_PX
 
@@ -284,7 +282,27 @@ def write_bundle(model: PHDNet, cfg: PhdTrainConfig, info: dict, out_dir: Path, 
     }
     card["sha256"] = sha256_file(weights)
     _atomic_text(out_dir / "sax_phdnet.json", json.dumps(card, indent=2, default=_jsonable))
+    return evaluate_into_card(card, out_dir, unet, sets)
+
+
+def recalibrate_bundle(out_dir: Path, unet, sets: dict[str, SampleSet]) -> dict:
+    """Re-calibrate the shipped high/low thresholds of an existing ``sax_phdnet`` bundle in ``out_dir``
+    for another heatmap U-Net (its positions enter the agreement confidence), without retraining
+    PHD-Net, and rewrite the evaluation table of the card. ``sets`` as in :func:`write_bundle`."""
+    card = json.loads((Path(out_dir) / "sax_phdnet.json").read_text())
+    card["unet"] = unet.card.get("sha256") if hasattr(unet, "card") else None
+    return evaluate_into_card(card, Path(out_dir), unet, sets)
+
+
+def evaluate_into_card(card: dict, out_dir: Path, unet, sets: dict[str, SampleSet]) -> dict:
+    """Calibrate every confidence method on the first set, evaluate them on all sets (Schobs et al.
+    2021, Table 2) and write the shipped method's thresholds and the table into the card
+    (``sax_phdnet.json`` / ``.md`` in ``out_dir``, written atomically). Returns the card."""
+    from ..confidence import PhdNetConfidence
+    from ..evaluation_confidence import METHODS, confidence_table, format_confidence_table
+
     phd = PhdNetConfidence.load("cpu", models_dir=out_dir)
+    shipped = card["shipped"]
     rows = confidence_table(unet=unet, phd=phd, per_landmark=True, sets=sets)
     method = shipped.get("mode", "agreement")
     by_method = {m: next(r["thresholds"] for r in rows if r["method"] == m and isinstance(r["thresholds"], dict))
@@ -390,13 +408,21 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--epochs", type=int, default=PhdTrainConfig.epochs)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--device", default="cpu")
+    ap.add_argument("--recalibrate", action="store_true",
+                    help="keep the PHD-Net weights in --out and only re-calibrate its thresholds and table for the "
+                         "U-Net in --unet-dir (after the U-Net was retrained)")
+    ap.add_argument("--unet-dir", default=None, help="folder holding sax_unet.{pt,json} (default: the bundled one)")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO)
     root = Path(args.data) if args.data else data_root()
     cfg = PhdTrainConfig(epochs=args.epochs, seed=args.seed)
     train_cases, val_cases = split_by_patient(acdc_cases(root / "acdc"), cfg.val_fraction, cfg.seed)
-    unet = load_model("sax", args.device)
+    unet = load_model("sax", args.device, models_dir=Path(args.unet_dir) if args.unet_dir else None)
     sets = {name: build_samples(cs) for name, cs in labelled_sets(root, sorted({c.patient for c in val_cases})).items()}
+    if args.recalibrate:
+        card = recalibrate_bundle(Path(args.out), unet, sets)
+        print(card["evaluation_text"])
+        return 0
     model, info = train_phdnet(build_samples(train_cases), sets["ACDC val"], Path(args.out) / "sax_phdnet_latest.pt", cfg, args.device)
     shipped = {"mode": "agreement", "agreement_sigma_mm": 3.0, "support_radius_px": 2.0,
                "why": "see the evaluation table; U-Net position, PHD-Net agreement confidence"}

@@ -3,6 +3,12 @@
 Method after Xue et al., Radiology: AI 2021: canvas images at a fixed mm grid, one Gaussian
 heatmap class per landmark + background, softmax + KL + soft-Dice loss, slices without a
 landmark teach "not present". Labels are derived from expert masks (:mod:`..labels`).
+
+Since v1.2 the network also has a segmentation head (background, RV cavity, LV myocardium, LV
+cavity; cross-entropy + soft Dice) trained on the same expert masks: dense supervision of the
+anatomy the insertion points are defined on, and a second, rule-based estimate of the points
+(Xue et al., Radiology: AI 2020; :mod:`..rvi_segmentation`). How much of that estimate is mixed
+into each landmark's position is chosen on the validation patients (card ``segmentation_fusion``).
 Reproducible from a seed; runs on a 2-core CPU within the hour, faster on a GPU.
 """
 
@@ -18,22 +24,29 @@ import numpy as np
 import torch
 
 from ..decoding import decode_heatmaps
+from ..fileio import atomic_write_text
 from ..inference import sha256_file
-from ..models.unet import UNet2D, count_parameters
+from ..models.unet import UNet2D, count_parameters, transfer_state
 from ..preprocessing import CANVAS_MM, CANVAS_PX
+from ..rvi_segmentation import fuse_positions, landmarks_from_segmentation
 from .augment import random_affine_batch, random_intensity
-from .losses import gaussian_targets, kl_dice_loss
+from .losses import gaussian_targets, kl_dice_loss, segmentation_loss
 from .model_card import write_markdown
-from .sax_dataset import SAX_NAMES, SampleSet, acdc_cases, build_samples, paired_cases, split_by_patient
+from .sax_dataset import SAX_NAMES, SEG_CLASSES, SampleSet, acdc_cases, build_samples, paired_cases, split_by_patient
 
 log = logging.getLogger(__name__)
 
 RETRAIN_TEXT = """
-`cardiac-landmarks train --view sax --epochs 14 --seed 0 --device auto -o runs/sax` reads
+`cardiac-landmarks train --view sax --epochs 40 --seed 0 --threads 1 --device auto -o runs/sax` reads
 `$CARDIAC_LANDMARKS_DATA/acdc` (or `--data FOLDER` of `NAME.nii.gz` + `NAME_gt.nii.gz` pairs with
 ACDC labels 1 = RV, 2 = myocardium, 3 = LV cavity), splits by patient (seed), trains, calibrates the
 presence threshold on the validation patients and writes `sax_unet.pt`, `sax_unet.json`, `sax_unet.md`.
 Copy the three files into `Resources/Models/` to bundle them (the SHA256 in the card is checked on load).
+`--seg-weight 0` trains the heatmap-only model of v1.1. Thresholds, segmentation shares and the metrics
+are computed as the tool runs the model (folded BatchNorm, mirror test-time augmentation);
+`python -c "from CardiacLandmarksLib.training.train_sax import recalibrate; recalibrate('runs/sax/sax_unet.pt', DATA)"`
+recomputes them for saved weights. After replacing the U-Net, re-calibrate the PHD-Net flags for it:
+`python -m CardiacLandmarksLib.training.train_phdnet --recalibrate --out Resources/Models` (PHD-Net itself is not retrained).
 """
 
 LABEL_RULE_TEXT = """
@@ -64,29 +77,49 @@ class TrainConfig:
     seed: int = 0
     threads: int = 2
     init_weights: str | None = None  # continue from a checkpoint (fine-tuning)
+    split_seed: int | None = None  # seed of the patient split (None = seed); another seed then only changes order/augmentation
+    seg_weight: float = 1.0  # weight of the segmentation head's loss; 0 = heatmap-only model (v1.1 and before)
 
 
 def _train_val(data: Path, cfg: TrainConfig):
     cases = acdc_cases(data) if (data / "acdc_info.csv").exists() or any(data.glob("patient*_gt.nii.gz")) else paired_cases(data)
     if not cases:
         raise FileNotFoundError(f"no labelled stacks (image + *_gt mask) found in {data}")
-    return split_by_patient(cases, cfg.val_fraction, cfg.seed)
+    return split_by_patient(cases, cfg.val_fraction, cfg.seed if cfg.split_seed is None else cfg.split_seed)
 
 
-def predict_probs(model: torch.nn.Module, images: np.ndarray, device: str = "cpu", batch: int = 32) -> np.ndarray:
-    """Softmax heatmaps ``[n, L+1, H, W]`` for canvas images ``[n, H, W]``."""
+def predict_probs(model: torch.nn.Module, images: np.ndarray, device: str = "cpu", batch: int = 32,
+                  with_segmentation: bool = False) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
+    """Softmax heatmaps ``[n, L+1, H, W]`` for canvas images ``[n, H, W]``.
+
+    With a segmentation head (output channels beyond ``L + 1``) and ``with_segmentation``, also
+    its softmax ``[n, 4, H, W]`` (:data:`SEG_CLASSES`), returned second.
+    """
     model.eval()
-    out = []
+    n_heat = len(SAX_NAMES) + 1
+    heat, seg = [], []
     with torch.inference_mode():
         for s in range(0, len(images), batch):
             x = torch.from_numpy(np.ascontiguousarray(images[s : s + batch]))[:, None].to(device)
-            out.append(torch.softmax(model(x.contiguous(memory_format=torch.channels_last)), 1).float().cpu().numpy())
-    return np.concatenate(out)
+            logits = model(x.contiguous(memory_format=torch.channels_last))
+            heat.append(torch.softmax(logits[:, :n_heat], 1).float().cpu().numpy())
+            if with_segmentation and logits.shape[1] > n_heat:
+                seg.append(torch.softmax(logits[:, n_heat:], 1).float().cpu().numpy())
+    heat = np.concatenate(heat)
+    if with_segmentation:
+        return heat, (np.concatenate(seg) if seg else None)
+    return heat
 
 
-def validation_metrics(probs: np.ndarray, samples: SampleSet, found_threshold: float | list[float]) -> dict:
-    """Detection rate, false-positive rate and L2 error (mm) per landmark on canvas samples."""
-    xy, peak = decode_heatmaps(probs)
+def validation_metrics(probs: np.ndarray, samples: SampleSet, found_threshold: float | list[float],
+                       xy: np.ndarray | None = None) -> dict:
+    """Detection rate, false-positive rate and L2 error (mm) per landmark on canvas samples.
+
+    Presence comes from the heatmap peaks; positions too unless ``xy [n, L, 2]`` (e.g. fused with
+    the segmentation estimate, :func:`CardiacLandmarksLib.rvi_segmentation.fuse_positions`) is given.
+    """
+    heat_xy, peak = decode_heatmaps(probs)
+    xy = heat_xy if xy is None else xy
     found = peak >= np.broadcast_to(np.asarray(found_threshold, float), (peak.shape[1],))
     res = {}
     for n, name in enumerate(SAX_NAMES):
@@ -128,13 +161,15 @@ def calibrate_found_threshold(probs: np.ndarray, samples: SampleSet, min_detecti
     return out
 
 
-def calibrate_high_threshold(probs: np.ndarray, samples: SampleSet, found_t: list[float]) -> list[float]:
+def calibrate_high_threshold(probs: np.ndarray, samples: SampleSet, found_t: list[float],
+                             xy: np.ndarray | None = None) -> list[float]:
     """Per-landmark high/low threshold on the peak probability by the rule of Schobs et al. (PHD-Net, ISBI 2021):
     error-weighted mean peak of the 10% least accurate validation detections
     (:func:`CardiacLandmarksLib.confidence.calibrate_threshold`)."""
     from ..confidence import calibrate_threshold
 
-    xy, peak = decode_heatmaps(probs)
+    heat_xy, peak = decode_heatmaps(probs)
+    xy = heat_xy if xy is None else xy  # positions as shipped (e.g. fused with the segmentation)
     err = np.linalg.norm(xy - samples.points, axis=-1) * CANVAS_MM
     out = []
     for n, t in enumerate(found_t):
@@ -159,10 +194,12 @@ def train_sax(data: Path, out_dir: Path, cfg: TrainConfig, device: str = "cpu", 
     val = build_samples(val_cases)
     log.info("train %d samples (%d patients), val %d samples (%d patients), built in %.0f s", len(train.images),
              len({c.patient for c in train_cases}), len(val.images), len({c.patient for c in val_cases}), time.time() - t0)
-    model = UNet2D(1, len(SAX_NAMES) + 1, cfg.base_channels, cfg.depth)
-    model.init_background_prior()
+    n_heat = len(SAX_NAMES) + 1
+    n_seg = len(SEG_CLASSES) if cfg.seg_weight > 0 else 0
+    model = UNet2D(1, n_heat + n_seg, cfg.base_channels, cfg.depth)
+    model.init_background_prior(channel=n_heat - 1)
     if cfg.init_weights:
-        model.load_state_dict(torch.load(cfg.init_weights, map_location="cpu", weights_only=True)["state_dict"])
+        load_compatible(model, torch.load(cfg.init_weights, map_location="cpu", weights_only=True)["state_dict"])
     model = model.to(device).to(memory_format=torch.channels_last)  # ~1.5x faster steps on CPU
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     steps_per_epoch = int(np.ceil(len(train.images) / cfg.batch_size))
@@ -170,6 +207,7 @@ def train_sax(data: Path, out_dir: Path, cfg: TrainConfig, device: str = "cpu", 
     gen = torch.Generator().manual_seed(cfg.seed)
     imgs = torch.from_numpy(train.images)[:, None]
     pts = torch.from_numpy(train.points)
+    masks = torch.from_numpy(train.masks.astype(np.int64))
     history = []
     best = (np.inf, None)
     for epoch in range(cfg.epochs):
@@ -178,18 +216,23 @@ def train_sax(data: Path, out_dir: Path, cfg: TrainConfig, device: str = "cpu", 
         losses = []
         for s in range(0, len(perm), cfg.batch_size):
             b = perm[s : s + cfg.batch_size]
-            x, p = random_affine_batch(imgs[b], pts[b], cfg.crop_px, gen)
+            x, p, m_b = random_affine_batch(imgs[b], pts[b], cfg.crop_px, gen, masks=masks[b])
             x = random_intensity(x, gen)
             target = gaussian_targets(p, cfg.crop_px, cfg.sigma_px)
-            loss = kl_dice_loss(model(x.to(device).contiguous(memory_format=torch.channels_last)), target.to(device))
+            logits = model(x.to(device).contiguous(memory_format=torch.channels_last))
+            loss = kl_dice_loss(logits[:, :n_heat], target.to(device))
+            if n_seg:
+                loss = loss + cfg.seg_weight * segmentation_loss(logits[:, n_heat:], m_b.to(device))
             opt.zero_grad()
             loss.backward()
             opt.step()
             sched.step()
             losses.append(float(loss.detach()))
-        probs = predict_probs(model, val.images, device)
-        m = validation_metrics(probs, val, 0.3)
-        score = np.nanmean([m[n]["mean_error_mm"] for n in SAX_NAMES]) + 20 * (1 - np.mean([m[n]["detection_rate"] for n in SAX_NAMES]))
+        probs, seg = predict_probs(model, val.images, device, with_segmentation=True)
+        fw, m = best_fusion_metrics(probs, seg, val, 0.3)
+        errors = [m[n]["mean_error_mm"] for n in SAX_NAMES if np.isfinite(m[n]["mean_error_mm"])]
+        # an epoch that finds nothing scores worst but still counts, so a short run always keeps a model
+        score = (np.mean(errors) if errors else 1e6) + 20 * (1 - np.mean([m[n]["detection_rate"] for n in SAX_NAMES]))
         history.append({"epoch": epoch + 1, "loss": float(np.mean(losses)), "val_score": float(score),
                         **{f"{n}_err": m[n]["mean_error_mm"] for n in SAX_NAMES}})
         log.info("epoch %d loss %.4f val %s (%.0f s)", epoch + 1, np.mean(losses),
@@ -197,40 +240,142 @@ def train_sax(data: Path, out_dir: Path, cfg: TrainConfig, device: str = "cpu", 
         if progress:
             print(f"epoch {epoch + 1}/{cfg.epochs} loss {np.mean(losses):.4f} val err mm "
                   + " ".join(f"{n}={m[n]['mean_error_mm']:.2f}" for n in SAX_NAMES)
-                  + f" det {np.mean([m[n]['detection_rate'] for n in SAX_NAMES]):.3f} ({time.time() - t0:.0f} s)", flush=True)
-        if score < best[0]:
+                  + f" det {np.mean([m[n]['detection_rate'] for n in SAX_NAMES]):.3f} seg share {fw} ({time.time() - t0:.0f} s)", flush=True)
+        if best[1] is None or score < best[0]:
             best = (score, {k: v.detach().cpu().clone() for k, v in model.state_dict().items()})
         _save(model.state_dict(), cfg, out_dir / "sax_unet.pt")  # latest, so a usable model exists early
     model.load_state_dict(best[1])
-    probs = predict_probs(model, val.images, device)
-    found_t = calibrate_found_threshold(probs, val)
-    high_t = calibrate_high_threshold(probs, val, found_t)
-    metrics = validation_metrics(probs, val, found_t)
     weights = out_dir / "sax_unet.pt"
     _save(model.state_dict(), cfg, weights)
+    training = {"train_patients": sorted({c.patient for c in train_cases}), "n_train_samples": len(train.images),
+                "device": device, "seconds": round(time.time() - t0), "history": history}
+    return finish_card(model, cfg, weights, val_cases, val, training, device)
+
+
+def finish_card(model: torch.nn.Module, cfg: TrainConfig, weights: Path, val_cases: list, val: SampleSet,
+                training: dict, device: str = "cpu", notes: dict[str, str] | None = None) -> dict:
+    """Calibrate a trained SAX model on the validation patients and write its card next to ``weights``.
+
+    The model is run as it is shipped (:class:`CardiacLandmarksLib.inference.LoadedModel`: folded
+    BatchNorm, mirror test-time augmentation), so the calibration and the reported metrics are those of
+    ``cardiac-landmarks detect``. In order: presence thresholds (:func:`calibrate_found_threshold`),
+    segmentation shares (:func:`best_fusion_metrics`), high/low thresholds on the peak
+    (:func:`calibrate_high_threshold`, with the fused positions). Writes ``sax_unet.json`` and
+    ``sax_unet.md``; returns the card. ``notes``: ``{title: text}`` sections kept in the card and
+    rendered into the Markdown (e.g. known limitations).
+    """
+    import copy
+
+    from ..inference import LoadedModel, prepare_net
+
+    out_dir = Path(weights).parent
+    n_heat = len(SAX_NAMES) + 1
+    seg_classes = list(SEG_CLASSES) if cfg.seg_weight > 0 else []
     card = {
         "name": "sax_unet",
-        "version": "1.0.0",
+        "version": "1.2.0",
         "view": "sax",
         "landmarks": list(SAX_NAMES),
-        "architecture": {"type": "UNet2D", "in_channels": 1, "n_classes": len(SAX_NAMES) + 1,
+        "architecture": {"type": "UNet2D", "in_channels": 1, "n_classes": n_heat,
+                         "segmentation_classes": seg_classes,
                          "base_channels": cfg.base_channels, "depth": cfg.depth,
                          "parameters": count_parameters(model)},
         "input": {"canvas_mm": CANVAS_MM, "canvas_px": CANVAS_PX,
-                  "intensity": "per-image 1st-99th percentile to [0,1], clipped at 1.5"},
+                  "intensity": "per-image 1st-99th percentile to [0,1], clipped at 1.5",
+                  "mirror_tta": [0, 1]},
+    }
+    shipped = LoadedModel("sax_unet", card["version"], "", card, device, prepare_net(copy.deepcopy(model), device))
+    probs, seg = shipped.predict_maps(val.images, tta=True)
+    found_t = calibrate_found_threshold(probs, val)
+    fusion, metrics = best_fusion_metrics(probs, seg, val, found_t)
+    card["segmentation_fusion"] = dict(zip(SAX_NAMES, fusion))
+    if seg is not None:  # the rule on the segmentation alone, for the card
+        seg_xy, _ = landmarks_from_segmentation(seg, tuple(SAX_NAMES))
+        card["segmentation_estimate"] = {"validation": validation_metrics(probs, val, found_t, fuse_positions(decode_heatmaps(probs)[0], seg_xy, 1.0)),
+                                         "dice": segmentation_dice(seg.argmax(1), val.masks)}
+    xy, _ = shipped.locate(val.images, tta=True)
+    high_t = calibrate_high_threshold(probs, val, found_t, xy)
+    card.update({
         "thresholds": {"found": dict(zip(SAX_NAMES, found_t)), "high_confidence": dict(zip(SAX_NAMES, high_t))},
         "training": {"data": "ACDC (Bernard et al., IEEE TMI 2018), 80 patients x ED/ES, CC BY-NC-SA 4.0",
-                     "train_patients": sorted({c.patient for c in train_cases}),
-                     "val_patients": sorted({c.patient for c in val_cases}),
-                     "n_train_samples": len(train.images), "n_val_samples": len(val.images),
-                     "config": asdict(cfg), "device": device, "seconds": round(time.time() - t0),
-                     "history": history},
+                     **{k: v for k, v in training.items() if k != "history"},
+                     "val_patients": sorted({c.patient for c in val_cases}), "n_val_samples": len(val.images),
+                     "config": asdict(cfg), "history": training.get("history", [])},
         "validation": metrics,
+        "notes": dict(notes or {}),
         "sha256": sha256_file(weights),
-    }
-    (out_dir / "sax_unet.json").write_text(json.dumps(card, indent=2))
-    write_markdown(card, out_dir / "sax_unet.md", {"How to retrain": RETRAIN_TEXT, "Derived-label rule": LABEL_RULE_TEXT})
+    })
+    atomic_write_text(out_dir / "sax_unet.json", json.dumps(card, indent=2))
+    write_markdown(card, out_dir / "sax_unet.md", {"How to retrain": RETRAIN_TEXT, "Derived-label rule": LABEL_RULE_TEXT,
+                                                   **card["notes"]})
     return card
+
+
+def recalibrate(weights: Path, data: Path, device: str = "cpu") -> dict:
+    """Re-run :func:`finish_card` for a saved ``sax_unet.pt`` (its config in the checkpoint gives the
+    split); the training record and notes of an existing ``sax_unet.json`` next to it are kept."""
+    weights = Path(weights)
+    ckpt = torch.load(weights, map_location="cpu", weights_only=True)
+    cfg = TrainConfig(**{"seg_weight": 0.0, **ckpt["config"]})  # checkpoints before v1.2 had no segmentation head
+    n_out = len(SAX_NAMES) + 1 + (len(SEG_CLASSES) if cfg.seg_weight > 0 else 0)
+    model = UNet2D(1, n_out, cfg.base_channels, cfg.depth)
+    model.load_state_dict(ckpt["state_dict"])
+    _, val_cases = _train_val(Path(data), cfg)
+    old = weights.with_suffix(".json")
+    old_card = json.loads(old.read_text()) if old.exists() else {}
+    training = {k: v for k, v in old_card.get("training", {}).items() if k not in ("val_patients", "n_val_samples", "config", "data")}
+    return finish_card(model, cfg, weights, val_cases, build_samples(val_cases), training, device, old_card.get("notes"))
+
+
+FUSION_WEIGHTS = (0.0, 0.25, 0.5, 0.75, 1.0)
+
+
+def best_fusion_metrics(probs: np.ndarray, seg: np.ndarray | None, samples: SampleSet,
+                        found_threshold: float | list[float]) -> tuple[list[float], dict]:
+    """Per landmark, the share of the segmentation-derived position (:data:`FUSION_WEIGHTS`) with the
+    lowest mean validation error, and the metrics with it.
+
+    Without a segmentation head the share is 0 (heatmap positions, Xue et al. 2021); otherwise
+    the heatmap peak and the derived-label rule on the segmentation (Xue et al. 2020,
+    :mod:`CardiacLandmarksLib.rvi_segmentation`) are mixed. Presence always comes from the heatmap.
+    """
+    heat_only = validation_metrics(probs, samples, found_threshold)
+    if seg is None:
+        return [0.0] * len(SAX_NAMES), heat_only
+    heat_xy, _ = decode_heatmaps(probs)
+    seg_xy, _ = landmarks_from_segmentation(seg, tuple(SAX_NAMES))
+    per_w = {w: validation_metrics(probs, samples, found_threshold, fuse_positions(heat_xy, seg_xy, w)) for w in FUSION_WEIGHTS}
+    weights, metrics = [], {}
+    for name in SAX_NAMES:
+        w = min(FUSION_WEIGHTS, key=lambda w: np.nan_to_num(per_w[w][name]["mean_error_mm"], nan=np.inf))
+        weights.append(float(w))
+        metrics[name] = per_w[w][name]
+    return weights, metrics
+
+
+def segmentation_dice(pred: np.ndarray, ref: np.ndarray) -> dict[str, float]:
+    """Mean per-slice Dice of each foreground class of :data:`SEG_CLASSES` (slices where either has the class)."""
+    out = {}
+    for c, name in enumerate(SEG_CLASSES[1:], start=1):
+        a, b = pred == c, ref == c
+        den = a.sum((-1, -2)) + b.sum((-1, -2))
+        ok = den > 0
+        out[name] = float(np.mean(2 * (a & b).sum((-1, -2))[ok] / den[ok])) if ok.any() else float("nan")
+    return out
+
+
+def load_compatible(model: torch.nn.Module, state: dict) -> None:
+    """Load ``state`` into ``model``; an output head with fewer channels (e.g. a heatmap-only
+    checkpoint into a model with a segmentation head) fills the first channels only
+    (:func:`..models.unet.transfer_state`).
+
+    Raises:
+        ValueError: some tensor of the model has no counterpart in ``state`` (another architecture).
+    """
+    copied = transfer_state(model, state)
+    if copied != len(model.state_dict()):
+        raise ValueError(f"checkpoint does not fit the model: {copied} of {len(model.state_dict())} tensors match "
+                         f"(base channels / depth must be the same)")
 
 
 def _save(state: dict, cfg: TrainConfig, path: Path) -> None:

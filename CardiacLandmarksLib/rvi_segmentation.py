@@ -1,0 +1,78 @@
+"""RV insertion points and LV centre from a predicted SAX segmentation.
+
+Xue et al., "Automated inline analysis of myocardial perfusion MRI with deep learning",
+Radiology: AI 2020, place the RV insertion points on the segmentation: the two ends of the arc
+where the RV cavity meets the LV myocardium, seen from the LV centre. The SAX landmark model has
+a segmentation head (RV cavity, LV myocardium, LV cavity) trained on the same expert masks the
+landmark labels are derived from (:mod:`.labels`), so applying the same rule to its output gives a
+second, rule-consistent estimate of A-RVI / I-RVI / C-LV next to the heatmap peaks of Xue et al. 2021.
+
+Coordinates are canvas pixels ``(x, y)`` = (column, row) of :mod:`.preprocessing`'s canvas, which
+is in the anatomical display (anterior up, RV on the viewer's left), so the display naming rule of
+:func:`.labels.display_anterior_end` names the ends.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import ndimage
+
+from .labels import derive_sax_landmarks
+
+#: canvas class values of the segmentation head (see ``training.sax_dataset.SEG_CLASSES``)
+SEG_RV, SEG_MYO, SEG_LV = 1, 2, 3
+
+
+def landmarks_from_segmentation(seg_probs: np.ndarray, names: tuple[str, ...] = ("A-RVI", "I-RVI", "C-LV")) -> tuple[np.ndarray, np.ndarray]:
+    """Landmarks by the derived-label rule applied to the arg-max of segmentation probabilities.
+
+    Args:
+        seg_probs: ``[n, 4, H, W]`` softmax over (background, RV cavity, LV myocardium, LV cavity).
+        names: landmark order of the output.
+
+    Returns:
+        ``(xy [n, L, 2] canvas (x, y) px, NaN where the rule finds none; present [n, L] bool)``.
+
+    Raises:
+        ValueError: ``seg_probs`` is not ``[n, 4, H, W]``.
+    """
+    seg_probs = np.asarray(seg_probs)
+    if seg_probs.ndim != 4 or seg_probs.shape[1] != 4:
+        raise ValueError(f"landmarks_from_segmentation: [n, 4, H, W] probabilities expected, got shape {seg_probs.shape}")
+    labels = seg_probs.argmax(1)
+    xy = np.full((len(labels), len(names), 2), np.nan, np.float32)
+    for n, lab in enumerate(labels):
+        lm = derive_sax_landmarks(clean_segmentation(lab), rv=SEG_RV, myo=SEG_MYO, lv=SEG_LV)
+        for c, name in enumerate(names):
+            if lm.get(name) is not None:
+                xy[n, c] = lm[name]
+    return xy, np.isfinite(xy[..., 0])
+
+
+def clean_segmentation(labels: np.ndarray) -> np.ndarray:
+    """Keep the largest connected component of each class of a ``[H, W]`` label image (0 elsewhere).
+
+    A stray RV-labelled blob touching the myocardium elsewhere would otherwise stretch the
+    contact arc and move both insertion points; keeping the largest component per class is the
+    usual clean-up of a network segmentation (as in Xue et al. 2020).
+    """
+    out = np.zeros_like(labels)
+    for value in (SEG_RV, SEG_MYO, SEG_LV):
+        comp, n = ndimage.label(labels == value)
+        if n:
+            sizes = np.bincount(comp.ravel())[1:]
+            out[comp == 1 + int(np.argmax(sizes))] = value
+    return out
+
+
+def fuse_positions(heat_xy: np.ndarray, seg_xy: np.ndarray, weight: np.ndarray | float) -> np.ndarray:
+    """Weighted mean of heatmap and segmentation positions, ``[n, L, 2]``.
+
+    ``weight`` (scalar or per landmark ``[L]``) is the segmentation estimate's share; where the
+    segmentation gives no point (NaN) the heatmap position is kept unchanged.
+    """
+    heat_xy = np.asarray(heat_xy, np.float32)
+    seg_xy = np.asarray(seg_xy, np.float32)
+    w = np.broadcast_to(np.asarray(weight, np.float32), (heat_xy.shape[1],))[None, :, None]
+    fused = (1 - w) * heat_xy + w * seg_xy
+    return np.where(np.isfinite(seg_xy), fused, heat_xy).astype(np.float32)

@@ -1,0 +1,160 @@
+"""SAX model with a segmentation head: RVI from the predicted segmentation (Xue et al. 2020), fusion with
+the heatmap peaks, mask-consistent augmentation, the segmentation loss, fine-tuning from a heatmap-only
+checkpoint, and the training command end to end on a few real ACDC patients."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+import torch
+
+from CardiacLandmarksLib.labels import derive_sax_landmarks
+from CardiacLandmarksLib.rvi_segmentation import fuse_positions, landmarks_from_segmentation
+from CardiacLandmarksLib.training.augment import random_affine_batch
+from CardiacLandmarksLib.training.losses import segmentation_loss
+from test_labels import ring_mask
+
+
+def _one_hot(mask: np.ndarray, n: int = 4) -> np.ndarray:
+    return np.eye(n, dtype=np.float32)[mask].transpose(2, 0, 1)
+
+
+def test_landmarks_from_segmentation_follow_the_label_rule():
+    # RV crescent from 150 deg (down-left) to 230 deg (up-left): A-RVI is the 230 deg end
+    masks = [ring_mask(rv_from_deg=150, rv_to_deg=230), ring_mask(rv_from_deg=100, rv_to_deg=260, center=(55.0, 62.0))]
+    probs = np.stack([_one_hot(m) * 0.7 + 0.075 for m in masks])  # soft, arg-max = the mask
+    xy, present = landmarks_from_segmentation(probs)
+    assert present.all()
+    for n, m in enumerate(masks):
+        ref = derive_sax_landmarks(m, rv=1, myo=2, lv=3)
+        for c, name in enumerate(("A-RVI", "I-RVI", "C-LV")):
+            np.testing.assert_allclose(xy[n, c], ref[name], atol=1e-4)
+    c = xy[0, 2]
+    ang = np.degrees(np.arctan2(xy[0, 0, 1] - c[1], xy[0, 0, 0] - c[0])) % 360
+    assert abs(ang - 230) < 6
+
+
+def test_landmarks_from_segmentation_absent_and_bad_shape():
+    no_rv = ring_mask()
+    no_rv[no_rv == 1] = 0
+    empty = np.zeros_like(no_rv)
+    xy, present = landmarks_from_segmentation(np.stack([_one_hot(no_rv), _one_hot(empty)]))
+    assert present.tolist() == [[False, False, True], [False, False, False]]
+    assert np.isnan(xy[0, :2]).all() and np.isnan(xy[1]).all()
+    with pytest.raises(ValueError, match=r"\[n, 4, H, W\]"):
+        landmarks_from_segmentation(np.zeros((2, 3, 8, 8)))
+
+
+def test_fuse_positions_shares_and_missing_segmentation():
+    heat = np.array([[[10.0, 10.0], [20.0, 20.0]]], np.float32)
+    seg = np.array([[[14.0, 10.0], [np.nan, np.nan]]], np.float32)
+    np.testing.assert_allclose(fuse_positions(heat, seg, 0.0), heat)
+    np.testing.assert_allclose(fuse_positions(heat, seg, [1.0, 1.0])[0, 0], [14.0, 10.0])
+    np.testing.assert_allclose(fuse_positions(heat, seg, [0.25, 1.0])[0, 0], [11.0, 10.0])
+    np.testing.assert_allclose(fuse_positions(heat, seg, 0.5)[0, 1], [20.0, 20.0])  # no segmentation point: heatmap kept
+
+
+def test_augmentation_moves_masks_with_the_points():
+    """Labels drawn around each landmark stay under the warped landmark (rotation, scale, shift, mirror)."""
+    n, size = 24, 96
+    rng = np.random.default_rng(0)
+    centres = rng.uniform(36, 60, (n, 1, 2))
+    pts = (centres + np.array([[-15.0, 0.0], [15.0, 0.0], [0.0, 15.0]])).astype(np.float32)  # discs never overlap
+    masks = np.zeros((n, size, size), np.int64)
+    yy, xx = np.mgrid[0:size, 0:size]
+    for b in range(n):
+        for c in range(3):
+            masks[b][np.hypot(xx - pts[b, c, 0], yy - pts[b, c, 1]) < 4] = c + 1
+    imgs = torch.from_numpy(masks.astype(np.float32))[:, None]
+    gen = torch.Generator().manual_seed(3)
+    warped, new_pts, new_masks = random_affine_batch(imgs, torch.from_numpy(pts), 80, gen, masks=torch.from_numpy(masks),
+                                                     swap_pair=None)
+    assert new_masks.shape == (n, 80, 80) and new_masks.dtype == torch.int64
+    assert set(np.unique(new_masks.numpy())) <= {0, 1, 2, 3}
+    checked = 0
+    for b in range(n):
+        for c in range(3):
+            p = new_pts[b, c]
+            if torch.isfinite(p).all():
+                x, y = int(round(float(p[0]))), int(round(float(p[1])))
+                assert int(new_masks[b, y, x]) == c + 1
+                assert abs(float(warped[b, 0, y, x]) - (c + 1)) < 0.5  # image and mask warped alike
+                checked += 1
+    assert checked > 40
+    # without masks the call keeps its two-value form
+    assert len(random_affine_batch(imgs, torch.from_numpy(pts), 80, gen)) == 2
+
+
+def test_segmentation_loss_prefers_the_right_labels():
+    labels = torch.from_numpy(ring_mask((32, 32), (16.0, 16.0), 5, 9)).long()[None]
+    good = torch.nn.functional.one_hot(labels, 4).permute(0, 3, 1, 2).float() * 12.0
+    wrong = torch.roll(good, 1, dims=1)
+    assert float(segmentation_loss(good, labels)) < 0.05
+    assert float(segmentation_loss(wrong, labels)) > 1.0
+    assert float(segmentation_loss(torch.zeros_like(good), labels)) > float(segmentation_loss(good, labels))
+
+
+def test_heatmap_only_checkpoint_initialises_a_model_with_segmentation_head():
+    from CardiacLandmarksLib.models.unet import UNet2D
+    from CardiacLandmarksLib.training.train_sax import load_compatible
+
+    torch.manual_seed(0)
+    old = UNet2D(1, 4, 8, 3)
+    new = UNet2D(1, 8, 8, 3)
+    before = new.head.weight.detach().clone()
+    load_compatible(new, old.state_dict())
+    assert torch.equal(new.head.weight[:4], old.head.weight)
+    assert torch.equal(new.head.weight[4:], before[4:])
+    assert torch.equal(new.down[0][0].weight, old.down[0][0].weight)
+    x = torch.randn(2, 1, 32, 32)
+    with torch.no_grad():
+        assert torch.allclose(new.eval()(x)[:, :4], old.eval()(x), atol=1e-5)
+
+
+def test_bundled_model_mirror_tta_is_mirror_consistent():
+    """With mirror TTA, a mirrored image gives the mirrored maps: heatmaps with A-RVI/I-RVI swapped,
+    segmentation (when the model has one) unchanged in its classes."""
+    from CardiacLandmarksLib.inference import load_model
+
+    model = load_model("sax", "cpu")
+    rng = np.random.default_rng(1)
+    images = rng.uniform(0, 1, (3, 192, 192)).astype(np.float32)
+    heat, seg = model.predict_maps(images)
+    heat_m, seg_m = model.predict_maps(images[..., ::-1].copy())
+    np.testing.assert_allclose(heat_m[..., ::-1][:, [1, 0, 2, 3]], heat, atol=1e-5)
+    if model.card["architecture"].get("segmentation_classes"):
+        np.testing.assert_allclose(seg_m[..., ::-1], seg, atol=1e-5)
+        np.testing.assert_allclose(seg.sum(1), 1.0, atol=1e-5)
+    np.testing.assert_allclose(model.predict(images), heat, atol=1e-6)
+
+
+def test_train_command_with_segmentation_head_on_real_patients(acdc_dir, tmp_path):
+    """`train` on 5 real ACDC patients (1 epoch): the card declares the segmentation head and the
+    fusion shares, the bundle loads and locates, and `recalibrate` reproduces the card."""
+    from CardiacLandmarksLib.inference import load_model
+    from CardiacLandmarksLib.training.train_sax import TrainConfig, recalibrate, train_sax
+
+    data = tmp_path / "data"
+    data.mkdir()
+    for pid in ("patient001", "patient002", "patient003", "patient004", "patient006"):
+        for f in acdc_dir.glob(f"{pid}_E?*.nii.gz"):
+            (data / f.name).symlink_to(f)
+    shutil.copy(acdc_dir / "acdc_info.csv", data / "acdc_info.csv")
+    out = tmp_path / "run"
+    torch.set_num_threads(2)
+    card = train_sax(data, out, TrainConfig(epochs=1, batch_size=8, threads=2), device="cpu", progress=False)
+    assert card["architecture"]["segmentation_classes"] == ["background", "RV cavity", "LV myocardium", "LV cavity"]
+    assert set(card["segmentation_fusion"]) == {"A-RVI", "I-RVI", "C-LV"}
+    assert all(w in (0.0, 0.25, 0.5, 0.75, 1.0) for w in card["segmentation_fusion"].values())
+    assert card["training"]["val_patients"] and not set(card["training"]["val_patients"]) & set(card["training"]["train_patients"])
+    model = load_model("sax", "cpu", models_dir=out)
+    xy, peak = model.locate(np.zeros((2, 192, 192), np.float32))
+    assert xy.shape == (2, 3, 2) and peak.shape == (2, 3)
+    saved = json.loads((out / "sax_unet.json").read_text())
+    again = recalibrate(out / "sax_unet.pt", data)
+    assert again["thresholds"] == saved["thresholds"]
+    assert again["segmentation_fusion"] == saved["segmentation_fusion"]
+    assert again["training"]["history"] == saved["training"]["history"]
