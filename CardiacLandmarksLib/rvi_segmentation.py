@@ -42,10 +42,16 @@ def landmarks_from_segmentation(seg_probs: np.ndarray, names: tuple[str, ...] = 
     labels = seg_probs.argmax(1)
     xy = np.full((len(labels), len(names), 2), np.nan, np.float32)
     for n, lab in enumerate(labels):
-        lm = derive_sax_landmarks(clean_segmentation(lab), rv=SEG_RV, myo=SEG_MYO, lv=SEG_LV)
+        rows, cols = np.flatnonzero(lab.any(1)), np.flatnonzero(lab.any(0))
+        if len(rows) == 0:
+            continue
+        # work on the labelled box (+ a 2-pixel margin for the contact dilation): ~10x faster on a canvas
+        r0, c0 = max(rows[0] - 2, 0), max(cols[0] - 2, 0)
+        box = lab[r0 : rows[-1] + 3, c0 : cols[-1] + 3]
+        lm = derive_sax_landmarks(clean_segmentation(box), rv=SEG_RV, myo=SEG_MYO, lv=SEG_LV)
         for c, name in enumerate(names):
             if lm.get(name) is not None:
-                xy[n, c] = lm[name]
+                xy[n, c] = lm[name] + np.array([c0, r0], float)
     return xy, np.isfinite(xy[..., 0])
 
 

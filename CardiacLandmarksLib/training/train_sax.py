@@ -37,7 +37,7 @@ from .sax_dataset import SAX_NAMES, SEG_CLASSES, SampleSet, acdc_cases, build_sa
 log = logging.getLogger(__name__)
 
 RETRAIN_TEXT = """
-`cardiac-landmarks train --view sax --epochs 40 --seed 0 --threads 1 --device auto -o runs/sax` reads
+`cardiac-landmarks train --view sax --epochs 70 --seed 0 --threads 1 --device auto -o runs/sax` reads
 `$CARDIAC_LANDMARKS_DATA/acdc` (or `--data FOLDER` of `NAME.nii.gz` + `NAME_gt.nii.gz` pairs with
 ACDC labels 1 = RV, 2 = myocardium, 3 = LV cavity), splits by patient (seed), trains, calibrates the
 presence threshold on the validation patients and writes `sax_unet.pt`, `sax_unet.json`, `sax_unet.md`.
