@@ -287,13 +287,15 @@ def finish_card(model: torch.nn.Module, cfg: TrainConfig, weights: Path, val_cas
     shipped = LoadedModel("sax_unet", card["version"], "", card, device, prepare_net(copy.deepcopy(model), device))
     probs, seg = shipped.predict_maps(val.images, tta=True)
     found_t = calibrate_found_threshold(probs, val)
-    fusion, metrics = best_fusion_metrics(probs, seg, val, found_t)
+    heat_xy, _ = decode_heatmaps(probs)
+    seg_xy = landmarks_from_segmentation(seg, tuple(SAX_NAMES))[0] if seg is not None else None
+    fusion, metrics = best_fusion_metrics(probs, seg, val, found_t, seg_xy)
     card["segmentation_fusion"] = dict(zip(SAX_NAMES, fusion))
-    if seg is not None:  # the rule on the segmentation alone, for the card
-        seg_xy, _ = landmarks_from_segmentation(seg, tuple(SAX_NAMES))
-        card["segmentation_estimate"] = {"validation": validation_metrics(probs, val, found_t, fuse_positions(decode_heatmaps(probs)[0], seg_xy, 1.0)),
+    xy = heat_xy
+    if seg_xy is not None:  # positions as LoadedModel.locate gives them; the rule alone, for the card
+        xy = fuse_positions(heat_xy, seg_xy, fusion)
+        card["segmentation_estimate"] = {"validation": validation_metrics(probs, val, found_t, fuse_positions(heat_xy, seg_xy, 1.0)),
                                          "dice": segmentation_dice(seg.argmax(1), val.masks)}
-    xy, _ = shipped.locate(val.images, tta=True)
     high_t = calibrate_high_threshold(probs, val, found_t, xy)
     card.update({
         "thresholds": {"found": dict(zip(SAX_NAMES, found_t)), "high_confidence": dict(zip(SAX_NAMES, high_t))},
@@ -331,19 +333,21 @@ FUSION_WEIGHTS = (0.0, 0.25, 0.5, 0.75, 1.0)
 
 
 def best_fusion_metrics(probs: np.ndarray, seg: np.ndarray | None, samples: SampleSet,
-                        found_threshold: float | list[float]) -> tuple[list[float], dict]:
+                        found_threshold: float | list[float], seg_xy: np.ndarray | None = None) -> tuple[list[float], dict]:
     """Per landmark, the share of the segmentation-derived position (:data:`FUSION_WEIGHTS`) with the
     lowest mean validation error, and the metrics with it.
 
     Without a segmentation head the share is 0 (heatmap positions, Xue et al. 2021); otherwise
     the heatmap peak and the derived-label rule on the segmentation (Xue et al. 2020,
     :mod:`CardiacLandmarksLib.rvi_segmentation`) are mixed. Presence always comes from the heatmap.
+    ``seg_xy``: the rule's points when the caller already has them.
     """
     heat_only = validation_metrics(probs, samples, found_threshold)
     if seg is None:
         return [0.0] * len(SAX_NAMES), heat_only
     heat_xy, _ = decode_heatmaps(probs)
-    seg_xy, _ = landmarks_from_segmentation(seg, tuple(SAX_NAMES))
+    if seg_xy is None:
+        seg_xy, _ = landmarks_from_segmentation(seg, tuple(SAX_NAMES))
     per_w = {w: validation_metrics(probs, samples, found_threshold, fuse_positions(heat_xy, seg_xy, w)) for w in FUSION_WEIGHTS}
     weights, metrics = [], {}
     for name in SAX_NAMES:
