@@ -158,3 +158,16 @@ def test_train_command_with_segmentation_head_on_real_patients(acdc_dir, tmp_pat
     assert again["thresholds"] == saved["thresholds"]
     assert again["segmentation_fusion"] == saved["segmentation_fusion"]
     assert again["training"]["history"] == saved["training"]["history"]
+
+
+def test_training_bad_inputs_give_named_errors(tmp_path):
+    from CardiacLandmarksLib.errors import InputNotFoundError
+    from CardiacLandmarksLib.models.unet import UNet2D
+    from CardiacLandmarksLib.training.train_sax import TrainConfig, WrongModelError, load_compatible, train_sax
+
+    with pytest.raises(InputNotFoundError, match="not found"):
+        train_sax(tmp_path / "missing", tmp_path / "out", TrainConfig(epochs=1), progress=False)
+    with pytest.raises(InputNotFoundError, match="no labelled stacks"):
+        train_sax(tmp_path, tmp_path / "out", TrainConfig(epochs=1), progress=False)
+    with pytest.raises(WrongModelError, match="base channels"):
+        load_compatible(UNet2D(1, 8, 8, 4), UNet2D(1, 4, 12, 4).state_dict())

@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from ..decoding import decode_heatmaps
+from ..errors import CardiacLandmarksError, InputNotFoundError
 from ..fileio import atomic_write_text
 from ..inference import sha256_file
 from ..models.unet import UNet2D, count_parameters, transfer_state
@@ -82,9 +83,11 @@ class TrainConfig:
 
 
 def _train_val(data: Path, cfg: TrainConfig):
+    if not Path(data).is_dir():
+        raise InputNotFoundError(f"training data folder {data} not found (set CARDIAC_LANDMARKS_DATA or pass --data)")
     cases = acdc_cases(data) if (data / "acdc_info.csv").exists() or any(data.glob("patient*_gt.nii.gz")) else paired_cases(data)
     if not cases:
-        raise FileNotFoundError(f"no labelled stacks (image + *_gt mask) found in {data}")
+        raise InputNotFoundError(f"no labelled stacks (image + *_gt mask) found in {data}")
     return split_by_patient(cases, cfg.val_fraction, cfg.seed if cfg.split_seed is None else cfg.split_seed)
 
 
@@ -368,17 +371,21 @@ def segmentation_dice(pred: np.ndarray, ref: np.ndarray) -> dict[str, float]:
     return out
 
 
+class WrongModelError(CardiacLandmarksError, ValueError):
+    """A checkpoint given to start training from does not fit the model being trained."""
+
+
 def load_compatible(model: torch.nn.Module, state: dict) -> None:
     """Load ``state`` into ``model``; an output head with fewer channels (e.g. a heatmap-only
     checkpoint into a model with a segmentation head) fills the first channels only
     (:func:`..models.unet.transfer_state`).
 
     Raises:
-        ValueError: some tensor of the model has no counterpart in ``state`` (another architecture).
+        WrongModelError: some tensor of the model has no counterpart in ``state`` (another architecture).
     """
     copied = transfer_state(model, state)
     if copied != len(model.state_dict()):
-        raise ValueError(f"checkpoint does not fit the model: {copied} of {len(model.state_dict())} tensors match "
+        raise WrongModelError(f"checkpoint does not fit the model: {copied} of {len(model.state_dict())} tensors match "
                          f"(base channels / depth must be the same)")
 
 
