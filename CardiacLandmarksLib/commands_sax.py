@@ -41,6 +41,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="SAX: start from this checkpoint (e.g. Resources/Models/sax_unet.pt) to fine-tune")
     p.add_argument("--seg-weight", type=float, default=None,
                    help="SAX: weight of the segmentation head's loss (default 1; 0 = heatmap-only model)")
+    p.add_argument("--ema-decay", type=float, default=None,
+                   help="SAX: per-step decay of the moving average of the weights that is validated next to them "
+                        "(default from TrainConfig; 0 = off)")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("evaluate", help="compare detections with landmarks derived from expert masks")
@@ -149,6 +152,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         cfg.lr = args.lr
     if args.seg_weight is not None:
         cfg.seg_weight = args.seg_weight
+    if args.ema_decay is not None:
+        cfg.ema_decay = args.ema_decay
     card = train_sax(data, out, cfg, device=device)
     print(json.dumps(card["validation"], indent=1))
     print(f"wrote {out / 'sax_unet.pt'} and {out / 'sax_unet.json'}; copy both into {models_root()} to bundle them")

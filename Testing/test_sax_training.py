@@ -145,11 +145,14 @@ def test_train_command_with_segmentation_head_on_real_patients(acdc_dir, tmp_pat
     shutil.copy(acdc_dir / "acdc_info.csv", data / "acdc_info.csv")
     out = tmp_path / "run"
     torch.set_num_threads(2)
-    card = train_sax(data, out, TrainConfig(epochs=1, batch_size=8, threads=2), device="cpu", progress=False)
+    card = train_sax(data, out, TrainConfig(epochs=1, batch_size=8, threads=2, ema_decay=0.9), device="cpu", progress=False)
     assert card["architecture"]["segmentation_classes"] == ["background", "RV cavity", "LV myocardium", "LV cavity"]
     assert set(card["segmentation_fusion"]) == {"A-RVI", "I-RVI", "C-LV"}
     assert all(w in (0.0, 0.25, 0.5, 0.75, 1.0) for w in card["segmentation_fusion"].values())
     assert card["training"]["val_patients"] and not set(card["training"]["val_patients"]) & set(card["training"]["train_patients"])
+    # with a moving average, the average is what is validated and kept
+    assert [h["weights"] for h in card["training"]["history"]] == ["ema"] and card["training"]["kept"]["weights"] == "ema"
+    assert all(np.isfinite(h["val_score"]) for h in card["training"]["history"])
     model = load_model("sax", "cpu", models_dir=out)
     xy, peak = model.locate(np.zeros((2, 192, 192), np.float32))
     assert xy.shape == (2, 3, 2) and peak.shape == (2, 3)
