@@ -161,6 +161,14 @@ def test_train_command_with_segmentation_head_on_real_patients(acdc_dir, tmp_pat
     assert again["thresholds"] == saved["thresholds"]
     assert again["segmentation_fusion"] == saved["segmentation_fusion"]
     assert again["training"]["history"] == saved["training"]["history"]
+    # an older bundle (its checkpoint config predates the weight average) keeps its version and ema_decay 0
+    ckpt = torch.load(out / "sax_unet.pt", weights_only=True)
+    del ckpt["config"]["ema_decay"]
+    torch.save(ckpt, out / "sax_unet.pt")
+    (out / "sax_unet.json").write_text(json.dumps({**saved, "version": "1.2.0"}))
+    older = recalibrate(out / "sax_unet.pt", data)
+    assert older["version"] == "1.2.0" and older["training"]["config"]["ema_decay"] == 0.0
+    assert older["thresholds"] == saved["thresholds"]
 
 
 def test_training_bad_inputs_give_named_errors(tmp_path):

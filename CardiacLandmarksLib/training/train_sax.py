@@ -341,7 +341,8 @@ def recalibrate(weights: Path, data: Path, device: str = "cpu") -> dict:
     split); the training record and notes of an existing ``sax_unet.json`` next to it are kept."""
     weights = Path(weights)
     ckpt = torch.load(weights, map_location="cpu", weights_only=True)
-    cfg = TrainConfig(**{"seg_weight": 0.0, **ckpt["config"]})  # checkpoints before v1.2 had no segmentation head
+    # fields a checkpoint lacks predate them: no segmentation head before v1.2, no weight average before v1.3
+    cfg = TrainConfig(**{"seg_weight": 0.0, "ema_decay": 0.0, **ckpt["config"]})
     n_out = len(SAX_NAMES) + 1 + (len(SEG_CLASSES) if cfg.seg_weight > 0 else 0)
     model = UNet2D(1, n_out, cfg.base_channels, cfg.depth)
     model.load_state_dict(ckpt["state_dict"])
