@@ -42,8 +42,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seg-weight", type=float, default=None,
                    help="SAX: weight of the segmentation head's loss (default 1; 0 = heatmap-only model)")
     p.add_argument("--ema-decay", type=float, default=None,
-                   help="SAX: per-step decay of the moving average of the weights that is validated next to them "
-                        "(default from TrainConfig; 0 = off)")
+                   help="SAX: per-step decay of the moving average of the weights that is validated and kept "
+                        "instead of them (default 0.998; 0 = off)")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("evaluate", help="compare detections with landmarks derived from expert masks")

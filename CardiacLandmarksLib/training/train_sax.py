@@ -247,23 +247,23 @@ def train_sax(data: Path, out_dir: Path, cfg: TrainConfig, device: str = "cpu", 
             losses.append(float(loss.detach()))
         # with EMA only the moving average is validated and kept: in the v1.3.0 run, which validated both, the
         # average scored better in 41 of the last 51 epochs and was kept; validating once saves ~6 s per epoch
-        for tag, net in [("", model)] if ema is None else [("ema ", ema.module)]:
-            probs, seg = predict_probs(net, val.images, device, with_segmentation=True)
-            fw, m = best_fusion_metrics(probs, seg, val, 0.3)
-            errors = [m[n]["mean_error_mm"] for n in SAX_NAMES if np.isfinite(m[n]["mean_error_mm"])]
-            # an epoch that finds nothing scores worst but still counts, so a short run always keeps a model
-            score = (np.mean(errors) if errors else 1e6) + 20 * (1 - np.mean([m[n]["detection_rate"] for n in SAX_NAMES]))
-            history.append({"epoch": epoch + 1, "weights": tag.strip() or "raw", "loss": float(np.mean(losses)),
-                            "val_score": float(score), **{f"{n}_err": m[n]["mean_error_mm"] for n in SAX_NAMES}})
-            log.info("epoch %d %sloss %.4f val %s (%.0f s)", epoch + 1, tag, np.mean(losses),
-                     {n: round(m[n]["mean_error_mm"], 2) for n in SAX_NAMES}, time.time() - t0)
-            if progress:
-                print(f"epoch {epoch + 1}/{cfg.epochs} {tag}loss {np.mean(losses):.4f} val err mm "
-                      + " ".join(f"{n}={m[n]['mean_error_mm']:.2f}" for n in SAX_NAMES)
-                      + f" det {np.mean([m[n]['detection_rate'] for n in SAX_NAMES]):.3f} seg share {fw} ({time.time() - t0:.0f} s)", flush=True)
-            if best[1] is None or score < best[0]:
-                best = (score, {k: v.detach().cpu().clone() for k, v in net.state_dict().items()},
-                        {"epoch": epoch + 1, "weights": tag.strip() or "raw"})
+        net, kind = (model, "raw") if ema is None else (ema.module, "ema")
+        tag = "" if ema is None else "ema "
+        probs, seg = predict_probs(net, val.images, device, with_segmentation=True)
+        fw, m = best_fusion_metrics(probs, seg, val, 0.3)
+        errors = [m[n]["mean_error_mm"] for n in SAX_NAMES if np.isfinite(m[n]["mean_error_mm"])]
+        # an epoch that finds nothing scores worst but still counts, so a short run always keeps a model
+        score = (np.mean(errors) if errors else 1e6) + 20 * (1 - np.mean([m[n]["detection_rate"] for n in SAX_NAMES]))
+        history.append({"epoch": epoch + 1, "weights": kind, "loss": float(np.mean(losses)),
+                        "val_score": float(score), **{f"{n}_err": m[n]["mean_error_mm"] for n in SAX_NAMES}})
+        log.info("epoch %d %sloss %.4f val %s (%.0f s)", epoch + 1, tag, np.mean(losses),
+                 {n: round(m[n]["mean_error_mm"], 2) for n in SAX_NAMES}, time.time() - t0)
+        if progress:
+            print(f"epoch {epoch + 1}/{cfg.epochs} {tag}loss {np.mean(losses):.4f} val err mm "
+                  + " ".join(f"{n}={m[n]['mean_error_mm']:.2f}" for n in SAX_NAMES)
+                  + f" det {np.mean([m[n]['detection_rate'] for n in SAX_NAMES]):.3f} seg share {fw} ({time.time() - t0:.0f} s)", flush=True)
+        if best[1] is None or score < best[0]:
+            best = (score, {k: v.detach().cpu().clone() for k, v in net.state_dict().items()}, {"epoch": epoch + 1, "weights": kind})
         _save(model.state_dict(), cfg, out_dir / "sax_unet.pt")  # latest, so a usable model exists early
     model.load_state_dict(best[1])
     weights = out_dir / "sax_unet.pt"
