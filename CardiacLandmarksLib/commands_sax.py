@@ -40,7 +40,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--init-weights", default=None,
                    help="SAX: start from this checkpoint (e.g. Resources/Models/sax_unet.pt) to fine-tune")
     p.add_argument("--seg-weight", type=float, default=None,
-                   help="SAX: weight of the segmentation head's loss (default 1; 0 = heatmap-only model)")
+                   help="SAX: weight of the segmentation head's loss (default 2; 0 = heatmap-only model)")
     p.add_argument("--ema-decay", type=float, default=None,
                    help="SAX: per-step decay of the moving average of the weights that is validated and kept "
                         "instead of them (default 0.998; 0 = off)")

@@ -47,8 +47,9 @@ On a CPU the result depends on the thread count through float rounding: `--threa
 the bundled v1.3.1 (about 53 min on 2 cores), another thread count or a GPU a different run of the recipe.
 Defaults since v1.3.0: segmentation-head loss weight 2 (`--seg-weight`) and a moving average of the
 weights (`--ema-decay 0.998`) that is validated and kept. `--seg-weight 1 --ema-decay 0 --epochs 70`
-trains the recipe of v1.2.0, `--seg-weight 0 --ema-decay 0` the heatmap-only model of v1.1. Thresholds, segmentation shares and the metrics
-are computed as the tool runs the model (folded BatchNorm, mirror test-time augmentation);
+trains the recipe of v1.2.0, `--seg-weight 0 --ema-decay 0` the heatmap-only model of v1.1.
+Thresholds, segmentation shares and the metrics are computed as the tool runs the model (folded
+BatchNorm, mirror test-time augmentation);
 `python -c "from CardiacLandmarksLib.training.train_sax import recalibrate; recalibrate('runs/sax/sax_unet.pt', DATA)"`
 recomputes them for saved weights. After replacing the U-Net, re-calibrate the PHD-Net flags for it:
 `python -m CardiacLandmarksLib.training.train_phdnet --recalibrate --out Resources/Models` (PHD-Net itself is not retrained).
@@ -250,7 +251,7 @@ def train_sax(data: Path, out_dir: Path, cfg: TrainConfig, device: str = "cpu", 
         # with EMA only the moving average is validated and kept: in the v1.3.0 run, which validated both, the
         # average scored better in 41 of the last 51 epochs and was kept; validating once saves ~6 s per epoch
         net, kind = (model, "raw") if ema is None else (ema.module, "ema")
-        tag = "" if ema is None else "ema "
+        tag = "ema " if kind == "ema" else ""
         probs, seg = predict_probs(net, val.images, device, with_segmentation=True)
         fw, m = best_fusion_metrics(probs, seg, val, 0.3)
         errors = [m[n]["mean_error_mm"] for n in SAX_NAMES if np.isfinite(m[n]["mean_error_mm"])]
