@@ -385,8 +385,8 @@ class CardiacLandmarksWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         with slicer.util.tryWithErrorDisplay(_("Failed to install the required Python packages.")):
             if not self._ensureDependencies():
                 return
-        from CardiacLandmarksLib.errors import ModelIntegrityError
-        from CardiacLandmarksLib.pipeline import Cancelled
+        from CardiacLandmarksLib.core.errors import ModelIntegrityError
+        from CardiacLandmarksLib.sax.pipeline import Cancelled
 
         self._setRunning(True)
         self.ui.statusLabel.text = _("Detecting landmarks (the first run also loads the model)...")
@@ -600,7 +600,7 @@ class CardiacLandmarksLogic(ScriptedLoadableModuleLogic, VTKObservationMixin):
 
         ok, reason = self.canDetect(inputNode)
         if not ok:
-            from CardiacLandmarksLib.errors import InvalidImageError
+            from CardiacLandmarksLib.core.errors import InvalidImageError
 
             raise InvalidImageError(reason)
         imageNode, sequence, _browser = self.resolveInput(inputNode)
@@ -619,14 +619,14 @@ class CardiacLandmarksLogic(ScriptedLoadableModuleLogic, VTKObservationMixin):
         Args:
             inputNode: scalar volume, cine proxy volume, or sequence of scalar volumes.
             view: ``"auto"`` (the view recognised from the image description / orientation by
-                ``CardiacLandmarksLib.view.detect_view``; SAX when unknown), ``"sax"``, or a
+                ``CardiacLandmarksLib.io.view.detect_view``; SAX when unknown), ``"sax"``, or a
                 long-axis view ``"2ch"``, ``"3ch"``, ``"4ch"`` (then ``lax_pipeline.detect_lax``:
                 valve points and APEX, tracked through the cine, LV length line, table and plot;
                 see ``CardiacLandmarksModuleLib.lax``).
             device: ``"auto"``, ``"cpu"`` or ``"cuda"``.
             progress: ``progress(done, total)`` after each batch of images.
             cancel: ``cancel() -> bool`` polled between batches (True raises
-                ``CardiacLandmarksLib.pipeline.Cancelled``).
+                ``CardiacLandmarksLib.sax.pipeline.Cancelled``).
             batchSize: images per forward pass (small = more frequent progress calls).
 
         Returns:
@@ -635,8 +635,8 @@ class CardiacLandmarksLogic(ScriptedLoadableModuleLogic, VTKObservationMixin):
         Raises:
             CardiacLandmarksLib errors (bad input, wrong view, missing model), ``Cancelled``.
         """
-        from CardiacLandmarksLib import pipeline
-        from CardiacLandmarksLib import view as viewLib
+        from CardiacLandmarksLib.io import view as viewLib
+        from CardiacLandmarksLib.sax import pipeline
 
         series = self.seriesFromNode(inputNode)
         if view == "auto":
@@ -645,7 +645,7 @@ class CardiacLandmarksLogic(ScriptedLoadableModuleLogic, VTKObservationMixin):
         else:
             chosenView = view
         if chosenView in LAX_VIEWS:
-            from CardiacLandmarksLib import lax_pipeline
+            from CardiacLandmarksLib.lax import pipeline as lax_pipeline
 
             logging.info("CardiacLandmarks: detecting %s landmarks on %s (%d phases)", chosenView, series.source,
                          series.n_phases)
@@ -672,7 +672,7 @@ class CardiacLandmarksLogic(ScriptedLoadableModuleLogic, VTKObservationMixin):
         import numpy as np
         from CardiacLandmarksModuleLib import nodes
 
-        from CardiacLandmarksLib.landmarks import LANDMARKS_BY_VIEW, Landmark
+        from CardiacLandmarksLib.core.landmarks import LANDMARKS_BY_VIEW, Landmark
 
         scene = slicer.mrmlScene
         imageNode, imageSequence, browser = self.resolveInput(inputNode)
@@ -817,9 +817,9 @@ class CardiacLandmarksLogic(ScriptedLoadableModuleLogic, VTKObservationMixin):
         """
         import numpy as np
 
-        from CardiacLandmarksLib import tracking
-        from CardiacLandmarksLib.landmarks import LANDMARKS_BY_VIEW, Landmark
-        from CardiacLandmarksLib.lax_measurements import lv_length_measurements
+        from CardiacLandmarksLib.core.landmarks import LANDMARKS_BY_VIEW, Landmark
+        from CardiacLandmarksLib.lax import tracking
+        from CardiacLandmarksLib.lax.measurements import lv_length_measurements
 
         if view not in LAX_VIEWS:
             raise ValueError(f"view must be one of {LAX_VIEWS}, not {view!r}")
@@ -875,7 +875,7 @@ class CardiacLandmarksLogic(ScriptedLoadableModuleLogic, VTKObservationMixin):
         """
         from CardiacLandmarksModuleLib import nodes
 
-        from CardiacLandmarksLib.landmarks import LandmarkSet
+        from CardiacLandmarksLib.core.landmarks import LandmarkSet
 
         if hub.GetID() in self._states:
             return
@@ -922,8 +922,8 @@ class CardiacLandmarksLogic(ScriptedLoadableModuleLogic, VTKObservationMixin):
         detection (moved, placed or unset), or was already corrected in the loaded result."""
         import numpy as np
 
-        from CardiacLandmarksLib import geometry
-        from CardiacLandmarksLib.landmarks import Landmark
+        from CardiacLandmarksLib.core import geometry
+        from CardiacLandmarksLib.core.landmarks import Landmark
 
         detected = state.detected.get((point.name, k, t))
         if detected is None:  # not from our detection: trust what the point list says
@@ -1032,11 +1032,11 @@ class CardiacLandmarksLogic(ScriptedLoadableModuleLogic, VTKObservationMixin):
                 measurement first (True, as for export); False uses the state kept up to date
                 by the observers.
         """
-        from CardiacLandmarksLib.landmarks import LandmarkSet
+        from CardiacLandmarksLib.core.landmarks import LandmarkSet
 
         state = self._state(hub)
         if getattr(state, "kind", "") == "lax":
-            from CardiacLandmarksLib.lax_measurements import lv_length_measurements
+            from CardiacLandmarksLib.lax.measurements import lv_length_measurements
 
             if readNodes:
                 for k in range(state.nSlices):
@@ -1063,8 +1063,8 @@ class CardiacLandmarksLogic(ScriptedLoadableModuleLogic, VTKObservationMixin):
         recomputes just its pair (``measurements.rvi_measurements`` on that pair's landmarks, in
         the slice frame of the series, as the detection pipeline does).
         """
-        from CardiacLandmarksLib import measurements
-        from CardiacLandmarksLib.landmarks import LandmarkSet
+        from CardiacLandmarksLib.core.landmarks import LandmarkSet
+        from CardiacLandmarksLib.sax import measurements
 
         if pairs is None:
             state.measurements = {}
@@ -1083,7 +1083,7 @@ class CardiacLandmarksLogic(ScriptedLoadableModuleLogic, VTKObservationMixin):
         """
         from CardiacLandmarksModuleLib import nodes
 
-        from CardiacLandmarksLib import measurements
+        from CardiacLandmarksLib.sax import measurements
 
         state = self._state(hub)
         if getattr(state, "kind", "") == "lax":
@@ -1143,7 +1143,7 @@ class CardiacLandmarksLogic(ScriptedLoadableModuleLogic, VTKObservationMixin):
     def _sliceCenterRas(self, hub, k: int):
         import numpy as np
 
-        from CardiacLandmarksLib import geometry
+        from CardiacLandmarksLib.core import geometry
 
         state = self._state(hub)
         rows, columns = state.geometry["shape_ji"]
@@ -1189,7 +1189,7 @@ class CardiacLandmarksLogic(ScriptedLoadableModuleLogic, VTKObservationMixin):
         """
         import numpy as np
 
-        from CardiacLandmarksLib import geometry
+        from CardiacLandmarksLib.core import geometry
 
         state = self._state(hub)
         if state.orientationKnown:
@@ -1226,8 +1226,8 @@ class CardiacLandmarksLogic(ScriptedLoadableModuleLogic, VTKObservationMixin):
         """
         from pathlib import Path
 
-        from CardiacLandmarksLib import markups as markupsIO
-        from CardiacLandmarksLib import report
+        from CardiacLandmarksLib.io import markups as markupsIO
+        from CardiacLandmarksLib.sax import report
 
         lmset = self.landmarkSetFromResult(hub, readNodes=True)
         folder = Path(outputDirectory)
@@ -1278,7 +1278,7 @@ class CardiacLandmarksTest(ScriptedLoadableModuleTest):
         """A 3-slice, 64x64 test stack with a given direction (known geometry, no anatomy)."""
         import numpy as np
 
-        from CardiacLandmarksLib.series import CMRSeries
+        from CardiacLandmarksLib.core.series import CMRSeries
 
         d = np.eye(3) if direction is None else np.asarray(direction, float)
         spacing = (1.5, 1.5, 8.0)
@@ -1295,7 +1295,7 @@ class CardiacLandmarksTest(ScriptedLoadableModuleTest):
         slice 0: A-RVI low confidence; slice 2: I-RVI absent."""
         import numpy as np
 
-        from CardiacLandmarksLib.landmarks import Landmark, LandmarkSet
+        from CardiacLandmarksLib.core.landmarks import Landmark, LandmarkSet
 
         lmset = LandmarkSet(source="synthetic", view="sax", model={"name": "test", "version": "0", "sha256": ""})
         for k in range(series.n_slices):
@@ -1330,7 +1330,7 @@ class CardiacLandmarksTest(ScriptedLoadableModuleTest):
         import numpy as np
         from CardiacLandmarksModuleLib import nodes
 
-        from CardiacLandmarksLib import geometry
+        from CardiacLandmarksLib.core import geometry
 
         self.delayDisplay("Geometry round trip")
         angle = np.radians(30.0)
@@ -1359,7 +1359,7 @@ class CardiacLandmarksTest(ScriptedLoadableModuleTest):
         import numpy as np
         from CardiacLandmarksModuleLib import nodes
 
-        from CardiacLandmarksLib import geometry
+        from CardiacLandmarksLib.core import geometry
 
         self.delayDisplay("Correction and live measurements")
         series = self._syntheticSeries()
@@ -1395,7 +1395,7 @@ class CardiacLandmarksTest(ScriptedLoadableModuleTest):
         self.assertEqual(logic.flagCounts(hub)["corrected"], 1)
 
         # Slicer's own storage keeps confidence and the corrected state; the library reads the file back
-        from CardiacLandmarksLib import markups
+        from CardiacLandmarksLib.io import markups
 
         with tempfile.TemporaryDirectory() as folder:
             path = os.path.join(folder, "slice1.mrk.json")
@@ -1425,7 +1425,7 @@ class CardiacLandmarksTest(ScriptedLoadableModuleTest):
 
     def test_DetectOnRealData(self):
         """Detection on a real ACDC short-axis stack (only when the data and the bundled model are there)."""
-        from CardiacLandmarksLib.config import data_root, models_root
+        from CardiacLandmarksLib.core.config import data_root, models_root
 
         path = data_root() / "acdc" / "patient001_ED.nii.gz"
         if not path.exists() or not (models_root() / "sax_unet.json").exists():
@@ -1447,7 +1447,7 @@ class CardiacLandmarksTest(ScriptedLoadableModuleTest):
         as the geometry says and re-tracks; moving it back restores (only with the data and the 4CH model)."""
         import numpy as np
 
-        from CardiacLandmarksLib.config import data_root, models_root
+        from CardiacLandmarksLib.core.config import data_root, models_root
 
         path = data_root() / "mnms2" / "001" / "001_LA_CINE.nii.gz"
         if not path.exists() or not (models_root() / "lax4ch_unet.json").exists():
@@ -1486,7 +1486,7 @@ class CardiacLandmarksTest(ScriptedLoadableModuleTest):
         per-segment values and keeps the global one; turning it back restores (only with the data)."""
         import numpy as np
 
-        from CardiacLandmarksLib.config import data_root
+        from CardiacLandmarksLib.core.config import data_root
 
         path = data_root() / "perfusion" / "mlperf" / "1424200_stress_mid.nii.gz"
         if not path.exists():

@@ -20,7 +20,7 @@ for _folder in (Path(__file__).resolve().parent, REPO / "CardiacLandmarks", REPO
     if str(_folder) not in sys.path:
         sys.path.insert(0, str(_folder))
 
-from CardiacLandmarksLib.config import data_root as _data_root  # noqa: E402
+from CardiacLandmarksLib.core.config import data_root as _data_root
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 

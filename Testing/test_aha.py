@@ -9,8 +9,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from CardiacLandmarksLib import aha
-from CardiacLandmarksLib.errors import DegenerateGeometryError, MissingGeometryError, PerfusionInputError
+from CardiacLandmarksLib.core.errors import DegenerateGeometryError, MissingGeometryError, PerfusionInputError
+from CardiacLandmarksLib.perfusion import aha
 
 C = np.array([50.0, 50.0])  # C-LV (i, j)
 
@@ -151,8 +151,8 @@ def test_ge_dicom_septum_falls_in_septal_segments(data_root):
     the expert masks and named by patient geometry."""
     from scipy.io import loadmat
 
-    from CardiacLandmarksLib.labels import derive_sax_landmarks
-    from CardiacLandmarksLib.series import load_series
+    from CardiacLandmarksLib.io.load import load_series
+    from CardiacLandmarksLib.sax.labels import derive_sax_landmarks
 
     folder = data_root / "perfusion" / "ge_dicom"
     s = load_series(folder)

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from CardiacLandmarksLib.confidence import (
+from CardiacLandmarksLib.confidence.phdnet import (
     CalibrationError,
     PhdNetConfidence,
     agreement_confidence,
@@ -23,8 +23,9 @@ from CardiacLandmarksLib.confidence import (
     normalise_confidence,
     reliability,
 )
-from CardiacLandmarksLib.errors import InvalidImageError, ModelIntegrityError
+from CardiacLandmarksLib.core.errors import InvalidImageError, ModelIntegrityError
 from CardiacLandmarksLib.models.phdnet import PHDNet, count_parameters, inverse_log_scale, log_scale
+from CardiacLandmarksLib.sax.rvi_segmentation import locate
 from CardiacLandmarksLib.training.train_phdnet import phdnet_targets
 
 G = 24  # patches per side of a 192 px canvas
@@ -197,7 +198,7 @@ def test_targets_on_a_patch_centre_and_absent():
 
 
 def _write_model(tmp_path, tamper: bool = False):
-    from CardiacLandmarksLib.inference import sha256_file
+    from CardiacLandmarksLib.models.loader import sha256_file
 
     torch.manual_seed(0)
     net = PHDNet(3)
@@ -246,8 +247,8 @@ def test_assess_contract(tmp_path):
 
 
 def _constructed_predictions():
-    from CardiacLandmarksLib.evaluation_confidence import SetPredictions
-    from CardiacLandmarksLib.training.sax_dataset import SampleSet
+    from CardiacLandmarksLib.datasets.sax import SampleSet
+    from CardiacLandmarksLib.evaluation.confidence import SetPredictions
 
     n = 4
     points = np.full((n, 3, 2), 50.0)
@@ -266,7 +267,7 @@ def _constructed_predictions():
 
 
 def test_table_row_figures_on_constructed_predictions():
-    from CardiacLandmarksLib.evaluation_confidence import format_confidence_table, method_row
+    from CardiacLandmarksLib.evaluation.confidence import format_confidence_table, method_row
 
     pred = _constructed_predictions()
     row = method_row(pred, "agreement", np.array([0.5, 0.5, 0.5]), landmark=0)
@@ -287,7 +288,7 @@ def test_table_row_figures_on_constructed_predictions():
 
 
 def test_calibrate_methods_uses_the_paper_rule():
-    from CardiacLandmarksLib.evaluation_confidence import calibrate_methods
+    from CardiacLandmarksLib.evaluation.confidence import calibrate_methods
 
     thr = calibrate_methods(_constructed_predictions())
     # A-RVI: 3 predictions -> the single worst (15 mm, conf 0.1) sets the threshold
@@ -299,10 +300,9 @@ def test_calibrate_methods_uses_the_paper_rule():
 @pytest.mark.slow
 def test_bundled_confidence_flags_on_real_validation_patients(acdc_dir):
     """Real ACDC validation patients (ED) with the bundled U-Net + PHD-Net: the flag separates good from bad points."""
-    from CardiacLandmarksLib.config import models_root
-    from CardiacLandmarksLib.decoding import decode_heatmaps
-    from CardiacLandmarksLib.inference import load_model
-    from CardiacLandmarksLib.training.sax_dataset import acdc_cases, build_samples
+    from CardiacLandmarksLib.core.config import models_root
+    from CardiacLandmarksLib.datasets.sax import acdc_cases, build_samples
+    from CardiacLandmarksLib.models.loader import load_model
 
     if not (models_root() / "sax_phdnet.pt").exists():
         pytest.fail("bundled model Resources/Models/sax_phdnet.pt missing")
@@ -313,7 +313,7 @@ def test_bundled_confidence_flags_on_real_validation_patients(acdc_dir):
     cases = [c for c in acdc_cases(acdc_dir) if c.patient in val and c.image.name.endswith("_ED.nii.gz")]
     assert len(cases) >= 10
     s = build_samples(cases)
-    xy, peak = unet.locate(s.images)
+    xy, peak = locate(unet, s.images)
     found = peak >= np.array([unet.card["thresholds"]["found"][n] for n in phd.landmarks])
     res = phd.assess(s.images, xy, found)
     err = np.linalg.norm(xy - s.points, axis=-1) * 1.5

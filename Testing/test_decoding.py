@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from CardiacLandmarksLib.decoding import decode_heatmaps
+from CardiacLandmarksLib.models.decoding import decode_heatmaps
 
 
 def gaussian(h, w, x, y, s=2.5, amp=0.8):

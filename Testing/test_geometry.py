@@ -9,8 +9,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from CardiacLandmarksLib import geometry
-from CardiacLandmarksLib.errors import MissingGeometryError
+from CardiacLandmarksLib.core import geometry
+from CardiacLandmarksLib.core.errors import MissingGeometryError
 
 
 def _rotation(axis, angle) -> np.ndarray:

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from CardiacLandmarksLib import inference
+from CardiacLandmarksLib.models import loader as inference
 from CardiacLandmarksLib.models.phdnet import PHDNet
 from CardiacLandmarksLib.models.unet import UNet2D
 

@@ -21,8 +21,11 @@ import pytest
 import SimpleITK as sitk
 from conftest import require_data
 
-from CardiacLandmarksLib import errors, io_dicom, io_dispatch, io_image
-from CardiacLandmarksLib.series import load_series
+from CardiacLandmarksLib.core import errors
+from CardiacLandmarksLib.io import dicom as io_dicom
+from CardiacLandmarksLib.io import image as io_image
+from CardiacLandmarksLib.io import load as io_dispatch
+from CardiacLandmarksLib.io.load import load_series
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 
@@ -570,8 +573,8 @@ def test_time_axis_argument_validated(tmp_path):
 def test_folder_of_image_files_says_to_give_one_file(tmp_path):
     import SimpleITK as sitk
 
-    from CardiacLandmarksLib.errors import NoDicomError
-    from CardiacLandmarksLib.io_dispatch import load_series
+    from CardiacLandmarksLib.core.errors import NoDicomError
+    from CardiacLandmarksLib.io.load import load_series
 
     sitk.WriteImage(sitk.Image(8, 8, 2, sitk.sitkInt16), str(tmp_path / "case01.nii.gz"))
     with pytest.raises(NoDicomError, match=r"holds no DICOM but 1 image file\(s\) \(case01.nii.gz\)"):

@@ -3,7 +3,7 @@
 import numpy as np
 import SimpleITK as sitk
 
-from CardiacLandmarksLib.labels import derive_sax_landmarks
+from CardiacLandmarksLib.sax.labels import derive_sax_landmarks
 
 
 def ring_mask(shape=(120, 120), center=(60.0, 60.0), r_in=15, r_out=22, rv_from_deg=120, rv_to_deg=240):

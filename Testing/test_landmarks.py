@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from CardiacLandmarksLib.landmarks import Landmark, LandmarkSet
+from CardiacLandmarksLib.core.landmarks import Landmark, LandmarkSet
 
 
 def _lm(name: str, k: int, t: int, x: float = 0.0) -> Landmark:

@@ -14,9 +14,9 @@ from CardiacLandmarksLib.cli import main
 
 @pytest.fixture()
 def cine_and_points(tmp_path):
-    from CardiacLandmarksLib.landmarks import Landmark, LandmarkSet
-    from CardiacLandmarksLib.markups import write_markups
-    from CardiacLandmarksLib.series import load_series
+    from CardiacLandmarksLib.core.landmarks import Landmark, LandmarkSet
+    from CardiacLandmarksLib.io.load import load_series
+    from CardiacLandmarksLib.io.markups import write_markups
 
     rng = np.random.default_rng(0)
     base = ndimage.gaussian_filter(rng.normal(size=(96, 96)), 2.0) * 300 + 600

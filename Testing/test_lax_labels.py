@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from CardiacLandmarksLib.errors import InvalidImageError
-from CardiacLandmarksLib.lax_labels import (
+from CardiacLandmarksLib.core.errors import InvalidImageError
+from CardiacLandmarksLib.lax.labels import (
     derive_from_series,
     derive_lax_landmarks,
     display_order,
@@ -111,7 +111,7 @@ def test_geometry_rule_uses_patient_directions():
 
 
 def test_mnms2_4ch_masks(data_root):
-    from CardiacLandmarksLib.series import load_series
+    from CardiacLandmarksLib.io.load import load_series
 
     d = data_root / "mnms2" / "001"
     res = {}

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from CardiacLandmarksLib.errors import DegenerateGeometryError
-from CardiacLandmarksLib.landmarks import Landmark, LandmarkSet
-from CardiacLandmarksLib.lax_measurements import (
+from CardiacLandmarksLib.core.errors import DegenerateGeometryError
+from CardiacLandmarksLib.core.landmarks import Landmark, LandmarkSet
+from CardiacLandmarksLib.lax.measurements import (
     longitudinal_shortening_pct,
     lv_length_curve,
     lv_length_measurements,

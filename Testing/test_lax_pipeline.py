@@ -6,9 +6,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from CardiacLandmarksLib.config import models_root
-from CardiacLandmarksLib.errors import ModelIntegrityError, WrongViewError
-from CardiacLandmarksLib.series import CMRSeries
+from CardiacLandmarksLib.core.config import models_root
+from CardiacLandmarksLib.core.errors import ModelIntegrityError, WrongViewError
+from CardiacLandmarksLib.core.series import CMRSeries
 
 NAMES = ("AL-P", "IS-P", "APEX")
 
@@ -49,8 +49,8 @@ def coronal_series(fmt="nifti", n_t=6, view="unknown"):
 
 
 def test_naming_check_dicom_swaps_nifti_keeps(monkeypatch):
-    from CardiacLandmarksLib.lax_pipeline import detect_lax
-    from CardiacLandmarksLib.preprocessing import make_grid
+    from CardiacLandmarksLib.core.preprocessing import make_grid
+    from CardiacLandmarksLib.lax.pipeline import detect_lax
 
     s = coronal_series()
     grid = make_grid(s, 0)
@@ -74,8 +74,8 @@ def test_naming_check_dicom_swaps_nifti_keeps(monkeypatch):
 
 
 def test_low_peak_and_tta_disagreement_flag_low():
-    from CardiacLandmarksLib.lax_pipeline import detect_lax
-    from CardiacLandmarksLib.preprocessing import make_grid
+    from CardiacLandmarksLib.core.preprocessing import make_grid
+    from CardiacLandmarksLib.lax.pipeline import detect_lax
 
     s = coronal_series()
     xy = make_grid(s, 0).ijk_to_canvas(np.array([[40.0, 40.0], [90.0, 40.0], [64.0, 110.0]]))
@@ -90,8 +90,8 @@ def test_low_peak_and_tta_disagreement_flag_low():
 
 
 def test_tracking_stage_and_progress():
-    from CardiacLandmarksLib.lax_pipeline import detect_lax
-    from CardiacLandmarksLib.preprocessing import make_grid
+    from CardiacLandmarksLib.core.preprocessing import make_grid
+    from CardiacLandmarksLib.lax.pipeline import detect_lax
 
     s = coronal_series()
     xy = make_grid(s, 0).ijk_to_canvas(np.array([[90.0, 40.0], [40.0, 40.0], [64.0, 110.0]]))
@@ -105,7 +105,7 @@ def test_tracking_stage_and_progress():
 
 
 def test_view_errors():
-    from CardiacLandmarksLib.lax_pipeline import detect_lax, resolve_view
+    from CardiacLandmarksLib.lax.pipeline import detect_lax, resolve_view
 
     s = coronal_series(view="sax")
     with pytest.raises(WrongViewError):
@@ -122,7 +122,7 @@ def test_view_errors():
 
 
 def test_no_model_for_view_is_named(tmp_path, monkeypatch):
-    from CardiacLandmarksLib.lax_pipeline import detect_lax
+    from CardiacLandmarksLib.lax.pipeline import detect_lax
 
     monkeypatch.setenv("CARDIAC_LANDMARKS_MODELS", str(tmp_path))
     with pytest.raises(ModelIntegrityError, match="lax-track"):
@@ -135,10 +135,10 @@ needs_model = pytest.mark.skipif(not (models_root() / "lax4ch_unet.pt").exists()
 
 @needs_model
 def test_bundled_model_on_mnms2_cine(data_root):
-    from CardiacLandmarksLib.inference import read_card
-    from CardiacLandmarksLib.lax_labels import derive_from_series
-    from CardiacLandmarksLib.lax_pipeline import detect_lax
-    from CardiacLandmarksLib.series import load_series
+    from CardiacLandmarksLib.io.load import load_series
+    from CardiacLandmarksLib.lax.labels import derive_from_series
+    from CardiacLandmarksLib.lax.pipeline import detect_lax
+    from CardiacLandmarksLib.models.loader import read_card
 
     card = read_card("lax4ch_unet")
     assert card["training"]["n_subjects"] == 2 and "mnms2-001" in card["training"]["subjects"]
@@ -157,7 +157,7 @@ def test_bundled_model_on_mnms2_cine(data_root):
 
 @needs_model
 def test_bundled_model_flags_noise_low():
-    from CardiacLandmarksLib.lax_pipeline import detect_lax
+    from CardiacLandmarksLib.lax.pipeline import detect_lax
 
     rng = np.random.default_rng(1)
     s = CMRSeries(rng.normal(300, 100, (1, 1, 192, 192)).astype(np.float32), (1.5, 1.5, 8.0), np.eye(3),
@@ -167,7 +167,7 @@ def test_bundled_model_flags_noise_low():
 
 
 def test_tta_warp_maps_points_as_documented():
-    from CardiacLandmarksLib.lax_pipeline import _rotate_scale
+    from CardiacLandmarksLib.lax.pipeline import _rotate_scale
 
     h = w = 96
     yy, xx = np.mgrid[:h, :w]

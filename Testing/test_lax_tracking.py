@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from CardiacLandmarksLib.errors import InvalidImageError
-from CardiacLandmarksLib.landmarks import Landmark, LandmarkSet
-from CardiacLandmarksLib.series import CMRSeries
-from CardiacLandmarksLib.tracking import (
+from CardiacLandmarksLib.core.errors import InvalidImageError
+from CardiacLandmarksLib.core.landmarks import Landmark, LandmarkSet
+from CardiacLandmarksLib.core.series import CMRSeries
+from CardiacLandmarksLib.lax.tracking import (
     TrackingCancelled,
     TrackingConfig,
     _segments,
@@ -138,7 +138,7 @@ def test_landmarkset_tracking_and_correction():
 
 @pytest.fixture(scope="module")
 def mnms2_validation(data_root):
-    from CardiacLandmarksLib.lax_validation import validate_mnms2
+    from CardiacLandmarksLib.evaluation.lax import validate_mnms2
 
     return validate_mnms2(data_root)
 

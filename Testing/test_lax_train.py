@@ -37,10 +37,10 @@ def test_partial_loss_ignores_how_unknown_landmark_and_background_split():
 @pytest.fixture(scope="module")
 def user_folder(tmp_path_factory, data_root):
     """A user-style folder: subject A = ES frame + mask; subject B = ED frame + .mrk.json (derived points)."""
-    from CardiacLandmarksLib.landmarks import Landmark, LandmarkSet
-    from CardiacLandmarksLib.lax_labels import derive_from_series
-    from CardiacLandmarksLib.markups import write_markups
-    from CardiacLandmarksLib.series import load_series
+    from CardiacLandmarksLib.core.landmarks import Landmark, LandmarkSet
+    from CardiacLandmarksLib.io.load import load_series
+    from CardiacLandmarksLib.io.markups import write_markups
+    from CardiacLandmarksLib.lax.labels import derive_from_series
 
     d = data_root / "mnms2" / "001"
     folder = tmp_path_factory.mktemp("laxdata")
@@ -56,7 +56,7 @@ def user_folder(tmp_path_factory, data_root):
 
 
 def test_folder_samples_read_markups_and_masks(user_folder):
-    from CardiacLandmarksLib.preprocessing import make_grid
+    from CardiacLandmarksLib.core.preprocessing import make_grid
     from CardiacLandmarksLib.training.train_lax import folder_samples
 
     folder, pts, img = user_folder
@@ -67,15 +67,15 @@ def test_folder_samples_read_markups_and_masks(user_folder):
     grid = make_grid(img, 0)
     for n, name in enumerate(("AL-P", "IS-P", "APEX")):
         assert np.allclose(s.points[b, n], grid.ijk_to_canvas(pts[name]), atol=0.05)
-    from CardiacLandmarksLib.errors import InputNotFoundError
+    from CardiacLandmarksLib.core.errors import InputNotFoundError
 
     with pytest.raises(InputNotFoundError):
         folder_samples(folder / "missing", "4ch")
 
 
 def test_tiny_training_run_writes_a_loadable_model(user_folder, tmp_path):
-    from CardiacLandmarksLib.inference import load_model, sha256_file
-    from CardiacLandmarksLib.lax_pipeline import detect_lax
+    from CardiacLandmarksLib.lax.pipeline import detect_lax
+    from CardiacLandmarksLib.models.loader import load_model, sha256_file
     from CardiacLandmarksLib.training.train_lax import train_lax
 
     folder, _, img = user_folder

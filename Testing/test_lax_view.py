@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from CardiacLandmarksLib.series import CMRSeries
-from CardiacLandmarksLib.view import NOMINAL_LONG_AXIS_LPS, detect_view, recognise_view
+from CardiacLandmarksLib.core.series import CMRSeries
+from CardiacLandmarksLib.io.view import NOMINAL_LONG_AXIS_LPS, detect_view, recognise_view
 
 
 def plane(normal, description="", n_slices=1, known=True):
@@ -53,7 +53,7 @@ def test_no_orientation_stack_or_unknown():
 
 
 def test_real_files(data_root):
-    from CardiacLandmarksLib.series import load_series
+    from CardiacLandmarksLib.io.load import load_series
 
     assert recognise_view(load_series(data_root / "mnms2/001/001_LA_CINE.nii.gz")).view == "lax"
     assert recognise_view(load_series(data_root / "mnms2/001/001_SA_ED.nii.gz")).view == "sax"

@@ -13,10 +13,10 @@ import jsonschema
 import numpy as np
 import pytest
 
-from CardiacLandmarksLib.errors import InputNotFoundError, InvalidMarkupsError, OutputExistsError
-from CardiacLandmarksLib.geometry import lps_to_ras
-from CardiacLandmarksLib.landmarks import Landmark, LandmarkSet
-from CardiacLandmarksLib.markups import read_markups, write_markups
+from CardiacLandmarksLib.core.errors import InputNotFoundError, InvalidMarkupsError, OutputExistsError
+from CardiacLandmarksLib.core.geometry import lps_to_ras
+from CardiacLandmarksLib.core.landmarks import Landmark, LandmarkSet
+from CardiacLandmarksLib.io.markups import read_markups, write_markups
 
 REPO = Path(__file__).resolve().parents[1]
 SCHEMA = json.loads((REPO / "Resources" / "Schema" / "markups-schema-v1.0.3.json").read_text())

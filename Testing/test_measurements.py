@@ -7,9 +7,10 @@ import logging
 import numpy as np
 import pytest
 
-from CardiacLandmarksLib.errors import DegenerateGeometryError
-from CardiacLandmarksLib.landmarks import Landmark, LandmarkSet
-from CardiacLandmarksLib.measurements import (
+from CardiacLandmarksLib.core.errors import DegenerateGeometryError
+from CardiacLandmarksLib.core.landmarks import Landmark, LandmarkSet
+from CardiacLandmarksLib.core.series import CMRSeries
+from CardiacLandmarksLib.sax.measurements import (
     angle_about_center_deg,
     angle_between_deg,
     estimate_direction,
@@ -18,7 +19,6 @@ from CardiacLandmarksLib.measurements import (
     rvi_opening_angle_deg,
     sax_reference_frame,
 )
-from CardiacLandmarksLib.series import CMRSeries
 
 ANTERIOR = np.array([0.0, -1.0, 0.0])
 PATIENT_RIGHT = np.array([-1.0, 0.0, 0.0])

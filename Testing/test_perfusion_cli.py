@@ -11,8 +11,8 @@ import pytest
 import SimpleITK as sitk
 
 from CardiacLandmarksLib import cli
-from CardiacLandmarksLib.markups import read_markups
-from CardiacLandmarksLib.series import load_series
+from CardiacLandmarksLib.io.load import load_series
+from CardiacLandmarksLib.io.markups import read_markups
 
 PATIENT = "1434856"  # a validation patient of the bundled perfusion model (never trained on)
 SERIES = [f"{PATIENT}_{c}_{lev}" for c in ("stress", "rest") for lev in ("base", "mid")]
@@ -20,7 +20,7 @@ SERIES = [f"{PATIENT}_{c}_{lev}" for c in ("stress", "rest") for lev in ("base",
 
 @pytest.fixture(autouse=True)
 def _quiet():
-    logging.getLogger("CardiacLandmarksLib.io_image").setLevel(logging.WARNING)
+    logging.getLogger("CardiacLandmarksLib.io.image").setLevel(logging.WARNING)
 
 
 @pytest.fixture(scope="module")

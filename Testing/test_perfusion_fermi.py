@@ -10,8 +10,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from CardiacLandmarksLib import fermi
-from CardiacLandmarksLib.errors import InvalidImageError, PerfusionInputError
+from CardiacLandmarksLib.core.errors import InvalidImageError, PerfusionInputError
+from CardiacLandmarksLib.perfusion import fermi
 
 DT = 0.5
 FINE = 20

@@ -5,8 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from CardiacLandmarksLib import aha, perfusion
-from CardiacLandmarksLib.errors import PerfusionInputError
+from CardiacLandmarksLib.core.errors import PerfusionInputError
+from CardiacLandmarksLib.perfusion import aha
+from CardiacLandmarksLib.perfusion import analysis as perfusion
 
 
 def _gamma(t, t0, alpha=2.5, beta=1.5):

@@ -13,10 +13,10 @@ import logging
 import numpy as np
 import pytest
 
-from CardiacLandmarksLib import perfusion_pipeline as pp
-from CardiacLandmarksLib import perfusion_seg as ps
-from CardiacLandmarksLib.commands_perfusion import read_curve
-from CardiacLandmarksLib.series import load_series
+from CardiacLandmarksLib.cli.perfusion import read_curve
+from CardiacLandmarksLib.io.load import load_series
+from CardiacLandmarksLib.perfusion import pipeline as pp
+from CardiacLandmarksLib.perfusion import segmentation as ps
 
 
 @pytest.fixture(scope="module")

@@ -4,7 +4,7 @@ Measured when written (11 patients): labels run counter-clockwise in the stored 
 11; our A-RVI (from the early RV enhancement) lies a median 9.9 deg from their sector 6 | 1
 boundary and our I-RVI 5.1 deg from their 2 | 3 boundary (11 of 11 found); pixel agreement of
 our equiangular sectors with theirs: 0.69 mean (0.71 with their own anchor; their sectors are
-not 60 deg wide, see :mod:`CardiacLandmarksLib.evaluation_perfusion`).
+not 60 deg wide, see :mod:`CardiacLandmarksLib.evaluation.perfusion`).
 """
 
 from __future__ import annotations
@@ -14,13 +14,13 @@ import logging
 import numpy as np
 import pytest
 
-from CardiacLandmarksLib import evaluation_perfusion as ev
+from CardiacLandmarksLib.evaluation import perfusion as ev
 
 
 @pytest.fixture(scope="module")
 def checks(data_root):
     root = data_root / "perfusion" / "mlperf"
-    logging.getLogger("CardiacLandmarksLib.io_image").setLevel(logging.WARNING)
+    logging.getLogger("CardiacLandmarksLib.io.image").setLevel(logging.WARNING)
     res = ev.check_all(root)
     assert len(res) == 11
     return res

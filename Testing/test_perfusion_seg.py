@@ -14,9 +14,9 @@ import shutil
 import numpy as np
 import pytest
 
-from CardiacLandmarksLib import perfusion_seg as ps
-from CardiacLandmarksLib.errors import ModelIntegrityError
-from CardiacLandmarksLib.series import load_series
+from CardiacLandmarksLib.core.errors import ModelIntegrityError
+from CardiacLandmarksLib.io.load import load_series
+from CardiacLandmarksLib.perfusion import segmentation as ps
 from CardiacLandmarksLib.training.train_perfusion import dice, mean_boundary_distance_mm, split_patients
 
 
@@ -48,7 +48,7 @@ def test_checksum_mismatch_is_refused(tmp_path):
 
 @pytest.mark.parametrize("series", ["1450949_stress_mid", "1424200_rest_base"])
 def test_dice_on_validation_patient(model, data_root, series):
-    logging.getLogger("CardiacLandmarksLib.io_image").setLevel(logging.WARNING)
+    logging.getLogger("CardiacLandmarksLib.io.image").setLevel(logging.WARNING)
     root = data_root / "perfusion" / "mlperf"
     assert series.split("_")[0] in model.card["training"]["val_patients"]
     img = load_series(root / f"{series}.nii.gz")

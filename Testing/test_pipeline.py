@@ -9,21 +9,21 @@ import numpy as np
 import pytest
 from matplotlib.path import Path as Polygon
 
-from CardiacLandmarksLib.config import models_root
-from CardiacLandmarksLib.errors import ModelIntegrityError, WrongViewError
-from CardiacLandmarksLib.landmarks import Landmark, LandmarkSet
+from CardiacLandmarksLib.core.config import models_root
+from CardiacLandmarksLib.core.errors import ModelIntegrityError, WrongViewError
+from CardiacLandmarksLib.core.landmarks import Landmark, LandmarkSet
 
 
 @pytest.fixture(scope="module")
 def sunnybrook_series(sunnybrook_dicom):
-    from CardiacLandmarksLib.series import load_series
+    from CardiacLandmarksLib.io.load import load_series
 
     return load_series(sunnybrook_dicom)
 
 
 @pytest.fixture(scope="module")
 def sunnybrook_result(sunnybrook_series):
-    from CardiacLandmarksLib.pipeline import detect_landmarks
+    from CardiacLandmarksLib.sax.pipeline import detect_landmarks
 
     calls = []
     res = detect_landmarks(sunnybrook_series, device="cpu", progress=lambda d, t: calls.append((d, t)))
@@ -31,7 +31,7 @@ def sunnybrook_result(sunnybrook_series):
 
 
 def test_model_checksum_mismatch_is_named(tmp_path):
-    from CardiacLandmarksLib.inference import load_model
+    from CardiacLandmarksLib.models.loader import load_model
 
     for ext in (".pt", ".json"):
         shutil.copy(models_root() / f"sax_unet{ext}", tmp_path / f"sax_unet{ext}")
@@ -83,10 +83,10 @@ def test_sunnybrook_c_lv_inside_expert_endocardial_contour(sunnybrook_dicom, sun
 
 
 def test_acdc_validation_patient_accuracy(acdc_dir):
-    from CardiacLandmarksLib.evaluation import evaluate_case, summarise
-    from CardiacLandmarksLib.inference import load_model, read_card
-    from CardiacLandmarksLib.pipeline import detect_landmarks
-    from CardiacLandmarksLib.training.sax_dataset import acdc_cases
+    from CardiacLandmarksLib.datasets.sax import acdc_cases
+    from CardiacLandmarksLib.evaluation.sax import evaluate_case, summarise
+    from CardiacLandmarksLib.models.loader import load_model, read_card
+    from CardiacLandmarksLib.sax.pipeline import detect_landmarks
 
     val = read_card("sax_unet")["training"]["val_patients"]
     cases = [c for c in acdc_cases(acdc_dir) if c.patient in val[:3]]
@@ -103,7 +103,7 @@ def test_acdc_validation_patient_accuracy(acdc_dir):
 def test_wrong_view_and_cancel(sunnybrook_series):
     from dataclasses import replace
 
-    from CardiacLandmarksLib.pipeline import Cancelled, detect_landmarks
+    from CardiacLandmarksLib.sax.pipeline import Cancelled, detect_landmarks
 
     with pytest.raises(WrongViewError, match="4CH"):
         detect_landmarks(replace(sunnybrook_series, view="4ch"), device="cpu")
@@ -112,8 +112,8 @@ def test_wrong_view_and_cancel(sunnybrook_series):
 
 
 def test_geometry_naming_swaps_posterior_a_rvi():
-    from CardiacLandmarksLib.pipeline import name_rvi_by_geometry
-    from CardiacLandmarksLib.series import CMRSeries
+    from CardiacLandmarksLib.core.series import CMRSeries
+    from CardiacLandmarksLib.sax.pipeline import name_rvi_by_geometry
 
     s = CMRSeries(np.zeros((1, 1, 4, 4), np.float32), (1, 1, 1), np.eye(3), np.zeros((1, 3)))
     a = Landmark("A-RVI", 0, 0, True, np.array([0.0, 10.0, 0.0]), np.array([0.0, 10.0, 0.0]), 0.9, "high")

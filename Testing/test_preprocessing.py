@@ -3,15 +3,15 @@
 import numpy as np
 import pytest
 
-from CardiacLandmarksLib.errors import InvalidImageError
-from CardiacLandmarksLib.preprocessing import (
+from CardiacLandmarksLib.core.errors import InvalidImageError
+from CardiacLandmarksLib.core.preprocessing import (
     CANVAS_MM,
     make_grid,
     normalise_intensity,
     resample_to_canvas,
     to_canvas,
 )
-from CardiacLandmarksLib.series import CMRSeries
+from CardiacLandmarksLib.core.series import CMRSeries
 
 
 def oblique_series(direction, shape=(1, 1, 90, 110), spacing=(1.3, 1.1, 8.0)):
@@ -75,7 +75,7 @@ def test_intensity_normalisation_and_errors():
 
 
 def test_to_canvas_real_sunnybrook(sunnybrook_dicom):
-    from CardiacLandmarksLib.series import load_series
+    from CardiacLandmarksLib.io.load import load_series
 
     s = load_series(sunnybrook_dicom)
     images, grid = to_canvas(s, 5, phases=[0, 7])

@@ -10,16 +10,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from CardiacLandmarksLib import fileio
-from CardiacLandmarksLib.errors import InvalidImageError, OutputExistsError
-from CardiacLandmarksLib.landmarks import Landmark, LandmarkSet, Measurement
-from CardiacLandmarksLib.report import (
+from CardiacLandmarksLib.core.errors import InvalidImageError, OutputExistsError
+from CardiacLandmarksLib.core.landmarks import Landmark, LandmarkSet, Measurement
+from CardiacLandmarksLib.core.series import CMRSeries
+from CardiacLandmarksLib.io import atomic as fileio
+from CardiacLandmarksLib.sax.report import (
     FLAG_COLORS,
     render_overlay_png,
     write_landmarks_json,
     write_measurements_csv,
 )
-from CardiacLandmarksLib.series import CMRSeries
 
 
 def _strict_load(path: Path) -> dict:
@@ -143,7 +143,7 @@ def _color_pixels(img: np.ndarray, hex_color: str, tol: float = 0.06) -> int:
 def test_overlay_png_on_acdc(acdc_dir, tmp_path):
     from matplotlib.image import imread
 
-    from CardiacLandmarksLib.labels import derive_sax_landmarks
+    from CardiacLandmarksLib.sax.labels import derive_sax_landmarks
 
     _, series = _load_acdc(acdc_dir / "patient001_ED.nii.gz")
     gt, _ = _load_acdc(acdc_dir / "patient001_ED_gt.nii.gz")

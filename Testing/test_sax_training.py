@@ -10,12 +10,12 @@ import shutil
 import numpy as np
 import pytest
 import torch
+from test_labels import ring_mask
 
-from CardiacLandmarksLib.labels import derive_sax_landmarks
-from CardiacLandmarksLib.rvi_segmentation import fuse_positions, landmarks_from_segmentation
+from CardiacLandmarksLib.sax.labels import derive_sax_landmarks
+from CardiacLandmarksLib.sax.rvi_segmentation import fuse_positions, landmarks_from_segmentation, locate
 from CardiacLandmarksLib.training.augment import random_affine_batch
 from CardiacLandmarksLib.training.losses import segmentation_loss
-from test_labels import ring_mask
 
 
 def _one_hot(mask: np.ndarray, n: int = 4) -> np.ndarray:
@@ -117,7 +117,7 @@ def test_heatmap_only_checkpoint_initialises_a_model_with_segmentation_head():
 def test_bundled_model_mirror_tta_is_mirror_consistent():
     """With mirror TTA, a mirrored image gives the mirrored maps: heatmaps with A-RVI/I-RVI swapped,
     segmentation (when the model has one) unchanged in its classes."""
-    from CardiacLandmarksLib.inference import load_model
+    from CardiacLandmarksLib.models.loader import load_model
 
     model = load_model("sax", "cpu")
     rng = np.random.default_rng(1)
@@ -134,7 +134,7 @@ def test_bundled_model_mirror_tta_is_mirror_consistent():
 def test_train_command_with_segmentation_head_on_real_patients(acdc_dir, tmp_path):
     """`train` on 5 real ACDC patients (1 epoch): the card declares the segmentation head and the
     fusion shares, the bundle loads and locates, and `recalibrate` reproduces the card."""
-    from CardiacLandmarksLib.inference import load_model
+    from CardiacLandmarksLib.models.loader import load_model
     from CardiacLandmarksLib.training.train_sax import TrainConfig, recalibrate, train_sax
 
     data = tmp_path / "data"
@@ -154,7 +154,7 @@ def test_train_command_with_segmentation_head_on_real_patients(acdc_dir, tmp_pat
     assert [h["weights"] for h in card["training"]["history"]] == ["ema"] and card["training"]["kept"]["weights"] == "ema"
     assert all(np.isfinite(h["val_score"]) for h in card["training"]["history"])
     model = load_model("sax", "cpu", models_dir=out)
-    xy, peak = model.locate(np.zeros((2, 192, 192), np.float32))
+    xy, peak = locate(model, np.zeros((2, 192, 192), np.float32))
     assert xy.shape == (2, 3, 2) and peak.shape == (2, 3)
     saved = json.loads((out / "sax_unet.json").read_text())
     again = recalibrate(out / "sax_unet.pt", data)
@@ -172,9 +172,14 @@ def test_train_command_with_segmentation_head_on_real_patients(acdc_dir, tmp_pat
 
 
 def test_training_bad_inputs_give_named_errors(tmp_path):
-    from CardiacLandmarksLib.errors import InputNotFoundError
+    from CardiacLandmarksLib.core.errors import InputNotFoundError
     from CardiacLandmarksLib.models.unet import UNet2D
-    from CardiacLandmarksLib.training.train_sax import TrainConfig, WrongModelError, load_compatible, train_sax
+    from CardiacLandmarksLib.training.train_sax import (
+        TrainConfig,
+        WrongModelError,
+        load_compatible,
+        train_sax,
+    )
 
     with pytest.raises(InputNotFoundError, match="not found"):
         train_sax(tmp_path / "missing", tmp_path / "out", TrainConfig(epochs=1), progress=False)

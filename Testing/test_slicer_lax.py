@@ -24,7 +24,7 @@ import slicer  # noqa: E402
 from CardiacLandmarksModuleLib import lax as laxNodes  # noqa: E402
 
 import CardiacLandmarks as module  # noqa: E402
-from CardiacLandmarksLib.config import models_root  # noqa: E402
+from CardiacLandmarksLib.core.config import models_root
 
 CINE = "mnms2/001/001_LA_CINE.nii.gz"
 N_PHASES = 25
@@ -63,8 +63,8 @@ def lax_result(data_root):
     proxy = browser.GetProxyNode(sequence)
     proxy.SetName("001_LA_CINE")  # Slicer names the loaded node after the file
 
-    from CardiacLandmarksLib.lax_pipeline import detect_lax
-    from CardiacLandmarksLib.series import load_series
+    from CardiacLandmarksLib.io.load import load_series
+    from CardiacLandmarksLib.lax.pipeline import detect_lax
 
     library = detect_lax(load_series(path), "4ch", device="cpu")  # the CLI's path
     logic = module.CardiacLandmarksLogic()
@@ -136,7 +136,7 @@ def test_detection_builds_lax_nodes(lax_result):
 @needs_model
 def test_lengths_match_library_and_points(lax_result):
     logic, hub, _browser, _proxy, library, rows, points = lax_result
-    from CardiacLandmarksLib.lax_measurements import lv_length_curve
+    from CardiacLandmarksLib.lax.measurements import lv_length_curve
 
     lib = lv_length_curve(library, "4ch", 0, n_phases=N_PHASES)
     # same image through Slicer's reader vs the library's loader: same lengths within 0.5 mm

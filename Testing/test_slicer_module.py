@@ -29,8 +29,10 @@ import slicer  # noqa: E402
 from CardiacLandmarksModuleLib import dependencies, nodes  # noqa: E402
 
 import CardiacLandmarks as module  # noqa: E402
-from CardiacLandmarksLib import geometry, markups, measurements  # noqa: E402
-from CardiacLandmarksLib.landmarks import Landmark, LandmarkSet  # noqa: E402
+from CardiacLandmarksLib.core import geometry
+from CardiacLandmarksLib.core.landmarks import Landmark, LandmarkSet
+from CardiacLandmarksLib.io import markups
+from CardiacLandmarksLib.sax import measurements
 
 ACDC_CASE = "patient001_ED.nii.gz"
 N_CINE_PHASES = 3  # phases of the Sunnybrook cine used here (keeps detection fast on CPU)
@@ -174,7 +176,7 @@ def test_acdc_volume_from_slicer_reader_matches_simpleitk(scene, acdc_dir):
 
 def test_acdc_volume_matches_library_loader(scene, acdc_dir):
     """Panel and command line see the same series: node conversion equals the library's own loader."""
-    from CardiacLandmarksLib.series import load_series
+    from CardiacLandmarksLib.io.load import load_series
 
     path = acdc_dir / ACDC_CASE
     from_node = module.CardiacLandmarksLogic().seriesFromNode(slicer.util.loadVolume(str(path)))
@@ -221,7 +223,7 @@ def test_series_to_sequence_round_trip(scene, sunnybrook_phases):
 
 
 def test_bad_inputs_raise_named_errors(scene):
-    from CardiacLandmarksLib.errors import CardiacLandmarksError, InvalidImageError
+    from CardiacLandmarksLib.core.errors import CardiacLandmarksError, InvalidImageError
 
     logic = module.CardiacLandmarksLogic()
     assert logic.canDetect(None)[0] is False
@@ -398,8 +400,8 @@ def test_self_test_of_the_module(scene):
 def test_detect_on_acdc_equals_the_command_line_pipeline(scene, acdc_dir):
     """The panel's detection on a Slicer-loaded volume gives the same landmarks as the library pipeline
     on the file (one pipeline for panel, console and CLI)."""
-    from CardiacLandmarksLib.pipeline import detect_landmarks
-    from CardiacLandmarksLib.series import load_series
+    from CardiacLandmarksLib.io.load import load_series
+    from CardiacLandmarksLib.sax.pipeline import detect_landmarks
 
     path = acdc_dir / ACDC_CASE
     logic = module.CardiacLandmarksLogic()
@@ -422,7 +424,7 @@ def test_detect_on_acdc_equals_the_command_line_pipeline(scene, acdc_dir):
 def test_detect_cine_reports_progress_and_can_be_cancelled(scene, sunnybrook_phases):
     """Detection on a cine reports progress per batch, honours Cancel (no result nodes made), and
     fills one markups sequence per slice with the pipeline's landmarks."""
-    from CardiacLandmarksLib.pipeline import Cancelled, detect_landmarks
+    from CardiacLandmarksLib.sax.pipeline import Cancelled, detect_landmarks
 
     _sequence, browser, proxy = load_cine_as_sequence(sunnybrook_phases, n_phases=2)
     logic = module.CardiacLandmarksLogic()

@@ -26,7 +26,7 @@ import slicer  # noqa: E402
 from CardiacLandmarksModuleLib import nodes  # noqa: E402
 from CardiacLandmarksModuleLib import perfusion as panel  # noqa: E402
 
-from CardiacLandmarksLib import aha  # noqa: E402
+from CardiacLandmarksLib.perfusion import aha
 
 SERIES = "1424200_stress_mid"
 #: mid-level AHA segments, counter-clockwise from A-RVI (Cerqueira 2002): 8, 9, 10, 11, 12, 7
@@ -143,7 +143,7 @@ def test_slicer_volume_gives_the_library_series(study):
     """Slicer's reader reverses an axis of this left-handed NIfTI; the panel restores the file's order,
     so it sees the command line's frames and geometry (the display side of an image without
     orientation depends on it)."""
-    from CardiacLandmarksLib.series import load_series
+    from CardiacLandmarksLib.io.load import load_series
 
     mine = panel.seriesFromTimeVolume(study["volume"])
     ref = load_series(study["image"])
@@ -381,7 +381,7 @@ def test_moving_arvi_rotates_sectors_and_updates_report(study):
 
 def test_moving_off_plane_only_is_ignored_and_unknown_hub_raises(study):
     """A move along the slice normal keeps the sectors; a hub not computed in this session cannot be edited."""
-    from CardiacLandmarksLib.errors import PerfusionInputError
+    from CardiacLandmarksLib.core.errors import PerfusionInputError
 
     logic, hub = study["logic"], study["hub"]
     an = logic.analyses(hub)[0]
@@ -527,7 +527,7 @@ def test_aif_curve_from_table_node_and_file(tmp_path):
 
 def test_scene_close_forgets_results(study):
     """Closing the scene detaches the logic: the point lists are no longer observed, the hub cannot be edited."""
-    from CardiacLandmarksLib.errors import PerfusionInputError
+    from CardiacLandmarksLib.core.errors import PerfusionInputError
 
     logic, hub = study["logic"], study["hub"]
     scene = hub.GetScene()
@@ -540,7 +540,7 @@ def test_scene_close_forgets_results(study):
 def test_a_slice_stack_is_refused_as_by_the_cli(tmp_path):
     """A short-axis stack (ACDC, 10 slices) is not a perfusion series: the panel says so, as the CLI does."""
     from CardiacLandmarksLib.cli import main
-    from CardiacLandmarksLib.errors import PerfusionInputError
+    from CardiacLandmarksLib.core.errors import PerfusionInputError
 
     image = require_data("acdc", "patient001_ED.nii.gz")
     slicer_stubs.newScene()

@@ -15,7 +15,7 @@ from __future__ import annotations
 import importlib.util
 import logging
 
-from CardiacLandmarksLib.errors import CardiacLandmarksError
+from CardiacLandmarksLib.core.errors import CardiacLandmarksError
 
 logger = logging.getLogger(__name__)
 

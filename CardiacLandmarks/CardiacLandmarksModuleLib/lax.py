@@ -12,7 +12,7 @@ A LAX result is a "hub" ``vtkMRMLTextNode`` like the short-axis one (attribute
   ``vtkMRMLPlotSeriesNode`` of it in one ``vtkMRMLPlotChartNode`` "LV length over the
   cardiac cycle".
 
-Corrections: the library result (``CardiacLandmarksLib.lax_pipeline.detect_lax``) is kept as
+Corrections: the library result (``CardiacLandmarksLib.lax.pipeline.detect_lax``) is kept as
 detected; every user correction is a ``(name, slice) -> {phase: position}`` entry. The
 current landmarks are rebuilt from the detection and the corrections with
 ``tracking.correct_landmark`` / ``tracking.track_landmarks`` (corrected points are anchors,
@@ -67,7 +67,7 @@ class LaxState(nodes.ResultState):
         self.series = None  # CMRSeries, loaded when a correction needs the images
 
     def setCurrent(self, lmset) -> None:
-        from CardiacLandmarksLib.lax_measurements import lv_length_curve
+        from CardiacLandmarksLib.lax.measurements import lv_length_curve
 
         self.lmset = lmset
         self.current = {(lm.name, lm.slice, lm.phase): lm for lm in lmset.landmarks}
@@ -77,7 +77,7 @@ class LaxState(nodes.ResultState):
                 self.curves[k] = lv_length_curve(lmset, self.view, k, n_phases=self.nPhases)
 
     def landmarksOf(self, k: int, t: int) -> list:
-        from CardiacLandmarksLib.landmarks import Landmark
+        from CardiacLandmarksLib.core.landmarks import Landmark
 
         return [self.current.get((n, k, t)) or Landmark(n, k, t, False, np.full(3, np.nan), np.full(3, np.nan), 0.0,
                                                          "absent") for n in self.names]
@@ -155,7 +155,7 @@ def createNodes(logic, hub, inputNode, series, lmset, imageSequence, browser, ba
 
 def attach(logic, hub) -> LaxState:
     """Build the state of a LAX result (after detection, or from a loaded scene) and observe its nodes."""
-    from CardiacLandmarksLib.landmarks import LandmarkSet
+    from CardiacLandmarksLib.core.landmarks import LandmarkSet
 
     lmset = LandmarkSet.from_dict(json.loads(hub.GetText() or "{}"))
     times = json.loads(hub.GetAttribute("CardiacLandmarks.TimesMs") or "null")
@@ -194,7 +194,7 @@ def _series(logic, hub, state):
 
 def _rebuild(logic, hub, state) -> None:
     """Current landmarks = detection + corrections, re-tracked from every corrected phase."""
-    from CardiacLandmarksLib import tracking
+    from CardiacLandmarksLib.lax import tracking
 
     lmset = state.detectedSet
     if not state.corrections:
@@ -356,7 +356,7 @@ def _fillTable(hub, state, k: int) -> None:
 
 def updateLines(logic, hub, state=None) -> None:
     """Put each slice's LV-length line on APEX and the mitral midpoint of the phase shown."""
-    from CardiacLandmarksLib import geometry
+    from CardiacLandmarksLib.core import geometry
 
     state = state or logic._state(hub)
     t = logic.currentPhase(hub)

@@ -3,7 +3,7 @@
 Images
     A ``vtkMRMLScalarVolumeNode`` (one phase) or a ``vtkMRMLSequenceNode`` of scalar volumes
     (a cine: one volume per phase, as Slicer's DICOM "volume sequence" import makes it)
-    becomes a :class:`CardiacLandmarksLib.series.CMRSeries`. The voxels come from
+    becomes a :class:`CardiacLandmarksLib.core.series.CMRSeries`. The voxels come from
     ``slicer.util.arrayFromVolume`` (numpy ``[k, j, i]``, VTK-owned memory, copied here) and
     the geometry from the node's IJK-to-RAS matrix (a linear parent transform included):
     spacing = column norms, direction = normalised columns, origin = translation, all
@@ -13,7 +13,7 @@ Landmarks
     One markups point list per slice (and, for a cine, per phase: the items of a markups
     sequence) holds the landmarks of the view (SAX: ``A-RVI``, ``I-RVI``, ``C-LV``) as a fixed
     number of control points, in that order. Each control point follows the conventions of
-    ``CardiacLandmarksLib.markups`` (the command line's ``.mrk.json``), so a point list saved
+    ``CardiacLandmarksLib.io.markups`` (the command line's ``.mrk.json``), so a point list saved
     by Slicer reads back with ``markups.read_markups``:
 
     * label ``"<name> s<slice> p<phase>"`` (``markups.control_point_label``);
@@ -27,7 +27,7 @@ Landmarks
       own ``.mrk.json`` storage.
 
 Tables
-    Measurements (:class:`CardiacLandmarksLib.landmarks.Measurement`) fill a
+    Measurements (:class:`CardiacLandmarksLib.core.landmarks.Measurement`) fill a
     ``vtkMRMLTableNode`` with the columns of :data:`TABLE_COLUMNS`.
 """
 
@@ -42,10 +42,10 @@ import slicer
 import vtk
 from slicer.i18n import tr as _
 
-from CardiacLandmarksLib.errors import CardiacLandmarksError, InvalidImageError, MissingGeometryError
-from CardiacLandmarksLib.io_common import finalize_series
-from CardiacLandmarksLib.landmarks import Landmark, Measurement
-from CardiacLandmarksLib.series import CMRSeries
+from CardiacLandmarksLib.core.errors import CardiacLandmarksError, InvalidImageError, MissingGeometryError
+from CardiacLandmarksLib.core.landmarks import Landmark, Measurement
+from CardiacLandmarksLib.core.series import CMRSeries
+from CardiacLandmarksLib.io.common import finalize_series
 
 logger = logging.getLogger(__name__)
 
@@ -177,7 +177,7 @@ def _orientationKnown(node, series: CMRSeries) -> bool:
     """False for an image whose affine is a placeholder (no patient orientation, e.g. the ACDC NIfTI
     copies), by the same rule as the library's image loader; a volume loaded from DICOM
     (``DICOM.instanceUIDs`` attribute) always has a real orientation."""
-    from CardiacLandmarksLib import io_image
+    from CardiacLandmarksLib.io import image as io_image
 
     if node is not None and node.GetAttribute("DICOM.instanceUIDs"):
         return True
@@ -353,14 +353,14 @@ class PointState:
 
 def pointLabel(name: str, k: int, t: int) -> str:
     """Label of a landmark's control point (the library's ``"<name> s<slice> p<phase>"``)."""
-    from CardiacLandmarksLib import markups
+    from CardiacLandmarksLib.io import markups
 
     return markups.control_point_label(name, k, t)
 
 
 def pointDescription(lm: Landmark) -> str:
     """Description of a landmark's control point, in the library's wording (see ``markups``)."""
-    from CardiacLandmarksLib import markups
+    from CardiacLandmarksLib.io import markups
 
     describe = markups.control_point_description
     return describe(lm)
@@ -547,7 +547,7 @@ class ResultState:
 
     Args:
         hub: the result ``vtkMRMLTextNode``.
-        lmset: the detection (``CardiacLandmarksLib.landmarks.LandmarkSet``).
+        lmset: the detection (``CardiacLandmarksLib.core.landmarks.LandmarkSet``).
         geometry: the hub's geometry attribute (spacing, direction, slice origins (LPS), sizes, names).
     """
 

@@ -1,7 +1,7 @@
 """Perfusion report in Slicer: AHA 16-segment table, bull's-eye image, sector segmentations, editable RVI.
 
 GUI-free logic (:class:`PerfusionLogic`) that the module's main logic delegates to. All numbers
-come from ``CardiacLandmarksLib.perfusion_pipeline`` (the same code the ``cardiac-landmarks
+come from ``CardiacLandmarksLib.perfusion.pipeline`` (the same code the ``cardiac-landmarks
 perfusion`` command runs); this file only converts between MRML nodes and the library.
 
 Inputs (one per perfusion slice, 2D+T), as Slicer holds them:
@@ -10,7 +10,7 @@ Inputs (one per perfusion slice, 2D+T), as Slicer holds them:
   browser's proxy volume: one single-slice volume per frame (:func:`nodes.seriesFromSequenceNode`);
 * a scalar volume whose third axis is time (a ``(time, y, x)`` NIfTI such as the ML-perfusion
   files, read by Slicer as a 3-D volume): the first file axis (Slicer's ``i``) is time when the
-  library's rule says so (``timeAxis="auto"``, see ``CardiacLandmarksLib.io_image``), or as
+  library's rule says so (``timeAxis="auto"``, see ``CardiacLandmarksLib.io.image``), or as
   given (``"first"`` = ``i`` is time, ``"last"`` = ``k`` is time). Such an input also gets a
   volume sequence ``"<name> frames"`` (with a browser) holding the frames in the slice plane,
   so that the outputs can be shown over the image.
@@ -63,9 +63,8 @@ import numpy as np
 import slicer
 import vtk
 
-from CardiacLandmarksLib.errors import InvalidImageError, PerfusionInputError
-
 from . import nodes
+from CardiacLandmarksLib.core.errors import InvalidImageError, PerfusionInputError
 
 logger = logging.getLogger(__name__)
 
@@ -209,9 +208,9 @@ def seriesFromTimeVolume(volumeNode, timeAxis: str = "auto"):
         PerfusionInputError: a multi-slice stack under ``"auto"``.
         InvalidImageError, MissingGeometryError (see :func:`nodes.seriesFromVolumeNode`).
     """
-    from CardiacLandmarksLib import io_image
-    from CardiacLandmarksLib.io_common import finalize_series
-    from CardiacLandmarksLib.series import CMRSeries
+    from CardiacLandmarksLib.core.series import CMRSeries
+    from CardiacLandmarksLib.io import image as io_image
+    from CardiacLandmarksLib.io.common import finalize_series
 
     vol = nodes.seriesFromVolumeNode(volumeNode)  # [1, k, j, i], LPS geometry of the 3-D grid
     sp3 = tuple(float(s) for s in vol.spacing)
@@ -261,7 +260,7 @@ def curveFromNode(value) -> np.ndarray | None:
     if value is None:
         return None
     if isinstance(value, str | Path):
-        from CardiacLandmarksLib.commands_perfusion import read_curve
+        from CardiacLandmarksLib.cli.perfusion import read_curve
 
         return read_curve(value)
     if hasattr(value, "IsA") and value.IsA("vtkMRMLTableNode"):
@@ -275,7 +274,7 @@ def curveFromNode(value) -> np.ndarray | None:
 
 
 def _sectorColour(segment: int) -> tuple[float, float, float]:
-    from CardiacLandmarksLib import bullseye
+    from CardiacLandmarksLib.perfusion import bullseye
 
     return tuple(float(c) for c in bullseye._sector_colour(segment))
 
@@ -308,7 +307,7 @@ class PerfusionLogic:
     @property
     def model(self):
         if self._model is None:
-            from CardiacLandmarksLib import perfusion_seg
+            from CardiacLandmarksLib.perfusion import segmentation as perfusion_seg
 
             self._model = perfusion_seg.load_model(device=self.device)
         return self._model
@@ -350,8 +349,8 @@ class PerfusionLogic:
         Raises:
             CardiacLandmarksLib errors (bad input, no LV, bad AIF), as the CLI.
         """
-        from CardiacLandmarksLib import perfusion_pipeline as pp
-        from CardiacLandmarksLib import perfusion_report as pr
+        from CardiacLandmarksLib.perfusion import pipeline as pp
+        from CardiacLandmarksLib.perfusion import report as pr
 
         inputNodes = list(inputNodes)
         if not inputNodes:
@@ -502,7 +501,7 @@ class PerfusionLogic:
         command line's ``_sectors.png`` shows. Slicer's own sagittal/axial views of an image
         without orientation may show it mirrored; use :meth:`showInSliceView`.
         """
-        from CardiacLandmarksLib import geometry
+        from CardiacLandmarksLib.core import geometry
 
         series = self.analyses(hub)[seriesIndex].series
         direction = np.asarray(series.direction, float)
@@ -520,7 +519,7 @@ class PerfusionLogic:
     def showInSliceView(self, hub, seriesIndex: int = 0, layoutName: str = "Red", fieldOfViewMm: float = 130.0) -> None:
         """Show series ``seriesIndex`` in a slice view: its frames as background, in its own plane with
         the standard display axes (:meth:`displayAxesRas`), centred on C-LV, at the reference frame."""
-        from CardiacLandmarksLib import geometry
+        from CardiacLandmarksLib.core import geometry
 
         an = self.analyses(hub)[seriesIndex]
         center = geometry.lps_to_ras(an.series.ijk_to_lps(np.array([*an.center_ij, 0.0])))
@@ -567,7 +566,7 @@ class PerfusionLogic:
         Raises:
             PerfusionInputError: the hub was not computed in this session.
         """
-        from CardiacLandmarksLib import perfusion_report as pr
+        from CardiacLandmarksLib.perfusion import report as pr
 
         state = self._state(hub)
         return pr.write_report(self.analyses(hub), state.summary, outputDirectory, state.modelCard, state.modelSha)
@@ -588,7 +587,7 @@ class PerfusionLogic:
         Raises:
             PerfusionInputError (unknown hub / index), DegenerateGeometryError (A-RVI on C-LV).
         """
-        from CardiacLandmarksLib import perfusion_pipeline as pp
+        from CardiacLandmarksLib.perfusion import pipeline as pp
 
         state = self._state(hub)
         if not 0 <= seriesIndex < len(state.series):
@@ -679,8 +678,8 @@ class PerfusionLogic:
 
     def _showSeries(self, hub, k: int) -> None:
         """Point list and sector segmentation of series ``k`` from its analysis."""
-        from CardiacLandmarksLib import aha
-        from CardiacLandmarksLib import perfusion_report as pr
+        from CardiacLandmarksLib.perfusion import aha
+        from CardiacLandmarksLib.perfusion import report as pr
 
         ss = self._state(hub).series[k]
         an = ss.analysis
@@ -728,8 +727,8 @@ class PerfusionLogic:
 
     def _updateReport(self, hub, renderBullseye: bool = True) -> None:
         """Summary, hub JSON, table and (unless told not to) bull's-eye from the current analyses."""
-        from CardiacLandmarksLib import perfusion_pipeline as pp
-        from CardiacLandmarksLib import perfusion_report as pr
+        from CardiacLandmarksLib.perfusion import pipeline as pp
+        from CardiacLandmarksLib.perfusion import report as pr
 
         state = self._state(hub)
         analyses = [ss.analysis for ss in state.series]

@@ -2,7 +2,7 @@
 
 Landmark coordinates follow the same affine. A mirror swaps the A-RVI / I-RVI names, so that
 the labels stay consistent with the display convention of
-:func:`CardiacLandmarksLib.labels.display_anterior_end` (chirality-based naming).
+:func:`CardiacLandmarksLib.sax.labels.display_anterior_end` (chirality-based naming).
 """
 
 from __future__ import annotations

@@ -62,7 +62,7 @@ def render_markdown(card: dict, extra_sections: dict[str, str] | None = None) ->
 
 def write_markdown(card: dict, path: Path, extra_sections: dict[str, str] | None = None) -> Path:
     """Write :func:`render_markdown` of ``card`` to ``path``."""
-    from ..fileio import atomic_write_text
+    from CardiacLandmarksLib.io.atomic import atomic_write_text
 
     path = Path(path)
     atomic_write_text(path, render_markdown(card, extra_sections))

@@ -42,14 +42,20 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..config import data_root, models_root
-from ..decoding import decode_heatmaps
-from ..errors import InputNotFoundError
-from ..landmarks import LANDMARKS_BY_VIEW
-from ..models.unet import UNet2D, count_parameters, transfer_state
-from ..preprocessing import CANVAS_MM, CANVAS_PX, make_grid, normalise_intensity, resample_to_canvas
-from .augment import random_affine_batch, random_intensity
-from .losses import gaussian_targets
+from CardiacLandmarksLib.core.config import data_root, models_root
+from CardiacLandmarksLib.core.errors import InputNotFoundError
+from CardiacLandmarksLib.core.landmarks import LANDMARKS_BY_VIEW
+from CardiacLandmarksLib.core.preprocessing import (
+    CANVAS_MM,
+    CANVAS_PX,
+    make_grid,
+    normalise_intensity,
+    resample_to_canvas,
+)
+from CardiacLandmarksLib.models.decoding import decode_heatmaps
+from CardiacLandmarksLib.models.unet import UNet2D, count_parameters, transfer_state
+from CardiacLandmarksLib.training.augment import random_affine_batch, random_intensity
+from CardiacLandmarksLib.training.losses import gaussian_targets
 
 log = logging.getLogger(__name__)
 
@@ -125,10 +131,10 @@ def _matching_phase(cine: np.ndarray, frame: np.ndarray) -> int:
 
 def mnms2_4ch_samples(root: Path, track: bool = True) -> LaxSamples:
     """``mnms2/001``: gold ED/ES labels from the masks, tracked labels on the other cine frames."""
-    from ..landmarks import Landmark, LandmarkSet
-    from ..lax_labels import derive_from_series
-    from ..series import load_series
-    from ..tracking import track_landmarks
+    from CardiacLandmarksLib.core.landmarks import Landmark, LandmarkSet
+    from CardiacLandmarksLib.io.load import load_series
+    from CardiacLandmarksLib.lax.labels import derive_from_series
+    from CardiacLandmarksLib.lax.tracking import track_landmarks
 
     d = Path(root) / "mnms2" / "001"
     cine = load_series(d / "001_LA_CINE.nii.gz")
@@ -159,7 +165,7 @@ def mnms2_4ch_samples(root: Path, track: bool = True) -> LaxSamples:
 
 def amrg_4ch_samples(root: Path) -> LaxSamples:
     """``lax/amrg``: 32 frames with model-predicted (silver) hinge points; APEX unknown."""
-    from ..series import load_series
+    from CardiacLandmarksLib.io.load import load_series
 
     d = Path(root) / "lax" / "amrg"
     series = load_series(d / "AMRGAtlas_0031.nii.gz")
@@ -193,7 +199,7 @@ def shared_samples(view: str, root: Path | None = None) -> LaxSamples:
 
 
 def _parse_labels(labels: dict | None) -> dict:
-    from ..lax_labels import MNMS2_LAX_LABELS
+    from CardiacLandmarksLib.lax.labels import MNMS2_LAX_LABELS
 
     out = dict(MNMS2_LAX_LABELS)
     out.update(labels or {})
@@ -209,10 +215,10 @@ def folder_samples(folder: Path, view: str, labels: dict | None = None) -> LaxSa
     Raises:
         InputNotFoundError: the folder does not exist or holds no labelled image.
     """
-    from ..io_image import is_image_file
-    from ..lax_labels import derive_from_series
-    from ..markups import read_markups
-    from ..series import load_series
+    from CardiacLandmarksLib.io.image import is_image_file
+    from CardiacLandmarksLib.io.load import load_series
+    from CardiacLandmarksLib.io.markups import read_markups
+    from CardiacLandmarksLib.lax.labels import derive_from_series
 
     folder = Path(folder)
     if not folder.is_dir():
@@ -454,8 +460,8 @@ def train_lax(
     Raises:
         ValueError: unknown view. InputNotFoundError: no labelled data.
     """
-    from ..inference import sha256_file
-    from .model_card import write_markdown
+    from CardiacLandmarksLib.models.loader import sha256_file
+    from CardiacLandmarksLib.training.model_card import write_markdown
 
     view = (view or "").lower()
     if view not in LAX_VIEWS:

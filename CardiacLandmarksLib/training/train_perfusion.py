@@ -3,7 +3,7 @@
 Data: ``perfusion/mlperf`` (Martin-Isla et al., cmartin-isla/ML-perfusion): first-pass
 perfusion, stress and rest, basal and mid SAX slice, ``<id>_<cond>_<level>.nii.gz`` with
 ``_gt`` masks (1 = LV myocardium, 2 = LV blood pool) drawn on the frames of peak contrast.
-Split by patient (seeded). Method: :mod:`CardiacLandmarksLib.perfusion_seg` (after Xue et al.,
+Split by patient (seeded). Method: :mod:`CardiacLandmarksLib.perfusion.segmentation` (after Xue et al.,
 Radiology: AI 2020). Reproducible from the seed; meant to run on 1 CPU thread::
 
     nice -n 10 python -m CardiacLandmarksLib.training.train_perfusion --out Resources/Models
@@ -28,9 +28,9 @@ import torch
 import torch.nn.functional as F
 from scipy import ndimage
 
-from .. import perfusion_seg as ps
-from ..config import data_root
-from ..models.unet import count_parameters
+from CardiacLandmarksLib.core.config import data_root
+from CardiacLandmarksLib.models.unet import count_parameters
+from CardiacLandmarksLib.perfusion import segmentation as ps
 
 log = logging.getLogger(__name__)
 
@@ -90,7 +90,7 @@ def split_patients(patients: list[str], n_val: int, seed: int) -> tuple[list[str
 
 def load_case(case: Case) -> tuple[np.ndarray, np.ndarray, tuple[float, float]]:
     """``(frames [t, j, i] float32, gt [t, j, i] uint8, spacing (si, sj))`` through the library loader."""
-    from ..series import load_series
+    from CardiacLandmarksLib.io.load import load_series
 
     img = load_series(case.image)
     gt = load_series(case.gt)
@@ -323,7 +323,7 @@ def make_card(cfg, train_p, val_p, train_c, val_c, samples, metrics, loc, seg, w
         },
         "retrain": "nice -n 10 python -m CardiacLandmarksLib.training.train_perfusion --data <data>/perfusion/mlperf "
                    "--out Resources/Models  (seed and iterations in the config above)",
-        "sha256": __import__("CardiacLandmarksLib.inference", fromlist=["sha256_file"]).sha256_file(weights),
+        "sha256": __import__("CardiacLandmarksLib.models.loader", fromlist=["sha256_file"]).sha256_file(weights),
         "references": [
             "Xue H, et al. Automated inline analysis of myocardial perfusion MRI with deep learning. Radiol Artif Intell 2020.",
             "Martin-Isla C, et al. ML-perfusion data (github.com/cmartin-isla/ML-perfusion).",

@@ -26,11 +26,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..confidence import SmoothingResult, calibrate_threshold, candidate_smoothing
-from ..models.phdnet import PATCH, PHDNet, count_parameters, log_scale, patch_centres
-from ..preprocessing import CANVAS_MM
-from .augment import random_affine_batch, random_intensity
-from .sax_dataset import SAX_NAMES, SampleSet
+from CardiacLandmarksLib.confidence.phdnet import SmoothingResult, calibrate_threshold, candidate_smoothing
+from CardiacLandmarksLib.core.preprocessing import CANVAS_MM
+from CardiacLandmarksLib.datasets.sax import SAX_NAMES, SampleSet
+from CardiacLandmarksLib.models.phdnet import PATCH, PHDNet, count_parameters, log_scale, patch_centres
+from CardiacLandmarksLib.training.augment import random_affine_batch, random_intensity
 
 log = logging.getLogger(__name__)
 
@@ -242,8 +242,8 @@ def write_bundle(model: PHDNet, cfg: PhdTrainConfig, info: dict, out_dir: Path, 
     Returns:
         The card dict.
     """
-    from ..inference import sha256_file
-    from ..preprocessing import CANVAS_PX
+    from CardiacLandmarksLib.core.preprocessing import CANVAS_PX
+    from CardiacLandmarksLib.models.loader import sha256_file
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -298,8 +298,8 @@ def evaluate_into_card(card: dict, out_dir: Path, unet, sets: dict[str, SampleSe
     """Calibrate every confidence method on the first set, evaluate them on all sets (Schobs et al.
     2021, Table 2) and write the shipped method's thresholds and the table into the card
     (``sax_phdnet.json`` / ``.md`` in ``out_dir``, written atomically). Returns the card."""
-    from ..confidence import PhdNetConfidence
-    from ..evaluation_confidence import METHODS, confidence_table, format_confidence_table
+    from CardiacLandmarksLib.confidence.phdnet import PhdNetConfidence
+    from CardiacLandmarksLib.evaluation.confidence import METHODS, confidence_table, format_confidence_table
 
     phd = PhdNetConfidence.load("cpu", models_dir=out_dir)
     shipped = card["shipped"]
@@ -325,7 +325,7 @@ def _jsonable(x):
 
 
 def _atomic_text(path: Path, text: str) -> None:
-    from ..fileio import atomic_write_text
+    from CardiacLandmarksLib.io.atomic import atomic_write_text
 
     atomic_write_text(path, text)
 
@@ -397,10 +397,10 @@ def main(argv: list[str] | None = None) -> int:
     """``python -m CardiacLandmarksLib.training.train_phdnet --out DIR``: train, calibrate, evaluate, write the bundle."""
     import argparse
 
-    from ..config import data_root
-    from ..evaluation_confidence import labelled_sets
-    from ..inference import load_model
-    from .sax_dataset import acdc_cases, build_samples, split_by_patient
+    from CardiacLandmarksLib.core.config import data_root
+    from CardiacLandmarksLib.datasets.sax import acdc_cases, build_samples, development_split
+    from CardiacLandmarksLib.evaluation.confidence import labelled_sets
+    from CardiacLandmarksLib.models.loader import load_model
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", required=True, help="folder for sax_phdnet.{pt,json,md}")
@@ -416,7 +416,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO)
     root = Path(args.data) if args.data else data_root()
     cfg = PhdTrainConfig(epochs=args.epochs, seed=args.seed)
-    train_cases, val_cases = split_by_patient(acdc_cases(root / "acdc"), cfg.val_fraction, cfg.seed)
+    train_cases, val_cases = development_split(acdc_cases(root / "acdc"), cfg.val_fraction, cfg.seed)
     unet = load_model("sax", args.device, models_dir=Path(args.unet_dir) if args.unet_dir else None)
     sets = {name: build_samples(cs) for name, cs in labelled_sets(root, sorted({c.patient for c in val_cases})).items()}
     if args.recalibrate:

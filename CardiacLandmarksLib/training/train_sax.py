@@ -23,17 +23,25 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..decoding import decode_heatmaps
-from ..errors import CardiacLandmarksError, InputNotFoundError
-from ..fileio import atomic_write_text
-from ..inference import sha256_file
-from ..models.unet import UNet2D, count_parameters, transfer_state
-from ..preprocessing import CANVAS_MM, CANVAS_PX
-from ..rvi_segmentation import fuse_positions, landmarks_from_segmentation
-from .augment import random_affine_batch, random_intensity
-from .losses import gaussian_targets, kl_dice_loss, segmentation_loss
-from .model_card import write_markdown
-from .sax_dataset import SAX_NAMES, SEG_CLASSES, SampleSet, acdc_cases, build_samples, paired_cases, split_by_patient
+from CardiacLandmarksLib.core.errors import CardiacLandmarksError, InputNotFoundError
+from CardiacLandmarksLib.core.preprocessing import CANVAS_MM, CANVAS_PX
+from CardiacLandmarksLib.datasets.sax import (
+    SAX_NAMES,
+    SEG_CLASSES,
+    SampleSet,
+    acdc_cases,
+    build_samples,
+    development_split,
+    paired_cases,
+)
+from CardiacLandmarksLib.io.atomic import atomic_write_text
+from CardiacLandmarksLib.models.decoding import decode_heatmaps
+from CardiacLandmarksLib.models.loader import sha256_file
+from CardiacLandmarksLib.models.unet import UNet2D, count_parameters, transfer_state
+from CardiacLandmarksLib.sax.rvi_segmentation import fuse_positions, landmarks_from_segmentation
+from CardiacLandmarksLib.training.augment import random_affine_batch, random_intensity
+from CardiacLandmarksLib.training.losses import gaussian_targets, kl_dice_loss, segmentation_loss
+from CardiacLandmarksLib.training.model_card import write_markdown
 
 log = logging.getLogger(__name__)
 
@@ -98,7 +106,7 @@ def _train_val(data: Path, cfg: TrainConfig):
     cases = acdc_cases(data) if (data / "acdc_info.csv").exists() or any(data.glob("patient*_gt.nii.gz")) else paired_cases(data)
     if not cases:
         raise InputNotFoundError(f"no labelled stacks (image + *_gt mask) found in {data}")
-    return split_by_patient(cases, cfg.val_fraction, cfg.seed if cfg.split_seed is None else cfg.split_seed)
+    return development_split(cases, cfg.val_fraction, cfg.seed if cfg.split_seed is None else cfg.split_seed)
 
 
 def predict_probs(model: torch.nn.Module, images: np.ndarray, device: str = "cpu", batch: int = 32,
@@ -129,7 +137,7 @@ def validation_metrics(probs: np.ndarray, samples: SampleSet, found_threshold: f
     """Detection rate, false-positive rate and L2 error (mm) per landmark on canvas samples.
 
     Presence comes from the heatmap peaks; positions too unless ``xy [n, L, 2]`` (e.g. fused with
-    the segmentation estimate, :func:`CardiacLandmarksLib.rvi_segmentation.fuse_positions`) is given.
+    the segmentation estimate, :func:`CardiacLandmarksLib.sax.rvi_segmentation.fuse_positions`) is given.
     """
     heat_xy, peak = decode_heatmaps(probs)
     xy = heat_xy if xy is None else xy
@@ -178,8 +186,8 @@ def calibrate_high_threshold(probs: np.ndarray, samples: SampleSet, found_t: lis
                              xy: np.ndarray | None = None) -> list[float]:
     """Per-landmark high/low threshold on the peak probability by the rule of Schobs et al. (PHD-Net, ISBI 2021):
     error-weighted mean peak of the 10% least accurate validation detections
-    (:func:`CardiacLandmarksLib.confidence.calibrate_threshold`)."""
-    from ..confidence import calibrate_threshold
+    (:func:`CardiacLandmarksLib.confidence.phdnet.calibrate_threshold`)."""
+    from CardiacLandmarksLib.confidence.phdnet import calibrate_threshold
 
     heat_xy, peak = decode_heatmaps(probs)
     xy = heat_xy if xy is None else xy  # positions as shipped (e.g. fused with the segmentation)
@@ -281,7 +289,7 @@ def finish_card(model: torch.nn.Module, cfg: TrainConfig, weights: Path, val_cas
                 version: str | None = None) -> dict:
     """Calibrate a trained SAX model on the validation patients and write its card next to ``weights``.
 
-    The model is run as it is shipped (:class:`CardiacLandmarksLib.inference.LoadedModel`: folded
+    The model is run as it is shipped (:class:`CardiacLandmarksLib.models.loader.LoadedModel`: folded
     BatchNorm, mirror test-time augmentation), so the calibration and the reported metrics are those of
     ``cardiac-landmarks detect``. In order: presence thresholds (:func:`calibrate_found_threshold`),
     segmentation shares (:func:`best_fusion_metrics`), high/low thresholds on the peak
@@ -292,7 +300,7 @@ def finish_card(model: torch.nn.Module, cfg: TrainConfig, weights: Path, val_cas
     """
     import copy
 
-    from ..inference import LoadedModel, prepare_net
+    from CardiacLandmarksLib.models.loader import LoadedModel, prepare_net
 
     out_dir = Path(weights).parent
     n_heat = len(SAX_NAMES) + 1
@@ -367,7 +375,7 @@ def best_fusion_metrics(probs: np.ndarray, seg: np.ndarray | None, samples: Samp
 
     Without a segmentation head the share is 0 (heatmap positions, Xue et al. 2021); otherwise
     the heatmap peak and the derived-label rule on the segmentation (Xue et al. 2020,
-    :mod:`CardiacLandmarksLib.rvi_segmentation`) are mixed. Presence always comes from the heatmap.
+    :mod:`CardiacLandmarksLib.sax.rvi_segmentation`) are mixed. Presence always comes from the heatmap.
     ``seg_xy``: the rule's points when the caller already has them.
     """
     heat_only = validation_metrics(probs, samples, found_threshold)

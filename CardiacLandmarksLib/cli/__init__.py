@@ -1,0 +1,48 @@
+"""``cardiac-landmarks`` command line: one sub-command per job.
+
+Each feature module registers its own sub-commands through a ``register(subparsers)``
+function, listed in :data:`COMMAND_MODULES`; this file only assembles them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+
+from CardiacLandmarksLib.core.errors import CardiacLandmarksError
+
+#: modules (relative to this package) that define ``register(subparsers)``
+COMMAND_MODULES = ("sax", "perfusion", "lax")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="cardiac-landmarks",
+        description="Cardiac MR landmarks (A-RVI, I-RVI, C-LV, mitral points, apex), RVI angle, "
+        "LV length and AHA perfusion reports.",
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="log more detail")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMAND_MODULES:
+        importlib.import_module(f"{__package__}.{name}").register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except CardiacLandmarksError as exc:
+        print(f"cardiac-landmarks: error: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,186 @@
+"""CLI sub-commands of the long-axis job: ``lax-track``, ``lv-length``, ``lax-validate``.
+
+``detect --view 2ch|3ch|4ch|auto`` and ``train --view 2ch|3ch|4ch`` are routed by
+:mod:`.commands_sax` to :func:`.lax_pipeline.detect_lax` and
+:func:`.training.train_lax.train_lax`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+from pathlib import Path
+
+import numpy as np
+
+from CardiacLandmarksLib.core.errors import InputNotFoundError, InvalidMarkupsError
+
+log = logging.getLogger(__name__)
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("lax-track", help="track long-axis landmarks placed on one phase through the whole cine, "
+                                         "then LV length and longitudinal shortening")
+    p.add_argument("input", help="long-axis cine (DICOM folder/file or NIfTI/NRRD)")
+    p.add_argument("--points", required=True,
+                   help="landmarks on one (or more) phases: landmarks.json, a .mrk.json file or a folder of them")
+    p.add_argument("-o", "--output", required=True, help="output folder (created)")
+    p.add_argument("--view", default=None, choices=("2ch", "3ch", "4ch"), help="view (default: from the points)")
+    p.add_argument("--slice", type=int, default=0, help="slice index k of the cine (default 0)")
+    p.add_argument("--ed", default="max", help="ED phase: max (longest LV, default), first, or a phase number")
+    p.add_argument("--es", default="min", help="ES phase: min (shortest LV, default) or a phase number")
+    p.add_argument("--series-uid", default=None)
+    p.set_defaults(func=cmd_track)
+
+    p = sub.add_parser("lv-length", help="LV length per phase and longitudinal shortening from long-axis landmarks")
+    p.add_argument("points", help="landmarks.json, a .mrk.json file or a folder of .mrk.json files")
+    p.add_argument("--ed", default="max", help="ED phase: max (default), first, or a phase number")
+    p.add_argument("--es", default="min", help="ES phase: min (default) or a phase number")
+    p.add_argument("--view", default=None, choices=("2ch", "3ch", "4ch"))
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(func=cmd_lv_length)
+
+    p = sub.add_parser("lax-validate", help="track the mask-derived ED landmarks of mnms2/001 through its 4CH cine "
+                                            "and compare with the ES labels")
+    p.add_argument("--data", default=None, help="data root (default: $CARDIAC_LANDMARKS_DATA)")
+    p.add_argument("-o", "--output", default=None, help="write validation.json and the PNG here")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(func=cmd_validate)
+
+
+def _phase_rule(text: str, rules: tuple[str, ...]):
+    t = str(text).strip().lower()
+    if t in rules:
+        return t
+    try:
+        return int(t)
+    except ValueError:
+        raise SystemExit(f"cardiac-landmarks: error: phase rule must be one of {rules} or a number, not {text!r}") from None
+
+
+def load_landmarks(path: str | Path, series=None):
+    """A :class:`~.landmarks.LandmarkSet` from ``landmarks.json`` or ``.mrk.json`` file(s).
+
+    Raises:
+        InputNotFoundError: the path does not exist. InvalidMarkupsError: unreadable file.
+    """
+    from CardiacLandmarksLib.core.landmarks import LandmarkSet
+    from CardiacLandmarksLib.io.markups import SUFFIX, read_markups
+
+    p = Path(path)
+    if not p.exists():
+        raise InputNotFoundError(f"landmarks not found: {p}")
+    if p.is_file() and p.name.endswith(".json") and not p.name.endswith(SUFFIX):
+        try:
+            lmset = LandmarkSet.from_dict(json.loads(p.read_text()))
+        except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+            raise InvalidMarkupsError(f"{p} is not a landmarks.json file: {exc}") from exc
+        if series is not None:
+            for lm in lmset.landmarks:
+                if lm.found:
+                    lm.ijk = series.lps_to_ijk(lm.position)
+        return lmset
+    return read_markups(p, series)
+
+
+def _infer_view(lmset, view):
+    from CardiacLandmarksLib.core.landmarks import LANDMARKS_BY_VIEW
+
+    if view:
+        return view
+    names = {lm.name for lm in lmset.landmarks}
+    for v in ("2ch", "3ch", "4ch"):
+        if set(LANDMARKS_BY_VIEW[v]) - {"APEX"} <= names:
+            return v
+    raise SystemExit("cardiac-landmarks: error: cannot tell the long-axis view from the landmark names "
+                     f"{sorted(names)}; pass --view")
+
+
+def _print_curve(curve) -> None:
+    print(f"view {curve.view.upper()} slice {curve.slice}")
+    print("phase  LV length (mm)")
+    for t, v in zip(curve.phases, curve.lengths_mm):
+        mark = " ED" if t == curve.ed_phase else (" ES" if t == curve.es_phase else "")
+        low = " (low confidence)" if t in curve.low_phases else ""
+        print(f"{t:5d}  {v:8.1f}{mark}{low}" if np.isfinite(v) else f"{t:5d}       n/a")
+    sh = curve.shortening_pct
+    print(f"Longitudinal shortening: {sh:.1f}% (ED phase {curve.ed_phase} by {curve.ed_rule}, ES phase "
+          f"{curve.es_phase} by {curve.es_rule})" if np.isfinite(sh) else "Longitudinal shortening: not computable")
+    for n in curve.notes:
+        print(f"note: {n}")
+
+
+def cmd_track(args: argparse.Namespace) -> int:
+    from CardiacLandmarksLib.io import markups
+    from CardiacLandmarksLib.io.load import load_series
+    from CardiacLandmarksLib.lax.measurements import lv_length_curve, lv_length_measurements
+    from CardiacLandmarksLib.lax.report import render_lax_png
+    from CardiacLandmarksLib.lax.tracking import track_landmarks
+    from CardiacLandmarksLib.sax import report
+
+    series = load_series(args.input, series_uid=args.series_uid)
+    seed = load_landmarks(args.points, series)
+    seed.view = _infer_view(seed, args.view)
+    seed.source = seed.source or str(series.source)
+    tracked = track_landmarks(series, seed, k=args.slice)
+    ed, es = _phase_rule(args.ed, ("max", "first")), _phase_rule(args.es, ("min",))
+    tracked.measurements = lv_length_measurements(tracked, seed.view, ed=ed, es=es)
+    out = Path(args.output)
+    out.mkdir(parents=True, exist_ok=True)
+    written = [report.write_landmarks_json(tracked, out / "landmarks.json"),
+               report.write_measurements_csv(tracked.measurements, out / "measurements.csv")]
+    written += list(markups.write_markups(tracked, out))
+    curve = lv_length_curve(tracked, seed.view, args.slice, ed=ed, es=es, n_phases=series.n_phases)
+    written.append(render_lax_png(series, tracked, out / "lv_length.png", k=args.slice, curve=curve))
+    _print_curve(curve)
+    for p in written:
+        print(f"  wrote {p}")
+    return 0
+
+
+def cmd_lv_length(args: argparse.Namespace) -> int:
+    from CardiacLandmarksLib.lax.measurements import lv_length_curve
+
+    lmset = load_landmarks(args.points)
+    view = _infer_view(lmset, args.view)
+    ed, es = _phase_rule(args.ed, ("max", "first")), _phase_rule(args.es, ("min",))
+    slices = sorted({lm.slice for lm in lmset.landmarks})
+    curves = [lv_length_curve(lmset, view, k, ed=ed, es=es) for k in slices]
+    if args.json:
+        print(json.dumps([c.to_dict() for c in curves], indent=1))
+    else:
+        for c in curves:
+            _print_curve(c)
+    return 0
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from CardiacLandmarksLib.core.config import data_root
+    from CardiacLandmarksLib.evaluation.lax import validate_mnms2
+    from CardiacLandmarksLib.lax.report import render_lax_png
+
+    root = Path(args.data) if args.data else data_root()
+    if not (root / "mnms2" / "001").exists():
+        raise InputNotFoundError(f"{root / 'mnms2' / '001'} not found (set CARDIAC_LANDMARKS_DATA or --data)")
+    res = validate_mnms2(root)
+    d = res.to_dict()
+    if args.output:
+        out = Path(args.output)
+        out.mkdir(parents=True, exist_ok=True)
+        from CardiacLandmarksLib.io.atomic import atomic_write_text
+
+        atomic_write_text(out / "validation.json", json.dumps(d, indent=1) + "\n")
+        render_lax_png(res.series, res.tracked, out / "mnms2_001_tracking.png", curve=res.curve_labelled,
+                       reference=res.reference, title="mnms2/001 4CH: tracked from ED labels (+/x), derived labels (o)")
+    if args.json:
+        print(json.dumps(d, indent=1))
+        return 0
+    print(f"ED = cine phase {res.ed_phase}, ES = cine phase {res.es_phase}")
+    for n, e in res.es_error_mm.items():
+        print(f"  {n}: ES error {e:.2f} mm (tracking confidence {res.es_confidence[n]:.2f})")
+    print(f"  mean ES error {np.mean(list(res.es_error_mm.values())):.2f} mm")
+    _print_curve(res.curve)
+    print(f"Shortening with the labelled ED/ES phases: {res.shortening_labelled_phases_pct:.1f}%; "
+          f"from the two derived label sets: {res.shortening_derived_pct:.1f}%")
+    return 0

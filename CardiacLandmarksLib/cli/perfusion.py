@@ -1,0 +1,194 @@
+"""CLI sub-command ``perfusion``: AHA 16-segment perfusion report from first-pass perfusion series.
+
+Example (one mlperf patient, stress + rest, base + mid)::
+
+    cardiac-landmarks perfusion P_stress_base.nii.gz P_stress_mid.nii.gz P_rest_base.nii.gz \\
+        P_rest_mid.nii.gz -o out/P
+
+Condition and level come from the file names (``stress``/``rest``, ``base``/``mid``/``apex``)
+unless given (``--condition``/``--level``, once for all inputs or once per input). Quantitative
+MBF needs series in contrast concentration (``--concentration``) and an AIF (``--aif``).
+RV insertion points: ``--rvi FILE.mrk.json`` per input, or ``--rvi-from DIR`` to reuse the
+(possibly corrected) ``<series>_rvi.mrk.json`` of an earlier run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import re
+import time
+from pathlib import Path
+
+import numpy as np
+
+from CardiacLandmarksLib.core.errors import InputNotFoundError, PerfusionInputError
+
+log = logging.getLogger(__name__)
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("perfusion", help="AHA 16-segment perfusion report (segmentation, RV insertion, sectors, "
+                                         "semi-quantitative indices, Fermi MBF, bull's-eye)",
+                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("inputs", nargs="+", help="perfusion series: NIfTI 2D+T files or DICOM frame folders, one per slice")
+    p.add_argument("-o", "--output", required=True, help="output folder (created)")
+    p.add_argument("--condition", action="append", default=None, choices=("stress", "rest", "auto"),
+                   help="stress or rest (once for all inputs, or once per input; default: from the name)")
+    p.add_argument("--level", action="append", default=None, choices=("base", "mid", "apex", "auto"),
+                   help="slice level (once for all, or once per input; default: from the name, else position)")
+    p.add_argument("--rvi", action="append", default=None,
+                   help="RV insertion markups (.mrk.json with A-RVI and I-RVI) per input, '-' to detect")
+    p.add_argument("--rvi-from", default=None, help="folder with <series>_rvi.mrk.json from an earlier run to reuse")
+    p.add_argument("--aif", action="append", default=None,
+                   help="arterial input function per input (.txt/.csv/.npy/.mat or an image), '-' for none")
+    p.add_argument("--concentration", action="store_true",
+                   help="the series hold contrast concentration (mmol/L): enables Fermi MBF with --aif")
+    p.add_argument("--dt", type=float, default=None, help="frame interval in s (default: from trigger times)")
+    p.add_argument("--mbf-map", action="append", default=None, help="precomputed MBF map (ml/min/g) per input, '-' for none")
+    p.add_argument("--time-axis", default="auto", choices=("auto", "first", "last"),
+                   help="which axis of a 3-D image file is time (default: auto)")
+    p.add_argument("--pixel-size", type=float, default=None, help="override the in-plane pixel size (mm)")
+    p.add_argument("--no-sax-model", action="store_true", help="do not try the SAX landmark model for the RVI")
+    p.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
+    p.set_defaults(func=cmd_perfusion)
+
+
+def _per_input(values: list[str] | None, n: int, what: str) -> list[str | None]:
+    if not values:
+        return [None] * n
+    if len(values) == 1:
+        return [None if values[0] in ("-", "auto") else values[0]] * n
+    if len(values) != n:
+        raise PerfusionInputError(f"give --{what} once, or once per input ({n}); got {len(values)}")
+    return [None if v in ("-", "auto") else v for v in values]
+
+
+def series_name(path: Path, description: str, used: set[str]) -> str:
+    """File stem (``.nii.gz`` etc. stripped) or DICOM folder name, made unique and file-safe."""
+    name = path.name
+    for suf in (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd", ".hdr", ".img"):
+        if name.lower().endswith(suf):
+            name = name[: -len(suf)]
+            break
+    if path.is_dir() and description:
+        name = f"{name}_{description}"
+    name = re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("_") or "series"
+    base, n = name, 1
+    while name in used:
+        n += 1
+        name = f"{base}_{n}"
+    used.add(name)
+    return name
+
+
+def read_curve(path: str | Path) -> np.ndarray:
+    """A 1-D curve from ``.txt``/``.csv`` (numbers separated by commas/whitespace), ``.npy``, ``.mat``
+    (variable ``aif`` or the only numeric variable) or any image file (all voxels in order).
+
+    Raises:
+        InputNotFoundError, PerfusionInputError (no numbers / not 1-D).
+    """
+    p = Path(path)
+    if not p.exists():
+        raise InputNotFoundError(f"curve file not found: {p}")
+    suf = p.suffix.lower()
+    if suf in (".txt", ".csv", ".tsv"):
+        text = p.read_text()
+        vals = [float(x) for x in re.split(r"[,;\s]+", text.strip()) if x]
+        arr = np.asarray(vals, float)
+    elif suf == ".npy":
+        arr = np.load(p, allow_pickle=False)
+    elif suf == ".mat":
+        from scipy.io import loadmat
+
+        m = {k: v for k, v in loadmat(p).items() if not k.startswith("__")}
+        key = "aif" if "aif" in m else next((k for k, v in m.items() if np.asarray(v).size > 4), None)
+        if key is None:
+            raise PerfusionInputError(f"{p.name}: no AIF curve found in the .mat file")
+        arr = np.asarray(m[key], float)
+    else:
+        import SimpleITK as sitk
+
+        arr = sitk.GetArrayFromImage(sitk.ReadImage(str(p)))
+    arr = np.asarray(arr, float)
+    if arr.size < 5 or arr.squeeze().ndim != 1:
+        raise PerfusionInputError(f"{p.name}: expected a 1-D curve, got shape {arr.shape}")
+    return arr.ravel()
+
+
+def _rvi_from_markups(path: Path, series) -> dict | None:
+    from CardiacLandmarksLib.io.markups import read_markups
+
+    lmset = read_markups(path, series)
+    out = {}
+    for lm in lmset.landmarks:
+        if lm.name in ("A-RVI", "I-RVI") and lm.found:
+            out[lm.name] = np.asarray(lm.position, float)
+    if "A-RVI" not in out:
+        raise PerfusionInputError(f"{path.name}: no A-RVI point defined")
+    return out
+
+
+def cmd_perfusion(args: argparse.Namespace) -> int:
+    from CardiacLandmarksLib.io.load import load_series
+    from CardiacLandmarksLib.perfusion import pipeline as pp
+    from CardiacLandmarksLib.perfusion import report as pr
+    from CardiacLandmarksLib.perfusion import segmentation as ps
+
+    n = len(args.inputs)
+    conds = _per_input(args.condition, n, "condition")
+    levels = _per_input(args.level, n, "level")
+    rvis = _per_input(args.rvi, n, "rvi")
+    aifs = _per_input(args.aif, n, "aif")
+    mbfs = _per_input(args.mbf_map, n, "mbf-map")
+    out = Path(args.output)
+    out.mkdir(parents=True, exist_ok=True)
+    t0 = time.time()
+    model = ps.load_model(device=args.device)
+    used: set[str] = set()
+    inputs = []
+    for k, src in enumerate(args.inputs):
+        path = Path(src)
+        s = load_series(path, time_axis=args.time_axis)
+        if args.pixel_size:
+            s.spacing = (args.pixel_size, args.pixel_size, s.spacing[2])
+        name = series_name(path, s.description if path.is_dir() else "", used)
+        rvi = None
+        if rvis[k]:
+            rvi = _rvi_from_markups(Path(rvis[k]), s)
+        elif args.rvi_from:
+            cand = Path(args.rvi_from) / f"{name}_rvi.mrk.json"
+            if cand.exists():
+                rvi = _rvi_from_markups(cand, s)
+                log.info("%s: RV insertion points from %s", name, cand)
+        mbf_map = None
+        if mbfs[k]:
+            m = load_series(mbfs[k])
+            mbf_map = m.pixels[0, 0]
+        inputs.append(pp.SeriesInput(series=s, name=name, condition=conds[k], level=levels[k], rvi_lps=rvi,
+                                     aif=read_curve(aifs[k]) if aifs[k] else None,
+                                     concentration=args.concentration, dt_s=args.dt, mbf_map=mbf_map))
+    analyses = []
+    for inp in inputs:
+        t1 = time.time()
+        an = pp.analyse_series(inp, model, use_sax_model=not args.no_sax_model)
+        analyses.append(an)
+        print(f"{an.name}: {an.condition}, {an.level or 'level ?'}, {an.series.n_phases} frames, reference frame "
+              f"{an.seg.reference_frame}, RVI from {an.rvi_source or 'none'} ({time.time() - t1:.1f} s)")
+    pp.assign_missing_levels(analyses)
+    summary = pp.summarise(analyses)
+    written = pr.write_report(analyses, summary, out, model.card, model.sha256)
+    metric = pr.primary_metric(summary)
+    for c in summary["conditions"]:
+        g = summary["global"].get(c, {}).get(metric)
+        if g:
+            print(f"global {c} {metric}: {g['mean']:.3f} ± {g['sd']:.3f} {summary['units'][metric]} "
+                  f"({g['n_pixels']} pixels)")
+    for key, v in summary["global"].get("reserve", {}).items():
+        print(f"global stress/rest {key.upper()}: {v:.3f}")
+    for a in analyses:
+        for w in a.warnings:
+            print(f"warning: {a.name}: {w}")
+    print(f"wrote {len(written)} files to {out} in {time.time() - t0:.1f} s")
+    return 0

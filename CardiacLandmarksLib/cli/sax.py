@@ -1,0 +1,241 @@
+"""CLI sub-commands of the SAX landmark job: ``detect``, ``train``, ``evaluate``, ``benchmark``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from CardiacLandmarksLib.core.config import data_root, models_root
+
+log = logging.getLogger(__name__)
+VIEW_CHOICES = ("sax", "2ch", "3ch", "4ch", "auto")
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("detect", help="detect landmarks on a CMR series and write landmarks.json, .mrk.json, PNG")
+    p.add_argument("input", help="DICOM folder/file or NIfTI/NRRD image")
+    p.add_argument("-o", "--output", required=True, help="output folder (created)")
+    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    p.add_argument("--view", default="sax", choices=VIEW_CHOICES, help="view (auto: from DICOM orientation/description)")
+    p.add_argument("--series-uid", default=None, help="SeriesInstanceUID to pick when a DICOM folder mixes series")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--no-tta", action="store_true", help="skip mirror test-time augmentation (about 2x faster, less accurate)")
+    p.set_defaults(func=cmd_detect)
+
+    p = sub.add_parser("train", help="train a landmark model from labelled images (default: ACDC in the data root)")
+    p.add_argument("--view", default="sax", choices=("sax", "2ch", "3ch", "4ch"))
+    p.add_argument("--data", default=None, help="folder of labelled stacks (default: $CARDIAC_LANDMARKS_DATA/acdc)")
+    p.add_argument("-o", "--output", default=None, help="where to write weights + card (default: runs/<view>)")
+    p.add_argument("--epochs", type=int, default=30)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    p.add_argument("--threads", type=int, default=2, help="CPU threads for torch")
+    p.add_argument("--lr", type=float, default=None, help="peak learning rate (SAX default 2e-3; 1e-3 or less to fine-tune)")
+    p.add_argument("--init-weights", default=None,
+                   help="SAX: start from this checkpoint (e.g. Resources/Models/sax_unet.pt) to fine-tune")
+    p.add_argument("--seg-weight", type=float, default=None,
+                   help="SAX: weight of the segmentation head's loss (default 2; 0 = heatmap-only model)")
+    p.add_argument("--ema-decay", type=float, default=None,
+                   help="SAX: per-step decay of the moving average of the weights that is validated and kept "
+                        "instead of them (default 0.998; 0 = off)")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("evaluate", help="compare detections with landmarks derived from expert masks")
+    p.add_argument("--data", default=None, help="labelled folder (default: ACDC in the data root)")
+    p.add_argument("--split", default="val", choices=("val", "train", "test", "all"),
+                   help="which patients: the model's validation/training patients, the fixed ACDC test split "
+                        "(20 patients never used for training or model choice), or all")
+    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    p.add_argument("--json", default=None, help="also write the figures as JSON here")
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("benchmark", help="time model load and inference (CPU, and GPU when present)")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.add_argument("--slices", type=int, default=10)
+    p.add_argument("--phases", type=int, default=25)
+    p.add_argument("--repeats", type=int, default=3)
+    p.set_defaults(func=cmd_benchmark)
+
+
+def _progress_bar(total: int, enabled: bool):
+    from tqdm import tqdm
+
+    bar = tqdm(total=total, unit="img", disable=not enabled, file=sys.stderr)
+
+    def update(done: int, _total: int) -> None:
+        bar.update(done - bar.n)
+
+    return bar, update
+
+
+def cmd_detect(args: argparse.Namespace) -> int:
+    from CardiacLandmarksLib.io.load import load_series
+    from CardiacLandmarksLib.sax.pipeline import detect_landmarks
+
+    series = load_series(args.input, series_uid=args.series_uid)
+    view = args.view
+    if view == "auto":
+        from CardiacLandmarksLib.io.view import detect_view
+
+        view = detect_view(series)
+    out = Path(args.output)
+    out.mkdir(parents=True, exist_ok=True)
+    t0 = time.time()
+    if view == "sax":
+        bar, update = _progress_bar(series.n_slices * series.n_phases, not args.no_progress)
+        lmset = detect_landmarks(series, view="sax", device=args.device, progress=update, tta=not args.no_tta)
+        bar.close()
+    else:
+        from CardiacLandmarksLib.lax.pipeline import detect_lax
+        lmset = detect_lax(series, view=view, device=args.device)
+    elapsed = time.time() - t0
+    written = write_outputs(series, lmset, out)
+    n_found = sum(lm.found for lm in lmset.landmarks)
+    n_low = sum(lm.flag == "low" for lm in lmset.landmarks)
+    print(f"{series.source}: {series.n_slices} slices x {series.n_phases} phases, view {view.upper()}, "
+          f"{n_found} landmarks found ({n_low} low confidence) in {elapsed:.1f} s")
+    for p in written:
+        print(f"  wrote {p}")
+    return 0
+
+
+def write_outputs(series, lmset, out: Path) -> list[Path]:
+    """landmarks.json, measurements.csv, *.mrk.json and overlay PNG(s) for one series."""
+    from CardiacLandmarksLib.io import markups
+    from CardiacLandmarksLib.sax import report
+
+    stem = _stem(series.source)
+    written = [report.write_landmarks_json(lmset, out / "landmarks.json")]
+    written.append(report.write_measurements_csv(lmset.measurements, out / "measurements.csv"))
+    written += list(markups.write_markups(lmset, out))
+    if lmset.view == "sax":
+        written.append(report.render_overlay_png(series, lmset, out / f"{stem}_overlay.png"))
+    else:  # long axis: landmarks at ED/ES and the LV-length curve
+        from CardiacLandmarksLib.lax.report import render_lax_png
+
+        written.append(render_lax_png(series, lmset, out / f"{stem}_lv_length.png"))
+    return [Path(p) for p in written]
+
+
+def _stem(source: str) -> str:
+    p = Path(source)
+    name = p.name
+    if p.suffix == "" and name.lower() in ("dicom", "dcm", "images", "data", "series") and p.parent.name:
+        name = p.parent.name  # a generic DICOM folder name: use the folder above (e.g. the patient id)
+    for ext in (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd", ".hdr", ".img", ".dcm"):
+        if name.endswith(ext):
+            return name[: -len(ext)]
+    return name or "series"
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from CardiacLandmarksLib.models.loader import choose_device
+
+    device = choose_device(args.device)
+    if args.view != "sax":
+        from CardiacLandmarksLib.training.train_lax import train_lax
+        out = Path(args.output or f"runs/{args.view}")
+        train_lax(Path(args.data) if args.data else None, args.view, out, epochs=args.epochs, seed=args.seed, device=device)
+        print(f"wrote {out}")
+        return 0
+    from CardiacLandmarksLib.training.train_sax import TrainConfig, train_sax
+
+    data = Path(args.data) if args.data else data_root() / "acdc"
+    out = Path(args.output or "runs/sax")
+    cfg = TrainConfig(epochs=args.epochs, seed=args.seed, threads=args.threads, init_weights=args.init_weights)
+    if args.lr is not None:
+        cfg.lr = args.lr
+    if args.seg_weight is not None:
+        cfg.seg_weight = args.seg_weight
+    if args.ema_decay is not None:
+        cfg.ema_decay = args.ema_decay
+    card = train_sax(data, out, cfg, device=device)
+    print(json.dumps(card["validation"], indent=1))
+    print(f"wrote {out / 'sax_unet.pt'} and {out / 'sax_unet.json'}; copy both into {models_root()} to bundle them")
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from CardiacLandmarksLib.datasets.sax import acdc_cases, paired_cases
+    from CardiacLandmarksLib.evaluation.sax import evaluate_case, format_table, summarise
+    from CardiacLandmarksLib.models.loader import load_model, read_card
+    from CardiacLandmarksLib.sax.pipeline import detect_landmarks
+
+    data = Path(args.data) if args.data else data_root() / "acdc"
+    if not data.exists():
+        from CardiacLandmarksLib.core.errors import InputNotFoundError
+        raise InputNotFoundError(f"evaluation data folder {data} does not exist")
+    cases = acdc_cases(data) or paired_cases(data)
+    card = read_card("sax_unet")
+    split = card.get("training", {})
+    if args.split == "test":
+        from CardiacLandmarksLib.datasets.sax import test_cases
+
+        cases = test_cases(cases)
+    elif args.split != "all":
+        keep = set(split.get(f"{args.split}_patients", []))
+        cases = [c for c in cases if c.patient in keep] or cases
+    model = load_model("sax", args.device)
+    results = [evaluate_case(c, lambda s: detect_landmarks(s, model=model)) for c in cases]
+    summary = summarise(results)
+    print(format_table(results, summary))
+    if args.json:
+        Path(args.json).write_text(json.dumps(summary, indent=2))
+    if True:
+        from CardiacLandmarksLib.core.errors import CardiacLandmarksError
+        from CardiacLandmarksLib.evaluation.confidence import confidence_table, format_confidence_table
+
+        print()
+        try:
+            print(format_confidence_table(confidence_table(cases, device=args.device)))
+        except CardiacLandmarksError as exc:
+            print(f"(confidence table skipped: {exc})")
+    return 0
+
+
+def cmd_benchmark(args: argparse.Namespace) -> int:
+    import torch
+
+    from CardiacLandmarksLib.core.series import CMRSeries
+    from CardiacLandmarksLib.models import catalogue
+    from CardiacLandmarksLib.models import loader as inference
+    from CardiacLandmarksLib.sax.pipeline import detect_landmarks
+
+    res: dict = {"torch_threads": torch.get_num_threads(), "stack": f"{args.slices} slices x {args.phases} phases"}
+    catalogue._CACHE.clear()
+    t = time.perf_counter()
+    model = inference.load_model("sax", "cpu")
+    res["model_load_ms"] = round(1000 * (time.perf_counter() - t), 1)
+    rng = np.random.default_rng(0)
+    pix = rng.normal(100, 20, (args.phases, args.slices, 256, 216)).astype(np.float32)
+    series = CMRSeries(pix, (1.4, 1.4, 8.0), np.eye(3), np.arange(args.slices)[:, None] * np.array([0, 0, 8.0]))
+    devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+    n = args.slices * args.phases
+    for dev in devices:
+        m = model if dev == "cpu" else inference.load_model("sax", dev)
+        for label, tta in (("", True), ("_no_tta", False)):
+            detect_landmarks(series, model=m, tta=tta)  # warm-up
+            times = []
+            for _ in range(args.repeats):
+                t = time.perf_counter()
+                detect_landmarks(series, model=m, tta=tta)
+                times.append(time.perf_counter() - t)
+            best = min(times)
+            res[dev + label] = {"stack_s": round(best, 3), "ms_per_image": round(1000 * best / n, 2),
+                                "images_per_s": round(n / best, 1)}
+            x = np.zeros((n, 192, 192), np.float32)
+            t = time.perf_counter()
+            m.predict_maps(x, tta=tta)
+            res[dev + label]["network_only_ms_per_image"] = round(1000 * (time.perf_counter() - t) / n, 2)
+    if args.json:
+        print(json.dumps(res, indent=2))
+    else:
+        for k, v in res.items():
+            print(f"{k}: {v}")
+    return 0

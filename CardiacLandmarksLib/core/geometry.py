@@ -1,0 +1,130 @@
+"""Coordinate conventions: the one place for ijk <-> LPS, LPS <-> RAS and anatomical directions.
+
+Conventions (see ``../shared/ARCHITECTURE.md``):
+
+* numpy pixel arrays are ``[k, j, i]`` (slice, row, column), cines ``[t, k, j, i]``;
+* a public ``ijk`` is ``(i, j, k)``: i = column (x), j = row (y), k = slice, continuous
+  voxel indices, voxel centres at integers;
+* world coordinates are LPS millimetres (DICOM, Slicer ``.mrk.json``); RAS only at the
+  Slicer boundary (:func:`lps_to_ras`).
+
+A stack is described by a 3x3 ``direction`` whose columns are the unit LPS vectors of the
+i, j and k axes, the in-plane ``spacing`` (si, sj) in mm and one origin per slice
+(``slice_origins[k]`` = LPS position of voxel (0, 0, k)). Per-slice origins keep DICOM
+stacks with uneven slice gaps exact.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from CardiacLandmarksLib.core.errors import MissingGeometryError
+
+#: LPS unit vector pointing to the patient's front (anterior).
+ANTERIOR_LPS = np.array([0.0, -1.0, 0.0])
+#: LPS unit vector pointing to the patient's left.
+LEFT_LPS = np.array([1.0, 0.0, 0.0])
+
+
+def lps_to_ras(points: np.ndarray) -> np.ndarray:
+    """Convert LPS points ``(..., 3)`` in mm to RAS (negate x and y). Same function for RAS -> LPS."""
+    p = np.asarray(points, dtype=float).copy()
+    p[..., 0] *= -1.0
+    p[..., 1] *= -1.0
+    return p
+
+
+ras_to_lps = lps_to_ras
+
+
+def ijk_to_lps(
+    ijk: np.ndarray, direction: np.ndarray, spacing_ij: tuple[float, float], slice_origins: np.ndarray
+) -> np.ndarray:
+    """Map continuous voxel indices to LPS mm.
+
+    Args:
+        ijk: ``(..., 3)`` continuous (i, j, k); k may be fractional (origins are interpolated
+            linearly between slices, extrapolated past the ends).
+        direction: ``(3, 3)``, columns = LPS unit vectors of the i, j, k axes.
+        spacing_ij: in-plane pixel size (si, sj) in mm.
+        slice_origins: ``(K, 3)`` LPS position of voxel (0, 0, k) for each slice.
+
+    Returns:
+        ``(..., 3)`` LPS positions in mm.
+    """
+    ijk = np.asarray(ijk, dtype=float)
+    d = np.asarray(direction, dtype=float)
+    origins = np.asarray(slice_origins, dtype=float).reshape(-1, 3)
+    k = ijk[..., 2]
+    origin = _interp_origin(origins, k)
+    return origin + ijk[..., :1] * spacing_ij[0] * d[:, 0] + ijk[..., 1:2] * spacing_ij[1] * d[:, 1]
+
+
+def lps_to_ijk(
+    points: np.ndarray, direction: np.ndarray, spacing_ij: tuple[float, float], slice_origins: np.ndarray
+) -> np.ndarray:
+    """Inverse of :func:`ijk_to_lps` for points ``(..., 3)`` in LPS mm.
+
+    k is found from the distance along the slice normal (``direction[:, 2]``) between the
+    slice origins (which must increase with k, as every loader here guarantees), so uneven
+    slice gaps are handled; i and j by projection on the in-plane
+    axes of the (interpolated) slice origin.
+    """
+    p = np.asarray(points, dtype=float)
+    d = np.asarray(direction, dtype=float)
+    origins = np.asarray(slice_origins, dtype=float).reshape(-1, 3)
+    heights = origins @ d[:, 2]
+    h = p @ d[:, 2]
+    if len(origins) == 1:
+        k = np.zeros_like(h)
+    else:
+        if np.any(np.diff(heights) <= 0):
+            raise MissingGeometryError("slice origins do not increase along direction[:, 2]; sort the slices first")
+        idx = np.arange(len(origins), dtype=float)
+        k = np.interp(h, heights, idx)
+        k = np.where(h < heights[0], (h - heights[0]) / (heights[1] - heights[0]), k)
+        k = np.where(h > heights[-1], idx[-1] + (h - heights[-1]) / (heights[-1] - heights[-2]), k)
+    origin = _interp_origin(origins, k)
+    rel = p - origin
+    i = rel @ d[:, 0] / spacing_ij[0]
+    j = rel @ d[:, 1] / spacing_ij[1]
+    return np.stack([i, j, k], axis=-1)
+
+
+def _interp_origin(origins: np.ndarray, k: np.ndarray) -> np.ndarray:
+    k = np.asarray(k, dtype=float)
+    if len(origins) == 1:
+        return np.broadcast_to(origins[0], k.shape + (3,)).copy()
+    k0 = np.clip(np.floor(k).astype(int), 0, len(origins) - 2)
+    w = (k - k0)[..., None]
+    return origins[k0] * (1.0 - w) + origins[k0 + 1] * w
+
+
+def in_plane_anatomical_axes(direction: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Display axes of the standard anatomical view of an oblique slice, in LPS.
+
+    Returns ``(col_dir, row_dir)``: ``row_dir`` is the patient's posterior direction
+    projected on the slice plane (image rows run anterior -> posterior, so anterior is at
+    the top), ``col_dir`` the patient's left projected and made orthogonal (columns run
+    from the patient's right to the left, so the RV lies on the viewer's left, as in the
+    radiological short-axis display used by ACDC and by Xue et al. 2021).
+
+    Raises:
+        MissingGeometryError: when the slice plane is parallel to the anterior axis
+            (anterior cannot be projected), which never happens for SAX/LAX planes.
+    """
+    d = np.asarray(direction, dtype=float)
+    u, v = d[:, 0], d[:, 1]
+    post = -ANTERIOR_LPS
+    row = (post @ u) * u + (post @ v) * v
+    if np.linalg.norm(row) < 1e-3:
+        raise MissingGeometryError("slice plane is perpendicular to the anterior-posterior axis; cannot orient it")
+    row /= np.linalg.norm(row)
+    left = (LEFT_LPS @ u) * u + (LEFT_LPS @ v) * v
+    col = left - (left @ row) * row
+    if np.linalg.norm(col) < 1e-3:
+        # plane contains no left-right component: take the in-plane normal to row
+        normal = np.cross(u, v)
+        col = np.cross(row, normal)
+    col /= np.linalg.norm(col)
+    return col, row

@@ -1,0 +1,138 @@
+"""Resampling of each slice onto a fixed-mm canvas, with the exact transform back.
+
+Following Xue et al., Radiology: AI 2021 (images resampled to a fixed pixel size, then
+padded/cropped to a fixed matrix, intensity normalised), every 2D slice of a
+:class:`~CardiacLandmarksLib.core.series.CMRSeries` is resampled onto a square canvas of
+``CANVAS_PX`` x ``CANVAS_PX`` pixels of ``CANVAS_MM`` mm, centred on the slice's field of
+view. Canvas axes:
+
+* orientation known: rows run anterior -> posterior and columns from the patient's right to
+  left (standard anatomical short-axis display, RV on the viewer's left), whatever the
+  acquisition's in-plane orientation or mirroring (:func:`geometry.in_plane_anatomical_axes`);
+* orientation unknown (ACDC): the stored column and row axes (display convention).
+
+:class:`CanvasGrid` keeps the affine map canvas (x, y) <-> input voxel (i, j, k), so every
+output maps back to the input grid and to LPS millimetres exactly.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import ndimage
+
+from CardiacLandmarksLib.core.errors import InvalidImageError
+from CardiacLandmarksLib.core.geometry import in_plane_anatomical_axes
+from CardiacLandmarksLib.core.series import CMRSeries
+
+CANVAS_MM = 1.5
+CANVAS_PX = 192
+
+
+@dataclass(frozen=True)
+class CanvasGrid:
+    """Affine map between canvas pixels and input voxels of one slice.
+
+    Canvas point ``(x, y)`` (x = column, y = row, pixel centres at integers) maps to input
+    ``(i, j) = offset + matrix @ (x, y)`` on slice ``k``.
+    """
+
+    k: int
+    matrix: np.ndarray  # (2, 2)
+    offset: np.ndarray  # (2,)
+    size: int = CANVAS_PX
+    mm: float = CANVAS_MM
+
+    def canvas_to_ijk(self, xy: np.ndarray) -> np.ndarray:
+        """``(..., 2)`` canvas (x, y) -> ``(..., 3)`` continuous input (i, j, k)."""
+        xy = np.asarray(xy, float)
+        ij = xy @ self.matrix.T + self.offset
+        return np.concatenate([ij, np.full(ij.shape[:-1] + (1,), float(self.k))], axis=-1)
+
+    def ijk_to_canvas(self, ijk: np.ndarray) -> np.ndarray:
+        """``(..., 3)`` (or ``(..., 2)``) input (i, j[, k]) -> ``(..., 2)`` canvas (x, y)."""
+        ij = np.asarray(ijk, float)[..., :2]
+        return (ij - self.offset) @ np.linalg.inv(self.matrix).T
+
+
+def make_grid(series: CMRSeries, k: int, size: int = CANVAS_PX, mm: float = CANVAS_MM) -> CanvasGrid:
+    """Canvas grid for slice ``k`` of ``series`` (see module docstring for the axes)."""
+    d = np.asarray(series.direction, float)
+    si, sj = float(series.spacing[0]), float(series.spacing[1])
+    if series.orientation_known:
+        col, row = in_plane_anatomical_axes(d)
+    else:
+        col, row = d[:, 0], d[:, 1]
+    # express the canvas axes in input pixel units: di/dx etc.
+    u, v = d[:, 0], d[:, 1]
+    matrix = mm * np.array([[col @ u / si, row @ u / si], [col @ v / sj, row @ v / sj]])
+    rows, cols = series.shape_ji
+    centre_ij = np.array([(cols - 1) / 2.0, (rows - 1) / 2.0])
+    c = (size - 1) / 2.0
+    offset = centre_ij - matrix @ np.array([c, c])
+    return CanvasGrid(k=k, matrix=matrix, offset=offset, size=size, mm=mm)
+
+
+def normalise_intensity(image: np.ndarray, low_pct: float = 1.0, high_pct: float = 99.0) -> np.ndarray:
+    """Robust intensity scaling of one 2D image ``[j, i]``: percentiles -> [0, 1], clipped to [0, 1.5].
+
+    Raises:
+        InvalidImageError: on NaN/inf pixels.
+    """
+    img = np.asarray(image, np.float32)
+    if not np.all(np.isfinite(img)):
+        raise InvalidImageError("image contains NaN or infinite values")
+    lo, hi = np.percentile(img, [low_pct, high_pct])
+    if hi - lo <= 1e-6:
+        return np.zeros_like(img)  # constant (empty) slice: the model will report no landmark
+    return np.clip((img - lo) / (hi - lo), 0.0, 1.5)
+
+
+def resample_to_canvas(images_ji: np.ndarray, grid: CanvasGrid) -> np.ndarray:
+    """Resample 2D images ``[n, j, i]`` (already normalised) onto the canvas, ``[n, size, size]`` float32.
+
+    Linear interpolation; zero outside the input field of view. When the canvas is coarser
+    than the input, the input is first smoothed with a Gaussian (anti-aliasing).
+    """
+    images = np.asarray(images_ji, np.float32)
+    ys, xs = np.mgrid[0 : grid.size, 0 : grid.size].astype(np.float64)
+    ij = np.stack([xs, ys], axis=-1) @ grid.matrix.T + grid.offset
+    coords = np.stack([ij[..., 1], ij[..., 0]])  # (row j, column i)
+    # pixels of the input per canvas pixel along each input axis
+    scale = np.abs(grid.matrix).max(axis=1)  # (di, dj) per canvas px
+    sigma = [max(0.0, 0.4 * (scale[1] - 1.0)), max(0.0, 0.4 * (scale[0] - 1.0))]
+    out = np.empty((len(images), grid.size, grid.size), np.float32)
+    for n, img in enumerate(images):
+        if max(sigma) > 0.05:
+            img = ndimage.gaussian_filter(img, sigma)
+        out[n] = ndimage.map_coordinates(img, coords, order=1, mode="constant", cval=0.0)
+    return out
+
+
+def resample_labels_to_canvas(labels_ji: np.ndarray, grid: CanvasGrid) -> np.ndarray:
+    """Resample an integer label slice ``[j, i]`` onto the canvas by nearest neighbour, ``[size, size]`` uint8.
+
+    Used for segmentation targets (0 outside the input field of view); the same grid as
+    :func:`resample_to_canvas`, so label and image pixels stay aligned.
+    """
+    labels = np.asarray(labels_ji)
+    ys, xs = np.mgrid[0 : grid.size, 0 : grid.size].astype(np.float64)
+    ij = np.stack([xs, ys], axis=-1) @ grid.matrix.T + grid.offset
+    coords = np.stack([ij[..., 1], ij[..., 0]])
+    return ndimage.map_coordinates(labels.astype(np.int16), coords, order=0, mode="constant", cval=0).astype(np.uint8)
+
+
+def to_canvas(series: CMRSeries, k: int, phases: list[int] | None = None) -> tuple[np.ndarray, CanvasGrid]:
+    """Canvas images of slice ``k`` for the given phases (default all).
+
+    Returns:
+        ``(images [n_phases, CANVAS_PX, CANVAS_PX] float32 in ~[0, 1.5], grid)``.
+
+    Raises:
+        InvalidImageError: NaN/inf pixels.
+    """
+    phases = list(range(series.n_phases)) if phases is None else list(phases)
+    grid = make_grid(series, k)
+    normalised = np.stack([normalise_intensity(series.pixels[t, k]) for t in phases])
+    return resample_to_canvas(normalised, grid), grid

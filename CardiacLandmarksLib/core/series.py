@@ -1,0 +1,84 @@
+"""CMRSeries: one cardiac MR series as pixels + full geometry, whatever file it came from.
+
+Loaders (:func:`load_series`) live in :mod:`.io_image` (NIfTI/NRRD/MHA) and
+:mod:`.io_dicom` (DICOM folders, multi-slice x multi-phase cines); they all return this type.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from CardiacLandmarksLib.core import geometry
+
+VIEWS = ("sax", "2ch", "3ch", "4ch", "unknown")
+SEQUENCES = ("cine", "lge", "perfusion", "t1", "unknown")
+
+
+@dataclass
+class CMRSeries:
+    """A cardiac MR series with its geometry.
+
+    Attributes:
+        pixels: float32 array ``[t, k, j, i]`` (phase, slice, row, column). A single-phase
+            stack has ``t == 1``; a single 2D image has ``t == k == 1``.
+        spacing: ``(si, sj, sk)`` in mm: column and row pixel size, nominal slice spacing.
+        direction: ``(3, 3)`` float; columns are the LPS unit vectors of the i, j, k axes.
+        slice_origins: ``(K, 3)`` LPS mm position of voxel (0, 0, k), increasing along
+            ``direction[:, 2]``.
+        orientation_known: False when the file carries no real patient orientation (e.g.
+            an identity NIfTI affine, as in the ACDC copies); anterior/inferior naming then
+            follows the stored display convention (rows top -> bottom = anterior -> posterior,
+            RV on the viewer's left).
+        trigger_times: ``(T,)`` ms, or None when unknown: from the R wave for cines; for
+            first-pass perfusion some scanners count from the start of the scan instead.
+        view: one of :data:`VIEWS`.
+        sequence: one of :data:`SEQUENCES`.
+        source: path (or node name) the series came from.
+        description: DICOM SeriesDescription or file name.
+        metadata: free-form extras (series UID, modality, ...).
+    """
+
+    pixels: np.ndarray
+    spacing: tuple[float, float, float]
+    direction: np.ndarray
+    slice_origins: np.ndarray
+    orientation_known: bool = True
+    trigger_times: np.ndarray | None = None
+    view: str = "unknown"
+    sequence: str = "unknown"
+    source: str = ""
+    description: str = ""
+    metadata: dict = field(default_factory=dict)
+
+    @property
+    def n_phases(self) -> int:
+        return int(self.pixels.shape[0])
+
+    @property
+    def n_slices(self) -> int:
+        return int(self.pixels.shape[1])
+
+    @property
+    def shape_ji(self) -> tuple[int, int]:
+        """In-plane shape ``(rows, columns)``."""
+        return int(self.pixels.shape[2]), int(self.pixels.shape[3])
+
+    def ijk_to_lps(self, ijk: np.ndarray) -> np.ndarray:
+        """Continuous ``(..., 3)`` (i, j, k) -> LPS mm (see :func:`geometry.ijk_to_lps`)."""
+        return geometry.ijk_to_lps(ijk, self.direction, self.spacing[:2], self.slice_origins)
+
+    def lps_to_ijk(self, points: np.ndarray) -> np.ndarray:
+        """LPS mm ``(..., 3)`` -> continuous (i, j, k) (see :func:`geometry.lps_to_ijk`)."""
+        return geometry.lps_to_ijk(points, self.direction, self.spacing[:2], self.slice_origins)
+
+    def anterior_in_plane(self) -> np.ndarray | None:
+        """Unit 2-vector (di, dj) pointing anterior in the image plane, or None if orientation unknown."""
+        if not self.orientation_known:
+            return None
+        d = self.direction
+        a = geometry.ANTERIOR_LPS
+        v = np.array([a @ d[:, 0], a @ d[:, 1]])
+        n = np.linalg.norm(v)
+        return v / n if n > 1e-6 else None

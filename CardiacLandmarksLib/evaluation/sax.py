@@ -1,0 +1,119 @@
+"""Evaluation of the full detection pipeline against landmarks derived from expert masks.
+
+Errors are measured in the input's own voxel grid converted to LPS mm (so resampling to
+the canvas and back is part of what is evaluated), per landmark present in the reference:
+detection rate (found / present), L2 error of detected points (mm), false detections
+on slices where the reference has no landmark, and the RVI-angle difference (degrees).
+Metrics follow Xue et al., Radiology: AI 2021 (detection rate, mean ± sd L2 distance).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from CardiacLandmarksLib.core.landmarks import LANDMARKS_BY_VIEW, LandmarkSet
+from CardiacLandmarksLib.datasets.sax import Case, case_landmarks_ijk
+from CardiacLandmarksLib.io.load import load_series
+
+log = logging.getLogger(__name__)
+SAX = LANDMARKS_BY_VIEW["sax"]
+
+
+@dataclass
+class CaseResult:
+    """Per-case comparison: per landmark arrays of errors (mm) and counts; RVI angle differences (deg)."""
+
+    patient: str
+    stem: str
+    errors: dict[str, list[float]] = field(default_factory=lambda: {n: [] for n in SAX})
+    present: dict[str, int] = field(default_factory=lambda: {n: 0 for n in SAX})
+    detected: dict[str, int] = field(default_factory=lambda: {n: 0 for n in SAX})
+    false_pos: dict[str, int] = field(default_factory=lambda: {n: 0 for n in SAX})
+    absent_ref: dict[str, int] = field(default_factory=lambda: {n: 0 for n in SAX})
+    angle_diffs: list[float] = field(default_factory=list)
+    confidences: dict[str, list[float]] = field(default_factory=lambda: {n: [] for n in SAX})
+
+
+def _rvi_angle(a_ij: np.ndarray, c_ij: np.ndarray, spacing: tuple[float, float]) -> float:
+    """Angle (deg) of A-RVI about C-LV in the image plane (mm-scaled pixel axes), for differences only."""
+    v = (np.asarray(a_ij) - np.asarray(c_ij)) * np.asarray(spacing)
+    return float(np.degrees(np.arctan2(v[1], v[0])))
+
+
+def evaluate_case(case: Case, detect: Callable, phase: int = 0) -> CaseResult:
+    """Run ``detect(series) -> LandmarkSet`` on a labelled case and compare with the derived reference."""
+    series = load_series(case.image)
+    ref = case_landmarks_ijk(case, series=series)
+    pred: LandmarkSet = detect(series)
+    res = CaseResult(case.patient, case.image.name.split(".")[0])
+    for k, lms in ref.items():
+        for name in SAX:
+            p = pred.get(name, k, phase)
+            r = lms[name]
+            if r is None:
+                res.absent_ref[name] += 1
+                if p is not None and p.found:
+                    res.false_pos[name] += 1
+                continue
+            res.present[name] += 1
+            if p is None or not p.found:
+                continue
+            res.detected[name] += 1
+            ref_lps = series.ijk_to_lps(np.array([r[0], r[1], k], float))
+            res.errors[name].append(float(np.linalg.norm(p.position - ref_lps)))
+            res.confidences[name].append(float(p.confidence))
+        a, c = pred.get("A-RVI", k, phase), pred.get("C-LV", k, phase)
+        if lms["A-RVI"] is not None and lms["C-LV"] is not None and a is not None and c is not None and a.found and c.found:
+            d = _rvi_angle(a.ijk[:2], c.ijk[:2], series.spacing[:2]) - _rvi_angle(lms["A-RVI"], lms["C-LV"], series.spacing[:2])
+            res.angle_diffs.append(float((d + 180.0) % 360.0 - 180.0))
+    return res
+
+
+def summarise(results: list[CaseResult]) -> dict:
+    """Overall figures per landmark: detection rate, false-positive rate, mean/sd/median error (mm), RVI angle diff."""
+    out = {}
+    for name in SAX:
+        errs = np.concatenate([r.errors[name] for r in results]) if results else np.zeros(0)
+        present = sum(r.present[name] for r in results)
+        absent = sum(r.absent_ref[name] for r in results)
+        out[name] = {
+            "n_present": present,
+            "detection_rate": sum(r.detected[name] for r in results) / max(1, present),
+            "false_positive_rate": sum(r.false_pos[name] for r in results) / max(1, absent),
+            "mean_error_mm": float(errs.mean()) if len(errs) else float("nan"),
+            "sd_error_mm": float(errs.std()) if len(errs) else float("nan"),
+            "median_error_mm": float(np.median(errs)) if len(errs) else float("nan"),
+            "p95_error_mm": float(np.percentile(errs, 95)) if len(errs) else float("nan"),
+        }
+    ang = np.abs(np.concatenate([r.angle_diffs for r in results])) if results else np.zeros(0)
+    out["RVI angle"] = {"n": int(len(ang)), "mean_abs_diff_deg": float(ang.mean()) if len(ang) else float("nan"),
+                        "sd_abs_diff_deg": float(ang.std()) if len(ang) else float("nan")}
+    return out
+
+
+def format_table(results: list[CaseResult], summary: dict) -> str:
+    """Plain-text table: one line per case and an overall block."""
+    lines = [f"{'case':<22}" + "".join(f"{n + ' det':>10}{n + ' mm':>16}" for n in SAX) + f"{'RVI dAngle':>12}"]
+    for r in results:
+        cells = ""
+        for n in SAX:
+            e = np.asarray(r.errors[n])
+            det = f"{r.detected[n]}/{r.present[n]}"
+            err = f"{e.mean():.2f}±{e.std():.2f}" if len(e) else "-"
+            cells += f"{det:>10}{err:>16}"
+        ang = f"{np.mean(np.abs(r.angle_diffs)):.1f}°" if r.angle_diffs else "-"
+        lines.append(f"{r.stem:<22}{cells}{ang:>12}")
+    lines.append("")
+    lines.append("overall:")
+    for n in SAX:
+        s = summary[n]
+        lines.append(f"  {n:<6} detection {100 * s['detection_rate']:.1f}% of {s['n_present']}  "
+                     f"false detections {100 * s['false_positive_rate']:.1f}%  "
+                     f"L2 {s['mean_error_mm']:.2f} ± {s['sd_error_mm']:.2f} mm (median {s['median_error_mm']:.2f}, p95 {s['p95_error_mm']:.2f})")
+    a = summary["RVI angle"]
+    lines.append(f"  RVI angle |difference| {a['mean_abs_diff_deg']:.1f} ± {a['sd_abs_diff_deg']:.1f}° (n={a['n']})")
+    return "\n".join(lines)

@@ -1,0 +1,158 @@
+"""Helpers shared by the loaders (:mod:`.io_image`, :mod:`.io_dicom`).
+
+* :func:`finalize_series`: the last step of every loader; checks the pixels and the geometry
+  of a :class:`~.series.CMRSeries` and raises a named error when they are unusable.
+* :func:`guess_view` / :func:`guess_sequence`: best-effort labels from a series description
+  or file name (keywords), with a fallback on the number of phases and slices.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+
+import numpy as np
+
+from CardiacLandmarksLib.core.errors import InvalidImageError, MissingGeometryError
+from CardiacLandmarksLib.core.series import CMRSeries
+
+logger = logging.getLogger(__name__)
+
+# keyword patterns, matched on the lower-cased text with every non-alphanumeric run replaced by a
+# single space (so "SA_CINE", "sa-cine" and "SA cine" all read "sa cine")
+_VIEW_PATTERNS: tuple[tuple[str, str], ...] = (
+    ("4ch", r"\b(4 ?ch|4 ?cv|4c|hla|four chamber|4 chamber)\b"),
+    ("3ch", r"\b(3 ?ch|3 ?cv|3c|lvot|three chamber|3 chamber)\b"),
+    ("2ch", r"\b(2 ?ch|2 ?cv|2c|vla|two chamber|2 chamber)\b"),
+    ("sax", r"\b(sax|sa|short ?axis|sh ?ax|sa ?stack|sastack)\b"),
+)
+_SEQUENCE_PATTERNS: tuple[tuple[str, str], ...] = (
+    ("perfusion", r"(perf|first ?pass|\bfpp\b|\bstress\b|\brest\b|adenosine|regadenoson)"),
+    ("t1", r"(molli|t1 ?map|\bt1\b|\bt1 ?mapping\b|\bsasha\b)"),
+    ("lge", r"(\blge\b|\bde\b|\bpsir\b|delayed|\blate\b|viability|\bmde\b|\bscar\b)"),
+    ("cine", r"(cine|fiesta|trufi|\bssfp\b|\bbssfp\b|\btfe\b|balanced)"),
+)
+# perfusion series are acquired in short axis; these position words confirm it
+_SAX_POSITION = r"\b(base|basal|mid|apex|apical)\b"
+
+
+def _normalise(text: str) -> str:
+    return " ".join(re.split(r"[^a-z0-9]+", (text or "").lower())).strip()
+
+
+def guess_view(text: str, sequence: str = "unknown") -> str:
+    """Guess the cardiac view from a description or file name.
+
+    Keywords (case-insensitive, on word boundaries after replacing ``_``/``-``/spaces):
+    ``4ch``/``4cv``/``4c``/``hla`` -> ``"4ch"``; ``3ch``/``3c``/``lvot`` -> ``"3ch"``;
+    ``2ch``/``2c``/``vla`` -> ``"2ch"``; ``sax``/``sa``/``short axis`` -> ``"sax"``.
+    A first-pass perfusion series (``sequence == "perfusion"``) named with a slice position
+    (base/mid/apex) is ``"sax"``, as perfusion is acquired in short axis.
+
+    Returns:
+        one of :data:`~.series.VIEWS`; ``"unknown"`` when nothing matches (a plain "LA"
+        long-axis name does not say which chamber view it is).
+    """
+    t = _normalise(text)
+    for view, pattern in _VIEW_PATTERNS:
+        if re.search(pattern, t):
+            return view
+    if sequence == "perfusion" and re.search(_SAX_POSITION, t):
+        return "sax"
+    return "unknown"
+
+
+def guess_sequence(
+    text: str, n_phases: int, n_slices: int, trigger_times: np.ndarray | None = None
+) -> str:
+    """Guess the sequence type from a description/file name, else from the shape of the series.
+
+    Keywords first (see the module source): perfusion (``perf``, ``first pass``, ``stress``,
+    ``rest`` ...), t1 (``molli``, ``t1map`` ...), lge (``lge``, ``de``, ``psir``, ``delayed``
+    ...), cine (``cine``, ``fiesta``, ``trufi``, ``ssfp`` ...). Without a keyword, on <= 4
+    slices: >= 20 phases whose trigger times span more than 3 s, or >= 40 phases of unknown
+    timing -> ``"perfusion"`` (one image per heartbeat); otherwise >= 10 phases spanning less
+    than 3 s (or of unknown timing) -> ``"cine"`` (phases of one RR interval); else ``"unknown"``.
+
+    Args:
+        text: SeriesDescription/ProtocolName or file name.
+        n_phases: T; n_slices: K.
+        trigger_times: ``(T,)`` ms or None.
+
+    Returns:
+        one of :data:`~.series.SEQUENCES`.
+    """
+    t = _normalise(text)
+    for seq, pattern in _SEQUENCE_PATTERNS:
+        if re.search(pattern, t):
+            return seq
+    span = None
+    if trigger_times is not None and len(trigger_times) > 1:
+        span = float(np.nanmax(trigger_times) - np.nanmin(trigger_times))
+    if n_slices <= 4 and ((span is not None and span > 3000.0 and n_phases >= 20) or (span is None and n_phases >= 40)):
+        return "perfusion"
+    if n_phases >= 10 and (span is None or span <= 3000.0):
+        return "cine"
+    return "unknown"
+
+
+def finalize_series(series: CMRSeries) -> CMRSeries:
+    """Check a freshly loaded series and make its arrays canonical (in place, returned).
+
+    Makes ``pixels`` a C-contiguous float32 ``[t, k, j, i]`` array, ``direction`` ``(3, 3)``
+    float, ``slice_origins`` ``(K, 3)`` float, ``trigger_times`` ``(T,)`` float or None, and fills
+    ``view``/``sequence`` from the description when they are still ``"unknown"``.
+
+    Raises:
+        InvalidImageError: pixels not 4-D, empty, or holding NaN/inf values (the message gives
+            the source and the number of bad voxels).
+        MissingGeometryError: spacing not positive/finite, direction columns not unit vectors,
+            or slice origins not finite / not increasing along ``direction[:, 2]``.
+    """
+    name = series.source or series.description or "<series>"
+    px = np.asarray(series.pixels)
+    if px.ndim != 4 or px.size == 0:
+        raise InvalidImageError(f"{name}: expected a non-empty [t, k, j, i] image, got shape {px.shape}")
+    px = np.ascontiguousarray(px, dtype=np.float32)
+    bad = ~np.isfinite(px)
+    if bad.any():
+        n_nan = int(np.isnan(px).sum())
+        n_inf = int(bad.sum()) - n_nan
+        raise InvalidImageError(
+            f"{name}: image holds non-finite values ({n_nan} NaN, {n_inf} inf voxels of {px.size}); "
+            "cannot use it"
+        )
+    if float(px.max()) == float(px.min()):
+        logger.warning("%s: image is constant (all voxels = %g)", name, float(px.min()))
+    series.pixels = px
+
+    spacing = tuple(float(s) for s in series.spacing)
+    if len(spacing) != 3 or not all(np.isfinite(spacing)) or min(spacing) <= 0:
+        raise MissingGeometryError(f"{name}: invalid voxel spacing {spacing} (must be 3 positive mm values)")
+    series.spacing = spacing  # type: ignore[assignment]
+
+    d = np.asarray(series.direction, dtype=float).reshape(3, 3)
+    if not np.all(np.isfinite(d)) or not np.allclose(np.linalg.norm(d, axis=0), 1.0, atol=1e-3):
+        raise MissingGeometryError(f"{name}: direction columns are not unit vectors: {d.tolist()}")
+    series.direction = d
+
+    k = px.shape[1]
+    origins = np.asarray(series.slice_origins, dtype=float).reshape(-1, 3)
+    if origins.shape[0] != k or not np.all(np.isfinite(origins)):
+        raise MissingGeometryError(f"{name}: need {k} finite slice origins, got {origins.shape[0]}")
+    if k > 1 and np.any(np.diff(origins @ d[:, 2]) <= 0):
+        raise MissingGeometryError(f"{name}: slice origins do not increase along the slice normal")
+    series.slice_origins = origins
+
+    if series.trigger_times is not None:
+        tt = np.asarray(series.trigger_times, dtype=float).reshape(-1)
+        if tt.shape[0] != px.shape[0] or not np.all(np.isfinite(tt)):
+            logger.warning("%s: dropping trigger times that do not fit the %d phases", name, px.shape[0])
+            tt = None
+        series.trigger_times = tt
+
+    if series.sequence == "unknown":
+        series.sequence = guess_sequence(series.description, px.shape[0], k, series.trigger_times)
+    if series.view == "unknown":
+        series.view = guess_view(series.description, series.sequence)
+    return series

@@ -1,0 +1,88 @@
+"""Route an input path to the right loader (:mod:`.io_dicom` or :mod:`.io_image`).
+
+Rules, in order:
+
+1. the path must exist (:class:`~.errors.InputNotFoundError`);
+2. a folder is a DICOM folder (:func:`.io_dicom.load_dicom_folder`, recursive);
+3. a file named ``*.nii``, ``*.nii.gz``, ``*.nrrd``, ``*.nhdr``, ``*.mha``, ``*.mhd`` or ``*.hdr``
+   is read with SimpleITK (:func:`.io_image.load_image`);
+4. an empty (0-byte) file is a :class:`~.errors.CorruptFileError`;
+5. any other file that looks like DICOM (``DICM`` marker, or a raw data set) loads the series
+   it belongs to (:func:`.io_dicom.load_dicom_file`: the same-series files of its folder);
+6. anything else is a :class:`~.errors.NoDicomError` (neither DICOM nor a supported image).
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from CardiacLandmarksLib.core.errors import CorruptFileError, InputNotFoundError, NoDicomError
+from CardiacLandmarksLib.core.series import CMRSeries
+from CardiacLandmarksLib.io import dicom as io_dicom
+from CardiacLandmarksLib.io import image as io_image
+
+logger = logging.getLogger(__name__)
+
+
+def input_kind(path: str | Path) -> str:
+    """Which loader :func:`load_series` would use: ``"dicom-folder"``, ``"image"``,
+    ``"dicom-file"``, ``"empty"`` or ``"unknown"``. Raises InputNotFoundError when missing."""
+    p = Path(path).expanduser()
+    if not p.exists():
+        raise InputNotFoundError(f"input not found: {p}")
+    if p.is_dir():
+        return "dicom-folder"
+    if io_image.is_image_file(p):
+        return "image"
+    if p.stat().st_size == 0:
+        return "empty"
+    if io_dicom.is_dicom_file(p):
+        return "dicom-file"
+    return "unknown"
+
+
+def load_series(path: str | Path, series_uid: str | None = None, *, time_axis: str = "auto") -> CMRSeries:
+    """Load a CMR series from a DICOM folder, a DICOM file or an image file.
+
+    Args:
+        path: DICOM folder, DICOM file (any name) or ``.nii``/``.nii.gz``/``.nrrd``/``.nhdr``/
+            ``.mha``/``.mhd``/``.hdr`` file.
+        series_uid: SeriesInstanceUID to load when a DICOM folder mixes several MR series
+            (ignored for image files).
+        time_axis: layout of 3-D image files (``"auto"``, ``"none"``, ``"first"``, ``"last"``),
+            see :mod:`.io_image`; ignored for DICOM.
+
+    Returns:
+        :class:`~.series.CMRSeries`, ``pixels`` float32 ``[t, k, j, i]``, geometry in LPS mm.
+
+    Raises:
+        InputNotFoundError, NoDicomError, NotMRImageError, MixedSeriesError,
+        MissingGeometryError, CorruptFileError, InvalidImageError (see :mod:`.errors` and the
+        loaders' docstrings).
+    """
+    p = Path(path).expanduser()
+    kind = input_kind(p)
+    logger.debug("loading %s as %s", p, kind)
+    if kind == "dicom-folder":
+        try:
+            return io_dicom.load_dicom_folder(p, series_uid=series_uid)
+        except NoDicomError as exc:
+            images = sorted(f.name for f in p.iterdir() if f.is_file() and io_image.is_image_file(f))
+            if images:
+                shown = ", ".join(images[:3]) + (" ..." if len(images) > 3 else "")
+                raise NoDicomError(f"{p} holds no DICOM but {len(images)} image file(s) ({shown}): "
+                                   f"give one of them as input, not the folder") from exc
+            raise
+    if kind == "image":
+        if series_uid is not None:
+            logger.warning("series_uid ignored for image file %s", p.name)
+        return io_image.load_image(p, time_axis=time_axis)
+    if kind == "empty":
+        raise CorruptFileError(f"{p.name} is empty (0 bytes): {p}")
+    if kind == "dicom-file":
+        return io_dicom.load_dicom_file(p, series_uid=series_uid)
+    raise NoDicomError(
+        f"{p.name} is neither a DICOM file nor a supported image file "
+        f"({', '.join(io_image.IMAGE_SUFFIXES)}): {p}"
+    )

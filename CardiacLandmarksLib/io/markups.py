@@ -1,0 +1,392 @@
+"""Slicer markups point lists (``.mrk.json``) written and read without Slicer.
+
+Layout (what a Slicer user gets when dropping the files into Slicer):
+
+* one ``vtkMRMLMarkupsFiducialNode`` point list **per cardiac phase**, holding the landmarks
+  of every slice of that phase: ``<stem>_phase00.mrk.json``, ``<stem>_phase01.mrk.json``
+  ... (a single-phase series gives just ``<stem>.mrk.json``); the point list is named
+  ``<stem> phase <t>`` in Slicer;
+* control point labels ``"<name> s<slice> p<phase>"``, e.g. ``"A-RVI s3 p0"``, ordered by
+  slice, then landmark (A-RVI, I-RVI, C-LV);
+* positions in **LPS** mm (``coordinateSystem: "LPS"``; Slicer converts to RAS on load);
+* found points: ``positionStatus: "defined"``; points the model says are absent:
+  ``"undefined"`` with no position, so the user can place them in Slicer
+  ("place"/"unset" keep the label);
+* ``selected`` is True for high-confidence points and False for low-confidence and absent
+  ones, so Slicer draws them in the point list's selected colour (green) and unselected
+  colour (orange); no point is locked;
+* each point's ``description`` says what the model found, e.g.
+  ``"high confidence 0.93; model position LPS -12.34 45.67 78.90 mm"`` or ``"absent"``;
+  it moves with the point when the user edits, reorders or deletes points, so
+  :func:`read_markups` can tell user-moved points (``corrected``) from model ones;
+* the markup's ``measurements`` hold ``"confidence"`` with ``controlPointValues`` (one value
+  per control point, 0 for absent points), which Slicer keeps through save/load;
+* a top-level ``"cardiacLandmarks"`` object keeps source, view and model (Slicer drops it
+  when it re-saves the file; the landmarks themselves survive).
+
+Files follow Slicer's markups schema v1.0.3 (vendored in ``Resources/Schema`` for the tests).
+Writing never replaces an existing file silently: by default the old file is kept as
+``<name>.bak-YYYYmmdd-HHMMSS`` (see :mod:`.fileio`).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from pathlib import Path
+
+import numpy as np
+
+from CardiacLandmarksLib.core import geometry
+from CardiacLandmarksLib.core.errors import InputNotFoundError, InvalidMarkupsError
+from CardiacLandmarksLib.core.landmarks import LANDMARKS_BY_VIEW, Landmark, LandmarkSet
+from CardiacLandmarksLib.io.atomic import atomic_write_text
+
+logger = logging.getLogger(__name__)
+
+SCHEMA_URL = (
+    "https://raw.githubusercontent.com/slicer/slicer/master/Modules/Loadable/Markups/Resources/Schema/"
+    "markups-schema-v1.0.3.json#"
+)
+SCHEMA_PATTERN = re.compile(r"markups-schema-v1\.[0-9]+\.[0-9]+\.json")
+SUFFIX = ".mrk.json"
+
+#: Slicer colours: selected points = high confidence, unselected = low confidence
+HIGH_COLOR = (0.2, 0.8, 0.2)
+LOW_COLOR = (1.0, 0.55, 0.0)
+
+#: a user move smaller than this (mm) is taken as no move (positions in descriptions have 2 decimals)
+MOVED_TOL_MM = 0.05
+
+_LABEL_RE = re.compile(r"^\s*(?P<name>[A-Za-z][A-Za-z-]*)\s+s(?P<slice>\d+)\s+p(?P<phase>\d+)\s*$")
+_CONF_RE = re.compile(r"\b(?P<flag>high|low) confidence (?P<conf>[0-9]*\.?[0-9]+)")
+_MODELPOS_RE = re.compile(r"model position LPS (?P<x>\S+) (?P<y>\S+) (?P<z>\S+) mm")
+
+
+def control_point_label(name: str, slice: int, phase: int) -> str:
+    """Label of a landmark's control point: ``"A-RVI s3 p0"``."""
+    return f"{name} s{int(slice)} p{int(phase)}"
+
+
+def parse_control_point_label(label: str) -> tuple[str, int, int] | None:
+    """Inverse of :func:`control_point_label`; None when the label has another form."""
+    m = _LABEL_RE.match(label or "")
+    if not m:
+        return None
+    return m.group("name"), int(m.group("slice")), int(m.group("phase"))
+
+
+def control_point_description(lm: Landmark) -> str:
+    if lm.corrected:
+        return "placed by user" if lm.found else "marked absent by user"
+    if not lm.found:
+        return "absent"
+    x, y, z = (float(v) for v in np.asarray(lm.position, float))
+    return f"{lm.flag} confidence {float(lm.confidence):.2f}; model position LPS {x:.2f} {y:.2f} {z:.2f} mm"
+
+
+def _landmark_order(lmset: LandmarkSet) -> dict[str, int]:
+    names = list(LANDMARKS_BY_VIEW.get(lmset.view, ()))
+    for lm in lmset.landmarks:
+        if lm.name not in names:
+            names.append(lm.name)
+    return {n: i for i, n in enumerate(names)}
+
+
+def markups_dict(lmset: LandmarkSet, landmarks: list[Landmark] | None = None, name: str = "landmarks") -> dict:
+    """The ``.mrk.json`` content (a dict ready for ``json.dumps``) for one point list.
+
+    Args:
+        lmset: the landmark set (source, view and model go into ``"cardiacLandmarks"``).
+        landmarks: the points to include (default all of ``lmset``), written in the given order.
+        name: point list name shown in Slicer.
+    """
+    lms = list(lmset.landmarks if landmarks is None else landmarks)
+    points = []
+    for idx, lm in enumerate(lms):
+        cp: dict = {
+            "id": str(idx + 1),
+            "label": control_point_label(lm.name, lm.slice, lm.phase),
+            "description": control_point_description(lm),
+            "associatedNodeID": "",
+        }
+        pos = np.asarray(lm.position, float)
+        found = bool(lm.found) and pos.shape == (3,) and bool(np.all(np.isfinite(pos)))
+        if found:
+            cp["position"] = [float(v) for v in pos]
+        cp.update({
+            "selected": bool(found and lm.flag == "high"),
+            "locked": False,
+            "visibility": True,
+            "positionStatus": "defined" if found else "undefined",
+        })
+        points.append(cp)
+    confidences = [float(lm.confidence) if lm.found else 0.0 for lm in lms]
+    return {
+        "@schema": SCHEMA_URL,
+        "cardiacLandmarks": {"source": lmset.source, "view": lmset.view, "model": dict(lmset.model)},
+        "markups": [{
+            "type": "Fiducial",
+            "name": name,
+            "coordinateSystem": "LPS",
+            "coordinateUnits": "mm",
+            "locked": False,
+            "fixedNumberOfControlPoints": False,
+            "labelFormat": "%N-%d",
+            "controlPoints": points,
+            "measurements": [{
+                "name": "confidence",
+                "enabled": False,
+                "units": "",
+                "description": "landmark detection confidence in [0, 1] per control point (0 = absent); "
+                               "high-confidence points are selected",
+                "printFormat": "%.2f",
+                "controlPointValues": confidences,
+            }],
+            "display": {
+                "visibility": True,
+                "opacity": 1.0,
+                "color": list(LOW_COLOR),
+                "selectedColor": list(HIGH_COLOR),
+                "pointLabelsVisibility": True,
+                "textScale": 2.5,
+                "glyphType": "Sphere3D",
+                "glyphScale": 2.0,
+                "useGlyphScale": True,
+            },
+        }],
+    }
+
+
+def write_markups(
+    lmset: LandmarkSet,
+    outdir_or_path: str | Path,
+    *,
+    stem: str = "landmarks",
+    if_exists: str = "backup",
+) -> list[Path]:
+    """Write the landmarks as Slicer markups point lists (see the module docstring for the layout).
+
+    Args:
+        lmset: the landmarks (LPS mm).
+        outdir_or_path: a folder (one file per phase, created if missing) or a file path ending
+            in ``.mrk.json`` (all phases in one point list).
+        stem: file and point-list name stem in folder mode.
+        if_exists: ``"backup"`` (default: keep the old file as ``<name>.bak-<timestamp>``),
+            ``"overwrite"`` or ``"error"`` (:class:`~.errors.OutputExistsError`).
+
+    Returns:
+        The paths written (phase order); empty when ``lmset`` has no landmarks in folder mode.
+
+    Raises:
+        OutputExistsError: ``if_exists="error"`` and a target exists (nothing is written
+            for that file; files for earlier phases may already have been written).
+        OSError: the target is not writable.
+    """
+    target = Path(outdir_or_path)
+    order = _landmark_order(lmset)
+
+    def key(lm: Landmark) -> tuple:
+        return (lm.phase, lm.slice, order.get(lm.name, 99), lm.name)
+
+    if target.name.endswith(SUFFIX):
+        lms = sorted(lmset.landmarks, key=key)
+        name = target.name[: -len(SUFFIX)]
+        text = json.dumps(markups_dict(lmset, lms, name=name), indent=2, allow_nan=False)
+        return [atomic_write_text(target, text + "\n", if_exists=if_exists)]
+
+    phases = sorted({lm.phase for lm in lmset.landmarks})
+    written: list[Path] = []
+    for t in phases:
+        lms = sorted((lm for lm in lmset.landmarks if lm.phase == t), key=key)
+        if len(phases) == 1:
+            fname, name = f"{stem}{SUFFIX}", stem
+        else:
+            fname, name = f"{stem}_phase{t:02d}{SUFFIX}", f"{stem} phase {t}"
+        text = json.dumps(markups_dict(lmset, lms, name=name), indent=2, allow_nan=False)
+        written.append(atomic_write_text(target / fname, text + "\n", if_exists=if_exists))
+    logger.info("wrote %d markups file(s) to %s", len(written), target)
+    return written
+
+
+def _load_json(path: Path) -> dict:
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError as exc:
+        raise InputNotFoundError(f"markups file not found: {path}") from exc
+    if not raw.strip():
+        raise InvalidMarkupsError(f"{path} is empty")
+    try:
+        doc = json.loads(raw.decode("utf-8-sig"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise InvalidMarkupsError(f"{path} is not valid JSON: {exc}") from exc
+    if not isinstance(doc, dict) or not isinstance(doc.get("markups"), list):
+        raise InvalidMarkupsError(f"{path} is not a Slicer markups file (no 'markups' list)")
+    schema = str(doc.get("@schema", ""))
+    if schema and not SCHEMA_PATTERN.search(schema):
+        logger.warning("%s declares schema %r; reading it as markups v1", path, schema)
+    return doc
+
+
+def _to_lps(pos, coordinate_system: str, units) -> np.ndarray | None:
+    """Position list -> LPS mm array, or None when missing (Slicer writes "" for unset points)."""
+    if not isinstance(pos, (list, tuple)) or len(pos) != 3:
+        return None
+    try:
+        p = np.array([float(v) for v in pos])
+    except (TypeError, ValueError):
+        return None
+    if not np.all(np.isfinite(p)):
+        return None
+    if coordinate_system.upper() == "RAS":
+        p = geometry.ras_to_lps(p)
+    unit = units[0] if isinstance(units, list) and units else units
+    if unit == "um":
+        p = p / 1000.0
+    return p
+
+
+def _infer_view(names: set[str]) -> str:
+    named = names - {"APEX"}
+    for view, lms in LANDMARKS_BY_VIEW.items():
+        if named and named <= set(lms):
+            return view
+    return "unknown"
+
+
+def _read_one(path: Path, series, moved_tol_mm: float) -> tuple[dict, list[Landmark]]:
+    doc = _load_json(path)
+    meta = doc.get("cardiacLandmarks") if isinstance(doc.get("cardiacLandmarks"), dict) else {}
+    out: list[Landmark] = []
+    for mk in doc["markups"]:
+        if not isinstance(mk, dict) or mk.get("type", "Fiducial") != "Fiducial":
+            logger.warning("%s: skipping a %r markup (only point lists hold landmarks)", path,
+                           mk.get("type") if isinstance(mk, dict) else mk)
+            continue
+        cps = mk.get("controlPoints") or []
+        if not isinstance(cps, list):
+            raise InvalidMarkupsError(f"{path}: 'controlPoints' is not a list")
+        csys = str(mk.get("coordinateSystem", "LPS"))
+        units = mk.get("coordinateUnits", "mm")
+        conf_values = None
+        for m in mk.get("measurements") or []:
+            if isinstance(m, dict) and m.get("name") == "confidence" and isinstance(m.get("controlPointValues"), list):
+                conf_values = m["controlPointValues"]
+        for idx, cp in enumerate(cps):
+            if not isinstance(cp, dict):
+                continue
+            parsed = parse_control_point_label(str(cp.get("label", "")))
+            if parsed is None:
+                logger.warning("%s: control point %r has no '<name> s<slice> p<phase>' label; skipped",
+                               path, cp.get("label"))
+                continue
+            name, k, t = parsed
+            status = str(cp.get("positionStatus", "defined"))
+            pos = _to_lps(cp.get("position"), csys, units) if status == "defined" else None
+            found = pos is not None
+            desc = str(cp.get("description", ""))
+
+            # what the model said, from the description (travels with the point)
+            m_conf = _CONF_RE.search(desc)
+            m_pos = _MODELPOS_RE.search(desc)
+            model_found: bool | None
+            model_pos = None
+            if desc.startswith("absent"):
+                model_found, model_conf, model_flag = False, 0.0, "absent"
+            elif m_conf:
+                model_found, model_flag = True, m_conf.group("flag")
+                model_conf = float(m_conf.group("conf"))
+                if conf_values is not None and idx < len(conf_values):
+                    try:
+                        v = float(conf_values[idx])
+                        if abs(v - model_conf) <= 0.0051:  # same point: take the unrounded value
+                            model_conf = v
+                    except (TypeError, ValueError):
+                        pass
+                if m_pos:
+                    try:
+                        model_pos = np.array([float(m_pos.group(a)) for a in "xyz"])
+                    except ValueError:
+                        model_pos = None
+            else:  # placed by user, marked absent by user, or a point we did not write
+                model_found, model_conf, model_flag = None, 0.0, "absent"
+
+            if model_found is None:
+                corrected = True
+            elif found != model_found:
+                corrected = True
+            elif found and model_pos is not None:
+                corrected = bool(np.linalg.norm(pos - model_pos) > moved_tol_mm)
+            else:
+                corrected = False
+
+            if corrected:
+                conf, flag = (1.0, "high") if found else (0.0, "absent")
+            else:
+                conf, flag = (model_conf, model_flag) if found else (0.0, "absent")
+            if found:
+                ijk = series.lps_to_ijk(pos) if series is not None else np.full(3, np.nan)
+                position = pos
+            else:
+                ijk = np.full(3, np.nan)
+                position = np.full(3, np.nan)
+            out.append(Landmark(name=name, slice=k, phase=t, found=found, position=position,
+                                ijk=np.asarray(ijk, float), confidence=float(conf), flag=flag,
+                                corrected=corrected))
+    return meta, out
+
+
+def read_markups(path: str | Path, series=None, *, moved_tol_mm: float = MOVED_TOL_MM) -> LandmarkSet:
+    """Read landmarks back from ``.mrk.json`` point lists (ours, or as re-saved by Slicer).
+
+    Args:
+        path: a ``.mrk.json`` file, or a folder: every ``*.mrk.json`` in it (sorted; backups
+            ``*.bak-*`` are ignored) is read and merged.
+        series: optional :class:`~.series.CMRSeries` of the landmarks; gives each found
+            point its ``ijk`` (otherwise ``ijk`` is NaN).
+        moved_tol_mm: a defined point farther than this from the model position recorded in
+            its description counts as moved by the user.
+
+    Returns:
+        :class:`LandmarkSet` with positions in LPS mm (RAS files are converted). Per point:
+        ``found`` = position defined; ``corrected`` = the user moved it, placed a point the
+        model called absent, unset a point the model found, or added a point with our label
+        form; corrected points get confidence 1 and flag ``"high"`` (or 0 / ``"absent"``
+        when unset), the others keep the model's confidence and flag. Control points whose
+        label is not ``"<name> s<slice> p<phase>"`` are skipped with a warning. ``source``,
+        ``view`` and ``model`` come from the file's ``"cardiacLandmarks"`` object when
+        present, else ``source`` = path, view inferred from the names, model ``{}``.
+        ``measurements`` is empty (recompute with :func:`.measurements.rvi_measurements`).
+
+    Raises:
+        InputNotFoundError: ``path`` does not exist, or a folder without ``.mrk.json`` files.
+        InvalidMarkupsError: empty file, invalid JSON, or not a markups document.
+    """
+    path = Path(path)
+    if path.is_dir():
+        files = sorted(p for p in path.iterdir() if p.name.endswith(SUFFIX) and p.is_file())
+        if not files:
+            raise InputNotFoundError(f"no {SUFFIX} file in {path}")
+    elif path.exists():
+        files = [path]
+    else:
+        raise InputNotFoundError(f"markups file not found: {path}")
+
+    meta: dict = {}
+    landmarks: list[Landmark] = []
+    seen: set[tuple[str, int, int]] = set()
+    for f in files:
+        m, lms = _read_one(f, series, moved_tol_mm)
+        meta = meta or m
+        for lm in lms:
+            key = (lm.name, lm.slice, lm.phase)
+            if key in seen:
+                logger.warning("%s: duplicate control point %s; keeping the first one", f,
+                               control_point_label(*key))
+                continue
+            seen.add(key)
+            landmarks.append(lm)
+    view = meta.get("view") or _infer_view({lm.name for lm in landmarks})
+    return LandmarkSet(source=str(meta.get("source") or path), view=view,
+                       model=dict(meta.get("model") or {}), landmarks=landmarks)

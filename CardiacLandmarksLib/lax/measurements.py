@@ -1,0 +1,235 @@
+"""Long-axis measurements: LV length on every phase and longitudinal shortening.
+
+After Xue et al., "Landmark detection in cardiac MRI by using a convolutional neural
+network", Radiology: AI 2021;3(5):e200197:
+
+* **LV length** (``"LV length"``, mm) on a long-axis slice and phase = the distance from
+  ``APEX`` to the midpoint of the view's two mitral-valve points (2CH ``A-P``/``I-P``, 3CH
+  ``AS-P``/``IL-P``, 4CH ``IS-P``/``AL-P``), in LPS millimetres;
+* **longitudinal shortening** (``"Longitudinal shortening"``, %) =
+  ``100 * (L_ED - L_ES) / L_ED``.
+
+**Choice of ED and ES** (documented because cines differ in where they start):
+
+* ES = the phase of **minimum** LV length (unless given);
+* ED = the phase of **maximum** LV length by default (``ed="max"``). ``ed="first"`` takes
+  phase 0, the first frame after the R wave in a prospectively or retrospectively
+  R-wave-triggered cine; it is offered, not the default, because stored cines do not
+  always start at the R wave (in ``mnms2/001`` the labelled ED frame is phase 23 of 25).
+  An integer picks the phase explicitly (e.g. from the DICOM trigger times or the
+  operator).
+
+The measurement shape follows :class:`.measurements.MeasurementDefinition` (a definition
+declares the landmarks it needs); a phase gets a length only when the three landmarks are
+found there (low-confidence points count; the curve records which phases are low).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from CardiacLandmarksLib.core.errors import DegenerateGeometryError
+from CardiacLandmarksLib.core.landmarks import LANDMARKS_BY_VIEW, LandmarkSet, Measurement
+from CardiacLandmarksLib.sax.measurements import MeasurementDefinition, measure
+
+log = logging.getLogger(__name__)
+
+LAX_VIEWS = ("2ch", "3ch", "4ch")
+#: normal adult range of longitudinal shortening used for a plausibility note (%)
+NORMAL_SHORTENING_PCT = (10.0, 25.0)
+
+
+def lv_length_mm(apex_lps: np.ndarray, valve_a_lps: np.ndarray, valve_b_lps: np.ndarray) -> float:
+    """Distance (mm) from the apex to the midpoint of the two mitral-valve points (LPS mm, ``(3,)``).
+
+    Raises:
+        DegenerateGeometryError: non-finite coordinates, or the apex on the valve midpoint.
+    """
+    pts = [np.asarray(p, float).reshape(-1) for p in (apex_lps, valve_a_lps, valve_b_lps)]
+    if any(p.shape != (3,) or not np.all(np.isfinite(p)) for p in pts):
+        raise DegenerateGeometryError("LV length needs three finite LPS points (APEX and two valve points)")
+    d = float(np.linalg.norm(pts[0] - (pts[1] + pts[2]) / 2.0))
+    if d < 1e-6:
+        raise DegenerateGeometryError("the apex lies on the mitral midpoint; LV length is zero")
+    return d
+
+
+def longitudinal_shortening_pct(length_ed_mm: float, length_es_mm: float) -> float:
+    """``100 * (L_ED - L_ES) / L_ED`` in percent.
+
+    Raises:
+        DegenerateGeometryError: ``L_ED`` not positive or either length not finite.
+    """
+    if not (np.isfinite(length_ed_mm) and np.isfinite(length_es_mm)) or length_ed_mm <= 0:
+        raise DegenerateGeometryError(f"cannot compute shortening from L_ED={length_ed_mm}, L_ES={length_es_mm}")
+    return 100.0 * (float(length_ed_mm) - float(length_es_mm)) / float(length_ed_mm)
+
+
+def lv_length_definition(view: str) -> MeasurementDefinition:
+    """The ``"LV length"`` :class:`MeasurementDefinition` of a long-axis view."""
+    if view not in LAX_VIEWS:
+        raise ValueError(f"LV length is defined on long-axis views {LAX_VIEWS}, not {view!r}")
+    a, b, apex = LANDMARKS_BY_VIEW[view]
+    return MeasurementDefinition(
+        name="LV length",
+        unit="mm",
+        landmarks=(apex, a, b),
+        compute=lambda p, f: lv_length_mm(p[apex], p[a], p[b]),
+        description=f"distance from APEX to the midpoint of {a} and {b} (Xue et al. 2021)",
+    )
+
+
+@dataclass
+class LVLengthCurve:
+    """LV length over the cardiac cycle on one long-axis slice.
+
+    Attributes:
+        view: ``"2ch"``, ``"3ch"`` or ``"4ch"``.
+        slice: slice index k.
+        phases: ``(T,)`` phase indices (0..T-1).
+        lengths_mm: ``(T,)`` LV length per phase, NaN where a landmark is missing.
+        ed_phase, es_phase: phases used as ED and ES (None when not enough phases).
+        ed_rule: ``"max"``, ``"first"`` or ``"given"``; es_rule ``"min"`` or ``"given"``.
+        shortening_pct: longitudinal shortening (NaN when not computable).
+        low_phases: phases where any of the three points is flagged ``"low"``.
+        notes: remarks (e.g. shortening outside the normal range).
+    """
+
+    view: str
+    slice: int
+    phases: np.ndarray
+    lengths_mm: np.ndarray
+    ed_phase: int | None
+    es_phase: int | None
+    ed_rule: str
+    es_rule: str
+    shortening_pct: float
+    low_phases: list[int] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        """JSON-ready dict (NaN -> None)."""
+        def f(x):
+            return None if x is None or not np.isfinite(x) else float(x)
+
+        return {"view": self.view, "slice": self.slice, "phases": [int(p) for p in self.phases],
+                "lengths_mm": [f(x) for x in self.lengths_mm], "ed_phase": self.ed_phase,
+                "es_phase": self.es_phase, "ed_rule": self.ed_rule, "es_rule": self.es_rule,
+                "shortening_pct": f(self.shortening_pct), "low_phases": list(self.low_phases),
+                "notes": list(self.notes)}
+
+
+def _view_of(lmset: LandmarkSet, view: str | None) -> str:
+    v = (view or lmset.view or "").lower()
+    if v not in LAX_VIEWS:
+        names = {lm.name for lm in lmset.landmarks}
+        for cand in LAX_VIEWS:
+            if set(LANDMARKS_BY_VIEW[cand]) <= names:
+                return cand
+        raise ValueError(f"not a long-axis landmark set (view {lmset.view!r}, landmarks {sorted(names)})")
+    return v
+
+
+def lv_length_curve(
+    lmset: LandmarkSet,
+    view: str | None = None,
+    k: int | None = None,
+    ed: str | int = "max",
+    es: str | int = "min",
+    n_phases: int | None = None,
+) -> LVLengthCurve:
+    """LV length on every phase of one slice, ED/ES phases and longitudinal shortening.
+
+    Args:
+        lmset: long-axis landmarks (LPS mm).
+        view: ``"2ch"``/``"3ch"``/``"4ch"`` (default ``lmset.view`` or from the names).
+        k: slice (default: the lowest slice holding landmarks).
+        ed: ``"max"`` (default), ``"first"`` or a phase index (see module docstring).
+        es: ``"min"`` (default) or a phase index.
+        n_phases: number of phases T (default: 1 + the largest phase in ``lmset``).
+
+    Returns:
+        :class:`LVLengthCurve`.
+
+    Raises:
+        ValueError: not a long-axis set, unknown ``ed``/``es`` rule, or a phase out of range.
+    """
+    view = _view_of(lmset, view)
+    slices = sorted({lm.slice for lm in lmset.landmarks})
+    k = (slices[0] if slices else 0) if k is None else int(k)
+    sub = LandmarkSet(lmset.source, view, lmset.model, [lm for lm in lmset.landmarks if lm.slice == k])
+    t_max = max((lm.phase for lm in sub.landmarks), default=-1)
+    n_t = int(n_phases) if n_phases is not None else t_max + 1
+    lengths = np.full(n_t, np.nan)
+    for m in measure(sub, [lv_length_definition(view)]):
+        if m.phase is not None and 0 <= m.phase < n_t:
+            lengths[m.phase] = m.value
+    low = sorted({lm.phase for lm in sub.landmarks if lm.found and lm.flag == "low"})
+    ok = np.isfinite(lengths)
+    notes: list[str] = []
+    ed_phase = es_phase = None
+    if isinstance(ed, str) and ed not in ("max", "first"):
+        raise ValueError(f"ed must be 'max', 'first' or a phase index, not {ed!r}")
+    if isinstance(es, str) and es != "min":
+        raise ValueError(f"es must be 'min' or a phase index, not {es!r}")
+    for name, val in (("ed", ed), ("es", es)):
+        if not isinstance(val, str) and not (0 <= int(val) < n_t):
+            raise ValueError(f"{name} phase {val} out of range 0..{n_t - 1}")
+    if ok.any():
+        if ed == "max":
+            ed_phase, ed_rule = int(np.nanargmax(lengths)), "max"
+        elif ed == "first":
+            ed_phase, ed_rule = 0, "first"
+        else:
+            ed_phase, ed_rule = int(ed), "given"
+        if es == "min":
+            es_phase, es_rule = int(np.nanargmin(lengths)), "min"
+        else:
+            es_phase, es_rule = int(es), "given"
+    else:
+        ed_rule = ed if isinstance(ed, str) else "given"
+        es_rule = es if isinstance(es, str) else "given"
+    short = np.nan
+    if ed_phase is not None and es_phase is not None and ok[ed_phase] and ok[es_phase]:
+        if ok.sum() < 2:
+            notes.append("only one phase measured: no shortening")
+        else:
+            try:
+                short = longitudinal_shortening_pct(lengths[ed_phase], lengths[es_phase])
+            except DegenerateGeometryError as exc:
+                notes.append(str(exc))
+    elif ed_phase is not None:
+        notes.append("LV length missing on the ED or ES phase: no shortening")
+    if np.isfinite(short) and not (NORMAL_SHORTENING_PCT[0] <= short <= NORMAL_SHORTENING_PCT[1]):
+        notes.append(f"longitudinal shortening {short:.1f}% is outside the normal {NORMAL_SHORTENING_PCT[0]:.0f}-"
+                     f"{NORMAL_SHORTENING_PCT[1]:.0f}% range (disease, or check the points)")
+    return LVLengthCurve(view=view, slice=k, phases=np.arange(n_t), lengths_mm=lengths, ed_phase=ed_phase,
+                         es_phase=es_phase, ed_rule=ed_rule, es_rule=es_rule, shortening_pct=float(short),
+                         low_phases=low, notes=notes)
+
+
+def lv_length_measurements(lmset: LandmarkSet, view: str | None = None, ed: str | int = "max",
+                           es: str | int = "min") -> list[Measurement]:
+    """``Measurement`` list for every long-axis slice of ``lmset``.
+
+    Per slice: ``"LV length"`` (mm) on each phase where the three points are found, then
+    ``"LV length ED"`` and ``"LV length ES"`` (mm, with their phases) and
+    ``"Longitudinal shortening"`` (%, phase None) when computable.
+    """
+    view = _view_of(lmset, view)
+    out: list[Measurement] = []
+    for k in sorted({lm.slice for lm in lmset.landmarks}):
+        c = lv_length_curve(lmset, view, k, ed=ed, es=es)
+        for t, v in zip(c.phases, c.lengths_mm):
+            if np.isfinite(v):
+                out.append(Measurement("LV length", k, int(t), float(v), "mm"))
+        if np.isfinite(c.shortening_pct):
+            out.append(Measurement("LV length ED", k, c.ed_phase, float(c.lengths_mm[c.ed_phase]), "mm"))
+            out.append(Measurement("LV length ES", k, c.es_phase, float(c.lengths_mm[c.es_phase]), "mm"))
+            out.append(Measurement("Longitudinal shortening", k, None, float(c.shortening_pct), "%"))
+        for note in c.notes:
+            log.info("slice %d: %s", k, note)
+    return out

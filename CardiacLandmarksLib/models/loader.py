@@ -1,0 +1,194 @@
+"""Loading bundled models (weights + card, SHA256 checked) and running them on CPU or GPU.
+
+Every bundled model is ``Resources/Models/<name>.pt`` (a dict with ``state_dict`` and
+``config``) plus ``<name>.json`` (the model card, with ``sha256`` of the weights file).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from CardiacLandmarksLib.core.errors import CardiacLandmarksError
+from CardiacLandmarksLib.models.catalogue import load_bundled, model_for, read_card, sha256_file  # noqa: F401 (re-exported)
+
+log = logging.getLogger(__name__)
+
+
+
+def choose_device(device: str = "auto") -> str:
+    """``"auto"`` -> ``"cuda"`` when a GPU is usable, else ``"cpu"``; ``"cuda"`` without a GPU is an error."""
+    import torch
+
+    device = (device or "auto").lower()
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise CardiacLandmarksError("device 'cuda' requested but no CUDA GPU is available (use --device cpu or auto)")
+    if device not in ("cpu",) and not device.startswith("cuda"):
+        raise CardiacLandmarksError(f"unknown device {device!r}: use auto, cpu or cuda")
+    return device
+
+
+CPU_BATCH = 8
+"""Images per forward pass on CPU. With channels-last weights, batches of 8 (16 with mirror TTA) stay
+in cache: about 6 ms/image for the SAX U-Net on 2 cores against 19 ms at 32 in contiguous layout
+(benchmarks/README.md)."""
+
+
+def fold_batchnorm(net):
+    """Fold every ``Conv2d`` directly followed by ``BatchNorm2d`` (inside an ``nn.Sequential``) into
+    one convolution, for inference only (``torch.nn.utils.fusion.fuse_conv_bn_eval``; the BatchNorm
+    becomes ``Identity``). The network must be in eval mode. Returns ``net``."""
+    from torch import nn
+    from torch.nn.utils.fusion import fuse_conv_bn_eval
+
+    for seq in [m for m in net.modules() if isinstance(m, nn.Sequential)]:
+        for i in range(len(seq) - 1):
+            if isinstance(seq[i], nn.Conv2d) and isinstance(seq[i + 1], nn.BatchNorm2d):
+                seq[i] = fuse_conv_bn_eval(seq[i], seq[i + 1])
+                seq[i + 1] = nn.Identity()
+    return net
+
+
+def prepare_net(net, device: str):
+    """Ready a loaded network for inference on ``device``: eval mode, BatchNorm folded into the
+    convolutions (:func:`fold_batchnorm`), channels-last weights (oneDNN's fast convolution layout on
+    CPU). Outputs equal the plain network's to float rounding (tested). Returns ``net``."""
+    import torch
+
+    net.eval()
+    fold_batchnorm(net)
+    return net.to(device).to(memory_format=torch.channels_last)
+
+
+def as_input(images: np.ndarray, device: str, add_channel: bool = True):
+    """Float32 tensor ``[n, 1, H, W]`` (``add_channel``) or ``[n, C, H, W]`` in channels-last layout on ``device``."""
+    import torch
+
+    x = torch.from_numpy(np.ascontiguousarray(images, np.float32))
+    if add_channel:
+        x = x[:, None]
+    return x.to(device).contiguous(memory_format=torch.channels_last)
+
+
+def default_batch(device: str) -> int:
+    """Images per forward pass: :data:`CPU_BATCH` on CPU, 32 on a GPU."""
+    return CPU_BATCH if str(device).startswith("cpu") else 32
+
+
+@dataclass
+class BundledNet:
+    """A bundled network loaded from ``Resources/Models`` (weights checked against the card's SHA256).
+
+    ``batch_size`` 0 means :func:`default_batch` for the device.
+    """
+
+    name: str
+    version: str
+    sha256: str
+    card: dict
+    device: str
+    net: object = field(repr=False)
+    batch_size: int = 0
+
+    def __post_init__(self) -> None:
+        if not self.batch_size:
+            self.batch_size = default_batch(self.device)
+
+    def describe(self) -> dict:
+        """``{"name", "version", "sha256"}`` as written into ``landmarks.json``."""
+        return {"name": self.name, "version": self.version, "sha256": self.sha256}
+
+
+@dataclass
+class LoadedModel(BundledNet):
+    """A bundled heatmap/segmentation network ready to run.
+
+    ``predict(images [n, H, W] float32) -> probs [n, C, H, W]`` softmax probabilities of the
+    heatmap classes (landmarks + background, Xue et al. 2021). A SAX model with a segmentation head
+    (card ``architecture.segmentation_classes``) has more output channels; :meth:`predict_maps`
+    returns both; :func:`CardiacLandmarksLib.sax.rvi_segmentation.locate` turns them into SAX landmark positions.
+    """
+
+    @property
+    def n_heatmap(self) -> int:
+        """Heatmap output channels (landmarks + background)."""
+        return int(self.card["architecture"]["n_classes"])
+
+    def predict(self, images: np.ndarray, tta: bool = True) -> np.ndarray:
+        """Softmax heatmaps ``[n, L + 1, H, W]`` for canvas images ``[n, H, W]`` (see :meth:`predict_maps`)."""
+        return self.predict_maps(images, tta, segmentation=False)[0]
+
+    def predict_maps(self, images: np.ndarray, tta: bool = True, segmentation: bool = True) -> tuple[np.ndarray, np.ndarray | None]:
+        """Heatmap and segmentation softmax maps for canvas images ``[n, H, W]``.
+
+        Returns ``(heatmaps [n, L + 1, H, W], segmentation [n, S, H, W] or None)``; each is a
+        softmax over its own channels. The segmentation is None without a segmentation head or
+        with ``segmentation=False``.
+
+        When the card's ``input.mirror_tta`` names a heatmap channel pair (e.g. ``[0, 1]`` = A-RVI,
+        I-RVI), the mirrored image is also run and averaged back in with that pair swapped (a mirror
+        swaps anterior and inferior under the display convention; segmentation classes do not
+        swap). ``tta=False`` skips it (about twice as fast; the card's thresholds were calibrated
+        with it on).
+        """
+        import torch
+
+        pair = self.card.get("input", {}).get("mirror_tta") if tta else None
+        n_heat = self.n_heatmap
+        heat, seg = [], []
+        with torch.inference_mode():
+            for s in range(0, len(images), self.batch_size):
+                x = as_input(images[s : s + self.batch_size], self.device)
+                if pair:
+                    x = torch.cat([x, torch.flip(x, dims=[-1])]).contiguous(memory_format=torch.channels_last)
+                logits = self.net(x)
+                parts = [torch.softmax(logits[:, :n_heat], 1)]
+                if segmentation and logits.shape[1] > n_heat:
+                    parts.append(torch.softmax(logits[:, n_heat:], 1))
+                if pair:
+                    n = x.shape[0] // 2
+                    order = list(range(n_heat))
+                    order[pair[0]], order[pair[1]] = pair[1], pair[0]
+                    parts[0] = 0.5 * (parts[0][:n] + torch.flip(parts[0][n:], dims=[-1])[:, order])
+                    parts[1:] = [0.5 * (q[:n] + torch.flip(q[n:], dims=[-1])) for q in parts[1:]]
+                heat.append(parts[0].float().cpu().numpy())
+                if len(parts) > 1:
+                    seg.append(parts[1].float().cpu().numpy())
+        if not heat:
+            return np.zeros((0, n_heat) + tuple(np.shape(images)[1:]), np.float32), None
+        return np.concatenate(heat), (np.concatenate(seg) if seg else None)
+
+
+def load_model(view: str = "sax", device: str = "auto", models_dir: Path | None = None, name: str | None = None) -> LoadedModel:
+    """Load the bundled landmark model of ``view`` (catalogue task ``landmarks``; cached per process).
+
+    Args:
+        view: ``"sax"``, ``"2ch"``, ``"3ch"`` or ``"4ch"``; the catalogue names the model.
+        device: ``"auto"``, ``"cpu"`` or ``"cuda"``.
+        models_dir: a models folder other than the bundled one (e.g. a training run's output).
+        name: a model name that overrides the catalogue's choice.
+
+    Raises:
+        ModelIntegrityError: weights or card missing, or SHA256 mismatch with the card or catalogue.
+        CardiacLandmarksError: no model for this view, or unusable device.
+    """
+    from CardiacLandmarksLib.models.unet import UNet2D
+
+    name = name or model_for("landmarks", view)
+    dev = choose_device(device)
+
+    def build(card: dict, ckpt: dict):
+        arch = card["architecture"]
+        n_out = arch["n_classes"] + len(arch.get("segmentation_classes") or [])
+        net = UNet2D(arch["in_channels"], n_out, arch["base_channels"], arch["depth"])
+        net.load_state_dict(ckpt["state_dict"])
+        prepare_net(net, dev)
+        return net
+
+    net, card, digest = load_bundled(name, dev, build, models_dir)
+    return LoadedModel(name, card.get("version", "0"), digest, card, dev, net)

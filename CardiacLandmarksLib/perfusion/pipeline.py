@@ -1,0 +1,432 @@
+"""Perfusion study analysis: one pipeline for the CLI, the Python console and the Slicer panel.
+
+Per series (one SAX slice, 2D+T; stress or rest; base, mid or apex):
+
+1. segmentation of LV myocardium and blood pool on every frame with rigid motion tracking
+   (:mod:`.perfusion_seg`), frames aligned to the reference frame;
+2. pixel maps of the semi-quantitative indices (:mod:`.perfusion`), and of MBF by
+   Fermi deconvolution (:mod:`.fermi`) when the series is in contrast concentration and an
+   AIF is given, or a given MBF map; the endocardial rim (myocardial pixels touching the
+   blood pool) is left out of every value (:func:`.perfusion.analysis_mask`);
+3. RV insertion points: given by the user > SAX landmark model on the frame of peak RV
+   enhancement (:func:`.pipeline.detect_landmarks`) > RV found from its early enhancement
+   (:func:`.perfusion.estimate_rv_insertions`); C-LV = blood-pool centroid;
+4. AHA sectors (:mod:`.aha`) and per-segment mean +- sd of every map.
+
+Moving an RV insertion point only re-runs step 4 (:func:`set_rvi`), so the Slicer panel can
+recompute instantly. Study level: :func:`summarise` pools segments over slices per condition,
+computes global values and stress/rest reserve.
+
+Points are ``(i, j)`` in the pixel grid of the series' **reference frame**
+(``analysis.seg.reference_frame``); LPS via ``series.ijk_to_lps((i, j, 0))``.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from scipy import ndimage
+
+from CardiacLandmarksLib.core.errors import CardiacLandmarksError, MissingGeometryError, PerfusionInputError
+from CardiacLandmarksLib.core.series import CMRSeries
+from CardiacLandmarksLib.perfusion import aha, fermi
+from CardiacLandmarksLib.perfusion import analysis as perfusion
+from CardiacLandmarksLib.perfusion import segmentation as ps
+
+logger = logging.getLogger(__name__)
+
+CONDITIONS = ("stress", "rest")
+
+#: metric -> (label, unit template); {t} = time unit of the series
+METRICS = {
+    "mbf": ("MBF (Fermi)", "ml/min/g"),
+    "upslope_index": ("upslope index (myocardium / LV blood pool)", "ratio"),
+    "peak_enhancement": ("peak enhancement", "SI"),
+    "upslope": ("upslope", "SI/{t}"),
+    "time_to_peak": ("time to peak (from LV foot)", "{t}"),
+}
+
+
+def condition_from_name(name: str) -> str | None:
+    """``"stress"`` / ``"rest"`` named in a series or file name, or None."""
+    s = name.lower()
+    if re.search(r"stress|adenosin|regadenoson|dipyridamol|vasodilat", s):
+        return "stress"
+    if re.search(r"(?<![a-z])rest(?![a-z])|_rest|rest_", s):
+        return "rest"
+    return None
+
+
+@dataclass
+class SeriesInput:
+    """One perfusion slice to analyse.
+
+    Attributes:
+        series: the loaded series (``pixels [t, 1, j, i]``).
+        name: output file stem (default: the file name / series description).
+        condition: ``"stress"``, ``"rest"`` or None (from the name, else ``"perfusion"``).
+        level: ``"base"``, ``"mid"``, ``"apex"`` or None (from the name, else by position).
+        rvi_lps: user RV insertion points ``{"A-RVI": xyz, "I-RVI": xyz}`` in LPS mm (on the
+            slice plane), or None.
+        aif: AIF curve (one value per frame, same units as the pixels) for Fermi MBF, or None.
+        concentration: True when the pixels are contrast concentrations (mmol/L) — required
+            for Fermi MBF.
+        dt_s: frame interval in s for Fermi MBF (default: from trigger times).
+        mbf_map: precomputed MBF map ``[j, i]`` (ml/min/g) in the series grid, or None.
+    """
+
+    series: CMRSeries
+    name: str = ""
+    condition: str | None = None
+    level: str | None = None
+    rvi_lps: dict | None = None
+    aif: np.ndarray | None = None
+    concentration: bool = False
+    dt_s: float | None = None
+    mbf_map: np.ndarray | None = None
+
+
+@dataclass
+class SliceAnalysis:
+    """Everything computed for one series (see module docstring)."""
+
+    name: str
+    condition: str
+    level: str
+    series: CMRSeries
+    seg: ps.PerfusionSegmentation
+    times: np.ndarray
+    time_unit: str
+    maps: dict[str, np.ndarray]
+    blood_pool: dict
+    center_ij: np.ndarray
+    seen_from_apex: bool
+    orientation_note: str
+    a_rvi_ij: np.ndarray | None = None
+    i_rvi_ij: np.ndarray | None = None
+    rvi_source: str = ""
+    rvi_frame: int | None = None
+    segments: np.ndarray | None = None
+    stats: dict[str, dict[int, dict]] = field(default_factory=dict)
+    fermi_info: dict = field(default_factory=dict)
+    n_rim_excluded: int = 0
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def reference_image(self) -> np.ndarray:
+        return self.series.pixels[self.seg.reference_frame, 0]
+
+    def display_frame(self) -> int:
+        """Frame with the best blood-pool / myocardium contrast (for pictures), from the LV foot on
+        (contrast median-filtered over 3 frames, so a single corrupted frame is never chosen)."""
+        s = self.series.pixels[:, 0]
+        m = self.seg.masks
+        score = np.full(len(s), -np.inf)
+        for t in range(self.seg.timing.foot, len(s)):
+            bp, myo = s[t][m[t] == 2], s[t][m[t] == 1]
+            if bp.size and myo.size:
+                score[t] = (bp.mean() - myo.mean()) / (s[t][m[t] > 0].std() + 1e-6)
+        if not np.isfinite(score).any():
+            return self.seg.reference_frame
+        sm = ndimage.median_filter(np.where(np.isfinite(score), score, np.nanmin(score[np.isfinite(score)])), 3,
+                                   mode="nearest")
+        sm[~np.isfinite(score)] = -np.inf
+        return int(np.argmax(sm))
+
+    def display_image(self) -> tuple[int, np.ndarray]:
+        """``(frame, image [j, i])`` of :meth:`display_frame` moved into the reference frame's position."""
+        t = self.display_frame()
+        di, dj = self.seg.offsets_ij[t]
+        return t, ndimage.shift(self.series.pixels[t, 0].astype(np.float32), (-dj, -di), order=1, mode="nearest")
+
+    def segments_per_frame(self) -> np.ndarray:
+        """AHA segment maps ``[t, j, i]`` following the tracked motion (0 off the myocardium)."""
+        out = np.zeros(self.seg.masks.shape, np.uint8)
+        if self.segments is None:
+            return out
+        for t, (di, dj) in enumerate(self.seg.offsets_ij):
+            out[t] = ndimage.shift(self.segments.astype(np.uint8), (dj, di), order=0, mode="constant", cval=0)
+        return out
+
+    def rvi_in_frame(self, t: int) -> tuple[np.ndarray | None, np.ndarray | None]:
+        off = self.seg.offsets_ij[t]
+        return (None if self.a_rvi_ij is None else self.a_rvi_ij + off,
+                None if self.i_rvi_ij is None else self.i_rvi_ij + off)
+
+
+# --------------------------------------------------------------------------- per series
+
+
+def _display_side(series: CMRSeries) -> tuple[bool, str]:
+    if not series.orientation_known:
+        return True, "orientation unknown: the stored display is taken as the standard view seen from the apex"
+    try:
+        s = aha.display_seen_from_apex(series.direction)
+    except MissingGeometryError as exc:
+        return True, f"{exc}; assuming the display is seen from the apex"
+    return s, "display seen from the " + ("apex" if s else "base (mirrored: sectors run clockwise on screen)") + \
+        " (slice normal vs typical LV long axis)"
+
+
+def analyse_series(inp: SeriesInput, model: ps.PerfusionModel, use_sax_model: bool = True) -> SliceAnalysis:
+    """Segment, map, find RV insertions and sector one series (steps 1-4 of the module docstring).
+
+    Raises:
+        InvalidImageError, PerfusionInputError (no contrast passage, no LV found, bad AIF).
+    """
+    s = inp.series
+    if s.n_slices != 1:
+        raise PerfusionInputError(f"{inp.name}: a perfusion input must be one slice over time; got {s.n_slices} slices "
+                                  "(give each slice as its own input)")
+    frames = s.pixels[:, 0].astype(np.float32)
+    name = inp.name or Path(s.source).name
+    spacing = (float(s.spacing[0]), float(s.spacing[1]))
+    seg = ps.segment_series(model, frames, spacing)
+    times, unit = perfusion.time_axis(s.trigger_times, len(frames))
+    aligned = perfusion.align_frames(frames, seg.offsets_ij)
+    maps, blood, _timing = perfusion.semi_quantitative_maps(aligned, seg.reference_mask, times)
+    condition = inp.condition or condition_from_name(name) or condition_from_name(s.description) or "perfusion"
+    level = aha.normalise_level(inp.level) if inp.level else (aha.level_from_name(name) or aha.level_from_name(s.description))
+    seen, note = _display_side(s)
+    an = SliceAnalysis(name=name, condition=condition, level=level or "", series=s, seg=seg, times=times,
+                       time_unit=unit, maps=maps, blood_pool=blood, center_ij=seg.lv_center_ij,
+                       seen_from_apex=seen, orientation_note=note, warnings=list(seg.notes))
+    _add_mbf(an, inp, aligned)
+    # values come from the myocardium without its endocardial rim (partial volume with cavity blood)
+    keep = perfusion.analysis_mask(seg.reference_mask)
+    an.n_rim_excluded = int((seg.reference_mask == perfusion.MYO).sum() - keep.sum())
+    for v in an.maps.values():
+        v[~keep] = np.nan
+    _find_rvi(an, inp, frames, aligned, use_sax_model)
+    return an
+
+
+def _add_mbf(an: SliceAnalysis, inp: SeriesInput, aligned: np.ndarray) -> None:
+    myo = an.seg.reference_mask == perfusion.MYO
+    if inp.mbf_map is not None:
+        m = np.asarray(inp.mbf_map, float)
+        if m.shape != myo.shape:
+            raise PerfusionInputError(f"{an.name}: MBF map shape {m.shape} differs from the image {myo.shape}")
+        # the map is in the series grid at the reference frame position
+        out = np.full(myo.shape, np.nan, np.float32)
+        out[myo] = m[myo]
+        an.maps["mbf"] = out
+        an.fermi_info = {"source": "given MBF map"}
+        return
+    if inp.aif is None:
+        return
+    if not inp.concentration:
+        an.warnings.append("AIF given but the series is not marked as contrast concentration (--concentration); "
+                           "no Fermi MBF computed from signal intensities")
+        return
+    dt = inp.dt_s
+    if dt is None:
+        if an.time_unit != "s":
+            raise PerfusionInputError(f"{an.name}: no frame timing in the series; give the frame interval (dt)")
+        dt = float(np.median(np.diff(an.times)))
+    aif = np.asarray(inp.aif, float).ravel()
+    if aif.size != aligned.shape[0]:
+        raise PerfusionInputError(f"{an.name}: AIF has {aif.size} samples, the series {aligned.shape[0]} frames")
+    mbf_map, fit = fermi.mbf_map(aligned, aif, dt, mask=myo, method="batch")
+    an.maps["mbf"] = mbf_map
+    glob = fermi.fit_fermi(aligned[:, perfusion.analysis_mask(an.seg.reference_mask)].mean(axis=1), aif, dt,
+                           method="scipy")
+    an.fermi_info = {"source": "Fermi deconvolution (Jerosch-Herold 1998)", "dt_s": dt,
+                     "fit_window_frames": list(fit.fit_window), "tissue_density_g_per_ml": fermi.TISSUE_DENSITY,
+                     "global_curve_mbf": float(glob.mbf[0]), "median_pixel_rmse": float(np.median(fit.rmse))}
+
+
+def _plausible_rvi(an: SliceAnalysis, a: np.ndarray, i: np.ndarray, frame_mask: np.ndarray) -> bool:
+    myo = frame_mask == perfusion.MYO
+    if not myo.any():
+        return False
+    dist = ndimage.distance_transform_edt(~myo, sampling=(an.series.spacing[1], an.series.spacing[0]))
+    for p in (a, i):
+        jj, ii = int(round(p[1])), int(round(p[0]))
+        if not (0 <= jj < myo.shape[0] and 0 <= ii < myo.shape[1]) or dist[jj, ii] > 12.0:
+            return False
+    return True
+
+
+def _find_rvi(an: SliceAnalysis, inp: SeriesInput, frames: np.ndarray, aligned: np.ndarray,
+              use_sax_model: bool) -> None:
+    s = an.series
+    if inp.rvi_lps:
+        a = inp.rvi_lps.get("A-RVI")
+        if a is None:
+            raise PerfusionInputError(f"{an.name}: the given RV insertion points have no A-RVI")
+        ref = an.seg.reference_frame
+        a_ij = s.lps_to_ijk(np.asarray(a, float))[:2]
+        i_lps = inp.rvi_lps.get("I-RVI")
+        i_ij = None if i_lps is None else s.lps_to_ijk(np.asarray(i_lps, float))[:2]
+        set_rvi(an, a_ij, i_ij, source="user", frame=ref)
+        return
+    est = perfusion.estimate_rv_insertions(aligned, an.seg.reference_mask, (s.spacing[0], s.spacing[1]),
+                                           baseline_frames=an.seg.timing.foot, anterior_dir=s.anterior_in_plane())
+    rv_frame = est.peak_frame
+    if use_sax_model:
+        got = _rvi_from_sax_model(an, rv_frame)
+        if got is not None:
+            a_ij, i_ij = got
+            off = an.seg.offsets_ij[rv_frame]
+            set_rvi(an, a_ij - off, i_ij - off,
+                    source=f"SAX landmark model on frame {rv_frame} (peak RV enhancement)", frame=rv_frame)
+            return
+    if est.a_rvi_ij is None:
+        an.warnings += est.notes
+        an.warnings.append("no RV insertion point found: sectors not assigned; place A-RVI and I-RVI in "
+                           f"{an.name}_rvi.mrk.json and re-run with --rvi")
+        return
+    source = f"RV enhancement (frames up to {rv_frame}; no landmark model)"
+    a_ij, i_ij, span, adjusted = perfusion.nominal_septum(an.center_ij, est.a_rvi_ij, est.i_rvi_ij, an.seen_from_apex)
+    if adjusted:
+        an.warnings.append(f"RV contact arc only {span:.0f} deg: insertions placed 60 deg either side of its centre; "
+                           "check them")
+        source += ", nominal 120 deg septum about the contact centre"
+    set_rvi(an, a_ij, i_ij, source=source, frame=rv_frame)
+
+
+def _rvi_from_sax_model(an: SliceAnalysis, frame: int) -> tuple[np.ndarray, np.ndarray] | None:
+    """A-RVI, I-RVI ``(i, j)`` from the lead's SAX landmark model on one frame, or None."""
+    from CardiacLandmarksLib.sax.pipeline import detect_landmarks
+
+    s = an.series
+    one = CMRSeries(pixels=s.pixels[frame : frame + 1].astype(np.float32), spacing=s.spacing, direction=s.direction,
+                    slice_origins=s.slice_origins, orientation_known=s.orientation_known, view="sax",
+                    sequence="perfusion", source=s.source, description=s.description)
+    try:
+        lmset = detect_landmarks(one, view="sax", device="cpu")
+    except CardiacLandmarksError as exc:
+        logger.info("SAX landmark model not used (%s); falling back to the RV enhancement", exc)
+        return None
+    a, i = lmset.get("A-RVI", 0, 0), lmset.get("I-RVI", 0, 0)
+    if a is None or i is None or not (a.found and i.found):
+        an.warnings.append(f"SAX landmark model found no RV insertion pair on frame {frame}")
+        return None
+    a_ij, i_ij = np.asarray(a.ijk[:2], float), np.asarray(i.ijk[:2], float)
+    if not _plausible_rvi(an, a_ij, i_ij, an.seg.masks[frame]):
+        an.warnings.append("SAX landmark model RV insertions lie away from the segmented myocardium; not used")
+        return None
+    return a_ij, i_ij
+
+
+def set_rvi(an: SliceAnalysis, a_rvi_ij: np.ndarray, i_rvi_ij: np.ndarray | None = None, source: str = "user",
+            frame: int | None = None) -> SliceAnalysis:
+    """Set the RV insertion points (reference-frame pixel ``(i, j)``) and recompute sectors + stats.
+
+    This is all that runs when a user moves a point.
+    """
+    an.a_rvi_ij = np.asarray(a_rvi_ij, float)
+    an.i_rvi_ij = None if i_rvi_ij is None else np.asarray(i_rvi_ij, float)
+    an.rvi_source = source
+    an.rvi_frame = frame
+    an.warnings = [w for w in an.warnings if "I-RVI lies" not in w]
+    w = perfusion.check_rvi_consistency(an.center_ij, an.a_rvi_ij, an.i_rvi_ij, an.seen_from_apex)
+    if w:
+        an.warnings.append(w)
+    if an.level:
+        recompute_sectors(an)
+    return an
+
+
+def recompute_sectors(an: SliceAnalysis) -> None:
+    """AHA sector map of the reference mask and per-segment stats of every map."""
+    if an.a_rvi_ij is None or not an.level:
+        an.segments, an.stats = None, {}
+        return
+    myo = an.seg.reference_mask == perfusion.MYO
+    an.segments = aha.sector_map(myo, an.center_ij, an.a_rvi_ij, an.level, an.seen_from_apex)
+    an.stats = {k: perfusion.segment_stats(v, an.segments) for k, v in an.maps.items()}
+
+
+def assign_missing_levels(analyses: list[SliceAnalysis]) -> None:
+    """Give a level to series without one: by position along the typical long axis per condition."""
+    missing = [a for a in analyses if not a.level]
+    if not missing:
+        return
+    for cond in {a.condition for a in missing}:
+        group = [a for a in analyses if a.condition == cond]
+        pos = np.array([float(a.series.slice_origins[0] @ aha.TYPICAL_APEX_DIR_LPS) for a in group])
+        try:
+            levels = aha.assign_levels(pos) if all(a.series.orientation_known for a in group) else None
+        except PerfusionInputError:
+            levels = None
+        for n, a in enumerate(group):
+            if a.level:
+                continue
+            if levels is None or len(group) == 1:
+                a.level = "mid"
+                why = "the only slice of this condition" if len(group) == 1 else "slice positions not usable"
+                a.warnings.append(f"slice level not in the name and {why}: taken as mid; give --level to change it")
+            else:
+                a.level = levels[n]
+                a.warnings.append(f"slice level '{a.level}' assigned from the slice position")
+            recompute_sectors(a)
+
+
+# --------------------------------------------------------------------------- study summary
+
+
+def _pool(analyses: list[SliceAnalysis], metric: str, segment: int | None) -> dict | None:
+    vals = []
+    for a in analyses:
+        if metric not in a.maps or a.segments is None:
+            continue
+        m = a.maps[metric]
+        sel = (a.segments == segment) if segment is not None else (a.segments > 0)
+        v = m[sel & np.isfinite(m)]
+        vals.append(v)
+    if not vals:
+        return None
+    v = np.concatenate(vals)
+    if v.size == 0:
+        return None
+    return {"mean": float(v.mean()), "sd": float(v.std(ddof=1)) if v.size > 1 else float("nan"), "n_pixels": int(v.size)}
+
+
+def summarise(analyses: list[SliceAnalysis]) -> dict:
+    """Per-segment and global values per condition, plus stress/rest reserve.
+
+    Returns:
+        ``{"conditions": [...], "segments": {seg: {cond: {metric: stats}, "reserve": {...}}},
+        "global": {cond: {metric: stats}, "reserve": {...}}, "units": {metric: unit}}``;
+        stats are ``{"mean", "sd", "n_pixels"}`` pooled over the pixels of all slices.
+    """
+    conds = sorted({a.condition for a in analyses}, key=lambda c: (c not in CONDITIONS, CONDITIONS.index(c) if c in CONDITIONS else 0, c))
+    metrics = [m for m in METRICS if any(m in a.maps for a in analyses)]
+    units = {}
+    for m in metrics:
+        unit = METRICS[m][1]
+        tu = {a.time_unit for a in analyses}
+        units[m] = unit.format(t=tu.pop() if len(tu) == 1 else "time unit")
+    segs: dict = {}
+    for seg in range(1, 17):
+        entry: dict = {}
+        for c in conds:
+            group = [a for a in analyses if a.condition == c]
+            vals = {m: _pool(group, m, seg) for m in metrics}
+            vals = {m: v for m, v in vals.items() if v is not None}
+            if vals:
+                entry[c] = vals
+        entry["reserve"] = _reserve(entry)
+        segs[seg] = entry
+    glob: dict = {}
+    for c in conds:
+        group = [a for a in analyses if a.condition == c]
+        glob[c] = {m: v for m in metrics if (v := _pool(group, m, None)) is not None}
+    glob["reserve"] = _reserve(glob)
+    return {"conditions": conds, "metrics": metrics, "units": units, "segments": segs, "global": glob}
+
+
+def _reserve(entry: dict) -> dict:
+    out = {}
+    st, re_ = entry.get("stress", {}), entry.get("rest", {})
+    if "upslope_index" in st and "upslope_index" in re_:
+        out["mpri"] = perfusion.reserve_index(st["upslope_index"]["mean"], re_["upslope_index"]["mean"])
+    if "mbf" in st and "mbf" in re_:
+        out["mpr"] = perfusion.reserve_index(st["mbf"]["mean"], re_["mbf"]["mean"])
+    return out

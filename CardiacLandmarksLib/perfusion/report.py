@@ -1,0 +1,286 @@
+"""Perfusion report files: report.json, report.csv, bull's-eye PNG, label maps, sector PNGs, RVI markups.
+
+Files written into ``OUTDIR`` (all atomically, see :mod:`.fileio`):
+
+* ``report.json``: inputs used (series, condition, level, RVI source, model and checksum,
+  time base, Fermi settings), then the 16 AHA segments and the global values per condition,
+  each metric as ``{"mean", "sd", "n_pixels", "unit"}``, plus the stress/rest reserve
+  (``mpri`` = upslope-index ratio, ``mpr`` = MBF ratio) and all warnings;
+* ``report.csv``: the same values, one row per segment x condition x metric (``segment`` =
+  ``global`` for the global rows);
+* ``bullseye.png``: stress / rest / reserve bull's-eyes of the primary metric (MBF when
+  computed, else the upslope index);
+* per series: ``<series>_segmentation.nii.gz`` (1 myocardium, 2 LV blood pool, every frame,
+  motion-tracked) and ``<series>_aha_segments.nii.gz`` (AHA segment per myocardial pixel,
+  every frame) in the input's own geometry (same file layout and affine for NIfTI inputs;
+  a 4-D ``(i, j, 1, t)`` NIfTI with the DICOM geometry otherwise), ``<series>_sectors.png`` and
+  ``<series>_rvi.mrk.json`` (A-RVI, I-RVI, C-LV on the reference frame, LPS; edit in Slicer and
+  re-run with ``--rvi``).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import logging
+import math
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from CardiacLandmarksLib import __version__
+from CardiacLandmarksLib.core.landmarks import Landmark, LandmarkSet
+from CardiacLandmarksLib.io.atomic import atomic_write_bytes, atomic_write_text
+from CardiacLandmarksLib.perfusion import aha, bullseye
+from CardiacLandmarksLib.perfusion.pipeline import METRICS, SliceAnalysis
+
+logger = logging.getLogger(__name__)
+
+
+def _clean(obj):
+    if isinstance(obj, dict):
+        return {str(k): _clean(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_clean(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return _clean(obj.tolist())
+    if isinstance(obj, np.integer):
+        return int(obj)
+    if isinstance(obj, float | np.floating):
+        return None if not math.isfinite(float(obj)) else float(obj)
+    return obj
+
+
+def _with_units(stats: dict, units: dict) -> dict:
+    return {m: {**v, "unit": units.get(m, "")} for m, v in stats.items()}
+
+
+def series_info(an: SliceAnalysis, model_card: dict | None, model_sha: str) -> dict:
+    s = an.series
+    ref = an.seg.reference_frame
+    info = {
+        "series": an.name,
+        "source": s.source,
+        "description": s.description,
+        "condition": an.condition,
+        "level": an.level,
+        "frames": int(s.n_phases),
+        "time_unit": an.time_unit,
+        "pixel_spacing_mm": [float(s.spacing[0]), float(s.spacing[1])],
+        "orientation_known": bool(s.orientation_known),
+        "display": an.orientation_note,
+        "bolus_foot_frame": int(an.seg.timing.foot),
+        "reference_frame": int(ref),
+        "segmentation_confidence": an.seg.confidence,
+        "endocardial_rim_pixels_excluded": an.n_rim_excluded,
+        "max_motion_px": float(np.abs(an.seg.offsets_ij).max()),
+        "segmentation_model": {"name": (model_card or {}).get("name", "perfusion_unet"),
+                               "version": (model_card or {}).get("version", ""), "sha256": model_sha},
+        "rvi_source": an.rvi_source,
+        "rvi_frame": an.rvi_frame,
+        "C-LV_ij": an.center_ij,
+        "A-RVI_ij": an.a_rvi_ij,
+        "I-RVI_ij": an.i_rvi_ij,
+        "blood_pool": {k: v for k, v in an.blood_pool.items() if k != "curve"},
+        "metrics": sorted(an.maps),
+        "warnings": an.warnings,
+    }
+    if an.fermi_info:
+        info["mbf"] = an.fermi_info
+    return info
+
+
+def report_dict(analyses: list[SliceAnalysis], summary: dict, model_card: dict | None = None,
+                model_sha: str = "") -> dict:
+    """The ``report.json`` content (see module docstring)."""
+    units = summary["units"]
+    segments = []
+    for seg in range(1, 17):
+        entry = summary["segments"][seg]
+        row = {"segment": seg, "name": aha.SEGMENT_NAMES[seg],
+               "territory": next(t for t, ss in aha.TERRITORIES.items() if seg in ss),
+               "level": bullseye.level_of(seg)}
+        for c in summary["conditions"]:
+            row[c] = _with_units(entry.get(c, {}), units)
+        row["reserve"] = entry.get("reserve", {})
+        segments.append(row)
+    glob = {c: _with_units(summary["global"].get(c, {}), units) for c in summary["conditions"]}
+    glob["reserve"] = summary["global"].get("reserve", {})
+    return _clean({
+        "software": {"name": "CardiacLandmarks", "version": __version__},
+        "method": {
+            "segments": "AHA 17-segment model (Cerqueira et al., Circulation 2002), 16 segments reported; sectors "
+                        "anchored at the anterior RV insertion, counter-clockwise seen from the apex (see aha.py)",
+            "semi_quantitative": "peak enhancement, upslope (max slope foot->peak), upslope index = myocardial / LV "
+                                 "blood-pool upslope (Al-Saadi et al. 2000), time to peak from the LV foot; per pixel, "
+                                 "segment = mean +- sd over its pixels",
+            "mbf": "Fermi-constrained deconvolution (Jerosch-Herold et al., Med Phys 1998) when contrast concentration "
+                   "and an AIF are given; MBF = 60 R(0) / 1.05 g/ml",
+            "reserve": "mpri = stress / rest upslope index; mpr = stress / rest MBF",
+            "pixels": "myocardium of the reference segmentation without its endocardial rim (pixels touching the LV "
+                      "blood pool: partial volume with cavity blood), motion-aligned over frames",
+            "segmentation": "perfusion U-Net (localiser + segmenter, Xue et al. 2020 design), rigid motion tracking",
+        },
+        "conditions": summary["conditions"],
+        "units": {m: units[m] for m in summary["metrics"]},
+        "metric_labels": {m: METRICS[m][0] for m in summary["metrics"]},
+        "inputs": [series_info(a, model_card, model_sha) for a in analyses],
+        "segments": segments,
+        "global": glob,
+        "warnings": [f"{a.name}: {w}" for a in analyses for w in a.warnings],
+    })
+
+
+def report_csv_text(report: dict) -> str:
+    """CSV rows: segment, name, territory, level, condition, metric, mean, sd, n_pixels, unit."""
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(["segment", "name", "territory", "level", "condition", "metric", "mean", "sd", "n_pixels", "unit"])
+
+    def fmt(v):
+        return "" if v is None else (f"{v:.6g}" if isinstance(v, float) else v)
+
+    rows = [(r["segment"], r["name"], r["territory"], r["level"], r) for r in report["segments"]]
+    rows.append(("global", "global", "", "", report["global"]))
+    for seg, name, terr, level, entry in rows:
+        for c in report["conditions"]:
+            for m, st in entry.get(c, {}).items():
+                w.writerow([seg, name, terr, level, c, m, fmt(st.get("mean")), fmt(st.get("sd")),
+                            st.get("n_pixels", ""), st.get("unit", "")])
+        for m, v in entry.get("reserve", {}).items():
+            w.writerow([seg, name, terr, level, "stress/rest", m, fmt(v), "", "", "ratio"])
+    return buf.getvalue()
+
+
+def primary_metric(summary: dict) -> str:
+    return "mbf" if "mbf" in summary["metrics"] else "upslope_index"
+
+
+def render_report_bullseye(summary: dict, path: Path, title_extra: str = "") -> Path:
+    """Bull's-eye PNG of the primary metric per condition (shared colour scale) and its reserve."""
+    metric = primary_metric(summary)
+    unit = summary["units"].get(metric, "")
+    conds = summary["conditions"]
+    vals = {c: {s: summary["segments"][s].get(c, {}).get(metric, {}).get("mean") for s in range(1, 17)} for c in conds}
+    sds = {c: {s: summary["segments"][s].get(c, {}).get(metric, {}).get("sd") for s in range(1, 17)} for c in conds}
+    allv = [v for c in conds for v in vals[c].values() if v is not None and np.isfinite(v)]
+    vmin = 0.0
+    vmax = float(np.nanmax(allv)) if allv else 1.0
+    vmax = float(np.ceil(vmax * 10) / 10) if vmax > 0 else 1.0
+    panels = []
+    for c in conds:
+        g = summary["global"].get(c, {}).get(metric, {})
+        gtxt = f" (global {g['mean']:.2f})" if g.get("mean") is not None else ""
+        panels.append(bullseye.BullseyePanel(f"{c}{gtxt}", vals[c], unit, sds[c], vmin, vmax, "viridis"))
+    key = "mpr" if metric == "mbf" else "mpri"
+    res = {s: summary["segments"][s].get("reserve", {}).get(key) for s in range(1, 17)}
+    if any(v is not None and np.isfinite(v) for v in res.values()):
+        g = summary["global"].get("reserve", {}).get(key)
+        gtxt = f" (global {g:.2f})" if g is not None and np.isfinite(g) else ""
+        panels.append(bullseye.BullseyePanel(f"stress/rest {key.upper()}{gtxt}", res, "ratio", {}, 0.0,
+                                             max(3.0, float(np.nanmax([v for v in res.values() if v is not None]))),
+                                             "magma"))
+    title = METRICS[metric][0] + (f" — {title_extra}" if title_extra else "")
+    sd_note = "Values: mean ± sd over the segment's pixels."
+    return bullseye.render_bullseye_png(panels, path, title=title, footnote=sd_note)
+
+
+# --------------------------------------------------------------------------- label maps
+
+
+def write_labels_like(an: SliceAnalysis, labels: np.ndarray, path: Path) -> Path:
+    """Write ``labels [t, j, i]`` (uint8) in the input's own geometry (see module docstring)."""
+    import SimpleITK as sitk
+
+    s = an.series
+    lab = np.asarray(labels, np.uint8)
+    meta = s.metadata or {}
+    layout = meta.get("layout")
+    if meta.get("format") in ("nifti", "nrrd", "metaimage", "analyze") and layout in ("time-first", "time-last") \
+            and "file_spacing" in meta:
+        arr = lab.transpose(2, 1, 0) if layout == "time-first" else lab
+        img = sitk.GetImageFromArray(np.ascontiguousarray(arr))
+        img.SetSpacing([float(x) for x in meta["file_spacing"]])
+        img.SetOrigin([float(x) for x in meta["file_origin"]])
+        img.SetDirection([float(x) for row in meta["file_direction"] for x in row])
+    else:
+        # 4-D (i, j, k=1, t): the slice's LPS geometry, time on the 4th axis
+        arr = lab[:, None]  # [t, 1, j, i] = sitk [t, z, y, x]
+        img = sitk.GetImageFromArray(np.ascontiguousarray(arr), isVector=False)
+        d = np.asarray(s.direction, float)
+        d4 = np.eye(4)
+        d4[:3, :3] = d
+        dt = float(np.median(np.diff(an.times))) if an.time_unit == "s" and len(an.times) > 1 else 1.0
+        img.SetSpacing([float(s.spacing[0]), float(s.spacing[1]), float(s.spacing[2]), dt])
+        img.SetOrigin([*map(float, s.slice_origins[0]), 0.0])
+        img.SetDirection(d4.ravel().tolist())
+    fd, tmp = tempfile.mkstemp(suffix=".nii.gz", dir=path.parent)
+    os.close(fd)
+    try:
+        sitk.WriteImage(img, tmp, useCompression=True)
+        data = Path(tmp).read_bytes()
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+    return atomic_write_bytes(path, data)
+
+
+def rvi_landmarks(an: SliceAnalysis) -> LandmarkSet:
+    """A-RVI, I-RVI and C-LV of the reference frame as a LandmarkSet (slice 0, phase = reference frame)."""
+    s = an.series
+    ref = an.seg.reference_frame
+    lms = []
+    conf = 1.0 if an.rvi_source == "user" else 0.5
+    for name, p in (("A-RVI", an.a_rvi_ij), ("I-RVI", an.i_rvi_ij), ("C-LV", an.center_ij)):
+        if p is None:
+            lms.append(Landmark(name, 0, ref, False, np.full(3, np.nan), np.full(3, np.nan), 0.0, "absent"))
+            continue
+        ijk = np.array([p[0], p[1], 0.0])
+        c = conf if name != "C-LV" else an.seg.confidence
+        lms.append(Landmark(name, 0, ref, True, s.ijk_to_lps(ijk), ijk, float(c), "high" if c >= 0.5 else "low",
+                            corrected=an.rvi_source == "user" and name != "C-LV"))
+    return LandmarkSet(source=s.source, view="sax", model={"name": "perfusion RVI", "source": an.rvi_source},
+                       landmarks=lms)
+
+
+def write_series_outputs(an: SliceAnalysis, outdir: Path) -> list[Path]:
+    """Label maps, sector PNG and RVI markups of one series."""
+    from CardiacLandmarksLib.io.markups import write_markups
+
+    outdir = Path(outdir)
+    outdir.mkdir(parents=True, exist_ok=True)
+    written = [write_labels_like(an, an.seg.masks, outdir / f"{an.name}_segmentation.nii.gz"),
+               write_labels_like(an, an.segments_per_frame(), outdir / f"{an.name}_aha_segments.nii.gz")]
+    if an.segments is not None and an.a_rvi_ij is not None:
+        t_show, image = an.display_image()
+        written.append(bullseye.render_sector_overlay_png(
+            image, an.segments, an.seg.reference_mask, an.center_ij, an.a_rvi_ij, an.level,
+            outdir / f"{an.name}_sectors.png", (an.series.spacing[0], an.series.spacing[1]), an.i_rvi_ij,
+            an.seen_from_apex, title=f"{an.name} ({an.condition}), frame {t_show}",
+            rvi_source=an.rvi_source))
+    written += write_markups(rvi_landmarks(an), outdir / f"{an.name}_rvi.mrk.json", if_exists="backup")
+    return written
+
+
+def study_label(names: list[str]) -> str:
+    """Common prefix of the series names (e.g. the patient id), or the single name."""
+    if len(names) == 1:
+        return names[0]
+    prefix = os.path.commonprefix(names).rstrip("_- .")
+    return prefix
+
+
+def write_report(analyses: list[SliceAnalysis], summary: dict, outdir: str | Path, model_card: dict | None = None,
+                 model_sha: str = "") -> list[Path]:
+    """Write every report file into ``outdir``; returns the paths written."""
+    outdir = Path(outdir)
+    outdir.mkdir(parents=True, exist_ok=True)
+    rep = report_dict(analyses, summary, model_card, model_sha)
+    written = [atomic_write_text(outdir / "report.json", json.dumps(rep, indent=2, allow_nan=False) + "\n"),
+               atomic_write_text(outdir / "report.csv", report_csv_text(rep))]
+    written.append(render_report_bullseye(summary, outdir / "bullseye.png", study_label([a.name for a in analyses])))
+    for an in analyses:
+        written += write_series_outputs(an, outdir)
+    return written

@@ -1,0 +1,163 @@
+"""One detection pipeline for the CLI, the Python console and the Slicer module.
+
+series -> canvas per slice and phase (:mod:`.preprocessing`) -> heatmap U-Net
+(:mod:`.inference`) -> peak decoding (:mod:`.decoding`) -> points back in input voxels and
+LPS mm -> anterior/inferior naming -> :class:`~.landmarks.LandmarkSet` with measurements.
+Method: Xue et al., "Landmark detection in cardiac MRI by using a convolutional neural
+network", Radiology: AI 2021.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+import numpy as np
+
+from CardiacLandmarksLib.core.errors import CardiacLandmarksError, InvalidImageError, WrongViewError
+from CardiacLandmarksLib.core.geometry import ANTERIOR_LPS
+from CardiacLandmarksLib.core.landmarks import LANDMARKS_BY_VIEW, Landmark, LandmarkSet
+from CardiacLandmarksLib.core.preprocessing import make_grid, normalise_intensity, resample_to_canvas
+from CardiacLandmarksLib.core.series import CMRSeries
+from CardiacLandmarksLib.models.loader import LoadedModel, load_model
+from CardiacLandmarksLib.sax.measurements import rvi_measurements
+from CardiacLandmarksLib.sax.rvi_segmentation import locate
+
+log = logging.getLogger(__name__)
+
+ProgressFn = Callable[[int, int], None]
+CancelFn = Callable[[], bool]
+
+
+class Cancelled(CardiacLandmarksError):
+    """Detection was cancelled by the user (``cancel()`` returned True)."""
+
+
+def check_view(series: CMRSeries, view: str) -> None:
+    """Raise :class:`WrongViewError` when the series is known to be another view than ``view``."""
+    if series.view not in ("unknown", view):
+        raise WrongViewError(f"series {series.description or series.source!r} looks like a {series.view.upper()} view, "
+                             f"but the {view.upper()} model was requested (choose --view {series.view})")
+
+
+def name_rvi_by_geometry(lmset: LandmarkSet, series: CMRSeries) -> int:
+    """Make A-RVI the more anterior RV insertion (LPS) on every slice/phase where both are found.
+
+    Applied only when ``series.orientation_known``; the model's own naming (display
+    convention) is kept otherwise. Returns the number of swaps made.
+    """
+    if not series.orientation_known:
+        return 0
+    swaps = 0
+    for k, t in lmset.slices_phases():
+        a, i = lmset.get("A-RVI", k, t), lmset.get("I-RVI", k, t)
+        if a is None or i is None or not (a.found and i.found):
+            continue
+        if (a.position - i.position) @ ANTERIOR_LPS < 0:
+            a.position, i.position = i.position, a.position
+            a.ijk, i.ijk = i.ijk, a.ijk
+            a.confidence, i.confidence = i.confidence, a.confidence
+            a.flag, i.flag = i.flag, a.flag
+            swaps += 1
+    return swaps
+
+
+def per_landmark_thresholds(card: dict, key: str, names, default) -> dict[str, float]:
+    """``card["thresholds"][key]`` as ``{name: value}`` (a card may hold one number for all landmarks)."""
+    value = card.get("thresholds", {}).get(key)
+    if value is None:
+        value = default
+    if isinstance(value, dict):
+        return {n: float(value.get(n, default[n] if isinstance(default, dict) else default)) for n in names}
+    return {n: float(value) for n in names}
+
+
+def detect_landmarks(
+    series: CMRSeries,
+    view: str = "sax",
+    device: str = "auto",
+    progress: ProgressFn | None = None,
+    cancel: CancelFn | None = None,
+    model: LoadedModel | None = None,
+    batch_size: int = 50,
+    tta: bool = True,
+    confidence: str = "phdnet",
+) -> LandmarkSet:
+    """Detect the landmarks of ``view`` on every slice and phase of ``series``.
+
+    Args:
+        series: input series (pixels ``[t, k, j, i]``).
+        view: ``"sax"`` (long-axis views: :mod:`.lax_pipeline`).
+        device: ``"auto"``, ``"cpu"`` or ``"cuda"``.
+        progress: called as ``progress(done_images, total_images)``.
+        cancel: polled between batches; returning True raises :class:`Cancelled`.
+        model: an already loaded model (default: the bundled one for ``view``).
+        batch_size: images per forward pass.
+        tta: mirror test-time augmentation when the model card enables it (more accurate, ~2x slower).
+        confidence: ``"phdnet"`` (shipped): U-Net positions with PHD-Net confidence (agreement
+            between PHD-Net and the U-Net, Schobs et al., ISBI 2021; see the sax_phdnet card);
+            ``"peak"``: the U-Net's peak probability with its own calibrated threshold.
+
+    Returns:
+        :class:`LandmarkSet` with one entry per landmark x slice x phase (``found`` False and
+        flag ``"absent"`` where the model sees none), positions in LPS mm and input ijk, and
+        the RVI measurements.
+
+    Raises:
+        WrongViewError, InvalidImageError (NaN pixels), ModelIntegrityError, Cancelled.
+    """
+    if view != "sax":
+        raise WrongViewError(f"detect_landmarks handles the SAX view; use lax_pipeline.detect_lax for {view!r}")
+    check_view(series, view)
+    if not np.all(np.isfinite(series.pixels)):
+        raise InvalidImageError(f"series {series.source!r} contains NaN or infinite pixel values")
+    model = model or load_model(view, device)
+    names = LANDMARKS_BY_VIEW[view]
+    found_t = per_landmark_thresholds(model.card, "found", names, 0.3)
+    high_t = per_landmark_thresholds(model.card, "high_confidence", names, found_t)
+    total = series.n_phases * series.n_slices
+    phd = None
+    if confidence == "phdnet":
+        from CardiacLandmarksLib.confidence.phdnet import PhdNetConfidence
+
+        phd = PhdNetConfidence.load(device=model.device)
+    elif confidence != "peak":
+        raise CardiacLandmarksError(f"unknown confidence mode {confidence!r}: use 'phdnet' or 'peak'")
+    described = model.describe()
+    if phd is not None:
+        described["confidence_model"] = phd.describe()
+    lmset = LandmarkSet(source=series.source, view=view, model=described)
+    jobs = [(k, t) for k in range(series.n_slices) for t in range(series.n_phases)]
+    grids = {k: make_grid(series, k) for k in range(series.n_slices)}
+    done = 0
+    for s in range(0, len(jobs), batch_size):
+        if cancel is not None and cancel():
+            raise Cancelled("landmark detection cancelled")
+        chunk = jobs[s : s + batch_size]
+        canv = np.empty((len(chunk), grids[0].size, grids[0].size), np.float32)
+        for n, (k, t) in enumerate(chunk):
+            canv[n] = resample_to_canvas(normalise_intensity(series.pixels[t, k])[None], grids[k])[0]
+        xy, peak = locate(model, canv, tta=tta)
+        found_all = peak >= np.array([found_t[nm] for nm in names])
+        if phd is not None:
+            assessed = phd.assess(canv, positions=xy, found=found_all)
+            conf_all, flag_all = assessed.confidence, assessed.flag
+        else:
+            conf_all = np.where(found_all, peak, 0.0)
+            flag_all = np.where(~found_all, "absent",
+                                np.where(peak >= np.array([high_t[nm] for nm in names]), "high", "low"))
+        for n, (k, t) in enumerate(chunk):
+            ijk_all = grids[k].canvas_to_ijk(xy[n])
+            for c, name in enumerate(names):
+                found = bool(found_all[n, c])
+                ijk = ijk_all[c] if found else np.full(3, np.nan)
+                pos = series.ijk_to_lps(ijk) if found else np.full(3, np.nan)
+                lmset.landmarks.append(Landmark(name, k, t, found, pos, ijk, float(conf_all[n, c]) if found else 0.0,
+                                                str(flag_all[n, c]) if found else "absent"))
+        done += len(chunk)
+        if progress is not None:
+            progress(done, total)
+    name_rvi_by_geometry(lmset, series)
+    lmset.landmarks.sort(key=lambda lm: (lm.phase, lm.slice, names.index(lm.name)))
+    lmset.measurements = rvi_measurements(lmset, series=series)
+    return lmset

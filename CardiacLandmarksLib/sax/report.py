@@ -1,0 +1,285 @@
+"""Report outputs: ``landmarks.json``, a measurements CSV and a PNG overlay for a CMR reader.
+
+All files are written atomically (:mod:`.fileio`). The PNG is drawn with matplotlib's Agg
+canvas directly (no ``pyplot`` state), so it works headless and from Slicer's Python.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import logging
+import math
+from collections.abc import Iterable
+from pathlib import Path
+
+import numpy as np
+
+from CardiacLandmarksLib.core.errors import InvalidImageError
+from CardiacLandmarksLib.core.landmarks import Landmark, LandmarkSet, Measurement
+from CardiacLandmarksLib.io.atomic import atomic_write_bytes, atomic_write_text
+from CardiacLandmarksLib.sax.measurements import rvi_measurements
+
+logger = logging.getLogger(__name__)
+
+#: overlay colours per flag (matches the Slicer point list colours of :mod:`.markups`)
+FLAG_COLORS = {"high": "#33cc33", "low": "#ff8c00"}
+#: marker per landmark name (others: diamond)
+MARKERS = {"A-RVI": "^", "I-RVI": "v", "C-LV": "o", "APEX": "*", "A-P": "s", "I-P": "s",
+           "IL-P": "s", "AS-P": "s", "AL-P": "s", "IS-P": "s"}
+CSV_COLUMNS = ("name", "slice", "phase", "value", "unit")
+
+
+def _clean(obj):
+    """JSON-safe copy: non-finite floats -> None; a list of only non-finite numbers -> None."""
+    if isinstance(obj, dict):
+        return {k: _clean(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        if obj and all(isinstance(v, (float, np.floating)) and not math.isfinite(v) for v in obj):
+            return None
+        return [_clean(v) for v in obj]
+    if isinstance(obj, (float, np.floating)):
+        return float(obj) if math.isfinite(obj) else None
+    if isinstance(obj, np.integer):
+        return int(obj)
+    if isinstance(obj, np.bool_):
+        return bool(obj)
+    return obj
+
+
+def landmarks_json_text(lmset: LandmarkSet) -> str:
+    """The ``landmarks.json`` text: ``LandmarkSet.to_dict()`` as strict JSON (NaN -> null), 2-space indent."""
+    return json.dumps(_clean(lmset.to_dict()), indent=2, allow_nan=False) + "\n"
+
+
+def write_landmarks_json(lmset: LandmarkSet, path: str | Path, *, backup_existing: bool = False) -> Path:
+    """Write ``landmarks.json`` atomically.
+
+    Layout (``LandmarkSet.to_dict``): ``{"source", "view", "model": {"name", "version",
+    "sha256"}, "coordinate_system": "LPS", "units": "mm", "landmarks": [{"name", "slice",
+    "phase", "found", "position", "ijk", "confidence", "flag", "corrected"}], "measurements":
+    [{"name", "slice", "phase", "value", "unit"}]}``; ``position`` is LPS mm, ``ijk`` the
+    continuous (column, row, slice) index, both ``null`` when not found (or unknown).
+
+    Args:
+        lmset: the landmarks and measurements.
+        path: target file.
+        backup_existing: keep an existing file as ``<name>.bak-<timestamp>``.
+
+    Returns:
+        The path written.
+    """
+    return atomic_write_text(path, landmarks_json_text(lmset), backup_existing=backup_existing)
+
+
+def write_measurements_csv(
+    measurements: Iterable[Measurement] | LandmarkSet, path: str | Path, *, backup_existing: bool = False
+) -> Path:
+    """Write measurements as CSV: header ``name,slice,phase,value,unit``, one row per measurement.
+
+    Args:
+        measurements: ``Measurement`` objects (or a LandmarkSet: its ``measurements``).
+        path: target file (UTF-8, ``\\n`` line ends).
+        backup_existing: keep an existing file as ``<name>.bak-<timestamp>``.
+
+    ``value`` is written with 4 decimals, empty when NaN; ``slice``/``phase`` empty when None
+    (series-level results).
+    """
+    items = measurements.measurements if isinstance(measurements, LandmarkSet) else list(measurements)
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(CSV_COLUMNS)
+    for m in items:
+        v = float(m.value)
+        w.writerow([m.name, "" if m.slice is None else int(m.slice), "" if m.phase is None else int(m.phase),
+                    f"{v:.4f}" if math.isfinite(v) else "", m.unit])
+    return atomic_write_text(path, buf.getvalue(), backup_existing=backup_existing)
+
+
+def _landmark_ij(series, lm: Landmark) -> np.ndarray | None:
+    """(i, j) where to draw ``lm``: its ijk, or its position mapped through the series geometry."""
+    if not lm.found or lm.flag == "absent":
+        return None
+    ijk = np.asarray(lm.ijk, float)
+    if ijk.shape != (3,) or not np.all(np.isfinite(ijk)):
+        pos = np.asarray(lm.position, float)
+        if pos.shape != (3,) or not np.all(np.isfinite(pos)):
+            return None
+        ijk = np.asarray(series.lps_to_ijk(pos), float)
+    return ijk[:2]
+
+
+def _header_lines(series, lmset: LandmarkSet, t: int, chars: int) -> list[str]:
+    """Figure title: source, phase, model, then the angle conventions, wrapped to ``chars``."""
+    import textwrap
+
+    model = lmset.model or {}
+    model_txt = " ".join(str(model.get(x, "")) for x in ("name", "version")).strip()
+    src = Path(lmset.source).name if lmset.source else (Path(series.source).name if series.source else "")
+    head = f"{src}  |  phase {t}" + (f"  |  model {model_txt}" if model_txt else "")
+    if getattr(series, "orientation_known", False):
+        conv = ("RVI angle: C-LV\u2192A-RVI from the patient's anterior (arrow A), + towards the patient's right; "
+                "opening: angle A-RVI\u2013C-LV\u2013I-RVI")
+    else:
+        conv = ("orientation unknown, shown as stored: RVI angle from image up, + towards image left; "
+                "opening: angle A-RVI\u2013C-LV\u2013I-RVI")
+    return textwrap.wrap(head, chars) + textwrap.wrap(conv, chars)
+
+
+def render_overlay_png(
+    series,
+    lmset: LandmarkSet,
+    path: str | Path,
+    phase: int | None = None,
+    *,
+    max_cols: int = 4,
+    crop_margin_mm: float | None = 45.0,
+    dpi: int = 110,
+    backup_existing: bool = False,
+) -> Path:
+    """Draw the landmarks of one phase on every slice, as a grid PNG for a CMR reader.
+
+    Each panel shows slice k of ``series.pixels[phase]`` as stored (i = column to the right,
+    j = row down, pixels drawn with their physical aspect), the found landmarks at their
+    ``ijk`` (or their LPS position mapped through the series when ``ijk`` is unknown)
+    coloured by flag (high = green, low = orange with its confidence), landmarks the model
+    calls absent listed in the panel, lines C-LV -> RVI, an "A" arrow for the patient's
+    anterior when the orientation is known, and the RVI angle and RVI opening angle in the
+    panel title (computed with :func:`.measurements.rvi_measurements` from the drawn points).
+    All panels share one crop around the phase's landmarks (``crop_margin_mm`` around them;
+    None = full field of view) and one intensity window (0.5-99.5 percentiles of the phase).
+
+    Args:
+        series: the :class:`~.series.CMRSeries` the landmarks were found on.
+        lmset: the landmarks.
+        path: PNG file to write.
+        phase: phase index; default the first phase that has landmarks (0 if none).
+        max_cols: panels per row.
+        crop_margin_mm: margin of the crop around the landmarks, mm.
+        dpi: output resolution.
+        backup_existing: keep an existing file as ``<name>.bak-<timestamp>``.
+
+    Returns:
+        The path written.
+
+    Raises:
+        InvalidImageError: ``phase`` out of range for the series.
+    """
+    from matplotlib import patheffects
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+    from matplotlib.lines import Line2D
+
+    if phase is None:
+        phases = sorted({lm.phase for lm in lmset.landmarks})
+        phase = phases[0] if phases else 0
+    if not 0 <= int(phase) < series.n_phases:
+        raise InvalidImageError(f"phase {phase} is out of range: the series has {series.n_phases} phase(s)")
+    t = int(phase)
+    stack = np.asarray(series.pixels[t], dtype=float)  # [k, j, i]
+    n_k, n_j, n_i = stack.shape
+    si, sj = float(series.spacing[0]), float(series.spacing[1])
+    finite = stack[np.isfinite(stack)]
+    vmin, vmax = (np.percentile(finite, [0.5, 99.5]) if finite.size else (0.0, 1.0))
+    if vmax <= vmin:
+        vmax = vmin + 1.0
+
+    lms_t = [lm for lm in lmset.landmarks if lm.phase == t]
+    points = {id(lm): _landmark_ij(series, lm) for lm in lms_t}
+    drawn = np.array([p for p in points.values() if p is not None])
+
+    # one crop for all panels, square in mm, around the drawn landmarks
+    x0, x1, y0, y1 = -0.5, n_i - 0.5, n_j - 0.5, -0.5
+    if crop_margin_mm is not None and len(drawn):
+        ci, cj = drawn.mean(axis=0)
+        half_mm = max(np.ptp(drawn[:, 0]) * si, np.ptp(drawn[:, 1]) * sj) / 2 + float(crop_margin_mm)
+        hi, hj = half_mm / si, half_mm / sj
+        x0, x1 = max(-0.5, ci - hi), min(n_i - 0.5, ci + hi)
+        y1, y0 = max(-0.5, cj - hj), min(n_j - 0.5, cj + hj)
+
+    meas = [m for m in rvi_measurements(lmset, series) if m.phase == t]
+    by_slice: dict[int, dict[str, float]] = {}
+    for m in meas:
+        by_slice.setdefault(int(m.slice), {})[m.name] = m.value
+
+    anterior = series.anterior_in_plane() if getattr(series, "orientation_known", False) else None
+
+    ncols = max(1, min(int(max_cols), n_k))
+    nrows = math.ceil(n_k / ncols)
+    panel = 3.3
+    width = max(panel * ncols, 6.0)
+    header = _header_lines(series, lmset, t, chars=int(width * 72 / (9.5 * 0.56)))
+    head_in = 0.2 + len(header) * 9.5 * 1.4 / 72 + 0.45  # suptitle lines + first panel title
+    height = panel * nrows * 1.06 + head_in + 0.5
+    fig = Figure(figsize=(width, height), dpi=dpi)
+    FigureCanvasAgg(fig)
+    side = max(0.01, (1.0 - panel * ncols / width) / 2)
+    fig.subplots_adjust(left=side, right=1.0 - side, top=1.0 - head_in / height, bottom=0.5 / height,
+                        wspace=0.04, hspace=0.25)
+    outline = [patheffects.withStroke(linewidth=2.5, foreground="black")]
+
+    for k in range(nrows * ncols):
+        ax = fig.add_subplot(nrows, ncols, k + 1)
+        ax.set_xticks([])
+        ax.set_yticks([])
+        if k >= n_k:
+            ax.set_axis_off()
+            continue
+        ax.imshow(stack[k], cmap="gray", vmin=vmin, vmax=vmax, interpolation="bilinear",
+                  extent=(-0.5, n_i - 0.5, n_j - 0.5, -0.5), aspect=sj / si)
+        ax.set_xlim(x0, x1)
+        ax.set_ylim(y0, y1)
+        here = [lm for lm in lms_t if lm.slice == k]
+        pos = {lm.name: points[id(lm)] for lm in here if points[id(lm)] is not None}
+        if "C-LV" in pos:
+            for other in ("A-RVI", "I-RVI"):
+                if other in pos:
+                    ax.plot([pos["C-LV"][0], pos[other][0]], [pos["C-LV"][1], pos[other][1]],
+                            color="white", lw=0.9, ls="--", alpha=0.8)
+        for lm in here:
+            p = points[id(lm)]
+            if p is None:
+                continue
+            color = FLAG_COLORS.get(lm.flag, "#33cc33")
+            ax.plot(p[0], p[1], marker=MARKERS.get(lm.name, "D"), ms=8, mfc=color, mec="black", mew=0.8,
+                    ls="none")
+            text = lm.name if lm.flag == "high" else f"{lm.name} ({lm.confidence:.2f})"
+            if lm.corrected:
+                text += " *"
+            ax.annotate(text, (p[0], p[1]), xytext=(6, 5), textcoords="offset points", fontsize=7.5,
+                        color=color, fontweight="bold", path_effects=outline, clip_on=True)
+        absent = [lm.name for lm in here if points[id(lm)] is None]
+        note = ("absent: " + ", ".join(absent)) if absent else ("no landmarks" if not here else "")
+        if note:
+            ax.text(0.02, 0.02, note, transform=ax.transAxes, fontsize=7, color="white", va="bottom",
+                    ha="left", bbox={"boxstyle": "round,pad=0.2", "fc": "black", "ec": "none", "alpha": 0.6})
+        if anterior is not None:
+            ax.annotate("", xy=(0.90 + 0.07 * anterior[0], 0.88 - 0.07 * anterior[1]), xytext=(0.90, 0.88),
+                        xycoords="axes fraction", arrowprops={"arrowstyle": "->", "color": "yellow", "lw": 1.2})
+            ax.text(0.90 + 0.11 * anterior[0], 0.88 - 0.11 * anterior[1], "A", transform=ax.transAxes,
+                    color="yellow", fontsize=8, ha="center", va="center", path_effects=outline)
+        vals = by_slice.get(k, {})
+        line2 = []
+        if "RVI angle" in vals:
+            line2.append(f"RVI {vals['RVI angle']:.0f}\N{DEGREE SIGN}")
+        if "RVI opening angle" in vals:
+            line2.append(f"opening {vals['RVI opening angle']:.0f}\N{DEGREE SIGN}")
+        ax.set_title(f"slice {k}" + ("\n" + ", ".join(line2) if line2 else ""), fontsize=9, pad=3)
+
+    fig.suptitle("\n".join(header), fontsize=9.5, y=1.0 - 0.15 / height, va="top")
+
+    handles = [Line2D([], [], marker="o", ls="none", mfc=FLAG_COLORS["high"], mec="black", label="high confidence"),
+               Line2D([], [], marker="o", ls="none", mfc=FLAG_COLORS["low"], mec="black",
+                      label="low confidence (value)")]
+    names_here = [n for n in MARKERS if any(lm.name == n for lm in lms_t)]
+    handles += [Line2D([], [], marker=MARKERS[n], ls="none", mfc="lightgray", mec="black", label=n)
+                for n in names_here]
+    if any(lm.corrected for lm in lms_t):
+        handles.append(Line2D([], [], ls="none", label="* corrected by user"))
+    fig.legend(handles=handles, loc="lower center", ncol=len(handles), fontsize=8, frameon=False,
+               bbox_to_anchor=(0.5, 0.0))
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi, facecolor="white")
+    return atomic_write_bytes(path, buf.getvalue(), backup_existing=backup_existing)
