@@ -620,7 +620,7 @@ class CardiacLandmarksLogic(ScriptedLoadableModuleLogic, VTKObservationMixin):
             inputNode: scalar volume, cine proxy volume, or sequence of scalar volumes.
             view: ``"auto"`` (the view recognised from the image description / orientation by
                 ``CardiacLandmarksLib.io.view.detect_view``; SAX when unknown), ``"sax"``, or a
-                long-axis view ``"2ch"``, ``"3ch"``, ``"4ch"`` (then ``lax_pipeline.detect_lax``:
+                long-axis view ``"2ch"``, ``"3ch"``, ``"4ch"`` (``CardiacLandmarksLib.analysis.analyse_landmarks``:
                 valve points and APEX, tracked through the cine, LV length line, table and plot;
                 see ``CardiacLandmarksModuleLib.lax``).
             device: ``"auto"``, ``"cpu"`` or ``"cuda"``.
@@ -635,28 +635,15 @@ class CardiacLandmarksLogic(ScriptedLoadableModuleLogic, VTKObservationMixin):
         Raises:
             CardiacLandmarksLib errors (bad input, wrong view, missing model), ``Cancelled``.
         """
-        from CardiacLandmarksLib.io import view as viewLib
-        from CardiacLandmarksLib.sax import pipeline
+        from CardiacLandmarksLib.analysis import analyse_landmarks
+        from CardiacLandmarksLib.sax.pipeline import SaxOptions
 
         series = self.seriesFromNode(inputNode)
-        if view == "auto":
-            # the loader's label, else the library's view recognition (description, orientation); SAX when unknown
-            chosenView = series.view if series.view != "unknown" else viewLib.detect_view(series)
-        else:
-            chosenView = view
-        if chosenView in LAX_VIEWS:
-            from CardiacLandmarksLib.lax import pipeline as lax_pipeline
-
-            logging.info("CardiacLandmarks: detecting %s landmarks on %s (%d phases)", chosenView, series.source,
-                         series.n_phases)
-            lmset = lax_pipeline.detect_lax(series, view=chosenView, device=device, progress=progress, cancel=cancel)
-            return self.createResultNodes(inputNode, series, lmset)
-        logging.info("CardiacLandmarks: detecting %s landmarks on %s (%d phases x %d slices)", chosenView,
-                     series.source, series.n_phases, series.n_slices)
         if progress is not None:
             progress(0, series.n_phases * series.n_slices)
-        lmset = pipeline.detect_landmarks(series, view=chosenView, device=device, progress=progress, cancel=cancel,
-                                          batch_size=batchSize)
+        result = analyse_landmarks(series, view, SaxOptions(device=device, batch_size=batchSize), progress=progress,
+                                   cancel=cancel)
+        lmset = result.landmarks
         return self.createResultNodes(inputNode, series, lmset)
 
     def createResultNodes(self, inputNode, series, lmset):

@@ -50,3 +50,26 @@ def sunnybrook_dicom() -> Path:
 @pytest.fixture(scope="session")
 def acdc_dir() -> Path:
     return require_data("acdc")
+
+
+DATA_FIXTURES = {"data_root", "sunnybrook_dicom", "acdc_dir"}
+#: modules whose tests train, run whole studies or drive the Slicer module (seconds to minutes each)
+SLOW_MODULES = {"test_sax_training", "test_lax_train", "test_perfusion_cli", "test_slicer_module", "test_slicer_lax",
+                "test_slicer_perfusion", "test_confidence", "test_lax_cli"}
+
+
+def pytest_collection_modifyitems(config, items):
+    """Apply the ``data`` and ``slow`` markers where they belong (``pytest -m "not data"`` runs anywhere).
+
+    ``data``: the test needs a data fixture, or its module calls :func:`require_data`. ``slow``: the modules in
+    :data:`SLOW_MODULES`.
+    """
+    sources: dict[str, str] = {}
+    for item in items:
+        path = str(item.path)
+        if path not in sources:
+            sources[path] = item.path.read_text() if item.path.suffix == ".py" else ""
+        if DATA_FIXTURES & set(getattr(item, "fixturenames", ())) or "require_data(" in sources[path]:
+            item.add_marker(pytest.mark.data)
+        if item.path.stem in SLOW_MODULES:
+            item.add_marker(pytest.mark.slow)

@@ -13,7 +13,7 @@ import logging
 import numpy as np
 import pytest
 
-from CardiacLandmarksLib.cli.perfusion import read_curve
+from CardiacLandmarksLib.io.curves import read_curve
 from CardiacLandmarksLib.io.load import load_series
 from CardiacLandmarksLib.perfusion import pipeline as pp
 from CardiacLandmarksLib.perfusion import segmentation as ps

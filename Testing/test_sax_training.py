@@ -139,7 +139,7 @@ def test_train_command_with_segmentation_head_on_real_patients(acdc_dir, tmp_pat
 
     data = tmp_path / "data"
     data.mkdir()
-    for pid in ("patient001", "patient002", "patient003", "patient004", "patient006"):
+    for pid in ("patient001", "patient002", "patient004", "patient006", "patient007"):
         for f in acdc_dir.glob(f"{pid}_E?*.nii.gz"):
             (data / f.name).symlink_to(f)
     shutil.copy(acdc_dir / "acdc_info.csv", data / "acdc_info.csv")

@@ -63,8 +63,9 @@ import numpy as np
 import slicer
 import vtk
 
-from . import nodes
 from CardiacLandmarksLib.core.errors import InvalidImageError, PerfusionInputError
+
+from . import nodes
 
 logger = logging.getLogger(__name__)
 
@@ -101,16 +102,6 @@ class _HubState:
     modelSha: str = ""
     summary: dict = field(default_factory=dict)
     bullseyeStale: bool = False
-
-
-def _perInput(values, n: int, what: str) -> list:
-    if values is None:
-        return [None] * n
-    if isinstance(values, str | np.ndarray) or not isinstance(values, Sequence):
-        return [values] * n
-    if len(values) != n:
-        raise PerfusionInputError(f"give one {what} per input ({n}); got {len(values)}")
-    return list(values)
 
 
 def _sequencesLogic():
@@ -221,7 +212,7 @@ def seriesFromTimeVolume(volumeNode, timeAxis: str = "auto"):
         raise ValueError(f"timeAxis must be 'auto', 'first' or 'last', not {timeAxis!r}")
     mode = timeAxis
     if mode == "auto":
-        mode = io_image._resolve_time_axis("auto", size3, sp3)  # same rule as the file loader
+        mode = io_image.resolve_time_axis("auto", size3, sp3)  # same rule as the file loader
         if mode == "none":
             if arr.shape[0] > 1:  # as the command line: a stack of slices is not one slice over time
                 raise PerfusionInputError(
@@ -260,7 +251,7 @@ def curveFromNode(value) -> np.ndarray | None:
     if value is None:
         return None
     if isinstance(value, str | Path):
-        from CardiacLandmarksLib.cli.perfusion import read_curve
+        from CardiacLandmarksLib.io.curves import read_curve
 
         return read_curve(value)
     if hasattr(value, "IsA") and value.IsA("vtkMRMLTableNode"):
@@ -356,31 +347,22 @@ class PerfusionLogic:
         if not inputNodes:
             raise PerfusionInputError("no perfusion series given")
         n = len(inputNodes)
-        conds, lvls = _perInput(conditions, n, "condition"), _perInput(levels, n, "level")
-        aifList, mbfList = _perInput(aifs, n, "AIF"), _perInput(mbfMaps, n, "MBF map")
+        conds, lvls = pp.per_input(conditions, n, "a condition"), pp.per_input(levels, n, "a level")
+        aifList, mbfList = pp.per_input(aifs, n, "an AIF"), pp.per_input(mbfMaps, n, "an MBF map")
         scene = slicer.mrmlScene
         prepared, used = [], set()
         for k, node in enumerate(inputNodes):
             series, volume, sequence, browser = self.seriesFromNode(node, timeAxis)
-            base = (volume or sequence).GetName()
-            seriesName = base
-            m = 1
-            while seriesName in used:
-                m += 1
-                seriesName = f"{base}_{m}"
-            used.add(seriesName)
+            seriesName = pp.unique_name((volume or sequence).GetName(), used)
             mbf = mbfList[k]
             if mbf is not None and hasattr(mbf, "IsA"):
                 mbf = nodes.seriesFromVolumeNode(mbf).pixels[0, 0]
             inp = pp.SeriesInput(series=series, name=seriesName, condition=conds[k], level=lvls[k],
                                  aif=curveFromNode(aifList[k]), concentration=concentration, dt_s=dtS, mbf_map=mbf)
             prepared.append((inp, node, sequence, browser))
-        analyses = []
-        for k, (inp, _node, _seq, _browser) in enumerate(prepared):
-            analyses.append(pp.analyse_series(inp, self.model, use_sax_model=self.useSaxModel))
-            if progress is not None:
-                progress(k + 1, n)
-        pp.assign_missing_levels(analyses)
+        result = pp.analyse_perfusion([inp for inp, *_ in prepared], self.model, use_sax_model=self.useSaxModel,
+                                      progress=progress)
+        analyses = result.analyses
 
         study = name or pr.study_label([a.name for a in analyses]) or "perfusion"
         hub = scene.AddNewNodeByClass("vtkMRMLTextNode", scene.GenerateUniqueName(f"{study} perfusion report"))

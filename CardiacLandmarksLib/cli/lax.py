@@ -14,7 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-from CardiacLandmarksLib.core.errors import InputNotFoundError, InvalidMarkupsError
+from CardiacLandmarksLib.core.errors import InputNotFoundError
+from CardiacLandmarksLib.io.markups import load_landmarks
 
 log = logging.getLogger(__name__)
 
@@ -57,31 +58,6 @@ def _phase_rule(text: str, rules: tuple[str, ...]):
         return int(t)
     except ValueError:
         raise SystemExit(f"cardiac-landmarks: error: phase rule must be one of {rules} or a number, not {text!r}") from None
-
-
-def load_landmarks(path: str | Path, series=None):
-    """A :class:`~.landmarks.LandmarkSet` from ``landmarks.json`` or ``.mrk.json`` file(s).
-
-    Raises:
-        InputNotFoundError: the path does not exist. InvalidMarkupsError: unreadable file.
-    """
-    from CardiacLandmarksLib.core.landmarks import LandmarkSet
-    from CardiacLandmarksLib.io.markups import SUFFIX, read_markups
-
-    p = Path(path)
-    if not p.exists():
-        raise InputNotFoundError(f"landmarks not found: {p}")
-    if p.is_file() and p.name.endswith(".json") and not p.name.endswith(SUFFIX):
-        try:
-            lmset = LandmarkSet.from_dict(json.loads(p.read_text()))
-        except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
-            raise InvalidMarkupsError(f"{p} is not a landmarks.json file: {exc}") from exc
-        if series is not None:
-            for lm in lmset.landmarks:
-                if lm.found:
-                    lm.ijk = series.lps_to_ijk(lm.position)
-        return lmset
-    return read_markups(p, series)
 
 
 def _infer_view(lmset, view):

@@ -16,13 +16,15 @@ from __future__ import annotations
 
 import argparse
 import logging
-import re
+import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
-from CardiacLandmarksLib.core.errors import InputNotFoundError, PerfusionInputError
+from CardiacLandmarksLib.core.errors import PerfusionInputError
+from CardiacLandmarksLib.io.curves import read_curve
+from CardiacLandmarksLib.perfusion.pipeline import per_input, unique_name
 
 log = logging.getLogger(__name__)
 
@@ -54,14 +56,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_perfusion)
 
 
-def _per_input(values: list[str] | None, n: int, what: str) -> list[str | None]:
-    if not values:
-        return [None] * n
-    if len(values) == 1:
-        return [None if values[0] in ("-", "auto") else values[0]] * n
-    if len(values) != n:
-        raise PerfusionInputError(f"give --{what} once, or once per input ({n}); got {len(values)}")
-    return [None if v in ("-", "auto") else v for v in values]
+def _progress(total: int, enabled: bool):
+    from tqdm import tqdm
+
+    bar = tqdm(total=total, unit="series", disable=not enabled, file=sys.stderr)
+    return bar, lambda done, _total: bar.update(done - bar.n)
 
 
 def series_name(path: Path, description: str, used: set[str]) -> str:
@@ -73,48 +72,7 @@ def series_name(path: Path, description: str, used: set[str]) -> str:
             break
     if path.is_dir() and description:
         name = f"{name}_{description}"
-    name = re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("_") or "series"
-    base, n = name, 1
-    while name in used:
-        n += 1
-        name = f"{base}_{n}"
-    used.add(name)
-    return name
-
-
-def read_curve(path: str | Path) -> np.ndarray:
-    """A 1-D curve from ``.txt``/``.csv`` (numbers separated by commas/whitespace), ``.npy``, ``.mat``
-    (variable ``aif`` or the only numeric variable) or any image file (all voxels in order).
-
-    Raises:
-        InputNotFoundError, PerfusionInputError (no numbers / not 1-D).
-    """
-    p = Path(path)
-    if not p.exists():
-        raise InputNotFoundError(f"curve file not found: {p}")
-    suf = p.suffix.lower()
-    if suf in (".txt", ".csv", ".tsv"):
-        text = p.read_text()
-        vals = [float(x) for x in re.split(r"[,;\s]+", text.strip()) if x]
-        arr = np.asarray(vals, float)
-    elif suf == ".npy":
-        arr = np.load(p, allow_pickle=False)
-    elif suf == ".mat":
-        from scipy.io import loadmat
-
-        m = {k: v for k, v in loadmat(p).items() if not k.startswith("__")}
-        key = "aif" if "aif" in m else next((k for k, v in m.items() if np.asarray(v).size > 4), None)
-        if key is None:
-            raise PerfusionInputError(f"{p.name}: no AIF curve found in the .mat file")
-        arr = np.asarray(m[key], float)
-    else:
-        import SimpleITK as sitk
-
-        arr = sitk.GetArrayFromImage(sitk.ReadImage(str(p)))
-    arr = np.asarray(arr, float)
-    if arr.size < 5 or arr.squeeze().ndim != 1:
-        raise PerfusionInputError(f"{p.name}: expected a 1-D curve, got shape {arr.shape}")
-    return arr.ravel()
+    return unique_name(name, used)
 
 
 def _rvi_from_markups(path: Path, series) -> dict | None:
@@ -137,11 +95,11 @@ def cmd_perfusion(args: argparse.Namespace) -> int:
     from CardiacLandmarksLib.perfusion import segmentation as ps
 
     n = len(args.inputs)
-    conds = _per_input(args.condition, n, "condition")
-    levels = _per_input(args.level, n, "level")
-    rvis = _per_input(args.rvi, n, "rvi")
-    aifs = _per_input(args.aif, n, "aif")
-    mbfs = _per_input(args.mbf_map, n, "mbf-map")
+    conds = per_input(args.condition, n, "--condition")
+    levels = per_input(args.level, n, "--level")
+    rvis = per_input(args.rvi, n, "--rvi")
+    aifs = per_input(args.aif, n, "--aif")
+    mbfs = per_input(args.mbf_map, n, "--mbf-map")
     out = Path(args.output)
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
@@ -169,16 +127,14 @@ def cmd_perfusion(args: argparse.Namespace) -> int:
         inputs.append(pp.SeriesInput(series=s, name=name, condition=conds[k], level=levels[k], rvi_lps=rvi,
                                      aif=read_curve(aifs[k]) if aifs[k] else None,
                                      concentration=args.concentration, dt_s=args.dt, mbf_map=mbf_map))
-    analyses = []
-    for inp in inputs:
-        t1 = time.time()
-        an = pp.analyse_series(inp, model, use_sax_model=not args.no_sax_model)
-        analyses.append(an)
+    bar, update = _progress(len(inputs), not getattr(args, "no_progress", False))
+    result = pp.analyse_perfusion(inputs, model, use_sax_model=not args.no_sax_model, progress=update)
+    bar.close()
+    analyses, summary = result.analyses, result.summary
+    for an in analyses:
         print(f"{an.name}: {an.condition}, {an.level or 'level ?'}, {an.series.n_phases} frames, reference frame "
-              f"{an.seg.reference_frame}, RVI from {an.rvi_source or 'none'} ({time.time() - t1:.1f} s)")
-    pp.assign_missing_levels(analyses)
-    summary = pp.summarise(analyses)
-    written = pr.write_report(analyses, summary, out, model.card, model.sha256)
+              f"{an.seg.reference_frame}, RVI from {an.rvi_source or 'none'}")
+    written = result.write(out)
     metric = pr.primary_metric(summary)
     for c in summary["conditions"]:
         g = summary["global"].get(c, {}).get(metric)

@@ -75,63 +75,25 @@ def _progress_bar(total: int, enabled: bool):
 
 
 def cmd_detect(args: argparse.Namespace) -> int:
+    from CardiacLandmarksLib.analysis import analyse_landmarks
     from CardiacLandmarksLib.io.load import load_series
-    from CardiacLandmarksLib.sax.pipeline import detect_landmarks
+    from CardiacLandmarksLib.sax.pipeline import SaxOptions
 
     series = load_series(args.input, series_uid=args.series_uid)
-    view = args.view
-    if view == "auto":
-        from CardiacLandmarksLib.io.view import detect_view
-
-        view = detect_view(series)
     out = Path(args.output)
     out.mkdir(parents=True, exist_ok=True)
-    t0 = time.time()
-    if view == "sax":
-        bar, update = _progress_bar(series.n_slices * series.n_phases, not args.no_progress)
-        lmset = detect_landmarks(series, view="sax", device=args.device, progress=update, tta=not args.no_tta)
-        bar.close()
-    else:
-        from CardiacLandmarksLib.lax.pipeline import detect_lax
-        lmset = detect_lax(series, view=view, device=args.device)
-    elapsed = time.time() - t0
-    written = write_outputs(series, lmset, out)
-    n_found = sum(lm.found for lm in lmset.landmarks)
-    n_low = sum(lm.flag == "low" for lm in lmset.landmarks)
+    bar, update = _progress_bar(series.n_slices * series.n_phases, not args.no_progress)
+    result = analyse_landmarks(series, args.view, SaxOptions(device=args.device, tta=not args.no_tta), update)
+    bar.close()
+    view = result.view
+    written = result.write(out)
+    n_found = sum(lm.found for lm in result.landmarks.landmarks)
+    n_low = sum(lm.flag == "low" for lm in result.landmarks.landmarks)
     print(f"{series.source}: {series.n_slices} slices x {series.n_phases} phases, view {view.upper()}, "
-          f"{n_found} landmarks found ({n_low} low confidence) in {elapsed:.1f} s")
+          f"{n_found} landmarks found ({n_low} low confidence) in {result.elapsed_s:.1f} s")
     for p in written:
         print(f"  wrote {p}")
     return 0
-
-
-def write_outputs(series, lmset, out: Path) -> list[Path]:
-    """landmarks.json, measurements.csv, *.mrk.json and overlay PNG(s) for one series."""
-    from CardiacLandmarksLib.io import markups
-    from CardiacLandmarksLib.sax import report
-
-    stem = _stem(series.source)
-    written = [report.write_landmarks_json(lmset, out / "landmarks.json")]
-    written.append(report.write_measurements_csv(lmset.measurements, out / "measurements.csv"))
-    written += list(markups.write_markups(lmset, out))
-    if lmset.view == "sax":
-        written.append(report.render_overlay_png(series, lmset, out / f"{stem}_overlay.png"))
-    else:  # long axis: landmarks at ED/ES and the LV-length curve
-        from CardiacLandmarksLib.lax.report import render_lax_png
-
-        written.append(render_lax_png(series, lmset, out / f"{stem}_lv_length.png"))
-    return [Path(p) for p in written]
-
-
-def _stem(source: str) -> str:
-    p = Path(source)
-    name = p.name
-    if p.suffix == "" and name.lower() in ("dicom", "dcm", "images", "data", "series") and p.parent.name:
-        name = p.parent.name  # a generic DICOM folder name: use the folder above (e.g. the patient id)
-    for ext in (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd", ".hdr", ".img", ".dcm"):
-        if name.endswith(ext):
-            return name[: -len(ext)]
-    return name or "series"
 
 
 def cmd_train(args: argparse.Namespace) -> int:

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from CardiacLandmarksLib.core.errors import CardiacLandmarksError
 from CardiacLandmarksLib.core.landmarks import LANDMARKS_BY_VIEW
 from CardiacLandmarksLib.core.preprocessing import CanvasGrid, resample_labels_to_canvas, to_canvas
 from CardiacLandmarksLib.datasets.splits import ACDC_CHALLENGE_TEST, is_acdc_test
@@ -109,15 +110,20 @@ def development_split(cases: list[Case], val_fraction: float = 0.2, seed: int = 
     """Training and validation cases with the fixed ACDC test split left out (:mod:`.splits`).
 
     The patient split is drawn as for the models up to v1.3.1 (:func:`split_by_patient` over every case that is
-    not an ACDC challenge test patient), then the test patients are removed from the validation side: they all
-    fall there, so the training side is the same as those models'. Cases of other sets (no ``patientNNN`` id of
+    not an ACDC challenge test patient), then the test patients are removed from both sides (with seed 0 they all
+    fall on the validation side, so the training side is the same as those models'). Cases of other sets (no ``patientNNN`` id of
     the test split) are split as before.
     """
     train, val = split_by_patient([c for c in cases if c.patient not in ACDC_CHALLENGE_TEST], val_fraction, seed)
-    leaked = [c.patient for c in train if is_acdc_test(c.patient)]
-    if leaked:
-        raise AssertionError(f"test patients {sorted(set(leaked))} fell into the training side")
-    return train, [c for c in val if not is_acdc_test(c.patient)]
+    left_out = sorted({c.patient for c in train + val if is_acdc_test(c.patient)})
+    if left_out:
+        log.info("left out the ACDC test split patients %s", ", ".join(left_out))
+    train = [c for c in train if not is_acdc_test(c.patient)]
+    val = [c for c in val if not is_acdc_test(c.patient)]
+    if train and not val:
+        raise CardiacLandmarksError("no validation patients left after leaving out the ACDC test split "
+                                    "(datasets.splits); give more labelled patients")
+    return train, val
 
 
 def test_cases(cases: list[Case]) -> list[Case]:

@@ -155,7 +155,7 @@ def load_image(path: str | Path, *, time_axis: str = "auto") -> CMRSeries:
             pixels = arr  # [t, z, y, x]
             mode = "none"
         else:
-            mode = _resolve_time_axis(time_axis, size, spacing)
+            mode = resolve_time_axis(time_axis, size, spacing)
             layout = {"none": "stack", "first": "time-first", "last": "time-last"}[mode]
             if mode == "none":
                 pixels = arr[None]
@@ -295,7 +295,7 @@ def _format_name(path: Path) -> str:
     return "unknown"
 
 
-def _resolve_time_axis(time_axis: str, size: tuple[int, ...], spacing: tuple[float, ...]) -> str:
+def resolve_time_axis(time_axis: str, size: tuple[int, ...], spacing: tuple[float, ...]) -> str:
     if time_axis != "auto":
         return time_axis
     first_is_time = size[0] < min(size[1], size[2]) and spacing[0] > 1.5 * max(spacing[1], spacing[2])

@@ -390,3 +390,25 @@ def read_markups(path: str | Path, series=None, *, moved_tol_mm: float = MOVED_T
     view = meta.get("view") or _infer_view({lm.name for lm in landmarks})
     return LandmarkSet(source=str(meta.get("source") or path), view=view,
                        model=dict(meta.get("model") or {}), landmarks=landmarks)
+
+
+def load_landmarks(path: str | Path, series=None):
+    """A :class:`~.landmarks.LandmarkSet` from ``landmarks.json`` or ``.mrk.json`` file(s).
+
+    Raises:
+        InputNotFoundError: the path does not exist. InvalidMarkupsError: unreadable file.
+    """
+    p = Path(path)
+    if not p.exists():
+        raise InputNotFoundError(f"landmarks not found: {p}")
+    if p.is_file() and p.name.endswith(".json") and not p.name.endswith(SUFFIX):
+        try:
+            lmset = LandmarkSet.from_dict(json.loads(p.read_text()))
+        except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+            raise InvalidMarkupsError(f"{p} is not a landmarks.json file: {exc}") from exc
+        if series is not None:
+            for lm in lmset.landmarks:
+                if lm.found:
+                    lm.ijk = series.lps_to_ijk(lm.position)
+        return lmset
+    return read_markups(p, series)

@@ -32,6 +32,7 @@ network", Radiology: AI 2021 (landmarks, LV length); tracking by SimpleITK regis
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 
 import numpy as np
@@ -42,8 +43,11 @@ from CardiacLandmarksLib.core.preprocessing import make_grid, normalise_intensit
 from CardiacLandmarksLib.core.series import CMRSeries
 from CardiacLandmarksLib.lax.labels import FIRST_HINGE_DIRECTION_LPS, HINGE_NAMES
 from CardiacLandmarksLib.lax.measurements import LAX_VIEWS, lv_length_measurements
+from CardiacLandmarksLib.lax.report import render_lax_png
 from CardiacLandmarksLib.lax.tracking import TrackingConfig, track_landmarks
 from CardiacLandmarksLib.models.decoding import decode_heatmaps
+from CardiacLandmarksLib.sax.pipeline import SaxOptions
+from CardiacLandmarksLib.sax.report import LandmarkResult
 
 log = logging.getLogger(__name__)
 
@@ -296,3 +300,29 @@ def _track_from_best(series, lmset, names, cfg, progress, cancel, notes) -> Land
         out.model["tracking"] = tracked.model.get("tracking", {})
         out.landmarks += tracked.landmarks
     return out
+
+
+def analyse_lax(series: CMRSeries, view: str = "auto", options: SaxOptions | None = None, progress: ProgressFn | None = None,
+                cancel: CancelFn | None = None, model=None) -> LandmarkResult:
+    """Long-axis landmarks (mitral points + APEX) on every phase, LV length and longitudinal shortening.
+
+    The task API every front end calls (Xue et al., Radiology: AI 2021): detection on every phase, tracking
+    from the best phase, LV length = APEX to the mitral midpoint, shortening = 100 (L_ED - L_ES) / L_ED.
+
+    Args:
+        series: long-axis cine, pixels ``[t, k, j, i]``.
+        view: ``"2ch"``, ``"3ch"``, ``"4ch"`` or ``"auto"`` (:func:`resolve_view`).
+        options: a :class:`CardiacLandmarksLib.sax.pipeline.SaxOptions` (device, tta).
+        progress, cancel, model: as :func:`detect_lax`.
+
+    Returns:
+        :class:`~CardiacLandmarksLib.sax.report.LandmarkResult` with the LV-length figure.
+
+    Raises:
+        WrongViewError, ModelIntegrityError (no model for the view), InvalidImageError, Cancelled.
+    """
+    opts = options or SaxOptions()
+    t0 = time.perf_counter()
+    lmset = detect_lax(series, view=view, device=opts.device, progress=progress, cancel=cancel, model=model,
+                       tta=opts.tta)
+    return LandmarkResult(series, lmset, render_lax_png, "_lv_length.png", time.perf_counter() - t0)

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -430,3 +431,89 @@ def _reserve(entry: dict) -> dict:
     if "mbf" in st and "mbf" in re_:
         out["mpr"] = perfusion.reserve_index(st["mbf"]["mean"], re_["mbf"]["mean"])
     return out
+
+
+def per_input(values, n: int, what: str) -> list:
+    """Expand an option given once, or once per input, to a list of ``n`` values.
+
+    ``None`` -> ``[None] * n``; a single value (a string, an array, or a one-element list) -> that value for
+    every input; ``"-"`` or ``"auto"`` stand for None (the CLI's way to skip one input).
+
+    Raises:
+        PerfusionInputError: a list whose length is neither 1 nor ``n``.
+    """
+    if values is None:
+        return [None] * n
+    if isinstance(values, str | np.ndarray) or not isinstance(values, Sequence):
+        values = [values]
+    values = [None if isinstance(v, str) and v in ("-", "auto") else v for v in values]
+    if len(values) == 1:
+        return values * n
+    if len(values) != n:
+        raise PerfusionInputError(f"give {what} once, or once per input ({n}); got {len(values)}")
+    return values
+
+
+def unique_name(base: str, used: set[str]) -> str:
+    """``base`` made file-safe and unique among ``used`` (``name``, ``name_2``, ...); adds it to ``used``."""
+    name = re.sub(r"[^A-Za-z0-9_.-]+", "_", base).strip("_") or "series"
+    stem, n = name, 1
+    while name in used:
+        n += 1
+        name = f"{stem}_{n}"
+    used.add(name)
+    return name
+
+
+@dataclass
+class PerfusionResult:
+    """The perfusion analysis of one study: per-series analyses and the pooled AHA summary.
+
+    ``write(outdir)`` writes ``report.json``, ``report.csv``, ``bullseye.png`` and per series the label maps,
+    sector PNG and RV-insertion markups (:func:`CardiacLandmarksLib.perfusion.report.write_report`).
+    """
+
+    analyses: list[SliceAnalysis]
+    summary: dict
+    model_card: dict
+    model_sha: str
+
+    def write(self, outdir: str | Path) -> list[Path]:
+        from CardiacLandmarksLib.perfusion.report import write_report
+
+        return write_report(self.analyses, self.summary, outdir, self.model_card, self.model_sha)
+
+
+def analyse_perfusion(inputs: list[SeriesInput], model: ps.PerfusionModel | None = None, device: str = "cpu",
+                      use_sax_model: bool = True,
+                      progress: Callable[[int, int], None] | None = None) -> PerfusionResult:
+    """AHA 16-segment perfusion analysis of a study (Xue et al., Radiology: AI 2020; Cerqueira et al. 2002).
+
+    The task API every front end calls: each series is analysed (:func:`analyse_series`), slices with no
+    level are given one from their positions (:func:`assign_missing_levels`), and segments are pooled per
+    condition with the stress/rest reserve (:func:`summarise`).
+
+    Args:
+        inputs: one :class:`SeriesInput` per slice series (2D+T, pixels ``[t, 1, j, i]``).
+        model: the perfusion segmentation model (default: the bundled one on ``device``).
+        device: ``"cpu"``, ``"cuda"`` or ``"auto"`` when the model is loaded here.
+        use_sax_model: try the SAX landmark model for the RV insertion points before the RV-enhancement rule.
+        progress: ``progress(done_series, total_series)``.
+
+    Returns:
+        :class:`PerfusionResult`.
+
+    Raises:
+        PerfusionInputError (no input, bad AIF), MissingGeometryError, ModelIntegrityError.
+    """
+    if not inputs:
+        raise PerfusionInputError("no perfusion series given")
+    model = model or ps.load_model(device=device)
+    analyses = []
+    for k, inp in enumerate(inputs):
+        analyses.append(analyse_series(inp, model, use_sax_model=use_sax_model))
+        if progress is not None:
+            progress(k + 1, len(inputs))
+    assign_missing_levels(analyses)
+    return PerfusionResult(analyses, summarise(analyses), dict(getattr(model, "card", {}) or {}),
+                           getattr(model, "sha256", ""))

@@ -1,4 +1,4 @@
-"""One detection pipeline for the CLI, the Python console and the Slicer module.
+"""SAX landmark analysis: the one entry (:func:`analyse_sax`) for the CLI, console, Slicer, batch and web.
 
 series -> canvas per slice and phase (:mod:`.preprocessing`) -> heatmap U-Net
 (:mod:`.inference`) -> peak decoding (:mod:`.decoding`) -> points back in input voxels and
@@ -10,7 +10,9 @@ network", Radiology: AI 2021.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -21,6 +23,7 @@ from CardiacLandmarksLib.core.preprocessing import make_grid, normalise_intensit
 from CardiacLandmarksLib.core.series import CMRSeries
 from CardiacLandmarksLib.models.loader import LoadedModel, load_model
 from CardiacLandmarksLib.sax.measurements import rvi_measurements
+from CardiacLandmarksLib.sax.report import LandmarkResult, render_overlay_png
 from CardiacLandmarksLib.sax.rvi_segmentation import locate
 
 log = logging.getLogger(__name__)
@@ -161,3 +164,47 @@ def detect_landmarks(
     lmset.landmarks.sort(key=lambda lm: (lm.phase, lm.slice, names.index(lm.name)))
     lmset.measurements = rvi_measurements(lmset, series=series)
     return lmset
+
+
+@dataclass
+class SaxOptions:
+    """Options of :func:`analyse_sax` (the CLI's ``detect`` flags, the Slicer panel's settings).
+
+    Attributes:
+        device: ``"auto"``, ``"cpu"`` or ``"cuda"``.
+        tta: mirror test-time augmentation (more accurate, about 2x slower).
+        confidence: ``"phdnet"`` (shipped) or ``"peak"`` (see :func:`detect_landmarks`).
+        batch_size: images per chunk between progress calls and cancel checks.
+    """
+
+    device: str = "auto"
+    tta: bool = True
+    confidence: str = "phdnet"
+    batch_size: int = 50
+
+
+def analyse_sax(series: CMRSeries, options: SaxOptions | None = None, progress: ProgressFn | None = None,
+                cancel: CancelFn | None = None, model: LoadedModel | None = None) -> LandmarkResult:
+    """SAX landmarks (A-RVI, I-RVI, C-LV) and RVI angles of every slice and phase of a series.
+
+    The task API every front end calls (Xue et al., Radiology: AI 2021; confidence after Schobs et al.,
+    ISBI 2021).
+
+    Args:
+        series: SAX stack or cine, pixels ``[t, k, j, i]``.
+        options: :class:`SaxOptions` (default: auto device, TTA, PHD-Net confidence).
+        progress: ``progress(done_images, total_images)``.
+        cancel: polled between batches; True raises :class:`Cancelled`.
+        model: an already loaded model (batch workers keep one).
+
+    Returns:
+        :class:`~CardiacLandmarksLib.sax.report.LandmarkResult` (``write(outdir)`` writes the result folder).
+
+    Raises:
+        WrongViewError, InvalidImageError, ModelIntegrityError, Cancelled.
+    """
+    opts = options or SaxOptions()
+    t0 = time.perf_counter()
+    lmset = detect_landmarks(series, view="sax", device=opts.device, progress=progress, cancel=cancel, model=model,
+                             tta=opts.tta, confidence=opts.confidence, batch_size=opts.batch_size)
+    return LandmarkResult(series, lmset, render_overlay_png, "_overlay.png", time.perf_counter() - t0)

@@ -11,14 +11,18 @@ import io
 import json
 import logging
 import math
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from CardiacLandmarksLib.core.errors import InvalidImageError
 from CardiacLandmarksLib.core.landmarks import Landmark, LandmarkSet, Measurement
+from CardiacLandmarksLib.core.series import CMRSeries
+from CardiacLandmarksLib.io import markups
 from CardiacLandmarksLib.io.atomic import atomic_write_bytes, atomic_write_text
+from CardiacLandmarksLib.io.outputs import output_stem
 from CardiacLandmarksLib.sax.measurements import rvi_measurements
 
 logger = logging.getLogger(__name__)
@@ -283,3 +287,64 @@ def render_overlay_png(
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=dpi, facecolor="white")
     return atomic_write_bytes(path, buf.getvalue(), backup_existing=backup_existing)
+
+
+PngWriter = Callable[[CMRSeries, LandmarkSet, Path], Path]
+"""``writer(series, landmarks, png_path) -> png_path``: the task's figure."""
+
+
+@dataclass
+class LandmarkResult:
+    """A landmark analysis (SAX or long axis) of one series, ready to show or write.
+
+    Attributes:
+        series: the analysed series (pixels ``[t, k, j, i]``).
+        landmarks: points in LPS mm and input ijk, with flags and measurements.
+        png_writer: the task's figure (:func:`render_overlay_png` for SAX,
+            :func:`CardiacLandmarksLib.lax.report.render_lax_png` for long axis).
+        png_suffix: file-name suffix of the figure after the series stem.
+        elapsed_s: analysis time in seconds.
+    """
+
+    series: CMRSeries
+    landmarks: LandmarkSet
+    png_writer: PngWriter
+    png_suffix: str
+    elapsed_s: float = 0.0
+
+    @property
+    def view(self) -> str:
+        return self.landmarks.view
+
+    def write(self, outdir: str | Path) -> list[Path]:
+        """Write the result folder (see :func:`write_landmark_outputs`)."""
+        return write_landmark_outputs(self.series, self.landmarks, outdir, self.png_writer, self.png_suffix)
+
+
+def write_landmark_outputs(series: CMRSeries, lmset: LandmarkSet, outdir: str | Path, png_writer: PngWriter,
+                           png_suffix: str) -> list[Path]:
+    """Write ``landmarks.json``, ``measurements.csv``, the ``.mrk.json`` point lists and ``<stem><png_suffix>``.
+
+    The one writer of landmark result folders: the CLI's ``detect``, the Slicer module's Export, the batch
+    runner and the web review app all come here.
+
+    Args:
+        series: the analysed series (for the figure and the output stem).
+        lmset: landmarks (LPS mm) with their measurements.
+        outdir: result folder (created).
+        png_writer: the task's figure.
+        png_suffix: e.g. ``"_overlay.png"``.
+
+    Returns:
+        The files written, in writing order.
+
+    Raises:
+        OSError from the atomic writers when the folder is not writable.
+    """
+    out = Path(outdir)
+    out.mkdir(parents=True, exist_ok=True)
+    written = [write_landmarks_json(lmset, out / "landmarks.json")]
+    written.append(write_measurements_csv(lmset.measurements, out / "measurements.csv"))
+    written += list(markups.write_markups(lmset, out))
+    written.append(png_writer(series, lmset, out / f"{output_stem(series.source)}{png_suffix}"))
+    return [Path(p) for p in written]

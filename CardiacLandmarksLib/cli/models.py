@@ -1,0 +1,25 @@
+"""CLI sub-command ``models``: list the bundled models of the catalogue, or refresh it after a retrain."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("models", help="list the bundled models (catalogue), or --refresh it after copying a retrained model")
+    p.add_argument("--refresh", action="store_true",
+                   help="rewrite version and SHA256 of every catalogue entry from its card and weights")
+    p.set_defaults(func=cmd_models)
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    from CardiacLandmarksLib.models import catalogue
+
+    entries = catalogue.refresh() if args.refresh else list(catalogue.catalogue().values())
+    for e in entries:
+        if not args.refresh:
+            catalogue.checked_files(e.name)  # a mismatch is a named error, printed by main()
+        timing = f"{e.cpu_ms:g} ms/image CPU" if e.cpu_ms else "timing not measured"
+        print(f"{e.name:16s} {e.version:8s} {e.task:24s} view {e.view or '-':4s} {e.input_px} px at {e.input_mm} mm, "
+              f"{timing}, sha256 {e.sha256[:12]}, {e.licence}")
+    return 0
