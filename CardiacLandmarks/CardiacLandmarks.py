@@ -84,10 +84,6 @@ from CardiacLandmarksModuleLib.names import (  # noqa: E402
     TABLE_REFERENCE,
 )
 
-#: positions closer than this (mm) to the detection count as unchanged
-POSITION_TOLERANCE_MM = 1e-3
-
-
 #
 # CardiacLandmarks
 #
@@ -482,26 +478,6 @@ class CardiacLandmarksWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 #
 # CardiacLandmarksLogic
 #
-
-
-class FlaggedPoint:
-    """A landmark to review: ``flag`` ``"low"`` or ``"absent"`` (never a corrected one)."""
-
-    def __init__(self, name: str, slice: int, phase: int, index: int, flag: str, confidence: float) -> None:
-        self.name = name
-        self.slice = slice
-        self.phase = phase
-        self.index = index  # control point index in the slice's point list
-        self.flag = flag
-        self.confidence = confidence
-
-    @property
-    def key(self) -> tuple:
-        """Review order: phase, slice, landmark."""
-        return (self.phase, self.slice, self.index)
-
-    def __repr__(self) -> str:
-        return f"FlaggedPoint({self.name!r}, slice={self.slice}, phase={self.phase}, flag={self.flag!r})"
 
 
 class CardiacLandmarksLogic(ScriptedLoadableModuleLogic, VTKObservationMixin):
@@ -905,37 +881,17 @@ class CardiacLandmarksLogic(ScriptedLoadableModuleLogic, VTKObservationMixin):
                 self.removeObserver(obj, event, method)
 
     def _landmarkFromPoint(self, state, point, k: int, t: int):
-        """Landmark shown by a control point. It is *corrected* when it differs from the model's
-        detection (moved, placed or unset), or was already corrected in the loaded result."""
-        import numpy as np
-
+        """Landmark shown by a control point, with the library's correction rule
+        (``CardiacLandmarksLib.core.review.corrected_landmark``)."""
         from CardiacLandmarksLib.core import geometry
-        from CardiacLandmarksLib.core.landmarks import Landmark
+        from CardiacLandmarksLib.core.review import corrected_landmark
 
-        detected = state.detected.get((point.name, k, t))
-        if detected is None:  # not from our detection: trust what the point list says
-            corrected = point.description.startswith(("placed by user", "marked absent by user"))
-        elif point.defined != bool(detected.found):
-            corrected = True
-        elif point.defined:
-            moved = float(np.linalg.norm(point.position - np.asarray(detected.position, float)))
-            corrected = moved > POSITION_TOLERANCE_MM or bool(detected.corrected)
-        else:
-            corrected = bool(detected.corrected)
-        if corrected:
-            confidence, flag = (1.0, "high") if point.defined else (0.0, "absent")
-        elif detected is not None:
-            confidence, flag = float(detected.confidence), detected.flag
-        else:
-            confidence = point.confidence if np.isfinite(point.confidence) else 0.0
-            flag = "absent" if not point.defined else ("high" if point.selected else "low")
-        if point.defined:
-            position = np.asarray(point.position, float)
-            ijk = geometry.lps_to_ijk(position, state.direction, state.spacing[:2], state.sliceOrigins)
-        else:
-            position = ijk = np.full(3, np.nan)
-        return Landmark(point.name, k, t, bool(point.defined), position, np.asarray(ijk, float),
-                        float(confidence), flag, bool(corrected))
+        ijk = (geometry.lps_to_ijk(point.position, state.direction, state.spacing[:2], state.sliceOrigins)
+               if point.defined else None)
+        return corrected_landmark(state.detected.get((point.name, k, t)), point.name, k, t, bool(point.defined),
+                                  point.position, ijk, shown_confidence=point.confidence, selected=point.selected,
+                                  user_marked=point.description.startswith(("placed by user",
+                                                                            "marked absent by user")))
 
     def _readAllPoints(self, hub, state) -> None:
         from CardiacLandmarksModuleLib import nodes
@@ -1097,33 +1053,23 @@ class CardiacLandmarksLogic(ScriptedLoadableModuleLogic, VTKObservationMixin):
 
     def flagCounts(self, hub) -> dict:
         """Numbers of points by state: ``total``, ``high``, ``low``, ``absent``, ``corrected``."""
-        state = self._state(hub)
-        counts = {"total": len(state.current), "high": 0, "low": 0, "absent": 0, "corrected": 0}
-        for lm in state.current.values():
-            if lm.corrected:
-                counts["corrected"] += 1
-            else:
-                counts[lm.flag] += 1
-        return counts
+        from CardiacLandmarksLib.core.review import flag_counts
+
+        return flag_counts(self._state(hub).current.values())
 
     def flaggedPoints(self, hub) -> list:
-        """Points to review (low confidence or not found, not corrected), in phase, slice, landmark order."""
+        """Points to review (low confidence or not found, not corrected), in phase, slice, landmark order
+        (``CardiacLandmarksLib.core.review.flagged_points``)."""
+        from CardiacLandmarksLib.core.review import flagged_points
+
         state = self._state(hub)
-        order = {name: n for n, name in enumerate(state.names)}
-        points = [FlaggedPoint(lm.name, lm.slice, lm.phase, order[lm.name], lm.flag, lm.confidence)
-                  for lm in state.current.values() if not lm.corrected and lm.flag in ("low", "absent")]
-        return sorted(points, key=lambda p: p.key)
+        return flagged_points(state.current.values(), state.names)
 
     def nextFlaggedPoint(self, hub, after=None):
         """The flagged point after ``after`` (a ``FlaggedPoint.key``), wrapping around; None when none is left."""
-        points = self.flaggedPoints(hub)
-        if not points:
-            return None
-        if after is not None:
-            for point in points:
-                if point.key > tuple(after):
-                    return point
-        return points[0]
+        from CardiacLandmarksLib.core.review import next_flagged
+
+        return next_flagged(self.flaggedPoints(hub), after)
 
     # ---------------------------------------------------------------- views
 

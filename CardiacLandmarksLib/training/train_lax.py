@@ -58,6 +58,8 @@ from CardiacLandmarksLib.training.augment import random_affine_batch, random_int
 from CardiacLandmarksLib.training.losses import gaussian_targets
 
 log = logging.getLogger(__name__)
+#: progress lines for a person (the CLI prints them; see CardiacLandmarksLib.cli.main)
+PROGRESS = logging.getLogger("CardiacLandmarksLib.progress")
 
 LAX_VIEWS = ("2ch", "3ch", "4ch")
 #: AMRG key-pred entries (0-based) of the septal and free-wall mitral hinges
@@ -385,8 +387,8 @@ def fit(samples: LaxSamples, cfg: LaxTrainConfig, n_landmarks: int = 3, device: 
         sched.step()
         losses.append(float(loss.detach()))
         if progress and (step + 1) % cfg.steps_per_epoch == 0:
-            print(f"{tag}epoch {(step + 1) // cfg.steps_per_epoch}/{cfg.epochs} loss "
-                  f"{np.mean(losses[-cfg.steps_per_epoch:]):.4f} ({time.time() - t0:.0f} s)", flush=True)
+            PROGRESS.info(f"{tag}epoch {(step + 1) // cfg.steps_per_epoch}/{cfg.epochs} loss "
+                          f"{np.mean(losses[-cfg.steps_per_epoch:]):.4f} ({time.time() - t0:.0f} s)")
     return model, {"init": init_note, "seconds": round(time.time() - t0), "final_loss": float(np.mean(losses[-20:]))}
 
 

@@ -33,6 +33,8 @@ from CardiacLandmarksLib.models.phdnet import PATCH, PHDNet, count_parameters, l
 from CardiacLandmarksLib.training.augment import random_affine_batch, random_intensity
 
 log = logging.getLogger(__name__)
+#: progress lines for a person (the CLI prints them; see CardiacLandmarksLib.cli.main)
+PROGRESS = logging.getLogger("CardiacLandmarksLib.progress")
 
 
 @dataclass
@@ -203,7 +205,7 @@ def train_phdnet(train: SampleSet, val: SampleSet, out_path: Path | None, cfg: P
                f"val err mm " + " ".join(f"{n}={e:.2f}" for n, e in zip(cfg.landmarks, per_lm)) + f" ({time.time() - t0:.0f} s)")
         log.info(msg)
         if progress:
-            print(msg, flush=True)
+            PROGRESS.info(msg)
         if score < best[0]:
             best = (score, {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}, epoch + 1)
         if out_path is not None:

@@ -44,6 +44,8 @@ from CardiacLandmarksLib.training.losses import gaussian_targets, kl_dice_loss, 
 from CardiacLandmarksLib.training.model_card import write_markdown
 
 log = logging.getLogger(__name__)
+#: progress lines for a person (the CLI prints them; see CardiacLandmarksLib.cli.main)
+PROGRESS = logging.getLogger("CardiacLandmarksLib.progress")
 
 RETRAIN_TEXT = """
 `cardiac-landmarks train --view sax --epochs 90 --seed 0 --threads 2 --device cpu -o runs/sax` reads
@@ -270,9 +272,10 @@ def train_sax(data: Path, out_dir: Path, cfg: TrainConfig, device: str = "cpu", 
         log.info("epoch %d %sloss %.4f val %s (%.0f s)", epoch + 1, tag, np.mean(losses),
                  {n: round(m[n]["mean_error_mm"], 2) for n in SAX_NAMES}, time.time() - t0)
         if progress:
-            print(f"epoch {epoch + 1}/{cfg.epochs} {tag}loss {np.mean(losses):.4f} val err mm "
-                  + " ".join(f"{n}={m[n]['mean_error_mm']:.2f}" for n in SAX_NAMES)
-                  + f" det {np.mean([m[n]['detection_rate'] for n in SAX_NAMES]):.3f} seg share {fw} ({time.time() - t0:.0f} s)", flush=True)
+            PROGRESS.info(f"epoch {epoch + 1}/{cfg.epochs} {tag}loss {np.mean(losses):.4f} val err mm "
+                          + " ".join(f"{n}={m[n]['mean_error_mm']:.2f}" for n in SAX_NAMES)
+                          + f" det {np.mean([m[n]['detection_rate'] for n in SAX_NAMES]):.3f} seg share {fw} "
+                          f"({time.time() - t0:.0f} s)")
         if best[1] is None or score < best[0]:
             best = (score, {k: v.detach().cpu().clone() for k, v in net.state_dict().items()}, {"epoch": epoch + 1, "weights": kind})
         _save(model.state_dict(), cfg, out_dir / "sax_unet.pt")  # latest, so a usable model exists early

@@ -1,0 +1,141 @@
+"""Review of flagged landmarks and the correction rule: what the Slicer panel and the web review app share.
+
+A reader reviews only the doubtful points (Xue et al. 2021 report 96.6-99.8% detection, so most points need
+no look; which ones do is PHD-Net's flag, Schobs et al. ISBI 2021):
+
+* :func:`flagged_points` - the review queue: points flagged ``low`` or ``absent`` and not yet corrected, in
+  (phase, slice, landmark) order or by rising confidence;
+* :func:`next_flagged` - the next point after a cursor, wrapping around;
+* :func:`flag_counts` - how many points are high / low / absent / corrected;
+* :func:`corrected_landmark` - the correction rule: a point that differs from the model's detection (moved
+  by more than :data:`POSITION_TOLERANCE_MM`, placed, or unset) becomes *corrected* with confidence 1 (or 0
+  and ``absent`` when unset); otherwise it keeps the detection's confidence and flag.
+
+Positions are LPS mm; ``ijk`` is the continuous (i, j, k) index of the series.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from CardiacLandmarksLib.core.landmarks import Landmark
+
+#: a point moved by less than this (mm) is the model's point (rounding in a viewer)
+POSITION_TOLERANCE_MM = 1e-3
+REVIEW_FLAGS = ("low", "absent")
+
+
+@dataclass(frozen=True)
+class FlaggedPoint:
+    """A landmark to review: ``flag`` ``"low"`` or ``"absent"`` (never a corrected one).
+
+    ``index`` is the landmark's position in its view's name list (the control point index in a slice's point
+    list); ``case`` names the result folder in a cohort (empty for one result).
+    """
+
+    name: str
+    slice: int
+    phase: int
+    index: int
+    flag: str
+    confidence: float
+    case: str = ""
+
+    @property
+    def key(self) -> tuple:
+        """Review order: case, phase, slice, landmark."""
+        return (self.case, self.phase, self.slice, self.index) if self.case else (self.phase, self.slice, self.index)
+
+
+def flagged_points(landmarks: Iterable[Landmark], names: Sequence[str], case: str = "",
+                   by_confidence: bool = False) -> list[FlaggedPoint]:
+    """The review queue of one result.
+
+    Args:
+        landmarks: the current landmarks (detected or corrected).
+        names: the view's landmark names in display order (``LANDMARKS_BY_VIEW[view]``).
+        case: result name, for a queue across a cohort (:func:`merge_queues`).
+        by_confidence: order by rising confidence (absent first) instead of phase, slice, landmark.
+
+    Returns:
+        Points flagged low or absent and not corrected.
+    """
+    order = {name: n for n, name in enumerate(names)}
+    points = [FlaggedPoint(lm.name, int(lm.slice), int(lm.phase), order.get(lm.name, len(order)), lm.flag,
+                           float(lm.confidence), case)
+              for lm in landmarks if not lm.corrected and lm.flag in REVIEW_FLAGS]
+    if by_confidence:
+        return sorted(points, key=lambda p: (p.confidence, p.key))
+    return sorted(points, key=lambda p: p.key)
+
+
+def merge_queues(queues: Iterable[list[FlaggedPoint]]) -> list[FlaggedPoint]:
+    """One queue across the results of a cohort, by rising confidence (the most doubtful first)."""
+    return sorted((p for q in queues for p in q), key=lambda p: (p.confidence, p.key))
+
+
+def next_flagged(points: Sequence[FlaggedPoint], after: tuple | None = None) -> FlaggedPoint | None:
+    """The first point whose key is after ``after`` (a :attr:`FlaggedPoint.key`), wrapping; None when empty."""
+    if not points:
+        return None
+    if after is not None:
+        for point in points:
+            if point.key > tuple(after):
+                return point
+    return points[0]
+
+
+def flag_counts(landmarks: Iterable[Landmark]) -> dict[str, int]:
+    """Numbers of points by state: ``total``, ``high``, ``low``, ``absent``, ``corrected``."""
+    counts = {"total": 0, "high": 0, "low": 0, "absent": 0, "corrected": 0}
+    for lm in landmarks:
+        counts["total"] += 1
+        counts["corrected" if lm.corrected else lm.flag] += 1
+    return counts
+
+
+def corrected_landmark(detected: Landmark | None, name: str, slice: int, phase: int, defined: bool,
+                       position_lps, ijk, shown_confidence: float = float("nan"), selected: bool = True,
+                       user_marked: bool = False) -> Landmark:
+    """The landmark a viewer shows, with the correction rule applied.
+
+    Args:
+        detected: the model's landmark at (name, slice, phase), or None when the point did not come from a
+            detection of this tool (then the viewer's own state is trusted).
+        name, slice, phase: identity of the point.
+        defined: the point has a position (False: not placed / unset).
+        position_lps: ``[3]`` LPS mm (ignored when not defined).
+        ijk: ``[3]`` continuous (i, j, k) of ``position_lps``.
+        shown_confidence: confidence the viewer shows (used when ``detected`` is None).
+        selected: the viewer's selected state (high when ``detected`` is None and not corrected).
+        user_marked: the viewer says a user placed or cleared this point (``detected`` None).
+
+    Returns:
+        :class:`Landmark` with ``corrected`` set; a corrected point has confidence 1 and flag ``high`` (0 and
+        ``absent`` when unset).
+    """
+    if detected is None:
+        corrected = user_marked
+    elif defined != bool(detected.found):
+        corrected = True
+    elif defined:
+        moved = float(np.linalg.norm(np.asarray(position_lps, float) - np.asarray(detected.position, float)))
+        corrected = moved > POSITION_TOLERANCE_MM or bool(detected.corrected)
+    else:
+        corrected = bool(detected.corrected)
+    if corrected:
+        confidence, flag = (1.0, "high") if defined else (0.0, "absent")
+    elif detected is not None:
+        confidence, flag = float(detected.confidence), detected.flag
+    else:
+        confidence = float(shown_confidence) if np.isfinite(shown_confidence) else 0.0
+        flag = "absent" if not defined else ("high" if selected else "low")
+    if defined:
+        position, ijk = np.asarray(position_lps, float), np.asarray(ijk, float)
+    else:
+        position = ijk = np.full(3, np.nan)
+    return Landmark(name, int(slice), int(phase), bool(defined), position, ijk, float(confidence), flag,
+                    bool(corrected))

@@ -1,0 +1,75 @@
+"""Review queue and correction rule (core.review), without MRML: the rules the Slicer panel and web app share."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from CardiacLandmarksLib.core.landmarks import Landmark
+from CardiacLandmarksLib.core.review import (
+    POSITION_TOLERANCE_MM,
+    corrected_landmark,
+    flag_counts,
+    flagged_points,
+    merge_queues,
+    next_flagged,
+)
+
+NAMES = ("A-RVI", "I-RVI", "C-LV")
+
+
+def _lm(name, k, t, flag, conf, found=True, corrected=False):
+    pos = np.array([10.0 * k, 5.0, 2.0 * t]) if found else np.full(3, np.nan)
+    return Landmark(name, k, t, found, pos, pos.copy(), conf, flag if found else "absent", corrected)
+
+
+def _set():
+    return [_lm("C-LV", 0, 0, "high", 0.9), _lm("I-RVI", 0, 0, "low", 0.2), _lm("A-RVI", 1, 0, "low", 0.05),
+            _lm("A-RVI", 0, 1, "absent", 0.0, found=False), _lm("I-RVI", 1, 1, "low", 0.3, corrected=True)]
+
+
+def test_queue_holds_only_uncorrected_low_and_absent_points_in_review_order():
+    q = flagged_points(_set(), NAMES)
+    assert [(p.name, p.slice, p.phase) for p in q] == [("I-RVI", 0, 0), ("A-RVI", 1, 0), ("A-RVI", 0, 1)]
+    by_conf = flagged_points(_set(), NAMES, by_confidence=True)
+    assert [p.confidence for p in by_conf] == [0.0, 0.05, 0.2]
+
+
+def test_next_flagged_wraps_and_is_none_when_nothing_is_left():
+    q = flagged_points(_set(), NAMES)
+    assert next_flagged(q).name == "I-RVI"
+    assert next_flagged(q, after=q[0].key) is q[1]
+    assert next_flagged(q, after=q[-1].key) is q[0]
+    assert next_flagged([]) is None
+
+
+def test_cohort_queue_puts_the_most_doubtful_point_of_any_case_first():
+    a = flagged_points(_set(), NAMES, case="patient001")
+    b = flagged_points([_lm("C-LV", 3, 0, "low", 0.01)], NAMES, case="patient002")
+    merged = merge_queues([a, b])
+    assert merged[0].case == "patient001" and merged[0].flag == "absent"
+    assert merged[1].case == "patient002"
+
+
+def test_flag_counts():
+    assert flag_counts(_set()) == {"total": 5, "high": 1, "low": 2, "absent": 1, "corrected": 1}
+
+
+def test_correction_rule():
+    det = _lm("A-RVI", 1, 0, "low", 0.05)
+    # unchanged (within tolerance): keeps the model's flag and confidence
+    same = corrected_landmark(det, "A-RVI", 1, 0, True, det.position + POSITION_TOLERANCE_MM / 10, det.ijk)
+    assert not same.corrected and same.flag == "low" and same.confidence == 0.05
+    # moved: corrected, confidence 1, high
+    moved = corrected_landmark(det, "A-RVI", 1, 0, True, det.position + [2.0, 0, 0], det.ijk)
+    assert moved.corrected and moved.flag == "high" and moved.confidence == 1.0
+    np.testing.assert_allclose(moved.position, det.position + [2.0, 0, 0])
+    # unset: corrected absent
+    unset = corrected_landmark(det, "A-RVI", 1, 0, False, None, None)
+    assert unset.corrected and unset.flag == "absent" and not unset.found and np.isnan(unset.position).all()
+    # placed where the model found nothing
+    missing = _lm("A-RVI", 0, 1, "absent", 0.0, found=False)
+    placed = corrected_landmark(missing, "A-RVI", 0, 1, True, [1.0, 2.0, 3.0], [0.5, 0.5, 0.0])
+    assert placed.corrected and placed.found and placed.flag == "high"
+    # a point not from this tool: trust the viewer's state
+    foreign = corrected_landmark(None, "C-LV", 0, 0, True, [0, 0, 0], [0, 0, 0], shown_confidence=0.4, selected=False)
+    assert not foreign.corrected and foreign.flag == "low" and foreign.confidence == 0.4
