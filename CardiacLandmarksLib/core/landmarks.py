@@ -8,6 +8,7 @@ neural network", Radiology: AI 2021: SAX ``A-RVI`` (anterior RV insertion), ``I-
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -72,19 +73,159 @@ class Landmark:
         )
 
 
+#: measurement statuses: ``ok`` = every source trusted; ``review`` = a value exists but a source is
+#: doubtful (a low-confidence or absent landmark, a fallback, an implausible curve); ``n/a`` = no
+#: usable value (not finite, or a source says there is nothing to measure, e.g. too few pixels)
+STATUSES = ("ok", "review", "n/a")
+#: source flags that make a measurement ``review`` / ``n/a`` (landmark flags and mask/curve flags)
+REVIEW_FLAGS = ("low", "absent", "review")
+NA_FLAGS = ("n/a",)
+
+
+@dataclass
+class Source:
+    """What a measurement was computed from, with its trust flag.
+
+    Attributes:
+        id: readable id, e.g. ``"A-RVI s3 p0"`` (landmark name, slice, phase) or
+            ``"segment 3 stress pixels"`` (a mask or curve).
+        flag: a landmark flag (``"high"``, ``"low"``, ``"absent"``) or a mask/curve flag
+            (``"ok"``, ``"review"``, ``"n/a"``).
+        confidence: the landmark confidence in [0, 1], or None for masks/curves.
+        kind: ``"landmark"``, ``"mask"``, ``"curve"``, ``"anchor"``, ``"measurement"``.
+        note: why the flag is what it is (e.g. ``"RV-enhancement fallback"``, ``"7 pixels"``).
+    """
+
+    id: str
+    flag: str
+    confidence: float | None = None
+    kind: str = "landmark"
+    note: str = ""
+
+    @classmethod
+    def of_landmark(cls, lm: Landmark) -> Source:
+        """The source record of a landmark: ``"<name> s<slice> p<phase>"`` with its flag and confidence."""
+        note = "corrected by user" if lm.corrected else ""
+        return cls(f"{lm.name} s{lm.slice} p{lm.phase}", lm.flag if lm.found else "absent",
+                   float(lm.confidence), "landmark", note)
+
+    @property
+    def doubtful(self) -> bool:
+        """True when this source makes a measurement ``review`` or ``n/a``."""
+        return self.flag in REVIEW_FLAGS or self.flag in NA_FLAGS
+
+    def caveat(self) -> str:
+        """Short reader text, e.g. ``"A-RVI (low 0.03)"`` or ``"segment pixels (n/a: 7 pixels)"``."""
+        label = self.id.split(" s", 1)[0] if self.kind == "landmark" else self.id
+        if self.confidence is not None and self.kind == "landmark" and self.flag != "absent":
+            return f"{label} ({self.flag} {self.confidence:.2f})"
+        return f"{label} ({self.flag}{': ' + self.note if self.note else ''})"
+
+    def to_dict(self) -> dict:
+        d = {"id": self.id, "kind": self.kind, "flag": self.flag}
+        if self.confidence is not None:
+            d["confidence"] = round(float(self.confidence), 4)
+        if self.note:
+            d["note"] = self.note
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> Source:
+        c = d.get("confidence")
+        return cls(str(d.get("id", "")), str(d.get("flag", "")), None if c is None else float(c),
+                   str(d.get("kind", "landmark")), str(d.get("note", "")))
+
+
+def measurement_status(value: float, sources=()) -> str:
+    """The one rule that turns a value and the flags of its sources into a status.
+
+    * ``"n/a"``: ``value`` is not finite, or a source is flagged ``"n/a"`` (e.g. too few pixels);
+    * ``"review"``: a source is flagged ``"low"``, ``"absent"`` or ``"review"`` (a low-confidence or
+      missing landmark, a fallback anchor, an implausible curve);
+    * ``"ok"``: otherwise (all landmarks high or corrected by the user, masks and curves ok).
+
+    Args:
+        value: the measured value (any unit).
+        sources: :class:`Source` objects (or their dicts).
+
+    Returns:
+        One of :data:`STATUSES`.
+    """
+    flags = [s.flag if isinstance(s, Source) else str(s.get("flag", "")) for s in sources]
+    try:
+        finite = math.isfinite(float(value))
+    except (TypeError, ValueError):
+        finite = False
+    if not finite or any(f in NA_FLAGS for f in flags):
+        return "n/a"
+    if any(f in REVIEW_FLAGS for f in flags):
+        return "review"
+    return "ok"
+
+
 @dataclass
 class Measurement:
-    """A scalar result: ``name`` (e.g. ``"RVI angle"``), slice, phase, value, unit."""
+    """A scalar result with its trust.
+
+    Attributes:
+        name: e.g. ``"RVI angle"``.
+        slice, phase: where it was measured (None for series-level results).
+        value: the value (NaN when not measured).
+        unit: e.g. ``"deg"``, ``"mm"``, ``"%"``.
+        status: ``"ok"``, ``"review"`` or ``"n/a"``; default (None) = :func:`measurement_status`
+            of ``value`` and ``sources``.
+        sources: the landmarks / masks / curves it was computed from, with their flags.
+    """
 
     name: str
     slice: int | None
     phase: int | None
     value: float
     unit: str
+    status: str | None = None
+    sources: list[Source] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.sources = [s if isinstance(s, Source) else Source.from_dict(s) for s in self.sources]
+        if self.status is None:
+            self.status = measurement_status(self.value, self.sources)
+        elif self.status not in STATUSES:
+            raise ValueError(f"measurement status must be one of {STATUSES}, not {self.status!r}")
+
+    def caveat(self) -> str:
+        """Reader text for a value that is not ``ok``: ``"check A-RVI (low 0.03)"``; ``""`` when ok."""
+        if self.status == "ok":
+            return ""
+        doubtful = [s.caveat() for s in self.sources if s.doubtful]
+        if not doubtful:
+            return "not measured" if self.status == "n/a" else "check"
+        return ("n/a: " if self.status == "n/a" else "check ") + ", ".join(doubtful)
+
+    def sources_text(self) -> str:
+        """Sources as one CSV cell: ``"A-RVI s3 p0:low:0.03; C-LV s3 p0:high:0.91"``."""
+        parts = []
+        for s in self.sources:
+            txt = f"{s.id}:{s.flag}"
+            if s.confidence is not None:
+                txt += f":{s.confidence:.2f}"
+            parts.append(txt)
+        return "; ".join(parts)
 
     def to_dict(self) -> dict:
         return {"name": self.name, "slice": self.slice, "phase": self.phase,
-                "value": None if not np.isfinite(self.value) else float(self.value), "unit": self.unit}
+                "value": None if not np.isfinite(self.value) else float(self.value), "unit": self.unit,
+                "status": self.status, "sources": [s.to_dict() for s in self.sources]}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> Measurement:
+        """Read a measurement record; files written before statuses existed read as ``"review"``
+        (their trust is unknown) unless the value is missing (``"n/a"``)."""
+        value = float("nan") if d.get("value") is None else float(d["value"])
+        status = d.get("status")
+        if status is None:
+            status = "review" if math.isfinite(value) else "n/a"
+        return cls(d["name"], d.get("slice"), d.get("phase"), value, d.get("unit", ""), status,
+                   [Source.from_dict(s) for s in d.get("sources") or []])
 
 
 @dataclass
@@ -147,9 +288,5 @@ class LandmarkSet:
             view=d.get("view", "sax"),
             model=d.get("model", {}),
             landmarks=[Landmark.from_dict(x) for x in d.get("landmarks", [])],
-            measurements=[
-                Measurement(m["name"], m.get("slice"), m.get("phase"),
-                            float("nan") if m.get("value") is None else float(m["value"]), m.get("unit", ""))
-                for m in d.get("measurements", [])
-            ],
+            measurements=[Measurement.from_dict(m) for m in d.get("measurements", [])],
         )

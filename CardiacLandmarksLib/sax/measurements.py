@@ -29,6 +29,9 @@ the LV centre).
 A measurement is reported for a (slice, phase) only when all landmarks it needs are
 ``found`` there (low-confidence points count as found); otherwise **no entry** is made, so
 the lists, CSV and JSON hold real values only. Corrected points are used like any other.
+Every result carries its landmarks (``sources``, with flag and confidence) and a ``status``:
+``review`` when any of them is flagged low, ``ok`` when all are high or corrected
+(:func:`CardiacLandmarksLib.core.landmarks.measurement_status`, the one rule for all tasks).
 
 The shape follows SlicerHeart ValveQuantification's ``MeasurementPreset``: each
 :class:`MeasurementDefinition` declares the named landmarks it needs and a pure function of
@@ -46,7 +49,7 @@ import numpy as np
 
 from CardiacLandmarksLib.core import geometry
 from CardiacLandmarksLib.core.errors import DegenerateGeometryError, MissingGeometryError
-from CardiacLandmarksLib.core.landmarks import LandmarkSet, Measurement
+from CardiacLandmarksLib.core.landmarks import LandmarkSet, Measurement, Source
 
 logger = logging.getLogger(__name__)
 
@@ -302,7 +305,10 @@ def measure(
 
     A definition gives a result only where all its landmarks are found (and, when it
     ``needs_frame``, a frame is given); degenerate geometry (e.g. an RVI on C-LV) is logged
-    and skipped. Results are ordered by phase, slice, then definition order.
+    and skipped. Results are ordered by phase, slice, then definition order. Each result lists
+    its landmarks as ``sources`` (with flag and confidence) and gets its ``status`` from
+    :func:`~CardiacLandmarksLib.core.landmarks.measurement_status`: ``review`` when any of them
+    is low-confidence, ``ok`` when all are high (or corrected by the user).
     """
     out: list[Measurement] = []
     pairs = sorted(lmset.slices_phases(), key=lambda sp: (sp[1], sp[0]))
@@ -311,6 +317,7 @@ def measure(
             if d.needs_frame and frame is None:
                 continue
             pts: dict[str, np.ndarray] = {}
+            sources: list[Source] = []
             for name in d.landmarks:
                 lm = lmset.get(name, k, t)
                 if lm is None or not lm.found:
@@ -319,13 +326,14 @@ def measure(
                 if pos.shape != (3,) or not np.all(np.isfinite(pos)):
                     break
                 pts[name] = pos
+                sources.append(Source.of_landmark(lm))
             else:
                 try:
                     value = float(d.compute(pts, frame))
                 except DegenerateGeometryError as exc:
                     logger.warning("%s not measured on slice %d phase %d: %s", d.name, k, t, exc)
                     continue
-                out.append(Measurement(d.name, int(k), int(t), value, d.unit))
+                out.append(Measurement(d.name, int(k), int(t), value, d.unit, sources=sources))
     return out
 
 

@@ -19,6 +19,7 @@ import numpy as np
 
 from CardiacLandmarksLib.core.errors import InvalidImageError
 from CardiacLandmarksLib.core.landmarks import Landmark, LandmarkSet, Measurement
+from CardiacLandmarksLib.core.orientation import draw_orientation
 from CardiacLandmarksLib.core.series import CMRSeries
 from CardiacLandmarksLib.io import markups
 from CardiacLandmarksLib.io.atomic import atomic_write_bytes, atomic_write_text
@@ -32,7 +33,9 @@ FLAG_COLORS = {"high": "#33cc33", "low": "#ff8c00"}
 #: marker per landmark name (others: diamond)
 MARKERS = {"A-RVI": "^", "I-RVI": "v", "C-LV": "o", "APEX": "*", "A-P": "s", "I-P": "s",
            "IL-P": "s", "AS-P": "s", "AL-P": "s", "IS-P": "s"}
-CSV_COLUMNS = ("name", "slice", "phase", "value", "unit")
+#: measurements.csv header; ``status`` is ok | review | n/a, ``sources`` lists the landmarks used with
+#: their flags (``A-RVI s3 p0:low:0.03; C-LV s3 p0:high:0.91``), ``check`` the reader's caveat
+CSV_COLUMNS = ("name", "slice", "phase", "value", "unit", "status", "sources", "check")
 
 
 def _clean(obj):
@@ -80,7 +83,7 @@ def write_landmarks_json(lmset: LandmarkSet, path: str | Path, *, backup_existin
 def write_measurements_csv(
     measurements: Iterable[Measurement] | LandmarkSet, path: str | Path, *, backup_existing: bool = False
 ) -> Path:
-    """Write measurements as CSV: header ``name,slice,phase,value,unit``, one row per measurement.
+    """Write measurements as CSV: header ``name,slice,phase,value,unit,status,sources,check``, one row each.
 
     Args:
         measurements: ``Measurement`` objects (or a LandmarkSet: its ``measurements``).
@@ -88,7 +91,10 @@ def write_measurements_csv(
         backup_existing: keep an existing file as ``<name>.bak-<timestamp>``.
 
     ``value`` is written with 4 decimals, empty when NaN; ``slice``/``phase`` empty when None
-    (series-level results).
+    (series-level results); ``status`` is ``ok``, ``review`` or ``n/a``
+    (:func:`~CardiacLandmarksLib.core.landmarks.measurement_status`); ``sources`` the landmarks the
+    value comes from as ``id:flag:confidence`` joined by ``"; "``; ``check`` the caveat of a value
+    that is not ok (``check A-RVI (low 0.03)``), empty when ok.
     """
     items = measurements.measurements if isinstance(measurements, LandmarkSet) else list(measurements)
     buf = io.StringIO()
@@ -97,8 +103,46 @@ def write_measurements_csv(
     for m in items:
         v = float(m.value)
         w.writerow([m.name, "" if m.slice is None else int(m.slice), "" if m.phase is None else int(m.phase),
-                    f"{v:.4f}" if math.isfinite(v) else "", m.unit])
+                    f"{v:.4f}" if math.isfinite(v) else "", m.unit, m.status, m.sources_text(), m.caveat()])
     return atomic_write_text(path, buf.getvalue(), backup_existing=backup_existing)
+
+
+#: panel-title colour of a slice whose values need review
+REVIEW_TITLE_COLOR = "#b35900"
+_SHORT = {"RVI angle": "RVI", "RVI opening angle": "opening"}
+
+
+def measurement_label(m: Measurement, already: set[str] | None = None) -> str:
+    """Reader text of one value with its trust: ``"RVI 31°"`` or ``"RVI 31° — check A-RVI (low 0.03)"``.
+
+    Args:
+        m: the measurement.
+        already: caveats named on an earlier line of the same panel; they are not repeated
+            (``"opening 95° — check I-RVI (low 0.10)"``, or ``"— check (as above)"``).
+    """
+    unit = "\N{DEGREE SIGN}" if m.unit == "deg" else f" {m.unit}"
+    txt = f"{_SHORT.get(m.name, m.name)} {m.value:.0f}{unit}" if math.isfinite(m.value) else f"{m.name} n/a"
+    if m.status == "ok":
+        return txt
+    doubtful = [src.caveat() for src in m.sources if src.doubtful]
+    seen = already if already is not None else set()
+    new = [c for c in doubtful if c not in seen]
+    seen.update(doubtful)
+    if m.status == "n/a":
+        return f"{txt} \u2014 n/a"
+    if not doubtful:
+        return f"{txt} \u2014 check"
+    return f"{txt} \u2014 check " + (", ".join(new) if new else "(as above)")
+
+
+def panel_title_lines(k: int, values: dict[str, Measurement]) -> list[str]:
+    """Title lines of the overlay panel of slice ``k``: the slice, then one line per value with its caveat."""
+    seen: set[str] = set()
+    lines = [f"slice {k}"]
+    for name in ("RVI angle", "RVI opening angle"):
+        if name in values:
+            lines.append(measurement_label(values[name], seen))
+    return lines
 
 
 def _landmark_ij(series, lm: Landmark) -> np.ndarray | None:
@@ -123,11 +167,13 @@ def _header_lines(series, lmset: LandmarkSet, t: int, chars: int) -> list[str]:
     src = Path(lmset.source).name if lmset.source else (Path(series.source).name if series.source else "")
     head = f"{src}  |  phase {t}" + (f"  |  model {model_txt}" if model_txt else "")
     if getattr(series, "orientation_known", False):
-        conv = ("RVI angle: C-LV\u2192A-RVI from the patient's anterior (arrow A), + towards the patient's right; "
-                "opening: angle A-RVI\u2013C-LV\u2013I-RVI")
+        conv = ("RVI angle: C-LV\u2192A-RVI from the patient's anterior (arrow A; L = patient's left), + towards "
+                "the patient's right; opening: angle A-RVI\u2013C-LV\u2013I-RVI. Values from a low-confidence point "
+                "are marked 'check' (status review)")
     else:
         conv = ("orientation unknown, shown as stored: RVI angle from image up, + towards image left; "
-                "opening: angle A-RVI\u2013C-LV\u2013I-RVI")
+                "opening: angle A-RVI\u2013C-LV\u2013I-RVI. Values from a low-confidence point are marked "
+                "'check' (status review)")
     return textwrap.wrap(head, chars) + textwrap.wrap(conv, chars)
 
 
@@ -203,24 +249,25 @@ def render_overlay_png(
         y1, y0 = max(-0.5, cj - hj), min(n_j - 0.5, cj + hj)
 
     meas = [m for m in rvi_measurements(lmset, series) if m.phase == t]
-    by_slice: dict[int, dict[str, float]] = {}
+    by_slice: dict[int, dict[str, Measurement]] = {}
     for m in meas:
-        by_slice.setdefault(int(m.slice), {})[m.name] = m.value
-
-    anterior = series.anterior_in_plane() if getattr(series, "orientation_known", False) else None
+        by_slice.setdefault(int(m.slice), {})[m.name] = m
+    known = bool(getattr(series, "orientation_known", False))
+    n_title_lines = max((len(panel_title_lines(k, by_slice.get(k, {}))) for k in range(n_k)), default=1)
 
     ncols = max(1, min(int(max_cols), n_k))
     nrows = math.ceil(n_k / ncols)
     panel = 3.3
     width = max(panel * ncols, 6.0)
     header = _header_lines(series, lmset, t, chars=int(width * 72 / (9.5 * 0.56)))
-    head_in = 0.2 + len(header) * 9.5 * 1.4 / 72 + 0.45  # suptitle lines + first panel title
-    height = panel * nrows * 1.06 + head_in + 0.5
+    title_in = n_title_lines * 9 * 1.3 / 72 + 0.1  # the tallest panel title
+    head_in = 0.2 + len(header) * 9.5 * 1.4 / 72 + title_in  # suptitle lines + first panel title
+    height = (panel + title_in) * nrows + head_in - title_in + 0.5
     fig = Figure(figsize=(width, height), dpi=dpi)
     FigureCanvasAgg(fig)
     side = max(0.01, (1.0 - panel * ncols / width) / 2)
     fig.subplots_adjust(left=side, right=1.0 - side, top=1.0 - head_in / height, bottom=0.5 / height,
-                        wspace=0.04, hspace=0.25)
+                        wspace=0.04, hspace=title_in / panel + 0.05)
     outline = [patheffects.withStroke(linewidth=2.5, foreground="black")]
 
     for k in range(nrows * ncols):
@@ -258,18 +305,12 @@ def render_overlay_png(
         if note:
             ax.text(0.02, 0.02, note, transform=ax.transAxes, fontsize=7, color="white", va="bottom",
                     ha="left", bbox={"boxstyle": "round,pad=0.2", "fc": "black", "ec": "none", "alpha": 0.6})
-        if anterior is not None:
-            ax.annotate("", xy=(0.90 + 0.07 * anterior[0], 0.88 - 0.07 * anterior[1]), xytext=(0.90, 0.88),
-                        xycoords="axes fraction", arrowprops={"arrowstyle": "->", "color": "yellow", "lw": 1.2})
-            ax.text(0.90 + 0.11 * anterior[0], 0.88 - 0.11 * anterior[1], "A", transform=ax.transAxes,
-                    color="yellow", fontsize=8, ha="center", va="center", path_effects=outline)
+        draw_orientation(ax, series.direction, known, corner=(0.86, 0.84))
         vals = by_slice.get(k, {})
-        line2 = []
-        if "RVI angle" in vals:
-            line2.append(f"RVI {vals['RVI angle']:.0f}\N{DEGREE SIGN}")
-        if "RVI opening angle" in vals:
-            line2.append(f"opening {vals['RVI opening angle']:.0f}\N{DEGREE SIGN}")
-        ax.set_title(f"slice {k}" + ("\n" + ", ".join(line2) if line2 else ""), fontsize=9, pad=3)
+        lines = panel_title_lines(k, vals)
+        review = any(m.status != "ok" for m in vals.values())
+        ax.set_title("\n".join(lines), fontsize=8 if review else 9, pad=3,
+                     color=REVIEW_TITLE_COLOR if review else "black")
 
     fig.suptitle("\n".join(header), fontsize=9.5, y=1.0 - 0.15 / height, va="top")
 

@@ -1,0 +1,72 @@
+"""Orientation markers for figures: which patient directions point where in a drawn image plane.
+
+Every PNG the library draws shows the image as stored (``i`` = column to the right, ``j`` = row
+down). :func:`in_plane_arrows` gives, for a slice with direction matrix ``direction`` (LPS, columns
+= unit vectors of the i, j, k axes), the on-screen directions of the patient's anterior (A), left
+(L) and superior/head (S) axes that lie most in the plane; :func:`draw_orientation` draws them as a
+small compass in a corner of a matplotlib axes, or, when the series carries no patient
+orientation, the display convention that stands in for it (image up = anterior, image left =
+patient's right). This is the orientation marker of Slicer's slice views, in two letters.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+#: patient axes in LPS with the letter drawn at the arrow head
+AXES_LPS = (("A", np.array([0.0, -1.0, 0.0])), ("L", np.array([1.0, 0.0, 0.0])), ("S", np.array([0.0, 0.0, 1.0])))
+
+
+def in_plane_arrows(direction: np.ndarray, n: int = 2, min_fraction: float = 0.3) -> list[tuple[str, np.ndarray]]:
+    """On-screen unit directions ``(di, dj)`` of the patient axes that lie most in the image plane.
+
+    Args:
+        direction: ``(3, 3)`` LPS direction matrix, columns = unit vectors of the image i, j, k axes.
+        n: at most this many arrows (the axes with the largest in-plane component first).
+        min_fraction: leave out axes whose in-plane component is shorter than this (nearly through-plane).
+
+    Returns:
+        ``[(letter, (di, dj))]`` with ``di`` to the right and ``dj`` down on screen, unit length.
+    """
+    d = np.asarray(direction, float)
+    out = []
+    for letter, axis in AXES_LPS:
+        v = np.array([axis @ d[:, 0], axis @ d[:, 1]])
+        norm = float(np.linalg.norm(v))
+        if norm >= min_fraction:
+            out.append((norm, letter, v / norm))
+    out.sort(key=lambda x: -x[0])
+    return [(letter, v) for _, letter, v in out[:n]]
+
+
+def orientation_text(orientation_known: bool) -> str:
+    """One line for a figure caption: what the compass shows or the display convention used."""
+    if orientation_known:
+        return "arrows: patient anterior (A), left (L), head (S) in the image plane"
+    return "orientation unknown: shown as stored, image up taken as anterior, image left as the patient's right"
+
+
+def draw_orientation(ax, direction: np.ndarray | None, orientation_known: bool, *, corner=(0.88, 0.86),
+                     length: float = 0.08, color: str = "yellow", fontsize: float = 8) -> None:
+    """Draw the orientation compass (or the 'as stored' convention) in axes-fraction coordinates.
+
+    Args:
+        ax: matplotlib axes showing an image with j (rows) downwards.
+        direction: ``(3, 3)`` LPS direction of the shown slice (ignored when orientation is unknown).
+        orientation_known: False = write "as stored: up = A" instead of arrows.
+        corner: arrow origin in axes fraction.
+        length: arrow length in axes fraction.
+    """
+    from matplotlib import patheffects
+
+    outline = [patheffects.withStroke(linewidth=2.0, foreground="black")]
+    x0, y0 = corner
+    if not orientation_known or direction is None:
+        ax.text(0.98, 0.98, "as stored\nup = A?", transform=ax.transAxes, color=color, fontsize=fontsize - 1,
+                ha="right", va="top", path_effects=outline)
+        return
+    for letter, (di, dj) in in_plane_arrows(direction):
+        ax.annotate("", xy=(x0 + length * di, y0 - length * dj), xytext=(x0, y0), xycoords="axes fraction",
+                    arrowprops={"arrowstyle": "->", "color": color, "lw": 1.2})
+        ax.text(x0 + 1.5 * length * di, y0 - 1.5 * length * dj, letter, transform=ax.transAxes, color=color,
+                fontsize=fontsize, ha="center", va="center", path_effects=outline)
