@@ -193,10 +193,22 @@ class Measurement:
             raise ValueError(f"measurement status must be one of {STATUSES}, not {self.status!r}")
 
     def caveat(self) -> str:
-        """Reader text for a value that is not ``ok``: ``"check A-RVI (low 0.03)"``; ``""`` when ok."""
+        """Reader text for a value that is not ``ok``: ``"check A-RVI (low 0.03)"``; ``""`` when ok.
+
+        Each doubtful landmark is named once, with its least confident point (a shortening uses the
+        ED and the ES points of the same landmarks).
+        """
         if self.status == "ok":
             return ""
-        doubtful = [s.caveat() for s in self.sources if s.doubtful]
+        worst: dict[str, Source] = {}  # one entry per landmark name: the least confident of its points
+        for src in self.sources:
+            if not src.doubtful:
+                continue
+            key = src.caveat().split(" (", 1)[0]
+            old = worst.get(key)
+            if old is None or (src.confidence or 0.0) < (old.confidence or 0.0):
+                worst[key] = src
+        doubtful = [src.caveat() for src in worst.values()]
         if not doubtful:
             return "not measured" if self.status == "n/a" else "check"
         return ("n/a: " if self.status == "n/a" else "check ") + ", ".join(doubtful)

@@ -96,6 +96,10 @@ class LVLengthCurve:
         shortening_pct: longitudinal shortening (NaN when not computable).
         low_phases: phases where any of the three points is flagged ``"low"``.
         notes: remarks (e.g. shortening outside the normal range).
+        length_measurements: the ``"LV length"`` :class:`Measurement` of each measured phase, with the
+            three landmarks as sources and a status (``review`` when one of them is low).
+        shortening: the ``"Longitudinal shortening"`` :class:`Measurement` (sources: the six points of
+            the ED and ES phases), or None when not computable.
     """
 
     view: str
@@ -109,6 +113,20 @@ class LVLengthCurve:
     shortening_pct: float
     low_phases: list[int] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    length_measurements: list[Measurement] = field(default_factory=list)
+    shortening: Measurement | None = None
+
+    def status_of_phase(self, t: int) -> str:
+        """Status of the LV length on phase ``t`` (``"n/a"`` when not measured)."""
+        for m in self.length_measurements:
+            if m.phase == t:
+                return m.status
+        return "n/a"
+
+    @property
+    def shortening_status(self) -> str:
+        """Status of the longitudinal shortening (``"n/a"`` when not computed)."""
+        return self.shortening.status if self.shortening is not None else "n/a"
 
     def to_dict(self) -> dict:
         """JSON-ready dict (NaN -> None)."""
@@ -119,7 +137,10 @@ class LVLengthCurve:
                 "lengths_mm": [f(x) for x in self.lengths_mm], "ed_phase": self.ed_phase,
                 "es_phase": self.es_phase, "ed_rule": self.ed_rule, "es_rule": self.es_rule,
                 "shortening_pct": f(self.shortening_pct), "low_phases": list(self.low_phases),
-                "notes": list(self.notes)}
+                "notes": list(self.notes),
+                "length_status": [self.status_of_phase(int(t)) for t in self.phases],
+                "shortening_status": self.shortening_status,
+                "shortening_sources": [x.to_dict() for x in (self.shortening.sources if self.shortening else [])]}
 
 
 def _view_of(lmset: LandmarkSet, view: str | None) -> str:
@@ -164,9 +185,11 @@ def lv_length_curve(
     t_max = max((lm.phase for lm in sub.landmarks), default=-1)
     n_t = int(n_phases) if n_phases is not None else t_max + 1
     lengths = np.full(n_t, np.nan)
+    per_phase: dict[int, Measurement] = {}
     for m in measure(sub, [lv_length_definition(view)]):
         if m.phase is not None and 0 <= m.phase < n_t:
             lengths[m.phase] = m.value
+            per_phase[int(m.phase)] = m
     low = sorted({lm.phase for lm in sub.landmarks if lm.found and lm.flag == "low"})
     ok = np.isfinite(lengths)
     notes: list[str] = []
@@ -206,9 +229,14 @@ def lv_length_curve(
     if np.isfinite(short) and not (NORMAL_SHORTENING_PCT[0] <= short <= NORMAL_SHORTENING_PCT[1]):
         notes.append(f"longitudinal shortening {short:.1f}% is outside the normal {NORMAL_SHORTENING_PCT[0]:.0f}-"
                      f"{NORMAL_SHORTENING_PCT[1]:.0f}% range (disease, or check the points)")
+    shortening = None
+    if np.isfinite(short):
+        shortening = Measurement("Longitudinal shortening", k, None, float(short), "%",
+                                 sources=per_phase[ed_phase].sources + per_phase[es_phase].sources)
     return LVLengthCurve(view=view, slice=k, phases=np.arange(n_t), lengths_mm=lengths, ed_phase=ed_phase,
                          es_phase=es_phase, ed_rule=ed_rule, es_rule=es_rule, shortening_pct=float(short),
-                         low_phases=low, notes=notes)
+                         low_phases=low, notes=notes, length_measurements=[per_phase[t] for t in sorted(per_phase)],
+                         shortening=shortening)
 
 
 def lv_length_measurements(lmset: LandmarkSet, view: str | None = None, ed: str | int = "max",
@@ -217,19 +245,20 @@ def lv_length_measurements(lmset: LandmarkSet, view: str | None = None, ed: str 
 
     Per slice: ``"LV length"`` (mm) on each phase where the three points are found, then
     ``"LV length ED"`` and ``"LV length ES"`` (mm, with their phases) and
-    ``"Longitudinal shortening"`` (%, phase None) when computable.
+    ``"Longitudinal shortening"`` (%, phase None) when computable. Each carries its landmarks
+    as sources and a status: a length is ``review`` when one of its three points is low, the
+    shortening when any of the six ED/ES points is.
     """
     view = _view_of(lmset, view)
     out: list[Measurement] = []
     for k in sorted({lm.slice for lm in lmset.landmarks}):
         c = lv_length_curve(lmset, view, k, ed=ed, es=es)
-        for t, v in zip(c.phases, c.lengths_mm):
-            if np.isfinite(v):
-                out.append(Measurement("LV length", k, int(t), float(v), "mm"))
-        if np.isfinite(c.shortening_pct):
-            out.append(Measurement("LV length ED", k, c.ed_phase, float(c.lengths_mm[c.ed_phase]), "mm"))
-            out.append(Measurement("LV length ES", k, c.es_phase, float(c.lengths_mm[c.es_phase]), "mm"))
-            out.append(Measurement("Longitudinal shortening", k, None, float(c.shortening_pct), "%"))
+        out += c.length_measurements
+        if c.shortening is not None:
+            by_phase = {m.phase: m for m in c.length_measurements}
+            for label, t in (("LV length ED", c.ed_phase), ("LV length ES", c.es_phase)):
+                out.append(Measurement(label, k, t, by_phase[t].value, "mm", sources=by_phase[t].sources))
+            out.append(c.shortening)
         for note in c.notes:
             log.info("slice %d: %s", k, note)
     return out

@@ -11,17 +11,21 @@ from __future__ import annotations
 
 import io
 import logging
+import textwrap
 from pathlib import Path
 
 import numpy as np
 
 from CardiacLandmarksLib.core.landmarks import LANDMARKS_BY_VIEW, LandmarkSet
+from CardiacLandmarksLib.core.orientation import draw_orientation, orientation_text
 from CardiacLandmarksLib.io.atomic import atomic_write_bytes
 from CardiacLandmarksLib.lax.measurements import LVLengthCurve, lv_length_curve
 
 log = logging.getLogger(__name__)
 
 _COLOURS = {0: "#00d5ff", 1: "#ffd000", 2: "#ff40ff"}
+#: title colour of a value whose status is review
+_REVIEW = "#b35900"
 
 
 def _points(lmset: LandmarkSet, names, k: int, t: int) -> dict:
@@ -97,15 +101,20 @@ def render_lax_png(
             half = max(40.0 / float(series.spacing[0]), 1.2 * np.abs(all_ij - c).max())
             ax.set_xlim(c[0] - half, c[0] + half)
             ax.set_ylim(c[1] + half, c[1] - half)
+        draw_orientation(ax, series.direction, bool(getattr(series, "orientation_known", False)),
+                         corner=(0.9, 0.88))
         length = curve.lengths_mm[t]
-        ax.set_title(f"{label} (phase {t}): LV length {length:.1f} mm" if np.isfinite(length)
-                     else f"{label} (phase {t})")
+        m = next((x for x in curve.length_measurements if x.phase == t), None)
+        text = f"{label} (phase {t}): LV length {length:.1f} mm" if np.isfinite(length) else f"{label} (phase {t})"
+        if m is not None and m.status != "ok":
+            text += "\n" + "\n".join(textwrap.wrap("\u2014 " + m.caveat(), 48))
+        ax.set_title(text, color="black" if m is None or m.status == "ok" else _REVIEW, fontsize=10)
     ax = axes[2]
     ph, le = curve.phases, curve.lengths_mm
     ax.plot(ph, le, "-o", color="#1f5fbf", ms=4, label="LV length")
     if curve.low_phases:
         lp = np.array(curve.low_phases)
-        ax.plot(lp, le[lp], "x", color="#ff8000", ms=8, mew=2, label="low confidence")
+        ax.plot(lp, le[lp], "x", color="#ff8000", ms=8, mew=2, label="low confidence (status review)")
     for t, lab, col in ((curve.ed_phase, "ED", "#2a9d2a"), (curve.es_phase, "ES", "#c0392b")):
         if t is not None:
             ax.axvline(t, color=col, ls="--", lw=1)
@@ -113,11 +122,17 @@ def render_lax_png(
     ax.set_xlabel("phase")
     ax.set_ylabel("LV length (mm)")
     sh = curve.shortening_pct
-    ax.set_title(f"Longitudinal shortening {sh:.1f}%" if np.isfinite(sh) else "Longitudinal shortening: n/a")
+    sh_txt = f"Longitudinal shortening {sh:.1f}%" if np.isfinite(sh) else "Longitudinal shortening: n/a"
+    if curve.shortening is not None and curve.shortening.status != "ok":
+        sh_txt += f" ({curve.shortening.status})\n" + "\n".join(textwrap.wrap("\u2014 " + curve.shortening.caveat(), 60))
+    ax.set_title(sh_txt, fontsize=10,
+                 color=_REVIEW if curve.shortening is not None and curve.shortening.status != "ok" else "black")
     ax.grid(alpha=0.3)
     ax.legend(loc="lower right", fontsize=8)
     fig.suptitle(title or f"{Path(str(series.source)).name} - {curve.view.upper()} slice {k}", fontsize=11)
-    fig.tight_layout()
+    fig.text(0.5, 0.01, orientation_text(bool(getattr(series, "orientation_known", False))) +
+             ". Orange x = a point flagged low: check the value.", ha="center", fontsize=8, color="#404040")
+    fig.tight_layout(rect=(0, 0.03, 1, 0.96))
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=100)
     plt.close(fig)
