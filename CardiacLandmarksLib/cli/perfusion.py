@@ -140,9 +140,14 @@ def cmd_perfusion(args: argparse.Namespace) -> int:
         g = summary["global"].get(c, {}).get(metric)
         if g:
             print(f"global {c} {metric}: {g['mean']:.3f} ± {g['sd']:.3f} {summary['units'][metric]} "
-                  f"({g['n_pixels']} pixels)")
+                  f"({g['n_pixels']} pixels) [{g.get('status', '')}]")
     for key, v in summary["global"].get("reserve", {}).items():
-        print(f"global stress/rest {key.upper()}: {v:.3f}")
+        print(f"global stress/rest {key.upper()}: {v:.3f} [{summary['global']['reserve_trust'][key]['status']}]")
+    n_review = sum(1 for s in summary["segments"].values() for c in summary["conditions"]
+                   if c in s and metric in s[c] and s[c][metric].get("status") != "ok")
+    if n_review:
+        print(f"{n_review} segment value(s) of {metric} are not ok (review or n/a): see the status and check "
+              "columns of report.csv")
     for a in analyses:
         for w in a.warnings:
             print(f"warning: {a.name}: {w}")

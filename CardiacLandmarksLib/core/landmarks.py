@@ -117,7 +117,7 @@ class Source:
     def caveat(self) -> str:
         """Short reader text, e.g. ``"A-RVI (low 0.03)"`` or ``"segment pixels (n/a: 7 pixels)"``."""
         label = self.id.split(" s", 1)[0] if self.kind == "landmark" else self.id
-        if self.confidence is not None and self.kind == "landmark" and self.flag != "absent":
+        if self.confidence is not None and self.kind in ("landmark", "anchor") and self.flag != "absent":
             return f"{label} ({self.flag} {self.confidence:.2f})"
         return f"{label} ({self.flag}{': ' + self.note if self.note else ''})"
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import functools
 import io
 import logging
+import textwrap
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -71,6 +72,9 @@ class BullseyePanel:
     vmax: float | None = None
     cmap: str = "viridis"
     fmt: str = "{:.2f}"
+    #: per segment: ``"review"`` (the segment's own value is doubtful: hatched ``xx``, value with ``?``),
+    #: ``"anchor"`` (review only because its anchor is doubtful: dotted hatch) or ``"n/a"`` (grey, no value)
+    marks: dict[int, str] = field(default_factory=dict)
 
 
 def draw_bullseye(ax, panel: BullseyePanel, show_numbers: bool = False):
@@ -89,11 +93,19 @@ def draw_bullseye(ax, panel: BullseyePanel, show_numbers: bool = False):
     for seg in range(1, 17):
         r0, r1, t0, t1 = segment_wedge(seg)
         v = vals.get(seg)
+        mark = panel.marks.get(seg, "")
+        if mark == "n/a":
+            v = None
         if v is None:
             w = Wedge((0, 0), r1, t0, t1, width=r1 - r0, facecolor="#d9d9d9", edgecolor="white", lw=1.2, hatch="///")
         else:
             w = Wedge((0, 0), r1, t0, t1, width=r1 - r0, facecolor=cmap(norm(v)), edgecolor="white", lw=1.2)
         ax.add_patch(w)
+        if v is not None and mark in ("review", "anchor"):
+            # the hatch is drawn in the edge colour: an edge-less overlay wedge carries it
+            ax.add_patch(Wedge((0, 0), r1, t0, t1, width=r1 - r0, facecolor="none", lw=0,
+                               edgecolor="#ff3030" if mark == "review" else "#ffffff",
+                               hatch="xxx" if mark == "review" else ".."))
         mid = np.radians((t0 + t1) / 2.0)
         rm = (r0 + r1) / 2.0 + (0.1 if show_numbers else 0.0)
         x, y = rm * np.cos(mid), rm * np.sin(mid)
@@ -103,11 +115,13 @@ def draw_bullseye(ax, panel: BullseyePanel, show_numbers: bool = False):
             rgba = cmap(norm(v))
             lum = 0.299 * rgba[0] + 0.587 * rgba[1] + 0.114 * rgba[2]
             colour = "black" if lum > 0.55 else "white"
-            txt = panel.fmt.format(v)
+            txt = panel.fmt.format(v) + ("?" if mark == "review" else "")
             sd = panel.sd.get(seg)
             if sd is not None and np.isfinite(sd):
                 txt += "\n±" + panel.fmt.format(sd)
-        ax.text(x, y, txt, ha="center", va="center", fontsize=7.5, color=colour, linespacing=0.95)
+        box = {"boxstyle": "round,pad=0.1", "fc": "black" if colour == "white" else "white", "ec": "none",
+               "alpha": 0.55} if mark in ("review", "anchor") and v is not None else None
+        ax.text(x, y, txt, ha="center", va="center", fontsize=7.5, color=colour, linespacing=0.95, bbox=box)
         if show_numbers:
             # segment number near the inner edge, on the same radius as the value
             rn = r0 + (0.2 if level_of(seg) != "apex" else 0.25)
@@ -189,7 +203,18 @@ def render_bullseye_png(panels: list[BullseyePanel], path: str | Path, title: st
     """Write one PNG with the given bull's-eye panels side by side, each with its colour bar."""
     _, plt = _mpl()
     n = max(len(panels), 1)
-    fig, axes = plt.subplots(1, n + 1, figsize=(4.3 * n + 2.6, 4.9), squeeze=False,
+    width = 4.3 * n + 2.6
+    note = "Seen from the apex: anterior top, septum left. Grey /// = not measured (n/a)."
+    if any(m == "review" for p in panels for m in p.marks.values()):
+        note += " Red xx and '?' = review: too few pixels, implausible spread or ratio (not used for the colour scale)."
+    if any(m == "anchor" for p in panels for m in p.marks.values()):
+        note += " White dots = review: sectors anchored on RV insertion points flagged low."
+    text = note + ("\n" + footnote if footnote else "")
+    chars = int(width * 72 / (7 * 0.55))
+    lines = [w for line in text.split("\n") for w in textwrap.wrap(line, chars)]
+    foot_in = 0.15 + len(lines) * 7 * 1.3 / 72
+    height = 4.9 + foot_in
+    fig, axes = plt.subplots(1, n + 1, figsize=(width, height), squeeze=False,
                              gridspec_kw={"width_ratios": [0.6] + [1.0] * n})
     draw_key(axes[0][0])
     for ax, panel in zip(axes[0][1:], panels):
@@ -199,9 +224,8 @@ def render_bullseye_png(panels: list[BullseyePanel], path: str | Path, title: st
         cb.ax.tick_params(labelsize=7)
     if title:
         fig.suptitle(title, fontsize=11)
-    note = "Seen from the apex: anterior top, septum left. Hatched = not measured."
-    fig.text(0.5, 0.01, note + ("  " + footnote if footnote else ""), ha="center", fontsize=7, color="#404040")
-    fig.tight_layout(rect=(0, 0.03, 1, 0.95))
+    fig.text(0.5, 0.05 / height, "\n".join(lines), ha="center", fontsize=7, color="#404040", va="bottom")
+    fig.tight_layout(rect=(0, foot_in / height, 1, 0.95))
     return _save(fig, path, dpi)
 
 
@@ -227,7 +251,9 @@ def _sector_colour(segment: int) -> tuple[float, float, float]:
 def render_sector_overlay_png(image: np.ndarray, segments: np.ndarray, mask: np.ndarray, center_ij: np.ndarray,
                               a_rvi_ij: np.ndarray, level: str, path: str | Path, spacing_ij: tuple[float, float],
                               i_rvi_ij: np.ndarray | None = None, seen_from_apex: bool = True,
-                              title: str = "", rvi_source: str = "", crop_mm: float = 55.0, dpi: int = 150) -> Path:
+                              title: str = "", rvi_source: str = "", crop_mm: float = 55.0, dpi: int = 150,
+                              direction: np.ndarray | None = None, orientation_known: bool = False,
+                              frames: tuple[int, int] | None = None, rvi_trust: dict | None = None) -> Path:
     """Sector boundaries, segment numbers and RV insertion points over one frame (PNG).
 
     Args:
@@ -238,6 +264,12 @@ def render_sector_overlay_png(image: np.ndarray, segments: np.ndarray, mask: np.
         level: slice level (for the sector boundaries).
         spacing_ij: pixel size in mm (the PNG keeps the true aspect ratio).
         crop_mm: half-width of the shown region around C-LV.
+        direction: ``(3, 3)`` LPS direction of the slice, for the orientation compass (A/L/S arrows);
+            with ``orientation_known`` False the display convention is stated instead.
+        frames: ``(shown frame, reference frame)``: the picture is the shown frame moved onto the
+            reference frame, in whose pixel grid the segmentation, sectors and points are defined.
+        rvi_trust: ``{"A-RVI": (confidence, flag), "I-RVI": ...}``; low points are drawn orange with
+            their confidence and the word "check".
     """
     _, plt = _mpl()
     img = np.asarray(image, float)
@@ -278,21 +310,38 @@ def render_sector_overlay_png(image: np.ndarray, segments: np.ndarray, mask: np.
         ax.text(p[0], p[1], str(int(s)), color="white", fontsize=10, ha="center", va="center", fontweight="bold",
                 bbox={"boxstyle": "round,pad=0.15", "fc": _sector_colour(int(s)), "ec": "none", "alpha": 0.9})
     ax.plot(*c, marker="+", color="#ff4040", ms=10, mew=1.5)
-    ax.plot(*np.asarray(a_rvi_ij, float), marker="o", color="#00ff66", ms=7, mec="black")
-    ax.annotate("A-RVI", np.asarray(a_rvi_ij, float), color="#00ff66", fontsize=9, xytext=(6, -6),
-                textcoords="offset points", fontweight="bold")
-    if i_rvi_ij is not None:
-        ax.plot(*np.asarray(i_rvi_ij, float), marker="o", color="#ff66ff", ms=7, mec="black")
-        ax.annotate("I-RVI", np.asarray(i_rvi_ij, float), color="#ff66ff", fontsize=9, xytext=(6, 6),
+    trust = rvi_trust or {}
+    low_any = False
+    for name, p, colour, dy in (("A-RVI", a_rvi_ij, "#00ff66", -6), ("I-RVI", i_rvi_ij, "#ff66ff", 6)):
+        if p is None:
+            continue
+        conf, flag = trust.get(name, (None, "high"))
+        label = name
+        if flag != "high":
+            colour, low_any = "#ff8c00", True
+            label = f"{name} ({flag} {conf:.2f})" if conf is not None else f"{name} ({flag})"
+        ax.plot(*np.asarray(p, float), marker="o", color=colour, ms=7, mec="black")
+        ax.annotate(label, np.asarray(p, float), color=colour, fontsize=9, xytext=(6, dy),
                     textcoords="offset points", fontweight="bold")
+    from CardiacLandmarksLib.core.orientation import draw_orientation
+
+    draw_orientation(ax, direction, orientation_known, corner=(0.86, 0.84))
     ax.set_xlim(i0 - 0.5, i1 - 0.5)
     ax.set_ylim(j1 - 0.5, j0 - 0.5)
     ax.set_xticks([])
     ax.set_yticks([])
-    direction = "counter-clockwise" if seen_from_apex else "clockwise (display seen from the base)"
-    sub = f"{aha.normalise_level(level)} slice, AHA segments {direction} from A-RVI"
+    turn = "counter-clockwise" if seen_from_apex else "clockwise (display seen from the base)"
+    sub = f"{aha.normalise_level(level)} slice, AHA segments {turn} from A-RVI"
+    if frames is not None:
+        sub += f"\nframe {frames[0]} shown, moved onto reference frame {frames[1]} (sectors and points)"
     if rvi_source:
         sub += f"\nRVI: {rvi_source}"
-    ax.set_title((title + "\n" if title else "") + sub, fontsize=8, wrap=True)
-    fig.tight_layout()
+    if low_any:
+        sub += "\nRV insertion points flagged low: check them; sector values are review"
+    ax.set_title((title + "\n" if title else "") + sub, fontsize=8, wrap=True,
+                 color="#b35900" if low_any else "black")
+    from CardiacLandmarksLib.core.orientation import orientation_text
+
+    fig.text(0.5, 0.01, orientation_text(orientation_known), ha="center", fontsize=6.5, color="#404040")
+    fig.tight_layout(rect=(0, 0.03, 1, 1))
     return _save(fig, path, dpi)

@@ -33,6 +33,7 @@ import numpy as np
 from scipy import ndimage
 
 from CardiacLandmarksLib.core.errors import CardiacLandmarksError, MissingGeometryError, PerfusionInputError
+from CardiacLandmarksLib.core.landmarks import Measurement, Source, measurement_status
 from CardiacLandmarksLib.core.series import CMRSeries
 from CardiacLandmarksLib.perfusion import aha, fermi
 from CardiacLandmarksLib.perfusion import analysis as perfusion
@@ -41,6 +42,19 @@ from CardiacLandmarksLib.perfusion import segmentation as ps
 logger = logging.getLogger(__name__)
 
 CONDITIONS = ("stress", "rest")
+
+#: confidence given to RV insertion points found from the early RV enhancement (the fallback): a
+#: nominal value below the 0.5 high/low threshold of the landmark models, so they are flagged low,
+#: drawn unselected in Slicer and every sector value anchored on them has status review
+FALLBACK_RVI_CONFIDENCE = 0.25
+#: a segment value from fewer myocardial pixels than this (per condition, pooled over slices) is n/a
+MIN_SEGMENT_PIXELS = 10
+#: plausible range of a segment's stress/rest reserve (MPRI or MPR); outside it the value is review
+#: (published MPRI/MPR of normal and ischaemic myocardium lie within about 0.5-4; a ratio outside it
+#: comes from a near-zero or noisy rest value)
+PLAUSIBLE_RESERVE = (0.3, 4.0)
+#: plausible MBF range (ml/min/g) of a segment mean; outside it the value is review
+PLAUSIBLE_MBF = (0.1, 8.0)
 
 #: metric -> (label, unit template); {t} = time unit of the series
 METRICS = {
@@ -111,6 +125,10 @@ class SliceAnalysis:
     i_rvi_ij: np.ndarray | None = None
     rvi_source: str = ""
     rvi_frame: int | None = None
+    #: trust of the RV insertion points: ``{"A-RVI": (confidence, flag), "I-RVI": (...)}``; user points
+    #: are high (1.0), the SAX model's keep their PHD-Net confidence and flag, the RV-enhancement
+    #: fallback is low (:data:`FALLBACK_RVI_CONFIDENCE`)
+    rvi_trust: dict = field(default_factory=dict)
     segments: np.ndarray | None = None
     stats: dict[str, dict[int, dict]] = field(default_factory=dict)
     fermi_info: dict = field(default_factory=dict)
@@ -272,10 +290,11 @@ def _find_rvi(an: SliceAnalysis, inp: SeriesInput, frames: np.ndarray, aligned: 
     if use_sax_model:
         got = _rvi_from_sax_model(an, rv_frame)
         if got is not None:
-            a_ij, i_ij = got
+            a_ij, i_ij, trust = got
             off = an.seg.offsets_ij[rv_frame]
             set_rvi(an, a_ij - off, i_ij - off,
-                    source=f"SAX landmark model on frame {rv_frame} (peak RV enhancement)", frame=rv_frame)
+                    source=f"SAX landmark model on frame {rv_frame} (peak RV enhancement)", frame=rv_frame,
+                    trust=trust)
             return
     if est.a_rvi_ij is None:
         an.warnings += est.notes
@@ -288,11 +307,15 @@ def _find_rvi(an: SliceAnalysis, inp: SeriesInput, frames: np.ndarray, aligned: 
         an.warnings.append(f"RV contact arc only {span:.0f} deg: insertions placed 60 deg either side of its centre; "
                            "check them")
         source += ", nominal 120 deg septum about the contact centre"
-    set_rvi(an, a_ij, i_ij, source=source, frame=rv_frame)
+    low = (FALLBACK_RVI_CONFIDENCE, "low")
+    set_rvi(an, a_ij, i_ij, source=source, frame=rv_frame, trust={"A-RVI": low, "I-RVI": low})
+    an.warnings.append("RV insertion points from the RV-enhancement fallback (flagged low): every sector value "
+                       f"is review until they are checked; edit {an.name}_rvi.mrk.json and re-run with --rvi")
 
 
-def _rvi_from_sax_model(an: SliceAnalysis, frame: int) -> tuple[np.ndarray, np.ndarray] | None:
-    """A-RVI, I-RVI ``(i, j)`` from the lead's SAX landmark model on one frame, or None."""
+def _rvi_from_sax_model(an: SliceAnalysis, frame: int) -> tuple[np.ndarray, np.ndarray, dict] | None:
+    """A-RVI, I-RVI ``(i, j)`` from the SAX landmark model on one frame and their ``{name: (confidence,
+    flag)}``, or None."""
     from CardiacLandmarksLib.sax.pipeline import detect_landmarks
 
     s = an.series
@@ -312,19 +335,27 @@ def _rvi_from_sax_model(an: SliceAnalysis, frame: int) -> tuple[np.ndarray, np.n
     if not _plausible_rvi(an, a_ij, i_ij, an.seg.masks[frame]):
         an.warnings.append("SAX landmark model RV insertions lie away from the segmented myocardium; not used")
         return None
-    return a_ij, i_ij
+    return a_ij, i_ij, {"A-RVI": (float(a.confidence), a.flag), "I-RVI": (float(i.confidence), i.flag)}
 
 
 def set_rvi(an: SliceAnalysis, a_rvi_ij: np.ndarray, i_rvi_ij: np.ndarray | None = None, source: str = "user",
-            frame: int | None = None) -> SliceAnalysis:
+            frame: int | None = None, trust: dict | None = None) -> SliceAnalysis:
     """Set the RV insertion points (reference-frame pixel ``(i, j)``) and recompute sectors + stats.
 
     This is all that runs when a user moves a point.
+
+    Args:
+        trust: ``{"A-RVI": (confidence, flag), "I-RVI": (confidence, flag)}`` of the points; default
+            high (1.0) for ``source="user"``, else low at :data:`FALLBACK_RVI_CONFIDENCE`.
     """
     an.a_rvi_ij = np.asarray(a_rvi_ij, float)
     an.i_rvi_ij = None if i_rvi_ij is None else np.asarray(i_rvi_ij, float)
     an.rvi_source = source
     an.rvi_frame = frame
+    if trust is None:
+        default = (1.0, "high") if source == "user" else (FALLBACK_RVI_CONFIDENCE, "low")
+        trust = {"A-RVI": default, "I-RVI": default}
+    an.rvi_trust = {k: (float(c), str(f)) for k, (c, f) in trust.items()}
     an.warnings = [w for w in an.warnings if "I-RVI lies" not in w]
     w = perfusion.check_rvi_consistency(an.center_ij, an.a_rvi_ij, an.i_rvi_ij, an.seen_from_apex)
     if w:
@@ -372,8 +403,54 @@ def assign_missing_levels(analyses: list[SliceAnalysis]) -> None:
 # --------------------------------------------------------------------------- study summary
 
 
+def anchor_sources(an: SliceAnalysis) -> list[Source]:
+    """What a series' sectors hang on, as measurement sources with their flags: A-RVI (the sector
+    anchor; low when from the RV-enhancement fallback) and C-LV (the blood-pool centre; flag from
+    the segmentation confidence). I-RVI does not move the sectors and is not a source."""
+    conf, flag = an.rvi_trust.get("A-RVI", (FALLBACK_RVI_CONFIDENCE, "low"))
+    out = [Source(f"A-RVI {an.name}", flag, conf, "anchor", an.rvi_source)]
+    c = float(an.seg.confidence)
+    out.append(Source(f"C-LV {an.name}", "high" if c >= 0.5 else "low", c, "anchor", "LV blood-pool centre"))
+    return out
+
+
+def segment_trust(metric: str, stats: dict, anchors: list[Source], label: str) -> tuple[str, list[Source]]:
+    """Status and sources of one segment value (one condition, one metric, pooled over slices).
+
+    Sources: the anchoring RV insertion points (low when from the fallback), the segment's pixels
+    (``n/a`` below :data:`MIN_SEGMENT_PIXELS`) and the values' plausibility (``review`` when the mean
+    is not positive, when the spread exceeds the mean (sd > |mean|: the pixels disagree, e.g. rest
+    0.10 +- 0.44), or, for MBF, outside :data:`PLAUSIBLE_MBF`). The status is
+    :func:`~CardiacLandmarksLib.core.landmarks.measurement_status` of these, as for every measurement.
+
+    Args:
+        metric: key of :data:`METRICS`.
+        stats: ``{"mean", "sd", "n_pixels"}``.
+        anchors: :func:`anchor_sources` of the series pooled into the value.
+        label: id prefix, e.g. ``"segment 2 rest"``.
+
+    Returns:
+        ``(status, sources)``.
+    """
+    n = int(stats.get("n_pixels") or 0)
+    mean, sd = float(stats.get("mean", np.nan)), float(stats.get("sd", np.nan))
+    sources = list(anchors)
+    sources.append(Source(f"{label} pixels", "n/a" if n < MIN_SEGMENT_PIXELS else "ok", None, "mask",
+                          f"{n} pixels" + (f" < {MIN_SEGMENT_PIXELS}" if n < MIN_SEGMENT_PIXELS else "")))
+    why = ""
+    if np.isfinite(mean) and metric != "time_to_peak" and np.isfinite(sd) and sd > abs(mean):
+        why = f"sd {sd:.2g} > mean {mean:.2g}"
+    if np.isfinite(mean) and mean <= 0 and metric != "time_to_peak":
+        why = f"mean {mean:.2g} not positive"
+    if metric == "mbf" and np.isfinite(mean) and not PLAUSIBLE_MBF[0] <= mean <= PLAUSIBLE_MBF[1]:
+        why = f"MBF {mean:.2f} outside {PLAUSIBLE_MBF[0]}-{PLAUSIBLE_MBF[1]} ml/min/g"
+    sources.append(Source(f"{label} {metric}", "review" if why else "ok", None, "curve", why))
+    return measurement_status(mean, sources), sources
+
+
 def _pool(analyses: list[SliceAnalysis], metric: str, segment: int | None) -> dict | None:
     vals = []
+    anchors: list[Source] = []
     for a in analyses:
         if metric not in a.maps or a.segments is None:
             continue
@@ -381,21 +458,34 @@ def _pool(analyses: list[SliceAnalysis], metric: str, segment: int | None) -> di
         sel = (a.segments == segment) if segment is not None else (a.segments > 0)
         v = m[sel & np.isfinite(m)]
         vals.append(v)
+        if v.size:
+            anchors += anchor_sources(a)
     if not vals:
         return None
     v = np.concatenate(vals)
     if v.size == 0:
         return None
-    return {"mean": float(v.mean()), "sd": float(v.std(ddof=1)) if v.size > 1 else float("nan"), "n_pixels": int(v.size)}
+    out = {"mean": float(v.mean()), "sd": float(v.std(ddof=1)) if v.size > 1 else float("nan"),
+           "n_pixels": int(v.size)}
+    cond = analyses[0].condition if analyses else ""
+    label = ("global" if segment is None else f"segment {segment}") + (f" {cond}" if cond else "")
+    status, sources = segment_trust(metric, out, anchors, label)
+    out["status"] = status
+    out["sources"] = [x.to_dict() for x in sources]
+    out["check"] = Measurement(metric, None, None, out["mean"], "", status, sources).caveat()
+    return out
 
 
 def summarise(analyses: list[SliceAnalysis]) -> dict:
     """Per-segment and global values per condition, plus stress/rest reserve.
 
     Returns:
-        ``{"conditions": [...], "segments": {seg: {cond: {metric: stats}, "reserve": {...}}},
-        "global": {cond: {metric: stats}, "reserve": {...}}, "units": {metric: unit}}``;
-        stats are ``{"mean", "sd", "n_pixels"}`` pooled over the pixels of all slices.
+        ``{"conditions": [...], "segments": {seg: {cond: {metric: stats}, "reserve": {...},
+        "reserve_trust": {...}}}, "global": {...same...}, "units": {metric: unit}}``;
+        stats are ``{"mean", "sd", "n_pixels", "status", "sources", "check"}`` pooled over the pixels
+        of all slices (status and sources from :func:`segment_trust`); ``reserve`` holds the
+        ratios ``{"mpri"|"mpr": value}`` and ``reserve_trust`` their ``{"status", "check",
+        "sources"}`` (:func:`reserve_trust`).
     """
     conds = sorted({a.condition for a in analyses}, key=lambda c: (c not in CONDITIONS, CONDITIONS.index(c) if c in CONDITIONS else 0, c))
     metrics = [m for m in METRICS if any(m in a.maps for a in analyses)]
@@ -414,22 +504,59 @@ def summarise(analyses: list[SliceAnalysis]) -> dict:
             if vals:
                 entry[c] = vals
         entry["reserve"] = _reserve(entry)
+        entry["reserve_trust"] = _reserve_trust(entry)
         segs[seg] = entry
     glob: dict = {}
     for c in conds:
         group = [a for a in analyses if a.condition == c]
         glob[c] = {m: v for m in metrics if (v := _pool(group, m, None)) is not None}
     glob["reserve"] = _reserve(glob)
+    glob["reserve_trust"] = _reserve_trust(glob)
     return {"conditions": conds, "metrics": metrics, "units": units, "segments": segs, "global": glob}
 
 
+def reserve_trust(key: str, value: float, stress: dict, rest: dict) -> tuple[str, list[Source]]:
+    """Status and sources of a stress/rest reserve (``mpri`` or ``mpr``).
+
+    Sources: the doubtful sources of the stress and the rest value (a fallback anchor, too few
+    pixels, an implausible spread) and the ratio's plausibility (``review`` outside
+    :data:`PLAUSIBLE_RESERVE`, e.g. MPRI 5.05 from a rest value of 0.10 +- 0.44).
+    """
+    sources: list[Source] = []
+    seen = set()
+    for st in (stress, rest):
+        for d in st.get("sources", []):
+            src = Source.from_dict(d)
+            if src.doubtful and src.id not in seen:
+                seen.add(src.id)
+                sources.append(src)
+    lo, hi = PLAUSIBLE_RESERVE
+    bad = bool(np.isfinite(value) and not lo <= value <= hi)
+    sources.append(Source(f"{key} ratio", "review" if bad else "ok", None, "curve",
+                          f"{value:.2f} outside {lo}-{hi}" if bad else ""))
+    return measurement_status(value, sources), sources
+
+
 def _reserve(entry: dict) -> dict:
+    """Stress/rest reserve values ``{"mpri": value, "mpr": value}`` (only those computable)."""
     out = {}
     st, re_ = entry.get("stress", {}), entry.get("rest", {})
     if "upslope_index" in st and "upslope_index" in re_:
         out["mpri"] = perfusion.reserve_index(st["upslope_index"]["mean"], re_["upslope_index"]["mean"])
     if "mbf" in st and "mbf" in re_:
         out["mpr"] = perfusion.reserve_index(st["mbf"]["mean"], re_["mbf"]["mean"])
+    return out
+
+
+def _reserve_trust(entry: dict) -> dict:
+    """``{key: {"status", "check", "sources"}}`` for each reserve in ``entry["reserve"]``."""
+    out = {}
+    st, re_ = entry.get("stress", {}), entry.get("rest", {})
+    for key, value in entry.get("reserve", {}).items():
+        metric = "mbf" if key == "mpr" else "upslope_index"
+        status, sources = reserve_trust(key, value, st[metric], re_[metric])
+        out[key] = {"status": status, "check": Measurement(key, None, None, value, "ratio", status, sources).caveat(),
+                    "sources": [x.to_dict() for x in sources]}
     return out
 
 

@@ -35,7 +35,7 @@ from CardiacLandmarksLib import __version__
 from CardiacLandmarksLib.core.landmarks import Landmark, LandmarkSet
 from CardiacLandmarksLib.io.atomic import atomic_write_bytes, atomic_write_text
 from CardiacLandmarksLib.perfusion import aha, bullseye
-from CardiacLandmarksLib.perfusion.pipeline import METRICS, SliceAnalysis
+from CardiacLandmarksLib.perfusion.pipeline import FALLBACK_RVI_CONFIDENCE, METRICS, SliceAnalysis
 
 logger = logging.getLogger(__name__)
 
@@ -93,6 +93,23 @@ def series_info(an: SliceAnalysis, model_card: dict | None, model_sha: str) -> d
     return info
 
 
+_RANK = {"ok": 0, "review": 1, "n/a": 2}
+
+
+def row_status(row: dict, conditions: list[str]) -> tuple[str, str]:
+    """Worst status of a report row (one segment, or global) over its conditions, metrics and reserves,
+    and the distinct caveats joined by ``"; "`` (``"n/a"`` when the row holds no value at all)."""
+    statuses, checks = [], []
+    items = [st for c in conditions for st in row.get(c, {}).values()] + list(row.get("reserve_trust", {}).values())
+    for st in items:
+        statuses.append(st.get("status", "review"))
+        if st.get("check") and st["check"] not in checks:
+            checks.append(st["check"])
+    if not statuses:
+        return "n/a", "not measured"
+    return max(statuses, key=lambda x: _RANK.get(x, 1)), "; ".join(checks)
+
+
 def report_dict(analyses: list[SliceAnalysis], summary: dict, model_card: dict | None = None,
                 model_sha: str = "") -> dict:
     """The ``report.json`` content (see module docstring)."""
@@ -106,9 +123,13 @@ def report_dict(analyses: list[SliceAnalysis], summary: dict, model_card: dict |
         for c in summary["conditions"]:
             row[c] = _with_units(entry.get(c, {}), units)
         row["reserve"] = entry.get("reserve", {})
+        row["reserve_trust"] = entry.get("reserve_trust", {})
+        row["status"], row["check"] = row_status(row, summary["conditions"])
         segments.append(row)
     glob = {c: _with_units(summary["global"].get(c, {}), units) for c in summary["conditions"]}
     glob["reserve"] = summary["global"].get("reserve", {})
+    glob["reserve_trust"] = summary["global"].get("reserve_trust", {})
+    glob["status"], glob["check"] = row_status(glob, summary["conditions"])
     return _clean({
         "software": {"name": "CardiacLandmarks", "version": __version__},
         "method": {
@@ -135,10 +156,15 @@ def report_dict(analyses: list[SliceAnalysis], summary: dict, model_card: dict |
 
 
 def report_csv_text(report: dict) -> str:
-    """CSV rows: segment, name, territory, level, condition, metric, mean, sd, n_pixels, unit."""
+    """CSV rows: segment, name, territory, level, condition, metric, mean, sd, n_pixels, unit, status, check.
+
+    ``status`` is ok | review | n/a (:func:`.pipeline.segment_trust`, :func:`.pipeline.reserve_trust`),
+    ``check`` what to check for a value that is not ok.
+    """
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
-    w.writerow(["segment", "name", "territory", "level", "condition", "metric", "mean", "sd", "n_pixels", "unit"])
+    w.writerow(["segment", "name", "territory", "level", "condition", "metric", "mean", "sd", "n_pixels", "unit",
+                "status", "check"])
 
     def fmt(v):
         return "" if v is None else (f"{v:.6g}" if isinstance(v, float) else v)
@@ -149,9 +175,11 @@ def report_csv_text(report: dict) -> str:
         for c in report["conditions"]:
             for m, st in entry.get(c, {}).items():
                 w.writerow([seg, name, terr, level, c, m, fmt(st.get("mean")), fmt(st.get("sd")),
-                            st.get("n_pixels", ""), st.get("unit", "")])
+                            st.get("n_pixels", ""), st.get("unit", ""), st.get("status", ""), st.get("check", "")])
         for m, v in entry.get("reserve", {}).items():
-            w.writerow([seg, name, terr, level, "stress/rest", m, fmt(v), "", "", "ratio"])
+            tr = entry.get("reserve_trust", {}).get(m, {})
+            w.writerow([seg, name, terr, level, "stress/rest", m, fmt(v), "", "", "ratio", tr.get("status", ""),
+                        tr.get("check", "")])
     return buf.getvalue()
 
 
@@ -159,32 +187,76 @@ def primary_metric(summary: dict) -> str:
     return "mbf" if "mbf" in summary["metrics"] else "upslope_index"
 
 
-def render_report_bullseye(summary: dict, path: Path, title_extra: str = "") -> Path:
-    """Bull's-eye PNG of the primary metric per condition (shared colour scale) and its reserve."""
+def _mark(stats: dict | None) -> str:
+    """Bull's-eye mark of one value (:class:`.bullseye.BullseyePanel` ``marks``) from its status and sources."""
+    if not stats:
+        return ""
+    status = stats.get("status", "ok")
+    if status == "ok":
+        return ""
+    if status == "n/a":
+        return "n/a"
+    own = [d for d in stats.get("sources", []) if d.get("kind") != "anchor" and d.get("flag") in ("review", "n/a")]
+    return "review" if own else "anchor"
+
+
+def anchor_note(analyses: list[SliceAnalysis]) -> str:
+    """One line per distinct RV-insertion source of the series: where the sector anchor came from."""
+    lines = []
+    for a in analyses:
+        trust = a.rvi_trust.get("A-RVI")
+        flag = f" [A-RVI {trust[1]} {trust[0]:.2f}]" if trust else ""
+        lines.append(f"{a.name}: {a.rvi_source or 'no RV insertion point'}{flag}")
+    return "Sector anchor (A-RVI): " + "; ".join(lines)
+
+
+def render_report_bullseye(summary: dict, path: Path, title_extra: str = "",
+                           analyses: list[SliceAnalysis] | None = None) -> Path:
+    """Bull's-eye PNG of the primary metric per condition (shared colour scale) and its reserve.
+
+    Values whose status is not ok are marked (:func:`_mark`): ``n/a`` grey, segment-level
+    review (too few pixels, sd > mean, implausible ratio) red-hatched with ``?`` and left out of
+    the colour scale, so a doubtful value is never the brightest colour without a mark; review
+    only because of a low anchor dotted. The footnote names the anchor source of every series.
+    """
     metric = primary_metric(summary)
     unit = summary["units"].get(metric, "")
     conds = summary["conditions"]
-    vals = {c: {s: summary["segments"][s].get(c, {}).get(metric, {}).get("mean") for s in range(1, 17)} for c in conds}
-    sds = {c: {s: summary["segments"][s].get(c, {}).get(metric, {}).get("sd") for s in range(1, 17)} for c in conds}
-    allv = [v for c in conds for v in vals[c].values() if v is not None and np.isfinite(v)]
+    stats = {c: {s: summary["segments"][s].get(c, {}).get(metric) for s in range(1, 17)} for c in conds}
+    vals = {c: {s: (st or {}).get("mean") for s, st in stats[c].items()} for c in conds}
+    sds = {c: {s: (st or {}).get("sd") for s, st in stats[c].items()} for c in conds}
+    marks = {c: {s: _mark(st) for s, st in stats[c].items()} for c in conds}
+    scale = [v for c in conds for s, v in vals[c].items()
+             if v is not None and np.isfinite(v) and marks[c][s] not in ("review", "n/a")]
+    if not scale:
+        scale = [v for c in conds for v in vals[c].values() if v is not None and np.isfinite(v)]
     vmin = 0.0
-    vmax = float(np.nanmax(allv)) if allv else 1.0
+    vmax = float(np.nanmax(scale)) if scale else 1.0
     vmax = float(np.ceil(vmax * 10) / 10) if vmax > 0 else 1.0
     panels = []
     for c in conds:
         g = summary["global"].get(c, {}).get(metric, {})
-        gtxt = f" (global {g['mean']:.2f})" if g.get("mean") is not None else ""
-        panels.append(bullseye.BullseyePanel(f"{c}{gtxt}", vals[c], unit, sds[c], vmin, vmax, "viridis"))
+        gtxt = f" (global {g['mean']:.2f}{'' if g.get('status', 'ok') == 'ok' else ', ' + g['status']})" \
+            if g.get("mean") is not None else ""
+        panels.append(bullseye.BullseyePanel(f"{c}{gtxt}", vals[c], unit, sds[c], vmin, vmax, "viridis",
+                                             marks=marks[c]))
     key = "mpr" if metric == "mbf" else "mpri"
     res = {s: summary["segments"][s].get("reserve", {}).get(key) for s in range(1, 17)}
     if any(v is not None and np.isfinite(v) for v in res.values()):
+        res_marks = {s: _mark(summary["segments"][s].get("reserve_trust", {}).get(key)) for s in range(1, 17)}
+        res_scale = [v for s, v in res.items()
+                     if v is not None and np.isfinite(v) and res_marks[s] not in ("review", "n/a")]
         g = summary["global"].get("reserve", {}).get(key)
-        gtxt = f" (global {g:.2f})" if g is not None and np.isfinite(g) else ""
+        g_status = summary["global"].get("reserve_trust", {}).get(key, {}).get("status", "ok")
+        gtxt = f" (global {g:.2f}{'' if g_status == 'ok' else ', ' + g_status})" \
+            if g is not None and np.isfinite(g) else ""
         panels.append(bullseye.BullseyePanel(f"stress/rest {key.upper()}{gtxt}", res, "ratio", {}, 0.0,
-                                             max(3.0, float(np.nanmax([v for v in res.values() if v is not None]))),
-                                             "magma"))
+                                             max(3.0, float(np.nanmax(res_scale))) if res_scale else 3.0,
+                                             "magma", marks=res_marks))
     title = METRICS[metric][0] + (f" — {title_extra}" if title_extra else "")
     sd_note = "Values: mean ± sd over the segment's pixels."
+    if analyses:
+        sd_note += "\n" + anchor_note(analyses)
     return bullseye.render_bullseye_png(panels, path, title=title, footnote=sd_note)
 
 
@@ -228,18 +300,27 @@ def write_labels_like(an: SliceAnalysis, labels: np.ndarray, path: Path) -> Path
 
 
 def rvi_landmarks(an: SliceAnalysis) -> LandmarkSet:
-    """A-RVI, I-RVI and C-LV of the reference frame as a LandmarkSet (slice 0, phase = reference frame)."""
+    """A-RVI, I-RVI and C-LV of the reference frame as a LandmarkSet (slice 0, phase = reference frame).
+
+    The RV insertion points keep their trust (``an.rvi_trust``): user points high (1.0), the SAX
+    model's their own confidence and flag, the RV-enhancement fallback low
+    (:data:`.pipeline.FALLBACK_RVI_CONFIDENCE`), so the ``_rvi.mrk.json`` shows fallback points
+    unselected (orange in Slicer) with "low confidence 0.25" in their description.
+    """
     s = an.series
     ref = an.seg.reference_frame
     lms = []
-    conf = 1.0 if an.rvi_source == "user" else 0.5
     for name, p in (("A-RVI", an.a_rvi_ij), ("I-RVI", an.i_rvi_ij), ("C-LV", an.center_ij)):
         if p is None:
             lms.append(Landmark(name, 0, ref, False, np.full(3, np.nan), np.full(3, np.nan), 0.0, "absent"))
             continue
         ijk = np.array([p[0], p[1], 0.0])
-        c = conf if name != "C-LV" else an.seg.confidence
-        lms.append(Landmark(name, 0, ref, True, s.ijk_to_lps(ijk), ijk, float(c), "high" if c >= 0.5 else "low",
+        if name == "C-LV":
+            c = float(an.seg.confidence)
+            flag = "high" if c >= 0.5 else "low"
+        else:
+            c, flag = an.rvi_trust.get(name, (FALLBACK_RVI_CONFIDENCE, "low"))
+        lms.append(Landmark(name, 0, ref, True, s.ijk_to_lps(ijk), ijk, float(c), flag,
                             corrected=an.rvi_source == "user" and name != "C-LV"))
     return LandmarkSet(source=s.source, view="sax", model={"name": "perfusion RVI", "source": an.rvi_source},
                        landmarks=lms)
@@ -258,8 +339,9 @@ def write_series_outputs(an: SliceAnalysis, outdir: Path) -> list[Path]:
         written.append(bullseye.render_sector_overlay_png(
             image, an.segments, an.seg.reference_mask, an.center_ij, an.a_rvi_ij, an.level,
             outdir / f"{an.name}_sectors.png", (an.series.spacing[0], an.series.spacing[1]), an.i_rvi_ij,
-            an.seen_from_apex, title=f"{an.name} ({an.condition}), frame {t_show}",
-            rvi_source=an.rvi_source))
+            an.seen_from_apex, title=f"{an.name} ({an.condition})",
+            rvi_source=an.rvi_source, direction=an.series.direction, orientation_known=an.series.orientation_known,
+            frames=(t_show, int(an.seg.reference_frame)), rvi_trust=an.rvi_trust))
     written += write_markups(rvi_landmarks(an), outdir / f"{an.name}_rvi.mrk.json", if_exists="backup")
     return written
 
@@ -280,7 +362,8 @@ def write_report(analyses: list[SliceAnalysis], summary: dict, outdir: str | Pat
     rep = report_dict(analyses, summary, model_card, model_sha)
     written = [atomic_write_text(outdir / "report.json", json.dumps(rep, indent=2, allow_nan=False) + "\n"),
                atomic_write_text(outdir / "report.csv", report_csv_text(rep))]
-    written.append(render_report_bullseye(summary, outdir / "bullseye.png", study_label([a.name for a in analyses])))
+    written.append(render_report_bullseye(summary, outdir / "bullseye.png", study_label([a.name for a in analyses]),
+                                          analyses))
     for an in analyses:
         written += write_series_outputs(an, outdir)
     return written
