@@ -1026,8 +1026,6 @@ class CardiacLandmarksLogic(ScriptedLoadableModuleLogic, VTKObservationMixin):
         """
         from CardiacLandmarksModuleLib import nodes
 
-        from CardiacLandmarksLib.sax import measurements
-
         state = self._state(hub)
         if getattr(state, "kind", "") == "lax":
             from CardiacLandmarksModuleLib import lax
@@ -1036,17 +1034,7 @@ class CardiacLandmarksLogic(ScriptedLoadableModuleLogic, VTKObservationMixin):
             return self.resultTable(hub)
         self._measure(state, pairs)
         lmset = self.landmarkSetFromResult(hub, readNodes=False)
-        needs = {d.name: d.landmarks for d in measurements.RVI_MEASUREMENTS}
-        statuses = []
-        for m in lmset.measurements:
-            used = [state.current.get((name, m.slice, m.phase)) for name in needs.get(m.name, ())]
-            used = [lm for lm in used if lm is not None]
-            if any(lm.corrected for lm in used):
-                statuses.append(_("corrected"))
-            elif any(lm.flag == "low" for lm in used):
-                statuses.append(_("low: {names}").format(names=", ".join(lm.name for lm in used if lm.flag == "low")))
-            else:
-                statuses.append(_("ok"))
+        statuses = [nodes.measurementStatusText(m) for m in lmset.measurements]
         table = self.resultTable(hub)
         nodes.fillMeasurementsTable(table, lmset.measurements, statuses)
         return table

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from CardiacLandmarksLib.core.errors import InvalidImageError, OutputExistsError
-from CardiacLandmarksLib.core.landmarks import Landmark, LandmarkSet, Measurement
+from CardiacLandmarksLib.core.landmarks import Landmark, LandmarkSet, Measurement, Source
 from CardiacLandmarksLib.core.series import CMRSeries
 from CardiacLandmarksLib.io import atomic as fileio
 from CardiacLandmarksLib.sax.report import (
@@ -38,7 +38,8 @@ def _small_set() -> LandmarkSet:
         # a point moved by a user, read back without a series: ijk unknown
         Landmark("C-LV", 3, 0, True, np.array([1.0, -2.0, 38.0]), nan.copy(), 1.0, "high", corrected=True),
     ]
-    meas = [Measurement("RVI angle", 2, 0, 47.123456, "deg"), Measurement("RVI opening angle", 3, 0, float("nan"), "deg"),
+    meas = [Measurement("RVI angle", 2, 0, 47.123456, "deg", sources=[Source.of_landmark(lms[1]), Source.of_landmark(lms[0])]),
+            Measurement("RVI opening angle", 3, 0, float("nan"), "deg"),
             Measurement("LV length", None, None, 85.0, "mm")]
     return LandmarkSet("/data/case.nii.gz", "sax", {"name": "sax-unet", "version": "0.1", "sha256": "0" * 64}, lms, meas)
 
@@ -59,20 +60,27 @@ def test_landmarks_json_layout(tmp_path):
     assert lm[1]["confidence"] == 0.37
     assert lm[2]["position"] is None and lm[2]["ijk"] is None and lm[2]["confidence"] == 0.0
     assert lm[3]["ijk"] is None and lm[3]["corrected"] is True  # unknown ijk: null, not NaN
-    assert d["measurements"][0] == {"name": "RVI angle", "slice": 2, "phase": 0, "value": 47.123456, "unit": "deg"}
-    assert d["measurements"][1]["value"] is None
+    assert d["measurements"][0] == {
+        "name": "RVI angle", "slice": 2, "phase": 0, "value": 47.123456, "unit": "deg", "status": "review",
+        "sources": [{"id": "A-RVI s2 p0", "kind": "landmark", "flag": "low", "confidence": 0.37},
+                    {"id": "C-LV s2 p0", "kind": "landmark", "flag": "high", "confidence": 0.91}]}
+    assert d["measurements"][1]["value"] is None and d["measurements"][1]["status"] == "n/a"
+    assert d["measurements"][2]["status"] == "ok" and d["measurements"][2]["sources"] == []
     # the file reads back into an equal LandmarkSet
     back = LandmarkSet.from_dict(d)
     assert back.landmarks[1].confidence == 0.37 and np.allclose(back.landmarks[0].position, [1.5, -2.25, 30.0])
+    assert [m.status for m in back.measurements] == ["review", "n/a", "ok"]
+    assert back.measurements[0].sources[0].flag == "low" and back.measurements[0].caveat() == "check A-RVI (low 0.37)"
 
 
 def test_measurements_csv(tmp_path):
     path = write_measurements_csv(_small_set().measurements, tmp_path / "measurements.csv")
     rows = list(csv.reader(path.open(newline="")))
-    assert rows == [["name", "slice", "phase", "value", "unit"],
-                    ["RVI angle", "2", "0", "47.1235", "deg"],
-                    ["RVI opening angle", "3", "0", "", "deg"],
-                    ["LV length", "", "", "85.0000", "mm"]]
+    assert rows == [["name", "slice", "phase", "value", "unit", "status", "sources", "check"],
+                    ["RVI angle", "2", "0", "47.1235", "deg", "review", "A-RVI s2 p0:low:0.37; C-LV s2 p0:high:0.91",
+                     "check A-RVI (low 0.37)"],
+                    ["RVI opening angle", "3", "0", "", "deg", "n/a", "", "not measured"],
+                    ["LV length", "", "", "85.0000", "mm", "ok", "", ""]]
     # a LandmarkSet is accepted too, and the old file is kept when asked
     write_measurements_csv(_small_set(), path, backup_existing=True)
     assert len(list(tmp_path.glob("measurements.csv.bak-*"))) == 1

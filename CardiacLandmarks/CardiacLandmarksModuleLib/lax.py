@@ -322,12 +322,11 @@ def _fillTable(hub, state, k: int) -> None:
         table.AddColumn(array)
     for t in range(state.nPhases):
         lms = [state.current.get((n, k, t)) for n in state.names]
+        status = curve.status_of_phase(t)  # ok | review | n/a (library rule)
         if any(lm is not None and lm.corrected for lm in lms):
-            status = _("corrected")
+            status += " " + _("(corrected)")
         elif t in curve.low_phases:
-            status = _("low confidence")
-        else:
-            status = _("ok")
+            status += " " + _("(low confidence)")
         if t == curve.ed_phase:
             status += " (ED)"
         elif t == curve.es_phase:

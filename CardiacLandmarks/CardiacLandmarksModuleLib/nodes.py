@@ -491,6 +491,15 @@ def readPointList(pointList, names: Sequence[str]) -> list[PointState]:
 # ---------------------------------------------------------------------------------------------
 
 
+def measurementStatusText(m: Measurement) -> str:
+    """The ``Status`` cell of a measurement: its library status (``ok`` | ``review`` | ``n/a``), with
+    ``(corrected)`` when a user placed one of its points, or the caveat (``review: check A-RVI (low 0.03)``)."""
+    if m.status == "ok":
+        corrected = any(src.note == "corrected by user" for src in m.sources)
+        return _("ok (corrected)") if corrected else _("ok")
+    return f"{m.status}: {m.caveat()}"
+
+
 def fillMeasurementsTable(tableNode, measurements: Sequence[Measurement], statuses: Sequence[str] | None = None) -> None:
     """Replace the content of ``tableNode`` with one row per measurement (columns :data:`TABLE_COLUMNS`).
 
@@ -519,7 +528,8 @@ def fillMeasurementsTable(tableNode, measurements: Sequence[Measurement], status
     for name, _cls in TABLE_COLUMNS:
         tableNode.SetColumnTitle(name, titles[name])
     tableNode.SetColumnDescription("Value", _("measured value (see Unit); recomputed when a landmark is moved"))
-    tableNode.SetColumnDescription("Status", _("state of the landmarks the measurement uses"))
+    tableNode.SetColumnDescription("Status", _("ok | review | n/a, from the flags of the landmarks the measurement "
+                                               "uses; review names the points to check"))
     tableNode.SetUseColumnTitleAsColumnHeader(True)
     tableNode.SetLocked(True)
     tableNode.Modified()

@@ -736,7 +736,8 @@ def tableColumns(report: dict) -> list[tuple[str, str, str, str]]:
     """``(key, title, unit, kind)`` of the AHA table columns for a report (kind: ``int``/``str``/``float``).
 
     Keys: ``Segment``, ``Name``, ``Territory``, ``Level``, then per condition and metric
-    ``"<condition> <metric> mean|sd|n"``, then ``"reserve <mpri|mpr>"``.
+    ``"<condition> <metric> mean|sd|n"``, then ``"reserve <mpri|mpr>"``, then ``Status`` (ok | review |
+    n/a with what to check).
     """
     cols = [("Segment", "Segment", "", "str"), ("Name", "Name", "", "str"), ("Territory", "Territory", "", "str"),
             ("Level", "Level", "", "str")]
@@ -753,6 +754,7 @@ def tableColumns(report: dict) -> list[tuple[str, str, str, str]]:
     for key in reserves:
         title = {"mpri": "MPRI (stress/rest upslope index)", "mpr": "MPR (stress/rest MBF)"}.get(key, key)
         cols.append((f"reserve {key}", f"{title} [ratio]", "ratio", "float"))
+    cols.append(("Status", "Status", "", "str"))
     return cols
 
 
@@ -773,6 +775,10 @@ def fillSegmentTable(tableNode, report: dict) -> None:
             arrays[key].InsertNextValue(value)
         for key, _title, _unit, kind in cols[4:]:
             parts = key.split(" ")
+            if key == "Status":  # the report row's worst status and its caveats (perfusion_report.row_status)
+                status = entry.get("status", "")
+                arrays[key].InsertNextValue(status + (f": {entry['check']}" if entry.get("check") else ""))
+                continue
             if parts[0] == "reserve":
                 v = entry.get("reserve", {}).get(parts[1])
             else:
