@@ -75,31 +75,60 @@ def _infer_view(lmset, view):
 
 def _print_curve(curve) -> None:
     print(f"view {curve.view.upper()} slice {curve.slice}")
-    print("phase  LV length (mm)")
+    print("phase  LV length (mm)  status")
     for t, v in zip(curve.phases, curve.lengths_mm):
         mark = " ED" if t == curve.ed_phase else (" ES" if t == curve.es_phase else "")
         low = " (low confidence)" if t in curve.low_phases else ""
-        print(f"{t:5d}  {v:8.1f}{mark}{low}" if np.isfinite(v) else f"{t:5d}       n/a")
+        print(f"{t:5d}  {v:8.1f}        {curve.status_of_phase(int(t))}{mark}{low}" if np.isfinite(v)
+              else f"{t:5d}       n/a        n/a")
     sh = curve.shortening_pct
+    caveat = f" [{curve.shortening_status}{': ' + curve.shortening.caveat() if curve.shortening_status != 'ok' else ''}]" \
+        if curve.shortening is not None else ""
     print(f"Longitudinal shortening: {sh:.1f}% (ED phase {curve.ed_phase} by {curve.ed_rule}, ES phase "
-          f"{curve.es_phase} by {curve.es_rule})" if np.isfinite(sh) else "Longitudinal shortening: not computable")
+          f"{curve.es_phase} by {curve.es_rule}){caveat}" if np.isfinite(sh) else
+          "Longitudinal shortening: not computable")
     for n in curve.notes:
         print(f"note: {n}")
 
 
+def _check_anchors(seed, k: int) -> None:
+    """Every landmark of the view needs a found point on slice ``k`` (on any phase) to track from.
+
+    Raises:
+        NoAnchorError: naming the landmarks without a point and the slices/phases the file holds.
+    """
+    from CardiacLandmarksLib.core.landmarks import LANDMARKS_BY_VIEW
+    from CardiacLandmarksLib.lax.tracking import NoAnchorError
+
+    missing = [n for n in LANDMARKS_BY_VIEW[seed.view]
+               if not any(lm.name == n and lm.slice == k and lm.found for lm in seed.landmarks)]
+    if missing:
+        held = sorted({(lm.slice, lm.phase) for lm in seed.landmarks if lm.found})
+        raise NoAnchorError(f"{', '.join(missing)} {'has' if len(missing) == 1 else 'have'} no placed point on slice "
+                            f"{k} in the given points (found points on (slice, phase) {held[:6]}"
+                            f"{' ...' if len(held) > 6 else ''}); place all of {list(LANDMARKS_BY_VIEW[seed.view])} "
+                            "on one phase, or pass --slice")
+
+
 def cmd_track(args: argparse.Namespace) -> int:
+    from CardiacLandmarksLib.core.landmarks import LANDMARKS_BY_VIEW
     from CardiacLandmarksLib.io import markups
     from CardiacLandmarksLib.io.load import load_series
     from CardiacLandmarksLib.lax.measurements import lv_length_curve, lv_length_measurements
     from CardiacLandmarksLib.lax.report import render_lax_png
-    from CardiacLandmarksLib.lax.tracking import track_landmarks
+    from CardiacLandmarksLib.lax.tracking import NoAnchorError, track_landmarks
     from CardiacLandmarksLib.sax import report
 
     series = load_series(args.input, series_uid=args.series_uid)
     seed = load_landmarks(args.points, series)
     seed.view = _infer_view(seed, args.view)
     seed.source = seed.source or str(series.source)
+    _check_anchors(seed, args.slice)
     tracked = track_landmarks(series, seed, k=args.slice)
+    missing = [n for n in LANDMARKS_BY_VIEW[seed.view]
+               if not any(lm.name == n and lm.slice == args.slice and lm.found for lm in tracked.landmarks)]
+    if missing:
+        raise NoAnchorError(f"{', '.join(missing)} could not be tracked on slice {args.slice}: no output written")
     ed, es = _phase_rule(args.ed, ("max", "first")), _phase_rule(args.es, ("min",))
     tracked.measurements = lv_length_measurements(tracked, seed.view, ed=ed, es=es)
     out = Path(args.output)

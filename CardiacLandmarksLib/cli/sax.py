@@ -98,13 +98,16 @@ def cmd_detect(args: argparse.Namespace) -> int:
 
 def cmd_train(args: argparse.Namespace) -> int:
     from CardiacLandmarksLib.models.loader import choose_device
+    from CardiacLandmarksLib.training.model_card import finite_json, verdict_text
 
     device = choose_device(args.device)
     if args.view != "sax":
         from CardiacLandmarksLib.training.train_lax import train_lax
         out = Path(args.output or f"runs/{args.view}")
-        train_lax(Path(args.data) if args.data else None, args.view, out, epochs=args.epochs, seed=args.seed, device=device)
+        card = train_lax(Path(args.data) if args.data else None, args.view, out, epochs=args.epochs, seed=args.seed,
+                         device=device)
         print(f"wrote {out}")
+        print(verdict_text(card["bundle_verdict"]))
         return 0
     from CardiacLandmarksLib.training.train_sax import TrainConfig, train_sax
 
@@ -118,8 +121,13 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.ema_decay is not None:
         cfg.ema_decay = args.ema_decay
     card = train_sax(data, out, cfg, device=device)
-    print(json.dumps(card["validation"], indent=1))
-    print(f"wrote {out / 'sax_unet.pt'} and {out / 'sax_unet.json'}; copy both into {models_root()} to bundle them")
+    print(json.dumps(finite_json(card["validation"]), indent=1))
+    verdict = card["bundle_verdict"]
+    print(f"wrote {out / 'sax_unet.pt'}, {out / 'sax_unet.json'} and {out / 'sax_unet.md'}")
+    if verdict["bundle"]:
+        print(verdict_text(verdict) + f" Copy the three files into {models_root()} to bundle them.")
+    else:
+        print(verdict_text(verdict))
     return 0
 
 

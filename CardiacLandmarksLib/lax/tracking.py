@@ -62,6 +62,10 @@ class TrackingCancelled(CardiacLandmarksError):
     """Tracking was cancelled by the user (``cancel()`` returned True)."""
 
 
+class NoAnchorError(CardiacLandmarksError, ValueError):
+    """Nothing to track from: no landmark (or not every required one) has a placed point on the slice."""
+
+
 @dataclass(frozen=True)
 class TrackingConfig:
     """Parameters of :func:`track_points` (defaults chosen on ``mnms2/001`` and ``lax/amrg``).
@@ -436,9 +440,10 @@ def track_landmarks(
     """Track landmarks through every phase of slice ``k`` of a cine.
 
     Anchors, per landmark: the phases recorded in ``seed.model["tracking"]["anchors"]`` (set by
-    an earlier tracking run) plus every point marked ``corrected``; when neither exists for a
-    landmark (a fresh detection or placement), every found point of it in ``seed`` on slice
-    ``k`` is an anchor (typically one phase). Anchors keep their position, confidence and
+    an earlier tracking run) plus every point marked ``corrected``; when neither is among the
+    given points (a fresh detection or placement, or one phase's ``.mrk.json`` of a run that
+    tracked from another phase), every found point of it in ``seed`` on slice ``k`` is an
+    anchor (typically one phase), so tracking starts from the phase of the points given. Anchors keep their position, confidence and
     flag; the other phases are tracked (:func:`track_points`).
 
     Args:
@@ -457,6 +462,7 @@ def track_landmarks(
 
     Raises:
         InvalidImageError: bad slice / pixels, an anchor outside the image.
+        NoAnchorError: none of the landmarks to track has a found point on slice ``k``.
         TrackingCancelled: cancelled.
     """
     frames = _frames_of(series, k)
@@ -469,7 +475,9 @@ def track_landmarks(
     for name in todo:
         mine = [lm for lm in seed.landmarks if lm.name == name and lm.slice == k]
         chosen = [lm for lm in mine if lm.found and (lm.corrected or lm.phase in recorded.get(name, set()))]
-        if not chosen and name not in recorded:
+        if not chosen and not any(lm.phase in recorded.get(name, set()) for lm in mine):
+            # a fresh detection or placement, or points of other phases than the recorded anchors (e.g. one
+            # phase's .mrk.json written by detect after tracking from another phase): track from what is given
             chosen = [lm for lm in mine if lm.found]
         if not chosen:
             log.warning("%s has no anchor point on slice %d: not tracked", name, k)
@@ -477,6 +485,9 @@ def track_landmarks(
         anchors[name] = {lm.phase: _anchor_ij(series, lm, k) for lm in chosen}
         conf[name] = {lm.phase: float(lm.confidence) for lm in chosen}
         keep.update({(name, lm.phase): lm for lm in chosen})
+    if todo and not anchors:
+        raise NoAnchorError(f"no landmark of {todo} has a placed (found) point on slice {k}: nothing to track; "
+                            "place the points on one phase (or pass the slice that holds them)")
     result = track_points(frames, anchors, series.spacing[:2], cfg, conf, progress, cancel)
     out = _tracked_set(series, seed, result, k, keep, cfg)
     # landmarks not re-tracked: copy from the seed

@@ -3,13 +3,89 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
+
+#: validation figures a SAX landmark model must reach, per landmark, before ``train`` advises bundling
+#: it: detection rate (share of present landmarks found) and mean L2 error on the validation patients.
+#: The shipped v1.3.1 has 95.1-95.5% and 1.2-4.0 mm; Xue et al. 2021 report 2-3.5 mm.
+SAX_BUNDLE_TARGETS = {"detection_rate": 0.90, "mean_error_mm": 5.0}
+#: long-axis models are trained on a handful of subjects: only finite held-out figures are required
+LAX_BUNDLE_TARGETS: dict[str, float] = {}
 
 
 def _fmt(v) -> str:
     if isinstance(v, float):
+        if not math.isfinite(v):
+            return "n/a"
         return f"{v:.3f}" if abs(v) < 1000 else f"{v:.0f}"
     return str(v)
+
+
+def finite_json(obj):
+    """Copy of a card for strict JSON: non-finite floats (NaN, inf) become None (``null``), numpy scalars
+    plain numbers."""
+    if isinstance(obj, dict):
+        return {k: finite_json(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [finite_json(v) for v in obj]
+    if hasattr(obj, "item") and not isinstance(obj, str | bytes) and getattr(obj, "ndim", 1) == 0:
+        obj = obj.item()
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    return obj
+
+
+def bundle_verdict(validation: dict, targets: dict[str, float], required=("mean_error_mm",)) -> dict:
+    """Whether a trained model's validation figures allow bundling it, and why not.
+
+    Args:
+        validation: ``{landmark: {metric: value}}`` (the card's ``validation``).
+        targets: ``{"detection_rate": minimum, "mean_error_mm": maximum}`` (either may be absent).
+        required: metrics every landmark must report as a finite number (a NaN error means the
+            landmark was never detected on the validation data).
+
+    Returns:
+        ``{"bundle": bool, "reasons": [str], "targets": targets}``; ``bundle`` is False when there
+        are no validation figures, any required figure is missing or not finite, the detection rate
+        is below its target or the mean error above its target.
+    """
+    reasons = []
+    if not validation or not any(isinstance(v, dict) for v in validation.values()):
+        reasons.append("no validation figures (no held-out data)")
+    for name, m in validation.items():
+        if not isinstance(m, dict):
+            continue
+        for key in required:
+            v = m.get(key)
+            if v is None or not isinstance(v, int | float) or not math.isfinite(float(v)):
+                reasons.append(f"{name}: {key} is {'missing' if v is None else 'not a number'} "
+                               "(never detected or not evaluable on the validation data)")
+        for key, v in m.items():
+            if isinstance(v, float) and not math.isfinite(v) and key not in required and key in targets:
+                reasons.append(f"{name}: {key} is not a number")
+        det, target = m.get("detection_rate"), targets.get("detection_rate")
+        if target is not None and isinstance(det, int | float) and math.isfinite(det) and det < target:
+            reasons.append(f"{name}: detection {100 * det:.1f}% is below the target {100 * target:.0f}%")
+        err, target = m.get("mean_error_mm"), targets.get("mean_error_mm")
+        if target is not None and isinstance(err, int | float) and math.isfinite(err) and err > target:
+            reasons.append(f"{name}: mean error {err:.2f} mm is above the target {target:.1f} mm")
+    return {"bundle": not reasons, "reasons": reasons, "targets": dict(targets)}
+
+
+def verdict_text(verdict: dict) -> str:
+    """One paragraph for the card and the ``train`` command: bundle or not, and why."""
+    targets = verdict.get("targets", {})
+    parts = []
+    if "detection_rate" in targets:
+        parts.append(f"detection >= {100 * targets['detection_rate']:.0f}%")
+    if "mean_error_mm" in targets:
+        parts.append(f"mean error <= {targets['mean_error_mm']:.1f} mm")
+    t_txt = ", ".join(parts + ["finite figures for every landmark"])
+    if verdict.get("bundle"):
+        return f"Meets the bundle targets on its validation data ({t_txt}); it may be copied into Resources/Models."
+    return ("DO NOT BUNDLE: the validation figures miss the targets (" + t_txt + "): "
+            + "; ".join(verdict.get("reasons", [])) + ". Train longer or on more data and check the figures.")
 
 
 def render_markdown(card: dict, extra_sections: dict[str, str] | None = None) -> str:
@@ -19,6 +95,8 @@ def render_markdown(card: dict, extra_sections: dict[str, str] | None = None) ->
     lines = [f"# Model card: {card['name']} v{card.get('version', '?')}", ""]
     if card.get("summary"):
         lines += [card["summary"], ""]
+    if card.get("bundle_verdict"):
+        lines += ["## Bundle verdict", "", verdict_text(card["bundle_verdict"]), ""]
     lines += ["## Architecture", "", "| key | value |", "|---|---|"]
     lines += [f"| {k} | {_fmt(v)} |" for k, v in arch.items()]
     lines += ["", "## Input", "", "| key | value |", "|---|---|"]

@@ -462,8 +462,14 @@ def train_lax(
     Raises:
         ValueError: unknown view. InputNotFoundError: no labelled data.
     """
+    from CardiacLandmarksLib.io.atomic import atomic_write_text
     from CardiacLandmarksLib.models.loader import sha256_file
-    from CardiacLandmarksLib.training.model_card import write_markdown
+    from CardiacLandmarksLib.training.model_card import (
+        LAX_BUNDLE_TARGETS,
+        bundle_verdict,
+        finite_json,
+        write_markdown,
+    )
 
     view = (view or "").lower()
     if view not in LAX_VIEWS:
@@ -544,11 +550,13 @@ def train_lax(
             "seconds": round(time.time() - t0),
         },
         "validation": pooled,
+        "bundle_verdict": bundle_verdict(pooled, LAX_BUNDLE_TARGETS),
         "leave_one_subject_out": folds,
         "expected_accuracy": _expected_text(folds, pooled, len(subjects)),
         "sha256": sha256_file(weights),
     }
-    (out_dir / f"{name}.json").write_text(json.dumps(card, indent=2, default=_json_default))
+    atomic_write_text(out_dir / f"{name}.json",
+                      json.dumps(finite_json(card), indent=2, default=_json_default, allow_nan=False))
     write_markdown(card, out_dir / f"{name}.md", {
         "Expected accuracy": card["expected_accuracy"],
         "Leave-one-subject-out": _folds_md(folds),

@@ -41,7 +41,12 @@ from CardiacLandmarksLib.models.unet import UNet2D, count_parameters, transfer_s
 from CardiacLandmarksLib.sax.rvi_segmentation import fuse_positions, landmarks_from_segmentation
 from CardiacLandmarksLib.training.augment import random_affine_batch, random_intensity
 from CardiacLandmarksLib.training.losses import gaussian_targets, kl_dice_loss, segmentation_loss
-from CardiacLandmarksLib.training.model_card import write_markdown
+from CardiacLandmarksLib.training.model_card import (
+    SAX_BUNDLE_TARGETS,
+    bundle_verdict,
+    finite_json,
+    write_markdown,
+)
 
 log = logging.getLogger(__name__)
 #: progress lines for a person (the CLI prints them; see CardiacLandmarksLib.cli.main)
@@ -341,10 +346,11 @@ def finish_card(model: torch.nn.Module, cfg: TrainConfig, weights: Path, val_cas
                      "val_patients": sorted({c.patient for c in val_cases}), "n_val_samples": len(val.images),
                      "config": asdict(cfg), "history": training.get("history", [])},
         "validation": metrics,
+        "bundle_verdict": bundle_verdict(metrics, SAX_BUNDLE_TARGETS),
         "notes": dict(notes or {}),
         "sha256": sha256_file(weights),
     })
-    atomic_write_text(out_dir / "sax_unet.json", json.dumps(card, indent=2))
+    atomic_write_text(out_dir / "sax_unet.json", json.dumps(finite_json(card), indent=2, allow_nan=False))
     write_markdown(card, out_dir / "sax_unet.md", {"How to retrain": RETRAIN_TEXT, "Derived-label rule": LABEL_RULE_TEXT,
                                                    **card["notes"]})
     return card
