@@ -59,7 +59,8 @@ def test_report_json_has_16_segments_global_units_and_inputs(mlperf_run):
     for seg in range(13, 17):
         assert by_seg[seg]["stress"] == {} and by_seg[seg]["rest"] == {}
     g = rep["global"]
-    assert set(g) == {"stress", "rest", "reserve"}
+    assert set(g) == {"stress", "rest", "reserve", "reserve_trust", "status", "check"}
+    assert g["status"] in ("ok", "review", "n/a") and set(g["reserve_trust"]) == set(g["reserve"])
     # SI-based indices (no saturation correction): in these stress series the myocardial upslope comes
     # close to the saturated LV blood-pool upslope (also with the expert masks), so only loose bounds
     assert 0.05 < g["rest"]["upslope_index"]["mean"] < g["stress"]["upslope_index"]["mean"] < 2.0

@@ -131,6 +131,10 @@ def test_detection_builds_lax_nodes(lax_result):
     assert line.IsA("vtkMRMLMarkupsLineNode") and line.GetNumberOfControlPoints() == 2 and line.GetLocked()
     t = logic.currentPhase(hub)
     assert line.GetLineLengthWorld() == pytest.approx(rows[t], abs=1e-6)
+    # Status column: the library's per-phase status (ok | review | n/a), then why
+    status = table.GetTable().GetColumnByName("Status")
+    curve = logic.lvLengthCurve(hub)
+    assert [status.GetValue(r).split()[0] for r in range(N_PHASES)] == [curve.status_of_phase(r) for r in range(N_PHASES)]
 
 
 @needs_model

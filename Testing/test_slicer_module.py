@@ -475,7 +475,8 @@ def test_export_writes_library_formats_and_keeps_backups(scene, tmp_path, sunnyb
     doc = json.loads((tmp_path / "landmarks.json").read_text())
     assert sum(1 for lm in doc["landmarks"] if lm["corrected"]) == 1
     csv_lines = (tmp_path / "measurements.csv").read_text().splitlines()
-    assert csv_lines[0] == "name,slice,phase,value,unit" and len(csv_lines) == 1 + len(doc["measurements"])
+    assert csv_lines[0] == "name,slice,phase,value,unit,status,sources,check"
+    assert len(csv_lines) == 1 + len(doc["measurements"])
 
     logic.exportResult(hub, tmp_path)
     backups = sorted(p.name for p in tmp_path.iterdir() if ".bak-" in p.name)

@@ -93,7 +93,24 @@ def cmd_detect(args: argparse.Namespace) -> int:
           f"{n_found} landmarks found ({n_low} low confidence) in {result.elapsed_s:.1f} s")
     for p in written:
         print(f"  wrote {p}")
+    _print_trust(result.landmarks.measurements)
     return 0
+
+
+def _print_trust(measurements) -> None:
+    """Per measurement name: how many values are ok / review / n/a, and the first few to check."""
+    by_name: dict[str, list] = {}
+    for m in measurements:
+        by_name.setdefault(m.name, []).append(m)
+    for name, ms in by_name.items():
+        counts = {st: sum(m.status == st for m in ms) for st in ("ok", "review", "n/a")}
+        print(f"{name}: {len(ms)} values, {counts['ok']} ok, {counts['review']} review, {counts['n/a']} n/a")
+        review = [m for m in ms if m.status != "ok"]
+        for m in review[:3]:
+            where = f"slice {m.slice} phase {m.phase}" if m.phase is not None else f"slice {m.slice}"
+            print(f"  {where}: {m.value:.1f} {m.unit} - {m.caveat()}")
+        if len(review) > 3:
+            print(f"  ... {len(review) - 3} more: see the status and check columns of measurements.csv")
 
 
 def cmd_train(args: argparse.Namespace) -> int:
