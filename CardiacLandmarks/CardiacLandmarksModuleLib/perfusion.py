@@ -725,7 +725,7 @@ class PerfusionLogic:
         if image is not None and renderBullseye:
             with tempfile.TemporaryDirectory() as tmp:
                 png = pr.render_report_bullseye(state.summary, Path(tmp) / "bullseye.png",
-                                                pr.study_label([a.name for a in analyses]))
+                                                pr.study_label([a.name for a in analyses]), analyses)
                 setRgbImage(image, png)
 
 
