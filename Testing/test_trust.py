@@ -328,6 +328,8 @@ def test_perfusion_fallback_points_are_low_and_the_outputs_say_so(data_root, tmp
     rep = json.loads((tmp_path / "report.json").read_text())
     assert rep["segments"][0]["status"] == "review" and "A-RVI 1424200_stress_base (low 0.25)" in \
         rep["segments"][0]["check"]
+    assert rep["inputs"][0]["rvi_status"] == "review"
+    assert rep["inputs"][0]["rvi_sources"][0]["flag"] == "low" and rep["inputs"][0]["rvi_sources"][0]["kind"] == "anchor"
     assert any(p.name == "bullseye.png" for p in written)
     assert math.isfinite(rep["global"]["stress"]["upslope_index"]["mean"])
 

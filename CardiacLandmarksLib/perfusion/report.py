@@ -32,10 +32,15 @@ from pathlib import Path
 import numpy as np
 
 from CardiacLandmarksLib import __version__
-from CardiacLandmarksLib.core.landmarks import Landmark, LandmarkSet
+from CardiacLandmarksLib.core.landmarks import Landmark, LandmarkSet, measurement_status
 from CardiacLandmarksLib.io.atomic import atomic_write_bytes, atomic_write_text
 from CardiacLandmarksLib.perfusion import aha, bullseye
-from CardiacLandmarksLib.perfusion.pipeline import FALLBACK_RVI_CONFIDENCE, METRICS, SliceAnalysis
+from CardiacLandmarksLib.perfusion.pipeline import (
+    FALLBACK_RVI_CONFIDENCE,
+    METRICS,
+    SliceAnalysis,
+    anchor_sources,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -81,6 +86,9 @@ def series_info(an: SliceAnalysis, model_card: dict | None, model_sha: str) -> d
                                "version": (model_card or {}).get("version", ""), "sha256": model_sha},
         "rvi_source": an.rvi_source,
         "rvi_frame": an.rvi_frame,
+        # the sector anchor's trust: its points with flag and confidence, and the status they give the sectors
+        "rvi_sources": [x.to_dict() for x in anchor_sources(an)] if an.a_rvi_ij is not None else [],
+        "rvi_status": measurement_status(0.0, anchor_sources(an)) if an.a_rvi_ij is not None else "n/a",
         "C-LV_ij": an.center_ij,
         "A-RVI_ij": an.a_rvi_ij,
         "I-RVI_ij": an.i_rvi_ij,
