@@ -153,6 +153,10 @@ def test_train_command_with_segmentation_head_on_real_patients(acdc_dir, tmp_pat
     # with a moving average, the average is what is validated and kept
     assert [h["weights"] for h in card["training"]["history"]] == ["ema"] and card["training"]["kept"]["weights"] == "ema"
     assert all(np.isfinite(h["val_score"]) for h in card["training"]["history"])
+    # one epoch on 5 patients cannot meet the bundle targets: the card says so (strict JSON, no NaN)
+    assert card["bundle_verdict"]["bundle"] is False and card["bundle_verdict"]["reasons"]
+    assert "DO NOT BUNDLE" in (out / "sax_unet.md").read_text()
+    json.loads((out / "sax_unet.json").read_text(), parse_constant=lambda c: pytest.fail(f"{c} in the card"))
     model = load_model("sax", "cpu", models_dir=out)
     xy, peak = locate(model, np.zeros((2, 192, 192), np.float32))
     assert xy.shape == (2, 3, 2) and peak.shape == (2, 3)

@@ -361,3 +361,25 @@ def test_bundle_verdict_gates_on_validation_figures(tmp_path):
     assert '"mean_error_mm": null' in text
     md = render_markdown(card)
     assert "DO NOT BUNDLE" in md and "| nan" not in md and "n/a" in md
+
+
+def test_train_command_advice_follows_the_verdict(tmp_path, monkeypatch, capsys):
+    """The `train` command prints the copy-into-Resources advice only for a model that meets the targets."""
+    from CardiacLandmarksLib.cli import main
+    from CardiacLandmarksLib.training import train_sax as ts
+    from CardiacLandmarksLib.training.model_card import SAX_BUNDLE_TARGETS, bundle_verdict
+
+    def fake(validation):
+        return lambda data, out, cfg, device="cpu": {"validation": validation,
+                                                     "bundle_verdict": bundle_verdict(validation, SAX_BUNDLE_TARGETS)}
+
+    bad = {"A-RVI": {"detection_rate": 0.4, "mean_error_mm": float("nan")}}
+    monkeypatch.setattr(ts, "train_sax", fake(bad))
+    assert main(["train", "--data", str(tmp_path), "-o", str(tmp_path / "run"), "--device", "cpu"]) == 0
+    out = capsys.readouterr().out
+    assert "DO NOT BUNDLE" in out and "Copy the three files" not in out and "NaN" not in out
+    good = {n: {"detection_rate": 0.95, "mean_error_mm": 3.0} for n in ("A-RVI", "I-RVI", "C-LV")}
+    monkeypatch.setattr(ts, "train_sax", fake(good))
+    assert main(["train", "--data", str(tmp_path), "-o", str(tmp_path / "run"), "--device", "cpu"]) == 0
+    out = capsys.readouterr().out
+    assert "Meets the bundle targets" in out and "Copy the three files" in out
