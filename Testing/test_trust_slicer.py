@@ -41,6 +41,8 @@ def test_rvi_table_status_follows_the_library_and_corrections(acdc_dir):
         assert text.split(":")[0] == m.status
         if m.status == "review":
             assert text == f"review: {m.caveat()}" and "(low " in text
+    back = {(m.name, m.slice, m.phase): m.status for m in nodes.readMeasurementsTable(logic.resultTable(hub))}
+    assert back == {(m.name, m.slice, m.phase): m.status for m in lmset.measurements}
     review = [m for m in lmset.measurements if m.name == "RVI angle" and m.status == "review"]
     assert review, "patient001 has RVI angles from low-confidence A-RVI points"
     # the reader moves the low A-RVI of one such slice (here: onto the same place): corrected -> ok

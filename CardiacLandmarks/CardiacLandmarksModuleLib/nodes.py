@@ -546,8 +546,10 @@ def readMeasurementsTable(tableNode) -> list[Measurement]:
     for row in range(table.GetNumberOfRows()):
         k = int(columns["Slice"].GetValue(row))
         t = int(columns["Phase"].GetValue(row))
+        word = str(columns["Status"].GetValue(row)).split(":")[0].split(" ")[0]
+        status = word if word in ("ok", "review", "n/a") else "review"  # trust unknown: review
         out.append(Measurement(columns["Measurement"].GetValue(row), None if k < 0 else k, None if t < 0 else t,
-                               float(columns["Value"].GetValue(row)), columns["Unit"].GetValue(row)))
+                               float(columns["Value"].GetValue(row)), columns["Unit"].GetValue(row), status))
     return out
 
 
