@@ -146,7 +146,9 @@ class CardiacLandmarksParameterNode:
     measurementsTable - table of the measurements of that result.
     """
 
-    inputVolume: Union[vtkMRMLScalarVolumeNode, vtkMRMLSequenceNode]  # noqa: UP007 (Slicer's wrapper needs typing.Union)
+    # None must be a member: Slicer's wrapper gives a Union field the default None, and a Union without
+    # None cannot store it (TypeError when the parameter node is made, so the panel would not open)
+    inputVolume: Union[vtkMRMLScalarVolumeNode, vtkMRMLSequenceNode, None]  # noqa: UP007 (Slicer's wrapper needs typing.Union)
     view: str = "auto"
     result: vtkMRMLTextNode
     measurementsTable: vtkMRMLTableNode
