@@ -489,7 +489,15 @@ def test_parameter_node_wrapper_fields(scene):
     assert params.view == "auto" and params.inputVolume is None
     volume = slicer.util.addVolumeFromArray(np.zeros((2, 8, 8), np.float32))
     params.inputVolume = volume
-    assert params.parameterNode.GetNodeReference("inputVolume") is volume
+    # stored in the MRML node (Slicer's wrapper keeps a Union member under "inputVolume.<member>"):
+    # a new wrapper on the same node reads it back
+    assert module.CardiacLandmarksParameterNode(params.parameterNode).inputVolume is volume
+    refs = [params.parameterNode.GetNthNodeReferenceRole(i)
+            for i in range(params.parameterNode.GetNumberOfNodeReferenceRoles())]
+    assert any(r.startswith("inputVolume") and params.parameterNode.GetNodeReference(r) is volume for r in refs)
+    params.inputVolume = None  # None is a member of the Union (Slicer's wrapper default)
+    assert params.inputVolume is None
+    params.inputVolume = volume
     with pytest.raises(TypeError):
         params.inputVolume = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLModelNode")
     assert logic.getParameterNode().parameterNode is params.parameterNode  # singleton
