@@ -361,28 +361,24 @@ class CardiacLandmarksWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         """Install missing packages after asking (first Detect only; never at import)."""
         from CardiacLandmarksModuleLib import dependencies
 
-        if not dependencies.torchInstalled() and not dependencies.installTorch(askConfirmation=True):
-            self.ui.statusLabel.text = _("PyTorch is needed for detection.")
-            return False
-        missing = dependencies.missingRequirements()
-        if missing:
-            if not slicer.util.confirmOkCancelDisplay(
-                _("Cardiac Landmarks needs these Python packages: {packages}.\n\n"
-                  "Install them now? This needs an internet connection and may take a few minutes.").format(
-                    packages=", ".join(missing))):
-                self.ui.statusLabel.text = _("Missing Python packages: {packages}").format(packages=", ".join(missing))
-                return False
-            with slicer.util.WaitCursor():
-                dependencies.installRequirements(missing)
-        return True
+        ok, reason = dependencies.ensureInstalled()
+        if not ok:
+            self.ui.statusLabel.text = reason
+        return ok
 
     def onDetectButton(self) -> None:
         """Run detection when the user clicks Detect."""
         if self._running or not self._parameterNode:
             return
-        with slicer.util.tryWithErrorDisplay(_("Failed to install the required Python packages.")):
-            if not self._ensureDependencies():
-                return
+        from CardiacLandmarksModuleLib.gui import errorsShown
+
+        with errorsShown(_("Failed to install the required Python packages.")) as outcome:
+            ready = self._ensureDependencies()
+        if outcome.failed:
+            self.ui.statusLabel.text = _("Detection needs Python packages that could not be installed.")
+            return
+        if not ready:
+            return
         from CardiacLandmarksLib.core.errors import ModelIntegrityError
         from CardiacLandmarksLib.sax.pipeline import Cancelled
 
@@ -450,7 +446,9 @@ class CardiacLandmarksWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         result = self._parameterNode.result if self._parameterNode else None
         if result is None:
             return
-        with slicer.util.tryWithErrorDisplay(_("Failed to show the next flagged point.")):
+        from CardiacLandmarksModuleLib.gui import errorsShown
+
+        with errorsShown(_("Failed to show the next flagged point.")):
             point = self.logic.nextFlaggedPoint(result, after=self._reviewCursor)
             if point is None:
                 self.ui.statusLabel.text = _("No flagged point left.")
@@ -466,15 +464,24 @@ class CardiacLandmarksWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def onExport(self, markups: bool = False, landmarksJson: bool = False, csv: bool = False) -> None:
         """Export the current (corrected) landmarks and measurements to the output folder."""
+        from CardiacLandmarksModuleLib.gui import chosenDirectory, errorsShown
+
         result = self._parameterNode.result if self._parameterNode else None
-        directory = self.ui.outputDirectoryButton.directory
-        if result is None or not directory:
+        if result is None:
             return
-        with slicer.util.tryWithErrorDisplay(_("Export failed."), waitCursor=True):
+        directory = chosenDirectory(self.ui.outputDirectoryButton)
+        if directory is None:  # never Slicer's working directory by default
+            self.ui.statusLabel.text = _("Choose an output folder first.")
+            slicer.util.warningDisplay(_("Choose the output folder (Export section) before exporting."))
+            return
+        with errorsShown(_("Export failed."), waitCursor=True) as outcome:
             written = self.logic.exportResult(result, directory, markups=markups, landmarksJson=landmarksJson,
                                               csv=csv)
-            self.ui.statusLabel.text = _("Wrote {count} file(s) to {folder} (existing files kept as .bak).").format(
-                count=len(written), folder=directory)
+        if outcome.failed:
+            self.ui.statusLabel.text = _("Export failed (see the error message).")
+            return
+        self.ui.statusLabel.text = _("Wrote {count} file(s) to {folder} (existing files kept as .bak).").format(
+            count=len(written), folder=directory)
 
 
 #

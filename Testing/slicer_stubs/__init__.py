@@ -267,9 +267,9 @@ class ScriptedModule:
 
     def widgetRepresentation(self):
         """The module panel, made on first call as Slicer does (widget, ``setup()``), then entered."""
-        from .mrml_widgets import qSlicerScriptedLoadableModuleWidget
-
         import slicer
+
+        from .mrml_widgets import qSlicerScriptedLoadableModuleWidget
 
         if self._widget is None:
             self._widgetParent = qSlicerScriptedLoadableModuleWidget()
