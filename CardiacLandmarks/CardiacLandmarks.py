@@ -14,6 +14,7 @@ import json
 import logging
 import os
 import sys
+import unittest
 from typing import Union
 
 import qt
@@ -1201,19 +1202,29 @@ class CardiacLandmarksTest(ScriptedLoadableModuleTest):
         slicer.mrmlScene.Clear()
 
     def runTest(self):
-        """Run the tests of this module."""
-        self.setUp()
-        self.test_GeometryRoundTrip()
-        self.setUp()
-        self.test_CorrectionUpdatesMeasurements()
-        self.setUp()
-        self.test_DetectOnRealData()
-        self.setUp()
-        self.test_LaxCorrectionOnRealData()
-        self.setUp()
-        self.test_PerfusionReportOnRealData()
+        """Run the tests of this module. A test whose real data or bundled model is missing is skipped
+        with the reason (logged), except in CI (``CI=true``), where it fails."""
+        for test in (self.test_GeometryRoundTrip, self.test_CorrectionUpdatesMeasurements, self.test_DetectOnRealData,
+                     self.test_LaxCorrectionOnRealData, self.test_PerfusionReportOnRealData):
+            self.setUp()
+            try:
+                test()
+            except unittest.SkipTest as exc:
+                logging.warning("CardiacLandmarksTest.%s skipped: %s", test.__name__, exc)
+                self.delayDisplay(f"{test.__name__} skipped: {exc}")
 
     # helpers -----------------------------------------------------------------
+
+    def requireFiles(self, *paths) -> None:
+        """Skip the calling test (``unittest.SkipTest``) when a file it needs is missing; in CI (``CI=true``)
+        fail instead, as the project's pytest tests do."""
+        missing = [str(p) for p in paths if not os.path.exists(p)]
+        if not missing:
+            return
+        message = f"needs {', '.join(missing)} (real data: CARDIAC_LANDMARKS_DATA; bundled models)"
+        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+            self.fail(message)
+        raise unittest.SkipTest(message)
 
     @staticmethod
     def _syntheticSeries(direction=None, orientationKnown=False, nPhases=1):
@@ -1370,9 +1381,7 @@ class CardiacLandmarksTest(ScriptedLoadableModuleTest):
         from CardiacLandmarksLib.core.config import data_root, models_root
 
         path = data_root() / "acdc" / "patient001_ED.nii.gz"
-        if not path.exists() or not (models_root() / "sax_unet.json").exists():
-            logging.info("CardiacLandmarksTest: real data or bundled model not available, detection test not run")
-            return
+        self.requireFiles(path, models_root() / "sax_unet.json")
         self.delayDisplay("Detecting on real data")
         volume = slicer.util.loadVolume(str(path))
         logic = CardiacLandmarksLogic()
@@ -1392,9 +1401,7 @@ class CardiacLandmarksTest(ScriptedLoadableModuleTest):
         from CardiacLandmarksLib.core.config import data_root, models_root
 
         path = data_root() / "mnms2" / "001" / "001_LA_CINE.nii.gz"
-        if not path.exists() or not (models_root() / "lax4ch_unet.json").exists():
-            logging.info("CardiacLandmarksTest: LAX data or 4CH model not available, LAX test not run")
-            return
+        self.requireFiles(path, models_root() / "lax4ch_unet.json")
         self.delayDisplay("Detecting long-axis landmarks on a 4CH cine")
         storage = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLVolumeSequenceStorageNode")
         storage.SetFileName(str(path))
@@ -1431,9 +1438,7 @@ class CardiacLandmarksTest(ScriptedLoadableModuleTest):
         from CardiacLandmarksLib.core.config import data_root
 
         path = data_root() / "perfusion" / "mlperf" / "1424200_stress_mid.nii.gz"
-        if not path.exists():
-            logging.info("CardiacLandmarksTest: perfusion data not available, perfusion test not run")
-            return
+        self.requireFiles(path)
         self.delayDisplay("Perfusion report on a first-pass series")
         volume = slicer.util.loadVolume(str(path))
         logic = CardiacLandmarksLogic()

@@ -342,3 +342,19 @@ def test_perfusion_flow_on_mlperf(panel, dialogs, data_root, tmp_path_factory):
     names = {p.name for p in out.iterdir()}
     assert {"report.json", "report.csv", "bullseye.png"} <= names, names
     assert section.ui.perfusionStatusLabel.text.startswith("Wrote ")
+
+
+def test_module_self_test_fails_in_ci_when_data_is_missing(monkeypatch, tmp_path, caplog):
+    """Slicer's self-test of the module: a test whose data is missing fails in CI, is skipped (with the
+    reason logged) elsewhere; the tests without data still run."""
+    slicer_stubs.newScene()
+    monkeypatch.setenv("CARDIAC_LANDMARKS_DATA", str(tmp_path))
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(AssertionError, match="needs .*patient001_ED"):
+        module.CardiacLandmarksTest().runTest()
+    monkeypatch.setenv("CI", "false")
+    slicer_stubs.newScene()
+    with caplog.at_level("WARNING"):
+        module.CardiacLandmarksTest().runTest()
+    skipped = [r.getMessage() for r in caplog.records if "skipped" in r.getMessage()]
+    assert len(skipped) == 3 and all("needs " in m for m in skipped), skipped
