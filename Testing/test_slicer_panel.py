@@ -358,3 +358,40 @@ def test_module_self_test_fails_in_ci_when_data_is_missing(monkeypatch, tmp_path
         module.CardiacLandmarksTest().runTest()
     skipped = [r.getMessage() for r in caplog.records if "skipped" in r.getMessage()]
     assert len(skipped) == 3 and all("needs " in m for m in skipped), skipped
+
+
+# ---------------------------------------------------------------------------------------------
+# packaging for the Extensions Index
+# ---------------------------------------------------------------------------------------------
+
+#: the Extensions Index catalogue entry schema v1.0.2 (Slicer/ExtensionsIndex schemas/): required keys and
+#: every allowed key (additionalProperties is false)
+CATALOG_REQUIRED = {"$schema", "category", "scm_url"}
+CATALOG_ALLOWED = CATALOG_REQUIRED | {"scm_revision", "scm_type", "build_dependencies", "dicom_support_rule",
+                                      "build_subdirectory", "enabled", "tier"}
+
+
+def test_extensions_index_entry_matches_the_cmake_description():
+    import json
+    import re
+
+    repo = Path(module.__file__).resolve().parents[1]
+    entry = json.loads((repo / "Packaging" / "CardiacLandmarks.json").read_text())
+    assert CATALOG_REQUIRED <= set(entry) <= CATALOG_ALLOWED
+    assert entry["$schema"].endswith("slicer-extension-catalog-entry-schema-v1.0.2.json#")
+    cmake = (repo / "CMakeLists.txt").read_text()
+
+    def cmake_value(key):
+        return re.search(rf'set\({key} "([^"]*)"\)', cmake).group(1)
+
+    # PyTorch is built first (as for SlicerTotalSegmentator): the module installs torch through it
+    assert entry["build_dependencies"] == ["PyTorch"] == cmake_value("EXTENSION_DEPENDS").split()
+    assert entry["category"] == cmake_value("EXTENSION_CATEGORY")
+    assert entry["scm_url"] == cmake_value("CardiacLandmarks_REPOSITORY_URL")
+    assert isinstance(entry["tier"], int) and 1 <= entry["tier"] <= 5
+    # URLs are the repository's (a placeholder until it is public, marked TODO(release) in CMakeLists.txt)
+    assert "TODO(release)" in cmake
+    for key in ("EXTENSION_HOMEPAGE", "EXTENSION_ICONURL"):
+        assert cmake_value(key).startswith("${CardiacLandmarks_REPOSITORY_URL}")
+    assert cmake_value("EXTENSION_ICONURL").endswith("CardiacLandmarks/Resources/Icons/CardiacLandmarks.png")
+    assert (repo / "CardiacLandmarks" / "Resources" / "Icons" / "CardiacLandmarks.png").is_file()
