@@ -85,6 +85,17 @@ def test_harness_uses_slicer_5_10_python_layer():
     assert (root / "COMMIT").read_text().strip() == "a2b6d082be04274a849884fbb1e85634a9df90fb"
 
 
+def test_missing_slicer_python_layer_fails_in_ci_and_skips_elsewhere(monkeypatch, tmp_path):
+    monkeypatch.setenv(slicer_stubs.SLICER_PYTHON_ENV, str(tmp_path))
+    assert slicer_stubs.slicerPythonRoot() == tmp_path.resolve()
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(pytest.fail.Exception, match="Slicer's Python layer not found"):
+        slicer_stubs.requireSlicerPython()
+    monkeypatch.setenv("CI", "")
+    with pytest.raises(pytest.skip.Exception, match="CARDIAC_LANDMARKS_SLICER_PYTHON"):
+        slicer_stubs.requireSlicerPython()
+
+
 def test_slicer_own_parameter_node_wrapper_tests_pass_on_the_harness():
     """Slicer's test file for its wrapper (``test_slicer_parameter_node_wrapper.py``), run unchanged."""
     slicer_stubs.newScene()
