@@ -387,7 +387,7 @@ class CardiacLandmarksWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.statusLabel.text = _("Detecting landmarks (the first run also loads the model)...")
         slicer.app.processEvents()
         try:
-            with slicer.util.tryWithErrorDisplay(_("Landmark detection failed.")):
+            with errorsShown(_("Landmark detection failed.")) as outcome:
                 try:
                     result = self.logic.detect(
                         self._parameterNode.inputVolume,
@@ -422,9 +422,8 @@ class CardiacLandmarksWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                 if self.logic.isLaxResult(result):
                     self.showLvLengthPlot(result)
                 self.ui.statusLabel.text = _("Done. Review the flagged points.")
-        except Exception:
-            self.ui.statusLabel.text = _("Detection failed (see the error message).")
-            logging.exception("CardiacLandmarks detection failed")
+            if outcome.failed:
+                self.ui.statusLabel.text = _("Detection failed (see the error message).")
         finally:
             self._setRunning(False)
 

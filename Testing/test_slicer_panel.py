@@ -67,9 +67,16 @@ def panel(dialogs, monkeypatch, tmp_path):
 
 
 def click(button) -> None:
+    """Click as the user does; fail if an exception leaves the Qt slot (Qt would only print it)."""
     assert button.enabled, f"{button.objectName} is disabled"
-    button.click()
-    slicer.app.processEvents()
+    escaped = []
+    hook, sys.excepthook = sys.excepthook, lambda *exc: escaped.append(exc)
+    try:
+        button.click()
+        slicer.app.processEvents()
+    finally:
+        sys.excepthook = hook
+    assert not escaped, f"exception left the Qt slot of {button.objectName}: {escaped[0][1]!r}"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -193,6 +200,24 @@ def test_perfusion_run_offers_the_install_and_a_missing_pytorch_extension_is_an_
     assert "Failed to install the required Python packages" in dialogs.shown[-1]
     assert "PyTorch" in dialogs.shown[-1] and not ran
     assert "could not be installed" in section.ui.perfusionStatusLabel.text
+
+
+def test_detection_error_shows_slicer_error_dialog_and_the_slot_returns(panel, dialogs, monkeypatch):
+    from CardiacLandmarksLib.core.errors import InvalidImageError
+
+    volume = slicer.util.addVolumeFromArray(np.zeros((2, 8, 8), np.float32), name="tiny")
+    panel.ui.inputSelector.setCurrentNode(volume)
+
+    def fail(*args, **kwargs):
+        raise InvalidImageError("the image is too small")
+
+    monkeypatch.setattr(panel.logic, "detect", fail)
+    dialogs.answer(qt.QMessageBox.Ok)
+    click(panel.ui.detectButton)  # an exception leaving the slot would fail here
+    assert dialogs.shown == ["Landmark detection failed.\n\nthe image is too small"]
+    assert panel.ui.statusLabel.text == "Detection failed (see the error message)."
+    assert panel.ui.detectButton.enabled and not panel.ui.cancelButton.visible
+    assert slicer.app.overrideCursorDepth == 0
 
 
 # ---------------------------------------------------------------------------------------------
