@@ -95,14 +95,11 @@ for _name, _value in list(_namespace.items()):
     if isinstance(_value, type) and issubclass(_value, (QtWidgets.QWidget, QtWidgets.QLayout)):
         _namespace[_name] = _pythonQtClass(_value)
 _namespace["QObject"] = _pythonQtClass(QtCore.QObject)
-_namespace["QUiLoaderBase"] = _QtUiTools.QUiLoader
 globals().update(_namespace)
 
 #: class name in a .ui file -> class to build; the ctk and slicer stand-ins add theirs (:func:`registerWidgetClass`)
 WIDGET_CLASSES: dict[str, type] = {name: cls for name, cls in _namespace.items()
                                    if isinstance(cls, type) and issubclass(cls, QtWidgets.QWidget)}
-LAYOUT_CLASSES: dict[str, type] = {name: cls for name, cls in _namespace.items()
-                                   if isinstance(cls, type) and issubclass(cls, QtWidgets.QLayout)}
 
 
 def registerWidgetClass(cls) -> type:
