@@ -84,6 +84,7 @@ def click(button) -> None:
 # ---------------------------------------------------------------------------------------------
 
 
+@pytest.mark.no_torch
 def test_harness_uses_slicer_5_10_python_layer():
     root = slicer_stubs.slicerPythonRoot()
     for name in ("util", "parameterNodeWrapper", "ScriptedLoadableModule", "i18n"):
@@ -92,6 +93,7 @@ def test_harness_uses_slicer_5_10_python_layer():
     assert (root / "COMMIT").read_text().strip() == "a2b6d082be04274a849884fbb1e85634a9df90fb"
 
 
+@pytest.mark.no_torch
 def test_missing_slicer_python_layer_fails_in_ci_and_skips_elsewhere(monkeypatch, tmp_path):
     monkeypatch.setenv(slicer_stubs.SLICER_PYTHON_ENV, str(tmp_path))
     assert slicer_stubs.slicerPythonRoot() == tmp_path.resolve()
@@ -103,6 +105,7 @@ def test_missing_slicer_python_layer_fails_in_ci_and_skips_elsewhere(monkeypatch
         slicer_stubs.requireSlicerPython()
 
 
+@pytest.mark.no_torch
 def test_slicer_own_parameter_node_wrapper_tests_pass_on_the_harness():
     """Slicer's test file for its wrapper (``test_slicer_parameter_node_wrapper.py``), run unchanged."""
     slicer_stubs.newScene()
@@ -117,6 +120,7 @@ def test_slicer_own_parameter_node_wrapper_tests_pass_on_the_harness():
     assert result.testsRun >= 30 and not problems, problems
 
 
+@pytest.mark.no_torch
 def test_parameter_node_union_without_none_fails_with_slicer_wrapper():
     """The annotation the module had (a Union of node types without None) cannot be created by
     Slicer 5.10's wrapper: its default is None, which no member stores. The module's annotation can."""
@@ -137,6 +141,7 @@ def test_parameter_node_union_without_none_fails_with_slicer_wrapper():
     assert module.CardiacLandmarksParameterNode(params.parameterNode).inputVolume is sequence
 
 
+@pytest.mark.no_torch
 def test_panel_opens_and_binds_the_input_selector(panel):
     """setup() + enter() with the real wrapper; the .ui's node selector is bound to inputVolume."""
     ui = panel.ui
@@ -160,6 +165,7 @@ def test_panel_opens_and_binds_the_input_selector(panel):
 # ---------------------------------------------------------------------------------------------
 
 
+@pytest.mark.no_torch
 def test_tqdm_is_not_installed_into_slicer():
     assert "tqdm" not in " ".join(dependencies.REQUIREMENTS) and "tqdm" in dependencies.CLI_ONLY
     root = Path(module.__file__).resolve().parents[1] / "CardiacLandmarksLib"
@@ -407,6 +413,7 @@ CATALOG_ALLOWED = CATALOG_REQUIRED | {"scm_revision", "scm_type", "build_depende
                                       "build_subdirectory", "enabled", "tier"}
 
 
+@pytest.mark.no_torch
 def test_extensions_index_entry_matches_the_cmake_description():
     import json
     import re

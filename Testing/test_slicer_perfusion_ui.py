@@ -17,6 +17,7 @@ import slicer_stubs  # noqa: E402
 from Qt import QtCore  # noqa: E402
 from test_slicer_module_ui import load_ui, render_is_not_blank  # noqa: E402 (installs the harness)
 
+pytestmark = pytest.mark.no_torch  # also run under Python 3.12 without torch in CI
 REPO = Path(__file__).resolve().parents[1]
 PANEL_FILE = REPO / "CardiacLandmarks" / "CardiacLandmarksModuleLib" / "perfusion_panel.py"
 MODULE_FILE = REPO / "CardiacLandmarks" / "CardiacLandmarks.py"

@@ -1,9 +1,10 @@
 """Python packages the library needs inside Slicer, checked and installed on request only.
 
 Nothing here runs at import time: the panel calls :func:`ensureInstalled` when the user first
-presses *Detect* or *Run perfusion report*, which asks for confirmation, then installs PyTorch through the SlicerPyTorch extension (``PyTorchUtils``, which picks the build
-matching the GPU driver) and the other packages with ``slicer.util.pip_install``. The bundled
-model weights are part of the extension, so detection itself needs no network.
+presses *Detect* or *Run perfusion report*; it asks for confirmation, then installs PyTorch through
+the SlicerPyTorch extension (``PyTorchUtils``, which picks the build matching the GPU driver) and
+the other packages with ``slicer.util.pip_install``. The bundled model weights are part of the
+extension, so detection itself needs no network.
 
 :data:`REQUIREMENTS` must match the runtime dependencies in ``pyproject.toml`` minus torch and
 :data:`CLI_ONLY` (packages only the command line imports, e.g. tqdm for its progress bar);
