@@ -260,9 +260,10 @@ class CardiacLandmarksWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def setParameterNode(self, inputParameterNode) -> None:
         """Set and observe the parameter node (GUI follows its changes)."""
-        if self._parameterNode:
+        if self._parameterNode and self._parameterNodeGuiTag is not None:  # still connected (exit() disconnects)
             self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
             self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._checkCanApply)
+        self._parameterNodeGuiTag = None
         self._parameterNode = inputParameterNode
         if self._parameterNode:
             self._parameterNodeGuiTag = self._parameterNode.connectGui(self.ui)

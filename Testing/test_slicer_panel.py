@@ -142,6 +142,7 @@ def test_parameter_node_union_without_none_fails_with_slicer_wrapper():
 
 
 @pytest.mark.no_torch
+@pytest.mark.filterwarnings("error::UserWarning")  # e.g. Slicer's "does not have observer" on re-enter
 def test_panel_opens_and_binds_the_input_selector(panel):
     """setup() + enter() with the real wrapper; the .ui's node selector is bound to inputVolume."""
     ui = panel.ui
@@ -155,9 +156,16 @@ def test_panel_opens_and_binds_the_input_selector(panel):
     assert panel._parameterNode.inputVolume is volume and ui.detectButton.enabled
     panel._parameterNode.inputVolume = None  # GUI follows the parameter node
     assert ui.inputSelector.currentNode() is None and not ui.detectButton.enabled
-    # the generic test of every scripted module: the widget representation and a new scene
+    # what Slicer's generic module tests do: leave and re-enter the module, close the scene while entered
+    mod = slicer.modules.cardiaclandmarks
+    mod.exit()
+    panel._parameterNode.inputVolume = volume  # not connected to the GUI while the module is not shown
+    assert ui.inputSelector.currentNode() is None
+    mod.enter()
+    assert ui.inputSelector.currentNode() is volume and ui.detectButton.enabled
     slicer.mrmlScene.Clear()
     assert panel._parameterNode is not None and panel._parameterNode.inputVolume is None
+    assert ui.inputSelector.currentNode() is None and not ui.detectButton.enabled
 
 
 # ---------------------------------------------------------------------------------------------
