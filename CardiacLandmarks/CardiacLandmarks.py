@@ -14,6 +14,7 @@ import json
 import logging
 import os
 import sys
+import unittest
 from typing import Union
 
 import qt
@@ -146,7 +147,9 @@ class CardiacLandmarksParameterNode:
     measurementsTable - table of the measurements of that result.
     """
 
-    inputVolume: Union[vtkMRMLScalarVolumeNode, vtkMRMLSequenceNode]  # noqa: UP007 (Slicer's wrapper needs typing.Union)
+    # None must be a member: Slicer's wrapper gives a Union field the default None, and a Union without
+    # None cannot store it (TypeError when the parameter node is made, so the panel would not open)
+    inputVolume: Union[vtkMRMLScalarVolumeNode, vtkMRMLSequenceNode, None]  # noqa: UP007 (Slicer's wrapper needs typing.Union)
     view: str = "auto"
     result: vtkMRMLTextNode
     measurementsTable: vtkMRMLTableNode
@@ -257,9 +260,10 @@ class CardiacLandmarksWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def setParameterNode(self, inputParameterNode) -> None:
         """Set and observe the parameter node (GUI follows its changes)."""
-        if self._parameterNode:
+        if self._parameterNode and self._parameterNodeGuiTag is not None:  # still connected (exit() disconnects)
             self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
             self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._checkCanApply)
+        self._parameterNodeGuiTag = None
         self._parameterNode = inputParameterNode
         if self._parameterNode:
             self._parameterNodeGuiTag = self._parameterNode.connectGui(self.ui)
@@ -359,28 +363,24 @@ class CardiacLandmarksWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         """Install missing packages after asking (first Detect only; never at import)."""
         from CardiacLandmarksModuleLib import dependencies
 
-        if not dependencies.torchInstalled() and not dependencies.installTorch(askConfirmation=True):
-            self.ui.statusLabel.text = _("PyTorch is needed for detection.")
-            return False
-        missing = dependencies.missingRequirements()
-        if missing:
-            if not slicer.util.confirmOkCancelDisplay(
-                _("Cardiac Landmarks needs these Python packages: {packages}.\n\n"
-                  "Install them now? This needs an internet connection and may take a few minutes.").format(
-                    packages=", ".join(missing))):
-                self.ui.statusLabel.text = _("Missing Python packages: {packages}").format(packages=", ".join(missing))
-                return False
-            with slicer.util.WaitCursor():
-                dependencies.installRequirements(missing)
-        return True
+        ok, reason = dependencies.ensureInstalled()
+        if not ok:
+            self.ui.statusLabel.text = reason
+        return ok
 
     def onDetectButton(self) -> None:
         """Run detection when the user clicks Detect."""
         if self._running or not self._parameterNode:
             return
-        with slicer.util.tryWithErrorDisplay(_("Failed to install the required Python packages.")):
-            if not self._ensureDependencies():
-                return
+        from CardiacLandmarksModuleLib.gui import errorsShown
+
+        with errorsShown(_("Failed to install the required Python packages.")) as outcome:
+            ready = self._ensureDependencies()
+        if outcome.failed:
+            self.ui.statusLabel.text = _("Detection needs Python packages that could not be installed.")
+            return
+        if not ready:
+            return
         from CardiacLandmarksLib.core.errors import ModelIntegrityError
         from CardiacLandmarksLib.sax.pipeline import Cancelled
 
@@ -388,7 +388,7 @@ class CardiacLandmarksWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.statusLabel.text = _("Detecting landmarks (the first run also loads the model)...")
         slicer.app.processEvents()
         try:
-            with slicer.util.tryWithErrorDisplay(_("Landmark detection failed.")):
+            with errorsShown(_("Landmark detection failed.")) as outcome:
                 try:
                     result = self.logic.detect(
                         self._parameterNode.inputVolume,
@@ -423,9 +423,8 @@ class CardiacLandmarksWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                 if self.logic.isLaxResult(result):
                     self.showLvLengthPlot(result)
                 self.ui.statusLabel.text = _("Done. Review the flagged points.")
-        except Exception:
-            self.ui.statusLabel.text = _("Detection failed (see the error message).")
-            logging.exception("CardiacLandmarks detection failed")
+            if outcome.failed:
+                self.ui.statusLabel.text = _("Detection failed (see the error message).")
         finally:
             self._setRunning(False)
 
@@ -448,7 +447,9 @@ class CardiacLandmarksWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         result = self._parameterNode.result if self._parameterNode else None
         if result is None:
             return
-        with slicer.util.tryWithErrorDisplay(_("Failed to show the next flagged point.")):
+        from CardiacLandmarksModuleLib.gui import errorsShown
+
+        with errorsShown(_("Failed to show the next flagged point.")):
             point = self.logic.nextFlaggedPoint(result, after=self._reviewCursor)
             if point is None:
                 self.ui.statusLabel.text = _("No flagged point left.")
@@ -464,15 +465,24 @@ class CardiacLandmarksWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def onExport(self, markups: bool = False, landmarksJson: bool = False, csv: bool = False) -> None:
         """Export the current (corrected) landmarks and measurements to the output folder."""
+        from CardiacLandmarksModuleLib.gui import chosenDirectory, errorsShown
+
         result = self._parameterNode.result if self._parameterNode else None
-        directory = self.ui.outputDirectoryButton.directory
-        if result is None or not directory:
+        if result is None:
             return
-        with slicer.util.tryWithErrorDisplay(_("Export failed."), waitCursor=True):
+        directory = chosenDirectory(self.ui.outputDirectoryButton)
+        if directory is None:  # never Slicer's working directory by default
+            self.ui.statusLabel.text = _("Choose an output folder first.")
+            slicer.util.warningDisplay(_("Choose the output folder (Export section) before exporting."))
+            return
+        with errorsShown(_("Export failed."), waitCursor=True) as outcome:
             written = self.logic.exportResult(result, directory, markups=markups, landmarksJson=landmarksJson,
                                               csv=csv)
-            self.ui.statusLabel.text = _("Wrote {count} file(s) to {folder} (existing files kept as .bak).").format(
-                count=len(written), folder=directory)
+        if outcome.failed:
+            self.ui.statusLabel.text = _("Export failed (see the error message).")
+            return
+        self.ui.statusLabel.text = _("Wrote {count} file(s) to {folder} (existing files kept as .bak).").format(
+            count=len(written), folder=directory)
 
 
 #
@@ -1180,19 +1190,29 @@ class CardiacLandmarksTest(ScriptedLoadableModuleTest):
         slicer.mrmlScene.Clear()
 
     def runTest(self):
-        """Run the tests of this module."""
-        self.setUp()
-        self.test_GeometryRoundTrip()
-        self.setUp()
-        self.test_CorrectionUpdatesMeasurements()
-        self.setUp()
-        self.test_DetectOnRealData()
-        self.setUp()
-        self.test_LaxCorrectionOnRealData()
-        self.setUp()
-        self.test_PerfusionReportOnRealData()
+        """Run the tests of this module. A test whose real data or bundled model is missing is skipped
+        with the reason (logged), except in CI (``CI=true``), where it fails."""
+        for test in (self.test_GeometryRoundTrip, self.test_CorrectionUpdatesMeasurements, self.test_DetectOnRealData,
+                     self.test_LaxCorrectionOnRealData, self.test_PerfusionReportOnRealData):
+            self.setUp()
+            try:
+                test()
+            except unittest.SkipTest as exc:
+                logging.warning("CardiacLandmarksTest.%s skipped: %s", test.__name__, exc)
+                self.delayDisplay(f"{test.__name__} skipped: {exc}")
 
     # helpers -----------------------------------------------------------------
+
+    def requireFiles(self, *paths) -> None:
+        """Skip the calling test (``unittest.SkipTest``) when a file it needs is missing; in CI (``CI=true``)
+        fail instead, as the project's pytest tests do."""
+        missing = [str(p) for p in paths if not os.path.exists(p)]
+        if not missing:
+            return
+        message = f"needs {', '.join(missing)} (real data: CARDIAC_LANDMARKS_DATA; bundled models)"
+        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+            self.fail(message)
+        raise unittest.SkipTest(message)
 
     @staticmethod
     def _syntheticSeries(direction=None, orientationKnown=False, nPhases=1):
@@ -1349,9 +1369,7 @@ class CardiacLandmarksTest(ScriptedLoadableModuleTest):
         from CardiacLandmarksLib.core.config import data_root, models_root
 
         path = data_root() / "acdc" / "patient001_ED.nii.gz"
-        if not path.exists() or not (models_root() / "sax_unet.json").exists():
-            logging.info("CardiacLandmarksTest: real data or bundled model not available, detection test not run")
-            return
+        self.requireFiles(path, models_root() / "sax_unet.json")
         self.delayDisplay("Detecting on real data")
         volume = slicer.util.loadVolume(str(path))
         logic = CardiacLandmarksLogic()
@@ -1371,9 +1389,7 @@ class CardiacLandmarksTest(ScriptedLoadableModuleTest):
         from CardiacLandmarksLib.core.config import data_root, models_root
 
         path = data_root() / "mnms2" / "001" / "001_LA_CINE.nii.gz"
-        if not path.exists() or not (models_root() / "lax4ch_unet.json").exists():
-            logging.info("CardiacLandmarksTest: LAX data or 4CH model not available, LAX test not run")
-            return
+        self.requireFiles(path, models_root() / "lax4ch_unet.json")
         self.delayDisplay("Detecting long-axis landmarks on a 4CH cine")
         storage = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLVolumeSequenceStorageNode")
         storage.SetFileName(str(path))
@@ -1410,9 +1426,7 @@ class CardiacLandmarksTest(ScriptedLoadableModuleTest):
         from CardiacLandmarksLib.core.config import data_root
 
         path = data_root() / "perfusion" / "mlperf" / "1424200_stress_mid.nii.gz"
-        if not path.exists():
-            logging.info("CardiacLandmarksTest: perfusion data not available, perfusion test not run")
-            return
+        self.requireFiles(path)
         self.delayDisplay("Perfusion report on a first-pass series")
         volume = slicer.util.loadVolume(str(path))
         logic = CardiacLandmarksLogic()

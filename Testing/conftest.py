@@ -55,7 +55,7 @@ def acdc_dir() -> Path:
 DATA_FIXTURES = {"data_root", "sunnybrook_dicom", "acdc_dir"}
 #: modules whose tests train, run whole studies or drive the Slicer module (seconds to minutes each)
 SLOW_MODULES = {"test_sax_training", "test_lax_train", "test_perfusion_cli", "test_slicer_module", "test_slicer_lax",
-                "test_slicer_perfusion", "test_confidence", "test_lax_cli"}
+                "test_slicer_perfusion", "test_confidence", "test_lax_cli", "test_slicer_panel"}
 
 
 def pytest_collection_modifyitems(config, items):

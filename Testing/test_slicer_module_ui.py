@@ -1,102 +1,56 @@
-"""The module panel's ``.ui`` file, loaded with PySide6 (offscreen) as Qt Designer would build it.
+"""The module panel's ``.ui`` file, built by Slicer's own ``slicer.util.loadUI`` (5.10.0) on the harness.
 
-Slicer's CTK / qMRML widgets are not available outside Slicer, so small fakes with the same
-class names stand in for them (registered with ``QUiLoader``). Checks: the file is valid Qt
-Designer XML whose custom widgets are declared; every ``self.ui.<name>`` used by the module
-code exists; every ``SlicerParameterName`` binds to a field of the parameter node; and the
-panel renders (to ``$TMPDIR/cardiac_landmarks_panel.png``, never into the repository).
+The widgets are the harness's (``Testing/slicer_stubs``): Qt.py / PySide6 widgets with PythonQt
+access and stand-ins for Slicer's CTK / qMRML classes that behave like Slicer where the module
+relies on it (node selector semantics, ``ctkDirectoryButton`` starting at ``"."``). Checks: the file
+is valid Qt Designer XML whose custom widgets are declared; every ``self.ui.<name>`` used by the
+module code exists; every ``SlicerParameterName`` binds to a field of the parameter node with the
+node types of its annotation; the panel renders. The full flows are in ``test_slicer_panel.py``.
 """
 
 from __future__ import annotations
 
 import ast
-import os
 import re
-import tempfile
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import numpy as np
 import pytest
+import slicer_stubs
 
-os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+slicer_stubs.install()
 
-from PySide6 import QtCore, QtGui, QtWidgets  # noqa: E402
-from PySide6.QtUiTools import QUiLoader  # noqa: E402
+import qt  # noqa: E402
+import slicer  # noqa: E402
+from Qt import QtCore, QtGui, QtWidgets  # noqa: E402
 
+pytestmark = pytest.mark.no_torch  # also run under Python 3.12 without torch in CI
 REPO = Path(__file__).resolve().parents[1]
 MODULE_FILE = REPO / "CardiacLandmarks" / "CardiacLandmarks.py"
 UI_FILE = REPO / "CardiacLandmarks" / "Resources" / "UI" / "CardiacLandmarks.ui"
-PANEL_PNG = Path(tempfile.gettempdir()) / "cardiac_landmarks_panel.png"
 
 
-# --- fakes for the Slicer-only widget classes named in the .ui ---------------------------------
-
-
-class qMRMLWidget(QtWidgets.QWidget):  # noqa: N801 (Slicer's class name)
-    pass
-
-
-class ctkCollapsibleButton(QtWidgets.QGroupBox):  # noqa: N801
-    def _text(self) -> str:
-        return self.title()
-
-    def _setText(self, text: str) -> None:
-        self.setTitle(text)
-
-    text = QtCore.Property(str, _text, _setText)
-
-
-class ctkDirectoryButton(QtWidgets.QPushButton):  # noqa: N801
-    directoryChanged = QtCore.Signal(str)
-
-    def __init__(self, parent=None) -> None:
-        super().__init__(parent)
-        self._directory = ""
-        self.setText("Select a folder...")
-
-    def _getDirectory(self) -> str:
-        return self._directory
-
-    def _setDirectory(self, value: str) -> None:
-        self._directory = value
-        self.setText(value or "Select a folder...")
-        self.directoryChanged.emit(value)
-
-    directory = QtCore.Property(str, _getDirectory, _setDirectory)
-
-
-class qMRMLNodeComboBox(QtWidgets.QComboBox):  # noqa: N801
-    currentNodeChanged = QtCore.Signal(object)
-
-
-class qMRMLTableView(QtWidgets.QTableView):  # noqa: N801
-    pass
-
-
-FAKES = (qMRMLWidget, ctkCollapsibleButton, ctkDirectoryButton, qMRMLNodeComboBox, qMRMLTableView)
-
-
-@pytest.fixture(scope="module")
-def app():
-    return QtWidgets.QApplication.instance() or QtWidgets.QApplication([])
-
-
-def load_ui(path: Path, extra_fakes=()) -> QtWidgets.QWidget:
-    """Build a ``.ui`` file as Qt Designer would, with the stand-ins for Slicer's widget classes."""
-    loader = QUiLoader()
-    for cls in (*FAKES, *extra_fakes):
-        loader.registerCustomWidget(cls)
-    file = QtCore.QFile(str(path))
-    assert file.open(QtCore.QIODevice.ReadOnly)
-    widget = loader.load(file)
-    file.close()
-    assert widget is not None, loader.errorString()
+def load_ui(path: Path):
+    """The ``.ui`` as the module loads it (``slicer.util.loadUI``), given the scene."""
+    widget = slicer.util.loadUI(str(path))
+    widget.setMRMLScene(slicer.mrmlScene)
     return widget
 
 
+def render_is_not_blank(widget, width: int, height: int) -> None:
+    widget.resize(width, height)
+    widget.show()
+    slicer.app.processEvents()
+    image = QtWidgets.QWidget.grab(widget).toImage()
+    gray = image.convertToFormat(QtGui.QImage.Format_Grayscale8)
+    pixels = np.frombuffer(gray.constBits(), np.uint8, count=gray.sizeInBytes()).reshape(gray.height(), -1)
+    assert image.width() >= width and len(np.unique(pixels)) > 20
+
+
 @pytest.fixture
-def panel(app):
+def panel():
+    slicer_stubs.newScene()
     widget = load_ui(UI_FILE)
     yield widget
     widget.deleteLater()
@@ -151,54 +105,25 @@ def test_every_widget_used_by_the_module_exists(panel):
 def test_parameter_bindings_match_the_parameter_node(panel):
     fields = _parameter_fields()
     bound = {}
-    for widget in panel.findChildren(QtWidgets.QWidget):
+    for widget in panel.findChildren(qt.QWidget):
         name = widget.property("SlicerParameterName")
         if name:
             bound[name] = widget
     assert bound, "no widget is bound to the parameter node"
     for name, widget in bound.items():
-        assert name in fields, f"{widget.objectName()} binds to unknown parameter {name!r}"
-        if isinstance(widget, qMRMLNodeComboBox):
+        assert name in fields, f"{widget.objectName} binds to unknown parameter {name!r}"
+        if type(widget) is slicer.qMRMLNodeComboBox:
             assert "vtkMRML" in fields[name]
-            node_types = set(widget.property("nodeTypes"))
-            assert node_types == set(re.findall(r"vtkMRML\w+", fields[name]))
+            assert set(widget.nodeTypes) == set(re.findall(r"vtkMRML\w+", fields[name]))
+
+
+def test_directory_button_starts_at_the_working_directory(panel):
+    """As CTK's: a QDir path, "." until a folder is chosen (the module must not export there)."""
+    button = panel.findChild(QtCore.QObject, "outputDirectoryButton")
+    assert button.directory == "."
+    button.directory = ""
+    assert button.directory == "."
 
 
 def test_panel_renders(panel):
-    """Fill the panel as after a detection and save a screenshot for a human to look at."""
-    panel.findChild(QtWidgets.QComboBox, "inputSelector").addItem("5: SA CINE (cine, 20 phases)")
-    for combo, choices in (("viewComboBox", "VIEW_CHOICES"), ("deviceComboBox", "DEVICE_CHOICES")):
-        box = panel.findChild(QtWidgets.QComboBox, combo)
-        for value, label in _module_constant(choices):
-            box.addItem(label, value)
-    panel.findChild(QtWidgets.QPushButton, "detectButton").setEnabled(True)
-    for name in ("reviewButton", "exportMarkupsButton", "exportLandmarksButton", "exportCsvButton"):
-        panel.findChild(QtWidgets.QPushButton, name).setEnabled(True)
-    progress = panel.findChild(QtWidgets.QProgressBar, "progressBar")
-    progress.setMaximum(240)
-    progress.setValue(96)
-    panel.findChild(QtWidgets.QLabel, "statusLabel").setText("Detecting landmarks (the first run also loads the model)...")
-    panel.findChild(QtWidgets.QLabel, "flagSummaryLabel").setText(
-        "720 points: 642 confident, 51 low confidence, 24 not found, 3 corrected")
-    model = QtGui.QStandardItemModel(0, 6)
-    model.setHorizontalHeaderLabels(["Measurement", "Slice", "Phase", "Value", "Unit", "Status"])
-    for row in (("RVI angle", 3, 0, 41.82, "deg", "ok"), ("RVI opening angle", 3, 0, 118.4, "deg", "ok"),
-                ("RVI angle", 4, 0, 47.05, "deg", "low: A-RVI"),
-                ("RVI angle", 5, 0, 52.3, "deg", "corrected")):
-        model.appendRow([QtGui.QStandardItem(str(v)) for v in row])
-    table = panel.findChild(QtWidgets.QTableView, "measurementsTableView")
-    table.setModel(model)
-    table.resizeColumnsToContents()
-    table.horizontalHeader().setStretchLastSection(True)  # as the widget's setup() does
-    panel.findChild(QtWidgets.QPushButton, "outputDirectoryButton").setText("/home/reader/cmr/out")
-    panel.resize(440, 720)
-    panel.show()
-    QtWidgets.QApplication.processEvents()
-    image = panel.grab().toImage()
-    assert image.save(str(PANEL_PNG))
-    assert image.width() == 440 and image.height() >= 600
-    # not blank: the rendered panel has text and frames (many distinct grey levels)
-    ptr = image.convertToFormat(QtGui.QImage.Format_Grayscale8)
-    buffer = np.frombuffer(ptr.constBits(), np.uint8, count=ptr.sizeInBytes()).reshape(ptr.height(), -1)
-    assert len(np.unique(buffer)) > 20
-    assert not PANEL_PNG.is_relative_to(REPO)
+    render_is_not_blank(panel, 440, 720)

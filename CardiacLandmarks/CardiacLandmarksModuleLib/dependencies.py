@@ -1,12 +1,13 @@
 """Python packages the library needs inside Slicer, checked and installed on request only.
 
-Nothing here runs at import time: the module widget calls :func:`missingRequirements` and
-:func:`torchInstalled` when the user first presses *Detect*, asks for confirmation, then
-installs PyTorch through the SlicerPyTorch extension (``PyTorchUtils``, which picks the build
-matching the GPU driver) and the other packages with ``slicer.util.pip_install``. The bundled
-model weights are part of the extension, so detection itself needs no network.
+Nothing here runs at import time: the panel calls :func:`ensureInstalled` when the user first
+presses *Detect* or *Run perfusion report*; it asks for confirmation, then installs PyTorch through
+the SlicerPyTorch extension (``PyTorchUtils``, which picks the build matching the GPU driver) and
+the other packages with ``slicer.util.pip_install``. The bundled model weights are part of the
+extension, so detection itself needs no network.
 
-:data:`REQUIREMENTS` must match the runtime dependencies in ``pyproject.toml`` (minus torch);
+:data:`REQUIREMENTS` must match the runtime dependencies in ``pyproject.toml`` minus torch and
+:data:`CLI_ONLY` (packages only the command line imports, e.g. tqdm for its progress bar);
 ``Testing/test_slicer_module.py`` checks that.
 """
 
@@ -25,9 +26,11 @@ REQUIREMENTS: dict[str, str] = {
     "scipy>=1.10": "scipy",
     "SimpleITK>=2.3": "SimpleITK",
     "pydicom>=2.4": "pydicom",
-    "tqdm>=4.60": "tqdm",
     "matplotlib>=3.7": "matplotlib",
 }
+#: runtime dependencies of the package that only the command line (``CardiacLandmarksLib.cli``) imports:
+#: never installed into Slicer
+CLI_ONLY: tuple[str, ...] = ("tqdm",)
 #: torch version accepted inside Slicer (installed by SlicerPyTorch, not pinned like the dev venv)
 TORCH_REQUIREMENT = ">=2.0"
 
@@ -81,3 +84,35 @@ def installRequirements(requirements: list[str]) -> None:
     still = [r for r in requirements if r in missingRequirements()]
     if still:
         raise DependencyError(f"could not install {', '.join(still)}; see the Python console for pip's output")
+
+
+def ensureInstalled() -> tuple[bool, str]:
+    """Make torch and :data:`REQUIREMENTS` importable inside Slicer, asking the user first.
+
+    Called by the panel before the first detection and the first perfusion report (both need
+    torch; the reports need matplotlib). PyTorch comes from the SlicerPyTorch extension (its own
+    confirmation dialog), the other packages from ``slicer.util.pip_install`` after an OK/Cancel
+    dialog.
+
+    Returns:
+        ``(True, "")`` when everything is importable, ``(False, reason)`` when the user declined
+        (``reason`` is a status text for the panel).
+
+    Raises:
+        DependencyError: the PyTorch extension is missing, or pip could not install a package.
+    """
+    import slicer
+    from slicer.i18n import tr as _
+
+    if not torchInstalled() and not installTorch(askConfirmation=True):
+        return False, _("PyTorch is needed for detection and perfusion analysis.")
+    missing = missingRequirements()
+    if missing:
+        if not slicer.util.confirmOkCancelDisplay(
+                _("Cardiac Landmarks needs these Python packages: {packages}.\n\n"
+                  "Install them now? This needs an internet connection and may take a few minutes.").format(
+                    packages=", ".join(missing))):
+            return False, _("Missing Python packages: {packages}").format(packages=", ".join(missing))
+        with slicer.util.WaitCursor():
+            installRequirements(missing)
+    return True, ""

@@ -27,6 +27,9 @@ import qt
 import slicer
 from slicer.i18n import tr as _
 
+from CardiacLandmarksModuleLib import dependencies
+from CardiacLandmarksModuleLib.gui import chosenDirectory, errorsShown
+
 OUTPUT_DIRECTORY_SETTINGS_KEY = "CardiacLandmarks/perfusionOutputDirectory"
 
 logger = logging.getLogger(__name__)
@@ -94,14 +97,20 @@ class PerfusionSection:
         inputs = self.checkedInputs()
         if not inputs:
             return
+        # the myocardium model needs torch and the bull's-eye matplotlib: offer to install them first, as Detect does
+        with errorsShown(_("Failed to install the required Python packages.")) as outcome:
+            ready, reason = dependencies.ensureInstalled()
+        if outcome.failed or not ready:
+            self.ui.perfusionStatusLabel.text = (
+                reason if not outcome.failed else _("The perfusion report needs Python packages that could not be installed."))
+            return
         self.ui.perfusionStatusLabel.text = _("Analysing {n} series (the first run also loads the model)...").format(n=len(inputs))
         slicer.app.processEvents()
         aif = self.ui.perfusionAifSelector.currentNode()
-        hub = None
-        with slicer.util.tryWithErrorDisplay(_("Perfusion analysis failed."), waitCursor=True):
+        with errorsShown(_("Perfusion analysis failed."), waitCursor=True) as outcome:
             hub = self.logic.run(inputs, aifs=aif, concentration=bool(self.ui.perfusionConcentrationCheckBox.checked),
                                  progress=self._onProgress)
-        if hub is None:
+        if outcome.failed:
             self.ui.perfusionStatusLabel.text = _("Perfusion analysis failed: see the error message.")
             return
         self.setHub(hub)
@@ -133,16 +142,23 @@ class PerfusionSection:
                 display = node.GetDisplayNode() if node is not None else None
                 if display is not None:
                     display.SetVisibility(k == index)
-        with slicer.util.tryWithErrorDisplay(_("Could not show the series."), waitCursor=True):
+        with errorsShown(_("Could not show the series."), waitCursor=True):
             logic.showInSliceView(self.hub, index, "Red")
 
     def onExport(self) -> None:
-        directory = self.ui.perfusionOutputDirectoryButton.directory
-        if self.hub is None or not directory:
+        if self.hub is None:
             return
-        with slicer.util.tryWithErrorDisplay(_("Export failed."), waitCursor=True):
+        directory = chosenDirectory(self.ui.perfusionOutputDirectoryButton)
+        if directory is None:  # never Slicer's working directory by default
+            self.ui.perfusionStatusLabel.text = _("Choose an output folder first.")
+            slicer.util.warningDisplay(_("Choose the output folder of the perfusion report before exporting."))
+            return
+        with errorsShown(_("Export failed."), waitCursor=True) as outcome:
             written = self.logic.exportReport(self.hub, directory)
-            self.ui.perfusionStatusLabel.text = _("Wrote {n} files to {folder}").format(n=len(written), folder=directory)
+        if outcome.failed:
+            self.ui.perfusionStatusLabel.text = _("Export failed (see the error message).")
+            return
+        self.ui.perfusionStatusLabel.text = _("Wrote {n} files to {folder}").format(n=len(written), folder=directory)
 
 
 def summaryText(report: dict) -> str:

@@ -1,17 +1,30 @@
-"""Scripted-module stubs: run a Slicer scripted module's logic and tests under plain pytest.
+"""Run a Slicer scripted module, its panel and its tests under plain pytest, on Slicer's own Python layer.
 
-The ``slicer-core`` wheel provides Slicer's real MRML (scene, volumes, markups, sequences,
-tables, their logics and storage nodes, ``slicer.util``). What only exists inside the running
-application is supplied here, and nothing else:
+What runs is Slicer's, wherever it can be:
 
-* ``slicer.app`` (:class:`StubApplication`: ``processEvents``, ``testingEnabled`` ...),
-  ``slicer.mrmlScene`` and ``slicer.modules.<markups|sequences|tables>.logic()`` bound to it;
-* ``slicer.ScriptedLoadableModule``, ``slicer.parameterNodeWrapper`` and ``slicer.i18n`` (pure
-  Python in Slicer, absent from the wheel), and the ``qt`` / ``ctk`` modules;
-* ``slicer.util.loadVolume`` and ``slicer.util.delayDisplay`` (need the application's IO manager
-  and message boxes): reimplemented on the wheel's storage nodes / logging.
+* MRML (scenes, volumes, markups, sequences, tables, plots, layouts, their logics and storage
+  nodes) from the ``slicer-core`` wheel;
+* Slicer 5.10.0's own Python layer, loaded unchanged from ``shared/slicer-python/v5.10.0``
+  (:func:`slicerPythonRoot`; ``CARDIAC_LANDMARKS_SLICER_PYTHON`` overrides ``../shared/slicer-python``
+  relative to the repository, like ``CARDIAC_LANDMARKS_DATA``): ``slicer.util``,
+  ``slicer.parameterNodeWrapper``, ``slicer.ScriptedLoadableModule`` and ``slicer.i18n``. These
+  files are never copied into the repository; when they are missing the Slicer tests fail in CI
+  and are skipped with the reason elsewhere.
 
-The real MRML classes are never replaced. Use::
+Stand-ins exist only for what needs the running application, and behave like it where the module
+relies on it:
+
+* ``qt`` / ``ctk`` and the qMRML widgets (``qt.py``, ``ctk.py``, ``mrml_widgets.py``): PythonQt-style
+  access on real Qt widgets (Qt.py over PySide6), so ``slicer.util.loadUI`` builds the module's
+  ``.ui`` files and Slicer's parameter node wrapper binds them;
+* ``slicer.app`` (:class:`Application`): ``testingEnabled()`` is false as in a user's Slicer, so
+  confirmation and error dialogs are shown (to the main window) and answered by the test
+  (``ctk.dialogs``); the core IO manager reads volumes and sequences with Slicer's storage nodes;
+  the layout manager is Slicer's ``vtkMRMLLayoutLogic`` (layouts with a plot view create it);
+* ``slicer.modules.<name>``: the module logics bound to the scene, and :func:`loadModule` for a
+  scripted module (``widgetRepresentation()`` builds its panel as Slicer does: setup, then enter).
+
+Use::
 
     import slicer_stubs
     slicer_stubs.install()      # once per process
@@ -25,38 +38,169 @@ import logging
 import os
 import sys
 import tempfile
+from pathlib import Path
 from types import SimpleNamespace
+
+SLICER_VERSION = "v5.10.0"
+SLICER_PYTHON_ENV = "CARDIAC_LANDMARKS_SLICER_PYTHON"
+REPO = Path(__file__).resolve().parents[2]
+HERE = Path(__file__).resolve().parent
 
 _installed = False
 _keepAlive: list = []
 
 
-class StubApplication:
-    """The pieces of ``qSlicerApplication`` that module logic and tests use."""
+def slicerPythonRoot() -> Path:
+    """Folder holding Slicer's Python layer (``<root>/slicer/util.py`` ...): ``$CARDIAC_LANDMARKS_SLICER_PYTHON``
+    (the folder itself or its parent with a ``v5.10.0`` subfolder), else ``<repo>/../shared/slicer-python/v5.10.0``."""
+    env = os.environ.get(SLICER_PYTHON_ENV)
+    base = Path(env).expanduser() if env else REPO.parent / "shared" / "slicer-python"
+    return (base / SLICER_VERSION if (base / SLICER_VERSION).is_dir() else base).resolve()
 
-    applicationName = "3D Slicer (scripted-module stubs)"
+
+def requireSlicerPython() -> Path:
+    """:func:`slicerPythonRoot`, checked: fail in CI (``CI=true``) / skip elsewhere when it is missing."""
+    root = slicerPythonRoot()
+    if (root / "slicer" / "parameterNodeWrapper" / "__init__.py").is_file() and (root / "slicer" / "util.py").is_file():
+        return root
+    msg = (f"Slicer's Python layer not found at {root} (set {SLICER_PYTHON_ENV}; see shared/slicer-python/README.md)")
+    import pytest
+
+    if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+        pytest.fail(msg, pytrace=False)
+    pytest.skip(msg, allow_module_level=True)
+
+
+def _load(name: str, path: Path, package: bool = False):
+    location = path / "__init__.py" if package else path
+    spec = importlib.util.spec_from_file_location(
+        name, location, submodule_search_locations=[str(path)] if package else None)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+class ModuleManager:
+    """``slicer.app.moduleManager()``: the unload signal scripted widgets connect to."""
 
     def __init__(self) -> None:
-        self.temporaryPath = tempfile.gettempdir()
-        self.processEventsCalls = 0
+        import qt
+        from Qt import QtCore
 
-    def processEvents(self) -> None:
-        self.processEventsCalls += 1
+        class _Manager(qt.QObject):
+            moduleAboutToBeUnloaded = QtCore.Signal(str)
 
-    def testingEnabled(self) -> bool:
+        self._object = _Manager()
+
+    def connect(self, signal, slot):
+        return self._object.connect(signal, slot)
+
+    def disconnect(self, signal, slot):
+        return self._object.disconnect(signal, slot)
+
+    def unloadModule(self, name: str) -> None:
+        self._object.moduleAboutToBeUnloaded.emit(name)
+
+
+class CoreIOManager:
+    """``slicer.app.coreIOManager()`` for the file types the module loads, with Slicer's readers
+    (storage nodes): ``VolumeFile`` (archetype reader) and ``SequenceFile`` (volume sequence reader,
+    with a browser and proxy node as Slicer's Sequences reader makes)."""
+
+    def fileType(self, filename) -> str:
+        name = str(filename).lower()
+        return "SequenceFile" if name.endswith((".seq.nrrd", ".seq.nhdr")) else "VolumeFile"
+
+    @staticmethod
+    def _baseName(filename) -> str:
+        name = os.path.basename(str(filename))
+        for extension in (".seq.nrrd", ".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd", ".dcm"):
+            if name.lower().endswith(extension):
+                return name[: -len(extension)]
+        return os.path.splitext(name)[0]
+
+    def loadNodes(self, fileType, properties, loadedNodes=None, userMessages=None) -> bool:
+        import slicer
+
+        scene = slicer.mrmlScene
+        filename = properties["fileName"]
+        name = scene.GenerateUniqueName(properties.get("name") or self._baseName(filename))
+        if fileType == "VolumeFile":
+            storage = scene.AddNewNodeByClass("vtkMRMLVolumeArchetypeStorageNode")
+            storage.SetFileName(str(filename))
+            if properties.get("singleFile"):
+                storage.SetSingleFile(True)
+            node = scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", name)
+        elif fileType == "SequenceFile":
+            storage = scene.AddNewNodeByClass("vtkMRMLVolumeSequenceStorageNode")
+            storage.SetFileName(str(filename))
+            node = scene.AddNewNodeByClass("vtkMRMLSequenceNode", name)
+        else:
+            raise ValueError(f"file type {fileType!r} not supported by the test application")
+        if not storage.ReadData(node):
+            scene.RemoveNode(node)
+            scene.RemoveNode(storage)
+            if userMessages is not None:
+                userMessages.AddMessage(0, f"Failed to read {filename}")
+            return False
+        node.SetAndObserveStorageNodeID(storage.GetID())
+        if fileType == "VolumeFile":
+            node.CreateDefaultDisplayNodes()
+        else:
+            browser = scene.AddNewNodeByClass("vtkMRMLSequenceBrowserNode", f"{name} browser")
+            browser.SetAndObserveMasterSequenceNodeID(node.GetID())
+            slicer.modules.sequences.logic().UpdateProxyNodesFromSequences(browser)
+        if loadedNodes is not None:
+            loadedNodes.AddItem(node)
         return True
 
-    def commandOptions(self):
-        return SimpleNamespace(testingEnabled=True, noMainWindow=True)
 
-    def layoutManager(self):
-        return None
+class Application:
+    """The parts of ``qSlicerApplication`` that Slicer's Python layer and the module call.
+
+    ``testingEnabled()`` is false, as in a user's Slicer (set :attr:`testing` to mimic
+    ``--testing``), so dialogs are shown; the test answers them (``ctk.dialogs``).
+    """
+
+    applicationName = "3D Slicer"
+    documentationBaseUrl = "https://slicer.readthedocs.io/en/5.10"
+
+    def __init__(self, qapp) -> None:
+        import qt
+
+        self._qapp = qapp
+        self.testing = False
+        self.temporaryPath = tempfile.mkdtemp(prefix="slicer-stub-")
+        self.processEventsCalls = 0
+        self.overrideCursorDepth = 0
+        self._moduleManager = ModuleManager()
+        self._ioManager = CoreIOManager()
+        self.layoutLogic = None
+        self.mainWindow = qt.QMainWindow()
+        self.mainWindow.objectName = "qSlicerMainWindow"
+
+    def testingEnabled(self) -> bool:
+        return self.testing
+
+    def commandOptions(self):
+        return SimpleNamespace(testingEnabled=self.testing, noMainWindow=False)
+
+    def processEvents(self, *args) -> None:
+        self.processEventsCalls += 1
+        self._qapp.processEvents()
 
     def setOverrideCursor(self, cursor) -> None:
-        pass
+        self.overrideCursorDepth += 1
 
     def restoreOverrideCursor(self) -> None:
-        pass
+        self.overrideCursorDepth -= 1
+
+    def topLevelWidgets(self):
+        return self._qapp.topLevelWidgets()
+
+    def translate(self, context, text):
+        return self._qapp.translate(context, text)
 
     def settings(self):
         import qt
@@ -64,103 +208,202 @@ class StubApplication:
         return qt.QSettings()
 
     userSettings = settings
+    revisionUserSettings = settings
 
-    def connect(self, signal, slot) -> None:
-        pass
+    def moduleManager(self):
+        return self._moduleManager
 
+    def coreIOManager(self):
+        return self._ioManager
 
-def _module(name: str):
-    here = os.path.dirname(os.path.abspath(__file__))
-    spec = importlib.util.spec_from_file_location(name, os.path.join(here, name.rsplit(".", 1)[-1] + ".py"))
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
+    ioManager = coreIOManager
 
+    def moduleDocumentationUrl(self, moduleName: str) -> str:
+        return f"{self.documentationBaseUrl}/user_guide/modules/{moduleName.lower()}.html"
 
-def _loadVolume(filename, properties=None, returnNode=False):
-    """``slicer.util.loadVolume`` on the wheel's archetype storage node (what Slicer's reader uses)."""
-    import slicer
+    def layoutManager(self):
+        return LayoutManager(self.layoutLogic) if self.layoutLogic is not None else None
 
-    properties = properties or {}
-    name = properties.get("name") or os.path.basename(str(filename)).split(".")[0]
-    storage = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLVolumeArchetypeStorageNode")
-    storage.SetFileName(str(filename))
-    volume = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", slicer.mrmlScene.GenerateUniqueName(name))
-    if not storage.ReadData(volume):
-        slicer.mrmlScene.RemoveNode(volume)
-        slicer.mrmlScene.RemoveNode(storage)
-        raise RuntimeError(f"Failed to load volume {filename}")
-    volume.SetAndObserveStorageNodeID(storage.GetID())
-    volume.CreateDefaultDisplayNodes()
-    return (True, volume) if returnNode else volume
+    def keyboardModifiers(self):
+        from Qt import QtCore
+
+        return QtCore.Qt.NoModifier
 
 
-def _delayDisplay(message, autoCloseMsec=1000, parent=None, **kwargs) -> None:
-    logging.info("delayDisplay: %s", message)
+class LayoutManager:
+    """``slicer.app.layoutManager()`` on Slicer's ``vtkMRMLLayoutLogic`` (it creates the view nodes of a layout)."""
+
+    def __init__(self, layoutLogic) -> None:
+        self._logic = layoutLogic
+
+    @property
+    def layout(self) -> int:
+        return self._logic.GetLayoutNode().GetViewArrangement()
+
+    @layout.setter
+    def layout(self, value: int) -> None:
+        self.setLayout(value)
+
+    def setLayout(self, layout: int) -> None:
+        self._logic.GetLayoutNode().SetViewArrangement(int(layout))
 
 
-def install() -> StubApplication:
-    """Register the stubs on top of the real ``slicer`` package (idempotent); returns ``slicer.app``."""
+class ScriptedModule:
+    """``slicer.modules.<name>`` of a scripted module loaded by :func:`loadModule`."""
+
+    def __init__(self, pythonModule, className: str) -> None:
+        self.name = className
+        self.path = pythonModule.__file__
+        self.pythonModule = pythonModule
+        self.parent = SimpleNamespace(path=self.path, title="", categories=[], dependencies=[], contributors=[],
+                                      helpText="", acknowledgementText="", icon=None, hidden=False)
+        self.instance = getattr(pythonModule, className)(self.parent)
+        self._widget = None
+        self._widgetParent = None
+
+    @property
+    def title(self) -> str:
+        return self.parent.title
+
+    def widgetRepresentation(self):
+        """The module panel, made on first call as Slicer does (widget, ``setup()``), then entered."""
+        import slicer
+
+        from .mrml_widgets import qSlicerScriptedLoadableModuleWidget
+
+        if self._widget is None:
+            self._widgetParent = qSlicerScriptedLoadableModuleWidget()
+            self._widgetParent.setMRMLScene(slicer.mrmlScene)
+            self._widget = getattr(self.pythonModule, self.name + "Widget")(self._widgetParent)
+            self._widget.setup()
+        return self._widget
+
+    def enter(self) -> None:
+        widget = self.widgetRepresentation()
+        self._widgetParent._entered = True
+        widget.enter()
+        self._widgetParent.show()
+
+    def exit(self) -> None:
+        if self._widget is not None and self._widgetParent._entered:
+            self._widget.exit()
+            self._widgetParent._entered = False
+
+    @property
+    def panel(self):
+        """The ``qSlicerScriptedLoadableModuleWidget`` holding the panel (for screenshots)."""
+        return self._widgetParent
+
+    def logic(self):
+        return getattr(self.pythonModule, self.name + "Logic")()
+
+
+def install() -> Application:
+    """Load Slicer's Python layer and the application stand-ins on the real ``slicer`` package (idempotent)."""
     global _installed
+    root = requireSlicerPython()
     import slicer
 
     if _installed:
         return slicer.app
     if hasattr(slicer, "app"):
-        raise RuntimeError("a real Slicer application is running; the stubs are for plain Python only")
-    sys.modules.setdefault("qt", _module("qt"))
-    sys.modules.setdefault("ctk", _module("ctk"))
-    for name in ("ScriptedLoadableModule", "parameterNodeWrapper", "i18n"):
-        full = f"slicer.{name}"
-        if full not in sys.modules:
-            try:
-                found = importlib.util.find_spec(full) is not None
-            except ModuleNotFoundError:
-                found = False
-            module = importlib.import_module(full) if found else _module(full)
-            setattr(slicer, name, module)
-    slicer.app = StubApplication()
-    slicer.util.loadVolume = _loadVolume
-    slicer.util.delayDisplay = _delayDisplay
+        raise RuntimeError("a real Slicer application is running; the stand-ins are for plain Python only")
+    os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+    qt = _load("qt", HERE / "qt.py")
+    qapp = qt.QApplication.instance() or qt.QApplication([])
+    _quietMrmlConnectWarnings(qt)
+    qapp.setOrganizationName("CardiacLandmarksTests")
+    qapp.setApplicationName("Slicer")
+    settingsFolder = tempfile.mkdtemp(prefix="slicer-settings-")
+    qt.QSettings.setDefaultFormat(qt.QSettings.IniFormat)
+    qt.QSettings.setPath(qt.QSettings.IniFormat, qt.QSettings.UserScope, settingsFolder)
+    ctk = _load("ctk", HERE / "ctk.py")
+    del ctk
+
+    # the wheel's own slicer.util (a newer Slicer's) leaves: Slicer 5.10's is loaded in its place
+    wheelUtil = sys.modules.get("slicer.util")
+    if wheelUtil is not None:
+        for name in dir(wheelUtil):
+            if not name.startswith("_") and getattr(slicer, name, None) is getattr(wheelUtil, name) and not name.startswith(
+                    ("vtk", "qMRML", "qSlicer")):
+                delattr(slicer, name)
+    source = root / "slicer"
+    slicer.i18n = _load("slicer.i18n", source / "i18n.py")
+    slicer.util = _load("slicer.util", source / "util.py")
+    from . import mrml_widgets
+
+    for cls in mrml_widgets.WIDGETS:
+        setattr(slicer, cls.__name__, cls)
+    slicer.app = Application(qapp)
+    slicer.parameterNodeWrapper = _load("slicer.parameterNodeWrapper", source / "parameterNodeWrapper", package=True)
+    slicer.ScriptedLoadableModule = _load("slicer.ScriptedLoadableModule", source / "ScriptedLoadableModule.py")
     _installed = True
     newScene()
     return slicer.app
 
 
+def _quietMrmlConnectWarnings(qt) -> None:
+    """Qt's loader warns about the ``.ui``'s MRML-typed connections it cannot make (``qt.QUiLoader``
+    makes them itself): drop exactly those messages, pass every other one on."""
+    from Qt import QtCore
+
+    pending = []
+
+    def handler(mode, context, message):
+        if message.startswith("QObject::connect:"):
+            if "vtkMRML" in message:
+                pending[:] = [2]  # the sender / receiver name lines that follow
+                return
+            if pending and pending[0] > 0 and ("sender name" in message or "receiver name" in message):
+                pending[0] -= 1
+                return
+        if message == "This plugin does not support propagateSizeHints()":
+            return
+        sys.stderr.write(message + "\n")
+
+    QtCore.qInstallMessageHandler(handler)
+
+
+def loadModule(name: str = "CardiacLandmarks") -> ScriptedModule:
+    """Load scripted module ``name`` (importable, e.g. from ``CardiacLandmarks/``) as Slicer does and register it
+    as ``slicer.modules.<name lowercase>``; its panel comes from ``widgetRepresentation()``."""
+    import slicer
+
+    module = ScriptedModule(importlib.import_module(name), name)
+    setattr(slicer.modules, name.lower(), module)
+    return module
+
+
 def newScene(sliceViews: bool = True):
-    """Make ``slicer.mrmlScene`` a fresh scene with application logic and the module logics bound to it.
+    """Make ``slicer.mrmlScene`` a fresh scene with application logic, layout logic and module logics.
 
     Args:
-        sliceViews: also add the "Red" (axial), "Yellow" (sagittal) and "Green" (coronal) slice nodes
-            and their composite nodes (what the application's conventional layout creates), so
-            that jumping, rotating and filling slice views can be checked.
+        sliceViews: give the "Red" (axial), "Yellow" (sagittal) and "Green" (coronal) slice nodes
+            256 x 256 pixels and a 250 mm field of view, and their composite nodes (what the
+            application's slice widgets do), so that jumping, rotating and filling views can be checked.
 
     Returns:
         The new ``vtkMRMLScene``.
     """
+    import ctk
     import slicer
 
     scene = slicer.vtkMRMLScene()
     appLogic = slicer.vtkSlicerApplicationLogic()
     appLogic.SetMRMLScene(scene)
+    layoutLogic = slicer.vtkMRMLLayoutLogic()
+    layoutLogic.SetMRMLScene(scene)  # creates the layout node and the conventional layout's view nodes
+    layoutLogic.GetLayoutNode().SetViewArrangement(slicer.vtkMRMLLayoutNode.SlicerLayoutConventionalView)
     logics = {}
     for moduleName, cls in (("markups", slicer.vtkSlicerMarkupsLogic), ("sequences", slicer.vtkSlicerSequencesLogic),
-                            ("tables", slicer.vtkSlicerTablesLogic)):
+                            ("tables", slicer.vtkSlicerTablesLogic), ("plots", slicer.vtkSlicerPlotsLogic)):
         logic = cls()
         logic.SetMRMLApplicationLogic(appLogic)
         logic.SetMRMLScene(scene)
         logics[moduleName] = SimpleNamespace(logic=lambda logic=logic: logic)
     if sliceViews:
-        slicer.vtkMRMLSliceNode.AddDefaultSliceOrientationPresets(scene)
-        for viewName, orientation in (("Red", "Axial"), ("Yellow", "Sagittal"), ("Green", "Coronal")):
-            sliceNode = scene.CreateNodeByClass("vtkMRMLSliceNode")  # applies the default node (presets)
-            sliceNode.UnRegister(None)
-            sliceNode.SetName(viewName)
-            sliceNode.SetLayoutName(viewName)
-            sliceNode.SetSingletonTag(viewName)
-            sliceNode = scene.AddNode(sliceNode)
-            sliceNode.SetOrientation(orientation)
+        for viewName in ("Red", "Yellow", "Green"):
+            sliceNode = scene.GetSingletonNode(viewName, "vtkMRMLSliceNode")
             sliceNode.SetDimensions(256, 256, 1)
             sliceNode.SetFieldOfView(250.0, 250.0, 1.0)
             composite = slicer.vtkMRMLSliceCompositeNode()
@@ -169,9 +412,17 @@ def newScene(sliceViews: bool = True):
             scene.AddNode(composite)
     previous = getattr(slicer, "mrmlScene", None)
     slicer.mrmlScene = scene
+    oldModules = getattr(slicer, "modules", None)
     slicer.modules = SimpleNamespace(**logics)
+    if oldModules is not None:  # scripted modules stay loaded across scenes (as in the application)
+        for key, value in vars(oldModules).items():
+            if isinstance(value, ScriptedModule):
+                setattr(slicer.modules, key, value)
+    slicer.app.layoutLogic = layoutLogic
+    ctk.dialogs.reset()
     # Keep every earlier scene and its logics alive for the whole session: module logics made in
     # earlier tests still observe nodes of their scene, and freeing a scene under live observers
     # crashed the full suite (segfault in a later test). The memory cost is a few hundred MB.
-    _keepAlive.append((scene, appLogic, logics, previous))
+    _keepAlive.append((scene, appLogic, layoutLogic, logics, previous))
+    logging.debug("new scene %s", scene)
     return scene
