@@ -52,7 +52,12 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="which patients: the model's validation/training patients, the fixed ACDC test split "
                         "(20 patients never used for training or model choice), or all")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
-    p.add_argument("--json", default=None, help="also write the figures as JSON here")
+    p.add_argument("--json", nargs="?", const="-", default=None,
+                   help="also write the figures as JSON to this file (no file: print JSON instead of the table)")
+    p.add_argument("--suite", action="store_true",
+                   help="run the evaluation suite instead: one row per labelled data set (ACDC test split, "
+                        "MS-CMRSeg LGE, EMIDEC LGE, M&Ms-2, Sunnybrook, perfusion); --data and --split are ignored")
+    p.add_argument("--markdown", action="store_true", help="with --suite: print the table as Markdown")
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("benchmark", help="time model load and inference (CPU, and GPU when present)")
@@ -149,6 +154,8 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
+    if args.suite:
+        return cmd_suite(args)
     from CardiacLandmarksLib.datasets.sax import acdc_cases, paired_cases
     from CardiacLandmarksLib.evaluation.sax import evaluate_case, format_table, summarise
     from CardiacLandmarksLib.models.loader import load_model, read_card
@@ -171,6 +178,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     model = load_model("sax", args.device)
     results = [evaluate_case(c, lambda s: detect_landmarks(s, model=model)) for c in cases]
     summary = summarise(results)
+    if args.json == "-":
+        print(json.dumps(summary, indent=2))
+        return 0
     print(format_table(results, summary))
     if args.json:
         Path(args.json).write_text(json.dumps(summary, indent=2))
@@ -183,6 +193,23 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             print(format_confidence_table(confidence_table(cases, device=args.device)))
         except CardiacLandmarksError as exc:
             print(f"(confidence table skipped: {exc})")
+    return 0
+
+
+def cmd_suite(args: argparse.Namespace) -> int:
+    from CardiacLandmarksLib.evaluation.suite import format_suite, format_suite_markdown, run_suite
+    from CardiacLandmarksLib.io.atomic import atomic_write_text
+
+    def progress(row: str, done: int, total: int) -> None:
+        print(f"  {row}: {done}/{total}", file=sys.stderr, flush=True)
+
+    table = run_suite(device=args.device, progress=progress)
+    if args.json == "-":
+        print(table.to_json())
+        return 0
+    print(format_suite_markdown(table) if args.markdown else format_suite(table))
+    if args.json:
+        atomic_write_text(Path(args.json), table.to_json() + "\n")
     return 0
 
 

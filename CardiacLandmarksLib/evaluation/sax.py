@@ -3,8 +3,9 @@
 Errors are measured in the input's own voxel grid converted to LPS mm (so resampling to
 the canvas and back is part of what is evaluated), per landmark present in the reference:
 detection rate (found / present), L2 error of detected points (mm), false detections
-on slices where the reference has no landmark, and the RVI-angle difference (degrees).
-Metrics follow Xue et al., Radiology: AI 2021 (detection rate, mean ± sd L2 distance).
+on slices where the reference has no landmark, the RVI-angle difference (degrees), slice detection (every
+landmark of the slice found and none extra) and the confidence flag of every compared point.
+Metrics follow Xue et al., Radiology: AI 2021 (detection rate, slice detection, mean ± sd L2 distance).
 """
 
 from __future__ import annotations
@@ -36,6 +37,9 @@ class CaseResult:
     absent_ref: dict[str, int] = field(default_factory=lambda: {n: 0 for n in SAX})
     angle_diffs: list[float] = field(default_factory=list)
     confidences: dict[str, list[float]] = field(default_factory=lambda: {n: [] for n in SAX})
+    flags: dict[str, list[str]] = field(default_factory=lambda: {n: [] for n in SAX})
+    n_slices: int = 0
+    slices_detected: int = 0
 
 
 def _rvi_angle(a_ij: np.ndarray, c_ij: np.ndarray, spacing: tuple[float, float]) -> float:
@@ -44,28 +48,40 @@ def _rvi_angle(a_ij: np.ndarray, c_ij: np.ndarray, spacing: tuple[float, float])
     return float(np.degrees(np.arctan2(v[1], v[0])))
 
 
-def evaluate_case(case: Case, detect: Callable, phase: int = 0) -> CaseResult:
-    """Run ``detect(series) -> LandmarkSet`` on a labelled case and compare with the derived reference."""
-    series = load_series(case.image)
+def evaluate_case(case: Case, detect: Callable, phase: int = 0, series=None) -> CaseResult:
+    """Run ``detect(series) -> LandmarkSet`` on a labelled case and compare with the derived reference.
+
+    ``series``: the case's image already loaded (e.g. with a nominal spacing set by the caller); default: loaded
+    from ``case.image``. Errors are in the units of the series' geometry (LPS mm). ``flags[name]`` holds the flag
+    (``"high"``/``"low"``) of each point in ``errors[name]``, in the same order; a slice counts in
+    ``slices_detected`` when exactly the reference's landmarks are found on it (Xue et al. 2021).
+    """
+    series = series if series is not None else load_series(case.image)
     ref = case_landmarks_ijk(case, series=series)
     pred: LandmarkSet = detect(series)
     res = CaseResult(case.patient, case.image.name.split(".")[0])
     for k, lms in ref.items():
+        slice_ok = True
         for name in SAX:
             p = pred.get(name, k, phase)
             r = lms[name]
+            found = p is not None and p.found
+            slice_ok &= found == (r is not None)
             if r is None:
                 res.absent_ref[name] += 1
-                if p is not None and p.found:
+                if found:
                     res.false_pos[name] += 1
                 continue
             res.present[name] += 1
-            if p is None or not p.found:
+            if not found:
                 continue
             res.detected[name] += 1
             ref_lps = series.ijk_to_lps(np.array([r[0], r[1], k], float))
             res.errors[name].append(float(np.linalg.norm(p.position - ref_lps)))
             res.confidences[name].append(float(p.confidence))
+            res.flags[name].append(str(p.flag))
+        res.n_slices += 1
+        res.slices_detected += int(slice_ok)
         a, c = pred.get("A-RVI", k, phase), pred.get("C-LV", k, phase)
         if lms["A-RVI"] is not None and lms["C-LV"] is not None and a is not None and c is not None and a.found and c.found:
             d = _rvi_angle(a.ijk[:2], c.ijk[:2], series.spacing[:2]) - _rvi_angle(lms["A-RVI"], lms["C-LV"], series.spacing[:2])
@@ -92,6 +108,8 @@ def summarise(results: list[CaseResult]) -> dict:
     ang = np.abs(np.concatenate([r.angle_diffs for r in results])) if results else np.zeros(0)
     out["RVI angle"] = {"n": int(len(ang)), "mean_abs_diff_deg": float(ang.mean()) if len(ang) else float("nan"),
                         "sd_abs_diff_deg": float(ang.std()) if len(ang) else float("nan")}
+    n_slices = sum(r.n_slices for r in results)
+    out["slices"] = {"n": n_slices, "detection_rate": sum(r.slices_detected for r in results) / max(1, n_slices)}
     return out
 
 
@@ -114,6 +132,9 @@ def format_table(results: list[CaseResult], summary: dict) -> str:
         lines.append(f"  {n:<6} detection {100 * s['detection_rate']:.1f}% of {s['n_present']}  "
                      f"false detections {100 * s['false_positive_rate']:.1f}%  "
                      f"L2 {s['mean_error_mm']:.2f} ± {s['sd_error_mm']:.2f} mm (median {s['median_error_mm']:.2f}, p95 {s['p95_error_mm']:.2f})")
+    if "slices" in summary:
+        lines.append(f"  slice detection (all landmarks of the slice found, none extra) "
+                     f"{100 * summary['slices']['detection_rate']:.1f}% of {summary['slices']['n']}")
     a = summary["RVI angle"]
     lines.append(f"  RVI angle |difference| {a['mean_abs_diff_deg']:.1f} ± {a['sd_abs_diff_deg']:.1f}° (n={a['n']})")
     return "\n".join(lines)

@@ -1,0 +1,553 @@
+"""One evaluation suite for every SAX / perfusion model (issue 16): one row per labelled data set.
+
+Rows (each names the cases used and ``n``; a set missing under the data root gives a row with ``n = 0`` and a
+note):
+
+* ``ACDC test``: the fixed test split (:data:`CardiacLandmarksLib.datasets.splits.ACDC_TEST_PATIENTS`, 20
+  patients, ED and ES), never used for training, calibration or model choice; and ``ACDC unseen-by-v1.3``, its
+  15 challenge test patients (:data:`~CardiacLandmarksLib.datasets.splits.UNSEEN_BY_V1_3`), the part no
+  bundled model has seen at all (the other 5 were validation patients of the models up to v1.3.1).
+* ``MS-CMRSeg LGE``: 5 LGE stacks, labels 1 RV / 2 myocardium / 3 LV cavity (checked: label 3 is enclosed by 2).
+* ``EMIDEC LGE``: 100 LGE stacks without geometry (the export lost the spacing; 1 mm placeholders). The image is
+  given a nominal in-plane pixel size of :data:`EMIDEC_NOMINAL_MM` (EMIDEC acquisitions are about 1.25-2 mm) so
+  that the heart reaches the network at roughly its trained scale, and **errors are reported in pixels** (true mm
+  = px x 1.25-2); gross errors are > 10 mm at the nominal size (6.7 px). No RV label: C-LV and LV / myocardium
+  Dice only (myocardium = healthy + infarct + MVO); slice detection and RVI columns are n/a.
+* ``M&Ms-2 001 SAX``: one subject, ED and ES (labels 1 LV / 2 myocardium / 3 RV: the order differs from ACDC).
+* ``Sunnybrook``: one cine (20 phases); C-LV against the area centroid of every expert endocardial contour, LV
+  cavity Dice against the filled contour, myocardium Dice where the epicardial contour exists too.
+* ``perfusion val`` / ``perfusion train (seen)``: myocardium and blood-pool Dice of the perfusion U-Net on every
+  labelled frame of the patients its card names as validation / training
+  (:func:`CardiacLandmarksLib.training.train_perfusion.evaluate_cases`); the training row is marked as seen.
+
+Columns (:class:`SuiteRow`): slice detection (every landmark of the slice found and none extra, Xue et al.,
+Radiology: AI 2021), L2 error per landmark (mean / median, mm in the input's LPS geometry), |RVI-angle difference|
+(deg), Dice per structure of the SAX model's segmentation head (mean over stacks, 3D per stack, on the input
+grid), and the PHD-Net flags as shipped (:mod:`CardiacLandmarksLib.confidence.phdnet`): share of gross errors
+(> 10 mm) flagged low and mean error of high-confidence points vs all points. Landmark references are derived
+from the expert masks (:mod:`CardiacLandmarksLib.sax.labels`); the detection is the shipped pipeline
+(:func:`CardiacLandmarksLib.sax.pipeline.detect_landmarks`, mirror TTA and PHD-Net confidence on).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+from scipy import ndimage
+
+from CardiacLandmarksLib.core.errors import InputNotFoundError
+from CardiacLandmarksLib.core.preprocessing import to_canvas
+from CardiacLandmarksLib.datasets.sax import SAX_NAMES, Case, acdc_cases, test_cases
+from CardiacLandmarksLib.datasets.splits import ACDC_FROM_TRAINING, UNSEEN_BY_V1_3
+from CardiacLandmarksLib.evaluation.confidence import GROSS_MM
+from CardiacLandmarksLib.evaluation.sax import CaseResult, evaluate_case, summarise
+from CardiacLandmarksLib.io.load import load_series
+from CardiacLandmarksLib.sax.labels import MNMS2_LABELS, MSCMR_LABELS
+
+log = logging.getLogger(__name__)
+
+ProgressFn = Callable[[str, int, int], None]
+#: nominal in-plane pixel size (mm) given to the EMIDEC stacks, whose files carry none
+EMIDEC_NOMINAL_MM = 1.5
+#: EMIDEC labels: 1 LV cavity, 2 healthy myocardium, 3 infarct, 4 MVO; no RV (-1 = no such label)
+EMIDEC_LABELS = {"rv": -1, "myo": 2, "lv": 1}
+EMIDEC_MYO_EXTRA = (3, 4)
+STRUCTURES = ("RV", "myo", "LV")  # segmentation classes 1, 2, 3 of the SAX model
+ROW_NAMES = ("ACDC test", "ACDC unseen-by-v1.3", "MS-CMRSeg LGE", "EMIDEC LGE", "M&Ms-2 001 SAX", "Sunnybrook",
+             "perfusion val", "perfusion train (seen)")
+
+_NAN = float("nan")
+
+
+@dataclass
+class SuiteRow:
+    """One data set's figures. NaN = not measurable on this set (no such label), never 0.
+
+    Attributes:
+        name: row name (one of :data:`ROW_NAMES`).
+        cases: ids of the cases (stacks, series or images) used.
+        n_cases: ``len(cases)``; n_slices: slice images compared (slice x phase).
+        unit: unit of the L2 errors, ``"mm"`` or ``"px"`` (EMIDEC: no geometry).
+        seen_by: which bundled models saw these cases, and for what.
+        slice_detection: share of slices with exactly the reference's landmarks found.
+        landmarks: per landmark ``{"n_present", "detection_rate", "false_positive_rate", "mean", "median"}``.
+        rvi_angle_deg: mean |angle difference| of A-RVI about C-LV (deg).
+        dice: mean Dice per structure (:data:`STRUCTURES`); dice_median the same as medians.
+        n_points: found points compared; n_gross / gross_flagged_low: errors > gross_limit and the share flagged low.
+        mean_error_all / mean_error_high: mean L2 of all compared points / of those flagged high; high_vs_all their
+            ratio (target <= 0.8); fraction_high: share flagged high.
+        notes: how the row was measured, and deviations.
+    """
+
+    name: str
+    cases: list[str] = field(default_factory=list)
+    n_cases: int = 0
+    n_slices: int = 0
+    unit: str = "mm"
+    seen_by: str = ""
+    slice_detection: float = _NAN
+    landmarks: dict = field(default_factory=dict)
+    rvi_angle_deg: float = _NAN
+    dice: dict = field(default_factory=lambda: {s: _NAN for s in STRUCTURES})
+    dice_median: dict = field(default_factory=lambda: {s: _NAN for s in STRUCTURES})
+    n_points: int = 0
+    gross_limit: float = GROSS_MM
+    n_gross: int = 0
+    gross_flagged_low: float = _NAN
+    mean_error_all: float = _NAN
+    mean_error_high: float = _NAN
+    high_vs_all: float = _NAN
+    fraction_high: float = _NAN
+    notes: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        """JSON-ready dict (NaN -> None)."""
+        return _nan_to_none(asdict(self))
+
+
+@dataclass
+class SuiteTable:
+    """The suite: rows, the models evaluated (name -> version, SHA256), the data root and the run time (s)."""
+
+    rows: list[SuiteRow]
+    models: dict = field(default_factory=dict)
+    data_root: str = ""
+    seconds: float = 0.0
+
+    def row(self, name: str) -> SuiteRow:
+        """The row called ``name`` (KeyError if absent)."""
+        for r in self.rows:
+            if r.name == name:
+                return r
+        raise KeyError(name)
+
+    def to_dict(self) -> dict:
+        return {"models": self.models, "data_root": self.data_root, "seconds": round(self.seconds, 1),
+                "gross_error_mm": GROSS_MM, "rows": [r.to_dict() for r in self.rows]}
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2)
+
+
+def _nan_to_none(obj):
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, dict):
+        return {k: _nan_to_none(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_nan_to_none(v) for v in obj]
+    return obj
+
+
+# --------------------------------------------------------------------------- segmentation head
+
+
+def segmentation_on_input(model, series, phase: int = 0, slices: list[int] | None = None) -> np.ndarray:
+    """Arg-max labels of the SAX model's segmentation head on the input grid, ``[K, j, i]`` uint8.
+
+    Classes 0 background, 1 RV cavity, 2 LV myocardium, 3 LV cavity (``datasets.sax.SEG_CLASSES``). Each slice
+    of ``phase`` is resampled onto the canvas as for detection, segmented (mirror TTA), and the class
+    probabilities are interpolated back onto the input pixels (linear) before the arg-max; input pixels outside
+    the canvas are background. ``slices``: which k (default all; the output then has only those, in order).
+    """
+    ks = list(range(series.n_slices)) if slices is None else list(slices)
+    canv, grids = [], []
+    for k in ks:
+        img, grid = to_canvas(series, k, phases=[phase])
+        canv.append(img[0])
+        grids.append(grid)
+    _, seg = model.predict_maps(np.stack(canv), tta=True, segmentation=True)
+    if seg is None:
+        raise ValueError(f"model {model.name} has no segmentation head")
+    rows, cols = series.shape_ji
+    jj, ii = np.mgrid[0:rows, 0:cols].astype(float)
+    out = np.zeros((len(ks), rows, cols), np.uint8)
+    for n, grid in enumerate(grids):
+        xy = grid.ijk_to_canvas(np.stack([ii, jj], -1))
+        coords = np.stack([xy[..., 1], xy[..., 0]])
+        probs = np.stack([ndimage.map_coordinates(seg[n, c], coords, order=1, mode="constant", cval=float(c == 0))
+                          for c in range(seg.shape[1])])
+        out[n] = probs.argmax(0)
+    return out
+
+
+def dice(a: np.ndarray, b: np.ndarray) -> float:
+    """Dice of two boolean masks; NaN when both are empty."""
+    a, b = np.asarray(a, bool), np.asarray(b, bool)
+    s = int(a.sum() + b.sum())
+    return _NAN if s == 0 else float(2 * (a & b).sum() / s)
+
+
+def expert_classes(mask: np.ndarray, labels: dict, myo_extra: tuple[int, ...] = ()) -> np.ndarray:
+    """Expert mask ``[...]`` mapped to the segmentation classes (1 RV, 2 myocardium, 3 LV cavity, 0 other)."""
+    m = np.rint(np.asarray(mask)).astype(np.int16)
+    out = np.zeros(m.shape, np.uint8)
+    out[m == labels["rv"]] = 1
+    out[np.isin(m, (labels["myo"], *myo_extra))] = 2
+    out[m == labels["lv"]] = 3
+    return out
+
+
+def stack_dice(pred: np.ndarray, ref: np.ndarray) -> dict[str, float]:
+    """3D Dice per structure of two class stacks; NaN where the reference has no such structure at all."""
+    return {s: (dice(pred == c, ref == c) if (ref == c).any() else _NAN) for c, s in enumerate(STRUCTURES, start=1)}
+
+
+# --------------------------------------------------------------------------- SAX rows
+
+
+@dataclass
+class _CaseRun:
+    case: Case
+    result: CaseResult
+    dice: dict
+
+
+def run_sax_cases(cases: list[Case], model, progress: ProgressFn | None = None, row: str = "",
+                  nominal_mm: float | None = None, myo_extra: tuple[int, ...] = ()) -> list[_CaseRun]:
+    """Detection (shipped pipeline) and segmentation of every case, compared with the expert mask.
+
+    ``nominal_mm``: in-plane pixel size given to images without geometry (EMIDEC); errors are then in pixels.
+    """
+    from CardiacLandmarksLib.sax.pipeline import detect_landmarks
+
+    runs = []
+    for n, case in enumerate(cases):
+        series = load_series(case.image)
+        if nominal_mm is not None:
+            series = replace(series, spacing=(nominal_mm, nominal_mm, float(series.spacing[2])))
+        res = evaluate_case(case, lambda s: detect_landmarks(s, model=model), series=series)
+        if nominal_mm is not None:
+            res.errors = {k: [e / nominal_mm for e in v] for k, v in res.errors.items()}
+        ref = expert_classes(load_series(case.mask).pixels[0], case.labels, myo_extra)
+        runs.append(_CaseRun(case, res, stack_dice(segmentation_on_input(model, series), ref)))
+        if progress is not None:
+            progress(row, n + 1, len(cases))
+    return runs
+
+
+def flag_figures(errors: np.ndarray, flags: np.ndarray, gross: float) -> dict:
+    """PHD-Net flag figures of compared points: errors ``[n]`` and their flags ``[n]`` ("high" / "low")."""
+    errors, high = np.asarray(errors, float), np.asarray(flags) == "high"
+    g = errors > gross
+    return {
+        "n_points": int(errors.size), "n_gross": int(g.sum()),
+        "gross_flagged_low": float((g & ~high).sum() / g.sum()) if g.any() else _NAN,
+        "mean_error_all": float(errors.mean()) if errors.size else _NAN,
+        "mean_error_high": float(errors[high].mean()) if high.any() else _NAN,
+        "high_vs_all": float(errors[high].mean() / errors.mean()) if high.any() and errors.mean() > 0 else _NAN,
+        "fraction_high": float(high.mean()) if errors.size else _NAN,
+    }
+
+
+def sax_row(name: str, runs: list[_CaseRun], unit: str = "mm", gross: float = GROSS_MM, seen_by: str = "",
+            notes: list[str] | None = None, landmarks: tuple[str, ...] = SAX_NAMES) -> SuiteRow:
+    """A row from per-case runs; ``landmarks``: those the reference can hold (others n/a, and no slice detection)."""
+    results = [r.result for r in runs]
+    s = summarise(results)
+    errs = np.concatenate([np.asarray(r.errors[n], float) for r in results for n in landmarks]) if results else np.zeros(0)
+    flags = np.concatenate([np.asarray(r.flags[n], str) for r in results for n in landmarks]) if results else np.zeros(0, str)
+    row = SuiteRow(name, [r.result.stem for r in runs], len(runs), s["slices"]["n"], unit, seen_by,
+                   gross_limit=gross, notes=list(notes or []))
+    if landmarks == SAX_NAMES:
+        row.slice_detection = s["slices"]["detection_rate"] if s["slices"]["n"] else _NAN
+        row.rvi_angle_deg = s["RVI angle"]["mean_abs_diff_deg"]
+    for n in landmarks:
+        row.landmarks[n] = {"n_present": s[n]["n_present"], "detection_rate": s[n]["detection_rate"],
+                            "false_positive_rate": s[n]["false_positive_rate"],
+                            "mean": s[n]["mean_error_mm"], "median": s[n]["median_error_mm"]}
+    for k, v in flag_figures(errs, flags, gross).items():
+        setattr(row, k, v)
+    for st in STRUCTURES:
+        vals = np.array([r.dice[st] for r in runs], float)
+        vals = vals[np.isfinite(vals)]
+        row.dice[st] = float(vals.mean()) if vals.size else _NAN
+        row.dice_median[st] = float(np.median(vals)) if vals.size else _NAN
+    return row
+
+
+def acdc_rows(root: Path, model, progress: ProgressFn | None = None, max_cases: int | None = None) -> list[SuiteRow]:
+    """``ACDC test`` (20 patients) and ``ACDC unseen-by-v1.3`` (its 15 challenge test patients), one run."""
+    cases = test_cases(acdc_cases(root)) if root.exists() else []
+    cases = cases[:max_cases] if max_cases else cases
+    runs = run_sax_cases(cases, model, progress, "ACDC test")
+    note = "ED and ES stacks; A/I-RVI named by the display convention (ACDC has no orientation)"
+    test = sax_row("ACDC test", runs, notes=[note], seen_by=(
+        "sax_unet / sax_phdnet: not trained on any; 5 (" + ", ".join(ACDC_FROM_TRAINING) + ") were their "
+        "validation patients (epoch choice, threshold calibration); the other 15 never seen"))
+    unseen = sax_row("ACDC unseen-by-v1.3", [r for r in runs if r.case.patient in UNSEEN_BY_V1_3], notes=[note],
+                     seen_by="never seen by any bundled model (ACDC challenge test patients)")
+    return [test, unseen]
+
+
+def mscmr_row(root: Path, model, progress: ProgressFn | None = None, max_cases: int | None = None) -> SuiteRow:
+    files = sorted(root.glob("subject*_DE.nii.gz")) if root.exists() else []
+    cases = [Case(f.name.split("_")[0], f, f.with_name(f.name.replace("_DE", "_DE_manual")), dict(MSCMR_LABELS))
+             for f in files][:max_cases]
+    return sax_row("MS-CMRSeg LGE", run_sax_cases(cases, model, progress, "MS-CMRSeg LGE"),
+                   seen_by="not trained or calibrated on (reported on in earlier cards)",
+                   notes=["LGE; real geometry, A/I-RVI by anatomy; labels 1 RV, 2 myocardium, 3 LV cavity"])
+
+
+def emidec_row(root: Path, model, progress: ProgressFn | None = None, max_cases: int | None = None) -> SuiteRow:
+    files = sorted(root.glob("Case_*_DE.nii.gz")) if root.exists() else []
+    cases = [Case(f.name[: -len("_DE.nii.gz")], f, f.with_name(f.name.replace("_DE.nii", "_DE_gt.nii")),
+                  dict(EMIDEC_LABELS)) for f in files][:max_cases]
+    runs = run_sax_cases(cases, model, progress, "EMIDEC LGE", nominal_mm=EMIDEC_NOMINAL_MM,
+                         myo_extra=EMIDEC_MYO_EXTRA)
+    return sax_row("EMIDEC LGE", runs, unit="px", gross=GROSS_MM / EMIDEC_NOMINAL_MM, landmarks=("C-LV",),
+                   seen_by="never seen",
+                   notes=[f"no geometry in the files: run at a nominal {EMIDEC_NOMINAL_MM} mm/px, errors in px "
+                          "(x 1.25-2 for mm); gross = 10 mm at the nominal size",
+                          "no RV label: C-LV and LV / myocardium Dice only (myocardium = healthy + infarct + MVO); "
+                          "RV insertions the model finds are not scored"])
+
+
+def mnms2_row(root: Path, model, progress: ProgressFn | None = None, max_cases: int | None = None) -> SuiteRow:
+    cases = [Case("mnms2-001", root / f"001_SA_{p}.nii.gz", root / f"001_SA_{p}_gt.nii.gz", dict(MNMS2_LABELS))
+             for p in ("ED", "ES") if (root / f"001_SA_{p}_gt.nii.gz").exists()][:max_cases]
+    return sax_row("M&Ms-2 001 SAX", run_sax_cases(cases, model, progress, "M&Ms-2 001 SAX"),
+                   seen_by="not trained or calibrated on by the SAX models (reported on in earlier cards)",
+                   notes=["one subject, ED and ES; real geometry; labels 1 LV cavity, 2 myocardium, 3 RV"])
+
+
+def polygon_centroid(xy: np.ndarray) -> np.ndarray:
+    """Area centroid ``(x, y)`` of a closed polygon ``[n, 2]`` (shoelace formula)."""
+    x, y = np.asarray(xy, float).T
+    x1, y1 = np.roll(x, -1), np.roll(y, -1)
+    cross = x * y1 - x1 * y
+    a = cross.sum() / 2.0
+    if abs(a) < 1e-9:
+        return np.array([x.mean(), y.mean()])
+    return np.array([((x + x1) * cross).sum() / (6 * a), ((y + y1) * cross).sum() / (6 * a)])
+
+
+def fill_polygon(xy: np.ndarray, shape_ji: tuple[int, int]) -> np.ndarray:
+    """Boolean ``[j, i]`` mask of the pixel centres inside polygon ``xy`` (x = column, y = row)."""
+    from matplotlib.path import Path as MplPath
+
+    jj, ii = np.mgrid[0 : shape_ji[0], 0 : shape_ji[1]]
+    return MplPath(xy).contains_points(np.stack([ii.ravel(), jj.ravel()], -1)).reshape(shape_ji)
+
+
+def sunnybrook_row(folder: Path, model, progress: ProgressFn | None = None, max_cases: int | None = None) -> SuiteRow:
+    """C-LV vs the area centroid of each expert endocardial contour; LV / myocardium Dice vs the filled contours."""
+    from CardiacLandmarksLib.sax.pipeline import detect_landmarks
+
+    row = SuiteRow("Sunnybrook", seen_by="never seen", notes=[
+        "C-LV vs the area centroid of the expert endocardial contour on every contoured image; Dice per image "
+        "(LV cavity: filled endocardial contour; myocardium: epicardial minus endocardial where both exist)"])
+    icont = sorted((folder / "contours" / "i-contours").glob("*-icontour-manual.txt")) if folder.exists() else []
+    icont = icont[:max_cases] if max_cases else icont
+    if not icont:
+        row.notes.append(f"no data under {folder}")
+        return row
+    full = load_series(folder / "dicom")
+    inst = np.asarray(full.metadata["instance_numbers"])  # [t][k]
+    where = {f: tuple(map(int, np.argwhere(inst == int(f.name.split("-")[2]))[0])) for f in icont}
+    phases = sorted({t for t, _ in where.values()})  # detect only on the contoured phases (same per-image result)
+    series = replace(full, pixels=full.pixels[phases],
+                     trigger_times=None if full.trigger_times is None else np.asarray(full.trigger_times)[phases])
+    lmset = detect_landmarks(series, model=model)
+    errs, flags, dl, dm, found = [], [], [], [], 0
+    for n, f in enumerate(icont):
+        number = int(f.name.split("-")[2])
+        t, k = phases.index(where[f][0]), where[f][1]
+        xy = np.loadtxt(f)
+        c = polygon_centroid(xy)
+        lm = lmset.get("C-LV", k, t)
+        if lm is not None and lm.found:
+            found += 1
+            errs.append(float(np.linalg.norm(lm.position - series.ijk_to_lps(np.array([c[0], c[1], k], float)))))
+            flags.append(lm.flag)
+        lv = fill_polygon(xy, series.shape_ji)
+        seg = segmentation_on_input(model, series, phase=t, slices=[k])[0]
+        dl.append(dice(seg == 3, lv))
+        ofile = folder / "contours" / "o-contours" / f.name.replace("icontour", "ocontour")
+        if ofile.exists():
+            dm.append(dice(seg == 2, fill_polygon(np.loadtxt(ofile), series.shape_ji) & ~lv))
+        row.cases.append(f"IM-0001-{number:04d}")
+        if progress is not None:
+            progress("Sunnybrook", n + 1, len(icont))
+    e = np.asarray(errs, float)
+    row.n_cases = row.n_slices = len(icont)
+    row.landmarks["C-LV"] = {"n_present": len(icont), "detection_rate": found / len(icont), "false_positive_rate": _NAN,
+                             "mean": float(e.mean()) if e.size else _NAN,
+                             "median": float(np.median(e)) if e.size else _NAN}
+    for k, v in flag_figures(e, np.asarray(flags, str), GROSS_MM).items():
+        setattr(row, k, v)
+    for st, vals in (("LV", dl), ("myo", dm)):
+        v = np.asarray(vals, float)
+        v = v[np.isfinite(v)]
+        row.dice[st] = float(v.mean()) if v.size else _NAN
+        row.dice_median[st] = float(np.median(v)) if v.size else _NAN
+    row.notes.append(f"{len(dm)} of the {len(icont)} contoured images have an epicardial contour")
+    return row
+
+
+# --------------------------------------------------------------------------- perfusion rows
+
+
+def perfusion_rows(root: Path, device: str = "auto", progress: ProgressFn | None = None,
+                   max_cases: int | None = None) -> list[SuiteRow]:
+    """Myocardium / blood-pool Dice of the perfusion U-Net on its card's validation and training patients."""
+    from CardiacLandmarksLib.perfusion.segmentation import load_model as load_perfusion
+    from CardiacLandmarksLib.training.train_perfusion import evaluate_cases, mlperf_cases
+
+    model = load_perfusion(device=device)
+    tr = model.card.get("training", {})
+    cases = mlperf_cases(root) if root.exists() else []
+    rows = []
+    for name, key, seen in (("perfusion val", "val_patients", "perfusion_unet: validation patients (reported on, "
+                                                                "not trained on); never seen by the SAX models"),
+                            ("perfusion train (seen)", "train_patients", "perfusion_unet: TRAINED ON these patients")):
+        patients = set(tr.get(key, []))
+        chosen = [c for c in cases if c.patient in patients][:max_cases]
+        row = SuiteRow(name, [c.series for c in chosen], len(chosen), seen_by=seen, notes=[
+            "Dice of the full perfusion segmentation (localiser, crop, segmenter; raw per-frame output) on every "
+            "labelled frame; mean / median over frames; no landmark labels (RV insertions and C-LV not scored)"])
+        if chosen:
+            m = evaluate_cases(model, chosen)
+            row.n_slices = m["n_frames"]
+            row.dice["myo"], row.dice_median["myo"] = m["dice_myo"]["mean"], m["dice_myo"]["median"]
+            row.dice["LV"], row.dice_median["LV"] = m["dice_bp"]["mean"], m["dice_bp"]["median"]
+            row.notes.append("per series myocardium Dice: " + ", ".join(
+                f"{s} {d:.3f}" for s, d in m["dice_myo_per_series"].items()))
+        if progress is not None:
+            progress(name, len(chosen), len(chosen))
+        rows.append(row)
+    return rows
+
+
+# --------------------------------------------------------------------------- the suite
+
+
+def run_suite(data_root: Path | None = None, device: str = "auto", progress: ProgressFn | None = None,
+              rows: tuple[str, ...] | None = None, max_cases: int | None = None) -> SuiteTable:
+    """Run the evaluation suite with the bundled models.
+
+    Args:
+        data_root: shared data folder (default :func:`CardiacLandmarksLib.core.config.data_root`).
+        device: ``"auto"``, ``"cpu"`` or ``"cuda"``.
+        progress: called as ``progress(row_name, done, total)``.
+        rows: names of the rows to run (default all, :data:`ROW_NAMES`; the two ACDC rows come from one run).
+        max_cases: at most this many cases per row (tests; the figures are then not the suite's).
+
+    Returns:
+        :class:`SuiteTable` with one row per requested data set, in :data:`ROW_NAMES` order.
+
+    Raises:
+        InputNotFoundError: the data root does not exist, or an unknown row name.
+        ModelIntegrityError: a bundled model is missing or corrupt.
+    """
+    from CardiacLandmarksLib.confidence.phdnet import PhdNetConfidence
+    from CardiacLandmarksLib.core.config import data_root as default_root
+    from CardiacLandmarksLib.models.loader import load_model
+
+    root = Path(data_root or default_root())
+    if not root.exists():
+        raise InputNotFoundError(f"data root {root} does not exist (set CARDIAC_LANDMARKS_DATA)")
+    wanted = tuple(rows or ROW_NAMES)
+    unknown = [r for r in wanted if r not in ROW_NAMES]
+    if unknown:
+        raise InputNotFoundError(f"unknown suite rows {unknown}; choose from {list(ROW_NAMES)}")
+    t0 = time.time()
+    model = load_model("sax", device)
+    phd = PhdNetConfidence.load(model.device)
+    table = SuiteTable([], {m.name: {"version": m.version, "sha256": m.sha256} for m in (model, phd)}, str(root))
+    out: dict[str, SuiteRow] = {}
+    if {"ACDC test", "ACDC unseen-by-v1.3"} & set(wanted):
+        for r in acdc_rows(root / "acdc", model, progress, max_cases):
+            out[r.name] = r
+    builders = {"MS-CMRSeg LGE": lambda: mscmr_row(root / "lge" / "mscmr", model, progress, max_cases),
+                "EMIDEC LGE": lambda: emidec_row(root / "lge" / "emidec", model, progress, max_cases),
+                "M&Ms-2 001 SAX": lambda: mnms2_row(root / "mnms2" / "001", model, progress, max_cases),
+                "Sunnybrook": lambda: sunnybrook_row(root / "sunnybrook" / "SCD0000101", model, progress, max_cases)}
+    for name, build in builders.items():
+        if name in wanted:
+            out[name] = build()
+    if {"perfusion val", "perfusion train (seen)"} & set(wanted):
+        prows = perfusion_rows(root / "perfusion" / "mlperf", model.device, progress, max_cases)
+        for r in prows:
+            out[r.name] = r
+        from CardiacLandmarksLib.perfusion.segmentation import load_model as load_perfusion
+
+        pm = load_perfusion(device=model.device)
+        table.models[pm.name] = {"version": pm.version, "sha256": pm.sha256}
+    for name in wanted:
+        r = out[name]
+        if r.n_cases == 0 and not any(n.startswith("no data") for n in r.notes):
+            r.notes.append("no data found under the data root")
+        table.rows.append(r)
+    table.seconds = time.time() - t0
+    return table
+
+
+# --------------------------------------------------------------------------- formatting
+
+
+def _num(x: float, fmt: str = ".2f", pct: bool = False) -> str:
+    if x is None or not math.isfinite(x):
+        return "n/a"
+    return f"{100 * x:.0f}%" if pct else format(x, fmt)
+
+
+def _cells(r: SuiteRow) -> list[str]:
+    unit = "" if r.unit == "mm" else f" {r.unit}"
+    lm = []
+    for n in SAX_NAMES:
+        v = r.landmarks.get(n)
+        lm.append(f"{_num(v['mean'])} / {_num(v['median'])}{unit}" if v else "n/a")
+    dice = " / ".join(_num(r.dice[s]) for s in STRUCTURES)
+    gross = f"{_num(r.gross_flagged_low, pct=True)} of {r.n_gross}" if r.n_points else "n/a"
+    hva = (f"{_num(r.mean_error_high)} / {_num(r.mean_error_all)}{unit} ({_num(r.high_vs_all)})"
+           if r.n_points else "n/a")
+    return [r.name, f"{r.n_cases} ({r.n_slices})", _num(r.slice_detection, pct=True), *lm,
+            _num(r.rvi_angle_deg, ".1f"), dice, gross, hva]
+
+
+HEADERS = ("data set", "n cases (slices)", "slice det.", "A-RVI mean / median", "I-RVI mean / median",
+           "C-LV mean / median", "RVI angle deg", "Dice RV / myo / LV", "gross flagged low",
+           "high / all (ratio)")
+
+
+def format_suite(table: SuiteTable) -> str:
+    """Plain-text table (one line per data set) and the notes of every row."""
+    cells = [list(HEADERS)] + [_cells(r) for r in table.rows]
+    widths = [max(len(c[i]) for c in cells) for i in range(len(HEADERS))]
+    lines = ["  ".join(c[i].ljust(widths[i]) for i in range(len(HEADERS))) for c in cells]
+    lines.insert(1, "-" * len(lines[0]))
+    lines += ["", _LEGEND, ""]
+    for r in table.rows:
+        lines.append(f"{r.name}: seen by: {r.seen_by}. " + " ".join(f"{n}." for n in r.notes))
+    lines.append("models: " + ", ".join(f"{k} v{v['version']} ({v['sha256'][:12]})" for k, v in table.models.items()))
+    return "\n".join(lines)
+
+
+def format_suite_markdown(table: SuiteTable) -> str:
+    """The table as Markdown (for model cards and the README), with the legend and per-row notes."""
+    lines = ["| " + " | ".join(HEADERS) + " |", "|" + "---|" * len(HEADERS)]
+    lines += ["| " + " | ".join(_cells(r)) + " |" for r in table.rows]
+    lines += ["", _LEGEND, ""]
+    lines += [f"- **{r.name}** ({', '.join(r.cases) if len(r.cases) <= 24 else f'{len(r.cases)} cases'}): seen by: "
+              f"{r.seen_by}. " + " ".join(f"{n}." for n in r.notes) for r in table.rows]
+    lines += ["", "Models: " + ", ".join(f"{k} v{v['version']} (SHA256 {v['sha256'][:12]}…)"
+                                          for k, v in table.models.items()) + "."]
+    return "\n".join(lines)
+
+
+_LEGEND = ("n cases (slices): stacks / series / images used (slice images compared, or labelled frames). Slice det.: "
+           "share of slices where every landmark of the reference is found and none extra (Xue et al. 2021). "
+           "L2 in mm (px where marked) of found landmarks present in the reference, derived from expert masks. "
+           "RVI angle: mean |difference| of the A-RVI direction about C-LV. Dice: SAX segmentation head (perfusion "
+           "rows: the perfusion U-Net, LV = blood pool), mean over stacks (Sunnybrook, perfusion: over images). "
+           "Gross flagged low: share of errors > 10 mm that the shipped PHD-Net flag marks low (target >= 70%), of n "
+           "gross errors. High / all: mean L2 of points flagged high / of all points (target ratio <= 0.8). n/a: "
+           "not measurable on this set.")
