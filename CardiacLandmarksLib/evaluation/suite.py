@@ -273,9 +273,14 @@ def sax_row(name: str, runs: list[_CaseRun], unit: str = "mm", gross: float = GR
     return row
 
 
+def acdc_test_cases(root: Path) -> list[Case]:
+    """The ED and ES stacks of the fixed ACDC test split under ``root`` (the suite's only ACDC cases)."""
+    return test_cases(acdc_cases(root)) if Path(root).exists() else []
+
+
 def acdc_rows(root: Path, model, progress: ProgressFn | None = None, max_cases: int | None = None) -> list[SuiteRow]:
     """``ACDC test`` (20 patients) and ``ACDC unseen-by-v1.3`` (its 15 challenge test patients), one run."""
-    cases = test_cases(acdc_cases(root)) if root.exists() else []
+    cases = acdc_test_cases(root)
     cases = cases[:max_cases] if max_cases else cases
     runs = run_sax_cases(cases, model, progress, "ACDC test")
     note = "ED and ES stacks; A/I-RVI named by the display convention (ACDC has no orientation)"
@@ -551,3 +556,20 @@ _LEGEND = ("n cases (slices): stacks / series / images used (slice images compar
            "Gross flagged low: share of errors > 10 mm that the shipped PHD-Net flag marks low (target >= 70%), of n "
            "gross errors. High / all: mean L2 of points flagged high / of all points (target ratio <= 0.8). n/a: "
            "not measurable on this set.")
+
+
+def card_entry(table: SuiteTable, seen: str) -> dict:
+    """The ``"suite"`` field of a model card: what the model has seen, the rows (JSON) and the Markdown table.
+
+    ``seen``: which of the suite's sets the model was trained, validated or calibrated on (the card's own words).
+    Rendered into the card's Markdown by :func:`CardiacLandmarksLib.training.model_card.render_markdown`.
+    """
+    return {"command": "cardiac-landmarks evaluate --suite", "seen": seen, "seconds": round(table.seconds, 1),
+            "models": table.models, "rows": [r.to_dict() for r in table.rows],
+            "markdown": format_suite_markdown(table)}
+
+
+def card_section(entry: dict) -> str:
+    """Markdown section body for a card's ``"suite"`` field (:func:`card_entry`)."""
+    return (f"Produced by `{entry['command']}` ({entry['seconds'] / 60:.0f} min on CPU). Sets this model has seen: "
+            f"{entry['seen']}\n\n{entry['markdown']}")

@@ -134,6 +134,10 @@ def render_markdown(card: dict, extra_sections: dict[str, str] | None = None) ->
     lines += [f"| {k} | {_fmt(v)} |" for k, v in card.get("thresholds", {}).items()]
     for title, body in (extra_sections or {}).items():
         lines += ["", f"## {title}", "", body.strip()]
+    if card.get("suite"):
+        from CardiacLandmarksLib.evaluation.suite import card_section
+
+        lines += ["", "## Evaluation suite", "", card_section(card["suite"]).strip()]
     lines += ["", "## Integrity", "", f"SHA256 of the weights file: `{card.get('sha256', '?')}` (checked on every load).", ""]
     return "\n".join(lines)
 

@@ -332,6 +332,8 @@ def make_card(cfg, train_p, val_p, train_c, val_c, samples, metrics, loc, seg, w
 
 
 def render_card_markdown(card: dict) -> str:
+    from CardiacLandmarksLib.evaluation.suite import card_section
+
     v = card["validation"]
     tr = card["training"]
     lines = [
@@ -359,6 +361,7 @@ def render_card_markdown(card: dict) -> str:
               "- Trained on 8 patients from one public set (one vendor/site); validated on 3. Expect lower accuracy on "
               "other scanners, and check every result visually.",
               "- Rigid in-plane motion only (per-frame translation of the reference mask).",
+              *(["", "## Evaluation suite", "", card_section(card["suite"]).strip()] if card.get("suite") else []),
               "", "## How to retrain", "", f"`{card['retrain']}`", "",
               "## Integrity", "", f"SHA256 of `{card['name']}.pt`: `{card['sha256']}` (checked on every load).", ""]
     return "\n".join(lines)

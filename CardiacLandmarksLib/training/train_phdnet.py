@@ -385,6 +385,10 @@ def card_markdown(card: dict) -> str:
     for key in ("comparison_multi_vs_single", "notes"):
         if key in card:
             lines += [f"## {key.replace('_', ' ')}", "", "```", json.dumps(card[key], indent=1, default=_jsonable), "```", ""]
+    if card.get("suite"):
+        from CardiacLandmarksLib.evaluation.suite import card_section
+
+        lines += ["## Evaluation suite", "", card_section(card["suite"]).strip(), ""]
     tr = card["training"]
     lines += ["## Training", "", f"Data: {tr['data']}. Split: {tr['split']}.",
               f"Config: `{json.dumps(tr['config'], default=_jsonable)}`. Best epoch {tr.get('best_epoch')}, "

@@ -1,0 +1,89 @@
+"""Evaluation suite (issue 16): the ACDC test row holds only test-split patients; a tiny run has the table's shape.
+
+The full suite (every row, all cases) takes minutes and is run by ``cardiac-landmarks evaluate --suite``; here one
+ACDC test patient (ED and ES) and one Sunnybrook image go through the real pipeline with the bundled models.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+from CardiacLandmarksLib.core.errors import InputNotFoundError
+from CardiacLandmarksLib.datasets.splits import ACDC_TEST_PATIENTS, UNSEEN_BY_V1_3
+from CardiacLandmarksLib.evaluation import suite
+
+
+def test_polygon_centroid_and_fill():
+    square = np.array([[10, 10], [20, 10], [20, 30], [10, 30]], float)
+    np.testing.assert_allclose(suite.polygon_centroid(square), [15, 20])
+    m = suite.fill_polygon(square, (40, 40))
+    jj, ii = np.nonzero(m)
+    assert 10 <= ii.min() and ii.max() <= 20 and 10 <= jj.min() and jj.max() <= 30
+    assert abs(m.sum() - 10 * 20) <= 31  # boundary pixels may go either way
+
+
+def test_flag_figures_and_dice():
+    err = np.array([1.0, 2.0, 12.0, 30.0])
+    f = suite.flag_figures(err, np.array(["high", "high", "low", "high"]), 10.0)
+    assert f["n_gross"] == 2 and f["gross_flagged_low"] == 0.5
+    assert f["mean_error_high"] == pytest.approx(11.0) and f["mean_error_all"] == pytest.approx(11.25)
+    assert math.isnan(suite.flag_figures(np.zeros(0), np.zeros(0, str), 10.0)["gross_flagged_low"])
+    a = np.zeros((2, 4, 4), np.uint8)
+    a[0, :2] = 3
+    d = suite.stack_dice(a, a)
+    assert d["LV"] == 1.0 and math.isnan(d["RV"]) and math.isnan(d["myo"])
+
+
+def test_unknown_row_is_a_named_error(tmp_path):
+    with pytest.raises(InputNotFoundError):
+        suite.run_suite(tmp_path, device="cpu", rows=("no such set",))
+
+
+@pytest.mark.data
+def test_acdc_test_row_never_includes_a_non_test_patient(acdc_dir):
+    cases = suite.acdc_test_cases(acdc_dir)
+    patients = {c.patient for c in cases}
+    assert patients == set(ACDC_TEST_PATIENTS), "the shared data hold all 20 test patients"
+    assert len(cases) == 2 * len(ACDC_TEST_PATIENTS)  # ED and ES
+    assert {c.patient for c in cases if c.patient in UNSEEN_BY_V1_3} == set(UNSEEN_BY_V1_3)
+
+
+@pytest.mark.data
+@pytest.mark.slow
+def test_tiny_suite_has_the_table_shape(data_root):
+    table = suite.run_suite(data_root, device="cpu", rows=("ACDC test", "Sunnybrook"), max_cases=2)
+    assert [r.name for r in table.rows] == ["ACDC test", "Sunnybrook"]
+    acdc, sb = table.rows
+    assert acdc.n_cases == 2 and all(c.split("_")[0] in ACDC_TEST_PATIENTS for c in acdc.cases)
+    assert acdc.n_slices >= 10 and 0.5 <= acdc.slice_detection <= 1.0
+    for name in ("A-RVI", "I-RVI", "C-LV"):
+        lm = acdc.landmarks[name]
+        assert 0.5 <= lm["detection_rate"] <= 1.0
+        assert 0.0 < lm["median"] <= lm["mean"] * 3 and lm["mean"] < 10.0  # mm
+    assert 0.0 <= acdc.rvi_angle_deg < 45.0
+    assert all(0.6 <= acdc.dice[s] <= 1.0 for s in suite.STRUCTURES)
+    assert acdc.n_points > 0 and 0.0 < acdc.fraction_high <= 1.0 and np.isfinite(acdc.mean_error_all)
+    assert sb.n_cases == 2 and sb.landmarks["C-LV"]["detection_rate"] == 1.0
+    assert sb.landmarks["C-LV"]["mean"] < 5.0 and 0.7 <= sb.dice["LV"] <= 1.0
+    assert math.isnan(sb.slice_detection)  # only C-LV has a reference there
+    text = suite.format_suite(table)
+    assert len(text.splitlines()[0].split("  ")) >= 8 and "ACDC test" in text and "Sunnybrook" in text
+    md = suite.format_suite_markdown(table)
+    assert md.splitlines()[0].count("|") == len(suite.HEADERS) + 1
+    data = json.loads(table.to_json())
+    assert data["rows"][1]["slice_detection"] is None and data["models"]["sax_unet"]["sha256"]
+
+
+def test_cli_evaluate_suite_options_and_missing_data(tmp_path, monkeypatch, capsys):
+    from CardiacLandmarksLib.cli import build_parser, main
+
+    args = build_parser().parse_args(["evaluate", "--suite", "--json"])
+    assert args.suite and args.json == "-"
+    assert build_parser().parse_args(["evaluate", "--suite", "--json", "s.json"]).json == "s.json"
+    monkeypatch.setenv("CARDIAC_LANDMARKS_DATA", str(tmp_path / "absent"))
+    assert main(["evaluate", "--suite", "--device", "cpu"]) == 1
+    assert "does not exist" in capsys.readouterr().err
