@@ -72,7 +72,7 @@ class SuiteRow:
 
     Attributes:
         name: row name (one of :data:`ROW_NAMES`).
-        cases: ids of the cases (stacks, series or images) used.
+        cases: ids of the cases (stacks, series or images) used; patients: the patients / subjects they come from.
         n_cases: ``len(cases)``; n_slices: slice images compared (slice x phase).
         unit: unit of the L2 errors, ``"mm"`` or ``"px"`` (EMIDEC: no geometry).
         seen_by: which bundled models saw these cases, and for what.
@@ -88,6 +88,7 @@ class SuiteRow:
 
     name: str
     cases: list[str] = field(default_factory=list)
+    patients: list[str] = field(default_factory=list)
     n_cases: int = 0
     n_slices: int = 0
     unit: str = "mm"
@@ -110,6 +111,18 @@ class SuiteRow:
     def to_dict(self) -> dict:
         """JSON-ready dict (NaN -> None)."""
         return _nan_to_none(asdict(self))
+
+    @classmethod
+    def from_dict(cls, d: dict) -> SuiteRow:
+        """Inverse of :meth:`to_dict` (None -> NaN)."""
+        known = set(cls.__dataclass_fields__)
+        return cls(**{k: _none_to_nan(v) for k, v in d.items() if k in known})
+
+    @property
+    def found(self) -> float:
+        """Share of the reference's landmarks that were found, all landmarks of the row pooled."""
+        n = sum(v["n_present"] for v in self.landmarks.values())
+        return sum(v["detection_rate"] * v["n_present"] for v in self.landmarks.values()) / n if n else _NAN
 
 
 @dataclass
@@ -134,6 +147,20 @@ class SuiteTable:
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> SuiteTable:
+        """Inverse of :meth:`to_dict` (e.g. to re-render a saved ``--suite --json`` run)."""
+        return cls([SuiteRow.from_dict(r) for r in d["rows"]], d.get("models", {}), d.get("data_root", ""),
+                   float(d.get("seconds", 0.0)))
+
+
+def _none_to_nan(obj):
+    if obj is None:
+        return _NAN
+    if isinstance(obj, dict):
+        return {k: _none_to_nan(v) for k, v in obj.items()}
+    return obj
 
 
 def _nan_to_none(obj):
@@ -254,8 +281,8 @@ def sax_row(name: str, runs: list[_CaseRun], unit: str = "mm", gross: float = GR
     s = summarise(results)
     errs = np.concatenate([np.asarray(r.errors[n], float) for r in results for n in landmarks]) if results else np.zeros(0)
     flags = np.concatenate([np.asarray(r.flags[n], str) for r in results for n in landmarks]) if results else np.zeros(0, str)
-    row = SuiteRow(name, [r.result.stem for r in runs], len(runs), s["slices"]["n"], unit, seen_by,
-                   gross_limit=gross, notes=list(notes or []))
+    row = SuiteRow(name, [r.result.stem for r in runs], list(dict.fromkeys(r.case.patient for r in runs)), len(runs),
+                   s["slices"]["n"], unit, seen_by, gross_limit=gross, notes=list(notes or []))
     if landmarks == SAX_NAMES:
         row.slice_detection = s["slices"]["detection_rate"] if s["slices"]["n"] else _NAN
         row.rvi_angle_deg = s["RVI angle"]["mean_abs_diff_deg"]
@@ -346,7 +373,7 @@ def sunnybrook_row(folder: Path, model, progress: ProgressFn | None = None, max_
     """C-LV vs the area centroid of each expert endocardial contour; LV / myocardium Dice vs the filled contours."""
     from CardiacLandmarksLib.sax.pipeline import detect_landmarks
 
-    row = SuiteRow("Sunnybrook", seen_by="never seen", notes=[
+    row = SuiteRow("Sunnybrook", patients=[folder.name], seen_by="never seen", notes=[
         "C-LV vs the area centroid of the expert endocardial contour on every contoured image; Dice per image "
         "(LV cavity: filled endocardial contour; myocardium: epicardial minus endocardial where both exist)"])
     icont = sorted((folder / "contours" / "i-contours").glob("*-icontour-manual.txt")) if folder.exists() else []
@@ -415,7 +442,8 @@ def perfusion_rows(root: Path, device: str = "auto", progress: ProgressFn | None
                             ("perfusion train (seen)", "train_patients", "perfusion_unet: TRAINED ON these patients")):
         patients = set(tr.get(key, []))
         chosen = [c for c in cases if c.patient in patients][:max_cases]
-        row = SuiteRow(name, [c.series for c in chosen], len(chosen), seen_by=seen, notes=[
+        row = SuiteRow(name, [c.series for c in chosen], list(dict.fromkeys(c.patient for c in chosen)), len(chosen),
+                       seen_by=seen, notes=[
             "Dice of the full perfusion segmentation (localiser, crop, segmenter; raw per-frame output) on every "
             "labelled frame; mean / median over frames; no landmark labels (RV insertions and C-LV not scored)"])
         if chosen:
@@ -504,6 +532,11 @@ def _num(x: float, fmt: str = ".2f", pct: bool = False) -> str:
     return f"{100 * x:.0f}%" if pct else format(x, fmt)
 
 
+def _who(r: SuiteRow) -> str:
+    pats = r.patients if len(r.patients) <= 24 else [*r.patients[:3], "...", r.patients[-1]]
+    return f"{len(r.patients)} patients / subjects: {', '.join(pats)}; {r.n_cases} cases"
+
+
 def _cells(r: SuiteRow) -> list[str]:
     unit = "" if r.unit == "mm" else f" {r.unit}"
     lm = []
@@ -514,11 +547,11 @@ def _cells(r: SuiteRow) -> list[str]:
     gross = f"{_num(r.gross_flagged_low, pct=True)} of {r.n_gross}" if r.n_points else "n/a"
     hva = (f"{_num(r.mean_error_high)} / {_num(r.mean_error_all)}{unit} ({_num(r.high_vs_all)})"
            if r.n_points else "n/a")
-    return [r.name, f"{r.n_cases} ({r.n_slices})", _num(r.slice_detection, pct=True), *lm,
+    return [r.name, f"{r.n_cases} ({r.n_slices})", _num(r.found, pct=True), _num(r.slice_detection, pct=True), *lm,
             _num(r.rvi_angle_deg, ".1f"), dice, gross, hva]
 
 
-HEADERS = ("data set", "n cases (slices)", "slice det.", "A-RVI mean / median", "I-RVI mean / median",
+HEADERS = ("data set", "n cases (slices)", "found", "slice det.", "A-RVI mean / median", "I-RVI mean / median",
            "C-LV mean / median", "RVI angle deg", "Dice RV / myo / LV", "gross flagged low",
            "high / all (ratio)")
 
@@ -541,14 +574,15 @@ def format_suite_markdown(table: SuiteTable) -> str:
     lines = ["| " + " | ".join(HEADERS) + " |", "|" + "---|" * len(HEADERS)]
     lines += ["| " + " | ".join(_cells(r)) + " |" for r in table.rows]
     lines += ["", _LEGEND, ""]
-    lines += [f"- **{r.name}** ({', '.join(r.cases) if len(r.cases) <= 24 else f'{len(r.cases)} cases'}): seen by: "
-              f"{r.seen_by}. " + " ".join(f"{n}." for n in r.notes) for r in table.rows]
+    lines += [f"- **{r.name}** ({_who(r)}): seen by: {r.seen_by}. " + " ".join(f"{n}." for n in r.notes)
+              for r in table.rows]
     lines += ["", "Models: " + ", ".join(f"{k} v{v['version']} (SHA256 {v['sha256'][:12]}…)"
                                           for k, v in table.models.items()) + "."]
     return "\n".join(lines)
 
 
-_LEGEND = ("n cases (slices): stacks / series / images used (slice images compared, or labelled frames). Slice det.: "
+_LEGEND = ("n cases (slices): stacks / series / images used (slice images compared, or labelled frames). Found: share of "
+           "the reference's landmarks that were found (all landmarks pooled). Slice det.: "
            "share of slices where every landmark of the reference is found and none extra (Xue et al. 2021). "
            "L2 in mm (px where marked) of found landmarks present in the reference, derived from expert masks. "
            "RVI angle: mean |difference| of the A-RVI direction about C-LV. Dice: SAX segmentation head (perfusion "
@@ -571,5 +605,6 @@ def card_entry(table: SuiteTable, seen: str) -> dict:
 
 def card_section(entry: dict) -> str:
     """Markdown section body for a card's ``"suite"`` field (:func:`card_entry`)."""
-    return (f"Produced by `{entry['command']}` ({entry['seconds'] / 60:.0f} min on CPU). Sets this model has seen: "
+    return (f"Produced by `{entry['command']}` ({entry['seconds'] / 60:.0f} min wall time on CPU). Sets this model "
+            f"has seen: "
             f"{entry['seen']}\n\n{entry['markdown']}")
