@@ -544,7 +544,8 @@ def _cells(r: SuiteRow) -> list[str]:
         v = r.landmarks.get(n)
         lm.append(f"{_num(v['mean'])} / {_num(v['median'])}{unit}" if v else "n/a")
     dice = " / ".join(_num(r.dice[s]) for s in STRUCTURES)
-    gross = f"{_num(r.gross_flagged_low, pct=True)} of {r.n_gross}" if r.n_points else "n/a"
+    gross = ("n/a" if not r.n_points else "no gross error" if not r.n_gross
+             else f"{_num(r.gross_flagged_low, pct=True)} of {r.n_gross}")
     hva = (f"{_num(r.mean_error_high)} / {_num(r.mean_error_all)}{unit} ({_num(r.high_vs_all)})"
            if r.n_points else "n/a")
     return [r.name, f"{r.n_cases} ({r.n_slices})", _num(r.found, pct=True), _num(r.slice_detection, pct=True), *lm,
