@@ -98,3 +98,20 @@ def test_table_json_round_trip():
     assert suite.format_suite_markdown(back) == suite.format_suite_markdown(table)
     assert math.isnan(back.rows[0].slice_detection) and back.rows[0].found == pytest.approx(1 / 9)
     assert "2.00 / 2.00 px" in suite.format_suite(back)
+
+
+@pytest.mark.data
+@pytest.mark.slow
+def test_cli_suite_json_with_one_set_present(data_root, tmp_path, monkeypatch, capsys):
+    """``evaluate --suite --json`` on a data root holding only M&Ms-2: that row measured, the others n = 0 + a note."""
+    from CardiacLandmarksLib.cli import main
+
+    (tmp_path / "mnms2").symlink_to(data_root / "mnms2", target_is_directory=True)
+    monkeypatch.setenv("CARDIAC_LANDMARKS_DATA", str(tmp_path))
+    assert main(["evaluate", "--suite", "--json", "--device", "cpu"]) == 0
+    rows = {r["name"]: r for r in json.loads(capsys.readouterr().out)["rows"]}
+    assert list(rows) == list(suite.ROW_NAMES)
+    mn = rows["M&Ms-2 001 SAX"]
+    assert mn["n_cases"] == 2 and mn["n_slices"] == 24 and mn["patients"] == ["mnms2-001"]
+    assert 0 < mn["slice_detection"] <= 1 and all(0 < mn["dice"][s] <= 1 for s in suite.STRUCTURES)
+    assert rows["ACDC test"]["n_cases"] == 0 and "no data found under the data root" in rows["ACDC test"]["notes"]
