@@ -154,6 +154,44 @@ def _view_of(lmset: LandmarkSet, view: str | None) -> str:
     return v
 
 
+def choose_ed_es(lengths: np.ndarray, ed: str | int = "max", es: str | int = "min"
+                 ) -> tuple[int | None, str, int | None, str]:
+    """ED and ES phases of an LV-length curve by the rules of :func:`lv_length_curve`.
+
+    Args:
+        lengths: ``[T]`` LV length per phase (mm), NaN where not measured.
+        ed: ``"max"`` (longest LV), ``"first"`` (phase 0, the R wave) or a phase index.
+        es: ``"min"`` (shortest LV) or a phase index.
+
+    Returns:
+        ``(ed_phase, ed_rule, es_phase, es_rule)``; phases are None when no phase was measured.
+
+    Raises:
+        ValueError: unknown rule or a phase out of range.
+    """
+    n_t = len(lengths)
+    if isinstance(ed, str) and ed not in ("max", "first"):
+        raise ValueError(f"ed must be 'max', 'first' or a phase index, not {ed!r}")
+    if isinstance(es, str) and es != "min":
+        raise ValueError(f"es must be 'min' or a phase index, not {es!r}")
+    for name, val in (("ed", ed), ("es", es)):
+        if not isinstance(val, str) and not (0 <= int(val) < n_t):
+            raise ValueError(f"{name} phase {val} out of range 0..{n_t - 1}")
+    if not np.isfinite(lengths).any():
+        return None, (ed if isinstance(ed, str) else "given"), None, (es if isinstance(es, str) else "given")
+    if ed == "max":
+        ed_phase, ed_rule = int(np.nanargmax(lengths)), "max"
+    elif ed == "first":
+        ed_phase, ed_rule = 0, "first"
+    else:
+        ed_phase, ed_rule = int(ed), "given"
+    if es == "min":
+        es_phase, es_rule = int(np.nanargmin(lengths)), "min"
+    else:
+        es_phase, es_rule = int(es), "given"
+    return ed_phase, ed_rule, es_phase, es_rule
+
+
 def lv_length_curve(
     lmset: LandmarkSet,
     view: str | None = None,
@@ -193,28 +231,7 @@ def lv_length_curve(
     low = sorted({lm.phase for lm in sub.landmarks if lm.found and lm.flag == "low"})
     ok = np.isfinite(lengths)
     notes: list[str] = []
-    ed_phase = es_phase = None
-    if isinstance(ed, str) and ed not in ("max", "first"):
-        raise ValueError(f"ed must be 'max', 'first' or a phase index, not {ed!r}")
-    if isinstance(es, str) and es != "min":
-        raise ValueError(f"es must be 'min' or a phase index, not {es!r}")
-    for name, val in (("ed", ed), ("es", es)):
-        if not isinstance(val, str) and not (0 <= int(val) < n_t):
-            raise ValueError(f"{name} phase {val} out of range 0..{n_t - 1}")
-    if ok.any():
-        if ed == "max":
-            ed_phase, ed_rule = int(np.nanargmax(lengths)), "max"
-        elif ed == "first":
-            ed_phase, ed_rule = 0, "first"
-        else:
-            ed_phase, ed_rule = int(ed), "given"
-        if es == "min":
-            es_phase, es_rule = int(np.nanargmin(lengths)), "min"
-        else:
-            es_phase, es_rule = int(es), "given"
-    else:
-        ed_rule = ed if isinstance(ed, str) else "given"
-        es_rule = es if isinstance(es, str) else "given"
+    ed_phase, ed_rule, es_phase, es_rule = choose_ed_es(lengths, ed, es)
     short = np.nan
     if ed_phase is not None and es_phase is not None and ok[ed_phase] and ok[es_phase]:
         if ok.sum() < 2:

@@ -229,6 +229,23 @@ def _chain(images: list[sitk.Image], start: int, start_ij: np.ndarray, steps: in
     return pos, worst
 
 
+def check_anchors(anchors: dict[str, dict[int, np.ndarray]], shape: tuple[int, int, int]) -> None:
+    """Check that every anchor ``(i, j)`` is finite, on an existing phase and inside the ``[T, j, i]`` frames.
+
+    Raises:
+        InvalidImageError: naming the landmark and phase of the first bad anchor.
+    """
+    n_t, h, w = shape
+    for name, anc in anchors.items():
+        for t, p in anc.items():
+            p = np.asarray(p, float)
+            if not (0 <= int(t) < n_t) or p.shape != (2,) or not np.all(np.isfinite(p)):
+                raise InvalidImageError(f"anchor of {name} on phase {t} is invalid (phase range 0..{n_t - 1}, "
+                                        f"point {p.tolist()})")
+            if not (-0.5 <= p[0] <= w - 0.5 and -0.5 <= p[1] <= h - 0.5):
+                raise InvalidImageError(f"anchor of {name} on phase {t} lies outside the {w}x{h} image")
+
+
 def track_points(
     frames: np.ndarray,
     anchors: dict[str, dict[int, np.ndarray]],
@@ -263,16 +280,9 @@ def track_points(
         raise InvalidImageError(f"frames must be [T, j, i], got shape {frames.shape}")
     if not np.all(np.isfinite(frames)):
         raise InvalidImageError("frames contain NaN or infinite values")
-    n_t, h, w = frames.shape
+    n_t = frames.shape[0]
     names = tuple(anchors)
-    for name, anc in anchors.items():
-        for t, p in anc.items():
-            p = np.asarray(p, float)
-            if not (0 <= int(t) < n_t) or p.shape != (2,) or not np.all(np.isfinite(p)):
-                raise InvalidImageError(f"anchor of {name} on phase {t} is invalid (phase range 0..{n_t - 1}, "
-                                        f"point {p.tolist()})")
-            if not (-0.5 <= p[0] <= w - 0.5 and -0.5 <= p[1] <= h - 0.5):
-                raise InvalidImageError(f"anchor of {name} on phase {t} lies outside the {w}x{h} image")
+    check_anchors(anchors, frames.shape)
     scale = float(np.percentile(frames, 99)) or 1.0
     images = [_to_sitk(f / scale, spacing) for f in frames]
     n_l = len(names)

@@ -177,6 +177,29 @@ def _header_lines(series, lmset: LandmarkSet, t: int, chars: int) -> list[str]:
     return textwrap.wrap(head, chars) + textwrap.wrap(conv, chars)
 
 
+def crop_window(points_ij: np.ndarray, shape_ji: tuple[int, int], spacing_ij: tuple[float, float],
+                margin_mm: float | None) -> tuple[float, float, float, float]:
+    """One crop for every panel: square in mm around the drawn points, clipped to the image.
+
+    Args:
+        points_ij: ``[n, 2]`` drawn points as (i, j) pixel coordinates (may be empty).
+        shape_ji: image size (rows j, columns i).
+        spacing_ij: pixel size (i, j) mm.
+        margin_mm: margin around the points; None = the whole field of view.
+
+    Returns:
+        ``(x0, x1, y0, y1)`` axis limits in pixels (y0 > y1: rows grow downwards).
+    """
+    n_j, n_i = shape_ji
+    si, sj = spacing_ij
+    if margin_mm is None or not len(points_ij):
+        return -0.5, n_i - 0.5, n_j - 0.5, -0.5
+    ci, cj = points_ij.mean(axis=0)
+    half_mm = max(np.ptp(points_ij[:, 0]) * si, np.ptp(points_ij[:, 1]) * sj) / 2 + float(margin_mm)
+    hi, hj = half_mm / si, half_mm / sj
+    return max(-0.5, ci - hi), min(n_i - 0.5, ci + hi), min(n_j - 0.5, cj + hj), max(-0.5, cj - hj)
+
+
 def render_overlay_png(
     series,
     lmset: LandmarkSet,
@@ -239,14 +262,7 @@ def render_overlay_png(
     points = {id(lm): _landmark_ij(series, lm) for lm in lms_t}
     drawn = np.array([p for p in points.values() if p is not None])
 
-    # one crop for all panels, square in mm, around the drawn landmarks
-    x0, x1, y0, y1 = -0.5, n_i - 0.5, n_j - 0.5, -0.5
-    if crop_margin_mm is not None and len(drawn):
-        ci, cj = drawn.mean(axis=0)
-        half_mm = max(np.ptp(drawn[:, 0]) * si, np.ptp(drawn[:, 1]) * sj) / 2 + float(crop_margin_mm)
-        hi, hj = half_mm / si, half_mm / sj
-        x0, x1 = max(-0.5, ci - hi), min(n_i - 0.5, ci + hi)
-        y1, y0 = max(-0.5, cj - hj), min(n_j - 0.5, cj + hj)
+    x0, x1, y0, y1 = crop_window(drawn, (n_j, n_i), (si, sj), crop_margin_mm)
 
     meas = [m for m in rvi_measurements(lmset, series) if m.phase == t]
     by_slice: dict[int, dict[str, Measurement]] = {}

@@ -208,6 +208,18 @@ def _parse_labels(labels: dict | None) -> dict:
     return out
 
 
+def _points_from_markups(lmset, series, names) -> dict[int, dict[int, dict]]:
+    """``{slice k: {phase t: {name: (i, j) or None}}}`` of the view's landmarks in a read markups set."""
+    per_slice: dict[int, dict[int, dict]] = {}
+    for lm in lmset.landmarks:
+        if lm.name not in names:
+            continue
+        ijk = series.lps_to_ijk(lm.position) if lm.found else None
+        k = int(round(ijk[2])) if ijk is not None else lm.slice
+        per_slice.setdefault(k, {}).setdefault(lm.phase, {})[lm.name] = None if ijk is None else ijk[:2]
+    return per_slice
+
+
 def folder_samples(folder: Path, view: str, labels: dict | None = None) -> LaxSamples:
     """User data: images with ``.mrk.json`` landmarks or ``_gt`` masks (see module docstring).
 
@@ -241,13 +253,7 @@ def folder_samples(folder: Path, view: str, labels: dict | None = None) -> LaxSa
         per_slice: dict[int, dict[int, dict]] = {}
         src = next((m for m in mrk if m.exists()), None)
         if src is not None:
-            lmset = read_markups(src, series)
-            for lm in lmset.landmarks:
-                if lm.name not in names:
-                    continue
-                ijk = series.lps_to_ijk(lm.position) if lm.found else None
-                k = int(round(ijk[2])) if ijk is not None else lm.slice
-                per_slice.setdefault(k, {}).setdefault(lm.phase, {})[lm.name] = None if ijk is None else ijk[:2]
+            per_slice = _points_from_markups(read_markups(src, series), series, names)
         elif mask.exists():
             ms = load_series(mask)
             if ms.pixels.shape[1:] != series.pixels.shape[1:]:
