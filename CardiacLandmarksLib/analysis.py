@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 
 from CardiacLandmarksLib.core.series import CMRSeries
+from CardiacLandmarksLib.io.checks import check_detections, check_series
 from CardiacLandmarksLib.io.view import detect_view
 from CardiacLandmarksLib.lax.measurements import LAX_VIEWS
 from CardiacLandmarksLib.lax.pipeline import analyse_lax
@@ -20,7 +21,8 @@ logger = logging.getLogger(__name__)
 
 
 def analyse_landmarks(series: CMRSeries, view: str = "auto", options: SaxOptions | None = None,
-                      progress: ProgressFn | None = None, cancel: CancelFn | None = None) -> LandmarkResult:
+                      progress: ProgressFn | None = None, cancel: CancelFn | None = None, *,
+                      force_view: bool = False, allow_incomplete: bool = False) -> LandmarkResult:
     """Landmarks and their measurements for a SAX or long-axis series.
 
     Args:
@@ -29,16 +31,32 @@ def analyse_landmarks(series: CMRSeries, view: str = "auto", options: SaxOptions
         options: device and TTA (:class:`~CardiacLandmarksLib.sax.pipeline.SaxOptions`).
         progress: ``progress(done, total)``.
         cancel: polled between batches; True stops with ``Cancelled``.
+        force_view: run the chosen ``view`` even when the image looks like another view (a warning
+            in ``result.landmarks.warnings`` instead of :class:`WrongViewError`).
+        allow_incomplete: analyse a DICOM cine with missing slice positions or phases (a warning).
+
+    Before any model runs, :func:`CardiacLandmarksLib.io.checks.check_series` refuses label masks,
+    constant images, absurd spacing, incomplete DICOM grids and a ``view`` the image does not look
+    like; after the SAX model, :func:`~CardiacLandmarksLib.io.checks.check_detections` refuses an
+    image with no LV anywhere (non-cardiac). Warnings go to ``result.landmarks.warnings``.
 
     Returns:
         :class:`~CardiacLandmarksLib.sax.report.LandmarkResult`; ``result.view`` is the view analysed.
 
     Raises:
-        WrongViewError, InvalidImageError, ModelIntegrityError, Cancelled (see the task APIs).
+        WrongViewError, InvalidImageError (LabelMaskError, ConstantImageError, ImplausibleSpacingError,
+        IncompleteSeriesError, NotCardiacError), ModelIntegrityError, Cancelled (see the task APIs).
     """
+    warnings = check_series(series, None if view in (None, "", "auto") else view, force_view=force_view,
+                            allow_incomplete=allow_incomplete)
     chosen = detect_view(series) if view == "auto" else view
     logger.info("analysing %s as %s (%d phases x %d slices)", series.source, chosen, series.n_phases,
                 series.n_slices)
     if chosen in LAX_VIEWS:
-        return analyse_lax(series, chosen, options, progress=progress, cancel=cancel)
-    return analyse_sax(series, options, progress=progress, cancel=cancel)
+        result = analyse_lax(series, chosen, options, progress=progress, cancel=cancel)
+    else:
+        result = analyse_sax(series, options, progress=progress, cancel=cancel)
+        if not force_view:
+            check_detections(series, result.landmarks)
+    result.landmarks.warnings = [*warnings, *result.landmarks.warnings]
+    return result

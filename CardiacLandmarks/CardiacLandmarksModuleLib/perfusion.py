@@ -363,6 +363,8 @@ class PerfusionLogic:
         result = pp.analyse_perfusion([inp for inp, *_ in prepared], self.model, use_sax_model=self.useSaxModel,
                                       progress=progress)
         analyses = result.analyses
+        for failedName, message in result.failed:  # the other series are shown; this one is named
+            logging.error("CardiacLandmarks perfusion: %s not analysed: %s", failedName, message)
 
         study = name or pr.study_label([a.name for a in analyses]) or "perfusion"
         hub = scene.AddNewNodeByClass("vtkMRMLTextNode", scene.GenerateUniqueName(f"{study} perfusion report"))

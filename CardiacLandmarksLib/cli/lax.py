@@ -114,11 +114,13 @@ def cmd_track(args: argparse.Namespace) -> int:
     from CardiacLandmarksLib.core.landmarks import LANDMARKS_BY_VIEW
     from CardiacLandmarksLib.io import markups
     from CardiacLandmarksLib.io.load import load_series
+    from CardiacLandmarksLib.io.outputs import finish_run, prepare_output_dir
     from CardiacLandmarksLib.lax.measurements import lv_length_curve, lv_length_measurements
     from CardiacLandmarksLib.lax.report import render_lax_png
     from CardiacLandmarksLib.lax.tracking import NoAnchorError, track_landmarks
     from CardiacLandmarksLib.sax import report
 
+    outdir = prepare_output_dir(args.output, inputs=[args.input, args.points])  # fails before any work
     series = load_series(args.input, series_uid=args.series_uid)
     seed = load_landmarks(args.points, series)
     seed.view = _infer_view(seed, args.view)
@@ -131,16 +133,20 @@ def cmd_track(args: argparse.Namespace) -> int:
         raise NoAnchorError(f"{', '.join(missing)} could not be tracked on slice {args.slice}: no output written")
     ed, es = _phase_rule(args.ed, ("max", "first")), _phase_rule(args.es, ("min",))
     tracked.measurements = lv_length_measurements(tracked, seed.view, ed=ed, es=es)
-    out = Path(args.output)
-    out.mkdir(parents=True, exist_ok=True)
+    outdir.begin()
+    out = outdir.path
     written = [report.write_landmarks_json(tracked, out / "landmarks.json"),
                report.write_measurements_csv(tracked.measurements, out / "measurements.csv")]
     written += list(markups.write_markups(tracked, out))
     curve = lv_length_curve(tracked, seed.view, args.slice, ed=ed, es=es, n_phases=series.n_phases)
     written.append(render_lax_png(series, tracked, out / "lv_length.png", k=args.slice, curve=curve))
+    record = finish_run(outdir, [args.input, args.points], {k: v for k, v in vars(args).items() if k != "func"},
+                        written, models=[dict(tracked.model or {})], command="lax-track")
     _print_curve(curve)
-    for p in written:
+    for p in [*written, record.path]:
         print(f"  wrote {p}")
+    for m in record.messages:
+        print(m)
     return 0
 
 

@@ -52,6 +52,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="which axis of a 3-D image file is time (default: auto)")
     p.add_argument("--pixel-size", type=float, default=None, help="override the in-plane pixel size (mm)")
     p.add_argument("--no-sax-model", action="store_true", help="do not try the SAX landmark model for the RVI")
+    p.add_argument("--allow-mismatch", action="store_true",
+                   help="analyse series that differ in patient, matrix or pixel size (warning; no stress/rest "
+                        "reserve)")
     p.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
     p.set_defaults(func=cmd_perfusion)
 
@@ -89,10 +92,13 @@ def _rvi_from_markups(path: Path, series) -> dict | None:
 
 
 def cmd_perfusion(args: argparse.Namespace) -> int:
+    """Exit code: 0 all inputs analysed, 1 nothing analysed (error), 3 some inputs failed (named on
+    stderr and in run.json); the others are analysed and reported."""
+    from CardiacLandmarksLib.core.errors import CardiacLandmarksError
     from CardiacLandmarksLib.io.load import load_series
+    from CardiacLandmarksLib.io.outputs import finish_run, prepare_output_dir
     from CardiacLandmarksLib.perfusion import pipeline as pp
     from CardiacLandmarksLib.perfusion import report as pr
-    from CardiacLandmarksLib.perfusion import segmentation as ps
 
     n = len(args.inputs)
     conds = per_input(args.condition, n, "--condition")
@@ -100,40 +106,59 @@ def cmd_perfusion(args: argparse.Namespace) -> int:
     rvis = per_input(args.rvi, n, "--rvi")
     aifs = per_input(args.aif, n, "--aif")
     mbfs = per_input(args.mbf_map, n, "--mbf-map")
-    out = Path(args.output)
-    out.mkdir(parents=True, exist_ok=True)
+    extra_inputs = [x for x in (*rvis, *aifs, *mbfs) if x]
+    outdir = prepare_output_dir(args.output, inputs=[*args.inputs, *extra_inputs])  # fails before any work
+    out = outdir.path
     t0 = time.time()
-    model = ps.load_model(device=args.device)
+    failed: list[tuple[str, str]] = []
     used: set[str] = set()
     inputs = []
     for k, src in enumerate(args.inputs):
         path = Path(src)
-        s = load_series(path, time_axis=args.time_axis)
-        if args.pixel_size:
-            s.spacing = (args.pixel_size, args.pixel_size, s.spacing[2])
-        name = series_name(path, s.description if path.is_dir() else "", used)
-        rvi = None
-        if rvis[k]:
-            rvi = _rvi_from_markups(Path(rvis[k]), s)
-        elif args.rvi_from:
-            cand = Path(args.rvi_from) / f"{name}_rvi.mrk.json"
-            if cand.exists():
-                rvi = _rvi_from_markups(cand, s)
-                log.info("%s: RV insertion points from %s", name, cand)
-        mbf_map = None
-        if mbfs[k]:
-            m = load_series(mbfs[k])
-            mbf_map = m.pixels[0, 0]
-        inputs.append(pp.SeriesInput(series=s, name=name, condition=conds[k], level=levels[k], rvi_lps=rvi,
-                                     aif=read_curve(aifs[k]) if aifs[k] else None,
-                                     concentration=args.concentration, dt_s=args.dt, mbf_map=mbf_map))
+        print(f"[{k + 1}/{n}] loading {path.name}", file=sys.stderr)
+        try:  # one unreadable input is reported, the others are analysed
+            s = load_series(path, time_axis=args.time_axis)
+            if args.pixel_size:
+                s.spacing = (args.pixel_size, args.pixel_size, s.spacing[2])
+            name = series_name(path, s.description if path.is_dir() else "", used)
+            rvi = None
+            if rvis[k]:
+                rvi = _rvi_from_markups(Path(rvis[k]), s)
+            elif args.rvi_from:
+                cand = Path(args.rvi_from) / f"{name}_rvi.mrk.json"
+                if cand.exists():
+                    rvi = _rvi_from_markups(cand, s)
+                    log.info("%s: RV insertion points from %s", name, cand)
+            mbf_map = None
+            if mbfs[k]:
+                m = load_series(mbfs[k])
+                mbf_map = m.pixels[0, 0]
+            inputs.append(pp.SeriesInput(series=s, name=name, condition=conds[k], level=levels[k], rvi_lps=rvi,
+                                         aif=read_curve(aifs[k]) if aifs[k] else None,
+                                         concentration=args.concentration, dt_s=args.dt, mbf_map=mbf_map))
+        except CardiacLandmarksError as exc:
+            failed.append((path.name, f"{type(exc).__name__}: {exc}"))
+    if not inputs:
+        raise PerfusionInputError(f"none of the {n} perfusion input(s) could be read: "
+                                  + "; ".join(f"{nm}: {msg}" for nm, msg in failed))
     bar, update = _progress(len(inputs), not getattr(args, "no_progress", False))
-    result = pp.analyse_perfusion(inputs, model, use_sax_model=not args.no_sax_model, progress=update)
-    bar.close()
+    try:
+        result = pp.analyse_perfusion(inputs, device=args.device, use_sax_model=not args.no_sax_model,
+                                      progress=update, allow_mismatch=args.allow_mismatch)
+    except PerfusionInputError as exc:
+        if failed:  # say also which inputs could not even be read
+            raise PerfusionInputError(f"{exc}; unreadable: " + "; ".join(f"{nm}: {m}" for nm, m in failed)) from exc
+        raise
+    finally:
+        bar.close()
+    failed += result.failed
+    for name, msg in failed:
+        print(f"error: {name}: {msg}", file=sys.stderr)
     analyses, summary = result.analyses, result.summary
     for an in analyses:
         print(f"{an.name}: {an.condition}, {an.level or 'level ?'}, {an.series.n_phases} frames, reference frame "
               f"{an.seg.reference_frame}, RVI from {an.rvi_source or 'none'}")
+    outdir.begin()
     written = result.write(out)
     metric = pr.primary_metric(summary)
     for c in summary["conditions"]:
@@ -148,8 +173,19 @@ def cmd_perfusion(args: argparse.Namespace) -> int:
     if n_review:
         print(f"{n_review} segment value(s) of {metric} are not ok (review or n/a): see the status and check "
               "columns of report.csv")
-    for a in analyses:
-        for w in a.warnings:
-            print(f"warning: {a.name}: {w}")
-    print(f"wrote {len(written)} files to {out} in {time.time() - t0:.1f} s")
+    warnings = [f"{a.name}: {w}" for a in analyses for w in a.warnings]
+    for w in warnings:
+        print(f"warning: {w}")
+    record = finish_run(outdir, [*args.inputs, *extra_inputs], {k: v for k, v in vars(args).items() if k != "func"},
+                        written, models=[{"name": result.model_card.get("name", ""),
+                                          "version": result.model_card.get("version", ""),
+                                          "sha256": result.model_sha}],
+                        warnings=warnings, failed=[{"input": nm, "error": msg} for nm, msg in failed],
+                        command="perfusion")
+    for m in record.messages:
+        print(m)
+    print(f"wrote {len(written) + 1} files to {out} in {time.time() - t0:.1f} s")
+    if failed:
+        print(f"{len(failed)} of {n} input(s) failed: " + ", ".join(nm for nm, _ in failed), file=sys.stderr)
+        return 3
     return 0

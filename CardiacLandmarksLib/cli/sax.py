@@ -22,7 +22,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("input", help="DICOM folder/file or NIfTI/NRRD image")
     p.add_argument("-o", "--output", required=True, help="output folder (created)")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
-    p.add_argument("--view", default="sax", choices=VIEW_CHOICES, help="view (auto: from DICOM orientation/description)")
+    p.add_argument("--view", default="auto", choices=VIEW_CHOICES,
+                   help="view (default auto: from the description, orientation and number of slices); a view the "
+                        "image does not look like is an error")
+    p.add_argument("--force-view", action="store_true",
+                   help="run the --view model even when the image looks like another view (warning in every output)")
+    p.add_argument("--allow-incomplete", action="store_true",
+                   help="analyse a DICOM cine with missing slice positions or phases (warning in every output)")
     p.add_argument("--series-uid", default=None, help="SeriesInstanceUID to pick when a DICOM folder mixes series")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--no-tta", action="store_true", help="skip mirror test-time augmentation (about 2x faster, less accurate)")
@@ -58,6 +64,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="run the evaluation suite instead: one row per labelled data set (ACDC test split, "
                         "MS-CMRSeg LGE, EMIDEC LGE, M&Ms-2, Sunnybrook, perfusion); --data and --split are ignored")
     p.add_argument("--markdown", action="store_true", help="with --suite: print the table as Markdown")
+    p.add_argument("--no-confidence-table", action="store_true",
+                   help="skip the confidence table (it runs the models on every labelled set in the data root)")
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("benchmark", help="time model load and inference (CPU, and GPU when present)")
@@ -82,23 +90,34 @@ def _progress_bar(total: int, enabled: bool):
 def cmd_detect(args: argparse.Namespace) -> int:
     from CardiacLandmarksLib.analysis import analyse_landmarks
     from CardiacLandmarksLib.io.load import load_series
+    from CardiacLandmarksLib.io.outputs import finish_run, prepare_output_dir
     from CardiacLandmarksLib.sax.pipeline import SaxOptions
 
+    outdir = prepare_output_dir(args.output, inputs=[args.input])  # a bad output path fails before any work
     series = load_series(args.input, series_uid=args.series_uid)
-    out = Path(args.output)
-    out.mkdir(parents=True, exist_ok=True)
     bar, update = _progress_bar(series.n_slices * series.n_phases, not args.no_progress)
-    result = analyse_landmarks(series, args.view, SaxOptions(device=args.device, tta=not args.no_tta), update)
-    bar.close()
+    try:
+        result = analyse_landmarks(series, args.view, SaxOptions(device=args.device, tta=not args.no_tta), update,
+                                   force_view=args.force_view, allow_incomplete=args.allow_incomplete)
+    finally:
+        bar.close()
     view = result.view
-    written = result.write(out)
+    warnings = list(result.landmarks.warnings)
+    outdir.begin()
+    written = result.write(outdir.path)
+    record = finish_run(outdir, [args.input], {k: v for k, v in vars(args).items() if k != "func"}, written,
+                        models=[dict(result.landmarks.model)], warnings=warnings, command="detect")
     n_found = sum(lm.found for lm in result.landmarks.landmarks)
     n_low = sum(lm.flag == "low" for lm in result.landmarks.landmarks)
     print(f"{series.source}: {series.n_slices} slices x {series.n_phases} phases, view {view.upper()}, "
           f"{n_found} landmarks found ({n_low} low confidence) in {result.elapsed_s:.1f} s")
-    for p in written:
+    for p in [*written, record.path]:
         print(f"  wrote {p}")
     _print_trust(result.landmarks.measurements)
+    for m in record.messages:
+        print(m)
+    for w in warnings:
+        print(f"warning: {w}")
     return 0
 
 
@@ -175,24 +194,46 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     elif args.split != "all":
         keep = set(split.get(f"{args.split}_patients", []))
         cases = [c for c in cases if c.patient in keep] or cases
+    from tqdm import tqdm
+
+    from CardiacLandmarksLib.core.errors import CardiacLandmarksError
+    from CardiacLandmarksLib.evaluation.confidence import confidence_table, format_confidence_table
+
     model = load_model("sax", args.device)
-    results = [evaluate_case(c, lambda s: detect_landmarks(s, model=model)) for c in cases]
+    results, failed = [], []
+    for c in tqdm(cases, desc="evaluate", unit="case", file=sys.stderr, disable=not sys.stderr.isatty()):
+        try:  # one bad case is reported and the others are still evaluated
+            results.append(evaluate_case(c, lambda s: detect_landmarks(s, model=model)))
+        except CardiacLandmarksError as exc:
+            failed.append((c, exc))
+            print(f"error: {c.patient} ({c.image.name}): {exc}", file=sys.stderr)
+        if not sys.stderr.isatty():
+            print(f"[{len(results) + len(failed)}/{len(cases)}] {c.patient} {c.image.name}", file=sys.stderr)
+    if not results:
+        raise CardiacLandmarksError(f"none of the {len(cases)} cases could be evaluated")
     summary = summarise(results)
+    if failed:
+        summary["failed_cases"] = [{"patient": c.patient, "image": str(c.image), "error": str(e)} for c, e in failed]
     if args.json == "-":
         print(json.dumps(summary, indent=2))
-        return 0
+        return 3 if failed else 0
     print(format_table(results, summary))
     if args.json:
-        Path(args.json).write_text(json.dumps(summary, indent=2))
-    if True:
-        from CardiacLandmarksLib.core.errors import CardiacLandmarksError
-        from CardiacLandmarksLib.evaluation.confidence import confidence_table, format_confidence_table
+        from CardiacLandmarksLib.io.atomic import atomic_write_text
 
+        atomic_write_text(Path(args.json), json.dumps(summary, indent=2))
+    if not args.no_confidence_table:
         print()
+        print("computing the confidence table (all labelled sets) ...", file=sys.stderr)
+        good = [c for c in cases if all(c is not f for f, _ in failed)]
         try:
-            print(format_confidence_table(confidence_table(cases, device=args.device)))
+            print(format_confidence_table(confidence_table(good, device=args.device)))
         except CardiacLandmarksError as exc:
             print(f"(confidence table skipped: {exc})")
+    if failed:
+        print(f"{len(failed)} of {len(cases)} case(s) failed: " + ", ".join(c.patient for c, _ in failed),
+              file=sys.stderr)
+        return 3
     return 0
 
 
@@ -234,6 +275,8 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
     for dev in devices:
         m = model if dev == "cpu" else inference.load_model("sax", dev)
         for label, tta in (("", True), ("_no_tta", False)):
+            print(f"benchmark: {dev}{' without TTA' if not tta else ''}: warm-up + {args.repeats} runs of "
+                  f"{n} images ...", file=sys.stderr)
             detect_landmarks(series, model=m, tta=tta)  # warm-up
             times = []
             for _ in range(args.repeats):

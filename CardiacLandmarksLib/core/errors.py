@@ -58,3 +58,42 @@ class PerfusionInputError(CardiacLandmarksError, ValueError):
     """Perfusion analysis inputs are unusable or inconsistent: unknown slice level, an AIF whose
     length does not match the series, no contrast passage found, no myocardium segmented,
     no RV insertion point available."""
+
+
+# --- input trust checks (issue 15): raised by io.checks / io.outputs before any model runs
+
+
+class LabelMaskError(InvalidImageError):
+    """The image is a label mask (a few integer values), not an MR image."""
+
+
+class ConstantImageError(InvalidImageError):
+    """The image (or every slice of it) holds one value: nothing to detect."""
+
+
+class ImplausibleSpacingError(InvalidImageError):
+    """Pixel size or slice spacing outside what a cardiac MR can have (see ``io.checks``)."""
+
+
+class NotCardiacError(InvalidImageError):
+    """The image does not look like a cardiac MR (the SAX model finds no LV anywhere)."""
+
+
+class IncompleteSeriesError(InvalidImageError):
+    """A DICOM cine grid misses slice positions or phases (named in the message)."""
+
+
+class NoContrastPassageError(PerfusionInputError):
+    """A series given to the perfusion analysis shows no first-pass contrast passage."""
+
+
+class SeriesMismatchError(CardiacLandmarksError, ValueError):
+    """Series of one study (stress/rest, base/mid/apex) differ in patient, matrix or pixel size."""
+
+
+class OutputPathError(CardiacLandmarksError, OSError):
+    """The output path is a file, cannot be created or is not writable."""
+
+
+class MixedRunError(InvalidMarkupsError):
+    """An output folder holds files of more than one run (e.g. markups left by an earlier run)."""

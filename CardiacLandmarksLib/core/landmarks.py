@@ -254,6 +254,8 @@ class LandmarkSet:
     model: dict
     landmarks: list[Landmark] = field(default_factory=list)
     measurements: list[Measurement] = field(default_factory=list)
+    #: input warnings that apply to every value (forced view, incomplete series ...; see io.checks)
+    warnings: list[str] = field(default_factory=list)
 
     _index: dict | None = field(default=None, init=False, repr=False, compare=False)
 
@@ -289,6 +291,7 @@ class LandmarkSet:
             "units": "mm",
             "landmarks": [lm.to_dict() for lm in self.landmarks],
             "measurements": [m.to_dict() for m in self.measurements],
+            **({"warnings": list(self.warnings)} if self.warnings else {}),
         }
 
     @classmethod
@@ -301,4 +304,5 @@ class LandmarkSet:
             model=d.get("model", {}),
             landmarks=[Landmark.from_dict(x) for x in d.get("landmarks", [])],
             measurements=[Measurement.from_dict(m) for m in d.get("measurements", [])],
+            warnings=list(d.get("warnings", [])),
         )

@@ -1,7 +1,12 @@
 """Load DICOM MR series (multi-slice x multi-phase cines, perfusion, single images) with pydicom.
 
 A folder is scanned (recursively) header-only; files that are not DICOM (``GoldStandard.mat``,
-text, images ...) are skipped silently (logged at debug level). The image objects are grouped
+text, images ...) are skipped silently (logged at debug level), but a file that should be DICOM by
+its name (``.dcm``, ``.ima``, a numeric or no suffix, not plain text) and is not readable as DICOM,
+whatever its size (e.g. cut before the ``DICM`` marker), is a :class:`~.errors.CorruptFileError`
+naming it. Missing slice positions or phases of a cine grid are recorded in
+``metadata["completeness"]`` (:func:`grid_completeness`) and refused by
+:func:`.checks.check_series`. The image objects are grouped
 by ``SeriesInstanceUID``; one MR image series is chosen (``series_uid=`` when there are several)
 and its frames are arranged on a slice x phase grid:
 
@@ -48,6 +53,7 @@ from pydicom.uid import UID
 
 from CardiacLandmarksLib.core.errors import (
     CorruptFileError,
+    IncompleteSeriesError,
     InputNotFoundError,
     InvalidImageError,
     MissingGeometryError,
@@ -299,6 +305,82 @@ def _looks_dicom(head: bytes) -> bool | None:
     return None
 
 
+#: suffixes of files that may sit in a DICOM folder and are not DICOM (ignored without a word)
+_NOT_DICOM_SUFFIXES = {".mat", ".txt", ".csv", ".json", ".xml", ".png", ".jpg", ".jpeg", ".gif", ".bmp", ".tif",
+                       ".tiff", ".pdf", ".md", ".html", ".htm", ".nii", ".gz", ".nrrd", ".mha", ".mhd", ".raw",
+                       ".zip", ".ini", ".cfg", ".log", ".py", ".sh", ".bat", ".exe", ".db", ".npy", ".npz"}
+
+
+def _dicom_like_name(path: Path, head: bytes) -> bool:
+    """True for a file that should be DICOM by its name: ``.dcm``/``.dicom``/``.ima``, a numeric suffix
+    (``1.3.12.2...``), or no suffix at all unless it is plain text (``README``, ``LICENSE``)."""
+    suffix = path.suffix.lower()
+    if suffix in (".dcm", ".dicom", ".ima"):
+        return True
+    if suffix in _NOT_DICOM_SUFFIXES or path.name.upper() == "DICOMDIR":
+        return False
+    if suffix and not suffix[1:].isdigit():
+        return False
+    text = sum(32 <= b < 127 or b in (9, 10, 13) for b in head)
+    return not head or text < 0.9 * len(head)
+
+
+def grid_completeness(slice_heights: np.ndarray, trigger_times: np.ndarray | None,
+                      nominal_interval_ms: float | None, cardiac_images: int | None) -> dict:
+    """What a cine grid misses: slice positions and phases.
+
+    Rules (each reported by name in ``problems``):
+
+    * a slice gap larger than 1.5 x the median gap: slice position(s) missing there;
+    * ``CardiacNumberOfImages`` (0018,1090) larger than the number of phases found;
+    * a trigger-time step larger than 1.5 x the median step: phase(s) missing there;
+    * phases covering less than 70% of ``NominalInterval`` (0018,1062; R-R interval).
+
+    The phase rules apply only to a cine (trigger times increasing within one heartbeat);
+    perfusion series, whose frames share a trigger delay, are not judged by them.
+
+    Args:
+        slice_heights: ``(K,)`` mm along the slice normal, increasing.
+        trigger_times: ``(T,)`` ms or None.
+        nominal_interval_ms: R-R interval or None. cardiac_images: the tag's value or None.
+
+    Returns:
+        ``{"problems": [str, ...], "missing_slice_positions_mm": [...], "n_phases_expected": int | None}``.
+    """
+    problems: list[str] = []
+    missing_pos: list[float] = []
+    h = np.asarray(slice_heights, float)
+    if h.size >= 3:
+        gaps = np.diff(h)
+        med = float(np.median(gaps))
+        for k, g in enumerate(gaps):
+            if med > 0 and g > 1.5 * med:
+                n_miss = int(round(g / med)) - 1
+                pos = [float(h[k] + med * (m + 1)) for m in range(max(n_miss, 1))]
+                missing_pos += pos
+                problems.append(f"{max(n_miss, 1)} slice position(s) missing between slices {k} and {k + 1} "
+                                f"({g:.1f} mm gap, usual {med:.1f} mm; near {', '.join(f'{p:.1f}' for p in pos)} mm)")
+    expected = None
+    t = None if trigger_times is None else np.asarray(trigger_times, float)
+    is_cine = t is not None and t.size >= 3 and bool(np.all(np.diff(t) > 0))
+    if is_cine:
+        n_t = t.size
+        if cardiac_images and cardiac_images > n_t:
+            expected = int(cardiac_images)
+            problems.append(f"{n_t} phases found, the header says {cardiac_images} (CardiacNumberOfImages)")
+        steps = np.diff(t)
+        med = float(np.median(steps))
+        for k, d in enumerate(steps):
+            if d > 1.5 * med:
+                problems.append(f"phase(s) missing between trigger times {t[k]:.0f} and {t[k + 1]:.0f} ms "
+                                f"(step {d:.0f} ms, usual {med:.0f} ms)")
+        if nominal_interval_ms and n_t * med < 0.7 * nominal_interval_ms and expected is None:
+            expected = int(round(nominal_interval_ms / med))
+            problems.append(f"{n_t} phases of {med:.0f} ms cover {n_t * med:.0f} ms of the {nominal_interval_ms:.0f} ms "
+                            f"R-R interval (NominalInterval): about {expected - n_t} phases missing")
+    return {"problems": problems, "missing_slice_positions_mm": missing_pos, "n_phases_expected": expected}
+
+
 def _scan_paths(paths) -> _Scan:
     scan = _Scan()
     for path in paths:
@@ -321,6 +403,12 @@ def _scan_paths(paths) -> _Scan:
             continue
         kind = _looks_dicom(head)
         if kind is None:
+            if _dicom_like_name(path, head):
+                # a .dcm / .ima / extension-less binary file that is not DICOM: cut, or damaged before
+                # the DICM marker. Reported with its name, whatever its size (never skipped silently).
+                scan.corrupt.append((path, f"not readable as DICOM ({size} bytes, no DICM marker: truncated "
+                                           "or damaged)", ""))
+                continue
             logger.debug("not DICOM, ignored: %s", path)
             scan.n_not_dicom += 1
             continue
@@ -395,6 +483,8 @@ def _make_object(path: Path, ds: pydicom.Dataset) -> _Object:
         "inversion_time": _float(ds, "InversionTime"),
         "image_type": _str(ds, "ImageType"),
         "nominal_interval": _float(ds, "NominalInterval"),
+        "cardiac_number_of_images": _int(ds, "CardiacNumberOfImages"),
+        "patient_id": _str(ds, "PatientID"),
     }
     frames = _frames(path, ds) if has_pixels else []
     if frames and header["slice_thickness"] is None:
@@ -748,7 +838,7 @@ def _assemble(objects: list[_Object], where: str) -> CMRSeries:
     counts = [len(s) for s in slices]
     if len(set(counts)) != 1:
         desc = ", ".join(f"{heights[s[0]]:.2f} mm: {len(s)}" for s in slices)
-        raise InvalidImageError(
+        raise IncompleteSeriesError(
             f"the series in {where} is incomplete: slices have different numbers of phases ({desc})"
         )
     n_t, n_k = counts[0], len(slices)
@@ -791,8 +881,13 @@ def _assemble(objects: list[_Object], where: str) -> CMRSeries:
         trig_grid = np.array([[frames[i].trigger_time for i in g] for g in grid])  # [k, t]
         trigger_times = trig_grid.mean(axis=0)
 
+    completeness = grid_completeness(slice_origins @ normal, trigger_times, obj0.header.get("nominal_interval"),
+                                     obj0.header.get("cardiac_number_of_images"))
+    for problem in completeness["problems"]:
+        logger.warning("%s: incomplete series: %s", where, problem)
     meta = {
         "format": "dicom",
+        "completeness": completeness,
         "series_uid": obj0.series_uid,
         "modality": obj0.modality,
         "series_number": obj0.series_number,

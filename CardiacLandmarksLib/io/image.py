@@ -103,11 +103,16 @@ def load_image(path: str | Path, *, time_axis: str = "auto") -> CMRSeries:
     reader.SetFileName(str(path))
     warn_display = sitk.ProcessObject.GetGlobalWarningDisplay()
     sitk.ProcessObject.SetGlobalWarningDisplay(False)  # ITK prints e.g. "Analyze is deprecated" to stderr
+    fixed_note = ""
     try:
-        img = reader.Execute()
-    except RuntimeError as exc:
-        detail = " ".join(str(exc).split())[-300:]
-        raise CorruptFileError(f"cannot read {path.name} (truncated or not a valid image file?): {detail}") from exc
+        try:
+            img = reader.Execute()
+        except RuntimeError as exc:
+            if "orthonormal" not in str(exc) or _format_name(path) != "nifti":
+                detail = " ".join(str(exc).split())[-300:]
+                raise CorruptFileError(
+                    f"cannot read {path.name} (truncated or not a valid image file?): {detail}") from exc
+            img, fixed_note = _read_orthonormalised_nifti(path)
     finally:
         sitk.ProcessObject.SetGlobalWarningDisplay(warn_display)
     meta = {k: img.GetMetaData(k) for k in img.GetMetaDataKeys()}
@@ -216,6 +221,7 @@ def load_image(path: str | Path, *, time_axis: str = "auto") -> CMRSeries:
             "file_components": ncomp,
             "orientation_reason": reason,
             **time_step,
+            **({"warnings": [fixed_note]} if fixed_note else {}),
         },
     )
     if not known:
@@ -224,6 +230,67 @@ def load_image(path: str | Path, *, time_axis: str = "auto") -> CMRSeries:
 
 
 _NIFTI_FLOAT_TYPES = {16: "f4", 64: "f8", 32: "f4", 1792: "f8"}  # float32/64, complex64/128 (as pairs)
+
+
+#: largest deviation (degrees) of a NIfTI's direction cosines from orthonormal that is corrected;
+#: beyond it the file is refused (a real scanner affine deviates by far less than 0.1 degree)
+MAX_DIRECTION_DEVIATION_DEG = 2.0
+
+
+def orthonormalise_direction(m: np.ndarray) -> tuple[np.ndarray, float]:
+    """Closest orthonormal direction to the 3x3 linear part ``m`` of an affine (polar decomposition).
+
+    Args:
+        m: ``(3, 3)`` affine linear part (columns = voxel axes scaled by the voxel size).
+
+    Returns:
+        ``(m_fixed, deviation_deg)``: same column lengths (voxel sizes), directions replaced by the
+        orthogonal factor ``U V^T`` of the SVD of the unit columns (same handedness); the deviation
+        is the largest angle between an original and a corrected column.
+    """
+    m = np.asarray(m, float)
+    zooms = np.linalg.norm(m, axis=0)
+    d = m / zooms
+    u, _, vt = np.linalg.svd(d)
+    r = u @ vt
+    cosines = np.clip(np.sum(d * r, axis=0), -1.0, 1.0)
+    return r * zooms, float(np.degrees(np.max(np.arccos(cosines))))
+
+
+def _read_orthonormalised_nifti(path: Path):
+    """Re-read a NIfTI whose direction cosines ITK refuses as not orthonormal, after replacing its
+    affine by the closest orthonormal one (:func:`orthonormalise_direction`).
+
+    Returns:
+        ``(sitk image, warning text)``.
+
+    Raises:
+        InvalidImageError: deviation above :data:`MAX_DIRECTION_DEVIATION_DEG`.
+    """
+    import tempfile
+
+    import nibabel as nib
+
+    nii = nib.load(str(path))
+    aff = nii.affine.copy()
+    fixed, dev = orthonormalise_direction(aff[:3, :3])
+    if dev > MAX_DIRECTION_DEVIATION_DEG:
+        raise InvalidImageError(
+            f"{path.name}: direction cosines are {dev:.2f} degrees from orthonormal (sheared affine; "
+            f"corrected up to {MAX_DIRECTION_DEVIATION_DEG:g} degrees): fix the file's affine")
+    aff[:3, :3] = fixed
+    hdr = nii.header.copy()
+    out = type(nii)(np.asanyarray(nii.dataobj), aff, hdr)
+    out.set_sform(aff, int(hdr["sform_code"]) or 1)
+    out.set_qform(aff, int(hdr["qform_code"]) or 1)
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp_path = Path(tmp) / ("fixed" + (".nii.gz" if path.name.lower().endswith(".gz") else ".nii"))
+        nib.save(out, str(tmp_path))
+        img = sitk.ReadImage(str(tmp_path))
+    note = (f"{path.name}: direction cosines not orthonormal (up to {dev:.3f} degrees off); "
+            "orthonormalised (polar decomposition) before use")
+    logger.warning("%s", note)
+    return img, note
 
 
 def _check_nifti_voxels(path: Path) -> None:

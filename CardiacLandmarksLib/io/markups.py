@@ -39,9 +39,10 @@ from pathlib import Path
 import numpy as np
 
 from CardiacLandmarksLib.core import geometry
-from CardiacLandmarksLib.core.errors import InputNotFoundError, InvalidMarkupsError
+from CardiacLandmarksLib.core.errors import InputNotFoundError, InvalidMarkupsError, MixedRunError
 from CardiacLandmarksLib.core.landmarks import LANDMARKS_BY_VIEW, Landmark, LandmarkSet
 from CardiacLandmarksLib.io.atomic import atomic_write_text
+from CardiacLandmarksLib.io.outputs import run_files
 
 logger = logging.getLogger(__name__)
 
@@ -362,12 +363,22 @@ def read_markups(path: str | Path, series=None, *, moved_tol_mm: float = MOVED_T
     Raises:
         InputNotFoundError: ``path`` does not exist, or a folder without ``.mrk.json`` files.
         InvalidMarkupsError: empty file, invalid JSON, or not a markups document.
+        MixedRunError: a folder whose ``run.json`` does not list every ``.mrk.json`` in it, or (no
+            ``run.json``) whose markups name different sources or models: files of several runs.
     """
     path = Path(path)
+    listed = None
     if path.is_dir():
         files = sorted(p for p in path.iterdir() if p.name.endswith(SUFFIX) and p.is_file())
         if not files:
             raise InputNotFoundError(f"no {SUFFIX} file in {path}")
+        listed = run_files(path)
+        if listed is not None:
+            stray = [f.name for f in files if f.name not in listed]
+            if stray:
+                raise MixedRunError(
+                    f"{path} mixes runs: {len(stray)} markups file(s) not written by the run in its run.json "
+                    f"({', '.join(stray[:4])}{' ...' if len(stray) > 4 else ''}); move them away or read one file")
     elif path.exists():
         files = [path]
     else:
@@ -376,8 +387,16 @@ def read_markups(path: str | Path, series=None, *, moved_tol_mm: float = MOVED_T
     meta: dict = {}
     landmarks: list[Landmark] = []
     seen: set[tuple[str, int, int]] = set()
+    origins: dict[tuple, list[str]] = {}
     for f in files:
         m, lms = _read_one(f, series, moved_tol_mm)
+        if m:
+            key = (str(m.get("source") or ""), str((m.get("model") or {}).get("sha256") or ""))
+            origins.setdefault(key, []).append(f.name)
+        if len(origins) > 1 and listed is None:
+            desc = "; ".join(f"{src or '?'}: {', '.join(names[:3])}" for (src, _), names in origins.items())
+            raise MixedRunError(f"{path} mixes markups of different sources or models ({desc}); "
+                                "read one run's files")
         meta = meta or m
         for lm in lms:
             key = (lm.name, lm.slice, lm.phase)

@@ -1,17 +1,308 @@
-"""Result folders: file naming shared by every task's writer.
+"""Result folders: file naming shared by every task's writer, and folders that never mislead.
 
 Every front end (CLI, Slicer Logic, console, batch, web) writes a task result through the result's
 ``write(outdir)`` (:class:`CardiacLandmarksLib.sax.report.LandmarkResult` for SAX and LAX landmarks,
 :class:`CardiacLandmarksLib.perfusion.pipeline.PerfusionResult` for perfusion); those writers name their
 files with :func:`output_stem` and write through :mod:`.atomic`.
+
+Output folders are checked before any work, hold one run, and get a manifest last.
+
+Life of a run (every front end does the same three calls)::
+
+    out = prepare_output_dir(path, inputs=[input_path])   # before loading models / inference
+    ...analysis...
+    out.begin()                                           # right before the first file is written
+    files = result.write(out.path)                        # the writers (atomic)
+    finish_run(out, inputs=[input_path], options={...}, files=files, models=[...])
+
+* :func:`prepare_output_dir` checks the path (a folder, or creatable; writable: a probe file is
+  created and removed) and raises :class:`~.errors.OutputPathError` with the reason otherwise;
+  it removes temporary files left by killed runs (``.<name>.*.tmp`` of :mod:`.atomic`).
+* :meth:`OutputDir.begin` moves the files of an earlier run (those listed in its ``run.json``;
+  without one, the files this tool writes: ``landmarks.json``, ``measurements.csv``,
+  ``*.mrk.json``, ``*.png``, ``report.json``/``.csv``, ``*_segmentation.nii.gz`` ...) into a
+  dated folder ``backup-YYYYmmdd-HHMMSS/``, so a killed run never leaves new files next to old
+  ones. Inputs and unknown files are never moved.
+* :func:`finish_run` writes ``run.json`` **last** (inputs with size and SHA-256, tool and model
+  versions, options, files written with size and SHA-256, warnings, ``"complete": true``), then
+  drops from the backup folder every file the new run rewrote identically, so the backup keeps
+  only what the run changed (hand edits included) or did not rewrite; an empty backup folder
+  is removed. Its :attr:`RunRecord.messages` say where the backup is, for printing at normal
+  verbosity.
+
+A folder without ``run.json`` therefore holds an incomplete (or pre-manifest) run.
+:func:`~.markups.read_markups` refuses a folder whose markups are not all listed in its
+``run.json`` (:class:`~.errors.MixedRunError`).
 """
 
 from __future__ import annotations
 
+import contextlib
+import datetime as _dt
+import fnmatch
+import hashlib
+import json
 import logging
+import os
+import shutil
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
 from pathlib import Path
 
+from CardiacLandmarksLib.core.errors import OutputPathError
+from CardiacLandmarksLib.io.atomic import atomic_write_text
+
 logger = logging.getLogger(__name__)
+
+RUN_FILE = "run.json"
+BACKUP_PREFIX = "backup-"
+#: files this tool writes (used to recognise an earlier run that has no run.json)
+RESULT_PATTERNS = ("landmarks.json", "measurements.csv", "*.mrk.json", "*.png", "report.json", "report.csv",
+                   "*_segmentation.nii.gz", "*_aha_segments.nii.gz", "validation.json", RUN_FILE)
+_TMP_PATTERN = ".*.tmp"
+
+
+def sha256_of(path: str | Path, chunk: int = 1 << 20) -> str:
+    """Hex SHA-256 of a file's bytes."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(chunk), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def describe_input(path: str | Path) -> dict:
+    """``{"path", "size", "sha256"}`` of an input file; for a folder (DICOM) ``n_files``, the total
+    ``size`` and one SHA-256 over the sorted (relative name, file SHA-256) pairs. A missing path
+    gives ``{"path", "missing": true}``."""
+    p = Path(path)
+    if p.is_file():
+        return {"path": str(p.resolve()), "size": p.stat().st_size, "sha256": sha256_of(p)}
+    if p.is_dir():
+        h = hashlib.sha256()
+        n, size = 0, 0
+        for f in sorted(q for q in p.rglob("*") if q.is_file()):
+            rel = f.relative_to(p).as_posix()
+            h.update(rel.encode() + b"\0" + sha256_of(f).encode() + b"\n")
+            n += 1
+            size += f.stat().st_size
+        return {"path": str(p.resolve()), "n_files": n, "size": size, "sha256": h.hexdigest()}
+    return {"path": str(p), "missing": True}
+
+
+@dataclass
+class OutputDir:
+    """A checked output folder (see the module docstring). Attributes: ``path`` (absolute),
+    ``inputs`` (never moved), ``removed_tmp`` (leftover temp files removed), ``backup_dir``
+    (None until :meth:`begin` moved something), ``moved`` (relative names moved there),
+    ``started`` (epoch s)."""
+
+    path: Path
+    inputs: list[Path] = field(default_factory=list)
+    removed_tmp: list[str] = field(default_factory=list)
+    backup_dir: Path | None = None
+    moved: list[str] = field(default_factory=list)
+    started: float = field(default_factory=time.time)
+    begun: bool = False
+
+    def earlier_files(self) -> list[Path]:
+        """Files of an earlier run in the folder: those its ``run.json`` lists, else result-like names."""
+        listed: set[str] = set()
+        run = self.path / RUN_FILE
+        if run.is_file():
+            with contextlib.suppress(OSError, ValueError, TypeError, KeyError):
+                listed = {f["name"] for f in json.loads(run.read_text())["files"]} | {RUN_FILE}
+        protected = {p.resolve() for p in self.inputs}
+        out = []
+        for f in sorted(self.path.iterdir()):
+            if not f.is_file() or f.name.startswith(".") or f.resolve() in protected:
+                continue
+            if f.name in listed or any(fnmatch.fnmatch(f.name, pat) for pat in RESULT_PATTERNS):
+                out.append(f)
+        return out
+
+    def begin(self) -> None:
+        """Move the earlier run's files into ``backup-<time>/`` (idempotent; call right before writing).
+
+        Raises:
+            OutputPathError: a file cannot be moved.
+        """
+        if self.begun:
+            return
+        self.begun = True
+        old = self.earlier_files()
+        if not old:
+            return
+        stamp = _dt.datetime.fromtimestamp(self.started).strftime("%Y%m%d-%H%M%S")
+        backup = self.path / f"{BACKUP_PREFIX}{stamp}"
+        n = 0
+        while backup.exists():
+            n += 1
+            backup = self.path / f"{BACKUP_PREFIX}{stamp}-{n}"
+        try:
+            backup.mkdir()
+            for f in old:
+                os.replace(f, backup / f.name)
+                self.moved.append(f.name)
+        except OSError as exc:
+            raise OutputPathError(f"cannot move the earlier results in {self.path} to {backup.name}: {exc}") from exc
+        self.backup_dir = backup
+        logger.info("moved %d file(s) of the earlier run to %s", len(self.moved), backup)
+
+
+def prepare_output_dir(path: str | Path, inputs: Iterable[str | Path] = ()) -> OutputDir:
+    """Check (and create) an output folder before any long work; remove leftover temp files.
+
+    Args:
+        path: the output folder (created with its parents when missing).
+        inputs: input paths; never moved by :meth:`OutputDir.begin` even if they lie in the folder.
+
+    Returns:
+        :class:`OutputDir`.
+
+    Raises:
+        OutputPathError: the path is a file, cannot be created, or is not writable (the message
+            says which).
+    """
+    p = Path(path).expanduser().resolve()
+    if p.exists() and not p.is_dir():
+        raise OutputPathError(f"output path {p} is a file, not a folder; give a folder")
+    try:
+        p.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputPathError(f"cannot create the output folder {p}: {exc.strerror or exc}") from exc
+    probe = p / f".cardiac-landmarks-probe-{os.getpid()}.tmp"
+    try:
+        with open(probe, "wb") as fh:
+            fh.write(b"x")
+    except OSError as exc:
+        raise OutputPathError(f"output folder {p} is not writable: {exc.strerror or exc}") from exc
+    finally:
+        with contextlib.suppress(OSError):
+            probe.unlink()
+    out = OutputDir(path=p, inputs=[Path(i).expanduser() for i in inputs])
+    for f in sorted(p.glob(_TMP_PATTERN)):
+        if f.is_file():
+            with contextlib.suppress(OSError):
+                f.unlink()
+                out.removed_tmp.append(f.name)
+    if out.removed_tmp:
+        logger.info("removed %d temporary file(s) left by an interrupted run in %s", len(out.removed_tmp), p)
+    return out
+
+
+@dataclass
+class RunRecord:
+    """What :func:`finish_run` did: ``manifest`` (the run.json content), ``path`` (of run.json),
+    ``backup_dir`` (None when nothing earlier was changed or left out), ``kept`` (names kept in it),
+    ``messages`` (lines for the user)."""
+
+    manifest: dict
+    path: Path
+    backup_dir: Path | None
+    kept: list[str]
+    messages: list[str]
+
+
+def _tool_version() -> str:
+    try:
+        from importlib.metadata import version
+
+        return version("cardiac-landmarks")
+    except Exception:  # noqa: BLE001 - not installed as a distribution
+        return "unknown"
+
+
+def finish_run(outdir: OutputDir, inputs: Iterable[str | Path], options: dict, files: Iterable[str | Path], *,
+               models: Iterable[dict] = (), warnings: Iterable[str] = (), failed: Iterable[dict] = (),
+               command: str = "") -> RunRecord:
+    """Write ``run.json`` last and settle the backup of the earlier run (module docstring).
+
+    Args:
+        outdir: from :func:`prepare_output_dir` (``begin`` is called if it was not).
+        inputs: input paths (files or DICOM folders), recorded with size and SHA-256.
+        options: the options of the run (JSON-serialisable values; others are written as text).
+        files: the files written by the run (inside ``outdir.path``).
+        models: model descriptions (e.g. ``{"name", "version", "sha256"}``).
+        warnings: warnings to record (also those of the inputs).
+        failed: inputs that failed in a multi-input run (``{"input", "error"}``); the run is still
+            complete for the others.
+        command: the command name (``"detect"``, ``"perfusion"`` ...).
+
+    Returns:
+        :class:`RunRecord`.
+    """
+    outdir.begin()
+    root = outdir.path
+    entries = []
+    for f in files:
+        fp = Path(f)
+        fp = fp if fp.is_absolute() else root / fp
+        try:
+            rel = fp.resolve().relative_to(root).as_posix()
+        except ValueError:
+            rel = str(fp)
+        entries.append({"name": rel, "size": fp.stat().st_size, "sha256": sha256_of(fp)})
+    manifest = {
+        "tool": "cardiac-landmarks",
+        "tool_version": _tool_version(),
+        "command": command,
+        "started": _dt.datetime.fromtimestamp(outdir.started, _dt.timezone.utc).isoformat(timespec="seconds"),
+        "finished": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "inputs": [describe_input(i) for i in inputs],
+        "options": json.loads(json.dumps(options, default=str)),
+        "models": json.loads(json.dumps(list(models), default=str)),
+        "files": sorted(entries, key=lambda e: e["name"]),
+        "warnings": list(warnings),
+        "failed": list(failed),
+        "complete": True,
+    }
+    run_path = atomic_write_text(root / RUN_FILE, json.dumps(manifest, indent=1) + "\n")
+    kept: list[str] = []
+    messages: list[str] = []
+    if outdir.backup_dir is not None:
+        for name in outdir.moved:
+            old = outdir.backup_dir / name
+            new = root / name
+            if name != RUN_FILE and new.is_file() and old.is_file() and sha256_of(old) == sha256_of(new):
+                old.unlink()
+            elif name == RUN_FILE:
+                continue
+            else:
+                kept.append(name)
+        if kept:
+            changed = [n for n in kept if (root / n).exists()]
+            gone = [n for n in kept if not (root / n).exists()]
+            parts = []
+            if changed:
+                parts.append(f"{len(changed)} changed ({_short(changed)})")
+            if gone:
+                parts.append(f"{len(gone)} not written by this run ({_short(gone)})")
+            messages.append(f"earlier results kept in {outdir.backup_dir}: " + "; ".join(parts))
+        else:
+            shutil.rmtree(outdir.backup_dir, ignore_errors=True)
+            outdir.backup_dir = None
+    if outdir.removed_tmp:
+        messages.append(f"removed {len(outdir.removed_tmp)} temporary file(s) of an interrupted run "
+                        f"({_short(outdir.removed_tmp)})")
+    return RunRecord(manifest=manifest, path=run_path, backup_dir=outdir.backup_dir, kept=kept, messages=messages)
+
+
+def _short(names: list[str], n: int = 4) -> str:
+    return ", ".join(names[:n]) + (f" and {len(names) - n} more" if len(names) > n else "")
+
+
+def run_files(folder: str | Path) -> set[str] | None:
+    """Names of the files the folder's ``run.json`` lists, or None when it has none (or it is unreadable)."""
+    run = Path(folder) / RUN_FILE
+    if not run.is_file():
+        return None
+    try:
+        return {f["name"] for f in json.loads(run.read_text())["files"]}
+    except (OSError, ValueError, TypeError, KeyError):
+        return None
+
 
 _IMAGE_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd", ".hdr", ".img", ".dcm")
 _GENERIC_DICOM_DIRS = ("dicom", "dcm", "images", "data", "series")

@@ -604,6 +604,8 @@ class PerfusionResult:
     summary: dict
     model_card: dict
     model_sha: str
+    #: inputs that could not be analysed: ``(name, "ErrorName: message")``; the others are in ``analyses``
+    failed: list[tuple[str, str]] = field(default_factory=list)
 
     def write(self, outdir: str | Path) -> list[Path]:
         from CardiacLandmarksLib.perfusion.report import write_report
@@ -613,7 +615,8 @@ class PerfusionResult:
 
 def analyse_perfusion(inputs: list[SeriesInput], model: ps.PerfusionModel | None = None, device: str = "cpu",
                       use_sax_model: bool = True,
-                      progress: Callable[[int, int], None] | None = None) -> PerfusionResult:
+                      progress: Callable[[int, int], None] | None = None, *,
+                      allow_mismatch: bool = False) -> PerfusionResult:
     """AHA 16-segment perfusion analysis of a study (Xue et al., Radiology: AI 2020; Cerqueira et al. 2002).
 
     The task API every front end calls: each series is analysed (:func:`analyse_series`), slices with no
@@ -626,21 +629,60 @@ def analyse_perfusion(inputs: list[SeriesInput], model: ps.PerfusionModel | None
         device: ``"cpu"``, ``"cuda"`` or ``"auto"`` when the model is loaded here.
         use_sax_model: try the SAX landmark model for the RV insertion points before the RV-enhancement rule.
         progress: ``progress(done_series, total_series)``.
+        allow_mismatch: series that differ in patient, matrix or pixel size are analysed with a warning
+            on each and no stress/rest reserve, instead of :class:`SeriesMismatchError`.
+
+    Before any model runs, every series is checked (:func:`CardiacLandmarksLib.io.checks.check_series`:
+    a short-axis image, not a label mask, constant or with absurd spacing) and the series are checked to
+    belong together (:func:`~CardiacLandmarksLib.io.checks.check_study_match`). One series that fails
+    (a check, the segmentation, no contrast passage ...) is recorded in ``result.failed`` with its error
+    and the others are analysed.
 
     Returns:
         :class:`PerfusionResult`.
 
     Raises:
-        PerfusionInputError (no input, bad AIF), MissingGeometryError, ModelIntegrityError.
+        PerfusionInputError (no input, or no series could be analysed: the message lists why),
+        SeriesMismatchError, ModelIntegrityError.
     """
+    from CardiacLandmarksLib.io.checks import check_series, check_study_match
+
     if not inputs:
         raise PerfusionInputError("no perfusion series given")
-    model = model or ps.load_model(device=device)
+    failed: list[tuple[str, str]] = []
+    usable = []
+    for inp in inputs:
+        try:
+            check_series(inp.series, "sax", view_hint="the perfusion analysis takes short-axis slices only")
+            usable.append(inp)
+        except CardiacLandmarksError as exc:
+            failed.append((inp.name or str(inp.series.source), f"{type(exc).__name__}: {exc}"))
+            logger.error("%s: %s", inp.name, exc)
+    study_warnings = check_study_match([i.series for i in usable], [i.name or str(i.series.source) for i in usable],
+                                       allow_mismatch=allow_mismatch) if len(usable) > 1 else []
+    model = (model or ps.load_model(device=device)) if usable else model
     analyses = []
-    for k, inp in enumerate(inputs):
-        analyses.append(analyse_series(inp, model, use_sax_model=use_sax_model))
+    for k, inp in enumerate(usable):
+        try:
+            an = analyse_series(inp, model, use_sax_model=use_sax_model)
+        except CardiacLandmarksError as exc:
+            failed.append((inp.name or str(inp.series.source), f"{type(exc).__name__}: {exc}"))
+            logger.error("%s: %s", inp.name, exc)
+        else:
+            an.warnings.extend((inp.series.metadata or {}).get("warnings", []))
+            an.warnings.extend(study_warnings)
+            analyses.append(an)
         if progress is not None:
-            progress(k + 1, len(inputs))
+            progress(k + 1, len(usable))
+    if not analyses:
+        raise PerfusionInputError(f"none of the {len(inputs)} perfusion series could be analysed: "
+                                  + "; ".join(f"{n}: {m}" for n, m in failed))
     assign_missing_levels(analyses)
-    return PerfusionResult(analyses, summarise(analyses), dict(getattr(model, "card", {}) or {}),
-                           getattr(model, "sha256", ""))
+    summary = summarise(analyses)
+    if study_warnings:  # series that do not match: no stress/rest ratio
+        for entry in [summary["global"], *summary.get("segments", {}).values()]:
+            for key in ("reserve", "reserve_trust"):
+                if key in entry:
+                    entry[key] = {}
+    return PerfusionResult(analyses, summary, dict(getattr(model, "card", {}) or {}),
+                           getattr(model, "sha256", ""), failed)

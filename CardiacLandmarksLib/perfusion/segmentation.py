@@ -34,7 +34,7 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage
 
-from CardiacLandmarksLib.core.errors import InvalidImageError, PerfusionInputError
+from CardiacLandmarksLib.core.errors import InvalidImageError, NoContrastPassageError, PerfusionInputError
 
 logger = logging.getLogger(__name__)
 
@@ -91,7 +91,7 @@ def bolus_timing(frames: np.ndarray, frac: float = 0.15) -> BolusTiming:
     noise = float(np.std(enh[:4]) + 1e-6)
     span = float(enh[peak] - b)
     if peak < 2 or span < 5 * noise and span < 0.05 * float(np.percentile(f, 99)):
-        raise PerfusionInputError("no first-pass contrast enhancement found in the series")
+        raise NoContrastPassageError("no first-pass contrast enhancement found in the series")
     below = np.nonzero(enh[: peak + 1] < b + frac * span)[0]
     foot = int(below[-1]) if len(below) else 0
     return BolusTiming(foot=max(foot, 1), peak=peak)

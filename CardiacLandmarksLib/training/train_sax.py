@@ -16,12 +16,14 @@ from __future__ import annotations
 
 import json
 import logging
+import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
+from tqdm import tqdm
 
 from CardiacLandmarksLib.core.errors import CardiacLandmarksError, InputNotFoundError
 from CardiacLandmarksLib.core.preprocessing import CANVAS_MM, CANVAS_PX
@@ -247,7 +249,9 @@ def train_sax(data: Path, out_dir: Path, cfg: TrainConfig, device: str = "cpu", 
         model.train()
         perm = torch.randperm(len(imgs), generator=gen)
         losses = []
-        for s in range(0, len(perm), cfg.batch_size):
+        batches = range(0, len(perm), cfg.batch_size)
+        for s in tqdm(batches, desc=f"epoch {epoch + 1}/{cfg.epochs}", unit="batch", leave=False, file=sys.stderr,
+                      disable=not progress):
             b = perm[s : s + cfg.batch_size]
             x, p, m_b = random_affine_batch(imgs[b], pts[b], cfg.crop_px, gen, masks=masks[b])
             x = random_intensity(x, gen)

@@ -1,0 +1,253 @@
+"""Input checks run right after loading and before any model: one function for every front end.
+
+:func:`check_series` refuses, with a named error, what no model of this project can measure
+and what would silently give wrong numbers:
+
+* **label masks** given as images: integer-valued pixels with at most
+  :data:`MAX_LABEL_VALUES` (10) distinct values -> :class:`~.errors.LabelMaskError`;
+* **constant images** (all voxels one value, e.g. all zero) -> :class:`~.errors.ConstantImageError`;
+* **absurd spacing**: in-plane pixel size above :data:`MAX_PIXEL_MM` (20 mm), or slices of a
+  stack more than :data:`MAX_SLICE_GAP_MM` (50 mm) apart -> :class:`~.errors.ImplausibleSpacingError`
+  (a whole adult heart is about 120 mm across; cardiac MR pixels are 0.5-3 mm, slices 5-10 mm);
+* **incomplete DICOM cines**: slice positions or phases missing from the grid, as found by the
+  DICOM loader (``metadata["completeness"]``, see :func:`.dicom.grid_completeness`) ->
+  :class:`~.errors.IncompleteSeriesError`, unless ``allow_incomplete`` (then a warning);
+* **wrong view**: the view the caller wants (``expected_view``) against the view the image looks
+  like (:func:`.view.recognise_view`: description, orientation, number of slices): a SAX model
+  is not run on an image that looks long-axis and vice versa -> :class:`~.errors.WrongViewError`,
+  unless ``force_view`` (then a warning).
+
+A non-cardiac image that passes these checks is caught after the SAX model has run:
+:func:`check_detections` raises :class:`~.errors.NotCardiacError` when the model finds no LV
+centre on any slice or phase of the whole series (rule documented there).
+
+Series of one study (stress/rest perfusion, base/mid/apex): :func:`check_study_match`.
+
+Every check returns the warnings it made (strings for the user and for every output); callers
+store them with the results.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+import numpy as np
+
+from CardiacLandmarksLib.core.errors import (
+    ConstantImageError,
+    ImplausibleSpacingError,
+    IncompleteSeriesError,
+    LabelMaskError,
+    NotCardiacError,
+    SeriesMismatchError,
+    WrongViewError,
+)
+from CardiacLandmarksLib.io.view import recognise_view
+
+logger = logging.getLogger(__name__)
+
+MAX_LABEL_VALUES = 10
+MAX_PIXEL_MM = 20.0
+MAX_SLICE_GAP_MM = 50.0
+#: study series must agree in pixel size within this relative tolerance (5%)
+PIXEL_SIZE_REL_TOL = 0.05
+LAX_VIEWS = ("2ch", "3ch", "4ch", "lax")
+
+
+def _name(series) -> str:
+    return str(series.source or series.description or "<series>")
+
+
+def check_image_content(series) -> None:
+    """Refuse label masks and constant images (see module docstring).
+
+    Args:
+        series: :class:`~.series.CMRSeries` (``pixels [t, k, j, i]``).
+
+    Raises:
+        ConstantImageError, LabelMaskError.
+    """
+    px = series.pixels
+    lo, hi = float(px.min()), float(px.max())
+    if lo == hi:
+        raise ConstantImageError(f"{_name(series)}: the image is constant (every voxel = {lo:g}); "
+                                 "nothing to detect")
+    sample = px[: min(3, px.shape[0])]
+    if np.all(sample == np.round(sample)):
+        values = np.unique(sample)
+        if values.size <= MAX_LABEL_VALUES:
+            raise LabelMaskError(
+                f"{_name(series)}: the image holds only {values.size} integer values "
+                f"({', '.join(f'{v:g}' for v in values)}): it is a label mask, not an MR image; "
+                "give the image file (e.g. patient001_ED.nii.gz, not patient001_ED_gt.nii.gz)")
+
+
+def check_spacing(series) -> None:
+    """Refuse in-plane pixels above :data:`MAX_PIXEL_MM` or slice gaps above :data:`MAX_SLICE_GAP_MM`.
+
+    Raises:
+        ImplausibleSpacingError: message gives the spacing found and the limit.
+    """
+    si, sj = float(series.spacing[0]), float(series.spacing[1])
+    if max(si, sj) > MAX_PIXEL_MM:
+        raise ImplausibleSpacingError(
+            f"{_name(series)}: pixel size {si:g} x {sj:g} mm is not a cardiac MR pixel (limit {MAX_PIXEL_MM:g} mm); "
+            "check the file header's spacing")
+    if series.n_slices > 1:
+        heights = np.asarray(series.slice_origins, float) @ np.asarray(series.direction, float)[:, 2]
+        gap = float(np.max(np.abs(np.diff(heights))))
+        if gap > MAX_SLICE_GAP_MM:
+            raise ImplausibleSpacingError(
+                f"{_name(series)}: slices up to {gap:g} mm apart (limit {MAX_SLICE_GAP_MM:g} mm); "
+                "check the file header's slice spacing")
+
+
+def check_completeness(series, allow_incomplete: bool = False) -> list[str]:
+    """Missing slice positions or phases recorded by the DICOM loader (``metadata["completeness"]``).
+
+    Returns:
+        warnings (empty when complete; one line when ``allow_incomplete`` lets an incomplete grid pass).
+
+    Raises:
+        IncompleteSeriesError: something is missing and ``allow_incomplete`` is False.
+    """
+    problems = list((series.metadata or {}).get("completeness", {}).get("problems", []))
+    if not problems:
+        return []
+    text = f"{_name(series)}: incomplete series: " + "; ".join(problems)
+    if not allow_incomplete:
+        raise IncompleteSeriesError(text + " (use --allow-incomplete / allow_incomplete=True to analyse "
+                                           "it anyway)")
+    return [text + " (analysed anyway: allow_incomplete)"]
+
+
+def check_view(series, expected_view: str | None, force_view: bool = False, hint: str | None = None) -> list[str]:
+    """Compare the view the caller wants with the view the image looks like.
+
+    Args:
+        series: the series.
+        expected_view: ``"sax"``, ``"2ch"``, ``"3ch"``, ``"4ch"`` or ``"lax"`` (any long axis);
+            None or ``"auto"``: no check.
+        force_view: turn a mismatch into a returned warning.
+        hint: what the user can do, appended to the error (default: the ``detect`` options).
+
+    Returns:
+        warnings (empty when the views agree or the image's view cannot be told).
+
+    Raises:
+        WrongViewError: mismatch and not ``force_view``.
+    """
+    if expected_view in (None, "", "auto"):
+        return []
+    guess = recognise_view(series)
+    seen = guess.view
+    mismatch = False
+    if expected_view == "sax":
+        mismatch = seen in LAX_VIEWS
+    elif expected_view in LAX_VIEWS:
+        mismatch = seen == "sax" or (guess.source == "description" and seen in ("2ch", "3ch", "4ch")
+                                     and expected_view != "lax" and seen != expected_view)
+    if not mismatch:
+        return []
+    text = (f"{_name(series)}: asked for the {expected_view.upper()} view but the image looks {seen.upper()} "
+            f"({guess.reason})")
+    if force_view:
+        return [text + "; view forced by the user: results may be meaningless"]
+    if hint is None:
+        hint = (f"use --view auto (or {seen if seen != 'lax' else '2ch/3ch/4ch'}), or --force-view to run anyway")
+    raise WrongViewError(f"{text}; {hint}")
+
+
+def check_series(series, expected_view: str | None = None, *, force_view: bool = False,
+                 allow_incomplete: bool = False, view_hint: str | None = None) -> list[str]:
+    """All checks of the module docstring, cheapest first; run after loading, before any model.
+
+    Args:
+        series: :class:`~.series.CMRSeries`.
+        expected_view: the view that will be analysed (``"sax"``, ``"2ch"``, ``"3ch"``, ``"4ch"``,
+            ``"lax"``), or None/``"auto"`` for no view check.
+        force_view: a view mismatch is a warning instead of an error.
+        allow_incomplete: an incomplete DICOM grid is a warning instead of an error.
+        view_hint: advice appended to a view error (see :func:`check_view`).
+
+    Returns:
+        warnings, also appended to ``series.metadata["warnings"]`` so writers can carry them.
+
+    Raises:
+        ConstantImageError, LabelMaskError, ImplausibleSpacingError, IncompleteSeriesError,
+        WrongViewError (all subclasses of :class:`~.errors.CardiacLandmarksError`).
+    """
+    check_spacing(series)
+    check_image_content(series)
+    warnings = check_completeness(series, allow_incomplete)
+    warnings += check_view(series, expected_view, force_view, view_hint)
+    for w in warnings:
+        logger.warning("%s", w)
+    if series.metadata is None:
+        series.metadata = {}
+    series.metadata.setdefault("warnings", []).extend(warnings)
+    return warnings
+
+
+def check_detections(series, lmset) -> None:
+    """Refuse a SAX result in which the model found no LV centre anywhere.
+
+    Rule: a cardiac SAX stack shows the LV on most slices; when the SAX model finds no ``C-LV``
+    on any slice of any phase, the image is taken as non-cardiac (or not a SAX image at all).
+
+    Raises:
+        NotCardiacError.
+    """
+    if lmset.view != "sax":
+        return
+    if not any(lm.found and lm.name == "C-LV" for lm in lmset.landmarks):
+        raise NotCardiacError(
+            f"{_name(series)}: the SAX model finds no left ventricle on any of the {series.n_slices} slices x "
+            f"{series.n_phases} phases: this does not look like a cardiac short-axis MR")
+
+
+def _patient(series) -> str | None:
+    meta = series.metadata or {}
+    for key in ("patient_id", "PatientID"):
+        if meta.get(key):
+            return str(meta[key])
+    return None
+
+
+def check_study_match(series: Sequence, names: Sequence[str] | None = None, *,
+                      allow_mismatch: bool = False) -> list[str]:
+    """Series of one study (stress/rest, base/mid/apex) must come from one patient (where the
+    files say so), share the image matrix and the pixel size within :data:`PIXEL_SIZE_REL_TOL`.
+
+    Args:
+        series: the loaded series.
+        names: a name per series for messages (default: the sources).
+        allow_mismatch: return the differences as warnings instead of raising.
+
+    Returns:
+        warnings (empty when all match).
+
+    Raises:
+        SeriesMismatchError: a difference and not ``allow_mismatch``.
+    """
+    names = list(names) if names is not None else [_name(s) for s in series]
+    problems: list[str] = []
+    pats = {n: _patient(s) for n, s in zip(names, series)}
+    known = {p for p in pats.values() if p}
+    if len(known) > 1:
+        problems.append("patients differ: " + ", ".join(f"{n}: {p}" for n, p in pats.items() if p))
+    shapes = {n: s.shape_ji for n, s in zip(names, series)}
+    if len(set(shapes.values())) > 1:
+        problems.append("matrices differ: " + ", ".join(f"{n}: {a}x{b}" for n, (a, b) in shapes.items()))
+    px = {n: float(s.spacing[0]) for n, s in zip(names, series)}
+    if px and max(px.values()) > (1 + PIXEL_SIZE_REL_TOL) * min(px.values()):
+        problems.append("pixel sizes differ: " + ", ".join(f"{n}: {v:.2f} mm" for n, v in px.items()))
+    if not problems:
+        return []
+    text = "series of one study do not match (" + "; ".join(problems) + ")"
+    if not allow_mismatch:
+        raise SeriesMismatchError(text + "; are they from one patient and one protocol? --allow-mismatch to "
+                                         "analyse them anyway (no stress/rest reserve is then reported)")
+    logger.warning("%s", text)
+    return [text + "; analysed anyway (--allow-mismatch): stress/rest reserve not reported"]

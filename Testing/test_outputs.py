@@ -1,0 +1,148 @@
+"""Issue 15, output folders: checked before any work, one run per folder, run.json written last,
+earlier results moved to a dated backup, hand edits kept, temp files of killed runs removed,
+read_markups refuses mixed runs. End to end with ``detect`` on a real ACDC stack."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+
+from CardiacLandmarksLib import cli
+from CardiacLandmarksLib.core.errors import MixedRunError, OutputPathError
+from CardiacLandmarksLib.io.markups import read_markups
+from CardiacLandmarksLib.io.outputs import describe_input, finish_run, prepare_output_dir, sha256_of
+
+# ------------------------------------------------------------------ the library calls
+
+
+def test_output_path_that_is_a_file_or_not_creatable_is_a_named_error(tmp_path):
+    f = tmp_path / "a_file"
+    f.write_text("x")
+    with pytest.raises(OutputPathError, match="is a file, not a folder"):
+        prepare_output_dir(f)
+    with pytest.raises(OutputPathError, match="cannot create the output folder"):
+        prepare_output_dir(f / "sub")
+    with pytest.raises(OutputPathError, match="cannot create the output folder"):
+        prepare_output_dir("/proc/cardiac-landmarks-out")  # no folder can be made there, not even by root
+
+
+@pytest.mark.skipif(os.name != "posix" or os.geteuid() == 0, reason="root writes into read-only folders")
+def test_read_only_output_folder_is_a_named_error(tmp_path):
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    ro.chmod(0o555)
+    try:
+        with pytest.raises(OutputPathError, match="not writable"):
+            prepare_output_dir(ro)
+    finally:
+        ro.chmod(0o755)
+
+
+def test_earlier_run_is_moved_and_only_changed_files_are_kept(tmp_path):
+    out = tmp_path / "out"
+    inp = tmp_path / "input.txt"
+    inp.write_text("the input")
+    od = prepare_output_dir(out, [inp])
+    od.begin()
+    for name, text in (("landmarks.json", "A"), ("measurements.csv", "B"), ("landmarks_phase15.mrk.json", "C")):
+        (out / name).write_text(text)
+    first = finish_run(od, [inp], {"opt": 1}, [out / "landmarks.json", out / "measurements.csv",
+                                              out / "landmarks_phase15.mrk.json"], command="test")
+    assert first.backup_dir is None and first.messages == []
+    run = json.loads((out / "run.json").read_text())
+    assert run["complete"] is True and run["inputs"][0]["sha256"] == sha256_of(inp)
+    assert [f["name"] for f in run["files"]] == ["landmarks.json", "landmarks_phase15.mrk.json", "measurements.csv"]
+
+    (out / "measurements.csv").write_text("B, corrected by hand")
+    (out / ".landmarks.json.x1y2.tmp").write_text("left by a killed run")
+    (out / "my_notes.txt").write_text("not ours")
+    od = prepare_output_dir(out, [inp])
+    assert od.removed_tmp == [".landmarks.json.x1y2.tmp"]
+    od.begin()  # the earlier run's files leave the folder before anything is written
+    assert sorted(p.name for p in out.iterdir() if p.is_file()) == ["my_notes.txt"]
+    (out / "landmarks.json").write_text("A")  # rewritten identically
+    (out / "measurements.csv").write_text("B")  # differs from the hand edit
+    rec = finish_run(od, [inp], {"opt": 2}, [out / "landmarks.json", out / "measurements.csv"])
+    assert rec.backup_dir is not None and rec.backup_dir.name.startswith("backup-")
+    assert sorted(p.name for p in rec.backup_dir.iterdir()) == ["landmarks_phase15.mrk.json", "measurements.csv",
+                                                                "run.json"]
+    assert (rec.backup_dir / "measurements.csv").read_text() == "B, corrected by hand"
+    assert "earlier results kept in" in rec.messages[0] and "1 changed (measurements.csv)" in rec.messages[0]
+    assert "1 not written by this run (landmarks_phase15.mrk.json)" in rec.messages[0]
+    assert (out / "my_notes.txt").exists() and inp.exists()
+
+
+@pytest.mark.data
+def test_describe_input_of_a_dicom_folder(sunnybrook_dicom):
+    d = describe_input(sunnybrook_dicom)
+    assert d["n_files"] == 240 and d["size"] > 30e6 and len(d["sha256"]) == 64
+
+
+# ------------------------------------------------------------------ end to end with detect
+
+
+@pytest.fixture(scope="module")
+def detect_run(data_root, tmp_path_factory):
+    img = data_root / "acdc" / "patient101_ED.nii.gz"
+    out = tmp_path_factory.mktemp("detect") / "out"
+    assert cli.main(["detect", str(img), "-o", str(out), "--no-progress", "--no-tta"]) == 0
+    return img, out
+
+
+@pytest.mark.data
+def test_detect_writes_run_json_last_with_inputs_models_and_files(detect_run):
+    img, out = detect_run
+    run = json.loads((out / "run.json").read_text())
+    assert run["complete"] is True and run["command"] == "detect"
+    assert run["inputs"][0]["size"] == img.stat().st_size and run["inputs"][0]["sha256"] == sha256_of(img)
+    assert run["models"][0]["name"] == "sax_unet" and run["models"][0]["version"]
+    assert run["options"]["view"] == "auto"
+    names = {f["name"] for f in run["files"]}
+    assert {"landmarks.json", "measurements.csv", "landmarks.mrk.json", "patient101_ED_overlay.png"} <= names
+    for f in run["files"]:
+        assert sha256_of(out / f["name"]) == f["sha256"]
+    newest = max((out / n for n in names), key=lambda p: p.stat().st_mtime_ns)
+    assert (out / "run.json").stat().st_mtime_ns >= newest.stat().st_mtime_ns
+
+
+@pytest.mark.data
+def test_read_markups_refuses_a_folder_with_files_of_another_run(detect_run, tmp_path):
+    _, out = detect_run
+    assert read_markups(out).landmarks  # the run's own files read fine
+    stale = out / "landmarks_phase15.mrk.json"
+    stale.write_text((out / "landmarks.mrk.json").read_text())
+    try:
+        with pytest.raises(MixedRunError, match="landmarks_phase15.mrk.json"):
+            read_markups(out)
+    finally:
+        stale.unlink()
+
+
+@pytest.mark.data
+def test_detect_rerun_backs_up_hand_edits_and_stale_files(detect_run, capsys):
+    img, out = detect_run
+    edited = (out / "measurements.csv").read_text() + "# corrected by hand\n"
+    (out / "measurements.csv").write_text(edited)
+    (out / "landmarks_phase19.mrk.json").write_text((out / "landmarks.mrk.json").read_text())
+    (out / ".landmarks.json.abcd.tmp").write_text("killed")
+    capsys.readouterr()
+    assert cli.main(["detect", str(img), "-o", str(out), "--no-progress", "--no-tta"]) == 0
+    text = capsys.readouterr().out  # printed at normal verbosity
+    assert "earlier results kept in" in text and "removed 1 temporary file(s)" in text
+    (backup,) = [p for p in out.iterdir() if p.is_dir() and p.name.startswith("backup-")]
+    assert sorted(p.name for p in backup.iterdir()) == ["landmarks_phase19.mrk.json", "measurements.csv", "run.json"]
+    assert (backup / "measurements.csv").read_text() == edited
+    assert not list(out.glob(".*.tmp")) and not (out / "landmarks_phase19.mrk.json").exists()
+    assert not list(out.glob("*.bak-*"))  # no per-file backups of unchanged files any more
+    assert read_markups(out).landmarks
+
+
+@pytest.mark.data
+def test_detect_output_path_checked_before_loading(data_root, tmp_path, capsys):
+    f = tmp_path / "file"
+    f.write_text("x")
+    assert cli.main(["detect", str(data_root / "acdc" / "patient101_ED.nii.gz"), "-o", str(f)]) == 1
+    assert "is a file, not a folder" in capsys.readouterr().err
+

@@ -1,0 +1,298 @@
+"""Issue 15 ("Trust what is reported"), inputs: wrong views, label masks, constant images, absurd
+spacing, non-cardiac images, incomplete DICOM series, non-orthonormal NIfTI, study mismatch and
+per-input isolation, on real data (temporary copies, never modified in place)."""
+
+from __future__ import annotations
+
+import gzip
+import shutil
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pydicom
+import pytest
+
+from CardiacLandmarksLib import cli
+from CardiacLandmarksLib.core.errors import (
+    ConstantImageError,
+    CorruptFileError,
+    ImplausibleSpacingError,
+    IncompleteSeriesError,
+    InvalidImageError,
+    LabelMaskError,
+    SeriesMismatchError,
+    WrongViewError,
+)
+from CardiacLandmarksLib.io.checks import check_series, check_study_match
+from CardiacLandmarksLib.io.image import orthonormalise_direction
+from CardiacLandmarksLib.io.load import load_series
+
+pytestmark = pytest.mark.data
+
+ACDC_IMG = ("acdc", "patient101_ED.nii.gz")
+NIBABEL_BRAIN = Path(nib.__file__).parent / "tests" / "data" / "example4d.nii.gz"
+
+
+@pytest.fixture(scope="module")
+def acdc_img(data_root) -> Path:
+    return data_root.joinpath(*ACDC_IMG)
+
+
+@pytest.fixture(scope="module")
+def la_cine(data_root) -> Path:
+    return data_root / "mnms2" / "001" / "001_LA_CINE.nii.gz"
+
+
+def _rewrite(src: Path, dst: Path, data=None, zooms=None, affine=None) -> Path:
+    img = nib.load(str(src))
+    hdr = img.header.copy()
+    aff = img.affine.copy() if affine is None else affine
+    if zooms is not None:
+        scale = np.array(zooms[:3]) / np.array(hdr.get_zooms()[:3])
+        aff[:3, :3] = aff[:3, :3] * scale
+        hdr.set_zooms(zooms)
+    out = nib.Nifti1Image(np.asanyarray(img.dataobj) if data is None else data, aff, hdr)
+    nib.save(out, str(dst))
+    return dst
+
+
+# ------------------------------------------------------------------ image content, spacing, view
+
+
+def test_label_mask_given_as_image_is_refused(data_root):
+    s = load_series(data_root / "acdc" / "patient101_ED_gt.nii.gz")
+    with pytest.raises(LabelMaskError, match="label mask"):
+        check_series(s, "sax")
+
+
+def test_constant_image_is_refused(acdc_img, tmp_path):
+    zeros = np.zeros(nib.load(str(acdc_img)).shape, np.int16)
+    s = load_series(_rewrite(acdc_img, tmp_path / "zeros.nii.gz", data=zeros))
+    with pytest.raises(ConstantImageError, match="constant"):
+        check_series(s)
+
+
+def test_absurd_pixel_size_and_slice_gap_are_refused(acdc_img, tmp_path):
+    z = nib.load(str(acdc_img)).header.get_zooms()
+    with pytest.raises(ImplausibleSpacingError, match="100 x 100 mm"):
+        check_series(load_series(_rewrite(acdc_img, tmp_path / "px100.nii.gz", zooms=(100.0, 100.0, z[2]))))
+    with pytest.raises(ImplausibleSpacingError, match="60 mm apart"):
+        check_series(load_series(_rewrite(acdc_img, tmp_path / "gap60.nii.gz", zooms=(z[0], z[1], 60.0))))
+    assert check_series(load_series(acdc_img), "sax") == []  # the real file passes every check
+
+
+def test_view_mismatch_is_a_named_error_or_a_forced_warning(acdc_img, la_cine):
+    cine = load_series(la_cine)
+    with pytest.raises(WrongViewError, match="asked for the SAX view but the image looks LAX"):
+        check_series(cine, "sax")
+    warnings = check_series(load_series(la_cine), "sax", force_view=True)
+    assert len(warnings) == 1 and "forced" in warnings[0]
+    stack = load_series(acdc_img)
+    with pytest.raises(WrongViewError, match="asked for the 4CH view but the image looks SAX"):
+        check_series(stack, "4ch")
+    assert check_series(load_series(la_cine), "4ch") == []
+
+
+def test_cli_detect_wrong_view_fails_before_inference_and_writes_nothing(la_cine, tmp_path, capsys):
+    out = tmp_path / "out"
+    assert cli.main(["detect", str(la_cine), "--view", "sax", "-o", str(out), "--no-progress"]) == 1
+    assert "looks LAX" in capsys.readouterr().err
+    assert list(out.iterdir()) == []
+
+
+def test_cli_detect_refuses_absurd_inputs(acdc_img, data_root, tmp_path, capsys):
+    for src, text in ((data_root / "acdc" / "patient101_ED_gt.nii.gz", "label mask"),
+                      (_rewrite(acdc_img, tmp_path / "px100.nii.gz", zooms=(100.0, 100.0, 10.0)), "not a cardiac MR pixel")):
+        assert cli.main(["detect", str(src), "-o", str(tmp_path / "o"), "--no-progress"]) == 1
+        assert text in capsys.readouterr().err
+
+
+@pytest.mark.skipif(not NIBABEL_BRAIN.exists(), reason="nibabel's example brain MR (tests/data) not installed")
+def test_non_cardiac_mr_is_refused_after_the_sax_model(tmp_path, capsys):
+    """A real brain MR (nibabel's example4d: EPI, 128 x 96 x 24 slices x 2 volumes, 2 mm): passes the
+    cheap checks (many values, sane spacing, 24 parallel slices = SAX by slice count); the SAX model
+    finds no LV anywhere -> NotCardiacError, exit 1, nothing written."""
+    out = tmp_path / "brain"
+    assert cli.main(["detect", str(NIBABEL_BRAIN), "-o", str(out), "--no-progress", "--no-tta"]) == 1
+    assert "does not look like a cardiac short-axis MR" in capsys.readouterr().err
+    assert list(out.iterdir()) == []
+
+
+# ------------------------------------------------------------------ DICOM completeness
+
+
+@pytest.fixture()
+def sunnybrook_copy(sunnybrook_dicom, tmp_path) -> Path:
+    dst = tmp_path / "dicom"
+    shutil.copytree(sunnybrook_dicom, dst)
+    return dst
+
+
+def _headers(folder: Path) -> dict[Path, pydicom.Dataset]:
+    return {f: pydicom.dcmread(f, stop_before_pixels=True) for f in sorted(folder.iterdir())}
+
+
+def test_complete_sunnybrook_series_has_no_problem(sunnybrook_dicom):
+    s = load_series(sunnybrook_dicom)
+    assert s.metadata["completeness"]["problems"] == []
+    assert check_series(s, "sax") == []
+
+
+def test_dicom_file_cut_before_the_dicm_marker_is_named(sunnybrook_copy):
+    victim = sorted(sunnybrook_copy.iterdir())[17]
+    victim.write_bytes(victim.read_bytes()[:100])
+    with pytest.raises(CorruptFileError, match=f"{victim.name}: not readable as DICOM \\(100 bytes"):
+        load_series(sunnybrook_copy)
+
+
+def test_missing_slice_position_is_an_error_naming_it(sunnybrook_copy):
+    heads = _headers(sunnybrook_copy)
+    locs = sorted({round(float(d.SliceLocation), 2) for d in heads.values()})
+    for f, d in heads.items():
+        if round(float(d.SliceLocation), 2) == locs[5]:
+            f.unlink()
+    s = load_series(sunnybrook_copy)
+    with pytest.raises(IncompleteSeriesError, match=r"1 slice position\(s\) missing between slices 4 and 5 \(20.0 mm gap"):
+        check_series(s, "sax")
+    warnings = check_series(s, "sax", allow_incomplete=True)
+    assert len(warnings) == 1 and "analysed anyway" in warnings[0]
+
+
+def test_half_the_phases_missing_is_an_error(sunnybrook_copy):
+    for f, d in _headers(sunnybrook_copy).items():
+        if float(d.TriggerTime) > 380:  # keep the first 10 of 20 phases
+            f.unlink()
+    s = load_series(sunnybrook_copy)
+    assert s.n_phases == 10
+    with pytest.raises(IncompleteSeriesError, match="10 phases found, the header says 20"):
+        check_series(s)
+
+
+def test_one_phase_missing_in_every_slice_is_an_error(sunnybrook_copy):
+    by_slice: dict[float, list] = {}
+    for f, d in _headers(sunnybrook_copy).items():
+        by_slice.setdefault(round(float(d.SliceLocation), 2), []).append((float(d.TriggerTime), f))
+    for frames in by_slice.values():
+        sorted(frames)[7][1].unlink()  # the 8th phase of every slice
+    with pytest.raises(IncompleteSeriesError, match="phase\\(s\\) missing between trigger times"):
+        check_series(load_series(sunnybrook_copy))
+
+
+# ------------------------------------------------------------------ NIfTI direction cosines
+
+
+def _sheared(src: Path, dst: Path, deg: float) -> Path:
+    img = nib.load(str(src))
+    shear = np.eye(4)
+    shear[0, 1] = np.tan(np.radians(deg))
+    aff = img.affine @ shear
+    out = nib.Nifti1Image(np.asanyarray(img.dataobj), aff, img.header)
+    out.set_sform(aff, 1)
+    out.set_qform(None, 0)
+    nib.save(out, str(dst))
+    return dst
+
+
+def test_slightly_non_orthonormal_nifti_is_orthonormalised_with_a_warning(data_root, tmp_path):
+    """M&Ms-2 001 SAX with its affine sheared by 0.5 degrees: SimpleITK alone refuses it
+    ('ITK only supports orthonormal direction cosines'); we load it, say by how much it was off
+    and keep the geometry between the sheared and the original one (the far corner of the
+    380 mm field of view moves by less than the 3.3 mm that the shear itself moves it)."""
+    import SimpleITK as sitk
+
+    src = data_root / "mnms2" / "001" / "001_SA_ED.nii.gz"
+    path = _sheared(src, tmp_path / "sheared.nii.gz", 0.5)
+    with pytest.raises(RuntimeError, match="orthonormal"):
+        sitk.ReadImage(str(path))
+    s, ref = load_series(path), load_series(src)
+    (w,) = s.metadata["warnings"]
+    assert "not orthonormal (up to 0.249 degrees off)" in w
+    assert np.allclose(s.direction, ref.direction, atol=0.01)
+    assert np.allclose(s.spacing, ref.spacing, rtol=1e-3)
+    corner = np.array([s.shape_ji[1] - 1, s.shape_ji[0] - 1, s.n_slices - 1], float)
+    shear_shift = (s.shape_ji[0] - 1) * s.spacing[1] * np.tan(np.radians(0.5))
+    assert np.linalg.norm(s.ijk_to_lps(corner) - ref.ijk_to_lps(corner)) < shear_shift
+
+
+def test_strongly_sheared_nifti_is_refused(data_root, tmp_path):
+    path = _sheared(data_root / "mnms2" / "001" / "001_SA_ED.nii.gz", tmp_path / "sheared5.nii.gz", 5.0)
+    with pytest.raises(InvalidImageError, match="2.50 degrees from orthonormal"):
+        load_series(path)
+
+
+def test_orthonormalise_direction_keeps_voxel_sizes_and_handedness():
+    m = np.diag([1.5, 1.5, 8.0]) @ np.array([[1, 0.01, 0], [0, 1, 0], [0, 0, -1.0]])
+    fixed, dev = orthonormalise_direction(m)
+    assert np.allclose(np.linalg.norm(fixed, axis=0), np.linalg.norm(m, axis=0))
+    d = fixed / np.linalg.norm(fixed, axis=0)
+    assert np.allclose(d.T @ d, np.eye(3), atol=1e-12) and np.linalg.det(d) < 0
+    assert 0.2 < dev < 0.4
+
+
+# ------------------------------------------------------------------ study match, isolation
+
+
+def test_stress_rest_of_two_patients_are_refused(data_root, tmp_path, capsys):
+    root = data_root / "perfusion" / "mlperf"
+    a, b = root / "1434856_stress_mid.nii.gz", root / "1424200_rest_mid.nii.gz"  # 160^2 2.29 mm vs 192^2 2.14 mm
+    with pytest.raises(SeriesMismatchError, match="matrices differ.*pixel sizes differ"):
+        check_study_match([load_series(a), load_series(b)], ["a", "b"])
+    warnings = check_study_match([load_series(a), load_series(b)], ["a", "b"], allow_mismatch=True)
+    assert "reserve not reported" in warnings[0]
+    assert cli.main(["perfusion", str(a), str(b), "-o", str(tmp_path / "p"), "--no-sax-model"]) == 1
+    assert "--allow-mismatch" in capsys.readouterr().err
+
+
+def test_perfusion_one_failing_input_does_not_stop_the_others(data_root, tmp_path, capsys):
+    """Stress and rest mid slices of one patient; the rest series' frames all replaced by its first
+    (pre-contrast) frame: that series is refused by name (no contrast passage), the stress slice
+    is still analysed and reported, exit code 3, run.json lists the failure."""
+    import json
+
+    root = data_root / "perfusion" / "mlperf"
+    good = root / "1434856_stress_mid.nii.gz"
+    rest = nib.load(str(root / "1434856_rest_mid.nii.gz"))
+    frames = np.asanyarray(rest.dataobj)  # (time, y, x) as stored by nibabel
+    flat = np.repeat(frames[:1], frames.shape[0], axis=0)
+    bad = tmp_path / "1434856_rest_mid_flat.nii.gz"
+    nib.save(nib.Nifti1Image(flat, rest.affine, rest.header), str(bad))
+    out = tmp_path / "p"
+    assert cli.main(["perfusion", str(good), str(bad), "-o", str(out), "--no-sax-model"]) == 3
+    err = capsys.readouterr().err
+    assert "contrast enhancement found" in err and "1 of 2 input(s) failed: 1434856_rest_mid_flat" in err
+    assert (out / "report.json").exists() and (out / "1434856_stress_mid_sectors.png").exists()
+    run = json.loads((out / "run.json").read_text())
+    assert run["complete"] and run["failed"][0]["input"] == "1434856_rest_mid_flat"
+    assert "NoContrastPassageError" in run["failed"][0]["error"]
+
+
+def test_perfusion_refuses_a_cine(la_cine, tmp_path, capsys):
+    """A 4CH cine given to perfusion: by its name, a long-axis view (named error before any model);
+    renamed, its blood pool shows no first pass (1.11x baseline): named error, exit 1."""
+    assert cli.main(["perfusion", str(la_cine), "-o", str(tmp_path / "a"), "--no-sax-model"]) == 1
+    assert "short-axis slices only" in capsys.readouterr().err
+    cine = tmp_path / "cine.nii.gz"
+    shutil.copy(la_cine, cine)
+    assert cli.main(["perfusion", str(cine), "-o", str(tmp_path / "b"), "--no-sax-model"]) == 1
+    assert "no contrast passage: the LV blood-pool signal peaks at 1.11x" in capsys.readouterr().err
+
+
+def test_evaluate_reports_a_corrupt_case_and_keeps_the_others(data_root, tmp_path, capsys):
+    data = tmp_path / "acdc"
+    data.mkdir()
+    for pid in ("patient101", "patient102"):
+        for suffix in ("_ED.nii.gz", "_ED_gt.nii.gz"):
+            shutil.copy(data_root / "acdc" / f"{pid}{suffix}", data / f"{pid}{suffix}")
+    bad = data / "patient101_ED.nii.gz"
+    bad.write_bytes(gzip.compress(b"not a nifti")[:20])
+    rc = cli.main(["evaluate", "--data", str(data), "--split", "all", "--no-confidence-table",
+                   "--json", str(tmp_path / "ev.json")])
+    assert rc == 3
+    cap = capsys.readouterr()
+    assert "patient101" in cap.err and "1 of 2 case(s) failed" in cap.err
+    assert "patient102_ED" in cap.out
+    import json
+
+    ev = json.loads((tmp_path / "ev.json").read_text())
+    assert ev["failed_cases"][0]["patient"] == "patient101"
