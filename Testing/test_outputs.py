@@ -12,7 +12,13 @@ import pytest
 from CardiacLandmarksLib import cli
 from CardiacLandmarksLib.core.errors import MixedRunError, OutputPathError
 from CardiacLandmarksLib.io.markups import read_markups
-from CardiacLandmarksLib.io.outputs import describe_input, finish_run, prepare_output_dir, sha256_of
+from CardiacLandmarksLib.io.outputs import (
+    check_output_file,
+    describe_input,
+    finish_run,
+    prepare_output_dir,
+    sha256_of,
+)
 
 # ------------------------------------------------------------------ the library calls
 
@@ -26,6 +32,16 @@ def test_output_path_that_is_a_file_or_not_creatable_is_a_named_error(tmp_path):
         prepare_output_dir(f / "sub")
     with pytest.raises(OutputPathError, match="cannot create the output folder"):
         prepare_output_dir("/proc/cardiac-landmarks-out")  # no folder can be made there, not even by root
+
+
+def test_single_output_file_is_checked(tmp_path, capsys):
+    with pytest.raises(OutputPathError, match="is a folder"):
+        check_output_file(tmp_path)
+    (tmp_path / "f").write_text("x")
+    with pytest.raises(OutputPathError, match="is a file, not a folder"):
+        check_output_file(tmp_path / "f" / "ev.json")
+    assert cli.main(["evaluate", "--json", str(tmp_path / "f" / "ev.json")]) == 1  # before any model runs
+    assert "is a file, not a folder" in capsys.readouterr().err
 
 
 @pytest.mark.skipif(os.name != "posix" or os.geteuid() == 0, reason="root writes into read-only folders")

@@ -181,6 +181,10 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from CardiacLandmarksLib.sax.pipeline import detect_landmarks
 
     data = Path(args.data) if args.data else data_root() / "acdc"
+    if args.json:
+        from CardiacLandmarksLib.io.outputs import check_output_file
+
+        check_output_file(args.json)  # a bad --json path fails now, not after the evaluation
     if not data.exists():
         from CardiacLandmarksLib.core.errors import InputNotFoundError
         raise InputNotFoundError(f"evaluation data folder {data} does not exist")

@@ -192,6 +192,20 @@ def prepare_output_dir(path: str | Path, inputs: Iterable[str | Path] = ()) -> O
     return out
 
 
+def check_output_file(path: str | Path) -> Path:
+    """Check, before any work, that a single output file (e.g. ``evaluate --json``) can be written:
+    not a folder, its folder creatable and writable (:func:`prepare_output_dir` on the parent).
+
+    Raises:
+        OutputPathError.
+    """
+    p = Path(path).expanduser().resolve()
+    if p.is_dir():
+        raise OutputPathError(f"output file {p} is a folder; give a file name")
+    prepare_output_dir(p.parent)
+    return p
+
+
 @dataclass
 class RunRecord:
     """What :func:`finish_run` did: ``manifest`` (the run.json content), ``path`` (of run.json),
