@@ -542,18 +542,33 @@ class PerfusionLogic:
     def exportReport(self, hub, outputDirectory) -> list:
         """Write the command line's report files for the current analyses (RVI corrections included):
         ``report.json``, ``report.csv``, ``bullseye.png`` and, per series, the segmentation and AHA
-        label maps (input geometry) and the RVI ``.mrk.json`` (an existing one is kept as a backup).
+        label maps (input geometry) and the RVI ``.mrk.json``, then ``run.json`` (as the command line:
+        ``CardiacLandmarksLib.io.outputs``; files of an earlier export that change are kept in
+        ``backup-<time>/``).
 
         Returns:
-            The paths written (``pathlib.Path``).
+            The paths written (``pathlib.Path``), ``run.json`` last.
 
         Raises:
-            PerfusionInputError: the hub was not computed in this session.
+            PerfusionInputError: the hub was not computed in this session. OutputPathError: the folder
+            cannot be created or written.
         """
+        from CardiacLandmarksLib.io.outputs import finish_run, prepare_output_dir
         from CardiacLandmarksLib.perfusion import report as pr
 
         state = self._state(hub)
-        return pr.write_report(self.analyses(hub), state.summary, outputDirectory, state.modelCard, state.modelSha)
+        analyses = self.analyses(hub)
+        sources = [a.series.source for a in analyses if a.series.source]
+        outdir = prepare_output_dir(outputDirectory, inputs=sources)
+        outdir.begin()
+        written = pr.write_report(analyses, state.summary, outdir.path, state.modelCard, state.modelSha)
+        record = finish_run(outdir, sources, {"front_end": "Slicer perfusion panel"}, written,
+                            models=[{"name": (state.modelCard or {}).get("name", ""),
+                                     "version": (state.modelCard or {}).get("version", ""), "sha256": state.modelSha}],
+                            warnings=[f"{a.name}: {w}" for a in analyses for w in a.warnings], command="perfusion")
+        for message in record.messages:
+            logging.info("CardiacLandmarks perfusion export: %s", message)
+        return [*written, record.path]
 
     # ------------------------------------------------------------------ RVI editing
 
