@@ -162,3 +162,17 @@ def test_detect_output_path_checked_before_loading(data_root, tmp_path, capsys):
     assert cli.main(["detect", str(data_root / "acdc" / "patient101_ED.nii.gz"), "-o", str(f)]) == 1
     assert "is a file, not a folder" in capsys.readouterr().err
 
+
+
+@pytest.mark.data
+def test_identical_rerun_leaves_no_backup(data_root, tmp_path, capsys):
+    """lax-validate (deterministic) twice into one folder: the second run rewrites every file identically,
+    so no backup folder stays and nothing is announced; run.json lists the same files."""
+    out = tmp_path / "lv"
+    assert cli.main(["lax-validate", "--data", str(data_root), "-o", str(out)]) == 0
+    first = json.loads((out / "run.json").read_text())
+    capsys.readouterr()
+    assert cli.main(["lax-validate", "--data", str(data_root), "-o", str(out)]) == 0
+    assert "earlier results kept" not in capsys.readouterr().out
+    assert sorted(p.name for p in out.iterdir()) == ["mnms2_001_tracking.png", "run.json", "validation.json"]
+    assert json.loads((out / "run.json").read_text())["files"] == first["files"]

@@ -169,21 +169,28 @@ def cmd_lv_length(args: argparse.Namespace) -> int:
 def cmd_validate(args: argparse.Namespace) -> int:
     from CardiacLandmarksLib.core.config import data_root
     from CardiacLandmarksLib.evaluation.lax import validate_mnms2
+    from CardiacLandmarksLib.io.outputs import finish_run, prepare_output_dir
     from CardiacLandmarksLib.lax.report import render_lax_png
 
     root = Path(args.data) if args.data else data_root()
     if not (root / "mnms2" / "001").exists():
         raise InputNotFoundError(f"{root / 'mnms2' / '001'} not found (set CARDIAC_LANDMARKS_DATA or --data)")
+    outdir = prepare_output_dir(args.output) if args.output else None  # a bad output path fails before any work
     res = validate_mnms2(root)
     d = res.to_dict()
-    if args.output:
-        out = Path(args.output)
-        out.mkdir(parents=True, exist_ok=True)
+    if outdir is not None:
         from CardiacLandmarksLib.io.atomic import atomic_write_text
 
-        atomic_write_text(out / "validation.json", json.dumps(d, indent=1) + "\n")
-        render_lax_png(res.series, res.tracked, out / "mnms2_001_tracking.png", curve=res.curve_labelled,
-                       reference=res.reference, title="mnms2/001 4CH: tracked from ED labels (+/x), derived labels (o)")
+        outdir.begin()
+        out = outdir.path
+        written = [atomic_write_text(out / "validation.json", json.dumps(d, indent=1) + "\n"),
+                   render_lax_png(res.series, res.tracked, out / "mnms2_001_tracking.png", curve=res.curve_labelled,
+                                  reference=res.reference,
+                                  title="mnms2/001 4CH: tracked from ED labels (+/x), derived labels (o)")]
+        record = finish_run(outdir, [root / "mnms2" / "001"], {k: v for k, v in vars(args).items() if k != "func"},
+                            written, models=[dict(res.tracked.model or {})], command="lax-validate")
+        for m in record.messages:
+            print(m)
     if args.json:
         print(json.dumps(d, indent=1))
         return 0
