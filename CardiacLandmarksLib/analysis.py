@@ -37,8 +37,8 @@ def analyse_landmarks(series: CMRSeries, view: str = "auto", options: SaxOptions
 
     Before any model runs, :func:`CardiacLandmarksLib.io.checks.check_series` refuses label masks,
     constant images, absurd spacing, incomplete DICOM grids and a ``view`` the image does not look
-    like; after the SAX model, :func:`~CardiacLandmarksLib.io.checks.check_detections` refuses an
-    image with no LV anywhere (non-cardiac). Warnings go to ``result.landmarks.warnings``.
+    like; after the model, :func:`~CardiacLandmarksLib.io.checks.check_detections` refuses an
+    image with no LV (SAX) or no landmark (long axis) anywhere: non-cardiac. Warnings go to ``result.landmarks.warnings``.
 
     Returns:
         :class:`~CardiacLandmarksLib.sax.report.LandmarkResult`; ``result.view`` is the view analysed.
@@ -56,7 +56,7 @@ def analyse_landmarks(series: CMRSeries, view: str = "auto", options: SaxOptions
         result = analyse_lax(series, chosen, options, progress=progress, cancel=cancel)
     else:
         result = analyse_sax(series, options, progress=progress, cancel=cancel)
-        if not force_view:
-            check_detections(series, result.landmarks)
+    if not force_view:
+        check_detections(series, result.landmarks)
     result.landmarks.warnings = [*warnings, *result.landmarks.warnings]
     return result

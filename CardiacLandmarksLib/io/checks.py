@@ -17,9 +17,10 @@ and what would silently give wrong numbers:
   is not run on an image that looks long-axis and vice versa -> :class:`~.errors.WrongViewError`,
   unless ``force_view`` (then a warning).
 
-A non-cardiac image that passes these checks is caught after the SAX model has run:
-:func:`check_detections` raises :class:`~.errors.NotCardiacError` when the model finds no LV
-centre on any slice or phase of the whole series (rule documented there).
+A non-cardiac image that passes these checks is caught after the model has run:
+:func:`check_detections` raises :class:`~.errors.NotCardiacError` when the SAX model finds no LV
+centre on any slice or phase of the whole series, or a long-axis model no landmark at all (rules
+documented there).
 
 Series of one study (stress/rest perfusion, base/mid/apex): :func:`check_study_match`.
 
@@ -191,20 +192,24 @@ def check_series(series, expected_view: str | None = None, *, force_view: bool =
 
 
 def check_detections(series, lmset) -> None:
-    """Refuse a SAX result in which the model found no LV centre anywhere.
+    """Refuse a result in which the model found nothing cardiac anywhere.
 
     Rule: a cardiac SAX stack shows the LV on most slices; when the SAX model finds no ``C-LV``
-    on any slice of any phase, the image is taken as non-cardiac (or not a SAX image at all).
+    on any slice of any phase, the image is taken as non-cardiac (or not a SAX image at all). For a
+    long-axis view, the same when the model finds no landmark at all on any phase.
 
     Raises:
         NotCardiacError.
     """
-    if lmset.view != "sax":
-        return
-    if not any(lm.found and lm.name == "C-LV" for lm in lmset.landmarks):
+    if lmset.view == "sax":
+        if not any(lm.found and lm.name == "C-LV" for lm in lmset.landmarks):
+            raise NotCardiacError(
+                f"{_name(series)}: the SAX model finds no left ventricle on any of the {series.n_slices} slices x "
+                f"{series.n_phases} phases: this does not look like a cardiac short-axis MR")
+    elif not any(lm.found for lm in lmset.landmarks):
         raise NotCardiacError(
-            f"{_name(series)}: the SAX model finds no left ventricle on any of the {series.n_slices} slices x "
-            f"{series.n_phases} phases: this does not look like a cardiac short-axis MR")
+            f"{_name(series)}: the {lmset.view.upper()} model finds no mitral point or apex on any of the "
+            f"{series.n_phases} phases: this does not look like a cardiac long-axis MR")
 
 
 def _patient(series) -> str | None:
