@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 
 from CardiacLandmarksLib.core.series import CMRSeries
-from CardiacLandmarksLib.io.checks import check_detections, check_series
+from CardiacLandmarksLib.io.checks import check_detections, check_series, mark_input_warnings
 from CardiacLandmarksLib.io.view import detect_view
 from CardiacLandmarksLib.lax.measurements import LAX_VIEWS
 from CardiacLandmarksLib.lax.pipeline import analyse_lax
@@ -38,7 +38,8 @@ def analyse_landmarks(series: CMRSeries, view: str = "auto", options: SaxOptions
     Before any model runs, :func:`CardiacLandmarksLib.io.checks.check_series` refuses label masks,
     constant images, absurd spacing, incomplete DICOM grids and a ``view`` the image does not look
     like; after the model, :func:`~CardiacLandmarksLib.io.checks.check_detections` refuses an
-    image with no LV (SAX) or no landmark (long axis) anywhere: non-cardiac. Warnings go to ``result.landmarks.warnings``.
+    image with no LV (SAX) or no landmark (long axis) anywhere: non-cardiac. Warnings go to
+    ``result.landmarks.warnings`` and make every measurement ``review`` (:func:`mark_input_warnings`).
 
     Returns:
         :class:`~CardiacLandmarksLib.sax.report.LandmarkResult`; ``result.view`` is the view analysed.
@@ -58,5 +59,8 @@ def analyse_landmarks(series: CMRSeries, view: str = "auto", options: SaxOptions
         result = analyse_sax(series, options, progress=progress, cancel=cancel)
     if not force_view:
         check_detections(series, result.landmarks)
-    result.landmarks.warnings = [*warnings, *result.landmarks.warnings]
+    mark_input_warnings(result.landmarks, warnings)  # every measurement: status at best "review"
+    for w in (series.metadata or {}).get("warnings", []):  # loader notes too (e.g. an orthonormalised affine)
+        if w not in result.landmarks.warnings:
+            result.landmarks.warnings.append(w)
     return result

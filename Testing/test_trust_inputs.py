@@ -215,6 +215,31 @@ def test_slightly_non_orthonormal_nifti_is_orthonormalised_with_a_warning(data_r
     assert np.linalg.norm(s.ijk_to_lps(corner) - ref.ijk_to_lps(corner)) < shear_shift
 
 
+def test_input_warnings_reach_landmarks_json_and_every_measurement(data_root, tmp_path):
+    """The sheared M&Ms-2 SAX through the task API: the loader's note is in landmarks.json's warnings
+    (measurements unchanged: a 0.25 degree correction is harmless); a forced-view style warning
+    (mark_input_warnings) makes every measurement at best 'review', with the warning as the caveat."""
+    import json
+
+    from CardiacLandmarksLib.analysis import analyse_landmarks
+    from CardiacLandmarksLib.io.checks import mark_input_warnings
+    from CardiacLandmarksLib.sax.pipeline import SaxOptions
+
+    path = _sheared(data_root / "mnms2" / "001" / "001_SA_ED.nii.gz", tmp_path / "sheared_SA.nii.gz", 0.5)
+    result = analyse_landmarks(load_series(path), "sax", SaxOptions(device="cpu", tta=False))
+    lmset = result.landmarks
+    assert any("orthonormalised" in w for w in lmset.warnings)
+    assert not any(src.kind == "input" for m in lmset.measurements for src in m.sources)
+    mark_input_warnings(lmset, ["view forced by the user"])
+    assert lmset.measurements and all(m.status in ("review", "n/a") for m in lmset.measurements)
+    assert all(any(src.kind == "input" for src in m.sources) for m in lmset.measurements)
+    assert all("view forced by the user" in m.caveat() for m in lmset.measurements if m.status == "review")
+    written = result.write(tmp_path / "out")
+    doc = json.loads((tmp_path / "out" / "landmarks.json").read_text())
+    assert "view forced by the user" in doc["warnings"] and len(written) >= 4
+    assert "review" in (tmp_path / "out" / "measurements.csv").read_text()
+
+
 def test_strongly_sheared_nifti_is_refused(data_root, tmp_path):
     path = _sheared(data_root / "mnms2" / "001" / "001_SA_ED.nii.gz", tmp_path / "sheared5.nii.gz", 5.0)
     with pytest.raises(InvalidImageError, match="2.50 degrees from orthonormal"):

@@ -92,7 +92,8 @@ class Source:
         flag: a landmark flag (``"high"``, ``"low"``, ``"absent"``) or a mask/curve flag
             (``"ok"``, ``"review"``, ``"n/a"``).
         confidence: the landmark confidence in [0, 1], or None for masks/curves.
-        kind: ``"landmark"``, ``"mask"``, ``"curve"``, ``"anchor"``, ``"measurement"``.
+        kind: ``"landmark"``, ``"mask"``, ``"curve"``, ``"anchor"``, ``"measurement"``, ``"input"`` (a warning on
+            the input itself, e.g. a forced view: :func:`CardiacLandmarksLib.io.checks.mark_input_warnings`).
         note: why the flag is what it is (e.g. ``"RV-enhancement fallback"``, ``"7 pixels"``).
     """
 

@@ -212,6 +212,23 @@ def check_detections(series, lmset) -> None:
             f"{series.n_phases} phases: this does not look like a cardiac long-axis MR")
 
 
+def mark_input_warnings(lmset, warnings: Sequence[str]) -> None:
+    """Carry input warnings (forced view, incomplete series ...) into every measurement of ``lmset``
+    (in place): each gets a source ``"input"`` flagged ``review`` with the warning as its note, so
+    its status is at best ``review`` in measurements.csv, landmarks.json and every table; the warnings
+    are also kept in ``lmset.warnings``."""
+    from CardiacLandmarksLib.core.landmarks import Source
+
+    if not warnings:
+        return
+    lmset.warnings = [*lmset.warnings, *[w for w in warnings if w not in lmset.warnings]]
+    note = "; ".join(warnings)
+    for m in lmset.measurements:
+        m.sources.append(Source("input", "review", None, "input", note))
+        if m.status == "ok":
+            m.status = "review"
+
+
 def _patient(series) -> str | None:
     meta = series.metadata or {}
     for key in ("patient_id", "PatientID"):
