@@ -173,6 +173,10 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
+    if args.json and args.json != "-":
+        from CardiacLandmarksLib.io.outputs import check_output_file
+
+        check_output_file(args.json)  # a bad --json path fails now, not after the evaluation
     if args.suite:
         return cmd_suite(args)
     from CardiacLandmarksLib.datasets.sax import acdc_cases, paired_cases
@@ -181,10 +185,6 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from CardiacLandmarksLib.sax.pipeline import detect_landmarks
 
     data = Path(args.data) if args.data else data_root() / "acdc"
-    if args.json:
-        from CardiacLandmarksLib.io.outputs import check_output_file
-
-        check_output_file(args.json)  # a bad --json path fails now, not after the evaluation
     if not data.exists():
         from CardiacLandmarksLib.core.errors import InputNotFoundError
         raise InputNotFoundError(f"evaluation data folder {data} does not exist")
