@@ -5,7 +5,7 @@ Every front end that lets a reader correct points (the web app in :mod:`CardiacL
 scripts, the console) goes through these functions; nothing numerical lives in a front end.
 """
 
-from .results import (
+from CardiacLandmarksLib.review.results import (
     RESULT_FILE,
     ReviewError,
     SaveInProgressError,

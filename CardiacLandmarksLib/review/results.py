@@ -1,11 +1,11 @@
 """Result folders of ``cardiac-landmarks detect``: read, review queue, corrections, save.
 
 A *result folder* holds what ``cardiac-landmarks detect`` writes for one series:
-``landmarks.json`` (the :class:`~CardiacLandmarksLib.landmarks.LandmarkSet`, LPS mm),
+``landmarks.json`` (the :class:`CardiacLandmarksLib.core.landmarks.LandmarkSet`, LPS mm),
 ``measurements.csv``, ``landmarks*.mrk.json`` (Slicer point lists) and an overlay PNG. A
 *cohort folder* holds one result folder per study (any depth up to :data:`MAX_DEPTH`).
 
-A correction follows the library's convention, the one :func:`.markups.read_markups` and the
+A correction follows the library's convention, the one :func:`CardiacLandmarksLib.io.markups.read_markups` and the
 Slicer panel use: the point gets ``corrected = True``, confidence 1 and flag ``"high"`` (or
 found False / confidence 0 / flag ``"absent"`` when the reader removes it); the model's own
 values stay in the backups of the files it replaced.
@@ -24,8 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import CardiacLandmarksError, CorruptFileError, InputNotFoundError
-from ..landmarks import LANDMARKS_BY_VIEW, Landmark, LandmarkSet, Measurement
+from CardiacLandmarksLib.core.errors import CardiacLandmarksError, CorruptFileError, InputNotFoundError
+from CardiacLandmarksLib.core.landmarks import LANDMARKS_BY_VIEW, Landmark, LandmarkSet, Measurement
 
 logger = logging.getLogger(__name__)
 
@@ -139,7 +139,7 @@ def correct_landmark(
             name belongs to the set's view (``LANDMARKS_BY_VIEW``).
         position_lps: new position, LPS mm ``(x, y, z)``; None = the reader says the
             landmark is not on this slice.
-        series: optional :class:`~.series.CMRSeries` of the result: gives the point's
+        series: optional :class:`CardiacLandmarksLib.core.series.CMRSeries` of the result: gives the point's
             continuous ``ijk`` (NaN without it) and bounds the slice and phase.
 
     Returns:
@@ -177,9 +177,9 @@ def correct_landmark(
 def recompute_measurements(lmset: LandmarkSet, series=None) -> list[Measurement]:
     """Recompute the landmark measurements of ``lmset`` after a correction (and store them in it).
 
-    SAX: :func:`.measurements.rvi_measurements` (RVI angle and opening angle per slice and
+    SAX: :func:`CardiacLandmarksLib.sax.measurements.rvi_measurements` (RVI angle and opening angle per slice and
     phase; the series, when given, fixes the reference frame). Long axis (2ch/3ch/4ch):
-    :func:`.lax_measurements.lv_length_measurements` (LV length per phase, ED/ES lengths and
+    :func:`CardiacLandmarksLib.lax.measurements.lv_length_measurements` (LV length per phase, ED/ES lengths and
     longitudinal shortening). Measurements of other kinds already in the set (names these
     functions do not produce) are kept after them.
 
@@ -187,12 +187,12 @@ def recompute_measurements(lmset: LandmarkSet, series=None) -> list[Measurement]
         The new ``lmset.measurements``.
     """
     if lmset.view == "sax":
-        from ..measurements import RVI_MEASUREMENTS, rvi_measurements
+        from CardiacLandmarksLib.sax.measurements import RVI_MEASUREMENTS, rvi_measurements
 
         own = {d.name for d in RVI_MEASUREMENTS}
         new = rvi_measurements(lmset, series)
     elif lmset.view in ("2ch", "3ch", "4ch"):
-        from ..lax_measurements import lv_length_measurements
+        from CardiacLandmarksLib.lax.measurements import lv_length_measurements
 
         new = lv_length_measurements(lmset, lmset.view)
         own = {m.name for m in new} | {"LV length", "LV length ED", "LV length ES", "Longitudinal shortening"}
@@ -247,8 +247,8 @@ def _save_lock(folder: Path, timeout_s: float) -> Iterator[None]:
 def save_result(folder: str | Path, lmset: LandmarkSet, series=None, *, timeout_s: float = 30.0) -> list[Path]:
     """Write the (corrected) result back into its folder, in the command line's formats.
 
-    Writes ``landmarks*.mrk.json`` (:func:`.markups.write_markups`), ``landmarks.json`` and
-    ``measurements.csv`` (:mod:`.report` writers), every one atomically and keeping the file it
+    Writes ``landmarks*.mrk.json`` (:func:`CardiacLandmarksLib.io.markups.write_markups`), ``landmarks.json`` and
+    ``measurements.csv`` (:mod:`CardiacLandmarksLib.sax.report` writers), every one atomically and keeping the file it
     replaces as ``<name>.bak-YYYYmmdd-HHMMSS`` (the rule of the Slicer panel's export and of the
     command line's point lists: a corrected file never silently replaces the model's). When
     ``series`` is given, the overlay PNG already in the folder (``*_overlay.png`` for SAX,
@@ -272,7 +272,8 @@ def save_result(folder: str | Path, lmset: LandmarkSet, series=None, *, timeout_
         SaveInProgressError: the other save did not finish within ``timeout_s``.
         OSError: the folder is not writable (the old files are then untouched).
     """
-    from .. import markups, report
+    from CardiacLandmarksLib.io import markups
+    from CardiacLandmarksLib.sax import report
 
     folder = Path(folder)
     if not folder.is_dir():
@@ -289,7 +290,7 @@ def save_result(folder: str | Path, lmset: LandmarkSet, series=None, *, timeout_
                     if lmset.view == "sax":
                         written.append(Path(report.render_overlay_png(series, lmset, png)))
                     else:
-                        from ..lax_report import render_lax_png
+                        from CardiacLandmarksLib.lax.report import render_lax_png
 
                         written.append(Path(render_lax_png(series, lmset, png)))
                 except (CardiacLandmarksError, ValueError, OSError) as exc:  # the PNG is a convenience

@@ -29,9 +29,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import CardiacLandmarksError
-from ..landmarks import LANDMARKS_BY_VIEW, LandmarkSet
-from ..review import (
+from CardiacLandmarksLib.core.errors import CardiacLandmarksError
+from CardiacLandmarksLib.core.landmarks import LANDMARKS_BY_VIEW, LandmarkSet
+from CardiacLandmarksLib.review import (
     correct_landmark,
     find_results,
     flagged_landmarks,
@@ -39,7 +39,7 @@ from ..review import (
     recompute_measurements,
     save_result,
 )
-from . import security
+from CardiacLandmarksLib.web import security
 
 logger = logging.getLogger(__name__)
 
@@ -128,6 +128,7 @@ class ReviewApp:
         self._observers: list[tuple[object, int]] = []
         self._volume = None
         self._placing: str | None = None
+        self._cursor: tuple | None = None  # queue order of the last point shown by "Next flagged"
         self._save_tasks: dict[str, asyncio.Future] = {}
         self._build_scene()
         self._build_ui()
@@ -310,21 +311,21 @@ class ReviewApp:
         self._placing = None
         node.SetNthControlPointLabel(0, self._label(lm))
         self._color(node, lm)
-        self._message(f"{case.name}: {name} on slice {k} moved to LPS "
+        self._message(f"{self._title(case.name)}: {name} on slice {k} moved to LPS "
                       f"{lps[0]:.1f} {lps[1]:.1f} {lps[2]:.1f} mm (corrected). Save to write it.", "info")
         self._refresh()
 
     # ------------------------------------------------------------------ navigation
     def show_case(self, name: str, k: int | None = None, t: int | None = None) -> None:
         """Show case ``name`` (a key of :attr:`cases`), on slice ``k`` and phase ``t`` when given."""
-        from ..io_dispatch import load_series
+        from CardiacLandmarksLib.io.load import load_series
 
         case = self.cases[name]
         if case.series is None:
             try:
                 case.series = load_series(_source_path(case))
             except CardiacLandmarksError as exc:
-                self._message(f"{name}: cannot load the source image {case.lmset.source}: {exc}", "error")
+                self._message(f"{self._title(name)}: cannot load the source image {case.lmset.source}: {exc}", "error")
                 return
         new_case = case is not self.case
         self.case = case
@@ -345,25 +346,45 @@ class ReviewApp:
 
     _shown_phase = -1
 
+    def select_case(self, name: str) -> bool:
+        """Show the case the browser asked for. ``name`` comes from the page: it must resolve inside the
+        reviewed folder (:func:`.security.resolve_inside`) and be one of its result folders; anything else
+        is refused (message, current case kept). Returns True when shown."""
+        try:
+            folder = security.resolve_inside(self.root, name)
+        except security.OutsideRootError as exc:
+            logger.warning("refused case %r: %s", name, exc)
+            self._message(f"Refused: {exc}", "error")
+            self._refresh()
+            return False
+        case = next((c for c in self.cases.values() if c.folder == folder), None)
+        if case is None:
+            self._message(f"Refused: {name!r} is not a result folder of {self.root.name}", "error")
+            self._refresh()
+            return False
+        self.show_case(case.name)
+        return True
+
     def next_flagged(self) -> None:
-        """Go to the first point of the review queue after the current one (wraps around)."""
-        queue = self._queue()
+        """Go to the next point of the review queue after the current one (wraps around at the end)."""
+        queue = self._queue(with_order=True)
         if not queue:
-            self._message("No flagged point left in the cohort.", "success")
+            self._message("No flagged point left in the folder.", "success")
+            self._refresh()
             return
-        cur = self.state.current_key
-        keys = [q["key"] for q in queue]
-        idx = (keys.index(cur) + 1) % len(keys) if cur in keys else 0
-        self.go_to(keys[idx])
+        after = self._cursor
+        nxt = next((q for q in queue if after is not None and q["_order"] > after), queue[0])
+        self.go_to(nxt["key"])
 
     def go_to(self, key: str) -> None:
         """Show the flagged point ``key`` (``"<case>|<name>|<slice>|<phase>"``) of the queue."""
-        item = next((q for q in self._queue() if q["key"] == key), None)
+        item = next((q for q in self._queue(with_order=True) if q["key"] == key), None)
         if item is None:
             self._message("That point is no longer flagged.", "info")
             return
         self.show_case(item["case"], item["slice"], item["phase"])
         self.state.current_key = key
+        self._cursor = item["_order"]
         if item["flag"] == "absent":
             text = f"{self._title(item['case'])}: {item['name']} on slice {item['slice']}: not found. Press Place, then click in the view."
         else:
@@ -416,7 +437,7 @@ class ReviewApp:
             return
         running = self._save_tasks.get(case.name)
         if running is not None and not running.done():
-            self._message(f"{case.name}: a save is already running.", "warning")
+            self._message(f"{self._title(case.name)}: a save is already running.", "warning")
             return
         lmset, series = copy.deepcopy(case.lmset), case.series
         loop = asyncio.get_running_loop()
@@ -428,18 +449,18 @@ class ReviewApp:
             written = await fut
         except (CardiacLandmarksError, OSError) as exc:
             with self.state:
-                self._message(f"{case.name}: save failed: {exc}", "error")
+                self._message(f"{self._title(case.name)}: save failed: {exc}", "error")
                 self.state.saving = False
             return
         case.dirty = False
         with self.state:
             self.state.saving = False
-            self._message(f"{case.name}: saved {len(written)} files ({', '.join(p.name for p in written)}); "
+            self._message(f"{self._title(case.name)}: saved {len(written)} files ({', '.join(p.name for p in written)}); "
                           "the previous files are kept as .bak-<time>.", "success")
             self._refresh()
 
     # ------------------------------------------------------------------ state for the page
-    def _queue(self) -> list[dict]:
+    def _queue(self, with_order: bool = False) -> list[dict]:
         """The review queue of the whole folder: every case's flagged points (library order), merged by
         confidence (low before absent at equal confidence), then case order."""
         items = []
@@ -455,8 +476,9 @@ class ReviewApp:
                     "_order": (float(lm.confidence), lm.flag == "absent", ci, i),
                 })
         items.sort(key=lambda q: q["_order"])
-        for q in items:
-            del q["_order"]
+        if not with_order:
+            for q in items:
+                del q["_order"]
         return items
 
     def _title(self, name: str) -> str:
@@ -540,8 +562,8 @@ class ReviewApp:
 
         @s.change("case_name")
         def _on_case(case_name, **_):
-            if case_name and self.case is not None and case_name != self.case.name and case_name in self.cases:
-                self.show_case(case_name)
+            if case_name and self.case is not None and case_name != self.case.name:
+                self.select_case(case_name)
 
         @s.change("slice_k")
         def _on_slice(slice_k, **_):

@@ -20,7 +20,7 @@ import logging
 import secrets
 from pathlib import Path
 
-from ..errors import CardiacLandmarksError
+from CardiacLandmarksLib.core.errors import CardiacLandmarksError
 
 logger = logging.getLogger(__name__)
 
