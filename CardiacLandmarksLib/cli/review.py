@@ -31,15 +31,23 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_review(args: argparse.Namespace) -> int:
+    import importlib.util
+    import socket
+
     from CardiacLandmarksLib.core.errors import CardiacLandmarksError
 
-    try:
-        from CardiacLandmarksLib.web import app as webapp
-        from CardiacLandmarksLib.web import security
-    except ImportError as exc:
+    missing = [m for m in ("trame", "trame_slicer", "slicer") if importlib.util.find_spec(m) is None]
+    if missing:
         raise CardiacLandmarksError(
-            f"the review app needs the 'web' extra ({exc.name or exc} is missing): "
-            "pip install 'cardiac-landmarks[web]'") from exc
+            f"the review app needs the 'web' extra ({', '.join(missing)} not installed): "
+            "pip install 'cardiac-landmarks[web]' (in its own environment: it needs slicer-core 5.11)")
+    from CardiacLandmarksLib.web import app as webapp
+    from CardiacLandmarksLib.web import security
+
+    if args.port == 0:  # any free port, known before the URL is printed
+        with socket.socket(socket.AF_INET6 if ":" in args.host else socket.AF_INET) as s:
+            s.bind((args.host, 0))
+            args.port = s.getsockname()[1]
     token = security.new_token() if security.token_required(args.host, args.require_token) else None
     app = webapp.build_app(args.path, token=token)
     shown_host = "127.0.0.1" if args.host in ("0.0.0.0", "::", "") else args.host

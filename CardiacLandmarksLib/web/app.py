@@ -301,6 +301,7 @@ class ReviewApp:
         old = case.lmset.get(name, k, t)
         if old is not None and old.found and np.linalg.norm(np.asarray(old.position, float) - lps) <= MOVED_TOL_MM:
             return
+        verb = "moved to" if old is not None and old.found else "placed at"
         try:
             lm = correct_landmark(case.lmset, name, k, t, lps, case.series)
             recompute_measurements(case.lmset, case.series)
@@ -311,7 +312,7 @@ class ReviewApp:
         self._placing = None
         node.SetNthControlPointLabel(0, self._label(lm))
         self._color(node, lm)
-        self._message(f"{self._title(case.name)}: {name} on slice {k} moved to LPS "
+        self._message(f"{self._title(case.name)}: {name} on slice {k} {verb} LPS "
                       f"{lps[0]:.1f} {lps[1]:.1f} {lps[2]:.1f} mm (corrected). Save to write it.", "info")
         self._refresh()
 
@@ -526,6 +527,7 @@ class ReviewApp:
         s.n_slices = case.series.n_slices if case.series is not None else 1
         s.n_phases = case.series.n_phases if case.series is not None else 1
         s.measurements = self._measure_rows()
+        s.current_measurements = [m for m in s.measurements if m["current"]]
         s.dirty = case.dirty
         s.current_absent = bool(s.current_key) and any(
             q["key"] == s.current_key and q["flag"] == "absent" for q in s.queue)
@@ -552,7 +554,7 @@ class ReviewApp:
         s.message_kind = "info"
         s.saving = False
         s.probe = {}
-        s.queue, s.cases, s.measurements = [], [], []
+        s.queue, s.cases, s.measurements, s.current_measurements = [], [], [], []
         s.n_flagged = 0
         s.slice_k = s.phase_t = 0
         s.n_slices = s.n_phases = 1
@@ -597,7 +599,14 @@ class ReviewApp:
                                thumb_label="always", density="compact", hide_details=True, classes="mt-4")
                     v3.VSlider(v_if=("n_phases > 1",), v_model=("phase_t",), min=0, max=("n_phases - 1",), step=1,
                                label="Phase", thumb_label="always", density="compact", hide_details=True)
-                    html.Div("Measurements (current slice in bold)", classes="text-subtitle-2 mt-3")
+                    html.Div("Slice {{ slice_k }}" + "{{ n_phases > 1 ? ', phase ' + phase_t : '' }}",
+                             classes="text-subtitle-2 mt-3")
+                    with html.Div(id="cl-current-measurements", classes="text-body-2"):
+                        html.Div("{{ m.name }}: {{ m.value }} {{ m.unit }}", v_for="(m, i) in current_measurements",
+                                 key="i", classes="font-weight-bold")
+                        html.Div("no measurement here (a point is missing)", v_if=("!current_measurements.length",),
+                                 classes="text-medium-emphasis")
+                    html.Div("All measurements of the case", classes="text-subtitle-2 mt-3")
                     with v3.VTable(density="compact", id="cl-measurements", height="220px", fixed_header=True):
                         with html.Thead():
                             with html.Tr():
@@ -607,7 +616,7 @@ class ReviewApp:
                                 html.Th("value", classes="text-caption")
                         with html.Tbody():
                             with html.Tr(v_for="(m, i) in measurements", key="i",
-                                         style=("m.current ? 'font-weight: bold' : ''",)):
+                                         classes=("m.current ? 'bg-blue-lighten-5' : ''",)):
                                 html.Td("{{ m.name }}", classes="text-caption")
                                 html.Td("{{ m.slice }}", classes="text-caption")
                                 html.Td("{{ m.phase }}", classes="text-caption", v_if=("n_phases > 1",))
