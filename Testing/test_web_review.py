@@ -171,6 +171,21 @@ def test_token_refuses_requests_without_it(cohort):
         assert asyncio.run(ws({})) == 403
         assert asyncio.run(ws({"Cookie": "cardiac_landmarks_token=wrong"})) == 403
         assert asyncio.run(ws({"Cookie": f"cardiac_landmarks_token={srv.token}"})) == 101
+
+        # a real browser: refused without the token, the whole app works from the printed URL
+        if CHROMIUM.exists() and importlib.util.find_spec("playwright") is not None:
+            from playwright.sync_api import sync_playwright
+
+            with sync_playwright() as pw:
+                browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=["--no-sandbox"])
+                page = browser.new_page(viewport={"width": 1200, "height": 800})
+                response = page.goto(base + "/")
+                assert response.status == 403 and "access token" in page.content()
+                page.goto(srv.url)
+                page.wait_for_selector(".remote-controlled-area img", timeout=60000)
+                page.wait_for_selector("#cl-queue .v-list-item", timeout=30000)
+                page.screenshot(path=str(_output_dir() / "00_token_url.png"))
+                browser.close()
     finally:
         srv.stop()
 
