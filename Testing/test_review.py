@@ -201,3 +201,25 @@ def test_save_never_interleaves(result):
     js = read_result(result).get("A-RVI", a.slice, 0).position
     mk = read_markups(result / "landmarks.mrk.json").get("A-RVI", a.slice, 0).position
     assert np.allclose(js, mk, atol=1e-6)
+
+
+def test_long_axis_correction_recomputes_lv_length():
+    """Long-axis result (constructed 4CH set with known lengths, as in test_lax_measurements): moving the
+    apex changes that phase's LV length and the shortening; measurements of other kinds are kept."""
+    from CardiacLandmarksLib.core.landmarks import Landmark, LandmarkSet, Measurement
+    from CardiacLandmarksLib.lax.measurements import lv_length_measurements
+
+    lms = []
+    for t, length in enumerate((90.0, 80.0, 72.0)):
+        for n, p in (("IS-P", (-15.0, 0, 0)), ("AL-P", (15.0, 0, 0)), ("APEX", (0, length, 0))):
+            lms.append(Landmark(n, 0, t, True, np.array(p, float), np.full(3, np.nan), 0.9, "high"))
+    lmset = LandmarkSet("synthetic", "4ch", {}, lms)
+    lmset.measurements = lv_length_measurements(lmset, "4ch") + [Measurement("LV EF", None, None, 55.0, "%")]
+    short_before = next(m.value for m in lmset.measurements if m.name == "Longitudinal shortening")
+    correct_landmark(lmset, "APEX", 0, 2, [0.0, 60.0, 0.0])
+    recompute_measurements(lmset)
+    lengths = {m.phase: m.value for m in lmset.measurements if m.name == "LV length"}
+    assert lengths[2] == pytest.approx(60.0) and lengths[0] == pytest.approx(90.0)
+    short_after = next(m.value for m in lmset.measurements if m.name == "Longitudinal shortening")
+    assert short_after == pytest.approx(100 * (90 - 60) / 90) and short_after > short_before
+    assert [m.value for m in lmset.measurements if m.name == "LV EF"] == [55.0]
