@@ -29,16 +29,16 @@ REPO = Path(__file__).resolve().parents[1]
 WEB_REQUIRED = os.environ.get("CARDIAC_LANDMARKS_WEB_TESTS", "") == "1"
 
 
-def _need(ok: bool, what: str) -> None:
+def _need(ok: bool, what: str, module: bool = False) -> None:
     if ok:
         return
     if WEB_REQUIRED:
-        pytest.fail(f"{what} (CARDIAC_LANDMARKS_WEB_TESTS=1)")
-    pytest.skip(what)
+        pytest.fail(f"{what} (CARDIAC_LANDMARKS_WEB_TESTS=1)", pytrace=False)
+    pytest.skip(what, allow_module_level=module)
 
 
-_need(importlib.util.find_spec("trame_slicer") is not None, "trame-slicer not installed (pip install '.[web]')")
-_need(importlib.util.find_spec("aiohttp") is not None, "aiohttp not installed (comes with the web extra)")
+_need(importlib.util.find_spec("trame_slicer") is not None, "trame-slicer not installed (pip install '.[web]')", True)
+_need(importlib.util.find_spec("aiohttp") is not None, "aiohttp not installed (comes with the web extra)", True)
 
 pytestmark = pytest.mark.data
 

@@ -465,9 +465,12 @@ class ReviewApp:
         """The review queue of the whole folder: every case's flagged points (library order), merged by
         confidence (low before absent at equal confidence), then case order."""
         items = []
+        with_absent = bool(self.state.include_absent)
         for ci, (name, case) in enumerate(self.cases.items()):
             title = self._title(name)
             for i, lm in enumerate(flagged_landmarks(case.lmset)):
+                if lm.flag == "absent" and not with_absent:
+                    continue
                 items.append({
                     "key": f"{name}|{lm.name}|{lm.slice}|{lm.phase}",
                     "case": name, "name": lm.name, "slice": int(lm.slice), "phase": int(lm.phase),
@@ -561,6 +564,12 @@ class ReviewApp:
         s.case_name = ""
         s.dirty = False
         s.current_absent = False
+        s.include_absent = True
+
+        @s.change("include_absent")
+        def _on_include_absent(**_):
+            if self.case is not None:
+                self._refresh()
 
         @s.change("case_name")
         def _on_case(case_name, **_):
@@ -622,6 +631,8 @@ class ReviewApp:
                                 html.Td("{{ m.phase }}", classes="text-caption", v_if=("n_phases > 1",))
                                 html.Td("{{ m.value }} {{ m.unit }}", classes="text-caption text-no-wrap")
                     html.Div("Review queue (whole folder, lowest confidence first)", classes="text-subtitle-2 mt-3")
+                    v3.VCheckbox(v_model=("include_absent",), label="include absent points", density="compact",
+                                 hide_details=True, id="cl-include-absent")
                     with v3.VList(density="compact", id="cl-queue", max_height="340px", style="overflow-y: auto"):
                         v3.VListItem(v_for="q in queue", key="q.key", title=("q.title",), subtitle=("q.subtitle",),
                                      active=("q.key === current_key",),
