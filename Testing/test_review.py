@@ -223,3 +223,40 @@ def test_long_axis_correction_recomputes_lv_length():
     short_after = next(m.value for m in lmset.measurements if m.name == "Longitudinal shortening")
     assert short_after == pytest.approx(100 * (90 - 60) / 90) and short_after > short_before
     assert [m.value for m in lmset.measurements if m.name == "LV EF"] == [55.0]
+
+
+def test_point_lists_saved_in_slicer_are_read_back(result, detected):
+    """A reader moves a point in Slicer and saves the point list (Slicer's own markups JSON writer):
+    read_result takes the newer point list, the point comes back corrected, the angles are recomputed;
+    point_lists='ignore' gives landmarks.json as it was."""
+    slicer = pytest.importorskip("slicer")
+    lmset = read_result(result)
+    series = load_series(lmset.source)
+    low = next(lm for lm in flagged_landmarks(lmset) if lm.flag == "low" and lm.name == "A-RVI")
+    k, old_pos, old_angle = low.slice, np.array(low.position, float), _angle(lmset, low.slice)
+
+    scene = slicer.vtkMRMLScene()
+    storage = slicer.vtkMRMLMarkupsJsonStorageNode()
+    scene.AddNode(storage)
+    node = storage.AddNewMarkupsNodeFromFile(str(result / "landmarks.mrk.json"))
+    assert node is not None
+    idx = next(i for i in range(node.GetNumberOfControlPoints())
+               if node.GetNthControlPointLabel(i) == f"A-RVI s{k} p0")
+    ras = [0.0, 0.0, 0.0]
+    node.GetNthControlPointPosition(idx, ras)
+    node.SetNthControlPointPosition(idx, ras[0] - 5.0, ras[1], ras[2])  # 5 mm towards patient's right = +x LPS
+    node.GetStorageNode().SetFileName(str(result / "landmarks.mrk.json"))
+    assert node.GetStorageNode().WriteData(node)
+
+    back = read_result(result, series)
+    lm = back.get("A-RVI", k, 0)
+    assert lm.corrected and lm.confidence == 1.0
+    assert np.allclose(lm.position, old_pos + [5.0, 0, 0], atol=1e-3)
+    assert np.all(np.isfinite(lm.ijk))
+    assert _angle(back, k) != pytest.approx(old_angle)
+    kept = read_result(result, point_lists="ignore")
+    assert not kept.get("A-RVI", k, 0).corrected and _angle(kept, k) == pytest.approx(old_angle)
+    # a fresh detect result: its point lists are written after landmarks.json and hold the same points
+    assert review_results.newer_point_lists(detected)
+    assert json.dumps(read_result(detected).to_dict(), default=str) == json.dumps(
+        read_result(detected, point_lists="ignore").to_dict(), default=str)

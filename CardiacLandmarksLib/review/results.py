@@ -83,14 +83,30 @@ def find_results(root: str | Path) -> list[Path]:
     return sorted(found, key=lambda p: p.relative_to(root).as_posix())
 
 
-def read_result(folder: str | Path) -> LandmarkSet:
+def read_result(folder: str | Path, series=None, *, point_lists: str = "newer") -> LandmarkSet:
     """The :class:`LandmarkSet` of a result folder (its ``landmarks.json``, LPS mm).
+
+    Args:
+        folder: the result folder.
+        series: optional :class:`CardiacLandmarksLib.core.series.CMRSeries` of the result: gives
+            the ``ijk`` of points taken from the point lists and fixes the frame of the
+            recomputed measurements.
+        point_lists: ``"newer"`` (default): when the folder's ``*.mrk.json`` point lists were
+            saved after ``landmarks.json`` (e.g. edited and saved in Slicer), their points
+            replace those of ``landmarks.json`` (:func:`CardiacLandmarksLib.io.markups.read_markups`:
+            moved, placed or unset points come back corrected) and the measurements are
+            recomputed; ``"ignore"``: ``landmarks.json`` only.
 
     Raises:
         InputNotFoundError: no ``landmarks.json`` in ``folder``.
-        CorruptFileError: the file is not valid JSON or not a landmarks file.
+        CorruptFileError: the file is not valid JSON or not a landmarks file (or a newer
+            point list is not valid).
+        ValueError: unknown ``point_lists``.
     """
-    path = Path(folder) / RESULT_FILE
+    if point_lists not in ("newer", "ignore"):
+        raise ValueError(f"point_lists must be 'newer' or 'ignore', not {point_lists!r}")
+    folder = Path(folder)
+    path = folder / RESULT_FILE
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError as exc:
@@ -99,9 +115,45 @@ def read_result(folder: str | Path) -> LandmarkSet:
         doc = json.loads(text)
         if not isinstance(doc, dict) or not isinstance(doc.get("landmarks"), list):
             raise ValueError("no 'landmarks' list")
-        return LandmarkSet.from_dict(doc)
+        lmset = LandmarkSet.from_dict(doc)
     except (ValueError, KeyError, TypeError) as exc:
         raise CorruptFileError(f"{path} is not a landmarks file: {exc}") from exc
+    if point_lists == "newer" and newer_point_lists(folder):
+        _merge_point_lists(folder, lmset, series)
+    return lmset
+
+
+def newer_point_lists(folder: str | Path) -> list[Path]:
+    """The folder's ``*.mrk.json`` point lists (backups excluded) saved at or after its ``landmarks.json``."""
+    folder = Path(folder)
+    try:
+        t_json = (folder / RESULT_FILE).stat().st_mtime
+    except OSError:
+        return []
+    return sorted(p for p in folder.glob("*.mrk.json") if p.is_file() and p.stat().st_mtime >= t_json)
+
+
+def _merge_point_lists(folder: Path, lmset: LandmarkSet, series) -> None:
+    from CardiacLandmarksLib.io.markups import read_markups
+
+    mk = read_markups(folder, series)
+    changed = []
+    for m in mk.landmarks:
+        old = lmset.get(m.name, m.slice, m.phase)
+        if old is not None and not m.corrected and old.found == m.found:
+            continue  # the model's point, as in landmarks.json (which has its unrounded values and ijk)
+        if old is not None and old.corrected == m.corrected and old.found == m.found and (
+                not m.found or np.allclose(old.position, m.position, atol=1e-3)):
+            continue  # the same correction
+        if old is None:
+            lmset.landmarks.append(m)
+        else:
+            lmset.landmarks[next(i for i, x in enumerate(lmset.landmarks) if x is old)] = m
+        changed.append(f"{m.name} s{m.slice} p{m.phase}")
+    if changed:
+        logger.info("%s: %d point(s) taken from the point lists saved after %s: %s", folder, len(changed),
+                    RESULT_FILE, ", ".join(changed))
+        recompute_measurements(lmset, series)
 
 
 def _name_order(lmset: LandmarkSet) -> dict[str, int]:

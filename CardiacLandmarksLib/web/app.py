@@ -35,6 +35,7 @@ from CardiacLandmarksLib.review import (
     correct_landmark,
     find_results,
     flagged_landmarks,
+    newer_point_lists,
     read_result,
     recompute_measurements,
     save_result,
@@ -328,6 +329,12 @@ class ReviewApp:
             except CardiacLandmarksError as exc:
                 self._message(f"{self._title(name)}: cannot load the source image {case.lmset.source}: {exc}", "error")
                 return
+            if not case.dirty and newer_point_lists(case.folder):
+                # point lists saved after landmarks.json (e.g. in Slicer): read again with the series (ijk, frame)
+                try:
+                    case.lmset = read_result(case.folder, case.series)
+                except CardiacLandmarksError as exc:
+                    logger.warning("%s: %s", case.folder, exc)
         new_case = case is not self.case
         self.case = case
         flagged = flagged_landmarks(case.lmset)
