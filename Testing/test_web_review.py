@@ -208,8 +208,16 @@ def test_browser_names_never_leave_the_folder(cohort, tmp_path):
 
     outside = tmp_path / "outside"
     shutil.copytree(cohort / "patient001_ED", outside)  # a valid result folder, but not under PATH
+    lost = cohort / "a_lost_image"  # sorted first; its image is gone: skipped at start, a message when chosen
+    shutil.copytree(cohort / "patient001_ED", lost)
+    doc = json.loads((lost / "landmarks.json").read_text())
+    doc["source"] = str(tmp_path / "gone.nii.gz")
+    (lost / "landmarks.json").write_text(json.dumps(doc))
     app = ReviewApp(cohort)
-    assert sorted(app.cases) == ["patient001_ED", "patient101_ED"]
+    assert sorted(app.cases) == ["a_lost_image", "patient001_ED", "patient101_ED"]
+    assert app.case.name == "patient001_ED"
+    assert app.select_case("a_lost_image") is False and app.case.name == "patient001_ED"
+    assert "cannot load the source image" in app.state.message
     shown = app.case.name
     for bad in ("../outside", "../../", str(outside), str(cohort / "patient101_ED"), "/etc", "nope"):
         assert app.select_case(bad) is False
@@ -319,15 +327,20 @@ def test_browser_review_drag_place_save(cohort):
             series = load_series(new.source)
             d_ijk = np.asarray(a1.ijk) - np.asarray(a0.ijk)
             expected_mm = dx_px * mm_per_px
-            assert abs(d_ijk[2]) < 1e-6  # stays on its slice
-            assert d_ijk[0] * series.spacing[0] == pytest.approx(expected_mm, abs=0.6)  # image columns = screen x
-            assert abs(d_ijk[1] * series.spacing[1]) < 0.6
-            assert np.linalg.norm(np.asarray(a1.position) - np.asarray(a0.position)) == pytest.approx(expected_mm,
-                                                                                                      abs=0.6)
 
             def angle(s):
                 return next(m.value for m in s.measurements if m.name == "RVI angle" and m.slice == k)
 
+            summary = {"case": case, "landmark": name, "slice": k, "drag_px": dx_px, "mm_per_px": mm_per_px,
+                       "expected_mm": expected_mm, "moved_mm_columns": float(d_ijk[0] * series.spacing[0]),
+                       "moved_mm_rows": float(d_ijk[1] * series.spacing[1]),
+                       "moved_mm": float(np.linalg.norm(np.asarray(a1.position) - np.asarray(a0.position))),
+                       "rvi_angle_before": angle(old), "rvi_angle_after": angle(new)}
+            (shots / "drag_summary.json").write_text(json.dumps(summary, indent=1))
+            assert abs(d_ijk[2]) < 1e-6  # stays on its slice
+            assert summary["moved_mm_columns"] == pytest.approx(expected_mm, abs=0.6)  # image columns = screen x
+            assert abs(summary["moved_mm_rows"]) < 0.6
+            assert summary["moved_mm"] == pytest.approx(expected_mm, abs=0.6)
             assert abs(angle(new) - angle(old)) > 0.5
             assert len(list((cohort / case).glob("landmarks.json.bak-*"))) == 1
             mk = read_markups(cohort / case, series).get(name, k, 0)

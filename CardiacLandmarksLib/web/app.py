@@ -85,10 +85,16 @@ def display_ijk_to_ras(series) -> np.ndarray:
     return m
 
 
-def _source_path(case: Case) -> Path:
-    """The image the result was computed from: ``landmarks.json``'s ``source`` (relative to the folder)."""
+def _source_path(case: Case, root: Path) -> Path:
+    """The image the result was computed from: ``landmarks.json``'s ``source``. A relative source (``detect``
+    run with a relative input) is tried against the current folder, the result folder, then the reviewed root."""
     src = Path(case.lmset.source).expanduser()
-    return src if src.is_absolute() else (case.folder / src)
+    if src.is_absolute():
+        return src
+    for candidate in (Path.cwd() / src, case.folder / src, root / src):
+        if candidate.exists():
+            return candidate
+    return src
 
 
 class ReviewApp:
@@ -133,7 +139,13 @@ class ReviewApp:
         self._save_tasks: dict[str, asyncio.Future] = {}
         self._build_scene()
         self._build_ui()
-        self.show_case(next(iter(self.cases)))
+        for name in self.cases:  # the first case whose image loads
+            self.show_case(name)
+            if self.case is not None:
+                break
+        else:
+            raise CardiacLandmarksError(f"none of the source images of the results under {self.root} could be "
+                                        "loaded (see the warnings); 'source' in landmarks.json names them")
 
     # ------------------------------------------------------------------ server safety
     def _protect(self, wslink_server) -> None:
@@ -325,8 +337,9 @@ class ReviewApp:
         case = self.cases[name]
         if case.series is None:
             try:
-                case.series = load_series(_source_path(case))
+                case.series = load_series(_source_path(case, self.root))
             except CardiacLandmarksError as exc:
+                logger.warning("%s: cannot load the source image %s: %s", case.folder, case.lmset.source, exc)
                 self._message(f"{self._title(name)}: cannot load the source image {case.lmset.source}: {exc}", "error")
                 return
             if not case.dirty and newer_point_lists(case.folder):
@@ -371,7 +384,7 @@ class ReviewApp:
             self._refresh()
             return False
         self.show_case(case.name)
-        return True
+        return self.case is case
 
     def next_flagged(self) -> None:
         """Go to the next point of the review queue after the current one (wraps around at the end)."""
