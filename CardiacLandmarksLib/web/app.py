@@ -604,7 +604,7 @@ class ReviewApp:
         def _on_phase(phase_t, **_):
             self.set_phase(phase_t)
 
-        with SinglePageWithDrawerLayout(self.server, drawer_width=400) as layout:
+        with SinglePageWithDrawerLayout(self.server, drawer_width=440) as layout:
             self.ui = layout
             layout.title.set_text("CardiacLandmarks review")
             layout.footer.hide()
