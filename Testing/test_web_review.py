@@ -265,7 +265,7 @@ def test_browser_review_drag_place_save(cohort):
 
     from CardiacLandmarksLib.io.load import load_series
     from CardiacLandmarksLib.io.markups import read_markups
-    from CardiacLandmarksLib.review import read_result
+    from CardiacLandmarksLib.results import read_result
 
     shots = _output_dir()
     before = {p.name: read_result(p) for p in cohort.iterdir()}
@@ -342,7 +342,7 @@ def test_browser_review_drag_place_save(cohort):
             assert abs(summary["moved_mm_rows"]) < 0.6
             assert summary["moved_mm"] == pytest.approx(expected_mm, abs=0.6)
             assert abs(angle(new) - angle(old)) > 0.5
-            assert len(list((cohort / case).glob("landmarks.json.bak-*"))) == 1
+            assert len(list((cohort / case).glob("landmarks.mrk.json.bak-*"))) == 1  # the CLI's backup rule
             mk = read_markups(cohort / case, series).get(name, k, 0)
             assert mk.corrected and np.allclose(mk.position, a1.position, atol=1e-6)  # what Slicer reads back
 

@@ -7,11 +7,13 @@ folder of them. The page shows
   with every landmark of the current slice and phase as a Slicer point (high confidence
   green, low confidence orange, corrected blue; absent points are not drawn until placed);
 * the review queue: the low and absent points of the whole cohort, lowest confidence first
-  (:func:`CardiacLandmarksLib.review.flagged_landmarks`), and a "Next flagged" button;
+  (:func:`CardiacLandmarksLib.core.review.flagged_points` and ``merge_queues``, as in the Slicer
+  panel), and a "Next flagged" button;
 * the measurements of the current case (RVI angle and opening angle, or LV length and
   shortening), recomputed by the library at every correction;
 * Save: the command line's files written back into the case folder by
-  :func:`CardiacLandmarksLib.review.save_result` (backups kept, one save at a time).
+  :func:`CardiacLandmarksLib.results.save_result` (the command line's writer and backup rule, one save
+  at a time).
 
 Drag a point to move it; for an absent point press "Place" and click in the view. A moved or
 placed point becomes *corrected* (confidence 1) and leaves the queue.
@@ -31,10 +33,10 @@ import numpy as np
 
 from CardiacLandmarksLib.core.errors import CardiacLandmarksError
 from CardiacLandmarksLib.core.landmarks import LANDMARKS_BY_VIEW, LandmarkSet
-from CardiacLandmarksLib.review import (
+from CardiacLandmarksLib.core.review import FlaggedPoint, flagged_points, merge_queues
+from CardiacLandmarksLib.results import (
     correct_landmark,
     find_results,
-    flagged_landmarks,
     newer_point_lists,
     read_result,
     recompute_measurements,
@@ -350,7 +352,7 @@ class ReviewApp:
                     logger.warning("%s: %s", case.folder, exc)
         new_case = case is not self.case
         self.case = case
-        flagged = flagged_landmarks(case.lmset)
+        flagged = self._case_queue(case)
         if k is None:
             k = flagged[0].slice if flagged else (case.lmset.landmarks[0].slice if case.lmset.landmarks else 0)
         if t is None:
@@ -481,28 +483,34 @@ class ReviewApp:
             self._refresh()
 
     # ------------------------------------------------------------------ state for the page
+    def _case_queue(self, case: Case) -> list[FlaggedPoint]:
+        names = LANDMARKS_BY_VIEW.get(case.lmset.view, ())
+        return flagged_points(case.lmset.landmarks, names, case=case.name, by_confidence=True)
+
+    @staticmethod
+    def _order(p: FlaggedPoint) -> tuple:
+        """Position of a point in the cohort queue (``merge_queues`` order: rising confidence, then key)."""
+        return (p.confidence, p.key)
+
     def _queue(self, with_order: bool = False) -> list[dict]:
-        """The review queue of the whole folder: every case's flagged points (library order), merged by
-        confidence (low before absent at equal confidence), then case order."""
-        items = []
+        """The review queue of the whole folder: every case's flagged points merged by rising confidence
+        (:func:`CardiacLandmarksLib.core.review.merge_queues`); absent points left out when unticked."""
         with_absent = bool(self.state.include_absent)
-        for ci, (name, case) in enumerate(self.cases.items()):
-            title = self._title(name)
-            for i, lm in enumerate(flagged_landmarks(case.lmset)):
-                if lm.flag == "absent" and not with_absent:
-                    continue
-                items.append({
-                    "key": f"{name}|{lm.name}|{lm.slice}|{lm.phase}",
-                    "case": name, "name": lm.name, "slice": int(lm.slice), "phase": int(lm.phase),
-                    "flag": lm.flag, "confidence": round(float(lm.confidence), 2),
-                    "title": f"{title} · {lm.name} s{lm.slice} p{lm.phase}",
-                    "subtitle": "absent" if lm.flag == "absent" else f"low confidence {lm.confidence:.2f}",
-                    "_order": (float(lm.confidence), lm.flag == "absent", ci, i),
-                })
-        items.sort(key=lambda q: q["_order"])
-        if not with_order:
-            for q in items:
-                del q["_order"]
+        points = merge_queues(self._case_queue(c) for c in self.cases.values())
+        items = []
+        for p in points:
+            if p.flag == "absent" and not with_absent:
+                continue
+            item = {
+                "key": f"{p.case}|{p.name}|{p.slice}|{p.phase}",
+                "case": p.case, "name": p.name, "slice": p.slice, "phase": p.phase,
+                "flag": p.flag, "confidence": round(p.confidence, 2),
+                "title": f"{self._title(p.case)} · {p.name} s{p.slice} p{p.phase}",
+                "subtitle": "absent" if p.flag == "absent" else f"low confidence {p.confidence:.2f}",
+            }
+            if with_order:
+                item["_order"] = self._order(p)
+            items.append(item)
         return items
 
     def _title(self, name: str) -> str:

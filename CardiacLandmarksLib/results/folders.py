@@ -5,10 +5,13 @@ A *result folder* holds what ``cardiac-landmarks detect`` writes for one series:
 ``measurements.csv``, ``landmarks*.mrk.json`` (Slicer point lists) and an overlay PNG. A
 *cohort folder* holds one result folder per study (any depth up to :data:`MAX_DEPTH`).
 
-A correction follows the library's convention, the one :func:`CardiacLandmarksLib.io.markups.read_markups` and the
-Slicer panel use: the point gets ``corrected = True``, confidence 1 and flag ``"high"`` (or
-found False / confidence 0 / flag ``"absent"`` when the reader removes it); the model's own
-values stay in the backups of the files it replaced.
+The review queue and the correction rule are :mod:`CardiacLandmarksLib.core.review`'s (shared with
+the Slicer panel): a corrected point gets ``corrected = True``, confidence 1 and flag ``"high"`` (or
+found False / confidence 0 / flag ``"absent"`` when the reader removes it). This module adds what a
+front end needs around them for result folders on disk: find and read them, apply a correction to a
+:class:`~CardiacLandmarksLib.core.landmarks.LandmarkSet` (with its ``ijk``), recompute the
+measurements, and save with :func:`CardiacLandmarksLib.sax.report.write_landmark_outputs` (the one
+writer of result folders) under a lock.
 """
 
 from __future__ import annotations
@@ -16,7 +19,6 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import os
 import threading
 import time
 from collections.abc import Iterator
@@ -156,25 +158,6 @@ def _merge_point_lists(folder: Path, lmset: LandmarkSet, series) -> None:
         recompute_measurements(lmset, series)
 
 
-def _name_order(lmset: LandmarkSet) -> dict[str, int]:
-    names = list(LANDMARKS_BY_VIEW.get(lmset.view, ()))
-    return {n: i for i, n in enumerate(names)}
-
-
-def flagged_landmarks(lmset: LandmarkSet) -> list[Landmark]:
-    """Points a reader should look at: flag ``"low"`` or ``"absent"`` and not yet corrected.
-
-    Returns:
-        The landmarks, lowest confidence first (absent points have confidence 0; at equal
-        confidence a low point the model did place comes before an absent one), then by phase,
-        slice and landmark order (A-RVI, I-RVI, C-LV for SAX).
-    """
-    order = _name_order(lmset)
-    items = [lm for lm in lmset.landmarks if not lm.corrected and lm.flag in ("low", "absent")]
-    return sorted(items, key=lambda lm: (float(lm.confidence), lm.flag == "absent", lm.phase, lm.slice,
-                                         order.get(lm.name, 99), lm.name))
-
-
 def correct_landmark(
     lmset: LandmarkSet,
     name: str,
@@ -183,7 +166,11 @@ def correct_landmark(
     position_lps: np.ndarray | None,
     series=None,
 ) -> Landmark:
-    """Apply a reader's correction to ``lmset`` in place and return the corrected landmark.
+    """Apply a reader's correction to ``lmset`` in place and return the new landmark.
+
+    The rule is :func:`CardiacLandmarksLib.core.review.corrected_landmark` with the set's current
+    point as the detection: a point moved (more than its tolerance), placed or unset becomes
+    corrected; one left where it was keeps its flag and confidence.
 
     Args:
         lmset: the landmarks (changed in place).
@@ -191,39 +178,46 @@ def correct_landmark(
             name belongs to the set's view (``LANDMARKS_BY_VIEW``).
         position_lps: new position, LPS mm ``(x, y, z)``; None = the reader says the
             landmark is not on this slice.
-        series: optional :class:`CardiacLandmarksLib.core.series.CMRSeries` of the result: gives the point's
-            continuous ``ijk`` (NaN without it) and bounds the slice and phase.
+        series: optional :class:`CardiacLandmarksLib.core.series.CMRSeries` of the result: gives
+            the point's continuous ``ijk`` (NaN without it) and bounds the slice and phase.
 
     Returns:
-        The landmark, now ``corrected`` with confidence 1 and flag ``"high"`` (or found
-        False, confidence 0, flag ``"absent"`` when ``position_lps`` is None).
+        The landmark now in ``lmset`` (``corrected`` with confidence 1 and flag ``"high"``, or
+        found False, confidence 0, flag ``"absent"`` when ``position_lps`` is None).
 
     Raises:
         ReviewError: unknown landmark name for the view, slice or phase outside the series,
-            or a position that is not three finite numbers.
+            a position that is not three finite numbers, or (with ``series``) one more than half
+            a slice away from the point's slice.
     """
+    from CardiacLandmarksLib.core.review import corrected_landmark
+
     k, t = int(slice), int(phase)
     if series is not None and not (0 <= k < series.n_slices and 0 <= t < series.n_phases):
         raise ReviewError(f"slice {k} / phase {t} is outside the series ({series.n_slices} slices, "
                           f"{series.n_phases} phases)")
-    lm = lmset.get(name, k, t)
-    if lm is None:
-        allowed = LANDMARKS_BY_VIEW.get(lmset.view, ())
-        if name not in allowed:
-            raise ReviewError(f"{name!r} is not a landmark of view {lmset.view!r} (expected one of {allowed})")
-        lm = Landmark(name, k, t, False, np.full(3, np.nan), np.full(3, np.nan), 0.0, "absent")
-        lmset.landmarks.append(lm)
+    old = lmset.get(name, k, t)
+    if old is None and name not in LANDMARKS_BY_VIEW.get(lmset.view, ()):
+        raise ReviewError(f"{name!r} is not a landmark of view {lmset.view!r} "
+                          f"(expected one of {LANDMARKS_BY_VIEW.get(lmset.view, ())})")
     if position_lps is None:
-        lm.found, lm.position, lm.ijk = False, np.full(3, np.nan), np.full(3, np.nan)
-        lm.confidence, lm.flag, lm.corrected = 0.0, "absent", True
-        return lm
-    pos = np.asarray(position_lps, dtype=float).reshape(-1)
-    if pos.shape != (3,) or not np.all(np.isfinite(pos)):
-        raise ReviewError(f"a corrected position must be three finite LPS mm values, got {position_lps!r}")
-    lm.found, lm.position = True, pos
-    lm.ijk = np.asarray(series.lps_to_ijk(pos), float) if series is not None else np.full(3, np.nan)
-    lm.confidence, lm.flag, lm.corrected = 1.0, "high", True
-    return lm
+        defined, pos, ijk = False, np.full(3, np.nan), np.full(3, np.nan)
+    else:
+        pos = np.asarray(position_lps, dtype=float).reshape(-1)
+        if pos.shape != (3,) or not np.all(np.isfinite(pos)):
+            raise ReviewError(f"a corrected position must be three finite LPS mm values, got {position_lps!r}")
+        defined = True
+        ijk = np.asarray(series.lps_to_ijk(pos), float) if series is not None else np.full(3, np.nan)
+        if series is not None and abs(float(ijk[2]) - k) > 0.5:
+            raise ReviewError(f"the position LPS {pos.round(2).tolist()} mm lies on slice {ijk[2]:.2f}, not on "
+                              f"slice {k} of {name}")
+    # a point the set did not hold is a placement by the reader (no detection to compare with)
+    new = corrected_landmark(old, name, k, t, defined, pos, ijk, user_marked=old is None)
+    if old is None:
+        lmset.landmarks.append(new)
+    else:
+        lmset.landmarks[next(i for i, x in enumerate(lmset.landmarks) if x is old)] = new
+    return new
 
 
 def recompute_measurements(lmset: LandmarkSet, series=None) -> list[Measurement]:
@@ -296,24 +290,22 @@ def _save_lock(folder: Path, timeout_s: float) -> Iterator[None]:
         lock.release()
 
 
-def save_result(folder: str | Path, lmset: LandmarkSet, series=None, *, timeout_s: float = 30.0) -> list[Path]:
-    """Write the (corrected) result back into its folder, in the command line's formats.
+def save_result(folder: str | Path, lmset: LandmarkSet, series, *, timeout_s: float = 30.0) -> list[Path]:
+    """Write the (corrected) result back into its folder, exactly as ``cardiac-landmarks detect`` does.
 
-    Writes ``landmarks*.mrk.json`` (:func:`CardiacLandmarksLib.io.markups.write_markups`), ``landmarks.json`` and
-    ``measurements.csv`` (:mod:`CardiacLandmarksLib.sax.report` writers), every one atomically and keeping the file it
-    replaces as ``<name>.bak-YYYYmmdd-HHMMSS`` (the rule of the Slicer panel's export and of the
-    command line's point lists: a corrected file never silently replaces the model's). When
-    ``series`` is given, the overlay PNG already in the folder (``*_overlay.png`` for SAX,
-    ``*_lv_length.png`` for long axis) is drawn again from the corrected points (no backup,
-    like the command line's PNGs).
+    :func:`CardiacLandmarksLib.sax.report.write_landmark_outputs` writes ``landmarks.json``,
+    ``measurements.csv``, the ``landmarks*.mrk.json`` point lists and the figure (``<stem>_overlay.png``
+    for SAX, ``<stem>_lv_length.png`` for long axis), atomically and with the command line's backup
+    rule: the point lists it replaces are kept as ``<name>.bak-YYYYmmdd-HHMMSS`` (their descriptions
+    keep the model's positions and confidences), the other files are replaced.
 
-    Saves of the same folder never interleave: a second save (another thread, or another
-    process on a POSIX system) waits for the first one to finish.
+    Saves of the same folder never interleave: a second save (another thread, or another process on a
+    POSIX system) waits for the first one to finish.
 
     Args:
         folder: the result folder (must exist).
         lmset: landmarks and measurements to write (call :func:`recompute_measurements` first).
-        series: the image series of the result, for the PNG.
+        series: the image series of the result (figure and file stem).
         timeout_s: how long to wait for a running save of the same folder.
 
     Returns:
@@ -322,30 +314,20 @@ def save_result(folder: str | Path, lmset: LandmarkSet, series=None, *, timeout_
     Raises:
         InputNotFoundError: ``folder`` is not a folder.
         SaveInProgressError: the other save did not finish within ``timeout_s``.
-        OSError: the folder is not writable (the old files are then untouched).
+        OSError: the folder is not writable.
     """
-    from CardiacLandmarksLib.io import markups
-    from CardiacLandmarksLib.sax import report
+    from CardiacLandmarksLib.sax.report import render_overlay_png, write_landmark_outputs
 
     folder = Path(folder)
     if not folder.is_dir():
         raise InputNotFoundError(f"result folder {folder} does not exist")
-    with _save_lock(folder, timeout_s):
-        written = [Path(p) for p in markups.write_markups(lmset, folder)]
-        written.append(Path(report.write_landmarks_json(lmset, folder / RESULT_FILE, backup_existing=True)))
-        written.append(Path(report.write_measurements_csv(lmset.measurements, folder / "measurements.csv",
-                                                          backup_existing=True)))
-        if series is not None:
-            pattern = "*_overlay.png" if lmset.view == "sax" else "*_lv_length.png"
-            for png in sorted(folder.glob(pattern)):
-                try:
-                    if lmset.view == "sax":
-                        written.append(Path(report.render_overlay_png(series, lmset, png)))
-                    else:
-                        from CardiacLandmarksLib.lax.report import render_lax_png
+    if lmset.view == "sax":
+        png_writer, suffix = render_overlay_png, "_overlay.png"
+    else:
+        from CardiacLandmarksLib.lax.report import render_lax_png
 
-                        written.append(Path(render_lax_png(series, lmset, png)))
-                except (CardiacLandmarksError, ValueError, OSError) as exc:  # the PNG is a convenience
-                    logger.warning("overlay %s not redrawn: %s", png, exc)
-    logger.info("saved %d file(s) to %s (%s)", len(written), folder, os.getpid())
+        png_writer, suffix = render_lax_png, "_lv_length.png"
+    with _save_lock(folder, timeout_s):
+        written = write_landmark_outputs(series, lmset, folder, png_writer, suffix)
+    logger.info("saved %d file(s) to %s", len(written), folder)
     return written

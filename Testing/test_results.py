@@ -1,4 +1,4 @@
-"""Review library (CardiacLandmarksLib.review) on a real ACDC result of ``cardiac-landmarks detect``:
+"""Result folders (CardiacLandmarksLib.results) on a real ACDC result of ``cardiac-landmarks detect``:
 result/cohort discovery, review queue, corrections, recomputed RVI angles, locked save with backups,
 and the files read back by the command line's readers (landmarks.json, Slicer point lists)."""
 
@@ -16,19 +16,20 @@ import pytest
 
 from CardiacLandmarksLib.cli import main as cli_main
 from CardiacLandmarksLib.core.errors import CorruptFileError, InputNotFoundError
+from CardiacLandmarksLib.core.landmarks import LANDMARKS_BY_VIEW
+from CardiacLandmarksLib.core.review import flagged_points
 from CardiacLandmarksLib.io.load import load_series
 from CardiacLandmarksLib.io.markups import read_markups
-from CardiacLandmarksLib.review import (
+from CardiacLandmarksLib.results import (
     ReviewError,
     SaveInProgressError,
     correct_landmark,
     find_results,
-    flagged_landmarks,
     read_result,
     recompute_measurements,
     save_result,
 )
-from CardiacLandmarksLib.review import results as review_results
+from CardiacLandmarksLib.results import folders as review_results
 
 pytestmark = pytest.mark.data
 
@@ -47,6 +48,12 @@ def result(detected, tmp_path) -> Path:
     dst = tmp_path / "cohort" / "patient001_ED"
     shutil.copytree(detected, dst)
     return dst
+
+
+def flagged_landmarks(lmset):
+    """The set's review queue by rising confidence (core.review), as its Landmark objects."""
+    return [lmset.get(p.name, p.slice, p.phase)
+            for p in flagged_points(lmset.landmarks, LANDMARKS_BY_VIEW["sax"], by_confidence=True)]
 
 
 def _angle(lmset, k, name="RVI angle"):
@@ -92,8 +99,12 @@ def test_flagged_queue_order(result):
     n_flagged = sum(lm.flag in ("low", "absent") for lm in lmset.landmarks)
     assert len(queue) == n_flagged
     first_low = next(lm for lm in queue if lm.flag == "low")
-    correct_landmark(lmset, first_low.name, first_low.slice, first_low.phase, first_low.position)
-    assert len(flagged_landmarks(lmset)) == n_flagged - 1  # a corrected point leaves the queue
+    # left where it is: still the model's point (the shared correction rule), still flagged
+    same = correct_landmark(lmset, first_low.name, first_low.slice, first_low.phase, first_low.position)
+    assert not same.corrected and same.flag == "low" and len(flagged_landmarks(lmset)) == n_flagged
+    moved = correct_landmark(lmset, first_low.name, first_low.slice, first_low.phase,
+                             np.asarray(first_low.position) + [1.0, 0, 0])
+    assert moved.corrected and len(flagged_landmarks(lmset)) == n_flagged - 1  # a corrected point leaves the queue
 
 
 def test_correction_recomputes_rvi_angle_and_errors(result):
@@ -122,6 +133,8 @@ def test_correction_recomputes_rvi_angle_and_errors(result):
         correct_landmark(lmset, "A-RVI", series.n_slices, 0, new_pos, series)
     with pytest.raises(ReviewError, match="finite"):
         correct_landmark(lmset, "A-RVI", k, 0, [np.nan, 0, 0], series)
+    with pytest.raises(ReviewError, match="not on slice"):
+        correct_landmark(lmset, "A-RVI", k, 0, series.ijk_to_lps(a_ijk + [0, 0, 1.0]), series)
 
 
 def test_save_writes_cli_files_with_backups_and_reads_back(result):
@@ -136,8 +149,9 @@ def test_save_writes_cli_files_with_backups_and_reads_back(result):
     written = save_result(result, lmset, series)
     names = sorted(p.name for p in written)
     assert names == ["landmarks.json", "landmarks.mrk.json", "measurements.csv", "patient001_ED_overlay.png"]
-    for name in ("landmarks.json", "landmarks.mrk.json", "measurements.csv"):
-        assert len(list(result.glob(f"{name}.bak-*"))) == 1, f"{name} was replaced without a backup"
+    # the command line's rule: the point lists are kept, the other files replaced
+    assert len(list(result.glob("landmarks.mrk.json.bak-*"))) == 1
+    assert not list(result.glob("landmarks.json.bak-*")) and not list(result.glob("measurements.csv.bak-*"))
     # landmarks.json: what the CLI writes, with the correction
     back = read_result(result)
     lm = back.get("A-RVI", k, 0)
@@ -151,20 +165,22 @@ def test_save_writes_cli_files_with_backups_and_reads_back(result):
     # measurements.csv holds the new angle
     rows = (result / "measurements.csv").read_text().splitlines()
     assert f"RVI angle,{k},0,{_angle(back, k):.4f},deg" in rows
-    # the old files are the model's
-    old = json.loads(next(result.glob("landmarks.json.bak-*")).read_text())
-    assert not any(x["corrected"] for x in old["landmarks"])
+    # the kept point list is the model's
+    old = read_markups(next(result.glob("landmarks.mrk.json.bak-*")), series)
+    assert not any(x.corrected for x in old.landmarks)
+    assert np.allclose(old.get("A-RVI", k, 0).position, low.position, atol=0.01)
 
 
 def test_save_never_interleaves(result):
     """A second save of the same folder waits for the first (same process: thread lock; other process:
     flock on the folder's lock file) and gives up with SaveInProgressError after its timeout."""
     lmset = read_result(result)
+    series = load_series(lmset.source)
     before = (result / "landmarks.json").read_bytes()
     with review_results._save_lock(result, 1.0):
         errors = []
         t = threading.Thread(target=lambda: errors.append(pytest.raises(
-            SaveInProgressError, save_result, result, lmset, None, timeout_s=0.3)))
+            SaveInProgressError, save_result, result, lmset, series, timeout_s=0.3)))
         t.start()
         t.join(10)
         assert errors, "the second save did not give up"
@@ -178,14 +194,13 @@ def test_save_never_interleaves(result):
     try:
         assert holder.stdout.readline().strip() == "locked"
         with pytest.raises(SaveInProgressError, match="another program"):
-            save_result(result, lmset, None, timeout_s=0.3)
+            save_result(result, lmset, series, timeout_s=0.3)
         assert (result / "landmarks.json").read_bytes() == before
     finally:
         holder.kill()
         holder.wait()
-    assert save_result(result, lmset, None, timeout_s=5)  # free again
+    assert save_result(result, lmset, series, timeout_s=5)  # free again
     # two concurrent saves with different corrections: the three files always come from the same save
-    series = load_series(lmset.source)
     a = next(lm for lm in lmset.landmarks if lm.name == "A-RVI" and lm.found)
     sets = []
     for dx in (3.0, -3.0):
@@ -193,7 +208,7 @@ def test_save_never_interleaves(result):
         correct_landmark(s, "A-RVI", a.slice, 0, np.asarray(a.position) + [dx, 0, 0], series)
         recompute_measurements(s, series)
         sets.append(s)
-    threads = [threading.Thread(target=save_result, args=(result, s, None)) for s in sets for _ in range(3)]
+    threads = [threading.Thread(target=save_result, args=(result, s, series)) for s in sets for _ in range(2)]
     for t in threads:
         t.start()
     for t in threads:
