@@ -479,7 +479,7 @@ class ReviewApp:
         with self.state:
             self.state.saving = False
             self._message(f"{self._title(case.name)}: saved {len(written)} files ({', '.join(p.name for p in written)}); "
-                          "the previous files are kept as .bak-<time>.", "success")
+                          "the replaced point lists are kept as .bak-<time>.", "success")
             self._refresh()
 
     # ------------------------------------------------------------------ state for the page
@@ -612,7 +612,7 @@ class ReviewApp:
         def _on_phase(phase_t, **_):
             self.set_phase(phase_t)
 
-        with SinglePageWithDrawerLayout(self.server, drawer_width=440) as layout:
+        with SinglePageWithDrawerLayout(self.server, width=420) as layout:
             self.ui = layout
             layout.title.set_text("CardiacLandmarks review")
             layout.footer.hide()
