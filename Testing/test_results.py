@@ -4,6 +4,7 @@ and the files read back by the command line's readers (landmarks.json, Slicer po
 
 from __future__ import annotations
 
+import csv
 import json
 import shutil
 import subprocess
@@ -162,9 +163,11 @@ def test_save_writes_cli_files_with_backups_and_reads_back(result):
     mk = read_markups(result, series)
     m = mk.get("A-RVI", k, 0)
     assert m.corrected and np.allclose(m.position, target, atol=1e-6)
-    # measurements.csv holds the new angle
-    rows = (result / "measurements.csv").read_text().splitlines()
-    assert f"RVI angle,{k},0,{_angle(back, k):.4f},deg" in rows
+    # measurements.csv holds the new angle, with its trust from the corrected point
+    with open(result / "measurements.csv", newline="") as fh:
+        rows = [r for r in csv.DictReader(fh) if r["name"] == "RVI angle" and r["slice"] == str(k)]
+    assert len(rows) == 1 and float(rows[0]["value"]) == pytest.approx(_angle(back, k), abs=1e-4)
+    assert rows[0]["status"] == "ok" and f"A-RVI s{k} p0:high:1.00" in rows[0]["sources"]
     # the kept point list is the model's
     old = read_markups(next(result.glob("landmarks.mrk.json.bak-*")), series)
     assert not any(x.corrected for x in old.landmarks)

@@ -523,6 +523,7 @@ class ReviewApp:
             rows.append({"name": m.name, "slice": "" if m.slice is None else int(m.slice),
                          "phase": "" if m.phase is None else int(m.phase),
                          "value": f"{v:.1f}" if np.isfinite(v) else "", "unit": m.unit,
+                         "status": m.status or "", "caveat": m.caveat() if hasattr(m, "caveat") else "",
                          "current": m.slice == self.slice_k and (m.phase in (None, self.phase_t))})
         return rows
 
@@ -639,8 +640,9 @@ class ReviewApp:
                     html.Div("Slice {{ slice_k }}" + "{{ n_phases > 1 ? ', phase ' + phase_t : '' }}",
                              classes="text-subtitle-2 mt-3")
                     with html.Div(id="cl-current-measurements", classes="text-body-2"):
-                        html.Div("{{ m.name }}: {{ m.value }} {{ m.unit }}", v_for="(m, i) in current_measurements",
-                                 key="i", classes="font-weight-bold")
+                        html.Div("{{ m.name }}: {{ m.value }} {{ m.unit }} ({{ m.status }}{{ m.caveat ? ': ' + m.caveat : '' }})",
+                                 v_for="(m, i) in current_measurements", key="i",
+                                 classes=("m.status === 'ok' ? 'font-weight-bold' : 'font-weight-bold text-orange-darken-3'",))
                         html.Div("no measurement here (a point is missing)", v_if=("!current_measurements.length",),
                                  classes="text-medium-emphasis")
                     html.Div("All measurements of the case", classes="text-subtitle-2 mt-3")
@@ -651,6 +653,7 @@ class ReviewApp:
                                 html.Th("slice", classes="text-caption")
                                 html.Th("phase", classes="text-caption", v_if=("n_phases > 1",))
                                 html.Th("value", classes="text-caption")
+                                html.Th("status", classes="text-caption")
                         with html.Tbody():
                             with html.Tr(v_for="(m, i) in measurements", key="i",
                                          classes=("m.current ? 'bg-blue-lighten-5' : ''",)):
@@ -658,6 +661,8 @@ class ReviewApp:
                                 html.Td("{{ m.slice }}", classes="text-caption")
                                 html.Td("{{ m.phase }}", classes="text-caption", v_if=("n_phases > 1",))
                                 html.Td("{{ m.value }} {{ m.unit }}", classes="text-caption text-no-wrap")
+                                html.Td("{{ m.status }}", title=("m.caveat",),
+                                        classes=("m.status === 'ok' ? 'text-caption' : 'text-caption text-orange-darken-3'",))
                     html.Div("Review queue (whole folder, lowest confidence first)", classes="text-subtitle-2 mt-3")
                     v3.VCheckbox(v_model=("include_absent",), label="include absent points", density="compact",
                                  hide_details=True, id="cl-include-absent")
