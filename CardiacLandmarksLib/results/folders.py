@@ -1,0 +1,333 @@
+"""Result folders of ``cardiac-landmarks detect``: read, review queue, corrections, save.
+
+A *result folder* holds what ``cardiac-landmarks detect`` writes for one series:
+``landmarks.json`` (the :class:`CardiacLandmarksLib.core.landmarks.LandmarkSet`, LPS mm),
+``measurements.csv``, ``landmarks*.mrk.json`` (Slicer point lists) and an overlay PNG. A
+*cohort folder* holds one result folder per study (any depth up to :data:`MAX_DEPTH`).
+
+The review queue and the correction rule are :mod:`CardiacLandmarksLib.core.review`'s (shared with
+the Slicer panel): a corrected point gets ``corrected = True``, confidence 1 and flag ``"high"`` (or
+found False / confidence 0 / flag ``"absent"`` when the reader removes it). This module adds what a
+front end needs around them for result folders on disk: find and read them, apply a correction to a
+:class:`~CardiacLandmarksLib.core.landmarks.LandmarkSet` (with its ``ijk``), recompute the
+measurements, and save with :func:`CardiacLandmarksLib.sax.report.write_landmark_outputs` (the one
+writer of result folders) under a lock.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+
+from CardiacLandmarksLib.core.errors import CardiacLandmarksError, CorruptFileError, InputNotFoundError
+from CardiacLandmarksLib.core.landmarks import LANDMARKS_BY_VIEW, Landmark, LandmarkSet, Measurement
+
+logger = logging.getLogger(__name__)
+
+#: the file that makes a folder a result folder
+RESULT_FILE = "landmarks.json"
+#: how deep :func:`find_results` looks below a cohort folder
+MAX_DEPTH = 3
+#: lock file of a result folder while a save is running (see :func:`save_result`)
+LOCK_FILE = ".cardiac-landmarks-save.lock"
+
+
+class ReviewError(CardiacLandmarksError, ValueError):
+    """A correction that does not fit the result: unknown landmark, slice or phase, bad position."""
+
+
+class SaveInProgressError(CardiacLandmarksError):
+    """Another save of the same result folder did not finish within the wait time."""
+
+
+def find_results(root: str | Path) -> list[Path]:
+    """The result folders of ``root``: ``root`` itself when it holds ``landmarks.json``, else
+    every folder below it (up to :data:`MAX_DEPTH` levels, hidden folders skipped) that does.
+
+    Returns:
+        Sorted absolute paths (natural order of their names relative to ``root``).
+
+    Raises:
+        InputNotFoundError: ``root`` is not a folder, or holds no result folder.
+    """
+    root = Path(root).expanduser().resolve()
+    if not root.is_dir():
+        raise InputNotFoundError(f"{root} is not a folder")
+    if (root / RESULT_FILE).is_file():
+        return [root]
+    found: list[Path] = []
+
+    def walk(folder: Path, depth: int) -> None:
+        try:
+            children = sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
+        except OSError as exc:
+            logger.warning("cannot list %s: %s", folder, exc)
+            return
+        for child in children:
+            if child.is_symlink():  # never leave the cohort folder through a link
+                continue
+            if (child / RESULT_FILE).is_file():
+                found.append(child)
+            elif depth < MAX_DEPTH:
+                walk(child, depth + 1)
+
+    walk(root, 1)
+    if not found:
+        raise InputNotFoundError(f"no {RESULT_FILE} in {root} nor in its sub-folders: not a result or cohort folder "
+                                 "(make one with 'cardiac-landmarks detect IMAGE -o FOLDER')")
+    return sorted(found, key=lambda p: p.relative_to(root).as_posix())
+
+
+def read_result(folder: str | Path, series=None, *, point_lists: str = "newer") -> LandmarkSet:
+    """The :class:`LandmarkSet` of a result folder (its ``landmarks.json``, LPS mm).
+
+    Args:
+        folder: the result folder.
+        series: optional :class:`CardiacLandmarksLib.core.series.CMRSeries` of the result: gives
+            the ``ijk`` of points taken from the point lists and fixes the frame of the
+            recomputed measurements.
+        point_lists: ``"newer"`` (default): when the folder's ``*.mrk.json`` point lists were
+            saved after ``landmarks.json`` (e.g. edited and saved in Slicer), their points
+            replace those of ``landmarks.json`` (:func:`CardiacLandmarksLib.io.markups.read_markups`:
+            moved, placed or unset points come back corrected) and the measurements are
+            recomputed; ``"ignore"``: ``landmarks.json`` only.
+
+    Raises:
+        InputNotFoundError: no ``landmarks.json`` in ``folder``.
+        CorruptFileError: the file is not valid JSON or not a landmarks file (or a newer
+            point list is not valid).
+        ValueError: unknown ``point_lists``.
+    """
+    if point_lists not in ("newer", "ignore"):
+        raise ValueError(f"point_lists must be 'newer' or 'ignore', not {point_lists!r}")
+    folder = Path(folder)
+    path = folder / RESULT_FILE
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError as exc:
+        raise InputNotFoundError(f"{path} not found") from exc
+    try:
+        doc = json.loads(text)
+        if not isinstance(doc, dict) or not isinstance(doc.get("landmarks"), list):
+            raise ValueError("no 'landmarks' list")
+        lmset = LandmarkSet.from_dict(doc)
+    except (ValueError, KeyError, TypeError) as exc:
+        raise CorruptFileError(f"{path} is not a landmarks file: {exc}") from exc
+    if point_lists == "newer" and newer_point_lists(folder):
+        _merge_point_lists(folder, lmset, series)
+    return lmset
+
+
+def newer_point_lists(folder: str | Path) -> list[Path]:
+    """The folder's ``*.mrk.json`` point lists (backups excluded) saved at or after its ``landmarks.json``."""
+    folder = Path(folder)
+    try:
+        t_json = (folder / RESULT_FILE).stat().st_mtime
+    except OSError:
+        return []
+    return sorted(p for p in folder.glob("*.mrk.json") if p.is_file() and p.stat().st_mtime >= t_json)
+
+
+def _merge_point_lists(folder: Path, lmset: LandmarkSet, series) -> None:
+    from CardiacLandmarksLib.io.markups import read_markups
+
+    mk = read_markups(folder, series)
+    changed = []
+    for m in mk.landmarks:
+        old = lmset.get(m.name, m.slice, m.phase)
+        if old is not None and not m.corrected and old.found == m.found:
+            continue  # the model's point, as in landmarks.json (which has its unrounded values and ijk)
+        if old is not None and old.corrected == m.corrected and old.found == m.found and (
+                not m.found or np.allclose(old.position, m.position, atol=1e-3)):
+            continue  # the same correction
+        if old is None:
+            lmset.landmarks.append(m)
+        else:
+            lmset.landmarks[next(i for i, x in enumerate(lmset.landmarks) if x is old)] = m
+        changed.append(f"{m.name} s{m.slice} p{m.phase}")
+    if changed:
+        logger.info("%s: %d point(s) taken from the point lists saved after %s: %s", folder, len(changed),
+                    RESULT_FILE, ", ".join(changed))
+        recompute_measurements(lmset, series)
+
+
+def correct_landmark(
+    lmset: LandmarkSet,
+    name: str,
+    slice: int,
+    phase: int,
+    position_lps: np.ndarray | None,
+    series=None,
+) -> Landmark:
+    """Apply a reader's correction to ``lmset`` in place and return the new landmark.
+
+    The rule is :func:`CardiacLandmarksLib.core.review.corrected_landmark` with the set's current
+    point as the detection: a point moved (more than its tolerance), placed or unset becomes
+    corrected; one left where it was keeps its flag and confidence.
+
+    Args:
+        lmset: the landmarks (changed in place).
+        name, slice, phase: which point; a point the set does not hold yet is added when the
+            name belongs to the set's view (``LANDMARKS_BY_VIEW``).
+        position_lps: new position, LPS mm ``(x, y, z)``; None = the reader says the
+            landmark is not on this slice.
+        series: optional :class:`CardiacLandmarksLib.core.series.CMRSeries` of the result: gives
+            the point's continuous ``ijk`` (NaN without it) and bounds the slice and phase.
+
+    Returns:
+        The landmark now in ``lmset`` (``corrected`` with confidence 1 and flag ``"high"``, or
+        found False, confidence 0, flag ``"absent"`` when ``position_lps`` is None).
+
+    Raises:
+        ReviewError: unknown landmark name for the view, slice or phase outside the series,
+            a position that is not three finite numbers, or (with ``series``) one more than half
+            a slice away from the point's slice.
+    """
+    from CardiacLandmarksLib.core.review import corrected_landmark
+
+    k, t = int(slice), int(phase)
+    if series is not None and not (0 <= k < series.n_slices and 0 <= t < series.n_phases):
+        raise ReviewError(f"slice {k} / phase {t} is outside the series ({series.n_slices} slices, "
+                          f"{series.n_phases} phases)")
+    old = lmset.get(name, k, t)
+    if old is None and name not in LANDMARKS_BY_VIEW.get(lmset.view, ()):
+        raise ReviewError(f"{name!r} is not a landmark of view {lmset.view!r} "
+                          f"(expected one of {LANDMARKS_BY_VIEW.get(lmset.view, ())})")
+    if position_lps is None:
+        defined, pos, ijk = False, np.full(3, np.nan), np.full(3, np.nan)
+    else:
+        pos = np.asarray(position_lps, dtype=float).reshape(-1)
+        if pos.shape != (3,) or not np.all(np.isfinite(pos)):
+            raise ReviewError(f"a corrected position must be three finite LPS mm values, got {position_lps!r}")
+        defined = True
+        ijk = np.asarray(series.lps_to_ijk(pos), float) if series is not None else np.full(3, np.nan)
+        if series is not None and abs(float(ijk[2]) - k) > 0.5:
+            raise ReviewError(f"the position LPS {pos.round(2).tolist()} mm lies on slice {ijk[2]:.2f}, not on "
+                              f"slice {k} of {name}")
+    # a point the set did not hold is a placement by the reader (no detection to compare with)
+    new = corrected_landmark(old, name, k, t, defined, pos, ijk, user_marked=old is None)
+    if old is None:
+        lmset.landmarks.append(new)
+    else:
+        lmset.landmarks[next(i for i, x in enumerate(lmset.landmarks) if x is old)] = new
+    return new
+
+
+def recompute_measurements(lmset: LandmarkSet, series=None) -> list[Measurement]:
+    """Recompute the landmark measurements of ``lmset`` after a correction (and store them in it).
+
+    SAX: :func:`CardiacLandmarksLib.sax.measurements.rvi_measurements` (RVI angle and opening angle per slice and
+    phase; the series, when given, fixes the reference frame). Long axis (2ch/3ch/4ch):
+    :func:`CardiacLandmarksLib.lax.measurements.lv_length_measurements` (LV length per phase, ED/ES lengths and
+    longitudinal shortening). Measurements of other kinds already in the set (names these
+    functions do not produce) are kept after them.
+
+    Returns:
+        The new ``lmset.measurements``.
+    """
+    if lmset.view == "sax":
+        from CardiacLandmarksLib.sax.measurements import RVI_MEASUREMENTS, rvi_measurements
+
+        own = {d.name for d in RVI_MEASUREMENTS}
+        new = rvi_measurements(lmset, series)
+    elif lmset.view in ("2ch", "3ch", "4ch"):
+        from CardiacLandmarksLib.lax.measurements import lv_length_measurements
+
+        new = lv_length_measurements(lmset, lmset.view)
+        own = {m.name for m in new} | {"LV length", "LV length ED", "LV length ES", "Longitudinal shortening"}
+    else:
+        logger.warning("no measurement is defined for view %r: measurements kept as they were", lmset.view)
+        return lmset.measurements
+    own |= {m.name for m in new}
+    lmset.measurements = list(new) + [m for m in lmset.measurements if m.name not in own]
+    return lmset.measurements
+
+
+_LOCKS: dict[str, threading.Lock] = {}
+_LOCKS_GUARD = threading.Lock()
+
+
+@contextlib.contextmanager
+def _save_lock(folder: Path, timeout_s: float) -> Iterator[None]:
+    """One save per result folder at a time: a lock per folder in this process, plus an
+    advisory ``flock`` on :data:`LOCK_FILE` against other processes (POSIX)."""
+    key = str(folder.resolve())
+    with _LOCKS_GUARD:
+        lock = _LOCKS.setdefault(key, threading.Lock())
+    if not lock.acquire(timeout=max(0.0, timeout_s)):
+        raise SaveInProgressError(f"another save of {folder} is still running")
+    try:
+        fh = None
+        try:
+            import fcntl
+        except ImportError:  # Windows: the in-process lock only
+            fcntl = None
+        if fcntl is not None:
+            fh = open(folder / LOCK_FILE, "a+b")  # noqa: SIM115 - closed below
+            deadline = time.monotonic() + max(0.0, timeout_s)
+            while True:
+                try:
+                    fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() >= deadline:
+                        fh.close()
+                        raise SaveInProgressError(f"another program is saving {folder}") from None
+                    time.sleep(0.05)
+        try:
+            yield
+        finally:
+            if fh is not None:
+                fh.close()  # releases the flock
+    finally:
+        lock.release()
+
+
+def save_result(folder: str | Path, lmset: LandmarkSet, series, *, timeout_s: float = 30.0) -> list[Path]:
+    """Write the (corrected) result back into its folder, exactly as ``cardiac-landmarks detect`` does.
+
+    :func:`CardiacLandmarksLib.sax.report.write_landmark_outputs` writes ``landmarks.json``,
+    ``measurements.csv``, the ``landmarks*.mrk.json`` point lists and the figure (``<stem>_overlay.png``
+    for SAX, ``<stem>_lv_length.png`` for long axis), atomically and with the command line's backup
+    rule: the point lists it replaces are kept as ``<name>.bak-YYYYmmdd-HHMMSS`` (their descriptions
+    keep the model's positions and confidences), the other files are replaced.
+
+    Saves of the same folder never interleave: a second save (another thread, or another process on a
+    POSIX system) waits for the first one to finish.
+
+    Args:
+        folder: the result folder (must exist).
+        lmset: landmarks and measurements to write (call :func:`recompute_measurements` first).
+        series: the image series of the result (figure and file stem).
+        timeout_s: how long to wait for a running save of the same folder.
+
+    Returns:
+        The paths written.
+
+    Raises:
+        InputNotFoundError: ``folder`` is not a folder.
+        SaveInProgressError: the other save did not finish within ``timeout_s``.
+        OSError: the folder is not writable.
+    """
+    from CardiacLandmarksLib.sax.report import render_overlay_png, write_landmark_outputs
+
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise InputNotFoundError(f"result folder {folder} does not exist")
+    if lmset.view == "sax":
+        png_writer, suffix = render_overlay_png, "_overlay.png"
+    else:
+        from CardiacLandmarksLib.lax.report import render_lax_png
+
+        png_writer, suffix = render_lax_png, "_lv_length.png"
+    with _save_lock(folder, timeout_s):
+        written = write_landmark_outputs(series, lmset, folder, png_writer, suffix)
+    logger.info("saved %d file(s) to %s", len(written), folder)
+    return written

@@ -1,0 +1,686 @@
+"""The review app: Slicer's slice view and markups widgets in a browser (trame-slicer).
+
+One server reviews one folder: a result folder of ``cardiac-landmarks detect`` or a cohort
+folder of them. The page shows
+
+* the source image of the current case in a Slicer slice view, in the plane of its slices,
+  with every landmark of the current slice and phase as a Slicer point (high confidence
+  green, low confidence orange, corrected blue; absent points are not drawn until placed);
+* the review queue: the low and absent points of the whole cohort, lowest confidence first
+  (:func:`CardiacLandmarksLib.core.review.flagged_points` and ``merge_queues``, as in the Slicer
+  panel), and a "Next flagged" button;
+* the measurements of the current case (RVI angle and opening angle, or LV length and
+  shortening), recomputed by the library at every correction;
+* Save: the command line's files written back into the case folder by
+  :func:`CardiacLandmarksLib.results.save_result` (the command line's writer and backup rule, one save
+  at a time).
+
+Drag a point to move it; for an absent point press "Place" and click in the view. A moved or
+placed point becomes *corrected* (confidence 1) and leaves the queue.
+
+Start it with ``cardiac-landmarks review PATH`` (see :mod:`CardiacLandmarksLib.cli.review`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from CardiacLandmarksLib.core.errors import CardiacLandmarksError
+from CardiacLandmarksLib.core.landmarks import LANDMARKS_BY_VIEW, LandmarkSet
+from CardiacLandmarksLib.core.review import FlaggedPoint, flagged_points, merge_queues
+from CardiacLandmarksLib.results import (
+    correct_landmark,
+    find_results,
+    newer_point_lists,
+    read_result,
+    recompute_measurements,
+    save_result,
+)
+from CardiacLandmarksLib.web import security
+
+logger = logging.getLogger(__name__)
+
+#: point colours (RGB 0-1) by review state; high/low match the Slicer panel and the overlay PNG
+COLORS = {"high": (0.2, 0.8, 0.2), "low": (1.0, 0.55, 0.0), "corrected": (0.25, 0.55, 1.0)}
+#: a drag shorter than this (mm) is not a correction
+MOVED_TOL_MM = 0.05
+
+
+@dataclass
+class Case:
+    """One result folder of the cohort: its landmarks in memory and whether they changed."""
+
+    name: str  # folder relative to the root ("." for a single result folder)
+    folder: Path
+    lmset: LandmarkSet
+    dirty: bool = False
+    series: object | None = None  # CMRSeries, loaded when the case is first shown
+    notes: list[str] = field(default_factory=list)
+
+
+def display_ijk_to_ras(series) -> np.ndarray:
+    """4x4 IJK -> RAS matrix of the volume shown in the browser.
+
+    With a known patient orientation it is the series' own geometry (LPS -> RAS). When the file
+    has none (``orientation_known`` False, e.g. the ACDC NIfTI copies), the library's stored
+    display convention stands in: columns (i) to the screen's right, rows (j) down, as in the
+    command line's overlay PNG; Slicer's axial view shows exactly that for an LPS-identity
+    direction. Slice spacing = mean distance between the slice origins.
+    """
+    origins = np.asarray(series.slice_origins, float)
+    if len(origins) > 1:
+        sk = float(np.linalg.norm(origins[-1] - origins[0]) / (len(origins) - 1)) or float(series.spacing[2])
+    else:
+        sk = float(series.spacing[2]) or 1.0
+    direction = np.asarray(series.direction, float) if series.orientation_known else np.eye(3)
+    ijk_to_lps = direction * np.array([float(series.spacing[0]), float(series.spacing[1]), sk])
+    lps_to_ras = np.diag([-1.0, -1.0, 1.0])
+    m = np.eye(4)
+    m[:3, :3] = lps_to_ras @ ijk_to_lps
+    m[:3, 3] = lps_to_ras @ origins[0]
+    return m
+
+
+def _source_path(case: Case, root: Path) -> Path:
+    """The image the result was computed from: ``landmarks.json``'s ``source``. A relative source (``detect``
+    run with a relative input) is tried against the current folder, the result folder, then the reviewed root."""
+    src = Path(case.lmset.source).expanduser()
+    if src.is_absolute():
+        return src
+    for candidate in (Path.cwd() / src, case.folder / src, root / src):
+        if candidate.exists():
+            return candidate
+    return src
+
+
+class ReviewApp:
+    """trame-slicer application reviewing the results under ``root``.
+
+    Args:
+        root: result folder or cohort folder.
+        server: a trame server (default: a new one).
+        token: access token that every request must carry, or None for none (loopback only).
+    """
+
+    def __init__(self, root: str | Path, server=None, token: str | None = None) -> None:
+        from trame.app import get_server
+
+        self.root = Path(root).expanduser().resolve()
+        folders = find_results(self.root)
+        self.cases: dict[str, Case] = {}
+        for f in folders:
+            name = f.relative_to(self.root).as_posix() if f != self.root else "."
+            try:
+                self.cases[name] = Case(name, f, read_result(f))
+            except CardiacLandmarksError as exc:
+                logger.warning("skipping %s: %s", f, exc)
+        if not self.cases:
+            raise CardiacLandmarksError(f"no readable result under {self.root}")
+        self.token = token
+        self.server = server or get_server(None, client_type="vue3")
+        self.state, self.ctrl = self.server.state, self.server.controller
+        if token:
+            self.ctrl.on_server_bind.add(self._protect)
+        else:
+            self.ctrl.on_server_bind.add(self._same_origin_only)
+
+        self.case: Case | None = None
+        self.slice_k = 0
+        self.phase_t = 0
+        self._nodes: dict[str, object] = {}  # landmark name -> markups node (current slice and phase)
+        self._observers: list[tuple[object, int]] = []
+        self._volume = None
+        self._placing: str | None = None
+        self._cursor: tuple | None = None  # queue order of the last point shown by "Next flagged"
+        self._save_tasks: dict[str, asyncio.Future] = {}
+        self._build_scene()
+        self._build_ui()
+        for name in self.cases:  # the first case whose image loads
+            self.show_case(name)
+            if self.case is not None:
+                break
+        else:
+            raise CardiacLandmarksError(f"none of the source images of the results under {self.root} could be "
+                                        "loaded (see the warnings); 'source' in landmarks.json names them")
+
+    # ------------------------------------------------------------------ server safety
+    def _protect(self, wslink_server) -> None:
+        wslink_server.app.middlewares.append(security.same_origin_middleware())
+        wslink_server.app.middlewares.append(security.token_middleware(self.token))
+
+    def _same_origin_only(self, wslink_server) -> None:
+        wslink_server.app.middlewares.append(security.same_origin_middleware())
+
+    # ------------------------------------------------------------------ scene
+    def _build_scene(self) -> None:
+        from trame_slicer.core import LayoutManager, SlicerApp
+        from trame_slicer.rca_view import register_rca_factories
+        from trame_slicer.views import Layout, LayoutDirection, ViewLayoutDefinition
+
+        self.slicer_app = SlicerApp()
+        register_rca_factories(self.slicer_app.view_manager, self.server, slice_view_ui_f=lambda *a: None)
+        self.layout_manager = LayoutManager(self.slicer_app.scene, self.slicer_app.view_manager, self.server)
+        self.layout_manager.register_layout("review", Layout(LayoutDirection.Vertical,
+                                                             [ViewLayoutDefinition.axial_view()]))
+        self.layout_manager.set_layout("review")
+        self.view = self.slicer_app.view_manager.get_slice_views()[0]
+        self.slice_node = self.view.get_view_node()
+
+    def _set_volume(self, series, t: int) -> None:
+        """Show phase ``t`` of ``series`` as the background volume (geometry from the library's CMRSeries)."""
+        from vtkmodules.util.numpy_support import numpy_to_vtk
+        from vtkmodules.vtkCommonDataModel import vtkImageData
+        from vtkmodules.vtkCommonMath import vtkMatrix4x4
+
+        scene = self.slicer_app.scene
+        arr = np.ascontiguousarray(np.asarray(series.pixels[t], dtype=np.float32))  # [k, j, i]
+        img = vtkImageData()
+        img.SetDimensions(arr.shape[2], arr.shape[1], arr.shape[0])
+        img.GetPointData().SetScalars(numpy_to_vtk(arr.ravel(), deep=True))
+        m4 = display_ijk_to_ras(series)
+        self._ijk_to_ras = m4
+        self._ras_to_ijk_m = np.linalg.inv(m4)
+        mat = vtkMatrix4x4()
+        for r in range(4):
+            for c in range(4):
+                mat.SetElement(r, c, float(m4[r, c]))
+        first = self._volume is None
+        if first:
+            self._volume = scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", "image")
+        self._volume.SetAndObserveImageData(img)
+        self._volume.SetIJKToRASMatrix(mat)
+        if self._volume.GetDisplayNode() is None:
+            self._volume.CreateDefaultDisplayNodes()
+        finite = arr[np.isfinite(arr)]
+        lo, hi = (np.percentile(finite, [0.5, 99.5]) if finite.size else (0.0, 1.0))
+        disp = self._volume.GetDisplayNode()
+        disp.AutoWindowLevelOff()
+        disp.SetWindowLevelMinMax(float(lo), float(max(hi, lo + 1)))
+        self.view.set_background_volume_id(self._volume.GetID())
+
+    def _fit(self) -> None:
+        """Slice plane = the series' slices; view centred on the case's landmarks, 45 mm around them."""
+        self.slice_node.RotateToVolumePlane(self._volume)
+        self.view.fit_view_to_content()
+        pts = np.array([np.asarray(lm.position, float) for lm in self.case.lmset.landmarks
+                        if lm.found and np.all(np.isfinite(np.asarray(lm.position, float)))])
+        if len(pts):
+            series = self.case.series
+            ij = np.asarray(series.lps_to_ijk(pts), float)[:, :2]
+            si, sj = float(series.spacing[0]), float(series.spacing[1])
+            half = max(np.ptp(ij[:, 0]) * si, np.ptp(ij[:, 1]) * sj) / 2.0 + 45.0
+            w, h, _ = self.slice_node.GetDimensions()
+            fov = list(self.slice_node.GetFieldOfView())
+            aspect = w / float(h) if h else 1.0
+            fx, fy = (2 * half * aspect, 2 * half) if aspect >= 1 else (2 * half, 2 * half / aspect)
+            self.slice_node.SetFieldOfView(fx, fy, fov[2])
+            centre = self._lps_to_ras(pts.mean(axis=0))
+            self.slice_node.JumpSliceByCentering(*[float(v) for v in centre])
+        self._jump_to_slice(self.slice_k)
+
+    def _jump_to_slice(self, k: int) -> None:
+        series = self.case.series
+        c_ij = np.array([series.shape_ji[1] / 2.0, series.shape_ji[0] / 2.0, float(k), 1.0])
+        ras = (self._ijk_to_ras @ c_ij)[:3]
+        self.slice_node.JumpSliceByOffsetting(*[float(v) for v in ras])
+
+    def _lps_to_ras(self, lps) -> np.ndarray:
+        """Library LPS position -> RAS in the displayed volume (through the series' ijk)."""
+        ijk = np.asarray(self.case.series.lps_to_ijk(np.asarray(lps, float)), float)
+        return (self._ijk_to_ras @ np.append(ijk, 1.0))[:3]
+
+    def _ras_to_ijk(self, ras) -> np.ndarray:
+        return (self._ras_to_ijk_m @ np.append(np.asarray(ras, float), 1.0))[:3]
+
+    # ------------------------------------------------------------------ markups
+    def _clear_points(self) -> None:
+        scene = self.slicer_app.scene
+        for obj, tag in self._observers:
+            obj.RemoveObserver(tag)
+        self._observers.clear()
+        for node in self._nodes.values():
+            scene.RemoveNode(node)
+        self._nodes.clear()
+
+    def _show_points(self) -> None:
+        """One markups point list per landmark of the current slice and phase (own colour each)."""
+        import slicer
+
+        self._clear_points()
+        case, k, t = self.case, self.slice_k, self.phase_t
+        names = list(LANDMARKS_BY_VIEW.get(case.lmset.view, ()))
+        for lm in case.lmset.landmarks:
+            if lm.slice == k and lm.phase == t and lm.name not in names:
+                names.append(lm.name)
+        scene = self.slicer_app.scene
+        for name in names:
+            lm = case.lmset.get(name, k, t)
+            node = scene.AddNewNodeByClass("vtkMRMLMarkupsFiducialNode", f"{name} s{k} p{t}")
+            node.SetMaximumNumberOfControlPoints(1)
+            node.SetMarkupLabelFormat(name)
+            node.CreateDefaultDisplayNodes()
+            disp = node.GetDisplayNode()
+            disp.SetGlyphScale(2.5)
+            disp.SetTextScale(3.0)
+            disp.SetPointLabelsVisibility(True)
+            if lm is not None and lm.found:
+                ras = [float(v) for v in self._lps_to_ras(lm.position)]
+                node.AddControlPoint(ras, self._label(lm))
+            self._color(node, lm)
+            for event in (slicer.vtkMRMLMarkupsNode.PointEndInteractionEvent,
+                          slicer.vtkMRMLMarkupsNode.PointPositionDefinedEvent):
+                tag = node.AddObserver(event, lambda caller, ev, n=name: self._on_point_changed(n))
+                self._observers.append((node, tag))
+            self._nodes[name] = node
+
+    @staticmethod
+    def _label(lm) -> str:
+        if lm.corrected:
+            return f"{lm.name} corrected"
+        if lm.flag == "low":
+            return f"{lm.name} low {lm.confidence:.2f}"
+        return lm.name
+
+    def _color(self, node, lm) -> None:
+        if lm is not None and lm.corrected:
+            c = COLORS["corrected"]
+        elif lm is not None and lm.flag == "low":
+            c = COLORS["low"]
+        else:
+            c = COLORS["high"]
+        disp = node.GetDisplayNode()
+        disp.SetSelectedColor(*c)
+        disp.SetColor(*c)
+        disp.SetActiveColor(*[min(1.0, v + 0.25) for v in c])
+
+    def _on_point_changed(self, name: str) -> None:
+        """A point was dragged or placed in the view: correct it through the library."""
+        node = self._nodes.get(name)
+        case = self.case
+        if node is None or case is None or node.GetNumberOfControlPoints() < 1:
+            return
+        if node.GetNthControlPointPositionStatus(0) != node.PositionDefined:
+            return
+        ras = np.array(node.GetNthControlPointPosition(0), float)
+        k, t = self.slice_k, self.phase_t
+        # keep the point on its slice: project the position onto the slice plane of k
+        ijk = self._ras_to_ijk(ras)
+        ijk[2] = float(k)
+        lps = np.asarray(case.series.ijk_to_lps(ijk), float)
+        old = case.lmset.get(name, k, t)
+        if old is not None and old.found and np.linalg.norm(np.asarray(old.position, float) - lps) <= MOVED_TOL_MM:
+            return
+        verb = "moved to" if old is not None and old.found else "placed at"
+        try:
+            lm = correct_landmark(case.lmset, name, k, t, lps, case.series)
+            recompute_measurements(case.lmset, case.series)
+        except CardiacLandmarksError as exc:
+            self._message(f"Not corrected: {exc}", "error")
+            return
+        case.dirty = True
+        self._placing = None
+        node.SetNthControlPointLabel(0, self._label(lm))
+        self._color(node, lm)
+        self._message(f"{self._title(case.name)}: {name} on slice {k} {verb} LPS "
+                      f"{lps[0]:.1f} {lps[1]:.1f} {lps[2]:.1f} mm (corrected). Save to write it.", "info")
+        self._refresh()
+
+    # ------------------------------------------------------------------ navigation
+    def show_case(self, name: str, k: int | None = None, t: int | None = None) -> None:
+        """Show case ``name`` (a key of :attr:`cases`), on slice ``k`` and phase ``t`` when given."""
+        from CardiacLandmarksLib.io.load import load_series
+
+        case = self.cases[name]
+        if case.series is None:
+            try:
+                case.series = load_series(_source_path(case, self.root))
+            except CardiacLandmarksError as exc:
+                logger.warning("%s: cannot load the source image %s: %s", case.folder, case.lmset.source, exc)
+                self._message(f"{self._title(name)}: cannot load the source image {case.lmset.source}: {exc}", "error")
+                return
+            if not case.dirty and newer_point_lists(case.folder):
+                # point lists saved after landmarks.json (e.g. in Slicer): read again with the series (ijk, frame)
+                try:
+                    case.lmset = read_result(case.folder, case.series)
+                except CardiacLandmarksError as exc:
+                    logger.warning("%s: %s", case.folder, exc)
+        new_case = case is not self.case
+        self.case = case
+        flagged = self._case_queue(case)
+        if k is None:
+            k = flagged[0].slice if flagged else (case.lmset.landmarks[0].slice if case.lmset.landmarks else 0)
+        if t is None:
+            t = flagged[0].phase if flagged else 0
+        self.slice_k, self.phase_t = int(k), int(t)
+        if new_case or self._shown_phase != self.phase_t:
+            self._set_volume(case.series, self.phase_t)
+            self._shown_phase = self.phase_t
+            self._fit()
+        else:
+            self._jump_to_slice(self.slice_k)
+        self._show_points()
+        self._refresh()
+
+    _shown_phase = -1
+
+    def select_case(self, name: str) -> bool:
+        """Show the case the browser asked for. ``name`` comes from the page: it must resolve inside the
+        reviewed folder (:func:`.security.resolve_inside`) and be one of its result folders; anything else
+        is refused (message, current case kept). Returns True when shown."""
+        try:
+            folder = security.resolve_inside(self.root, name)
+        except security.OutsideRootError as exc:
+            logger.warning("refused case %r: %s", name, exc)
+            self._message(f"Refused: {exc}", "error")
+            self._refresh()
+            return False
+        case = next((c for c in self.cases.values() if c.folder == folder), None)
+        if case is None:
+            self._message(f"Refused: {name!r} is not a result folder of {self.root.name}", "error")
+            self._refresh()
+            return False
+        self.show_case(case.name)
+        return self.case is case
+
+    def next_flagged(self) -> None:
+        """Go to the next point of the review queue after the current one (wraps around at the end)."""
+        queue = self._queue(with_order=True)
+        if not queue:
+            self._message("No flagged point left in the folder.", "success")
+            self._refresh()
+            return
+        after = self._cursor
+        nxt = next((q for q in queue if after is not None and q["_order"] > after), queue[0])
+        self.go_to(nxt["key"])
+
+    def go_to(self, key: str) -> None:
+        """Show the flagged point ``key`` (``"<case>|<name>|<slice>|<phase>"``) of the queue."""
+        item = next((q for q in self._queue(with_order=True) if q["key"] == key), None)
+        if item is None:
+            self._message("That point is no longer flagged.", "info")
+            return
+        self.show_case(item["case"], item["slice"], item["phase"])
+        self.state.current_key = key
+        self._cursor = item["_order"]
+        if item["flag"] == "absent":
+            text = f"{self._title(item['case'])}: {item['name']} on slice {item['slice']}: not found. Press Place, then click in the view."
+        else:
+            text = (f"{self._title(item['case'])}: {item['name']} on slice {item['slice']}: low confidence "
+                    f"{item['confidence']:.2f}. Drag it if it is wrong.")
+        self._message(text, "warning")
+        self._refresh()
+
+    def place_current(self) -> None:
+        """Enter place mode for the current flagged point when it is absent."""
+        key = self.state.current_key
+        if not key:
+            return
+        _case, name, _k, _t = key.split("|")
+        node = self._nodes.get(name)
+        if node is None:
+            return
+        node.RemoveAllControlPoints()
+        self._placing = name
+        self.slicer_app.markups_logic.place_node(node, persistent=False)
+        self._message(f"Click in the view to place {name}.", "info")
+
+    def set_slice(self, k) -> None:
+        if self.case is None:
+            return
+        k = int(k)
+        if k != self.slice_k and 0 <= k < self.case.series.n_slices:
+            self.slice_k = k
+            self._jump_to_slice(k)
+            self._show_points()
+            self._refresh()
+
+    def set_phase(self, t) -> None:
+        if self.case is None:
+            return
+        t = int(t)
+        if t != self.phase_t and 0 <= t < self.case.series.n_phases:
+            self.phase_t = t
+            self._set_volume(self.case.series, t)
+            self._shown_phase = t
+            self._jump_to_slice(self.slice_k)
+            self._show_points()
+            self._refresh()
+
+    # ------------------------------------------------------------------ save
+    async def save(self) -> None:
+        """Save the current case in a worker thread (one save per case at a time; see ``save_result``)."""
+        case = self.case
+        if case is None:
+            return
+        running = self._save_tasks.get(case.name)
+        if running is not None and not running.done():
+            self._message(f"{self._title(case.name)}: a save is already running.", "warning")
+            return
+        lmset, series = copy.deepcopy(case.lmset), case.series
+        loop = asyncio.get_running_loop()
+        fut = loop.run_in_executor(None, lambda: save_result(case.folder, lmset, series))
+        self._save_tasks[case.name] = fut
+        with self.state:
+            self.state.saving = True
+        try:
+            written = await fut
+        except (CardiacLandmarksError, OSError) as exc:
+            with self.state:
+                self._message(f"{self._title(case.name)}: save failed: {exc}", "error")
+                self.state.saving = False
+            return
+        case.dirty = False
+        with self.state:
+            self.state.saving = False
+            self._message(f"{self._title(case.name)}: saved {len(written)} files ({', '.join(p.name for p in written)}); "
+                          "the replaced point lists are kept as .bak-<time>.", "success")
+            self._refresh()
+
+    # ------------------------------------------------------------------ state for the page
+    def _case_queue(self, case: Case) -> list[FlaggedPoint]:
+        names = LANDMARKS_BY_VIEW.get(case.lmset.view, ())
+        return flagged_points(case.lmset.landmarks, names, case=case.name, by_confidence=True)
+
+    @staticmethod
+    def _order(p: FlaggedPoint) -> tuple:
+        """Position of a point in the cohort queue (``merge_queues`` order: rising confidence, then key)."""
+        return (p.confidence, p.key)
+
+    def _queue(self, with_order: bool = False) -> list[dict]:
+        """The review queue of the whole folder: every case's flagged points merged by rising confidence
+        (:func:`CardiacLandmarksLib.core.review.merge_queues`); absent points left out when unticked."""
+        with_absent = bool(self.state.include_absent)
+        points = merge_queues(self._case_queue(c) for c in self.cases.values())
+        items = []
+        for p in points:
+            if p.flag == "absent" and not with_absent:
+                continue
+            item = {
+                "key": f"{p.case}|{p.name}|{p.slice}|{p.phase}",
+                "case": p.case, "name": p.name, "slice": p.slice, "phase": p.phase,
+                "flag": p.flag, "confidence": round(p.confidence, 2),
+                "title": f"{self._title(p.case)} · {p.name} s{p.slice} p{p.phase}",
+                "subtitle": "absent" if p.flag == "absent" else f"low confidence {p.confidence:.2f}",
+            }
+            if with_order:
+                item["_order"] = self._order(p)
+            items.append(item)
+        return items
+
+    def _title(self, name: str) -> str:
+        return self.root.name if name == "." else name
+
+    def _measure_rows(self) -> list[dict]:
+        rows = []
+        for m in self.case.lmset.measurements:
+            v = float(m.value)
+            rows.append({"name": m.name, "slice": "" if m.slice is None else int(m.slice),
+                         "phase": "" if m.phase is None else int(m.phase),
+                         "value": f"{v:.1f}" if np.isfinite(v) else "", "unit": m.unit,
+                         "status": m.status or "", "caveat": m.caveat() if hasattr(m, "caveat") else "",
+                         "current": m.slice == self.slice_k and (m.phase in (None, self.phase_t))})
+        return rows
+
+    def _probe(self) -> dict:
+        """Where the current slice's points are drawn, as fractions of the view (x right, y down), and
+        the view's field of view in mm: lets a test (or a script) find a point on the page."""
+        xy_to_ras = self.slice_node.GetXYToRAS()
+        from vtkmodules.vtkCommonMath import vtkMatrix4x4
+
+        inv = vtkMatrix4x4()
+        vtkMatrix4x4.Invert(xy_to_ras, inv)
+        w, h, _ = self.slice_node.GetDimensions()
+        fov = self.slice_node.GetFieldOfView()
+        pts = {}
+        for name, node in self._nodes.items():
+            if node.GetNumberOfControlPoints() and node.GetNthControlPointPositionStatus(0) == node.PositionDefined:
+                r = list(node.GetNthControlPointPosition(0)) + [1.0]
+                x, y, _z, _w = inv.MultiplyPoint(r)
+                pts[name] = {"fx": x / max(w, 1), "fy": 1.0 - y / max(h, 1)}
+        return {"case": self.case.name, "slice": self.slice_k, "phase": self.phase_t, "points": pts,
+                "view_px": [int(w), int(h)], "fov_mm": [float(fov[0]), float(fov[1])]}
+
+    def _refresh(self) -> None:
+        case = self.case
+        s = self.state
+        s.cases = [{"title": self._title(n) + (" (unsaved)" if c.dirty else ""), "value": n}
+                   for n, c in self.cases.items()]
+        s.case_name = case.name
+        s.queue = self._queue()
+        s.n_flagged = len(s.queue)
+        s.slice_k = self.slice_k
+        s.phase_t = self.phase_t
+        s.n_slices = case.series.n_slices if case.series is not None else 1
+        s.n_phases = case.series.n_phases if case.series is not None else 1
+        s.measurements = self._measure_rows()
+        s.current_measurements = [m for m in s.measurements if m["current"]]
+        s.dirty = case.dirty
+        s.current_absent = bool(s.current_key) and any(
+            q["key"] == s.current_key and q["flag"] == "absent" for q in s.queue)
+        try:
+            s.probe = self._probe()
+        except Exception as exc:  # the view is not laid out yet
+            logger.debug("probe not ready: %s", exc)
+
+    def _message(self, text: str, kind: str = "info") -> None:
+        logger.info("%s", text)
+        self.state.message = text
+        self.state.message_kind = kind
+
+    # ------------------------------------------------------------------ page
+    def _build_ui(self) -> None:
+        from trame.widgets import html
+        from trame.widgets import vuetify3 as v3
+        from trame_vuetify.ui.vuetify3 import SinglePageWithDrawerLayout
+
+        s = self.state
+        s.trame__title = "CardiacLandmarks review"
+        s.current_key = ""
+        s.message = "Press 'Next flagged' to review the low-confidence and absent points."
+        s.message_kind = "info"
+        s.saving = False
+        s.probe = {}
+        s.queue, s.cases, s.measurements, s.current_measurements = [], [], [], []
+        s.n_flagged = 0
+        s.slice_k = s.phase_t = 0
+        s.n_slices = s.n_phases = 1
+        s.case_name = ""
+        s.dirty = False
+        s.current_absent = False
+        s.include_absent = True
+
+        @s.change("include_absent")
+        def _on_include_absent(**_):
+            if self.case is not None:
+                self._refresh()
+
+        @s.change("case_name")
+        def _on_case(case_name, **_):
+            if case_name and self.case is not None and case_name != self.case.name:
+                self.select_case(case_name)
+
+        @s.change("slice_k")
+        def _on_slice(slice_k, **_):
+            self.set_slice(slice_k)
+
+        @s.change("phase_t")
+        def _on_phase(phase_t, **_):
+            self.set_phase(phase_t)
+
+        with SinglePageWithDrawerLayout(self.server, width=420) as layout:
+            self.ui = layout
+            layout.title.set_text("CardiacLandmarks review")
+            layout.footer.hide()
+            with layout.toolbar:
+                v3.VSpacer()
+                html.Span("{{ n_flagged }} flagged", classes="mr-4 text-body-2", id="cl-n-flagged")
+                v3.VBtn("Next flagged", id="cl-next", click=self.next_flagged, prepend_icon="mdi-skip-next",
+                        variant="tonal", classes="mr-2")
+                v3.VBtn("Place", id="cl-place", click=self.place_current, prepend_icon="mdi-map-marker-plus",
+                        variant="tonal", classes="mr-2", disabled=("!current_absent",))
+                v3.VBtn("Save", id="cl-save", click=self.save, prepend_icon="mdi-content-save",
+                        color=("dirty ? 'primary' : undefined",), variant="flat", loading=("saving",),
+                        classes="mr-2")
+            with layout.drawer:
+                with v3.VContainer(classes="pa-2"):
+                    v3.VSelect(v_model=("case_name",), items=("cases",), label="Case", density="compact",
+                               hide_details=True, id="cl-case")
+                    v3.VAlert(text=("message",), type=("message_kind",), density="compact", variant="tonal",
+                              classes="my-2", id="cl-message")
+                    v3.VSlider(v_model=("slice_k",), min=0, max=("n_slices - 1",), step=1, label="Slice",
+                               thumb_label="always", density="compact", hide_details=True, classes="mt-4")
+                    v3.VSlider(v_if=("n_phases > 1",), v_model=("phase_t",), min=0, max=("n_phases - 1",), step=1,
+                               label="Phase", thumb_label="always", density="compact", hide_details=True)
+                    html.Div("Slice {{ slice_k }}" + "{{ n_phases > 1 ? ', phase ' + phase_t : '' }}",
+                             classes="text-subtitle-2 mt-3")
+                    with html.Div(id="cl-current-measurements", classes="text-body-2"):
+                        html.Div("{{ m.name }}: {{ m.value }} {{ m.unit }} ({{ m.status }}{{ m.caveat ? ': ' + m.caveat : '' }})",
+                                 v_for="(m, i) in current_measurements", key="i",
+                                 classes=("m.status === 'ok' ? 'font-weight-bold' : 'font-weight-bold text-orange-darken-3'",))
+                        html.Div("no measurement here (a point is missing)", v_if=("!current_measurements.length",),
+                                 classes="text-medium-emphasis")
+                    html.Div("All measurements of the case", classes="text-subtitle-2 mt-3")
+                    with v3.VTable(density="compact", id="cl-measurements", height="220px", fixed_header=True):
+                        with html.Thead():
+                            with html.Tr():
+                                html.Th("measurement", classes="text-caption")
+                                html.Th("slice", classes="text-caption")
+                                html.Th("phase", classes="text-caption", v_if=("n_phases > 1",))
+                                html.Th("value", classes="text-caption")
+                                html.Th("status", classes="text-caption")
+                        with html.Tbody():
+                            with html.Tr(v_for="(m, i) in measurements", key="i",
+                                         classes=("m.current ? 'bg-blue-lighten-5' : ''",)):
+                                html.Td("{{ m.name }}", classes="text-caption")
+                                html.Td("{{ m.slice }}", classes="text-caption")
+                                html.Td("{{ m.phase }}", classes="text-caption", v_if=("n_phases > 1",))
+                                html.Td("{{ m.value }} {{ m.unit }}", classes="text-caption text-no-wrap")
+                                html.Td("{{ m.status }}", title=("m.caveat",),
+                                        classes=("m.status === 'ok' ? 'text-caption' : 'text-caption text-orange-darken-3'",))
+                    html.Div("Review queue (whole folder, lowest confidence first)", classes="text-subtitle-2 mt-3")
+                    v3.VCheckbox(v_model=("include_absent",), label="include absent points", density="compact",
+                                 hide_details=True, id="cl-include-absent")
+                    with v3.VList(density="compact", id="cl-queue", max_height="340px", style="overflow-y: auto"):
+                        v3.VListItem(v_for="q in queue", key="q.key", title=("q.title",), subtitle=("q.subtitle",),
+                                     active=("q.key === current_key",),
+                                     click=(self.go_to, "[q.key]"))
+                    html.Pre("{{ JSON.stringify(probe) }}", id="cl-probe", style="display: none")
+            with layout.content:
+                with html.Div(style="position: relative; width: 100%; height: calc(100vh - 64px);", id="cl-view"):
+                    self.layout_manager.initialize_layout_grid(layout)
+
+
+def build_app(root: str | Path, token: str | None = None, server=None) -> ReviewApp:
+    """The :class:`ReviewApp` for ``root`` (result or cohort folder), ready for ``app.server.start``."""
+    return ReviewApp(root, server=server, token=token)
+
+
+def serve(app: ReviewApp, host: str = "127.0.0.1", port: int = 8080, **kwargs) -> None:
+    """Run the app's server until it is stopped (blocks). ``kwargs`` go to trame's ``server.start``."""
+    app.server.start(host=host, port=int(port), open_browser=False, show_connection_info=False, **kwargs)

@@ -1,0 +1,280 @@
+"""Result folders (CardiacLandmarksLib.results) on a real ACDC result of ``cardiac-landmarks detect``:
+result/cohort discovery, review queue, corrections, recomputed RVI angles, locked save with backups,
+and the files read back by the command line's readers (landmarks.json, Slicer point lists)."""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from CardiacLandmarksLib.cli import main as cli_main
+from CardiacLandmarksLib.core.errors import CorruptFileError, InputNotFoundError
+from CardiacLandmarksLib.core.landmarks import LANDMARKS_BY_VIEW
+from CardiacLandmarksLib.core.review import flagged_points
+from CardiacLandmarksLib.io.load import load_series
+from CardiacLandmarksLib.io.markups import read_markups
+from CardiacLandmarksLib.results import (
+    ReviewError,
+    SaveInProgressError,
+    correct_landmark,
+    find_results,
+    read_result,
+    recompute_measurements,
+    save_result,
+)
+from CardiacLandmarksLib.results import folders as review_results
+
+pytestmark = pytest.mark.data
+
+
+@pytest.fixture(scope="module")
+def detected(tmp_path_factory, acdc_dir) -> Path:
+    """``cardiac-landmarks detect`` on ACDC patient001 ED (10 slices), once per module."""
+    out = tmp_path_factory.mktemp("detect") / "patient001_ED"
+    assert cli_main(["detect", str(acdc_dir / "patient001_ED.nii.gz"), "-o", str(out), "--no-progress"]) == 0
+    return out
+
+
+@pytest.fixture
+def result(detected, tmp_path) -> Path:
+    """A fresh copy of the detection result (tests change it)."""
+    dst = tmp_path / "cohort" / "patient001_ED"
+    shutil.copytree(detected, dst)
+    return dst
+
+
+def flagged_landmarks(lmset):
+    """The set's review queue by rising confidence (core.review), as its Landmark objects."""
+    return [lmset.get(p.name, p.slice, p.phase)
+            for p in flagged_points(lmset.landmarks, LANDMARKS_BY_VIEW["sax"], by_confidence=True)]
+
+
+def _angle(lmset, k, name="RVI angle"):
+    return next(m.value for m in lmset.measurements if m.name == name and m.slice == k and m.phase == 0)
+
+
+def test_find_results_single_and_cohort(result, tmp_path):
+    assert find_results(result) == [result.resolve()]
+    cohort = result.parent
+    shutil.copytree(result, cohort / "nested" / "patient001_copy")
+    (cohort / "empty").mkdir()
+    found = find_results(cohort)
+    assert [p.relative_to(cohort.resolve()).as_posix() for p in found] == ["nested/patient001_copy", "patient001_ED"]
+    (tmp_path / "nothing").mkdir()
+    with pytest.raises(InputNotFoundError, match="no landmarks.json"):
+        find_results(tmp_path / "nothing")
+    with pytest.raises(InputNotFoundError):
+        find_results(tmp_path / "missing")
+
+
+def test_read_result_and_errors(result, tmp_path):
+    lmset = read_result(result)
+    assert lmset.view == "sax" and len(lmset.landmarks) == 30
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "landmarks.json").write_text("{not json")
+    with pytest.raises(CorruptFileError):
+        read_result(bad)
+    (bad / "landmarks.json").write_text('{"landmarks": 3}')
+    with pytest.raises(CorruptFileError):
+        read_result(bad)
+    with pytest.raises(InputNotFoundError):
+        read_result(tmp_path)
+
+
+def test_flagged_queue_order(result):
+    lmset = read_result(result)
+    queue = flagged_landmarks(lmset)
+    assert queue, "patient001 ED has low / absent points with the bundled model"
+    assert all(lm.flag in ("low", "absent") and not lm.corrected for lm in queue)
+    conf = [lm.confidence for lm in queue]
+    assert conf == sorted(conf)
+    n_flagged = sum(lm.flag in ("low", "absent") for lm in lmset.landmarks)
+    assert len(queue) == n_flagged
+    first_low = next(lm for lm in queue if lm.flag == "low")
+    # left where it is: still the model's point (the shared correction rule), still flagged
+    same = correct_landmark(lmset, first_low.name, first_low.slice, first_low.phase, first_low.position)
+    assert not same.corrected and same.flag == "low" and len(flagged_landmarks(lmset)) == n_flagged
+    moved = correct_landmark(lmset, first_low.name, first_low.slice, first_low.phase,
+                             np.asarray(first_low.position) + [1.0, 0, 0])
+    assert moved.corrected and len(flagged_landmarks(lmset)) == n_flagged - 1  # a corrected point leaves the queue
+
+
+def test_correction_recomputes_rvi_angle_and_errors(result):
+    lmset = read_result(result)
+    series = load_series(lmset.source)
+    k = next(lm.slice for lm in lmset.landmarks if lm.name == "A-RVI" and lm.flag == "low"
+             and lmset.get("I-RVI", lm.slice, 0).found and lmset.get("C-LV", lm.slice, 0).found)
+    before = {m.slice: m.value for m in lmset.measurements if m.name == "RVI angle"}
+    a_ijk = np.array(lmset.get("A-RVI", k, 0).ijk, float)  # copy: the correction changes the landmark in place
+    # 8 mm along the image columns (+i), in the slice plane
+    new_pos = series.ijk_to_lps(a_ijk + [8.0 / series.spacing[0], 0, 0])
+    lm = correct_landmark(lmset, "A-RVI", k, 0, new_pos, series)
+    assert lm.corrected and lm.flag == "high" and lm.confidence == 1.0
+    assert np.allclose(lm.ijk, a_ijk + [8.0 / series.spacing[0], 0, 0])
+    recompute_measurements(lmset, series)
+    after = {m.slice: m.value for m in lmset.measurements if m.name == "RVI angle"}
+    assert abs(after[k] - before[k]) > 1.0  # an 8 mm move changes the angle by degrees
+    assert all(after[s] == pytest.approx(before[s]) for s in before if s != k)
+    # removing a point removes its slice's angles
+    correct_landmark(lmset, "A-RVI", k, 0, None, series)
+    recompute_measurements(lmset, series)
+    assert not any(m.slice == k for m in lmset.measurements)
+    with pytest.raises(ReviewError, match="not a landmark"):
+        correct_landmark(lmset, "APEX", k, 0, new_pos, series)
+    with pytest.raises(ReviewError, match="outside the series"):
+        correct_landmark(lmset, "A-RVI", series.n_slices, 0, new_pos, series)
+    with pytest.raises(ReviewError, match="finite"):
+        correct_landmark(lmset, "A-RVI", k, 0, [np.nan, 0, 0], series)
+    with pytest.raises(ReviewError, match="not on slice"):
+        correct_landmark(lmset, "A-RVI", k, 0, series.ijk_to_lps(a_ijk + [0, 0, 1.0]), series)
+
+
+def test_save_writes_cli_files_with_backups_and_reads_back(result):
+    lmset = read_result(result)
+    series = load_series(lmset.source)
+    low = next(lm for lm in flagged_landmarks(lmset) if lm.flag == "low" and lm.name == "A-RVI")
+    k = low.slice
+    old_angle = _angle(lmset, k)
+    target = np.asarray(low.position) + [0.0, -6.0, 0.0]
+    correct_landmark(lmset, "A-RVI", k, 0, target, series)
+    recompute_measurements(lmset, series)
+    written = save_result(result, lmset, series)
+    names = sorted(p.name for p in written)
+    assert names == ["landmarks.json", "landmarks.mrk.json", "measurements.csv", "patient001_ED_overlay.png"]
+    # the command line's rule: the point lists are kept, the other files replaced
+    assert len(list(result.glob("landmarks.mrk.json.bak-*"))) == 1
+    assert not list(result.glob("landmarks.json.bak-*")) and not list(result.glob("measurements.csv.bak-*"))
+    # landmarks.json: what the CLI writes, with the correction
+    back = read_result(result)
+    lm = back.get("A-RVI", k, 0)
+    assert lm.corrected and lm.flag == "high" and lm.confidence == 1.0
+    assert np.allclose(lm.position, target)
+    assert _angle(back, k) != pytest.approx(old_angle)
+    # the Slicer point lists read back the same corrected point
+    mk = read_markups(result, series)
+    m = mk.get("A-RVI", k, 0)
+    assert m.corrected and np.allclose(m.position, target, atol=1e-6)
+    # measurements.csv holds the new angle, with its trust from the corrected point
+    with open(result / "measurements.csv", newline="") as fh:
+        rows = [r for r in csv.DictReader(fh) if r["name"] == "RVI angle" and r["slice"] == str(k)]
+    assert len(rows) == 1 and float(rows[0]["value"]) == pytest.approx(_angle(back, k), abs=1e-4)
+    assert rows[0]["status"] == "ok" and f"A-RVI s{k} p0:high:1.00" in rows[0]["sources"]
+    # the kept point list is the model's
+    old = read_markups(next(result.glob("landmarks.mrk.json.bak-*")), series)
+    assert not any(x.corrected for x in old.landmarks)
+    assert np.allclose(old.get("A-RVI", k, 0).position, low.position, atol=0.01)
+
+
+def test_save_never_interleaves(result):
+    """A second save of the same folder waits for the first (same process: thread lock; other process:
+    flock on the folder's lock file) and gives up with SaveInProgressError after its timeout."""
+    lmset = read_result(result)
+    series = load_series(lmset.source)
+    before = (result / "landmarks.json").read_bytes()
+    with review_results._save_lock(result, 1.0):
+        errors = []
+        t = threading.Thread(target=lambda: errors.append(pytest.raises(
+            SaveInProgressError, save_result, result, lmset, series, timeout_s=0.3)))
+        t.start()
+        t.join(10)
+        assert errors, "the second save did not give up"
+        assert (result / "landmarks.json").read_bytes() == before  # nothing written meanwhile
+    # another process holding the lock
+    holder = subprocess.Popen(
+        [sys.executable, "-c",
+         "import fcntl, sys, time; f = open(sys.argv[1], 'a+b'); fcntl.flock(f, fcntl.LOCK_EX); "
+         "print('locked', flush=True); time.sleep(30)", str(result / review_results.LOCK_FILE)],
+        stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        with pytest.raises(SaveInProgressError, match="another program"):
+            save_result(result, lmset, series, timeout_s=0.3)
+        assert (result / "landmarks.json").read_bytes() == before
+    finally:
+        holder.kill()
+        holder.wait()
+    assert save_result(result, lmset, series, timeout_s=5)  # free again
+    # two concurrent saves with different corrections: the three files always come from the same save
+    a = next(lm for lm in lmset.landmarks if lm.name == "A-RVI" and lm.found)
+    sets = []
+    for dx in (3.0, -3.0):
+        s = read_result(result)
+        correct_landmark(s, "A-RVI", a.slice, 0, np.asarray(a.position) + [dx, 0, 0], series)
+        recompute_measurements(s, series)
+        sets.append(s)
+    threads = [threading.Thread(target=save_result, args=(result, s, series)) for s in sets for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    js = read_result(result).get("A-RVI", a.slice, 0).position
+    mk = read_markups(result / "landmarks.mrk.json").get("A-RVI", a.slice, 0).position
+    assert np.allclose(js, mk, atol=1e-6)
+
+
+def test_long_axis_correction_recomputes_lv_length():
+    """Long-axis result (constructed 4CH set with known lengths, as in test_lax_measurements): moving the
+    apex changes that phase's LV length and the shortening; measurements of other kinds are kept."""
+    from CardiacLandmarksLib.core.landmarks import Landmark, LandmarkSet, Measurement
+    from CardiacLandmarksLib.lax.measurements import lv_length_measurements
+
+    lms = []
+    for t, length in enumerate((90.0, 80.0, 72.0)):
+        for n, p in (("IS-P", (-15.0, 0, 0)), ("AL-P", (15.0, 0, 0)), ("APEX", (0, length, 0))):
+            lms.append(Landmark(n, 0, t, True, np.array(p, float), np.full(3, np.nan), 0.9, "high"))
+    lmset = LandmarkSet("synthetic", "4ch", {}, lms)
+    lmset.measurements = lv_length_measurements(lmset, "4ch") + [Measurement("LV EF", None, None, 55.0, "%")]
+    short_before = next(m.value for m in lmset.measurements if m.name == "Longitudinal shortening")
+    correct_landmark(lmset, "APEX", 0, 2, [0.0, 60.0, 0.0])
+    recompute_measurements(lmset)
+    lengths = {m.phase: m.value for m in lmset.measurements if m.name == "LV length"}
+    assert lengths[2] == pytest.approx(60.0) and lengths[0] == pytest.approx(90.0)
+    short_after = next(m.value for m in lmset.measurements if m.name == "Longitudinal shortening")
+    assert short_after == pytest.approx(100 * (90 - 60) / 90) and short_after > short_before
+    assert [m.value for m in lmset.measurements if m.name == "LV EF"] == [55.0]
+
+
+def test_point_lists_saved_in_slicer_are_read_back(result, detected):
+    """A reader moves a point in Slicer and saves the point list (Slicer's own markups JSON writer):
+    read_result takes the newer point list, the point comes back corrected, the angles are recomputed;
+    point_lists='ignore' gives landmarks.json as it was."""
+    slicer = pytest.importorskip("slicer")
+    lmset = read_result(result)
+    series = load_series(lmset.source)
+    low = next(lm for lm in flagged_landmarks(lmset) if lm.flag == "low" and lm.name == "A-RVI")
+    k, old_pos, old_angle = low.slice, np.array(low.position, float), _angle(lmset, low.slice)
+
+    scene = slicer.vtkMRMLScene()
+    storage = slicer.vtkMRMLMarkupsJsonStorageNode()
+    scene.AddNode(storage)
+    node = storage.AddNewMarkupsNodeFromFile(str(result / "landmarks.mrk.json"))
+    assert node is not None
+    idx = next(i for i in range(node.GetNumberOfControlPoints())
+               if node.GetNthControlPointLabel(i) == f"A-RVI s{k} p0")
+    ras = [0.0, 0.0, 0.0]
+    node.GetNthControlPointPosition(idx, ras)
+    node.SetNthControlPointPosition(idx, ras[0] - 5.0, ras[1], ras[2])  # 5 mm towards patient's right = +x LPS
+    node.GetStorageNode().SetFileName(str(result / "landmarks.mrk.json"))
+    assert node.GetStorageNode().WriteData(node)
+
+    back = read_result(result, series)
+    lm = back.get("A-RVI", k, 0)
+    assert lm.corrected and lm.confidence == 1.0
+    assert np.allclose(lm.position, old_pos + [5.0, 0, 0], atol=1e-3)
+    assert np.all(np.isfinite(lm.ijk))
+    assert _angle(back, k) != pytest.approx(old_angle)
+    kept = read_result(result, point_lists="ignore")
+    assert not kept.get("A-RVI", k, 0).corrected and _angle(kept, k) == pytest.approx(old_angle)
+    # a fresh detect result: its point lists are written after landmarks.json and hold the same points
+    assert review_results.newer_point_lists(detected)
+    assert json.dumps(read_result(detected).to_dict(), default=str) == json.dumps(
+        read_result(detected, point_lists="ignore").to_dict(), default=str)

@@ -1,0 +1,374 @@
+"""The review web app (``cardiac-landmarks review``) as a reader uses it: a real server on a real ACDC
+cohort, driven by Debian's Chromium through Playwright, and its access rules over real HTTP.
+
+Needs the ``web`` extra (trame-slicer, slicer-core 5.11) and Playwright with ``/usr/bin/chromium``
+(never a downloaded browser). Without them the tests skip, except when
+``CARDIAC_LANDMARKS_WEB_TESTS=1`` (the CI step that installs them), where they fail.
+Screenshots go to ``$CARDIAC_LANDMARKS_TEST_OUTPUT/web_review`` (default ``Testing/output/web_review``).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+CHROMIUM = Path("/usr/bin/chromium")
+REPO = Path(__file__).resolve().parents[1]
+WEB_REQUIRED = os.environ.get("CARDIAC_LANDMARKS_WEB_TESTS", "") == "1"
+
+
+def _need(ok: bool, what: str, module: bool = False) -> None:
+    if ok:
+        return
+    if WEB_REQUIRED:
+        pytest.fail(f"{what} (CARDIAC_LANDMARKS_WEB_TESTS=1)", pytrace=False)
+    pytest.skip(what, allow_module_level=module)
+
+
+_need(importlib.util.find_spec("trame_slicer") is not None, "trame-slicer not installed (pip install '.[web]')", True)
+_need(importlib.util.find_spec("aiohttp") is not None, "aiohttp not installed (comes with the web extra)", True)
+
+pytestmark = pytest.mark.data
+
+
+def _output_dir() -> Path:
+    base = Path(os.environ.get("CARDIAC_LANDMARKS_TEST_OUTPUT", REPO / "Testing" / "output"))
+    out = base / "web_review"
+    out.mkdir(parents=True, exist_ok=True)
+    return out
+
+
+@pytest.fixture(scope="module")
+def cohort_src(tmp_path_factory, acdc_dir) -> Path:
+    """A batch folder of two ``cardiac-landmarks detect`` results (ACDC patient001 and 101, ED)."""
+    from CardiacLandmarksLib.cli import main as cli_main
+
+    root = tmp_path_factory.mktemp("cohort_src")
+    for name in ("patient001_ED", "patient101_ED"):
+        assert cli_main(["detect", str(acdc_dir / f"{name}.nii.gz"), "-o", str(root / name), "--no-progress"]) == 0
+    return root
+
+
+@pytest.fixture
+def cohort(cohort_src, tmp_path) -> Path:
+    dst = tmp_path / "cohort"
+    shutil.copytree(cohort_src, dst)
+    return dst
+
+
+def _free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+class Server:
+    """``python -m CardiacLandmarksLib.web PATH ...`` in a subprocess; ``url`` and ``token`` from what it prints."""
+
+    def __init__(self, path: Path, *args: str, host: str = "127.0.0.1") -> None:
+        self.host, self.port = host, _free_port(host)
+        env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+        self.log = path.parent / f"server_{self.port}.log"
+        self._log_fh = open(self.log, "w")  # noqa: SIM115 - closed in stop()
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "CardiacLandmarksLib.web", str(path), "--host", host, "--port", str(self.port),
+             *args], stdout=subprocess.PIPE, stderr=self._log_fh, text=True, env=env, cwd=str(REPO))
+        self.lines: list[str] = []
+        self.url = self.token = None
+        deadline = time.time() + 120
+        while time.time() < deadline:
+            line = self.proc.stdout.readline()
+            if not line:
+                break
+            self.lines.append(line.rstrip())
+            if line.startswith("Access token"):
+                self.token = line.split(":", 1)[1].strip()
+            if line.startswith("Open "):
+                self.url = line.split(" ", 1)[1].strip()
+            if line.startswith("Stop with"):
+                break
+        if self.url is None:
+            self.stop()
+            raise RuntimeError("server did not start:\n" + "\n".join(self.lines) + self.log.read_text())
+        self.base = f"http://{host}:{self.port}"
+        while time.time() < deadline:  # wait until it answers (any status)
+            try:
+                urllib.request.urlopen(self.base + "/", timeout=2)
+                break
+            except urllib.error.HTTPError:
+                break
+            except OSError:
+                time.sleep(0.3)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self._log_fh.close()
+
+
+def _get(url: str, headers: dict | None = None) -> tuple[int, dict, bytes]:
+    req = urllib.request.Request(url, headers=headers or {})
+    try:
+        with urllib.request.urlopen(req, timeout=10) as r:
+            return r.status, dict(r.headers), r.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, dict(exc.headers), exc.read()
+
+
+def test_token_refuses_requests_without_it(cohort):
+    """Bound to 127.0.0.2 with --require-token (the rule every non-loopback address gets): every HTTP
+    request and the websocket need the printed token; cross-origin requests are refused."""
+    import asyncio
+
+    import aiohttp
+
+    srv = Server(cohort, "--require-token", host="127.0.0.2")
+    try:
+        assert srv.token and f"?token={srv.token}" in srv.url
+        base = srv.base
+        assert _get(base + "/")[0] == 403
+        assert _get(base + "/?token=wrong")[0] == 403
+        assert _get(base + "/index.html")[0] == 403
+        assert _get(base + "/", {"Authorization": "token nope"})[0] == 403
+        status, headers, body = _get(base + f"/?token={srv.token}")
+        assert status == 200 and b"<html" in body.lower()
+        cookie = headers.get("Set-Cookie", "")
+        assert "cardiac_landmarks_token=" in cookie and "HttpOnly" in cookie
+        assert _get(base + "/", {"Authorization": f"token {srv.token}"})[0] == 200
+        assert _get(base + "/", {"Cookie": f"cardiac_landmarks_token={srv.token}"})[0] == 200
+        assert _get(base + "/", {"Cookie": f"cardiac_landmarks_token={srv.token}",
+                                 "Origin": "http://evil.example"})[0] == 403
+        # path traversal in the URL never serves a file from outside
+        status, _h, body = _get(base + f"/%2e%2e/%2e%2e/%2e%2e/etc/passwd?token={srv.token}")
+        assert status != 200 and b"root:" not in body
+
+        async def ws(headers):
+            async with aiohttp.ClientSession() as session:
+                try:
+                    async with session.ws_connect(base.replace("http", "ws") + "/ws", headers=headers) as conn:
+                        await conn.close()
+                        return 101
+                except aiohttp.WSServerHandshakeError as exc:
+                    return exc.status
+
+        assert asyncio.run(ws({})) == 403
+        assert asyncio.run(ws({"Cookie": "cardiac_landmarks_token=wrong"})) == 403
+        assert asyncio.run(ws({"Cookie": f"cardiac_landmarks_token={srv.token}"})) == 101
+
+        # a real browser: refused without the token, the whole app works from the printed URL
+        if CHROMIUM.exists() and importlib.util.find_spec("playwright") is not None:
+            from playwright.sync_api import sync_playwright
+
+            with sync_playwright() as pw:
+                browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=["--no-sandbox"])
+                page = browser.new_page(viewport={"width": 1200, "height": 800})
+                response = page.goto(base + "/")
+                assert response.status == 403 and "access token" in page.content()
+                page.goto(srv.url)
+                page.wait_for_selector(".remote-controlled-area img", timeout=60000)
+                page.wait_for_selector("#cl-queue .v-list-item", timeout=30000)
+                page.screenshot(path=str(_output_dir() / "00_token_url.png"))
+                browser.close()
+    finally:
+        srv.stop()
+
+
+def test_loopback_default_needs_no_token(cohort):
+    srv = Server(cohort)
+    try:
+        assert srv.token is None and "token" not in srv.url
+        assert any("ssh -L" in line for line in srv.lines)
+        assert _get(srv.base + "/")[0] == 200
+        assert _get(srv.base + "/", {"Origin": "http://evil.example"})[0] == 403
+    finally:
+        srv.stop()
+
+
+def test_browser_names_never_leave_the_folder(cohort, tmp_path):
+    """The case the page asks for must be a result folder inside PATH: '../', absolute paths and
+    unknown names are refused and the app keeps its case."""
+    from CardiacLandmarksLib.web.app import ReviewApp
+
+    outside = tmp_path / "outside"
+    shutil.copytree(cohort / "patient001_ED", outside)  # a valid result folder, but not under PATH
+    lost = cohort / "a_lost_image"  # sorted first; its image is gone: skipped at start, a message when chosen
+    shutil.copytree(cohort / "patient001_ED", lost)
+    doc = json.loads((lost / "landmarks.json").read_text())
+    doc["source"] = str(tmp_path / "gone.nii.gz")
+    (lost / "landmarks.json").write_text(json.dumps(doc))
+    app = ReviewApp(cohort)
+    assert sorted(app.cases) == ["a_lost_image", "patient001_ED", "patient101_ED"]
+    assert app.case.name == "patient001_ED"
+    assert app.select_case("a_lost_image") is False and app.case.name == "patient001_ED"
+    assert "cannot load the source image" in app.state.message
+    shown = app.case.name
+    for bad in ("../outside", "../../", str(outside), str(cohort / "patient101_ED"), "/etc", "nope"):
+        assert app.select_case(bad) is False
+        assert app.case.name == shown
+        assert app.state.message.startswith("Refused")
+    assert app.select_case("patient101_ED") is True and app.case.name == "patient101_ED"
+
+
+def _probe(page) -> dict:
+    return json.loads(page.locator("#cl-probe").text_content())
+
+
+def _wait_message(page, text: str, timeout_s: float = 20.0) -> str:
+    deadline = time.time() + timeout_s
+    msg = ""
+    while time.time() < deadline:
+        msg = page.locator("#cl-message").text_content() or ""
+        if text in msg:
+            return msg
+        time.sleep(0.2)
+    raise AssertionError(f"message {text!r} not shown; last message: {msg!r}")
+
+
+def _click_next(page) -> str:
+    """Click "Next flagged" and wait until the page shows the new point (the message changes)."""
+    old = page.locator("#cl-message").text_content() or ""
+    page.click("#cl-next")
+    deadline = time.time() + 30
+    while time.time() < deadline:
+        msg = page.locator("#cl-message").text_content() or ""
+        if msg != old and " on slice " in msg:
+            time.sleep(0.5)  # let the view and the probe follow
+            return msg
+        time.sleep(0.1)
+    raise AssertionError(f"'Next flagged' did not move on from {old!r}")
+
+
+def test_browser_review_drag_place_save(cohort):
+    """Chromium: Next flagged -> a low-confidence A/I-RVI; drag it 40 px to the right; Save. The saved
+    landmarks.json has the point moved by 40 px x (mm per screen pixel) along the image columns, marked
+    corrected with confidence 1, and a different RVI angle on that slice. Then place an absent point."""
+    _need(CHROMIUM.exists(), f"{CHROMIUM} missing (apt-get install chromium)")
+    _need(importlib.util.find_spec("playwright") is not None, "playwright not installed (pip install playwright)")
+    from playwright.sync_api import sync_playwright
+
+    from CardiacLandmarksLib.io.load import load_series
+    from CardiacLandmarksLib.io.markups import read_markups
+    from CardiacLandmarksLib.results import read_result
+
+    shots = _output_dir()
+    before = {p.name: read_result(p) for p in cohort.iterdir()}
+    srv = Server(cohort)
+    try:
+        with sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=["--no-sandbox"])
+            page = browser.new_page(viewport={"width": 1400, "height": 900})
+            page.goto(srv.url)
+            page.wait_for_selector(".remote-controlled-area img", timeout=60000)
+            time.sleep(2)
+            page.screenshot(path=str(shots / "01_opened.png"))
+            n_flagged = int(page.locator("#cl-n-flagged").text_content().split()[0])
+            assert n_flagged == sum(
+                lm.flag in ("low", "absent") for s in before.values() for lm in s.landmarks)
+
+            # Next flagged until a low-confidence RV insertion point that has its slice's other points
+            for _ in range(n_flagged):
+                msg = _click_next(page)
+                probe = _probe(page)
+                name = msg.split(": ", 1)[1].split(" on slice")[0]
+                if "low confidence" in msg and name in ("A-RVI", "I-RVI") and len(probe["points"]) == 3:
+                    break
+            else:
+                pytest.fail("no low-confidence RV insertion point with its slice complete in the queue")
+            time.sleep(1.5)
+            case, k = probe["case"], probe["slice"]
+            page.screenshot(path=str(shots / "02_next_flagged.png"))
+            box = page.locator(".remote-controlled-area").bounding_box()
+            mm_per_px = probe["fov_mm"][0] / box["width"]
+            pt = probe["points"][name]
+            x, y = box["x"] + pt["fx"] * box["width"], box["y"] + pt["fy"] * box["height"]
+            dx_px = 40
+            page.mouse.move(x - 6, y)
+            time.sleep(0.3)
+            page.mouse.move(x, y)
+            time.sleep(0.8)
+            page.mouse.down()
+            time.sleep(0.3)
+            page.mouse.move(x + dx_px, y, steps=12)
+            time.sleep(0.5)
+            page.mouse.up()
+            _wait_message(page, "(corrected)")
+            time.sleep(1.0)
+            page.screenshot(path=str(shots / "03_dragged.png"))
+            moved = _probe(page)["points"][name]
+            assert (moved["fx"] - pt["fx"]) * box["width"] == pytest.approx(dx_px, abs=2.0)
+
+            page.click("#cl-save")
+            _wait_message(page, "saved")
+            time.sleep(1.0)
+            page.screenshot(path=str(shots / "04_saved.png"))
+
+            # the saved files: moved by the screen offset in mm, corrected, new RVI angle
+            old = before[case]
+            new = read_result(cohort / case)
+            a0, a1 = old.get(name, k, 0), new.get(name, k, 0)
+            assert a1.corrected and a1.flag == "high" and a1.confidence == 1.0
+            series = load_series(new.source)
+            d_ijk = np.asarray(a1.ijk) - np.asarray(a0.ijk)
+            expected_mm = dx_px * mm_per_px
+
+            def angle(s):
+                return next(m.value for m in s.measurements if m.name == "RVI angle" and m.slice == k)
+
+            summary = {"case": case, "landmark": name, "slice": k, "drag_px": dx_px, "mm_per_px": mm_per_px,
+                       "expected_mm": expected_mm, "moved_mm_columns": float(d_ijk[0] * series.spacing[0]),
+                       "moved_mm_rows": float(d_ijk[1] * series.spacing[1]),
+                       "moved_mm": float(np.linalg.norm(np.asarray(a1.position) - np.asarray(a0.position))),
+                       "rvi_angle_before": angle(old), "rvi_angle_after": angle(new)}
+            (shots / "drag_summary.json").write_text(json.dumps(summary, indent=1))
+            assert abs(d_ijk[2]) < 1e-6  # stays on its slice
+            assert summary["moved_mm_columns"] == pytest.approx(expected_mm, abs=0.6)  # image columns = screen x
+            assert abs(summary["moved_mm_rows"]) < 0.6
+            assert summary["moved_mm"] == pytest.approx(expected_mm, abs=0.6)
+            assert abs(angle(new) - angle(old)) > 0.5
+            assert len(list((cohort / case).glob("landmarks.mrk.json.bak-*"))) == 1  # the CLI's backup rule
+            mk = read_markups(cohort / case, series).get(name, k, 0)
+            assert mk.corrected and np.allclose(mk.position, a1.position, atol=1e-6)  # what Slicer reads back
+
+            # an absent point: Next flagged until one, Place, click in the view
+            for _ in range(n_flagged):
+                msg = _click_next(page)
+                if "not found" in msg:
+                    break
+            else:
+                pytest.fail("no absent point in the queue")
+            time.sleep(1.0)
+            probe = _probe(page)
+            absent_name = msg.split(": ", 1)[1].split(" on slice")[0]
+            case2, k2 = probe["case"], probe["slice"]
+            page.click("#cl-place")
+            _wait_message(page, "Click in the view")
+            time.sleep(0.5)
+            page.mouse.click(box["x"] + 0.5 * box["width"], box["y"] + 0.5 * box["height"])
+            _wait_message(page, "(corrected)")
+            time.sleep(1.0)
+            page.screenshot(path=str(shots / "05_placed.png"))
+            page.click("#cl-save")
+            _wait_message(page, "saved")
+            placed = read_result(cohort / case2).get(absent_name, k2, 0)
+            assert placed.found and placed.corrected and placed.confidence == 1.0
+            assert placed.ijk[2] == pytest.approx(k2)
+            browser.close()
+    finally:
+        srv.stop()
