@@ -39,6 +39,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     p.add_argument("--no-tta", action="store_true", help="skip mirror test-time augmentation (faster, less accurate)")
     p.add_argument("--no-clean", action="store_true", help="keep every connected component (no clean-up)")
+    p.add_argument("--basal-rule", action="store_true",
+                   help="drop the LV cavity on slices where it is less than half surrounded by myocardium")
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs without keeping backups")
     p.set_defaults(func=cmd_function)
 
@@ -54,7 +56,8 @@ def cmd_function(args: argparse.Namespace) -> int:
         raise FunctionInputError("give both --ed and --es")
     bsa_mosteller(args.height, args.weight)  # checked before loading anything
     opts = FunctionOptions(ed_phase=args.ed_phase, es_phase=args.es_phase, height_cm=args.height,
-                           weight_kg=args.weight, device=args.device, tta=not args.no_tta, clean=not args.no_clean)
+                           weight_kg=args.weight, device=args.device, tta=not args.no_tta, clean=not args.no_clean,
+                           basal_rule=args.basal_rule)
     if args.input is not None:
         inputs = load_series(args.input, series_uid=args.series_uid, time_axis=args.time_axis)
     else:
@@ -72,4 +75,80 @@ def cmd_function(args: argparse.Namespace) -> int:
           f"mass {show(lv['mass_g'])}")
     print(f"RV  EDV {show(rv['EDV_ml'])}  ESV {show(rv['ESV_ml'])}  SV {show(rv['SV_ml'])}  EF {show(rv['EF_pct'])}")
     print(f"wrote {len(written)} files to {args.output}", file=sys.stderr)
+    return 0
+
+
+def add_evaluate_arguments(p: argparse.ArgumentParser) -> None:
+    """Options of ``evaluate --task function`` that the SAX ``evaluate`` does not have."""
+    p.add_argument("--output", default=None, help="(--task function) folder for function_evaluation.json/.txt and "
+                                                  "bland_altman.png (default: print only)")
+    p.add_argument("--patients", default="test", help="(--task function) 'test' (the fixed ACDC test split), "
+                                                      "'unseen' (101-121 only) or comma-separated patient ids")
+    p.add_argument("--sunnybrook", default=None, help="(--task function) Sunnybrook case folder (dicom/ + contours/); "
+                                                      "default: sunnybrook/SCD0000101 in the data root when present")
+
+
+def cmd_evaluate_function(args: argparse.Namespace) -> int:
+    """``cardiac-landmarks evaluate --task function``: ACDC test split and the Sunnybrook cine."""
+    import json
+    from pathlib import Path
+
+    from ..config import data_root
+    from ..errors import InputNotFoundError
+    from ..fileio import atomic_write_text
+    from ..inference import load_model
+    from .evaluation import (
+        ACDC_TEST_PATIENTS,
+        check_targets,
+        evaluate_acdc,
+        format_table,
+        render_bland_altman_png,
+        summarise,
+        sunnybrook_lv_volumes,
+    )
+    from .pipeline import FunctionOptions
+
+    data = Path(args.data) if getattr(args, "data", None) else data_root() / "acdc"
+    if not data.exists():
+        raise InputNotFoundError(f"evaluation data folder {data} does not exist")
+    sel = getattr(args, "patients", "test") or "test"
+    if sel == "test":
+        patients = ACDC_TEST_PATIENTS
+    elif sel == "unseen":
+        patients = tuple(p for p in ACDC_TEST_PATIENTS if int(p[-3:]) > 100)
+    else:
+        patients = tuple(x.strip() for x in sel.split(",") if x.strip())
+    opts = FunctionOptions(device=args.device)
+    model = load_model("sax", device=args.device)
+    records = evaluate_acdc(data, patients, model, opts)
+    summary = summarise(records)
+    targets = check_targets(summary, records)
+    text = format_table(summary, targets, title=f"function on ACDC ({sel}), model {model.name} {model.version}")
+    unseen = [r for r in records if int(r.patient[-3:]) > 100]
+    out = {"patients": list(patients), "model": model.describe(), "summary": summary, "targets": targets,
+           "cases": [r.__dict__ for r in records]}
+    if unseen and len(unseen) < len(records):
+        s2 = summarise(unseen)
+        out["summary_unseen_101_121"] = s2
+        text += "\n\n" + format_table(s2, check_targets(s2, unseen), title="patients 101-121 only (unseen by the model)")
+    sb = Path(args.sunnybrook) if getattr(args, "sunnybrook", None) else data_root() / "sunnybrook" / "SCD0000101"
+    if sb.exists():
+        r = sunnybrook_lv_volumes(sb, model, opts)
+        out["sunnybrook"] = r
+        lines = [f"\nSunnybrook {sb.name}: automatic ED/ES phases {r['auto_ed_phase']}/{r['auto_es_phase']}, "
+                 f"LV EF {r['auto_ef_pct']:.1f}% (expert contours: phases {r.get('expert_ed_phase')}/"
+                 f"{r.get('expert_es_phase')}, EF {r.get('expert_ef_pct', float('nan')):.1f}% on the contoured slices; "
+                 f"automatic on the same slices and phases {r.get('auto_ef_same_slices_pct', float('nan')):.1f}%)"]
+        for t, d in r["phases"].items():
+            lines.append(f"  phase {t}: expert LV cavity {d['expert_ml']:.1f} ml, automatic {d['auto_ml']:.1f} ml on the "
+                         f"same {len(d['slices'])} slices ({d['auto_all_slices_ml']:.1f} ml on all), mean slice Dice "
+                         f"{d['mean_dice']:.3f}")
+        text += "\n".join(lines)
+    print(text)
+    if args.output:
+        outdir = Path(args.output)
+        atomic_write_text(outdir / "function_evaluation.json", json.dumps(out, indent=2, default=float) + "\n")
+        atomic_write_text(outdir / "function_evaluation.txt", text + "\n")
+        render_bland_altman_png(records, outdir / "bland_altman.png",
+                                title=f"Function on ACDC {sel} split ({len(records)} patients): automatic - expert masks")
     return 0

@@ -29,7 +29,7 @@ import numpy as np
 from ..errors import CardiacLandmarksError, InvalidImageError, WrongViewError
 from ..series import CMRSeries, load_series
 from . import measurements as fm
-from .segmentation import clean_labels, segment_series
+from .segmentation import clean_labels, drop_unenclosed_cavity, segment_series
 
 logger = logging.getLogger(__name__)
 
@@ -47,6 +47,9 @@ class FunctionOptions:
         device: ``"auto"``, ``"cpu"`` or ``"cuda"``.
         tta: mirror test-time augmentation.
         clean: largest-connected-component clean-up (default on).
+        basal_rule: drop the LV cavity on slices where less than half of its boundary touches
+            myocardium (:func:`.segmentation.drop_unenclosed_cavity`; default off: neutral on the
+            ACDC validation patients, see the function note).
         model_name: bundled model name (default the SAX landmark model, ``sax_unet``).
         models_dir: folder of the bundled models (default the project's).
     """
@@ -58,6 +61,7 @@ class FunctionOptions:
     device: str = "auto"
     tta: bool = True
     clean: bool = True
+    basal_rule: bool = False
     model_name: str | None = None
     models_dir: Path | None = None
 
@@ -240,6 +244,8 @@ def analyse_function(inputs, options: FunctionOptions | None = None,
         lab = segment_series(s, model, tta=opts.tta, progress=_p)
         if opts.clean:
             lab = np.stack([clean_labels(v) for v in lab])
+        if opts.basal_rule:
+            lab = np.stack([drop_unenclosed_cavity(v) for v in lab])
         labels.append(lab)
     ed, es, values, curve, areas = measure(labels, mode, series[0].spacing, opts.ed_phase, opts.es_phase, bsa, flags)
     names = [_stem(s, f"input{n}") for n, s in enumerate(series)]

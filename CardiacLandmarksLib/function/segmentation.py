@@ -15,6 +15,7 @@ are not in the ACDC test split (see the function note / model card).
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Callable
 
 import numpy as np
@@ -118,4 +119,28 @@ def clean_labels(labels: np.ndarray) -> np.ndarray:
     out[((labels == MYO) | (labels == LV)) & ~lv_keep] = 0
     rv_keep = largest_component(labels == RV)
     out[(labels == RV) & ~rv_keep] = 0
+    return out
+
+
+def enclosed_fraction(cavity: np.ndarray, myocardium: np.ndarray) -> float:
+    """Share of the boundary pixels of a 2-D ``cavity`` mask ``[j, i]`` that touch ``myocardium``
+    (8-neighbourhood); NaN for an empty cavity."""
+    cav = np.asarray(cavity, bool)
+    if not cav.any():
+        return float("nan")
+    edge = cav & ~ndimage.binary_erosion(cav, border_value=0)
+    near = ndimage.binary_dilation(np.asarray(myocardium, bool), structure=np.ones((3, 3), bool))
+    return float((edge & near).sum()) / float(edge.sum())
+
+
+def drop_unenclosed_cavity(labels: np.ndarray, min_enclosed: float = 0.5) -> np.ndarray:
+    """Basal-slice rule on one volume ``[k, j, i]``: on a slice where less than ``min_enclosed`` of
+    the LV cavity's boundary touches LV myocardium (the cavity opens into the atrium or outflow
+    tract; SCMR / ACDC convention: a basal slice counts when the blood pool is at least half
+    surrounded by myocardium), the LV cavity label becomes background. Returns a new array."""
+    out = np.asarray(labels).astype(np.uint8).copy()
+    for k in range(out.shape[0]):
+        f = enclosed_fraction(out[k] == LV, out[k] == MYO)
+        if math.isfinite(f) and f < min_enclosed:
+            out[k][out[k] == LV] = 0
     return out
