@@ -3,6 +3,6 @@
 Entry point: :func:`.pipeline.analyse_function` (CLI ``cardiac-landmarks function``, Slicer, batch).
 """
 
-from .pipeline import FunctionOptions, FunctionResult, analyse_function, recompute
+from CardiacLandmarksLib.function.pipeline import FunctionOptions, FunctionResult, analyse_function, recompute
 
 __all__ = ["FunctionOptions", "FunctionResult", "analyse_function", "recompute"]

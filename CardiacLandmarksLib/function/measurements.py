@@ -44,7 +44,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..errors import CardiacLandmarksError
+from CardiacLandmarksLib.core.errors import CardiacLandmarksError
 
 logger = logging.getLogger(__name__)
 

@@ -26,10 +26,11 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import CardiacLandmarksError, InvalidImageError, WrongViewError
-from ..series import CMRSeries, load_series
-from . import measurements as fm
-from .segmentation import clean_labels, drop_unenclosed_cavity, segment_series
+from CardiacLandmarksLib.core.errors import CardiacLandmarksError, InvalidImageError, WrongViewError
+from CardiacLandmarksLib.core.series import CMRSeries
+from CardiacLandmarksLib.function import measurements as fm
+from CardiacLandmarksLib.function.segmentation import clean_labels, drop_unenclosed_cavity, segment_series
+from CardiacLandmarksLib.io.load import load_series
 
 logger = logging.getLogger(__name__)
 
@@ -119,7 +120,7 @@ class FunctionResult:
 
     def write(self, outdir: str | Path, if_exists: str = "backup") -> list[Path]:
         """Write every output file into ``outdir`` (see :mod:`.report`); returns the paths written."""
-        from .report import write_outputs
+        from CardiacLandmarksLib.function.report import write_outputs
 
         return write_outputs(self, outdir, if_exists=if_exists)
 
@@ -232,7 +233,7 @@ def analyse_function(inputs, options: FunctionOptions | None = None,
         if opts.ed_phase is not None or opts.es_phase is not None:
             flags.append("phase_override")
     if model is None:
-        from ..inference import load_model
+        from CardiacLandmarksLib.models.loader import load_model
 
         model = load_model("sax", device=opts.device, models_dir=opts.models_dir, name=opts.model_name)
     labels = []

@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..fileio import atomic_write_bytes, atomic_write_text
+from CardiacLandmarksLib.io.atomic import atomic_write_bytes, atomic_write_text
 
 logger = logging.getLogger(__name__)
 

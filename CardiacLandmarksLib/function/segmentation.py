@@ -21,9 +21,9 @@ from collections.abc import Callable
 import numpy as np
 from scipy import ndimage
 
-from ..errors import CardiacLandmarksError, InvalidImageError
-from ..preprocessing import CanvasGrid, to_canvas
-from ..series import CMRSeries
+from CardiacLandmarksLib.core.errors import CardiacLandmarksError, InvalidImageError
+from CardiacLandmarksLib.core.preprocessing import CanvasGrid, to_canvas
+from CardiacLandmarksLib.core.series import CMRSeries
 
 logger = logging.getLogger(__name__)
 

@@ -46,9 +46,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_function(args: argparse.Namespace) -> int:
-    from ..series import load_series
-    from .measurements import FunctionInputError, bsa_mosteller
-    from .pipeline import FunctionOptions, analyse_function
+    from CardiacLandmarksLib.function.measurements import FunctionInputError, bsa_mosteller
+    from CardiacLandmarksLib.function.pipeline import FunctionOptions, analyse_function
+    from CardiacLandmarksLib.io.load import load_series
 
     if (args.input is None) == (args.ed is None and args.es is None):
         raise FunctionInputError("give either one cine (INPUT) or two volumes (--ed ED_FILE --es ES_FILE)")
@@ -82,8 +82,9 @@ def add_evaluate_arguments(p: argparse.ArgumentParser) -> None:
     """Options of ``evaluate --task function`` that the SAX ``evaluate`` does not have."""
     p.add_argument("--output", default=None, help="(--task function) folder for function_evaluation.json/.txt and "
                                                   "bland_altman.png (default: print only)")
-    p.add_argument("--patients", default="test", help="(--task function) 'test' (the fixed ACDC test split), "
-                                                      "'unseen' (101-121 only) or comma-separated patient ids")
+    p.add_argument("--patients", default=None, help="(--task function) 'test' (the fixed ACDC test split, default), "
+                                                    "'unseen' (101-121 only), 'val' (the SAX model's validation "
+                                                    "patients outside the test split) or comma-separated patient ids")
     p.add_argument("--sunnybrook", default=None, help="(--task function) Sunnybrook case folder (dicom/ + contours/); "
                                                       "default: sunnybrook/SCD0000101 in the data root when present")
 
@@ -93,12 +94,10 @@ def cmd_evaluate_function(args: argparse.Namespace) -> int:
     import json
     from pathlib import Path
 
-    from ..config import data_root
-    from ..errors import InputNotFoundError
-    from ..fileio import atomic_write_text
-    from ..inference import load_model
-    from .evaluation import (
-        ACDC_TEST_PATIENTS,
+    from CardiacLandmarksLib.core.config import data_root
+    from CardiacLandmarksLib.core.errors import InputNotFoundError
+    from CardiacLandmarksLib.datasets.splits import ACDC_TEST_PATIENTS, UNSEEN_BY_V1_3
+    from CardiacLandmarksLib.evaluation.function import (
         check_targets,
         evaluate_acdc,
         format_table,
@@ -106,16 +105,23 @@ def cmd_evaluate_function(args: argparse.Namespace) -> int:
         summarise,
         sunnybrook_lv_volumes,
     )
-    from .pipeline import FunctionOptions
+    from CardiacLandmarksLib.function.pipeline import FunctionOptions
+    from CardiacLandmarksLib.io.atomic import atomic_write_text
+    from CardiacLandmarksLib.models.loader import load_model
 
     data = Path(args.data) if getattr(args, "data", None) else data_root() / "acdc"
     if not data.exists():
         raise InputNotFoundError(f"evaluation data folder {data} does not exist")
-    sel = getattr(args, "patients", "test") or "test"
+    sel = getattr(args, "patients", None) or getattr(args, "split", None) or "test"
+    if sel == "val":  # the SAX model's validation patients outside the test split (used to choose the clean-up)
+        from CardiacLandmarksLib.models.loader import read_card
+
+        val = read_card("sax_unet").get("training", {}).get("val_patients", [])
+        sel = ",".join(p for p in val if p not in ACDC_TEST_PATIENTS)
     if sel == "test":
         patients = ACDC_TEST_PATIENTS
     elif sel == "unseen":
-        patients = tuple(p for p in ACDC_TEST_PATIENTS if int(p[-3:]) > 100)
+        patients = UNSEEN_BY_V1_3
     else:
         patients = tuple(x.strip() for x in sel.split(",") if x.strip())
     opts = FunctionOptions(device=args.device)
@@ -124,7 +130,7 @@ def cmd_evaluate_function(args: argparse.Namespace) -> int:
     summary = summarise(records)
     targets = check_targets(summary, records)
     text = format_table(summary, targets, title=f"function on ACDC ({sel}), model {model.name} {model.version}")
-    unseen = [r for r in records if int(r.patient[-3:]) > 100]
+    unseen = [r for r in records if r.patient in UNSEEN_BY_V1_3]
     out = {"patients": list(patients), "model": model.describe(), "summary": summary, "targets": targets,
            "cases": [r.__dict__ for r in records]}
     if unseen and len(unseen) < len(records):

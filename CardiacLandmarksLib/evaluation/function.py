@@ -12,7 +12,9 @@
   against the automatic LV cavity on the same slices and phases (volume = area x slice spacing,
   summed over the contoured slices; per-slice Dice).
 
-The fixed ACDC test split is :data:`ACDC_TEST_PATIENTS` (never used to choose anything).
+The fixed ACDC test split is :data:`~CardiacLandmarksLib.datasets.splits.ACDC_TEST_PATIENTS` (never used
+to choose anything); :data:`~CardiacLandmarksLib.datasets.splits.UNSEEN_BY_V1_3` (101-121) is reported
+separately because the SAX model v1.3.1 chose its epoch on the other five.
 """
 
 from __future__ import annotations
@@ -26,19 +28,15 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import InputNotFoundError
-from ..series import load_series
-from . import measurements as fm
-from .metrics import dice, hausdorff95
-from .pipeline import FunctionOptions, analyse_function
+from CardiacLandmarksLib.core.errors import InputNotFoundError
+from CardiacLandmarksLib.datasets.splits import ACDC_TEST_PATIENTS
+from CardiacLandmarksLib.function import measurements as fm
+from CardiacLandmarksLib.function.metrics import dice, hausdorff95
+from CardiacLandmarksLib.function.pipeline import FunctionOptions, analyse_function
+from CardiacLandmarksLib.io.load import load_series
 
 logger = logging.getLogger(__name__)
 
-#: the fixed ACDC test split (see the project's data README); patients 101-121 unseen by the SAX model
-ACDC_TEST_PATIENTS = ("patient003", "patient023", "patient043", "patient066", "patient081", "patient101",
-                      "patient102", "patient103", "patient104", "patient105", "patient106", "patient107",
-                      "patient108", "patient109", "patient110", "patient112", "patient113", "patient115",
-                      "patient119", "patient121")
 STRUCTS = (("RV cavity", 1), ("LV myocardium", 2), ("LV cavity", 3))
 VOLUME_METRICS = (("LV", "EDV_ml"), ("LV", "ESV_ml"), ("LV", "EF_pct"), ("LV", "mass_g"),
                   ("RV", "EDV_ml"), ("RV", "ESV_ml"), ("RV", "EF_pct"))
@@ -171,7 +169,7 @@ def render_bland_altman_png(records: list[CaseRecord], path: Path | None = None,
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    from ..fileio import atomic_write_bytes
+    from CardiacLandmarksLib.io.atomic import atomic_write_bytes
 
     panels = [("LV EDV_ml", "LV EDV (ml)"), ("LV ESV_ml", "LV ESV (ml)"), ("LV EF_pct", "LV EF (%)"),
               ("LV mass_g", "LV mass (g)"), ("RV EDV_ml", "RV EDV (ml)"), ("RV EF_pct", "RV EF (%)")]
