@@ -27,6 +27,7 @@ REQUIREMENTS: dict[str, str] = {
     "SimpleITK>=2.3": "SimpleITK",
     "pydicom>=2.4": "pydicom",
     "matplotlib>=3.7": "matplotlib",
+    "slicerio>=1.4": "slicerio",
 }
 #: runtime dependencies of the package that only the command line (``CardiacLandmarksLib.cli``) imports:
 #: never installed into Slicer
