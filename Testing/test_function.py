@@ -218,3 +218,14 @@ def test_cli_function_and_named_errors(acdc_dir, tmp_path, capsys):
     assert "LV  EDV" in out and "RV  EDV" in out
     rows = {line.split(",")[0]: line.split(",") for line in (tmp_path / "function.csv").read_text().splitlines()}
     assert rows["BSA (Mosteller)"][1] == f"{math.sqrt(184 * 72 / 3600):.2f}".rstrip("0")
+
+
+@pytest.mark.data
+def test_lge_input_is_flagged_model_not_validated():
+    from conftest import require_data
+
+    pytest.importorskip("torch")
+    lge = require_data("lge", "mscmr", "subject1_DE.nii.gz")
+    r = analyse_function((lge, lge), FunctionOptions(device="cpu", tta=False))
+    assert "model_not_validated" in r.flags
+    assert all(v.status in ("review", "n/a") for vent in r.values.values() for v in vent.values())
