@@ -229,3 +229,19 @@ def test_lge_input_is_flagged_model_not_validated():
     r = analyse_function((lge, lge), FunctionOptions(device="cpu", tta=False))
     assert "model_not_validated" in r.flags
     assert all(v.status in ("review", "n/a") for vent in r.values.values() for v in vent.values())
+
+
+@pytest.mark.data
+def test_evaluate_task_function_cli(acdc_dir, tmp_path, capsys):
+    from CardiacLandmarksLib.cli import main
+
+    pytest.importorskip("torch")
+    assert main(["evaluate", "--task", "function", "--data", str(acdc_dir), "--patients", "patient101,patient102",
+                 "--sunnybrook", str(tmp_path / "none"), "--device", "cpu", "--output", str(tmp_path)]) == 0
+    text = capsys.readouterr().out
+    assert "Dice RV" in text and "LV EF_pct" in text and "target dice LV cavity" in text
+    doc = json.loads((tmp_path / "function_evaluation.json").read_text())
+    assert doc["summary"]["n_patients"] == 2 and doc["patients"] == ["patient101", "patient102"]
+    assert doc["summary"]["dice"]["ED+ES"]["LV cavity"] > 0.9
+    assert doc["summary"]["agreement"]["LV EF_pct"]["n"] == 2
+    assert (tmp_path / "bland_altman.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
