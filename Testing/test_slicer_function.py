@@ -68,7 +68,7 @@ def model():
 
 
 @pytest.mark.data
-def test_ed_es_volumes_table_terminology_and_recompute(model):
+def test_ed_es_volumes_table_terminology_and_recompute(model, tmp_path):
     ed_file = require_data("acdc", "patient101_ED.nii.gz")
     es_file = require_data("acdc", "patient101_ES.nii.gz")
     _newScene()
@@ -103,6 +103,13 @@ def test_ed_es_volumes_table_terminology_and_recompute(model):
     vox = float(np.prod(lib.spacing)) / 1000.0
     assert logic.tableRows(hub)["LV EDV"][0] == pytest.approx(round(before - removed * vox, 2), abs=1e-6)
     assert logic.tableRows(hub)["LV mass"][0] > rows["LV mass"][0]
+    # export writes the command line's files with the edited numbers
+    import json
+
+    logic.export(hub, tmp_path)
+    doc = json.loads((tmp_path / "function.json").read_text())
+    assert doc["LV"]["EDV_ml"] == pytest.approx(logic.tableRows(hub)["LV EDV"][0], abs=1e-6)
+    assert (tmp_path / "patient101_ED_segmentation.seg.nrrd").exists()
 
 
 @pytest.mark.data

@@ -281,6 +281,12 @@ class FunctionLogic:
             phases.append(labelsFromSegmentation(item, ref))
         return [np.stack(phases).astype(np.uint8).reshape(r.labels[0].shape)]
 
+    def export(self, hub: FunctionHub, outdir, if_exists: str = "backup") -> list:
+        """Recompute from the segmentation in the scene, then write the command line's files
+        (``function.json``, ``function.csv``, segmentations, PNGs) into ``outdir``; returns the paths."""
+        self.recompute(hub)
+        return hub.result.write(outdir, if_exists=if_exists)
+
     def recompute(self, hub: FunctionHub) -> FunctionHub:
         """Recompute every number from the segmentation as it is in the scene (after Segment Editor
         edits) with the library's functions, and refresh the tables and the plot."""
