@@ -28,9 +28,9 @@ from pathlib import Path
 
 import numpy as np
 
+import CardiacLandmarksLib.function.measurements as fm
 from CardiacLandmarksLib.core.errors import InputNotFoundError
 from CardiacLandmarksLib.datasets.splits import ACDC_TEST_PATIENTS
-from CardiacLandmarksLib.function import measurements as fm
 from CardiacLandmarksLib.function.metrics import dice, hausdorff95
 from CardiacLandmarksLib.function.pipeline import FunctionOptions, analyse_function
 from CardiacLandmarksLib.io.load import load_series

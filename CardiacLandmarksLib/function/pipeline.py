@@ -26,9 +26,9 @@ from pathlib import Path
 
 import numpy as np
 
-from CardiacLandmarksLib.core.errors import CardiacLandmarksError, InvalidImageError, WrongViewError
+import CardiacLandmarksLib.function.measurements as fm
+from CardiacLandmarksLib.core.errors import InvalidImageError, WrongViewError
 from CardiacLandmarksLib.core.series import CMRSeries
-from CardiacLandmarksLib.function import measurements as fm
 from CardiacLandmarksLib.function.segmentation import clean_labels, drop_unenclosed_cavity, segment_series
 from CardiacLandmarksLib.io.load import load_series
 
@@ -287,5 +287,4 @@ def recompute(result: FunctionResult, labels: list[np.ndarray] | None = None) ->
     return result
 
 
-__all__ = ["FunctionOptions", "FunctionResult", "analyse_function", "recompute", "measure", "check_inputs",
-           "CardiacLandmarksError"]
+__all__ = ["FunctionOptions", "FunctionResult", "analyse_function", "recompute", "measure", "check_inputs"]
