@@ -62,6 +62,25 @@ def test_ef_sv_mass_and_bsa_indexing():
     assert rv["EDV_index_ml_m2"].status == "n/a" and "mass_g" not in rv
 
 
+def test_segmentation_uncertainty_flags_reach_the_values():
+    from CardiacLandmarksLib.function.pipeline import measure
+
+    ed = _ring_volume()
+    es = _ring_volume(r_cav=(4, 7, 8, 8, 8, 6, 4, 2))
+    conf_ed = np.ones(ed.shape, np.float16)
+    conf_ed[ed == 2] = 0.6  # an unsure myocardium at ED
+    conf_es = np.ones(es.shape, np.float16)
+    conf_es[es == 3] = 0.5  # an unsure LV cavity at ES
+    _, _, values, _, _, unc = measure([ed[None], es[None]], "ed-es", SPACING, confidence=[conf_ed[None], conf_es[None]])
+    lv = values["LV"]
+    assert unc["ED"]["LV myocardium"] == 1.0 and unc["ES"]["LV cavity"] == 1.0 and unc["ED"]["LV cavity"] == 0.0
+    assert lv["EDV_ml"].status == "ok"
+    assert lv["ESV_ml"].status == "review" and "lv_segmentation_uncertain" in lv["ESV_ml"].flags
+    assert "lv_segmentation_uncertain" in lv["EF_pct"].flags
+    assert lv["mass_g"].status == "review" and "myo_segmentation_uncertain" in lv["mass_g"].flags
+    assert not any("uncertain" in f for f in values["RV"]["EF_pct"].flags)
+
+
 def test_status_rules_coverage_gap_and_implausible_ef():
     ed = _ring_volume(r_cav=(12, 12, 12, 12, 12, 12, 12, 12))  # both ends large: no apex in the stack
     v = fm.ventricle_values(ed, ed, SPACING, "LV", 0, 0)
@@ -133,6 +152,10 @@ def test_acdc_patient_against_expert_masks(acdc_dir, acdc_result):
     assert abs(r.values["LV"]["EF_pct"].value - ref["EF_pct"].value) < 5  # DCM patient, EF ~ 30 %
     assert abs(r.values["LV"]["EDV_ml"].value - ref["EDV_ml"].value) < 15
     assert r.bsa_m2 == pytest.approx(math.sqrt(169 * 79 / 3600))
+    # class-probability confidence kept per pixel; patient101's LV is a confident, accurate segmentation
+    assert r.confidence[0].shape == r.labels[0].shape and float(r.confidence[0].max()) <= 1.0
+    assert 0 <= r.uncertainty["ED"]["LV cavity"] < 0.11
+    assert "lv_segmentation_uncertain" not in r.values["LV"]["EDV_ml"].flags
 
 
 @pytest.mark.data
@@ -175,6 +198,8 @@ def test_recompute_after_editing(acdc_result):
     recompute(r, edited)
     vox = r.spacing[0] * r.spacing[1] * r.spacing[2] / 1000
     assert r.values["LV"]["EDV_ml"].value == pytest.approx(before - removed * vox)
+    assert "edited" in r.flags and r.confidence is None  # the user reviewed it: no model-uncertainty flags
+    assert not any("segmentation_uncertain" in f for vent in r.values.values() for v in vent.values() for f in v.flags)
     with pytest.raises(fm.FunctionInputError):
         recompute(r, [edited[0][:, :2]] + edited[1:])
 

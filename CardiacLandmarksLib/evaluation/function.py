@@ -53,6 +53,8 @@ class CaseRecord:
     auto: dict = field(default_factory=dict)
     ref: dict = field(default_factory=dict)
     status: dict = field(default_factory=dict)
+    flags: dict = field(default_factory=dict)
+    uncertainty: dict = field(default_factory=dict)
 
 
 def evaluate_acdc_patient(root: Path, patient: str, model=None, options: FunctionOptions | None = None) -> CaseRecord:
@@ -79,6 +81,8 @@ def evaluate_acdc_patient(root: Path, patient: str, model=None, options: Functio
         rec.auto[f"{vent} {key}"] = result.values[vent][key].value
         rec.ref[f"{vent} {key}"] = ref[vent][key].value
         rec.status[f"{vent} {key}"] = result.values[vent][key].status
+        rec.flags[f"{vent} {key}"] = list(result.values[vent][key].flags)
+    rec.uncertainty = result.uncertainty
     return rec
 
 
@@ -119,6 +123,16 @@ def summarise(records: list[CaseRecord]) -> dict:
         name = f"{vent} {key}"
         out["agreement"][name] = bland_altman([r.auto[name] for r in records], [r.ref[name] for r in records])
     out["review_share"] = float(np.mean([s != "ok" for r in records for s in r.status.values()])) if records else None
+    # does the status sort the errors? mean |automatic - expert| of the values marked ok and review
+    out["abs_error_by_status"] = {}
+    for vent, key in VOLUME_METRICS:
+        name = f"{vent} {key}"
+        by = {}
+        for st in ("ok", "review"):
+            d = [abs(r.auto[name] - r.ref[name]) for r in records
+                 if r.status.get(name) == st and r.auto[name] is not None and r.ref[name] is not None]
+            by[st] = {"n": len(d), "mean_abs_diff": float(np.mean(d)) if d else None}
+        out["abs_error_by_status"][name] = by
     return out
 
 
@@ -157,6 +171,12 @@ def format_table(summary: dict, targets: dict | None = None, title: str = "") ->
         if a.get("n"):
             lines.append(f"{name:16s}{a['mean_diff']:10.2f}{a['sd_diff']:8.2f}{a['loa_low']:9.2f}{a['loa_high']:9.2f}"
                          f"{a['mean_abs_diff']:9.2f}")
+    by = summary.get("abs_error_by_status", {})
+    if by:
+        lines.append("mean |difference| by status (n): " + "; ".join(
+            f"{name} ok {b['ok']['mean_abs_diff'] or float('nan'):.2f} ({b['ok']['n']}), review "
+            f"{b['review']['mean_abs_diff'] or float('nan'):.2f} ({b['review']['n']})" for name, b in by.items()
+            if name in ("LV EDV_ml", "LV EF_pct", "LV mass_g", "RV EF_pct")))
     if targets:
         for name, t in targets.items():
             lines.append(f"target {name}: {t['value']:.3f} vs {t['target']} -> {'met' if t['met'] else 'NOT met'}")

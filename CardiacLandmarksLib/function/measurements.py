@@ -28,12 +28,16 @@ largest slice area, neither end looks like an apex and the stack may not cover t
 
 * ``n/a``: the structure is absent at the phase (volume 0), or the value needs one that is
   (EF without EDV); indexed values without height and weight.
-* ``review`` flags: ``lv_coverage_doubtful`` / ``rv_coverage_doubtful`` /
+* ``review`` flags: ``lv_segmentation_uncertain`` / ``rv_segmentation_uncertain`` /
+  ``myo_segmentation_uncertain`` (more of the structure's pixels have a class probability below
+  0.75 than in any validation segmentation that met the accuracy targets; see
+  :data:`.segmentation.UNCERTAIN_SHARE_LIMIT`), ``lv_coverage_doubtful`` / ``rv_coverage_doubtful`` /
   (LV mass takes the LV cavity's flags at ED; see above), ``lv_gap`` / ``rv_gap`` (a slice without the
   cavity between slices with it), ``ef_implausible`` (EF outside 5-90 %),
   ``model_not_validated`` (the
   caller says the model's accuracy on this kind of input is unknown, e.g. not a cine SAX),
-  ``phase_override``, ``no_height_weight`` and ``*_on_end_slice`` are information only.
+  ``phase_override``, ``no_height_weight``, ``edited`` (numbers recomputed from a user-edited
+  segmentation: the model's uncertainty flags are then dropped) and ``*_on_end_slice`` are information only.
 """
 
 from __future__ import annotations
@@ -55,7 +59,7 @@ EF_PLAUSIBLE_PCT = (5.0, 90.0)
 #: an end slice holding at least this share of the largest slice area counts as "not an apex"
 END_SLICE_FRACTION = 0.25
 #: flags that do not lower a value's status (besides any ``*_on_end_slice``)
-INFO_FLAGS = {"phase_override", "no_height_weight"}
+INFO_FLAGS = {"phase_override", "no_height_weight", "edited"}
 
 
 class FunctionInputError(CardiacLandmarksError, ValueError):
@@ -188,7 +192,8 @@ def coverage_flags(labels: np.ndarray, value: int, prefix: str) -> list[str]:
 
 def ventricle_values(ed: np.ndarray, es: np.ndarray, spacing: tuple[float, float, float], ventricle: str,
                      ed_phase: int, es_phase: int, bsa: float | None = None,
-                     extra_flags: list[str] | None = None) -> dict[str, Value]:
+                     extra_flags: list[str] | None = None, ed_flags: list[str] | None = None,
+                     es_flags: list[str] | None = None) -> dict[str, Value]:
     """EDV, ESV, SV, EF (and LV mass for ``"LV"``), indexed by ``bsa`` when given.
 
     Args:
@@ -198,6 +203,8 @@ def ventricle_values(ed: np.ndarray, es: np.ndarray, spacing: tuple[float, float
         ed_phase, es_phase: phase indices (for the ``source`` text).
         bsa: body-surface area m^2 or None.
         extra_flags: flags added to every value (e.g. ``model_not_validated``).
+        ed_flags, es_flags: segmentation flags of the ED / ES volume (e.g. ``lv_segmentation_uncertain``,
+            ``myo_segmentation_uncertain``); each value takes those of the structures it is made from.
 
     Returns:
         ``{name: Value}`` with names EDV_ml, ESV_ml, SV_ml, EF_pct[, mass_g], and EDV_index_ml_m2,
@@ -215,8 +222,9 @@ def ventricle_values(ed: np.ndarray, es: np.ndarray, spacing: tuple[float, float
     vox = voxel_volume_ml(spacing)
     edv = float((ed == cav).sum()) * vox
     esv = float((es == cav).sum()) * vox
-    f_ed = coverage_flags(ed, cav, pre) + extra
-    f_es = coverage_flags(es, cav, pre) + extra
+    own = f"{pre}_segmentation_uncertain"
+    f_ed = coverage_flags(ed, cav, pre) + extra + [f for f in (ed_flags or []) if f == own]
+    f_es = coverage_flags(es, cav, pre) + extra + [f for f in (es_flags or []) if f == own]
     edv_v = edv if edv > 0 else None
     esv_v = esv if edv > 0 else None  # an ESV without an EDV means nothing: the structure is missing
     out = {
@@ -235,7 +243,8 @@ def ventricle_values(ed: np.ndarray, es: np.ndarray, spacing: tuple[float, float
     if ventricle == "LV":
         myo = float((ed == MYO).sum()) * vox
         mass = MYOCARDIAL_DENSITY_G_PER_ML * myo if myo > 0 else None
-        f_m = list(f_ed)  # the LV cavity's coverage at ED (an apical cap of myocardium alone is normal)
+        # the LV cavity's coverage at ED (an apical cap of myocardium alone is normal) and the myocardium's certainty
+        f_m = [f for f in f_ed if f != own] + [f for f in (ed_flags or []) if f == "myo_segmentation_uncertain"]
         out["mass_g"] = Value("mass_g", mass, "g", _status(mass, f_m), f_m,
                               f"LV myocardium at ED (phase {ed_phase}) x {MYOCARDIAL_DENSITY_G_PER_ML} g/ml")
     for key, unit in (("EDV_ml", "ml/m2"), ("ESV_ml", "ml/m2"), ("SV_ml", "ml/m2"), ("mass_g", "g/m2")):

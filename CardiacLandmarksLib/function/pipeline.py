@@ -29,7 +29,13 @@ import numpy as np
 import CardiacLandmarksLib.function.measurements as fm
 from CardiacLandmarksLib.core.errors import InvalidImageError, WrongViewError
 from CardiacLandmarksLib.core.series import CMRSeries
-from CardiacLandmarksLib.function.segmentation import clean_labels, drop_unenclosed_cavity, segment_series
+from CardiacLandmarksLib.function.segmentation import (
+    UNCERTAIN_SHARE_LIMIT,
+    clean_labels,
+    drop_unenclosed_cavity,
+    segment_series,
+    uncertain_share,
+)
 from CardiacLandmarksLib.io.load import load_series
 
 logger = logging.getLogger(__name__)
@@ -82,8 +88,11 @@ class FunctionResult:
         slice_areas: ``{"ED": {structure: [k] mm^2}, "ES": {...}}``.
         bsa_m2: Mosteller body-surface area or None.
         model: ``{"name", "version", "sha256"}`` of the segmentation model.
-        flags: input-level flags (e.g. ``model_not_validated``, ``phase_override``).
+        flags: input-level flags (e.g. ``model_not_validated``, ``phase_override``, ``edited``).
         options: the options used.
+        confidence: per input, float16 ``[t, k, j, i]`` probability of the chosen class (None after an edit).
+        uncertainty: ``{"ED": {structure: share}, "ES": {...}}`` share of each structure's pixels with a
+            class probability below 0.75 (see :data:`.segmentation.UNCERTAIN_SHARE_LIMIT`).
     """
 
     series: list[CMRSeries]
@@ -99,6 +108,8 @@ class FunctionResult:
     model: dict
     flags: list[str] = field(default_factory=list)
     options: FunctionOptions = field(default_factory=FunctionOptions)
+    confidence: list[np.ndarray] | None = None
+    uncertainty: dict = field(default_factory=dict)
 
     @property
     def spacing(self) -> tuple[float, float, float]:
@@ -173,12 +184,30 @@ def check_inputs(series: list[CMRSeries]) -> list[str]:
     return sorted(set(flags))
 
 
-def measure(labels: list[np.ndarray], mode: str, spacing, ed_phase: int | None = None, es_phase: int | None = None,
-            bsa: float | None = None, flags: list[str] | None = None) -> tuple[int, int, dict, dict | None, dict]:
-    """Numbers from label arrays (no network): ``(ed, es, values, curve, slice_areas)``.
+_SHORT = {1: "rv", 2: "myo", 3: "lv"}
 
-    ``labels``: one ``[t, k, j, i]`` for a cine or two ``[1, k, j, i]`` for ED/ES. Used by
-    :func:`analyse_function` and :func:`recompute`.
+
+def segmentation_flags(labels_kji: np.ndarray, confidence_kji: np.ndarray | None) -> tuple[list[str], dict]:
+    """``(flags, shares)`` of one volume: ``<rv|myo|lv>_segmentation_uncertain`` where the share of uncertain
+    pixels exceeds :data:`.segmentation.UNCERTAIN_SHARE_LIMIT`; ``shares`` ``{structure: share}``."""
+    if confidence_kji is None:
+        return [], {}
+    flags, shares = [], {}
+    for name, v in fm.STRUCTURES.items():
+        share = uncertain_share(labels_kji, confidence_kji, v)
+        shares[name] = None if not np.isfinite(share) else round(share, 4)
+        if np.isfinite(share) and share > UNCERTAIN_SHARE_LIMIT[v]:
+            flags.append(f"{_SHORT[v]}_segmentation_uncertain")
+    return flags, shares
+
+
+def measure(labels: list[np.ndarray], mode: str, spacing, ed_phase: int | None = None, es_phase: int | None = None,
+            bsa: float | None = None, flags: list[str] | None = None,
+            confidence: list[np.ndarray] | None = None) -> tuple[int, int, dict, dict | None, dict, dict]:
+    """Numbers from label arrays (no network): ``(ed, es, values, curve, slice_areas, uncertainty)``.
+
+    ``labels``: one ``[t, k, j, i]`` for a cine or two ``[1, k, j, i]`` for ED/ES; ``confidence``: the
+    same shapes (class probabilities) or None. Used by :func:`analyse_function` and :func:`recompute`.
     """
     flags = list(flags or [])
     curve = None
@@ -186,13 +215,18 @@ def measure(labels: list[np.ndarray], mode: str, spacing, ed_phase: int | None =
         curve = fm.volume_curve_ml(labels[0], spacing)
         ed, es = fm.choose_ed_es(curve["LV cavity"], ed_phase, es_phase)
         ed_lab, es_lab = labels[0][ed], labels[0][es]
+        ed_conf, es_conf = (confidence[0][ed], confidence[0][es]) if confidence is not None else (None, None)
     else:
         ed, es = 0, 0
         ed_lab, es_lab = labels[0][0], labels[1][0]
-    extra = [f for f in flags if f != "phase_override"]
-    values = {v: fm.ventricle_values(ed_lab, es_lab, spacing, v, ed, es, bsa, extra) for v in ("LV", "RV")}
+        ed_conf, es_conf = (confidence[0][0], confidence[1][0]) if confidence is not None else (None, None)
+    extra = [f for f in flags if f not in fm.INFO_FLAGS]
+    ed_flags, ed_shares = segmentation_flags(ed_lab, ed_conf)
+    es_flags, es_shares = segmentation_flags(es_lab, es_conf)
+    values = {v: fm.ventricle_values(ed_lab, es_lab, spacing, v, ed, es, bsa, extra, ed_flags, es_flags)
+              for v in ("LV", "RV")}
     areas = {"ED": fm.slice_areas_mm2(ed_lab, spacing), "ES": fm.slice_areas_mm2(es_lab, spacing)}
-    return ed, es, values, curve, areas
+    return ed, es, values, curve, areas, {"ED": ed_shares, "ES": es_shares}
 
 
 def analyse_function(inputs, options: FunctionOptions | None = None,
@@ -236,19 +270,21 @@ def analyse_function(inputs, options: FunctionOptions | None = None,
         from CardiacLandmarksLib.models.loader import load_model
 
         model = load_model("sax", device=opts.device, models_dir=opts.models_dir, name=opts.model_name)
-    labels = []
+    labels, confidence = [], []
     n_in = len(series)
     for n, s in enumerate(series):
         def _p(f, msg, n=n):
             if progress:
                 progress((n + f) / n_in * 0.95, msg)
-        lab = segment_series(s, model, tta=opts.tta, progress=_p)
+        lab, conf = segment_series(s, model, tta=opts.tta, progress=_p, return_confidence=True)
         if opts.clean:
             lab = np.stack([clean_labels(v) for v in lab])
         if opts.basal_rule:
             lab = np.stack([drop_unenclosed_cavity(v) for v in lab])
         labels.append(lab)
-    ed, es, values, curve, areas = measure(labels, mode, series[0].spacing, opts.ed_phase, opts.es_phase, bsa, flags)
+        confidence.append(conf)
+    ed, es, values, curve, areas, unc = measure(labels, mode, series[0].spacing, opts.ed_phase, opts.es_phase, bsa,
+                                                flags, confidence)
     names = [_stem(s, f"input{n}") for n, s in enumerate(series)]
     if len(names) == 2 and names[0] == names[1]:
         names = [names[0] + "_ED", names[1] + "_ES"]
@@ -257,7 +293,7 @@ def analyse_function(inputs, options: FunctionOptions | None = None,
     logger.info("function: LV EF %s, RV EF %s (ED %d, ES %d)", values["LV"]["EF_pct"].value,
                 values["RV"]["EF_pct"].value, ed, es)
     return FunctionResult(series, names, labels, mode, ed, es, values, curve, areas, bsa, model.describe(),
-                          sorted(set(flags)), opts)
+                          sorted(set(flags)), opts, confidence, unc)
 
 
 def recompute(result: FunctionResult, labels: list[np.ndarray] | None = None) -> FunctionResult:
@@ -265,9 +301,10 @@ def recompute(result: FunctionResult, labels: list[np.ndarray] | None = None) ->
 
     Args:
         result: a previous result (its series, mode, options and BSA are kept).
-        labels: new labels, same shapes as ``result.labels`` (default: the result's own, e.g.
-            after editing them in place). A user-edited segmentation gets flag ``edited``
-            only in the caller's records; the values here are recomputed as they are.
+        labels: new labels, same shapes as ``result.labels`` (default: the result's own). When they
+            differ from the current ones the result gets the information flag ``edited`` and the
+            model's confidence (and its ``*_segmentation_uncertain`` flags) is dropped: the user
+            has reviewed the segmentation.
 
     Returns:
         The same object, updated (ED/ES re-chosen for a cine unless overridden).
@@ -279,11 +316,16 @@ def recompute(result: FunctionResult, labels: list[np.ndarray] | None = None) ->
         if len(labels) != len(result.labels) or any(np.shape(a) != np.shape(b) for a, b in zip(labels, result.labels)):
             raise fm.FunctionInputError("edited labels must have the shapes of the result's labels "
                                         f"{[np.shape(b) for b in result.labels]}")
-        result.labels = [np.asarray(a, np.uint8) for a in labels]
+        new = [np.asarray(a, np.uint8) for a in labels]
+        if any(not np.array_equal(a, b) for a, b in zip(new, result.labels)):
+            result.confidence = None
+            result.flags = sorted(set(result.flags) | {"edited"})
+        result.labels = new
     o = result.options
-    ed, es, values, curve, areas = measure(result.labels, result.mode, result.spacing, o.ed_phase, o.es_phase,
-                                           result.bsa_m2, result.flags)
+    ed, es, values, curve, areas, unc = measure(result.labels, result.mode, result.spacing, o.ed_phase, o.es_phase,
+                                                result.bsa_m2, result.flags, result.confidence)
     result.ed_phase, result.es_phase, result.values, result.curve, result.slice_areas = ed, es, values, curve, areas
+    result.uncertainty = unc
     return result
 
 

@@ -91,6 +91,7 @@ def function_dict(result, files: dict | None = None) -> dict:
         "method": "slice summation (area x slice spacing); mass = 1.05 g/ml x LV myocardial volume at ED; "
                   "largest connected component per ventricle" if result.options.clean else
                   "slice summation (area x slice spacing); mass = 1.05 g/ml x LV myocardial volume at ED",
+        "uncertain_share": result.uncertainty,
         "slice_areas_mm2": {ph: {s: [_r(a, 1) for a in arr] for s, arr in d.items()} for ph, d in result.slice_areas.items()},
         "volume_curve_ml": ({s: [_r(a) for a in arr] for s, arr in result.curve.items()} if result.curve is not None else None),
     })
