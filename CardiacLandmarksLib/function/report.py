@@ -4,7 +4,7 @@ Into ``OUTDIR``:
 
 * ``function.json``: ``{"LV": {"EDV_ml": .., "ESV_ml", "SV_ml", "EF_pct", "mass_g", "EDV_index_ml_m2", ...,
   "status": {name: ok|review|n/a}, "flags": {name: [...]}, "source": {name: text}}, "RV": {...},
-  "ed_phase", "es_phase", "mode", "bsa_m2", "model", "flags", "slice_areas_mm2", "volume_curve_ml",
+  "ed_phase", "es_phase", "mode", "bsa_m2", "model", "flags", "uncertain_share", "slice_areas_mm2", "volume_curve_ml",
   "segmentations"}``;
 * ``function.csv``: ``Metric,Value,Unit,Status`` (e.g. ``LV EDV,152.3,ml,ok``);
 * ``<stem>_segmentation.nii.gz`` per input: labels 1 RV cavity, 2 LV myocardium, 3 LV cavity on
