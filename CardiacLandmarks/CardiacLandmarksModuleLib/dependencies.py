@@ -28,6 +28,7 @@ REQUIREMENTS: dict[str, str] = {
     "pydicom>=2.4": "pydicom",
     "matplotlib>=3.7": "matplotlib",
     "nibabel>=5": "nibabel",
+    "slicerio>=1.4": "slicerio",
 }
 #: runtime dependencies of the package that only the command line (``CardiacLandmarksLib.cli``) imports:
 #: never installed into Slicer

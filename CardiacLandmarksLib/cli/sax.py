@@ -54,7 +54,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser("evaluate", help="compare detections with landmarks derived from expert masks")
     p.add_argument("--data", default=None, help="labelled folder (default: ACDC in the data root)")
-    p.add_argument("--split", default="val", choices=("val", "train", "test", "all"),
+    p.add_argument("--task", default="landmarks", choices=("landmarks", "function"),
+                   help="landmarks (default) or function: segmentation Dice/HD95 and EDV/ESV/EF/mass agreement "
+                        "on the fixed ACDC test split (see 'cardiac-landmarks function')")
+    p.add_argument("--split", default=None, choices=("val", "train", "test", "all"),
                    help="which patients: the model's validation/training patients, the fixed ACDC test split "
                         "(20 patients never used for training or model choice), or all")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
@@ -66,6 +69,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--markdown", action="store_true", help="with --suite: print the table as Markdown")
     p.add_argument("--no-confidence-table", action="store_true",
                    help="skip the confidence table (it runs the models on every labelled set in the data root)")
+    from CardiacLandmarksLib.cli.function import add_evaluate_arguments
+
+    add_evaluate_arguments(p)
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("benchmark", help="time model load and inference (CPU, and GPU when present)")
@@ -179,6 +185,11 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         check_output_file(args.json)  # a bad --json path fails now, not after the evaluation
     if args.suite:
         return cmd_suite(args)
+    if args.task == "function":
+        from CardiacLandmarksLib.cli.function import cmd_evaluate_function
+
+        return cmd_evaluate_function(args)
+    args.split = args.split or "val"
     from CardiacLandmarksLib.datasets.sax import acdc_cases, paired_cases
     from CardiacLandmarksLib.evaluation.sax import evaluate_case, format_table, summarise
     from CardiacLandmarksLib.models.loader import load_model, read_card

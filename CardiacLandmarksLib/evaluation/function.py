@@ -1,0 +1,297 @@
+"""Evaluation of the function analysis against expert masks and contours.
+
+* ACDC (:func:`evaluate_acdc`): for each patient, :func:`.pipeline.analyse_function` on the ED and
+  ES volumes (the real pipeline, clean-up included), then per structure and phase the 3-D Dice
+  and 95 % Hausdorff distance against the expert mask, and LV EDV, ESV, EF, LV mass, RV EDV,
+  ESV, EF against the same measurements (:mod:`.measurements`) made on the expert masks.
+  :func:`summarise` gives mean Dice / HD95 and Bland-Altman statistics (mean difference, SD,
+  95 % limits of agreement = mean +- 1.96 SD; Bland & Altman, Lancet 1986); differences are
+  automatic - expert.
+* Sunnybrook (:func:`sunnybrook_lv_volumes`): the expert endocardial contours (``i``) of one
+  cine, drawn at two phases, rasterised on their DICOM images (pixel centres inside the polygon),
+  against the automatic LV cavity on the same slices and phases (volume = area x slice spacing,
+  summed over the contoured slices; per-slice Dice).
+
+The fixed ACDC test split is :data:`~CardiacLandmarksLib.datasets.splits.ACDC_TEST_PATIENTS` (never used
+to choose anything); :data:`~CardiacLandmarksLib.datasets.splits.UNSEEN_BY_V1_3` (101-121) is reported
+separately because the SAX model v1.3.1 chose its epoch on the other five.
+"""
+
+from __future__ import annotations
+
+import ast
+import logging
+import math
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+import CardiacLandmarksLib.function.measurements as fm
+from CardiacLandmarksLib.core.errors import InputNotFoundError
+from CardiacLandmarksLib.datasets.splits import ACDC_TEST_PATIENTS
+from CardiacLandmarksLib.function.metrics import dice, hausdorff95
+from CardiacLandmarksLib.function.pipeline import FunctionOptions, analyse_function
+from CardiacLandmarksLib.io.load import load_series
+
+logger = logging.getLogger(__name__)
+
+STRUCTS = (("RV cavity", 1), ("LV myocardium", 2), ("LV cavity", 3))
+VOLUME_METRICS = (("LV", "EDV_ml"), ("LV", "ESV_ml"), ("LV", "EF_pct"), ("LV", "mass_g"),
+                  ("RV", "EDV_ml"), ("RV", "ESV_ml"), ("RV", "EF_pct"))
+
+
+@dataclass
+class CaseRecord:
+    """One ACDC patient: ``dice[phase][structure]``, ``hd95[phase][structure]`` (mm),
+    ``auto`` / ``ref`` ``{"LV EDV_ml": value, ...}`` and the automatic statuses."""
+
+    patient: str
+    dice: dict = field(default_factory=dict)
+    hd95: dict = field(default_factory=dict)
+    auto: dict = field(default_factory=dict)
+    ref: dict = field(default_factory=dict)
+    status: dict = field(default_factory=dict)
+    flags: dict = field(default_factory=dict)
+    uncertainty: dict = field(default_factory=dict)
+
+
+def evaluate_acdc_patient(root: Path, patient: str, model=None, options: FunctionOptions | None = None) -> CaseRecord:
+    """Evaluate one ACDC patient (``<root>/<patient>_{ED,ES}[_gt].nii.gz``).
+
+    Raises:
+        InputNotFoundError: a file is missing.
+    """
+    root = Path(root)
+    files = {ph: (root / f"{patient}_{ph}.nii.gz", root / f"{patient}_{ph}_gt.nii.gz") for ph in ("ED", "ES")}
+    for img, gt in files.values():
+        for f in (img, gt):
+            if not f.exists():
+                raise InputNotFoundError(f"ACDC file {f} not found")
+    result = analyse_function((files["ED"][0], files["ES"][0]), options or FunctionOptions(device="cpu"), model=model)
+    gts = {ph: np.rint(load_series(files[ph][1]).pixels[0]).astype(np.uint8) for ph in ("ED", "ES")}
+    spacing = result.spacing
+    rec = CaseRecord(patient)
+    for ph, pred in (("ED", result.ed_labels()), ("ES", result.es_labels())):
+        rec.dice[ph] = {n: dice(pred == v, gts[ph] == v) for n, v in STRUCTS}
+        rec.hd95[ph] = {n: hausdorff95(pred == v, gts[ph] == v, spacing) for n, v in STRUCTS}
+    ref = {v: fm.ventricle_values(gts["ED"], gts["ES"], spacing, v, 0, 0) for v in ("LV", "RV")}
+    for vent, key in VOLUME_METRICS:
+        rec.auto[f"{vent} {key}"] = result.values[vent][key].value
+        rec.ref[f"{vent} {key}"] = ref[vent][key].value
+        rec.status[f"{vent} {key}"] = result.values[vent][key].status
+        rec.flags[f"{vent} {key}"] = list(result.values[vent][key].flags)
+    rec.uncertainty = result.uncertainty
+    return rec
+
+
+def evaluate_acdc(root: Path, patients: tuple[str, ...] = ACDC_TEST_PATIENTS, model=None,
+                  options: FunctionOptions | None = None, progress=None) -> list[CaseRecord]:
+    """:func:`evaluate_acdc_patient` for every patient (default the fixed test split)."""
+    out = []
+    for n, p in enumerate(patients):
+        out.append(evaluate_acdc_patient(root, p, model, options))
+        if progress:
+            progress((n + 1) / len(patients), p)
+    return out
+
+
+def bland_altman(auto, ref) -> dict:
+    """``{"n", "mean_diff", "sd_diff", "loa_low", "loa_high", "mean_abs_diff"}`` of auto - ref (pairs with
+    a None dropped)."""
+    pairs = [(a, r) for a, r in zip(auto, ref) if a is not None and r is not None]
+    d = np.array([a - r for a, r in pairs], float)
+    if len(d) == 0:
+        return {"n": 0}
+    sd = float(d.std(ddof=1)) if len(d) > 1 else float("nan")
+    m = float(d.mean())
+    return {"n": len(d), "mean_diff": m, "sd_diff": sd, "loa_low": m - 1.96 * sd, "loa_high": m + 1.96 * sd,
+            "mean_abs_diff": float(np.abs(d).mean())}
+
+
+def summarise(records: list[CaseRecord]) -> dict:
+    """Mean Dice and HD95 per phase and structure, and Bland-Altman per volume metric."""
+    out: dict = {"n_patients": len(records), "dice": {}, "hd95_mm": {}, "agreement": {}}
+    for ph in ("ED", "ES"):
+        out["dice"][ph] = {n: float(np.nanmean([r.dice[ph][n] for r in records])) for n, _ in STRUCTS}
+        out["hd95_mm"][ph] = {n: float(np.nanmean([r.hd95[ph][n] for r in records])) for n, _ in STRUCTS}
+    out["dice"]["ED+ES"] = {n: float(np.nanmean([r.dice[ph][n] for r in records for ph in ("ED", "ES")])) for n, _ in STRUCTS}
+    out["hd95_mm"]["ED+ES"] = {n: float(np.nanmean([r.hd95[ph][n] for r in records for ph in ("ED", "ES")]))
+                               for n, _ in STRUCTS}
+    for vent, key in VOLUME_METRICS:
+        name = f"{vent} {key}"
+        out["agreement"][name] = bland_altman([r.auto[name] for r in records], [r.ref[name] for r in records])
+    out["review_share"] = float(np.mean([s != "ok" for r in records for s in r.status.values()])) if records else None
+    # does the status sort the errors? mean |automatic - expert| of the values marked ok and review
+    out["abs_error_by_status"] = {}
+    for vent, key in VOLUME_METRICS:
+        name = f"{vent} {key}"
+        by = {}
+        for st in ("ok", "review"):
+            d = [abs(r.auto[name] - r.ref[name]) for r in records
+                 if r.status.get(name) == st and r.auto[name] is not None and r.ref[name] is not None]
+            by[st] = {"n": len(d), "mean_abs_diff": float(np.mean(d)) if d else None}
+        out["abs_error_by_status"][name] = by
+    return out
+
+
+#: targets of issue 17 (ACDC test split)
+TARGETS = {"dice LV cavity": 0.93, "dice LV myocardium": 0.87, "dice RV cavity": 0.88, "mean |EF diff|": 4.0,
+           "SD mass diff": 10.0, "SD EDV diff": 10.0}
+
+
+def check_targets(summary: dict, records: list[CaseRecord]) -> dict[str, dict]:
+    """Each target of :data:`TARGETS`: ``{"value", "target", "met"}`` (Dice = mean over ED and ES;
+    |EF difference| = mean absolute LV EF difference in points; SDs of LV mass and LV EDV differences)."""
+    d = summary["dice"]["ED+ES"]
+    ag = summary["agreement"]
+    vals = {"dice LV cavity": (d["LV cavity"], True), "dice LV myocardium": (d["LV myocardium"], True),
+            "dice RV cavity": (d["RV cavity"], True), "mean |EF diff|": (ag["LV EF_pct"].get("mean_abs_diff"), False),
+            "SD mass diff": (ag["LV mass_g"].get("sd_diff"), False), "SD EDV diff": (ag["LV EDV_ml"].get("sd_diff"), False)}
+    out = {}
+    for name, (value, higher) in vals.items():
+        t = TARGETS[name]
+        met = value is not None and math.isfinite(value) and (value >= t if higher else value <= t)
+        out[name] = {"value": value, "target": t, "met": bool(met)}
+    return out
+
+
+def format_table(summary: dict, targets: dict | None = None, title: str = "") -> str:
+    """Plain-text report of :func:`summarise` (and :func:`check_targets`)."""
+    lines = [title] if title else []
+    lines.append(f"patients: {summary['n_patients']}")
+    lines.append(f"{'':10s}{'Dice RV':>9s}{'Dice Myo':>9s}{'Dice LV':>9s}{'HD95 RV':>9s}{'HD95 Myo':>9s}{'HD95 LV':>9s}")
+    for ph in ("ED", "ES", "ED+ES"):
+        d, h = summary["dice"][ph], summary["hd95_mm"][ph]
+        lines.append(f"{ph:10s}{d['RV cavity']:9.3f}{d['LV myocardium']:9.3f}{d['LV cavity']:9.3f}"
+                     f"{h['RV cavity']:9.1f}{h['LV myocardium']:9.1f}{h['LV cavity']:9.1f}")
+    lines.append(f"{'metric':16s}{'mean diff':>10s}{'SD':>8s}{'LoA low':>9s}{'LoA high':>9s}{'mean|d|':>9s}")
+    for name, a in summary["agreement"].items():
+        if a.get("n"):
+            lines.append(f"{name:16s}{a['mean_diff']:10.2f}{a['sd_diff']:8.2f}{a['loa_low']:9.2f}{a['loa_high']:9.2f}"
+                         f"{a['mean_abs_diff']:9.2f}")
+    by = summary.get("abs_error_by_status", {})
+    if by:
+        lines.append("mean |difference| by status (n): " + "; ".join(
+            f"{name} ok {b['ok']['mean_abs_diff'] or float('nan'):.2f} ({b['ok']['n']}), review "
+            f"{b['review']['mean_abs_diff'] or float('nan'):.2f} ({b['review']['n']})" for name, b in by.items()
+            if name in ("LV EDV_ml", "LV EF_pct", "LV mass_g", "RV EF_pct")))
+    if targets:
+        for name, t in targets.items():
+            lines.append(f"target {name}: {t['value']:.3f} vs {t['target']} -> {'met' if t['met'] else 'NOT met'}")
+    return "\n".join(lines)
+
+
+def render_bland_altman_png(records: list[CaseRecord], path: Path | None = None, title: str = "") -> bytes:
+    """Bland-Altman panels (auto - expert against their mean) for LV EDV, ESV, EF, mass, RV EDV, EF.
+    Returns PNG bytes (and writes them atomically to ``path`` when given)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    from CardiacLandmarksLib.io.atomic import atomic_write_bytes
+
+    panels = [("LV EDV_ml", "LV EDV (ml)"), ("LV ESV_ml", "LV ESV (ml)"), ("LV EF_pct", "LV EF (%)"),
+              ("LV mass_g", "LV mass (g)"), ("RV EDV_ml", "RV EDV (ml)"), ("RV EF_pct", "RV EF (%)")]
+    fig = Figure(figsize=(12, 6.5))
+    FigureCanvasAgg(fig)
+    for n, (key, label) in enumerate(panels):
+        ax = fig.add_subplot(2, 3, n + 1)
+        pairs = [(r.auto[key], r.ref[key]) for r in records if r.auto[key] is not None and r.ref[key] is not None]
+        if not pairs:
+            continue
+        a, b = np.array(pairs, float).T
+        mean, diff = (a + b) / 2, a - b
+        ba = bland_altman(a, b)
+        ax.scatter(mean, diff, s=16, color="tab:blue")
+        for y, ls in ((ba["mean_diff"], "-"), (ba["loa_low"], "--"), (ba["loa_high"], "--")):
+            ax.axhline(y, color="tab:red" if ls == "-" else "0.4", ls=ls, lw=1)
+        ax.axhline(0, color="0.8", lw=0.8)
+        ax.set_title(f"{label}: {ba['mean_diff']:+.1f} ± {ba['sd_diff']:.1f} (LoA {ba['loa_low']:+.1f} to "
+                     f"{ba['loa_high']:+.1f})", fontsize=8.5)
+        ax.set_xlabel("mean of automatic and expert", fontsize=8)
+        ax.set_ylabel("automatic - expert", fontsize=8)
+        ax.tick_params(labelsize=7)
+    fig.suptitle(title or "Bland-Altman: automatic vs expert masks", fontsize=10)
+    fig.tight_layout()
+    import io
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100)
+    data = buf.getvalue()
+    if path is not None:
+        atomic_write_bytes(Path(path), data)
+    return data
+
+
+# ---- Sunnybrook -----------------------------------------------------------------------------------------
+
+def read_contour(path: Path) -> np.ndarray:
+    """Sunnybrook contour file: ``[n, 2]`` pixel (x = column, y = row)."""
+    return np.loadtxt(path, dtype=float).reshape(-1, 2)
+
+
+def rasterise_contour(xy: np.ndarray, shape_ji: tuple[int, int]) -> np.ndarray:
+    """Boolean ``[j, i]`` mask of the pixel centres inside the closed polygon ``xy`` (column, row)."""
+    from matplotlib.path import Path as MplPath
+
+    rows, cols = shape_ji
+    jj, ii = np.mgrid[0:rows, 0:cols]
+    inside = MplPath(xy).contains_points(np.stack([ii.ravel(), jj.ravel()], axis=1))
+    return inside.reshape(rows, cols)
+
+
+def sunnybrook_lv_volumes(case_dir: Path, model=None, options: FunctionOptions | None = None, result=None) -> dict:
+    """Automatic vs expert LV cavity on one Sunnybrook cine (``<case_dir>/dicom``, ``contours/i-contours``).
+
+    Returns ``{"phases": {phase: {"expert_ml", "auto_ml" (same slices), "auto_all_slices_ml",
+    "slices": [k...], "dice_per_slice": [...]}}, "expert_ef_pct" (two contoured phases; the
+    larger volume taken as ED), "auto_ef_pct", "auto_ed_phase", "auto_es_phase", ...}``.
+
+    Raises:
+        InputNotFoundError: folder or contours missing.
+    """
+    case_dir = Path(case_dir)
+    cdir = case_dir / "contours" / "i-contours"
+    if not (case_dir / "dicom").is_dir() or not cdir.is_dir():
+        raise InputNotFoundError(f"{case_dir} lacks dicom/ or contours/i-contours/")
+    if result is None:
+        result = analyse_function(case_dir / "dicom", options or FunctionOptions(device="cpu"), model=model)
+    s = result.series[0]
+    raw = s.metadata.get("instance_numbers")
+    if raw is None:
+        raise InputNotFoundError(f"{case_dir / 'dicom'}: no DICOM instance numbers to match the contours to")
+    inst = np.array(ast.literal_eval(raw) if isinstance(raw, str) else raw, dtype=float)  # [t, k]
+    where = {int(n): (t, k) for (t, k), n in np.ndenumerate(inst) if np.isfinite(n)}
+    lab = result.labels[0]
+    vox_area = s.spacing[0] * s.spacing[1]
+    per: dict[int, dict] = {}
+    for f in sorted(cdir.glob("*-icontour-manual.txt")):
+        n = int(re.search(r"IM-\d+-(\d+)-", f.name).group(1))
+        if n not in where:
+            logger.warning("contour %s: instance %d not in the series", f.name, n)
+            continue
+        t, k = where[n]
+        ref = rasterise_contour(read_contour(f), s.shape_ji)
+        auto = lab[t, k] == 3
+        d = per.setdefault(t, {"slices": [], "expert_mm2": [], "auto_mm2": [], "dice_per_slice": []})
+        d["slices"].append(int(k))
+        d["expert_mm2"].append(float(ref.sum()) * vox_area)
+        d["auto_mm2"].append(float(auto.sum()) * vox_area)
+        d["dice_per_slice"].append(dice(auto, ref))
+    sk = float(s.spacing[2])
+    out: dict = {"phases": {}, "auto_ed_phase": result.ed_phase, "auto_es_phase": result.es_phase,
+                 "auto_ef_pct": result.values["LV"]["EF_pct"].value, "auto_edv_ml": result.values["LV"]["EDV_ml"].value,
+                 "auto_esv_ml": result.values["LV"]["ESV_ml"].value}
+    for t, d in sorted(per.items()):
+        d["expert_ml"] = sum(d["expert_mm2"]) * sk / 1000.0
+        d["auto_ml"] = sum(d["auto_mm2"]) * sk / 1000.0
+        d["auto_all_slices_ml"] = float((lab[t] == 3).sum()) * vox_area * sk / 1000.0
+        d["mean_dice"] = float(np.nanmean(d["dice_per_slice"]))
+        out["phases"][int(t)] = d
+    if len(per) == 2:
+        (t1, d1), (t2, d2) = sorted(per.items(), key=lambda x: -x[1]["expert_ml"])
+        out["expert_ed_phase"], out["expert_es_phase"] = int(t1), int(t2)
+        out["expert_ef_pct"] = 100.0 * (d1["expert_ml"] - d2["expert_ml"]) / d1["expert_ml"]
+        out["auto_ef_same_slices_pct"] = 100.0 * (d1["auto_ml"] - d2["auto_ml"]) / d1["auto_ml"]
+    return out

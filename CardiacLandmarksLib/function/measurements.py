@@ -1,0 +1,259 @@
+"""Ventricular volumes, function and mass from short-axis label volumes (pure functions).
+
+Method (Simpson's slice summation, as in the SCMR post-processing recommendations,
+Schulz-Menger et al., JCMR 2020): the volume of a structure is the sum over slices of its
+segmented area times the slice spacing (centre-to-centre distance between slices, the
+series' ``spacing[2]``), i.e. the voxel count times ``si * sj * sk``. Labels follow ACDC:
+1 = RV cavity, 2 = LV myocardium, 3 = LV cavity (papillary muscles and trabeculations in the
+cavity, as the ACDC experts drew them and the model learned).
+
+* EDV / ESV: cavity volume at the ED / ES phase, ml. SV = EDV - ESV, ml. EF = SV / EDV, %.
+* LV mass = 1.05 g/ml x LV myocardial volume at ED, g.
+* Indexed values (``*_index``): divided by the body-surface area (Mosteller:
+  sqrt(height cm x weight kg / 3600), m^2) when height and weight are given.
+* ED / ES of a cine (:func:`choose_ed_es`): ED = the phase of largest, ES = the phase of smallest
+  LV cavity volume (trigger times are not used: whether phase 0 marks the R wave is not always
+  known); callers can override either.
+
+**Basal and apical slices**: every slice the network segments is counted, as segmented; no
+slice is added or removed by a rule (the network reproduces the ACDC expert convention it was
+trained on: a basal slice counts where the cavity is surrounded by myocardium). A cavity on an
+end slice alone is common and harmless (in the ACDC expert masks the LV cavity is on the first
+slice of 151 and on the last of 137 of 190 volumes: stacks start at the base): it gets the
+information flag ``lv_on_end_slice``. When *both* end slices hold at least a quarter of the
+largest slice area, neither end looks like an apex and the stack may not cover the ventricle:
+``lv_coverage_doubtful`` (``review``).
+
+**Status rules** (each value: ``ok`` | ``review`` | ``n/a``, with flags):
+
+* ``n/a``: the structure is absent at the phase (volume 0), or the value needs one that is
+  (EF without EDV); indexed values without height and weight.
+* ``review`` flags: ``lv_segmentation_uncertain`` / ``rv_segmentation_uncertain`` /
+  ``myo_segmentation_uncertain`` (more of the structure's pixels have a class probability below
+  0.75 than in any validation segmentation that met the accuracy targets; see
+  :data:`.segmentation.UNCERTAIN_SHARE_LIMIT`), ``lv_coverage_doubtful`` / ``rv_coverage_doubtful`` /
+  (LV mass takes the LV cavity's flags at ED; see above), ``lv_gap`` / ``rv_gap`` (a slice without the
+  cavity between slices with it), ``ef_implausible`` (EF outside 5-90 %),
+  ``model_not_validated`` (the
+  caller says the model's accuracy on this kind of input is unknown, e.g. not a cine SAX),
+  ``phase_override``, ``no_height_weight``, ``edited`` (numbers recomputed from a user-edited
+  segmentation: the model's uncertainty flags are then dropped) and ``*_on_end_slice`` are information only.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from CardiacLandmarksLib.core.errors import CardiacLandmarksError
+
+logger = logging.getLogger(__name__)
+
+RV, MYO, LV = 1, 2, 3
+STRUCTURES = {"RV cavity": RV, "LV myocardium": MYO, "LV cavity": LV}
+MYOCARDIAL_DENSITY_G_PER_ML = 1.05
+EF_PLAUSIBLE_PCT = (5.0, 90.0)
+#: an end slice holding at least this share of the largest slice area counts as "not an apex"
+END_SLICE_FRACTION = 0.25
+#: flags that do not lower a value's status (besides any ``*_on_end_slice``)
+INFO_FLAGS = {"phase_override", "no_height_weight", "edited"}
+
+
+class FunctionInputError(CardiacLandmarksError, ValueError):
+    """Function analysis inputs are unusable: bad height/weight, phases out of range, label
+    volumes of different shapes, ED and ES volumes on different grids."""
+
+
+@dataclass
+class Value:
+    """One measurement with its trust.
+
+    Attributes:
+        name: e.g. ``"EDV_ml"``. value: number or None (n/a). unit: ``"ml"``, ``"%"``, ``"g"``,
+        ``"ml/m2"``, ``"g/m2"``. status: ``ok`` | ``review`` | ``n/a``. flags: why (see module
+        docstring). source: the masks it came from, e.g. ``"LV cavity at ED (phase 0)"``.
+    """
+
+    name: str
+    value: float | None
+    unit: str
+    status: str = "ok"
+    flags: list[str] = field(default_factory=list)
+    source: str = ""
+
+    def as_dict(self) -> dict:
+        return {"value": self.value, "unit": self.unit, "status": self.status, "flags": list(self.flags),
+                "source": self.source}
+
+
+def _status(value: float | None, flags: list[str]) -> str:
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return "n/a"
+    return "review" if any(f not in INFO_FLAGS and not f.endswith("_on_end_slice") for f in flags) else "ok"
+
+
+def voxel_volume_ml(spacing: tuple[float, float, float]) -> float:
+    """Volume of one voxel in ml: ``si * sj * sk / 1000`` (spacing ``(si, sj, sk)`` mm, sk = slice spacing)."""
+    si, sj, sk = (float(x) for x in spacing)
+    if not all(math.isfinite(x) and x > 0 for x in (si, sj, sk)):
+        raise FunctionInputError(f"voxel spacing must be positive, got {spacing}")
+    return si * sj * sk / 1000.0
+
+
+def slice_areas_mm2(labels: np.ndarray, spacing: tuple[float, float, float]) -> dict[str, np.ndarray]:
+    """Segmented area per slice: ``{structure: [k] mm^2}`` for a label volume ``[k, j, i]``."""
+    lab = np.asarray(labels)
+    if lab.ndim != 3:
+        raise FunctionInputError(f"labels must be one volume [k, j, i], got shape {lab.shape}")
+    px = float(spacing[0]) * float(spacing[1])
+    return {name: (lab == v).sum(axis=(1, 2)).astype(float) * px for name, v in STRUCTURES.items()}
+
+
+def structure_volumes_ml(labels: np.ndarray, spacing: tuple[float, float, float]) -> dict[str, float]:
+    """Slice-summation volume of each structure of ``labels [k, j, i]``: ``{structure: ml}``."""
+    vox = voxel_volume_ml(spacing)
+    lab = np.asarray(labels)
+    return {name: float((lab == v).sum()) * vox for name, v in STRUCTURES.items()}
+
+
+def volume_curve_ml(labels: np.ndarray, spacing: tuple[float, float, float]) -> dict[str, np.ndarray]:
+    """Volumes over the cycle for labels ``[t, k, j, i]``: ``{structure: [t] ml}``."""
+    lab = np.asarray(labels)
+    if lab.ndim != 4:
+        raise FunctionInputError(f"labels must be [t, k, j, i], got shape {lab.shape}")
+    vox = voxel_volume_ml(spacing)
+    return {name: (lab == v).sum(axis=(1, 2, 3)).astype(float) * vox for name, v in STRUCTURES.items()}
+
+
+def choose_ed_es(lv_volumes_ml: np.ndarray, ed_phase: int | None = None, es_phase: int | None = None) -> tuple[int, int]:
+    """ED and ES phase indices from the LV cavity volume curve ``[t]`` ml.
+
+    ED = largest, ES = smallest LV cavity volume (first such phase on ties); ``ed_phase`` /
+    ``es_phase`` override. Raises FunctionInputError when the curve is empty, has fewer than
+    two phases without an override of both, or an override is out of range.
+    """
+    v = np.asarray(lv_volumes_ml, float).reshape(-1)
+    n = len(v)
+    for name, p in (("ed_phase", ed_phase), ("es_phase", es_phase)):
+        if p is not None and not 0 <= int(p) < n:
+            raise FunctionInputError(f"{name} {p} is out of range: the cine has {n} phase(s) (0-{n - 1})")
+    if n == 0:
+        raise FunctionInputError("empty volume curve")
+    if n < 2 and (ed_phase is None or es_phase is None):
+        raise FunctionInputError("one phase only: give two volumes (--ed/--es) or a cine")
+    ed = int(ed_phase) if ed_phase is not None else int(np.argmax(v))
+    es = int(es_phase) if es_phase is not None else int(np.argmin(v))
+    return ed, es
+
+
+def bsa_mosteller(height_cm: float | None, weight_kg: float | None) -> float | None:
+    """Body-surface area, m^2, by Mosteller (NEJM 1987): sqrt(height cm x weight kg / 3600).
+
+    None when either is None. Raises FunctionInputError outside 30-272 cm or 1-650 kg.
+    """
+    if height_cm is None or weight_kg is None:
+        if (height_cm is None) != (weight_kg is None):
+            raise FunctionInputError("give both --height (cm) and --weight (kg) to index by body-surface area")
+        return None
+    h, w = float(height_cm), float(weight_kg)
+    if not (math.isfinite(h) and 30.0 <= h <= 272.0):
+        raise FunctionInputError(f"height {height_cm} cm is not plausible (30-272 cm; give centimetres)")
+    if not (math.isfinite(w) and 1.0 <= w <= 650.0):
+        raise FunctionInputError(f"weight {weight_kg} kg is not plausible (1-650 kg; give kilograms)")
+    return math.sqrt(h * w / 3600.0)
+
+
+def coverage_flags(labels: np.ndarray, value: int, prefix: str) -> list[str]:
+    """Coverage flags of one structure in ``labels [k, j, i]`` (see the module docstring):
+
+    * ``<prefix>_on_end_slice`` (information only): the structure is on the first or last slice;
+    * ``<prefix>_coverage_doubtful``: its area on *both* end slices is at least
+      :data:`END_SLICE_FRACTION` of its largest slice area (neither end looks like an apex, so
+      the stack may have cut the ventricle short);
+    * ``<prefix>_gap``: a slice without it lies between slices with it.
+    """
+    area = (np.asarray(labels) == value).sum(axis=(1, 2)).astype(float)
+    present = area > 0
+    flags = []
+    if not present.any():
+        return flags
+    if present[0] or present[-1]:
+        flags.append(f"{prefix}_on_end_slice")
+    if min(area[0], area[-1]) >= END_SLICE_FRACTION * area.max():
+        flags.append(f"{prefix}_coverage_doubtful")
+    idx = np.flatnonzero(present)
+    if len(idx) and not present[idx[0] : idx[-1] + 1].all():
+        flags.append(f"{prefix}_gap")
+    return flags
+
+
+def ventricle_values(ed: np.ndarray, es: np.ndarray, spacing: tuple[float, float, float], ventricle: str,
+                     ed_phase: int, es_phase: int, bsa: float | None = None,
+                     extra_flags: list[str] | None = None, ed_flags: list[str] | None = None,
+                     es_flags: list[str] | None = None) -> dict[str, Value]:
+    """EDV, ESV, SV, EF (and LV mass for ``"LV"``), indexed by ``bsa`` when given.
+
+    Args:
+        ed, es: label volumes ``[k, j, i]`` at ED and ES (same grid).
+        spacing: ``(si, sj, sk)`` mm.
+        ventricle: ``"LV"`` or ``"RV"``.
+        ed_phase, es_phase: phase indices (for the ``source`` text).
+        bsa: body-surface area m^2 or None.
+        extra_flags: flags added to every value (e.g. ``model_not_validated``).
+        ed_flags, es_flags: segmentation flags of the ED / ES volume (e.g. ``lv_segmentation_uncertain``,
+            ``myo_segmentation_uncertain``); each value takes those of the structures it is made from.
+
+    Returns:
+        ``{name: Value}`` with names EDV_ml, ESV_ml, SV_ml, EF_pct[, mass_g], and EDV_index_ml_m2,
+        ESV_index_ml_m2, SV_index_ml_m2[, mass_index_g_m2].
+    """
+    ed, es = np.asarray(ed), np.asarray(es)
+    if ed.shape != es.shape or ed.ndim != 3:
+        raise FunctionInputError(f"ED and ES labels must be volumes of one shape, got {ed.shape} and {es.shape}")
+    if ventricle not in ("LV", "RV"):
+        raise FunctionInputError(f"ventricle must be LV or RV, not {ventricle!r}")
+    cav = LV if ventricle == "LV" else RV
+    name = "LV cavity" if ventricle == "LV" else "RV cavity"
+    pre = ventricle.lower()
+    extra = list(extra_flags or [])
+    vox = voxel_volume_ml(spacing)
+    edv = float((ed == cav).sum()) * vox
+    esv = float((es == cav).sum()) * vox
+    own = f"{pre}_segmentation_uncertain"
+    f_ed = coverage_flags(ed, cav, pre) + extra + [f for f in (ed_flags or []) if f == own]
+    f_es = coverage_flags(es, cav, pre) + extra + [f for f in (es_flags or []) if f == own]
+    edv_v = edv if edv > 0 else None
+    esv_v = esv if edv > 0 else None  # an ESV without an EDV means nothing: the structure is missing
+    out = {
+        "EDV_ml": Value("EDV_ml", edv_v, "ml", _status(edv_v, f_ed), f_ed, f"{name} at ED (phase {ed_phase})"),
+        "ESV_ml": Value("ESV_ml", esv_v, "ml", _status(esv_v, f_es), f_es, f"{name} at ES (phase {es_phase})"),
+    }
+    f_both = sorted(set(f_ed) | set(f_es))
+    sv = (edv - esv) if edv_v is not None else None
+    ef = 100.0 * sv / edv if sv is not None else None
+    f_ef = list(f_both)
+    if ef is not None and not EF_PLAUSIBLE_PCT[0] <= ef <= EF_PLAUSIBLE_PCT[1]:
+        f_ef.append("ef_implausible")
+    src = f"{name} at ED (phase {ed_phase}) and ES (phase {es_phase})"
+    out["SV_ml"] = Value("SV_ml", sv, "ml", _status(sv, f_ef), f_ef, src)
+    out["EF_pct"] = Value("EF_pct", ef, "%", _status(ef, f_ef), f_ef, src)
+    if ventricle == "LV":
+        myo = float((ed == MYO).sum()) * vox
+        mass = MYOCARDIAL_DENSITY_G_PER_ML * myo if myo > 0 else None
+        # the LV cavity's coverage at ED (an apical cap of myocardium alone is normal) and the myocardium's certainty
+        f_m = [f for f in f_ed if f != own] + [f for f in (ed_flags or []) if f == "myo_segmentation_uncertain"]
+        out["mass_g"] = Value("mass_g", mass, "g", _status(mass, f_m), f_m,
+                              f"LV myocardium at ED (phase {ed_phase}) x {MYOCARDIAL_DENSITY_G_PER_ML} g/ml")
+    for key, unit in (("EDV_ml", "ml/m2"), ("ESV_ml", "ml/m2"), ("SV_ml", "ml/m2"), ("mass_g", "g/m2")):
+        if key not in out:
+            continue
+        base = out[key]
+        iname = key.split("_")[0] + "_index_" + unit.replace("/", "_")
+        val = base.value / bsa if (bsa and base.value is not None) else None
+        flags = list(base.flags) + ([] if bsa else ["no_height_weight"])
+        status = "n/a" if val is None else base.status
+        out[iname] = Value(iname, val, unit, status, flags, base.source + (f" / BSA {bsa:.2f} m2 (Mosteller)" if bsa else ""))
+    return out

@@ -1,0 +1,272 @@
+"""LV/RV function: measurements (exact values on constructed masks), metrics, and the pipeline,
+files and CLI on real ACDC and Sunnybrook data."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+from CardiacLandmarksLib.core.errors import CardiacLandmarksError
+from CardiacLandmarksLib.function import FunctionOptions, analyse_function, recompute
+from CardiacLandmarksLib.function import measurements as fm
+from CardiacLandmarksLib.function.metrics import dice, hausdorff95
+from CardiacLandmarksLib.function.segmentation import clean_labels, drop_unenclosed_cavity
+
+SPACING = (1.5, 1.5, 10.0)  # (si, sj, sk) mm
+
+
+def _ring_volume(n_k=8, r_cav=(6, 10, 12, 12, 11, 9, 6, 3), r_epi_extra=4, rv_slices=range(1, 7)):
+    """Label volume [k, j, i]: a disc of LV cavity inside a ring of myocardium per slice, RV disc beside."""
+    lab = np.zeros((n_k, 64, 64), np.uint8)
+    jj, ii = np.mgrid[0:64, 0:64]
+    for k in range(n_k):
+        d = np.hypot(jj - 32, ii - 36)
+        lab[k][d <= r_cav[k] + r_epi_extra] = 2
+        lab[k][d <= r_cav[k]] = 3
+        if k in rv_slices:
+            lab[k][(np.hypot(jj - 32, ii - 12) <= 7) & (lab[k] == 0)] = 1
+    return lab
+
+
+# ---- measurements -------------------------------------------------------------------------------------------
+
+def test_volume_is_area_times_slice_spacing():
+    lab = _ring_volume()
+    vols = fm.structure_volumes_ml(lab, SPACING)
+    n_lv = int((lab == 3).sum())
+    assert vols["LV cavity"] == pytest.approx(n_lv * 1.5 * 1.5 * 10.0 / 1000.0)
+    areas = fm.slice_areas_mm2(lab, SPACING)
+    assert areas["LV cavity"].sum() * 10.0 / 1000.0 == pytest.approx(vols["LV cavity"])
+
+
+def test_ef_sv_mass_and_bsa_indexing():
+    ed = _ring_volume()
+    es = _ring_volume(r_cav=(4, 7, 8, 8, 8, 6, 4, 2))
+    v = fm.ventricle_values(ed, es, SPACING, "LV", 3, 11, bsa=fm.bsa_mosteller(180, 80))
+    vox = 1.5 * 1.5 * 10 / 1000
+    edv, esv = (ed == 3).sum() * vox, (es == 3).sum() * vox
+    assert v["EDV_ml"].value == pytest.approx(edv)
+    assert v["SV_ml"].value == pytest.approx(edv - esv)
+    assert v["EF_pct"].value == pytest.approx(100 * (edv - esv) / edv)
+    assert v["mass_g"].value == pytest.approx(1.05 * (ed == 2).sum() * vox)
+    assert fm.bsa_mosteller(180, 80) == pytest.approx(2.0)  # sqrt(180 * 80 / 3600)
+    assert v["EDV_index_ml_m2"].value == pytest.approx(edv / 2.0)
+    assert v["mass_index_g_m2"].unit == "g/m2"
+    assert "LV cavity at ED (phase 3)" in v["EDV_ml"].source
+    # apex on the last slice is small: on_end_slice is information, not review
+    assert v["EDV_ml"].status == "ok" and "lv_on_end_slice" in v["EDV_ml"].flags
+    rv = fm.ventricle_values(ed, es, SPACING, "RV", 0, 0)
+    assert rv["EDV_index_ml_m2"].status == "n/a" and "mass_g" not in rv
+
+
+def test_segmentation_uncertainty_flags_reach_the_values():
+    from CardiacLandmarksLib.function.pipeline import measure
+
+    ed = _ring_volume()
+    es = _ring_volume(r_cav=(4, 7, 8, 8, 8, 6, 4, 2))
+    conf_ed = np.ones(ed.shape, np.float16)
+    conf_ed[ed == 2] = 0.6  # an unsure myocardium at ED
+    conf_es = np.ones(es.shape, np.float16)
+    conf_es[es == 3] = 0.5  # an unsure LV cavity at ES
+    _, _, values, _, _, unc = measure([ed[None], es[None]], "ed-es", SPACING, confidence=[conf_ed[None], conf_es[None]])
+    lv = values["LV"]
+    assert unc["ED"]["LV myocardium"] == 1.0 and unc["ES"]["LV cavity"] == 1.0 and unc["ED"]["LV cavity"] == 0.0
+    assert lv["EDV_ml"].status == "ok"
+    assert lv["ESV_ml"].status == "review" and "lv_segmentation_uncertain" in lv["ESV_ml"].flags
+    assert "lv_segmentation_uncertain" in lv["EF_pct"].flags
+    assert lv["mass_g"].status == "review" and "myo_segmentation_uncertain" in lv["mass_g"].flags
+    assert not any("uncertain" in f for f in values["RV"]["EF_pct"].flags)
+
+
+def test_status_rules_coverage_gap_and_implausible_ef():
+    ed = _ring_volume(r_cav=(12, 12, 12, 12, 12, 12, 12, 12))  # both ends large: no apex in the stack
+    v = fm.ventricle_values(ed, ed, SPACING, "LV", 0, 0)
+    assert "lv_coverage_doubtful" in v["EDV_ml"].flags and v["EDV_ml"].status == "review"
+    assert "ef_implausible" in v["EF_pct"].flags  # EF 0 %
+    gap = _ring_volume()
+    gap[4][gap[4] == 3] = 0
+    assert "lv_gap" in fm.coverage_flags(gap, 3, "lv")
+    no_lv = np.zeros_like(ed)
+    v0 = fm.ventricle_values(no_lv, no_lv, SPACING, "LV", 0, 0)
+    assert v0["EDV_ml"].status == "n/a" and v0["EF_pct"].value is None
+
+
+def test_choose_ed_es_and_input_errors():
+    assert fm.choose_ed_es([100, 120, 80, 60, 90]) == (1, 3)
+    assert fm.choose_ed_es([100, 120, 80, 60, 90], ed_phase=0) == (0, 3)
+    with pytest.raises(fm.FunctionInputError, match="out of range"):
+        fm.choose_ed_es([1, 2, 3], es_phase=5)
+    with pytest.raises(fm.FunctionInputError, match="both"):
+        fm.bsa_mosteller(180, None)
+    with pytest.raises(fm.FunctionInputError, match="centimetres"):
+        fm.bsa_mosteller(1.8, 80)
+    assert issubclass(fm.FunctionInputError, CardiacLandmarksError)
+
+
+def test_dice_and_hausdorff95_exact():
+    a = np.zeros((6, 40, 40), bool)
+    a[1:5, 10:20, 10:20] = True
+    b = np.roll(a, 3, axis=2)  # 3 pixels along i
+    assert dice(a, a) == 1.0
+    assert dice(a, b) == pytest.approx(2 * 4 * 10 * 7 / (2 * 400))
+    assert hausdorff95(a, b, (2.0, 1.0, 10.0)) == pytest.approx(6.0)  # 3 px x 2 mm
+    assert math.isnan(hausdorff95(a, np.zeros_like(a), SPACING))
+
+
+def test_clean_up_keeps_largest_components_and_basal_rule():
+    lab = _ring_volume()
+    noisy = lab.copy()
+    noisy[2, 2:4, 60:62] = 3  # a stray LV blob far from the heart
+    noisy[6, 60:62, 2:4] = 1  # a stray RV blob
+    np.testing.assert_array_equal(clean_labels(noisy), lab)
+    open_top = lab.copy()
+    open_top[7][open_top[7] == 2] = 0  # cavity with no myocardium around it
+    out = drop_unenclosed_cavity(open_top)
+    assert not (out[7] == 3).any() and (out[6] == 3).any()
+
+
+# ---- real data -------------------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def acdc_result(acdc_dir):
+    pytest.importorskip("torch")
+    return analyse_function((acdc_dir / "patient101_ED.nii.gz", acdc_dir / "patient101_ES.nii.gz"),
+                            FunctionOptions(device="cpu", height_cm=169, weight_kg=79))
+
+
+@pytest.mark.data
+def test_acdc_patient_against_expert_masks(acdc_dir, acdc_result):
+    from CardiacLandmarksLib.io.load import load_series
+
+    r = acdc_result
+    gt_ed = np.rint(load_series(acdc_dir / "patient101_ED_gt.nii.gz").pixels[0]).astype(int)
+    gt_es = np.rint(load_series(acdc_dir / "patient101_ES_gt.nii.gz").pixels[0]).astype(int)
+    assert r.mode == "ed-es" and r.labels[0].shape == (1,) + gt_ed.shape
+    assert dice(r.ed_labels() == 3, gt_ed == 3) > 0.93
+    assert dice(r.ed_labels() == 2, gt_ed == 2) > 0.8
+    assert dice(r.ed_labels() == 1, gt_ed == 1) > 0.85
+    ref = fm.ventricle_values(gt_ed, gt_es, r.spacing, "LV", 0, 0)
+    assert abs(r.values["LV"]["EF_pct"].value - ref["EF_pct"].value) < 5  # DCM patient, EF ~ 30 %
+    assert abs(r.values["LV"]["EDV_ml"].value - ref["EDV_ml"].value) < 15
+    assert r.bsa_m2 == pytest.approx(math.sqrt(169 * 79 / 3600))
+    # class-probability confidence kept per pixel; patient101's LV is a confident, accurate segmentation
+    assert r.confidence[0].shape == r.labels[0].shape and float(r.confidence[0].max()) <= 1.0
+    assert 0 <= r.uncertainty["ED"]["LV cavity"] < 0.11
+    assert "lv_segmentation_uncertain" not in r.values["LV"]["EDV_ml"].flags
+
+
+@pytest.mark.data
+def test_acdc_written_files(acdc_dir, acdc_result, tmp_path):
+    import nibabel as nib
+    import slicerio
+
+    r = acdc_result
+    written = {p.name for p in r.write(tmp_path)}
+    assert {"function.json", "function.csv", "function_overlay.png", "patient101_ED_segmentation.nii.gz",
+            "patient101_ES_segmentation.nii.gz", "patient101_ED_segmentation.seg.nrrd"} <= written
+    doc = json.loads((tmp_path / "function.json").read_text())
+    assert doc["LV"]["EF_pct"] == pytest.approx(r.values["LV"]["EF_pct"].value, abs=0.01)
+    assert doc["LV"]["status"]["EF_pct"] in ("ok", "review") and doc["model"]["name"] == "sax_unet"
+    csv_lines = (tmp_path / "function.csv").read_text().splitlines()
+    assert csv_lines[0] == "Metric,Value,Unit,Status" and any(x.startswith("LV EF,") for x in csv_lines)
+    seg = nib.load(tmp_path / "patient101_ED_segmentation.nii.gz")
+    img = nib.load(acdc_dir / "patient101_ED.nii.gz")
+    np.testing.assert_allclose(seg.affine, img.affine, atol=1e-4)
+    np.testing.assert_array_equal(np.asarray(seg.dataobj).transpose(2, 1, 0), r.ed_labels())
+    s = slicerio.read_segmentation(str(tmp_path / "patient101_ED_segmentation.seg.nrrd"))
+    names = {x["name"]: x for x in s["segments"]}
+    assert set(names) == {"RV cavity", "LV myocardium", "LV cavity"}
+    assert names["LV myocardium"]["terminology"]["type"][1] == "74281007"
+    lv = slicerio.extract_segments(s, [("LV cavity", 1)])
+    assert int((lv["voxels"] == 1).sum()) == int((r.ed_labels() == 3).sum())
+    # existing files are kept as backups on a second write
+    r.write(tmp_path)
+    assert list(tmp_path.glob("function.json.bak-*"))
+
+
+@pytest.mark.data
+def test_recompute_after_editing(acdc_result):
+    r = acdc_result
+    before = r.values["LV"]["EDV_ml"].value
+    edited = [lab.copy() for lab in r.labels]
+    k = int(np.argmax((edited[0][0] == 3).sum(axis=(1, 2))))
+    removed = int((edited[0][0, k] == 3).sum())
+    edited[0][0, k][edited[0][0, k] == 3] = 2
+    recompute(r, edited)
+    vox = r.spacing[0] * r.spacing[1] * r.spacing[2] / 1000
+    assert r.values["LV"]["EDV_ml"].value == pytest.approx(before - removed * vox)
+    assert "edited" in r.flags and r.confidence is None  # the user reviewed it: no model-uncertainty flags
+    assert not any("segmentation_uncertain" in f for vent in r.values.values() for v in vent.values() for f in v.flags)
+    with pytest.raises(fm.FunctionInputError):
+        recompute(r, [edited[0][:, :2]] + edited[1:])
+
+
+@pytest.mark.data
+def test_sunnybrook_cine_against_expert_contours(tmp_path):
+    from conftest import require_data
+
+    from CardiacLandmarksLib.evaluation.function import sunnybrook_lv_volumes
+
+    pytest.importorskip("torch")
+    case = require_data("sunnybrook", "SCD0000101")
+    r = analyse_function(case / "dicom", FunctionOptions(device="cpu"))
+    assert r.mode == "cine" and r.labels[0].shape[:2] == (20, 12)
+    assert r.ed_phase == 18 and r.es_phase in (7, 8, 9)  # expert contours: ED 18, ES 7
+    assert 20 < r.values["LV"]["EF_pct"].value < 45  # heart failure patient
+    cmp = sunnybrook_lv_volumes(case, result=r)
+    for d in cmp["phases"].values():
+        assert abs(d["auto_ml"] - d["expert_ml"]) / d["expert_ml"] < 0.15
+        assert d["mean_dice"] > 0.85
+    written = {p.name for p in r.write(tmp_path)}
+    assert {"volume_curve.png", "dicom_ED.seg.nrrd", "dicom_ES.seg.nrrd", "dicom_segmentation.nii.gz"} <= written
+    import nibabel as nib
+
+    assert nib.load(tmp_path / "dicom_segmentation.nii.gz").shape == (256, 256, 12, 20)
+
+
+@pytest.mark.data
+def test_cli_function_and_named_errors(acdc_dir, tmp_path, capsys):
+    from CardiacLandmarksLib.cli import main
+
+    assert main(["function", str(acdc_dir / "patient101_ED.nii.gz"), "-o", str(tmp_path)]) == 1
+    assert "single 3-D volume" in capsys.readouterr().err
+    assert main(["function", "--ed", str(acdc_dir / "patient101_ED.nii.gz"), "--es",
+                 str(acdc_dir / "patient102_ES.nii.gz"), "-o", str(tmp_path)]) == 1
+    assert "different grids" in capsys.readouterr().err
+    assert main(["function", "--ed", str(acdc_dir / "patient101_ED.nii.gz"), "-o", str(tmp_path)]) == 1
+    assert main(["function", "--ed", str(acdc_dir / "patient102_ED.nii.gz"), "--es", str(acdc_dir / "patient102_ES.nii.gz"),
+                 "-o", str(tmp_path), "--height", "184", "--weight", "72", "--device", "cpu"]) == 0
+    out = capsys.readouterr().out
+    assert "LV  EDV" in out and "RV  EDV" in out
+    rows = {line.split(",")[0]: line.split(",") for line in (tmp_path / "function.csv").read_text().splitlines()}
+    assert rows["BSA (Mosteller)"][1] == f"{math.sqrt(184 * 72 / 3600):.2f}".rstrip("0")
+
+
+@pytest.mark.data
+def test_lge_input_is_flagged_model_not_validated():
+    from conftest import require_data
+
+    pytest.importorskip("torch")
+    lge = require_data("lge", "mscmr", "subject1_DE.nii.gz")
+    r = analyse_function((lge, lge), FunctionOptions(device="cpu", tta=False))
+    assert "model_not_validated" in r.flags
+    assert all(v.status in ("review", "n/a") for vent in r.values.values() for v in vent.values())
+
+
+@pytest.mark.data
+def test_evaluate_task_function_cli(acdc_dir, tmp_path, capsys):
+    from CardiacLandmarksLib.cli import main
+
+    pytest.importorskip("torch")
+    assert main(["evaluate", "--task", "function", "--data", str(acdc_dir), "--patients", "patient101,patient102",
+                 "--sunnybrook", str(tmp_path / "none"), "--device", "cpu", "--output", str(tmp_path)]) == 0
+    text = capsys.readouterr().out
+    assert "Dice RV" in text and "LV EF_pct" in text and "target dice LV cavity" in text
+    doc = json.loads((tmp_path / "function_evaluation.json").read_text())
+    assert doc["summary"]["n_patients"] == 2 and doc["patients"] == ["patient101", "patient102"]
+    assert doc["summary"]["dice"]["ED+ES"]["LV cavity"] > 0.9
+    assert doc["summary"]["agreement"]["LV EF_pct"]["n"] == 2
+    assert (tmp_path / "bland_altman.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
