@@ -222,6 +222,11 @@ class CardiacLandmarksWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
         self.perfusionSection = PerfusionSection(self.layout, self.resourcePath("UI/CardiacLandmarksPerfusion.ui"),
                                                  lambda: self.logic.perfusion)
+        # "LV/RV function": volumes, EF and LV mass from the SAX cine (or ED + ES volumes)
+        from CardiacLandmarksModuleLib.function_panel import FunctionSection
+
+        self.functionSection = FunctionSection(self.layout, self.resourcePath("UI/CardiacLandmarksFunction.ui"),
+                                               lambda: self.logic.function)
 
         self.initializeParameterNode()
 
@@ -244,6 +249,7 @@ class CardiacLandmarksWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         """Called just before the scene is closed."""
         self.setParameterNode(None)
         self.perfusionSection.reset()
+        self.functionSection.reset()
 
     def onSceneEndClose(self, caller, event) -> None:
         """Called just after the scene is closed."""
@@ -510,6 +516,7 @@ class CardiacLandmarksLogic(ScriptedLoadableModuleLogic, VTKObservationMixin):
         self._states = {}
         self._reconciling = False
         self._perfusion = None
+        self._function = None
         if slicer.mrmlScene is not None:
             self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self._onSceneStartClose)
             self.addObserver(slicer.mrmlScene, slicer.mrmlScene.NodeAboutToBeRemovedEvent, self._onNodeAboutToBeRemoved)
@@ -543,6 +550,19 @@ class CardiacLandmarksLogic(ScriptedLoadableModuleLogic, VTKObservationMixin):
 
             self._perfusion = PerfusionLogic()
         return self._perfusion
+
+    @property
+    def function(self):
+        """The LV/RV function logic (``CardiacLandmarksModuleLib.function.FunctionLogic``): segmentation with
+        standard terminology, Metric/Value/Unit/Status table, volume curve, recompute after editing::
+
+            hub = logic.function.run(getNode("patient101_ED"), getNode("patient101_ES"))
+        """
+        if self._function is None:
+            from CardiacLandmarksModuleLib.function import FunctionLogic
+
+            self._function = FunctionLogic()
+        return self._function
 
     # ---------------------------------------------------------------- input
 

@@ -25,36 +25,9 @@ from CardiacLandmarksLib.function import FunctionOptions, analyse_function  # no
 OPTS = FunctionOptions(device="cpu")
 
 
-def _registerSegmentationConverters() -> None:
-    """What Slicer's Segmentations module does at application start-up (qSlicerSegmentationsModule::setup):
-    register the representation conversion rules, without which no segment can be created. Not in the
-    stubs (issue 14 reworks them): done here, once per process."""
-    factory = slicer.vtkSegmentationConverterFactory.GetInstance()
-    if len(factory.GetConverterRules()):
-        return
-    for rule in (slicer.vtkBinaryLabelmapToClosedSurfaceConversionRule, slicer.vtkClosedSurfaceToBinaryLabelmapConversionRule,
-                 slicer.vtkClosedSurfaceToFractionalLabelmapConversionRule,
-                 slicer.vtkFractionalLabelmapToClosedSurfaceConversionRule):
-        factory.RegisterConverterRule(rule())
-
-
-_registerSegmentationConverters()
-
-
 def _newScene():
-    """``slicer_stubs.newScene()`` plus the volumes and segmentations module logics that
-    ``slicer.util``'s segment array functions call (the application creates them; the stubs do not yet)."""
-    from types import SimpleNamespace
-
-    scene = slicer_stubs.newScene()
-    extra = {}
-    for name, cls in (("volumes", slicer.vtkSlicerVolumesLogic), ("segmentations", slicer.vtkSlicerSegmentationsModuleLogic)):
-        logic = cls()
-        logic.SetMRMLScene(scene)
-        extra[name] = SimpleNamespace(logic=lambda logic=logic: logic)
-    slicer.modules = SimpleNamespace(**vars(slicer.modules), **extra)
-    slicer_stubs._keepAlive.append(extra)
-    return scene
+    """A fresh scene of the harness (segmentation converters, volumes and segmentations logics included)."""
+    return slicer_stubs.newScene()
 
 
 @pytest.fixture(scope="module")

@@ -178,7 +178,8 @@ def test_tqdm_is_not_installed_into_slicer():
     assert "tqdm" not in " ".join(dependencies.REQUIREMENTS) and "tqdm" in dependencies.CLI_ONLY
     root = Path(module.__file__).resolve().parents[1] / "CardiacLandmarksLib"
     users = sorted(str(p.relative_to(root)) for p in root.rglob("*.py") if "tqdm" in p.read_text())
-    assert users and all(u.startswith("cli/") for u in users), users  # only the command line uses it
+    # only the command line and the training recipes (never run inside Slicer) use it
+    assert users and all(u.startswith(("cli/", "training/")) for u in users), users
 
 
 def test_detect_offers_to_install_missing_packages_and_cancel_stops(panel, dialogs, monkeypatch):
@@ -446,3 +447,50 @@ def test_extensions_index_entry_matches_the_cmake_description():
         assert cmake_value(key).startswith("${CardiacLandmarks_REPOSITORY_URL}")
     assert cmake_value("EXTENSION_ICONURL").endswith("CardiacLandmarks/Resources/Icons/CardiacLandmarks.png")
     assert (repo / "CardiacLandmarks" / "Resources" / "Icons" / "CardiacLandmarks.png").is_file()
+
+
+def test_function_flow_on_acdc_ed_es(panel, dialogs, acdc_dir, tmp_path_factory):
+    """Function section: choose ED and ES volumes, Compute (table of LV/RV values with status), edit the
+    segmentation (remove the LV cavity on one slice) and Recompute (LV EDV falls), Export needs a folder."""
+    import json
+
+    section = panel.functionSection
+    ui = section.ui
+    assert not ui.functionRunButton.enabled and not ui.functionExportButton.enabled
+    ed = slicer.util.loadVolume(str(acdc_dir / "patient101_ED.nii.gz"))
+    es = slicer.util.loadVolume(str(acdc_dir / "patient101_ES.nii.gz"))
+    ui.functionInputSelector.setCurrentNode(ed)
+    ui.functionEsSelector.setCurrentNode(es)
+    ui.functionHeightSpinBox.value = 170
+    ui.functionWeightSpinBox.value = 70
+    assert ui.functionRunButton.enabled
+    click(ui.functionRunButton)
+    assert not dialogs.shown, dialogs.shown
+    hub = section.hub
+    assert hub is not None and ui.functionTableView.model().rowCount() == hub.tableNode.GetNumberOfRows()
+    rows = section.logic.tableRows(hub)
+    edv, unit, status = rows["LV EDV"]
+    assert unit == "ml" and 40 < edv < 400 and status in ("ok", "review")
+    assert "LV EDV index" in rows  # height and weight given: indexed by body-surface area
+    assert ui.functionStatusLabel.text.startswith("LV EF ")
+
+    # edit: clear the LV cavity on the slice where it is largest, then Recompute
+    from CardiacLandmarksModuleLib import function as flogic
+
+    labels = flogic.labelsFromSegmentation(hub.segmentationNodes[0], hub.referenceVolumes[0])
+    k = int(np.argmax((labels == 3).sum(axis=(1, 2))))
+    labels[k][labels[k] == 3] = 0
+    flogic._fillSegmentation(hub.segmentationNodes[0], labels, hub.referenceVolumes[0])
+    click(ui.functionRecomputeButton)
+    assert section.logic.tableRows(hub)["LV EDV"][0] < edv - 1.0
+
+    dialogs.answer(qt.QMessageBox.Ok)
+    click(ui.functionExportButton)
+    assert "Choose the output folder" in dialogs.shown[-1]
+    out = tmp_path_factory.mktemp("function_out")
+    ui.functionOutputDirectoryButton.chooseDirectory(str(out))
+    click(ui.functionExportButton)
+    report = json.loads((out / "function.json").read_text())
+    assert report["LV"]["EDV_ml"] == pytest.approx(section.logic.tableRows(hub)["LV EDV"][0], abs=0.01)
+    assert any(p.name.endswith(".seg.nrrd") for p in out.iterdir())
+    assert ui.functionStatusLabel.text.startswith("Wrote ")

@@ -374,6 +374,20 @@ def loadModule(name: str = "CardiacLandmarks") -> ScriptedModule:
     return module
 
 
+def registerSegmentationConverters() -> None:
+    """What Slicer's Segmentations module does at application start-up (qSlicerSegmentationsModule::setup):
+    register the representation conversion rules, without which no segment can be created. Once per process."""
+    import slicer
+
+    factory = slicer.vtkSegmentationConverterFactory.GetInstance()
+    if len(factory.GetConverterRules()):
+        return
+    for rule in (slicer.vtkBinaryLabelmapToClosedSurfaceConversionRule, slicer.vtkClosedSurfaceToBinaryLabelmapConversionRule,
+                 slicer.vtkClosedSurfaceToFractionalLabelmapConversionRule,
+                 slicer.vtkFractionalLabelmapToClosedSurfaceConversionRule):
+        factory.RegisterConverterRule(rule())
+
+
 def newScene(sliceViews: bool = True):
     """Make ``slicer.mrmlScene`` a fresh scene with application logic, layout logic and module logics.
 
@@ -395,8 +409,11 @@ def newScene(sliceViews: bool = True):
     layoutLogic.SetMRMLScene(scene)  # creates the layout node and the conventional layout's view nodes
     layoutLogic.GetLayoutNode().SetViewArrangement(slicer.vtkMRMLLayoutNode.SlicerLayoutConventionalView)
     logics = {}
+    registerSegmentationConverters()
     for moduleName, cls in (("markups", slicer.vtkSlicerMarkupsLogic), ("sequences", slicer.vtkSlicerSequencesLogic),
-                            ("tables", slicer.vtkSlicerTablesLogic), ("plots", slicer.vtkSlicerPlotsLogic)):
+                            ("tables", slicer.vtkSlicerTablesLogic), ("plots", slicer.vtkSlicerPlotsLogic),
+                            ("volumes", slicer.vtkSlicerVolumesLogic),
+                            ("segmentations", slicer.vtkSlicerSegmentationsModuleLogic)):
         logic = cls()
         logic.SetMRMLApplicationLogic(appLogic)
         logic.SetMRMLScene(scene)
