@@ -34,7 +34,7 @@ from slicer.i18n import tr as _
 
 from . import names, nodes
 
-log = logging.getLogger(__name__)
+logger = logging.getLogger(__name__)
 
 KIND_ATTRIBUTE = "CardiacLandmarks.Kind"
 SUMMARY_ATTRIBUTE = "CardiacLandmarks.LaxSummary"

@@ -19,7 +19,7 @@ import argparse
 import logging
 import sys
 
-log = logging.getLogger(__name__)
+logger = logging.getLogger(__name__)
 
 
 def register(sub: argparse._SubParsersAction) -> None:

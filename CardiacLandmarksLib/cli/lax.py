@@ -17,7 +17,7 @@ import numpy as np
 from CardiacLandmarksLib.core.errors import InputNotFoundError
 from CardiacLandmarksLib.io.markups import load_landmarks
 
-log = logging.getLogger(__name__)
+logger = logging.getLogger(__name__)
 
 
 def register(sub: argparse._SubParsersAction) -> None:

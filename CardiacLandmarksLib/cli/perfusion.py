@@ -26,7 +26,7 @@ from CardiacLandmarksLib.core.errors import PerfusionInputError
 from CardiacLandmarksLib.io.curves import read_curve
 from CardiacLandmarksLib.perfusion.pipeline import per_input, unique_name
 
-log = logging.getLogger(__name__)
+logger = logging.getLogger(__name__)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -128,7 +128,7 @@ def cmd_perfusion(args: argparse.Namespace) -> int:
                 cand = Path(args.rvi_from) / f"{name}_rvi.mrk.json"
                 if cand.exists():
                     rvi = _rvi_from_markups(cand, s)
-                    log.info("%s: RV insertion points from %s", name, cand)
+                    logger.info("%s: RV insertion points from %s", name, cand)
             mbf_map = None
             if mbfs[k]:
                 m = load_series(mbfs[k])

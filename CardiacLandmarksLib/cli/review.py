@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 import logging
 
-log = logging.getLogger(__name__)
+logger = logging.getLogger(__name__)
 
 
 def register(sub: argparse._SubParsersAction) -> None:

@@ -13,7 +13,7 @@ import numpy as np
 
 from CardiacLandmarksLib.core.config import data_root, models_root
 
-log = logging.getLogger(__name__)
+logger = logging.getLogger(__name__)
 VIEW_CHOICES = ("sax", "2ch", "3ch", "4ch", "auto")
 
 

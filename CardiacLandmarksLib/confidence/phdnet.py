@@ -39,7 +39,7 @@ import numpy as np
 from CardiacLandmarksLib.core.errors import CardiacLandmarksError, ModelIntegrityError
 from CardiacLandmarksLib.models.loader import BundledNet, as_input, prepare_net
 
-log = logging.getLogger(__name__)
+logger = logging.getLogger(__name__)
 
 #: bundled PHD-Net confidence model (``Resources/Models/<name>.pt`` + ``.json``)
 PHDNET_MODEL = "sax_phdnet"

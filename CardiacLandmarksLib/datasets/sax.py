@@ -22,7 +22,7 @@ from CardiacLandmarksLib.datasets.splits import ACDC_CHALLENGE_TEST, is_acdc_tes
 from CardiacLandmarksLib.io.load import load_series
 from CardiacLandmarksLib.sax.labels import ACDC_LABELS, derive_sax_landmarks
 
-log = logging.getLogger(__name__)
+logger = logging.getLogger(__name__)
 SAX_NAMES = LANDMARKS_BY_VIEW["sax"]
 #: canvas segmentation classes of the SAX model's segmentation head (index = class value)
 SEG_CLASSES = ("background", "RV cavity", "LV myocardium", "LV cavity")
@@ -117,7 +117,7 @@ def development_split(cases: list[Case], val_fraction: float = 0.2, seed: int = 
     train, val = split_by_patient([c for c in cases if c.patient not in ACDC_CHALLENGE_TEST], val_fraction, seed)
     left_out = sorted({c.patient for c in train + val if is_acdc_test(c.patient)})
     if left_out:
-        log.info("left out the ACDC test split patients %s", ", ".join(left_out))
+        logger.info("left out the ACDC test split patients %s", ", ".join(left_out))
     train = [c for c in train if not is_acdc_test(c.patient)]
     val = [c for c in val if not is_acdc_test(c.patient)]
     if train and not val:
@@ -166,5 +166,5 @@ def build_samples(cases: list[Case]) -> SampleSet:
             present.append(np.isfinite(pts[:, 0]))
             meta.append((case.patient, case.image.name.split(".")[0], k))
             grids.append(grid)
-    log.info("built %d samples from %d cases", len(images), len(cases))
+    logger.info("built %d samples from %d cases", len(images), len(cases))
     return SampleSet(np.stack(images), np.stack(points), np.stack(present), meta, grids, np.stack(masks))

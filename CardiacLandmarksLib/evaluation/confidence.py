@@ -42,7 +42,7 @@ from CardiacLandmarksLib.datasets.sax import (
 from CardiacLandmarksLib.sax.labels import MNMS2_LABELS, MSCMR_LABELS
 from CardiacLandmarksLib.sax.rvi_segmentation import locate
 
-log = logging.getLogger(__name__)
+logger = logging.getLogger(__name__)
 
 METHODS = ("unet", "phdnet", "support", "agreement")
 METHOD_TITLES = {"unet": "U-Net (peak prob.)", "phdnet": "PHD-Net alone", "support": "U-Net+PHD support",
@@ -153,7 +153,7 @@ def predict_set(name: str, samples: SampleSet, unet, phd, oriented: bool = False
     if oriented:
         n_u = name_rvi_by_canvas(xy_u, found_u, peak_u, support, agreement)
         n_p = name_rvi_by_canvas(phd_xy, found_p, phd_conf)
-        log.info("%s: A/I-RVI renamed by anatomy on %d (U-Net) and %d (PHD-Net) of %d slices", name, n_u, n_p, len(xy_u))
+        logger.info("%s: A/I-RVI renamed by anatomy on %d (U-Net) and %d (PHD-Net) of %d slices", name, n_u, n_p, len(xy_u))
     return SetPredictions(name, samples, xy_u, peak_u, found_u, phd_xy, phd_conf, found_p, support, agreement)
 
 

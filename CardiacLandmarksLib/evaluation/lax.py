@@ -21,7 +21,7 @@ from CardiacLandmarksLib.lax.labels import derive_from_series
 from CardiacLandmarksLib.lax.measurements import LVLengthCurve, lv_length_curve
 from CardiacLandmarksLib.lax.tracking import TrackingConfig, track_landmarks
 
-log = logging.getLogger(__name__)
+logger = logging.getLogger(__name__)
 
 
 @dataclass

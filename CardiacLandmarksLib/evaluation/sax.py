@@ -20,7 +20,7 @@ from CardiacLandmarksLib.core.landmarks import LANDMARKS_BY_VIEW, LandmarkSet
 from CardiacLandmarksLib.datasets.sax import Case, case_landmarks_ijk
 from CardiacLandmarksLib.io.load import load_series
 
-log = logging.getLogger(__name__)
+logger = logging.getLogger(__name__)
 SAX = LANDMARKS_BY_VIEW["sax"]
 
 

@@ -51,7 +51,7 @@ from CardiacLandmarksLib.evaluation.sax import CaseResult, evaluate_case, summar
 from CardiacLandmarksLib.io.load import load_series
 from CardiacLandmarksLib.sax.labels import MNMS2_LABELS, MSCMR_LABELS
 
-log = logging.getLogger(__name__)
+logger = logging.getLogger(__name__)
 
 ProgressFn = Callable[[str, int, int], None]
 #: nominal in-plane pixel size (mm) given to the EMIDEC stacks, whose files carry none

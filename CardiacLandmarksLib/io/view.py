@@ -41,7 +41,7 @@ import numpy as np
 
 from CardiacLandmarksLib.io.common import guess_view
 
-log = logging.getLogger(__name__)
+logger = logging.getLogger(__name__)
 
 VIEW_CHOICES = ("auto", "sax", "2ch", "3ch", "4ch")
 NOMINAL_LONG_AXIS_LPS = np.array([0.6, -0.5, -0.6]) / np.linalg.norm([0.6, -0.5, -0.6])
@@ -159,10 +159,10 @@ def detect_view(series, override: str | None = None) -> str:
     """
     g = recognise_view(series, override)
     if g.view == "lax":
-        log.warning("%s; using the 4CH model", g.reason)
+        logger.warning("%s; using the 4CH model", g.reason)
         return "4ch"
     if g.view == "unknown":
-        log.warning("view not recognised (%s); assuming short axis", g.reason)
+        logger.warning("view not recognised (%s); assuming short axis", g.reason)
         return "sax"
-    log.info("view %s: %s", g.view, g.reason)
+    logger.info("view %s: %s", g.view, g.reason)
     return g.view

@@ -48,7 +48,7 @@ from scipy.sparse.csgraph import dijkstra
 
 from CardiacLandmarksLib.core.errors import InvalidImageError
 
-log = logging.getLogger(__name__)
+logger = logging.getLogger(__name__)
 
 #: label values of the M&Ms-2 masks (1 = LV cavity, 2 = LV myocardium, 3 = RV cavity)
 MNMS2_LAX_LABELS = {"lv": 1, "myo": 2, "rv": 3}

@@ -35,7 +35,7 @@ from CardiacLandmarksLib.core.errors import DegenerateGeometryError
 from CardiacLandmarksLib.core.landmarks import LANDMARKS_BY_VIEW, LandmarkSet, Measurement
 from CardiacLandmarksLib.sax.measurements import MeasurementDefinition, measure
 
-log = logging.getLogger(__name__)
+logger = logging.getLogger(__name__)
 
 LAX_VIEWS = ("2ch", "3ch", "4ch")
 #: normal adult range of longitudinal shortening used for a plausibility note (%)
@@ -277,5 +277,5 @@ def lv_length_measurements(lmset: LandmarkSet, view: str | None = None, ed: str 
                 out.append(Measurement(label, k, t, by_phase[t].value, "mm", sources=by_phase[t].sources))
             out.append(c.shortening)
         for note in c.notes:
-            log.info("slice %d: %s", k, note)
+            logger.info("slice %d: %s", k, note)
     return out

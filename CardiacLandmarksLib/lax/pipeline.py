@@ -49,7 +49,7 @@ from CardiacLandmarksLib.models.decoding import decode_heatmaps
 from CardiacLandmarksLib.sax.pipeline import SaxOptions
 from CardiacLandmarksLib.sax.report import LandmarkResult
 
-log = logging.getLogger(__name__)
+logger = logging.getLogger(__name__)
 
 ProgressFn = Callable[[int, int], None]
 CancelFn = Callable[[], bool]
@@ -239,7 +239,7 @@ def detect_lax(
     lmset.model["lax_checks"] = notes
     lmset.measurements = lv_length_measurements(lmset, view)
     for note in notes:
-        log.info("%s", note)
+        logger.info("%s", note)
     return lmset
 
 

@@ -21,7 +21,7 @@ from CardiacLandmarksLib.core.orientation import draw_orientation, orientation_t
 from CardiacLandmarksLib.io.atomic import atomic_write_bytes
 from CardiacLandmarksLib.lax.measurements import LVLengthCurve, lv_length_curve
 
-log = logging.getLogger(__name__)
+logger = logging.getLogger(__name__)
 
 _COLOURS = {0: "#00d5ff", 1: "#ffd000", 2: "#ff40ff"}
 #: title colour of a value whose status is review

@@ -52,7 +52,7 @@ import SimpleITK as sitk
 
 from CardiacLandmarksLib.core.errors import CardiacLandmarksError, InvalidImageError
 
-log = logging.getLogger(__name__)
+logger = logging.getLogger(__name__)
 
 ProgressFn = Callable[[int, int], None]
 CancelFn = Callable[[], bool]
@@ -189,7 +189,7 @@ def register_point(
         reg.Execute(f, m)
         ncc = float(-reg.GetMetricValue())
     except RuntimeError as exc:  # e.g. too few samples inside the mask
-        log.debug("registration failed: %s", exc)
+        logger.debug("registration failed: %s", exc)
         return np.asarray(point_ij, float), 0.0
     q_mm = np.array(tx.TransformPoint([float(x) for x in p_mm]))
     if not np.all(np.isfinite(q_mm)) or np.linalg.norm(q_mm - p_mm) > cfg.max_step_mm:
@@ -402,7 +402,7 @@ def _anchor_ij(series, lm, k: int) -> np.ndarray:
     """(i, j) of a found landmark on slice k, from its LPS position (ijk may be missing)."""
     ijk = np.asarray(series.lps_to_ijk(np.asarray(lm.position, float)), float)
     if abs(ijk[2] - k) > 0.5:
-        log.warning("%s on phase %d lies %.1f slices off slice %d; projected onto it", lm.name, lm.phase,
+        logger.warning("%s on phase %d lies %.1f slices off slice %d; projected onto it", lm.name, lm.phase,
                     abs(ijk[2] - k), k)
     return ijk[:2]
 
@@ -490,7 +490,7 @@ def track_landmarks(
             # phase's .mrk.json written by detect after tracking from another phase): track from what is given
             chosen = [lm for lm in mine if lm.found]
         if not chosen:
-            log.warning("%s has no anchor point on slice %d: not tracked", name, k)
+            logger.warning("%s has no anchor point on slice %d: not tracked", name, k)
             continue
         anchors[name] = {lm.phase: _anchor_ij(series, lm, k) for lm in chosen}
         conf[name] = {lm.phase: float(lm.confidence) for lm in chosen}

@@ -15,7 +15,7 @@ import numpy as np
 from CardiacLandmarksLib.core.errors import CardiacLandmarksError
 from CardiacLandmarksLib.models.catalogue import load_bundled, model_for, read_card, sha256_file  # noqa: F401 (re-exported)
 
-log = logging.getLogger(__name__)
+logger = logging.getLogger(__name__)
 
 
 

@@ -26,7 +26,7 @@ from CardiacLandmarksLib.sax.measurements import rvi_measurements
 from CardiacLandmarksLib.sax.report import LandmarkResult, render_overlay_png
 from CardiacLandmarksLib.sax.rvi_segmentation import locate
 
-log = logging.getLogger(__name__)
+logger = logging.getLogger(__name__)
 
 ProgressFn = Callable[[int, int], None]
 CancelFn = Callable[[], bool]

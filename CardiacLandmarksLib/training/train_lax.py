@@ -57,7 +57,7 @@ from CardiacLandmarksLib.models.unet import UNet2D, count_parameters, transfer_s
 from CardiacLandmarksLib.training.augment import random_affine_batch, random_intensity
 from CardiacLandmarksLib.training.losses import gaussian_targets
 
-log = logging.getLogger(__name__)
+logger = logging.getLogger(__name__)
 #: progress lines for a person (the CLI prints them; see CardiacLandmarksLib.cli.main)
 PROGRESS = logging.getLogger("CardiacLandmarksLib.progress")
 
@@ -257,7 +257,7 @@ def folder_samples(folder: Path, view: str, labels: dict | None = None) -> LaxSa
         elif mask.exists():
             ms = load_series(mask)
             if ms.pixels.shape[1:] != series.pixels.shape[1:]:
-                log.warning("%s: mask grid %s differs from the image %s; skipped", mask.name, ms.pixels.shape,
+                logger.warning("%s: mask grid %s differs from the image %s; skipped", mask.name, ms.pixels.shape,
                             series.pixels.shape)
                 continue
             for t in range(ms.n_phases):
@@ -266,7 +266,7 @@ def folder_samples(folder: Path, view: str, labels: dict | None = None) -> LaxSa
                     if d.points:
                         per_slice.setdefault(k, {})[t] = dict(d.points)
         else:
-            log.info("%s: no %s.mrk.json, %s_landmarks/ or %s_gt%s beside it; skipped", f.name, stem, stem, stem, ext)
+            logger.info("%s: no %s.mrk.json, %s_landmarks/ or %s_gt%s beside it; skipped", f.name, stem, stem, stem, ext)
             continue
         for k, per_phase in per_slice.items():
             if per_phase:
@@ -339,12 +339,12 @@ def _init_weights(model: torch.nn.Module, init: str) -> str:
         return "random initialisation"
     path = Path(init) if init != "sax" else models_root() / "sax_unet.pt"
     if not path.exists():
-        log.warning("initial weights %s not found; training from scratch", path)
+        logger.warning("initial weights %s not found; training from scratch", path)
         return f"random initialisation ({path} not found)"
     state = torch.load(path, map_location="cpu", weights_only=True)["state_dict"]
     own = model.state_dict()
     copied = transfer_state(model, state)  # the SAX heatmap head's channels; its segmentation head is left out
-    log.info("copied %d/%d tensors from %s", copied, len(own), path)
+    logger.info("copied %d/%d tensors from %s", copied, len(own), path)
     return f"transfer from {path.name} ({copied}/{len(own)} tensors copied)"
 
 
@@ -493,7 +493,7 @@ def train_lax(
     samples = LaxSamples.concat(parts)
     subjects = sorted(set(samples.subject))
     cfg = LaxTrainConfig(epochs=epochs, steps_per_epoch=steps_per_epoch, seed=seed, threads=threads, init=init)
-    log.info("%d samples from %d subjects: %s", len(samples.images), len(subjects), subjects)
+    logger.info("%d samples from %d subjects: %s", len(samples.images), len(subjects), subjects)
     t0 = time.time()
 
     folds = {}

@@ -32,7 +32,7 @@ from CardiacLandmarksLib.core.config import data_root
 from CardiacLandmarksLib.models.unet import count_parameters
 from CardiacLandmarksLib.perfusion import segmentation as ps
 
-log = logging.getLogger(__name__)
+logger = logging.getLogger(__name__)
 
 _NAME = re.compile(r"^(?P<pid>\d+)_(?P<cond>stress|rest)_(?P<level>base|mid|apex)\.nii(\.gz)?$")
 
@@ -184,7 +184,7 @@ def _train_net(net: torch.nn.Module, x: np.ndarray, y: np.ndarray, out_px: int, 
         sched.step()
         losses.append(loss.item())
         if (it + 1) % 100 == 0:
-            log.info("%s iter %d/%d loss %.4f (%.0f s)", name, it + 1, iters, np.mean(losses[-100:]), time.time() - t0)
+            logger.info("%s iter %d/%d loss %.4f (%.0f s)", name, it + 1, iters, np.mean(losses[-100:]), time.time() - t0)
     net.eval()
     return losses
 
@@ -253,9 +253,9 @@ def train_perfusion(data: Path, out_dir: Path, cfg: PerfTrainConfig) -> dict:
     train_p, val_p = split_patients([c.patient for c in cases], cfg.n_val_patients, cfg.seed)
     train_c = [c for c in cases if c.patient in train_p]
     val_c = [c for c in cases if c.patient in val_p]
-    log.info("train patients %s (%d series), val patients %s (%d series)", train_p, len(train_c), val_p, len(val_c))
+    logger.info("train patients %s (%d series), val patients %s (%d series)", train_p, len(train_c), val_p, len(val_c))
     samples = build_samples(train_c, cfg)
-    log.info("samples: localiser %d, segmenter %d (%.0f s)", len(samples["loc_x"]), len(samples["seg_x"]), time.time() - t_start)
+    logger.info("samples: localiser %d, segmenter %d (%.0f s)", len(samples["loc_x"]), len(samples["seg_x"]), time.time() - t_start)
     config = asdict(cfg)
     loc, seg = ps.build_networks(config)
     gen = torch.Generator().manual_seed(cfg.seed)
@@ -271,7 +271,7 @@ def train_perfusion(data: Path, out_dir: Path, cfg: PerfTrainConfig) -> dict:
     train_seconds = time.time() - t_start
     model = ps.PerfusionModel(localiser=loc, segmenter=seg, card={}, sha256="")
     metrics = evaluate_cases(model, val_c)
-    log.info("validation: %s", json.dumps({k: v for k, v in metrics.items() if k != "dice_myo_per_series"}))
+    logger.info("validation: %s", json.dumps({k: v for k, v in metrics.items() if k != "dice_myo_per_series"}))
     card = make_card(cfg, train_p, val_p, train_c, val_c, samples, metrics, loc, seg, weights, train_seconds,
                      loc_loss, seg_loss)
     (out_dir / f"{ps.MODEL_STEM}.json").write_text(json.dumps(card, indent=2) + "\n")

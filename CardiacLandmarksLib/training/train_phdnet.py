@@ -32,7 +32,7 @@ from CardiacLandmarksLib.datasets.sax import SAX_NAMES, SampleSet
 from CardiacLandmarksLib.models.phdnet import PATCH, PHDNet, count_parameters, log_scale, patch_centres
 from CardiacLandmarksLib.training.augment import random_affine_batch, random_intensity
 
-log = logging.getLogger(__name__)
+logger = logging.getLogger(__name__)
 #: progress lines for a person (the CLI prints them; see CardiacLandmarksLib.cli.main)
 PROGRESS = logging.getLogger("CardiacLandmarksLib.progress")
 
@@ -203,7 +203,7 @@ def train_phdnet(train: SampleSet, val: SampleSet, out_path: Path | None, cfg: P
                         **{f"{n}_err": e for n, e in zip(cfg.landmarks, per_lm)}})
         msg = (f"epoch {epoch + 1}/{cfg.epochs} loss {mean_parts[0]:.4f} (hm {mean_parts[1]:.5f} disp {mean_parts[2]:.4f}) "
                f"val err mm " + " ".join(f"{n}={e:.2f}" for n, e in zip(cfg.landmarks, per_lm)) + f" ({time.time() - t0:.0f} s)")
-        log.info(msg)
+        logger.info(msg)
         if progress:
             PROGRESS.info(msg)
         if score < best[0]:

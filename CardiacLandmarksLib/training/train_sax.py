@@ -50,7 +50,7 @@ from CardiacLandmarksLib.training.model_card import (
     write_markdown,
 )
 
-log = logging.getLogger(__name__)
+logger = logging.getLogger(__name__)
 #: progress lines for a person (the CLI prints them; see CardiacLandmarksLib.cli.main)
 PROGRESS = logging.getLogger("CardiacLandmarksLib.progress")
 
@@ -222,7 +222,7 @@ def train_sax(data: Path, out_dir: Path, cfg: TrainConfig, device: str = "cpu", 
     train_cases, val_cases = _train_val(data, cfg)
     train = build_samples(train_cases)
     val = build_samples(val_cases)
-    log.info("train %d samples (%d patients), val %d samples (%d patients), built in %.0f s", len(train.images),
+    logger.info("train %d samples (%d patients), val %d samples (%d patients), built in %.0f s", len(train.images),
              len({c.patient for c in train_cases}), len(val.images), len({c.patient for c in val_cases}), time.time() - t0)
     n_heat = len(SAX_NAMES) + 1
     n_seg = len(SEG_CLASSES) if cfg.seg_weight > 0 else 0
@@ -278,7 +278,7 @@ def train_sax(data: Path, out_dir: Path, cfg: TrainConfig, device: str = "cpu", 
         score = (np.mean(errors) if errors else 1e6) + 20 * (1 - np.mean([m[n]["detection_rate"] for n in SAX_NAMES]))
         history.append({"epoch": epoch + 1, "weights": kind, "loss": float(np.mean(losses)),
                         "val_score": float(score), **{f"{n}_err": m[n]["mean_error_mm"] for n in SAX_NAMES}})
-        log.info("epoch %d %sloss %.4f val %s (%.0f s)", epoch + 1, tag, np.mean(losses),
+        logger.info("epoch %d %sloss %.4f val %s (%.0f s)", epoch + 1, tag, np.mean(losses),
                  {n: round(m[n]["mean_error_mm"], 2) for n in SAX_NAMES}, time.time() - t0)
         if progress:
             PROGRESS.info(f"epoch {epoch + 1}/{cfg.epochs} {tag}loss {np.mean(losses):.4f} val err mm "
