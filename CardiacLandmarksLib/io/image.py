@@ -64,6 +64,55 @@ def _stem(path: Path) -> str:
     return path.stem
 
 
+def _read_sitk(path: Path):
+    """``(SimpleITK image, note)``; a NIfTI that ITK refuses for non-orthonormal direction cosines is read
+    orthonormalised (the note says by how much), anything else unreadable is a :class:`CorruptFileError`."""
+    reader = sitk.ImageFileReader()
+    reader.SetFileName(str(path))
+    warn_display = sitk.ProcessObject.GetGlobalWarningDisplay()
+    sitk.ProcessObject.SetGlobalWarningDisplay(False)  # ITK prints e.g. "Analyze is deprecated" to stderr
+    try:
+        return reader.Execute(), ""
+    except RuntimeError as exc:
+        if "orthonormal" not in str(exc) or _format_name(path) != "nifti":
+            detail = " ".join(str(exc).split())[-300:]
+            raise CorruptFileError(f"cannot read {path.name} (truncated or not a valid image file?): {detail}") from exc
+        return _read_orthonormalised_nifti(path)
+    finally:
+        sitk.ProcessObject.SetGlobalWarningDisplay(warn_display)
+
+
+def _layout_3d(arr: np.ndarray, d3: np.ndarray, o3: np.ndarray, sp3: tuple, size3: tuple, ncomp: int,
+               time_axis: str):
+    """Pixels ``[t, k, j, i]`` and geometry of a 3-D file: a slice stack, or one slice over time.
+
+    Returns:
+        ``(pixels, mode, direction, spacing, slice_origins)`` with ``mode`` ``"none"`` (stack),
+        ``"first"`` (file axes (t, y, x)) or ``"last"`` ((x, y, t)); an NRRD list axis (``ncomp > 1``) is
+        already the time axis, so the file is a stack.
+    """
+    if ncomp > 1:
+        pixels, mode = arr, "none"  # [t, z, y, x]
+    else:
+        mode = resolve_time_axis(time_axis, size3, sp3)
+        if mode == "none":
+            pixels = arr[None]
+        elif mode == "first":
+            pixels = np.transpose(arr, (2, 1, 0))[:, None]  # file (t, y, x) -> [t, 1, j=y, i=x]
+        else:
+            pixels = arr[:, None]  # sitk [t, y, x] -> [t, 1, j, i]
+    if mode == "none":
+        origins = o3[None, :] + np.arange(size3[2])[:, None] * sp3[2] * d3[:, 2][None, :]
+        return pixels, mode, d3.copy(), sp3, origins
+    if mode == "first":
+        col, row = d3[:, 2], d3[:, 1]
+        # the spacing stored on the time axis is kept as nominal slice spacing (in the
+        # ML-perfusion files it is 14-22 mm, a slice spacing, not a frame interval)
+        return pixels, mode, np.column_stack([col, row, np.cross(col, row)]), (sp3[2], sp3[1], sp3[0]), o3[None, :]
+    new_dir = np.column_stack([d3[:, 0], d3[:, 1], np.cross(d3[:, 0], d3[:, 1])])
+    return pixels, mode, new_dir, (sp3[0], sp3[1], sp3[2]), o3[None, :]
+
+
 def load_image(path: str | Path, *, time_axis: str = "auto") -> CMRSeries:
     """Read a NIfTI (``.nii``/``.nii.gz``), NRRD (``.nrrd``/``.nhdr``), MetaImage (``.mha``/``.mhd``)
     or Analyze (``.hdr``) file as a :class:`CMRSeries`.
@@ -99,22 +148,7 @@ def load_image(path: str | Path, *, time_axis: str = "auto") -> CMRSeries:
     size_bytes = path.stat().st_size
     if size_bytes == 0:
         raise CorruptFileError(f"{path.name} is empty (0 bytes): {path}")
-    reader = sitk.ImageFileReader()
-    reader.SetFileName(str(path))
-    warn_display = sitk.ProcessObject.GetGlobalWarningDisplay()
-    sitk.ProcessObject.SetGlobalWarningDisplay(False)  # ITK prints e.g. "Analyze is deprecated" to stderr
-    fixed_note = ""
-    try:
-        try:
-            img = reader.Execute()
-        except RuntimeError as exc:
-            if "orthonormal" not in str(exc) or _format_name(path) != "nifti":
-                detail = " ".join(str(exc).split())[-300:]
-                raise CorruptFileError(
-                    f"cannot read {path.name} (truncated or not a valid image file?): {detail}") from exc
-            img, fixed_note = _read_orthonormalised_nifti(path)
-    finally:
-        sitk.ProcessObject.SetGlobalWarningDisplay(warn_display)
+    img, fixed_note = _read_sitk(path)
     meta = {k: img.GetMetaData(k) for k in img.GetMetaDataKeys()}
     if _format_name(path) == "nifti":
         _check_nifti_voxels(path)
@@ -156,33 +190,10 @@ def load_image(path: str | Path, *, time_axis: str = "auto") -> CMRSeries:
         new_dir, new_spacing, origins = d3, sp3, o3[None, :]
     elif dim == 3:
         d3, o3, sp3, size3 = direction, origin, spacing, size
-        if ncomp > 1:
-            pixels = arr  # [t, z, y, x]
-            mode = "none"
-        else:
-            mode = resolve_time_axis(time_axis, size, spacing)
+        pixels, mode, new_dir, new_spacing, origins = _layout_3d(arr, direction, origin, spacing, size, ncomp,
+                                                                 time_axis)
+        if ncomp == 1:
             layout = {"none": "stack", "first": "time-first", "last": "time-last"}[mode]
-            if mode == "none":
-                pixels = arr[None]
-            elif mode == "first":
-                pixels = np.transpose(arr, (2, 1, 0))[:, None]  # file (t, y, x) -> [t, 1, j=y, i=x]
-            else:
-                pixels = arr[:, None]  # sitk [t, y, x] -> [t, 1, j, i]
-        if mode == "none":
-            new_dir = d3.copy()
-            new_spacing = sp3
-            origins = o3[None, :] + np.arange(size3[2])[:, None] * sp3[2] * d3[:, 2][None, :]
-        elif mode == "first":
-            col, row = d3[:, 2], d3[:, 1]
-            new_dir = np.column_stack([col, row, np.cross(col, row)])
-            # the spacing stored on the time axis is kept as nominal slice spacing (in the
-            # ML-perfusion files it is 14-22 mm, a slice spacing, not a frame interval)
-            new_spacing = (sp3[2], sp3[1], sp3[0])
-            origins = o3[None, :]
-        else:
-            new_dir = np.column_stack([d3[:, 0], d3[:, 1], np.cross(d3[:, 0], d3[:, 1])])
-            new_spacing = (sp3[0], sp3[1], sp3[2])
-            origins = o3[None, :]
     else:  # dim == 4: (x, y, z, t)
         if ncomp > 1:
             raise InvalidImageError(f"{path.name}: 4-D image with {ncomp} components is not supported")
