@@ -99,7 +99,7 @@ def flag_counts(landmarks: Iterable[Landmark]) -> dict[str, int]:
 
 def corrected_landmark(detected: Landmark | None, name: str, slice: int, phase: int, defined: bool,
                        position_lps, ijk, shown_confidence: float = float("nan"), selected: bool = True,
-                       user_marked: bool = False) -> Landmark:
+                       user_marked: bool = False, tolerance_mm: float = POSITION_TOLERANCE_MM) -> Landmark:
     """The landmark a viewer shows, with the correction rule applied.
 
     Args:
@@ -112,6 +112,8 @@ def corrected_landmark(detected: Landmark | None, name: str, slice: int, phase: 
         shown_confidence: confidence the viewer shows (used when ``detected`` is None).
         selected: the viewer's selected state (high when ``detected`` is None and not corrected).
         user_marked: the viewer says a user placed or cleared this point (``detected`` None).
+        tolerance_mm: a point moved by no more than this is the model's point (a file that rounds positions
+            needs more than the default).
 
     Returns:
         :class:`Landmark` with ``corrected`` set; a corrected point has confidence 1 and flag ``high`` (0 and
@@ -123,7 +125,7 @@ def corrected_landmark(detected: Landmark | None, name: str, slice: int, phase: 
         corrected = True
     elif defined:
         moved = float(np.linalg.norm(np.asarray(position_lps, float) - np.asarray(detected.position, float)))
-        corrected = moved > POSITION_TOLERANCE_MM or bool(detected.corrected)
+        corrected = moved > tolerance_mm or bool(detected.corrected)
     else:
         corrected = bool(detected.corrected)
     if corrected:

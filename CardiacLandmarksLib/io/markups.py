@@ -41,6 +41,7 @@ import numpy as np
 from CardiacLandmarksLib.core import geometry
 from CardiacLandmarksLib.core.errors import InputNotFoundError, InvalidMarkupsError, MixedRunError
 from CardiacLandmarksLib.core.landmarks import LANDMARKS_BY_VIEW, Landmark, LandmarkSet
+from CardiacLandmarksLib.core.review import corrected_landmark
 from CardiacLandmarksLib.io.atomic import atomic_write_text
 from CardiacLandmarksLib.io.outputs import run_files
 
@@ -256,6 +257,35 @@ def _infer_view(names: set[str]) -> str:
     return "unknown"
 
 
+def _model_said(name: str, k: int, t: int, desc: str, conf_values, idx: int, pos) -> Landmark | None:
+    """What the model said about a control point, from its description (written by :func:`markups_dict`, it
+    travels with the point through Slicer): found or absent, confidence, flag and the model's position.
+    None when the description is not ours (placed or cleared by a user, or a point we did not write)."""
+    if desc.startswith("absent"):
+        return Landmark(name, k, t, False, np.full(3, np.nan), np.full(3, np.nan), 0.0, "absent")
+    m_conf = _CONF_RE.search(desc)
+    if not m_conf:
+        return None
+    conf = float(m_conf.group("conf"))
+    if conf_values is not None and idx < len(conf_values):
+        try:
+            v = float(conf_values[idx])
+            if abs(v - conf) <= 0.0051:  # same point: take the unrounded value
+                conf = v
+        except (TypeError, ValueError):
+            pass
+    model_pos = None
+    m_pos = _MODELPOS_RE.search(desc)
+    if m_pos:
+        try:
+            model_pos = np.array([float(m_pos.group(a)) for a in "xyz"])
+        except ValueError:
+            model_pos = None
+    if model_pos is None:  # no recorded position: a found point counts as the model's own
+        model_pos = np.asarray(pos, float) if pos is not None else np.full(3, np.nan)
+    return Landmark(name, k, t, True, model_pos, np.full(3, np.nan), conf, m_conf.group("flag"))
+
+
 def _read_one(path: Path, series, moved_tol_mm: float) -> tuple[dict, list[Landmark]]:
     doc = _load_json(path)
     meta = doc.get("cardiacLandmarks") if isinstance(doc.get("cardiacLandmarks"), dict) else {}
@@ -288,53 +318,10 @@ def _read_one(path: Path, series, moved_tol_mm: float) -> tuple[dict, list[Landm
             found = pos is not None
             desc = str(cp.get("description", ""))
 
-            # what the model said, from the description (travels with the point)
-            m_conf = _CONF_RE.search(desc)
-            m_pos = _MODELPOS_RE.search(desc)
-            model_found: bool | None
-            model_pos = None
-            if desc.startswith("absent"):
-                model_found, model_conf, model_flag = False, 0.0, "absent"
-            elif m_conf:
-                model_found, model_flag = True, m_conf.group("flag")
-                model_conf = float(m_conf.group("conf"))
-                if conf_values is not None and idx < len(conf_values):
-                    try:
-                        v = float(conf_values[idx])
-                        if abs(v - model_conf) <= 0.0051:  # same point: take the unrounded value
-                            model_conf = v
-                    except (TypeError, ValueError):
-                        pass
-                if m_pos:
-                    try:
-                        model_pos = np.array([float(m_pos.group(a)) for a in "xyz"])
-                    except ValueError:
-                        model_pos = None
-            else:  # placed by user, marked absent by user, or a point we did not write
-                model_found, model_conf, model_flag = None, 0.0, "absent"
-
-            if model_found is None:
-                corrected = True
-            elif found != model_found:
-                corrected = True
-            elif found and model_pos is not None:
-                corrected = bool(np.linalg.norm(pos - model_pos) > moved_tol_mm)
-            else:
-                corrected = False
-
-            if corrected:
-                conf, flag = (1.0, "high") if found else (0.0, "absent")
-            else:
-                conf, flag = (model_conf, model_flag) if found else (0.0, "absent")
-            if found:
-                ijk = series.lps_to_ijk(pos) if series is not None else np.full(3, np.nan)
-                position = pos
-            else:
-                ijk = np.full(3, np.nan)
-                position = np.full(3, np.nan)
-            out.append(Landmark(name=name, slice=k, phase=t, found=found, position=position,
-                                ijk=np.asarray(ijk, float), confidence=float(conf), flag=flag,
-                                corrected=corrected))
+            detected = _model_said(name, k, t, desc, conf_values, idx, pos)
+            ijk = series.lps_to_ijk(pos) if (found and series is not None) else np.full(3, np.nan)
+            out.append(corrected_landmark(detected, name, k, t, found, pos, ijk, user_marked=detected is None,
+                                          tolerance_mm=moved_tol_mm))
     return meta, out
 
 
