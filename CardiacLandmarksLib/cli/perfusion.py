@@ -91,25 +91,13 @@ def _rvi_from_markups(path: Path, series) -> dict | None:
     return out
 
 
-def cmd_perfusion(args: argparse.Namespace) -> int:
-    """Exit code: 0 all inputs analysed, 1 nothing analysed (error), 3 some inputs failed (named on
-    stderr and in run.json); the others are analysed and reported."""
+def _load_inputs(args: argparse.Namespace, conds, levels, rvis, aifs, mbfs):
+    """One :class:`SeriesInput` per readable input; ``failed`` = ``[(input name, error)]`` for the others."""
     from CardiacLandmarksLib.core.errors import CardiacLandmarksError
     from CardiacLandmarksLib.io.load import load_series
-    from CardiacLandmarksLib.io.outputs import finish_run, prepare_output_dir
     from CardiacLandmarksLib.perfusion import pipeline as pp
-    from CardiacLandmarksLib.perfusion import report as pr
 
     n = len(args.inputs)
-    conds = per_input(args.condition, n, "--condition")
-    levels = per_input(args.level, n, "--level")
-    rvis = per_input(args.rvi, n, "--rvi")
-    aifs = per_input(args.aif, n, "--aif")
-    mbfs = per_input(args.mbf_map, n, "--mbf-map")
-    extra_inputs = [x for x in (*rvis, *aifs, *mbfs) if x]
-    outdir = prepare_output_dir(args.output, inputs=[*args.inputs, *extra_inputs])  # fails before any work
-    out = outdir.path
-    t0 = time.time()
     failed: list[tuple[str, str]] = []
     used: set[str] = set()
     inputs = []
@@ -138,6 +126,27 @@ def cmd_perfusion(args: argparse.Namespace) -> int:
                                          concentration=args.concentration, dt_s=args.dt, mbf_map=mbf_map))
         except CardiacLandmarksError as exc:
             failed.append((path.name, f"{type(exc).__name__}: {exc}"))
+    return inputs, failed
+
+
+def cmd_perfusion(args: argparse.Namespace) -> int:
+    """Exit code: 0 all inputs analysed, 1 nothing analysed (error), 3 some inputs failed (named on
+    stderr and in run.json); the others are analysed and reported."""
+    from CardiacLandmarksLib.io.outputs import finish_run, prepare_output_dir
+    from CardiacLandmarksLib.perfusion import pipeline as pp
+    from CardiacLandmarksLib.perfusion import report as pr
+
+    n = len(args.inputs)
+    conds = per_input(args.condition, n, "--condition")
+    levels = per_input(args.level, n, "--level")
+    rvis = per_input(args.rvi, n, "--rvi")
+    aifs = per_input(args.aif, n, "--aif")
+    mbfs = per_input(args.mbf_map, n, "--mbf-map")
+    extra_inputs = [x for x in (*rvis, *aifs, *mbfs) if x]
+    outdir = prepare_output_dir(args.output, inputs=[*args.inputs, *extra_inputs])  # fails before any work
+    out = outdir.path
+    t0 = time.time()
+    inputs, failed = _load_inputs(args, conds, levels, rvis, aifs, mbfs)
     if not inputs:
         raise PerfusionInputError(f"none of the {n} perfusion input(s) could be read: "
                                   + "; ".join(f"{nm}: {msg}" for nm, msg in failed))

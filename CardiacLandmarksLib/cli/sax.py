@@ -178,6 +178,25 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _evaluation_cases(args: argparse.Namespace) -> list:
+    """The labelled cases of ``evaluate``: ``--data`` (default ACDC in the data root) on ``--split`` (the bundled
+    SAX model's validation or training patients from its card, the fixed test split, or all)."""
+    from CardiacLandmarksLib.datasets.sax import acdc_cases, paired_cases, test_cases
+    from CardiacLandmarksLib.models.loader import read_card
+
+    data = Path(args.data) if args.data else data_root() / "acdc"
+    if not data.exists():
+        from CardiacLandmarksLib.core.errors import InputNotFoundError
+        raise InputNotFoundError(f"evaluation data folder {data} does not exist")
+    cases = acdc_cases(data) or paired_cases(data)
+    if args.split == "test":
+        return test_cases(cases)
+    if args.split == "all":
+        return cases
+    keep = set(read_card("sax_unet").get("training", {}).get(f"{args.split}_patients", []))
+    return [c for c in cases if c.patient in keep] or cases
+
+
 def cmd_evaluate(args: argparse.Namespace) -> int:
     if args.json and args.json != "-":
         from CardiacLandmarksLib.io.outputs import check_output_file
@@ -190,25 +209,11 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
         return cmd_evaluate_function(args)
     args.split = args.split or "val"
-    from CardiacLandmarksLib.datasets.sax import acdc_cases, paired_cases
     from CardiacLandmarksLib.evaluation.sax import evaluate_case, format_table, summarise
-    from CardiacLandmarksLib.models.loader import load_model, read_card
+    from CardiacLandmarksLib.models.loader import load_model
     from CardiacLandmarksLib.sax.pipeline import detect_landmarks
 
-    data = Path(args.data) if args.data else data_root() / "acdc"
-    if not data.exists():
-        from CardiacLandmarksLib.core.errors import InputNotFoundError
-        raise InputNotFoundError(f"evaluation data folder {data} does not exist")
-    cases = acdc_cases(data) or paired_cases(data)
-    card = read_card("sax_unet")
-    split = card.get("training", {})
-    if args.split == "test":
-        from CardiacLandmarksLib.datasets.sax import test_cases
-
-        cases = test_cases(cases)
-    elif args.split != "all":
-        keep = set(split.get(f"{args.split}_patients", []))
-        cases = [c for c in cases if c.patient in keep] or cases
+    cases = _evaluation_cases(args)
     from tqdm import tqdm
 
     from CardiacLandmarksLib.core.errors import CardiacLandmarksError
