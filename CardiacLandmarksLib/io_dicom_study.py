@@ -1,0 +1,331 @@
+"""A whole DICOM study folder: one header scan, a summary per series, per-slice SAX assembly.
+
+:func:`scan_study_folder` reads every file of a folder **header only**, with the scanner of
+:mod:`.io_dicom` (the same parsing, damage checks and enhanced multi-frame expansion), and
+summarises each ``SeriesInstanceUID`` as a :class:`SeriesHeader`: orientation, slice positions
+along the plane normal, phases per slice, trigger-time and acquisition-time spans, inversion
+time, sequence name, image type. Nothing is decoded; pixels are read only by
+:meth:`DicomStudyScan.load`, which reuses the scan.
+
+**Per-slice stacks** (:func:`find_slice_stacks`): some scanners (commonly Siemens) store a
+short-axis cine stack as one series per slice position (six series of one slice x 25 phases,
+same orientation, parallel planes). Series are grouped into one stack when they are all MR
+image series of **one slice** each, with
+
+* the same ImageOrientationPatient (within 1e-3), Rows x Columns and PixelSpacing,
+* the same StudyInstanceUID (not necessarily the same FrameOfReferenceUID: slices of
+  separate breath-holds may carry different ones, as in the Sunnybrook GE cine),
+* the same number of phases, and not first-pass perfusion (whose slices are separate
+  heartbeats, not one stack),
+* the same SeriesDescription once digits are removed ("sa_1", "sa_2" ... or all "cine_sax"),
+* distinct positions along the common normal (no two within 0.05 mm),
+
+and there are at least :data:`MIN_STACK_SLICES` (3) of them. :meth:`DicomStudyScan.load` with
+several series UIDs assembles them exactly as one multi-slice series would be (slices sorted
+along the normal, phases by TriggerTime): see :func:`.io_dicom.load_dicom_folder`.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from . import io_dicom
+from .errors import InputNotFoundError, NoDicomError
+from .series import CMRSeries
+
+logger = logging.getLogger(__name__)
+
+MIN_STACK_SLICES = 3
+_IOP_TOL = 1e-3
+_POS_TOL_MM = 0.05
+
+
+@dataclass
+class SeriesHeader:
+    """Header summary of one DICOM series (no pixel data read).
+
+    Attributes:
+        series_uid: SeriesInstanceUID; description: SeriesDescription (or ProtocolName);
+        series_number: SeriesNumber or None; modality; sop_class: SOP class name.
+        is_mr_image: MR objects with grey-level pixel data.
+        n_files, n_frames: files and image frames of the series.
+        rows, cols: image size (first frame); pixel_spacing: ``(row, column)`` mm or None.
+        iop: ImageOrientationPatient of the first frame ``(6,)`` or None.
+        normal: unit plane normal ``row x column`` (LPS) or None.
+        n_orientations: distinct orientations in the series (3 in a tri-plane localiser).
+        heights_mm: sorted distinct slice positions along ``normal`` (mm).
+        n_slices: ``len(heights_mm)`` (0 without geometry).
+        n_phases: frames per slice when every slice has the same count, else None.
+        trigger_span_ms: max - min TriggerTime over the series (None when any frame lacks it).
+        acquisition_span_s: max - min AcquisitionTime (None when absent).
+        inversion_times: distinct InversionTime values (ms).
+        sequence_name: SequenceName (0018,0024) or ScanningSequence; protocol_name; image_type
+            (ImageType joined with backslashes).
+        study_uid, frame_of_reference_uid, manufacturer.
+        files: the files of the series (sorted).
+        damaged: files of the series that are empty/truncated/unreadable.
+    """
+
+    series_uid: str
+    description: str
+    series_number: int | None
+    modality: str
+    sop_class: str
+    is_mr_image: bool
+    n_files: int
+    n_frames: int
+    rows: int | None
+    cols: int | None
+    pixel_spacing: tuple[float, float] | None
+    iop: np.ndarray | None
+    normal: np.ndarray | None
+    n_orientations: int
+    heights_mm: list[float]
+    n_slices: int
+    n_phases: int | None
+    trigger_span_ms: float | None
+    acquisition_span_s: float | None
+    inversion_times: list[float]
+    sequence_name: str
+    protocol_name: str
+    image_type: str
+    study_uid: str
+    frame_of_reference_uid: str
+    manufacturer: str
+    files: list[str] = field(default_factory=list)
+    damaged: list[str] = field(default_factory=list)
+
+    def label(self) -> str:
+        """Short name for tables: ``#<number> '<description>'``."""
+        num = f"#{self.series_number} " if self.series_number is not None else ""
+        return f"{num}'{self.description or '<no description>'}'"
+
+
+@dataclass
+class DicomStudyScan:
+    """Result of :func:`scan_study_folder`: headers per series plus the scan to load from."""
+
+    folder: Path
+    series: list[SeriesHeader]
+    damaged: list[tuple[str, str]]  # (file, reason) for damaged files whose series is unknown
+    n_not_dicom: int
+    _scan: object = None
+
+    def load(self, series_uids: str | list[str]) -> CMRSeries:
+        """Load one series, or several per-slice series as one stack (see module docstring).
+
+        Args:
+            series_uids: one SeriesInstanceUID, or a list of them forming one stack.
+
+        Returns:
+            :class:`CMRSeries`, pixels float32 ``[t, k, j, i]``, LPS geometry.
+
+        Raises:
+            as :func:`.io_dicom.load_dicom_folder` (CorruptFileError, MissingGeometryError,
+            InvalidImageError, NotMRImageError, NoDicomError).
+        """
+        uids = [series_uids] if isinstance(series_uids, str) else list(series_uids)
+        return load_series_group(self._scan, uids, str(self.folder))
+
+
+def scan_study_folder(folder: str | Path, recursive: bool = True) -> DicomStudyScan:
+    """Header-only scan of a study folder (see module docstring).
+
+    Args:
+        folder: folder with the DICOM files of one study (sub-folders included when
+            ``recursive``); non-DICOM files are counted and ignored.
+
+    Returns:
+        :class:`DicomStudyScan`, series sorted by series number then UID.
+
+    Raises:
+        InputNotFoundError: the folder does not exist.
+        NoDicomError: the path is not a folder.
+    """
+    folder = Path(folder).expanduser()
+    if not folder.exists():
+        raise InputNotFoundError(f"study folder not found: {folder}")
+    if not folder.is_dir():
+        raise NoDicomError(f"not a folder: {folder}")
+    with io_dicom._quiet_pydicom():
+        scan = io_dicom._scan_paths(io_dicom._iter_files(folder, recursive))
+    return _summarise_scan(scan, folder)
+
+
+def _summarise_scan(scan, folder: Path) -> DicomStudyScan:
+    groups: dict[str, list] = {}
+    for o in scan.objects:
+        groups.setdefault(o.series_uid, []).append(o)
+    damaged_by_uid: dict[str, list[str]] = {}
+    loose: list[tuple[str, str]] = []
+    for p, reason, uid in scan.corrupt:
+        if uid:
+            damaged_by_uid.setdefault(uid, []).append(f"{p.name}: {reason}")
+        else:
+            loose.append((str(p), reason))
+    for p in scan.empty:
+        loose.append((str(p), "empty (0 bytes)"))
+    headers = [_header(uid, objs, damaged_by_uid.get(uid, [])) for uid, objs in groups.items()]
+    for uid, dam in damaged_by_uid.items():
+        if uid not in groups:  # every file of the series is damaged
+            headers.append(SeriesHeader(uid, "", None, "", "", False, 0, 0, None, None, None, None, None, 0, [], 0,
+                                        None, None, None, [], "", "", "", "", "", "", [], dam))
+    headers.sort(key=lambda h: (h.series_number if h.series_number is not None else 1 << 30, h.series_uid))
+    return DicomStudyScan(folder, headers, loose, scan.n_not_dicom, scan)
+
+
+def _header(uid: str, objs: list, damaged: list[str]) -> SeriesHeader:
+    o0 = objs[0]
+    frames = [fr for o in objs for fr in o.frames]
+    is_mr = all(io_dicom._is_mr_image(o) for o in objs)
+    iops = [fr.iop for fr in frames if fr.iop is not None]
+    distinct: list[np.ndarray] = []
+    for v in iops:
+        if not any(np.max(np.abs(v - d)) <= _IOP_TOL for d in distinct):
+            distinct.append(v)
+    iop = iops[0] if iops else None
+    normal = None
+    heights: list[float] = []
+    n_phases = None
+    if iop is not None:
+        r, c = iop[:3], iop[3:]
+        n = np.cross(r, c)
+        if np.linalg.norm(n) > 1e-6:
+            normal = n / np.linalg.norm(n)
+            hs = sorted(float(fr.ipp @ normal) for fr in frames if fr.ipp is not None)
+            counts: list[int] = []
+            for h in hs:
+                if heights and h - heights[-1] <= _POS_TOL_MM:
+                    counts[-1] += 1
+                else:
+                    heights.append(h)
+                    counts.append(1)
+            if counts and len(set(counts)) == 1:
+                n_phases = counts[0]
+    trig = [fr.trigger_time for fr in frames]
+    trig_span = float(max(trig) - min(trig)) if trig and all(t is not None for t in trig) else None
+    acq = [fr.acq_time for fr in frames if fr.acq_time is not None]
+    acq_span = float(max(acq) - min(acq)) if len(acq) == len(frames) and acq else None
+    inv = sorted({round(float(o.header["inversion_time"]), 1) for o in objs if o.header.get("inversion_time")})
+    ps = frames[0].pixel_spacing if frames and frames[0].pixel_spacing is not None else None
+    hd = o0.header
+    return SeriesHeader(
+        series_uid=uid,
+        description=o0.description,
+        series_number=o0.series_number,
+        modality=o0.modality,
+        sop_class=io_dicom._sop_name(o0.sop_class_uid),
+        is_mr_image=is_mr,
+        n_files=len(objs),
+        n_frames=len(frames),
+        rows=frames[0].rows if frames else None,
+        cols=frames[0].cols if frames else None,
+        pixel_spacing=(float(ps[0]), float(ps[1])) if ps is not None else None,
+        iop=iop,
+        normal=normal,
+        n_orientations=len(distinct),
+        heights_mm=heights,
+        n_slices=len(heights),
+        n_phases=n_phases,
+        trigger_span_ms=trig_span,
+        acquisition_span_s=acq_span,
+        inversion_times=inv,
+        sequence_name=hd.get("sequence_name") or hd.get("scanning_sequence") or "",
+        protocol_name=hd.get("protocol_name") or "",
+        image_type=hd.get("image_type") or "",
+        study_uid=hd.get("study_uid") or "",
+        frame_of_reference_uid=hd.get("frame_of_reference_uid") or "",
+        manufacturer=hd.get("manufacturer") or "",
+        files=sorted(str(o.path) for o in objs),
+        damaged=damaged,
+    )
+
+
+def _description_stem(text: str) -> str:
+    return re.sub(r"[\d\s_\-.]+", " ", (text or "").lower()).strip()
+
+
+def _is_perfusion_like(h: SeriesHeader) -> bool:
+    if re.search(r"perf|first ?pass", (h.description or "").lower()):
+        return True
+    span_s = (h.trigger_span_ms / 1000.0) if h.trigger_span_ms is not None else h.acquisition_span_s
+    return bool(h.n_phases and h.n_phases >= 20 and span_s is not None and span_s > 3.0)
+
+
+def find_slice_stacks(headers: list[SeriesHeader]) -> list[list[str]]:
+    """Groups of single-slice series that form one stack (rules in the module docstring).
+
+    Args:
+        headers: :class:`SeriesHeader` list of one folder.
+
+    Returns:
+        list of groups, each a list of SeriesInstanceUIDs ordered along the common normal
+        (at least :data:`MIN_STACK_SLICES` each); series in no group are left out.
+    """
+    cands = [h for h in headers if h.is_mr_image and h.n_slices == 1 and h.n_orientations == 1
+             and h.iop is not None and h.n_phases and not h.damaged and not _is_perfusion_like(h)]
+    groups: list[list[SeriesHeader]] = []
+    for h in cands:
+        for g in groups:
+            r = g[0]
+            if (np.max(np.abs(h.iop - r.iop)) <= _IOP_TOL and (h.rows, h.cols) == (r.rows, r.cols)
+                    and h.pixel_spacing is not None and r.pixel_spacing is not None
+                    and np.allclose(h.pixel_spacing, r.pixel_spacing, atol=1e-4)
+                    and h.study_uid == r.study_uid
+                    and h.n_phases == r.n_phases and _description_stem(h.description) == _description_stem(r.description)):
+                g.append(h)
+                break
+        else:
+            groups.append([h])
+    out = []
+    for g in groups:
+        if len(g) < MIN_STACK_SLICES:
+            continue
+        n = g[0].normal
+        hs = sorted((float(h.heights_mm[0]) if h.normal @ n > 0 else -float(h.heights_mm[0]), h.series_uid) for h in g)
+        if any(b[0] - a[0] <= _POS_TOL_MM for a, b in zip(hs, hs[1:])):
+            continue
+        out.append([uid for _, uid in hs])
+    return out
+
+
+def load_series_group(scan, series_uids: list[str], where: str) -> CMRSeries:
+    """Assemble the image objects of ``series_uids`` (from an :mod:`.io_dicom` scan) as one series.
+
+    One UID behaves as :func:`.io_dicom.load_dicom_folder` with ``series_uid``; several are
+    assembled into one stack (per-slice series). ``metadata["series_uids"]`` lists them and
+    ``metadata["assembled_from"]`` gives their count when more than one.
+
+    Raises:
+        NoDicomError: a UID is not in the scan; CorruptFileError: a file of the series is
+        damaged; others as :func:`.io_dicom.load_dicom_folder`.
+    """
+    uids = list(series_uids)
+    with io_dicom._quiet_pydicom():
+        if len(uids) == 1:
+            series = io_dicom._load_from_scan(scan, where, uids[0])
+        else:
+            present = {o.series_uid for o in scan.objects}
+            missing = [u for u in uids if u not in present]
+            if missing:
+                raise NoDicomError(f"series {missing[0]} not found in {where}")
+            chosen = [o for o in scan.objects if o.series_uid in set(uids)]
+            for o in chosen:
+                io_dicom._check_mr_image(o)
+            damaged = [c for c in scan.corrupt if c[2] in set(uids)]
+            if damaged:
+                p, reason, _ = damaged[0]
+                from .errors import CorruptFileError
+
+                raise CorruptFileError(f"{p.name}: {reason}: {p}")
+            series = io_dicom._assemble(chosen, where)
+            series.metadata["assembled_from"] = len(uids)
+            logger.info("%s: %d single-slice series assembled into one %d-slice stack", where, len(uids),
+                        series.n_slices)
+    series.metadata["series_uids"] = uids
+    return series

@@ -1,0 +1,262 @@
+"""Analyse a whole study: route every series, run every analysis that applies, one report.
+
+:func:`analyse_study` is the one study API (the ``study`` command, the batch workers and any
+other front end call it):
+
+1. :func:`.routing.route_study` classifies every series (view, sequence, analyses, reason);
+2. SAX: landmarks and RVI angles on every SAX cine (``tasks.run_sax``);
+   LV/RV function on the reference stack when the ``function`` package is present;
+3. long-axis views whose chamber is not named get it from the SAX landmarks
+   (:func:`.routing.refine_lax_chamber`); then LV length and shortening (``tasks.run_lax``);
+4. perfusion: every slice of each perfusion series (``tasks.run_perfusion``);
+5. cross-checks of each long-axis view against the SAX stack (:mod:`.crosscheck`).
+
+A series whose analysis fails is recorded with its error (type and message) and the study
+goes on; unsupported series are listed with the reason. :meth:`StudyResult.write` writes
+``study.json``, ``routing.txt`` and the one-page ``summary.png`` (:mod:`.report`); each task
+writes its own usual files into ``<output>/<series key>_<task>/``.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import CardiacLandmarksError
+from . import tasks
+from .crosscheck import crosscheck
+from .routing import RoutedSeries, StudyRouting, refine_lax_chamber, route_study
+from .tasks import KeyValue, Models, TaskOutcome
+
+logger = logging.getLogger(__name__)
+
+ProgressFn = Callable[[str], None]
+
+#: cohort table columns from the key values (name in the study -> column stem)
+COHORT_VALUES = (
+    ("RVI angle (mid, ED)", "rvi_angle_deg"),
+    ("RVI opening angle (mid, ED)", "rvi_opening_deg"),
+    ("LV EDV", "lv_edv_ml"),
+    ("LV ESV", "lv_esv_ml"),
+    ("LV EF", "lv_ef_pct"),
+    ("RV EDV", "rv_edv_ml"),
+    ("RV ESV", "rv_esv_ml"),
+    ("RV EF", "rv_ef_pct"),
+    ("LV length ED", "lv_length_ed_mm"),
+    ("LV length ES", "lv_length_es_mm"),
+    ("Longitudinal shortening", "lax_shortening_pct"),
+    ("perfusion stress", "perfusion_stress"),
+    ("perfusion rest", "perfusion_rest"),
+    ("perfusion perfusion", "perfusion_unlabelled"),
+)
+
+
+@dataclass
+class StudyResult:
+    """Everything :func:`analyse_study` found and computed for one study.
+
+    Attributes:
+        routing: the routed series.
+        outcomes: one :class:`~.tasks.TaskOutcome` per analysis run (ok or failed).
+        crosschecks: LAX-vs-SAX :class:`~.tasks.KeyValue` list.
+        seconds: wall time of the analyses.
+    """
+
+    routing: StudyRouting
+    outcomes: list[TaskOutcome] = field(default_factory=list)
+    crosschecks: list[KeyValue] = field(default_factory=list)
+    crosscheck_geometry: dict = field(default_factory=dict)
+    seconds: float = 0.0
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def errors(self) -> list[str]:
+        return [f"{o.task} on {o.series_key}: {o.error}" for o in self.outcomes if not o.ok]
+
+    @property
+    def status(self) -> str:
+        """``"ok"``: every analysis ran and every key value is ok; ``"review"``: some value
+        needs review or some analysis failed; ``"n/a"``: nothing could be analysed."""
+        if not self.outcomes:
+            return "n/a"
+        if self.errors or any(v.status == "review" for v in self.key_values()):
+            return "review"
+        return "ok"
+
+    def key_values(self) -> list[KeyValue]:
+        return [v for o in self.outcomes if o.ok for v in o.values] + list(self.crosschecks)
+
+    def to_dict(self) -> dict:
+        from .. import __name__ as pkg
+
+        models = {}
+        for o in self.outcomes:
+            res = o.result
+            m = getattr(res, "model", None)
+            if isinstance(m, dict) and m.get("name"):
+                models[m["name"]] = {k: m.get(k) for k in ("name", "version", "sha256")}
+        return {
+            "format": "cardiac-landmarks study report",
+            "version": 1,
+            "library": pkg,
+            "study": self.routing.path,
+            "status": self.status,
+            "errors": self.errors,
+            "routing": self.routing.to_dict(),
+            "analyses": [o.to_dict() for o in self.outcomes],
+            "crosschecks": [v.to_dict() for v in self.crosschecks],
+            "crosscheck_geometry": self.crosscheck_geometry,
+            "key_values": [v.to_dict() for v in self.key_values()],
+            "models": models,
+            "coordinate_system": "LPS",
+            "units": "mm",
+            "notes": self.routing.notes + self.notes,
+            "seconds": round(self.seconds, 2),
+        }
+
+    def cohort_row(self) -> dict:
+        """One flat row for the cohort table: counts, analyses, and each key value of
+        :data:`COHORT_VALUES` with its status (the first match; blank when absent)."""
+        r = self.routing
+        row: dict = {
+            "n_series": len(r.series),
+            "n_analysed": sum(1 for s in r.series if s.analyses),
+            "n_listed_only": sum(1 for s in r.series if not s.analyses),
+            "analyses": ";".join(sorted({o.task for o in self.outcomes if o.ok})),
+            "study_status": self.status,
+        }
+        kvs = self.key_values()
+        for name, col in COHORT_VALUES:
+            kv = next((v for v in kvs if v.name.startswith(name) and v.value is not None), None)
+            d = kv.to_dict() if kv is not None else None
+            row[col] = None if d is None else d["value"]
+            row[col + "_status"] = "n/a" if d is None else d["status"]
+        return row
+
+    def write(self, outdir: str | Path) -> list[Path]:
+        """Write ``study.json``, ``routing.txt`` and ``summary.png`` into ``outdir`` (atomic writes).
+
+        Returns the paths written.
+        """
+        from .report import write_study_report
+
+        return write_study_report(self, Path(outdir))
+
+
+def analyse_study(
+    path: str | Path | list,
+    outdir: str | Path,
+    models: Models | None = None,
+    device: str = "cpu",
+    progress: ProgressFn | None = None,
+    routing: StudyRouting | None = None,
+) -> StudyResult:
+    """Route and analyse every series of a study (module docstring).
+
+    Args:
+        path: DICOM study folder, folder of image files, or a list of files/folders.
+        outdir: output folder; each analysis writes into ``<outdir>/<series key>_<task>/``.
+        models: shared model cache (a batch worker passes its own); default: a new one.
+        device: ``"cpu"`` or ``"cuda"`` for a new model cache.
+        progress: called with a short message before each analysis.
+        routing: an already computed routing (the CLI prints it first).
+
+    Returns:
+        :class:`StudyResult` (call ``.write(outdir)`` for the study report).
+
+    Raises:
+        InputNotFoundError, NoDicomError: the study cannot be read at all (from routing).
+        Analysis errors of single series do not raise: they are recorded in the result.
+    """
+    t0 = time.perf_counter()
+    outdir = Path(outdir)
+    outdir.mkdir(parents=True, exist_ok=True)
+    routing = routing or route_study(path)
+    models = models or Models(device)
+    result = StudyResult(routing)
+    say = progress or (lambda msg: None)
+
+    def run(task: str, entry: RoutedSeries, fn) -> TaskOutcome:
+        say(f"{task}: {entry.label}")
+        t = time.perf_counter()
+        try:
+            out = fn()
+        except Exception as exc:  # noqa: BLE001 - one series must not stop the study
+            if not isinstance(exc, CardiacLandmarksError):
+                logger.exception("%s on %s failed", task, entry.label)
+            out = TaskOutcome(task, entry.key, ok=False, error=f"{type(exc).__name__}: {exc}")
+        out.seconds = time.perf_counter() - t
+        result.outcomes.append(out)
+        return out
+
+    sax_ref_out: TaskOutcome | None = None
+    sax_ref_series = None
+    for e in routing.to_analyse("sax"):
+        o = run("sax", e, lambda e=e: tasks.run_sax(e.load(), models, outdir / f"{e.key}_sax", outdir, e.key))
+        if e.is_sax_reference and o.ok:
+            sax_ref_out, sax_ref_series = o, e.load()
+    for e in routing.to_analyse("function"):
+        # TODO(lead): call the LV/RV function analysis here once CardiacLandmarksLib.function is on main:
+        #   run("function", e, lambda e=e: tasks.run_function(e.load(), models, outdir / f"{e.key}_function",
+        #                                                   outdir, e.key))
+        # with tasks.run_function wrapping function.analyse_function(series, ...) and returning the
+        # key values "LV EDV", "LV ESV", "LV EF", "RV EDV", "RV ESV", "RV EF" (names used by COHORT_VALUES).
+        result.notes.append(f"function analysis of {e.label}: not run (function package not wired in yet)")
+    if sax_ref_out is not None:
+        _refine_chambers(routing, sax_ref_out.result, sax_ref_series)
+    lax_outs: list[tuple[RoutedSeries, TaskOutcome]] = []
+    for e in routing.to_analyse("lax"):
+        o = run("lax", e, lambda e=e: tasks.run_lax(e.load(), e.view, models, outdir / f"{e.key}_lax", outdir, e.key))
+        lax_outs.append((e, o))
+    for e in routing.to_analyse("perfusion"):
+        o = run("perfusion", e, lambda e=e: tasks.run_perfusion(_perfusion_slices(e), models,
+                                                                 outdir / f"{e.key}_perfusion", outdir, e.key))
+    if sax_ref_out is not None:
+        for e, o in lax_outs:
+            if not o.ok:
+                continue
+            values, geo = crosscheck(sax_ref_series, sax_ref_out.result, e.load(), o.result, e.key)
+            if values:
+                result.crosschecks += values
+                result.crosscheck_geometry[e.key] = geo
+            else:
+                result.notes.append(f"cross-check {e.key}: mitral points, apex or SAX C-LV not found")
+    elif lax_outs:
+        result.notes.append("no SAX stack analysed: long-axis landmarks not cross-checked")
+    result.seconds = time.perf_counter() - t0
+    return result
+
+
+def _refine_chambers(routing: StudyRouting, lmset, series) -> None:
+    k = tasks.sax_mid_slice(lmset, 0)
+    if k is None:
+        return
+    a, i, c = (lmset.get(n, k, 0).position for n in ("A-RVI", "I-RVI", "C-LV"))
+    rv = 0.5 * (a + i) - c
+    if np.linalg.norm(rv) < 1e-6:
+        return
+    n = series.direction[:, 2]
+    for e in routing.series:
+        if e.view == "lax" and e.normal is not None:
+            refine_lax_chamber(e, c, rv / np.linalg.norm(rv), n)
+
+
+def _perfusion_slices(e: RoutedSeries) -> list[tuple[str, object]]:
+    import copy
+
+    s = e.load()
+    if s.n_slices == 1:
+        return [(e.key, s)]
+    out = []
+    for k in range(s.n_slices):
+        sk = copy.copy(s)
+        sk.pixels = np.ascontiguousarray(s.pixels[:, k : k + 1])
+        sk.slice_origins = s.slice_origins[k : k + 1]
+        sk.metadata = dict(s.metadata, slice_of=k)
+        out.append((f"{e.key}_slice{k}", sk))
+    return out

@@ -1,0 +1,207 @@
+"""The study report: ``study.json``, ``routing.txt`` and a one-page ``summary.png``.
+
+``summary.png`` (landscape, one page) holds:
+
+* the title: study, status (ok / review / n/a), number of series, analyses run;
+* the routing table: every series -> view / sequence -> analysis, or the reason it is listed only;
+* the key values with their status (green ok, orange review, grey n/a), including the
+  long-axis vs SAX cross-checks;
+* pictures: the SAX mid slice at ED with its landmarks; each long-axis view at ED with its
+  mitral points, apex and the lines where the SAX slices with LV cut it (basal and apical
+  ones marked, so the cross-check can be seen); the perfusion bull's-eye when one was made.
+
+Images are drawn as stored (i to the right, j down) with their physical pixel aspect.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+from pathlib import Path
+
+import numpy as np
+
+from ..fileio import atomic_write_bytes, atomic_write_text
+
+logger = logging.getLogger(__name__)
+
+_STATUS_COLOUR = {"ok": "#1a7f37", "review": "#c2410c", "n/a": "#6b7280"}
+_FLAG_COLOUR = {"high": "#22c55e", "low": "#f97316"}
+
+
+def write_study_report(result, outdir: Path) -> list[Path]:
+    """Write ``study.json``, ``routing.txt`` and ``summary.png`` of a :class:`~.analyse.StudyResult`.
+
+    Returns:
+        the paths written (atomic writes; an existing report is replaced).
+    """
+    outdir.mkdir(parents=True, exist_ok=True)
+    d = result.to_dict()
+    written = [atomic_write_text(outdir / "study.json", json.dumps(_clean(d), indent=2, allow_nan=False) + "\n"),
+               atomic_write_text(outdir / "routing.txt", result.routing.table() + "\n")]
+    try:
+        written.append(atomic_write_bytes(outdir / "summary.png", render_summary_png(result, outdir)))
+    except Exception:  # noqa: BLE001 - the picture must never lose the JSON report
+        logger.exception("summary picture of %s failed", result.routing.path)
+    return written
+
+
+def _clean(obj):
+    if isinstance(obj, dict):
+        return {str(k): _clean(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_clean(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return _clean(obj.tolist())
+    if isinstance(obj, (np.floating, float)):
+        return float(obj) if np.isfinite(obj) else None
+    if isinstance(obj, np.integer):
+        return int(obj)
+    if isinstance(obj, np.bool_):
+        return bool(obj)
+    return obj
+
+
+def _window(img: np.ndarray) -> tuple[float, float]:
+    lo, hi = np.percentile(img, [0.5, 99.5])
+    return float(lo), float(hi if hi > lo else lo + 1)
+
+
+def _show(ax, img: np.ndarray, spacing) -> None:
+    lo, hi = _window(img)
+    ax.imshow(img, cmap="gray", vmin=lo, vmax=hi, aspect=float(spacing[1]) / float(spacing[0]),
+              interpolation="bilinear")
+    ax.set_xticks([])
+    ax.set_yticks([])
+
+
+def _sax_panel(ax, series, lmset, key) -> None:
+    from .tasks import sax_mid_slice
+
+    k = sax_mid_slice(lmset, 0)
+    if k is None:
+        k = series.n_slices // 2
+    _show(ax, series.pixels[0, k], series.spacing)
+    pts = {}
+    for lm in lmset.landmarks:
+        if lm.slice == k and lm.phase == 0 and lm.found:
+            i, j = lm.ijk[0], lm.ijk[1]
+            pts[lm.name] = (i, j)
+            ax.plot(i, j, "o", ms=6, mfc="none", mew=1.8, color=_FLAG_COLOUR.get(lm.flag, "w"))
+            ax.annotate(lm.name, (i, j), xytext=(4, -4), textcoords="offset points", color="yellow", fontsize=7)
+    if "C-LV" in pts:
+        for n in ("A-RVI", "I-RVI"):
+            if n in pts:
+                ax.plot(*zip(pts["C-LV"], pts[n]), "-", color="cyan", lw=0.8)
+        ci, cj = pts["C-LV"]
+        r = 55.0 / series.spacing[0]
+        ax.set_xlim(ci - r, ci + r)
+        ax.set_ylim(cj + r, cj - r)
+    ang = next((m.value for m in lmset.measurements if m.name == "RVI angle" and m.slice == k and m.phase == 0), None)
+    ax.set_title(f"SAX {key}: slice {k}, ED" + (f", RVI angle {ang:.0f} deg" if ang is not None else ""), fontsize=8)
+
+
+def _lax_panel(ax, series, lmset, key, view, sax_series=None, sax_lmset=None, geo=None) -> None:
+    from .crosscheck import _ed_phase, sax_lines_in_lax
+
+    t = _ed_phase(lmset)
+    _show(ax, series.pixels[t, 0], series.spacing)
+    if sax_series is not None and sax_lmset is not None:
+        ks = sorted({lm.slice for lm in sax_lmset.landmarks if lm.name == "C-LV" and lm.phase == 0 and lm.found})
+        for k, line in sax_lines_in_lax(sax_series, series, ks):
+            special = geo and k in (geo.get("basal_sax_slice"), geo.get("apical_sax_slice"))
+            ax.plot(line[:, 0], line[:, 1], "-", color="magenta" if special else "#60a5fa",
+                    lw=1.0 if special else 0.5, alpha=0.9 if special else 0.6)
+    for lm in lmset.landmarks:
+        if lm.slice == 0 and lm.phase == t and lm.found:
+            ax.plot(lm.ijk[0], lm.ijk[1], "o", ms=6, mfc="none", mew=1.8, color=_FLAG_COLOUR.get(lm.flag, "w"))
+            ax.annotate(lm.name, (lm.ijk[0], lm.ijk[1]), xytext=(4, -4), textcoords="offset points",
+                        color="yellow", fontsize=7)
+    rows, cols = series.shape_ji
+    ax.set_xlim(0, cols - 1)
+    ax.set_ylim(rows - 1, 0)
+    ax.set_title(f"{view.upper()} {key}: ED (phase {t}); SAX slices with LV in blue (basal/apical magenta)",
+                 fontsize=8)
+
+
+def render_summary_png(result, outdir: Path, dpi: int = 100) -> bytes:
+    """The one-page summary picture (module docstring) as PNG bytes."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.image as mpimg
+    import matplotlib.pyplot as plt
+
+    r = result.routing
+    panels = []
+    sax_series = sax_lmset = None
+    for o in result.outcomes:
+        if not o.ok:
+            continue
+        e = next(s for s in r.series if s.key == o.series_key)
+        if o.task == "sax" and e.is_sax_reference:
+            sax_series, sax_lmset = e.load(), o.result
+            panels.insert(0, ("sax", e, o))
+    for o in result.outcomes:
+        if o.ok and o.task == "lax":
+            panels.append(("lax", next(s for s in r.series if s.key == o.series_key), o))
+    for o in result.outcomes:
+        if o.ok and o.task == "perfusion":
+            png = next((outdir / f for f in o.files if f.endswith("bullseye.png")), None)
+            if png is not None and png.exists():
+                panels.append(("perfusion", png, o))
+    n_pan = max(1, min(len(panels), 4))
+    fig = plt.figure(figsize=(16, 10), dpi=dpi)
+    gs = fig.add_gridspec(2, n_pan, height_ratios=[0.62, 1.38], hspace=0.12, wspace=0.05,
+                          left=0.02, right=0.98, top=0.93, bottom=0.02)
+    status = result.status
+    fig.suptitle(f"Study {Path(r.path).name or r.path}   status: {status.upper()}   {len(r.series)} series, "
+                 f"analyses: {', '.join(sorted({o.task for o in result.outcomes if o.ok})) or 'none'}",
+                 fontsize=13, color=_STATUS_COLOUR.get(status, "k"), x=0.02, ha="left")
+    # routing table + key values
+    top = fig.add_subplot(gs[0, :])
+    top.axis("off")
+    lines = r.table().splitlines()
+    if len(lines) > 16:
+        lines = lines[:15] + [f"... {len(lines) - 15} more series (routing.txt)"]
+    top.text(0.0, 1.0, "\n".join(line[:120] for line in lines), family="monospace", fontsize=7.5, va="top",
+             ha="left", transform=top.transAxes)
+    y = 1.0
+    top.text(0.66, y, "key values", fontsize=9, weight="bold", va="top", transform=top.transAxes)
+    y -= 0.07
+    kvs = result.key_values()
+    for kv in kvs[:18]:
+        d = kv.to_dict()
+        v = "-" if d["value"] is None else f"{d['value']:.1f} {d['unit']}"
+        top.text(0.66, y, f"{d['status']:>6}  {kv.name[:52]}: {v}", fontsize=7.5, family="monospace", va="top",
+                 color=_STATUS_COLOUR.get(d["status"], "k"), transform=top.transAxes)
+        y -= 0.052
+    for err in result.errors[:3]:
+        top.text(0.66, y, f" error  {err[:70]}", fontsize=7.5, family="monospace", va="top", color="#b91c1c",
+                 transform=top.transAxes)
+        y -= 0.052
+    for c, (kind, e, o) in enumerate(panels[:n_pan]):
+        ax = fig.add_subplot(gs[1, c])
+        try:
+            if kind == "sax":
+                _sax_panel(ax, e.load(), o.result, e.key)
+            elif kind == "lax":
+                view = getattr(o.result, "view", e.view)
+                _lax_panel(ax, e.load(), o.result, e.key, view, sax_series, sax_lmset,
+                           result.crosscheck_geometry.get(e.key))
+            else:
+                ax.imshow(mpimg.imread(e))
+                ax.axis("off")
+                ax.set_title(f"perfusion {o.series_key}", fontsize=8)
+        except Exception:  # noqa: BLE001 - one panel must not lose the page
+            logger.exception("summary panel %s %s failed", kind, o.series_key)
+            ax.axis("off")
+    if not panels:
+        ax = fig.add_subplot(gs[1, 0])
+        ax.axis("off")
+        ax.text(0.5, 0.5, "no series analysed", ha="center", va="center", fontsize=14)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi)
+    plt.close(fig)
+    return buf.getvalue()

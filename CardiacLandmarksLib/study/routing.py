@@ -1,0 +1,567 @@
+"""Route every series of a study to the analysis that applies.
+
+A study is a DICOM folder (any number of series, sub-folders included) or a folder of image
+files with real geometry (NIfTI, NRRD, MHA: one series per file), or an explicit list of
+files (a manifest row). :func:`route_study` returns a :class:`StudyRouting`: one
+:class:`RoutedSeries` per series (or per assembled group), with its view, its sequence, the
+analyses to run and the reason, and the evidence used.
+
+**Sequence** (from tags first; keywords via :func:`.io_common.guess_sequence`):
+
+* ``localiser``: description ``loc``/``scout``/``survey``/``pilot``/``localizer``, or several
+  orientations in one series (a tri-plane scout);
+* ``label``: an image file named ``*_gt``, ``*_seg``, ``*_label(s)``, ``*_mask``,
+  ``*_manual``, ``*_sectors`` (a segmentation, not an image);
+* ``t1``: keywords (MOLLI, ShMOLLI, SASHA, T1 map), ``ImageType`` holding ``T1`` or ``MAP``, or
+  one slice imaged at several inversion times;
+* ``lge``: keywords (LGE, PSIR, DE, delayed ...), or a single-phase image with an
+  InversionTime (an inversion-recovery scan that is not a cine);
+* ``perfusion``: keywords (perf, first pass, stress, rest ...), or >= 20 frames over <= 4
+  slices spanning more than 3 s of TriggerTime / AcquisitionTime (one image per heartbeat);
+* ``cine``: keywords (cine, TrueFISP/FIESTA/SSFP ...), or >= 10 phases within 3 s, or the
+  ED and ES frames of a cine stored as two files (``*_ED`` / ``*_ES`` of identical geometry:
+  paired into one two-phase series, phase 0 = ED, phase 1 = ES).
+
+**View**, relative to the study's own SAX stack first: the reference SAX stack is the cine
+(or ED/ES pair) with the most parallel slices (>= 3) that no description names a long-axis
+view. For each other series, the angle between its plane normal and the stack's normal:
+<= :data:`SAX_MAX_DEG` (30) -> a short-axis plane; >= :data:`LAX_MIN_DEG` (60) -> a plane that
+contains the LV long axis (long axis). This uses only the relative geometry of the study, so
+it also holds for files whose absolute axes are mis-labelled (the M&Ms-2 NIfTI copies read
+with x and y negated; both planes are negated alike). The chamber (2CH/3CH/4CH) comes from the
+description when it names one; otherwise it is decided after the SAX landmarks are known
+(:func:`refine_lax_chamber`): the line where the long-axis plane cuts the SAX mid slice is
+compared with the LV -> RV direction (C-LV to the middle of the two RV insertions): within
+30 degrees -> 4CH (the plane crosses both ventricles), beyond 60 -> 2CH, between -> 3CH
+(approximate; reported as geometry evidence). Without a SAX stack the absolute orientation
+rule of :func:`.view.recognise_view` is used.
+
+**Analyses**: SAX cine stack or ED/ES pair -> ``sax`` (landmarks, RVI angles) and
+``function`` (LV/RV volumes, EF; when the ``function`` package is present); long-axis cine
+(or a long-axis ED/ES pair) -> ``lax`` (mitral points, apex, LV length, shortening);
+first-pass perfusion -> ``perfusion`` (one analysis per slice, AHA segments). Single
+long-axis frames of a plane that also has a cine are covered by the cine. LGE, T1 maps,
+localisers, labels, unknown sequences, non-MR objects and damaged series are listed with the
+reason and not analysed.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .. import io_dicom_study, io_image
+from ..errors import CardiacLandmarksError, InputNotFoundError, NoDicomError
+from ..io_common import guess_sequence, guess_view
+from ..series import CMRSeries
+from ..view import recognise_view
+
+logger = logging.getLogger(__name__)
+
+SAX_MAX_DEG = 30.0
+LAX_MIN_DEG = 60.0
+FOUR_CH_MAX_DEG = 30.0
+TWO_CH_MIN_DEG = 60.0
+MIN_SAX_SLICES = 3
+
+_LOCALISER = re.compile(r"(\bloc\b|locali[sz]er|scout|survey|pilot|\bloc_|_loc\b|tripilot)")
+_LABEL_NAME = re.compile(r"(_gt|_seg|^seg_|_labels?|_mask|_manual|_sectors)(\b|_|$)")
+_T1 = re.compile(r"(molli|sasha|t1 ?map|\bt1\b|native t1)")
+_LAX_WORDS = re.compile(r"\b(la|lax|long ?axis)\b")
+_EDES = re.compile(r"(?<![a-z0-9])(ed|es)(?![a-z0-9])")
+
+
+def function_available() -> bool:
+    """True when the LV/RV function package (``CardiacLandmarksLib.function``) is installed."""
+    return (Path(__file__).resolve().parents[1] / "function" / "__init__.py").exists()
+
+
+@dataclass
+class RoutedSeries:
+    """One series of a study (or one group of files/series assembled into a series).
+
+    Attributes:
+        key: unique short name (file stem or ``s<SeriesNumber>``), used for output folders.
+        label: human-readable name (description, series number, file names).
+        source: the study-relative source (file name(s), or series UIDs).
+        n_slices, n_phases: geometry of the series (0 when unknown).
+        view: ``"sax"``, ``"2ch"``, ``"3ch"``, ``"4ch"``, ``"lax"`` (long axis, chamber not
+            decided), ``"unknown"`` or ``"-"`` (not an image).
+        sequence: ``"cine"``, ``"perfusion"``, ``"lge"``, ``"t1"``, ``"localiser"``,
+            ``"label"``, ``"unknown"`` or ``"-"``.
+        analyses: analyses to run (``"sax"``, ``"function"``, ``"lax"``, ``"perfusion"``);
+            empty when the series is listed only.
+        reason: why these analyses, or why none.
+        evidence: the facts the decision used (tags, angles, names).
+        angle_to_sax_deg: angle between this plane's normal and the SAX stack normal.
+        is_sax_reference: the study's reference SAX stack.
+        phase_labels: e.g. ``["ED", "ES"]`` for a paired series, else None.
+    """
+
+    key: str
+    label: str
+    source: str
+    n_slices: int = 0
+    n_phases: int = 0
+    view: str = "unknown"
+    sequence: str = "unknown"
+    analyses: list[str] = field(default_factory=list)
+    reason: str = ""
+    evidence: list[str] = field(default_factory=list)
+    angle_to_sax_deg: float | None = None
+    is_sax_reference: bool = False
+    phase_labels: list[str] | None = None
+    normal: np.ndarray | None = None
+    _load: object = None
+    _series: CMRSeries | None = None
+
+    def load(self) -> CMRSeries:
+        """The series' pixels and geometry (loaded once, then kept).
+
+        Raises: the loader's named errors (CorruptFileError, MissingGeometryError ...).
+        """
+        if self._series is None:
+            if self._load is None:
+                raise CardiacLandmarksError(f"{self.label}: not an image series")
+            self._series = self._load()
+            if self.phase_labels:
+                self._series.metadata["phase_labels"] = list(self.phase_labels)
+        return self._series
+
+    def release(self) -> None:
+        """Drop the loaded pixels (memory) once the analyses are done."""
+        self._series = None
+
+    def to_dict(self) -> dict:
+        return {"key": self.key, "label": self.label, "source": self.source, "slices": self.n_slices,
+                "phases": self.n_phases, "view": self.view, "sequence": self.sequence,
+                "analyses": list(self.analyses), "reason": self.reason, "evidence": list(self.evidence),
+                "angle_to_sax_deg": None if self.angle_to_sax_deg is None else round(float(self.angle_to_sax_deg), 1),
+                "sax_reference": self.is_sax_reference, "phase_labels": self.phase_labels}
+
+
+@dataclass
+class StudyRouting:
+    """All series of one study with their routing (see module docstring)."""
+
+    path: str
+    kind: str  # "dicom" | "images"
+    series: list[RoutedSeries]
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def sax_reference(self) -> RoutedSeries | None:
+        return next((s for s in self.series if s.is_sax_reference), None)
+
+    def to_analyse(self, analysis: str) -> list[RoutedSeries]:
+        return [s for s in self.series if analysis in s.analyses]
+
+    def table(self) -> str:
+        """The routing table as text: series -> view/sequence -> analysis (reason)."""
+        rows = [("series", "slices x phases", "view", "sequence", "analysis", "reason")]
+        for s in self.series:
+            rows.append((s.label, f"{s.n_slices} x {s.n_phases}" if s.n_slices else "-", s.view.upper(),
+                         s.sequence, ", ".join(s.analyses) or "-", s.reason))
+        widths = [min(max(len(r[c]) for r in rows), 44) for c in range(5)]
+        lines = []
+        for r in rows:
+            cells = [r[c][:44].ljust(widths[c]) for c in range(5)]
+            lines.append("  ".join(cells) + "  " + r[5])
+        return "\n".join(lines)
+
+    def to_dict(self) -> dict:
+        return {"path": self.path, "kind": self.kind, "series": [s.to_dict() for s in self.series],
+                "notes": list(self.notes)}
+
+
+# --------------------------------------------------------------------------- entry point
+
+
+def route_study(path: str | Path | list, recursive: bool = True) -> StudyRouting:
+    """Classify every series of a study and decide the analyses (module docstring).
+
+    Args:
+        path: DICOM study folder, folder of image files, or a list of image files / DICOM
+            folders (a manifest row).
+        recursive: scan DICOM sub-folders.
+
+    Returns:
+        :class:`StudyRouting` (series loaded lazily; image files are read once here to know
+        their geometry and kept).
+
+    Raises:
+        InputNotFoundError: the path (or a listed file) does not exist.
+        NoDicomError: nothing in the study is DICOM or a supported image file.
+    """
+    paths = [Path(p).expanduser() for p in (path if isinstance(path, (list, tuple)) else [path])]
+    for p in paths:
+        if not p.exists():
+            raise InputNotFoundError(f"study input not found: {p}")
+    image_files: list[Path] = []
+    dicom_dirs: list[Path] = []
+    for p in paths:
+        if p.is_dir():
+            files = sorted(f for f in p.iterdir() if f.is_file() and not f.name.startswith("."))
+            imgs = [f for f in files if io_image.is_image_file(f)]
+            if imgs and len(imgs) >= len([f for f in files if not f.name.endswith((".txt", ".csv", ".json", ".cfg"))]) / 2:
+                image_files += imgs
+            else:
+                dicom_dirs.append(p)
+        elif io_image.is_image_file(p):
+            image_files.append(p)
+        else:
+            raise NoDicomError(f"{p}: a study is a DICOM folder, a folder of image files or a list of image files")
+    where = str(paths[0]) if len(paths) == 1 else f"{len(paths)} inputs"
+    entries: list[RoutedSeries] = []
+    notes: list[str] = []
+    for d in dicom_dirs:
+        entries += _dicom_entries(d, recursive, notes)
+    entries += _image_entries(image_files, notes)
+    if not entries:
+        raise NoDicomError(f"no DICOM series and no image file found in {where}")
+    _unique_keys(entries)
+    routing = StudyRouting(str(paths[0]) if len(paths) == 1 else ";".join(map(str, paths)),
+                           "dicom" if dicom_dirs and not image_files else ("images" if image_files and not dicom_dirs
+                                                                           else "mixed"), entries, notes)
+    _decide_views(routing)
+    _decide_analyses(routing)
+    return routing
+
+
+# --------------------------------------------------------------------------- DICOM
+
+
+def _dicom_entries(folder: Path, recursive: bool, notes: list[str]) -> list[RoutedSeries]:
+    scan = io_dicom_study.scan_study_folder(folder, recursive)
+    out: list[RoutedSeries] = []
+    stacks = io_dicom_study.find_slice_stacks(scan.series)
+    in_stack = {u for g in stacks for u in g}
+    by_uid = {h.series_uid: h for h in scan.series}
+    for g in stacks:
+        hs = [by_uid[u] for u in g]
+        h0 = hs[0]
+        nums = [h.series_number for h in hs if h.series_number is not None]
+        label = f"#{min(nums)}-{max(nums)} '{h0.description}'" if nums else f"'{h0.description}' x{len(hs)}"
+        e = RoutedSeries(key=f"s{min(nums)}" if nums else "stack", label=label,
+                         source=f"{len(hs)} series (one per slice)", n_slices=len(hs), n_phases=h0.n_phases or 0,
+                         normal=h0.normal)
+        e.evidence.append(f"{len(hs)} single-slice series with one orientation, parallel planes, "
+                          f"{h0.n_phases} phases each: assembled into one stack")
+        e.sequence = _dicom_sequence(h0, e.evidence, n_slices=len(hs))
+        e._load = (lambda sc=scan, uids=list(g): sc.load(uids))
+        out.append(e)
+    for h in scan.series:
+        if h.series_uid in in_stack:
+            continue
+        key = f"s{h.series_number}" if h.series_number is not None else "s" + h.series_uid[-6:]
+        e = RoutedSeries(key=key, label=h.label(), source=h.series_uid, n_slices=h.n_slices,
+                         n_phases=h.n_phases or 0, normal=h.normal)
+        if h.damaged and not h.n_files:
+            e.view, e.sequence = "-", "-"
+            e.reason = f"damaged: every file unreadable ({h.damaged[0]})"
+        elif h.damaged:
+            e.view, e.sequence = "-", "-"
+            e.reason = f"damaged: {len(h.damaged)} file(s) unreadable ({h.damaged[0]})"
+        elif not h.is_mr_image:
+            e.view, e.sequence = "-", "-"
+            e.reason = f"not an MR image ({h.modality or '?'} {h.sop_class})"
+        else:
+            e.sequence = _dicom_sequence(h, e.evidence, n_slices=h.n_slices)
+            e._load = (lambda sc=scan, uid=h.series_uid: sc.load(uid))
+        out.append(e)
+    for f, reason in scan.damaged:
+        notes.append(f"damaged file {Path(f).name} (series unknown): {reason}")
+    if scan.n_not_dicom:
+        notes.append(f"{scan.n_not_dicom} non-DICOM file(s) ignored in {folder.name}")
+    return out
+
+
+def _dicom_sequence(h, evidence: list[str], n_slices: int) -> str:
+    text = " ".join(x for x in (h.description, h.protocol_name) if x)
+    norm = " ".join(re.split(r"[^a-z0-9]+", text.lower()))
+    itype = (h.image_type or "").upper()
+    if h.n_orientations > 1:
+        evidence.append(f"{h.n_orientations} orientations in one series")
+        return "localiser"
+    if _LOCALISER.search(norm):
+        evidence.append(f"description {text!r}: localiser")
+        return "localiser"
+    if _T1.search(norm) or re.search(r"\bT1\b|\bMAP\b", itype.replace("\\", " ")) or (
+            len(h.inversion_times) > 2 and (h.n_phases or 0) > 1 and n_slices == 1):
+        evidence.append("T1: " + (f"description {text!r}" if _T1.search(norm) else
+                                  f"ImageType {h.image_type}" if "MAP" in itype or "T1" in itype else
+                                  f"{len(h.inversion_times)} inversion times"))
+        return "t1"
+    seq = guess_sequence(text, 0, 99, None)  # keywords only (no phases: the shape rules cannot fire)
+    if seq in ("perfusion", "lge", "cine", "t1"):
+        evidence.append(f"description {text!r} names {seq}")
+        return seq
+    span_s = h.trigger_span_ms / 1000.0 if h.trigger_span_ms is not None else None
+    acq_s = h.acquisition_span_s
+    n_t = h.n_phases or 1
+    if n_slices <= 4 and n_t >= 20 and ((span_s or 0) > 3.0 or (acq_s or 0) > 3.0 * n_slices and (span_s or 0) > 3.0):
+        evidence.append(f"{n_t} frames spanning {max(span_s or 0, acq_s or 0):.0f} s: one image per heartbeat")
+        return "perfusion"
+    if n_t >= 10 and (span_s is None or span_s <= 3.0):
+        evidence.append(f"{n_t} phases" + (f" within {h.trigger_span_ms:.0f} ms of the R wave" if span_s is not None
+                                          else "") + (f", sequence {h.sequence_name}" if h.sequence_name else ""))
+        return "cine"
+    if n_t == 1 and h.inversion_times:
+        evidence.append(f"single phase with InversionTime {h.inversion_times[0]:g} ms")
+        return "lge"
+    evidence.append(f"{n_t} phases, no sequence keyword in {text!r}")
+    return "unknown"
+
+
+# --------------------------------------------------------------------------- image files
+
+
+def _image_entries(files: list[Path], notes: list[str]) -> list[RoutedSeries]:
+    out: list[RoutedSeries] = []
+    loaded: list[tuple[Path, CMRSeries]] = []
+    for f in files:
+        stem = io_image._stem(f)
+        if _LABEL_NAME.search(stem.lower()):
+            out.append(RoutedSeries(key=stem, label=f.name, source=f.name, view="-", sequence="label",
+                                    reason="label map (segmentation), not an image",
+                                    evidence=[f"file name {f.name!r}"]))
+            continue
+        try:
+            s = io_image.load_image(f)
+        except CardiacLandmarksError as exc:
+            out.append(RoutedSeries(key=stem, label=f.name, source=f.name, view="-", sequence="-",
+                                    reason=f"unreadable: {type(exc).__name__}: {exc}"))
+            continue
+        loaded.append((f, s))
+    # ED/ES pairs: two single-phase files of identical geometry named *_ED / *_ES
+    used: set[Path] = set()
+    pairs: list[tuple[Path, Path]] = []
+    for f, s in loaded:
+        m = _EDES.search(io_image._stem(f).lower())
+        if s.n_phases != 1 or not m or m.group(1) != "ed":
+            continue
+        stem = io_image._stem(f)
+        want = stem[: m.start()] + ("ES" if stem[m.start():m.end()] == "ED" else "es") + stem[m.end():]
+        for g, t in loaded:
+            if g != f and io_image._stem(g) == want and t.n_phases == 1 and _same_grid(s, t):
+                pairs.append((f, g))
+                used.update((f, g))
+                break
+    geom = {f: s for f, s in loaded}
+    for f, g in pairs:
+        s, t = geom[f], geom[g]
+        stem = io_image._stem(f)
+        m = _EDES.search(stem.lower())
+        key = (stem[: m.start()] + stem[m.end():]).strip("_-") or stem
+        e = RoutedSeries(key=key, label=f"{f.name} + {g.name}", source=f"{f.name};{g.name}", n_slices=s.n_slices,
+                         n_phases=2, phase_labels=["ED", "ES"], normal=_normal(s))
+        e.sequence = "cine"
+        e.evidence.append("ED and ES frames of one cine (same grid and geometry): paired, phase 0 = ED, 1 = ES")
+        e._load = (lambda a=s, b=t: _pair(a, b))
+        e._series = None
+        e._orientation_known = s.orientation_known  # type: ignore[attr-defined]
+        e._view_guess = recognise_view(s, description=key)  # type: ignore[attr-defined]
+        out.append(e)
+    for f, s in loaded:
+        if f in used:
+            continue
+        stem = io_image._stem(f)
+        e = RoutedSeries(key=stem, label=f.name, source=f.name, n_slices=s.n_slices, n_phases=s.n_phases,
+                         normal=_normal(s))
+        e.sequence = s.sequence if s.sequence != "unknown" else guess_sequence(stem, s.n_phases, s.n_slices,
+                                                                               s.trigger_times)
+        m = _EDES.search(stem.lower())
+        if e.sequence == "unknown" and s.n_phases == 1 and m:
+            e.sequence = "cine"
+            e.phase_labels = [m.group(1).upper()]
+            e.evidence.append(f"single {m.group(1).upper()} frame of a cine (file name)")
+        elif e.sequence != "unknown":
+            e.evidence.append(f"file name {f.name!r} / shape: {e.sequence}")
+        e._load = (lambda s=s: s)
+        e._series = s
+        e._orientation_known = s.orientation_known  # type: ignore[attr-defined]
+        e._view_guess = recognise_view(s)  # type: ignore[attr-defined]
+        out.append(e)
+    return out
+
+
+def _normal(s: CMRSeries) -> np.ndarray | None:
+    if not s.orientation_known:
+        return None
+    n = np.cross(s.direction[:, 0], s.direction[:, 1])
+    return n / np.linalg.norm(n)
+
+
+def _same_grid(a: CMRSeries, b: CMRSeries) -> bool:
+    return (a.pixels.shape[1:] == b.pixels.shape[1:] and np.allclose(a.spacing, b.spacing, atol=1e-3)
+            and np.allclose(a.direction, b.direction, atol=1e-3)
+            and np.allclose(a.slice_origins, b.slice_origins, atol=1e-2))
+
+
+def _pair(a: CMRSeries, b: CMRSeries) -> CMRSeries:
+    import copy
+
+    s = copy.copy(a)
+    s.pixels = np.concatenate([a.pixels, b.pixels], axis=0)
+    s.trigger_times = None
+    s.metadata = dict(a.metadata, phase_labels=["ED", "ES"], paired_from=[a.source, b.source])
+    s.source = a.source
+    s.sequence = "cine"
+    return s
+
+
+def _unique_keys(entries: list[RoutedSeries]) -> None:
+    seen: dict[str, int] = {}
+    for e in entries:
+        k = re.sub(r"[^A-Za-z0-9_.-]+", "_", e.key).strip("_") or "series"
+        if k in seen:
+            seen[k] += 1
+            k = f"{k}_{seen[k]}"
+        else:
+            seen[k] = 1
+        e.key = k
+
+
+# --------------------------------------------------------------------------- views and analyses
+
+
+def _angle(n1: np.ndarray | None, n2: np.ndarray | None) -> float | None:
+    if n1 is None or n2 is None:
+        return None
+    c = abs(float(np.dot(n1, n2)))
+    return float(np.degrees(np.arccos(np.clip(c, 0.0, 1.0))))
+
+
+def _text_view(e: RoutedSeries) -> str:
+    text = e.label
+    v = guess_view(text, e.sequence)
+    if v != "unknown":
+        return v
+    norm = " ".join(re.split(r"[^a-z0-9]+", text.lower()))
+    return "lax" if _LAX_WORDS.search(norm) else "unknown"
+
+
+def _decide_views(routing: StudyRouting) -> None:
+    images = [e for e in routing.series if e._load is not None and e.sequence not in ("label", "-")]
+    # reference SAX stack: cine (or ED/ES pair) with the most parallel slices, not named long axis
+    cands = [e for e in images if e.sequence == "cine" and e.n_slices >= MIN_SAX_SLICES
+             and _text_view(e) not in ("2ch", "3ch", "4ch", "lax")]
+    ref = max(cands, key=lambda e: (e.n_slices, e.n_phases), default=None)
+    if ref is not None:
+        ref.is_sax_reference = True
+        ref.view = "sax"
+        ref.evidence.append(f"reference SAX stack: {ref.n_slices} parallel slices (the most of any cine)")
+    for e in images:
+        if e is ref:
+            continue
+        tv = _text_view(e)
+        ang = _angle(e.normal, ref.normal if ref is not None else None)
+        e.angle_to_sax_deg = ang
+        if ang is not None:
+            if ang <= SAX_MAX_DEG:
+                geo = "sax"
+                e.evidence.append(f"plane normal {ang:.0f} deg from the SAX stack normal: short-axis plane")
+            elif ang >= LAX_MIN_DEG:
+                geo = "lax"
+                e.evidence.append(f"plane normal {ang:.0f} deg from the SAX stack normal: contains the LV long axis")
+            else:
+                geo = "unknown"
+                e.evidence.append(f"plane normal {ang:.0f} deg from the SAX stack normal: oblique (neither SAX nor LAX)")
+            if tv in ("2ch", "3ch", "4ch", "lax") and geo == "lax":
+                e.view = tv
+            elif tv != "unknown" and geo != "unknown" and (tv == "sax") != (geo == "sax"):
+                e.view = geo
+                e.evidence.append(f"description says {tv.upper()}, geometry says {geo.upper()}: geometry kept")
+            else:
+                e.view = geo if geo != "unknown" else tv
+            if tv in ("2ch", "3ch", "4ch"):
+                e.evidence.append(f"description names {tv.upper()}")
+            continue
+        g = getattr(e, "_view_guess", None)
+        if g is None:  # DICOM without a SAX stack: absolute orientation rule
+            s = e.load()
+            g = recognise_view(s)
+        e.view = g.view
+        e.evidence.append(f"no SAX stack to compare with: {g.reason}")
+    if ref is None and any(e.view == "sax" for e in images):
+        routing.notes.append("no multi-slice SAX cine in the study: views from descriptions / absolute orientation")
+
+
+def _decide_analyses(routing: StudyRouting) -> None:
+    cines_lax = [e for e in routing.series if e.sequence == "cine" and e.view in ("2ch", "3ch", "4ch", "lax")
+                 and e.n_phases >= 2]
+    for e in routing.series:
+        if e.reason:
+            continue
+        seq, view = e.sequence, e.view
+        if seq == "cine" and view == "sax":
+            if e.n_slices >= 1 and e.n_phases >= 1:
+                e.analyses = ["sax"]
+                if e.is_sax_reference and e.n_phases >= 2:
+                    if function_available():
+                        e.analyses.append("function")
+                    else:
+                        e.evidence.append("LV/RV function: the function package is not installed")
+                e.reason = "SAX cine" + (" stack (reference)" if e.is_sax_reference else "") + \
+                    (" ED/ES pair" if e.phase_labels and len(e.phase_labels) == 2 else "")
+        elif seq == "cine" and view in ("2ch", "3ch", "4ch", "lax"):
+            same = [c for c in cines_lax if c is not e and c.n_phases > e.n_phases and e.normal is not None
+                    and c.normal is not None and _angle(e.normal, c.normal) < 2.0]
+            if same:
+                e.reason = f"frames of the plane of {same[0].label} (analysed there)"
+            elif e.n_phases >= 2:
+                e.analyses = ["lax"]
+                e.reason = f"long-axis cine ({'chamber view to decide' if view == 'lax' else view.upper()})"
+            else:
+                e.analyses = ["lax"]
+                e.reason = "single long-axis frame (landmarks, no shortening)"
+        elif seq == "perfusion":
+            if view in ("2ch", "3ch", "4ch", "lax"):
+                e.reason = "long-axis perfusion: not supported (AHA segments need short-axis slices)"
+            else:
+                e.analyses = ["perfusion"]
+                e.reason = "first-pass perfusion" + (f", {e.n_slices} slices" if e.n_slices > 1 else "")
+        elif seq == "lge":
+            e.reason = "LGE: no LGE analysis in this version (listed only)"
+        elif seq == "t1":
+            e.reason = "T1 map / T1 mapping series: no T1 analysis in this version"
+        elif seq == "localiser":
+            e.reason = "localiser / scout: not analysed"
+        elif seq == "cine":
+            e.reason = f"cine of an oblique or unknown view ({view}): not analysed"
+        else:
+            e.reason = "sequence not recognised from the tags or the shape: not analysed"
+
+
+def refine_lax_chamber(e: RoutedSeries, c_lv: np.ndarray, rv_dir: np.ndarray, sax_normal: np.ndarray) -> str:
+    """Decide the chamber of a long-axis series whose description does not name it.
+
+    Args:
+        e: the long-axis series (``view == "lax"``, ``normal`` set).
+        c_lv: C-LV on a mid SAX slice (LPS mm), unused except for the record.
+        rv_dir: unit LV -> RV direction in the SAX plane (C-LV to the middle of A-RVI/I-RVI).
+        sax_normal: unit SAX stack normal.
+
+    Returns:
+        ``"4ch"``, ``"3ch"`` or ``"2ch"`` (module docstring); ``e.view`` and ``e.evidence`` are
+        updated.
+    """
+    line = np.cross(e.normal, sax_normal)
+    n = np.linalg.norm(line)
+    if n < 1e-6:
+        return e.view
+    line /= n
+    rv = rv_dir - (rv_dir @ sax_normal) * sax_normal
+    rv /= np.linalg.norm(rv)
+    ang = float(np.degrees(np.arccos(np.clip(abs(line @ rv), 0.0, 1.0))))
+    view = "4ch" if ang <= FOUR_CH_MAX_DEG else ("2ch" if ang >= TWO_CH_MIN_DEG else "3ch")
+    e.view = view
+    e.evidence.append(f"the plane cuts the SAX mid slice {ang:.0f} deg from the LV->RV direction: "
+                      f"{view.upper()} (geometry, approximate)")
+    if "lax" in e.analyses:
+        e.reason = f"long-axis {'cine' if e.n_phases >= 2 else 'frame'} ({view.upper()} from geometry)"
+    return view

@@ -1,0 +1,232 @@
+"""The per-task analyses a study runs, each through its task's own API (no copy of a pipeline).
+
+Each ``run_*`` takes a loaded series (and the shared :class:`Models`), calls the task API,
+writes that task's usual output files into ``outdir`` and returns a :class:`TaskOutcome`
+with the key values (each with ``status`` ok | review | n/a and the flags it comes from)
+that the study report and the cohort table show.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..series import CMRSeries
+
+logger = logging.getLogger(__name__)
+
+
+class Models:
+    """Models loaded once and reused for every series and study of a process (a batch worker).
+
+    ``get(name)`` loads on first use: ``"sax"`` (landmark U-Net), ``"4ch"``/``"3ch"``/``"2ch"``
+    (long-axis U-Nets), ``"perfusion"`` (segmentation). ``loads`` counts the loads made by this
+    object (the batch tests check it stays at one per model per worker).
+    """
+
+    def __init__(self, device: str = "cpu"):
+        self.device = device
+        self._models: dict[str, object] = {}
+        self.loads: dict[str, int] = {}
+
+    def get(self, name: str):
+        if name not in self._models:
+            self._models[name] = self._load(name)
+            self.loads[name] = self.loads.get(name, 0) + 1
+        return self._models[name]
+
+    def _load(self, name: str):
+        if name == "sax":
+            from ..inference import load_model
+
+            return load_model("sax", self.device)
+        if name in ("2ch", "3ch", "4ch"):
+            from ..inference import load_model
+            from ..training.train_lax import model_name
+
+            return load_model(name, self.device, name=model_name(name))
+        if name == "perfusion":
+            from ..perfusion_seg import load_model
+
+            return load_model(device=self.device)
+        raise KeyError(name)
+
+
+@dataclass
+class KeyValue:
+    """One headline value: name, value, unit, status (ok | review | n/a), flags, detail."""
+
+    name: str
+    value: float | None
+    unit: str
+    status: str
+    flags: list[str] = field(default_factory=list)
+    detail: str = ""
+
+    def to_dict(self) -> dict:
+        v = None if self.value is None or not np.isfinite(self.value) else round(float(self.value), 3)
+        return {"name": self.name, "value": v, "unit": self.unit, "status": self.status if v is not None else "n/a",
+                "flags": list(self.flags), "detail": self.detail}
+
+
+@dataclass
+class TaskOutcome:
+    """Result of one analysis of one series.
+
+    Attributes:
+        task: ``"sax"``, ``"function"``, ``"lax"``, ``"perfusion"``.
+        series_key: the routed series it ran on.
+        ok: False when the analysis failed (``error`` says why).
+        values: headline :class:`KeyValue` list.
+        files: files written (relative to the study output folder).
+        result: the task's own result object (landmark set, analyses ...), kept in memory
+            for the cross-checks and the summary picture; not serialised.
+        seconds: wall time.
+    """
+
+    task: str
+    series_key: str
+    ok: bool = True
+    error: str = ""
+    values: list[KeyValue] = field(default_factory=list)
+    files: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    result: object = None
+    seconds: float = 0.0
+
+    def to_dict(self) -> dict:
+        return {"task": self.task, "series": self.series_key, "ok": self.ok, "error": self.error,
+                "values": [v.to_dict() for v in self.values], "files": list(self.files), "notes": list(self.notes),
+                "seconds": round(self.seconds, 2)}
+
+
+def _status(flags: list[str]) -> str:
+    if not flags or any(f == "absent" for f in flags):
+        return "n/a"
+    return "ok" if all(f == "high" for f in flags) else "review"
+
+
+def _rel(paths, root: Path) -> list[str]:
+    out = []
+    for p in paths:
+        p = Path(p)
+        try:
+            out.append(str(p.relative_to(root)))
+        except ValueError:
+            out.append(str(p))
+    return out
+
+
+# --------------------------------------------------------------------------- SAX
+
+
+def sax_mid_slice(lmset, phase: int = 0) -> int | None:
+    """The middle slice among those where A-RVI, I-RVI and C-LV are all found at ``phase``."""
+    ks = sorted({lm.slice for lm in lmset.landmarks if lm.phase == phase})
+    full = [k for k in ks if all((lm := lmset.get(n, k, phase)) is not None and lm.found
+                                 for n in ("A-RVI", "I-RVI", "C-LV"))]
+    return full[len(full) // 2] if full else None
+
+
+def run_sax(series: CMRSeries, models: Models, outdir: Path, root: Path, key: str) -> TaskOutcome:
+    """SAX landmarks + RVI angles on every slice and phase (:func:`.pipeline.detect_landmarks`),
+    written with :func:`.commands_sax.write_outputs`. Key value: RVI angle on the mid slice at
+    phase 0 (ED for an ED/ES pair; the first phase after the R wave for a cine)."""
+    from ..commands_sax import write_outputs
+    from ..pipeline import detect_landmarks
+
+    lmset = detect_landmarks(series, view="sax", model=models.get("sax"))
+    outdir.mkdir(parents=True, exist_ok=True)
+    files = write_outputs(series, lmset, outdir)
+    out = TaskOutcome("sax", key, files=_rel(files, root), result=lmset)
+    n = len(lmset.landmarks)
+    found = sum(lm.found for lm in lmset.landmarks)
+    low = sum(lm.flag == "low" for lm in lmset.landmarks)
+    out.notes.append(f"{found}/{n} landmarks found, {low} low confidence")
+    k = sax_mid_slice(lmset, 0)
+    if k is None:
+        out.values.append(KeyValue("RVI angle (mid, ED)", None, "deg", "n/a", detail="no slice with all three points"))
+        return out
+    flags = [lmset.get(nm, k, 0).flag for nm in ("A-RVI", "I-RVI", "C-LV")]
+    val = next((m.value for m in lmset.measurements if m.name == "RVI angle" and m.slice == k and m.phase == 0), None)
+    out.values.append(KeyValue("RVI angle (mid, ED)", val, "deg", _status(flags), flags, f"slice {k}, phase 0"))
+    val = next((m.value for m in lmset.measurements if m.name == "RVI opening angle" and m.slice == k
+                and m.phase == 0), None)
+    out.values.append(KeyValue("RVI opening angle (mid, ED)", val, "deg", _status(flags), flags, f"slice {k}, phase 0"))
+    return out
+
+
+# --------------------------------------------------------------------------- LAX
+
+
+def run_lax(series: CMRSeries, view: str, models: Models, outdir: Path, root: Path, key: str) -> TaskOutcome:
+    """Long-axis landmarks, tracking and LV length (:func:`.lax_pipeline.detect_lax`), written
+    with :func:`.commands_sax.write_outputs`. Key values: LV length at ED and ES and the
+    longitudinal shortening."""
+    from ..commands_sax import write_outputs
+    from ..lax_pipeline import detect_lax
+
+    v = view if view in ("2ch", "3ch", "4ch") else "4ch"
+    lmset = detect_lax(series, view=v, model=models.get(v), track=series.n_phases > 2)
+    outdir.mkdir(parents=True, exist_ok=True)
+    files = write_outputs(series, lmset, outdir)
+    out = TaskOutcome("lax", key, files=_rel(files, root), result=lmset)
+    if view == "lax":
+        out.notes.append("chamber view not decided: the 4CH model was used")
+    out.notes += [str(n) for n in lmset.model.get("lax_checks", [])]
+    names = [n for n in ("AL-P", "IS-P", "A-P", "I-P", "IL-P", "AS-P", "APEX")
+             if any(lm.name == n for lm in lmset.landmarks)]
+    ms = {m.name: m for m in lmset.measurements if m.slice == 0}
+    for label, mname in (("LV length ED", "LV length ED"), ("LV length ES", "LV length ES")):
+        m = ms.get(mname)
+        if m is None:
+            out.values.append(KeyValue(f"{label} ({v.upper()})", None, "mm", "n/a"))
+            continue
+        flags = [lmset.get(n, 0, m.phase).flag for n in names if lmset.get(n, 0, m.phase) is not None]
+        out.values.append(KeyValue(f"{label} ({v.upper()})", m.value, "mm", _status(flags), flags,
+                                   f"phase {m.phase}"))
+    m = ms.get("Longitudinal shortening")
+    flags = sorted({f for kv in out.values for f in kv.flags})
+    st = "n/a" if m is None else ("ok" if all(kv.status == "ok" for kv in out.values) else "review")
+    out.values.append(KeyValue(f"Longitudinal shortening ({v.upper()})", None if m is None else m.value, "%", st,
+                               flags))
+    return out
+
+
+# --------------------------------------------------------------------------- perfusion
+
+
+def run_perfusion(series_list: list[tuple[str, CMRSeries]], models: Models, outdir: Path, root: Path,
+                  key: str) -> TaskOutcome:
+    """Perfusion analysis of all slices of one perfusion series
+    (:func:`.perfusion_pipeline.analyse_series` per slice, :func:`~.perfusion_pipeline.summarise`,
+    :func:`.perfusion_report.write_report`). Key value: the global primary metric per condition."""
+    from .. import perfusion_pipeline as pp
+    from .. import perfusion_report as pr
+
+    model = models.get("perfusion")
+    analyses = []
+    for name, s in series_list:
+        analyses.append(pp.analyse_series(pp.SeriesInput(series=s, name=name), model))
+    pp.assign_missing_levels(analyses)
+    summary = pp.summarise(analyses)
+    outdir.mkdir(parents=True, exist_ok=True)
+    files = pr.write_report(analyses, summary, outdir, model.card, model.sha256)
+    out = TaskOutcome("perfusion", key, files=_rel(files, root), result=(analyses, summary))
+    metric = pr.primary_metric(summary)
+    for a in analyses:
+        out.notes += [f"{a.name}: {w}" for w in a.warnings]
+        out.notes.append(f"{a.name}: RVI from {a.rvi_source or 'none'}")
+    for c in summary["conditions"]:
+        g = summary["global"].get(c, {}).get(metric)
+        group = [a for a in analyses if a.condition == c]
+        rvi = sorted({(a.rvi_source or "none").split(" (")[0] for a in group})
+        trusted = all(r == "user" or r.startswith("SAX landmark model") for r in rvi)
+        st = "ok" if g and trusted and not any(a.warnings for a in group) else "review"
+        out.values.append(KeyValue(f"perfusion {c} {metric} (global)", None if not g else g["mean"],
+                                   summary["units"].get(metric, ""), st, [f"RVI from {r}" for r in rvi],
+                                   f"{len(group)} slice(s)"))
+    return out
