@@ -73,6 +73,7 @@ class StudyResult:
     crosscheck_geometry: dict = field(default_factory=dict)
     seconds: float = 0.0
     notes: list[str] = field(default_factory=list)
+    subject: dict = field(default_factory=dict)
 
     @property
     def errors(self) -> list[str]:
@@ -105,6 +106,7 @@ class StudyResult:
             "version": 1,
             "library": pkg,
             "study": self.routing.path,
+            "subject": self.subject,
             "status": self.status,
             "errors": self.errors,
             "routing": self.routing.to_dict(),
@@ -155,6 +157,7 @@ def analyse_study(
     device: str = "cpu",
     progress: ProgressFn | None = None,
     routing: StudyRouting | None = None,
+    subject: dict | None = None,
 ) -> StudyResult:
     """Route and analyse every series of a study (module docstring).
 
@@ -165,6 +168,8 @@ def analyse_study(
         device: ``"cpu"`` or ``"cuda"`` for a new model cache.
         progress: called with a short message before each analysis.
         routing: an already computed routing (the CLI prints it first).
+        subject: optional ``{"height_cm", "weight_kg"}`` of the subject (kept in the report;
+            for body-surface-indexed values).
 
     Returns:
         :class:`StudyResult` (call ``.write(outdir)`` for the study report).
@@ -178,7 +183,7 @@ def analyse_study(
     outdir.mkdir(parents=True, exist_ok=True)
     routing = routing or route_study(path)
     models = models or Models(device)
-    result = StudyResult(routing)
+    result = StudyResult(routing, subject={k: v for k, v in (subject or {}).items() if v is not None})
     say = progress or (lambda msg: None)
 
     def run(task: str, entry: RoutedSeries, fn) -> TaskOutcome:

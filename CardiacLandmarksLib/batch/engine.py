@@ -1,0 +1,274 @@
+"""Run a cohort: every study of a manifest or folder, resumable, one study per task, on Dask.
+
+:func:`run_batch`:
+
+1. reads the studies (:mod:`.manifest`) and the SQLite state in ``OUT`` (:mod:`.state`);
+   studies already finished (``done`` or ``failed``) are skipped unless ``redo``
+   (``retry_failed`` re-runs only the failed ones);
+2. submits one task per remaining study to a Dask cluster: a ``LocalCluster`` of ``workers``
+   worker processes with one thread each on 127.0.0.1 (default), or the existing cluster at
+   ``scheduler`` (``tcp://HOST:8786``; started with ``dask scheduler`` / ``dask worker``, or
+   dask-jobqueue on Slurm/PBS). ``engine="local"`` runs the studies one after another in this
+   process instead (no Dask; for debugging);
+3. each task (:func:`.worker.run_study`) writes the study's files into
+   ``OUT/studies/<id>/`` and returns a small record; the client stores each record in the
+   SQLite state as it arrives (a progress bar counts the studies), so a crash or a kill loses
+   only the studies in flight;
+4. writes ``OUT/cohort.csv`` (one row per study of the input, in input order: status, error,
+   the key values with their status) and ``OUT/cohort.parquet`` when pyarrow is installed,
+   and ``OUT/timings.csv`` (seconds and worker per study: kept out of ``cohort.csv``, so the
+   cohort table of a re-run or of another number of workers is identical).
+
+The workers must see the same paths as the client (a shared file system on a cluster) and
+have this package installed.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import logging
+import resource
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..errors import CardiacLandmarksError
+from ..fileio import atomic_write_bytes, atomic_write_text
+from .manifest import StudySpec, load_studies
+from .state import BatchState
+from .worker import run_study
+
+logger = logging.getLogger(__name__)
+
+ENGINES = ("dask", "local")
+STATE_FILE = "batch.sqlite"
+
+
+class BatchEngineError(CardiacLandmarksError):
+    """The batch cannot start: unknown engine, bad worker count, scheduler unreachable."""
+
+
+@dataclass
+class BatchSummary:
+    """What a :func:`run_batch` call did."""
+
+    n_studies: int
+    n_skipped: int
+    n_run: int
+    n_done: int
+    n_failed: int
+    seconds: float
+    cohort_csv: Path
+    cohort_parquet: Path | None
+    engine: str
+    workers: int
+    worker_peak_rss_mb: dict = field(default_factory=dict)
+    failed: list[tuple[str, str]] = field(default_factory=list)
+
+    @property
+    def studies_per_hour(self) -> float:
+        return 3600.0 * self.n_run / self.seconds if self.seconds > 0 and self.n_run else 0.0
+
+
+def _peak_rss_mb() -> float:
+    r = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return r / 1024.0 if sys.platform != "darwin" else r / 1048576.0
+
+
+def _failed_record(spec: StudySpec, error: str) -> dict:
+    return {"study_id": spec.study_id, "status": "failed", "error": error, "row": {}, "paths": spec.paths,
+            "height_cm": spec.height_cm, "weight_kg": spec.weight_kg, "output": f"studies/{spec.study_id}",
+            "seconds": None, "worker": ""}
+
+
+def run_batch(
+    input_path: str | Path,
+    out: str | Path,
+    workers: int = 1,
+    scheduler: str | None = None,
+    redo: bool = False,
+    retry_failed: bool = False,
+    device: str = "cpu",
+    progress: bool = True,
+    engine: str = "dask",
+    threads_per_worker: int = 1,
+) -> BatchSummary:
+    """Run (or resume) a batch (module docstring).
+
+    Args:
+        input_path: CSV manifest or folder of studies.
+        out: output folder (created): ``batch.sqlite``, ``studies/<id>/``, ``cohort.csv``
+            (+ ``.parquet``), ``timings.csv``.
+        workers: worker processes of the local cluster (ignored with ``scheduler``).
+        scheduler: address of an existing Dask scheduler, e.g. ``tcp://10.0.0.5:8786``.
+        redo: run every study again (finished study folders are kept as backups).
+        retry_failed: run the failed studies again (and the unfinished ones).
+        device: ``"cpu"`` or ``"cuda"`` for the models.
+        progress: show a progress bar over studies (stderr).
+        engine: ``"dask"`` or ``"local"`` (in this process, one study at a time).
+        threads_per_worker: torch threads per worker process.
+
+    Returns:
+        :class:`BatchSummary`.
+
+    Raises:
+        InputNotFoundError, ManifestError: the input cannot be read (nothing is run).
+        BatchEngineError: bad engine/worker count, or the scheduler cannot be reached.
+    """
+    if engine not in ENGINES:
+        raise BatchEngineError(f"unknown engine {engine!r}: use one of {', '.join(ENGINES)}")
+    if workers < 1:
+        raise BatchEngineError(f"--workers must be at least 1 (got {workers})")
+    t0 = time.perf_counter()
+    out = Path(out).expanduser()
+    studies = load_studies(input_path)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "studies").mkdir(exist_ok=True)
+    n_done = n_failed = 0
+    failed: list[tuple[str, str]] = []
+    peaks: dict = {}
+    with BatchState(out / STATE_FILE) as state:
+        state.sync(studies)
+        todo = state.to_run(studies, redo=redo, retry_failed=retry_failed)
+        n_skip = len(studies) - len(todo)
+        if n_skip:
+            logger.info("%d of %d studies already finished: skipped", n_skip, len(studies))
+        run_id = state.start_run(engine, workers, scheduler, len(studies), len(todo))
+
+        def store(rec: dict) -> None:
+            nonlocal n_done, n_failed
+            state.finish(rec)
+            if rec["status"] == "done":
+                n_done += 1
+            else:
+                n_failed += 1
+                failed.append((rec["study_id"], rec.get("error", "")))
+
+        from tqdm import tqdm
+
+        bar = tqdm(total=len(todo), unit="study", disable=not progress or not todo, file=sys.stderr,
+                   desc="studies")
+        try:
+            if todo and engine == "local":
+                for spec in todo:
+                    state.mark_running(spec.study_id)
+                    store(run_study(spec, out, device, threads_per_worker))
+                    bar.update(1)
+                    bar.set_postfix(failed=n_failed)
+                peaks["local"] = round(_peak_rss_mb(), 1)
+            elif todo:
+                peaks = _run_dask(todo, out, state, store, bar, workers, scheduler, device, threads_per_worker,
+                                  lambda: n_failed)
+        finally:
+            bar.close()
+            state.end_run(run_id, n_done, n_failed)
+        records = state.records([s.study_id for s in studies])
+    csv_path, pq_path = write_cohort(records, out)
+    return BatchSummary(len(studies), n_skip, len(todo), n_done, n_failed, time.perf_counter() - t0, csv_path,
+                        pq_path, engine, workers if scheduler is None else 0, peaks, failed)
+
+
+def _run_dask(todo, out, state, store, bar, workers, scheduler, device, threads, n_failed) -> dict:
+    from distributed import Client, LocalCluster, as_completed
+
+    cluster = None
+    try:
+        if scheduler:
+            try:
+                client = Client(scheduler, timeout="20s")
+            except (OSError, TimeoutError) as exc:
+                raise BatchEngineError(f"cannot reach the Dask scheduler at {scheduler}: {exc}") from exc
+        else:
+            cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, host="127.0.0.1",
+                                   dashboard_address=None, silence_logs=logging.WARNING)
+            client = Client(cluster)
+    except BatchEngineError:
+        raise
+    try:
+        futures = {}
+        for spec in todo:
+            state.mark_running(spec.study_id)
+            f = client.submit(run_study, spec, str(out), device, threads, key=f"study-{spec.study_id}-{time.time_ns()}",
+                              pure=False, retries=0)
+            futures[f] = spec
+        for f in as_completed(futures):
+            spec = futures[f]
+            try:
+                rec = f.result()
+            except Exception as exc:  # noqa: BLE001 - a lost worker (KilledWorker ...) fails the study only
+                rec = _failed_record(spec, f"{type(exc).__name__}: {exc}")
+            store(rec)
+            bar.update(1)
+            bar.set_postfix(failed=n_failed())
+        try:
+            peaks = client.run(_peak_rss_mb)
+        except Exception:  # noqa: BLE001 - memory figures are informative only
+            peaks = {}
+        return {str(k): round(v, 1) for k, v in peaks.items()}
+    finally:
+        client.close()
+        if cluster is not None:
+            cluster.close()
+
+
+# --------------------------------------------------------------------------- cohort table
+
+
+def cohort_columns() -> list[str]:
+    """Columns of ``cohort.csv`` in order."""
+    from ..study.analyse import COHORT_VALUES
+
+    cols = ["study_id", "status", "error", "study_status", "analyses", "n_series", "n_analysed", "n_listed_only",
+            "height_cm", "weight_kg"]
+    for _, c in COHORT_VALUES:
+        cols += [c, c + "_status"]
+    return cols + ["output", "paths"]
+
+
+def cohort_rows(records: list[dict]) -> list[dict]:
+    cols = cohort_columns()
+    rows = []
+    for rec in records:
+        row = dict.fromkeys(cols)
+        row.update({k: v for k, v in (rec.get("row") or {}).items() if k in row})
+        for k in ("study_id", "status", "error", "height_cm", "weight_kg", "output"):
+            row[k] = rec.get(k)
+        row["paths"] = ";".join(rec.get("paths") or [])
+        rows.append(row)
+    return rows
+
+
+def write_cohort(records: list[dict], out: Path) -> tuple[Path, Path | None]:
+    """Write ``cohort.csv`` (and ``cohort.parquet`` when pyarrow is installed) and ``timings.csv``.
+
+    Returns:
+        ``(csv path, parquet path or None)``.
+    """
+    rows = cohort_rows(records)
+    cols = cohort_columns()
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=cols, lineterminator="\n")
+    w.writeheader()
+    for r in rows:
+        w.writerow({k: ("" if v is None else v) for k, v in r.items()})
+    csv_path = atomic_write_text(out / "cohort.csv", buf.getvalue())
+    tb = io.StringIO()
+    tw = csv.writer(tb, lineterminator="\n")
+    tw.writerow(["study_id", "status", "seconds", "worker"])
+    for rec in records:
+        tw.writerow([rec.get("study_id"), rec.get("status"), rec.get("seconds", ""), rec.get("worker", "")])
+    atomic_write_text(out / "timings.csv", tb.getvalue())
+    pq_path = None
+    try:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+    except ImportError:
+        logger.info("pyarrow not installed: cohort.parquet not written")
+    else:
+        table = pa.Table.from_pylist(rows)
+        sink = pa.BufferOutputStream()
+        pq.write_table(table, sink)
+        pq_path = atomic_write_bytes(out / "cohort.parquet", sink.getvalue().to_pybytes())
+    return csv_path, pq_path

@@ -1,0 +1,173 @@
+"""Which studies a batch runs: a CSV manifest or a folder of studies.
+
+**Manifest** (``.csv``): a header row with ``study_id`` and ``path`` (required) and optionally
+``height_cm``, ``weight_kg``; other columns are kept as they are and ignored. ``path`` is a
+study folder (DICOM or image files), an image file, a glob pattern
+(``/data/acdc/patient001_*.nii.gz``) or several of these joined by ``;``; a relative path is
+read from the manifest's folder. A path that does not exist is **not** a manifest error: the
+study is run and recorded as failed with the reason, like any other failing study.
+
+**Folder of studies**: every sub-folder (not hidden) is one study named after it; image files
+lying directly in the folder are grouped into studies by the part of their name before the
+first ``_`` (``patient001_ED.nii.gz`` and ``patient001_ES.nii.gz`` -> study ``patient001``).
+"""
+
+from __future__ import annotations
+
+import csv
+import glob
+import logging
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..errors import CardiacLandmarksError, InputNotFoundError
+from ..io_image import is_image_file
+
+logger = logging.getLogger(__name__)
+
+REQUIRED_COLUMNS = ("study_id", "path")
+
+
+class ManifestError(CardiacLandmarksError, ValueError):
+    """The batch input cannot be read as a list of studies: a manifest without the
+    ``study_id``/``path`` columns, duplicate or empty study ids, bad height/weight values,
+    or a folder holding no study."""
+
+
+@dataclass
+class StudySpec:
+    """One study of a batch.
+
+    Attributes:
+        study_id: unique id (output folder name; ``[A-Za-z0-9_.-]`` kept, others -> ``_``).
+        paths: the study's inputs (a folder, or files), absolute.
+        height_cm, weight_kg: optional subject size (for indexed values).
+        extra: other manifest columns.
+    """
+
+    study_id: str
+    paths: list[str]
+    height_cm: float | None = None
+    weight_kg: float | None = None
+    extra: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return {"study_id": self.study_id, "paths": list(self.paths), "height_cm": self.height_cm,
+                "weight_kg": self.weight_kg}
+
+
+def safe_id(text: str) -> str:
+    """A study id usable as a folder name."""
+    s = re.sub(r"[^A-Za-z0-9_.-]+", "_", str(text).strip()).strip("._")
+    return s or "study"
+
+
+def _number(value: str, what: str, row: int) -> float | None:
+    value = (value or "").strip()
+    if not value or value.lower() in ("na", "nan", "none", "-"):
+        return None
+    try:
+        return float(value)
+    except ValueError:
+        raise ManifestError(f"manifest row {row}: {what} {value!r} is not a number") from None
+
+
+def _expand(path: str, base: Path) -> list[str]:
+    out: list[str] = []
+    for part in (p.strip() for p in path.split(";")):
+        if not part:
+            continue
+        p = Path(part).expanduser()
+        if not p.is_absolute():
+            p = base / p
+        if any(c in part for c in "*?["):
+            hits = sorted(glob.glob(str(p)))
+            out += hits if hits else [str(p)]  # nothing matched: the study fails with 'not found'
+        else:
+            out.append(str(p))
+    return out
+
+
+def read_manifest(path: str | Path) -> list[StudySpec]:
+    """Read a CSV manifest (module docstring).
+
+    Returns:
+        the studies in file order.
+
+    Raises:
+        InputNotFoundError: the file does not exist.
+        ManifestError: missing columns, empty/duplicate study ids, bad numbers, no rows.
+    """
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise InputNotFoundError(f"manifest not found: {path}")
+    with open(path, newline="", encoding="utf-8-sig") as fp:
+        reader = csv.DictReader(fp)
+        cols = [c.strip() for c in (reader.fieldnames or [])]
+        missing = [c for c in REQUIRED_COLUMNS if c not in cols]
+        if missing:
+            raise ManifestError(f"{path.name}: missing column(s) {', '.join(missing)} (found: {', '.join(cols) or 'none'});"
+                                " a manifest needs study_id,path[,height_cm,weight_kg]")
+        studies: list[StudySpec] = []
+        seen: set[str] = set()
+        for n, raw in enumerate(reader, start=2):
+            row = {(k or "").strip(): (v or "").strip() for k, v in raw.items()}
+            if not any(row.values()):
+                continue
+            sid = row.get("study_id", "")
+            if not sid:
+                raise ManifestError(f"{path.name} row {n}: empty study_id")
+            sid = safe_id(sid)
+            if sid in seen:
+                raise ManifestError(f"{path.name} row {n}: duplicate study_id {sid!r}")
+            seen.add(sid)
+            if not row.get("path"):
+                raise ManifestError(f"{path.name} row {n}: empty path for study {sid!r}")
+            extra = {k: v for k, v in row.items() if k not in ("study_id", "path", "height_cm", "weight_kg")}
+            studies.append(StudySpec(sid, _expand(row["path"], path.parent),
+                                     _number(row.get("height_cm", ""), "height_cm", n),
+                                     _number(row.get("weight_kg", ""), "weight_kg", n), extra))
+    if not studies:
+        raise ManifestError(f"{path.name}: no study rows")
+    return studies
+
+
+def discover_studies(folder: str | Path) -> list[StudySpec]:
+    """Studies of a folder (module docstring), sorted by id.
+
+    Raises:
+        InputNotFoundError: the folder does not exist.
+        ManifestError: no study found in it.
+    """
+    folder = Path(folder).expanduser()
+    if not folder.is_dir():
+        raise InputNotFoundError(f"batch input folder not found: {folder}")
+    studies: dict[str, StudySpec] = {}
+    for p in sorted(folder.iterdir()):
+        if p.name.startswith("."):
+            continue
+        if p.is_dir():
+            studies[safe_id(p.name)] = StudySpec(safe_id(p.name), [str(p.resolve())])
+        elif is_image_file(p):
+            sid = safe_id(p.name.split("_", 1)[0] if "_" in p.name else p.name.split(".", 1)[0])
+            studies.setdefault(sid, StudySpec(sid, [])).paths.append(str(p.resolve()))
+    if not studies:
+        raise ManifestError(f"no study in {folder}: expected one sub-folder per study, or image files named "
+                            "<study>_<series>.nii.gz, or a CSV manifest")
+    return [studies[k] for k in sorted(studies)]
+
+
+def load_studies(input_path: str | Path) -> list[StudySpec]:
+    """A CSV manifest (``.csv``) or a folder of studies.
+
+    Raises: InputNotFoundError, ManifestError.
+    """
+    p = Path(input_path).expanduser()
+    if not p.exists():
+        raise InputNotFoundError(f"batch input not found: {p}")
+    if p.is_file():
+        if p.suffix.lower() not in (".csv", ".tsv", ".txt"):
+            raise ManifestError(f"{p.name}: a batch input is a folder of studies or a CSV manifest")
+        return read_manifest(p)
+    return discover_studies(p)

@@ -1,0 +1,127 @@
+"""Run one study in a batch worker: isolated, with the worker's own model cache.
+
+:func:`run_study` never raises for a bad study: any error becomes a ``failed`` record with
+the error's type and message (and ``error.txt`` with the traceback in the study folder),
+so one study cannot stop the batch. Outputs are written into a hidden
+``<OUT>/studies/.<id>.partial-<pid>`` folder first and renamed to ``<OUT>/studies/<id>``
+when the study ends, so a crash or a kill never leaves a half-written study folder under
+its final name; an existing folder of the same study (``--redo``) is kept as
+``<id>.bak-YYYYmmdd-HHMMSS``.
+
+Models are loaded once per worker process (:data:`_MODELS`, a :class:`~..study.tasks.Models`
+kept at module level) and reused for every study the worker runs.
+
+A study is ``failed`` when it cannot be read at all (missing path, no DICOM or image file)
+or when not one analysis succeeded (every analysis failed, or no series is analysable:
+damaged files, only localisers ...); otherwise it is ``done``, with the errors of single
+series (if any) in its ``error`` field and its study status (ok / review / n/a).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import socket
+import time
+import traceback
+from pathlib import Path
+
+from ..fileio import atomic_write_text
+from .manifest import StudySpec
+
+logger = logging.getLogger(__name__)
+
+_MODELS = None  # per-process model cache (one per Dask worker process)
+
+
+def worker_models(device: str = "cpu"):
+    """The model cache of this process (created on first use)."""
+    global _MODELS
+    from ..study.tasks import Models
+
+    if _MODELS is None or _MODELS.device != device:
+        _MODELS = Models(device)
+    return _MODELS
+
+
+def _worker_name() -> str:
+    try:
+        from distributed import get_worker
+
+        return get_worker().name.__str__() + f"@{socket.gethostname()}:{os.getpid()}"
+    except (ImportError, ValueError):
+        return f"local@{socket.gethostname()}:{os.getpid()}"
+
+
+def _backup_name(path: Path) -> Path:
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    cand = path.with_name(f"{path.name}.bak-{stamp}")
+    n = 1
+    while cand.exists():
+        cand = path.with_name(f"{path.name}.bak-{stamp}-{n}")
+        n += 1
+    return cand
+
+
+def study_dir(out_root: str | Path, study_id: str) -> Path:
+    """Final output folder of a study."""
+    return Path(out_root) / "studies" / study_id
+
+
+def run_study(spec: StudySpec, out_root: str | Path, device: str = "cpu", threads: int | None = 1) -> dict:
+    """Analyse one study and write its outputs (module docstring).
+
+    Args:
+        spec: the study.
+        out_root: batch output folder (``<out_root>/studies/<id>/`` is written).
+        device: ``"cpu"`` or ``"cuda"``.
+        threads: torch CPU threads for this worker (1 per worker by default; None = leave).
+
+    Returns:
+        the record (JSON-ready dict): ``study_id``, ``status`` (``done``/``failed``), ``error``,
+        ``row`` (the cohort row, see :meth:`.study.analyse.StudyResult.cohort_row`), ``paths``,
+        ``height_cm``, ``weight_kg``, ``output`` (study folder, relative to ``out_root``),
+        ``seconds``, ``worker``, ``model_loads`` (models this call loaded: 0 after the first
+        study of a worker).
+    """
+    t0 = time.perf_counter()
+    if threads:
+        import torch
+
+        torch.set_num_threads(int(threads))
+    models = worker_models(device)
+    before = dict(models.loads)
+    root = Path(out_root)
+    final = study_dir(root, spec.study_id)
+    partial = final.with_name(f".{spec.study_id}.partial-{os.getpid()}")
+    if partial.exists():
+        shutil.rmtree(partial)
+    partial.mkdir(parents=True)
+    record: dict = {"study_id": spec.study_id, "paths": list(spec.paths), "height_cm": spec.height_cm,
+                    "weight_kg": spec.weight_kg, "output": str(final.relative_to(root))}
+    try:
+        from ..study.analyse import analyse_study
+
+        result = analyse_study(spec.paths if len(spec.paths) != 1 else spec.paths[0], partial, models=models,
+                               subject={"height_cm": spec.height_cm, "weight_kg": spec.weight_kg})
+        result.write(partial)
+        row = result.cohort_row()
+        ok = [o for o in result.outcomes if o.ok]
+        if ok:
+            record.update(status="done", error="; ".join(result.errors))
+        else:
+            reasons = result.errors or [f"{s.label}: {s.reason}" for s in result.routing.series][:5]
+            record.update(status="failed", error="no series could be analysed: " + "; ".join(reasons))
+        record["row"] = row
+    except Exception as exc:  # noqa: BLE001 - isolation: a bad study is recorded, never raised
+        record.update(status="failed", error=f"{type(exc).__name__}: {exc}", row={})
+        atomic_write_text(partial / "error.txt", traceback.format_exc())
+        logger.info("study %s failed: %s", spec.study_id, record["error"])
+    if final.exists():
+        final.rename(_backup_name(final))
+    partial.rename(final)
+    record["seconds"] = round(time.perf_counter() - t0, 3)
+    record["worker"] = _worker_name()
+    record["model_loads"] = {k: v - before.get(k, 0) for k, v in models.loads.items() if v - before.get(k, 0)}
+    return record
