@@ -153,7 +153,7 @@ def render_summary_png(result, outdir: Path, dpi: int = 100) -> bytes:
                 panels.append(("perfusion", png, o))
     n_pan = max(1, min(len(panels), 4))
     fig = plt.figure(figsize=(16, 10), dpi=dpi)
-    gs = fig.add_gridspec(2, n_pan, height_ratios=[0.62, 1.38], hspace=0.12, wspace=0.05,
+    gs = fig.add_gridspec(2, n_pan, height_ratios=[0.5, 1.5], hspace=0.12, wspace=0.05,
                           left=0.02, right=0.98, top=0.93, bottom=0.02)
     status = result.status
     fig.suptitle(f"Study {Path(r.path).name or r.path}   status: {status.upper()}   {len(r.series)} series, "
@@ -165,22 +165,22 @@ def render_summary_png(result, outdir: Path, dpi: int = 100) -> bytes:
     lines = r.table().splitlines()
     if len(lines) > 16:
         lines = lines[:15] + [f"... {len(lines) - 15} more series (routing.txt)"]
-    top.text(0.0, 1.0, "\n".join(line[:120] for line in lines), family="monospace", fontsize=7.5, va="top",
+    top.text(0.0, 1.0, "\n".join(line[:120] for line in lines), family="monospace", fontsize=8.5, va="top",
              ha="left", transform=top.transAxes)
     y = 1.0
     top.text(0.66, y, "key values", fontsize=9, weight="bold", va="top", transform=top.transAxes)
-    y -= 0.07
+    y -= 0.09
     kvs = result.key_values()
     for kv in kvs[:18]:
         d = kv.to_dict()
         v = "-" if d["value"] is None else f"{d['value']:.1f} {d['unit']}"
-        top.text(0.66, y, f"{d['status']:>6}  {kv.name[:52]}: {v}", fontsize=7.5, family="monospace", va="top",
+        top.text(0.66, y, f"{d['status']:>6}  {kv.name[:52]}: {v}", fontsize=8.5, family="monospace", va="top",
                  color=_STATUS_COLOUR.get(d["status"], "k"), transform=top.transAxes)
-        y -= 0.052
+        y -= 0.062
     for err in result.errors[:3]:
-        top.text(0.66, y, f" error  {err[:70]}", fontsize=7.5, family="monospace", va="top", color="#b91c1c",
+        top.text(0.66, y, f" error  {err[:70]}", fontsize=8.5, family="monospace", va="top", color="#b91c1c",
                  transform=top.transAxes)
-        y -= 0.052
+        y -= 0.062
     for c, (kind, e, o) in enumerate(panels[:n_pan]):
         ax = fig.add_subplot(gs[1, c])
         try:

@@ -1,0 +1,128 @@
+"""Cohort batch: manifest, SQLite state and resume, isolation of failing studies, Dask engine.
+
+The Dask test starts a real LocalCluster (2 worker processes, 1 thread each, 127.0.0.1) on
+two ACDC patients, a corrupt study and a missing one.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import sqlite3
+
+import pytest
+from conftest import require_data
+
+from CardiacLandmarksLib.batch.engine import run_batch
+from CardiacLandmarksLib.batch.manifest import ManifestError, discover_studies, load_studies, read_manifest
+from CardiacLandmarksLib.errors import InputNotFoundError
+
+
+def _write(path, text):
+    path.write_text(text)
+    return path
+
+
+def _corrupt_study(tmp_path):
+    d = tmp_path / "corrupt_study"
+    d.mkdir()
+    (d / "cine_ED.nii.gz").write_bytes(b"\x1f\x8b\x08\x00" + b"\x00" * 300)  # a gzip header, then nothing usable
+    return d
+
+
+def test_manifest_reading(tmp_path):
+    (tmp_path / "p1_ED.nii.gz").write_bytes(b"")
+    (tmp_path / "p1_ES.nii.gz").write_bytes(b"")
+    m = _write(tmp_path / "m.csv", "study_id,path,height_cm,weight_kg,site\n"
+                                   "p 1,p1_*.nii.gz,170,70.5,A\nb,/nowhere/at/all,,,B\n")
+    s = read_manifest(m)
+    assert [x.study_id for x in s] == ["p_1", "b"]
+    assert [p.rsplit("/", 1)[-1] for p in s[0].paths] == ["p1_ED.nii.gz", "p1_ES.nii.gz"]
+    assert (s[0].height_cm, s[0].weight_kg, s[0].extra) == (170.0, 70.5, {"site": "A"})
+    assert s[1].paths == ["/nowhere/at/all"] and s[1].height_cm is None  # a missing path fails its study only
+    with pytest.raises(ManifestError, match="missing column"):
+        read_manifest(_write(tmp_path / "bad.csv", "id,file\nx,y\n"))
+    with pytest.raises(ManifestError, match="duplicate"):
+        read_manifest(_write(tmp_path / "dup.csv", "study_id,path\nx,a\nx,b\n"))
+    with pytest.raises(ManifestError, match="not a number"):
+        read_manifest(_write(tmp_path / "num.csv", "study_id,path,height_cm\nx,a,tall\n"))
+    with pytest.raises(InputNotFoundError):
+        load_studies(tmp_path / "absent.csv")
+
+
+def test_folder_of_studies(tmp_path):
+    (tmp_path / "studyA").mkdir()
+    (tmp_path / ".hidden").mkdir()
+    for n in ("patient007_ED.nii.gz", "patient007_ES.nii.gz", "patient008_ED.nii.gz", "notes.txt"):
+        (tmp_path / n).write_bytes(b"")
+    s = discover_studies(tmp_path)
+    assert [x.study_id for x in s] == ["patient007", "patient008", "studyA"]
+    assert len(s[0].paths) == 2
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(ManifestError, match="no study"):
+        discover_studies(empty)
+
+
+def test_failing_studies_recorded_and_resume(tmp_path):
+    """No model needed: a corrupt and a missing study fail, are recorded, and are skipped next time."""
+    m = _write(tmp_path / "m.csv", f"study_id,path\ncorrupt,{_corrupt_study(tmp_path)}\nmissing,{tmp_path / 'nope'}\n")
+    out = tmp_path / "out"
+    s = run_batch(m, out, engine="local", progress=False)
+    assert (s.n_run, s.n_done, s.n_failed) == (2, 0, 2)
+    rows = list(csv.DictReader(open(out / "cohort.csv")))
+    assert [(r["study_id"], r["status"]) for r in rows] == [("corrupt", "failed"), ("missing", "failed")]
+    assert "CorruptFileError" in rows[0]["error"] and "InputNotFoundError" in rows[1]["error"]
+    assert (out / "studies" / "missing" / "error.txt").read_text().startswith("Traceback")
+    assert not list((out / "studies").glob(".*partial*"))
+    db = sqlite3.connect(out / "batch.sqlite")
+    assert dict(db.execute("SELECT study_id, status FROM studies")) == {"corrupt": "failed", "missing": "failed"}
+    first = (out / "cohort.csv").read_text()
+    s2 = run_batch(m, out, engine="local", progress=False)
+    assert (s2.n_skipped, s2.n_run) == (2, 0)
+    assert (out / "cohort.csv").read_text() == first
+    s3 = run_batch(m, out, engine="local", progress=False, redo=True)
+    assert s3.n_run == 2
+    assert len(list((out / "studies").glob("missing.bak-*"))) == 1  # the earlier output is kept
+    assert db.execute("SELECT attempts FROM studies WHERE study_id='missing'").fetchone()[0] == 2
+
+
+def _acdc_manifest(tmp_path, patients):
+    acdc = require_data("acdc")
+    info = {r["patient"]: r for r in csv.DictReader(open(acdc / "acdc_info.csv"))}
+    lines = ["study_id,path,height_cm,weight_kg"]
+    for p in patients:
+        lines.append(f"{p},{acdc}/{p}_*.nii.gz,{info[p]['height_cm']},{info[p]['weight_kg']}")
+    lines.append(f"corrupt,{_corrupt_study(tmp_path)},,")
+    lines.append(f"missing,{tmp_path / 'not_there'},,")
+    return _write(tmp_path / "manifest.csv", "\n".join(lines) + "\n")
+
+
+@pytest.mark.data
+@pytest.mark.slow
+def test_dask_two_workers_same_cohort_as_one(tmp_path):
+    m = _acdc_manifest(tmp_path, ["patient001", "patient002"])
+    s1 = run_batch(m, tmp_path / "w1", workers=1, progress=False)
+    s2 = run_batch(m, tmp_path / "w2", workers=2, progress=False)
+    assert (s1.n_done, s1.n_failed, s2.n_done, s2.n_failed) == (2, 2, 2, 2)
+    c1 = (tmp_path / "w1" / "cohort.csv").read_text().replace(str(tmp_path / "w1"), "")
+    c2 = (tmp_path / "w2" / "cohort.csv").read_text().replace(str(tmp_path / "w2"), "")
+    assert c1 == c2
+    rows = {r["study_id"]: r for r in csv.DictReader(open(tmp_path / "w2" / "cohort.csv"))}
+    assert rows["patient001"]["status"] == "done" and rows["patient001"]["analyses"].startswith("sax")
+    assert float(rows["patient001"]["height_cm"]) == 184.0 and rows["patient001"]["rvi_angle_deg"]
+    assert rows["corrupt"]["status"] == "failed" and rows["missing"]["status"] == "failed"
+    assert len(s2.worker_peak_rss_mb) == 2
+    # each model is loaded once per worker: the records say how many loads each study caused
+    db = sqlite3.connect(tmp_path / "w1" / "batch.sqlite")
+    recs = [json.loads(r) for (r,) in db.execute("SELECT record FROM studies")]
+    assert sum(r.get("model_loads", {}).get("sax", 0) for r in recs) == 1  # one worker: one load
+    for d in ("w1", "w2"):
+        assert (tmp_path / d / "studies" / "patient001" / "study.json").exists()
+    if s2.cohort_parquet is not None:
+        import pyarrow.parquet as pq
+
+        assert pq.read_table(s2.cohort_parquet).num_rows == 4
+    # resume: a second run skips every finished study
+    s3 = run_batch(m, tmp_path / "w2", workers=2, progress=False)
+    assert (s3.n_skipped, s3.n_run) == (4, 0)

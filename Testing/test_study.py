@@ -1,0 +1,137 @@
+"""Study routing and analysis on real multi-series material (assembled in temporary folders)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import study_material as sm
+from conftest import require_data
+
+from CardiacLandmarksLib import io_dicom_study
+from CardiacLandmarksLib.series import load_series
+from CardiacLandmarksLib.study.analyse import analyse_study
+from CardiacLandmarksLib.study.routing import route_study
+
+
+@pytest.fixture(scope="module")
+def sb_study(tmp_path_factory):
+    require_data("sunnybrook", "SCD0000101", "dicom")
+    require_data("perfusion", "ge_dicom")
+    return sm.sunnybrook_perfusion_study(require_data(), tmp_path_factory.mktemp("sb") / "study")
+
+
+@pytest.fixture(scope="module")
+def siemens_like(tmp_path_factory):
+    require_data("sunnybrook", "SCD0000101", "dicom")
+    return sm.split_per_slice(require_data(), tmp_path_factory.mktemp("split") / "study")
+
+
+@pytest.fixture(scope="module")
+def mnms_study(tmp_path_factory):
+    require_data("mnms2", "001")
+    return sm.mnms2_study(require_data(), tmp_path_factory.mktemp("mnms") / "001")
+
+
+def _by_label(routing, text):
+    return next(s for s in routing.series if text in s.label)
+
+
+@pytest.mark.data
+def test_route_sunnybrook_cine_and_ge_perfusion(sb_study):
+    r = route_study(sb_study)
+    assert len(r.series) == 2
+    cine = _by_label(r, "#300")
+    assert (cine.view, cine.sequence, cine.n_slices, cine.n_phases) == ("sax", "cine", 12, 20)
+    assert cine.is_sax_reference and cine.analyses[0] == "sax"
+    perf = _by_label(r, "First Pass")
+    assert (perf.view, perf.sequence, perf.analyses) == ("sax", "perfusion", ["perfusion"])
+    assert perf.angle_to_sax_deg < 30
+    assert "non-DICOM" in " ".join(r.notes)  # GoldStandard.mat is ignored, and said so
+    table = r.table()
+    assert "First Pass New" in table and "perfusion" in table
+
+
+@pytest.mark.data
+def test_per_slice_series_assembled_into_one_stack(siemens_like, sunnybrook_dicom):
+    scan = io_dicom_study.scan_study_folder(siemens_like)
+    assert len(scan.series) == 12 and all(h.n_slices == 1 and h.n_phases == 20 for h in scan.series)
+    groups = io_dicom_study.find_slice_stacks(scan.series)
+    assert [len(g) for g in groups] == [12]
+    stack = scan.load(groups[0])
+    ref = load_series(sunnybrook_dicom)
+    assert stack.pixels.shape == (20, 12, 256, 256)
+    np.testing.assert_array_equal(stack.pixels, ref.pixels)
+    np.testing.assert_allclose(stack.slice_origins, ref.slice_origins)
+    r = route_study(siemens_like)
+    assert len(r.series) == 1
+    s = r.series[0]
+    assert (s.view, s.sequence, s.n_slices, s.is_sax_reference) == ("sax", "cine", 12, True)
+    assert "assembled" in " ".join(s.evidence)
+
+
+@pytest.mark.data
+def test_damaged_file_lists_its_series(tmp_path, sunnybrook_dicom):
+    study = tmp_path / "study"
+    study.mkdir()
+    files = sorted(p for p in sunnybrook_dicom.iterdir() if p.suffix == ".dcm")
+    for p in files:
+        (study / p.name).symlink_to(p)
+    victim = study / files[0].name
+    victim.unlink()
+    victim.write_bytes(files[0].read_bytes()[:-5000])  # cut inside the pixel data
+    r = route_study(study)
+    s = r.series[0]
+    assert s.analyses == [] and s.reason.startswith("damaged") and files[0].name in s.reason
+
+
+@pytest.mark.data
+def test_route_mnms2_nifti_study(mnms_study):
+    r = route_study(mnms_study)
+    labels = [s for s in r.series if s.sequence == "label"]
+    assert len(labels) == 4 and all(not s.analyses and "label map" in s.reason for s in labels)
+    sa = _by_label(r, "001_SA_ED.nii.gz +")
+    assert sa.phase_labels == ["ED", "ES"] and sa.is_sax_reference and sa.n_slices == 12
+    cine = _by_label(r, "001_LA_CINE")
+    assert cine.view == "lax" and cine.analyses == ["lax"] and cine.angle_to_sax_deg > 80
+    pair = _by_label(r, "001_LA_ED.nii.gz +")
+    assert pair.analyses == [] and "001_LA_CINE" in pair.reason
+
+
+@pytest.mark.data
+@pytest.mark.slow
+def test_analyse_mnms2_study(mnms_study, tmp_path):
+    out = tmp_path / "out"
+    res = analyse_study(mnms_study, out)
+    assert [(o.task, o.ok) for o in res.outcomes] == [("sax", True), ("lax", True)]
+    cine = _by_label(res.routing, "001_LA_CINE")
+    assert cine.view == "4ch"  # the chamber from the SAX landmarks (the data set's 4CH cine)
+    assert any("4CH" in ev and "geometry" in ev for ev in cine.evidence)
+    cc = {v.name.split(" (")[0]: v for v in res.crosschecks}
+    assert set(cc) == {"mitral plane to basal SAX slice", "LAX apex beyond apical SAX slice",
+                       "LAX plane to mid C-LV", "LAX apex to SAX LV axis"}
+    assert cc["LAX plane to mid C-LV"].value < 10.0
+    assert abs(cc["mitral plane to basal SAX slice"].value) < 25.0
+    written = res.write(out)
+    assert {p.name for p in written} == {"study.json", "routing.txt", "summary.png"}
+    d = json.loads((out / "study.json").read_text())
+    assert d["status"] in ("ok", "review") and len(d["routing"]["series"]) == 7
+    assert all(v["status"] in ("ok", "review", "n/a") and "flags" in v for v in d["key_values"])
+    assert (out / "summary.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert (out / "001_SA_sax" / "landmarks.json").exists()
+    assert (out / "001_LA_CINE_lax" / "landmarks.json").exists()
+    row = res.cohort_row()
+    assert row["lv_length_ed_mm"] > row["lv_length_es_mm"] > 0
+
+
+@pytest.mark.data
+@pytest.mark.slow
+def test_analyse_sunnybrook_perfusion_study(sb_study, tmp_path):
+    res = analyse_study(sb_study, tmp_path)
+    assert [(o.task, o.ok) for o in res.outcomes] == [("sax", True), ("perfusion", True)]
+    perf = next(o for o in res.outcomes if o.task == "perfusion")
+    assert (tmp_path / perf.files[0]).exists()
+    assert perf.values and perf.values[0].value > 0
+    res.write(tmp_path)
+    assert json.loads((tmp_path / "study.json").read_text())["errors"] == []
