@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -37,10 +38,11 @@ def split_per_slice(data: Path, out: Path, description: str = "cine_sax") -> Pat
     src = data / "sunnybrook" / "SCD0000101" / "dicom"
     out.mkdir(parents=True, exist_ok=True)
     dsets = []
-    for p in sorted(src.iterdir()):
-        if p.suffix.lower() != ".dcm":
-            continue
-        dsets.append((p, pydicom.dcmread(p)))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the GE files' UIDs with leading zeros
+        for p in sorted(src.iterdir()):
+            if p.suffix.lower() == ".dcm":
+                dsets.append((p, pydicom.dcmread(p)))
     iop = np.array(dsets[0][1].ImageOrientationPatient, float)
     normal = np.cross(iop[:3], iop[3:])
     heights = sorted({round(float(np.array(ds.ImagePositionPatient, float) @ normal), 2) for _, ds in dsets})
@@ -50,7 +52,9 @@ def split_per_slice(data: Path, out: Path, description: str = "cine_sax") -> Pat
         ds.SeriesInstanceUID = uids[h]
         ds.SeriesNumber = 1000 + heights.index(h)
         ds.SeriesDescription = description
-        ds.save_as(out / p.name)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            ds.save_as(out / p.name)
     return out
 
 

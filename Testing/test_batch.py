@@ -15,7 +15,7 @@ from conftest import require_data
 
 from CardiacLandmarksLib.batch.engine import run_batch
 from CardiacLandmarksLib.batch.manifest import ManifestError, discover_studies, load_studies, read_manifest
-from CardiacLandmarksLib.errors import InputNotFoundError
+from CardiacLandmarksLib.core.errors import InputNotFoundError
 
 
 def _write(path, text):

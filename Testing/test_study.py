@@ -9,8 +9,8 @@ import pytest
 import study_material as sm
 from conftest import require_data
 
-from CardiacLandmarksLib import io_dicom_study
-from CardiacLandmarksLib.series import load_series
+from CardiacLandmarksLib.io import dicom_study as io_dicom_study
+from CardiacLandmarksLib.io.load import load_series
 from CardiacLandmarksLib.study.analyse import analyse_study
 from CardiacLandmarksLib.study.routing import route_study
 
@@ -64,6 +64,8 @@ def test_per_slice_series_assembled_into_one_stack(siemens_like, sunnybrook_dico
     assert stack.pixels.shape == (20, 12, 256, 256)
     np.testing.assert_array_equal(stack.pixels, ref.pixels)
     np.testing.assert_allclose(stack.slice_origins, ref.slice_origins)
+    # `detect` (load_series on the folder) assembles the stack too instead of stopping at 'several series'
+    np.testing.assert_array_equal(load_series(siemens_like).pixels, ref.pixels)
     r = route_study(siemens_like)
     assert len(r.series) == 1
     s = r.series[0]
@@ -135,3 +137,13 @@ def test_analyse_sunnybrook_perfusion_study(sb_study, tmp_path):
     assert perf.values and perf.values[0].value > 0
     res.write(tmp_path)
     assert json.loads((tmp_path / "study.json").read_text())["errors"] == []
+
+
+@pytest.mark.data
+def test_cli_study_route_only(sb_study, tmp_path, capsys):
+    from CardiacLandmarksLib.cli import main
+
+    assert main(["study", str(sb_study), "-o", str(tmp_path), "--route-only"]) == 0
+    out = capsys.readouterr().out
+    assert "First Pass New" in out and "SAX cine stack (reference)" in out
+    assert main(["study", str(tmp_path / "absent"), "-o", str(tmp_path)]) == 1  # a named error, no traceback

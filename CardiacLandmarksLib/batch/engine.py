@@ -34,11 +34,11 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..errors import CardiacLandmarksError
-from ..fileio import atomic_write_bytes, atomic_write_text
-from .manifest import StudySpec, load_studies
-from .state import BatchState
-from .worker import run_study
+from CardiacLandmarksLib.batch.manifest import StudySpec, load_studies
+from CardiacLandmarksLib.batch.state import BatchState
+from CardiacLandmarksLib.batch.worker import run_study
+from CardiacLandmarksLib.core.errors import CardiacLandmarksError
+from CardiacLandmarksLib.io.atomic import atomic_write_bytes, atomic_write_text
 
 logger = logging.getLogger(__name__)
 
@@ -218,7 +218,7 @@ def _run_dask(todo, out, state, store, bar, workers, scheduler, device, threads,
 
 def cohort_columns() -> list[str]:
     """Columns of ``cohort.csv`` in order."""
-    from ..study.analyse import COHORT_VALUES
+    from CardiacLandmarksLib.study.analyse import COHORT_VALUES
 
     cols = ["study_id", "status", "error", "study_status", "analyses", "n_series", "n_analysed", "n_listed_only",
             "height_cm", "weight_kg"]

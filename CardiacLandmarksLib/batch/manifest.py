@@ -21,8 +21,8 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..errors import CardiacLandmarksError, InputNotFoundError
-from ..io_image import is_image_file
+from CardiacLandmarksLib.core.errors import CardiacLandmarksError, InputNotFoundError
+from CardiacLandmarksLib.io.image import is_image_file
 
 logger = logging.getLogger(__name__)
 

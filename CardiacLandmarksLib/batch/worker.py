@@ -8,7 +8,7 @@ when the study ends, so a crash or a kill never leaves a half-written study fold
 its final name; an existing folder of the same study (``--redo``) is kept as
 ``<id>.bak-YYYYmmdd-HHMMSS``.
 
-Models are loaded once per worker process (:data:`_MODELS`, a :class:`~..study.tasks.Models`
+Models are loaded once per worker process (:data:`_MODELS`, a :class:`CardiacLandmarksLib.study.tasks.Models`
 kept at module level) and reused for every study the worker runs.
 
 A study is ``failed`` when it cannot be read at all (missing path, no DICOM or image file)
@@ -27,8 +27,8 @@ import time
 import traceback
 from pathlib import Path
 
-from ..fileio import atomic_write_text
-from .manifest import StudySpec
+from CardiacLandmarksLib.batch.manifest import StudySpec
+from CardiacLandmarksLib.io.atomic import atomic_write_text
 
 logger = logging.getLogger(__name__)
 
@@ -38,7 +38,7 @@ _MODELS = None  # per-process model cache (one per Dask worker process)
 def worker_models(device: str = "cpu"):
     """The model cache of this process (created on first use)."""
     global _MODELS
-    from ..study.tasks import Models
+    from CardiacLandmarksLib.study.tasks import Models
 
     if _MODELS is None or _MODELS.device != device:
         _MODELS = Models(device)
@@ -101,7 +101,7 @@ def run_study(spec: StudySpec, out_root: str | Path, device: str = "cpu", thread
     record: dict = {"study_id": spec.study_id, "paths": list(spec.paths), "height_cm": spec.height_cm,
                     "weight_kg": spec.weight_kg, "output": str(final.relative_to(root))}
     try:
-        from ..study.analyse import analyse_study
+        from CardiacLandmarksLib.study.analyse import analyse_study
 
         result = analyse_study(spec.paths if len(spec.paths) != 1 else spec.paths[0], partial, models=models,
                                subject={"height_cm": spec.height_cm, "weight_kg": spec.weight_kg})

@@ -14,7 +14,7 @@ import sys
 from CardiacLandmarksLib.core.errors import CardiacLandmarksError
 
 #: modules (relative to this package) that define ``register(subparsers)``
-COMMAND_MODULES = ("sax", "perfusion", "lax", "models", "review", "function")
+COMMAND_MODULES = ("sax", "perfusion", "lax", "models", "review", "function", "study", "batch")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -218,7 +218,9 @@ def load_dicom_folder(folder: str | Path, series_uid: str | None = None, recursi
             readable series are skipped with a warning.
         NotMRImageError: no MR image series (CT, SR, presentation state ...), or ``series_uid``
             names one.
-        MixedSeriesError: several MR image series and no ``series_uid``; the message lists
+        MixedSeriesError: several MR image series and no ``series_uid`` (unless they are one
+            stack stored as one series per slice position, which is assembled: see
+            :func:`.dicom_study.find_slice_stacks`); the message lists
             UID, description, modality and counts of each, and the exception's ``series``
             attribute holds the :class:`DicomSeriesInfo` list.
         MissingGeometryError: ImagePositionPatient, ImageOrientationPatient or PixelSpacing
@@ -481,6 +483,8 @@ def _make_object(path: Path, ds: pydicom.Dataset) -> _Object:
         "echo_time": _float(ds, "EchoTime"),
         "flip_angle": _float(ds, "FlipAngle"),
         "inversion_time": _float(ds, "InversionTime"),
+        "sequence_name": _str(ds, "SequenceName"),
+        "scanning_sequence": _str(ds, "ScanningSequence"),
         "image_type": _str(ds, "ImageType"),
         "nominal_interval": _float(ds, "NominalInterval"),
         "cardiac_number_of_images": _int(ds, "CardiacNumberOfImages"),
@@ -744,6 +748,11 @@ def _load_from_scan(scan: _Scan, where: str, series_uid: str | None) -> CMRSerie
                 raise NotMRImageError(f"no MR image series in {where}: {exc}\nfound:\n  {listing}") from None
             raise NotMRImageError(f"no MR image series in {where}; found:\n  {listing}")
         if len(mr_uids) > 1:
+            from CardiacLandmarksLib.io import dicom_study  # lazy: dicom_study builds on this module
+
+            stack = dicom_study.single_stack(scan, where)
+            if stack is not None:  # one series per slice position (Siemens-style SAX stack)
+                return dicom_study.load_series_group(scan, stack, where)
             mr_infos = [i for i in infos if i.series_uid in mr_uids]
             listing = "\n  ".join(i.summary() for i in mr_infos)
             err = MixedSeriesError(

@@ -27,11 +27,11 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import CardiacLandmarksError
-from . import tasks
-from .crosscheck import crosscheck
-from .routing import RoutedSeries, StudyRouting, refine_lax_chamber, route_study
-from .tasks import KeyValue, Models, TaskOutcome
+from CardiacLandmarksLib.core.errors import CardiacLandmarksError
+from CardiacLandmarksLib.study import tasks
+from CardiacLandmarksLib.study.crosscheck import crosscheck
+from CardiacLandmarksLib.study.routing import RoutedSeries, StudyRouting, refine_lax_chamber, route_study
+from CardiacLandmarksLib.study.tasks import KeyValue, Models, TaskOutcome
 
 logger = logging.getLogger(__name__)
 
@@ -93,8 +93,6 @@ class StudyResult:
         return [v for o in self.outcomes if o.ok for v in o.values] + list(self.crosschecks)
 
     def to_dict(self) -> dict:
-        from .. import __name__ as pkg
-
         models = {}
         for o in self.outcomes:
             res = o.result
@@ -104,7 +102,7 @@ class StudyResult:
         return {
             "format": "cardiac-landmarks study report",
             "version": 1,
-            "library": pkg,
+            "library": "CardiacLandmarksLib",
             "study": self.routing.path,
             "subject": self.subject,
             "status": self.status,
@@ -145,7 +143,7 @@ class StudyResult:
 
         Returns the paths written.
         """
-        from .report import write_study_report
+        from CardiacLandmarksLib.study.report import write_study_report
 
         return write_study_report(self, Path(outdir))
 

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .tasks import KeyValue
+from CardiacLandmarksLib.study.tasks import KeyValue
 
 BASE_RANGE_MM = (-5.0, 25.0)
 APEX_RANGE_MM = (-5.0, 25.0)

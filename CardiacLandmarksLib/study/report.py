@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..fileio import atomic_write_bytes, atomic_write_text
+from CardiacLandmarksLib.io.atomic import atomic_write_bytes, atomic_write_text
 
 logger = logging.getLogger(__name__)
 
@@ -77,7 +77,7 @@ def _show(ax, img: np.ndarray, spacing) -> None:
 
 
 def _sax_panel(ax, series, lmset, key) -> None:
-    from .tasks import sax_mid_slice
+    from CardiacLandmarksLib.study.tasks import sax_mid_slice
 
     k = sax_mid_slice(lmset, 0)
     if k is None:
@@ -103,7 +103,7 @@ def _sax_panel(ax, series, lmset, key) -> None:
 
 
 def _lax_panel(ax, series, lmset, key, view, sax_series=None, sax_lmset=None, geo=None) -> None:
-    from .crosscheck import _ed_phase, sax_lines_in_lax
+    from CardiacLandmarksLib.study.crosscheck import _ed_phase, sax_lines_in_lax
 
     t = _ed_phase(lmset)
     _show(ax, series.pixels[t, 0], series.spacing)

@@ -6,7 +6,7 @@ files (a manifest row). :func:`route_study` returns a :class:`StudyRouting`: one
 :class:`RoutedSeries` per series (or per assembled group), with its view, its sequence, the
 analyses to run and the reason, and the evidence used.
 
-**Sequence** (from tags first; keywords via :func:`.io_common.guess_sequence`):
+**Sequence** (from tags first; keywords via :func:`CardiacLandmarksLib.io.common.guess_sequence`):
 
 * ``localiser``: description ``loc``/``scout``/``survey``/``pilot``/``localizer``, or several
   orientations in one series (a tri-plane scout);
@@ -34,7 +34,7 @@ description when it names one; otherwise it is decided after the SAX landmarks a
 compared with the LV -> RV direction (C-LV to the middle of the two RV insertions): within
 30 degrees -> 4CH (the plane crosses both ventricles), beyond 60 -> 2CH, between -> 3CH
 (approximate; reported as geometry evidence). Without a SAX stack the absolute orientation
-rule of :func:`.view.recognise_view` is used.
+rule of :func:`CardiacLandmarksLib.io.view.recognise_view` is used.
 
 **Analyses**: SAX cine stack or ED/ES pair -> ``sax`` (landmarks, RVI angles) and
 ``function`` (LV/RV volumes, EF; when the ``function`` package is present); long-axis cine
@@ -54,11 +54,12 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import io_dicom_study, io_image
-from ..errors import CardiacLandmarksError, InputNotFoundError, NoDicomError
-from ..io_common import guess_sequence, guess_view
-from ..series import CMRSeries
-from ..view import recognise_view
+from CardiacLandmarksLib.core.errors import CardiacLandmarksError, InputNotFoundError, NoDicomError
+from CardiacLandmarksLib.core.series import CMRSeries
+from CardiacLandmarksLib.io import dicom_study as io_dicom_study
+from CardiacLandmarksLib.io import image as io_image
+from CardiacLandmarksLib.io.common import guess_sequence, guess_view
+from CardiacLandmarksLib.io.view import recognise_view
 
 logger = logging.getLogger(__name__)
 

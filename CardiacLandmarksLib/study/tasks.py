@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..series import CMRSeries
+from CardiacLandmarksLib.core.series import CMRSeries
 
 logger = logging.getLogger(__name__)
 
@@ -39,17 +39,12 @@ class Models:
         return self._models[name]
 
     def _load(self, name: str):
-        if name == "sax":
-            from ..inference import load_model
+        if name in ("sax", "2ch", "3ch", "4ch"):
+            from CardiacLandmarksLib.models.loader import load_model
 
-            return load_model("sax", self.device)
-        if name in ("2ch", "3ch", "4ch"):
-            from ..inference import load_model
-            from ..training.train_lax import model_name
-
-            return load_model(name, self.device, name=model_name(name))
+            return load_model(name, self.device)
         if name == "perfusion":
-            from ..perfusion_seg import load_model
+            from CardiacLandmarksLib.perfusion.segmentation import load_model
 
             return load_model(device=self.device)
         raise KeyError(name)
@@ -120,6 +115,27 @@ def _rel(paths, root: Path) -> list[str]:
     return out
 
 
+def write_outputs(series: CMRSeries, lmset, out: Path) -> list[Path]:
+    """landmarks.json, measurements.csv, per-phase ``.mrk.json`` and the overlay PNG (SAX) or the
+    LV-length PNG (long axis) of one series: the files ``detect`` writes."""
+    # TODO(lead): replace with the task results' own .write(outdir) once sax.pipeline.analyse_sax and
+    # lax.pipeline.analyse_lax exist (the CLI's cli.sax.write_outputs cannot be imported from here: layering).
+    from CardiacLandmarksLib.io import markups
+    from CardiacLandmarksLib.sax import report
+
+    stem = Path(series.source).name.split(".")[0] or "series"
+    written = [report.write_landmarks_json(lmset, out / "landmarks.json"),
+               report.write_measurements_csv(lmset.measurements, out / "measurements.csv")]
+    written += list(markups.write_markups(lmset, out))
+    if lmset.view == "sax":
+        written.append(report.render_overlay_png(series, lmset, out / f"{stem}_overlay.png"))
+    else:
+        from CardiacLandmarksLib.lax.report import render_lax_png
+
+        written.append(render_lax_png(series, lmset, out / f"{stem}_lv_length.png"))
+    return [Path(p) for p in written]
+
+
 # --------------------------------------------------------------------------- SAX
 
 
@@ -132,11 +148,10 @@ def sax_mid_slice(lmset, phase: int = 0) -> int | None:
 
 
 def run_sax(series: CMRSeries, models: Models, outdir: Path, root: Path, key: str) -> TaskOutcome:
-    """SAX landmarks + RVI angles on every slice and phase (:func:`.pipeline.detect_landmarks`),
-    written with :func:`.commands_sax.write_outputs`. Key value: RVI angle on the mid slice at
+    """SAX landmarks + RVI angles on every slice and phase (:func:`CardiacLandmarksLib.sax.pipeline.detect_landmarks`),
+    written with :func:`write_outputs`. Key value: RVI angle on the mid slice at
     phase 0 (ED for an ED/ES pair; the first phase after the R wave for a cine)."""
-    from ..commands_sax import write_outputs
-    from ..pipeline import detect_landmarks
+    from CardiacLandmarksLib.sax.pipeline import detect_landmarks
 
     lmset = detect_landmarks(series, view="sax", model=models.get("sax"))
     outdir.mkdir(parents=True, exist_ok=True)
@@ -163,11 +178,10 @@ def run_sax(series: CMRSeries, models: Models, outdir: Path, root: Path, key: st
 
 
 def run_lax(series: CMRSeries, view: str, models: Models, outdir: Path, root: Path, key: str) -> TaskOutcome:
-    """Long-axis landmarks, tracking and LV length (:func:`.lax_pipeline.detect_lax`), written
-    with :func:`.commands_sax.write_outputs`. Key values: LV length at ED and ES and the
+    """Long-axis landmarks, tracking and LV length (:func:`CardiacLandmarksLib.lax.pipeline.detect_lax`), written
+    with :func:`write_outputs`. Key values: LV length at ED and ES and the
     longitudinal shortening."""
-    from ..commands_sax import write_outputs
-    from ..lax_pipeline import detect_lax
+    from CardiacLandmarksLib.lax.pipeline import detect_lax
 
     v = view if view in ("2ch", "3ch", "4ch") else "4ch"
     lmset = detect_lax(series, view=v, model=models.get(v), track=series.n_phases > 2)
@@ -202,10 +216,10 @@ def run_lax(series: CMRSeries, view: str, models: Models, outdir: Path, root: Pa
 def run_perfusion(series_list: list[tuple[str, CMRSeries]], models: Models, outdir: Path, root: Path,
                   key: str) -> TaskOutcome:
     """Perfusion analysis of all slices of one perfusion series
-    (:func:`.perfusion_pipeline.analyse_series` per slice, :func:`~.perfusion_pipeline.summarise`,
-    :func:`.perfusion_report.write_report`). Key value: the global primary metric per condition."""
-    from .. import perfusion_pipeline as pp
-    from .. import perfusion_report as pr
+    (:func:`CardiacLandmarksLib.perfusion.pipeline.analyse_series` per slice, :func:`~.perfusion_pipeline.summarise`,
+    :func:`CardiacLandmarksLib.perfusion.report.write_report`). Key value: the global primary metric per condition."""
+    from CardiacLandmarksLib.perfusion import pipeline as pp
+    from CardiacLandmarksLib.perfusion import report as pr
 
     model = models.get("perfusion")
     analyses = []

@@ -1,7 +1,7 @@
 """A whole DICOM study folder: one header scan, a summary per series, per-slice SAX assembly.
 
 :func:`scan_study_folder` reads every file of a folder **header only**, with the scanner of
-:mod:`.io_dicom` (the same parsing, damage checks and enhanced multi-frame expansion), and
+:mod:`.dicom` (the same parsing, damage checks and enhanced multi-frame expansion), and
 summarises each ``SeriesInstanceUID`` as a :class:`SeriesHeader`: orientation, slice positions
 along the plane normal, phases per slice, trigger-time and acquisition-time spans, inversion
 time, sequence name, image type. Nothing is decoded; pixels are read only by
@@ -22,7 +22,7 @@ image series of **one slice** each, with
 
 and there are at least :data:`MIN_STACK_SLICES` (3) of them. :meth:`DicomStudyScan.load` with
 several series UIDs assembles them exactly as one multi-slice series would be (slices sorted
-along the normal, phases by TriggerTime): see :func:`.io_dicom.load_dicom_folder`.
+along the normal, phases by TriggerTime): see :func:`.dicom.load_dicom_folder`.
 """
 
 from __future__ import annotations
@@ -34,9 +34,9 @@ from pathlib import Path
 
 import numpy as np
 
-from . import io_dicom
-from .errors import InputNotFoundError, NoDicomError
-from .series import CMRSeries
+from CardiacLandmarksLib.core.errors import CorruptFileError, InputNotFoundError, NoDicomError
+from CardiacLandmarksLib.core.series import CMRSeries
+from CardiacLandmarksLib.io import dicom as io_dicom
 
 logger = logging.getLogger(__name__)
 
@@ -126,7 +126,7 @@ class DicomStudyScan:
             :class:`CMRSeries`, pixels float32 ``[t, k, j, i]``, LPS geometry.
 
         Raises:
-            as :func:`.io_dicom.load_dicom_folder` (CorruptFileError, MissingGeometryError,
+            as :func:`.dicom.load_dicom_folder` (CorruptFileError, MissingGeometryError,
             InvalidImageError, NotMRImageError, NoDicomError).
         """
         uids = [series_uids] if isinstance(series_uids, str) else list(series_uids)
@@ -294,16 +294,28 @@ def find_slice_stacks(headers: list[SeriesHeader]) -> list[list[str]]:
     return out
 
 
-def load_series_group(scan, series_uids: list[str], where: str) -> CMRSeries:
-    """Assemble the image objects of ``series_uids`` (from an :mod:`.io_dicom` scan) as one series.
+def single_stack(scan, where: str = "") -> list[str] | None:
+    """The per-slice series of an :mod:`.dicom` scan when **all** its MR image series form one
+    stack (:func:`find_slice_stacks`), else None. Used by :func:`.dicom.load_dicom_folder` so
+    that ``detect`` on such a folder loads the stack instead of stopping at 'several series'."""
+    headers = _summarise_scan(scan, Path(where or ".")).series
+    mr = {h.series_uid for h in headers if h.is_mr_image}
+    groups = find_slice_stacks(headers)
+    if len(groups) == 1 and set(groups[0]) == mr:
+        return groups[0]
+    return None
 
-    One UID behaves as :func:`.io_dicom.load_dicom_folder` with ``series_uid``; several are
+
+def load_series_group(scan, series_uids: list[str], where: str) -> CMRSeries:
+    """Assemble the image objects of ``series_uids`` (from an :mod:`.dicom` scan) as one series.
+
+    One UID behaves as :func:`.dicom.load_dicom_folder` with ``series_uid``; several are
     assembled into one stack (per-slice series). ``metadata["series_uids"]`` lists them and
     ``metadata["assembled_from"]`` gives their count when more than one.
 
     Raises:
         NoDicomError: a UID is not in the scan; CorruptFileError: a file of the series is
-        damaged; others as :func:`.io_dicom.load_dicom_folder`.
+        damaged; others as :func:`.dicom.load_dicom_folder`.
     """
     uids = list(series_uids)
     with io_dicom._quiet_pydicom():
@@ -320,8 +332,6 @@ def load_series_group(scan, series_uids: list[str], where: str) -> CMRSeries:
             damaged = [c for c in scan.corrupt if c[2] in set(uids)]
             if damaged:
                 p, reason, _ = damaged[0]
-                from .errors import CorruptFileError
-
                 raise CorruptFileError(f"{p.name}: {reason}: {p}")
             series = io_dicom._assemble(chosen, where)
             series.metadata["assembled_from"] = len(uids)

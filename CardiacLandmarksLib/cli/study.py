@@ -1,0 +1,59 @@
+"""CLI sub-command ``study``: route every series of a study and run every analysis that applies.
+
+Example::
+
+    cardiac-landmarks study /data/study_0042 -o out/study_0042
+
+STUDY is a DICOM study folder (SAX cine stack, 2CH/3CH/4CH cines, perfusion, LGE, T1,
+localisers ...; a SAX stack stored as one series per slice is assembled) or a folder of
+NIfTI/NRRD/MHA files with real geometry (``*_ED``/``*_ES`` frame pairs are paired). The
+routing table is printed first; then SAX landmarks and RVI angles, LV length and shortening on
+the long-axis cines, perfusion AHA segments, and the long-axis vs SAX cross-checks. Output:
+``study.json``, ``routing.txt``, ``summary.png`` and one folder per analysis.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("study", help="route every series of a study (DICOM folder or image files) and run every "
+                                     "analysis that applies; one study report",
+                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("study", nargs="+", help="study folder (or several image files / folders of one study)")
+    p.add_argument("-o", "--output", required=True, help="output folder (created)")
+    p.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
+    p.add_argument("--route-only", action="store_true", help="print the routing table and stop")
+    p.set_defaults(func=cmd_study)
+
+
+def cmd_study(args: argparse.Namespace) -> int:
+    from CardiacLandmarksLib.study.analyse import analyse_study
+    from CardiacLandmarksLib.study.routing import route_study
+
+    src = args.study[0] if len(args.study) == 1 else args.study
+    routing = route_study(src)
+    print(routing.table())
+    for note in routing.notes:
+        print(f"note: {note}")
+    if args.route_only:
+        return 0
+    out = Path(args.output)
+    result = analyse_study(src, out, device=args.device, routing=routing,
+                           progress=lambda msg: print(f"  running {msg}", file=sys.stderr))
+    written = result.write(out)
+    print()
+    for o in result.outcomes:
+        state = f"{o.seconds:.1f} s" if o.ok else f"FAILED: {o.error}"
+        print(f"{o.task:<10} {o.series_key:<24} {state}")
+    for v in result.key_values():
+        d = v.to_dict()
+        val = "-" if d["value"] is None else f"{d['value']:.1f} {d['unit']}"
+        print(f"  [{d['status']:>6}] {v.name}: {val}" + (f"  ({', '.join(v.flags)})" if v.flags else ""))
+    for note in result.notes:
+        print(f"note: {note}")
+    print(f"study status: {result.status}; wrote {', '.join(str(p) for p in written)}")
+    return 0
