@@ -62,3 +62,43 @@ def mnms2_study(data: Path, out: Path) -> Path:
     """``out`` -> every M&Ms-2 subject-001 file (symlinks)."""
     _link_tree(data / "mnms2" / "001", out)
     return out
+
+
+def tag_variants(data: Path, out: Path) -> Path:
+    """A study folder with the Sunnybrook cine plus three series made from copies of its files with
+    rewritten tags only (pixels unchanged), to exercise the tag rules of the routing:
+
+    * ``lge``: phase 0 of every slice, a new series with ``InversionTime`` 300 ms and no description;
+    * ``t1``: phase 0 of one slice, a new series described ``MOLLI T1 map``;
+    * ``localiser``: three files of one new series with three different orientations.
+    """
+    src = data / "sunnybrook" / "SCD0000101" / "dicom"
+    _link_tree(src, out / "cine")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        dsets = [(p, pydicom.dcmread(p)) for p in sorted(src.iterdir()) if p.suffix.lower() == ".dcm"]
+        first = {}
+        for p, ds in dsets:
+            key = tuple(np.round(np.array(ds.ImagePositionPatient, float), 2))
+            if key not in first or float(ds.TriggerTime) < float(first[key][1].TriggerTime):
+                first[key] = (p, ds)
+        uid = {name: generate_uid() for name in ("lge", "t1", "loc")}
+        (out / "lge").mkdir()
+        for n, (p, ds) in enumerate(first.values()):
+            ds.SeriesInstanceUID, ds.SeriesNumber, ds.SeriesDescription = uid["lge"], 900, ""
+            ds.InversionTime = 300
+            ds.SOPInstanceUID = generate_uid()
+            ds.save_as(out / "lge" / f"lge{n:02d}.dcm")
+        (out / "t1").mkdir()
+        p, ds = next(iter(first.values()))
+        ds.SeriesInstanceUID, ds.SeriesNumber, ds.SeriesDescription = uid["t1"], 910, "MOLLI T1 map"
+        ds.SOPInstanceUID = generate_uid()
+        ds.save_as(out / "t1" / "t1.dcm")
+        (out / "loc").mkdir()
+        orientations = ([1, 0, 0, 0, 1, 0], [1, 0, 0, 0, 0, -1], [0, 1, 0, 0, 0, -1])
+        for n, ((p, ds), iop) in enumerate(zip(list(first.values())[:3], orientations)):
+            ds.SeriesInstanceUID, ds.SeriesNumber, ds.SeriesDescription = uid["loc"], 1, ""
+            ds.ImageOrientationPatient = iop
+            ds.SOPInstanceUID = generate_uid()
+            ds.save_as(out / "loc" / f"loc{n}.dcm")
+    return out

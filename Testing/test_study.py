@@ -89,6 +89,19 @@ def test_damaged_file_lists_its_series(tmp_path, sunnybrook_dicom):
 
 
 @pytest.mark.data
+def test_tag_rules_lge_t1_localiser(tmp_path):
+    require_data("sunnybrook", "SCD0000101", "dicom")
+    r = route_study(sm.tag_variants(require_data(), tmp_path / "study"))
+    got = {s.label.split(" ")[0]: (s.sequence, s.analyses, s.reason) for s in r.series}
+    assert got["#900"][0] == "lge" and got["#900"][1] == [] and got["#900"][2].startswith("LGE")
+    assert got["#910"][0] == "t1" and got["#910"][1] == []
+    assert got["#1"][0] == "localiser" and got["#1"][1] == []
+    assert got["#300"][0] == "cine" and got["#300"][1][0] == "sax"
+    lge = next(s for s in r.series if s.label.startswith("#900"))
+    assert lge.view == "sax" and lge.n_slices == 12  # parallel to the cine stack
+
+
+@pytest.mark.data
 def test_route_mnms2_nifti_study(mnms_study):
     r = route_study(mnms_study)
     labels = [s for s in r.series if s.sequence == "label"]

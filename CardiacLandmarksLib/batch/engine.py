@@ -173,6 +173,8 @@ def run_batch(
 def _run_dask(todo, out, state, store, bar, workers, scheduler, device, threads, n_failed) -> dict:
     from distributed import Client, LocalCluster, as_completed
 
+    # Dask logs every connection at INFO level: keep that out of the progress bar unless asked for (-v)
+    logging.getLogger("distributed").setLevel(max(logging.WARNING, logging.getLogger().getEffectiveLevel()))
     cluster = None
     try:
         if scheduler:
