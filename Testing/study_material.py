@@ -84,19 +84,19 @@ def tag_variants(data: Path, out: Path) -> Path:
                 first[key] = (p, ds)
         uid = {name: generate_uid() for name in ("lge", "t1", "loc")}
         (out / "lge").mkdir()
-        for n, (p, ds) in enumerate(first.values()):
+        for n, (_p, ds) in enumerate(first.values()):
             ds.SeriesInstanceUID, ds.SeriesNumber, ds.SeriesDescription = uid["lge"], 900, ""
             ds.InversionTime = 300
             ds.SOPInstanceUID = generate_uid()
             ds.save_as(out / "lge" / f"lge{n:02d}.dcm")
         (out / "t1").mkdir()
-        p, ds = next(iter(first.values()))
+        _p, ds = next(iter(first.values()))
         ds.SeriesInstanceUID, ds.SeriesNumber, ds.SeriesDescription = uid["t1"], 910, "MOLLI T1 map"
         ds.SOPInstanceUID = generate_uid()
         ds.save_as(out / "t1" / "t1.dcm")
         (out / "loc").mkdir()
         orientations = ([1, 0, 0, 0, 1, 0], [1, 0, 0, 0, 0, -1], [0, 1, 0, 0, 0, -1])
-        for n, ((p, ds), iop) in enumerate(zip(list(first.values())[:3], orientations)):
+        for n, ((_p, ds), iop) in enumerate(zip(list(first.values())[:3], orientations)):
             ds.SeriesInstanceUID, ds.SeriesNumber, ds.SeriesDescription = uid["loc"], 1, ""
             ds.ImageOrientationPatient = iop
             ds.SOPInstanceUID = generate_uid()
