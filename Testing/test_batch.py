@@ -81,6 +81,14 @@ def test_failing_studies_recorded_and_resume(tmp_path):
     s2 = run_batch(m, out, engine="local", progress=False)
     assert (s2.n_skipped, s2.n_run) == (2, 0)
     assert (out / "cohort.csv").read_text() == first
+    # a kill during a run leaves the study 'running' and a hidden partial folder: the next run redoes it
+    db.execute("UPDATE studies SET status='running' WHERE study_id='corrupt'")
+    db.commit()
+    (out / "studies" / ".corrupt.partial-99999").mkdir()
+    s_kill = run_batch(m, out, engine="local", progress=False)
+    assert (s_kill.n_skipped, s_kill.n_run, s_kill.n_failed) == (1, 1, 1)
+    assert not list((out / "studies").glob(".*partial*"))
+    assert (out / "cohort.csv").read_text() == first
     s3 = run_batch(m, out, engine="local", progress=False, redo=True)
     assert s3.n_run == 2
     assert len(list((out / "studies").glob("missing.bak-*"))) == 1  # the earlier output is kept

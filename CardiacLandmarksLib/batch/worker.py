@@ -94,10 +94,11 @@ def run_study(spec: StudySpec, out_root: str | Path, device: str = "cpu", thread
     before = dict(models.loads)
     root = Path(out_root)
     final = study_dir(root, spec.study_id)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    for stale in final.parent.glob(f".{spec.study_id}.partial-*"):  # left by a killed run
+        shutil.rmtree(stale, ignore_errors=True)
     partial = final.with_name(f".{spec.study_id}.partial-{os.getpid()}")
-    if partial.exists():
-        shutil.rmtree(partial)
-    partial.mkdir(parents=True)
+    partial.mkdir()
     record: dict = {"study_id": spec.study_id, "paths": list(spec.paths), "height_cm": spec.height_cm,
                     "weight_kg": spec.weight_kg, "output": str(final.relative_to(root))}
     try:
