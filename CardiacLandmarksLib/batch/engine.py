@@ -31,6 +31,7 @@ import logging
 import resource
 import sys
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -183,8 +184,10 @@ def _run_dask(todo, out, state, store, bar, workers, scheduler, device, threads,
             except (OSError, TimeoutError) as exc:
                 raise BatchEngineError(f"cannot reach the Dask scheduler at {scheduler}: {exc}") from exc
         else:
-            cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, host="127.0.0.1",
-                                   dashboard_address=None, silence_logs=logging.WARNING)
+            with warnings.catch_warnings():  # the scheduler's HTTP port moves on when 8787 is taken: no matter
+                warnings.filterwarnings("ignore", message=".*already in use")
+                cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, host="127.0.0.1",
+                                       dashboard_address=None, silence_logs=logging.WARNING)
             client = Client(cluster)
     except BatchEngineError:
         raise
@@ -209,10 +212,10 @@ def _run_dask(todo, out, state, store, bar, workers, scheduler, device, threads,
         except Exception:  # noqa: BLE001 - memory figures are informative only
             peaks = {}
         return {str(k): round(v, 1) for k, v in peaks.items()}
-    finally:
-        client.close()
+    finally:  # also on Ctrl-C: studies in flight stay 'running' in the state and are run again next time
+        client.close(timeout=10)
         if cluster is not None:
-            cluster.close()
+            cluster.close(timeout=10)
 
 
 # --------------------------------------------------------------------------- cohort table

@@ -115,27 +115,6 @@ def _rel(paths, root: Path) -> list[str]:
     return out
 
 
-def write_outputs(series: CMRSeries, lmset, out: Path) -> list[Path]:
-    """landmarks.json, measurements.csv, per-phase ``.mrk.json`` and the overlay PNG (SAX) or the
-    LV-length PNG (long axis) of one series: the files ``detect`` writes."""
-    # TODO(lead): replace with the task results' own .write(outdir) once sax.pipeline.analyse_sax and
-    # lax.pipeline.analyse_lax exist (the CLI's cli.sax.write_outputs cannot be imported from here: layering).
-    from CardiacLandmarksLib.io import markups
-    from CardiacLandmarksLib.sax import report
-
-    stem = Path(series.source).name.split(".")[0] or "series"
-    written = [report.write_landmarks_json(lmset, out / "landmarks.json"),
-               report.write_measurements_csv(lmset.measurements, out / "measurements.csv")]
-    written += list(markups.write_markups(lmset, out))
-    if lmset.view == "sax":
-        written.append(report.render_overlay_png(series, lmset, out / f"{stem}_overlay.png"))
-    else:
-        from CardiacLandmarksLib.lax.report import render_lax_png
-
-        written.append(render_lax_png(series, lmset, out / f"{stem}_lv_length.png"))
-    return [Path(p) for p in written]
-
-
 # --------------------------------------------------------------------------- SAX
 
 
@@ -148,14 +127,14 @@ def sax_mid_slice(lmset, phase: int = 0) -> int | None:
 
 
 def run_sax(series: CMRSeries, models: Models, outdir: Path, root: Path, key: str) -> TaskOutcome:
-    """SAX landmarks + RVI angles on every slice and phase (:func:`CardiacLandmarksLib.sax.pipeline.detect_landmarks`),
-    written with :func:`write_outputs`. Key value: RVI angle on the mid slice at
+    """SAX landmarks + RVI angles on every slice and phase (:func:`CardiacLandmarksLib.sax.pipeline.analyse_sax`),
+    written with its result's ``write``. Key value: RVI angle on the mid slice at
     phase 0 (ED for an ED/ES pair; the first phase after the R wave for a cine)."""
-    from CardiacLandmarksLib.sax.pipeline import detect_landmarks
+    from CardiacLandmarksLib.sax.pipeline import SaxOptions, analyse_sax
 
-    lmset = detect_landmarks(series, view="sax", model=models.get("sax"))
-    outdir.mkdir(parents=True, exist_ok=True)
-    files = write_outputs(series, lmset, outdir)
+    res = analyse_sax(series, SaxOptions(device=models.device), model=models.get("sax"))
+    files = res.write(outdir)
+    lmset = res.landmarks
     out = TaskOutcome("sax", key, files=_rel(files, root), result=lmset)
     n = len(lmset.landmarks)
     found = sum(lm.found for lm in lmset.landmarks)
@@ -178,15 +157,16 @@ def run_sax(series: CMRSeries, models: Models, outdir: Path, root: Path, key: st
 
 
 def run_lax(series: CMRSeries, view: str, models: Models, outdir: Path, root: Path, key: str) -> TaskOutcome:
-    """Long-axis landmarks, tracking and LV length (:func:`CardiacLandmarksLib.lax.pipeline.detect_lax`), written
-    with :func:`write_outputs`. Key values: LV length at ED and ES and the
+    """Long-axis landmarks, tracking and LV length (:func:`CardiacLandmarksLib.lax.pipeline.analyse_lax`), written
+    with its result's ``write``. Key values: LV length at ED and ES and the
     longitudinal shortening."""
-    from CardiacLandmarksLib.lax.pipeline import detect_lax
+    from CardiacLandmarksLib.lax.pipeline import analyse_lax
+    from CardiacLandmarksLib.sax.pipeline import SaxOptions
 
     v = view if view in ("2ch", "3ch", "4ch") else "4ch"
-    lmset = detect_lax(series, view=v, model=models.get(v), track=series.n_phases > 2)
-    outdir.mkdir(parents=True, exist_ok=True)
-    files = write_outputs(series, lmset, outdir)
+    res = analyse_lax(series, view=v, options=SaxOptions(device=models.device), model=models.get(v))
+    files = res.write(outdir)
+    lmset = res.landmarks
     out = TaskOutcome("lax", key, files=_rel(files, root), result=lmset)
     if view == "lax":
         out.notes.append("chamber view not decided: the 4CH model was used")
@@ -216,19 +196,14 @@ def run_lax(series: CMRSeries, view: str, models: Models, outdir: Path, root: Pa
 def run_perfusion(series_list: list[tuple[str, CMRSeries]], models: Models, outdir: Path, root: Path,
                   key: str) -> TaskOutcome:
     """Perfusion analysis of all slices of one perfusion series
-    (:func:`CardiacLandmarksLib.perfusion.pipeline.analyse_series` per slice, :func:`~.perfusion_pipeline.summarise`,
-    :func:`CardiacLandmarksLib.perfusion.report.write_report`). Key value: the global primary metric per condition."""
+    (:func:`CardiacLandmarksLib.perfusion.pipeline.analyse_perfusion`, written with its result's ``write``). Key value: the global primary metric per condition."""
     from CardiacLandmarksLib.perfusion import pipeline as pp
     from CardiacLandmarksLib.perfusion import report as pr
 
-    model = models.get("perfusion")
-    analyses = []
-    for name, s in series_list:
-        analyses.append(pp.analyse_series(pp.SeriesInput(series=s, name=name), model))
-    pp.assign_missing_levels(analyses)
-    summary = pp.summarise(analyses)
-    outdir.mkdir(parents=True, exist_ok=True)
-    files = pr.write_report(analyses, summary, outdir, model.card, model.sha256)
+    res = pp.analyse_perfusion([pp.SeriesInput(series=s, name=name) for name, s in series_list],
+                               model=models.get("perfusion"), device=models.device)
+    analyses, summary = res.analyses, res.summary
+    files = res.write(outdir)
     out = TaskOutcome("perfusion", key, files=_rel(files, root), result=(analyses, summary))
     metric = pr.primary_metric(summary)
     for a in analyses:
