@@ -203,13 +203,9 @@ def analyse_study(
         o = run("sax", e, lambda e=e: tasks.run_sax(e.load(), models, outdir / f"{e.key}_sax", outdir, e.key))
         if e.is_sax_reference and o.ok:
             sax_ref_out, sax_ref_series = o, e.load()
-    for e in routing.to_analyse("function"):
-        # TODO(lead): call the LV/RV function analysis here once CardiacLandmarksLib.function is on main:
-        #   run("function", e, lambda e=e: tasks.run_function(e.load(), models, outdir / f"{e.key}_function",
-        #                                                   outdir, e.key))
-        # with tasks.run_function wrapping function.analyse_function(series, ...) and returning the
-        # key values "LV EDV", "LV ESV", "LV EF", "RV EDV", "RV ESV", "RV EF" (names used by COHORT_VALUES).
-        result.notes.append(f"function analysis of {e.label}: not run (function package not wired in yet)")
+    for e in routing.to_analyse("function"):  # only routed when the function package is installed
+        run("function", e, lambda e=e: tasks.run_function(e.load(), models, outdir / f"{e.key}_function", outdir,
+                                                          e.key, result.subject))
     if sax_ref_out is not None:
         _refine_chambers(routing, sax_ref_out.result, sax_ref_series)
     lax_outs: list[tuple[RoutedSeries, TaskOutcome]] = []

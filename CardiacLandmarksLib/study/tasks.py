@@ -153,6 +153,48 @@ def run_sax(series: CMRSeries, models: Models, outdir: Path, root: Path, key: st
     return out
 
 
+# --------------------------------------------------------------------------- function
+
+
+def run_function(series: CMRSeries, models: Models, outdir: Path, root: Path, key: str,
+                 subject: dict | None = None) -> TaskOutcome:
+    """LV/RV volumes and ejection fractions of the reference SAX stack
+    (:func:`CardiacLandmarksLib.function.pipeline.analyse_function`), written with its result's ``write``.
+
+    A paired ED/ES series (``metadata["phase_labels"] == ["ED", "ES"]``) goes in as two volumes;
+    a cine as one (ED/ES chosen by the function analysis). Key values: LV/RV EDV, ESV, EF with the
+    function analysis' own status and flags. Only called when the function package is installed
+    (:func:`.routing.function_available`).
+    """
+    import copy
+
+    from CardiacLandmarksLib.function.pipeline import FunctionOptions, analyse_function
+
+    subject = subject or {}
+    opts = FunctionOptions(height_cm=subject.get("height_cm"), weight_kg=subject.get("weight_kg"),
+                           device=models.device)
+    if series.metadata.get("phase_labels") == ["ED", "ES"] and series.n_phases == 2:
+        vols = []
+        for t in (0, 1):
+            v = copy.copy(series)
+            v.pixels = series.pixels[t : t + 1]
+            v.source = (series.metadata.get("paired_from") or [series.source] * 2)[t]
+            vols.append(v)
+        inputs = vols
+    else:
+        inputs = series
+    res = analyse_function(inputs, opts, model=models.get("sax"))
+    files = res.write(outdir)
+    out = TaskOutcome("function", key, files=_rel(files, root), result=res)
+    for ventricle in ("LV", "RV"):
+        for name, label in (("EDV_ml", "EDV"), ("ESV_ml", "ESV"), ("EF_pct", "EF")):
+            v = res.values.get(ventricle, {}).get(name)
+            if v is not None:
+                out.values.append(KeyValue(f"{ventricle} {label}", v.value, v.unit, v.status, list(v.flags), v.source))
+    out.notes += [f"function flag: {f}" for f in res.flags]
+    return out
+
+
 # --------------------------------------------------------------------------- LAX
 
 
