@@ -119,7 +119,8 @@ def test_route_mnms2_nifti_study(mnms_study):
 def test_analyse_mnms2_study(mnms_study, tmp_path):
     out = tmp_path / "out"
     res = analyse_study(mnms_study, out)
-    assert [(o.task, o.ok) for o in res.outcomes] == [("sax", True), ("lax", True)]
+    # (plus ("function", True) on the SAX pair where the function package is installed)
+    assert [(o.task, o.ok) for o in res.outcomes if o.task != "function"] == [("sax", True), ("lax", True)]
     cine = _by_label(res.routing, "001_LA_CINE")
     assert cine.view == "4ch"  # the chamber from the SAX landmarks (the data set's 4CH cine)
     assert any("4CH" in ev and "geometry" in ev for ev in cine.evidence)
@@ -144,7 +145,7 @@ def test_analyse_mnms2_study(mnms_study, tmp_path):
 @pytest.mark.slow
 def test_analyse_sunnybrook_perfusion_study(sb_study, tmp_path):
     res = analyse_study(sb_study, tmp_path)
-    assert [(o.task, o.ok) for o in res.outcomes] == [("sax", True), ("perfusion", True)]
+    assert [(o.task, o.ok) for o in res.outcomes if o.task != "function"] == [("sax", True), ("perfusion", True)]
     perf = next(o for o in res.outcomes if o.task == "perfusion")
     assert (tmp_path / perf.files[0]).exists()
     assert perf.values and perf.values[0].value > 0
