@@ -105,7 +105,8 @@ def run_study(spec: StudySpec, out_root: str | Path, device: str = "cpu", thread
         from CardiacLandmarksLib.study.analyse import analyse_study
 
         result = analyse_study(spec.paths if len(spec.paths) != 1 else spec.paths[0], partial, models=models,
-                               subject={"height_cm": spec.height_cm, "weight_kg": spec.weight_kg})
+                               subject={"height_cm": spec.height_cm, "weight_kg": spec.weight_kg},
+                               name=spec.study_id)
         result.write(partial)
         row = result.cohort_row()
         ok = [o for o in result.outcomes if o.ok]

@@ -74,6 +74,7 @@ class StudyResult:
     seconds: float = 0.0
     notes: list[str] = field(default_factory=list)
     subject: dict = field(default_factory=dict)
+    name: str = ""
 
     @property
     def errors(self) -> list[str]:
@@ -104,6 +105,7 @@ class StudyResult:
             "version": 1,
             "library": "CardiacLandmarksLib",
             "study": self.routing.path,
+            "name": self.name or self.routing.name,
             "subject": self.subject,
             "status": self.status,
             "errors": self.errors,
@@ -156,6 +158,7 @@ def analyse_study(
     progress: ProgressFn | None = None,
     routing: StudyRouting | None = None,
     subject: dict | None = None,
+    name: str = "",
 ) -> StudyResult:
     """Route and analyse every series of a study (module docstring).
 
@@ -168,6 +171,8 @@ def analyse_study(
         routing: an already computed routing (the CLI prints it first).
         subject: optional ``{"height_cm", "weight_kg"}`` of the subject (kept in the report;
             for body-surface-indexed values).
+        name: the study's name in the report (a batch passes its study id; default: the folder
+            name, or the common start of the file names).
 
     Returns:
         :class:`StudyResult` (call ``.write(outdir)`` for the study report).
@@ -181,7 +186,7 @@ def analyse_study(
     outdir.mkdir(parents=True, exist_ok=True)
     routing = routing or route_study(path)
     models = models or Models(device)
-    result = StudyResult(routing, subject={k: v for k, v in (subject or {}).items() if v is not None})
+    result = StudyResult(routing, subject={k: v for k, v in (subject or {}).items() if v is not None}, name=name)
     say = progress or (lambda msg: None)
 
     def run(task: str, entry: RoutedSeries, fn) -> TaskOutcome:

@@ -156,7 +156,7 @@ def render_summary_png(result, outdir: Path, dpi: int = 100) -> bytes:
     gs = fig.add_gridspec(2, n_pan, height_ratios=[0.5, 1.5], hspace=0.12, wspace=0.05,
                           left=0.02, right=0.98, top=0.93, bottom=0.02)
     status = result.status
-    fig.suptitle(f"Study {Path(r.path).name or r.path}   status: {status.upper()}   {len(r.series)} series, "
+    fig.suptitle(f"Study {result.name or r.name}   status: {status.upper()}   {len(r.series)} series, "
                  f"analyses: {', '.join(sorted({o.task for o in result.outcomes if o.ok})) or 'none'}",
                  fontsize=13, color=_STATUS_COLOUR.get(status, "k"), x=0.02, ha="left")
     # routing table + key values
@@ -165,7 +165,7 @@ def render_summary_png(result, outdir: Path, dpi: int = 100) -> bytes:
     lines = r.table().splitlines()
     if len(lines) > 16:
         lines = lines[:15] + [f"... {len(lines) - 15} more series (routing.txt)"]
-    top.text(0.0, 1.0, "\n".join(line[:120] for line in lines), family="monospace", fontsize=8.5, va="top",
+    top.text(0.0, 1.0, "\n".join(line[:140] for line in lines), family="monospace", fontsize=8.5, va="top",
              ha="left", transform=top.transAxes)
     y = 1.0
     top.text(0.66, y, "key values", fontsize=9, weight="bold", va="top", transform=top.transAxes)

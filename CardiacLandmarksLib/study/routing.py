@@ -155,6 +155,20 @@ class StudyRouting:
     notes: list[str] = field(default_factory=list)
 
     @property
+    def name(self) -> str:
+        """Short study name: the folder name, or for a list of files the common start of their names."""
+        parts = [Path(p) for p in self.path.split(";")]
+        if len(parts) == 1:
+            return parts[0].name or str(parts[0])
+        import os
+
+        names = [p.name for p in parts]
+        common = os.path.commonprefix(names)
+        if not all(len(n) == len(common) or n[len(common)] in "_-. " for n in names):
+            common = re.split(r"[_\-. ][^_\-. ]*$", common)[0] if re.search(r"[_\-. ]", common) else ""
+        return common.rstrip("_-. ") or parts[0].parent.name
+
+    @property
     def sax_reference(self) -> RoutedSeries | None:
         return next((s for s in self.series if s.is_sax_reference), None)
 
