@@ -42,10 +42,14 @@ def cmd_study(args: argparse.Namespace) -> int:
     if args.route_only:
         return 0
     out = Path(args.output)
+    views = {e.key: e.view for e in routing.series}
     result = analyse_study(src, out, device=args.device, routing=routing,
                            progress=lambda msg: print(f"  running {msg}", file=sys.stderr))
     written = result.write(out)
     print()
+    for e in routing.series:
+        if e.view != views[e.key]:
+            print(f"{e.label}: view decided after the SAX landmarks: {e.view.upper()} ({e.evidence[-1]})")
     for o in result.outcomes:
         state = f"{o.seconds:.1f} s" if o.ok else f"FAILED: {o.error}"
         print(f"{o.task:<10} {o.series_key:<24} {state}")
