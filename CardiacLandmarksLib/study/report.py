@@ -146,11 +146,12 @@ def render_summary_png(result, outdir: Path, dpi: int = 100) -> bytes:
     for o in result.outcomes:
         if o.ok and o.task == "lax":
             panels.append(("lax", next(s for s in r.series if s.key == o.series_key), o))
-    for o in result.outcomes:
-        if o.ok and o.task == "perfusion":
-            png = next((outdir / f for f in o.files if f.endswith("bullseye.png")), None)
+    for o in result.outcomes:  # the function and perfusion analyses' own summary pictures
+        suffix = {"function": "function_overlay.png", "perfusion": "bullseye.png"}.get(o.task)
+        if o.ok and suffix:
+            png = next((outdir / f for f in o.files if f.endswith(suffix)), None)
             if png is not None and png.exists():
-                panels.append(("perfusion", png, o))
+                panels.append((o.task, png, o))
     n_pan = max(1, min(len(panels), 4))
     fig = plt.figure(figsize=(16, 10), dpi=dpi)
     gs = fig.add_gridspec(2, n_pan, height_ratios=[0.5, 1.5], hspace=0.12, wspace=0.05,
@@ -193,7 +194,7 @@ def render_summary_png(result, outdir: Path, dpi: int = 100) -> bytes:
             else:
                 ax.imshow(mpimg.imread(e))
                 ax.axis("off")
-                ax.set_title(f"perfusion {o.series_key}", fontsize=8)
+                ax.set_title(f"{kind} {o.series_key}", fontsize=8)
         except Exception:  # noqa: BLE001 - one panel must not lose the page
             logger.exception("summary panel %s %s failed", kind, o.series_key)
             ax.axis("off")
