@@ -365,27 +365,13 @@ class CardiacLandmarksWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.cancelButton.enabled = False
         self.ui.statusLabel.text = _("Cancelling after the current batch...")
 
-    def _ensureDependencies(self) -> bool:
-        """Install missing packages after asking (first Detect only; never at import)."""
-        from CardiacLandmarksModuleLib import dependencies
-
-        ok, reason = dependencies.ensureInstalled()
-        if not ok:
-            self.ui.statusLabel.text = reason
-        return ok
-
     def onDetectButton(self) -> None:
         """Run detection when the user clicks Detect."""
         if self._running or not self._parameterNode:
             return
-        from CardiacLandmarksModuleLib.gui import errorsShown
+        from CardiacLandmarksModuleLib.gui import errorsShown, installedOrExplained
 
-        with errorsShown(_("Failed to install the required Python packages.")) as outcome:
-            ready = self._ensureDependencies()
-        if outcome.failed:
-            self.ui.statusLabel.text = _("Detection needs Python packages that could not be installed.")
-            return
-        if not ready:
+        if not installedOrExplained(self.ui.statusLabel, _("Detection")):
             return
         from CardiacLandmarksLib.core.errors import ModelIntegrityError
         from CardiacLandmarksLib.sax.pipeline import Cancelled
@@ -471,15 +457,13 @@ class CardiacLandmarksWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def onExport(self, markups: bool = False, landmarksJson: bool = False, csv: bool = False) -> None:
         """Export the current (corrected) landmarks and measurements to the output folder."""
-        from CardiacLandmarksModuleLib.gui import chosenDirectory, errorsShown
+        from CardiacLandmarksModuleLib.gui import errorsShown, requireDirectory
 
         result = self._parameterNode.result if self._parameterNode else None
         if result is None:
             return
-        directory = chosenDirectory(self.ui.outputDirectoryButton)
-        if directory is None:  # never Slicer's working directory by default
-            self.ui.statusLabel.text = _("Choose an output folder first.")
-            slicer.util.warningDisplay(_("Choose the output folder (Export section) before exporting."))
+        directory = requireDirectory(self.ui.outputDirectoryButton, self.ui.statusLabel, _("(Export section)"))
+        if directory is None:
             return
         with errorsShown(_("Export failed."), waitCursor=True) as outcome:
             written = self.logic.exportResult(result, directory, markups=markups, landmarksJson=landmarksJson,

@@ -178,8 +178,8 @@ def test_tqdm_is_not_installed_into_slicer():
     assert "tqdm" not in " ".join(dependencies.REQUIREMENTS) and "tqdm" in dependencies.CLI_ONLY
     root = Path(module.__file__).resolve().parents[1] / "CardiacLandmarksLib"
     users = sorted(str(p.relative_to(root)) for p in root.rglob("*.py") if "tqdm" in p.read_text())
-    # only the command line and the training recipes (never run inside Slicer) use it
-    assert users and all(u.startswith(("cli/", "training/")) for u in users), users
+    # only the command line, the training recipes and the cohort runner (never run inside Slicer) use it
+    assert users and all(u.startswith(("cli/", "training/", "batch/")) for u in users), users
 
 
 def test_detect_offers_to_install_missing_packages_and_cancel_stops(panel, dialogs, monkeypatch):

@@ -22,8 +22,7 @@ import qt
 import slicer
 from slicer.i18n import tr as _
 
-from CardiacLandmarksModuleLib import dependencies
-from CardiacLandmarksModuleLib.gui import chosenDirectory, errorsShown
+from CardiacLandmarksModuleLib.gui import errorsShown, installedOrExplained, requireDirectory
 
 OUTPUT_DIRECTORY_SETTINGS_KEY = "CardiacLandmarks/functionOutputDirectory"
 
@@ -94,11 +93,7 @@ class FunctionSection:
         inputNode = self.ui.functionInputSelector.currentNode()
         if inputNode is None:
             return
-        with errorsShown(_("Failed to install the required Python packages.")) as outcome:
-            ready, reason = dependencies.ensureInstalled()
-        if outcome.failed or not ready:
-            self.ui.functionStatusLabel.text = (
-                reason if not outcome.failed else _("The function analysis needs Python packages that could not be installed."))
+        if not installedOrExplained(self.ui.functionStatusLabel, _("The function analysis")):
             return
         self.ui.functionStatusLabel.text = _("Segmenting (the first run also loads the model)...")
         slicer.app.processEvents()
@@ -128,10 +123,9 @@ class FunctionSection:
     def onExport(self) -> None:
         if self.hub is None:
             return
-        directory = chosenDirectory(self.ui.functionOutputDirectoryButton)
-        if directory is None:  # never Slicer's working directory by default
-            self.ui.functionStatusLabel.text = _("Choose an output folder first.")
-            slicer.util.warningDisplay(_("Choose the output folder of the function report before exporting."))
+        directory = requireDirectory(self.ui.functionOutputDirectoryButton, self.ui.functionStatusLabel,
+                                     _("of the function report"))
+        if directory is None:
             return
         with errorsShown(_("Export failed."), waitCursor=True) as outcome:
             written = self.logic.export(self.hub, directory)

@@ -64,3 +64,40 @@ def chosenDirectory(directoryButton) -> str | None:
     if not directory or not os.path.isabs(directory):
         return None
     return directory
+
+
+def requireDirectory(directoryButton, statusLabel, where: str) -> str | None:
+    """The chosen export folder, or None after telling the user to choose one (status text and a warning
+    dialog): an export never writes into Slicer's working directory by default.
+
+    Args:
+        directoryButton: the section's ``ctkDirectoryButton``.
+        statusLabel: the section's status ``QLabel``.
+        where: completes "Choose the output folder ... before exporting." (translated by the caller).
+    """
+    import slicer
+    from slicer.i18n import tr as _
+
+    directory = chosenDirectory(directoryButton)
+    if directory is None:
+        statusLabel.text = _("Choose an output folder first.")
+        slicer.util.warningDisplay(_("Choose the output folder {where} before exporting.").format(where=where))
+    return directory
+
+
+def installedOrExplained(statusLabel, what: str) -> bool:
+    """Offer to install missing Python packages (asking first); False, with the reason in ``statusLabel``,
+    when they are not there afterwards. ``what`` names the action ("The perfusion report", ...)."""
+    from slicer.i18n import tr as _
+
+    from CardiacLandmarksModuleLib import dependencies
+
+    ready, reason = False, ""
+    with errorsShown(_("Failed to install the required Python packages.")) as outcome:
+        ready, reason = dependencies.ensureInstalled()
+    if outcome.failed:
+        statusLabel.text = _("{what} needs Python packages that could not be installed.").format(what=what)
+        return False
+    if not ready:
+        statusLabel.text = reason
+    return ready

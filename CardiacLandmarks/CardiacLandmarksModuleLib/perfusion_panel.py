@@ -27,8 +27,7 @@ import qt
 import slicer
 from slicer.i18n import tr as _
 
-from CardiacLandmarksModuleLib import dependencies
-from CardiacLandmarksModuleLib.gui import chosenDirectory, errorsShown
+from CardiacLandmarksModuleLib.gui import errorsShown, installedOrExplained, requireDirectory
 
 OUTPUT_DIRECTORY_SETTINGS_KEY = "CardiacLandmarks/perfusionOutputDirectory"
 
@@ -98,11 +97,7 @@ class PerfusionSection:
         if not inputs:
             return
         # the myocardium model needs torch and the bull's-eye matplotlib: offer to install them first, as Detect does
-        with errorsShown(_("Failed to install the required Python packages.")) as outcome:
-            ready, reason = dependencies.ensureInstalled()
-        if outcome.failed or not ready:
-            self.ui.perfusionStatusLabel.text = (
-                reason if not outcome.failed else _("The perfusion report needs Python packages that could not be installed."))
+        if not installedOrExplained(self.ui.perfusionStatusLabel, _("The perfusion report")):
             return
         self.ui.perfusionStatusLabel.text = _("Analysing {n} series (the first run also loads the model)...").format(n=len(inputs))
         slicer.app.processEvents()
@@ -148,10 +143,9 @@ class PerfusionSection:
     def onExport(self) -> None:
         if self.hub is None:
             return
-        directory = chosenDirectory(self.ui.perfusionOutputDirectoryButton)
-        if directory is None:  # never Slicer's working directory by default
-            self.ui.perfusionStatusLabel.text = _("Choose an output folder first.")
-            slicer.util.warningDisplay(_("Choose the output folder of the perfusion report before exporting."))
+        directory = requireDirectory(self.ui.perfusionOutputDirectoryButton, self.ui.perfusionStatusLabel,
+                                     _("of the perfusion report"))
+        if directory is None:
             return
         with errorsShown(_("Export failed."), waitCursor=True) as outcome:
             written = self.logic.exportReport(self.hub, directory)
