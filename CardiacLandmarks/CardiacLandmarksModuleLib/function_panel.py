@@ -22,7 +22,7 @@ import qt
 import slicer
 from slicer.i18n import tr as _
 
-from CardiacLandmarksModuleLib.gui import errorsShown, installedOrExplained, requireDirectory
+from CardiacLandmarksModuleLib.gui import errorsShown, exportToChosenFolder, installedOrExplained
 
 OUTPUT_DIRECTORY_SETTINGS_KEY = "CardiacLandmarks/functionOutputDirectory"
 
@@ -121,18 +121,9 @@ class FunctionSection:
             self.ui.functionStatusLabel.text = summaryText(self.logic.tableRows(self.hub))
 
     def onExport(self) -> None:
-        if self.hub is None:
-            return
-        directory = requireDirectory(self.ui.functionOutputDirectoryButton, self.ui.functionStatusLabel,
-                                     _("of the function report"))
-        if directory is None:
-            return
-        with errorsShown(_("Export failed."), waitCursor=True) as outcome:
-            written = self.logic.export(self.hub, directory)
-        if outcome.failed:
-            self.ui.functionStatusLabel.text = _("Export failed (see the error message).")
-            return
-        self.ui.functionStatusLabel.text = _("Wrote {n} files to {folder}").format(n=len(written), folder=directory)
+        if self.hub is not None:
+            exportToChosenFolder(self.ui.functionOutputDirectoryButton, self.ui.functionStatusLabel, _("of the function report"),
+                                 lambda folder: self.logic.export(self.hub, folder))
 
 
 def summaryText(rows: dict) -> str:

@@ -101,3 +101,25 @@ def installedOrExplained(statusLabel, what: str) -> bool:
     if not ready:
         statusLabel.text = reason
     return ready
+
+
+def exportToChosenFolder(directoryButton, statusLabel, where: str, write) -> list | None:
+    """Export a section's report: require a chosen folder (:func:`requireDirectory`), call
+    ``write(folder) -> [paths]`` with Slicer's error dialog on failure, and say the outcome in ``statusLabel``.
+
+    Returns:
+        The paths written, or None (no folder chosen, or the export failed).
+    """
+    from slicer.i18n import tr as _
+
+    directory = requireDirectory(directoryButton, statusLabel, where)
+    if directory is None:
+        return None
+    written = None
+    with errorsShown(_("Export failed."), waitCursor=True) as outcome:
+        written = write(directory)
+    if outcome.failed:
+        statusLabel.text = _("Export failed (see the error message).")
+        return None
+    statusLabel.text = _("Wrote {n} files to {folder}").format(n=len(written), folder=directory)
+    return written

@@ -27,7 +27,7 @@ import qt
 import slicer
 from slicer.i18n import tr as _
 
-from CardiacLandmarksModuleLib.gui import errorsShown, installedOrExplained, requireDirectory
+from CardiacLandmarksModuleLib.gui import errorsShown, exportToChosenFolder, installedOrExplained
 
 OUTPUT_DIRECTORY_SETTINGS_KEY = "CardiacLandmarks/perfusionOutputDirectory"
 
@@ -141,18 +141,9 @@ class PerfusionSection:
             logic.showInSliceView(self.hub, index, "Red")
 
     def onExport(self) -> None:
-        if self.hub is None:
-            return
-        directory = requireDirectory(self.ui.perfusionOutputDirectoryButton, self.ui.perfusionStatusLabel,
-                                     _("of the perfusion report"))
-        if directory is None:
-            return
-        with errorsShown(_("Export failed."), waitCursor=True) as outcome:
-            written = self.logic.exportReport(self.hub, directory)
-        if outcome.failed:
-            self.ui.perfusionStatusLabel.text = _("Export failed (see the error message).")
-            return
-        self.ui.perfusionStatusLabel.text = _("Wrote {n} files to {folder}").format(n=len(written), folder=directory)
+        if self.hub is not None:
+            exportToChosenFolder(self.ui.perfusionOutputDirectoryButton, self.ui.perfusionStatusLabel, _("of the perfusion report"),
+                                 lambda folder: self.logic.exportReport(self.hub, folder))
 
 
 def summaryText(report: dict) -> str:
