@@ -18,11 +18,10 @@ from __future__ import annotations
 
 import logging
 
-import qt
 import slicer
 from slicer.i18n import tr as _
 
-from CardiacLandmarksModuleLib.gui import errorsShown, exportToChosenFolder, installedOrExplained
+from CardiacLandmarksModuleLib.gui import errorsShown, exportToChosenFolder, installedOrExplained, loadSection
 
 OUTPUT_DIRECTORY_SETTINGS_KEY = "CardiacLandmarks/functionOutputDirectory"
 
@@ -41,19 +40,11 @@ class FunctionSection:
     def __init__(self, parentLayout, uiPath: str, logicFactory) -> None:
         self._logicFactory = logicFactory
         self.hub = None
-        uiWidget = slicer.util.loadUI(uiPath)
-        parentLayout.addWidget(uiWidget)
-        self.ui = slicer.util.childWidgetVariables(uiWidget)
-        uiWidget.setMRMLScene(slicer.mrmlScene)
-        directory = qt.QSettings().value(OUTPUT_DIRECTORY_SETTINGS_KEY, "")
-        if directory:
-            self.ui.functionOutputDirectoryButton.directory = directory
+        self.ui = loadSection(parentLayout, uiPath, "functionOutputDirectoryButton", OUTPUT_DIRECTORY_SETTINGS_KEY)
         self.ui.functionInputSelector.connect("currentNodeChanged(vtkMRMLNode*)", self.updateButtons)
         self.ui.functionRunButton.clicked.connect(self.onRun)
         self.ui.functionRecomputeButton.clicked.connect(self.onRecompute)
         self.ui.functionExportButton.clicked.connect(self.onExport)
-        self.ui.functionOutputDirectoryButton.directoryChanged.connect(
-            lambda d: qt.QSettings().setValue(OUTPUT_DIRECTORY_SETTINGS_KEY, d))
         self.updateButtons()
 
     @property

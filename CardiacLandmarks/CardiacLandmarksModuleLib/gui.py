@@ -123,3 +123,25 @@ def exportToChosenFolder(directoryButton, statusLabel, where: str, write) -> lis
         return None
     statusLabel.text = _("Wrote {n} files to {folder}").format(n=len(written), folder=directory)
     return written
+
+
+def loadSection(parentLayout, uiPath: str, directoryButtonName: str, settingsKey: str):
+    """Load a panel section's ``.ui`` under ``parentLayout``, give it the scene, and let its output-folder
+    button start at (and remember in the application settings) the folder chosen last time.
+
+    Returns:
+        The section's ``ui`` namespace (``slicer.util.childWidgetVariables``).
+    """
+    import qt
+    import slicer
+
+    uiWidget = slicer.util.loadUI(uiPath)
+    parentLayout.addWidget(uiWidget)
+    ui = slicer.util.childWidgetVariables(uiWidget)
+    uiWidget.setMRMLScene(slicer.mrmlScene)
+    button = getattr(ui, directoryButtonName)
+    directory = qt.QSettings().value(settingsKey, "")
+    if directory:
+        button.directory = directory
+    button.directoryChanged.connect(lambda d: qt.QSettings().setValue(settingsKey, d))
+    return ui

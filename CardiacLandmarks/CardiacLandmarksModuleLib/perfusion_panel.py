@@ -23,11 +23,10 @@ from __future__ import annotations
 
 import logging
 
-import qt
 import slicer
 from slicer.i18n import tr as _
 
-from CardiacLandmarksModuleLib.gui import errorsShown, exportToChosenFolder, installedOrExplained
+from CardiacLandmarksModuleLib.gui import errorsShown, exportToChosenFolder, installedOrExplained, loadSection
 
 OUTPUT_DIRECTORY_SETTINGS_KEY = "CardiacLandmarks/perfusionOutputDirectory"
 
@@ -47,18 +46,11 @@ class PerfusionSection:
     def __init__(self, parentLayout, uiPath: str, logicFactory) -> None:
         self._logicFactory = logicFactory
         self.hub = None
-        uiWidget = slicer.util.loadUI(uiPath)
-        parentLayout.addWidget(uiWidget)
-        self.ui = slicer.util.childWidgetVariables(uiWidget)
-        uiWidget.setMRMLScene(slicer.mrmlScene)
-        directory = qt.QSettings().value(OUTPUT_DIRECTORY_SETTINGS_KEY, "")
-        if directory:
-            self.ui.perfusionOutputDirectoryButton.directory = directory
+        self.ui = loadSection(parentLayout, uiPath, "perfusionOutputDirectoryButton", OUTPUT_DIRECTORY_SETTINGS_KEY)
         self.ui.perfusionInputsComboBox.connect("checkedNodesChanged()", self.updateButtons)
         self.ui.perfusionRunButton.clicked.connect(self.onRun)
         self.ui.perfusionSeriesComboBox.currentIndexChanged.connect(self.onSeriesChanged)
         self.ui.perfusionExportButton.clicked.connect(self.onExport)
-        self.ui.perfusionOutputDirectoryButton.directoryChanged.connect(self.onOutputDirectoryChanged)
         self.updateButtons()
 
     @property
@@ -84,9 +76,6 @@ class PerfusionSection:
         self.ui.perfusionSeriesComboBox.enabled = False
         self.ui.perfusionStatusLabel.text = ""
         self.updateButtons()
-
-    def onOutputDirectoryChanged(self, directory) -> None:
-        qt.QSettings().setValue(OUTPUT_DIRECTORY_SETTINGS_KEY, directory)
 
     def _onProgress(self, done: int, total: int) -> None:
         self.ui.perfusionStatusLabel.text = _("Analysed {done} of {total} series...").format(done=done, total=total)
