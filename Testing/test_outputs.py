@@ -16,7 +16,7 @@ from CardiacLandmarksLib.io.outputs import (
     describe_input,
     finish_run,
     prepare_output_dir,
-    sha256_of,
+    sha256_file,
 )
 
 # ------------------------------------------------------------------ the library calls
@@ -55,7 +55,7 @@ def test_earlier_run_is_moved_and_only_changed_files_are_kept(tmp_path):
                                               out / "landmarks_phase15.mrk.json"], command="test")
     assert first.backup_dir is None and first.messages == []
     run = json.loads((out / "run.json").read_text())
-    assert run["complete"] is True and run["inputs"][0]["sha256"] == sha256_of(inp)
+    assert run["complete"] is True and run["inputs"][0]["sha256"] == sha256_file(inp)
     assert [f["name"] for f in run["files"]] == ["landmarks.json", "landmarks_phase15.mrk.json", "measurements.csv"]
 
     (out / "measurements.csv").write_text("B, corrected by hand")
@@ -99,13 +99,13 @@ def test_detect_writes_run_json_last_with_inputs_models_and_files(detect_run):
     img, out = detect_run
     run = json.loads((out / "run.json").read_text())
     assert run["complete"] is True and run["command"] == "detect"
-    assert run["inputs"][0]["size"] == img.stat().st_size and run["inputs"][0]["sha256"] == sha256_of(img)
+    assert run["inputs"][0]["size"] == img.stat().st_size and run["inputs"][0]["sha256"] == sha256_file(img)
     assert run["models"][0]["name"] == "sax_unet" and run["models"][0]["version"]
     assert run["options"]["view"] == "auto"
     names = {f["name"] for f in run["files"]}
     assert {"landmarks.json", "measurements.csv", "landmarks.mrk.json", "patient101_ED_overlay.png"} <= names
     for f in run["files"]:
-        assert sha256_of(out / f["name"]) == f["sha256"]
+        assert sha256_file(out / f["name"]) == f["sha256"]
     newest = max((out / n for n in names), key=lambda p: p.stat().st_mtime_ns)
     assert (out / "run.json").stat().st_mtime_ns >= newest.stat().st_mtime_ns
 

@@ -51,7 +51,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from CardiacLandmarksLib.core.errors import OutputPathError
-from CardiacLandmarksLib.io.atomic import atomic_write_text
+from CardiacLandmarksLib.io.atomic import atomic_write_text, sha256_file
 
 logger = logging.getLogger(__name__)
 
@@ -63,28 +63,19 @@ RESULT_PATTERNS = ("landmarks.json", "measurements.csv", "*.mrk.json", "*.png", 
 _TMP_PATTERN = ".*.tmp"
 
 
-def sha256_of(path: str | Path, chunk: int = 1 << 20) -> str:
-    """Hex SHA-256 of a file's bytes."""
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(chunk), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def describe_input(path: str | Path) -> dict:
     """``{"path", "size", "sha256"}`` of an input file; for a folder (DICOM) ``n_files``, the total
     ``size`` and one SHA-256 over the sorted (relative name, file SHA-256) pairs. A missing path
     gives ``{"path", "missing": true}``."""
     p = Path(path)
     if p.is_file():
-        return {"path": str(p.resolve()), "size": p.stat().st_size, "sha256": sha256_of(p)}
+        return {"path": str(p.resolve()), "size": p.stat().st_size, "sha256": sha256_file(p)}
     if p.is_dir():
         h = hashlib.sha256()
         n, size = 0, 0
         for f in sorted(q for q in p.rglob("*") if q.is_file()):
             rel = f.relative_to(p).as_posix()
-            h.update(rel.encode() + b"\0" + sha256_of(f).encode() + b"\n")
+            h.update(rel.encode() + b"\0" + sha256_file(f).encode() + b"\n")
             n += 1
             size += f.stat().st_size
         return {"path": str(p.resolve()), "n_files": n, "size": size, "sha256": h.hexdigest()}
@@ -257,7 +248,7 @@ def finish_run(outdir: OutputDir, inputs: Iterable[str | Path], options: dict, f
             rel = fp.resolve().relative_to(root).as_posix()
         except ValueError:
             rel = str(fp)
-        entries.append({"name": rel, "size": fp.stat().st_size, "sha256": sha256_of(fp)})
+        entries.append({"name": rel, "size": fp.stat().st_size, "sha256": sha256_file(fp)})
     manifest = {
         "tool": "cardiac-landmarks",
         "tool_version": _tool_version(),
@@ -279,7 +270,7 @@ def finish_run(outdir: OutputDir, inputs: Iterable[str | Path], options: dict, f
         for name in outdir.moved:
             old = outdir.backup_dir / name
             new = root / name
-            if name != RUN_FILE and new.is_file() and old.is_file() and sha256_of(old) == sha256_of(new):
+            if name != RUN_FILE and new.is_file() and old.is_file() and sha256_file(old) == sha256_file(new):
                 old.unlink()
             elif name == RUN_FILE:
                 continue

@@ -13,7 +13,6 @@ which goes through :func:`load_bundled`.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 from collections.abc import Callable
@@ -22,6 +21,7 @@ from pathlib import Path
 
 from CardiacLandmarksLib.core.config import models_root
 from CardiacLandmarksLib.core.errors import ModelIntegrityError
+from CardiacLandmarksLib.io.atomic import sha256_file
 
 logger = logging.getLogger(__name__)
 
@@ -45,15 +45,6 @@ class CatalogueEntry:
     input_px: int | None
     cpu_ms: float | None = None
     gpu_ms: float | None = None
-
-
-def sha256_file(path: Path) -> str:
-    """Hex SHA256 of a file (read in 1 MiB chunks)."""
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def catalogue(models_dir: Path | None = None) -> dict[str, CatalogueEntry]:

@@ -29,6 +29,7 @@ import torch.nn.functional as F
 from scipy import ndimage
 
 from CardiacLandmarksLib.core.config import data_root
+from CardiacLandmarksLib.io.atomic import sha256_file
 from CardiacLandmarksLib.models.unet import count_parameters
 from CardiacLandmarksLib.perfusion import segmentation as ps
 
@@ -323,7 +324,7 @@ def make_card(cfg, train_p, val_p, train_c, val_c, samples, metrics, loc, seg, w
         },
         "retrain": "nice -n 10 python -m CardiacLandmarksLib.training.train_perfusion --data <data>/perfusion/mlperf "
                    "--out Resources/Models  (seed and iterations in the config above)",
-        "sha256": __import__("CardiacLandmarksLib.models.loader", fromlist=["sha256_file"]).sha256_file(weights),
+        "sha256": sha256_file(weights),
         "references": [
             "Xue H, et al. Automated inline analysis of myocardial perfusion MRI with deep learning. Radiol Artif Intell 2020.",
             "Martin-Isla C, et al. ML-perfusion data (github.com/cmartin-isla/ML-perfusion).",
