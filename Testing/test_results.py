@@ -278,3 +278,24 @@ def test_point_lists_saved_in_slicer_are_read_back(result, detected):
     assert review_results.newer_point_lists(detected)
     assert json.dumps(read_result(detected).to_dict(), default=str) == json.dumps(
         read_result(detected, point_lists="ignore").to_dict(), default=str)
+
+
+def test_save_brings_run_json_up_to_date(result):
+    """After a save, run.json lists the rewritten files with their new checksums and records the edit; the
+    run's inputs stay as detect recorded them (a stale run.json would say the files are not the run's)."""
+    from CardiacLandmarksLib.io.atomic import sha256_file
+
+    before = json.loads((result / "run.json").read_text())
+    lmset = read_result(result)
+    series = load_series(lmset.source)
+    low = next(lm for lm in flagged_landmarks(lmset) if lm.found)
+    correct_landmark(lmset, low.name, low.slice, low.phase, np.asarray(low.position) + [0.0, -4.0, 0.0], series)
+    recompute_measurements(lmset, series)
+    written = save_result(result, lmset, series)
+    run = json.loads((result / "run.json").read_text())
+    files = {f["name"]: f for f in run["files"]}
+    for p in written:
+        assert files[p.name]["sha256"] == sha256_file(p)
+    assert files["landmarks.json"]["sha256"] != {f["name"]: f for f in before["files"]}["landmarks.json"]["sha256"]
+    assert run["inputs"] == before["inputs"] and run["complete"] is True
+    assert run["edits"][-1]["files"] == sorted(p.name for p in written)

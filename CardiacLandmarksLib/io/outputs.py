@@ -294,6 +294,33 @@ def finish_run(outdir: OutputDir, inputs: Iterable[str | Path], options: dict, f
     return RunRecord(manifest=manifest, path=run_path, backup_dir=outdir.backup_dir, kept=kept, messages=messages)
 
 
+def record_edit(folder: str | Path, files: Iterable[str | Path], by: str) -> Path | None:
+    """Bring the folder's ``run.json`` up to date after files were rewritten by an edit (a reader's corrections
+    saved from the review app): the entries of ``files`` get their new size and SHA-256 (new names are added),
+    and ``edits`` records when, by what, and which files. The run's inputs and options stay as recorded.
+
+    Returns:
+        The ``run.json`` path, or None when the folder has no (readable) ``run.json``: nothing to update.
+    """
+    root = Path(folder)
+    run = root / RUN_FILE
+    try:
+        manifest = json.loads(run.read_text())
+        entries = {e["name"]: e for e in manifest["files"]}
+    except (OSError, ValueError, TypeError, KeyError):
+        return None
+    names = []
+    for f in files:
+        fp = Path(f) if Path(f).is_absolute() else root / f
+        name = fp.resolve().relative_to(root.resolve()).as_posix()
+        entries[name] = {"name": name, "size": fp.stat().st_size, "sha256": sha256_file(fp)}
+        names.append(name)
+    manifest["files"] = sorted(entries.values(), key=lambda e: e["name"])
+    manifest.setdefault("edits", []).append({
+        "time": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"), "by": by, "files": sorted(names)})
+    return atomic_write_text(run, json.dumps(manifest, indent=1) + "\n")
+
+
 def _short(names: list[str], n: int = 4) -> str:
     return ", ".join(names[:n]) + (f" and {len(names) - n} more" if len(names) > n else "")
 

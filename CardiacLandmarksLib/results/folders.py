@@ -297,7 +297,8 @@ def save_result(folder: str | Path, lmset: LandmarkSet, series, *, timeout_s: fl
     ``measurements.csv``, the ``landmarks*.mrk.json`` point lists and the figure (``<stem>_overlay.png``
     for SAX, ``<stem>_lv_length.png`` for long axis), atomically and with the command line's backup
     rule: the point lists it replaces are kept as ``<name>.bak-YYYYmmdd-HHMMSS`` (their descriptions
-    keep the model's positions and confidences), the other files are replaced.
+    keep the model's positions and confidences), the other files are replaced. The folder's ``run.json`` gets
+    the new checksums and an ``edits`` entry (:func:`CardiacLandmarksLib.io.outputs.record_edit`).
 
     Saves of the same folder never interleave: a second save (another thread, or another process on a
     POSIX system) waits for the first one to finish.
@@ -316,6 +317,7 @@ def save_result(folder: str | Path, lmset: LandmarkSet, series, *, timeout_s: fl
         SaveInProgressError: the other save did not finish within ``timeout_s``.
         OSError: the folder is not writable.
     """
+    from CardiacLandmarksLib.io.outputs import record_edit
     from CardiacLandmarksLib.sax.report import render_overlay_png, write_landmark_outputs
 
     folder = Path(folder)
@@ -329,5 +331,6 @@ def save_result(folder: str | Path, lmset: LandmarkSet, series, *, timeout_s: fl
         png_writer, suffix = render_lax_png, "_lv_length.png"
     with _save_lock(folder, timeout_s):
         written = write_landmark_outputs(series, lmset, folder, png_writer, suffix)
+        record_edit(folder, written, "review app (corrections saved)")  # run.json lists the new checksums
     logger.info("saved %d file(s) to %s", len(written), folder)
     return written
