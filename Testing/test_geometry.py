@@ -84,3 +84,20 @@ def test_anatomical_axes_of_an_axial_plane():
     coronal = np.column_stack([[1.0, 0.0, 0.0], [0.0, 0.0, 1.0], [0.0, -1.0, 0.0]])
     with pytest.raises(MissingGeometryError, match="anterior"):
         geometry.in_plane_anatomical_axes(coronal)
+
+
+def test_ijk_to_ras_matrix_maps_like_the_series_on_an_oblique_scanner_stack(data_root):
+    """The one IJK->RAS matrix (Slicer volume nodes, browser app) agrees with the series' own ijk->LPS map."""
+    from CardiacLandmarksLib.core.errors import MissingGeometryError
+    from CardiacLandmarksLib.core.geometry import ijk_to_ras_matrix, lps_to_ras
+    from CardiacLandmarksLib.io.load import load_series
+
+    s = load_series(data_root / "mnms2" / "001" / "001_SA_ED.nii.gz")
+    m = ijk_to_ras_matrix(s.direction, s.spacing, s.slice_origins)
+    for ijk in ([0, 0, 0], [10.5, 20.25, 3], [s.shape_ji[1] - 1, s.shape_ji[0] - 1, s.n_slices - 1]):
+        np.testing.assert_allclose((m @ np.append(ijk, 1.0))[:3], lps_to_ras(s.ijk_to_lps(np.asarray(ijk, float))),
+                                   atol=1e-6)
+    uneven = np.asarray(s.slice_origins, float).copy()
+    uneven[-1] += 5.0 * np.asarray(s.direction)[:, 2]
+    with pytest.raises(MissingGeometryError, match="not evenly spaced"):
+        ijk_to_ras_matrix(s.direction, s.spacing, uneven, "sheared")

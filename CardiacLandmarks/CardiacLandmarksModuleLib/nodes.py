@@ -136,28 +136,17 @@ def geometryFromIjkToRas(ijkToRas: np.ndarray, nSlices: int) -> tuple[tuple[floa
 
 
 def ijkToRasFromSeries(series: CMRSeries) -> np.ndarray:
-    """IJK-to-RAS ``(4, 4)`` of a series, for showing it as a Slicer volume.
+    """IJK-to-RAS ``(4, 4)`` of a series, for showing it as a Slicer volume
+    (``CardiacLandmarksLib.core.geometry.ijk_to_ras_matrix``).
 
     Raises:
         MissingGeometryError: the slices are not evenly spaced along a straight line (a Slicer
             volume is a regular grid; such a stack has to be resampled first).
     """
-    d = np.asarray(series.direction, dtype=float)
-    si, sj, sk = series.spacing
-    origins = np.asarray(series.slice_origins, dtype=float).reshape(-1, 3)
-    if len(origins) > 1:
-        steps = np.diff(origins, axis=0)
-        step = steps.mean(axis=0)
-        if np.max(np.linalg.norm(steps - step, axis=1)) > 1e-3 * max(1.0, float(np.linalg.norm(step))):
-            raise MissingGeometryError(
-                f"slices of {series.source or series.description!r} are not evenly spaced; cannot make a Slicer volume")
-        kColumn = step
-    else:
-        kColumn = d[:, 2] * sk
-    m = np.eye(4)
-    m[:3, :3] = _LPS_RAS @ np.column_stack([d[:, 0] * si, d[:, 1] * sj, kColumn])
-    m[:3, 3] = _LPS_RAS @ origins[0]
-    return m
+    from CardiacLandmarksLib.core.geometry import ijk_to_ras_matrix
+
+    return ijk_to_ras_matrix(series.direction, series.spacing, series.slice_origins,
+                             series.source or series.description)
 
 
 def _voxelsOf(volumeNode) -> np.ndarray:

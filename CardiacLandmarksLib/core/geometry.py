@@ -37,6 +37,39 @@ def lps_to_ras(points: np.ndarray) -> np.ndarray:
 ras_to_lps = lps_to_ras
 
 
+def ijk_to_ras_matrix(direction: np.ndarray, spacing, slice_origins: np.ndarray, name: str = "") -> np.ndarray:
+    """The ``(4, 4)`` IJK -> RAS matrix of a stack shown as one regular volume (a Slicer volume node,
+    the browser review app's view).
+
+    Args:
+        direction: ``(3, 3)`` LPS unit vectors of the i, j, k axes (columns).
+        spacing: ``(si, sj, sk)`` mm; ``sk`` is used only for a single slice.
+        slice_origins: ``(K, 3)`` LPS origin of each slice; the k column is their mean step.
+        name: the series' name, for the error message.
+
+    Raises:
+        MissingGeometryError: the slices are not evenly spaced along a straight line (a regular volume
+            cannot hold them; resample first).
+    """
+    d = np.asarray(direction, dtype=float)
+    si, sj, sk = (float(v) for v in spacing)
+    origins = np.asarray(slice_origins, dtype=float).reshape(-1, 3)
+    if len(origins) > 1:
+        steps = np.diff(origins, axis=0)
+        step = steps.mean(axis=0)
+        if np.max(np.linalg.norm(steps - step, axis=1)) > 1e-3 * max(1.0, float(np.linalg.norm(step))):
+            raise MissingGeometryError(f"slices of {name or 'the series'!r} are not evenly spaced; "
+                                       f"cannot show them as one regular volume")
+        k_column = step
+    else:
+        k_column = d[:, 2] * sk
+    lps_ras = np.diag([-1.0, -1.0, 1.0])
+    m = np.eye(4)
+    m[:3, :3] = lps_ras @ np.column_stack([d[:, 0] * si, d[:, 1] * sj, k_column])
+    m[:3, 3] = lps_ras @ origins[0]
+    return m
+
+
 def ijk_to_lps(
     ijk: np.ndarray, direction: np.ndarray, spacing_ij: tuple[float, float], slice_origins: np.ndarray
 ) -> np.ndarray:

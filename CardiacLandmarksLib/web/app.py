@@ -32,6 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from CardiacLandmarksLib.core.errors import CardiacLandmarksError
+from CardiacLandmarksLib.core.geometry import ijk_to_ras_matrix
 from CardiacLandmarksLib.core.landmarks import LANDMARKS_BY_VIEW, LandmarkSet
 from CardiacLandmarksLib.core.review import FlaggedPoint, flagged_points, merge_queues
 from CardiacLandmarksLib.results import (
@@ -73,18 +74,15 @@ def display_ijk_to_ras(series) -> np.ndarray:
     command line's overlay PNG; Slicer's axial view shows exactly that for an LPS-identity
     direction. Slice spacing = mean distance between the slice origins.
     """
+    if series.orientation_known:
+        return ijk_to_ras_matrix(series.direction, series.spacing, series.slice_origins, series.source)
     origins = np.asarray(series.slice_origins, float)
     if len(origins) > 1:
         sk = float(np.linalg.norm(origins[-1] - origins[0]) / (len(origins) - 1)) or float(series.spacing[2])
     else:
         sk = float(series.spacing[2]) or 1.0
-    direction = np.asarray(series.direction, float) if series.orientation_known else np.eye(3)
-    ijk_to_lps = direction * np.array([float(series.spacing[0]), float(series.spacing[1]), sk])
-    lps_to_ras = np.diag([-1.0, -1.0, 1.0])
-    m = np.eye(4)
-    m[:3, :3] = lps_to_ras @ ijk_to_lps
-    m[:3, 3] = lps_to_ras @ origins[0]
-    return m
+    display_origins = origins[0] + np.arange(len(origins))[:, None] * np.array([0.0, 0.0, sk])
+    return ijk_to_ras_matrix(np.eye(3), (series.spacing[0], series.spacing[1], sk), display_origins)
 
 
 def _source_path(case: Case, root: Path) -> Path:
