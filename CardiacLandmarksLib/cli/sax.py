@@ -50,6 +50,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--ema-decay", type=float, default=None,
                    help="SAX: per-step decay of the moving average of the weights that is validated and kept "
                         "instead of them (default 0.998; 0 = off)")
+    p.add_argument("--base-channels", type=int, default=None,
+                   help="SAX: channels of the U-Net's first level (default 8; the v1.4 bundle uses 16)")
+    p.add_argument("--sets", default=None,
+                   help="SAX: labelled sets beside the ACDC folder, comma-separated (default acdc,emidec,perfusion; "
+                        "'acdc' = cine only)")
+    p.add_argument("--no-context", action="store_true", help="SAX: the slice alone as input (no stack neighbours)")
+    p.add_argument("--no-domain-randomisation", action="store_true",
+                   help="SAX: plain gamma/contrast/noise/blur augmentation instead of domain randomisation")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("evaluate", help="compare detections with landmarks derived from expert masks")
@@ -167,6 +175,12 @@ def cmd_train(args: argparse.Namespace) -> int:
         cfg.seg_weight = args.seg_weight
     if args.ema_decay is not None:
         cfg.ema_decay = args.ema_decay
+    if args.base_channels is not None:
+        cfg.base_channels = args.base_channels
+    if args.sets is not None:
+        cfg.sets = args.sets
+    cfg.context = not args.no_context
+    cfg.domain_randomisation = not args.no_domain_randomisation
     card = train_sax(data, out, cfg, device=device)
     print(json.dumps(finite_json(card["validation"]), indent=1))
     verdict = card["bundle_verdict"]

@@ -136,3 +136,39 @@ def to_canvas(series: CMRSeries, k: int, phases: list[int] | None = None) -> tup
     grid = make_grid(series, k)
     normalised = np.stack([normalise_intensity(series.pixels[t, k]) for t in phases])
     return resample_to_canvas(normalised, grid), grid
+
+
+def context_canvases(series: CMRSeries, k: int, phases: list[int] | None = None, grid: CanvasGrid | None = None
+                     ) -> tuple[np.ndarray, CanvasGrid]:
+    """Stack-context input of slice ``k``: the slice and its two neighbours, all on slice ``k``'s canvas grid.
+
+    Channel order: slice ``k``, slice ``k - 1``, slice ``k + 1`` (the same phase); where the stack ends (or the
+    series has a single slice) the slice itself stands in for the missing neighbour. The SAX model since v1.4
+    takes this input, which tells it where in the stack the slice lies (base and apex are where Xue et al.,
+    Radiology: AI 2021, found detection hardest).
+
+    Returns:
+        ``(images [n_phases, 3, CANVAS_PX, CANVAS_PX] float32 in ~[0, 1.5], grid)``.
+
+    Raises:
+        InvalidImageError: NaN/inf pixels.
+    """
+    phases = list(range(series.n_phases)) if phases is None else list(phases)
+    grid = grid or make_grid(series, k)
+    out = np.empty((len(phases), 3, grid.size, grid.size), np.float32)
+    done: dict[int, np.ndarray] = {}
+    for c, kk in enumerate((k, k - 1, k + 1)):
+        kk = kk if 0 <= kk < series.n_slices else k
+        if kk not in done:
+            done[kk] = resample_to_canvas(np.stack([normalise_intensity(series.pixels[t, kk]) for t in phases]), grid)
+        out[:, c] = done[kk]
+    return out, grid
+
+
+def model_canvases(series: CMRSeries, k: int, phases: list[int] | None, in_channels: int
+                   ) -> tuple[np.ndarray, CanvasGrid]:
+    """The input a model with ``in_channels`` takes for slice ``k``: :func:`to_canvas` (``[n, H, W]``) for a
+    single-channel model, :func:`context_canvases` (``[n, 3, H, W]``) for a stack-context one."""
+    if in_channels > 1:
+        return context_canvases(series, k, phases)
+    return to_canvas(series, k, phases)

@@ -25,3 +25,15 @@ UNSEEN_BY_V1_3: tuple[str, ...] = ACDC_CHALLENGE_TEST
 def is_acdc_test(patient: str) -> bool:
     """True for a patient id (``"patient003"``) of the fixed ACDC test split."""
     return patient in ACDC_TEST_PATIENTS
+
+#: fixed EMIDEC LGE test split (20 of the 100 cases: every fifth in sorted order, from the third; 7 normal, 13
+#: infarct), never used for training, calibration or model choice; the suite's EMIDEC row reports on these
+EMIDEC_TEST_CASES: tuple[str, ...] = (
+    "Case_N013", "Case_N023", "Case_N032", "Case_N041", "Case_N052", "Case_N070", "Case_N089", "Case_P005",
+    "Case_P011", "Case_P022", "Case_P035", "Case_P044", "Case_P053", "Case_P060", "Case_P066", "Case_P073",
+    "Case_P080", "Case_P087", "Case_P093", "Case_P098")
+
+
+def is_test_case(patient: str) -> bool:
+    """True for a patient / case id of any fixed test split (ACDC or EMIDEC)."""
+    return patient in ACDC_TEST_PATIENTS or patient in EMIDEC_TEST_CASES

@@ -143,7 +143,7 @@ def predict_set(name: str, samples: SampleSet, unet, phd, oriented: bool = False
     (:func:`name_rvi_by_canvas`), as the detection pipeline does after assessing confidence.
     """
     found_t = unet_found_thresholds(unet.card)
-    xy_u, peak_u = locate(unet, samples.images)
+    xy_u, peak_u = locate(unet, samples.inputs() if getattr(unet, "in_channels", 1) > 1 else samples.images)
     shipped = phd.shipped
     res = phd.predict(samples.images, return_maps=True)
     support = map_support(res.maps, xy_u, float(shipped.get("support_radius_px", 2.0)))
@@ -302,13 +302,16 @@ def confidence_table(cases: list[Case] | None = None, device: str = "auto", unet
     phd = phd or PhdNetConfidence.load(device)
     if sets is None:
         root = Path(data_root or default_root())
-        val_patients = unet.card.get("training", {}).get("val_patients")
+        # the U-Net's calibration patients (v1.4 on: disjoint from its choice patients), else its validation ones
+        tr = unet.card.get("training", {})
+        val_patients = [p for p in tr.get("calibration_patients", [])
+                        if p.startswith("patient")] or tr.get("val_patients")
         found_sets = labelled_sets(root, val_patients)
         if cases:
             found_sets.pop("ACDC val", None)
             name = "ACDC val" if val_patients and {c.patient for c in cases} <= set(val_patients) else "ACDC"
             found_sets = {name: list(cases), **found_sets}
-        sets = {name: build_samples(cs) for name, cs in found_sets.items() if cs}
+        sets = {name: build_samples(cs, getattr(unet, "in_channels", 1) > 1) for name, cs in found_sets.items() if cs}
     if not sets or not next(iter(sets)).startswith("ACDC"):
         raise InputNotFoundError("the confidence table calibrates on ACDC validation patients, "
                                  "but no ACDC data were found (set CARDIAC_LANDMARKS_DATA)")

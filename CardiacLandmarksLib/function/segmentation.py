@@ -22,7 +22,7 @@ import numpy as np
 from scipy import ndimage
 
 from CardiacLandmarksLib.core.errors import CardiacLandmarksError, InvalidImageError
-from CardiacLandmarksLib.core.preprocessing import CanvasGrid, to_canvas
+from CardiacLandmarksLib.core.preprocessing import CanvasGrid, model_canvases
 from CardiacLandmarksLib.core.series import CMRSeries
 
 logger = logging.getLogger(__name__)
@@ -90,7 +90,7 @@ def segment_series(series: CMRSeries, model, phases: list[int] | None = None, tt
     out = np.zeros((len(phases), series.n_slices) + series.shape_ji, np.uint8)
     conf = np.zeros(out.shape, np.float16) if return_confidence else None
     for k in range(series.n_slices):
-        canvas, grid = to_canvas(series, k, phases=phases)
+        canvas, grid = model_canvases(series, k, phases, getattr(model, "in_channels", 1))
         _, seg = model.predict_maps(canvas, tta=tta, segmentation=True)
         if seg is None:
             raise SegmentationUnavailableError(f"model {model.name} returned no segmentation")

@@ -115,6 +115,26 @@ class LoadedModel(BundledNet):
     """
 
     @property
+    def in_channels(self) -> int:
+        """Input channels: 1, or 3 for a model with stack context (the slice, then its two neighbours)."""
+        return int(self.card["architecture"].get("in_channels", 1))
+
+    def as_model_input(self, images: np.ndarray) -> np.ndarray:
+        """``[n, C, H, W]`` network input from canvas images ``[n, H, W]`` (slice alone) or ``[n, C', H, W]``.
+
+        A stack-context model given a slice alone, or fewer channels than it takes, sees the slice itself in
+        place of the missing neighbours (as it was trained for single-slice series); a single-channel model
+        given context keeps channel 0, the slice.
+        """
+        x = np.asarray(images, np.float32)
+        if x.ndim == 3:
+            x = x[:, None]
+        c = self.in_channels
+        if x.shape[1] < c:
+            x = np.concatenate([x] + [x[:, :1]] * (c - x.shape[1]), 1)
+        return x[:, :c]
+
+    @property
     def n_heatmap(self) -> int:
         """Heatmap output channels (landmarks + background)."""
         return int(self.card["architecture"]["n_classes"])
@@ -124,7 +144,8 @@ class LoadedModel(BundledNet):
         return self.predict_maps(images, tta, segmentation=False)[0]
 
     def predict_maps(self, images: np.ndarray, tta: bool = True, segmentation: bool = True) -> tuple[np.ndarray, np.ndarray | None]:
-        """Heatmap and segmentation softmax maps for canvas images ``[n, H, W]``.
+        """Heatmap and segmentation softmax maps for canvas images ``[n, H, W]``, or ``[n, C, H, W]`` with stack
+        context (:meth:`as_model_input`; channel 0 is the slice the maps belong to).
 
         Returns ``(heatmaps [n, L + 1, H, W], segmentation [n, S, H, W] or None)``; each is a
         softmax over its own channels. The segmentation is None without a segmentation head or
@@ -141,9 +162,11 @@ class LoadedModel(BundledNet):
         pair = self.card.get("input", {}).get("mirror_tta") if tta else None
         n_heat = self.n_heatmap
         heat, seg = [], []
+        shape = tuple(np.shape(images)[-2:])
+        images = self.as_model_input(images) if len(images) else images
         with torch.inference_mode():
             for s in range(0, len(images), self.batch_size):
-                x = as_input(images[s : s + self.batch_size], self.device)
+                x = as_input(images[s : s + self.batch_size], self.device, add_channel=False)
                 if pair:
                     x = torch.cat([x, torch.flip(x, dims=[-1])]).contiguous(memory_format=torch.channels_last)
                 logits = self.net(x)
@@ -160,7 +183,7 @@ class LoadedModel(BundledNet):
                 if len(parts) > 1:
                     seg.append(parts[1].float().cpu().numpy())
         if not heat:
-            return np.zeros((0, n_heat) + tuple(np.shape(images)[1:]), np.float32), None
+            return np.zeros((0, n_heat) + shape, np.float32), None
         return np.concatenate(heat), (np.concatenate(seg) if seg else None)
 
 

@@ -19,7 +19,12 @@ import numpy as np
 from CardiacLandmarksLib.core.errors import CardiacLandmarksError, InvalidImageError, WrongViewError
 from CardiacLandmarksLib.core.geometry import ANTERIOR_LPS
 from CardiacLandmarksLib.core.landmarks import LANDMARKS_BY_VIEW, Landmark, LandmarkSet
-from CardiacLandmarksLib.core.preprocessing import make_grid, normalise_intensity, resample_to_canvas
+from CardiacLandmarksLib.core.preprocessing import (
+    context_canvases,
+    make_grid,
+    normalise_intensity,
+    resample_to_canvas,
+)
 from CardiacLandmarksLib.core.series import CMRSeries
 from CardiacLandmarksLib.models.loader import LoadedModel, load_model
 from CardiacLandmarksLib.sax.measurements import rvi_measurements
@@ -137,13 +142,17 @@ def detect_landmarks(
         if cancel is not None and cancel():
             raise Cancelled("landmark detection cancelled")
         chunk = jobs[s : s + batch_size]
-        canv = np.empty((len(chunk), grids[0].size, grids[0].size), np.float32)
+        n_in = getattr(model, "in_channels", 1)
+        canv = np.empty((len(chunk), n_in, grids[0].size, grids[0].size), np.float32)
         for n, (k, t) in enumerate(chunk):
-            canv[n] = resample_to_canvas(normalise_intensity(series.pixels[t, k])[None], grids[k])[0]
+            if n_in > 1:  # stack context: the slice, then its neighbours (core.preprocessing.context_canvases)
+                canv[n] = context_canvases(series, k, [t], grids[k])[0][0]
+            else:
+                canv[n, 0] = resample_to_canvas(normalise_intensity(series.pixels[t, k])[None], grids[k])[0]
         xy, peak = locate(model, canv, tta=tta)
         found_all = peak >= np.array([found_t[nm] for nm in names])
         if phd is not None:
-            assessed = phd.assess(canv, positions=xy, found=found_all)
+            assessed = phd.assess(canv[:, 0], positions=xy, found=found_all)
             conf_all, flag_all = assessed.confidence, assessed.flag
         else:
             conf_all = np.where(found_all, peak, 0.0)

@@ -58,3 +58,63 @@ def segmentation_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tenso
     denom = p.sum((0, -1, -2)) + onehot.sum((0, -1, -2))
     dice = (2 * inter + 1.0) / (denom + 1.0)
     return ce + (1.0 - dice).mean()
+
+
+def _marginal_log_probs(logits: torch.Tensor, unknown: torch.Tensor, background: int) -> torch.Tensor:
+    """Log-softmax ``[n, C, H, W]`` in which the background channel holds log(p_background + sum of the
+    probabilities of the channels ``unknown [n, C]`` marks as unlabelled for that image) - the marginal loss
+    for partially labelled data (Shi et al., Med Image Anal 2021): a structure the image's labels do not
+    cover may be predicted anywhere its labels say "background" without penalty."""
+    logp = torch.log_softmax(logits, 1)
+    merge = unknown.clone()
+    merge[:, background] = True
+    merged = torch.logsumexp(logp.masked_fill(~merge[:, :, None, None], float("-inf")), 1)
+    out = logp.clone()
+    out[:, background] = merged
+    return out
+
+
+def partial_kl_dice_loss(logits: torch.Tensor, target: torch.Tensor, known: torch.Tensor,
+                         dice_weight: float = 1.0, landmark_weight: float = 50.0) -> torch.Tensor:
+    """:func:`kl_dice_loss` for images whose labels support only some landmarks.
+
+    ``known [n, L]`` bool: landmark ``l`` of image ``n`` is labelled (present or truly absent). For an
+    unlabelled landmark the network's probability is merged into the background (marginal loss) and left out of
+    the soft Dice, so e.g. EMIDEC LGE or perfusion frames (no RV label) train C-LV but neither teach nor forbid
+    the RV insertion points. With every landmark known it equals :func:`kl_dice_loss`.
+    """
+    n_lm = known.shape[1]
+    unknown = torch.cat([~known, torch.zeros(len(known), 1, dtype=torch.bool, device=known.device)], 1)
+    logp = _marginal_log_probs(logits, unknown, n_lm)
+    t = target.masked_fill(unknown[:, :, None, None], 0.0)
+    kl_px = (t * (torch.log(t.clamp(min=1e-8)) - logp)).sum(1)
+    w = 1.0 + landmark_weight * (1.0 - t[:, -1])
+    kl = (kl_px * w).sum() / w.sum()
+    p = torch.softmax(logits, 1)[:, :-1]
+    tt = t[:, :-1]
+    inter = (p * tt).sum((-1, -2))
+    denom = (p * p).sum((-1, -2)) + (tt * tt).sum((-1, -2))
+    dice = (2 * inter + 1.0) / (denom + 1.0)
+    k = known.float()
+    return kl * 10.0 + dice_weight * ((1.0 - dice) * k).sum() / k.sum().clamp(min=1.0)
+
+
+def partial_segmentation_loss(logits: torch.Tensor, labels: torch.Tensor, known: torch.Tensor) -> torch.Tensor:
+    """:func:`segmentation_loss` for images whose masks cover only some classes.
+
+    ``known [n, C]`` bool per image and class (class 0, background, always known). Unlabelled classes (e.g. the
+    RV cavity in EMIDEC or perfusion masks) are merged into the background for the cross-entropy (marginal loss)
+    and left out of the soft Dice of the images that lack them. With every class known it equals
+    :func:`segmentation_loss`.
+    """
+    unknown = ~known
+    logp = _marginal_log_probs(logits, unknown, 0)
+    ce = torch.nn.functional.nll_loss(logp, labels)
+    p = torch.softmax(logits, 1)[:, 1:]
+    onehot = torch.nn.functional.one_hot(labels, logits.shape[1]).permute(0, 3, 1, 2).float()[:, 1:]
+    k = known[:, 1:].float()[:, :, None, None]
+    inter = (p * onehot * k).sum((0, -1, -2))
+    denom = (p * k).sum((0, -1, -2)) + (onehot * k).sum((0, -1, -2))
+    dice = (2 * inter + 1.0) / (denom + 1.0)
+    has = known[:, 1:].any(0).float()
+    return ce + ((1.0 - dice) * has).sum() / has.sum().clamp(min=1.0)

@@ -424,7 +424,11 @@ def main(argv: list[str] | None = None) -> int:
     cfg = PhdTrainConfig(epochs=args.epochs, seed=args.seed)
     train_cases, val_cases = development_split(acdc_cases(root / "acdc"), cfg.val_fraction, cfg.seed)
     unet = load_model("sax", args.device, models_dir=Path(args.unet_dir) if args.unet_dir else None)
-    sets = {name: build_samples(cs) for name, cs in labelled_sets(root, sorted({c.patient for c in val_cases})).items()}
+    # calibrate on the U-Net's calibration patients where its card names them (v1.4 on), else the validation ones
+    calib = [p for p in unet.card.get("training", {}).get("calibration_patients", []) if p.startswith("patient")]
+    context = getattr(unet, "in_channels", 1) > 1
+    sets = {name: build_samples(cs, context)
+            for name, cs in labelled_sets(root, calib or sorted({c.patient for c in val_cases})).items()}
     if args.recalibrate:
         card = recalibrate_bundle(Path(args.out), unet, sets)
         print(card["evaluation_text"])

@@ -41,8 +41,12 @@ from CardiacLandmarksLib.models.decoding import decode_heatmaps
 from CardiacLandmarksLib.models.loader import sha256_file
 from CardiacLandmarksLib.models.unet import UNet2D, count_parameters, transfer_state
 from CardiacLandmarksLib.sax.rvi_segmentation import fuse_positions, landmarks_from_segmentation
-from CardiacLandmarksLib.training.augment import random_affine_batch, random_intensity
-from CardiacLandmarksLib.training.losses import gaussian_targets, kl_dice_loss, segmentation_loss
+from CardiacLandmarksLib.training.augment import domain_randomise, random_affine_batch, random_intensity
+from CardiacLandmarksLib.training.losses import (
+    gaussian_targets,
+    partial_kl_dice_loss,
+    partial_segmentation_loss,
+)
 from CardiacLandmarksLib.training.model_card import (
     SAX_BUNDLE_TARGETS,
     bundle_verdict,
@@ -85,7 +89,7 @@ slices where the RV does not touch the myocardium have no RV insertion: the mode
 
 
 #: version written into the card of a model trained by :func:`train_sax`
-MODEL_VERSION = "1.3.1"
+MODEL_VERSION = "1.4.0"
 
 
 @dataclass
@@ -107,6 +111,13 @@ class TrainConfig:
     split_seed: int | None = None  # seed of the patient split (None = seed); another seed then only changes order/augmentation
     seg_weight: float = 2.0  # weight of the segmentation head's loss; 0 = heatmap-only model (v1.1 and before)
     ema_decay: float = 0.998  # per-step exponential moving average of the weights, validated and kept instead of them; 0 = off
+    # since v1.4 (issue 16): stack context, more sequences, domain randomisation, disjoint choice / calibration sets
+    context: bool = True  # input = the slice and its two stack neighbours (3 channels); False = the slice alone
+    sets: str = "acdc,emidec,perfusion"  # labelled sets: ACDC cine (or --data), EMIDEC LGE, mlperf perfusion frames
+    domain_randomisation: bool = True  # augment.domain_randomise instead of the plain intensity augmentation
+    context_dropout: float = 0.15  # share of training samples shown without neighbours (single-slice series)
+    holdout_fraction: float = 0.2  # patients held out of training, halved into choice and calibration sets
+    validate_from: float = 0.4  # validate (and so possibly keep) the weights from this share of the epochs on
 
 
 def _train_val(data: Path, cfg: TrainConfig):
@@ -118,9 +129,68 @@ def _train_val(data: Path, cfg: TrainConfig):
     return development_split(cases, cfg.val_fraction, cfg.seed if cfg.split_seed is None else cfg.split_seed)
 
 
+def _extra_sets(data: Path, cfg: TrainConfig) -> dict[str, list]:
+    """The partially labelled sets of ``cfg.sets`` found beside the ACDC folder (``data/../lge/emidec``,
+    ``data/../perfusion/mlperf``); a set that is not there is logged and left out."""
+    from CardiacLandmarksLib.datasets.sax import emidec_cases, mlperf_sax_cases
+
+    wanted = {s.strip() for s in cfg.sets.split(",") if s.strip()}
+    root = Path(data).parent
+    out = {}
+    if "emidec" in wanted:
+        folder = root / "lge" / "emidec"
+        out["emidec"] = emidec_cases(folder) if folder.is_dir() else []
+    if "perfusion" in wanted:
+        folder = root / "perfusion" / "mlperf"
+        if folder.is_dir():
+            # only the perfusion U-Net's training patients, so its validation patients stay unseen by both models
+            card = Path(__file__).resolve().parents[2] / "Resources" / "Models" / "perfusion_unet.json"
+            keep = json.loads(card.read_text())["training"]["train_patients"] if card.exists() else None
+            out["perfusion"] = mlperf_sax_cases(folder, keep)
+        else:
+            out["perfusion"] = []
+    for name, cases in out.items():
+        if not cases:
+            logger.warning("training set %s not found under %s: left out", name, root)
+    return out
+
+
+def split_sets(data: Path, cfg: TrainConfig) -> tuple[list, list, list, str]:
+    """Training, choice and calibration cases of every set in ``cfg.sets`` (:func:`three_way_split` per set; the
+    fixed test splits are never among them). Perfusion frames only train (no RV label to choose or calibrate on).
+
+    With too few patients for disjoint choice and calibration sets (a small ``--data`` folder), the choice
+    patients also calibrate; the returned note says so (it goes into the card).
+    """
+    from CardiacLandmarksLib.datasets.sax import three_way_split
+
+    seed = cfg.seed if cfg.split_seed is None else cfg.split_seed
+    if not Path(data).is_dir():
+        raise InputNotFoundError(f"training data folder {data} not found (set CARDIAC_LANDMARKS_DATA or pass --data)")
+    cases = acdc_cases(data) if (data / "acdc_info.csv").exists() or any(data.glob("patient*_gt.nii.gz")) else paired_cases(data)
+    if not cases:
+        raise InputNotFoundError(f"no labelled stacks (image + *_gt mask) found in {data}")
+    note = "choice and calibration patients are disjoint"
+    try:
+        train, choice, calib = three_way_split(cases, cfg.holdout_fraction, seed)
+    except CardiacLandmarksError:
+        train, choice = development_split(cases, cfg.val_fraction, seed)
+        calib = choice
+        note = "too few patients for disjoint sets: the choice patients also calibrate"
+    for name, extra in _extra_sets(data, cfg).items():
+        if not extra:
+            continue
+        if name == "perfusion":
+            train += extra
+            continue
+        t, ch, ca = three_way_split(extra, cfg.holdout_fraction / 2, seed)
+        train, choice, calib = train + t, choice + ch, calib + ca
+    return train, choice, calib, note
+
+
 def predict_probs(model: torch.nn.Module, images: np.ndarray, device: str = "cpu", batch: int = 32,
                   with_segmentation: bool = False) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
-    """Softmax heatmaps ``[n, L+1, H, W]`` for canvas images ``[n, H, W]``.
+    """Softmax heatmaps ``[n, L+1, H, W]`` for canvas images ``[n, H, W]`` (or ``[n, C, H, W]`` with stack context).
 
     With a segmentation head (output channels beyond ``L + 1``) and ``with_segmentation``, also
     its softmax ``[n, 4, H, W]`` (:data:`SEG_CLASSES`), returned second.
@@ -130,7 +200,8 @@ def predict_probs(model: torch.nn.Module, images: np.ndarray, device: str = "cpu
     heat, seg = [], []
     with torch.inference_mode():
         for s in range(0, len(images), batch):
-            x = torch.from_numpy(np.ascontiguousarray(images[s : s + batch]))[:, None].to(device)
+            x = torch.from_numpy(np.ascontiguousarray(images[s : s + batch]))
+            x = (x[:, None] if x.ndim == 3 else x).to(device)
             logits = model(x.contiguous(memory_format=torch.channels_last))
             heat.append(torch.softmax(logits[:, :n_heat], 1).float().cpu().numpy())
             if with_segmentation and logits.shape[1] > n_heat:
@@ -152,14 +223,16 @@ def validation_metrics(probs: np.ndarray, samples: SampleSet, found_threshold: f
     xy = heat_xy if xy is None else xy
     found = peak >= np.broadcast_to(np.asarray(found_threshold, float), (peak.shape[1],))
     res = {}
+    known = samples.labelled()
     for n, name in enumerate(SAX_NAMES):
-        pres = samples.present[:, n]
+        pres = samples.present[:, n] & known[:, n]
+        absent = ~samples.present[:, n] & known[:, n]
         err = np.linalg.norm(xy[:, n] - samples.points[:, n], axis=-1) * CANVAS_MM
         hit = pres & found[:, n]
         res[name] = {
             "n_present": int(pres.sum()),
             "detection_rate": float(hit.sum() / max(1, pres.sum())),
-            "false_positive_rate": float((found[:, n] & ~pres).sum() / max(1, (~pres).sum())),
+            "false_positive_rate": float((found[:, n] & absent).sum() / max(1, absent.sum())),
             "mean_error_mm": float(err[hit].mean()) if hit.any() else float("nan"),
             "sd_error_mm": float(err[hit].std()) if hit.any() else float("nan"),
             "median_error_mm": float(np.median(err[hit])) if hit.any() else float("nan"),
@@ -167,16 +240,26 @@ def validation_metrics(probs: np.ndarray, samples: SampleSet, found_threshold: f
     return res
 
 
-def calibrate_found_threshold(probs: np.ndarray, samples: SampleSet, min_detection: float = 0.95) -> list[float]:
-    """Per-landmark presence threshold on the peak probability.
+def calibrate_found_threshold(probs: np.ndarray, samples: SampleSet, min_detection: float | None = None) -> list[float]:
+    """Per-landmark presence threshold on the peak probability (samples whose labels cannot tell the landmark,
+    :meth:`SampleSet.labelled`, left out).
 
-    Among thresholds that keep the detection rate (found / present) at or above
-    ``min_detection``, the one with the best Youden index (TPR + TNR - 1) is taken, so the model
-    says "absent" as often as it can without missing more than 5% of real landmarks.
+    Default (``min_detection`` None, since v1.4): the threshold with the most right present/absent answers
+    (TP + TN), the per-landmark part of Xue et al.'s slice detection, where a landmark missed and one reported
+    where there is none count alike. With ``min_detection`` (the rule up to v1.3): among thresholds that keep
+    the detection rate (found / present) at or above it, the one with the best Youden index (TPR + TNR - 1).
     """
     _, peak = decode_heatmaps(probs)
+    known = samples.labelled()
     out = []
     for n in range(peak.shape[1]):
+        if min_detection is None:
+            k = known[:, n]
+            pres, pk = samples.present[k, n], peak[k, n]
+            grid = np.linspace(0.05, 0.8, 31)
+            right = [int(((pk >= t) == pres).sum()) for t in grid]
+            out.append(float(grid[int(np.argmax(right))]) if k.any() else 0.3)
+            continue
         pres = samples.present[:, n]
         best, best_t, fallback = -2.0, None, (-1.0, 0.3)
         for t in np.linspace(0.05, 0.8, 31):
@@ -203,7 +286,7 @@ def calibrate_high_threshold(probs: np.ndarray, samples: SampleSet, found_t: lis
     err = np.linalg.norm(xy - samples.points, axis=-1) * CANVAS_MM
     out = []
     for n, t in enumerate(found_t):
-        hit = samples.present[:, n] & (peak[:, n] >= t)
+        hit = samples.present[:, n] & samples.labelled()[:, n] & (peak[:, n] >= t)
         out.append(max(t, calibrate_threshold(peak[hit, n], err[hit, n])) if hit.any() else t)
     return out
 
@@ -219,14 +302,17 @@ def train_sax(data: Path, out_dir: Path, cfg: TrainConfig, device: str = "cpu", 
     data, out_dir = Path(data), Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
-    train_cases, val_cases = _train_val(data, cfg)
-    train = build_samples(train_cases)
-    val = build_samples(val_cases)
-    logger.info("train %d samples (%d patients), val %d samples (%d patients), built in %.0f s", len(train.images),
-             len({c.patient for c in train_cases}), len(val.images), len({c.patient for c in val_cases}), time.time() - t0)
+    train_cases, val_cases, calib_cases, split_note = split_sets(data, cfg)
+    train = build_samples(train_cases, cfg.context)
+    val = build_samples(val_cases, cfg.context)
+    calib = val if calib_cases is val_cases else build_samples(calib_cases, cfg.context)
+    logger.info("train %d samples (%d patients), choice %d samples (%d patients), calibration %d samples "
+                "(%d patients), built in %.0f s", len(train.images), len({c.patient for c in train_cases}),
+                len(val.images), len({c.patient for c in val_cases}), len(calib.images),
+                len({c.patient for c in calib_cases}), time.time() - t0)
     n_heat = len(SAX_NAMES) + 1
     n_seg = len(SEG_CLASSES) if cfg.seg_weight > 0 else 0
-    model = UNet2D(1, n_heat + n_seg, cfg.base_channels, cfg.depth)
+    model = UNet2D(3 if cfg.context else 1, n_heat + n_seg, cfg.base_channels, cfg.depth)
     model.init_background_prior(channel=n_heat - 1)
     if cfg.init_weights:
         load_compatible(model, torch.load(cfg.init_weights, map_location="cpu", weights_only=True)["state_dict"])
@@ -235,9 +321,13 @@ def train_sax(data: Path, out_dir: Path, cfg: TrainConfig, device: str = "cpu", 
     steps_per_epoch = int(np.ceil(len(train.images) / cfg.batch_size))
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=cfg.epochs * steps_per_epoch, pct_start=0.02)
     gen = torch.Generator().manual_seed(cfg.seed)
-    imgs = torch.from_numpy(train.images)[:, None]
+    imgs = torch.from_numpy(train.inputs() if cfg.context else train.images[:, None])
     pts = torch.from_numpy(train.points)
     masks = torch.from_numpy(train.masks.astype(np.int64))
+    if cfg.context:  # the neighbours' labels too, for the per-tissue intensity remapping
+        masks = torch.cat([masks[:, None], torch.from_numpy(train.context_masks.astype(np.int64))], 1)
+    known = torch.from_numpy(train.labelled())
+    known_cls = torch.from_numpy(train.known_classes)
     ema = None
     if cfg.ema_decay > 0:  # validate and keep an average of the recent weights (BatchNorm statistics included)
         from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
@@ -254,12 +344,17 @@ def train_sax(data: Path, out_dir: Path, cfg: TrainConfig, device: str = "cpu", 
                       disable=not progress):
             b = perm[s : s + cfg.batch_size]
             x, p, m_b = random_affine_batch(imgs[b], pts[b], cfg.crop_px, gen, masks=masks[b])
-            x = random_intensity(x, gen)
+            if cfg.context:
+                x, m_b = _shuffle_context(x, m_b, cfg.context_dropout, gen)
+            x = domain_randomise(x, m_b if m_b.ndim == 4 else m_b[:, None], gen) if cfg.domain_randomisation \
+                else random_intensity(x, gen)
+            m_b = m_b[:, 0] if m_b.ndim == 4 else m_b
             target = gaussian_targets(p, cfg.crop_px, cfg.sigma_px)
             logits = model(x.to(device).contiguous(memory_format=torch.channels_last))
-            loss = kl_dice_loss(logits[:, :n_heat], target.to(device))
+            loss = partial_kl_dice_loss(logits[:, :n_heat], target.to(device), known[b].to(device))
             if n_seg:
-                loss = loss + cfg.seg_weight * segmentation_loss(logits[:, n_heat:], m_b.to(device))
+                loss = loss + cfg.seg_weight * partial_segmentation_loss(logits[:, n_heat:], m_b.to(device),
+                                                                         known_cls[b].to(device))
             opt.zero_grad()
             loss.backward()
             opt.step()
@@ -269,9 +364,14 @@ def train_sax(data: Path, out_dir: Path, cfg: TrainConfig, device: str = "cpu", 
             losses.append(float(loss.detach()))
         # with EMA only the moving average is validated and kept: in the v1.3.0 run, which validated both, the
         # average scored better in 41 of the last 51 epochs and was kept; validating once saves ~6 s per epoch
+        if epoch + 1 < cfg.validate_from * cfg.epochs:  # too early in the schedule to be kept: save time
+            logger.info("epoch %d loss %.4f (%.0f s)", epoch + 1, np.mean(losses), time.time() - t0)
+            if progress:
+                PROGRESS.info(f"epoch {epoch + 1}/{cfg.epochs} loss {np.mean(losses):.4f} ({time.time() - t0:.0f} s)")
+            continue
         net, kind = (model, "raw") if ema is None else (ema.module, "ema")
         tag = "ema " if kind == "ema" else ""
-        probs, seg = predict_probs(net, val.images, device, with_segmentation=True)
+        probs, seg = predict_probs(net, val.inputs(), device, with_segmentation=True)
         fw, m = best_fusion_metrics(probs, seg, val, 0.3)
         errors = [m[n]["mean_error_mm"] for n in SAX_NAMES if np.isfinite(m[n]["mean_error_mm"])]
         # an epoch that finds nothing scores worst but still counts, so a short run always keeps a model
@@ -292,14 +392,34 @@ def train_sax(data: Path, out_dir: Path, cfg: TrainConfig, device: str = "cpu", 
     weights = out_dir / "sax_unet.pt"
     _save(model.state_dict(), cfg, weights)
     training = {"train_patients": sorted({c.patient for c in train_cases}), "n_train_samples": len(train.images),
-                "device": device, "seconds": round(time.time() - t0), "kept": best[2], "history": history}
-    return finish_card(model, cfg, weights, val_cases, val, training, device)
+                "n_train_samples_by_sequence": {k: train.kinds.count(k) for k in sorted(set(train.kinds))},
+                "device": device, "seconds": round(time.time() - t0), "kept": best[2], "history": history,
+                "calibration_patients": sorted({c.patient for c in calib_cases}), "split_note": split_note}
+    return finish_card(model, cfg, weights, val_cases, val, training, device, calib=calib)
+
+
+def _shuffle_context(x: torch.Tensor, m: torch.Tensor, dropout: float, gen: torch.Generator):
+    """Stack-context channels of a training batch ``x [n, 3, H, W]`` (slice, neighbour, neighbour), labels
+    ``m [n, 3, H, W]``: the two neighbours swap with p = 0.5 (stacks run base-to-apex or apex-to-base), and with
+    p = ``dropout`` both are replaced by the slice itself, as a single-slice series is given at inference."""
+    x, m = x.clone(), m.clone()
+    swap = torch.rand(len(x), generator=gen) < 0.5
+    x[swap] = x[swap][:, [0, 2, 1]]
+    m[swap] = m[swap][:, [0, 2, 1]]
+    drop = torch.rand(len(x), generator=gen) < dropout
+    x[drop, 1:] = x[drop, :1]
+    m[drop, 1:] = m[drop, :1]
+    return x, m
 
 
 def finish_card(model: torch.nn.Module, cfg: TrainConfig, weights: Path, val_cases: list, val: SampleSet,
                 training: dict, device: str = "cpu", notes: dict[str, str] | None = None,
-                version: str | None = None) -> dict:
-    """Calibrate a trained SAX model on the validation patients and write its card next to ``weights``.
+                version: str | None = None, calib: SampleSet | None = None) -> dict:
+    """Calibrate a trained SAX model and write its card next to ``weights``.
+
+    ``val``: the choice samples (epoch and segmentation shares were chosen on them); ``calib``: the calibration
+    samples, from other patients (default: ``val``, as up to v1.3), on which the presence and confidence
+    thresholds are fitted and the card's ``validation`` figures measured.
 
     The model is run as it is shipped (:class:`CardiacLandmarksLib.models.loader.LoadedModel`: folded
     BatchNorm, mirror test-time augmentation), so the calibration and the reported metrics are those of
@@ -322,7 +442,7 @@ def finish_card(model: torch.nn.Module, cfg: TrainConfig, weights: Path, val_cas
         "version": version or MODEL_VERSION,
         "view": "sax",
         "landmarks": list(SAX_NAMES),
-        "architecture": {"type": "UNet2D", "in_channels": 1, "n_classes": n_heat,
+        "architecture": {"type": "UNet2D", "in_channels": 3 if cfg.context else 1, "n_classes": n_heat,
                          "segmentation_classes": seg_classes,
                          "base_channels": cfg.base_channels, "depth": cfg.depth,
                          "parameters": count_parameters(model)},
@@ -330,24 +450,32 @@ def finish_card(model: torch.nn.Module, cfg: TrainConfig, weights: Path, val_cas
                   "intensity": "per-image 1st-99th percentile to [0,1], clipped at 1.5",
                   "mirror_tta": [0, 1]},
     }
+    if cfg.context:
+        card["input"]["stack_context"] = ("channels: the slice, the slice below, the slice above (same phase, resampled "
+                                          "onto the slice's canvas); the slice itself where the stack ends or the "
+                                          "series has one slice")
+    calib = val if calib is None else calib
     shipped = LoadedModel("sax_unet", card["version"], "", card, device, prepare_net(copy.deepcopy(model), device))
-    probs, seg = shipped.predict_maps(val.images, tta=True)
-    found_t = calibrate_found_threshold(probs, val)
+    probs_v, seg_v = shipped.predict_maps(val.inputs(), tta=True)
+    probs, seg = (probs_v, seg_v) if calib is val else shipped.predict_maps(calib.inputs(), tta=True)
+    found_t = calibrate_found_threshold(probs, calib)
+    fusion, _ = best_fusion_metrics(probs_v, seg_v, val, found_t)  # a model choice: on the choice samples
     heat_xy, _ = decode_heatmaps(probs)
     seg_xy = landmarks_from_segmentation(seg, tuple(SAX_NAMES))[0] if seg is not None else None
-    fusion, metrics = best_fusion_metrics(probs, seg, val, found_t, seg_xy)
     card["segmentation_fusion"] = dict(zip(SAX_NAMES, fusion))
     xy = heat_xy
     if seg_xy is not None:  # positions as LoadedModel.locate gives them; the rule alone, for the card
         xy = fuse_positions(heat_xy, seg_xy, fusion)
-        card["segmentation_estimate"] = {"validation": validation_metrics(probs, val, found_t, fuse_positions(heat_xy, seg_xy, 1.0)),
-                                         "dice": segmentation_dice(seg.argmax(1), val.masks)}
-    high_t = calibrate_high_threshold(probs, val, found_t, xy)
+        card["segmentation_estimate"] = {"validation": validation_metrics(probs, calib, found_t, fuse_positions(heat_xy, seg_xy, 1.0)),
+                                         "dice": segmentation_dice(seg.argmax(1), calib.masks)}
+    metrics = validation_metrics(probs, calib, found_t, xy)
+    high_t = calibrate_high_threshold(probs, calib, found_t, xy)
     card.update({
         "thresholds": {"found": dict(zip(SAX_NAMES, found_t)), "high_confidence": dict(zip(SAX_NAMES, high_t))},
-        "training": {"data": "ACDC (Bernard et al., IEEE TMI 2018), 80 patients x ED/ES, CC BY-NC-SA 4.0",
+        "training": {"data": training_data_text(cfg),
                      **{k: v for k, v in training.items() if k != "history"},
                      "val_patients": sorted({c.patient for c in val_cases}), "n_val_samples": len(val.images),
+                     "n_calibration_samples": len(calib.images),
                      "config": asdict(cfg), "history": training.get("history", [])},
         "validation": metrics,
         "bundle_verdict": bundle_verdict(metrics, SAX_BUNDLE_TARGETS),
@@ -360,22 +488,44 @@ def finish_card(model: torch.nn.Module, cfg: TrainConfig, weights: Path, val_cas
     return card
 
 
+def training_data_text(cfg: TrainConfig) -> str:
+    """The card's one-line description of the training data of ``cfg``."""
+    parts = ["ACDC cine (Bernard et al., IEEE TMI 2018; CC BY-NC-SA 4.0), ED/ES stacks"]
+    sets = {s.strip() for s in cfg.sets.split(",")}
+    if "emidec" in sets:
+        parts.append("EMIDEC LGE (Lalande et al., Data 2020; research use): LV cavity / myocardium, no RV label, "
+                     "so C-LV and LV/myocardium only (partial-label loss)")
+    if "perfusion" in sets:
+        parts.append("mlperf first-pass perfusion frames at peak contrast (Martin-Isla et al.; the perfusion U-Net's "
+                     "training patients only): C-LV and LV/myocardium only")
+    return "; ".join(parts) + ". Fixed test splits (ACDC 20 patients, EMIDEC 20 cases) never seen."
+
+
 def recalibrate(weights: Path, data: Path, device: str = "cpu") -> dict:
     """Re-run :func:`finish_card` for a saved ``sax_unet.pt`` (its config in the checkpoint gives the
     split); the training record and notes of an existing ``sax_unet.json`` next to it are kept."""
     weights = Path(weights)
     ckpt = torch.load(weights, map_location="cpu", weights_only=True)
     # fields a checkpoint lacks predate them: no segmentation head before v1.2, no weight average before v1.3
-    cfg = TrainConfig(**{"seg_weight": 0.0, "ema_decay": 0.0, **ckpt["config"]})
+    # and no stack context, extra sets or separate calibration patients before v1.4
+    cfg = TrainConfig(**{"seg_weight": 0.0, "ema_decay": 0.0, "context": False, "sets": "acdc",
+                         "domain_randomisation": False, **ckpt["config"]})
     n_out = len(SAX_NAMES) + 1 + (len(SEG_CLASSES) if cfg.seg_weight > 0 else 0)
-    model = UNet2D(1, n_out, cfg.base_channels, cfg.depth)
+    model = UNet2D(3 if cfg.context else 1, n_out, cfg.base_channels, cfg.depth)
     model.load_state_dict(ckpt["state_dict"])
-    _, val_cases = _train_val(Path(data), cfg)
     old = weights.with_suffix(".json")
     old_card = json.loads(old.read_text()) if old.exists() else {}
-    training = {k: v for k, v in old_card.get("training", {}).items() if k not in ("val_patients", "n_val_samples", "config", "data")}
-    return finish_card(model, cfg, weights, val_cases, build_samples(val_cases), training, device, old_card.get("notes"),
-                       old_card.get("version"))
+    drop = ("val_patients", "n_val_samples", "n_calibration_samples", "config", "data")
+    training = {k: v for k, v in old_card.get("training", {}).items() if k not in drop}
+    if "holdout_fraction" in ckpt["config"]:
+        _, val_cases, calib_cases, _ = split_sets(Path(data), cfg)
+        val = build_samples(val_cases, cfg.context)
+        calib = val if calib_cases is val_cases else build_samples(calib_cases, cfg.context)
+    else:  # up to v1.3: one validation set chose and calibrated
+        _, val_cases = _train_val(Path(data), cfg)
+        calib = val = build_samples(val_cases, cfg.context)
+    return finish_card(model, cfg, weights, val_cases, val, training, device, old_card.get("notes"),
+                       old_card.get("version"), calib=calib)
 
 
 FUSION_WEIGHTS = (0.0, 0.25, 0.5, 0.75, 1.0)
