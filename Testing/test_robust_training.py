@@ -176,3 +176,49 @@ def test_single_slice_input_stands_in_for_missing_neighbours():
     assert out.shape == (2, 3, 8, 8) and np.array_equal(out[:, 1], x) and np.array_equal(out[:, 2], x)
     m1 = LoadedModel("x", "0", "", {"architecture": {"in_channels": 1, "n_classes": 4}}, "cpu", None)
     assert np.array_equal(m1.as_model_input(np.stack([x, x + 1, x + 2], 1))[:, 0], x)
+
+
+def test_detection_feeds_each_slice_with_its_stack_neighbours(data_root):
+    """The pipeline's inputs (one canvas per slice and phase, reused as neighbours) equal
+    core.preprocessing.context_canvases, and what it reports is the model's answer for them; a stack-context
+    model answers differently when the neighbours are withheld (it uses them)."""
+    from CardiacLandmarksLib.core.preprocessing import context_canvases
+    from CardiacLandmarksLib.io.load import load_series
+    from CardiacLandmarksLib.models.loader import load_model
+    from CardiacLandmarksLib.sax.pipeline import detect_landmarks
+    from CardiacLandmarksLib.sax.rvi_segmentation import locate
+
+    series = load_series(data_root / "acdc" / "patient101_ED.nii.gz")
+    model = load_model("sax", "cpu")
+    lms = detect_landmarks(series, model=model, confidence="peak")
+    ks = [0, 3, series.n_slices - 1]
+    ctx = np.concatenate([context_canvases(series, k, [0])[0] for k in ks])
+    xy, peak = locate(model, ctx)
+    grid = context_canvases(series, 0, [0])[1]
+    for row, k in enumerate(ks):
+        for c, name in enumerate(model.card["landmarks"]):
+            lm = next(m for m in lms.landmarks if m.slice == k and m.phase == 0 and m.name == name)
+            if lm.found and name == "C-LV":  # (A/I names may be swapped by geometry; C-LV is unambiguous)
+                np.testing.assert_allclose(grid.ijk_to_canvas(lm.ijk[:2]), xy[row, c], atol=1e-3)
+                assert lm.confidence == pytest.approx(float(peak[row, c]), abs=1e-5)
+    if model.in_channels > 1:
+        alone, _ = locate(model, ctx[:, 0])
+        _, peak_alone = locate(model, ctx[:, :1].repeat(3, 1))
+        assert np.abs(peak_alone - peak).max() > 1e-3 or np.abs(alone - xy).max() > 0.1
+
+
+def test_single_slice_checkpoint_starts_a_stack_context_model_that_answers_as_it():
+    """Fine-tuning a v1.3 (single-slice) model into a stack-context one: the first convolution's new input
+    channels start at zero, so before any training the new model ignores the neighbours and equals the old."""
+    from CardiacLandmarksLib.models.unet import UNet2D
+    from CardiacLandmarksLib.training.train_sax import load_compatible
+
+    torch.manual_seed(0)
+    old = UNet2D(1, 8, 8, 3).eval()
+    new = UNet2D(3, 8, 8, 3)
+    load_compatible(new, old.state_dict())
+    new.eval()
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        assert torch.allclose(new(x), old(x[:, :1]), atol=1e-5)
+    assert torch.count_nonzero(new.down[0][0].weight[:, 1:]) == 0

@@ -314,9 +314,13 @@ def acdc_rows(root: Path, model, progress: ProgressFn | None = None, max_cases: 
     cases = cases[:max_cases] if max_cases else cases
     runs = run_sax_cases(cases, model, progress, "ACDC test")
     note = "ED and ES stacks; A/I-RVI named by the display convention (ACDC has no orientation)"
-    test = sax_row("ACDC test", runs, notes=[note], seen_by=(
-        "sax_unet / sax_phdnet: not trained on any; 5 (" + ", ".join(ACDC_FROM_TRAINING) + ") were their "
-        "validation patients (epoch choice, threshold calibration); the other 15 never seen"))
+    if model.card.get("training", {}).get("calibration_patients"):  # v1.4 on: the whole split unseen by the U-Net
+        seen = ("sax_unet: never seen (not trained, chosen or calibrated on); sax_phdnet (unchanged since v1.0.0): 5 ("
+                + ", ".join(ACDC_FROM_TRAINING) + ") were its validation patients, the other 15 never seen")
+    else:
+        seen = ("sax_unet / sax_phdnet: not trained on any; 5 (" + ", ".join(ACDC_FROM_TRAINING) + ") were their "
+                "validation patients (epoch choice, threshold calibration); the other 15 never seen")
+    test = sax_row("ACDC test", runs, notes=[note], seen_by=seen)
     unseen = sax_row("ACDC unseen-by-v1.3", [r for r in runs if r.case.patient in UNSEEN_BY_V1_3], notes=[note],
                      seen_by="never seen by any bundled model (ACDC challenge test patients)")
     return [test, unseen]

@@ -102,5 +102,12 @@ def transfer_state(model: nn.Module, state: dict) -> int:
             n = min(target.shape[0], value.shape[0])
             target[:n] = value[:n]
             merged[key] = target
+        elif key == "down.0.0.weight" and own[key].shape[0] == value.shape[0] and own[key].shape[2:] == value.shape[2:]:
+            # another number of input channels (a single-slice model starting a stack-context one): the shared
+            # leading channels are copied, the new ones start at zero, so the new model first answers as the old
+            target = torch.zeros_like(own[key])
+            n = min(target.shape[1], value.shape[1])
+            target[:, :n] = value[:, :n]
+            merged[key] = target
     model.load_state_dict(merged, strict=False)
     return len(merged)

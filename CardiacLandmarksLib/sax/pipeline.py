@@ -20,7 +20,6 @@ from CardiacLandmarksLib.core.errors import CardiacLandmarksError, InvalidImageE
 from CardiacLandmarksLib.core.geometry import ANTERIOR_LPS
 from CardiacLandmarksLib.core.landmarks import LANDMARKS_BY_VIEW, Landmark, LandmarkSet
 from CardiacLandmarksLib.core.preprocessing import (
-    context_canvases,
     make_grid,
     normalise_intensity,
     resample_to_canvas,
@@ -137,18 +136,32 @@ def detect_landmarks(
     lmset = LandmarkSet(source=series.source, view=view, model=described)
     jobs = [(k, t) for k in range(series.n_slices) for t in range(series.n_phases)]
     grids = {k: make_grid(series, k) for k in range(series.n_slices)}
+    n_in = getattr(model, "in_channels", 1)
+    # one canvas per (slice, phase), reused as a neighbour of the slices beside it: every slice of a stack has the
+    # same canvas grid (make_grid depends on the in-plane geometry only), checked here
+    same_grid = all(np.array_equal(g.matrix, grids[0].matrix) and np.array_equal(g.offset, grids[0].offset)
+                    for g in grids.values())
+    cache: dict[tuple[int, int], np.ndarray] = {}
+
+    def slice_canvas(kk: int, t: int, k_grid: int | None = None) -> np.ndarray:
+        grid = grids[kk if k_grid is None or same_grid else k_grid]
+        if (kk, t) not in cache or not same_grid:
+            cache[(kk, t)] = resample_to_canvas(normalise_intensity(series.pixels[t, kk])[None], grid)[0]
+        return cache[(kk, t)]
+
     done = 0
     for s in range(0, len(jobs), batch_size):
         if cancel is not None and cancel():
             raise Cancelled("landmark detection cancelled")
         chunk = jobs[s : s + batch_size]
-        n_in = getattr(model, "in_channels", 1)
         canv = np.empty((len(chunk), n_in, grids[0].size, grids[0].size), np.float32)
         for n, (k, t) in enumerate(chunk):
-            if n_in > 1:  # stack context: the slice, then its neighbours (core.preprocessing.context_canvases)
-                canv[n] = context_canvases(series, k, [t], grids[k])[0][0]
-            else:
-                canv[n, 0] = resample_to_canvas(normalise_intensity(series.pixels[t, k])[None], grids[k])[0]
+            canv[n, 0] = slice_canvas(k, t)
+            if n_in > 1:  # stack context: the slice, then its neighbours (as core.preprocessing.context_canvases)
+                canv[n, 1] = slice_canvas(k - 1, t, k) if k > 0 else canv[n, 0]
+                canv[n, 2] = slice_canvas(k + 1, t, k) if k + 1 < series.n_slices else canv[n, 0]
+        for key in [key for key in cache if key[0] < chunk[-1][0] - 1]:  # slices no later job needs
+            del cache[key]
         xy, peak = locate(model, canv, tta=tta)
         found_all = peak >= np.array([found_t[nm] for nm in names])
         if phd is not None:

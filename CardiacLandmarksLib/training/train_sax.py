@@ -35,7 +35,9 @@ from CardiacLandmarksLib.datasets.sax import (
     build_samples,
     development_split,
     paired_cases,
+    split_by_patient,
 )
+from CardiacLandmarksLib.datasets.splits import is_test_case
 from CardiacLandmarksLib.io.atomic import atomic_write_text
 from CardiacLandmarksLib.models.decoding import decode_heatmaps
 from CardiacLandmarksLib.models.loader import sha256_file
@@ -59,21 +61,26 @@ logger = logging.getLogger(__name__)
 PROGRESS = logging.getLogger("CardiacLandmarksLib.progress")
 
 RETRAIN_TEXT = """
-`cardiac-landmarks train --view sax --epochs 90 --seed 0 --threads 2 --device cpu -o runs/sax` reads
-`$CARDIAC_LANDMARKS_DATA/acdc` (or `--data FOLDER` of `NAME.nii.gz` + `NAME_gt.nii.gz` pairs with
-ACDC labels 1 = RV, 2 = myocardium, 3 = LV cavity), splits by patient (seed), trains, calibrates the
-presence threshold on the validation patients and writes `sax_unet.pt`, `sax_unet.json`, `sax_unet.md`.
-Copy the three files into `Resources/Models/` to bundle them (the SHA256 in the card is checked on load).
-On a CPU the result depends on the thread count through float rounding: `--threads 2 --device cpu` gives
-the bundled v1.3.1 (about 53 min on 2 cores), another thread count or a GPU a different run of the recipe.
-Defaults since v1.3.0: segmentation-head loss weight 2 (`--seg-weight`) and a moving average of the
-weights (`--ema-decay 0.998`) that is validated and kept. `--seg-weight 1 --ema-decay 0 --epochs 70`
-trains the recipe of v1.2.0, `--seg-weight 0 --ema-decay 0` the heatmap-only model of v1.1.
-Thresholds, segmentation shares and the metrics are computed as the tool runs the model (folded
-BatchNorm, mirror test-time augmentation);
+`OMP_WAIT_POLICY=PASSIVE cardiac-landmarks train --view sax --epochs 20 --seed 0 --threads 2 --device cpu --base-channels 16 -o runs/sax`
+trains v1.4.0. It reads `$CARDIAC_LANDMARKS_DATA/acdc` (or `--data FOLDER` of `NAME.nii.gz` + `NAME_gt.nii.gz` pairs
+with ACDC labels 1 = RV, 2 = myocardium, 3 = LV cavity) and, beside it, `lge/emidec` (EMIDEC LGE) and
+`perfusion/mlperf` (the perfusion U-Net's training patients' frames at peak contrast); `--sets acdc` trains on
+cine only. The fixed test splits (ACDC 20 patients, EMIDEC 20 cases; `datasets.splits`) are left out; of the
+other patients of each set 80% (EMIDEC 90%) train, and the rest is halved by patient into a *choice* set (epoch,
+segmentation shares) and a *calibration* set (presence and high/low thresholds, the card's validation figures).
+Input: the slice and its two stack neighbours (`--no-context`: the slice alone). Augmentation: rotation, scale,
+shift, mirror (A/I-RVI names swapped), then domain randomisation (`training.augment.domain_randomise`;
+`--no-domain-randomisation` for the plain gamma/contrast/noise/blur of v1.3). Losses: KL + soft Dice on the
+heatmaps, cross-entropy + soft Dice on the segmentation, both marginal where a set has no RV label.
+Writes `sax_unet.pt`, `sax_unet.json`, `sax_unet.md`; copy them into `Resources/Models/` to bundle them (the
+SHA256 in the card and in `catalogue.json` is checked on load). On a CPU the result depends on the thread count
+through float rounding. `OMP_WAIT_POLICY=PASSIVE` only matters when other jobs share the cores (OpenMP threads
+that spin while waiting slow down several-fold then); it does not change the result.
 `python -c "from CardiacLandmarksLib.training.train_sax import recalibrate; recalibrate('runs/sax/sax_unet.pt', DATA)"`
-recomputes them for saved weights. After replacing the U-Net, re-calibrate the PHD-Net flags for it:
-`python -m CardiacLandmarksLib.training.train_phdnet --recalibrate --out Resources/Models` (PHD-Net itself is not retrained).
+recomputes the thresholds and shares for saved weights. After replacing the U-Net, re-calibrate the PHD-Net flags
+for it: `python -m CardiacLandmarksLib.training.train_phdnet --recalibrate --out Resources/Models` (PHD-Net itself
+is not retrained). Recipes of earlier versions: `--sets acdc --no-context --no-domain-randomisation
+--base-channels 8 --epochs 90` is v1.3.1's (which also chose and calibrated on one set of validation patients).
 """
 
 LABEL_RULE_TEXT = """
@@ -155,6 +162,17 @@ def _extra_sets(data: Path, cfg: TrainConfig) -> dict[str, list]:
     return out
 
 
+def _init_patients(cfg: TrainConfig) -> set[str]:
+    """Patients the checkpoint ``cfg.init_weights`` was trained on (its card's ``training.train_patients``, the
+    card being the ``.json`` beside it); empty without a starting checkpoint or card."""
+    if not cfg.init_weights:
+        return set()
+    card = Path(cfg.init_weights).with_suffix(".json")
+    if not card.exists():
+        return set()
+    return set(json.loads(card.read_text()).get("training", {}).get("train_patients", []))
+
+
 def split_sets(data: Path, cfg: TrainConfig) -> tuple[list, list, list, str]:
     """Training, choice and calibration cases of every set in ``cfg.sets`` (:func:`three_way_split` per set; the
     fixed test splits are never among them). Perfusion frames only train (no RV label to choose or calibrate on).
@@ -171,8 +189,19 @@ def split_sets(data: Path, cfg: TrainConfig) -> tuple[list, list, list, str]:
     if not cases:
         raise InputNotFoundError(f"no labelled stacks (image + *_gt mask) found in {data}")
     note = "choice and calibration patients are disjoint"
+    seen = _init_patients(cfg)
     try:
-        train, choice, calib = three_way_split(cases, cfg.holdout_fraction, seed)
+        if seen:  # fine-tuning: choose and calibrate only on patients the starting model never trained on
+            unseen = [c for c in cases if c.patient not in seen and not is_test_case(c.patient)]
+            calib, choice = split_by_patient(unseen, 0.5, seed + 1)
+            held = {c.patient for c in unseen}
+            train = [c for c in cases if c.patient not in held and not is_test_case(c.patient)]
+            note += ("; fine-tuned from " + Path(cfg.init_weights).name + ": choice and calibration patients are "
+                     "those its starting model did not train on")
+            if not (choice and calib):
+                raise CardiacLandmarksError("too few patients unseen by the starting model")
+        else:
+            train, choice, calib = three_way_split(cases, cfg.holdout_fraction, seed)
     except CardiacLandmarksError:
         train, choice = development_split(cases, cfg.val_fraction, seed)
         calib = choice
@@ -240,14 +269,15 @@ def validation_metrics(probs: np.ndarray, samples: SampleSet, found_threshold: f
     return res
 
 
-def calibrate_found_threshold(probs: np.ndarray, samples: SampleSet, min_detection: float | None = None) -> list[float]:
+def calibrate_found_threshold(probs: np.ndarray, samples: SampleSet, min_detection: float | None = 0.95) -> list[float]:
     """Per-landmark presence threshold on the peak probability (samples whose labels cannot tell the landmark,
     :meth:`SampleSet.labelled`, left out).
 
-    Default (``min_detection`` None, since v1.4): the threshold with the most right present/absent answers
-    (TP + TN), the per-landmark part of Xue et al.'s slice detection, where a landmark missed and one reported
-    where there is none count alike. With ``min_detection`` (the rule up to v1.3): among thresholds that keep
-    the detection rate (found / present) at or above it, the one with the best Youden index (TPR + TNR - 1).
+    Default: among thresholds that keep the detection rate (found / present) at or above ``min_detection``, the
+    one with the best Youden index (TPR + TNR - 1), so the model says "absent" as often as it can without
+    missing more than 5% of real landmarks. ``min_detection=None``: the threshold with the most right
+    present/absent answers (TP + TN); with few absent examples (a small calibration set has few slices outside
+    the LV) it drifts to the lowest threshold tried, which is why it is not the default.
     """
     _, peak = decode_heatmaps(probs)
     known = samples.labelled()
@@ -459,7 +489,12 @@ def finish_card(model: torch.nn.Module, cfg: TrainConfig, weights: Path, val_cas
     probs_v, seg_v = shipped.predict_maps(val.inputs(), tta=True)
     probs, seg = (probs_v, seg_v) if calib is val else shipped.predict_maps(calib.inputs(), tta=True)
     found_t = calibrate_found_threshold(probs, calib)
-    fusion, _ = best_fusion_metrics(probs_v, seg_v, val, found_t)  # a model choice: on the choice samples
+    # a model choice, so on the choice samples; on their cine part where there is one: the other sets' errors are in
+    # nominal mm (EMIDEC has no geometry) or cover C-LV only, and would decide the RVI shares by the C-LV error
+    cine = np.array([k == "cine" for k in (val.kinds or ["cine"] * len(val.images))])
+    fv = (probs_v, seg_v, val) if not cine.any() or cine.all() else (
+        probs_v[cine], None if seg_v is None else seg_v[cine], val.subset(cine))
+    fusion, _ = best_fusion_metrics(*fv, found_t)
     heat_xy, _ = decode_heatmaps(probs)
     seg_xy = landmarks_from_segmentation(seg, tuple(SAX_NAMES))[0] if seg is not None else None
     card["segmentation_fusion"] = dict(zip(SAX_NAMES, fusion))
