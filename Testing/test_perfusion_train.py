@@ -40,7 +40,7 @@ def test_augment_keeps_labels_and_intensity_scale(crops):
     # labelled frames at peak contrast: blood pool brighter than myocardium, scale about 1
     assert np.median(_blood_over_myo(x, y)) > 1.2
     gen = torch.Generator().manual_seed(0)
-    cfg = tp.PerfTrainConfig()
+    cfg = tp.PerfTrainConfig(domain_randomisation=True)
     ratios, p99 = [], []
     for _ in range(4):
         idx = torch.randint(0, len(x), (16,), generator=gen)
@@ -67,11 +67,12 @@ def test_domain_randomise_default_still_normalises(crops):
     assert float(kept.max()) > 5.0  # the caller's scale survives
 
 
-def test_plain_augmentation_still_available(crops):
+def test_plain_augmentation_is_the_default(crops):
     x, y = crops
     gen = torch.Generator().manual_seed(2)
-    cfg = tp.PerfTrainConfig(domain_randomisation=False)
+    cfg = tp.PerfTrainConfig()  # default: the v1.0.0 recipe of the bundled model
+    assert not cfg.domain_randomisation and cfg.seg_iters == 1500
     xo, yo = tp.augment(x[:8], y[:8], ps.SEG_PX, gen, 6.0, cfg=cfg)
     assert xo.shape[0] == 8 and set(yo.unique().tolist()) <= {0, 1, 2}
     assert "gamma/gain/noise" in tp._augmentation_text(cfg)
-    assert "domain randomisation" in tp._augmentation_text(tp.PerfTrainConfig())
+    assert "domain randomisation" in tp._augmentation_text(tp.PerfTrainConfig(domain_randomisation=True))
