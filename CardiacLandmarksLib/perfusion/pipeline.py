@@ -610,7 +610,61 @@ class PerfusionResult:
     def write(self, outdir: str | Path) -> list[Path]:
         from CardiacLandmarksLib.perfusion.report import write_report
 
-        return write_report(self.analyses, self.summary, outdir, self.model_card, self.model_sha)
+        return write_report(self.analyses, self.summary, outdir, self.model_card, self.model_sha, failed=self.failed)
+
+    @property
+    def failure_warnings(self) -> list[str]:
+        """One named warning per series that could not be analysed: ``"<series>: not analysed (<error>)"``."""
+        return [f"{name}: not analysed ({msg})" for name, msg in self.failed]
+
+
+def _input_name(inp: SeriesInput) -> str:
+    return inp.name or str(inp.series.source)
+
+
+def _record_failure(failed: list[tuple[str, str]], inp: SeriesInput, exc: Exception) -> None:
+    """Name a series that could not be analysed (an unexpected error is logged with its traceback)."""
+    failed.append((_input_name(inp), f"{type(exc).__name__}: {exc}"))
+    if isinstance(exc, CardiacLandmarksError):
+        logger.error("%s: not analysed: %s", _input_name(inp), exc)
+    else:
+        logger.exception("%s: not analysed (unexpected error)", _input_name(inp))
+
+
+def _matching_series(usable: list[SeriesInput], failed: list[tuple[str, str]],
+                     allow_mismatch: bool) -> tuple[list[SeriesInput], list[str]]:
+    """The series that belong together, and the study warnings (:func:`~CardiacLandmarksLib.io.checks.check_study_match`).
+
+    When the series do not match but leaving out exactly one of them (of three or more) makes the others
+    match, that one is recorded in ``failed`` (:class:`SeriesMismatchError`) and the others go on; any other
+    mismatch raises (or, with ``allow_mismatch``, gives warnings).
+    """
+    from CardiacLandmarksLib.core.errors import SeriesMismatchError
+    from CardiacLandmarksLib.io.checks import check_study_match
+
+    if len(usable) < 2:
+        return usable, []
+    names = [_input_name(i) for i in usable]
+    try:
+        return usable, check_study_match([i.series for i in usable], names, allow_mismatch=allow_mismatch)
+    except SeriesMismatchError as exc:
+        if len(usable) < 3:
+            raise
+        odd = []
+        for k in range(len(usable)):
+            rest = [i for n, i in enumerate(usable) if n != k]
+            try:
+                check_study_match([i.series for i in rest], [_input_name(i) for i in rest])
+                odd.append(k)
+            except SeriesMismatchError:
+                continue
+        if len(odd) != 1:
+            raise
+        k = odd[0]
+        _record_failure(failed, usable[k], SeriesMismatchError(
+            f"does not match the other {len(usable) - 1} series of the study, which match each other ({exc}); "
+            "not analysed with them"))
+        return [i for n, i in enumerate(usable) if n != k], []
 
 
 def analyse_perfusion(inputs: list[SeriesInput], model: ps.PerfusionModel | None = None, device: str = "cpu",
@@ -635,8 +689,9 @@ def analyse_perfusion(inputs: list[SeriesInput], model: ps.PerfusionModel | None
     Before any model runs, every series is checked (:func:`CardiacLandmarksLib.io.checks.check_series`:
     a short-axis image, not a label mask, constant or with absurd spacing) and the series are checked to
     belong together (:func:`~CardiacLandmarksLib.io.checks.check_study_match`). One series that fails
-    (a check, the segmentation, no contrast passage ...) is recorded in ``result.failed`` with its error
-    and the others are analysed.
+    (a check, the segmentation, no contrast passage, an unexpected error ...) is recorded in ``result.failed``
+    with its error and the others are analysed and reported; so is one series that alone does not match the
+    others (another patient, matrix or pixel size) when at least two others match (the odd one out).
 
     Returns:
         :class:`PerfusionResult`.
@@ -645,7 +700,7 @@ def analyse_perfusion(inputs: list[SeriesInput], model: ps.PerfusionModel | None
         PerfusionInputError (no input, or no series could be analysed: the message lists why),
         SeriesMismatchError, ModelIntegrityError.
     """
-    from CardiacLandmarksLib.io.checks import check_series, check_study_match
+    from CardiacLandmarksLib.io.checks import check_series
 
     if not inputs:
         raise PerfusionInputError("no perfusion series given")
@@ -655,19 +710,16 @@ def analyse_perfusion(inputs: list[SeriesInput], model: ps.PerfusionModel | None
         try:
             check_series(inp.series, "sax", view_hint="the perfusion analysis takes short-axis slices only")
             usable.append(inp)
-        except CardiacLandmarksError as exc:
-            failed.append((inp.name or str(inp.series.source), f"{type(exc).__name__}: {exc}"))
-            logger.error("%s: %s", inp.name, exc)
-    study_warnings = check_study_match([i.series for i in usable], [i.name or str(i.series.source) for i in usable],
-                                       allow_mismatch=allow_mismatch) if len(usable) > 1 else []
+        except Exception as exc:  # noqa: BLE001 - named in result.failed, the others go on
+            _record_failure(failed, inp, exc)
+    usable, study_warnings = _matching_series(usable, failed, allow_mismatch)
     model = (model or ps.load_model(device=device)) if usable else model
     analyses = []
     for k, inp in enumerate(usable):
         try:
             an = analyse_series(inp, model, use_sax_model=use_sax_model)
-        except CardiacLandmarksError as exc:
-            failed.append((inp.name or str(inp.series.source), f"{type(exc).__name__}: {exc}"))
-            logger.error("%s: %s", inp.name, exc)
+        except Exception as exc:  # noqa: BLE001 - one series must not stop the study; named in result.failed
+            _record_failure(failed, inp, exc)
         else:
             an.warnings.extend((inp.series.metadata or {}).get("warnings", []))
             an.warnings.extend(study_warnings)

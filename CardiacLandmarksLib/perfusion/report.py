@@ -119,8 +119,11 @@ def row_status(row: dict, conditions: list[str]) -> tuple[str, str]:
 
 
 def report_dict(analyses: list[SliceAnalysis], summary: dict, model_card: dict | None = None,
-                model_sha: str = "") -> dict:
-    """The ``report.json`` content (see module docstring)."""
+                model_sha: str = "", failed: list[tuple[str, str]] | None = None) -> dict:
+    """The ``report.json`` content (see module docstring); ``failed``: ``(series, error)`` of the inputs that
+    could not be analysed (:attr:`.pipeline.PerfusionResult.failed`), listed under ``"failed"`` and named in
+    ``"warnings"``."""
+    failed = list(failed or [])
     units = summary["units"]
     segments = []
     for seg in range(1, 17):
@@ -159,7 +162,9 @@ def report_dict(analyses: list[SliceAnalysis], summary: dict, model_card: dict |
         "inputs": [series_info(a, model_card, model_sha) for a in analyses],
         "segments": segments,
         "global": glob,
-        "warnings": [f"{a.name}: {w}" for a in analyses for w in a.warnings],
+        "failed": [{"series": n, "error": m} for n, m in failed],
+        "warnings": [f"{n}: not analysed ({m})" for n, m in failed]
+                    + [f"{a.name}: {w}" for a in analyses for w in a.warnings],
     })
 
 
@@ -363,15 +368,27 @@ def study_label(names: list[str]) -> str:
 
 
 def write_report(analyses: list[SliceAnalysis], summary: dict, outdir: str | Path, model_card: dict | None = None,
-                 model_sha: str = "") -> list[Path]:
-    """Write every report file into ``outdir``; returns the paths written."""
+                 model_sha: str = "", failed: list[tuple[str, str]] | None = None) -> list[Path]:
+    """Write every report file into ``outdir``; returns the paths written.
+
+    ``failed``: ``(series, error)`` of inputs not analysed, named in ``report.json``. A series whose own
+    files cannot be written (label maps, sector PNG, markups) is named there too (``"<series>: outputs not
+    written (...)"``) and the rest of the report is written.
+    """
     outdir = Path(outdir)
     outdir.mkdir(parents=True, exist_ok=True)
-    rep = report_dict(analyses, summary, model_card, model_sha)
-    written = [atomic_write_text(outdir / "report.json", json.dumps(rep, indent=2, allow_nan=False) + "\n"),
-               atomic_write_text(outdir / "report.csv", report_csv_text(rep))]
-    written.append(render_report_bullseye(summary, outdir / "bullseye.png", study_label([a.name for a in analyses]),
-                                          analyses))
+    written: list[Path] = []
+    not_written: list[str] = []
     for an in analyses:
-        written += write_series_outputs(an, outdir)
-    return written
+        try:
+            written += write_series_outputs(an, outdir)
+        except (OSError, ValueError, RuntimeError) as exc:
+            logger.exception("%s: series outputs not written", an.name)
+            not_written.append(f"{an.name}: outputs not written ({type(exc).__name__}: {exc})")
+    rep = report_dict(analyses, summary, model_card, model_sha, failed)
+    rep["warnings"] += not_written
+    head = [atomic_write_text(outdir / "report.json", json.dumps(rep, indent=2, allow_nan=False) + "\n"),
+            atomic_write_text(outdir / "report.csv", report_csv_text(rep))]
+    head.append(render_report_bullseye(summary, outdir / "bullseye.png", study_label([a.name for a in analyses]),
+                                       analyses))
+    return head + written

@@ -44,6 +44,15 @@ SEG_MM = 2.0
 SEG_PX = 64
 SEG_OFFSETS = (-4, -2, 0, 2, 4)
 MODEL_STEM = "perfusion_unet"
+#: reference-frame checks of :func:`segmentation_doubts` (a series that fails one gets a named warning).
+#: Mean max-probability over the LV below this: every series of the training patients scores 0.92-0.94.
+MIN_CONFIDENCE = 0.8
+#: plausible myocardial cross-section of one SAX slice, cm^2 (training patients 13.5-24.5 cm^2; wide
+#: bounds for small and hypertrophied hearts)
+MYO_AREA_CM2 = (4.0, 60.0)
+#: largest share of the LV blood pool's outer rim that may touch background instead of myocardium
+#: (0 on every training series: the myocardium encloses the blood pool on basal and mid slices)
+MAX_OPEN_RIM = 0.25
 #: images with a smaller field of view are taken as already cropped around the LV
 SMALL_FOV_MM = 160.0
 
@@ -331,6 +340,26 @@ def _largest_lv(labels: np.ndarray) -> np.ndarray:
     return out
 
 
+def segmentation_doubts(reference_mask: np.ndarray, confidence: float, spacing_ij: tuple[float, float]) -> list[str]:
+    """Why a segmentation looks wrong, checked on its reference frame ``reference_mask [j, i]`` (1 myocardium,
+    2 LV blood pool): low network confidence (< :data:`MIN_CONFIDENCE`), a myocardial area outside
+    :data:`MYO_AREA_CM2`, or a blood pool not enclosed by myocardium (> :data:`MAX_OPEN_RIM` of its outer rim on
+    background). Empty list when none applies. ``spacing_ij``: pixel size (column, row) in mm."""
+    out = []
+    if confidence < MIN_CONFIDENCE:
+        out.append(f"segmentation confidence {confidence:.2f} < {MIN_CONFIDENCE}")
+    area = float((reference_mask == 1).sum() * spacing_ij[0] * spacing_ij[1] / 100.0)
+    if not MYO_AREA_CM2[0] <= area <= MYO_AREA_CM2[1]:
+        out.append(f"myocardial area {area:.1f} cm2 outside {MYO_AREA_CM2[0]:g}-{MYO_AREA_CM2[1]:g} cm2")
+    bp = reference_mask == 2
+    rim = ndimage.binary_dilation(bp) & ~bp
+    if bp.any() and rim.any():
+        open_share = float((rim & (reference_mask == 0)).sum() / rim.sum())
+        if open_share > MAX_OPEN_RIM:
+            out.append(f"LV blood pool not enclosed by myocardium ({100 * open_share:.0f}% of its rim on background)")
+    return out
+
+
 def track_translation(centroids_ij: np.ndarray, valid: np.ndarray, reference: int) -> np.ndarray:
     """Per-frame translation ``[t, 2]`` from LV centroids (NaN/invalid frames interpolated, ends held).
 
@@ -441,6 +470,10 @@ def segment_series(model: PerfusionModel, frames: np.ndarray, spacing_ij: tuple[
         jj, ii = np.nonzero(ref_mask > 0)
         lv_center = np.array([ii.mean(), jj.mean()])
         notes.append("no LV blood pool segmented; C-LV from the myocardium centroid")
+    doubts = segmentation_doubts(ref_mask, float(conf[ref]), spacing_ij)
+    if doubts:
+        notes.append(f"segmentation doubtful on reference frame {ref} (" + "; ".join(doubts)
+                     + "): check the myocardium contour before using this series' values")
     return PerfusionSegmentation(masks=masks, reference_frame=ref, reference_mask=ref_mask, offsets_ij=offsets,
                                  raw_labels=raw, timing=timing, lv_center_ij=lv_center,
                                  confidence=float(conf[ref]), notes=notes)

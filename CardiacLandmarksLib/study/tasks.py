@@ -238,7 +238,12 @@ def run_lax(series: CMRSeries, view: str, models: Models, outdir: Path, root: Pa
 def run_perfusion(series_list: list[tuple[str, CMRSeries]], models: Models, outdir: Path, root: Path,
                   key: str) -> TaskOutcome:
     """Perfusion analysis of all slices of one perfusion series
-    (:func:`CardiacLandmarksLib.perfusion.pipeline.analyse_perfusion`, written with its result's ``write``). Key value: the global primary metric per condition."""
+    (:func:`CardiacLandmarksLib.perfusion.pipeline.analyse_perfusion`, written with its result's ``write``). Key value: the global primary metric per condition.
+
+    A slice that could not be analysed (no contrast passage, no LV found, an empty segmentation ...) is
+    named in the notes (``"<slice>: not analysed (<error>)"``) and makes every key value ``review``; the
+    other slices are reported. Only when no slice can be analysed does the task fail.
+    """
     from CardiacLandmarksLib.perfusion import pipeline as pp
     from CardiacLandmarksLib.perfusion import report as pr
 
@@ -248,6 +253,8 @@ def run_perfusion(series_list: list[tuple[str, CMRSeries]], models: Models, outd
     files = res.write(outdir)
     out = TaskOutcome("perfusion", key, files=_rel(files, root), result=(analyses, summary))
     metric = pr.primary_metric(summary)
+    out.notes += res.failure_warnings
+    failed = [name for name, _ in res.failed]
     for a in analyses:
         out.notes += [f"{a.name}: {w}" for w in a.warnings]
         out.notes.append(f"{a.name}: RVI from {a.rvi_source or 'none'}")
@@ -256,8 +263,9 @@ def run_perfusion(series_list: list[tuple[str, CMRSeries]], models: Models, outd
         group = [a for a in analyses if a.condition == c]
         rvi = sorted({(a.rvi_source or "none").split(" (")[0] for a in group})
         trusted = all(r == "user" or r.startswith("SAX landmark model") for r in rvi)
-        st = "ok" if g and trusted and not any(a.warnings for a in group) else "review"
+        st = "ok" if g and trusted and not failed and not any(a.warnings for a in group) else "review"
         out.values.append(KeyValue(f"perfusion {c} {metric} (global)", None if not g else g["mean"],
                                    summary["units"].get(metric, ""), st, [f"RVI from {r}" for r in rvi],
-                                   f"{len(group)} slice(s)"))
+                                   f"{len(group)} slice(s)" + (f"; not analysed: {', '.join(failed)}" if failed
+                                                               else "")))
     return out

@@ -118,7 +118,7 @@ def renormalise(x: torch.Tensor) -> torch.Tensor:
 
 def domain_randomise(images: torch.Tensor, masks: torch.Tensor | None, generator: torch.Generator,
                      p_tissue: float = 0.6, p_bias: float = 0.6, p_resolution: float = 0.3, p_ringing: float = 0.2,
-                     p_shading: float = 0.5, p_thickness: float = 0.3) -> torch.Tensor:
+                     p_shading: float = 0.5, p_thickness: float = 0.3, normalise: bool = True) -> torch.Tensor:
     """Domain-randomisation augmentation against vendor and sequence shift, per image of ``images [n, C, H, W]``.
 
     Channel 0 is the slice itself; channels 1.. are its neighbours in the stack (stack context), which get the
@@ -140,6 +140,15 @@ def domain_randomise(images: torch.Tensor, masks: torch.Tensor | None, generator
       smoothed self, Xue et al., Radiology: AI 2021, surface-coil inhomogeneity correction);
 
     and finally :func:`renormalise`, the inference normalisation. Returns a new tensor ``[n, C, H, W]``.
+
+    ``normalise=False`` keeps the caller's intensity scale instead (no :func:`renormalise`, output clipped at 0
+    only): for inputs whose scale carries meaning across channels, e.g. the perfusion segmenter's frames around a
+    target frame divided by one series intensity scale (:func:`CardiacLandmarksLib.perfusion.segmentation.intensity_scale`,
+    blood-pool peak about 1), where a per-image percentile stretch would change the time course. The steps assume
+    an input of about [0, 1.5] (the contrast curve maps [0, 1.5] onto itself and clips above). Such callers should
+    also pass ``p_thickness=0`` when the channels are not stack neighbours (time frames), and ``p_shading=0`` when
+    the channels must keep their relative intensities (the shading correction divides each channel by its own
+    smoothed self).
     """
     g = generator
     x = images.clamp(min=0).clone()
@@ -204,7 +213,8 @@ def domain_randomise(images: torch.Tensor, masks: torch.Tensor | None, generator
     sel = pick(0.3)
     if sel.any():
         x[sel] = _blur(x[sel], 0.5 + float(torch.rand(1, generator=g)))
-    x = renormalise(x)
+    if normalise:
+        x = renormalise(x)
     sd = torch.rand(n, 1, 1, 1, generator=g) * 0.06
     noisy = torch.sqrt((x + torch.randn(x.shape, generator=g) * sd) ** 2 + (torch.randn(x.shape, generator=g) * sd) ** 2)
-    return noisy.clamp(0.0, 1.5)
+    return noisy.clamp(0.0, 1.5) if normalise else noisy

@@ -1,0 +1,147 @@
+"""One perfusion series that cannot be analysed is named, and the rest of the study is reported (issue 16).
+
+Real data: mlperf series of patient 1434856 (a validation patient of the bundled perfusion model). The failing
+series are made from a real one: every pixel set to one value (a constant series), cut to its first 12 frames
+(truncated before the contrast arrives) or to 6 frames (too short), and a series of another patient with another
+matrix (the odd one out). What is asserted is behaviour: which series are analysed, which are named as failed and
+why, and that the values of the analysed ones are physiological (positive upslope index, stress >= rest).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+from CardiacLandmarksLib.io.load import load_series
+from CardiacLandmarksLib.perfusion import pipeline as pp
+from CardiacLandmarksLib.perfusion import segmentation as ps
+from CardiacLandmarksLib.study import tasks
+from CardiacLandmarksLib.study.analyse import analyse_study
+
+PATIENT = "1434856"
+
+
+@pytest.fixture(autouse=True)
+def _quiet():
+    logging.getLogger("CardiacLandmarksLib.io.image").setLevel(logging.WARNING)
+
+
+@pytest.fixture(scope="module")
+def mlperf(data_root):
+    return data_root / "perfusion" / "mlperf"
+
+
+@pytest.fixture(scope="module")
+def model():
+    return ps.load_model()
+
+
+def _variant(series, fn):
+    s = copy.deepcopy(series)
+    s.pixels = np.ascontiguousarray(fn(s.pixels.astype(np.float32)))
+    s.metadata = {}
+    return s
+
+
+@pytest.fixture(scope="module")
+def study(mlperf, model):
+    stress, rest = (load_series(mlperf / f"{PATIENT}_{c}_mid.nii.gz") for c in ("stress", "rest"))
+    base = load_series(mlperf / f"{PATIENT}_stress_base.nii.gz")
+    inputs = [pp.SeriesInput(stress, "stress_mid"), pp.SeriesInput(rest, "rest_mid"),
+              pp.SeriesInput(_variant(base, lambda p: np.full_like(p, 100.0)), "stress_base_constant"),
+              pp.SeriesInput(_variant(base, lambda p: p[:12]), "stress_base_precontrast"),
+              pp.SeriesInput(_variant(base, lambda p: p[:6]), "stress_base_6frames")]
+    return pp.analyse_perfusion(inputs, model=model, use_sax_model=False)
+
+
+@pytest.mark.data
+def test_failed_series_are_named_and_the_others_reported(study):
+    assert [a.name for a in study.analyses] == ["stress_mid", "rest_mid"]
+    why = dict(study.failed)
+    assert set(why) == {"stress_base_constant", "stress_base_precontrast", "stress_base_6frames"}
+    assert why["stress_base_constant"].startswith("ConstantImageError")
+    assert why["stress_base_precontrast"].startswith("NoContrastPassageError")
+    assert "at least 8 frames" in why["stress_base_6frames"]
+    assert [w.split(":")[0] for w in study.failure_warnings] == [n for n, _ in study.failed]
+    # the analysed series still give the study its values: both conditions, a physiological reserve
+    g = study.summary["global"]
+    assert study.summary["conditions"] == ["stress", "rest"]
+    for c in ("stress", "rest"):
+        assert g[c]["upslope_index"]["mean"] > 0 and g[c]["upslope_index"]["n_pixels"] > 50
+    assert g["reserve"]["mpri"] > 1.0  # adenosine stress raises the myocardial upslope relative to rest
+
+
+@pytest.mark.data
+def test_report_json_names_the_failed_series(study, tmp_path):
+    study.write(tmp_path)
+    rep = json.loads((tmp_path / "report.json").read_text())
+    assert [f["series"] for f in rep["failed"]] == [n for n, _ in study.failed]
+    for name, _ in study.failed:
+        assert any(w.startswith(f"{name}: not analysed (") for w in rep["warnings"])
+        assert not (tmp_path / f"{name}_segmentation.nii.gz").exists()
+    assert [i["series"] for i in rep["inputs"]] == ["stress_mid", "rest_mid"]
+    assert (tmp_path / "stress_mid_segmentation.nii.gz").exists()
+
+
+@pytest.mark.data
+def test_the_odd_series_out_is_named_not_the_study_aborted(mlperf, model):
+    """A series of another patient (another matrix and pixel size) among three of one patient is left out and
+    named; two series alone that differ still stop the analysis (nothing tells which one is wrong)."""
+    from CardiacLandmarksLib.core.errors import SeriesMismatchError
+
+    own = [pp.SeriesInput(load_series(mlperf / f"{PATIENT}_{c}_mid.nii.gz"), f"{c}_mid") for c in ("stress", "rest")]
+    other = pp.SeriesInput(load_series(mlperf / "1450949_stress_mid.nii.gz"), "other_patient")
+    res = pp.analyse_perfusion([*own, other], model=model, use_sax_model=False)
+    assert [a.name for a in res.analyses] == ["stress_mid", "rest_mid"]
+    assert [n for n, _ in res.failed] == ["other_patient"]
+    assert res.failed[0][1].startswith("SeriesMismatchError") and "matrices differ" in res.failed[0][1]
+    assert "mpri" in res.summary["global"]["reserve"]  # the matching pair keeps its stress/rest reserve
+    with pytest.raises(SeriesMismatchError):
+        pp.analyse_perfusion([own[0], other], model=model, use_sax_model=False)
+
+
+@pytest.mark.data
+def test_study_task_reports_slices_that_failed(mlperf, model, tmp_path):
+    """A multi-slice perfusion series of a study: one slice constant -> the task is ok, names that slice, and its
+    key values are review."""
+    good = load_series(mlperf / f"{PATIENT}_stress_mid.nii.gz")
+    bad = _variant(good, np.zeros_like)
+    models = tasks.Models("cpu")  # loads the bundled model (cached per process)
+    out = tasks.run_perfusion([("stress_slice0", good), ("stress_slice1", bad)], models, tmp_path / "perf", tmp_path,
+                              "stress")
+    assert out.ok
+    assert any(n.startswith("stress_slice1: not analysed (ConstantImageError") for n in out.notes)
+    assert out.values and all(v.status == "review" and "stress_slice1" in v.detail for v in out.values)
+    assert out.values[0].value > 0
+
+
+@pytest.mark.data
+def test_study_folder_with_a_constant_and_a_truncated_series(mlperf, tmp_path):
+    """A study folder: two real series, one constant, one truncated before the contrast arrives. The study
+    completes, reports the two real series and names the two others as failed."""
+    folder = tmp_path / "study"
+    folder.mkdir()
+    for c in ("stress", "rest"):
+        (folder / f"{PATIENT}_{c}_mid.nii.gz").symlink_to(mlperf / f"{PATIENT}_{c}_mid.nii.gz")
+    img = nib.load(mlperf / f"{PATIENT}_stress_base.nii.gz")
+    nib.save(nib.Nifti1Image(np.full(img.shape, 100, np.int16), img.affine, img.header),
+             folder / f"{PATIENT}_stress_base.nii.gz")
+    nib.save(nib.Nifti1Image(np.asanyarray(img.dataobj)[:12], img.affine, img.header),
+             folder / f"{PATIENT}_rest_base.nii.gz")
+    res = analyse_study(folder, tmp_path / "out")
+    by_key = {o.series_key: o for o in res.outcomes if o.task == "perfusion"}
+    assert {k: o.ok for k, o in by_key.items()} == {f"{PATIENT}_stress_mid": True, f"{PATIENT}_rest_mid": True,
+                                                    f"{PATIENT}_stress_base": False, f"{PATIENT}_rest_base": False}
+    assert "ConstantImageError" in by_key[f"{PATIENT}_stress_base"].error
+    assert "NoContrastPassageError" in by_key[f"{PATIENT}_rest_base"].error
+    assert res.status == "review" and len(res.errors) == 2
+    assert all(v.value > 0 for k in ("stress_mid", "rest_mid") for v in by_key[f"{PATIENT}_{k}"].values)
+    res.write(tmp_path / "out")
+    rep = json.loads((tmp_path / "out" / "study.json").read_text())
+    assert sorted(e.split(":")[0] for e in rep["errors"]) == [f"perfusion on {PATIENT}_rest_base",
+                                                              f"perfusion on {PATIENT}_stress_base"]

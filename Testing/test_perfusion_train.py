@@ -1,0 +1,78 @@
+"""Perfusion training augmentation on real mlperf crops: domain randomisation in the segmenter's own intensity scale.
+
+The segmenter's input is several frames around a target frame divided by one series intensity scale (blood-pool
+peak about 1); :func:`CardiacLandmarksLib.training.augment.domain_randomise` with ``normalise=False`` must keep
+that scale (no per-image percentile stretch) and the labels, and treat all channels (frames) alike.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pytest
+import torch
+
+from CardiacLandmarksLib.perfusion import segmentation as ps
+from CardiacLandmarksLib.training import train_perfusion as tp
+from CardiacLandmarksLib.training.augment import domain_randomise
+
+
+@pytest.fixture(scope="module")
+def crops(data_root):
+    logging.getLogger("CardiacLandmarksLib.io.image").setLevel(logging.WARNING)
+    cases = tp.mlperf_cases(data_root / "perfusion" / "mlperf")
+    train, _ = tp.split_patients([c.patient for c in cases], 3, 0)
+    one = [c for c in cases if c.patient == train[0]][:1]  # a training patient's series
+    s = tp.build_samples(one, tp.PerfTrainConfig())
+    return torch.from_numpy(s["seg_x"]), torch.from_numpy(s["seg_y"].astype(np.int64))
+
+
+def _blood_over_myo(x: torch.Tensor, y: torch.Tensor) -> np.ndarray:
+    """Per sample: mean of the target-frame channel in the blood pool / in the myocardium."""
+    c = x[:, len(ps.SEG_OFFSETS) // 2]
+    return np.array([float(c[k][y[k] == 2].mean() / c[k][y[k] == 1].mean()) for k in range(len(x))
+                     if (y[k] == 2).any() and (y[k] == 1).any()])
+
+
+def test_augment_keeps_labels_and_intensity_scale(crops):
+    x, y = crops
+    # labelled frames at peak contrast: blood pool brighter than myocardium, scale about 1
+    assert np.median(_blood_over_myo(x, y)) > 1.2
+    gen = torch.Generator().manual_seed(0)
+    cfg = tp.PerfTrainConfig(domain_randomisation=True)
+    ratios, p99 = [], []
+    for _ in range(4):
+        idx = torch.randint(0, len(x), (16,), generator=gen)
+        xo, yo = tp.augment(x[idx], y[idx], ps.SEG_PX, gen, 6.0, cfg=cfg)
+        assert xo.shape == (16, len(ps.SEG_OFFSETS), ps.SEG_PX, ps.SEG_PX) and yo.shape == (16, ps.SEG_PX, ps.SEG_PX)
+        assert torch.isfinite(xo).all() and xo.min() >= 0
+        assert set(yo.unique().tolist()) <= {0, 1, 2} and (yo == 1).any() and (yo == 2).any()
+        ratios.append(_blood_over_myo(xo, yo))
+        p99.append(float(torch.quantile(xo.reshape(-1)[::7], 0.99)))
+    # the scale is kept (no stretch to [0, 1.5] per image): the 99th percentile stays about that of the input
+    q_in = float(torch.quantile(x.reshape(-1)[::7], 0.99))
+    assert 0.5 * q_in < np.median(p99) < 2.0 * q_in
+    # most samples keep bright blood; the per-tissue remapping (p 0.3) may invert some, by design
+    r = np.concatenate(ratios)
+    assert 0.5 < np.mean(r > 1.0) < 1.0
+
+
+def test_domain_randomise_default_still_normalises(crops):
+    x, y = crops
+    gen = torch.Generator().manual_seed(1)
+    out = domain_randomise(x[:8] * 37.0, None, gen)  # any input scale -> [0, 1.5] (the SAX inference range)
+    assert out.min() >= 0 and out.max() <= 1.5
+    kept = domain_randomise(x[:8] * 37.0, None, torch.Generator().manual_seed(1), normalise=False, p_shading=0.0)
+    assert float(kept.max()) > 5.0  # the caller's scale survives
+
+
+def test_plain_augmentation_is_the_default(crops):
+    x, y = crops
+    gen = torch.Generator().manual_seed(2)
+    cfg = tp.PerfTrainConfig()  # default: the v1.0.0 recipe of the bundled model
+    assert not cfg.domain_randomisation and cfg.seg_iters == 1500
+    xo, yo = tp.augment(x[:8], y[:8], ps.SEG_PX, gen, 6.0, cfg=cfg)
+    assert xo.shape[0] == 8 and set(yo.unique().tolist()) <= {0, 1, 2}
+    assert "gamma/gain/noise" in tp._augmentation_text(cfg)
+    assert "domain randomisation" in tp._augmentation_text(tp.PerfTrainConfig(domain_randomisation=True))
