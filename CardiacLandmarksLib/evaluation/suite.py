@@ -314,9 +314,13 @@ def acdc_rows(root: Path, model, progress: ProgressFn | None = None, max_cases: 
     cases = cases[:max_cases] if max_cases else cases
     runs = run_sax_cases(cases, model, progress, "ACDC test")
     note = "ED and ES stacks; A/I-RVI named by the display convention (ACDC has no orientation)"
-    if model.card.get("training", {}).get("calibration_patients"):  # v1.4 on: the whole split unseen by the U-Net
-        seen = ("sax_unet: never seen (not trained, chosen or calibrated on); sax_phdnet (unchanged since v1.0.0): 5 ("
-                + ", ".join(ACDC_FROM_TRAINING) + ") were its validation patients, the other 15 never seen")
+    tr = model.card.get("training", {})
+    if tr.get("calibration_patients"):  # v1.4 on: the U-Net itself neither trained, chose nor calibrated on the split
+        start = (tr.get("config") or {}).get("init_weights")
+        seen = ("sax_unet: not trained, chosen or calibrated on"
+                + (" (but fine-tuned from v1.3.1, whose epoch was chosen on 5 of them)" if start else "")
+                + "; sax_phdnet (weights unchanged since v1.0.0): 5 (" + ", ".join(ACDC_FROM_TRAINING)
+                + ") were its validation patients; the other 15 never seen by either")
     else:
         seen = ("sax_unet / sax_phdnet: not trained on any; 5 (" + ", ".join(ACDC_FROM_TRAINING) + ") were their "
                 "validation patients (epoch choice, threshold calibration); the other 15 never seen")
@@ -341,7 +345,7 @@ def emidec_row(root: Path, model, progress: ProgressFn | None = None, max_cases:
                          myo_extra=EMIDEC_MYO_EXTRA)
     return sax_row("EMIDEC LGE", runs, unit="px", gross=GROSS_MM / EMIDEC_NOMINAL_MM, landmarks=("C-LV",),
                    seen_by="the fixed EMIDEC test split (20 cases): never trained, chosen or calibrated on (SAX v1.4 "
-                           "trained on 70 and chose / calibrated on 10 other EMIDEC cases; earlier models saw none)",
+                           "trained on 72 and chose / calibrated on 8 other EMIDEC cases; earlier models saw none)",
                    notes=[f"no geometry in the files: run at a nominal {EMIDEC_NOMINAL_MM} mm/px, errors in px "
                           "(x 1.25-2 for mm); gross = 10 mm at the nominal size",
                           "no RV label: C-LV and LV / myocardium Dice only (myocardium = healthy + infarct + MVO); "

@@ -102,7 +102,18 @@ def render_markdown(card: dict, extra_sections: dict[str, str] | None = None) ->
     lines += ["", "## Input", "", "| key | value |", "|---|---|"]
     lines += [f"| {k} | {_fmt(v)} |" for k, v in card.get("input", {}).items()]
     lines += ["", "## Training data and split", "", f"- Data: {tr.get('data', '?')}"]
-    if "train_patients" in tr:
+    if "train_patients" in tr and tr.get("calibration_patients"):  # v1.4 on: choice and calibration sets
+        lines.append(f"- Split by patient (seed {tr.get('config', {}).get('seed', '?')}): "
+                     f"{len(tr['train_patients'])} training, {len(tr.get('val_patients', []))} choice and "
+                     f"{len(tr['calibration_patients'])} calibration patients / cases; {tr.get('n_train_samples', '?')} / "
+                     f"{tr.get('n_val_samples', '?')} / {tr.get('n_calibration_samples', '?')} slice images"
+                     + (f" ({tr['split_note']})" if tr.get("split_note") else "") + ".")
+        lines.append(f"- Choice patients (epoch, segmentation shares): {', '.join(tr.get('val_patients', []))}")
+        lines.append(f"- Calibration patients (thresholds; the validation metrics below): "
+                     f"{', '.join(tr['calibration_patients'])}")
+        if tr.get("n_train_samples_by_sequence"):
+            lines.append(f"- Training slice images by sequence: {json.dumps(tr['n_train_samples_by_sequence'])}")
+    elif "train_patients" in tr:
         lines.append(f"- Split by patient (seed {tr.get('config', {}).get('seed', '?')}): "
                      f"{len(tr['train_patients'])} training, {len(tr.get('val_patients', []))} validation patients; "
                      f"{tr.get('n_train_samples', '?')} / {tr.get('n_val_samples', '?')} slice images.")

@@ -61,8 +61,12 @@ logger = logging.getLogger(__name__)
 PROGRESS = logging.getLogger("CardiacLandmarksLib.progress")
 
 RETRAIN_TEXT = """
-`OMP_WAIT_POLICY=PASSIVE cardiac-landmarks train --view sax --epochs 20 --seed 0 --threads 2 --device cpu --base-channels 16 -o runs/sax`
-trains v1.4.0. It reads `$CARDIAC_LANDMARKS_DATA/acdc` (or `--data FOLDER` of `NAME.nii.gz` + `NAME_gt.nii.gz` pairs
+v1.4.0 was fine-tuned from v1.3.1:
+`mkdir v131 && git show 252eb5b:Resources/Models/sax_unet.pt > v131/sax_unet.pt && git show 252eb5b:Resources/Models/sax_unet.json > v131/sax_unet.json`, then
+`OMP_WAIT_POLICY=PASSIVE cardiac-landmarks train --view sax --epochs 16 --seed 0 --threads 2 --device cpu --base-channels 8 --lr 1e-3 --init-weights v131/sax_unet.pt -o runs/sax`
+(24 min on the 2-core machine; the starting model's card must lie beside it: its training patients are kept out of
+the choice and calibration sets, which are then its validation patients). Without `--init-weights` the same recipe
+trains from scratch and splits every set three ways (below). It reads `$CARDIAC_LANDMARKS_DATA/acdc` (or `--data FOLDER` of `NAME.nii.gz` + `NAME_gt.nii.gz` pairs
 with ACDC labels 1 = RV, 2 = myocardium, 3 = LV cavity) and, beside it, `lge/emidec` (EMIDEC LGE) and
 `perfusion/mlperf` (the perfusion U-Net's training patients' frames at peak contrast); `--sets acdc` trains on
 cine only. The fixed test splits (ACDC 20 patients, EMIDEC 20 cases; `datasets.splits`) are left out; of the
@@ -169,7 +173,10 @@ def _init_patients(cfg: TrainConfig) -> set[str]:
         return set()
     card = Path(cfg.init_weights).with_suffix(".json")
     if not card.exists():
-        return set()
+        if Path(cfg.init_weights).exists():
+            return set()  # a checkpoint without a card: nothing known about what it saw
+        raise InputNotFoundError(f"the starting checkpoint {cfg.init_weights} is not there (the split depends on its "
+                                 "card's training patients; v1.4.0 started from v1.3.1: see the card's 'How to retrain')")
     return set(json.loads(card.read_text()).get("training", {}).get("train_patients", []))
 
 
