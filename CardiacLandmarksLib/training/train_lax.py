@@ -564,14 +564,8 @@ def train_lax(
     Raises:
         ValueError: unknown view. InputNotFoundError: no labelled data.
     """
-    from CardiacLandmarksLib.io.atomic import atomic_write_text
     from CardiacLandmarksLib.models.loader import sha256_file
-    from CardiacLandmarksLib.training.model_card import (
-        LAX_BUNDLE_TARGETS,
-        bundle_verdict,
-        finite_json,
-        write_markdown,
-    )
+    from CardiacLandmarksLib.training.model_card import LAX_BUNDLE_TARGETS, bundle_verdict
 
     view = (view or "").lower()
     if view not in LAX_VIEWS:
@@ -628,10 +622,7 @@ def train_lax(
         "version": MODEL_VERSION,
         "view": view,
         "landmarks": list(names),
-        "summary": (f"{view.upper()} landmark U-Net trained on {len(subjects)} subject(s) "
-                    f"({len(samples.images)} frames). Experimental: expect errors well above Xue et al.'s "
-                    "2-3.5 mm and check every point; low-confidence points must be placed or corrected by "
-                    "the reader, then tracked."),
+        "summary": summary_text(view, counts),
         "architecture": {"type": "UNet2D", "in_channels": 1, "n_classes": len(names) + 1, "base_channels": 8,
                          "depth": 4, "parameters": count_parameters(model)},
         "input": {"canvas_mm": CANVAS_MM, "canvas_px": CANVAS_PX,
@@ -658,16 +649,50 @@ def train_lax(
         "expected_accuracy": _expected_text(folds, pooled, len(subjects)),
         "sha256": sha256_file(weights),
     }
-    atomic_write_text(out_dir / f"{name}.json",
-                      json.dumps(finite_json(card), indent=2, default=_json_default, allow_nan=False))
-    write_markdown(card, out_dir / f"{name}.md", {
+    write_card(card, out_dir)
+    return card
+
+
+_KIND_TEXT = {"gold": "frames labelled from manual masks", "tracked": "frames tracked from those",
+              "silver": "silver frames (labels from another network's masks or points, not a person's)"}
+
+
+def summary_text(view: str, counts: dict[str, dict[str, int]]) -> str:
+    """One paragraph saying plainly what a LAX model has seen: subjects, frames per subject and label kind.
+
+    ``counts``: ``{subject: {kind: frames}}`` as in the card's ``frames_per_subject_and_label_kind``.
+    """
+    n = sum(sum(c.values()) for c in counts.values())
+    per = "; ".join(f"{s}: " + ", ".join(f"{v} {_KIND_TEXT.get(k, k)}" for k, v in c.items() if v)
+                    for s, c in counts.items())
+    gold = sum(c.get("gold", 0) for c in counts.values())
+    return (f"{view.upper()} landmark U-Net trained on only {len(counts)} subject(s), {n} frames ({per}). "
+            f"Only {gold} frame(s) carry labels derived from manual masks; no landmark was placed by a person. "
+            "Experimental: expect errors well above Xue et al.'s 2-3.5 mm on scanners, sequences and hearts "
+            "unlike these, and check every point; low-confidence points must be placed or corrected by the reader, "
+            "then tracked.")
+
+
+def write_card(card: dict, out_dir: Path) -> tuple[Path, Path]:
+    """Write a LAX model card as ``<name>.json`` and ``<name>.md`` (atomic writes). Returns both paths."""
+    from CardiacLandmarksLib.io.atomic import atomic_write_text
+    from CardiacLandmarksLib.training.model_card import finite_json, write_markdown
+
+    out_dir = Path(out_dir)
+    name = card["name"]
+    js = out_dir / f"{name}.json"
+    atomic_write_text(js, json.dumps(finite_json(card), indent=2, default=_json_default, allow_nan=False))
+    md = out_dir / f"{name}.md"
+    write_markdown(card, md, {
         "Expected accuracy": card["expected_accuracy"],
-        "Leave-one-subject-out": _folds_md(folds),
+        "Training command": f"`{card.get('training', {}).get('command', 'not recorded')}` "
+                            f"({card.get('training', {}).get('seconds', '?')} s on {card.get('training', {}).get('device', '?')})",
+        "Leave-one-subject-out": _folds_md(card.get("leave_one_subject_out", {})),
         "Confidence and flags": CONFIDENCE_TEXT,
-        "How to retrain": RETRAIN_TEXT.format(view=view, name=name),
+        "How to retrain": RETRAIN_TEXT.format(view=card["view"], name=name),
         "Labels": LABEL_TEXT,
     })
-    return card
+    return js, md
 
 
 def _json_default(o):
