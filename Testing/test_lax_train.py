@@ -73,6 +73,28 @@ def test_folder_samples_read_markups_and_masks(user_folder):
         folder_samples(folder / "missing", "4ch")
 
 
+def test_mirrored_mask_subject_is_left_out(user_folder, tmp_path, caplog):
+    """A four-chamber image whose pixels were mirrored without its affine (an anatomy that does not exist on
+    the canvas) is not used for training; the real one next to it is."""
+    import SimpleITK as sitk
+
+    from CardiacLandmarksLib.training.train_lax import LaxTrainConfig, folder_samples
+
+    assert LaxTrainConfig().mirror_prob == 0.0
+    folder, _, _ = user_folder
+    for name in ("subjA.nii.gz", "subjA_gt.nii.gz"):
+        img = sitk.ReadImage(str(folder / name))
+        arr = sitk.GetArrayFromImage(img)[..., ::-1].copy()  # reverse the i axis, keep the header
+        out = sitk.GetImageFromArray(arr)
+        out.CopyInformation(img)
+        sitk.WriteImage(out, str(tmp_path / name.replace("subjA", "mirrored")))
+        (tmp_path / name).symlink_to(folder / name)
+    with caplog.at_level("WARNING"):
+        s = folder_samples(tmp_path, "4ch")
+    assert set(s.subject) == {"subjA"}
+    assert any("mirrored" in r.getMessage() for r in caplog.records)
+
+
 def test_tiny_training_run_writes_a_loadable_model(user_folder, tmp_path):
     from CardiacLandmarksLib.lax.pipeline import detect_lax
     from CardiacLandmarksLib.models.loader import load_model, sha256_file

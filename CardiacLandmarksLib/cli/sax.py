@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -160,7 +161,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         from CardiacLandmarksLib.training.train_lax import train_lax
         out = Path(args.output or f"runs/{args.view}")
         card = train_lax(Path(args.data) if args.data else None, args.view, out, epochs=args.epochs, seed=args.seed,
-                         device=device)
+                         device=device, threads=args.threads,
+                         command="cardiac-landmarks " + " ".join(shlex.quote(a) for a in sys.argv[1:]))
         print(f"wrote {out}")
         print(verdict_text(card["bundle_verdict"]))
         return 0

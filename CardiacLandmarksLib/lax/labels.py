@@ -66,6 +66,11 @@ FIRST_HINGE_DIRECTION_LPS: dict[str, np.ndarray] = {
     "4ch": np.array([-1.0, -1.0, 0.0]) / np.sqrt(2.0),
 }
 
+#: label values of the UK Biobank ``seg4_la_4ch`` silver masks (made by the networks of Bai et al.,
+#: JCMR 2018): 1 = LV cavity, 2 = LV myocardium, 3 = RV cavity (4 = LA and 5 = RA are not used:
+#: the hinges come from the myocardium horseshoe, as for M&Ms-2)
+UKBB_LAX4CH_LABELS = {"lv": 1, "myo": 2, "rv": 3}
+
 #: smallest myocardium / cavity (pixels) for labels to be derived
 MIN_MYO_PIXELS = 20
 MIN_LV_PIXELS = 20
@@ -260,6 +265,31 @@ def display_order(h1: np.ndarray, h2: np.ndarray, apex: np.ndarray) -> tuple[np.
         return float(a[0] * d[1] - a[1] * d[0])
 
     return (h1, h2) if cross(h1) <= cross(h2) else (h2, h1)
+
+
+#: handedness of a four-chamber view on the canvas of :func:`..core.preprocessing.make_grid` for
+#: every image with a real patient geometry (seen from the feet): the RV lies on the side of the
+#: mitral-midpoint -> apex axis where :func:`four_chamber_handedness` is -1 (e.g. apex up-right,
+#: RV on the viewer's left). Checked on M&Ms-2 001 and both UK Biobank demo subjects, all frames.
+CANVAS_4CH_HANDEDNESS = -1
+
+
+def four_chamber_handedness(apex_xy, mitral_mid_xy, lv_xy, rv_xy) -> int:
+    """Sign of the 2D cross product ``(apex - mitral midpoint) x (RV centroid - LV centroid)``.
+
+    Args:
+        apex_xy, mitral_mid_xy, lv_xy, rv_xy: ``(x, y)`` = (column, row) image or canvas
+            coordinates (y pointing down) of the apex, the midpoint of the two mitral hinges and
+            the LV and RV centroids.
+
+    Returns:
+        -1 or +1 (0 when degenerate). A mirror image of the same view has the opposite sign;
+        an in-plane rotation keeps it. :data:`CANVAS_4CH_HANDEDNESS` is the sign every real
+        four-chamber view has on the canvas.
+    """
+    a = np.asarray(apex_xy, float)[:2] - np.asarray(mitral_mid_xy, float)[:2]
+    d = np.asarray(rv_xy, float)[:2] - np.asarray(lv_xy, float)[:2]
+    return int(np.sign(a[0] * d[1] - a[1] * d[0]))
 
 
 def derive_lax_landmarks(

@@ -11,6 +11,10 @@ For a 2CH/3CH/4CH cine (``pixels [t, k, j, i]``, usually one slice):
    reaches the card's ``high_confidence`` threshold **and** the augmented copies agree
    within ``tta_max_spread_mm`` (5 mm): a model trained on two subjects is unsure on
    anything unlike them, and disagreement under small perturbations is how that shows;
+   The canvas is built from the file geometry and is never a mirror image (see
+   :data:`.lax.labels.CANVAS_4CH_HANDEDNESS`); the model was trained without mirror
+   augmentation, so it relies on that handedness. A file without orientation keeps its
+   stored axes, whose handedness is unknown: a note says so;
 3. **naming check** (4CH/3CH/2CH hinge names): the model names the hinges from image content
    (septal = next to the RV). When the orientation is known, the geometric rule of
    :func:`.lax_labels.name_hinges` is checked too; for DICOM input (trusted header) the
@@ -198,6 +202,11 @@ def detect_lax(
                 f"(Slicer, or a .mrk.json) and track them with 'cardiac-landmarks lax-track', or train a model "
                 f"with 'cardiac-landmarks train --view {view} --data FOLDER'") from exc
     names = LANDMARKS_BY_VIEW[view]
+    if not series.orientation_known:
+        notes.append("no patient orientation in the file: the model sees the stored axes, whose left/right "
+                     "handedness is unknown; if the file is stored mirrored (a four-chamber view with the LV on the "
+                     "wrong side of the septum), the model has never seen such an anatomy and may swap LV and RV: "
+                     "check that IS-P is on the septum and AL-P on the LV free wall")
     thr = model.card.get("thresholds", {})
 
     def per(key: str, default: float) -> dict[str, float]:

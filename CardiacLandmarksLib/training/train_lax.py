@@ -4,27 +4,38 @@ Method after Xue et al., Radiology: AI 2021 (canvas at a fixed mm grid, one Gaus
 per landmark + background, softmax + KL + soft Dice), **transfer-learned** from the SAX
 U-Net (:mod:`..models.unet`; same architecture and output size, every weight copied, then
 fine-tuned) with **heavy augmentation** (any in-plane rotation, scale 0.7-1.4, shifts,
-mirror, gamma / contrast / noise / blur).
+gamma / contrast / noise / blur) and **no mirror**.
+
+**Handedness.** A mirror image of a four-chamber view is an anatomy that does not exist (the
+LV would lie on the other side of the septum / apex axis). The canvas built from the file
+geometry (:func:`..core.preprocessing.make_grid`) never mirrors: it is always seen from the
+patient's feet (the canvas normal points superior), so on every subject with a real affine
+the RV lies on the same side of the mitral-midpoint -> apex axis
+(:func:`..lax.labels.four_chamber_handedness` = :data:`..lax.labels.CANVAS_4CH_HANDEDNESS`,
+checked on M&Ms-2 001 and both UK Biobank subjects on every labelled frame). Version 0.1.0
+was trained with ``mirror_prob = 0.5`` (and the hinge names kept), which taught it that both
+handednesses exist, so it could not use which side of the septum the LV is on and confused
+the LV and RV on an unseen 3 T Siemens 4CH cine; ``mirror_prob`` now defaults to 0. Training
+subjects whose mask shows the other handedness on the canvas are left out with a warning.
 
 Training data (honest about how little there is):
 
 * default 4CH: the shared data root's ``mnms2/001`` 4CH cine (one subject): the ED and ES
   frames with landmarks derived from the manual masks (**gold**, :mod:`..lax_labels`) and
   the other 23 frames labelled by tracking from those two anchors (**tracked**,
-  :mod:`..tracking`), plus ``lax/amrg`` (a second subject, 32 frames) whose hinge points are
-  another model's predictions (**silver**; entries 5 and 6 of ``*_key-pred.npy`` = septal
-  and free-wall mitral hinges) and which has **no apex label** (its APEX is left out of the
-  loss: the APEX channel is merged with the background for those frames, a partial-label
-  KL);
+  :mod:`..tracking`), plus the two ``lax/ukbb_demo`` UK Biobank subjects: all 50 frames of
+  each 4CH cine with landmarks derived (same rule) from the **silver** four-chamber masks
+  ``seg4_la_4ch`` (made by the ukbb_cardiac networks, Bai et al., JCMR 2018).
+  ``lax/amrg`` (:func:`amrg_4ch_samples`: 32 frames, hinge points predicted by another model,
+  no apex, **no geometry**) is no longer used by default: on the canvas its stored axes show
+  the mirror image of the other subjects (its tricuspid and septal mitral hinges lie on the
+  other side of the valve -> apex axis), i.e. an anatomy no real-geometry image shows;
 * ``folder=``: the user's own labelled long-axis images (any view): every image file
   ``NAME.nii.gz`` / ``.nrrd`` / ``.mha`` with either ``NAME.mrk.json`` (or a folder
   ``NAME_landmarks/`` of ``.mrk.json`` files; Slicer point lists with labels
   ``"<name> s<slice> p<phase>"``, :func:`..markups.read_markups`) or a mask
   ``NAME_gt.<ext>`` (LV cavity / myocardium [/ RV] labels, default M&Ms-2's 1/2/3, derived
   with :func:`..lax_labels.derive_lax_landmarks`).
-
-Mirroring does not swap the names: the septal/anterior hinge is defined by anatomy (next to
-the RV, by the aortic root ...), which a mirror image keeps.
 
 Evaluation is leave-one-subject-out where at least two subjects exist; the final model is
 then trained on all subjects. The card records subjects, frames per label kind, the
@@ -43,7 +54,7 @@ import numpy as np
 import torch
 
 from CardiacLandmarksLib.core.config import data_root, models_root
-from CardiacLandmarksLib.core.errors import InputNotFoundError
+from CardiacLandmarksLib.core.errors import InputNotFoundError, InvalidImageError
 from CardiacLandmarksLib.core.landmarks import LANDMARKS_BY_VIEW
 from CardiacLandmarksLib.core.preprocessing import (
     CANVAS_MM,
@@ -62,6 +73,10 @@ logger = logging.getLogger(__name__)
 PROGRESS = logging.getLogger("CardiacLandmarksLib.progress")
 
 LAX_VIEWS = ("2ch", "3ch", "4ch")
+#: the UK Biobank demo subjects with silver four-chamber masks (``lax/ukbb_demo/<n>``)
+UKBB_SUBJECTS = ("1", "2")
+#: version written into the card of a model trained by :func:`train_lax`
+MODEL_VERSION = "0.2.0"
 #: AMRG key-pred entries (0-based) of the septal and free-wall mitral hinges
 AMRG_SEPTAL, AMRG_FREE_WALL = 4, 5
 
@@ -140,6 +155,9 @@ def mnms2_4ch_samples(root: Path, track: bool = True) -> LaxSamples:
 
     d = Path(root) / "mnms2" / "001"
     cine = load_series(d / "001_LA_CINE.nii.gz")
+    for ph in ("ED", "ES"):
+        check_canvas_handedness(load_series(d / f"001_LA_{ph}.nii.gz"), load_series(d / f"001_LA_{ph}_gt.nii.gz"),
+                                None, f"mnms2-001 {ph}")
     names = LANDMARKS_BY_VIEW["4ch"]
     per_phase: dict[int, dict] = {}
     kinds: dict[int, str] = {}
@@ -165,8 +183,78 @@ def mnms2_4ch_samples(root: Path, track: bool = True) -> LaxSamples:
     return _canvas_samples(cine, 0, per_phase, names, "mnms2-001", kinds)
 
 
+def check_canvas_handedness(image, mask, labels: dict | None, what: str, phases=None, k: int = 0) -> bool:
+    """Whether the canvas of ``image`` shows the 4CH anatomy with the handedness of every real-geometry subject.
+
+    Uses the LV (cavity + myocardium) and RV centroids of ``mask`` and the derived apex /
+    mitral midpoint on each phase (:func:`..lax.labels.four_chamber_handedness`); phases whose
+    mask has no LV or RV are skipped. Logs a warning naming ``what`` when any phase is mirrored.
+
+    Returns:
+        True when no usable phase is mirrored.
+    """
+    from CardiacLandmarksLib.core.preprocessing import resample_labels_to_canvas
+    from CardiacLandmarksLib.lax.labels import (
+        CANVAS_4CH_HANDEDNESS,
+        MNMS2_LAX_LABELS,
+        derive_from_series,
+        four_chamber_handedness,
+    )
+
+    lab = dict(MNMS2_LAX_LABELS if labels is None else labels)
+    if lab.get("rv") is None:
+        return True
+    grid = make_grid(image, k)
+    bad = []
+    for t in range(mask.n_phases) if phases is None else phases:
+        try:
+            d = derive_from_series(image, mask, "4ch", labels=lab, k=k, t=t)
+        except InvalidImageError:
+            continue
+        canvas = resample_labels_to_canvas(mask.pixels[t, k], grid)
+        lv = np.argwhere(np.isin(canvas, [lab["lv"], lab["myo"]]))
+        rv = np.argwhere(canvas == lab["rv"])
+        if d.mitral_midpoint() is None or not len(lv) or not len(rv):
+            continue
+        h = four_chamber_handedness(grid.ijk_to_canvas(d.points["APEX"]), grid.ijk_to_canvas(d.mitral_midpoint()),
+                                    lv[:, ::-1].mean(0), rv[:, ::-1].mean(0))
+        if h != CANVAS_4CH_HANDEDNESS:
+            bad.append(t)
+    if bad:
+        logger.warning("%s: the canvas shows the mirror image of a four-chamber view on phases %s (check the file's "
+                       "geometry)", what, bad[:10])
+    return not bad
+
+
+def ukbb_4ch_samples(root: Path, subject: str, step: int = 1) -> LaxSamples:
+    """``lax/ukbb_demo/<subject>``: every ``step``-th frame of ``la_4ch`` with landmarks derived from
+    the silver ``seg4_la_4ch`` masks (hinges = myocardium horseshoe ends, APEX = epicardial apex,
+    IS-P = the hinge nearer the RV, as for M&Ms-2). Kind ``"silver"``; frames whose mask yields no
+    landmarks are skipped. Returns no samples (with a warning) when the canvas is mirrored."""
+    from CardiacLandmarksLib.io.load import load_series
+    from CardiacLandmarksLib.lax.labels import UKBB_LAX4CH_LABELS, derive_from_series
+
+    d = Path(root) / "lax" / "ukbb_demo" / str(subject)
+    image = load_series(d / "la_4ch.nii.gz")
+    mask = load_series(d / "seg4_la_4ch.nii.gz")
+    names = LANDMARKS_BY_VIEW["4ch"]
+    phases = list(range(0, min(image.n_phases, mask.n_phases), step))
+    if not check_canvas_handedness(image, mask, UKBB_LAX4CH_LABELS, f"ukbb-{subject}", phases):
+        return LaxSamples(np.zeros((0, CANVAS_PX, CANVAS_PX), np.float32), np.zeros((0, 3, 2), np.float32),
+                          np.zeros((0, 3), bool), [], [], [])
+    per_phase = {}
+    for t in phases:
+        lab = derive_from_series(image, mask, "4ch", labels=UKBB_LAX4CH_LABELS, t=t)
+        if all(n in lab.points for n in names):
+            per_phase[t] = {n: lab.points[n] for n in names}
+    return _canvas_samples(image, 0, per_phase, names, f"ukbb-{subject}", {t: "silver" for t in per_phase})
+
+
 def amrg_4ch_samples(root: Path) -> LaxSamples:
-    """``lax/amrg``: 32 frames with model-predicted (silver) hinge points; APEX unknown."""
+    """``lax/amrg``: 32 frames with model-predicted (silver) hinge points; APEX unknown.
+
+    Not used by default: the file has no geometry, and its canvas (stored axes) is the mirror
+    image of every real-geometry subject (see the module docstring)."""
     from CardiacLandmarksLib.io.load import load_series
 
     d = Path(root) / "lax" / "amrg"
@@ -192,8 +280,9 @@ def shared_samples(view: str, root: Path | None = None) -> LaxSamples:
     if view == "4ch":
         if (root / "mnms2" / "001" / "001_LA_CINE.nii.gz").exists():
             parts.append(mnms2_4ch_samples(root))
-        if (root / "lax" / "amrg" / "AMRGAtlas_0031_key-pred.npy").exists():
-            parts.append(amrg_4ch_samples(root))
+        for subject in UKBB_SUBJECTS:
+            if (root / "lax" / "ukbb_demo" / subject / "seg4_la_4ch.nii.gz").exists():
+                parts.append(ukbb_4ch_samples(root, subject))
     if not parts:
         raise InputNotFoundError(f"no labelled {view.upper()} data in {root}; give a folder of images + .mrk.json "
                                  "landmarks or masks (cardiac-landmarks train --view {view} --data FOLDER)")
@@ -259,6 +348,10 @@ def folder_samples(folder: Path, view: str, labels: dict | None = None) -> LaxSa
             if ms.pixels.shape[1:] != series.pixels.shape[1:]:
                 logger.warning("%s: mask grid %s differs from the image %s; skipped", mask.name, ms.pixels.shape,
                             series.pixels.shape)
+                continue
+            if view == "4ch" and not all(check_canvas_handedness(series, ms, lab, f.name, k=k)
+                                         for k in range(ms.n_slices)):
+                logger.warning("%s: skipped (mirrored four-chamber view on the canvas)", f.name)
                 continue
             for t in range(ms.n_phases):
                 for k in range(ms.n_slices):
@@ -328,7 +421,7 @@ class LaxTrainConfig:
     max_rot_deg: float = 180.0
     scale_range: tuple[float, float] = (0.7, 1.4)
     max_shift_px: float = 24.0
-    mirror_prob: float = 0.5
+    mirror_prob: float = 0.0  # never mirror a long-axis view (see the module docstring)
     seed: int = 0
     threads: int = 1
     init: str = "sax"  # "sax" (bundled SAX weights), "none" or a checkpoint path
@@ -444,6 +537,7 @@ def train_lax(
     progress: bool = True,
     threads: int = 1,
     steps_per_epoch: int = 40,
+    command: str | None = None,
 ) -> dict:
     """Train (and evaluate leave-one-subject-out) a long-axis landmark model; write weights + card.
 
@@ -461,6 +555,8 @@ def train_lax(
             ``folder`` is None).
         init: ``"sax"`` (transfer from the bundled SAX model), ``"none"`` or a checkpoint.
         evaluate: run leave-one-subject-out folds first (skipped with one subject).
+        threads: CPU threads for torch.
+        command: the command line that ran the training (recorded in the card).
 
     Returns:
         The model card dict (also written as JSON and Markdown).
@@ -468,14 +564,8 @@ def train_lax(
     Raises:
         ValueError: unknown view. InputNotFoundError: no labelled data.
     """
-    from CardiacLandmarksLib.io.atomic import atomic_write_text
     from CardiacLandmarksLib.models.loader import sha256_file
-    from CardiacLandmarksLib.training.model_card import (
-        LAX_BUNDLE_TARGETS,
-        bundle_verdict,
-        finite_json,
-        write_markdown,
-    )
+    from CardiacLandmarksLib.training.model_card import LAX_BUNDLE_TARGETS, bundle_verdict
 
     view = (view or "").lower()
     if view not in LAX_VIEWS:
@@ -529,13 +619,10 @@ def train_lax(
                   for k in sorted(set(samples.kind))} for s in subjects}
     card = {
         "name": name,
-        "version": "0.1.0",
+        "version": MODEL_VERSION,
         "view": view,
         "landmarks": list(names),
-        "summary": (f"{view.upper()} landmark U-Net trained on {len(subjects)} subject(s) "
-                    f"({len(samples.images)} frames). Experimental: expect errors well above Xue et al.'s "
-                    "2-3.5 mm and check every point; low-confidence points must be placed or corrected by "
-                    "the reader, then tracked."),
+        "summary": summary_text(view, counts),
         "architecture": {"type": "UNet2D", "in_channels": 1, "n_classes": len(names) + 1, "base_channels": 8,
                          "depth": 4, "parameters": count_parameters(model)},
         "input": {"canvas_mm": CANVAS_MM, "canvas_px": CANVAS_PX,
@@ -554,6 +641,7 @@ def train_lax(
             "init": info["init"],
             "device": device,
             "seconds": round(time.time() - t0),
+            "command": command or "CardiacLandmarksLib.training.train_lax.train_lax (Python)",
         },
         "validation": pooled,
         "bundle_verdict": bundle_verdict(pooled, LAX_BUNDLE_TARGETS),
@@ -561,16 +649,50 @@ def train_lax(
         "expected_accuracy": _expected_text(folds, pooled, len(subjects)),
         "sha256": sha256_file(weights),
     }
-    atomic_write_text(out_dir / f"{name}.json",
-                      json.dumps(finite_json(card), indent=2, default=_json_default, allow_nan=False))
-    write_markdown(card, out_dir / f"{name}.md", {
+    write_card(card, out_dir)
+    return card
+
+
+_KIND_TEXT = {"gold": "frames labelled from manual masks", "tracked": "frames tracked from those",
+              "silver": "silver frames (labels from another network's masks or points, not a person's)"}
+
+
+def summary_text(view: str, counts: dict[str, dict[str, int]]) -> str:
+    """One paragraph saying plainly what a LAX model has seen: subjects, frames per subject and label kind.
+
+    ``counts``: ``{subject: {kind: frames}}`` as in the card's ``frames_per_subject_and_label_kind``.
+    """
+    n = sum(sum(c.values()) for c in counts.values())
+    per = "; ".join(f"{s}: " + ", ".join(f"{v} {_KIND_TEXT.get(k, k)}" for k, v in c.items() if v)
+                    for s, c in counts.items())
+    gold = sum(c.get("gold", 0) for c in counts.values())
+    return (f"{view.upper()} landmark U-Net trained on only {len(counts)} subject(s), {n} frames ({per}). "
+            f"Only {gold} frame(s) carry labels derived from manual masks; no landmark was placed by a person. "
+            "Experimental: expect errors well above Xue et al.'s 2-3.5 mm on scanners, sequences and hearts "
+            "unlike these, and check every point; low-confidence points must be placed or corrected by the reader, "
+            "then tracked.")
+
+
+def write_card(card: dict, out_dir: Path) -> tuple[Path, Path]:
+    """Write a LAX model card as ``<name>.json`` and ``<name>.md`` (atomic writes). Returns both paths."""
+    from CardiacLandmarksLib.io.atomic import atomic_write_text
+    from CardiacLandmarksLib.training.model_card import finite_json, write_markdown
+
+    out_dir = Path(out_dir)
+    name = card["name"]
+    js = out_dir / f"{name}.json"
+    atomic_write_text(js, json.dumps(finite_json(card), indent=2, default=_json_default, allow_nan=False))
+    md = out_dir / f"{name}.md"
+    write_markdown(card, md, {
         "Expected accuracy": card["expected_accuracy"],
-        "Leave-one-subject-out": _folds_md(folds),
+        "Training command": f"`{card.get('training', {}).get('command', 'not recorded')}` "
+                            f"({card.get('training', {}).get('seconds', '?')} s on {card.get('training', {}).get('device', '?')})",
+        "Leave-one-subject-out": _folds_md(card.get("leave_one_subject_out", {})),
         "Confidence and flags": CONFIDENCE_TEXT,
-        "How to retrain": RETRAIN_TEXT.format(view=view, name=name),
+        "How to retrain": RETRAIN_TEXT.format(view=card["view"], name=name),
         "Labels": LABEL_TEXT,
     })
-    return card
+    return js, md
 
 
 def _json_default(o):
@@ -613,8 +735,11 @@ def _data_text(folder, view, include_shared) -> str:
         parts.append(f"user folder {folder}")
     if folder is None or include_shared:
         parts.append("M&Ms-2 subject 001 4CH cine (Martin-Isla et al. 2023; ED/ES landmarks derived from the manual "
-                     "masks, 23 frames labelled by tracking) and the AMRG atlas 4CH cine 0031 (Cardiac Atlas Project; "
-                     "32 frames with model-predicted mitral hinges, no apex label), research use only")
+                     "masks (gold), 23 frames labelled by tracking from them) and two UK Biobank subjects' 4CH cines "
+                     "(lax/ukbb_demo 1 and 2, all 50 frames each; landmarks derived from the silver four-chamber masks "
+                     "made by the ukbb_cardiac networks, Bai et al., JCMR 2018, not by a person), research use only. "
+                     "The AMRG atlas cine used by v0.1.0 is left out: without geometry its display is the mirror "
+                     "image of the other subjects'")
     return "; ".join(parts)
 
 
@@ -634,6 +759,10 @@ def _expected_text(folds: dict, pooled: dict, n_subjects: int) -> str:
                          "both trains and tests it); its accuracy on new subjects is unknown")
     if "amrg-0031" in folds:
         lines.append("The AMRG cine carries no geometry (1 mm placeholder pixels), so its 'mm' are nominal.")
+    kinds = sorted({k for f in folds.values() for k in f["label_kinds"]})
+    if "silver" in kinds:
+        lines.append("Folds whose held-out subject has silver labels measure agreement with another network's masks, "
+                     "not with a person.")
     lines.append("With this little data, expect failures on images unlike the training subjects (other scanners, "
                  "contrast, field of view). The reference labels are derived from masks (gold), tracked, or another "
                  "model's predictions (silver), so these errors mix model and label error.")
@@ -664,9 +793,18 @@ them (the SHA256 in the card is checked on load). Python: `CardiacLandmarksLib.t
 
 LABEL_TEXT = """Hinge points = the two basal ends of the myocardium horseshoe (geodesic diameter of the myocardium
 mask, centroid of the 3 mm end caps); APEX = the LV (cavity + myocardium) point farthest from the hinges'
-midpoint. The septal hinge IS-P is the one nearer the RV cavity (`CardiacLandmarksLib/lax_labels.py`). Frames
-between ED and ES are labelled by SimpleITK tracking from the two derived frames (`tracking.py`). The AMRG
-hinges are another network's predictions (the MONAI valve-landmarks bundle test data), not manual labels."""
+midpoint. The septal hinge IS-P is the one nearer the RV cavity (`CardiacLandmarksLib/lax/labels.py`). M&Ms-2 001:
+derived from the manual ED/ES masks (gold); its other frames are labelled by SimpleITK tracking from those two
+(`lax/tracking.py`). UK Biobank demo subjects 1 and 2: derived with the same rule on every one of the 50 frames
+from the silver four-chamber masks (`seg4_la_4ch`, labels 1 LV cavity, 2 LV myocardium, 3 RV cavity; made by
+the ukbb_cardiac networks, not by a person). The masks' LA label was not used: the LV cavity and the LA are
+separated by a gap of a few pixels in those masks, and the ends of the LV-cavity/LA contact lay 4-14 mm
+(mean per subject and hinge) from the myocardium ends, inside the valve gap.
+
+Handedness: no mirror augmentation (a mirrored four-chamber view is an anatomy that does not exist); the
+canvas comes from the file geometry and is always seen from the patient's feet, and every training subject's
+canvas was checked to show the RV on the same side of the mitral-midpoint -> apex axis. The AMRG atlas cine
+used by v0.1.0 has no geometry and its stored axes show the mirror image, so it was dropped."""
 
 CONFIDENCE_TEXT = """A point's confidence is its heatmap peak averaged over the image and four rotated/scaled copies
 (`lax_pipeline.detect_lax`). It is "high" only when the peak reaches `high_confidence` (the smallest peak
