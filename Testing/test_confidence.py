@@ -309,7 +309,8 @@ def test_bundled_confidence_flags_on_real_validation_patients(acdc_dir):
     torch.set_num_threads(2)
     unet = load_model("sax", "cpu")
     phd = PhdNetConfidence.load("cpu")
-    val = set(unet.card["training"]["val_patients"])
+    tr = unet.card["training"]  # v1.4 on: choice + calibration patients (none trained on)
+    val = set(tr["val_patients"]) | set(tr.get("calibration_patients", []))
     cases = [c for c in acdc_cases(acdc_dir) if c.patient in val and c.image.name.endswith("_ED.nii.gz")]
     assert len(cases) >= 10
     s = build_samples(cases)

@@ -89,6 +89,7 @@ def test_acdc_validation_patient_accuracy(acdc_dir):
     from CardiacLandmarksLib.sax.pipeline import detect_landmarks
 
     val = read_card("sax_unet")["training"]["val_patients"]
+    val = [p for p in val if p.startswith("patient")]  # ACDC ones (v1.4 also chose on EMIDEC cases)
     cases = [c for c in acdc_cases(acdc_dir) if c.patient in val[:3]]
     assert len(cases) == 6
     model = load_model("sax", "cpu")

@@ -27,4 +27,6 @@ def test_development_split_leaves_test_patients_out_for_any_seed(acdc_dir):
     train0, _ = development_split(cases, 0.2, 0)
     assert not {c.patient for c in train0} & set(ACDC_CHALLENGE_TEST)
     card = read_card("sax_unet")
-    assert sorted({c.patient for c in train0}) == sorted(card["training"]["train_patients"])
+    # (v1.4 was fine-tuned from v1.3.1 on the same ACDC patients, plus EMIDEC cases and perfusion patients)
+    acdc_train = [p for p in card["training"]["train_patients"] if p.startswith("patient")]
+    assert sorted({c.patient for c in train0}) == sorted(acdc_train)
