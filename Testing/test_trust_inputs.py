@@ -112,20 +112,12 @@ def test_cli_detect_refuses_absurd_inputs(acdc_img, data_root, tmp_path, capsys)
 def test_non_cardiac_mr_is_refused_after_the_sax_model(tmp_path, capsys):
     """A real brain MR (nibabel's example4d: EPI, 128 x 96 x 24 slices x 2 volumes, 2 mm): passes the
     cheap checks (many values, sane spacing, 24 parallel slices = SAX by slice count); the SAX model
-    finds no LV anywhere -> NotCardiacError, exit 1, nothing written. SAX v1.4.0 reports an LV centre on some of
-    its slices (27 of 48 images, 26 of them flagged low by PHD-Net), so the refusal no longer holds for it: then
-    nothing it writes may be reported as trusted (every measurement review or n/a)."""
-    import csv
-
+    finds no LV that lines up along the stack -> NotCardiacError, exit 1, nothing written. (SAX v1.4.0 reports an
+    LV centre on 27 of its 48 images, scattered: at most 4 neighbouring slices line up, io.checks.longest_lv_run.)"""
     out = tmp_path / "brain"
-    rc = cli.main(["detect", str(NIBABEL_BRAIN), "-o", str(out), "--no-progress", "--no-tta"])
-    if rc == 1:
-        assert "does not look like a cardiac short-axis MR" in capsys.readouterr().err
-        assert list(out.iterdir()) == []
-        return
-    assert rc == 0
-    rows = [r for f in out.rglob("measurements.csv") for r in csv.DictReader(f.open())]
-    assert rows and all(r["status"] in ("review", "n/a") for r in rows)
+    assert cli.main(["detect", str(NIBABEL_BRAIN), "-o", str(out), "--no-progress", "--no-tta"]) == 1
+    assert "does not look like a cardiac short-axis MR" in capsys.readouterr().err
+    assert list(out.iterdir()) == []
 
 
 # ------------------------------------------------------------------ DICOM completeness
