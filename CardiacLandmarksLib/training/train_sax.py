@@ -131,13 +131,23 @@ class TrainConfig:
     validate_from: float = 0.4  # validate (and so possibly keep) the weights from this share of the epochs on
 
 
-def _train_val(data: Path, cfg: TrainConfig):
-    if not Path(data).is_dir():
+def _labelled_cases(data: Path) -> list:
+    """The labelled stacks of ``data`` (ACDC layout, else ``NAME`` + ``NAME_gt`` pairs).
+
+    Raises:
+        InputNotFoundError: no such folder, or no labelled stack in it.
+    """
+    data = Path(data)
+    if not data.is_dir():
         raise InputNotFoundError(f"training data folder {data} not found (set CARDIAC_LANDMARKS_DATA or pass --data)")
     cases = acdc_cases(data) if (data / "acdc_info.csv").exists() or any(data.glob("patient*_gt.nii.gz")) else paired_cases(data)
     if not cases:
         raise InputNotFoundError(f"no labelled stacks (image + *_gt mask) found in {data}")
-    return development_split(cases, cfg.val_fraction, cfg.seed if cfg.split_seed is None else cfg.split_seed)
+    return cases
+
+
+def _train_val(data: Path, cfg: TrainConfig):
+    return development_split(_labelled_cases(data), cfg.val_fraction, cfg.seed if cfg.split_seed is None else cfg.split_seed)
 
 
 def _extra_sets(data: Path, cfg: TrainConfig) -> dict[str, list]:
@@ -190,11 +200,7 @@ def split_sets(data: Path, cfg: TrainConfig) -> tuple[list, list, list, str]:
     from CardiacLandmarksLib.datasets.sax import three_way_split
 
     seed = cfg.seed if cfg.split_seed is None else cfg.split_seed
-    if not Path(data).is_dir():
-        raise InputNotFoundError(f"training data folder {data} not found (set CARDIAC_LANDMARKS_DATA or pass --data)")
-    cases = acdc_cases(data) if (data / "acdc_info.csv").exists() or any(data.glob("patient*_gt.nii.gz")) else paired_cases(data)
-    if not cases:
-        raise InputNotFoundError(f"no labelled stacks (image + *_gt mask) found in {data}")
+    cases = _labelled_cases(data)
     note = "choice and calibration patients are disjoint"
     seen = _init_patients(cfg)
     try:
