@@ -8,6 +8,7 @@ the user's choice, else DICOM description and orientation) and runs the task API
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 
 from CardiacLandmarksLib.core.series import CMRSeries
 from CardiacLandmarksLib.io.checks import check_detections, check_series, mark_input_warnings
@@ -51,6 +52,8 @@ def analyse_landmarks(series: CMRSeries, view: str = "auto", options: SaxOptions
     warnings = check_series(series, None if view in (None, "", "auto") else view, force_view=force_view,
                             allow_incomplete=allow_incomplete)
     chosen = detect_view(series) if view == "auto" else view
+    if force_view and series.view not in ("unknown", chosen):  # forced: the pipelines' own view checks follow suit
+        series = replace(series, view=chosen)
     logger.info("analysing %s as %s (%d phases x %d slices)", series.source, chosen, series.n_phases,
                 series.n_slices)
     if chosen in LAX_VIEWS:

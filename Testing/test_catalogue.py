@@ -44,6 +44,17 @@ def test_each_task_loader_goes_through_the_catalogue():
 
 def test_model_for_names_the_model_or_says_what_exists():
     assert catalogue.model_for("landmarks", "sax") == "sax_unet"
+    # the SAX model per sequence (issue 16): LGE and perfusion get the LGE model, cine and unknown the general one
+    assert catalogue.model_for("landmarks", "sax", sequence="lge") == "sax_unet_lge"
+    assert catalogue.model_for("landmarks", "sax", sequence="perfusion") == "sax_unet_lge"
+    for seq in ("cine", "t1", "unknown", None):
+        assert catalogue.model_for("landmarks", "sax", sequence=seq) == "sax_unet"
+    assert catalogue.model_for("landmarks", "4ch", sequence="lge") == "lax4ch_unet"  # no LGE model: the general one
+    # function measures with the cine-only SAX v1.3.1 (its own catalogue task), landmarks never come from it
+    assert catalogue.model_for("function_segmentation", "sax") == "sax_unet_function"
+    from CardiacLandmarksLib.function.pipeline import function_model_name
+
+    assert function_model_name() == "sax_unet_function"
     assert catalogue.model_for("perfusion_segmentation") == "perfusion_unet"
     with pytest.raises(ModelIntegrityError, match="no bundled model for task 'landmarks', view '2ch'"):
         catalogue.model_for("landmarks", "2ch")
@@ -69,5 +80,5 @@ def test_models_command_lists_every_model(capsys):
 
     assert main(["models"]) == 0
     out = capsys.readouterr().out
-    for name in ("sax_unet", "sax_phdnet", "lax4ch_unet", "perfusion_unet"):
+    for name in ("sax_unet", "sax_unet_lge", "sax_unet_function", "sax_phdnet", "lax4ch_unet", "perfusion_unet"):
         assert name in out

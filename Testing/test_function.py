@@ -170,7 +170,7 @@ def test_acdc_written_files(acdc_dir, acdc_result, tmp_path):
             "patient101_ES_segmentation.nii.gz", "patient101_ED_segmentation.seg.nrrd"} <= written
     doc = json.loads((tmp_path / "function.json").read_text())
     assert doc["LV"]["EF_pct"] == pytest.approx(r.values["LV"]["EF_pct"].value, abs=0.01)
-    assert doc["LV"]["status"]["EF_pct"] in ("ok", "review") and doc["model"]["name"] == "sax_unet"
+    assert doc["LV"]["status"]["EF_pct"] in ("ok", "review") and doc["model"]["name"] == "sax_unet_function"
     csv_lines = (tmp_path / "function.csv").read_text().splitlines()
     assert csv_lines[0] == "Metric,Value,Unit,Status" and any(x.startswith("LV EF,") for x in csv_lines)
     seg = nib.load(tmp_path / "patient101_ED_segmentation.nii.gz")

@@ -76,3 +76,17 @@ def test_cli_errors(tmp_path, capsys):
     bad = tmp_path / "bad.json"
     bad.write_text("{not json")
     assert main(["lv-length", str(bad)]) == 1
+
+
+def test_refused_detect_leaves_no_empty_result_folder(cine_and_points, tmp_path, capsys):
+    """No 2CH model is bundled: the run is refused by name, and the folders it had made for its results go again
+    (a folder that was there before stays)."""
+    path, _, _ = cine_and_points
+    out = tmp_path / "new" / "results"
+    assert main(["detect", str(path), "--view", "2ch", "--force-view", "-o", str(out), "--no-progress"]) == 1
+    assert "No 2CH landmark model" in capsys.readouterr().err
+    assert not (tmp_path / "new").exists()
+    kept = tmp_path / "kept"
+    kept.mkdir()
+    assert main(["detect", str(path), "--view", "2ch", "-o", str(kept), "--no-progress"]) == 1
+    assert kept.is_dir()

@@ -50,11 +50,17 @@ def test_sunnybrook_cine_every_slice_and_phase(sunnybrook_series, sunnybrook_res
     assert len(res.landmarks) == 3 * s.n_slices * s.n_phases
     assert calls[-1] == (s.n_slices * s.n_phases, s.n_slices * s.n_phases)
     assert all(b[0] >= a[0] for a, b in zip(calls, calls[1:]))
-    # geometry-based naming: A-RVI is the more anterior (smaller LPS y) of the pair
+    # geometry-based naming: A-RVI is the more anterior (smaller LPS y) of the pair; the insertions come as a pair
+    # (sax.presence) and only with C-LV
+    pairs = 0
     for k, t in res.slices_phases():
         a, i = res.get("A-RVI", k, t), res.get("I-RVI", k, t)
+        assert a.found == i.found, (k, t)
+        assert not a.found or res.get("C-LV", k, t).found, (k, t)
+        pairs += a.found
         if a.found and i.found:
             assert a.position[1] <= i.position[1] + 1e-9
+    assert pairs > 0.3 * s.n_slices * s.n_phases
     # positions and ijk agree through the series geometry
     found = [lm for lm in res.landmarks if lm.found]
     assert len(found) > 0.5 * len(res.landmarks)

@@ -98,6 +98,9 @@ def test_cli_detect_wrong_view_fails_before_inference_and_writes_nothing(la_cine
     out = tmp_path / "out"
     assert cli.main(["detect", str(la_cine), "--view", "sax", "-o", str(out), "--no-progress"]) == 1
     assert "looks LAX" in capsys.readouterr().err
+    assert not out.exists()  # the folder the refused run had made is gone again (cli.main)
+    out.mkdir()  # a folder that was there before stays, and stays empty
+    assert cli.main(["detect", str(la_cine), "--view", "sax", "-o", str(out), "--no-progress"]) == 1
     assert list(out.iterdir()) == []
 
 
@@ -112,12 +115,14 @@ def test_cli_detect_refuses_absurd_inputs(acdc_img, data_root, tmp_path, capsys)
 def test_non_cardiac_mr_is_refused_after_the_sax_model(tmp_path, capsys):
     """A real brain MR (nibabel's example4d: EPI, 128 x 96 x 24 slices x 2 volumes, 2 mm): passes the
     cheap checks (many values, sane spacing, 24 parallel slices = SAX by slice count); the SAX model
-    finds no LV that lines up along the stack -> NotCardiacError, exit 1, nothing written. (SAX v1.4.0 reports an
-    LV centre on 27 of its 48 images, scattered: at most 4 neighbouring slices line up, io.checks.longest_lv_run.)"""
+    finds no LV that lines up along the stack, or nothing cardiac it is sure of -> NotCardiacError, exit 1, nothing
+    written. (SAX v1.4.0 reports an LV centre on 27 of its 48 images, scattered: at most 4 neighbouring slices line
+    up, io.checks.longest_lv_run; v1.5.0 reports lined-up LV centres on the brain's ventricles, all flagged low,
+    and no RV insertion anywhere.)"""
     out = tmp_path / "brain"
     assert cli.main(["detect", str(NIBABEL_BRAIN), "-o", str(out), "--no-progress", "--no-tta"]) == 1
     assert "does not look like a cardiac short-axis MR" in capsys.readouterr().err
-    assert list(out.iterdir()) == []
+    assert not out.exists() or list(out.iterdir()) == []
 
 
 # ------------------------------------------------------------------ DICOM completeness

@@ -47,6 +47,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except CardiacLandmarksError as exc:
+        from CardiacLandmarksLib.io.outputs import discard_unused_outputs
+
+        discard_unused_outputs()  # a refused run leaves no empty result folder behind
         print(f"cardiac-landmarks: error: {exc}", file=sys.stderr)
         return 1
 

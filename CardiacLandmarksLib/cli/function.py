@@ -111,7 +111,7 @@ def cmd_evaluate_function(args: argparse.Namespace) -> int:
         summarise,
         sunnybrook_lv_volumes,
     )
-    from CardiacLandmarksLib.function.pipeline import FunctionOptions
+    from CardiacLandmarksLib.function.pipeline import FunctionOptions, function_model_name
     from CardiacLandmarksLib.io.atomic import atomic_write_text
     from CardiacLandmarksLib.models.loader import load_model
 
@@ -131,7 +131,7 @@ def cmd_evaluate_function(args: argparse.Namespace) -> int:
     else:
         patients = tuple(x.strip() for x in sel.split(",") if x.strip())
     opts = FunctionOptions(device=args.device)
-    model = load_model("sax", device=args.device)
+    model = load_model("sax", device=args.device, name=function_model_name())
     records = evaluate_acdc(data, patients, model, opts)
     summary = summarise(records)
     targets = check_targets(summary, records)

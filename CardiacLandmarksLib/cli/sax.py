@@ -8,6 +8,7 @@ import logging
 import shlex
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -33,6 +34,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--series-uid", default=None, help="SeriesInstanceUID to pick when a DICOM folder mixes series")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--no-tta", action="store_true", help="skip mirror test-time augmentation (about 2x faster, less accurate)")
+    p.add_argument("--sequence", default="auto", choices=("auto", "cine", "lge", "perfusion", "t1"),
+                   help="the series' sequence, which picks the SAX model (LGE and perfusion: sax_unet_lge; others: "
+                        "sax_unet); default: from the DICOM tags or the file name ('unknown' -> sax_unet)")
     p.set_defaults(func=cmd_detect)
 
     p = sub.add_parser("train", help="train a landmark model from labelled images (default: ACDC in the data root)")
@@ -52,13 +56,19 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="SAX: per-step decay of the moving average of the weights that is validated and kept "
                         "instead of them (default 0.998; 0 = off)")
     p.add_argument("--base-channels", type=int, default=None,
-                   help="SAX: channels of the U-Net's first level (default 8; the v1.4 bundle uses 16)")
+                   help="SAX: channels of the U-Net's first level (default 8, as the v1.4 bundle)")
     p.add_argument("--sets", default=None,
                    help="SAX: labelled sets beside the ACDC folder, comma-separated (default acdc,emidec,perfusion; "
                         "'acdc' = cine only)")
     p.add_argument("--no-context", action="store_true", help="SAX: the slice alone as input (no stack neighbours)")
     p.add_argument("--no-domain-randomisation", action="store_true",
                    help="SAX: plain gamma/contrast/noise/blur augmentation instead of domain randomisation")
+    p.add_argument("--interpolate", nargs=2, metavar=("START", "FINETUNED"), default=None,
+                   help="SAX: no training; the model at --alpha between a fine-tuned checkpoint and the one it was "
+                        "fine-tuned from (weight-space interpolation, WiSE-FT), calibrated like a trained one "
+                        "(v1.5.0 = v1.3.1 and v1.4.0 at 0.5)")
+    p.add_argument("--alpha", type=float, default=0.5,
+                   help="SAX --interpolate: share of the fine-tuned weights, 0-1 (default 0.5)")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("evaluate", help="compare detections with landmarks derived from expert masks")
@@ -110,6 +120,8 @@ def cmd_detect(args: argparse.Namespace) -> int:
 
     outdir = prepare_output_dir(args.output, inputs=[args.input])  # a bad output path fails before any work
     series = load_series(args.input, series_uid=args.series_uid)
+    if args.sequence != "auto":
+        series = replace(series, sequence=args.sequence)
     bar, update = _progress_bar(series.n_slices * series.n_phases, not args.no_progress)
     try:
         result = analyse_landmarks(series, args.view, SaxOptions(device=args.device, tta=not args.no_tta), update,
@@ -166,10 +178,16 @@ def cmd_train(args: argparse.Namespace) -> int:
         print(f"wrote {out}")
         print(verdict_text(card["bundle_verdict"]))
         return 0
-    from CardiacLandmarksLib.training.train_sax import TrainConfig, train_sax
+    from CardiacLandmarksLib.training.train_sax import TrainConfig, interpolate_sax, train_sax
 
     data = Path(args.data) if args.data else data_root() / "acdc"
     out = Path(args.output or "runs/sax")
+    if args.interpolate:
+        card = interpolate_sax(Path(args.interpolate[0]), Path(args.interpolate[1]), args.alpha, out, data, device)
+        print(json.dumps(finite_json(card["validation"]), indent=1))
+        print(f"wrote {out / 'sax_unet.pt'}, {out / 'sax_unet.json'} and {out / 'sax_unet.md'}")
+        print(verdict_text(card["bundle_verdict"]))
+        return 0
     cfg = TrainConfig(epochs=args.epochs, seed=args.seed, threads=args.threads, init_weights=args.init_weights)
     if args.lr is not None:
         cfg.lr = args.lr

@@ -40,7 +40,8 @@ from CardiacLandmarksLib.datasets.sax import (
     split_by_patient,
 )
 from CardiacLandmarksLib.sax.labels import MNMS2_LABELS, MSCMR_LABELS
-from CardiacLandmarksLib.sax.rvi_segmentation import locate
+from CardiacLandmarksLib.sax.presence import card_min_lv_area, card_pair_threshold, decide_presence
+from CardiacLandmarksLib.sax.rvi_segmentation import locate_all
 
 logger = logging.getLogger(__name__)
 
@@ -135,7 +136,7 @@ def name_rvi_by_canvas(xy: np.ndarray, found: np.ndarray, *values: np.ndarray) -
 
 
 def predict_set(name: str, samples: SampleSet, unet, phd, oriented: bool = False) -> SetPredictions:
-    """Run the U-Net (``unet.locate(images) -> (xy, peak)``, ``unet.card``) and PHD-Net (:class:`confidence.PhdNetConfidence`) on samples.
+    """Run the U-Net (:func:`CardiacLandmarksLib.sax.rvi_segmentation.locate_all`, ``unet.card``) and PHD-Net (:class:`confidence.PhdNetConfidence`) on samples.
 
     Confidences are computed as :meth:`confidence.PhdNetConfidence.assess` does (settings from
     ``phd.shipped``: ``support_radius_px``, ``agreement_sigma_mm``). ``oriented``: the samples
@@ -143,12 +144,14 @@ def predict_set(name: str, samples: SampleSet, unet, phd, oriented: bool = False
     (:func:`name_rvi_by_canvas`), as the detection pipeline does after assessing confidence.
     """
     found_t = unet_found_thresholds(unet.card)
-    xy_u, peak_u = locate(unet, samples.inputs() if getattr(unet, "in_channels", 1) > 1 else samples.images)
+    xy_u, peak_u, area_u = locate_all(unet, samples.inputs() if getattr(unet, "in_channels", 1) > 1 else samples.images)
     shipped = phd.shipped
     res = phd.predict(samples.images, return_maps=True)
     support = map_support(res.maps, xy_u, float(shipped.get("support_radius_px", 2.0)))
     agreement = agreement_confidence(res.confidence, res.xy, xy_u, float(shipped.get("agreement_sigma_mm", 3.0)), CANVAS_MM)
-    found_u, found_p = peak_u >= found_t, res.confidence >= phd.found_thresholds()
+    found_u = decide_presence(peak_u, SAX_NAMES, found_t, card_pair_threshold(unet.card), area_u,
+                              card_min_lv_area(unet.card))
+    found_p = res.confidence >= phd.found_thresholds()
     phd_xy, phd_conf = res.xy.copy(), res.confidence.copy()
     if oriented:
         n_u = name_rvi_by_canvas(xy_u, found_u, peak_u, support, agreement)

@@ -335,7 +335,8 @@ def mscmr_row(root: Path, model, progress: ProgressFn | None = None, max_cases: 
     cases = [Case(f.name.split("_")[0], f, f.with_name(f.name.replace("_DE", "_DE_manual")), dict(MSCMR_LABELS))
              for f in files][:max_cases]
     return sax_row("MS-CMRSeg LGE", run_sax_cases(cases, model, progress, "MS-CMRSeg LGE"),
-                   seen_by="not trained or calibrated on (reported on in earlier cards)",
+                   seen_by=f"{model.name} v{model.version}: not trained or calibrated on (reported on in earlier cards; "
+                           "the choice of the LGE model for LGE series was made after seeing this row)",
                    notes=["LGE; real geometry, A/I-RVI by anatomy; labels 1 RV, 2 myocardium, 3 LV cavity"])
 
 
@@ -344,8 +345,10 @@ def emidec_row(root: Path, model, progress: ProgressFn | None = None, max_cases:
     runs = run_sax_cases(cases, model, progress, "EMIDEC LGE", nominal_mm=EMIDEC_NOMINAL_MM,
                          myo_extra=EMIDEC_MYO_EXTRA)
     return sax_row("EMIDEC LGE", runs, unit="px", gross=GROSS_MM / EMIDEC_NOMINAL_MM, landmarks=("C-LV",),
-                   seen_by="the fixed EMIDEC test split (20 cases): never trained, chosen or calibrated on (SAX v1.4 "
-                           "trained on 72 and chose / calibrated on 8 other EMIDEC cases; earlier models saw none)",
+                   seen_by=f"{model.name} v{model.version} on the fixed EMIDEC test split (20 cases): never trained, "
+                           "chosen or calibrated on (SAX v1.4 weights trained on 72 and chose / calibrated on 8 other "
+                           "EMIDEC cases; earlier models saw none; the LGE model for LGE series was chosen after seeing "
+                           "this row)",
                    notes=[f"no geometry in the files: run at a nominal {EMIDEC_NOMINAL_MM} mm/px, errors in px "
                           "(x 1.25-2 for mm); gross = 10 mm at the nominal size",
                           "no RV label: C-LV and LV / myocardium Dice only (myocardium = healthy + infarct + MVO); "
@@ -503,14 +506,15 @@ def run_suite(data_root: Path | None = None, device: str = "auto", progress: Pro
         raise InputNotFoundError(f"unknown suite rows {unknown}; choose from {list(ROW_NAMES)}")
     t0 = time.time()
     model = load_model("sax", device)
+    lge = load_model("sax", device, sequence="lge")  # the LGE rows' files are LGE by name: the model the tool picks
     phd = PhdNetConfidence.load(model.device)
-    table = SuiteTable([], {m.name: {"version": m.version, "sha256": m.sha256} for m in (model, phd)}, str(root))
+    table = SuiteTable([], {m.name: {"version": m.version, "sha256": m.sha256} for m in (model, lge, phd)}, str(root))
     out: dict[str, SuiteRow] = {}
     if {"ACDC test", "ACDC unseen-by-v1.3"} & set(wanted):
         for r in acdc_rows(root / "acdc", model, progress, max_cases):
             out[r.name] = r
-    builders = {"MS-CMRSeg LGE": lambda: mscmr_row(root / "lge" / "mscmr", model, progress, max_cases),
-                "EMIDEC LGE": lambda: emidec_row(root / "lge" / "emidec", model, progress, max_cases),
+    builders = {"MS-CMRSeg LGE": lambda: mscmr_row(root / "lge" / "mscmr", lge, progress, max_cases),
+                "EMIDEC LGE": lambda: emidec_row(root / "lge" / "emidec", lge, progress, max_cases),
                 "M&Ms-2 001 SAX": lambda: mnms2_row(root / "mnms2" / "001", model, progress, max_cases),
                 "Sunnybrook": lambda: sunnybrook_row(root / "sunnybrook" / "SCD0000101", model, progress, max_cases)}
     for name, build in builders.items():

@@ -230,8 +230,11 @@ def check_detections(series, lmset) -> None:
     Rule: a cardiac SAX stack shows the LV on most slices; when the SAX model finds no ``C-LV``
     on any slice of any phase, the image is taken as non-cardiac (or not a SAX image at all); so too a stack of
     :data:`MIN_SLICES_FOR_RUN` or more slices whose LV centres line up on fewer than a third of its slices
-    (:func:`longest_lv_run`). For a
-    long-axis view, the same when the model finds no landmark at all on any phase.
+    (:func:`longest_lv_run`); and a stack of that many slices on which the model finds no RV insertion pair
+    anywhere and no LV centre it is confident of (every C-LV flagged low): SAX v1.5.0 finds lined-up "LV centres" on
+    the ventricles of nibabel's brain EPI (20 of 24 slices), all low, and no RV insertion. For a
+    long-axis view, the same when the model finds no landmark at all on any phase. ``--force-view`` skips these
+    checks.
 
     Raises:
         NotCardiacError.
@@ -247,6 +250,13 @@ def check_detections(series, lmset) -> None:
                 f"{_name(series)}: the SAX model's LV centres do not line up along the stack (at most {run} "
                 f"neighbouring slices of {series.n_slices} within {LV_RUN_MM:.0f} mm of each other in plane, on "
                 "any phase): this does not look like a cardiac short-axis MR")
+        pairs = any(lm.found and lm.name in ("A-RVI", "I-RVI") for lm in lmset.landmarks)
+        sure_lv = any(lm.found and lm.name == "C-LV" and lm.flag == "high" for lm in lmset.landmarks)
+        if series.n_slices >= MIN_SLICES_FOR_RUN and not pairs and not sure_lv:
+            raise NotCardiacError(
+                f"{_name(series)}: the SAX model finds no RV insertion on any of the {series.n_slices} slices x "
+                f"{series.n_phases} phases and is confident of no LV centre: this does not look like a cardiac "
+                "short-axis MR (--force-view runs it anyway)")
     elif not any(lm.found for lm in lmset.landmarks):
         raise NotCardiacError(
             f"{_name(series)}: the {lmset.view.upper()} model finds no mitral point or apex on any of the "

@@ -96,6 +96,8 @@ class OutputDir:
     moved: list[str] = field(default_factory=list)
     started: float = field(default_factory=time.time)
     begun: bool = False
+    #: the topmost folder :func:`prepare_output_dir` created (None: the folder was there already)
+    created: Path | None = None
 
     def earlier_files(self) -> list[Path]:
         """Files of an earlier run in the folder: those its ``run.json`` lists, else result-like names."""
@@ -122,6 +124,7 @@ class OutputDir:
         if self.begun:
             return
         self.begun = True
+        _UNUSED[:] = [o for o in _UNUSED if o is not self]
         old = self.earlier_files()
         if not old:
             return
@@ -142,6 +145,10 @@ class OutputDir:
         logger.info("moved %d file(s) of the earlier run to %s", len(self.moved), backup)
 
 
+#: output folders created by this process whose run has not begun writing (see :func:`discard_unused_outputs`)
+_UNUSED: list[OutputDir] = []
+
+
 def prepare_output_dir(path: str | Path, inputs: Iterable[str | Path] = ()) -> OutputDir:
     """Check (and create) an output folder before any long work; remove leftover temp files.
 
@@ -159,6 +166,11 @@ def prepare_output_dir(path: str | Path, inputs: Iterable[str | Path] = ()) -> O
     p = Path(path).expanduser().resolve()
     if p.exists() and not p.is_dir():
         raise OutputPathError(f"output path {p} is a file, not a folder; give a folder")
+    created = None
+    for q in (p, *p.parents):  # the topmost missing folder, removed again if the run fails before writing
+        if q.exists():
+            break
+        created = q
     try:
         p.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -172,7 +184,9 @@ def prepare_output_dir(path: str | Path, inputs: Iterable[str | Path] = ()) -> O
     finally:
         with contextlib.suppress(OSError):
             probe.unlink()
-    out = OutputDir(path=p, inputs=[Path(i).expanduser() for i in inputs])
+    out = OutputDir(path=p, inputs=[Path(i).expanduser() for i in inputs], created=created)
+    if created is not None:
+        _UNUSED.append(out)
     for f in sorted(p.glob(_TMP_PATTERN)):
         if f.is_file():
             with contextlib.suppress(OSError):
@@ -181,6 +195,26 @@ def prepare_output_dir(path: str | Path, inputs: Iterable[str | Path] = ()) -> O
     if out.removed_tmp:
         logger.info("removed %d temporary file(s) left by an interrupted run in %s", len(out.removed_tmp), p)
     return out
+
+
+def discard_unused_outputs() -> list[Path]:
+    """Remove the folders :func:`prepare_output_dir` created in this process for runs that failed before writing
+    (:meth:`OutputDir.begin` never called), when they are still empty; returns the folders removed.
+
+    The CLI calls it when a command ends with an error, so a refused input leaves no empty result folder behind.
+    """
+    removed = []
+    while _UNUSED:
+        out = _UNUSED.pop()
+        q = out.path
+        while out.created is not None and (q == out.created or out.created in q.parents):
+            try:
+                q.rmdir()  # only an empty folder goes
+            except OSError:
+                break
+            removed.append(q)
+            q = q.parent
+    return removed
 
 
 def check_output_file(path: str | Path) -> Path:

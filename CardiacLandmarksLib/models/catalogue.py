@@ -45,6 +45,9 @@ class CatalogueEntry:
     input_px: int | None
     cpu_ms: float | None = None
     gpu_ms: float | None = None
+    #: sequences this model is chosen for (``"lge"``, ``"perfusion"``, ...); None: every sequence no other model of
+    #: the same task and view claims (the general model)
+    sequences: list[str] | None = None
 
 
 def catalogue(models_dir: Path | None = None) -> dict[str, CatalogueEntry]:
@@ -64,17 +67,25 @@ def catalogue(models_dir: Path | None = None) -> dict[str, CatalogueEntry]:
     return {row["name"]: CatalogueEntry(**row) for row in rows}
 
 
-def model_for(task: str, view: str | None = None, models_dir: Path | None = None) -> str:
-    """Name of the bundled model for ``task`` (and ``view``).
+def model_for(task: str, view: str | None = None, models_dir: Path | None = None, sequence: str | None = None) -> str:
+    """Name of the bundled model for ``task`` (and ``view``, and ``sequence``).
+
+    A model whose catalogue entry lists ``sequence`` among its ``sequences`` is chosen for that sequence (Xue et al.,
+    Radiology: AI 2021, ran a model per sequence); otherwise the general one (an entry without ``sequences``).
 
     Raises:
         ModelIntegrityError: no bundled model for that task and view.
     """
-    names = [e.name for e in catalogue(models_dir).values() if e.task == task and (view is None or e.view == view)]
-    if not names:
+    entries = [e for e in catalogue(models_dir).values() if e.task == task and (view is None or e.view == view)]
+    if not entries:
         have = sorted({f"{e.task}/{e.view}" for e in catalogue(models_dir).values()})
         raise ModelIntegrityError(f"no bundled model for task {task!r}, view {view!r} (bundled: {', '.join(have)})")
-    return names[0]
+    if sequence:
+        for e in entries:
+            if e.sequences and sequence in e.sequences:
+                return e.name
+    general = [e for e in entries if not e.sequences]
+    return (general or entries)[0].name
 
 
 def read_card(name: str, models_dir: Path | None = None) -> dict:

@@ -187,14 +187,19 @@ class LoadedModel(BundledNet):
         return np.concatenate(heat), (np.concatenate(seg) if seg else None)
 
 
-def load_model(view: str = "sax", device: str = "auto", models_dir: Path | None = None, name: str | None = None) -> LoadedModel:
+def load_model(view: str = "sax", device: str = "auto", models_dir: Path | None = None, name: str | None = None,
+               sequence: str | None = None) -> LoadedModel:
     """Load the bundled landmark model of ``view`` (catalogue task ``landmarks``; cached per process).
 
     Args:
         view: ``"sax"``, ``"2ch"``, ``"3ch"`` or ``"4ch"``; the catalogue names the model.
         device: ``"auto"``, ``"cpu"`` or ``"cuda"``.
-        models_dir: a models folder other than the bundled one (e.g. a training run's output).
+        models_dir: a models folder other than the bundled one (e.g. a training run's output; its own
+            ``<view>`` model is used whatever the sequence).
         name: a model name that overrides the catalogue's choice.
+        sequence: the series' sequence (:attr:`CMRSeries.sequence`): a bundled model made for it is chosen
+            (:func:`CardiacLandmarksLib.models.catalogue.model_for`; SAX: ``sax_unet_lge`` for LGE and perfusion),
+            the general one otherwise.
 
     Raises:
         ModelIntegrityError: weights or card missing, or SHA256 mismatch with the card or catalogue.
@@ -202,7 +207,7 @@ def load_model(view: str = "sax", device: str = "auto", models_dir: Path | None 
     """
     from CardiacLandmarksLib.models.unet import UNet2D
 
-    name = name or model_for("landmarks", view)
+    name = name or model_for("landmarks", view, sequence=None if models_dir else sequence)
     dev = choose_device(device)
 
     def build(card: dict, ckpt: dict):

@@ -111,3 +111,39 @@ def transfer_state(model: nn.Module, state: dict) -> int:
             merged[key] = target
     model.load_state_dict(merged, strict=False)
     return len(merged)
+
+
+def interpolate_states(start: dict, finetuned: dict, alpha: float) -> dict:
+    """Weight-space interpolation of a fine-tuned network and the checkpoint it was fine-tuned from.
+
+    ``(1 - alpha) * start + alpha * finetuned`` for every floating-point tensor (weights, biases and the BatchNorm
+    running statistics); integer tensors (``num_batches_tracked``) come from ``finetuned``. A ``start`` tensor of
+    another shape is first carried into ``finetuned``'s shape by :func:`transfer_state`'s rule (a single-slice first
+    convolution gains zero weights for the stack-context channels, as fine-tuning started it), so ``alpha = 0`` is the
+    starting model as the fine-tuned architecture runs it. WiSE-FT (Wortsman et al., "Robust fine-tuning of zero-shot
+    models", CVPR 2022): along this line a fine-tuned model often keeps its gains on the new data while getting back
+    the accuracy its starting model had on the old.
+
+    Args:
+        start, finetuned: state dicts of the same architecture (up to the first convolution's input channels).
+        alpha: share of the fine-tuned weights, in [0, 1].
+
+    Raises:
+        ValueError: ``alpha`` outside [0, 1], or the two states do not have the same tensors.
+    """
+    if not 0.0 <= alpha <= 1.0:
+        raise ValueError(f"alpha must lie in [0, 1], got {alpha}")
+    if set(start) != set(finetuned):
+        raise ValueError("the two checkpoints do not hold the same tensors: not the same architecture")
+    out = {}
+    for key, ft in finetuned.items():
+        st = start[key]
+        if st.shape != ft.shape:
+            if key == "down.0.0.weight" and st.shape[0] == ft.shape[0] and st.shape[2:] == ft.shape[2:]:
+                grown = torch.zeros_like(ft)
+                grown[:, : min(st.shape[1], ft.shape[1])] = st[:, : ft.shape[1]]
+                st = grown
+            else:
+                raise ValueError(f"tensor {key}: shapes {tuple(st.shape)} and {tuple(ft.shape)} differ")
+        out[key] = (1.0 - alpha) * st.to(ft.dtype) + alpha * ft if ft.is_floating_point() else ft.clone()
+    return out

@@ -27,8 +27,9 @@ from CardiacLandmarksLib.core.preprocessing import (
 from CardiacLandmarksLib.core.series import CMRSeries
 from CardiacLandmarksLib.models.loader import LoadedModel, load_model
 from CardiacLandmarksLib.sax.measurements import rvi_measurements
+from CardiacLandmarksLib.sax.presence import card_min_lv_area, card_pair_threshold, decide_presence
 from CardiacLandmarksLib.sax.report import LandmarkResult, render_overlay_png
-from CardiacLandmarksLib.sax.rvi_segmentation import locate
+from CardiacLandmarksLib.sax.rvi_segmentation import locate_all
 
 logger = logging.getLogger(__name__)
 
@@ -98,9 +99,12 @@ def detect_landmarks(
         device: ``"auto"``, ``"cpu"`` or ``"cuda"``.
         progress: called as ``progress(done_images, total_images)``.
         cancel: polled between batches; returning True raises :class:`Cancelled`.
-        model: an already loaded model (default: the bundled one for ``view``).
+        model: an already loaded model (default: the bundled one for ``view`` and the series' sequence: the LGE
+            model for LGE and perfusion, the general one otherwise).
         batch_size: images per forward pass.
         tta: mirror test-time augmentation when the model card enables it (more accurate, ~2x slower).
+            Presence: :func:`CardiacLandmarksLib.sax.presence.decide_presence` (A-RVI and I-RVI found together or not
+            at all when the card has a pair threshold; C-LV only on an LV cavity of the card's least area).
         confidence: ``"phdnet"`` (shipped): U-Net positions with PHD-Net confidence (agreement
             between PHD-Net and the U-Net, Schobs et al., ISBI 2021; see the sax_phdnet card);
             ``"peak"``: the U-Net's peak probability with its own calibrated threshold.
@@ -118,10 +122,11 @@ def detect_landmarks(
     check_view(series, view)
     if not np.all(np.isfinite(series.pixels)):
         raise InvalidImageError(f"series {series.source!r} contains NaN or infinite pixel values")
-    model = model or load_model(view, device)
+    model = model or load_model(view, device, sequence=series.sequence)
     names = LANDMARKS_BY_VIEW[view]
     found_t = per_landmark_thresholds(model.card, "found", names, 0.3)
     high_t = per_landmark_thresholds(model.card, "high_confidence", names, found_t)
+    pair_t, min_area = card_pair_threshold(model.card), card_min_lv_area(model.card)
     total = series.n_phases * series.n_slices
     phd = None
     if confidence == "phdnet":
@@ -162,8 +167,8 @@ def detect_landmarks(
                 canv[n, 2] = slice_canvas(k + 1, t, k) if k + 1 < series.n_slices else canv[n, 0]
         for key in [key for key in cache if key[0] < chunk[-1][0] - 1]:  # slices no later job needs
             del cache[key]
-        xy, peak = locate(model, canv, tta=tta)
-        found_all = peak >= np.array([found_t[nm] for nm in names])
+        xy, peak, area = locate_all(model, canv, tta=tta)
+        found_all = decide_presence(peak, names, [found_t[nm] for nm in names], pair_t, area, min_area)
         if phd is not None:
             assessed = phd.assess(canv[:, 0], positions=xy, found=found_all)
             conf_all, flag_all = assessed.confidence, assessed.flag

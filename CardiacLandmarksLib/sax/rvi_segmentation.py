@@ -92,29 +92,46 @@ def fusion_shares(card: dict) -> np.ndarray | None:
     return np.array([float(fusion.get(n, 0.0)) for n in card["landmarks"]], np.float32)
 
 
-def locate(model, images: np.ndarray, tta: bool = True) -> tuple[np.ndarray, np.ndarray]:
-    """SAX landmark positions and peak probabilities for canvas images ``[n, H, W]``.
+def lv_cavity_area_mm2(seg_probs: np.ndarray, pixel_mm: float) -> np.ndarray:
+    """LV cavity area ``[n]`` (mm^2) of the arg-max of segmentation probabilities ``[n, 4, H, W]`` on a canvas of
+    ``pixel_mm`` mm pixels."""
+    return (np.asarray(seg_probs).argmax(1) == SEG_LV).sum(axis=(1, 2)) * float(pixel_mm) ** 2
+
+
+def locate_all(model, images: np.ndarray, tta: bool = True) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """SAX landmark positions, peak probabilities and the segmentation's LV cavity area for canvas images.
 
     Positions are the heatmap peaks (:func:`CardiacLandmarksLib.models.decoding.decode_heatmaps`, Xue et al.
     2021); with a segmentation head and a card ``segmentation_fusion`` share per landmark, they are mixed with
     the derived-label rule applied to the segmentation (Xue et al. 2020, :func:`landmarks_from_segmentation`).
-    Presence and confidence stay the heatmap's peak.
+    Presence and confidence stay the heatmap's peak (see :mod:`.presence` for the rule that also uses the area).
 
     Args:
         model: a :class:`CardiacLandmarksLib.models.loader.LoadedModel` (``predict_maps``, ``card``).
-        images: canvas images ``[n, H, W]`` float32.
+        images: canvas images ``[n, H, W]`` (or ``[n, C, H, W]`` with stack context) float32.
         tta: mirror test-time augmentation.
 
     Returns:
-        ``(xy [n, L, 2] canvas (x, y) px, peak [n, L] in [0, 1])``.
+        ``(xy [n, L, 2] canvas (x, y) px, peak [n, L] in [0, 1], lv_area_mm2 [n] or None)``; the area is computed
+        when the card asks for it (``thresholds.min_lv_area_mm2``) and the model has a segmentation head.
     """
     from CardiacLandmarksLib.models.decoding import decode_heatmaps
 
     shares = fusion_shares(model.card)
     fuse = shares is not None and bool(np.any(shares > 0))
-    heat, seg = model.predict_maps(images, tta, segmentation=fuse)
+    want_area = model.card.get("thresholds", {}).get("min_lv_area_mm2") is not None
+    heat, seg = model.predict_maps(images, tta, segmentation=fuse or want_area)
     xy, peak = decode_heatmaps(heat)
     if fuse and seg is not None:
         seg_xy, _ = landmarks_from_segmentation(seg, tuple(model.card["landmarks"]))
         xy = fuse_positions(xy, seg_xy, shares)
+    area = None
+    if want_area and seg is not None:
+        area = lv_cavity_area_mm2(seg, float(model.card.get("input", {}).get("canvas_mm", 1.5)))
+    return xy, peak, area
+
+
+def locate(model, images: np.ndarray, tta: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`locate_all` without the area: ``(xy [n, L, 2] canvas (x, y) px, peak [n, L] in [0, 1])``."""
+    xy, peak, _ = locate_all(model, images, tta)
     return xy, peak

@@ -38,11 +38,23 @@ class Models:
             self.loads[name] = self.loads.get(name, 0) + 1
         return self._models[name]
 
+    def sax(self, sequence: str | None):
+        """The SAX landmark U-Net for a series' sequence (the LGE model for LGE and perfusion, else the general one),
+        loaded once per worker."""
+        from CardiacLandmarksLib.models.catalogue import model_for
+
+        name = model_for("landmarks", "sax", sequence=sequence)
+        return self.get("sax" if name == model_for("landmarks", "sax") else f"sax:{name}")
+
     def _load(self, name: str):
         if name in ("sax", "2ch", "3ch", "4ch"):
             from CardiacLandmarksLib.models.loader import load_model
 
             return load_model(name, self.device)
+        if name.startswith("sax:"):
+            from CardiacLandmarksLib.models.loader import load_model
+
+            return load_model("sax", self.device, name=name[4:])
         if name == "perfusion":
             from CardiacLandmarksLib.perfusion.segmentation import load_model
 
@@ -132,7 +144,7 @@ def run_sax(series: CMRSeries, models: Models, outdir: Path, root: Path, key: st
     phase 0 (ED for an ED/ES pair; the first phase after the R wave for a cine)."""
     from CardiacLandmarksLib.sax.pipeline import SaxOptions, analyse_sax
 
-    res = analyse_sax(series, SaxOptions(device=models.device), model=models.get("sax"))
+    res = analyse_sax(series, SaxOptions(device=models.device), model=models.sax(series.sequence))
     files = res.write(outdir)
     lmset = res.landmarks
     out = TaskOutcome("sax", key, files=_rel(files, root), result=lmset)
@@ -168,7 +180,7 @@ def run_function(series: CMRSeries, models: Models, outdir: Path, root: Path, ke
     """
     import copy
 
-    from CardiacLandmarksLib.function.pipeline import FunctionOptions, analyse_function
+    from CardiacLandmarksLib.function.pipeline import FunctionOptions, analyse_function, function_model_name
 
     subject = subject or {}
     opts = FunctionOptions(height_cm=subject.get("height_cm"), weight_kg=subject.get("weight_kg"),
@@ -183,7 +195,7 @@ def run_function(series: CMRSeries, models: Models, outdir: Path, root: Path, ke
         inputs = vols
     else:
         inputs = series
-    res = analyse_function(inputs, opts, model=models.get("sax"))
+    res = analyse_function(inputs, opts, model=models.get(f"sax:{function_model_name()}"))
     files = res.write(outdir)
     out = TaskOutcome("function", key, files=_rel(files, root), result=res)
     for ventricle in ("LV", "RV"):

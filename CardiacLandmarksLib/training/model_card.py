@@ -122,6 +122,11 @@ def render_markdown(card: dict, extra_sections: dict[str, str] | None = None) ->
         lines.append(f"- Hyper-parameters: `{json.dumps(tr['config'])}`")
     if "seconds" in tr:
         lines.append(f"- Trained on {tr.get('device', '?')} in {tr['seconds'] / 60:.1f} min.")
+    if tr.get("interpolation"):
+        ip = tr["interpolation"]
+        lines.append(f"- **Not trained itself**: {ip.get('method', 'weight interpolation')} at alpha {ip.get('alpha')} "
+                     f"between {ip.get('start')} and {ip.get('finetuned')}; the sample counts, hyper-parameters and training time above "
+                     "are the fine-tuned model's (its validation figures below are its own).")
     val = card.get("validation", {})
     if val:
         keys = sorted({k for v in val.values() if isinstance(v, dict) for k in v})

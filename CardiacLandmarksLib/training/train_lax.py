@@ -706,6 +706,10 @@ def _json_default(o):
 #: "high" threshold of a landmark never evaluated on a held-out subject: above any peak, so never "high"
 NEVER_HIGH = 1.01
 
+#: fewest held-out (leave-one-subject-out) evaluations of a landmark before its peak may earn "high"; with fewer, a
+#: run of a few lucky held-out frames would let the final model call any confident point high
+MIN_HELD_OUT = 10
+
 
 def _thresholds(pooled_err: list, pooled_peak: list, names) -> dict:
     """found / high thresholds per landmark on the peak probability.
@@ -714,7 +718,8 @@ def _thresholds(pooled_err: list, pooled_peak: list, names) -> dict:
     anything like the image). high: from the held-out predictions, the smallest peak above
     which every held-out error was within 5 mm (at least 0.5). A landmark with no held-out
     evaluation (one subject only, or only one subject labels it) gets :data:`NEVER_HIGH`:
-    its accuracy on a new subject is unknown, so it is never flagged "high".
+    its accuracy on a new subject is unknown, so it is never flagged "high"; so does one evaluated on fewer than
+    :data:`MIN_HELD_OUT` held-out frames (too little evidence: a two-frame run once flagged an apex 53 mm off high).
     """
     found = [0.1] * len(names)
     high = [NEVER_HIGH] * len(names)
@@ -722,7 +727,7 @@ def _thresholds(pooled_err: list, pooled_peak: list, names) -> dict:
         err, peak = np.concatenate(pooled_err), np.concatenate(pooled_peak)
         for n in range(len(names)):
             ok = np.isfinite(err[:, n])
-            if not ok.any():
+            if ok.sum() < MIN_HELD_OUT:
                 continue
             bad = ok & (err[:, n] > 5.0)
             high[n] = float(min(0.99, max(0.5, peak[bad, n].max() + 1e-3))) if bad.any() else 0.5

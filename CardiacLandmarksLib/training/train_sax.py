@@ -42,7 +42,17 @@ from CardiacLandmarksLib.io.atomic import atomic_write_text
 from CardiacLandmarksLib.models.decoding import decode_heatmaps
 from CardiacLandmarksLib.models.loader import sha256_file
 from CardiacLandmarksLib.models.unet import UNet2D, count_parameters, transfer_state
-from CardiacLandmarksLib.sax.rvi_segmentation import fuse_positions, landmarks_from_segmentation
+from CardiacLandmarksLib.sax.presence import (
+    MIN_LV_AREA_MM2,
+    calibrate_pair_threshold,
+    decide_presence,
+    youden_threshold,
+)
+from CardiacLandmarksLib.sax.rvi_segmentation import (
+    fuse_positions,
+    landmarks_from_segmentation,
+    lv_cavity_area_mm2,
+)
 from CardiacLandmarksLib.training.augment import domain_randomise, random_affine_batch, random_intensity
 from CardiacLandmarksLib.training.losses import (
     gaussian_targets,
@@ -61,6 +71,16 @@ logger = logging.getLogger(__name__)
 PROGRESS = logging.getLogger("CardiacLandmarksLib.progress")
 
 RETRAIN_TEXT = """
+v1.5.0 is the midpoint (alpha 0.5) between v1.3.1 and v1.4.0 in weight space (WiSE-FT, Wortsman et al., CVPR 2022;
+no training, a minute for the calibration):
+`mkdir v140 && git show e4ba794:Resources/Models/sax_unet.pt > v140/sax_unet.pt && git show e4ba794:Resources/Models/sax_unet.json > v140/sax_unet.json`
+(v131 as below), then
+`cardiac-landmarks train --view sax --interpolate v131/sax_unet.pt v140/sax_unet.pt --alpha 0.5 -o runs/sax15`
+(same choice and calibration patients as v1.4.0; alpha was chosen among 0.25 / 0.5 / 0.75 on the choice patients).
+`sax_unet_lge` v1.4.1 (LGE and perfusion series) is v1.4.0's weights re-calibrated with the same rules:
+`cp -r v140 runs/lge && python -c "from CardiacLandmarksLib.training.train_sax import recalibrate; recalibrate('runs/lge/sax_unet.pt', DATA)"`,
+then the files renamed `sax_unet_lge.*` with the card's `name`, `version` and `sequences` set, and
+`cardiac-landmarks models --refresh`.
 v1.4.0 was fine-tuned from v1.3.1:
 `mkdir v131 && git show 252eb5b:Resources/Models/sax_unet.pt > v131/sax_unet.pt && git show 252eb5b:Resources/Models/sax_unet.json > v131/sax_unet.json`, then
 `OMP_WAIT_POLICY=PASSIVE cardiac-landmarks train --view sax --epochs 16 --seed 0 --threads 2 --device cpu --base-channels 8 --lr 1e-3 --init-weights v131/sax_unet.pt -o runs/sax`
@@ -255,15 +275,19 @@ def predict_probs(model: torch.nn.Module, images: np.ndarray, device: str = "cpu
 
 
 def validation_metrics(probs: np.ndarray, samples: SampleSet, found_threshold: float | list[float],
-                       xy: np.ndarray | None = None) -> dict:
+                       xy: np.ndarray | None = None, pair_threshold: float | None = None,
+                       lv_area_mm2: np.ndarray | None = None, min_lv_area_mm2: float | None = None) -> dict:
     """Detection rate, false-positive rate and L2 error (mm) per landmark on canvas samples.
 
-    Presence comes from the heatmap peaks; positions too unless ``xy [n, L, 2]`` (e.g. fused with
+    Presence comes from the heatmap peaks (:func:`CardiacLandmarksLib.sax.presence.decide_presence`: the RV
+    insertions as a pair when ``pair_threshold`` is given, C-LV on a segmented LV cavity of at least
+    ``min_lv_area_mm2`` when ``lv_area_mm2 [n]`` is given); positions too unless ``xy [n, L, 2]`` (e.g. fused with
     the segmentation estimate, :func:`CardiacLandmarksLib.sax.rvi_segmentation.fuse_positions`) is given.
     """
     heat_xy, peak = decode_heatmaps(probs)
     xy = heat_xy if xy is None else xy
-    found = peak >= np.broadcast_to(np.asarray(found_threshold, float), (peak.shape[1],))
+    found = decide_presence(peak, SAX_NAMES, np.broadcast_to(np.asarray(found_threshold, float), (peak.shape[1],)),
+                            pair_threshold, lv_area_mm2, min_lv_area_mm2)
     res = {}
     known = samples.labelled()
     for n, name in enumerate(SAX_NAMES):
@@ -303,17 +327,8 @@ def calibrate_found_threshold(probs: np.ndarray, samples: SampleSet, min_detecti
             right = [int(((pk >= t) == pres).sum()) for t in grid]
             out.append(float(grid[int(np.argmax(right))]) if k.any() else 0.3)
             continue
-        pres = samples.present[:, n]
-        best, best_t, fallback = -2.0, None, (-1.0, 0.3)
-        for t in np.linspace(0.05, 0.8, 31):
-            f = peak[:, n] >= t
-            tpr = (f & pres).sum() / max(1, pres.sum())
-            tnr = (~f & ~pres).sum() / max(1, (~pres).sum())
-            if tpr > fallback[0]:
-                fallback = (tpr, float(t))
-            if tpr >= min_detection and tpr + tnr - 1 > best:
-                best, best_t = tpr + tnr - 1, float(t)
-        out.append(best_t if best_t is not None else fallback[1])
+        k = known[:, n]
+        out.append(youden_threshold(peak[k, n], samples.present[k, n], min_detection) if k.any() else 0.3)
     return out
 
 
@@ -502,6 +517,7 @@ def finish_card(model: torch.nn.Module, cfg: TrainConfig, weights: Path, val_cas
     probs_v, seg_v = shipped.predict_maps(val.inputs(), tta=True)
     probs, seg = (probs_v, seg_v) if calib is val else shipped.predict_maps(calib.inputs(), tta=True)
     found_t = calibrate_found_threshold(probs, calib)
+    pair_t = calibrate_pair_threshold(decode_heatmaps(probs)[1], calib.present, calib.labelled(), SAX_NAMES)
     # a model choice, so on the choice samples; on their cine part where there is one: the other sets' errors are in
     # nominal mm (EMIDEC has no geometry) or cover C-LV only, and would decide the RVI shares by the C-LV error
     cine = np.array([k == "cine" for k in (val.kinds or ["cine"] * len(val.images))])
@@ -516,10 +532,13 @@ def finish_card(model: torch.nn.Module, cfg: TrainConfig, weights: Path, val_cas
         xy = fuse_positions(heat_xy, seg_xy, fusion)
         card["segmentation_estimate"] = {"validation": validation_metrics(probs, calib, found_t, fuse_positions(heat_xy, seg_xy, 1.0)),
                                          "dice": segmentation_dice(seg.argmax(1), calib.masks)}
-    metrics = validation_metrics(probs, calib, found_t, xy)
+    area, min_area = (lv_cavity_area_mm2(seg, CANVAS_MM), MIN_LV_AREA_MM2) if seg is not None else (None, None)
+    metrics = validation_metrics(probs, calib, found_t, xy, pair_t, area, min_area)
     high_t = calibrate_high_threshold(probs, calib, found_t, xy)
     card.update({
-        "thresholds": {"found": dict(zip(SAX_NAMES, found_t)), "high_confidence": dict(zip(SAX_NAMES, high_t))},
+        "thresholds": {"found": dict(zip(SAX_NAMES, found_t)), "high_confidence": dict(zip(SAX_NAMES, high_t)),
+                       **({"found_pair": pair_t} if pair_t is not None else {}),
+                       **({"min_lv_area_mm2": min_area} if min_area is not None else {})},
         "training": {"data": training_data_text(cfg),
                      **{k: v for k, v in training.items() if k != "history"},
                      "val_patients": sorted({c.patient for c in val_cases}), "n_val_samples": len(val.images),
@@ -574,6 +593,58 @@ def recalibrate(weights: Path, data: Path, device: str = "cpu") -> dict:
         calib = val = build_samples(val_cases, cfg.context)
     return finish_card(model, cfg, weights, val_cases, val, training, device, old_card.get("notes"),
                        old_card.get("version"), calib=calib)
+
+
+def interpolate_sax(start: Path, finetuned: Path, alpha: float, out_dir: Path, data: Path, device: str = "cpu",
+                    version: str = "1.5.0") -> dict:
+    """A SAX model between a fine-tuned checkpoint and the one it was fine-tuned from, calibrated and carded.
+
+    The weights are :func:`CardiacLandmarksLib.models.unet.interpolate_states` (WiSE-FT, Wortsman et al., CVPR
+    2022) of ``start`` and ``finetuned`` at ``alpha`` (share of ``finetuned``); the architecture, input and training
+    record are ``finetuned``'s, whose card must lie beside it. ``start`` becomes the configuration's starting
+    checkpoint, so the choice and calibration patients are those of the fine-tuning (:func:`split_sets`); the
+    presence, pair, segmentation-share and high/low thresholds are then fitted anew (:func:`recalibrate`).
+
+    Writes ``sax_unet.pt`` / ``.json`` / ``.md`` into ``out_dir``; returns the card.
+
+    Raises:
+        InputNotFoundError: a checkpoint or the fine-tuned model's card is missing.
+        ValueError: ``alpha`` outside [0, 1] or checkpoints of different architectures.
+    """
+    from CardiacLandmarksLib.models.unet import interpolate_states
+
+    start, finetuned, out_dir = Path(start), Path(finetuned), Path(out_dir)
+    for f in (start, finetuned, finetuned.with_suffix(".json")):
+        if not f.exists():
+            raise InputNotFoundError(f"{f} not found (both checkpoints, and the fine-tuned one's card beside it)")
+    a = torch.load(finetuned, map_location="cpu", weights_only=True)
+    b = torch.load(start, map_location="cpu", weights_only=True)
+    config = {**a["config"], "init_weights": str(start)}
+    out_dir.mkdir(parents=True, exist_ok=True)
+    weights = out_dir / "sax_unet.pt"
+    torch.save({"state_dict": interpolate_states(b["state_dict"], a["state_dict"], float(alpha)), "config": config},
+               weights)
+    card = json.loads(finetuned.with_suffix(".json").read_text())
+    finetuned_version = card.get("version", "?")
+    card["version"] = version
+    card["training"] = {**card.get("training", {}), "config": config,
+                        "interpolation": {"method": "WiSE-FT weight-space interpolation (Wortsman et al., CVPR 2022)",
+                                          "start": f"{start} ({_card_version(start)})",
+                                          "finetuned": f"{finetuned} (v{finetuned_version})",
+                                          "alpha": float(alpha),
+                                          "note": "the training record (history, seconds, samples) is the "
+                                                  "fine-tuned model's"}}
+    card.pop("suite", None)  # figures of another model
+    atomic_write_text(out_dir / "sax_unet.json", json.dumps(finite_json(card), indent=2, allow_nan=False))
+    return recalibrate(weights, data, device)
+
+
+def _card_version(weights: Path) -> str:
+    card = Path(weights).with_suffix(".json")
+    try:
+        return "v" + json.loads(card.read_text())["version"]
+    except (OSError, ValueError, KeyError):
+        return "no card"
 
 
 FUSION_WEIGHTS = (0.0, 0.25, 0.5, 0.75, 1.0)
