@@ -20,6 +20,7 @@ def cmd_models(args: argparse.Namespace) -> int:
         if not args.refresh:
             catalogue.checked_files(e.name)  # a mismatch is a named error, printed by main()
         timing = f"{e.cpu_ms:g} ms/image CPU" if e.cpu_ms else "timing not measured"
-        print(f"{e.name:16s} {e.version:8s} {e.task:24s} view {e.view or '-':4s} {e.input_px} px at {e.input_mm} mm, "
-              f"{timing}, sha256 {e.sha256[:12]}, {e.licence}")
+        serves = f"sequences {', '.join(e.sequences)}" if e.sequences else "every sequence"
+        print(f"{e.name:18s} {e.version:8s} {e.task:22s} view {e.view or '-':4s} {serves}; {e.input_px} px at "
+              f"{e.input_mm} mm, {timing}, sha256 {e.sha256[:12]}, {e.licence}")
     return 0
