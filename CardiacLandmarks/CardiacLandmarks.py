@@ -10,6 +10,7 @@ as the ``cardiac-landmarks`` command line): the logic only converts MRML nodes t
 types and back (``CardiacLandmarksModuleLib.nodes``).
 """
 
+import dataclasses
 import json
 import logging
 import os
@@ -64,6 +65,14 @@ VIEW_CHOICES = (
     ("4ch", "Long axis, 4-chamber (4CH)"),
 )
 LAX_VIEWS = ("2ch", "3ch", "4ch")
+#: sequences offered in the panel: (value of ``CMRSeries.sequence``, label); it picks the SAX model
+SEQUENCE_CHOICES = (
+    ("auto", "Auto (DICOM tags or node name)"),
+    ("cine", "Cine"),
+    ("lge", "LGE"),
+    ("perfusion", "First-pass perfusion"),
+    ("t1", "T1 map"),
+)
 #: devices offered in the panel: (value passed to the library, label)
 DEVICE_CHOICES = (
     ("auto", "Auto (GPU if available)"),
@@ -142,6 +151,7 @@ class CardiacLandmarksParameterNode:
     inputVolume - image to process: a scalar volume (the proxy volume of a cine counts as the whole
         cine) or a sequence of scalar volumes.
     view - "auto" (from the image description) or "sax".
+    sequence - "auto" (from the DICOM tags or node name) or the MR sequence; it picks the SAX model.
     result - text node of the latest detection (holds the model's output; references the point
         lists, sequences and table made from it).
     measurementsTable - table of the measurements of that result.
@@ -151,6 +161,7 @@ class CardiacLandmarksParameterNode:
     # None cannot store it (TypeError when the parameter node is made, so the panel would not open)
     inputVolume: Union[vtkMRMLScalarVolumeNode, vtkMRMLSequenceNode, None]  # noqa: UP007 (Slicer's wrapper needs typing.Union)
     view: str = "auto"
+    sequence: str = "auto"
     result: vtkMRMLTextNode
     measurementsTable: vtkMRMLTableNode
 
@@ -191,6 +202,9 @@ class CardiacLandmarksWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.viewComboBox.clear()
         for value, label in VIEW_CHOICES:
             self.ui.viewComboBox.addItem(_(label), value)
+        self.ui.sequenceComboBox.clear()
+        for value, label in SEQUENCE_CHOICES:
+            self.ui.sequenceComboBox.addItem(_(label), value)
         self.ui.deviceComboBox.clear()
         for value, label in DEVICE_CHOICES:
             self.ui.deviceComboBox.addItem(_(label), value)
@@ -208,6 +222,7 @@ class CardiacLandmarksWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
 
         self.ui.viewComboBox.currentIndexChanged.connect(self.onViewChanged)
+        self.ui.sequenceComboBox.currentIndexChanged.connect(self.onSequenceChanged)
         self.ui.deviceComboBox.currentIndexChanged.connect(self.onDeviceChanged)
         self.ui.detectButton.clicked.connect(self.onDetectButton)
         self.ui.cancelButton.clicked.connect(self.onCancelButton)
@@ -292,6 +307,9 @@ class CardiacLandmarksWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.ui.viewComboBox.blockSignals(True)
             self._selectComboData(self.ui.viewComboBox, self._parameterNode.view)
             self.ui.viewComboBox.blockSignals(False)
+            self.ui.sequenceComboBox.blockSignals(True)
+            self._selectComboData(self.ui.sequenceComboBox, self._parameterNode.sequence)
+            self.ui.sequenceComboBox.blockSignals(False)
         result = self._parameterNode.result if self._parameterNode else None
         if result is not None:
             self.logic.attachResult(result)
@@ -336,6 +354,10 @@ class CardiacLandmarksWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         if self._parameterNode:
             self._parameterNode.view = self.ui.viewComboBox.itemData(index) or "auto"
 
+    def onSequenceChanged(self, index) -> None:
+        if self._parameterNode:
+            self._parameterNode.sequence = self.ui.sequenceComboBox.itemData(index) or "auto"
+
     def onDeviceChanged(self, index) -> None:
         qt.QSettings().setValue(DEVICE_SETTINGS_KEY, self.ui.deviceComboBox.itemData(index) or "auto")
 
@@ -350,6 +372,7 @@ class CardiacLandmarksWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.cancelButton.enabled = running
         self.ui.inputSelector.enabled = not running
         self.ui.viewComboBox.enabled = not running
+        self.ui.sequenceComboBox.enabled = not running
         self.ui.deviceComboBox.enabled = not running
         if running:
             self.ui.progressBar.value = 0
@@ -385,6 +408,7 @@ class CardiacLandmarksWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                     result = self.logic.detect(
                         self._parameterNode.inputVolume,
                         view=self._parameterNode.view,
+                        sequence=self._parameterNode.sequence,
                         device=self.ui.deviceComboBox.currentData or "auto",
                         progress=self._onProgress,
                         cancel=lambda: self._cancelRequested,
@@ -603,7 +627,7 @@ class CardiacLandmarksLogic(ScriptedLoadableModuleLogic, VTKObservationMixin):
     # ---------------------------------------------------------------- detection
 
     def detect(self, inputNode, view: str = "auto", device: str = "auto", progress=None, cancel=None,
-               batchSize: int = 8):
+               batchSize: int = 8, sequence: str = "auto"):
         """Detect the landmarks on every slice and phase of ``inputNode`` and show them.
 
         Args:
@@ -618,6 +642,9 @@ class CardiacLandmarksLogic(ScriptedLoadableModuleLogic, VTKObservationMixin):
             cancel: ``cancel() -> bool`` polled between batches (True raises
                 ``CardiacLandmarksLib.sax.pipeline.Cancelled``).
             batchSize: images per forward pass (small = more frequent progress calls).
+            sequence: ``"auto"`` (``CMRSeries.sequence`` from the DICOM tags or the node name) or ``"cine"``,
+                ``"lge"``, ``"perfusion"``, ``"t1"``: picks the SAX model (``sax_unet_lge`` for LGE and perfusion,
+                as ``cardiac-landmarks detect --sequence``).
 
         Returns:
             The result node (``vtkMRMLTextNode``) referencing the point lists and the table.
@@ -629,6 +656,8 @@ class CardiacLandmarksLogic(ScriptedLoadableModuleLogic, VTKObservationMixin):
         from CardiacLandmarksLib.sax.pipeline import SaxOptions
 
         series = self.seriesFromNode(inputNode)
+        if sequence and sequence != "auto":
+            series = dataclasses.replace(series, sequence=sequence)
         if progress is not None:
             progress(0, series.n_phases * series.n_slices)
         result = analyse_landmarks(series, view, SaxOptions(device=device, batch_size=batchSize), progress=progress,

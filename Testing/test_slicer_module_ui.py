@@ -97,7 +97,7 @@ def test_ui_xml_is_valid_and_declares_its_custom_widgets():
 def test_every_widget_used_by_the_module_exists(panel):
     used = set(re.findall(r"self\.ui\.(\w+)", MODULE_FILE.read_text()))
     assert {"inputSelector", "detectButton", "cancelButton", "progressBar", "reviewButton",
-            "measurementsTableView", "deviceComboBox", "viewComboBox"} <= used
+            "measurementsTableView", "deviceComboBox", "viewComboBox", "sequenceComboBox"} <= used
     missing = sorted(name for name in used if panel.findChild(QtCore.QObject, name) is None)
     assert not missing, f"widgets used in CardiacLandmarks.py but absent from the .ui: {missing}"
 

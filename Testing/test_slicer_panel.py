@@ -311,6 +311,26 @@ def test_sax_flow_on_acdc(panel, dialogs, acdc_dir, tmp_path_factory):
     _save_screenshot(panel)
 
 
+def test_sequence_choice_picks_the_sax_model(panel, dialogs, acdc_dir):
+    """The Sequence combo is saved in the parameter node and picks the model as `detect --sequence` does: an ACDC
+    cine stack (NIfTI, no sequence in its name) gets sax_unet on Auto and the LGE model when the reader says LGE."""
+    ui = panel.ui
+    volume = slicer.util.loadVolume(str(acdc_dir / "patient001_ES.nii.gz"))
+    ui.inputSelector.setCurrentNode(volume)
+    ui.deviceComboBox.currentIndex = ui.deviceComboBox.findData("cpu")
+    assert [ui.sequenceComboBox.itemData(i) for i in range(ui.sequenceComboBox.count)] == [
+        v for v, _ in module.SEQUENCE_CHOICES]
+    models = []
+    for seq in ("auto", "lge"):
+        ui.sequenceComboBox.currentIndex = ui.sequenceComboBox.findData(seq)
+        assert panel._parameterNode.sequence == seq
+        click(ui.detectButton)
+        assert not dialogs.shown, dialogs.shown
+        models.append(panel.logic.landmarkSetFromResult(panel._parameterNode.result).model["name"])
+    assert models == ["sax_unet", "sax_unet_lge"]
+    ui.sequenceComboBox.currentIndex = ui.sequenceComboBox.findData("auto")
+
+
 def _save_screenshot(panel) -> None:
     """The panel after a detection, for the README / Extensions Index (never written into the repository)."""
     host = slicer.modules.cardiaclandmarks.panel
