@@ -550,3 +550,29 @@ def test_a_slice_stack_is_refused_as_by_the_cli(tmp_path):
         panel.PerfusionLogic().run([volume])
     assert main(["perfusion", str(image), "-o", str(tmp_path / "out")]) == 1  # the CLI refuses the same file
     assert not (tmp_path / "out" / "report.json").exists()
+
+
+def test_a_failing_series_is_named_in_the_hub_and_the_exported_report(tmp_path):
+    """One good series and one constant copy of it: the panel reports the good one and names the other as not
+    analysed, in the hub's report and in the exported report.json (as the CLI's report.json does)."""
+    import torch
+
+    torch.set_num_threads(1)
+    image = require_data("perfusion", "mlperf", f"{SERIES}.nii.gz")
+    slicer_stubs.newScene()
+    good = slicer.util.loadVolume(str(image))
+    flat = slicer.util.loadVolume(str(image))
+    flat.SetName("flat_copy")
+    arr = slicer.util.arrayFromVolume(flat)
+    arr[:] = 100
+    slicer.util.arrayFromVolumeModified(flat)
+    logic = panel.PerfusionLogic()
+    hub = logic.run([good, flat])
+    rep = logic.report(hub)
+    assert [a.name for a in logic.analyses(hub)] == [good.GetName()]
+    assert [f["series"] for f in rep["failed"]] == ["flat_copy"]
+    assert any(w.startswith("flat_copy: not analysed") for w in rep["warnings"])
+    written = logic.exportReport(hub, tmp_path / "out")
+    exported = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert any(Path(p).name == "report.json" for p in written)
+    assert exported["failed"] == rep["failed"]

@@ -102,6 +102,8 @@ class _HubState:
     modelSha: str = ""
     summary: dict = field(default_factory=dict)
     bullseyeStale: bool = False
+    #: ``(series name, error)`` of the inputs not analysed (named in the report, as the CLI's report.json)
+    failed: list = field(default_factory=list)
 
 
 def _sequencesLogic():
@@ -377,7 +379,7 @@ class PerfusionLogic:
         hub.SetNodeReferenceID(BULLSEYE_REFERENCE, bullseyeNode.GetID())
         model = self.model
         state = _HubState(series=[], modelCard=dict(getattr(model, "card", {}) or {}),
-                          modelSha=str(getattr(model, "sha256", "")))
+                          modelSha=str(getattr(model, "sha256", "")), failed=list(result.failed))
         for an, (_inp, node, sequence, browser) in zip(analyses, prepared):
             hub.AddNodeReferenceID(INPUT_REFERENCE, node.GetID())
             if sequence is None:
@@ -561,7 +563,8 @@ class PerfusionLogic:
         sources = [a.series.source for a in analyses if a.series.source]
         outdir = prepare_output_dir(outputDirectory, inputs=sources)
         outdir.begin()
-        written = pr.write_report(analyses, state.summary, outdir.path, state.modelCard, state.modelSha)
+        written = pr.write_report(analyses, state.summary, outdir.path, state.modelCard, state.modelSha,
+                                  failed=state.failed)
         record = finish_run(outdir, sources, {"front_end": "Slicer perfusion panel"}, written,
                             models=[{"name": (state.modelCard or {}).get("name", ""),
                                      "version": (state.modelCard or {}).get("version", ""), "sha256": state.modelSha}],
@@ -732,7 +735,7 @@ class PerfusionLogic:
         state = self._state(hub)
         analyses = [ss.analysis for ss in state.series]
         state.summary = pp.summarise(analyses)
-        report = pr.report_dict(analyses, state.summary, state.modelCard, state.modelSha)
+        report = pr.report_dict(analyses, state.summary, state.modelCard, state.modelSha, state.failed)
         hub.SetText(json.dumps(report, indent=1, allow_nan=False))
         table = self.tableNode(hub)
         if table is not None:
