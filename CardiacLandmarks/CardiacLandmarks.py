@@ -10,7 +10,6 @@ as the ``cardiac-landmarks`` command line): the logic only converts MRML nodes t
 types and back (``CardiacLandmarksModuleLib.nodes``).
 """
 
-import dataclasses
 import json
 import logging
 import os
@@ -656,12 +655,10 @@ class CardiacLandmarksLogic(ScriptedLoadableModuleLogic, VTKObservationMixin):
         from CardiacLandmarksLib.sax.pipeline import SaxOptions
 
         series = self.seriesFromNode(inputNode)
-        if sequence and sequence != "auto":
-            series = dataclasses.replace(series, sequence=sequence)
         if progress is not None:
             progress(0, series.n_phases * series.n_slices)
         result = analyse_landmarks(series, view, SaxOptions(device=device, batch_size=batchSize), progress=progress,
-                                   cancel=cancel)
+                                   cancel=cancel, sequence=sequence)
         lmset = result.landmarks
         return self.createResultNodes(inputNode, series, lmset)
 

@@ -23,7 +23,8 @@ logger = logging.getLogger(__name__)
 
 def analyse_landmarks(series: CMRSeries, view: str = "auto", options: SaxOptions | None = None,
                       progress: ProgressFn | None = None, cancel: CancelFn | None = None, *,
-                      force_view: bool = False, allow_incomplete: bool = False) -> LandmarkResult:
+                      force_view: bool = False, allow_incomplete: bool = False,
+                      sequence: str | None = None) -> LandmarkResult:
     """Landmarks and their measurements for a SAX or long-axis series.
 
     Args:
@@ -35,6 +36,9 @@ def analyse_landmarks(series: CMRSeries, view: str = "auto", options: SaxOptions
         force_view: run the chosen ``view`` even when the image looks like another view (a warning
             in ``result.landmarks.warnings`` instead of :class:`WrongViewError`).
         allow_incomplete: analyse a DICOM cine with missing slice positions or phases (a warning).
+        sequence: the MR sequence when the reader knows it better than the DICOM tags or file name (``"cine"``,
+            ``"lge"``, ``"perfusion"``, ``"t1"``; None or ``"auto"``: ``series.sequence``); it picks the SAX model
+            (:func:`CardiacLandmarksLib.models.catalogue.model_for`: LGE and perfusion get ``sax_unet_lge``).
 
     Before any model runs, :func:`CardiacLandmarksLib.io.checks.check_series` refuses label masks,
     constant images, absurd spacing, incomplete DICOM grids and a ``view`` the image does not look
@@ -49,6 +53,8 @@ def analyse_landmarks(series: CMRSeries, view: str = "auto", options: SaxOptions
         WrongViewError, InvalidImageError (LabelMaskError, ConstantImageError, ImplausibleSpacingError,
         IncompleteSeriesError, NotCardiacError), ModelIntegrityError, Cancelled (see the task APIs).
     """
+    if sequence not in (None, "", "auto"):
+        series = replace(series, sequence=sequence)
     warnings = check_series(series, None if view in (None, "", "auto") else view, force_view=force_view,
                             allow_incomplete=allow_incomplete)
     chosen = detect_view(series) if view == "auto" else view

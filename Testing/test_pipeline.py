@@ -146,6 +146,13 @@ def test_cli_detect_acdc_writes_every_output(acdc_dir, tmp_path):
     assert {lm["flag"] for lm in doc["landmarks"]} <= {"high", "low", "absent"}
     assert list(out.glob("*.mrk.json")) and list(out.glob("*_overlay.png"))
     assert (out / "measurements.csv").read_text().startswith("name,slice,phase,value,unit")
+    assert doc["model"]["name"] == "sax_unet"  # a NIfTI named after nothing: the general SAX model
+    # --sequence lge: the same file with the LGE model, named in the result and the run record
+    lge = tmp_path / "lge"
+    assert main(["detect", str(acdc_dir / "patient001_ED.nii.gz"), "-o", str(lge), "--device", "cpu", "--no-progress",
+                 "--no-tta", "--sequence", "lge"]) == 0
+    assert json.loads((lge / "landmarks.json").read_text())["model"]["name"] == "sax_unet_lge"
+    assert json.loads((lge / "run.json").read_text())["models"][0]["name"] == "sax_unet_lge"
 
 
 def test_cli_reports_missing_input(tmp_path, capsys):

@@ -8,7 +8,6 @@ import logging
 import shlex
 import sys
 import time
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -120,12 +119,11 @@ def cmd_detect(args: argparse.Namespace) -> int:
 
     outdir = prepare_output_dir(args.output, inputs=[args.input])  # a bad output path fails before any work
     series = load_series(args.input, series_uid=args.series_uid)
-    if args.sequence != "auto":
-        series = replace(series, sequence=args.sequence)
     bar, update = _progress_bar(series.n_slices * series.n_phases, not args.no_progress)
     try:
         result = analyse_landmarks(series, args.view, SaxOptions(device=args.device, tta=not args.no_tta), update,
-                                   force_view=args.force_view, allow_incomplete=args.allow_incomplete)
+                                   force_view=args.force_view, allow_incomplete=args.allow_incomplete,
+                                   sequence=args.sequence)
     finally:
         bar.close()
     view = result.view

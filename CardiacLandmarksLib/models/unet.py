@@ -102,15 +102,22 @@ def transfer_state(model: nn.Module, state: dict) -> int:
             n = min(target.shape[0], value.shape[0])
             target[:n] = value[:n]
             merged[key] = target
-        elif key == "down.0.0.weight" and own[key].shape[0] == value.shape[0] and own[key].shape[2:] == value.shape[2:]:
-            # another number of input channels (a single-slice model starting a stack-context one): the shared
-            # leading channels are copied, the new ones start at zero, so the new model first answers as the old
-            target = torch.zeros_like(own[key])
-            n = min(target.shape[1], value.shape[1])
-            target[:, :n] = value[:, :n]
-            merged[key] = target
+        elif (grown := _input_channels_as(key, value, own[key])) is not None:
+            merged[key] = grown
     model.load_state_dict(merged, strict=False)
     return len(merged)
+
+
+def _input_channels_as(key: str, value: torch.Tensor, like: torch.Tensor) -> torch.Tensor | None:
+    """The first convolution's weights ``value`` carried to the input channels of ``like`` (a single-slice model
+    starting a stack-context one): the shared leading channels copied, the new ones zero, so the new model first
+    answers as the old. None for any other tensor or shape difference."""
+    if key != "down.0.0.weight" or value.shape[0] != like.shape[0] or value.shape[2:] != like.shape[2:]:
+        return None
+    out = torch.zeros_like(like)
+    n = min(out.shape[1], value.shape[1])
+    out[:, :n] = value[:, :n]
+    return out
 
 
 def interpolate_states(start: dict, finetuned: dict, alpha: float) -> dict:
@@ -139,11 +146,8 @@ def interpolate_states(start: dict, finetuned: dict, alpha: float) -> dict:
     for key, ft in finetuned.items():
         st = start[key]
         if st.shape != ft.shape:
-            if key == "down.0.0.weight" and st.shape[0] == ft.shape[0] and st.shape[2:] == ft.shape[2:]:
-                grown = torch.zeros_like(ft)
-                grown[:, : min(st.shape[1], ft.shape[1])] = st[:, : ft.shape[1]]
-                st = grown
-            else:
-                raise ValueError(f"tensor {key}: shapes {tuple(st.shape)} and {tuple(ft.shape)} differ")
+            st = _input_channels_as(key, st, ft)
+            if st is None:
+                raise ValueError(f"tensor {key}: shapes {tuple(start[key].shape)} and {tuple(ft.shape)} differ")
         out[key] = (1.0 - alpha) * st.to(ft.dtype) + alpha * ft if ft.is_floating_point() else ft.clone()
     return out

@@ -39,7 +39,13 @@ def landmarks_from_segmentation(seg_probs: np.ndarray, names: tuple[str, ...] = 
     seg_probs = np.asarray(seg_probs)
     if seg_probs.ndim != 4 or seg_probs.shape[1] != 4:
         raise ValueError(f"landmarks_from_segmentation: [n, 4, H, W] probabilities expected, got shape {seg_probs.shape}")
-    labels = seg_probs.argmax(1)
+    return landmarks_from_labels(seg_probs.argmax(1), names)
+
+
+def landmarks_from_labels(labels: np.ndarray, names: tuple[str, ...] = ("A-RVI", "I-RVI", "C-LV")
+                          ) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`landmarks_from_segmentation` on arg-max class labels ``[n, H, W]`` (0 background, 1 RV cavity,
+    2 LV myocardium, 3 LV cavity) already taken."""
     xy = np.full((len(labels), len(names), 2), np.nan, np.float32)
     for n, lab in enumerate(labels):
         rows, cols = np.flatnonzero(lab.any(1)), np.flatnonzero(lab.any(0))
@@ -92,10 +98,12 @@ def fusion_shares(card: dict) -> np.ndarray | None:
     return np.array([float(fusion.get(n, 0.0)) for n in card["landmarks"]], np.float32)
 
 
-def lv_cavity_area_mm2(seg_probs: np.ndarray, pixel_mm: float) -> np.ndarray:
-    """LV cavity area ``[n]`` (mm^2) of the arg-max of segmentation probabilities ``[n, 4, H, W]`` on a canvas of
-    ``pixel_mm`` mm pixels."""
-    return (np.asarray(seg_probs).argmax(1) == SEG_LV).sum(axis=(1, 2)) * float(pixel_mm) ** 2
+def lv_cavity_area_mm2(seg: np.ndarray, pixel_mm: float) -> np.ndarray:
+    """LV cavity area ``[n]`` (mm^2) on a canvas of ``pixel_mm`` mm pixels, from segmentation probabilities
+    ``[n, 4, H, W]`` (their arg-max) or arg-max labels ``[n, H, W]``."""
+    seg = np.asarray(seg)
+    labels = seg.argmax(1) if seg.ndim == 4 else seg
+    return (labels == SEG_LV).sum(axis=(1, 2)) * float(pixel_mm) ** 2
 
 
 def locate_all(model, images: np.ndarray, tta: bool = True) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
@@ -122,12 +130,13 @@ def locate_all(model, images: np.ndarray, tta: bool = True) -> tuple[np.ndarray,
     want_area = model.card.get("thresholds", {}).get("min_lv_area_mm2") is not None
     heat, seg = model.predict_maps(images, tta, segmentation=fuse or want_area)
     xy, peak = decode_heatmaps(heat)
-    if fuse and seg is not None:
-        seg_xy, _ = landmarks_from_segmentation(seg, tuple(model.card["landmarks"]))
+    labels = seg.argmax(1) if seg is not None else None  # once, for the fused positions and the cavity area
+    if fuse and labels is not None:
+        seg_xy, _ = landmarks_from_labels(labels, tuple(model.card["landmarks"]))
         xy = fuse_positions(xy, seg_xy, shares)
     area = None
-    if want_area and seg is not None:
-        area = lv_cavity_area_mm2(seg, float(model.card.get("input", {}).get("canvas_mm", 1.5)))
+    if want_area and labels is not None:
+        area = lv_cavity_area_mm2(labels, float(model.card.get("input", {}).get("canvas_mm", 1.5)))
     return xy, peak, area
 
 

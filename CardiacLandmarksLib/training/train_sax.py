@@ -517,14 +517,14 @@ def finish_card(model: torch.nn.Module, cfg: TrainConfig, weights: Path, val_cas
     probs_v, seg_v = shipped.predict_maps(val.inputs(), tta=True)
     probs, seg = (probs_v, seg_v) if calib is val else shipped.predict_maps(calib.inputs(), tta=True)
     found_t = calibrate_found_threshold(probs, calib)
-    pair_t = calibrate_pair_threshold(decode_heatmaps(probs)[1], calib.present, calib.labelled(), SAX_NAMES)
+    heat_xy, peak = decode_heatmaps(probs)
+    pair_t = calibrate_pair_threshold(peak, calib.present, calib.labelled(), SAX_NAMES)
     # a model choice, so on the choice samples; on their cine part where there is one: the other sets' errors are in
     # nominal mm (EMIDEC has no geometry) or cover C-LV only, and would decide the RVI shares by the C-LV error
     cine = np.array([k == "cine" for k in (val.kinds or ["cine"] * len(val.images))])
     fv = (probs_v, seg_v, val) if not cine.any() or cine.all() else (
         probs_v[cine], None if seg_v is None else seg_v[cine], val.subset(cine))
     fusion, _ = best_fusion_metrics(*fv, found_t)
-    heat_xy, _ = decode_heatmaps(probs)
     seg_xy = landmarks_from_segmentation(seg, tuple(SAX_NAMES))[0] if seg is not None else None
     card["segmentation_fusion"] = dict(zip(SAX_NAMES, fusion))
     xy = heat_xy
