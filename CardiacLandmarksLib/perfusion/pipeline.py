@@ -615,7 +615,9 @@ class PerfusionResult:
     @property
     def failure_warnings(self) -> list[str]:
         """One named warning per series that could not be analysed: ``"<series>: not analysed (<error>)"``."""
-        return [f"{name}: not analysed ({msg})" for name, msg in self.failed]
+        from CardiacLandmarksLib.perfusion.report import failure_warnings
+
+        return failure_warnings(self.failed)
 
 
 def _input_name(inp: SeriesInput) -> str:

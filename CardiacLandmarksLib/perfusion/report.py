@@ -118,6 +118,11 @@ def row_status(row: dict, conditions: list[str]) -> tuple[str, str]:
     return max(statuses, key=lambda x: _RANK.get(x, 1)), "; ".join(checks)
 
 
+def failure_warnings(failed: list[tuple[str, str]]) -> list[str]:
+    """One named warning per series that could not be analysed: ``"<series>: not analysed (<error>)"``."""
+    return [f"{name}: not analysed ({msg})" for name, msg in failed]
+
+
 def report_dict(analyses: list[SliceAnalysis], summary: dict, model_card: dict | None = None,
                 model_sha: str = "", failed: list[tuple[str, str]] | None = None) -> dict:
     """The ``report.json`` content (see module docstring); ``failed``: ``(series, error)`` of the inputs that
@@ -163,8 +168,7 @@ def report_dict(analyses: list[SliceAnalysis], summary: dict, model_card: dict |
         "segments": segments,
         "global": glob,
         "failed": [{"series": n, "error": m} for n, m in failed],
-        "warnings": [f"{n}: not analysed ({m})" for n, m in failed]
-                    + [f"{a.name}: {w}" for a in analyses for w in a.warnings],
+        "warnings": failure_warnings(failed) + [f"{a.name}: {w}" for a in analyses for w in a.warnings],
     })
 
 
