@@ -18,6 +18,7 @@ from CardiacLandmarksLib.confidence.phdnet import (
     agreement_confidence,
     calibrate_threshold,
     candidate_smoothing,
+    consistency_gate,
     flags_from_confidence,
     map_support,
     normalise_confidence,
@@ -197,7 +198,7 @@ def test_targets_on_a_patch_centre_and_absent():
     assert float(hm[0, 1].abs().sum()) == 0 and float(w[0, 1].sum()) == 0
 
 
-def _write_model(tmp_path, tamper: bool = False):
+def _write_model(tmp_path, tamper: bool = False, gate_mm: float | None = None, high: float = 0.5):
     from CardiacLandmarksLib.models.loader import sha256_file
 
     torch.manual_seed(0)
@@ -206,8 +207,9 @@ def _write_model(tmp_path, tamper: bool = False):
     card = {"name": "sax_phdnet", "version": "test", "landmarks": ["A-RVI", "I-RVI", "C-LV"],
             "architecture": {"n_landmarks": 3, "in_channels": 1, "width": 32, "n_deep": 3, "head_widths": [64, 96]},
             "thresholds": {"found": {"A-RVI": 0.0, "I-RVI": 0.0, "C-LV": 0.0},
-                           "high_confidence": {"A-RVI": 0.5, "I-RVI": 0.5, "C-LV": 0.5}},
-            "shipped": {"mode": "agreement", "agreement_sigma_mm": 3.0},
+                           "high_confidence": {"A-RVI": high, "I-RVI": high, "C-LV": high}},
+            "shipped": {"mode": "agreement", "agreement_sigma_mm": 3.0,
+                        **({} if gate_mm is None else {"max_disagreement_mm": gate_mm})},
             "sha256": "0" * 64 if tamper else sha256_file(tmp_path / "sax_phdnet.pt")}
     (tmp_path / "sax_phdnet.json").write_text(json.dumps(card))
 
@@ -244,6 +246,42 @@ def test_assess_contract(tmp_path):
         phd.assess(np.full((1, 192, 192), np.nan, np.float32))
     with pytest.raises(ValueError):
         phd.assess(images, pos[:, :2], found)
+
+
+def test_consistency_gate_caps_below_the_threshold_and_falls_with_disagreement():
+    conf = np.array([[0.9, 0.9, 0.9, 0.2, 0.9]], np.float32)
+    d = np.array([[0.0, 3.0, 6.0, 6.0, np.inf]])
+    thr = 0.5
+    out = consistency_gate(conf, d, thr, 3.0)
+    # within the gate (0 and exactly 3 mm): unchanged; 6 mm: capped at thr * 3/6; already low: unchanged; inf: 0
+    assert np.allclose(out, [[0.9, 0.9, 0.25, 0.2, 0.0]])
+    flags = flags_from_confidence(out, np.ones(out.shape, bool), thr)
+    assert list(flags[0]) == ["high", "high", "low", "low", "low"]
+    assert consistency_gate(conf, np.full(d.shape, 12.0), thr, 3.0)[0, 0] < out[0, 2]  # more doubt, lower
+
+
+def test_assess_gate_flags_self_disagreeing_points_low(tmp_path):
+    """With the card's gate, a point PHD-Net agrees with is flagged low when the U-Net disagrees with itself, and
+    the shown confidence stays under 0.5 exactly where the flag is low."""
+    images = np.random.default_rng(1).random((3, 192, 192), dtype=np.float32)
+    _write_model(tmp_path, gate_mm=3.0)
+    own = PhdNetConfidence.load("cpu", models_dir=tmp_path).assess(images)  # PHD-Net's own points and confidence
+    t = 0.5 * float(own.raw.min())  # a threshold every point of the untrained test net clears
+    assert t > 0
+    _write_model(tmp_path, gate_mm=3.0, high=t)
+    phd = PhdNetConfidence.load("cpu", models_dir=tmp_path)
+    found = np.ones((3, 3), bool)
+    calm = phd.assess(images, own.phd_xy, found, disagreement_mm=np.zeros((3, 3)))
+    assert np.allclose(calm.raw, phd.assess(images, own.phd_xy, found).raw)  # no disagreement: the gate does nothing
+    assert set(calm.flag.ravel()) == {"high"}
+    dis = np.array([[0.0, 10.0, np.inf]] * 3)
+    gated = phd.assess(images, own.phd_xy, found, disagreement_mm=dis)
+    assert np.allclose(gated.raw[:, 0], calm.raw[:, 0]) and set(gated.flag[:, 0]) == {"high"}
+    assert set(gated.flag[:, 1:].ravel()) == {"low"}
+    assert np.allclose(gated.raw[:, 1], t * 3.0 / 10.0) and np.all(gated.raw[:, 2] == 0)
+    assert np.array_equal(gated.flag == "high", gated.confidence > 0.5)
+    with pytest.raises(ValueError):
+        phd.assess(images, own.phd_xy, found, disagreement_mm=np.zeros((3, 2)))
 
 
 def _constructed_predictions():
@@ -326,3 +364,33 @@ def test_bundled_confidence_flags_on_real_validation_patients(acdc_dir):
     gross = ok & (err > 10)
     assert gross.sum() >= 3 and (gross & ~high).sum() / gross.sum() >= 0.5
     assert np.all(res.flag[~found] == "absent")
+
+
+@pytest.mark.slow
+def test_mirror_disagreement_matches_separate_passes(acdc_dir):
+    """``predict_maps(mirror_disagreement=True)`` gives the distance between the heatmap peaks of the image and of
+    its mirror image (mapped back, A/I swapped), computed here from two separate passes without TTA, and does not
+    change the averaged maps; ``locate_all``'s disagreement is at least that distance in mm."""
+    from CardiacLandmarksLib.datasets.sax import acdc_cases, build_samples
+    from CardiacLandmarksLib.models.decoding import decode_heatmaps
+    from CardiacLandmarksLib.models.loader import load_model
+    from CardiacLandmarksLib.sax.rvi_segmentation import locate_all
+
+    torch.set_num_threads(2)
+    unet = load_model("sax", "cpu")
+    case = next(c for c in acdc_cases(acdc_dir) if c.patient == "patient014" and c.image.name.endswith("_ED.nii.gz"))
+    x = build_samples([case], context=True).inputs()
+    heat, _, apart = unet.predict_maps(x, True, mirror_disagreement=True)
+    assert np.allclose(heat, unet.predict_maps(x, True)[0], atol=1e-6)
+    h0 = unet.predict_maps(x, False)[0]
+    h1 = unet.predict_maps(np.ascontiguousarray(x[..., ::-1]), False)[0][..., ::-1]
+    pair = unet.card["input"]["mirror_tta"]
+    order = list(range(h1.shape[1]))
+    order[pair[0]], order[pair[1]] = pair[1], pair[0]
+    xy0, _ = decode_heatmaps(h0)
+    xy1, _ = decode_heatmaps(np.ascontiguousarray(h1[:, order]))
+    assert np.allclose(apart, np.linalg.norm(xy0 - xy1, axis=-1), atol=1e-3)
+    assert apart.max() > 0  # some slice of a real stack is not mirror-consistent
+    assert np.all(unet.predict_maps(x, False, mirror_disagreement=True)[2] == 0)
+    located = locate_all(unet, x)
+    assert np.all(located.disagreement_mm >= apart * 1.5 - 1e-4)

@@ -166,6 +166,25 @@ def test_three_way_split_is_disjoint_and_leaves_the_test_splits_out(data_root):
         assert len(parts[0]) > 3 * (len(parts[1]) + len(parts[2])) / 2
 
 
+def test_mscmr_set_trains_only_and_leave_out_keeps_a_subject_out_of_every_part(data_root):
+    """``--sets ...,mscmr`` adds the five MS-CMRSeg LGE stacks (RV labels and real geometry) to training only, each
+    ``mscmr_repeat`` times; ``--leave-out`` keeps the named patients out of training, choice and calibration."""
+    from CardiacLandmarksLib.datasets.sax import mscmr_cases
+    from CardiacLandmarksLib.training.train_sax import TrainConfig, split_sets
+
+    mscmr = mscmr_cases(data_root / "lge" / "mscmr")
+    assert len(mscmr) == 5 and all(c.kind == "lge" and c.labels == {"rv": 1, "myo": 2, "lv": 3} for c in mscmr)
+    cfg = TrainConfig(sets="acdc,mscmr", mscmr_repeat=3, leave_out="subject8,patient014")
+    train, choice, calib, _ = split_sets(data_root / "acdc", cfg)
+    ids = [c.patient for c in train if c.patient.startswith("subject")]
+    assert sorted(set(ids)) == ["subject1", "subject29", "subject36", "subject41"] and len(ids) == 12
+    held = {c.patient for c in choice + calib}
+    assert not any(p.startswith("subject") for p in held)
+    assert "patient014" not in held | {c.patient for c in train}
+    plain = split_sets(data_root / "acdc", TrainConfig(sets="acdc"))
+    assert "patient014" in {c.patient for part in plain[:3] for c in part}
+
+
 def test_single_slice_input_stands_in_for_missing_neighbours():
     from CardiacLandmarksLib.models.loader import LoadedModel
 

@@ -58,7 +58,11 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="SAX: channels of the U-Net's first level (default 8, as the v1.4 bundle)")
     p.add_argument("--sets", default=None,
                    help="SAX: labelled sets beside the ACDC folder, comma-separated (default acdc,emidec,perfusion; "
-                        "'acdc' = cine only)")
+                        "'acdc' = cine only; 'mscmr' adds the 5 MS-CMRSeg LGE stacks, RV labels included, as training "
+                        "stacks only)")
+    p.add_argument("--leave-out", default=None,
+                   help="SAX: patient ids (comma-separated) kept out of training, choice and calibration, e.g. "
+                        "'subject8' for a leave-one-out fold on MS-CMRSeg")
     p.add_argument("--no-context", action="store_true", help="SAX: the slice alone as input (no stack neighbours)")
     p.add_argument("--no-domain-randomisation", action="store_true",
                    help="SAX: plain gamma/contrast/noise/blur augmentation instead of domain randomisation")
@@ -197,6 +201,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         cfg.base_channels = args.base_channels
     if args.sets is not None:
         cfg.sets = args.sets
+    if args.leave_out:
+        cfg.leave_out = args.leave_out
     cfg.context = not args.no_context
     cfg.domain_randomisation = not args.no_domain_randomisation
     card = train_sax(data, out, cfg, device=device)

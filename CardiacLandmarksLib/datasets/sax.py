@@ -26,7 +26,7 @@ from CardiacLandmarksLib.core.preprocessing import (
 )
 from CardiacLandmarksLib.datasets.splits import ACDC_CHALLENGE_TEST, is_acdc_test, is_test_case
 from CardiacLandmarksLib.io.load import load_series
-from CardiacLandmarksLib.sax.labels import ACDC_LABELS, derive_sax_landmarks
+from CardiacLandmarksLib.sax.labels import ACDC_LABELS, MSCMR_LABELS, derive_sax_landmarks
 
 logger = logging.getLogger(__name__)
 SAX_NAMES = LANDMARKS_BY_VIEW["sax"]
@@ -312,6 +312,17 @@ def emidec_cases(root: Path) -> list[Case]:
         if img.exists():
             pid = gt.name[: -len("_DE_gt.nii.gz")]
             out.append(Case(pid, img, gt, dict(EMIDEC_LABELS), pid[5:6], "lge", EMIDEC_NOMINAL_MM, EMIDEC_MYO_EXTRA))
+    return out
+
+
+def mscmr_cases(root: Path) -> list[Case]:
+    """MS-CMRSeg LGE stacks (``subjectN_DE.nii.gz`` + ``subjectN_DE_manual.nii.gz``; labels 1 RV, 2 myocardium,
+    3 LV cavity; real geometry, so A/I-RVI by anatomy) as fully labelled LGE cases (Zhuang, MICCAI 2019)."""
+    out = []
+    for f in sorted(Path(root).glob("subject*_DE.nii.gz")):
+        gt = f.with_name(f.name.replace("_DE", "_DE_manual"))
+        if gt.exists():
+            out.append(Case(f.name.split("_")[0], f, gt, dict(MSCMR_LABELS), "", "lge"))
     return out
 
 

@@ -37,17 +37,18 @@ from CardiacLandmarksLib.datasets.sax import (
     SampleSet,
     acdc_cases,
     build_samples,
+    mscmr_cases,
     split_by_patient,
 )
-from CardiacLandmarksLib.sax.labels import MNMS2_LABELS, MSCMR_LABELS
+from CardiacLandmarksLib.sax.labels import MNMS2_LABELS
 from CardiacLandmarksLib.sax.presence import card_min_lv_area, card_pair_threshold, decide_presence
 from CardiacLandmarksLib.sax.rvi_segmentation import locate_all
 
 logger = logging.getLogger(__name__)
 
-METHODS = ("unet", "phdnet", "support", "agreement")
+METHODS = ("unet", "phdnet", "support", "agreement", "gated")
 METHOD_TITLES = {"unet": "U-Net (peak prob.)", "phdnet": "PHD-Net alone", "support": "U-Net+PHD support",
-                 "agreement": "U-Net+PHD agreement"}
+                 "agreement": "U-Net+PHD agreement", "gated": "agreement + gate"}
 GROSS_MM = 10.0
 
 
@@ -65,6 +66,10 @@ class SetPredictions:
     phd_found: np.ndarray
     support: np.ndarray
     agreement: np.ndarray
+    #: ``[N, L]`` mm, the U-Net's disagreement with itself (:attr:`.rvi_segmentation.Located.disagreement_mm`)
+    disagreement: np.ndarray | None = None
+    #: the sax_phdnet card's ``shipped.max_disagreement_mm`` (the gate of the ``"gated"`` method; None = no gate)
+    max_disagreement_mm: float | None = None
 
     def method(self, m: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """``(xy, found, confidence)`` of method ``m`` (one of :data:`METHODS`)."""
@@ -76,6 +81,11 @@ class SetPredictions:
             return self.unet_xy, self.unet_found, self.support
         if m == "agreement":
             return self.unet_xy, self.unet_found, self.agreement
+        if m == "gated":  # the shipped flag: agreement, and 0 where the U-Net disagrees with itself beyond the gate
+            if self.disagreement is None or self.max_disagreement_mm is None:
+                return self.unet_xy, self.unet_found, self.agreement
+            keep = self.disagreement <= self.max_disagreement_mm
+            return self.unet_xy, self.unet_found, np.where(keep, self.agreement, 0.0).astype(np.float32)
         raise ValueError(f"unknown method {m!r}; expected one of {METHODS}")
 
     def errors(self, m: str) -> np.ndarray:
@@ -105,8 +115,7 @@ def labelled_sets(data_root: Path, val_patients: list[str] | None = None) -> dic
     if mn_cases:
         sets["M&Ms-2 SAX"] = mn_cases
     lge = root / "lge" / "mscmr"
-    lge_cases = [Case(f.name.split("_")[0], f, f.with_name(f.name.replace("_DE", "_DE_manual")), dict(MSCMR_LABELS))
-                 for f in sorted(lge.glob("subject*_DE.nii.gz"))] if lge.exists() else []
+    lge_cases = mscmr_cases(lge) if lge.exists() else []
     if lge_cases:
         sets["MS-CMRSeg LGE"] = lge_cases
     return sets
@@ -144,7 +153,7 @@ def predict_set(name: str, samples: SampleSet, unet, phd, oriented: bool = False
     (:func:`name_rvi_by_canvas`), as the detection pipeline does after assessing confidence.
     """
     found_t = unet_found_thresholds(unet.card)
-    xy_u, peak_u, area_u = locate_all(unet, samples.inputs() if getattr(unet, "in_channels", 1) > 1 else samples.images)
+    xy_u, peak_u, area_u, dis_u = locate_all(unet, samples.inputs() if getattr(unet, "in_channels", 1) > 1 else samples.images)
     shipped = phd.shipped
     res = phd.predict(samples.images, return_maps=True)
     support = map_support(res.maps, xy_u, float(shipped.get("support_radius_px", 2.0)))
@@ -154,16 +163,22 @@ def predict_set(name: str, samples: SampleSet, unet, phd, oriented: bool = False
     found_p = res.confidence >= phd.found_thresholds()
     phd_xy, phd_conf = res.xy.copy(), res.confidence.copy()
     if oriented:
-        n_u = name_rvi_by_canvas(xy_u, found_u, peak_u, support, agreement)
+        n_u = name_rvi_by_canvas(xy_u, found_u, peak_u, support, agreement, dis_u)
         n_p = name_rvi_by_canvas(phd_xy, found_p, phd_conf)
         logger.info("%s: A/I-RVI renamed by anatomy on %d (U-Net) and %d (PHD-Net) of %d slices", name, n_u, n_p, len(xy_u))
-    return SetPredictions(name, samples, xy_u, peak_u, found_u, phd_xy, phd_conf, found_p, support, agreement)
+    gate = shipped.get("max_disagreement_mm")
+    return SetPredictions(name, samples, xy_u, peak_u, found_u, phd_xy, phd_conf, found_p, support, agreement, dis_u,
+                          None if gate is None else float(gate))
 
 
 def calibrate_methods(val: SetPredictions, worst_fraction: float = 0.1) -> dict[str, np.ndarray]:
-    """Per method, per landmark high-confidence thresholds ``[L]`` by the paper's rule on validation predictions."""
+    """Per method, per landmark high-confidence thresholds ``[L]`` by the paper's rule on validation predictions
+    (``"gated"`` uses the ``"agreement"`` thresholds: the gate comes after the calibration, as when shipped)."""
     out = {}
     for m in METHODS:
+        if m == "gated":
+            out[m] = out["agreement"]
+            continue
         _, found, conf = val.method(m)
         err = val.errors(m)
         ok = val.samples.present & found
@@ -186,7 +201,8 @@ def cross_calibrated_thresholds(val: SetPredictions, folds: int = 2, seed: int =
     gid = np.array([group[p] for p in patients])
     out = {m: np.zeros(val.samples.present.shape) for m in METHODS}
     for f in range(folds):
-        train = SetPredictions(val.name, _subset(val.samples, gid != f), *[a[gid != f] for a in _arrays(val)])
+        train = SetPredictions(val.name, _subset(val.samples, gid != f), *[a[gid != f] for a in _arrays(val)],
+                               val.max_disagreement_mm)
         thr = calibrate_methods(train, worst_fraction)
         for m in METHODS:
             out[m][gid == f] = thr[m]
@@ -194,7 +210,8 @@ def cross_calibrated_thresholds(val: SetPredictions, folds: int = 2, seed: int =
 
 
 def _arrays(p: SetPredictions) -> list[np.ndarray]:
-    return [p.unet_xy, p.unet_peak, p.unet_found, p.phd_xy, p.phd_conf, p.phd_found, p.support, p.agreement]
+    dis = p.disagreement if p.disagreement is not None else np.zeros(p.unet_peak.shape, np.float32)
+    return [p.unet_xy, p.unet_peak, p.unet_found, p.phd_xy, p.phd_conf, p.phd_found, p.support, p.agreement, dis]
 
 
 def _subset(s: SampleSet, sel: np.ndarray) -> SampleSet:
@@ -257,7 +274,7 @@ def table_rows(preds: list[SetPredictions], thresholds: dict[str, np.ndarray], p
     rows = []
     for k, p in enumerate(preds):
         if k == 0 and cross is not None:
-            xp = SetPredictions(f"{p.name} x-cal", p.samples, *_arrays(p))
+            xp = SetPredictions(f"{p.name} x-cal", p.samples, *_arrays(p), p.max_disagreement_mm)
             for m in METHODS:
                 rows.append(method_row(xp, m, cross[m]))
                 if per_landmark:

@@ -51,13 +51,14 @@ from CardiacLandmarksLib.datasets.sax import (
     Case,
     acdc_cases,
     emidec_cases,
+    mscmr_cases,
     test_cases,
 )
 from CardiacLandmarksLib.datasets.splits import ACDC_FROM_TRAINING, EMIDEC_TEST_CASES, UNSEEN_BY_V1_3
 from CardiacLandmarksLib.evaluation.confidence import GROSS_MM
 from CardiacLandmarksLib.evaluation.sax import CaseResult, evaluate_case, summarise
 from CardiacLandmarksLib.io.load import load_series
-from CardiacLandmarksLib.sax.labels import MNMS2_LABELS, MSCMR_LABELS
+from CardiacLandmarksLib.sax.labels import MNMS2_LABELS
 
 logger = logging.getLogger(__name__)
 
@@ -331,9 +332,7 @@ def acdc_rows(root: Path, model, progress: ProgressFn | None = None, max_cases: 
 
 
 def mscmr_row(root: Path, model, progress: ProgressFn | None = None, max_cases: int | None = None) -> SuiteRow:
-    files = sorted(root.glob("subject*_DE.nii.gz")) if root.exists() else []
-    cases = [Case(f.name.split("_")[0], f, f.with_name(f.name.replace("_DE", "_DE_manual")), dict(MSCMR_LABELS))
-             for f in files][:max_cases]
+    cases = (mscmr_cases(root) if root.exists() else [])[:max_cases]
     return sax_row("MS-CMRSeg LGE", run_sax_cases(cases, model, progress, "MS-CMRSeg LGE"),
                    seen_by=f"{model.name} v{model.version}: not trained or calibrated on (reported on in earlier cards; "
                            "the choice of the LGE model for LGE series was made after seeing this row)",

@@ -143,7 +143,8 @@ class LoadedModel(BundledNet):
         """Softmax heatmaps ``[n, L + 1, H, W]`` for canvas images ``[n, H, W]`` (see :meth:`predict_maps`)."""
         return self.predict_maps(images, tta, segmentation=False)[0]
 
-    def predict_maps(self, images: np.ndarray, tta: bool = True, segmentation: bool = True) -> tuple[np.ndarray, np.ndarray | None]:
+    def predict_maps(self, images: np.ndarray, tta: bool = True, segmentation: bool = True,
+                     mirror_disagreement: bool = False) -> tuple:
         """Heatmap and segmentation softmax maps for canvas images ``[n, H, W]``, or ``[n, C, H, W]`` with stack
         context (:meth:`as_model_input`; channel 0 is the slice the maps belong to).
 
@@ -156,12 +157,18 @@ class LoadedModel(BundledNet):
         swaps anterior and inferior under the display convention; segmentation classes do not
         swap). ``tta=False`` skips it (about twice as fast; the card's thresholds were calibrated
         with it on).
+
+        ``mirror_disagreement``: also return, third, ``[n, L]`` the distance (canvas px) between each landmark's
+        heatmap peak (:func:`~CardiacLandmarksLib.models.decoding.decode_heatmaps`) on the image and on its mirror
+        image (mapped back) before they are averaged: a per-point sign of doubt (0 without mirror TTA).
         """
         import torch
 
+        from CardiacLandmarksLib.models.decoding import decode_heatmaps
+
         pair = self.card.get("input", {}).get("mirror_tta") if tta else None
         n_heat = self.n_heatmap
-        heat, seg = [], []
+        heat, seg, apart = [], [], []
         shape = tuple(np.shape(images)[-2:])
         images = self.as_model_input(images) if len(images) else images
         with torch.inference_mode():
@@ -177,14 +184,23 @@ class LoadedModel(BundledNet):
                     n = x.shape[0] // 2
                     order = list(range(n_heat))
                     order[pair[0]], order[pair[1]] = pair[1], pair[0]
-                    parts[0] = 0.5 * (parts[0][:n] + torch.flip(parts[0][n:], dims=[-1])[:, order])
+                    back = torch.flip(parts[0][n:], dims=[-1])[:, order]
+                    if mirror_disagreement:
+                        xy_a, _ = decode_heatmaps(parts[0][:n].float().cpu().numpy())
+                        xy_b, _ = decode_heatmaps(back.float().cpu().numpy())
+                        apart.append(np.linalg.norm(xy_a - xy_b, axis=-1).astype(np.float32))
+                    parts[0] = 0.5 * (parts[0][:n] + back)
                     parts[1:] = [0.5 * (q[:n] + torch.flip(q[n:], dims=[-1])) for q in parts[1:]]
                 heat.append(parts[0].float().cpu().numpy())
                 if len(parts) > 1:
                     seg.append(parts[1].float().cpu().numpy())
+                if mirror_disagreement and not pair:
+                    apart.append(np.zeros((heat[-1].shape[0], n_heat - 1), np.float32))
         if not heat:
-            return np.zeros((0, n_heat) + shape, np.float32), None
-        return np.concatenate(heat), (np.concatenate(seg) if seg else None)
+            out = (np.zeros((0, n_heat) + shape, np.float32), None)
+            return out + (np.zeros((0, n_heat - 1), np.float32),) if mirror_disagreement else out
+        out = (np.concatenate(heat), (np.concatenate(seg) if seg else None))
+        return out + (np.concatenate(apart),) if mirror_disagreement else out
 
 
 def load_model(view: str = "sax", device: str = "auto", models_dir: Path | None = None, name: str | None = None,

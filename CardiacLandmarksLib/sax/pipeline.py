@@ -107,7 +107,10 @@ def detect_landmarks(
             at all when the card has a pair threshold; C-LV only on an LV cavity of the card's least area).
         confidence: ``"phdnet"`` (shipped): U-Net positions with PHD-Net confidence (agreement
             between PHD-Net and the U-Net, Schobs et al., ISBI 2021; see the sax_phdnet card);
-            ``"peak"``: the U-Net's peak probability with its own calibrated threshold.
+            ``"peak"``: the U-Net's peak probability with its own calibrated threshold. With ``"phdnet"``, a
+            point whose U-Net estimates disagree (mirror TTA, heatmap vs segmentation head) by more than the
+            sax_phdnet card's ``shipped.max_disagreement_mm`` is flagged low
+            (:func:`CardiacLandmarksLib.confidence.phdnet.consistency_gate`).
 
     Returns:
         :class:`LandmarkSet` with one entry per landmark x slice x phase (``found`` False and
@@ -167,10 +170,10 @@ def detect_landmarks(
                 canv[n, 2] = slice_canvas(k + 1, t, k) if k + 1 < series.n_slices else canv[n, 0]
         for key in [key for key in cache if key[0] < chunk[-1][0] - 1]:  # slices no later job needs
             del cache[key]
-        xy, peak, area = locate_all(model, canv, tta=tta)
+        xy, peak, area, disagreement = locate_all(model, canv, tta=tta)
         found_all = decide_presence(peak, names, [found_t[nm] for nm in names], pair_t, area, min_area)
         if phd is not None:
-            assessed = phd.assess(canv[:, 0], positions=xy, found=found_all)
+            assessed = phd.assess(canv[:, 0], positions=xy, found=found_all, disagreement_mm=disagreement)
             conf_all, flag_all = assessed.confidence, assessed.flag
         else:
             conf_all = np.where(found_all, peak, 0.0)

@@ -14,6 +14,8 @@ is in the anatomical display (anterior up, RV on the viewer's left), so the disp
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 from scipy import ndimage
 
@@ -106,13 +108,31 @@ def lv_cavity_area_mm2(seg: np.ndarray, pixel_mm: float) -> np.ndarray:
     return (labels == SEG_LV).sum(axis=(1, 2)) * float(pixel_mm) ** 2
 
 
-def locate_all(model, images: np.ndarray, tta: bool = True) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-    """SAX landmark positions, peak probabilities and the segmentation's LV cavity area for canvas images.
+class Located(NamedTuple):
+    """What :func:`locate_all` returns (arrays over ``n`` images and ``L`` landmarks)."""
+
+    #: ``[n, L, 2]`` canvas (x, y) px
+    xy: np.ndarray
+    #: ``[n, L]`` heatmap peak probability in [0, 1]
+    peak: np.ndarray
+    #: ``[n]`` LV cavity area (mm^2) of the segmentation head, or None (no head, or the card does not ask for it)
+    lv_area_mm2: np.ndarray | None
+    #: ``[n, L]`` canvas mm: the larger of two disagreements, mirror TTA (the heatmap peak on the image vs on its
+    #: mirror image) and heads (the heatmap peak vs the derived-label rule on the segmentation; infinite where the
+    #: segmentation gives no point, 0 without a segmentation head); 0 where neither is available
+    disagreement_mm: np.ndarray
+
+
+def locate_all(model, images: np.ndarray, tta: bool = True) -> Located:
+    """SAX landmark positions, peak probabilities, the segmentation's LV cavity area and the disagreement of the
+    network's own estimates, for canvas images.
 
     Positions are the heatmap peaks (:func:`CardiacLandmarksLib.models.decoding.decode_heatmaps`, Xue et al.
     2021); with a segmentation head and a card ``segmentation_fusion`` share per landmark, they are mixed with
     the derived-label rule applied to the segmentation (Xue et al. 2020, :func:`landmarks_from_segmentation`).
     Presence and confidence stay the heatmap's peak (see :mod:`.presence` for the rule that also uses the area).
+    The disagreement (:attr:`Located.disagreement_mm`) gates the high-confidence flag
+    (:func:`CardiacLandmarksLib.confidence.phdnet.consistency_gate`).
 
     Args:
         model: a :class:`CardiacLandmarksLib.models.loader.LoadedModel` (``predict_maps``, ``card``).
@@ -120,27 +140,31 @@ def locate_all(model, images: np.ndarray, tta: bool = True) -> tuple[np.ndarray,
         tta: mirror test-time augmentation.
 
     Returns:
-        ``(xy [n, L, 2] canvas (x, y) px, peak [n, L] in [0, 1], lv_area_mm2 [n] or None)``; the area is computed
-        when the card asks for it (``thresholds.min_lv_area_mm2``) and the model has a segmentation head.
+        :class:`Located` ``(xy, peak, lv_area_mm2, disagreement_mm)``; the area is computed when the card asks for
+        it (``thresholds.min_lv_area_mm2``) and the model has a segmentation head.
     """
     from CardiacLandmarksLib.models.decoding import decode_heatmaps
 
     shares = fusion_shares(model.card)
     fuse = shares is not None and bool(np.any(shares > 0))
     want_area = model.card.get("thresholds", {}).get("min_lv_area_mm2") is not None
-    heat, seg = model.predict_maps(images, tta, segmentation=fuse or want_area)
+    heat, seg, mirror_px = model.predict_maps(images, tta, segmentation=True, mirror_disagreement=True)
     xy, peak = decode_heatmaps(heat)
-    labels = seg.argmax(1) if seg is not None else None  # once, for the fused positions and the cavity area
-    if fuse and labels is not None:
+    mm = float(model.card.get("input", {}).get("canvas_mm", 1.5))
+    heads_mm = np.zeros(peak.shape, np.float32)
+    labels = seg.argmax(1) if seg is not None else None  # once, for the fused positions, disagreement and area
+    if labels is not None:
         seg_xy, _ = landmarks_from_labels(labels, tuple(model.card["landmarks"]))
-        xy = fuse_positions(xy, seg_xy, shares)
+        heads_mm = np.nan_to_num(np.linalg.norm(xy - seg_xy, axis=-1) * mm, nan=np.inf).astype(np.float32)
+        if fuse:
+            xy = fuse_positions(xy, seg_xy, shares)
     area = None
     if want_area and labels is not None:
-        area = lv_cavity_area_mm2(labels, float(model.card.get("input", {}).get("canvas_mm", 1.5)))
-    return xy, peak, area
+        area = lv_cavity_area_mm2(labels, mm)
+    return Located(xy, peak, area, np.maximum(heads_mm, mirror_px * mm).astype(np.float32))
 
 
 def locate(model, images: np.ndarray, tta: bool = True) -> tuple[np.ndarray, np.ndarray]:
     """:func:`locate_all` without the area: ``(xy [n, L, 2] canvas (x, y) px, peak [n, L] in [0, 1])``."""
-    xy, peak, _ = locate_all(model, images, tta)
-    return xy, peak
+    located = locate_all(model, images, tta)
+    return located.xy, located.peak

@@ -353,10 +353,11 @@ def card_markdown(card: dict) -> str:
         f"**Candidate Smoothing**: {card['candidate_smoothing']}.",
         "",
         f"**Shipped confidence**: mode `{sh.get('mode')}` "
-        f"({', '.join(f'{k} {v}' for k, v in sh.items() if k not in ('mode', 'why'))}).",
+        f"({', '.join(f'{k} {v}' for k, v in sh.items() if k not in ('mode', 'why', 'gate_why'))}).",
         "",
         sh.get("why", ""),
         "",
+        *([f"**Gate**: {sh['gate_why']}", ""] if sh.get("gate_why") else []),
         "## Thresholds (flag high when confidence > threshold)",
         "",
         f"Rule: {thr['rule']}.",
@@ -373,9 +374,10 @@ def card_markdown(card: dict) -> str:
               "x-cal: thresholds calibrated on the other half of the validation patients (2-fold, by patient), "
               "so the flags are judged on patients they were not calibrated on; the other rows use the shipped "
               "thresholds (all validation patients).", "", "```", card.get("evaluation_text", ""), "```", ""]
-    per = [r for r in card.get("evaluation", []) if r["landmark"] != "all" and r["method"] == sh.get("mode")]
+    flag_method = "gated" if sh.get("max_disagreement_mm") is not None else sh.get("mode")
+    per = [r for r in card.get("evaluation", []) if r["landmark"] != "all" and r["method"] == flag_method]
     if per:
-        lines += ["Shipped method per landmark:", "", "| set | landmark | n | all mm | high mm | high % | >10 mm | of them low % |",
+        lines += [f"Shipped flag (`{flag_method}`) per landmark:", "", "| set | landmark | n | all mm | high mm | high % | >10 mm | of them low % |",
                   "|---|---|---|---|---|---|---|---|"]
         for r in per:
             lines.append(f"| {r['set']} | {r['landmark']} | {r['n_points']} | {r['mean_error_mm']:.2f} ± {r['sd_error_mm']:.2f} | "
@@ -434,8 +436,9 @@ def main(argv: list[str] | None = None) -> int:
         print(card["evaluation_text"])
         return 0
     model, info = train_phdnet(build_samples(train_cases), sets["ACDC val"], Path(args.out) / "sax_phdnet_latest.pt", cfg, args.device)
-    shipped = {"mode": "agreement", "agreement_sigma_mm": 3.0, "support_radius_px": 2.0,
-               "why": "see the evaluation table; U-Net position, PHD-Net agreement confidence"}
+    shipped = {"mode": "agreement", "agreement_sigma_mm": 3.0, "support_radius_px": 2.0, "max_disagreement_mm": 3.0,
+               "why": "see the evaluation table; U-Net position, PHD-Net agreement confidence, gated by the U-Net's "
+                      "disagreement with itself (confidence.phdnet.consistency_gate)"}
     card = write_bundle(model, cfg, info, Path(args.out), unet, sets, shipped)
     print(card["evaluation_text"])
     return 0

@@ -149,6 +149,10 @@ class TrainConfig:
     context_dropout: float = 0.15  # share of training samples shown without neighbours (single-slice series)
     holdout_fraction: float = 0.2  # patients held out of training, halved into choice and calibration sets
     validate_from: float = 0.4  # validate (and so possibly keep) the weights from this share of the epochs on
+    # since v1.6 (issue 16): MS-CMRSeg LGE (5 subjects, full labels) trains only, each stack shown `mscmr_repeat` times
+    # per epoch; `leave_out` (comma-separated patient ids) keeps patients out of training (leave-one-out folds)
+    mscmr_repeat: int = 8
+    leave_out: str = ""
 
 
 def _labelled_cases(data: Path) -> list:
@@ -173,7 +177,7 @@ def _train_val(data: Path, cfg: TrainConfig):
 def _extra_sets(data: Path, cfg: TrainConfig) -> dict[str, list]:
     """The partially labelled sets of ``cfg.sets`` found beside the ACDC folder (``data/../lge/emidec``,
     ``data/../perfusion/mlperf``); a set that is not there is logged and left out."""
-    from CardiacLandmarksLib.datasets.sax import emidec_cases, mlperf_sax_cases
+    from CardiacLandmarksLib.datasets.sax import emidec_cases, mlperf_sax_cases, mscmr_cases
 
     wanted = {s.strip() for s in cfg.sets.split(",") if s.strip()}
     root = Path(data).parent
@@ -190,6 +194,11 @@ def _extra_sets(data: Path, cfg: TrainConfig) -> dict[str, list]:
             out["perfusion"] = mlperf_sax_cases(folder, keep)
         else:
             out["perfusion"] = []
+    if "mscmr" in wanted:
+        folder = root / "lge" / "mscmr"
+        out["mscmr"] = mscmr_cases(folder) * max(1, cfg.mscmr_repeat) if folder.is_dir() else []
+    left_out = {p.strip() for p in cfg.leave_out.split(",") if p.strip()}
+    out = {name: [c for c in cases if c.patient not in left_out] for name, cases in out.items()}
     for name, cases in out.items():
         if not cases:
             logger.warning("training set %s not found under %s: left out", name, root)
@@ -220,7 +229,8 @@ def split_sets(data: Path, cfg: TrainConfig) -> tuple[list, list, list, str]:
     from CardiacLandmarksLib.datasets.sax import three_way_split
 
     seed = cfg.seed if cfg.split_seed is None else cfg.split_seed
-    cases = _labelled_cases(data)
+    left_out = {p.strip() for p in cfg.leave_out.split(",") if p.strip()}
+    cases = [c for c in _labelled_cases(data) if c.patient not in left_out]
     note = "choice and calibration patients are disjoint"
     seen = _init_patients(cfg)
     try:
@@ -242,7 +252,7 @@ def split_sets(data: Path, cfg: TrainConfig) -> tuple[list, list, list, str]:
     for name, extra in _extra_sets(data, cfg).items():
         if not extra:
             continue
-        if name == "perfusion":
+        if name in ("perfusion", "mscmr"):  # train only: perfusion has no RV label; MS-CMRSeg is 5 subjects
             train += extra
             continue
         t, ch, ca = three_way_split(extra, cfg.holdout_fraction / 2, seed)
@@ -565,7 +575,13 @@ def training_data_text(cfg: TrainConfig) -> str:
     if "perfusion" in sets:
         parts.append("mlperf first-pass perfusion frames at peak contrast (Martin-Isla et al.; the perfusion U-Net's "
                      "training patients only): C-LV and LV/myocardium only")
-    return "; ".join(parts) + ". Fixed test splits (ACDC 20 patients, EMIDEC 20 cases) never seen."
+    if "mscmr" in sets:
+        parts.append(f"MS-CMRSeg LGE (Zhuang, MICCAI 2019; research use), all labels, training only, each stack "
+                     f"{cfg.mscmr_repeat}x per epoch")
+    text = "; ".join(parts) + ". Fixed test splits (ACDC 20 patients, EMIDEC 20 cases) never seen."
+    if cfg.leave_out.strip():
+        text += f" Left out (never seen): {cfg.leave_out}."
+    return text
 
 
 def recalibrate(weights: Path, data: Path, device: str = "cpu") -> dict:
