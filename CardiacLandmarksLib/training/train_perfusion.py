@@ -408,6 +408,8 @@ def render_card_markdown(card: dict) -> str:
               "- Trained on 8 patients from one public set (one vendor/site); validated on 3. Expect lower accuracy on "
               "other scanners, and check every result visually.",
               "- Rigid in-plane motion only (per-frame translation of the reference mask).",
+              *(["", "## Notes", "", *[f"- **{k}**: {text}" for k, text in card["notes"].items()]]
+                if card.get("notes") else []),
               *(["", "## Evaluation suite", "", card_section(card["suite"]).strip()] if card.get("suite") else []),
               "", "## How to retrain", "", f"`{card['retrain']}`", "",
               "## Integrity", "", f"SHA256 of `{card['name']}.pt`: `{card['sha256']}` (checked on every load).", ""]
