@@ -473,10 +473,13 @@ class CardiacLandmarksWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.logic.showPoint(result, point)
             if point.flag == "absent":
                 text = _("{name} on slice {slice}, phase {phase}: not found. Click in the view to place it.")
+            elif point.doubt:
+                text = _("{name} on slice {slice}, phase {phase}: low confidence {confidence} ({doubt}). "
+                         "Drag it if wrong.")
             else:
                 text = _("{name} on slice {slice}, phase {phase}: low confidence {confidence}. Drag it if wrong.")
             self.ui.statusLabel.text = text.format(name=point.name, slice=point.slice, phase=point.phase,
-                                                   confidence=f"{point.confidence:.2f}")
+                                                   confidence=f"{point.confidence:.2f}", doubt=point.doubt)
 
     def onExport(self, markups: bool = False, landmarksJson: bool = False, csv: bool = False) -> None:
         """Export the current (corrected) landmarks and measurements to the output folder."""

@@ -56,12 +56,14 @@ def test_flag_counts():
 
 def test_correction_rule():
     det = _lm("A-RVI", 1, 0, "low", 0.05)
-    # unchanged (within tolerance): keeps the model's flag and confidence
+    det.doubt = "PHD-Net does not confirm the point"
+    # unchanged (within tolerance): keeps the model's flag, confidence and reason
     same = corrected_landmark(det, "A-RVI", 1, 0, True, det.position + POSITION_TOLERANCE_MM / 10, det.ijk)
-    assert not same.corrected and same.flag == "low" and same.confidence == 0.05
-    # moved: corrected, confidence 1, high
+    assert not same.corrected and same.flag == "low" and same.confidence == 0.05 and same.doubt == det.doubt
+    assert flagged_points([same], NAMES)[0].doubt == det.doubt  # the review queue says why
+    # moved: corrected, confidence 1, high, no doubt left
     moved = corrected_landmark(det, "A-RVI", 1, 0, True, det.position + [2.0, 0, 0], det.ijk)
-    assert moved.corrected and moved.flag == "high" and moved.confidence == 1.0
+    assert moved.corrected and moved.flag == "high" and moved.confidence == 1.0 and moved.doubt == ""
     np.testing.assert_allclose(moved.position, det.position + [2.0, 0, 0])
     # unset: corrected absent
     unset = corrected_landmark(det, "A-RVI", 1, 0, False, None, None)

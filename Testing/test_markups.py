@@ -49,6 +49,8 @@ def lmset() -> LandmarkSet:
             lms.append(_lm("C-LV", k, t, base, 0.97))
             lms.append(_lm("A-RVI", k, t, base + [-18.0, -14.5, 0.3], 0.93 if (k, t) != (1, 0) else 0.42))
             lms.append(_lm("I-RVI", k, t, None if (k, t) == (1, 1) else base + [-15.0, 17.0, -0.2], 0.81234))
+    low = next(lm for lm in lms if lm.flag == "low")
+    low.doubt = "the network's own estimates disagree (5.3 mm; limit 3 mm)"
     return LandmarkSet("case01.nii.gz", "sax", dict(MODEL), lms)
 
 
@@ -94,6 +96,7 @@ def test_round_trip(lmset, tmp_path):
     for lm in back.landmarks:
         orig = lmset.get(*_key(lm))
         assert lm.found == orig.found and lm.flag == orig.flag and lm.corrected is False
+        assert lm.doubt == orig.doubt  # the reason a point is low travels in its description
         assert lm.confidence == orig.confidence  # exact: from controlPointValues
         if lm.found:
             np.testing.assert_allclose(lm.position, orig.position, atol=1e-12)

@@ -124,10 +124,12 @@ def test_geometry_naming_swaps_posterior_a_rvi():
 
     s = CMRSeries(np.zeros((1, 1, 4, 4), np.float32), (1, 1, 1), np.eye(3), np.zeros((1, 3)))
     a = Landmark("A-RVI", 0, 0, True, np.array([0.0, 10.0, 0.0]), np.array([0.0, 10.0, 0.0]), 0.9, "high")
-    i = Landmark("I-RVI", 0, 0, True, np.array([0.0, -10.0, 0.0]), np.array([0.0, -10.0, 0.0]), 0.4, "low")
+    i = Landmark("I-RVI", 0, 0, True, np.array([0.0, -10.0, 0.0]), np.array([0.0, -10.0, 0.0]), 0.4, "low",
+                 doubt="PHD-Net does not confirm the point")
     ls = LandmarkSet("x", "sax", {}, [a, i])
     assert name_rvi_by_geometry(ls, s) == 1
     assert ls.get("A-RVI", 0).position[1] == -10.0 and ls.get("A-RVI", 0).confidence == 0.4
+    assert ls.get("A-RVI", 0).doubt == "PHD-Net does not confirm the point" and ls.get("I-RVI", 0).doubt == ""
     s.orientation_known = False
     assert name_rvi_by_geometry(ls, s) == 0
 
@@ -144,6 +146,14 @@ def test_cli_detect_acdc_writes_every_output(acdc_dir, tmp_path):
     keys = {"name", "slice", "phase", "found", "position", "ijk", "confidence", "flag"}
     assert all(keys <= set(lm) for lm in doc["landmarks"])
     assert {lm["flag"] for lm in doc["landmarks"]} <= {"high", "low", "absent"}
+    # every low point says why (the confidence gate's disagreement in mm, or PHD-Net not confirming it); no other
+    low = [lm for lm in doc["landmarks"] if lm["flag"] == "low"]
+    assert low and all(lm["doubt"] for lm in low)
+    assert not any(lm["doubt"] for lm in doc["landmarks"] if lm["flag"] != "low")
+    assert any("disagree" in lm["doubt"] and "mm" in lm["doubt"] for lm in low)
+    mrk = json.loads(next(out.glob("*.mrk.json")).read_text())
+    descriptions = [cp["description"] for cp in mrk["markups"][0]["controlPoints"]]
+    assert any("why low: " in d for d in descriptions)
     assert list(out.glob("*.mrk.json")) and list(out.glob("*_overlay.png"))
     assert (out / "measurements.csv").read_text().startswith("name,slice,phase,value,unit")
     assert doc["model"]["name"] == "sax_unet"  # a NIfTI named after nothing: the general SAX model

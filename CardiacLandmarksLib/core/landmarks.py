@@ -37,6 +37,8 @@ class Landmark:
         confidence: in [0, 1]; 0 when not found.
         flag: ``"high"``, ``"low"`` or ``"absent"``.
         corrected: True when a user placed or moved the point (the confidence then is 1).
+        doubt: why a found point is flagged low, in words (e.g. the detector's estimates disagree by 5.3 mm);
+            empty for high, absent and corrected points, and where the detector gives no reason.
     """
 
     name: str
@@ -48,6 +50,7 @@ class Landmark:
     confidence: float
     flag: str
     corrected: bool = False
+    doubt: str = ""
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -70,6 +73,7 @@ class Landmark:
             confidence=float(d.get("confidence", 0.0)),
             flag=d.get("flag", "high" if d["found"] else "absent"),
             corrected=bool(d.get("corrected", False)),
+            doubt=str(d.get("doubt") or ""),
         )
 
 

@@ -43,6 +43,8 @@ class FlaggedPoint:
     flag: str
     confidence: float
     case: str = ""
+    #: why the point is low, in words (:attr:`Landmark.doubt`); empty for absent points or without a reason
+    doubt: str = ""
 
     @property
     def key(self) -> tuple:
@@ -65,7 +67,7 @@ def flagged_points(landmarks: Iterable[Landmark], names: Sequence[str], case: st
     """
     order = {name: n for n, name in enumerate(names)}
     points = [FlaggedPoint(lm.name, int(lm.slice), int(lm.phase), order.get(lm.name, len(order)), lm.flag,
-                           float(lm.confidence), case)
+                           float(lm.confidence), case, lm.doubt if lm.flag == "low" else "")
               for lm in landmarks if not lm.corrected and lm.flag in REVIEW_FLAGS]
     if by_confidence:
         return sorted(points, key=lambda p: (p.confidence, p.key))
@@ -139,5 +141,6 @@ def corrected_landmark(detected: Landmark | None, name: str, slice: int, phase: 
         position, ijk = np.asarray(position_lps, float), np.asarray(ijk, float)
     else:
         position = ijk = np.full(3, np.nan)
+    doubt = detected.doubt if detected is not None and not corrected and flag == "low" else ""
     return Landmark(name, int(slice), int(phase), bool(defined), position, ijk, float(confidence), flag,
-                    bool(corrected))
+                    bool(corrected), doubt)

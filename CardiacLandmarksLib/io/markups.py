@@ -16,7 +16,8 @@ Layout (what a Slicer user gets when dropping the files into Slicer):
   ones, so Slicer draws them in the point list's selected colour (green) and unselected
   colour (orange); no point is locked;
 * each point's ``description`` says what the model found, e.g.
-  ``"high confidence 0.93; model position LPS -12.34 45.67 78.90 mm"`` or ``"absent"``;
+  ``"high confidence 0.93; model position LPS -12.34 45.67 78.90 mm"`` or ``"absent"``; a low point whose
+  detector gave a reason ends with ``"; why low: <reason>"`` (:attr:`Landmark.doubt`, read back too);
   it moves with the point when the user edits, reorders or deletes points, so
   :func:`read_markups` can tell user-moved points (``corrected``) from model ones;
 * the markup's ``measurements`` hold ``"confidence"`` with ``controlPointValues`` (one value
@@ -62,6 +63,7 @@ LOW_COLOR = (1.0, 0.55, 0.0)
 MOVED_TOL_MM = 0.05
 
 _LABEL_RE = re.compile(r"^\s*(?P<name>[A-Za-z][A-Za-z-]*)\s+s(?P<slice>\d+)\s+p(?P<phase>\d+)\s*$")
+_WHY_RE = re.compile(r"; why low: (?P<why>.*)$")
 _CONF_RE = re.compile(r"\b(?P<flag>high|low) confidence (?P<conf>[0-9]*\.?[0-9]+)")
 _MODELPOS_RE = re.compile(r"model position LPS (?P<x>\S+) (?P<y>\S+) (?P<z>\S+) mm")
 
@@ -85,7 +87,8 @@ def control_point_description(lm: Landmark) -> str:
     if not lm.found:
         return "absent"
     x, y, z = (float(v) for v in np.asarray(lm.position, float))
-    return f"{lm.flag} confidence {float(lm.confidence):.2f}; model position LPS {x:.2f} {y:.2f} {z:.2f} mm"
+    text = f"{lm.flag} confidence {float(lm.confidence):.2f}; model position LPS {x:.2f} {y:.2f} {z:.2f} mm"
+    return text + (f"; why low: {lm.doubt}" if lm.doubt and lm.flag == "low" else "")
 
 
 def _landmark_order(lmset: LandmarkSet) -> dict[str, int]:
@@ -283,7 +286,9 @@ def _model_said(name: str, k: int, t: int, desc: str, conf_values, idx: int, pos
             model_pos = None
     if model_pos is None:  # no recorded position: a found point counts as the model's own
         model_pos = np.asarray(pos, float) if pos is not None else np.full(3, np.nan)
-    return Landmark(name, k, t, True, model_pos, np.full(3, np.nan), conf, m_conf.group("flag"))
+    m_why = _WHY_RE.search(desc)
+    return Landmark(name, k, t, True, model_pos, np.full(3, np.nan), conf, m_conf.group("flag"),
+                    doubt=m_why.group("why").strip() if m_why else "")
 
 
 def _read_one(path: Path, series, moved_tol_mm: float) -> tuple[dict, list[Landmark]]:

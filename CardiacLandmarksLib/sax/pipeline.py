@@ -66,6 +66,7 @@ def name_rvi_by_geometry(lmset: LandmarkSet, series: CMRSeries) -> int:
             a.ijk, i.ijk = i.ijk, a.ijk
             a.confidence, i.confidence = i.confidence, a.confidence
             a.flag, i.flag = i.flag, a.flag
+            a.doubt, i.doubt = i.doubt, a.doubt
             swaps += 1
     return swaps
 
@@ -138,6 +139,7 @@ def detect_landmarks(
         phd = PhdNetConfidence.load(device=model.device)
     elif confidence != "peak":
         raise CardiacLandmarksError(f"unknown confidence mode {confidence!r}: use 'phdnet' or 'peak'")
+    gate_mm = phd.shipped.get("max_disagreement_mm") if phd is not None else None
     described = model.describe()
     if phd is not None:
         described["confidence_model"] = phd.describe()
@@ -179,6 +181,7 @@ def detect_landmarks(
             conf_all = np.where(found_all, peak, 0.0)
             flag_all = np.where(~found_all, "absent",
                                 np.where(peak >= np.array([high_t[nm] for nm in names]), "high", "low"))
+        doubts = low_flag_reasons(flag_all, disagreement, gate_mm, phd is not None)
         for n, (k, t) in enumerate(chunk):
             ijk_all = grids[k].canvas_to_ijk(xy[n])
             for c, name in enumerate(names):
@@ -186,7 +189,8 @@ def detect_landmarks(
                 ijk = ijk_all[c] if found else np.full(3, np.nan)
                 pos = series.ijk_to_lps(ijk) if found else np.full(3, np.nan)
                 lmset.landmarks.append(Landmark(name, k, t, found, pos, ijk, float(conf_all[n, c]) if found else 0.0,
-                                                str(flag_all[n, c]) if found else "absent"))
+                                                str(flag_all[n, c]) if found else "absent",
+                                                doubt=doubts[n][c] if found else ""))
         done += len(chunk)
         if progress is not None:
             progress(done, total)
@@ -194,6 +198,31 @@ def detect_landmarks(
     lmset.landmarks.sort(key=lambda lm: (lm.phase, lm.slice, names.index(lm.name)))
     lmset.measurements = rvi_measurements(lmset, series=series)
     return lmset
+
+
+def low_flag_reasons(flags: np.ndarray, disagreement_mm: np.ndarray, gate_mm: float | None,
+                     phdnet: bool) -> list[list[str]]:
+    """Why each low point ``[n, L]`` is low, in words for the reader (:attr:`Landmark.doubt`); "" elsewhere.
+
+    ``disagreement_mm [n, L]``: :attr:`~CardiacLandmarksLib.sax.rvi_segmentation.Located.disagreement_mm`;
+    ``gate_mm``: the confidence card's ``shipped.max_disagreement_mm`` (None = no gate); ``phdnet``: the
+    confidence comes from PHD-Net (else from the U-Net's peak probability).
+    """
+    out = []
+    for row_f, row_d in zip(np.asarray(flags), np.asarray(disagreement_mm, float)):
+        reasons = []
+        for f, d in zip(row_f, row_d):
+            if f != "low":
+                reasons.append("")
+            elif gate_mm is not None and d > gate_mm:
+                how = "no segmentation point" if not np.isfinite(d) else f"{d:.1f} mm"
+                reasons.append(f"the network's own estimates disagree ({how}; limit {gate_mm:g} mm)")
+            elif phdnet:
+                reasons.append("PHD-Net does not confirm the point")
+            else:
+                reasons.append("weak heatmap peak")
+        out.append(reasons)
+    return out
 
 
 @dataclass

@@ -504,7 +504,8 @@ class ReviewApp:
                 "case": p.case, "name": p.name, "slice": p.slice, "phase": p.phase,
                 "flag": p.flag, "confidence": round(p.confidence, 2),
                 "title": f"{self._title(p.case)} · {p.name} s{p.slice} p{p.phase}",
-                "subtitle": "absent" if p.flag == "absent" else f"low confidence {p.confidence:.2f}",
+                "subtitle": "absent" if p.flag == "absent" else f"low confidence {p.confidence:.2f}"
+                            + (f": {p.doubt}" if p.doubt else ""),
             }
             if with_order:
                 item["_order"] = self._order(p)
