@@ -80,13 +80,13 @@ def test_low_peak_and_tta_disagreement_flag_low():
     s = coronal_series()
     xy = make_grid(s, 0).ijk_to_canvas(np.array([[40.0, 40.0], [90.0, 40.0], [64.0, 110.0]]))
     weak = detect_lax(s, "4ch", model=PeakModel(xy, peak=0.3), tta=False, track=False)
-    assert all(lm.flag == "low" for lm in weak.landmarks)
+    assert all(lm.flag == "low" and lm.doubt == "weak heatmap peak" for lm in weak.landmarks)
     none = detect_lax(s, "4ch", model=PeakModel(xy, peak=0.05), tta=False, track=False)
     assert all(not lm.found and lm.flag == "absent" for lm in none.landmarks)
     assert not [m for m in none.measurements if m.name == "LV length"]
     # a model that ignores the image gives the same canvas point for rotated copies: the TTA spread flags it
     spread = detect_lax(s, "4ch", model=PeakModel(xy), tta=True, track=False)
-    assert all(lm.flag == "low" for lm in spread.landmarks)
+    assert all(lm.flag == "low" and lm.doubt.startswith("mirror-TTA estimates") for lm in spread.landmarks)
 
 
 def test_tracking_stage_and_progress():

@@ -235,7 +235,11 @@ def detect_lax(
                 pos = series.ijk_to_lps(ijk) if found else np.full(3, np.nan)
                 high = found and p >= high_t[name] and spread_mm[t, c] <= max_spread
                 flag = "absent" if not found else ("high" if high else "low")
-                lmset.landmarks.append(Landmark(name, k, t, found, pos, ijk, p if found else 0.0, flag))
+                doubt = ""
+                if flag == "low":
+                    doubt = (f"mirror-TTA estimates {spread_mm[t, c]:.1f} mm apart (limit {max_spread:g} mm)"
+                             if spread_mm[t, c] > max_spread else "weak heatmap peak")
+                lmset.landmarks.append(Landmark(name, k, t, found, pos, ijk, p if found else 0.0, flag, doubt=doubt))
                 if found:
                     pts[name] = pos
             _apply_naming_check(series, view, lmset, k, t, pts, notes)

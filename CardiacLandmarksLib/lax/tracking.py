@@ -418,7 +418,7 @@ def _tracked_set(series, base, result: TrackResult, k: int, keep: dict, cfg: Tra
                 a = keep[(name, t)]
                 out.landmarks.append(Landmark(name, k, t, True, np.asarray(a.position, float),
                                               np.r_[series.lps_to_ijk(np.asarray(a.position, float))[:2], k],
-                                              float(a.confidence), a.flag, bool(a.corrected)))
+                                              float(a.confidence), a.flag, bool(a.corrected), a.doubt))
                 continue
             p = result.positions[t, li]
             if not np.all(np.isfinite(p)):
@@ -426,8 +426,9 @@ def _tracked_set(series, base, result: TrackResult, k: int, keep: dict, cfg: Tra
                 continue
             ijk = np.array([p[0], p[1], float(k)])
             c = float(result.confidence[t, li])
-            out.landmarks.append(Landmark(name, k, t, True, series.ijk_to_lps(ijk), ijk, c,
-                                          "high" if c >= cfg.low_below else "low"))
+            low = c < cfg.low_below
+            out.landmarks.append(Landmark(name, k, t, True, series.ijk_to_lps(ijk), ijk, c, "low" if low else "high",
+                                          doubt="tracking: weak image match or forward/backward estimates disagree" if low else ""))
     trk = dict(out.model.get("tracking", {}))
     anchors = dict(trk.get("anchors", {}))
     anchors.update({n: [int(x) for x in ph] for n, ph in result.anchors.items()})
