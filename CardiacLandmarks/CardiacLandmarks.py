@@ -474,7 +474,7 @@ class CardiacLandmarksWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             if point.flag == "absent":
                 text = _("{name} on slice {slice}, phase {phase}: not found. Click in the view to place it.")
             elif point.doubt:
-                text = _("{name} on slice {slice}, phase {phase}: low confidence {confidence} ({doubt}). "
+                text = _("{name} on slice {slice}, phase {phase}: low confidence {confidence} — {doubt}. "
                          "Drag it if wrong.")
             else:
                 text = _("{name} on slice {slice}, phase {phase}: low confidence {confidence}. Drag it if wrong.")

@@ -291,6 +291,8 @@ def test_browser_review_drag_place_save(cohort):
                     break
             else:
                 pytest.fail("no low-confidence RV insertion point with its slice complete in the queue")
+            # the banner says why the point is low (every low SAX point carries a reason, Landmark.doubt)
+            assert " — " in msg and ("disagree" in msg or "PHD-Net" in msg)
             time.sleep(1.5)
             case, k = probe["case"], probe["slice"]
             page.screenshot(path=str(shots / "02_next_flagged.png"))

@@ -409,8 +409,9 @@ class ReviewApp:
         if item["flag"] == "absent":
             text = f"{self._title(item['case'])}: {item['name']} on slice {item['slice']}: not found. Press Place, then click in the view."
         else:
+            why = f" — {item['doubt']}" if item.get("doubt") else ""
             text = (f"{self._title(item['case'])}: {item['name']} on slice {item['slice']}: low confidence "
-                    f"{item['confidence']:.2f}. Drag it if it is wrong.")
+                    f"{item['confidence']:.2f}{why}. Drag it if it is wrong.")
         self._message(text, "warning")
         self._refresh()
 
@@ -502,7 +503,7 @@ class ReviewApp:
             item = {
                 "key": f"{p.case}|{p.name}|{p.slice}|{p.phase}",
                 "case": p.case, "name": p.name, "slice": p.slice, "phase": p.phase,
-                "flag": p.flag, "confidence": round(p.confidence, 2),
+                "flag": p.flag, "confidence": round(p.confidence, 2), "doubt": p.doubt,
                 "title": f"{self._title(p.case)} · {p.name} s{p.slice} p{p.phase}",
                 "subtitle": "absent" if p.flag == "absent" else f"low confidence {p.confidence:.2f}"
                             + (f": {p.doubt}" if p.doubt else ""),
