@@ -277,6 +277,8 @@ def test_assess_gate_flags_self_disagreeing_points_low(tmp_path):
     dis = np.array([[0.0, 10.0, np.inf]] * 3)
     gated = phd.assess(images, own.phd_xy, found, disagreement_mm=dis)
     assert np.allclose(gated.raw[:, 0], calm.raw[:, 0]) and set(gated.flag[:, 0]) == {"high"}
+    assert calm.gated is not None and not calm.gated.any()
+    assert np.array_equal(gated.gated, np.array([[False, True, True]] * 3))  # the reason the pipeline reports
     assert set(gated.flag[:, 1:].ravel()) == {"low"}
     assert np.allclose(gated.raw[:, 1], t * 3.0 / 10.0) and np.all(gated.raw[:, 2] == 0)
     assert np.array_equal(gated.flag == "high", gated.confidence > 0.5)

@@ -337,7 +337,9 @@ class ConfidenceResult:
     confidence: ``[n, L]`` in [0, 1), 0.5 at the calibrated threshold (:func:`normalise_confidence`),
     0 where absent; raw: ``[n, L]`` the shipped raw confidence the thresholds apply to;
     flag: ``[n, L]`` object array of ``"high"``/``"low"``/``"absent"``; phd_xy: ``[n, L, 2]``
-    PHD-Net's own landmark (canvas px); phd_confidence: ``[n, L]`` PHD-Net's raw peak value.
+    PHD-Net's own landmark (canvas px); phd_confidence: ``[n, L]`` PHD-Net's raw peak value;
+    gated: ``[n, L]`` bool, True where the detector disagreed with itself beyond the card's limit, so
+    :func:`consistency_gate` holds the point low whatever its agreement; None without a gate.
     """
 
     confidence: np.ndarray
@@ -345,6 +347,7 @@ class ConfidenceResult:
     phd_xy: np.ndarray
     phd_confidence: np.ndarray
     raw: np.ndarray
+    gated: np.ndarray | None = None
 
 
 @dataclass
@@ -400,6 +403,12 @@ class PhdNetConfidence(BundledNet):
     def shipped(self) -> dict:
         """How the shipped confidence is computed: ``{"mode": "agreement"|"support"|"phdnet", ...}``."""
         return dict(self.card.get("shipped", {"mode": "agreement", "agreement_sigma_mm": 3.0}))
+
+    @property
+    def max_disagreement_mm(self) -> float | None:
+        """The card's gate, ``shipped.max_disagreement_mm`` (mm; None: no gate)."""
+        value = self.shipped.get("max_disagreement_mm")
+        return None if value is None else float(value)
 
     def thresholds(self) -> np.ndarray:
         """High-confidence thresholds ``[L]`` of the shipped confidence, in landmark order."""
@@ -498,11 +507,13 @@ class PhdNetConfidence(BundledNet):
                                             float(self.card.get("input", {}).get("canvas_mm", 1.5)))
         raw = np.where(found, np.clip(conf, 0.0, 1.0), 0.0).astype(np.float32)
         thr = self.thresholds()
-        max_mm = shipped.get("max_disagreement_mm")
+        max_mm = self.max_disagreement_mm
+        gated = None
         if disagreement_mm is not None and max_mm is not None:
             disagreement_mm = np.asarray(disagreement_mm, np.float64)
             if disagreement_mm.shape != (n, n_lm):
                 raise ValueError(f"disagreement_mm must be [n, L] = {(n, n_lm)}, got {disagreement_mm.shape}")
-            raw = consistency_gate(raw, disagreement_mm, thr, float(max_mm))
+            gated = found & (disagreement_mm > max_mm)
+            raw = consistency_gate(raw, disagreement_mm, thr, max_mm)
         shown = np.where(found, normalise_confidence(raw, thr), 0.0).astype(np.float32)
-        return ConfidenceResult(shown, flags_from_confidence(raw, found, thr), res.xy, res.confidence, raw)
+        return ConfidenceResult(shown, flags_from_confidence(raw, found, thr), res.xy, res.confidence, raw, gated)

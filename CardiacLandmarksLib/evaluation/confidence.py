@@ -166,9 +166,8 @@ def predict_set(name: str, samples: SampleSet, unet, phd, oriented: bool = False
         n_u = name_rvi_by_canvas(xy_u, found_u, peak_u, support, agreement, dis_u)
         n_p = name_rvi_by_canvas(phd_xy, found_p, phd_conf)
         logger.info("%s: A/I-RVI renamed by anatomy on %d (U-Net) and %d (PHD-Net) of %d slices", name, n_u, n_p, len(xy_u))
-    gate = shipped.get("max_disagreement_mm")
     return SetPredictions(name, samples, xy_u, peak_u, found_u, phd_xy, phd_conf, found_p, support, agreement, dis_u,
-                          None if gate is None else float(gate))
+                          phd.max_disagreement_mm)
 
 
 def calibrate_methods(val: SetPredictions, worst_fraction: float = 0.1) -> dict[str, np.ndarray]:

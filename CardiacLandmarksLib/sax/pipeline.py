@@ -139,7 +139,6 @@ def detect_landmarks(
         phd = PhdNetConfidence.load(device=model.device)
     elif confidence != "peak":
         raise CardiacLandmarksError(f"unknown confidence mode {confidence!r}: use 'phdnet' or 'peak'")
-    gate_mm = phd.shipped.get("max_disagreement_mm") if phd is not None else None
     described = model.describe()
     if phd is not None:
         described["confidence_model"] = phd.describe()
@@ -176,12 +175,14 @@ def detect_landmarks(
         found_all = decide_presence(peak, names, [found_t[nm] for nm in names], pair_t, area, min_area)
         if phd is not None:
             assessed = phd.assess(canv[:, 0], positions=xy, found=found_all, disagreement_mm=disagreement)
-            conf_all, flag_all = assessed.confidence, assessed.flag
+            conf_all, flag_all, gated = assessed.confidence, assessed.flag, assessed.gated
         else:
+            gated = None
             conf_all = np.where(found_all, peak, 0.0)
             flag_all = np.where(~found_all, "absent",
                                 np.where(peak >= np.array([high_t[nm] for nm in names]), "high", "low"))
-        doubts = low_flag_reasons(flag_all, disagreement, gate_mm, phd is not None)
+        doubts = low_flag_reasons(flag_all, disagreement, gated, phd.max_disagreement_mm if phd else None,
+                                  phd is not None)
         for n, (k, t) in enumerate(chunk):
             ijk_all = grids[k].canvas_to_ijk(xy[n])
             for c, name in enumerate(names):
@@ -200,21 +201,24 @@ def detect_landmarks(
     return lmset
 
 
-def low_flag_reasons(flags: np.ndarray, disagreement_mm: np.ndarray, gate_mm: float | None,
-                     phdnet: bool) -> list[list[str]]:
+def low_flag_reasons(flags: np.ndarray, disagreement_mm: np.ndarray, gated: np.ndarray | None,
+                     gate_mm: float | None, phdnet: bool) -> list[list[str]]:
     """Why each low point ``[n, L]`` is low, in words for the reader (:attr:`Landmark.doubt`); "" elsewhere.
 
     ``disagreement_mm [n, L]``: :attr:`~CardiacLandmarksLib.sax.rvi_segmentation.Located.disagreement_mm`;
-    ``gate_mm``: the confidence card's ``shipped.max_disagreement_mm`` (None = no gate); ``phdnet``: the
-    confidence comes from PHD-Net (else from the U-Net's peak probability).
+    ``gated [n, L]``: where the confidence gate lowered the point (:attr:`ConfidenceResult.gated
+    <CardiacLandmarksLib.confidence.phdnet.ConfidenceResult>`; None = no gate), ``gate_mm`` its limit (mm);
+    ``phdnet``: the confidence comes from PHD-Net (else from the U-Net's peak probability).
     """
+    flags = np.asarray(flags)
+    gated = np.zeros(flags.shape, bool) if gated is None else np.asarray(gated, bool)
     out = []
-    for row_f, row_d in zip(np.asarray(flags), np.asarray(disagreement_mm, float)):
+    for row_f, row_d, row_g in zip(flags, np.asarray(disagreement_mm, float), gated):
         reasons = []
-        for f, d in zip(row_f, row_d):
+        for f, d, g in zip(row_f, row_d, row_g):
             if f != "low":
                 reasons.append("")
-            elif gate_mm is not None and d > gate_mm:
+            elif g:
                 how = "no segmentation point" if not np.isfinite(d) else f"{d:.1f} mm"
                 reasons.append(f"the network's own estimates disagree ({how}; limit {gate_mm:g} mm)")
             elif phdnet:

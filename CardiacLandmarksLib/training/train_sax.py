@@ -197,8 +197,6 @@ def _extra_sets(data: Path, cfg: TrainConfig) -> dict[str, list]:
     if "mscmr" in wanted:
         folder = root / "lge" / "mscmr"
         out["mscmr"] = mscmr_cases(folder) * max(1, cfg.mscmr_repeat) if folder.is_dir() else []
-    left_out = {p.strip() for p in cfg.leave_out.split(",") if p.strip()}
-    out = {name: [c for c in cases if c.patient not in left_out] for name, cases in out.items()}
     for name, cases in out.items():
         if not cases:
             logger.warning("training set %s not found under %s: left out", name, root)
@@ -230,7 +228,7 @@ def split_sets(data: Path, cfg: TrainConfig) -> tuple[list, list, list, str]:
 
     seed = cfg.seed if cfg.split_seed is None else cfg.split_seed
     left_out = {p.strip() for p in cfg.leave_out.split(",") if p.strip()}
-    cases = [c for c in _labelled_cases(data) if c.patient not in left_out]
+    cases = [c for c in _labelled_cases(data) if c.patient not in left_out]  # every set: see the loop below
     note = "choice and calibration patients are disjoint"
     seen = _init_patients(cfg)
     try:
@@ -250,6 +248,7 @@ def split_sets(data: Path, cfg: TrainConfig) -> tuple[list, list, list, str]:
         calib = choice
         note = "too few patients for disjoint sets: the choice patients also calibrate"
     for name, extra in _extra_sets(data, cfg).items():
+        extra = [c for c in extra if c.patient not in left_out]
         if not extra:
             continue
         if name in ("perfusion", "mscmr"):  # train only: perfusion has no RV label; MS-CMRSeg is 5 subjects
