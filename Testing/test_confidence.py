@@ -396,3 +396,24 @@ def test_mirror_disagreement_matches_separate_passes(acdc_dir):
     assert np.all(unet.predict_maps(x, False, mirror_disagreement=True)[2] == 0)
     located = locate_all(unet, x)
     assert np.all(located.disagreement_mm >= apart * 1.5 - 1e-4)
+
+
+def test_stack_jump_leaves_out_the_through_plane_part_and_judges_only_points_with_a_neighbour():
+    from CardiacLandmarksLib.confidence.phdnet import stack_jump_mm
+
+    n = np.array([0.3, -0.2, 0.93])
+    n /= np.linalg.norm(n)
+    u = np.cross(n, [1.0, 0.0, 0.0])
+    u /= np.linalg.norm(u)  # an in-plane direction
+    b = np.array([10.0, -40.0, 25.0])
+    # slice k sits 8 mm further along the (oblique) normal; in plane: 0, 2 mm, then a 10 mm jump, then not found
+    pos = np.array([b, b + 8 * n + 2 * u, b + 16 * n + 12 * u, [np.nan] * 3])
+    found = np.array([True, True, True, False])
+    jumps = stack_jump_mm(pos, found, 5 * n)  # the normal's length does not matter
+    assert np.allclose(jumps[:3], [2.0, 2.0, 10.0]) and np.isnan(jumps[3])
+    # a found point whose neighbours are both missing is not judged
+    assert np.isnan(stack_jump_mm(pos[:3], np.array([False, True, False]), n)).all()
+    with pytest.raises(ValueError):
+        stack_jump_mm(pos, found, np.zeros(3))
+    with pytest.raises(ValueError):
+        stack_jump_mm(pos[:, :2], found, n)

@@ -134,6 +134,39 @@ def test_geometry_naming_swaps_posterior_a_rvi():
     assert name_rvi_by_geometry(ls, s) == 0
 
 
+def test_stack_gate_lowers_an_rv_insertion_that_jumps_from_its_neighbours():
+    from CardiacLandmarksLib.core.series import CMRSeries
+    from CardiacLandmarksLib.sax.pipeline import stack_gate
+
+    # 4 slices 10 mm apart along z; A-RVI drifts 2 mm per slice in plane except slice 2, 15 mm off; I-RVI steady;
+    # C-LV jumps too but is not judged; one phase
+    s = CMRSeries(np.zeros((1, 4, 8, 8), np.float32), (1, 1, 10), np.eye(3), np.array([[0, 0, 10.0 * k] for k in range(4)]))
+    ax = [0.0, 2.0, 19.0, 6.0]
+
+    def lm(name, k, x, flag="high", conf=0.8):
+        return Landmark(name, k, 0, True, np.array([x, 0.0, 10.0 * k]), np.array([x, 0.0, k]), conf, flag)
+
+    pts = [lm("A-RVI", k, x) for k, x in enumerate(ax)] + [lm("I-RVI", k, -30.0 + k) for k in range(4)]
+    pts += [lm("C-LV", k, 40.0 + (20.0 if k == 1 else 0.0)) for k in range(4)]
+    pts[3] = lm("A-RVI", 3, 6.0, "low", 0.3)  # already low: keeps its own reason and confidence
+    pts[3].doubt = "PHD-Net does not confirm the point"
+    ls = LandmarkSet("x", "sax", {}, pts)
+    assert stack_gate(ls, s, 6.0) == 1
+    gated = ls.get("A-RVI", 2, 0)
+    # nearest neighbour in plane: slice 3 at 13 mm (slice 1 at 17 mm): lowered, confidence 0.5 * 6 / 13, says why
+    assert gated.flag == "low" and gated.confidence == pytest.approx(0.5 * 6.0 / 13.0)
+    assert "13.0 mm" in gated.doubt and "neighbouring slices" in gated.doubt
+    # its neighbours are 2 mm from the other side and stay high; the C-LV jump is not judged by default
+    assert [ls.get("A-RVI", k, 0).flag for k in (0, 1)] == ["high", "high"]
+    assert ls.get("A-RVI", 3, 0).doubt == "PHD-Net does not confirm the point"
+    assert all(ls.get(n, k, 0).flag == "high" for n in ("I-RVI", "C-LV") for k in range(4))
+    assert stack_gate(ls, s, 6.0, ("C-LV",)) == 2  # judged when asked: slice 1 is 20 mm from both neighbours...
+    # ...and so are slices 0 and 2 from slice 1, but each has another neighbour in place, except slice 0
+    assert [ls.get("C-LV", k, 0).flag for k in range(4)] == ["low", "low", "high", "high"]
+    one = CMRSeries(np.zeros((1, 1, 8, 8), np.float32), (1, 1, 10), np.eye(3), np.zeros((1, 3)))
+    assert stack_gate(LandmarkSet("x", "sax", {}, [lm("A-RVI", 0, 0.0)]), one, 6.0) == 0
+
+
 def test_cli_detect_acdc_writes_every_output(acdc_dir, tmp_path):
     from CardiacLandmarksLib.cli import main
 
@@ -151,6 +184,17 @@ def test_cli_detect_acdc_writes_every_output(acdc_dir, tmp_path):
     assert low and all(lm["doubt"] for lm in low)
     assert not any(lm["doubt"] for lm in doc["landmarks"] if lm["flag"] != "low")
     assert any("disagree" in lm["doubt"] and "mm" in lm["doubt"] for lm in low)
+    # the stack gate as shipped: no RV insertion left high lies > the card's limit in plane from its neighbours
+    from CardiacLandmarksLib.confidence.phdnet import PhdNetConfidence, stack_jump_mm
+    from CardiacLandmarksLib.io.load import load_series
+
+    limit = PhdNetConfidence.load("cpu").max_stack_jump_mm
+    normal = load_series(acdc_dir / "patient001_ED.nii.gz").direction[:, 2]
+    for name in ("A-RVI", "I-RVI"):
+        pts = sorted((lm for lm in doc["landmarks"] if lm["name"] == name), key=lambda lm: lm["slice"])
+        pos = np.array([lm["position"] if lm["found"] else [np.nan] * 3 for lm in pts], float)
+        jumps = stack_jump_mm(pos, np.array([lm["found"] for lm in pts]), normal)
+        assert all(not (j > limit) for lm, j in zip(pts, jumps) if lm["flag"] == "high")
     mrk = json.loads(next(out.glob("*.mrk.json")).read_text())
     descriptions = [cp["description"] for cp in mrk["markups"][0]["controlPoints"]]
     assert any("why low: " in d for d in descriptions)

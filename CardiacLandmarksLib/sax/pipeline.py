@@ -111,7 +111,9 @@ def detect_landmarks(
             ``"peak"``: the U-Net's peak probability with its own calibrated threshold. With ``"phdnet"``, a
             point whose U-Net estimates disagree (mirror TTA, heatmap vs segmentation head) by more than the
             sax_phdnet card's ``shipped.max_disagreement_mm`` is flagged low
-            (:func:`CardiacLandmarksLib.confidence.phdnet.consistency_gate`).
+            (:func:`CardiacLandmarksLib.confidence.phdnet.consistency_gate`), and an RV insertion point that lies
+            more than the card's ``shipped.max_stack_jump_mm`` in plane from the same point on its neighbouring
+            slices is flagged low too (:func:`stack_gate`).
 
     Returns:
         :class:`LandmarkSet` with one entry per landmark x slice x phase (``found`` False and
@@ -196,9 +198,44 @@ def detect_landmarks(
         if progress is not None:
             progress(done, total)
     name_rvi_by_geometry(lmset, series)
+    if phd is not None and phd.max_stack_jump_mm is not None:
+        stack_gate(lmset, series, phd.max_stack_jump_mm, phd.stack_gate_landmarks)
     lmset.landmarks.sort(key=lambda lm: (lm.phase, lm.slice, names.index(lm.name)))
     lmset.measurements = rvi_measurements(lmset, series=series)
     return lmset
+
+
+def stack_gate(lmset: LandmarkSet, series: CMRSeries, limit_mm: float,
+               names: tuple[str, ...] = ("A-RVI", "I-RVI")) -> int:
+    """Flag low every high point of ``names`` that lies more than ``limit_mm`` in plane from the same landmark on
+    both neighbouring slices of its phase (or on its one found neighbour); returns how many were lowered.
+
+    In place, after A/I naming (:func:`name_rvi_by_geometry`). Distances: :func:`CardiacLandmarksLib.confidence.
+    phdnet.stack_jump_mm` (LPS mm, the through-plane part left out; slice normal ``series.direction[:, 2]``). A
+    lowered point's confidence becomes ``min(c, 0.5 * limit / jump)`` (below the 0.5 of the calibrated threshold)
+    and its :attr:`Landmark.doubt` says how far it jumps. A point without a found neighbour is not judged.
+    The limit is the sax_phdnet card's ``shipped.max_stack_jump_mm``, chosen on non-test ACDC patients (card).
+    """
+    from CardiacLandmarksLib.confidence.phdnet import stack_jump_mm
+
+    if series.n_slices < 2:
+        return 0
+    normal = np.asarray(series.direction, float)[:, 2]
+    lowered = 0
+    for t in range(series.n_phases):
+        for name in names:
+            pts = [lmset.get(name, k, t) for k in range(series.n_slices)]
+            found = np.array([p is not None and p.found for p in pts])
+            pos = np.array([p.position if f else np.full(3, np.nan) for p, f in zip(pts, found)], float)
+            jumps = stack_jump_mm(pos, found, normal)
+            for p, jump in zip(pts, jumps):
+                if p is not None and p.flag == "high" and np.isfinite(jump) and jump > limit_mm:
+                    p.flag = "low"
+                    p.confidence = float(min(p.confidence, 0.5 * limit_mm / jump))
+                    p.doubt = (f"it lies {jump:.1f} mm in plane from the same point on the neighbouring slices "
+                               f"(limit {limit_mm:g} mm)")
+                    lowered += 1
+    return lowered
 
 
 def low_flag_reasons(flags: np.ndarray, disagreement_mm: np.ndarray, gated: np.ndarray | None,

@@ -353,11 +353,12 @@ def card_markdown(card: dict) -> str:
         f"**Candidate Smoothing**: {card['candidate_smoothing']}.",
         "",
         f"**Shipped confidence**: mode `{sh.get('mode')}` "
-        f"({', '.join(f'{k} {v}' for k, v in sh.items() if k not in ('mode', 'why', 'gate_why'))}).",
+        f"({', '.join(f'{k} {v}' for k, v in sh.items() if k not in ('mode', 'why', 'gate_why', 'stack_gate_why'))}).",
         "",
         sh.get("why", ""),
         "",
         *([f"**Gate**: {sh['gate_why']}", ""] if sh.get("gate_why") else []),
+        *([f"**Stack gate**: {sh['stack_gate_why']}", ""] if sh.get("stack_gate_why") else []),
         "## Thresholds (flag high when confidence > threshold)",
         "",
         f"Rule: {thr['rule']}.",
