@@ -56,6 +56,9 @@ class PerfTrainConfig:
     seg_pre_px: int = 112
     max_shift_mm: float = 12.0
     threads: int = 1
+    #: seed of the train / validation patient split (None: ``seed``, as v1.0.0 was split): lets models trained
+    #: with other seeds keep the same validation patients
+    split_seed: int | None = None
     #: :func:`..augment.domain_randomise` (kept intensity scale) instead of the plain gamma/gain/noise. Off by
     #: default: the bundled v1.0.0 was trained without it, and a v1.1.0 candidate with it (3000 segmenter
     #: iterations) did not beat v1.0.0 on validation (myocardium Dice 0.866 vs 0.868; issue 16, perf6 note)
@@ -105,6 +108,12 @@ def split_patients(patients: list[str], n_val: int, seed: int) -> tuple[list[str
     rng = np.random.default_rng(seed)
     val = sorted(rng.choice(ids, size=n_val, replace=False).tolist())
     return [p for p in ids if p not in val], val
+
+
+def config_split(cfg: PerfTrainConfig, patients: list[str]) -> tuple[list[str], list[str]]:
+    """(train, val) patients of a training config: :func:`split_patients` with ``cfg.split_seed`` (``cfg.seed`` when
+    None, as v1.0.0 was split), so that runs with other training seeds can keep the same validation patients."""
+    return split_patients(patients, cfg.n_val_patients, cfg.seed if cfg.split_seed is None else cfg.split_seed)
 
 
 def load_case(case: Case) -> tuple[np.ndarray, np.ndarray, tuple[float, float]]:
@@ -284,7 +293,7 @@ def train_perfusion(data: Path, out_dir: Path, cfg: PerfTrainConfig, command: st
     cases = mlperf_cases(data)
     if not cases:
         raise FileNotFoundError(f"no mlperf image + _gt pairs found in {data}")
-    train_p, val_p = split_patients([c.patient for c in cases], cfg.n_val_patients, cfg.seed)
+    train_p, val_p = config_split(cfg, [c.patient for c in cases])
     train_c = [c for c in cases if c.patient in train_p]
     val_c = [c for c in cases if c.patient in val_p]
     logger.info("train patients %s (%d series), val patients %s (%d series)", train_p, len(train_c), val_p, len(val_c))
@@ -424,13 +433,18 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seg-iters", type=int, default=PerfTrainConfig.seg_iters)
     ap.add_argument("--loc-iters", type=int, default=PerfTrainConfig.loc_iters)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--seg-base", type=int, default=PerfTrainConfig.seg_base, help="segmenter U-Net base width")
+    ap.add_argument("--split-seed", type=int, default=None,
+                    help="seed of the patient split (default: --seed); keep 0 to keep v1.0.0's validation patients")
     ap.add_argument("--domain-randomisation", action=argparse.BooleanOptionalAction,
                     default=PerfTrainConfig.domain_randomisation,
                     help="augment.domain_randomise in the segmenter's intensity scale instead of the plain "
                          "gamma/gain/noise (the v1.0.0 recipe, default)")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    cfg = PerfTrainConfig(seed=args.seed, seg_iters=args.seg_iters, loc_iters=args.loc_iters, threads=args.threads,
+    cfg = PerfTrainConfig(seed=args.seed, split_seed=args.split_seed, seg_iters=args.seg_iters, loc_iters=args.loc_iters,
+                          seg_base=args.seg_base,
+                          threads=args.threads,
                           domain_randomisation=args.domain_randomisation)
     data = args.data or (data_root() / "perfusion" / "mlperf")
     import shlex
