@@ -399,7 +399,7 @@ def test_mirror_disagreement_matches_separate_passes(acdc_dir):
 
 
 def test_stack_jump_leaves_out_the_through_plane_part_and_judges_only_points_with_a_neighbour():
-    from CardiacLandmarksLib.confidence.phdnet import stack_jump_mm
+    from CardiacLandmarksLib.core.geometry import stack_jump_mm
 
     n = np.array([0.3, -0.2, 0.93])
     n /= np.linalg.norm(n)

@@ -167,6 +167,33 @@ def test_stack_gate_lowers_an_rv_insertion_that_jumps_from_its_neighbours():
     assert stack_gate(LandmarkSet("x", "sax", {}, [lm("A-RVI", 0, 0.0)]), one, 6.0) == 0
 
 
+def test_stray_c_lv_far_from_its_neighbours_and_the_stack_is_called_absent():
+    from CardiacLandmarksLib.core.series import CMRSeries
+    from CardiacLandmarksLib.sax.pipeline import drop_stray_clv
+
+    # 5 slices 8 mm apart along an oblique normal; C-LV drifts 2 mm per slice except slice 1 (60 mm off in plane)
+    # and slice 4 (30 mm off: under the limit); 2 phases, the second without strays
+    d = np.linalg.qr(np.array([[1.0, 0.2, 0.1], [0.1, 1.0, 0.3], [0.2, 0.1, 1.0]]))[0]
+    normal, u = d[:, 2], d[:, 0]
+    origins = np.array([8.0 * k * normal for k in range(5)])
+    s = CMRSeries(np.zeros((2, 5, 8, 8), np.float32), (1, 1, 8), d, origins)
+    offs = {0: [0.0, 60.0, 4.0, 6.0, 36.0], 1: [0.0, 2.0, 4.0, 6.0, 8.0]}
+
+    def clv(k, t):
+        p = origins[k] + offs[t][k] * u
+        return Landmark("C-LV", k, t, True, p, np.zeros(3), 0.9, "high")
+
+    ls = LandmarkSet("x", "sax", {}, [clv(k, t) for t in (0, 1) for k in range(5)])
+    assert drop_stray_clv(ls, s, 35.0) == 1
+    gone = ls.get("C-LV", 1, 0)
+    assert not gone.found and gone.flag == "absent" and gone.confidence == 0.0 and np.isnan(gone.position).all()
+    # slice 0's only neighbour is the stray one (60 mm away), but it sits on the stack's median: kept; slice 4 moved
+    # 30 mm, under the limit: kept; the second phase is untouched
+    assert [ls.get("C-LV", k, 0).found for k in range(5)] == [True, False, True, True, True]
+    assert all(ls.get("C-LV", k, 1).found for k in range(5))
+    assert drop_stray_clv(ls, s, 25.0) == 1 and not ls.get("C-LV", 4, 0).found  # a lower limit drops slice 4 too
+
+
 def test_cli_detect_acdc_writes_every_output(acdc_dir, tmp_path):
     from CardiacLandmarksLib.cli import main
 
@@ -185,7 +212,8 @@ def test_cli_detect_acdc_writes_every_output(acdc_dir, tmp_path):
     assert not any(lm["doubt"] for lm in doc["landmarks"] if lm["flag"] != "low")
     assert any("disagree" in lm["doubt"] and "mm" in lm["doubt"] for lm in low)
     # the stack gate as shipped: no RV insertion left high lies > the card's limit in plane from its neighbours
-    from CardiacLandmarksLib.confidence.phdnet import PhdNetConfidence, stack_jump_mm
+    from CardiacLandmarksLib.confidence.phdnet import PhdNetConfidence
+    from CardiacLandmarksLib.core.geometry import stack_jump_mm
     from CardiacLandmarksLib.io.load import load_series
 
     limit = PhdNetConfidence.load("cpu").max_stack_jump_mm

@@ -161,3 +161,47 @@ def in_plane_anatomical_axes(direction: np.ndarray) -> tuple[np.ndarray, np.ndar
         col = np.cross(row, normal)
     col /= np.linalg.norm(col)
     return col, row
+
+
+def stack_jump_mm(positions_lps: np.ndarray, found: np.ndarray, normal_lps: np.ndarray) -> np.ndarray:
+    """In-plane distance (mm) from each point of a stack to the same landmark on its nearest neighbouring slice.
+
+    A landmark that runs along the heart (an RV insertion, the LV centre) moves little in plane from one short-axis
+    slice to the next, so a point far from both neighbours is doubtful or stray (a stack-consistency check; Xue et
+    al., Radiology: AI 2021, found basal and apical slices hardest). Used by the SAX pipeline's stack gate (the
+    sax_phdnet card's ``shipped.max_stack_jump_mm``) and its stray C-LV rule (the SAX cards'
+    ``thresholds.max_clv_stack_jump_mm``).
+
+    Args:
+        positions_lps: ``[K, 3]`` LPS mm of one landmark on the ``K`` slices of one phase, in slice order (NaN
+            where not found).
+        found: ``[K]`` bool.
+        normal_lps: ``[3]`` the stack's slice normal (LPS; any length but 0): the through-plane part of the
+            difference is left out.
+
+    Returns:
+        ``[K]`` mm: the smallest in-plane distance to the point on slice ``k - 1`` or ``k + 1`` where that one is
+        found; NaN where the point is not found or neither neighbour is (not judged).
+
+    Raises:
+        ValueError: shapes that do not match, or a zero normal.
+    """
+    p = np.asarray(positions_lps, np.float64)
+    f = np.asarray(found, bool)
+    n = np.asarray(normal_lps, np.float64).ravel()
+    if p.ndim != 2 or p.shape[1] != 3 or f.shape != (p.shape[0],) or n.shape != (3,):
+        raise ValueError(f"positions must be [K, 3] with found [K] and a normal [3]; got {p.shape}, {f.shape}, {n.shape}")
+    norm = np.linalg.norm(n)
+    if not norm > 0:
+        raise ValueError("the slice normal must not be zero")
+    n = n / norm
+    out = np.full(p.shape[0], np.nan)
+    for k in np.flatnonzero(f):
+        dists = []
+        for q in (k - 1, k + 1):
+            if 0 <= q < p.shape[0] and f[q]:
+                d = p[k] - p[q]
+                dists.append(float(np.linalg.norm(d - (d @ n) * n)))
+        if dists:
+            out[k] = min(dists)
+    return out
