@@ -5,8 +5,10 @@ from __future__ import annotations
 import numpy as np
 
 from CardiacLandmarksLib.sax.presence import (
+    MAX_CLV_STACK_JUMP_MM,
     MIN_LV_AREA_MM2,
     calibrate_pair_threshold,
+    card_max_clv_jump,
     card_min_lv_area,
     card_pair_threshold,
     decide_presence,
@@ -67,6 +69,8 @@ def test_bundled_card_decides_the_pair():
     t = card_pair_threshold(card)
     assert t is not None and 0.05 <= t <= 0.8
     assert card_min_lv_area(card) == MIN_LV_AREA_MM2
+    assert card_max_clv_jump(card) == MAX_CLV_STACK_JUMP_MM
+    assert card_max_clv_jump({"thresholds": {}}) is None
     assert card_pair_threshold({"thresholds": {"found": 0.3}}) is None
 
 

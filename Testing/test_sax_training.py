@@ -148,6 +148,10 @@ def test_train_command_with_segmentation_head_on_real_patients(acdc_dir, tmp_pat
     card = train_sax(data, out, TrainConfig(epochs=1, batch_size=8, threads=2, ema_decay=0.9), device="cpu", progress=False)
     assert card["architecture"]["segmentation_classes"] == ["background", "RV cavity", "LV myocardium", "LV cavity"]
     assert set(card["segmentation_fusion"]) == {"A-RVI", "I-RVI", "C-LV"}
+    # the stray C-LV rule travels with every card the calibration writes (a retrained model keeps it)
+    from CardiacLandmarksLib.sax.presence import MAX_CLV_STACK_JUMP_MM
+
+    assert card["thresholds"]["max_clv_stack_jump_mm"] == MAX_CLV_STACK_JUMP_MM
     assert all(w in (0.0, 0.25, 0.5, 0.75, 1.0) for w in card["segmentation_fusion"].values())
     assert card["training"]["val_patients"] and not set(card["training"]["val_patients"]) & set(card["training"]["train_patients"])
     # with a moving average, the average is what is validated and kept

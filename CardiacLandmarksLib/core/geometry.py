@@ -191,17 +191,27 @@ def stack_jump_mm(positions_lps: np.ndarray, found: np.ndarray, normal_lps: np.n
     n = np.asarray(normal_lps, np.float64).ravel()
     if p.ndim != 2 or p.shape[1] != 3 or f.shape != (p.shape[0],) or n.shape != (3,):
         raise ValueError(f"positions must be [K, 3] with found [K] and a normal [3]; got {p.shape}, {f.shape}, {n.shape}")
+    if not np.linalg.norm(n) > 0:
+        raise ValueError("the slice normal must not be zero")
+    out = np.full(p.shape[0], np.nan)
+    for k in np.flatnonzero(f):
+        dists = [in_plane_mm(p[k] - p[q], n) for q in (k - 1, k + 1) if 0 <= q < p.shape[0] and f[q]]
+        if dists:
+            out[k] = min(dists)
+    return out
+
+
+def in_plane_mm(difference_lps: np.ndarray, normal_lps: np.ndarray) -> float:
+    """Length (mm) of the part of an LPS difference vector ``[3]`` that lies in the plane with normal ``[3]`` (any
+    length but 0): the through-plane part is left out.
+
+    Raises:
+        ValueError: a zero normal.
+    """
+    n = np.asarray(normal_lps, np.float64).ravel()
     norm = np.linalg.norm(n)
     if not norm > 0:
         raise ValueError("the slice normal must not be zero")
     n = n / norm
-    out = np.full(p.shape[0], np.nan)
-    for k in np.flatnonzero(f):
-        dists = []
-        for q in (k - 1, k + 1):
-            if 0 <= q < p.shape[0] and f[q]:
-                d = p[k] - p[q]
-                dists.append(float(np.linalg.norm(d - (d @ n) * n)))
-        if dists:
-            out[k] = min(dists)
-    return out
+    d = np.asarray(difference_lps, np.float64).ravel()
+    return float(np.linalg.norm(d - (d @ n) * n))

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from CardiacLandmarksLib.core.errors import CardiacLandmarksError, InvalidImageError, WrongViewError
-from CardiacLandmarksLib.core.geometry import ANTERIOR_LPS, stack_jump_mm
+from CardiacLandmarksLib.core.geometry import ANTERIOR_LPS, in_plane_mm, stack_jump_mm
 from CardiacLandmarksLib.core.landmarks import LANDMARKS_BY_VIEW, Landmark, LandmarkSet
 from CardiacLandmarksLib.core.preprocessing import (
     make_grid,
@@ -236,7 +236,6 @@ def drop_stray_clv(lmset: LandmarkSet, series: CMRSeries, max_mm: float) -> int:
     if series.n_slices < 2:
         return 0
     normal = np.asarray(series.direction, float)[:, 2]
-    normal = normal / np.linalg.norm(normal)
     dropped = 0
     for t in range(series.n_phases):
         pts, jumps = _stack_jumps(lmset, series, "C-LV", t)
@@ -245,9 +244,7 @@ def drop_stray_clv(lmset: LandmarkSet, series: CMRSeries, max_mm: float) -> int:
             continue
         median = np.median(np.array([p.position for p in found], float), axis=0)
         for p, jump in zip(pts, jumps):
-            d = p.position - median if p is not None and p.found else None
-            off_median = d is not None and float(np.linalg.norm(d - (d @ normal) * normal)) > max_mm
-            if p is not None and np.isfinite(jump) and jump > max_mm and off_median:
+            if p is not None and np.isfinite(jump) and jump > max_mm and in_plane_mm(p.position - median, normal) > max_mm:
                 p.found, p.flag, p.confidence, p.doubt = False, "absent", 0.0, ""
                 p.position, p.ijk = np.full(3, np.nan), np.full(3, np.nan)
                 dropped += 1

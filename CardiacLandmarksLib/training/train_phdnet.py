@@ -438,6 +438,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     model, info = train_phdnet(build_samples(train_cases), sets["ACDC val"], Path(args.out) / "sax_phdnet_latest.pt", cfg, args.device)
     shipped = {"mode": "agreement", "agreement_sigma_mm": 3.0, "support_radius_px": 2.0, "max_disagreement_mm": 3.0,
+               "max_stack_jump_mm": 6.0, "stack_gate_landmarks": ["A-RVI", "I-RVI"],
                "why": "see the evaluation table; U-Net position, PHD-Net agreement confidence, gated by the U-Net's "
                       "disagreement with itself (confidence.phdnet.consistency_gate)"}
     card = write_bundle(model, cfg, info, Path(args.out), unet, sets, shipped)

@@ -43,6 +43,7 @@ from CardiacLandmarksLib.models.decoding import decode_heatmaps
 from CardiacLandmarksLib.models.loader import sha256_file
 from CardiacLandmarksLib.models.unet import UNet2D, count_parameters, transfer_state
 from CardiacLandmarksLib.sax.presence import (
+    MAX_CLV_STACK_JUMP_MM,
     MIN_LV_AREA_MM2,
     calibrate_pair_threshold,
     decide_presence,
@@ -547,7 +548,8 @@ def finish_card(model: torch.nn.Module, cfg: TrainConfig, weights: Path, val_cas
     card.update({
         "thresholds": {"found": dict(zip(SAX_NAMES, found_t)), "high_confidence": dict(zip(SAX_NAMES, high_t)),
                        **({"found_pair": pair_t} if pair_t is not None else {}),
-                       **({"min_lv_area_mm2": min_area} if min_area is not None else {})},
+                       **({"min_lv_area_mm2": min_area} if min_area is not None else {}),
+                       "max_clv_stack_jump_mm": MAX_CLV_STACK_JUMP_MM},
         "training": {"data": training_data_text(cfg),
                      **{k: v for k, v in training.items() if k != "history"},
                      "val_patients": sorted({c.patient for c in val_cases}), "n_val_samples": len(val.images),
