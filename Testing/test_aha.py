@@ -164,7 +164,7 @@ def test_ge_dicom_septum_falls_in_septal_segments(data_root):
     mask[m["DXmask"] > 0] = 1
     mask[m["MyoMask"] > 0] = 2
     mask[m["SXmask"] > 0] = 3
-    lm = derive_sax_landmarks(mask, rv=1, myo=2, lv=3, anterior_dir=s.anterior_in_plane())
+    lm = derive_sax_landmarks(mask, rv=1, myo=2, lv=3, superior_dir=s.superior_in_plane())
     seg = aha.sector_map(mask == 2, lm["C-LV"], lm["A-RVI"], "mid", seen)
     # myocardium touching the RV cavity = septum
     from scipy import ndimage

@@ -86,6 +86,67 @@ def test_anatomical_axes_of_an_axial_plane():
         geometry.in_plane_anatomical_axes(coronal)
 
 
+def test_superior_up_frame_is_the_anterior_frame_turned_until_the_head_is_up():
+    # i runs left and up (45 degrees), j posterior: anterior-up frame = (i, j); the head lies along +i (to the
+    # right on screen), so the superior-up frame is that frame turned by 90 degrees: right = posterior,
+    # down = -(i) = right and towards the feet; never mirrored
+    u = np.array([1.0, 0.0, 1.0]) / np.sqrt(2.0)
+    d = np.column_stack([u, [0.0, 1.0, 0.0], np.cross(u, [0.0, 1.0, 0.0])])
+    col_a, row_a = geometry.in_plane_anatomical_axes(d)
+    np.testing.assert_allclose(col_a, u, atol=1e-12)
+    np.testing.assert_allclose(row_a, [0.0, 1.0, 0.0], atol=1e-12)
+    col, row = geometry.in_plane_anatomical_axes(d, up="superior")
+    np.testing.assert_allclose(col, [0.0, 1.0, 0.0], atol=1e-12)
+    np.testing.assert_allclose(row, -u, atol=1e-12)
+    assert np.cross(col, row) @ np.cross(col_a, row_a) == pytest.approx(1.0)
+    # an axial plane has no head-foot component: the anterior-up frame stands
+    for a, b in zip(geometry.in_plane_anatomical_axes(np.eye(3), up="superior"), geometry.in_plane_anatomical_axes(np.eye(3))):
+        np.testing.assert_allclose(a, b)
+    with pytest.raises(ValueError, match="up must be"):
+        geometry.in_plane_anatomical_axes(d, up="left")
+
+
+def test_superior_up_frame_survives_an_lps_ras_mix_up_that_turns_the_anterior_frame_over():
+    """A header written with x and y negated (the M&Ms-2 copies: RV left and posterior of the LV in LPS) turns the
+    anterior-up frame upside down on screen; the superior-up frame, seen in the image, does not move."""
+    rng = np.random.default_rng(3)
+    q, _ = np.linalg.qr(rng.normal(size=(3, 3)))
+    d = q * np.sign(np.linalg.det(q))
+    flipped = np.diag([-1.0, -1.0, 1.0]) @ d
+
+    def on_screen(direction, up):  # the frame's axes in image (i, j) coordinates
+        col, row = geometry.in_plane_anatomical_axes(direction, up)
+        return np.array([[col @ direction[:, 0], col @ direction[:, 1]], [row @ direction[:, 0], row @ direction[:, 1]]])
+
+    np.testing.assert_allclose(on_screen(flipped, "superior"), on_screen(d, "superior"), atol=1e-12)
+    np.testing.assert_allclose(on_screen(flipped, "anterior"), -on_screen(d, "anterior"), atol=1e-12)
+
+
+def test_mnms2_header_puts_the_rv_left_and_behind_the_lv_but_the_superior_up_canvas_shows_it_on_the_left(data_root):
+    """The shared M&Ms-2 SAX copy: its header is x/y-negated (RV left-posterior of the LV in LPS, impossible in a
+    normal heart), and its LAX copy agrees with it, so the loader is not at fault. On the superior-up canvas the
+    RV lies on the viewer's left all the same (as on the ACDC images the models learnt from)."""
+    from CardiacLandmarksLib.core.preprocessing import make_grid
+    from CardiacLandmarksLib.io.load import load_series
+
+    folder = data_root / "mnms2" / "001"
+    s, m = load_series(folder / "001_SA_ED.nii.gz"), load_series(folder / "001_SA_ED_gt.nii.gz")
+    lab = np.rint(m.pixels[0]).astype(int)  # 1 LV, 2 myocardium, 3 RV
+
+    def centroid_ijk(v):
+        kji = np.argwhere(lab == v).mean(0)
+        return np.array([kji[2], kji[1], kji[0]])
+
+    lv, rv = centroid_ijk(1), centroid_ijk(3)
+    rv_minus_lv = s.ijk_to_lps(rv) - s.ijk_to_lps(lv)
+    assert rv_minus_lv[0] > 10 and rv_minus_lv[1] > 10  # left (+x) and posterior (+y) in LPS: a mixed-up header
+    k = int(round(lv[2]))
+    for up, rv_left in (("superior", True), ("anterior", False)):
+        g = make_grid(s, k, up=up)
+        x_lv, x_rv = g.ijk_to_canvas(lv[:2])[0], g.ijk_to_canvas(rv[:2])[0]
+        assert (x_rv < x_lv - 10) == rv_left, up
+
+
 def test_ijk_to_ras_matrix_maps_like_the_series_on_an_oblique_scanner_stack(data_root):
     """The one IJK->RAS matrix (Slicer volume nodes, browser app) agrees with the series' own ijk->LPS map."""
     from CardiacLandmarksLib.core.errors import MissingGeometryError

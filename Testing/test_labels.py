@@ -57,9 +57,10 @@ def test_rotation_keeps_names_mirror_swaps_them():
     np.testing.assert_allclose(lf["I-RVI"], [w - 1 - lm["A-RVI"][0], lm["A-RVI"][1]], atol=1.0)
 
 
-def test_anterior_direction_overrides_display():
+def test_superior_direction_overrides_display():
     m = ring_mask(rv_from_deg=150, rv_to_deg=230)
-    lm = derive_sax_landmarks(m, anterior_dir=np.array([0.0, 1.0]))  # anterior = down on screen
+    assert derive_sax_landmarks(m)["A-RVI"][1] < derive_sax_landmarks(m)["I-RVI"][1]  # display: A-RVI up
+    lm = derive_sax_landmarks(m, superior_dir=np.array([0.0, 1.0]))  # head = down on screen
     assert lm["A-RVI"][1] > lm["I-RVI"][1]
 
 

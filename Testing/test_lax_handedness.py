@@ -35,7 +35,7 @@ def _frame_handedness(image, mask, labels, t):
     from CardiacLandmarksLib.core.preprocessing import make_grid, resample_labels_to_canvas
     from CardiacLandmarksLib.lax.labels import derive_from_series
 
-    grid = make_grid(image, 0)  # the grid detect_lax and the training build
+    grid = make_grid(image, 0, up="anterior")  # the grid detect_lax and the training build
     d = derive_from_series(image, mask, "4ch", labels=labels, t=t)
     canvas = resample_labels_to_canvas(mask.pixels[t, 0], grid)
     lv = np.argwhere(np.isin(canvas, [labels["lv"], labels["myo"]]))[:, ::-1].mean(0)

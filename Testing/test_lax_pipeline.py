@@ -53,7 +53,7 @@ def test_naming_check_dicom_swaps_nifti_keeps(monkeypatch):
     from CardiacLandmarksLib.lax.pipeline import detect_lax
 
     s = coronal_series()
-    grid = make_grid(s, 0)
+    grid = make_grid(s, 0, up="anterior")
     # IS-P must lie towards the patient's right-anterior (image left); the model puts it on the image right
     is_p, al_p, apex = np.array([90.0, 40.0]), np.array([40.0, 40.0]), np.array([64.0, 110.0])
     xy = grid.ijk_to_canvas(np.stack([al_p, is_p, apex]))
@@ -78,7 +78,7 @@ def test_low_peak_and_tta_disagreement_flag_low():
     from CardiacLandmarksLib.lax.pipeline import detect_lax
 
     s = coronal_series()
-    xy = make_grid(s, 0).ijk_to_canvas(np.array([[40.0, 40.0], [90.0, 40.0], [64.0, 110.0]]))
+    xy = make_grid(s, 0, up="anterior").ijk_to_canvas(np.array([[40.0, 40.0], [90.0, 40.0], [64.0, 110.0]]))
     weak = detect_lax(s, "4ch", model=PeakModel(xy, peak=0.3), tta=False, track=False)
     assert all(lm.flag == "low" and lm.doubt == "weak heatmap peak" for lm in weak.landmarks)
     none = detect_lax(s, "4ch", model=PeakModel(xy, peak=0.05), tta=False, track=False)
@@ -94,7 +94,7 @@ def test_tracking_stage_and_progress():
     from CardiacLandmarksLib.lax.pipeline import detect_lax
 
     s = coronal_series()
-    xy = make_grid(s, 0).ijk_to_canvas(np.array([[90.0, 40.0], [40.0, 40.0], [64.0, 110.0]]))
+    xy = make_grid(s, 0, up="anterior").ijk_to_canvas(np.array([[90.0, 40.0], [40.0, 40.0], [64.0, 110.0]]))
     calls = []
     res = detect_lax(s, "4ch", model=PeakModel(xy), tta=False, progress=lambda d, t: calls.append((d, t)))
     assert res.model["tracking"]["anchors"] == {"AL-P": [0], "IS-P": [0], "APEX": [0]}
@@ -199,7 +199,7 @@ def test_bundled_model_keeps_lv_and_rv_apart_on_unseen_uk_biobank_cines(subject)
     s = load_series(require_data("lax", "cinema_ukb", subject, f"{subject}_lax_4c.nii.gz"))
     res = detect_lax(s, "4ch", device="cpu", track=False, tta=False)
     assert all(lm.found for lm in res.landmarks)
-    grid = make_grid(s, 0)
+    grid = make_grid(s, 0, up="anterior")
     hands, lengths = [], []
     for t in range(s.n_phases):
         c = {n: grid.ijk_to_canvas(res.get(n, 0, t).ijk) for n in ("AL-P", "IS-P", "APEX")}

@@ -64,7 +64,7 @@ def test_folder_samples_read_markups_and_masks(user_folder):
     assert sorted(set(s.subject)) == ["subjA", "subjB"] and len(s.images) == 2
     assert s.known.all() and np.isfinite(s.points).all()
     b = s.subject.index("subjB")
-    grid = make_grid(img, 0)
+    grid = make_grid(img, 0, up="anterior")
     for n, name in enumerate(("AL-P", "IS-P", "APEX")):
         assert np.allclose(s.points[b, n], grid.ijk_to_canvas(pts[name]), atol=0.05)
     from CardiacLandmarksLib.core.errors import InputNotFoundError

@@ -50,7 +50,7 @@ def test_sunnybrook_cine_every_slice_and_phase(sunnybrook_series, sunnybrook_res
     assert len(res.landmarks) == 3 * s.n_slices * s.n_phases
     assert calls[-1] == (s.n_slices * s.n_phases, s.n_slices * s.n_phases)
     assert all(b[0] >= a[0] for a, b in zip(calls, calls[1:]))
-    # geometry-based naming: A-RVI is the more anterior (smaller LPS y) of the pair; the insertions come as a pair
+    # geometry-based naming: A-RVI is the one nearer the head (larger LPS z) of the pair; the insertions come as a pair
     # (sax.presence) and only with C-LV
     pairs = 0
     for k, t in res.slices_phases():
@@ -59,7 +59,7 @@ def test_sunnybrook_cine_every_slice_and_phase(sunnybrook_series, sunnybrook_res
         assert not a.found or res.get("C-LV", k, t).found, (k, t)
         pairs += a.found
         if a.found and i.found:
-            assert a.position[1] <= i.position[1] + 1e-9
+            assert a.position[2] >= i.position[2] - 1e-9
     assert pairs > 0.3 * s.n_slices * s.n_phases
     # positions and ijk agree through the series geometry
     found = [lm for lm in res.landmarks if lm.found]
@@ -118,17 +118,20 @@ def test_wrong_view_and_cancel(sunnybrook_series):
         detect_landmarks(sunnybrook_series, device="cpu", cancel=lambda: True)
 
 
-def test_geometry_naming_swaps_posterior_a_rvi():
+def test_geometry_naming_swaps_an_a_rvi_below_its_i_rvi():
     from CardiacLandmarksLib.core.series import CMRSeries
     from CardiacLandmarksLib.sax.pipeline import name_rvi_by_geometry
 
-    s = CMRSeries(np.zeros((1, 1, 4, 4), np.float32), (1, 1, 1), np.eye(3), np.zeros((1, 3)))
-    a = Landmark("A-RVI", 0, 0, True, np.array([0.0, 10.0, 0.0]), np.array([0.0, 10.0, 0.0]), 0.9, "high")
-    i = Landmark("I-RVI", 0, 0, True, np.array([0.0, -10.0, 0.0]), np.array([0.0, -10.0, 0.0]), 0.4, "low",
+    # a coronal-oblique plane (i = left, j = feet): "A-RVI" 10 mm more anterior but 20 mm nearer the feet than
+    # "I-RVI" -> swapped, since A-RVI is the insertion nearer the head (the anterior rule kept them before)
+    d = np.column_stack([[1.0, 0.0, 0.0], [0.0, -0.447214, -0.894427], [0.0, 0.894427, -0.447214]])
+    s = CMRSeries(np.zeros((1, 1, 4, 4), np.float32), (1, 1, 1), d, np.zeros((1, 3)))
+    a = Landmark("A-RVI", 0, 0, True, np.array([0.0, -5.0, -10.0]), np.array([0.0, 11.18, 0.0]), 0.9, "high")
+    i = Landmark("I-RVI", 0, 0, True, np.array([0.0, 5.0, 10.0]), np.array([0.0, -11.18, 0.0]), 0.4, "low",
                  doubt="PHD-Net does not confirm the point")
     ls = LandmarkSet("x", "sax", {}, [a, i])
     assert name_rvi_by_geometry(ls, s) == 1
-    assert ls.get("A-RVI", 0).position[1] == -10.0 and ls.get("A-RVI", 0).confidence == 0.4
+    assert ls.get("A-RVI", 0).position[2] == 10.0 and ls.get("A-RVI", 0).confidence == 0.4
     assert ls.get("A-RVI", 0).doubt == "PHD-Net does not confirm the point" and ls.get("I-RVI", 0).doubt == ""
     s.orientation_known = False
     assert name_rvi_by_geometry(ls, s) == 0

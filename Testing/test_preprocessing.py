@@ -35,7 +35,8 @@ def test_canvas_roundtrip_and_mm():
 
 @pytest.mark.parametrize("mirror", [False, True])
 def test_canvas_is_anatomical_when_orientation_known(mirror):
-    # an oblique plane; optional mirrored in-plane axes: canvas must still show anterior up, patient left right
+    # an oblique plane; optional mirrored in-plane axes: the long-axis canvas must show anterior up and the patient's
+    # left on the right; the short-axis canvas (default) the head up, turned from it in plane, never mirrored
     u = np.array([0.2, 0.9, -0.3])
     u /= np.linalg.norm(u)
     v = np.cross(np.array([0.5, -0.2, 0.8]), u)
@@ -44,10 +45,20 @@ def test_canvas_is_anatomical_when_orientation_known(mirror):
         u = -u
     d = np.stack([u, v, np.cross(u, v)], 1)
     s = oblique_series(d)
-    g = make_grid(s, 0)
-    p0, pdown, pright = s.ijk_to_lps(g.canvas_to_ijk(np.array([[96.0, 96.0], [96.0, 97.0], [97.0, 96.0]])))
-    assert (pdown - p0)[1] > 0  # moving down the canvas goes posterior (+y in LPS)
-    assert (pright - p0)[0] > 0  # moving right goes to the patient's left (+x in LPS)
+    steps = {}
+    for up in ("anterior", "superior"):
+        g = make_grid(s, 0, up=up)
+        p0, pdown, pright = s.ijk_to_lps(g.canvas_to_ijk(np.array([[96.0, 96.0], [96.0, 97.0], [97.0, 96.0]])))
+        steps[up] = (pdown - p0, pright - p0)
+    down, right = steps["anterior"]
+    assert down[1] > 0  # moving down the canvas goes posterior (+y in LPS)
+    assert right[0] > 0  # moving right goes to the patient's left (+x in LPS)
+    down_s, right_s = steps["superior"]
+    head = np.array([0.0, 0.0, 1.0])
+    head_in_plane = head - (head @ d[:, 2]) * d[:, 2]
+    np.testing.assert_allclose(-down_s / CANVAS_MM, head_in_plane / np.linalg.norm(head_in_plane), atol=1e-9)
+    # same handedness: the two canvases are turned, not mirrored, against each other
+    assert np.cross(right_s, down_s) @ np.cross(right, down) > 0
 
 
 def test_resample_places_a_bright_spot_at_the_mapped_position():

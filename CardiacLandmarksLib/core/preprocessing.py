@@ -6,9 +6,12 @@ padded/cropped to a fixed matrix, intensity normalised), every 2D slice of a
 ``CANVAS_PX`` x ``CANVAS_PX`` pixels of ``CANVAS_MM`` mm, centred on the slice's field of
 view. Canvas axes:
 
-* orientation known: rows run anterior -> posterior and columns from the patient's right to
-  left (standard anatomical short-axis display, RV on the viewer's left), whatever the
-  acquisition's in-plane orientation or mirroring (:func:`geometry.in_plane_anatomical_axes`);
+* orientation known, short axis (the default, ``up="superior"``): the patient's head at the top and the
+  RV on the viewer's left (the radiological short-axis display, in which the septum runs from the
+  A-RVI at the top to the I-RVI at the bottom, as in the ACDC images the models were trained on),
+  whatever the acquisition's in-plane orientation or mirroring
+  (:func:`geometry.in_plane_anatomical_axes`); long-axis views (``up="anterior"``): rows run
+  anterior -> posterior, columns from the patient's right to left;
 * orientation unknown (ACDC): the stored column and row axes (display convention).
 
 :class:`CanvasGrid` keeps the affine map canvas (x, y) <-> input voxel (i, j, k), so every
@@ -56,12 +59,18 @@ class CanvasGrid:
         return (ij - self.offset) @ np.linalg.inv(self.matrix).T
 
 
-def make_grid(series: CMRSeries, k: int, size: int = CANVAS_PX, mm: float = CANVAS_MM) -> CanvasGrid:
-    """Canvas grid for slice ``k`` of ``series`` (see module docstring for the axes)."""
+def make_grid(series: CMRSeries, k: int, size: int = CANVAS_PX, mm: float = CANVAS_MM, up: str = "superior"
+              ) -> CanvasGrid:
+    """Canvas grid for slice ``k`` of ``series`` (see module docstring for the axes).
+
+    ``up``: which patient direction is at the top of the canvas when the orientation is known:
+    ``"superior"`` for short-axis slices (every SAX model and the SAX training data), ``"anterior"`` for
+    long-axis views (the LAX models and their training data). Ignored without orientation.
+    """
     d = np.asarray(series.direction, float)
     si, sj = float(series.spacing[0]), float(series.spacing[1])
     if series.orientation_known:
-        col, row = in_plane_anatomical_axes(d)
+        col, row = in_plane_anatomical_axes(d, up)
     else:
         col, row = d[:, 0], d[:, 1]
     # express the canvas axes in input pixel units: di/dx etc.

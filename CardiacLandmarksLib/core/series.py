@@ -73,12 +73,19 @@ class CMRSeries:
         """LPS mm ``(..., 3)`` -> continuous (i, j, k) (see :func:`geometry.lps_to_ijk`)."""
         return geometry.lps_to_ijk(points, self.direction, self.spacing[:2], self.slice_origins)
 
-    def anterior_in_plane(self) -> np.ndarray | None:
-        """Unit 2-vector (di, dj) pointing anterior in the image plane, or None if orientation unknown."""
+    def _in_plane(self, axis_lps: np.ndarray) -> np.ndarray | None:
         if not self.orientation_known:
             return None
         d = self.direction
-        a = geometry.ANTERIOR_LPS
-        v = np.array([a @ d[:, 0], a @ d[:, 1]])
+        v = np.array([axis_lps @ d[:, 0], axis_lps @ d[:, 1]])
         n = np.linalg.norm(v)
         return v / n if n > 1e-6 else None
+
+    def anterior_in_plane(self) -> np.ndarray | None:
+        """Unit 2-vector (di, dj) pointing anterior in the image plane, or None if orientation unknown."""
+        return self._in_plane(geometry.ANTERIOR_LPS)
+
+    def superior_in_plane(self) -> np.ndarray | None:
+        """Unit 2-vector (di, dj) pointing to the patient's head in the image plane, or None if orientation unknown
+        (or the plane holds no head-foot component). In a short-axis slice the A-RVI lies this way of the I-RVI."""
+        return self._in_plane(geometry.SUPERIOR_LPS)

@@ -219,9 +219,9 @@ def case_landmarks_ijk(case: Case, series=None, mask_series=None) -> dict[int, d
     series = series or load_series(case.image)
     mask_series = mask_series or load_series(case.mask)
     mask = np.rint(mask_series.pixels[0]).astype(np.int16)
-    ant = series.anterior_in_plane()
+    sup = series.superior_in_plane()
     lab = case.labels
-    return {k: derive_sax_landmarks(mask[k], rv=lab["rv"], myo=lab["myo"], lv=lab["lv"], anterior_dir=ant)
+    return {k: derive_sax_landmarks(mask[k], rv=lab["rv"], myo=lab["myo"], lv=lab["lv"], superior_dir=sup)
             for k in range(mask.shape[0])}
 
 
@@ -258,14 +258,14 @@ def build_samples(cases: list[Case], context: bool = False) -> SampleSet:
         lut = _class_lut(case, mask)
         has_rv = case.labels["rv"] >= 0
         lab = case.labels
-        ant = series.anterior_in_plane()
+        sup = series.superior_in_plane()
         if case.frames is None:
             jobs = [(0, k) for k in range(series.n_slices)]
         else:
             jobs = [(int(t), 0) for t in case.frames]
         for t, k in jobs:
             m_t = mask[min(t, len(mask) - 1)]
-            lm = derive_sax_landmarks(m_t[k], rv=lab["rv"], myo=lab["myo"], lv=lab["lv"], anterior_dir=ant)
+            lm = derive_sax_landmarks(m_t[k], rv=lab["rv"], myo=lab["myo"], lv=lab["lv"], superior_dir=sup)
             canvas, grid = to_canvas(series, k, phases=[t])
             masks.append(lut[np.clip(resample_labels_to_canvas(m_t[k], grid), 0, len(lut) - 1)])
             pts = np.full((len(SAX_NAMES), 2), np.nan, np.float32)

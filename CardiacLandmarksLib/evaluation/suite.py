@@ -13,7 +13,9 @@ note):
   that the heart reaches the network at roughly its trained scale, and **errors are reported in pixels** (true mm
   = px x 1.25-2); gross errors are > 10 mm at the nominal size (6.7 px). No RV label: C-LV and LV / myocardium
   Dice only (myocardium = healthy + infarct + MVO); slice detection and RVI columns are n/a.
-* ``M&Ms-2 001 SAX``: one subject, ED and ES (labels 1 LV / 2 myocardium / 3 RV: the order differs from ACDC).
+* ``M&Ms-2 001 SAX``: one subject, ED and ES (labels 1 LV / 2 myocardium / 3 RV: the order differs from ACDC). Its
+  header has x and y negated (an LPS/RAS mix-up: in LPS the RV lies left of and behind the LV), a rotation about
+  the head-foot axis that the superior-up SAX canvas and the head-based A/I naming do not feel.
 * ``Sunnybrook``: one cine (20 phases); C-LV against the area centroid of every expert endocardial contour, LV
   cavity Dice against the filled contour, myocardium Dice where the epicardial contour exists too.
 * ``perfusion val`` / ``perfusion train (seen)``: myocardium and blood-pool Dice of the perfusion U-Net on every
@@ -336,7 +338,8 @@ def mscmr_row(root: Path, model, progress: ProgressFn | None = None, max_cases: 
     return sax_row("MS-CMRSeg LGE", run_sax_cases(cases, model, progress, "MS-CMRSeg LGE"),
                    seen_by=f"{model.name} v{model.version}: not trained or calibrated on (reported on in earlier cards; "
                            "the choice of the LGE model for LGE series was made after seeing this row)",
-                   notes=["LGE; real geometry, A/I-RVI by anatomy; labels 1 RV, 2 myocardium, 3 LV cavity"])
+                   notes=["LGE; real geometry, A/I-RVI by anatomy (A-RVI the insertion nearer the head); labels 1 RV, "
+                          "2 myocardium, 3 LV cavity"])
 
 
 def emidec_row(root: Path, model, progress: ProgressFn | None = None, max_cases: int | None = None) -> SuiteRow:
@@ -359,7 +362,9 @@ def mnms2_row(root: Path, model, progress: ProgressFn | None = None, max_cases: 
              for p in ("ED", "ES") if (root / f"001_SA_{p}_gt.nii.gz").exists()][:max_cases]
     return sax_row("M&Ms-2 001 SAX", run_sax_cases(cases, model, progress, "M&Ms-2 001 SAX"),
                    seen_by="not trained or calibrated on by the SAX models (reported on in earlier cards)",
-                   notes=["one subject, ED and ES; real geometry; labels 1 LV cavity, 2 myocardium, 3 RV"])
+                   notes=["one subject, ED and ES; scanner geometry, but x and y negated in the header (an LPS/RAS "
+                          "mix-up: the RV lies left and behind the LV), which the superior-up SAX canvas and "
+                          "head-based A/I naming do not feel; labels 1 LV cavity, 2 myocardium, 3 RV"])
 
 
 def polygon_centroid(xy: np.ndarray) -> np.ndarray:

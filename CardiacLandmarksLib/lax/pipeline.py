@@ -221,7 +221,7 @@ def detect_lax(
     for k in range(series.n_slices):
         if cancel is not None and cancel():
             raise Cancelled("landmark detection cancelled")
-        grid = make_grid(series, k)
+        grid = make_grid(series, k, up="anterior")
         canv = resample_to_canvas(np.stack([normalise_intensity(series.pixels[t, k]) for t in range(series.n_phases)]),
                                   grid)
         xy, peak, spread = predict_with_tta(model, canv, tta)

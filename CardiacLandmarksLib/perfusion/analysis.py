@@ -268,7 +268,7 @@ class RVEstimate:
 
 
 def estimate_rv_insertions(aligned: np.ndarray, mask: np.ndarray, spacing_ij: tuple[float, float],
-                           baseline_frames: int, anterior_dir: np.ndarray | None = None,
+                           baseline_frames: int, superior_dir: np.ndarray | None = None,
                            radius_mm: float = 50.0, rel_threshold: float = 0.5) -> RVEstimate:
     """RV insertion points from the early RV enhancement (fallback when no model/user RVI).
 
@@ -287,7 +287,8 @@ def estimate_rv_insertions(aligned: np.ndarray, mask: np.ndarray, spacing_ij: tu
         mask: ``[j, i]`` reference labels (1 myocardium, 2 LV blood pool).
         spacing_ij: pixel size (mm).
         baseline_frames: pre-contrast frames (before the first arrival anywhere, e.g. the RV).
-        anterior_dir: in-plane anterior ``(di, dj)`` when the orientation is known, else None
+        superior_dir: in-plane direction ``(di, dj)`` to the patient's head when the orientation is known
+            (:meth:`CMRSeries.superior_in_plane`; A-RVI is the insertion further that way), else None
             (then A/I follow the display chirality, :func:`labels.display_anterior_end`).
         radius_mm: search radius around the LV.
         rel_threshold: candidate threshold relative to the 99th percentile of the enhancement.
@@ -345,7 +346,7 @@ def estimate_rv_insertions(aligned: np.ndarray, mask: np.ndarray, spacing_ij: tu
     composed[m == MYO] = 2
     composed[m == BP] = 3
     composed[rv_grown & (composed == 0)] = 1
-    lm = derive_sax_landmarks(composed, rv=1, myo=2, lv=3, anterior_dir=anterior_dir)
+    lm = derive_sax_landmarks(composed, rv=1, myo=2, lv=3, superior_dir=superior_dir)
     if lm.get("A-RVI") is None or lm.get("I-RVI") is None:
         return RVEstimate(rv, None, None, rv_frame, ["RV contact arc too short for insertion points"])
     return RVEstimate(rv, np.asarray(lm["A-RVI"], float), np.asarray(lm["I-RVI"], float), rv_frame)

@@ -285,7 +285,7 @@ def _find_rvi(an: SliceAnalysis, inp: SeriesInput, frames: np.ndarray, aligned: 
         set_rvi(an, a_ij, i_ij, source="user", frame=ref)
         return
     est = perfusion.estimate_rv_insertions(aligned, an.seg.reference_mask, (s.spacing[0], s.spacing[1]),
-                                           baseline_frames=an.seg.timing.foot, anterior_dir=s.anterior_in_plane())
+                                           baseline_frames=an.seg.timing.foot, superior_dir=s.superior_in_plane())
     rv_frame = est.peak_frame
     if use_sax_model:
         got = _rvi_from_sax_model(an, rv_frame)

@@ -8,8 +8,11 @@ deep learning", Radiology: AI 2020, and the shared data README:
 * RV insertion points: the two ends of the arc along which the RV cavity touches the LV
   myocardium, seen from C-LV;
 * which end is anterior (``A-RVI``) and which inferior (``I-RVI``): from patient geometry
-  when known (the end further along the in-plane anterior direction), otherwise from the
-  display convention of the stored image (:func:`display_anterior_end`).
+  when known (the end further towards the patient's head in the slice plane: the septum runs
+  from the anterosuperior A-RVI down to the I-RVI on the diaphragmatic wall; the in-plane
+  anterior direction, used before, lies nearly across the septum, since the RV is anterior of
+  the LV, and named the two ends at random on some slices), otherwise from the display
+  convention of the stored image (:func:`display_anterior_end`).
 
 All coordinates here are 2D continuous pixel indices ``(i, j)`` = (column, row) of the mask
 slice ``[j, i]``.
@@ -54,7 +57,7 @@ def derive_sax_landmarks(
     rv: int = 1,
     myo: int = 2,
     lv: int = 3,
-    anterior_dir: np.ndarray | None = None,
+    superior_dir: np.ndarray | None = None,
     end_window_deg: float = 4.0,
 ) -> dict[str, np.ndarray | None]:
     """Derive A-RVI, I-RVI and C-LV from one SAX mask slice.
@@ -62,8 +65,9 @@ def derive_sax_landmarks(
     Args:
         mask: ``[j, i]`` integer label slice.
         rv, myo, lv: label values of RV cavity, LV myocardium and LV cavity.
-        anterior_dir: unit ``(di, dj)`` pointing to the patient's anterior in this slice
-            (from :meth:`CMRSeries.anterior_in_plane`); None = display convention.
+        superior_dir: unit ``(di, dj)`` pointing to the patient's head in this slice
+            (:meth:`CMRSeries.superior_in_plane`); the end further along it is A-RVI. None =
+            display convention.
         end_window_deg: the RVI position is the mean of the contact pixels within this
             angle of the arc's end (reduces pixel noise).
 
@@ -103,9 +107,9 @@ def derive_sax_landmarks(
     e1, e2 = near_start.mean(axis=0), near_end.mean(axis=0)
     mid = np.radians(start_ang + span / 2.0)
     rv_dir = np.array([np.cos(mid), np.sin(mid)])
-    if anterior_dir is not None:
-        ad = np.asarray(anterior_dir, float)
-        first_anterior = (e1 - center) @ ad >= (e2 - center) @ ad
+    if superior_dir is not None:
+        sd = np.asarray(superior_dir, float)
+        first_anterior = (e1 - center) @ sd >= (e2 - center) @ sd
         a_end, i_end = (e1, e2) if first_anterior else (e2, e1)
     else:
         a_end, i_end = (e1, e2) if display_anterior_end(e1, e2, center, rv_dir) == 0 else (e2, e1)

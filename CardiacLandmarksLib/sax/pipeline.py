@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from CardiacLandmarksLib.core.errors import CardiacLandmarksError, InvalidImageError, WrongViewError
-from CardiacLandmarksLib.core.geometry import ANTERIOR_LPS, in_plane_mm, stack_jump_mm
+from CardiacLandmarksLib.core.geometry import SUPERIOR_LPS, in_plane_mm, stack_jump_mm
 from CardiacLandmarksLib.core.landmarks import LANDMARKS_BY_VIEW, Landmark, LandmarkSet
 from CardiacLandmarksLib.core.preprocessing import (
     make_grid,
@@ -54,10 +54,15 @@ def check_view(series: CMRSeries, view: str) -> None:
 
 
 def name_rvi_by_geometry(lmset: LandmarkSet, series: CMRSeries) -> int:
-    """Make A-RVI the more anterior RV insertion (LPS) on every slice/phase where both are found.
+    """Make A-RVI the RV insertion nearer the patient's head (LPS) on every slice/phase where both are found.
 
-    Applied only when ``series.orientation_known``; the model's own naming (display
-    convention) is kept otherwise. Returns the number of swaps made.
+    The septum runs head to foot in a short-axis slice, from the anterosuperior A-RVI to the I-RVI on the
+    diaphragmatic wall (Xue et al., Radiology: AI 2021, name them anterior and inferior); the anterior
+    direction, used before, lies nearly across the septum because the RV is anterior of the LV, and swapped
+    the names on some slices (on MS-CMRSeg subject36, its last two slices with RV insertions). The same
+    rule names the reference points derived from masks (:func:`.labels.derive_sax_landmarks`). Applied only
+    when ``series.orientation_known``; the model's own naming (display convention) is kept otherwise.
+    Returns the number of swaps made.
     """
     if not series.orientation_known:
         return 0
@@ -66,7 +71,7 @@ def name_rvi_by_geometry(lmset: LandmarkSet, series: CMRSeries) -> int:
         a, i = lmset.get("A-RVI", k, t), lmset.get("I-RVI", k, t)
         if a is None or i is None or not (a.found and i.found):
             continue
-        if (a.position - i.position) @ ANTERIOR_LPS < 0:
+        if (a.position - i.position) @ SUPERIOR_LPS < 0:
             a.position, i.position = i.position, a.position
             a.ijk, i.ijk = i.ijk, a.ijk
             a.confidence, i.confidence = i.confidence, a.confidence

@@ -121,7 +121,7 @@ def _canvas_samples(series, k: int, per_phase: dict[int, dict[str, np.ndarray | 
 
     ``per_phase[t][name]``: ``(i, j)`` (present), None (absent) or missing key (unknown).
     """
-    grid = make_grid(series, k)
+    grid = make_grid(series, k, up="anterior")
     imgs, pts, known, subj, kind, note = [], [], [], [], [], []
     for t in sorted(per_phase):
         img = resample_to_canvas(normalise_intensity(series.pixels[t, k])[None], grid)[0]
@@ -204,7 +204,7 @@ def check_canvas_handedness(image, mask, labels: dict | None, what: str, phases=
     lab = dict(MNMS2_LAX_LABELS if labels is None else labels)
     if lab.get("rv") is None:
         return True
-    grid = make_grid(image, k)
+    grid = make_grid(image, k, up="anterior")
     bad = []
     for t in range(mask.n_phases) if phases is None else phases:
         try:

@@ -115,7 +115,7 @@ arc along which the RV cavity touches the LV myocardium seen from C-LV (mean of 
 4 degrees of each end). A-RVI/I-RVI: ACDC has no patient orientation, so the stored display convention is
 used (RV on the viewer's left, anterior at the top; chirality rule, so in-plane rotation keeps the names
 and a mirror swaps them). At inference, images with real orientation are resampled to the same anatomical
-display, and A-RVI is finally the more anterior point in LPS. Slices with no LV cavity have no landmark,
+display (head up), and A-RVI is finally the insertion nearer the patient's head. Slices with no LV cavity have no landmark,
 slices where the RV does not touch the myocardium have no RV insertion: the model learns "absent".
 """
 
