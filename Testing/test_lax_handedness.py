@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from conftest import require_data
 
-from CardiacLandmarksLib.lax.labels import CANVAS_4CH_HANDEDNESS, four_chamber_handedness
+from CardiacLandmarksLib.lax.labels import CANVAS_4CH_HANDEDNESS, LAX_CANVAS_UP, four_chamber_handedness
 
 
 def test_handedness_sign_flips_under_a_mirror_and_not_under_a_rotation():
@@ -35,7 +35,7 @@ def _frame_handedness(image, mask, labels, t):
     from CardiacLandmarksLib.core.preprocessing import make_grid, resample_labels_to_canvas
     from CardiacLandmarksLib.lax.labels import derive_from_series
 
-    grid = make_grid(image, 0, up="anterior")  # the grid detect_lax and the training build
+    grid = make_grid(image, 0, up=LAX_CANVAS_UP)  # the grid detect_lax and the training build
     d = derive_from_series(image, mask, "4ch", labels=labels, t=t)
     canvas = resample_labels_to_canvas(mask.pixels[t, 0], grid)
     lv = np.argwhere(np.isin(canvas, [labels["lv"], labels["myo"]]))[:, ::-1].mean(0)

@@ -130,9 +130,9 @@ def unet_found_thresholds(card: dict, default: float = 0.3) -> np.ndarray:
 
 
 def name_rvi_by_canvas(xy: np.ndarray, found: np.ndarray, *values: np.ndarray) -> int:
-    """Make A-RVI the upper (anterior) of the two RV insertions on anatomically oriented canvases, in place.
+    """Make A-RVI the upper of the two RV insertions on anatomically oriented canvases, in place.
 
-    The canvas of a series with known orientation has anterior at the top (:mod:`.preprocessing`),
+    The short-axis canvas of a series with known orientation has the patient's head at the top (:mod:`.preprocessing`),
     so this is :func:`pipeline.name_rvi_by_geometry` on the canvas: where both RVIs are found and
     A-RVI lies below I-RVI, positions ``xy [N, L, 2]``, ``found [N, L]`` and every per-landmark
     array in ``values`` (``[N, L]``) swap their A-RVI / I-RVI entries. Returns the number of swaps.

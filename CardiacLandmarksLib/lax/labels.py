@@ -267,7 +267,11 @@ def display_order(h1: np.ndarray, h2: np.ndarray, apex: np.ndarray) -> tuple[np.
     return (h1, h2) if cross(h1) <= cross(h2) else (h2, h1)
 
 
-#: handedness of a four-chamber view on the canvas of :func:`..core.preprocessing.make_grid` for
+#: the patient direction at the top of every long-axis canvas (``make_grid(..., up=LAX_CANVAS_UP)``): the LAX models
+#: were trained on it and :data:`CANVAS_4CH_HANDEDNESS` was checked on it (short-axis canvases have the head up)
+LAX_CANVAS_UP = "anterior"
+
+#: handedness of a four-chamber view on the long-axis canvas of :func:`..core.preprocessing.make_grid` for
 #: every image with a real patient geometry (seen from the feet): the RV lies on the side of the
 #: mitral-midpoint -> apex axis where :func:`four_chamber_handedness` is -1 (e.g. apex up-right,
 #: RV on the viewer's left). Checked on M&Ms-2 001 and both UK Biobank demo subjects, all frames.

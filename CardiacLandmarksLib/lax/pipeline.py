@@ -45,7 +45,7 @@ from CardiacLandmarksLib.core.errors import InvalidImageError, ModelIntegrityErr
 from CardiacLandmarksLib.core.landmarks import LANDMARKS_BY_VIEW, Landmark, LandmarkSet
 from CardiacLandmarksLib.core.preprocessing import make_grid, normalise_intensity, resample_to_canvas
 from CardiacLandmarksLib.core.series import CMRSeries
-from CardiacLandmarksLib.lax.labels import FIRST_HINGE_DIRECTION_LPS, HINGE_NAMES
+from CardiacLandmarksLib.lax.labels import FIRST_HINGE_DIRECTION_LPS, HINGE_NAMES, LAX_CANVAS_UP
 from CardiacLandmarksLib.lax.measurements import LAX_VIEWS, lv_length_measurements
 from CardiacLandmarksLib.lax.report import render_lax_png
 from CardiacLandmarksLib.lax.tracking import TrackingConfig, track_landmarks
@@ -221,7 +221,7 @@ def detect_lax(
     for k in range(series.n_slices):
         if cancel is not None and cancel():
             raise Cancelled("landmark detection cancelled")
-        grid = make_grid(series, k, up="anterior")
+        grid = make_grid(series, k, up=LAX_CANVAS_UP)
         canv = resample_to_canvas(np.stack([normalise_intensity(series.pixels[t, k]) for t in range(series.n_phases)]),
                                   grid)
         xy, peak, spread = predict_with_tta(model, canv, tta)

@@ -109,8 +109,8 @@ def derive_sax_landmarks(
     rv_dir = np.array([np.cos(mid), np.sin(mid)])
     if superior_dir is not None:
         sd = np.asarray(superior_dir, float)
-        first_anterior = (e1 - center) @ sd >= (e2 - center) @ sd
-        a_end, i_end = (e1, e2) if first_anterior else (e2, e1)
+        first_is_a = (e1 - center) @ sd >= (e2 - center) @ sd
+        a_end, i_end = (e1, e2) if first_is_a else (e2, e1)
     else:
         a_end, i_end = (e1, e2) if display_anterior_end(e1, e2, center, rv_dir) == 0 else (e2, e1)
     del end_ang

@@ -8,7 +8,7 @@ gamma / contrast / noise / blur) and **no mirror**.
 
 **Handedness.** A mirror image of a four-chamber view is an anatomy that does not exist (the
 LV would lie on the other side of the septum / apex axis). The canvas built from the file
-geometry (:func:`..core.preprocessing.make_grid`) never mirrors: it is always seen from the
+geometry (:func:`..core.preprocessing.make_grid` with ``up=LAX_CANVAS_UP``, anterior) never mirrors: it is always seen from the
 patient's feet (the canvas normal points superior), so on every subject with a real affine
 the RV lies on the same side of the mitral-midpoint -> apex axis
 (:func:`..lax.labels.four_chamber_handedness` = :data:`..lax.labels.CANVAS_4CH_HANDEDNESS`,
@@ -63,6 +63,7 @@ from CardiacLandmarksLib.core.preprocessing import (
     normalise_intensity,
     resample_to_canvas,
 )
+from CardiacLandmarksLib.lax.labels import LAX_CANVAS_UP
 from CardiacLandmarksLib.models.decoding import decode_heatmaps
 from CardiacLandmarksLib.models.unet import UNet2D, count_parameters, transfer_state
 from CardiacLandmarksLib.training.augment import random_affine_batch, random_intensity
@@ -121,7 +122,7 @@ def _canvas_samples(series, k: int, per_phase: dict[int, dict[str, np.ndarray | 
 
     ``per_phase[t][name]``: ``(i, j)`` (present), None (absent) or missing key (unknown).
     """
-    grid = make_grid(series, k, up="anterior")
+    grid = make_grid(series, k, up=LAX_CANVAS_UP)
     imgs, pts, known, subj, kind, note = [], [], [], [], [], []
     for t in sorted(per_phase):
         img = resample_to_canvas(normalise_intensity(series.pixels[t, k])[None], grid)[0]
@@ -204,7 +205,7 @@ def check_canvas_handedness(image, mask, labels: dict | None, what: str, phases=
     lab = dict(MNMS2_LAX_LABELS if labels is None else labels)
     if lab.get("rv") is None:
         return True
-    grid = make_grid(image, k, up="anterior")
+    grid = make_grid(image, k, up=LAX_CANVAS_UP)
     bad = []
     for t in range(mask.n_phases) if phases is None else phases:
         try:
