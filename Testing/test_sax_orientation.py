@@ -47,11 +47,14 @@ def test_on_mscmr_the_septum_runs_head_to_foot_and_not_along_the_anterior_direct
 def test_mscmr_subject36_rv_insertions_are_not_swapped_on_any_slice():
     from CardiacLandmarksLib.datasets.sax import mscmr_cases
     from CardiacLandmarksLib.evaluation.sax import evaluate_case
+    from CardiacLandmarksLib.evaluation.suite import mscmr_folds_root
     from CardiacLandmarksLib.models.loader import load_model
     from CardiacLandmarksLib.sax.pipeline import detect_landmarks
 
     case = [c for c in mscmr_cases(require_data("lge", "mscmr")) if c.patient == "subject36"][0]
-    model = load_model("sax", "cpu", sequence="lge")  # the model the tool picks for an LGE series
+    # the LGE model's leave-one-out fold that never saw subject36 (the shipped sax_unet_lge v1.6.0 trained on it)
+    model = load_model("sax", "cpu", models_dir=mscmr_folds_root() / "subject36")
+    assert model.card["training"]["config"]["leave_out"] == "subject36"
     res = evaluate_case(case, lambda s: detect_landmarks(s, model=model))
     errors = np.array(res.errors["A-RVI"] + res.errors["I-RVI"])
     assert len(errors) >= 20

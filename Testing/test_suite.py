@@ -116,3 +116,48 @@ def test_cli_suite_json_with_one_set_present(data_root, tmp_path, monkeypatch, c
     assert mn["n_cases"] == 2 and mn["n_slices"] == 24 and mn["patients"] == ["mnms2-001"]
     assert 0 < mn["slice_detection"] <= 1 and all(0 < mn["dice"][s] <= 1 for s in suite.STRUCTURES)
     assert rows["ACDC test"]["n_cases"] == 0 and "no data found under the data root" in rows["ACDC test"]["notes"]
+
+
+MSCMR_SUBJECTS = ("subject1", "subject29", "subject36", "subject41", "subject8")
+
+
+@pytest.mark.data
+def test_leave_one_out_row_scores_each_subject_with_the_fold_that_never_saw_it(data_root, tmp_path):
+    """The MS-CMRSeg leave-one-out row (issue 16: 'unseen subjects or leave-one-out') detects each subject with the
+    fold model whose card left that subject out. A fold whose card left out another subject trained on the one it
+    would score: refused with a named error. A missing fold is named in the row's notes, never silently dropped."""
+    import shutil
+
+    from CardiacLandmarksLib.core.errors import ModelIntegrityError
+    from CardiacLandmarksLib.models.catalogue import sha256_file
+
+    folds = suite.mscmr_folds_root()
+    for s in MSCMR_SUBJECTS:
+        card = json.loads((folds / s / "sax_unet.json").read_text())
+        assert card["training"]["config"]["leave_out"] == s and "mscmr" in card["training"]["config"]["sets"]
+        assert card["sha256"] == sha256_file(folds / s / "sax_unet.pt")
+    mscmr = data_root / "lge" / "mscmr"
+    row, models = suite.mscmr_loo_row(mscmr, "cpu", max_cases=1)  # subject1 (the first in file order)
+    assert row.patients == ["subject1"] and row.n_slices == 15
+    assert models == {"mscmr_loo/subject1": {"version": models["mscmr_loo/subject1"]["version"],
+                                             "sha256": sha256_file(folds / "subject1" / "sax_unet.pt")}}
+    assert 0.6 <= row.slice_detection <= 1.0 and row.landmarks["A-RVI"]["mean"] < 10.0  # full run: 13 of 15, 5.6 mm
+    shutil.copytree(folds / "subject36", tmp_path / "swapped" / "subject1")
+    with pytest.raises(ModelIntegrityError, match="subject36"):
+        suite.mscmr_loo_row(mscmr, "cpu", max_cases=1, folds=tmp_path / "swapped")
+    (tmp_path / "none").mkdir()
+    row, models = suite.mscmr_loo_row(mscmr, "cpu", max_cases=1, folds=tmp_path / "none")
+    assert row.n_cases == 0 and not models and any("no fold model for subject1" in n for n in row.notes)
+
+
+@pytest.mark.data
+def test_the_shipped_lge_model_row_says_it_trained_on_ms_cmrseg(data_root):
+    """Since sax_unet_lge v1.6.0 was fine-tuned on all five MS-CMRSeg subjects, the plain MS-CMRSeg row is seen data
+    and must say so (the leave-one-out row is the estimate for unseen subjects)."""
+    from CardiacLandmarksLib.models.loader import load_model
+
+    lge = load_model("sax", "cpu", sequence="lge")
+    assert lge.name == "sax_unet_lge" and "mscmr" in lge.card["training"]["config"]["sets"]
+    assert not lge.card["training"]["config"].get("leave_out")
+    row = suite.mscmr_row(data_root / "lge" / "mscmr", lge, max_cases=1)
+    assert "TRAINED ON all five" in row.seen_by

@@ -7,7 +7,12 @@ note):
   patients, ED and ES), never used for training, calibration or model choice; and ``ACDC unseen-by-v1.3``, its
   15 challenge test patients (:data:`~CardiacLandmarksLib.datasets.splits.UNSEEN_BY_V1_3`), the part no
   bundled model has seen at all (the other 5 were validation patients of the models up to v1.3.1).
-* ``MS-CMRSeg LGE``: 5 LGE stacks, labels 1 RV / 2 myocardium / 3 LV cavity (checked: label 3 is enclosed by 2).
+* ``MS-CMRSeg LGE``: 5 LGE stacks, labels 1 RV / 2 myocardium / 3 LV cavity (checked: label 3 is enclosed by 2),
+  detected by the shipped LGE model (since sax_unet_lge v1.6.0 fine-tuned on all five: a row of seen data).
+* ``MS-CMRSeg LGE (leave-one-out)``: the same stacks, each detected by the fold model fine-tuned with the same
+  recipe on the other four (Xue et al. 2021 fine-tuned per sequence; the issue allows leave-one-out for these 5
+  subjects): the estimate of the shipped LGE model on an unseen LGE centre. The fold models live in
+  :func:`mscmr_folds_root` (evaluation only, not used by the tool).
 * ``EMIDEC LGE``: the 20 LGE stacks of the fixed EMIDEC test split (:data:`~CardiacLandmarksLib.datasets.splits.EMIDEC_TEST_CASES`), without geometry (the export lost the spacing; 1 mm placeholders). The image is
   given a nominal in-plane pixel size of :data:`EMIDEC_NOMINAL_MM` (EMIDEC acquisitions are about 1.25-2 mm) so
   that the heart reaches the network at roughly its trained scale, and **errors are reported in pixels** (true mm
@@ -66,8 +71,19 @@ logger = logging.getLogger(__name__)
 
 ProgressFn = Callable[[str, int, int], None]
 STRUCTURES = ("RV", "myo", "LV")  # segmentation classes 1, 2, 3 of the SAX model
-ROW_NAMES = ("ACDC test", "ACDC unseen-by-v1.3", "MS-CMRSeg LGE", "EMIDEC LGE", "M&Ms-2 001 SAX", "Sunnybrook",
-             "perfusion val", "perfusion train (seen)")
+ROW_NAMES = ("ACDC test", "ACDC unseen-by-v1.3", "MS-CMRSeg LGE", "MS-CMRSeg LGE (leave-one-out)", "EMIDEC LGE",
+             "M&Ms-2 001 SAX", "Sunnybrook", "perfusion val", "perfusion train (seen)")
+
+
+def mscmr_folds_root() -> Path:
+    """Folder of the MS-CMRSeg leave-one-out fold models: ``<subject>/sax_unet.pt`` + ``sax_unet.json`` per left-out
+    subject (``Resources/Evaluation/mscmr_loo``; ``CARDIAC_LANDMARKS_FOLDS`` overrides it)."""
+    import os
+
+    from CardiacLandmarksLib.core.config import REPO_ROOT
+
+    env = os.environ.get("CARDIAC_LANDMARKS_FOLDS")
+    return Path(env).expanduser().resolve() if env else REPO_ROOT / "Resources" / "Evaluation" / "mscmr_loo"
 
 _NAN = float("nan")
 
@@ -333,13 +349,76 @@ def acdc_rows(root: Path, model, progress: ProgressFn | None = None, max_cases: 
     return [test, unseen]
 
 
+MSCMR_NOTE = "LGE; real geometry, A/I-RVI by anatomy (A-RVI the insertion nearer the head); labels 1 RV, 2 myocardium, 3 LV cavity"
+
+
+def _trained_sets(model) -> tuple[set[str], set[str]]:
+    """``(sets, left-out patients)`` of a SAX model's training config (its card)."""
+    cfg = (model.card.get("training") or {}).get("config") or {}
+    sets = {s.strip() for s in str(cfg.get("sets") or "").split(",") if s.strip()}
+    left = {s.strip() for s in str(cfg.get("leave_out") or "").split(",") if s.strip()}
+    return sets, left
+
+
 def mscmr_row(root: Path, model, progress: ProgressFn | None = None, max_cases: int | None = None) -> SuiteRow:
     cases = (mscmr_cases(root) if root.exists() else [])[:max_cases]
-    return sax_row("MS-CMRSeg LGE", run_sax_cases(cases, model, progress, "MS-CMRSeg LGE"),
-                   seen_by=f"{model.name} v{model.version}: not trained or calibrated on (reported on in earlier cards; "
-                           "the choice of the LGE model for LGE series was made after seeing this row)",
-                   notes=["LGE; real geometry, A/I-RVI by anatomy (A-RVI the insertion nearer the head); labels 1 RV, "
-                          "2 myocardium, 3 LV cavity"])
+    sets, left = _trained_sets(model)
+    if "mscmr" in sets:
+        seen = (f"{model.name} v{model.version}: TRAINED ON "
+                + ("all five" if not left else f"all but {', '.join(sorted(left))}")
+                + " (fine-tuned on them); the leave-one-out row is the estimate for unseen subjects")
+    else:
+        seen = (f"{model.name} v{model.version}: not trained or calibrated on (reported on in earlier cards; the choice "
+                "of the LGE model for LGE series was made after seeing this row)")
+    return sax_row("MS-CMRSeg LGE", run_sax_cases(cases, model, progress, "MS-CMRSeg LGE"), seen_by=seen,
+                   notes=[MSCMR_NOTE])
+
+
+def mscmr_loo_row(root: Path, device: str, progress: ProgressFn | None = None, max_cases: int | None = None,
+                  folds: Path | None = None) -> tuple[SuiteRow, dict[str, dict]]:
+    """``MS-CMRSeg LGE (leave-one-out)``: each subject detected by the fold model that never saw it.
+
+    Args:
+        root: the MS-CMRSeg folder (``subjectN_DE.nii.gz`` + ``_manual``).
+        device: ``"cpu"`` / ``"cuda"`` (resolved).
+        folds: fold models, ``<subject>/sax_unet.{pt,json}`` (default :func:`mscmr_folds_root`).
+
+    Returns:
+        ``(row, {"mscmr_loo/<subject>": {"version", "sha256"}})``; a subject without a fold model is left out of the
+        row and named in its notes.
+
+    Raises:
+        ModelIntegrityError: a fold model is corrupt, or its card says it trained on the subject it is asked to
+            detect (its ``leave_out`` is another subject).
+    """
+    from CardiacLandmarksLib.core.errors import ModelIntegrityError
+    from CardiacLandmarksLib.models.loader import load_model
+
+    folds = Path(folds or mscmr_folds_root())
+    cases = (mscmr_cases(root) if root.exists() else [])[:max_cases]
+    runs, models, missing = [], {}, []
+    for n, case in enumerate(cases):
+        fold = folds / case.patient
+        if not (fold / "sax_unet.pt").exists():
+            missing.append(case.patient)
+            continue
+        model = load_model("sax", device, models_dir=fold)
+        sets, left = _trained_sets(model)
+        if left != {case.patient}:
+            raise ModelIntegrityError(f"{fold}: the fold model for {case.patient} left out {sorted(left) or 'nothing'}")
+        runs += run_sax_cases([case], model, None, "MS-CMRSeg LGE (leave-one-out)")
+        models[f"mscmr_loo/{case.patient}"] = {"version": model.version, "sha256": model.sha256}
+        if progress is not None:
+            progress("MS-CMRSeg LGE (leave-one-out)", n + 1, len(cases))
+    notes = [MSCMR_NOTE, "each subject detected by a fold model fine-tuned with the shipped LGE model's recipe on the "
+             "other four (the sets the shipped model trained on, minus that subject); thresholds calibrated by each fold "
+             "on ACDC / EMIDEC calibration patients, as the shipped model's"]
+    if missing:
+        notes.append(f"no fold model for {', '.join(missing)} under {folds}: left out of this row")
+    row = sax_row("MS-CMRSeg LGE (leave-one-out)", runs, notes=notes,
+                  seen_by="each subject: never seen by its fold model (trained on the other four, ACDC, EMIDEC and "
+                          "perfusion frames); the shipped sax_unet_lge trained on all five")
+    return row, models
 
 
 def emidec_row(root: Path, model, progress: ProgressFn | None = None, max_cases: int | None = None) -> SuiteRow:
@@ -524,6 +603,10 @@ def run_suite(data_root: Path | None = None, device: str = "auto", progress: Pro
     for name, build in builders.items():
         if name in wanted:
             out[name] = build()
+    if "MS-CMRSeg LGE (leave-one-out)" in wanted:
+        row, fold_models = mscmr_loo_row(root / "lge" / "mscmr", model.device, progress, max_cases)
+        out[row.name] = row
+        table.models.update(fold_models)
     if {"perfusion val", "perfusion train (seen)"} & set(wanted):
         prows = perfusion_rows(root / "perfusion" / "mlperf", model.device, progress, max_cases)
         for r in prows:

@@ -7,9 +7,10 @@ a segmentation head (RV cavity, LV myocardium, LV cavity) trained on the same ex
 landmark labels are derived from (:mod:`.labels`), so applying the same rule to its output gives a
 second, rule-consistent estimate of A-RVI / I-RVI / C-LV next to the heatmap peaks of Xue et al. 2021.
 
-Coordinates are canvas pixels ``(x, y)`` = (column, row) of :mod:`.preprocessing`'s canvas, which
-is in the anatomical display (anterior up, RV on the viewer's left), so the display naming rule of
-:func:`.labels.display_anterior_end` names the ends.
+Coordinates are canvas pixels ``(x, y)`` = (column, row) of :mod:`.preprocessing`'s canvas. A SAX canvas has
+the patient's head up where the series has orientation (``make_grid(up="superior")``, RV on the viewer's left)
+and the stored display otherwise (ACDC, EMIDEC), so the display naming rule of
+:func:`.labels.display_anterior_end` names the ends: the A-RVI is the end toward the top, nearer the head.
 """
 
 from __future__ import annotations
