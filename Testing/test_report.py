@@ -201,3 +201,36 @@ def test_overlay_png_without_ijk_and_known_orientation(tmp_path):
     lmset = LandmarkSet("x", "sax", {}, [Landmark("C-LV", 1, 1, True, pos, np.full(3, np.nan), 1.0, "high", True)])
     img = imread(render_overlay_png(s, lmset, tmp_path / "o.png"))  # phase defaults to 1, the first with points
     assert _color_pixels(img, FLAG_COLORS["high"]) > 100  # the legend marker alone is ~40 px
+
+
+def test_short_axis_overlay_draws_anterior_left_and_head_arrows(tmp_path, monkeypatch):
+    """The SAX overlay's title measures the RVI angle from the patient's anterior (arrow A) and names A-RVI by the head
+    (S). In a short-axis plane the anterior axis lies least in plane of the three (MS-CMRSeg subject8: A 0.69, L 0.80,
+    S 0.94), so a two-arrow compass left out the A its title refers to; every panel must draw all three."""
+    from CardiacLandmarksLib.core.orientation import in_plane_arrows
+    from CardiacLandmarksLib.sax import report
+
+    normal = np.array([0.6, -0.72, -0.34])  # LV long axis in LPS: left, anterior, inferior (base to apex)
+    normal /= np.linalg.norm(normal)
+    i_axis = np.cross(normal, [0.0, 0.0, 1.0])
+    i_axis /= np.linalg.norm(i_axis)
+    d = np.stack([i_axis, np.cross(normal, i_axis), normal], axis=1)
+    fractions = {letter: round(float(np.hypot(*(axis @ d[:, :2]))), 2) for letter, axis in
+                 (("A", np.array([0, -1.0, 0])), ("L", np.array([1.0, 0, 0])), ("S", np.array([0, 0, 1.0])))}
+    assert fractions["A"] < min(fractions["L"], fractions["S"])  # as in the real stacks
+    assert [letter for letter, _ in in_plane_arrows(d)] != ["A"] and "A" not in dict(in_plane_arrows(d))
+    drawn = []
+    orig = report.draw_orientation
+
+    def spy(ax, direction, known, **kw):
+        drawn.append({letter for letter, _ in in_plane_arrows(direction, n=kw.get("n", 2))})
+        return orig(ax, direction, known, **kw)
+
+    monkeypatch.setattr(report, "draw_orientation", spy)
+    pix = np.random.default_rng(1).normal(100, 20, size=(1, 2, 64, 64)).astype(np.float32)
+    s = CMRSeries(pixels=pix, spacing=(1.5, 1.5, 8.0), direction=d, slice_origins=np.array([[0, 0, 0], d[:, 2] * 8.0]),
+                  orientation_known=True)
+    lmset = LandmarkSet("x", "sax", {}, [Landmark("C-LV", k, 0, True, s.ijk_to_lps(np.array([32.0, 32.0, k])),
+                                                  np.full(3, np.nan), 1.0, "high", True) for k in (0, 1)])
+    report.render_overlay_png(s, lmset, tmp_path / "o.png")
+    assert drawn == [{"A", "L", "S"}] * 2

@@ -47,7 +47,7 @@ def orientation_text(orientation_known: bool) -> str:
 
 
 def draw_orientation(ax, direction: np.ndarray | None, orientation_known: bool, *, corner=(0.88, 0.86),
-                     length: float = 0.08, color: str = "yellow", fontsize: float = 8) -> None:
+                     length: float = 0.08, color: str = "yellow", fontsize: float = 8, n: int = 2) -> None:
     """Draw the orientation compass (or the 'as stored' convention) in axes-fraction coordinates.
 
     Args:
@@ -56,6 +56,8 @@ def draw_orientation(ax, direction: np.ndarray | None, orientation_known: bool, 
         orientation_known: False = write "as stored: up = A" instead of arrows.
         corner: arrow origin in axes fraction.
         length: arrow length in axes fraction.
+        n: at most this many arrows (:func:`in_plane_arrows`); 3 draws every axis that lies in the plane enough
+            (the short-axis report: its RVI angle is measured from A, its A/I-RVI names come from S).
     """
     from matplotlib import patheffects
 
@@ -65,7 +67,7 @@ def draw_orientation(ax, direction: np.ndarray | None, orientation_known: bool, 
         ax.text(0.98, 0.98, "as stored\nup = A?", transform=ax.transAxes, color=color, fontsize=fontsize - 1,
                 ha="right", va="top", path_effects=outline)
         return
-    for letter, (di, dj) in in_plane_arrows(direction):
+    for letter, (di, dj) in in_plane_arrows(direction, n=n):
         ax.annotate("", xy=(x0 + length * di, y0 - length * dj), xytext=(x0, y0), xycoords="axes fraction",
                     arrowprops={"arrowstyle": "->", "color": color, "lw": 1.2})
         ax.text(x0 + 1.5 * length * di, y0 - 1.5 * length * dj, letter, transform=ax.transAxes, color=color,

@@ -167,9 +167,9 @@ def _header_lines(series, lmset: LandmarkSet, t: int, chars: int) -> list[str]:
     src = Path(lmset.source).name if lmset.source else (Path(series.source).name if series.source else "")
     head = f"{src}  |  phase {t}" + (f"  |  model {model_txt}" if model_txt else "")
     if getattr(series, "orientation_known", False):
-        conv = ("RVI angle: C-LV\u2192A-RVI from the patient's anterior (arrow A; L = patient's left), + towards "
-                "the patient's right; opening: angle A-RVI\u2013C-LV\u2013I-RVI. Values from a low-confidence point "
-                "are marked 'check' (status review)")
+        conv = ("RVI angle: C-LV\u2192A-RVI from the patient's anterior (arrow A; L = patient's left, S = head: "
+                "A-RVI is the insertion nearer the head), + towards the patient's right; opening: angle "
+                "A-RVI\u2013C-LV\u2013I-RVI. Values from a low-confidence point are marked 'check' (status review)")
     else:
         conv = ("orientation unknown, shown as stored: RVI angle from image up, + towards image left; "
                 "opening: angle A-RVI\u2013C-LV\u2013I-RVI. Values from a low-confidence point are marked "
@@ -217,8 +217,8 @@ def render_overlay_png(
     j = row down, pixels drawn with their physical aspect), the found landmarks at their
     ``ijk`` (or their LPS position mapped through the series when ``ijk`` is unknown)
     coloured by flag (high = green, low = orange with its confidence), landmarks the model
-    calls absent listed in the panel, lines C-LV -> RVI, an "A" arrow for the patient's
-    anterior when the orientation is known, and the RVI angle and RVI opening angle in the
+    calls absent listed in the panel, lines C-LV -> RVI, arrows for the patient's anterior (A),
+    left (L) and head (S) as they lie in the slice when the orientation is known, and the RVI angle and RVI opening angle in the
     panel title (computed with :func:`.measurements.rvi_measurements` from the drawn points).
     All panels share one crop around the phase's landmarks (``crop_margin_mm`` around them;
     None = full field of view) and one intensity window (0.5-99.5 percentiles of the phase).
@@ -321,7 +321,7 @@ def render_overlay_png(
         if note:
             ax.text(0.02, 0.02, note, transform=ax.transAxes, fontsize=7, color="white", va="bottom",
                     ha="left", bbox={"boxstyle": "round,pad=0.2", "fc": "black", "ec": "none", "alpha": 0.6})
-        draw_orientation(ax, series.direction, known, corner=(0.86, 0.84))
+        draw_orientation(ax, series.direction, known, corner=(0.86, 0.84), n=3)
         vals = by_slice.get(k, {})
         lines = panel_title_lines(k, vals)
         review = any(m.status != "ok" for m in vals.values())
