@@ -88,3 +88,29 @@ def test_split_seed_keeps_the_validation_patients_of_another_training_seed():
     for s in (1, 2, 3):
         assert tp.config_split(tp.PerfTrainConfig(seed=s, split_seed=0), patients) == bundled
     assert bundled[1] == ["1424200", "1434856", "1450949"] and set(bundled[0]).isdisjoint(bundled[1])
+
+
+def test_pretraining_samples_come_from_non_test_cine_slices_only(data_root, tmp_path):
+    """Cross-sequence pretraining (sixth pass) reads the ACDC masks of patients outside the fixed test split only: a
+    test patient's files here are garbage, so reading one would fail. Every sample is a segmenter crop whose time
+    channels all hold the same cine slice, with the cavity (2) at the centre inside a myocardial ring (1), RV dropped."""
+    import shutil
+
+    acdc = tmp_path / "acdc"
+    acdc.mkdir()
+    shutil.copy(data_root / "acdc" / "acdc_info.csv", acdc)
+    for f in ("patient001_ED.nii.gz", "patient001_ED_gt.nii.gz"):
+        shutil.copy(data_root / "acdc" / f, acdc)
+    for f in ("patient003_ED.nii.gz", "patient003_ED_gt.nii.gz"):  # ACDC test split: must never be read
+        (acdc / f).write_bytes(b"not a NIfTI")
+    cfg = tp.PerfTrainConfig(pretrain_sets="acdc")
+    x, y = tp.pretrain_samples(tmp_path, cfg)
+    n_slices = 10  # patient001 ED; the basal and apical slices without both classes are skipped
+    assert 5 <= len(x) <= n_slices and x.shape[1:] == (len(ps.SEG_OFFSETS), cfg.seg_pre_px, cfg.seg_pre_px)
+    assert y.shape == (len(x), cfg.seg_pre_px, cfg.seg_pre_px) and set(np.unique(y)) == {0, 1, 2}
+    assert np.all(x == x[:, :1])  # one slice repeated over the time channels
+    c = cfg.seg_pre_px // 2
+    assert np.all(y[:, c, c] == 2)  # crops centred on the cavity
+    assert 0.3 < float(x.max()) <= 1.6  # intensity / the stack's 99.5th percentile
+    with pytest.raises(FileNotFoundError, match="unknown pretraining set"):
+        tp.pretrain_samples(tmp_path, tp.PerfTrainConfig(pretrain_sets="mnms"))

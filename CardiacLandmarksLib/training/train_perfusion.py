@@ -69,6 +69,16 @@ class PerfTrainConfig:
     p_bias: float = 0.5
     p_resolution: float = 0.3
     p_ringing: float = 0.2
+    #: cross-sequence pretraining of the segmenter (issue 16, sixth pass; transfer learning across sequences as in
+    #: Xue et al. 2021 and the MESA atlas work): ``"acdc,emidec"`` first trains the segmenter for ``pretrain_iters``
+    #: on the LV myocardium / cavity masks of the non-test ACDC cine and EMIDEC LGE slices (:func:`pretrain_samples`)
+    #: mixed with the perfusion frames (``pretrain_mix`` = perfusion share of the pool), then ``seg_iters`` on the
+    #: perfusion frames alone. Empty: perfusion only (v1.0.0)
+    pretrain_sets: str = ""
+    pretrain_iters: int = 1500
+    pretrain_mix: float = 0.5
+    #: reuse the localiser of this perfusion checkpoint instead of training one (``loc_iters`` unused)
+    localiser_from: str | None = None
 
 
 #: version written into the model card
@@ -148,6 +158,66 @@ def build_samples(cases: list[Case], cfg: PerfTrainConfig) -> dict:
             seg_x.append(cv.sample(frames[ps.segmenter_frames(int(t), len(frames))] / scale))
             seg_y.append(cv.sample(gt[t][None].astype(np.float32), order=0)[0].astype(np.uint8))
     return {"loc_x": np.stack(loc_x), "loc_y": np.stack(loc_y), "seg_x": np.stack(seg_x), "seg_y": np.stack(seg_y)}
+
+
+def _slice_samples(img: np.ndarray, lab: np.ndarray, spacing_ij: tuple[float, float], mapping: dict[int, int],
+                   cfg: PerfTrainConfig) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Segmenter samples of one SAX stack: ``img``, ``lab`` ``[k, j, i]``; every slice with at least 20 px each of
+    myocardium and cavity becomes a crop around the cavity centroid, the slice repeated in every time channel
+    (intensity / the stack's 99.5th percentile), labels mapped by ``mapping`` to 1 myocardium, 2 cavity."""
+    xs, ys = [], []
+    scale = float(np.percentile(img, 99.5)) or 1.0
+    for k in range(img.shape[0]):
+        y = np.zeros_like(lab[k])
+        for a, b in mapping.items():
+            y[lab[k] == a] = b
+        if (y == 2).sum() < 20 or (y == 1).sum() < 20:
+            continue
+        jj, ii = np.nonzero(y == 2)
+        cv = ps.Canvas((float(ii.mean()), float(jj.mean())), tuple(map(float, spacing_ij)), ps.SEG_MM, cfg.seg_pre_px)
+        xs.append(np.repeat(cv.sample(img[k][None] / scale), len(ps.SEG_OFFSETS), 0).astype(np.float32))
+        ys.append(cv.sample(y[None].astype(np.float32), order=0)[0].astype(np.uint8))
+    return xs, ys
+
+
+def pretrain_samples(root: Path, cfg: PerfTrainConfig) -> tuple[np.ndarray, np.ndarray]:
+    """Cine / LGE segmenter samples for :attr:`PerfTrainConfig.pretrain_sets` from the shared data ``root``.
+
+    ``acdc``: the ED / ES stacks of the ACDC patients outside the fixed test split (labels 2 myocardium, 3 cavity;
+    RV to background). ``emidec``: the EMIDEC cases outside its fixed test split at the nominal pixel size
+    (myocardium = healthy + infarct + MVO, 1 cavity). The test splits (:mod:`CardiacLandmarksLib.datasets.splits`)
+    are never read.
+
+    Returns:
+        ``(x [n, len(SEG_OFFSETS), P, P] float32, y [n, P, P] uint8)`` with ``P = cfg.seg_pre_px``.
+
+    Raises:
+        FileNotFoundError: a named set is not under ``root``, or gives no slice.
+    """
+    from CardiacLandmarksLib.datasets.sax import EMIDEC_NOMINAL_MM, acdc_cases, emidec_cases
+    from CardiacLandmarksLib.datasets.splits import ACDC_TEST_PATIENTS, EMIDEC_TEST_CASES
+    from CardiacLandmarksLib.io.load import load_series
+
+    xs, ys = [], []
+    for name in [s.strip() for s in cfg.pretrain_sets.split(",") if s.strip()]:
+        if name == "acdc":
+            cases, mapping, test = acdc_cases(Path(root) / "acdc"), {2: 1, 3: 2}, ACDC_TEST_PATIENTS
+        elif name == "emidec":
+            cases, mapping, test = emidec_cases(Path(root) / "lge" / "emidec"), {2: 1, 3: 1, 4: 1, 1: 2}, EMIDEC_TEST_CASES
+        else:
+            raise FileNotFoundError(f"unknown pretraining set {name!r} (acdc, emidec)")
+        n0 = len(xs)
+        for c in cases:
+            if c.patient in test:
+                continue
+            s, m = load_series(c.image), load_series(c.mask)
+            sp = (EMIDEC_NOMINAL_MM, EMIDEC_NOMINAL_MM) if name == "emidec" else s.spacing[:2]
+            x_, y_ = _slice_samples(s.pixels[0].astype(np.float32), np.rint(m.pixels[0]).astype(np.uint8), sp, mapping, cfg)
+            xs += x_
+            ys += y_
+        if len(xs) == n0:
+            raise FileNotFoundError(f"pretraining set {name!r}: no labelled slice under {root}")
+    return np.stack(xs), np.stack(ys)
 
 
 # --------------------------------------------------------------------------- augmentation
@@ -281,10 +351,12 @@ def evaluate_cases(model: ps.PerfusionModel, cases: list[Case]) -> dict:
 # --------------------------------------------------------------------------- main
 
 
-def train_perfusion(data: Path, out_dir: Path, cfg: PerfTrainConfig, command: str | None = None) -> dict:
+def train_perfusion(data: Path, out_dir: Path, cfg: PerfTrainConfig, command: str | None = None,
+                    pretrain_root: Path | None = None) -> dict:
     """Train both networks, evaluate on the validation patients, write weights + model card.
 
     ``command``: the exact command line, recorded in the card (default: the generic retrain line).
+    ``pretrain_root``: shared data folder holding the :attr:`PerfTrainConfig.pretrain_sets` (default the data root).
     """
     torch.manual_seed(cfg.seed)
     np.random.seed(cfg.seed)
@@ -299,11 +371,24 @@ def train_perfusion(data: Path, out_dir: Path, cfg: PerfTrainConfig, command: st
     logger.info("train patients %s (%d series), val patients %s (%d series)", train_p, len(train_c), val_p, len(val_c))
     samples = build_samples(train_c, cfg)
     logger.info("samples: localiser %d, segmenter %d (%.0f s)", len(samples["loc_x"]), len(samples["seg_x"]), time.time() - t_start)
+    pre = pretrain_samples(Path(pretrain_root or data_root()), cfg) if cfg.pretrain_sets.strip() else None
     config = asdict(cfg)
     loc, seg = ps.build_networks(config)
     gen = torch.Generator().manual_seed(cfg.seed)
-    loc_loss = _train_net(loc, samples["loc_x"], samples["loc_y"], ps.LOC_PX, cfg.loc_iters, cfg, gen,
-                          max_shift_px=40.0 / ps.LOC_MM, name="localiser", tissue_masks=False)
+    if cfg.localiser_from:
+        loc.load_state_dict(torch.load(cfg.localiser_from, map_location="cpu", weights_only=True)["localiser"])
+        loc.eval()
+        loc_loss: list[float] = []
+    else:
+        loc_loss = _train_net(loc, samples["loc_x"], samples["loc_y"], ps.LOC_PX, cfg.loc_iters, cfg, gen,
+                              max_shift_px=40.0 / ps.LOC_MM, name="localiser", tissue_masks=False)
+    if pre is not None:
+        n_rep = max(1, int(round(cfg.pretrain_mix / (1 - cfg.pretrain_mix) * len(pre[0]) / len(samples["seg_x"]))))
+        samples["n_pretrain"] = len(pre[0])
+        logger.info("segmenter pretraining: %d cine / LGE slices + perfusion frames x%d", len(pre[0]), n_rep)
+        _train_net(seg, np.concatenate([pre[0]] + [samples["seg_x"]] * n_rep),
+                   np.concatenate([pre[1]] + [samples["seg_y"]] * n_rep), ps.SEG_PX, cfg.pretrain_iters, cfg, gen,
+                   max_shift_px=cfg.max_shift_mm / ps.SEG_MM, name="segmenter pretraining")
     seg_loss = _train_net(seg, samples["seg_x"], samples["seg_y"], ps.SEG_PX, cfg.seg_iters, cfg, gen,
                           max_shift_px=cfg.max_shift_mm / ps.SEG_MM, name="segmenter")
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -358,7 +443,11 @@ def make_card(cfg, train_p, val_p, train_c, val_c, samples, metrics, loc, seg, w
         },
         "training": {
             "data": "perfusion/mlperf (Martin-Isla et al., cmartin-isla/ML-perfusion; research use, not redistributed): "
-                    "stress and rest, basal and mid SAX, expert masks on the frames of peak contrast",
+                    "stress and rest, basal and mid SAX, expert masks on the frames of peak contrast"
+                    + (f"; segmenter pretrained on {samples.get('n_pretrain')} cine / LGE slices ({cfg.pretrain_sets}: "
+                       "ACDC Bernard et al. 2018, EMIDEC Lalande et al. 2020; LV myocardium and cavity masks, each slice "
+                       "repeated in every time channel; their fixed test splits never read)" if cfg.pretrain_sets else "")
+                    + (f"; localiser reused from {cfg.localiser_from}, not retrained" if cfg.localiser_from else ""),
             "split": "by patient, seeded",
             "train_patients": train_p,
             "val_patients": val_p,
@@ -370,7 +459,8 @@ def make_card(cfg, train_p, val_p, train_c, val_c, samples, metrics, loc, seg, w
             "config": asdict(cfg),
             "seconds": round(seconds, 1),
             "device": f"cpu, {cfg.threads} thread(s)",
-            "final_loss": {"localiser": float(np.mean(loc_loss[-50:])), "segmenter": float(np.mean(seg_loss[-50:]))},
+            "final_loss": {"localiser": float(np.mean(loc_loss[-50:])) if loc_loss else None,
+                           "segmenter": float(np.mean(seg_loss[-50:]))},
         },
         "validation": {
             "protocol": "full pipeline (localiser -> crop -> segmenter) on every labelled frame of the validation "
@@ -436,6 +526,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seg-base", type=int, default=PerfTrainConfig.seg_base, help="segmenter U-Net base width")
     ap.add_argument("--split-seed", type=int, default=None,
                     help="seed of the patient split (default: --seed); keep 0 to keep v1.0.0's validation patients")
+    ap.add_argument("--pretrain-sets", default="",
+                    help="pretrain the segmenter on these cine / LGE sets first, e.g. 'acdc,emidec' (their LV myocardium "
+                         "and cavity masks, test splits never read; default: none, perfusion only)")
+    ap.add_argument("--pretrain-iters", type=int, default=PerfTrainConfig.pretrain_iters)
+    ap.add_argument("--localiser-from", default=None,
+                    help="reuse the localiser of this perfusion_unet.pt instead of training one")
     ap.add_argument("--domain-randomisation", action=argparse.BooleanOptionalAction,
                     default=PerfTrainConfig.domain_randomisation,
                     help="augment.domain_randomise in the segmenter's intensity scale instead of the plain "
@@ -444,7 +540,8 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     cfg = PerfTrainConfig(seed=args.seed, split_seed=args.split_seed, seg_iters=args.seg_iters, loc_iters=args.loc_iters,
                           seg_base=args.seg_base,
-                          threads=args.threads,
+                          threads=args.threads, pretrain_sets=args.pretrain_sets, pretrain_iters=args.pretrain_iters,
+                          localiser_from=args.localiser_from,
                           domain_randomisation=args.domain_randomisation)
     data = args.data or (data_root() / "perfusion" / "mlperf")
     import shlex
