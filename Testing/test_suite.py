@@ -161,3 +161,14 @@ def test_the_shipped_lge_model_row_says_it_trained_on_ms_cmrseg(data_root):
     assert not lge.card["training"]["config"].get("leave_out")
     row = suite.mscmr_row(data_root / "lge" / "mscmr", lge, max_cases=1)
     assert "TRAINED ON all five" in row.seen_by
+
+
+def test_figures_near_a_target_are_not_rounded_onto_it():
+    """Perfusion v1.2.0's validation myocardium Dice 0.876 and a slice detection of 94.6% must not print as
+    the targets 0.88 and 95%."""
+    row = suite.SuiteRow("perfusion val", ["a"], ["a"], 1, 185, dice={"RV": float("nan"), "myo": 0.876, "LV": 0.887},
+                         slice_detection=0.946)
+    md = suite.format_suite_markdown(suite.SuiteTable([row], {}, "", 1.0))
+    line = md.splitlines()[2]
+    assert "n/a / 0.876 / 0.887" in line and "94.6%" in line
+    assert "0.88 " not in line and "95%" not in line

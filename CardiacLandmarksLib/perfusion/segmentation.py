@@ -12,7 +12,8 @@ as input channels), shrunk for CPU:
    pool). Its centroid centres the crop of stage 3.
 3. **Segmenter**: a U-Net on a :data:`SEG_PX` square crop at :data:`SEG_MM` mm/px around the
    LV, input channels = the frames ``t + SEG_OFFSETS`` (clamped to the series), output
-   0 = background, 1 = LV myocardium, 2 = LV blood pool for frame ``t``.
+   0 = background, 1 = LV myocardium, 2 = LV blood pool for frame ``t``. A card with
+   ``input.flip_tta`` (v1.2.0 on) averages the softmax over the crop and its mirror images.
 4. **Motion** (:func:`track_translation`): the segmenter runs on every frame from the bolus
    foot on; the LV centroid of each frame gives an in-plane translation relative to a
    reference frame (best-segmented frame in the 10 frames after the LV blood-pool peak);
@@ -249,7 +250,33 @@ def load_model(weights: Path | None = None, device: str = "cpu") -> PerfusionMod
     return PerfusionModel(localiser=loc, segmenter=seg, card=card, sha256=digest, device=dev)
 
 
-def _predict(net, x: np.ndarray, device: str = "cpu", batch: int = 16) -> np.ndarray:
+#: image axes of the segmenter's mirror test-time augmentation, by the name a model card uses in
+#: ``input.flip_tta`` (``"i"`` = columns, ``"j"`` = rows of the crop ``[n, c, j, i]``)
+FLIP_AXES = {"i": -1, "j": -2}
+
+
+def flip_tta_axes(card: dict, tta: bool = True) -> tuple[int, ...]:
+    """Tensor axes the segmenter's output is averaged over (mirror test-time augmentation).
+
+    The model card's ``input.flip_tta`` (e.g. ``["i", "j"]``) names them; a card without it (v1.0.0)
+    or ``tta=False`` gives ``()``: one pass. Mirroring is safe for this segmenter: it is trained with
+    random mirrors and rotations, and the myocardium / blood-pool labels have no handedness.
+
+    Raises:
+        ModelIntegrityError: the card names an axis other than ``"i"`` / ``"j"``.
+    """
+    from CardiacLandmarksLib.core.errors import ModelIntegrityError
+
+    names = (card or {}).get("input", {}).get("flip_tta") or [] if tta else []
+    bad = [n for n in names if n not in FLIP_AXES]
+    if bad:
+        raise ModelIntegrityError(f"perfusion model card: unknown flip_tta axis {bad} (expected 'i' or 'j')")
+    return tuple(FLIP_AXES[n] for n in names)
+
+
+def _predict(net, x: np.ndarray, device: str = "cpu", batch: int = 16, flips: tuple[int, ...] = ()) -> np.ndarray:
+    """Softmax ``[n, classes, H, W]`` of ``net`` on ``x`` ``[n, channels, H, W]``; with ``flips`` the mean of
+    the plain pass and one pass per mirrored axis (each mirrored back)."""
     import torch
 
     from CardiacLandmarksLib.models.loader import as_input
@@ -258,7 +285,10 @@ def _predict(net, x: np.ndarray, device: str = "cpu", batch: int = 16) -> np.nda
     with torch.no_grad():
         for s in range(0, len(x), batch):
             xb = as_input(x[s : s + batch], device, add_channel=False)
-            out.append(torch.softmax(net(xb), 1).cpu().numpy())
+            p = torch.softmax(net(xb), 1)
+            for ax in flips:
+                p = p + torch.softmax(net(xb.flip(ax)), 1).flip(ax)
+            out.append((p / (1 + len(flips))).cpu().numpy())
     return np.concatenate(out)
 
 
@@ -315,14 +345,18 @@ def localise_lv(model: PerfusionModel, frames: np.ndarray, spacing_ij: tuple[flo
 
 
 def segment_frames(model: PerfusionModel, frames: np.ndarray, spacing_ij: tuple[float, float],
-                   center_ij: np.ndarray, targets: list[int], scale: float) -> tuple[np.ndarray, Canvas]:
-    """Segmenter softmax ``[n, 3, SEG_PX, SEG_PX]`` for target frames, on the crop canvas around ``center_ij``."""
+                   center_ij: np.ndarray, targets: list[int], scale: float,
+                   tta: bool = True) -> tuple[np.ndarray, Canvas]:
+    """Segmenter softmax ``[n, 3, SEG_PX, SEG_PX]`` for target frames, on the crop canvas around ``center_ij``.
+
+    ``tta``: average over the mirrors the model card names (:func:`flip_tta_axes`); no effect on a card without.
+    """
     f = np.asarray(frames, np.float32)
     canvas = Canvas((float(center_ij[0]), float(center_ij[1])), tuple(map(float, spacing_ij)), SEG_MM, SEG_PX)
     needed = sorted({k for t in targets for k in segmenter_frames(t, len(f))})
     sampled = dict(zip(needed, canvas.sample(f[needed] / scale)))
     x = np.stack([np.stack([sampled[k] for k in segmenter_frames(t, len(f))]) for t in targets])
-    return _predict(model.segmenter, x, model.device), canvas
+    return _predict(model.segmenter, x, model.device, flips=flip_tta_axes(model.card, tta)), canvas
 
 
 def _largest_lv(labels: np.ndarray) -> np.ndarray:
@@ -377,7 +411,7 @@ def track_translation(centroids_ij: np.ndarray, valid: np.ndarray, reference: in
 
 
 def segment_series(model: PerfusionModel, frames: np.ndarray, spacing_ij: tuple[float, float],
-                   center_ij: np.ndarray | None = None) -> PerfusionSegmentation:
+                   center_ij: np.ndarray | None = None, tta: bool = True) -> PerfusionSegmentation:
     """Segment one perfusion slice (all frames) and track its in-plane motion.
 
     Args:
@@ -385,6 +419,8 @@ def segment_series(model: PerfusionModel, frames: np.ndarray, spacing_ij: tuple[
         frames: ``[t, j, i]`` signal intensity (or concentration), one slice.
         spacing_ij: pixel size (column, row) in mm.
         center_ij: LV centre to crop around; default from the localiser.
+        tta: mirror test-time augmentation of the segmenter when the model card enables it
+            (``input.flip_tta``, v1.2.0 on: 3 passes instead of 1; see :func:`flip_tta_axes`).
 
     Returns:
         :class:`PerfusionSegmentation`.
@@ -405,13 +441,13 @@ def segment_series(model: PerfusionModel, frames: np.ndarray, spacing_ij: tuple[
         center_ij = localise_lv(model, f, spacing_ij, timing, scale)
     # a first pass around the peak refines the crop centre (the localiser is coarse)
     t_ref0 = min(timing.peak + 4, len(f) - 1)
-    probs0, canvas0 = segment_frames(model, f, spacing_ij, center_ij, [t_ref0], scale)
+    probs0, canvas0 = segment_frames(model, f, spacing_ij, center_ij, [t_ref0], scale, tta)
     lab0 = canvas0.to_input(probs0[0], f.shape[1:]).argmax(0)
     if (lab0 > 0).sum() > 20:
         jj, ii = np.nonzero(lab0 > 0)
         center_ij = np.array([ii.mean(), jj.mean()])
     targets = list(range(len(f)))  # every frame (cheap); tracking uses those from the foot on
-    probs, canvas = segment_frames(model, f, spacing_ij, center_ij, targets, scale)
+    probs, canvas = segment_frames(model, f, spacing_ij, center_ij, targets, scale, tta)
     full = canvas.to_input(probs.reshape(-1, SEG_PX, SEG_PX), f.shape[1:]).reshape(len(targets), 3, *f.shape[1:])
     raw = np.zeros(f.shape, np.uint8)
     conf = np.zeros(len(f))

@@ -79,10 +79,15 @@ class PerfTrainConfig:
     pretrain_mix: float = 0.5
     #: reuse the localiser of this perfusion checkpoint instead of training one (``loc_iters`` unused)
     localiser_from: str | None = None
+    #: mirror test-time augmentation of the segmenter written into the card (``input.flip_tta``): the
+    #: softmax averaged over the crop and its left-right / up-down mirrors (3 passes)
+    flip_tta: bool = True
 
 
 #: version written into the model card
-VERSION = "1.1.0"
+VERSION = "1.2.0"
+#: mirror axes of the card's ``input.flip_tta`` (see :func:`ps.flip_tta_axes`)
+FLIP_TTA = ["i", "j"]
 #: mlperf label -> :func:`..augment.domain_randomise` tissue class (1 myocardium -> 2 LV myocardium,
 #: 2 blood pool -> 3 LV cavity)
 _DR_CLASSES = torch.tensor([0, 2, 3])
@@ -322,13 +327,13 @@ def mean_boundary_distance_mm(a: np.ndarray, b: np.ndarray, spacing_ij: tuple[fl
     return float((da.sum() + db.sum()) / (len(da) + len(db)))
 
 
-def evaluate_cases(model: ps.PerfusionModel, cases: list[Case]) -> dict:
+def evaluate_cases(model: ps.PerfusionModel, cases: list[Case], tta: bool = True) -> dict:
     """Dice / mean boundary distance of the full pipeline (localiser + segmenter, raw per-frame
-    labels) on every labelled frame of the given series."""
+    labels) on every labelled frame of the given series; ``tta`` as in :func:`ps.segment_series`."""
     rows = []
     for case in cases:
         frames, gt, sp = load_case(case)
-        seg = ps.segment_series(model, frames, sp)
+        seg = ps.segment_series(model, frames, sp, tta=tta)
         for t in np.nonzero(gt.reshape(len(gt), -1).max(1) > 0)[0]:
             pred = seg.raw_labels[t]
             rows.append({
@@ -397,9 +402,13 @@ def train_perfusion(data: Path, out_dir: Path, cfg: PerfTrainConfig, command: st
     torch.save({"localiser": loc.state_dict(), "segmenter": seg.state_dict(), "config": config}, tmp)
     tmp.replace(weights)
     train_seconds = time.time() - t_start
-    model = ps.PerfusionModel(localiser=loc, segmenter=seg, card={}, sha256="")
+    model = ps.PerfusionModel(localiser=loc, segmenter=seg, card={"input": {"flip_tta": FLIP_TTA if cfg.flip_tta else []}},
+                              sha256="")
     metrics = evaluate_cases(model, val_c)
     logger.info("validation: %s", json.dumps({k: v for k, v in metrics.items() if k != "dice_myo_per_series"}))
+    if cfg.flip_tta:
+        plain = evaluate_cases(model, val_c, tta=False)
+        metrics["without_tta"] = {k: plain[k] for k in ("dice_myo", "dice_bp")}
     card = make_card(cfg, train_p, val_p, train_c, val_c, samples, metrics, loc, seg, weights, train_seconds,
                      loc_loss, seg_loss)
     if command:
@@ -418,6 +427,15 @@ def _augmentation_text(cfg: PerfTrainConfig) -> str:
             f"monotone random contrast curve (p 0.7), smooth bias field (p {cfg.p_bias}), in-plane resolution "
             f"(p {cfg.p_resolution}), Gibbs ringing (p {cfg.p_ringing}), blur (p 0.3), Rician-like noise; no "
             "slice-thickness mixing or coil-shading correction (the channels are time frames); then gain 0.8-1.25")
+
+
+def _provenance(weights: str) -> str:
+    """``weights`` plus the name, version and SHA256 of the card beside it (the file may be replaced later)."""
+    try:
+        card = json.loads(Path(weights).with_suffix(".json").read_text())
+        return f"{weights} ({card['name']} v{card['version']}, SHA256 {card['sha256'][:12]}...)"
+    except (OSError, ValueError, KeyError):
+        return str(weights)
 
 
 def make_card(cfg, train_p, val_p, train_c, val_c, samples, metrics, loc, seg, weights, seconds, loc_loss, seg_loss) -> dict:
@@ -440,6 +458,7 @@ def make_card(cfg, train_p, val_p, train_c, val_c, samples, metrics, loc, seg, w
             "segmenter_channels": f"frames t{list(ps.SEG_OFFSETS)} (clamped)",
             "intensity": "divided by the 99.5th percentile of the temporal maximum image",
             "labels": {"0": "background", "1": "LV myocardium", "2": "LV blood pool"},
+            "flip_tta": FLIP_TTA if cfg.flip_tta else [],
         },
         "training": {
             "data": "perfusion/mlperf (Martin-Isla et al., cmartin-isla/ML-perfusion; research use, not redistributed): "
@@ -447,7 +466,7 @@ def make_card(cfg, train_p, val_p, train_c, val_c, samples, metrics, loc, seg, w
                     + (f"; segmenter pretrained on {samples.get('n_pretrain')} cine / LGE slices ({cfg.pretrain_sets}: "
                        "ACDC Bernard et al. 2018, EMIDEC Lalande et al. 2020; LV myocardium and cavity masks, each slice "
                        "repeated in every time channel; their fixed test splits never read)" if cfg.pretrain_sets else "")
-                    + (f"; localiser reused from {cfg.localiser_from}, not retrained" if cfg.localiser_from else ""),
+                    + (f"; localiser reused from {_provenance(cfg.localiser_from)}, not retrained" if cfg.localiser_from else ""),
             "split": "by patient, seeded",
             "train_patients": train_p,
             "val_patients": val_p,
@@ -500,8 +519,13 @@ def render_card_markdown(card: dict) -> str:
     ]
     for k in ("dice_myo", "dice_bp", "mbd_myo_mm", "mbd_bp_mm"):
         lines.append(f"| {k} | {v[k]['mean']:.3f} | {v[k]['sd']:.3f} | {v[k]['median']:.3f} |")
+    plain = v.get("without_tta")
     lines += ["", f"{v['n_frames']} frames from {v['n_series']} series. Mean myocardium Dice per series: "
               + ", ".join(f"{s} {d:.3f}" for s, d in v["dice_myo_per_series"].items()) + ".",
+              *(["", f"Figures with the card's mirror test-time augmentation of the segmenter (input.flip_tta "
+                 f"{card['input'].get('flip_tta')}: mean softmax of the crop and its mirrors); one plain pass "
+                 f"(`segment_series(..., tta=False)`): myocardium Dice {plain['dice_myo']['mean']:.3f}, blood pool "
+                 f"{plain['dice_bp']['mean']:.3f}."] if plain else []),
               "", "Paper (Xue et al. 2020, far larger training set): myocardium Dice 0.93.",
               "", "## Limitations", "",
               "- Trained on 8 patients from one public set (one vendor/site); validated on 3. Expect lower accuracy on "
@@ -532,6 +556,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--pretrain-iters", type=int, default=PerfTrainConfig.pretrain_iters)
     ap.add_argument("--localiser-from", default=None,
                     help="reuse the localiser of this perfusion_unet.pt instead of training one")
+    ap.add_argument("--flip-tta", action=argparse.BooleanOptionalAction, default=PerfTrainConfig.flip_tta,
+                    help="card enables mirror test-time augmentation of the segmenter (input.flip_tta; default on)")
     ap.add_argument("--domain-randomisation", action=argparse.BooleanOptionalAction,
                     default=PerfTrainConfig.domain_randomisation,
                     help="augment.domain_randomise in the segmenter's intensity scale instead of the plain "
@@ -541,7 +567,7 @@ def main(argv: list[str] | None = None) -> int:
     cfg = PerfTrainConfig(seed=args.seed, split_seed=args.split_seed, seg_iters=args.seg_iters, loc_iters=args.loc_iters,
                           seg_base=args.seg_base,
                           threads=args.threads, pretrain_sets=args.pretrain_sets, pretrain_iters=args.pretrain_iters,
-                          localiser_from=args.localiser_from,
+                          localiser_from=args.localiser_from, flip_tta=args.flip_tta,
                           domain_randomisation=args.domain_randomisation)
     data = args.data or (data_root() / "perfusion" / "mlperf")
     import shlex
