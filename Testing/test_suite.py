@@ -172,3 +172,22 @@ def test_figures_near_a_target_are_not_rounded_onto_it():
     line = md.splitlines()[2]
     assert "n/a / 0.876 / 0.887" in line and "94.6%" in line
     assert "0.88 " not in line and "95%" not in line
+
+
+@pytest.mark.data
+def test_perfusion_row_on_a_scanner_no_model_has_seen(data_root):
+    """GE 1.5 T first pass with expert masks (GoldStandard.mat), never used in training or choices:
+    v1.0.0 measured myocardium Dice 0.818, LV 0.920, C-LV 1.40 mm; v1.2.0 0.846, 0.952, 0.62 mm; the RV
+    insertions from the SAX landmark model 2.6 / 6.4 mm (the second flagged low)."""
+    row = suite.perfusion_ge_row(data_root / "perfusion" / "ge_dicom", device="cpu")
+    assert row.name in suite.ROW_NAMES and (row.n_cases, row.n_slices) == (1, 1) and "never seen" in row.seen_by
+    assert row.dice["myo"] > 0.78 and row.dice["LV"] > 0.88 and math.isnan(row.dice["RV"])
+    assert row.landmarks["C-LV"]["mean"] < 3.0  # mm: one voxel is 1.41 mm
+    assert row.landmarks["A-RVI"]["mean"] < 10.0 and row.landmarks["I-RVI"]["mean"] < 10.0
+    assert row.n_points == 2 and row.slice_detection == 1.0  # the RV insertions carry the pipeline's flags
+    assert any("reference-frame mask" in n for n in row.notes)
+
+
+def test_perfusion_row_without_its_data_says_so(tmp_path):
+    row = suite.perfusion_ge_row(tmp_path / "ge_dicom", device="cpu")
+    assert row.n_cases == 0 and row.notes[0].startswith("no data") and "GoldStandard.mat" in row.notes[0]

@@ -26,6 +26,9 @@ note):
 * ``perfusion val`` / ``perfusion train (seen)``: myocardium and blood-pool Dice of the perfusion U-Net on every
   labelled frame of the patients its card names as validation / training
   (:func:`CardiacLandmarksLib.training.train_perfusion.evaluate_cases`); the training row is marked as seen.
+* ``perfusion GE (unseen)``: one GE 1.5 T first-pass series with expert RV / LV cavity / myocardium masks that no
+  model has seen, through the whole perfusion analysis (:func:`perfusion_ge_row`): Dice, C-LV, and the RV
+  insertions the pipeline anchors the AHA sectors at, with their flags.
 
 Columns (:class:`SuiteRow`): slice detection (every landmark of the slice found and none extra, Xue et al.,
 Radiology: AI 2021), L2 error per landmark (mean / median, mm in the input's LPS geometry), |RVI-angle difference|
@@ -49,7 +52,7 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage
 
-from CardiacLandmarksLib.core.errors import InputNotFoundError
+from CardiacLandmarksLib.core.errors import InputNotFoundError, InvalidImageError
 from CardiacLandmarksLib.core.preprocessing import model_canvases
 from CardiacLandmarksLib.datasets.sax import (
     EMIDEC_MYO_EXTRA,
@@ -72,7 +75,7 @@ logger = logging.getLogger(__name__)
 ProgressFn = Callable[[str, int, int], None]
 STRUCTURES = ("RV", "myo", "LV")  # segmentation classes 1, 2, 3 of the SAX model
 ROW_NAMES = ("ACDC test", "ACDC unseen-by-v1.3", "MS-CMRSeg LGE", "MS-CMRSeg LGE (leave-one-out)", "EMIDEC LGE",
-             "M&Ms-2 001 SAX", "Sunnybrook", "perfusion val", "perfusion train (seen)")
+             "M&Ms-2 001 SAX", "Sunnybrook", "perfusion val", "perfusion train (seen)", "perfusion GE (unseen)")
 
 
 def mscmr_folds_root() -> Path:
@@ -556,6 +559,85 @@ def perfusion_rows(root: Path, device: str = "auto", progress: ProgressFn | None
     return rows
 
 
+def perfusion_ge_row(folder: Path, device: str = "auto", progress: ProgressFn | None = None) -> SuiteRow:
+    """The perfusion analysis on a first-pass series from a scanner no bundled model has seen.
+
+    ``folder``: ``<data>/perfusion/ge_dicom`` (GE 1.5 T, 79 DICOM frames, 1.41 mm pixels, full geometry) with
+    ``GoldStandard.mat``: one expert mask per structure for the series (``MyoMask`` myocardium, ``SXmask`` LV
+    cavity, ``DXmask`` RV; 256 x 256, ``[j, i]``; the frame they were drawn on is not recorded).
+
+    The series runs through the perfusion pipeline as ``cardiac-landmarks perfusion`` does
+    (:func:`CardiacLandmarksLib.perfusion.pipeline.analyse_series`: perfusion U-Net, motion tracking, RV
+    insertions from the SAX landmark model on the frame of peak RV enhancement, else the RV-enhancement
+    fallback). Compared with the expert masks, on the reference frame (the mask every sector value is
+    measured in): Dice of myocardium and LV blood pool; C-LV (blood-pool centroid) and A-/I-RVI against the
+    landmarks derived from the masks as for every other row (:func:`CardiacLandmarksLib.sax.labels.
+    derive_sax_landmarks`, A-RVI the end nearer the head), L2 in mm; the RVI flags are the pipeline's.
+
+    Returns:
+        one :class:`SuiteRow` (1 case, 1 image); no case and a "no data" note when the folder or the
+        masks are missing.
+    """
+    from CardiacLandmarksLib.perfusion.pipeline import SeriesInput, analyse_series
+    from CardiacLandmarksLib.perfusion.segmentation import load_model as load_perfusion
+    from CardiacLandmarksLib.sax.labels import derive_sax_landmarks
+
+    name = "perfusion GE (unseen)"
+    row = SuiteRow(name, [], [], 0, seen_by="never seen by any bundled model (GE 1.5 T: another vendor and site "
+                                            "than the mlperf, ACDC, EMIDEC and MS-CMRSeg data); one series")
+    gold = folder / "GoldStandard.mat"
+    if not gold.exists():
+        row.notes.append(f"no data: {gold} not found")
+        return row
+    from scipy.io import loadmat
+
+    g = loadmat(gold)
+    series = load_series(folder)
+    an = analyse_series(SeriesInput(series=series, name="ge_dicom"), load_perfusion(device=device))
+    seg = an.seg
+    ref = np.zeros(g["MyoMask"].shape, np.int16)  # derive_sax_landmarks' default labels: 1 RV, 2 myo, 3 LV
+    ref[g["MyoMask"] > 0], ref[g["SXmask"] > 0], ref[g["DXmask"] > 0] = 2, 3, 1
+    if ref.shape != seg.reference_mask.shape:
+        raise InvalidImageError(f"{gold}: masks {ref.shape} do not match the series' images {seg.reference_mask.shape}")
+    lm_ref = derive_sax_landmarks(ref, superior_dir=series.superior_in_plane())
+    sp = np.array([series.spacing[0], series.spacing[1]], float)
+    pred = {"A-RVI": an.a_rvi_ij, "I-RVI": an.i_rvi_ij, "C-LV": an.center_ij}
+    errors, flags, ok = [], [], True
+    for n in SAX_NAMES:
+        r, p = lm_ref[n], pred[n]
+        ok &= (r is None) == (p is None)
+        if r is None or p is None:
+            row.landmarks[n] = {"n_present": int(r is not None), "detection_rate": 0.0 if r is not None else _NAN,
+                                "false_positive_rate": 1.0 if p is not None else _NAN, "mean": _NAN, "median": _NAN}
+            continue
+        e = float(np.linalg.norm((np.asarray(p, float) - r) * sp))
+        row.landmarks[n] = {"n_present": 1, "detection_rate": 1.0, "false_positive_rate": _NAN, "mean": e, "median": e}
+        if n in an.rvi_trust:  # the RV insertions carry the pipeline's flag; C-LV has none here
+            errors.append(e)
+            flags.append(an.rvi_trust[n][1])
+    row.cases, row.patients, row.n_cases, row.n_slices = ["ge_dicom"], ["ge_dicom"], 1, 1
+    row.slice_detection = float(ok)
+    if lm_ref["A-RVI"] is not None and an.a_rvi_ij is not None:
+        c_ref, c_pred = lm_ref["C-LV"], an.center_ij
+        v1, v2 = (lm_ref["A-RVI"] - c_ref) * sp, (np.asarray(an.a_rvi_ij) - c_pred) * sp
+        d = np.degrees(np.arctan2(v1[1], v1[0]) - np.arctan2(v2[1], v2[0]))
+        row.rvi_angle_deg = float(abs((d + 180.0) % 360.0 - 180.0))
+    for k, lab, key in (("myo", 1, "MyoMask"), ("LV", 2, "SXmask")):  # the expert masks as drawn (they overlap
+        row.dice[k] = row.dice_median[k] = dice(seg.reference_mask == lab, g[key] > 0)  # the RV by 5 pixels)
+    for k, v in flag_figures(np.array(errors), np.array(flags), GROSS_MM).items():
+        setattr(row, k, v)
+    moved = float(np.linalg.norm(seg.offsets_ij * sp, axis=1).max())
+    row.notes += [
+        "the perfusion pipeline as `cardiac-landmarks perfusion` runs it; expert masks of GoldStandard.mat "
+        f"(frame not recorded) vs the reference-frame mask (frame {seg.reference_frame} of {len(seg.raw_labels)}) "
+        f"that the sector values use; the tracked in-plane motion of the series is at most {moved:.1f} mm",
+        f"RV insertions: {an.rvi_source or 'none'}; high / all and gross flagged low judge their flags",
+        "C-LV: blood-pool centroid of the reference mask vs the LV-cavity centroid of the expert mask"]
+    if progress is not None:
+        progress(name, 1, 1)
+    return row
+
+
 # --------------------------------------------------------------------------- the suite
 
 
@@ -612,6 +694,9 @@ def run_suite(data_root: Path | None = None, device: str = "auto", progress: Pro
         prows = perfusion_rows(root / "perfusion" / "mlperf", model.device, progress, max_cases)
         for r in prows:
             out[r.name] = r
+    if "perfusion GE (unseen)" in wanted:
+        out["perfusion GE (unseen)"] = perfusion_ge_row(root / "perfusion" / "ge_dicom", model.device, progress)
+    if {"perfusion val", "perfusion train (seen)", "perfusion GE (unseen)"} & set(wanted):
         from CardiacLandmarksLib.perfusion.segmentation import load_model as load_perfusion
 
         pm = load_perfusion(device=model.device)
