@@ -88,6 +88,23 @@ def test_cli_evaluate_suite_options_and_missing_data(tmp_path, monkeypatch, caps
     monkeypatch.setenv("CARDIAC_LANDMARKS_DATA", str(tmp_path / "absent"))
     assert main(["evaluate", "--suite", "--device", "cpu"]) == 1
     assert "does not exist" in capsys.readouterr().err
+    # --rows: an unknown name is a named error before any model runs
+    monkeypatch.setenv("CARDIAC_LANDMARKS_DATA", str(tmp_path))
+    assert main(["evaluate", "--suite", "--rows", "ACDC test, no such row", "--device", "cpu"]) == 1
+    err = capsys.readouterr().err
+    assert "unknown suite rows ['no such row']" in err and "perfusion GE (unseen)" in err
+
+
+@pytest.mark.data
+def test_cli_suite_runs_only_the_rows_asked_for(data_root, tmp_path, monkeypatch, capsys):
+    from CardiacLandmarksLib.cli import main
+
+    out = tmp_path / "suite.json"
+    assert main(["evaluate", "--suite", "--rows", "perfusion GE (unseen)", "--device", "cpu", "--json", str(out)]) == 0
+    assert "perfusion GE (unseen)" in capsys.readouterr().out
+    data = json.loads(out.read_text())
+    assert [r["name"] for r in data["rows"]] == ["perfusion GE (unseen)"] and data["rows"][0]["n_cases"] == 1
+    assert "perfusion_unet" in data["models"]
 
 
 def test_table_json_round_trip():

@@ -87,8 +87,12 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="also write the figures as JSON to this file (no file: print JSON instead of the table)")
     p.add_argument("--suite", action="store_true",
                    help="run the evaluation suite instead: one row per labelled data set (ACDC test split, "
-                        "MS-CMRSeg LGE, EMIDEC LGE, M&Ms-2, Sunnybrook, perfusion); --data and --split are ignored")
+                        "MS-CMRSeg LGE and its leave-one-out, EMIDEC LGE, M&Ms-2, Sunnybrook, perfusion validation, "
+                        "training and an unseen GE series); --data and --split are ignored")
     p.add_argument("--markdown", action="store_true", help="with --suite: print the table as Markdown")
+    p.add_argument("--rows", default=None,
+                   help="with --suite: only these rows, comma-separated, named as in the table (e.g. "
+                        "'ACDC test,perfusion GE (unseen)'); default all")
     p.add_argument("--no-confidence-table", action="store_true",
                    help="skip the confidence table (it runs the models on every labelled set in the data root)")
     from CardiacLandmarksLib.cli.function import add_evaluate_arguments
@@ -302,7 +306,8 @@ def cmd_suite(args: argparse.Namespace) -> int:
     def progress(row: str, done: int, total: int) -> None:
         print(f"  {row}: {done}/{total}", file=sys.stderr, flush=True)
 
-    table = run_suite(device=args.device, progress=progress)
+    rows = tuple(r.strip() for r in args.rows.split(",") if r.strip()) if getattr(args, "rows", None) else None
+    table = run_suite(device=args.device, progress=progress, rows=rows)
     if args.json == "-":
         print(table.to_json())
         return 0
