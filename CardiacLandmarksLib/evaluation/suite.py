@@ -631,7 +631,8 @@ def perfusion_ge_row(folder: Path, device: str = "auto", progress: ProgressFn | 
         "the perfusion pipeline as `cardiac-landmarks perfusion` runs it; expert masks of GoldStandard.mat "
         f"(frame not recorded) vs the reference-frame mask (frame {seg.reference_frame} of {len(seg.raw_labels)}) "
         f"that the sector values use; the tracked in-plane motion of the series is at most {moved:.1f} mm",
-        f"RV insertions: {an.rvi_source or 'none'}; high / all and gross flagged low judge their flags",
+        f"RV insertions: {an.rvi_source or 'none'} (the SAX model for perfusion series is sax_unet_lge); high / "
+        "all and gross flagged low judge their flags",
         "C-LV: blood-pool centroid of the reference mask vs the LV-cavity centroid of the expert mask"]
     if progress is not None:
         progress(name, 1, 1)
