@@ -42,6 +42,16 @@ class CaseResult:
     slices_detected: int = 0
 
 
+def rvi_angle_difference(a_ij: np.ndarray, c_ij: np.ndarray, a_ref_ij: np.ndarray, c_ref_ij: np.ndarray,
+                         spacing: tuple[float, float]) -> float:
+    """Signed difference (deg, in [-180, 180)) of the A-RVI direction about C-LV, detected minus reference.
+
+    Points are in-plane pixel ``(i, j)`` of one image; ``spacing`` ``(column, row)`` mm scales them first.
+    """
+    d = _rvi_angle(a_ij, c_ij, spacing) - _rvi_angle(a_ref_ij, c_ref_ij, spacing)
+    return float((d + 180.0) % 360.0 - 180.0)
+
+
 def _rvi_angle(a_ij: np.ndarray, c_ij: np.ndarray, spacing: tuple[float, float]) -> float:
     """Angle (deg) of A-RVI about C-LV in the image plane (mm-scaled pixel axes), for differences only."""
     v = (np.asarray(a_ij) - np.asarray(c_ij)) * np.asarray(spacing)
@@ -84,8 +94,8 @@ def evaluate_case(case: Case, detect: Callable, phase: int = 0, series=None) -> 
         res.slices_detected += int(slice_ok)
         a, c = pred.get("A-RVI", k, phase), pred.get("C-LV", k, phase)
         if lms["A-RVI"] is not None and lms["C-LV"] is not None and a is not None and c is not None and a.found and c.found:
-            d = _rvi_angle(a.ijk[:2], c.ijk[:2], series.spacing[:2]) - _rvi_angle(lms["A-RVI"], lms["C-LV"], series.spacing[:2])
-            res.angle_diffs.append(float((d + 180.0) % 360.0 - 180.0))
+            res.angle_diffs.append(rvi_angle_difference(a.ijk[:2], c.ijk[:2], lms["A-RVI"], lms["C-LV"],
+                                                        series.spacing[:2]))
     return res
 
 

@@ -66,7 +66,7 @@ from CardiacLandmarksLib.datasets.sax import (
 )
 from CardiacLandmarksLib.datasets.splits import ACDC_FROM_TRAINING, EMIDEC_TEST_CASES, UNSEEN_BY_V1_3
 from CardiacLandmarksLib.evaluation.confidence import GROSS_MM
-from CardiacLandmarksLib.evaluation.sax import CaseResult, evaluate_case, summarise
+from CardiacLandmarksLib.evaluation.sax import CaseResult, evaluate_case, rvi_angle_difference, summarise
 from CardiacLandmarksLib.io.load import load_series
 from CardiacLandmarksLib.sax.labels import MNMS2_LABELS
 
@@ -618,10 +618,7 @@ def perfusion_ge_row(folder: Path, device: str = "auto", progress: ProgressFn | 
     row.cases, row.patients, row.n_cases, row.n_slices = ["ge_dicom"], ["ge_dicom"], 1, 1
     row.slice_detection = float(ok)
     if lm_ref["A-RVI"] is not None and an.a_rvi_ij is not None:
-        c_ref, c_pred = lm_ref["C-LV"], an.center_ij
-        v1, v2 = (lm_ref["A-RVI"] - c_ref) * sp, (np.asarray(an.a_rvi_ij) - c_pred) * sp
-        d = np.degrees(np.arctan2(v1[1], v1[0]) - np.arctan2(v2[1], v2[0]))
-        row.rvi_angle_deg = float(abs((d + 180.0) % 360.0 - 180.0))
+        row.rvi_angle_deg = abs(rvi_angle_difference(an.a_rvi_ij, an.center_ij, lm_ref["A-RVI"], lm_ref["C-LV"], sp))
     for k, lab, key in (("myo", 1, "MyoMask"), ("LV", 2, "SXmask")):  # the expert masks as drawn (they overlap
         row.dice[k] = row.dice_median[k] = dice(seg.reference_mask == lab, g[key] > 0)  # the RV by 5 pixels)
     for k, v in flag_figures(np.array(errors), np.array(flags), GROSS_MM).items():
