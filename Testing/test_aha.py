@@ -172,3 +172,17 @@ def test_ge_dicom_septum_falls_in_septal_segments(data_root):
     septum = ndimage.binary_dilation(mask == 1, iterations=2) & (mask == 2)
     frac = np.isin(seg[septum], (8, 9)).mean()
     assert frac > 0.8
+
+
+def test_sector_overlay_title_judges_rvi_points_as_the_report_does():
+    """The report's sector status hangs on A-RVI and C-LV only (pipeline.anchor_sources): the overlay must not
+    call the sector values review for a low I-RVI alone (the GE series: A-RVI high 0.59, I-RVI low 0.23)."""
+    from CardiacLandmarksLib.perfusion.bullseye import rvi_warning
+
+    assert rvi_warning({"A-RVI": (0.59, "high"), "I-RVI": (0.23, "low")}) == (
+        "I-RVI flagged low: check it (the sectors hang on A-RVI and C-LV, not on it)")
+    assert rvi_warning({"A-RVI": (0.2, "low"), "I-RVI": (0.9, "high")}) == (
+        "A-RVI flagged low: check it; sector values are review")
+    assert "A-RVI and I-RVI flagged low: check them; sector values are review" == rvi_warning(
+        {"A-RVI": (0.2, "low"), "I-RVI": (0.1, "low")})
+    assert rvi_warning({"A-RVI": (0.9, "high"), "I-RVI": (0.8, "high")}) == "" and rvi_warning(None) == ""

@@ -248,6 +248,22 @@ def _sector_colour(segment: int) -> tuple[float, float, float]:
     return mcolors.to_rgb(_SECTOR_COLOURS[idx])
 
 
+def rvi_warning(rvi_trust: dict | None) -> str:
+    """Title line of the sector overlay for low RV insertion points, worded as the report judges them.
+
+    The sectors hang on A-RVI and C-LV only (:func:`CardiacLandmarksLib.perfusion.pipeline.anchor_sources`):
+    a low A-RVI makes every sector value review; a low I-RVI alone is to be checked but moves no sector.
+    ``rvi_trust``: ``{"A-RVI": (confidence, flag), "I-RVI": ...}``; a missing point counts as high. "" when none is low.
+    """
+    trust = rvi_trust or {}
+    low = [n for n in ("A-RVI", "I-RVI") if trust.get(n, (None, "high"))[1] != "high"]
+    if "A-RVI" in low:
+        return f"{' and '.join(low)} flagged low: check {'them' if len(low) > 1 else 'it'}; sector values are review"
+    if low:
+        return "I-RVI flagged low: check it (the sectors hang on A-RVI and C-LV, not on it)"
+    return ""
+
+
 def render_sector_overlay_png(image: np.ndarray, segments: np.ndarray, mask: np.ndarray, center_ij: np.ndarray,
                               a_rvi_ij: np.ndarray, level: str, path: str | Path, spacing_ij: tuple[float, float],
                               i_rvi_ij: np.ndarray | None = None, seen_from_apex: bool = True,
@@ -336,8 +352,9 @@ def render_sector_overlay_png(image: np.ndarray, segments: np.ndarray, mask: np.
         sub += f"\nframe {frames[0]} shown, moved onto reference frame {frames[1]} (sectors and points)"
     if rvi_source:
         sub += f"\nRVI: {rvi_source}"
-    if low_any:
-        sub += "\nRV insertion points flagged low: check them; sector values are review"
+    warning = rvi_warning(trust)
+    if warning:
+        sub += "\n" + warning
     ax.set_title((title + "\n" if title else "") + sub, fontsize=8, wrap=True,
                  color="#b35900" if low_any else "black")
     from CardiacLandmarksLib.core.orientation import orientation_text
