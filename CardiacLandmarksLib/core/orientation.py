@@ -39,15 +39,26 @@ def in_plane_arrows(direction: np.ndarray, n: int = 2, min_fraction: float = 0.3
     return [(letter, v) for _, letter, v in out[:n]]
 
 
-def orientation_text(orientation_known: bool) -> str:
-    """One line for a figure caption: what the compass shows or the display convention used."""
+#: caption words for each compass letter
+AXIS_WORDS = {"A": "anterior (A)", "L": "left (L)", "S": "head (S)"}
+
+
+def orientation_text(orientation_known: bool, letters: list[str] | tuple[str, ...] | None = None) -> str:
+    """One line for a figure caption: what the compass shows or the display convention used.
+
+    ``letters``: the arrows actually drawn (what :func:`draw_orientation` returns), so the caption names only those
+    (a perfusion slice shows A and S, not L); None names all three."""
     if orientation_known:
-        return "arrows: patient anterior (A), left (L), head (S) in the image plane"
+        shown = [AXIS_WORDS[x] for x in AXIS_WORDS if letters is None or x in letters]
+        if not shown:
+            return "no patient axis lies enough in the image plane to draw an arrow"
+        joined = shown[0] if len(shown) == 1 else ", ".join(shown[:-1]) + " and " + shown[-1]
+        return f"arrow{'s' if len(shown) > 1 else ''}: patient {joined} in the image plane"
     return "orientation unknown: shown as stored, image up taken as anterior, image left as the patient's right"
 
 
 def draw_orientation(ax, direction: np.ndarray | None, orientation_known: bool, *, corner=(0.88, 0.86),
-                     length: float = 0.08, color: str = "yellow", fontsize: float = 8, n: int = 2) -> None:
+                     length: float = 0.08, color: str = "yellow", fontsize: float = 8, n: int = 2) -> list[str]:
     """Draw the orientation compass (or the 'as stored' convention) in axes-fraction coordinates.
 
     Args:
@@ -58,6 +69,9 @@ def draw_orientation(ax, direction: np.ndarray | None, orientation_known: bool, 
         length: arrow length in axes fraction.
         n: at most this many arrows (:func:`in_plane_arrows`); 3 draws every axis that lies in the plane enough
             (the short-axis report: its RVI angle is measured from A, its A/I-RVI names come from S).
+
+    Returns:
+        The letters drawn (empty when the orientation is unknown), for :func:`orientation_text`.
     """
     from matplotlib import patheffects
 
@@ -66,9 +80,11 @@ def draw_orientation(ax, direction: np.ndarray | None, orientation_known: bool, 
     if not orientation_known or direction is None:
         ax.text(0.98, 0.98, "as stored\nup = A?", transform=ax.transAxes, color=color, fontsize=fontsize - 1,
                 ha="right", va="top", path_effects=outline)
-        return
-    for letter, (di, dj) in in_plane_arrows(direction, n=n):
+        return []
+    arrows = in_plane_arrows(direction, n=n)
+    for letter, (di, dj) in arrows:
         ax.annotate("", xy=(x0 + length * di, y0 - length * dj), xytext=(x0, y0), xycoords="axes fraction",
                     arrowprops={"arrowstyle": "->", "color": color, "lw": 1.2})
         ax.text(x0 + 1.5 * length * di, y0 - 1.5 * length * dj, letter, transform=ax.transAxes, color=color,
                 fontsize=fontsize, ha="center", va="center", path_effects=outline)
+    return [letter for letter, _ in arrows]

@@ -72,6 +72,7 @@ def render_lax_png(
     k = curve.slice if k is None else k
     names = LANDMARKS_BY_VIEW[curve.view]
     fig, axes = plt.subplots(1, 3, figsize=(15, 5.2), gridspec_kw={"width_ratios": [1, 1, 1.25]})
+    letters = None  # the compass letters drawn (the same on both panels: one slice)
     for ax, (label, t) in zip(axes[:2], (("ED", curve.ed_phase), ("ES", curve.es_phase))):
         ax.set_axis_off()
         if t is None:
@@ -101,8 +102,8 @@ def render_lax_png(
             half = max(40.0 / float(series.spacing[0]), 1.2 * np.abs(all_ij - c).max())
             ax.set_xlim(c[0] - half, c[0] + half)
             ax.set_ylim(c[1] + half, c[1] - half)
-        draw_orientation(ax, series.direction, bool(getattr(series, "orientation_known", False)),
-                         corner=(0.9, 0.88))
+        letters = draw_orientation(ax, series.direction, bool(getattr(series, "orientation_known", False)),
+                                   corner=(0.9, 0.88))
         length = curve.lengths_mm[t]
         m = next((x for x in curve.length_measurements if x.phase == t), None)
         text = f"{label} (phase {t}): LV length {length:.1f} mm" if np.isfinite(length) else f"{label} (phase {t})"
@@ -130,7 +131,7 @@ def render_lax_png(
     ax.grid(alpha=0.3)
     ax.legend(loc="lower right", fontsize=8)
     fig.suptitle(title or f"{Path(str(series.source)).name} - {curve.view.upper()} slice {k}", fontsize=11)
-    fig.text(0.5, 0.01, orientation_text(bool(getattr(series, "orientation_known", False))) +
+    fig.text(0.5, 0.01, orientation_text(bool(getattr(series, "orientation_known", False)), letters) +
              ". Orange x = a point flagged low: check the value.", ha="center", fontsize=8, color="#404040")
     fig.tight_layout(rect=(0, 0.03, 1, 0.96))
     buf = io.BytesIO()

@@ -341,7 +341,7 @@ def render_sector_overlay_png(image: np.ndarray, segments: np.ndarray, mask: np.
                     textcoords="offset points", fontweight="bold")
     from CardiacLandmarksLib.core.orientation import draw_orientation
 
-    draw_orientation(ax, direction, orientation_known, corner=(0.86, 0.84))
+    letters = draw_orientation(ax, direction, orientation_known, corner=(0.86, 0.84))
     ax.set_xlim(i0 - 0.5, i1 - 0.5)
     ax.set_ylim(j1 - 0.5, j0 - 0.5)
     ax.set_xticks([])
@@ -359,6 +359,6 @@ def render_sector_overlay_png(image: np.ndarray, segments: np.ndarray, mask: np.
                  color="#b35900" if low_any else "black")
     from CardiacLandmarksLib.core.orientation import orientation_text
 
-    fig.text(0.5, 0.01, orientation_text(orientation_known), ha="center", fontsize=6.5, color="#404040")
+    fig.text(0.5, 0.01, orientation_text(orientation_known, letters), ha="center", fontsize=6.5, color="#404040")
     fig.tight_layout(rect=(0, 0.03, 1, 1))
     return _save(fig, path, dpi)
