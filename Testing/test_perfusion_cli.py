@@ -164,3 +164,36 @@ def test_ge_dicom_end_to_end(data_root, tmp_path):
     ref = lab[inp["reference_frame"]] == 1
     dice = 2 * (ref & gold).sum() / (ref.sum() + gold.sum())
     assert dice > 0.6
+
+
+def test_no_tta_runs_one_pass_of_each_network(data_root, tmp_path, monkeypatch):
+    """``--no-tta`` (cohorts on CPU): the segmenter runs without its card's mirrors and the SAX landmark model that
+    places the RV insertions runs without its mirror TTA; by default both run with them."""
+    from CardiacLandmarksLib.perfusion import segmentation as ps
+    from CardiacLandmarksLib.sax import pipeline as sp
+
+    seen = {"flips": [], "sax_tta": []}
+    predict, detect = ps._predict, sp.detect_landmarks
+
+    def spy_predict(net, x, device="cpu", batch=16, flips=()):
+        if x.shape[1] == len(ps.SEG_OFFSETS):  # the segmenter (the localiser has 3 channels)
+            seen["flips"].append(tuple(flips))
+        return predict(net, x, device, batch, flips)
+
+    def spy_detect(*a, **kw):
+        seen["sax_tta"].append(kw.get("tta", True))
+        return detect(*a, **kw)
+
+    monkeypatch.setattr(ps, "_predict", spy_predict)
+    monkeypatch.setattr(sp, "detect_landmarks", spy_detect)
+    src = str(data_root / "perfusion" / "mlperf" / f"{SERIES[1]}.nii.gz")
+    assert cli.main(["perfusion", src, "-o", str(tmp_path / "fast"), "--no-tta"]) == 0
+    assert seen["flips"] and set(seen["flips"]) == {()} and seen["sax_tta"] == [False]
+    fast = json.loads((tmp_path / "fast" / "report.json").read_text())
+    seen["flips"].clear(), seen["sax_tta"].clear()
+    assert cli.main(["perfusion", src, "-o", str(tmp_path / "full")]) == 0
+    assert seen["flips"] and all(len(f) == 2 for f in seen["flips"]) and seen["sax_tta"] == [True]
+    full = json.loads((tmp_path / "full" / "report.json").read_text())
+    # the same series analysed both ways (the reference frame may differ: it is picked on the segmentation)
+    assert len(fast["inputs"]) == len(full["inputs"]) == 1 and fast["segments"] and full["segments"]
+    assert fast["inputs"][0]["rvi_source"].startswith("SAX landmark model")

@@ -56,6 +56,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="analyse series that differ in patient, matrix or pixel size (warning; no stress/rest "
                         "reserve)")
     p.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
+    p.add_argument("--no-tta", action="store_true",
+                   help="skip mirror test-time augmentation of the segmenter and the SAX landmark model (faster; "
+                        "for cohorts on CPU)")
     p.set_defaults(func=cmd_perfusion)
 
 
@@ -153,7 +156,8 @@ def cmd_perfusion(args: argparse.Namespace) -> int:
     bar, update = _progress(len(inputs), not getattr(args, "no_progress", False))
     try:
         result = pp.analyse_perfusion(inputs, device=args.device, use_sax_model=not args.no_sax_model,
-                                      progress=update, allow_mismatch=args.allow_mismatch)
+                                      progress=update, allow_mismatch=args.allow_mismatch,
+                                      tta=not getattr(args, "no_tta", False))
     except PerfusionInputError as exc:
         if failed:  # say also which inputs could not even be read
             raise PerfusionInputError(f"{exc}; unreadable: " + "; ".join(f"{nm}: {m}" for nm, m in failed)) from exc

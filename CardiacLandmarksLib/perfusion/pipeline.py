@@ -191,8 +191,12 @@ def _display_side(series: CMRSeries) -> tuple[bool, str]:
         " (slice normal vs typical LV long axis)"
 
 
-def analyse_series(inp: SeriesInput, model: ps.PerfusionModel, use_sax_model: bool = True) -> SliceAnalysis:
+def analyse_series(inp: SeriesInput, model: ps.PerfusionModel, use_sax_model: bool = True,
+                   tta: bool = True) -> SliceAnalysis:
     """Segment, map, find RV insertions and sector one series (steps 1-4 of the module docstring).
+
+    ``tta``: mirror test-time augmentation of the segmenter (where its card enables it) and of the SAX landmark
+    model that places the RV insertions; False = one pass of each (faster, a little less accurate).
 
     Raises:
         InvalidImageError, PerfusionInputError (no contrast passage, no LV found, bad AIF).
@@ -204,7 +208,7 @@ def analyse_series(inp: SeriesInput, model: ps.PerfusionModel, use_sax_model: bo
     frames = s.pixels[:, 0].astype(np.float32)
     name = inp.name or Path(s.source).name
     spacing = (float(s.spacing[0]), float(s.spacing[1]))
-    seg = ps.segment_series(model, frames, spacing)
+    seg = ps.segment_series(model, frames, spacing, tta=tta)
     times, unit = perfusion.time_axis(s.trigger_times, len(frames))
     aligned = perfusion.align_frames(frames, seg.offsets_ij)
     maps, blood, _timing = perfusion.semi_quantitative_maps(aligned, seg.reference_mask, times)
@@ -220,7 +224,7 @@ def analyse_series(inp: SeriesInput, model: ps.PerfusionModel, use_sax_model: bo
     an.n_rim_excluded = int((seg.reference_mask == perfusion.MYO).sum() - keep.sum())
     for v in an.maps.values():
         v[~keep] = np.nan
-    _find_rvi(an, inp, frames, aligned, use_sax_model)
+    _find_rvi(an, inp, frames, aligned, use_sax_model, tta=tta, device=str(getattr(model, "device", "cpu")))
     return an
 
 
@@ -272,7 +276,7 @@ def _plausible_rvi(an: SliceAnalysis, a: np.ndarray, i: np.ndarray, frame_mask: 
 
 
 def _find_rvi(an: SliceAnalysis, inp: SeriesInput, frames: np.ndarray, aligned: np.ndarray,
-              use_sax_model: bool) -> None:
+              use_sax_model: bool, tta: bool = True, device: str = "cpu") -> None:
     s = an.series
     if inp.rvi_lps:
         a = inp.rvi_lps.get("A-RVI")
@@ -288,7 +292,7 @@ def _find_rvi(an: SliceAnalysis, inp: SeriesInput, frames: np.ndarray, aligned: 
                                            baseline_frames=an.seg.timing.foot, superior_dir=s.superior_in_plane())
     rv_frame = est.peak_frame
     if use_sax_model:
-        got = _rvi_from_sax_model(an, rv_frame)
+        got = _rvi_from_sax_model(an, rv_frame, tta=tta, device=device)
         if got is not None:
             a_ij, i_ij, trust = got
             off = an.seg.offsets_ij[rv_frame]
@@ -313,9 +317,10 @@ def _find_rvi(an: SliceAnalysis, inp: SeriesInput, frames: np.ndarray, aligned: 
                        f"is review until they are checked; edit {an.name}_rvi.mrk.json and re-run with --rvi")
 
 
-def _rvi_from_sax_model(an: SliceAnalysis, frame: int) -> tuple[np.ndarray, np.ndarray, dict] | None:
+def _rvi_from_sax_model(an: SliceAnalysis, frame: int, tta: bool = True,
+                        device: str = "cpu") -> tuple[np.ndarray, np.ndarray, dict] | None:
     """A-RVI, I-RVI ``(i, j)`` from the SAX landmark model on one frame and their ``{name: (confidence,
-    flag)}``, or None."""
+    flag)}``, or None. The SAX model runs on ``device`` (the perfusion model's), with or without mirror TTA."""
     from CardiacLandmarksLib.sax.pipeline import detect_landmarks
 
     s = an.series
@@ -323,7 +328,7 @@ def _rvi_from_sax_model(an: SliceAnalysis, frame: int) -> tuple[np.ndarray, np.n
                     slice_origins=s.slice_origins, orientation_known=s.orientation_known, view="sax",
                     sequence="perfusion", source=s.source, description=s.description)
     try:
-        lmset = detect_landmarks(one, view="sax", device="cpu")
+        lmset = detect_landmarks(one, view="sax", device="cuda" if device.startswith("cuda") else "cpu", tta=tta)
     except CardiacLandmarksError as exc:
         logger.info("SAX landmark model not used (%s); falling back to the RV enhancement", exc)
         return None
@@ -672,7 +677,7 @@ def _matching_series(usable: list[SeriesInput], failed: list[tuple[str, str]],
 def analyse_perfusion(inputs: list[SeriesInput], model: ps.PerfusionModel | None = None, device: str = "cpu",
                       use_sax_model: bool = True,
                       progress: Callable[[int, int], None] | None = None, *,
-                      allow_mismatch: bool = False) -> PerfusionResult:
+                      allow_mismatch: bool = False, tta: bool = True) -> PerfusionResult:
     """AHA 16-segment perfusion analysis of a study (Xue et al., Radiology: AI 2020; Cerqueira et al. 2002).
 
     The task API every front end calls: each series is analysed (:func:`analyse_series`), slices with no
@@ -687,6 +692,8 @@ def analyse_perfusion(inputs: list[SeriesInput], model: ps.PerfusionModel | None
         progress: ``progress(done_series, total_series)``.
         allow_mismatch: series that differ in patient, matrix or pixel size are analysed with a warning
             on each and no stress/rest reserve, instead of :class:`SeriesMismatchError`.
+        tta: mirror test-time augmentation of the segmenter and the SAX landmark model (default on; False for
+            cohorts on CPU: about half the network time, see benchmarks/README.md).
 
     Before any model runs, every series is checked (:func:`CardiacLandmarksLib.io.checks.check_series`:
     a short-axis image, not a label mask, constant or with absurd spacing) and the series are checked to
@@ -719,7 +726,7 @@ def analyse_perfusion(inputs: list[SeriesInput], model: ps.PerfusionModel | None
     analyses = []
     for k, inp in enumerate(usable):
         try:
-            an = analyse_series(inp, model, use_sax_model=use_sax_model)
+            an = analyse_series(inp, model, use_sax_model=use_sax_model, tta=tta)
         except Exception as exc:  # noqa: BLE001 - one series must not stop the study; named in result.failed
             _record_failure(failed, inp, exc)
         else:
