@@ -126,8 +126,10 @@ def interpolate_states(start: dict, finetuned: dict, alpha: float) -> dict:
     ``(1 - alpha) * start + alpha * finetuned`` for every floating-point tensor (weights, biases and the BatchNorm
     running statistics); integer tensors (``num_batches_tracked``) come from ``finetuned``. A ``start`` tensor of
     another shape is first carried into ``finetuned``'s shape by :func:`transfer_state`'s rule (a single-slice first
-    convolution gains zero weights for the stack-context channels, as fine-tuning started it), so ``alpha = 0`` is the
-    starting model as the fine-tuned architecture runs it. WiSE-FT (Wortsman et al., "Robust fine-tuning of zero-shot
+    convolution gains zero weights for the stack-context channels, as fine-tuning started it; a narrower ``start`` is
+    first widened by :func:`widen_state` with its default seed and jitter, as ``training.train_sax.load_compatible``
+    widened it to start the fine-tuning), so ``alpha = 0`` is the starting model as the fine-tuned architecture runs
+    it. WiSE-FT (Wortsman et al., "Robust fine-tuning of zero-shot
     models", CVPR 2022): along this line a fine-tuned model often keeps its gains on the new data while getting back
     the accuracy its starting model had on the old.
 
@@ -142,6 +144,8 @@ def interpolate_states(start: dict, finetuned: dict, alpha: float) -> dict:
         raise ValueError(f"alpha must lie in [0, 1], got {alpha}")
     if set(start) != set(finetuned):
         raise ValueError("the two checkpoints do not hold the same tensors: not the same architecture")
+    if "down.0.0.weight" in start and base_of(finetuned) != base_of(start) and base_of(finetuned) % base_of(start) == 0:
+        start = widen_state(start, base_of(finetuned) // base_of(start))  # as fine-tuning widened it (same seed)
     out = {}
     for key, ft in finetuned.items():
         st = start[key]
@@ -150,4 +154,89 @@ def interpolate_states(start: dict, finetuned: dict, alpha: float) -> dict:
             if st is None:
                 raise ValueError(f"tensor {key}: shapes {tuple(start[key].shape)} and {tuple(ft.shape)} differ")
         out[key] = (1.0 - alpha) * st.to(ft.dtype) + alpha * ft if ft.is_floating_point() else ft.clone()
+    return out
+
+
+def base_of(state: dict) -> int:
+    """Base width (channels of the first level) of a :class:`UNet2D` state dict."""
+    return int(state["down.0.0.weight"].shape[0])
+
+
+def widen_state(state: dict, factor: int, jitter: float = 0.5, seed: int = 0) -> dict:
+    """A :class:`UNet2D` state dict ``factor`` times wider that computes the same function (Net2WiderNet).
+
+    Chen, Goodfellow and Shlens, "Net2Net: accelerating learning via knowledge transfer", ICLR 2016: every hidden
+    channel ``c`` of the old network becomes ``factor`` copies (new channels ``c, c + C, c + 2C, ...``) with the same
+    incoming weights and BatchNorm parameters and statistics, and each weight that reads channel ``c`` is split among
+    the copies in shares that sum to 1. The copies then hold equal activations, so the wider network's output equals
+    the old one's (in eval and in train mode) up to float rounding. The shares are drawn at random (``0.5 +- jitter/2``
+    for ``factor`` 2) so that the copies receive different gradients and grow apart when trained; equal shares would
+    keep them identical for ever.
+
+    The image input channels and the output classes keep their counts; only the hidden widths grow. Used to answer
+    the capacity question of issue 16 at an equal training recipe: a wider network started from a trained narrow one
+    and fine-tuned exactly as the narrow one was.
+
+    Args:
+        state: state dict of a ``UNet2D(in_channels, n_classes, base, depth)``.
+        factor: integer >= 1; the new base width is ``factor * base``.
+        jitter: spread of the split shares, in [0, 1).
+        seed: seed of the shares.
+
+    Returns:
+        State dict of ``UNet2D(in_channels, n_classes, factor * base, depth)``.
+
+    Raises:
+        ValueError: ``factor`` < 1 or ``jitter`` outside [0, 1).
+    """
+    if factor < 1 or int(factor) != factor:
+        raise ValueError(f"factor must be an integer >= 1, got {factor}")
+    if not 0.0 <= jitter < 1.0:
+        raise ValueError(f"jitter must lie in [0, 1), got {jitter}")
+    factor = int(factor)
+    gen = torch.Generator().manual_seed(seed)
+
+    def shares(shape: tuple) -> torch.Tensor:
+        """``factor`` share tensors of ``shape`` summing to 1 element-wise, stacked on dim 0."""
+        if factor == 1:
+            return torch.ones((1, *shape))
+        raw = 1.0 + jitter * (torch.rand((factor, *shape), generator=gen) * 2.0 - 1.0)
+        return raw / raw.sum(0, keepdim=True)
+
+    def widen_in(w: torch.Tensor, parts: list[int]) -> torch.Tensor:
+        """Input dim 1 of a conv weight: each part (channel group of a concatenation) tiled ``factor`` times with
+        split weights."""
+        out, start = [], 0
+        for n in parts:
+            block = w[:, start:start + n]
+            s = shares(tuple(block.shape))
+            out.append(torch.cat([block * s[j] for j in range(factor)], dim=1))
+            start += n
+        return torch.cat(out, dim=1)
+
+    def tile_out(t: torch.Tensor) -> torch.Tensor:
+        return torch.cat([t] * factor, dim=0)
+
+    n_down = len({k.split(".")[1] for k in state if k.startswith("down.")})
+    depth = n_down - 1
+    base = base_of(state)
+    chans = [base * 2 ** min(level, 3) for level in range(depth + 1)]
+    groups = {}  # conv weight key -> the old channel counts of its input parts (None = image input, not widened)
+    for level in range(depth + 1):
+        groups[f"down.{level}.0.weight"] = None if level == 0 else [chans[level - 1]]
+        groups[f"down.{level}.3.weight"] = [chans[level]]
+    for k, level in enumerate(range(depth - 1, -1, -1)):
+        groups[f"up.{k}.0.weight"] = [chans[level + 1], chans[level]]
+        groups[f"up.{k}.3.weight"] = [chans[level]]
+    out = {}
+    for key, value in state.items():
+        if key.startswith("head."):
+            out[key] = widen_in(value, [value.shape[1]]) if key == "head.weight" else value.clone()
+        elif key in groups:
+            w = value if groups[key] is None else widen_in(value, groups[key])
+            out[key] = tile_out(w)
+        elif value.ndim == 0:  # BatchNorm num_batches_tracked
+            out[key] = value.clone()
+        else:  # BatchNorm weight, bias, running_mean, running_var of a widened layer
+            out[key] = tile_out(value)
     return out
