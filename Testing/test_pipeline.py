@@ -186,10 +186,21 @@ def test_stray_c_lv_far_from_its_neighbours_and_the_stack_is_called_absent():
         p = origins[k] + offs[t][k] * u
         return Landmark("C-LV", k, t, True, p, np.zeros(3), 0.9, "high")
 
-    ls = LandmarkSet("x", "sax", {}, [clv(k, t) for t in (0, 1) for k in range(5)])
+    def rvi(name, k, t, side):
+        p = origins[k] + offs[t][k] * u + side * 20.0 * d[:, 1]
+        return Landmark(name, k, t, True, p, np.zeros(3), 0.8, "high")
+
+    # RV insertions on the stray slice (they hang on the stray C-LV) and on slice 2 (a good C-LV)
+    pairs = [rvi(n, k, 0, side) for k in (1, 2) for n, side in (("A-RVI", 1.0), ("I-RVI", -1.0))]
+    ls = LandmarkSet("x", "sax", {}, [clv(k, t) for t in (0, 1) for k in range(5)] + pairs)
     assert drop_stray_clv(ls, s, 35.0) == 1
     gone = ls.get("C-LV", 1, 0)
     assert not gone.found and gone.flag == "absent" and gone.confidence == 0.0 and np.isnan(gone.position).all()
+    # no RV insertion without C-LV (sax.presence): the stray slice's pair goes with it, slice 2 keeps its own
+    for name in ("A-RVI", "I-RVI"):
+        q = ls.get(name, 1, 0)
+        assert not q.found and q.flag == "absent" and q.confidence == 0.0 and np.isnan(q.position).all()
+        assert ls.get(name, 2, 0).found and ls.get(name, 2, 0).flag == "high"
     # slice 0's only neighbour is the stray one (60 mm away), but it sits on the stack's median: kept; slice 4 moved
     # 30 mm, under the limit: kept; the second phase is untouched
     assert [ls.get("C-LV", k, 0).found for k in range(5)] == [True, False, True, True, True]

@@ -235,8 +235,9 @@ def drop_stray_clv(lmset: LandmarkSet, series: CMRSeries, max_mm: float) -> int:
     peak outside this ventricle (above the base, below the apex). The median keeps a good C-LV at the end of the
     stack whose only neighbour is the stray one. Judged on the detected positions all at once
     (:func:`CardiacLandmarksLib.core.geometry.stack_jump_mm`); a C-LV without a found neighbour is kept. The RV
-    insertions of the slice are left as they are (on the 43 ACDC patients the rule was chosen on, no slice whose C-LV
-    it dropped had any); its RVI angle is then n/a. In place.
+    insertions of that slice and phase are called absent with it, as the presence rule does (:mod:`.presence`: no RV
+    insertion without C-LV; they hang on a point outside this ventricle). On the 43 ACDC patients the rule was chosen
+    on, no slice whose C-LV it dropped had any. In place; the count is of C-LVs dropped.
     """
     if series.n_slices < 2:
         return 0
@@ -250,8 +251,10 @@ def drop_stray_clv(lmset: LandmarkSet, series: CMRSeries, max_mm: float) -> int:
         median = np.median(np.array([p.position for p in found], float), axis=0)
         for p, jump in zip(pts, jumps):
             if p is not None and np.isfinite(jump) and jump > max_mm and in_plane_mm(p.position - median, normal) > max_mm:
-                p.found, p.flag, p.confidence, p.doubt = False, "absent", 0.0, ""
-                p.position, p.ijk = np.full(3, np.nan), np.full(3, np.nan)
+                for q in (p, lmset.get("A-RVI", p.slice, t), lmset.get("I-RVI", p.slice, t)):
+                    if q is not None:
+                        q.found, q.flag, q.confidence, q.doubt = False, "absent", 0.0, ""
+                        q.position, q.ijk = np.full(3, np.nan), np.full(3, np.nan)
                 dropped += 1
     return dropped
 
