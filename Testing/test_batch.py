@@ -125,6 +125,7 @@ def test_dask_two_workers_same_cohort_as_one(tmp_path):
     db = sqlite3.connect(tmp_path / "w1" / "batch.sqlite")
     recs = [json.loads(r) for (r,) in db.execute("SELECT record FROM studies")]
     assert sum(r.get("model_loads", {}).get("sax", 0) for r in recs) == 1  # one worker: one load
+    assert {r["tta"] for r in recs} == {True}  # the default: mirror TTA (batch --no-tta turns it off)
     for d in ("w1", "w2"):
         assert (tmp_path / d / "studies" / "patient001" / "study.json").exists()
     if s2.cohort_parquet is not None:
@@ -134,3 +135,29 @@ def test_dask_two_workers_same_cohort_as_one(tmp_path):
     # resume: a second run skips every finished study
     s3 = run_batch(m, tmp_path / "w2", workers=2, progress=False)
     assert (s3.n_skipped, s3.n_run) == (4, 0)
+
+
+@pytest.mark.data
+def test_batch_no_tta_reaches_the_workers_and_is_recorded(tmp_path, monkeypatch):
+    """``batch --no-tta`` (cohorts on CPU): the worker's analyses run the SAX network without its mirror pass, and
+    the study record and study.json say so."""
+    from CardiacLandmarksLib.cli import main
+    from CardiacLandmarksLib.models.loader import LoadedModel
+
+    seen = []
+    orig = LoadedModel.predict_maps
+
+    def spy(self, images, tta=True, *a, **kw):
+        seen.append((self.name, bool(tta)))
+        return orig(self, images, tta, *a, **kw)
+
+    monkeypatch.setattr(LoadedModel, "predict_maps", spy)
+    m = _acdc_manifest(tmp_path, ["patient001"])
+    out = tmp_path / "out"
+    assert main(["batch", str(m), "-o", str(out), "--engine", "local", "--no-tta", "--no-progress"]) == 0
+    assert ("sax_unet", False) in seen and not [x for x in seen if x[1]], sorted(set(seen))
+    db = sqlite3.connect(out / "batch.sqlite")
+    recs = {json.loads(r)["study_id"]: json.loads(r) for (r,) in db.execute("SELECT record FROM studies")}
+    assert recs["patient001"]["status"] == "done" and recs["patient001"]["tta"] is False
+    d = json.loads((out / "studies" / "patient001" / "study.json").read_text())
+    assert d["settings"] == {"device": "cpu", "tta": False}

@@ -133,6 +133,7 @@ def test_analyse_mnms2_study(mnms_study, tmp_path):
     assert {p.name for p in written} == {"study.json", "routing.txt", "summary.png"}
     d = json.loads((out / "study.json").read_text())
     assert d["status"] in ("ok", "review") and len(d["routing"]["series"]) == 7
+    assert d["settings"] == {"device": "cpu", "tta": True}  # the default: mirror TTA (study --no-tta turns it off)
     assert all(v["status"] in ("ok", "review", "n/a") and "flags" in v for v in d["key_values"])
     assert (out / "summary.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert (out / "001_SA_sax" / "landmarks.json").exists()
@@ -161,3 +162,34 @@ def test_cli_study_route_only(sb_study, tmp_path, capsys):
     out = capsys.readouterr().out
     assert "First Pass New" in out and "SAX cine stack (reference)" in out
     assert main(["study", str(tmp_path / "absent"), "-o", str(tmp_path)]) == 1  # a named error, no traceback
+
+
+@pytest.mark.data
+def test_study_without_tta_runs_every_network_once_and_says_so(mnms_study, tmp_path, monkeypatch):
+    """``study --no-tta`` (cohorts on CPU): every analysis runs without test-time augmentation (the SAX landmark and
+    function networks without their mirror pass, the long-axis network without its rotated / scaled copies), and
+    the report records it; by default study.json says mirror TTA was used (test_analyse_mnms2_study)."""
+    from CardiacLandmarksLib.cli import main
+    from CardiacLandmarksLib.lax import pipeline as lp
+    from CardiacLandmarksLib.models.loader import LoadedModel
+
+    seen = []
+    orig, orig_lax = LoadedModel.predict_maps, lp.predict_with_tta
+
+    def spy(self, images, tta=True, *a, **kw):
+        if self.card.get("input", {}).get("mirror_tta"):  # a network with mirror TTA (the SAX ones)
+            seen.append((self.name, bool(tta)))
+        return orig(self, images, tta, *a, **kw)
+
+    def spy_lax(model, canvases, tta=True):
+        seen.append((model.name, bool(tta)))
+        return orig_lax(model, canvases, tta)
+
+    monkeypatch.setattr(LoadedModel, "predict_maps", spy)
+    monkeypatch.setattr(lp, "predict_with_tta", spy_lax)
+    assert main(["study", str(mnms_study), "-o", str(tmp_path / "fast"), "--no-tta"]) == 0
+    names = {n for n, _ in seen}
+    assert {"sax_unet", "lax4ch_unet"} <= names and [x for x in seen if x[1]] == [], sorted(set(seen))
+    d = json.loads((tmp_path / "fast" / "study.json").read_text())
+    assert d["settings"] == {"device": "cpu", "tta": False}
+    assert {"sax", "lax"} <= {a["task"] for a in d["analyses"] if a["ok"]}

@@ -95,6 +95,7 @@ def run_batch(
     progress: bool = True,
     engine: str = "dask",
     threads_per_worker: int = 1,
+    tta: bool = True,
 ) -> BatchSummary:
     """Run (or resume) a batch (module docstring).
 
@@ -110,6 +111,8 @@ def run_batch(
         progress: show a progress bar over studies (stderr).
         engine: ``"dask"`` or ``"local"`` (in this process, one study at a time).
         threads_per_worker: torch threads per worker process.
+        tta: mirror test-time augmentation in every analysis (False: one pass of each network, about half the
+            network time on CPU; a study already finished keeps the setting it ran with, see its study.json).
 
     Returns:
         :class:`BatchSummary`.
@@ -155,13 +158,13 @@ def run_batch(
             if todo and engine == "local":
                 for spec in todo:
                     state.mark_running(spec.study_id)
-                    store(run_study(spec, out, device, threads_per_worker))
+                    store(run_study(spec, out, device, threads_per_worker, tta))
                     bar.update(1)
                     bar.set_postfix(failed=n_failed)
                 peaks["local"] = round(_peak_rss_mb(), 1)
             elif todo:
                 peaks = _run_dask(todo, out, state, store, bar, workers, scheduler, device, threads_per_worker,
-                                  lambda: n_failed)
+                                  lambda: n_failed, tta)
         finally:
             bar.close()
             state.end_run(run_id, n_done, n_failed)
@@ -171,7 +174,7 @@ def run_batch(
                         pq_path, engine, workers if scheduler is None else 0, peaks, failed)
 
 
-def _run_dask(todo, out, state, store, bar, workers, scheduler, device, threads, n_failed) -> dict:
+def _run_dask(todo, out, state, store, bar, workers, scheduler, device, threads, n_failed, tta: bool = True) -> dict:
     from distributed import Client, LocalCluster, as_completed
 
     # Dask logs every connection at INFO level: keep that out of the progress bar unless asked for (-v)
@@ -195,7 +198,7 @@ def _run_dask(todo, out, state, store, bar, workers, scheduler, device, threads,
         futures = {}
         for spec in todo:
             state.mark_running(spec.study_id)
-            f = client.submit(run_study, spec, str(out), device, threads, key=f"study-{spec.study_id}-{time.time_ns()}",
+            f = client.submit(run_study, spec, str(out), device, threads, tta, key=f"study-{spec.study_id}-{time.time_ns()}",
                               pure=False, retries=0)
             futures[f] = spec
         for f in as_completed(futures):

@@ -35,13 +35,13 @@ logger = logging.getLogger(__name__)
 _MODELS = None  # per-process model cache (one per Dask worker process)
 
 
-def worker_models(device: str = "cpu"):
-    """The model cache of this process (created on first use)."""
+def worker_models(device: str = "cpu", tta: bool = True):
+    """The model cache of this process (created on first use; anew when the device or TTA setting changes)."""
     global _MODELS
     from CardiacLandmarksLib.study.tasks import Models
 
-    if _MODELS is None or _MODELS.device != device:
-        _MODELS = Models(device)
+    if _MODELS is None or _MODELS.device != device or _MODELS.tta != bool(tta):
+        _MODELS = Models(device, tta=tta)
     return _MODELS
 
 
@@ -69,7 +69,8 @@ def study_dir(out_root: str | Path, study_id: str) -> Path:
     return Path(out_root) / "studies" / study_id
 
 
-def run_study(spec: StudySpec, out_root: str | Path, device: str = "cpu", threads: int | None = 1) -> dict:
+def run_study(spec: StudySpec, out_root: str | Path, device: str = "cpu", threads: int | None = 1,
+              tta: bool = True) -> dict:
     """Analyse one study and write its outputs (module docstring).
 
     Args:
@@ -77,6 +78,7 @@ def run_study(spec: StudySpec, out_root: str | Path, device: str = "cpu", thread
         out_root: batch output folder (``<out_root>/studies/<id>/`` is written).
         device: ``"cpu"`` or ``"cuda"``.
         threads: torch CPU threads for this worker (1 per worker by default; None = leave).
+        tta: mirror test-time augmentation in the analyses (recorded in the record and the study report).
 
     Returns:
         the record (JSON-ready dict): ``study_id``, ``status`` (``done``/``failed``), ``error``,
@@ -90,7 +92,7 @@ def run_study(spec: StudySpec, out_root: str | Path, device: str = "cpu", thread
         import torch
 
         torch.set_num_threads(int(threads))
-    models = worker_models(device)
+    models = worker_models(device, tta)
     before = dict(models.loads)
     root = Path(out_root)
     final = study_dir(root, spec.study_id)
@@ -100,7 +102,7 @@ def run_study(spec: StudySpec, out_root: str | Path, device: str = "cpu", thread
     partial = final.with_name(f".{spec.study_id}.partial-{os.getpid()}")
     partial.mkdir()
     record: dict = {"study_id": spec.study_id, "paths": list(spec.paths), "height_cm": spec.height_cm,
-                    "weight_kg": spec.weight_kg, "output": str(final.relative_to(root))}
+                    "weight_kg": spec.weight_kg, "output": str(final.relative_to(root)), "tta": bool(tta)}
     try:
         from CardiacLandmarksLib.study.analyse import analyse_study
 

@@ -26,6 +26,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("study", nargs="+", help="study folder (or several image files / folders of one study)")
     p.add_argument("-o", "--output", required=True, help="output folder (created)")
     p.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
+    p.add_argument("--no-tta", action="store_true",
+                   help="skip mirror test-time augmentation in every analysis (faster on CPU, a little less accurate)")
     p.add_argument("--route-only", action="store_true", help="print the routing table and stop")
     p.set_defaults(func=cmd_study)
 
@@ -43,7 +45,7 @@ def cmd_study(args: argparse.Namespace) -> int:
         return 0
     out = Path(args.output)
     views = {e.key: e.view for e in routing.series}
-    result = analyse_study(src, out, device=args.device, routing=routing,
+    result = analyse_study(src, out, device=args.device, routing=routing, tta=not getattr(args, "no_tta", False),
                            progress=lambda msg: print(f"  running {msg}", file=sys.stderr))
     written = result.write(out)
     print()

@@ -75,6 +75,7 @@ class StudyResult:
     notes: list[str] = field(default_factory=list)
     subject: dict = field(default_factory=dict)
     name: str = ""
+    settings: dict = field(default_factory=dict)  # how the analyses ran: device, mirror TTA
 
     @property
     def errors(self) -> list[str]:
@@ -115,6 +116,7 @@ class StudyResult:
             "crosscheck_geometry": self.crosscheck_geometry,
             "key_values": [v.to_dict() for v in self.key_values()],
             "models": models,
+            "settings": self.settings,
             "coordinate_system": "LPS",
             "units": "mm",
             "notes": self.routing.notes + self.notes,
@@ -159,6 +161,7 @@ def analyse_study(
     routing: StudyRouting | None = None,
     subject: dict | None = None,
     name: str = "",
+    tta: bool = True,
 ) -> StudyResult:
     """Route and analyse every series of a study (module docstring).
 
@@ -173,6 +176,8 @@ def analyse_study(
             for body-surface-indexed values).
         name: the study's name in the report (a batch passes its study id; default: the folder
             name, or the common start of the file names).
+        tta: mirror test-time augmentation for a new model cache (``models`` given: its own ``tta``); the report
+            records which was used (``settings.tta``).
 
     Returns:
         :class:`StudyResult` (call ``.write(outdir)`` for the study report).
@@ -185,8 +190,9 @@ def analyse_study(
     outdir = Path(outdir)
     outdir.mkdir(parents=True, exist_ok=True)
     routing = routing or route_study(path)
-    models = models or Models(device)
-    result = StudyResult(routing, subject={k: v for k, v in (subject or {}).items() if v is not None}, name=name)
+    models = models or Models(device, tta=tta)
+    result = StudyResult(routing, subject={k: v for k, v in (subject or {}).items() if v is not None}, name=name,
+                         settings={"device": models.device, "tta": models.tta})
     say = progress or (lambda msg: None)
 
     def run(task: str, entry: RoutedSeries, fn) -> TaskOutcome:

@@ -24,11 +24,14 @@ class Models:
 
     ``get(name)`` loads on first use: ``"sax"`` (landmark U-Net), ``"4ch"``/``"3ch"``/``"2ch"``
     (long-axis U-Nets), ``"perfusion"`` (segmentation). ``loads`` counts the loads made by this
-    object (the batch tests check it stays at one per model per worker).
+    object (the batch tests check it stays at one per model per worker). ``tta``: mirror test-time augmentation
+    in every analysis that has it (SAX and long-axis landmarks, perfusion); False runs one pass of each network
+    (``study --no-tta``, ``batch --no-tta``: cohorts on CPU, about half the network time).
     """
 
-    def __init__(self, device: str = "cpu"):
+    def __init__(self, device: str = "cpu", tta: bool = True):
         self.device = device
+        self.tta = bool(tta)
         self._models: dict[str, object] = {}
         self.loads: dict[str, int] = {}
 
@@ -144,7 +147,7 @@ def run_sax(series: CMRSeries, models: Models, outdir: Path, root: Path, key: st
     phase 0 (ED for an ED/ES pair; the first phase after the R wave for a cine)."""
     from CardiacLandmarksLib.sax.pipeline import SaxOptions, analyse_sax
 
-    res = analyse_sax(series, SaxOptions(device=models.device), model=models.sax(series.sequence))
+    res = analyse_sax(series, SaxOptions(device=models.device, tta=models.tta), model=models.sax(series.sequence))
     files = res.write(outdir)
     lmset = res.landmarks
     out = TaskOutcome("sax", key, files=_rel(files, root), result=lmset)
@@ -184,7 +187,7 @@ def run_function(series: CMRSeries, models: Models, outdir: Path, root: Path, ke
 
     subject = subject or {}
     opts = FunctionOptions(height_cm=subject.get("height_cm"), weight_kg=subject.get("weight_kg"),
-                           device=models.device)
+                           device=models.device, tta=models.tta)
     if series.metadata.get("phase_labels") == ["ED", "ES"] and series.n_phases == 2:
         vols = []
         for t in (0, 1):
@@ -218,7 +221,7 @@ def run_lax(series: CMRSeries, view: str, models: Models, outdir: Path, root: Pa
     from CardiacLandmarksLib.sax.pipeline import SaxOptions
 
     v = view if view in ("2ch", "3ch", "4ch") else "4ch"
-    res = analyse_lax(series, view=v, options=SaxOptions(device=models.device), model=models.get(v))
+    res = analyse_lax(series, view=v, options=SaxOptions(device=models.device, tta=models.tta), model=models.get(v))
     files = res.write(outdir)
     lmset = res.landmarks
     out = TaskOutcome("lax", key, files=_rel(files, root), result=lmset)
@@ -260,7 +263,7 @@ def run_perfusion(series_list: list[tuple[str, CMRSeries]], models: Models, outd
     from CardiacLandmarksLib.perfusion import report as pr
 
     res = pp.analyse_perfusion([pp.SeriesInput(series=s, name=name) for name, s in series_list],
-                               model=models.get("perfusion"), device=models.device)
+                               model=models.get("perfusion"), device=models.device, tta=models.tta)
     analyses, summary = res.analyses, res.summary
     files = res.write(outdir)
     out = TaskOutcome("perfusion", key, files=_rel(files, root), result=(analyses, summary))
