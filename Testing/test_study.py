@@ -150,6 +150,10 @@ def test_analyse_sunnybrook_perfusion_study(sb_study, tmp_path):
     perf = next(o for o in res.outcomes if o.task == "perfusion")
     assert (tmp_path / perf.files[0]).exists()
     assert perf.values and perf.values[0].value > 0
+    # the GE series names no stress/rest: said in words (it read "perfusion perfusion upslope_index"), and the
+    # cohort table still finds it
+    assert perf.values[0].name == "perfusion, stress/rest unknown upslope_index (global)"
+    assert res.cohort_row()["perfusion_unlabelled"] == round(perf.values[0].value, 3)
     res.write(tmp_path)
     assert json.loads((tmp_path / "study.json").read_text())["errors"] == []
 

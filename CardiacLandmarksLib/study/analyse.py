@@ -52,7 +52,7 @@ COHORT_VALUES = (
     ("Longitudinal shortening", "lax_shortening_pct"),
     ("perfusion stress", "perfusion_stress"),
     ("perfusion rest", "perfusion_rest"),
-    ("perfusion perfusion", "perfusion_unlabelled"),
+    ("perfusion, stress/rest unknown", "perfusion_unlabelled"),
 )
 
 

@@ -279,7 +279,9 @@ def run_perfusion(series_list: list[tuple[str, CMRSeries]], models: Models, outd
         rvi = sorted({(a.rvi_source or "none").split(" (")[0] for a in group})
         trusted = all(r == "user" or r.startswith("SAX landmark model") for r in rvi)
         st = "ok" if g and trusted and not failed and not any(a.warnings for a in group) else "review"
-        out.values.append(KeyValue(f"perfusion {c} {metric} (global)", None if not g else g["mean"],
+        # a series whose condition is neither in its name nor given is pooled as "perfusion": say so in words
+        label = "perfusion, stress/rest unknown" if c == "perfusion" else f"perfusion {c}"
+        out.values.append(KeyValue(f"{label} {metric} (global)", None if not g else g["mean"],
                                    summary["units"].get(metric, ""), st, [f"RVI from {r}" for r in rvi],
                                    f"{len(group)} slice(s)" + (f"; not analysed: {', '.join(failed)}" if failed
                                                                else "")))
