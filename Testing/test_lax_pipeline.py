@@ -86,7 +86,18 @@ def test_low_peak_and_tta_disagreement_flag_low():
     assert not [m for m in none.measurements if m.name == "LV length"]
     # a model that ignores the image gives the same canvas point for rotated copies: the TTA spread flags it
     spread = detect_lax(s, "4ch", model=PeakModel(xy), tta=True, track=False)
-    assert all(lm.flag == "low" and lm.doubt.startswith("mirror-TTA estimates") for lm in spread.landmarks)
+    assert all(lm.flag == "low" and lm.doubt.startswith("its rotated / scaled test-time copies place it")
+               for lm in spread.landmarks)
+    # --no-tta (SaxOptions.tta False, the mirror pass of the SAX views) does not switch that flag off in the task
+    # API every front end calls: without the copies the apex here would be "high" (a kinder flag, not a faster
+    # answer: the positions come from the plain pass either way)
+    from CardiacLandmarksLib.lax.pipeline import analyse_lax
+    from CardiacLandmarksLib.sax.pipeline import SaxOptions
+
+    res = analyse_lax(s, "4ch", SaxOptions(tta=False), model=PeakModel(xy))
+    assert all(lm.flag == "low" for lm in res.landmarks.landmarks if lm.found)
+    plain = detect_lax(s, "4ch", model=PeakModel(xy), tta=False, track=False)
+    assert {lm.name for lm in plain.landmarks if lm.flag == "high"} == {"APEX"}
 
 
 def test_tracking_stage_and_progress():

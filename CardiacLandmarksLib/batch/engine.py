@@ -111,8 +111,9 @@ def run_batch(
         progress: show a progress bar over studies (stderr).
         engine: ``"dask"`` or ``"local"`` (in this process, one study at a time).
         threads_per_worker: torch threads per worker process.
-        tta: mirror test-time augmentation in every analysis (False: one pass of each network, about half the
-            network time on CPU; a study already finished keeps the setting it ran with, see its study.json).
+        tta: mirror test-time augmentation in every analysis that has one (False: one pass of the SAX, function
+            and perfusion networks, about half their time on CPU; long-axis views keep their flag-setting copies;
+            a study already finished keeps the setting it ran with, see its study.json).
 
     Returns:
         :class:`BatchSummary`.

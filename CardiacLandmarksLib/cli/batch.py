@@ -32,7 +32,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="dask (default) or local: one study at a time in this process, no cluster")
     p.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
     p.add_argument("--no-tta", action="store_true",
-                   help="skip mirror test-time augmentation in every analysis (about half the network time on CPU)")
+                   help="skip mirror test-time augmentation in every study (SAX landmarks, function, perfusion; about half "
+                        "their network time on CPU); long-axis views keep their flag-setting copies")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_batch)
 

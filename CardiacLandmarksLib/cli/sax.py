@@ -32,7 +32,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="analyse a DICOM cine with missing slice positions or phases (warning in every output)")
     p.add_argument("--series-uid", default=None, help="SeriesInstanceUID to pick when a DICOM folder mixes series")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.add_argument("--no-tta", action="store_true", help="skip mirror test-time augmentation (about 2x faster, less accurate)")
+    p.add_argument("--no-tta", action="store_true", help="skip mirror test-time augmentation of the SAX views (about 2x faster, less accurate); "
+                        "long-axis views keep their rotated/scaled copies, which set their flags")
     p.add_argument("--sequence", default="auto", choices=("auto", "cine", "lge", "perfusion", "t1"),
                    help="the series' sequence, which picks the SAX model (LGE and perfusion: sax_unet_lge; others: "
                         "sax_unet); default: from the DICOM tags or the file name ('unknown' -> sax_unet)")

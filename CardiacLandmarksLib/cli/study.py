@@ -27,7 +27,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("-o", "--output", required=True, help="output folder (created)")
     p.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
     p.add_argument("--no-tta", action="store_true",
-                   help="skip mirror test-time augmentation in every analysis (faster on CPU, a little less accurate)")
+                   help="skip mirror test-time augmentation (SAX landmarks, function, perfusion; faster on CPU, a little "
+                        "less accurate); long-axis views keep their flag-setting copies")
     p.add_argument("--route-only", action="store_true", help="print the routing table and stop")
     p.set_defaults(func=cmd_study)
 

@@ -237,7 +237,8 @@ def detect_lax(
                 flag = "absent" if not found else ("high" if high else "low")
                 doubt = ""
                 if flag == "low":
-                    doubt = (f"mirror-TTA estimates {spread_mm[t, c]:.1f} mm apart (limit {max_spread:g} mm)"
+                    doubt = (f"its rotated / scaled test-time copies place it up to {spread_mm[t, c]:.1f} mm apart "
+                             f"(limit {max_spread:g} mm)"
                              if spread_mm[t, c] > max_spread else "weak heatmap peak")
                 lmset.landmarks.append(Landmark(name, k, t, found, pos, ijk, p if found else 0.0, flag, doubt=doubt))
                 if found:
@@ -325,7 +326,11 @@ def analyse_lax(series: CMRSeries, view: str = "auto", options: SaxOptions | Non
     Args:
         series: long-axis cine, pixels ``[t, k, j, i]``.
         view: ``"2ch"``, ``"3ch"``, ``"4ch"`` or ``"auto"`` (:func:`resolve_view`).
-        options: a :class:`CardiacLandmarksLib.sax.pipeline.SaxOptions` (device, tta).
+        options: a :class:`CardiacLandmarksLib.sax.pipeline.SaxOptions` (device). Its ``tta`` (mirror test-time
+            augmentation, ``--no-tta``) does not apply: long-axis views have no mirror pass (a mirrored 4CH view is
+            an anatomy that does not exist), and the rotated / scaled copies always run, because they are part of
+            each point's flag (the TTA spread) and the card's thresholds were set with them; positions come from
+            the plain pass either way. ``detect_lax(tta=False)`` skips them for callers that want raw speed.
         progress, cancel, model: as :func:`detect_lax`.
 
     Returns:
@@ -337,5 +342,5 @@ def analyse_lax(series: CMRSeries, view: str = "auto", options: SaxOptions | Non
     opts = options or SaxOptions()
     t0 = time.perf_counter()
     lmset = detect_lax(series, view=view, device=opts.device, progress=progress, cancel=cancel, model=model,
-                       tta=opts.tta)
+                       tta=True)  # the confidence copies: never skipped here (see ``options``)
     return LandmarkResult(series, lmset, render_lax_png, "_lv_length.png", time.perf_counter() - t0)

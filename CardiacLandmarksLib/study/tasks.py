@@ -25,8 +25,9 @@ class Models:
     ``get(name)`` loads on first use: ``"sax"`` (landmark U-Net), ``"4ch"``/``"3ch"``/``"2ch"``
     (long-axis U-Nets), ``"perfusion"`` (segmentation). ``loads`` counts the loads made by this
     object (the batch tests check it stays at one per model per worker). ``tta``: mirror test-time augmentation
-    in every analysis that has it (SAX and long-axis landmarks, perfusion); False runs one pass of each network
-    (``study --no-tta``, ``batch --no-tta``: cohorts on CPU, about half the network time).
+    in every analysis that has it (SAX landmarks, function, perfusion); False runs one pass of each of those
+    networks (``study --no-tta``, ``batch --no-tta``: cohorts on CPU). Long-axis views keep their rotated / scaled
+    copies either way (they set the points' flags: :func:`CardiacLandmarksLib.lax.pipeline.analyse_lax`).
     """
 
     def __init__(self, device: str = "cpu", tta: bool = True):
