@@ -144,8 +144,8 @@ def interpolate_states(start: dict, finetuned: dict, alpha: float) -> dict:
         raise ValueError(f"alpha must lie in [0, 1], got {alpha}")
     if set(start) != set(finetuned):
         raise ValueError("the two checkpoints do not hold the same tensors: not the same architecture")
-    if "down.0.0.weight" in start and base_of(finetuned) != base_of(start) and base_of(finetuned) % base_of(start) == 0:
-        start = widen_state(start, base_of(finetuned) // base_of(start))  # as fine-tuning widened it (same seed)
+    if "down.0.0.weight" in start:
+        start = widened_to(start, base_of(finetuned))  # as fine-tuning widened it (same seed)
     out = {}
     for key, ft in finetuned.items():
         st = start[key]
@@ -160,6 +160,14 @@ def interpolate_states(start: dict, finetuned: dict, alpha: float) -> dict:
 def base_of(state: dict) -> int:
     """Base width (channels of the first level) of a :class:`UNet2D` state dict."""
     return int(state["down.0.0.weight"].shape[0])
+
+
+def widened_to(state: dict, base: int) -> dict:
+    """``state`` widened by :func:`widen_state` (default seed and jitter) to base width ``base`` when that is an integer
+    multiple of its own; ``state`` itself otherwise. The one rule fine-tuning (``training.train_sax.load_compatible``)
+    and weight interpolation (:func:`interpolate_states`) both apply, so the two widen a checkpoint identically."""
+    own = base_of(state)
+    return widen_state(state, base // own) if base != own and base % own == 0 else state
 
 
 def widen_state(state: dict, factor: int, jitter: float = 0.5, seed: int = 0) -> dict:

@@ -85,6 +85,11 @@ TERRITORIES: dict[str, tuple[int, ...]] = {
     "LCx": (5, 6, 11, 12, 16),
 }
 
+#: the RV insertion the sectors are anchored at (Cerqueira et al. 2002: the anterior one); the other (I-RVI) moves no
+#: sector. The report's sector status (:func:`CardiacLandmarksLib.perfusion.pipeline.anchor_sources`) and the sector
+#: overlay's warning (:func:`CardiacLandmarksLib.perfusion.bullseye.rvi_warning`) both judge the points by it.
+ANCHOR_RVI = "A-RVI"
+
 #: segments per level, in order of increasing ``delta`` starting at A-RVI
 _SIX = {"base": (2, 3, 4, 5, 6, 1), "mid": (8, 9, 10, 11, 12, 7)}
 _APICAL = (14, 15, 16, 13)  # starting at delta = 15

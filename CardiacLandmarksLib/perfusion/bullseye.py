@@ -257,10 +257,10 @@ def rvi_warning(rvi_trust: dict | None) -> str:
     """
     trust = rvi_trust or {}
     low = [n for n in ("A-RVI", "I-RVI") if trust.get(n, (None, "high"))[1] != "high"]
-    if "A-RVI" in low:
+    if aha.ANCHOR_RVI in low:
         return f"{' and '.join(low)} flagged low: check {'them' if len(low) > 1 else 'it'}; sector values are review"
     if low:
-        return "I-RVI flagged low: check it (the sectors hang on A-RVI and C-LV, not on it)"
+        return f"{low[0]} flagged low: check it (the sectors hang on {aha.ANCHOR_RVI} and C-LV, not on it)"
     return ""
 
 

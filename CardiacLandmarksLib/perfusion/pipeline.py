@@ -412,8 +412,8 @@ def anchor_sources(an: SliceAnalysis) -> list[Source]:
     """What a series' sectors hang on, as measurement sources with their flags: A-RVI (the sector
     anchor; low when from the RV-enhancement fallback) and C-LV (the blood-pool centre; flag from
     the segmentation confidence). I-RVI does not move the sectors and is not a source."""
-    conf, flag = an.rvi_trust.get("A-RVI", (FALLBACK_RVI_CONFIDENCE, "low"))
-    out = [Source(f"A-RVI {an.name}", flag, conf, "anchor", an.rvi_source)]
+    conf, flag = an.rvi_trust.get(aha.ANCHOR_RVI, (FALLBACK_RVI_CONFIDENCE, "low"))
+    out = [Source(f"{aha.ANCHOR_RVI} {an.name}", flag, conf, "anchor", an.rvi_source)]
     c = float(an.seg.confidence)
     out.append(Source(f"C-LV {an.name}", "high" if c >= 0.5 else "low", c, "anchor", "LV blood-pool centre"))
     return out

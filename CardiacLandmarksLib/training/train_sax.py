@@ -41,7 +41,7 @@ from CardiacLandmarksLib.datasets.splits import is_test_case
 from CardiacLandmarksLib.io.atomic import atomic_write_text
 from CardiacLandmarksLib.models.decoding import decode_heatmaps
 from CardiacLandmarksLib.models.loader import sha256_file
-from CardiacLandmarksLib.models.unet import UNet2D, base_of, count_parameters, transfer_state, widen_state
+from CardiacLandmarksLib.models.unet import UNet2D, base_of, count_parameters, transfer_state, widened_to
 from CardiacLandmarksLib.sax.presence import (
     MAX_CLV_STACK_JUMP_MM,
     MIN_LV_AREA_MM2,
@@ -718,11 +718,11 @@ def load_compatible(model: torch.nn.Module, state: dict) -> None:
     Raises:
         WrongModelError: some tensor of the model has no counterpart in ``state`` (another architecture).
     """
-    own_base, base = base_of(model.state_dict()), base_of(state)
-    if own_base != base and own_base % base == 0:
-        logger.info("starting checkpoint widened from base %d to base %d (Net2WiderNet)", base, own_base)
-        state = widen_state(state, own_base // base)
-    copied = transfer_state(model, state)
+    own_base = base_of(model.state_dict())
+    if base_of(state) != own_base:
+        logger.info("starting checkpoint of base %d for a base-%d model (widened when a multiple)", base_of(state),
+                    own_base)
+    copied = transfer_state(model, widened_to(state, own_base))
     if copied != len(model.state_dict()):
         raise WrongModelError(f"checkpoint does not fit the model: {copied} of {len(model.state_dict())} tensors match "
                          f"(base channels / depth must be the same)")
