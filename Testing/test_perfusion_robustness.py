@@ -17,6 +17,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 
+from CardiacLandmarksLib.core.errors import PerfusionInputError
 from CardiacLandmarksLib.io.load import load_series
 from CardiacLandmarksLib.perfusion import pipeline as pp
 from CardiacLandmarksLib.perfusion import segmentation as ps
@@ -145,3 +146,15 @@ def test_study_folder_with_a_constant_and_a_truncated_series(mlperf, tmp_path):
     rep = json.loads((tmp_path / "out" / "study.json").read_text())
     assert sorted(e.split(":")[0] for e in rep["errors"]) == [f"perfusion on {PATIENT}_rest_base",
                                                               f"perfusion on {PATIENT}_stress_base"]
+
+
+@pytest.mark.data
+def test_a_failed_series_is_named_once(acdc_dir, model):
+    """The failure list names the series once: the error of :func:`analyse_series` starts with the name and
+    the study's list added it again ('cine_stack: PerfusionInputError: cine_stack: a perfusion input ...')."""
+    stack = load_series(acdc_dir / "patient001_ED.nii.gz")  # a cine SAX stack: 10 slices, one frame
+    with pytest.raises(PerfusionInputError) as err:
+        pp.analyse_perfusion([pp.SeriesInput(stack, "cine_stack")], model=model, use_sax_model=False)
+    msg = str(err.value)
+    assert "cine_stack: PerfusionInputError: a perfusion input must be one slice over time; got 10 slices" in msg
+    assert msg.count("cine_stack") == 1, msg

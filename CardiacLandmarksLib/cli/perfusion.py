@@ -157,7 +157,7 @@ def cmd_perfusion(args: argparse.Namespace) -> int:
     try:
         result = pp.analyse_perfusion(inputs, device=args.device, use_sax_model=not args.no_sax_model,
                                       progress=update, allow_mismatch=args.allow_mismatch,
-                                      tta=not getattr(args, "no_tta", False))
+                                      tta=not args.no_tta)
     except PerfusionInputError as exc:
         if failed:  # say also which inputs could not even be read
             raise PerfusionInputError(f"{exc}; unreadable: " + "; ".join(f"{nm}: {m}" for nm, m in failed)) from exc

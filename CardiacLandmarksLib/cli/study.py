@@ -46,7 +46,7 @@ def cmd_study(args: argparse.Namespace) -> int:
         return 0
     out = Path(args.output)
     views = {e.key: e.view for e in routing.series}
-    result = analyse_study(src, out, device=args.device, routing=routing, tta=not getattr(args, "no_tta", False),
+    result = analyse_study(src, out, device=args.device, routing=routing, tta=not args.no_tta,
                            progress=lambda msg: print(f"  running {msg}", file=sys.stderr))
     written = result.write(out)
     print()

@@ -630,8 +630,14 @@ def _input_name(inp: SeriesInput) -> str:
 
 
 def _record_failure(failed: list[tuple[str, str]], inp: SeriesInput, exc: Exception) -> None:
-    """Name a series that could not be analysed (an unexpected error is logged with its traceback)."""
-    failed.append((_input_name(inp), f"{type(exc).__name__}: {exc}"))
+    """Name a series that could not be analysed (an unexpected error is logged with its traceback).
+
+    The entry is ``(series name, "ErrorType: message")``; a message that already starts with the series name
+    (the errors of :func:`analyse_series` do, so that they read alone) loses it here, so the name is given once.
+    """
+    name, msg = _input_name(inp), str(exc)
+    msg = msg[len(name) + 2:] if name and msg.startswith(f"{name}: ") else msg
+    failed.append((name, f"{type(exc).__name__}: {msg}"))
     if isinstance(exc, CardiacLandmarksError):
         logger.error("%s: not analysed: %s", _input_name(inp), exc)
     else:

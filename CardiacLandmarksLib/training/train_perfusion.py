@@ -88,6 +88,13 @@ class PerfTrainConfig:
 VERSION = "1.2.0"
 #: mirror axes of the card's ``input.flip_tta`` (see :func:`ps.flip_tta_axes`)
 FLIP_TTA = ["i", "j"]
+
+
+def card_flips(cfg: PerfTrainConfig) -> list[str]:
+    """The card's ``input.flip_tta`` for a training config: :data:`FLIP_TTA`, or none when ``cfg.flip_tta`` is off."""
+    return list(FLIP_TTA) if cfg.flip_tta else []
+
+
 #: mlperf label -> :func:`..augment.domain_randomise` tissue class (1 myocardium -> 2 LV myocardium,
 #: 2 blood pool -> 3 LV cavity)
 _DR_CLASSES = torch.tensor([0, 2, 3])
@@ -402,7 +409,7 @@ def train_perfusion(data: Path, out_dir: Path, cfg: PerfTrainConfig, command: st
     torch.save({"localiser": loc.state_dict(), "segmenter": seg.state_dict(), "config": config}, tmp)
     tmp.replace(weights)
     train_seconds = time.time() - t_start
-    model = ps.PerfusionModel(localiser=loc, segmenter=seg, card={"input": {"flip_tta": FLIP_TTA if cfg.flip_tta else []}},
+    model = ps.PerfusionModel(localiser=loc, segmenter=seg, card={"input": {"flip_tta": card_flips(cfg)}},
                               sha256="")
     metrics = evaluate_cases(model, val_c)
     logger.info("validation: %s", json.dumps({k: v for k, v in metrics.items() if k != "dice_myo_per_series"}))
@@ -458,7 +465,7 @@ def make_card(cfg, train_p, val_p, train_c, val_c, samples, metrics, loc, seg, w
             "segmenter_channels": f"frames t{list(ps.SEG_OFFSETS)} (clamped)",
             "intensity": "divided by the 99.5th percentile of the temporal maximum image",
             "labels": {"0": "background", "1": "LV myocardium", "2": "LV blood pool"},
-            "flip_tta": FLIP_TTA if cfg.flip_tta else [],
+            "flip_tta": card_flips(cfg),
         },
         "training": {
             "data": "perfusion/mlperf (Martin-Isla et al., cmartin-isla/ML-perfusion; research use, not redistributed): "
