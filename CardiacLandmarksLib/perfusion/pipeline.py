@@ -639,9 +639,9 @@ def _record_failure(failed: list[tuple[str, str]], inp: SeriesInput, exc: Except
     msg = msg[len(name) + 2:] if name and msg.startswith(f"{name}: ") else msg
     failed.append((name, f"{type(exc).__name__}: {msg}"))
     if isinstance(exc, CardiacLandmarksError):
-        logger.error("%s: not analysed: %s", _input_name(inp), exc)
+        logger.error("%s: not analysed: %s", name, msg)
     else:
-        logger.exception("%s: not analysed (unexpected error)", _input_name(inp))
+        logger.exception("%s: not analysed (unexpected error)", name)
 
 
 def _matching_series(usable: list[SeriesInput], failed: list[tuple[str, str]],

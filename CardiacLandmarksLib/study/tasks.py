@@ -222,7 +222,7 @@ def run_lax(series: CMRSeries, view: str, models: Models, outdir: Path, root: Pa
     from CardiacLandmarksLib.sax.pipeline import SaxOptions
 
     v = view if view in ("2ch", "3ch", "4ch") else "4ch"
-    res = analyse_lax(series, view=v, options=SaxOptions(device=models.device, tta=models.tta), model=models.get(v))
+    res = analyse_lax(series, view=v, options=SaxOptions(device=models.device), model=models.get(v))
     files = res.write(outdir)
     lmset = res.landmarks
     out = TaskOutcome("lax", key, files=_rel(files, root), result=lmset)

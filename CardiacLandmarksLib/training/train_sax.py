@@ -718,10 +718,9 @@ def load_compatible(model: torch.nn.Module, state: dict) -> None:
     Raises:
         WrongModelError: some tensor of the model has no counterpart in ``state`` (another architecture).
     """
-    own_base = base_of(model.state_dict())
-    if base_of(state) != own_base:
-        logger.info("starting checkpoint of base %d for a base-%d model (widened when a multiple)", base_of(state),
-                    own_base)
+    own_base, base = base_of(model.state_dict()), base_of(state)
+    if base != own_base:
+        logger.info("starting checkpoint of base %d for a base-%d model (widened when a multiple)", base, own_base)
     copied = transfer_state(model, widened_to(state, own_base))
     if copied != len(model.state_dict()):
         raise WrongModelError(f"checkpoint does not fit the model: {copied} of {len(model.state_dict())} tensors match "
