@@ -162,3 +162,22 @@ def test_ijk_to_ras_matrix_maps_like_the_series_on_an_oblique_scanner_stack(data
     uneven[-1] += 5.0 * np.asarray(s.direction)[:, 2]
     with pytest.raises(MissingGeometryError, match="not evenly spaced"):
         ijk_to_ras_matrix(s.direction, s.spacing, uneven, "sheared")
+
+
+def test_a_series_whose_geometry_does_not_match_its_pixels_is_refused_by_name(stack):
+    """A series is refused when it is built, before any analysis, when its geometry cannot place its pixels: one
+    slice position per slice, a 3 x 3 direction, 4-D pixels (a perfusion study once reached a ValueError deep in
+    the spacing check with such a hand-built series)."""
+    from CardiacLandmarksLib.core.errors import InvalidImageError
+    from CardiacLandmarksLib.core.series import CMRSeries
+
+    d, sp, origins = stack
+    px = np.zeros((3, 4, 8, 8), np.float32)
+    ok = CMRSeries(px, (*sp, 8.0), d, origins, source="stack.nii.gz")
+    assert ok.n_slices == 4
+    with pytest.raises(InvalidImageError, match=r"stack.nii.gz: 4 slice\(s\) in the pixels but slice positions of shape \(1, 3\)"):
+        CMRSeries(px, (*sp, 8.0), d, origins[:1], source="stack.nii.gz")
+    with pytest.raises(InvalidImageError, match="pixels must be 4-D"):
+        CMRSeries(px[0], (*sp, 8.0), d, origins)
+    with pytest.raises(InvalidImageError, match="direction must be a 3 x 3"):
+        CMRSeries(px, (*sp, 8.0), d[:2], origins)

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from CardiacLandmarksLib.core import geometry
+from CardiacLandmarksLib.core.errors import InvalidImageError
 
 VIEWS = ("sax", "2ch", "3ch", "4ch", "unknown")
 SEQUENCES = ("cine", "lge", "perfusion", "t1", "unknown")
@@ -51,6 +52,24 @@ class CMRSeries:
     source: str = ""
     description: str = ""
     metadata: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        """Check that pixels and geometry describe the same slices.
+
+        Raises:
+            InvalidImageError: ``pixels`` not 4-D ``[t, k, j, i]``, ``direction`` not 3 x 3, or ``slice_origins``
+                not one LPS position per slice (``(K, 3)`` with ``K`` the pixels' slice count), so that no analysis
+                starts on a series whose geometry cannot place its pixels.
+        """
+        what = self.source or self.description or "series"
+        shape = np.shape(self.pixels)
+        if len(shape) != 4:
+            raise InvalidImageError(f"{what}: pixels must be 4-D [phase, slice, row, column]; got shape {shape}")
+        if np.shape(self.direction) != (3, 3):
+            raise InvalidImageError(f"{what}: direction must be a 3 x 3 matrix; got shape {np.shape(self.direction)}")
+        if np.shape(self.slice_origins) != (shape[1], 3):
+            raise InvalidImageError(f"{what}: {shape[1]} slice(s) in the pixels but slice positions of shape "
+                                    f"{np.shape(self.slice_origins)} (expected ({shape[1]}, 3))")
 
     @property
     def n_phases(self) -> int:
