@@ -159,13 +159,13 @@ def run_batch(
             if todo and engine == "local":
                 for spec in todo:
                     state.mark_running(spec.study_id)
-                    store(run_study(spec, out, device, threads_per_worker, tta))
+                    store(run_study(spec, out, device, threads_per_worker, tta=tta))
                     bar.update(1)
                     bar.set_postfix(failed=n_failed)
                 peaks["local"] = round(_peak_rss_mb(), 1)
             elif todo:
                 peaks = _run_dask(todo, out, state, store, bar, workers, scheduler, device, threads_per_worker,
-                                  lambda: n_failed, tta)
+                                  lambda: n_failed, tta=tta)
         finally:
             bar.close()
             state.end_run(run_id, n_done, n_failed)
@@ -175,7 +175,7 @@ def run_batch(
                         pq_path, engine, workers if scheduler is None else 0, peaks, failed)
 
 
-def _run_dask(todo, out, state, store, bar, workers, scheduler, device, threads, n_failed, tta: bool = True) -> dict:
+def _run_dask(todo, out, state, store, bar, workers, scheduler, device, threads, n_failed, *, tta: bool = True) -> dict:
     from distributed import Client, LocalCluster, as_completed
 
     # Dask logs every connection at INFO level: keep that out of the progress bar unless asked for (-v)
@@ -199,7 +199,7 @@ def _run_dask(todo, out, state, store, bar, workers, scheduler, device, threads,
         futures = {}
         for spec in todo:
             state.mark_running(spec.study_id)
-            f = client.submit(run_study, spec, str(out), device, threads, tta, key=f"study-{spec.study_id}-{time.time_ns()}",
+            f = client.submit(run_study, spec, str(out), device, threads, tta=tta, key=f"study-{spec.study_id}-{time.time_ns()}",
                               pure=False, retries=0)
             futures[f] = spec
         for f in as_completed(futures):

@@ -69,7 +69,7 @@ def study_dir(out_root: str | Path, study_id: str) -> Path:
     return Path(out_root) / "studies" / study_id
 
 
-def run_study(spec: StudySpec, out_root: str | Path, device: str = "cpu", threads: int | None = 1,
+def run_study(spec: StudySpec, out_root: str | Path, device: str = "cpu", threads: int | None = 1, *,
               tta: bool = True) -> dict:
     """Analyse one study and write its outputs (module docstring).
 
