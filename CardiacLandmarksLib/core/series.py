@@ -54,7 +54,11 @@ class CMRSeries:
     metadata: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        """Check that pixels and geometry describe the same slices.
+        self.check_shapes()
+
+    def check_shapes(self) -> None:
+        """Check that pixels and geometry describe the same slices (on construction, and again by
+        :func:`CardiacLandmarksLib.io.common.finalize_series` in case a field was replaced since).
 
         Raises:
             InvalidImageError: ``pixels`` not 4-D ``[t, k, j, i]``, ``direction`` not 3 x 3, or ``slice_origins``

@@ -104,14 +104,16 @@ def finalize_series(series: CMRSeries) -> CMRSeries:
     ``view``/``sequence`` from the description when they are still ``"unknown"``.
 
     Raises:
-        InvalidImageError: pixels not 4-D, empty, or holding NaN/inf values (the message gives
+        InvalidImageError: pixels not 4-D, a direction not 3 x 3 or not one slice origin per slice
+            (:meth:`CMRSeries.check_shapes`), pixels empty or holding NaN/inf values (the message gives
             the source and the number of bad voxels).
         MissingGeometryError: spacing not positive/finite, direction columns not unit vectors,
             or slice origins not finite / not increasing along ``direction[:, 2]``.
     """
     name = series.source or series.description or "<series>"
+    series.check_shapes()  # 4-D pixels, 3 x 3 direction, one slice origin per slice
     px = np.asarray(series.pixels)
-    if px.ndim != 4 or px.size == 0:
+    if px.size == 0:
         raise InvalidImageError(f"{name}: expected a non-empty [t, k, j, i] image, got shape {px.shape}")
     px = np.ascontiguousarray(px, dtype=np.float32)
     bad = ~np.isfinite(px)
@@ -131,15 +133,15 @@ def finalize_series(series: CMRSeries) -> CMRSeries:
         raise MissingGeometryError(f"{name}: invalid voxel spacing {spacing} (must be 3 positive mm values)")
     series.spacing = spacing  # type: ignore[assignment]
 
-    d = np.asarray(series.direction, dtype=float).reshape(3, 3)
+    d = np.asarray(series.direction, dtype=float)
     if not np.all(np.isfinite(d)) or not np.allclose(np.linalg.norm(d, axis=0), 1.0, atol=1e-3):
         raise MissingGeometryError(f"{name}: direction columns are not unit vectors: {d.tolist()}")
     series.direction = d
 
     k = px.shape[1]
-    origins = np.asarray(series.slice_origins, dtype=float).reshape(-1, 3)
-    if origins.shape[0] != k or not np.all(np.isfinite(origins)):
-        raise MissingGeometryError(f"{name}: need {k} finite slice origins, got {origins.shape[0]}")
+    origins = np.asarray(series.slice_origins, dtype=float)
+    if not np.all(np.isfinite(origins)):
+        raise MissingGeometryError(f"{name}: slice origins are not all finite")
     if k > 1 and np.any(np.diff(origins @ d[:, 2]) <= 0):
         raise MissingGeometryError(f"{name}: slice origins do not increase along the slice normal")
     series.slice_origins = origins
