@@ -112,7 +112,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 def _progress_bar(total: int, enabled: bool):
     from tqdm import tqdm
 
-    bar = tqdm(total=total, unit="img", disable=not enabled, file=sys.stderr)
+    # shown after half a second: an input refused by the checks (which run first, in the task API) leaves no empty
+    # bar above its error
+    bar = tqdm(total=total, unit="img", disable=not enabled, file=sys.stderr, delay=0.5)
 
     def update(done: int, _total: int) -> None:
         bar.update(done - bar.n)
