@@ -208,3 +208,53 @@ def test_perfusion_row_on_a_scanner_no_model_has_seen(data_root):
 def test_perfusion_row_without_its_data_says_so(tmp_path):
     row = suite.perfusion_ge_row(tmp_path / "ge_dicom", device="cpu")
     assert row.n_cases == 0 and row.notes[0].startswith("no data") and "GoldStandard.mat" in row.notes[0]
+
+
+def _case(patient: str, n: int, ok: int, errors: dict[str, list[float]]):
+    from CardiacLandmarksLib.evaluation.sax import CaseResult
+
+    r = CaseResult(patient, f"{patient}_ED")
+    r.n_slices, r.slices_detected = n, ok
+    r.errors = {k: list(map(float, errors.get(k, []))) for k in ("A-RVI", "I-RVI", "C-LV")}
+    return r
+
+
+def test_patient_interval_collapses_when_every_patient_is_alike():
+    """Ten patients with the same 9 of 10 slices and the same errors: every draw gives the same figures."""
+    res = [_case(f"p{n}", 10, 9, {"A-RVI": [2.0, 4.0], "I-RVI": [1.0], "C-LV": [0.5, 1.5]}) for n in range(10)]
+    ci = suite.patient_bootstrap_ci(res)
+    assert ci["slice_detection"] == pytest.approx([0.9, 0.9])
+    assert ci["A-RVI"] == pytest.approx([3.0, 3.0]) and ci["C-LV"] == pytest.approx([1.0, 1.0])
+
+
+def test_patient_interval_widens_when_the_failures_sit_in_few_patients():
+    """The same pooled 90% (20 failed slices of 200), spread over all ten patients or all in two: resampling patients,
+    the second is far less certain; both intervals hold 0.9, and a patient's two stacks (ED, ES) count as one."""
+    spread = [_case(f"p{n}", 20, 18, {}) for n in range(10)]
+    clustered = [_case(f"p{n}", 20, 20 if n >= 2 else 10, {}) for n in range(10)]
+    split = [_case(f"p{n}", 10, 10 if n >= 2 else 5, {}) for n in range(10)] * 2  # ED + ES of each patient
+    a, b, c = (suite.patient_bootstrap_ci(x, slices=True)["slice_detection"] for x in (spread, clustered, split))
+    assert a == pytest.approx([0.9, 0.9])
+    assert b[0] < 0.85 and b[1] == pytest.approx(1.0) and b[0] < 0.9 < b[1]
+    assert c == pytest.approx(b)
+    # a landmark without any compared point gets no interval (rather than a made-up one)
+    assert "A-RVI" not in suite.patient_bootstrap_ci(spread)
+
+
+def test_no_interval_from_fewer_than_five_patients_and_the_table_prints_them():
+    four = [_case(f"p{n}", 10, 10 - n, {"C-LV": [1.0 + n]}) for n in range(4)]
+    assert suite.patient_bootstrap_ci(four) == {}
+    five = four + [_case("p4", 10, 6, {"C-LV": [5.0]})]
+    ci = suite.patient_bootstrap_ci(five, landmarks=("C-LV",))
+    assert ci["slice_detection"][0] < 0.8 < ci["slice_detection"][1] and ci["C-LV"][0] < 3.0 < ci["C-LV"][1]
+    row = suite.SuiteRow("ACDC test", ["p"], ["p0", "p1", "p2", "p3", "p4"], 5, 50, slice_detection=0.8,
+                         ci95={"slice_detection": [0.7, 0.9], "C-LV": [1.5, 4.25]})
+    other = suite.SuiteRow("M&Ms-2 001 SAX", ["m"], ["m"], 1, 12)
+    table = suite.SuiteTable([row, other])
+    text = suite.format_suite(table)
+    block = text.split(suite.CI_HEAD)[1].split("\n\n")[0]
+    assert block.strip() == "ACDC test: slice det. 70.0-90.0%, C-LV 1.50-4.25 mm"  # the one-patient row has none
+    assert "- ACDC test: slice det. 70.0-90.0%" in suite.format_suite_markdown(table)
+    back = suite.SuiteTable.from_dict(json.loads(table.to_json()))
+    assert back.rows[0].ci95 == row.ci95 and suite.format_suite(back) == text
+    assert "95% intervals" not in suite.format_suite(suite.SuiteTable([other]))

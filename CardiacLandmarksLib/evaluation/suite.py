@@ -37,6 +37,10 @@ grid), and the PHD-Net flags as shipped (:mod:`CardiacLandmarksLib.confidence.ph
 (> 10 mm) flagged low and mean error of high-confidence points vs all points. Landmark references are derived
 from the expert masks (:mod:`CardiacLandmarksLib.sax.labels`); the detection is the shipped pipeline
 (:func:`CardiacLandmarksLib.sax.pipeline.detect_landmarks`, mirror TTA and PHD-Net confidence on).
+
+Under the table, the SAX rows with at least :data:`MIN_CI_PATIENTS` patients get 95% intervals of slice detection
+and of each landmark's mean error, resampling patients (:func:`patient_bootstrap_ci`): with 20 test patients a
+figure a few points from its target may or may not be a real miss, and the interval says which.
 """
 
 from __future__ import annotations
@@ -45,6 +49,7 @@ import json
 import logging
 import math
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -108,6 +113,8 @@ class SuiteRow:
         n_points: found points compared; n_gross / gross_flagged_low: errors > gross_limit and the share flagged low.
         mean_error_all / mean_error_high: mean L2 of all compared points / of those flagged high; high_vs_all their
             ratio (target <= 0.8); fraction_high: share flagged high.
+        ci95: 95% intervals of the row's figures over its patients (:func:`patient_bootstrap_ci`): ``{"slice_detection":
+            [lo, hi], "<landmark>": [lo, hi] (mean L2)}``; empty on rows with fewer than :data:`MIN_CI_PATIENTS`.
         notes: how the row was measured, and deviations.
     """
 
@@ -131,6 +138,7 @@ class SuiteRow:
     mean_error_high: float = _NAN
     high_vs_all: float = _NAN
     fraction_high: float = _NAN
+    ci95: dict = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict:
@@ -299,6 +307,66 @@ def flag_figures(errors: np.ndarray, flags: np.ndarray, gross: float) -> dict:
     }
 
 
+MIN_CI_PATIENTS = 5  # below this a resampling interval over patients says little: none is given
+CI_RESAMPLES = 2000
+
+
+def patient_bootstrap_ci(results: list[CaseResult], landmarks: tuple[str, ...] = SAX_NAMES, slices: bool = True,
+                         n_resamples: int = CI_RESAMPLES, seed: int = 0) -> dict[str, list[float]]:
+    """95% intervals of slice detection and of each landmark's mean L2 error, resampling patients.
+
+    The slices and points of one patient are not independent (one heart, one scanner, ED and ES of one stack), so
+    the patients are drawn with replacement and all of a drawn patient's slices and points go with it (a cluster
+    bootstrap; percentile interval of ``n_resamples`` draws, :func:`scipy.stats.bootstrap`, fixed ``seed``). Each
+    draw pools as the row does: detection = slices detected / slices, mean error = sum of errors / points.
+
+    Args:
+        results: per-case results (:class:`~CardiacLandmarksLib.evaluation.sax.CaseResult`); the cases of a patient
+            (``CaseResult.patient``) are grouped.
+        landmarks: landmarks whose mean error gets an interval (units of the errors: mm, px on EMIDEC).
+        slices: also give slice detection's interval (rows where the reference can hold every landmark).
+
+    Returns:
+        ``{"slice_detection": [lo, hi], "<landmark>": [lo, hi]}``; empty with fewer than :data:`MIN_CI_PATIENTS`
+        patients; a landmark with no compared point in some draw is left out rather than given a partial interval.
+    """
+    from scipy.stats import DegenerateDataWarning, bootstrap
+
+    patients = list(dict.fromkeys(r.patient for r in results))
+    if len(patients) < MIN_CI_PATIENTS:
+        return {}
+    keys = (["slice_detection"] if slices else []) + list(landmarks)
+    num = np.zeros((len(patients), len(keys)))  # per patient: detected slices | sum of errors
+    den = np.zeros((len(patients), len(keys)))  # per patient: slices | points
+    for r in results:
+        p = patients.index(r.patient)
+        for c, key in enumerate(keys):
+            if key == "slice_detection":
+                num[p, c] += r.slices_detected
+                den[p, c] += r.n_slices
+            else:
+                num[p, c] += float(np.sum(r.errors[key]))
+                den[p, c] += len(r.errors[key])
+
+    def pooled(idx: np.ndarray) -> np.ndarray:  # [..., drawn patients] -> [..., keys]
+        idx = np.asarray(idx, int)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return num[idx].sum(axis=-2) / den[idx].sum(axis=-2)
+
+    out: dict[str, list[float]] = {}
+    if not (den.sum(axis=0) > 0).any():
+        return out
+    with warnings.catch_warnings():  # a draw without any point of a landmark: NaN, left out below
+        warnings.simplefilter("ignore", DegenerateDataWarning)
+        res = bootstrap((np.arange(len(patients)),), lambda idx, axis=-1: pooled(idx).T, vectorized=True,
+                        n_resamples=n_resamples, method="percentile", rng=np.random.default_rng(seed))
+    lo, hi = np.atleast_1d(res.confidence_interval.low), np.atleast_1d(res.confidence_interval.high)
+    for c, key in enumerate(keys):
+        if np.isfinite(lo[c]) and np.isfinite(hi[c]):
+            out[key] = [float(lo[c]), float(hi[c])]
+    return out
+
+
 def sax_row(name: str, runs: list[_CaseRun], unit: str = "mm", gross: float = GROSS_MM, seen_by: str = "",
             notes: list[str] | None = None, landmarks: tuple[str, ...] = SAX_NAMES) -> SuiteRow:
     """A row from per-case runs; ``landmarks``: those the reference can hold (others n/a, and no slice detection)."""
@@ -317,6 +385,7 @@ def sax_row(name: str, runs: list[_CaseRun], unit: str = "mm", gross: float = GR
                             "mean": s[n]["mean_error_mm"], "median": s[n]["median_error_mm"]}
     for k, v in flag_figures(errs, flags, gross).items():
         setattr(row, k, v)
+    row.ci95 = patient_bootstrap_ci(results, landmarks, slices=landmarks == SAX_NAMES)
     for st in STRUCTURES:
         vals = np.array([r.dice[st] for r in runs], float)
         vals = vals[np.isfinite(vals)]
@@ -745,12 +814,36 @@ HEADERS = ("data set", "n cases (slices)", "found", "slice det.", "A-RVI mean / 
            "high / all (ratio)")
 
 
+def ci_text(r: SuiteRow) -> str:
+    """The row's 95% intervals in words (``""`` when it has none): slice detection in %, mean errors in the row's unit."""
+    if not r.ci95:
+        return ""
+    parts = []
+    for key, label in (("slice_detection", "slice det."), *((n, n) for n in SAX_NAMES)):
+        if key in r.ci95:
+            lo, hi = r.ci95[key]
+            parts.append(f"{label} {100 * lo:.1f}-{100 * hi:.1f}%" if key == "slice_detection"
+                         else f"{label} {lo:.2f}-{hi:.2f} {r.unit}")
+    return f"{r.name}: " + ", ".join(parts)
+
+
+CI_HEAD = (f"95% intervals, resampling the patients of a row ({CI_RESAMPLES} draws, percentile; rows with at least "
+           f"{MIN_CI_PATIENTS} patients, rough with as few as that): a target outside its interval is missed (or met) "
+           "by more than the differences between patients explain")
+
+
+def _ci_block(table: SuiteTable, bullet: str = "  ") -> list[str]:
+    lines = [bullet + ci_text(r) for r in table.rows if r.ci95]
+    return ["", CI_HEAD, *lines] if lines else []
+
+
 def format_suite(table: SuiteTable) -> str:
     """Plain-text table (one line per data set) and the notes of every row."""
     cells = [list(HEADERS)] + [_cells(r) for r in table.rows]
     widths = [max(len(c[i]) for c in cells) for i in range(len(HEADERS))]
     lines = ["  ".join(c[i].ljust(widths[i]) for i in range(len(HEADERS))) for c in cells]
     lines.insert(1, "-" * len(lines[0]))
+    lines += _ci_block(table)
     lines += ["", _LEGEND, ""]
     for r in table.rows:
         lines.append(f"{r.name}: seen by: {r.seen_by}. " + " ".join(f"{n}." for n in r.notes))
@@ -762,6 +855,7 @@ def format_suite_markdown(table: SuiteTable) -> str:
     """The table as Markdown (for model cards and the README), with the legend and per-row notes."""
     lines = ["| " + " | ".join(HEADERS) + " |", "|" + "---|" * len(HEADERS)]
     lines += ["| " + " | ".join(_cells(r)) + " |" for r in table.rows]
+    lines += _ci_block(table, bullet="- ")
     lines += ["", _LEGEND, ""]
     lines += [f"- **{r.name}** ({_who(r)}): seen by: {r.seen_by}. " + " ".join(f"{n}." for n in r.notes)
               for r in table.rows]
