@@ -258,3 +258,19 @@ def test_no_interval_from_fewer_than_five_patients_and_the_table_prints_them():
     back = suite.SuiteTable.from_dict(json.loads(table.to_json()))
     assert back.rows[0].ci95 == row.ci95 and suite.format_suite(back) == text
     assert "95% intervals" not in suite.format_suite(suite.SuiteTable([other]))
+
+
+def test_evaluate_table_gives_the_intervals_only_when_asked():
+    """``cardiac-landmarks evaluate`` (a user's own labelled folder) prints the intervals beside the pooled figures."""
+    from CardiacLandmarksLib.evaluation.sax import format_table, patient_bootstrap_ci, summarise
+
+    res = [_case(f"p{n}", 10, 10 if n % 2 else 7, {"A-RVI": [1.0 + n], "I-RVI": [2.0], "C-LV": [1.0]}) for n in range(6)]
+    summary = summarise(res)
+    plain = format_table(res, summary)
+    assert "interval" not in plain and "85.0% of 60" in plain
+    summary["ci95"] = patient_bootstrap_ci(res)
+    text = format_table(res, summary)
+    lo, hi = summary["ci95"]["slice_detection"]
+    assert 0.7 <= lo < 0.85 < hi <= 1.0
+    assert f"85.0% of 60 (95% interval over patients {100 * lo:.1f}-{100 * hi:.1f}%)" in text
+    assert "I-RVI " in text and "mean's 95% interval over patients 2.00-2.00" in text  # every patient 2.0 mm

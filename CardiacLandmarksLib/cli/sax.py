@@ -254,7 +254,12 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
         return cmd_evaluate_function(args)
     args.split = args.split or "val"
-    from CardiacLandmarksLib.evaluation.sax import evaluate_case, format_table, summarise
+    from CardiacLandmarksLib.evaluation.sax import (
+        evaluate_case,
+        format_table,
+        patient_bootstrap_ci,
+        summarise,
+    )
     from CardiacLandmarksLib.models.loader import load_model
     from CardiacLandmarksLib.sax.pipeline import detect_landmarks
 
@@ -277,6 +282,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if not results:
         raise CardiacLandmarksError(f"none of the {len(cases)} cases could be evaluated")
     summary = summarise(results)
+    summary["ci95"] = patient_bootstrap_ci(results)  # empty below 5 patients
     if failed:
         summary["failed_cases"] = [{"patient": c.patient, "image": str(c.image), "error": str(e)} for c, e in failed]
     if args.json == "-":

@@ -11,6 +11,7 @@ Metrics follow Xue et al., Radiology: AI 2021 (detection rate, slice detection, 
 from __future__ import annotations
 
 import logging
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -99,6 +100,66 @@ def evaluate_case(case: Case, detect: Callable, phase: int = 0, series=None) -> 
     return res
 
 
+MIN_CI_PATIENTS = 5  # below this a resampling interval over patients says little: none is given
+CI_RESAMPLES = 2000
+
+
+def patient_bootstrap_ci(results: list[CaseResult], landmarks: tuple[str, ...] = SAX, slices: bool = True,
+                         n_resamples: int = CI_RESAMPLES, seed: int = 0) -> dict[str, list[float]]:
+    """95% intervals of slice detection and of each landmark's mean L2 error, resampling patients.
+
+    The slices and points of one patient are not independent (one heart, one scanner, ED and ES of one stack), so
+    the patients are drawn with replacement and all of a drawn patient's slices and points go with it (a cluster
+    bootstrap; percentile interval of ``n_resamples`` draws, :func:`scipy.stats.bootstrap`, fixed ``seed``). Each
+    draw pools as the row does: detection = slices detected / slices, mean error = sum of errors / points.
+
+    Args:
+        results: per-case results (:class:`CaseResult`); the cases of a patient
+            (``CaseResult.patient``) are grouped.
+        landmarks: landmarks whose mean error gets an interval (units of the errors: mm, px on EMIDEC).
+        slices: also give slice detection's interval (rows where the reference can hold every landmark).
+
+    Returns:
+        ``{"slice_detection": [lo, hi], "<landmark>": [lo, hi]}``; empty with fewer than :data:`MIN_CI_PATIENTS`
+        patients; a landmark with no compared point in some draw is left out rather than given a partial interval.
+    """
+    from scipy.stats import DegenerateDataWarning, bootstrap
+
+    patients = list(dict.fromkeys(r.patient for r in results))
+    if len(patients) < MIN_CI_PATIENTS:
+        return {}
+    keys = (["slice_detection"] if slices else []) + list(landmarks)
+    num = np.zeros((len(patients), len(keys)))  # per patient: detected slices | sum of errors
+    den = np.zeros((len(patients), len(keys)))  # per patient: slices | points
+    for r in results:
+        p = patients.index(r.patient)
+        for c, key in enumerate(keys):
+            if key == "slice_detection":
+                num[p, c] += r.slices_detected
+                den[p, c] += r.n_slices
+            else:
+                num[p, c] += float(np.sum(r.errors[key]))
+                den[p, c] += len(r.errors[key])
+
+    def pooled(idx: np.ndarray) -> np.ndarray:  # [..., drawn patients] -> [..., keys]
+        idx = np.asarray(idx, int)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return num[idx].sum(axis=-2) / den[idx].sum(axis=-2)
+
+    out: dict[str, list[float]] = {}
+    if not (den.sum(axis=0) > 0).any():
+        return out
+    with warnings.catch_warnings():  # a draw without any point of a landmark: NaN, left out below
+        warnings.simplefilter("ignore", DegenerateDataWarning)
+        res = bootstrap((np.arange(len(patients)),), lambda idx, axis=-1: pooled(idx).T, vectorized=True,
+                        n_resamples=n_resamples, method="percentile", rng=np.random.default_rng(seed))
+    lo, hi = np.atleast_1d(res.confidence_interval.low), np.atleast_1d(res.confidence_interval.high)
+    for c, key in enumerate(keys):
+        if np.isfinite(lo[c]) and np.isfinite(hi[c]):
+            out[key] = [float(lo[c]), float(hi[c])]
+    return out
+
+
 def summarise(results: list[CaseResult]) -> dict:
     """Overall figures per landmark: detection rate, false-positive rate, mean/sd/median error (mm), RVI angle diff."""
     out = {}
@@ -124,7 +185,8 @@ def summarise(results: list[CaseResult]) -> dict:
 
 
 def format_table(results: list[CaseResult], summary: dict) -> str:
-    """Plain-text table: one line per case and an overall block."""
+    """Plain-text table: one line per case and an overall block (with the 95% intervals over patients when
+    ``summary["ci95"]`` holds them, :func:`patient_bootstrap_ci`)."""
     lines = [f"{'case':<22}" + "".join(f"{n + ' det':>10}{n + ' mm':>16}" for n in SAX) + f"{'RVI dAngle':>12}"]
     for r in results:
         cells = ""
@@ -137,14 +199,18 @@ def format_table(results: list[CaseResult], summary: dict) -> str:
         lines.append(f"{r.stem:<22}{cells}{ang:>12}")
     lines.append("")
     lines.append("overall:")
+    ci = summary.get("ci95") or {}
     for n in SAX:
         s = summary[n]
         lines.append(f"  {n:<6} detection {100 * s['detection_rate']:.1f}% of {s['n_present']}  "
                      f"false detections {100 * s['false_positive_rate']:.1f}%  "
-                     f"L2 {s['mean_error_mm']:.2f} ± {s['sd_error_mm']:.2f} mm (median {s['median_error_mm']:.2f}, p95 {s['p95_error_mm']:.2f})")
+                     f"L2 {s['mean_error_mm']:.2f} ± {s['sd_error_mm']:.2f} mm (median {s['median_error_mm']:.2f}, p95 {s['p95_error_mm']:.2f}"
+                     + (f"; mean's 95% interval over patients {ci[n][0]:.2f}-{ci[n][1]:.2f}" if n in ci else "") + ")")
     if "slices" in summary:
         lines.append(f"  slice detection (all landmarks of the slice found, none extra) "
-                     f"{100 * summary['slices']['detection_rate']:.1f}% of {summary['slices']['n']}")
+                     f"{100 * summary['slices']['detection_rate']:.1f}% of {summary['slices']['n']}"
+                     + (f" (95% interval over patients {100 * ci['slice_detection'][0]:.1f}-"
+                        f"{100 * ci['slice_detection'][1]:.1f}%)" if "slice_detection" in ci else ""))
     a = summary["RVI angle"]
     lines.append(f"  RVI angle |difference| {a['mean_abs_diff_deg']:.1f} ± {a['sd_abs_diff_deg']:.1f}° (n={a['n']})")
     return "\n".join(lines)

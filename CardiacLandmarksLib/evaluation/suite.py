@@ -39,7 +39,7 @@ from the expert masks (:mod:`CardiacLandmarksLib.sax.labels`); the detection is 
 (:func:`CardiacLandmarksLib.sax.pipeline.detect_landmarks`, mirror TTA and PHD-Net confidence on).
 
 Under the table, the SAX rows with at least :data:`MIN_CI_PATIENTS` patients get 95% intervals of slice detection
-and of each landmark's mean error, resampling patients (:func:`patient_bootstrap_ci`): with 20 test patients a
+and of each landmark's mean error, resampling patients (:func:`~CardiacLandmarksLib.evaluation.sax.patient_bootstrap_ci`): with 20 test patients a
 figure a few points from its target may or may not be a real miss, and the interval says which.
 """
 
@@ -49,7 +49,6 @@ import json
 import logging
 import math
 import time
-import warnings
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -71,7 +70,15 @@ from CardiacLandmarksLib.datasets.sax import (
 )
 from CardiacLandmarksLib.datasets.splits import ACDC_FROM_TRAINING, EMIDEC_TEST_CASES, UNSEEN_BY_V1_3
 from CardiacLandmarksLib.evaluation.confidence import GROSS_MM
-from CardiacLandmarksLib.evaluation.sax import CaseResult, evaluate_case, rvi_angle_difference, summarise
+from CardiacLandmarksLib.evaluation.sax import (
+    CI_RESAMPLES,
+    MIN_CI_PATIENTS,
+    CaseResult,
+    evaluate_case,
+    patient_bootstrap_ci,
+    rvi_angle_difference,
+    summarise,
+)
 from CardiacLandmarksLib.io.load import load_series
 from CardiacLandmarksLib.sax.labels import MNMS2_LABELS
 
@@ -113,7 +120,7 @@ class SuiteRow:
         n_points: found points compared; n_gross / gross_flagged_low: errors > gross_limit and the share flagged low.
         mean_error_all / mean_error_high: mean L2 of all compared points / of those flagged high; high_vs_all their
             ratio (target <= 0.8); fraction_high: share flagged high.
-        ci95: 95% intervals of the row's figures over its patients (:func:`patient_bootstrap_ci`): ``{"slice_detection":
+        ci95: 95% intervals of the row's figures over its patients (:func:`~CardiacLandmarksLib.evaluation.sax.patient_bootstrap_ci`): ``{"slice_detection":
             [lo, hi], "<landmark>": [lo, hi] (mean L2)}``; empty on rows with fewer than :data:`MIN_CI_PATIENTS`.
         notes: how the row was measured, and deviations.
     """
@@ -305,66 +312,6 @@ def flag_figures(errors: np.ndarray, flags: np.ndarray, gross: float) -> dict:
         "high_vs_all": float(errors[high].mean() / errors.mean()) if high.any() and errors.mean() > 0 else _NAN,
         "fraction_high": float(high.mean()) if errors.size else _NAN,
     }
-
-
-MIN_CI_PATIENTS = 5  # below this a resampling interval over patients says little: none is given
-CI_RESAMPLES = 2000
-
-
-def patient_bootstrap_ci(results: list[CaseResult], landmarks: tuple[str, ...] = SAX_NAMES, slices: bool = True,
-                         n_resamples: int = CI_RESAMPLES, seed: int = 0) -> dict[str, list[float]]:
-    """95% intervals of slice detection and of each landmark's mean L2 error, resampling patients.
-
-    The slices and points of one patient are not independent (one heart, one scanner, ED and ES of one stack), so
-    the patients are drawn with replacement and all of a drawn patient's slices and points go with it (a cluster
-    bootstrap; percentile interval of ``n_resamples`` draws, :func:`scipy.stats.bootstrap`, fixed ``seed``). Each
-    draw pools as the row does: detection = slices detected / slices, mean error = sum of errors / points.
-
-    Args:
-        results: per-case results (:class:`~CardiacLandmarksLib.evaluation.sax.CaseResult`); the cases of a patient
-            (``CaseResult.patient``) are grouped.
-        landmarks: landmarks whose mean error gets an interval (units of the errors: mm, px on EMIDEC).
-        slices: also give slice detection's interval (rows where the reference can hold every landmark).
-
-    Returns:
-        ``{"slice_detection": [lo, hi], "<landmark>": [lo, hi]}``; empty with fewer than :data:`MIN_CI_PATIENTS`
-        patients; a landmark with no compared point in some draw is left out rather than given a partial interval.
-    """
-    from scipy.stats import DegenerateDataWarning, bootstrap
-
-    patients = list(dict.fromkeys(r.patient for r in results))
-    if len(patients) < MIN_CI_PATIENTS:
-        return {}
-    keys = (["slice_detection"] if slices else []) + list(landmarks)
-    num = np.zeros((len(patients), len(keys)))  # per patient: detected slices | sum of errors
-    den = np.zeros((len(patients), len(keys)))  # per patient: slices | points
-    for r in results:
-        p = patients.index(r.patient)
-        for c, key in enumerate(keys):
-            if key == "slice_detection":
-                num[p, c] += r.slices_detected
-                den[p, c] += r.n_slices
-            else:
-                num[p, c] += float(np.sum(r.errors[key]))
-                den[p, c] += len(r.errors[key])
-
-    def pooled(idx: np.ndarray) -> np.ndarray:  # [..., drawn patients] -> [..., keys]
-        idx = np.asarray(idx, int)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            return num[idx].sum(axis=-2) / den[idx].sum(axis=-2)
-
-    out: dict[str, list[float]] = {}
-    if not (den.sum(axis=0) > 0).any():
-        return out
-    with warnings.catch_warnings():  # a draw without any point of a landmark: NaN, left out below
-        warnings.simplefilter("ignore", DegenerateDataWarning)
-        res = bootstrap((np.arange(len(patients)),), lambda idx, axis=-1: pooled(idx).T, vectorized=True,
-                        n_resamples=n_resamples, method="percentile", rng=np.random.default_rng(seed))
-    lo, hi = np.atleast_1d(res.confidence_interval.low), np.atleast_1d(res.confidence_interval.high)
-    for c, key in enumerate(keys):
-        if np.isfinite(lo[c]) and np.isfinite(hi[c]):
-            out[key] = [float(lo[c]), float(hi[c])]
-    return out
 
 
 def sax_row(name: str, runs: list[_CaseRun], unit: str = "mm", gross: float = GROSS_MM, seen_by: str = "",
