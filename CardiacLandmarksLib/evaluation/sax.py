@@ -114,8 +114,7 @@ def patient_bootstrap_ci(results: list[CaseResult], landmarks: tuple[str, ...] =
     draw pools as the row does: detection = slices detected / slices, mean error = sum of errors / points.
 
     Args:
-        results: per-case results (:class:`CaseResult`); the cases of a patient
-            (``CaseResult.patient``) are grouped.
+        results: per-case results (:class:`CaseResult`); the cases of a patient (``CaseResult.patient``) are grouped.
         landmarks: landmarks whose mean error gets an interval (units of the errors: mm, px on EMIDEC).
         slices: also give slice detection's interval (rows where the reference can hold every landmark).
 
@@ -141,14 +140,15 @@ def patient_bootstrap_ci(results: list[CaseResult], landmarks: tuple[str, ...] =
                 num[p, c] += float(np.sum(r.errors[key]))
                 den[p, c] += len(r.errors[key])
 
+    out: dict[str, list[float]] = {}
+    if not (den.sum(axis=0) > 0).any():  # no slice and no point at all
+        return out
+
     def pooled(idx: np.ndarray) -> np.ndarray:  # [..., drawn patients] -> [..., keys]
         idx = np.asarray(idx, int)
         with np.errstate(invalid="ignore", divide="ignore"):
             return num[idx].sum(axis=-2) / den[idx].sum(axis=-2)
 
-    out: dict[str, list[float]] = {}
-    if not (den.sum(axis=0) > 0).any():
-        return out
     with warnings.catch_warnings():  # a draw without any point of a landmark: NaN, left out below
         warnings.simplefilter("ignore", DegenerateDataWarning)
         res = bootstrap((np.arange(len(patients)),), lambda idx, axis=-1: pooled(idx).T, vectorized=True,

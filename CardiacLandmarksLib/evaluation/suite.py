@@ -39,8 +39,9 @@ from the expert masks (:mod:`CardiacLandmarksLib.sax.labels`); the detection is 
 (:func:`CardiacLandmarksLib.sax.pipeline.detect_landmarks`, mirror TTA and PHD-Net confidence on).
 
 Under the table, the SAX rows with at least :data:`MIN_CI_PATIENTS` patients get 95% intervals of slice detection
-and of each landmark's mean error, resampling patients (:func:`~CardiacLandmarksLib.evaluation.sax.patient_bootstrap_ci`): with 20 test patients a
-figure a few points from its target may or may not be a real miss, and the interval says which.
+and of each landmark's mean error, resampling patients
+(:func:`~CardiacLandmarksLib.evaluation.sax.patient_bootstrap_ci`): with 20 test patients a figure a few points
+from its target may or may not be a real miss, and the interval says which.
 """
 
 from __future__ import annotations
@@ -120,8 +121,9 @@ class SuiteRow:
         n_points: found points compared; n_gross / gross_flagged_low: errors > gross_limit and the share flagged low.
         mean_error_all / mean_error_high: mean L2 of all compared points / of those flagged high; high_vs_all their
             ratio (target <= 0.8); fraction_high: share flagged high.
-        ci95: 95% intervals of the row's figures over its patients (:func:`~CardiacLandmarksLib.evaluation.sax.patient_bootstrap_ci`): ``{"slice_detection":
-            [lo, hi], "<landmark>": [lo, hi] (mean L2)}``; empty on rows with fewer than :data:`MIN_CI_PATIENTS`.
+        ci95: 95% intervals of the row's figures over its patients
+            (:func:`~CardiacLandmarksLib.evaluation.sax.patient_bootstrap_ci`): ``{"slice_detection": [lo, hi],
+            "<landmark>": [lo, hi] (mean L2)}``; empty on rows with fewer than :data:`MIN_CI_PATIENTS` patients.
         notes: how the row was measured, and deviations.
     """
 
