@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from CardiacLandmarksLib.core.errors import InputNotFoundError
+from CardiacLandmarksLib.core.landmarks import LANDMARKS_BY_VIEW, Landmark, LandmarkSet
 from CardiacLandmarksLib.datasets.splits import ACDC_TEST_PATIENTS, UNSEEN_BY_V1_3
 from CardiacLandmarksLib.evaluation import suite
 
@@ -274,3 +275,73 @@ def test_evaluate_table_gives_the_intervals_only_when_asked():
     assert 0.7 <= lo < 0.85 < hi <= 1.0
     assert f"85.0% of 60 (95% interval over patients {100 * lo:.1f}-{100 * hi:.1f}%)" in text
     assert "I-RVI " in text and "mean's 95% interval over patients 2.00-2.00" in text  # every patient 2.0 mm
+
+
+def _ring_case(tmp_path):
+    """Three 48 x 48 slices (1.5 mm pixels): slices 0 and 1 an LV cavity in a myocardial ring with the RV cavity
+    against its left side (every landmark present), slice 2 empty (no landmark)."""
+    import SimpleITK as sitk
+
+    from CardiacLandmarksLib.datasets.sax import Case
+
+    jj, ii = np.mgrid[0:48, 0:48]
+    r = np.hypot(ii - 26, jj - 24)
+    sl = np.zeros((48, 48), np.uint8)
+    sl[r <= 6] = 3
+    sl[(r > 6) & (r <= 10)] = 2
+    sl[(np.hypot(ii - 13, jj - 24) <= 7) & (r > 10)] = 1
+    mask = np.stack([sl, sl, np.zeros_like(sl)])
+    paths = []
+    for name, arr in (("img", (mask * 50 + 20).astype(np.float32)), ("img_gt", mask)):
+        im = sitk.GetImageFromArray(arr)
+        im.SetSpacing((1.5, 1.5, 8.0))
+        paths.append(tmp_path / f"{name}.nii.gz")
+        sitk.WriteImage(im, str(paths[-1]))
+    return Case("p0", paths[0], paths[1])
+
+
+def test_points_found_where_the_reference_has_none_are_counted_with_their_flags(tmp_path):
+    """A reader who checks only the low points keeps a high one: the suite says how many of the extra points
+    (a landmark on a slice the reference has none on) are flagged low; built case, answers known by construction."""
+    from CardiacLandmarksLib.datasets.sax import case_landmarks_ijk
+    from CardiacLandmarksLib.evaluation.sax import evaluate_case, summarise
+
+    case = _ring_case(tmp_path)
+    SAX = LANDMARKS_BY_VIEW["sax"]
+
+    def detect(series, extra_flags=("low", "low", "high")):
+        ref = case_landmarks_ijk(case, series=series)
+        assert all(ref[k][n] is not None for k in (0, 1) for n in SAX) and all(v is None for v in ref[2].values())
+        out = LandmarkSet(source="built", view="sax", model={})
+        for k in range(3):
+            for n, name in enumerate(SAX):
+                ij = ref[k][name] if k < 2 else np.array([26.0, 24.0])
+                if ij is None or (k == 2 and extra_flags[n] is None):
+                    out.landmarks.append(Landmark(name, k, 0, False, np.full(3, np.nan), np.full(3, np.nan), 0.0, "absent"))
+                    continue
+                ijk = np.array([ij[0], ij[1], k], float)
+                out.landmarks.append(Landmark(name, k, 0, True, series.ijk_to_lps(ijk), ijk, 0.9,
+                                              "high" if k < 2 else extra_flags[n]))
+        return out
+
+    res = evaluate_case(case, detect)
+    assert (res.n_slices, res.slices_detected) == (3, 2)
+    assert res.extra_flags == {"A-RVI": ["low"], "I-RVI": ["low"], "C-LV": ["high"]}
+    assert res.flags["C-LV"] == ["high", "high"] and res.errors["C-LV"] == pytest.approx([0.0, 0.0], abs=1e-6)
+    s = summarise([res])
+    assert (s["C-LV"]["n_extra"], s["C-LV"]["extra_flagged_low"]) == (1, 0.0)
+    assert (s["A-RVI"]["n_extra"], s["A-RVI"]["extra_flagged_low"]) == (1, 1.0)
+    row = suite.sax_row("ACDC test", [suite._CaseRun(case, res, {st: float("nan") for st in suite.STRUCTURES})])
+    assert (row.n_absent, row.n_extra) == (3, 3) and row.extra_flagged_low == pytest.approx(2 / 3)
+    cells = dict(zip(suite.HEADERS, suite._cells(row)))
+    assert cells["extra flagged low"] == "67% of 3" and cells["gross flagged low"] == "no gross error"
+    back = suite.SuiteRow.from_dict(json.loads(json.dumps(row.to_dict())))
+    assert (back.n_absent, back.n_extra, back.extra_flagged_low) == (3, 3, pytest.approx(2 / 3))
+    # the same case with nothing reported on the empty slice: absences were measurable, none was broken
+    clean = evaluate_case(case, lambda s: detect(s, (None, None, None)))
+    row = suite.sax_row("ACDC test", [suite._CaseRun(case, clean, {st: float("nan") for st in suite.STRUCTURES})])
+    assert clean.slices_detected == 3 and row.n_extra == 0 and math.isnan(row.extra_flagged_low)
+    assert dict(zip(suite.HEADERS, suite._cells(row)))["extra flagged low"] == "no extra point"
+    assert summarise([clean])["C-LV"]["n_extra"] == 0 and math.isnan(summarise([clean])["C-LV"]["extra_flagged_low"])
+    # a row whose reference never says "absent" (Sunnybrook: contoured images only) cannot measure it
+    assert dict(zip(suite.HEADERS, suite._cells(suite.SuiteRow("Sunnybrook"))))["extra flagged low"] == "n/a"

@@ -39,6 +39,8 @@ class CaseResult:
     angle_diffs: list[float] = field(default_factory=list)
     confidences: dict[str, list[float]] = field(default_factory=lambda: {n: [] for n in SAX})
     flags: dict[str, list[str]] = field(default_factory=lambda: {n: [] for n in SAX})
+    #: flag of each point found where the reference has none (a false positive), per landmark
+    extra_flags: dict[str, list[str]] = field(default_factory=lambda: {n: [] for n in SAX})
     n_slices: int = 0
     slices_detected: int = 0
 
@@ -64,7 +66,9 @@ def evaluate_case(case: Case, detect: Callable, phase: int = 0, series=None) -> 
 
     ``series``: the case's image already loaded (e.g. with a nominal spacing set by the caller); default: loaded
     from ``case.image``. Errors are in the units of the series' geometry (LPS mm). ``flags[name]`` holds the flag
-    (``"high"``/``"low"``) of each point in ``errors[name]``, in the same order; a slice counts in
+    (``"high"``/``"low"``) of each point in ``errors[name]``, in the same order, and ``extra_flags[name]`` that of
+    each point found where the reference has none (a reader who checks only the low points keeps a high one); a
+    slice counts in
     ``slices_detected`` when exactly the reference's landmarks are found on it (Xue et al. 2021).
     """
     series = series if series is not None else load_series(case.image)
@@ -82,6 +86,7 @@ def evaluate_case(case: Case, detect: Callable, phase: int = 0, series=None) -> 
                 res.absent_ref[name] += 1
                 if found:
                     res.false_pos[name] += 1
+                    res.extra_flags[name].append(str(p.flag))
                 continue
             res.present[name] += 1
             if not found:
@@ -161,7 +166,9 @@ def patient_bootstrap_ci(results: list[CaseResult], landmarks: tuple[str, ...] =
 
 
 def summarise(results: list[CaseResult]) -> dict:
-    """Overall figures per landmark: detection rate, false-positive rate, mean/sd/median error (mm), RVI angle diff."""
+    """Overall figures per landmark: detection rate, false-positive rate, mean/sd/median error (mm), RVI angle diff;
+    ``n_extra`` points found where the reference has none and ``extra_flagged_low``, the share of them flagged low
+    (NaN without any)."""
     out = {}
     for name in SAX:
         errs = np.concatenate([r.errors[name] for r in results]) if results else np.zeros(0)
@@ -176,6 +183,10 @@ def summarise(results: list[CaseResult]) -> dict:
             "median_error_mm": float(np.median(errs)) if len(errs) else float("nan"),
             "p95_error_mm": float(np.percentile(errs, 95)) if len(errs) else float("nan"),
         }
+    for name in SAX:
+        extra = [f for r in results for f in r.extra_flags[name]]
+        out[name]["n_extra"] = len(extra)
+        out[name]["extra_flagged_low"] = sum(f != "high" for f in extra) / len(extra) if extra else float("nan")
     ang = np.abs(np.concatenate([r.angle_diffs for r in results])) if results else np.zeros(0)
     out["RVI angle"] = {"n": int(len(ang)), "mean_abs_diff_deg": float(ang.mean()) if len(ang) else float("nan"),
                         "sd_abs_diff_deg": float(ang.std()) if len(ang) else float("nan")}
@@ -203,7 +214,9 @@ def format_table(results: list[CaseResult], summary: dict) -> str:
     for n in SAX:
         s = summary[n]
         lines.append(f"  {n:<6} detection {100 * s['detection_rate']:.1f}% of {s['n_present']}  "
-                     f"false detections {100 * s['false_positive_rate']:.1f}%  "
+                     f"false detections {100 * s['false_positive_rate']:.1f}%"
+                     + (f" ({100 * s['extra_flagged_low']:.0f}% of them flagged low)" if s.get("n_extra") else "")
+                     + "  "
                      f"L2 {s['mean_error_mm']:.2f} ± {s['sd_error_mm']:.2f} mm (median {s['median_error_mm']:.2f}, p95 {s['p95_error_mm']:.2f}"
                      + (f"; mean's 95% interval over patients {ci[n][0]:.2f}-{ci[n][1]:.2f}" if n in ci else "") + ")")
     if "slices" in summary:

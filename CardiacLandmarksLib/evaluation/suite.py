@@ -119,6 +119,9 @@ class SuiteRow:
         rvi_angle_deg: mean |angle difference| of A-RVI about C-LV (deg).
         dice: mean Dice per structure (:data:`STRUCTURES`); dice_median the same as medians.
         n_points: found points compared; n_gross / gross_flagged_low: errors > gross_limit and the share flagged low.
+        n_absent: the reference's slots (landmark x slice) without the landmark, of the row's landmarks;
+        n_extra / extra_flagged_low: points found there and the share flagged low: a reader who checks only the low
+            points keeps the others.
         mean_error_all / mean_error_high: mean L2 of all compared points / of those flagged high; high_vs_all their
             ratio (target <= 0.8); fraction_high: share flagged high.
         ci95: 95% intervals of the row's figures over its patients
@@ -143,6 +146,9 @@ class SuiteRow:
     gross_limit: float = GROSS_MM
     n_gross: int = 0
     gross_flagged_low: float = _NAN
+    n_absent: int = 0
+    n_extra: int = 0
+    extra_flagged_low: float = _NAN
     mean_error_all: float = _NAN
     mean_error_high: float = _NAN
     high_vs_all: float = _NAN
@@ -334,6 +340,10 @@ def sax_row(name: str, runs: list[_CaseRun], unit: str = "mm", gross: float = GR
                             "mean": s[n]["mean_error_mm"], "median": s[n]["median_error_mm"]}
     for k, v in flag_figures(errs, flags, gross).items():
         setattr(row, k, v)
+    extra = [f for r in results for n in landmarks for f in r.extra_flags[n]]
+    row.n_absent = sum(r.absent_ref[n] for r in results for n in landmarks)
+    row.n_extra = len(extra)
+    row.extra_flagged_low = sum(f != "high" for f in extra) / len(extra) if extra else _NAN
     row.ci95 = patient_bootstrap_ci(results, landmarks, slices=landmarks == SAX_NAMES)
     for st in STRUCTURES:
         vals = np.array([r.dice[st] for r in runs], float)
@@ -751,16 +761,18 @@ def _cells(r: SuiteRow) -> list[str]:
     dice = " / ".join(_num(r.dice[s], ".3f") for s in STRUCTURES)
     gross = ("n/a" if not r.n_points else "no gross error" if not r.n_gross
              else f"{_num(r.gross_flagged_low, pct=True)} of {r.n_gross}")
+    extra = (f"{_num(r.extra_flagged_low, pct=True)} of {r.n_extra}" if r.n_extra
+             else "no extra point" if r.n_absent else "n/a")
     hva = (f"{_num(r.mean_error_high)} / {_num(r.mean_error_all)}{unit} ({_num(r.high_vs_all)})"
            if r.n_points else "n/a")
     return [r.name, f"{r.n_cases} ({r.n_slices})", _num(r.found, pct=True, pct_digits=1),
             _num(r.slice_detection, pct=True, pct_digits=1), *lm,
-            _num(r.rvi_angle_deg, ".1f"), dice, gross, hva]
+            _num(r.rvi_angle_deg, ".1f"), dice, gross, extra, hva]
 
 
 HEADERS = ("data set", "n cases (slices)", "found", "slice det.", "A-RVI mean / median", "I-RVI mean / median",
            "C-LV mean / median", "RVI angle deg", "Dice RV / myo / LV", "gross flagged low",
-           "high / all (ratio)")
+           "extra flagged low", "high / all (ratio)")
 
 
 def ci_text(r: SuiteRow) -> str:
@@ -820,7 +832,9 @@ _LEGEND = ("n cases (slices): stacks / series / images used (slice images compar
            "RVI angle: mean |difference| of the A-RVI direction about C-LV. Dice: SAX segmentation head (perfusion "
            "rows: the perfusion U-Net, LV = blood pool), mean over stacks (Sunnybrook, perfusion: over images). "
            "Gross flagged low: share of errors > 10 mm that the shipped PHD-Net flag marks low (target >= 70%), of n "
-           "gross errors. High / all: mean L2 of points flagged high / of all points (target ratio <= 0.8). n/a: "
+           "gross errors. Extra flagged low: share of the points found where the reference has none (a landmark on a "
+           "slice without it) that the flag marks low, of n such points: the reader who checks only low points would "
+           "keep the others. High / all: mean L2 of points flagged high / of all points (target ratio <= 0.8). n/a: "
            "not measurable on this set.")
 
 
