@@ -68,8 +68,7 @@ def evaluate_case(case: Case, detect: Callable, phase: int = 0, series=None) -> 
     from ``case.image``. Errors are in the units of the series' geometry (LPS mm). ``flags[name]`` holds the flag
     (``"high"``/``"low"``) of each point in ``errors[name]``, in the same order, and ``extra_flags[name]`` that of
     each point found where the reference has none (a reader who checks only the low points keeps a high one); a
-    slice counts in
-    ``slices_detected`` when exactly the reference's landmarks are found on it (Xue et al. 2021).
+    slice counts in ``slices_detected`` when exactly the reference's landmarks are found on it (Xue et al. 2021).
     """
     series = series if series is not None else load_series(case.image)
     ref = case_landmarks_ijk(case, series=series)

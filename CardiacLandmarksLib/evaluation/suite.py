@@ -340,10 +340,10 @@ def sax_row(name: str, runs: list[_CaseRun], unit: str = "mm", gross: float = GR
                             "mean": s[n]["mean_error_mm"], "median": s[n]["median_error_mm"]}
     for k, v in flag_figures(errs, flags, gross).items():
         setattr(row, k, v)
-    extra = [f for r in results for n in landmarks for f in r.extra_flags[n]]
     row.n_absent = sum(r.absent_ref[n] for r in results for n in landmarks)
-    row.n_extra = len(extra)
-    row.extra_flagged_low = sum(f != "high" for f in extra) / len(extra) if extra else _NAN
+    row.n_extra = sum(s[n]["n_extra"] for n in landmarks)
+    row.extra_flagged_low = (sum(s[n]["extra_flagged_low"] * s[n]["n_extra"] for n in landmarks if s[n]["n_extra"])
+                             / row.n_extra if row.n_extra else _NAN)
     row.ci95 = patient_bootstrap_ci(results, landmarks, slices=landmarks == SAX_NAMES)
     for st in STRUCTURES:
         vals = np.array([r.dice[st] for r in runs], float)
