@@ -272,3 +272,28 @@ def test_evaluate_task_function_cli(acdc_dir, tmp_path, capsys):
     assert doc["summary"]["dice"]["ED+ES"]["LV cavity"] > 0.9
     assert doc["summary"]["agreement"]["LV EF_pct"]["n"] == 2
     assert (tmp_path / "bland_altman.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_bland_altman_intervals_over_patients():
+    """Differences 1..5 (one per patient): mean 3, SD sqrt(2.5); t(0.975, 4) = 2.776 from a t table, so the bias
+    interval is 3 +- 2.776 * 1.5811 / sqrt(5) = 3 +- 1.963 and each limit's is +- 2.776 * 1.5811 * sqrt(3 / 5)
+    = +- 3.400 (Bland & Altman 1986); one patient gives no interval; the report prints the bias interval."""
+    from CardiacLandmarksLib.evaluation.function import bland_altman
+
+    ba = bland_altman([11.0, 12.0, 13.0, None, 14.0, 15.0], [10.0, 10.0, 10.0, 10.0, 10.0, 10.0])
+    assert ba["n"] == 5 and ba["mean_diff"] == pytest.approx(3.0) and ba["sd_diff"] == pytest.approx(1.5811, abs=1e-4)
+    assert ba["mean_diff_ci95"] == pytest.approx([3.0 - 1.963, 3.0 + 1.963], abs=2e-3)
+    lo = 3.0 - 1.96 * 1.5811
+    assert ba["loa_low_ci95"] == pytest.approx([lo - 3.400, lo + 3.400], abs=2e-3)
+    assert ba["loa_high_ci95"][1] - ba["loa_high_ci95"][0] == pytest.approx(2 * 3.400, abs=4e-3)
+    one = bland_altman([5.0], [4.0])
+    assert one["n"] == 1 and all(math.isnan(x) for x in one["mean_diff_ci95"])
+    assert bland_altman([None], [1.0]) == {"n": 0}
+    from CardiacLandmarksLib.evaluation.function import format_table
+
+    summary = {"n_patients": 5, "agreement": {"LV EF_pct": ba, "LV mass_g": one},
+               **{k: {ph: {n: 0.9 for n in ("RV cavity", "LV myocardium", "LV cavity")} for ph in ("ED", "ES", "ED+ES")}
+                  for k in ("dice", "hd95_mm")}}
+    text = format_table(summary)
+    assert "95% CI of mean" in text and "1.04 to 4.96" in text
+    assert [ln for ln in text.splitlines() if ln.startswith("LV mass_g")][0].split()[3] == "n/a"

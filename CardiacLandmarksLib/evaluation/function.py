@@ -5,8 +5,8 @@
   and 95 % Hausdorff distance against the expert mask, and LV EDV, ESV, EF, LV mass, RV EDV,
   ESV, EF against the same measurements (:mod:`.measurements`) made on the expert masks.
   :func:`summarise` gives mean Dice / HD95 and Bland-Altman statistics (mean difference, SD,
-  95 % limits of agreement = mean +- 1.96 SD; Bland & Altman, Lancet 1986); differences are
-  automatic - expert.
+  95 % limits of agreement = mean +- 1.96 SD; Bland & Altman, Lancet 1986, with the 95 % intervals of the
+  mean difference and of each limit over patients); differences are automatic - expert.
 * Sunnybrook (:func:`sunnybrook_lv_volumes`): the expert endocardial contours (``i``) of one
   cine, drawn at two phases, rasterised on their DICOM images (pixel centres inside the polygon),
   against the automatic LV cavity on the same slices and phases (volume = area x slice spacing,
@@ -98,16 +98,31 @@ def evaluate_acdc(root: Path, patients: tuple[str, ...] = ACDC_TEST_PATIENTS, mo
 
 
 def bland_altman(auto, ref) -> dict:
-    """``{"n", "mean_diff", "sd_diff", "loa_low", "loa_high", "mean_abs_diff"}`` of auto - ref (pairs with
-    a None dropped)."""
+    """Bland-Altman agreement of ``auto - ref`` over patients (pairs with a None dropped; Bland & Altman, Lancet 1986).
+
+    Returns ``{"n", "mean_diff", "sd_diff", "loa_low", "loa_high", "mean_abs_diff", "mean_diff_ci95",
+    "loa_low_ci95", "loa_high_ci95"}`` in the units of the inputs (ml, g, EF points); ``{"n": 0}`` without a pair.
+    The 95% intervals say how well this many patients pin the figures down: the mean difference (bias)
+    ``mean +- t(0.975, n-1) SD / sqrt(n)``, and each limit of agreement ``limit +- t(0.975, n-1) SD sqrt(3 / n)``
+    (the approximate standard error of Bland & Altman 1986); NaN with fewer than 2 patients. Each patient gives
+    one difference, so these are over patients as the SAX intervals are.
+    """
+    from scipy.stats import t as student_t
+
     pairs = [(a, r) for a, r in zip(auto, ref) if a is not None and r is not None]
     d = np.array([a - r for a, r in pairs], float)
     if len(d) == 0:
         return {"n": 0}
-    sd = float(d.std(ddof=1)) if len(d) > 1 else float("nan")
+    n = len(d)
+    sd = float(d.std(ddof=1)) if n > 1 else float("nan")
     m = float(d.mean())
-    return {"n": len(d), "mean_diff": m, "sd_diff": sd, "loa_low": m - 1.96 * sd, "loa_high": m + 1.96 * sd,
-            "mean_abs_diff": float(np.abs(d).mean())}
+    q = float(student_t.ppf(0.975, n - 1)) if n > 1 else float("nan")
+    half_bias, half_loa = q * sd / math.sqrt(n), q * sd * math.sqrt(3.0 / n)
+    lo, hi = m - 1.96 * sd, m + 1.96 * sd
+    return {"n": n, "mean_diff": m, "sd_diff": sd, "loa_low": lo, "loa_high": hi,
+            "mean_abs_diff": float(np.abs(d).mean()),
+            "mean_diff_ci95": [m - half_bias, m + half_bias],
+            "loa_low_ci95": [lo - half_loa, lo + half_loa], "loa_high_ci95": [hi - half_loa, hi + half_loa]}
 
 
 def summarise(records: list[CaseRecord]) -> dict:
@@ -166,11 +181,14 @@ def format_table(summary: dict, targets: dict | None = None, title: str = "") ->
         d, h = summary["dice"][ph], summary["hd95_mm"][ph]
         lines.append(f"{ph:10s}{d['RV cavity']:9.3f}{d['LV myocardium']:9.3f}{d['LV cavity']:9.3f}"
                      f"{h['RV cavity']:9.1f}{h['LV myocardium']:9.1f}{h['LV cavity']:9.1f}")
-    lines.append(f"{'metric':16s}{'mean diff':>10s}{'SD':>8s}{'LoA low':>9s}{'LoA high':>9s}{'mean|d|':>9s}")
+    lines.append(f"{'metric':16s}{'mean diff':>10s}{'95% CI of mean':>20s}{'SD':>8s}{'LoA low':>9s}{'LoA high':>9s}"
+                 f"{'mean|d|':>9s}")
     for name, a in summary["agreement"].items():
         if a.get("n"):
-            lines.append(f"{name:16s}{a['mean_diff']:10.2f}{a['sd_diff']:8.2f}{a['loa_low']:9.2f}{a['loa_high']:9.2f}"
-                         f"{a['mean_abs_diff']:9.2f}")
+            lo, hi = a.get("mean_diff_ci95", [float("nan")] * 2)
+            ci = f"{lo:.2f} to {hi:.2f}" if math.isfinite(lo) else "n/a"
+            lines.append(f"{name:16s}{a['mean_diff']:10.2f}{ci:>20s}{a['sd_diff']:8.2f}{a['loa_low']:9.2f}"
+                         f"{a['loa_high']:9.2f}{a['mean_abs_diff']:9.2f}")
     by = summary.get("abs_error_by_status", {})
     if by:
         lines.append("mean |difference| by status (n): " + "; ".join(
