@@ -128,14 +128,14 @@ def patient_bootstrap_ci(results: list[CaseResult], landmarks: tuple[str, ...] =
     """
     from scipy.stats import DegenerateDataWarning, bootstrap
 
-    patients = list(dict.fromkeys(r.patient for r in results))
+    patients = {p: i for i, p in enumerate(dict.fromkeys(r.patient for r in results))}  # patient -> row
     if len(patients) < MIN_CI_PATIENTS:
         return {}
     keys = (["slice_detection"] if slices else []) + list(landmarks)
     num = np.zeros((len(patients), len(keys)))  # per patient: detected slices | sum of errors
     den = np.zeros((len(patients), len(keys)))  # per patient: slices | points
     for r in results:
-        p = patients.index(r.patient)
+        p = patients[r.patient]
         for c, key in enumerate(keys):
             if key == "slice_detection":
                 num[p, c] += r.slices_detected
@@ -166,8 +166,8 @@ def patient_bootstrap_ci(results: list[CaseResult], landmarks: tuple[str, ...] =
 
 def summarise(results: list[CaseResult]) -> dict:
     """Overall figures per landmark: detection rate, false-positive rate, mean/sd/median error (mm), RVI angle diff;
-    ``n_extra`` points found where the reference has none and ``extra_flagged_low``, the share of them flagged low
-    (NaN without any)."""
+    ``n_extra`` points found where the reference has none, ``n_extra_low`` of them flagged low and
+    ``extra_flagged_low`` their share (NaN without any)."""
     out = {}
     for name in SAX:
         errs = np.concatenate([r.errors[name] for r in results]) if results else np.zeros(0)
@@ -184,8 +184,9 @@ def summarise(results: list[CaseResult]) -> dict:
         }
     for name in SAX:
         extra = [f for r in results for f in r.extra_flags[name]]
-        out[name]["n_extra"] = len(extra)
-        out[name]["extra_flagged_low"] = sum(f != "high" for f in extra) / len(extra) if extra else float("nan")
+        low = sum(f != "high" for f in extra)
+        out[name].update(n_extra=len(extra), n_extra_low=low,
+                         extra_flagged_low=low / len(extra) if extra else float("nan"))
     ang = np.abs(np.concatenate([r.angle_diffs for r in results])) if results else np.zeros(0)
     out["RVI angle"] = {"n": int(len(ang)), "mean_abs_diff_deg": float(ang.mean()) if len(ang) else float("nan"),
                         "sd_abs_diff_deg": float(ang.std()) if len(ang) else float("nan")}

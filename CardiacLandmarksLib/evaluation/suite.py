@@ -342,8 +342,7 @@ def sax_row(name: str, runs: list[_CaseRun], unit: str = "mm", gross: float = GR
         setattr(row, k, v)
     row.n_absent = sum(r.absent_ref[n] for r in results for n in landmarks)
     row.n_extra = sum(s[n]["n_extra"] for n in landmarks)
-    row.extra_flagged_low = (sum(s[n]["extra_flagged_low"] * s[n]["n_extra"] for n in landmarks if s[n]["n_extra"])
-                             / row.n_extra if row.n_extra else _NAN)
+    row.extra_flagged_low = sum(s[n]["n_extra_low"] for n in landmarks) / row.n_extra if row.n_extra else _NAN
     row.ci95 = patient_bootstrap_ci(results, landmarks, slices=landmarks == SAX_NAMES)
     for st in STRUCTURES:
         vals = np.array([r.dice[st] for r in runs], float)
