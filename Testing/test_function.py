@@ -274,6 +274,24 @@ def test_evaluate_task_function_cli(acdc_dir, tmp_path, capsys):
     assert (tmp_path / "bland_altman.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+@pytest.mark.data
+def test_evaluate_task_function_json_is_strict_with_one_patient(acdc_dir, tmp_path):
+    """One patient: no SD and no interval can be computed; the file holds null there (strict JSON), not NaN."""
+    from CardiacLandmarksLib.cli import main
+
+    pytest.importorskip("torch")
+    assert main(["evaluate", "--task", "function", "--data", str(acdc_dir), "--patients", "patient101",
+                 "--sunnybrook", str(tmp_path / "none"), "--device", "cpu", "--output", str(tmp_path)]) == 0
+
+    def no_constants(name):
+        raise AssertionError(f"non-standard JSON constant {name}")
+
+    doc = json.loads((tmp_path / "function_evaluation.json").read_text(), parse_constant=no_constants)
+    ef = doc["summary"]["agreement"]["LV EF_pct"]
+    assert ef["n"] == 1 and ef["sd_diff"] is None and ef["mean_diff_ci95"] == [None, None]
+    assert isinstance(ef["mean_diff"], float)
+
+
 def test_bland_altman_intervals_over_patients():
     """Differences 1..5 (one per patient): mean 3, SD sqrt(2.5); t(0.975, 4) = 2.776 from a t table, so the bias
     interval is 3 +- 2.776 * 1.5811 / sqrt(5) = 3 +- 1.963 and each limit's is +- 2.776 * 1.5811 * sqrt(3 / 5)

@@ -159,7 +159,11 @@ def cmd_evaluate_function(args: argparse.Namespace) -> int:
     print(text)
     if args.output:
         outdir = Path(args.output)
-        atomic_write_text(outdir / "function_evaluation.json", json.dumps(out, indent=2, default=float) + "\n")
+        from CardiacLandmarksLib.training.model_card import finite_json
+
+        # strict JSON: a figure that cannot be computed (e.g. an SD over one patient) is null, not NaN
+        atomic_write_text(outdir / "function_evaluation.json",
+                          json.dumps(finite_json(out), indent=2, default=float, allow_nan=False) + "\n")
         atomic_write_text(outdir / "function_evaluation.txt", text + "\n")
         render_bland_altman_png(records, outdir / "bland_altman.png",
                                 title=f"Function on ACDC {sel} split ({len(records)} patients): automatic - expert masks")
