@@ -329,5 +329,8 @@ def test_evaluate_reports_a_corrupt_case_and_keeps_the_others(data_root, tmp_pat
     assert "patient102_ED" in cap.out
     import json
 
-    ev = json.loads((tmp_path / "ev.json").read_text())
+    def no_constants(name):
+        raise AssertionError(f"non-standard JSON constant {name}")
+
+    ev = json.loads((tmp_path / "ev.json").read_text(), parse_constant=no_constants)  # strict JSON, no NaN
     assert ev["failed_cases"][0]["patient"] == "patient101"

@@ -285,14 +285,18 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     summary["ci95"] = patient_bootstrap_ci(results)  # empty below 5 patients
     if failed:
         summary["failed_cases"] = [{"patient": c.patient, "image": str(c.image), "error": str(e)} for c, e in failed]
+    from CardiacLandmarksLib.training.model_card import finite_json
+
+    # strict JSON: a figure that cannot be computed (e.g. the error of a landmark never found) is null, not NaN
+    strict = finite_json(summary)
     if args.json == "-":
-        print(json.dumps(summary, indent=2))
+        print(json.dumps(strict, indent=2, allow_nan=False))
         return 3 if failed else 0
     print(format_table(results, summary))
     if args.json:
         from CardiacLandmarksLib.io.atomic import atomic_write_text
 
-        atomic_write_text(Path(args.json), json.dumps(summary, indent=2))
+        atomic_write_text(Path(args.json), json.dumps(strict, indent=2, allow_nan=False))
     if not args.no_confidence_table:
         print()
         print("computing the confidence table (all labelled sets) ...", file=sys.stderr)
