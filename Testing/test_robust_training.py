@@ -16,6 +16,7 @@ from CardiacLandmarksLib.training.losses import (
     kl_dice_loss,
     partial_kl_dice_loss,
     partial_segmentation_loss,
+    presence_loss,
     segmentation_loss,
 )
 
@@ -64,6 +65,29 @@ def test_unlabelled_landmark_may_take_background_mass_without_penalty():
     assert float(abs(a - b)) < 1e-4
     everything = torch.ones(1, 3, dtype=torch.bool)
     assert float(partial_kl_dice_loss(moved, target, everything)) > float(partial_kl_dice_loss(base, target, everything)) + 0.01
+
+
+def test_presence_loss_is_the_cross_entropy_of_each_heatmap_peak_against_presence():
+    # two landmark channels + background on a 2 x 2 image; logits = log(probabilities), so the softmax returns them
+    probs = torch.tensor([[[0.8, 0.1], [0.1, 0.1]],   # landmark 0: peak 0.8
+                          [[0.1, 0.3], [0.1, 0.1]],   # landmark 1: peak 0.3
+                          [[0.1, 0.6], [0.8, 0.8]]])  # background
+    logits = probs.log()[None].clone().requires_grad_(True)
+    present = torch.tensor([[True, False]])
+    loss = presence_loss(logits, present, torch.tensor([[True, True]]))
+    assert float(loss.detach()) == pytest.approx((-np.log(0.8) - np.log(1 - 0.3)) / 2, rel=1e-5)
+    # an unlabelled landmark (e.g. an RV insertion on EMIDEC LGE) is left out of the mean
+    with torch.no_grad():
+        only_first = presence_loss(logits, present, torch.tensor([[True, False]]))
+        none_known = presence_loss(logits, present, torch.tensor([[False, False]]))
+    assert float(only_first) == pytest.approx(-np.log(0.8), rel=1e-5)
+    assert float(none_known) == 0.0
+    # one gradient step lowers the absent landmark's peak and raises the present one's
+    loss.backward()
+    with torch.no_grad():
+        stepped = torch.softmax(logits - 0.5 * logits.grad, 1)[0]
+    assert float(stepped[1].max()) < 0.3
+    assert float(stepped[0].max()) > 0.8
 
 
 def test_unlabelled_rv_class_is_not_penalised_in_the_segmentation_loss():

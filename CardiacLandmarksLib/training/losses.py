@@ -99,6 +99,23 @@ def partial_kl_dice_loss(logits: torch.Tensor, target: torch.Tensor, known: torc
     return kl * 10.0 + dice_weight * ((1.0 - dice) * k).sum() / k.sum().clamp(min=1.0)
 
 
+def presence_loss(logits: torch.Tensor, present: torch.Tensor, known: torch.Tensor) -> torch.Tensor:
+    """Binary cross-entropy of each landmark's peak probability against its presence.
+
+    ``logits [n, L + 1, H, W]`` (landmark channels, then background), ``present [n, L]`` and ``known [n, L]``
+    bool. The decoder calls a landmark found when the peak of its softmax channel reaches a calibrated threshold
+    (:mod:`CardiacLandmarksLib.models.decoding`, Xue et al., Radiology: AI 2021, "absent" outside the LV); the
+    KL term trains that peak only weakly where a landmark is absent (one background pixel among ``H x W``), so
+    this term trains the decision statistic itself: the peak towards 1 where the landmark is present, towards 0
+    where it is absent. Unlabelled landmarks (``known`` False, e.g. RV insertions on EMIDEC LGE) are left out.
+    Returns the mean over known (image, landmark) pairs; 0 when none is known.
+    """
+    peak = torch.softmax(logits, 1)[:, :-1].flatten(2).amax(-1).clamp(1e-6, 1.0 - 1e-6)
+    bce = torch.nn.functional.binary_cross_entropy(peak, present.to(peak.dtype), reduction="none")
+    k = known.to(peak.dtype)
+    return (bce * k).sum() / k.sum().clamp(min=1.0)
+
+
 def partial_segmentation_loss(logits: torch.Tensor, labels: torch.Tensor, known: torch.Tensor) -> torch.Tensor:
     """:func:`segmentation_loss` for images whose masks cover only some classes.
 
