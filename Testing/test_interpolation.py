@@ -1,5 +1,6 @@
 """Weight-space interpolation of a fine-tuned SAX U-Net and its starting checkpoint (models.unet.interpolate_states,
-training.train_sax.interpolate_sax): the SAX model v1.5.0 is v1.3.1 and v1.4.0 at alpha 0.5."""
+training.train_sax.interpolate_sax): the SAX model v1.5.0 was v1.3.1 and v1.4.0 at alpha 0.5; v1.7.0 is v1.3.1 and
+v1.4.0's recipe with the presence loss at alpha 0.5."""
 
 from __future__ import annotations
 
@@ -64,8 +65,9 @@ def test_bundled_sax_model_records_its_interpolation():
 
     card = read_card("sax_unet")
     rec = card["training"]["interpolation"]
-    assert rec["alpha"] == 0.5 and "v1.3.1" in rec["start"] and "v1.4.0" in rec["finetuned"]
-    assert card["version"] == "1.5.0"
+    assert rec["alpha"] == 0.5 and "v1.3.1" in rec["start"]
+    assert "v1.4.0 recipe + presence loss, weight 1" in rec["finetuned"]
+    assert card["version"] == "1.7.0" and card["training"]["config"]["presence_weight"] == 1.0
     # chosen and calibrated on patients none of the three models trained on, none of the fixed test split
     from CardiacLandmarksLib.datasets.splits import is_test_case
 

@@ -52,6 +52,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="SAX: start from this checkpoint (e.g. Resources/Models/sax_unet.pt) to fine-tune")
     p.add_argument("--seg-weight", type=float, default=None,
                    help="SAX: weight of the segmentation head's loss (default 2; 0 = heatmap-only model)")
+    p.add_argument("--presence-weight", type=float, default=None,
+                   help="SAX: weight of a loss on each heatmap's peak against the landmark's presence "
+                        "(binary cross-entropy; default 0 = off)")
     p.add_argument("--ema-decay", type=float, default=None,
                    help="SAX: per-step decay of the moving average of the weights that is validated and kept "
                         "instead of them (default 0.998; 0 = off)")
@@ -70,9 +73,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--interpolate", nargs=2, metavar=("START", "FINETUNED"), default=None,
                    help="SAX: no training; the model at --alpha between a fine-tuned checkpoint and the one it was "
                         "fine-tuned from (weight-space interpolation, WiSE-FT), calibrated like a trained one "
-                        "(v1.5.0 = v1.3.1 and v1.4.0 at 0.5)")
+                        "(v1.5.0 = v1.3.1 and v1.4.0 at 0.5; v1.7.0 = v1.3.1 and the presence-loss fine-tune at 0.5)")
     p.add_argument("--alpha", type=float, default=0.5,
                    help="SAX --interpolate: share of the fine-tuned weights, 0-1 (default 0.5)")
+    p.add_argument("--model-version", default="1.7.0",
+                   help="SAX --interpolate: version written into the card (default 1.7.0, the bundled cine model's)")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("evaluate", help="compare detections with landmarks derived from expert masks")
@@ -192,7 +197,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     data = Path(args.data) if args.data else data_root() / "acdc"
     out = Path(args.output or "runs/sax")
     if args.interpolate:
-        card = interpolate_sax(Path(args.interpolate[0]), Path(args.interpolate[1]), args.alpha, out, data, device)
+        card = interpolate_sax(Path(args.interpolate[0]), Path(args.interpolate[1]), args.alpha, out, data, device,
+                               version=args.model_version)
         print(json.dumps(finite_json(card["validation"]), indent=1))
         print(f"wrote {out / 'sax_unet.pt'}, {out / 'sax_unet.json'} and {out / 'sax_unet.md'}")
         print(verdict_text(card["bundle_verdict"]))
@@ -202,6 +208,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         cfg.lr = args.lr
     if args.seg_weight is not None:
         cfg.seg_weight = args.seg_weight
+    if args.presence_weight is not None:
+        cfg.presence_weight = args.presence_weight
     if args.ema_decay is not None:
         cfg.ema_decay = args.ema_decay
     if args.base_channels is not None:

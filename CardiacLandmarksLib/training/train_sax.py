@@ -59,6 +59,7 @@ from CardiacLandmarksLib.training.losses import (
     gaussian_targets,
     partial_kl_dice_loss,
     partial_segmentation_loss,
+    presence_loss,
 )
 from CardiacLandmarksLib.training.model_card import (
     SAX_BUNDLE_TARGETS,
@@ -72,12 +73,16 @@ logger = logging.getLogger(__name__)
 PROGRESS = logging.getLogger("CardiacLandmarksLib.progress")
 
 RETRAIN_TEXT = """
-v1.5.0 is the midpoint (alpha 0.5) between v1.3.1 and v1.4.0 in weight space (WiSE-FT, Wortsman et al., CVPR 2022;
-no training, a minute for the calibration):
-`mkdir v140 && git show e4ba794:Resources/Models/sax_unet.pt > v140/sax_unet.pt && git show e4ba794:Resources/Models/sax_unet.json > v140/sax_unet.json`
-(v131 as below), then
-`cardiac-landmarks train --view sax --interpolate v131/sax_unet.pt v140/sax_unet.pt --alpha 0.5 -o runs/sax15`
-(same choice and calibration patients as v1.4.0; alpha was chosen among 0.25 / 0.5 / 0.75 on the choice patients).
+v1.7.0 is the midpoint (alpha 0.5) in weight space (WiSE-FT, Wortsman et al., CVPR 2022) between v1.3.1 and a
+fine-tune of v1.3.1 by v1.4.0's recipe with the presence loss added (`losses.presence_loss`, weight 1):
+`OMP_WAIT_POLICY=PASSIVE cardiac-landmarks train --view sax --epochs 16 --seed 0 --threads 2 --device cpu --base-channels 8 --lr 1e-3 --init-weights v131/sax_unet.pt --presence-weight 1 -o pres`
+(26 min on the 2-core machine; v131 as below), then
+`cardiac-landmarks train --view sax --interpolate v131/sax_unet.pt pres/sax_unet.pt --alpha 0.5 --model-version 1.7.0 -o runs/sax17`
+(a minute for the calibration; same choice and calibration patients as v1.4.0 and v1.5.0).
+v1.5.0 (bundled before) is the same midpoint with v1.4.0:
+`mkdir v140 && git show e4ba794:Resources/Models/sax_unet.pt > v140/sax_unet.pt && git show e4ba794:Resources/Models/sax_unet.json > v140/sax_unet.json`,
+then `cardiac-landmarks train --view sax --interpolate v131/sax_unet.pt v140/sax_unet.pt --alpha 0.5 --model-version 1.5.0 -o runs/sax15`
+(alpha was chosen among 0.25 / 0.5 / 0.75 on the choice patients).
 `sax_unet_lge` v1.4.1 (LGE and perfusion series) is v1.4.0's weights re-calibrated with the same rules:
 `cp -r v140 runs/lge && python -c "from CardiacLandmarksLib.training.train_sax import recalibrate; recalibrate('runs/lge/sax_unet.pt', DATA)"`,
 then the files renamed `sax_unet_lge.*` with the card's `name`, `version` and `sequences` set, and
@@ -154,6 +159,8 @@ class TrainConfig:
     # per epoch; `leave_out` (comma-separated patient ids) keeps patients out of training (leave-one-out folds)
     mscmr_repeat: int = 8
     leave_out: str = ""
+    # issue 16, thirteenth pass: weight of losses.presence_loss (BCE of each heatmap peak against presence); 0 = off
+    presence_weight: float = 0.0
 
 
 def _labelled_cases(data: Path) -> list:
@@ -420,6 +427,10 @@ def train_sax(data: Path, out_dir: Path, cfg: TrainConfig, device: str = "cpu", 
             target = gaussian_targets(p, cfg.crop_px, cfg.sigma_px)
             logits = model(x.to(device).contiguous(memory_format=torch.channels_last))
             loss = partial_kl_dice_loss(logits[:, :n_heat], target.to(device), known[b].to(device))
+            if cfg.presence_weight > 0:
+                present = torch.isfinite(p).all(-1)
+                loss = loss + cfg.presence_weight * presence_loss(logits[:, :n_heat], present.to(device),
+                                                                  known[b].to(device))
             if n_seg:
                 loss = loss + cfg.seg_weight * partial_segmentation_loss(logits[:, n_heat:], m_b.to(device),
                                                                          known_cls[b].to(device))
@@ -613,7 +624,7 @@ def recalibrate(weights: Path, data: Path, device: str = "cpu") -> dict:
 
 
 def interpolate_sax(start: Path, finetuned: Path, alpha: float, out_dir: Path, data: Path, device: str = "cpu",
-                    version: str = "1.5.0") -> dict:
+                    version: str = "1.7.0") -> dict:
     """A SAX model between a fine-tuned checkpoint and the one it was fine-tuned from, calibrated and carded.
 
     The weights are :func:`CardiacLandmarksLib.models.unet.interpolate_states` (WiSE-FT, Wortsman et al., CVPR
@@ -643,11 +654,14 @@ def interpolate_sax(start: Path, finetuned: Path, alpha: float, out_dir: Path, d
                weights)
     card = json.loads(finetuned.with_suffix(".json").read_text())
     finetuned_version = card.get("version", "?")
+    presence = float(a["config"].get("presence_weight", 0.0) or 0.0)
     card["version"] = version
     card["training"] = {**card.get("training", {}), "config": config,
                         "interpolation": {"method": "WiSE-FT weight-space interpolation (Wortsman et al., CVPR 2022)",
                                           "start": f"{start} ({_card_version(start)})",
-                                          "finetuned": f"{finetuned} (v{finetuned_version})",
+                                          "finetuned": f"{finetuned} (v{finetuned_version}"
+                                                       + (f" recipe + presence loss, weight {presence:g})" if presence
+                                                          else ")"),
                                           "alpha": float(alpha),
                                           "note": "the training record (history, seconds, samples) is the "
                                                   "fine-tuned model's"}}
