@@ -76,8 +76,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "(v1.5.0 = v1.3.1 and v1.4.0 at 0.5; v1.7.0 = v1.3.1 and the presence-loss fine-tune at 0.5)")
     p.add_argument("--alpha", type=float, default=0.5,
                    help="SAX --interpolate: share of the fine-tuned weights, 0-1 (default 0.5)")
-    p.add_argument("--model-version", default="1.7.0",
-                   help="SAX --interpolate: version written into the card (default 1.7.0, the bundled cine model's)")
+    p.add_argument("--model-version", default=None,
+                   help="SAX --interpolate: version written into the card (default: train_sax.INTERPOLATED_VERSION, "
+                        "the bundled cine model's)")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("evaluate", help="compare detections with landmarks derived from expert masks")
@@ -192,13 +193,18 @@ def cmd_train(args: argparse.Namespace) -> int:
         print(f"wrote {out}")
         print(verdict_text(card["bundle_verdict"]))
         return 0
-    from CardiacLandmarksLib.training.train_sax import TrainConfig, interpolate_sax, train_sax
+    from CardiacLandmarksLib.training.train_sax import (
+        INTERPOLATED_VERSION,
+        TrainConfig,
+        interpolate_sax,
+        train_sax,
+    )
 
     data = Path(args.data) if args.data else data_root() / "acdc"
     out = Path(args.output or "runs/sax")
     if args.interpolate:
         card = interpolate_sax(Path(args.interpolate[0]), Path(args.interpolate[1]), args.alpha, out, data, device,
-                               version=args.model_version)
+                               version=args.model_version or INTERPOLATED_VERSION)
         print(json.dumps(finite_json(card["validation"]), indent=1))
         print(f"wrote {out / 'sax_unet.pt'}, {out / 'sax_unet.json'} and {out / 'sax_unet.md'}")
         print(verdict_text(card["bundle_verdict"]))

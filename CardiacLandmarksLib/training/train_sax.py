@@ -127,6 +127,8 @@ slices where the RV does not touch the myocardium have no RV insertion: the mode
 
 #: version written into the card of a model trained by :func:`train_sax`
 MODEL_VERSION = "1.4.0"
+#: default version written into the card of a model made by :func:`interpolate_sax` (the bundled cine model's)
+INTERPOLATED_VERSION = "1.7.0"
 
 
 @dataclass
@@ -624,7 +626,7 @@ def recalibrate(weights: Path, data: Path, device: str = "cpu") -> dict:
 
 
 def interpolate_sax(start: Path, finetuned: Path, alpha: float, out_dir: Path, data: Path, device: str = "cpu",
-                    version: str = "1.7.0") -> dict:
+                    version: str = INTERPOLATED_VERSION) -> dict:
     """A SAX model between a fine-tuned checkpoint and the one it was fine-tuned from, calibrated and carded.
 
     The weights are :func:`CardiacLandmarksLib.models.unet.interpolate_states` (WiSE-FT, Wortsman et al., CVPR
