@@ -340,10 +340,10 @@ def test_perfusion_fallback_points_are_low_and_the_outputs_say_so(data_root, tmp
 
 
 def test_bundle_verdict_gates_on_validation_figures(tmp_path):
+    from CardiacLandmarksLib.io.jsonsafe import dumps_strict
     from CardiacLandmarksLib.training.model_card import (
         SAX_BUNDLE_TARGETS,
         bundle_verdict,
-        finite_json,
         render_markdown,
         verdict_text,
     )
@@ -359,7 +359,7 @@ def test_bundle_verdict_gates_on_validation_figures(tmp_path):
     assert bundle_verdict({}, SAX_BUNDLE_TARGETS)["bundle"] is False
     assert verdict_text(v).startswith("DO NOT BUNDLE")
     card = {"name": "sax_unet", "version": "9", "validation": nan, "bundle_verdict": v}
-    text = json.dumps(finite_json(card), allow_nan=False)  # strict JSON: NaN -> null
+    text = dumps_strict(card)  # strict JSON: NaN -> null
     assert '"mean_error_mm": null' in text
     md = render_markdown(card)
     assert "DO NOT BUNDLE" in md and "| nan" not in md and "n/a" in md

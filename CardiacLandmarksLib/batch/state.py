@@ -20,6 +20,8 @@ import sqlite3
 import time
 from pathlib import Path
 
+from CardiacLandmarksLib.io.jsonsafe import dumps_strict
+
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS studies (
     study_id TEXT PRIMARY KEY,
@@ -98,7 +100,7 @@ class BatchState:
         """Store a worker's record (``status`` ``done`` or ``failed``)."""
         self.db.execute(
             "UPDATE studies SET status=?, error=?, record=?, finished=?, seconds=?, worker=? WHERE study_id=?",
-            (record["status"], record.get("error", ""), json.dumps(record, allow_nan=False), time.time(),
+            (record["status"], record.get("error", ""), dumps_strict(record, indent=None), time.time(),
              record.get("seconds"), record.get("worker", ""), record["study_id"]))
 
     def records(self, study_ids: list[str] | None = None) -> list[dict]:

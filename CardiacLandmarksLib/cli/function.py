@@ -97,7 +97,6 @@ def add_evaluate_arguments(p: argparse.ArgumentParser) -> None:
 
 def cmd_evaluate_function(args: argparse.Namespace) -> int:
     """``cardiac-landmarks evaluate --task function``: ACDC test split and the Sunnybrook cine."""
-    import json
     from pathlib import Path
 
     from CardiacLandmarksLib.core.config import data_root
@@ -159,11 +158,11 @@ def cmd_evaluate_function(args: argparse.Namespace) -> int:
     print(text)
     if args.output:
         outdir = Path(args.output)
-        from CardiacLandmarksLib.training.model_card import finite_json
+        from CardiacLandmarksLib.io.jsonsafe import dumps_strict
 
         # strict JSON: a figure that cannot be computed (e.g. an SD over one patient) is null, not NaN
         atomic_write_text(outdir / "function_evaluation.json",
-                          json.dumps(finite_json(out), indent=2, default=float, allow_nan=False) + "\n")
+                          dumps_strict(out, default=float) + "\n")
         atomic_write_text(outdir / "function_evaluation.txt", text + "\n")
         render_bland_altman_png(records, outdir / "bland_altman.png",
                                 title=f"Function on ACDC {sel} split ({len(records)} patients): automatic - expert masks")

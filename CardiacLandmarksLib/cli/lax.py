@@ -8,13 +8,13 @@
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 from pathlib import Path
 
 import numpy as np
 
 from CardiacLandmarksLib.core.errors import InputNotFoundError
+from CardiacLandmarksLib.io.jsonsafe import dumps_strict
 from CardiacLandmarksLib.io.markups import load_landmarks
 
 logger = logging.getLogger(__name__)
@@ -159,7 +159,7 @@ def cmd_lv_length(args: argparse.Namespace) -> int:
     slices = sorted({lm.slice for lm in lmset.landmarks})
     curves = [lv_length_curve(lmset, view, k, ed=ed, es=es) for k in slices]
     if args.json:
-        print(json.dumps([c.to_dict() for c in curves], indent=1))
+        print(dumps_strict([c.to_dict() for c in curves], indent=1))
     else:
         for c in curves:
             _print_curve(c)
@@ -183,7 +183,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
         outdir.begin()
         out = outdir.path
-        written = [atomic_write_text(out / "validation.json", json.dumps(d, indent=1) + "\n"),
+        written = [atomic_write_text(out / "validation.json", dumps_strict(d, indent=1) + "\n"),
                    render_lax_png(res.series, res.tracked, out / "mnms2_001_tracking.png", curve=res.curve_labelled,
                                   reference=res.reference,
                                   title="mnms2/001 4CH: tracked from ED labels (+/x), derived labels (o)")]
@@ -192,7 +192,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
         for m in record.messages:
             print(m)
     if args.json:
-        print(json.dumps(d, indent=1))
+        print(dumps_strict(d, indent=1))
         return 0
     print(f"ED = cine phase {res.ed_phase}, ES = cine phase {res.es_phase}")
     for n, e in res.es_error_mm.items():

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import shlex
 import sys
@@ -13,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from CardiacLandmarksLib.core.config import data_root, models_root
+from CardiacLandmarksLib.io.jsonsafe import dumps_strict
 
 logger = logging.getLogger(__name__)
 VIEW_CHOICES = ("sax", "2ch", "3ch", "4ch", "auto")
@@ -181,7 +181,7 @@ def _print_trust(measurements) -> None:
 
 def cmd_train(args: argparse.Namespace) -> int:
     from CardiacLandmarksLib.models.loader import choose_device
-    from CardiacLandmarksLib.training.model_card import finite_json, verdict_text
+    from CardiacLandmarksLib.training.model_card import verdict_text
 
     device = choose_device(args.device)
     if args.view != "sax":
@@ -205,7 +205,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.interpolate:
         card = interpolate_sax(Path(args.interpolate[0]), Path(args.interpolate[1]), args.alpha, out, data, device,
                                version=args.model_version or INTERPOLATED_VERSION)
-        print(json.dumps(finite_json(card["validation"]), indent=1))
+        print(dumps_strict(card["validation"], indent=1))
         print(f"wrote {out / 'sax_unet.pt'}, {out / 'sax_unet.json'} and {out / 'sax_unet.md'}")
         print(verdict_text(card["bundle_verdict"]))
         return 0
@@ -227,7 +227,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     cfg.context = not args.no_context
     cfg.domain_randomisation = not args.no_domain_randomisation
     card = train_sax(data, out, cfg, device=device)
-    print(json.dumps(finite_json(card["validation"]), indent=1))
+    print(dumps_strict(card["validation"], indent=1))
     verdict = card["bundle_verdict"]
     print(f"wrote {out / 'sax_unet.pt'}, {out / 'sax_unet.json'} and {out / 'sax_unet.md'}")
     if verdict["bundle"]:
@@ -299,18 +299,16 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     summary["ci95"] = patient_bootstrap_ci(results)  # empty below 5 patients
     if failed:
         summary["failed_cases"] = [{"patient": c.patient, "image": str(c.image), "error": str(e)} for c, e in failed]
-    from CardiacLandmarksLib.training.model_card import finite_json
-
     # strict JSON: a figure that cannot be computed (e.g. the error of a landmark never found) is null, not NaN
-    strict = finite_json(summary)
+    strict = dumps_strict(summary)
     if args.json == "-":
-        print(json.dumps(strict, indent=2, allow_nan=False))
+        print(strict)
         return 3 if failed else 0
     print(format_table(results, summary))
     if args.json:
         from CardiacLandmarksLib.io.atomic import atomic_write_text
 
-        atomic_write_text(Path(args.json), json.dumps(strict, indent=2, allow_nan=False))
+        atomic_write_text(Path(args.json), strict)
     if not args.no_confidence_table:
         print()
         print("computing the confidence table (all labelled sets) ...", file=sys.stderr)
@@ -381,7 +379,7 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
             m.predict_maps(x, tta=tta)
             res[dev + label]["network_only_ms_per_image"] = round(1000 * (time.perf_counter() - t) / n, 2)
     if args.json:
-        print(json.dumps(res, indent=2))
+        print(dumps_strict(res))
     else:
         for k, v in res.items():
             print(f"{k}: {v}")

@@ -46,7 +46,6 @@ from its target may or may not be a real miss, and the interval says which.
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import time
@@ -80,6 +79,7 @@ from CardiacLandmarksLib.evaluation.sax import (
     rvi_angle_difference,
     summarise,
 )
+from CardiacLandmarksLib.io.jsonsafe import dumps_strict, finite_json
 from CardiacLandmarksLib.io.load import load_series
 from CardiacLandmarksLib.sax.labels import MNMS2_LABELS
 
@@ -158,7 +158,7 @@ class SuiteRow:
 
     def to_dict(self) -> dict:
         """JSON-ready dict (NaN -> None)."""
-        return _nan_to_none(asdict(self))
+        return finite_json(asdict(self))
 
     @classmethod
     def from_dict(cls, d: dict) -> SuiteRow:
@@ -194,7 +194,7 @@ class SuiteTable:
                 "gross_error_mm": GROSS_MM, "rows": [r.to_dict() for r in self.rows]}
 
     def to_json(self) -> str:
-        return json.dumps(self.to_dict(), indent=2)
+        return dumps_strict(self.to_dict())
 
     @classmethod
     def from_dict(cls, d: dict) -> SuiteTable:
@@ -208,16 +208,6 @@ def _none_to_nan(obj):
         return _NAN
     if isinstance(obj, dict):
         return {k: _none_to_nan(v) for k, v in obj.items()}
-    return obj
-
-
-def _nan_to_none(obj):
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    if isinstance(obj, dict):
-        return {k: _nan_to_none(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [_nan_to_none(v) for v in obj]
     return obj
 
 

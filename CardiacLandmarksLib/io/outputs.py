@@ -52,6 +52,7 @@ from pathlib import Path
 
 from CardiacLandmarksLib.core.errors import OutputPathError
 from CardiacLandmarksLib.io.atomic import atomic_write_text, sha256_file
+from CardiacLandmarksLib.io.jsonsafe import dumps_strict
 
 logger = logging.getLogger(__name__)
 
@@ -290,14 +291,14 @@ def finish_run(outdir: OutputDir, inputs: Iterable[str | Path], options: dict, f
         "started": _dt.datetime.fromtimestamp(outdir.started, _dt.timezone.utc).isoformat(timespec="seconds"),
         "finished": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "inputs": [describe_input(i) for i in inputs],
-        "options": json.loads(json.dumps(options, default=str)),
-        "models": json.loads(json.dumps(list(models), default=str)),
+        "options": json.loads(dumps_strict(options, default=str)),
+        "models": json.loads(dumps_strict(list(models), default=str)),
         "files": sorted(entries, key=lambda e: e["name"]),
         "warnings": list(warnings),
         "failed": list(failed),
         "complete": True,
     }
-    run_path = atomic_write_text(root / RUN_FILE, json.dumps(manifest, indent=1) + "\n")
+    run_path = atomic_write_text(root / RUN_FILE, dumps_strict(manifest, indent=1) + "\n")
     kept: list[str] = []
     messages: list[str] = []
     if outdir.backup_dir is not None:
@@ -352,7 +353,7 @@ def record_edit(folder: str | Path, files: Iterable[str | Path], by: str) -> Pat
     manifest["files"] = sorted(entries.values(), key=lambda e: e["name"])
     manifest.setdefault("edits", []).append({
         "time": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"), "by": by, "files": sorted(names)})
-    return atomic_write_text(run, json.dumps(manifest, indent=1) + "\n")
+    return atomic_write_text(run, dumps_strict(manifest, indent=1) + "\n")
 
 
 def _short(names: list[str], n: int = 4) -> str:

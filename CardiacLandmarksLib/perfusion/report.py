@@ -24,7 +24,6 @@ import csv
 import io
 import json
 import logging
-import math
 import os
 import tempfile
 from pathlib import Path
@@ -34,6 +33,7 @@ import numpy as np
 from CardiacLandmarksLib import __version__
 from CardiacLandmarksLib.core.landmarks import Landmark, LandmarkSet, measurement_status
 from CardiacLandmarksLib.io.atomic import atomic_write_bytes, atomic_write_text
+from CardiacLandmarksLib.io.jsonsafe import finite_json
 from CardiacLandmarksLib.perfusion import aha, bullseye
 from CardiacLandmarksLib.perfusion.pipeline import (
     FALLBACK_RVI_CONFIDENCE,
@@ -43,20 +43,6 @@ from CardiacLandmarksLib.perfusion.pipeline import (
 )
 
 logger = logging.getLogger(__name__)
-
-
-def _clean(obj):
-    if isinstance(obj, dict):
-        return {str(k): _clean(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [_clean(v) for v in obj]
-    if isinstance(obj, np.ndarray):
-        return _clean(obj.tolist())
-    if isinstance(obj, np.integer):
-        return int(obj)
-    if isinstance(obj, float | np.floating):
-        return None if not math.isfinite(float(obj)) else float(obj)
-    return obj
 
 
 def _with_units(stats: dict, units: dict) -> dict:
@@ -146,7 +132,7 @@ def report_dict(analyses: list[SliceAnalysis], summary: dict, model_card: dict |
     glob["reserve"] = summary["global"].get("reserve", {})
     glob["reserve_trust"] = summary["global"].get("reserve_trust", {})
     glob["status"], glob["check"] = row_status(glob, summary["conditions"])
-    return _clean({
+    return finite_json({
         "software": {"name": "CardiacLandmarks", "version": __version__},
         "method": {
             "segments": "AHA 17-segment model (Cerqueira et al., Circulation 2002), 16 segments reported; sectors "

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import logging
 import math
 from collections.abc import Callable, Iterable
@@ -23,6 +22,7 @@ from CardiacLandmarksLib.core.orientation import draw_orientation
 from CardiacLandmarksLib.core.series import CMRSeries
 from CardiacLandmarksLib.io import markups
 from CardiacLandmarksLib.io.atomic import atomic_write_bytes, atomic_write_text
+from CardiacLandmarksLib.io.jsonsafe import dumps_strict
 from CardiacLandmarksLib.io.outputs import output_stem
 from CardiacLandmarksLib.sax.measurements import rvi_measurements
 
@@ -38,26 +38,9 @@ MARKERS = {"A-RVI": "^", "I-RVI": "v", "C-LV": "o", "APEX": "*", "A-P": "s", "I-
 CSV_COLUMNS = ("name", "slice", "phase", "value", "unit", "status", "sources", "check")
 
 
-def _clean(obj):
-    """JSON-safe copy: non-finite floats -> None; a list of only non-finite numbers -> None."""
-    if isinstance(obj, dict):
-        return {k: _clean(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        if obj and all(isinstance(v, (float, np.floating)) and not math.isfinite(v) for v in obj):
-            return None
-        return [_clean(v) for v in obj]
-    if isinstance(obj, (float, np.floating)):
-        return float(obj) if math.isfinite(obj) else None
-    if isinstance(obj, np.integer):
-        return int(obj)
-    if isinstance(obj, np.bool_):
-        return bool(obj)
-    return obj
-
-
 def landmarks_json_text(lmset: LandmarkSet) -> str:
     """The ``landmarks.json`` text: ``LandmarkSet.to_dict()`` as strict JSON (NaN -> null), 2-space indent."""
-    return json.dumps(_clean(lmset.to_dict()), indent=2, allow_nan=False) + "\n"
+    return dumps_strict(lmset.to_dict(), missing_vectors_as_null=True) + "\n"
 
 
 def write_landmarks_json(lmset: LandmarkSet, path: str | Path, *, backup_existing: bool = False) -> Path:

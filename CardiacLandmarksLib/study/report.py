@@ -16,13 +16,13 @@ Images are drawn as stored (i to the right, j down) with their physical pixel as
 from __future__ import annotations
 
 import io
-import json
 import logging
 from pathlib import Path
 
 import numpy as np
 
 from CardiacLandmarksLib.io.atomic import atomic_write_bytes, atomic_write_text
+from CardiacLandmarksLib.io.jsonsafe import dumps_strict
 
 logger = logging.getLogger(__name__)
 
@@ -38,29 +38,13 @@ def write_study_report(result, outdir: Path) -> list[Path]:
     """
     outdir.mkdir(parents=True, exist_ok=True)
     d = result.to_dict()
-    written = [atomic_write_text(outdir / "study.json", json.dumps(_clean(d), indent=2, allow_nan=False) + "\n"),
+    written = [atomic_write_text(outdir / "study.json", dumps_strict(d) + "\n"),
                atomic_write_text(outdir / "routing.txt", result.routing.table() + "\n")]
     try:
         written.append(atomic_write_bytes(outdir / "summary.png", render_summary_png(result, outdir)))
     except Exception:  # noqa: BLE001 - the picture must never lose the JSON report
         logger.exception("summary picture of %s failed", result.routing.path)
     return written
-
-
-def _clean(obj):
-    if isinstance(obj, dict):
-        return {str(k): _clean(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_clean(v) for v in obj]
-    if isinstance(obj, np.ndarray):
-        return _clean(obj.tolist())
-    if isinstance(obj, (np.floating, float)):
-        return float(obj) if np.isfinite(obj) else None
-    if isinstance(obj, np.integer):
-        return int(obj)
-    if isinstance(obj, np.bool_):
-        return bool(obj)
-    return obj
 
 
 def _window(img: np.ndarray) -> tuple[float, float]:

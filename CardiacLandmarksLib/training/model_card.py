@@ -22,20 +22,6 @@ def _fmt(v) -> str:
     return str(v)
 
 
-def finite_json(obj):
-    """Copy of a card for strict JSON: non-finite floats (NaN, inf) become None (``null``), numpy scalars
-    plain numbers."""
-    if isinstance(obj, dict):
-        return {k: finite_json(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [finite_json(v) for v in obj]
-    if hasattr(obj, "item") and not isinstance(obj, str | bytes) and getattr(obj, "ndim", 1) == 0:
-        obj = obj.item()
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    return obj
-
-
 def bundle_verdict(validation: dict, targets: dict[str, float], required=("mean_error_mm",)) -> dict:
     """Whether a trained model's validation figures allow bundling it, and why not.
 

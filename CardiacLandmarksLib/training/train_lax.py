@@ -44,7 +44,6 @@ held-out errors and the thresholds.
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from dataclasses import asdict, dataclass, field
@@ -677,12 +676,13 @@ def summary_text(view: str, counts: dict[str, dict[str, int]]) -> str:
 def write_card(card: dict, out_dir: Path) -> tuple[Path, Path]:
     """Write a LAX model card as ``<name>.json`` and ``<name>.md`` (atomic writes). Returns both paths."""
     from CardiacLandmarksLib.io.atomic import atomic_write_text
-    from CardiacLandmarksLib.training.model_card import finite_json, write_markdown
+    from CardiacLandmarksLib.io.jsonsafe import dumps_strict
+    from CardiacLandmarksLib.training.model_card import write_markdown
 
     out_dir = Path(out_dir)
     name = card["name"]
     js = out_dir / f"{name}.json"
-    atomic_write_text(js, json.dumps(finite_json(card), indent=2, default=_json_default, allow_nan=False))
+    atomic_write_text(js, dumps_strict(card, default=_json_default))
     md = out_dir / f"{name}.md"
     write_markdown(card, md, {
         "Expected accuracy": card["expected_accuracy"],

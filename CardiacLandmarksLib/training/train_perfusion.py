@@ -30,6 +30,7 @@ from scipy import ndimage
 
 from CardiacLandmarksLib.core.config import data_root
 from CardiacLandmarksLib.io.atomic import atomic_write_text, sha256_file
+from CardiacLandmarksLib.io.jsonsafe import dumps_strict
 from CardiacLandmarksLib.models.unet import count_parameters
 from CardiacLandmarksLib.perfusion import segmentation as ps
 from CardiacLandmarksLib.training.augment import domain_randomise
@@ -420,7 +421,7 @@ def train_perfusion(data: Path, out_dir: Path, cfg: PerfTrainConfig, command: st
                      loc_loss, seg_loss)
     if command:
         card["retrain"] = command
-    atomic_write_text(out_dir / f"{ps.MODEL_STEM}.json", json.dumps(card, indent=2) + "\n")
+    atomic_write_text(out_dir / f"{ps.MODEL_STEM}.json", dumps_strict(card) + "\n")
     atomic_write_text(out_dir / f"{ps.MODEL_STEM}.md", render_card_markdown(card))
     return card
 

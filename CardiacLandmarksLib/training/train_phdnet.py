@@ -29,6 +29,7 @@ import torch
 from CardiacLandmarksLib.confidence.phdnet import SmoothingResult, calibrate_threshold, candidate_smoothing
 from CardiacLandmarksLib.core.preprocessing import CANVAS_MM
 from CardiacLandmarksLib.datasets.sax import SAX_NAMES, SampleSet
+from CardiacLandmarksLib.io.jsonsafe import dumps_strict
 from CardiacLandmarksLib.models.phdnet import PATCH, PHDNet, count_parameters, log_scale, patch_centres
 from CardiacLandmarksLib.training.augment import random_affine_batch, random_intensity
 
@@ -283,7 +284,7 @@ def write_bundle(model: PHDNet, cfg: PhdTrainConfig, info: dict, out_dir: Path, 
         **(extra or {}),
     }
     card["sha256"] = sha256_file(weights)
-    _atomic_text(out_dir / "sax_phdnet.json", json.dumps(card, indent=2, default=_jsonable))
+    _atomic_text(out_dir / "sax_phdnet.json", dumps_strict(card) + "\n")
     return evaluate_into_card(card, out_dir, unet, sets)
 
 
@@ -313,17 +314,9 @@ def evaluate_into_card(card: dict, out_dir: Path, unet, sets: dict[str, SampleSe
     card["thresholds"]["by_method"] = by_method
     card["evaluation"] = rows
     card["evaluation_text"] = format_confidence_table([r for r in rows if r["landmark"] == "all"])
-    _atomic_text(out_dir / "sax_phdnet.json", json.dumps(card, indent=2, default=_jsonable))
+    _atomic_text(out_dir / "sax_phdnet.json", dumps_strict(card) + "\n")
     _atomic_text(out_dir / "sax_phdnet.md", card_markdown(card))
     return card
-
-
-def _jsonable(x):
-    if isinstance(x, np.generic):
-        return x.item()
-    if isinstance(x, np.ndarray):
-        return x.tolist()
-    raise TypeError(f"not JSON serialisable: {type(x)}")
 
 
 def _atomic_text(path: Path, text: str) -> None:
@@ -387,14 +380,14 @@ def card_markdown(card: dict) -> str:
         lines.append("")
     for key in ("comparison_multi_vs_single", "notes"):
         if key in card:
-            lines += [f"## {key.replace('_', ' ')}", "", "```", json.dumps(card[key], indent=1, default=_jsonable), "```", ""]
+            lines += [f"## {key.replace('_', ' ')}", "", "```", dumps_strict(card[key], indent=1), "```", ""]
     if card.get("suite"):
         from CardiacLandmarksLib.evaluation.suite import card_section
 
         lines += ["## Evaluation suite", "", card_section(card["suite"]).strip(), ""]
     tr = card["training"]
     lines += ["## Training", "", f"Data: {tr['data']}. Split: {tr['split']}.",
-              f"Config: `{json.dumps(tr['config'], default=_jsonable)}`. Best epoch {tr.get('best_epoch')}, "
+              f"Config: `{dumps_strict(tr['config'], indent=None)}`. Best epoch {tr.get('best_epoch')}, "
               f"{tr.get('seconds')} s on CPU.",
               "", "Retrain (about 30 min on one CPU thread): `nice -n 10 python -m CardiacLandmarksLib.training.train_phdnet "
               "--out runs/phdnet` (needs the bundled sax_unet and the shared data), then copy `sax_phdnet.{pt,json,md}` "

@@ -39,6 +39,7 @@ from CardiacLandmarksLib.datasets.sax import (
 )
 from CardiacLandmarksLib.datasets.splits import is_test_case
 from CardiacLandmarksLib.io.atomic import atomic_write_text
+from CardiacLandmarksLib.io.jsonsafe import dumps_strict
 from CardiacLandmarksLib.models.decoding import decode_heatmaps
 from CardiacLandmarksLib.models.loader import sha256_file
 from CardiacLandmarksLib.models.unet import UNet2D, base_of, count_parameters, transfer_state, widened_to
@@ -64,7 +65,6 @@ from CardiacLandmarksLib.training.losses import (
 from CardiacLandmarksLib.training.model_card import (
     SAX_BUNDLE_TARGETS,
     bundle_verdict,
-    finite_json,
     write_markdown,
 )
 
@@ -573,7 +573,7 @@ def finish_card(model: torch.nn.Module, cfg: TrainConfig, weights: Path, val_cas
         "notes": dict(notes or {}),
         "sha256": sha256_file(weights),
     })
-    atomic_write_text(out_dir / "sax_unet.json", json.dumps(finite_json(card), indent=2, allow_nan=False))
+    atomic_write_text(out_dir / "sax_unet.json", dumps_strict(card))
     write_markdown(card, out_dir / "sax_unet.md", {"How to retrain": RETRAIN_TEXT, "Derived-label rule": LABEL_RULE_TEXT,
                                                    **card["notes"]})
     return card
@@ -668,7 +668,7 @@ def interpolate_sax(start: Path, finetuned: Path, alpha: float, out_dir: Path, d
                                           "note": "the training record (history, seconds, samples) is the "
                                                   "fine-tuned model's"}}
     card.pop("suite", None)  # figures of another model
-    atomic_write_text(out_dir / "sax_unet.json", json.dumps(finite_json(card), indent=2, allow_nan=False))
+    atomic_write_text(out_dir / "sax_unet.json", dumps_strict(card))
     return recalibrate(weights, data, device)
 
 
