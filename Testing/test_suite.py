@@ -345,3 +345,22 @@ def test_points_found_where_the_reference_has_none_are_counted_with_their_flags(
     assert summarise([clean])["C-LV"]["n_extra"] == 0 and math.isnan(summarise([clean])["C-LV"]["extra_flagged_low"])
     # a row whose reference never says "absent" (Sunnybrook: contoured images only) cannot measure it
     assert dict(zip(suite.HEADERS, suite._cells(suite.SuiteRow("Sunnybrook"))))["extra flagged low"] == "n/a"
+
+
+@pytest.mark.data
+def test_suite_loads_the_perfusion_model_once_for_its_rows(data_root, monkeypatch):
+    from CardiacLandmarksLib.perfusion import segmentation
+
+    loads = []
+    real = segmentation.load_model
+
+    def counting(*args, **kwargs):
+        loads.append(kwargs.get("device"))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(segmentation, "load_model", counting)
+    table = suite.run_suite(data_root, device="cpu", rows=("perfusion val", "perfusion train (seen)"), max_cases=1)
+    assert [r.name for r in table.rows] == ["perfusion val", "perfusion train (seen)"]
+    assert all(r.n_cases == 1 for r in table.rows)
+    assert table.models["perfusion_unet"]["sha256"] == real(device="cpu").sha256
+    assert len(loads) == 1  # one model for every perfusion row and the table's model list

@@ -544,12 +544,15 @@ def sunnybrook_row(folder: Path, model, progress: ProgressFn | None = None, max_
 
 
 def perfusion_rows(root: Path, device: str = "auto", progress: ProgressFn | None = None,
-                   max_cases: int | None = None) -> list[SuiteRow]:
-    """Myocardium / blood-pool Dice of the perfusion U-Net on its card's validation and training patients."""
+                   max_cases: int | None = None, model=None) -> list[SuiteRow]:
+    """Myocardium / blood-pool Dice of the perfusion U-Net on its card's validation and training patients.
+
+    ``model``: a loaded perfusion model (:func:`CardiacLandmarksLib.perfusion.segmentation.load_model`); the
+    bundled one on ``device`` when None."""
     from CardiacLandmarksLib.perfusion.segmentation import load_model as load_perfusion
     from CardiacLandmarksLib.training.train_perfusion import evaluate_cases, mlperf_cases
 
-    model = load_perfusion(device=device)
+    model = model if model is not None else load_perfusion(device=device)
     tr = model.card.get("training", {})
     cases = mlperf_cases(root) if root.exists() else []
     rows = []
@@ -576,7 +579,7 @@ def perfusion_rows(root: Path, device: str = "auto", progress: ProgressFn | None
     return rows
 
 
-def perfusion_ge_row(folder: Path, device: str = "auto", progress: ProgressFn | None = None) -> SuiteRow:
+def perfusion_ge_row(folder: Path, device: str = "auto", progress: ProgressFn | None = None, model=None) -> SuiteRow:
     """The perfusion analysis on a first-pass series from a scanner no bundled model has seen.
 
     ``folder``: ``<data>/perfusion/ge_dicom`` (GE 1.5 T, 79 DICOM frames, 1.41 mm pixels, full geometry) with
@@ -590,6 +593,8 @@ def perfusion_ge_row(folder: Path, device: str = "auto", progress: ProgressFn | 
     measured in): Dice of myocardium and LV blood pool; C-LV (blood-pool centroid) and A-/I-RVI against the
     landmarks derived from the masks as for every other row (:func:`CardiacLandmarksLib.sax.labels.
     derive_sax_landmarks`, A-RVI the end nearer the head), L2 in mm; the RVI flags are the pipeline's.
+
+    ``model``: a loaded perfusion model; the bundled one on ``device`` when None.
 
     Returns:
         one :class:`SuiteRow` (1 case, 1 image); no case and a "no data" note when the folder or the
@@ -610,7 +615,8 @@ def perfusion_ge_row(folder: Path, device: str = "auto", progress: ProgressFn | 
 
     g = loadmat(gold)
     series = load_series(folder)
-    an = analyse_series(SeriesInput(series=series, name="ge_dicom"), load_perfusion(device=device))
+    an = analyse_series(SeriesInput(series=series, name="ge_dicom"),
+                        model if model is not None else load_perfusion(device=device))
     seg = an.seg
     ref = np.zeros(g["MyoMask"].shape, np.int16)  # derive_sax_landmarks' default labels: 1 RV, 2 myo, 3 LV
     ref[g["MyoMask"] > 0], ref[g["SXmask"] > 0], ref[g["DXmask"] > 0] = 2, 3, 1
@@ -705,17 +711,17 @@ def run_suite(data_root: Path | None = None, device: str = "auto", progress: Pro
         row, fold_models = mscmr_loo_row(root / "lge" / "mscmr", model.device, progress, max_cases)
         out[row.name] = row
         table.models.update(fold_models)
-    if {"perfusion val", "perfusion train (seen)"} & set(wanted):
-        prows = perfusion_rows(root / "perfusion" / "mlperf", model.device, progress, max_cases)
-        for r in prows:
-            out[r.name] = r
-    if "perfusion GE (unseen)" in wanted:
-        out["perfusion GE (unseen)"] = perfusion_ge_row(root / "perfusion" / "ge_dicom", model.device, progress)
     if {"perfusion val", "perfusion train (seen)", "perfusion GE (unseen)"} & set(wanted):
         from CardiacLandmarksLib.perfusion.segmentation import load_model as load_perfusion
 
-        pm = load_perfusion(device=model.device)
+        pm = load_perfusion(device=model.device)  # once, for every perfusion row
         table.models[pm.name] = {"version": pm.version, "sha256": pm.sha256}
+        if {"perfusion val", "perfusion train (seen)"} & set(wanted):
+            for r in perfusion_rows(root / "perfusion" / "mlperf", model.device, progress, max_cases, model=pm):
+                out[r.name] = r
+        if "perfusion GE (unseen)" in wanted:
+            out["perfusion GE (unseen)"] = perfusion_ge_row(root / "perfusion" / "ge_dicom", model.device, progress,
+                                                           model=pm)
     for name in wanted:
         r = out[name]
         if r.n_cases == 0 and not any(n.startswith("no data") for n in r.notes):
