@@ -31,8 +31,7 @@ def finite_json(obj: Any, *, missing_vectors_as_null: bool = False) -> Any:
         Other objects are returned unchanged (``json.dumps``' ``default`` decides about them).
     """
     if isinstance(obj, dict):
-        return {str(k) if not isinstance(k, str) else k: finite_json(v, missing_vectors_as_null=missing_vectors_as_null)
-                for k, v in obj.items()}
+        return {str(k): finite_json(v, missing_vectors_as_null=missing_vectors_as_null) for k, v in obj.items()}
     if isinstance(obj, np.ndarray):
         obj = obj.tolist()
     if isinstance(obj, list | tuple):
