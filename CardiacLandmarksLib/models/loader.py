@@ -7,6 +7,9 @@ Every bundled model is ``Resources/Models/<name>.pt`` (a dict with ``state_dict`
 from __future__ import annotations
 
 import logging
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -37,6 +40,58 @@ CPU_BATCH = 8
 """Images per forward pass on CPU. With channels-last weights, batches of 8 (16 with mirror TTA) stay
 in cache: about 6 ms/image for the SAX U-Net on 2 cores against 19 ms at 32 in contiguous layout
 (benchmarks/README.md)."""
+
+
+MAX_CPU_WORKERS = 4
+"""Most batches :func:`run_batches` runs at once on CPU."""
+
+
+def cpu_workers(device: str, n_batches: int) -> int:
+    """How many batches :func:`run_batches` runs at once: on CPU, ``min(T, n_batches, MAX_CPU_WORKERS)`` where ``T``
+    is torch's intra-op thread count (``torch.get_num_threads()``; 1 in a cohort worker, which sets it); 1 on a GPU,
+    for a single batch, or with one thread."""
+    import torch
+
+    if not str(device).startswith("cpu"):
+        return 1
+    return max(1, min(torch.get_num_threads(), int(n_batches), MAX_CPU_WORKERS))
+
+
+def run_batches(fn: Callable, batches: Iterable, device: str, n_batches: int) -> Iterator:
+    """``fn(batch)`` for each of ``batches``, yielded in order; on CPU several batches at once.
+
+    With ``W = cpu_workers(device, n_batches) >= 2``, up to ``W`` batches run at once in worker threads and torch's
+    intra-op threads are divided among them (``T // W`` each; restored on exit). Each thread then runs whole batches
+    (network, decoding, NumPy and SciPy steps) instead of splitting each operation across the cores while the
+    Python and NumPy steps between operations leave the other cores idle: about 1.3x faster for the SAX stack on 2
+    cores (benchmarks/README.md). ``batches`` is consumed lazily in the calling thread (it may prepare inputs and
+    raise, e.g. :class:`~CardiacLandmarksLib.sax.pipeline.Cancelled`); ``fn`` must not change shared state (the
+    loaded networks are only read). Results equal the one-at-a-time run's to float rounding (an operation on one
+    thread may round differently; on real stacks every presence decision and flag was the same). An exception
+    in ``fn`` is raised here when its batch's turn comes, after the batches already running have finished.
+
+    Torch's thread count is process-wide: two analyses running at once in one process share it.
+    """
+    import torch
+
+    workers = cpu_workers(device, n_batches)
+    if workers < 2:
+        for batch in batches:
+            yield fn(batch)
+        return
+    threads = torch.get_num_threads()
+    torch.set_num_threads(max(1, threads // workers))
+    try:
+        with ThreadPoolExecutor(workers, thread_name_prefix="cardiac-landmarks") as pool:
+            pending: deque = deque()
+            for batch in batches:
+                pending.append(pool.submit(fn, batch))
+                if len(pending) >= workers:
+                    yield pending.popleft().result()
+            while pending:
+                yield pending.popleft().result()
+    finally:
+        torch.set_num_threads(threads)
 
 
 def fold_batchnorm(net):

@@ -25,7 +25,7 @@ from CardiacLandmarksLib.core.preprocessing import (
     resample_to_canvas,
 )
 from CardiacLandmarksLib.core.series import CMRSeries
-from CardiacLandmarksLib.models.loader import LoadedModel, load_model
+from CardiacLandmarksLib.models.loader import LoadedModel, cpu_workers, load_model, run_batches
 from CardiacLandmarksLib.sax.measurements import rvi_measurements
 from CardiacLandmarksLib.sax.presence import (
     card_max_clv_jump,
@@ -112,7 +112,8 @@ def detect_landmarks(
         cancel: polled between batches; returning True raises :class:`Cancelled`.
         model: an already loaded model (default: the bundled one for ``view`` and the series' sequence: the LGE
             model for LGE and perfusion, the general one otherwise).
-        batch_size: images per forward pass.
+        batch_size: most images prepared and run together (canvases, networks, presence, flags); on CPU with
+            several torch threads, smaller chunks run side by side (:func:`~CardiacLandmarksLib.models.loader.run_batches`).
         tta: mirror test-time augmentation when the model card enables it (more accurate, ~2x slower).
             Presence: :func:`CardiacLandmarksLib.sax.presence.decide_presence` (A-RVI and I-RVI found together or not
             at all when the card has a pair threshold; C-LV only on an LV cavity of the card's least area).
@@ -170,19 +171,25 @@ def detect_landmarks(
             cache[(kk, t)] = resample_to_canvas(normalise_intensity(series.pixels[t, kk])[None], grid)[0]
         return cache[(kk, t)]
 
-    done = 0
-    for s in range(0, len(jobs), batch_size):
-        if cancel is not None and cancel():
-            raise Cancelled("landmark detection cancelled")
-        chunk = jobs[s : s + batch_size]
-        canv = np.empty((len(chunk), n_in, grids[0].size, grids[0].size), np.float32)
-        for n, (k, t) in enumerate(chunk):
-            canv[n, 0] = slice_canvas(k, t)
-            if n_in > 1:  # stack context: the slice, then its neighbours (as core.preprocessing.context_canvases)
-                canv[n, 1] = slice_canvas(k - 1, t, k) if k > 0 else canv[n, 0]
-                canv[n, 2] = slice_canvas(k + 1, t, k) if k + 1 < series.n_slices else canv[n, 0]
-        for key in [key for key in cache if key[0] < chunk[-1][0] - 1]:  # slices no later job needs
-            del cache[key]
+    def prepared(size: int):
+        """``(chunk, canvases [n, C, H, W])`` per chunk of ``size`` jobs, made in the calling thread."""
+        for s in range(0, len(jobs), size):
+            if cancel is not None and cancel():
+                raise Cancelled("landmark detection cancelled")
+            chunk = jobs[s : s + size]
+            canv = np.empty((len(chunk), n_in, grids[0].size, grids[0].size), np.float32)
+            for n, (k, t) in enumerate(chunk):
+                canv[n, 0] = slice_canvas(k, t)
+                if n_in > 1:  # stack context: the slice, then its neighbours (as core.preprocessing.context_canvases)
+                    canv[n, 1] = slice_canvas(k - 1, t, k) if k > 0 else canv[n, 0]
+                    canv[n, 2] = slice_canvas(k + 1, t, k) if k + 1 < series.n_slices else canv[n, 0]
+            for key in [key for key in cache if key[0] < chunk[-1][0] - 1]:  # slices no later job needs
+                del cache[key]
+            yield chunk, canv
+
+    def infer(item: tuple) -> tuple:
+        """Networks, presence and flags of one chunk (run by :func:`run_batches`, possibly in a worker thread)."""
+        chunk, canv = item
         xy, peak, area, disagreement = locate_all(model, canv, tta=tta)
         found_all = decide_presence(peak, names, [found_t[nm] for nm in names], pair_t, area, min_area)
         if phd is not None:
@@ -195,6 +202,15 @@ def detect_landmarks(
                                 np.where(peak >= np.array([high_t[nm] for nm in names]), "high", "low"))
         doubts = low_flag_reasons(flag_all, disagreement, gated, phd.max_disagreement_mm if phd else None,
                                   phd is not None)
+        return chunk, xy, found_all, conf_all, flag_all, doubts
+
+    # on CPU, a stack of at least two network batches per worker runs in chunks side by side (run_batches), small
+    # enough to keep every worker busy to the end; a smaller stack runs whole, each operation on every thread
+    workers = cpu_workers(model.device, total // (2 * model.batch_size))
+    size = batch_size if workers < 2 else min(batch_size, max(model.batch_size, -(-total // (4 * workers))))
+    done = 0
+    for chunk, xy, found_all, conf_all, flag_all, doubts in run_batches(
+            infer, prepared(size), model.device, -(-total // size)):
         for n, (k, t) in enumerate(chunk):
             ijk_all = grids[k].canvas_to_ijk(xy[n])
             for c, name in enumerate(names):
