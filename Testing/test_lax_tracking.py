@@ -94,6 +94,35 @@ def test_bad_input_and_cancel():
     assert calls and calls[-1][1] == 2 * (T - 1)
 
 
+def test_registrations_run_single_threaded_and_the_thread_count_is_restored(monkeypatch):
+    """SimpleITK runs on one thread while tracking (small discs: faster, benchmarks/README.md) and its process-wide
+    default is given back afterwards, also when the user cancels."""
+    import SimpleITK as sitk
+
+    from CardiacLandmarksLib.lax import tracking
+
+    seen = []
+    real = tracking.register_point
+
+    def spy(*args, **kwargs):
+        seen.append(sitk.ProcessObject.GetGlobalDefaultNumberOfThreads())
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(tracking, "register_point", spy)
+    before = sitk.ProcessObject.GetGlobalDefaultNumberOfThreads()
+    sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(3)
+    try:
+        frames = moving_frames(texture(), shifts())
+        res = track_points(frames, {"A": {0: np.array([60.0, 64.0])}}, (1.5, 1.5))
+        assert np.isfinite(res.positions).all() and seen and set(seen) == {tracking.REGISTRATION_THREADS} == {1}
+        assert sitk.ProcessObject.GetGlobalDefaultNumberOfThreads() == 3
+        with pytest.raises(TrackingCancelled):
+            track_points(frames, {"A": {0: np.array([60.0, 64.0])}}, (1.5, 1.5), cancel=lambda: True)
+        assert sitk.ProcessObject.GetGlobalDefaultNumberOfThreads() == 3
+    finally:
+        sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(before)
+
+
 def synthetic_series(sh, base):
     frames = moving_frames(base, sh)
     d = np.array([[0.0, 0.0, 1.0], [1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])  # i -> S, j -> L, k -> P

@@ -119,6 +119,14 @@ class TrackResult:
     anchors: dict[str, tuple[int, ...]] = field(default_factory=dict)
 
 
+#: SimpleITK threads while :func:`track_points` runs (its global default, restored afterwards). Each registration is of
+#: a small disc (a few hundred pixels), where ITK's threads cost more than they share: on 2 cores one took 9.0-9.8 ms
+#: with 1 thread against 22.3-24.4 ms with ITK's default of 2 (20 frame pairs of a UK Biobank 4CH cine;
+#: benchmarks/README.md). The registration method's own thread setting alone does not change it: its image
+#: pyramids and the crops follow the global default.
+REGISTRATION_THREADS = 1
+
+
 def _to_sitk(frame: np.ndarray, spacing: tuple[float, float]) -> sitk.Image:
     img = sitk.GetImageFromArray(np.ascontiguousarray(frame, np.float32))
     img.SetSpacing((float(spacing[0]), float(spacing[1])))
@@ -257,6 +265,8 @@ def track_points(
 ) -> TrackResult:
     """Track landmarks through every phase of one slice from their anchor positions.
 
+    SimpleITK runs with :data:`REGISTRATION_THREADS` threads meanwhile (a process-wide setting, restored on return).
+
     Args:
         frames: ``[T, j, i]`` images of one slice over the cardiac cycle.
         anchors: ``{name: {phase: (i, j)}}``; at least one anchor per landmark to track
@@ -275,6 +285,24 @@ def track_points(
             the image / on a phase that does not exist.
         TrackingCancelled: ``cancel()`` returned True.
     """
+    before = sitk.ProcessObject.GetGlobalDefaultNumberOfThreads()
+    sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(REGISTRATION_THREADS)
+    try:
+        return _track_points(frames, anchors, spacing, cfg, anchor_confidence, progress, cancel)
+    finally:
+        sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(before)
+
+
+def _track_points(
+    frames: np.ndarray,
+    anchors: dict[str, dict[int, np.ndarray]],
+    spacing: tuple[float, float],
+    cfg: TrackingConfig = TrackingConfig(),
+    anchor_confidence: dict[str, dict[int, float]] | None = None,
+    progress: ProgressFn | None = None,
+    cancel: CancelFn | None = None,
+) -> TrackResult:
+    """:func:`track_points` with SimpleITK's thread count already set."""
     frames = np.asarray(frames)
     if frames.ndim != 3 or frames.shape[0] < 1:
         raise InvalidImageError(f"frames must be [T, j, i], got shape {frames.shape}")
