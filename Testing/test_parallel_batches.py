@@ -136,3 +136,30 @@ def test_sax_stack_cancel_while_chunks_run(sunnybrook_four_phases, two_threads):
     with pytest.raises(Cancelled):
         detect_landmarks(sunnybrook_four_phases, device="cpu", cancel=cancel)
     assert torch.get_num_threads() == 2
+
+
+def test_function_segmentation_slices_side_by_side_equal_one_at_a_time(sunnybrook_four_phases, two_threads,
+                                                                       monkeypatch):
+    """The LV/RV segmentation of a real cine (4 phases x 12 slices), slices in two workers against one at a time:
+    the same labels, class probabilities to float16 rounding."""
+    from CardiacLandmarksLib.function import segmentation
+    from CardiacLandmarksLib.models.loader import load_model
+
+    model = load_model("sax", "cpu", name="sax_unet_function")
+    seen = []
+    real = segmentation.model_canvases
+
+    def spy(*args, **kwargs):
+        seen.append(threading.current_thread().name)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(segmentation, "model_canvases", spy)
+    side, side_conf = segmentation.segment_series(sunnybrook_four_phases, model, return_confidence=True)
+    assert len({n for n in seen if n.startswith("cardiac-landmarks")}) == 2 and torch.get_num_threads() == 2
+    seen.clear()
+    monkeypatch.setattr(loader, "MAX_CPU_WORKERS", 1)
+    one, one_conf = segmentation.segment_series(sunnybrook_four_phases, model, return_confidence=True)
+    assert set(seen) == {threading.current_thread().name}
+    assert {1, 2, 3} <= set(np.unique(one).tolist())  # RV, myocardium and LV cavity all segmented
+    np.testing.assert_array_equal(side, one)
+    assert np.abs(side_conf.astype(np.float32) - one_conf.astype(np.float32)).max() <= 1e-3
