@@ -81,28 +81,28 @@ def sunnybrook_four_phases(sunnybrook_dicom):
     return replace(s, pixels=np.ascontiguousarray(s.pixels[:4]))
 
 
-def _spy_threads(monkeypatch):
-    from CardiacLandmarksLib.sax import pipeline
-
+def _spy_threads(monkeypatch, module, name: str) -> list:
+    """Replace ``module.name`` by a wrapper that records the name of the thread of every call; returns the record."""
     seen = []
+    real = getattr(module, name)
 
     def spy(*args, **kwargs):
         seen.append(threading.current_thread().name)
         return real(*args, **kwargs)
 
-    real = pipeline.locate_all
-    monkeypatch.setattr(pipeline, "locate_all", spy)
+    monkeypatch.setattr(module, name, spy)
     return seen
 
 
 def test_sax_stack_side_by_side_equals_one_at_a_time(sunnybrook_four_phases, two_threads, monkeypatch):
     """Real stack, 2 threads: chunks in two workers give what the one-at-a-time run gives (found, flags, doubts
     exactly; positions and confidences to float rounding), with progress in order to the end."""
+    from CardiacLandmarksLib.sax import pipeline
     from CardiacLandmarksLib.sax.pipeline import detect_landmarks
 
     series = sunnybrook_four_phases
     total = series.n_slices * series.n_phases
-    seen = _spy_threads(monkeypatch)
+    seen = _spy_threads(monkeypatch, pipeline, "locate_all")
     calls = []
     side = detect_landmarks(series, device="cpu", progress=lambda d, t: calls.append((d, t)))
     assert len({n for n in seen if n.startswith("cardiac-landmarks")}) == 2
@@ -146,14 +146,7 @@ def test_function_segmentation_slices_side_by_side_equal_one_at_a_time(sunnybroo
     from CardiacLandmarksLib.models.loader import load_model
 
     model = load_model("sax", "cpu", name="sax_unet_function")
-    seen = []
-    real = segmentation.model_canvases
-
-    def spy(*args, **kwargs):
-        seen.append(threading.current_thread().name)
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(segmentation, "model_canvases", spy)
+    seen = _spy_threads(monkeypatch, segmentation, "model_canvases")
     side, side_conf = segmentation.segment_series(sunnybrook_four_phases, model, return_confidence=True)
     assert len({n for n in seen if n.startswith("cardiac-landmarks")}) == 2 and torch.get_num_threads() == 2
     seen.clear()

@@ -45,6 +45,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -125,6 +126,17 @@ class TrackResult:
 #: benchmarks/README.md). The registration method's own thread setting alone does not change it: its image
 #: pyramids and the crops follow the global default.
 REGISTRATION_THREADS = 1
+
+
+@contextmanager
+def _itk_threads(n: int):
+    """SimpleITK's process-wide default thread count at ``n`` inside (restored on exit); also a function decorator."""
+    before = sitk.ProcessObject.GetGlobalDefaultNumberOfThreads()
+    sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(int(n))
+    try:
+        yield
+    finally:
+        sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(before)
 
 
 def _to_sitk(frame: np.ndarray, spacing: tuple[float, float]) -> sitk.Image:
@@ -254,6 +266,7 @@ def check_anchors(anchors: dict[str, dict[int, np.ndarray]], shape: tuple[int, i
                 raise InvalidImageError(f"anchor of {name} on phase {t} lies outside the {w}x{h} image")
 
 
+@_itk_threads(REGISTRATION_THREADS)
 def track_points(
     frames: np.ndarray,
     anchors: dict[str, dict[int, np.ndarray]],
@@ -285,24 +298,6 @@ def track_points(
             the image / on a phase that does not exist.
         TrackingCancelled: ``cancel()`` returned True.
     """
-    before = sitk.ProcessObject.GetGlobalDefaultNumberOfThreads()
-    sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(REGISTRATION_THREADS)
-    try:
-        return _track_points(frames, anchors, spacing, cfg, anchor_confidence, progress, cancel)
-    finally:
-        sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(before)
-
-
-def _track_points(
-    frames: np.ndarray,
-    anchors: dict[str, dict[int, np.ndarray]],
-    spacing: tuple[float, float],
-    cfg: TrackingConfig = TrackingConfig(),
-    anchor_confidence: dict[str, dict[int, float]] | None = None,
-    progress: ProgressFn | None = None,
-    cancel: CancelFn | None = None,
-) -> TrackResult:
-    """:func:`track_points` with SimpleITK's thread count already set."""
     frames = np.asarray(frames)
     if frames.ndim != 3 or frames.shape[0] < 1:
         raise InvalidImageError(f"frames must be [T, j, i], got shape {frames.shape}")
