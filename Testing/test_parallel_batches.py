@@ -156,3 +156,24 @@ def test_function_segmentation_slices_side_by_side_equal_one_at_a_time(sunnybroo
     assert {1, 2, 3} <= set(np.unique(one).tolist())  # RV, myocardium and LV cavity all segmented
     np.testing.assert_array_equal(side, one)
     assert np.abs(side_conf.astype(np.float32) - one_conf.astype(np.float32)).max() <= 1e-3
+
+
+def test_a_raising_progress_callback_leaves_torch_threads_restored(sunnybrook_four_phases, two_threads):
+    """The caller's own callback raising between chunks (e.g. a closed window) must not leave torch on one thread
+    for the rest of the session: the side-by-side run is closed on the way out."""
+    from CardiacLandmarksLib.function import segmentation
+    from CardiacLandmarksLib.models.loader import load_model
+    from CardiacLandmarksLib.sax.pipeline import detect_landmarks
+
+    def stop(*_):
+        raise KeyboardInterrupt("window closed")
+
+    # the tracebacks are kept alive while checking, as an application that shows or logs the error keeps them
+    with pytest.raises(KeyboardInterrupt) as first:
+        detect_landmarks(sunnybrook_four_phases, device="cpu", progress=stop)
+    assert torch.get_num_threads() == 2
+    with pytest.raises(KeyboardInterrupt) as second:
+        segmentation.segment_series(sunnybrook_four_phases, load_model("sax", "cpu", name="sax_unet_function"),
+                                    progress=stop)
+    assert torch.get_num_threads() == 2
+    assert first.traceback and second.traceback

@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Callable
+from contextlib import closing
 
 import numpy as np
 from scipy import ndimage
@@ -103,14 +104,15 @@ def segment_series(series: CMRSeries, model, phases: list[int] | None = None, tt
         back = canvas_to_input(seg, grid, series.shape_ji)
         return np.argmax(back, axis=1).astype(np.uint8), (back.max(axis=1) if conf is not None else None)
 
-    # slices side by side on CPU (run_batches)
-    slices = run_batches(one_slice, iter(range(series.n_slices)), getattr(model, "device", "cpu"), series.n_slices)
-    for k, (labels, best) in enumerate(slices):
-        out[:, k] = labels
-        if conf is not None:
-            conf[:, k] = best
-        if progress:
-            progress((k + 1) / series.n_slices, f"segmented slice {k + 1}/{series.n_slices}")
+    # slices side by side on CPU (run_batches); closed on the way out, also when the progress callback raises
+    device = getattr(model, "device", "cpu")
+    with closing(run_batches(one_slice, iter(range(series.n_slices)), device, series.n_slices)) as slices:
+        for k, (labels, best) in enumerate(slices):
+            out[:, k] = labels
+            if conf is not None:
+                conf[:, k] = best
+            if progress:
+                progress((k + 1) / series.n_slices, f"segmented slice {k + 1}/{series.n_slices}")
     return (out, conf) if return_confidence else out
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from contextlib import closing
 from dataclasses import dataclass
 
 import numpy as np
@@ -209,20 +210,21 @@ def detect_landmarks(
     workers = cpu_workers(model.device, total // (2 * model.batch_size))
     size = batch_size if workers < 2 else min(batch_size, max(model.batch_size, -(-total // (4 * workers))))
     done = 0
-    for chunk, xy, found_all, conf_all, flag_all, doubts in run_batches(
-            infer, prepared(size), model.device, -(-total // size)):
-        for n, (k, t) in enumerate(chunk):
-            ijk_all = grids[k].canvas_to_ijk(xy[n])
-            for c, name in enumerate(names):
-                found = bool(found_all[n, c])
-                ijk = ijk_all[c] if found else np.full(3, np.nan)
-                pos = series.ijk_to_lps(ijk) if found else np.full(3, np.nan)
-                lmset.landmarks.append(Landmark(name, k, t, found, pos, ijk, float(conf_all[n, c]) if found else 0.0,
-                                                str(flag_all[n, c]) if found else "absent",
-                                                doubt=doubts[n][c] if found else ""))
-        done += len(chunk)
-        if progress is not None:
-            progress(done, total)
+    # closed on the way out, also when a callback raises: the workers finish and torch's threads are restored
+    with closing(run_batches(infer, prepared(size), model.device, -(-total // size))) as results:
+        for chunk, xy, found_all, conf_all, flag_all, doubts in results:
+            for n, (k, t) in enumerate(chunk):
+                ijk_all = grids[k].canvas_to_ijk(xy[n])
+                for c, name in enumerate(names):
+                    found = bool(found_all[n, c])
+                    ijk = ijk_all[c] if found else np.full(3, np.nan)
+                    pos = series.ijk_to_lps(ijk) if found else np.full(3, np.nan)
+                    lmset.landmarks.append(Landmark(name, k, t, found, pos, ijk, float(conf_all[n, c]) if found else 0.0,
+                                                    str(flag_all[n, c]) if found else "absent",
+                                                    doubt=doubts[n][c] if found else ""))
+            done += len(chunk)
+            if progress is not None:
+                progress(done, total)
     name_rvi_by_geometry(lmset, series)
     max_clv_jump = card_max_clv_jump(model.card)
     if max_clv_jump is not None:
