@@ -105,8 +105,7 @@ def segment_series(series: CMRSeries, model, phases: list[int] | None = None, tt
         return np.argmax(back, axis=1).astype(np.uint8), (back.max(axis=1) if conf is not None else None)
 
     # slices side by side on CPU (run_batches); closed on the way out, also when the progress callback raises
-    device = getattr(model, "device", "cpu")
-    with closing(run_batches(one_slice, iter(range(series.n_slices)), device, series.n_slices)) as slices:
+    with closing(run_batches(one_slice, iter(range(series.n_slices)), model.device, series.n_slices)) as slices:
         for k, (labels, best) in enumerate(slices):
             out[:, k] = labels
             if conf is not None:
