@@ -189,6 +189,49 @@ def test_acdc_written_files(acdc_dir, acdc_result, tmp_path):
 
 
 @pytest.mark.data
+def test_study_summary_function_panel(acdc_result):
+    """The study summary's function panel: the mid slice with LV cavity at ED, ED on the left and ES on the
+    right in one crop centred on the ED LV cavity, the three contours, and LV EF with its status."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    from matplotlib.figure import Figure
+
+    from CardiacLandmarksLib.study.report import _function_panel
+
+    r = acdc_result
+    ed_lab, es_lab = r.ed_labels(), r.es_labels()
+    with_lv = np.nonzero((ed_lab == 3).any(axis=(1, 2)))[0]
+    k = int(with_lv[len(with_lv) // 2])
+    ax = Figure().add_subplot(1, 1, 1)
+    _function_panel(ax, r, "patient101")
+    title = ax.get_title()
+    ef = r.values["LV"]["EF_pct"]
+    assert f"slice {k}, ED | ES" in title and f"LV EF {ef.value:.0f}%" in title
+    assert ef.status == "ok" or f"({ef.status})" in title
+    shown = np.asarray(ax.images[0].get_array())
+    jj, ii = np.nonzero(ed_lab[k] == 3)
+    half = int(round(55.0 / r.spacing[0]))  # square pixels here
+    i0, j0 = int(round(ii.mean())) - half, int(round(jj.mean())) - half
+    # patient101's LV lies well inside the image: an unclipped crop, 2 * 55 mm wide
+    assert i0 >= 0 and j0 >= 0 and i0 + 2 * half + 1 <= ed_lab.shape[2] and j0 + 2 * half + 1 <= ed_lab.shape[1]
+    width = 2 * half + 1
+    assert shown.shape[0] == width and shown.shape[1] > 2 * width
+    ed_img, es_img = r.ed_image()[k], r.es_image()[k]
+    left = shown[:, :width]
+    right = shown[:, -width:]
+    lo, hi = np.percentile(ed_img, [0.5, 99.5])
+    crop = (slice(j0, j0 + shown.shape[0]), slice(i0, i0 + width))
+    np.testing.assert_allclose(left, np.clip((ed_img[crop] - lo) / (hi - lo), 0, 1), atol=1e-6)
+    lo, hi = np.percentile(es_img, [0.5, 99.5])
+    np.testing.assert_allclose(right, np.clip((es_img[crop] - lo) / (hi - lo), 0, 1), atol=1e-6)
+    # ED and ES differ (the ES cavity is smaller), so the two halves are not one picture twice
+    assert (ed_lab[k] == 3).sum() > (es_lab[k] == 3).sum()
+    # one contour set per structure: RV cavity, LV epicardium, LV endocardium
+    assert len(ax.collections) == 3
+
+
+@pytest.mark.data
 def test_recompute_after_editing(acdc_result):
     r = acdc_result
     before = r.values["LV"]["EDV_ml"].value

@@ -8,7 +8,8 @@
   long-axis vs SAX cross-checks;
 * pictures: the SAX mid slice at ED with its landmarks; each long-axis view at ED with its
   mitral points, apex and the lines where the SAX slices with LV cut it (basal and apical
-  ones marked, so the cross-check can be seen); the perfusion bull's-eye when one was made.
+  ones marked, so the cross-check can be seen); the function analysis' mid slice at ED and ES with its
+  contours and LV EF; the perfusion bull's-eye when one was made.
 
 Images are drawn as stored (i to the right, j down) with their physical pixel aspect.
 """
@@ -86,6 +87,51 @@ def _sax_panel(ax, series, lmset, key) -> None:
     ax.set_title(f"SAX {key}: slice {k}, ED" + (f", RVI angle {ang:.0f} deg" if ang is not None else ""), fontsize=8)
 
 
+def _function_panel(ax, fres, key) -> None:
+    """The function analysis at a glance: its mid-ventricular slice at ED and at ES side by side (one
+    crop, 55 mm around the ED LV cavity, physical aspect) with the RV cavity, LV epicardium and LV
+    endocardium contours, and LV EF with its status in the title. The analysis' own every-slice picture
+    (``*_function_overlay.png``) is too dense to read at the size of one panel."""
+    from CardiacLandmarksLib.function.report import SEGMENTS
+
+    ed_img, es_img = fres.ed_image(), fres.es_image()
+    ed_lab, es_lab = fres.ed_labels(), fres.es_labels()
+    si, sj = float(fres.spacing[0]), float(fres.spacing[1])
+    with_lv = np.nonzero((ed_lab == 3).any(axis=(1, 2)))[0]
+    k = int(with_lv[len(with_lv) // 2]) if len(with_lv) else ed_img.shape[0] // 2
+    n_j, n_i = ed_img.shape[1:]
+    if (ed_lab[k] == 3).any():
+        jj, ii = np.nonzero(ed_lab[k] == 3)
+        cj, ci = int(round(jj.mean())), int(round(ii.mean()))
+    else:
+        cj, ci = n_j // 2, n_i // 2
+    ri, rj = int(round(55.0 / si)), int(round(55.0 / sj))
+    i0, i1 = max(0, ci - ri), min(n_i, ci + ri + 1)
+    j0, j1 = max(0, cj - rj), min(n_j, cj + rj + 1)
+    gap = max(1, (i1 - i0) // 40)
+
+    def side_by_side(a, b, fill):
+        pad = np.full((j1 - j0, gap), fill, dtype=a.dtype)
+        return np.concatenate([a[k, j0:j1, i0:i1], pad, b[k, j0:j1, i0:i1]], axis=1)
+
+    lo_hi = [_window(x[k]) for x in (ed_img, es_img)]
+    # each phase windowed on its own slice, then shown on one [0, 1] scale
+    ed_n = np.clip((ed_img - lo_hi[0][0]) / (lo_hi[0][1] - lo_hi[0][0]), 0, 1)
+    es_n = np.clip((es_img - lo_hi[1][0]) / (lo_hi[1][1] - lo_hi[1][0]), 0, 1)
+    ax.imshow(side_by_side(ed_n, es_n, 1.0), cmap="gray", vmin=0, vmax=1, aspect=sj / si, interpolation="bilinear")
+    lab = side_by_side(ed_lab, es_lab, 0)
+    colours = {v: c for v, (_, _, c) in SEGMENTS.items()}
+    for value, mask in ((1, lab == 1), (3, lab == 3), (2, (lab == 2) | (lab == 3))):
+        if mask.any():
+            ax.contour(mask.astype(float), levels=[0.5], colors=[colours[value]], linewidths=1.0)
+    ax.set_xticks([])
+    ax.set_yticks([])
+    ef = fres.values["LV"]["EF_pct"]
+    ef_text = "n/a" if ef.value is None else f"{ef.value:.0f}%" + ("" if ef.status == "ok" else f" ({ef.status})")
+    ax.set_title(f"function {key}: slice {k}, ED | ES; LV EF {ef_text}\n"
+                 "blue RV cavity, green LV epicardium, red LV endocardium", fontsize=8)
+
+
 def _lax_panel(ax, series, lmset, key, view, sax_series=None, sax_lmset=None, geo=None) -> None:
     from CardiacLandmarksLib.study.crosscheck import _ed_phase, sax_lines_in_lax
 
@@ -130,8 +176,13 @@ def render_summary_png(result, outdir: Path, dpi: int = 100) -> bytes:
     for o in result.outcomes:
         if o.ok and o.task == "lax":
             panels.append(("lax", next(s for s in r.series if s.key == o.series_key), o))
-    for o in result.outcomes:  # the function and perfusion analyses' own summary pictures
+    for o in result.outcomes:
+        if o.ok and o.task == "function" and o.result is not None:
+            panels.append(("function", None, o))
+    for o in result.outcomes:  # the analyses' own summary pictures (function: when its result is gone)
         suffix = {"function": "function_overlay.png", "perfusion": "bullseye.png"}.get(o.task)
+        if o.task == "function" and o.result is not None:
+            continue
         if o.ok and suffix:
             png = next((outdir / f for f in o.files if f.endswith(suffix)), None)
             if png is not None and png.exists():
@@ -171,6 +222,8 @@ def render_summary_png(result, outdir: Path, dpi: int = 100) -> bytes:
         try:
             if kind == "sax":
                 _sax_panel(ax, e.load(), o.result, e.key)
+            elif kind == "function":
+                _function_panel(ax, o.result, o.series_key)
             elif kind == "lax":
                 view = getattr(o.result, "view", e.view)
                 _lax_panel(ax, e.load(), o.result, e.key, view, sax_series, sax_lmset,
