@@ -210,13 +210,20 @@ def test_study_summary_function_panel(acdc_result):
     assert f"slice {k}, ED | ES" in title and f"LV EF {ef.value:.0f}%" in title
     assert ef.status == "ok" or f"({ef.status})" in title
     shown = np.asarray(ax.images[0].get_array())
-    jj, ii = np.nonzero(ed_lab[k] == 3)
-    half = int(round(55.0 / r.spacing[0]))  # square pixels here
-    i0, j0 = int(round(ii.mean())) - half, int(round(jj.mean())) - half
-    # patient101's LV lies well inside the image: an unclipped crop, 2 * 55 mm wide
+    jj, ii = np.nonzero((ed_lab[k] > 0) | (es_lab[k] > 0))
+    s_mm = r.spacing[0]
+    assert r.spacing[1] == s_mm  # square pixels here
+    # a square 15 mm beyond both phases' structures (patient101 slice 5: 94 mm across (i), 84 mm (j))
+    half = int(round(max(55.0, (ii.max() - ii.min()) * s_mm / 2 + 15, (jj.max() - jj.min()) * s_mm / 2 + 15) / s_mm))
+    assert half * s_mm > 55.0
+    i0 = int(round((ii.min() + ii.max()) / 2)) - half
+    j0 = int(round((jj.min() + jj.max()) / 2)) - half
+    # patient101's heart lies well inside the image: an unclipped crop
     assert i0 >= 0 and j0 >= 0 and i0 + 2 * half + 1 <= ed_lab.shape[2] and j0 + 2 * half + 1 <= ed_lab.shape[1]
     width = 2 * half + 1
     assert shown.shape[0] == width and shown.shape[1] > 2 * width
+    # every labelled pixel of the slice lies inside the crop, at least 15 mm from its edge
+    assert ii.min() - i0 >= 15 / s_mm - 1 and i0 + width - 1 - ii.max() >= 15 / s_mm - 1
     ed_img, es_img = r.ed_image()[k], r.es_image()[k]
     left = shown[:, :width]
     right = shown[:, -width:]

@@ -89,8 +89,9 @@ def _sax_panel(ax, series, lmset, key) -> None:
 
 def _function_panel(ax, fres, key) -> None:
     """The function analysis at a glance: its mid-ventricular slice at ED and at ES side by side (one
-    crop, 55 mm around the ED LV cavity, physical aspect) with the RV cavity, LV epicardium and LV
-    endocardium contours, and LV EF with its status in the title. The analysis' own every-slice picture
+    crop, physical aspect) with the RV cavity, LV epicardium and LV
+    endocardium contours, and LV EF with its status in the title. The crop is a square around both phases'
+    structures with 15 mm to spare (55 mm each side of its centre at least). The analysis' own every-slice picture
     (``*_function_overlay.png``) is too dense to read at the size of one panel."""
     from CardiacLandmarksLib.function.report import SEGMENTS
 
@@ -100,12 +101,14 @@ def _function_panel(ax, fres, key) -> None:
     with_lv = np.nonzero((ed_lab == 3).any(axis=(1, 2)))[0]
     k = int(with_lv[len(with_lv) // 2]) if len(with_lv) else ed_img.shape[0] // 2
     n_j, n_i = ed_img.shape[1:]
-    if (ed_lab[k] == 3).any():
-        jj, ii = np.nonzero(ed_lab[k] == 3)
-        cj, ci = int(round(jj.mean())), int(round(ii.mean()))
+    heart = (ed_lab[k] > 0) | (es_lab[k] > 0)
+    if heart.any():  # a square around both phases' structures, 15 mm beyond them (at least 55 mm each side)
+        jj, ii = np.nonzero(heart)
+        cj, ci = int(round((jj.min() + jj.max()) / 2)), int(round((ii.min() + ii.max()) / 2))
+        half_mm = max(55.0, (ii.max() - ii.min()) * si / 2 + 15.0, (jj.max() - jj.min()) * sj / 2 + 15.0)
     else:
-        cj, ci = n_j // 2, n_i // 2
-    ri, rj = int(round(55.0 / si)), int(round(55.0 / sj))
+        cj, ci, half_mm = n_j // 2, n_i // 2, 55.0
+    ri, rj = int(round(half_mm / si)), int(round(half_mm / sj))
     i0, i1 = max(0, ci - ri), min(n_i, ci + ri + 1)
     j0, j1 = max(0, cj - rj), min(n_j, cj + rj + 1)
     gap = max(1, (i1 - i0) // 40)
