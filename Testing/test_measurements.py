@@ -14,6 +14,8 @@ from CardiacLandmarksLib.sax.measurements import (
     angle_about_center_deg,
     angle_between_deg,
     estimate_direction,
+    rv_side_cosine,
+    rv_side_warning,
     rvi_angle_deg,
     rvi_measurements,
     rvi_opening_angle_deg,
@@ -175,6 +177,70 @@ def test_rvi_measurements_oblique_known_orientation(rot, mirrored):
     assert set(fallback) == set(expected)
     for key, val in expected.items():
         assert fallback[key] == pytest.approx(val, abs=1e-6)
+
+
+def _in_plane_axes():
+    """Anterior and the patient's right projected onto the SAX plane (normal APEX_DIR), orthonormal."""
+    a = _unit(ANTERIOR - (ANTERIOR @ APEX_DIR) * APEX_DIR)
+    return a, np.cross(APEX_DIR, a)
+
+
+@pytest.mark.parametrize("phi", [0.0, 45.0, 95.0, 135.0, 180.0, 250.0, 300.0])
+def test_rv_side_cosine_against_the_projected_right_anterior(phi):
+    a, r = _in_plane_axes()
+    ra = np.array([-1.0, -1.0, 0.0]) / np.sqrt(2.0)  # the patient's right-anterior, LPS
+    ra = ra - (ra @ APEX_DIR) * APEX_DIR
+    psi = np.degrees(np.arctan2(ra @ r, ra @ a))  # its angle from anterior towards the right, in the plane
+    c = np.array([5.0, -12.0, 40.0])
+
+    def at(deg, radius):
+        t = np.radians(deg)
+        return c + radius * (np.cos(t) * a + np.sin(t) * r)
+    # equal radii 55 deg either side of phi: the septum midpoint lies at phi; out-of-plane offsets do not count
+    got = rv_side_cosine(at(phi - 55.0, 21.0) + 3.0 * APEX_DIR, at(phi + 55.0, 21.0), c, -2.0 * APEX_DIR)
+    assert got == pytest.approx(np.cos(np.radians(phi - psi)), abs=1e-9)
+
+
+def test_rv_side_cosine_degenerate():
+    a, r = _in_plane_axes()
+    c = np.zeros(3)
+    with pytest.raises(DegenerateGeometryError):  # A-RVI and I-RVI opposite: the septum midpoint is C-LV
+        rv_side_cosine(c + 20.0 * a, c - 20.0 * a, c, APEX_DIR)
+    with pytest.raises(DegenerateGeometryError):  # a plane normal to right-anterior has no right-anterior in it
+        rv_side_cosine(c + np.array([0.0, 0.0, 10.0]), c + np.array([0.0, 0.0, 20.0]), c, np.array([1.0, 1.0, 0.0]))
+
+
+@pytest.mark.parametrize("rot,mirrored", [(0.0, False), (140.0, False), (75.0, True)])
+def test_rv_on_the_patients_left_posterior_marks_the_rvi_angle_review(rot, mirrored):
+    """Slice 0 is a heart as every heart lies (A-RVI 40 deg, I-RVI 150 deg from anterior towards the patient's
+    right); slice 1 the same points turned 180 deg in plane, which is how a header with x and y negated shows
+    it (the M&Ms-2 copies). Only slice 1's RVI angle turns review; the opening angle does not depend on the
+    patient's sides and stays ok."""
+    for direction_known in (True, False):
+        s = _series(_sax_direction(rot, mirrored), spacing=(1.3, 1.1, 8.0), n_slices=2, known=direction_known)
+        lms = []
+        for k, turn in ((0, 0.0), (1, 180.0)):
+            c = s.ijk_to_lps(np.array([48.0, 47.0, k]))
+            lms.append(_lm(s, "C-LV", k, c))
+            lms.append(_lm(s, "A-RVI", k, _anatomical_point(c, 40.0 + turn, 22.0)))
+            lms.append(_lm(s, "I-RVI", k, _anatomical_point(c, 150.0 + turn, 18.0)))
+        ms = rvi_measurements(LandmarkSet("synthetic", "sax", {}, lms), s)
+        by = {(m.name, m.slice): m for m in ms}
+        assert {m.status for m in ms if m.name == "RVI opening angle"} == {"ok"}
+        assert by[("RVI angle", 0)].status == "ok"
+        assert [src.id for src in by[("RVI angle", 0)].sources] == ["A-RVI s0 p0", "C-LV s0 p0"]
+        if not direction_known:  # the display convention knows nothing of the patient's sides: no check
+            assert by[("RVI angle", 1)].status == "ok" and rv_side_warning(ms) is None
+            continue
+        wrong = by[("RVI angle", 1)]
+        assert wrong.status == "review" and wrong.value == pytest.approx(_wrap(220.0), abs=1e-6)
+        assert [(src.id, src.flag, src.kind) for src in wrong.sources][-1] == ("orientation", "review", "input")
+        assert wrong.caveat().startswith("check orientation (review: RV on the patient's left-posterior")
+        assert rv_side_warning(ms).startswith("on 1 of 2 slices x phases with both RV insertions the RV lies on")
+        # the slice-by-slice recomputation (the Slicer module's, on one slice's points) marks the same
+        one = [lm for lm in lms if lm.slice == 1]
+        again = rvi_measurements(LandmarkSet("synthetic", "sax", {}, one), direction=s.direction, orientation_known=True)
+        assert [m.status for m in again] == ["review", "ok"]
 
 
 def test_estimate_direction_recovers_in_plane_axes():

@@ -144,6 +144,31 @@ def test_sunnybrook_every_angle_from_a_low_point_is_review(sunnybrook_phase0, tm
     assert png.stat().st_size > 50_000
 
 
+@pytest.mark.data
+def test_header_with_the_rv_on_the_wrong_side_makes_every_rvi_angle_review(data_root, tmp_path):
+    """M&Ms-2 001's NIfTI header has x and y negated (the RV lands on the patient's left-posterior): every RVI
+    angle, measured from the patient's anterior, is about 180 deg off there, and must not be reported ok. The
+    Sunnybrook test above is the control (its sources are exactly its landmarks)."""
+    from CardiacLandmarksLib.io.load import load_series
+    from CardiacLandmarksLib.sax.pipeline import detect_landmarks
+    from CardiacLandmarksLib.sax.report import write_measurements_csv
+
+    series = load_series(data_root / "mnms2" / "001" / "001_SA_ED.nii.gz")
+    lmset = detect_landmarks(series, device="cpu")
+    angles = [m for m in lmset.measurements if m.name == "RVI angle"]
+    with_pair = [m for m in angles if all((lm := lmset.get(n, m.slice, m.phase)) is not None and lm.found
+                                          for n in ("A-RVI", "I-RVI"))]
+    assert len(with_pair) >= 5
+    for m in with_pair:
+        assert m.status == "review" and m.sources[-1].id == "orientation", (m.slice, m.value)
+        assert abs(m.value) > 120  # the septum at the back: about 180 deg from where it lies in the body
+    warning = next(w for w in lmset.warnings if "RV lies on the patient's left" in w)
+    assert warning.startswith(f"on {len(with_pair)} of {len(angles)} slices")
+    rows = list(csv.DictReader(write_measurements_csv(lmset, tmp_path / "measurements.csv").open()))
+    assert all("orientation" in r["check"] for r in rows if r["name"] == "RVI angle" and int(r["slice"]) in
+               {m.slice for m in with_pair})
+
+
 # ------------------------------------------------------------------------------------------- LAX
 
 

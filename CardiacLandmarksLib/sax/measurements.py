@@ -33,6 +33,18 @@ Every result carries its landmarks (``sources``, with flag and confidence) and a
 ``review`` when any of them is flagged low, ``ok`` when all are high or corrected
 (:func:`CardiacLandmarksLib.core.landmarks.measurement_status`, the one rule for all tasks).
 
+**Which side the RV lies on.** In every heart the RV lies to the patient's right and in front of the LV, so
+the septum (the midpoint of A-RVI and I-RVI) seen from C-LV points into the right-anterior half of the slice
+plane. With a known patient orientation, an RVI angle whose slice has the septum in the left-posterior half
+(:func:`rv_side_cosine` < 0) gets a source ``"orientation"`` flagged ``review``: either the header's
+orientation is wrong (the M&Ms-2 NIfTI copies have x and y negated, and their RVI angles come out about 180
+degrees from the truth) or the points are; the reader must look. Measured on 2026-12-02 with the bundled
+models (sax_unet v1.7.0, sax_unet_lge v1.6.0) on every SAX series of the shared data with a patient
+orientation: the cosine was +0.71 or more on all 259 slice-phases with both RV insertions of the Sunnybrook
+cine (118), the GE perfusion series (79) and the five MS-CMRSeg LGE stacks (62), and -0.76 or less on all 15
+of the M&Ms-2 stacks'. Dextrocardia puts the RV on the left too; a review is what such a heart needs.
+:func:`rv_side_warning` says it once per series.
+
 The shape follows SlicerHeart ValveQuantification's ``MeasurementPreset``: each
 :class:`MeasurementDefinition` declares the named landmarks it needs and a pure function of
 those points; :func:`rvi_measurements` applies the definitions per slice and phase.
@@ -49,7 +61,7 @@ import numpy as np
 
 from CardiacLandmarksLib.core import geometry
 from CardiacLandmarksLib.core.errors import DegenerateGeometryError, MissingGeometryError
-from CardiacLandmarksLib.core.landmarks import LandmarkSet, Measurement, Source
+from CardiacLandmarksLib.core.landmarks import LandmarkSet, Measurement, Source, measurement_status
 
 logger = logging.getLogger(__name__)
 
@@ -337,6 +349,65 @@ def measure(
     return out
 
 
+#: the patient's right-anterior direction (LPS): where the RV lies from the LV in every heart
+RIGHT_ANTERIOR_LPS = np.array([-1.0, -1.0, 0.0]) / np.sqrt(2.0)
+#: the note of the ``"orientation"`` source that :func:`rvi_measurements` adds to an RVI angle (module docstring)
+RV_SIDE_NOTE = "RV on the patient's left-posterior"
+
+
+def rv_side_cosine(a_rvi_lps: np.ndarray, i_rvi_lps: np.ndarray, c_lv_lps: np.ndarray, normal: np.ndarray) -> float:
+    """Cosine of the angle between C-LV -> (A-RVI + I-RVI) / 2 and the patient's right-anterior, in the slice plane.
+
+    Args:
+        a_rvi_lps, i_rvi_lps, c_lv_lps: LPS mm, shape ``(3,)``.
+        normal: the slice-plane normal (any length; :class:`SaxFrame` ``normal``).
+
+    Returns:
+        A value in ``[-1, 1]``: near +1 when the septum faces the patient's right-anterior (every heart), below 0
+        when it faces the left-posterior half of the plane (module docstring: a wrong header, or wrong points).
+
+    Raises:
+        DegenerateGeometryError: non-finite input, the septum midpoint on C-LV, or a plane (e.g. axial) in which
+            right-anterior has no component.
+    """
+    n = _unit(_vec3(normal, "normal"), "normal")
+    v = (_vec3(a_rvi_lps, "A-RVI") + _vec3(i_rvi_lps, "I-RVI")) / 2.0 - _vec3(c_lv_lps, "C-LV")
+    v = v - (v @ n) * n
+    r = RIGHT_ANTERIOR_LPS - (RIGHT_ANTERIOR_LPS @ n) * n
+    return float(_unit(v, "septum direction") @ _unit(r, "right-anterior in the plane"))
+
+
+def _mark_rv_side(lmset: LandmarkSet, measurements: list[Measurement], frame: SaxFrame) -> None:
+    """Add the ``"orientation"`` review source to each RVI angle whose slice has the RV on the wrong side."""
+    for m in measurements:
+        if m.name != RVI_ANGLE.name:
+            continue
+        pts = [lmset.get(name, m.slice, m.phase) for name in ("A-RVI", "I-RVI", "C-LV")]
+        if not all(lm is not None and lm.found for lm in pts):
+            continue
+        try:
+            cos = rv_side_cosine(*(np.asarray(lm.position, float) for lm in pts), frame.normal)
+        except DegenerateGeometryError:
+            continue
+        if cos < 0.0:
+            m.sources.append(Source("orientation", "review", None, "input", RV_SIDE_NOTE))
+            m.status = measurement_status(m.value, m.sources)
+
+
+def rv_side_warning(measurements: Sequence[Measurement]) -> str | None:
+    """One warning text for a series whose RVI angles carry the ``"orientation"`` source (module docstring),
+    or None. Says on how many slices and phases, and what to do."""
+    marked = [m for m in measurements if any(s.id == "orientation" and s.flag == "review" for s in m.sources)]
+    if not marked:
+        return None
+    n = sum(m.name == RVI_ANGLE.name for m in measurements)
+    return (f"on {len(marked)} of {n} slices x phases with both RV insertions the RV lies on the patient's left and "
+            "behind the LV in this file's geometry, which a heart in its usual place never does: the orientation in "
+            "the header may be "
+            "wrong (e.g. x and y negated by a conversion), or the points are; those RVI angles (measured from the "
+            "patient's anterior) are marked review. Check the image orientation before using them")
+
+
 def rvi_measurements(
     lmset: LandmarkSet,
     series=None,
@@ -364,7 +435,8 @@ def rvi_measurements(
     Returns:
         ``Measurement`` list (see module docstring for definitions and conventions): per
         (slice, phase), ``"RVI angle"`` then ``"RVI opening angle"``, unit ``"deg"``; no entry
-        where the needed points are absent.
+        where the needed points are absent. With a known orientation, an RVI angle whose slice has the RV
+        on the patient's left-posterior carries an ``"orientation"`` source flagged review (module docstring).
 
     Raises:
         MissingGeometryError: the given direction cannot define a slice frame.
@@ -384,4 +456,7 @@ def rvi_measurements(
     else:
         logger.warning("RVI angle not computed: no series/direction given and the landmarks carry no ijk "
                        "to recover the slice orientation")
-    return measure(lmset, RVI_MEASUREMENTS, frame)
+    out = measure(lmset, RVI_MEASUREMENTS, frame)
+    if frame is not None and frame.anatomical:
+        _mark_rv_side(lmset, out, frame)
+    return out

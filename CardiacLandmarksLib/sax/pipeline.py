@@ -27,7 +27,7 @@ from CardiacLandmarksLib.core.preprocessing import (
 )
 from CardiacLandmarksLib.core.series import CMRSeries
 from CardiacLandmarksLib.models.loader import LoadedModel, cpu_workers, load_model, run_batches
-from CardiacLandmarksLib.sax.measurements import rvi_measurements
+from CardiacLandmarksLib.sax.measurements import rv_side_warning, rvi_measurements
 from CardiacLandmarksLib.sax.presence import (
     card_max_clv_jump,
     card_min_lv_area,
@@ -233,6 +233,9 @@ def detect_landmarks(
         stack_gate(lmset, series, phd.max_stack_jump_mm, phd.stack_gate_landmarks)
     lmset.landmarks.sort(key=lambda lm: (lm.phase, lm.slice, names.index(lm.name)))
     lmset.measurements = rvi_measurements(lmset, series=series)
+    warning = rv_side_warning(lmset.measurements)
+    if warning is not None:
+        lmset.warnings.append(warning)
     return lmset
 
 

@@ -107,7 +107,9 @@ def measurement_label(m: Measurement, already: set[str] | None = None) -> str:
     txt = f"{_SHORT.get(m.name, m.name)} {m.value:.0f}{unit}" if math.isfinite(m.value) else f"{m.name} n/a"
     if m.status == "ok":
         return txt
-    doubtful = [src.caveat() for src in m.sources if src.doubtful]
+    # a warning on the input (kind "input": a forced view, the RV on the wrong side) by its name alone: its text is
+    # in the figure's header, the CSV's check column and landmarks.json
+    doubtful = [src.id if src.kind == "input" else src.caveat() for src in m.sources if src.doubtful]
     seen = already if already is not None else set()
     new = [c for c in doubtful if c not in seen]
     seen.update(doubtful)
@@ -142,7 +144,8 @@ def _landmark_ij(series, lm: Landmark) -> np.ndarray | None:
 
 
 def _header_lines(series, lmset: LandmarkSet, t: int, chars: int) -> list[str]:
-    """Figure title: source, phase, model, then the angle conventions, wrapped to ``chars``."""
+    """Figure title: source, phase, model, the angle conventions, then the set's warnings (an input warning,
+    the RV on the wrong side: :func:`~.measurements.rv_side_warning`), wrapped to ``chars``."""
     import textwrap
 
     model = lmset.model or {}
@@ -157,7 +160,8 @@ def _header_lines(series, lmset: LandmarkSet, t: int, chars: int) -> list[str]:
         conv = ("orientation unknown, shown as stored: RVI angle from image up, + towards image left; "
                 "opening: angle A-RVI\u2013C-LV\u2013I-RVI. Values from a low-confidence point are marked "
                 "'check' (status review)")
-    return textwrap.wrap(head, chars) + textwrap.wrap(conv, chars)
+    warn = [line for w in getattr(lmset, "warnings", []) for line in textwrap.wrap(f"WARNING: {w}", chars)]
+    return textwrap.wrap(head, chars) + textwrap.wrap(conv, chars) + warn
 
 
 def crop_window(points_ij: np.ndarray, shape_ji: tuple[int, int], spacing_ij: tuple[float, float],
