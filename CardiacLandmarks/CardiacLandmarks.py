@@ -437,7 +437,13 @@ class CardiacLandmarksWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                 self.logic.showResultInSliceViews(result)
                 if self.logic.isLaxResult(result):
                     self.showLvLengthPlot(result)
-                self.ui.statusLabel.text = _("Done. Review the flagged points.")
+                text = _("Done. Review the flagged points.")
+                warnings = self.logic.resultWarnings(result)
+                for warning in warnings:
+                    logging.warning("CardiacLandmarks: %s", warning)
+                if warnings:  # e.g. the RV on the patient's wrong side: the RVI angles are review, this says why
+                    text += " " + _("Warning: {warnings}").format(warnings=" | ".join(warnings))
+                self.ui.statusLabel.text = text
             if outcome.failed:
                 self.ui.statusLabel.text = _("Detection failed (see the error message).")
         finally:
@@ -743,6 +749,15 @@ class CardiacLandmarksLogic(ScriptedLoadableModuleLogic, VTKObservationMixin):
     def resultTable(self, hub):
         """The measurements table (RVI angles; for a long-axis result the LV length of slice 0)."""
         return hub.GetNodeReference(TABLE_REFERENCE)
+
+    @staticmethod
+    def resultWarnings(hub) -> list:
+        """The warnings of a result as detected (``LandmarkSet.warnings``: a loader's note on the file, the
+        RV on the patient's wrong side, a forced view ...); empty when there are none."""
+        try:
+            return [str(w) for w in json.loads(hub.GetText() or "{}").get("warnings", [])]
+        except (ValueError, AttributeError):
+            return []
 
     @staticmethod
     def isLaxResult(hub) -> bool:

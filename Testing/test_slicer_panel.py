@@ -17,6 +17,7 @@ and the dependency-install dialogs of Detect and of the perfusion section.
 from __future__ import annotations
 
 import importlib.util
+import logging
 import os
 import sys
 import typing
@@ -309,6 +310,29 @@ def test_sax_flow_on_acdc(panel, dialogs, acdc_dir, tmp_path_factory):
     assert any(".bak-" in p.name for p in out.iterdir()), "second export keeps the first file as a backup"
     assert ui.statusLabel.text.startswith("Wrote 1 file(s) to ")
     _save_screenshot(panel)
+
+
+def test_detect_shows_the_rv_side_warning_and_review_rvi_angles(panel, dialogs, data_root, caplog):
+    """M&Ms-2 001's SAX header has x and y negated (the RV on the patient's left-posterior): after Detect the
+    status line says why, the warning is logged, and the table's RVI angles are review with 'orientation'
+    named, while the opening angles keep their own status."""
+    from conftest import require_data
+
+    ui = panel.ui
+    volume = slicer.util.loadVolume(str(require_data("mnms2", "001", "001_SA_ED.nii.gz")))
+    ui.inputSelector.setCurrentNode(volume)
+    ui.deviceComboBox.currentIndex = ui.deviceComboBox.findData("cpu")
+    with caplog.at_level(logging.WARNING):
+        click(ui.detectButton)
+    assert not dialogs.shown, dialogs.shown
+    text = ui.statusLabel.text
+    assert text.startswith("Done. Review the flagged points. Warning: on ") and "patient's left" in text, text
+    assert any("behind the LV" in r.getMessage() for r in caplog.records)
+    rows = _table_values(ui.measurementsTableView).values()
+    angle = [r for r in rows if (r.get("name") or r.get("Measurement")) == "RVI angle"]
+    assert angle and all(r["Status"].startswith("review") and "orientation" in r["Status"] for r in angle), angle[:2]
+    opening = [r for r in rows if (r.get("name") or r.get("Measurement")) == "RVI opening angle"]
+    assert opening and not any("orientation" in r["Status"] for r in opening)
 
 
 def test_sequence_choice_picks_the_sax_model(panel, dialogs, acdc_dir):
