@@ -163,7 +163,7 @@ def test_header_with_the_rv_on_the_wrong_side_makes_every_rvi_angle_review(data_
         assert m.status == "review" and m.sources[-1].id == "orientation", (m.slice, m.value)
         assert abs(m.value) > 120  # the septum at the back: about 180 deg from where it lies in the body
     warning = next(w for w in lmset.warnings if "RV lies on the patient's left" in w)
-    assert warning.startswith(f"on {len(with_pair)} of {len(angles)} slices")
+    assert warning.startswith(f"on {len(with_pair)} of the {len(angles)} slices x phases with an RVI angle")
     rows = list(csv.DictReader(write_measurements_csv(lmset, tmp_path / "measurements.csv").open()))
     assert all("orientation" in r["check"] for r in rows if r["name"] == "RVI angle" and int(r["slice"]) in
                {m.slice for m in with_pair})

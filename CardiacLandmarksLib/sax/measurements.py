@@ -33,7 +33,7 @@ Every result carries its landmarks (``sources``, with flag and confidence) and a
 ``review`` when any of them is flagged low, ``ok`` when all are high or corrected
 (:func:`CardiacLandmarksLib.core.landmarks.measurement_status`, the one rule for all tasks).
 
-**Which side the RV lies on.** In every heart the RV lies to the patient's right and in front of the LV, so
+**Which side the RV lies on.** In a heart in its usual place the RV lies to the patient's right and in front of the LV, so
 the septum (the midpoint of A-RVI and I-RVI) seen from C-LV points into the right-anterior half of the slice
 plane. With a known patient orientation, an RVI angle whose slice has the septum in the left-posterior half
 (:func:`rv_side_cosine` < 0) gets a source ``"orientation"`` flagged ``review``: either the header's
@@ -349,7 +349,7 @@ def measure(
     return out
 
 
-#: the patient's right-anterior direction (LPS): where the RV lies from the LV in every heart
+#: the patient's right-anterior direction (LPS): where the RV lies from the LV in a heart in its usual place
 RIGHT_ANTERIOR_LPS = np.array([-1.0, -1.0, 0.0]) / np.sqrt(2.0)
 #: the note of the ``"orientation"`` source that :func:`rvi_measurements` adds to an RVI angle (module docstring)
 RV_SIDE_NOTE = "RV on the patient's left-posterior"
@@ -363,7 +363,7 @@ def rv_side_cosine(a_rvi_lps: np.ndarray, i_rvi_lps: np.ndarray, c_lv_lps: np.nd
         normal: the slice-plane normal (any length; :class:`SaxFrame` ``normal``).
 
     Returns:
-        A value in ``[-1, 1]``: near +1 when the septum faces the patient's right-anterior (every heart), below 0
+        A value in ``[-1, 1]``: near +1 when the septum faces the patient's right-anterior (as it does), below 0
         when it faces the left-posterior half of the plane (module docstring: a wrong header, or wrong points).
 
     Raises:
@@ -401,11 +401,10 @@ def rv_side_warning(measurements: Sequence[Measurement]) -> str | None:
     if not marked:
         return None
     n = sum(m.name == RVI_ANGLE.name for m in measurements)
-    return (f"on {len(marked)} of {n} slices x phases with both RV insertions the RV lies on the patient's left and "
+    return (f"on {len(marked)} of the {n} slices x phases with an RVI angle, the RV lies on the patient's left and "
             "behind the LV in this file's geometry, which a heart in its usual place never does: the orientation in "
-            "the header may be "
-            "wrong (e.g. x and y negated by a conversion), or the points are; those RVI angles (measured from the "
-            "patient's anterior) are marked review. Check the image orientation before using them")
+            "the header may be wrong (e.g. x and y negated by a conversion), or the points are; those RVI angles "
+            "(measured from the patient's anterior) are marked review. Check the image orientation before using them")
 
 
 def rvi_measurements(

@@ -114,15 +114,17 @@ def _function_panel(ax, fres, key) -> None:
     gap = max(1, (i1 - i0) // 40)
 
     def side_by_side(a, b, fill):
+        """The crops of slices ``a`` and ``b`` (``[j, i]``) with a gap of ``fill`` between them."""
         pad = np.full((j1 - j0, gap), fill, dtype=a.dtype)
-        return np.concatenate([a[k, j0:j1, i0:i1], pad, b[k, j0:j1, i0:i1]], axis=1)
+        return np.concatenate([a[j0:j1, i0:i1], pad, b[j0:j1, i0:i1]], axis=1)
 
-    lo_hi = [_window(x[k]) for x in (ed_img, es_img)]
-    # each phase windowed on its own slice, then shown on one [0, 1] scale
-    ed_n = np.clip((ed_img - lo_hi[0][0]) / (lo_hi[0][1] - lo_hi[0][0]), 0, 1)
-    es_n = np.clip((es_img - lo_hi[1][0]) / (lo_hi[1][1] - lo_hi[1][0]), 0, 1)
-    ax.imshow(side_by_side(ed_n, es_n, 1.0), cmap="gray", vmin=0, vmax=1, aspect=sj / si, interpolation="bilinear")
-    lab = side_by_side(ed_lab, es_lab, 0)
+    def windowed(img):  # each phase windowed on its own slice, then shown on one [0, 1] scale
+        lo, hi = _window(img)
+        return np.clip((img - lo) / (hi - lo), 0, 1)
+
+    ax.imshow(side_by_side(windowed(ed_img[k]), windowed(es_img[k]), 1.0), cmap="gray", vmin=0, vmax=1,
+              aspect=sj / si, interpolation="bilinear")
+    lab = side_by_side(ed_lab[k], es_lab[k], 0)
     colours = {v: c for v, (_, _, c) in SEGMENTS.items()}
     for value, mask in ((1, lab == 1), (3, lab == 3), (2, (lab == 2) | (lab == 3))):
         if mask.any():
