@@ -135,6 +135,19 @@ def test_analyse_mnms2_study(mnms_study, tmp_path):
     assert d["status"] in ("ok", "review") and len(d["routing"]["series"]) == 7
     assert d["settings"] == {"device": "cpu", "tta": True}  # the default: mirror TTA (study --no-tta turns it off)
     assert all(v["status"] in ("ok", "review", "n/a") and "flags" in v for v in d["key_values"])
+    # key values carry their measurement's own status (one trust rule): this file's header puts the RV on the
+    # patient's left-posterior, so the RVI angle is review for 'orientation' though its points are high
+    kv = {v["name"]: v for v in d["key_values"]}
+    sax = next(o for o in res.outcomes if o.task == "sax").result
+    k = int(kv["RVI angle (mid, ED)"]["detail"].split()[1].rstrip(","))
+    for name in ("RVI angle", "RVI opening angle"):
+        m = next(m for m in sax.measurements if m.name == name and m.slice == k and m.phase == 0)
+        assert kv[f"{name} (mid, ED)"]["status"] == m.status
+    assert kv["RVI angle (mid, ED)"]["status"] == "review" and "orientation review" in kv["RVI angle (mid, ED)"]["flags"]
+    lax = next(o for o in res.outcomes if o.task == "lax").result
+    for name in ("LV length ED", "LV length ES", "Longitudinal shortening"):
+        m = next(m for m in lax.measurements if m.name == name and m.slice == 0)
+        assert kv[f"{name} (4CH)"]["status"] == m.status, name
     assert (out / "summary.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert (out / "001_SA_sax" / "landmarks.json").exists()
     assert (out / "001_LA_CINE_lax" / "landmarks.json").exists()

@@ -83,8 +83,12 @@ def _sax_panel(ax, series, lmset, key) -> None:
         r = 55.0 / series.spacing[0]
         ax.set_xlim(ci - r, ci + r)
         ax.set_ylim(cj + r, cj - r)
-    ang = next((m.value for m in lmset.measurements if m.name == "RVI angle" and m.slice == k and m.phase == 0), None)
-    ax.set_title(f"SAX {key}: slice {k}, ED" + (f", RVI angle {ang:.0f} deg" if ang is not None else ""), fontsize=8)
+    from CardiacLandmarksLib.sax.report import measurement_label
+
+    m = next((m for m in lmset.measurements if m.name == "RVI angle" and m.slice == k and m.phase == 0), None)
+    # with its trust, as the overlay's panel titles: "RVI 155° — check orientation" (orange) unless ok
+    ax.set_title(f"SAX {key}: slice {k}, ED" + (f", {measurement_label(m)}" if m is not None else ""), fontsize=8,
+                 color="k" if m is None or m.status == "ok" else _STATUS_COLOUR.get(m.status, "k"))
 
 
 def _function_panel(ax, fres, key) -> None:

@@ -114,12 +114,6 @@ class TaskOutcome:
                 "seconds": round(self.seconds, 2)}
 
 
-def _status(flags: list[str]) -> str:
-    if not flags or any(f == "absent" for f in flags):
-        return "n/a"
-    return "ok" if all(f == "high" for f in flags) else "review"
-
-
 def _rel(paths, root: Path) -> list[str]:
     out = []
     for p in paths:
@@ -160,12 +154,14 @@ def run_sax(series: CMRSeries, models: Models, outdir: Path, root: Path, key: st
     if k is None:
         out.values.append(KeyValue("RVI angle (mid, ED)", None, "deg", "n/a", detail="no slice with all three points"))
         return out
-    flags = [lmset.get(nm, k, 0).flag for nm in ("A-RVI", "I-RVI", "C-LV")]
-    val = next((m.value for m in lmset.measurements if m.name == "RVI angle" and m.slice == k and m.phase == 0), None)
-    out.values.append(KeyValue("RVI angle (mid, ED)", val, "deg", _status(flags), flags, f"slice {k}, phase 0"))
-    val = next((m.value for m in lmset.measurements if m.name == "RVI opening angle" and m.slice == k
-                and m.phase == 0), None)
-    out.values.append(KeyValue("RVI opening angle (mid, ED)", val, "deg", _status(flags), flags, f"slice {k}, phase 0"))
+    for name in ("RVI angle", "RVI opening angle"):
+        # the measurement's own status and sources (the one trust rule, with e.g. the RV-side 'orientation' review)
+        m = next((m for m in lmset.measurements if m.name == name and m.slice == k and m.phase == 0), None)
+        if m is None:  # degenerate geometry (an insertion on C-LV): not measured
+            out.values.append(KeyValue(f"{name} (mid, ED)", None, "deg", "n/a", detail=f"slice {k}, phase 0"))
+            continue
+        flags = [s.flag if s.kind != "input" else f"{s.id} {s.flag}" for s in m.sources]
+        out.values.append(KeyValue(f"{name} (mid, ED)", m.value, "deg", m.status, flags, f"slice {k}, phase 0"))
     return out
 
 
@@ -229,22 +225,19 @@ def run_lax(series: CMRSeries, view: str, models: Models, outdir: Path, root: Pa
     if view == "lax":
         out.notes.append("chamber view not decided: the 4CH model was used")
     out.notes += [str(n) for n in lmset.model.get("lax_checks", [])]
-    names = [n for n in ("AL-P", "IS-P", "A-P", "I-P", "IL-P", "AS-P", "APEX")
-             if any(lm.name == n for lm in lmset.landmarks)]
     ms = {m.name: m for m in lmset.measurements if m.slice == 0}
-    for label, mname in (("LV length ED", "LV length ED"), ("LV length ES", "LV length ES")):
-        m = ms.get(mname)
+    # each value with the measurement's own status and sources (the one trust rule of core.landmarks)
+    for label in ("LV length ED", "LV length ES"):
+        m = ms.get(label)
         if m is None:
             out.values.append(KeyValue(f"{label} ({v.upper()})", None, "mm", "n/a"))
             continue
-        flags = [lmset.get(n, 0, m.phase).flag for n in names if lmset.get(n, 0, m.phase) is not None]
-        out.values.append(KeyValue(f"{label} ({v.upper()})", m.value, "mm", _status(flags), flags,
+        out.values.append(KeyValue(f"{label} ({v.upper()})", m.value, "mm", m.status, [s.flag for s in m.sources],
                                    f"phase {m.phase}"))
     m = ms.get("Longitudinal shortening")
-    flags = sorted({f for kv in out.values for f in kv.flags})
-    st = "n/a" if m is None else ("ok" if all(kv.status == "ok" for kv in out.values) else "review")
-    out.values.append(KeyValue(f"Longitudinal shortening ({v.upper()})", None if m is None else m.value, "%", st,
-                               flags))
+    out.values.append(KeyValue(f"Longitudinal shortening ({v.upper()})", None if m is None else m.value, "%",
+                               "n/a" if m is None else m.status,
+                               [] if m is None else sorted({s.flag for s in m.sources})))
     return out
 
 
