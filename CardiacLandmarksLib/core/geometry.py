@@ -26,6 +26,9 @@ ANTERIOR_LPS = np.array([0.0, -1.0, 0.0])
 LEFT_LPS = np.array([1.0, 0.0, 0.0])
 #: LPS unit vector pointing to the patient's head (superior).
 SUPERIOR_LPS = np.array([0.0, 0.0, 1.0])
+#: LPS unit vector pointing to the patient's right-anterior: where the RV lies from the LV in a heart in its usual
+#: place (the SAX RV-side check, the 4CH septal hinge).
+RIGHT_ANTERIOR_LPS = np.array([-1.0, -1.0, 0.0]) / np.sqrt(2.0)
 
 
 def lps_to_ras(points: np.ndarray) -> np.ndarray:

@@ -47,6 +47,7 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import dijkstra
 
 from CardiacLandmarksLib.core.errors import InvalidImageError
+from CardiacLandmarksLib.core.geometry import RIGHT_ANTERIOR_LPS
 
 logger = logging.getLogger(__name__)
 
@@ -63,7 +64,7 @@ HINGE_NAMES: dict[str, tuple[str, str]] = {
 FIRST_HINGE_DIRECTION_LPS: dict[str, np.ndarray] = {
     "2ch": np.array([0.0, -1.0, 1.0]) / np.sqrt(2.0),
     "3ch": np.array([-1.0, -1.0, 1.0]) / np.sqrt(3.0),
-    "4ch": np.array([-1.0, -1.0, 0.0]) / np.sqrt(2.0),
+    "4ch": RIGHT_ANTERIOR_LPS,
 }
 
 #: label values of the UK Biobank ``seg4_la_4ch`` silver masks (made by the networks of Bai et al.,

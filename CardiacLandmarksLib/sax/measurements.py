@@ -349,8 +349,6 @@ def measure(
     return out
 
 
-#: the patient's right-anterior direction (LPS): where the RV lies from the LV in a heart in its usual place
-RIGHT_ANTERIOR_LPS = np.array([-1.0, -1.0, 0.0]) / np.sqrt(2.0)
 #: the note of the ``"orientation"`` source that :func:`rvi_measurements` adds to an RVI angle (module docstring)
 RV_SIDE_NOTE = "RV on the patient's left-posterior"
 
@@ -373,7 +371,7 @@ def rv_side_cosine(a_rvi_lps: np.ndarray, i_rvi_lps: np.ndarray, c_lv_lps: np.nd
     n = _unit(_vec3(normal, "normal"), "normal")
     v = (_vec3(a_rvi_lps, "A-RVI") + _vec3(i_rvi_lps, "I-RVI")) / 2.0 - _vec3(c_lv_lps, "C-LV")
     v = v - (v @ n) * n
-    r = RIGHT_ANTERIOR_LPS - (RIGHT_ANTERIOR_LPS @ n) * n
+    r = geometry.RIGHT_ANTERIOR_LPS - (geometry.RIGHT_ANTERIOR_LPS @ n) * n
     return float(_unit(v, "septum direction") @ _unit(r, "right-anterior in the plane"))
 
 
