@@ -226,6 +226,71 @@ def test_browser_names_never_leave_the_folder(cohort, tmp_path):
     assert app.select_case("patient101_ED") is True and app.case.name == "patient101_ED"
 
 
+@pytest.fixture(scope="module")
+def oriented_cohort_src(tmp_path_factory, data_root) -> Path:
+    """Two ``detect`` results: M&Ms-2 001 SAX ED, whose header has x and y negated (the RV-side check warns
+    for the whole series), and ACDC patient001 ED (no orientation: no check, no warning)."""
+    from CardiacLandmarksLib.cli import main as cli_main
+
+    root = tmp_path_factory.mktemp("oriented_src")
+    for out, image in (("mnms2_001_SA_ED", data_root / "mnms2" / "001" / "001_SA_ED.nii.gz"),
+                       ("patient001_ED", data_root / "acdc" / "patient001_ED.nii.gz")):
+        assert cli_main(["detect", str(image), "-o", str(root / out), "--no-progress"]) == 0
+    return root
+
+
+def test_series_warnings_shown_as_a_banner(oriented_cohort_src, tmp_path):
+    """A series-level warning of landmarks.json (here the RV on the patient's left-posterior in the M&Ms-2
+    file) is in the page's state for its case only, and the case list names the case as having one."""
+    from CardiacLandmarksLib.results import read_result
+    from CardiacLandmarksLib.web.app import ReviewApp
+
+    cohort = tmp_path / "oriented"
+    shutil.copytree(oriented_cohort_src, cohort)
+    written = read_result(cohort / "mnms2_001_SA_ED").warnings
+    assert len(written) == 1 and "RV lies on the patient's left" in written[0]
+    assert read_result(cohort / "patient001_ED").warnings == []
+    app = ReviewApp(cohort)
+    assert app.case.name == "mnms2_001_SA_ED"
+    assert app.state.case_warnings == written
+    titles = {c["value"]: c["title"] for c in app.state.cases}
+    assert titles == {"mnms2_001_SA_ED": "mnms2_001_SA_ED (warning)", "patient001_ED": "patient001_ED"}
+    assert app.select_case("patient001_ED") is True
+    assert app.state.case_warnings == []
+    assert app.select_case("mnms2_001_SA_ED") is True
+    assert app.state.case_warnings == written
+
+
+def test_browser_shows_the_series_warning(oriented_cohort_src, tmp_path):
+    """Chromium: the M&Ms-2 case opens with its warning in a banner that a reader sees without scrolling."""
+    _need(CHROMIUM.exists(), f"{CHROMIUM} missing (apt-get install chromium)")
+    _need(importlib.util.find_spec("playwright") is not None, "playwright not installed (pip install playwright)")
+    from playwright.sync_api import sync_playwright
+
+    cohort = tmp_path / "oriented"
+    shutil.copytree(oriented_cohort_src, cohort)
+    srv = Server(cohort)
+    try:
+        with sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=["--no-sandbox"])
+            page = browser.new_page(viewport={"width": 1400, "height": 900})
+            page.goto(srv.url)
+            page.wait_for_selector(".remote-controlled-area img", timeout=60000)
+            banner = page.locator("#cl-warnings .v-alert")
+            banner.first.wait_for(timeout=30000)
+            assert banner.count() == 1
+            text = banner.first.text_content()
+            assert "Warning for this series" in text and "RV lies on the patient's left" in text
+            assert "Check the image orientation" in text
+            box = banner.first.bounding_box()
+            assert box["y"] + box["height"] <= 900  # in the first screen of the drawer
+            time.sleep(1.5)
+            page.screenshot(path=str(_output_dir() / "06_series_warning.png"))
+            browser.close()
+    finally:
+        srv.stop()
+
+
 def _probe(page) -> dict:
     return json.loads(page.locator("#cl-probe").text_content())
 
@@ -278,6 +343,7 @@ def test_browser_review_drag_place_save(cohort):
             page.wait_for_selector(".remote-controlled-area img", timeout=60000)
             time.sleep(2)
             page.screenshot(path=str(shots / "01_opened.png"))
+            assert page.locator("#cl-warnings .v-alert").count() == 0  # ACDC: no series warning, no banner
             n_flagged = int(page.locator("#cl-n-flagged").text_content().split()[0])
             assert n_flagged == sum(
                 lm.flag in ("low", "absent") for s in before.values() for lm in s.landmarks)

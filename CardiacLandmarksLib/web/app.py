@@ -10,7 +10,10 @@ folder of them. The page shows
   (:func:`CardiacLandmarksLib.core.review.flagged_points` and ``merge_queues``, as in the Slicer
   panel), and a "Next flagged" button;
 * the measurements of the current case (RVI angle and opening angle, or LV length and
-  shortening), recomputed by the library at every correction;
+  shortening), recomputed by the library at every correction, each with its status and caveat;
+* the current case's series-level warnings (``LandmarkSet.warnings``: e.g. the RV on the patient's
+  left-posterior, a forced view, an incomplete series) as a banner, and "(warning)" after the case's
+  name in the case list;
 * Save: the command line's files written back into the case folder by
   :func:`CardiacLandmarksLib.results.save_result` (the command line's writer and backup rule, one save
   at a time).
@@ -549,9 +552,11 @@ class ReviewApp:
     def _refresh(self) -> None:
         case = self.case
         s = self.state
-        s.cases = [{"title": self._title(n) + (" (unsaved)" if c.dirty else ""), "value": n}
+        s.cases = [{"title": self._title(n) + (" (warning)" if c.lmset.warnings else "")
+                    + (" (unsaved)" if c.dirty else ""), "value": n}
                    for n, c in self.cases.items()]
         s.case_name = case.name
+        s.case_warnings = list(case.lmset.warnings)
         s.queue = self._queue()
         s.n_flagged = len(s.queue)
         s.slice_k = self.slice_k
@@ -587,6 +592,7 @@ class ReviewApp:
         s.saving = False
         s.probe = {}
         s.queue, s.cases, s.measurements, s.current_measurements = [], [], [], []
+        s.case_warnings = []
         s.n_flagged = 0
         s.slice_k = s.phase_t = 0
         s.n_slices = s.n_phases = 1
@@ -633,6 +639,10 @@ class ReviewApp:
                                hide_details=True, id="cl-case")
                     v3.VAlert(text=("message",), type=("message_kind",), density="compact", variant="tonal",
                               classes="my-2", id="cl-message")
+                    with html.Div(id="cl-warnings", classes=("case_warnings.length ? 'mb-7' : ''",)):
+                        v3.VAlert(v_for="(w, i) in case_warnings", key="i", text=("w",), type="warning",
+                                  title="Warning for this series", density="compact", variant="outlined",
+                                  classes="mb-2 text-body-2")
                     v3.VSlider(v_model=("slice_k",), min=0, max=("n_slices - 1",), step=1, label="Slice",
                                thumb_label="always", density="compact", hide_details=True, classes="mt-4")
                     v3.VSlider(v_if=("n_phases > 1",), v_model=("phase_t",), min=0, max=("n_phases - 1",), step=1,
