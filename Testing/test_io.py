@@ -579,3 +579,48 @@ def test_folder_of_image_files_says_to_give_one_file(tmp_path):
     sitk.WriteImage(sitk.Image(8, 8, 2, sitk.sitkInt16), str(tmp_path / "case01.nii.gz"))
     with pytest.raises(NoDicomError, match=r"holds no DICOM but 1 image file\(s\) \(case01.nii.gz\)"):
         load_series(tmp_path)
+
+
+def test_first_last_correlation_and_the_sequence_it_decides():
+    """Built frames with known correlations, and the rules of guess_sequence around them: keywords and timing
+    first, the frames only for >= 20 frames of unknown timing on <= 4 slices."""
+    from CardiacLandmarksLib.io.common import CYCLIC_MIN_CORRELATION, first_last_correlation, guess_sequence
+
+    rng = np.random.default_rng(3)
+    first = rng.normal(size=(2, 16, 16))
+    n = 30
+    cyclic = np.repeat(first[None], n, axis=0)
+    cyclic[-1] = 2.0 * first + 3.0  # a gain and offset change nothing: r = 1
+    assert first_last_correlation(cyclic) == pytest.approx(1.0)
+    turned = cyclic.copy()
+    turned[-1] = -first
+    assert first_last_correlation(turned) == pytest.approx(-1.0)
+    # only the central half of the field of view counts: a change outside it is not seen
+    edges = cyclic.copy()
+    edges[-1, :, :3, :] = 100.0
+    assert first_last_correlation(edges) == pytest.approx(1.0)
+    flat = np.zeros((n, 1, 8, 8))
+    assert first_last_correlation(flat) == 1.0
+    flat[-1] = 1.0
+    flat[-1, 0, 4, 4] = 2.0
+    assert first_last_correlation(flat) == 0.0
+
+    assert 0.88 < CYCLIC_MIN_CORRELATION < 0.99  # inside the gap measured on the shared data (docstring)
+    why: list[str] = []
+    assert guess_sequence("series_7", n, 2, None, cyclic, why) == "cine"
+    assert "nearly the first (r = 1.00 >= 0.95)" in why[0]
+    why = []
+    assert guess_sequence("series_7", n, 2, None, turned, why) == "perfusion"
+    assert "differs from the first (r = -1.00 < 0.95)" in why[0]
+    # without pixels the old shape rule: perfusion from 40 frames of unknown timing
+    assert guess_sequence("series_7", 45, 1, None) == "perfusion"
+    assert guess_sequence("series_7", n, 1, None) == "cine"
+    # keywords and known timing come first
+    assert guess_sequence("stress_mid", n, 1, None, cyclic) == "perfusion"
+    assert guess_sequence("sa_cine", n, 1, None, turned) == "cine"
+    assert guess_sequence("series_7", n, 1, np.linspace(0.0, 30000.0, n), cyclic) == "perfusion"
+    assert guess_sequence("series_7", n, 1, np.linspace(0.0, 900.0, n), turned) == "cine"
+    # fewer than 20 frames, or a stack of more than 4 slices: never perfusion by the frames
+    assert guess_sequence("series_7", 19, 1, None, turned[:19]) == "cine"
+    many = np.repeat(turned, 3, axis=1)
+    assert guess_sequence("series_7", n, 6, None, many) == "cine"

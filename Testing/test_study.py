@@ -115,6 +115,59 @@ def test_route_mnms2_nifti_study(mnms_study):
 
 
 @pytest.mark.data
+def test_route_uk_biobank_long_axis_cines(tmp_path):
+    """UK Biobank long-axis cines carry 50 frames and no timing. They were read as first-pass perfusion
+    (">= 40 frames of unknown timing") and never analysed; the last frame of a cine is nearly its first
+    (one cardiac cycle). The 2CH and 3CH cines have no bundled model and are listed, not failed."""
+    r = route_study(require_data("lax", "cinema_ukb", "1"))
+    by_view = {s.view: s for s in r.series}
+    assert sorted(by_view) == ["2ch", "3ch", "4ch"]
+    for s in by_view.values():
+        assert s.sequence == "cine" and s.n_phases == 50 and s.n_slices == 1
+        assert any("the last frame is nearly the first" in ev for ev in s.evidence)
+    assert by_view["4ch"].analyses == ["lax"]
+    for view in ("2ch", "3ch"):
+        assert by_view[view].analyses == []
+        assert f"no bundled {view.upper()} landmark model (only 4CH)" in by_view[view].reason
+
+    demo = require_data("lax", "ukbb_demo", "1")
+    study = tmp_path / "ukbb"
+    study.mkdir()
+    (study / "la_4ch.nii.gz").symlink_to(demo / "la_4ch.nii.gz")
+    # the silver mask under a name that says nothing: its pixels (0-5) make it a label map
+    (study / "series_b.nii.gz").symlink_to(demo / "seg4_la_4ch.nii.gz")
+    # a first-pass perfusion series under a name without a keyword: its frames decide
+    (study / "series_c.nii.gz").symlink_to(require_data("perfusion", "mlperf") / "1132584_rest_base.nii.gz")
+    r = route_study(study)
+    la, seg, perf = (_by_label(r, n) for n in ("la_4ch", "series_b", "series_c"))
+    assert la.sequence == "cine" and la.analyses == ["lax"]
+    assert seg.sequence == "label" and seg.analyses == [] and "6 integer values (0, 1, 2, 3, 4, 5)" in seg.evidence[0]
+    assert perf.sequence == "perfusion" and perf.analyses == ["perfusion"] and perf.n_phases == 49
+    assert any("the last frame differs from the first" in ev for ev in perf.evidence)
+
+
+@pytest.mark.data
+def test_refined_chamber_without_a_model_is_listed_not_run(mnms_study, monkeypatch):
+    """A long-axis plane whose chamber is decided from the SAX landmarks as one with no bundled model leaves
+    the analyses with the reason (it used to fail in run_lax with a ModelIntegrityError)."""
+    from CardiacLandmarksLib.study import routing as routing_mod
+
+    r = route_study(mnms_study)
+    cine = _by_label(r, "001_LA_CINE")
+    assert cine.view == "lax" and cine.analyses == ["lax"]
+    sax_normal = np.cross(cine.normal, [1.0, 0.0, 0.0])
+    sax_normal /= np.linalg.norm(sax_normal)
+    line = np.cross(cine.normal, sax_normal)
+    rv_dir = np.cross(sax_normal, line)  # in the SAX plane, 90 deg from the line: a 2CH plane
+    assert routing_mod.refine_lax_chamber(cine, np.zeros(3), rv_dir, sax_normal) == "2ch"
+    assert cine.analyses == [] and "no bundled 2CH landmark model (only 4CH): not analysed" in cine.reason
+    monkeypatch.setattr(routing_mod, "lax_model_views", lambda: {"2ch", "4ch"})
+    cine = _by_label(route_study(mnms_study), "001_LA_CINE")
+    routing_mod.refine_lax_chamber(cine, np.zeros(3), rv_dir, sax_normal)
+    assert cine.analyses == ["lax"] and cine.reason == "long-axis cine (2CH from geometry)"
+
+
+@pytest.mark.data
 @pytest.mark.slow
 def test_analyse_mnms2_study(mnms_study, tmp_path):
     out = tmp_path / "out"

@@ -74,14 +74,33 @@ def check_image_content(series) -> None:
     if lo == hi:
         raise ConstantImageError(f"{_name(series)}: the image is constant (every voxel = {lo:g}); "
                                  "nothing to detect")
+    values = label_values(series)
+    if values is not None:
+        raise LabelMaskError(
+            f"{_name(series)}: the image holds only {values.size} integer values "
+            f"({', '.join(f'{v:g}' for v in values)}): it is a label mask, not an MR image; "
+            "give the image file (e.g. patient001_ED.nii.gz, not patient001_ED_gt.nii.gz)")
+
+
+def label_values(series) -> np.ndarray | None:
+    """The distinct values of a series that looks like a label mask, else None.
+
+    A label mask here: the first (up to) three frames hold only integers, 2 to :data:`MAX_LABEL_VALUES`
+    distinct ones. An 8-bit MR image also holds integers, but hundreds of them; a constant image is not a
+    label mask (:class:`~.errors.ConstantImageError` names it).
+
+    Args:
+        series: :class:`~.series.CMRSeries` (``pixels [t, k, j, i]``).
+
+    Returns:
+        sorted ``(n,)`` array of the values, or None.
+    """
+    px = series.pixels
     sample = px[: min(3, px.shape[0])]
-    if np.all(sample == np.round(sample)):
-        values = np.unique(sample)
-        if values.size <= MAX_LABEL_VALUES:
-            raise LabelMaskError(
-                f"{_name(series)}: the image holds only {values.size} integer values "
-                f"({', '.join(f'{v:g}' for v in values)}): it is a label mask, not an MR image; "
-                "give the image file (e.g. patient001_ED.nii.gz, not patient001_ED_gt.nii.gz)")
+    if not np.all(sample == np.round(sample)):
+        return None
+    values = np.unique(sample)
+    return values if 2 <= values.size <= MAX_LABEL_VALUES else None
 
 
 def check_spacing(series) -> None:

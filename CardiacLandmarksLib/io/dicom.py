@@ -922,7 +922,10 @@ def _assemble(objects: list[_Object], where: str) -> CMRSeries:
         metadata=meta,
     )
     text = " ".join(x for x in (obj0.description, obj0.header.get("protocol_name") or "") if x)
-    series.sequence = guess_sequence(text, n_t, n_k, trigger_times)
+    why: list[str] = []
+    series.sequence = guess_sequence(text, n_t, n_k, trigger_times, pixels, why)
+    if why:
+        series.metadata["sequence_evidence"] = why[0]
     series.view = guess_view(text, series.sequence)
     logger.info(
         "loaded DICOM series %s from %s: %d phases x %d slices x %dx%d",

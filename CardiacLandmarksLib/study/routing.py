@@ -10,15 +10,20 @@ analyses to run and the reason, and the evidence used.
 
 * ``localiser``: description ``loc``/``scout``/``survey``/``pilot``/``localizer``, or several
   orientations in one series (a tri-plane scout);
-* ``label``: an image file named ``*_gt``, ``*_seg``, ``*_label(s)``, ``*_mask``,
-  ``*_manual``, ``*_sectors`` (a segmentation, not an image);
+* ``label``: an image file named ``*_gt``, ``*_seg``, ``seg*_``, ``*_segmentation``, ``*_label(s)``,
+  ``*_mask``, ``*_manual``, ``*_sectors``, or whose pixels are a label mask
+  (:func:`CardiacLandmarksLib.io.checks.label_values`: at most 10 integer values), a segmentation, not an image;
 * ``t1``: keywords (MOLLI, ShMOLLI, SASHA, T1 map), ``ImageType`` holding ``T1`` or ``MAP``, or
   one slice imaged at several inversion times;
 * ``lge``: keywords (LGE, PSIR, DE, delayed ...), or a single-phase image with an
   InversionTime (an inversion-recovery scan that is not a cine);
 * ``perfusion``: keywords (perf, first pass, stress, rest ...), or >= 20 frames over <= 4
-  slices spanning more than 3 s of TriggerTime / AcquisitionTime (one image per heartbeat);
-* ``cine``: keywords (cine, TrueFISP/FIESTA/SSFP ...), or >= 10 phases within 3 s, or the
+  slices spanning more than 3 s of TriggerTime / AcquisitionTime (one image per heartbeat), or, for
+  an image file of unknown timing, >= 20 frames whose last frame differs from the first
+  (:func:`CardiacLandmarksLib.io.common.first_last_correlation` < 0.95: not one cardiac cycle);
+* ``cine``: keywords (cine, TrueFISP/FIESTA/SSFP ...), or >= 10 phases within 3 s, or an image file
+  of unknown timing whose last frame is nearly its first (one cardiac cycle, e.g. the UK Biobank
+  50-frame long-axis cines), or the
   ED and ES frames of a cine stored as two files (``*_ED`` / ``*_ES`` of identical geometry:
   paired into one two-phase series, phase 0 = ED, phase 1 = ES).
 
@@ -38,7 +43,8 @@ rule of :func:`CardiacLandmarksLib.io.view.recognise_view` is used.
 
 **Analyses**: SAX cine stack or ED/ES pair -> ``sax`` (landmarks, RVI angles) and
 ``function`` (LV/RV volumes, EF; when the ``function`` package is present); long-axis cine
-(or a long-axis ED/ES pair) -> ``lax`` (mitral points, apex, LV length, shortening);
+(or a long-axis ED/ES pair) -> ``lax`` (mitral points, apex, LV length, shortening) when the catalogue has a
+landmark model for its chamber view (:func:`lax_model_views`; a view not yet decided uses the 4CH model);
 first-pass perfusion -> ``perfusion`` (one analysis per slice, AHA segments). Single
 long-axis frames of a plane that also has a cine are covered by the cine. LGE, T1 maps,
 localisers, labels, unknown sequences, non-MR objects and damaged series are listed with the
@@ -58,6 +64,7 @@ from CardiacLandmarksLib.core.errors import CardiacLandmarksError, InputNotFound
 from CardiacLandmarksLib.core.series import CMRSeries
 from CardiacLandmarksLib.io import dicom_study as io_dicom_study
 from CardiacLandmarksLib.io import image as io_image
+from CardiacLandmarksLib.io.checks import label_values
 from CardiacLandmarksLib.io.common import guess_sequence, guess_view
 from CardiacLandmarksLib.io.view import recognise_view
 
@@ -70,7 +77,7 @@ TWO_CH_MIN_DEG = 60.0
 MIN_SAX_SLICES = 3
 
 _LOCALISER = re.compile(r"(\bloc\b|locali[sz]er|scout|survey|pilot|\bloc_|_loc\b|tripilot)")
-_LABEL_NAME = re.compile(r"(_gt|_seg|^seg_|_labels?|_mask|_manual|_sectors)(\b|_|$)")
+_LABEL_NAME = re.compile(r"(_gt|_seg\d*|_segmentation|^seg\d*|^segmentation|_labels?|_mask|_manual|_sectors)(\b|_|$)")
 _T1 = re.compile(r"(molli|sasha|t1 ?map|\bt1\b|native t1)")
 _LAX_WORDS = re.compile(r"\b(la|lax|long ?axis)\b")
 _EDES = re.compile(r"(?<![a-z0-9])(ed|es)(?![a-z0-9])")
@@ -351,6 +358,13 @@ def _image_entries(files: list[Path], notes: list[str]) -> list[RoutedSeries]:
             out.append(RoutedSeries(key=stem, label=f.name, source=f.name, view="-", sequence="-",
                                     reason=f"unreadable: {type(exc).__name__}: {exc}"))
             continue
+        values = label_values(s)
+        if values is not None:
+            out.append(RoutedSeries(key=stem, label=f.name, source=f.name, view="-", sequence="label",
+                                    reason="label map (segmentation), not an image",
+                                    evidence=[f"only {values.size} integer values "
+                                              f"({', '.join(f'{v:g}' for v in values)})"]))
+            continue
         loaded.append((f, s))
     # ED/ES pairs: two single-phase files of identical geometry named *_ED / *_ES
     used: set[Path] = set()
@@ -394,6 +408,8 @@ def _image_entries(files: list[Path], notes: list[str]) -> list[RoutedSeries]:
             e.sequence = "cine"
             e.phase_labels = [m.group(1).upper()]
             e.evidence.append(f"single {m.group(1).upper()} frame of a cine (file name)")
+        elif s.metadata.get("sequence_evidence"):
+            e.evidence.append(f"{e.sequence}: {s.metadata['sequence_evidence']}")
         elif e.sequence != "unknown":
             e.evidence.append(f"file name {f.name!r} / shape: {e.sequence}")
         e._load = (lambda s=s: s)
@@ -506,7 +522,26 @@ def _decide_views(routing: StudyRouting) -> None:
         routing.notes.append("no multi-slice SAX cine in the study: views from descriptions / absolute orientation")
 
 
+def lax_model_views() -> set[str]:
+    """The long-axis views (``"2ch"``, ``"3ch"``, ``"4ch"``) that have a bundled landmark model in the catalogue
+    (:func:`CardiacLandmarksLib.models.catalogue.catalogue`, ``CARDIAC_LANDMARKS_MODELS`` honoured). When the
+    catalogue cannot be read, all three: the analysis then fails with the catalogue's named error."""
+    from CardiacLandmarksLib.core.errors import ModelIntegrityError
+    from CardiacLandmarksLib.models.catalogue import catalogue
+
+    try:
+        return {e.view for e in catalogue().values() if e.task == "landmarks" and e.view in ("2ch", "3ch", "4ch")}
+    except ModelIntegrityError:
+        return {"2ch", "3ch", "4ch"}
+
+
+def _no_lax_model(view: str, have: set[str]) -> str:
+    bundled = ", ".join(v.upper() for v in sorted(have)) or "none"
+    return f"no bundled {view.upper()} landmark model (only {bundled}): not analysed"
+
+
 def _decide_analyses(routing: StudyRouting) -> None:
+    lax_views = lax_model_views()
     cines_lax = [e for e in routing.series if e.sequence == "cine" and e.view in ("2ch", "3ch", "4ch", "lax")
                  and e.n_phases >= 2]
     for e in routing.series:
@@ -528,6 +563,9 @@ def _decide_analyses(routing: StudyRouting) -> None:
                     and c.normal is not None and _angle(e.normal, c.normal) < 2.0]
             if same:
                 e.reason = f"frames of the plane of {same[0].label} (analysed there)"
+            elif view != "lax" and view not in lax_views:
+                e.reason = f"long-axis {'cine' if e.n_phases >= 2 else 'frame'} ({view.upper()}): " + \
+                    _no_lax_model(view, lax_views)
             elif e.n_phases >= 2:
                 e.analyses = ["lax"]
                 e.reason = f"long-axis cine ({'chamber view to decide' if view == 'lax' else view.upper()})"
@@ -579,4 +617,8 @@ def refine_lax_chamber(e: RoutedSeries, c_lv: np.ndarray, rv_dir: np.ndarray, sa
                       f"{view.upper()} (geometry, approximate)")
     if "lax" in e.analyses:
         e.reason = f"long-axis {'cine' if e.n_phases >= 2 else 'frame'} ({view.upper()} from geometry)"
+        have = lax_model_views()
+        if view not in have:
+            e.analyses.remove("lax")
+            e.reason += ": " + _no_lax_model(view, have)
     return view
