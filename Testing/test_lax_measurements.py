@@ -85,3 +85,23 @@ def test_measurement_entries():
     ed = [m for m in ms if m.name == "LV length ED"][0]
     es = [m for m in ms if m.name == "LV length ES"][0]
     assert (ed.phase, es.phase, ed.value, es.value) == (0, 2, pytest.approx(90.0), pytest.approx(72.0))
+
+
+def test_known_ed_es_phases_are_kept_through_recomputation(tmp_path):
+    """An ED + ES file pair: the set records {"ed": 0, "es": 1} and every path uses it, even where the ES
+    length comes out longer (max/min would swap the files and report a positive shortening); an explicit
+    rule still wins; the record survives landmarks.json."""
+    from CardiacLandmarksLib.results import recompute_measurements
+
+    pair = lax_set([80.0, 84.0])
+    assert lv_length_curve(pair).ed_phase == 1  # max/min: the longer frame is called ED
+    pair.model["ed_es"] = {"ed": 0, "es": 1}
+    c = lv_length_curve(pair)
+    assert (c.ed_phase, c.es_phase, c.ed_rule, c.es_rule) == (0, 1, "given", "given")
+    assert c.shortening_pct == pytest.approx(100 * (80 - 84) / 80)
+    assert lv_length_curve(pair, ed="max", es="min").ed_phase == 1
+    ms = {(m.name, m.phase): m.value for m in recompute_measurements(pair)}
+    assert ms[("LV length ED", 0)] == pytest.approx(80.0) and ms[("LV length ES", 1)] == pytest.approx(84.0)
+    assert ms[("Longitudinal shortening", None)] == pytest.approx(-5.0)
+    back = LandmarkSet.from_dict(pair.to_dict())
+    assert back.model["ed_es"] == {"ed": 0, "es": 1} and lv_length_curve(back).ed_phase == 0

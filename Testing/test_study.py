@@ -147,6 +147,21 @@ def test_route_uk_biobank_long_axis_cines(tmp_path):
 
 
 @pytest.mark.data
+def test_long_axis_ed_es_pair_keeps_the_files_phases(tmp_path):
+    """lax_4c_ed + lax_4c_es (M&Ms-2 via CineMA): ED is the file named ED whatever the lengths say; the
+    max/min rule called the ES file ED when its LV came out longer."""
+    res = analyse_study(require_data("lax", "mnms2_cinema"), tmp_path / "out")
+    (o,) = [o for o in res.outcomes if o.task == "lax"]
+    assert o.ok and o.result.model["ed_es"] == {"ed": 0, "es": 1}
+    per_phase = {m.phase: m.value for m in o.result.measurements if m.name == "LV length"}
+    ms = {m.name: m for m in o.result.measurements}
+    assert ms["LV length ED"].phase == 0 and ms["LV length ES"].phase == 1
+    assert ms["Longitudinal shortening"].value == pytest.approx(100 * (per_phase[0] - per_phase[1]) / per_phase[0])
+    saved = json.loads((tmp_path / "out" / "lax_4c_lax" / "landmarks.json").read_text())
+    assert saved["model"]["ed_es"] == {"ed": 0, "es": 1}
+
+
+@pytest.mark.data
 def test_refined_chamber_without_a_model_is_listed_not_run(mnms_study, monkeypatch):
     """A long-axis plane whose chamber is decided from the SAX landmarks as one with no bundled model leaves
     the analyses with the reason (it used to fail in run_lax with a ModelIntegrityError)."""

@@ -36,8 +36,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser("lv-length", help="LV length per phase and longitudinal shortening from long-axis landmarks")
     p.add_argument("points", help="landmarks.json, a .mrk.json file or a folder of .mrk.json files")
-    p.add_argument("--ed", default="max", help="ED phase: max (default), first, or a phase number")
-    p.add_argument("--es", default="min", help="ES phase: min (default) or a phase number")
+    p.add_argument("--ed", default=None, help="ED phase: max, first, or a phase number (default: the phase the "
+                                              "result knows, e.g. from an ED + ES file pair, else max)")
+    p.add_argument("--es", default=None, help="ES phase: min or a phase number (default: the phase the result "
+                                              "knows, else min)")
     p.add_argument("--view", default=None, choices=("2ch", "3ch", "4ch"))
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=cmd_lv_length)
@@ -50,7 +52,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_validate)
 
 
-def _phase_rule(text: str, rules: tuple[str, ...]):
+def _phase_rule(text: str | None, rules: tuple[str, ...]):
+    if text is None:
+        return None
     t = str(text).strip().lower()
     if t in rules:
         return t

@@ -18,6 +18,9 @@ network", Radiology: AI 2021;3(5):e200197:
   always start at the R wave (in ``mnms2/001`` the labelled ED frame is phase 23 of 25).
   An integer picks the phase explicitly (e.g. from the DICOM trigger times or the
   operator).
+* A set whose ``model["ed_es"]`` holds ``{"ed": i, "es": j}`` (phases known from the input, e.g. a
+  ``*_ED`` + ``*_ES`` file pair: :func:`CardiacLandmarksLib.lax.pipeline.detect_lax`) uses those phases
+  wherever no rule is given, so a correction and the figure keep them (:func:`phases_of`).
 
 The measurement shape follows :class:`.measurements.MeasurementDefinition` (a definition
 declares the landmarks it needs); a phase gets a length only when the three landmarks are
@@ -154,6 +157,14 @@ def _view_of(lmset: LandmarkSet, view: str | None) -> str:
     return v
 
 
+def phases_of(lmset: LandmarkSet, ed: str | int | None, es: str | int | None) -> tuple[str | int, str | int]:
+    """The ED and ES rules for ``lmset``: the ones given, else the set's known phases
+    (``lmset.model["ed_es"]``, module docstring), else ``"max"`` and ``"min"``."""
+    known = lmset.model.get("ed_es") if isinstance(lmset.model, dict) else None
+    known = known if isinstance(known, dict) else {}
+    return (ed if ed is not None else known.get("ed", "max"), es if es is not None else known.get("es", "min"))
+
+
 def choose_ed_es(lengths: np.ndarray, ed: str | int = "max", es: str | int = "min"
                  ) -> tuple[int | None, str, int | None, str]:
     """ED and ES phases of an LV-length curve by the rules of :func:`lv_length_curve`.
@@ -196,8 +207,8 @@ def lv_length_curve(
     lmset: LandmarkSet,
     view: str | None = None,
     k: int | None = None,
-    ed: str | int = "max",
-    es: str | int = "min",
+    ed: str | int | None = None,
+    es: str | int | None = None,
     n_phases: int | None = None,
 ) -> LVLengthCurve:
     """LV length on every phase of one slice, ED/ES phases and longitudinal shortening.
@@ -206,8 +217,9 @@ def lv_length_curve(
         lmset: long-axis landmarks (LPS mm).
         view: ``"2ch"``/``"3ch"``/``"4ch"`` (default ``lmset.view`` or from the names).
         k: slice (default: the lowest slice holding landmarks).
-        ed: ``"max"`` (default), ``"first"`` or a phase index (see module docstring).
-        es: ``"min"`` (default) or a phase index.
+        ed: ``"max"``, ``"first"`` or a phase index (see module docstring); None: the set's known ED phase
+            (``model["ed_es"]``), else ``"max"``.
+        es: ``"min"`` or a phase index; None: the set's known ES phase, else ``"min"``.
         n_phases: number of phases T (default: 1 + the largest phase in ``lmset``).
 
     Returns:
@@ -217,6 +229,7 @@ def lv_length_curve(
         ValueError: not a long-axis set, unknown ``ed``/``es`` rule, or a phase out of range.
     """
     view = _view_of(lmset, view)
+    ed, es = phases_of(lmset, ed, es)
     slices = sorted({lm.slice for lm in lmset.landmarks})
     k = (slices[0] if slices else 0) if k is None else int(k)
     sub = LandmarkSet(lmset.source, view, lmset.model, [lm for lm in lmset.landmarks if lm.slice == k])
@@ -256,9 +269,9 @@ def lv_length_curve(
                          shortening=shortening)
 
 
-def lv_length_measurements(lmset: LandmarkSet, view: str | None = None, ed: str | int = "max",
-                           es: str | int = "min") -> list[Measurement]:
-    """``Measurement`` list for every long-axis slice of ``lmset``.
+def lv_length_measurements(lmset: LandmarkSet, view: str | None = None, ed: str | int | None = None,
+                           es: str | int | None = None) -> list[Measurement]:
+    """``Measurement`` list for every long-axis slice of ``lmset`` (``ed``/``es`` as :func:`lv_length_curve`).
 
     Per slice: ``"LV length"`` (mm) on each phase where the three points are found, then
     ``"LV length ED"`` and ``"LV length ES"`` (mm, with their phases) and

@@ -251,6 +251,8 @@ def detect_lax(
         lmset = _track_from_best(series, lmset, names, tracking or TrackingConfig(), progress, cancel, notes)
     lmset.landmarks.sort(key=lambda lm: (lm.phase, lm.slice, names.index(lm.name)))
     lmset.model["lax_checks"] = notes
+    if series.metadata.get("phase_labels") == ["ED", "ES"] and series.n_phases == 2:
+        lmset.model["ed_es"] = {"ed": 0, "es": 1}  # an ED + ES file pair: the files say which is which
     lmset.measurements = lv_length_measurements(lmset, view)
     for note in notes:
         logger.info("%s", note)
