@@ -93,7 +93,7 @@ def test_tag_rules_lge_t1_localiser(tmp_path):
     require_data("sunnybrook", "SCD0000101", "dicom")
     r = route_study(sm.tag_variants(require_data(), tmp_path / "study"))
     got = {s.label.split(" ")[0]: (s.sequence, s.analyses, s.reason) for s in r.series}
-    assert got["#900"][0] == "lge" and got["#900"][1] == [] and got["#900"][2].startswith("LGE")
+    assert got["#900"][0] == "lge" and got["#900"][1] == ["sax"] and got["#900"][2].startswith("LGE SAX stack")
     assert got["#910"][0] == "t1" and got["#910"][1] == []
     assert got["#1"][0] == "localiser" and got["#1"][1] == []
     assert got["#300"][0] == "cine" and got["#300"][1][0] == "sax"
@@ -159,6 +159,30 @@ def test_long_axis_ed_es_pair_keeps_the_files_phases(tmp_path):
     assert ms["Longitudinal shortening"].value == pytest.approx(100 * (per_phase[0] - per_phase[1]) / per_phase[0])
     saved = json.loads((tmp_path / "out" / "lax_4c_lax" / "landmarks.json").read_text())
     assert saved["model"]["ed_es"] == {"ed": 0, "es": 1}
+
+
+@pytest.mark.data
+def test_lge_short_axis_stack_gets_landmarks_with_the_lge_model(tmp_path):
+    """An LGE SAX stack is analysed (it used to be listed only, though the LGE landmark model is bundled): the
+    LGE model runs, and its key values are named '(mid, LGE)', apart from the cine's '(mid, ED)' column."""
+    from CardiacLandmarksLib.study.analyse import COHORT_VALUES
+
+    mscmr = require_data("lge", "mscmr")
+    study = tmp_path / "lge"
+    study.mkdir()
+    for name in ("subject8_DE.nii.gz", "subject8_DE_manual.nii.gz"):
+        (study / name).symlink_to(mscmr / name)
+    res = analyse_study(study, tmp_path / "out")
+    lge = _by_label(res.routing, "subject8_DE.nii.gz")
+    assert (lge.sequence, lge.view, lge.analyses) == ("lge", "sax", ["sax"])
+    assert _by_label(res.routing, "subject8_DE_manual").sequence == "label"
+    (o,) = res.outcomes
+    assert o.ok and o.task == "sax" and o.result.model["name"] == "sax_unet_lge"
+    names = [v.name for v in o.values]
+    assert names == ["RVI angle (mid, LGE)", "RVI opening angle (mid, LGE)"]
+    assert not set(names) & {name for name, _ in COHORT_VALUES}
+    res.write(tmp_path / "out")
+    assert (tmp_path / "out" / "summary.png").stat().st_size > 10000
 
 
 @pytest.mark.data

@@ -62,7 +62,7 @@ def _show(ax, img: np.ndarray, spacing) -> None:
 
 
 def _sax_panel(ax, series, lmset, key) -> None:
-    from CardiacLandmarksLib.study.tasks import sax_mid_slice
+    from CardiacLandmarksLib.study.tasks import sax_mid_slice, sax_phase_word
 
     k = sax_mid_slice(lmset, 0)
     if k is None:
@@ -87,7 +87,7 @@ def _sax_panel(ax, series, lmset, key) -> None:
 
     m = next((m for m in lmset.measurements if m.name == "RVI angle" and m.slice == k and m.phase == 0), None)
     # with its trust, as the overlay's panel titles: "RVI 155° — check orientation" (orange) unless ok
-    ax.set_title(f"SAX {key}: slice {k}, ED" + (f", {measurement_label(m)}" if m is not None else ""), fontsize=8,
+    ax.set_title(f"SAX {key}: slice {k}, {sax_phase_word(series)}" + (f", {measurement_label(m)}" if m is not None else ""), fontsize=8,
                  color="k" if m is None or m.status == "ok" else _STATUS_COLOUR.get(m.status, "k"))
 
 
@@ -182,6 +182,8 @@ def render_summary_png(result, outdir: Path, dpi: int = 100) -> bytes:
         if o.task == "sax" and e.is_sax_reference:
             sax_series, sax_lmset = e.load(), o.result
             panels.insert(0, ("sax", e, o))
+        elif o.task == "sax":  # another SAX stack (an LGE stack, a second cine): after the reference
+            panels.append(("sax", e, o))
     for o in result.outcomes:
         if o.ok and o.task == "lax":
             panels.append(("lax", next(s for s in r.series if s.key == o.series_key), o))

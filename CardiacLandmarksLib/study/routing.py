@@ -42,11 +42,12 @@ compared with the LV -> RV direction (C-LV to the middle of the two RV insertion
 rule of :func:`CardiacLandmarksLib.io.view.recognise_view` is used.
 
 **Analyses**: SAX cine stack or ED/ES pair -> ``sax`` (landmarks, RVI angles) and
-``function`` (LV/RV volumes, EF; when the ``function`` package is present); long-axis cine
+``function`` (LV/RV volumes, EF; when the ``function`` package is present); short-axis LGE ->
+``sax`` (landmarks and RVI angles with the LGE model; no scar quantification); long-axis cine
 (or a long-axis ED/ES pair) -> ``lax`` (mitral points, apex, LV length, shortening) when the catalogue has a
 landmark model for its chamber view (:func:`lax_model_views`; a view not yet decided uses the 4CH model);
 first-pass perfusion -> ``perfusion`` (one analysis per slice, AHA segments). Single
-long-axis frames of a plane that also has a cine are covered by the cine. LGE, T1 maps,
+long-axis frames of a plane that also has a cine are covered by the cine. Long-axis LGE, T1 maps,
 localisers, labels, unknown sequences, non-MR objects and damaged series are listed with the
 reason and not analysed.
 """
@@ -578,8 +579,13 @@ def _decide_analyses(routing: StudyRouting) -> None:
             else:
                 e.analyses = ["perfusion"]
                 e.reason = "first-pass perfusion" + (f", {e.n_slices} slices" if e.n_slices > 1 else "")
+        elif seq == "lge" and view == "sax" and e.n_slices >= 1:
+            # Xue et al. 2021 detect the same SAX landmarks on LGE; the LGE fine-tuned model (catalogue
+            # 'sequences') is picked from the series' sequence (tasks.Models.sax)
+            e.analyses = ["sax"]
+            e.reason = "LGE SAX stack: landmarks and RVI angles (LGE model; no scar analysis)"
         elif seq == "lge":
-            e.reason = "LGE: no LGE analysis in this version (listed only)"
+            e.reason = f"LGE of a {view.upper()} view: not analysed (landmarks on short-axis LGE only)"
         elif seq == "t1":
             e.reason = "T1 map / T1 mapping series: no T1 analysis in this version"
         elif seq == "localiser":

@@ -136,10 +136,19 @@ def sax_mid_slice(lmset, phase: int = 0) -> int | None:
     return full[len(full) // 2] if full else None
 
 
+def sax_phase_word(series: CMRSeries) -> str:
+    """How the key values and the summary name phase 0 of a SAX series: ``"LGE"`` for a late-enhancement image
+    (one phase, acquired in diastole), else ``"ED"`` (the ED file of a pair, or the first phase after the R wave
+    of a cine)."""
+    return "LGE" if series.sequence == "lge" else "ED"
+
+
 def run_sax(series: CMRSeries, models: Models, outdir: Path, root: Path, key: str) -> TaskOutcome:
     """SAX landmarks + RVI angles on every slice and phase (:func:`CardiacLandmarksLib.sax.pipeline.analyse_sax`),
     written with its result's ``write``. Key value: RVI angle on the mid slice at
-    phase 0 (ED for an ED/ES pair; the first phase after the R wave for a cine)."""
+    phase 0 (``"RVI angle (mid, ED)"``: ED for an ED/ES pair, the first phase after the R wave for a cine;
+    ``"(mid, LGE)"`` for an LGE stack, :func:`sax_phase_word`, so the cohort column of cine angles never mixes
+    in LGE ones)."""
     from CardiacLandmarksLib.sax.pipeline import SaxOptions, analyse_sax
 
     res = analyse_sax(series, SaxOptions(device=models.device, tta=models.tta), model=models.sax(series.sequence))
@@ -151,17 +160,19 @@ def run_sax(series: CMRSeries, models: Models, outdir: Path, root: Path, key: st
     low = sum(lm.flag == "low" for lm in lmset.landmarks)
     out.notes.append(f"{found}/{n} landmarks found, {low} low confidence")
     k = sax_mid_slice(lmset, 0)
+    word = sax_phase_word(series)
     if k is None:
-        out.values.append(KeyValue("RVI angle (mid, ED)", None, "deg", "n/a", detail="no slice with all three points"))
+        out.values.append(KeyValue(f"RVI angle (mid, {word})", None, "deg", "n/a",
+                                   detail="no slice with all three points"))
         return out
     for name in ("RVI angle", "RVI opening angle"):
         # the measurement's own status and sources (the one trust rule, with e.g. the RV-side 'orientation' review)
         m = next((m for m in lmset.measurements if m.name == name and m.slice == k and m.phase == 0), None)
         if m is None:  # degenerate geometry (an insertion on C-LV): not measured
-            out.values.append(KeyValue(f"{name} (mid, ED)", None, "deg", "n/a", detail=f"slice {k}, phase 0"))
+            out.values.append(KeyValue(f"{name} (mid, {word})", None, "deg", "n/a", detail=f"slice {k}, phase 0"))
             continue
         flags = [s.flag if s.kind != "input" else f"{s.id} {s.flag}" for s in m.sources]
-        out.values.append(KeyValue(f"{name} (mid, ED)", m.value, "deg", m.status, flags, f"slice {k}, phase 0"))
+        out.values.append(KeyValue(f"{name} (mid, {word})", m.value, "deg", m.status, flags, f"slice {k}, phase 0"))
     return out
 
 
