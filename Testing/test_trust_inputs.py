@@ -336,3 +336,31 @@ def test_evaluate_reports_a_corrupt_case_and_keeps_the_others(data_root, tmp_pat
 
     ev = json.loads((tmp_path / "ev.json").read_text(), parse_constant=no_constants)  # strict JSON, no NaN
     assert ev["failed_cases"][0]["patient"] == "patient101"
+
+
+def test_header_default_voxel_size_is_a_named_warning(data_root, tmp_path):
+    """EMIDEC in the shared data lost its voxel size (PNG export: 1 x 1 x 1 mm, identity affine, origin 0;
+    real pixels about 1.25-2 mm). detect names it and every value is at best 'review'; the function
+    analysis flags it. Files with a real spacing but no orientation (ACDC) or a real 1 mm grid with scanner
+    geometry (CineMA's 4CH frames) are not flagged."""
+    import json
+
+    from CardiacLandmarksLib.function.pipeline import check_inputs
+    from CardiacLandmarksLib.io.checks import placeholder_spacing_warning
+
+    emidec = data_root / "lge" / "emidec" / "Case_P005_DE.nii.gz"
+    s = load_series(emidec)
+    text = placeholder_spacing_warning(s)
+    assert text and "1 x 1 mm pixels and 1 mm between slices with a placeholder affine" in text
+    assert placeholder_spacing_warning(load_series(data_root.joinpath(*ACDC_IMG))) is None  # 1.56 x 1.56 x 10 mm
+    cinema = load_series(data_root / "lax" / "mnms2_cinema" / "lax_4c_ed.nii.gz")
+    assert cinema.spacing == (1.0, 1.0, 1.0) and placeholder_spacing_warning(cinema) is None  # oblique: scanner
+    assert "placeholder_spacing" in check_inputs([s, s])  # as --ed and --es
+    acdc = [load_series(data_root / "acdc" / f"patient101_{p}.nii.gz") for p in ("ED", "ES")]
+    assert "placeholder_spacing" not in check_inputs(acdc)
+
+    assert cli.main(["detect", str(emidec), "-o", str(tmp_path / "out"), "--no-progress"]) == 0
+    doc = json.loads((tmp_path / "out" / "landmarks.json").read_text())
+    assert text in doc["warnings"]
+    assert doc["measurements"] and all(m["status"] in ("review", "n/a") for m in doc["measurements"])
+    assert all(any(src["id"] == "input" for src in m["sources"]) for m in doc["measurements"])

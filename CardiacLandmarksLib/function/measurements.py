@@ -36,6 +36,8 @@ largest slice area, neither end looks like an apex and the stack may not cover t
   cavity between slices with it), ``ef_implausible`` (EF outside 5-90 %),
   ``model_not_validated`` (the
   caller says the model's accuracy on this kind of input is unknown, e.g. not a cine SAX),
+  ``placeholder_spacing`` (1 mm voxels with a placeholder affine: the real voxel size is probably lost,
+  :func:`CardiacLandmarksLib.io.checks.placeholder_spacing_warning`),
   ``phase_override``, ``no_height_weight``, ``edited`` (numbers recomputed from a user-edited
   segmentation: the model's uncertainty flags are then dropped) and ``*_on_end_slice`` are information only.
 """

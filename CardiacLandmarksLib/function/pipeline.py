@@ -36,6 +36,7 @@ from CardiacLandmarksLib.function.segmentation import (
     segment_series,
     uncertain_share,
 )
+from CardiacLandmarksLib.io.checks import placeholder_spacing_warning
 from CardiacLandmarksLib.io.load import load_series
 
 logger = logging.getLogger(__name__)
@@ -170,6 +171,8 @@ def check_inputs(series: list[CMRSeries]) -> list[str]:
             raise InvalidImageError(f"{s.source or 'input'} contains NaN or infinite pixels")
         if s.sequence not in VALIDATED_SEQUENCES:
             flags.append("model_not_validated")
+        if placeholder_spacing_warning(s):
+            flags.append("placeholder_spacing")
     if len(series) == 1:
         if series[0].n_phases < 2:
             raise fm.FunctionInputError(f"{series[0].source or 'input'} is a single 3-D volume, not a cine: give "

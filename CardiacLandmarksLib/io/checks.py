@@ -9,6 +9,8 @@ and what would silently give wrong numbers:
 * **absurd spacing**: in-plane pixel size above :data:`MAX_PIXEL_MM` (20 mm), or slices of a
   stack more than :data:`MAX_SLICE_GAP_MM` (50 mm) apart -> :class:`~.errors.ImplausibleSpacingError`
   (a whole adult heart is about 120 mm across; cardiac MR pixels are 0.5-3 mm, slices 5-10 mm);
+  a voxel size that is a header's default (exactly 1 mm with a placeholder affine) -> a warning
+  (:func:`placeholder_spacing_warning`);
 * **incomplete DICOM cines**: slice positions or phases missing from the grid, as found by the
   DICOM loader (``metadata["completeness"]``, see :func:`.dicom.grid_completeness`) ->
   :class:`~.errors.IncompleteSeriesError`, unless ``allow_incomplete`` (then a warning);
@@ -123,6 +125,34 @@ def check_spacing(series) -> None:
                 "check the file header's slice spacing")
 
 
+def placeholder_spacing_warning(series) -> str | None:
+    """A warning when the voxel size looks like a header's default rather than a measurement, else None.
+
+    The signature: an image file whose affine is a placeholder (identity-like direction, origin 0:
+    :func:`.image.orientation_known`'s reason names it) and whose pixels are exactly 1 x 1 mm, with
+    exactly 1 mm between slices when there are several. Images exported through PNG or converted
+    without their header look like this (EMIDEC in the shared data: real pixels about 1.25-2 mm, slices
+    8-13 mm apart). Then lengths (mm), volumes (ml) and masses (g) are wrong by an unknown factor, and the
+    models, which resample to a fixed mm grid, see the heart at the wrong scale. Angles in the slice plane
+    (RVI angles) do not depend on an in-plane scale; their points may still be worse.
+
+    Files with scanner geometry (oblique, or a non-zero origin) are never flagged, even at 1 mm
+    (e.g. CineMA's resampled long-axis frames).
+    """
+    if getattr(series, "orientation_known", True):
+        return None
+    if "placeholder" not in str((series.metadata or {}).get("orientation_reason", "")):
+        return None
+    si, sj, sk = (float(v) for v in series.spacing)
+    if si != 1.0 or sj != 1.0 or (series.n_slices > 1 and sk != 1.0):
+        return None
+    between = " and 1 mm between slices" if series.n_slices > 1 else ""
+    return (f"{_name(series)}: 1 x 1 mm pixels{between} with a placeholder affine (identity direction, origin 0): "
+            "the header has most likely lost the real voxel size (e.g. an image exported through PNG); then every "
+            "length in mm, volume in ml and mass in g is wrong, and the model sees the heart at the wrong scale. "
+            "Give the file with its real spacing")
+
+
 def check_completeness(series, allow_incomplete: bool = False) -> list[str]:
     """Missing slice positions or phases recorded by the DICOM loader (``metadata["completeness"]``).
 
@@ -202,6 +232,9 @@ def check_series(series, expected_view: str | None = None, *, force_view: bool =
     check_image_content(series)
     warnings = check_completeness(series, allow_incomplete)
     warnings += check_view(series, expected_view, force_view, view_hint)
+    placeholder = placeholder_spacing_warning(series)
+    if placeholder:
+        warnings.append(placeholder)
     for w in warnings:
         logger.warning("%s", w)
     if series.metadata is None:
