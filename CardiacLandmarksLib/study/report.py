@@ -146,7 +146,8 @@ def _lax_panel(ax, series, lmset, key, view, sax_series=None, sax_lmset=None, ge
 
     t = _ed_phase(lmset)
     _show(ax, series.pixels[t, 0], series.spacing)
-    if sax_series is not None and sax_lmset is not None:
+    with_sax = sax_series is not None and sax_lmset is not None
+    if with_sax:
         ks = sorted({lm.slice for lm in sax_lmset.landmarks if lm.name == "C-LV" and lm.phase == 0 and lm.found})
         for k, line in sax_lines_in_lax(sax_series, series, ks):
             special = geo and k in (geo.get("basal_sax_slice"), geo.get("apical_sax_slice"))
@@ -160,7 +161,8 @@ def _lax_panel(ax, series, lmset, key, view, sax_series=None, sax_lmset=None, ge
     rows, cols = series.shape_ji
     ax.set_xlim(0, cols - 1)
     ax.set_ylim(rows - 1, 0)
-    ax.set_title(f"{view.upper()} {key}: ED (phase {t}); SAX slices with LV in blue (basal/apical magenta)",
+    ax.set_title(f"{view.upper()} {key}: ED (phase {t})"
+                 + ("; SAX slices with LV in blue (basal/apical magenta)" if with_sax else "; no SAX stack to cross-check"),
                  fontsize=8)
 
 
