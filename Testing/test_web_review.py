@@ -9,6 +9,7 @@ Screenshots go to ``$CARDIAC_LANDMARKS_TEST_OUTPUT/web_review`` (default ``Testi
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import json
 import os
@@ -263,29 +264,37 @@ def test_series_warnings_shown_as_a_banner(oriented_cohort_src, tmp_path):
 
 def test_browser_shows_the_series_warning(oriented_cohort_src, tmp_path):
     """Chromium: the M&Ms-2 case opens with its warning in a banner that a reader sees without scrolling."""
+    cohort = tmp_path / "oriented"
+    shutil.copytree(oriented_cohort_src, cohort)
+    with _opened_page(cohort) as page:
+        banner = page.locator("#cl-warnings .v-alert")
+        banner.first.wait_for(timeout=30000)
+        assert banner.count() == 1
+        text = banner.first.text_content()
+        assert "Warning for this series" in text and "RV lies on the patient's left" in text
+        assert "Check the image orientation" in text
+        box = banner.first.bounding_box()
+        assert box["y"] + box["height"] <= 900  # in the first screen of the drawer
+        time.sleep(1.5)
+        page.screenshot(path=str(_output_dir() / "06_series_warning.png"))
+
+
+@contextlib.contextmanager
+def _opened_page(folder: Path):
+    """``cardiac-landmarks review folder`` in a subprocess and Debian's Chromium on its page (1400 x 900),
+    the slice view drawn; yields the Playwright page, stops both afterwards."""
     _need(CHROMIUM.exists(), f"{CHROMIUM} missing (apt-get install chromium)")
     _need(importlib.util.find_spec("playwright") is not None, "playwright not installed (pip install playwright)")
     from playwright.sync_api import sync_playwright
 
-    cohort = tmp_path / "oriented"
-    shutil.copytree(oriented_cohort_src, cohort)
-    srv = Server(cohort)
+    srv = Server(folder)
     try:
         with sync_playwright() as pw:
             browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=["--no-sandbox"])
             page = browser.new_page(viewport={"width": 1400, "height": 900})
             page.goto(srv.url)
             page.wait_for_selector(".remote-controlled-area img", timeout=60000)
-            banner = page.locator("#cl-warnings .v-alert")
-            banner.first.wait_for(timeout=30000)
-            assert banner.count() == 1
-            text = banner.first.text_content()
-            assert "Warning for this series" in text and "RV lies on the patient's left" in text
-            assert "Check the image orientation" in text
-            box = banner.first.bounding_box()
-            assert box["y"] + box["height"] <= 900  # in the first screen of the drawer
-            time.sleep(1.5)
-            page.screenshot(path=str(_output_dir() / "06_series_warning.png"))
+            yield page
             browser.close()
     finally:
         srv.stop()
@@ -324,119 +333,106 @@ def test_browser_review_drag_place_save(cohort):
     """Chromium: Next flagged -> a low-confidence A/I-RVI; drag it 40 px to the right; Save. The saved
     landmarks.json has the point moved by 40 px x (mm per screen pixel) along the image columns, marked
     corrected with confidence 1, and a different RVI angle on that slice. Then place an absent point."""
-    _need(CHROMIUM.exists(), f"{CHROMIUM} missing (apt-get install chromium)")
-    _need(importlib.util.find_spec("playwright") is not None, "playwright not installed (pip install playwright)")
-    from playwright.sync_api import sync_playwright
-
     from CardiacLandmarksLib.io.load import load_series
     from CardiacLandmarksLib.io.markups import read_markups
     from CardiacLandmarksLib.results import read_result
 
     shots = _output_dir()
     before = {p.name: read_result(p) for p in cohort.iterdir()}
-    srv = Server(cohort)
-    try:
-        with sync_playwright() as pw:
-            browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=["--no-sandbox"])
-            page = browser.new_page(viewport={"width": 1400, "height": 900})
-            page.goto(srv.url)
-            page.wait_for_selector(".remote-controlled-area img", timeout=60000)
-            time.sleep(2)
-            page.screenshot(path=str(shots / "01_opened.png"))
-            assert page.locator("#cl-warnings .v-alert").count() == 0  # ACDC: no series warning, no banner
-            n_flagged = int(page.locator("#cl-n-flagged").text_content().split()[0])
-            assert n_flagged == sum(
-                lm.flag in ("low", "absent") for s in before.values() for lm in s.landmarks)
+    with _opened_page(cohort) as page:
+        time.sleep(2)
+        page.screenshot(path=str(shots / "01_opened.png"))
+        assert page.locator("#cl-warnings .v-alert").count() == 0  # ACDC: no series warning, no banner
+        n_flagged = int(page.locator("#cl-n-flagged").text_content().split()[0])
+        assert n_flagged == sum(
+            lm.flag in ("low", "absent") for s in before.values() for lm in s.landmarks)
 
-            # Next flagged until a low-confidence RV insertion point that has its slice's other points
-            for _ in range(n_flagged):
-                msg = _click_next(page)
-                probe = _probe(page)
-                name = msg.split(": ", 1)[1].split(" on slice")[0]
-                if "low confidence" in msg and name in ("A-RVI", "I-RVI") and len(probe["points"]) == 3:
-                    break
-            else:
-                pytest.fail("no low-confidence RV insertion point with its slice complete in the queue")
-            # the banner says why the point is low (every low SAX point carries a reason, Landmark.doubt)
-            assert " — " in msg and ("disagree" in msg or "PHD-Net" in msg)
-            time.sleep(1.5)
-            case, k = probe["case"], probe["slice"]
-            page.screenshot(path=str(shots / "02_next_flagged.png"))
-            box = page.locator(".remote-controlled-area").bounding_box()
-            mm_per_px = probe["fov_mm"][0] / box["width"]
-            pt = probe["points"][name]
-            x, y = box["x"] + pt["fx"] * box["width"], box["y"] + pt["fy"] * box["height"]
-            dx_px = 40
-            page.mouse.move(x - 6, y)
-            time.sleep(0.3)
-            page.mouse.move(x, y)
-            time.sleep(0.8)
-            page.mouse.down()
-            time.sleep(0.3)
-            page.mouse.move(x + dx_px, y, steps=12)
-            time.sleep(0.5)
-            page.mouse.up()
-            _wait_message(page, "(corrected)")
-            time.sleep(1.0)
-            page.screenshot(path=str(shots / "03_dragged.png"))
-            moved = _probe(page)["points"][name]
-            assert (moved["fx"] - pt["fx"]) * box["width"] == pytest.approx(dx_px, abs=2.0)
-
-            page.click("#cl-save")
-            _wait_message(page, "saved")
-            time.sleep(1.0)
-            page.screenshot(path=str(shots / "04_saved.png"))
-
-            # the saved files: moved by the screen offset in mm, corrected, new RVI angle
-            old = before[case]
-            new = read_result(cohort / case)
-            a0, a1 = old.get(name, k, 0), new.get(name, k, 0)
-            assert a1.corrected and a1.flag == "high" and a1.confidence == 1.0
-            series = load_series(new.source)
-            d_ijk = np.asarray(a1.ijk) - np.asarray(a0.ijk)
-            expected_mm = dx_px * mm_per_px
-
-            def angle(s):
-                return next(m.value for m in s.measurements if m.name == "RVI angle" and m.slice == k)
-
-            summary = {"case": case, "landmark": name, "slice": k, "drag_px": dx_px, "mm_per_px": mm_per_px,
-                       "expected_mm": expected_mm, "moved_mm_columns": float(d_ijk[0] * series.spacing[0]),
-                       "moved_mm_rows": float(d_ijk[1] * series.spacing[1]),
-                       "moved_mm": float(np.linalg.norm(np.asarray(a1.position) - np.asarray(a0.position))),
-                       "rvi_angle_before": angle(old), "rvi_angle_after": angle(new)}
-            (shots / "drag_summary.json").write_text(json.dumps(summary, indent=1))
-            assert abs(d_ijk[2]) < 1e-6  # stays on its slice
-            assert summary["moved_mm_columns"] == pytest.approx(expected_mm, abs=0.6)  # image columns = screen x
-            assert abs(summary["moved_mm_rows"]) < 0.6
-            assert summary["moved_mm"] == pytest.approx(expected_mm, abs=0.6)
-            assert abs(angle(new) - angle(old)) > 0.5
-            assert len(list((cohort / case).glob("landmarks.mrk.json.bak-*"))) == 1  # the CLI's backup rule
-            mk = read_markups(cohort / case, series).get(name, k, 0)
-            assert mk.corrected and np.allclose(mk.position, a1.position, atol=1e-6)  # what Slicer reads back
-
-            # an absent point: Next flagged until one, Place, click in the view
-            for _ in range(n_flagged):
-                msg = _click_next(page)
-                if "not found" in msg:
-                    break
-            else:
-                pytest.fail("no absent point in the queue")
-            time.sleep(1.0)
+        # Next flagged until a low-confidence RV insertion point that has its slice's other points
+        for _ in range(n_flagged):
+            msg = _click_next(page)
             probe = _probe(page)
-            absent_name = msg.split(": ", 1)[1].split(" on slice")[0]
-            case2, k2 = probe["case"], probe["slice"]
-            page.click("#cl-place")
-            _wait_message(page, "Click in the view")
-            time.sleep(0.5)
-            page.mouse.click(box["x"] + 0.5 * box["width"], box["y"] + 0.5 * box["height"])
-            _wait_message(page, "(corrected)")
-            time.sleep(1.0)
-            page.screenshot(path=str(shots / "05_placed.png"))
-            page.click("#cl-save")
-            _wait_message(page, "saved")
-            placed = read_result(cohort / case2).get(absent_name, k2, 0)
-            assert placed.found and placed.corrected and placed.confidence == 1.0
-            assert placed.ijk[2] == pytest.approx(k2)
-            browser.close()
-    finally:
-        srv.stop()
+            name = msg.split(": ", 1)[1].split(" on slice")[0]
+            if "low confidence" in msg and name in ("A-RVI", "I-RVI") and len(probe["points"]) == 3:
+                break
+        else:
+            pytest.fail("no low-confidence RV insertion point with its slice complete in the queue")
+        # the banner says why the point is low (every low SAX point carries a reason, Landmark.doubt)
+        assert " — " in msg and ("disagree" in msg or "PHD-Net" in msg)
+        time.sleep(1.5)
+        case, k = probe["case"], probe["slice"]
+        page.screenshot(path=str(shots / "02_next_flagged.png"))
+        box = page.locator(".remote-controlled-area").bounding_box()
+        mm_per_px = probe["fov_mm"][0] / box["width"]
+        pt = probe["points"][name]
+        x, y = box["x"] + pt["fx"] * box["width"], box["y"] + pt["fy"] * box["height"]
+        dx_px = 40
+        page.mouse.move(x - 6, y)
+        time.sleep(0.3)
+        page.mouse.move(x, y)
+        time.sleep(0.8)
+        page.mouse.down()
+        time.sleep(0.3)
+        page.mouse.move(x + dx_px, y, steps=12)
+        time.sleep(0.5)
+        page.mouse.up()
+        _wait_message(page, "(corrected)")
+        time.sleep(1.0)
+        page.screenshot(path=str(shots / "03_dragged.png"))
+        moved = _probe(page)["points"][name]
+        assert (moved["fx"] - pt["fx"]) * box["width"] == pytest.approx(dx_px, abs=2.0)
+
+        page.click("#cl-save")
+        _wait_message(page, "saved")
+        time.sleep(1.0)
+        page.screenshot(path=str(shots / "04_saved.png"))
+
+        # the saved files: moved by the screen offset in mm, corrected, new RVI angle
+        old = before[case]
+        new = read_result(cohort / case)
+        a0, a1 = old.get(name, k, 0), new.get(name, k, 0)
+        assert a1.corrected and a1.flag == "high" and a1.confidence == 1.0
+        series = load_series(new.source)
+        d_ijk = np.asarray(a1.ijk) - np.asarray(a0.ijk)
+        expected_mm = dx_px * mm_per_px
+
+        def angle(s):
+            return next(m.value for m in s.measurements if m.name == "RVI angle" and m.slice == k)
+
+        summary = {"case": case, "landmark": name, "slice": k, "drag_px": dx_px, "mm_per_px": mm_per_px,
+                   "expected_mm": expected_mm, "moved_mm_columns": float(d_ijk[0] * series.spacing[0]),
+                   "moved_mm_rows": float(d_ijk[1] * series.spacing[1]),
+                   "moved_mm": float(np.linalg.norm(np.asarray(a1.position) - np.asarray(a0.position))),
+                   "rvi_angle_before": angle(old), "rvi_angle_after": angle(new)}
+        (shots / "drag_summary.json").write_text(json.dumps(summary, indent=1))
+        assert abs(d_ijk[2]) < 1e-6  # stays on its slice
+        assert summary["moved_mm_columns"] == pytest.approx(expected_mm, abs=0.6)  # image columns = screen x
+        assert abs(summary["moved_mm_rows"]) < 0.6
+        assert summary["moved_mm"] == pytest.approx(expected_mm, abs=0.6)
+        assert abs(angle(new) - angle(old)) > 0.5
+        assert len(list((cohort / case).glob("landmarks.mrk.json.bak-*"))) == 1  # the CLI's backup rule
+        mk = read_markups(cohort / case, series).get(name, k, 0)
+        assert mk.corrected and np.allclose(mk.position, a1.position, atol=1e-6)  # what Slicer reads back
+
+        # an absent point: Next flagged until one, Place, click in the view
+        for _ in range(n_flagged):
+            msg = _click_next(page)
+            if "not found" in msg:
+                break
+        else:
+            pytest.fail("no absent point in the queue")
+        time.sleep(1.0)
+        probe = _probe(page)
+        absent_name = msg.split(": ", 1)[1].split(" on slice")[0]
+        case2, k2 = probe["case"], probe["slice"]
+        page.click("#cl-place")
+        _wait_message(page, "Click in the view")
+        time.sleep(0.5)
+        page.mouse.click(box["x"] + 0.5 * box["width"], box["y"] + 0.5 * box["height"])
+        _wait_message(page, "(corrected)")
+        time.sleep(1.0)
+        page.screenshot(path=str(shots / "05_placed.png"))
+        page.click("#cl-save")
+        _wait_message(page, "saved")
+        placed = read_result(cohort / case2).get(absent_name, k2, 0)
+        assert placed.found and placed.corrected and placed.confidence == 1.0
+        assert placed.ijk[2] == pytest.approx(k2)
