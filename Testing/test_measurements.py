@@ -236,6 +236,7 @@ def test_rv_on_the_patients_left_posterior_marks_the_rvi_angle_review(rot, mirro
         assert wrong.status == "review" and wrong.value == pytest.approx(_wrap(220.0), abs=1e-6)
         assert [(src.id, src.flag, src.kind) for src in wrong.sources][-1] == ("orientation", "review", "input")
         assert wrong.caveat().startswith("check orientation (review: RV on the patient's left-posterior")
+        assert wrong.caveat(inputs_by_id=True) == "check orientation (review)"  # the CLI's per-value lines
         assert rv_side_warning(ms).startswith("on 1 of the 2 slices x phases with an RVI angle, the RV lies on")
         # the slice-by-slice recomputation (the Slicer module's, on one slice's points) marks the same
         one = [lm for lm in lms if lm.slice == 1]

@@ -338,7 +338,7 @@ def test_evaluate_reports_a_corrupt_case_and_keeps_the_others(data_root, tmp_pat
     assert ev["failed_cases"][0]["patient"] == "patient101"
 
 
-def test_header_default_voxel_size_is_a_named_warning(data_root, tmp_path):
+def test_header_default_voxel_size_is_a_named_warning(data_root, tmp_path, capsys):
     """EMIDEC in the shared data lost its voxel size (PNG export: 1 x 1 x 1 mm, identity affine, origin 0;
     real pixels about 1.25-2 mm). detect names it and every value is at best 'review'; the function
     analysis flags it. Files with a real spacing but no orientation (ACDC) or a real 1 mm grid with scanner
@@ -359,7 +359,13 @@ def test_header_default_voxel_size_is_a_named_warning(data_root, tmp_path):
     acdc = [load_series(data_root / "acdc" / f"patient101_{p}.nii.gz") for p in ("ED", "ES")]
     assert "placeholder_spacing" not in check_inputs(acdc)
 
+    capsys.readouterr()
     assert cli.main(["detect", str(emidec), "-o", str(tmp_path / "out"), "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    # the console names the input warning on each value line and prints its text once, at the end
+    assert out.count(text) == 1 and f"warning: {text}" in out
+    assert all(line.endswith("input (review)") for line in out.splitlines() if line.startswith("  slice "))
+    assert text in (tmp_path / "out" / "measurements.csv").read_text()  # the CSV keeps it in full
     doc = json.loads((tmp_path / "out" / "landmarks.json").read_text())
     assert text in doc["warnings"]
     assert doc["measurements"] and all(m["status"] in ("review", "n/a") for m in doc["measurements"])

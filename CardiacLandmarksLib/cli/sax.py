@@ -164,7 +164,9 @@ def cmd_detect(args: argparse.Namespace) -> int:
 
 
 def _print_trust(measurements) -> None:
-    """Per measurement name: how many values are ok / review / n/a, and the first few to check."""
+    """Per measurement name: how many values are ok / review / n/a, and the first few to check. A warning on the
+    input is named by its id on these lines (``input (review)``): its text follows once as ``warning: ...``; the
+    CSV's check column keeps it in full."""
     by_name: dict[str, list] = {}
     for m in measurements:
         by_name.setdefault(m.name, []).append(m)
@@ -174,7 +176,7 @@ def _print_trust(measurements) -> None:
         review = [m for m in ms if m.status != "ok"]
         for m in review[:3]:
             where = f"slice {m.slice} phase {m.phase}" if m.phase is not None else f"slice {m.slice}"
-            print(f"  {where}: {m.value:.1f} {m.unit} - {m.caveat()}")
+            print(f"  {where}: {m.value:.1f} {m.unit} - {m.caveat(inputs_by_id=True)}")
         if len(review) > 3:
             print(f"  ... {len(review) - 3} more: see the status and check columns of measurements.csv")
 

@@ -197,11 +197,13 @@ class Measurement:
         elif self.status not in STATUSES:
             raise ValueError(f"measurement status must be one of {STATUSES}, not {self.status!r}")
 
-    def caveat(self) -> str:
+    def caveat(self, inputs_by_id: bool = False) -> str:
         """Reader text for a value that is not ``ok``: ``"check A-RVI (low 0.03)"``; ``""`` when ok.
 
         Each doubtful landmark is named once, with its least confident point (a shortening uses the
-        ED and the ES points of the same landmarks).
+        ED and the ES points of the same landmarks). ``inputs_by_id``: a warning on the input (a source of
+        kind ``"input"``, e.g. a forced view) is named by its id alone (``"input (review)"``), for a screen
+        that prints the warning's text once elsewhere.
         """
         if self.status == "ok":
             return ""
@@ -213,7 +215,8 @@ class Measurement:
             old = worst.get(key)
             if old is None or (src.confidence or 0.0) < (old.confidence or 0.0):
                 worst[key] = src
-        doubtful = [src.caveat() for src in worst.values()]
+        doubtful = [f"{src.id} ({src.flag})" if inputs_by_id and src.kind == "input" else src.caveat()
+                    for src in worst.values()]
         if not doubtful:
             return "not measured" if self.status == "n/a" else "check"
         return ("n/a: " if self.status == "n/a" else "check ") + ", ".join(doubtful)
