@@ -76,8 +76,8 @@ def first_last_correlation(pixels: np.ndarray) -> float:
     (recirculation), usually with breathing in between, so they differ.
 
     Measured on the shared data (issue 16, 23rd session; /work/runs/s23/dyn.py): 11 long-axis cines
-    (UK Biobank demo and CineMA, M&Ms-2) and the Sunnybrook SAX cine 0.99-1.00; 44 first-pass perfusion
-    series (42 mlperf, GE DICOM) 0.19-0.88. :data:`CYCLIC_MIN_CORRELATION` (0.95) sits in that gap.
+    (UK Biobank demo and CineMA, M&Ms-2) and the Sunnybrook SAX cine 0.99-1.00; 45 first-pass perfusion
+    series (44 mlperf, GE DICOM) 0.19-0.88. :data:`CYCLIC_MIN_CORRELATION` (0.95) sits in that gap.
 
     Args:
         pixels: ``[t, k, j, i]`` image, T >= 2.
