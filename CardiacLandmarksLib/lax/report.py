@@ -67,6 +67,7 @@ def render_lax_png(
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     curve = curve or lv_length_curve(lmset, k=k, n_phases=series.n_phases)
     k = curve.slice if k is None else k
@@ -121,6 +122,7 @@ def render_lax_png(
             ax.axvline(t, color=col, ls="--", lw=1)
             ax.annotate(lab, (t, np.nanmax(le) if np.isfinite(le).any() else 0), color=col)
     ax.set_xlabel("phase")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # phases are whole numbers (a 2-frame pair too)
     ax.set_ylabel("LV length (mm)")
     sh = curve.shortening_pct
     sh_txt = f"Longitudinal shortening {sh:.1f}%" if np.isfinite(sh) else "Longitudinal shortening: n/a"
@@ -129,7 +131,7 @@ def render_lax_png(
     ax.set_title(sh_txt, fontsize=10,
                  color=_REVIEW if curve.shortening is not None and curve.shortening.status != "ok" else "black")
     ax.grid(alpha=0.3)
-    ax.legend(loc="lower right", fontsize=8)
+    ax.legend(loc="best", fontsize=8)  # "lower right" hid the ES point of a falling ED -> ES pair
     fig.suptitle(title or f"{Path(str(series.source)).name} - {curve.view.upper()} slice {k}", fontsize=11)
     fig.text(0.5, 0.01, orientation_text(bool(getattr(series, "orientation_known", False)), letters) +
              ". Orange x = a point flagged low: check the value.", ha="center", fontsize=8, color="#404040")
