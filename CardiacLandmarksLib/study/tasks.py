@@ -114,6 +114,12 @@ class TaskOutcome:
                 "seconds": round(self.seconds, 2)}
 
 
+def _source_flags(m) -> list[str]:
+    """A measurement's sources as key-value flags: a landmark's flag (``"high"``, ``"low"``), an input warning by its
+    id and flag (``"orientation review"``), so a value's caveat reads the same for SAX and long-axis views."""
+    return [s.flag if s.kind != "input" else f"{s.id} {s.flag}" for s in m.sources]
+
+
 def _rel(paths, root: Path) -> list[str]:
     out = []
     for p in paths:
@@ -171,8 +177,8 @@ def run_sax(series: CMRSeries, models: Models, outdir: Path, root: Path, key: st
         if m is None:  # degenerate geometry (an insertion on C-LV): not measured
             out.values.append(KeyValue(f"{name} (mid, {word})", None, "deg", "n/a", detail=f"slice {k}, phase 0"))
             continue
-        flags = [s.flag if s.kind != "input" else f"{s.id} {s.flag}" for s in m.sources]
-        out.values.append(KeyValue(f"{name} (mid, {word})", m.value, "deg", m.status, flags, f"slice {k}, phase 0"))
+        out.values.append(KeyValue(f"{name} (mid, {word})", m.value, "deg", m.status, _source_flags(m),
+                                   f"slice {k}, phase 0"))
     return out
 
 
@@ -243,12 +249,12 @@ def run_lax(series: CMRSeries, view: str, models: Models, outdir: Path, root: Pa
         if m is None:
             out.values.append(KeyValue(f"{label} ({v.upper()})", None, "mm", "n/a"))
             continue
-        out.values.append(KeyValue(f"{label} ({v.upper()})", m.value, "mm", m.status, [s.flag for s in m.sources],
+        out.values.append(KeyValue(f"{label} ({v.upper()})", m.value, "mm", m.status, _source_flags(m),
                                    f"phase {m.phase}"))
     m = ms.get("Longitudinal shortening")
     out.values.append(KeyValue(f"Longitudinal shortening ({v.upper()})", None if m is None else m.value, "%",
                                "n/a" if m is None else m.status,
-                               [] if m is None else sorted({s.flag for s in m.sources})))
+                               [] if m is None else sorted(set(_source_flags(m)))))
     return out
 
 
