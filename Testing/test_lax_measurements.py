@@ -71,9 +71,24 @@ def test_missing_and_low_phases_and_other_views():
         lv_length_curve(LandmarkSet("x", "sax", {}, []))
 
 
-def test_abnormal_shortening_is_noted():
-    c = lv_length_curve(lax_set([90.0, 88.0, 87.0]))
-    assert any("outside the normal" in n for n in c.notes)
+def test_shortening_outside_the_normal_range_is_review_even_from_high_points():
+    """Six high points, shortening 3.3 % (90 -> 87 mm) or 30 % (100 -> 70 mm): review, with the range named in
+    the caveat; 20 % from the same high points stays ok; from a low point the caveat names both."""
+    for lengths, short in (([90.0, 88.0, 87.0], 100 * 3 / 90), ([100.0, 85.0, 70.0], 30.0)):
+        c = lv_length_curve(lax_set(lengths))
+        assert not c.notes  # said once, in the caveat
+        assert c.shortening.value == pytest.approx(short)
+        assert c.shortening.status == "review"
+        assert "plausibility (review" in c.shortening.caveat() and "10-25 %" in c.shortening.caveat()
+        assert all(m.status == "ok" for m in c.length_measurements)  # the lengths themselves stay ok
+    normal = lv_length_curve(lax_set([90.0, 80.0, 72.0]))
+    assert normal.shortening.status == "ok" and not normal.notes
+    both = lv_length_curve(lax_set([90.0, 88.0, 87.0], low=(0,))).shortening
+    assert both.status == "review" and "APEX (low" in both.caveat() and "plausibility" in both.caveat()
+    # a known ED + ES pair whose ES comes out longer: negative shortening, review
+    pair = lax_set([80.0, 84.0])
+    pair.model["ed_es"] = {"ed": 0, "es": 1}
+    assert lv_length_curve(pair).shortening.status == "review"
 
 
 def test_measurement_entries():

@@ -104,7 +104,7 @@ def test_tracking_stage_and_progress():
     from CardiacLandmarksLib.core.preprocessing import make_grid
     from CardiacLandmarksLib.lax.pipeline import detect_lax
 
-    s = coronal_series()
+    s = coronal_series(n_t=12)
     xy = make_grid(s, 0, up="anterior").ijk_to_canvas(np.array([[90.0, 40.0], [40.0, 40.0], [64.0, 110.0]]))
     calls = []
     res = detect_lax(s, "4ch", model=PeakModel(xy), tta=False, progress=lambda d, t: calls.append((d, t)))
@@ -113,6 +113,29 @@ def test_tracking_stage_and_progress():
     for t in range(s.n_phases):
         assert res.get("APEX", 0, t).ijk[0] == pytest.approx(64.0 + t, abs=0.3)
     assert calls[0] == (s.n_phases, s.n_phases) and calls[-1][0] == calls[-1][1]
+
+
+def test_a_cine_of_few_phases_is_not_tracked():
+    """Fewer than MIN_TRACKED_PHASES (10) phases: detect_lax keeps each phase's detection (the peak model puts
+    APEX at i = 64 on every phase; tracking would follow the 1 px/phase roll) and says so; a user's explicit
+    tracking of such a cine flags every tracked point low."""
+    from CardiacLandmarksLib.core.preprocessing import make_grid
+    from CardiacLandmarksLib.lax.pipeline import detect_lax
+    from CardiacLandmarksLib.lax.tracking import MIN_TRACKED_PHASES, seed_from_points, track_landmarks
+
+    assert MIN_TRACKED_PHASES == 10
+    s = coronal_series(n_t=MIN_TRACKED_PHASES - 1)
+    xy = make_grid(s, 0, up="anterior").ijk_to_canvas(np.array([[90.0, 40.0], [40.0, 40.0], [64.0, 110.0]]))
+    res = detect_lax(s, "4ch", model=PeakModel(xy), tta=False)
+    assert "tracking" not in res.model
+    assert any("9 phases, fewer than the 10 that tracking needs" in n for n in res.model["lax_checks"])
+    assert [round(res.get("APEX", 0, t).ijk[0]) for t in range(s.n_phases)] == [64] * s.n_phases
+    seed = seed_from_points(s, {n: res.get(n, 0, 0).position for n in ("AL-P", "IS-P", "APEX")}, 0, "4ch")
+    tracked = track_landmarks(s, seed, k=0)
+    assert {lm.flag for lm in tracked.landmarks if lm.phase == 0} == {"high"}  # the user's points
+    others = [lm for lm in tracked.landmarks if lm.phase > 0]
+    assert others and all(lm.flag == "low" and "only 9 phases" in lm.doubt for lm in others)
+    assert all(m.status == "review" for m in tracked.measurements if m.name == "Longitudinal shortening")
 
 
 def test_view_errors():

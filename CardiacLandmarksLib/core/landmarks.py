@@ -97,7 +97,9 @@ class Source:
             (``"ok"``, ``"review"``, ``"n/a"``).
         confidence: the landmark confidence in [0, 1], or None for masks/curves.
         kind: ``"landmark"``, ``"mask"``, ``"curve"``, ``"anchor"``, ``"measurement"``, ``"input"`` (a warning on
-            the input itself, e.g. a forced view: :func:`CardiacLandmarksLib.io.checks.mark_input_warnings`).
+            the input itself, e.g. a forced view: :func:`CardiacLandmarksLib.io.checks.mark_input_warnings`),
+            ``"check"`` (a check on the value itself, e.g. a shortening outside its normal range:
+            :func:`CardiacLandmarksLib.lax.measurements.shortening_range_source`).
         note: why the flag is what it is (e.g. ``"RV-enhancement fallback"``, ``"7 pixels"``).
     """
 

@@ -48,7 +48,7 @@ from CardiacLandmarksLib.core.series import CMRSeries
 from CardiacLandmarksLib.lax.labels import FIRST_HINGE_DIRECTION_LPS, HINGE_NAMES, LAX_CANVAS_UP
 from CardiacLandmarksLib.lax.measurements import LAX_VIEWS, lv_length_measurements
 from CardiacLandmarksLib.lax.report import render_lax_png
-from CardiacLandmarksLib.lax.tracking import TrackingConfig, track_landmarks
+from CardiacLandmarksLib.lax.tracking import MIN_TRACKED_PHASES, TrackingConfig, track_landmarks
 from CardiacLandmarksLib.models.decoding import decode_heatmaps
 from CardiacLandmarksLib.sax.pipeline import SaxOptions
 from CardiacLandmarksLib.sax.report import LandmarkResult
@@ -173,8 +173,9 @@ def detect_lax(
             (detection) or ``tracking.TrackingCancelled`` (tracking).
         model: an already loaded :class:`~.inference.LoadedModel` (default: the bundled one).
         track: track from the best phase (True) or keep the per-phase detections (False). An ED + ES file pair
-            (``metadata["phase_labels"] == ["ED", "ES"]``, two phases) is never tracked: its frames are a systole
-            apart, not neighbouring phases.
+            (``metadata["phase_labels"] == ["ED", "ES"]``, two phases) and a series of fewer than
+            :data:`MIN_TRACKED_PHASES` phases are never tracked: their frames are too far apart to be neighbouring
+            phases.
         tta: test-time augmentation for the confidence (see module docstring).
         tracking: tracking parameters (default :class:`TrackingConfig`).
 
@@ -253,11 +254,15 @@ def detect_lax(
     # tracker follows small steps between neighbouring phases; across a whole systole it held the points of the
     # other frame where they were (M&Ms-2 001: AL-P at ED 23.6 mm off, shortening 5.8 % for a reference 21.5 %;
     # detected on each frame 3.1 mm, 19.7 %; /work/runs/s23/pair_track.py). Each frame keeps its own detection.
+    # A file of a few frames is the same case whatever its names say (MIN_TRACKED_PHASES).
     pair = series.metadata.get("phase_labels") == ["ED", "ES"] and series.n_phases == 2
-    if track and series.n_phases > 1 and not pair:
+    if track and series.n_phases >= MIN_TRACKED_PHASES and not pair:
         lmset = _track_from_best(series, lmset, names, tracking or TrackingConfig(), progress, cancel, notes)
     elif track and pair:
         notes.append("ED and ES frames of a file pair: each detected on its own, not tracked (not neighbouring phases)")
+    elif track and series.n_phases > 1:
+        notes.append(f"{series.n_phases} phases, fewer than the {MIN_TRACKED_PHASES} that tracking needs (frames this far "
+                     "apart are not neighbouring phases): each detected on its own, not tracked")
     lmset.landmarks.sort(key=lambda lm: (lm.phase, lm.slice, names.index(lm.name)))
     lmset.model["lax_checks"] = notes
     if pair:
