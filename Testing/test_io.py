@@ -569,6 +569,37 @@ def test_time_axis_argument_validated(tmp_path):
     assert s.pixels.shape == (3, 1, 4, 5)
 
 
+def test_a_header_of_defaults_with_many_samples_on_its_third_axis_is_read_time_last(tmp_path):
+    """QPerf's Analyze data.hdr (51 x 47 x 68, 1 mm, identity affine) is one slice over 68 frames; the same header
+    with 10 samples (EMIDEC-like) or a real oblique geometry with 30 stays a stack, and time_axis='none' wins."""
+    def write(name, n, direction=None, origin=(0.0, 0.0, 0.0)):
+        arr = np.arange(n, dtype=np.float32)[:, None, None] + np.zeros((n, 6, 7), np.float32)  # sitk [z, y, x]
+        img = sitk.GetImageFromArray(arr)
+        img.SetOrigin(origin)
+        if direction is not None:
+            img.SetDirection(direction)
+        path = tmp_path / name
+        sitk.WriteImage(img, str(path))
+        return path
+
+    s = io_image.load_image(write("defaults30.nii.gz", 30))
+    assert s.pixels.shape == (30, 1, 6, 7) and s.pixels[:, 0, 0, 0].tolist() == list(range(30))
+    assert io_image.load_image(write("defaults10.nii.gz", 10)).pixels.shape == (1, 10, 6, 7)
+    c, sn = np.cos(0.4), np.sin(0.4)
+    oblique = write("oblique30.nii.gz", 30, direction=(c, -sn, 0.0, sn, c, 0.0, 0.0, 0.0, 1.0), origin=(3.0, -9.0, 40.0))
+    assert io_image.load_image(oblique).pixels.shape == (1, 30, 6, 7)
+    assert io_image.load_image(tmp_path / "defaults30.nii.gz", time_axis="none").pixels.shape == (1, 30, 6, 7)
+
+
+def test_qperf_analyze_files_are_one_slice_over_time():
+    base = require_data("perfusion", "qperf")
+    rest, stress = load_series(base / "data.hdr"), load_series(base / "data_stress.hdr")
+    assert rest.pixels.shape == (68, 1, 47, 51) and stress.pixels.shape == (59, 1, 37, 40)
+    # the concentration rises from zero before the bolus: the first frame is the lowest
+    means = rest.pixels.reshape(68, -1).mean(1)
+    assert means[0] < 0.1 * means.max()
+
+
 
 def test_folder_of_image_files_says_to_give_one_file(tmp_path):
     import SimpleITK as sitk

@@ -147,6 +147,22 @@ def test_route_uk_biobank_long_axis_cines(tmp_path):
 
 
 @pytest.mark.data
+def test_route_qperf_analyze_folder():
+    """QPerf's folder (Analyze .hdr + .img pairs, .mat workspaces, a README) was taken for a DICOM folder
+    ("no DICOM series and no image file found"); read as a stack, data_stress.hdr became 59 one-frame perfusion
+    series, 59 failures. Now: two 2D+T series with their frames, the AIFs listed as curves."""
+    r = route_study(require_data("perfusion", "qperf"))
+    rest, stress = _by_label(r, "data.hdr"), _by_label(r, "data_stress.hdr")
+    assert (rest.n_slices, rest.n_phases, stress.n_slices, stress.n_phases) == (1, 68, 1, 59)
+    assert rest.sequence == stress.sequence == "perfusion" and rest.analyses == stress.analyses == ["perfusion"]
+    assert any("the last frame differs from the first" in ev for ev in rest.evidence)  # no keyword in 'data'
+    for name, n in (("aif.hdr", 68), ("aif_stress.hdr", 59)):
+        aif = _by_label(r, name)
+        assert aif.sequence == "curve" and aif.analyses == [] and f"a curve of {n} samples" in aif.reason
+    assert len(r.series) == 4
+
+
+@pytest.mark.data
 def test_long_axis_ed_es_pair_keeps_the_files_phases(tmp_path):
     """lax_4c_ed + lax_4c_es (M&Ms-2 via CineMA): ED is the file named ED whatever the lengths say; the
     max/min rule called the ES file ED when its LV came out longer."""

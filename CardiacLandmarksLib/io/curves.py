@@ -35,10 +35,11 @@ def read_curve(path: str | Path) -> np.ndarray:
         if key is None:
             raise PerfusionInputError(f"{p.name}: no AIF curve found in the .mat file")
         arr = np.asarray(m[key], float)
-    else:
-        import SimpleITK as sitk
+    else:  # an image file holding one row (QPerf's aif.hdr): the package's reader, which keeps ITK's
+        # "Analyze is deprecated" off the console and names a damaged file
+        from CardiacLandmarksLib.io.image import load_image
 
-        arr = sitk.GetArrayFromImage(sitk.ReadImage(str(p)))
+        arr = load_image(p, time_axis="none").pixels
     arr = np.asarray(arr, float)
     if arr.size < 5 or arr.squeeze().ndim != 1:
         raise PerfusionInputError(f"{p.name}: expected a 1-D curve, got shape {arr.shape}")

@@ -8,7 +8,8 @@ spacing and direction are used as they are. Layouts handled:
 * 3-D 2D+T with time first ``(t, y, x)`` -> ``[t, 1, j, i]`` (``time_axis="first"``): the layout
   of a numpy ``(time, rows, columns)`` array saved by nibabel, as in the ML-perfusion files
   (``perfusion/mlperf/*.nii.gz``, e.g. size ``(49, 160, 160)``, spacing ``(18, 2.29, 2.29)``);
-* 3-D 2D+T with time last ``(x, y, t)`` -> ``[t, 1, j, i]`` (``time_axis="last"``);
+* 3-D 2D+T with time last ``(x, y, t)`` -> ``[t, 1, j, i]`` (``time_axis="last"``; picked by ``"auto"`` for a
+  header of defaults only with at least 20 samples on the third axis: :func:`resolve_time_axis`);
 * 4-D ``(x, y, z, t)`` (NIfTI/MHA cines, e.g. M&Ms-2 ``001_LA_CINE``) -> ``[t, k, j, i]``;
 * NRRD with a ``list`` axis (Slicer sequence / MultiVolume ``.nrrd``), which ITK reads as a
   multi-component image -> the components are the phases.
@@ -94,7 +95,7 @@ def _layout_3d(arr: np.ndarray, d3: np.ndarray, o3: np.ndarray, sp3: tuple, size
     if ncomp > 1:
         pixels, mode = arr, "none"  # [t, z, y, x]
     else:
-        mode = resolve_time_axis(time_axis, size3, sp3)
+        mode = resolve_time_axis(time_axis, size3, sp3, d3, o3)
         if mode == "none":
             pixels = arr[None]
         elif mode == "first":
@@ -373,7 +374,22 @@ def _format_name(path: Path) -> str:
     return "unknown"
 
 
-def resolve_time_axis(time_axis: str, size: tuple[int, ...], spacing: tuple[float, ...]) -> str:
+#: a 3-D file with a placeholder affine, exactly 1 mm on every axis and at least this many samples on its third axis
+#: is read as one slice over time, time last (``(x, y, t)``, as MATLAB and QPerf's Analyze files store a 2D+T)
+MIN_TIME_LAST_SAMPLES = 20
+
+
+def resolve_time_axis(time_axis: str, size: tuple[int, ...], spacing: tuple[float, ...],
+                      direction: np.ndarray | None = None, origin: np.ndarray | None = None) -> str:
+    """The layout of a 3-D single-component file (module docstring): ``time_axis`` unless it is ``"auto"``.
+
+    ``"auto"``: ``"first"`` for a ``(time, y, x)`` array written by nibabel (first axis shortest and more than 1.5x
+    coarser); ``"last"`` for a file whose header holds nothing but defaults (a placeholder affine, exactly 1 mm on
+    all three axes) and at least :data:`MIN_TIME_LAST_SAMPLES` samples on the third axis: a 2D+T written without
+    geometry, e.g. QPerf's ``data.hdr`` (51 x 47 x 68, 68 frames). A slice stack exported that way has far fewer
+    slices (EMIDEC: 4-10; a short-axis stack rarely more than 20); a true 3-D volume without geometry would be
+    misread, and ``time_axis="none"`` reads it as a stack. Otherwise ``"none"`` (a stack).
+    """
     if time_axis != "auto":
         return time_axis
     first_is_time = size[0] < min(size[1], size[2]) and spacing[0] > 1.5 * max(spacing[1], spacing[2])
@@ -385,6 +401,12 @@ def resolve_time_axis(time_axis: str, size: tuple[int, ...], spacing: tuple[floa
             spacing,
         )
         return "first"
+    if (direction is not None and origin is not None and size[2] >= MIN_TIME_LAST_SAMPLES
+            and np.allclose(spacing, 1.0, rtol=0, atol=1e-9)
+            and not orientation_known(direction, origin, spacing, size)[0]):
+        logger.info("3-D image of size %s with a placeholder affine and 1 mm on every axis: third axis read as time "
+                    "(time_axis='last'); pass time_axis='none' to read it as a slice stack", size)
+        return "last"
     return "none"
 
 

@@ -203,6 +203,22 @@ class StudyRouting:
 
 # --------------------------------------------------------------------------- entry point
 
+#: files beside image files that say nothing on whether a folder is DICOM: notes, tables, MATLAB workspaces
+_NOTE_SUFFIXES = (".txt", ".csv", ".json", ".cfg", ".md", ".mat")
+#: the data half of a two-file image format (Analyze ``.hdr`` + ``.img``, MetaImage ``.mhd`` + ``.raw``)
+_DATA_HALVES = {".img": (".hdr",), ".raw": (".mhd",), ".zraw": (".mhd",)}
+
+
+def _side_file(f: Path, imgs: list[Path]) -> bool:
+    """True for a file that does not count against a folder of image files being one: a note or table, or
+    the data half of one of its image files (QPerf's ``data.img`` beside ``data.hdr``)."""
+    suffix = f.suffix.lower()
+    if suffix in _NOTE_SUFFIXES:
+        return True
+    heads = _DATA_HALVES.get(suffix, ())
+    return any(g.stem == f.stem and g.suffix.lower() in heads for g in imgs)
+
+
 
 def route_study(path: str | Path | list, recursive: bool = True) -> StudyRouting:
     """Classify every series of a study and decide the analyses (module docstring).
@@ -230,7 +246,7 @@ def route_study(path: str | Path | list, recursive: bool = True) -> StudyRouting
         if p.is_dir():
             files = sorted(f for f in p.iterdir() if f.is_file() and not f.name.startswith("."))
             imgs = [f for f in files if io_image.is_image_file(f)]
-            if imgs and len(imgs) >= len([f for f in files if not f.name.endswith((".txt", ".csv", ".json", ".cfg"))]) / 2:
+            if imgs and len(imgs) >= len([f for f in files if not _side_file(f, imgs)]) / 2:
                 image_files += imgs
             else:
                 dicom_dirs.append(p)
@@ -358,6 +374,13 @@ def _image_entries(files: list[Path], notes: list[str]) -> list[RoutedSeries]:
         except CardiacLandmarksError as exc:
             out.append(RoutedSeries(key=stem, label=f.name, source=f.name, view="-", sequence="-",
                                     reason=f"unreadable: {type(exc).__name__}: {exc}"))
+            continue
+        if s.n_phases == 1 and sum(n > 1 for n in s.pixels.shape[1:]) <= 1:
+            n = int(s.pixels.size)
+            out.append(RoutedSeries(key=stem, label=f.name, source=f.name, view="-", sequence="curve",
+                                    reason=f"a curve of {n} samples, not an image (an arterial input function? "
+                                           "give it to 'cardiac-landmarks perfusion --aif')",
+                                    evidence=[f"pixels {' x '.join(map(str, s.pixels.shape[1:]))}"]))
             continue
         values = label_values(s)
         if values is not None:
