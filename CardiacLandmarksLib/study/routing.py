@@ -219,7 +219,6 @@ def _side_file(f: Path, imgs: list[Path]) -> bool:
     return any(g.stem == f.stem and g.suffix.lower() in heads for g in imgs)
 
 
-
 def route_study(path: str | Path | list, recursive: bool = True) -> StudyRouting:
     """Classify every series of a study and decide the analyses (module docstring).
 
