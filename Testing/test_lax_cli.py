@@ -90,3 +90,23 @@ def test_refused_detect_leaves_no_empty_result_folder(cine_and_points, tmp_path,
     kept.mkdir()
     assert main(["detect", str(path), "--view", "2ch", "-o", str(kept), "--no-progress"]) == 1
     assert kept.is_dir()
+
+
+@pytest.mark.data
+def test_detect_prints_the_long_axis_notes(tmp_path, capsys):
+    """detect on a long-axis file prints its checks as 'note:' lines (they were only in landmarks.json): here
+    M&Ms-2 001's 4CH ED and ES frames stored as one 2-frame file, detected frame by frame, not tracked."""
+    import nibabel as nib
+    from conftest import require_data
+
+    d = require_data("mnms2", "001")
+    ed, es = nib.load(d / "001_LA_ED.nii.gz"), nib.load(d / "001_LA_ES.nii.gz")
+    both = np.stack([np.asarray(ed.dataobj), np.asarray(es.dataobj)], -1).astype(np.float32)
+    nib.save(nib.Nifti1Image(both, ed.affine), tmp_path / "la_frames.nii.gz")
+    out = tmp_path / "out"
+    assert main(["detect", str(tmp_path / "la_frames.nii.gz"), "--view", "4ch", "-o", str(out), "--no-progress"]) == 0
+    text = capsys.readouterr().out
+    notes = [line for line in text.splitlines() if line.startswith("note: ")]
+    assert any("2 phases, fewer than the 10 that tracking needs" in n for n in notes)
+    saved = json.loads((out / "landmarks.json").read_text())["model"]["lax_checks"]
+    assert [n[len("note: "):] for n in notes] == saved

@@ -156,6 +156,8 @@ def cmd_detect(args: argparse.Namespace) -> int:
     for p in [*written, record.path]:
         print(f"  wrote {p}")
     _print_trust(result.landmarks.measurements)
+    for n in result.landmarks.model.get("lax_checks", []):  # long axis: tracking, naming and handedness notes
+        print(f"note: {n}")
     for m in record.messages:
         print(m)
     for w in warnings:
