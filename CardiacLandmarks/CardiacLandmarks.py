@@ -341,13 +341,19 @@ class CardiacLandmarksWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     @staticmethod
     def laxSummaryText(summary: dict) -> str:
-        """One line for the panel: LV length at ED and ES and the longitudinal shortening."""
+        """One line for the panel: LV length at ED and ES and the longitudinal shortening, each with its status
+        (a value that is not ``ok`` is never shown as a plain number); the shortening's caveat when not ok."""
         if not summary or summary.get("shortening_pct") is None:
             return _("LV length: place APEX and both mitral-valve points to measure it.")
-        return _("LV length ED {ed:.1f} mm (phase {edPhase}), ES {es:.1f} mm (phase {esPhase}); "
-                 "longitudinal shortening {shortening:.1f}%").format(
+        text = _("LV length ED {ed:.1f} mm [{edStatus}] (phase {edPhase}), ES {es:.1f} mm [{esStatus}] "
+                 "(phase {esPhase}); longitudinal shortening {shortening:.1f}% [{status}]").format(
             ed=summary["length_ed_mm"], edPhase=summary["ed_phase"], es=summary["length_es_mm"],
-            esPhase=summary["es_phase"], shortening=summary["shortening_pct"])
+            esPhase=summary["es_phase"], shortening=summary["shortening_pct"],
+            edStatus=summary.get("length_ed_status", "review"), esStatus=summary.get("length_es_status", "review"),
+            status=summary.get("shortening_status", "review"))
+        if summary.get("shortening_caveat"):
+            text += " " + _("Shortening: {caveat}").format(caveat=summary["shortening_caveat"])
+        return text
 
     def onViewChanged(self, index) -> None:
         if self._parameterNode:

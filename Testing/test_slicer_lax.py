@@ -154,6 +154,12 @@ def test_lengths_match_library_and_points(lax_result):
     assert summary["shortening_pct"] == pytest.approx(lib.shortening_pct, abs=1.0)
     assert 10.0 <= summary["shortening_pct"] <= 25.0  # physiological (normal 10-25 %)
     assert 60.0 < rows.min() < rows.max() < 120.0  # adult LV length, mm
+    # the panel line carries each value's status, the library's, and the shortening's caveat when not ok
+    assert summary["shortening_status"] == lib.shortening_status
+    assert summary["length_ed_status"] == lib.status_of_phase(lib.ed_phase)
+    line = module.CardiacLandmarksWidget.laxSummaryText(summary)
+    assert f"{summary['shortening_pct']:.1f}% [{lib.shortening_status}]" in line
+    assert (lib.shortening.caveat() in line) == (lib.shortening_status != "ok")
     assert json.loads(logic.lvLengthTable(hub).GetAttribute(laxNodes.SUMMARY_ATTRIBUTE)) == summary
 
 
@@ -320,5 +326,10 @@ def test_summary_text_without_values():
     text = module.CardiacLandmarksWidget.laxSummaryText({})
     assert "place" in text
     text = module.CardiacLandmarksWidget.laxSummaryText(
+        {"length_ed_mm": 91.0, "length_es_mm": 74.62, "ed_phase": 23, "es_phase": 8, "shortening_pct": 18.0,
+         "length_ed_status": "ok", "length_es_status": "ok", "shortening_status": "ok", "shortening_caveat": ""})
+    assert "91.0 mm [ok]" in text and "74.6 mm [ok]" in text and "18.0% [ok]" in text
+    assert "Shortening:" not in text
+    # a summary without statuses (never written by laxSummary) reads review, not as a plain number
+    assert "18.0% [review]" in module.CardiacLandmarksWidget.laxSummaryText(
         {"length_ed_mm": 91.0, "length_es_mm": 74.62, "ed_phase": 23, "es_phase": 8, "shortening_pct": 18.0})
-    assert "91.0 mm" in text and "74.6 mm" in text and "18.0%" in text

@@ -93,7 +93,11 @@ def summaryOf(curve) -> dict:
             "length_ed_mm": f(curve.lengths_mm[ed]) if ed is not None else None,
             "length_es_mm": f(curve.lengths_mm[es]) if es is not None else None,
             "shortening_pct": f(curve.shortening_pct), "ed_rule": curve.ed_rule, "es_rule": curve.es_rule,
-            "low_phases": list(curve.low_phases), "notes": list(curve.notes)}
+            "low_phases": list(curve.low_phases), "notes": list(curve.notes),
+            "length_ed_status": curve.status_of_phase(ed) if ed is not None else "n/a",
+            "length_es_status": curve.status_of_phase(es) if es is not None else "n/a",
+            "shortening_status": curve.shortening_status,
+            "shortening_caveat": curve.shortening.caveat() if curve.shortening is not None else ""}
 
 
 # ------------------------------------------------------------------------------------------ creation
