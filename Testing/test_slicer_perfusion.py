@@ -257,13 +257,21 @@ def test_panel_status_text_states_the_global_values(study):
     report = study["logic"].report(study["hub"])
     text = summaryText(report)
     stats = study["cli"]["global"]["stress"]["upslope_index"]
-    assert f"stress: upslope index {stats['mean']:.2f} ± {stats['sd']:.2f}" in text
+    # the value with the CLI report's status, and its check when not ok
+    suffix = f" [{stats['status']}: {stats['check']}]" if stats["status"] != "ok" else " [ok]"
+    assert f"stress: upslope index {stats['mean']:.2f} ± {stats['sd']:.2f} ratio{suffix}" in text
     assert ("warning" in text) == bool(report["warnings"])
     both = {"conditions": ["stress", "rest"], "units": {"mbf": "ml/min/g"},
-            "global": {"stress": {"mbf": {"mean": 3.0, "sd": 0.5}}, "rest": {"mbf": {"mean": 1.0, "sd": 0.25}},
-                       "reserve": {"mpr": 3.0}}}
-    assert summaryText(both).splitlines() == ["stress: MBF 3.00 ± 0.50 ml/min/g", "rest: MBF 1.00 ± 0.25 ml/min/g",
-                                              "MPR 3.00"]
+            "global": {"stress": {"mbf": {"mean": 3.0, "sd": 0.5, "status": "ok"}},
+                       "rest": {"mbf": {"mean": 1.0, "sd": 0.25, "status": "review", "check": "check A-RVI (low 0.25)"}},
+                       "reserve": {"mpr": 3.0},
+                       "reserve_trust": {"mpr": {"status": "review", "check": "check A-RVI (low 0.25)"}}}}
+    assert summaryText(both).splitlines() == ["stress: MBF 3.00 ± 0.50 ml/min/g [ok]",
+                                              "rest: MBF 1.00 ± 0.25 ml/min/g [review: check A-RVI (low 0.25)]",
+                                              "MPR 3.00 [review: check A-RVI (low 0.25)]"]
+    # a value without a status (not written by the report) is not passed as a plain number
+    bare = {"conditions": ["stress"], "units": {}, "global": {"stress": {"mbf": {"mean": 3.0}}}}
+    assert summaryText(bare) == "stress: MBF 3.00 [review]"
     assert summaryText({}) == ""
 
 

@@ -135,11 +135,20 @@ class PerfusionSection:
                                  lambda folder: self.logic.exportReport(self.hub, folder))
 
 
+def _status_suffix(entry: dict) -> str:
+    """`` [ok]`` or `` [review: check ...]`` for a report value (``{"status", "check"}``); a value whose status is
+    missing reads ``review``: no number from the report passes as a plain number."""
+    status = entry.get("status") or "review"
+    check = entry.get("check") or ""
+    return f" [{status}: {check}]" if status != "ok" and check else f" [{status}]"
+
+
 def summaryText(report: dict) -> str:
     """Status text of a report (``report.json`` layout): one line per condition with the global value
     of the primary metric (MBF when quantified, else the upslope index), e.g.
-    ``"stress: MBF 3.24 ± 0.76 ml/min/g"``, the reserve when stress and rest both exist, and the
-    number of warnings (e.g. an RV insertion found by the fallback: check it). Empty report -> ``""``."""
+    ``"stress: MBF 3.24 ± 0.76 ml/min/g [ok]"`` (a value that is not ok: ``[review: check ...]``), the reserve
+    with its status when stress and rest both exist, and the number of warnings (e.g. an RV insertion found by the
+    fallback: check it). Empty report -> ``""``."""
     glob = report.get("global", {})
     units = report.get("units", {})
     lines = []
@@ -153,11 +162,11 @@ def summaryText(report: dict) -> str:
         text = f"{condition}: {label} {stats['mean']:.2f}"
         if stats.get("sd") is not None:
             text += f" ± {stats['sd']:.2f}"
-        lines.append(f"{text} {units.get(metric, '')}".rstrip())
-    reserve = glob.get("reserve", {})
+        lines.append(f"{text} {units.get(metric, '')}".rstrip() + _status_suffix(stats))
+    reserve, trust = glob.get("reserve", {}), glob.get("reserve_trust", {})
     for key, label in (("mpr", _("MPR")), ("mpri", _("MPRI"))):
         if reserve.get(key) is not None:
-            lines.append(f"{label} {reserve[key]:.2f}")
+            lines.append(f"{label} {reserve[key]:.2f}" + _status_suffix(trust.get(key, {})))
     warnings = report.get("warnings", [])
     if warnings:
         lines.append(_("{n} warning(s): see the report (export) or the Python console log").format(n=len(warnings)))
