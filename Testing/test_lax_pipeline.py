@@ -136,6 +136,14 @@ def test_a_cine_of_few_phases_is_not_tracked():
     others = [lm for lm in tracked.landmarks if lm.phase > 0]
     assert others and all(lm.flag == "low" and "only 9 phases" in lm.doubt for lm in others)
     assert all(m.status == "review" for m in tracked.measurements if m.name == "Longitudinal shortening")
+    # after a reader's correction the front ends re-track through retrack_landmark: not on so few phases
+    from CardiacLandmarksLib.lax.tracking import correct_landmark, retrack_landmark
+
+    fixed = correct_landmark(s, res, "APEX", 3, res.get("APEX", 0, 3).position + np.array([2.0, 0, 0]), retrack=False)
+    assert retrack_landmark(s, fixed, "APEX", 0) is fixed
+    longer = coronal_series(n_t=MIN_TRACKED_PHASES)
+    seed = seed_from_points(longer, {n: res.get(n, 0, 0).position for n in ("AL-P", "IS-P", "APEX")}, 0, "4ch")
+    assert len(retrack_landmark(longer, seed, "APEX", 0).landmarks) == 2 + MIN_TRACKED_PHASES  # APEX on every phase
 
 
 def test_view_errors():

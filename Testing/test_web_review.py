@@ -262,6 +262,40 @@ def test_series_warnings_shown_as_a_banner(oriented_cohort_src, tmp_path):
     assert app.state.case_warnings == written
 
 
+def test_long_axis_correction_is_retracked_as_in_slicer(tmp_path, data_root):
+    """A reader drags AL-P on one phase of a tracked 4CH cine (M&Ms-2 001, 25 phases): the neighbouring phases
+    follow through the library's retrack_landmark, as the Slicer module does; before, only the dragged phase
+    changed and the other 24 kept the old track. The other landmarks stay as they were."""
+    from CardiacLandmarksLib.cli import main as cli_main
+    from CardiacLandmarksLib.web.app import ReviewApp
+
+    out = tmp_path / "lax"
+    assert cli_main(["detect", str(data_root / "mnms2" / "001" / "001_LA_CINE.nii.gz"), "--view", "4ch", "-o",
+                     str(out / "001_LA_CINE"), "--no-progress"]) == 0
+    app = ReviewApp(out)
+    case = app.case
+    anchors = case.lmset.model["tracking"]["anchors"]["AL-P"]
+    n_t = case.series.n_phases
+    t = (anchors[0] + n_t // 2) % n_t  # half a cycle from the detection's anchor
+    before = {(lm.name, lm.phase): np.asarray(lm.position, float).copy() for lm in case.lmset.landmarks}
+    app.show_case(case.name, k=0, t=t)
+    assert app.phase_t == t
+    new_lps = before[("AL-P", t)] + case.series.direction[:, 0] * 6.0  # 6 mm along the image rows
+    node = app._nodes["AL-P"]
+    node.SetNthControlPointPosition(0, *[float(v) for v in app._lps_to_ras(new_lps)])
+    app._on_point_changed("AL-P")  # what the end of a drag in the view calls
+    lm = case.lmset.get("AL-P", 0, t)
+    assert lm.corrected and np.allclose(lm.position, new_lps, atol=0.01)  # projected onto the slice plane
+    assert sorted(case.lmset.model["tracking"]["anchors"]["AL-P"]) == sorted({*anchors, t})
+    moved = [p for p in range(n_t) if p != t
+             and np.linalg.norm(np.asarray(case.lmset.get("AL-P", 0, p).position) - before[("AL-P", p)]) > 0.5]
+    assert (t - 1) % n_t in moved and (t + 1) % n_t in moved
+    for name in ("IS-P", "APEX"):
+        assert all(np.allclose(case.lmset.get(name, 0, p).position, before[(name, p)]) for p in range(n_t))
+    assert f"Re-tracked through the {n_t} phases" in app.state.message
+    assert case.dirty
+
+
 def test_browser_shows_the_series_warning(oriented_cohort_src, tmp_path):
     """Chromium: the M&Ms-2 case opens with its warning in a banner that a reader sees without scrolling."""
     cohort = tmp_path / "oriented"

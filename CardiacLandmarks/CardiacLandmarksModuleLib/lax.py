@@ -210,8 +210,7 @@ def _rebuild(logic, hub, state) -> None:
             continue
         for t, pos in sorted(corrected.items()):
             lmset = tracking.correct_landmark(series, lmset, name, t, pos, k=k, retrack=False)
-        if series.n_phases > 1:
-            lmset = tracking.track_landmarks(series, lmset, k=k, names=[name])
+        lmset = tracking.retrack_landmark(series, lmset, name, k)  # none on a cine of few phases
     state.setCurrent(lmset)
 
 

@@ -549,6 +549,33 @@ def track_landmarks(
     return out
 
 
+def retrack_landmark(series, lmset, name: str, k: int = 0, cfg: TrackingConfig = TrackingConfig()):
+    """After a reader's correction of ``name`` on slice ``k``: that landmark re-tracked through the cine from its
+    anchors (its corrected points and the anchors recorded by an earlier tracking run, :func:`track_landmarks`),
+    so the neighbouring phases follow the correction. The one rule the Slicer module and the review app share.
+
+    A series of fewer than :data:`MIN_TRACKED_PHASES` phases is returned unchanged (each phase keeps its own point:
+    such frames are too far apart to track), as is a landmark with no found point on the slice.
+
+    Args:
+        series: the cine :class:`~.series.CMRSeries` (``pixels [t, k, j, i]``).
+        lmset: the landmarks after the correction (not modified).
+        name, k: the corrected landmark and its slice.
+
+    Returns:
+        A new :class:`~.landmarks.LandmarkSet` (or ``lmset`` itself when nothing is re-tracked), with the LV-length
+        measurements of a long-axis view.
+
+    Raises:
+        InvalidImageError: bad slice / pixels, an anchor outside the image. TrackingCancelled never (no cancel).
+    """
+    if series.n_phases < MIN_TRACKED_PHASES:
+        return lmset
+    if not any(lm.name == name and lm.slice == k and lm.found for lm in lmset.landmarks):
+        return lmset
+    return track_landmarks(series, lmset, k=k, cfg=cfg, names=[name])
+
+
 def _lax_measurements(lmset) -> list:
     from CardiacLandmarksLib.lax.measurements import LAX_VIEWS, lv_length_measurements
 

@@ -19,7 +19,9 @@ folder of them. The page shows
   at a time).
 
 Drag a point to move it; for an absent point press "Place" and click in the view. A moved or
-placed point becomes *corrected* (confidence 1) and leaves the queue.
+placed point becomes *corrected* (confidence 1) and leaves the queue. On a long-axis cine the corrected
+landmark is then re-tracked through the phases from its anchors, as in the Slicer module
+(:func:`CardiacLandmarksLib.lax.tracking.retrack_landmark`): the neighbouring phases follow the correction.
 
 Start it with ``cardiac-landmarks review PATH`` (see :mod:`CardiacLandmarksLib.cli.review`).
 """
@@ -38,6 +40,8 @@ from CardiacLandmarksLib.core.errors import CardiacLandmarksError
 from CardiacLandmarksLib.core.geometry import ijk_to_ras_matrix
 from CardiacLandmarksLib.core.landmarks import LANDMARKS_BY_VIEW, LandmarkSet
 from CardiacLandmarksLib.core.review import FlaggedPoint, flagged_points, merge_queues
+from CardiacLandmarksLib.lax.measurements import LAX_VIEWS
+from CardiacLandmarksLib.lax.tracking import retrack_landmark
 from CardiacLandmarksLib.results import (
     correct_landmark,
     find_results,
@@ -318,8 +322,15 @@ class ReviewApp:
         if old is not None and old.found and np.linalg.norm(np.asarray(old.position, float) - lps) <= MOVED_TOL_MM:
             return
         verb = "moved to" if old is not None and old.found else "placed at"
+        retracked = ""
         try:
             lm = correct_landmark(case.lmset, name, k, t, lps, case.series)
+            if lm.corrected and case.lmset.view in LAX_VIEWS:
+                # a long-axis cine: the neighbouring phases follow the correction, as in the Slicer module
+                new = retrack_landmark(case.series, case.lmset, name, k)
+                if new is not case.lmset:
+                    case.lmset.landmarks, case.lmset.model = new.landmarks, new.model
+                    retracked = f" Re-tracked through the {case.series.n_phases} phases."
             recompute_measurements(case.lmset, case.series)
         except CardiacLandmarksError as exc:
             self._message(f"Not corrected: {exc}", "error")
@@ -329,7 +340,7 @@ class ReviewApp:
         node.SetNthControlPointLabel(0, self._label(lm))
         self._color(node, lm)
         self._message(f"{self._title(case.name)}: {name} on slice {k} {verb} LPS "
-                      f"{lps[0]:.1f} {lps[1]:.1f} {lps[2]:.1f} mm (corrected). Save to write it.", "info")
+                      f"{lps[0]:.1f} {lps[1]:.1f} {lps[2]:.1f} mm (corrected).{retracked} Save to write it.", "info")
         self._refresh()
 
     # ------------------------------------------------------------------ navigation
