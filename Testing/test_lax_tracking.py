@@ -165,6 +165,29 @@ def test_landmarkset_tracking_and_correction():
         correct_landmark(s, tr, "APEX", 2, s.ijk_to_lps(np.r_[-80.0, 10.0, 0]))
 
 
+def test_points_tracked_from_a_low_anchor_stay_low():
+    """A detection anchor flagged low (confidence 0.55) on phase 0 and a reader's correction on phase 6 of a
+    12-phase cine: the phases nearer the low anchor stay low, with its confidence folded in, and name the anchor
+    to check; those nearer the correction are high. Before, re-tracking after a correction (the Slicer module,
+    the review app) turned the low anchor's neighbours high."""
+    base, sh = texture(seed=3), shifts()
+    s = synthetic_series(sh, base)
+    p0 = np.array([80.0, 52.0])
+    seed = LandmarkSet("synthetic", "4ch", {"name": "test"},
+                       [Landmark("AL-P", 0, 0, True, s.ijk_to_lps(np.r_[p0, 0]), np.r_[p0, 0], 0.55, "low")])
+    tracked = track_landmarks(s, seed)
+    assert all(lm.flag == "low" for lm in tracked.landmarks)  # one low anchor: every phase low
+    fixed = correct_landmark(s, tracked, "AL-P", 6, s.ijk_to_lps(np.r_[p0 + sh[6], 0]))
+    flags = {lm.phase: lm for lm in fixed.landmarks}
+    assert fixed.model["tracking"]["anchors"]["AL-P"] == [0, 6]
+    for t in (1, 2, 10, 11):  # nearer phase 0 (cyclic)
+        assert flags[t].flag == "low" and "tracked from AL-P on phase 0, which is low" in flags[t].doubt
+        assert flags[t].confidence <= 0.55
+    for t in (4, 5, 7, 8):  # nearer the correction
+        assert flags[t].flag == "high" and flags[t].confidence > 0.55
+    assert flags[0].flag == "low" and flags[6].corrected
+
+
 @pytest.fixture(scope="module")
 def mnms2_validation(data_root):
     from CardiacLandmarksLib.evaluation.lax import validate_mnms2

@@ -313,12 +313,8 @@ def _track_from_best(series, lmset, names, cfg, progress, cancel, notes) -> Land
         tracked = track_landmarks(series, seed, k=k, cfg=cfg, progress=progress, cancel=cancel)
         notes.append(f"slice {k}: tracked from phase {best_t} (weakest detection confidence {best_c:.2f})")
         n_disagree = 0
-        for lm in tracked.landmarks:
-            anc = anchors[lm.name]
+        for lm in tracked.landmarks:  # tracked points carry their anchor's confidence and low flag (tracking)
             if lm.phase != best_t:
-                lm.confidence = float(lm.confidence * anc.confidence)
-                if anc.flag != "high":
-                    lm.flag = "low"
                 det = lmset.get(lm.name, k, lm.phase)
                 if det is not None and det.found and det.flag == "high" and lm.found:
                     if np.linalg.norm(det.position - lm.position) > DISAGREE_MM:

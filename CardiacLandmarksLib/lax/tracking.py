@@ -30,7 +30,10 @@ found by chaining frame-to-frame registrations of a small disc around the point:
   shift the blend applied to the estimate it trusts more: small next to an anchor, ``d / 2``
   half-way, 0 when one chain failed). A phase reached by one chain only gets agreement 0.7.
   Anchors keep their own confidence (1 for a user correction). ``flag`` is ``"low"`` below
-  ``low_below``. Calibrated on two cines only (``mnms2/001``, ``lax/amrg``) and constructed
+  ``low_below``. In :func:`track_landmarks` a tracked point's confidence is then multiplied by that of its
+  nearest anchor, and the point is ``"low"`` whenever that anchor is not ``"high"``: points tracked from an
+  unchecked low detection stay as doubtful as it, also after a correction elsewhere in the cine.
+  Calibrated on two cines only (``mnms2/001``, ``lax/amrg``) and constructed
   tests: read it as "the image evidence is consistent", not as a probability.
 
 This is the "tracking" of Xue et al.'s long-axis pipeline done with registration instead of
@@ -413,6 +416,19 @@ def _segments(phases: list[int], n_t: int, cyclic: bool) -> list[tuple[int | Non
     return segs
 
 
+def _nearest_anchor(t: int, phases, n_t: int, cyclic: bool) -> int | None:
+    """The anchor phase nearest to phase ``t`` in steps (round the cycle when ``cyclic``); of two at the same
+    distance, the earlier in the list. None without anchors."""
+    best, best_d = None, None
+    for a in phases:
+        d = abs(int(t) - int(a))
+        if cyclic:
+            d = min(d, n_t - d)
+        if best_d is None or d < best_d:
+            best, best_d = int(a), d
+    return best
+
+
 def _n_steps(phases: list[int], n_t: int, cyclic: bool) -> int:
     if not phases:
         return 0
@@ -461,8 +477,15 @@ def _tracked_set(series, base, result: TrackResult, k: int, keep: dict, cfg: Tra
                 out.landmarks.append(Landmark(name, k, t, False, np.full(3, np.nan), np.full(3, np.nan), 0.0, "absent"))
                 continue
             ijk = np.array([p[0], p[1], float(k)])
-            c = float(result.confidence[t, li])
-            doubt = "tracking: weak image match or forward/backward estimates disagree" if c < cfg.low_below else ""
+            # a tracked point is as doubtful as the anchor it mostly comes from (the nearer one: the blend weights
+            # each chain by its closeness): its confidence times that anchor's, and low when that anchor is
+            src = _nearest_anchor(t, result.anchors.get(name, ()), n_t, cfg.cyclic)
+            anchor = keep.get((name, src)) if src is not None else None
+            c = float(result.confidence[t, li]) * (float(anchor.confidence) if anchor is not None else 1.0)
+            doubt = ("tracking: weak image match or forward/backward estimates disagree"
+                     if float(result.confidence[t, li]) < cfg.low_below else "")
+            if anchor is not None and anchor.flag != "high":
+                doubt = f"tracked from {name} on phase {src}, which is {anchor.flag} (check it)"
             if few:
                 doubt = f"tracking: only {n_t} phases, too far apart to follow (check the point)"
             out.landmarks.append(Landmark(name, k, t, True, series.ijk_to_lps(ijk), ijk, c, "low" if doubt else "high",
