@@ -185,6 +185,8 @@ def test_points_tracked_from_a_low_anchor_stay_low():
         assert flags[t].confidence <= 0.55
     for t in (4, 5, 7, 8):  # nearer the correction
         assert flags[t].flag == "high" and flags[t].confidence > 0.55
+    for t in (3, 9):  # half-way: the less trusted anchor decides
+        assert flags[t].flag == "low" and "phase 0, which is low" in flags[t].doubt
     assert flags[0].flag == "low" and flags[6].corrected
 
 

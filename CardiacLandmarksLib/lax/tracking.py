@@ -416,17 +416,17 @@ def _segments(phases: list[int], n_t: int, cyclic: bool) -> list[tuple[int | Non
     return segs
 
 
-def _nearest_anchor(t: int, phases, n_t: int, cyclic: bool) -> int | None:
-    """The anchor phase nearest to phase ``t`` in steps (round the cycle when ``cyclic``); of two at the same
-    distance, the earlier in the list. None without anchors."""
-    best, best_d = None, None
+def _nearest_anchors(t: int, phases, n_t: int, cyclic: bool) -> list[int]:
+    """The anchor phases nearest to phase ``t`` in steps (round the cycle when ``cyclic``): one, or two at the same
+    distance; empty without anchors."""
+    dist = {}
     for a in phases:
         d = abs(int(t) - int(a))
-        if cyclic:
-            d = min(d, n_t - d)
-        if best_d is None or d < best_d:
-            best, best_d = int(a), d
-    return best
+        dist[int(a)] = min(d, n_t - d) if cyclic else d
+    if not dist:
+        return []
+    best = min(dist.values())
+    return [a for a, d in dist.items() if d == best]
 
 
 def _n_steps(phases: list[int], n_t: int, cyclic: bool) -> int:
@@ -479,8 +479,11 @@ def _tracked_set(series, base, result: TrackResult, k: int, keep: dict, cfg: Tra
             ijk = np.array([p[0], p[1], float(k)])
             # a tracked point is as doubtful as the anchor it mostly comes from (the nearer one: the blend weights
             # each chain by its closeness): its confidence times that anchor's, and low when that anchor is
-            src = _nearest_anchor(t, result.anchors.get(name, ()), n_t, cfg.cyclic)
-            anchor = keep.get((name, src)) if src is not None else None
+            nearest = [keep[(name, a)] for a in _nearest_anchors(t, result.anchors.get(name, ()), n_t, cfg.cyclic)
+                       if (name, a) in keep]
+            # of two anchors at the same distance, the less trusted one
+            anchor = min(nearest, key=lambda a: (a.flag == "high", a.confidence)) if nearest else None
+            src = anchor.phase if anchor is not None else None
             c = float(result.confidence[t, li]) * (float(anchor.confidence) if anchor is not None else 1.0)
             doubt = ("tracking: weak image match or forward/backward estimates disagree"
                      if float(result.confidence[t, li]) < cfg.low_below else "")
