@@ -655,3 +655,14 @@ def test_first_last_correlation_and_the_sequence_it_decides():
     assert guess_sequence("series_7", 19, 1, None, turned[:19]) == "cine"
     many = np.repeat(turned, 3, axis=1)
     assert guess_sequence("series_7", n, 6, None, many) == "cine"
+
+
+def test_detect_time_axis_option_reads_a_defaults_only_file_as_a_stack(tmp_path, capsys):
+    """`detect --time-axis none` is the way back to a slice stack for a file the auto rule reads over time."""
+    from CardiacLandmarksLib.cli import main
+
+    data = require_data("perfusion", "qperf") / "data.hdr"
+    assert main(["detect", str(data), "-o", str(tmp_path / "auto"), "--no-progress"]) == 0
+    assert "data.hdr: 1 slices x 68 phases" in capsys.readouterr().out
+    assert main(["detect", str(data), "--time-axis", "none", "-o", str(tmp_path / "stack"), "--no-progress"]) == 0
+    assert "data.hdr: 68 slices x 1 phases" in capsys.readouterr().out

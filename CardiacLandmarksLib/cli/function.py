@@ -34,8 +34,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--height", type=float, default=None, help="height in cm (with --weight: indexed values, Mosteller BSA)")
     p.add_argument("--weight", type=float, default=None, help="weight in kg (with --height)")
     p.add_argument("--series-uid", default=None, help="SeriesInstanceUID to pick when a DICOM folder mixes series")
-    p.add_argument("--time-axis", default="auto", choices=("auto", "first", "last"),
-                   help="which axis of a 4-D image file is time (default: auto)")
+    p.add_argument("--time-axis", default="auto", choices=("auto", "none", "first", "last"),
+                   help="how a 3-D image file is read: 'none' = a slice stack, 'first'/'last' = time on that axis "
+                        "(default: auto)")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     p.add_argument("--no-tta", action="store_true", help="skip mirror test-time augmentation (faster, less accurate)")
     p.add_argument("--no-clean", action="store_true", help="keep every connected component (no clean-up)")

@@ -31,6 +31,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--allow-incomplete", action="store_true",
                    help="analyse a DICOM cine with missing slice positions or phases (warning in every output)")
     p.add_argument("--series-uid", default=None, help="SeriesInstanceUID to pick when a DICOM folder mixes series")
+    p.add_argument("--time-axis", default="auto", choices=("auto", "none", "first", "last"),
+                   help="how a 3-D image file is read: 'none' = a slice stack, 'first'/'last' = one slice over time "
+                        "with time on that axis (default auto: a stack, except a nibabel (t, y, x) array and a "
+                        "header of defaults only with >= 20 samples on its third axis)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--no-tta", action="store_true", help="skip mirror test-time augmentation of the SAX views (about 2x faster, less accurate); "
                         "long-axis views keep their rotated/scaled copies, which set their flags")
@@ -135,7 +139,7 @@ def cmd_detect(args: argparse.Namespace) -> int:
     from CardiacLandmarksLib.sax.pipeline import SaxOptions
 
     outdir = prepare_output_dir(args.output, inputs=[args.input])  # a bad output path fails before any work
-    series = load_series(args.input, series_uid=args.series_uid)
+    series = load_series(args.input, series_uid=args.series_uid, time_axis=args.time_axis)
     bar, update = _progress_bar(series.n_slices * series.n_phases, not args.no_progress)
     try:
         result = analyse_landmarks(series, args.view, SaxOptions(device=args.device, tta=not args.no_tta), update,
