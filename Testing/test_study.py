@@ -354,3 +354,16 @@ def test_study_without_tta_runs_every_network_once_and_says_so(mnms_study, tmp_p
     d = json.loads((tmp_path / "fast" / "study.json").read_text())
     assert d["settings"] == {"device": "cpu", "tta": False}
     assert {"sax", "lax"} <= {a["task"] for a in d["analyses"] if a["ok"]}
+
+
+def test_key_value_flags_name_input_warnings_and_value_checks():
+    """A study key value names a warning on the input and a check on the value by id, so its flags say why it is
+    review ('plausibility review' for a shortening outside 10-25 %), not a bare 'review'."""
+    from CardiacLandmarksLib.core.landmarks import Measurement, Source
+    from CardiacLandmarksLib.lax.measurements import shortening_range_source
+    from CardiacLandmarksLib.study.tasks import _source_flags
+
+    m = Measurement("Longitudinal shortening", 0, None, 3.3, "%",
+                    sources=[Source("AL-P s0 p0", "high", 0.9), Source("orientation", "review", kind="input"),
+                             shortening_range_source(3.3)])
+    assert _source_flags(m) == ["high", "orientation review", "plausibility review"]

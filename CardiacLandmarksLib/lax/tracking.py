@@ -575,10 +575,12 @@ def track_landmarks(
     return out
 
 
-def retrack_landmark(series, lmset, name: str, k: int = 0, cfg: TrackingConfig = TrackingConfig()):
+def retrack_landmark(series, lmset, name: str, k: int = 0, cfg: TrackingConfig = TrackingConfig(),
+                     progress: ProgressFn | None = None, cancel: CancelFn | None = None):
     """After a reader's correction of ``name`` on slice ``k``: that landmark re-tracked through the cine from its
     anchors (its corrected points and the anchors recorded by an earlier tracking run, :func:`track_landmarks`),
-    so the neighbouring phases follow the correction. The one rule the Slicer module and the review app share.
+    so the neighbouring phases follow the correction. The one rule that :func:`correct_landmark`, the Slicer
+    module and the review app share.
 
     A series of fewer than :data:`MIN_TRACKED_PHASES` phases is returned unchanged (each phase keeps its own point:
     such frames are too far apart to track), as is a landmark with no found point on the slice.
@@ -587,19 +589,20 @@ def retrack_landmark(series, lmset, name: str, k: int = 0, cfg: TrackingConfig =
         series: the cine :class:`~.series.CMRSeries` (``pixels [t, k, j, i]``).
         lmset: the landmarks after the correction (not modified).
         name, k: the corrected landmark and its slice.
+        progress, cancel: see :func:`track_points`.
 
     Returns:
         A new :class:`~.landmarks.LandmarkSet` (or ``lmset`` itself when nothing is re-tracked), with the LV-length
         measurements of a long-axis view.
 
     Raises:
-        InvalidImageError: bad slice / pixels, an anchor outside the image. TrackingCancelled never (no cancel).
+        InvalidImageError: bad slice / pixels, an anchor outside the image. TrackingCancelled: cancelled.
     """
     if series.n_phases < MIN_TRACKED_PHASES:
         return lmset
     if not any(lm.name == name and lm.slice == k and lm.found for lm in lmset.landmarks):
         return lmset
-    return track_landmarks(series, lmset, k=k, cfg=cfg, names=[name])
+    return track_landmarks(series, lmset, k=k, cfg=cfg, names=[name], progress=progress, cancel=cancel)
 
 
 def _lax_measurements(lmset) -> list:
@@ -622,7 +625,8 @@ def correct_landmark(
     progress: ProgressFn | None = None,
     cancel: CancelFn | None = None,
 ):
-    """Apply a user correction of one landmark on one phase, then re-track that landmark.
+    """Apply a user correction of one landmark on one phase, then re-track that landmark
+    (:func:`retrack_landmark`: not on a cine of fewer than :data:`MIN_TRACKED_PHASES` phases).
 
     The corrected point becomes an anchor (``corrected=True``, confidence 1, flag
     ``"high"``); the earlier anchors of the landmark stay anchors, so tracking re-runs from
@@ -680,7 +684,10 @@ def correct_landmark(
                                             "anchors", {}).get(name):
         new.measurements = _lax_measurements(new)
         return new
-    return track_landmarks(series, new, k=k, cfg=cfg, names=[name], progress=progress, cancel=cancel)
+    out = retrack_landmark(series, new, name, k, cfg, progress, cancel)
+    if out is new:  # not re-tracked (fewer than MIN_TRACKED_PHASES phases): the measurements of the correction
+        new.measurements = _lax_measurements(new)
+    return out
 
 
 def seed_from_points(series, points_lps: dict, phase: int, view: str, k: int = 0, corrected: bool = True,

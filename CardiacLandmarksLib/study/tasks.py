@@ -115,9 +115,10 @@ class TaskOutcome:
 
 
 def _source_flags(m) -> list[str]:
-    """A measurement's sources as key-value flags: a landmark's flag (``"high"``, ``"low"``), an input warning by its
-    id and flag (``"orientation review"``), so a value's caveat reads the same for SAX and long-axis views."""
-    return [s.flag if s.kind != "input" else f"{s.id} {s.flag}" for s in m.sources]
+    """A measurement's sources as key-value flags: a landmark's flag (``"high"``, ``"low"``), an input warning or a
+    check on the value by its id and flag (``"orientation review"``, ``"plausibility review"``), so a value's caveat
+    reads the same for SAX and long-axis views and says why."""
+    return [s.flag if s.kind not in ("input", "check") else f"{s.id} {s.flag}" for s in m.sources]
 
 
 def _rel(paths, root: Path) -> list[str]:
