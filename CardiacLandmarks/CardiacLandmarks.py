@@ -116,7 +116,8 @@ class CardiacLandmarks(ScriptedLoadableModule):
             "Select the image (a volume or a cine loaded as a sequence), press <b>Detect</b>, then review: "
             "points the model is unsure about are drawn in orange with their confidence in the label; points it "
             "did not find have no position and can be placed. <b>Review next flagged point</b> jumps to them. "
-            "Moving or placing a point marks it as corrected and updates the measurements table at once. "
+            "Moving or placing a point marks it as corrected and updates the measurements table at once; "
+            "<b>Confirm point</b> keeps the point shown by the review where it is and trusts it (confirmed). "
             "Export writes the point lists (.mrk.json, LPS), landmarks.json and the measurements (CSV).<br><br>"
             "<b>Long-axis views</b> (2CH, 3CH, 4CH; chosen in <i>View</i> or recognised from the image): the two "
             "mitral-valve points and the APEX are detected and tracked through the cine. An <i>LV length</i> "
@@ -186,6 +187,7 @@ class CardiacLandmarksWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._running = False
         self._cancelRequested = False
         self._reviewCursor = None
+        self._reviewPoint = None
 
     def setup(self) -> None:
         """Called when the user opens the module the first time and the widget is initialized."""
@@ -226,6 +228,7 @@ class CardiacLandmarksWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.detectButton.clicked.connect(self.onDetectButton)
         self.ui.cancelButton.clicked.connect(self.onCancelButton)
         self.ui.reviewButton.clicked.connect(self.onReviewButton)
+        self.ui.confirmButton.clicked.connect(self.onConfirmButton)
         self.ui.exportMarkupsButton.clicked.connect(lambda: self.onExport(markups=True))
         self.ui.exportLandmarksButton.clicked.connect(lambda: self.onExport(landmarksJson=True))
         self.ui.exportCsvButton.clicked.connect(lambda: self.onExport(csv=True))
@@ -323,6 +326,8 @@ class CardiacLandmarksWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         for button in (self.ui.reviewButton, self.ui.exportMarkupsButton, self.ui.exportLandmarksButton,
                        self.ui.exportCsvButton):
             button.enabled = result is not None and not self._running
+        self.ui.confirmButton.enabled = (result is not None and not self._running and self._reviewPoint is not None
+                                         and self._reviewPoint.flag == "low")
         self._updateResultSummary()
 
     def _updateResultSummary(self, caller=None, event=None) -> None:
@@ -332,7 +337,8 @@ class CardiacLandmarksWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             return
         counts = self.logic.flagCounts(result)
         self.ui.flagSummaryLabel.text = _(
-            "{total} points: {high} confident, {low} low confidence, {absent} not found, {corrected} corrected"
+            "{total} points: {high} confident, {low} low confidence, {absent} not found, {corrected} corrected, "
+            "{confirmed} confirmed"
         ).format(**counts)
         lax = self.logic.isLaxResult(result)
         self.ui.laxSummaryLabel.visible = lax
@@ -440,6 +446,7 @@ class CardiacLandmarksWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                 self._parameterNode.result = result
                 self._parameterNode.measurementsTable = self.logic.resultTable(result)
                 self._reviewCursor = None
+                self._reviewPoint = None
                 self.logic.showResultInSliceViews(result)
                 if self.logic.isLaxResult(result):
                     self.showLvLengthPlot(result)
@@ -479,19 +486,40 @@ class CardiacLandmarksWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         with errorsShown(_("Failed to show the next flagged point.")):
             point = self.logic.nextFlaggedPoint(result, after=self._reviewCursor)
             if point is None:
+                self._reviewPoint = None
+                self.ui.confirmButton.enabled = False
                 self.ui.statusLabel.text = _("No flagged point left.")
                 return
             self._reviewCursor = point.key
+            self._reviewPoint = point
+            self.ui.confirmButton.enabled = point.flag == "low"
             self.logic.showPoint(result, point)
             if point.flag == "absent":
                 text = _("{name} on slice {slice}, phase {phase}: not found. Click in the view to place it.")
             elif point.doubt:
                 text = _("{name} on slice {slice}, phase {phase}: low confidence {confidence} — {doubt}. "
-                         "Drag it if wrong.")
+                         "Drag it if wrong, or press Confirm point if right.")
             else:
-                text = _("{name} on slice {slice}, phase {phase}: low confidence {confidence}. Drag it if wrong.")
+                text = _("{name} on slice {slice}, phase {phase}: low confidence {confidence}. Drag it if wrong, "
+                         "or press Confirm point if right.")
             self.ui.statusLabel.text = text.format(name=point.name, slice=point.slice, phase=point.phase,
                                                    confidence=f"{point.confidence:.2f}", doubt=point.doubt)
+
+    def onConfirmButton(self) -> None:
+        """Confirm the flagged point shown last (Review next flagged point) where it is."""
+        result = self._parameterNode.result if self._parameterNode else None
+        point = self._reviewPoint
+        if result is None or point is None:
+            return
+        from CardiacLandmarksModuleLib.gui import errorsShown
+
+        with errorsShown(_("Failed to confirm the point.")):
+            self.logic.confirmPoint(result, point.name, point.slice, point.phase)
+            self._reviewPoint = None
+            self.ui.confirmButton.enabled = False
+            self.ui.statusLabel.text = _("{name} on slice {slice}, phase {phase} confirmed.").format(
+                name=point.name, slice=point.slice, phase=point.phase)
+            self._updateResultSummary()
 
     def onExport(self, markups: bool = False, landmarksJson: bool = False, csv: bool = False) -> None:
         """Export the current (corrected) landmarks and measurements to the output folder."""
@@ -949,13 +977,16 @@ class CardiacLandmarksLogic(ScriptedLoadableModuleLogic, VTKObservationMixin):
         (``CardiacLandmarksLib.core.review.corrected_landmark``)."""
         from CardiacLandmarksLib.core import geometry
         from CardiacLandmarksLib.core.review import corrected_landmark
+        from CardiacLandmarksLib.io.markups import CONFIRMED_DESCRIPTION
 
         ijk = (geometry.lps_to_ijk(point.position, state.direction, state.spacing[:2], state.sliceOrigins)
                if point.defined else None)
         return corrected_landmark(state.detected.get((point.name, k, t)), point.name, k, t, bool(point.defined),
                                   point.position, ijk, shown_confidence=point.confidence, selected=point.selected,
                                   user_marked=point.description.startswith(("placed by user",
-                                                                            "marked absent by user")))
+                                                                            "marked absent by user",
+                                                                            CONFIRMED_DESCRIPTION)),
+                                  confirmed=point.description.startswith(CONFIRMED_DESCRIPTION))
 
     def _readAllPoints(self, hub, state) -> None:
         from CardiacLandmarksModuleLib import nodes
@@ -1104,7 +1135,7 @@ class CardiacLandmarksLogic(ScriptedLoadableModuleLogic, VTKObservationMixin):
         return table
 
     def flagCounts(self, hub) -> dict:
-        """Numbers of points by state: ``total``, ``high``, ``low``, ``absent``, ``corrected``."""
+        """Numbers of points by state: ``total``, ``high``, ``low``, ``absent``, ``corrected``, ``confirmed``."""
         from CardiacLandmarksLib.core.review import flag_counts
 
         return flag_counts(self._state(hub).current.values())
@@ -1136,19 +1167,61 @@ class CardiacLandmarksLogic(ScriptedLoadableModuleLogic, VTKObservationMixin):
                                   state.spacing[:2], state.sliceOrigins)
         return geometry.lps_to_ras(lps)
 
+    def selectPhase(self, hub, t: int) -> None:
+        """Show phase ``t`` of a result (its sequence browser's item); nothing for a single-phase result."""
+        browser = hub.GetNodeReference(BROWSER_REFERENCE)
+        imageSequence = hub.GetNodeReference(IMAGE_SEQUENCE_REFERENCE)
+        if browser is not None and imageSequence is not None:
+            master = browser.GetMasterSequenceNode()
+            item = t if master is imageSequence else master.GetItemNumberFromIndexValue(
+                imageSequence.GetNthIndexValue(t))
+            browser.SetSelectedItemNumber(item)
+
+    def confirmPoint(self, hub, name: str, k: int, t: int) -> bool:
+        """The reader says point ``name`` of slice ``k``, phase ``t`` is right: keep it where it is and trust it.
+
+        The library's rule (``CardiacLandmarksLib.results.confirm_landmark``): the point becomes corrected and
+        confirmed (confidence 1, selected, description ``"confirmed by user"``, which travels with it through
+        Slicer's own save and load), leaves the review queue, and its measurements are recomputed; on a
+        long-axis cine it is an anchor and the landmark is re-tracked, as after a move. The phase is shown
+        first. Dragging the point later makes it a plain correction.
+
+        Returns:
+            True when something changed (False for a point already confirmed or corrected).
+
+        Raises:
+            ValueError: unknown landmark, slice or phase, or a point the model did not find (nothing to
+                confirm: place it instead).
+        """
+        from CardiacLandmarksLib.io.markups import CONFIRMED_DESCRIPTION
+
+        state = self._state(hub)
+        if name not in state.names or not (0 <= int(k) < state.nSlices) or not (0 <= int(t) < state.nPhases):
+            raise ValueError(_("No point {name} on slice {k}, phase {t}.").format(name=name, k=k, t=t))
+        current = state.current.get((name, int(k), int(t)))
+        if current is None or not current.found:
+            raise ValueError(_("{name} on slice {k}, phase {t} was not found: place it instead of confirming it.")
+                             .format(name=name, k=k, t=t))
+        if current.corrected:
+            return False
+        if self.currentPhase(hub) != int(t):
+            self.selectPhase(hub, int(t))
+        if self.isLaxResult(hub):
+            from CardiacLandmarksModuleLib import lax
+
+            return lax.setCorrection(self, hub, name, int(k), int(t), current.position, confirm=True)
+        pointList = self.pointListNodes(hub)[int(k)]
+        pointList.SetNthControlPointDescription(state.names.index(name), CONFIRMED_DESCRIPTION)
+        self.reconcilePointList(hub, int(k))
+        return bool(state.current[(name, int(k), int(t))].confirmed)
+
     def showPoint(self, hub, point, placeIfAbsent: bool = True) -> None:
         """Show a flagged point: select its phase, jump the slice views to it (centred).
 
         For a point the model did not find, the views jump to the centre of its slice and, with
         ``placeIfAbsent``, the next click in a view places exactly that point.
         """
-        browser = hub.GetNodeReference(BROWSER_REFERENCE)
-        imageSequence = hub.GetNodeReference(IMAGE_SEQUENCE_REFERENCE)
-        if browser is not None and imageSequence is not None:
-            master = browser.GetMasterSequenceNode()
-            item = point.phase if master is imageSequence else master.GetItemNumberFromIndexValue(
-                imageSequence.GetNthIndexValue(point.phase))
-            browser.SetSelectedItemNumber(item)
+        self.selectPhase(hub, point.phase)
         pointList = self.pointListNodes(hub)[point.slice]
         markupsLogic = slicer.modules.markups.logic()
         if pointList.GetNthControlPointPositionStatus(point.index) == pointList.PositionDefined:
@@ -1372,7 +1445,8 @@ class CardiacLandmarksTest(ScriptedLoadableModuleTest):
         self.assertEqual(pointLists[0].GetNthControlPointLabel(0), "A-RVI s0 p0")
         self.assertTrue(pointLists[0].GetNthControlPointDescription(0).startswith("low confidence 0.42"))
         self.assertEqual(pointLists[2].GetNthControlPointPositionStatus(1), pointLists[2].PositionUndefined)
-        self.assertEqual(logic.flagCounts(hub), {"total": 9, "high": 7, "low": 1, "absent": 1, "corrected": 0})
+        self.assertEqual(logic.flagCounts(hub),
+                         {"total": 9, "high": 7, "low": 1, "absent": 1, "corrected": 0, "confirmed": 0})
 
         # drag A-RVI of slice 1 to straight left of C-LV: +90 deg, opening 45 deg
         slicer.mrmlScene.SetUndoOn()
@@ -1416,6 +1490,22 @@ class CardiacLandmarksTest(ScriptedLoadableModuleTest):
         slicer.mrmlScene.Undo()
         self.assertAlmostEqual(self._tableValue(table, "RVI angle", 1), 45.0, places=6)
         self.assertEqual(logic.flagCounts(hub)["corrected"], 0)
+
+        # Confirm point on the low A-RVI of slice 0: trusted where it is; Slicer's storage keeps "confirmed"
+        before = np.array(pointLists[0].GetNthControlPointPosition(0))
+        self.assertTrue(logic.confirmPoint(hub, "A-RVI", 0, 0))
+        np.testing.assert_allclose(pointLists[0].GetNthControlPointPosition(0), before, atol=1e-9)
+        self.assertTrue(pointLists[0].GetNthControlPointSelected(0))
+        self.assertEqual(logic.flagCounts(hub),
+                         {"total": 9, "high": 7, "low": 0, "absent": 1, "corrected": 0, "confirmed": 1})
+        with tempfile.TemporaryDirectory() as folder:
+            path = os.path.join(folder, "slice0.mrk.json")
+            storage = pointLists[0].CreateDefaultStorageNode()
+            storage.SetFileName(path)
+            self.assertTrue(storage.WriteData(pointLists[0]))
+            fromFile = markups.read_markups(path, series).get("A-RVI", 0, 0)
+            self.assertTrue(fromFile.confirmed and fromFile.corrected)
+            np.testing.assert_allclose(geometry.lps_to_ras(fromFile.position), before, atol=1e-6)
         self.delayDisplay("Correction test passed")
 
     def test_DetectOnRealData(self):

@@ -51,7 +51,38 @@ def test_cohort_queue_puts_the_most_doubtful_point_of_any_case_first():
 
 
 def test_flag_counts():
-    assert flag_counts(_set()) == {"total": 5, "high": 1, "low": 2, "absent": 1, "corrected": 1}
+    assert flag_counts(_set()) == {"total": 5, "high": 1, "low": 2, "absent": 1, "corrected": 1, "confirmed": 0}
+    confirmed = _set()[:2] + [corrected_landmark(_lm("A-RVI", 1, 0, "low", 0.05), "A-RVI", 1, 0, True,
+                                                 [10.0, 5.0, 0.0], [10.0, 5.0, 0.0], confirmed=True)]
+    assert flag_counts(confirmed) == {"total": 3, "high": 1, "low": 1, "absent": 0, "corrected": 0, "confirmed": 1}
+
+
+def test_confirmation_rule():
+    """A low point the reader confirms where the model put it is trusted like a moved one and says so; a confirmed
+    point that is then moved is a plain correction; an absent point or a moved one cannot be 'confirmed'."""
+    det = _lm("A-RVI", 1, 0, "low", 0.05)
+    det.doubt = "the detector's estimates disagree by 5.3 mm"
+    ok = corrected_landmark(det, "A-RVI", 1, 0, True, det.position, det.ijk, confirmed=True)
+    assert (ok.corrected, ok.confirmed, ok.flag, ok.confidence, ok.doubt) == (True, True, "high", 1.0, "")
+    assert not flagged_points([ok], NAMES)
+    # the same position submitted again (a viewer's echo) keeps it confirmed; a drag makes it a correction
+    again = corrected_landmark(ok, "A-RVI", 1, 0, True, ok.position, ok.ijk)
+    assert again.confirmed and again.corrected
+    moved = corrected_landmark(ok, "A-RVI", 1, 0, True, ok.position + [3.0, 0, 0], ok.ijk)
+    assert moved.corrected and not moved.confirmed
+    # a point the reader had moved is not 'confirmed' by a confirmation: it stays a correction
+    assert not corrected_landmark(moved, "A-RVI", 1, 0, True, moved.position, moved.ijk, confirmed=True).confirmed
+    # confirmed but moved in the same step (a Slicer point whose description says confirmed, then dragged)
+    dragged = corrected_landmark(det, "A-RVI", 1, 0, True, det.position + [0, 4.0, 0], det.ijk, confirmed=True)
+    assert dragged.corrected and not dragged.confirmed
+    # nothing to confirm on an unset point
+    unset = corrected_landmark(_lm("A-RVI", 0, 1, "absent", 0.0, found=False), "A-RVI", 0, 1, False, None, None,
+                               confirmed=True)
+    assert (unset.found, unset.corrected, unset.confirmed, unset.flag) == (False, False, False, "absent")
+    # a file point with no model record (detected None) that says confirmed
+    read = corrected_landmark(None, "C-LV", 2, 0, True, [1.0, 2.0, 3.0], [1.0, 2.0, 2.0], user_marked=True,
+                              confirmed=True)
+    assert read.corrected and read.confirmed
 
 
 def test_correction_rule():

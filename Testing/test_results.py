@@ -24,6 +24,7 @@ from CardiacLandmarksLib.io.markups import read_markups
 from CardiacLandmarksLib.results import (
     ReviewError,
     SaveInProgressError,
+    confirm_landmark,
     correct_landmark,
     find_results,
     read_result,
@@ -174,6 +175,42 @@ def test_save_writes_cli_files_with_backups_and_reads_back(result):
     old = read_markups(next(result.glob("landmarks.mrk.json.bak-*")), series)
     assert not any(x.corrected for x in old.landmarks)
     assert np.allclose(old.get("A-RVI", k, 0).position, low.position, atol=0.01)
+
+
+def test_confirmed_point_is_trusted_saved_and_read_back(result):
+    """A reader confirms a low A-RVI where the model put it: it leaves the queue, its slice's angles become 'ok',
+    and landmarks.json, the Slicer point list and measurements.csv all say it was confirmed, not moved."""
+    lmset = read_result(result)
+    series = load_series(lmset.source)
+    low = next(lm for lm in flagged_landmarks(lmset) if lm.flag == "low" and lm.name == "A-RVI" and lm.phase == 0
+               and all(lmset.get(n, lm.slice, 0).flag == "high" for n in ("I-RVI", "C-LV")))
+    k, position, angle = low.slice, np.asarray(low.position, float).copy(), _angle(lmset, k=low.slice)
+    assert next(m for m in lmset.measurements if m.name == "RVI angle" and m.slice == k).status == "review"
+    n_queue = len(flagged_landmarks(lmset))
+    lm = confirm_landmark(lmset, "A-RVI", k, 0)
+    assert (lm.corrected, lm.confirmed, lm.flag, lm.confidence) == (True, True, "high", 1.0)
+    assert np.array_equal(lm.position, position) and len(flagged_landmarks(lmset)) == n_queue - 1
+    assert confirm_landmark(lmset, "A-RVI", k, 0).confirmed  # twice: the same
+    recompute_measurements(lmset, series)
+    m = next(m for m in lmset.measurements if m.name == "RVI angle" and m.slice == k)
+    assert m.status == "ok" and m.value == pytest.approx(angle)  # trusted, same value: the point did not move
+    save_result(result, lmset, series)
+    back = read_result(result)
+    assert back.get("A-RVI", k, 0).confirmed and np.allclose(back.get("A-RVI", k, 0).position, position)
+    mk = read_markups(result, series).get("A-RVI", k, 0)
+    assert mk.corrected and mk.confirmed and np.allclose(mk.position, position, atol=1e-6)
+    doc = json.loads((result / "landmarks.mrk.json").read_text())
+    assert f"A-RVI s{k} p0" in {cp["label"] for cp in doc["markups"][0]["controlPoints"]
+                                if cp["description"] == "confirmed by user"}
+    with open(result / "measurements.csv", newline="") as fh:
+        row = next(r for r in csv.DictReader(fh) if r["name"] == "RVI angle" and r["slice"] == str(k))
+    assert row["status"] == "ok" and f"A-RVI s{k} p0:high:1.00" in row["sources"]
+    # nothing to confirm on an absent point, nor on a point that is not there
+    absent = next(x for x in lmset.landmarks if not x.found)  # patient001 ED: RV insertions absent at the apex
+    with pytest.raises(ReviewError, match="not found"):
+        confirm_landmark(lmset, absent.name, absent.slice, absent.phase)
+    with pytest.raises(ReviewError, match="no A-RVI"):
+        confirm_landmark(lmset, "A-RVI", series.n_slices + 3, 0)
 
 
 def test_save_never_interleaves(result):

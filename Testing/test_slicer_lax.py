@@ -256,6 +256,44 @@ def test_console_correction_and_errors(lax_result):
 
 
 @needs_model
+def test_confirming_a_low_point_makes_it_an_anchor(lax_result):
+    """Confirm point on a low mitral point of the M&Ms-2 cine: it stays where it is, becomes confirmed (stored as a
+    correction at its own position, so it survives the rebuild), the landmark is re-tracked from it, and its
+    phase's table row says confirmed; moving it back onto the detection (undo) restores the detection."""
+    logic, hub, browser, _proxy, _library, rows, points = lax_result
+    state = logic._state(hub)
+    low = sorted((lm for lm in state.current.values() if lm.found and lm.flag == "low"), key=lambda lm: lm.phase)
+    assert low, "the M&Ms-2 4CH cine has low mitral points with the bundled model"
+    lm = low[0]
+    i, t = state.names.index(lm.name), lm.phase
+    browser.SetSelectedItemNumber((t + 3) % N_PHASES)  # another phase is shown: confirming shows t
+    assert logic.confirmPoint(hub, lm.name, 0, t)
+    assert logic.currentPhase(hub) == t
+    now = logic._state(hub).current[(lm.name, 0, t)]
+    assert (now.corrected, now.confirmed, now.flag, now.confidence) == (True, True, "high", 1.0)
+    moved = stored_points(logic, hub)
+    assert np.allclose(moved[t, i], points[t, i], atol=1e-9)  # the confirmed point did not move
+    assert np.allclose(table_lengths(logic.lvLengthTable(hub))[t], rows[t], atol=1e-9)
+    assert logic.flagCounts(hub)["confirmed"] == 1
+    assert logic.markupsSequences(hub)[0].GetNthDataNode(t).GetNthControlPointDescription(i) == "confirmed by user"
+    table = logic.lvLengthTable(hub).GetTable()
+    assert "(confirmed)" in table.GetValue(t, 3).ToString()
+    # the landmark is re-tracked from the new anchor: its other phases follow the library's re-tracking
+    from CardiacLandmarksLib.lax import tracking
+
+    expected = tracking.correct_landmark(logic._state(hub).series, logic._state(hub).detectedSet, lm.name, t,
+                                         points[t, i], k=0)
+    assert expected.get(lm.name, 0, t).confirmed
+    for p in range(N_PHASES):
+        np.testing.assert_allclose(moved[p, i], expected.get(lm.name, 0, p).position, atol=1e-6)
+    assert not logic.confirmPoint(hub, lm.name, 0, t)  # twice: nothing
+    # undo: the console correction back onto the detection drops it
+    assert logic.correctLaxLandmark(hub, lm.name, t, points[t, i]) is True
+    assert np.allclose(stored_points(logic, hub), points, atol=1e-9)
+    assert logic.flagCounts(hub)["confirmed"] == 0
+
+
+@needs_model
 def test_seed_from_user_points_tracks(lax_result):
     logic, hub, browser, proxy, _library, rows, points = lax_result
     ed = int(np.argmax(rows))

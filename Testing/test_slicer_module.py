@@ -106,6 +106,14 @@ def table_rows(table):
     return {(m.name, m.slice, m.phase): m.value for m in nodes.readMeasurementsTable(table)}
 
 
+def table_statuses(table) -> dict:
+    """``{(name, slice, phase): Status cell}`` of a result's measurements table."""
+    t = table.GetTable()
+    cols = [t.GetColumnByName(c) for c in ("Measurement", "Slice", "Phase", "Status")]
+    return {(cols[0].GetValue(r), int(cols[1].GetValue(r)), int(cols[2].GetValue(r))): cols[3].GetValue(r)
+            for r in range(t.GetNumberOfRows())}
+
+
 # ---------------------------------------------------------------------------------------------
 # packaging
 # ---------------------------------------------------------------------------------------------
@@ -386,6 +394,49 @@ def test_review_jumps_to_flagged_points_and_placing_an_absent_point(scene, sunny
     assert ("RVI opening angle", 4, 1) in rows
     assert [p.name for p in logic.flaggedPoints(hub)] == ["A-RVI"]
     assert logic.landmarkSetFromResult(hub).get("I-RVI", 4, 1).corrected
+
+
+def test_confirming_a_low_point_trusts_it_where_it_is(scene, sunnybrook_phases):
+    """Confirm point on the low A-RVI of slice 4, phase 1 (shown on phase 0): the phase is selected, the point
+    keeps its position, becomes selected with confidence 1 and "confirmed by user" in the phase-1 item of its
+    markups sequence, leaves the queue, and its RVI angle turns 'ok (confirmed)' with the same value; a later
+    drag makes it a plain correction; an absent point cannot be confirmed."""
+    _sequence, browser, proxy = load_cine_as_sequence(sunnybrook_phases)
+    logic = module.CardiacLandmarksLogic()
+    series = logic.seriesFromNode(proxy)
+    lmset = _cine_landmarks(series)
+    hub = logic.createResultNodes(proxy, series, lmset)
+    browser.SetSelectedItemNumber(0)
+    key = ("RVI angle", 4, 1)
+    before = logic.landmarkSetFromResult(hub)
+    angle = next(m for m in before.measurements if (m.name, m.slice, m.phase) == key)
+    assert angle.status == "review"
+    assert logic.confirmPoint(hub, "A-RVI", 4, 1)
+    assert logic.currentPhase(hub) == 1
+    current = logic.landmarkSetFromResult(hub)
+    a = current.get("A-RVI", 4, 1)
+    assert (a.corrected, a.confirmed, a.flag, a.confidence) == (True, True, "high", 1.0)
+    np.testing.assert_allclose(a.position, lmset.get("A-RVI", 4, 1).position, atol=1e-6)
+    item = logic.markupsSequences(hub)[4].GetNthDataNode(1)
+    assert item.GetNthControlPointDescription(0) == "confirmed by user" and item.GetNthControlPointSelected(0)
+    assert logic.markupsSequences(hub)[4].GetNthDataNode(0).GetNthControlPointDescription(0).startswith("high")
+    assert [p.name for p in logic.flaggedPoints(hub)] == ["I-RVI"]
+    assert logic.flagCounts(hub)["confirmed"] == 1 and logic.flagCounts(hub)["low"] == 0
+    after = next(m for m in current.measurements if (m.name, m.slice, m.phase) == key)
+    assert after.status == "ok" and after.value == pytest.approx(angle.value, abs=1e-9)
+    assert table_statuses(logic.resultTable(hub))[key] == "ok (confirmed)"
+    assert not logic.confirmPoint(hub, "A-RVI", 4, 1)  # already confirmed: nothing changes
+    with pytest.raises(ValueError, match="place it"):
+        logic.confirmPoint(hub, "I-RVI", 4, 1)
+    # browsing away and back keeps it; a drag then makes it a correction
+    browser.SetSelectedItemNumber(0)
+    browser.SetSelectedItemNumber(1)
+    assert logic.landmarkSetFromResult(hub).get("A-RVI", 4, 1).confirmed
+    moved = series.ijk_to_lps(np.array(a.ijk, float) + [4.0, 0.0, 0.0])
+    logic.pointListNodes(hub)[4].SetNthControlPointPosition(0, *geometry.lps_to_ras(moved))
+    dragged = logic.landmarkSetFromResult(hub).get("A-RVI", 4, 1)
+    assert dragged.corrected and not dragged.confirmed
+    assert item.GetNthControlPointDescription(0) == "placed by user"
 
 
 def test_self_test_of_the_module(scene):

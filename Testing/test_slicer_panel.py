@@ -280,6 +280,23 @@ def test_sax_flow_on_acdc(panel, dialogs, acdc_dir, tmp_path_factory):
     else:
         assert ui.statusLabel.text == "No flagged point left."
 
+    # Confirm point: off until the review shows a low point; then that point is trusted where it is
+    assert not ui.confirmButton.enabled or (flagged and flagged[0].flag == "low")
+    low = [p for p in flagged if p.flag == "low"]
+    assert low, "patient001 ED has low points with the bundled model"
+    while not ui.confirmButton.enabled:
+        click(ui.reviewButton)
+    reviewed = panel._reviewPoint
+    assert reviewed.flag == "low" and ui.statusLabel.text.endswith("or press Confirm point if right.")
+    click(ui.confirmButton)
+    assert not dialogs.shown, dialogs.shown
+    assert ui.statusLabel.text == f"{reviewed.name} on slice {reviewed.slice}, phase {reviewed.phase} confirmed."
+    assert not ui.confirmButton.enabled and ui.flagSummaryLabel.text.endswith("0 corrected, 1 confirmed")
+    confirmed = logic.landmarkSetFromResult(hub).get(reviewed.name, reviewed.slice, reviewed.phase)
+    assert confirmed.confirmed and confirmed.flag == "high"
+    assert (reviewed.name, reviewed.slice, reviewed.phase) not in {
+        (p.name, p.slice, p.phase) for p in logic.flaggedPoints(hub)}
+
     # move A-RVI of the middle slice 10 mm: its RVI angle changes in the table the panel shows
     k = logic._state(hub).nSlices // 2
     pointList = logic.pointListNodes(hub)[k]
@@ -292,7 +309,9 @@ def test_sax_flow_on_acdc(panel, dialogs, acdc_dir, tmp_path_factory):
     assert after["RVI angle"] != pytest.approx(before["RVI angle"], abs=0.5)
     texts = [ui.measurementsTableView.model().item(r, 3).text() for r in range(shown)]
     assert any(t.startswith(f"{after['RVI angle']:.3f}"[:5]) for t in texts), (after, texts[:6])
-    assert "1 corrected" in ui.flagSummaryLabel.text
+    # the drag corrects a point; the confirmed one stays confirmed unless it was that very point
+    left = 0 if (reviewed.name, reviewed.slice, reviewed.phase) == ("A-RVI", k, 0) else 1
+    assert f"1 corrected, {left} confirmed" in ui.flagSummaryLabel.text
 
     # Export without a folder: a warning, nothing written (the working directory is checked by the fixture)
     dialogs.answer(qt.QMessageBox.Ok)

@@ -296,6 +296,36 @@ def test_long_axis_correction_is_retracked_as_in_slicer(tmp_path, data_root):
     assert case.dirty
 
 
+def test_long_axis_confirmation_is_an_anchor(tmp_path, data_root):
+    """Confirm on a low point of the tracked M&Ms-2 4CH cine: the point stays where it is, leaves the queue, and
+    the landmark is re-tracked from it as from a correction (the library's re-tracking with that anchor)."""
+    from CardiacLandmarksLib.cli import main as cli_main
+    from CardiacLandmarksLib.lax.tracking import correct_landmark as lax_correct
+    from CardiacLandmarksLib.web.app import ReviewApp
+
+    out = tmp_path / "lax"
+    assert cli_main(["detect", str(data_root / "mnms2" / "001" / "001_LA_CINE.nii.gz"), "--view", "4ch", "-o",
+                     str(out / "001_LA_CINE"), "--no-progress"]) == 0
+    app = ReviewApp(out)
+    case = app.case
+    queue = [q for q in app._queue() if q["flag"] == "low"]
+    assert queue, "the M&Ms-2 4CH cine has low points with the bundled model"
+    q = queue[0]
+    name, t = q["name"], q["phase"]
+    was = case.lmset.get(name, 0, t)
+    expected = lax_correct(case.series, case.lmset, name, t, np.asarray(was.position, float), k=0)
+    app.go_to(q["key"])
+    assert app.state.current_low and app.phase_t == t
+    app.confirm_current()
+    lm = case.lmset.get(name, 0, t)
+    assert lm.confirmed and lm.corrected and np.allclose(lm.position, was.position)
+    assert q["key"] not in {x["key"] for x in app._queue()}
+    assert "confirmed where it is" in app.state.message and case.dirty
+    for p in range(case.series.n_phases):
+        assert np.allclose(case.lmset.get(name, 0, p).position, expected.get(name, 0, p).position, atol=1e-6)
+    assert t in case.lmset.model["tracking"]["anchors"][name]
+
+
 def test_browser_shows_the_series_warning(oriented_cohort_src, tmp_path):
     """Chromium: the M&Ms-2 case opens with its warning in a banner that a reader sees without scrolling."""
     cohort = tmp_path / "oriented"
@@ -446,6 +476,34 @@ def test_browser_review_drag_place_save(cohort):
         assert len(list((cohort / case).glob("landmarks.mrk.json.bak-*"))) == 1  # the CLI's backup rule
         mk = read_markups(cohort / case, series).get(name, k, 0)
         assert mk.corrected and np.allclose(mk.position, a1.position, atol=1e-6)  # what Slicer reads back
+
+        # a low point that is right: Next flagged until one, Confirm; it stays put, leaves the queue, is saved
+        assert page.locator("#cl-confirm").is_enabled() is False or "low confidence" in msg
+        for _ in range(n_flagged):
+            msg = _click_next(page)
+            if "low confidence" in msg:
+                break
+        else:
+            pytest.fail("no other low-confidence point in the queue")
+        assert msg.endswith("or press Confirm if it is right.")
+        probe = _probe(page)
+        conf_name, case3, k3 = msg.split(": ", 1)[1].split(" on slice")[0], probe["case"], probe["slice"]
+        was = read_result(cohort / case3).get(conf_name, k3, 0)
+        n_before = int(page.locator("#cl-n-flagged").text_content().split()[0])
+        page.click("#cl-confirm")
+        _wait_message(page, "confirmed where it is")
+        time.sleep(1.0)
+        page.screenshot(path=str(shots / "04b_confirmed.png"))
+        assert int(page.locator("#cl-n-flagged").text_content().split()[0]) == n_before - 1
+        assert page.locator("#cl-confirm").is_enabled() is False
+        page.click("#cl-save")
+        _wait_message(page, "saved")
+        kept = read_result(cohort / case3).get(conf_name, k3, 0)
+        assert kept.confirmed and kept.corrected and kept.flag == "high" and kept.confidence == 1.0
+        assert np.allclose(kept.position, was.position, atol=1e-9)
+        assert read_markups(cohort / case3, load_series(new.source if case3 == case else
+                                                        read_result(cohort / case3).source)).get(
+            conf_name, k3, 0).confirmed
 
         # an absent point: Next flagged until one, Place, click in the view
         for _ in range(n_flagged):

@@ -217,9 +217,12 @@ def _rebuild(logic, hub, state) -> None:
 # ------------------------------------------------------------------------------------------ corrections
 
 
-def setCorrection(logic, hub, name: str, k: int, t: int, positionLPS) -> bool:
+def setCorrection(logic, hub, name: str, k: int, t: int, positionLPS, confirm: bool = False) -> bool:
     """Record (or, back on the detection, drop) the user's position of ``name`` on slice ``k``,
-    phase ``t``; re-track and refresh every node. Returns True when the landmarks changed."""
+    phase ``t``; re-track and refresh every node. Returns True when the landmarks changed.
+
+    ``confirm``: the user confirmed the point where it is (``logic.confirmPoint``): kept as a correction even on
+    the detection (the library then marks it ``confirmed``, ``tracking.correct_landmark``)."""
     state = logic._state(hub)
     if name not in state.names:
         raise ValueError(f"{name!r} is not a {state.view.upper()} landmark ({', '.join(state.names)})")
@@ -227,7 +230,7 @@ def setCorrection(logic, hub, name: str, k: int, t: int, positionLPS) -> bool:
         raise ValueError(f"slice {k} / phase {t} out of range")
     pos = None if positionLPS is None else np.asarray(positionLPS, float).reshape(3)
     det = state.detected.get((name, k, t))
-    onDetection = det is not None and (
+    onDetection = not confirm and det is not None and (
         (pos is None and not det.found)
         or (pos is not None and det.found and np.linalg.norm(pos - np.asarray(det.position, float)) <= TOLERANCE_MM))
     corrected = state.corrections.setdefault((name, k), {})
@@ -326,8 +329,10 @@ def _fillTable(hub, state, k: int) -> None:
     for t in range(state.nPhases):
         lms = [state.current.get((n, k, t)) for n in state.names]
         status = curve.status_of_phase(t)  # ok | review | n/a (library rule)
-        if any(lm is not None and lm.corrected for lm in lms):
+        if any(lm is not None and lm.corrected and not lm.confirmed for lm in lms):
             status += " " + _("(corrected)")
+        elif any(lm is not None and lm.confirmed for lm in lms):
+            status += " " + _("(confirmed)")
         elif t in curve.low_phases:
             status += " " + _("(low confidence)")
         if t == curve.ed_phase:

@@ -482,10 +482,12 @@ def readPointList(pointList, names: Sequence[str]) -> list[PointState]:
 
 def measurementStatusText(m: Measurement) -> str:
     """The ``Status`` cell of a measurement: its library status (``ok`` | ``review`` | ``n/a``), with
-    ``(corrected)`` when a user placed one of its points, or the caveat (``review: check A-RVI (low 0.03)``)."""
+    ``(corrected)`` when a user placed one of its points (``(confirmed)`` when the user only confirmed some where
+    the model put them), or the caveat (``review: check A-RVI (low 0.03)``)."""
     if m.status == "ok":
-        corrected = any(src.note == "corrected by user" for src in m.sources)
-        return _("ok (corrected)") if corrected else _("ok")
+        if any(src.note == "corrected by user" for src in m.sources):
+            return _("ok (corrected)")
+        return _("ok (confirmed)") if any(src.note == "confirmed by user" for src in m.sources) else _("ok")
     return f"{m.status}: {m.caveat()}"
 
 

@@ -36,7 +36,10 @@ class Landmark:
         ijk: continuous voxel index ``(i, j, k)`` in the input image; NaN when not found.
         confidence: in [0, 1]; 0 when not found.
         flag: ``"high"``, ``"low"`` or ``"absent"``.
-        corrected: True when a user placed or moved the point (the confidence then is 1).
+        corrected: True when a user placed, moved, unset or confirmed the point (the confidence then is 1, or 0
+            when unset): a reader's point.
+        confirmed: True when a reader looked at the point and kept it where the model put it (``corrected`` is
+            True too: a confirmed low point is trusted as a corrected one, Xue et al. 2021's reader review).
         doubt: why a found point is flagged low, in words (e.g. the detector's estimates disagree by 5.3 mm);
             empty for high, absent and corrected points, and where the detector gives no reason.
     """
@@ -51,6 +54,7 @@ class Landmark:
     flag: str
     corrected: bool = False
     doubt: str = ""
+    confirmed: bool = False
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -74,6 +78,7 @@ class Landmark:
             flag=d.get("flag", "high" if d["found"] else "absent"),
             corrected=bool(d.get("corrected", False)),
             doubt=str(d.get("doubt") or ""),
+            confirmed=bool(d.get("confirmed", False)),
         )
 
 
@@ -112,7 +117,7 @@ class Source:
     @classmethod
     def of_landmark(cls, lm: Landmark) -> Source:
         """The source record of a landmark: ``"<name> s<slice> p<phase>"`` with its flag and confidence."""
-        note = "corrected by user" if lm.corrected else ""
+        note = "confirmed by user" if lm.confirmed else "corrected by user" if lm.corrected else ""
         return cls(f"{lm.name} s{lm.slice} p{lm.phase}", lm.flag if lm.found else "absent",
                    float(lm.confidence), "landmark", note)
 

@@ -6,10 +6,12 @@ no look; which ones do is PHD-Net's flag, Schobs et al. ISBI 2021):
 * :func:`flagged_points` - the review queue: points flagged ``low`` or ``absent`` and not yet corrected, in
   (phase, slice, landmark) order or by rising confidence;
 * :func:`next_flagged` - the next point after a cursor, wrapping around;
-* :func:`flag_counts` - how many points are high / low / absent / corrected;
+* :func:`flag_counts` - how many points are high / low / absent / corrected / confirmed;
 * :func:`corrected_landmark` - the correction rule: a point that differs from the model's detection (moved
   by more than :data:`POSITION_TOLERANCE_MM`, placed, or unset) becomes *corrected* with confidence 1 (or 0
-  and ``absent`` when unset); otherwise it keeps the detection's confidence and flag.
+  and ``absent`` when unset); one the reader *confirmed* where the model put it becomes corrected too (and
+  ``confirmed``): a low point the reader checked and found right is trusted like a moved one; otherwise it
+  keeps the detection's confidence and flag.
 
 Positions are LPS mm; ``ijk`` is the continuous (i, j, k) index of the series.
 """
@@ -91,17 +93,19 @@ def next_flagged(points: Sequence[FlaggedPoint], after: tuple | None = None) -> 
 
 
 def flag_counts(landmarks: Iterable[Landmark]) -> dict[str, int]:
-    """Numbers of points by state: ``total``, ``high``, ``low``, ``absent``, ``corrected``."""
-    counts = {"total": 0, "high": 0, "low": 0, "absent": 0, "corrected": 0}
+    """Numbers of points by state: ``total``, ``high``, ``low``, ``absent``, ``corrected`` (moved, placed or
+    unset by the reader) and ``confirmed`` (kept by the reader where the model put it); each point counts once."""
+    counts = {"total": 0, "high": 0, "low": 0, "absent": 0, "corrected": 0, "confirmed": 0}
     for lm in landmarks:
         counts["total"] += 1
-        counts["corrected" if lm.corrected else lm.flag] += 1
+        counts["confirmed" if lm.confirmed else "corrected" if lm.corrected else lm.flag] += 1
     return counts
 
 
 def corrected_landmark(detected: Landmark | None, name: str, slice: int, phase: int, defined: bool,
                        position_lps, ijk, shown_confidence: float = float("nan"), selected: bool = True,
-                       user_marked: bool = False, tolerance_mm: float = POSITION_TOLERANCE_MM) -> Landmark:
+                       user_marked: bool = False, tolerance_mm: float = POSITION_TOLERANCE_MM,
+                       confirmed: bool = False) -> Landmark:
     """The landmark a viewer shows, with the correction rule applied.
 
     Args:
@@ -116,20 +120,27 @@ def corrected_landmark(detected: Landmark | None, name: str, slice: int, phase: 
         user_marked: the viewer says a user placed or cleared this point (``detected`` None).
         tolerance_mm: a point moved by no more than this is the model's point (a file that rounds positions
             needs more than the default).
+        confirmed: the viewer says the reader confirmed this point where it is (a Slicer control point or
+            ``.mrk.json`` description ``"confirmed by user"``): a defined point that has not moved from the
+            detection becomes corrected and ``confirmed``; a moved one is a plain correction.
 
     Returns:
-        :class:`Landmark` with ``corrected`` set; a corrected point has confidence 1 and flag ``high`` (0 and
-        ``absent`` when unset).
+        :class:`Landmark` with ``corrected`` (and ``confirmed``) set; a corrected point has confidence 1 and
+        flag ``high`` (0 and ``absent`` when unset).
     """
+    kept = False  # a defined point at the detection's position (or one with nothing to compare with)
     if detected is None:
-        corrected = user_marked
+        corrected = user_marked or (confirmed and defined)
+        kept = True
     elif defined != bool(detected.found):
         corrected = True
     elif defined:
         moved = float(np.linalg.norm(np.asarray(position_lps, float) - np.asarray(detected.position, float)))
-        corrected = moved > tolerance_mm or bool(detected.corrected)
+        kept = moved <= tolerance_mm and (bool(detected.confirmed) or not detected.corrected)
+        corrected = moved > tolerance_mm or bool(detected.corrected) or confirmed
     else:
         corrected = bool(detected.corrected)
+    confirmed = bool(defined and corrected and kept and (confirmed or (detected is not None and detected.confirmed)))
     if corrected:
         confidence, flag = (1.0, "high") if defined else (0.0, "absent")
     elif detected is not None:
@@ -143,4 +154,4 @@ def corrected_landmark(detected: Landmark | None, name: str, slice: int, phase: 
         position = ijk = np.full(3, np.nan)
     doubt = detected.doubt if detected is not None and not corrected and flag == "low" else ""
     return Landmark(name, int(slice), int(phase), bool(defined), position, ijk, float(confidence), flag,
-                    bool(corrected), doubt)
+                    bool(corrected), doubt, confirmed)

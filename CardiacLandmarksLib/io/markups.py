@@ -19,7 +19,8 @@ Layout (what a Slicer user gets when dropping the files into Slicer):
   ``"high confidence 0.93; model position LPS -12.34 45.67 78.90 mm"`` or ``"absent"``; a low point whose
   detector gave a reason ends with ``"; why low: <reason>"`` (:attr:`Landmark.doubt`, read back too);
   it moves with the point when the user edits, reorders or deletes points, so
-  :func:`read_markups` can tell user-moved points (``corrected``) from model ones;
+  :func:`read_markups` can tell user-moved points (``corrected``) from model ones; a point the
+  reader confirmed where the model put it reads ``"confirmed by user"`` (``corrected`` and ``confirmed``);
 * the markup's ``measurements`` hold ``"confidence"`` with ``controlPointValues`` (one value
   per control point, 0 for absent points), which Slicer keeps through save/load;
 * a top-level ``"cardiacLandmarks"`` object keeps source, view and model (Slicer drops it
@@ -59,6 +60,9 @@ SUFFIX = ".mrk.json"
 HIGH_COLOR = (0.2, 0.8, 0.2)
 LOW_COLOR = (1.0, 0.55, 0.0)
 
+#: control point description of a point the reader confirmed where the model put it (:attr:`Landmark.confirmed`)
+CONFIRMED_DESCRIPTION = "confirmed by user"
+
 #: a user move smaller than this (mm) is taken as no move (positions in descriptions have 2 decimals)
 MOVED_TOL_MM = 0.05
 
@@ -82,6 +86,8 @@ def parse_control_point_label(label: str) -> tuple[str, int, int] | None:
 
 
 def control_point_description(lm: Landmark) -> str:
+    if lm.confirmed and lm.found:
+        return CONFIRMED_DESCRIPTION
     if lm.corrected:
         return "placed by user" if lm.found else "marked absent by user"
     if not lm.found:
@@ -326,7 +332,8 @@ def _read_one(path: Path, series, moved_tol_mm: float) -> tuple[dict, list[Landm
             detected = _model_said(name, k, t, desc, conf_values, idx, pos)
             ijk = series.lps_to_ijk(pos) if (found and series is not None) else np.full(3, np.nan)
             out.append(corrected_landmark(detected, name, k, t, found, pos, ijk, user_marked=detected is None,
-                                          tolerance_mm=moved_tol_mm))
+                                          tolerance_mm=moved_tol_mm,
+                                          confirmed=desc.startswith(CONFIRMED_DESCRIPTION)))
     return meta, out
 
 
@@ -344,8 +351,9 @@ def read_markups(path: str | Path, series=None, *, moved_tol_mm: float = MOVED_T
     Returns:
         :class:`LandmarkSet` with positions in LPS mm (RAS files are converted). Per point:
         ``found`` = position defined; ``corrected`` = the user moved it, placed a point the
-        model called absent, unset a point the model found, or added a point with our label
-        form; corrected points get confidence 1 and flag ``"high"`` (or 0 / ``"absent"``
+        model called absent, unset a point the model found, added a point with our label
+        form, or confirmed it (description ``"confirmed by user"``: also ``confirmed``);
+        corrected points get confidence 1 and flag ``"high"`` (or 0 / ``"absent"``
         when unset), the others keep the model's confidence and flag. Control points whose
         label is not ``"<name> s<slice> p<phase>"`` are skipped with a warning. ``source``,
         ``view`` and ``model`` come from the file's ``"cardiacLandmarks"`` object when

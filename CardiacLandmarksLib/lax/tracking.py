@@ -55,6 +55,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from CardiacLandmarksLib.core.errors import CardiacLandmarksError, InvalidImageError
+from CardiacLandmarksLib.core.review import POSITION_TOLERANCE_MM
 
 logger = logging.getLogger(__name__)
 
@@ -470,7 +471,8 @@ def _tracked_set(series, base, result: TrackResult, k: int, keep: dict, cfg: Tra
                 a = keep[(name, t)]
                 out.landmarks.append(Landmark(name, k, t, True, np.asarray(a.position, float),
                                               np.r_[series.lps_to_ijk(np.asarray(a.position, float))[:2], k],
-                                              float(a.confidence), a.flag, bool(a.corrected), a.doubt))
+                                              float(a.confidence), a.flag, bool(a.corrected), a.doubt,
+                                              bool(a.confirmed)))
                 continue
             p = result.positions[t, li]
             if not np.all(np.isfinite(p)):
@@ -629,7 +631,7 @@ def correct_landmark(
     (:func:`retrack_landmark`: not on a cine of fewer than :data:`MIN_TRACKED_PHASES` phases).
 
     The corrected point becomes an anchor (``corrected=True``, confidence 1, flag
-    ``"high"``); the earlier anchors of the landmark stay anchors, so tracking re-runs from
+    ``"high"``; ``confirmed=True`` when it is where the point already was: the reader confirmed it); the earlier anchors of the landmark stay anchors, so tracking re-runs from
     the corrected phase towards its neighbouring anchors (forward and backward) and the
     other phases change accordingly. ``position_lps=None`` marks the landmark absent on that
     phase (it is then no anchor). The LV-length measurements are recomputed.
@@ -675,7 +677,11 @@ def correct_landmark(
         h, w = series.shape_ji
         if not (-0.5 <= ijk[0] <= w - 0.5 and -0.5 <= ijk[1] <= h - 0.5):
             raise InvalidImageError(f"corrected {name} lies outside the image")
-        new.landmarks.append(Landmark(name, k, int(phase), True, pos, np.r_[ijk[:2], k], 1.0, "high", corrected=True))
+        old = lmset.get(name, k, int(phase))
+        confirmed = bool(old is not None and old.found and (old.confirmed or not old.corrected)
+                         and np.linalg.norm(np.asarray(old.position, float) - pos) <= POSITION_TOLERANCE_MM)
+        new.landmarks.append(Landmark(name, k, int(phase), True, pos, np.r_[ijk[:2], k], 1.0, "high", corrected=True,
+                                      confirmed=confirmed))
     if not retrack:
         new.measurements = _lax_measurements(new)
         return new

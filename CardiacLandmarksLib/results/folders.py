@@ -220,6 +220,42 @@ def correct_landmark(
     return new
 
 
+def confirm_landmark(lmset: LandmarkSet, name: str, slice: int, phase: int) -> Landmark:
+    """A reader's "this point is right": keep the point where it is and trust it, in place.
+
+    A low point the reader checked and found right then counts as a corrected one (confidence 1, flag
+    ``"high"``, ``corrected`` and ``confirmed`` True): it leaves the review queue and its measurements are no
+    longer ``review`` because of it, which a reader could otherwise only reach by dragging it off and back (the
+    correction rule, :func:`CardiacLandmarksLib.core.review.corrected_landmark`, takes a point at its
+    detected position for the model's). On a long-axis cine the confirmed point is an anchor for re-tracking
+    (:func:`CardiacLandmarksLib.lax.tracking.retrack_landmark`), as a correction is. Confirming a point twice,
+    or a point the reader moved, changes nothing.
+
+    Args:
+        lmset: the landmarks (changed in place).
+        name, slice, phase: which point.
+
+    Returns:
+        The landmark now in ``lmset``.
+
+    Raises:
+        ReviewError: no such point, or a point the model did not find (nothing to confirm: place it, or leave
+            it absent).
+    """
+    from CardiacLandmarksLib.core.review import corrected_landmark
+
+    k, t = int(slice), int(phase)
+    old = lmset.get(name, k, t)
+    if old is None:
+        raise ReviewError(f"there is no {name} on slice {k}, phase {t} to confirm")
+    if not old.found:
+        raise ReviewError(f"{name} on slice {k}, phase {t} was not found: there is no point to confirm "
+                          "(place it where it is, or leave it absent)")
+    new = corrected_landmark(old, name, k, t, True, old.position, old.ijk, confirmed=True)
+    lmset.landmarks[next(i for i, x in enumerate(lmset.landmarks) if x is old)] = new
+    return new
+
+
 def recompute_measurements(lmset: LandmarkSet, series=None) -> list[Measurement]:
     """Recompute the landmark measurements of ``lmset`` after a correction (and store them in it).
 

@@ -48,7 +48,7 @@ def write_landmarks_json(lmset: LandmarkSet, path: str | Path, *, backup_existin
 
     Layout (``LandmarkSet.to_dict``): ``{"source", "view", "model": {"name", "version",
     "sha256"}, "coordinate_system": "LPS", "units": "mm", "landmarks": [{"name", "slice",
-    "phase", "found", "position", "ijk", "confidence", "flag", "corrected"}], "measurements":
+    "phase", "found", "position", "ijk", "confidence", "flag", "corrected", "doubt", "confirmed"}], "measurements":
     [{"name", "slice", "phase", "value", "unit"}]}``; ``position`` is LPS mm, ``ijk`` the
     continuous (column, row, slice) index, both ``null`` when not found (or unknown).
 
@@ -299,7 +299,9 @@ def render_overlay_png(
             ax.plot(p[0], p[1], marker=MARKERS.get(lm.name, "D"), ms=8, mfc=color, mec="black", mew=0.8,
                     ls="none")
             text = lm.name if lm.flag == "high" else f"{lm.name} ({lm.confidence:.2f})"
-            if lm.corrected:
+            if lm.confirmed:
+                text += " \u2713"
+            elif lm.corrected:
                 text += " *"
             ax.annotate(text, (p[0], p[1]), xytext=(6, 5), textcoords="offset points", fontsize=7.5,
                         color=color, fontweight="bold", path_effects=outline, clip_on=True)
@@ -323,8 +325,10 @@ def render_overlay_png(
     names_here = [n for n in MARKERS if any(lm.name == n for lm in lms_t)]
     handles += [Line2D([], [], marker=MARKERS[n], ls="none", mfc="lightgray", mec="black", label=n)
                 for n in names_here]
-    if any(lm.corrected for lm in lms_t):
+    if any(lm.corrected and not lm.confirmed for lm in lms_t):
         handles.append(Line2D([], [], ls="none", label="* corrected by user"))
+    if any(lm.confirmed for lm in lms_t):
+        handles.append(Line2D([], [], ls="none", label="\u2713 confirmed by user"))
     fig.legend(handles=handles, loc="lower center", ncol=len(handles), fontsize=8, frameon=False,
                bbox_to_anchor=(0.5, 0.0))
 

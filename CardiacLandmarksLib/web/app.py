@@ -5,7 +5,7 @@ folder of them. The page shows
 
 * the source image of the current case in a Slicer slice view, in the plane of its slices,
   with every landmark of the current slice and phase as a Slicer point (high confidence
-  green, low confidence orange, corrected blue; absent points are not drawn until placed);
+  green, low confidence orange, corrected or confirmed blue; absent points are not drawn until placed);
 * the review queue: the low and absent points of the whole cohort, lowest confidence first
   (:func:`CardiacLandmarksLib.core.review.flagged_points` and ``merge_queues``, as in the Slicer
   panel), and a "Next flagged" button;
@@ -19,7 +19,9 @@ folder of them. The page shows
   at a time).
 
 Drag a point to move it; for an absent point press "Place" and click in the view. A moved or
-placed point becomes *corrected* (confidence 1) and leaves the queue. On a long-axis cine the corrected
+placed point becomes *corrected* (confidence 1) and leaves the queue; a low point that is right is kept
+where it is with "Confirm" (*confirmed*, :func:`CardiacLandmarksLib.results.confirm_landmark`), and
+leaves the queue too. On a long-axis cine the corrected
 landmark is then re-tracked through the phases from its anchors, as in the Slicer module
 (:func:`CardiacLandmarksLib.lax.tracking.retrack_landmark`): the neighbouring phases follow the correction.
 
@@ -43,6 +45,7 @@ from CardiacLandmarksLib.core.review import FlaggedPoint, flagged_points, merge_
 from CardiacLandmarksLib.lax.measurements import LAX_VIEWS
 from CardiacLandmarksLib.lax.tracking import retrack_landmark
 from CardiacLandmarksLib.results import (
+    confirm_landmark,
     correct_landmark,
     find_results,
     newer_point_lists,
@@ -286,6 +289,8 @@ class ReviewApp:
 
     @staticmethod
     def _label(lm) -> str:
+        if lm.confirmed:
+            return f"{lm.name} confirmed"
         if lm.corrected:
             return f"{lm.name} corrected"
         if lm.flag == "low":
@@ -322,25 +327,56 @@ class ReviewApp:
         if old is not None and old.found and np.linalg.norm(np.asarray(old.position, float) - lps) <= MOVED_TOL_MM:
             return
         verb = "moved to" if old is not None and old.found else "placed at"
-        retracked = ""
         try:
             lm = correct_landmark(case.lmset, name, k, t, lps, case.series)
-            if lm.corrected and case.lmset.view in LAX_VIEWS:
-                # a long-axis cine: the neighbouring phases follow the correction, as in the Slicer module
-                new = retrack_landmark(case.series, case.lmset, name, k)
-                if new is not case.lmset:
-                    case.lmset.landmarks, case.lmset.model = new.landmarks, new.model
-                    retracked = f" Re-tracked through the {case.series.n_phases} phases."
-            recompute_measurements(case.lmset, case.series)
+            retracked = self._after_change(case, lm)
         except CardiacLandmarksError as exc:
             self._message(f"Not corrected: {exc}", "error")
             return
-        case.dirty = True
         self._placing = None
         node.SetNthControlPointLabel(0, self._label(lm))
         self._color(node, lm)
         self._message(f"{self._title(case.name)}: {name} on slice {k} {verb} LPS "
                       f"{lps[0]:.1f} {lps[1]:.1f} {lps[2]:.1f} mm (corrected).{retracked} Save to write it.", "info")
+        self._refresh()
+
+    def _after_change(self, case: Case, lm) -> str:
+        """After a reader's correction or confirmation ``lm``: re-track a long-axis cine from it (the neighbouring
+        phases follow, as in the Slicer module), recompute the measurements, mark the case unsaved. Returns the
+        re-tracking sentence for the message (empty when not re-tracked)."""
+        retracked = ""
+        if lm.corrected and case.lmset.view in LAX_VIEWS:
+            new = retrack_landmark(case.series, case.lmset, lm.name, lm.slice)
+            if new is not case.lmset:
+                case.lmset.landmarks, case.lmset.model = new.landmarks, new.model
+                retracked = f" Re-tracked through the {case.series.n_phases} phases."
+        recompute_measurements(case.lmset, case.series)
+        case.dirty = True
+        return retracked
+
+    def confirm_current(self) -> None:
+        """The reader says the current low point is right: confirm it where it is
+        (:func:`CardiacLandmarksLib.results.confirm_landmark`); it leaves the queue and its measurements are
+        recomputed (on a long-axis cine it becomes an anchor, and the landmark is re-tracked)."""
+        key = self.state.current_key
+        case = self.case
+        if not key or case is None:
+            return
+        case_name, name, k, t = key.split("|")
+        k, t = int(k), int(t)
+        if case_name != case.name:
+            return
+        try:
+            lm = confirm_landmark(case.lmset, name, k, t)
+            retracked = self._after_change(case, lm)
+        except CardiacLandmarksError as exc:
+            self._message(f"Not confirmed: {exc}", "error")
+            self._refresh()
+            return
+        if self.slice_k == k and self.phase_t == t:
+            self._show_points()
+        self._message(f"{self._title(case.name)}: {name} on slice {k} confirmed where it is.{retracked} "
+                      "Save to write it.", "success")
         self._refresh()
 
     # ------------------------------------------------------------------ navigation
@@ -425,7 +461,7 @@ class ReviewApp:
         else:
             why = f" — {item['doubt']}" if item.get("doubt") else ""
             text = (f"{self._title(item['case'])}: {item['name']} on slice {item['slice']}: low confidence "
-                    f"{item['confidence']:.2f}{why}. Drag it if it is wrong.")
+                    f"{item['confidence']:.2f}{why}. Drag it if it is wrong, or press Confirm if it is right.")
         self._message(text, "warning")
         self._refresh()
 
@@ -579,6 +615,8 @@ class ReviewApp:
         s.dirty = case.dirty
         s.current_absent = bool(s.current_key) and any(
             q["key"] == s.current_key and q["flag"] == "absent" for q in s.queue)
+        s.current_low = bool(s.current_key) and any(
+            q["key"] == s.current_key and q["flag"] == "low" for q in s.queue)
         try:
             s.probe = self._probe()
         except Exception as exc:  # the view is not laid out yet
@@ -610,6 +648,7 @@ class ReviewApp:
         s.case_name = ""
         s.dirty = False
         s.current_absent = False
+        s.current_low = False
         s.include_absent = True
 
         @s.change("include_absent")
@@ -639,6 +678,8 @@ class ReviewApp:
                 html.Span("{{ n_flagged }} flagged", classes="mr-4 text-body-2", id="cl-n-flagged")
                 v3.VBtn("Next flagged", id="cl-next", click=self.next_flagged, prepend_icon="mdi-skip-next",
                         variant="tonal", classes="mr-2")
+                v3.VBtn("Confirm", id="cl-confirm", click=self.confirm_current, prepend_icon="mdi-check",
+                        variant="tonal", classes="mr-2", disabled=("!current_low",))
                 v3.VBtn("Place", id="cl-place", click=self.place_current, prepend_icon="mdi-map-marker-plus",
                         variant="tonal", classes="mr-2", disabled=("!current_absent",))
                 v3.VBtn("Save", id="cl-save", click=self.save, prepend_icon="mdi-content-save",
