@@ -1180,7 +1180,8 @@ class CardiacLandmarksLogic(ScriptedLoadableModuleLogic, VTKObservationMixin):
     def confirmPoint(self, hub, name: str, k: int, t: int) -> bool:
         """The reader says point ``name`` of slice ``k``, phase ``t`` is right: keep it where it is and trust it.
 
-        The library's rule (``CardiacLandmarksLib.results.confirm_landmark``): the point becomes corrected and
+        The library's rule (``CardiacLandmarksLib.core.review.corrected_landmark`` with ``confirmed``, as
+        ``CardiacLandmarksLib.results.confirm_landmark`` applies it for the review app): the point becomes corrected and
         confirmed (confidence 1, selected, description ``"confirmed by user"``, which travels with it through
         Slicer's own save and load), leaves the review queue, and its measurements are recomputed; on a
         long-axis cine it is an anchor and the landmark is re-tracked, as after a move. The phase is shown
