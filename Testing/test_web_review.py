@@ -326,6 +326,34 @@ def test_long_axis_confirmation_is_an_anchor(tmp_path, data_root):
     assert t in case.lmset.model["tracking"]["anchors"][name]
 
 
+def test_study_output_with_an_ed_es_pair_reviews_both_phases(tmp_path, data_root):
+    """`cardiac-landmarks review` on a `study` output folder (M&Ms-2 001: the SAX ED/ES pair and the 4CH cine):
+    an ES point of the SAX result opens on phase 1 of the pair. Before, the app loaded the ED file only (the
+    result's 'source') and going to a phase-1 point raised IndexError in the page's handler; a result that names
+    only one file of a pair now gets a named message, no crash."""
+    from CardiacLandmarksLib.cli import main as cli_main
+    from CardiacLandmarksLib.web.app import ReviewApp
+
+    out = tmp_path / "study"
+    assert cli_main(["study", str(data_root / "mnms2" / "001"), "-o", str(out)]) == 0
+    app = ReviewApp(out)
+    assert set(app.cases) == {"001_SA_sax", "001_LA_CINE_lax"}
+    es = next(q for q in app._queue() if q["case"] == "001_SA_sax" and q["phase"] == 1 and q["flag"] == "low")
+    app.go_to(es["key"])
+    assert (app.case.name, app.slice_k, app.phase_t) == ("001_SA_sax", es["slice"], 1)
+    assert app.case.series.n_phases == 2 and es["name"] in app._probe()["points"]
+    assert app.state.current_key == es["key"] and "low confidence" in app.state.message
+    # an older result that recorded the ED file only: refused by name when opened
+    doc = json.loads((out / "001_SA_sax" / "landmarks.json").read_text())
+    doc.pop("source_files")
+    (out / "001_SA_sax" / "landmarks.json").write_text(json.dumps(doc))
+    old = ReviewApp(out)
+    item = next(q for q in old._queue() if q["case"] == "001_SA_sax")
+    old.go_to(item["key"])
+    assert "cannot load the source image" in old.state.message and "1 phase" in old.state.message
+    assert old.state.current_key != item["key"]
+
+
 def test_browser_shows_the_series_warning(oriented_cohort_src, tmp_path):
     """Chromium: the M&Ms-2 case opens with its warning in a banner that a reader sees without scrolling."""
     cohort = tmp_path / "oriented"

@@ -103,6 +103,12 @@ class BatchState:
             (record["status"], record.get("error", ""), dumps_strict(record, indent=None), time.time(),
              record.get("seconds"), record.get("worker", ""), record["study_id"]))
 
+    def update_record(self, record: dict) -> None:
+        """Replace a finished study's record (e.g. its cohort row after a reader's review), keeping its status,
+        timing and worker."""
+        self.db.execute("UPDATE studies SET record=? WHERE study_id=?",
+                        (dumps_strict(record, indent=None), record["study_id"]))
+
     def records(self, study_ids: list[str] | None = None) -> list[dict]:
         """Finished records (``study_ids`` order when given, else by id); unfinished studies get a
         minimal record with their status."""

@@ -10,6 +10,15 @@ NIfTI/NRRD/MHA files with real geometry (``*_ED``/``*_ES`` frame pairs are paire
 routing table is printed first; then SAX landmarks and RVI angles, LV length and shortening on
 the long-axis cines, perfusion AHA segments, and the long-axis vs SAX cross-checks. Output:
 ``study.json``, ``routing.txt``, ``summary.png`` and one folder per analysis.
+
+Sub-command ``apply-review``: after a reader has reviewed the SAX and long-axis result folders of a study output
+(Slicer Export, ``cardiac-landmarks review``), recompute the study's key values, cross-checks and status from
+the reviewed landmarks (``study.json``, the old one kept as a backup); on a batch output folder, every finished
+study and ``cohort.csv`` (:mod:`CardiacLandmarksLib.study.review`)::
+
+    cardiac-landmarks review out/study_0042          # correct / confirm the flagged points, Save
+    cardiac-landmarks apply-review out/study_0042    # study.json now holds the reviewed values
+    cardiac-landmarks apply-review cohort_out/       # every study of a batch, then cohort.csv
 """
 
 from __future__ import annotations
@@ -31,6 +40,49 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "less accurate); long-axis views keep their flag-setting copies")
     p.add_argument("--route-only", action="store_true", help="print the routing table and stop")
     p.set_defaults(func=cmd_study)
+    r = sub.add_parser("apply-review", help="recompute a study's (or a batch's) key values, cross-checks and cohort "
+                                            "table from the reader's reviewed landmarks",
+                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    r.add_argument("path", help="a 'study -o' output folder (study.json) or a 'batch -o' output folder (batch.sqlite)")
+    r.set_defaults(func=cmd_apply_review)
+
+
+def _kv_text(d: dict | None) -> str:
+    if d is None:
+        return "-"
+    val = "-" if d.get("value") is None else f"{d['value']:.1f} {d.get('unit', '')}".strip()
+    return f"{val} [{d.get('status', 'n/a')}]"
+
+
+def _print_update(upd, indent: str = "") -> None:
+    for a in upd.analyses:
+        print(f"{indent}{a.task:<4} {a.series}: {a.corrected} corrected, {a.confirmed} confirmed by the reader")
+    for name, before, after in upd.changes:
+        print(f"{indent}  {name}: {_kv_text(before)} -> {_kv_text(after)}")
+    if not upd.changes:
+        print(f"{indent}  no key value changed")
+    print(f"{indent}study status: {upd.status_before} -> {upd.status_after}")
+
+
+def cmd_apply_review(args: argparse.Namespace) -> int:
+    from CardiacLandmarksLib.batch.engine import STATE_FILE
+    from CardiacLandmarksLib.study.review import SUMMARY_NOTE, apply_review, apply_review_batch
+
+    path = Path(args.path)
+    if (path / STATE_FILE).exists():
+        updates, errors = apply_review_batch(path)
+        for upd in updates:
+            print(f"{upd.study_dir.name}:")
+            _print_update(upd, "  ")
+        for sid, err in errors.items():
+            print(f"{sid}: review not applied, values kept: {err}", file=sys.stderr)
+        print(f"{len(updates)} studies updated, {len(errors)} not; wrote {path / 'cohort.csv'} "
+              f"(each study.json's predecessor kept as study.json.bak-<time>); note: {SUMMARY_NOTE}")
+        return 1 if errors else 0
+    upd = apply_review(path)
+    _print_update(upd)
+    print(f"wrote {upd.written[0]} (the previous one kept as study.json.bak-<time>); note: {SUMMARY_NOTE}")
+    return 0
 
 
 def cmd_study(args: argparse.Namespace) -> int:

@@ -271,6 +271,9 @@ class LandmarkSet:
     measurements: list[Measurement] = field(default_factory=list)
     #: input warnings that apply to every value (forced view, incomplete series ...; see io.checks)
     warnings: list[str] = field(default_factory=list)
+    #: the image files stacked as this result's phases when its series was assembled from several (the ED and ES
+    #: files of a pair, :func:`CardiacLandmarksLib.io.load.pair_phases`); empty when ``source`` alone is the series
+    source_files: list[str] = field(default_factory=list)
 
     _index: dict | None = field(default=None, init=False, repr=False, compare=False)
 
@@ -307,6 +310,7 @@ class LandmarkSet:
             "landmarks": [lm.to_dict() for lm in self.landmarks],
             "measurements": [m.to_dict() for m in self.measurements],
             **({"warnings": list(self.warnings)} if self.warnings else {}),
+            **({"source_files": [str(f) for f in self.source_files]} if self.source_files else {}),
         }
 
     @classmethod
@@ -320,4 +324,5 @@ class LandmarkSet:
             landmarks=[Landmark.from_dict(x) for x in d.get("landmarks", [])],
             measurements=[Measurement.from_dict(m) for m in d.get("measurements", [])],
             warnings=list(d.get("warnings", [])),
+            source_files=[str(f) for f in d.get("source_files") or []],
         )

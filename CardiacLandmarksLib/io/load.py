@@ -14,10 +14,18 @@ Rules, in order:
 
 from __future__ import annotations
 
+import copy
 import logging
 from pathlib import Path
 
-from CardiacLandmarksLib.core.errors import CorruptFileError, InputNotFoundError, NoDicomError
+import numpy as np
+
+from CardiacLandmarksLib.core.errors import (
+    CorruptFileError,
+    InputNotFoundError,
+    NoDicomError,
+    SeriesMismatchError,
+)
 from CardiacLandmarksLib.core.series import CMRSeries
 from CardiacLandmarksLib.io import dicom as io_dicom
 from CardiacLandmarksLib.io import image as io_image
@@ -86,3 +94,43 @@ def load_series(path: str | Path, series_uid: str | None = None, *, time_axis: s
         f"{p.name} is neither a DICOM file nor a supported image file "
         f"({', '.join(io_image.IMAGE_SUFFIXES)}): {p}"
     )
+
+
+def same_grid(a: CMRSeries, b: CMRSeries) -> bool:
+    """True when two series share their image grid: matrix and slice count, spacing (1e-3 mm), direction (1e-3) and
+    slice origins (1e-2 mm): frames of one acquisition stored as separate files."""
+    return (a.pixels.shape[1:] == b.pixels.shape[1:] and np.allclose(a.spacing, b.spacing, atol=1e-3)
+            and np.allclose(a.direction, b.direction, atol=1e-3)
+            and np.allclose(a.slice_origins, b.slice_origins, atol=1e-2))
+
+
+def pair_phases(ed: CMRSeries, es: CMRSeries) -> CMRSeries:
+    """One two-phase cine from the ED and ES frames of a cine stored as two single-phase files of the same grid
+    (:func:`same_grid`, checked by the caller): ``pixels [2, k, j, i]``, phase 0 = ED, 1 = ES,
+    ``metadata["phase_labels"] == ["ED", "ES"]`` and ``metadata["paired_from"] == [ed.source, es.source]`` (the
+    files, written into the result's ``landmarks.json`` as ``source_files`` so it can be loaded again:
+    :func:`load_phase_files`); ``source`` is the ED file's."""
+    s = copy.copy(ed)
+    s.pixels = np.concatenate([ed.pixels, es.pixels], axis=0)
+    s.trigger_times = None
+    s.metadata = dict(ed.metadata, phase_labels=["ED", "ES"], paired_from=[ed.source, es.source])
+    s.source = ed.source
+    s.sequence = "cine"
+    return s
+
+
+def load_phase_files(paths) -> CMRSeries:
+    """Load the ED and ES files of a pair (``[ed, es]``, as :func:`pair_phases` recorded them) as one two-phase series.
+
+    Raises:
+        SeriesMismatchError: not two files, a file with more than one phase, or files of different grids.
+        and what :func:`load_series` raises for either file.
+    """
+    paths = [Path(p) for p in paths]
+    if len(paths) != 2:
+        raise SeriesMismatchError(f"an ED/ES pair is two files, not {len(paths)}: {', '.join(map(str, paths))}")
+    ed, es = (load_series(p) for p in paths)
+    if ed.n_phases != 1 or es.n_phases != 1 or not same_grid(ed, es):
+        raise SeriesMismatchError(f"{paths[0].name} and {paths[1].name} are not the single-phase ED and ES frames "
+                                  "of one grid: they cannot be stacked as one cine")
+    return pair_phases(ed, es)

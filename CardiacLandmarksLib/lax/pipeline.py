@@ -218,7 +218,8 @@ def detect_lax(
 
     found_t, high_t = per("found", 0.1), per("high_confidence", 0.5)
     max_spread = float(model.card.get("confidence", {}).get("tta_max_spread_mm", 5.0))
-    lmset = LandmarkSet(source=series.source, view=view, model=model.describe())
+    lmset = LandmarkSet(source=series.source, view=view, model=model.describe(),
+                        source_files=[str(f) for f in series.metadata.get("paired_from") or []])
     total = series.n_slices * series.n_phases
     done = 0
     for k in range(series.n_slices):
@@ -295,7 +296,7 @@ def _apply_naming_check(series: CMRSeries, view: str, lmset: LandmarkSet, k: int
 
 
 def _track_from_best(series, lmset, names, cfg, progress, cancel, notes) -> LandmarkSet:
-    out = LandmarkSet(lmset.source, lmset.view, dict(lmset.model))
+    out = LandmarkSet(lmset.source, lmset.view, dict(lmset.model), source_files=list(lmset.source_files))
     for k in range(series.n_slices):
         best_t, best_c = None, -1.0
         for t in range(series.n_phases):

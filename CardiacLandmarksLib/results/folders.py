@@ -125,6 +125,47 @@ def read_result(folder: str | Path, series=None, *, point_lists: str = "newer") 
     return lmset
 
 
+def resolve_source(source: str | Path, folder: str | Path, root: str | Path | None = None) -> Path:
+    """Where a result's image is: ``source`` as written (absolute), else relative to the current folder, the result
+    folder, then ``root`` (a reviewed cohort folder), the first that exists (``detect`` run with a relative input)."""
+    src = Path(source).expanduser()
+    if src.is_absolute():
+        return src
+    for base in (Path.cwd(), Path(folder), *([Path(root)] if root is not None else [])):
+        if (base / src).exists():
+            return base / src
+    return src
+
+
+def load_source(lmset: LandmarkSet, folder: str | Path, root: str | Path | None = None):
+    """The image series a result was computed from, with every slice and phase its landmarks name.
+
+    ``landmarks.json``'s ``source``, or its ``source_files`` when the series was assembled from several files (the
+    ED and ES files of a pair that ``study`` analysed as one two-phase cine:
+    :func:`CardiacLandmarksLib.io.load.load_phase_files`); paths as :func:`resolve_source` finds them.
+
+    Raises:
+        SeriesMismatchError: the loaded image has fewer slices or phases than the landmarks name (the image was
+            replaced, or a result of an older version that recorded only the ED file of a pair).
+        and what :func:`CardiacLandmarksLib.io.load.load_series` raises.
+    """
+    from CardiacLandmarksLib.core.errors import SeriesMismatchError
+    from CardiacLandmarksLib.io.load import load_phase_files, load_series
+
+    if len(lmset.source_files) > 1:
+        series = load_phase_files([resolve_source(f, folder, root) for f in lmset.source_files])
+    else:
+        series = load_series(resolve_source(lmset.source, folder, root))
+    k_max = max((lm.slice for lm in lmset.landmarks), default=-1)
+    t_max = max((lm.phase for lm in lmset.landmarks), default=-1)
+    if k_max >= series.n_slices or t_max >= series.n_phases:
+        raise SeriesMismatchError(
+            f"{Path(folder).name}: the landmarks name slices 0-{k_max} and phases 0-{t_max}, but its image "
+            f"{series.source} has {series.n_slices} slices and {series.n_phases} phase(s): it is not the image "
+            "they were detected on (an ED/ES pair needs both files; run the analysis again)")
+    return series
+
+
 def newer_point_lists(folder: str | Path) -> list[Path]:
     """The folder's ``*.mrk.json`` point lists (backups excluded) saved at or after its ``landmarks.json``."""
     folder = Path(folder)

@@ -56,6 +56,29 @@ COHORT_VALUES = (
 )
 
 
+def study_status(analysed: bool, errors: list[str], key_values: list[KeyValue]) -> str:
+    """A study's status: ``"n/a"`` when nothing was analysed, ``"review"`` when an analysis failed or a key value
+    needs review, else ``"ok"`` (:attr:`StudyResult.status`; again after a reader's review,
+    :func:`CardiacLandmarksLib.study.review.apply_review`)."""
+    if not analysed:
+        return "n/a"
+    if errors or any(v.status == "review" for v in key_values):
+        return "review"
+    return "ok"
+
+
+def cohort_values(key_values: list[KeyValue]) -> dict:
+    """The key-value columns of a cohort row: for each of :data:`COHORT_VALUES` the first key value whose name starts
+    with it and has a value, and its status (``None`` / ``"n/a"`` when there is none)."""
+    row: dict = {}
+    for name, col in COHORT_VALUES:
+        kv = next((v for v in key_values if v.name.startswith(name) and v.value is not None), None)
+        d = kv.to_dict() if kv is not None else None
+        row[col] = None if d is None else d["value"]
+        row[col + "_status"] = "n/a" if d is None else d["status"]
+    return row
+
+
 @dataclass
 class StudyResult:
     """Everything :func:`analyse_study` found and computed for one study.
@@ -85,11 +108,7 @@ class StudyResult:
     def status(self) -> str:
         """``"ok"``: every analysis ran and every key value is ok; ``"review"``: some value
         needs review or some analysis failed; ``"n/a"``: nothing could be analysed."""
-        if not self.outcomes:
-            return "n/a"
-        if self.errors or any(v.status == "review" for v in self.key_values()):
-            return "review"
-        return "ok"
+        return study_status(bool(self.outcomes), self.errors, self.key_values())
 
     def key_values(self) -> list[KeyValue]:
         return [v for o in self.outcomes if o.ok for v in o.values] + list(self.crosschecks)
@@ -134,12 +153,7 @@ class StudyResult:
             "analyses": ";".join(sorted({o.task for o in self.outcomes if o.ok})),
             "study_status": self.status,
         }
-        kvs = self.key_values()
-        for name, col in COHORT_VALUES:
-            kv = next((v for v in kvs if v.name.startswith(name) and v.value is not None), None)
-            d = kv.to_dict() if kv is not None else None
-            row[col] = None if d is None else d["value"]
-            row[col + "_status"] = "n/a" if d is None else d["status"]
+        row.update(cohort_values(self.key_values()))
         return row
 
     def write(self, outdir: str | Path) -> list[Path]:

@@ -67,6 +67,7 @@ from CardiacLandmarksLib.io import dicom_study as io_dicom_study
 from CardiacLandmarksLib.io import image as io_image
 from CardiacLandmarksLib.io.checks import label_values
 from CardiacLandmarksLib.io.common import guess_sequence, guess_view
+from CardiacLandmarksLib.io.load import pair_phases, same_grid
 from CardiacLandmarksLib.io.view import recognise_view
 
 logger = logging.getLogger(__name__)
@@ -399,7 +400,7 @@ def _image_entries(files: list[Path], notes: list[str]) -> list[RoutedSeries]:
         stem = io_image._stem(f)
         want = stem[: m.start()] + ("ES" if stem[m.start():m.end()] == "ED" else "es") + stem[m.end():]
         for g, t in loaded:
-            if g != f and io_image._stem(g) == want and t.n_phases == 1 and _same_grid(s, t):
+            if g != f and io_image._stem(g) == want and t.n_phases == 1 and same_grid(s, t):
                 pairs.append((f, g))
                 used.update((f, g))
                 break
@@ -413,7 +414,7 @@ def _image_entries(files: list[Path], notes: list[str]) -> list[RoutedSeries]:
                          n_phases=2, phase_labels=["ED", "ES"], normal=_normal(s))
         e.sequence = "cine"
         e.evidence.append("ED and ES frames of one cine (same grid and geometry): paired, phase 0 = ED, 1 = ES")
-        e._load = (lambda a=s, b=t: _pair(a, b))
+        e._load = (lambda a=s, b=t: pair_phases(a, b))
         e._series = None
         e._orientation_known = s.orientation_known  # type: ignore[attr-defined]
         e._view_guess = recognise_view(s, description=key)  # type: ignore[attr-defined]
@@ -448,24 +449,6 @@ def _normal(s: CMRSeries) -> np.ndarray | None:
         return None
     n = np.cross(s.direction[:, 0], s.direction[:, 1])
     return n / np.linalg.norm(n)
-
-
-def _same_grid(a: CMRSeries, b: CMRSeries) -> bool:
-    return (a.pixels.shape[1:] == b.pixels.shape[1:] and np.allclose(a.spacing, b.spacing, atol=1e-3)
-            and np.allclose(a.direction, b.direction, atol=1e-3)
-            and np.allclose(a.slice_origins, b.slice_origins, atol=1e-2))
-
-
-def _pair(a: CMRSeries, b: CMRSeries) -> CMRSeries:
-    import copy
-
-    s = copy.copy(a)
-    s.pixels = np.concatenate([a.pixels, b.pixels], axis=0)
-    s.trigger_times = None
-    s.metadata = dict(a.metadata, phase_labels=["ED", "ES"], paired_from=[a.source, b.source])
-    s.source = a.source
-    s.sequence = "cine"
-    return s
 
 
 def _unique_keys(entries: list[RoutedSeries]) -> None:

@@ -82,6 +82,12 @@ class KeyValue:
         return {"name": self.name, "value": v, "unit": self.unit, "status": self.status if v is not None else "n/a",
                 "flags": list(self.flags), "detail": self.detail}
 
+    @classmethod
+    def from_dict(cls, d: dict) -> KeyValue:
+        """Inverse of :meth:`to_dict` (a value of ``study.json``)."""
+        return cls(str(d["name"]), None if d.get("value") is None else float(d["value"]), str(d.get("unit", "")),
+                   str(d.get("status", "n/a")), [str(f) for f in d.get("flags") or []], str(d.get("detail", "")))
+
 
 @dataclass
 class TaskOutcome:
@@ -166,21 +172,27 @@ def run_sax(series: CMRSeries, models: Models, outdir: Path, root: Path, key: st
     found = sum(lm.found for lm in lmset.landmarks)
     low = sum(lm.flag == "low" for lm in lmset.landmarks)
     out.notes.append(f"{found}/{n} landmarks found, {low} low confidence")
+    out.values = sax_key_values(lmset, sax_phase_word(series))
+    return out
+
+
+def sax_key_values(lmset, word: str = "ED") -> list[KeyValue]:
+    """The SAX key values of a landmark set: RVI angle and RVI opening angle on the mid slice
+    (:func:`sax_mid_slice`) at phase 0, ``"<name> (mid, <word>)"``, each with its measurement's own status and
+    sources (the one trust rule, with e.g. the RV-side 'orientation' review). Used on the detection
+    (:func:`run_sax`) and on a reader's reviewed result (:func:`CardiacLandmarksLib.study.review.apply_review`)."""
     k = sax_mid_slice(lmset, 0)
-    word = sax_phase_word(series)
     if k is None:
-        out.values.append(KeyValue(f"RVI angle (mid, {word})", None, "deg", "n/a",
-                                   detail="no slice with all three points"))
-        return out
+        return [KeyValue(f"RVI angle (mid, {word})", None, "deg", "n/a", detail="no slice with all three points")]
+    values = []
     for name in ("RVI angle", "RVI opening angle"):
-        # the measurement's own status and sources (the one trust rule, with e.g. the RV-side 'orientation' review)
         m = next((m for m in lmset.measurements if m.name == name and m.slice == k and m.phase == 0), None)
         if m is None:  # degenerate geometry (an insertion on C-LV): not measured
-            out.values.append(KeyValue(f"{name} (mid, {word})", None, "deg", "n/a", detail=f"slice {k}, phase 0"))
+            values.append(KeyValue(f"{name} (mid, {word})", None, "deg", "n/a", detail=f"slice {k}, phase 0"))
             continue
-        out.values.append(KeyValue(f"{name} (mid, {word})", m.value, "deg", m.status, _source_flags(m),
-                                   f"slice {k}, phase 0"))
-    return out
+        values.append(KeyValue(f"{name} (mid, {word})", m.value, "deg", m.status, _source_flags(m),
+                               f"slice {k}, phase 0"))
+    return values
 
 
 # --------------------------------------------------------------------------- function
@@ -243,20 +255,28 @@ def run_lax(series: CMRSeries, view: str, models: Models, outdir: Path, root: Pa
     if view == "lax":
         out.notes.append("chamber view not decided: the 4CH model was used")
     out.notes += [str(n) for n in lmset.model.get("lax_checks", [])]
+    out.values = lax_key_values(lmset, v)
+    return out
+
+
+def lax_key_values(lmset, view: str) -> list[KeyValue]:
+    """The long-axis key values of a landmark set: LV length at ED and ES and the longitudinal shortening,
+    ``"<name> (<VIEW>)"``, each with its measurement's own status and sources (the one trust rule of
+    core.landmarks). Used on the detection (:func:`run_lax`) and on a reader's reviewed result
+    (:func:`CardiacLandmarksLib.study.review.apply_review`)."""
+    v = view.upper()
     ms = {m.name: m for m in lmset.measurements if m.slice == 0}
-    # each value with the measurement's own status and sources (the one trust rule of core.landmarks)
+    values = []
     for label in ("LV length ED", "LV length ES"):
         m = ms.get(label)
         if m is None:
-            out.values.append(KeyValue(f"{label} ({v.upper()})", None, "mm", "n/a"))
+            values.append(KeyValue(f"{label} ({v})", None, "mm", "n/a"))
             continue
-        out.values.append(KeyValue(f"{label} ({v.upper()})", m.value, "mm", m.status, _source_flags(m),
-                                   f"phase {m.phase}"))
+        values.append(KeyValue(f"{label} ({v})", m.value, "mm", m.status, _source_flags(m), f"phase {m.phase}"))
     m = ms.get("Longitudinal shortening")
-    out.values.append(KeyValue(f"Longitudinal shortening ({v.upper()})", None if m is None else m.value, "%",
-                               "n/a" if m is None else m.status,
-                               [] if m is None else sorted(set(_source_flags(m)))))
-    return out
+    values.append(KeyValue(f"Longitudinal shortening ({v})", None if m is None else m.value, "%",
+                           "n/a" if m is None else m.status, [] if m is None else sorted(set(_source_flags(m)))))
+    return values
 
 
 # --------------------------------------------------------------------------- perfusion

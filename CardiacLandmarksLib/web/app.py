@@ -48,6 +48,7 @@ from CardiacLandmarksLib.results import (
     confirm_landmark,
     correct_landmark,
     find_results,
+    load_source,
     newer_point_lists,
     read_result,
     recompute_measurements,
@@ -93,18 +94,6 @@ def display_ijk_to_ras(series) -> np.ndarray:
         sk = float(series.spacing[2]) or 1.0
     display_origins = origins[0] + np.arange(len(origins))[:, None] * np.array([0.0, 0.0, sk])
     return ijk_to_ras_matrix(np.eye(3), (series.spacing[0], series.spacing[1], sk), display_origins)
-
-
-def _source_path(case: Case, root: Path) -> Path:
-    """The image the result was computed from: ``landmarks.json``'s ``source``. A relative source (``detect``
-    run with a relative input) is tried against the current folder, the result folder, then the reviewed root."""
-    src = Path(case.lmset.source).expanduser()
-    if src.is_absolute():
-        return src
-    for candidate in (Path.cwd() / src, case.folder / src, root / src):
-        if candidate.exists():
-            return candidate
-    return src
 
 
 class ReviewApp:
@@ -382,12 +371,10 @@ class ReviewApp:
     # ------------------------------------------------------------------ navigation
     def show_case(self, name: str, k: int | None = None, t: int | None = None) -> None:
         """Show case ``name`` (a key of :attr:`cases`), on slice ``k`` and phase ``t`` when given."""
-        from CardiacLandmarksLib.io.load import load_series
-
         case = self.cases[name]
         if case.series is None:
             try:
-                case.series = load_series(_source_path(case, self.root))
+                case.series = load_source(case.lmset, case.folder, self.root)
             except CardiacLandmarksError as exc:
                 logger.warning("%s: cannot load the source image %s: %s", case.folder, case.lmset.source, exc)
                 self._message(f"{self._title(name)}: cannot load the source image {case.lmset.source}: {exc}", "error")
@@ -454,6 +441,9 @@ class ReviewApp:
             self._message("That point is no longer flagged.", "info")
             return
         self.show_case(item["case"], item["slice"], item["phase"])
+        if self.cases[item["case"]].series is None:  # its image could not be loaded: show_case said why
+            self._refresh()
+            return
         self.state.current_key = key
         self._cursor = item["_order"]
         if item["flag"] == "absent":

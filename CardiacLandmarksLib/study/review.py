@@ -1,0 +1,239 @@
+"""A reader's review of a study's landmarks, carried into its report and the cohort table.
+
+``study`` (and each study of a ``batch``) writes one result folder per landmark analysis (``<series>_sax/``,
+``<series>_lax/``: the files ``detect`` writes) and the study report ``study.json``, whose key values (RVI angles,
+LV length and shortening, the long-axis vs SAX cross-checks) come from those landmarks. A reader then reviews the
+flagged points of those folders - in the Slicer module (Export), in the browser (``cardiac-landmarks review
+OUT``) or by script (:mod:`CardiacLandmarksLib.results`) - and every save rewrites the folder's files. Without
+this module ``study.json`` and ``cohort.csv`` would keep the detection's values.
+
+:func:`apply_review` reads every SAX and long-axis result folder of a study again (:func:`.results.read_result`:
+point lists saved later, e.g. from Slicer, count), recomputes its key values by the rules that made them
+(:func:`.tasks.sax_key_values`, :func:`.tasks.lax_key_values`: each value keeps its measurement's status, so a
+value from corrected or confirmed points is ``ok`` and one from a point still low stays ``review``), the
+cross-checks (:func:`.crosscheck.crosscheck`) and the study status (:func:`.analyse.study_status`), and rewrites
+``study.json``; the file it replaces is kept as ``study.json.bak-<time>``. Function and perfusion values do not
+come from these landmarks and are kept. ``summary.png`` is not redrawn (it needs the whole analysis): the report
+says that it shows the values before the review. :func:`apply_review_batch` does this for every finished study of
+a batch output folder and rewrites ``cohort.csv`` (and ``cohort.parquet``).
+
+Landmarks and measurements: Xue et al., Radiology: AI 2021 (RVI angle, LV length, shortening); the reader's
+review of the flagged points is the workflow that paper's confidence flags serve (Schobs et al., ISBI 2021).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from CardiacLandmarksLib.core.errors import CardiacLandmarksError, CorruptFileError, InputNotFoundError
+from CardiacLandmarksLib.io.atomic import atomic_write_text
+from CardiacLandmarksLib.io.jsonsafe import dumps_strict
+from CardiacLandmarksLib.study.analyse import cohort_values, study_status
+from CardiacLandmarksLib.study.crosscheck import crosscheck
+from CardiacLandmarksLib.study.tasks import KeyValue, lax_key_values, sax_key_values
+
+logger = logging.getLogger(__name__)
+
+REPORT_FILE = "study.json"
+#: what the report says of its summary picture after a review
+SUMMARY_NOTE = "summary.png shows the values before the reader's review; study.json holds the reviewed ones"
+_WORD = re.compile(r"\(mid, (\w+)\)")
+
+
+@dataclass
+class ReviewedAnalysis:
+    """One landmark analysis read again: its task and series, and how many points the reader set.
+
+    ``corrected``: points moved, placed or unset; ``confirmed``: points kept where the model put them."""
+
+    task: str
+    series: str
+    corrected: int = 0
+    confirmed: int = 0
+
+
+@dataclass
+class ReviewUpdate:
+    """What :func:`apply_review` did to one study.
+
+    Attributes:
+        study_dir: the study output folder.
+        status_before, status_after: the study status before and after (``ok`` | ``review`` | ``n/a``).
+        analyses: the SAX and long-axis analyses read again.
+        changes: ``(name, before, after)`` of every key value whose value or status changed (``study.json``
+            dicts; None where the value did not exist).
+        cohort: the key-value columns of the study's cohort row, and ``study_status``
+            (:func:`.analyse.cohort_values`).
+        written: ``study.json`` (and its backup).
+    """
+
+    study_dir: Path
+    status_before: str
+    status_after: str
+    analyses: list[ReviewedAnalysis] = field(default_factory=list)
+    changes: list[tuple[str, dict | None, dict | None]] = field(default_factory=list)
+    cohort: dict = field(default_factory=dict)
+    written: list[Path] = field(default_factory=list)
+
+    @property
+    def n_set(self) -> int:
+        """Points the reader corrected or confirmed, over the study."""
+        return sum(a.corrected + a.confirmed for a in self.analyses)
+
+
+def _read_report(study_dir: Path) -> dict:
+    path = study_dir / REPORT_FILE
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise InputNotFoundError(f"{path} not found: not a study output folder (cardiac-landmarks study -o)") from exc
+    except ValueError as exc:
+        raise CorruptFileError(f"{path} is not valid JSON: {exc}") from exc
+    if not isinstance(doc, dict) or doc.get("format") != "cardiac-landmarks study report":
+        raise CorruptFileError(f"{path} is not a cardiac-landmarks study report")
+    return doc
+
+
+def _result_folder(study_dir: Path, analysis: dict) -> Path:
+    """The result folder of an analysis: the folder of its ``landmarks.json`` among its files."""
+    for f in analysis.get("files") or []:
+        if Path(f).name == "landmarks.json":
+            return study_dir / Path(f).parent
+    return study_dir / f"{analysis['series']}_{analysis['task']}"
+
+
+def apply_review(study_dir: str | Path) -> ReviewUpdate:
+    """Bring a study report up to date with the reader's review of its landmark result folders (module docstring).
+
+    Args:
+        study_dir: a ``cardiac-landmarks study`` output folder (``study.json`` and the analyses' folders).
+
+    Returns:
+        :class:`ReviewUpdate`. ``study.json`` is rewritten (atomically, the old one kept as ``.bak-<time>``) even
+        when nothing changed, so its ``review`` entry says when the review was last applied.
+
+    Raises:
+        InputNotFoundError: no ``study.json``, a result folder or an image of an analysis is missing.
+        CorruptFileError: ``study.json`` or a ``landmarks.json`` is not what its name says.
+        SeriesMismatchError: an analysis' image is not the one its landmarks were detected on.
+        Nothing is written when an error is raised.
+    """
+    from CardiacLandmarksLib.results import load_source, read_result
+
+    study_dir = Path(study_dir)
+    doc = _read_report(study_dir)
+    before = {kv["name"]: kv for kv in doc.get("key_values", [])}
+    status_before = str(doc.get("status", "n/a"))
+    update = ReviewUpdate(study_dir, status_before, status_before)
+    read: dict[str, tuple[str, object, object]] = {}  # series key -> (task, landmarks, series)
+    for a in doc.get("analyses", []):
+        if not a.get("ok") or a.get("task") not in ("sax", "lax"):
+            continue
+        folder = _result_folder(study_dir, a)
+        lmset = read_result(folder, point_lists="ignore")
+        series = load_source(lmset, folder, study_dir)
+        lmset = read_result(folder, series)  # again, with the point lists saved after it (e.g. from Slicer)
+        if a["task"] == "sax":
+            word = next((m.group(1) for v in a.get("values", []) if (m := _WORD.search(v.get("name", "")))), "ED")
+            values = sax_key_values(lmset, word)
+        else:
+            values = lax_key_values(lmset, lmset.view)
+        n_conf = sum(lm.confirmed for lm in lmset.landmarks)
+        n_corr = sum(lm.corrected for lm in lmset.landmarks) - n_conf
+        a["values"] = [v.to_dict() for v in values]
+        a["reviewed"] = {"corrected": n_corr, "confirmed": n_conf}
+        update.analyses.append(ReviewedAnalysis(a["task"], a["series"], n_corr, n_conf))
+        read[a["series"]] = (a["task"], lmset, series)
+    ref = next((s.get("key") for s in doc.get("routing", {}).get("series", []) if s.get("sax_reference")), None)
+    notes = [n for n in doc.get("notes", []) if n != SUMMARY_NOTE]
+    if ref in read and read[ref][0] == "sax":
+        _, sax_lmset, sax_series = read[ref]
+        checks, geometry = [], {}
+        notes = [n for n in notes if not n.startswith("cross-check ")]
+        for key, (task, lmset, series) in read.items():
+            if task != "lax":
+                continue
+            values, geo = crosscheck(sax_series, sax_lmset, series, lmset, key)
+            if values:
+                checks += [v.to_dict() for v in values]
+                geometry[key] = geo
+            else:
+                notes.append(f"cross-check {key}: mitral points, apex or SAX C-LV not found")
+        doc["crosschecks"], doc["crosscheck_geometry"] = checks, geometry
+    kvs = [KeyValue.from_dict(v) for a in doc.get("analyses", []) if a.get("ok") for v in a.get("values", [])]
+    kvs += [KeyValue.from_dict(c) for c in doc.get("crosschecks", [])]
+    doc["key_values"] = [kv.to_dict() for kv in kvs]
+    doc["status"] = update.status_after = study_status(bool(doc.get("analyses")), list(doc.get("errors", [])), kvs)
+    doc["notes"] = notes + [SUMMARY_NOTE]
+    doc["review"] = {"applied": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                     "analyses": [{"task": a.task, "series": a.series, "corrected": a.corrected,
+                                   "confirmed": a.confirmed} for a in update.analyses],
+                     "status_before": status_before}
+    after = {kv["name"]: kv for kv in doc["key_values"]}
+    for name in [*before, *(n for n in after if n not in before)]:
+        b, c = before.get(name), after.get(name)
+        if b is None or c is None or b.get("value") != c.get("value") or b.get("status") != c.get("status"):
+            update.changes.append((name, b, c))
+    update.cohort = {**cohort_values(kvs), "study_status": update.status_after}
+    path = study_dir / REPORT_FILE
+    update.written.append(atomic_write_text(path, dumps_strict(doc) + "\n", backup_existing=True))
+    return update
+
+
+def apply_review_batch(out: str | Path, progress=None) -> tuple[list[ReviewUpdate], dict[str, str]]:
+    """:func:`apply_review` for every finished study of a ``batch`` output folder, then ``cohort.csv`` again.
+
+    Each study's record in ``batch.sqlite`` gets the reviewed key values and study status (its timing is kept);
+    ``cohort.csv`` keeps its row order. A study whose review cannot be applied (a result folder or image gone) is
+    reported in the returned errors and keeps its values; the others go on.
+
+    Args:
+        out: the batch output folder (``batch.sqlite``, ``studies/<id>/``, ``cohort.csv``).
+        progress: optional ``progress(study_id)`` before each study.
+
+    Returns:
+        ``(updates, errors)``: one :class:`ReviewUpdate` per study updated, ``{study_id: error}`` for the others.
+
+    Raises:
+        InputNotFoundError: ``out`` holds no ``batch.sqlite``.
+    """
+    import csv
+
+    from CardiacLandmarksLib.batch.engine import STATE_FILE, write_cohort
+    from CardiacLandmarksLib.batch.state import BatchState
+
+    out = Path(out)
+    if not (out / STATE_FILE).exists():
+        raise InputNotFoundError(f"{out / STATE_FILE} not found: not a batch output folder (cardiac-landmarks batch -o)")
+    updates, errors = [], {}
+    with BatchState(out / STATE_FILE) as state:
+        records = state.records()
+        for rec in records:
+            if rec.get("status") != "done":
+                continue
+            if progress is not None:
+                progress(rec["study_id"])
+            try:
+                upd = apply_review(out / rec.get("output", f"studies/{rec['study_id']}"))
+            except CardiacLandmarksError as exc:
+                errors[rec["study_id"]] = f"{type(exc).__name__}: {exc}"
+                continue
+            rec["row"] = {**(rec.get("row") or {}), **upd.cohort}
+            rec["reviewed"] = {"applied": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "points": upd.n_set}
+            state.update_record(rec)
+            updates.append(upd)
+    order: list[str] = []
+    try:
+        with open(out / "cohort.csv", newline="", encoding="utf-8") as fh:
+            order = [r["study_id"] for r in csv.DictReader(fh)]
+    except (OSError, KeyError, csv.Error):
+        pass
+    rank = {sid: n for n, sid in enumerate(order)}
+    records.sort(key=lambda r: (rank.get(r["study_id"], len(rank)), r["study_id"]))
+    write_cohort(records, out)
+    return updates, errors

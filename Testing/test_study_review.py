@@ -1,0 +1,206 @@
+"""A reader's review carried into the study report and the cohort table (study.review, ``apply-review``), on the
+real M&Ms-2 subject-001 study (SAX ED/ES pair + 4CH cine) analysed by ``study`` and by ``batch``."""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+import sqlite3
+from pathlib import Path
+
+import numpy as np
+import pytest
+import study_material as sm
+from conftest import require_data
+
+from CardiacLandmarksLib.cli import main as cli_main
+from CardiacLandmarksLib.core.errors import InputNotFoundError, SeriesMismatchError
+from CardiacLandmarksLib.io.load import load_phase_files, load_series
+from CardiacLandmarksLib.lax.tracking import retrack_landmark
+from CardiacLandmarksLib.results import (
+    confirm_landmark,
+    correct_landmark,
+    load_source,
+    read_result,
+    recompute_measurements,
+    save_result,
+)
+from CardiacLandmarksLib.study.analyse import analyse_study
+from CardiacLandmarksLib.study.review import SUMMARY_NOTE, apply_review
+
+pytestmark = pytest.mark.data
+
+
+@pytest.fixture(scope="module")
+def analysed(tmp_path_factory) -> Path:
+    """``study`` output of M&Ms-2 001, once per module (tests work on copies)."""
+    require_data("mnms2", "001")
+    study = sm.mnms2_study(require_data(), tmp_path_factory.mktemp("mnms") / "001")
+    out = tmp_path_factory.mktemp("mnms_out") / "001"
+    analyse_study(study, out).write(out)
+    return out
+
+
+@pytest.fixture
+def out(analysed, tmp_path) -> Path:
+    dst = tmp_path / "001"
+    shutil.copytree(analysed, dst)
+    return dst
+
+
+def _kv(doc: dict) -> dict:
+    return {v["name"]: v for v in doc["key_values"]}
+
+
+def _review_lax(folder: Path) -> tuple[int, dict]:
+    """What a reader does in the review app: confirm every low point of the ED phase (re-tracked from each), then
+    Save. Returns the ED phase and the saved points of that phase (LPS)."""
+    lm = read_result(folder)
+    series = load_source(lm, folder)
+    ed = next(m for m in lm.measurements if m.name == "LV length ED").phase
+    low = [x.name for x in lm.landmarks if x.phase == ed and x.flag == "low"]
+    assert low, "the bundled 4CH model flags points of M&Ms-2 001's ED phase low"
+    for name in low:
+        confirm_landmark(lm, name, 0, ed)
+        new = retrack_landmark(series, lm, name, 0)
+        lm.landmarks, lm.model = new.landmarks, new.model
+    recompute_measurements(lm, series)
+    save_result(folder, lm, series)
+    return ed, {x.name: np.asarray(x.position, float) for x in lm.landmarks if x.phase == ed}
+
+
+def test_pair_result_records_its_files_and_loads_both_phases(out):
+    """The SAX ED/ES pair's landmarks.json names both files (before: the ED file only, so the review app loaded a
+    one-phase image for two-phase landmarks and crashed on an ES point); an old result without them is refused
+    with a named error."""
+    folder = out / "001_SA_sax"
+    lm = read_result(folder)
+    assert [Path(f).name for f in lm.source_files] == ["001_SA_ED.nii.gz", "001_SA_ES.nii.gz"]
+    series = load_source(lm, folder)
+    assert series.n_phases == 2 and series.metadata["phase_labels"] == ["ED", "ES"]
+    es = load_series(lm.source_files[1])
+    np.testing.assert_array_equal(series.pixels[1], es.pixels[0])
+    doc = json.loads((folder / "landmarks.json").read_text())
+    doc.pop("source_files")
+    (folder / "landmarks.json").write_text(json.dumps(doc))
+    with pytest.raises(SeriesMismatchError, match="phases 0-1.*1 phase"):
+        load_source(read_result(folder), folder)
+    mnms = require_data("mnms2", "001")
+    with pytest.raises(SeriesMismatchError, match="not the single-phase ED and ES frames"):
+        load_phase_files([mnms / "001_SA_ED.nii.gz", mnms / "001_LA_ES.nii.gz"])
+
+
+def test_apply_review_without_review_reproduces_the_report(out):
+    """Recomputed from the saved result folders, every key value and cross-check equals what the study run
+    computed in memory; the old report is kept as a backup and the new one says when the review was applied."""
+    before = json.loads((out / "study.json").read_text())
+    upd = apply_review(out)
+    after = json.loads((out / "study.json").read_text())
+    assert upd.changes == [] and upd.n_set == 0
+    assert after["key_values"] == before["key_values"] and after["crosschecks"] == before["crosschecks"]
+    assert after["status"] == before["status"]
+    assert [(a.task, a.series) for a in upd.analyses] == [("sax", "001_SA"), ("lax", "001_LA_CINE")]
+    assert after["review"]["status_before"] == before["status"] and SUMMARY_NOTE in after["notes"]
+    backups = list(out.glob("study.json.bak-*"))
+    assert len(backups) == 1 and json.loads(backups[0].read_text()) == before
+
+
+def test_reviewed_points_change_the_report(out):
+    """The reader confirms the low mitral points of the 4CH ED phase and moves the mid-slice A-RVI of the SAX stack
+    4 mm; apply-review gives LV length ED from the reviewed points (apex to mitral midpoint, computed here from
+    the saved points) as 'ok', the RVI angle of the saved measurements, the cross-check from the reviewed apex,
+    and counts the reader's points."""
+    before = _kv(json.loads((out / "study.json").read_text()))
+    assert before["LV length ED (4CH)"]["status"] == "review"
+    ed, pts = _review_lax(out / "001_LA_CINE_lax")
+    k = int(before["RVI angle (mid, ED)"]["detail"].split()[1].rstrip(","))
+    sax_folder = out / "001_SA_sax"
+    lm = read_result(sax_folder)
+    series = load_source(lm, sax_folder)
+    a = lm.get("A-RVI", k, 0)
+    target = np.asarray(a.position, float) + 4.0 * series.direction[:, 0]
+    correct_landmark(lm, "A-RVI", k, 0, target, series)
+    recompute_measurements(lm, series)
+    save_result(sax_folder, lm, series)
+    saved_angle = next(m.value for m in read_result(sax_folder).measurements
+                       if m.name == "RVI angle" and m.slice == k and m.phase == 0)
+
+    upd = apply_review(out)
+    doc = json.loads((out / "study.json").read_text())
+    kv = _kv(doc)
+    length = float(np.linalg.norm(pts["APEX"] - (pts["AL-P"] + pts["IS-P"]) / 2.0))
+    assert kv["LV length ED (4CH)"]["value"] == pytest.approx(length, abs=1e-3)
+    assert kv["LV length ED (4CH)"]["status"] == "ok" and kv["LV length ED (4CH)"]["flags"] == ["high"] * 3
+    assert kv["RVI angle (mid, ED)"]["value"] == pytest.approx(saved_angle, abs=1e-3)
+    assert abs(kv["RVI angle (mid, ED)"]["value"] - before["RVI angle (mid, ED)"]["value"]) > 1.0
+    # still 'review': this file's header puts the RV behind the LV, a check no reader's point can lift
+    assert kv["RVI angle (mid, ED)"]["status"] == "review" and "orientation review" in kv["RVI angle (mid, ED)"]["flags"]
+    names = {c[0] for c in upd.changes}
+    assert {"LV length ED (4CH)", "RVI angle (mid, ED)"} <= names
+    assert {(a.task, a.corrected, a.confirmed > 0) for a in upd.analyses} == {("sax", 1, False), ("lax", 0, True)}
+    assert doc["review"]["analyses"][0] == {"task": "sax", "series": "001_SA", "corrected": 1, "confirmed": 0}
+    # the cross-check uses the reviewed apex: its distance from the SAX LV axis, computed here
+    sax = read_result(sax_folder)
+    clv = np.array([x.position for x in sax.landmarks if x.name == "C-LV" and x.phase == 0 and x.found])
+    n = np.cross(series.direction[:, 0], series.direction[:, 1])
+    n /= np.linalg.norm(n)
+    d = pts["APEX"] - clv.mean(axis=0)
+    axis = kv["LAX apex to SAX LV axis (001_LA_CINE)"]
+    assert axis["value"] == pytest.approx(float(np.linalg.norm(d - (d @ n) * n)), abs=1e-3)
+    assert doc["status"] == "review" and upd.status_after == "review"
+    assert upd.cohort["lv_length_ed_mm_status"] == "ok"
+    assert upd.cohort["lv_length_ed_mm"] == pytest.approx(length, abs=1e-3)
+
+
+def test_apply_review_errors_are_named_and_write_nothing(out, tmp_path, capsys):
+    with pytest.raises(InputNotFoundError, match="not a study output folder"):
+        apply_review(tmp_path / "nothing")
+    assert cli_main(["apply-review", str(tmp_path / "nothing")]) == 1
+    assert "not a study output folder" in capsys.readouterr().err
+    shutil.rmtree(out / "001_LA_CINE_lax")
+    text = (out / "study.json").read_text()
+    with pytest.raises(InputNotFoundError, match="landmarks.json"):
+        apply_review(out)
+    assert (out / "study.json").read_text() == text and not list(out.glob("study.json.bak-*"))
+
+
+@pytest.mark.slow
+def test_batch_cohort_table_follows_the_review(tmp_path, capsys):
+    """A batch of two copies of the study (and one that fails); the reader reviews study 'b'; apply-review on the
+    batch folder updates b's row of cohort.csv (LV length ED ok, the reviewed value), keeps a's row and the
+    input order, and stores the new row in batch.sqlite; a study whose result folder is gone is reported and
+    keeps its values."""
+    from CardiacLandmarksLib.batch.engine import run_batch
+
+    require_data("mnms2", "001")
+    study = sm.mnms2_study(require_data(), tmp_path / "src" / "001")
+    m = tmp_path / "m.csv"
+    m.write_text(f"study_id,path\nb,{study}\nmissing,{tmp_path / 'nope'}\na,{study}\n")
+    out = tmp_path / "out"
+    s = run_batch(m, out, engine="local", progress=False)
+    assert (s.n_done, s.n_failed) == (2, 1)
+    rows0 = list(csv.DictReader(open(out / "cohort.csv")))
+    assert [r["study_id"] for r in rows0] == ["b", "missing", "a"]
+    assert rows0[0]["lv_length_ed_mm_status"] == "review"
+    _ed, pts = _review_lax(out / "studies" / "b" / "001_LA_CINE_lax")
+    assert cli_main(["apply-review", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "LV length ED (4CH): " in printed and "2 studies updated, 0 not" in printed
+    rows = {r["study_id"]: r for r in csv.DictReader(open(out / "cohort.csv"))}
+    assert list(rows) == ["b", "missing", "a"]
+    length = float(np.linalg.norm(pts["APEX"] - (pts["AL-P"] + pts["IS-P"]) / 2.0))
+    assert rows["b"]["lv_length_ed_mm_status"] == "ok"
+    assert float(rows["b"]["lv_length_ed_mm"]) == pytest.approx(length, abs=1e-3)
+    assert rows["a"] == {**rows0[2]}  # not reviewed: the same row
+    assert rows["missing"]["status"] == "failed"
+    rec = json.loads(sqlite3.connect(out / "batch.sqlite").execute(
+        "SELECT record FROM studies WHERE study_id='b'").fetchone()[0])
+    assert rec["row"]["lv_length_ed_mm_status"] == "ok" and rec["reviewed"]["points"] > 0
+    # a study whose result folder is gone: named, kept, the others still updated
+    shutil.rmtree(out / "studies" / "a" / "001_SA_sax")
+    assert cli_main(["apply-review", str(out)]) == 1
+    cap = capsys.readouterr()
+    assert "a: review not applied, values kept: InputNotFoundError" in cap.err
+    assert "1 studies updated, 1 not" in cap.out
+    assert {r["study_id"]: r for r in csv.DictReader(open(out / "cohort.csv"))}["a"] == rows0[2]
