@@ -153,6 +153,24 @@ def test_reviewed_points_change_the_report(out):
     assert upd.cohort["lv_length_ed_mm"] == pytest.approx(length, abs=1e-3)
 
 
+def test_point_list_edited_and_saved_in_slicer_counts(out):
+    """A reader who drags a point in Slicer and saves the folder's point list (Slicer's own markups file, newer than
+    landmarks.json) is reviewed too: apply-review reads the point list and recomputes from the moved point."""
+    before = _kv(json.loads((out / "study.json").read_text()))
+    k = int(before["RVI angle (mid, ED)"]["detail"].split()[1].rstrip(","))
+    path = out / "001_SA_sax" / "landmarks_phase00.mrk.json"
+    doc = json.loads(path.read_text())
+    cp = next(c for c in doc["markups"][0]["controlPoints"] if c["label"] == f"I-RVI s{k} p0")
+    cp["position"] = [cp["position"][0] + 5.0, cp["position"][1], cp["position"][2]]  # what a drag in Slicer does
+    path.write_text(json.dumps(doc))  # saved after landmarks.json
+    upd = apply_review(out)
+    kv = _kv(json.loads((out / "study.json").read_text()))
+    assert [(a.task, a.corrected) for a in upd.analyses] == [("sax", 1), ("lax", 0)]
+    assert kv["RVI opening angle (mid, ED)"]["value"] != pytest.approx(before["RVI opening angle (mid, ED)"]["value"],
+                                                                        abs=0.5)
+    assert kv["RVI angle (mid, ED)"] == before["RVI angle (mid, ED)"]  # the A-RVI did not move
+
+
 def test_apply_review_errors_are_named_and_write_nothing(out, tmp_path, capsys):
     with pytest.raises(InputNotFoundError, match="not a study output folder"):
         apply_review(tmp_path / "nothing")
