@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
 import shutil
 import sqlite3
 from pathlib import Path
@@ -27,7 +28,7 @@ from CardiacLandmarksLib.results import (
     save_result,
 )
 from CardiacLandmarksLib.study.analyse import analyse_study
-from CardiacLandmarksLib.study.review import SUMMARY_NOTE, apply_review
+from CardiacLandmarksLib.study.review import apply_review
 
 pytestmark = pytest.mark.data
 
@@ -101,12 +102,13 @@ def test_apply_review_without_review_reproduces_the_report(out):
     assert after["key_values"] == before["key_values"] and after["crosschecks"] == before["crosschecks"]
     assert after["status"] == before["status"]
     assert [(a.task, a.series) for a in upd.analyses] == [("sax", "001_SA"), ("lax", "001_LA_CINE")]
-    assert after["review"]["status_before"] == before["status"] and SUMMARY_NOTE in after["notes"]
+    assert after["review"]["status_before"] == before["status"] and after["notes"] == before["notes"]
+    assert [p.name for p in upd.written] == ["study.json", "summary.png"]
     backups = list(out.glob("study.json.bak-*"))
     assert len(backups) == 1 and json.loads(backups[0].read_text()) == before
 
 
-def test_reviewed_points_change_the_report(out):
+def test_reviewed_points_change_the_report(out, caplog):
     """The reader confirms the low mitral points of the 4CH ED phase and moves the mid-slice A-RVI of the SAX stack
     4 mm; apply-review gives LV length ED from the reviewed points (apex to mitral midpoint, computed here from
     the saved points) as 'ok', the RVI angle of the saved measurements, the cross-check from the reviewed apex,
@@ -126,9 +128,15 @@ def test_reviewed_points_change_the_report(out):
     saved_angle = next(m.value for m in read_result(sax_folder).measurements
                        if m.name == "RVI angle" and m.slice == k and m.phase == 0)
 
-    upd = apply_review(out)
+    summary_before = (out / "summary.png").read_bytes()
+    with caplog.at_level(logging.ERROR, logger="CardiacLandmarksLib.study"):
+        upd = apply_review(out)
+    # every panel drawn: the function panel falls back on the analysis' own picture (it raised before, logged)
+    assert not [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
     doc = json.loads((out / "study.json").read_text())
     kv = _kv(doc)
+    summary = (out / "summary.png").read_bytes()
+    assert summary[:8] == b"\x89PNG\r\n\x1a\n" and summary != summary_before  # drawn again from the review
     length = float(np.linalg.norm(pts["APEX"] - (pts["AL-P"] + pts["IS-P"]) / 2.0))
     assert kv["LV length ED (4CH)"]["value"] == pytest.approx(length, abs=1e-3)
     assert kv["LV length ED (4CH)"]["status"] == "ok" and kv["LV length ED (4CH)"]["flags"] == ["high"] * 3

@@ -66,7 +66,7 @@ def _print_update(upd, indent: str = "") -> None:
 
 def cmd_apply_review(args: argparse.Namespace) -> int:
     from CardiacLandmarksLib.batch.engine import STATE_FILE
-    from CardiacLandmarksLib.study.review import SUMMARY_NOTE, apply_review, apply_review_batch
+    from CardiacLandmarksLib.study.review import apply_review, apply_review_batch
 
     path = Path(args.path)
     if (path / STATE_FILE).exists():
@@ -76,12 +76,12 @@ def cmd_apply_review(args: argparse.Namespace) -> int:
             _print_update(upd, "  ")
         for sid, err in errors.items():
             print(f"{sid}: review not applied, values kept: {err}", file=sys.stderr)
-        print(f"{len(updates)} studies updated, {len(errors)} not; wrote {path / 'cohort.csv'} "
-              f"(each study.json's predecessor kept as study.json.bak-<time>); note: {SUMMARY_NOTE}")
+        print(f"{len(updates)} studies updated, {len(errors)} not; wrote each study's study.json (its predecessor "
+              f"kept as study.json.bak-<time>) and summary.png, and {path / 'cohort.csv'}")
         return 1 if errors else 0
     upd = apply_review(path)
     _print_update(upd)
-    print(f"wrote {upd.written[0]} (the previous one kept as study.json.bak-<time>); note: {SUMMARY_NOTE}")
+    print(f"wrote {', '.join(str(p) for p in upd.written)} (the previous study.json kept as study.json.bak-<time>)")
     return 0
 
 

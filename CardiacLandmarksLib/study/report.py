@@ -235,7 +235,7 @@ def render_summary_png(result, outdir: Path, dpi: int = 100) -> bytes:
         try:
             if kind == "sax":
                 _sax_panel(ax, e.load(), o.result, e.key)
-            elif kind == "function":
+            elif kind == "function" and e is None:  # the function result itself (else: its own picture)
                 _function_panel(ax, o.result, o.series_key)
             elif kind == "lax":
                 view = getattr(o.result, "view", e.view)

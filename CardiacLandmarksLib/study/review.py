@@ -13,9 +13,10 @@ point lists saved later, e.g. from Slicer, count), recomputes its key values by 
 value from corrected or confirmed points is ``ok`` and one from a point still low stays ``review``), the
 cross-checks (:func:`.crosscheck.crosscheck`) and the study status (:func:`.analyse.study_status`), and rewrites
 ``study.json``; the file it replaces is kept as ``study.json.bak-<time>``. Function and perfusion values do not
-come from these landmarks and are kept. ``summary.png`` is not redrawn (it needs the whole analysis): the report
-says that it shows the values before the review. :func:`apply_review_batch` does this for every finished study of
-a batch output folder and rewrites ``cohort.csv`` (and ``cohort.parquet``).
+come from these landmarks and are kept. ``summary.png`` is drawn again by the study report's renderer
+(:func:`.report.render_summary_png`) from the reviewed landmarks, their images and the analyses' own pictures
+(function overlay, perfusion bull's-eye). :func:`apply_review_batch` does this for every finished study of a batch
+output folder and rewrites ``cohort.csv`` (and ``cohort.parquet``).
 
 Landmarks and measurements: Xue et al., Radiology: AI 2021 (RVI angle, LV length, shortening); the reader's
 review of the flagged points is the workflow that paper's confidence flags serve (Schobs et al., ISBI 2021).
@@ -31,17 +32,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from CardiacLandmarksLib.core.errors import CardiacLandmarksError, CorruptFileError, InputNotFoundError
-from CardiacLandmarksLib.io.atomic import atomic_write_text
+from CardiacLandmarksLib.io.atomic import atomic_write_bytes, atomic_write_text
 from CardiacLandmarksLib.io.jsonsafe import dumps_strict
 from CardiacLandmarksLib.study.analyse import cohort_values, study_status
 from CardiacLandmarksLib.study.crosscheck import crosscheck
+from CardiacLandmarksLib.study.report import render_summary_png
 from CardiacLandmarksLib.study.tasks import KeyValue, lax_key_values, sax_key_values
 
 logger = logging.getLogger(__name__)
 
 REPORT_FILE = "study.json"
-#: what the report says of its summary picture after a review
-SUMMARY_NOTE = "summary.png shows the values before the reader's review; study.json holds the reviewed ones"
+SUMMARY_FILE = "summary.png"
 _WORD = re.compile(r"\(mid, (\w+)\)")
 
 
@@ -69,7 +70,8 @@ class ReviewUpdate:
             dicts; None where the value did not exist).
         cohort: the key-value columns of the study's cohort row, and ``study_status``
             (:func:`.analyse.cohort_values`).
-        written: ``study.json`` (and its backup).
+        written: ``study.json`` and ``summary.png`` (the summary is left out when it could not be drawn: the
+            error is logged and ``study.json`` says so in its notes).
     """
 
     study_dir: Path
@@ -150,7 +152,7 @@ def apply_review(study_dir: str | Path) -> ReviewUpdate:
         update.analyses.append(ReviewedAnalysis(a["task"], a["series"], n_corr, n_conf))
         read[a["series"]] = (a["task"], lmset, series)
     ref = next((s.get("key") for s in doc.get("routing", {}).get("series", []) if s.get("sax_reference")), None)
-    notes = [n for n in doc.get("notes", []) if n != SUMMARY_NOTE]
+    notes = [n for n in doc.get("notes", []) if not n.startswith(_SUMMARY_FAILED)]
     if ref in read and read[ref][0] == "sax":
         _, sax_lmset, sax_series = read[ref]
         checks, geometry = [], {}
@@ -169,7 +171,13 @@ def apply_review(study_dir: str | Path) -> ReviewUpdate:
     kvs += [KeyValue.from_dict(c) for c in doc.get("crosschecks", [])]
     doc["key_values"] = [kv.to_dict() for kv in kvs]
     doc["status"] = update.status_after = study_status(bool(doc.get("analyses")), list(doc.get("errors", [])), kvs)
-    doc["notes"] = notes + [SUMMARY_NOTE]
+    try:
+        png = render_summary_png(_ReviewedStudy(study_dir, doc, read, kvs), study_dir)
+    except Exception as exc:  # noqa: BLE001 - the picture must never lose the reviewed report
+        logger.exception("summary picture of %s failed", study_dir)
+        png = None
+        notes.append(f"{_SUMMARY_FAILED} ({type(exc).__name__}: {exc}): it shows the values before the review")
+    doc["notes"] = notes
     doc["review"] = {"applied": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
                      "analyses": [{"task": a.task, "series": a.series, "corrected": a.corrected,
                                    "confirmed": a.confirmed} for a in update.analyses],
@@ -182,7 +190,69 @@ def apply_review(study_dir: str | Path) -> ReviewUpdate:
     update.cohort = {**cohort_values(kvs), "study_status": update.status_after}
     path = study_dir / REPORT_FILE
     update.written.append(atomic_write_text(path, dumps_strict(doc) + "\n", backup_existing=True))
+    if png is not None:
+        update.written.append(atomic_write_bytes(study_dir / SUMMARY_FILE, png))
     return update
+
+
+_SUMMARY_FAILED = "summary.png could not be drawn again after the review"
+
+
+@dataclass
+class _Entry:
+    """A routed series as the summary renderer reads it: key, view, SAX reference, and its image."""
+
+    key: str
+    view: str
+    is_sax_reference: bool
+    series: object = None
+
+    def load(self):
+        if self.series is None:
+            raise InputNotFoundError(f"{self.key}: no image loaded for the summary")
+        return self.series
+
+
+@dataclass
+class _Routing:
+    name: str
+    series: list[_Entry]
+    table_text: str
+
+    def table(self) -> str:
+        return self.table_text
+
+
+class _ReviewedStudy:
+    """The reviewed ``study.json`` as :func:`.report.render_summary_png` reads a :class:`.analyse.StudyResult`: the
+    routing table of ``routing.txt``, the outcomes with the reviewed landmarks of the SAX and long-axis analyses (the
+    others with their own pictures, as the renderer draws a function result that is gone), the key values and the
+    cross-check geometry."""
+
+    def __init__(self, study_dir: Path, doc: dict, read: dict, key_values: list[KeyValue]):
+        from CardiacLandmarksLib.study.tasks import TaskOutcome
+
+        try:
+            table = (study_dir / "routing.txt").read_text(encoding="utf-8").rstrip("\n")
+        except OSError:
+            table = ""
+        entries = [_Entry(str(s.get("key")), str(s.get("view", "-")), bool(s.get("sax_reference")),
+                          read.get(s.get("key"), (None, None, None))[2])
+                   for s in doc.get("routing", {}).get("series", [])]
+        self.routing = _Routing(str(doc.get("name", study_dir.name)), entries, table)
+        self.name = str(doc.get("name", ""))
+        self.outcomes = [TaskOutcome(a["task"], a["series"], bool(a.get("ok")), str(a.get("error", "")),
+                                     files=list(a.get("files") or []),
+                                     result=read[a["series"]][1] if a["task"] in ("sax", "lax") and a.get("ok")
+                                     and a["series"] in read else None)
+                         for a in doc.get("analyses", [])]
+        self.crosscheck_geometry = dict(doc.get("crosscheck_geometry", {}))
+        self.status = str(doc.get("status", "n/a"))
+        self.errors = list(doc.get("errors", []))
+        self._key_values = key_values
+
+    def key_values(self) -> list[KeyValue]:
+        return list(self._key_values)
 
 
 def apply_review_batch(out: str | Path, progress=None) -> tuple[list[ReviewUpdate], dict[str, str]]:
