@@ -16,7 +16,7 @@ import study_material as sm
 from conftest import require_data
 
 from CardiacLandmarksLib.cli import main as cli_main
-from CardiacLandmarksLib.core.errors import InputNotFoundError, SeriesMismatchError
+from CardiacLandmarksLib.core.errors import InputNotFoundError, MixedSeriesError, SeriesMismatchError
 from CardiacLandmarksLib.io.load import load_phase_files, load_series
 from CardiacLandmarksLib.lax.tracking import retrack_landmark
 from CardiacLandmarksLib.results import (
@@ -177,6 +177,35 @@ def test_point_list_edited_and_saved_in_slicer_counts(out):
     assert kv["RVI opening angle (mid, ED)"]["value"] != pytest.approx(before["RVI opening angle (mid, ED)"]["value"],
                                                                         abs=0.5)
     assert kv["RVI angle (mid, ED)"] == before["RVI angle (mid, ED)"]  # the A-RVI did not move
+
+
+@pytest.mark.slow
+def test_dicom_study_series_are_found_again(tmp_path):
+    """A DICOM study folder holding several series (the Sunnybrook cine written as one series per slice, as Siemens
+    stores SAX stacks, next to the GE perfusion series): the SAX result records the series UIDs of its stack, so
+    load_source assembles the same stack again (before, 'source' named the study folder, which load_series refuses
+    with 'several series': neither the review app nor apply-review could open it), and apply-review without a
+    review reproduces the report."""
+    require_data("sunnybrook", "SCD0000101", "dicom")
+    require_data("perfusion", "ge_dicom")
+    study = sm.split_per_slice(require_data(), tmp_path / "study")
+    for f in sorted((require_data() / "perfusion" / "ge_dicom").glob("I*")):
+        (study / f"ge_{f.name}").symlink_to(f)
+    out = tmp_path / "out"
+    res = analyse_study(study, out)
+    res.write(out)
+    sax = next(o for o in res.outcomes if o.task == "sax" and o.ok)
+    folder = out / f"{sax.series_key}_sax"
+    lm = read_result(folder)
+    assert Path(lm.source) == study and len(lm.source_series_uids) > 1  # a stack of per-slice series
+    with pytest.raises(MixedSeriesError, match="MR image series"):
+        load_series(study)  # the folder alone is ambiguous
+    series = load_source(lm, folder)
+    entry = next(e for e in res.routing.series if e.key == sax.series_key)
+    np.testing.assert_array_equal(series.pixels, entry.load().pixels)
+    before = json.loads((out / "study.json").read_text())
+    upd = apply_review(out)
+    assert upd.changes == [] and json.loads((out / "study.json").read_text())["key_values"] == before["key_values"]
 
 
 def test_apply_review_errors_are_named_and_write_nothing(out, tmp_path, capsys):

@@ -274,6 +274,9 @@ class LandmarkSet:
     #: the image files stacked as this result's phases when its series was assembled from several (the ED and ES
     #: files of a pair, :func:`CardiacLandmarksLib.io.load.pair_phases`); empty when ``source`` alone is the series
     source_files: list[str] = field(default_factory=list)
+    #: the DICOM SeriesInstanceUIDs of the series when ``source`` is a DICOM folder (several for a stack assembled
+    #: from per-slice series), so a study folder holding other series loads this one again
+    source_series_uids: list[str] = field(default_factory=list)
 
     _index: dict | None = field(default=None, init=False, repr=False, compare=False)
 
@@ -311,7 +314,23 @@ class LandmarkSet:
             "measurements": [m.to_dict() for m in self.measurements],
             **({"warnings": list(self.warnings)} if self.warnings else {}),
             **({"source_files": [str(f) for f in self.source_files]} if self.source_files else {}),
+            **({"source_series_uids": [str(u) for u in self.source_series_uids]} if self.source_series_uids else {}),
         }
+
+    def with_source_of(self, other: LandmarkSet) -> LandmarkSet:
+        """This set with ``other``'s record of where its image came from (``source_files``, ``source_series_uids``):
+        what a copy made by tracking or a correction must keep. Returns self."""
+        self.source_files, self.source_series_uids = list(other.source_files), list(other.source_series_uids)
+        return self
+
+    @classmethod
+    def source_of(cls, series) -> dict:
+        """``source``, ``source_files`` and ``source_series_uids`` of a :class:`~.series.CMRSeries` as keyword
+        arguments (an ED/ES pair's files, :func:`CardiacLandmarksLib.io.load.pair_phases`; a DICOM series' UIDs)."""
+        meta = series.metadata or {}
+        uids = meta.get("series_uids") or ([meta["series_uid"]] if meta.get("series_uid") else [])
+        return {"source": series.source, "source_files": [str(f) for f in meta.get("paired_from") or []],
+                "source_series_uids": [str(u) for u in uids]}
 
     @classmethod
     def from_dict(cls, d: dict) -> LandmarkSet:
@@ -325,4 +344,5 @@ class LandmarkSet:
             measurements=[Measurement.from_dict(m) for m in d.get("measurements", [])],
             warnings=list(d.get("warnings", [])),
             source_files=[str(f) for f in d.get("source_files") or []],
+            source_series_uids=[str(u) for u in d.get("source_series_uids") or []],
         )

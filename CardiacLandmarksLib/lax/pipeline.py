@@ -218,8 +218,7 @@ def detect_lax(
 
     found_t, high_t = per("found", 0.1), per("high_confidence", 0.5)
     max_spread = float(model.card.get("confidence", {}).get("tta_max_spread_mm", 5.0))
-    lmset = LandmarkSet(source=series.source, view=view, model=model.describe(),
-                        source_files=[str(f) for f in series.metadata.get("paired_from") or []])
+    lmset = LandmarkSet(view=view, model=model.describe(), **LandmarkSet.source_of(series))
     total = series.n_slices * series.n_phases
     done = 0
     for k in range(series.n_slices):
@@ -296,7 +295,7 @@ def _apply_naming_check(series: CMRSeries, view: str, lmset: LandmarkSet, k: int
 
 
 def _track_from_best(series, lmset, names, cfg, progress, cancel, notes) -> LandmarkSet:
-    out = LandmarkSet(lmset.source, lmset.view, dict(lmset.model), source_files=list(lmset.source_files))
+    out = LandmarkSet(lmset.source, lmset.view, dict(lmset.model)).with_source_of(lmset)
     for k in range(series.n_slices):
         best_t, best_c = None, -1.0
         for t in range(series.n_phases):

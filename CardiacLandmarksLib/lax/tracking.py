@@ -462,8 +462,7 @@ def _tracked_set(series, base, result: TrackResult, k: int, keep: dict, cfg: Tra
     """LandmarkSet from a TrackResult; ``keep`` = {(name, phase): Landmark} anchors kept as given."""
     from CardiacLandmarksLib.core.landmarks import Landmark, LandmarkSet
 
-    out = LandmarkSet(source=base.source or series.source, view=base.view, model=dict(base.model),
-                      source_files=list(base.source_files))
+    out = LandmarkSet(source=base.source or series.source, view=base.view, model=dict(base.model)).with_source_of(base)
     n_t = result.positions.shape[0]
     few = n_t < MIN_TRACKED_PHASES  # frames too far apart for the tracker: every tracked point is low
     for t in range(n_t):
@@ -661,9 +660,10 @@ def correct_landmark(
         raise ValueError(f"phase {phase} out of range 0..{series.n_phases - 1}")
     if name not in {lm.name for lm in lmset.landmarks}:
         raise ValueError(f"landmark {name!r} not in the set ({sorted({lm.name for lm in lmset.landmarks})})")
-    new = LandmarkSet(lmset.source, lmset.view, copy.deepcopy(lmset.model), source_files=list(lmset.source_files),
+    new = LandmarkSet(lmset.source, lmset.view, copy.deepcopy(lmset.model),
                       landmarks=[copy.copy(lm) for lm in lmset.landmarks if not (lm.name == name and lm.slice == k
-                                                                        and lm.phase == int(phase))])
+                                                                        and lm.phase == int(phase))]
+                      ).with_source_of(lmset)
     if position_lps is None:
         new.landmarks.append(Landmark(name, k, int(phase), False, np.full(3, np.nan), np.full(3, np.nan), 0.0,
                                       "absent", corrected=True))

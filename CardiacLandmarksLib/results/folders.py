@@ -140,9 +140,12 @@ def resolve_source(source: str | Path, folder: str | Path, root: str | Path | No
 def load_source(lmset: LandmarkSet, folder: str | Path, root: str | Path | None = None):
     """The image series a result was computed from, with every slice and phase its landmarks name.
 
-    ``landmarks.json``'s ``source``, or its ``source_files`` when the series was assembled from several files (the
+    ``landmarks.json``'s ``source``; its ``source_files`` when the series was assembled from several files (the
     ED and ES files of a pair that ``study`` analysed as one two-phase cine:
-    :func:`CardiacLandmarksLib.io.load.load_phase_files`); paths as :func:`resolve_source` finds them.
+    :func:`CardiacLandmarksLib.io.load.load_phase_files`); or, for a DICOM folder, the series of its
+    ``source_series_uids`` (a study folder holds other series too; a stack assembled from per-slice series is
+    assembled again: :meth:`CardiacLandmarksLib.io.dicom_study.DicomStudyScan.load`). Paths as
+    :func:`resolve_source` finds them.
 
     Raises:
         SeriesMismatchError: the loaded image has fewer slices or phases than the landmarks name (the image was
@@ -152,10 +155,15 @@ def load_source(lmset: LandmarkSet, folder: str | Path, root: str | Path | None 
     from CardiacLandmarksLib.core.errors import SeriesMismatchError
     from CardiacLandmarksLib.io.load import load_phase_files, load_series
 
+    path = resolve_source(lmset.source, folder, root)
     if len(lmset.source_files) > 1:
         series = load_phase_files([resolve_source(f, folder, root) for f in lmset.source_files])
+    elif lmset.source_series_uids and path.is_dir():  # a DICOM study folder may hold other series too
+        from CardiacLandmarksLib.io.dicom_study import scan_study_folder
+
+        series = scan_study_folder(path).load(lmset.source_series_uids)
     else:
-        series = load_series(resolve_source(lmset.source, folder, root))
+        series = load_series(path)
     k_max = max((lm.slice for lm in lmset.landmarks), default=-1)
     t_max = max((lm.phase for lm in lmset.landmarks), default=-1)
     if k_max >= series.n_slices or t_max >= series.n_phases:

@@ -156,8 +156,7 @@ def detect_landmarks(
     described = model.describe()
     if phd is not None:
         described["confidence_model"] = phd.describe()
-    lmset = LandmarkSet(source=series.source, view=view, model=described,
-                        source_files=[str(f) for f in series.metadata.get("paired_from") or []])
+    lmset = LandmarkSet(view=view, model=described, **LandmarkSet.source_of(series))
     jobs = [(k, t) for k in range(series.n_slices) for t in range(series.n_phases)]
     grids = {k: make_grid(series, k) for k in range(series.n_slices)}
     n_in = getattr(model, "in_channels", 1)
