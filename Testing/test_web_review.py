@@ -343,6 +343,16 @@ def test_study_output_with_an_ed_es_pair_reviews_both_phases(tmp_path, data_root
     assert (app.case.name, app.slice_k, app.phase_t) == ("001_SA_sax", es["slice"], 1)
     assert app.case.series.n_phases == 2 and es["name"] in app._probe()["points"]
     assert app.state.current_key == es["key"] and "low confidence" in app.state.message
+    # the reader confirms it and saves: the message points to apply-review, which carries it into study.json
+    import asyncio
+
+    from CardiacLandmarksLib.study.review import apply_review
+
+    app.confirm_current()
+    asyncio.run(app.save())
+    assert f"cardiac-landmarks apply-review {out}" in app.state.message, app.state.message
+    upd = apply_review(out)
+    assert [(a.series, a.confirmed) for a in upd.analyses if a.task == "sax"] == [("001_SA", 1)]
     # an older result that recorded the ED file only: refused by name when opened
     doc = json.loads((out / "001_SA_sax" / "landmarks.json").read_text())
     doc.pop("source_files")

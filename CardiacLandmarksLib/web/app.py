@@ -515,10 +515,14 @@ class ReviewApp:
                 self.state.saving = False
             return
         case.dirty = False
+        study = case.folder.parent if (case.folder.parent / "study.json").exists() else None
+        hint = (f" This is an analysis of the study in {study.name}: run 'cardiac-landmarks apply-review {study}' "
+                "(or on the batch folder) to carry the review into its study.json and the cohort table."
+                if study is not None else "")
         with self.state:
             self.state.saving = False
             self._message(f"{self._title(case.name)}: saved {len(written)} files ({', '.join(p.name for p in written)}); "
-                          "the replaced point lists are kept as .bak-<time>.", "success")
+                          f"the replaced point lists are kept as .bak-<time>.{hint}", "success")
             self._refresh()
 
     # ------------------------------------------------------------------ state for the page
