@@ -90,6 +90,7 @@ from CardiacLandmarksModuleLib.names import (  # noqa: E402
     MARKUPS_SEQUENCE_REFERENCE,
     POINT_LIST_REFERENCE,
     RESULT_ATTRIBUTE,
+    RESULT_FOLDER_ATTRIBUTE,
     TABLE_REFERENCE,
 )
 
@@ -226,6 +227,7 @@ class CardiacLandmarksWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.sequenceComboBox.currentIndexChanged.connect(self.onSequenceChanged)
         self.ui.deviceComboBox.currentIndexChanged.connect(self.onDeviceChanged)
         self.ui.detectButton.clicked.connect(self.onDetectButton)
+        self.ui.openResultButton.clicked.connect(self.onOpenResultButton)
         self.ui.cancelButton.clicked.connect(self.onCancelButton)
         self.ui.reviewButton.clicked.connect(self.onReviewButton)
         self.ui.confirmButton.clicked.connect(self.onConfirmButton)
@@ -461,6 +463,39 @@ class CardiacLandmarksWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                 self.ui.statusLabel.text = _("Detection failed (see the error message).")
         finally:
             self._setRunning(False)
+
+    def onOpenResultButton(self) -> None:
+        """Choose a result folder and open it for review (``logic.openResult``); Export then goes into it."""
+        if self._running or not self._parameterNode:
+            return
+        folder = qt.QFileDialog.getExistingDirectory(
+            self.parent, _("Open a result folder (landmarks.json)"), self.ui.outputDirectoryButton.directory)
+        if folder:
+            self.openResultFolder(folder)
+
+    def openResultFolder(self, folder: str) -> None:
+        """Open ``folder`` for review and point the Export section at it (the review is written back there)."""
+        from CardiacLandmarksModuleLib.gui import errorsShown, installedOrExplained
+
+        if not installedOrExplained(self.ui.statusLabel, _("Opening a result")):
+            return
+        with errorsShown(_("Could not open the result folder.")) as outcome:
+            result = self.logic.openResult(folder)
+            self._parameterNode.result = result
+            self._parameterNode.measurementsTable = self.logic.resultTable(result)
+            self._reviewCursor = None
+            self._reviewPoint = None
+            self.logic.showResultInSliceViews(result)
+            if self.logic.isLaxResult(result):
+                self.showLvLengthPlot(result)
+            self.ui.outputDirectoryButton.directory = folder
+            counts = self.logic.flagCounts(result)
+            self.ui.statusLabel.text = _(
+                "Opened {folder}: {flagged} points to review. Export writes the review back into this folder "
+                "(the replaced files are kept as backups).").format(
+                folder=folder, flagged=counts["low"] + counts["absent"])
+        if outcome.failed:
+            self.ui.statusLabel.text = _("Could not open {folder} (see the error message).").format(folder=folder)
 
     def showLvLengthPlot(self, hub) -> None:
         """Switch to a layout with a plot view and show the LV-length chart there (needs the Slicer GUI)."""
@@ -704,6 +739,45 @@ class CardiacLandmarksLogic(ScriptedLoadableModuleLogic, VTKObservationMixin):
                                    cancel=cancel, sequence=sequence)
         lmset = result.landmarks
         return self.createResultNodes(inputNode, series, lmset)
+
+    def openResult(self, folder):
+        """Open a result folder for review: its image and its landmarks as this module's result.
+
+        A folder that ``cardiac-landmarks detect``, ``study`` or ``batch`` wrote (``landmarks.json``; point lists
+        saved after it, e.g. edited in Slicer, count: ``CardiacLandmarksLib.results.read_result``). The image is
+        the one the landmarks were detected on (``CardiacLandmarksLib.results.load_source``: ``source``, both files
+        of an ED/ES pair, a DICOM series by its UIDs) and is added as a volume, or as a volume sequence with its
+        browser for a cine. The landmarks then behave as after Detect: point lists with their flags, the
+        measurements table, review, Confirm point; earlier corrections and confirmations stay marked. Export into
+        the same folder writes the review back (the replaced files kept as ``.bak-<time>``), which
+        ``cardiac-landmarks apply-review`` carries into a study report and a cohort table.
+
+        Returns:
+            The result node; its ``CardiacLandmarks.ResultFolder`` attribute holds the folder.
+
+        Raises:
+            CardiacLandmarksError: no ``landmarks.json``, an unreadable file, the image missing or not the one the
+                landmarks name (``SeriesMismatchError``).
+        """
+        from pathlib import Path
+
+        from CardiacLandmarksModuleLib import nodes
+
+        from CardiacLandmarksLib.results import load_source, read_result
+
+        folder = Path(folder)
+        lmset = read_result(folder, point_lists="ignore")
+        series = load_source(lmset, folder)
+        lmset = read_result(folder, series)
+        name = slicer.mrmlScene.GenerateUniqueName(folder.name)
+        if series.n_phases > 1:
+            _sequence, _browser, node = nodes.addSequenceFromSeries(slicer.mrmlScene, series, name,
+                                                                    self._sequencesLogic())
+        else:
+            node = nodes.addVolumeFromSeries(slicer.mrmlScene, series, name)
+        hub = self.createResultNodes(node, series, lmset)
+        hub.SetAttribute(RESULT_FOLDER_ATTRIBUTE, str(folder))
+        return hub
 
     def createResultNodes(self, inputNode, series, lmset):
         """Show a ``LandmarkSet`` of ``series`` (made from ``inputNode``) as point lists and a table.
@@ -1081,7 +1155,7 @@ class CardiacLandmarksLogic(ScriptedLoadableModuleLogic, VTKObservationMixin):
                     self.reconcilePointList(hub, k)
             current = state.lmset
             lmset = LandmarkSet(source=state.source, view=state.view, model=dict(current.model),
-                                landmarks=list(current.landmarks))
+                                landmarks=list(current.landmarks)).with_source_of(current)
             lmset.measurements = lv_length_measurements(lmset, state.view)
             return lmset
         if readNodes:
@@ -1089,7 +1163,8 @@ class CardiacLandmarksLogic(ScriptedLoadableModuleLogic, VTKObservationMixin):
             self._measure(state)
         order = {name: n for n, name in enumerate(state.names)}
         landmarks = sorted(state.current.values(), key=lambda lm: (lm.phase, lm.slice, order[lm.name]))
-        lmset = LandmarkSet(source=state.source, view=state.view, model=dict(state.model), landmarks=landmarks)
+        lmset = LandmarkSet(source=state.source, view=state.view, model=dict(state.model),
+                            landmarks=landmarks).with_source_of(state.sourceRecord)
         lmset.measurements = [m for key in sorted(state.measurements, key=lambda kt: (kt[1], kt[0]))
                               for m in state.measurements[key]]
         return lmset

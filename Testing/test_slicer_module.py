@@ -439,6 +439,58 @@ def test_confirming_a_low_point_trusts_it_where_it_is(scene, sunnybrook_phases):
     assert item.GetNthControlPointDescription(0) == "placed by user"
 
 
+@pytest.mark.data
+def test_open_a_study_result_folder_review_it_and_export_it_back(scene, data_root, tmp_path):
+    """Open result folder: the SAX ED/ES pair and the 4CH cine that `study` wrote for M&Ms-2 001 open with their
+    images (the pair as a 2-phase sequence); a point confirmed earlier (in the browser app) stays confirmed;
+    the reader confirms another here and exports into the same folder (backups kept); apply-review counts both."""
+    from CardiacLandmarksLib.cli import main as cli_main
+    from CardiacLandmarksLib.results import confirm_landmark, read_result, recompute_measurements, save_result
+    from CardiacLandmarksLib.results import load_source as library_load_source
+    from CardiacLandmarksLib.study.review import apply_review
+
+    out = tmp_path / "study"
+    assert cli_main(["study", str(data_root / "mnms2" / "001"), "-o", str(out)]) == 0
+    sax_folder = out / "001_SA_sax"
+    earlier = read_result(sax_folder)
+    series = library_load_source(earlier, sax_folder)
+    lows = [lm for lm in earlier.landmarks if lm.flag == "low" and lm.phase == 1]
+    assert len(lows) >= 2, "the SAX model flags ES points of M&Ms-2 001 low"
+    confirm_landmark(earlier, lows[0].name, lows[0].slice, 1)
+    recompute_measurements(earlier, series)
+    save_result(sax_folder, earlier, series)
+
+    logic = module.CardiacLandmarksLogic()
+    hub = logic.openResult(sax_folder)
+    assert hub.GetAttribute(module.RESULT_FOLDER_ATTRIBUTE) == str(sax_folder)
+    assert len(logic.markupsSequences(hub)) == series.n_slices
+    assert logic.markupsSequences(hub)[0].GetNumberOfDataNodes() == 2
+    current = logic.landmarkSetFromResult(hub)
+    kept = current.get(lows[0].name, lows[0].slice, 1)
+    assert kept.confirmed and kept.corrected
+    expected = {(lm.name, lm.slice, lm.phase): lm.flag for lm in read_result(sax_folder).landmarks if not lm.corrected}
+    assert {(lm.name, lm.slice, lm.phase): lm.flag for lm in current.landmarks if not lm.corrected} == expected
+    assert logic.flagCounts(hub)["confirmed"] == 1
+    # the reader confirms another low ES point here and exports into the folder it came from
+    assert logic.confirmPoint(hub, lows[1].name, lows[1].slice, 1)
+    written = logic.exportResult(hub, sax_folder)
+    assert {p.name for p in written} >= {"landmarks.json", "measurements.csv"}
+    assert list(sax_folder.glob("landmarks.json.bak-*"))
+    back = read_result(sax_folder)
+    assert all(back.get(lm.name, lm.slice, 1).confirmed for lm in lows[:2])
+    upd = apply_review(out)
+    assert [(a.series, a.confirmed) for a in upd.analyses if a.task == "sax"] == [("001_SA", 2)]
+    # the long-axis result opens as a long-axis result, with its LV lengths
+    lax = logic.openResult(out / "001_LA_CINE_lax")
+    assert logic.isLaxResult(lax)
+    saved = {m.phase: m.value for m in read_result(out / "001_LA_CINE_lax").measurements if m.name == "LV length"}
+    shown = {m.phase: m.value for m in logic.landmarkSetFromResult(lax).measurements if m.name == "LV length"}
+    assert saved and shown.keys() == saved.keys()
+    np.testing.assert_allclose([shown[t] for t in saved], [saved[t] for t in saved], atol=1e-6)
+    with pytest.raises(Exception, match="landmarks.json"):
+        logic.openResult(tmp_path)
+
+
 def test_self_test_of_the_module(scene):
     """The module's own ScriptedLoadableModuleTest (what Slicer's self-test runs) passes here."""
     test = module.CardiacLandmarksTest()

@@ -384,6 +384,36 @@ def _save_screenshot(panel) -> None:
     assert image.save(str(PANEL_PNG))
 
 
+def test_open_result_folder_button(panel, dialogs, acdc_dir, tmp_path_factory, monkeypatch):
+    """Open result folder...: the chosen folder (a `detect` result of ACDC patient001) opens with its image and
+    points, the panel's counts and status say what is left to review, and Export points at the same folder;
+    a folder without landmarks.json gets Slicer's error dialog and a status line, no traceback."""
+    from CardiacLandmarksLib.cli import main as cli_main
+    from CardiacLandmarksLib.results import read_result
+
+    out = tmp_path_factory.mktemp("open") / "patient001_ED"
+    assert cli_main(["detect", str(acdc_dir / "patient001_ED.nii.gz"), "-o", str(out), "--no-progress"]) == 0
+    ui = panel.ui
+    monkeypatch.setattr(qt.QFileDialog, "getExistingDirectory", staticmethod(lambda *a, **k: str(out)))
+    click(ui.openResultButton)
+    assert not dialogs.shown, dialogs.shown
+    hub = panel._parameterNode.result
+    saved = read_result(out)
+    flagged = sum(lm.flag in ("low", "absent") for lm in saved.landmarks)
+    assert ui.statusLabel.text.startswith(f"Opened {out}: {flagged} points to review.")
+    assert ui.flagSummaryLabel.text.startswith(f"{len(saved.landmarks)} points")
+    assert ui.outputDirectoryButton.directory == str(out)
+    assert ui.reviewButton.enabled and ui.exportLandmarksButton.enabled
+    assert panel._parameterNode.measurementsTable.GetNumberOfRows() == len(saved.measurements)
+    assert panel.logic.flagCounts(hub)["low"] == sum(lm.flag == "low" for lm in saved.landmarks)
+    empty = tmp_path_factory.mktemp("empty")
+    monkeypatch.setattr(qt.QFileDialog, "getExistingDirectory", staticmethod(lambda *a, **k: str(empty)))
+    dialogs.answer(qt.QMessageBox.Ok)
+    click(ui.openResultButton)
+    assert "landmarks.json" in dialogs.shown[-1]
+    assert ui.statusLabel.text == f"Could not open {empty} (see the error message)."
+
+
 def test_lax_flow_on_mnms2_4ch_cine(panel, dialogs, data_root, tmp_path_factory):
     """4CH cine: Detect (view 4CH) shows the LV-length plot in a plot view, moving the APEX changes the
     length summary, Export writes the files."""

@@ -5,6 +5,8 @@ file can use them before the library's dependencies are installed.
 """
 
 RESULT_ATTRIBUTE = "CardiacLandmarks.Result"
+#: the result folder a result was opened from (``logic.openResult``)
+RESULT_FOLDER_ATTRIBUTE = "CardiacLandmarks.ResultFolder"
 GEOMETRY_ATTRIBUTE = "CardiacLandmarks.Geometry"
 INPUT_REFERENCE = "input"
 POINT_LIST_REFERENCE = "pointList"

@@ -43,7 +43,7 @@ import vtk
 from slicer.i18n import tr as _
 
 from CardiacLandmarksLib.core.errors import CardiacLandmarksError, InvalidImageError, MissingGeometryError
-from CardiacLandmarksLib.core.landmarks import Landmark, Measurement
+from CardiacLandmarksLib.core.landmarks import Landmark, LandmarkSet, Measurement
 from CardiacLandmarksLib.core.series import CMRSeries
 from CardiacLandmarksLib.io.common import finalize_series
 
@@ -559,6 +559,8 @@ class ResultState:
         self.view = lmset.view
         self.model = dict(lmset.model)
         self.source = lmset.source
+        #: where the image came from beyond ``source`` (an ED/ES pair's files, DICOM series UIDs), kept on export
+        self.sourceRecord = LandmarkSet(lmset.source, lmset.view, {}).with_source_of(lmset)
         self.geometry = geometry
         self.direction = np.asarray(geometry["direction"], dtype=float)
         self.spacing = tuple(geometry["spacing"])
