@@ -445,24 +445,28 @@ class CardiacLandmarksWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                         "(Review next flagged point); each is tracked through the cine.").format(
                         view=self._parameterNode.view.upper())
                     return
-                self._parameterNode.result = result
-                self._parameterNode.measurementsTable = self.logic.resultTable(result)
-                self._reviewCursor = None
-                self._reviewPoint = None
-                self.logic.showResultInSliceViews(result)
-                if self.logic.isLaxResult(result):
-                    self.showLvLengthPlot(result)
-                text = _("Done. Review the flagged points.")
-                warnings = self.logic.resultWarnings(result)
-                for warning in warnings:
-                    logging.warning("CardiacLandmarks: %s", warning)
-                if warnings:  # e.g. the RV on the patient's wrong side: the RVI angles are review, this says why
-                    text += " " + _("Warning: {warnings}").format(warnings=" | ".join(warnings))
+                text = _("Done. Review the flagged points.") + self._showResult(result)
                 self.ui.statusLabel.text = text
             if outcome.failed:
                 self.ui.statusLabel.text = _("Detection failed (see the error message).")
         finally:
             self._setRunning(False)
+
+    def _showResult(self, result) -> str:
+        """Make ``result`` the panel's result (table, a fresh review, slice views, LV-length plot); returns the
+        series warnings as a sentence for the status line (e.g. the RV on the patient's wrong side: the RVI angles
+        are review, this says why), empty without any."""
+        self._parameterNode.result = result
+        self._parameterNode.measurementsTable = self.logic.resultTable(result)
+        self._reviewCursor = None
+        self._reviewPoint = None
+        self.logic.showResultInSliceViews(result)
+        if self.logic.isLaxResult(result):
+            self.showLvLengthPlot(result)
+        warnings = self.logic.resultWarnings(result)
+        for warning in warnings:
+            logging.warning("CardiacLandmarks: %s", warning)
+        return (" " + _("Warning: {warnings}").format(warnings=" | ".join(warnings))) if warnings else ""
 
     def onOpenResultButton(self) -> None:
         """Choose a result folder and open it for review (``logic.openResult``); Export then goes into it."""
@@ -481,19 +485,13 @@ class CardiacLandmarksWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             return
         with errorsShown(_("Could not open the result folder.")) as outcome:
             result = self.logic.openResult(folder)
-            self._parameterNode.result = result
-            self._parameterNode.measurementsTable = self.logic.resultTable(result)
-            self._reviewCursor = None
-            self._reviewPoint = None
-            self.logic.showResultInSliceViews(result)
-            if self.logic.isLaxResult(result):
-                self.showLvLengthPlot(result)
+            warnings = self._showResult(result)
             self.ui.outputDirectoryButton.directory = folder
             counts = self.logic.flagCounts(result)
             self.ui.statusLabel.text = _(
                 "Opened {folder}: {flagged} points to review. Export writes the review back into this folder "
                 "(the replaced files are kept as backups).").format(
-                folder=folder, flagged=counts["low"] + counts["absent"])
+                folder=folder, flagged=counts["low"] + counts["absent"]) + warnings
         if outcome.failed:
             self.ui.statusLabel.text = _("Could not open {folder} (see the error message).").format(folder=folder)
 
