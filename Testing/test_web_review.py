@@ -338,10 +338,16 @@ def test_study_output_with_an_ed_es_pair_reviews_both_phases(tmp_path, data_root
     assert cli_main(["study", str(data_root / "mnms2" / "001"), "-o", str(out)]) == 0
     app = ReviewApp(out)
     assert set(app.cases) == {"001_SA_sax", "001_LA_CINE_lax"}
+    assert app.case.name == "001_LA_CINE_lax"  # the long-axis case is shown first
     es = next(q for q in app._queue() if q["case"] == "001_SA_sax" and q["phase"] == 1 and q["flag"] == "low")
     app.go_to(es["key"])
     assert (app.case.name, app.slice_k, app.phase_t) == ("001_SA_sax", es["slice"], 1)
     assert app.case.series.n_phases == 2 and es["name"] in app._probe()["points"]
+    # the view shows the SAX slices in their own plane (before, after the 4CH case it cut across the stack)
+    m = app.slice_node.GetSliceToRAS()
+    view_normal = np.array([m.GetElement(r, 2) for r in range(3)])
+    stack_normal = app._ijk_to_ras[:3, 2] / np.linalg.norm(app._ijk_to_ras[:3, 2])
+    assert abs(float(view_normal @ stack_normal)) == pytest.approx(1.0, abs=1e-6)
     assert app.state.current_key == es["key"] and "low confidence" in app.state.message
     # the reader confirms it and saves: the message points to apply-review, which carries it into study.json
     import asyncio

@@ -202,7 +202,12 @@ class ReviewApp:
         self.view.set_background_volume_id(self._volume.GetID())
 
     def _fit(self) -> None:
-        """Slice plane = the series' slices; view centred on the case's landmarks, 45 mm around them."""
+        """Slice plane = the series' slices; view centred on the case's landmarks, 45 mm around them.
+
+        Slicer's RotateToVolumePlane keeps the volume axis closest to the view's current normal as the new normal, so
+        the view starts from the axial orientation for every case: otherwise a short-axis case shown after a
+        long-axis one (a study output) was cut across its slices, an unreadable reformat of the stack."""
+        self.slice_node.SetOrientationToAxial()
         self.slice_node.RotateToVolumePlane(self._volume)
         self.view.fit_view_to_content()
         pts = np.array([np.asarray(lm.position, float) for lm in self.case.lmset.landmarks
