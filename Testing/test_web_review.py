@@ -370,6 +370,30 @@ def test_study_output_with_an_ed_es_pair_reviews_both_phases(tmp_path, data_root
     assert old.state.current_key != item["key"]
 
 
+def test_oblique_short_axis_stack_is_shown_in_its_own_plane(tmp_path, data_root):
+    """An LGE stack with real oblique geometry (MS-CMRSeg subject1): the view's normal is the stack's slice axis and
+    the patient's head is up, as on the library's canvas; a point drawn there maps back to its own slice. Before,
+    Slicer's RotateToVolumePlane (from the axial view) took the in-plane axis nearest to 'superior' as the normal:
+    the view cut across the stack (normal . slice axis = 0)."""
+    from CardiacLandmarksLib.cli import main as cli_main
+    from CardiacLandmarksLib.core.geometry import SUPERIOR_LPS, lps_to_ras
+    from CardiacLandmarksLib.web.app import ReviewApp
+
+    out = tmp_path / "lge"
+    assert cli_main(["detect", str(data_root / "lge" / "mscmr" / "subject1_DE.nii.gz"), "-o", str(out / "s1"),
+                     "--no-progress"]) == 0
+    app = ReviewApp(out)
+    k = next(lm.slice for lm in app.case.lmset.landmarks if lm.name == "C-LV" and lm.found)
+    app.set_slice(k)
+    m = app.slice_node.GetSliceToRAS()
+    right, up, normal = (np.array([m.GetElement(r, c) for r in range(3)]) for c in range(3))
+    stack = app._ijk_to_ras[:3, 2] / np.linalg.norm(app._ijk_to_ras[:3, 2])
+    assert abs(float(normal @ stack)) == pytest.approx(1.0, abs=1e-6)
+    assert float(up @ lps_to_ras(np.asarray(SUPERIOR_LPS, float))) > 0.3  # head up
+    ras = np.array(app._nodes["C-LV"].GetNthControlPointPosition(0))
+    assert app._ras_to_ijk(ras)[2] == pytest.approx(k, abs=1e-6)
+
+
 def test_browser_shows_the_series_warning(oriented_cohort_src, tmp_path):
     """Chromium: the M&Ms-2 case opens with its warning in a banner that a reader sees without scrolling."""
     cohort = tmp_path / "oriented"

@@ -76,6 +76,30 @@ class Case:
     notes: list[str] = field(default_factory=list)
 
 
+def view_axes_ras(series, ijk_to_ras: np.ndarray, view: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Screen right, screen up and normal (RAS unit vectors) of the slice view showing ``series``' slices.
+
+    The normal is the slice axis (k) of the displayed volume (``ijk_to_ras``, :func:`display_ijk_to_ras`). In plane:
+    with a known patient orientation, the anatomical display the library's canvases use
+    (:func:`CardiacLandmarksLib.core.geometry.in_plane_anatomical_axes`: head up for short-axis stacks, anterior up
+    for long-axis views; the RV on the viewer's left); without one (ACDC), columns to the right and rows down, as
+    stored and as in the overlay PNG (Slicer's axial view for an LPS-identity direction).
+    """
+    from CardiacLandmarksLib.core.geometry import in_plane_anatomical_axes, lps_to_ras
+
+    normal = np.asarray(ijk_to_ras, float)[:3, 2]
+    normal = normal / np.linalg.norm(normal)
+    if series.orientation_known:
+        col, row = in_plane_anatomical_axes(series.direction, "anterior" if view in LAX_VIEWS else "superior")
+        right, down = lps_to_ras(np.asarray(col, float)), lps_to_ras(np.asarray(row, float))
+    else:
+        right = np.asarray(ijk_to_ras, float)[:3, 0]
+        down = np.asarray(ijk_to_ras, float)[:3, 1]
+    right = right / np.linalg.norm(right)
+    down = down / np.linalg.norm(down)
+    return right, -down, normal
+
+
 def display_ijk_to_ras(series) -> np.ndarray:
     """4x4 IJK -> RAS matrix of the volume shown in the browser.
 
@@ -204,11 +228,18 @@ class ReviewApp:
     def _fit(self) -> None:
         """Slice plane = the series' slices; view centred on the case's landmarks, 45 mm around them.
 
-        Slicer's RotateToVolumePlane keeps the volume axis closest to the view's current normal as the new normal, so
-        the view starts from the axial orientation for every case: otherwise a short-axis case shown after a
-        long-axis one (a study output) was cut across its slices, an unreadable reformat of the stack."""
-        self.slice_node.SetOrientationToAxial()
-        self.slice_node.RotateToVolumePlane(self._volume)
+        The plane is set from the displayed volume's own axes (:func:`view_axes_ras`), not by Slicer's
+        RotateToVolumePlane, which keeps the volume axis closest to the view's current normal as the new normal:
+        on an oblique short-axis stack (real scanner geometry, e.g. the Sunnybrook DICOM or MS-CMRSeg LGE) that is
+        an in-plane axis, and the view cut across the slices, an unreadable reformat of the stack with no point
+        on it."""
+        right, up, normal = view_axes_ras(self.case.series, self._ijk_to_ras, self.case.lmset.view)
+        m = self.slice_node.GetSliceToRAS()
+        for r in range(3):
+            m.SetElement(r, 0, float(right[r]))
+            m.SetElement(r, 1, float(up[r]))
+            m.SetElement(r, 2, float(normal[r]))
+        self.slice_node.UpdateMatrices()
         self.view.fit_view_to_content()
         pts = np.array([np.asarray(lm.position, float) for lm in self.case.lmset.landmarks
                         if lm.found and np.all(np.isfinite(np.asarray(lm.position, float)))])
