@@ -1316,23 +1316,13 @@ class CardiacLandmarksLogic(ScriptedLoadableModuleLogic, VTKObservationMixin):
 
         Returns ``(right, up, normal)`` unit vectors: with a known patient orientation the
         anterior wall is up and the patient's left is screen right (RV on the viewer's left), as
-        in the library's measurements (``geometry.in_plane_anatomical_axes``); without it, the
+        in the library's measurements (``geometry.display_axes_ras``); without it, the
         image as stored (rows downwards).
         """
-        import numpy as np
-
         from CardiacLandmarksLib.core import geometry
 
         state = self._state(hub)
-        if state.orientationKnown:
-            column, row = geometry.in_plane_anatomical_axes(state.direction)
-        else:
-            column, row = state.direction[:, 0], state.direction[:, 1]
-        right = geometry.lps_to_ras(column)
-        up = geometry.lps_to_ras(-np.asarray(row, float))
-        up = up - (up @ right) * right
-        up /= np.linalg.norm(up)
-        return right, up, np.cross(right, up)
+        return geometry.display_axes_ras(state.direction, state.orientationKnown)
 
     def showResultInSliceViews(self, hub, layoutName: str = "Red") -> None:
         """Show the input in the ``layoutName`` slice view, in the image plane (standard short-axis display)."""

@@ -490,17 +490,7 @@ class PerfusionLogic:
         from CardiacLandmarksLib.core import geometry
 
         series = self.analyses(hub)[seriesIndex].series
-        direction = np.asarray(series.direction, float)
-        if series.orientation_known:
-            column, row = geometry.in_plane_anatomical_axes(direction)
-        else:
-            column, row = direction[:, 0], direction[:, 1]
-        right = geometry.lps_to_ras(np.asarray(column, float))
-        right = right / np.linalg.norm(right)
-        up = geometry.lps_to_ras(-np.asarray(row, float))
-        up = up - (up @ right) * right
-        up /= np.linalg.norm(up)
-        return right, up, np.cross(right, up)
+        return geometry.display_axes_ras(series.direction, series.orientation_known)
 
     def showInSliceView(self, hub, seriesIndex: int = 0, layoutName: str = "Red", fieldOfViewMm: float = 130.0) -> None:
         """Show series ``seriesIndex`` in a slice view: its frames as background, in its own plane with

@@ -189,6 +189,33 @@ def in_plane_anatomical_axes(direction: np.ndarray, up: str = "anterior") -> tup
     return col, row
 
 
+def display_axes_ras(direction: np.ndarray, orientation_known: bool, up: str = "anterior"
+                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Screen right, screen up and normal (RAS unit vectors) of the standard display of a slice, for a viewer.
+
+    Args:
+        direction: ``(3, 3)`` LPS direction cosines of the image (columns: i, j, k axes).
+        orientation_known: with a patient orientation, the anatomical display of :func:`in_plane_anatomical_axes`
+            (``up``: ``"anterior"`` or ``"superior"`` at the top, the RV on the viewer's left); without it, the
+            image as stored: column ``i`` to the right, row ``j`` downwards (the overlay PNGs' convention).
+        up: see :func:`in_plane_anatomical_axes`.
+
+    Returns:
+        ``(right, up, normal)``: ``up`` made orthogonal to ``right``, ``normal = right x up`` (along the slice axis).
+    """
+    d = np.asarray(direction, float)
+    if orientation_known:
+        column, row = in_plane_anatomical_axes(d, up)
+    else:
+        column, row = d[:, 0], d[:, 1]
+    right = lps_to_ras(np.asarray(column, float))
+    right = right / np.linalg.norm(right)
+    upward = lps_to_ras(-np.asarray(row, float))
+    upward = upward - (upward @ right) * right
+    upward = upward / np.linalg.norm(upward)
+    return right, upward, np.cross(right, upward)
+
+
 def stack_jump_mm(positions_lps: np.ndarray, found: np.ndarray, normal_lps: np.ndarray) -> np.ndarray:
     """In-plane distance (mm) from each point of a stack to the same landmark on its nearest neighbouring slice.
 

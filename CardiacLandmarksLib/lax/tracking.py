@@ -55,7 +55,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from CardiacLandmarksLib.core.errors import CardiacLandmarksError, InvalidImageError
-from CardiacLandmarksLib.core.review import POSITION_TOLERANCE_MM
+from CardiacLandmarksLib.core.review import corrected_landmark
 
 logger = logging.getLogger(__name__)
 
@@ -679,10 +679,10 @@ def correct_landmark(
         if not (-0.5 <= ijk[0] <= w - 0.5 and -0.5 <= ijk[1] <= h - 0.5):
             raise InvalidImageError(f"corrected {name} lies outside the image")
         old = lmset.get(name, k, int(phase))
-        confirmed = bool(old is not None and old.found and (old.confirmed or not old.corrected)
-                         and np.linalg.norm(np.asarray(old.position, float) - pos) <= POSITION_TOLERANCE_MM)
-        new.landmarks.append(Landmark(name, k, int(phase), True, pos, np.r_[ijk[:2], k], 1.0, "high", corrected=True,
-                                      confirmed=confirmed))
+        # the shared correction rule: every call here is the reader's point, so a point given where it already was
+        # is a confirmation (``confirmed``), a moved one a plain correction
+        new.landmarks.append(corrected_landmark(old, name, k, int(phase), True, pos, np.r_[ijk[:2], k],
+                                                user_marked=old is None, confirmed=old is not None))
     if not retrack:
         new.measurements = _lax_measurements(new)
         return new

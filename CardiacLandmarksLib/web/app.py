@@ -76,28 +76,18 @@ class Case:
     notes: list[str] = field(default_factory=list)
 
 
-def view_axes_ras(series, ijk_to_ras: np.ndarray, view: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Screen right, screen up and normal (RAS unit vectors) of the slice view showing ``series``' slices.
+def view_axes_ras(series, view: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Screen right, screen up and normal (RAS unit vectors) of the slice view showing ``series``' slices
+    (:func:`CardiacLandmarksLib.core.geometry.display_axes_ras`, the rule the Slicer module uses): with a known patient
+    orientation the anatomical display of the library's canvases (head up for short-axis stacks, anterior up for
+    long-axis views; the RV on the viewer's left); without one (ACDC) the displayed volume's axes
+    (:func:`display_ijk_to_ras`: an LPS-identity direction), columns to the right and rows down, as stored and as in
+    the overlay PNG."""
+    from CardiacLandmarksLib.core.geometry import display_axes_ras
 
-    The normal is the slice axis (k) of the displayed volume (``ijk_to_ras``, :func:`display_ijk_to_ras`). In plane:
-    with a known patient orientation, the anatomical display the library's canvases use
-    (:func:`CardiacLandmarksLib.core.geometry.in_plane_anatomical_axes`: head up for short-axis stacks, anterior up
-    for long-axis views; the RV on the viewer's left); without one (ACDC), columns to the right and rows down, as
-    stored and as in the overlay PNG (Slicer's axial view for an LPS-identity direction).
-    """
-    from CardiacLandmarksLib.core.geometry import in_plane_anatomical_axes, lps_to_ras
-
-    normal = np.asarray(ijk_to_ras, float)[:3, 2]
-    normal = normal / np.linalg.norm(normal)
-    if series.orientation_known:
-        col, row = in_plane_anatomical_axes(series.direction, "anterior" if view in LAX_VIEWS else "superior")
-        right, down = lps_to_ras(np.asarray(col, float)), lps_to_ras(np.asarray(row, float))
-    else:
-        right = np.asarray(ijk_to_ras, float)[:3, 0]
-        down = np.asarray(ijk_to_ras, float)[:3, 1]
-    right = right / np.linalg.norm(right)
-    down = down / np.linalg.norm(down)
-    return right, -down, normal
+    known = bool(series.orientation_known)
+    return display_axes_ras(series.direction if known else np.eye(3), known,
+                            "anterior" if view in LAX_VIEWS else "superior")
 
 
 def display_ijk_to_ras(series) -> np.ndarray:
@@ -233,7 +223,7 @@ class ReviewApp:
         on an oblique short-axis stack (real scanner geometry, e.g. the Sunnybrook DICOM or MS-CMRSeg LGE) that is
         an in-plane axis, and the view cut across the slices, an unreadable reformat of the stack with no point
         on it."""
-        right, up, normal = view_axes_ras(self.case.series, self._ijk_to_ras, self.case.lmset.view)
+        right, up, normal = view_axes_ras(self.case.series, self.case.lmset.view)
         m = self.slice_node.GetSliceToRAS()
         for r in range(3):
             m.SetElement(r, 0, float(right[r]))
