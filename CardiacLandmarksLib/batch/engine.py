@@ -40,6 +40,7 @@ from CardiacLandmarksLib.batch.state import BatchState
 from CardiacLandmarksLib.batch.worker import run_study
 from CardiacLandmarksLib.core.errors import CardiacLandmarksError
 from CardiacLandmarksLib.io.atomic import atomic_write_bytes, atomic_write_text
+from CardiacLandmarksLib.io.outputs import prepare_output_dir
 
 logger = logging.getLogger(__name__)
 
@@ -67,6 +68,8 @@ class BatchSummary:
     workers: int
     worker_peak_rss_mb: dict = field(default_factory=dict)
     failed: list[tuple[str, str]] = field(default_factory=list)
+    #: study id -> reader's points carried from its earlier run into this one (``--redo``)
+    review_carried: dict[str, int] = field(default_factory=dict)
 
     @property
     def studies_per_hour(self) -> float:
@@ -96,6 +99,7 @@ def run_batch(
     engine: str = "dask",
     threads_per_worker: int = 1,
     tta: bool = True,
+    carry_review: bool = True,
 ) -> BatchSummary:
     """Run (or resume) a batch (module docstring).
 
@@ -105,7 +109,9 @@ def run_batch(
             (+ ``.parquet``), ``timings.csv``.
         workers: worker processes of the local cluster (ignored with ``scheduler``).
         scheduler: address of an existing Dask scheduler, e.g. ``tcp://10.0.0.5:8786``.
-        redo: run every study again (finished study folders are kept as backups).
+        redo: run every study again (finished study folders are kept as backups; the points a reader corrected or
+            confirmed in a study's landmark folders are carried into its new detection unless ``carry_review`` is
+            False, :func:`.worker.run_study`).
         retry_failed: run the failed studies again (and the unfinished ones).
         device: ``"cpu"`` or ``"cuda"`` for the models.
         progress: show a progress bar over studies (stderr).
@@ -114,12 +120,15 @@ def run_batch(
         tta: mirror test-time augmentation in every analysis that has one (False: one pass of the SAX, function
             and perfusion networks, about half their time on CPU; long-axis views keep their flag-setting copies;
             a study already finished keeps the setting it ran with, see its study.json).
+        carry_review: carry a reader's review of an earlier run of a study into its new run (``--discard-review``:
+            False).
 
     Returns:
         :class:`BatchSummary`.
 
     Raises:
         InputNotFoundError, ManifestError: the input cannot be read (nothing is run).
+        OutputPathError: ``out`` is a file, cannot be created or is not writable (nothing is run).
         BatchEngineError: bad engine/worker count, or the scheduler cannot be reached.
     """
     if engine not in ENGINES:
@@ -127,12 +136,12 @@ def run_batch(
     if workers < 1:
         raise BatchEngineError(f"--workers must be at least 1 (got {workers})")
     t0 = time.perf_counter()
-    out = Path(out).expanduser()
     studies = load_studies(input_path)
-    out.mkdir(parents=True, exist_ok=True)
+    out = prepare_output_dir(out).path  # a bad output path fails before any work
     (out / "studies").mkdir(exist_ok=True)
     n_done = n_failed = 0
     failed: list[tuple[str, str]] = []
+    carried: dict[str, int] = {}
     peaks: dict = {}
     with BatchState(out / STATE_FILE) as state:
         state.sync(studies)
@@ -145,6 +154,8 @@ def run_batch(
         def store(rec: dict) -> None:
             nonlocal n_done, n_failed
             state.finish(rec)
+            if rec.get("review_carried"):
+                carried[rec["study_id"]] = int(rec["review_carried"])
             if rec["status"] == "done":
                 n_done += 1
             else:
@@ -159,23 +170,24 @@ def run_batch(
             if todo and engine == "local":
                 for spec in todo:
                     state.mark_running(spec.study_id)
-                    store(run_study(spec, out, device, threads_per_worker, tta=tta))
+                    store(run_study(spec, out, device, threads_per_worker, tta=tta, carry_review=carry_review))
                     bar.update(1)
                     bar.set_postfix(failed=n_failed)
                 peaks["local"] = round(_peak_rss_mb(), 1)
             elif todo:
                 peaks = _run_dask(todo, out, state, store, bar, workers, scheduler, device, threads_per_worker,
-                                  lambda: n_failed, tta=tta)
+                                  lambda: n_failed, tta=tta, carry_review=carry_review)
         finally:
             bar.close()
             state.end_run(run_id, n_done, n_failed)
         records = state.records([s.study_id for s in studies])
     csv_path, pq_path = write_cohort(records, out)
     return BatchSummary(len(studies), n_skip, len(todo), n_done, n_failed, time.perf_counter() - t0, csv_path,
-                        pq_path, engine, workers if scheduler is None else 0, peaks, failed)
+                        pq_path, engine, workers if scheduler is None else 0, peaks, failed, carried)
 
 
-def _run_dask(todo, out, state, store, bar, workers, scheduler, device, threads, n_failed, *, tta: bool = True) -> dict:
+def _run_dask(todo, out, state, store, bar, workers, scheduler, device, threads, n_failed, *, tta: bool = True,
+              carry_review: bool = True) -> dict:
     from distributed import Client, LocalCluster, as_completed
 
     # Dask logs every connection at INFO level: keep that out of the progress bar unless asked for (-v)
@@ -199,8 +211,8 @@ def _run_dask(todo, out, state, store, bar, workers, scheduler, device, threads,
         futures = {}
         for spec in todo:
             state.mark_running(spec.study_id)
-            f = client.submit(run_study, spec, str(out), device, threads, tta=tta, key=f"study-{spec.study_id}-{time.time_ns()}",
-                              pure=False, retries=0)
+            f = client.submit(run_study, spec, str(out), device, threads, tta=tta, carry_review=carry_review,
+                              key=f"study-{spec.study_id}-{time.time_ns()}", pure=False, retries=0)
             futures[f] = spec
         for f in as_completed(futures):
             spec = futures[f]

@@ -6,7 +6,8 @@ so one study cannot stop the batch. Outputs are written into a hidden
 ``<OUT>/studies/.<id>.partial-<pid>`` folder first and renamed to ``<OUT>/studies/<id>``
 when the study ends, so a crash or a kill never leaves a half-written study folder under
 its final name; an existing folder of the same study (``--redo``) is kept as
-``<id>.bak-YYYYmmdd-HHMMSS``.
+``<id>.bak-YYYYmmdd-HHMMSS``, and the points a reader corrected or confirmed in it are carried into the new
+detection of the same images (:func:`CardiacLandmarksLib.results.carry_review`).
 
 Models are loaded once per worker process (:data:`_MODELS`, a :class:`CardiacLandmarksLib.study.tasks.Models`
 kept at module level) and reused for every study the worker runs.
@@ -70,7 +71,7 @@ def study_dir(out_root: str | Path, study_id: str) -> Path:
 
 
 def run_study(spec: StudySpec, out_root: str | Path, device: str = "cpu", threads: int | None = 1, *,
-              tta: bool = True) -> dict:
+              tta: bool = True, carry_review: bool = True) -> dict:
     """Analyse one study and write its outputs (module docstring).
 
     Args:
@@ -79,6 +80,9 @@ def run_study(spec: StudySpec, out_root: str | Path, device: str = "cpu", thread
         device: ``"cpu"`` or ``"cuda"``.
         threads: torch CPU threads for this worker (1 per worker by default; None = leave).
         tta: mirror test-time augmentation in the analyses (recorded in the record and the study report).
+        carry_review: when the study's folder holds an earlier run (``--redo``), carry the points a reader
+            corrected or confirmed there into the new detection (``analyse_study(review_from=...)``); the record's
+            ``review_carried`` counts them.
 
     Returns:
         the record (JSON-ready dict): ``study_id``, ``status`` (``done``/``failed``), ``error``,
@@ -108,9 +112,12 @@ def run_study(spec: StudySpec, out_root: str | Path, device: str = "cpu", thread
 
         result = analyse_study(spec.paths if len(spec.paths) != 1 else spec.paths[0], partial, models=models,
                                subject={"height_cm": spec.height_cm, "weight_kg": spec.weight_kg},
-                               name=spec.study_id)
+                               name=spec.study_id, review_from=final if carry_review and final.is_dir() else None)
         result.write(partial)
         row = result.cohort_row()
+        carried = sum(o.review_carried for o in result.outcomes)
+        if carried:
+            record["review_carried"] = carried
         ok = [o for o in result.outcomes if o.ok]
         if ok:
             record.update(status="done", error="; ".join(result.errors))

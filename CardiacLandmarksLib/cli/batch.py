@@ -8,7 +8,8 @@ Examples::
 INPUT is a CSV manifest (``study_id,path[,height_cm,weight_kg]``; ``path`` a study folder,
 files, a glob pattern, or several joined by ``;``) or a folder with one sub-folder per study.
 State lives in ``OUT/batch.sqlite``: a re-run skips finished studies (``--redo`` runs all
-again, ``--retry-failed`` the failed ones). A failing study is recorded with its error and
+again, keeping each earlier study folder as a backup and carrying the points a reader corrected or
+confirmed there into the new detection unless ``--discard-review``; ``--retry-failed`` runs the failed ones). A failing study is recorded with its error and
 the run goes on. Output: ``OUT/studies/<id>/`` (the study report), ``OUT/cohort.csv`` (+
 ``cohort.parquet`` with pyarrow) and ``OUT/timings.csv``.
 """
@@ -27,6 +28,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--workers", type=int, default=1, help="worker processes of the local Dask cluster (default 1)")
     p.add_argument("--scheduler", default=None, help="submit to an existing Dask cluster, e.g. tcp://HOST:8786")
     p.add_argument("--redo", action="store_true", help="run every study again (earlier outputs kept as backups)")
+    p.add_argument("--discard-review", action="store_true",
+                   help="with --redo: do not carry the points a reader corrected or confirmed in a study's earlier run "
+                        "into its new detection (the earlier folder is kept as a backup either way)")
     p.add_argument("--retry-failed", action="store_true", help="run the failed studies again")
     p.add_argument("--engine", default="dask", choices=("dask", "local"),
                    help="dask (default) or local: one study at a time in this process, no cluster")
@@ -43,7 +47,7 @@ def cmd_batch(args: argparse.Namespace) -> int:
 
     s = run_batch(args.input, args.output, workers=args.workers, scheduler=args.scheduler, redo=args.redo,
                   retry_failed=args.retry_failed, device=args.device, progress=not args.no_progress,
-                  engine=args.engine, tta=not args.no_tta)
+                  engine=args.engine, tta=not args.no_tta, carry_review=not args.discard_review)
     rate = f", {s.studies_per_hour:.0f} studies/hour" if s.n_run else ""
     print(f"{s.n_studies} studies: {s.n_skipped} already finished (skipped), {s.n_run} run "
           f"({s.n_done} done, {s.n_failed} failed) in {s.seconds:.1f} s{rate}")
@@ -51,5 +55,9 @@ def cmd_batch(args: argparse.Namespace) -> int:
         print("peak memory per worker: " + ", ".join(f"{v:.0f} MB" for v in s.worker_peak_rss_mb.values()))
     for sid, err in s.failed:
         print(f"  failed {sid}: {err}")
+    if s.review_carried:
+        print(f"readers' reviews kept from the earlier run: {sum(s.review_carried.values())} point(s) in "
+              f"{len(s.review_carried)} studies ({', '.join(list(s.review_carried)[:5])}"
+              f"{' ...' if len(s.review_carried) > 5 else ''})")
     print(f"wrote {s.cohort_csv}" + (f" and {s.cohort_parquet}" if s.cohort_parquet else ""))
     return 0

@@ -36,6 +36,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "with time on that axis (default auto: a stack, except a nibabel (t, y, x) array and a "
                         "header of defaults only with >= 20 samples on its third axis)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--discard-review", action="store_true",
+                   help="when OUTPUT holds an earlier result of this image, do not carry the points a reader corrected "
+                        "or confirmed there into the new detection (the earlier files go to OUTPUT/backup-<time>/ "
+                        "either way)")
     p.add_argument("--no-tta", action="store_true", help="skip mirror test-time augmentation of the SAX views (about 2x faster, less accurate); "
                         "long-axis views keep their rotated/scaled copies, which set their flags")
     p.add_argument("--sequence", default="auto", choices=("auto", "cine", "lge", "perfusion", "t1"),
@@ -149,7 +153,13 @@ def cmd_detect(args: argparse.Namespace) -> int:
         bar.close()
     view = result.view
     warnings = list(result.landmarks.warnings)
-    outdir.begin()
+    outdir.begin()  # an earlier result in the folder goes to backup-<time>/
+    carried = None
+    if outdir.backup_dir is not None and not args.discard_review:
+        from CardiacLandmarksLib.results import carry_review_from
+
+        carried = carry_review_from(outdir.backup_dir, result.landmarks, result.series)
+        result.landmarks = carried.lmset
     written = result.write(outdir.path)
     record = finish_run(outdir, [args.input], {k: v for k, v in vars(args).items() if k != "func"}, written,
                         models=[dict(result.landmarks.model)], warnings=warnings, command="detect")
@@ -162,6 +172,12 @@ def cmd_detect(args: argparse.Namespace) -> int:
     _print_trust(result.landmarks.measurements)
     for n in result.landmarks.model.get("lax_checks", []):  # long axis: tracking, naming and handedness notes
         print(f"note: {n}")
+    if carried is not None and carried.points:
+        print(f"the reader's review of {len(carried.points)} point(s) kept from the earlier result "
+              f"({', '.join(carried.points[:6])}{' ...' if len(carried.points) > 6 else ''}); --discard-review "
+              "to start afresh")
+    elif carried is not None and carried.reason:
+        print(f"the earlier result's review was not carried over: {carried.reason}")
     for m in record.messages:
         print(m)
     for w in warnings:

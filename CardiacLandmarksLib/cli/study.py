@@ -39,6 +39,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="skip mirror test-time augmentation (SAX landmarks, function, perfusion; faster on CPU, a little "
                         "less accurate); long-axis views keep their flag-setting copies")
     p.add_argument("--route-only", action="store_true", help="print the routing table and stop")
+    p.add_argument("--discard-review", action="store_true",
+                   help="when OUTPUT holds an earlier run of this study, do not carry the points a reader corrected or "
+                        "confirmed there into the new detection (the earlier run is kept in OUTPUT/backup-<time>/ "
+                        "either way)")
     p.set_defaults(func=cmd_study)
     r = sub.add_parser("apply-review", help="recompute a study's (or a batch's) key values, cross-checks and cohort "
                                             "table from the reader's reviewed landmarks",
@@ -86,21 +90,30 @@ def cmd_apply_review(args: argparse.Namespace) -> int:
 
 
 def cmd_study(args: argparse.Namespace) -> int:
-    from CardiacLandmarksLib.study.analyse import analyse_study
+    from CardiacLandmarksLib.io.outputs import finish_run, prepare_output_dir
+    from CardiacLandmarksLib.study.analyse import TASK_FOLDERS, analyse_study
     from CardiacLandmarksLib.study.routing import route_study
 
     src = args.study[0] if len(args.study) == 1 else args.study
+    # a bad output path fails before any work
+    outdir = None if args.route_only else prepare_output_dir(args.output, inputs=args.study,
+                                                             result_folders=TASK_FOLDERS)
     routing = route_study(src)
     print(routing.table())
     for note in routing.notes:
         print(f"note: {note}")
     if args.route_only:
         return 0
-    out = Path(args.output)
+    out = outdir.path
+    outdir.begin()  # an earlier run of the study (report and analysis folders) goes to backup-<time>/
+    earlier = None if args.discard_review else outdir.backup_dir
     views = {e.key: e.view for e in routing.series}
-    result = analyse_study(src, out, device=args.device, routing=routing, tta=not args.no_tta,
+    result = analyse_study(src, out, device=args.device, routing=routing, tta=not args.no_tta, review_from=earlier,
                            progress=lambda msg: print(f"  running {msg}", file=sys.stderr))
     written = result.write(out)
+    record = finish_run(outdir, args.study, {k: v for k, v in vars(args).items() if k != "func"},
+                        [out / f for o in result.outcomes for f in o.files] + list(written),
+                        warnings=list(result.errors), command="study")
     print()
     for e in routing.series:
         if e.view != views[e.key]:
@@ -108,11 +121,16 @@ def cmd_study(args: argparse.Namespace) -> int:
     for o in result.outcomes:
         state = f"{o.seconds:.1f} s" if o.ok else f"FAILED: {o.error}"
         print(f"{o.task:<10} {o.series_key:<24} {state}")
+        for note in o.notes:
+            if "earlier run" in note:
+                print(f"  {note}")
     for v in result.key_values():
         d = v.to_dict()
         val = "-" if d["value"] is None else f"{d['value']:.1f} {d['unit']}"
         print(f"  [{d['status']:>6}] {v.name}: {val}" + (f"  ({', '.join(v.flags)})" if v.flags else ""))
     for note in result.notes:
         print(f"note: {note}")
-    print(f"study status: {result.status}; wrote {', '.join(str(p) for p in written)}")
+    print(f"study status: {result.status}; wrote {', '.join(str(p) for p in [*written, record.path])}")
+    for m in record.messages:
+        print(m)
     return 0

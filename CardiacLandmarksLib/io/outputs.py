@@ -60,7 +60,10 @@ RUN_FILE = "run.json"
 BACKUP_PREFIX = "backup-"
 #: files this tool writes (used to recognise an earlier run that has no run.json)
 RESULT_PATTERNS = ("landmarks.json", "measurements.csv", "*.mrk.json", "*.png", "report.json", "report.csv",
-                   "*_segmentation.nii.gz", "*_aha_segments.nii.gz", "validation.json", RUN_FILE)
+                   "*_segmentation.nii.gz", "*_aha_segments.nii.gz", "validation.json", "study.json", "routing.txt",
+                   "*.bak-*", RUN_FILE)
+#: a sub-folder matching :attr:`OutputDir.result_folders` is an earlier run's when it holds one of these
+RESULT_FOLDER_MARKERS = ("landmarks.json", "function.json", "report.json", "error.txt")
 _TMP_PATTERN = ".*.tmp"
 
 
@@ -99,9 +102,12 @@ class OutputDir:
     begun: bool = False
     #: the topmost folder :func:`prepare_output_dir` created (None: the folder was there already)
     created: Path | None = None
+    #: name patterns of sub-folders an earlier run wrote whole (a study's ``<series>_sax/`` ...), moved by :meth:`begin`
+    result_folders: tuple[str, ...] = ()
 
     def earlier_files(self) -> list[Path]:
-        """Files of an earlier run in the folder: those its ``run.json`` lists, else result-like names."""
+        """Files of an earlier run in the folder: those its ``run.json`` lists, else result-like names; and every
+        file (hidden ones aside) of a sub-folder matching :attr:`result_folders` that holds a result file."""
         listed: set[str] = set()
         run = self.path / RUN_FILE
         if run.is_file():
@@ -110,10 +116,14 @@ class OutputDir:
         protected = {p.resolve() for p in self.inputs}
         out = []
         for f in sorted(self.path.iterdir()):
-            if not f.is_file() or f.name.startswith(".") or f.resolve() in protected:
+            if f.name.startswith(".") or f.resolve() in protected:
                 continue
-            if f.name in listed or any(fnmatch.fnmatch(f.name, pat) for pat in RESULT_PATTERNS):
+            if f.is_file() and (f.name in listed or any(fnmatch.fnmatch(f.name, pat) for pat in RESULT_PATTERNS)):
                 out.append(f)
+            elif f.is_dir() and any(fnmatch.fnmatch(f.name, pat) for pat in self.result_folders) and any(
+                    (f / name).is_file() for name in RESULT_FOLDER_MARKERS):
+                out += [g for g in sorted(f.rglob("*")) if g.is_file() and not g.name.startswith(".")
+                        and g.resolve() not in protected]
         return out
 
     def begin(self) -> None:
@@ -138,8 +148,10 @@ class OutputDir:
         try:
             backup.mkdir()
             for f in old:
-                os.replace(f, backup / f.name)
-                self.moved.append(f.name)
+                rel = f.relative_to(self.path).as_posix()
+                (backup / rel).parent.mkdir(parents=True, exist_ok=True)
+                os.replace(f, backup / rel)
+                self.moved.append(rel)
         except OSError as exc:
             raise OutputPathError(f"cannot move the earlier results in {self.path} to {backup.name}: {exc}") from exc
         self.backup_dir = backup
@@ -150,12 +162,15 @@ class OutputDir:
 _UNUSED: list[OutputDir] = []
 
 
-def prepare_output_dir(path: str | Path, inputs: Iterable[str | Path] = ()) -> OutputDir:
+def prepare_output_dir(path: str | Path, inputs: Iterable[str | Path] = (),
+                       result_folders: Iterable[str] = ()) -> OutputDir:
     """Check (and create) an output folder before any long work; remove leftover temp files.
 
     Args:
         path: the output folder (created with its parents when missing).
         inputs: input paths; never moved by :meth:`OutputDir.begin` even if they lie in the folder.
+        result_folders: name patterns of sub-folders that a run writes whole (``study``: one folder per analysis,
+            ``*_sax`` ...): an earlier run's such folders are moved into the backup too.
 
     Returns:
         :class:`OutputDir`.
@@ -185,7 +200,8 @@ def prepare_output_dir(path: str | Path, inputs: Iterable[str | Path] = ()) -> O
     finally:
         with contextlib.suppress(OSError):
             probe.unlink()
-    out = OutputDir(path=p, inputs=[Path(i).expanduser() for i in inputs], created=created)
+    out = OutputDir(path=p, inputs=[Path(i).expanduser() for i in inputs], created=created,
+                    result_folders=tuple(result_folders))
     if created is not None:
         _UNUSED.append(out)
     for f in sorted(p.glob(_TMP_PATTERN)):
@@ -311,6 +327,9 @@ def finish_run(outdir: OutputDir, inputs: Iterable[str | Path], options: dict, f
                 continue
             else:
                 kept.append(name)
+        for d in sorted((q for q in outdir.backup_dir.rglob("*") if q.is_dir()), key=lambda q: -len(q.parts)):
+            with contextlib.suppress(OSError):
+                d.rmdir()  # a sub-folder whose files were all rewritten identically
         if kept:
             changed = [n for n in kept if (root / n).exists()]
             gone = [n for n in kept if not (root / n).exists()]

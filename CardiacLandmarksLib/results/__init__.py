@@ -1,4 +1,5 @@
-"""Result folders of ``cardiac-landmarks detect``: find, read, correct, recompute, save.
+"""Result folders of ``cardiac-landmarks detect``: find, read, correct, recompute, save, and carry a review into a
+re-run.
 
 What a front end that lets a reader correct points (the web app in :mod:`CardiacLandmarksLib.web`,
 scripts, the console) needs around :mod:`CardiacLandmarksLib.core.review` (the review queue and the
@@ -7,8 +8,11 @@ correction rule shared with the Slicer panel); nothing numerical lives in a fron
 
 from CardiacLandmarksLib.results.folders import (
     RESULT_FILE,
+    CarriedReview,
     ReviewError,
     SaveInProgressError,
+    carry_review,
+    carry_review_from,
     confirm_landmark,
     correct_landmark,
     find_results,
@@ -22,7 +26,10 @@ from CardiacLandmarksLib.results.folders import (
 __all__ = [
     "RESULT_FILE",
     "ReviewError",
+    "CarriedReview",
     "SaveInProgressError",
+    "carry_review",
+    "carry_review_from",
     "confirm_landmark",
     "correct_landmark",
     "find_results",

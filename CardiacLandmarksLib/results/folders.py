@@ -22,6 +22,7 @@ import logging
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -303,6 +304,135 @@ def confirm_landmark(lmset: LandmarkSet, name: str, slice: int, phase: int) -> L
     new = corrected_landmark(old, name, k, t, True, old.position, old.ijk, confirmed=True)
     lmset.landmarks[next(i for i, x in enumerate(lmset.landmarks) if x is old)] = new
     return new
+
+
+@dataclass
+class CarriedReview:
+    """What :func:`carry_review` did: ``lmset`` (the new result with the reader's points in it, or the new result
+    unchanged), ``points`` (``"<name> s<slice> p<phase>"`` of each point carried; empty when none), ``reason`` (why
+    an earlier review was not carried; empty when it was, or when the earlier result had no reviewed point)."""
+
+    lmset: LandmarkSet
+    points: list[str] = field(default_factory=list)
+    reason: str = ""
+
+
+def reviewed_points(lmset: LandmarkSet) -> list[Landmark]:
+    """The reader's points of a result: those corrected (moved, placed, unset) or confirmed."""
+    return [lm for lm in lmset.landmarks if lm.corrected]
+
+
+def _same_image_record(earlier: LandmarkSet, new: LandmarkSet) -> str:
+    """Why two results are not of the same image series ('' when their records agree)."""
+    def names(ls: LandmarkSet) -> list[str]:
+        return [Path(f).name for f in (ls.source_files or [ls.source])]
+
+    if earlier.view != new.view:
+        return f"the earlier result is a {earlier.view.upper()} view, this one {new.view.upper()}"
+    if names(earlier) != names(new):
+        return f"the earlier result was made from {', '.join(names(earlier))}, this one from {', '.join(names(new))}"
+    if earlier.source_series_uids and new.source_series_uids and earlier.source_series_uids != new.source_series_uids:
+        return "the earlier result was made from other DICOM series"
+    return ""
+
+
+def carry_review(earlier: LandmarkSet, new: LandmarkSet, series, *, tolerance_px: float = 0.05) -> CarriedReview:
+    """Carry a reader's review from an earlier result of the same image into a new detection of it.
+
+    A re-run (``study`` or ``detect`` into the folder of an earlier run, ``batch --redo``, a new model version)
+    detects every point again; without this, the points a reader corrected or confirmed in the earlier result
+    would be replaced by the model's and its review lost from the new report. Each reader's point of ``earlier``
+    (:func:`reviewed_points`: moved, placed, unset or confirmed; kept as the reader left it, with its
+    ``corrected`` / ``confirmed`` state) replaces the new detection's point of the same name, slice and phase, as
+    if the reader had made the same correction on the new result. The measurements are recomputed
+    (:func:`recompute_measurements`); on a long-axis cine each landmark the reader set is re-tracked from its
+    anchors (the new run's and the reader's points: :func:`CardiacLandmarksLib.lax.tracking.retrack_landmark`, the
+    rule the Slicer module and the review app apply after a correction).
+
+    Nothing is carried (``reason`` says why, and ``lmset`` is ``new`` unchanged) when the earlier result is not of
+    this image: another view or chamber, other source files or DICOM series, a slice or phase the new series does
+    not have, or a point whose position no longer maps to its recorded voxel index (the image geometry changed,
+    by more than ``tolerance_px`` pixels in plane or half a slice across).
+
+    Args:
+        earlier: the earlier result (:func:`read_result` of its folder: point lists saved after it count).
+        new: the new detection (not modified).
+        series: the :class:`CardiacLandmarksLib.core.series.CMRSeries` of the new detection.
+        tolerance_px: in-plane tolerance of the geometry check (pixels).
+
+    Returns:
+        :class:`CarriedReview`.
+
+    Raises:
+        what re-tracking raises (:func:`CardiacLandmarksLib.lax.tracking.track_landmarks`) on a bad image.
+    """
+    import copy
+
+    mine = reviewed_points(earlier)
+    if not mine:
+        return CarriedReview(new)
+    why = _same_image_record(earlier, new)
+    for lm in mine if not why else ():
+        where = f"{lm.name} on slice {lm.slice}, phase {lm.phase}"
+        if not (0 <= lm.slice < series.n_slices and 0 <= lm.phase < series.n_phases):
+            why = f"the reader's {where} is outside this series ({series.n_slices} slices, {series.n_phases} phases)"
+        elif lm.found:
+            ijk = np.asarray(series.lps_to_ijk(np.asarray(lm.position, float)), float)
+            old = np.asarray(lm.ijk, float)
+            if abs(ijk[2] - lm.slice) > 0.5 or (np.all(np.isfinite(old[:2]))
+                                                and float(np.max(np.abs(ijk[:2] - old[:2]))) > tolerance_px):
+                why = f"the reader's {where} no longer falls on its pixel: the image geometry changed"
+        if why:
+            break
+    if why:
+        return CarriedReview(new, reason=why)
+    out = LandmarkSet(new.source, new.view, copy.deepcopy(new.model), [copy.copy(lm) for lm in new.landmarks],
+                      list(new.measurements), list(new.warnings)).with_source_of(new)
+    carried = []
+    for lm in mine:
+        old = out.get(lm.name, lm.slice, lm.phase)
+        point = copy.copy(lm)
+        if point.found and not np.all(np.isfinite(np.asarray(point.ijk, float))):  # from a point list read alone
+            point.ijk = np.asarray(series.lps_to_ijk(np.asarray(point.position, float)), float)
+        if old is None:
+            out.landmarks.append(point)
+        else:
+            out.landmarks[next(i for i, x in enumerate(out.landmarks) if x is old)] = point
+        carried.append(f"{lm.name} s{lm.slice} p{lm.phase}")
+    if out.view == "sax":
+        recompute_measurements(out, series)
+    else:
+        from CardiacLandmarksLib.lax.tracking import retrack_landmark
+
+        anchors = out.model.get("tracking", {}).get("anchors", {})
+        for lm in mine:  # a point the reader unset is no anchor (as lax.tracking.correct_landmark does)
+            if not lm.found and lm.phase in anchors.get(lm.name, ()):
+                anchors[lm.name] = [p for p in anchors[lm.name] if p != lm.phase]
+        for name, k in dict.fromkeys((lm.name, lm.slice) for lm in mine):
+            out = retrack_landmark(series, out, name, k)
+        recompute_measurements(out, series)
+    logger.info("carried the reader's review of %d point(s) from the earlier result: %s", len(carried),
+                ", ".join(carried))
+    return CarriedReview(out, carried)
+
+
+def carry_review_from(folder: str | Path, new: LandmarkSet, series) -> CarriedReview:
+    """:func:`carry_review` from the result in ``folder`` (an earlier run's result folder, or its backup).
+
+    Nothing to carry (an empty :class:`CarriedReview`) when the folder holds no ``landmarks.json``; one that cannot
+    be read is named in ``reason`` and nothing is carried. Point lists saved after ``landmarks.json`` (a review
+    exported from Slicer) count, as in :func:`read_result`.
+    """
+    folder = Path(folder)
+    if not (folder / RESULT_FILE).is_file():
+        return CarriedReview(new)
+    try:
+        # no series: the points taken from point lists keep NaN ijk, so the geometry check is not fooled by
+        # indices computed on the new image
+        earlier = read_result(folder)
+    except (CardiacLandmarksError, OSError) as exc:
+        return CarriedReview(new, reason=f"the earlier result in {folder} could not be read: {exc}")
+    return carry_review(earlier, new, series)
 
 
 def recompute_measurements(lmset: LandmarkSet, series=None) -> list[Measurement]:

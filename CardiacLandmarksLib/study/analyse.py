@@ -37,6 +37,9 @@ logger = logging.getLogger(__name__)
 
 ProgressFn = Callable[[str], None]
 
+#: the analysis folders a study run writes (``<series key>_<task>/``): an earlier run's go to its backup
+TASK_FOLDERS = ("*_sax", "*_lax", "*_function", "*_perfusion")
+
 #: cohort table columns from the key values (name in the study -> column stem)
 COHORT_VALUES = (
     ("RVI angle (mid, ED)", "rvi_angle_deg"),
@@ -176,6 +179,7 @@ def analyse_study(
     subject: dict | None = None,
     name: str = "",
     tta: bool = True,
+    review_from: str | Path | None = None,
 ) -> StudyResult:
     """Route and analyse every series of a study (module docstring).
 
@@ -192,6 +196,11 @@ def analyse_study(
             name, or the common start of the file names).
         tta: mirror test-time augmentation for a new model cache (``models`` given: its own ``tta``); the report
             records which was used (``settings.tta``).
+        review_from: the output folder of an earlier run of this study (``study`` moves it into
+            ``backup-<time>/``, ``batch --redo`` keeps it as ``<id>.bak-<time>``): the points a reader corrected or
+            confirmed in its SAX and long-axis result folders are carried into the new detection of the same
+            image (:func:`CardiacLandmarksLib.results.carry_review`), so the key values, cross-checks and status
+            are the reviewed ones; None: a fresh detection.
 
     Returns:
         :class:`StudyResult` (call ``.write(outdir)`` for the study report).
@@ -209,6 +218,9 @@ def analyse_study(
                          settings={"device": models.device, "tta": models.tta})
     say = progress or (lambda msg: None)
 
+    def earlier(folder: str) -> Path | None:
+        return None if review_from is None else Path(review_from) / folder
+
     def run(task: str, entry: RoutedSeries, fn) -> TaskOutcome:
         say(f"{task}: {entry.label}")
         t = time.perf_counter()
@@ -225,7 +237,8 @@ def analyse_study(
     sax_ref_out: TaskOutcome | None = None
     sax_ref_series = None
     for e in routing.to_analyse("sax"):
-        o = run("sax", e, lambda e=e: tasks.run_sax(e.load(), models, outdir / f"{e.key}_sax", outdir, e.key))
+        o = run("sax", e, lambda e=e: tasks.run_sax(e.load(), models, outdir / f"{e.key}_sax", outdir, e.key,
+                                                    earlier(f"{e.key}_sax")))
         if e.is_sax_reference and o.ok:
             sax_ref_out, sax_ref_series = o, e.load()
     for e in routing.to_analyse("function"):  # only routed when the function package is installed
@@ -235,7 +248,8 @@ def analyse_study(
         _refine_chambers(routing, sax_ref_out.result, sax_ref_series)
     lax_outs: list[tuple[RoutedSeries, TaskOutcome]] = []
     for e in routing.to_analyse("lax"):
-        o = run("lax", e, lambda e=e: tasks.run_lax(e.load(), e.view, models, outdir / f"{e.key}_lax", outdir, e.key))
+        o = run("lax", e, lambda e=e: tasks.run_lax(e.load(), e.view, models, outdir / f"{e.key}_lax", outdir, e.key,
+                                                    earlier(f"{e.key}_lax")))
         lax_outs.append((e, o))
     for e in routing.to_analyse("perfusion"):
         o = run("perfusion", e, lambda e=e: tasks.run_perfusion(_perfusion_slices(e), models,

@@ -113,11 +113,14 @@ class TaskOutcome:
     notes: list[str] = field(default_factory=list)
     result: object = None
     seconds: float = 0.0
+    #: reader's points carried from an earlier run of the study (:func:`carry_earlier_review`)
+    review_carried: int = 0
 
     def to_dict(self) -> dict:
         return {"task": self.task, "series": self.series_key, "ok": self.ok, "error": self.error,
                 "values": [v.to_dict() for v in self.values], "files": list(self.files), "notes": list(self.notes),
-                "seconds": round(self.seconds, 2)}
+                "seconds": round(self.seconds, 2),
+                **({"review_carried": self.review_carried} if self.review_carried else {})}
 
 
 def _source_flags(m) -> list[str]:
@@ -156,18 +159,41 @@ def sax_phase_word(series: CMRSeries) -> str:
     return "LGE" if series.sequence == "lge" else "ED"
 
 
-def run_sax(series: CMRSeries, models: Models, outdir: Path, root: Path, key: str) -> TaskOutcome:
+def carry_earlier_review(res, earlier: Path | None, out: TaskOutcome) -> None:
+    """Carry a reader's review from ``earlier`` (the same analysis' result folder in an earlier run of the study)
+    into the landmark result ``res`` before it is written (:func:`CardiacLandmarksLib.results.carry_review_from`),
+    and say so in ``out.notes`` (``out.review_carried``: the number of reader's points carried)."""
+    if earlier is None:
+        return
+    from CardiacLandmarksLib.results import carry_review_from
+
+    c = carry_review_from(earlier, res.landmarks, res.series)
+    res.landmarks = c.lmset
+    out.review_carried = len(c.points)
+    if c.points:
+        out.notes.append(f"the reader's review of {len(c.points)} point(s) kept from the earlier run "
+                         f"({', '.join(c.points[:6])}{' ...' if len(c.points) > 6 else ''})")
+    elif c.reason:
+        out.notes.append(f"the earlier run's review was not carried over: {c.reason} (it stays in the earlier "
+                         "run's backup)")
+
+
+def run_sax(series: CMRSeries, models: Models, outdir: Path, root: Path, key: str,
+            earlier: Path | None = None) -> TaskOutcome:
     """SAX landmarks + RVI angles on every slice and phase (:func:`CardiacLandmarksLib.sax.pipeline.analyse_sax`),
-    written with its result's ``write``. Key value: RVI angle on the mid slice at
+    written with its result's ``write``; ``earlier``: this analysis' result folder in an earlier run of the study,
+    whose reader's review is carried into the new landmarks (:func:`carry_earlier_review`). Key value: RVI angle
+    on the mid slice at
     phase 0 (``"RVI angle (mid, ED)"``: ED for an ED/ES pair, the first phase after the R wave for a cine;
     ``"(mid, LGE)"`` for an LGE stack, :func:`sax_phase_word`, so the cohort column of cine angles never mixes
     in LGE ones)."""
     from CardiacLandmarksLib.sax.pipeline import SaxOptions, analyse_sax
 
     res = analyse_sax(series, SaxOptions(device=models.device, tta=models.tta), model=models.sax(series.sequence))
-    files = res.write(outdir)
-    lmset = res.landmarks
-    out = TaskOutcome("sax", key, files=_rel(files, root), result=lmset)
+    out = TaskOutcome("sax", key)
+    carry_earlier_review(res, earlier, out)
+    out.files = _rel(res.write(outdir), root)
+    lmset = out.result = res.landmarks
     n = len(lmset.landmarks)
     found = sum(lm.found for lm in lmset.landmarks)
     low = sum(lm.flag == "low" for lm in lmset.landmarks)
@@ -240,18 +266,20 @@ def run_function(series: CMRSeries, models: Models, outdir: Path, root: Path, ke
 # --------------------------------------------------------------------------- LAX
 
 
-def run_lax(series: CMRSeries, view: str, models: Models, outdir: Path, root: Path, key: str) -> TaskOutcome:
+def run_lax(series: CMRSeries, view: str, models: Models, outdir: Path, root: Path, key: str,
+            earlier: Path | None = None) -> TaskOutcome:
     """Long-axis landmarks, tracking and LV length (:func:`CardiacLandmarksLib.lax.pipeline.analyse_lax`), written
-    with its result's ``write``. Key values: LV length at ED and ES and the
-    longitudinal shortening."""
+    with its result's ``write``; ``earlier`` as for :func:`run_sax` (the reader's points re-tracked through the
+    cine). Key values: LV length at ED and ES and the longitudinal shortening."""
     from CardiacLandmarksLib.lax.pipeline import analyse_lax
     from CardiacLandmarksLib.sax.pipeline import SaxOptions
 
     v = view if view in ("2ch", "3ch", "4ch") else "4ch"
     res = analyse_lax(series, view=v, options=SaxOptions(device=models.device), model=models.get(v))
-    files = res.write(outdir)
-    lmset = res.landmarks
-    out = TaskOutcome("lax", key, files=_rel(files, root), result=lmset)
+    out = TaskOutcome("lax", key)
+    carry_earlier_review(res, earlier, out)
+    out.files = _rel(res.write(outdir), root)
+    lmset = out.result = res.landmarks
     if view == "lax":
         out.notes.append("chamber view not decided: the 4CH model was used")
     out.notes += [str(n) for n in lmset.model.get("lax_checks", [])]
