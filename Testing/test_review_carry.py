@@ -195,6 +195,8 @@ def test_detect_rerun_keeps_the_review_and_says_so(tmp_path, capsys):
     assert kept.confirmed and kept.flag == "high"
     np.testing.assert_allclose(kept.position, low.position)
     np.testing.assert_allclose(again.get("I-RVI", k, 0).position, moved)
+    # measurements.csv tells a value on a reader's point from one on a model point of the same flag
+    assert f"I-RVI s{k} p0:high:1.00:corrected" in (out / "measurements.csv").read_text()
     # the opening angle at C-LV between the two insertions, from the saved points
     a, i, c = (np.asarray(again.get(n, k, 0).position, float) for n in ("A-RVI", "I-RVI", "C-LV"))
     u, v = a - c, i - c
@@ -229,6 +231,7 @@ def test_batch_redo_keeps_the_review(study, tmp_path, capsys):
     printed = capsys.readouterr().out
     rows = {r["study_id"]: r for r in csv.DictReader(open(out / "cohort.csv"))}
     assert rows["b"] == reviewed["b"] and rows["a"] == rows0["a"]
+    assert rows["b"]["reader_points"] == str(len(mine)) and rows["a"]["reader_points"] == "0"
     _check_points(out / "studies" / "b", mine)
     assert "readers' reviews kept from the earlier run: " in printed and "in 1 studies (b)" in printed
     assert len(list((out / "studies").glob("b.bak-*"))) == 1

@@ -241,8 +241,8 @@ def cohort_columns() -> list[str]:
     """Columns of ``cohort.csv`` in order."""
     from CardiacLandmarksLib.study.analyse import COHORT_VALUES
 
-    cols = ["study_id", "status", "error", "study_status", "analyses", "n_series", "n_analysed", "n_listed_only",
-            "height_cm", "weight_kg"]
+    cols = ["study_id", "status", "error", "study_status", "reader_points", "analyses", "n_series", "n_analysed",
+            "n_listed_only", "height_cm", "weight_kg"]
     for _, c in COHORT_VALUES:
         cols += [c, c + "_status"]
     return cols + ["output", "paths"]

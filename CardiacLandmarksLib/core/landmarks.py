@@ -89,6 +89,11 @@ STATUSES = ("ok", "review", "n/a")
 #: source flags that make a measurement ``review`` / ``n/a`` (landmark flags and mask/curve flags)
 REVIEW_FLAGS = ("low", "absent", "review")
 NA_FLAGS = ("n/a",)
+#: a :class:`Source`'s note for a landmark the reader moved, placed or unset / kept where the model put it
+CORRECTED_NOTE = "corrected by user"
+CONFIRMED_NOTE = "confirmed by user"
+#: how :meth:`Measurement.sources_text` marks a reader's point
+READER_NOTES = {CORRECTED_NOTE: "corrected", CONFIRMED_NOTE: "confirmed"}
 
 
 @dataclass
@@ -117,7 +122,7 @@ class Source:
     @classmethod
     def of_landmark(cls, lm: Landmark) -> Source:
         """The source record of a landmark: ``"<name> s<slice> p<phase>"`` with its flag and confidence."""
-        note = "confirmed by user" if lm.confirmed else "corrected by user" if lm.corrected else ""
+        note = CONFIRMED_NOTE if lm.confirmed else CORRECTED_NOTE if lm.corrected else ""
         return cls(f"{lm.name} s{lm.slice} p{lm.phase}", lm.flag if lm.found else "absent",
                    float(lm.confidence), "landmark", note)
 
@@ -229,12 +234,17 @@ class Measurement:
         return ("n/a: " if self.status == "n/a" else "check ") + ", ".join(doubtful)
 
     def sources_text(self) -> str:
-        """Sources as one CSV cell: ``"A-RVI s3 p0:low:0.03; C-LV s3 p0:high:0.91"``."""
+        """Sources as one CSV cell: ``"A-RVI s3 p0:low:0.03; C-LV s3 p0:high:0.91"``; a reader's point ends in
+        ``:corrected`` (moved, placed or unset) or ``:confirmed`` (kept where the model put it), e.g.
+        ``"A-RVI s3 p0:high:1.00:confirmed"``, so a value that rests on a reader's point is told from one the
+        model placed with the same flag."""
         parts = []
         for s in self.sources:
             txt = f"{s.id}:{s.flag}"
             if s.confidence is not None:
                 txt += f":{s.confidence:.2f}"
+            if s.kind == "landmark" and s.note in READER_NOTES:
+                txt += f":{READER_NOTES[s.note]}"
             parts.append(txt)
         return "; ".join(parts)
 

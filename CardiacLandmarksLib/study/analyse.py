@@ -146,8 +146,9 @@ class StudyResult:
         }
 
     def cohort_row(self) -> dict:
-        """One flat row for the cohort table: counts, analyses, and each key value of
-        :data:`COHORT_VALUES` with its status (the first match; blank when absent)."""
+        """One flat row for the cohort table: counts, analyses, the study status, the reader's points
+        (:attr:`reader_points`), and each key value of :data:`COHORT_VALUES` with its status (the first match; blank
+        when absent)."""
         r = self.routing
         row: dict = {
             "n_series": len(r.series),
@@ -155,9 +156,17 @@ class StudyResult:
             "n_listed_only": sum(1 for s in r.series if not s.analyses),
             "analyses": ";".join(sorted({o.task for o in self.outcomes if o.ok})),
             "study_status": self.status,
+            "reader_points": self.reader_points,
         }
         row.update(cohort_values(self.key_values()))
         return row
+
+    @property
+    def reader_points(self) -> int:
+        """Points of the SAX and long-axis analyses a reader corrected, placed, unset or confirmed (carried from an
+        earlier run, :func:`analyse_study`'s ``review_from``; 0 for a fresh detection)."""
+        return sum(bool(lm.corrected) for o in self.outcomes if o.ok and o.task in ("sax", "lax")
+                   for lm in getattr(o.result, "landmarks", ()))
 
     def write(self, outdir: str | Path) -> list[Path]:
         """Write ``study.json``, ``routing.txt`` and ``summary.png`` into ``outdir`` (atomic writes).

@@ -187,7 +187,7 @@ def apply_review(study_dir: str | Path) -> ReviewUpdate:
         b, c = before.get(name), after.get(name)
         if b is None or c is None or b.get("value") != c.get("value") or b.get("status") != c.get("status"):
             update.changes.append((name, b, c))
-    update.cohort = {**cohort_values(kvs), "study_status": update.status_after}
+    update.cohort = {**cohort_values(kvs), "study_status": update.status_after, "reader_points": update.n_set}
     path = study_dir / REPORT_FILE
     update.written.append(atomic_write_text(path, dumps_strict(doc) + "\n", backup_existing=True))
     if png is not None:
