@@ -33,6 +33,13 @@ from CardiacLandmarksLib.study.review import apply_review
 pytestmark = pytest.mark.data
 
 
+def _pixels(path: Path) -> np.ndarray:
+    from PIL import Image
+
+    with Image.open(path) as im:
+        return np.asarray(im.convert("RGB"))
+
+
 def _kv(doc: dict) -> dict:
     return {v["name"]: v for v in doc["key_values"] + doc["crosschecks"]}
 
@@ -104,6 +111,7 @@ def test_study_rerun_keeps_the_review(study, tmp_path, capsys):
     apply_review(out)
     reviewed = json.loads((out / "study.json").read_text())
     assert _kv(reviewed) != detected  # the review changed the report
+    summary = _pixels(out / "summary.png")
     capsys.readouterr()
 
     assert cli_main(["study", str(study), "-o", str(out)]) == 0
@@ -111,6 +119,8 @@ def test_study_rerun_keeps_the_review(study, tmp_path, capsys):
     doc = json.loads((out / "study.json").read_text())
     assert _kv(doc) == _kv(reviewed) and doc["status"] == reviewed["status"]
     _check_points(out, mine)
+    # the same page as apply-review drew, title 'reviewed: N point(s) set by a reader' included
+    np.testing.assert_array_equal(_pixels(out / "summary.png"), summary)
     sax = next(a for a in doc["analyses"] if a["task"] == "sax")
     assert sax["review_carried"] == sum(1 for key in mine if key[0] == "sax")
     assert f"the reader's review of {sax['review_carried']} point(s) kept from the earlier run" in printed

@@ -50,6 +50,13 @@ def out(analysed, tmp_path) -> Path:
     return dst
 
 
+def _pixels(path: Path) -> np.ndarray:
+    from PIL import Image
+
+    with Image.open(path) as im:
+        return np.asarray(im.convert("RGB"))
+
+
 def _kv(doc: dict) -> dict:
     return {v["name"]: v for v in doc["key_values"]}
 
@@ -96,9 +103,13 @@ def test_apply_review_without_review_reproduces_the_report(out):
     """Recomputed from the saved result folders, every key value and cross-check equals what the study run
     computed in memory; the old report is kept as a backup and the new one says when the review was applied."""
     before = json.loads((out / "study.json").read_text())
+    summary = _pixels(out / "summary.png")
     upd = apply_review(out)
     after = json.loads((out / "study.json").read_text())
     assert upd.changes == [] and upd.n_set == 0
+    # the same picture, pixel for pixel: the function panel read back from its folder (before: the analysis'
+    # every-slice picture in its place)
+    np.testing.assert_array_equal(_pixels(out / "summary.png"), summary)
     assert after["key_values"] == before["key_values"] and after["crosschecks"] == before["crosschecks"]
     assert after["status"] == before["status"]
     assert [(a.task, a.series) for a in upd.analyses] == [("sax", "001_SA"), ("lax", "001_LA_CINE")]

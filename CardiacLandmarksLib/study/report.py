@@ -2,7 +2,8 @@
 
 ``summary.png`` (landscape, one page) holds:
 
-* the title: study, status (ok / review / n/a), number of series, analyses run;
+* the title: study, status (ok / review / n/a), number of series, analyses run, and how many points a reader
+  set (``reader_points`` of the result: a review applied or carried from an earlier run);
 * the routing table: every series -> view / sequence -> analysis, or the reason it is listed only;
 * the key values with their status (green ok, orange review, grey n/a), including the
   long-axis vs SAX cross-checks;
@@ -205,8 +206,10 @@ def render_summary_png(result, outdir: Path, dpi: int = 100) -> bytes:
     gs = fig.add_gridspec(2, n_pan, height_ratios=[0.5, 1.5], hspace=0.12, wspace=0.05,
                           left=0.02, right=0.98, top=0.93, bottom=0.02)
     status = result.status
+    reader = int(getattr(result, "reader_points", 0) or 0)
     fig.suptitle(f"Study {result.name or r.name}   status: {status.upper()}   {len(r.series)} series, "
-                 f"analyses: {', '.join(sorted({o.task for o in result.outcomes if o.ok})) or 'none'}",
+                 f"analyses: {', '.join(sorted({o.task for o in result.outcomes if o.ok})) or 'none'}"
+                 + (f"   reviewed: {reader} point(s) set by a reader" if reader else ""),
                  fontsize=13, color=_STATUS_COLOUR.get(status, "k"), x=0.02, ha="left")
     # routing table + key values
     top = fig.add_subplot(gs[0, :])

@@ -172,7 +172,7 @@ def apply_review(study_dir: str | Path) -> ReviewUpdate:
     doc["key_values"] = [kv.to_dict() for kv in kvs]
     doc["status"] = update.status_after = study_status(bool(doc.get("analyses")), list(doc.get("errors", [])), kvs)
     try:
-        png = render_summary_png(_ReviewedStudy(study_dir, doc, read, kvs), study_dir)
+        png = render_summary_png(_ReviewedStudy(study_dir, doc, read, kvs, update.n_set), study_dir)
     except Exception as exc:  # noqa: BLE001 - the picture must never lose the reviewed report
         logger.exception("summary picture of %s failed", study_dir)
         png = None
@@ -223,13 +223,66 @@ class _Routing:
         return self.table_text
 
 
+class _SavedFunction:
+    """A function analysis read back from its result folder, as much of
+    :class:`CardiacLandmarksLib.function.pipeline.FunctionResult` as the summary's function panel reads
+    (:func:`.report._function_panel`: the ED and ES images and labels ``[k, j, i]``, the spacing and LV EF with its
+    status), so the redrawn summary shows the same panel as the study run's, not the analysis' every-slice picture."""
+
+    def __init__(self, images: list, labels: list, doc: dict):
+        from types import SimpleNamespace
+
+        self._images, self._labels, self._doc = images, labels, doc
+        self.mode, self.ed_phase, self.es_phase = str(doc["mode"]), int(doc["ed_phase"]), int(doc["es_phase"])
+        lv = doc.get("LV", {})
+        self.values = {"LV": {"EF_pct": SimpleNamespace(value=lv.get("EF_pct"),
+                                                        status=lv.get("status", {}).get("EF_pct", "n/a"))}}
+
+    @property
+    def spacing(self) -> tuple[float, float, float]:
+        return tuple(float(x) for x in self._images[0].spacing)
+
+    def ed_image(self):
+        return self._images[0].pixels[self.ed_phase]
+
+    def es_image(self):
+        return self._images[0].pixels[self.es_phase] if self.mode == "cine" else self._images[1].pixels[0]
+
+    def ed_labels(self):
+        return self._labels[0].pixels[self.ed_phase]
+
+    def es_labels(self):
+        return self._labels[0].pixels[self.es_phase] if self.mode == "cine" else self._labels[1].pixels[0]
+
+
+def _saved_function(study_dir: Path, analysis: dict) -> _SavedFunction | None:
+    """The function analysis of ``study.json``'s entry ``analysis`` read from its folder (``function.json``, its
+    input images and its ``*_segmentation.nii.gz``), or None when any of it cannot be read (the renderer then shows
+    the analysis' own picture)."""
+    from CardiacLandmarksLib.io.load import load_series
+    from CardiacLandmarksLib.results.folders import resolve_source
+
+    jsons = [Path(f) for f in analysis.get("files") or [] if Path(f).name == "function.json"]
+    folder = study_dir / (jsons[0].parent if jsons else f"{analysis['series']}_function")
+    try:
+        doc = json.loads((folder / "function.json").read_text(encoding="utf-8"))
+        images = [load_series(resolve_source(p, folder, study_dir)) for p in doc["inputs"]]
+        labels = [load_series(folder / f) for f in doc["files"]["segmentation"]]
+        if [im.pixels.shape for im in images] != [lab.pixels.shape for lab in labels]:
+            raise ValueError("the segmentation is not on its image's grid")
+        return _SavedFunction(images, labels, doc)
+    except Exception as exc:  # noqa: BLE001 - the panel falls back on the analysis' own picture
+        logger.info("function panel of %s from its own picture: %s", folder, exc)
+        return None
+
+
 class _ReviewedStudy:
     """The reviewed ``study.json`` as :func:`.report.render_summary_png` reads a :class:`.analyse.StudyResult`: the
     routing table of ``routing.txt``, the outcomes with the reviewed landmarks of the SAX and long-axis analyses (the
     others with their own pictures, as the renderer draws a function result that is gone), the key values and the
     cross-check geometry."""
 
-    def __init__(self, study_dir: Path, doc: dict, read: dict, key_values: list[KeyValue]):
+    def __init__(self, study_dir: Path, doc: dict, read: dict, key_values: list[KeyValue], reader_points: int = 0):
         from CardiacLandmarksLib.study.tasks import TaskOutcome
 
         try:
@@ -241,15 +294,23 @@ class _ReviewedStudy:
                    for s in doc.get("routing", {}).get("series", [])]
         self.routing = _Routing(str(doc.get("name", study_dir.name)), entries, table)
         self.name = str(doc.get("name", ""))
+        def result(a: dict):
+            if not a.get("ok"):
+                return None
+            if a["task"] in ("sax", "lax"):
+                return read[a["series"]][1] if a["series"] in read else None
+            if a["task"] == "function":
+                return _saved_function(study_dir, a)
+            return None
+
         self.outcomes = [TaskOutcome(a["task"], a["series"], bool(a.get("ok")), str(a.get("error", "")),
-                                     files=list(a.get("files") or []),
-                                     result=read[a["series"]][1] if a["task"] in ("sax", "lax") and a.get("ok")
-                                     and a["series"] in read else None)
+                                     files=list(a.get("files") or []), result=result(a))
                          for a in doc.get("analyses", [])]
         self.crosscheck_geometry = dict(doc.get("crosscheck_geometry", {}))
         self.status = str(doc.get("status", "n/a"))
         self.errors = list(doc.get("errors", []))
         self._key_values = key_values
+        self.reader_points = reader_points
 
     def key_values(self) -> list[KeyValue]:
         return list(self._key_values)
