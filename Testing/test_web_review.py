@@ -316,6 +316,11 @@ def test_long_axis_confirmation_is_an_anchor(tmp_path, data_root):
     expected = lax_correct(case.series, case.lmset, name, t, np.asarray(was.position, float), k=0)
     app.go_to(q["key"])
     assert app.state.current_low and app.phase_t == t
+    # the reader steps to another phase and presses Confirm: the point is shown again, nothing is confirmed
+    # (before: nothing happened when the case had changed, and a point out of view was confirmed otherwise)
+    app.set_phase((t + 1) % case.series.n_phases)
+    app.confirm_current()
+    assert app.phase_t == t and not case.lmset.get(name, 0, t).corrected and "shown again" in app.state.message
     app.confirm_current()
     lm = case.lmset.get(name, 0, t)
     assert lm.confirmed and lm.corrected and np.allclose(lm.position, was.position)

@@ -372,14 +372,22 @@ class ReviewApp:
     def confirm_current(self) -> None:
         """The reader says the current low point is right: confirm it where it is
         (:func:`CardiacLandmarksLib.results.confirm_landmark`); it leaves the queue and its measurements are
-        recomputed (on a long-axis cine it becomes an anchor, and the landmark is re-tracked)."""
+        recomputed (on a long-axis cine it becomes an anchor, and the landmark is re-tracked). When the reader has
+        since moved to another case, slice or phase, the point is shown again instead, with a message, and nothing
+        is confirmed (before, nothing happened and nothing was said)."""
         key = self.state.current_key
         case = self.case
         if not key or case is None:
+            self._message("No point to confirm: go to a flagged point first (Next).", "info")
             return
         case_name, name, k, t = key.split("|")
         k, t = int(k), int(t)
-        if case_name != case.name:
+        if (case_name, k, t) != (case.name, self.slice_k, self.phase_t):
+            # the reader moved to another case, slice or phase since: never confirm a point that is not in view
+            self.go_to(key)
+            if self.state.current_key == key:
+                self._message(f"{self._title(case_name)}: {name} on slice {k}, phase {t} is shown again: press "
+                              "Confirm if it is right where it is, or drag it.", "warning")
             return
         try:
             lm = confirm_landmark(case.lmset, name, k, t)
