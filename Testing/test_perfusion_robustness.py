@@ -158,3 +158,28 @@ def test_a_failed_series_is_named_once(acdc_dir, model):
     msg = str(err.value)
     assert "cine_stack: PerfusionInputError: a perfusion input must be one slice over time; got 10 slices" in msg
     assert msg.count("cine_stack") == 1, msg
+
+
+@pytest.mark.data
+def test_study_key_value_carries_the_global_value_trust(data_root, tmp_path, monkeypatch):
+    """The study's global perfusion key value takes the global value's own trust: on the QPerf stress series (Gd
+    concentration, cropped) the myocardial upslope index comes out negative, which perfusion.pipeline flags
+    'review: mean not positive'. With the series' RV insertions relabelled as the landmark model's and its
+    warnings cleared (so that only the value itself is doubtful), the key value is still 'review' and names why;
+    before, it was 'ok' (the study rule looked at the RVI source and the warnings only)."""
+    series = load_series(data_root / "perfusion" / "qperf" / "data_stress.hdr")
+    real = pp.analyse_perfusion
+
+    def trusted_anchor(*args, **kwargs):
+        res = real(*args, **kwargs)
+        for an in res.analyses:
+            an.rvi_source, an.warnings = "SAX landmark model (frame 17)", []
+        return res
+
+    monkeypatch.setattr(pp, "analyse_perfusion", trusted_anchor)
+    out = tasks.run_perfusion([("data_stress", series)], tasks.Models("cpu"), tmp_path / "perf", tmp_path, "stress")
+    kv = next(v for v in out.values if "upslope_index" in v.name)
+    assert kv.value < 0
+    assert kv.status == "review"
+    assert kv.flags[0] == "RVI from SAX landmark model" and kv.flags[1].startswith("upslope_index review: mean ")
+    assert kv.flags[1].endswith("not positive")

@@ -339,10 +339,21 @@ def run_perfusion(series_list: list[tuple[str, CMRSeries]], models: Models, outd
         rvi = sorted({(a.rvi_source or "none").split(" (")[0] for a in group})
         trusted = all(r == "user" or r.startswith("SAX landmark model") for r in rvi)
         st = "ok" if g and trusted and not failed and not any(a.warnings for a in group) else "review"
+        # the global value's own trust (perfusion.pipeline.segment_trust: too few pixels -> n/a; a mean that is not
+        # positive, a spread above the mean, an MBF out of range -> review), which the RVI rule above cannot see:
+        # before, a negative upslope index was reported 'ok' when its RVI came from the landmark model
+        own = [x for x in (g or {}).get("sources", []) if x.get("kind") in ("mask", "curve")
+               and x.get("flag") in ("review", "n/a")]
+        if any(x["flag"] == "n/a" for x in own):
+            st = "n/a"
+        elif own:
+            st = "review"
+        flags = [f"RVI from {r}" for r in rvi] + [f"{metric} {x['flag']}: {x.get('note', '')}".rstrip(": ")
+                                                  for x in own]
         # a series whose condition is neither in its name nor given is pooled as "perfusion": say so in words
         label = "perfusion, stress/rest unknown" if c == "perfusion" else f"perfusion {c}"
         out.values.append(KeyValue(f"{label} {metric} (global)", None if not g else g["mean"],
-                                   summary["units"].get(metric, ""), st, [f"RVI from {r}" for r in rvi],
+                                   summary["units"].get(metric, ""), st, flags,
                                    f"{len(group)} slice(s)" + (f"; not analysed: {', '.join(failed)}" if failed
                                                                else "")))
     return out
