@@ -257,3 +257,33 @@ def test_output_path_that_is_a_file_is_named_before_any_work(tmp_path, capsys):
     assert "is a file, not a folder" in capsys.readouterr().err
     assert cli_main(["batch", str(require_data() / "mnms2"), "-o", str(f)]) == 1
     assert "is a file, not a folder" in capsys.readouterr().err
+
+
+def test_long_axis_carry_that_cannot_retrack_keeps_the_new_detection(tmp_path, monkeypatch):
+    """A long-axis review whose re-tracking fails (here made to fail) is not carried: the new detection stands, the
+    reason says so, and nothing raises (a re-run never fails where a fresh run would not)."""
+    import CardiacLandmarksLib.lax.tracking as tracking
+    from CardiacLandmarksLib.core.errors import InvalidImageError
+    from CardiacLandmarksLib.results import carry_review_from
+
+    require_data("mnms2", "001")
+    out = tmp_path / "lax"
+    assert cli_main(["detect", str(require_data() / "mnms2" / "001" / "001_LA_CINE.nii.gz"), "--view", "4ch", "-o",
+                     str(out), "--no-progress"]) == 0
+    lm = read_result(out)
+    series = load_source(lm, out)
+    low = next(x for x in lm.landmarks if x.flag == "low" and x.found)
+    confirm_landmark(lm, low.name, low.slice, low.phase)
+    save_result(out, lm, series)
+    fresh = read_result(out)  # stands in for a new detection: the reader's point back to the model's state
+    back = fresh.get(low.name, low.slice, low.phase)
+    back.corrected, back.confirmed, back.flag, back.confidence = False, False, low.flag, low.confidence
+    ok = carry_review_from(out, fresh, series)
+    assert ok.points == [f"{low.name} s{low.slice} p{low.phase}"] and ok.lmset.get(low.name, 0, low.phase).confirmed
+
+    def broken(*args, **kwargs):
+        raise InvalidImageError("no frames")
+
+    monkeypatch.setattr(tracking, "retrack_landmark", broken)
+    res = carry_review_from(out, fresh, series)
+    assert res.points == [] and res.lmset is fresh and "re-tracking from the reader's points failed" in res.reason

@@ -420,8 +420,9 @@ def carry_review_from(folder: str | Path, new: LandmarkSet, series) -> CarriedRe
     """:func:`carry_review` from the result in ``folder`` (an earlier run's result folder, or its backup).
 
     Nothing to carry (an empty :class:`CarriedReview`) when the folder holds no ``landmarks.json``; one that cannot
-    be read is named in ``reason`` and nothing is carried. Point lists saved after ``landmarks.json`` (a review
-    exported from Slicer) count, as in :func:`read_result`.
+    be read, or a long-axis review whose re-tracking fails, is named in ``reason`` and nothing is carried (a re-run
+    never fails where a fresh run would not). Point lists saved after ``landmarks.json`` (a review exported from
+    Slicer) count, as in :func:`read_result`.
     """
     folder = Path(folder)
     if not (folder / RESULT_FILE).is_file():
@@ -432,7 +433,11 @@ def carry_review_from(folder: str | Path, new: LandmarkSet, series) -> CarriedRe
         earlier = read_result(folder)
     except (CardiacLandmarksError, OSError) as exc:
         return CarriedReview(new, reason=f"the earlier result in {folder} could not be read: {exc}")
-    return carry_review(earlier, new, series)
+    try:
+        return carry_review(earlier, new, series)
+    except CardiacLandmarksError as exc:  # re-tracking from the reader's points failed: the new detection stands
+        logger.warning("the review of %s was not carried over: %s", folder, exc)
+        return CarriedReview(new, reason=f"re-tracking from the reader's points failed ({type(exc).__name__}: {exc})")
 
 
 def recompute_measurements(lmset: LandmarkSet, series=None) -> list[Measurement]:
