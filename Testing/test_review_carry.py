@@ -23,6 +23,7 @@ from CardiacLandmarksLib.results import (
     carry_review,
     confirm_landmark,
     correct_landmark,
+    find_results,
     load_source,
     read_result,
     recompute_measurements,
@@ -129,6 +130,8 @@ def test_study_rerun_keeps_the_review(study, tmp_path, capsys):
     # the earlier run's report is kept (it differs from the new one in its timings and review entry)
     assert json.loads((backups[0] / "study.json").read_text())["key_values"] == reviewed["key_values"]
     assert "earlier results kept in" in printed and not list(out.glob("study.json.bak-*"))
+    # 'cardiac-landmarks review OUT' offers the new run's points only, never the backup's
+    assert [p.name for p in find_results(out)] == ["001_LA_CINE_lax", "001_SA_sax"]
     listed = {f["name"] for f in json.loads((out / "run.json").read_text())["files"]}
     assert {"study.json", "summary.png", "001_SA_sax/landmarks.json", "001_LA_CINE_lax/landmarks.json"} <= listed
 
@@ -245,6 +248,9 @@ def test_batch_redo_keeps_the_review(study, tmp_path, capsys):
     _check_points(out / "studies" / "b", mine)
     assert "readers' reviews kept from the earlier run: " in printed and "in 1 studies (b)" in printed
     assert len(list((out / "studies").glob("b.bak-*"))) == 1
+    # reviewing the cohort after the re-run: the studies' result folders, not the backup's (before, b.bak-<time>'s
+    # folders were cases of 'cardiac-landmarks review OUT/studies' too)
+    assert {p.relative_to(out / "studies").parts[0] for p in find_results(out / "studies")} == {"a", "b"}
 
 
 def test_output_path_that_is_a_file_is_named_before_any_work(tmp_path, capsys):

@@ -48,9 +48,18 @@ class SaveInProgressError(CardiacLandmarksError):
     """Another save of the same result folder did not finish within the wait time."""
 
 
+def _skipped_folder(name: str) -> bool:
+    """A folder :func:`find_results` does not enter: hidden, or the backup of an earlier run."""
+    from CardiacLandmarksLib.io.outputs import BACKUP_PREFIX
+
+    return name.startswith(".") or name.startswith(BACKUP_PREFIX) or ".bak-" in name
+
+
 def find_results(root: str | Path) -> list[Path]:
     """The result folders of ``root``: ``root`` itself when it holds ``landmarks.json``, else
-    every folder below it (up to :data:`MAX_DEPTH` levels, hidden folders skipped) that does.
+    every folder below it (up to :data:`MAX_DEPTH` levels) that does. Hidden folders and the backups of earlier
+    runs are skipped: ``backup-<time>/`` (``detect`` and ``study`` into a folder holding an earlier run) and
+    ``<name>.bak-<time>`` (``batch --redo``), so a reader reviewing a cohort never gets an earlier run's points.
 
     Returns:
         Sorted absolute paths (natural order of their names relative to ``root``).
@@ -67,7 +76,7 @@ def find_results(root: str | Path) -> list[Path]:
 
     def walk(folder: Path, depth: int) -> None:
         try:
-            children = sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
+            children = sorted(p for p in folder.iterdir() if p.is_dir() and not _skipped_folder(p.name))
         except OSError as exc:
             logger.warning("cannot list %s: %s", folder, exc)
             return
