@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import csv
+import hashlib
 import json
 from pathlib import Path
 
@@ -112,6 +113,12 @@ def test_study_rerun_keeps_the_review(study, tmp_path, capsys):
     apply_review(out)
     reviewed = json.loads((out / "study.json").read_text())
     assert _kv(reviewed) != detected  # the review changed the report
+    # the run manifest follows the review: the reader's files and the new report with their checksums
+    run = json.loads((out / "run.json").read_text())
+    sums = {f["name"]: f["sha256"] for f in run["files"]}
+    for name in ("001_SA_sax/landmarks.json", "001_LA_CINE_lax/landmarks.json", "study.json", "summary.png"):
+        assert sums[name] == hashlib.sha256((out / name).read_bytes()).hexdigest(), name
+    assert run["edits"][-1]["by"].startswith("apply-review")
     summary = _pixels(out / "summary.png")
     capsys.readouterr()
 

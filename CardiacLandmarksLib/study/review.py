@@ -34,6 +34,7 @@ from pathlib import Path
 from CardiacLandmarksLib.core.errors import CardiacLandmarksError, CorruptFileError, InputNotFoundError
 from CardiacLandmarksLib.io.atomic import atomic_write_bytes, atomic_write_text
 from CardiacLandmarksLib.io.jsonsafe import dumps_strict
+from CardiacLandmarksLib.io.outputs import record_edit
 from CardiacLandmarksLib.study.analyse import cohort_values, study_status
 from CardiacLandmarksLib.study.crosscheck import crosscheck
 from CardiacLandmarksLib.study.report import render_summary_png
@@ -192,6 +193,11 @@ def apply_review(study_dir: str | Path) -> ReviewUpdate:
     update.written.append(atomic_write_text(path, dumps_strict(doc) + "\n", backup_existing=True))
     if png is not None:
         update.written.append(atomic_write_bytes(study_dir / SUMMARY_FILE, png))
+    # the study's run.json (written by 'study') lists every file with its checksum: bring it up to date with the
+    # reviewed analyses' files (saved by the reader) and the new report, and record the edit
+    reviewed = [study_dir / f for a in doc.get("analyses", []) if a.get("ok") and a.get("task") in ("sax", "lax")
+                for f in a.get("files") or [] if (study_dir / f).is_file()]
+    record_edit(study_dir, [*reviewed, *update.written], "apply-review (a reader's review carried into the report)")
     return update
 
 
