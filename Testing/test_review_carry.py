@@ -253,7 +253,7 @@ def test_batch_redo_keeps_the_review(study, tmp_path, capsys):
     assert rows["b"] == reviewed["b"] and rows["a"] == rows0["a"]
     assert rows["b"]["reader_points"] == str(len(mine)) and rows["a"]["reader_points"] == "0"
     _check_points(out / "studies" / "b", mine)
-    assert "readers' reviews kept from the earlier run: " in printed and "in 1 studies (b)" in printed
+    assert "readers' reviews kept from the earlier run: " in printed and "in 1 study (b)" in printed
     assert len(list((out / "studies").glob("b.bak-*"))) == 1
     # reviewing the cohort after the re-run: the studies' result folders, not the backup's (before, b.bak-<time>'s
     # folders were cases of 'cardiac-landmarks review OUT/studies' too)

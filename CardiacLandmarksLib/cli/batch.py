@@ -56,8 +56,9 @@ def cmd_batch(args: argparse.Namespace) -> int:
     for sid, err in s.failed:
         print(f"  failed {sid}: {err}")
     if s.review_carried:
+        n = len(s.review_carried)
         print(f"readers' reviews kept from the earlier run: {sum(s.review_carried.values())} point(s) in "
-              f"{len(s.review_carried)} studies ({', '.join(list(s.review_carried)[:5])}"
+              f"{n} stud{'y' if n == 1 else 'ies'} ({', '.join(list(s.review_carried)[:5])}"
               f"{' ...' if len(s.review_carried) > 5 else ''})")
     print(f"wrote {s.cohort_csv}" + (f" and {s.cohort_parquet}" if s.cohort_parquet else ""))
     return 0
