@@ -338,3 +338,37 @@ def test_save_brings_run_json_up_to_date(result):
     assert files["landmarks.json"]["sha256"] != {f["name"]: f for f in before["files"]}["landmarks.json"]["sha256"]
     assert run["inputs"] == before["inputs"] and run["complete"] is True
     assert run["edits"][-1]["files"] == sorted(p.name for p in written)
+
+
+def test_unsaved_corrections_are_kept_until_saved(result):
+    """keep_unsaved / read_unsaved / discard_unsaved: what a reader changed and did not save comes back as it was
+    (positions, corrected and confirmed states); a result written since (a Save, a re-run) makes the kept copy
+    stale, and it is not restored; the copy is hidden, so a re-run never takes it for a result file."""
+    import os
+    import time
+
+    from CardiacLandmarksLib.io.outputs import OutputDir
+    from CardiacLandmarksLib.results import discard_unsaved, keep_unsaved, read_unsaved
+
+    assert read_unsaved(result) is None
+    lmset = read_result(result)
+    low = flagged_landmarks(lmset)[0]
+    while not low.found:
+        low = flagged_landmarks(lmset)[flagged_landmarks(lmset).index(low) + 1]
+    confirm_landmark(lmset, low.name, low.slice, low.phase)
+    path = keep_unsaved(result, lmset)
+    assert path.name.startswith(".")
+    back, when = read_unsaved(result)
+    assert abs(when - time.time()) < 60
+    kept = back.get(low.name, low.slice, low.phase)
+    assert kept.confirmed and kept.corrected and np.allclose(kept.position, low.position)
+    assert [x.to_dict() for x in back.landmarks] == [x.to_dict() for x in lmset.landmarks]
+    assert path not in OutputDir(result).earlier_files()  # never moved with an earlier run's files
+    # the result written after the copy (a Save, a re-run, a Slicer export): the copy would undo it
+    t = path.stat().st_mtime
+    os.utime(result / "landmarks.json", (t + 5, t + 5))
+    assert read_unsaved(result) is None and path.exists()
+    os.utime(result / "landmarks.json", (t - 5, t - 5))
+    assert read_unsaved(result) is not None
+    discard_unsaved(result)
+    assert read_unsaved(result) is None and not path.exists()

@@ -331,6 +331,38 @@ def test_long_axis_confirmation_is_an_anchor(tmp_path, data_root):
     assert t in case.lmset.model["tracking"]["anchors"][name]
 
 
+def test_unsaved_corrections_survive_a_stopped_app(tmp_path, data_root):
+    """The reader confirms a point and the app is stopped before Save (a new app on the same folder stands for the
+    next start): the correction comes back, the case is marked unsaved and the page says so. After Save the
+    next start has nothing to restore. Before, corrections not saved were lost with the server."""
+    import asyncio
+
+    from CardiacLandmarksLib.cli import main as cli_main
+    from CardiacLandmarksLib.results.folders import UNSAVED_FILE
+    from CardiacLandmarksLib.web.app import ReviewApp
+
+    out = tmp_path / "cohort" / "patient001_ED"
+    assert cli_main(["detect", str(data_root / "acdc" / "patient001_ED.nii.gz"), "-o", str(out), "--no-progress"]) == 0
+    app = ReviewApp(out.parent)
+    q = next(x for x in app._queue() if x["flag"] == "low")
+    app.go_to(q["key"])
+    app.confirm_current()
+    assert (out / UNSAVED_FILE).is_file()
+    del app
+
+    again = ReviewApp(out.parent)
+    case = again.cases["patient001_ED"]
+    lm = case.lmset.get(q["name"], q["slice"], q["phase"])
+    assert again.restored == ["patient001_ED"] and case.dirty and lm.confirmed
+    assert "Restored the unsaved corrections of patient001_ED" in again.state.message
+    assert q["key"] not in {x["key"] for x in again._queue()}
+    asyncio.run(again.save())
+    assert not (out / UNSAVED_FILE).exists() and not case.dirty
+    third = ReviewApp(out.parent)
+    assert third.restored == [] and not third.cases["patient001_ED"].dirty
+    assert third.cases["patient001_ED"].lmset.get(q["name"], q["slice"], q["phase"]).confirmed  # saved
+
+
 def test_study_output_with_an_ed_es_pair_reviews_both_phases(tmp_path, data_root):
     """`cardiac-landmarks review` on a `study` output folder (M&Ms-2 001: the SAX ED/ES pair and the 4CH cine):
     an ES point of the SAX result opens on phase 1 of the pair. Before, the app loaded the ED file only (the

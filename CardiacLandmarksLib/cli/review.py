@@ -18,7 +18,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Serve a result folder of 'detect' (or a folder of them, one per study) to a web browser: "
                     "Slicer's slice view with the landmarks coloured by flag, a review queue of low and absent "
                     "points, drag/place to correct, measurements updated live, Save writes the command line's files "
-                    "(old ones kept as .bak-<time>). Listens on 127.0.0.1 unless --host says otherwise; any other "
+                    "(old ones kept as .bak-<time>); corrections not saved yet are kept in the folder and restored "
+                    "at the next start. Listens on 127.0.0.1 unless --host says otherwise; any other "
                     "address needs the access token printed at start.")
     p.add_argument("path", help="result folder (landmarks.json, *.mrk.json, measurements.csv) or a folder of them")
     p.add_argument("--host", default="127.0.0.1",
@@ -55,6 +56,9 @@ def cmd_review(args: argparse.Namespace) -> int:
     n_cases = len(app.cases)
     n_flagged = len(app._queue())
     print(f"Reviewing {app.root}: {n_cases} result folder(s), {n_flagged} flagged point(s).")
+    if app.restored:
+        print(f"Restored the unsaved corrections of {len(app.restored)} result folder(s) from when the app was last "
+              f"stopped ({', '.join(app.restored[:5])}{' ...' if len(app.restored) > 5 else ''}): Save to write them.")
     if token:
         print(f"Access token (every request must carry it): {token}")
     print(f"Open {url}")

@@ -449,6 +449,55 @@ def carry_review_from(folder: str | Path, new: LandmarkSet, series) -> CarriedRe
         return CarriedReview(new, reason=f"re-tracking from the reader's points failed ({type(exc).__name__}: {exc})")
 
 
+#: a reader's corrections not saved yet (hidden: never a result file, never moved into a re-run's backup)
+UNSAVED_FILE = ".cardiac-landmarks-unsaved.json"
+
+
+def keep_unsaved(folder: str | Path, lmset: LandmarkSet) -> Path | None:
+    """Keep a copy of a result a reader is correcting, after each change and before Save, so that a review app
+    stopped (Ctrl+C, a closed terminal, a crash) loses nothing: :func:`read_unsaved` gives it back at the next start.
+    ``folder/.cardiac-landmarks-unsaved.json`` (the ``landmarks.json`` layout), written atomically.
+
+    Returns:
+        The path, or None when the folder is not writable (logged; the review goes on).
+    """
+    from CardiacLandmarksLib.io.atomic import atomic_write_text
+    from CardiacLandmarksLib.sax.report import landmarks_json_text
+
+    try:
+        return atomic_write_text(Path(folder) / UNSAVED_FILE, landmarks_json_text(lmset))
+    except OSError as exc:
+        logger.warning("cannot keep the unsaved corrections of %s: %s", folder, exc)
+        return None
+
+
+def read_unsaved(folder: str | Path) -> tuple[LandmarkSet, float] | None:
+    """The unsaved corrections :func:`keep_unsaved` kept in ``folder`` and their time (epoch s), or None: when there
+    are none, or when the result was written since (``landmarks.json`` or a point list newer: a Save, a re-run, a
+    Slicer export), which the kept copy would undo; such a stale copy is left in place and logged."""
+    folder = Path(folder)
+    path = folder / UNSAVED_FILE
+    try:
+        t = path.stat().st_mtime
+    except OSError:
+        return None
+    written = [p.stat().st_mtime for p in (folder / RESULT_FILE, *folder.glob("*.mrk.json")) if p.is_file()]
+    if any(w > t for w in written):
+        logger.info("%s: unsaved corrections older than the result's files: not restored", folder)
+        return None
+    try:
+        return LandmarkSet.from_dict(json.loads(path.read_text(encoding="utf-8"))), t
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        logger.warning("%s: unreadable unsaved corrections (%s): not restored", path, exc)
+        return None
+
+
+def discard_unsaved(folder: str | Path) -> None:
+    """Remove the unsaved-corrections copy of ``folder`` (after a Save)."""
+    with contextlib.suppress(OSError):
+        (Path(folder) / UNSAVED_FILE).unlink()
+
+
 def recompute_measurements(lmset: LandmarkSet, series=None) -> list[Measurement]:
     """Recompute the landmark measurements of ``lmset`` after a correction (and store them in it).
 

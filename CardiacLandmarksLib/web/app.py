@@ -16,7 +16,9 @@ folder of them. The page shows
   name in the case list;
 * Save: the command line's files written back into the case folder by
   :func:`CardiacLandmarksLib.results.save_result` (the command line's writer and backup rule, one save
-  at a time).
+  at a time). Until then every change is also kept in the case folder
+  (:func:`CardiacLandmarksLib.results.keep_unsaved`, a hidden file): an app stopped before Save (Ctrl+C, a closed
+  terminal, a crash) restores those corrections at its next start, says so, and marks the case unsaved.
 
 Drag a point to move it; for an absent point press "Place" and click in the view. A moved or
 placed point becomes *corrected* (confidence 1) and leaves the queue; a low point that is right is kept
@@ -47,10 +49,13 @@ from CardiacLandmarksLib.lax.tracking import retrack_landmark
 from CardiacLandmarksLib.results import (
     confirm_landmark,
     correct_landmark,
+    discard_unsaved,
     find_results,
+    keep_unsaved,
     load_source,
     newer_point_lists,
     read_result,
+    read_unsaved,
     recompute_measurements,
     save_result,
 )
@@ -74,6 +79,8 @@ class Case:
     dirty: bool = False
     series: object | None = None  # CMRSeries, loaded when the case is first shown
     notes: list[str] = field(default_factory=list)
+    #: corrections and confirmations made so far (a Save marks the case saved only if none came during it)
+    changes: int = 0
 
 
 def view_axes_ras(series, view: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -125,12 +132,19 @@ class ReviewApp:
         self.root = Path(root).expanduser().resolve()
         folders = find_results(self.root)
         self.cases: dict[str, Case] = {}
+        #: cases whose unsaved corrections of an earlier session were restored (results.read_unsaved)
+        self.restored: list[str] = []
         for f in folders:
             name = f.relative_to(self.root).as_posix() if f != self.root else "."
             try:
                 self.cases[name] = Case(name, f, read_result(f))
             except CardiacLandmarksError as exc:
                 logger.warning("skipping %s: %s", f, exc)
+                continue
+            unsaved = read_unsaved(f)
+            if unsaved is not None:  # the app was stopped before Save: nothing the reader did is lost
+                self.cases[name].lmset, self.cases[name].dirty = unsaved[0], True
+                self.restored.append(name)
         if not self.cases:
             raise CardiacLandmarksError(f"no readable result under {self.root}")
         self.token = token
@@ -159,6 +173,9 @@ class ReviewApp:
         else:
             raise CardiacLandmarksError(f"none of the source images of the results under {self.root} could be "
                                         "loaded (see the warnings); 'source' in landmarks.json names them")
+        if self.restored:
+            self._message(f"Restored the unsaved corrections of {', '.join(self._title(n) for n in self.restored)} "
+                          "from when the app was last stopped: Save to write them.", "warning")
 
     # ------------------------------------------------------------------ server safety
     def _protect(self, wslink_server) -> None:
@@ -367,6 +384,8 @@ class ReviewApp:
                 retracked = f" Re-tracked through the {case.series.n_phases} phases."
         recompute_measurements(case.lmset, case.series)
         case.dirty = True
+        case.changes += 1
+        keep_unsaved(case.folder, case.lmset)  # until Save: a stopped app loses nothing
         return retracked
 
     def confirm_current(self) -> None:
@@ -535,7 +554,7 @@ class ReviewApp:
         if running is not None and not running.done():
             self._message(f"{self._title(case.name)}: a save is already running.", "warning")
             return
-        lmset, series = copy.deepcopy(case.lmset), case.series
+        lmset, series, changes = copy.deepcopy(case.lmset), case.series, case.changes
         loop = asyncio.get_running_loop()
         fut = loop.run_in_executor(None, lambda: save_result(case.folder, lmset, series))
         self._save_tasks[case.name] = fut
@@ -548,7 +567,10 @@ class ReviewApp:
                 self._message(f"{self._title(case.name)}: save failed: {exc}", "error")
                 self.state.saving = False
             return
-        case.dirty = False
+        later = case.changes != changes  # the reader went on correcting during the save: those are not saved yet
+        if not later:
+            case.dirty = False
+            discard_unsaved(case.folder)
         study = case.folder.parent if (case.folder.parent / "study.json").exists() else None
         hint = (f" This is an analysis of the study in {study.name}: run 'cardiac-landmarks apply-review {study}' "
                 "(or on the batch folder) to carry the review into its study.json and the cohort table."
@@ -556,7 +578,9 @@ class ReviewApp:
         with self.state:
             self.state.saving = False
             self._message(f"{self._title(case.name)}: saved {len(written)} files ({', '.join(p.name for p in written)}); "
-                          f"the replaced point lists are kept as .bak-<time>.{hint}", "success")
+                          f"the replaced point lists are kept as .bak-<time>."
+                          + (" Changes made during the save are not saved yet: Save again." if later else hint),
+                          "warning" if later else "success")
             self._refresh()
 
     # ------------------------------------------------------------------ state for the page
