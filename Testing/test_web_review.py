@@ -338,6 +338,7 @@ def test_unsaved_corrections_survive_a_stopped_app(tmp_path, data_root):
     import asyncio
 
     from CardiacLandmarksLib.cli import main as cli_main
+    from CardiacLandmarksLib.results import confirm_landmark
     from CardiacLandmarksLib.results.folders import UNSAVED_FILE
     from CardiacLandmarksLib.web.app import ReviewApp
 
@@ -356,6 +357,26 @@ def test_unsaved_corrections_survive_a_stopped_app(tmp_path, data_root):
     assert again.restored == ["patient001_ED"] and case.dirty and lm.confirmed
     assert "Restored the unsaved corrections of patient001_ED" in again.state.message
     assert q["key"] not in {x["key"] for x in again._queue()}
+    # a correction while the save runs (here: the reader's next Confirm lands during the write) is not saved by it:
+    # the case stays unsaved and its kept copy stays (before, the case was marked saved)
+    import CardiacLandmarksLib.web.app as web_app
+
+    real_save = web_app.save_result
+    nxt = next(x for x in again._queue() if x["flag"] == "low")
+
+    def save_then_change(*args, **kwargs):
+        written = real_save(*args, **kwargs)
+        # what Confirm does to the case (no view work: this runs in the save's worker thread)
+        lm = confirm_landmark(case.lmset, nxt["name"], nxt["slice"], nxt["phase"])
+        again._after_change(case, lm)
+        return written
+
+    web_app.save_result = save_then_change
+    try:
+        asyncio.run(again.save())
+    finally:
+        web_app.save_result = real_save
+    assert case.dirty and (out / UNSAVED_FILE).exists() and "not saved yet: Save again" in again.state.message
     asyncio.run(again.save())
     assert not (out / UNSAVED_FILE).exists() and not case.dirty
     third = ReviewApp(out.parent)
