@@ -268,5 +268,5 @@ def test_batch_cohort_table_follows_the_review(tmp_path, capsys):
     assert cli_main(["apply-review", str(out)]) == 1
     cap = capsys.readouterr()
     assert "a: review not applied, values kept: InputNotFoundError" in cap.err
-    assert "1 studies updated, 1 not" in cap.out
+    assert "1 study updated, 1 not" in cap.out
     assert {r["study_id"]: r for r in csv.DictReader(open(out / "cohort.csv"))}["a"] == rows0[2]

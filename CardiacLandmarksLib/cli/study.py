@@ -80,7 +80,8 @@ def cmd_apply_review(args: argparse.Namespace) -> int:
             _print_update(upd, "  ")
         for sid, err in errors.items():
             print(f"{sid}: review not applied, values kept: {err}", file=sys.stderr)
-        print(f"{len(updates)} studies updated, {len(errors)} not; wrote each study's study.json (its predecessor "
+        n = len(updates)
+        print(f"{n} stud{'y' if n == 1 else 'ies'} updated, {len(errors)} not; wrote each study's study.json (its predecessor "
               f"kept as study.json.bak-<time>) and summary.png, and {path / 'cohort.csv'}")
         return 1 if errors else 0
     upd = apply_review(path)
