@@ -110,6 +110,11 @@ def test_study_rerun_keeps_the_review(study, tmp_path, capsys):
     assert json.loads((out / "run.json").read_text())["complete"] is True
     detected = _kv(json.loads((out / "study.json").read_text()))
     mine = _review(out)
+    # each Save of an analysis folder brings the study's manifest up to date at once
+    run = json.loads((out / "run.json").read_text())
+    sums = {f["name"]: f["sha256"] for f in run["files"]}
+    assert sums["001_SA_sax/landmarks.json"] == hashlib.sha256((out / "001_SA_sax/landmarks.json").read_bytes()).hexdigest()
+    assert run["edits"][-1]["by"] == "review app (corrections of 001_SA_sax saved)"
     apply_review(out)
     reviewed = json.loads((out / "study.json").read_text())
     assert _kv(reviewed) != detected  # the review changed the report

@@ -576,7 +576,8 @@ def save_result(folder: str | Path, lmset: LandmarkSet, series, *, timeout_s: fl
     for SAX, ``<stem>_lv_length.png`` for long axis), atomically and with the command line's backup
     rule: the point lists it replaces are kept as ``<name>.bak-YYYYmmdd-HHMMSS`` (their descriptions
     keep the model's positions and confidences), the other files are replaced. The folder's ``run.json`` gets
-    the new checksums and an ``edits`` entry (:func:`CardiacLandmarksLib.io.outputs.record_edit`).
+    the new checksums and an ``edits`` entry (:func:`CardiacLandmarksLib.io.outputs.record_edit`), and so does the
+    study's ``run.json`` when the folder is an analysis of a ``study`` output.
 
     Saves of the same folder never interleave: a second save (another thread, or another process on a
     POSIX system) waits for the first one to finish.
@@ -610,5 +611,7 @@ def save_result(folder: str | Path, lmset: LandmarkSet, series, *, timeout_s: fl
     with _save_lock(folder, timeout_s):
         written = write_landmark_outputs(series, lmset, folder, png_writer, suffix)
         record_edit(folder, written, "review app (corrections saved)")  # run.json lists the new checksums
+        if (folder.parent / "study.json").is_file():  # an analysis of a 'study' output: its run.json lists them too
+            record_edit(folder.parent, written, f"review app (corrections of {folder.name} saved)")
     logger.info("saved %d file(s) to %s", len(written), folder)
     return written
