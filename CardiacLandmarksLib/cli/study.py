@@ -122,9 +122,8 @@ def cmd_study(args: argparse.Namespace) -> int:
     for o in result.outcomes:
         state = f"{o.seconds:.1f} s" if o.ok else f"FAILED: {o.error}"
         print(f"{o.task:<10} {o.series_key:<24} {state}")
-        for note in o.notes:
-            if "earlier run" in note:
-                print(f"  {note}")
+        if o.review_note:
+            print(f"  {o.review_note}")
     for v in result.key_values():
         d = v.to_dict()
         val = "-" if d["value"] is None else f"{d['value']:.1f} {d['unit']}"

@@ -113,8 +113,10 @@ class TaskOutcome:
     notes: list[str] = field(default_factory=list)
     result: object = None
     seconds: float = 0.0
-    #: reader's points carried from an earlier run of the study (:func:`carry_earlier_review`)
+    #: reader's points carried from an earlier run of the study, and the sentence that says so or says why not
+    #: (:func:`carry_earlier_review`; also in ``notes``)
     review_carried: int = 0
+    review_note: str = ""
 
     def to_dict(self) -> dict:
         return {"task": self.task, "series": self.series_key, "ok": self.ok, "error": self.error,
@@ -171,11 +173,12 @@ def carry_earlier_review(res, earlier: Path | None, out: TaskOutcome) -> None:
     res.landmarks = c.lmset
     out.review_carried = len(c.points)
     if c.points:
-        out.notes.append(f"the reader's review of {len(c.points)} point(s) kept from the earlier run "
-                         f"({', '.join(c.points[:6])}{' ...' if len(c.points) > 6 else ''})")
+        out.review_note = (f"the reader's review of {len(c.points)} point(s) kept from the earlier run "
+                           f"({', '.join(c.points[:6])}{' ...' if len(c.points) > 6 else ''})")
     elif c.reason:
-        out.notes.append(f"the earlier run's review was not carried over: {c.reason} (it stays in the earlier "
-                         "run's backup)")
+        out.review_note = f"the earlier run's review was not carried over: {c.reason} (it stays in the earlier run's backup)"
+    if out.review_note:
+        out.notes.append(out.review_note)
 
 
 def run_sax(series: CMRSeries, models: Models, outdir: Path, root: Path, key: str,
