@@ -296,6 +296,51 @@ def test_long_axis_correction_is_retracked_as_in_slicer(tmp_path, data_root):
     assert case.dirty
 
 
+def test_long_axis_retracking_in_the_page_says_so_first(tmp_path, data_root):
+    """In the served page (an event loop running) a long-axis drag first shows the correction and 'Re-tracking
+    AL-P through the 25 phases...', then re-tracks on the loop and says when it is done, with the same points as
+    the library's rule. Before, the page froze for the re-tracking (2.9 s on a 50-phase cine) without a word."""
+    import asyncio
+
+    from CardiacLandmarksLib.cli import main as cli_main
+    from CardiacLandmarksLib.lax.tracking import correct_landmark as lax_correct
+    from CardiacLandmarksLib.web.app import ReviewApp
+
+    out = tmp_path / "lax"
+    assert cli_main(["detect", str(data_root / "mnms2" / "001" / "001_LA_CINE.nii.gz"), "--view", "4ch", "-o",
+                     str(out / "001_LA_CINE"), "--no-progress"]) == 0
+    app = ReviewApp(out)
+    case = app.case
+    n_t = case.series.n_phases
+    t = (case.lmset.model["tracking"]["anchors"]["AL-P"][0] + n_t // 2) % n_t
+    app.show_case(case.name, k=0, t=t)
+    before = {p: np.asarray(case.lmset.get("AL-P", 0, p).position, float).copy() for p in range(n_t)}
+    new_lps = before[t] + case.series.direction[:, 0] * 6.0
+    node = app._nodes["AL-P"]
+    node.SetNthControlPointPosition(0, *[float(v) for v in app._lps_to_ras(new_lps)])
+    dragged = np.asarray(case.series.ijk_to_lps(np.r_[app._ras_to_ijk(np.array(node.GetNthControlPointPosition(0),
+                                                                                float))[:2], 0.0]), float)
+    expected = lax_correct(case.series, case.lmset, "AL-P", t, dragged, k=0)
+
+    async def drag_in_the_page():
+        app._on_point_changed("AL-P")  # what the end of a drag calls
+        first = app.state.message
+        untouched = all(np.allclose(case.lmset.get("AL-P", 0, p).position, before[p]) for p in range(n_t) if p != t)
+        for _ in range(400):
+            await asyncio.sleep(0.05)
+            if "re-tracked through" in app.state.message:
+                break
+        return first, untouched
+
+    first, untouched = asyncio.run(drag_in_the_page())
+    assert f"Re-tracking AL-P through the {n_t} phases..." in first and untouched
+    assert f"AL-P re-tracked through the {n_t} phases" in app.state.message
+    for p in range(n_t):
+        np.testing.assert_allclose(case.lmset.get("AL-P", 0, p).position, expected.get("AL-P", 0, p).position,
+                                   atol=1e-6)
+    assert case.dirty
+
+
 def test_long_axis_confirmation_is_an_anchor(tmp_path, data_root):
     """Confirm on a low point of the tracked M&Ms-2 4CH cine: the point stays where it is, leaves the queue, and
     the landmark is re-tracked from it as from a correction (the library's re-tracking with that anchor)."""
@@ -467,6 +512,36 @@ def test_browser_shows_the_series_warning(oriented_cohort_src, tmp_path):
         assert box["y"] + box["height"] <= 900  # in the first screen of the drawer
         time.sleep(1.5)
         page.screenshot(path=str(_output_dir() / "06_series_warning.png"))
+
+
+def test_browser_long_axis_drag_says_re_tracking_first(tmp_path, data_root):
+    """Chromium on the M&Ms-2 4CH cine: drag AL-P 30 px; the page shows the correction with 'Re-tracking AL-P
+    through the 25 phases...' while the library re-tracks, then 'AL-P re-tracked through the 25 phases'. Before, the
+    page froze for the re-tracking and showed only the end."""
+    from CardiacLandmarksLib.cli import main as cli_main
+
+    folder = tmp_path / "lax"
+    assert cli_main(["detect", str(data_root / "mnms2" / "001" / "001_LA_CINE.nii.gz"), "--view", "4ch", "-o",
+                     str(folder / "001_LA_CINE"), "--no-progress"]) == 0
+    with _opened_page(folder) as page:
+        time.sleep(2)
+        probe = _probe(page)
+        box = page.locator(".remote-controlled-area").bounding_box()
+        pt = probe["points"]["AL-P"]
+        x, y = box["x"] + pt["fx"] * box["width"], box["y"] + pt["fy"] * box["height"]
+        page.mouse.move(x - 6, y)
+        time.sleep(0.3)
+        page.mouse.move(x, y)
+        time.sleep(0.8)
+        page.mouse.down()
+        time.sleep(0.3)
+        page.mouse.move(x + 30, y, steps=12)
+        time.sleep(0.5)
+        page.mouse.up()
+        first = _wait_message(page, "Re-tracking AL-P through the 25 phases", timeout_s=10)
+        assert "(corrected)" in first
+        _wait_message(page, "AL-P re-tracked through the 25 phases", timeout_s=30)
+        page.screenshot(path=str(_output_dir() / "07_lax_retracked.png"))
 
 
 @contextlib.contextmanager

@@ -45,7 +45,7 @@ from CardiacLandmarksLib.core.geometry import ijk_to_ras_matrix
 from CardiacLandmarksLib.core.landmarks import LANDMARKS_BY_VIEW, LandmarkSet
 from CardiacLandmarksLib.core.review import FlaggedPoint, flagged_points, merge_queues
 from CardiacLandmarksLib.lax.measurements import LAX_VIEWS
-from CardiacLandmarksLib.lax.tracking import retrack_landmark
+from CardiacLandmarksLib.lax.tracking import MIN_TRACKED_PHASES, retrack_landmark
 from CardiacLandmarksLib.results import (
     confirm_landmark,
     correct_landmark,
@@ -62,6 +62,9 @@ from CardiacLandmarksLib.results import (
 from CardiacLandmarksLib.web import security
 
 logger = logging.getLogger(__name__)
+
+#: the page's re-tracking starts this long after the event that asked for it, so its message is sent first (s)
+RETRACK_DELAY_S = 0.1
 
 #: point colours (RGB 0-1) by review state; high/low match the Slicer panel and the overlay PNG
 COLORS = {"high": (0.2, 0.8, 0.2), "low": (1.0, 0.55, 0.0), "corrected": (0.25, 0.55, 1.0)}
@@ -164,6 +167,8 @@ class ReviewApp:
         self._placing: str | None = None
         self._cursor: tuple | None = None  # queue order of the last point shown by "Next flagged"
         self._save_tasks: dict[str, asyncio.Future] = {}
+        #: (case, landmark, slice) -> (number of the latest re-tracking asked for, its task) (:meth:`_retrack_later`)
+        self._retracks: dict[tuple, tuple[int, asyncio.Task | None]] = {}
         self._build_scene()
         self._build_ui()
         for name in self.cases:  # the first case whose image loads
@@ -375,18 +380,76 @@ class ReviewApp:
     def _after_change(self, case: Case, lm) -> str:
         """After a reader's correction or confirmation ``lm``: re-track a long-axis cine from it (the neighbouring
         phases follow, as in the Slicer module), recompute the measurements, mark the case unsaved. Returns the
-        re-tracking sentence for the message (empty when not re-tracked)."""
+        re-tracking sentence for the message (empty when not re-tracked).
+
+        In the served page (an event loop running) the re-tracking, a few seconds on a 50-phase cine, runs in a
+        worker thread (:meth:`_retrack_later`), so the page shows the correction and "Re-tracking ..." at once and
+        stays live instead of freezing without a word; without a loop (scripts, tests) it runs here."""
         retracked = ""
-        if lm.corrected and case.lmset.view in LAX_VIEWS:
-            new = retrack_landmark(case.series, case.lmset, lm.name, lm.slice)
-            if new is not case.lmset:
-                case.lmset.landmarks, case.lmset.model = new.landmarks, new.model
-                retracked = f" Re-tracked through the {case.series.n_phases} phases."
+        if lm.corrected and case.lmset.view in LAX_VIEWS and case.series.n_phases >= MIN_TRACKED_PHASES:
+            if self._retrack_later(case, lm.name, lm.slice):
+                retracked = f" Re-tracking {lm.name} through the {case.series.n_phases} phases..."
+            else:
+                new = retrack_landmark(case.series, case.lmset, lm.name, lm.slice)
+                if new is not case.lmset:
+                    case.lmset.landmarks, case.lmset.model = new.landmarks, new.model
+                    retracked = f" Re-tracked through the {case.series.n_phases} phases."
         recompute_measurements(case.lmset, case.series)
+        self._changed(case)
+        return retracked
+
+    def _changed(self, case: Case) -> None:
         case.dirty = True
         case.changes += 1
         keep_unsaved(case.folder, case.lmset)  # until Save: a stopped app loses nothing
-        return retracked
+
+    def _retrack_later(self, case: Case, name: str, k: int) -> bool:
+        """Re-track ``name`` on slice ``k`` of ``case`` in a worker thread, so the page shows the correction and
+        "Re-tracking ..." at once and stays live (:meth:`_apply_retrack` brings the result in); False when no event
+        loop runs (the caller then re-tracks at once)."""
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return False
+        key = (case.name, name, int(k))
+        seq = self._retracks.get(key, (0, None))[0] + 1
+        snapshot = copy.deepcopy(case.lmset)  # the points as the reader left them now
+
+        async def run() -> None:
+            await asyncio.sleep(RETRACK_DELAY_S)  # the page's message goes out first
+            try:
+                new = await loop.run_in_executor(None, retrack_landmark, case.series, snapshot, name, int(k))
+            except CardiacLandmarksError as exc:
+                with self.state:
+                    self._message(f"{self._title(case.name)}: {name} could not be re-tracked: {exc}", "error")
+                return
+            if self._retracks.get(key, (0, None))[0] == seq:  # else a later correction of it re-tracks again
+                self._apply_retrack(case, name, int(k), new)
+
+        self._retracks[key] = (seq, loop.create_task(run()))
+        return True
+
+    def _apply_retrack(self, case: Case, name: str, k: int, new) -> None:
+        """Bring a re-tracking's result into the case: the points of ``name`` on slice ``k`` and its anchors (the
+        reader's other changes since it started are kept), then the measurements, the view and the message."""
+        fresh = {lm.phase: lm for lm in new.landmarks if lm.name == name and lm.slice == k}
+        lms = case.lmset.landmarks
+        for i, lm in enumerate(lms):
+            if lm.name == name and lm.slice == k and lm.phase in fresh:
+                lms[i] = fresh.pop(lm.phase)
+        lms.extend(fresh.values())
+        tracking = dict(new.model.get("tracking", {}))
+        anchors = dict(case.lmset.model.get("tracking", {}).get("anchors", {}))
+        anchors[name] = list(tracking.get("anchors", {}).get(name, anchors.get(name, [])))
+        case.lmset.model["tracking"] = {**tracking, "anchors": anchors}
+        with self.state:
+            recompute_measurements(case.lmset, case.series)
+            self._changed(case)
+            if self.case is case:
+                self._show_points()
+            self._message(f"{self._title(case.name)}: {name} re-tracked through the {case.series.n_phases} phases. "
+                          "Save to write it.", "info")
+            self._refresh()
 
     def confirm_current(self) -> None:
         """The reader says the current low point is right: confirm it where it is
