@@ -304,6 +304,7 @@ def test_long_axis_retracking_in_the_page_says_so_first(tmp_path, data_root):
 
     from CardiacLandmarksLib.cli import main as cli_main
     from CardiacLandmarksLib.lax.tracking import correct_landmark as lax_correct
+    from CardiacLandmarksLib.results import confirm_landmark
     from CardiacLandmarksLib.web.app import ReviewApp
 
     out = tmp_path / "lax"
@@ -339,6 +340,35 @@ def test_long_axis_retracking_in_the_page_says_so_first(tmp_path, data_root):
         np.testing.assert_allclose(case.lmset.get("AL-P", 0, p).position, expected.get("AL-P", 0, p).position,
                                    atol=1e-6)
     assert case.dirty
+
+    # while re-trackings run, the reader corrects AL-P on two more phases and confirms an IS-P point: the
+    # confirmation is kept, and AL-P ends as the library re-tracks it from all its corrections (the superseded
+    # result is never applied over the later one)
+    t2 = (t + 3) % n_t
+    is_p = next(lm for lm in case.lmset.landmarks if lm.name == "IS-P" and lm.flag == "low")
+
+    t3 = (t + 6) % n_t
+
+    async def two_more_changes():
+        for tt in (t2, t3):  # two AL-P corrections in a row: the first one's re-tracking is superseded
+            app.show_case(case.name, k=0, t=tt)
+            moved = np.asarray(case.lmset.get("AL-P", 0, tt).position, float) - case.series.direction[:, 1] * 4.0
+            app._nodes["AL-P"].SetNthControlPointPosition(0, *[float(v) for v in app._lps_to_ras(moved)])
+            app._on_point_changed("AL-P")
+        assert app._retracks[(case.name, "AL-P", 0)][0] >= 3
+        lm = confirm_landmark(case.lmset, "IS-P", 0, is_p.phase)
+        app._after_change(case, lm)  # what Confirm does (IS-P re-tracked too)
+        for _ in range(600):
+            await asyncio.sleep(0.05)
+            if all(task.done() for _, task in app._retracks.values()):
+                break
+
+    asyncio.run(two_more_changes())
+    assert case.lmset.get("IS-P", 0, is_p.phase).confirmed
+    both = lax_correct(case.series, case.lmset, "AL-P", t3, np.asarray(case.lmset.get("AL-P", 0, t3).position), k=0)
+    assert all(case.lmset.get("AL-P", 0, x).corrected for x in (t, t2, t3))
+    for p in range(n_t):
+        np.testing.assert_allclose(case.lmset.get("AL-P", 0, p).position, both.get("AL-P", 0, p).position, atol=1e-6)
 
 
 def test_long_axis_confirmation_is_an_anchor(tmp_path, data_root):
