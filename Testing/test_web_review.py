@@ -558,16 +558,7 @@ def test_browser_long_axis_drag_says_re_tracking_first(tmp_path, data_root):
         probe = _probe(page)
         box = page.locator(".remote-controlled-area").bounding_box()
         pt = probe["points"]["AL-P"]
-        x, y = box["x"] + pt["fx"] * box["width"], box["y"] + pt["fy"] * box["height"]
-        page.mouse.move(x - 6, y)
-        time.sleep(0.3)
-        page.mouse.move(x, y)
-        time.sleep(0.8)
-        page.mouse.down()
-        time.sleep(0.3)
-        page.mouse.move(x + 30, y, steps=12)
-        time.sleep(0.5)
-        page.mouse.up()
+        _drag(page, box["x"] + pt["fx"] * box["width"], box["y"] + pt["fy"] * box["height"], 30)
         first = _wait_message(page, "Re-tracking AL-P through the 25 phases", timeout_s=10)
         assert "(corrected)" in first
         _wait_message(page, "AL-P re-tracked through the 25 phases", timeout_s=30)
@@ -597,6 +588,20 @@ def _opened_page(folder: Path):
 
 def _probe(page) -> dict:
     return json.loads(page.locator("#cl-probe").text_content())
+
+
+def _drag(page, x: float, y: float, dx_px: float) -> None:
+    """Drag the point at page pixel (x, y) by ``dx_px`` to the right, as a reader does (hover, press, move, release;
+    the pauses let the view's widget pick the point up)."""
+    page.mouse.move(x - 6, y)
+    time.sleep(0.3)
+    page.mouse.move(x, y)
+    time.sleep(0.8)
+    page.mouse.down()
+    time.sleep(0.3)
+    page.mouse.move(x + dx_px, y, steps=12)
+    time.sleep(0.5)
+    page.mouse.up()
 
 
 def _wait_message(page, text: str, timeout_s: float = 20.0) -> str:
@@ -659,17 +664,8 @@ def test_browser_review_drag_place_save(cohort):
         box = page.locator(".remote-controlled-area").bounding_box()
         mm_per_px = probe["fov_mm"][0] / box["width"]
         pt = probe["points"][name]
-        x, y = box["x"] + pt["fx"] * box["width"], box["y"] + pt["fy"] * box["height"]
         dx_px = 40
-        page.mouse.move(x - 6, y)
-        time.sleep(0.3)
-        page.mouse.move(x, y)
-        time.sleep(0.8)
-        page.mouse.down()
-        time.sleep(0.3)
-        page.mouse.move(x + dx_px, y, steps=12)
-        time.sleep(0.5)
-        page.mouse.up()
+        _drag(page, box["x"] + pt["fx"] * box["width"], box["y"] + pt["fy"] * box["height"], dx_px)
         _wait_message(page, "(corrected)")
         time.sleep(1.0)
         page.screenshot(path=str(shots / "03_dragged.png"))
