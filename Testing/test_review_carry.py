@@ -267,7 +267,7 @@ def test_batch_redo_keeps_the_review(study, tmp_path, capsys):
 
 def test_output_path_that_is_a_file_is_named_before_any_work(tmp_path, capsys):
     """``study`` and ``batch`` with an output path that is a file: a named error and exit status 1, not a
-    traceback (FileExistsError) after the analysis."""
+    traceback (FileExistsError) after the analysis; ``study`` into the study folder itself: a named error."""
     f = tmp_path / "file"
     f.write_text("x")
     require_data("mnms2", "001")
@@ -275,6 +275,15 @@ def test_output_path_that_is_a_file_is_named_before_any_work(tmp_path, capsys):
     assert "is a file, not a folder" in capsys.readouterr().err
     assert cli_main(["batch", str(require_data() / "mnms2"), "-o", str(f)]) == 1
     assert "is a file, not a folder" in capsys.readouterr().err
+    # the study folder itself as output: refused before any work (results would mix with the study's files, and a
+    # re-run would move the study's own PNGs and point lists into its backup); nothing written there
+    src = tmp_path / "study"
+    src.mkdir()
+    for name in ("001_SA_ED.nii.gz", "001_SA_ES.nii.gz"):
+        (src / name).symlink_to(require_data() / "mnms2" / "001" / name)
+    assert cli_main(["study", str(src), "-o", str(src)]) == 1
+    assert "is the study folder itself" in capsys.readouterr().err
+    assert sorted(p.name for p in src.iterdir()) == ["001_SA_ED.nii.gz", "001_SA_ES.nii.gz"]
 
 
 def test_long_axis_carry_that_cannot_retrack_keeps_the_new_detection(tmp_path, monkeypatch):
