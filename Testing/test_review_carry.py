@@ -267,7 +267,8 @@ def test_batch_redo_keeps_the_review(study, tmp_path, capsys):
 
 def test_output_path_that_is_a_file_is_named_before_any_work(tmp_path, capsys):
     """``study`` and ``batch`` with an output path that is a file: a named error and exit status 1, not a
-    traceback (FileExistsError) after the analysis; ``study`` into the study folder itself: a named error."""
+    traceback (FileExistsError) after the analysis; ``study`` into the study folder itself, ``detect`` into its DICOM
+    folder: a named error, nothing written or moved."""
     f = tmp_path / "file"
     f.write_text("x")
     require_data("mnms2", "001")
@@ -282,8 +283,18 @@ def test_output_path_that_is_a_file_is_named_before_any_work(tmp_path, capsys):
     for name in ("001_SA_ED.nii.gz", "001_SA_ES.nii.gz"):
         (src / name).symlink_to(require_data() / "mnms2" / "001" / name)
     assert cli_main(["study", str(src), "-o", str(src)]) == 1
-    assert "is the study folder itself" in capsys.readouterr().err
+    assert "is an input folder" in capsys.readouterr().err
     assert sorted(p.name for p in src.iterdir()) == ["001_SA_ED.nii.gz", "001_SA_ES.nii.gz"]
+    # and detect on a DICOM folder into that folder (before: the user's own PNG there was moved into a backup)
+    require_data("sunnybrook", "SCD0000101", "dicom")
+    dicom = tmp_path / "dicom"
+    dicom.mkdir()
+    for f in sorted((require_data() / "sunnybrook" / "SCD0000101" / "dicom").iterdir())[:3]:
+        (dicom / f.name).symlink_to(f)
+    (dicom / "my_notes.png").write_bytes(b"not ours")
+    assert cli_main(["detect", str(dicom), "-o", str(dicom), "--no-progress"]) == 1
+    assert "is an input folder" in capsys.readouterr().err
+    assert (dicom / "my_notes.png").read_bytes() == b"not ours" and not list(dicom.glob("backup-*"))
 
 
 def test_long_axis_carry_that_cannot_retrack_keeps_the_new_detection(tmp_path, monkeypatch):

@@ -124,7 +124,8 @@ def cmd_track(args: argparse.Namespace) -> int:
     from CardiacLandmarksLib.lax.tracking import NoAnchorError, track_landmarks
     from CardiacLandmarksLib.sax import report
 
-    outdir = prepare_output_dir(args.output, inputs=[args.input, args.points])  # fails before any work
+    # fails before any work; the points' folder may be the output (a result re-tracked in place)
+    outdir = prepare_output_dir(args.output, inputs=[args.input, args.points], allow_input_folder=True)
     series = load_series(args.input, series_uid=args.series_uid)
     seed = load_landmarks(args.points, series)
     seed.view = _infer_view(seed, args.view)

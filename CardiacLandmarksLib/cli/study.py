@@ -91,20 +91,12 @@ def cmd_apply_review(args: argparse.Namespace) -> int:
 
 
 def cmd_study(args: argparse.Namespace) -> int:
-    from CardiacLandmarksLib.core.errors import OutputPathError
     from CardiacLandmarksLib.io.outputs import finish_run, prepare_output_dir
     from CardiacLandmarksLib.study.analyse import TASK_FOLDERS, analyse_study
     from CardiacLandmarksLib.study.routing import route_study
 
     src = args.study[0] if len(args.study) == 1 else args.study
-    out_path = Path(args.output).expanduser().resolve()
-    if not args.route_only and any(Path(p).is_dir() and Path(p).expanduser().resolve() == out_path
-                                   for p in args.study):
-        # results would mix with the study's files, and a re-run would move those that look like results (PNGs,
-        # point lists) into its backup
-        raise OutputPathError(f"the output folder {out_path} is the study folder itself: give another folder (e.g. "
-                              f"{out_path / 'cardiac-landmarks'} or one next to it)")
-    # a bad output path fails before any work
+    # a bad output path (a file, the study folder itself, not writable) fails before any work
     outdir = None if args.route_only else prepare_output_dir(args.output, inputs=args.study,
                                                              result_folders=TASK_FOLDERS)
     routing = route_study(src)

@@ -163,7 +163,7 @@ _UNUSED: list[OutputDir] = []
 
 
 def prepare_output_dir(path: str | Path, inputs: Iterable[str | Path] = (),
-                       result_folders: Iterable[str] = ()) -> OutputDir:
+                       result_folders: Iterable[str] = (), allow_input_folder: bool = False) -> OutputDir:
     """Check (and create) an output folder before any long work; remove leftover temp files.
 
     Args:
@@ -171,17 +171,26 @@ def prepare_output_dir(path: str | Path, inputs: Iterable[str | Path] = (),
         inputs: input paths; never moved by :meth:`OutputDir.begin` even if they lie in the folder.
         result_folders: name patterns of sub-folders that a run writes whole (``study``: one folder per analysis,
             ``*_sax`` ...): an earlier run's such folders are moved into the backup too.
+        allow_input_folder: accept an input folder as the output folder (``lax-track --points FOLDER -o FOLDER``
+            re-tracks a result in place); by default refused.
 
     Returns:
         :class:`OutputDir`.
 
     Raises:
-        OutputPathError: the path is a file, cannot be created, or is not writable (the message
-            says which).
+        OutputPathError: the path is a file, an input folder (a DICOM series or study folder), cannot be created,
+            or is not writable (the message says which).
     """
     p = Path(path).expanduser().resolve()
     if p.exists() and not p.is_dir():
         raise OutputPathError(f"output path {p} is a file, not a folder; give a folder")
+    inputs = list(inputs)
+    if not allow_input_folder and any(Path(i).expanduser().is_dir() and Path(i).expanduser().resolve() == p
+                                      for i in inputs):
+        # results would mix with the input's files, and a re-run would move those that look like results (PNGs,
+        # point lists) into its backup
+        raise OutputPathError(f"the output folder {p} is an input folder: give another folder (e.g. "
+                              f"{p / 'cardiac-landmarks'} or one next to it)")
     created = None
     for q in (p, *p.parents):  # the topmost missing folder, removed again if the run fails before writing
         if q.exists():
