@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from CardiacLandmarksLib.core.errors import CardiacLandmarksError
+from CardiacLandmarksLib.core.review import flag_counts
 from CardiacLandmarksLib.study import tasks
 from CardiacLandmarksLib.study.crosscheck import crosscheck
 from CardiacLandmarksLib.study.routing import RoutedSeries, StudyRouting, refine_lax_chamber, route_study
@@ -165,8 +166,9 @@ class StudyResult:
     def reader_points(self) -> int:
         """Points of the SAX and long-axis analyses a reader corrected, placed, unset or confirmed (carried from an
         earlier run, :func:`analyse_study`'s ``review_from``; 0 for a fresh detection)."""
-        return sum(bool(lm.corrected) for o in self.outcomes if o.ok and o.task in ("sax", "lax")
-                   for lm in getattr(o.result, "landmarks", ()))
+        counts = [flag_counts(getattr(o.result, "landmarks", ())) for o in self.outcomes
+                  if o.ok and o.task in ("sax", "lax")]
+        return sum(c["corrected"] + c["confirmed"] for c in counts)
 
     def write(self, outdir: str | Path) -> list[Path]:
         """Write ``study.json``, ``routing.txt`` and ``summary.png`` into ``outdir`` (atomic writes).

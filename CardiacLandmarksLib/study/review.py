@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from CardiacLandmarksLib.core.errors import CardiacLandmarksError, CorruptFileError, InputNotFoundError
+from CardiacLandmarksLib.core.review import flag_counts
 from CardiacLandmarksLib.io.atomic import atomic_write_bytes, atomic_write_text
 from CardiacLandmarksLib.io.jsonsafe import dumps_strict
 from CardiacLandmarksLib.io.outputs import record_edit
@@ -146,8 +147,8 @@ def apply_review(study_dir: str | Path) -> ReviewUpdate:
             values = sax_key_values(lmset, word)
         else:
             values = lax_key_values(lmset, lmset.view)
-        n_conf = sum(lm.confirmed for lm in lmset.landmarks)
-        n_corr = sum(lm.corrected for lm in lmset.landmarks) - n_conf
+        counts = flag_counts(lmset.landmarks)  # the review's own count (core.review), as the panel and the app show it
+        n_conf, n_corr = counts["confirmed"], counts["corrected"]
         a["values"] = [v.to_dict() for v in values]
         a["reviewed"] = {"corrected": n_corr, "confirmed": n_conf}
         update.analyses.append(ReviewedAnalysis(a["task"], a["series"], n_corr, n_conf))
