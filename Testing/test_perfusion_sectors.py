@@ -46,3 +46,43 @@ def test_sector_agreement_with_mlperf(checks):
     auto = [r.agreement_auto_rvi for r in checks if np.isfinite(r.agreement_auto_rvi)]
     assert np.mean(auto) > 0.6
     assert np.mean([r.agreement_their_anchor for r in checks]) > 0.6
+
+
+def test_sector_numbers_stay_in_the_picture_and_off_the_point_labels(tmp_path, monkeypatch):
+    """A crop close around the LV (QPerf: 51 x 47 px, epicardium a few pixels from the edges): the segment
+    numbers were placed outside the epicardium whatever the picture's size, so they were drawn over the title,
+    the footer or beside the picture, and the I-RVI label was drawn under the number 10. Each number must now lie
+    inside the image axes and cover no point label."""
+    from CardiacLandmarksLib.perfusion import aha, bullseye
+
+    seen = []
+    orig_save = bullseye._save
+
+    def save(fig, path, dpi):  # look at the figure as it is saved
+        fig.canvas.draw()
+        renderer = fig.canvas.get_renderer()
+        ax = fig.axes[0]
+        seen.append((ax.get_window_extent(renderer),
+                     [(t.get_text(), t.get_window_extent(renderer)) for t in ax.texts]))
+        return orig_save(fig, path, dpi)
+
+    monkeypatch.setattr(bullseye, "_save", save)
+    yy, xx = np.mgrid[0:47, 0:51]
+    centre = np.array([25.0, 23.0])
+    r = np.hypot(xx - centre[0], yy - centre[1])
+    mask = np.where(r < 12, 2, np.where(r < 20.5, 1, 0)).astype(np.uint8)
+    a_rvi, i_rvi = np.array([7.0, 17.0]), np.array([31.0, 42.0])
+    segments = aha.sector_map(mask == 1, centre, a_rvi, "mid")
+    img = np.random.default_rng(1).normal(100, 10, mask.shape) + 80 * (mask == 2)
+    bullseye.render_sector_overlay_png(img, segments, mask, centre, a_rvi, "mid", tmp_path / "s.png", (2.0, 2.0),
+                                       i_rvi_ij=i_rvi, rvi_trust={"A-RVI": (0.25, "low"), "I-RVI": (0.25, "low")},
+                                       title="data_stress (stress)")
+    frame, texts = seen[0]
+    numbers = [(t, box) for t, box in texts if t.isdigit()]
+    labels = [box for t, box in texts if "RVI" in t]
+    assert sorted(int(t) for t, _ in numbers) == list(range(7, 13))
+    assert len(labels) == 2
+    for t, box in numbers:
+        assert frame.x0 <= box.x0 and box.x1 <= frame.x1 and frame.y0 <= box.y0 and box.y1 <= frame.y1, \
+            (t, box, frame)
+        assert not any(box.overlaps(lab) for lab in labels), t

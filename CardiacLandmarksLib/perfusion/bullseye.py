@@ -264,6 +264,51 @@ def rvi_warning(rvi_trust: dict | None) -> str:
     return ""
 
 
+def _pull_inside(center: np.ndarray, point: np.ndarray, box: tuple[float, float, float, float],
+                 margin: float = 0.06) -> np.ndarray:
+    """``point`` moved towards ``center`` along their line until it lies inside ``box`` = ``(i0, i1, j0, j1)``
+    (pixel units, the shown region), kept ``margin`` x the box size from its edges.
+
+    A segment number placed just outside the epicardium falls outside the picture when the image is cropped
+    close around the LV (QPerf's 51 x 47 crops): it was then drawn over the title, the footer or beside the
+    picture. Pulled in along its sector's mid-angle, it stays on its own sector. ``center`` must lie in the box.
+    """
+    c, p = np.asarray(center, float), np.asarray(point, float)
+    lo = np.array([box[0], box[2]], float)
+    hi = np.array([box[1], box[3]], float)
+    m = margin * (hi - lo)
+    lo, hi = lo + m, hi - m
+    d = p - c
+    t = 1.0
+    for axis in (0, 1):
+        if d[axis] > 0 and p[axis] > hi[axis]:
+            t = min(t, (hi[axis] - c[axis]) / d[axis])
+        elif d[axis] < 0 and p[axis] < lo[axis]:
+            t = min(t, (lo[axis] - c[axis]) / d[axis])
+    return c + max(t, 0.0) * d
+
+
+def _clear_labels(fig, ax, badges: list, labels: list, center: np.ndarray) -> None:
+    """Move each segment number that covers an RV insertion point's label towards ``center`` (C-LV), along
+    its sector's mid-angle, until it no longer does (at most to a third of the way in): "I-RVI (low 0.25)"
+    was drawn under the number 10 on QPerf's stress crop."""
+    get_renderer = getattr(fig.canvas, "get_renderer", None)  # Agg (and Qt's Agg) canvases
+    if not badges or not labels or get_renderer is None:
+        return
+    renderer = get_renderer()
+    boxes = [t.get_window_extent(renderer) for t in labels]
+    c = np.asarray(center, float)
+    for badge in badges:
+        p0 = np.asarray(badge.get_position(), float)
+        for frac in np.linspace(1.0, 0.35, 14):
+            badge.set_position(tuple(c + frac * (p0 - c)))
+            box = badge.get_window_extent(renderer)
+            if not any(box.overlaps(b) for b in boxes):
+                break
+        else:
+            badge.set_position(tuple(p0))
+
+
 def render_sector_overlay_png(image: np.ndarray, segments: np.ndarray, mask: np.ndarray, center_ij: np.ndarray,
                               a_rvi_ij: np.ndarray, level: str, path: str | Path, spacing_ij: tuple[float, float],
                               i_rvi_ij: np.ndarray | None = None, seen_from_apex: bool = True,
@@ -319,15 +364,19 @@ def render_sector_overlay_png(image: np.ndarray, segments: np.ndarray, mask: np.
     for s in np.unique(seg[myo]):
         rgba[seg_crop == s] = (*_sector_colour(int(s)), 0.3)
     ax.imshow(rgba, extent=extent, interpolation="nearest")
+    badges = []
     for s in np.unique(seg[myo]):
         # number at the sector's mid-angle, just outside the epicardium
         d = float(np.mean([(d0 + d1) / 2 for ss, d0, d1 in aha.segment_boundaries_deg(level) if ss == s]))
         p = aha.direction_to_point(c, d, r_out + 2.5, a_rvi_ij, seen_from_apex)
-        ax.text(p[0], p[1], str(int(s)), color="white", fontsize=10, ha="center", va="center", fontweight="bold",
-                bbox={"boxstyle": "round,pad=0.15", "fc": _sector_colour(int(s)), "ec": "none", "alpha": 0.9})
+        p = _pull_inside(c, p, (i0 - 0.5, i1 - 0.5, j0 - 0.5, j1 - 0.5))
+        badges.append(ax.text(p[0], p[1], str(int(s)), color="white", fontsize=10, ha="center", va="center",
+                              fontweight="bold", bbox={"boxstyle": "round,pad=0.15", "fc": _sector_colour(int(s)),
+                                                       "ec": "none", "alpha": 0.9}))
     ax.plot(*c, marker="+", color="#ff4040", ms=10, mew=1.5)
     trust = rvi_trust or {}
     low_any = False
+    labels = []
     for name, p, colour, dy in (("A-RVI", a_rvi_ij, "#00ff66", -6), ("I-RVI", i_rvi_ij, "#ff66ff", 6)):
         if p is None:
             continue
@@ -337,8 +386,8 @@ def render_sector_overlay_png(image: np.ndarray, segments: np.ndarray, mask: np.
             colour, low_any = "#ff8c00", True
             label = f"{name} ({flag} {conf:.2f})" if conf is not None else f"{name} ({flag})"
         ax.plot(*np.asarray(p, float), marker="o", color=colour, ms=7, mec="black")
-        ax.annotate(label, np.asarray(p, float), color=colour, fontsize=9, xytext=(6, dy),
-                    textcoords="offset points", fontweight="bold")
+        labels.append(ax.annotate(label, np.asarray(p, float), color=colour, fontsize=9, xytext=(6, dy),
+                                  textcoords="offset points", fontweight="bold"))
     from CardiacLandmarksLib.core.orientation import draw_orientation
 
     letters = draw_orientation(ax, direction, orientation_known, corner=(0.86, 0.84))
@@ -357,6 +406,7 @@ def render_sector_overlay_png(image: np.ndarray, segments: np.ndarray, mask: np.
         sub += "\n" + warning
     ax.set_title((title + "\n" if title else "") + sub, fontsize=8, wrap=True,
                  color="#b35900" if low_any else "black")
+    _clear_labels(fig, ax, badges, labels, c)
     from CardiacLandmarksLib.core.orientation import orientation_text
 
     fig.text(0.5, 0.01, orientation_text(orientation_known, letters), ha="center", fontsize=6.5, color="#404040")
