@@ -150,7 +150,8 @@ def test_route_uk_biobank_long_axis_cines(tmp_path):
 def test_route_qperf_analyze_folder():
     """QPerf's folder (Analyze .hdr + .img pairs, .mat workspaces, a README) was taken for a DICOM folder
     ("no DICOM series and no image file found"); read as a stack, data_stress.hdr became 59 one-frame perfusion
-    series, 59 failures. Now: two 2D+T series with their frames, the AIFs listed as curves."""
+    series, 59 failures. Now: two 2D+T series with their frames, the AIFs listed as curves, each paired with the
+    series it has one sample per frame of (test_study_quantitative_perfusion.py)."""
     r = route_study(require_data("perfusion", "qperf"))
     rest, stress = _by_label(r, "data.hdr"), _by_label(r, "data_stress.hdr")
     assert (rest.n_slices, rest.n_phases, stress.n_slices, stress.n_phases) == (1, 68, 1, 59)
@@ -158,7 +159,8 @@ def test_route_qperf_analyze_folder():
     assert any("the last frame differs from the first" in ev for ev in rest.evidence)  # no keyword in 'data'
     for name, n in (("aif.hdr", 68), ("aif_stress.hdr", 59)):
         aif = _by_label(r, name)
-        assert aif.sequence == "curve" and aif.analyses == [] and f"a curve of {n} samples" in aif.reason
+        assert aif.sequence == "curve" and aif.analyses == [] and f"({n} samples, one per frame)" in aif.reason
+    assert (rest.aif, stress.aif) == ("aif", "aif_stress")
     assert len(r.series) == 4
 
 
@@ -307,6 +309,7 @@ def test_analyse_sunnybrook_perfusion_study(sb_study, tmp_path):
     # cohort table still finds it
     assert perf.values[0].name == "perfusion, stress/rest unknown upslope_index (global)"
     assert res.cohort_row()["perfusion_unlabelled"] == round(perf.values[0].value, 3)
+    assert res.cohort_row()["perfusion_unlabelled_metric"] == "upslope_index (ratio)"  # no AIF: not MBF
     res.write(tmp_path)
     assert json.loads((tmp_path / "study.json").read_text())["errors"] == []
 

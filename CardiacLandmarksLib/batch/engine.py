@@ -100,6 +100,7 @@ def run_batch(
     threads_per_worker: int = 1,
     tta: bool = True,
     carry_review: bool = True,
+    study_options: dict | None = None,
 ) -> BatchSummary:
     """Run (or resume) a batch (module docstring).
 
@@ -122,6 +123,9 @@ def run_batch(
             a study already finished keeps the setting it ran with, see its study.json).
         carry_review: carry a reader's review of an earlier run of a study into its new run (``--discard-review``:
             False).
+        study_options: settings of every study's analysis, passed to
+            :func:`CardiacLandmarksLib.study.analyse.analyse_study`: ``pixel_size_mm`` (for headers that lost it),
+            ``frame_interval_s`` and ``concentration`` (perfusion, Fermi MBF); recorded in each study.json.
 
     Returns:
         :class:`BatchSummary`.
@@ -170,13 +174,14 @@ def run_batch(
             if todo and engine == "local":
                 for spec in todo:
                     state.mark_running(spec.study_id)
-                    store(run_study(spec, out, device, threads_per_worker, tta=tta, carry_review=carry_review))
+                    store(run_study(spec, out, device, threads_per_worker, tta=tta, carry_review=carry_review,
+                                    study_options=study_options))
                     bar.update(1)
                     bar.set_postfix(failed=n_failed)
                 peaks["local"] = round(_peak_rss_mb(), 1)
             elif todo:
                 peaks = _run_dask(todo, out, state, store, bar, workers, scheduler, device, threads_per_worker,
-                                  lambda: n_failed, tta=tta, carry_review=carry_review)
+                                  lambda: n_failed, tta=tta, carry_review=carry_review, study_options=study_options)
         finally:
             bar.close()
             state.end_run(run_id, n_done, n_failed)
@@ -187,7 +192,7 @@ def run_batch(
 
 
 def _run_dask(todo, out, state, store, bar, workers, scheduler, device, threads, n_failed, *, tta: bool = True,
-              carry_review: bool = True) -> dict:
+              carry_review: bool = True, study_options: dict | None = None) -> dict:
     from distributed import Client, LocalCluster, as_completed
 
     # Dask logs every connection at INFO level: keep that out of the progress bar unless asked for (-v)
@@ -212,7 +217,7 @@ def _run_dask(todo, out, state, store, bar, workers, scheduler, device, threads,
         for spec in todo:
             state.mark_running(spec.study_id)
             f = client.submit(run_study, spec, str(out), device, threads, tta=tta, carry_review=carry_review,
-                              key=f"study-{spec.study_id}-{time.time_ns()}", pure=False, retries=0)
+                              study_options=study_options, key=f"study-{spec.study_id}-{time.time_ns()}", pure=False, retries=0)
             futures[f] = spec
         for f in as_completed(futures):
             spec = futures[f]
@@ -239,12 +244,12 @@ def _run_dask(todo, out, state, store, bar, workers, scheduler, device, threads,
 
 def cohort_columns() -> list[str]:
     """Columns of ``cohort.csv`` in order."""
-    from CardiacLandmarksLib.study.analyse import COHORT_VALUES
+    from CardiacLandmarksLib.study.analyse import COHORT_VALUES, PERFUSION_COLUMNS
 
     cols = ["study_id", "status", "error", "study_status", "reader_points", "analyses", "n_series", "n_analysed",
             "n_listed_only", "height_cm", "weight_kg"]
     for _, c in COHORT_VALUES:
-        cols += [c, c + "_status"]
+        cols += [c, c + "_status"] + ([c + "_metric"] if c in PERFUSION_COLUMNS else [])
     return cols + ["output", "paths"]
 
 

@@ -71,7 +71,7 @@ def study_dir(out_root: str | Path, study_id: str) -> Path:
 
 
 def run_study(spec: StudySpec, out_root: str | Path, device: str = "cpu", threads: int | None = 1, *,
-              tta: bool = True, carry_review: bool = True) -> dict:
+              tta: bool = True, carry_review: bool = True, study_options: dict | None = None) -> dict:
     """Analyse one study and write its outputs (module docstring).
 
     Args:
@@ -83,6 +83,8 @@ def run_study(spec: StudySpec, out_root: str | Path, device: str = "cpu", thread
         carry_review: when the study's folder holds an earlier run (``--redo``), carry the points a reader
             corrected or confirmed there into the new detection (``analyse_study(review_from=...)``); the record's
             ``review_carried`` counts them.
+        study_options: more settings of the study's analysis (``pixel_size_mm``, ``frame_interval_s``,
+            ``concentration``: :func:`CardiacLandmarksLib.study.analyse.analyse_study`).
 
     Returns:
         the record (JSON-ready dict): ``study_id``, ``status`` (``done``/``failed``), ``error``,
@@ -112,7 +114,8 @@ def run_study(spec: StudySpec, out_root: str | Path, device: str = "cpu", thread
 
         result = analyse_study(spec.paths if len(spec.paths) != 1 else spec.paths[0], partial, models=models,
                                subject={"height_cm": spec.height_cm, "weight_kg": spec.weight_kg},
-                               name=spec.study_id, review_from=final if carry_review and final.is_dir() else None)
+                               name=spec.study_id, review_from=final if carry_review and final.is_dir() else None,
+                               **(study_options or {}))
         result.write(partial)
         row = result.cohort_row()
         carried = sum(o.review_carried for o in result.outcomes)

@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import argparse
 
+from CardiacLandmarksLib.cli.study import add_study_options, study_options
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("batch", help="run the study analysis over a cohort (CSV manifest or folder of studies), "
@@ -39,6 +41,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="skip mirror test-time augmentation in every study (SAX landmarks, function, perfusion; about half "
                         "their network time on CPU); long-axis views keep their flag-setting copies")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_study_options(p)
     p.set_defaults(func=cmd_batch)
 
 
@@ -47,7 +50,8 @@ def cmd_batch(args: argparse.Namespace) -> int:
 
     s = run_batch(args.input, args.output, workers=args.workers, scheduler=args.scheduler, redo=args.redo,
                   retry_failed=args.retry_failed, device=args.device, progress=not args.no_progress,
-                  engine=args.engine, tta=not args.no_tta, carry_review=not args.discard_review)
+                  engine=args.engine, tta=not args.no_tta, carry_review=not args.discard_review,
+                  study_options=study_options(args))
     rate = f", {s.studies_per_hour:.0f} studies/hour" if s.n_run else ""
     print(f"{s.n_studies} studies: {s.n_skipped} already finished (skipped), {s.n_run} run "
           f"({s.n_done} done, {s.n_failed} failed) in {s.seconds:.1f} s{rate}")

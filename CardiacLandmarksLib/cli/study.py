@@ -43,12 +43,43 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="when OUTPUT holds an earlier run of this study, do not carry the points a reader corrected or "
                         "confirmed there into the new detection (the earlier run is kept in OUTPUT/backup-<time>/ "
                         "either way)")
+    add_study_options(p)
     p.set_defaults(func=cmd_study)
     r = sub.add_parser("apply-review", help="recompute a study's (or a batch's) key values, cross-checks and cohort "
                                             "table from the reader's reviewed landmarks",
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     r.add_argument("path", help="a 'study -o' output folder (study.json) or a 'batch -o' output folder (batch.sqlite)")
     r.set_defaults(func=cmd_apply_review)
+
+
+def _positive(kind: str):
+    def parse(text: str) -> float:
+        try:
+            v = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{kind} must be a number, got {text!r}") from None
+        if not v > 0 or v != v:
+            raise argparse.ArgumentTypeError(f"{kind} must be positive, got {text!r}")
+        return v
+
+    return parse
+
+
+def add_study_options(p: argparse.ArgumentParser) -> None:
+    """The options of a study's analysis shared by ``study`` and ``batch``."""
+    p.add_argument("--pixel-size", type=_positive("--pixel-size"), default=None, metavar="MM",
+                   help="in-plane pixel size (mm) of image files whose header lost it (1 x 1 mm with a placeholder "
+                        "affine, e.g. QPerf's crops); files with a real pixel size keep theirs")
+    p.add_argument("--dt", type=_positive("--dt"), default=None, metavar="SECONDS",
+                   help="frame interval of perfusion series whose frames carry no timing (Fermi MBF)")
+    p.add_argument("--concentration", action="store_true",
+                   help="the perfusion series hold contrast concentration (mmol/L): with an arterial input function "
+                        "curve in the study (one sample per frame) the study reports Fermi MBF (ml/min/g)")
+
+
+def study_options(args: argparse.Namespace) -> dict:
+    """``analyse_study`` keyword arguments from :func:`add_study_options`' options."""
+    return {"pixel_size_mm": args.pixel_size, "frame_interval_s": args.dt, "concentration": args.concentration}
 
 
 def _kv_text(d: dict | None) -> str:
@@ -110,7 +141,7 @@ def cmd_study(args: argparse.Namespace) -> int:
     earlier = None if args.discard_review else outdir.backup_dir
     views = {e.key: e.view for e in routing.series}
     result = analyse_study(src, out, device=args.device, routing=routing, tta=not args.no_tta, review_from=earlier,
-                           progress=lambda msg: print(f"  running {msg}", file=sys.stderr))
+                           progress=lambda msg: print(f"  running {msg}", file=sys.stderr), **study_options(args))
     written = result.write(out)
     record = finish_run(outdir, args.study, {k: v for k, v in vars(args).items() if k != "func"},
                         [out / f for o in result.outcomes for f in o.files] + list(written),

@@ -144,13 +144,47 @@ def placeholder_spacing_warning(series) -> str | None:
     if "placeholder" not in str((series.metadata or {}).get("orientation_reason", "")):
         return None
     si, sj, sk = (float(v) for v in series.spacing)
+    given = (series.metadata or {}).get("pixel_size_given_mm")
+    if given is not None:  # the in-plane size came from the user (given_pixel_size): only the slice gap is unknown
+        if series.n_slices > 1 and sk == 1.0:
+            return (f"{_name(series)}: pixel size {given:g} mm as given, but the 1 mm between slices is the header's "
+                    "placeholder: volumes in ml and masses in g are wrong. Give the file with its real slice spacing")
+        return None
     if si != 1.0 or sj != 1.0 or (series.n_slices > 1 and sk != 1.0):
         return None
     between = " and 1 mm between slices" if series.n_slices > 1 else ""
     return (f"{_name(series)}: 1 x 1 mm pixels{between} with a placeholder affine (identity direction, origin 0): "
             "the header has most likely lost the real voxel size (e.g. an image exported through PNG); then every "
             "length in mm, volume in ml and mass in g is wrong, and the model sees the heart at the wrong scale. "
-            "Give the file with its real spacing")
+            "Give the file with its real spacing (or the pixel size: --pixel-size of study, batch and perfusion)")
+
+
+def given_pixel_size(series, mm: float) -> str | None:
+    """Set a user-given in-plane pixel size on a series whose header lost it; leave any other series alone.
+
+    Only a series with the placeholder signature of :func:`placeholder_spacing_warning` (1 x 1 mm pixels,
+    identity direction, origin 0) takes it: a header with a real pixel size is never overridden. QPerf's crops
+    (Xue et al., MRM 2020) record none; about 2 mm fits them.
+
+    Args:
+        series: :class:`~CardiacLandmarksLib.core.series.CMRSeries`; ``spacing`` becomes ``(mm, mm, slice
+            spacing)`` and ``metadata["pixel_size_given_mm"]`` records it.
+        mm: in-plane pixel size in mm.
+
+    Returns:
+        a note for the report when the size was set, None when the series kept its own.
+
+    Raises:
+        ImplausibleSpacingError: ``mm`` outside 0.1-10 mm (no CMR pixel is that size).
+    """
+    mm = float(mm)
+    if not 0.1 <= mm <= 10.0:
+        raise ImplausibleSpacingError(f"pixel size {mm:g} mm is not a CMR pixel size (0.1-10 mm)")
+    if (series.metadata or {}).get("pixel_size_given_mm") is not None or placeholder_spacing_warning(series) is None:
+        return None
+    series.spacing = (mm, mm, float(series.spacing[2]))
+    series.metadata = dict(series.metadata or {}, pixel_size_given_mm=mm)
+    return f"{_name(series)}: pixel size {mm:g} x {mm:g} mm as given (the header's 1 x 1 mm is a placeholder)"
 
 
 def check_completeness(series, allow_incomplete: bool = False) -> list[str]:

@@ -90,7 +90,8 @@ class SeriesInput:
         aif: AIF curve (one value per frame, same units as the pixels) for Fermi MBF, or None.
         concentration: True when the pixels are contrast concentrations (mmol/L) — required
             for Fermi MBF.
-        dt_s: frame interval in s for Fermi MBF (default: from trigger times).
+        dt_s: frame interval in s for Fermi MBF (default: from trigger times); for frames without timing also
+            the time axis of the semi-quantitative indices (upslope per s, time to peak in s).
         mbf_map: precomputed MBF map ``[j, i]`` (ml/min/g) in the series grid, or None.
     """
 
@@ -210,6 +211,8 @@ def analyse_series(inp: SeriesInput, model: ps.PerfusionModel, use_sax_model: bo
     spacing = (float(s.spacing[0]), float(s.spacing[1]))
     seg = ps.segment_series(model, frames, spacing, tta=tta)
     times, unit = perfusion.time_axis(s.trigger_times, len(frames))
+    if unit != "s" and inp.dt_s:  # no timing in the frames, a frame interval given: upslopes per s, times in s
+        times, unit = np.arange(len(frames), dtype=float) * float(inp.dt_s), "s"
     aligned = perfusion.align_frames(frames, seg.offsets_ij)
     maps, blood, _timing = perfusion.semi_quantitative_maps(aligned, seg.reference_mask, times)
     condition = inp.condition or condition_from_name(name) or condition_from_name(s.description) or "perfusion"
@@ -249,7 +252,8 @@ def _add_mbf(an: SliceAnalysis, inp: SeriesInput, aligned: np.ndarray) -> None:
     dt = inp.dt_s
     if dt is None:
         if an.time_unit != "s":
-            raise PerfusionInputError(f"{an.name}: no frame timing in the series; give the frame interval (dt)")
+            raise PerfusionInputError(f"{an.name}: no frame timing in the series; give the frame interval "
+                                      "(dt_s; --dt of the perfusion, study and batch commands)")
         dt = float(np.median(np.diff(an.times)))
     aif = np.asarray(inp.aif, float).ravel()
     if aif.size != aligned.shape[0]:

@@ -29,6 +29,8 @@ import numpy as np
 
 from CardiacLandmarksLib.core.errors import CardiacLandmarksError
 from CardiacLandmarksLib.core.review import flag_counts
+from CardiacLandmarksLib.io.checks import given_pixel_size
+from CardiacLandmarksLib.io.curves import read_curve
 from CardiacLandmarksLib.study import tasks
 from CardiacLandmarksLib.study.crosscheck import crosscheck
 from CardiacLandmarksLib.study.routing import RoutedSeries, StudyRouting, refine_lax_chamber, route_study
@@ -58,6 +60,9 @@ COHORT_VALUES = (
     ("perfusion rest", "perfusion_rest"),
     ("perfusion, stress/rest unknown", "perfusion_unlabelled"),
 )
+#: cohort columns whose metric depends on the study: Fermi MBF (ml/min/g) where an arterial input function in
+#: contrast concentration was given, else the upslope index (ratio); each has a ``<column>_metric`` column
+PERFUSION_COLUMNS = ("perfusion_stress", "perfusion_rest", "perfusion_unlabelled")
 
 
 def study_status(analysed: bool, errors: list[str], key_values: list[KeyValue]) -> str:
@@ -73,13 +78,17 @@ def study_status(analysed: bool, errors: list[str], key_values: list[KeyValue]) 
 
 def cohort_values(key_values: list[KeyValue]) -> dict:
     """The key-value columns of a cohort row: for each of :data:`COHORT_VALUES` the first key value whose name starts
-    with it and has a value, and its status (``None`` / ``"n/a"`` when there is none)."""
+    with it and has a value, and its status (``None`` / ``"n/a"`` when there is none); for the perfusion columns
+    (:data:`PERFUSION_COLUMNS`) also which metric it is, e.g. ``"mbf (ml/min/g)"`` or ``"upslope_index (ratio)"``."""
     row: dict = {}
     for name, col in COHORT_VALUES:
         kv = next((v for v in key_values if v.name.startswith(name) and v.value is not None), None)
         d = kv.to_dict() if kv is not None else None
         row[col] = None if d is None else d["value"]
         row[col + "_status"] = "n/a" if d is None else d["status"]
+        if col in PERFUSION_COLUMNS:  # Fermi MBF or the upslope index: one column, so say which, with its unit
+            metric = None if kv is None else kv.name[len(name):].strip().removesuffix("(global)").strip()
+            row[col + "_metric"] = None if kv is None else f"{metric} ({kv.unit})"
     return row
 
 
@@ -191,6 +200,9 @@ def analyse_study(
     name: str = "",
     tta: bool = True,
     review_from: str | Path | None = None,
+    pixel_size_mm: float | None = None,
+    frame_interval_s: float | None = None,
+    concentration: bool = False,
 ) -> StudyResult:
     """Route and analyse every series of a study (module docstring).
 
@@ -212,6 +224,14 @@ def analyse_study(
             confirmed in its SAX and long-axis result folders are carried into the new detection of the same
             image (:func:`CardiacLandmarksLib.results.carry_review`), so the key values, cross-checks and status
             are the reviewed ones; None: a fresh detection.
+        pixel_size_mm: in-plane pixel size (mm) for the image files whose header lost it (1 x 1 mm with a
+            placeholder affine, :func:`CardiacLandmarksLib.io.checks.given_pixel_size`: QPerf's and EMIDEC's
+            files); series with a real pixel size keep theirs (a note says so).
+        frame_interval_s: frame interval (s) of perfusion series whose frames carry no timing (QPerf: 0.5 s),
+            for Fermi MBF.
+        concentration: the perfusion series hold contrast concentration (mmol/L): with the arterial input
+            function paired with a series (:func:`.routing.pair_aifs`) and a frame interval, the study reports
+            Fermi MBF (ml/min/g); otherwise the upslope index.
 
     Returns:
         :class:`StudyResult` (call ``.write(outdir)`` for the study report).
@@ -225,8 +245,17 @@ def analyse_study(
     outdir.mkdir(parents=True, exist_ok=True)
     routing = routing or route_study(path)
     models = models or Models(device, tta=tta)
+    settings = {"device": models.device, "tta": models.tta}
+    if pixel_size_mm is not None:
+        settings["pixel_size_mm"] = float(pixel_size_mm)
+    if frame_interval_s is not None:
+        settings["frame_interval_s"] = float(frame_interval_s)
+    if concentration:
+        settings["concentration"] = True
     result = StudyResult(routing, subject={k: v for k, v in (subject or {}).items() if v is not None}, name=name,
-                         settings={"device": models.device, "tta": models.tta})
+                         settings=settings)
+    if pixel_size_mm is not None:
+        _give_pixel_size(routing, float(pixel_size_mm), result.notes)
     say = progress or (lambda msg: None)
 
     def earlier(folder: str) -> Path | None:
@@ -243,6 +272,7 @@ def analyse_study(
             out = TaskOutcome(task, entry.key, ok=False, error=f"{type(exc).__name__}: {exc}")
         out.seconds = time.perf_counter() - t
         result.outcomes.append(out)
+        result.notes += out.study_notes
         return out
 
     sax_ref_out: TaskOutcome | None = None
@@ -262,9 +292,13 @@ def analyse_study(
         o = run("lax", e, lambda e=e: tasks.run_lax(e.load(), e.view, models, outdir / f"{e.key}_lax", outdir, e.key,
                                                     earlier(f"{e.key}_lax")))
         lax_outs.append((e, o))
+    curves = {c.key: c for c in routing.series if c.sequence == "curve"}
     for e in routing.to_analyse("perfusion"):
-        o = run("perfusion", e, lambda e=e: tasks.run_perfusion(_perfusion_slices(e), models,
-                                                                 outdir / f"{e.key}_perfusion", outdir, e.key))
+        aif = curves.get(e.aif) if e.aif else None
+        o = run("perfusion", e, lambda e=e, aif=aif: tasks.run_perfusion(
+            _perfusion_slices(e), models, outdir / f"{e.key}_perfusion", outdir, e.key,
+            aif=_read_aif(aif, result.notes), aif_name=aif.label if aif else "",
+            concentration=concentration, dt_s=frame_interval_s))
     if sax_ref_out is not None:
         for e, o in lax_outs:
             if not o.ok:
@@ -279,6 +313,36 @@ def analyse_study(
         result.notes.append("no SAX stack analysed: long-axis landmarks not cross-checked")
     result.seconds = time.perf_counter() - t0
     return result
+
+
+def _read_aif(curve: RoutedSeries | None, notes: list[str]) -> np.ndarray | None:
+    """The paired arterial input function's samples, or None (a note names an unreadable file: the series is
+    still analysed, without MBF)."""
+    if curve is None:
+        return None
+    try:
+        return read_curve(curve.file)
+    except CardiacLandmarksError as exc:
+        notes.append(f"arterial input function {curve.label} not read ({type(exc).__name__}: {exc}): no Fermi MBF")
+        return None
+
+
+def _give_pixel_size(routing: StudyRouting, mm: float, notes: list[str]) -> None:
+    """Set the given in-plane pixel size on every analysed series whose header lost it (on load), and say,
+    once per study, which series kept their own."""
+    kept = []
+    for e in routing.series:
+        if not e.analyses:
+            continue
+        e.pixel_size_mm = mm
+        if e._series is not None:  # image files are read while routing
+            note = given_pixel_size(e._series, mm)
+            if note is None:
+                kept.append(e.label)
+            else:
+                notes.append(note)
+    if kept:
+        notes.append(f"pixel size {mm:g} mm not applied to {', '.join(kept)}: the header gives a real pixel size")
 
 
 def _refine_chambers(routing: StudyRouting, lmset, series) -> None:

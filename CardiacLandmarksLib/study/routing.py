@@ -65,7 +65,7 @@ from CardiacLandmarksLib.core.errors import CardiacLandmarksError, InputNotFound
 from CardiacLandmarksLib.core.series import CMRSeries
 from CardiacLandmarksLib.io import dicom_study as io_dicom_study
 from CardiacLandmarksLib.io import image as io_image
-from CardiacLandmarksLib.io.checks import label_values
+from CardiacLandmarksLib.io.checks import given_pixel_size, label_values
 from CardiacLandmarksLib.io.common import guess_sequence, guess_view
 from CardiacLandmarksLib.io.load import pair_phases, same_grid
 from CardiacLandmarksLib.io.view import recognise_view
@@ -110,6 +110,12 @@ class RoutedSeries:
         angle_to_sax_deg: angle between this plane's normal and the SAX stack normal.
         is_sax_reference: the study's reference SAX stack.
         phase_labels: e.g. ``["ED", "ES"]`` for a paired series, else None.
+        file: the file of a curve entry (``sequence == "curve"``), else None.
+        samples: a curve's number of samples (0 for images).
+        aif: for a perfusion series, the key of the curve entry paired with it as its arterial input function
+            (:func:`pair_aifs`), else None.
+        pixel_size_mm: a user-given in-plane pixel size, set on load when the header lost its own
+            (:func:`CardiacLandmarksLib.io.checks.given_pixel_size`), else None.
     """
 
     key: str
@@ -126,6 +132,10 @@ class RoutedSeries:
     is_sax_reference: bool = False
     phase_labels: list[str] | None = None
     normal: np.ndarray | None = None
+    file: Path | None = None
+    samples: int = 0
+    aif: str | None = None
+    pixel_size_mm: float | None = None
     _load: object = None
     _series: CMRSeries | None = None
 
@@ -140,6 +150,8 @@ class RoutedSeries:
             self._series = self._load()
             if self.phase_labels:
                 self._series.metadata["phase_labels"] = list(self.phase_labels)
+        if self.pixel_size_mm is not None:  # a header that lost its pixel size (analyse_study(pixel_size_mm=))
+            given_pixel_size(self._series, self.pixel_size_mm)
         return self._series
 
     def release(self) -> None:
@@ -268,7 +280,47 @@ def route_study(path: str | Path | list, recursive: bool = True) -> StudyRouting
                                                                            else "mixed"), entries, notes)
     _decide_views(routing)
     _decide_analyses(routing)
+    pair_aifs(routing)
     return routing
+
+
+def _condition_word(name: str) -> str | None:
+    from CardiacLandmarksLib.perfusion.pipeline import condition_from_name
+
+    return condition_from_name(name)
+
+
+def pair_aifs(routing: StudyRouting) -> None:
+    """Pair each curve file of a study with the perfusion series it is the arterial input function of.
+
+    A curve pairs with a perfusion series that has one frame per sample of the curve; when several curves
+    have that length, the one whose name says the same condition (``stress`` / ``rest`` / neither,
+    :func:`CardiacLandmarksLib.perfusion.pipeline.condition_from_name`) as the series. QPerf's folder (Xue et
+    al., MRM 2020): ``aif.hdr`` (68 samples) with ``data.hdr`` (68 frames), ``aif_stress.hdr`` (59) with
+    ``data_stress.hdr`` (59). Several slices of one acquisition share its curve. A series with no curve, or
+    with two equally good ones (named in its evidence), gets none. Sets ``RoutedSeries.aif`` and rewrites each
+    paired curve's reason; the study then computes Fermi MBF when the series hold contrast concentration
+    (``analyse_study(concentration=True)``). Curves are not analysed themselves.
+    """
+    curves = [c for c in routing.series if c.sequence == "curve" and c.samples > 0]
+    if not curves:
+        return
+    users: dict[str, list[str]] = {}
+    for e in routing.to_analyse("perfusion"):
+        same_length = [c for c in curves if c.samples == e.n_phases]
+        cond = _condition_word(e.label)
+        named = [c for c in same_length if _condition_word(c.label) == cond]
+        pick = named if len(same_length) > 1 else same_length
+        if len(pick) == 1:
+            e.aif = pick[0].key
+            e.evidence.append(f"arterial input function {pick[0].label}: {pick[0].samples} samples, one per frame")
+            users.setdefault(pick[0].key, []).append(e.label)
+        elif len(pick) > 1:
+            e.evidence.append(f"no arterial input function: {', '.join(c.label for c in pick)} all fit "
+                              f"({e.n_phases} samples)")
+    for c in curves:
+        if c.key in users:
+            c.reason = f"arterial input function of {', '.join(users[c.key])} ({c.samples} samples, one per frame)"
 
 
 # --------------------------------------------------------------------------- DICOM
@@ -379,8 +431,9 @@ def _image_entries(files: list[Path], notes: list[str]) -> list[RoutedSeries]:
             n = int(s.pixels.size)
             out.append(RoutedSeries(key=stem, label=f.name, source=f.name, view="-", sequence="curve",
                                     reason=f"a curve of {n} samples, not an image (an arterial input function? "
-                                           "give it to 'cardiac-landmarks perfusion --aif')",
-                                    evidence=[f"pixels {' x '.join(map(str, s.pixels.shape[1:]))}"]))
+                                           "no perfusion series here has one frame per sample)",
+                                    evidence=[f"pixels {' x '.join(map(str, s.pixels.shape[1:]))}"], file=f,
+                                    samples=n))
             continue
         values = label_values(s)
         if values is not None:

@@ -117,6 +117,9 @@ class TaskOutcome:
     #: (:func:`carry_earlier_review`; also in ``notes``)
     review_carried: int = 0
     review_note: str = ""
+    #: what the user can give to get more from the series (e.g. ``--dt`` for Fermi MBF); :func:`.analyse.analyse_study`
+    #: adds them to the study's notes, which the CLI prints (also in ``notes``)
+    study_notes: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict:
         return {"task": self.task, "series": self.series_key, "ok": self.ok, "error": self.error,
@@ -314,9 +317,20 @@ def lax_key_values(lmset, view: str) -> list[KeyValue]:
 
 
 def run_perfusion(series_list: list[tuple[str, CMRSeries]], models: Models, outdir: Path, root: Path,
-                  key: str) -> TaskOutcome:
+                  key: str, aif: np.ndarray | None = None, aif_name: str = "", concentration: bool = False,
+                  dt_s: float | None = None) -> TaskOutcome:
     """Perfusion analysis of all slices of one perfusion series
-    (:func:`CardiacLandmarksLib.perfusion.pipeline.analyse_perfusion`, written with its result's ``write``). Key value: the global primary metric per condition.
+    (:func:`CardiacLandmarksLib.perfusion.pipeline.analyse_perfusion`, written with its result's ``write``).
+    Key value: the global primary metric per condition: Fermi MBF (ml/min/g) when it could be computed, else
+    the upslope index.
+
+    Args:
+        aif: ``(T,)`` arterial input function paired with the series (:func:`.routing.pair_aifs`), one sample
+            per frame, in the pixels' units; ``aif_name`` names its file in the notes.
+        concentration: the pixels are contrast concentration (mmol/L): with ``aif`` and a frame interval,
+            Fermi MBF (Jerosch-Herold 1998, as in Xue et al. 2020) is computed.
+        dt_s: frame interval in s for series whose frames carry no timing (QPerf's Analyze files: 0.5 s).
+            Series with trigger times keep their own.
 
     A slice that could not be analysed (no contrast passage, no LV found, an empty segmentation ...) is
     named in the notes (``"<slice>: not analysed (<error>)"``) and makes every key value ``review``; the
@@ -324,14 +338,34 @@ def run_perfusion(series_list: list[tuple[str, CMRSeries]], models: Models, outd
     """
     from CardiacLandmarksLib.perfusion import pipeline as pp
     from CardiacLandmarksLib.perfusion import report as pr
+    from CardiacLandmarksLib.perfusion.analysis import time_axis
 
-    res = pp.analyse_perfusion([pp.SeriesInput(series=s, name=name) for name, s in series_list],
-                               model=models.get("perfusion"), device=models.device, tta=models.tta)
+    notes: list[str] = []
+    unused: list[str] = []  # an AIF the study could not use, and what to give for MBF
+    inputs = []
+    for name, s in series_list:
+        timed = time_axis(s.trigger_times, s.n_phases)[1] == "s"
+        use_aif = aif
+        if aif is not None and not concentration:  # a note, not a warning: the upslope index is as good as ever
+            unused.append(f"{name}: arterial input function {aif_name} not used: the series are taken as signal "
+                          "intensity; give --concentration when they hold contrast concentration (mmol/L) for "
+                          "Fermi MBF")
+            use_aif = None
+        elif aif is not None and not timed and dt_s is None:
+            unused.append(f"{name}: arterial input function {aif_name} not used: the frames carry no timing; "
+                          "give the frame interval (--dt) for Fermi MBF")
+            use_aif = None
+        elif aif is not None:
+            notes.append(f"{name}: Fermi MBF from the arterial input function {aif_name}")
+        inputs.append(pp.SeriesInput(series=s, name=name, aif=use_aif, concentration=concentration,
+                                     dt_s=None if timed else dt_s))
+    res = pp.analyse_perfusion(inputs, model=models.get("perfusion"), device=models.device, tta=models.tta)
     analyses, summary = res.analyses, res.summary
     files = res.write(outdir)
     out = TaskOutcome("perfusion", key, files=_rel(files, root), result=(analyses, summary))
     metric = pr.primary_metric(summary)
-    out.notes += res.failure_warnings
+    out.notes += unused + notes + res.failure_warnings
+    out.study_notes += unused
     failed = [name for name, _ in res.failed]
     for a in analyses:
         out.notes += [f"{a.name}: {w}" for w in a.warnings]

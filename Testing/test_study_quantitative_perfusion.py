@@ -1,0 +1,160 @@
+"""Quantitative perfusion in a study: arterial input functions found beside the series, a pixel size and a
+frame interval for headers that lost them (``study``/``batch`` ``--pixel-size``, ``--dt``, ``--concentration``).
+
+Before, ``study`` on QPerf's folder (Xue et al., MRM 2020: Gd concentration, an AIF per series, 0.5 s per frame,
+no pixel size recorded) listed the AIFs "for 'perfusion --aif'" and reported only upslope indices, from a
+segmentation run at a 1 mm pixel size that the crops do not have (stress: myocardial area 2.5 cm2, a negative
+upslope index). The physiological ranges asserted below are those of test_perfusion_qperf.py (rest MBF about
+0.5-1.5 ml/min/g, stress 1.5-4), where the perfusion pipeline is run on the same files directly.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import pytest
+from conftest import require_data
+
+from CardiacLandmarksLib.core.errors import ImplausibleSpacingError
+from CardiacLandmarksLib.io.checks import given_pixel_size, placeholder_spacing_warning
+from CardiacLandmarksLib.io.load import load_series
+from CardiacLandmarksLib.study.analyse import analyse_study
+from CardiacLandmarksLib.study.routing import RoutedSeries, StudyRouting, pair_aifs
+
+
+def _perf(label, frames):
+    return RoutedSeries(key=label.split(".")[0], label=label, source=label, n_slices=1, n_phases=frames,
+                        view="sax", sequence="perfusion", analyses=["perfusion"])
+
+
+def _curve(label, samples):
+    return RoutedSeries(key=label.split(".")[0], label=label, source=label, view="-", sequence="curve",
+                        samples=samples, reason="a curve")
+
+
+def test_pairing_by_length_then_by_condition():
+    """One curve of the series' length pairs; of two that fit, the one naming the same condition; two that fit
+    equally pair with nothing (and the series says why); slices of one acquisition share their curve."""
+    stress_base, stress_mid, rest_mid = _perf("P_stress_base.nii.gz", 60), _perf("P_stress_mid.nii.gz", 60), \
+        _perf("P_rest_mid.nii.gz", 60)
+    aif_s, aif_r = _curve("aif_stress.txt.nii.gz", 60), _curve("aif_rest.nii.gz", 60)
+    other = _curve("aif_other.nii.gz", 45)
+    r = StudyRouting("x", "images", [stress_base, stress_mid, rest_mid, aif_s, aif_r, other])
+    pair_aifs(r)
+    assert (stress_base.aif, stress_mid.aif, rest_mid.aif) == (aif_s.key, aif_s.key, aif_r.key)
+    assert aif_s.reason.startswith("arterial input function of P_stress_base.nii.gz, P_stress_mid.nii.gz (60")
+    assert other.reason == "a curve"  # no series of 45 frames: left as it was
+
+    unnamed = _perf("data.nii.gz", 60)
+    r2 = StudyRouting("y", "images", [unnamed, _curve("aif1.nii.gz", 60), _curve("aif2.nii.gz", 60)])
+    pair_aifs(r2)
+    assert unnamed.aif is None and "aif1.nii.gz, aif2.nii.gz all fit" in unnamed.evidence[-1]
+
+    lone = _perf("data.nii.gz", 60)
+    r3 = StudyRouting("z", "images", [lone, _curve("aif.nii.gz", 59)])
+    pair_aifs(r3)
+    assert lone.aif is None  # one sample short: not this series' curve
+
+
+@pytest.mark.data
+def test_given_pixel_size_only_where_the_header_lost_it():
+    """A placeholder header (QPerf 2D+T, EMIDEC stack) takes the given size; a real one (ACDC) keeps its own; the
+    EMIDEC stack still warns that its 1 mm between slices is a placeholder; absurd sizes are a named error."""
+    qperf = load_series(require_data("perfusion", "qperf") / "data.hdr")
+    assert placeholder_spacing_warning(qperf) is not None
+    note = given_pixel_size(qperf, 2.0)
+    assert note.endswith("pixel size 2 x 2 mm as given (the header's 1 x 1 mm is a placeholder)")
+    assert tuple(qperf.spacing[:2]) == (2.0, 2.0) and placeholder_spacing_warning(qperf) is None
+    assert given_pixel_size(qperf, 3.0) is None and tuple(qperf.spacing[:2]) == (2.0, 2.0)  # once only
+
+    acdc = load_series(require_data("acdc", "patient001_ED.nii.gz"))
+    before = tuple(acdc.spacing)
+    assert given_pixel_size(acdc, 2.0) is None and tuple(acdc.spacing) == before
+
+    emidec = load_series(require_data("lge", "emidec", "Case_N006_DE.nii.gz"))
+    assert emidec.n_slices > 1 and given_pixel_size(emidec, 1.6) is not None
+    warning = placeholder_spacing_warning(emidec)
+    assert warning is not None and "1 mm between slices is the header's placeholder" in warning
+
+    for bad in (0.0, 55.0):
+        with pytest.raises(ImplausibleSpacingError):
+            given_pixel_size(load_series(require_data("perfusion", "qperf") / "data.hdr"), bad)
+
+
+@pytest.fixture(scope="module")
+def quantitative(tmp_path_factory):
+    out = tmp_path_factory.mktemp("qperf_study")
+    res = analyse_study(require_data("perfusion", "qperf"), out, tta=False, pixel_size_mm=2.0,
+                        frame_interval_s=0.5, concentration=True)
+    return res, out
+
+
+@pytest.mark.data
+def test_study_reports_fermi_mbf_from_the_paired_aifs(quantitative):
+    res, out = quantitative
+    kv = {v.name: v for v in res.key_values()}
+    rest = kv["perfusion, stress/rest unknown mbf (global)"]  # 'data' names no condition
+    stress = kv["perfusion stress mbf (global)"]
+    assert rest.unit == stress.unit == "ml/min/g"
+    assert 0.5 <= rest.value <= 1.5 and 1.5 <= stress.value <= 4.0
+    notes = [n for o in res.outcomes for n in o.notes]
+    assert "data: Fermi MBF from the arterial input function aif.hdr" in notes
+    assert "data_stress: Fermi MBF from the arterial input function aif_stress.hdr" in notes
+    assert sum("pixel size 2 x 2 mm as given" in n for n in res.notes) == 2
+    row = res.cohort_row()
+    assert row["perfusion_stress_metric"] == "mbf (ml/min/g)" and row["perfusion_stress"] == pytest.approx(
+        stress.value, abs=1e-3)
+    res.write(out)
+    d = json.loads((out / "study.json").read_text())
+    assert d["settings"] == {"device": "cpu", "tta": False, "pixel_size_mm": 2.0, "frame_interval_s": 0.5,
+                             "concentration": True}
+    rep = json.loads((out / "data_stress_perfusion" / "report.json").read_text())
+    assert rep["units"]["mbf"] == "ml/min/g"
+    assert rep["units"]["time_to_peak"] == "s" and rep["units"]["upslope"] == "SI/s"  # the given interval, not beats
+
+
+@pytest.mark.data
+def test_study_says_what_an_unused_aif_needs(tmp_path):
+    """Without --concentration the curves are not used, and the study's notes say what to give; with it but no
+    frame timing, the notes ask for --dt (before: a series without timing failed with a traceback-like error)."""
+    qperf = require_data("perfusion", "qperf")
+    plain = analyse_study(qperf, tmp_path / "a", tta=False)
+    assert all(o.ok for o in plain.outcomes)
+    assert {v.unit for v in plain.key_values()} == {"ratio"}
+    assert sum("give --concentration when they hold contrast concentration" in n for n in plain.notes) == 2
+    no_dt = analyse_study(qperf, tmp_path / "b", tta=False, concentration=True, pixel_size_mm=2.0)
+    assert all(o.ok for o in no_dt.outcomes) and {v.unit for v in no_dt.key_values()} == {"ratio"}
+    assert sum("the frames carry no timing; give the frame interval (--dt)" in n for n in no_dt.notes) == 2
+
+
+@pytest.mark.data
+@pytest.mark.slow
+def test_batch_passes_the_study_options_to_dask_workers(tmp_path):
+    """``batch --pixel-size --dt --concentration`` on a real LocalCluster: the worker's study reports MBF, its
+    study.json records the options, and cohort.csv says which metric each perfusion column holds."""
+    from CardiacLandmarksLib.cli import main
+
+    manifest = tmp_path / "m.csv"
+    manifest.write_text(f"study_id,path\nqperf,{require_data('perfusion', 'qperf')}\n")
+    out = tmp_path / "out"
+    assert main(["batch", str(manifest), "-o", str(out), "--no-progress", "--no-tta", "--pixel-size", "2",
+                 "--dt", "0.5", "--concentration"]) == 0
+    d = json.loads((out / "studies" / "qperf" / "study.json").read_text())
+    assert d["settings"]["pixel_size_mm"] == 2.0 and d["settings"]["concentration"] is True
+    (row,) = list(csv.DictReader(open(out / "cohort.csv")))
+    assert row["perfusion_stress_metric"] == "mbf (ml/min/g)" and 1.5 <= float(row["perfusion_stress"]) <= 4.0
+    assert row["perfusion_unlabelled_metric"] == "mbf (ml/min/g)"
+    assert row["perfusion_rest_metric"] == "" and row["perfusion_rest_status"] == "n/a"
+
+
+def test_cli_refuses_a_non_positive_pixel_size_or_interval(capsys):
+    from CardiacLandmarksLib.cli import main
+
+    for argv in (["study", "x", "-o", "y", "--pixel-size", "0"], ["batch", "x", "-o", "y", "--dt", "-0.5"],
+                 ["study", "x", "-o", "y", "--dt", "nan"]):
+        with pytest.raises(SystemExit) as exc:
+            main(argv)
+        assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert "--pixel-size must be positive" in err and "--dt must be positive" in err
