@@ -1142,7 +1142,7 @@ class CardiacLandmarksLogic(ScriptedLoadableModuleLogic, VTKObservationMixin):
                 measurement first (True, as for export); False uses the state kept up to date
                 by the observers.
         """
-        from CardiacLandmarksLib.core.landmarks import LandmarkSet
+        from CardiacLandmarksLib.core.landmarks import LandmarkSet, add_input_sources
 
         state = self._state(hub)
         if getattr(state, "kind", "") == "lax":
@@ -1154,7 +1154,7 @@ class CardiacLandmarksLogic(ScriptedLoadableModuleLogic, VTKObservationMixin):
             current = state.lmset
             lmset = LandmarkSet(source=state.source, view=state.view, model=dict(current.model),
                                 landmarks=list(current.landmarks)).with_source_of(current)
-            lmset.measurements = lv_length_measurements(lmset, state.view)
+            lmset.measurements = add_input_sources(lv_length_measurements(lmset, state.view), state.inputSources)
             return lmset
         if readNodes:
             self._readAllPoints(hub, state)
@@ -1174,7 +1174,7 @@ class CardiacLandmarksLogic(ScriptedLoadableModuleLogic, VTKObservationMixin):
         recomputes just its pair (``measurements.rvi_measurements`` on that pair's landmarks, in
         the slice frame of the series, as the detection pipeline does).
         """
-        from CardiacLandmarksLib.core.landmarks import LandmarkSet
+        from CardiacLandmarksLib.core.landmarks import LandmarkSet, add_input_sources
         from CardiacLandmarksLib.sax import measurements
 
         if pairs is None:
@@ -1183,8 +1183,8 @@ class CardiacLandmarksLogic(ScriptedLoadableModuleLogic, VTKObservationMixin):
         for k, t in pairs:
             landmarks = [state.current[(name, k, t)] for name in state.names if (name, k, t) in state.current]
             subset = LandmarkSet(source=state.source, view=state.view, model={}, landmarks=landmarks)
-            state.measurements[(k, t)] = measurements.rvi_measurements(
-                subset, direction=state.direction, orientation_known=state.orientationKnown)
+            state.measurements[(k, t)] = add_input_sources(measurements.rvi_measurements(
+                subset, direction=state.direction, orientation_known=state.orientationKnown), state.inputSources)
 
     def updateMeasurements(self, hub, pairs=None):
         """Recompute measurements (of ``pairs`` of (slice, phase), default all) into the result's table.

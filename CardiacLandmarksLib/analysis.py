@@ -24,7 +24,7 @@ logger = logging.getLogger(__name__)
 def analyse_landmarks(series: CMRSeries, view: str = "auto", options: SaxOptions | None = None,
                       progress: ProgressFn | None = None, cancel: CancelFn | None = None, *,
                       force_view: bool = False, allow_incomplete: bool = False,
-                      sequence: str | None = None) -> LandmarkResult:
+                      sequence: str | None = None, model=None, check_view: bool = True) -> LandmarkResult:
     """Landmarks and their measurements for a SAX or long-axis series.
 
     Args:
@@ -39,6 +39,11 @@ def analyse_landmarks(series: CMRSeries, view: str = "auto", options: SaxOptions
         sequence: the MR sequence when the reader knows it better than the DICOM tags or file name (``"cine"``,
             ``"lge"``, ``"perfusion"``, ``"t1"``; None or ``"auto"``: ``series.sequence``); it picks the SAX model
             (:func:`CardiacLandmarksLib.models.catalogue.model_for`: LGE and perfusion get ``sax_unet_lge``).
+        model: an already loaded model for the view (a study or a batch worker keeps one per view); None: the
+            catalogue's.
+        check_view: False when the caller decided the view itself (``study`` routes by the geometry of the whole
+            study, which holds where one file's absolute orientation is mislabelled): the other input checks
+            and the non-cardiac check still run.
 
     Before any model runs, :func:`CardiacLandmarksLib.io.checks.check_series` refuses label masks,
     constant images, absurd spacing, incomplete DICOM grids and a ``view`` the image does not look
@@ -55,17 +60,17 @@ def analyse_landmarks(series: CMRSeries, view: str = "auto", options: SaxOptions
     """
     if sequence not in (None, "", "auto"):
         series = replace(series, sequence=sequence)
-    warnings = check_series(series, None if view in (None, "", "auto") else view, force_view=force_view,
-                            allow_incomplete=allow_incomplete)
+    warnings = check_series(series, None if view in (None, "", "auto") or not check_view else view,
+                            force_view=force_view, allow_incomplete=allow_incomplete)
     chosen = detect_view(series) if view == "auto" else view
     if force_view and series.view not in ("unknown", chosen):  # forced: the pipelines' own view checks follow suit
         series = replace(series, view=chosen)
     logger.info("analysing %s as %s (%d phases x %d slices)", series.source, chosen, series.n_phases,
                 series.n_slices)
     if chosen in LAX_VIEWS:
-        result = analyse_lax(series, chosen, options, progress=progress, cancel=cancel)
+        result = analyse_lax(series, chosen, options, progress=progress, cancel=cancel, model=model)
     else:
-        result = analyse_sax(series, options, progress=progress, cancel=cancel)
+        result = analyse_sax(series, options, progress=progress, cancel=cancel, model=model)
     if not force_view:
         check_detections(series, result.landmarks)
     mark_input_warnings(result.landmarks, warnings)  # every measurement: status at best "review"

@@ -76,3 +76,37 @@ def test_perfusion_table_has_a_status_column():
     assert status is not None and table.GetColumnTitle("Status") == "Status"
     assert status.GetValue(1) == "review: check segment 2 rest upslope_index (review: sd 0.44 > mean 0.1)"
     assert status.GetValue(0) == "ok" and status.GetValue(16) == "n/a: not measured"
+
+
+@pytest.mark.data
+def test_a_correction_in_slicer_keeps_the_detections_input_warning(data_root, tmp_path):
+    """An EMIDEC stack has no geometry (1 x 1 x 1 mm placeholder): its detection's values are review for the input.
+    Opened in Slicer (Open result folder), every point of one slice moved by the reader: the table recomputed them
+    from the points alone and showed 'ok (corrected)'; the input is still what it was, so they stay review."""
+    from CardiacLandmarksLib.analysis import analyse_landmarks
+    from CardiacLandmarksLib.io.load import load_series
+    from CardiacLandmarksLib.sax.pipeline import SaxOptions
+
+    series = load_series(data_root / "lge" / "emidec" / "Case_N006_DE.nii.gz")
+    folder = tmp_path / "result"
+    analyse_landmarks(series, "sax", SaxOptions(tta=False)).write(folder)
+    slicer_stubs.newScene()
+    logic = module.CardiacLandmarksLogic()
+    hub = logic.openResult(str(folder))
+    lmset = logic.landmarkSetFromResult(hub)
+    rows = _status_rows(logic.resultTable(hub))
+    angle = next(m for m in lmset.measurements if m.name == "RVI angle")
+    assert rows[("RVI angle", angle.slice, angle.phase)].startswith("review") and "input" in rows[
+        ("RVI angle", angle.slice, angle.phase)]
+    pointList = logic.pointListNodes(hub)[angle.slice]
+    labels = [pointList.GetNthControlPointLabel(i).split()[0] for i in range(pointList.GetNumberOfControlPoints())]
+    for name in ("A-RVI", "I-RVI", "C-LV"):
+        p = lmset.get(name, angle.slice, angle.phase)
+        if p is not None and p.found:
+            pointList.SetNthControlPointPosition(labels.index(name),
+                                                 *geometry.lps_to_ras(np.asarray(p.position) + [0.5, 0.0, 0.0]))
+    after = _status_rows(logic.resultTable(hub))[("RVI angle", angle.slice, angle.phase)]
+    assert after.startswith("review") and "input" in after and "(low" not in after, after
+    exported = logic.landmarkSetFromResult(hub)
+    m = next(x for x in exported.measurements if (x.name, x.slice, x.phase) == ("RVI angle", angle.slice, 0))
+    assert m.status == "review" and any(s.kind == "input" for s in m.sources)

@@ -43,7 +43,7 @@ import vtk
 from slicer.i18n import tr as _
 
 from CardiacLandmarksLib.core.errors import CardiacLandmarksError, InvalidImageError, MissingGeometryError
-from CardiacLandmarksLib.core.landmarks import Landmark, LandmarkSet, Measurement
+from CardiacLandmarksLib.core.landmarks import Landmark, LandmarkSet, Measurement, input_sources
 from CardiacLandmarksLib.core.series import CMRSeries
 from CardiacLandmarksLib.io.common import finalize_series
 
@@ -570,6 +570,9 @@ class ResultState:
         self.nPhases = int(geometry["n_phases"])
         self.names = tuple(geometry["names"])
         self.detected = {(lm.name, lm.slice, lm.phase): lm for lm in lmset.landmarks}
+        #: the detection's warnings on the input itself (a forced view, a placeholder voxel size ...): every
+        #: measurement recomputed after a correction keeps them (``add_input_sources``)
+        self.inputSources = input_sources(lmset.measurements)
         self.current = {}  # (name, slice, phase) -> Landmark as shown now
         self.measurements = {}  # (slice, phase) -> list of Measurement
         self.pointListSlice = {}  # point list node ID -> slice index

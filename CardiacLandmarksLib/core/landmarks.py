@@ -180,6 +180,42 @@ def measurement_status(value: float, sources=()) -> str:
     return "ok"
 
 
+#: id of the source that a warning on the whole input puts on every measurement of a set
+#: (:func:`CardiacLandmarksLib.io.checks.mark_input_warnings`); other sources of kind ``"input"`` belong to one
+#: measurement and are recomputed with it (the RV-side ``"orientation"`` source of an RVI angle)
+INPUT_SOURCE_ID = "input"
+
+
+def input_sources(measurements) -> list[Source]:
+    """The warnings on the whole input that a set's measurements carry (sources :data:`INPUT_SOURCE_ID`:
+    :func:`CardiacLandmarksLib.io.checks.mark_input_warnings`, e.g. a forced view, an incomplete series, a voxel
+    size that is a header's placeholder), once each, in order."""
+    out: list[Source] = []
+    for m in measurements:
+        for src in m.sources:
+            if src.id == INPUT_SOURCE_ID and src.kind == "input" and all(src.note != o.note for o in out):
+                out.append(src)
+    return out
+
+
+def add_input_sources(measurements, sources) -> list:
+    """Give every measurement the input warnings ``sources`` (:func:`input_sources` of the measurements they
+    replace), in place, and return the list: each status is then at best ``review``.
+
+    Measurements recomputed after a reader's correction (the review app, the Slicer module, a carried review,
+    re-tracking) were computed from the landmarks alone, so an input warning of the detection was dropped and a
+    value could turn ``ok`` though nothing about the input had changed: confirming the points of an EMIDEC stack
+    with a placeholder voxel size made its RVI angles ``ok``. A reader vouches for the points, not for the file.
+    """
+    for m in measurements:
+        for src in sources:
+            if not any(x.id == src.id and x.kind == "input" and x.note == src.note for x in m.sources):
+                m.sources.append(Source(src.id, src.flag, src.confidence, src.kind, src.note))
+                if m.status == "ok":
+                    m.status = "review"
+    return measurements
+
+
 @dataclass
 class Measurement:
     """A scalar result with its trust.

@@ -354,16 +354,12 @@ def mark_input_warnings(lmset, warnings: Sequence[str]) -> None:
     (in place): each gets a source ``"input"`` flagged ``review`` with the warning as its note, so
     its status is at best ``review`` in measurements.csv, landmarks.json and every table; the warnings
     are also kept in ``lmset.warnings``."""
-    from CardiacLandmarksLib.core.landmarks import Source
+    from CardiacLandmarksLib.core.landmarks import INPUT_SOURCE_ID, Source, add_input_sources
 
     if not warnings:
         return
     lmset.warnings = [*lmset.warnings, *[w for w in warnings if w not in lmset.warnings]]
-    note = "; ".join(warnings)
-    for m in lmset.measurements:
-        m.sources.append(Source("input", "review", None, "input", note))
-        if m.status == "ok":
-            m.status = "review"
+    add_input_sources(lmset.measurements, [Source(INPUT_SOURCE_ID, "review", None, "input", "; ".join(warnings))])
 
 
 def _patient(series) -> str | None:

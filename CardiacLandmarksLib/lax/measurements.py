@@ -35,7 +35,14 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from CardiacLandmarksLib.core.errors import DegenerateGeometryError
-from CardiacLandmarksLib.core.landmarks import LANDMARKS_BY_VIEW, LandmarkSet, Measurement, Source
+from CardiacLandmarksLib.core.landmarks import (
+    LANDMARKS_BY_VIEW,
+    LandmarkSet,
+    Measurement,
+    Source,
+    add_input_sources,
+    input_sources,
+)
 from CardiacLandmarksLib.sax.measurements import MeasurementDefinition, measure
 
 logger = logging.getLogger(__name__)
@@ -230,7 +237,9 @@ def lv_length_curve(
     """LV length on every phase of one slice, ED/ES phases and longitudinal shortening.
 
     Args:
-        lmset: long-axis landmarks (LPS mm).
+        lmset: long-axis landmarks (LPS mm); the input warnings its measurements carry (a forced view, a
+            placeholder voxel size: :func:`CardiacLandmarksLib.core.landmarks.input_sources`) are kept on the
+            curve's measurements.
         view: ``"2ch"``/``"3ch"``/``"4ch"`` (default ``lmset.view`` or from the names).
         k: slice (default: the lowest slice holding landmarks).
         ed: ``"max"``, ``"first"`` or a phase index (see module docstring); None: the set's known ED phase
@@ -279,6 +288,10 @@ def lv_length_curve(
         if range_check is not None:  # its text is the shortening's caveat, not repeated as a note
             sources.append(range_check)
         shortening = Measurement("Longitudinal shortening", k, None, float(short), "%", sources=sources)
+    # the set's warnings on the input itself (a forced view, a placeholder voxel size ...), which its measurements
+    # carry since the detection: a curve recomputed after a correction keeps them (add_input_sources)
+    add_input_sources([*per_phase.values(), *([shortening] if shortening is not None else [])],
+                      input_sources(lmset.measurements))
     return LVLengthCurve(view=view, slice=k, phases=np.arange(n_t), lengths_mm=lengths, ed_phase=ed_phase,
                          es_phase=es_phase, ed_rule=ed_rule, es_rule=es_rule, shortening_pct=float(short),
                          low_phases=low, notes=notes, length_measurements=[per_phase[t] for t in sorted(per_phase)],

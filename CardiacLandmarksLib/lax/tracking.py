@@ -573,7 +573,7 @@ def track_landmarks(
     out.landmarks += [lm for lm in seed.landmarks if lm.name not in tracked or lm.slice != k]
     order = {n: i for i, n in enumerate(all_names)}
     out.landmarks.sort(key=lambda lm: (lm.phase, lm.slice, order.get(lm.name, 99)))
-    out.measurements = _lax_measurements(out)
+    out.measurements = _lax_measurements(out, seed.measurements)
     return out
 
 
@@ -607,11 +607,14 @@ def retrack_landmark(series, lmset, name: str, k: int = 0, cfg: TrackingConfig =
     return track_landmarks(series, lmset, k=k, cfg=cfg, names=[name], progress=progress, cancel=cancel)
 
 
-def _lax_measurements(lmset) -> list:
+def _lax_measurements(lmset, before=()) -> list:
+    """LV length and shortening of ``lmset``, keeping the input warnings of the measurements ``before`` (the set's
+    measurements before the correction or tracking: :func:`CardiacLandmarksLib.core.landmarks.add_input_sources`)."""
+    from CardiacLandmarksLib.core.landmarks import add_input_sources, input_sources
     from CardiacLandmarksLib.lax.measurements import LAX_VIEWS, lv_length_measurements
 
     if lmset.view in LAX_VIEWS:
-        return lv_length_measurements(lmset, lmset.view)
+        return add_input_sources(lv_length_measurements(lmset, lmset.view), input_sources(before))
     return []
 
 
@@ -684,16 +687,16 @@ def correct_landmark(
         new.landmarks.append(corrected_landmark(old, name, k, int(phase), True, pos, np.r_[ijk[:2], k],
                                                 user_marked=old is None, confirmed=old is not None))
     if not retrack:
-        new.measurements = _lax_measurements(new)
+        new.measurements = _lax_measurements(new, lmset.measurements)
         return new
     if position_lps is None and not any(lm.name == name and lm.slice == k and (lm.corrected and lm.found)
                                         for lm in new.landmarks) and not new.model.get("tracking", {}).get(
                                             "anchors", {}).get(name):
-        new.measurements = _lax_measurements(new)
+        new.measurements = _lax_measurements(new, lmset.measurements)
         return new
     out = retrack_landmark(series, new, name, k, cfg, progress, cancel)
     if out is new:  # not re-tracked (fewer than MIN_TRACKED_PHASES phases): the measurements of the correction
-        new.measurements = _lax_measurements(new)
+        new.measurements = _lax_measurements(new, lmset.measurements)
     return out
 
 

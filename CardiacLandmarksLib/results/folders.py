@@ -28,7 +28,14 @@ from pathlib import Path
 import numpy as np
 
 from CardiacLandmarksLib.core.errors import CardiacLandmarksError, CorruptFileError, InputNotFoundError
-from CardiacLandmarksLib.core.landmarks import LANDMARKS_BY_VIEW, Landmark, LandmarkSet, Measurement
+from CardiacLandmarksLib.core.landmarks import (
+    LANDMARKS_BY_VIEW,
+    Landmark,
+    LandmarkSet,
+    Measurement,
+    add_input_sources,
+    input_sources,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -505,7 +512,10 @@ def recompute_measurements(lmset: LandmarkSet, series=None) -> list[Measurement]
     phase; the series, when given, fixes the reference frame). Long axis (2ch/3ch/4ch):
     :func:`CardiacLandmarksLib.lax.measurements.lv_length_measurements` (LV length per phase, ED/ES lengths and
     longitudinal shortening). Measurements of other kinds already in the set (names these
-    functions do not produce) are kept after them.
+    functions do not produce) are kept after them. The detection's warnings on the input itself (a forced view, an
+    incomplete series, a placeholder voxel size) stay on every new measurement
+    (:func:`CardiacLandmarksLib.core.landmarks.add_input_sources`): a reader's correction vouches for points, not
+    for the file.
 
     Returns:
         The new ``lmset.measurements``.
@@ -524,6 +534,7 @@ def recompute_measurements(lmset: LandmarkSet, series=None) -> list[Measurement]
         logger.warning("no measurement is defined for view %r: measurements kept as they were", lmset.view)
         return lmset.measurements
     own |= {m.name for m in new}
+    add_input_sources(new, input_sources(lmset.measurements))
     lmset.measurements = list(new) + [m for m in lmset.measurements if m.name not in own]
     return lmset.measurements
 

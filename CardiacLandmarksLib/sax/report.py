@@ -17,7 +17,13 @@ from pathlib import Path
 import numpy as np
 
 from CardiacLandmarksLib.core.errors import InvalidImageError
-from CardiacLandmarksLib.core.landmarks import Landmark, LandmarkSet, Measurement
+from CardiacLandmarksLib.core.landmarks import (
+    Landmark,
+    LandmarkSet,
+    Measurement,
+    add_input_sources,
+    input_sources,
+)
 from CardiacLandmarksLib.core.orientation import draw_orientation
 from CardiacLandmarksLib.core.series import CMRSeries
 from CardiacLandmarksLib.io import markups
@@ -251,7 +257,9 @@ def render_overlay_png(
 
     x0, x1, y0, y1 = crop_window(drawn, (n_j, n_i), (si, sj), crop_margin_mm)
 
-    meas = [m for m in rvi_measurements(lmset, series) if m.phase == t]
+    # recomputed from the points shown, with the detection's input warnings (a placeholder voxel size ...)
+    meas = [m for m in add_input_sources(rvi_measurements(lmset, series), input_sources(lmset.measurements))
+            if m.phase == t]
     by_slice: dict[int, dict[str, Measurement]] = {}
     for m in meas:
         by_slice.setdefault(int(m.slice), {})[m.name] = m

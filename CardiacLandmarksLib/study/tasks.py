@@ -186,16 +186,21 @@ def carry_earlier_review(res, earlier: Path | None, out: TaskOutcome) -> None:
 
 def run_sax(series: CMRSeries, models: Models, outdir: Path, root: Path, key: str,
             earlier: Path | None = None) -> TaskOutcome:
-    """SAX landmarks + RVI angles on every slice and phase (:func:`CardiacLandmarksLib.sax.pipeline.analyse_sax`),
-    written with its result's ``write``; ``earlier``: this analysis' result folder in an earlier run of the study,
+    """SAX landmarks + RVI angles on every slice and phase (:func:`CardiacLandmarksLib.sax.pipeline.analyse_sax`
+    through :func:`CardiacLandmarksLib.analysis.analyse_landmarks`, with the input checks of ``detect``), written with its result's ``write``; ``earlier``: this analysis' result folder in an earlier run of the study,
     whose reader's review is carried into the new landmarks (:func:`carry_earlier_review`). Key value: RVI angle
     on the mid slice at
     phase 0 (``"RVI angle (mid, ED)"``: ED for an ED/ES pair, the first phase after the R wave for a cine;
     ``"(mid, LGE)"`` for an LGE stack, :func:`sax_phase_word`, so the cohort column of cine angles never mixes
     in LGE ones)."""
-    from CardiacLandmarksLib.sax.pipeline import SaxOptions, analyse_sax
+    from CardiacLandmarksLib.analysis import analyse_landmarks
+    from CardiacLandmarksLib.sax.pipeline import SaxOptions
 
-    res = analyse_sax(series, SaxOptions(device=models.device, tta=models.tta), model=models.sax(series.sequence))
+    # the entry 'detect' and the Slicer panel share: the input checks (a placeholder voxel size, an incomplete
+    # grid ... as warnings that make every value review; label maps, constant images, absurd spacing, nothing
+    # cardiac as named errors). The study decided the view from its own geometry: no view check here
+    res = analyse_landmarks(series, "sax", SaxOptions(device=models.device, tta=models.tta), allow_incomplete=True,
+                            model=models.sax(series.sequence), check_view=False)
     out = TaskOutcome("sax", key)
     carry_earlier_review(res, earlier, out)
     out.files = _rel(res.write(outdir), root)
@@ -274,14 +279,16 @@ def run_function(series: CMRSeries, models: Models, outdir: Path, root: Path, ke
 
 def run_lax(series: CMRSeries, view: str, models: Models, outdir: Path, root: Path, key: str,
             earlier: Path | None = None) -> TaskOutcome:
-    """Long-axis landmarks, tracking and LV length (:func:`CardiacLandmarksLib.lax.pipeline.analyse_lax`), written
+    """Long-axis landmarks, tracking and LV length (:func:`CardiacLandmarksLib.lax.pipeline.analyse_lax` through
+    :func:`CardiacLandmarksLib.analysis.analyse_landmarks`, with the input checks of ``detect``), written
     with its result's ``write``; ``earlier`` as for :func:`run_sax` (the reader's points re-tracked through the
     cine). Key values: LV length at ED and ES and the longitudinal shortening."""
-    from CardiacLandmarksLib.lax.pipeline import analyse_lax
+    from CardiacLandmarksLib.analysis import analyse_landmarks
     from CardiacLandmarksLib.sax.pipeline import SaxOptions
 
     v = view if view in ("2ch", "3ch", "4ch") else "4ch"
-    res = analyse_lax(series, view=v, options=SaxOptions(device=models.device), model=models.get(v))
+    res = analyse_landmarks(series, v, SaxOptions(device=models.device), allow_incomplete=True, model=models.get(v),
+                            check_view=False)
     out = TaskOutcome("lax", key)
     carry_earlier_review(res, earlier, out)
     out.files = _rel(res.write(outdir), root)
