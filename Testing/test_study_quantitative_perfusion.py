@@ -13,6 +13,7 @@ from __future__ import annotations
 import csv
 import json
 
+import numpy as np
 import pytest
 from conftest import require_data
 
@@ -21,6 +22,8 @@ from CardiacLandmarksLib.io.checks import given_pixel_size, placeholder_spacing_
 from CardiacLandmarksLib.io.load import load_series
 from CardiacLandmarksLib.study.analyse import analyse_study
 from CardiacLandmarksLib.study.routing import RoutedSeries, StudyRouting, pair_aifs
+
+EMIDEC = ("lge", "emidec", "Case_N006_DE.nii.gz")
 
 
 def _perf(label, frames):
@@ -72,7 +75,7 @@ def test_given_pixel_size_only_where_the_header_lost_it():
     before = tuple(acdc.spacing)
     assert given_pixel_size(acdc, 2.0) is None and tuple(acdc.spacing) == before
 
-    emidec = load_series(require_data("lge", "emidec", "Case_N006_DE.nii.gz"))
+    emidec = load_series(require_data(*EMIDEC))
     assert emidec.n_slices > 1 and given_pixel_size(emidec, 1.6) is not None
     warning = placeholder_spacing_warning(emidec)
     assert warning is not None and "1 mm between slices is the header's placeholder" in warning
@@ -157,4 +160,32 @@ def test_cli_refuses_a_non_positive_pixel_size_or_interval(capsys):
             main(argv)
         assert exc.value.code == 2
     err = capsys.readouterr().err
-    assert "--pixel-size must be positive" in err and "--dt must be positive" in err
+    assert "--pixel-size must be a positive number" in err and "--dt must be a positive number" in err
+
+
+@pytest.mark.data
+def test_a_given_pixel_size_is_kept_for_the_review(tmp_path, capsys):
+    """``detect --pixel-size`` on an EMIDEC stack: landmarks.json records the size, and a review (the app, Slicer's
+    Open result folder: ``results.load_source``) loads the image at that size again, so every point maps back onto
+    its pixel. Without the record the image came back at 1 mm and the points lay ~1.6 x too far from the origin."""
+    from CardiacLandmarksLib import results
+    from CardiacLandmarksLib.cli import main
+
+    src = require_data(*EMIDEC)
+    out = tmp_path / "r"
+    assert main(["detect", str(src), "-o", str(out), "--pixel-size", "1.6", "--no-progress", "--no-tta"]) == 0
+    assert "pixel size 1.6 x 1.6 mm as given" in capsys.readouterr().out
+    lmset = results.read_result(out, point_lists="ignore")
+    assert lmset.source_pixel_size_mm == 1.6
+    series = results.load_source(lmset, out)
+    assert tuple(series.spacing[:2]) == (1.6, 1.6)
+    found = [lm for lm in lmset.landmarks if lm.found]
+    assert found
+    for lm in found:
+        np.testing.assert_allclose(series.lps_to_ijk(lm.position), lm.ijk, atol=1e-6)
+    # a real header is never overridden: ACDC keeps its 1.5625 mm and says so
+    acdc = require_data("acdc", "patient001_ED.nii.gz")
+    assert main(["detect", str(acdc), "-o", str(tmp_path / "a"), "--pixel-size", "1.6", "--no-progress",
+                 "--no-tta"]) == 0
+    assert "--pixel-size 1.6 not applied: the header of" in capsys.readouterr().out
+    assert results.read_result(tmp_path / "a", point_lists="ignore").source_pixel_size_mm is None

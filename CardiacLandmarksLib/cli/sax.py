@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
+from CardiacLandmarksLib.cli.study import positive_number
 from CardiacLandmarksLib.core.config import data_root, models_root
 from CardiacLandmarksLib.io.jsonsafe import dumps_strict
 
@@ -36,6 +37,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "with time on that axis (default auto: a stack, except a nibabel (t, y, x) array and a "
                         "header of defaults only with >= 20 samples on its third axis)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--pixel-size", type=positive_number("--pixel-size"), default=None, metavar="MM",
+                   help="in-plane pixel size (mm) of an image file whose header lost it (1 x 1 mm with a placeholder "
+                        "affine, e.g. EMIDEC's PNG exports); a file with a real pixel size keeps its own")
     p.add_argument("--discard-review", action="store_true",
                    help="when OUTPUT holds an earlier result of this image, do not carry the points a reader corrected "
                         "or confirmed there into the new detection (the earlier files go to OUTPUT/backup-<time>/ "
@@ -144,6 +148,12 @@ def cmd_detect(args: argparse.Namespace) -> int:
 
     outdir = prepare_output_dir(args.output, inputs=[args.input])  # a bad output path fails before any work
     series = load_series(args.input, series_uid=args.series_uid, time_axis=args.time_axis)
+    if args.pixel_size is not None:
+        from CardiacLandmarksLib.io.checks import given_pixel_size
+
+        note = given_pixel_size(series, args.pixel_size)
+        print(f"note: {note}" if note else f"note: --pixel-size {args.pixel_size:g} not applied: the header of "
+              f"{series.source} gives {series.spacing[0]:g} x {series.spacing[1]:g} mm")
     bar, update = _progress_bar(series.n_slices * series.n_phases, not args.no_progress)
     try:
         result = analyse_landmarks(series, args.view, SaxOptions(device=args.device, tta=not args.no_tta), update,

@@ -24,6 +24,7 @@ study and ``cohort.csv`` (:mod:`CardiacLandmarksLib.study.review`)::
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from pathlib import Path
 
@@ -52,14 +53,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     r.set_defaults(func=cmd_apply_review)
 
 
-def _positive(kind: str):
+def positive_number(kind: str):
+    """An argparse ``type`` for a positive finite number (``kind`` names the option in the error)."""
+
     def parse(text: str) -> float:
         try:
             v = float(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"{kind} must be a number, got {text!r}") from None
-        if not v > 0 or v != v:
-            raise argparse.ArgumentTypeError(f"{kind} must be positive, got {text!r}")
+        if not (v > 0 and math.isfinite(v)):
+            raise argparse.ArgumentTypeError(f"{kind} must be a positive number, got {text!r}")
         return v
 
     return parse
@@ -67,10 +70,10 @@ def _positive(kind: str):
 
 def add_study_options(p: argparse.ArgumentParser) -> None:
     """The options of a study's analysis shared by ``study`` and ``batch``."""
-    p.add_argument("--pixel-size", type=_positive("--pixel-size"), default=None, metavar="MM",
+    p.add_argument("--pixel-size", type=positive_number("--pixel-size"), default=None, metavar="MM",
                    help="in-plane pixel size (mm) of image files whose header lost it (1 x 1 mm with a placeholder "
                         "affine, e.g. QPerf's crops); files with a real pixel size keep theirs")
-    p.add_argument("--dt", type=_positive("--dt"), default=None, metavar="SECONDS",
+    p.add_argument("--dt", type=positive_number("--dt"), default=None, metavar="SECONDS",
                    help="frame interval of perfusion series whose frames carry no timing (Fermi MBF)")
     p.add_argument("--concentration", action="store_true",
                    help="the perfusion series hold contrast concentration (mmol/L): with an arterial input function "

@@ -323,6 +323,10 @@ class LandmarkSet:
     #: the DICOM SeriesInstanceUIDs of the series when ``source`` is a DICOM folder (several for a stack assembled
     #: from per-slice series), so a study folder holding other series loads this one again
     source_series_uids: list[str] = field(default_factory=list)
+    #: the in-plane pixel size (mm) a user gave for an image whose header lost it
+    #: (:func:`CardiacLandmarksLib.io.checks.given_pixel_size`): the positions are in that scale, so the image is
+    #: loaded with it again for a review (:func:`CardiacLandmarksLib.results.load_source`); None for a real header
+    source_pixel_size_mm: float | None = None
 
     _index: dict | None = field(default=None, init=False, repr=False, compare=False)
 
@@ -361,22 +365,28 @@ class LandmarkSet:
             **({"warnings": list(self.warnings)} if self.warnings else {}),
             **({"source_files": [str(f) for f in self.source_files]} if self.source_files else {}),
             **({"source_series_uids": [str(u) for u in self.source_series_uids]} if self.source_series_uids else {}),
+            **({"source_pixel_size_mm": float(self.source_pixel_size_mm)}
+               if self.source_pixel_size_mm is not None else {}),
         }
 
     def with_source_of(self, other: LandmarkSet) -> LandmarkSet:
-        """This set with ``other``'s record of where its image came from (``source_files``, ``source_series_uids``):
-        what a copy made by tracking or a correction must keep. Returns self."""
+        """This set with ``other``'s record of where its image came from (``source_files``, ``source_series_uids``,
+        ``source_pixel_size_mm``): what a copy made by tracking or a correction must keep. Returns self."""
         self.source_files, self.source_series_uids = list(other.source_files), list(other.source_series_uids)
+        self.source_pixel_size_mm = other.source_pixel_size_mm
         return self
 
     @classmethod
     def source_of(cls, series) -> dict:
-        """``source``, ``source_files`` and ``source_series_uids`` of a :class:`~.series.CMRSeries` as keyword
-        arguments (an ED/ES pair's files, :func:`CardiacLandmarksLib.io.load.pair_phases`; a DICOM series' UIDs)."""
+        """``source``, ``source_files``, ``source_series_uids`` and ``source_pixel_size_mm`` of a
+        :class:`~.series.CMRSeries` as keyword arguments (an ED/ES pair's files,
+        :func:`CardiacLandmarksLib.io.load.pair_phases`; a DICOM series' UIDs; a pixel size the user gave)."""
         meta = series.metadata or {}
         uids = meta.get("series_uids") or ([meta["series_uid"]] if meta.get("series_uid") else [])
+        given = meta.get("pixel_size_given_mm")
         return {"source": series.source, "source_files": [str(f) for f in meta.get("paired_from") or []],
-                "source_series_uids": [str(u) for u in uids]}
+                "source_series_uids": [str(u) for u in uids],
+                "source_pixel_size_mm": None if given is None else float(given)}
 
     @classmethod
     def from_dict(cls, d: dict) -> LandmarkSet:
@@ -391,4 +401,6 @@ class LandmarkSet:
             warnings=list(d.get("warnings", [])),
             source_files=[str(f) for f in d.get("source_files") or []],
             source_series_uids=[str(u) for u in d.get("source_series_uids") or []],
+            source_pixel_size_mm=(None if d.get("source_pixel_size_mm") is None
+                                  else float(d["source_pixel_size_mm"])),
         )

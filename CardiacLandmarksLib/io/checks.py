@@ -156,7 +156,7 @@ def placeholder_spacing_warning(series) -> str | None:
     return (f"{_name(series)}: 1 x 1 mm pixels{between} with a placeholder affine (identity direction, origin 0): "
             "the header has most likely lost the real voxel size (e.g. an image exported through PNG); then every "
             "length in mm, volume in ml and mass in g is wrong, and the model sees the heart at the wrong scale. "
-            "Give the file with its real spacing (or the pixel size: --pixel-size of study, batch and perfusion)")
+            "Give the file with its real spacing (or its pixel size: --pixel-size)")
 
 
 def given_pixel_size(series, mm: float) -> str | None:

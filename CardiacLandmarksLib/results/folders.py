@@ -161,8 +161,9 @@ def load_source(lmset: LandmarkSet, folder: str | Path, root: str | Path | None 
     ED and ES files of a pair that ``study`` analysed as one two-phase cine:
     :func:`CardiacLandmarksLib.io.load.load_phase_files`); or, for a DICOM folder, the series of its
     ``source_series_uids`` (a study folder holds other series too; a stack assembled from per-slice series is
-    assembled again: :meth:`CardiacLandmarksLib.io.dicom_study.DicomStudyScan.load`). Paths as
-    :func:`resolve_source` finds them.
+    assembled again: :meth:`CardiacLandmarksLib.io.dicom_study.DicomStudyScan.load`); with the pixel size the user
+    gave at detection when the header had lost it (``source_pixel_size_mm``). Paths as :func:`resolve_source` finds
+    them.
 
     Raises:
         SeriesMismatchError: the loaded image has fewer slices or phases than the landmarks name (the image was
@@ -181,6 +182,10 @@ def load_source(lmset: LandmarkSet, folder: str | Path, root: str | Path | None 
         series = scan_study_folder(path).load(lmset.source_series_uids)
     else:
         series = load_series(path)
+    if lmset.source_pixel_size_mm is not None:  # the size the user gave at detection: the positions are in it
+        from CardiacLandmarksLib.io.checks import given_pixel_size
+
+        given_pixel_size(series, lmset.source_pixel_size_mm)
     k_max = max((lm.slice for lm in lmset.landmarks), default=-1)
     t_max = max((lm.phase for lm in lmset.landmarks), default=-1)
     if k_max >= series.n_slices or t_max >= series.n_phases:
