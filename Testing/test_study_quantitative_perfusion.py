@@ -59,6 +59,13 @@ def test_pairing_by_length_then_by_condition():
     pair_aifs(r3)
     assert lone.aif is None  # one sample short: not this series' curve
 
+    rest, stress_curve = _perf("P_rest_mid.nii.gz", 60), _curve("aif_stress.nii.gz", 60)
+    r4 = StudyRouting("w", "images", [rest, stress_curve])
+    pair_aifs(r4)
+    assert rest.aif is None  # the only curve of its length is the stress one: never a rest series' input
+    assert stress_curve.reason.endswith("not paired: P_rest_mid.nii.gz has one frame per sample but its name says "
+                                        "rest")
+
 
 @pytest.mark.data
 def test_given_pixel_size_only_where_the_header_lost_it():

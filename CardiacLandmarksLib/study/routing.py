@@ -293,12 +293,13 @@ def _condition_word(name: str) -> str | None:
 def pair_aifs(routing: StudyRouting) -> None:
     """Pair each curve file of a study with the perfusion series it is the arterial input function of.
 
-    A curve pairs with a perfusion series that has one frame per sample of the curve; when several curves
-    have that length, the one whose name says the same condition (``stress`` / ``rest`` / neither,
-    :func:`CardiacLandmarksLib.perfusion.pipeline.condition_from_name`) as the series. QPerf's folder (Xue et
-    al., MRM 2020): ``aif.hdr`` (68 samples) with ``data.hdr`` (68 frames), ``aif_stress.hdr`` (59) with
-    ``data_stress.hdr`` (59). Several slices of one acquisition share its curve. A series with no curve, or
-    with two equally good ones (named in its evidence), gets none. Sets ``RoutedSeries.aif`` and rewrites each
+    A curve pairs with a perfusion series that has one frame per sample of the curve, unless their names say
+    different conditions (``stress`` / ``rest``, :func:`CardiacLandmarksLib.perfusion.pipeline.condition_from_name`);
+    when several curves fit, the one whose name says the same condition as the series (or, for a series that says
+    none, the one that says none). QPerf's folder (Xue et al., MRM 2020): ``aif.hdr`` (68 samples) with
+    ``data.hdr`` (68 frames), ``aif_stress.hdr`` (59) with ``data_stress.hdr`` (59). Several slices of one
+    acquisition share its curve. A series with no curve, or with two equally good ones (named in its evidence),
+    gets none. Sets ``RoutedSeries.aif`` and rewrites each
     paired curve's reason; the study then computes Fermi MBF when the series hold contrast concentration
     (``analyse_study(concentration=True)``). Curves are not analysed themselves.
     """
@@ -306,21 +307,30 @@ def pair_aifs(routing: StudyRouting) -> None:
     if not curves:
         return
     users: dict[str, list[str]] = {}
+    unpaired: dict[str, str] = {}  # curve key -> why a series of its length did not take it
     for e in routing.to_analyse("perfusion"):
-        same_length = [c for c in curves if c.samples == e.n_phases]
         cond = _condition_word(e.label)
-        named = [c for c in same_length if _condition_word(c.label) == cond]
-        pick = named if len(same_length) > 1 else same_length
+        same_length = [c for c in curves if c.samples == e.n_phases]
+        fit = [c for c in same_length if None in (cond, _condition_word(c.label)) or _condition_word(c.label) == cond]
+        for c in same_length:
+            if c not in fit:
+                unpaired.setdefault(c.key, f"{e.label} has one frame per sample but its name says {cond}")
+        pick = fit if len(fit) <= 1 else [c for c in fit if _condition_word(c.label) == cond]
         if len(pick) == 1:
             e.aif = pick[0].key
             e.evidence.append(f"arterial input function {pick[0].label}: {pick[0].samples} samples, one per frame")
             users.setdefault(pick[0].key, []).append(e.label)
-        elif len(pick) > 1:
-            e.evidence.append(f"no arterial input function: {', '.join(c.label for c in pick)} all fit "
+        elif len(fit) > 1:
+            e.evidence.append(f"no arterial input function: {', '.join(c.label for c in fit)} all fit "
                               f"({e.n_phases} samples)")
+            for c in fit:
+                unpaired.setdefault(c.key, f"{e.label} has one frame per sample, but so do other curves")
     for c in curves:
         if c.key in users:
             c.reason = f"arterial input function of {', '.join(users[c.key])} ({c.samples} samples, one per frame)"
+        elif c.key in unpaired:
+            c.reason = (f"a curve of {c.samples} samples, not an image (an arterial input function?) not paired: "
+                        f"{unpaired[c.key]}")
 
 
 # --------------------------------------------------------------------------- DICOM
