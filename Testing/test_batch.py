@@ -50,6 +50,20 @@ def test_manifest_reading(tmp_path):
         load_studies(tmp_path / "absent.csv")
 
 
+def test_manifest_pixel_size_and_frame_interval_per_study(tmp_path):
+    """A cohort from several sites whose files lost their headers: each study's pixel size and frame interval in
+    the manifest win over the batch's options; a blank cell takes the batch's; a non-positive one is an error."""
+    m = _write(tmp_path / "m.csv", "study_id,path,pixel_size_mm,frame_interval_s\n"
+                                   "a,/x/a,2.0,0.5\nb,/x/b,,\n")
+    a, b = read_manifest(m)
+    assert (a.pixel_size_mm, a.frame_interval_s, a.extra) == (2.0, 0.5, {})
+    batch = {"pixel_size_mm": 1.5, "frame_interval_s": None, "concentration": True}
+    assert a.study_options(batch) == {"pixel_size_mm": 2.0, "frame_interval_s": 0.5, "concentration": True}
+    assert b.study_options(batch) == batch and b.study_options(None) == {}
+    with pytest.raises(ManifestError, match="pixel_size_mm '-1' is not a positive number"):
+        read_manifest(_write(tmp_path / "neg.csv", "study_id,path,pixel_size_mm\nx,a,-1\n"))
+
+
 def test_folder_of_studies(tmp_path):
     (tmp_path / "studyA").mkdir()
     (tmp_path / ".hidden").mkdir()

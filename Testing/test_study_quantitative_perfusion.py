@@ -141,17 +141,19 @@ def test_study_says_what_an_unused_aif_needs(tmp_path):
 @pytest.mark.data
 @pytest.mark.slow
 def test_batch_passes_the_study_options_to_dask_workers(tmp_path):
-    """``batch --pixel-size --dt --concentration`` on a real LocalCluster: the worker's study reports MBF, its
-    study.json records the options, and cohort.csv says which metric each perfusion column holds."""
+    """``batch --dt --concentration`` with the study's pixel size in the manifest, on a real LocalCluster: the
+    worker's study reports MBF, its study.json records the options (the manifest's 2 mm over the batch's 3), and
+    cohort.csv says which metric each perfusion column holds."""
     from CardiacLandmarksLib.cli import main
 
     manifest = tmp_path / "m.csv"
-    manifest.write_text(f"study_id,path\nqperf,{require_data('perfusion', 'qperf')}\n")
+    manifest.write_text(f"study_id,path,pixel_size_mm\nqperf,{require_data('perfusion', 'qperf')},2\n")
     out = tmp_path / "out"
-    assert main(["batch", str(manifest), "-o", str(out), "--no-progress", "--no-tta", "--pixel-size", "2",
+    assert main(["batch", str(manifest), "-o", str(out), "--no-progress", "--no-tta", "--pixel-size", "3",
                  "--dt", "0.5", "--concentration"]) == 0
     d = json.loads((out / "studies" / "qperf" / "study.json").read_text())
     assert d["settings"]["pixel_size_mm"] == 2.0 and d["settings"]["concentration"] is True
+    assert d["settings"]["frame_interval_s"] == 0.5
     (row,) = list(csv.DictReader(open(out / "cohort.csv")))
     assert row["perfusion_stress_metric"] == "mbf (ml/min/g)" and 1.5 <= float(row["perfusion_stress"]) <= 4.0
     assert row["perfusion_unlabelled_metric"] == "mbf (ml/min/g)"

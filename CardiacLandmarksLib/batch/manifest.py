@@ -1,7 +1,9 @@
 """Which studies a batch runs: a CSV manifest or a folder of studies.
 
 **Manifest** (``.csv``): a header row with ``study_id`` and ``path`` (required) and optionally
-``height_cm``, ``weight_kg``; other columns are kept as they are and ignored. ``path`` is a
+``height_cm``, ``weight_kg``, and, for files whose header lost them, ``pixel_size_mm`` and ``frame_interval_s``
+(a study's own value wins over ``batch --pixel-size`` / ``--dt``: cohorts from several sites); other columns are
+kept as they are and ignored. ``path`` is a
 study folder (DICOM or image files), an image file, a glob pattern
 (``/data/acdc/patient001_*.nii.gz``) or several of these joined by ``;``; a relative path is
 read from the manifest's folder. A path that does not exist is **not** a manifest error: the
@@ -17,6 +19,7 @@ from __future__ import annotations
 import csv
 import glob
 import logging
+import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,12 +30,13 @@ from CardiacLandmarksLib.io.image import is_image_file
 logger = logging.getLogger(__name__)
 
 REQUIRED_COLUMNS = ("study_id", "path")
+OPTIONAL_COLUMNS = ("height_cm", "weight_kg", "pixel_size_mm", "frame_interval_s")
 
 
 class ManifestError(CardiacLandmarksError, ValueError):
     """The batch input cannot be read as a list of studies: a manifest without the
-    ``study_id``/``path`` columns, duplicate or empty study ids, bad height/weight values,
-    or a folder holding no study."""
+    ``study_id``/``path`` columns, duplicate or empty study ids, bad height/weight values, a pixel size or frame
+    interval that is not a positive number, or a folder holding no study."""
 
 
 @dataclass
@@ -44,6 +48,8 @@ class StudySpec:
         paths: the study's inputs (a folder, or files), absolute.
         height_cm, weight_kg: optional subject size (for indexed values).
         extra: other manifest columns.
+        pixel_size_mm, frame_interval_s: this study's in-plane pixel size (mm) and perfusion frame interval (s) for
+            files whose header lost them (``analyse_study(pixel_size_mm=, frame_interval_s=)``); None: the batch's.
     """
 
     study_id: str
@@ -51,10 +57,23 @@ class StudySpec:
     height_cm: float | None = None
     weight_kg: float | None = None
     extra: dict = field(default_factory=dict)
+    pixel_size_mm: float | None = None
+    frame_interval_s: float | None = None
 
     def to_dict(self) -> dict:
         return {"study_id": self.study_id, "paths": list(self.paths), "height_cm": self.height_cm,
-                "weight_kg": self.weight_kg}
+                "weight_kg": self.weight_kg,
+                **({"pixel_size_mm": self.pixel_size_mm} if self.pixel_size_mm is not None else {}),
+                **({"frame_interval_s": self.frame_interval_s} if self.frame_interval_s is not None else {})}
+
+    def study_options(self, defaults: dict | None = None) -> dict:
+        """``analyse_study`` keyword arguments: the batch's ``defaults`` with this study's own values over them."""
+        out = dict(defaults or {})
+        if self.pixel_size_mm is not None:
+            out["pixel_size_mm"] = self.pixel_size_mm
+        if self.frame_interval_s is not None:
+            out["frame_interval_s"] = self.frame_interval_s
+        return out
 
 
 def safe_id(text: str) -> str:
@@ -71,6 +90,13 @@ def _number(value: str, what: str, row: int) -> float | None:
         return float(value)
     except ValueError:
         raise ManifestError(f"manifest row {row}: {what} {value!r} is not a number") from None
+
+
+def _positive(value: str, what: str, row: int) -> float | None:
+    v = _number(value, what, row)
+    if v is not None and not (v > 0 and math.isfinite(v)):
+        raise ManifestError(f"manifest row {row}: {what} {value!r} is not a positive number")
+    return v
 
 
 def _expand(path: str, base: Path) -> list[str]:
@@ -124,10 +150,12 @@ def read_manifest(path: str | Path) -> list[StudySpec]:
             seen.add(sid)
             if not row.get("path"):
                 raise ManifestError(f"{path.name} row {n}: empty path for study {sid!r}")
-            extra = {k: v for k, v in row.items() if k not in ("study_id", "path", "height_cm", "weight_kg")}
+            extra = {k: v for k, v in row.items() if k not in ("study_id", "path", *OPTIONAL_COLUMNS)}
             studies.append(StudySpec(sid, _expand(row["path"], path.parent),
                                      _number(row.get("height_cm", ""), "height_cm", n),
-                                     _number(row.get("weight_kg", ""), "weight_kg", n), extra))
+                                     _number(row.get("weight_kg", ""), "weight_kg", n), extra,
+                                     _positive(row.get("pixel_size_mm", ""), "pixel_size_mm", n),
+                                     _positive(row.get("frame_interval_s", ""), "frame_interval_s", n)))
     if not studies:
         raise ManifestError(f"{path.name}: no study rows")
     return studies

@@ -84,7 +84,8 @@ def run_study(spec: StudySpec, out_root: str | Path, device: str = "cpu", thread
             corrected or confirmed there into the new detection (``analyse_study(review_from=...)``); the record's
             ``review_carried`` counts them.
         study_options: more settings of the study's analysis (``pixel_size_mm``, ``frame_interval_s``,
-            ``concentration``: :func:`CardiacLandmarksLib.study.analyse.analyse_study`).
+            ``concentration``: :func:`CardiacLandmarksLib.study.analyse.analyse_study`); the study's own manifest
+            values win (:meth:`.manifest.StudySpec.study_options`).
 
     Returns:
         the record (JSON-ready dict): ``study_id``, ``status`` (``done``/``failed``), ``error``,
@@ -115,7 +116,7 @@ def run_study(spec: StudySpec, out_root: str | Path, device: str = "cpu", thread
         result = analyse_study(spec.paths if len(spec.paths) != 1 else spec.paths[0], partial, models=models,
                                subject={"height_cm": spec.height_cm, "weight_kg": spec.weight_kg},
                                name=spec.study_id, review_from=final if carry_review and final.is_dir() else None,
-                               **(study_options or {}))
+                               **spec.study_options(study_options))
         result.write(partial)
         row = result.cohort_row()
         carried = sum(o.review_carried for o in result.outcomes)
