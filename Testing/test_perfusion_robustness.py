@@ -135,13 +135,17 @@ def test_study_folder_with_a_constant_and_a_truncated_series(mlperf, tmp_path):
     nib.save(nib.Nifti1Image(np.asanyarray(img.dataobj)[:12], img.affine, img.header),
              folder / f"{PATIENT}_rest_base.nii.gz")
     res = analyse_study(folder, tmp_path / "out")
-    by_key = {o.series_key: o for o in res.outcomes if o.task == "perfusion"}
-    assert {k: o.ok for k, o in by_key.items()} == {f"{PATIENT}_stress_mid": True, f"{PATIENT}_rest_mid": True,
-                                                    f"{PATIENT}_stress_base": False, f"{PATIENT}_rest_base": False}
-    assert "ConstantImageError" in by_key[f"{PATIENT}_stress_base"].error
-    assert "NoContrastPassageError" in by_key[f"{PATIENT}_rest_base"].error
+    (perf,) = [o for o in res.outcomes if o.task == "perfusion"]  # one report of the study's four series
+    assert perf.ok and perf.series_key == "study"
+    failed = dict(perf.failed_series)
+    assert set(failed) == {f"{PATIENT}_stress_base", f"{PATIENT}_rest_base"}
+    assert "ConstantImageError" in failed[f"{PATIENT}_stress_base"]
+    assert "NoContrastPassageError" in failed[f"{PATIENT}_rest_base"]
     assert res.status == "review" and len(res.errors) == 2
-    assert all(v.value > 0 for k in ("stress_mid", "rest_mid") for v in by_key[f"{PATIENT}_{k}"].values)
+    kv = {v.name: v for v in perf.values}
+    for c in ("stress", "rest"):  # the two real series are reported, review: two series could not be used
+        v = kv[f"perfusion {c} upslope_index (global)"]
+        assert v.value > 0 and v.status == "review" and "1 slice(s); not analysed" in v.detail
     res.write(tmp_path / "out")
     rep = json.loads((tmp_path / "out" / "study.json").read_text())
     assert sorted(e.split(":")[0] for e in rep["errors"]) == [f"perfusion on {PATIENT}_rest_base",

@@ -86,3 +86,32 @@ def test_sector_numbers_stay_in_the_picture_and_off_the_point_labels(tmp_path, m
         assert frame.x0 <= box.x0 and box.x1 <= frame.x1 and frame.y0 <= box.y0 and box.y1 <= frame.y1, \
             (t, box, frame)
         assert not any(box.overlaps(lab) for lab in labels), t
+
+
+def test_bullseye_footnote_stays_inside_the_picture(tmp_path, monkeypatch):
+    """Four series' sector anchors make a long footnote: its lines were wrapped for a narrower font than the one
+    drawn, so the anchor line ran off both edges of a three-panel bull's-eye ('ector anchor ... [A-RVI lo')."""
+    from CardiacLandmarksLib.perfusion import bullseye
+
+    seen = []
+    orig_save = bullseye._save
+
+    def save(fig, path, dpi):  # measured at the resolution it is saved at: Agg text is relatively wider at 150 dpi
+        fig.set_dpi(dpi)
+        fig.canvas.draw()
+        seen.append((fig.bbox.frozen(), [t.get_window_extent(fig.canvas.get_renderer()) for t in fig.texts]))
+        return orig_save(fig, path, dpi)
+
+    monkeypatch.setattr(bullseye, "_save", save)
+    values = {s: 0.2 + 0.01 * s for s in range(1, 17)}
+    panels = [bullseye.BullseyePanel(values=values, title=t, unit="ratio") for t in ("stress", "rest", "MPRI")]
+    anchors = "; ".join(f"1132584_{c}_{lv}: SAX landmark model on frame 13 (peak RV enhancement) [A-RVI low 0.{n}]"
+                        for n, (c, lv) in enumerate([(c, lv) for c in ("rest", "stress") for lv in ("base", "mid")],
+                                                    start=12))
+    bullseye.render_bullseye_png(panels, tmp_path / "b.png", title="upslope index",
+                                 footnote="Values: mean \u00b1 sd over the segment's pixels.\nSector anchor (A-RVI): "
+                                          + anchors)
+    frame, boxes = seen[0]
+    assert boxes
+    for box in boxes:
+        assert frame.x0 <= box.x0 and box.x1 <= frame.x1, (box, frame)

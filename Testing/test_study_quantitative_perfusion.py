@@ -119,7 +119,7 @@ def test_study_reports_fermi_mbf_from_the_paired_aifs(quantitative):
     d = json.loads((out / "study.json").read_text())
     assert d["settings"] == {"device": "cpu", "tta": False, "pixel_size_mm": 2.0, "frame_interval_s": 0.5,
                              "concentration": True}
-    rep = json.loads((out / "data_stress_perfusion" / "report.json").read_text())
+    rep = json.loads((out / "study_perfusion" / "report.json").read_text())  # one report of both series
     assert rep["units"]["mbf"] == "ml/min/g"
     assert rep["units"]["time_to_peak"] == "s" and rep["units"]["upslope"] == "SI/s"  # the given interval, not beats
 
@@ -198,3 +198,39 @@ def test_a_given_pixel_size_is_kept_for_the_review(tmp_path, capsys):
                  "--no-tta"]) == 0
     assert "--pixel-size 1.6 not applied: the header of" in capsys.readouterr().out
     assert results.read_result(tmp_path / "a", point_lists="ignore").source_pixel_size_mm is None
+
+
+@pytest.mark.data
+def test_study_gives_one_perfusion_report_with_the_reserve(tmp_path):
+    """mlperf patient 1132584 as a study folder (stress and rest, base and mid: four files). Before, the study made
+    four reports: two 'perfusion rest upslope_index (global)' key values of single slices (0.2 and 0.3; the cohort
+    column took the first), no stress/rest reserve, four bull's-eyes. Now one report, as the perfusion task API
+    gives on the same four files: the global value per condition over both slices, the MPRI, and each key value
+    with the status the report gives the same number (before, 'ok' where the report said 'review')."""
+    from CardiacLandmarksLib.perfusion import pipeline as pp
+
+    src = require_data("perfusion", "mlperf")
+    folder = tmp_path / "study"
+    folder.mkdir()
+    names = [f"1132584_{c}_{lv}" for c in ("stress", "rest") for lv in ("base", "mid")]
+    for n in names:
+        (folder / f"{n}.nii.gz").symlink_to(src / f"{n}.nii.gz")
+    res = analyse_study(folder, tmp_path / "out", tta=False)
+    (perf,) = [o for o in res.outcomes if o.task == "perfusion"]
+    assert perf.ok and perf.series_key == "study" and perf.files[0].startswith("study_perfusion/")
+    kv = {v.name: v for v in perf.values}
+    assert sorted(kv) == ["perfusion reserve mpri (global)", "perfusion rest upslope_index (global)",
+                          "perfusion stress upslope_index (global)"]
+    direct = pp.analyse_perfusion([pp.SeriesInput(load_series(src / f"{n}.nii.gz"), n) for n in names], tta=False)
+    glob = direct.summary["global"]
+    for c in ("stress", "rest"):
+        v, ref = kv[f"perfusion {c} upslope_index (global)"], glob[c]["upslope_index"]
+        assert v.value == pytest.approx(ref["mean"], rel=1e-6) and v.detail == "2 slice(s)"
+        assert v.status == ref["status"]
+    mpri = kv["perfusion reserve mpri (global)"]
+    assert mpri.value == pytest.approx(glob["reserve"]["mpri"], rel=1e-6)
+    assert mpri.status == glob["reserve_trust"]["mpri"]["status"] and mpri.unit == "ratio"
+    row = res.cohort_row()
+    assert row["perfusion_reserve_metric"] == "mpri (ratio)" and row["perfusion_reserve"] == pytest.approx(
+        mpri.value, abs=1e-3)
+    assert row["perfusion_rest"] == pytest.approx(kv["perfusion rest upslope_index (global)"].value, abs=1e-3)

@@ -210,7 +210,7 @@ def render_bullseye_png(panels: list[BullseyePanel], path: str | Path, title: st
     if any(m == "anchor" for p in panels for m in p.marks.values()):
         note += " White dots = review: sectors anchored on RV insertion points flagged low."
     text = note + ("\n" + footnote if footnote else "")
-    chars = int(width * 72 / (7 * 0.55))
+    chars = int(width * 72 / (7 * 0.62))  # Agg draws this text at about 0.6 em per character at 150 dpi
     lines = [w for line in text.split("\n") for w in textwrap.wrap(line, chars)]
     foot_in = 0.15 + len(lines) * 7 * 1.3 / 72
     height = 4.9 + foot_in

@@ -8,7 +8,9 @@ other front end call it):
    LV/RV function on the reference stack when the ``function`` package is present;
 3. long-axis views whose chamber is not named get it from the SAX landmarks
    (:func:`.routing.refine_lax_chamber`); then LV length and shortening (``tasks.run_lax``);
-4. perfusion: every slice of each perfusion series (``tasks.run_perfusion``);
+4. perfusion: one AHA report of every slice of every perfusion series, stress and rest together, with the
+   reserve (``tasks.run_perfusion``; a study with one perfusion series keeps its key in the folder name,
+   ``<key>_perfusion``, several give ``study_perfusion``);
 5. cross-checks of each long-axis view against the SAX stack (:mod:`.crosscheck`).
 
 A series whose analysis fails is recorded with its error (type and message) and the study
@@ -59,10 +61,11 @@ COHORT_VALUES = (
     ("perfusion stress", "perfusion_stress"),
     ("perfusion rest", "perfusion_rest"),
     ("perfusion, stress/rest unknown", "perfusion_unlabelled"),
+    ("perfusion reserve", "perfusion_reserve"),
 )
 #: cohort columns whose metric depends on the study: Fermi MBF (ml/min/g) where an arterial input function in
 #: contrast concentration was given, else the upslope index (ratio); each has a ``<column>_metric`` column
-PERFUSION_COLUMNS = ("perfusion_stress", "perfusion_rest", "perfusion_unlabelled")
+PERFUSION_COLUMNS = ("perfusion_stress", "perfusion_rest", "perfusion_unlabelled", "perfusion_reserve")
 
 
 def study_status(analysed: bool, errors: list[str], key_values: list[KeyValue]) -> str:
@@ -115,7 +118,10 @@ class StudyResult:
 
     @property
     def errors(self) -> list[str]:
-        return [f"{o.task} on {o.series_key}: {o.error}" for o in self.outcomes if not o.ok]
+        """One line per analysis that failed, and per series a study-wide analysis could not use (perfusion:
+        ``TaskOutcome.failed_series``)."""
+        return [f"{o.task} on {o.series_key}: {o.error}" for o in self.outcomes if not o.ok] + [
+            f"{o.task} on {name}: {error}" for o in self.outcomes if o.ok for name, error in o.failed_series]
 
     @property
     def status(self) -> str:
@@ -261,15 +267,15 @@ def analyse_study(
     def earlier(folder: str) -> Path | None:
         return None if review_from is None else Path(review_from) / folder
 
-    def run(task: str, entry: RoutedSeries, fn) -> TaskOutcome:
-        say(f"{task}: {entry.label}")
+    def run(task: str, entry: RoutedSeries, fn, key: str | None = None, label: str | None = None) -> TaskOutcome:
+        say(f"{task}: {label or entry.label}")
         t = time.perf_counter()
         try:
             out = fn()
         except Exception as exc:  # noqa: BLE001 - one series must not stop the study
             if not isinstance(exc, CardiacLandmarksError):
-                logger.exception("%s on %s failed", task, entry.label)
-            out = TaskOutcome(task, entry.key, ok=False, error=f"{type(exc).__name__}: {exc}")
+                logger.exception("%s on %s failed", task, label or entry.label)
+            out = TaskOutcome(task, key or entry.key, ok=False, error=f"{type(exc).__name__}: {exc}")
         out.seconds = time.perf_counter() - t
         result.outcomes.append(out)
         result.notes += out.study_notes
@@ -292,13 +298,13 @@ def analyse_study(
         o = run("lax", e, lambda e=e: tasks.run_lax(e.load(), e.view, models, outdir / f"{e.key}_lax", outdir, e.key,
                                                     earlier(f"{e.key}_lax")))
         lax_outs.append((e, o))
-    curves = {c.key: c for c in routing.series if c.sequence == "curve"}
-    for e in routing.to_analyse("perfusion"):
-        aif = curves.get(e.aif) if e.aif else None
-        o = run("perfusion", e, lambda e=e, aif=aif: tasks.run_perfusion(
-            _perfusion_slices(e), models, outdir / f"{e.key}_perfusion", outdir, e.key,
-            aif=_read_aif(aif, result.notes), aif_name=aif.label if aif else "",
-            concentration=concentration, dt_s=frame_interval_s))
+    perfusion = routing.to_analyse("perfusion")
+    if perfusion:  # one AHA report of all the study's perfusion series: stress and rest together, with the reserve
+        key = perfusion[0].key if len(perfusion) == 1 else _group_key(routing, "study")
+        slices, unread = _perfusion_inputs(perfusion, routing, result.notes)
+        run("perfusion", perfusion[0], lambda: tasks.run_perfusion(
+            slices, models, outdir / f"{key}_perfusion", outdir, key, concentration=concentration,
+            dt_s=frame_interval_s, failed=unread), key=key, label=", ".join(e.label for e in perfusion))
     if sax_ref_out is not None:
         for e, o in lax_outs:
             if not o.ok:
@@ -322,7 +328,9 @@ def _read_aif(curve: RoutedSeries | None, notes: list[str]) -> np.ndarray | None
         return None
     try:
         return read_curve(curve.file)
-    except CardiacLandmarksError as exc:
+    except Exception as exc:  # noqa: BLE001 - a bad curve costs the MBF only
+        if not isinstance(exc, CardiacLandmarksError):
+            logger.exception("arterial input function %s could not be read", curve.label)
         notes.append(f"arterial input function {curve.label} not read ({type(exc).__name__}: {exc}): no Fermi MBF")
         return None
 
@@ -357,6 +365,38 @@ def _refine_chambers(routing: StudyRouting, lmset, series) -> None:
     for e in routing.series:
         if e.view == "lax" and e.normal is not None:
             refine_lax_chamber(e, c, rv / np.linalg.norm(rv), n)
+
+
+def _group_key(routing: StudyRouting, base: str) -> str:
+    """A key for an analysis of several series (its folder ``<key>_<task>``) that no series of the study has."""
+    keys = {e.key for e in routing.series}
+    key, n = base, 1
+    while key in keys:
+        n += 1
+        key = f"{base}{n}"
+    return key
+
+
+def _perfusion_inputs(entries: list[RoutedSeries], routing: StudyRouting,
+                      notes: list[str]) -> tuple[list[tasks.PerfusionSlice], list[tuple[str, str]]]:
+    """Every slice of the study's perfusion series with the arterial input function paired with its series
+    (:func:`.routing.pair_aifs`), and ``(key, error)`` of the series that could not be loaded (named in the study's
+    errors, the others analysed)."""
+    curves = {c.key: c for c in routing.series if c.sequence == "curve"}
+    slices: list[tasks.PerfusionSlice] = []
+    unread: list[tuple[str, str]] = []
+    for e in entries:
+        try:
+            parts = _perfusion_slices(e)
+        except Exception as exc:  # noqa: BLE001 - one series must not stop the study
+            if not isinstance(exc, CardiacLandmarksError):
+                logger.exception("perfusion series %s could not be loaded", e.label)
+            unread.append((e.key, f"{type(exc).__name__}: {exc}"))
+            continue
+        curve = curves.get(e.aif) if e.aif else None
+        aif = _read_aif(curve, notes)
+        slices += [tasks.PerfusionSlice(name, s, aif, curve.label if curve else "") for name, s in parts]
+    return slices, unread
 
 
 def _perfusion_slices(e: RoutedSeries) -> list[tuple[str, object]]:

@@ -179,10 +179,10 @@ def render_summary_png(result, outdir: Path, dpi: int = 100) -> bytes:
     panels = []
     sax_series = sax_lmset = None
     for o in result.outcomes:
-        if not o.ok:
+        if not o.ok or o.task != "sax":  # (a study's perfusion report is keyed by the study, not one series)
             continue
         e = next(s for s in r.series if s.key == o.series_key)
-        if o.task == "sax" and e.is_sax_reference:
+        if e.is_sax_reference:
             sax_series, sax_lmset = e.load(), o.result
             panels.insert(0, ("sax", e, o))
         elif o.task == "sax":  # another SAX stack (an LGE stack, a second cine): after the reference

@@ -117,6 +117,9 @@ class TaskOutcome:
     #: (:func:`carry_earlier_review`; also in ``notes``)
     review_carried: int = 0
     review_note: str = ""
+    #: series of a study-wide analysis that could not be used (perfusion: ``(name, "Error: message")``); the
+    #: analysis itself is ok, the study names each in its errors
+    failed_series: list = field(default_factory=list)
     #: what the user can give to get more from the series (e.g. ``--dt`` for Fermi MBF); :func:`.analyse.analyse_study`
     #: adds them to the study's notes, which the CLI prints (also in ``notes``)
     study_notes: list[str] = field(default_factory=list)
@@ -323,26 +326,42 @@ def lax_key_values(lmset, view: str) -> list[KeyValue]:
 # --------------------------------------------------------------------------- perfusion
 
 
-def run_perfusion(series_list: list[tuple[str, CMRSeries]], models: Models, outdir: Path, root: Path,
-                  key: str, aif: np.ndarray | None = None, aif_name: str = "", concentration: bool = False,
-                  dt_s: float | None = None) -> TaskOutcome:
-    """Perfusion analysis of all slices of one perfusion series
-    (:func:`CardiacLandmarksLib.perfusion.pipeline.analyse_perfusion`, written with its result's ``write``).
-    Key value: the global primary metric per condition: Fermi MBF (ml/min/g) when it could be computed, else
-    the upslope index.
+@dataclass
+class PerfusionSlice:
+    """One perfusion slice of a study for :func:`run_perfusion`: ``series`` (pixels ``[t, 1, j, i]``) named
+    ``name``, with the arterial input function paired with its series (``aif``: ``(T,)``, one sample per frame, in
+    the pixels' units; ``aif_name`` names its file), or None."""
+
+    name: str
+    series: CMRSeries
+    aif: np.ndarray | None = None
+    aif_name: str = ""
+
+
+def run_perfusion(slices: list, models: Models, outdir: Path, root: Path, key: str, concentration: bool = False,
+                  dt_s: float | None = None, failed: list[tuple[str, str]] | tuple = ()) -> TaskOutcome:
+    """One AHA perfusion report of every perfusion slice of a study, stress and rest together
+    (:func:`CardiacLandmarksLib.perfusion.pipeline.analyse_perfusion`, as the ``perfusion`` command does, written
+    with its result's ``write``). Key values: the global primary metric per condition (Fermi MBF, ml/min/g, when
+    it could be computed, else the upslope index), and the stress/rest reserve (MPR or MPRI) when both were given.
 
     Args:
-        aif: ``(T,)`` arterial input function paired with the series (:func:`.routing.pair_aifs`), one sample
-            per frame, in the pixels' units; ``aif_name`` names its file in the notes.
-        concentration: the pixels are contrast concentration (mmol/L): with ``aif`` and a frame interval,
-            Fermi MBF (Jerosch-Herold 1998, as in Xue et al. 2020) is computed.
+        slices: :class:`PerfusionSlice` (or ``(name, series)``) per slice: the study's perfusion series, a
+            multi-slice series split into its slices.
+        concentration: the pixels are contrast concentration (mmol/L): with a slice's ``aif`` and a frame
+            interval, Fermi MBF (Jerosch-Herold 1998, as in Xue et al. 2020) is computed.
         dt_s: frame interval in s for series whose frames carry no timing (QPerf's Analyze files: 0.5 s).
             Series with trigger times keep their own.
+        failed: ``(name, "Error: message")`` of series that could not even be loaded: named like the slices the
+            analysis could not use.
 
-    A slice that could not be analysed (no contrast passage, no LV found, an empty segmentation ...) is
-    named in the notes (``"<slice>: not analysed (<error>)"``) and makes every key value ``review``; the
+    Series that do not belong together (another matrix or pixel size: QPerf's rest and stress crops) are analysed
+    together with a warning and no reserve, rather than not at all. A slice that could not be analysed (no
+    contrast passage, no LV found, an empty segmentation ...) is named in the notes
+    (``"<slice>: not analysed (<error>)"``) and in ``failed_series``, and makes every key value ``review``; the
     other slices are reported. Only when no slice can be analysed does the task fail.
     """
+    from CardiacLandmarksLib.core.errors import SeriesMismatchError
     from CardiacLandmarksLib.perfusion import pipeline as pp
     from CardiacLandmarksLib.perfusion import report as pr
     from CardiacLandmarksLib.perfusion.analysis import time_axis
@@ -350,7 +369,8 @@ def run_perfusion(series_list: list[tuple[str, CMRSeries]], models: Models, outd
     notes: list[str] = []
     unused: list[str] = []  # an AIF the study could not use, and what to give for MBF
     inputs = []
-    for name, s in series_list:
+    for sl in (x if isinstance(x, PerfusionSlice) else PerfusionSlice(*x) for x in slices):
+        name, s, aif, aif_name = sl.name, sl.series, sl.aif, sl.aif_name
         timed = time_axis(s.trigger_times, s.n_phases)[1] == "s"
         use_aif = aif
         if aif is not None and not concentration:  # a note, not a warning: the upslope index is as good as ever
@@ -366,13 +386,22 @@ def run_perfusion(series_list: list[tuple[str, CMRSeries]], models: Models, outd
             notes.append(f"{name}: Fermi MBF from the arterial input function {aif_name}")
         inputs.append(pp.SeriesInput(series=s, name=name, aif=use_aif, concentration=concentration,
                                      dt_s=None if timed else dt_s))
-    res = pp.analyse_perfusion(inputs, model=models.get("perfusion"), device=models.device, tta=models.tta)
+    if not inputs:
+        raise pp.PerfusionInputError("none of the perfusion series could be read: "
+                                     + "; ".join(f"{n}: {m}" for n, m in failed))
+    try:
+        res = pp.analyse_perfusion(inputs, model=models.get("perfusion"), device=models.device, tta=models.tta)
+    except SeriesMismatchError:  # one report all the same, with the difference said and no stress/rest reserve
+        res = pp.analyse_perfusion(inputs, model=models.get("perfusion"), device=models.device, tta=models.tta,
+                                   allow_mismatch=True)
+    res.failed = [*failed, *res.failed]
     analyses, summary = res.analyses, res.summary
     files = res.write(outdir)
     out = TaskOutcome("perfusion", key, files=_rel(files, root), result=(analyses, summary))
     metric = pr.primary_metric(summary)
     out.notes += unused + notes + res.failure_warnings
     out.study_notes += unused
+    out.failed_series = list(res.failed)
     failed = [name for name, _ in res.failed]
     for a in analyses:
         out.notes += [f"{a.name}: {w}" for w in a.warnings]
@@ -381,23 +410,52 @@ def run_perfusion(series_list: list[tuple[str, CMRSeries]], models: Models, outd
         g = summary["global"].get(c, {}).get(metric)
         group = [a for a in analyses if a.condition == c]
         rvi = sorted({(a.rvi_source or "none").split(" (")[0] for a in group})
-        trusted = all(r == "user" or r.startswith("SAX landmark model") for r in rvi)
-        st = "ok" if g and trusted and not failed and not any(a.warnings for a in group) else "review"
-        # the global value's own trust (perfusion.pipeline.segment_trust: too few pixels -> n/a; a mean that is not
-        # positive, a spread above the mean, an MBF out of range -> review), which the RVI rule above cannot see:
-        # before, a negative upslope index was reported 'ok' when its RVI came from the landmark model
-        own = [x for x in (g or {}).get("sources", []) if x.get("kind") in ("mask", "curve")
-               and x.get("flag") in ("review", "n/a")]
-        if any(x["flag"] == "n/a" for x in own):
-            st = "n/a"
-        elif own:
+        # the global value's own trust, the status the perfusion report gives the same number
+        # (perfusion.pipeline.segment_trust: its RV-insertion anchors, too few pixels -> n/a, a mean that is not
+        # positive, a spread above the mean, an MBF out of range -> review); then review for a slice not analysed
+        # or a warning on a series. Before, the study had a rule of its own, which called 'ok' a value the report
+        # called 'review' (anchors from the landmark model flagged low)
+        st = "n/a" if not g else g.get("status", "review")
+        if st == "ok" and (failed or any(a.warnings for a in group)):
             st = "review"
+        sources = (g or {}).get("sources", [])
+        own = [x for x in sources if x.get("kind") in ("mask", "curve") and x.get("flag") in ("review", "n/a")]
+        anchors = [x for x in sources if x.get("kind") == "anchor" and x.get("flag") not in ("high", "ok")]
         flags = [f"RVI from {r}" for r in rvi] + [f"{metric} {x['flag']}: {x.get('note', '')}".rstrip(": ")
                                                   for x in own]
+        flags += [_anchor_flag(x) for x in anchors]
         # a series whose condition is neither in its name nor given is pooled as "perfusion": say so in words
         label = "perfusion, stress/rest unknown" if c == "perfusion" else f"perfusion {c}"
         out.values.append(KeyValue(f"{label} {metric} (global)", None if not g else g["mean"],
                                    summary["units"].get(metric, ""), st, flags,
                                    f"{len(group)} slice(s)" + (f"; not analysed: {', '.join(failed)}" if failed
                                                                else "")))
+    out.values += _reserve_values(summary, metric, failed)
     return out
+
+
+def _anchor_flag(src: dict) -> str:
+    """``"A-RVI stress_mid (low 0.10)"``: a doubtful RV-insertion anchor of a perfusion value, as the report says it."""
+    conf = src.get("confidence")
+    return f"{src['id']} ({src['flag']}" + ("" if conf is None else f" {conf:.2f}") + ")"
+
+
+def _reserve_values(summary: dict, metric: str, failed: list[str]) -> list[KeyValue]:
+    """The global stress/rest reserve of the primary metric as a key value (MPR for Fermi MBF, MPRI for the
+    upslope index; :func:`CardiacLandmarksLib.perfusion.pipeline.summarise`), with its own trust; none when the
+    study lacks stress or rest, or its series do not match."""
+    key = "mpr" if metric == "mbf" else "mpri"
+    glob = summary.get("global", {})
+    value = glob.get("reserve", {}).get(key)
+    if value is None:
+        return []
+    trust = glob.get("reserve_trust", {}).get(key, {})
+    status = trust.get("status", "review")
+    if failed and status == "ok":
+        status = "review"
+    sources = trust.get("sources", [])
+    flags = [f"{key} {x['flag']}: {x.get('note', '')}".rstrip(": ") for x in sources
+             if x.get("kind") in ("mask", "curve") and x.get("flag") in ("review", "n/a")]
+    flags += [_anchor_flag(x) for x in sources if x.get("kind") == "anchor" and x.get("flag") not in ("high", "ok")]
+    return [KeyValue(f"perfusion reserve {key} (global)", float(value), "ratio", status, flags,
+                     "stress / rest" + (f"; not analysed: {', '.join(failed)}" if failed else ""))]
