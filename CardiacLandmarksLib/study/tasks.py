@@ -418,12 +418,7 @@ def run_perfusion(slices: list, models: Models, outdir: Path, root: Path, key: s
         st = "n/a" if not g else g.get("status", "review")
         if st == "ok" and (failed or any(a.warnings for a in group)):
             st = "review"
-        sources = (g or {}).get("sources", [])
-        own = [x for x in sources if x.get("kind") in ("mask", "curve") and x.get("flag") in ("review", "n/a")]
-        anchors = [x for x in sources if x.get("kind") == "anchor" and x.get("flag") not in ("high", "ok")]
-        flags = [f"RVI from {r}" for r in rvi] + [f"{metric} {x['flag']}: {x.get('note', '')}".rstrip(": ")
-                                                  for x in own]
-        flags += [_anchor_flag(x) for x in anchors]
+        flags = [f"RVI from {r}" for r in rvi] + _trust_flags(metric, (g or {}).get("sources", []))
         # a series whose condition is neither in its name nor given is pooled as "perfusion": say so in words
         label = "perfusion, stress/rest unknown" if c == "perfusion" else f"perfusion {c}"
         out.values.append(KeyValue(f"{label} {metric} (global)", None if not g else g["mean"],
@@ -434,10 +429,15 @@ def run_perfusion(slices: list, models: Models, outdir: Path, root: Path, key: s
     return out
 
 
-def _anchor_flag(src: dict) -> str:
-    """``"A-RVI stress_mid (low 0.10)"``: a doubtful RV-insertion anchor of a perfusion value, as the report says it."""
-    conf = src.get("confidence")
-    return f"{src['id']} ({src['flag']}" + ("" if conf is None else f" {conf:.2f}") + ")"
+def _trust_flags(metric: str, sources: list[dict]) -> list[str]:
+    """The key-value flags of a perfusion value's doubtful sources (the report's ``sources``): its own mask or
+    curve (``"upslope_index review: mean -0.3 not positive"``), then its low RV-insertion anchors
+    (``"A-RVI stress_mid (low 0.10)"``)."""
+    own = [f"{metric} {x['flag']}: {x.get('note', '')}".rstrip(": ") for x in sources
+           if x.get("kind") in ("mask", "curve") and x.get("flag") in ("review", "n/a")]
+    anchors = [f"{x['id']} ({x['flag']}" + ("" if x.get("confidence") is None else f" {x['confidence']:.2f}") + ")"
+               for x in sources if x.get("kind") == "anchor" and x.get("flag") not in ("high", "ok")]
+    return own + anchors
 
 
 def _reserve_values(summary: dict, metric: str, failed: list[str]) -> list[KeyValue]:
@@ -453,9 +453,6 @@ def _reserve_values(summary: dict, metric: str, failed: list[str]) -> list[KeyVa
     status = trust.get("status", "review")
     if failed and status == "ok":
         status = "review"
-    sources = trust.get("sources", [])
-    flags = [f"{key} {x['flag']}: {x.get('note', '')}".rstrip(": ") for x in sources
-             if x.get("kind") in ("mask", "curve") and x.get("flag") in ("review", "n/a")]
-    flags += [_anchor_flag(x) for x in sources if x.get("kind") == "anchor" and x.get("flag") not in ("high", "ok")]
+    flags = _trust_flags(key, trust.get("sources", []))
     return [KeyValue(f"perfusion reserve {key} (global)", float(value), "ratio", status, flags,
                      "stress / rest" + (f"; not analysed: {', '.join(failed)}" if failed else ""))]
