@@ -110,3 +110,32 @@ def test_detect_prints_the_long_axis_notes(tmp_path, capsys):
     assert any("2 phases, fewer than the 10 that tracking needs" in n for n in notes)
     saved = json.loads((out / "landmarks.json").read_text())["model"]["lax_checks"]
     assert [n[len("note: "):] for n in notes] == saved
+
+
+@pytest.mark.data
+def test_lax_track_uses_the_pixel_size_recorded_with_the_points(tmp_path, capsys):
+    """The AMRG 4CH cine has no geometry (1 mm placeholder). ``detect --pixel-size 1.5`` records the size; before,
+    ``lax-track --points`` on that result read the cine at 1 mm again and put every seed point 1.5x too far from the
+    origin. Now it loads the cine at the recorded size, and its own result records it too."""
+    from conftest import require_data
+
+    from CardiacLandmarksLib import results
+
+    cine = require_data("lax", "amrg", "AMRGAtlas_0031.nii.gz")
+    first, second = tmp_path / "detect", tmp_path / "track"
+    assert main(["detect", str(cine), "--view", "4ch", "--force-view", "--pixel-size", "1.5", "-o", str(first),
+                 "--no-progress"]) == 0
+    assert main(["lax-track", str(cine), "--points", str(first), "-o", str(second)]) == 0
+    assert "pixel size 1.5 x 1.5 mm as given" in capsys.readouterr().out
+    tracked = results.read_result(second, point_lists="ignore")
+    assert tracked.source_pixel_size_mm == 1.5
+    series = results.load_source(tracked, second)
+    assert tuple(series.spacing[:2]) == (1.5, 1.5)
+    found = [lm for lm in tracked.landmarks if lm.found]
+    assert found
+    for lm in found:
+        np.testing.assert_allclose(series.lps_to_ijk(lm.position)[:2], lm.ijk[:2], atol=1e-6)
+    detected = {m.phase: m.value for m in results.read_result(first, point_lists="ignore").measurements
+                if m.name == "LV length"}
+    again = {m.phase: m.value for m in tracked.measurements if m.name == "LV length"}
+    assert abs(again[0] - detected[0]) < 10.0  # same scale (at 1 mm the seed would sit 1.5x further out)

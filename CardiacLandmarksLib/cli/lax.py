@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from CardiacLandmarksLib.cli.study import positive_number
 from CardiacLandmarksLib.core.errors import InputNotFoundError
 from CardiacLandmarksLib.io.jsonsafe import dumps_strict
 from CardiacLandmarksLib.io.markups import load_landmarks
@@ -32,6 +33,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--ed", default="max", help="ED phase: max (longest LV, default), first, or a phase number")
     p.add_argument("--es", default="min", help="ES phase: min (shortest LV, default) or a phase number")
     p.add_argument("--series-uid", default=None)
+    p.add_argument("--pixel-size", type=positive_number("--pixel-size"), default=None, metavar="MM",
+                   help="in-plane pixel size (mm) of a cine whose header lost it (default: the size recorded with the "
+                        "points' landmarks.json, if any); a file with a real pixel size keeps its own")
     p.set_defaults(func=cmd_track)
 
     p = sub.add_parser("lv-length", help="LV length per phase and longitudinal shortening from long-axis landmarks")
@@ -114,6 +118,22 @@ def _check_anchors(seed, k: int) -> None:
                             "on one phase, or pass --slice")
 
 
+def recorded_pixel_size(points: str | Path) -> float | None:
+    """The in-plane pixel size recorded with a result's points (``landmarks.json`` ``source_pixel_size_mm``, the
+    file itself or the one in a result folder), or None (none recorded, or only ``.mrk.json`` point lists)."""
+    import json
+
+    p = Path(points)
+    f = p / "landmarks.json" if p.is_dir() else p
+    if not (f.is_file() and f.name.endswith(".json") and not f.name.endswith(".mrk.json")):
+        return None
+    try:
+        value = json.loads(f.read_text()).get("source_pixel_size_mm")
+    except (OSError, ValueError, AttributeError):
+        return None  # load_landmarks names an unreadable file
+    return None if value is None else float(value)
+
+
 def cmd_track(args: argparse.Namespace) -> int:
     from CardiacLandmarksLib.core.landmarks import LANDMARKS_BY_VIEW
     from CardiacLandmarksLib.io import markups
@@ -127,11 +147,20 @@ def cmd_track(args: argparse.Namespace) -> int:
     # fails before any work; the points' folder may be the output (a result re-tracked in place)
     outdir = prepare_output_dir(args.output, inputs=[args.input, args.points], allow_input_folder=True)
     series = load_series(args.input, series_uid=args.series_uid)
+    # the points' positions are in the scale they were placed at: a pixel size given then is recorded with them
+    mm = args.pixel_size or recorded_pixel_size(args.points)
+    if mm is not None:
+        from CardiacLandmarksLib.io.checks import given_pixel_size
+
+        note = given_pixel_size(series, mm)
+        if note:
+            print(f"note: {note}")
     seed = load_landmarks(args.points, series)
     seed.view = _infer_view(seed, args.view)
     seed.source = seed.source or str(series.source)
     _check_anchors(seed, args.slice)
     tracked = track_landmarks(series, seed, k=args.slice)
+    tracked.source_pixel_size_mm = (series.metadata or {}).get("pixel_size_given_mm")
     missing = [n for n in LANDMARKS_BY_VIEW[seed.view]
                if not any(lm.name == n and lm.slice == args.slice and lm.found for lm in tracked.landmarks)]
     if missing:
