@@ -25,6 +25,24 @@ from CardiacLandmarksLib.core.config import data_root as _data_root
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
 
+def reloads_at_pixel_size(folder: Path, mm: float):
+    """Assert that a result written with a given pixel size records it and that a review (``results.load_source``)
+    loads its image at that size, every found point on its own pixel; returns the result's landmark set."""
+    import numpy as np
+
+    from CardiacLandmarksLib import results
+
+    lmset = results.read_result(folder, point_lists="ignore")
+    assert lmset.source_pixel_size_mm == mm
+    series = results.load_source(lmset, folder)
+    assert tuple(series.spacing[:2]) == (mm, mm)
+    found = [lm for lm in lmset.landmarks if lm.found]
+    assert found
+    for lm in found:
+        np.testing.assert_allclose(series.lps_to_ijk(lm.position)[:2], lm.ijk[:2], atol=1e-6)
+    return lmset
+
+
 def require_data(*relative: str) -> Path:
     """Path under the data root; fail in CI / skip elsewhere when it is missing."""
     root = _data_root()

@@ -117,7 +117,7 @@ def test_lax_track_uses_the_pixel_size_recorded_with_the_points(tmp_path, capsys
     """The AMRG 4CH cine has no geometry (1 mm placeholder). ``detect --pixel-size 1.5`` records the size; before,
     ``lax-track --points`` on that result read the cine at 1 mm again and put every seed point 1.5x too far from the
     origin. Now it loads the cine at the recorded size, and its own result records it too."""
-    from conftest import require_data
+    from conftest import reloads_at_pixel_size, require_data
 
     from CardiacLandmarksLib import results
 
@@ -127,14 +127,7 @@ def test_lax_track_uses_the_pixel_size_recorded_with_the_points(tmp_path, capsys
                  "--no-progress"]) == 0
     assert main(["lax-track", str(cine), "--points", str(first), "-o", str(second)]) == 0
     assert "pixel size 1.5 x 1.5 mm as given" in capsys.readouterr().out
-    tracked = results.read_result(second, point_lists="ignore")
-    assert tracked.source_pixel_size_mm == 1.5
-    series = results.load_source(tracked, second)
-    assert tuple(series.spacing[:2]) == (1.5, 1.5)
-    found = [lm for lm in tracked.landmarks if lm.found]
-    assert found
-    for lm in found:
-        np.testing.assert_allclose(series.lps_to_ijk(lm.position)[:2], lm.ijk[:2], atol=1e-6)
+    tracked = reloads_at_pixel_size(second, 1.5)
     detected = {m.phase: m.value for m in results.read_result(first, point_lists="ignore").measurements
                 if m.name == "LV length"}
     again = {m.phase: m.value for m in tracked.measurements if m.name == "LV length"}

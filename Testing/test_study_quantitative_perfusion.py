@@ -13,9 +13,8 @@ from __future__ import annotations
 import csv
 import json
 
-import numpy as np
 import pytest
-from conftest import require_data
+from conftest import reloads_at_pixel_size, require_data
 
 from CardiacLandmarksLib.core.errors import ImplausibleSpacingError
 from CardiacLandmarksLib.io.checks import given_pixel_size, placeholder_spacing_warning
@@ -184,14 +183,7 @@ def test_a_given_pixel_size_is_kept_for_the_review(tmp_path, capsys):
     out = tmp_path / "r"
     assert main(["detect", str(src), "-o", str(out), "--pixel-size", "1.6", "--no-progress", "--no-tta"]) == 0
     assert "pixel size 1.6 x 1.6 mm as given" in capsys.readouterr().out
-    lmset = results.read_result(out, point_lists="ignore")
-    assert lmset.source_pixel_size_mm == 1.6
-    series = results.load_source(lmset, out)
-    assert tuple(series.spacing[:2]) == (1.6, 1.6)
-    found = [lm for lm in lmset.landmarks if lm.found]
-    assert found
-    for lm in found:
-        np.testing.assert_allclose(series.lps_to_ijk(lm.position), lm.ijk, atol=1e-6)
+    reloads_at_pixel_size(out, 1.6)
     # a real header is never overridden: ACDC keeps its 1.5625 mm and says so
     acdc = require_data("acdc", "patient001_ED.nii.gz")
     assert main(["detect", str(acdc), "-o", str(tmp_path / "a"), "--pixel-size", "1.6", "--no-progress",
