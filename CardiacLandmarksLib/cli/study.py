@@ -8,8 +8,14 @@ STUDY is a DICOM study folder (SAX cine stack, 2CH/3CH/4CH cines, perfusion, LGE
 localisers ...; a SAX stack stored as one series per slice is assembled) or a folder of
 NIfTI/NRRD/MHA files with real geometry (``*_ED``/``*_ES`` frame pairs are paired). The
 routing table is printed first; then SAX landmarks and RVI angles, LV length and shortening on
-the long-axis cines, perfusion AHA segments, and the long-axis vs SAX cross-checks. Output:
-``study.json``, ``routing.txt``, ``summary.png`` and one folder per analysis.
+the long-axis cines, one AHA perfusion report of all perfusion series (stress and rest, with the reserve), and
+the long-axis vs SAX cross-checks. Output: ``study.json``, ``routing.txt``, ``summary.png`` and one folder per
+analysis.
+
+Files whose header lost the pixel size or the frame timing, and quantitative perfusion (an arterial input
+function curve beside the series in contrast concentration: Fermi MBF)::
+
+    cardiac-landmarks study ../shared/data/perfusion/qperf -o out/qperf --pixel-size 2 --dt 0.5 --concentration
 
 Sub-command ``apply-review``: after a reader has reviewed the SAX and long-axis result folders of a study output
 (Slicer Export, ``cardiac-landmarks review``), recompute the study's key values, cross-checks and status from
