@@ -121,17 +121,16 @@ def _check_anchors(seed, k: int) -> None:
 def recorded_pixel_size(points: str | Path) -> float | None:
     """The in-plane pixel size recorded with a result's points (``landmarks.json`` ``source_pixel_size_mm``, the
     file itself or the one in a result folder), or None (none recorded, or only ``.mrk.json`` point lists)."""
-    import json
+    from CardiacLandmarksLib.core.errors import CardiacLandmarksError
 
     p = Path(points)
     f = p / "landmarks.json" if p.is_dir() else p
     if not (f.is_file() and f.name.endswith(".json") and not f.name.endswith(".mrk.json")):
         return None
     try:
-        value = json.loads(f.read_text()).get("source_pixel_size_mm")
-    except (OSError, ValueError, AttributeError):
-        return None  # load_landmarks names an unreadable file
-    return None if value is None else float(value)
+        return load_landmarks(f).source_pixel_size_mm
+    except CardiacLandmarksError:
+        return None  # named by the load of the points that follows
 
 
 def cmd_track(args: argparse.Namespace) -> int:

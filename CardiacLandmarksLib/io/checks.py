@@ -175,11 +175,12 @@ def given_pixel_size(series, mm: float) -> str | None:
         a note for the report when the size was set, None when the series kept its own.
 
     Raises:
-        ImplausibleSpacingError: ``mm`` outside 0.1-10 mm (no CMR pixel is that size).
+        ImplausibleSpacingError: ``mm`` not positive or above :data:`MAX_PIXEL_MM` (the limit of
+            :func:`check_spacing`).
     """
     mm = float(mm)
-    if not 0.1 <= mm <= 10.0:
-        raise ImplausibleSpacingError(f"pixel size {mm:g} mm is not a CMR pixel size (0.1-10 mm)")
+    if not 0.0 < mm <= MAX_PIXEL_MM:
+        raise ImplausibleSpacingError(f"pixel size {mm:g} mm is not a cardiac MR pixel (0 to {MAX_PIXEL_MM:g} mm)")
     if (series.metadata or {}).get("pixel_size_given_mm") is not None or placeholder_spacing_warning(series) is None:
         return None
     series.spacing = (mm, mm, float(series.spacing[2]))

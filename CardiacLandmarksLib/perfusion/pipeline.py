@@ -106,6 +106,24 @@ class SeriesInput:
     mbf_map: np.ndarray | None = None
 
 
+def frames_timed(series) -> bool:
+    """True when the frames of a perfusion series carry their own timing (trigger times a heartbeat apart:
+    :func:`CardiacLandmarksLib.perfusion.analysis.time_axis`); False for frame indices only (QPerf's Analyze files)."""
+    return perfusion.time_axis(series.trigger_times, series.n_phases)[1] == "s"
+
+
+def mbf_missing(inp: SeriesInput) -> str:
+    """What Fermi MBF from ``inp.aif`` still needs: ``""`` (nothing), ``"concentration"`` (the pixels are not marked
+    as contrast concentration) or ``"frame interval"`` (no timing in the frames and no ``dt_s``). The one rule:
+    :func:`analyse_series` warns on the first and refuses the second; a study leaves the AIF out and says what to
+    give (:func:`CardiacLandmarksLib.study.tasks.run_perfusion`)."""
+    if not inp.concentration:
+        return "concentration"
+    if inp.dt_s is None and not frames_timed(inp.series):
+        return "frame interval"
+    return ""
+
+
 @dataclass
 class SliceAnalysis:
     """Everything computed for one series (see module docstring)."""
@@ -245,16 +263,15 @@ def _add_mbf(an: SliceAnalysis, inp: SeriesInput, aligned: np.ndarray) -> None:
         return
     if inp.aif is None:
         return
-    if not inp.concentration:
+    missing = mbf_missing(inp)
+    if missing == "concentration":
         an.warnings.append("AIF given but the series is not marked as contrast concentration (--concentration); "
                            "no Fermi MBF computed from signal intensities")
         return
-    dt = inp.dt_s
-    if dt is None:
-        if an.time_unit != "s":
-            raise PerfusionInputError(f"{an.name}: no frame timing in the series; give the frame interval "
-                                      "(dt_s; --dt of the perfusion, study and batch commands)")
-        dt = float(np.median(np.diff(an.times)))
+    if missing:
+        raise PerfusionInputError(f"{an.name}: no frame timing in the series; give the frame interval "
+                                  "(dt_s; --dt of the perfusion, study and batch commands)")
+    dt = inp.dt_s if inp.dt_s is not None else float(np.median(np.diff(an.times)))
     aif = np.asarray(inp.aif, float).ravel()
     if aif.size != aligned.shape[0]:
         raise PerfusionInputError(f"{an.name}: AIF has {aif.size} samples, the series {aligned.shape[0]} frames")

@@ -364,28 +364,24 @@ def run_perfusion(slices: list, models: Models, outdir: Path, root: Path, key: s
     from CardiacLandmarksLib.core.errors import SeriesMismatchError
     from CardiacLandmarksLib.perfusion import pipeline as pp
     from CardiacLandmarksLib.perfusion import report as pr
-    from CardiacLandmarksLib.perfusion.analysis import time_axis
 
     notes: list[str] = []
     unused: list[str] = []  # an AIF the study could not use, and what to give for MBF
+    why = {"concentration": "the series are taken as signal intensity; give --concentration when they hold contrast "
+                            "concentration (mmol/L) for Fermi MBF",
+           "frame interval": "the frames carry no timing; give the frame interval (--dt) for Fermi MBF"}
     inputs = []
     for sl in (x if isinstance(x, PerfusionSlice) else PerfusionSlice(*x) for x in slices):
-        name, s, aif, aif_name = sl.name, sl.series, sl.aif, sl.aif_name
-        timed = time_axis(s.trigger_times, s.n_phases)[1] == "s"
-        use_aif = aif
-        if aif is not None and not concentration:  # a note, not a warning: the upslope index is as good as ever
-            unused.append(f"{name}: arterial input function {aif_name} not used: the series are taken as signal "
-                          "intensity; give --concentration when they hold contrast concentration (mmol/L) for "
-                          "Fermi MBF")
-            use_aif = None
-        elif aif is not None and not timed and dt_s is None:
-            unused.append(f"{name}: arterial input function {aif_name} not used: the frames carry no timing; "
-                          "give the frame interval (--dt) for Fermi MBF")
-            use_aif = None
-        elif aif is not None:
-            notes.append(f"{name}: Fermi MBF from the arterial input function {aif_name}")
-        inputs.append(pp.SeriesInput(series=s, name=name, aif=use_aif, concentration=concentration,
-                                     dt_s=None if timed else dt_s))
+        inp = pp.SeriesInput(series=sl.series, name=sl.name, aif=sl.aif, concentration=concentration,
+                             dt_s=None if pp.frames_timed(sl.series) else dt_s)  # a series' own timing wins
+        if inp.aif is not None:
+            missing = pp.mbf_missing(inp)  # the pipeline's rule; here a note, not a warning or an error: the
+            if missing:  # upslope index is as good as ever
+                unused.append(f"{sl.name}: arterial input function {sl.aif_name} not used: {why[missing]}")
+                inp.aif = None
+            else:
+                notes.append(f"{sl.name}: Fermi MBF from the arterial input function {sl.aif_name}")
+        inputs.append(inp)
     if not inputs:
         raise pp.PerfusionInputError("none of the perfusion series could be read: "
                                      + "; ".join(f"{n}: {m}" for n, m in failed))
