@@ -15,7 +15,9 @@ Per series (one SAX slice, 2D+T; stress or rest; base, mid or apex):
 
 Moving an RV insertion point only re-runs step 4 (:func:`set_rvi`), so the Slicer panel can
 recompute instantly. Study level: :func:`summarise` pools segments over slices per condition,
-computes global values and stress/rest reserve.
+computes global values and stress/rest reserve. A segment value's trust includes its A-RVI anchor
+(:func:`anchor_sources`); a global value's does not, since the sectors only divide the myocardium
+(:func:`mask_sources`).
 
 Points are ``(i, j)`` in the pixel grid of the series' **reference frame**
 (``analysis.seg.reference_frame``); LPS via ``series.ijk_to_lps((i, j, 0))``.
@@ -153,6 +155,10 @@ class SliceAnalysis:
     fermi_info: dict = field(default_factory=dict)
     n_rim_excluded: int = 0
     warnings: list[str] = field(default_factory=list)
+    #: the warnings (each also in ``warnings``) that do not bear on the series' global value: the RV insertion
+    #: points and the slice level, which move the AHA sectors only (:func:`mask_sources`), and a stress/rest
+    #: mismatch, which drops the reserve instead (:func:`analyse_perfusion`)
+    warnings_beside_global: list[str] = field(default_factory=list)
 
     @property
     def reference_image(self) -> np.ndarray:
@@ -284,6 +290,12 @@ def _add_mbf(an: SliceAnalysis, inp: SeriesInput, aligned: np.ndarray) -> None:
                      "global_curve_mbf": float(glob.mbf[0]), "median_pixel_rmse": float(np.median(fit.rmse))}
 
 
+def _warn_beside_global(an: SliceAnalysis, *texts: str) -> None:
+    """Add warnings on the sectors (RV insertion points, slice level) that leave the global value as it is."""
+    an.warnings.extend(texts)
+    an.warnings_beside_global.extend(texts)
+
+
 def _plausible_rvi(an: SliceAnalysis, a: np.ndarray, i: np.ndarray, frame_mask: np.ndarray) -> bool:
     myo = frame_mask == perfusion.MYO
     if not myo.any():
@@ -322,19 +334,19 @@ def _find_rvi(an: SliceAnalysis, inp: SeriesInput, frames: np.ndarray, aligned: 
                     trust=trust)
             return
     if est.a_rvi_ij is None:
-        an.warnings += est.notes
-        an.warnings.append("no RV insertion point found: sectors not assigned; place A-RVI and I-RVI in "
+        _warn_beside_global(an, *est.notes)
+        _warn_beside_global(an, "no RV insertion point found: sectors not assigned; place A-RVI and I-RVI in "
                            f"{an.name}_rvi.mrk.json and re-run with --rvi")
         return
     source = f"RV enhancement (frames up to {rv_frame}; no landmark model)"
     a_ij, i_ij, span, adjusted = perfusion.nominal_septum(an.center_ij, est.a_rvi_ij, est.i_rvi_ij, an.seen_from_apex)
     if adjusted:
-        an.warnings.append(f"RV contact arc only {span:.0f} deg: insertions placed 60 deg either side of its centre; "
+        _warn_beside_global(an, f"RV contact arc only {span:.0f} deg: insertions placed 60 deg either side of its centre; "
                            "check them")
         source += ", nominal 120 deg septum about the contact centre"
     low = (FALLBACK_RVI_CONFIDENCE, "low")
     set_rvi(an, a_ij, i_ij, source=source, frame=rv_frame, trust={"A-RVI": low, "I-RVI": low})
-    an.warnings.append("RV insertion points from the RV-enhancement fallback (flagged low): every sector value "
+    _warn_beside_global(an, "RV insertion points from the RV-enhancement fallback (flagged low): every sector value "
                        f"is review until they are checked; edit {an.name}_rvi.mrk.json and re-run with --rvi")
 
 
@@ -355,11 +367,11 @@ def _rvi_from_sax_model(an: SliceAnalysis, frame: int, tta: bool = True,
         return None
     a, i = lmset.get("A-RVI", 0, 0), lmset.get("I-RVI", 0, 0)
     if a is None or i is None or not (a.found and i.found):
-        an.warnings.append(f"SAX landmark model found no RV insertion pair on frame {frame}")
+        _warn_beside_global(an, f"SAX landmark model found no RV insertion pair on frame {frame}")
         return None
     a_ij, i_ij = np.asarray(a.ijk[:2], float), np.asarray(i.ijk[:2], float)
     if not _plausible_rvi(an, a_ij, i_ij, an.seg.masks[frame]):
-        an.warnings.append("SAX landmark model RV insertions lie away from the segmented myocardium; not used")
+        _warn_beside_global(an, "SAX landmark model RV insertions lie away from the segmented myocardium; not used")
         return None
     return a_ij, i_ij, {"A-RVI": (float(a.confidence), a.flag), "I-RVI": (float(i.confidence), i.flag)}
 
@@ -383,9 +395,10 @@ def set_rvi(an: SliceAnalysis, a_rvi_ij: np.ndarray, i_rvi_ij: np.ndarray | None
         trust = {"A-RVI": default, "I-RVI": default}
     an.rvi_trust = {k: (float(c), str(f)) for k, (c, f) in trust.items()}
     an.warnings = [w for w in an.warnings if "I-RVI lies" not in w]
+    an.warnings_beside_global = [w for w in an.warnings_beside_global if "I-RVI lies" not in w]
     w = perfusion.check_rvi_consistency(an.center_ij, an.a_rvi_ij, an.i_rvi_ij, an.seen_from_apex)
     if w:
-        an.warnings.append(w)
+        _warn_beside_global(an, w)
     if an.level:
         recompute_sectors(an)
     return an
@@ -419,10 +432,10 @@ def assign_missing_levels(analyses: list[SliceAnalysis]) -> None:
             if levels is None or len(group) == 1:
                 a.level = "mid"
                 why = "the only slice of this condition" if len(group) == 1 else "slice positions not usable"
-                a.warnings.append(f"slice level not in the name and {why}: taken as mid; give --level to change it")
+                _warn_beside_global(a, f"slice level not in the name and {why}: taken as mid; give --level to change it")
             else:
                 a.level = levels[n]
-                a.warnings.append(f"slice level '{a.level}' assigned from the slice position")
+                _warn_beside_global(a, f"slice level '{a.level}' assigned from the slice position")
             recompute_sectors(a)
 
 
@@ -440,6 +453,16 @@ def anchor_sources(an: SliceAnalysis) -> list[Source]:
     return out
 
 
+def mask_sources(an: SliceAnalysis) -> list[Source]:
+    """What a series' global value (all its myocardium, :func:`summarise`) rests on: the myocardium mask, flagged
+    from the segmentation confidence (``low`` below 0.5, as C-LV in :func:`anchor_sources`). The RV insertion
+    points are not a source of it: the AHA sectors split the myocardium into segments whose union is the
+    whole mask wherever A-RVI lies, so the global mean (Xue et al. 2020: global myocardial perfusion) does not
+    move with the anchor."""
+    c = float(an.seg.confidence)
+    return [Source(f"myocardium {an.name}", "high" if c >= 0.5 else "low", c, "mask", "segmentation confidence")]
+
+
 def segment_trust(metric: str, stats: dict, anchors: list[Source], label: str) -> tuple[str, list[Source]]:
     """Status and sources of one segment value (one condition, one metric, pooled over slices).
 
@@ -452,7 +475,8 @@ def segment_trust(metric: str, stats: dict, anchors: list[Source], label: str) -
     Args:
         metric: key of :data:`METRICS`.
         stats: ``{"mean", "sd", "n_pixels"}``.
-        anchors: :func:`anchor_sources` of the series pooled into the value.
+        anchors: :func:`anchor_sources` of the series pooled into a segment value, :func:`mask_sources` for
+            the global value.
         label: id prefix, e.g. ``"segment 2 rest"``.
 
     Returns:
@@ -484,8 +508,8 @@ def _pool(analyses: list[SliceAnalysis], metric: str, segment: int | None) -> di
         sel = (a.segments == segment) if segment is not None else (a.segments > 0)
         v = m[sel & np.isfinite(m)]
         vals.append(v)
-        if v.size:
-            anchors += anchor_sources(a)
+        if v.size:  # a segment hangs on its anchor; the global value on the mask only (mask_sources)
+            anchors += anchor_sources(a) if segment is not None else mask_sources(a)
     if not vals:
         return None
     v = np.concatenate(vals)
@@ -758,7 +782,7 @@ def analyse_perfusion(inputs: list[SeriesInput], model: ps.PerfusionModel | None
             _record_failure(failed, inp, exc)
         else:
             an.warnings.extend((inp.series.metadata or {}).get("warnings", []))
-            an.warnings.extend(study_warnings)
+            _warn_beside_global(an, *study_warnings)
             analyses.append(an)
         if progress is not None:
             progress(k + 1, len(usable))

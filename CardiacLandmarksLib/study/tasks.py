@@ -405,16 +405,18 @@ def run_perfusion(slices: list, models: Models, outdir: Path, root: Path, key: s
     for c in summary["conditions"]:
         g = summary["global"].get(c, {}).get(metric)
         group = [a for a in analyses if a.condition == c]
-        rvi = sorted({(a.rvi_source or "none").split(" (")[0] for a in group})
         # the global value's own trust, the status the perfusion report gives the same number
-        # (perfusion.pipeline.segment_trust: its RV-insertion anchors, too few pixels -> n/a, a mean that is not
-        # positive, a spread above the mean, an MBF out of range -> review); then review for a slice not analysed
-        # or a warning on a series. Before, the study had a rule of its own, which called 'ok' a value the report
-        # called 'review' (anchors from the landmark model flagged low)
+        # (perfusion.pipeline.segment_trust: its myocardium masks (not the RV-insertion anchors, which move no
+        # pixel in or out of the global value), too few pixels -> n/a, a mean that is not positive, a spread above
+        # the mean, an MBF out of range -> review); then review for a slice not analysed or a warning on a series
+        # (warnings on the RV insertions, the slice level or a stress/rest mismatch leave it as it is:
+        # SliceAnalysis.warnings_beside_global); the flags name what makes it review
         st = "n/a" if not g else g.get("status", "review")
-        if st == "ok" and (failed or any(a.warnings for a in group)):
+        flags = _trust_flags(metric, (g or {}).get("sources", []))  # where the RVI came from is in the notes
+        warned = [f"{a.name}: {w}" for a in group for w in a.warnings if w not in a.warnings_beside_global]
+        if st == "ok" and (failed or warned):
             st = "review"
-        flags = [f"RVI from {r}" for r in rvi] + _trust_flags(metric, (g or {}).get("sources", []))
+        flags += warned
         # a series whose condition is neither in its name nor given is pooled as "perfusion": say so in words
         label = "perfusion, stress/rest unknown" if c == "perfusion" else f"perfusion {c}"
         out.values.append(KeyValue(f"{label} {metric} (global)", None if not g else g["mean"],
@@ -427,12 +429,13 @@ def run_perfusion(slices: list, models: Models, outdir: Path, root: Path, key: s
 
 def _trust_flags(metric: str, sources: list[dict]) -> list[str]:
     """The key-value flags of a perfusion value's doubtful sources (the report's ``sources``): its own mask or
-    curve (``"upslope_index review: mean -0.3 not positive"``), then its low RV-insertion anchors
-    (``"A-RVI stress_mid (low 0.10)"``)."""
+    curve (``"upslope_index review: mean -0.3 not positive"``), then its low RV-insertion anchors or masks
+    (``"A-RVI stress_mid (low 0.10)"``, ``"myocardium rest_base (low 0.31)"``)."""
     own = [f"{metric} {x['flag']}: {x.get('note', '')}".rstrip(": ") for x in sources
            if x.get("kind") in ("mask", "curve") and x.get("flag") in ("review", "n/a")]
     anchors = [f"{x['id']} ({x['flag']}" + ("" if x.get("confidence") is None else f" {x['confidence']:.2f}") + ")"
-               for x in sources if x.get("kind") == "anchor" and x.get("flag") not in ("high", "ok")]
+               for x in sources if (x.get("kind") == "anchor" and x.get("flag") not in ("high", "ok"))
+               or (x.get("kind") == "mask" and x.get("flag") == "low")]
     return own + anchors
 
 
