@@ -96,6 +96,28 @@ def test_moving_the_anchor_moves_segments_not_the_global_value(result):
 
 
 @pytest.mark.data
+def test_a_slice_without_rv_insertions_still_counts_in_the_global_value(result):
+    """A slice whose RV insertions were not found has no sectors (its segment values are left out) but its
+    myocardium is still in the global value: the same mean and pixel count as with an anchor. Before, the slice
+    was dropped from the global value without a word."""
+    an = result.analyses[0]
+    before = pp.summarise(result.analyses)
+    kept_anchor, kept_segments, kept_stats = an.a_rvi_ij, an.segments, an.stats
+    try:
+        an.a_rvi_ij = None
+        pp.recompute_sectors(an)
+        assert an.segments is None
+        after = pp.summarise(result.analyses)
+    finally:
+        an.a_rvi_ij, an.segments, an.stats = kept_anchor, kept_segments, kept_stats
+    c = an.condition
+    g0, g1 = before["global"][c]["upslope_index"], after["global"][c]["upslope_index"]
+    assert g1["n_pixels"] == g0["n_pixels"] > 100
+    assert g1["mean"] == pytest.approx(g0["mean"], rel=1e-9)
+    assert all(c not in after["segments"][s] for s in range(1, 17))
+
+
+@pytest.mark.data
 def test_a_doubtful_mask_still_makes_the_global_value_review(result):
     """A segmentation confidence below 0.5 flags the mask low: the global value and the reserve become review
     and name the mask."""

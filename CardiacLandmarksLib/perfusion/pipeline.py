@@ -502,10 +502,12 @@ def _pool(analyses: list[SliceAnalysis], metric: str, segment: int | None) -> di
     vals = []
     anchors: list[Source] = []
     for a in analyses:
-        if metric not in a.maps or a.segments is None:
+        if metric not in a.maps or (segment is not None and a.segments is None):
             continue
         m = a.maps[metric]
-        sel = (a.segments == segment) if segment is not None else (a.segments > 0)
+        # a segment: its sector's pixels; global: every pixel of the map (the myocardium without its endocardial
+        # rim, NaN elsewhere), so a slice whose RV insertions were not found still counts
+        sel = (a.segments == segment) if segment is not None else np.ones(m.shape, bool)
         v = m[sel & np.isfinite(m)]
         vals.append(v)
         if v.size:  # a segment hangs on its anchor; the global value on the mask only (mask_sources)
