@@ -160,3 +160,22 @@ def test_study_key_values_follow_the_global_trust(mlperf, tmp_path, monkeypatch)
     assert stress.status == "review"
     assert stress.flags == ["stress_mid: voxel size 1 x 1 mm is a placeholder"]
     assert kv["perfusion rest upslope_index (global)"].status == "ok"
+
+
+@pytest.mark.data
+def test_reserve_flags_name_the_doubtful_condition(mlperf, tmp_path):
+    """mlperf patient 119151 (four slices): the stress myocardium's upslope indices spread more than their mean,
+    so the stress value and the MPRI are review. The MPRI's flag says that it is the stress value, as the stress
+    value's own flag does; before, both read 'mpri review: sd ... > mean ...' / 'upslope_index review: ...'."""
+    slices = [(f"{c}_{lv}", load_series(mlperf / f"119151_{c}_{lv}.nii.gz"))
+              for c in ("stress", "rest") for lv in ("base", "mid")]
+    out = tasks.run_perfusion(slices, tasks.Models("cpu"), tmp_path / "perf", tmp_path, "study")
+    kv = {v.name: v for v in out.values}
+    _, summary = out.result
+    g = summary["global"]["stress"]["upslope_index"]
+    assert g["sd"] > g["mean"] > 0  # the data's own spread, from the pixels
+    stress, rest = kv["perfusion stress upslope_index (global)"], kv["perfusion rest upslope_index (global)"]
+    mpri = kv["perfusion reserve mpri (global)"]
+    assert stress.status == mpri.status == "review" and rest.status == "ok"
+    assert stress.flags == mpri.flags
+    assert len(stress.flags) == 1 and stress.flags[0].startswith("stress upslope_index review: sd ")

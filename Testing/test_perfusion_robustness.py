@@ -185,4 +185,4 @@ def test_study_key_value_carries_the_global_value_trust(data_root, tmp_path, mon
     kv = next(v for v in out.values if "upslope_index" in v.name)
     assert kv.value < 0
     assert kv.status == "review"
-    assert kv.flags[0].startswith("upslope_index review: mean ") and kv.flags[0].endswith("not positive")
+    assert kv.flags[0].startswith("stress upslope_index review: mean ") and kv.flags[0].endswith("not positive")

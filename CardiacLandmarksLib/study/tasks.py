@@ -412,7 +412,7 @@ def run_perfusion(slices: list, models: Models, outdir: Path, root: Path, key: s
         # (warnings on the RV insertions, the slice level or a stress/rest mismatch leave it as it is:
         # SliceAnalysis.warnings_beside_global); the flags name what makes it review
         st = "n/a" if not g else g.get("status", "review")
-        flags = _trust_flags(metric, (g or {}).get("sources", []))  # where the RVI came from is in the notes
+        flags = _trust_flags((g or {}).get("sources", []))  # where the RVI came from is in the notes
         warned = [f"{a.name}: {w}" for a in group for w in a.warnings if w not in a.warnings_beside_global]
         if st == "ok" and (failed or warned):
             st = "review"
@@ -427,11 +427,12 @@ def run_perfusion(slices: list, models: Models, outdir: Path, root: Path, key: s
     return out
 
 
-def _trust_flags(metric: str, sources: list[dict]) -> list[str]:
+def _trust_flags(sources: list[dict]) -> list[str]:
     """The key-value flags of a perfusion value's doubtful sources (the report's ``sources``): its own mask or
-    curve (``"upslope_index review: mean -0.3 not positive"``), then its low RV-insertion anchors or masks
+    curve, named by the value it belongs to (``"stress upslope_index review: mean -0.3 not positive"``; in a
+    reserve's flags that names which of stress and rest is doubtful), then its low RV-insertion anchors or masks
     (``"A-RVI stress_mid (low 0.10)"``, ``"myocardium rest_base (low 0.31)"``)."""
-    own = [f"{metric} {x['flag']}: {x.get('note', '')}".rstrip(": ") for x in sources
+    own = [f"{x['id'].removeprefix('global ')} {x['flag']}: {x.get('note', '')}".rstrip(": ") for x in sources
            if x.get("kind") in ("mask", "curve") and x.get("flag") in ("review", "n/a")]
     anchors = [f"{x['id']} ({x['flag']}" + ("" if x.get("confidence") is None else f" {x['confidence']:.2f}") + ")"
                for x in sources if (x.get("kind") == "anchor" and x.get("flag") not in ("high", "ok"))
@@ -452,6 +453,6 @@ def _reserve_values(summary: dict, metric: str, failed: list[str]) -> list[KeyVa
     status = trust.get("status", "review")
     if failed and status == "ok":
         status = "review"
-    flags = _trust_flags(key, trust.get("sources", []))
+    flags = _trust_flags(trust.get("sources", []))
     return [KeyValue(f"perfusion reserve {key} (global)", float(value), "ratio", status, flags,
                      "stress / rest" + (f"; not analysed: {', '.join(failed)}" if failed else ""))]
