@@ -14,6 +14,7 @@ fallback (``use_sax_model=False``), which is always flagged low.
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 
 import numpy as np
@@ -179,3 +180,29 @@ def test_reserve_flags_name_the_doubtful_condition(mlperf, tmp_path):
     assert stress.status == mpri.status == "review" and rest.status == "ok"
     assert stress.flags == mpri.flags
     assert len(stress.flags) == 1 and stress.flags[0].startswith("stress upslope_index review: sd ")
+
+
+@pytest.mark.data
+def test_study_shows_perfusion_ratios_to_two_decimals(mlperf, tmp_path, capsys):
+    """``study`` on mlperf patient 119151's four files: stress and rest upslope indices (0.266 and 0.262 in
+    study.json) are printed apart, and as the summary page shows them; with one decimal both read '0.3 ratio' and
+    the MPRI '1.0'."""
+    from CardiacLandmarksLib.cli import main as cli_main
+
+    study = tmp_path / "119151"
+    study.mkdir()
+    for c in ("stress", "rest"):
+        for lv in ("base", "mid"):
+            (study / f"119151_{c}_{lv}.nii.gz").symlink_to(mlperf / f"119151_{c}_{lv}.nii.gz")
+    assert cli_main(["study", str(study), "-o", str(tmp_path / "out")]) == 0
+    printed = capsys.readouterr().out
+    values = {d["name"]: d for d in json.loads((tmp_path / "out" / "study.json").read_text())["key_values"]}
+    stress, rest = (values[f"perfusion {c} upslope_index (global)"] for c in ("stress", "rest"))
+    assert abs(stress["value"] - rest["value"]) >= 0.001
+    lines = {name: next(x for x in printed.splitlines() if f"] {name}: " in x) for name in values}
+    shown = {name: line.split(f"] {name}: ")[1].split("  (")[0] for name, line in lines.items()}
+    for name, d in values.items():  # the shown value is the file's value to the shown precision
+        number, unit = shown[name].split(" ", 1)
+        assert unit == d["unit"] and len(number.split(".")[1]) == 2
+        assert abs(float(number) - d["value"]) <= 0.005 + 1e-9
+    assert shown["perfusion stress upslope_index (global)"] != shown["perfusion rest upslope_index (global)"]

@@ -94,7 +94,9 @@ def study_options(args: argparse.Namespace) -> dict:
 def _kv_text(d: dict | None) -> str:
     if d is None:
         return "-"
-    val = "-" if d.get("value") is None else f"{d['value']:.1f} {d.get('unit', '')}".strip()
+    from CardiacLandmarksLib.study.tasks import format_value
+
+    val = format_value(d.get("value"), d.get("unit", ""))
     return f"{val} [{d.get('status', 'n/a')}]"
 
 
@@ -166,8 +168,7 @@ def cmd_study(args: argparse.Namespace) -> int:
             print(f"  {o.review_note}")
     for v in result.key_values():
         d = v.to_dict()
-        val = "-" if d["value"] is None else f"{d['value']:.1f} {d['unit']}"
-        print(f"  [{d['status']:>6}] {v.name}: {val}" + (f"  ({', '.join(v.flags)})" if v.flags else ""))
+        print(f"  [{d['status']:>6}] {v.name}: {v.value_text()}" + (f"  ({', '.join(v.flags)})" if v.flags else ""))
     for note in result.notes:
         print(f"note: {note}")
     print(f"study status: {result.status}; wrote {', '.join(str(p) for p in [*written, record.path])}")

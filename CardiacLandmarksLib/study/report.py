@@ -225,7 +225,7 @@ def render_summary_png(result, outdir: Path, dpi: int = 100) -> bytes:
     kvs = result.key_values()
     for kv in kvs[:18]:
         d = kv.to_dict()
-        v = "-" if d["value"] is None else f"{d['value']:.1f} {d['unit']}"
+        v = kv.value_text()
         top.text(0.66, y, f"{d['status']:>6}  {kv.name[:52]}: {v}", fontsize=8.5, family="monospace", va="top",
                  color=_STATUS_COLOUR.get(d["status"], "k"), transform=top.transAxes)
         y -= 0.062

@@ -66,6 +66,23 @@ class Models:
         raise KeyError(name)
 
 
+#: decimals shown per unit where one decimal would hide the value: perfusion ratios (upslope index 0.1-0.7,
+#: MPRI about 1-3) and MBF (ml/min/g, about 0.5-4); every other unit (deg, mm, ml, %, g) shows one
+_DECIMALS = {"ratio": 2, "ml/min/g": 2}
+
+
+def value_decimals(unit: str) -> int:
+    """Decimals a key value of ``unit`` is shown with (files keep 3: :meth:`KeyValue.to_dict`)."""
+    return _DECIMALS.get(unit, 1)
+
+
+def format_value(value: float | None, unit: str) -> str:
+    """``"-"`` for a missing or non-finite value, else ``"<value> <unit>"`` at :func:`value_decimals`."""
+    if value is None or not np.isfinite(value):
+        return "-"
+    return f"{float(value):.{value_decimals(unit)}f} {unit}".strip()
+
+
 @dataclass
 class KeyValue:
     """One headline value: name, value, unit, status (ok | review | n/a), flags, detail."""
@@ -81,6 +98,11 @@ class KeyValue:
         v = None if self.value is None or not np.isfinite(self.value) else round(float(self.value), 3)
         return {"name": self.name, "value": v, "unit": self.unit, "status": self.status if v is not None else "n/a",
                 "flags": list(self.flags), "detail": self.detail}
+
+    def value_text(self) -> str:
+        """The value as shown on the summary page and printed by ``study``, ``apply-review`` and ``batch``:
+        ``"-"`` for none, else with :func:`value_decimals` decimals and the unit (``"0.27 ratio"``, ``"58.9 ml"``)."""
+        return format_value(self.value, self.unit)
 
     @classmethod
     def from_dict(cls, d: dict) -> KeyValue:
