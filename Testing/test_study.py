@@ -258,7 +258,28 @@ def test_refined_chamber_without_a_model_is_listed_not_run(mnms_study, monkeypat
 
 @pytest.mark.data
 @pytest.mark.slow
-def test_analyse_mnms2_study(mnms_study, tmp_path):
+def _summary_texts(monkeypatch) -> list:
+    """Patch savefig to record every text of the figures saved: ``(text, window extent, figure bbox, image axes
+    extents)`` at the save dpi."""
+    import matplotlib.figure
+    from matplotlib.text import Text
+
+    seen = []
+    real = matplotlib.figure.Figure.savefig
+
+    def record(fig, *args, **kwargs):
+        fig.set_dpi(kwargs.get("dpi", fig.dpi))
+        renderer = fig.canvas.get_renderer()
+        axes = [ax.get_window_extent(renderer) for ax in fig.axes if ax.images]
+        seen.extend((t.get_text(), t.get_window_extent(renderer), fig.bbox.frozen(), axes)
+                    for t in fig.findobj(Text) if t.get_visible() and t.get_text())
+        return real(fig, *args, **kwargs)
+
+    monkeypatch.setattr(matplotlib.figure.Figure, "savefig", record)
+    return seen
+
+
+def test_analyse_mnms2_study(mnms_study, tmp_path, monkeypatch):
     out = tmp_path / "out"
     res = analyse_study(mnms_study, out)
     # (plus ("function", True) on the SAX pair where the function package is installed)
@@ -271,6 +292,7 @@ def test_analyse_mnms2_study(mnms_study, tmp_path):
                        "LAX plane to mid C-LV", "LAX apex to SAX LV axis"}
     assert cc["LAX plane to mid C-LV"].value < 10.0
     assert abs(cc["mitral plane to basal SAX slice"].value) < 25.0
+    texts = _summary_texts(monkeypatch)
     written = res.write(out)
     assert {p.name for p in written} == {"study.json", "routing.txt", "summary.png"}
     d = json.loads((out / "study.json").read_text())
@@ -290,6 +312,21 @@ def test_analyse_mnms2_study(mnms_study, tmp_path):
     for name in ("LV length ED", "LV length ES", "Longitudinal shortening"):
         m = next(m for m in lax.measurements if m.name == name and m.slice == 0)
         assert kv[f"{name} (4CH)"]["status"] == m.status, name
+        # what to check names the measurement's doubtful points, each with its flag and confidence
+        low = {s.id.split(" s", 1)[0]: s for s in m.sources if s.kind == "landmark" and s.flag != "high"}
+        check = kv[f"{name} (4CH)"]["check"]
+        assert (check == "") == (m.status == "ok"), (name, check)
+        for point, src in low.items():
+            assert f"{point} ({src.flag} " in check, (name, check)
+    assert kv["RVI angle (mid, ED)"]["check"] == "check orientation (review)"
+    assert all((v["check"] == "") == (v["status"] == "ok") for v in d["key_values"]), d["key_values"]
+    # the summary page shows it under each value that is not ok, inside the page and off the image panels
+    shown = [t for t in texts if t[0].startswith(" " * 8 + "check")]
+    assert [t[0].strip() for t in shown] == [v["check"][:73] + ("\u2026" if len(v["check"]) > 74 else v["check"][73:])
+                                             for v in d["key_values"] if v["check"]]
+    for text, box, page, images in [t for t in texts if t[0].startswith(("review", "    ok", " " * 8))]:
+        assert page.x0 <= box.x0 and box.x1 <= page.x1, (text, box, page)
+        assert not any(box.overlaps(img) for img in images), text
     assert (out / "summary.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert (out / "001_SA_sax" / "landmarks.json").exists()
     assert (out / "001_LA_CINE_lax" / "landmarks.json").exists()

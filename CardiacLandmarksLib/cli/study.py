@@ -168,7 +168,8 @@ def cmd_study(args: argparse.Namespace) -> int:
             print(f"  {o.review_note}")
     for v in result.key_values():
         d = v.to_dict()
-        print(f"  [{d['status']:>6}] {v.name}: {v.value_text()}" + (f"  ({', '.join(v.flags)})" if v.flags else ""))
+        check = v.check_text(d["status"])
+        print(f"  [{d['status']:>6}] {v.name}: {v.value_text()}" + (f"  ({check})" if check else ""))
     for note in result.notes:
         print(f"note: {note}")
     print(f"study status: {result.status}; wrote {', '.join(str(p) for p in [*written, record.path])}")

@@ -78,27 +78,42 @@ def crosscheck(sax_series, sax_lmset, lax_series, lax_lmset, label: str) -> tupl
     o_lax = lax_series.slice_origins[0]
     centre = np.mean([lm.position for lm in clv], axis=0)
 
-    def kv(name, value, flags, rng=None, maxv=None, detail=""):
+    def kv(name, value, flags, rng=None, maxv=None, detail="", points=()):
         bad = (rng is not None and not rng[0] <= value <= rng[1]) or (maxv is not None and value > maxv)
         status = "review" if bad or any(f != "high" for f in flags) else "ok"
         if bad:
             detail = (detail + "; " if detail else "") + "outside the expected range"
-        return KeyValue(f"{name} ({label})", float(value), "mm", status, list(flags), detail)
+        why = "" if not bad else (f"outside {rng[0]:g} to {rng[1]:g} mm" if rng is not None and not
+                                  rng[0] <= value <= rng[1] else f"above {maxv:g} mm")
+        return KeyValue(f"{name} ({label})", float(value), "mm", status, list(flags), detail,
+                        _check(points, why) if status != "ok" else "")
 
     values = [
         kv("mitral plane to basal SAX slice", q[k_base] - float(mid @ u), lax_flags[:2] + [base_lm.flag],
-           rng=BASE_RANGE_MM, detail=f"basal SAX slice {k_base}, LAX phase {t}"),
+           rng=BASE_RANGE_MM, detail=f"basal SAX slice {k_base}, LAX phase {t}",
+           points=[(h, "LAX") for h in hinges[:2]] + [(base_lm, "SAX")]),
         kv("LAX apex beyond apical SAX slice", float(apex.position @ u) - q[k_apex], [apex.flag, apex_lm.flag],
-           rng=APEX_RANGE_MM, detail=f"apical SAX slice {k_apex}"),
+           rng=APEX_RANGE_MM, detail=f"apical SAX slice {k_apex}", points=[(apex, "LAX"), (apex_lm, "SAX")]),
         kv("LAX plane to mid C-LV", abs(float((mid_lm.position - o_lax) @ n_lax)), [mid_lm.flag], maxv=PLANE_MAX_MM,
-           detail=f"SAX slice {mid_lm.slice}"),
+           detail=f"SAX slice {mid_lm.slice}", points=[(mid_lm, "SAX")]),
     ]
     d = apex.position - centre
+    low_clv = [lm for lm in clv if lm.flag != "high"][:1]
     values.append(kv("LAX apex to SAX LV axis", float(np.linalg.norm(d - (d @ u) * u)), [apex.flag] +
-                     [lm.flag for lm in clv if lm.flag != "high"][:1], maxv=AXIS_MAX_MM))
+                     [lm.flag for lm in low_clv], maxv=AXIS_MAX_MM,
+                     points=[(apex, "LAX")] + [(lm, "SAX") for lm in low_clv]))
     geometry = {"lax_phase": t, "mitral_mid": mid.tolist(), "apex": apex.position.tolist(),
                 "basal_sax_slice": k_base, "apical_sax_slice": k_apex, "base_to_apex_lps": u.tolist()}
     return values, geometry
+
+
+def _check(points, why: str) -> str:
+    """Reader text of a cross-check that is not ok: its points flagged below high, named as on their series
+    (``"check AL-P (low 0.31), SAX C-LV s9 (low 0.20)"``), then why the value itself is doubtful
+    (``"outside -30 to 0 mm"``), joined by ``"; "``."""
+    names = [f"{'SAX ' if where == 'SAX' else ''}{lm.name}{f' s{lm.slice}' if where == 'SAX' else ''} "
+             f"({lm.flag} {lm.confidence:.2f})" for lm, where in points if lm.flag != "high"]
+    return "; ".join(x for x in ("check " + ", ".join(names) if names else "", why) if x) or "check"
 
 
 def sax_lines_in_lax(sax_series, lax_series, slices: list[int]) -> list[tuple[int, np.ndarray]]:

@@ -62,6 +62,11 @@ def _show(ax, img: np.ndarray, spacing) -> None:
     ax.set_yticks([])
 
 
+def _fit(text: str, width: int) -> str:
+    """``text`` cut to ``width`` characters, ending in an ellipsis when cut."""
+    return text if len(text) <= width else text[: width - 1] + "\u2026"
+
+
 def _sax_panel(ax, series, lmset, key) -> None:
     from CardiacLandmarksLib.study.tasks import sax_mid_slice, sax_phase_word
 
@@ -203,7 +208,7 @@ def render_summary_png(result, outdir: Path, dpi: int = 100) -> bytes:
                 panels.append((o.task, png, o))
     n_pan = max(1, min(len(panels), 4))
     fig = plt.figure(figsize=(16, 10), dpi=dpi)
-    gs = fig.add_gridspec(2, n_pan, height_ratios=[0.5, 1.5], hspace=0.12, wspace=0.05,
+    gs = fig.add_gridspec(2, n_pan, height_ratios=[0.75, 1.25], hspace=0.12, wspace=0.05,
                           left=0.02, right=0.98, top=0.93, bottom=0.02)
     status = result.status
     reader = int(getattr(result, "reader_points", 0) or 0)
@@ -219,20 +224,28 @@ def render_summary_png(result, outdir: Path, dpi: int = 100) -> bytes:
         lines = lines[:15] + [f"... {len(lines) - 15} more series (routing.txt)"]
     top.text(0.0, 1.0, "\n".join(line[:140] for line in lines), family="monospace", fontsize=8.5, va="top",
              ha="left", transform=top.transAxes)
+    # key values, each not-ok one with what to check under it (KeyValue.check_text: the doubtful points by name),
+    # at fixed line heights in points; what does not fit is counted, not drawn over the panels
+    pt = 1.0 / (top.get_position().height * fig.get_figheight() * 72.0)  # one point in axes units
     y = 1.0
     top.text(0.66, y, "key values", fontsize=9, weight="bold", va="top", transform=top.transAxes)
-    y -= 0.09
-    kvs = result.key_values()
-    for kv in kvs[:18]:
+    y -= 13 * pt
+    lines = []
+    for kv in result.key_values():
         d = kv.to_dict()
-        v = kv.value_text()
-        top.text(0.66, y, f"{d['status']:>6}  {kv.name[:52]}: {v}", fontsize=8.5, family="monospace", va="top",
-                 color=_STATUS_COLOUR.get(d["status"], "k"), transform=top.transAxes)
-        y -= 0.062
-    for err in result.errors[:3]:
-        top.text(0.66, y, f" error  {err[:70]}", fontsize=8.5, family="monospace", va="top", color="#b91c1c",
-                 transform=top.transAxes)
-        y -= 0.062
+        colour = _STATUS_COLOUR.get(d["status"], "k")
+        lines.append((f"{d['status']:>6}  {kv.name[:52]}: {kv.value_text()}", 8.5, colour, 10.5))
+        if d["check"]:
+            lines.append((" " * 8 + _fit(d["check"], 74), 7.5, "#555555", 9.5))
+    lines += [(f" error  {_fit(err, 66)}", 8.5, "#b91c1c", 10.5) for err in result.errors[:3]]
+    for n, (text, size, colour, step) in enumerate(lines):
+        if y - step * pt < 0.0 and n < len(lines) - 1:
+            rest = sum(1 for x in lines[n:] if x[1] == 8.5)
+            top.text(0.66, y, f"... {rest} more in study.json", fontsize=8.5, family="monospace", va="top",
+                     transform=top.transAxes)
+            break
+        top.text(0.66, y, text, fontsize=size, family="monospace", va="top", color=colour, transform=top.transAxes)
+        y -= step * pt
     for c, (kind, e, o) in enumerate(panels[:n_pan]):
         ax = fig.add_subplot(gs[1, c])
         try:

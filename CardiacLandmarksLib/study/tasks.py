@@ -85,7 +85,10 @@ def format_value(value: float | None, unit: str) -> str:
 
 @dataclass
 class KeyValue:
-    """One headline value: name, value, unit, status (ok | review | n/a), flags, detail."""
+    """One headline value: name, value, unit, status (ok | review | n/a), flags, detail, and ``check``: what a
+    reader should look at when it is not ok, naming the points (``"check AL-P (low 0.31), IS-P (low 0.12)"``,
+    :meth:`CardiacLandmarksLib.core.landmarks.Measurement.caveat`); empty where the flags say it themselves
+    (:meth:`check_text`)."""
 
     name: str
     value: float | None
@@ -93,11 +96,25 @@ class KeyValue:
     status: str
     flags: list[str] = field(default_factory=list)
     detail: str = ""
+    check: str = ""
 
     def to_dict(self) -> dict:
         v = None if self.value is None or not np.isfinite(self.value) else round(float(self.value), 3)
-        return {"name": self.name, "value": v, "unit": self.unit, "status": self.status if v is not None else "n/a",
-                "flags": list(self.flags), "detail": self.detail}
+        status = self.status if v is not None else "n/a"
+        return {"name": self.name, "value": v, "unit": self.unit, "status": status,
+                "flags": list(self.flags), "detail": self.detail, "check": self.check_text(status)}
+
+    def check_text(self, status: str | None = None) -> str:
+        """``""`` for an ok value; else :attr:`check`, or the flags joined (``"stress upslope_index review: sd 0.38
+        > mean 0.27"``, ``"lv_segmentation_uncertain"``), or ``"not measured"`` for a value that is missing."""
+        status = self.status if status is None else status
+        if status == "ok":
+            return ""
+        if self.check:
+            return self.check
+        if self.flags:
+            return ", ".join(self.flags)
+        return "not measured" if self.value is None else ""
 
     def value_text(self) -> str:
         """The value as shown on the summary page and printed by ``study``, ``apply-review`` and ``batch``:
@@ -108,7 +125,8 @@ class KeyValue:
     def from_dict(cls, d: dict) -> KeyValue:
         """Inverse of :meth:`to_dict` (a value of ``study.json``)."""
         return cls(str(d["name"]), None if d.get("value") is None else float(d["value"]), str(d.get("unit", "")),
-                   str(d.get("status", "n/a")), [str(f) for f in d.get("flags") or []], str(d.get("detail", "")))
+                   str(d.get("status", "n/a")), [str(f) for f in d.get("flags") or []], str(d.get("detail", "")),
+                   str(d.get("check", "")))
 
 
 @dataclass
@@ -253,7 +271,7 @@ def sax_key_values(lmset, word: str = "ED") -> list[KeyValue]:
             values.append(KeyValue(f"{name} (mid, {word})", None, "deg", "n/a", detail=f"slice {k}, phase 0"))
             continue
         values.append(KeyValue(f"{name} (mid, {word})", m.value, "deg", m.status, _source_flags(m),
-                               f"slice {k}, phase 0"))
+                               f"slice {k}, phase 0", m.caveat(inputs_by_id=True)))
     return values
 
 
@@ -338,10 +356,12 @@ def lax_key_values(lmset, view: str) -> list[KeyValue]:
         if m is None:
             values.append(KeyValue(f"{label} ({v})", None, "mm", "n/a"))
             continue
-        values.append(KeyValue(f"{label} ({v})", m.value, "mm", m.status, _source_flags(m), f"phase {m.phase}"))
+        values.append(KeyValue(f"{label} ({v})", m.value, "mm", m.status, _source_flags(m), f"phase {m.phase}",
+                               m.caveat(inputs_by_id=True)))
     m = ms.get("Longitudinal shortening")
     values.append(KeyValue(f"Longitudinal shortening ({v})", None if m is None else m.value, "%",
-                           "n/a" if m is None else m.status, [] if m is None else sorted(set(_source_flags(m)))))
+                           "n/a" if m is None else m.status, [] if m is None else sorted(set(_source_flags(m))),
+                           check="" if m is None else m.caveat(inputs_by_id=True)))
     return values
 
 
