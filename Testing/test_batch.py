@@ -103,9 +103,15 @@ def test_failing_studies_recorded_and_resume(tmp_path):
     assert (s_kill.n_skipped, s_kill.n_run, s_kill.n_failed) == (1, 1, 1)
     assert not list((out / "studies").glob(".*partial*"))
     assert (out / "cohort.csv").read_text() == first
+    (out / "studies" / "missing" / "my_notes.txt").write_text("a file the user put there")
     s3 = run_batch(m, out, engine="local", progress=False, redo=True)
     assert s3.n_run == 2
-    assert len(list((out / "studies").glob("missing.bak-*"))) == 1  # the earlier output is kept
+    # the earlier output is kept where the new run did not write the same: the user's file, not the error.txt that
+    # came out identical (before, a full copy of every study folder at each --redo)
+    (bak,) = (out / "studies").glob("missing.bak-*")
+    assert sorted(p.name for p in bak.rglob("*")) == ["my_notes.txt"]
+    assert (out / "studies" / "missing" / "error.txt").is_file()
+    assert not list((out / "studies").glob("corrupt.bak-*"))
     assert db.execute("SELECT attempts FROM studies WHERE study_id='missing'").fetchone()[0] == 2
 
 

@@ -260,6 +260,26 @@ def test_batch_redo_keeps_the_review(study, tmp_path, capsys):
     _check_points(out / "studies" / "b", mine)
     assert "readers' reviews kept from the earlier run: " in printed and "in 1 study (b)" in printed
     assert len(list((out / "studies").glob("b.bak-*"))) == 1
+    # the backups keep what the re-run changed or did not write again, not a full copy (before: every file)
+    for sid in ("a", "b"):
+        for bak in (out / "studies").glob(f"{sid}.bak-*"):
+            kept = {p.relative_to(bak).as_posix() for p in bak.rglob("*") if p.is_file()}
+            new = out / "studies" / sid
+            assert all(not (new / k).is_file() or (new / k).read_bytes() != (bak / k).read_bytes()
+                       for k in kept if k != "run.json"), (sid, kept)
+            assert "summary.png" not in kept or sid == "b"
+            assert not any(k.endswith("landmarks.json") for k in kept) or sid == "b", kept
+    # each study folder's run manifest lists every file it holds, with its SHA-256
+    for sid in ("a", "b"):
+        folder = out / "studies" / sid
+        run = json.loads((folder / "run.json").read_text())
+        assert run["complete"] is True and run["command"] == "batch"
+        listed = {f["name"]: f["sha256"] for f in run["files"]}
+        held = {p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file() and p.name != "run.json"
+                and not p.name.startswith(".")}
+        assert set(listed) == held, set(listed) ^ held
+        for name in held:
+            assert hashlib.sha256((folder / name).read_bytes()).hexdigest() == listed[name], (sid, name)
     # reviewing the cohort after the re-run: the studies' result folders, not the backup's (before, b.bak-<time>'s
     # folders were cases of 'cardiac-landmarks review OUT/studies' too)
     assert {p.relative_to(out / "studies").parts[0] for p in find_results(out / "studies")} == {"a", "b"}

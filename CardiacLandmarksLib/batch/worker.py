@@ -6,8 +6,11 @@ so one study cannot stop the batch. Outputs are written into a hidden
 ``<OUT>/studies/.<id>.partial-<pid>`` folder first and renamed to ``<OUT>/studies/<id>``
 when the study ends, so a crash or a kill never leaves a half-written study folder under
 its final name; an existing folder of the same study (``--redo``) is kept as
-``<id>.bak-YYYYmmdd-HHMMSS``, and the points a reader corrected or confirmed in it are carried into the new
-detection of the same images (:func:`CardiacLandmarksLib.results.carry_review`).
+``<id>.bak-YYYYmmdd-HHMMSS`` with only what the new run changed or did not write again
+(:func:`CardiacLandmarksLib.io.outputs.settle_backup`; no backup when it rewrote everything identically), and the
+points a reader corrected or confirmed in it are carried into the new detection of the same images
+(:func:`CardiacLandmarksLib.results.carry_review`). Each finished study folder has its ``run.json`` (inputs with
+SHA-256, options, files written with SHA-256, written last), as ``study`` writes.
 
 Models are loaded once per worker process (:data:`_MODELS`, a :class:`CardiacLandmarksLib.study.tasks.Models`
 kept at module level) and reused for every study the worker runs.
@@ -30,6 +33,7 @@ from pathlib import Path
 
 from CardiacLandmarksLib.batch.manifest import StudySpec
 from CardiacLandmarksLib.io.atomic import atomic_write_text
+from CardiacLandmarksLib.io.outputs import OutputDir, finish_run, settle_backup
 
 logger = logging.getLogger(__name__)
 
@@ -117,7 +121,12 @@ def run_study(spec: StudySpec, out_root: str | Path, device: str = "cpu", thread
                                subject={"height_cm": spec.height_cm, "weight_kg": spec.weight_kg},
                                name=spec.study_id, review_from=final if carry_review and final.is_dir() else None,
                                **spec.study_options(study_options))
-        result.write(partial)
+        written = result.write(partial)
+        options = {"device": device, "tta": bool(tta), "carry_review": bool(carry_review),
+                   **spec.study_options(study_options), "study_id": spec.study_id}
+        finish_run(OutputDir(partial, begun=True), spec.paths, options,  # a fresh folder: nothing to back up
+                   [partial / f for o in result.outcomes for f in o.files] + list(written),
+                   warnings=list(result.errors), command="batch")
         row = result.cohort_row()
         carried = sum(o.review_carried for o in result.outcomes)
         if carried:
@@ -133,9 +142,17 @@ def run_study(spec: StudySpec, out_root: str | Path, device: str = "cpu", thread
         record.update(status="failed", error=f"{type(exc).__name__}: {exc}", row={})
         atomic_write_text(partial / "error.txt", traceback.format_exc())
         logger.info("study %s failed: %s", spec.study_id, record["error"])
-    if final.exists():
-        final.rename(_backup_name(final))
+    backup = _backup_name(final) if final.exists() else None
+    if backup is not None:
+        final.rename(backup)
     partial.rename(final)
+    if backup is not None:  # the earlier run keeps only what the new one changed (or did not write again)
+        kept = settle_backup(backup, final)
+        if kept:
+            record["backup"] = str(backup.relative_to(root))
+        logger.info("study %s: earlier run %s", spec.study_id,
+                    f"kept in {backup.name} ({len(kept)} file(s) changed or not rewritten)" if kept
+                    else "rewritten identically: no backup kept")
     record["seconds"] = round(time.perf_counter() - t0, 3)
     record["worker"] = _worker_name()
     record["model_loads"] = {k: v - before.get(k, 0) for k, v in models.loads.items() if v - before.get(k, 0)}

@@ -8,7 +8,7 @@ Examples::
 INPUT is a CSV manifest (``study_id,path[,height_cm,weight_kg]``; ``path`` a study folder,
 files, a glob pattern, or several joined by ``;``) or a folder with one sub-folder per study.
 State lives in ``OUT/batch.sqlite``: a re-run skips finished studies (``--redo`` runs all
-again, keeping each earlier study folder as a backup and carrying the points a reader corrected or
+again, keeping what each earlier study folder held that the new run changed as ``<id>.bak-<time>`` and carrying the points a reader corrected or
 confirmed there into the new detection unless ``--discard-review``; ``--retry-failed`` runs the failed ones). A failing study is recorded with its error and
 the run goes on. Output: ``OUT/studies/<id>/`` (the study report), ``OUT/cohort.csv`` (+
 ``cohort.parquet`` with pyarrow) and ``OUT/timings.csv``.

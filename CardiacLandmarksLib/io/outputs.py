@@ -327,18 +327,7 @@ def finish_run(outdir: OutputDir, inputs: Iterable[str | Path], options: dict, f
     kept: list[str] = []
     messages: list[str] = []
     if outdir.backup_dir is not None:
-        for name in outdir.moved:
-            old = outdir.backup_dir / name
-            new = root / name
-            if name != RUN_FILE and new.is_file() and old.is_file() and sha256_file(old) == sha256_file(new):
-                old.unlink()
-            elif name == RUN_FILE:
-                continue
-            else:
-                kept.append(name)
-        for d in sorted((q for q in outdir.backup_dir.rglob("*") if q.is_dir()), key=lambda q: -len(q.parts)):
-            with contextlib.suppress(OSError):
-                d.rmdir()  # a sub-folder whose files were all rewritten identically
+        kept = settle_backup(outdir.backup_dir, root, outdir.moved)
         if kept:
             changed = [n for n in kept if (root / n).exists()]
             gone = [n for n in kept if not (root / n).exists()]
@@ -349,12 +338,42 @@ def finish_run(outdir: OutputDir, inputs: Iterable[str | Path], options: dict, f
                 parts.append(f"{len(gone)} not written by this run ({_short(gone)})")
             messages.append(f"earlier results kept in {outdir.backup_dir}: " + "; ".join(parts))
         else:
-            shutil.rmtree(outdir.backup_dir, ignore_errors=True)
             outdir.backup_dir = None
     if outdir.removed_tmp:
         messages.append(f"removed {len(outdir.removed_tmp)} temporary file(s) of an interrupted run "
                         f"({_short(outdir.removed_tmp)})")
     return RunRecord(manifest=manifest, path=run_path, backup_dir=outdir.backup_dir, kept=kept, messages=messages)
+
+
+def settle_backup(backup: Path, new_root: Path, names: Iterable[str] | None = None) -> list[str]:
+    """Keep in ``backup`` only what a new run did not rewrite identically: each file ``names`` lists (paths
+    relative to ``backup``; every file in it when None) that ``new_root`` holds under the same name with the same
+    SHA-256 is deleted from the backup, emptied sub-folders are removed, and the backup itself when nothing is
+    kept. The earlier ``run.json`` never counts as kept on its own.
+
+    Used by :func:`finish_run` (``backup-<time>/`` of a command's folder) and by ``batch --redo``
+    (``<id>.bak-<time>/`` of a study folder).
+
+    Returns:
+        The names kept (changed by the new run, or not written by it), in the order of ``names``.
+    """
+    if names is None:
+        names = sorted(f.relative_to(backup).as_posix() for f in backup.rglob("*") if f.is_file())
+    kept = []
+    for name in names:
+        old, new = backup / name, new_root / name
+        if name == RUN_FILE:
+            continue
+        if new.is_file() and old.is_file() and sha256_file(old) == sha256_file(new):
+            old.unlink()
+        elif old.exists():
+            kept.append(name)
+    for d in sorted((q for q in backup.rglob("*") if q.is_dir()), key=lambda q: -len(q.parts)):
+        with contextlib.suppress(OSError):
+            d.rmdir()  # a sub-folder whose files were all rewritten identically
+    if not kept:
+        shutil.rmtree(backup, ignore_errors=True)
+    return kept
 
 
 def record_edit(folder: str | Path, files: Iterable[str | Path], by: str) -> Path | None:
