@@ -7,6 +7,7 @@ is a failure, elsewhere a skip with the reason.
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 from pathlib import Path
@@ -70,7 +71,26 @@ def acdc_dir() -> Path:
     return require_data("acdc")
 
 
-DATA_FIXTURES = {"data_root", "sunnybrook_dicom", "acdc_dir"}
+@pytest.fixture(scope="session")
+def mlperf_dir() -> Path:
+    """The mlperf first-pass perfusion series (``<patient>_<stress|rest>_<base|mid>.nii.gz``)."""
+    return require_data("perfusion", "mlperf")
+
+
+@pytest.fixture(scope="module")
+def quiet_image_log():
+    """Silence the image loader's per-file INFO lines (mlperf headers) for one module, then restore the level.
+
+    Use with ``pytestmark = pytest.mark.usefixtures("quiet_image_log")``.
+    """
+    logger = logging.getLogger("CardiacLandmarksLib.io.image")
+    level = logger.level
+    logger.setLevel(logging.WARNING)
+    yield
+    logger.setLevel(level)
+
+
+DATA_FIXTURES = {"data_root", "sunnybrook_dicom", "acdc_dir", "mlperf_dir"}
 #: modules whose tests train, run whole studies or drive the Slicer module (seconds to minutes each)
 SLOW_MODULES = {"test_sax_training", "test_lax_train", "test_perfusion_cli", "test_slicer_module", "test_slicer_lax",
                 "test_slicer_perfusion", "test_confidence", "test_lax_cli", "test_slicer_panel"}

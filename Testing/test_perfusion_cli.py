@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import json
-import logging
 
 import numpy as np
 import pytest
@@ -18,9 +17,7 @@ PATIENT = "1434856"  # a validation patient of the bundled perfusion model (neve
 SERIES = [f"{PATIENT}_{c}_{lev}" for c in ("stress", "rest") for lev in ("base", "mid")]
 
 
-@pytest.fixture(autouse=True)
-def _quiet():
-    logging.getLogger("CardiacLandmarksLib.io.image").setLevel(logging.WARNING)
+pytestmark = pytest.mark.usefixtures("quiet_image_log")
 
 
 @pytest.fixture(scope="module")

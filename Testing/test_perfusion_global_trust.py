@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import logging
 
 import numpy as np
 import pytest
@@ -29,19 +28,12 @@ from CardiacLandmarksLib.study import tasks
 PATIENT = "1132584"
 
 
-@pytest.fixture(autouse=True)
-def _quiet():
-    logging.getLogger("CardiacLandmarksLib.io.image").setLevel(logging.WARNING)
+pytestmark = pytest.mark.usefixtures("quiet_image_log")
 
 
 @pytest.fixture(scope="module")
-def mlperf(data_root):
-    return data_root / "perfusion" / "mlperf"
-
-
-@pytest.fixture(scope="module")
-def result(mlperf):
-    inputs = [pp.SeriesInput(load_series(mlperf / f"{PATIENT}_{c}_mid.nii.gz"), f"{c}_mid")
+def result(mlperf_dir):
+    inputs = [pp.SeriesInput(load_series(mlperf_dir / f"{PATIENT}_{c}_mid.nii.gz"), f"{c}_mid")
               for c in ("stress", "rest")]
     return pp.analyse_perfusion(inputs, model=ps.load_model(), use_sax_model=False)
 
@@ -137,13 +129,13 @@ def test_a_doubtful_mask_still_makes_the_global_value_review(result):
 
 
 @pytest.mark.data
-def test_study_key_values_follow_the_global_trust(mlperf, tmp_path, monkeypatch):
+def test_study_key_values_follow_the_global_trust(mlperf_dir, tmp_path, monkeypatch):
     """The study's key values on the same slices with fallback anchors: the global values and the MPRI are ok
     with no anchor named; a warning on the series' input (here a placeholder voxel size) still makes the global
     value review and is named in its flags; the anchor and level warnings are not."""
     real = pp.analyse_perfusion
     monkeypatch.setattr(pp, "analyse_perfusion", lambda *a, **k: real(*a, **{**k, "use_sax_model": False}))
-    slices = [(f"{c}_mid", load_series(mlperf / f"{PATIENT}_{c}_mid.nii.gz")) for c in ("stress", "rest")]
+    slices = [(f"{c}_mid", load_series(mlperf_dir / f"{PATIENT}_{c}_mid.nii.gz")) for c in ("stress", "rest")]
     out = tasks.run_perfusion(slices, tasks.Models("cpu"), tmp_path / "perf", tmp_path, "study")
     kv = {v.name: v for v in out.values}
     assert set(kv) == {"perfusion stress upslope_index (global)", "perfusion rest upslope_index (global)",
@@ -152,7 +144,7 @@ def test_study_key_values_follow_the_global_trust(mlperf, tmp_path, monkeypatch)
         assert v.status == "ok" and v.flags == [], (v.name, v.status, v.flags)
     assert any("RV-enhancement fallback" in n for n in out.notes)  # the anchors' warnings are still told
 
-    warned = load_series(mlperf / f"{PATIENT}_stress_mid.nii.gz")
+    warned = load_series(mlperf_dir / f"{PATIENT}_stress_mid.nii.gz")
     warned.metadata = {**(warned.metadata or {}), "warnings": ["voxel size 1 x 1 mm is a placeholder"]}
     out = tasks.run_perfusion([("stress_mid", warned), slices[1]], tasks.Models("cpu"), tmp_path / "perf2",
                               tmp_path, "study")
@@ -164,11 +156,11 @@ def test_study_key_values_follow_the_global_trust(mlperf, tmp_path, monkeypatch)
 
 
 @pytest.mark.data
-def test_reserve_flags_name_the_doubtful_condition(mlperf, tmp_path):
+def test_reserve_flags_name_the_doubtful_condition(mlperf_dir, tmp_path):
     """mlperf patient 119151 (four slices): the stress myocardium's upslope indices spread more than their mean,
     so the stress value and the MPRI are review. The MPRI's flag says that it is the stress value, as the stress
     value's own flag does; before, both read 'mpri review: sd ... > mean ...' / 'upslope_index review: ...'."""
-    slices = [(f"{c}_{lv}", load_series(mlperf / f"119151_{c}_{lv}.nii.gz"))
+    slices = [(f"{c}_{lv}", load_series(mlperf_dir / f"119151_{c}_{lv}.nii.gz"))
               for c in ("stress", "rest") for lv in ("base", "mid")]
     out = tasks.run_perfusion(slices, tasks.Models("cpu"), tmp_path / "perf", tmp_path, "study")
     kv = {v.name: v for v in out.values}
@@ -183,7 +175,7 @@ def test_reserve_flags_name_the_doubtful_condition(mlperf, tmp_path):
 
 
 @pytest.mark.data
-def test_study_shows_perfusion_ratios_to_two_decimals(mlperf, tmp_path, capsys):
+def test_study_shows_perfusion_ratios_to_two_decimals(mlperf_dir, tmp_path, capsys):
     """``study`` on mlperf patient 119151's four files: stress and rest upslope indices (0.266 and 0.262 in
     study.json) are printed apart, and as the summary page shows them; with one decimal both read '0.3 ratio' and
     the MPRI '1.0'."""
@@ -193,7 +185,7 @@ def test_study_shows_perfusion_ratios_to_two_decimals(mlperf, tmp_path, capsys):
     study.mkdir()
     for c in ("stress", "rest"):
         for lv in ("base", "mid"):
-            (study / f"119151_{c}_{lv}.nii.gz").symlink_to(mlperf / f"119151_{c}_{lv}.nii.gz")
+            (study / f"119151_{c}_{lv}.nii.gz").symlink_to(mlperf_dir / f"119151_{c}_{lv}.nii.gz")
     assert cli_main(["study", str(study), "-o", str(tmp_path / "out")]) == 0
     printed = capsys.readouterr().out
     values = {d["name"]: d for d in json.loads((tmp_path / "out" / "study.json").read_text())["key_values"]}

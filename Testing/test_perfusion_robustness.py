@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import copy
 import json
-import logging
 
 import nibabel as nib
 import numpy as np
@@ -27,14 +26,7 @@ from CardiacLandmarksLib.study.analyse import analyse_study
 PATIENT = "1434856"
 
 
-@pytest.fixture(autouse=True)
-def _quiet():
-    logging.getLogger("CardiacLandmarksLib.io.image").setLevel(logging.WARNING)
-
-
-@pytest.fixture(scope="module")
-def mlperf(data_root):
-    return data_root / "perfusion" / "mlperf"
+pytestmark = pytest.mark.usefixtures("quiet_image_log")
 
 
 @pytest.fixture(scope="module")
@@ -50,9 +42,9 @@ def _variant(series, fn):
 
 
 @pytest.fixture(scope="module")
-def study(mlperf, model):
-    stress, rest = (load_series(mlperf / f"{PATIENT}_{c}_mid.nii.gz") for c in ("stress", "rest"))
-    base = load_series(mlperf / f"{PATIENT}_stress_base.nii.gz")
+def study(mlperf_dir, model):
+    stress, rest = (load_series(mlperf_dir / f"{PATIENT}_{c}_mid.nii.gz") for c in ("stress", "rest"))
+    base = load_series(mlperf_dir / f"{PATIENT}_stress_base.nii.gz")
     inputs = [pp.SeriesInput(stress, "stress_mid"), pp.SeriesInput(rest, "rest_mid"),
               pp.SeriesInput(_variant(base, lambda p: np.full_like(p, 100.0)), "stress_base_constant"),
               pp.SeriesInput(_variant(base, lambda p: p[:12]), "stress_base_precontrast"),
@@ -90,13 +82,13 @@ def test_report_json_names_the_failed_series(study, tmp_path):
 
 
 @pytest.mark.data
-def test_the_odd_series_out_is_named_not_the_study_aborted(mlperf, model):
+def test_the_odd_series_out_is_named_not_the_study_aborted(mlperf_dir, model):
     """A series of another patient (another matrix and pixel size) among three of one patient is left out and
     named; two series alone that differ still stop the analysis (nothing tells which one is wrong)."""
     from CardiacLandmarksLib.core.errors import SeriesMismatchError
 
-    own = [pp.SeriesInput(load_series(mlperf / f"{PATIENT}_{c}_mid.nii.gz"), f"{c}_mid") for c in ("stress", "rest")]
-    other = pp.SeriesInput(load_series(mlperf / "1450949_stress_mid.nii.gz"), "other_patient")
+    own = [pp.SeriesInput(load_series(mlperf_dir / f"{PATIENT}_{c}_mid.nii.gz"), f"{c}_mid") for c in ("stress", "rest")]
+    other = pp.SeriesInput(load_series(mlperf_dir / "1450949_stress_mid.nii.gz"), "other_patient")
     res = pp.analyse_perfusion([*own, other], model=model, use_sax_model=False)
     assert [a.name for a in res.analyses] == ["stress_mid", "rest_mid"]
     assert [n for n, _ in res.failed] == ["other_patient"]
@@ -107,10 +99,10 @@ def test_the_odd_series_out_is_named_not_the_study_aborted(mlperf, model):
 
 
 @pytest.mark.data
-def test_study_task_reports_slices_that_failed(mlperf, model, tmp_path):
+def test_study_task_reports_slices_that_failed(mlperf_dir, model, tmp_path):
     """A multi-slice perfusion series of a study: one slice constant -> the task is ok, names that slice, and its
     key values are review."""
-    good = load_series(mlperf / f"{PATIENT}_stress_mid.nii.gz")
+    good = load_series(mlperf_dir / f"{PATIENT}_stress_mid.nii.gz")
     bad = _variant(good, np.zeros_like)
     models = tasks.Models("cpu")  # loads the bundled model (cached per process)
     out = tasks.run_perfusion([("stress_slice0", good), ("stress_slice1", bad)], models, tmp_path / "perf", tmp_path,
@@ -122,14 +114,14 @@ def test_study_task_reports_slices_that_failed(mlperf, model, tmp_path):
 
 
 @pytest.mark.data
-def test_study_folder_with_a_constant_and_a_truncated_series(mlperf, tmp_path):
+def test_study_folder_with_a_constant_and_a_truncated_series(mlperf_dir, tmp_path):
     """A study folder: two real series, one constant, one truncated before the contrast arrives. The study
     completes, reports the two real series and names the two others as failed."""
     folder = tmp_path / "study"
     folder.mkdir()
     for c in ("stress", "rest"):
-        (folder / f"{PATIENT}_{c}_mid.nii.gz").symlink_to(mlperf / f"{PATIENT}_{c}_mid.nii.gz")
-    img = nib.load(mlperf / f"{PATIENT}_stress_base.nii.gz")
+        (folder / f"{PATIENT}_{c}_mid.nii.gz").symlink_to(mlperf_dir / f"{PATIENT}_{c}_mid.nii.gz")
+    img = nib.load(mlperf_dir / f"{PATIENT}_stress_base.nii.gz")
     nib.save(nib.Nifti1Image(np.full(img.shape, 100, np.int16), img.affine, img.header),
              folder / f"{PATIENT}_stress_base.nii.gz")
     nib.save(nib.Nifti1Image(np.asanyarray(img.dataobj)[:12], img.affine, img.header),
