@@ -234,3 +234,22 @@ def test_short_axis_overlay_draws_anterior_left_and_head_arrows(tmp_path, monkey
                                                   np.full(3, np.nan), 1.0, "high", True) for k in (0, 1)])
     report.render_overlay_png(s, lmset, tmp_path / "o.png")
     assert drawn == [{"A", "L", "S"}] * 2
+
+
+def test_overlay_title_names_the_patient_of_a_dicom_folder():
+    """A DICOM series in a generic folder (Sunnybrook: ``SCD0000101/dicom``) was titled ``dicom`` on its overlay,
+    while the file itself is ``SCD0000101_overlay.png``: the title names the folder above too, as the file does."""
+    from CardiacLandmarksLib.io.outputs import output_stem, source_label
+    from CardiacLandmarksLib.sax import report
+
+    src = "../shared/data/sunnybrook/SCD0000101/dicom"
+    assert output_stem(src) == "SCD0000101"
+    assert source_label(src) == "SCD0000101/dicom"
+    assert source_label("/data/acdc/patient001_ED.nii.gz") == "patient001_ED.nii.gz"
+    assert source_label("/data/study/cine_sax") == "cine_sax"  # a folder with its own name keeps it
+    assert source_label(None) == ""
+    s = CMRSeries(pixels=np.zeros((1, 1, 8, 8), np.float32), spacing=(1.5, 1.5, 8.0), direction=np.eye(3),
+                  slice_origins=np.zeros((1, 3)), source=src)
+    lmset = LandmarkSet(src, "sax", {"name": "sax_unet", "version": "1.7.0"}, [])
+    head = report._header_lines(s, lmset, 0, 200)[0]
+    assert head.startswith("SCD0000101/dicom  |  phase 0"), head

@@ -436,3 +436,15 @@ def output_stem(source: str) -> str:
         if name.endswith(ext):
             return name[: -len(ext)]
     return name or "series"
+
+
+def source_label(source: str | Path | None) -> str:
+    """How a figure's title names its input: the file name (``patient001_ED.nii.gz``), or for a generic DICOM
+    folder name the folder above it too (``SCD0000101/dicom``), so the title names the patient as the output
+    file does (:func:`output_stem`: ``SCD0000101_overlay.png``). ``""`` for no source."""
+    if not source:
+        return ""
+    p = Path(str(source))
+    if p.suffix == "" and p.name.lower() in _GENERIC_DICOM_DIRS and p.parent.name:
+        return f"{p.parent.name}/{p.name}"
+    return p.name

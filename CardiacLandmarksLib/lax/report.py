@@ -19,6 +19,7 @@ import numpy as np
 from CardiacLandmarksLib.core.landmarks import LANDMARKS_BY_VIEW, LandmarkSet
 from CardiacLandmarksLib.core.orientation import draw_orientation, orientation_text
 from CardiacLandmarksLib.io.atomic import atomic_write_bytes
+from CardiacLandmarksLib.io.outputs import source_label
 from CardiacLandmarksLib.lax.measurements import LVLengthCurve, lv_length_curve
 
 logger = logging.getLogger(__name__)
@@ -132,7 +133,7 @@ def render_lax_png(
                  color=_REVIEW if curve.shortening is not None and curve.shortening.status != "ok" else "black")
     ax.grid(alpha=0.3)
     ax.legend(loc="best", fontsize=8)  # "lower right" hid the ES point of a falling ED -> ES pair
-    fig.suptitle(title or f"{Path(str(series.source)).name} - {curve.view.upper()} slice {k}", fontsize=11)
+    fig.suptitle(title or f"{source_label(series.source)} - {curve.view.upper()} slice {k}", fontsize=11)
     fig.text(0.5, 0.01, orientation_text(bool(getattr(series, "orientation_known", False)), letters) +
              ". Orange x = a point flagged low: check the value.", ha="center", fontsize=8, color="#404040")
     fig.tight_layout(rect=(0, 0.03, 1, 0.96))

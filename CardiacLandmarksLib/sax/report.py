@@ -29,7 +29,7 @@ from CardiacLandmarksLib.core.series import CMRSeries
 from CardiacLandmarksLib.io import markups
 from CardiacLandmarksLib.io.atomic import atomic_write_bytes, atomic_write_text
 from CardiacLandmarksLib.io.jsonsafe import dumps_strict
-from CardiacLandmarksLib.io.outputs import output_stem
+from CardiacLandmarksLib.io.outputs import output_stem, source_label
 from CardiacLandmarksLib.sax.measurements import rvi_measurements
 
 logger = logging.getLogger(__name__)
@@ -156,7 +156,7 @@ def _header_lines(series, lmset: LandmarkSet, t: int, chars: int) -> list[str]:
 
     model = lmset.model or {}
     model_txt = " ".join(str(model.get(x, "")) for x in ("name", "version")).strip()
-    src = Path(lmset.source).name if lmset.source else (Path(series.source).name if series.source else "")
+    src = source_label(lmset.source or series.source)
     head = f"{src}  |  phase {t}" + (f"  |  model {model_txt}" if model_txt else "")
     if getattr(series, "orientation_known", False):
         conv = ("RVI angle: C-LV\u2192A-RVI from the patient's anterior (arrow A; L = patient's left, S = head: "
