@@ -147,6 +147,30 @@ def test_route_uk_biobank_long_axis_cines(tmp_path):
 
 
 @pytest.mark.data
+def test_route_names_links_to_nothing(tmp_path):
+    """A cohort folder of links into a data disk: patient050 is not in ACDC here, so both its links point at
+    nothing. Before, the study failed with "no DICOM series and no image file found" beside two files the user can
+    see, and a study with one good and one broken link went on without a word about the missing one."""
+    from CardiacLandmarksLib.core.errors import InputNotFoundError, NoDicomError
+
+    acdc = require_data("acdc")
+    gone = tmp_path / "patient050"
+    gone.mkdir()
+    for ph in ("ED", "ES"):
+        (gone / f"patient050_{ph}.nii.gz").symlink_to(acdc / f"patient050_{ph}.nii.gz")
+    with pytest.raises(NoDicomError, match=r"2 file\(s\) are links to nothing.*patient050_ED.nii.gz -> "):
+        route_study(gone)
+    with pytest.raises(InputNotFoundError, match="a link to .*patient050_ES.nii.gz, which does not exist"):
+        route_study(gone / "patient050_ES.nii.gz")
+    half = tmp_path / "patient003"
+    half.mkdir()
+    (half / "patient003_ED.nii.gz").symlink_to(acdc / "patient003_ED.nii.gz")
+    (half / "patient003_ES.nii.gz").symlink_to(tmp_path / "moved" / "patient003_ES.nii.gz")
+    r = route_study(half)
+    assert [e.label for e in r.series] == ["patient003_ED.nii.gz"]
+    assert any(n.startswith("1 file(s) are links to nothing") and "patient003_ES.nii.gz" in n for n in r.notes)
+
+
 def test_route_qperf_analyze_folder():
     """QPerf's folder (Analyze .hdr + .img pairs, .mat workspaces, a README) was taken for a DICOM folder
     ("no DICOM series and no image file found"); read as a stack, data_stress.hdr became 59 one-frame perfusion

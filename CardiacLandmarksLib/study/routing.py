@@ -55,6 +55,7 @@ reason and not analysed.
 from __future__ import annotations
 
 import logging
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -251,7 +252,8 @@ def route_study(path: str | Path | list, recursive: bool = True) -> StudyRouting
     paths = [Path(p).expanduser() for p in (path if isinstance(path, (list, tuple)) else [path])]
     for p in paths:
         if not p.exists():
-            raise InputNotFoundError(f"study input not found: {p}")
+            raise InputNotFoundError(f"study input not found: {p}"
+                                     + (f" (a link to {os.readlink(p)}, which does not exist)" if p.is_symlink() else ""))
     image_files: list[Path] = []
     dicom_dirs: list[Path] = []
     for p in paths:
@@ -269,11 +271,15 @@ def route_study(path: str | Path | list, recursive: bool = True) -> StudyRouting
     where = str(paths[0]) if len(paths) == 1 else f"{len(paths)} inputs"
     entries: list[RoutedSeries] = []
     notes: list[str] = []
+    broken = sorted(f for d in paths if d.is_dir() for f in d.iterdir() if f.is_symlink() and not f.exists())
+    if broken:  # a link whose target is gone (a moved data disk): say so, or the study silently lacks that series
+        notes.append(f"{len(broken)} file(s) are links to nothing and were not read: "
+                     + ", ".join(f"{f.name} -> {os.readlink(f)}" for f in broken[:3]) + (" ..." if len(broken) > 3 else ""))
     for d in dicom_dirs:
         entries += _dicom_entries(d, recursive, notes)
     entries += _image_entries(image_files, notes)
     if not entries:
-        raise NoDicomError(f"no DICOM series and no image file found in {where}")
+        raise NoDicomError(f"no DICOM series and no image file found in {where}" + (f"; {notes[0]}" if broken else ""))
     _unique_keys(entries)
     routing = StudyRouting(str(paths[0]) if len(paths) == 1 else ";".join(map(str, paths)),
                            "dicom" if dicom_dirs and not image_files else ("images" if image_files and not dicom_dirs
