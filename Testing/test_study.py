@@ -169,6 +169,11 @@ def test_route_names_links_to_nothing(tmp_path):
     r = route_study(half)
     assert [e.label for e in r.series] == ["patient003_ED.nii.gz"]
     assert any(n.startswith("1 file(s) are links to nothing") and "patient003_ES.nii.gz" in n for n in r.notes)
+    from CardiacLandmarksLib.study.analyse import StudyResult
+    from CardiacLandmarksLib.study.report import write_study_report
+
+    write_study_report(StudyResult(routing=r), tmp_path / "out")
+    assert "note: 1 file(s) are links to nothing" in (tmp_path / "out" / "routing.txt").read_text()
 
 
 def test_route_qperf_analyze_folder():

@@ -41,7 +41,8 @@ def write_study_report(result, outdir: Path) -> list[Path]:
     outdir.mkdir(parents=True, exist_ok=True)
     d = result.to_dict()
     written = [atomic_write_text(outdir / "study.json", dumps_strict(d) + "\n"),
-               atomic_write_text(outdir / "routing.txt", result.routing.table() + "\n")]
+               atomic_write_text(outdir / "routing.txt", "\n".join(
+                   [result.routing.table(), *(f"note: {n}" for n in result.routing.notes)]) + "\n")]
     try:
         written.append(atomic_write_bytes(outdir / "summary.png", render_summary_png(result, outdir)))
     except Exception:  # noqa: BLE001 - the picture must never lose the JSON report
