@@ -162,6 +162,8 @@ def test_route_names_links_to_nothing(tmp_path):
         route_study(gone)
     with pytest.raises(InputNotFoundError, match="a link to .*patient050_ES.nii.gz, which does not exist"):
         route_study(gone / "patient050_ES.nii.gz")
+    with pytest.raises(InputNotFoundError, match="^input not found: .*a link to .*patient050_ED.nii.gz, which does"):
+        load_series(gone / "patient050_ED.nii.gz")  # what detect, function and perfusion read through
     half = tmp_path / "patient003"
     half.mkdir()
     (half / "patient003_ED.nii.gz").symlink_to(acdc / "patient003_ED.nii.gz")

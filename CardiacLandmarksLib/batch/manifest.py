@@ -193,7 +193,7 @@ def load_studies(input_path: str | Path) -> list[StudySpec]:
     """
     p = Path(input_path).expanduser()
     if not p.exists():
-        raise InputNotFoundError(f"batch input not found: {p}")
+        raise InputNotFoundError.at(p, "batch input")
     if p.is_file():
         if p.suffix.lower() not in (".csv", ".tsv", ".txt"):
             raise ManifestError(f"{p.name}: a batch input is a folder of studies or a CSV manifest")

@@ -1,5 +1,7 @@
 """Named errors raised for bad input, so a user sees what is wrong instead of a numpy traceback."""
 
+from __future__ import annotations
+
 
 class CardiacLandmarksError(Exception):
     """Base class of every error this library raises on purpose."""
@@ -7,6 +9,16 @@ class CardiacLandmarksError(Exception):
 
 class InputNotFoundError(CardiacLandmarksError, FileNotFoundError):
     """The path given as input does not exist."""
+
+    @classmethod
+    def at(cls, path, what: str = "input") -> InputNotFoundError:
+        """``"<what> not found: <path>"``, naming the target of a link that points at nothing (a moved data disk),
+        which ``ls`` still lists."""
+        import os
+
+        link = os.path.islink(path)
+        return cls(f"{what} not found: {path}" + (f" (a link to {os.readlink(path)}, which does not exist)"
+                                                  if link else ""))
 
 
 class NoDicomError(CardiacLandmarksError):

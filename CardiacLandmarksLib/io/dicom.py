@@ -230,7 +230,7 @@ def load_dicom_folder(folder: str | Path, series_uid: str | None = None, recursi
     """
     folder = Path(folder).expanduser()
     if not folder.exists():
-        raise InputNotFoundError(f"input not found: {folder}")
+        raise InputNotFoundError.at(folder)
     if not folder.is_dir():
         raise NoDicomError(f"not a folder: {folder}")
     with _quiet_pydicom():
@@ -249,7 +249,7 @@ def load_dicom_file(path: str | Path, series_uid: str | None = None) -> CMRSerie
     """
     path = Path(path).expanduser()
     if not path.exists():
-        raise InputNotFoundError(f"input not found: {path}")
+        raise InputNotFoundError.at(path)
     with _quiet_pydicom():
         first = _scan_paths([path])
         if first.empty:

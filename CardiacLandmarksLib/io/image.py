@@ -145,7 +145,7 @@ def load_image(path: str | Path, *, time_axis: str = "auto") -> CMRSeries:
     if time_axis not in TIME_AXIS_CHOICES:
         raise ValueError(f"time_axis must be one of {TIME_AXIS_CHOICES}, not {time_axis!r}")
     if not path.exists():
-        raise InputNotFoundError(f"input not found: {path}")
+        raise InputNotFoundError.at(path)
     size_bytes = path.stat().st_size
     if size_bytes == 0:
         raise CorruptFileError(f"{path.name} is empty (0 bytes): {path}")

@@ -38,7 +38,7 @@ def input_kind(path: str | Path) -> str:
     ``"dicom-file"``, ``"empty"`` or ``"unknown"``. Raises InputNotFoundError when missing."""
     p = Path(path).expanduser()
     if not p.exists():
-        raise InputNotFoundError(f"input not found: {p}")
+        raise InputNotFoundError.at(p)
     if p.is_dir():
         return "dicom-folder"
     if io_image.is_image_file(p):

@@ -252,8 +252,7 @@ def route_study(path: str | Path | list, recursive: bool = True) -> StudyRouting
     paths = [Path(p).expanduser() for p in (path if isinstance(path, (list, tuple)) else [path])]
     for p in paths:
         if not p.exists():
-            raise InputNotFoundError(f"study input not found: {p}"
-                                     + (f" (a link to {os.readlink(p)}, which does not exist)" if p.is_symlink() else ""))
+            raise InputNotFoundError.at(p, "study input")
     image_files: list[Path] = []
     dicom_dirs: list[Path] = []
     for p in paths:
