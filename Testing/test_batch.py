@@ -10,6 +10,8 @@ import csv
 import json
 import sqlite3
 
+import nibabel as nib
+import numpy as np
 import pytest
 from conftest import require_data
 
@@ -139,6 +141,20 @@ def test_dask_two_workers_same_cohort_as_one(tmp_path):
     rows = {r["study_id"]: r for r in csv.DictReader(open(tmp_path / "w2" / "cohort.csv"))}
     assert rows["patient001"]["status"] == "done" and "sax" in rows["patient001"]["analyses"].split(";")
     assert float(rows["patient001"]["height_cm"]) == 184.0 and rows["patient001"]["rvi_angle_deg"]
+    # LV mass and the indexed values (MESA / UK Biobank report them): the mass is 1.05 g/ml times the myocardium
+    # of the ED segmentation the study wrote, each index the value over the Mosteller BSA of the manifest's height
+    # and weight; a study without height and weight has mass but blank indices
+    r1 = rows["patient001"]
+    seg = nib.load(tmp_path / "w2" / "studies" / "patient001" / "patient001_function" /
+                   "patient001_ED_segmentation.nii.gz")
+    myo_ml = float((np.asarray(seg.dataobj) == 2).sum()) * float(np.prod(seg.header.get_zooms()[:3])) / 1000.0
+    assert float(r1["lv_mass_g"]) == pytest.approx(1.05 * myo_ml, rel=1e-3) and r1["lv_mass_g_status"] in ("ok", "review")
+    bsa = (float(r1["height_cm"]) * float(r1["weight_kg"]) / 3600.0) ** 0.5
+    for col in ("lv_edv", "lv_esv", "rv_edv", "rv_esv"):
+        assert float(r1[f"{col}_index_ml_m2"]) == pytest.approx(float(r1[f"{col}_ml"]) / bsa, rel=2e-3), col
+    assert float(r1["lv_mass_index_g_m2"]) == pytest.approx(float(r1["lv_mass_g"]) / bsa, rel=2e-3)
+    assert float(r1["lv_sv_ml"]) == pytest.approx(float(r1["lv_edv_ml"]) - float(r1["lv_esv_ml"]), abs=2e-3)
+    assert float(r1["lv_edv_ml"]) != float(r1["lv_edv_index_ml_m2"])  # the plain column is not the index
     assert rows["corrupt"]["status"] == "failed" and rows["missing"]["status"] == "failed"
     assert len(s2.worker_peak_rss_mb) == 2
     # each model is loaded once per worker: the records say how many loads each study caused

@@ -312,7 +312,7 @@ def _summary_texts(monkeypatch) -> list:
 
 def test_analyse_mnms2_study(mnms_study, tmp_path, monkeypatch):
     out = tmp_path / "out"
-    res = analyse_study(mnms_study, out)
+    res = analyse_study(mnms_study, out, subject={"height_cm": 170.0, "weight_kg": 70.0})
     # (plus ("function", True) on the SAX pair where the function package is installed)
     assert [(o.task, o.ok) for o in res.outcomes if o.task != "function"] == [("sax", True), ("lax", True)]
     cine = _by_label(res.routing, "001_LA_CINE")
@@ -352,12 +352,25 @@ def test_analyse_mnms2_study(mnms_study, tmp_path, monkeypatch):
     assert kv["RVI angle (mid, ED)"]["check"] == "check orientation (review)"
     assert all((v["check"] == "") == (v["status"] == "ok") for v in d["key_values"]), d["key_values"]
     # the summary page shows it under each value that is not ok, inside the page and off the image panels
-    shown = [t for t in texts if t[0].startswith(" " * 8 + "check")]
+    shown = [t for t in texts if t[0].startswith(" " * 8)]
     assert [t[0].strip() for t in shown] == [v["check"][:73] + ("\u2026" if len(v["check"]) > 74 else v["check"][73:])
-                                             for v in d["key_values"] if v["check"]]
+                                             for v in d["key_values"] if v["check"]
+                                             and not v["name"].endswith((" index", " SV"))]  # beside their host
     for text, box, page, images in [t for t in texts if t[0].startswith(("review", "    ok", " " * 8))]:
         assert page.x0 <= box.x0 and box.x1 <= page.x1, (text, box, page)
         assert not any(box.overlaps(img) for img in images), text
+    # every key value is on the page: on its own line, or an index beside its volume or mass and the stroke volume
+    # beside the EF, in brackets (one status); none left to "... more in study.json"
+    lines = [t[0] for t in texts if t[0].startswith(("review", "    ok", "   n/a"))]
+    assert not any("more in study.json" in t[0] for t in texts)
+    for v in d["key_values"]:
+        shown_value = f"{v['value']:.{2 if v['unit'] in ('ratio', 'ml/min/g') else 1}f} {v['unit']}"
+        assert any(f" {v['name'][:52]}: {shown_value}" in line for line in lines) or any(
+            line.split(": ")[0].endswith(f" {host}") and f"({'SV ' if v['name'].endswith(' SV') else ''}{shown_value})"
+            in line for host in [v["name"].removesuffix(" index"), v["name"][:3] + "EF"] for line in lines), v["name"]
+    assert "LV mass index" in kv and "RV ESV index" in kv and "LV SV" in kv  # with the subject's height and weight
+    assert kv["LV mass index"]["value"] == pytest.approx(kv["LV mass"]["value"] / (170.0 * 70.0 / 3600.0) ** 0.5,
+                                                         rel=1e-3)
     assert (out / "summary.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert (out / "001_SA_sax" / "landmarks.json").exists()
     assert (out / "001_LA_CINE_lax" / "landmarks.json").exists()
@@ -438,3 +451,19 @@ def test_key_value_flags_name_input_warnings_and_value_checks():
                     sources=[Source("AL-P s0 p0", "high", 0.9), Source("orientation", "review", kind="input"),
                              shortening_range_source(3.3)])
     assert _source_flags(m) == ["high", "orientation review", "plausibility review"]
+
+
+def test_cohort_columns_take_the_value_of_their_own_name():
+    """``LV EDV index`` starts with ``LV EDV``: each cohort column takes its own key value, wherever the other
+    stands in the list, and an index left out (no height or weight) leaves its column blank, not the plain value."""
+    from CardiacLandmarksLib.study.analyse import cohort_values
+    from CardiacLandmarksLib.study.tasks import KeyValue
+
+    kvs = [KeyValue("LV EDV index", 80.0, "ml/m2", "ok"), KeyValue("LV EDV", 150.0, "ml", "ok"),
+           KeyValue("LV mass", 120.0, "g", "review", ["myo_segmentation_uncertain"])]
+    row = cohort_values(kvs)
+    assert (row["lv_edv_ml"], row["lv_edv_index_ml_m2"], row["lv_mass_g"], row["lv_mass_g_status"]) == (
+        150.0, 80.0, 120.0, "review")
+    row = cohort_values(kvs[1:])
+    assert row["lv_edv_index_ml_m2"] is None and row["lv_edv_index_ml_m2_status"] == "n/a"
+    assert row["lv_mass_index_g_m2"] is None and row["lv_edv_ml"] == 150.0

@@ -46,6 +46,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="skip mirror test-time augmentation (SAX landmarks, function, perfusion; faster on CPU, a little "
                         "less accurate); long-axis views keep their flag-setting copies")
     p.add_argument("--route-only", action="store_true", help="print the routing table and stop")
+    p.add_argument("--height", type=float, default=None, metavar="CM",
+                   help="the subject's height in cm (with --weight: LV/RV volumes and LV mass indexed to the "
+                        "body-surface area, Mosteller; in a batch, the manifest's height_cm column)")
+    p.add_argument("--weight", type=float, default=None, metavar="KG", help="the subject's weight in kg (with --height)")
     p.add_argument("--discard-review", action="store_true",
                    help="when OUTPUT holds an earlier run of this study, do not carry the points a reader corrected or "
                         "confirmed there into the new detection (the earlier run is kept in OUTPUT/backup-<time>/ "
@@ -133,10 +137,12 @@ def cmd_apply_review(args: argparse.Namespace) -> int:
 
 
 def cmd_study(args: argparse.Namespace) -> int:
+    from CardiacLandmarksLib.function.measurements import bsa_mosteller
     from CardiacLandmarksLib.io.outputs import finish_run, prepare_output_dir
     from CardiacLandmarksLib.study.analyse import TASK_FOLDERS, analyse_study
     from CardiacLandmarksLib.study.routing import route_study
 
+    bsa_mosteller(args.height, args.weight)  # both or neither, plausible: checked before any work
     src = args.study[0] if len(args.study) == 1 else args.study
     # a bad output path (a file, the study folder itself, not writable) fails before any work
     outdir = None if args.route_only else prepare_output_dir(args.output, inputs=args.study,
@@ -151,7 +157,9 @@ def cmd_study(args: argparse.Namespace) -> int:
     outdir.begin()  # an earlier run of the study (report and analysis folders) goes to backup-<time>/
     earlier = None if args.discard_review else outdir.backup_dir
     views = {e.key: e.view for e in routing.series}
+    subject = {"height_cm": args.height, "weight_kg": args.weight} if args.height is not None else None
     result = analyse_study(src, out, device=args.device, routing=routing, tta=not args.no_tta, review_from=earlier,
+                           subject=subject,
                            progress=lambda msg: print(f"  running {msg}", file=sys.stderr), **study_options(args))
     written = result.write(out)
     record = finish_run(outdir, args.study, {k: v for k, v in vars(args).items() if k != "func"},

@@ -51,10 +51,18 @@ COHORT_VALUES = (
     ("RVI opening angle (mid, ED)", "rvi_opening_deg"),
     ("LV EDV", "lv_edv_ml"),
     ("LV ESV", "lv_esv_ml"),
+    ("LV SV", "lv_sv_ml"),
     ("LV EF", "lv_ef_pct"),
+    ("LV mass", "lv_mass_g"),
     ("RV EDV", "rv_edv_ml"),
     ("RV ESV", "rv_esv_ml"),
+    ("RV SV", "rv_sv_ml"),
     ("RV EF", "rv_ef_pct"),
+    ("LV EDV index", "lv_edv_index_ml_m2"),
+    ("LV ESV index", "lv_esv_index_ml_m2"),
+    ("LV mass index", "lv_mass_index_g_m2"),
+    ("RV EDV index", "rv_edv_index_ml_m2"),
+    ("RV ESV index", "rv_esv_index_ml_m2"),
     ("LV length ED", "lv_length_ed_mm"),
     ("LV length ES", "lv_length_es_mm"),
     ("Longitudinal shortening", "lax_shortening_pct"),
@@ -85,7 +93,9 @@ def cohort_values(key_values: list[KeyValue]) -> dict:
     (:data:`PERFUSION_COLUMNS`) also which metric it is, e.g. ``"mbf (ml/min/g)"`` or ``"upslope_index (ratio)"``."""
     row: dict = {}
     for name, col in COHORT_VALUES:
-        kv = next((v for v in key_values if v.name.startswith(name) and v.value is not None), None)
+        longer = [n for n, _ in COHORT_VALUES if n != name and n.startswith(name)]  # "LV EDV index" is not "LV EDV"
+        kv = next((v for v in key_values if v.name.startswith(name) and v.value is not None
+                   and not any(v.name.startswith(n) for n in longer)), None)
         d = kv.to_dict() if kv is not None else None
         row[col] = None if d is None else d["value"]
         row[col + "_status"] = "n/a" if d is None else d["status"]

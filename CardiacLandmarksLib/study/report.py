@@ -173,6 +173,21 @@ def _lax_panel(ax, series, lmset, key, view, sax_series=None, sax_lmset=None, ge
                  fontsize=8)
 
 
+def _companions(kvs: list) -> dict:
+    """``{name: key value}`` of the key values the summary page shows on another's line, in brackets
+    (:data:`~.tasks.SHOWN_WITH`: an index beside its volume or mass, the stroke volume beside the EF), when both are
+    there with one status; the console and ``study.json`` keep every value on its own."""
+    from CardiacLandmarksLib.study.tasks import SHOWN_WITH
+
+    by_name = {kv.name: kv for kv in kvs}
+    out = {}
+    for name, host in SHOWN_WITH.items():
+        c, h = by_name.get(name), by_name.get(host)
+        if c is not None and h is not None and c.to_dict()["status"] == h.to_dict()["status"]:
+            out[name] = h
+    return out
+
+
 def render_summary_png(result, outdir: Path, dpi: int = 100) -> bytes:
     """The one-page summary picture (module docstring) as PNG bytes."""
     import matplotlib
@@ -209,7 +224,7 @@ def render_summary_png(result, outdir: Path, dpi: int = 100) -> bytes:
                 panels.append((o.task, png, o))
     n_pan = max(1, min(len(panels), 4))
     fig = plt.figure(figsize=(16, 10), dpi=dpi)
-    gs = fig.add_gridspec(2, n_pan, height_ratios=[0.75, 1.25], hspace=0.12, wspace=0.05,
+    gs = fig.add_gridspec(2, n_pan, height_ratios=[0.85, 1.15], hspace=0.12, wspace=0.05,
                           left=0.02, right=0.98, top=0.93, bottom=0.02)
     status = result.status
     reader = int(getattr(result, "reader_points", 0) or 0)
@@ -232,10 +247,17 @@ def render_summary_png(result, outdir: Path, dpi: int = 100) -> bytes:
     top.text(0.66, y, "key values", fontsize=9, weight="bold", va="top", transform=top.transAxes)
     y -= 13 * pt
     lines = []
-    for kv in result.key_values():
+    kvs = result.key_values()
+    shown_with = _companions(kvs)
+    for kv in kvs:
+        if kv.name in shown_with:
+            continue  # on the line of the value it goes with
         d = kv.to_dict()
         colour = _STATUS_COLOUR.get(d["status"], "k")
-        lines.append((f"{d['status']:>6}  {kv.name[:52]}: {kv.value_text()}", 8.5, colour, 10.5))
+        # "LV EDV: 113.7 ml  (62.6 ml/m2)", "LV EF: 59.4 %  (SV 67.5 ml)"
+        extra = "".join(f"  ({'SV ' if c.name.endswith(' SV') else ''}{c.value_text()})"
+                        for c in kvs if shown_with.get(c.name) is kv)
+        lines.append((f"{d['status']:>6}  {kv.name[:52]}: {kv.value_text()}{extra}", 8.5, colour, 10.5))
         if d["check"]:
             lines.append((" " * 8 + _fit(d["check"], 74), 7.5, "#555555", 9.5))
     lines += [(f" error  {_fit(err, 66)}", 8.5, "#b91c1c", 10.5) for err in result.errors[:3]]
