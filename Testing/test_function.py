@@ -3,6 +3,8 @@ files and CLI on real ACDC and Sunnybrook data."""
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import math
 
@@ -172,7 +174,9 @@ def test_acdc_written_files(acdc_dir, acdc_result, tmp_path):
     assert doc["LV"]["EF_pct"] == pytest.approx(r.values["LV"]["EF_pct"].value, abs=0.01)
     assert doc["LV"]["status"]["EF_pct"] in ("ok", "review") and doc["model"]["name"] == "sax_unet_function"
     csv_lines = (tmp_path / "function.csv").read_text().splitlines()
-    assert csv_lines[0] == "Metric,Value,Unit,Status" and any(x.startswith("LV EF,") for x in csv_lines)
+    assert csv_lines[0] == "Metric,Value,Unit,Status,Check" and any(x.startswith("LV EF,") for x in csv_lines)
+    for row in csv.DictReader(io.StringIO((tmp_path / "function.csv").read_text())):  # a reason where review, only there
+        assert (row["Check"] != "") == (row["Status"] == "review"), row
     seg = nib.load(tmp_path / "patient101_ED_segmentation.nii.gz")
     img = nib.load(acdc_dir / "patient101_ED.nii.gz")
     np.testing.assert_allclose(seg.affine, img.affine, atol=1e-4)
@@ -365,3 +369,25 @@ def test_bland_altman_intervals_over_patients():
     text = format_table(summary)
     assert "95% CI of mean" in text and "1.04 to 4.96" in text
     assert [ln for ln in text.splitlines() if ln.startswith("LV mass_g")][0].split()[3] == "n/a"
+
+
+def test_review_values_say_what_to_check_in_words():
+    """A function value that is ``review`` says what to look at in words (function.csv ``Check``, the Slicer table,
+    the study key value's ``check``), not as the internal flag names; information flags are left out."""
+    ed = np.zeros((4, 20, 20), np.uint8)
+    ed[:, 5:15, 5:15] = fm.MYO
+    ed[:3, 7:13, 7:13] = fm.LV
+    ed[3, 9:11, 9:11] = fm.LV  # a small apical cavity: the stack covers the LV
+    ed[1, 7:13, 7:13] = fm.MYO  # slice 1 has no cavity between two slices that have one: a gap
+    es = ed.copy()
+    es[0, 7:13, 7:13] = fm.MYO
+    es[0, 8:12, 8:12] = fm.LV
+    vals = fm.ventricle_values(ed, es, (1.0, 1.0, 8.0), "LV", 0, 5)
+    edv = vals["EDV_ml"]
+    assert edv.status == "review" and "lv_gap" in edv.flags
+    assert edv.check_text() == "check LV cavity missing on a slice between slices with it"
+    assert edv.check_text(with_source=True) == ("check LV cavity at ED (phase 0): LV cavity missing on a slice "
+                                                "between slices with it")
+    v = fm.Value("mass_g", 79.0, "g", "review", ["lv_on_end_slice", "myo_segmentation_uncertain"], "LV myocardium")
+    assert v.check_text() == "check LV myocardium contours (uncertain segmentation)"  # the end slice is information
+    assert fm.Value("EF_pct", 60.0, "%", "ok", ["lv_on_end_slice"]).check_text() == ""

@@ -10,7 +10,7 @@ MRML only (no Qt). :class:`FunctionLogic` calls the library's one analysis API
   segmentations synchronised with the cine's sequence browser (its proxy follows the phase shown;
   changes made in Segment Editor are saved back into the sequence item); for two volumes: one
   segmentation node per volume;
-* a ``vtkMRMLTableNode`` "Metric, Value, Unit, Status" (``report.function_table``);
+* a ``vtkMRMLTableNode`` "Metric, Value, Unit, Status, Check" (``report.function_table``);
 * for a cine, a ``vtkMRMLTableNode`` of the LV / RV cavity volume per phase and a
   ``vtkMRMLPlotChartNode`` "Cavity volumes over the cycle" with two plot series.
 
@@ -39,7 +39,7 @@ logger = logging.getLogger(__name__)
 #: segment IDs in the segmentation nodes, by label value
 SEGMENT_IDS = {v: name.replace(" ", "_") for v, (name, _, _) in SEGMENTS.items()}
 TABLE_COLUMNS = (("Metric", "vtkStringArray"), ("Value", "vtkDoubleArray"), ("Unit", "vtkStringArray"),
-                 ("Status", "vtkStringArray"))
+                 ("Status", "vtkStringArray"), ("Check", "vtkStringArray"))
 
 
 class FunctionInputNodeError(CardiacLandmarksError):
@@ -225,17 +225,18 @@ class FunctionLogic:
 
     # -- outputs --------------------------------------------------------------------------------------
     def updateTables(self, hub: FunctionHub) -> None:
-        """Refill the Metric/Value/Unit/Status table (and the volume-curve table) from ``hub.result``."""
+        """Refill the Metric/Value/Unit/Status/Check table (and the volume-curve table) from ``hub.result``."""
         rows = function_table(hub.result)
         table = hub.tableNode
         t = table.GetTable()
         t.SetNumberOfRows(0)
         cols = [t.GetColumnByName(c) for c, _ in TABLE_COLUMNS]
-        for metric, value, unit, status in rows:
+        for metric, value, unit, status, check in rows:
             cols[0].InsertNextValue(metric)
             cols[1].InsertNextValue(float("nan") if value is None else float(value))
             cols[2].InsertNextValue(unit)
             cols[3].InsertNextValue(status)
+            cols[4].InsertNextValue(check)
         t.SetNumberOfRows(len(rows))
         t.Modified()
         table.Modified()

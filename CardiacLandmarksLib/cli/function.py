@@ -75,12 +75,9 @@ def cmd_function(args: argparse.Namespace) -> int:
     print(f"LV  EDV {show(lv['EDV_ml'])}  ESV {show(lv['ESV_ml'])}  SV {show(lv['SV_ml'])}  EF {show(lv['EF_pct'])}  "
           f"mass {show(lv['mass_g'])}")
     print(f"RV  EDV {show(rv['EDV_ml'])}  ESV {show(rv['ESV_ml'])}  SV {show(rv['SV_ml'])}  EF {show(rv['EF_pct'])}")
-    from CardiacLandmarksLib.function.measurements import INFO_FLAGS
-
-    reasons = sorted({f"{v.source}: {', '.join(f for f in v.flags if f not in INFO_FLAGS)}"
-                      for side in (lv, rv) for v in side.values() if v.status == "review"})
-    for reason in reasons:  # why a value needs review: the mask it comes from and its flags (function.json)
-        print(f"  check {reason}")
+    reasons = sorted({v.check_text(with_source=True) for side in (lv, rv) for v in side.values()} - {""})
+    for reason in reasons:  # why a value needs review: the masks it comes from and its flags in words
+        print(f"  {reason}")
     print(f"wrote {len(written)} files to {args.output}", file=sys.stderr)
     return 0
 

@@ -62,6 +62,19 @@ EF_PLAUSIBLE_PCT = (5.0, 90.0)
 END_SLICE_FRACTION = 0.25
 #: flags that do not lower a value's status (besides any ``*_on_end_slice``)
 INFO_FLAGS = {"phase_override", "no_height_weight", "edited"}
+#: what a reader should look at for each flag that makes a value ``review`` (:meth:`Value.check_text`)
+FLAG_WORDS = {
+    "lv_segmentation_uncertain": "LV cavity contours (uncertain segmentation)",
+    "rv_segmentation_uncertain": "RV cavity contours (uncertain segmentation)",
+    "myo_segmentation_uncertain": "LV myocardium contours (uncertain segmentation)",
+    "lv_coverage_doubtful": "LV coverage (cavity large on both end slices: the stack may cut the LV short)",
+    "rv_coverage_doubtful": "RV coverage (cavity large on both end slices: the stack may cut the RV short)",
+    "lv_gap": "LV cavity missing on a slice between slices with it",
+    "rv_gap": "RV cavity missing on a slice between slices with it",
+    "ef_implausible": f"EF outside {EF_PLAUSIBLE_PCT[0]:g}-{EF_PLAUSIBLE_PCT[1]:g} %",
+    "model_not_validated": "the model is not validated on this kind of series",
+    "placeholder_spacing": "voxel size (1 mm placeholder: the real size is probably lost)",
+}
 
 
 class FunctionInputError(CardiacLandmarksError, ValueError):
@@ -89,6 +102,17 @@ class Value:
     def as_dict(self) -> dict:
         return {"value": self.value, "unit": self.unit, "status": self.status, "flags": list(self.flags),
                 "source": self.source}
+
+    def check_text(self, with_source: bool = False) -> str:
+        """What a reader should check when the value is ``review`` (``""`` otherwise): its flags that lower the
+        status in words (:data:`FLAG_WORDS`; information flags left out), e.g. ``"check LV myocardium contours
+        (uncertain segmentation)"``; ``with_source`` names the masks first (``"check LV cavity at ED (phase 0): ..."``,
+        as ``cardiac-landmarks function`` prints it)."""
+        if self.status != "review":
+            return ""
+        words = [FLAG_WORDS.get(f, f) for f in dict.fromkeys(self.flags)
+                 if f not in INFO_FLAGS and not f.endswith("_on_end_slice")]
+        return "check " + (f"{self.source}: " if with_source and self.source else "") + ", ".join(words)
 
 
 def _status(value: float | None, flags: list[str]) -> str:

@@ -6,7 +6,8 @@ Into ``OUTDIR``:
   "status": {name: ok|review|n/a}, "flags": {name: [...]}, "source": {name: text}}, "RV": {...},
   "ed_phase", "es_phase", "mode", "bsa_m2", "model", "flags", "uncertain_share", "slice_areas_mm2", "volume_curve_ml",
   "segmentations"}``;
-* ``function.csv``: ``Metric,Value,Unit,Status`` (e.g. ``LV EDV,152.3,ml,ok``);
+* ``function.csv``: ``Metric,Value,Unit,Status,Check`` (e.g. ``LV EDV,152.3,ml,ok,``; ``Check`` says what to
+  look at for a ``review`` value);
 * ``<stem>_segmentation.nii.gz`` per input: labels 1 RV cavity, 2 LV myocardium, 3 LV cavity on
   the input's grid and LPS geometry; for a cine **one 4-D file** (i, j, k, phase);
 * ``<stem>_segmentation.seg.nrrd`` (two volumes) or ``<stem>_ED.seg.nrrd`` and
@@ -57,18 +58,19 @@ def _r(x, nd: int = 2):
     return round(x, nd) if math.isfinite(x) else None
 
 
-def function_table(result) -> list[tuple[str, float | None, str, str]]:
-    """``[(metric, value, unit, status)]`` rows in the order of the CSV and the Slicer table."""
+def function_table(result) -> list[tuple[str, float | None, str, str, str]]:
+    """``[(metric, value, unit, status, check)]`` rows in the order of the CSV and the Slicer table; ``check`` says
+    what to look at when the value is ``review`` (:meth:`.measurements.Value.check_text`), else ``""``."""
     rows = []
     for vent, key, label in ROWS:
         v = result.values[vent].get(key)
         if v is not None:
-            rows.append((label, _r(v.value), v.unit, v.status))
+            rows.append((label, _r(v.value), v.unit, v.status, v.check_text()))
     if result.bsa_m2:
-        rows.append(("BSA (Mosteller)", _r(result.bsa_m2), "m2", "ok"))
+        rows.append(("BSA (Mosteller)", _r(result.bsa_m2), "m2", "ok", ""))
     if result.mode == "cine":
-        rows.append(("ED phase", result.ed_phase, "index", "ok"))
-        rows.append(("ES phase", result.es_phase, "index", "ok"))
+        rows.append(("ED phase", result.ed_phase, "index", "ok", ""))
+        rows.append(("ES phase", result.es_phase, "index", "ok", ""))
     return rows
 
 
@@ -103,9 +105,9 @@ def function_dict(result, files: dict | None = None) -> dict:
 def function_csv_text(result) -> str:
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
-    w.writerow(["Metric", "Value", "Unit", "Status"])
-    for metric, value, unit, status in function_table(result):
-        w.writerow([metric, "" if value is None else value, unit, status])
+    w.writerow(["Metric", "Value", "Unit", "Status", "Check"])
+    for metric, value, unit, status, check in function_table(result):
+        w.writerow([metric, "" if value is None else value, unit, status, check])
     return buf.getvalue()
 
 

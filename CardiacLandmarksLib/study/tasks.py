@@ -331,7 +331,7 @@ def run_function(series: CMRSeries, models: Models, outdir: Path, root: Path, ke
     for ventricle, name, label in FUNCTION_KEY_VALUES:
         v = res.values.get(ventricle, {}).get(name)
         if v is not None and (v.value is not None or "_index_" not in name):  # an index only with height and weight
-            out.values.append(KeyValue(label, v.value, v.unit, v.status, list(v.flags), v.source))
+            out.values.append(KeyValue(label, v.value, v.unit, v.status, list(v.flags), v.source, v.check_text()))
     out.notes += [f"function flag: {f}" for f in res.flags]
     return out
 
