@@ -21,7 +21,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="cardiac-landmarks",
         description="Cardiac MR landmarks (A-RVI, I-RVI, C-LV, mitral points, apex), RVI angle, "
-        "LV length and AHA perfusion reports.",
+        "LV length and shortening, LV/RV volumes, EF and LV mass, and AHA perfusion reports; one study or a cohort.",
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="log more detail")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")

@@ -5,7 +5,8 @@ Examples::
     cardiac-landmarks batch manifest.csv -o out/cohort --workers 4
     cardiac-landmarks batch /data/studies -o out/cohort --scheduler tcp://10.0.0.5:8786
 
-INPUT is a CSV manifest (``study_id,path[,height_cm,weight_kg]``; ``path`` a study folder,
+INPUT is a CSV manifest (``study_id,path[,height_cm,weight_kg]``: height and weight index the volumes and LV mass
+to the body-surface area; ``path`` a study folder,
 files, a glob pattern, or several joined by ``;``) or a folder with one sub-folder per study.
 State lives in ``OUT/batch.sqlite``: a re-run skips finished studies (``--redo`` runs all
 again, keeping what each earlier study folder held that the new run changed as ``<id>.bak-<time>`` and carrying the points a reader corrected or
