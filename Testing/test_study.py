@@ -380,7 +380,7 @@ def test_analyse_mnms2_study(mnms_study, tmp_path, monkeypatch):
 
 @pytest.mark.data
 @pytest.mark.slow
-def test_analyse_sunnybrook_perfusion_study(sb_study, tmp_path):
+def test_analyse_sunnybrook_perfusion_study(sb_study, tmp_path, monkeypatch):
     res = analyse_study(sb_study, tmp_path)
     assert [(o.task, o.ok) for o in res.outcomes if o.task != "function"] == [("sax", True), ("perfusion", True)]
     perf = next(o for o in res.outcomes if o.task == "perfusion")
@@ -391,8 +391,12 @@ def test_analyse_sunnybrook_perfusion_study(sb_study, tmp_path):
     assert perf.values[0].name == "perfusion, stress/rest unknown upslope_index (global)"
     assert res.cohort_row()["perfusion_unlabelled"] == round(perf.values[0].value, 3)
     assert res.cohort_row()["perfusion_unlabelled_metric"] == "upslope_index (ratio)"  # no AIF: not MBF
+    texts = _summary_texts(monkeypatch)
     res.write(tmp_path)
     assert json.loads((tmp_path / "study.json").read_text())["errors"] == []
+    # the summary page cuts a long name with an ellipsis, not silently: it read "... upslope_index (global: 0.37"
+    line = next(t[0] for t in texts if "stress/rest unknown" in t[0])
+    assert line.endswith(f"\u2026: {perf.values[0].value:.2f} ratio") and "(global:" not in line, line
 
 
 @pytest.mark.data

@@ -257,7 +257,7 @@ def render_summary_png(result, outdir: Path, dpi: int = 100) -> bytes:
         # "LV EDV: 113.7 ml  (62.6 ml/m2)", "LV EF: 59.4 %  (SV 67.5 ml)"
         extra = "".join(f"  ({'SV ' if c.name.endswith(' SV') else ''}{c.value_text()})"
                         for c in kvs if shown_with.get(c.name) is kv)
-        lines.append((f"{d['status']:>6}  {kv.name[:52]}: {kv.value_text()}{extra}", 8.5, colour, 10.5))
+        lines.append((f"{d['status']:>6}  {_fit(kv.name, 52)}: {kv.value_text()}{extra}", 8.5, colour, 10.5))
         if d["check"]:
             lines.append((" " * 8 + _fit(d["check"], 74), 7.5, "#555555", 9.5))
     lines += [(f" error  {_fit(err, 66)}", 8.5, "#b91c1c", 10.5) for err in result.errors[:3]]
