@@ -82,3 +82,11 @@ def test_models_command_lists_every_model(capsys):
     out = capsys.readouterr().out
     for name in ("sax_unet", "sax_unet_lge", "sax_unet_function", "sax_phdnet", "lax4ch_unet", "perfusion_unet"):
         assert name in out
+    # the cine model does not serve every sequence: LGE and perfusion series get the LGE model (it said "every
+    # sequence"), which is what the pipeline picks
+    from CardiacLandmarksLib.models.catalogue import model_for
+
+    line = next(x for x in out.splitlines() if x.startswith("sax_unet "))
+    assert "every sequence but lge, perfusion (sax_unet_lge)" in line
+    assert model_for("landmarks", "sax", sequence="lge") == model_for("landmarks", "sax", sequence="perfusion") == "sax_unet_lge"
+    assert model_for("landmarks", "sax", sequence="cine") == "sax_unet"

@@ -20,7 +20,11 @@ def cmd_models(args: argparse.Namespace) -> int:
         if not args.refresh:
             catalogue.checked_files(e.name)  # a mismatch is a named error, printed by main()
         timing = f"{e.cpu_ms:g} ms/image CPU" if e.cpu_ms else "timing not measured"
-        serves = f"sequences {', '.join(e.sequences)}" if e.sequences else "every sequence"
+        # the default model of a task and view serves every sequence that no other model of them is chosen for
+        others = [o for o in entries if o is not e and o.task == e.task and o.view == e.view and o.sequences]
+        taken = [f"{', '.join(o.sequences)} ({o.name})" for o in others]
+        serves = (f"sequences {', '.join(e.sequences)}" if e.sequences else
+                  "every sequence" + (f" but {', '.join(taken)}" if taken else ""))
         print(f"{e.name:18s} {e.version:8s} {e.task:22s} view {e.view or '-':4s} {serves}; {e.input_px} px at "
               f"{e.input_mm} mm, {timing}, sha256 {e.sha256[:12]}, {e.licence}")
     return 0
