@@ -197,3 +197,18 @@ def test_batch_no_tta_reaches_the_workers_and_is_recorded(tmp_path, monkeypatch)
     assert recs["patient001"]["status"] == "done" and recs["patient001"]["tta"] is False
     d = json.loads((out / "studies" / "patient001" / "study.json").read_text())
     assert d["settings"] == {"device": "cpu", "tta": False}
+
+
+def test_folder_of_studies_leaves_out_its_own_results(tmp_path):
+    """``batch STUDIES -o STUDIES/out`` ran, and at its resume took ``out`` for a study and failed it ("no DICOM
+    series and no image file found in STUDIES/out"); a ``study -o`` folder there was taken for a study too."""
+    (tmp_path / "p001").mkdir()
+    (tmp_path / "p001" / "cine.nii.gz").write_bytes(b"")
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "batch.sqlite").write_bytes(b"")
+    (tmp_path / "one_study").mkdir()
+    for name in ("study.json", "run.json"):
+        (tmp_path / "one_study" / name).write_text("{}")
+    (tmp_path / "notes_only").mkdir()
+    (tmp_path / "notes_only" / "study.json").write_text("{}")  # not our result without its run.json: kept
+    assert [s.study_id for s in discover_studies(tmp_path)] == ["notes_only", "p001"]
