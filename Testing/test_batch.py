@@ -212,3 +212,13 @@ def test_folder_of_studies_leaves_out_its_own_results(tmp_path):
     (tmp_path / "notes_only").mkdir()
     (tmp_path / "notes_only" / "study.json").write_text("{}")  # not our result without its run.json: kept
     assert [s.study_id for s in discover_studies(tmp_path)] == ["notes_only", "p001"]
+
+
+def test_cli_counts_one_study_in_the_singular(tmp_path, capsys):
+    """The batch summary line read "1 studies: ..." for a one-study cohort (fixed for apply-review, not here)."""
+    from CardiacLandmarksLib.cli import main
+
+    m = _write(tmp_path / "m.csv", f"study_id,path\nmissing,{tmp_path / 'nope'}\n")
+    assert main(["batch", str(m), "-o", str(tmp_path / "out"), "--engine", "local", "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("1 study: 0 already finished (skipped), 1 run (0 done, 1 failed)"), out

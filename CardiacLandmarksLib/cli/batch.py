@@ -54,7 +54,7 @@ def cmd_batch(args: argparse.Namespace) -> int:
                   engine=args.engine, tta=not args.no_tta, carry_review=not args.discard_review,
                   study_options=study_options(args))
     rate = f", {s.studies_per_hour:.0f} studies/hour" if s.n_run else ""
-    print(f"{s.n_studies} studies: {s.n_skipped} already finished (skipped), {s.n_run} run "
+    print(f"{s.n_studies} stud{'y' if s.n_studies == 1 else 'ies'}: {s.n_skipped} already finished (skipped), {s.n_run} run "
           f"({s.n_done} done, {s.n_failed} failed) in {s.seconds:.1f} s{rate}")
     if s.worker_peak_rss_mb:
         print("peak memory per worker: " + ", ".join(f"{v:.0f} MB" for v in s.worker_peak_rss_mb.values()))
