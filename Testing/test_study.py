@@ -301,7 +301,7 @@ def _summary_texts(monkeypatch) -> list:
     def record(fig, *args, **kwargs):
         fig.set_dpi(kwargs.get("dpi", fig.dpi))
         renderer = fig.canvas.get_renderer()
-        axes = [ax.get_window_extent(renderer) for ax in fig.axes if ax.images]
+        axes = [ax.get_window_extent(renderer).frozen() for ax in fig.axes if ax.images]
         seen.extend((t.get_text(), t.get_window_extent(renderer), fig.bbox.frozen(), axes)
                     for t in fig.findobj(Text) if t.get_visible() and t.get_text())
         return real(fig, *args, **kwargs)
@@ -359,6 +359,13 @@ def test_analyse_mnms2_study(mnms_study, tmp_path, monkeypatch):
     for text, box, page, images in [t for t in texts if t[0].startswith(("review", "    ok", " " * 8))]:
         assert page.x0 <= box.x0 and box.x1 <= page.x1, (text, box, page)
         assert not any(box.overlaps(img) for img in images), text
+    # each image panel has its orientation compass, as the analyses' own figures: the panels show the images as
+    # stored, so without it the page did not say where anterior or the patient's left is (SAX and function: A, L
+    # and S, as the SAX overlay; the 4CH view: its two most in-plane axes)
+    letters = [(t[0], t[1]) for t in texts if t[0] in ("A", "P", "L", "R", "S", "I")]
+    per_panel = [sorted(x for x, box in letters if img.contains((box.x0 + box.x1) / 2, (box.y0 + box.y1) / 2))
+                 for img in texts[0][3]]
+    assert sorted(map(len, per_panel)) == [2, 3, 3], per_panel
     # every key value is on the page: on its own line, or an index beside its volume or mass and the stroke volume
     # beside the EF, in brackets (one status); none left to "... more in study.json"
     lines = [t[0] for t in texts if t[0].startswith(("review", "    ok", "   n/a"))]

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from CardiacLandmarksLib.core.orientation import draw_orientation
 from CardiacLandmarksLib.io.atomic import atomic_write_bytes, atomic_write_text
 from CardiacLandmarksLib.io.jsonsafe import dumps_strict
 
@@ -63,6 +64,16 @@ def _show(ax, img: np.ndarray, spacing) -> None:
     ax.set_yticks([])
 
 
+def _compass(ax, series, n: int = 2) -> None:
+    """The orientation compass of the image panels (:func:`CardiacLandmarksLib.core.orientation.draw_orientation`),
+    as on the analyses' own figures: the panels show each image as stored (rows down), so without it a reader
+    cannot tell anterior or the patient's left on the page. Nothing when the series is unknown."""
+    if series is None or getattr(series, "direction", None) is None:
+        return
+    draw_orientation(ax, series.direction, bool(getattr(series, "orientation_known", False)), corner=(0.88, 0.86),
+                     length=0.07, fontsize=9, n=n)
+
+
 def _fit(text: str, width: int) -> str:
     """``text`` cut to ``width`` characters, ending in an ellipsis when cut."""
     return text if len(text) <= width else text[: width - 1] + "\u2026"
@@ -90,6 +101,7 @@ def _sax_panel(ax, series, lmset, key) -> None:
         r = 55.0 / series.spacing[0]
         ax.set_xlim(ci - r, ci + r)
         ax.set_ylim(cj + r, cj - r)
+    _compass(ax, series, n=3)  # all three, as the overlay: its RVI angle is measured from A, A-RVI named by S
     from CardiacLandmarksLib.sax.report import measurement_label
 
     m = next((m for m in lmset.measurements if m.name == "RVI angle" and m.slice == k and m.phase == 0), None)
@@ -142,6 +154,7 @@ def _function_panel(ax, fres, key) -> None:
             ax.contour(mask.astype(float), levels=[0.5], colors=[colours[value]], linewidths=1.0)
     ax.set_xticks([])
     ax.set_yticks([])
+    _compass(ax, (getattr(fres, "series", None) or [None])[0], n=3)
     ef = fres.values["LV"]["EF_pct"]
     ef_text = "n/a" if ef.value is None else f"{ef.value:.0f}%" + ("" if ef.status == "ok" else f" ({ef.status})")
     ax.set_title(f"function {key}: slice {k}, ED | ES; LV EF {ef_text}\n"
@@ -168,6 +181,7 @@ def _lax_panel(ax, series, lmset, key, view, sax_series=None, sax_lmset=None, ge
     rows, cols = series.shape_ji
     ax.set_xlim(0, cols - 1)
     ax.set_ylim(rows - 1, 0)
+    _compass(ax, series)
     ax.set_title(f"{view.upper()} {key}: ED (phase {t})"
                  + ("; SAX slices with LV in blue (basal/apical magenta)" if with_sax else "; no SAX stack to cross-check"),
                  fontsize=8)

@@ -249,6 +249,11 @@ class _SavedFunction:
     def spacing(self) -> tuple[float, float, float]:
         return tuple(float(x) for x in self._images[0].spacing)
 
+    @property
+    def series(self) -> list:
+        """The input series (their geometry gives the panel's orientation compass)."""
+        return list(self._images)
+
     def ed_image(self):
         return self._images[0].pixels[self.ed_phase]
 
