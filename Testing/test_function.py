@@ -391,3 +391,33 @@ def test_review_values_say_what_to_check_in_words():
     v = fm.Value("mass_g", 79.0, "g", "review", ["lv_on_end_slice", "myo_segmentation_uncertain"], "LV myocardium")
     assert v.check_text() == "check LV myocardium contours (uncertain segmentation)"  # the end slice is information
     assert fm.Value("EF_pct", 60.0, "%", "ok", ["lv_on_end_slice"]).check_text() == ""
+
+
+@pytest.mark.data
+def test_overlay_says_what_to_check_and_where_anterior_is(acdc_result, monkeypatch):
+    """function_overlay.png: its title marked LV mass '(review)' without saying why, and no panel said where
+    anterior or the patient's left is. Now the reasons are in the title and the first panel has the compass (ACDC
+    has no orientation: 'as stored')."""
+    import copy
+
+    import matplotlib.figure
+    from matplotlib.text import Text
+
+    from CardiacLandmarksLib.function import report
+
+    r = copy.deepcopy(acdc_result)
+    mass = r.values["LV"]["mass_g"]
+    mass.status, mass.flags = "review", [*mass.flags, "myo_segmentation_uncertain"]
+    texts = []
+    real = matplotlib.figure.Figure.savefig
+
+    def record(fig, *args, **kwargs):
+        texts.extend(t.get_text() for t in fig.findobj(Text) if t.get_visible())
+        return real(fig, *args, **kwargs)
+
+    monkeypatch.setattr(matplotlib.figure.Figure, "savefig", record)
+    report.render_overlay_png(r)
+    title = next(t for t in texts if t.startswith("ED "))
+    assert "mass " in title and "(review)" in title
+    assert "check LV myocardium contours (uncertain segmentation)" in title
+    assert sum(t == "as stored\nup = A?" for t in texts) == 1  # once: every slice shares the first one's orientation

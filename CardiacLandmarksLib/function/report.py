@@ -31,6 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
+from CardiacLandmarksLib.core.orientation import draw_orientation
 from CardiacLandmarksLib.io.atomic import atomic_write_bytes, atomic_write_text
 
 logger = logging.getLogger(__name__)
@@ -222,18 +223,29 @@ def render_overlay_png(result, dpi: int = 90) -> bytes:
             ax.set_xticks([])
             ax.set_yticks([])
             ax.set_title(f"k={k} {tag}", fontsize=7, pad=2)
+            if k == 0 and col == 0:  # every slice of the stack shares the first one's orientation
+                s0 = result.series[0]
+                draw_orientation(ax, s0.direction, bool(getattr(s0, "orientation_known", False)),
+                                 corner=(0.76, 0.72), length=0.1, fontsize=8, n=3)
     lv, rv = result.values["LV"], result.values["RV"]
 
     def fmt(v):
         return "n/a" if v.value is None else f"{v.value:.0f}{' ' + v.unit if v.unit != '%' else '%'}" + \
             ("" if v.status == "ok" else f" ({v.status})")
+    # what to check for the values marked review, each reason once (Value.check_text)
+    checks = list(dict.fromkeys(v.check_text() for side in (lv, rv) for key, v in side.items()
+                                if "_index_" not in key and v.check_text()))
     phases = (f"ED phase {result.ed_phase} | ES phase {result.es_phase}" if result.mode == "cine"
               else f"ED {result.names[0]} | ES {result.names[1]}")
     fig.suptitle(f"{phases}   LV EDV {fmt(lv['EDV_ml'])}, ESV "
                  f"{fmt(lv['ESV_ml'])}, EF {fmt(lv['EF_pct'])}, mass {fmt(lv['mass_g'])}   RV EDV {fmt(rv['EDV_ml'])}, "
-                 f"EF {fmt(rv['EF_pct'])}\ncontours: blue RV cavity, green LV epicardium, red LV endocardium "
-                 f"(model {result.model.get('name')} {result.model.get('version')})", fontsize=8)
-    fig.subplots_adjust(left=0.01, right=0.99, bottom=0.01, top=1 - 0.55 / fig.get_figheight(), wspace=0.04, hspace=0.18)
+                 f"EF {fmt(rv['EF_pct'])}\n"
+                 + (f"{'; '.join(checks)}\n" if checks else "")
+                 + "contours: blue RV cavity, green LV epicardium, red LV endocardium "
+                 f"(model {result.model.get('name')} {result.model.get('version')}); arrows on the first panel: "
+                 "patient anterior (A), left (L), head (S)", fontsize=8)
+    fig.subplots_adjust(left=0.01, right=0.99, bottom=0.01, top=1 - (0.7 if checks else 0.55) / fig.get_figheight(),
+                        wspace=0.04, hspace=0.18)
     return _fig_bytes(fig, dpi)
 
 
