@@ -121,9 +121,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser("benchmark", help="time model load and inference (CPU, and GPU when present)")
     p.add_argument("--json", action="store_true", help="print JSON")
-    p.add_argument("--slices", type=int, default=10)
-    p.add_argument("--phases", type=int, default=25)
-    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--slices", type=int, default=10, help="slices of the synthetic SAX stack (default 10)")
+    p.add_argument("--phases", type=int, default=25, help="phases of the synthetic SAX stack (default 25: the "
+                                                          "10 x 25 stack of the speed target)")
+    p.add_argument("--repeats", type=int, default=3, help="timed runs after a warm-up; the fastest is reported (default 3)")
     p.set_defaults(func=cmd_benchmark)
 
 
