@@ -37,7 +37,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--time-axis", default="auto", choices=("auto", "none", "first", "last"),
                    help="how a 3-D image file is read: 'none' = a slice stack, 'first'/'last' = time on that axis "
                         "(default: auto)")
-    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"),
+                   help="where the networks run: auto (the GPU when one is present, else the CPU), cpu or cuda (default auto)")
     p.add_argument("--no-tta", action="store_true", help="skip mirror test-time augmentation (faster, less accurate)")
     p.add_argument("--no-clean", action="store_true", help="keep every connected component (no clean-up)")
     p.add_argument("--basal-rule", action="store_true",

@@ -32,7 +32,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--slice", type=int, default=0, help="slice index k of the cine (default 0)")
     p.add_argument("--ed", default="max", help="ED phase: max (longest LV, default), first, or a phase number")
     p.add_argument("--es", default="min", help="ES phase: min (shortest LV, default) or a phase number")
-    p.add_argument("--series-uid", default=None)
+    p.add_argument("--series-uid", default=None, help="SeriesInstanceUID to pick when a DICOM folder mixes series")
     p.add_argument("--pixel-size", type=positive_number("--pixel-size"), default=None, metavar="MM",
                    help="in-plane pixel size (mm) of a cine whose header lost it (default: the size recorded with the "
                         "points' landmarks.json, if any); a file with a real pixel size keeps its own")
@@ -44,7 +44,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                                               "result knows, e.g. from an ED + ES file pair, else max)")
     p.add_argument("--es", default=None, help="ES phase: min or a phase number (default: the phase the result "
                                               "knows, else min)")
-    p.add_argument("--view", default=None, choices=("2ch", "3ch", "4ch"))
+    p.add_argument("--view", default=None, choices=("2ch", "3ch", "4ch"), help="view (default: from the points)")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=cmd_lv_length)
 

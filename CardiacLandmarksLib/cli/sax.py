@@ -23,7 +23,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("detect", help="detect landmarks on a CMR series and write landmarks.json, .mrk.json, PNG")
     p.add_argument("input", help="DICOM folder/file or NIfTI/NRRD image")
     p.add_argument("-o", "--output", required=True, help="output folder (created)")
-    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"),
+                   help="where the networks run: auto (the GPU when one is present, else the CPU), cpu or cuda (default auto)")
     p.add_argument("--view", default="auto", choices=VIEW_CHOICES,
                    help="view (default auto: from the description, orientation and number of slices); a view the "
                         "image does not look like is an error")
@@ -52,12 +53,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_detect)
 
     p = sub.add_parser("train", help="train a landmark model from labelled images (default: ACDC in the data root)")
-    p.add_argument("--view", default="sax", choices=("sax", "2ch", "3ch", "4ch"))
+    p.add_argument("--view", default="sax", choices=("sax", "2ch", "3ch", "4ch"), help="view of the model to train (default sax)")
     p.add_argument("--data", default=None, help="folder of labelled stacks (default: $CARDIAC_LANDMARKS_DATA/acdc)")
     p.add_argument("-o", "--output", default=None, help="where to write weights + card (default: runs/<view>)")
-    p.add_argument("--epochs", type=int, default=30)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    p.add_argument("--epochs", type=int, default=30, help="passes over the training images (default 30)")
+    p.add_argument("--seed", type=int, default=0, help="random seed of the split, initialisation and augmentation")
+    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"),
+                   help="where the networks run: auto (the GPU when one is present, else the CPU), cpu or cuda (default auto)")
     p.add_argument("--threads", type=int, default=2, help="CPU threads for torch")
     p.add_argument("--lr", type=float, default=None, help="peak learning rate (SAX default 2e-3; 1e-3 or less to fine-tune)")
     p.add_argument("--init-weights", default=None,
@@ -101,7 +103,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--split", default=None, choices=("val", "train", "test", "all"),
                    help="which patients: the model's validation/training patients, the fixed ACDC test split "
                         "(20 patients never used for training or model choice), or all")
-    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"),
+                   help="where the networks run: auto (the GPU when one is present, else the CPU), cpu or cuda (default auto)")
     p.add_argument("--json", nargs="?", const="-", default=None,
                    help="also write the figures as JSON to this file (no file: print JSON instead of the table)")
     p.add_argument("--suite", action="store_true",
