@@ -50,6 +50,15 @@ def test_manifest_reading(tmp_path):
         read_manifest(_write(tmp_path / "num.csv", "study_id,path,height_cm\nx,a,tall\n"))
     with pytest.raises(InputNotFoundError):
         load_studies(tmp_path / "absent.csv")
+    # a height in metres (or a weight in grams) made every study's function analysis fail, one by one, after the
+    # batch had run them all: now the manifest is refused before any study runs, naming the row; one of the two
+    # alone is allowed (the study reports volumes without indexing them)
+    with pytest.raises(ManifestError, match=r"row 3 \(y\): height 1.7 cm is not plausible"):
+        read_manifest(_write(tmp_path / "m1.csv", "study_id,path,height_cm,weight_kg\nx,a,170,70\ny,b,1.7,70\n"))
+    with pytest.raises(ManifestError, match=r"row 2 \(x\): weight 70000.0 kg is not plausible"):
+        read_manifest(_write(tmp_path / "m2.csv", "study_id,path,height_cm,weight_kg\nx,a,170,70000\n"))
+    (half,) = read_manifest(_write(tmp_path / "m3.csv", "study_id,path,height_cm,weight_kg\nx,a,170,\n"))
+    assert (half.height_cm, half.weight_kg) == (170.0, None)
 
 
 def test_manifest_pixel_size_and_frame_interval_per_study(tmp_path):

@@ -478,3 +478,20 @@ def test_cohort_columns_take_the_value_of_their_own_name():
     row = cohort_values(kvs[1:])
     assert row["lv_edv_index_ml_m2"] is None and row["lv_edv_index_ml_m2_status"] == "n/a"
     assert row["lv_mass_index_g_m2"] is None and row["lv_edv_ml"] == 150.0
+
+
+@pytest.mark.data
+def test_height_without_weight_keeps_the_volumes(tmp_path):
+    """A cohort row with a height and no weight: the function analysis failed as a whole ('give both --height and
+    --weight'), and the study lost its volumes, EF and mass. Now they are reported, not indexed, with a note."""
+    acdc = require_data("acdc")
+    study = tmp_path / "p003"
+    study.mkdir()
+    for ph in ("ED", "ES"):
+        (study / f"patient003_{ph}.nii.gz").symlink_to(acdc / f"patient003_{ph}.nii.gz")
+    res = analyse_study(study, tmp_path / "out", subject={"height_cm": 165.0, "weight_kg": None})
+    assert [(o.task, o.ok) for o in res.outcomes] == [("sax", True), ("function", True)], res.errors
+    kv = {v.name: v for v in res.key_values()}
+    assert kv["LV EDV"].value > 0 and kv["LV mass"].value > 0
+    assert not any(name.endswith(" index") for name in kv)
+    assert "the subject's height is given without its weight: volumes and mass not indexed" in res.notes

@@ -119,6 +119,19 @@ def _expand(path: str, base: Path) -> list[str]:
     return out
 
 
+def _check_size(height: float | None, weight: float | None, where: str) -> None:
+    """A height or weight outside what a person measures (cm, kg: the ranges of
+    :func:`CardiacLandmarksLib.function.measurements.bsa_mosteller`) is a manifest error, found before any study
+    runs: 1.7 for 170 cm made every study's function analysis fail. One of the two alone is allowed (the study then
+    reports volumes and mass without indexing them)."""
+    from CardiacLandmarksLib.function.measurements import FunctionInputError, bsa_mosteller
+
+    try:
+        bsa_mosteller(height if height is not None else 170.0, weight if weight is not None else 70.0)
+    except FunctionInputError as exc:
+        raise ManifestError(f"{where}: {exc}") from None
+
+
 def read_manifest(path: str | Path) -> list[StudySpec]:
     """Read a CSV manifest (module docstring).
 
@@ -155,9 +168,10 @@ def read_manifest(path: str | Path) -> list[StudySpec]:
             if not row.get("path"):
                 raise ManifestError(f"{path.name} row {n}: empty path for study {sid!r}")
             extra = {k: v for k, v in row.items() if k not in ("study_id", "path", *OPTIONAL_COLUMNS)}
-            studies.append(StudySpec(sid, _expand(row["path"], path.parent),
-                                     _number(row.get("height_cm", ""), "height_cm", n),
-                                     _number(row.get("weight_kg", ""), "weight_kg", n), extra,
+            height, weight = _number(row.get("height_cm", ""), "height_cm", n), _number(row.get("weight_kg", ""),
+                                                                                       "weight_kg", n)
+            _check_size(height, weight, f"{path.name} row {n} ({sid})")
+            studies.append(StudySpec(sid, _expand(row["path"], path.parent), height, weight, extra,
                                      _positive(row.get("pixel_size_mm", ""), "pixel_size_mm", n),
                                      _positive(row.get("frame_interval_s", ""), "frame_interval_s", n)))
     if not studies:

@@ -313,7 +313,9 @@ def run_function(series: CMRSeries, models: Models, outdir: Path, root: Path, ke
     from CardiacLandmarksLib.function.pipeline import FunctionOptions, analyse_function, function_model_name
 
     subject = subject or {}
-    opts = FunctionOptions(height_cm=subject.get("height_cm"), weight_kg=subject.get("weight_kg"),
+    height, weight = subject.get("height_cm"), subject.get("weight_kg")
+    one_only = (height is None) != (weight is None)  # a cohort row with a height and no weight: no indexing
+    opts = FunctionOptions(height_cm=None if one_only else height, weight_kg=None if one_only else weight,
                            device=models.device, tta=models.tta)
     if series.metadata.get("phase_labels") == ["ED", "ES"] and series.n_phases == 2:
         vols = []
@@ -333,6 +335,11 @@ def run_function(series: CMRSeries, models: Models, outdir: Path, root: Path, ke
         if v is not None and (v.value is not None or "_index_" not in name):  # an index only with height and weight
             out.values.append(KeyValue(label, v.value, v.unit, v.status, list(v.flags), v.source, v.check_text()))
     out.notes += [f"function flag: {f}" for f in res.flags]
+    if one_only:
+        note = (f"the subject's {'height' if height is not None else 'weight'} is given without its "
+                f"{'weight' if height is not None else 'height'}: volumes and mass not indexed")
+        out.notes.append(note)
+        out.study_notes.append(note)
     return out
 
 
