@@ -6,6 +6,8 @@
   position (new SeriesInstanceUID/SeriesNumber per slice, the same description), the way
   Siemens scanners often store a SAX cine stack.
 * :func:`mnms2_study`: the M&Ms-2 subject 001 NIfTI files (images and labels) as a study folder.
+* :func:`with_patient_size`: copies of the Sunnybrook cine with PatientSize / PatientWeight set (the shared copy is
+  anonymised without them; scanners record them for the SAR limits).
 """
 
 from __future__ import annotations
@@ -101,4 +103,20 @@ def tag_variants(data: Path, out: Path) -> Path:
             ds.ImageOrientationPatient = iop
             ds.SOPInstanceUID = generate_uid()
             ds.save_as(out / "loc" / f"loc{n}.dcm")
+    return out
+
+
+def with_patient_size(data: Path, out: Path, size_m: str, weight_kg: str) -> Path:
+    """``out`` -> copies of the Sunnybrook cine files with ``PatientSize`` (m) and ``PatientWeight`` (kg) set as
+    given (DICOM decimal strings); pixels and every other tag unchanged."""
+    src = data / "sunnybrook" / "SCD0000101" / "dicom"
+    out.mkdir(parents=True, exist_ok=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for p in sorted(src.iterdir()):
+            if p.suffix.lower() != ".dcm":
+                continue
+            ds = pydicom.dcmread(p)
+            ds.PatientSize, ds.PatientWeight = size_m, weight_kg
+            ds.save_as(out / p.name)
     return out

@@ -231,3 +231,28 @@ def test_cli_counts_one_study_in_the_singular(tmp_path, capsys):
     assert main(["batch", str(m), "-o", str(tmp_path / "out"), "--engine", "local", "--no-progress"]) == 0
     out = capsys.readouterr().out
     assert out.startswith("1 study: 0 already finished (skipped), 1 run (0 done, 1 failed)"), out
+
+
+@pytest.mark.data
+def test_height_and_weight_from_the_dicom_header(tmp_path):
+    """A DICOM cohort whose manifest gives no height or weight: the scanner recorded them (PatientSize in m,
+    PatientWeight in kg), so volumes and mass are indexed with them, and cohort.csv says where they came from. A
+    manifest's own values win."""
+    import study_material as sm
+
+    study = sm.with_patient_size(require_data(), tmp_path / "sb", "1.75", "80")
+    m = _write(tmp_path / "m.csv", f"study_id,path,height_cm,weight_kg\nfrom_header,{study},,\n"
+                                   f"from_manifest,{study},160,60\n")
+    s = run_batch(m, tmp_path / "out", engine="local", progress=False, tta=False)
+    assert (s.n_done, s.n_failed) == (2, 0)
+    rows = {r["study_id"]: r for r in csv.DictReader(open(tmp_path / "out" / "cohort.csv"))}
+    head, man = rows["from_header"], rows["from_manifest"]
+    assert (float(head["height_cm"]), float(head["weight_kg"]), head["height_weight_source"]) == (175.0, 80.0,
+                                                                                                  "DICOM header")
+    assert (float(man["height_cm"]), float(man["weight_kg"]), man["height_weight_source"]) == (160.0, 60.0, "manifest")
+    for row, (h, w) in ((head, (175.0, 80.0)), (man, (160.0, 60.0))):
+        bsa = (h * w / 3600.0) ** 0.5
+        assert float(row["lv_edv_index_ml_m2"]) == pytest.approx(float(row["lv_edv_ml"]) / bsa, rel=2e-3)
+    doc = json.loads((tmp_path / "out" / "studies" / "from_header" / "study.json").read_text())
+    assert doc["subject"] == {"height_cm": 175.0, "weight_kg": 80.0, "source": "DICOM header"}
+    assert any(n.startswith("height 175 cm and weight 80 kg from the DICOM header") for n in doc["notes"])

@@ -495,3 +495,26 @@ def test_height_without_weight_keeps_the_volumes(tmp_path):
     assert kv["LV EDV"].value > 0 and kv["LV mass"].value > 0
     assert not any(name.endswith(" index") for name in kv)
     assert "the subject's height is given without its weight: volumes and mass not indexed" in res.notes
+
+
+def test_subject_from_header_rules():
+    """Header values only where the caller gave neither; 0 (anonymised) gives nothing; a pair no person has is
+    left out with a note; PatientSize is in metres."""
+    from types import SimpleNamespace
+
+    from CardiacLandmarksLib.study.analyse import subject_from_header
+
+    def run(subject, size, weight):
+        notes = []
+        subject_from_header(subject, SimpleNamespace(metadata={"patient_size_m": size, "patient_weight_kg": weight}),
+                            "#3 'cine'", notes)
+        return subject, notes
+
+    assert run({}, 1.8, 90.0) == ({"height_cm": 180.0, "weight_kg": 90.0, "source": "DICOM header"},
+                                  ["height 180 cm and weight 90 kg from the DICOM header of #3 'cine' (PatientSize, "
+                                   "PatientWeight): volumes and mass indexed to the body-surface area"])
+    assert run({"height_cm": 170.0}, 1.8, 90.0) == ({"height_cm": 170.0}, [])  # the caller's value wins
+    assert run({}, 0.0, 0.0) == ({}, [])
+    assert run({}, None, 80.0) == ({}, [])
+    subject, notes = run({}, 180.0, 90.0)  # centimetres where metres belong: 18000 cm
+    assert subject == {} and notes[0].startswith("height and weight in the DICOM header of #3 'cine' not used: height")

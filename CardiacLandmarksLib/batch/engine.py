@@ -247,7 +247,7 @@ def cohort_columns() -> list[str]:
     from CardiacLandmarksLib.study.analyse import COHORT_VALUES, PERFUSION_COLUMNS
 
     cols = ["study_id", "status", "error", "study_status", "reader_points", "analyses", "n_series", "n_analysed",
-            "n_listed_only", "height_cm", "weight_kg"]
+            "n_listed_only", "height_cm", "weight_kg", "height_weight_source"]
     for _, c in COHORT_VALUES:
         cols += [c, c + "_status"] + ([c + "_metric"] if c in PERFUSION_COLUMNS else [])
     return cols + ["output", "paths"]
@@ -259,7 +259,7 @@ def cohort_rows(records: list[dict]) -> list[dict]:
     for rec in records:
         row = dict.fromkeys(cols)
         row.update({k: v for k, v in (rec.get("row") or {}).items() if k in row})
-        for k in ("study_id", "status", "error", "height_cm", "weight_kg", "output"):
+        for k in ("study_id", "status", "error", "height_cm", "weight_kg", "height_weight_source", "output"):
             row[k] = rec.get(k)
         row["paths"] = ";".join(rec.get("paths") or [])
         rows.append(row)

@@ -128,6 +128,11 @@ def run_study(spec: StudySpec, out_root: str | Path, device: str = "cpu", thread
                    [partial / f for o in result.outcomes for f in o.files] + list(written),
                    warnings=list(result.errors), command="batch")
         row = result.cohort_row()
+        # the height and weight the study used: the manifest's, else those of the DICOM header (and which)
+        record.update(height_cm=result.subject.get("height_cm"), weight_kg=result.subject.get("weight_kg"),
+                      height_weight_source=result.subject.get("source") or (
+                          "manifest" if result.subject.get("height_cm") is not None
+                          or result.subject.get("weight_kg") is not None else None))
         carried = sum(o.review_carried for o in result.outcomes)
         if carried:
             record["review_carried"] = carried

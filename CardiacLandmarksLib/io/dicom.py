@@ -489,6 +489,10 @@ def _make_object(path: Path, ds: pydicom.Dataset) -> _Object:
         "nominal_interval": _float(ds, "NominalInterval"),
         "cardiac_number_of_images": _int(ds, "CardiacNumberOfImages"),
         "patient_id": _str(ds, "PatientID"),
+        # the subject's size as the scanner recorded it (for SAR): PatientSize in m, PatientWeight in kg; 0 or
+        # absent when unknown (:func:`CardiacLandmarksLib.study.analyse.subject_from_header`)
+        "patient_size_m": _float(ds, "PatientSize"),
+        "patient_weight_kg": _float(ds, "PatientWeight"),
     }
     frames = _frames(path, ds) if has_pixels else []
     if frames and header["slice_thickness"] is None:
