@@ -421,3 +421,24 @@ def test_overlay_says_what_to_check_and_where_anterior_is(acdc_result, monkeypat
     assert "mass " in title and "(review)" in title
     assert "check LV myocardium contours (uncertain segmentation)" in title
     assert sum(t == "as stored\nup = A?" for t in texts) == 1  # once: every slice shares the first one's orientation
+
+
+@pytest.mark.data
+def test_cli_indexes_with_the_dicom_header(tmp_path, capsys):
+    """``function`` on a DICOM cine without --height/--weight indexes with the header's PatientSize and
+    PatientWeight, as study and batch do, and says so; given values win."""
+    import study_material as sm
+    from conftest import require_data
+
+    from CardiacLandmarksLib.cli import main
+
+    cine = sm.with_patient_size(require_data(), tmp_path / "sb", "1.75", "80")
+    assert main(["function", str(cine), "-o", str(tmp_path / "out"), "--no-tta"]) == 0
+    assert "note: height 175 cm and weight 80 kg from the DICOM header" in capsys.readouterr().out
+    doc = json.loads((tmp_path / "out" / "function.json").read_text())
+    assert doc["bsa_m2"] == pytest.approx(math.sqrt(175 * 80 / 3600), abs=1e-3)
+    assert doc["LV"]["EDV_index_ml_m2"] == pytest.approx(doc["LV"]["EDV_ml"] / doc["bsa_m2"], rel=2e-3)
+    assert main(["function", str(cine), "-o", str(tmp_path / "given"), "--no-tta", "--height", "160", "--weight",
+                 "60"]) == 0
+    assert "DICOM header" not in capsys.readouterr().out
+    assert json.loads((tmp_path / "given" / "function.json").read_text())["height_cm"] == 160

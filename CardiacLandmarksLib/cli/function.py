@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from pathlib import Path
 
 logger = logging.getLogger(__name__)
 
@@ -65,6 +66,15 @@ def cmd_function(args: argparse.Namespace) -> int:
     else:
         inputs = (load_series(args.ed, series_uid=args.series_uid, time_axis="none"),
                   load_series(args.es, series_uid=args.series_uid, time_axis="none"))
+    from CardiacLandmarksLib.study.analyse import subject_from_header
+
+    subject: dict = {"height_cm": args.height, "weight_kg": args.weight} if args.height is not None else {}
+    notes: list[str] = []
+    first = inputs if args.input is not None else inputs[0]
+    subject_from_header(subject, first, Path(str(first.source)).name, notes)  # as study and batch do
+    opts.height_cm, opts.weight_kg = subject.get("height_cm"), subject.get("weight_kg")
+    for note in notes:
+        print(f"note: {note}")
     result = analyse_function(inputs, opts)
     written = result.write(args.output, if_exists="overwrite" if args.overwrite else "backup")
     lv, rv = result.values["LV"], result.values["RV"]
@@ -76,7 +86,8 @@ def cmd_function(args: argparse.Namespace) -> int:
     print(f"LV  EDV {show(lv['EDV_ml'])}  ESV {show(lv['ESV_ml'])}  SV {show(lv['SV_ml'])}  EF {show(lv['EF_pct'])}  "
           f"mass {show(lv['mass_g'])}")
     print(f"RV  EDV {show(rv['EDV_ml'])}  ESV {show(rv['ESV_ml'])}  SV {show(rv['SV_ml'])}  EF {show(rv['EF_pct'])}")
-    reasons = sorted({v.check_text(with_source=True) for side in (lv, rv) for v in side.values()} - {""})
+    reasons = sorted({v.check_text(with_source=True) for side in (lv, rv) for key, v in side.items()
+                      if "_index_" not in key} - {""})  # an index has the reason of its volume or mass
     for reason in reasons:  # why a value needs review: the masks it comes from and its flags in words
         print(f"  {reason}")
     print(f"wrote {len(written)} files to {args.output}", file=sys.stderr)
