@@ -502,7 +502,7 @@ def test_subject_from_header_rules():
     left out with a note; PatientSize is in metres."""
     from types import SimpleNamespace
 
-    from CardiacLandmarksLib.study.analyse import subject_from_header
+    from CardiacLandmarksLib.function.measurements import subject_from_header
 
     def run(subject, size, weight):
         notes = []

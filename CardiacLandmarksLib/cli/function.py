@@ -66,7 +66,7 @@ def cmd_function(args: argparse.Namespace) -> int:
     else:
         inputs = (load_series(args.ed, series_uid=args.series_uid, time_axis="none"),
                   load_series(args.es, series_uid=args.series_uid, time_axis="none"))
-    from CardiacLandmarksLib.study.analyse import subject_from_header
+    from CardiacLandmarksLib.function.measurements import subject_from_header
 
     subject: dict = {"height_cm": args.height, "weight_kg": args.weight} if args.height is not None else {}
     notes: list[str] = []

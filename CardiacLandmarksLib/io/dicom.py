@@ -490,7 +490,7 @@ def _make_object(path: Path, ds: pydicom.Dataset) -> _Object:
         "cardiac_number_of_images": _int(ds, "CardiacNumberOfImages"),
         "patient_id": _str(ds, "PatientID"),
         # the subject's size as the scanner recorded it (for SAR): PatientSize in m, PatientWeight in kg; 0 or
-        # absent when unknown (:func:`CardiacLandmarksLib.study.analyse.subject_from_header`)
+        # absent when unknown (:func:`CardiacLandmarksLib.function.measurements.subject_from_header`)
         "patient_size_m": _float(ds, "PatientSize"),
         "patient_weight_kg": _float(ds, "PatientWeight"),
     }

@@ -76,39 +76,6 @@ COHORT_VALUES = (
 PERFUSION_COLUMNS = ("perfusion_stress", "perfusion_rest", "perfusion_unlabelled", "perfusion_reserve")
 
 
-def subject_from_header(subject: dict, series, label: str, notes: list[str]) -> None:
-    """Height and weight from a DICOM series' header (``PatientSize`` in m, ``PatientWeight`` in kg, which scanners
-    record for the SAR limits) when the caller gave neither, so that volumes and mass are indexed to the body-surface
-    area; ``subject`` gains ``height_cm``, ``weight_kg`` and ``source: "DICOM header"``, and a note says so. Values
-    the caller gave win; 0 or absent tags (anonymised data) give nothing; a pair no person has is left out with a
-    note.
-
-    Args:
-        subject: the study's ``{"height_cm", "weight_kg"}`` (changed in place).
-        series: the reference SAX series (:class:`~CardiacLandmarksLib.core.series.CMRSeries`; metadata
-            ``patient_size_m``, ``patient_weight_kg`` from :mod:`CardiacLandmarksLib.io.dicom`).
-        label: the series as the routing table names it (for the note).
-        notes: the study's notes (appended to).
-    """
-    from CardiacLandmarksLib.function.measurements import FunctionInputError, bsa_mosteller
-
-    if subject.get("height_cm") is not None or subject.get("weight_kg") is not None:
-        return
-    meta = getattr(series, "metadata", None) or {}
-    size, weight = meta.get("patient_size_m"), meta.get("patient_weight_kg")
-    if not size or not weight:
-        return
-    height = float(size) * 100.0
-    try:
-        bsa_mosteller(height, float(weight))
-    except FunctionInputError as exc:
-        notes.append(f"height and weight in the DICOM header of {label} not used: {exc}")
-        return
-    subject.update(height_cm=round(height, 1), weight_kg=float(weight), source="DICOM header")
-    notes.append(f"height {height:.0f} cm and weight {float(weight):g} kg from the DICOM header of {label} "
-                 "(PatientSize, PatientWeight): volumes and mass indexed to the body-surface area")
-
-
 def study_status(analysed: bool, errors: list[str], key_values: list[KeyValue]) -> str:
     """A study's status: ``"n/a"`` when nothing was analysed, ``"review"`` when an analysis failed or a key value
     needs review, else ``"ok"`` (:attr:`StudyResult.status`; again after a reader's review,
@@ -332,6 +299,8 @@ def analyse_study(
         if e.is_sax_reference and o.ok:
             sax_ref_out, sax_ref_series = o, e.load()
     for e in routing.to_analyse("function"):  # only routed when the function package is installed
+        from CardiacLandmarksLib.function.measurements import subject_from_header
+
         subject_from_header(result.subject, e.load(), e.label, result.notes)
         run("function", e, lambda e=e: tasks.run_function(e.load(), models, outdir / f"{e.key}_function", outdir,
                                                           e.key, result.subject))
