@@ -99,6 +99,15 @@ def test_tag_rules_lge_t1_localiser(tmp_path):
     assert got["#300"][0] == "cine" and got["#300"][1][0] == "sax"
     lge = next(s for s in r.series if s.label.startswith("#900"))
     assert lge.view == "sax" and lge.n_slices == 12  # parallel to the cine stack
+    # the loaded stack is analysed as the routing decided: LGE model, key values named LGE. Its description says
+    # nothing, so the loader alone guessed 'cine' and the study ran the cine model and called it '(mid, ED)'
+    from CardiacLandmarksLib.study import tasks
+
+    series = lge.load()
+    assert series.sequence == "lge" and tasks.sax_phase_word(series) == "LGE"
+    from CardiacLandmarksLib.models.catalogue import model_for
+
+    assert model_for("landmarks", "sax", sequence=series.sequence) == "sax_unet_lge"  # what Models.sax loads
 
 
 @pytest.mark.data

@@ -63,7 +63,7 @@ from pathlib import Path
 import numpy as np
 
 from CardiacLandmarksLib.core.errors import CardiacLandmarksError, InputNotFoundError, NoDicomError
-from CardiacLandmarksLib.core.series import CMRSeries
+from CardiacLandmarksLib.core.series import SEQUENCES, CMRSeries
 from CardiacLandmarksLib.io import dicom_study as io_dicom_study
 from CardiacLandmarksLib.io import image as io_image
 from CardiacLandmarksLib.io.checks import given_pixel_size, label_values
@@ -151,6 +151,12 @@ class RoutedSeries:
             self._series = self._load()
             if self.phase_labels:
                 self._series.metadata["phase_labels"] = list(self.phase_labels)
+            if self.sequence in SEQUENCES and self.sequence != "unknown" and self._series.sequence != self.sequence:
+                # the routing's decision (which reads tags the loader's guess does not, e.g. an inversion time)
+                # picks the model: an LGE stack without 'lge' in its description got the cine model
+                logger.info("%s: sequence %s (routing) instead of %s (loader's guess)", self.label, self.sequence,
+                            self._series.sequence)
+                self._series.sequence = self.sequence
         if self.pixel_size_mm is not None:  # a header that lost its pixel size (analyse_study(pixel_size_mm=))
             given_pixel_size(self._series, self.pixel_size_mm)
         return self._series
