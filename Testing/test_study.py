@@ -108,6 +108,9 @@ def test_tag_rules_lge_t1_localiser(tmp_path):
     from CardiacLandmarksLib.models.catalogue import model_for
 
     assert model_for("landmarks", "sax", sequence=series.sequence) == "sax_unet_lge"  # what Models.sax loads
+    # and detect, which reads the folder alone, applies the same rule
+    alone = load_series(tmp_path / "study" / "lge")
+    assert alone.sequence == "lge" and "InversionTime" in alone.metadata["sequence_evidence"]
 
 
 @pytest.mark.data

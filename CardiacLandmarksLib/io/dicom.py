@@ -928,6 +928,10 @@ def _assemble(objects: list[_Object], where: str) -> CMRSeries:
     text = " ".join(x for x in (obj0.description, obj0.header.get("protocol_name") or "") if x)
     why: list[str] = []
     series.sequence = guess_sequence(text, n_t, n_k, trigger_times, pixels, why)
+    if series.sequence == "unknown" and n_t == 1 and obj0.header.get("inversion_time"):
+        # an inversion-recovery image that is not a cine: late enhancement (the rule the study routing applies)
+        series.sequence = "lge"
+        why[:] = [f"single phase with InversionTime {obj0.header['inversion_time']:g} ms"]
     if why:
         series.metadata["sequence_evidence"] = why[0]
     series.view = guess_view(text, series.sequence)
