@@ -244,7 +244,9 @@ def test_study_summary_function_panel(acdc_result):
 
 @pytest.mark.data
 def test_recompute_after_editing(acdc_result):
-    r = acdc_result
+    import copy
+
+    r = copy.deepcopy(acdc_result)  # recompute changes the result in place; the module's other tests share it
     before = r.values["LV"]["EDV_ml"].value
     edited = [lab.copy() for lab in r.labels]
     k = int(np.argmax((edited[0][0] == 3).sum(axis=(1, 2))))
