@@ -371,6 +371,11 @@ def test_analyse_mnms2_study(mnms_study, tmp_path, monkeypatch):
     for text, box, page, images in [t for t in texts if t[0].startswith(("review", "    ok", " " * 8))]:
         assert page.x0 <= box.x0 and box.x1 <= page.x1, (text, box, page)
         assert not any(box.overlaps(img) for img in images), text
+    # the routing table on the page: a row too long for its place ends in an ellipsis (it was cut mid-word)
+    table = next(t[0] for t in texts if t[0].startswith("series "))
+    cut = [line for line in table.splitlines() if len(line) == 140]
+    assert cut and all(line.endswith("\u2026") for line in cut), table
+    assert max(map(len, table.splitlines())) <= 140
     # each image panel has its orientation compass, as the analyses' own figures: the panels show the images as
     # stored, so without it the page did not say where anterior or the patient's left is (SAX and function: A, L
     # and S, as the SAX overlay; the 4CH view: its two most in-plane axes)

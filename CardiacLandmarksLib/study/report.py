@@ -252,7 +252,7 @@ def render_summary_png(result, outdir: Path, dpi: int = 100) -> bytes:
     lines = r.table().splitlines()
     if len(lines) > 16:
         lines = lines[:15] + [f"... {len(lines) - 15} more series (routing.txt)"]
-    top.text(0.0, 1.0, "\n".join(line[:140] for line in lines), family="monospace", fontsize=8.5, va="top",
+    top.text(0.0, 1.0, "\n".join(_fit(line, 140) for line in lines), family="monospace", fontsize=8.5, va="top",
              ha="left", transform=top.transAxes)
     # key values, each not-ok one with what to check under it (KeyValue.check_text: the doubtful points by name),
     # at fixed line heights in points; what does not fit is counted, not drawn over the panels
