@@ -239,6 +239,11 @@ def _side_file(f: Path, imgs: list[Path]) -> bool:
     return any(g.stem == f.stem and g.suffix.lower() in heads for g in imgs)
 
 
+def _result_folder(d: Path) -> bool:
+    """True for an output folder of this tool (``run.json`` of detect / study / a batch study, ``batch.sqlite``)."""
+    return (d / "run.json").is_file() or (d / "batch.sqlite").is_file()
+
+
 def route_study(path: str | Path | list, recursive: bool = True) -> StudyRouting:
     """Classify every series of a study and decide the analyses (module docstring).
 
@@ -267,6 +272,10 @@ def route_study(path: str | Path | list, recursive: bool = True) -> StudyRouting
             imgs = [f for f in files if io_image.is_image_file(f)]
             if imgs and len(imgs) >= len([f for f in files if not _side_file(f, imgs)]) / 2:
                 image_files += imgs
+                # DICOM series kept in sub-folders beside the image files (a study exported partly as NIfTI): read
+                # too; they were left out without a word. A result folder of this tool there is not a series.
+                dicom_dirs += [d for d in sorted(p.iterdir()) if d.is_dir() and not d.name.startswith(".")
+                               and not _result_folder(d)]
             else:
                 dicom_dirs.append(p)
         elif io_image.is_image_file(p):
