@@ -535,3 +535,57 @@ def test_subject_from_header_rules():
     assert run({}, None, 80.0) == ({}, [])
     subject, notes = run({}, 180.0, 90.0)  # centimetres where metres belong: 18000 cm
     assert subject == {} and notes[0].startswith("height and weight in the DICOM header of #3 'cine' not used: height")
+
+
+def test_summary_keeps_the_perfusion_panel_of_a_full_study():
+    """A study with a SAX cine, an LGE stack, a 4CH cine, function and perfusion has five image panels for four
+    places: the LGE stack's gives way (its values are in the key values); before, the perfusion bull's-eye was the
+    one left out."""
+    from CardiacLandmarksLib.study.report import _choose_panels
+
+    page = [("sax", "cine"), ("sax", "lge"), ("lax", "4ch"), ("function", "cine"), ("perfusion", "study")]
+    assert _choose_panels(page) == [("sax", "cine"), ("lax", "4ch"), ("function", "cine"), ("perfusion", "study")]
+    assert _choose_panels(page[:4]) == page[:4]
+    two_lax = [("sax", "cine"), ("lax", "2ch"), ("lax", "4ch"), ("function", "cine"), ("perfusion", "study")]
+    assert _choose_panels(two_lax) == two_lax[:4]  # no second SAX stack: the page order decides
+
+
+def test_summary_key_values_go_on_under_the_routing_table(tmp_path, monkeypatch):
+    """More key values than the right-hand column holds (a full study: SAX, LGE, function, long axis, perfusion and
+    cross-checks, 30 here) go on under the routing table, each once, inside the page; before, the rest was only
+    counted ('... 6 more in study.json')."""
+    from CardiacLandmarksLib.study.analyse import StudyResult
+    from CardiacLandmarksLib.study.report import render_summary_png
+    from CardiacLandmarksLib.study.routing import StudyRouting
+    from CardiacLandmarksLib.study.tasks import KeyValue, TaskOutcome
+
+    values = [KeyValue(f"value {n:02d}", float(n), "mm", "review" if n % 2 else "ok", [], "",
+                       "check A-RVI (low 0.10)" if n % 2 else "") for n in range(30)]
+    res = StudyResult(StudyRouting(str(tmp_path), "images", []), [TaskOutcome("perfusion", "p", values=values)])
+    texts = _summary_texts(monkeypatch)
+    png = render_summary_png(res, tmp_path)  # drawn through savefig, which the recorder wraps
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
+    shown = [t for t in texts if t[0].lstrip().startswith(("ok", "review")) and "value " in t[0]]
+    assert sorted(t[0].split("value ")[1][:2] for t in shown) == [f"{n:02d}" for n in range(30)]
+    assert not any("more in study.json" in t[0] for t in texts)
+    assert {round(t[1].x0) for t in shown} and min(t[1].x0 for t in shown) < 100  # the second column, at the left
+    for text, box, page, _ in shown:
+        assert page.x0 <= box.x0 and box.x1 <= page.x1 and page.y0 <= box.y0, text
+
+
+@pytest.mark.data
+def test_route_reads_dicom_subfolders_beside_image_files(tmp_path):
+    """A study exported partly as NIfTI: image files in the folder, a DICOM series in a sub-folder. The sub-folder
+    was left out without a word (the folder counted as a folder of image files); a result folder of this tool
+    there is still not a series."""
+    study = tmp_path / "study"
+    study.mkdir()
+    for ph in ("ED", "ES"):
+        (study / f"patient003_{ph}.nii.gz").symlink_to(require_data("acdc") / f"patient003_{ph}.nii.gz")
+    (study / "cine").symlink_to(require_data("sunnybrook", "SCD0000101", "dicom"))
+    (study / "out").mkdir()
+    (study / "out" / "run.json").write_text("{}")
+    r = route_study(study)
+    labels = [s.label for s in r.series]
+    assert "patient003_ED.nii.gz + patient003_ES.nii.gz" in labels and any(x.startswith("#300") for x in labels), labels
+    assert len(r.series) == 2 and r.kind == "mixed"

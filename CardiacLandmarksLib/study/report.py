@@ -64,6 +64,21 @@ def _show(ax, img: np.ndarray, spacing) -> None:
     ax.set_yticks([])
 
 
+#: image panels under the key values at most (the reference SAX stack, long-axis views, function, perfusion ...)
+MAX_PANELS = 4
+
+
+def _choose_panels(panels: list) -> list:
+    """At most :data:`MAX_PANELS` of the page's image panels (``(kind, ...)`` in page order: the reference SAX stack
+    first, other SAX stacks, long-axis views, function, perfusion): a second SAX stack (an LGE stack, whose values
+    are in the key values) gives way first, so that a full study keeps its long-axis, function and perfusion panels
+    (the perfusion bull's-eye was the one left out); the page order is kept."""
+    if len(panels) <= MAX_PANELS:
+        return list(panels)
+    keep = sorted(range(len(panels)), key=lambda i: (panels[i][0] == "sax" and i > 0, i))[:MAX_PANELS]
+    return [panels[i] for i in sorted(keep)]
+
+
 def _compass(ax, series, n: int = 2) -> None:
     """The orientation compass of the image panels (:func:`CardiacLandmarksLib.core.orientation.draw_orientation`),
     as on the analyses' own figures: the panels show each image as stored (rows down), so without it a reader
@@ -183,7 +198,7 @@ def _lax_panel(ax, series, lmset, key, view, sax_series=None, sax_lmset=None, ge
     ax.set_ylim(rows - 1, 0)
     _compass(ax, series)
     ax.set_title(f"{view.upper()} {key}: ED (phase {t})"
-                 + ("; SAX slices with LV in blue (basal/apical magenta)" if with_sax else "; no SAX stack to cross-check"),
+                 + ("\nSAX slices with LV in blue (basal/apical magenta)" if with_sax else "\nno SAX stack to cross-check"),
                  fontsize=8)
 
 
@@ -236,7 +251,8 @@ def render_summary_png(result, outdir: Path, dpi: int = 100) -> bytes:
             png = next((outdir / f for f in o.files if f.endswith(suffix)), None)
             if png is not None and png.exists():
                 panels.append((o.task, png, o))
-    n_pan = max(1, min(len(panels), 4))
+    panels = _choose_panels(panels)
+    n_pan = max(1, len(panels))
     fig = plt.figure(figsize=(16, 10), dpi=dpi)
     gs = fig.add_gridspec(2, n_pan, height_ratios=[0.85, 1.15], hspace=0.12, wspace=0.05,
                           left=0.02, right=0.98, top=0.93, bottom=0.02)
@@ -253,13 +269,13 @@ def render_summary_png(result, outdir: Path, dpi: int = 100) -> bytes:
     if len(lines) > 16:
         lines = lines[:15] + [f"... {len(lines) - 15} more series (routing.txt)"]
     top.text(0.0, 1.0, "\n".join(_fit(line, 140) for line in lines), family="monospace", fontsize=8.5, va="top",
-             ha="left", transform=top.transAxes)
+             ha="left", transform=top.transAxes, linespacing=1.2)
     # key values, each not-ok one with what to check under it (KeyValue.check_text: the doubtful points by name),
-    # at fixed line heights in points; what does not fit is counted, not drawn over the panels
+    # at fixed line heights in points: the right-hand column, then on under the routing table; what still does not
+    # fit is counted, not drawn over the panels
     pt = 1.0 / (top.get_position().height * fig.get_figheight() * 72.0)  # one point in axes units
-    y = 1.0
-    top.text(0.66, y, "key values", fontsize=9, weight="bold", va="top", transform=top.transAxes)
-    y -= 13 * pt
+    columns = [(0.66, 1.0 - 13 * pt), (0.0, 1.0 - (len(lines) * 8.5 * 1.2 + 16) * pt)]
+    top.text(0.66, 1.0, "key values", fontsize=9, weight="bold", va="top", transform=top.transAxes)
     lines = []
     kvs = result.key_values()
     shown_with = _companions(kvs)
@@ -275,13 +291,18 @@ def render_summary_png(result, outdir: Path, dpi: int = 100) -> bytes:
         if d["check"]:
             lines.append((" " * 8 + _fit(d["check"], 74), 7.5, "#555555", 9.5))
     lines += [(f" error  {_fit(err, 66)}", 8.5, "#b91c1c", 10.5) for err in result.errors[:3]]
+    col = 0
+    x, y = columns[0]
     for n, (text, size, colour, step) in enumerate(lines):
+        if y - step * pt < 0.0 and col + 1 < len(columns):  # this column is full: on in the next
+            col += 1
+            x, y = columns[col]
         if y - step * pt < 0.0 and n < len(lines) - 1:
-            rest = sum(1 for x in lines[n:] if x[1] == 8.5)
-            top.text(0.66, y, f"... {rest} more in study.json", fontsize=8.5, family="monospace", va="top",
+            rest = sum(1 for t in lines[n:] if t[1] == 8.5)
+            top.text(x, y, f"... {rest} more in study.json", fontsize=8.5, family="monospace", va="top",
                      transform=top.transAxes)
             break
-        top.text(0.66, y, text, fontsize=size, family="monospace", va="top", color=colour, transform=top.transAxes)
+        top.text(x, y, text, fontsize=size, family="monospace", va="top", color=colour, transform=top.transAxes)
         y -= step * pt
     for c, (kind, e, o) in enumerate(panels[:n_pan]):
         ax = fig.add_subplot(gs[1, c])
