@@ -275,6 +275,8 @@ def render_summary_png(result, outdir: Path, dpi: int = 100) -> bytes:
     # fit is counted, not drawn over the panels
     pt = 1.0 / (top.get_position().height * fig.get_figheight() * 72.0)  # one point in axes units
     columns = [(0.66, 1.0 - 13 * pt), (0.0, 1.0 - (len(lines) * 8.5 * 1.2 + 16) * pt)]
+    if columns[1][1] < 3 * 10.5 * pt:  # a routing table of 16 rows leaves room under it for fewer than 3 lines
+        columns = columns[:1]
     top.text(0.66, 1.0, "key values", fontsize=9, weight="bold", va="top", transform=top.transAxes)
     lines = []
     kvs = result.key_values()
