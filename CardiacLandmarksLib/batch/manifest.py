@@ -120,14 +120,14 @@ def _expand(path: str, base: Path) -> list[str]:
 
 
 def _check_size(height: float | None, weight: float | None, where: str) -> None:
-    """A height or weight outside what a person measures (cm, kg: the ranges of
-    :func:`CardiacLandmarksLib.function.measurements.bsa_mosteller`) is a manifest error, found before any study
+    """A height or weight outside what a person measures (cm, kg:
+    :func:`CardiacLandmarksLib.function.measurements.check_subject_size`) is a manifest error, found before any study
     runs: 1.7 for 170 cm made every study's function analysis fail. One of the two alone is allowed (the study then
     reports volumes and mass without indexing them)."""
-    from CardiacLandmarksLib.function.measurements import FunctionInputError, bsa_mosteller
+    from CardiacLandmarksLib.function.measurements import FunctionInputError, check_subject_size
 
     try:
-        bsa_mosteller(height if height is not None else 170.0, weight if weight is not None else 70.0)
+        check_subject_size(height, weight)
     except FunctionInputError as exc:
         raise ManifestError(f"{where}: {exc}") from None
 

@@ -66,7 +66,7 @@ def cmd_function(args: argparse.Namespace) -> int:
     else:
         inputs = (load_series(args.ed, series_uid=args.series_uid, time_axis="none"),
                   load_series(args.es, series_uid=args.series_uid, time_axis="none"))
-    from CardiacLandmarksLib.function.measurements import subject_from_header
+    from CardiacLandmarksLib.function.measurements import review_reasons, subject_from_header
 
     subject: dict = {"height_cm": args.height, "weight_kg": args.weight} if args.height is not None else {}
     notes: list[str] = []
@@ -86,9 +86,7 @@ def cmd_function(args: argparse.Namespace) -> int:
     print(f"LV  EDV {show(lv['EDV_ml'])}  ESV {show(lv['ESV_ml'])}  SV {show(lv['SV_ml'])}  EF {show(lv['EF_pct'])}  "
           f"mass {show(lv['mass_g'])}")
     print(f"RV  EDV {show(rv['EDV_ml'])}  ESV {show(rv['ESV_ml'])}  SV {show(rv['SV_ml'])}  EF {show(rv['EF_pct'])}")
-    reasons = sorted({v.check_text(with_source=True) for side in (lv, rv) for key, v in side.items()
-                      if "_index_" not in key} - {""})  # an index has the reason of its volume or mass
-    for reason in reasons:  # why a value needs review: the masks it comes from and its flags in words
+    for reason in sorted(review_reasons(result.values, with_source=True)):  # the masks and the flags in words
         print(f"  {reason}")
     print(f"wrote {len(written)} files to {args.output}", file=sys.stderr)
     return 0

@@ -115,6 +115,14 @@ class Value:
         return "check " + (f"{self.source}: " if with_source and self.source else "") + ", ".join(words)
 
 
+def review_reasons(values: dict, with_source: bool = False) -> list[str]:
+    """The distinct :meth:`Value.check_text` of a result's values (``{"LV": {name: Value}, "RV": {...}}``), in
+    order, leaving out the indexed values (an index has the reason of its volume or mass): the lines the function
+    overlay's title and the ``function`` console show under the numbers."""
+    texts = (v.check_text(with_source) for side in values.values() for key, v in side.items() if "_index_" not in key)
+    return [t for t in dict.fromkeys(texts) if t]
+
+
 def _status(value: float | None, flags: list[str]) -> str:
     if value is None or (isinstance(value, float) and not math.isfinite(value)):
         return "n/a"
@@ -184,12 +192,17 @@ def bsa_mosteller(height_cm: float | None, weight_kg: float | None) -> float | N
         if (height_cm is None) != (weight_kg is None):
             raise FunctionInputError("give both --height (cm) and --weight (kg) to index by body-surface area")
         return None
-    h, w = float(height_cm), float(weight_kg)
-    if not (math.isfinite(h) and 30.0 <= h <= 272.0):
+    check_subject_size(height_cm, weight_kg)
+    return math.sqrt(float(height_cm) * float(weight_kg) / 3600.0)
+
+
+def check_subject_size(height_cm: float | None, weight_kg: float | None) -> None:
+    """Raise FunctionInputError for a height outside 30-272 cm or a weight outside 1-650 kg (a unit mistake: 1.7 for
+    170 cm, grams for kg); either may be None (not given)."""
+    if height_cm is not None and not (math.isfinite(float(height_cm)) and 30.0 <= float(height_cm) <= 272.0):
         raise FunctionInputError(f"height {height_cm} cm is not plausible (30-272 cm; give centimetres)")
-    if not (math.isfinite(w) and 1.0 <= w <= 650.0):
+    if weight_kg is not None and not (math.isfinite(float(weight_kg)) and 1.0 <= float(weight_kg) <= 650.0):
         raise FunctionInputError(f"weight {weight_kg} kg is not plausible (1-650 kg; give kilograms)")
-    return math.sqrt(h * w / 3600.0)
 
 
 def subject_from_header(subject: dict, series, label: str, notes: list[str]) -> None:

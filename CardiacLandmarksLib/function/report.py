@@ -32,6 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from CardiacLandmarksLib.core.orientation import draw_orientation
+from CardiacLandmarksLib.function.measurements import review_reasons
 from CardiacLandmarksLib.io.atomic import atomic_write_bytes, atomic_write_text
 
 logger = logging.getLogger(__name__)
@@ -232,9 +233,7 @@ def render_overlay_png(result, dpi: int = 90) -> bytes:
     def fmt(v):
         return "n/a" if v.value is None else f"{v.value:.0f}{' ' + v.unit if v.unit != '%' else '%'}" + \
             ("" if v.status == "ok" else f" ({v.status})")
-    # what to check for the values marked review, each reason once (Value.check_text)
-    checks = list(dict.fromkeys(v.check_text() for side in (lv, rv) for key, v in side.items()
-                                if "_index_" not in key and v.check_text()))
+    checks = review_reasons(result.values)  # what to check for the values marked review, each reason once
     phases = (f"ED phase {result.ed_phase} | ES phase {result.es_phase}" if result.mode == "cine"
               else f"ED {result.names[0]} | ES {result.names[1]}")
     fig.suptitle(f"{phases}   LV EDV {fmt(lv['EDV_ml'])}, ESV "

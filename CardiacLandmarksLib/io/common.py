@@ -96,6 +96,12 @@ def first_last_correlation(pixels: np.ndarray) -> float:
     return float(np.corrcoef(a, b)[0, 1])
 
 
+def lge_by_inversion(n_phases: int | None, inversion_time: float | None) -> bool:
+    """True for a single-phase image with an InversionTime (ms) that no keyword named: an inversion-recovery image
+    that is not a cine, i.e. late gadolinium enhancement. The one rule of the DICOM loader and the study routing."""
+    return (n_phases or 1) == 1 and bool(inversion_time)
+
+
 def guess_sequence(
     text: str, n_phases: int, n_slices: int, trigger_times: np.ndarray | None = None,
     pixels: np.ndarray | None = None, evidence: list[str] | None = None,

@@ -62,7 +62,7 @@ from CardiacLandmarksLib.core.errors import (
     NotMRImageError,
 )
 from CardiacLandmarksLib.core.series import CMRSeries
-from CardiacLandmarksLib.io.common import finalize_series, guess_sequence, guess_view
+from CardiacLandmarksLib.io.common import finalize_series, guess_sequence, guess_view, lge_by_inversion
 
 logger = logging.getLogger(__name__)
 
@@ -928,7 +928,7 @@ def _assemble(objects: list[_Object], where: str) -> CMRSeries:
     text = " ".join(x for x in (obj0.description, obj0.header.get("protocol_name") or "") if x)
     why: list[str] = []
     series.sequence = guess_sequence(text, n_t, n_k, trigger_times, pixels, why)
-    if series.sequence == "unknown" and n_t == 1 and obj0.header.get("inversion_time"):
+    if series.sequence == "unknown" and lge_by_inversion(n_t, obj0.header.get("inversion_time")):
         # an inversion-recovery image that is not a cine: late enhancement (the rule the study routing applies)
         series.sequence = "lge"
         why[:] = [f"single phase with InversionTime {obj0.header['inversion_time']:g} ms"]

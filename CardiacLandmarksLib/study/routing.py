@@ -67,7 +67,7 @@ from CardiacLandmarksLib.core.series import SEQUENCES, CMRSeries
 from CardiacLandmarksLib.io import dicom_study as io_dicom_study
 from CardiacLandmarksLib.io import image as io_image
 from CardiacLandmarksLib.io.checks import given_pixel_size, label_values
-from CardiacLandmarksLib.io.common import guess_sequence, guess_view
+from CardiacLandmarksLib.io.common import guess_sequence, guess_view, lge_by_inversion
 from CardiacLandmarksLib.io.load import pair_phases, same_grid
 from CardiacLandmarksLib.io.view import recognise_view
 
@@ -431,7 +431,7 @@ def _dicom_sequence(h, evidence: list[str], n_slices: int) -> str:
         evidence.append(f"{n_t} phases" + (f" within {h.trigger_span_ms:.0f} ms of the R wave" if span_s is not None
                                           else "") + (f", sequence {h.sequence_name}" if h.sequence_name else ""))
         return "cine"
-    if n_t == 1 and h.inversion_times:
+    if lge_by_inversion(n_t, h.inversion_times[0] if h.inversion_times else None):
         evidence.append(f"single phase with InversionTime {h.inversion_times[0]:g} ms")
         return "lge"
     evidence.append(f"{n_t} phases, no sequence keyword in {text!r}")

@@ -278,18 +278,9 @@ def sax_key_values(lmset, word: str = "ED") -> list[KeyValue]:
 # --------------------------------------------------------------------------- function
 
 
-#: the function values a study reports as key values (``(ventricle, function.json key, name)``, in this order):
-#: volumes, stroke volume, EF and LV mass (1.05 g/ml, as the MESA atlas), and with the subject's height and weight
-#: the volumes and mass indexed to the body-surface area (Mosteller); the full table is the function folder's
-#: ``function.csv`` (:data:`CardiacLandmarksLib.function.report.ROWS`)
-FUNCTION_KEY_VALUES = (
-    ("LV", "EDV_ml", "LV EDV"), ("LV", "ESV_ml", "LV ESV"), ("LV", "SV_ml", "LV SV"), ("LV", "EF_pct", "LV EF"),
-    ("LV", "mass_g", "LV mass"),
-    ("RV", "EDV_ml", "RV EDV"), ("RV", "ESV_ml", "RV ESV"), ("RV", "SV_ml", "RV SV"), ("RV", "EF_pct", "RV EF"),
-    ("LV", "EDV_index_ml_m2", "LV EDV index"), ("LV", "ESV_index_ml_m2", "LV ESV index"),
-    ("LV", "mass_index_g_m2", "LV mass index"),
-    ("RV", "EDV_index_ml_m2", "RV EDV index"), ("RV", "ESV_index_ml_m2", "RV ESV index"),
-)
+#: rows of the function table (:data:`CardiacLandmarksLib.function.report.ROWS`, the one list of function values
+#: and their names) that are not study key values: the indexed stroke volumes (the SV and BSA give them)
+FUNCTION_ROWS_LEFT_OUT = ("SV_index_ml_m2",)
 
 #: key values the one-page summary shows in brackets on the line of another (an index beside its volume or mass,
 #: the stroke volume beside the EF), when the two have one status (:func:`.report.render_summary_png`)
@@ -303,9 +294,10 @@ def run_function(series: CMRSeries, models: Models, outdir: Path, root: Path, ke
     (:func:`CardiacLandmarksLib.function.pipeline.analyse_function`), written with its result's ``write``.
 
     A paired ED/ES series (``metadata["phase_labels"] == ["ED", "ES"]``) goes in as two volumes;
-    a cine as one (ED/ES chosen by the function analysis). Key values (:data:`FUNCTION_KEY_VALUES`): LV/RV EDV,
-    ESV, SV, EF, LV mass, and with the subject's height and weight the indexed volumes and mass, with the function
-    analysis' own status and flags. Only called when the function package is installed
+    a cine as one (ED/ES chosen by the function analysis). Key values: the function table's rows
+    (:data:`CardiacLandmarksLib.function.report.ROWS` but :data:`FUNCTION_ROWS_LEFT_OUT`): LV/RV EDV, ESV, SV, EF,
+    LV mass, and with the subject's height and weight the indexed volumes and mass, with the function analysis' own
+    status and flags. Only called when the function package is installed
     (:func:`.routing.function_available`).
     """
     import copy
@@ -330,7 +322,11 @@ def run_function(series: CMRSeries, models: Models, outdir: Path, root: Path, ke
     res = analyse_function(inputs, opts, model=models.get(f"sax:{function_model_name()}"))
     files = res.write(outdir)
     out = TaskOutcome("function", key, files=_rel(files, root), result=res)
-    for ventricle, name, label in FUNCTION_KEY_VALUES:
+    from CardiacLandmarksLib.function.report import ROWS
+
+    for ventricle, name, label in ROWS:
+        if name in FUNCTION_ROWS_LEFT_OUT:
+            continue
         v = res.values.get(ventricle, {}).get(name)
         if v is not None and (v.value is not None or "_index_" not in name):  # an index only with height and weight
             out.values.append(KeyValue(label, v.value, v.unit, v.status, list(v.flags), v.source, v.check_text()))
