@@ -123,6 +123,48 @@ def test_registrations_run_single_threaded_and_the_thread_count_is_restored(monk
         sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(before)
 
 
+
+def test_registration_threads_hold_while_another_thread_tracks():
+    """Two trackings in two threads (the review app re-tracks AL-P and IS-P at once): the first to finish left
+    SimpleITK's process-wide default at its old value under the other, whose registrations then ran on ITK's
+    threads (its points a few tenths of a micrometre off the same re-tracking alone, a failure of
+    test_web_review in CI), and the other then restored the 1 it had found for the rest of the process.
+    Ordered with events: A opens, B opens, A closes, B looks, B closes."""
+    import threading
+
+    import SimpleITK as sitk
+
+    from CardiacLandmarksLib.lax import tracking
+
+    before = sitk.ProcessObject.GetGlobalDefaultNumberOfThreads()
+    sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(3)
+    a_open, b_open, a_closed = threading.Event(), threading.Event(), threading.Event()
+    seen = {}
+
+    def a():
+        with tracking._itk_threads(1):
+            a_open.set()
+            b_open.wait(5)
+        a_closed.set()
+
+    def b():
+        a_open.wait(5)
+        with tracking._itk_threads(1):
+            b_open.set()
+            a_closed.wait(5)
+            seen["b after a closed"] = sitk.ProcessObject.GetGlobalDefaultNumberOfThreads()
+
+    try:
+        threads = [threading.Thread(target=a), threading.Thread(target=b)]
+        for th in threads:
+            th.start()
+        for th in threads:
+            th.join(10)
+        assert a_closed.is_set() and seen == {"b after a closed": 1}
+        assert sitk.ProcessObject.GetGlobalDefaultNumberOfThreads() == 3
+    finally:
+        sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(before)
+
 def synthetic_series(sh, base):
     frames = moving_frames(base, sh)
     d = np.array([[0.0, 0.0, 1.0], [1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])  # i -> S, j -> L, k -> P

@@ -47,6 +47,7 @@ Coordinates: 2D continuous pixel indices ``(i, j)`` on slice ``k``; frames ``[T,
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -143,15 +144,33 @@ class TrackResult:
 REGISTRATION_THREADS = 1
 
 
+_ITK_THREADS_LOCK = threading.Lock()
+#: [number of :func:`_itk_threads` blocks open in any thread, SimpleITK's default before the first of them opened]
+_ITK_THREADS_OPEN = [0, None]
+
+
 @contextmanager
 def _itk_threads(n: int):
-    """SimpleITK's process-wide default thread count at ``n`` inside (restored on exit); also a function decorator."""
-    before = sitk.ProcessObject.GetGlobalDefaultNumberOfThreads()
-    sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(int(n))
+    """SimpleITK's process-wide default thread count at ``n`` inside, restored when the last open block closes; also
+    a function decorator.
+
+    The setting is process-wide, and the review app re-tracks two landmarks at once in worker threads: each block
+    saving and restoring it on its own let the first to finish put ITK's default back under the other (whose
+    registrations then ran multi-threaded, a few tenths of a micrometre off the same re-tracking run alone), and
+    the other then restored the 1 it had found, for the rest of the process. The open blocks are counted instead.
+    """
+    with _ITK_THREADS_LOCK:
+        if _ITK_THREADS_OPEN[0] == 0:
+            _ITK_THREADS_OPEN[1] = sitk.ProcessObject.GetGlobalDefaultNumberOfThreads()
+        _ITK_THREADS_OPEN[0] += 1
+        sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(int(n))
     try:
         yield
     finally:
-        sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(before)
+        with _ITK_THREADS_LOCK:
+            _ITK_THREADS_OPEN[0] -= 1
+            if _ITK_THREADS_OPEN[0] == 0:
+                sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(_ITK_THREADS_OPEN[1])
 
 
 def _to_sitk(frame: np.ndarray, spacing: tuple[float, float]) -> sitk.Image:
