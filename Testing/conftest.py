@@ -96,6 +96,29 @@ SLOW_MODULES = {"test_sax_training", "test_lax_train", "test_perfusion_cli", "te
                 "test_slicer_perfusion", "test_confidence", "test_lax_cli", "test_slicer_panel"}
 
 
+
+@pytest.fixture
+def pyplot_untouched(monkeypatch):
+    """The figures of this tool are drawn without pyplot, whose figure registry is process-wide state (matplotlib's
+    advice for web servers and embedding applications; the review app and Dask workers draw in threads) and without
+    switching the user's matplotlib backend (Slicer's Python). Here pyplot's ``figure`` fails, the backend is
+    'svg' while the test runs, and it must still be after it."""
+    import matplotlib
+
+    matplotlib.use("svg")
+    import matplotlib.pyplot as plt
+
+    def no_pyplot(*args, **kwargs):
+        raise AssertionError("a figure of this tool was made through pyplot")
+
+    monkeypatch.setattr(plt, "figure", no_pyplot)
+    try:
+        yield
+        assert matplotlib.get_backend() == "svg", "a figure of this tool switched the matplotlib backend"
+    finally:
+        monkeypatch.undo()
+        matplotlib.use("Agg")
+
 def pytest_collection_modifyitems(config, items):
     """Apply the ``data`` and ``slow`` markers where they belong (``pytest -m "not data"`` runs anywhere).
 

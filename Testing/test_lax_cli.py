@@ -47,7 +47,7 @@ def cine_and_points(tmp_path):
     return path, tmp_path / "placed.mrk.json", n_t
 
 
-def test_lax_track_and_lv_length(cine_and_points, tmp_path, capsys):
+def test_lax_track_and_lv_length(cine_and_points, tmp_path, capsys, pyplot_untouched):
     path, mrk, n_t = cine_and_points
     out = tmp_path / "out"
     assert main(["lax-track", str(path), "--points", str(mrk), "-o", str(out)]) == 0

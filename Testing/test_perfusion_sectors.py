@@ -48,7 +48,7 @@ def test_sector_agreement_with_mlperf(checks):
     assert np.mean([r.agreement_their_anchor for r in checks]) > 0.6
 
 
-def test_sector_numbers_stay_in_the_picture_and_off_the_point_labels(tmp_path, monkeypatch):
+def test_sector_numbers_stay_in_the_picture_and_off_the_point_labels(tmp_path, monkeypatch, pyplot_untouched):
     """A crop close around the LV (QPerf: 51 x 47 px, epicardium a few pixels from the edges): the segment
     numbers were placed outside the epicardium whatever the picture's size, so they were drawn over the title,
     the footer or beside the picture, and the I-RVI label was drawn under the number 10. Each number must now lie
@@ -88,7 +88,7 @@ def test_sector_numbers_stay_in_the_picture_and_off_the_point_labels(tmp_path, m
         assert not any(box.overlaps(lab) for lab in labels), t
 
 
-def test_bullseye_footnote_stays_inside_the_picture(tmp_path, monkeypatch):
+def test_bullseye_footnote_stays_inside_the_picture(tmp_path, monkeypatch, pyplot_untouched):
     """Four series' sector anchors make a long footnote: its lines were wrapped for a narrower font than the one
     drawn, so the anchor line ran off both edges of a three-panel bull's-eye ('ector anchor ... [A-RVI lo')."""
     from CardiacLandmarksLib.perfusion import bullseye

@@ -550,7 +550,7 @@ def test_summary_keeps_the_perfusion_panel_of_a_full_study():
     assert _choose_panels(two_lax) == two_lax[:4]  # no second SAX stack: the page order decides
 
 
-def test_summary_key_values_go_on_under_the_routing_table(tmp_path, monkeypatch):
+def test_summary_key_values_go_on_under_the_routing_table(tmp_path, monkeypatch, pyplot_untouched):
     """More key values than the right-hand column holds (a full study: SAX, LGE, function, long axis, perfusion and
     cross-checks, 30 here) go on under the routing table, each once, inside the page; before, the rest was only
     counted ('... 6 more in study.json')."""

@@ -64,16 +64,16 @@ def render_lax_png(
     Returns:
         The path written.
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
     from matplotlib.ticker import MaxNLocator
 
     curve = curve or lv_length_curve(lmset, k=k, n_phases=series.n_phases)
     k = curve.slice if k is None else k
     names = LANDMARKS_BY_VIEW[curve.view]
-    fig, axes = plt.subplots(1, 3, figsize=(15, 5.2), gridspec_kw={"width_ratios": [1, 1, 1.25]})
+    fig = Figure(figsize=(15, 5.2))  # no pyplot: drawn in the review app's worker threads and in Slicer
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(1, 3, gridspec_kw={"width_ratios": [1, 1, 1.25]})
     letters = None  # the compass letters drawn (the same on both panels: one slice)
     for ax, (label, t) in zip(axes[:2], (("ED", curve.ed_phase), ("ES", curve.es_phase))):
         ax.set_axis_off()
@@ -139,5 +139,4 @@ def render_lax_png(
     fig.tight_layout(rect=(0, 0.03, 1, 0.96))
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=100)
-    plt.close(fig)
     return atomic_write_bytes(path, buf.getvalue(), if_exists=if_exists)

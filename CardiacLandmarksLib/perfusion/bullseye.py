@@ -29,13 +29,16 @@ RINGS = {"apex": (0.35, 1.2), "mid": (1.2, 2.1), "base": (2.1, 3.0)}
 CAP = 0.35
 
 
-def _mpl():
-    import matplotlib
+def _figure(**kwargs):
+    """A matplotlib ``Figure`` on its own Agg canvas (``Figure(**kwargs)``). Not pyplot, whose figure registry is
+    process-wide state (matplotlib: "do not use pyplot" in a web server or an embedding application): the review
+    app and Dask workers draw in threads, and Slicer's matplotlib backend stays the user's."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-
-    return matplotlib, plt
+    fig = Figure(**kwargs)
+    FigureCanvasAgg(fig)
+    return fig
 
 
 def segment_wedge(segment: int) -> tuple[float, float, float, float]:
@@ -79,7 +82,9 @@ class BullseyePanel:
 
 def draw_bullseye(ax, panel: BullseyePanel, show_numbers: bool = False):
     """Draw one bull's-eye panel on a matplotlib axes; returns the colour mappable."""
-    matplotlib, plt = _mpl()
+    import matplotlib
+    import matplotlib.cm
+    import matplotlib.colors
     from matplotlib.patches import Wedge
 
     vals = {s: float(v) for s, v in panel.values.items() if v is not None and np.isfinite(v)}
@@ -89,7 +94,7 @@ def draw_bullseye(ax, panel: BullseyePanel, show_numbers: bool = False):
     if vmax - vmin < 1e-9:
         vmin, vmax = vmin - 0.5, vmax + 0.5
     norm = matplotlib.colors.Normalize(vmin=vmin, vmax=vmax)
-    cmap = plt.get_cmap(panel.cmap)
+    cmap = matplotlib.colormaps[panel.cmap]
     for seg in range(1, 17):
         r0, r1, t0, t1 = segment_wedge(seg)
         v = vals.get(seg)
@@ -201,7 +206,6 @@ def _draw_territories(ax) -> None:
 def render_bullseye_png(panels: list[BullseyePanel], path: str | Path, title: str | None = None,
                         footnote: str | None = None, dpi: int = 150) -> Path:
     """Write one PNG with the given bull's-eye panels side by side, each with its colour bar."""
-    _, plt = _mpl()
     n = max(len(panels), 1)
     width = 4.3 * n + 2.6
     note = "Seen from the apex: anterior top, septum left. Grey /// = not measured (n/a)."
@@ -214,8 +218,8 @@ def render_bullseye_png(panels: list[BullseyePanel], path: str | Path, title: st
     lines = [w for line in text.split("\n") for w in textwrap.wrap(line, chars)]
     foot_in = 0.15 + len(lines) * 7 * 1.3 / 72
     height = 4.9 + foot_in
-    fig, axes = plt.subplots(1, n + 1, figsize=(width, height), squeeze=False,
-                             gridspec_kw={"width_ratios": [0.6] + [1.0] * n})
+    fig = _figure(figsize=(width, height))
+    axes = fig.subplots(1, n + 1, squeeze=False, gridspec_kw={"width_ratios": [0.6] + [1.0] * n})
     draw_key(axes[0][0])
     for ax, panel in zip(axes[0][1:], panels):
         sm = draw_bullseye(ax, panel)
@@ -230,10 +234,8 @@ def render_bullseye_png(panels: list[BullseyePanel], path: str | Path, title: st
 
 
 def _save(fig, path: str | Path, dpi: int) -> Path:
-    _, plt = _mpl()
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=dpi)
-    plt.close(fig)
     return atomic_write_bytes(Path(path), buf.getvalue())
 
 
@@ -332,13 +334,13 @@ def render_sector_overlay_png(image: np.ndarray, segments: np.ndarray, mask: np.
         rvi_trust: ``{"A-RVI": (confidence, flag), "I-RVI": ...}``; low points are drawn orange with
             their confidence and the word "check".
     """
-    _, plt = _mpl()
     img = np.asarray(image, float)
     c = np.asarray(center_ij, float)
     hi, hj = crop_mm / spacing_ij[0], crop_mm / spacing_ij[1]
     i0, i1 = int(max(0, c[0] - hi)), int(min(img.shape[1], c[0] + hi + 1))
     j0, j1 = int(max(0, c[1] - hj)), int(min(img.shape[0], c[1] + hj + 1))
-    fig, ax = plt.subplots(figsize=(5.6, 5.6))
+    fig = _figure(figsize=(5.6, 5.6))
+    ax = fig.subplots()
     crop = img[j0:j1, i0:i1]
     lo, up = np.percentile(crop, [1, 99.5])
     extent = (i0 - 0.5, i1 - 0.5, j1 - 0.5, j0 - 0.5)

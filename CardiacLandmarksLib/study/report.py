@@ -219,11 +219,9 @@ def _companions(kvs: list) -> dict:
 
 def render_summary_png(result, outdir: Path, dpi: int = 100) -> bytes:
     """The one-page summary picture (module docstring) as PNG bytes."""
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
     import matplotlib.image as mpimg
-    import matplotlib.pyplot as plt
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
 
     r = result.routing
     panels = []
@@ -253,7 +251,8 @@ def render_summary_png(result, outdir: Path, dpi: int = 100) -> bytes:
                 panels.append((o.task, png, o))
     panels = _choose_panels(panels)
     n_pan = max(1, len(panels))
-    fig = plt.figure(figsize=(16, 10), dpi=dpi)
+    fig = Figure(figsize=(16, 10), dpi=dpi)  # no pyplot: batch workers and the review app draw in threads
+    FigureCanvasAgg(fig)
     gs = fig.add_gridspec(2, n_pan, height_ratios=[0.85, 1.15], hspace=0.12, wspace=0.05,
                           left=0.02, right=0.98, top=0.93, bottom=0.02)
     status = result.status
@@ -330,5 +329,4 @@ def render_summary_png(result, outdir: Path, dpi: int = 100) -> bytes:
         ax.text(0.5, 0.5, "no series analysed", ha="center", va="center", fontsize=14)
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=dpi)
-    plt.close(fig)
     return buf.getvalue()
