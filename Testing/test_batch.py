@@ -126,6 +126,26 @@ def test_failing_studies_recorded_and_resume(tmp_path):
     assert db.execute("SELECT attempts FROM studies WHERE study_id='missing'").fetchone()[0] == 2
 
 
+
+def test_redo_with_the_same_results_keeps_no_backup(tmp_path, monkeypatch):
+    """A --redo that computes the same writes the same study folder, so no backup is kept: the analysis times
+    were in study.json, so a slower re-run (here 1 s per clock reading; in CI, a loaded machine now and then)
+    kept study.json and run.json in a corrupt.bak-* folder (an intermittent failure of
+    test_failing_studies_recorded_and_resume). The times are in run.json's 'timings' now."""
+    from CardiacLandmarksLib.study import analyse
+
+    m = _write(tmp_path / "m.csv", f"study_id,path\ncorrupt,{_corrupt_study(tmp_path)}\n")
+    out = tmp_path / "out"
+    assert run_batch(m, out, engine="local", progress=False).n_failed == 1
+    first = (out / "studies" / "corrupt" / "study.json").read_text()
+    clock = iter(range(1000))
+    monkeypatch.setattr(analyse.time, "perf_counter", lambda: float(next(clock)))
+    assert run_batch(m, out, engine="local", progress=False, redo=True).n_run == 1
+    assert not list((out / "studies").glob("corrupt.bak-*"))
+    assert (out / "studies" / "corrupt" / "study.json").read_text() == first
+    run = json.loads((out / "studies" / "corrupt" / "run.json").read_text())
+    assert run["timings"]["study_s"] >= 1.0 and run["timings"]["analyses"] == []
+
 def _acdc_manifest(tmp_path, patients):
     acdc = require_data("acdc")
     info = {r["patient"]: r for r in csv.DictReader(open(acdc / "acdc_info.csv"))}

@@ -444,3 +444,41 @@ def test_cli_indexes_with_the_dicom_header(tmp_path, capsys):
                  "60"]) == 0
     assert "DICOM header" not in capsys.readouterr().out
     assert json.loads((tmp_path / "given" / "function.json").read_text())["height_cm"] == 160
+
+
+def test_segmentation_file_is_the_same_when_written_again(tmp_path, monkeypatch):
+    """The same label volume written at two times gives the same .seg.nrrd bytes: pynrrd's header comment
+    '# on <time>(GMT).' made every re-run keep both segmentations in its backup as changed (batch --redo of ACDC
+    patient001). The file still reads back as the same segments (slicerio)."""
+    import datetime as dt
+
+    import nrrd.writer
+    import slicerio
+
+    from CardiacLandmarksLib.core.series import CMRSeries
+    from CardiacLandmarksLib.function.report import SEGMENTS, segmentation_nrrd_bytes
+
+    labels = np.zeros((3, 20, 24), np.uint8)  # [k, j, i]
+    labels[:, 5:15, 6:16] = 2
+    labels[:, 8:12, 9:13] = 1
+    labels[1, 2:4, 2:5] = 3
+    series = CMRSeries(np.zeros((1, 3, 20, 24), np.float32), (1.5, 1.25, 8.0), np.eye(3),
+                       np.array([[0.0, 0.0, 8.0 * k] for k in range(3)]), source="synthetic")
+
+    class Clock(dt.datetime):
+        now_at = dt.datetime(2026, 1, 1, 8, 0, 0)
+
+        @classmethod
+        def utcnow(cls):
+            return cls.now_at
+
+    monkeypatch.setattr(nrrd.writer, "datetime", Clock)
+    first = segmentation_nrrd_bytes(series, labels)
+    Clock.now_at = dt.datetime(2026, 1, 1, 9, 30, 5)
+    assert segmentation_nrrd_bytes(series, labels) == first
+    path = tmp_path / "s.seg.nrrd"
+    path.write_bytes(first)
+    seg = slicerio.read_segmentation(str(path))
+    names = {name: value for value, (name, _, _) in SEGMENTS.items()}
+    back = slicerio.extract_segments(seg, [(n, v) for n, v in names.items()])
+    np.testing.assert_array_equal(back["voxels"].transpose(2, 1, 0), labels)

@@ -126,7 +126,7 @@ def run_study(spec: StudySpec, out_root: str | Path, device: str = "cpu", thread
                    **spec.study_options(study_options), "study_id": spec.study_id}
         finish_run(OutputDir(partial, begun=True), spec.paths, options,  # a fresh folder: nothing to back up
                    [partial / f for o in result.outcomes for f in o.files] + list(written),
-                   warnings=list(result.errors), command="batch")
+                   warnings=list(result.errors), command="batch", timings=result.timings())
         row = result.cohort_row()
         # the height and weight the study used: the manifest's, else those of the DICOM header (and which)
         record.update(height_cm=result.subject.get("height_cm"), weight_kg=result.subject.get("weight_kg"),

@@ -164,7 +164,7 @@ def cmd_study(args: argparse.Namespace) -> int:
     written = result.write(out)
     record = finish_run(outdir, args.study, {k: v for k, v in vars(args).items() if k != "func"},
                         [out / f for o in result.outcomes for f in o.files] + list(written),
-                        warnings=list(result.errors), command="study")
+                        warnings=list(result.errors), command="study", timings=result.timings())
     print()
     for e in routing.series:
         if e.view != views[e.key]:

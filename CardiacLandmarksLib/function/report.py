@@ -174,9 +174,18 @@ def segmentation_nrrd_bytes(series, labels_kji: np.ndarray) -> bytes:
     os.close(fd)
     try:
         slicerio.segmentation.write_segmentation(tmp, seg)
-        return Path(tmp).read_bytes()
+        return _without_write_time(Path(tmp).read_bytes())
     finally:
         Path(tmp).unlink(missing_ok=True)
+
+
+def _without_write_time(nrrd: bytes) -> bytes:
+    """The NRRD bytes without the header comment ``# on <date time>(GMT).`` that pynrrd writes: with it, the same
+    segmentation written twice differed, so every re-run (``study`` into its folder, ``batch --redo``) kept both
+    .seg.nrrd files in its backup as changed. A comment line only; the header fields and data are untouched."""
+    head, sep, data = nrrd.partition(b"\n\n")
+    lines = [ln for ln in head.split(b"\n") if not (ln.startswith(b"# on ") and ln.endswith(b"(GMT)."))]
+    return b"\n".join(lines) + sep + data
 
 
 def _fig_bytes(fig, dpi: int) -> bytes:

@@ -281,7 +281,7 @@ def _tool_version() -> str:
 
 def finish_run(outdir: OutputDir, inputs: Iterable[str | Path], options: dict, files: Iterable[str | Path], *,
                models: Iterable[dict] = (), warnings: Iterable[str] = (), failed: Iterable[dict] = (),
-               command: str = "") -> RunRecord:
+               command: str = "", timings: dict | None = None) -> RunRecord:
     """Write ``run.json`` last and settle the backup of the earlier run (module docstring).
 
     Args:
@@ -294,6 +294,9 @@ def finish_run(outdir: OutputDir, inputs: Iterable[str | Path], options: dict, f
         failed: inputs that failed in a multi-input run (``{"input", "error"}``); the run is still
             complete for the others.
         command: the command name (``"detect"``, ``"perfusion"`` ...).
+        timings: wall times of the run (JSON-ready, seconds), written as ``timings``. They belong here, with the
+            run's start and end, rather than in its result files: a re-run that computes the same then writes the
+            same files, and the backup keeps only what changed (:func:`settle_backup`).
 
     Returns:
         :class:`RunRecord`.
@@ -321,6 +324,7 @@ def finish_run(outdir: OutputDir, inputs: Iterable[str | Path], options: dict, f
         "files": sorted(entries, key=lambda e: e["name"]),
         "warnings": list(warnings),
         "failed": list(failed),
+        **({"timings": json.loads(dumps_strict(timings, default=str))} if timings else {}),
         "complete": True,
     }
     run_path = atomic_write_text(root / RUN_FILE, dumps_strict(manifest, indent=1) + "\n")

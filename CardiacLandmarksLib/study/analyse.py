@@ -113,7 +113,8 @@ class StudyResult:
         routing: the routed series.
         outcomes: one :class:`~.tasks.TaskOutcome` per analysis run (ok or failed).
         crosschecks: LAX-vs-SAX :class:`~.tasks.KeyValue` list.
-        seconds: wall time of the analyses.
+        seconds: wall time of the analyses (in ``run.json``, :meth:`timings`; not in ``study.json``, so that a
+            re-run with the same results writes the same ``study.json``).
     """
 
     routing: StudyRouting
@@ -168,8 +169,14 @@ class StudyResult:
             "coordinate_system": "LPS",
             "units": "mm",
             "notes": self.routing.notes + self.notes,
-            "seconds": round(self.seconds, 2),
         }
+
+    def timings(self) -> dict:
+        """Wall times in seconds, for the run record (``run.json``'s ``timings``): the study's and each analysis's
+        (``task``, ``series``, ``seconds``)."""
+        return {"study_s": round(self.seconds, 2),
+                "analyses": [{"task": o.task, "series": o.series_key, "seconds": round(o.seconds, 2)}
+                             for o in self.outcomes]}
 
     def cohort_row(self) -> dict:
         """One flat row for the cohort table: counts, analyses, the study status, the reader's points

@@ -141,7 +141,7 @@ class TaskOutcome:
         files: files written (relative to the study output folder).
         result: the task's own result object (landmark set, analyses ...), kept in memory
             for the cross-checks and the summary picture; not serialised.
-        seconds: wall time.
+        seconds: wall time (in the run record, not in ``study.json``: :meth:`.analyse.StudyResult.timings`).
     """
 
     task: str
@@ -167,7 +167,6 @@ class TaskOutcome:
     def to_dict(self) -> dict:
         return {"task": self.task, "series": self.series_key, "ok": self.ok, "error": self.error,
                 "values": [v.to_dict() for v in self.values], "files": list(self.files), "notes": list(self.notes),
-                "seconds": round(self.seconds, 2),
                 **({"review_carried": self.review_carried} if self.review_carried else {})}
 
 
