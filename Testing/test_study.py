@@ -550,6 +550,33 @@ def test_summary_keeps_the_perfusion_panel_of_a_full_study():
     assert _choose_panels(two_lax) == two_lax[:4]  # no second SAX stack: the page order decides
 
 
+
+def test_summary_panels_take_the_room_the_text_leaves(tmp_path, monkeypatch):
+    """A study of few key values (GE perfusion: one routing row, one value): the top block was 0.85 : 1.15 of the
+    page whatever its text, an empty band above small pictures. The picture now takes what the text leaves (here
+    more than 60 % of the page height), and every text of the top block stays above it."""
+    import matplotlib.image
+
+    from CardiacLandmarksLib.study.analyse import StudyResult
+    from CardiacLandmarksLib.study.report import render_summary_png
+    from CardiacLandmarksLib.study.routing import StudyRouting
+    from CardiacLandmarksLib.study.tasks import KeyValue, TaskOutcome
+
+    matplotlib.image.imsave(tmp_path / "bullseye.png", np.random.default_rng(0).random((300, 300)))
+    values = [KeyValue("perfusion stress upslope_index (global)", 0.37, "ratio", "ok", [], ""),
+              KeyValue("LV mass", 120.0, "g", "review", ["myo_segmentation_uncertain"], "",
+                       "check LV myocardium contours (uncertain segmentation)")]
+    res = StudyResult(StudyRouting(str(tmp_path), "images", []),
+                      [TaskOutcome("perfusion", "p", values=values, files=["bullseye.png"])])
+    texts = _summary_texts(monkeypatch)
+    assert render_summary_png(res, tmp_path)[:8] == b"\x89PNG\r\n\x1a\n"
+    (page, images) = texts[0][2], texts[0][3]
+    assert len(images) == 1 and images[0].height > 0.6 * page.height, (images, page)
+    block = [t for t in texts if t[0].startswith(("key values", "series", "  ", "    ok", "review"))]
+    assert len(block) >= 4
+    for text, box, *_ in block:
+        assert box.y0 > images[0].y1, text
+
 def test_summary_key_values_go_on_under_the_routing_table(tmp_path, monkeypatch, pyplot_untouched):
     """More key values than the right-hand column holds (a full study: SAX, LGE, function, long axis, perfusion and
     cross-checks, 30 here) go on under the routing table, each once, inside the page; before, the rest was only

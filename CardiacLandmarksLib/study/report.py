@@ -217,6 +217,33 @@ def _companions(kvs: list) -> dict:
     return out
 
 
+#: the summary's top block (routing table, key values) in points: at least, at most (then the key values go on
+#: under the routing table); the image panels below take the rest of the page
+TOP_BLOCK_PT = (110.0, 262.0)
+
+
+def _key_value_lines(result) -> list[tuple[str, float, str, float]]:
+    """The key-value lines of the summary: ``(text, font size, colour, line step in points)``; each not-ok value
+    with what to check under it (``KeyValue.check_text``: the doubtful points by name), an index or SV on the line
+    of its host value (:func:`_companions`), then up to three study errors."""
+    lines = []
+    kvs = result.key_values()
+    shown_with = _companions(kvs)
+    for kv in kvs:
+        if kv.name in shown_with:
+            continue  # on the line of the value it goes with
+        d = kv.to_dict()
+        colour = _STATUS_COLOUR.get(d["status"], "k")
+        # "LV EDV: 113.7 ml  (62.6 ml/m2)", "LV EF: 59.4 %  (SV 67.5 ml)"
+        extra = "".join(f"  ({'SV ' if c.name.endswith(' SV') else ''}{c.value_text()})"
+                        for c in kvs if shown_with.get(c.name) is kv)
+        lines.append((f"{d['status']:>6}  {_fit(kv.name, 52)}: {kv.value_text()}{extra}", 8.5, colour, 10.5))
+        if d["check"]:
+            lines.append((" " * 8 + _fit(d["check"], 74), 7.5, "#555555", 9.5))
+    lines += [(f" error  {_fit(err, 66)}", 8.5, "#b91c1c", 10.5) for err in result.errors[:3]]
+    return lines
+
+
 def render_summary_png(result, outdir: Path, dpi: int = 100) -> bytes:
     """The one-page summary picture (module docstring) as PNG bytes."""
     import matplotlib.image as mpimg
@@ -251,9 +278,19 @@ def render_summary_png(result, outdir: Path, dpi: int = 100) -> bytes:
                 panels.append((o.task, png, o))
     panels = _choose_panels(panels)
     n_pan = max(1, len(panels))
+    rows = r.table().splitlines()
+    if len(rows) > 16:
+        rows = rows[:15] + [f"... {len(rows) - 15} more series (routing.txt)"]
+    lines = _key_value_lines(result)
     fig = Figure(figsize=(16, 10), dpi=dpi)  # no pyplot: batch workers and the review app draw in threads
     FigureCanvasAgg(fig)
-    gs = fig.add_gridspec(2, n_pan, height_ratios=[0.85, 1.15], hspace=0.12, wspace=0.05,
+    # the top block is as tall as its text (routing table, key values in the right-hand column), between
+    # TOP_BLOCK_PT; the image panels take the rest (a fixed 0.85 : 1.15 left a study of a few values with an
+    # empty band above small pictures)
+    grid_pt = (0.93 - 0.02) * fig.get_figheight() * 72.0 / (1.0 + 0.12 / 2)  # top + bottom, hspace 0.12 taken off
+    need = max(len(rows) * 8.5 * 1.2, 13 + sum(step for *_, step in lines)) + 10
+    top_pt = min(max(need, TOP_BLOCK_PT[0]), TOP_BLOCK_PT[1])
+    gs = fig.add_gridspec(2, n_pan, height_ratios=[top_pt, grid_pt - top_pt], hspace=0.12, wspace=0.05,
                           left=0.02, right=0.98, top=0.93, bottom=0.02)
     status = result.status
     reader = int(getattr(result, "reader_points", 0) or 0)
@@ -264,34 +301,16 @@ def render_summary_png(result, outdir: Path, dpi: int = 100) -> bytes:
     # routing table + key values
     top = fig.add_subplot(gs[0, :])
     top.axis("off")
-    lines = r.table().splitlines()
-    if len(lines) > 16:
-        lines = lines[:15] + [f"... {len(lines) - 15} more series (routing.txt)"]
-    top.text(0.0, 1.0, "\n".join(_fit(line, 140) for line in lines), family="monospace", fontsize=8.5, va="top",
+    top.text(0.0, 1.0, "\n".join(_fit(line, 140) for line in rows), family="monospace", fontsize=8.5, va="top",
              ha="left", transform=top.transAxes, linespacing=1.2)
     # key values, each not-ok one with what to check under it (KeyValue.check_text: the doubtful points by name),
     # at fixed line heights in points: the right-hand column, then on under the routing table; what still does not
     # fit is counted, not drawn over the panels
     pt = 1.0 / (top.get_position().height * fig.get_figheight() * 72.0)  # one point in axes units
-    columns = [(0.66, 1.0 - 13 * pt), (0.0, 1.0 - (len(lines) * 8.5 * 1.2 + 16) * pt)]
+    columns = [(0.66, 1.0 - 13 * pt), (0.0, 1.0 - (len(rows) * 8.5 * 1.2 + 16) * pt)]
     if columns[1][1] < 3 * 10.5 * pt:  # a routing table of 16 rows leaves room under it for fewer than 3 lines
         columns = columns[:1]
     top.text(0.66, 1.0, "key values", fontsize=9, weight="bold", va="top", transform=top.transAxes)
-    lines = []
-    kvs = result.key_values()
-    shown_with = _companions(kvs)
-    for kv in kvs:
-        if kv.name in shown_with:
-            continue  # on the line of the value it goes with
-        d = kv.to_dict()
-        colour = _STATUS_COLOUR.get(d["status"], "k")
-        # "LV EDV: 113.7 ml  (62.6 ml/m2)", "LV EF: 59.4 %  (SV 67.5 ml)"
-        extra = "".join(f"  ({'SV ' if c.name.endswith(' SV') else ''}{c.value_text()})"
-                        for c in kvs if shown_with.get(c.name) is kv)
-        lines.append((f"{d['status']:>6}  {_fit(kv.name, 52)}: {kv.value_text()}{extra}", 8.5, colour, 10.5))
-        if d["check"]:
-            lines.append((" " * 8 + _fit(d["check"], 74), 7.5, "#555555", 9.5))
-    lines += [(f" error  {_fit(err, 66)}", 8.5, "#b91c1c", 10.5) for err in result.errors[:3]]
     col = 0
     x, y = columns[0]
     for n, (text, size, colour, step) in enumerate(lines):
