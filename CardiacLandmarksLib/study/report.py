@@ -282,7 +282,7 @@ def render_summary_png(result, outdir: Path, dpi: int = 100) -> bytes:
     if len(rows) > 16:
         rows = rows[:15] + [f"... {len(rows) - 15} more series (routing.txt)"]
     lines = _key_value_lines(result)
-    fig = Figure(figsize=(16, 10), dpi=dpi)  # no pyplot: batch workers and the review app draw in threads
+    fig = Figure(figsize=(16, 10), dpi=dpi)  # no pyplot (process-wide state; see perfusion.bullseye._figure)
     FigureCanvasAgg(fig)
     # the top block is as tall as its text (routing table, key values in the right-hand column), between
     # TOP_BLOCK_PT; the image panels take the rest (a fixed 0.85 : 1.15 left a study of a few values with an
