@@ -587,3 +587,57 @@ def test_function_flow_on_acdc_ed_es(panel, dialogs, acdc_dir, tmp_path_factory)
     assert report["LV"]["EDV_ml"] == pytest.approx(section.logic.tableRows(hub)["LV EDV"][0], abs=0.01)
     assert any(p.name.endswith(".seg.nrrd") for p in out.iterdir())
     assert ui.functionStatusLabel.text.startswith("Wrote ")
+
+
+@pytest.mark.data
+def test_function_height_and_weight_from_the_dicom_header(panel, data_root, tmp_path_factory, monkeypatch):
+    """A cine loaded through Slicer's DICOM module (its instance UIDs on the subject hierarchy item, as
+    DICOMPlugin.addSeriesInSubjectHierarchy puts them; the files in the DICOM database) whose header holds
+    PatientSize 1.75 m and PatientWeight 80 kg: choosing it fills the empty height and weight boxes and says so,
+    as the command line reads them; a height the user typed is kept; a node not from the DICOM database leaves
+    the boxes alone. Before, the boxes stayed empty and the values went unindexed."""
+    import study_material
+    from CardiacLandmarksModuleLib import nodes
+
+    from CardiacLandmarksLib.io.load import load_series
+
+    work = tmp_path_factory.mktemp("dicom_header")
+    folder = study_material.with_patient_size(data_root, work / "cine", "1.75", "80")
+    series = load_series(folder)
+    seq, browser, proxy = nodes.addSequenceFromSeries(slicer.mrmlScene, series, "SA cine",
+                                                      slicer.modules.sequences.logic())
+    database = slicer_stubs.DICOMDatabase()
+    files = sorted(folder.glob("*.dcm"))
+    database.insertFiles(files)
+    monkeypatch.setattr(slicer, "dicomDatabase", database)
+    import pydicom
+
+    uids = " ".join(str(pydicom.dcmread(f, stop_before_pixels=True).SOPInstanceUID) for f in files)
+    sh = slicer.vtkMRMLSubjectHierarchyNode.GetSubjectHierarchyNode(slicer.mrmlScene)
+    item = sh.CreateItem(sh.GetSceneItemID(), seq)
+    sh.SetItemUID(item, slicer.vtkMRMLSubjectHierarchyConstants.GetDICOMInstanceUIDName(), uids)
+
+    ui = panel.functionSection.ui
+    ui.functionHeightSpinBox.value = 0
+    ui.functionWeightSpinBox.value = 0
+    ui.functionInputSelector.setCurrentNode(proxy)
+    assert (ui.functionHeightSpinBox.value, ui.functionWeightSpinBox.value) == (175, 80)
+    assert "from the DICOM header" in ui.functionStatusLabel.text and "PatientSize" in ui.functionStatusLabel.text
+    opts = panel.functionSection.options()
+    assert (opts.height_cm, opts.weight_kg) == (175, 80)
+
+    # a height the user typed is kept; a volume that is not from the DICOM database changes nothing
+    ui.functionInputSelector.setCurrentNode(None)
+    ui.functionHeightSpinBox.value = 160
+    ui.functionWeightSpinBox.value = 0
+    ui.functionInputSelector.setCurrentNode(proxy)
+    assert (ui.functionHeightSpinBox.value, ui.functionWeightSpinBox.value) == (160, 0)
+    other = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", "not from DICOM")
+    assert panel.functionSection.logic.subjectFromDicom(other) == ({}, [])
+    # the attribute DICOMScalarVolumePlugin sets on a volume, with a size no person has: named, not used
+    bad = study_material.with_patient_size(data_root, work / "bad", "175", "80")
+    database.insertFiles(sorted(bad.glob("*.dcm")))
+    other.SetAttribute("DICOM.instanceUIDs", str(pydicom.dcmread(next(bad.glob("*.dcm")),
+                                                                 stop_before_pixels=True).SOPInstanceUID))
+    subject, notes = panel.functionSection.logic.subjectFromDicom(other)
+    assert subject == {} and "not used" in notes[0]

@@ -130,6 +130,51 @@ class FunctionLogic:
             return None, node
         return None
 
+    def subjectFromDicom(self, inputNode) -> tuple[dict, list[str]]:
+        """Height and weight from the DICOM header of a series loaded through Slicer's DICOM module, as the command
+        line reads them (``CardiacLandmarksLib.function.measurements.subject_from_header``: ``PatientSize`` in m,
+        ``PatientWeight`` in kg; 0, absent or a pair no person has gives nothing).
+
+        The series' instance UIDs are where the DICOM plugins put them: the subject hierarchy item of the loaded
+        node (UID ``DICOMInstanceUID``, ``DICOMPlugin.addSeriesInSubjectHierarchy``) or the volume's
+        ``DICOM.instanceUIDs`` attribute; for a cine the browser's or proxy's sequence is looked at too. The file
+        of the first instance comes from ``slicer.dicomDatabase``.
+
+        Returns:
+            ``({"height_cm", "weight_kg", "source"}, [note])``, or ``({}, [])`` when the node did not come from the
+            DICOM database or its header has no usable height and weight.
+        """
+        from types import SimpleNamespace
+
+        from CardiacLandmarksLib.function.measurements import subject_from_header
+
+        database = getattr(slicer, "dicomDatabase", None)
+        if inputNode is None or database is None or not database.isOpen:
+            return {}, []
+        candidates = [inputNode]
+        cine = self._cineOf(inputNode)
+        if cine is not None:
+            candidates += [n for n in cine if n is not None]
+        shNode = slicer.vtkMRMLSubjectHierarchyNode.GetSubjectHierarchyNode(self.scene)
+        uidName = slicer.vtkMRMLSubjectHierarchyConstants.GetDICOMInstanceUIDName()
+        for node in candidates:
+            item = shNode.GetItemByDataNode(node) if shNode is not None else 0
+            uids = (shNode.GetItemUID(item, uidName) if item else "") or (node.GetAttribute("DICOM.instanceUIDs") or "")
+            path = next((database.fileForInstance(u) for u in uids.split() if u != "Unknown"), "")
+            if not path:
+                continue
+            values = []
+            for tag in ("0010,1020", "0010,1030"):  # PatientSize (m), PatientWeight (kg)
+                try:
+                    values.append(float(database.fileValue(path, tag).strip() or 0.0))
+                except ValueError:
+                    values.append(0.0)
+            subject, notes = {}, []
+            header = SimpleNamespace(metadata={"patient_size_m": values[0], "patient_weight_kg": values[1]})
+            subject_from_header(subject, header, inputNode.GetName(), notes)
+            return subject, notes
+        return {}, []
+
     def run(self, inputNode, esNode=None, options: FunctionOptions | None = None, progress=None,
             model=None) -> FunctionHub:
         """Analyse a cine (sequence browser, volume sequence or its proxy volume) or two volumes

@@ -4,7 +4,8 @@ A thin GUI over :class:`CardiacLandmarksModuleLib.function.FunctionLogic` (the M
 Python console). Widgets come from ``Resources/UI/CardiacLandmarksFunction.ui``:
 
 * choose a SAX cine (volume sequence or its proxy volume), or an ED volume and an ES volume; optionally
-  height and weight for body-surface-area indexing;
+  height and weight for body-surface-area indexing (filled from the DICOM header, PatientSize and PatientWeight,
+  for a series loaded through the DICOM module when both boxes are empty);
 * "Compute function" segments RV cavity, LV myocardium and LV cavity with the SAX network's segmentation
   head and fills the Metric/Value/Unit/Status table (and, for a cine, the cavity-volume plot);
 * edit the segmentation in Segment Editor, then "Recompute" (every number from the library's functions);
@@ -42,6 +43,7 @@ class FunctionSection:
         self.hub = None
         self.ui = loadSection(parentLayout, uiPath, "functionOutputDirectoryButton", OUTPUT_DIRECTORY_SETTINGS_KEY)
         self.ui.functionInputSelector.connect("currentNodeChanged(vtkMRMLNode*)", self.updateButtons)
+        self.ui.functionInputSelector.connect("currentNodeChanged(vtkMRMLNode*)", self.onInputChanged)
         self.ui.functionRunButton.clicked.connect(self.onRun)
         self.ui.functionRecomputeButton.clicked.connect(self.onRecompute)
         self.ui.functionExportButton.clicked.connect(self.onExport)
@@ -59,6 +61,18 @@ class FunctionSection:
             else _("Choose a short-axis cine, or an ED volume and an ES volume."))
         self.ui.functionRecomputeButton.enabled = self.hub is not None
         self.ui.functionExportButton.enabled = self.hub is not None
+
+    def onInputChanged(self, node=None) -> None:
+        """A series from the DICOM database whose header holds the patient's height and weight fills the two boxes
+        (when both are empty: a value the user typed is kept), and the status line says where they came from."""
+        if node is None or self.ui.functionHeightSpinBox.value or self.ui.functionWeightSpinBox.value:
+            return
+        subject, notes = self.logic.subjectFromDicom(node)
+        if subject.get("height_cm") and subject.get("weight_kg"):
+            self.ui.functionHeightSpinBox.value = subject["height_cm"]
+            self.ui.functionWeightSpinBox.value = subject["weight_kg"]
+        if notes:
+            self.ui.functionStatusLabel.text = notes[0]
 
     def reset(self) -> None:
         """Forget the shown result (the scene is closing)."""

@@ -22,7 +22,10 @@ relies on it:
   (``ctk.dialogs``); the core IO manager reads volumes and sequences with Slicer's storage nodes;
   the layout manager is Slicer's ``vtkMRMLLayoutLogic`` (layouts with a plot view create it);
 * ``slicer.modules.<name>``: the module logics bound to the scene, and :func:`loadModule` for a
-  scripted module (``widgetRepresentation()`` builds its panel as Slicer does: setup, then enter).
+  scripted module (``widgetRepresentation()`` builds its panel as Slicer does: setup, then enter);
+* ``slicer.dicomDatabase`` (:class:`DICOMDatabase`, the application's ``ctkDICOMDatabase``): closed, as in a
+  Slicer whose DICOM database was never opened, until a test adds files to it; its ``fileForInstance`` and
+  ``fileValue`` read the real files (pydicom) and answer ``""`` for what is not there, as ctk does.
 
 Use::
 
@@ -298,6 +301,39 @@ class ScriptedModule:
         return getattr(self.pythonModule, self.name + "Logic")()
 
 
+class DICOMDatabase:
+    """The application's DICOM database (``ctkDICOMDatabase``), for the calls the module makes: ``isOpen``,
+    ``fileForInstance(sopInstanceUID)`` (the file's path, ``""`` when unknown) and ``fileValue(path, "gggg,eeee")``
+    (the element's value as text, ``""`` when absent). :meth:`insertFiles` stands for an import."""
+
+    def __init__(self) -> None:
+        self._files: dict[str, str] = {}
+
+    @property
+    def isOpen(self) -> bool:
+        return bool(self._files)
+
+    def insertFiles(self, paths) -> None:
+        import pydicom
+
+        for p in paths:
+            ds = pydicom.dcmread(str(p), stop_before_pixels=True)
+            self._files[str(ds.SOPInstanceUID)] = str(p)
+
+    def fileForInstance(self, sopInstanceUID: str) -> str:
+        return self._files.get(str(sopInstanceUID), "")
+
+    def fileValue(self, path: str, tag: str) -> str:
+        import pydicom
+
+        group, element = (int(x, 16) for x in tag.split(","))
+        ds = pydicom.dcmread(str(path), stop_before_pixels=True)
+        elem = ds.get((group, element))
+        if elem is None or elem.value is None:
+            return ""
+        return "\\".join(str(v) for v in elem.value) if elem.VM > 1 else str(elem.value)
+
+
 def install() -> Application:
     """Load Slicer's Python layer and the application stand-ins on the real ``slicer`` package (idempotent)."""
     global _installed
@@ -335,6 +371,7 @@ def install() -> Application:
     for cls in mrml_widgets.WIDGETS:
         setattr(slicer, cls.__name__, cls)
     slicer.app = Application(qapp)
+    slicer.dicomDatabase = DICOMDatabase()
     slicer.parameterNodeWrapper = _load("slicer.parameterNodeWrapper", source / "parameterNodeWrapper", package=True)
     slicer.ScriptedLoadableModule = _load("slicer.ScriptedLoadableModule", source / "ScriptedLoadableModule.py")
     _installed = True
