@@ -616,3 +616,16 @@ def test_route_reads_dicom_subfolders_beside_image_files(tmp_path):
     labels = [s.label for s in r.series]
     assert "patient003_ED.nii.gz + patient003_ES.nii.gz" in labels and any(x.startswith("#300") for x in labels), labels
     assert len(r.series) == 2 and r.kind == "mixed"
+
+
+def test_routing_table_cuts_a_long_name_with_an_ellipsis():
+    """A series description longer than the table's 44-character column was cut without a mark in routing.txt
+    and on the summary ('#7 'SA cine retro 12 slices breath-hold fol'): a reader took it for the whole name."""
+    from CardiacLandmarksLib.study.routing import RoutedSeries, StudyRouting
+
+    long = "#7 'SA cine retrospective 12 slices breath-hold following contrast'"
+    table = StudyRouting("/x", "dicom", [RoutedSeries("s7", long, "s7", 12, 25, "sax", "cine",
+                                                       reason="SAX cine stack")]).table()
+    row = table.splitlines()[1]
+    assert row.startswith(long[:43] + "\u2026") and long not in table
+    assert row.rstrip().endswith("SAX cine stack")

@@ -26,6 +26,7 @@ import numpy as np
 from CardiacLandmarksLib.core.orientation import draw_orientation
 from CardiacLandmarksLib.io.atomic import atomic_write_bytes, atomic_write_text
 from CardiacLandmarksLib.io.jsonsafe import dumps_strict
+from CardiacLandmarksLib.study.routing import fit_text as _fit
 
 logger = logging.getLogger(__name__)
 
@@ -87,11 +88,6 @@ def _compass(ax, series, n: int = 2) -> None:
         return
     draw_orientation(ax, series.direction, bool(getattr(series, "orientation_known", False)), corner=(0.88, 0.86),
                      length=0.07, fontsize=9, n=n)
-
-
-def _fit(text: str, width: int) -> str:
-    """``text`` cut to ``width`` characters, ending in an ellipsis when cut."""
-    return text if len(text) <= width else text[: width - 1] + "\u2026"
 
 
 def _sax_panel(ax, series, lmset, key) -> None:

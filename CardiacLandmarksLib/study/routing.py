@@ -91,6 +91,12 @@ def function_available() -> bool:
     return (Path(__file__).resolve().parents[1] / "function" / "__init__.py").exists()
 
 
+def fit_text(text: str, width: int) -> str:
+    """``text`` cut to ``width`` characters, ending in an ellipsis when cut (the routing table's columns, the summary
+    page's lines)."""
+    return text if len(text) <= width else text[: width - 1] + "\u2026"
+
+
 @dataclass
 class RoutedSeries:
     """One series of a study (or one group of files/series assembled into a series).
@@ -212,7 +218,7 @@ class StudyRouting:
         widths = [min(max(len(r[c]) for r in rows), 44) for c in range(5)]
         lines = []
         for r in rows:
-            cells = [r[c][:44].ljust(widths[c]) for c in range(5)]
+            cells = [fit_text(r[c], 44).ljust(widths[c]) for c in range(5)]
             lines.append("  ".join(cells) + "  " + r[5])
         return "\n".join(lines)
 
