@@ -204,15 +204,12 @@ def format_table(summary: dict, targets: dict | None = None, title: str = "") ->
 def render_bland_altman_png(records: list[CaseRecord], path: Path | None = None, title: str = "") -> bytes:
     """Bland-Altman panels (auto - expert against their mean) for LV EDV, ESV, EF, mass, RV EDV, EF.
     Returns PNG bytes (and writes them atomically to ``path`` when given)."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
     from CardiacLandmarksLib.io.atomic import atomic_write_bytes
+    from CardiacLandmarksLib.io.outputs import agg_figure
 
     panels = [("LV EDV_ml", "LV EDV (ml)"), ("LV ESV_ml", "LV ESV (ml)"), ("LV EF_pct", "LV EF (%)"),
               ("LV mass_g", "LV mass (g)"), ("RV EDV_ml", "RV EDV (ml)"), ("RV EF_pct", "RV EF (%)")]
-    fig = Figure(figsize=(12, 6.5))
-    FigureCanvasAgg(fig)
+    fig = agg_figure(figsize=(12, 6.5))
     for n, (key, label) in enumerate(panels):
         ax = fig.add_subplot(2, 3, n + 1)
         pairs = [(r.auto[key], r.ref[key]) for r in records if r.auto[key] is not None and r.ref[key] is not None]

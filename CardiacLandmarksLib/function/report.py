@@ -34,6 +34,7 @@ import numpy as np
 from CardiacLandmarksLib.core.orientation import draw_orientation
 from CardiacLandmarksLib.function.measurements import review_reasons
 from CardiacLandmarksLib.io.atomic import atomic_write_bytes, atomic_write_text
+from CardiacLandmarksLib.io.outputs import agg_figure
 
 logger = logging.getLogger(__name__)
 
@@ -189,9 +190,6 @@ def _without_write_time(nrrd: bytes) -> bytes:
 
 
 def _fig_bytes(fig, dpi: int) -> bytes:
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-
-    FigureCanvasAgg(fig)
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=dpi)
     return buf.getvalue()
@@ -201,8 +199,6 @@ def render_overlay_png(result, dpi: int = 90) -> bytes:
     """PNG bytes: for every slice, the ED and ES images side by side with the RV cavity, LV
     myocardium (endo- and epicardium) and LV cavity contours; stored orientation (i right, j down),
     physical aspect, one crop around the segmented heart with 20 mm margin."""
-    from matplotlib.figure import Figure
-
     ed_img, es_img = result.ed_image(), result.es_image()
     ed_lab, es_lab = result.ed_labels(), result.es_labels()
     n_k, n_j, n_i = ed_img.shape
@@ -217,7 +213,7 @@ def render_overlay_png(result, dpi: int = 90) -> bytes:
         x0, x1, y0, y1 = 0, n_i - 1, 0, n_j - 1
     per_row = 4
     rows = math.ceil(n_k / per_row)
-    fig = Figure(figsize=(2 * per_row * 1.9, rows * 2.1 + 0.6))
+    fig = agg_figure(figsize=(2 * per_row * 1.9, rows * 2.1 + 0.6))
     colours = {v: c for v, (_, _, c) in SEGMENTS.items()}
     for k in range(n_k):
         for col, (img, lab, tag) in enumerate(((ed_img, ed_lab, "ED"), (es_img, es_lab, "ES"))):
@@ -259,15 +255,13 @@ def render_overlay_png(result, dpi: int = 90) -> bytes:
 
 def render_volume_curve_png(result, dpi: int = 100) -> bytes:
     """PNG bytes of the LV and RV cavity volume over the cycle (cine), ED and ES marked."""
-    from matplotlib.figure import Figure
-
     curve = result.curve
     s = result.series[0]
     t = np.arange(len(curve["LV cavity"]))
     tt = s.trigger_times
     use_ms = tt is not None and len(tt) == len(t) and np.all(np.isfinite(tt))
     x = np.asarray(tt, float) if use_ms else t
-    fig = Figure(figsize=(6, 3.6))
+    fig = agg_figure(figsize=(6, 3.6))
     ax = fig.add_subplot(1, 1, 1)
     ax.plot(x, curve["LV cavity"], "o-", color=SEGMENTS[3][2], label="LV cavity")
     ax.plot(x, curve["RV cavity"], "s-", color=SEGMENTS[1][2], label="RV cavity")

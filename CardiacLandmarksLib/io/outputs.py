@@ -442,6 +442,19 @@ def output_stem(source: str) -> str:
     return name or "series"
 
 
+def agg_figure(**kwargs):
+    """A matplotlib ``Figure(**kwargs)`` on its own Agg canvas: how every figure of this tool is made. Not pyplot,
+    whose figure registry is process-wide state (matplotlib's advice for web servers and embedding applications:
+    the review app saves figures in worker threads, Dask workers may run studies in threads), and no backend switch
+    (in Slicer's Python the backend is the user's)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(**kwargs)
+    FigureCanvasAgg(fig)
+    return fig
+
+
 def source_label(source: str | Path | None) -> str:
     """How a figure's title names its input: the file name (``patient001_ED.nii.gz``), or for a generic DICOM
     folder name the folder above it too (``SCD0000101/dicom``), so the title names the patient as the output

@@ -19,7 +19,7 @@ import numpy as np
 from CardiacLandmarksLib.core.landmarks import LANDMARKS_BY_VIEW, LandmarkSet
 from CardiacLandmarksLib.core.orientation import draw_orientation, orientation_text
 from CardiacLandmarksLib.io.atomic import atomic_write_bytes
-from CardiacLandmarksLib.io.outputs import source_label
+from CardiacLandmarksLib.io.outputs import agg_figure, source_label
 from CardiacLandmarksLib.lax.measurements import LVLengthCurve, lv_length_curve
 
 logger = logging.getLogger(__name__)
@@ -64,15 +64,12 @@ def render_lax_png(
     Returns:
         The path written.
     """
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
     from matplotlib.ticker import MaxNLocator
 
     curve = curve or lv_length_curve(lmset, k=k, n_phases=series.n_phases)
     k = curve.slice if k is None else k
     names = LANDMARKS_BY_VIEW[curve.view]
-    fig = Figure(figsize=(15, 5.2))  # no pyplot: drawn in the review app's worker threads and in Slicer
-    FigureCanvasAgg(fig)
+    fig = agg_figure(figsize=(15, 5.2))  # (drawn in the review app's worker threads and in Slicer)
     axes = fig.subplots(1, 3, gridspec_kw={"width_ratios": [1, 1, 1.25]})
     letters = None  # the compass letters drawn (the same on both panels: one slice)
     for ax, (label, t) in zip(axes[:2], (("ED", curve.ed_phase), ("ES", curve.es_phase))):

@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from CardiacLandmarksLib.io.atomic import atomic_write_bytes
+from CardiacLandmarksLib.io.outputs import agg_figure
 from CardiacLandmarksLib.perfusion import aha
 
 logger = logging.getLogger(__name__)
@@ -27,18 +28,6 @@ logger = logging.getLogger(__name__)
 #: ring radii (inner, outer) per level; the apex cap 17 is the disc r < 0.35
 RINGS = {"apex": (0.35, 1.2), "mid": (1.2, 2.1), "base": (2.1, 3.0)}
 CAP = 0.35
-
-
-def _figure(**kwargs):
-    """A matplotlib ``Figure`` on its own Agg canvas (``Figure(**kwargs)``). Not pyplot, whose figure registry is
-    process-wide state (matplotlib: "do not use pyplot" in a web server or an embedding application): the review
-    app and Dask workers draw in threads, and Slicer's matplotlib backend stays the user's."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    fig = Figure(**kwargs)
-    FigureCanvasAgg(fig)
-    return fig
 
 
 def segment_wedge(segment: int) -> tuple[float, float, float, float]:
@@ -218,7 +207,7 @@ def render_bullseye_png(panels: list[BullseyePanel], path: str | Path, title: st
     lines = [w for line in text.split("\n") for w in textwrap.wrap(line, chars)]
     foot_in = 0.15 + len(lines) * 7 * 1.3 / 72
     height = 4.9 + foot_in
-    fig = _figure(figsize=(width, height))
+    fig = agg_figure(figsize=(width, height))
     axes = fig.subplots(1, n + 1, squeeze=False, gridspec_kw={"width_ratios": [0.6] + [1.0] * n})
     draw_key(axes[0][0])
     for ax, panel in zip(axes[0][1:], panels):
@@ -339,7 +328,7 @@ def render_sector_overlay_png(image: np.ndarray, segments: np.ndarray, mask: np.
     hi, hj = crop_mm / spacing_ij[0], crop_mm / spacing_ij[1]
     i0, i1 = int(max(0, c[0] - hi)), int(min(img.shape[1], c[0] + hi + 1))
     j0, j1 = int(max(0, c[1] - hj)), int(min(img.shape[0], c[1] + hj + 1))
-    fig = _figure(figsize=(5.6, 5.6))
+    fig = agg_figure(figsize=(5.6, 5.6))
     ax = fig.subplots()
     crop = img[j0:j1, i0:i1]
     lo, up = np.percentile(crop, [1, 99.5])

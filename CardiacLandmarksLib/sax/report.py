@@ -29,7 +29,7 @@ from CardiacLandmarksLib.core.series import CMRSeries
 from CardiacLandmarksLib.io import markups
 from CardiacLandmarksLib.io.atomic import atomic_write_bytes, atomic_write_text
 from CardiacLandmarksLib.io.jsonsafe import dumps_strict
-from CardiacLandmarksLib.io.outputs import output_stem, source_label
+from CardiacLandmarksLib.io.outputs import agg_figure, output_stem, source_label
 from CardiacLandmarksLib.sax.measurements import rvi_measurements
 
 logger = logging.getLogger(__name__)
@@ -233,8 +233,6 @@ def render_overlay_png(
         InvalidImageError: ``phase`` out of range for the series.
     """
     from matplotlib import patheffects
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
     from matplotlib.lines import Line2D
 
     if phase is None:
@@ -274,8 +272,7 @@ def render_overlay_png(
     title_in = n_title_lines * 9 * 1.3 / 72 + 0.1  # the tallest panel title
     head_in = 0.2 + len(header) * 9.5 * 1.4 / 72 + title_in  # suptitle lines + first panel title
     height = (panel + title_in) * nrows + head_in - title_in + 0.5
-    fig = Figure(figsize=(width, height), dpi=dpi)
-    FigureCanvasAgg(fig)
+    fig = agg_figure(figsize=(width, height), dpi=dpi)
     side = max(0.01, (1.0 - panel * ncols / width) / 2)
     fig.subplots_adjust(left=side, right=1.0 - side, top=1.0 - head_in / height, bottom=0.5 / height,
                         wspace=0.04, hspace=title_in / panel + 0.05)

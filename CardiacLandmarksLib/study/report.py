@@ -26,6 +26,7 @@ import numpy as np
 from CardiacLandmarksLib.core.orientation import draw_orientation
 from CardiacLandmarksLib.io.atomic import atomic_write_bytes, atomic_write_text
 from CardiacLandmarksLib.io.jsonsafe import dumps_strict
+from CardiacLandmarksLib.io.outputs import agg_figure
 from CardiacLandmarksLib.study.routing import fit_text as _fit
 
 logger = logging.getLogger(__name__)
@@ -243,8 +244,6 @@ def _key_value_lines(result) -> list[tuple[str, float, str, float]]:
 def render_summary_png(result, outdir: Path, dpi: int = 100) -> bytes:
     """The one-page summary picture (module docstring) as PNG bytes."""
     import matplotlib.image as mpimg
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
 
     r = result.routing
     panels = []
@@ -278,8 +277,7 @@ def render_summary_png(result, outdir: Path, dpi: int = 100) -> bytes:
     if len(rows) > 16:
         rows = rows[:15] + [f"... {len(rows) - 15} more series (routing.txt)"]
     lines = _key_value_lines(result)
-    fig = Figure(figsize=(16, 10), dpi=dpi)  # no pyplot (process-wide state; see perfusion.bullseye._figure)
-    FigureCanvasAgg(fig)
+    fig = agg_figure(figsize=(16, 10), dpi=dpi)
     # the top block is as tall as its text (routing table, key values in the right-hand column), between
     # TOP_BLOCK_PT; the image panels take the rest (a fixed 0.85 : 1.15 left a study of a few values with an
     # empty band above small pictures)
