@@ -40,12 +40,12 @@ from CardiacLandmarksLib.batch.state import BatchState
 from CardiacLandmarksLib.batch.worker import run_study
 from CardiacLandmarksLib.core.errors import CardiacLandmarksError
 from CardiacLandmarksLib.io.atomic import atomic_write_bytes, atomic_write_text
-from CardiacLandmarksLib.io.outputs import prepare_output_dir
+from CardiacLandmarksLib.io.outputs import BATCH_STATE_FILE, prepare_output_dir
 
 logger = logging.getLogger(__name__)
 
 ENGINES = ("dask", "local")
-STATE_FILE = "batch.sqlite"
+STATE_FILE = BATCH_STATE_FILE
 
 
 class BatchEngineError(CardiacLandmarksError):

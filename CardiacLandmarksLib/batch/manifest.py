@@ -12,8 +12,8 @@ study is run and recorded as failed with the reason, like any other failing stud
 **Folder of studies**: every sub-folder (not hidden) is one study named after it; image files
 lying directly in the folder are grouped into studies by the part of their name before the
 first ``_`` (``patient001_ED.nii.gz`` and ``patient001_ES.nii.gz`` -> study ``patient001``). A sub-folder that is
-a result of this tool (a ``batch`` output with ``batch.sqlite``, a ``study`` output with ``study.json`` and
-``run.json``) is not a study: ``batch STUDIES -o STUDIES/out`` resumes without taking its own output for one.
+a result of this tool (a ``batch`` output with ``batch.sqlite``, a ``study`` or ``detect`` output with its
+``run.json``: :func:`CardiacLandmarksLib.io.outputs.is_result_folder`) is not a study: ``batch STUDIES -o STUDIES/out`` resumes without taking its own output for one.
 """
 
 from __future__ import annotations
@@ -28,11 +28,10 @@ from pathlib import Path
 
 from CardiacLandmarksLib.core.errors import CardiacLandmarksError, InputNotFoundError
 from CardiacLandmarksLib.io.image import is_image_file
+from CardiacLandmarksLib.io.outputs import is_result_folder
 
 logger = logging.getLogger(__name__)
 
-#: files that make a sub-folder a result of this tool, not a study (:func:`discover_studies`)
-RESULT_MARKERS = (("batch.sqlite",), ("study.json", "run.json"))
 REQUIRED_COLUMNS = ("study_id", "path")
 OPTIONAL_COLUMNS = ("height_cm", "weight_kg", "pixel_size_mm", "frame_interval_s")
 
@@ -188,12 +187,12 @@ def discover_studies(folder: str | Path) -> list[StudySpec]:
     """
     folder = Path(folder).expanduser()
     if not folder.is_dir():
-        raise InputNotFoundError(f"batch input folder not found: {folder}")
+        raise InputNotFoundError.at(folder, "batch input folder")
     studies: dict[str, StudySpec] = {}
     for p in sorted(folder.iterdir()):
         if p.name.startswith("."):
             continue
-        if p.is_dir() and any(all((p / f).is_file() for f in marker) for marker in RESULT_MARKERS):
+        if p.is_dir() and is_result_folder(p):
             logger.info("%s: a result folder of cardiac-landmarks, not a study: left out", p)
             continue
         if p.is_dir():

@@ -57,6 +57,8 @@ from CardiacLandmarksLib.io.jsonsafe import dumps_strict
 logger = logging.getLogger(__name__)
 
 RUN_FILE = "run.json"
+#: the state of a ``batch`` output folder (:mod:`CardiacLandmarksLib.batch.engine`)
+BATCH_STATE_FILE = "batch.sqlite"
 BACKUP_PREFIX = "backup-"
 #: files this tool writes (used to recognise an earlier run that has no run.json)
 RESULT_PATTERNS = ("landmarks.json", "measurements.csv", "*.mrk.json", "*.png", "report.json", "report.csv",
@@ -440,6 +442,13 @@ def output_stem(source: str) -> str:
         if name.endswith(ext):
             return name[: -len(ext)]
     return name or "series"
+
+
+def is_result_folder(folder: str | Path) -> bool:
+    """True for an output folder of this tool (its ``run.json``: detect, study, a batch study; ``batch.sqlite``: a
+    batch), which a folder of inputs may hold (``-o`` inside the input): it is not a study or a series to read."""
+    d = Path(folder)
+    return (d / RUN_FILE).is_file() or (d / BATCH_STATE_FILE).is_file()
 
 
 def agg_figure(**kwargs):

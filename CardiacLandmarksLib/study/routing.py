@@ -69,6 +69,7 @@ from CardiacLandmarksLib.io import image as io_image
 from CardiacLandmarksLib.io.checks import given_pixel_size, label_values
 from CardiacLandmarksLib.io.common import guess_sequence, guess_view, lge_by_inversion
 from CardiacLandmarksLib.io.load import pair_phases, same_grid
+from CardiacLandmarksLib.io.outputs import is_result_folder
 from CardiacLandmarksLib.io.view import recognise_view
 
 logger = logging.getLogger(__name__)
@@ -245,11 +246,6 @@ def _side_file(f: Path, imgs: list[Path]) -> bool:
     return any(g.stem == f.stem and g.suffix.lower() in heads for g in imgs)
 
 
-def _result_folder(d: Path) -> bool:
-    """True for an output folder of this tool (``run.json`` of detect / study / a batch study, ``batch.sqlite``)."""
-    return (d / "run.json").is_file() or (d / "batch.sqlite").is_file()
-
-
 def route_study(path: str | Path | list, recursive: bool = True) -> StudyRouting:
     """Classify every series of a study and decide the analyses (module docstring).
 
@@ -281,7 +277,7 @@ def route_study(path: str | Path | list, recursive: bool = True) -> StudyRouting
                 # DICOM series kept in sub-folders beside the image files (a study exported partly as NIfTI): read
                 # too; they were left out without a word. A result folder of this tool there is not a series.
                 dicom_dirs += [d for d in sorted(p.iterdir()) if d.is_dir() and not d.name.startswith(".")
-                               and not _result_folder(d)]
+                               and not is_result_folder(d)]
             else:
                 dicom_dirs.append(p)
         elif io_image.is_image_file(p):
