@@ -83,11 +83,11 @@ class FunctionSection:
 
     def options(self):
         from CardiacLandmarksLib.function import FunctionOptions
+        from CardiacLandmarksLib.function.measurements import indexing_pair
 
-        height = float(self.ui.functionHeightSpinBox.value) or None
-        weight = float(self.ui.functionWeightSpinBox.value) or None
-        if (height is None) != (weight is None):
-            height = weight = None  # indexing needs both; the status text says so
+        # one of the two alone: not indexed (the library's rule, as for a cohort row)
+        height, weight, _note = indexing_pair(float(self.ui.functionHeightSpinBox.value) or None,
+                                              float(self.ui.functionWeightSpinBox.value) or None)
         return FunctionOptions(height_cm=height, weight_kg=weight)
 
     def _onProgress(self, done: int, total: int) -> None:

@@ -205,6 +205,20 @@ def check_subject_size(height_cm: float | None, weight_kg: float | None) -> None
         raise FunctionInputError(f"weight {weight_kg} kg is not plausible (1-650 kg; give kilograms)")
 
 
+def indexing_pair(height_cm: float | None, weight_kg: float | None) -> tuple[float | None, float | None, str]:
+    """The height and weight to index by (:func:`bsa_mosteller` needs both or neither): both, or neither with the
+    note ``"... given without its ...: volumes and mass not indexed"`` when one came alone (a cohort row, a panel
+    box left empty), so the volumes and mass are still reported.
+
+    Returns:
+        ``(height_cm, weight_kg, note)``; ``note`` is ``""`` unless one of the two was dropped.
+    """
+    if (height_cm is None) == (weight_kg is None):
+        return height_cm, weight_kg, ""
+    given, missing = ("height", "weight") if height_cm is not None else ("weight", "height")
+    return None, None, f"the subject's {given} is given without its {missing}: volumes and mass not indexed"
+
+
 def subject_from_header(subject: dict, series, label: str, notes: list[str]) -> None:
     """Height and weight from a DICOM series' header (``PatientSize`` in m, ``PatientWeight`` in kg, which scanners
     record for the SAR limits) when the caller gave neither, so that volumes and mass are indexed to the body-surface
@@ -227,7 +241,7 @@ def subject_from_header(subject: dict, series, label: str, notes: list[str]) -> 
         return
     height = float(size) * 100.0
     try:
-        bsa_mosteller(height, float(weight))
+        check_subject_size(height, float(weight))
     except FunctionInputError as exc:
         notes.append(f"height and weight in the DICOM header of {label} not used: {exc}")
         return

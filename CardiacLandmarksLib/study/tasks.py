@@ -301,12 +301,13 @@ def run_function(series: CMRSeries, models: Models, outdir: Path, root: Path, ke
     """
     import copy
 
+    from CardiacLandmarksLib.function.measurements import indexing_pair
     from CardiacLandmarksLib.function.pipeline import FunctionOptions, analyse_function, function_model_name
 
     subject = subject or {}
-    height, weight = subject.get("height_cm"), subject.get("weight_kg")
-    one_only = (height is None) != (weight is None)  # a cohort row with a height and no weight: no indexing
-    opts = FunctionOptions(height_cm=None if one_only else height, weight_kg=None if one_only else weight,
+    # a cohort row with a height and no weight: volumes and mass, not indexed, with a note
+    height, weight, one_only = indexing_pair(subject.get("height_cm"), subject.get("weight_kg"))
+    opts = FunctionOptions(height_cm=height, weight_kg=weight,
                            device=models.device, tta=models.tta)
     if series.metadata.get("phase_labels") == ["ED", "ES"] and series.n_phases == 2:
         vols = []
@@ -331,10 +332,8 @@ def run_function(series: CMRSeries, models: Models, outdir: Path, root: Path, ke
             out.values.append(KeyValue(label, v.value, v.unit, v.status, list(v.flags), v.source, v.check_text()))
     out.notes += [f"function flag: {f}" for f in res.flags]
     if one_only:
-        note = (f"the subject's {'height' if height is not None else 'weight'} is given without its "
-                f"{'weight' if height is not None else 'height'}: volumes and mass not indexed")
-        out.notes.append(note)
-        out.study_notes.append(note)
+        out.notes.append(one_only)
+        out.study_notes.append(one_only)
     return out
 
 
