@@ -241,6 +241,9 @@ def test_folder_of_studies_leaves_out_its_own_results(tmp_path):
         (tmp_path / "one_study" / name).write_text("{}")
     (tmp_path / "notes_only").mkdir()
     (tmp_path / "notes_only" / "study.json").write_text("{}")  # not our result without its run.json: kept
+    (tmp_path / "detect_out").mkdir()  # a detect output (run.json, no study.json): a result, as the routing says
+    for name in ("run.json", "landmarks.json"):
+        (tmp_path / "detect_out" / name).write_text("{}")
     assert [s.study_id for s in discover_studies(tmp_path)] == ["notes_only", "p001"]
 
 
