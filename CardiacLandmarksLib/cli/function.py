@@ -66,7 +66,7 @@ def cmd_function(args: argparse.Namespace) -> int:
     else:
         inputs = (load_series(args.ed, series_uid=args.series_uid, time_axis="none"),
                   load_series(args.es, series_uid=args.series_uid, time_axis="none"))
-    from CardiacLandmarksLib.function.measurements import review_reasons, subject_from_header
+    from CardiacLandmarksLib.function.measurements import subject_from_header, summary_lines
 
     subject: dict = {"height_cm": args.height, "weight_kg": args.weight} if args.height is not None else {}
     notes: list[str] = []
@@ -77,17 +77,10 @@ def cmd_function(args: argparse.Namespace) -> int:
         print(f"note: {note}")
     result = analyse_function(inputs, opts)
     written = result.write(args.output, if_exists="overwrite" if args.overwrite else "backup")
-    lv, rv = result.values["LV"], result.values["RV"]
-
-    def show(v):
-        return "n/a" if v.value is None else f"{v.value:.1f} {v.unit}" + ("" if v.status == "ok" else f" [{v.status}]")
     if result.mode == "cine":
         print(f"ED phase {result.ed_phase}, ES phase {result.es_phase} of {result.series[0].n_phases}")
-    print(f"LV  EDV {show(lv['EDV_ml'])}  ESV {show(lv['ESV_ml'])}  SV {show(lv['SV_ml'])}  EF {show(lv['EF_pct'])}  "
-          f"mass {show(lv['mass_g'])}")
-    print(f"RV  EDV {show(rv['EDV_ml'])}  ESV {show(rv['ESV_ml'])}  SV {show(rv['SV_ml'])}  EF {show(rv['EF_pct'])}")
-    for reason in sorted(review_reasons(result.values, with_source=True)):  # the masks and the flags in words
-        print(f"  {reason}")
+    for line in summary_lines(result.values):  # the values, then the reasons to review them in words
+        print(line)
     print(f"wrote {len(written)} files to {args.output}", file=sys.stderr)
     return 0
 

@@ -175,9 +175,7 @@ def cmd_study(args: argparse.Namespace) -> int:
         if o.review_note:
             print(f"  {o.review_note}")
     for v in result.key_values():
-        d = v.to_dict()
-        check = v.check_text(d["status"])
-        print(f"  [{d['status']:>6}] {v.name}: {v.value_text()}" + (f"  ({check})" if check else ""))
+        print(f"  {v.line()}")
     for note in result.notes:
         print(f"note: {note}")
     print(f"study status: {result.status}; wrote {', '.join(str(p) for p in [*written, record.path])}")

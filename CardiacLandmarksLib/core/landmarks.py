@@ -56,6 +56,20 @@ class Landmark:
     doubt: str = ""
     confirmed: bool = False
 
+    def __repr__(self) -> str:
+        """One line for a console, e.g. ``Landmark('A-RVI', slice 5, phase 0: LPS (-12.3, 40.1, 88.0) mm, low 0.41:
+        the detector's estimates disagree by 5.3 mm)``; ``absent`` for a landmark not found."""
+        where = f"Landmark({self.name!r}, slice {self.slice}, phase {self.phase}: "
+        if not self.found:
+            return where + ("absent, unset by a reader)" if self.corrected else "absent)")
+        pos = ", ".join(f"{float(x):.1f}" for x in np.asarray(self.position, float).ravel())
+        trust = f"{self.flag} {float(self.confidence):.2f}"
+        if self.confirmed:
+            trust += ", confirmed by a reader"
+        elif self.corrected:
+            trust += ", placed by a reader"
+        return where + f"LPS ({pos}) mm, {trust}" + (f": {self.doubt}" if self.doubt else "") + ")"
+
     def to_dict(self) -> dict:
         d = asdict(self)
         d["position"] = [float(x) for x in np.asarray(self.position, float)] if self.found else None
@@ -269,6 +283,15 @@ class Measurement:
             return "not measured" if self.status == "n/a" else "check"
         return ("n/a: " if self.status == "n/a" else "check ") + ", ".join(doubtful)
 
+    def __repr__(self) -> str:
+        """One line for a console with the value's trust, e.g. ``Measurement('RVI angle', slice 5, phase 0:
+        62.3 deg, review: check A-RVI (low 0.41))``; a value that is not ``ok`` is never shown alone."""
+        where = ", ".join(f"{k} {v}" for k, v in (("slice", self.slice), ("phase", self.phase)) if v is not None)
+        value = f"{self.value:.4g} {self.unit}".rstrip() if math.isfinite(self.value) else "no value"
+        caveat = self.caveat()
+        return (f"Measurement({self.name!r}{', ' + where if where else ''}: {value}, {self.status}"
+                + (f": {caveat.removeprefix('n/a: ')}" if caveat else "") + ")")
+
     def sources_text(self) -> str:
         """Sources as one CSV cell: ``"A-RVI s3 p0:low:0.03; C-LV s3 p0:high:0.91"``; a reader's point ends in
         ``:corrected`` (moved, placed or unset) or ``:confirmed`` (kept where the model put it), e.g.
@@ -348,6 +371,25 @@ class LandmarkSet:
                 if (lm.name, lm.slice, lm.phase) == key:
                     return lm
         return None
+
+    def __repr__(self) -> str:
+        """One line for a console: what was found and how far it is trusted, not every point (a 10 x 25 stack has
+        750), e.g. ``LandmarkSet(sax, sax_unet 1.7.0, 12 slices x 20 phases: 390 of 720 points found (250 high,
+        140 low); 300 measurements (ok 180, review 110, n/a 10))``. The points are in ``landmarks``, the values in
+        ``measurements``."""
+        pairs = self.slices_phases()
+        n_slices, n_phases = len({k for k, _ in pairs}), len({t for _, t in pairs})
+        found = [lm for lm in self.landmarks if lm.found]
+        flags = {f: sum(lm.flag == f for lm in found) for f in ("high", "low")}
+        by_reader = sum(lm.corrected for lm in self.landmarks)
+        points = (f"{len(found)} of {len(self.landmarks)} points found (high {flags['high']}, low {flags['low']}"
+                  + (f", {by_reader} by a reader" if by_reader else "") + ")")
+        statuses = ", ".join(f"{st} {n}" for st in STATUSES
+                             if (n := sum(m.status == st for m in self.measurements)))
+        model = " ".join(str(self.model.get(k)) for k in ("name", "version") if self.model.get(k))
+        return (f"LandmarkSet({self.view}{', ' + model if model else ''}, {n_slices} slice(s) x {n_phases} phase(s): "
+                f"{points}; {len(self.measurements)} measurement(s)" + (f" ({statuses})" if statuses else "")
+                + (f"; {len(self.warnings)} input warning(s)" if self.warnings else "") + ")")
 
     def slices_phases(self) -> list[tuple[int, int]]:
         """Sorted distinct (slice, phase) pairs that have landmarks."""

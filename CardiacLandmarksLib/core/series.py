@@ -56,6 +56,22 @@ class CMRSeries:
     def __post_init__(self) -> None:
         self.check_shapes()
 
+    def __repr__(self) -> str:
+        """One line for a console: what the series is, its size and pixel size, not its pixels (a repr of the
+        ``[t, k, j, i]`` array and the DICOM file list would fill the screen), e.g.
+        ``CMRSeries('dicom': cine, view unknown, 20 phases x 12 slices x 256 x 256 px, 1.37 x 1.37 x 10.0 mm,
+        orientation from the header)``."""
+        shape = np.shape(self.pixels)
+        size = (f"{shape[0]} phase(s) x {shape[1]} slice(s) x {shape[2]} x {shape[3]} px" if len(shape) == 4
+                else f"pixels of shape {shape}")
+        try:
+            mm = " x ".join(f"{float(x):.3g}" for x in self.spacing) + " mm"
+        except (TypeError, ValueError):
+            mm = f"spacing {self.spacing!r}"
+        orient = "orientation from the header" if self.orientation_known else "orientation unknown"
+        name = self.description or self.source or "series"
+        return f"CMRSeries({name!r}: {self.sequence}, view {self.view}, {size}, {mm}, {orient})"
+
     def check_shapes(self) -> None:
         """Check that pixels and geometry describe the same slices (on construction, and again by
         :func:`CardiacLandmarksLib.io.common.finalize_series` in case a field was replaced since).

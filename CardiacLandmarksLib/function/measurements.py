@@ -115,6 +115,29 @@ class Value:
         return "check " + (f"{self.source}: " if with_source and self.source else "") + ", ".join(words)
 
 
+def value_text(v: Value) -> str:
+    """A value as the ``function`` console shows it: ``"n/a"``, ``"58.9 ml"`` or, when it is not ok,
+    ``"58.9 ml [review]"`` (a doubtful value is never shown as a plain number)."""
+    return "n/a" if v.value is None else f"{v.value:.1f} {v.unit}" + ("" if v.status == "ok" else f" [{v.status}]")
+
+
+def summary_lines(values: dict) -> list[str]:
+    """The two lines of LV and RV values and the reasons to review them (:func:`review_reasons` with the masks),
+    as ``cardiac-landmarks function`` prints them and a console shows a
+    :class:`~CardiacLandmarksLib.function.pipeline.FunctionResult`:
+    ``"LV  EDV 150.2 ml  ESV 70.1 ml  SV 80.1 ml  EF 53.3 %  mass 120.4 g"``, ``"RV  EDV ..."``, then
+    ``"  check LV myocardium at ED (phase 0): ..."`` for each reason. ``values``: ``{"LV": {name: Value},
+    "RV": {...}}``."""
+    lv, rv = values["LV"], values["RV"]
+
+    def show(side: dict, key: str) -> str:
+        return value_text(side[key]) if key in side else "n/a"
+    lines = [f"LV  EDV {show(lv, 'EDV_ml')}  ESV {show(lv, 'ESV_ml')}  SV {show(lv, 'SV_ml')}  "
+             f"EF {show(lv, 'EF_pct')}  mass {show(lv, 'mass_g')}",
+             f"RV  EDV {show(rv, 'EDV_ml')}  ESV {show(rv, 'ESV_ml')}  SV {show(rv, 'SV_ml')}  EF {show(rv, 'EF_pct')}"]
+    return lines + [f"  {reason}" for reason in sorted(review_reasons(values, with_source=True))]
+
+
 def review_reasons(values: dict, with_source: bool = False) -> list[str]:
     """The distinct :meth:`Value.check_text` of a result's values (``{"LV": {name: Value}, "RV": {...}}``), in
     order, leaving out the indexed values (an index has the reason of its volume or mass): the lines the function

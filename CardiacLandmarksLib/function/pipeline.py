@@ -112,6 +112,17 @@ class FunctionResult:
     confidence: list[np.ndarray] | None = None
     uncertainty: dict = field(default_factory=dict)
 
+    def __repr__(self) -> str:
+        """For a console: the input, the phases, the model and the values as ``cardiac-landmarks function`` prints
+        them (:func:`.measurements.summary_lines`: a value that is not ok carries its status and reason), not the
+        label and confidence arrays."""
+        inputs = " + ".join(repr(n) for n in self.names)
+        phases = (f"ED phase {self.ed_phase}, ES phase {self.es_phase} of {self.series[0].n_phases}"
+                  if self.mode == "cine" else "ED and ES volumes")
+        model = " ".join(str(self.model.get(k)) for k in ("name", "version") if self.model.get(k))
+        lines = fm.summary_lines(self.values) + ([f"  flags: {', '.join(self.flags)}"] if self.flags else [])
+        return f"FunctionResult({self.mode} {inputs}, {phases}, {model}\n" + "".join(f"  {x}\n" for x in lines) + ")"
+
     @property
     def spacing(self) -> tuple[float, float, float]:
         return tuple(float(x) for x in self.series[0].spacing)

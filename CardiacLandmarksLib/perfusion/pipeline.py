@@ -160,6 +160,12 @@ class SliceAnalysis:
     #: mismatch, which drops the reserve instead (:func:`analyse_perfusion`)
     warnings_beside_global: list[str] = field(default_factory=list)
 
+    def __repr__(self) -> str:
+        """One line for a console: the series, its condition and level, where its RV insertions came from and
+        its warnings, not its frames, masks and maps."""
+        return (f"SliceAnalysis({self.name!r}: {self.condition} {self.level}, {self.series.n_phases} frames, "
+                f"RVI from {self.rvi_source or 'none'}, {len(self.warnings)} warning(s))")
+
     @property
     def reference_image(self) -> np.ndarray:
         return self.series.pixels[self.seg.reference_frame, 0]
@@ -658,6 +664,32 @@ class PerfusionResult:
     model_sha: str
     #: inputs that could not be analysed: ``(name, "ErrorName: message")``; the others are in ``analyses``
     failed: list[tuple[str, str]] = field(default_factory=list)
+
+    def __repr__(self) -> str:
+        """For a console: each analysed series (condition, level, where its RV insertions came from), the series
+        not analysed, and the global values of the primary metric and the stress/rest reserve with their status
+        and reason (the report's own), not the per-frame masks and maps."""
+        from CardiacLandmarksLib.perfusion.report import primary_metric
+        from CardiacLandmarksLib.study.tasks import format_value
+
+        def shown(value, unit: str, status: str, check: str) -> str:
+            return f"{format_value(value, unit)}, {status}" + (f": {check}" if check and status != "ok" else "")
+        lines = [f"{a.name}: {a.condition} {a.level}, RVI from {a.rvi_source or 'none'}" for a in self.analyses]
+        lines += [f"{name}: not analysed ({error})" for name, error in self.failed]
+        glob = self.summary.get("global", {})
+        if self.summary.get("metrics"):
+            metric = primary_metric(self.summary)
+            for c in self.summary.get("conditions", []):
+                g = glob.get(c, {}).get(metric)
+                if g:
+                    lines.append(f"global {c} {metric}: " + shown(g.get("mean"), self.summary.get("units", {}).get(metric, ""),
+                                                                 g.get("status", "review"), g.get("check", "")))
+            for key, value in (glob.get("reserve") or {}).items():
+                trust = (glob.get("reserve_trust") or {}).get(key, {})
+                lines.append(f"reserve {key}: " + shown(value, "ratio", trust.get("status", "review"),
+                                                         trust.get("check", "")))
+        return (f"PerfusionResult({len(self.analyses)} series analysed, {len(self.failed)} not analysed\n"
+                + "".join(f"  {x}\n" for x in lines) + ")")
 
     def write(self, outdir: str | Path) -> list[Path]:
         from CardiacLandmarksLib.perfusion.report import write_report

@@ -365,6 +365,10 @@ class LandmarkResult:
     png_suffix: str
     elapsed_s: float = 0.0
 
+    def __repr__(self) -> str:
+        """One line per part for a console: the series and the landmark summary (their own reprs), the time."""
+        return f"LandmarkResult(\n  {self.series!r},\n  {self.landmarks!r},\n  {self.elapsed_s:.1f} s)"
+
     @property
     def view(self) -> str:
         return self.landmarks.view

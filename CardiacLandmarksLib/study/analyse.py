@@ -127,6 +127,16 @@ class StudyResult:
     name: str = ""
     settings: dict = field(default_factory=dict)  # how the analyses ran: device, mirror TTA
 
+    def __repr__(self) -> str:
+        """For a console: the study, its status, each analysis run and every key value with its status and reason
+        (:meth:`~.tasks.KeyValue.line`, as ``study`` prints them), not the routed series' headers or the task
+        results (in :attr:`routing` and :attr:`outcomes`)."""
+        runs = ", ".join(f"{o.task} on {o.series_key}" + ("" if o.ok else " FAILED") for o in self.outcomes)
+        lines = [v.line() for v in self.key_values()] + [f"error: {e}" for e in self.errors]
+        return (f"StudyResult({self.name or self.routing.name!r}, status {self.status}: "
+                f"{len(self.routing.series)} series routed; analyses: {runs or 'none'}\n"
+                + "".join(f"  {x}\n" for x in lines) + ")")
+
     @property
     def errors(self) -> list[str]:
         """One line per analysis that failed, and per series a study-wide analysis could not use (perfusion:

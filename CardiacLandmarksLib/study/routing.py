@@ -147,6 +147,12 @@ class RoutedSeries:
     _load: object = None
     _series: CMRSeries | None = None
 
+    def __repr__(self) -> str:
+        """One line for a console: the series, its size, view, sequence and analyses (its routing-table row)."""
+        size = f"{self.n_slices} x {self.n_phases}" if self.n_slices else "-"
+        return (f"RoutedSeries({self.key!r}, {self.label!r}: {size}, {self.view.upper()}, {self.sequence}, "
+                f"analyses {', '.join(self.analyses) or 'none'}: {self.reason})")
+
     def load(self) -> CMRSeries:
         """The series' pixels and geometry (loaded once, then kept).
 
@@ -209,6 +215,10 @@ class StudyRouting:
 
     def to_analyse(self, analysis: str) -> list[RoutedSeries]:
         return [s for s in self.series if analysis in s.analyses]
+
+    def __repr__(self) -> str:
+        """For a console: the study and its routing table (:meth:`table`), not each series' header."""
+        return f"StudyRouting({self.name!r}, {self.kind}, {len(self.series)} series\n{self.table()}\n)"
 
     def table(self) -> str:
         """The routing table as text: series -> view/sequence -> analysis (reason)."""

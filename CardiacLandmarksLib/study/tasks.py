@@ -121,6 +121,16 @@ class KeyValue:
         ``"-"`` for none, else with :func:`value_decimals` decimals and the unit (``"0.27 ratio"``, ``"58.9 ml"``)."""
         return format_value(self.value, self.unit)
 
+    def line(self) -> str:
+        """The value as ``study``, ``apply-review`` and a console show it: ``"[review] LV EF: 55.2 %  (check LV
+        myocardium contours (uncertain segmentation))"``: status first, the reason after a value that is not ok."""
+        status = self.to_dict()["status"]
+        check = self.check_text(status)
+        return f"[{status:>6}] {self.name}: {self.value_text()}" + (f"  ({check})" if check else "")
+
+    def __repr__(self) -> str:
+        return f"KeyValue({self.line()})"
+
     @classmethod
     def from_dict(cls, d: dict) -> KeyValue:
         """Inverse of :meth:`to_dict` (a value of ``study.json``)."""
@@ -163,6 +173,13 @@ class TaskOutcome:
     #: what the user can give to get more from the series (e.g. ``--dt`` for Fermi MBF); :func:`.analyse.analyse_study`
     #: adds them to the study's notes, which the CLI prints (also in ``notes``)
     study_notes: list[str] = field(default_factory=list)
+
+    def __repr__(self) -> str:
+        """For a console: the analysis, its state and its key values (:meth:`KeyValue.line`), not the task's result
+        object (in :attr:`result`)."""
+        state = "ok" if self.ok else f"FAILED: {self.error}"
+        return (f"TaskOutcome({self.task} on {self.series_key}: {state}, {len(self.files)} file(s)\n"
+                + "".join(f"  {v.line()}\n" for v in self.values) + ")")
 
     def to_dict(self) -> dict:
         return {"task": self.task, "series": self.series_key, "ok": self.ok, "error": self.error,
