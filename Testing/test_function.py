@@ -303,6 +303,32 @@ def test_cli_function_and_named_errors(acdc_dir, tmp_path, capsys):
     assert rows["BSA (Mosteller)"][1] == f"{math.sqrt(184 * 72 / 3600):.2f}".rstrip("0")
 
 
+def test_cli_function_refuses_label_masks_and_absurd_pixel_sizes_before_the_network(acdc_dir, tmp_path, capsys):
+    """The input checks every analysis runs (io.checks) apply to function too. Before, the ACDC expert masks given
+    as ED and ES gave 'LV EDV 469.24 ml, ok' in function.csv, and a header in centimetres (pixels 0.0156 mm) gave
+    a folder of n/a values."""
+    import nibabel as nib
+
+    from CardiacLandmarksLib.cli import main
+
+    out = tmp_path / "masks"
+    assert main(["function", "--ed", str(acdc_dir / "patient101_ED_gt.nii.gz"), "--es",
+                 str(acdc_dir / "patient101_ES_gt.nii.gz"), "-o", str(out), "--device", "cpu"]) == 1
+    assert "label mask, not an MR image" in capsys.readouterr().err
+    assert not out.exists()
+    scaled = []
+    for phase in ("ED", "ES"):
+        img = nib.load(str(acdc_dir / f"patient101_{phase}.nii.gz"))
+        aff = img.affine.copy()
+        aff[:3, :3] *= 0.01
+        scaled.append(tmp_path / f"cm_{phase}.nii.gz")
+        nib.save(nib.Nifti1Image(np.asanyarray(img.dataobj), aff), str(scaled[-1]))
+    out = tmp_path / "cm"
+    assert main(["function", "--ed", str(scaled[0]), "--es", str(scaled[1]), "-o", str(out), "--device", "cpu"]) == 1
+    assert "is not a cardiac MR pixel (0.2 to 20 mm)" in capsys.readouterr().err
+    assert not out.exists()
+
+
 @pytest.mark.data
 def test_lge_input_is_flagged_model_not_validated():
     from conftest import require_data

@@ -107,7 +107,11 @@ def test_cli_detect_wrong_view_fails_before_inference_and_writes_nothing(la_cine
 
 def test_cli_detect_refuses_absurd_inputs(acdc_img, data_root, tmp_path, capsys):
     for src, text in ((data_root / "acdc" / "patient101_ED_gt.nii.gz", "label mask"),
-                      (_rewrite(acdc_img, tmp_path / "px100.nii.gz", zooms=(100.0, 100.0, 10.0)), "not a cardiac MR pixel")):
+                      (_rewrite(acdc_img, tmp_path / "px100.nii.gz", zooms=(100.0, 100.0, 10.0)), "not a cardiac MR pixel"),
+                      # a header in centimetres: refused by name before the model (it used to run and end in
+                      # 'does not look like a cardiac short-axis MR')
+                      (_rewrite(acdc_img, tmp_path / "px_cm.nii.gz", zooms=(0.015625, 0.015625, 0.1)),
+                       "pixel size 0.015625 x 0.015625 mm is not a cardiac MR pixel (0.2 to 20 mm)")):
         assert cli.main(["detect", str(src), "-o", str(tmp_path / "o"), "--no-progress"]) == 1
         assert text in capsys.readouterr().err
 

@@ -36,7 +36,7 @@ from CardiacLandmarksLib.function.segmentation import (
     segment_series,
     uncertain_share,
 )
-from CardiacLandmarksLib.io.checks import placeholder_spacing_warning
+from CardiacLandmarksLib.io.checks import check_image_content, check_spacing, placeholder_spacing_warning
 from CardiacLandmarksLib.io.load import load_series
 
 logger = logging.getLogger(__name__)
@@ -170,10 +170,15 @@ def check_inputs(series: list[CMRSeries]) -> list[str]:
         WrongViewError: a series known to be a long-axis view.
         FunctionInputError: a single 3-D volume given as a cine; ED and ES on different grids or
             with more than one phase; fewer than 2 slices.
-        InvalidImageError: NaN/inf pixels.
+        InvalidImageError: NaN/inf pixels; and the input checks every analysis runs
+            (:func:`CardiacLandmarksLib.io.checks.check_spacing`, :func:`~CardiacLandmarksLib.io.checks.check_image_content`):
+            ImplausibleSpacingError (a pixel size no cardiac MR has: volumes and mass would be off by its factor
+            cubed), LabelMaskError, ConstantImageError.
     """
     flags: list[str] = []
     for s in series:
+        check_spacing(s)
+        check_image_content(s)
         if s.view not in ("sax", "unknown"):
             raise WrongViewError(f"{s.source or 'input'} is a {s.view} view: function needs a short-axis (SAX) stack")
         if s.n_slices < 2:

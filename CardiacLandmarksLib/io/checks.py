@@ -6,7 +6,8 @@ and what would silently give wrong numbers:
 * **label masks** given as images: integer-valued pixels with at most
   :data:`MAX_LABEL_VALUES` (10) distinct values -> :class:`~.errors.LabelMaskError`;
 * **constant images** (all voxels one value, e.g. all zero) -> :class:`~.errors.ConstantImageError`;
-* **absurd spacing**: in-plane pixel size above :data:`MAX_PIXEL_MM` (20 mm), or slices of a
+* **absurd spacing**: in-plane pixel size below :data:`MIN_PIXEL_MM` (0.2 mm: a header in metres or centimetres)
+  or above :data:`MAX_PIXEL_MM` (20 mm), or slices of a
   stack more than :data:`MAX_SLICE_GAP_MM` (50 mm) apart -> :class:`~.errors.ImplausibleSpacingError`
   (a whole adult heart is about 120 mm across; cardiac MR pixels are 0.5-3 mm, slices 5-10 mm);
   a voxel size that is a header's default (exactly 1 mm with a placeholder affine) -> a warning
@@ -51,6 +52,9 @@ from CardiacLandmarksLib.io.view import recognise_view
 logger = logging.getLogger(__name__)
 
 MAX_LABEL_VALUES = 10
+#: smallest in-plane pixel (mm) taken as a cardiac MR pixel: a 512-pixel row then spans about 100 mm, less than an
+#: adult heart; 0.0014 (a header in metres) or 0.14 (in centimetres) is refused before any model runs
+MIN_PIXEL_MM = 0.2
 MAX_PIXEL_MM = 20.0
 MAX_SLICE_GAP_MM = 50.0
 #: study series must agree in pixel size within this relative tolerance (5%)
@@ -106,16 +110,17 @@ def label_values(series) -> np.ndarray | None:
 
 
 def check_spacing(series) -> None:
-    """Refuse in-plane pixels above :data:`MAX_PIXEL_MM` or slice gaps above :data:`MAX_SLICE_GAP_MM`.
+    """Refuse in-plane pixels below :data:`MIN_PIXEL_MM` or above :data:`MAX_PIXEL_MM`, or slice gaps above
+    :data:`MAX_SLICE_GAP_MM`.
 
     Raises:
         ImplausibleSpacingError: message gives the spacing found and the limit.
     """
     si, sj = float(series.spacing[0]), float(series.spacing[1])
-    if max(si, sj) > MAX_PIXEL_MM:
+    if max(si, sj) > MAX_PIXEL_MM or min(si, sj) < MIN_PIXEL_MM:
         raise ImplausibleSpacingError(
-            f"{_name(series)}: pixel size {si:g} x {sj:g} mm is not a cardiac MR pixel (limit {MAX_PIXEL_MM:g} mm); "
-            "check the file header's spacing")
+            f"{_name(series)}: pixel size {si:g} x {sj:g} mm is not a cardiac MR pixel ({MIN_PIXEL_MM:g} to "
+            f"{MAX_PIXEL_MM:g} mm); check the file header's spacing")
     if series.n_slices > 1:
         heights = np.asarray(series.slice_origins, float) @ np.asarray(series.direction, float)[:, 2]
         gap = float(np.max(np.abs(np.diff(heights))))
@@ -175,12 +180,13 @@ def given_pixel_size(series, mm: float) -> str | None:
         a note for the report when the size was set, None when the series kept its own.
 
     Raises:
-        ImplausibleSpacingError: ``mm`` not positive or above :data:`MAX_PIXEL_MM` (the limit of
+        ImplausibleSpacingError: ``mm`` below :data:`MIN_PIXEL_MM` or above :data:`MAX_PIXEL_MM` (the limits of
             :func:`check_spacing`).
     """
     mm = float(mm)
-    if not 0.0 < mm <= MAX_PIXEL_MM:
-        raise ImplausibleSpacingError(f"pixel size {mm:g} mm is not a cardiac MR pixel (0 to {MAX_PIXEL_MM:g} mm)")
+    if not MIN_PIXEL_MM <= mm <= MAX_PIXEL_MM:
+        raise ImplausibleSpacingError(f"pixel size {mm:g} mm is not a cardiac MR pixel ({MIN_PIXEL_MM:g} to "
+                                      f"{MAX_PIXEL_MM:g} mm)")
     if (series.metadata or {}).get("pixel_size_given_mm") is not None or placeholder_spacing_warning(series) is None:
         return None
     series.spacing = (mm, mm, float(series.spacing[2]))
