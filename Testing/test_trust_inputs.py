@@ -116,6 +116,16 @@ def test_cli_detect_refuses_absurd_inputs(acdc_img, data_root, tmp_path, capsys)
         assert text in capsys.readouterr().err
 
 
+def test_a_stack_read_along_the_wrong_axis_is_refused_before_the_model(acdc_img, tmp_path, capsys):
+    """An ACDC 3-D stack (232 x 256 x 10) with --time-axis first read as 232 "phases" of 256 x 10 pixels; detect ran the model on
+    them and reported RVI angles for review. No cardiac MR image has fewer than 16 pixels on a side."""
+    out = tmp_path / "o"
+    assert cli.main(["detect", str(acdc_img), "--time-axis", "first", "-o", str(out), "--no-progress"]) == 1
+    err = capsys.readouterr().err
+    assert "images of 256 x 10 pixels (232 phase(s) x 1 slice(s))" in err and "check --time-axis" in err
+    assert not out.exists()
+
+
 @pytest.mark.skipif(not NIBABEL_BRAIN.exists(), reason="nibabel's example brain MR (tests/data) not installed")
 def test_non_cardiac_mr_is_refused_after_the_sax_model(tmp_path, capsys):
     """A real brain MR (nibabel's example4d: EPI, 128 x 96 x 24 slices x 2 volumes, 2 mm): passes the

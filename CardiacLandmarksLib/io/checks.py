@@ -6,6 +6,8 @@ and what would silently give wrong numbers:
 * **label masks** given as images: integer-valued pixels with at most
   :data:`MAX_LABEL_VALUES` (10) distinct values -> :class:`~.errors.LabelMaskError`;
 * **constant images** (all voxels one value, e.g. all zero) -> :class:`~.errors.ConstantImageError`;
+* **images too small for a heart**: fewer than :data:`MIN_IMAGE_PX` (16) pixels on a side, e.g. a stack read along
+  the wrong axis -> :class:`~.errors.InvalidImageError`;
 * **absurd spacing**: in-plane pixel size below :data:`MIN_PIXEL_MM` (0.2 mm: a header in metres or centimetres)
   or above :data:`MAX_PIXEL_MM` (20 mm), or slices of a
   stack more than :data:`MAX_SLICE_GAP_MM` (50 mm) apart -> :class:`~.errors.ImplausibleSpacingError`
@@ -42,6 +44,7 @@ from CardiacLandmarksLib.core.errors import (
     ConstantImageError,
     ImplausibleSpacingError,
     IncompleteSeriesError,
+    InvalidImageError,
     LabelMaskError,
     NotCardiacError,
     SeriesMismatchError,
@@ -52,6 +55,8 @@ from CardiacLandmarksLib.io.view import recognise_view
 logger = logging.getLogger(__name__)
 
 MAX_LABEL_VALUES = 10
+#: fewest pixels on each side of an image plane: QPerf's cropped perfusion series, the smallest here, are 37 x 40
+MIN_IMAGE_PX = 16
 #: smallest in-plane pixel (mm) taken as a cardiac MR pixel: a 512-pixel row then spans about 100 mm, less than an
 #: adult heart; 0.0014 (a header in metres) or 0.14 (in centimetres) is refused before any model runs
 MIN_PIXEL_MM = 0.2
@@ -73,9 +78,17 @@ def check_image_content(series) -> None:
         series: :class:`~.series.CMRSeries` (``pixels [t, k, j, i]``).
 
     Raises:
+        InvalidImageError: an image plane with fewer than :data:`MIN_IMAGE_PX` pixels on a side (e.g. a 3-D stack
+            read as 2D+T with ``--time-axis first``: 216 "phases" of 256 x 10 pixels).
         ConstantImageError, LabelMaskError.
     """
     px = series.pixels
+    rows, cols = px.shape[2], px.shape[3]
+    if min(rows, cols) < MIN_IMAGE_PX:
+        raise InvalidImageError(
+            f"{_name(series)}: images of {rows} x {cols} pixels ({px.shape[0]} phase(s) x {px.shape[1]} slice(s)): "
+            f"no cardiac MR image has fewer than {MIN_IMAGE_PX} pixels on a side; if the file is a 3-D stack or a "
+            "2D+T series read along the wrong axis, check --time-axis")
     lo, hi = float(px.min()), float(px.max())
     if lo == hi:
         raise ConstantImageError(f"{_name(series)}: the image is constant (every voxel = {lo:g}); "
