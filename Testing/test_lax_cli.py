@@ -78,6 +78,22 @@ def test_cli_errors(tmp_path, capsys):
     assert main(["lv-length", str(bad)]) == 1
 
 
+@pytest.mark.parametrize("view", [None, "4ch"])
+def test_lv_length_of_short_axis_landmarks_says_what_it_needs(tmp_path, capsys, view):
+    """A SAX detect result given to lv-length: before, without --view it asked for --view, and with --view 4ch it
+    printed a table of n/a lengths and 'not computable'."""
+    from CardiacLandmarksLib.core.landmarks import Landmark, LandmarkSet
+    from CardiacLandmarksLib.sax.report import write_landmarks_json
+
+    pts = [Landmark(n, k, 0, True, np.array([k, 1.0, 2.0]), np.array([10.0, 20.0, k]), 0.9, "high")
+           for k in range(3) for n in ("A-RVI", "I-RVI", "C-LV")]
+    path = write_landmarks_json(LandmarkSet("stack.nii.gz", "sax", {"name": "sax_unet"}, pts), tmp_path / "lm.json")
+    with pytest.raises(SystemExit) as exc:
+        main(["lv-length", str(path)] + (["--view", view] if view else []))
+    assert "these are short-axis landmarks (A-RVI, C-LV, I-RVI)" in str(exc.value)
+    assert "LV length" not in capsys.readouterr().out
+
+
 def test_refused_detect_leaves_no_empty_result_folder(cine_and_points, tmp_path, capsys):
     """No 2CH model is bundled: the run is refused by name, and the folders it had made for its results go again
     (a folder that was there before stays)."""

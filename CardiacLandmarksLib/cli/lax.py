@@ -71,9 +71,13 @@ def _phase_rule(text: str | None, rules: tuple[str, ...]):
 def _infer_view(lmset, view):
     from CardiacLandmarksLib.core.landmarks import LANDMARKS_BY_VIEW
 
+    names = {lm.name for lm in lmset.landmarks}
+    if lmset.view == "sax" or (names and names <= set(LANDMARKS_BY_VIEW["sax"])):
+        raise SystemExit(f"cardiac-landmarks: error: these are short-axis landmarks ({', '.join(sorted(names))}): LV "
+                         "length needs the mitral points and the apex of a long-axis result (detect on a 2CH, 3CH "
+                         "or 4CH cine)")
     if view:
         return view
-    names = {lm.name for lm in lmset.landmarks}
     for v in ("2ch", "3ch", "4ch"):
         if set(LANDMARKS_BY_VIEW[v]) - {"APEX"} <= names:
             return v
