@@ -352,6 +352,13 @@ def test_evaluate_reports_a_corrupt_case_and_keeps_the_others(data_root, tmp_pat
     assert ev["failed_cases"][0]["patient"] == "patient101"
 
 
+def test_evaluate_on_a_folder_without_labelled_cases_says_what_it_needs(tmp_path, capsys):
+    """Before: 'none of the 0 cases could be evaluated', after loading the model."""
+    (tmp_path / "notes.txt").write_text("no images here")
+    assert cli.main(["evaluate", "--data", str(tmp_path), "--split", "all"]) == 1
+    assert "no labelled case in" in capsys.readouterr().err
+
+
 def test_header_default_voxel_size_is_a_named_warning(data_root, tmp_path, capsys):
     """EMIDEC in the shared data lost its voxel size (PNG export: 1 x 1 x 1 mm, identity affine, origin 0;
     real pixels about 1.25-2 mm). detect names it and every value is at best 'review'; the function

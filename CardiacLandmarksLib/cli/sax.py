@@ -286,6 +286,10 @@ def _evaluation_cases(args: argparse.Namespace) -> list:
         from CardiacLandmarksLib.core.errors import InputNotFoundError
         raise InputNotFoundError(f"evaluation data folder {data} does not exist")
     cases = acdc_cases(data) or paired_cases(data)
+    if not cases:
+        from CardiacLandmarksLib.core.errors import InputNotFoundError
+        raise InputNotFoundError(f"no labelled case in {data}: evaluate --data needs NAME.nii.gz + NAME_gt.nii.gz "
+                                 "pairs (ACDC labels 1 = RV, 2 = myocardium, 3 = LV cavity)")
     if args.split == "test":
         return test_cases(cases)
     if args.split == "all":
