@@ -86,6 +86,27 @@ def test_damaged_file_lists_its_series(tmp_path, sunnybrook_dicom):
     r = route_study(study)
     s = r.series[0]
     assert s.analyses == [] and s.reason.startswith("damaged") and files[0].name in s.reason
+    assert r.unread == [f"{s.label}: {s.reason}"]
+
+
+@pytest.mark.data
+def test_a_study_with_a_series_not_read_is_review(tmp_path, sunnybrook_dicom):
+    """The Sunnybrook SAX cine with one truncated file beside the GE perfusion series: the perfusion analysis ran and
+    its value is ok, and the study was 'ok' too, though its SAX cine (function, landmarks) was never read; the
+    cohort row said ok. It is now review, with the series named in its errors, on the console and on the page."""
+    from CardiacLandmarksLib.cli import main
+
+    study = tmp_path / "study"
+    sm.sunnybrook_perfusion_study(require_data(), study)
+    victim = study / "cine" / "5.dcm"  # a link into the data: replaced by a copy cut inside the pixel data
+    victim.unlink()
+    victim.write_bytes((sunnybrook_dicom / "5.dcm").read_bytes()[:3000])
+    out = tmp_path / "out"
+    assert main(["study", str(study), "-o", str(out), "--no-tta"]) == 0
+    doc = json.loads((out / "study.json").read_text())
+    unread = [e for e in doc["errors"] if e.startswith("not read: ")]
+    assert doc["status"] == "review" and len(unread) == 1 and "damaged: 1 file(s) unreadable" in unread[0], doc
+    assert all(v["status"] == "ok" for v in doc["key_values"])  # the perfusion value itself stays ok
 
 
 @pytest.mark.data
@@ -183,6 +204,7 @@ def test_route_names_links_to_nothing(tmp_path):
     r = route_study(half)
     assert [e.label for e in r.series] == ["patient003_ED.nii.gz"]
     assert any(n.startswith("1 file(s) are links to nothing") and "patient003_ES.nii.gz" in n for n in r.notes)
+    assert len(r.unread) == 1 and "patient003_ES.nii.gz" in r.unread[0]  # an error of the study: it is review
     from CardiacLandmarksLib.study.analyse import StudyResult
     from CardiacLandmarksLib.study.report import write_study_report
 

@@ -139,10 +139,12 @@ class StudyResult:
 
     @property
     def errors(self) -> list[str]:
-        """One line per analysis that failed, and per series a study-wide analysis could not use (perfusion:
-        ``TaskOutcome.failed_series``)."""
+        """One line per analysis that failed, per series a study-wide analysis could not use (perfusion:
+        ``TaskOutcome.failed_series``), and per input of the study that could not be read (``"not read: ..."``,
+        :attr:`.routing.StudyRouting.unread`)."""
         return [f"{o.task} on {o.series_key}: {o.error}" for o in self.outcomes if not o.ok] + [
-            f"{o.task} on {name}: {error}" for o in self.outcomes if o.ok for name, error in o.failed_series]
+            f"{o.task} on {name}: {error}" for o in self.outcomes if o.ok for name, error in o.failed_series] + [
+            f"not read: {what}" for what in self.routing.unread]
 
     @property
     def status(self) -> str:

@@ -194,6 +194,11 @@ class StudyRouting:
     kind: str  # "dicom" | "images"
     series: list[RoutedSeries]
     notes: list[str] = field(default_factory=list)
+    #: inputs of the study that could not be read, one line each: a damaged or unreadable series (also listed in
+    #: the table with its reason), a damaged DICOM file of no known series, a link to nothing. Each is an error of
+    #: the study (:attr:`CardiacLandmarksLib.study.analyse.StudyResult.errors`), so the study is ``review``: a
+    #: study whose SAX cine lost one file is not ``ok`` because its perfusion series was read
+    unread: list[str] = field(default_factory=list)
 
     @property
     def name(self) -> str:
@@ -239,6 +244,9 @@ class StudyRouting:
 
 
 # --------------------------------------------------------------------------- entry point
+
+#: how a routed series' reason starts when its files could not be read (:attr:`StudyRouting.unread`)
+UNREAD_REASONS = ("damaged: ", "unreadable: ")
 
 #: files beside image files that say nothing on whether a folder is DICOM: notes, tables, MATLAB workspaces
 _NOTE_SUFFIXES = (".txt", ".csv", ".json", ".cfg", ".md", ".mat")
@@ -297,19 +305,23 @@ def route_study(path: str | Path | list, recursive: bool = True) -> StudyRouting
     where = str(paths[0]) if len(paths) == 1 else f"{len(paths)} inputs"
     entries: list[RoutedSeries] = []
     notes: list[str] = []
+    unread: list[str] = []
     broken = sorted(f for d in paths if d.is_dir() for f in d.iterdir() if f.is_symlink() and not f.exists())
     if broken:  # a link whose target is gone (a moved data disk): say so, or the study silently lacks that series
         notes.append(f"{len(broken)} file(s) are links to nothing and were not read: "
                      + ", ".join(f"{f.name} -> {os.readlink(f)}" for f in broken[:3]) + (" ..." if len(broken) > 3 else ""))
+        unread.append(notes[-1])
     for d in dicom_dirs:
         entries += _dicom_entries(d, recursive, notes)
     entries += _image_entries(image_files, notes)
+    unread += [f"{e.label}: {e.reason}" for e in entries if e.reason.startswith(UNREAD_REASONS)]
+    unread += [n for n in notes if n.startswith("damaged file ")]
     if not entries:
         raise NoDicomError(f"no DICOM series and no image file found in {where}" + (f"; {notes[0]}" if broken else ""))
     _unique_keys(entries)
     routing = StudyRouting(str(paths[0]) if len(paths) == 1 else ";".join(map(str, paths)),
                            "dicom" if dicom_dirs and not image_files else ("images" if image_files and not dicom_dirs
-                                                                           else "mixed"), entries, notes)
+                                                                           else "mixed"), entries, notes, unread)
     _decide_views(routing)
     _decide_analyses(routing)
     pair_aifs(routing)
