@@ -51,6 +51,8 @@ def test_route_sunnybrook_cine_and_ge_perfusion(sb_study):
     assert "non-DICOM" in " ".join(r.notes)  # GoldStandard.mat is ignored, and said so
     table = r.table()
     assert "First Pass New" in table and "perfusion" in table
+    # two patients put together (as this test material is): an error of the study, which makes it review
+    assert r.problems() == ["series of more than one patient (PatientID): s6 'NOID', s300 'SCD0000101'"]
 
 
 @pytest.mark.data
@@ -113,6 +115,7 @@ def test_a_study_with_a_series_not_read_is_review(tmp_path, sunnybrook_dicom):
 def test_tag_rules_lge_t1_localiser(tmp_path):
     require_data("sunnybrook", "SCD0000101", "dicom")
     r = route_study(sm.tag_variants(require_data(), tmp_path / "study"))
+    assert r.problems() == []  # series of one patient
     got = {s.label.split(" ")[0]: (s.sequence, s.analyses, s.reason) for s in r.series}
     assert got["#900"][0] == "lge" and got["#900"][1] == ["sax"] and got["#900"][2].startswith("LGE SAX stack")
     assert got["#910"][0] == "t1" and got["#910"][1] == []
@@ -439,7 +442,9 @@ def test_analyse_sunnybrook_perfusion_study(sb_study, tmp_path, monkeypatch):
     assert res.cohort_row()["perfusion_unlabelled_metric"] == "upslope_index (ratio)"  # no AIF: not MBF
     texts = _summary_texts(monkeypatch)
     res.write(tmp_path)
-    assert json.loads((tmp_path / "study.json").read_text())["errors"] == []
+    # no analysis failed; the one error is the study's two patients (Sunnybrook's cine, GE's perfusion series)
+    assert json.loads((tmp_path / "study.json").read_text())["errors"] == [
+        "series of more than one patient (PatientID): s6 'NOID', s300 'SCD0000101'"]
     # the summary page cuts a long name with an ellipsis, not silently: it read "... upslope_index (global: 0.37"
     line = next(t[0] for t in texts if "stress/rest unknown" in t[0])
     assert line.endswith(f"\u2026: {perf.values[0].value:.2f} ratio") and "(global:" not in line, line

@@ -176,8 +176,8 @@ def cmd_study(args: argparse.Namespace) -> int:
             print(f"  {o.review_note}")
     for v in result.key_values():
         print(f"  {v.line()}")
-    for what in result.routing.unread:  # a series or file of the study not read: the study is review
-        print(f"not read: {what}")
+    for problem in result.routing.problems():  # a series not read, several patients: the study is review
+        print(problem)
     for note in result.notes:
         print(f"note: {note}")
     print(f"study status: {result.status}; wrote {', '.join(str(p) for p in [*written, record.path])}")

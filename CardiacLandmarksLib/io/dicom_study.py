@@ -69,6 +69,7 @@ class SeriesHeader:
         study_uid, frame_of_reference_uid, manufacturer.
         files: the files of the series (sorted).
         damaged: files of the series that are empty/truncated/unreadable.
+        patient_id: PatientID of the first file ("" when absent).
     """
 
     series_uid: str
@@ -99,6 +100,7 @@ class SeriesHeader:
     manufacturer: str
     files: list[str] = field(default_factory=list)
     damaged: list[str] = field(default_factory=list)
+    patient_id: str = ""
 
     def label(self) -> str:
         """Short name for tables: ``#<number> '<description>'``."""
@@ -243,6 +245,7 @@ def _header(uid: str, objs: list, damaged: list[str]) -> SeriesHeader:
         manufacturer=hd.get("manufacturer") or "",
         files=sorted(str(o.path) for o in objs),
         damaged=damaged,
+        patient_id=str(hd.get("patient_id") or ""),
     )
 
 

@@ -140,11 +140,11 @@ class StudyResult:
     @property
     def errors(self) -> list[str]:
         """One line per analysis that failed, per series a study-wide analysis could not use (perfusion:
-        ``TaskOutcome.failed_series``), and per input of the study that could not be read (``"not read: ..."``,
-        :attr:`.routing.StudyRouting.unread`)."""
+        ``TaskOutcome.failed_series``), then what routing found wrong with the study: each input that could not be
+        read (``"not read: ..."``), series of more than one patient (:meth:`.routing.StudyRouting.problems`)."""
         return [f"{o.task} on {o.series_key}: {o.error}" for o in self.outcomes if not o.ok] + [
-            f"{o.task} on {name}: {error}" for o in self.outcomes if o.ok for name, error in o.failed_series] + [
-            f"not read: {what}" for what in self.routing.unread]
+            f"{o.task} on {name}: {error}" for o in self.outcomes if o.ok for name, error in o.failed_series
+        ] + self.routing.problems()
 
     @property
     def status(self) -> str:

@@ -124,6 +124,7 @@ class RoutedSeries:
             (:func:`pair_aifs`), else None.
         pixel_size_mm: a user-given in-plane pixel size, set on load when the header lost its own
             (:func:`CardiacLandmarksLib.io.checks.given_pixel_size`), else None.
+        patient_id: the DICOM PatientID of the series ("" for image files or when absent).
     """
 
     key: str
@@ -144,6 +145,7 @@ class RoutedSeries:
     samples: int = 0
     aif: str | None = None
     pixel_size_mm: float | None = None
+    patient_id: str = ""
     _load: object = None
     _series: CMRSeries | None = None
 
@@ -199,6 +201,14 @@ class StudyRouting:
     #: the study (:attr:`CardiacLandmarksLib.study.analyse.StudyResult.errors`), so the study is ``review``: a
     #: study whose SAX cine lost one file is not ``ok`` because its perfusion series was read
     unread: list[str] = field(default_factory=list)
+    #: the study's MR series name more than one patient (DICOM PatientID): ``"series of more than one patient
+    #: (PatientID): s300 'SCD0000101', s6 'NOID'"``, else ""; an error of the study, as :attr:`unread`
+    patients_differ: str = ""
+
+    def problems(self) -> list[str]:
+        """The errors of the study that routing found (:attr:`unread`, :attr:`patients_differ`), one line each: they
+        make the study ``review`` (:attr:`CardiacLandmarksLib.study.analyse.StudyResult.errors`)."""
+        return [f"not read: {what}" for what in self.unread] + ([self.patients_differ] if self.patients_differ else [])
 
     @property
     def name(self) -> str:
@@ -322,6 +332,10 @@ def route_study(path: str | Path | list, recursive: bool = True) -> StudyRouting
     routing = StudyRouting(str(paths[0]) if len(paths) == 1 else ";".join(map(str, paths)),
                            "dicom" if dicom_dirs and not image_files else ("images" if image_files and not dicom_dirs
                                                                            else "mixed"), entries, notes, unread)
+    patients = {e.patient_id for e in entries if e.patient_id and e.sequence != "-"}
+    if len(patients) > 1:  # a series filed in the wrong study: its values would join another patient's
+        routing.patients_differ = ("series of more than one patient (PatientID): " + ", ".join(
+            f"{e.key} {e.patient_id!r}" for e in entries if e.patient_id and e.sequence != "-"))
     _decide_views(routing)
     _decide_analyses(routing)
     pair_aifs(routing)
@@ -393,7 +407,7 @@ def _dicom_entries(folder: Path, recursive: bool, notes: list[str]) -> list[Rout
         label = f"#{min(nums)}-{max(nums)} '{h0.description}'" if nums else f"'{h0.description}' x{len(hs)}"
         e = RoutedSeries(key=f"s{min(nums)}" if nums else "stack", label=label,
                          source=f"{len(hs)} series (one per slice)", n_slices=len(hs), n_phases=h0.n_phases or 0,
-                         normal=h0.normal)
+                         normal=h0.normal, patient_id=h0.patient_id)
         e.evidence.append(f"{len(hs)} single-slice series with one orientation, parallel planes, "
                           f"{h0.n_phases} phases each: assembled into one stack")
         e.sequence = _dicom_sequence(h0, e.evidence, n_slices=len(hs))
@@ -404,7 +418,7 @@ def _dicom_entries(folder: Path, recursive: bool, notes: list[str]) -> list[Rout
             continue
         key = f"s{h.series_number}" if h.series_number is not None else "s" + h.series_uid[-6:]
         e = RoutedSeries(key=key, label=h.label(), source=h.series_uid, n_slices=h.n_slices,
-                         n_phases=h.n_phases or 0, normal=h.normal)
+                         n_phases=h.n_phases or 0, normal=h.normal, patient_id=h.patient_id)
         if h.damaged and not h.n_files:
             e.view, e.sequence = "-", "-"
             e.reason = f"damaged: every file unreadable ({h.damaged[0]})"
