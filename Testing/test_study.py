@@ -656,3 +656,41 @@ def test_routing_table_cuts_a_long_name_with_an_ellipsis():
     row = table.splitlines()[1]
     assert row.startswith(long[:43] + "\u2026") and long not in table
     assert row.rstrip().endswith("SAX cine stack")
+
+
+def _crosscheck_pair(sax_frame: str, lax_frame: str):
+    """A SAX stack (slices at z = 0..40 mm, C-LV on the z axis) and a 4CH plane through that axis (hinges 10 mm
+    basal of the first slice, apex 10 mm beyond the last): every cross-check in range, every point high."""
+    from CardiacLandmarksLib.core.landmarks import Landmark, LandmarkSet
+    from CardiacLandmarksLib.core.series import CMRSeries
+
+    def pt(name, k, xyz):
+        p = np.array(xyz, float)
+        return Landmark(name, k, 0, True, p, p.copy(), 0.9, "high")
+    sax = CMRSeries(np.zeros((1, 5, 32, 32), np.float32), (1.0, 1.0, 10.0), np.eye(3),
+                    np.array([[0.0, 0.0, 10.0 * k] for k in range(5)]), metadata={"frame_of_reference_uid": sax_frame})
+    lax = CMRSeries(np.zeros((1, 1, 32, 32), np.float32), (1.0, 1.0, 8.0),
+                    np.array([[1.0, 0.0, 0.0], [0.0, 0.0, -1.0], [0.0, 1.0, 0.0]]), np.zeros((1, 3)),
+                    metadata={"frame_of_reference_uid": lax_frame})
+    sax_lm = LandmarkSet("sax", "sax", {}, [pt("C-LV", k, (0, 0, 10 * k)) for k in range(5)])
+    lax_lm = LandmarkSet("lax", "4ch", {}, [pt("AL-P", 0, (15, 0, -10)), pt("IS-P", 0, (-15, 0, -10)),
+                                            pt("APEX", 0, (0, 0, 50))])
+    return sax, sax_lm, lax, lax_lm
+
+
+@pytest.mark.parametrize("lax_frame", ["1.2.3", "", "1.2.4"])
+def test_crosschecks_are_review_when_the_series_have_different_frames_of_reference(lax_frame):
+    """Series of different DICOM frames of reference (the table moved, another session) need not share one patient
+    space: every LAX-vs-SAX value is review, with the reason, however well its points sit. The same frame, or a file
+    that names none, keeps the values ok."""
+    from CardiacLandmarksLib.study.crosscheck import crosscheck
+
+    values, _ = crosscheck(*_crosscheck_pair("1.2.3", lax_frame), "s4")
+    assert [round(v.value, 3) for v in values] == [10.0, 10.0, 0.0, 0.0]
+    if lax_frame != "1.2.4":
+        assert [v.status for v in values] == ["ok"] * 4
+    else:
+        assert [v.status for v in values] == ["review"] * 4
+        assert all("frame of reference review" in v.flags for v in values)
+        assert all(v.check == "the SAX and long-axis series have different DICOM frames of reference"
+                   for v in values)

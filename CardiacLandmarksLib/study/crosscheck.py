@@ -16,7 +16,9 @@ phase 0 (ED), with ``u`` the SAX stack normal oriented from base to apex (toward
   C-LV along ``u``: ``ok`` below :data:`AXIS_MAX_MM`.
 
 Any low-confidence landmark used makes the value ``review``; values outside the ranges are
-``review`` too. :func:`sax_lines_in_lax` gives, for the summary picture, where each SAX
+``review`` too, and so is every value when the two series name different DICOM frames of reference
+(``FrameOfReferenceUID``: the table or the patient moved between them, or they come from different sessions, so
+their LPS positions need not share one patient space; flag ``"frame of reference review"``). :func:`sax_lines_in_lax` gives, for the summary picture, where each SAX
 slice cuts the long-axis image (in its pixel coordinates).
 """
 
@@ -78,13 +80,21 @@ def crosscheck(sax_series, sax_lmset, lax_series, lax_lmset, label: str) -> tupl
     o_lax = lax_series.slice_origins[0]
     centre = np.mean([lm.position for lm in clv], axis=0)
 
+    frames = [(s.metadata or {}).get("frame_of_reference_uid") for s in (sax_series, lax_series)]
+    other_frame = all(frames) and frames[0] != frames[1]
+
     def kv(name, value, flags, rng=None, maxv=None, detail="", points=()):
         bad = (rng is not None and not rng[0] <= value <= rng[1]) or (maxv is not None and value > maxv)
+        if other_frame:
+            flags = [*flags, "frame of reference review"]
         status = "review" if bad or any(f != "high" for f in flags) else "ok"
         if bad:
             detail = (detail + "; " if detail else "") + "outside the expected range"
         why = "" if not bad else (f"outside {rng[0]:g} to {rng[1]:g} mm" if rng is not None and not
                                   rng[0] <= value <= rng[1] else f"above {maxv:g} mm")
+        if other_frame:
+            why = "; ".join(x for x in (why, "the SAX and long-axis series have different DICOM frames of reference")
+                            if x)
         return KeyValue(f"{name} ({label})", float(value), "mm", status, list(flags), detail,
                         _check(points, why) if status != "ok" else "")
 
