@@ -391,7 +391,8 @@ def test_mixed_series_listed_and_selectable(tmp_path, sunny_file):
     assert uid_a in msg and uid_b in msg
     assert "'SA cine A'" in msg and "'cine B'" in msg
     assert "2 files" in msg and "3 files" in msg
-    assert "series_uid" in msg
+    assert "series_uid=UID" in msg and "--series-uid UID" in msg  # the console's and the CLI's way to choose
+    assert "'cardiac-landmarks study'" in msg  # or analyse every series
     assert sorted(x.n_files for x in info.value.series) == [2, 3]
     b = load_series(folder, series_uid=uid_b)
     assert b.pixels.shape == (3, 1, 256, 256)

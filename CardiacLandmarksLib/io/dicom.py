@@ -104,7 +104,7 @@ class DicomSeriesInfo:
         kind = "" if self.is_image else ", no pixel data"
         return (
             f"{self.series_uid or '<no SeriesInstanceUID>'}: {num}'{self.description}' "
-            f"({self.modality or '?'} {self.sop_class}{kind}, {self.n_files} files, {self.n_frames} images)"
+            f"({self.modality or '?'}, {self.sop_class}{kind}, {self.n_files} files, {self.n_frames} images)"
         )
 
 
@@ -760,7 +760,8 @@ def _load_from_scan(scan: _Scan, where: str, series_uid: str | None) -> CMRSerie
             mr_infos = [i for i in infos if i.series_uid in mr_uids]
             listing = "\n  ".join(i.summary() for i in mr_infos)
             err = MixedSeriesError(
-                f"{len(mr_uids)} MR image series in {where}; choose one with series_uid=...:\n  {listing}"
+                f"{len(mr_uids)} MR image series in {where}; choose one with --series-uid UID (Python: "
+                f"series_uid=UID), or run 'cardiac-landmarks study' on the folder to analyse each:\n  {listing}"
             )
             err.series = mr_infos  # type: ignore[attr-defined]
             raise err
