@@ -74,6 +74,13 @@ def test_find_results_single_and_cohort(result, tmp_path):
         find_results(tmp_path / "nothing")
     with pytest.raises(InputNotFoundError):
         find_results(tmp_path / "missing")
+    # a study output whose only analysis is perfusion: said so, not 'not a result or cohort folder'
+    perf = tmp_path / "perfusion_study"
+    (perf / "s6_perfusion").mkdir(parents=True)
+    (perf / "study.json").write_text(json.dumps({"analyses": [{"task": "perfusion", "series": "s6"}]}))
+    with pytest.raises(InputNotFoundError, match=r"is a study output without a SAX or long-axis landmark result "
+                                                 r"\(analyses: perfusion\)"):
+        find_results(perf)
 
 
 def test_read_result_and_errors(result, tmp_path):

@@ -97,6 +97,15 @@ def find_results(root: str | Path) -> list[Path]:
 
     walk(root, 1)
     if not found:
+        study = root / "study.json"
+        if study.is_file():  # a study output whose analyses made no landmark result (e.g. perfusion only)
+            try:
+                tasks = sorted({a.get("task", "?") for a in json.loads(study.read_text()).get("analyses", [])})
+            except (OSError, ValueError, AttributeError):
+                tasks = []
+            raise InputNotFoundError(
+                f"{root} is a study output without a SAX or long-axis landmark result (analyses: "
+                f"{', '.join(tasks) or 'none'}): nothing here for the landmark review")
         raise InputNotFoundError(f"no {RESULT_FILE} in {root} nor in its sub-folders: not a result or cohort folder "
                                  "(make one with 'cardiac-landmarks detect IMAGE -o FOLDER')")
     return sorted(found, key=lambda p: p.relative_to(root).as_posix())
