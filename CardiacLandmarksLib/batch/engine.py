@@ -254,6 +254,10 @@ def cohort_columns() -> list[str]:
 
 
 def cohort_rows(records: list[dict]) -> list[dict]:
+    """The rows of ``cohort.csv`` (:func:`cohort_columns`, in that order) from the studies' worker records: each study's
+    cohort row (its key values and their statuses), then its id, run status, error, height and weight with their
+    source, output folder and input paths (``;``-joined). A failed study has a row too, with its error.
+    """
     cols = cohort_columns()
     rows = []
     for rec in records:

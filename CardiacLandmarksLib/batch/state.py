@@ -64,6 +64,7 @@ class BatchState:
         self.db.executescript(SCHEMA)
 
     def close(self) -> None:
+        """Close the database connection."""
         self.db.close()
 
     def __enter__(self) -> BatchState:
@@ -84,6 +85,7 @@ class BatchState:
                     (s.study_id, json.dumps(s.paths)))
 
     def statuses(self) -> dict[str, str]:
+        """``{study_id: status}`` (``pending``, ``running``, ``done``, ``failed``) of every known study."""
         return dict(self.db.execute("SELECT study_id, status FROM studies"))
 
     def to_run(self, studies, redo: bool = False, retry_failed: bool = False) -> list:
@@ -93,6 +95,7 @@ class BatchState:
         return [s for s in studies if st.get(s.study_id, "pending") not in skip]
 
     def mark_running(self, study_id: str) -> None:
+        """Record that a study was handed to a worker (its start time; one more attempt)."""
         self.db.execute("UPDATE studies SET status='running', started=?, attempts=attempts+1 WHERE study_id=?",
                         (time.time(), study_id))
 
@@ -129,11 +132,13 @@ class BatchState:
     # ------------------------------------------------------------------ runs
 
     def start_run(self, engine: str, workers: int, scheduler: str | None, n_studies: int, n_submitted: int) -> int:
+        """Record the start of one ``batch`` run (engine, workers, scheduler, studies known and submitted); returns its id."""
         cur = self.db.execute(
             "INSERT INTO runs (started, engine, workers, scheduler, n_studies, n_submitted) VALUES (?, ?, ?, ?, ?, ?)",
             (time.time(), engine, workers, scheduler or "", n_studies, n_submitted))
         return int(cur.lastrowid)
 
     def end_run(self, run_id: int, n_done: int, n_failed: int) -> None:
+        """Record the end of run ``run_id`` with its counts."""
         self.db.execute("UPDATE runs SET finished=?, n_done=?, n_failed=? WHERE run_id=?",
                         (time.time(), n_done, n_failed, run_id))

@@ -81,6 +81,11 @@ def sector_label_convention(sector_labels: np.ndarray, center_ij: np.ndarray) ->
 
 @dataclass
 class SectorCheck:
+    """Our mid-ventricular sectors against the mlperf sector labels of one patient (:func:`check_patient`):
+    ``direction`` (their label order: +1 counter-clockwise on the screen, -1 clockwise, 0 when a sector is missing;
+    :func:`sector_label_convention`), pixel agreement with their anchor and with our automatic RV
+    insertion, pixels compared, the A-RVI / I-RVI angle differences (deg) and a note on the RV insertion.
+    """
     patient: str
     direction: int
     agreement_their_anchor: float

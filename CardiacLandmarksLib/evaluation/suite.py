@@ -381,6 +381,12 @@ def _trained_sets(model) -> tuple[set[str], set[str]]:
 
 
 def mscmr_row(root: Path, model, progress: ProgressFn | None = None, max_cases: int | None = None) -> SuiteRow:
+    """``MS-CMRSeg LGE``: the five subjects (``subjectN_DE.nii.gz`` + ``_manual``, labels 1 RV, 2 myocardium, 3 LV)
+    detected by ``model`` (the bundled LGE model), scored against landmarks derived from the expert masks
+    (:mod:`CardiacLandmarksLib.labels`); the row says whether the model was trained on them (its card's
+    ``training``), in which case the leave-one-out row (:func:`mscmr_loo_row`) is the one for unseen subjects.
+    ``max_cases`` keeps the first N (tests); an absent folder gives an empty row.
+    """
     cases = (mscmr_cases(root) if root.exists() else [])[:max_cases]
     sets, left = _trained_sets(model)
     if "mscmr" in sets:
@@ -442,6 +448,10 @@ def mscmr_loo_row(root: Path, device: str, progress: ProgressFn | None = None, m
 
 
 def emidec_row(root: Path, model, progress: ProgressFn | None = None, max_cases: int | None = None) -> SuiteRow:
+    """``EMIDEC LGE``: the 20 cases of the fixed test split (:data:`EMIDEC_TEST_CASES`), C-LV error and LV / myocardium
+    Dice. The files carry no geometry, so they are run at a nominal :data:`EMIDEC_NOMINAL_MM` mm per pixel and errors
+    are in pixels; there is no RV label, so RV insertions are not scored.
+    """
     cases = [c for c in (emidec_cases(root) if root.exists() else []) if c.patient in EMIDEC_TEST_CASES][:max_cases]
     runs = run_sax_cases(cases, model, progress, "EMIDEC LGE", nominal_mm=EMIDEC_NOMINAL_MM,
                          myo_extra=EMIDEC_MYO_EXTRA)
@@ -457,6 +467,10 @@ def emidec_row(root: Path, model, progress: ProgressFn | None = None, max_cases:
 
 
 def mnms2_row(root: Path, model, progress: ProgressFn | None = None, max_cases: int | None = None) -> SuiteRow:
+    """``M&Ms-2 001 SAX``: subject 001's ED and ES stacks (``001_SA_{ED,ES}.nii.gz`` + ``_gt``, labels 1 LV cavity,
+    2 myocardium, 3 RV), detected by ``model`` and scored against landmarks derived from the masks (LPS mm, scanner
+    geometry).
+    """
     cases = [Case("mnms2-001", root / f"001_SA_{p}.nii.gz", root / f"001_SA_{p}_gt.nii.gz", dict(MNMS2_LABELS))
              for p in ("ED", "ES") if (root / f"001_SA_{p}_gt.nii.gz").exists()][:max_cases]
     return sax_row("M&Ms-2 001 SAX", run_sax_cases(cases, model, progress, "M&Ms-2 001 SAX"),

@@ -136,9 +136,11 @@ class FunctionResult:
         return self.labels[-1][self.es_phase] if self.mode == "cine" else self.labels[1][0]
 
     def ed_image(self) -> np.ndarray:
+        """The ED image ``[k, j, i]`` (first input, phase :attr:`ed_phase`)."""
         return self.series[0].pixels[self.ed_phase]
 
     def es_image(self) -> np.ndarray:
+        """The ES image ``[k, j, i]`` (the cine's phase :attr:`es_phase`, or the second volume)."""
         return self.series[0].pixels[self.es_phase] if self.mode == "cine" else self.series[1].pixels[0]
 
     def write(self, outdir: str | Path, if_exists: str = "backup") -> list[Path]:

@@ -106,6 +106,9 @@ def function_dict(result, files: dict | None = None) -> dict:
 
 
 def function_csv_text(result) -> str:
+    """``function.csv`` as text: header ``Metric,Value,Unit,Status,Check`` and one row per value of
+    :func:`function_table` (an empty Value cell for n/a; Check says what to look at when the status is not ok).
+    """
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(["Metric", "Value", "Unit", "Status", "Check"])

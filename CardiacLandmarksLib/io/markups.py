@@ -86,6 +86,10 @@ def parse_control_point_label(label: str) -> tuple[str, int, int] | None:
 
 
 def control_point_description(lm: Landmark) -> str:
+    """The Slicer control point's description for a landmark: what a reader's hand did (``"placed by user"``,
+    ``"marked absent by user"``, confirmed), ``"absent"``, or the model's flag, confidence and position (LPS mm), then
+    why a low point is low.
+    """
     if lm.confirmed and lm.found:
         return CONFIRMED_DESCRIPTION
     if lm.corrected:

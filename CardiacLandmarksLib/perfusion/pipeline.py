@@ -203,6 +203,9 @@ class SliceAnalysis:
         return out
 
     def rvi_in_frame(self, t: int) -> tuple[np.ndarray | None, np.ndarray | None]:
+        """``(A-RVI, I-RVI)`` as ``(2,)`` (i, j) pixel positions in frame ``t`` (the reference-frame points moved by the
+        frame's motion offset, :attr:`.segmentation.PerfusionSegmentation.offsets_ij`); None where not found.
+        """
         off = self.seg.offsets_ij[t]
         return (None if self.a_rvi_ij is None else self.a_rvi_ij + off,
                 None if self.i_rvi_ij is None else self.i_rvi_ij + off)

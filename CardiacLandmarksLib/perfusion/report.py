@@ -50,6 +50,11 @@ def _with_units(stats: dict, units: dict) -> dict:
 
 
 def series_info(an: SliceAnalysis, model_card: dict | None, model_sha: str) -> dict:
+    """The ``inputs`` entry of ``report.json`` for one analysed series: source, condition, level, frames and time
+    unit, pixel spacing (mm), orientation and display, bolus foot and reference frame, segmentation confidence and
+    largest motion (px), the segmentation model (name, version, SHA256), where its RV insertion points came from and
+    their trust (sources and status), the C-LV / A-RVI / I-RVI pixel positions ``(i, j)``, the blood-pool timing,
+    the metrics computed, its warnings, and the Fermi fit when MBF was computed."""
     s = an.series
     ref = an.seg.reference_frame
     info = {
@@ -187,6 +192,9 @@ def report_csv_text(report: dict) -> str:
 
 
 def primary_metric(summary: dict) -> str:
+    """The metric a study reports for perfusion: ``"mbf"`` (Fermi MBF, ml/min/g) when the summary has it (an arterial
+    input function in contrast concentration was given), else ``"upslope_index"`` (ratio).
+    """
     return "mbf" if "mbf" in summary["metrics"] else "upslope_index"
 
 

@@ -153,6 +153,7 @@ class StudyResult:
         return study_status(bool(self.outcomes), self.errors, self.key_values())
 
     def key_values(self) -> list[KeyValue]:
+        """The study's headline values: each successful analysis's key values, then the LAX-vs-SAX cross-checks."""
         return [v for o in self.outcomes if o.ok for v in o.values] + list(self.crosschecks)
 
     def to_dict(self) -> dict:

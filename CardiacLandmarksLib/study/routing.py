@@ -229,6 +229,7 @@ class StudyRouting:
         return next((s for s in self.series if s.is_sax_reference), None)
 
     def to_analyse(self, analysis: str) -> list[RoutedSeries]:
+        """The series routed to ``analysis`` (``"sax"``, ``"function"``, ``"lax"``, ``"perfusion"``), in table order."""
         return [s for s in self.series if analysis in s.analyses]
 
     def __repr__(self) -> str:

@@ -37,6 +37,10 @@ class Models:
         self.loads: dict[str, int] = {}
 
     def get(self, name: str):
+        """The model ``name``: a landmark model by view (``"sax"``, ``"2ch"``, ``"3ch"``, ``"4ch"``), a SAX model by
+        catalogue name (``"sax:sax_unet_lge"``) or the perfusion segmenter (``"perfusion"``); loaded on first use and
+        kept, :attr:`loads` counting the loads (a batch worker loads each once). Raises KeyError for another name.
+        """
         if name not in self._models:
             self._models[name] = self._load(name)
             self.loads[name] = self.loads.get(name, 0) + 1
