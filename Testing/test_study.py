@@ -457,6 +457,7 @@ def test_cli_study_route_only(sb_study, tmp_path, capsys):
     assert main(["study", str(sb_study), "-o", str(tmp_path), "--route-only"]) == 0
     out = capsys.readouterr().out
     assert "First Pass New" in out and "SAX cine stack (reference)" in out
+    assert "series of more than one patient (PatientID): s6 'NOID', s300 'SCD0000101'" in out  # seen before a run
     assert main(["study", str(tmp_path / "absent"), "-o", str(tmp_path)]) == 1  # a named error, no traceback
 
 

@@ -152,6 +152,8 @@ def cmd_study(args: argparse.Namespace) -> int:
     for note in routing.notes:
         print(f"note: {note}")
     if args.route_only:
+        for problem in routing.problems():  # what makes the study review whatever its analyses give
+            print(problem)
         return 0
     out = outdir.path
     outdir.begin()  # an earlier run of the study (report and analysis folders) goes to backup-<time>/
