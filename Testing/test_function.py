@@ -101,6 +101,8 @@ def test_choose_ed_es_and_input_errors():
     assert fm.choose_ed_es([100, 120, 80, 60, 90], ed_phase=0) == (0, 3)
     with pytest.raises(fm.FunctionInputError, match="out of range"):
         fm.choose_ed_es([1, 2, 3], es_phase=5)
+    with pytest.raises(fm.FunctionInputError, match=r"ED and ES are the same phase \(2\)"):  # SV 0 ml, EF 0 % before
+        fm.choose_ed_es([100, 120, 80, 60, 90], ed_phase=2, es_phase=2)
     with pytest.raises(fm.FunctionInputError, match="both"):
         fm.bsa_mosteller(180, None)
     with pytest.raises(fm.FunctionInputError, match="centimetres"):
@@ -311,6 +313,10 @@ def test_cli_function_refuses_label_masks_and_absurd_pixel_sizes_before_the_netw
 
     from CardiacLandmarksLib.cli import main
 
+    assert main(["function", "--ed", str(acdc_dir / "patient101_ED.nii.gz"), "--es",
+                 str(acdc_dir / "patient101_ED.nii.gz"), "-o", str(tmp_path / "same"), "--device", "cpu"]) == 1
+    assert "the ED and ES volumes hold the same image" in capsys.readouterr().err  # SV 0 ml, EF 0 % before
+    assert not (tmp_path / "same").exists()
     out = tmp_path / "masks"
     assert main(["function", "--ed", str(acdc_dir / "patient101_ED_gt.nii.gz"), "--es",
                  str(acdc_dir / "patient101_ES_gt.nii.gz"), "-o", str(out), "--device", "cpu"]) == 1

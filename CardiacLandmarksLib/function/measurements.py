@@ -190,13 +190,17 @@ def choose_ed_es(lv_volumes_ml: np.ndarray, ed_phase: int | None = None, es_phas
 
     ED = largest, ES = smallest LV cavity volume (first such phase on ties); ``ed_phase`` /
     ``es_phase`` override. Raises FunctionInputError when the curve is empty, has fewer than
-    two phases without an override of both, or an override is out of range.
+    two phases without an override of both, an override is out of range, or both overrides name one phase (a stroke
+    volume of 0 ml and an EF of 0 % from a typing slip).
     """
     v = np.asarray(lv_volumes_ml, float).reshape(-1)
     n = len(v)
     for name, p in (("ed_phase", ed_phase), ("es_phase", es_phase)):
         if p is not None and not 0 <= int(p) < n:
             raise FunctionInputError(f"{name} {p} is out of range: the cine has {n} phase(s) (0-{n - 1})")
+    if ed_phase is not None and es_phase is not None and int(ed_phase) == int(es_phase) and n > 1:
+        raise FunctionInputError(f"ED and ES are the same phase ({int(ed_phase)}): give two different phases "
+                                 "(--ed-phase, --es-phase), or neither to take them from the LV volume curve")
     if n == 0:
         raise FunctionInputError("empty volume curve")
     if n < 2 and (ed_phase is None or es_phase is None):

@@ -170,7 +170,7 @@ def check_inputs(series: list[CMRSeries]) -> list[str]:
 
     Raises:
         WrongViewError: a series known to be a long-axis view.
-        FunctionInputError: a single 3-D volume given as a cine; ED and ES on different grids or
+        FunctionInputError: a single 3-D volume given as a cine; ED and ES on different grids, holding one image, or
             with more than one phase; fewer than 2 slices.
         InvalidImageError: NaN/inf pixels; and the input checks every analysis runs
             (:func:`CardiacLandmarksLib.io.checks.check_spacing`, :func:`~CardiacLandmarksLib.io.checks.check_image_content`):
@@ -202,6 +202,9 @@ def check_inputs(series: list[CMRSeries]) -> list[str]:
         if ed.pixels.shape != es.pixels.shape or not np.allclose(ed.spacing, es.spacing, atol=1e-3):
             raise fm.FunctionInputError(f"ED and ES volumes are on different grids: shape {ed.pixels.shape[1:]} "
                                         f"vs {es.pixels.shape[1:]}, spacing {ed.spacing} vs {es.spacing}")
+        if np.array_equal(ed.pixels, es.pixels):
+            raise fm.FunctionInputError(f"the ED and ES volumes hold the same image ({ed.source or 'ED'}, "
+                                        f"{es.source or 'ES'}): give the two phases of the cine")
     return sorted(set(flags))
 
 
