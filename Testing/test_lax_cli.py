@@ -68,6 +68,14 @@ def test_lax_track_and_lv_length(cine_and_points, tmp_path, capsys, pyplot_untou
     # the per-phase markups folder reads back the same curve
     assert main(["lv-length", str(out), "--ed", "first"]) == 0
     assert "ED phase 0 by first" in capsys.readouterr().out
+    # a phase the cine cannot have, or ED and ES as one phase: a named error (a traceback before; 0 % shortening)
+    assert main(["lv-length", str(out), "--ed", str(n_t)]) == 1
+    assert f"ed phase {n_t} out of range 0..{n_t - 1}" in capsys.readouterr().err
+    assert main(["lv-length", str(out), "--ed", "2", "--es", "2"]) == 1
+    assert "ED and ES are the same phase (2)" in capsys.readouterr().err
+    # lax-track says so before tracking, and writes nothing
+    assert main(["lax-track", str(path), "--points", str(mrk), "-o", str(tmp_path / "o2"), "--es", str(n_t)]) == 1
+    assert f"es phase {n_t} out of range" in capsys.readouterr().err and not (tmp_path / "o2").exists()
 
 
 def test_cli_errors(tmp_path, capsys):

@@ -142,7 +142,7 @@ def cmd_track(args: argparse.Namespace) -> int:
     from CardiacLandmarksLib.io import markups
     from CardiacLandmarksLib.io.load import load_series
     from CardiacLandmarksLib.io.outputs import finish_run, prepare_output_dir
-    from CardiacLandmarksLib.lax.measurements import lv_length_curve, lv_length_measurements
+    from CardiacLandmarksLib.lax.measurements import choose_ed_es, lv_length_curve, lv_length_measurements
     from CardiacLandmarksLib.lax.report import render_lax_png
     from CardiacLandmarksLib.lax.tracking import NoAnchorError, track_landmarks
     from CardiacLandmarksLib.sax import report
@@ -162,13 +162,14 @@ def cmd_track(args: argparse.Namespace) -> int:
     seed.view = _infer_view(seed, args.view)
     seed.source = seed.source or str(series.source)
     _check_anchors(seed, args.slice)
+    ed, es = _phase_rule(args.ed, ("max", "first")), _phase_rule(args.es, ("min",))
+    choose_ed_es(np.full(series.n_phases, np.nan), ed, es)  # a phase the cine cannot have fails before tracking
     tracked = track_landmarks(series, seed, k=args.slice)
     tracked.source_pixel_size_mm = (series.metadata or {}).get("pixel_size_given_mm")
     missing = [n for n in LANDMARKS_BY_VIEW[seed.view]
                if not any(lm.name == n and lm.slice == args.slice and lm.found for lm in tracked.landmarks)]
     if missing:
         raise NoAnchorError(f"{', '.join(missing)} could not be tracked on slice {args.slice}: no output written")
-    ed, es = _phase_rule(args.ed, ("max", "first")), _phase_rule(args.es, ("min",))
     tracked.measurements = lv_length_measurements(tracked, seed.view, ed=ed, es=es)
     outdir.begin()
     out = outdir.path

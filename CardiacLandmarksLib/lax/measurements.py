@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from CardiacLandmarksLib.core.errors import DegenerateGeometryError
+from CardiacLandmarksLib.core.errors import CardiacLandmarksError, DegenerateGeometryError
 from CardiacLandmarksLib.core.landmarks import (
     LANDMARKS_BY_VIEW,
     LandmarkSet,
@@ -188,6 +188,10 @@ def phases_of(lmset: LandmarkSet, ed: str | int | None, es: str | int | None) ->
     return (ed if ed is not None else known.get("ed", "max"), es if es is not None else known.get("es", "min"))
 
 
+class PhaseChoiceError(CardiacLandmarksError, ValueError):
+    """An ED or ES phase given by the user that the cine cannot have (out of range, or ED and ES one phase)."""
+
+
 def choose_ed_es(lengths: np.ndarray, ed: str | int = "max", es: str | int = "min"
                  ) -> tuple[int | None, str, int | None, str]:
     """ED and ES phases of an LV-length curve by the rules of :func:`lv_length_curve`.
@@ -201,7 +205,8 @@ def choose_ed_es(lengths: np.ndarray, ed: str | int = "max", es: str | int = "mi
         ``(ed_phase, ed_rule, es_phase, es_rule)``; phases are None when no phase was measured.
 
     Raises:
-        ValueError: unknown rule or a phase out of range.
+        ValueError: unknown rule. PhaseChoiceError (a ValueError): a phase out of range, or ED and ES given as one
+            phase.
     """
     n_t = len(lengths)
     if isinstance(ed, str) and ed not in ("max", "first"):
@@ -210,7 +215,10 @@ def choose_ed_es(lengths: np.ndarray, ed: str | int = "max", es: str | int = "mi
         raise ValueError(f"es must be 'min' or a phase index, not {es!r}")
     for name, val in (("ed", ed), ("es", es)):
         if not isinstance(val, str) and not (0 <= int(val) < n_t):
-            raise ValueError(f"{name} phase {val} out of range 0..{n_t - 1}")
+            raise PhaseChoiceError(f"{name} phase {val} out of range 0..{n_t - 1}")
+    if not isinstance(ed, str) and not isinstance(es, str) and int(ed) == int(es) and n_t > 1:
+        raise PhaseChoiceError(f"ED and ES are the same phase ({int(ed)}): a shortening of 0 %; give two different "
+                               "phases")
     if not np.isfinite(lengths).any():
         return None, (ed if isinstance(ed, str) else "given"), None, (es if isinstance(es, str) else "given")
     if ed == "max":
