@@ -74,6 +74,13 @@ def test_manifest_pixel_size_and_frame_interval_per_study(tmp_path):
     assert b.study_options(batch) == batch and b.study_options(None) == {}
     with pytest.raises(ManifestError, match="pixel_size_mm '-1' is not a positive number"):
         read_manifest(_write(tmp_path / "neg.csv", "study_id,path,pixel_size_mm\nx,a,-1\n"))
+    # values no cardiac MR series has (a frame interval in ms, a pixel size in cm) are manifest errors too, found
+    # before any study runs (before, each such study ran and failed, or gave upslopes 1000 times too shallow)
+    with pytest.raises(ManifestError, match=r"ms.csv row 2 \(x\): frame_interval_s: frame interval 800.0 s is not "
+                                            r"one of a first-pass perfusion series"):
+        read_manifest(_write(tmp_path / "ms.csv", "study_id,path,frame_interval_s\nx,a,800\n"))
+    with pytest.raises(ManifestError, match=r"cm.csv row 2 \(x\): pixel_size_mm 0.15 is not a cardiac MR pixel"):
+        read_manifest(_write(tmp_path / "cm.csv", "study_id,path,pixel_size_mm\nx,a,0.15\n"))
 
 
 def test_folder_of_studies(tmp_path):

@@ -169,6 +169,18 @@ def test_cli_refuses_a_non_positive_pixel_size_or_interval(capsys):
         assert exc.value.code == 2
     err = capsys.readouterr().err
     assert "--pixel-size must be a positive number" in err and "--dt must be a positive number" in err
+    # a frame interval in milliseconds, a pixel size in centimetres: refused by name before any work (perfusion's
+    # --dt took any number before, study's and batch's any positive one)
+    for argv in (["perfusion", "x", "-o", "y", "--dt", "800"], ["study", "x", "-o", "y", "--dt", "600"],
+                 ["batch", "x", "-o", "y", "--pixel-size", "0.1"], ["detect", "x", "-o", "y", "--pixel-size", "25"]):
+        with pytest.raises(SystemExit) as exc:
+            main(argv)
+        assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert "frame interval 800.0 s is not one of a first-pass perfusion series" in err
+    assert "frame interval 600.0 s" in err and "--dt takes seconds, not milliseconds" in err
+    assert "--pixel-size 0.1 mm is not a cardiac MR pixel (0.2 to 20 mm)" in err
+    assert "--pixel-size 25 mm is not a cardiac MR pixel" in err
 
 
 @pytest.mark.data
@@ -226,3 +238,23 @@ def test_study_gives_one_perfusion_report_with_the_reserve(tmp_path):
     assert row["perfusion_reserve_metric"] == "mpri (ratio)" and row["perfusion_reserve"] == pytest.approx(
         mpri.value, abs=1e-3)
     assert row["perfusion_rest"] == pytest.approx(kv["perfusion rest upslope_index (global)"].value, abs=1e-3)
+
+
+def test_frame_interval_limits_hold_for_the_python_api_too(tmp_path):
+    """The console and Slicer reach the same check as the CLI: a SeriesInput or a study with a frame interval in
+    milliseconds is a named error before any work."""
+    import numpy as np
+
+    from CardiacLandmarksLib.core.errors import PerfusionInputError
+    from CardiacLandmarksLib.core.series import CMRSeries
+    from CardiacLandmarksLib.perfusion.pipeline import SeriesInput
+    from CardiacLandmarksLib.study.analyse import analyse_study
+
+    s = CMRSeries(np.zeros((30, 1, 32, 32), np.float32), (2.0, 2.0, 8.0), np.eye(3), np.zeros((1, 3)))
+    assert SeriesInput(s, dt_s=0.5).dt_s == 0.5 and SeriesInput(s).dt_s is None
+    for bad in (800.0, 0.0, float("nan")):
+        with pytest.raises(PerfusionInputError, match="is not one of a first-pass perfusion series"):
+            SeriesInput(s, dt_s=bad)
+    with pytest.raises(PerfusionInputError, match="frame interval 750"):
+        analyse_study(tmp_path / "no such study", tmp_path / "out", frame_interval_s=750)
+    assert not (tmp_path / "out").exists()  # refused before the output folder was made

@@ -118,6 +118,24 @@ def _expand(path: str, base: Path) -> list[str]:
     return out
 
 
+def _check_given(pixel_size_mm: float | None, frame_interval_s: float | None, where: str) -> None:
+    """A manifest pixel size or frame interval that no cardiac MR series has (the limits of
+    :func:`CardiacLandmarksLib.io.checks.given_pixel_size` and
+    :func:`CardiacLandmarksLib.perfusion.pipeline.check_frame_interval`: 0.2-20 mm, 0-5 s) is a manifest error,
+    found before any study runs."""
+    from CardiacLandmarksLib.core.errors import CardiacLandmarksError
+    from CardiacLandmarksLib.io.checks import MAX_PIXEL_MM, MIN_PIXEL_MM
+    from CardiacLandmarksLib.perfusion.pipeline import check_frame_interval
+
+    if pixel_size_mm is not None and not MIN_PIXEL_MM <= pixel_size_mm <= MAX_PIXEL_MM:
+        raise ManifestError(f"{where}: pixel_size_mm {pixel_size_mm:g} is not a cardiac MR pixel ({MIN_PIXEL_MM:g} to "
+                            f"{MAX_PIXEL_MM:g} mm)")
+    try:
+        check_frame_interval(frame_interval_s)
+    except CardiacLandmarksError as exc:
+        raise ManifestError(f"{where}: frame_interval_s: {exc}") from None
+
+
 def _check_size(height: float | None, weight: float | None, where: str) -> None:
     """A height or weight outside what a person measures (cm, kg:
     :func:`CardiacLandmarksLib.function.measurements.check_subject_size`) is a manifest error, found before any study
@@ -170,9 +188,10 @@ def read_manifest(path: str | Path) -> list[StudySpec]:
             height, weight = _number(row.get("height_cm", ""), "height_cm", n), _number(row.get("weight_kg", ""),
                                                                                        "weight_kg", n)
             _check_size(height, weight, f"{path.name} row {n} ({sid})")
-            studies.append(StudySpec(sid, _expand(row["path"], path.parent), height, weight, extra,
-                                     _positive(row.get("pixel_size_mm", ""), "pixel_size_mm", n),
-                                     _positive(row.get("frame_interval_s", ""), "frame_interval_s", n)))
+            pixel = _positive(row.get("pixel_size_mm", ""), "pixel_size_mm", n)
+            dt = _positive(row.get("frame_interval_s", ""), "frame_interval_s", n)
+            _check_given(pixel, dt, f"{path.name} row {n} ({sid})")
+            studies.append(StudySpec(sid, _expand(row["path"], path.parent), height, weight, extra, pixel, dt))
     if not studies:
         raise ManifestError(f"{path.name}: no study rows")
     return studies

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from CardiacLandmarksLib.cli.study import positive_number
+from CardiacLandmarksLib.cli.study import pixel_size
 from CardiacLandmarksLib.core.errors import InputNotFoundError
 from CardiacLandmarksLib.io.jsonsafe import dumps_strict
 from CardiacLandmarksLib.io.markups import load_landmarks
@@ -33,7 +33,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--ed", default="max", help="ED phase: max (longest LV, default), first, or a phase number")
     p.add_argument("--es", default="min", help="ES phase: min (shortest LV, default) or a phase number")
     p.add_argument("--series-uid", default=None, help="SeriesInstanceUID to pick when a DICOM folder mixes series")
-    p.add_argument("--pixel-size", type=positive_number("--pixel-size"), default=None, metavar="MM",
+    p.add_argument("--pixel-size", type=pixel_size, default=None, metavar="MM",
                    help="in-plane pixel size (mm) of a cine whose header lost it (default: the size recorded with the "
                         "points' landmarks.json, if any); a file with a real pixel size keeps its own")
     p.set_defaults(func=cmd_track)

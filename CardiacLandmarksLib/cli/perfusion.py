@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from CardiacLandmarksLib.cli.study import frame_interval
 from CardiacLandmarksLib.core.errors import PerfusionInputError
 from CardiacLandmarksLib.io.curves import read_curve
 from CardiacLandmarksLib.perfusion.pipeline import per_input, unique_name
@@ -46,7 +47,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="arterial input function per input (.txt/.csv/.npy/.mat or an image), '-' for none")
     p.add_argument("--concentration", action="store_true",
                    help="the series hold contrast concentration (mmol/L): enables Fermi MBF with --aif")
-    p.add_argument("--dt", type=float, default=None, help="frame interval in s (default: from trigger times)")
+    p.add_argument("--dt", type=frame_interval, default=None, metavar="SECONDS",
+                   help="frame interval in s (default: from trigger times)")
     p.add_argument("--mbf-map", action="append", default=None, help="precomputed MBF map (ml/min/g) per input, '-' for none")
     p.add_argument("--time-axis", default="auto", choices=("auto", "first", "last"),
                    help="which axis of a 3-D image file is time (default: auto)")

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from CardiacLandmarksLib.cli.study import positive_number
+from CardiacLandmarksLib.cli.study import pixel_size
 from CardiacLandmarksLib.core.config import data_root, models_root
 from CardiacLandmarksLib.io.jsonsafe import dumps_strict
 
@@ -38,7 +38,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "with time on that axis (default auto: a stack, except a nibabel (t, y, x) array and a "
                         "header of defaults only with >= 20 samples on its third axis)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.add_argument("--pixel-size", type=positive_number("--pixel-size"), default=None, metavar="MM",
+    p.add_argument("--pixel-size", type=pixel_size, default=None, metavar="MM",
                    help="in-plane pixel size (mm) of an image file whose header lost it (1 x 1 mm with a placeholder "
                         "affine, e.g. EMIDEC's PNG exports); a file with a real pixel size keeps its own")
     p.add_argument("--discard-review", action="store_true",

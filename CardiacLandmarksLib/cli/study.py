@@ -78,12 +78,38 @@ def positive_number(kind: str):
     return parse
 
 
+def pixel_size(text: str) -> float:
+    """An argparse ``type`` for ``--pixel-size``: an in-plane pixel size in mm within the limits of
+    :func:`CardiacLandmarksLib.io.checks.given_pixel_size`, refused before any work."""
+    from CardiacLandmarksLib.io.checks import MAX_PIXEL_MM, MIN_PIXEL_MM
+
+    v = positive_number("--pixel-size")(text)
+    if not MIN_PIXEL_MM <= v <= MAX_PIXEL_MM:
+        raise argparse.ArgumentTypeError(f"--pixel-size {v:g} mm is not a cardiac MR pixel ({MIN_PIXEL_MM:g} to "
+                                         f"{MAX_PIXEL_MM:g} mm)")
+    return v
+
+
+def frame_interval(text: str) -> float:
+    """An argparse ``type`` for ``--dt``: a perfusion frame interval in seconds
+    (:func:`CardiacLandmarksLib.perfusion.pipeline.check_frame_interval`), refused before any work."""
+    from CardiacLandmarksLib.core.errors import PerfusionInputError
+    from CardiacLandmarksLib.perfusion.pipeline import check_frame_interval
+
+    v = positive_number("--dt")(text)
+    try:
+        check_frame_interval(v)
+    except PerfusionInputError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return v
+
+
 def add_study_options(p: argparse.ArgumentParser) -> None:
     """The options of a study's analysis shared by ``study`` and ``batch``."""
-    p.add_argument("--pixel-size", type=positive_number("--pixel-size"), default=None, metavar="MM",
+    p.add_argument("--pixel-size", type=pixel_size, default=None, metavar="MM",
                    help="in-plane pixel size (mm) of image files whose header lost it (1 x 1 mm with a placeholder "
                         "affine, e.g. QPerf's crops); files with a real pixel size keep theirs")
-    p.add_argument("--dt", type=positive_number("--dt"), default=None, metavar="SECONDS",
+    p.add_argument("--dt", type=frame_interval, default=None, metavar="SECONDS",
                    help="frame interval of perfusion series whose frames carry no timing (Fermi MBF)")
     p.add_argument("--concentration", action="store_true",
                    help="the perfusion series hold contrast concentration (mmol/L): with an arterial input function "

@@ -274,8 +274,13 @@ def analyse_study(
 
     Raises:
         InputNotFoundError, NoDicomError: the study cannot be read at all (from routing).
+        PerfusionInputError: ``frame_interval_s`` is no perfusion frame interval
+            (:func:`CardiacLandmarksLib.perfusion.pipeline.check_frame_interval`), before any work.
         Analysis errors of single series do not raise: they are recorded in the result.
     """
+    from CardiacLandmarksLib.perfusion.pipeline import check_frame_interval
+
+    check_frame_interval(frame_interval_s)
     t0 = time.perf_counter()
     outdir = Path(outdir)
     outdir.mkdir(parents=True, exist_ok=True)
