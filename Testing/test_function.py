@@ -3,6 +3,7 @@ files and CLI on real ACDC and Sunnybrook data."""
 
 from __future__ import annotations
 
+import copy
 import csv
 import io
 import json
@@ -340,8 +341,12 @@ def test_lge_input_is_flagged_model_not_validated():
     from conftest import require_data
 
     pytest.importorskip("torch")
-    lge = require_data("lge", "mscmr", "subject1_DE.nii.gz")
-    r = analyse_function((lge, lge), FunctionOptions(device="cpu", tta=False))
+    from CardiacLandmarksLib.io.load import load_series
+
+    lge = load_series(require_data("lge", "mscmr", "subject1_DE.nii.gz"))
+    other = copy.copy(lge)  # a second volume on the same grid: the ED and ES of one image are refused
+    other.pixels = np.roll(lge.pixels, 1, axis=1)
+    r = analyse_function((lge, other), FunctionOptions(device="cpu", tta=False))
     assert "model_not_validated" in r.flags
     assert all(v.status in ("review", "n/a") for vent in r.values.values() for v in vent.values())
 

@@ -4,6 +4,7 @@ per-input isolation, on real data (temporary copies, never modified in place).""
 
 from __future__ import annotations
 
+import copy
 import gzip
 import re
 import shutil
@@ -376,7 +377,9 @@ def test_header_default_voxel_size_is_a_named_warning(data_root, tmp_path, capsy
     assert placeholder_spacing_warning(load_series(data_root.joinpath(*ACDC_IMG))) is None  # 1.56 x 1.56 x 10 mm
     cinema = load_series(data_root / "lax" / "mnms2_cinema" / "lax_4c_ed.nii.gz")
     assert cinema.spacing == (1.0, 1.0, 1.0) and placeholder_spacing_warning(cinema) is None  # oblique: scanner
-    assert "placeholder_spacing" in check_inputs([s, s])  # as --ed and --es
+    other = copy.copy(s)  # a second volume on the same grid (the ED and ES of one image are refused)
+    other.pixels = np.roll(s.pixels, 1, axis=1)
+    assert "placeholder_spacing" in check_inputs([s, other])  # as --ed and --es
     acdc = [load_series(data_root / "acdc" / f"patient101_{p}.nii.gz") for p in ("ED", "ES")]
     assert "placeholder_spacing" not in check_inputs(acdc)
 
