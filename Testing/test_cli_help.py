@@ -11,3 +11,35 @@ def test_every_option_has_a_help_text():
     bare = [f"{name} {a.option_strings[-1]}" for name, sp in sub.choices.items() for a in sp._actions
             if a.option_strings and a.dest != "help" and not (a.help or "").strip()]
     assert bare == [], bare  # e.g. 'benchmark --repeats', 'study --device' had none
+
+
+# (argv, what the error must say): each ended in a Python traceback (train --epochs 0: after loading the data;
+# benchmark --slices 0: ZeroDivisionError; review --port 99999: OverflowError) or was taken as given
+# (lax-track --slice -1, perfusion --pixel-size 100)
+REFUSED = [
+    (["train", "--epochs", "0"], "--epochs must be at least 1, got 0"),
+    (["train", "--epochs", "-3"], "--epochs must be at least 1, got -3"),
+    (["train", "--threads", "0"], "--threads must be at least 1, got 0"),
+    (["train", "--lr", "-1"], "--lr must be a positive number, got '-1'"),
+    (["train", "--ema-decay", "1"], "--ema-decay must be from 0 to below 1, got '1'"),
+    (["train", "--seg-weight", "-2"], "--seg-weight must be 0 or more, got '-2'"),
+    (["train", "--alpha", "2"], "--alpha must be from 0 to 1, got '2'"),
+    (["benchmark", "--slices", "0"], "--slices must be at least 1, got 0"),
+    (["benchmark", "--phases", "x"], "--phases must be a whole number, got 'x'"),
+    (["benchmark", "--repeats", "0"], "--repeats must be at least 1, got 0"),
+    (["lax-track", "a", "--points", "b", "-o", "c", "--slice", "-1"], "--slice must be at least 0, got -1"),
+    (["perfusion", "x", "-o", "y", "--pixel-size", "100"], "--pixel-size 100 mm is not a cardiac MR pixel"),
+    (["review", "x", "--port", "99999"], "--port must be 0 to 65535, got 99999"),
+]
+
+
+def test_option_values_no_run_can_use_are_refused_by_name(capsys):
+    import pytest
+
+    from CardiacLandmarksLib.cli import main
+
+    for argv, text in REFUSED:
+        with pytest.raises(SystemExit) as exc:
+            main(argv)
+        assert exc.value.code == 2, argv
+        assert text in capsys.readouterr().err, argv

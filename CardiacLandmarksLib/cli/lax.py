@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from CardiacLandmarksLib.cli.study import pixel_size
+from CardiacLandmarksLib.cli.study import pixel_size, whole_number
 from CardiacLandmarksLib.core.errors import InputNotFoundError
 from CardiacLandmarksLib.io.jsonsafe import dumps_strict
 from CardiacLandmarksLib.io.markups import load_landmarks
@@ -29,7 +29,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="landmarks on one (or more) phases: landmarks.json, a .mrk.json file or a folder of them")
     p.add_argument("-o", "--output", required=True, help="output folder (created)")
     p.add_argument("--view", default=None, choices=("2ch", "3ch", "4ch"), help="view (default: from the points)")
-    p.add_argument("--slice", type=int, default=0, help="slice index k of the cine (default 0)")
+    p.add_argument("--slice", type=whole_number("--slice", 0), default=0, help="slice index k of the cine (default 0)")
     p.add_argument("--ed", default="max", help="ED phase: max (longest LV, default), first, or a phase number")
     p.add_argument("--es", default="min", help="ES phase: min (shortest LV, default) or a phase number")
     p.add_argument("--series-uid", default=None, help="SeriesInstanceUID to pick when a DICOM folder mixes series")

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from CardiacLandmarksLib.cli.study import frame_interval
+from CardiacLandmarksLib.cli.study import frame_interval, pixel_size
 from CardiacLandmarksLib.core.errors import PerfusionInputError
 from CardiacLandmarksLib.io.curves import read_curve
 from CardiacLandmarksLib.perfusion.pipeline import per_input, unique_name
@@ -52,7 +52,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--mbf-map", action="append", default=None, help="precomputed MBF map (ml/min/g) per input, '-' for none")
     p.add_argument("--time-axis", default="auto", choices=("auto", "first", "last"),
                    help="which axis of a 3-D image file is time (default: auto)")
-    p.add_argument("--pixel-size", type=float, default=None, help="override the in-plane pixel size (mm)")
+    p.add_argument("--pixel-size", type=pixel_size, default=None, help="override the in-plane pixel size (mm)")
     p.add_argument("--no-sax-model", action="store_true", help="do not try the SAX landmark model for the RVI")
     p.add_argument("--allow-mismatch", action="store_true",
                    help="analyse series that differ in patient, matrix or pixel size (warning; no stress/rest "

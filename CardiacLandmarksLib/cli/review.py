@@ -8,6 +8,8 @@ from __future__ import annotations
 import argparse
 import logging
 
+from CardiacLandmarksLib.cli.study import whole_number
+
 logger = logging.getLogger(__name__)
 
 
@@ -25,7 +27,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--host", default="127.0.0.1",
                    help="address to listen on (default 127.0.0.1: this machine only; use an SSH tunnel to reach it "
                         "from elsewhere). Any non-loopback address requires the access token.")
-    p.add_argument("--port", type=int, default=8080, help="port (default 8080; 0 = any free port)")
+    p.add_argument("--port", type=whole_number("--port", 0, 65535), default=8080, help="port (default 8080; 0 = any free port)")
     p.add_argument("--require-token", action="store_true",
                    help="require the access token on loopback too (always required beyond loopback)")
     p.set_defaults(func=cmd_review)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from CardiacLandmarksLib.cli.study import pixel_size
+from CardiacLandmarksLib.cli.study import non_negative, pixel_size, positive_number, share, whole_number
 from CardiacLandmarksLib.core.config import data_root, models_root
 from CardiacLandmarksLib.io.jsonsafe import dumps_strict
 
@@ -56,23 +56,23 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--view", default="sax", choices=("sax", "2ch", "3ch", "4ch"), help="view of the model to train (default sax)")
     p.add_argument("--data", default=None, help="folder of labelled stacks (default: $CARDIAC_LANDMARKS_DATA/acdc)")
     p.add_argument("-o", "--output", default=None, help="where to write weights + card (default: runs/<view>)")
-    p.add_argument("--epochs", type=int, default=30, help="passes over the training images (default 30)")
+    p.add_argument("--epochs", type=whole_number("--epochs", 1), default=30, help="passes over the training images (default 30)")
     p.add_argument("--seed", type=int, default=0, help="random seed of the split, initialisation and augmentation")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"),
                    help="where the networks run: auto (the GPU when one is present, else the CPU), cpu or cuda (default auto)")
-    p.add_argument("--threads", type=int, default=2, help="CPU threads for torch")
-    p.add_argument("--lr", type=float, default=None, help="peak learning rate (SAX default 2e-3; 1e-3 or less to fine-tune)")
+    p.add_argument("--threads", type=whole_number("--threads", 1), default=2, help="CPU threads for torch")
+    p.add_argument("--lr", type=positive_number("--lr"), default=None, help="peak learning rate (SAX default 2e-3; 1e-3 or less to fine-tune)")
     p.add_argument("--init-weights", default=None,
                    help="SAX: start from this checkpoint (e.g. Resources/Models/sax_unet.pt) to fine-tune")
-    p.add_argument("--seg-weight", type=float, default=None,
+    p.add_argument("--seg-weight", type=non_negative("--seg-weight"), default=None,
                    help="SAX: weight of the segmentation head's loss (default 2; 0 = heatmap-only model)")
-    p.add_argument("--presence-weight", type=float, default=None,
+    p.add_argument("--presence-weight", type=non_negative("--presence-weight"), default=None,
                    help="SAX: weight of a loss on each heatmap's peak against the landmark's presence "
                         "(binary cross-entropy; default 0 = off)")
-    p.add_argument("--ema-decay", type=float, default=None,
+    p.add_argument("--ema-decay", type=share("--ema-decay", below_one=True), default=None,
                    help="SAX: per-step decay of the moving average of the weights that is validated and kept "
                         "instead of them (default 0.998; 0 = off)")
-    p.add_argument("--base-channels", type=int, default=None,
+    p.add_argument("--base-channels", type=whole_number("--base-channels", 1), default=None,
                    help="SAX: channels of the U-Net's first level (default 8, as the v1.4 bundle)")
     p.add_argument("--sets", default=None,
                    help="SAX: labelled sets beside the ACDC folder, comma-separated (default acdc,emidec,perfusion; "
@@ -88,7 +88,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="SAX: no training; the model at --alpha between a fine-tuned checkpoint and the one it was "
                         "fine-tuned from (weight-space interpolation, WiSE-FT), calibrated like a trained one "
                         "(v1.5.0 = v1.3.1 and v1.4.0 at 0.5; v1.7.0 = v1.3.1 and the presence-loss fine-tune at 0.5)")
-    p.add_argument("--alpha", type=float, default=0.5,
+    p.add_argument("--alpha", type=share("--alpha"), default=0.5,
                    help="SAX --interpolate: share of the fine-tuned weights, 0-1 (default 0.5)")
     p.add_argument("--model-version", default=None,
                    help="SAX --interpolate: version written into the card (default: train_sax.INTERPOLATED_VERSION, "
@@ -124,10 +124,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser("benchmark", help="time model load and inference (CPU, and GPU when present)")
     p.add_argument("--json", action="store_true", help="print JSON")
-    p.add_argument("--slices", type=int, default=10, help="slices of the synthetic SAX stack (default 10)")
-    p.add_argument("--phases", type=int, default=25, help="phases of the synthetic SAX stack (default 25: the "
+    p.add_argument("--slices", type=whole_number("--slices", 1), default=10, help="slices of the synthetic SAX stack (default 10)")
+    p.add_argument("--phases", type=whole_number("--phases", 1), default=25, help="phases of the synthetic SAX stack (default 25: the "
                                                           "10 x 25 stack of the speed target)")
-    p.add_argument("--repeats", type=int, default=3, help="timed runs after a warm-up; the fastest is reported (default 3)")
+    p.add_argument("--repeats", type=whole_number("--repeats", 1), default=3, help="timed runs after a warm-up; the fastest is reported (default 3)")
     p.set_defaults(func=cmd_benchmark)
 
 

@@ -78,6 +78,53 @@ def positive_number(kind: str):
     return parse
 
 
+def whole_number(kind: str, lowest: int, highest: int | None = None):
+    """An argparse ``type`` for an integer from ``lowest`` (to ``highest``), named ``kind`` in the error: a count of
+    epochs, threads, slices or repeats, a port."""
+
+    def parse(text: str) -> int:
+        try:
+            v = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{kind} must be a whole number, got {text!r}") from None
+        if v < lowest or (highest is not None and v > highest):
+            bounds = f"at least {lowest}" if highest is None else f"{lowest} to {highest}"
+            raise argparse.ArgumentTypeError(f"{kind} must be {bounds}, got {v}")
+        return v
+
+    return parse
+
+
+def share(kind: str, *, below_one: bool = False):
+    """An argparse ``type`` for a number from 0 to 1 (``below_one``: below 1), named ``kind`` in the error."""
+
+    def parse(text: str) -> float:
+        try:
+            v = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{kind} must be a number, got {text!r}") from None
+        if not (0.0 <= v <= 1.0) or (below_one and v >= 1.0):
+            raise argparse.ArgumentTypeError(f"{kind} must be from 0 to {'below ' if below_one else ''}1, got {text!r}")
+        return v
+
+    return parse
+
+
+def non_negative(kind: str):
+    """An argparse ``type`` for a finite number of at least 0, named ``kind`` in the error (a loss weight)."""
+
+    def parse(text: str) -> float:
+        try:
+            v = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{kind} must be a number, got {text!r}") from None
+        if not (v >= 0 and math.isfinite(v)):
+            raise argparse.ArgumentTypeError(f"{kind} must be 0 or more, got {text!r}")
+        return v
+
+    return parse
+
+
 def pixel_size(text: str) -> float:
     """An argparse ``type`` for ``--pixel-size``: an in-plane pixel size in mm within the limits of
     :func:`CardiacLandmarksLib.io.checks.given_pixel_size`, refused before any work."""
