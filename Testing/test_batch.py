@@ -79,7 +79,7 @@ def test_manifest_pixel_size_and_frame_interval_per_study(tmp_path):
     with pytest.raises(ManifestError, match=r"ms.csv row 2 \(x\): frame_interval_s: frame interval 800.0 s is not "
                                             r"one of a first-pass perfusion series"):
         read_manifest(_write(tmp_path / "ms.csv", "study_id,path,frame_interval_s\nx,a,800\n"))
-    with pytest.raises(ManifestError, match=r"cm.csv row 2 \(x\): pixel_size_mm 0.15 is not a cardiac MR pixel"):
+    with pytest.raises(ManifestError, match=r"cm.csv row 2 \(x\): pixel_size_mm: pixel size 0.15 mm is not a cardiac MR pixel"):
         read_manifest(_write(tmp_path / "cm.csv", "study_id,path,pixel_size_mm\nx,a,0.15\n"))
 
 

@@ -28,7 +28,7 @@ REFUSED = [
     (["benchmark", "--phases", "x"], "--phases must be a whole number, got 'x'"),
     (["benchmark", "--repeats", "0"], "--repeats must be at least 1, got 0"),
     (["lax-track", "a", "--points", "b", "-o", "c", "--slice", "-1"], "--slice must be at least 0, got -1"),
-    (["perfusion", "x", "-o", "y", "--pixel-size", "100"], "--pixel-size 100 mm is not a cardiac MR pixel"),
+    (["perfusion", "x", "-o", "y", "--pixel-size", "100"], "argument --pixel-size: pixel size 100 mm is not a cardiac MR pixel"),
     (["review", "x", "--port", "99999"], "--port must be 0 to 65535, got 99999"),
 ]
 

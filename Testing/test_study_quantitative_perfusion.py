@@ -179,8 +179,8 @@ def test_cli_refuses_a_non_positive_pixel_size_or_interval(capsys):
     err = capsys.readouterr().err
     assert "frame interval 800.0 s is not one of a first-pass perfusion series" in err
     assert "frame interval 600.0 s" in err and "--dt takes seconds, not milliseconds" in err
-    assert "--pixel-size 0.1 mm is not a cardiac MR pixel (0.2 to 20 mm)" in err
-    assert "--pixel-size 25 mm is not a cardiac MR pixel" in err
+    assert "argument --pixel-size: pixel size 0.1 mm is not a cardiac MR pixel (0.2 to 20 mm)" in err
+    assert "argument --pixel-size: pixel size 25 mm is not a cardiac MR pixel" in err
 
 
 @pytest.mark.data

@@ -119,21 +119,20 @@ def _expand(path: str, base: Path) -> list[str]:
 
 
 def _check_given(pixel_size_mm: float | None, frame_interval_s: float | None, where: str) -> None:
-    """A manifest pixel size or frame interval that no cardiac MR series has (the limits of
-    :func:`CardiacLandmarksLib.io.checks.given_pixel_size` and
-    :func:`CardiacLandmarksLib.perfusion.pipeline.check_frame_interval`: 0.2-20 mm, 0-5 s) is a manifest error,
-    found before any study runs."""
+    """A manifest pixel size or frame interval that no cardiac MR series has
+    (:func:`CardiacLandmarksLib.io.checks.check_pixel_size`, :func:`CardiacLandmarksLib.perfusion.pipeline.
+    check_frame_interval`: 0.2-20 mm, 0-5 s) is a manifest error, found before any study runs."""
     from CardiacLandmarksLib.core.errors import CardiacLandmarksError
-    from CardiacLandmarksLib.io.checks import MAX_PIXEL_MM, MIN_PIXEL_MM
+    from CardiacLandmarksLib.io.checks import check_pixel_size
     from CardiacLandmarksLib.perfusion.pipeline import check_frame_interval
 
-    if pixel_size_mm is not None and not MIN_PIXEL_MM <= pixel_size_mm <= MAX_PIXEL_MM:
-        raise ManifestError(f"{where}: pixel_size_mm {pixel_size_mm:g} is not a cardiac MR pixel ({MIN_PIXEL_MM:g} to "
-                            f"{MAX_PIXEL_MM:g} mm)")
-    try:
-        check_frame_interval(frame_interval_s)
-    except CardiacLandmarksError as exc:
-        raise ManifestError(f"{where}: frame_interval_s: {exc}") from None
+    for column, value, check in (("pixel_size_mm", pixel_size_mm, check_pixel_size),
+                                 ("frame_interval_s", frame_interval_s, check_frame_interval)):
+        try:
+            if value is not None:
+                check(value)
+        except CardiacLandmarksError as exc:
+            raise ManifestError(f"{where}: {column}: {exc}") from None
 
 
 def _check_size(height: float | None, weight: float | None, where: str) -> None:

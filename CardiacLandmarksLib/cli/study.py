@@ -63,19 +63,37 @@ def register(sub: argparse._SubParsersAction) -> None:
     r.set_defaults(func=cmd_apply_review)
 
 
-def positive_number(kind: str):
-    """An argparse ``type`` for a positive finite number (``kind`` names the option in the error)."""
+def _number(kind: str, ok, need: str):
+    """An argparse ``type`` for a finite number for which ``ok(value)`` holds, named ``kind`` in the error, which
+    says ``need`` (``"a positive number"``)."""
 
     def parse(text: str) -> float:
         try:
             v = float(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"{kind} must be a number, got {text!r}") from None
-        if not (v > 0 and math.isfinite(v)):
-            raise argparse.ArgumentTypeError(f"{kind} must be a positive number, got {text!r}")
+        if not (math.isfinite(v) and ok(v)):
+            raise argparse.ArgumentTypeError(f"{kind} must be {need}, got {text!r}")
         return v
 
     return parse
+
+
+def positive_number(kind: str):
+    """An argparse ``type`` for a positive finite number (``kind`` names the option in the error)."""
+    return _number(kind, lambda v: v > 0, "a positive number")
+
+
+def non_negative(kind: str):
+    """An argparse ``type`` for a finite number of at least 0, named ``kind`` in the error (a loss weight)."""
+    return _number(kind, lambda v: v >= 0, "0 or more")
+
+
+def share(kind: str, *, below_one: bool = False):
+    """An argparse ``type`` for a number from 0 to 1 (``below_one``: below 1), named ``kind`` in the error."""
+    if below_one:
+        return _number(kind, lambda v: 0 <= v < 1, "from 0 to below 1")
+    return _number(kind, lambda v: 0 <= v <= 1, "from 0 to 1")
 
 
 def whole_number(kind: str, lowest: int, highest: int | None = None):
@@ -95,60 +113,33 @@ def whole_number(kind: str, lowest: int, highest: int | None = None):
     return parse
 
 
-def share(kind: str, *, below_one: bool = False):
-    """An argparse ``type`` for a number from 0 to 1 (``below_one``: below 1), named ``kind`` in the error."""
+def _checked(kind: str, check, text: str) -> float:
+    """``text`` as a positive number that ``check`` (a rule of the library raising a CardiacLandmarksError) accepts;
+    its message, after the option's name, when it does not."""
+    from CardiacLandmarksLib.core.errors import CardiacLandmarksError
 
-    def parse(text: str) -> float:
-        try:
-            v = float(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{kind} must be a number, got {text!r}") from None
-        if not (0.0 <= v <= 1.0) or (below_one and v >= 1.0):
-            raise argparse.ArgumentTypeError(f"{kind} must be from 0 to {'below ' if below_one else ''}1, got {text!r}")
-        return v
-
-    return parse
-
-
-def non_negative(kind: str):
-    """An argparse ``type`` for a finite number of at least 0, named ``kind`` in the error (a loss weight)."""
-
-    def parse(text: str) -> float:
-        try:
-            v = float(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{kind} must be a number, got {text!r}") from None
-        if not (v >= 0 and math.isfinite(v)):
-            raise argparse.ArgumentTypeError(f"{kind} must be 0 or more, got {text!r}")
-        return v
-
-    return parse
+    v = positive_number(kind)(text)
+    try:
+        check(v)
+    except CardiacLandmarksError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return v
 
 
 def pixel_size(text: str) -> float:
-    """An argparse ``type`` for ``--pixel-size``: an in-plane pixel size in mm within the limits of
-    :func:`CardiacLandmarksLib.io.checks.given_pixel_size`, refused before any work."""
-    from CardiacLandmarksLib.io.checks import MAX_PIXEL_MM, MIN_PIXEL_MM
+    """An argparse ``type`` for ``--pixel-size``: an in-plane pixel size in mm
+    (:func:`CardiacLandmarksLib.io.checks.check_pixel_size`), refused before any work."""
+    from CardiacLandmarksLib.io.checks import check_pixel_size
 
-    v = positive_number("--pixel-size")(text)
-    if not MIN_PIXEL_MM <= v <= MAX_PIXEL_MM:
-        raise argparse.ArgumentTypeError(f"--pixel-size {v:g} mm is not a cardiac MR pixel ({MIN_PIXEL_MM:g} to "
-                                         f"{MAX_PIXEL_MM:g} mm)")
-    return v
+    return _checked("--pixel-size", check_pixel_size, text)
 
 
 def frame_interval(text: str) -> float:
     """An argparse ``type`` for ``--dt``: a perfusion frame interval in seconds
     (:func:`CardiacLandmarksLib.perfusion.pipeline.check_frame_interval`), refused before any work."""
-    from CardiacLandmarksLib.core.errors import PerfusionInputError
     from CardiacLandmarksLib.perfusion.pipeline import check_frame_interval
 
-    v = positive_number("--dt")(text)
-    try:
-        check_frame_interval(v)
-    except PerfusionInputError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-    return v
+    return _checked("--dt", check_frame_interval, text)
 
 
 def add_study_options(p: argparse.ArgumentParser) -> None:

@@ -177,6 +177,20 @@ def placeholder_spacing_warning(series) -> str | None:
             "Give the file with its real spacing (or its pixel size: --pixel-size)")
 
 
+def check_pixel_size(mm: float) -> float:
+    """A pixel size a user gives (``--pixel-size``, a manifest's ``pixel_size_mm``), in mm, as a float.
+
+    Raises:
+        ImplausibleSpacingError: below :data:`MIN_PIXEL_MM` or above :data:`MAX_PIXEL_MM` (the limits of
+            :func:`check_spacing`), or not a number.
+    """
+    mm = float(mm)
+    if not MIN_PIXEL_MM <= mm <= MAX_PIXEL_MM:
+        raise ImplausibleSpacingError(f"pixel size {mm:g} mm is not a cardiac MR pixel ({MIN_PIXEL_MM:g} to "
+                                      f"{MAX_PIXEL_MM:g} mm)")
+    return mm
+
+
 def given_pixel_size(series, mm: float) -> str | None:
     """Set a user-given in-plane pixel size on a series whose header lost it; leave any other series alone.
 
@@ -196,10 +210,7 @@ def given_pixel_size(series, mm: float) -> str | None:
         ImplausibleSpacingError: ``mm`` below :data:`MIN_PIXEL_MM` or above :data:`MAX_PIXEL_MM` (the limits of
             :func:`check_spacing`).
     """
-    mm = float(mm)
-    if not MIN_PIXEL_MM <= mm <= MAX_PIXEL_MM:
-        raise ImplausibleSpacingError(f"pixel size {mm:g} mm is not a cardiac MR pixel ({MIN_PIXEL_MM:g} to "
-                                      f"{MAX_PIXEL_MM:g} mm)")
+    mm = check_pixel_size(mm)
     if (series.metadata or {}).get("pixel_size_given_mm") is not None or placeholder_spacing_warning(series) is None:
         return None
     series.spacing = (mm, mm, float(series.spacing[2]))
