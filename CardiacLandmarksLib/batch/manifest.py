@@ -120,11 +120,10 @@ def _expand(path: str, base: Path) -> list[str]:
 
 def _check_given(pixel_size_mm: float | None, frame_interval_s: float | None, where: str) -> None:
     """A manifest pixel size or frame interval that no cardiac MR series has
-    (:func:`CardiacLandmarksLib.io.checks.check_pixel_size`, :func:`CardiacLandmarksLib.perfusion.pipeline.
-    check_frame_interval`: 0.2-20 mm, 0-5 s) is a manifest error, found before any study runs."""
+    (:func:`CardiacLandmarksLib.io.checks.check_pixel_size`, :func:`~CardiacLandmarksLib.io.checks.check_frame_interval`:
+    0.2-20 mm, 0-5 s) is a manifest error, found before any study runs."""
     from CardiacLandmarksLib.core.errors import CardiacLandmarksError
-    from CardiacLandmarksLib.io.checks import check_pixel_size
-    from CardiacLandmarksLib.perfusion.pipeline import check_frame_interval
+    from CardiacLandmarksLib.io.checks import check_frame_interval, check_pixel_size
 
     for column, value, check in (("pixel_size_mm", pixel_size_mm, check_pixel_size),
                                  ("frame_interval_s", frame_interval_s, check_frame_interval)):

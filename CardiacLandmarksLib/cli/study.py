@@ -136,8 +136,8 @@ def pixel_size(text: str) -> float:
 
 def frame_interval(text: str) -> float:
     """An argparse ``type`` for ``--dt``: a perfusion frame interval in seconds
-    (:func:`CardiacLandmarksLib.perfusion.pipeline.check_frame_interval`), refused before any work."""
-    from CardiacLandmarksLib.perfusion.pipeline import check_frame_interval
+    (:func:`CardiacLandmarksLib.io.checks.check_frame_interval`), refused before any work."""
+    from CardiacLandmarksLib.io.checks import check_frame_interval
 
     return _checked("--dt", check_frame_interval, text)
 

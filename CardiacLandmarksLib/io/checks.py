@@ -27,7 +27,9 @@ A non-cardiac image that passes these checks is caught after the model has run:
 centre on any slice or phase of the whole series, or a long-axis model no landmark at all (rules
 documented there).
 
-Series of one study (stress/rest perfusion, base/mid/apex): :func:`check_study_match`.
+Series of one study (stress/rest perfusion, base/mid/apex): :func:`check_study_match`. Values a user gives for
+files that lost them (``--pixel-size``, ``--dt``, a manifest's columns): :func:`check_pixel_size`,
+:func:`check_frame_interval`.
 
 Every check returns the warnings it made (strings for the user and for every output); callers
 store them with the results.
@@ -36,6 +38,7 @@ store them with the results.
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Sequence
 
 import numpy as np
@@ -47,6 +50,7 @@ from CardiacLandmarksLib.core.errors import (
     InvalidImageError,
     LabelMaskError,
     NotCardiacError,
+    PerfusionInputError,
     SeriesMismatchError,
     WrongViewError,
 )
@@ -189,6 +193,25 @@ def check_pixel_size(mm: float) -> float:
         raise ImplausibleSpacingError(f"pixel size {mm:g} mm is not a cardiac MR pixel ({MIN_PIXEL_MM:g} to "
                                       f"{MAX_PIXEL_MM:g} mm)")
     return mm
+
+
+#: longest frame interval (s) of a first-pass perfusion series: a frame per heartbeat, or per two at 30 beats/min
+MAX_FRAME_INTERVAL_S = 5.0
+
+
+def check_frame_interval(dt_s: float | None) -> None:
+    """Refuse a frame interval no first-pass perfusion series has (``dt_s`` in s; None = from the frames).
+
+    Raises:
+        PerfusionInputError: not a positive finite number, or above :data:`MAX_FRAME_INTERVAL_S` (a value in
+            milliseconds, e.g. 800, would stretch every upslope and MBF by a factor of 1000).
+    """
+    if dt_s is None:
+        return
+    dt = float(dt_s)
+    if not (math.isfinite(dt) and 0 < dt <= MAX_FRAME_INTERVAL_S):
+        raise PerfusionInputError(f"frame interval {dt_s!r} s is not one of a first-pass perfusion series (0 to "
+                                  f"{MAX_FRAME_INTERVAL_S:g} s per frame; --dt takes seconds, not milliseconds)")
 
 
 def given_pixel_size(series, mm: float) -> str | None:

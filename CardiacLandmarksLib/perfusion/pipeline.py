@@ -26,7 +26,6 @@ Points are ``(i, j)`` in the pixel grid of the series' **reference frame**
 from __future__ import annotations
 
 import logging
-import math
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -38,6 +37,7 @@ from scipy import ndimage
 from CardiacLandmarksLib.core.errors import CardiacLandmarksError, MissingGeometryError, PerfusionInputError
 from CardiacLandmarksLib.core.landmarks import Measurement, Source, measurement_status
 from CardiacLandmarksLib.core.series import CMRSeries
+from CardiacLandmarksLib.io.checks import check_frame_interval
 from CardiacLandmarksLib.perfusion import aha, fermi
 from CardiacLandmarksLib.perfusion import analysis as perfusion
 from CardiacLandmarksLib.perfusion import segmentation as ps
@@ -109,26 +109,7 @@ class SeriesInput:
     mbf_map: np.ndarray | None = None
 
     def __post_init__(self) -> None:
-        check_frame_interval(self.dt_s)
-
-
-#: longest frame interval (s) of a first-pass perfusion series: a frame per heartbeat, or per two at 30 beats/min
-MAX_FRAME_INTERVAL_S = 5.0
-
-
-def check_frame_interval(dt_s: float | None) -> None:
-    """Refuse a frame interval no first-pass perfusion series has (``dt_s`` in s; None = from the frames).
-
-    Raises:
-        PerfusionInputError: not a positive finite number, or above :data:`MAX_FRAME_INTERVAL_S` (a value in
-            milliseconds, e.g. 800, would stretch every upslope and MBF by a factor of 1000).
-    """
-    if dt_s is None:
-        return
-    dt = float(dt_s)
-    if not (math.isfinite(dt) and 0 < dt <= MAX_FRAME_INTERVAL_S):
-        raise PerfusionInputError(f"frame interval {dt_s!r} s is not one of a first-pass perfusion series (0 to "
-                                  f"{MAX_FRAME_INTERVAL_S:g} s per frame; --dt takes seconds, not milliseconds)")
+        check_frame_interval(self.dt_s)  # a value in milliseconds is refused here, before any work
 
 
 def frames_timed(series) -> bool:

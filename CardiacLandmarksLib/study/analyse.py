@@ -31,7 +31,7 @@ import numpy as np
 
 from CardiacLandmarksLib.core.errors import CardiacLandmarksError
 from CardiacLandmarksLib.core.review import flag_counts
-from CardiacLandmarksLib.io.checks import given_pixel_size
+from CardiacLandmarksLib.io.checks import check_frame_interval, given_pixel_size
 from CardiacLandmarksLib.io.curves import read_curve
 from CardiacLandmarksLib.study import tasks
 from CardiacLandmarksLib.study.crosscheck import crosscheck
@@ -275,11 +275,9 @@ def analyse_study(
     Raises:
         InputNotFoundError, NoDicomError: the study cannot be read at all (from routing).
         PerfusionInputError: ``frame_interval_s`` is no perfusion frame interval
-            (:func:`CardiacLandmarksLib.perfusion.pipeline.check_frame_interval`), before any work.
+            (:func:`CardiacLandmarksLib.io.checks.check_frame_interval`), before any work.
         Analysis errors of single series do not raise: they are recorded in the result.
     """
-    from CardiacLandmarksLib.perfusion.pipeline import check_frame_interval
-
     check_frame_interval(frame_interval_s)
     t0 = time.perf_counter()
     outdir = Path(outdir)

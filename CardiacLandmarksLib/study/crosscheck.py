@@ -17,9 +17,10 @@ phase 0 (ED), with ``u`` the SAX stack normal oriented from base to apex (toward
 
 Any low-confidence landmark used makes the value ``review``; values outside the ranges are
 ``review`` too, and so is every value when the two series name different DICOM frames of reference
-(``FrameOfReferenceUID``: the table or the patient moved between them, or they come from different sessions, so
-their LPS positions need not share one patient space; flag ``"frame of reference review"``). :func:`sax_lines_in_lax` gives, for the summary picture, where each SAX
-slice cuts the long-axis image (in its pixel coordinates).
+(``FrameOfReferenceUID``: the table or the patient moved between them, or they come from different
+sessions, so their LPS positions need not share one patient space; flag ``"frame of reference review"``).
+:func:`sax_lines_in_lax` gives, for the summary picture, where each SAX slice cuts the long-axis image
+(in its pixel coordinates).
 """
 
 from __future__ import annotations
