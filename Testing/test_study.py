@@ -120,6 +120,8 @@ def test_tag_rules_lge_t1_localiser(tmp_path):
     assert got["#900"][0] == "lge" and got["#900"][1] == ["sax"] and got["#900"][2].startswith("LGE SAX stack")
     assert got["#910"][0] == "t1" and got["#910"][1] == []
     assert got["#1"][0] == "localiser" and got["#1"][1] == []
+    loc = next(s for s in r.series if s.label.startswith("#1 "))
+    assert loc.view == "-" and "3 plane orientations: no single view" in loc.evidence  # was 4CH, then LAX
     assert got["#300"][0] == "cine" and got["#300"][1][0] == "sax"
     lge = next(s for s in r.series if s.label.startswith("#900"))
     assert lge.view == "sax" and lge.n_slices == 12  # parallel to the cine stack

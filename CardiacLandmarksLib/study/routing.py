@@ -125,6 +125,7 @@ class RoutedSeries:
         pixel_size_mm: a user-given in-plane pixel size, set on load when the header lost its own
             (:func:`CardiacLandmarksLib.io.checks.given_pixel_size`), else None.
         patient_id: the DICOM PatientID of the series ("" for image files or when absent).
+        n_orientations: plane orientations in the series (3 in a tri-plane localiser, which then has no view).
     """
 
     key: str
@@ -146,6 +147,7 @@ class RoutedSeries:
     aif: str | None = None
     pixel_size_mm: float | None = None
     patient_id: str = ""
+    n_orientations: int = 1
     _load: object = None
     _series: CMRSeries | None = None
 
@@ -419,7 +421,8 @@ def _dicom_entries(folder: Path, recursive: bool, notes: list[str]) -> list[Rout
             continue
         key = f"s{h.series_number}" if h.series_number is not None else "s" + h.series_uid[-6:]
         e = RoutedSeries(key=key, label=h.label(), source=h.series_uid, n_slices=h.n_slices,
-                         n_phases=h.n_phases or 0, normal=h.normal, patient_id=h.patient_id)
+                         n_phases=h.n_phases or 0, normal=h.normal, patient_id=h.patient_id,
+                         n_orientations=max(1, h.n_orientations))
         if h.damaged and not h.n_files:
             e.view, e.sequence = "-", "-"
             e.reason = f"damaged: every file unreadable ({h.damaged[0]})"
@@ -616,6 +619,10 @@ def _decide_views(routing: StudyRouting) -> None:
         ref.evidence.append(f"reference SAX stack: {ref.n_slices} parallel slices (the most of any cine)")
     for e in images:
         if e is ref:
+            continue
+        if e.n_orientations > 1:  # a tri-plane localiser: its first plane's view would name one of three
+            e.view = "-"
+            e.evidence.append(f"{e.n_orientations} plane orientations: no single view")
             continue
         tv = _text_view(e)
         ang = _angle(e.normal, ref.normal if ref is not None else None)
