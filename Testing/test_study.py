@@ -112,6 +112,23 @@ def test_a_study_with_a_series_not_read_is_review(tmp_path, sunnybrook_dicom):
 
 
 @pytest.mark.data
+def test_a_study_of_two_exam_dates_names_them(tmp_path):
+    """One patient's LGE stack from another day (its StudyDate rewritten on the copies) beside the cine: a baseline
+    and a follow-up in one folder would share one cohort row. Routing names both dates, so the study is review."""
+    import pydicom
+
+    require_data("sunnybrook", "SCD0000101", "dicom")
+    study = sm.tag_variants(require_data(), tmp_path / "study")
+    for f in (study / "lge").iterdir():
+        ds = pydicom.dcmread(f)
+        ds.StudyDate = "20130601"
+        ds.save_as(f)
+    r = route_study(study)
+    assert r.problems() == ["series of more than one exam date (StudyDate): s1 '20120000', s300 '20120000', "
+                            "s900 '20130601', s910 '20120000'"]
+
+
+@pytest.mark.data
 def test_tag_rules_lge_t1_localiser(tmp_path):
     require_data("sunnybrook", "SCD0000101", "dicom")
     r = route_study(sm.tag_variants(require_data(), tmp_path / "study"))

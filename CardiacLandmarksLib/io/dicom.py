@@ -489,6 +489,7 @@ def _make_object(path: Path, ds: pydicom.Dataset) -> _Object:
         "nominal_interval": _float(ds, "NominalInterval"),
         "cardiac_number_of_images": _int(ds, "CardiacNumberOfImages"),
         "patient_id": _str(ds, "PatientID"),
+        "study_date": _str(ds, "StudyDate"),
         # the subject's size as the scanner recorded it (for SAR): PatientSize in m, PatientWeight in kg; 0 or
         # absent when unknown (:func:`CardiacLandmarksLib.function.measurements.subject_from_header`)
         "patient_size_m": _float(ds, "PatientSize"),

@@ -69,7 +69,7 @@ class SeriesHeader:
         study_uid, frame_of_reference_uid, manufacturer.
         files: the files of the series (sorted).
         damaged: files of the series that are empty/truncated/unreadable.
-        patient_id: PatientID of the first file ("" when absent).
+        patient_id: PatientID of the first file ("" when absent); study_date: its StudyDate (``YYYYMMDD``, "").
     """
 
     series_uid: str
@@ -101,6 +101,7 @@ class SeriesHeader:
     files: list[str] = field(default_factory=list)
     damaged: list[str] = field(default_factory=list)
     patient_id: str = ""
+    study_date: str = ""
 
     def label(self) -> str:
         """Short name for tables: ``#<number> '<description>'``."""
@@ -246,6 +247,7 @@ def _header(uid: str, objs: list, damaged: list[str]) -> SeriesHeader:
         files=sorted(str(o.path) for o in objs),
         damaged=damaged,
         patient_id=str(hd.get("patient_id") or ""),
+        study_date=str(hd.get("study_date") or ""),
     )
 
 

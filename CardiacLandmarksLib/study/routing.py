@@ -124,7 +124,7 @@ class RoutedSeries:
             (:func:`pair_aifs`), else None.
         pixel_size_mm: a user-given in-plane pixel size, set on load when the header lost its own
             (:func:`CardiacLandmarksLib.io.checks.given_pixel_size`), else None.
-        patient_id: the DICOM PatientID of the series ("" for image files or when absent).
+        patient_id, study_date: the DICOM PatientID and StudyDate of the series ("" for image files or when absent).
         n_orientations: plane orientations in the series (3 in a tri-plane localiser, which then has no view).
     """
 
@@ -147,6 +147,7 @@ class RoutedSeries:
     aif: str | None = None
     pixel_size_mm: float | None = None
     patient_id: str = ""
+    study_date: str = ""
     n_orientations: int = 1
     _load: object = None
     _series: CMRSeries | None = None
@@ -204,13 +205,15 @@ class StudyRouting:
     #: study whose SAX cine lost one file is not ``ok`` because its perfusion series was read
     unread: list[str] = field(default_factory=list)
     #: the study's MR series name more than one patient (DICOM PatientID): ``"series of more than one patient
-    #: (PatientID): s300 'SCD0000101', s6 'NOID'"``, else ""; an error of the study, as :attr:`unread`
-    patients_differ: str = ""
+    #: (PatientID): s300 'SCD0000101', s6 'NOID'"``; or, of one patient, more than one exam date (StudyDate: a
+    #: baseline and a follow-up put in one folder, whose values would share one cohort row); else "". An error of
+    #: the study, as :attr:`unread`
+    not_one_exam: str = ""
 
     def problems(self) -> list[str]:
-        """The errors of the study that routing found (:attr:`unread`, :attr:`patients_differ`), one line each: they
+        """The errors of the study that routing found (:attr:`unread`, :attr:`not_one_exam`), one line each: they
         make the study ``review`` (:attr:`CardiacLandmarksLib.study.analyse.StudyResult.errors`)."""
-        return [f"not read: {what}" for what in self.unread] + ([self.patients_differ] if self.patients_differ else [])
+        return [f"not read: {what}" for what in self.unread] + ([self.not_one_exam] if self.not_one_exam else [])
 
     @property
     def name(self) -> str:
@@ -335,10 +338,13 @@ def route_study(path: str | Path | list, recursive: bool = True) -> StudyRouting
     routing = StudyRouting(str(paths[0]) if len(paths) == 1 else ";".join(map(str, paths)),
                            "dicom" if dicom_dirs and not image_files else ("images" if image_files and not dicom_dirs
                                                                            else "mixed"), entries, notes, unread)
-    patients = {e.patient_id for e in entries if e.patient_id and e.sequence != "-"}
-    if len(patients) > 1:  # a series filed in the wrong study: its values would join another patient's
-        routing.patients_differ = ("series of more than one patient (PatientID): " + ", ".join(
-            f"{e.key} {e.patient_id!r}" for e in entries if e.patient_id and e.sequence != "-"))
+    read = [e for e in entries if e.sequence != "-"]
+    for attr, what in (("patient_id", "patient (PatientID)"), ("study_date", "exam date (StudyDate)")):
+        named = [e for e in read if getattr(e, attr)]
+        if len({getattr(e, attr) for e in named}) > 1:  # a series filed in the wrong study: its values would join
+            routing.not_one_exam = (f"series of more than one {what}: "  # another patient's or exam's
+                                       + ", ".join(f"{e.key} {getattr(e, attr)!r}" for e in named))
+            break
     _decide_views(routing)
     _decide_analyses(routing)
     pair_aifs(routing)
@@ -410,7 +416,7 @@ def _dicom_entries(folder: Path, recursive: bool, notes: list[str]) -> list[Rout
         label = f"#{min(nums)}-{max(nums)} '{h0.description}'" if nums else f"'{h0.description}' x{len(hs)}"
         e = RoutedSeries(key=f"s{min(nums)}" if nums else "stack", label=label,
                          source=f"{len(hs)} series (one per slice)", n_slices=len(hs), n_phases=h0.n_phases or 0,
-                         normal=h0.normal, patient_id=h0.patient_id)
+                         normal=h0.normal, patient_id=h0.patient_id, study_date=h0.study_date)
         e.evidence.append(f"{len(hs)} single-slice series with one orientation, parallel planes, "
                           f"{h0.n_phases} phases each: assembled into one stack")
         e.sequence = _dicom_sequence(h0, e.evidence, n_slices=len(hs))
@@ -422,7 +428,7 @@ def _dicom_entries(folder: Path, recursive: bool, notes: list[str]) -> list[Rout
         key = f"s{h.series_number}" if h.series_number is not None else "s" + h.series_uid[-6:]
         e = RoutedSeries(key=key, label=h.label(), source=h.series_uid, n_slices=h.n_slices,
                          n_phases=h.n_phases or 0, normal=h.normal, patient_id=h.patient_id,
-                         n_orientations=max(1, h.n_orientations))
+                         study_date=h.study_date, n_orientations=max(1, h.n_orientations))
         if h.damaged and not h.n_files:
             e.view, e.sequence = "-", "-"
             e.reason = f"damaged: every file unreadable ({h.damaged[0]})"
