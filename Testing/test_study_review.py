@@ -119,6 +119,20 @@ def test_apply_review_without_review_reproduces_the_report(out):
     assert len(backups) == 1 and json.loads(backups[0].read_text()) == before
 
 
+def test_apply_review_of_a_relative_folder(out, monkeypatch, capsys):
+    """'apply-review out/001' from the folder above it: the run record's update joined the folder twice
+    ('001/001/001_SA_sax/landmarks.json') and the command ended in a FileNotFoundError traceback."""
+    from CardiacLandmarksLib.cli import main
+    from CardiacLandmarksLib.io.outputs import RUN_FILE
+
+    (out / RUN_FILE).write_text(json.dumps({"files": []}))  # what 'study' writes last (analyse_study does not)
+    monkeypatch.chdir(out.parent)
+    assert main(["apply-review", out.name]) == 0
+    assert "study status:" in capsys.readouterr().out
+    run = json.loads((out / "run.json").read_text())
+    assert run["edits"][-1]["by"].startswith("apply-review") and "study.json" in run["edits"][-1]["files"]
+
+
 def test_reviewed_points_change_the_report(out, caplog):
     """The reader confirms the low mitral points of the 4CH ED phase and moves the mid-slice A-RVI of the SAX stack
     4 mm; apply-review gives LV length ED from the reviewed points (apex to mitral midpoint, computed here from

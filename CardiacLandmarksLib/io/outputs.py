@@ -386,6 +386,9 @@ def record_edit(folder: str | Path, files: Iterable[str | Path], by: str) -> Pat
     """Bring the folder's ``run.json`` up to date after files were rewritten by an edit (a reader's corrections
     saved from the review app): the entries of ``files`` get their new size and SHA-256 (new names are added),
     and ``edits`` records when, by what, and which files. The run's inputs and options stay as recorded.
+    ``files`` are paths as the caller holds them (absolute, or relative to the working directory, e.g.
+    ``out/study/s1_sax/landmarks.json`` beside a relative ``folder`` ``out/study``); a relative path found nowhere
+    there is taken relative to ``folder``.
 
     Returns:
         The ``run.json`` path, or None when the folder has no (readable) ``run.json``: nothing to update.
@@ -399,7 +402,7 @@ def record_edit(folder: str | Path, files: Iterable[str | Path], by: str) -> Pat
         return None
     names = []
     for f in files:
-        fp = Path(f) if Path(f).is_absolute() else root / f
+        fp = Path(f) if Path(f).is_absolute() or Path(f).exists() else root / f  # not root / a path that has root
         name = fp.resolve().relative_to(root.resolve()).as_posix()
         entries[name] = {"name": name, "size": fp.stat().st_size, "sha256": sha256_file(fp)}
         names.append(name)
