@@ -714,3 +714,26 @@ def test_crosschecks_are_review_when_the_series_have_different_frames_of_referen
         assert all("frame of reference review" in v.flags for v in values)
         assert all(v.check == "the SAX and long-axis series have different DICOM frames of reference"
                    for v in values)
+
+
+def test_key_values_of_one_name_from_two_series_name_their_series():
+    """Two SAX cines of one study (a repeated stack: Sunnybrook's cine and a copy as series 301, run by hand) both
+    printed 'RVI angle (mid, ED)'. The reference stack keeps the name (the cohort column takes it), the other names
+    its series; values of names no other series has are left alone."""
+    from CardiacLandmarksLib.study.analyse import cohort_values
+    from CardiacLandmarksLib.study.tasks import KeyValue, name_series_apart
+
+    def sax(angle):
+        return [KeyValue("RVI angle (mid, ED)", angle, "deg", "ok"), KeyValue("RVI opening angle (mid, ED)", 100.0,
+                                                                            "deg", "ok")]
+    first, repeat, lge = sax(-31.3), sax(-29.0), [KeyValue("RVI angle (mid, LGE)", -30.0, "deg", "ok")]
+    lax = [KeyValue("LV length ED", 88.0, "mm", "ok")]
+    groups = [("s299", repeat), ("s300", first), ("s900", lge), ("s4", lax)]
+    name_series_apart(groups, first="s300")
+    assert [v.name for _, vals in groups for v in vals] == [
+        "RVI angle (mid, ED, s299)", "RVI opening angle (mid, ED, s299)", "RVI angle (mid, ED)",
+        "RVI opening angle (mid, ED)", "RVI angle (mid, LGE)", "LV length ED"]
+    assert cohort_values(repeat + first)["rvi_angle_deg"] == -31.3  # the reference's, though the repeat came first
+    two_lax = [("s4", [KeyValue("LV length ED", 88.0, "mm", "ok")]), ("s5", [KeyValue("LV length ED", 90.0, "mm", "ok")])]
+    name_series_apart(two_lax)  # no reference among them: the first keeps the name
+    assert [v.name for _, vals in two_lax for v in vals] == ["LV length ED", "LV length ED (s5)"]

@@ -341,6 +341,9 @@ def analyse_study(
         run("perfusion", perfusion[0], lambda: tasks.run_perfusion(
             slices, models, outdir / f"{key}_perfusion", outdir, key, concentration=concentration,
             dt_s=frame_interval_s, failed=unread), key=key, label=", ".join(e.label for e in perfusion))
+    ref = routing.sax_reference
+    tasks.name_series_apart([(o.series_key, o.values) for o in result.outcomes if o.ok],
+                            first=ref.key if ref is not None else None)
     if sax_ref_out is not None:
         for e, o in lax_outs:
             if not o.ok:

@@ -39,7 +39,7 @@ from CardiacLandmarksLib.io.outputs import record_edit
 from CardiacLandmarksLib.study.analyse import cohort_values, study_status
 from CardiacLandmarksLib.study.crosscheck import crosscheck
 from CardiacLandmarksLib.study.report import render_summary_png
-from CardiacLandmarksLib.study.tasks import KeyValue, lax_key_values, sax_key_values
+from CardiacLandmarksLib.study.tasks import KeyValue, lax_key_values, name_series_apart, sax_key_values
 
 logger = logging.getLogger(__name__)
 
@@ -135,6 +135,7 @@ def apply_review(study_dir: str | Path) -> ReviewUpdate:
     status_before = str(doc.get("status", "n/a"))
     update = ReviewUpdate(study_dir, status_before, status_before)
     read: dict[str, tuple[str, object, object]] = {}  # series key -> (task, landmarks, series)
+    derived: list[tuple[dict, list[KeyValue]]] = []  # each re-derived analysis with its values
     for a in doc.get("analyses", []):
         if not a.get("ok") or a.get("task") not in ("sax", "lax"):
             continue
@@ -149,11 +150,14 @@ def apply_review(study_dir: str | Path) -> ReviewUpdate:
             values = lax_key_values(lmset, lmset.view)
         counts = flag_counts(lmset.landmarks)  # the review's own count (core.review), as the panel and the app show it
         n_conf, n_corr = counts["confirmed"], counts["corrected"]
-        a["values"] = [v.to_dict() for v in values]
+        derived.append((a, values))
         a["reviewed"] = {"corrected": n_corr, "confirmed": n_conf}
         update.analyses.append(ReviewedAnalysis(a["task"], a["series"], n_corr, n_conf))
         read[a["series"]] = (a["task"], lmset, series)
     ref = next((s.get("key") for s in doc.get("routing", {}).get("series", []) if s.get("sax_reference")), None)
+    name_series_apart([(a["series"], values) for a, values in derived], first=ref)  # as the study run named them
+    for a, values in derived:
+        a["values"] = [v.to_dict() for v in values]
     notes = [n for n in doc.get("notes", []) if not n.startswith(_SUMMARY_FAILED)]
     if ref in read and read[ref][0] == "sax":
         _, sax_lmset, sax_series = read[ref]

@@ -276,6 +276,30 @@ def run_sax(series: CMRSeries, models: Models, outdir: Path, root: Path, key: st
     return out
 
 
+def name_series_apart(groups: list[tuple[str, list[KeyValue]]], first: str | None = None) -> None:
+    """Give key values of one name from several series their series in the name, so a reader can tell them apart.
+
+    Two SAX cines of one study (a repeated stack) both gave ``"RVI angle (mid, ED)"``, and two long-axis cines of
+    one view both their ``LV length``: two lines of one name on the console, the page and in ``study.json``. The
+    values of ``first`` (the reference SAX stack's series key), or else of the first series that has the name, keep
+    it, so the cohort columns (:data:`.analyse.COHORT_VALUES`) still take theirs; the others become
+    ``"RVI angle (mid, ED, s301)"`` (``"<name> (s301)"`` for a name without brackets).
+
+    Args:
+        groups: ``[(series key, its key values)]`` in analysis order; the values are renamed in place.
+        first: the series whose values keep their names.
+    """
+    owners: dict[str, list[str]] = {}
+    for key, values in groups:
+        for v in values:
+            owners.setdefault(v.name, []).append(key)
+    for key, values in groups:
+        for v in values:
+            keys = owners[v.name]
+            if len(set(keys)) > 1 and key != (first if first in keys else keys[0]):
+                v.name = f"{v.name[:-1]}, {key})" if v.name.endswith(")") else f"{v.name} ({key})"
+
+
 def sax_key_values(lmset, word: str = "ED") -> list[KeyValue]:
     """The SAX key values of a landmark set: RVI angle and RVI opening angle on the mid slice
     (:func:`sax_mid_slice`) at phase 0, ``"<name> (mid, <word>)"``, each with its measurement's own status and
