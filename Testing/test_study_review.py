@@ -133,6 +133,22 @@ def test_apply_review_of_a_relative_folder(out, monkeypatch, capsys):
     assert run["edits"][-1]["by"].startswith("apply-review") and "study.json" in run["edits"][-1]["files"]
 
 
+@pytest.mark.slow
+def test_function_panel_of_a_dicom_study_is_read_back_after_a_review(tmp_path):
+    """A DICOM study folder holds several series: function.json recorded only the folder, so after apply-review the
+    summary's function panel could not load its cine (two MR series in the folder) and fell back on the analysis'
+    every-slice picture. It records each input's series UIDs now, and the page after a review without changes is
+    the study run's, pixel for pixel (Sunnybrook's cine beside GE's perfusion series)."""
+    study = sm.sunnybrook_perfusion_study(require_data(), tmp_path / "study")
+    out = tmp_path / "out"
+    analyse_study(study, out, tta=False).write(out)
+    fdoc = json.loads((out / "s300_function" / "function.json").read_text())
+    assert fdoc["input_series_uids"] == [["2.16.124.113543.6006.99.08975550791105350405"]]
+    before = _pixels(out / "summary.png")
+    apply_review(out)
+    np.testing.assert_array_equal(_pixels(out / "summary.png"), before)
+
+
 def test_reviewed_points_change_the_report(out, caplog):
     """The reader confirms the low mitral points of the 4CH ED phase and moves the mid-slice A-RVI of the SAX stack
     4 mm; apply-review gives LV length ED from the reviewed points (apex to mitral midpoint, computed here from

@@ -31,6 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
+from CardiacLandmarksLib.core.landmarks import LandmarkSet
 from CardiacLandmarksLib.core.orientation import draw_orientation
 from CardiacLandmarksLib.function.measurements import review_reasons
 from CardiacLandmarksLib.io.atomic import atomic_write_bytes, atomic_write_text
@@ -92,6 +93,8 @@ def function_dict(result, files: dict | None = None) -> dict:
         "ed_phase": int(result.ed_phase), "es_phase": int(result.es_phase), "mode": result.mode,
         "bsa_m2": _r(result.bsa_m2, 3), "height_cm": result.options.height_cm, "weight_kg": result.options.weight_kg,
         "model": dict(result.model), "flags": list(result.flags), "inputs": [str(s.source) for s in result.series],
+        # each input's DICOM series (a study folder holds others too), so a reader of this file loads that one again
+        "input_series_uids": [LandmarkSet.source_of(s)["source_series_uids"] for s in result.series],
         "spacing_mm": [_r(x, 4) for x in result.spacing],
         "method": "slice summation (area x slice spacing); mass = 1.05 g/ml x LV myocardial volume at ED; "
                   "largest connected component per ventricle" if result.options.clean else

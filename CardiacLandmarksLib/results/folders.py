@@ -163,6 +163,28 @@ def resolve_source(source: str | Path, folder: str | Path, root: str | Path | No
     return src
 
 
+def load_recorded(source: str, folder: str | Path, root: str | Path | None = None, *, files=(), series_uids=()):
+    """The image a result file records as its input: ``source`` (a file or folder, found by :func:`resolve_source`),
+    or the several ``files`` stacked as its phases (an ED/ES pair: :func:`CardiacLandmarksLib.io.load.
+    load_phase_files`), or, in a DICOM folder, the series of ``series_uids`` (a study folder holds other series too; a
+    stack of per-slice series is assembled again). The one reading of a recorded input, for landmark results
+    (:func:`load_source`) and function results (the study summary after a review).
+
+    Raises:
+        what :func:`CardiacLandmarksLib.io.load.load_series` raises.
+    """
+    from CardiacLandmarksLib.io.load import load_phase_files, load_series
+
+    path = resolve_source(source, folder, root)
+    if len(files) > 1:
+        return load_phase_files([resolve_source(f, folder, root) for f in files])
+    if series_uids and path.is_dir():  # a DICOM study folder may hold other series too
+        from CardiacLandmarksLib.io.dicom_study import scan_study_folder
+
+        return scan_study_folder(path).load(list(series_uids))
+    return load_series(path)
+
+
 def load_source(lmset: LandmarkSet, folder: str | Path, root: str | Path | None = None):
     """The image series a result was computed from, with every slice and phase its landmarks name.
 
@@ -180,17 +202,8 @@ def load_source(lmset: LandmarkSet, folder: str | Path, root: str | Path | None 
         and what :func:`CardiacLandmarksLib.io.load.load_series` raises.
     """
     from CardiacLandmarksLib.core.errors import SeriesMismatchError
-    from CardiacLandmarksLib.io.load import load_phase_files, load_series
 
-    path = resolve_source(lmset.source, folder, root)
-    if len(lmset.source_files) > 1:
-        series = load_phase_files([resolve_source(f, folder, root) for f in lmset.source_files])
-    elif lmset.source_series_uids and path.is_dir():  # a DICOM study folder may hold other series too
-        from CardiacLandmarksLib.io.dicom_study import scan_study_folder
-
-        series = scan_study_folder(path).load(lmset.source_series_uids)
-    else:
-        series = load_series(path)
+    series = load_recorded(lmset.source, folder, root, files=lmset.source_files, series_uids=lmset.source_series_uids)
     if lmset.source_pixel_size_mm is not None:  # the size the user gave at detection: the positions are in it
         from CardiacLandmarksLib.io.checks import given_pixel_size
 

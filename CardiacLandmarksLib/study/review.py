@@ -276,13 +276,14 @@ def _saved_function(study_dir: Path, analysis: dict) -> _SavedFunction | None:
     input images and its ``*_segmentation.nii.gz``), or None when any of it cannot be read (the renderer then shows
     the analysis' own picture)."""
     from CardiacLandmarksLib.io.load import load_series
-    from CardiacLandmarksLib.results.folders import resolve_source
+    from CardiacLandmarksLib.results.folders import load_recorded
 
     jsons = [Path(f) for f in analysis.get("files") or [] if Path(f).name == "function.json"]
     folder = study_dir / (jsons[0].parent if jsons else f"{analysis['series']}_function")
     try:
         doc = json.loads((folder / "function.json").read_text(encoding="utf-8"))
-        images = [load_series(resolve_source(p, folder, study_dir)) for p in doc["inputs"]]
+        uids = doc.get("input_series_uids") or [[] for _ in doc["inputs"]]  # none in files of older versions
+        images = [load_recorded(p, folder, study_dir, series_uids=u) for p, u in zip(doc["inputs"], uids)]
         labels = [load_series(folder / f) for f in doc["files"]["segmentation"]]
         if [im.pixels.shape for im in images] != [lab.pixels.shape for lab in labels]:
             raise ValueError("the segmentation is not on its image's grid")
@@ -301,8 +302,9 @@ class _ReviewedStudy:
     def __init__(self, study_dir: Path, doc: dict, read: dict, key_values: list[KeyValue], reader_points: int = 0):
         from CardiacLandmarksLib.study.tasks import TaskOutcome
 
-        try:
-            table = (study_dir / "routing.txt").read_text(encoding="utf-8").rstrip("\n")
+        try:  # routing.txt is the table, then the routing notes; the page shows the table (.report.write_study_report)
+            lines = (study_dir / "routing.txt").read_text(encoding="utf-8").rstrip("\n").splitlines()
+            table = "\n".join(line for line in lines if not line.startswith("note: "))
         except OSError:
             table = ""
         entries = [_Entry(str(s.get("key")), str(s.get("view", "-")), bool(s.get("sax_reference")),
