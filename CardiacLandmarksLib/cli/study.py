@@ -162,7 +162,7 @@ def study_options(args: argparse.Namespace) -> dict:
 def _kv_text(d: dict | None) -> str:
     if d is None:
         return "-"
-    from CardiacLandmarksLib.study.tasks import format_value
+    from CardiacLandmarksLib.core.landmarks import format_value
 
     val = format_value(d.get("value"), d.get("unit", ""))
     return f"{val} [{d.get('status', 'n/a')}]"

@@ -96,6 +96,24 @@ class Landmark:
         )
 
 
+#: decimals shown per unit where one decimal would hide the value: perfusion ratios (upslope index 0.1-0.7,
+#: MPRI about 1-3) and MBF (ml/min/g, about 0.5-4); every other unit (deg, mm, ml, %, g) shows one
+_DECIMALS = {"ratio": 2, "ml/min/g": 2}
+
+
+def value_decimals(unit: str) -> int:
+    """Decimals a key value of ``unit`` is shown with (files keep 3: :meth:`CardiacLandmarksLib.study.tasks.KeyValue.to_dict`)."""
+    return _DECIMALS.get(unit, 1)
+
+
+def format_value(value: float | None, unit: str) -> str:
+    """``"-"`` for a missing or non-finite value, else ``"<value> <unit>"`` at :func:`value_decimals`: how a value is
+    shown to a reader (study key values, the function console, the perfusion result at a console)."""
+    if value is None or not np.isfinite(value):
+        return "-"
+    return f"{float(value):.{value_decimals(unit)}f} {unit}".strip()
+
+
 #: measurement statuses: ``ok`` = every source trusted; ``review`` = a value exists but a source is
 #: doubtful (a low-confidence or absent landmark, a fallback, an implausible curve); ``n/a`` = no
 #: usable value (not finite, or a source says there is nothing to measure, e.g. too few pixels)

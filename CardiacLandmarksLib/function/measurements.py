@@ -116,9 +116,12 @@ class Value:
 
 
 def value_text(v: Value) -> str:
-    """A value as the ``function`` console shows it: ``"n/a"``, ``"58.9 ml"`` or, when it is not ok,
-    ``"58.9 ml [review]"`` (a doubtful value is never shown as a plain number)."""
-    return "n/a" if v.value is None else f"{v.value:.1f} {v.unit}" + ("" if v.status == "ok" else f" [{v.status}]")
+    """A value as the ``function`` console shows it: ``"n/a"``, ``"58.9 ml"`` (:func:`CardiacLandmarksLib.core.
+    landmarks.format_value`, as a study shows its key values) or, when it is not ok, ``"58.9 ml [review]"`` (a
+    doubtful value is never shown as a plain number)."""
+    from CardiacLandmarksLib.core.landmarks import format_value
+
+    return "n/a" if v.value is None else format_value(v.value, v.unit) + ("" if v.status == "ok" else f" [{v.status}]")
 
 
 def summary_lines(values: dict) -> list[str]:

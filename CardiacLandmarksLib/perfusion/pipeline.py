@@ -676,8 +676,8 @@ class PerfusionResult:
         """For a console: each analysed series (condition, level, where its RV insertions came from), the series
         not analysed, and the global values of the primary metric and the stress/rest reserve with their status
         and reason (the report's own), not the per-frame masks and maps."""
+        from CardiacLandmarksLib.core.landmarks import format_value
         from CardiacLandmarksLib.perfusion.report import primary_metric
-        from CardiacLandmarksLib.study.tasks import format_value
 
         def shown(value, unit: str, status: str, check: str) -> str:
             return f"{format_value(value, unit)}, {status}" + (f": {check}" if check and status != "ok" else "")

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from CardiacLandmarksLib.core.landmarks import format_value
 from CardiacLandmarksLib.core.series import CMRSeries
 
 logger = logging.getLogger(__name__)
@@ -70,23 +71,6 @@ class Models:
         raise KeyError(name)
 
 
-#: decimals shown per unit where one decimal would hide the value: perfusion ratios (upslope index 0.1-0.7,
-#: MPRI about 1-3) and MBF (ml/min/g, about 0.5-4); every other unit (deg, mm, ml, %, g) shows one
-_DECIMALS = {"ratio": 2, "ml/min/g": 2}
-
-
-def value_decimals(unit: str) -> int:
-    """Decimals a key value of ``unit`` is shown with (files keep 3: :meth:`KeyValue.to_dict`)."""
-    return _DECIMALS.get(unit, 1)
-
-
-def format_value(value: float | None, unit: str) -> str:
-    """``"-"`` for a missing or non-finite value, else ``"<value> <unit>"`` at :func:`value_decimals`."""
-    if value is None or not np.isfinite(value):
-        return "-"
-    return f"{float(value):.{value_decimals(unit)}f} {unit}".strip()
-
-
 @dataclass
 class KeyValue:
     """One headline value: name, value, unit, status (ok | review | n/a), flags, detail, and ``check``: what a
@@ -122,7 +106,7 @@ class KeyValue:
 
     def value_text(self) -> str:
         """The value as shown on the summary page and printed by ``study``, ``apply-review`` and ``batch``:
-        ``"-"`` for none, else with :func:`value_decimals` decimals and the unit (``"0.27 ratio"``, ``"58.9 ml"``)."""
+        ``"-"`` for none, else with :func:`CardiacLandmarksLib.core.landmarks.value_decimals` decimals and the unit (``"0.27 ratio"``, ``"58.9 ml"``)."""
         return format_value(self.value, self.unit)
 
     def line(self) -> str:
