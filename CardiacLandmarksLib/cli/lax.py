@@ -142,7 +142,11 @@ def cmd_track(args: argparse.Namespace) -> int:
     from CardiacLandmarksLib.io import markups
     from CardiacLandmarksLib.io.load import load_series
     from CardiacLandmarksLib.io.outputs import finish_run, prepare_output_dir
-    from CardiacLandmarksLib.lax.measurements import choose_ed_es, lv_length_curve, lv_length_measurements
+    from CardiacLandmarksLib.lax.measurements import (
+        check_phase_choice,
+        lv_length_curve,
+        lv_length_measurements,
+    )
     from CardiacLandmarksLib.lax.report import render_lax_png
     from CardiacLandmarksLib.lax.tracking import NoAnchorError, track_landmarks
     from CardiacLandmarksLib.sax import report
@@ -163,7 +167,7 @@ def cmd_track(args: argparse.Namespace) -> int:
     seed.source = seed.source or str(series.source)
     _check_anchors(seed, args.slice)
     ed, es = _phase_rule(args.ed, ("max", "first")), _phase_rule(args.es, ("min",))
-    choose_ed_es(np.full(series.n_phases, np.nan), ed, es)  # a phase the cine cannot have fails before tracking
+    check_phase_choice(series.n_phases, ed, es)  # a phase the cine cannot have fails before tracking
     tracked = track_landmarks(series, seed, k=args.slice)
     tracked.source_pixel_size_mm = (series.metadata or {}).get("pixel_size_given_mm")
     missing = [n for n in LANDMARKS_BY_VIEW[seed.view]

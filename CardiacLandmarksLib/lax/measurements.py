@@ -192,6 +192,26 @@ class PhaseChoiceError(CardiacLandmarksError, ValueError):
     """An ED or ES phase given by the user that the cine cannot have (out of range, or ED and ES one phase)."""
 
 
+def check_phase_choice(n_t: int, ed: str | int = "max", es: str | int = "min") -> None:
+    """Refuse ED / ES rules (:func:`choose_ed_es`) that a cine of ``n_t`` phases cannot have, before any work (the
+    ``lax-track`` command checks them before tracking).
+
+    Raises:
+        ValueError: unknown rule. PhaseChoiceError (a ValueError): a phase out of range, or ED and ES given as one
+            phase (a shortening of 0 %).
+    """
+    if isinstance(ed, str) and ed not in ("max", "first"):
+        raise ValueError(f"ed must be 'max', 'first' or a phase index, not {ed!r}")
+    if isinstance(es, str) and es != "min":
+        raise ValueError(f"es must be 'min' or a phase index, not {es!r}")
+    for name, val in (("ed", ed), ("es", es)):
+        if not isinstance(val, str) and not (0 <= int(val) < n_t):
+            raise PhaseChoiceError(f"{name} phase {val} out of range 0..{n_t - 1}")
+    if not isinstance(ed, str) and not isinstance(es, str) and int(ed) == int(es) and n_t > 1:
+        raise PhaseChoiceError(f"ED and ES are the same phase ({int(ed)}): a shortening of 0 %; give two different "
+                               "phases")
+
+
 def choose_ed_es(lengths: np.ndarray, ed: str | int = "max", es: str | int = "min"
                  ) -> tuple[int | None, str, int | None, str]:
     """ED and ES phases of an LV-length curve by the rules of :func:`lv_length_curve`.
@@ -205,20 +225,10 @@ def choose_ed_es(lengths: np.ndarray, ed: str | int = "max", es: str | int = "mi
         ``(ed_phase, ed_rule, es_phase, es_rule)``; phases are None when no phase was measured.
 
     Raises:
-        ValueError: unknown rule. PhaseChoiceError (a ValueError): a phase out of range, or ED and ES given as one
-            phase.
+        what :func:`check_phase_choice` raises.
     """
     n_t = len(lengths)
-    if isinstance(ed, str) and ed not in ("max", "first"):
-        raise ValueError(f"ed must be 'max', 'first' or a phase index, not {ed!r}")
-    if isinstance(es, str) and es != "min":
-        raise ValueError(f"es must be 'min' or a phase index, not {es!r}")
-    for name, val in (("ed", ed), ("es", es)):
-        if not isinstance(val, str) and not (0 <= int(val) < n_t):
-            raise PhaseChoiceError(f"{name} phase {val} out of range 0..{n_t - 1}")
-    if not isinstance(ed, str) and not isinstance(es, str) and int(ed) == int(es) and n_t > 1:
-        raise PhaseChoiceError(f"ED and ES are the same phase ({int(ed)}): a shortening of 0 %; give two different "
-                               "phases")
+    check_phase_choice(n_t, ed, es)
     if not np.isfinite(lengths).any():
         return None, (ed if isinstance(ed, str) else "given"), None, (es if isinstance(es, str) else "given")
     if ed == "max":
