@@ -287,3 +287,62 @@ def test_height_and_weight_from_the_dicom_header(tmp_path):
     doc = json.loads((tmp_path / "out" / "studies" / "from_header" / "study.json").read_text())
     assert doc["subject"] == {"height_cm": 175.0, "weight_kg": 80.0, "source": "DICOM header"}
     assert any(n.startswith("height 175 cm and weight 80 kg from the DICOM header") for n in doc["notes"])
+
+
+def test_ctrl_c_keeps_what_finished_and_says_how_to_go_on(tmp_path, monkeypatch, capsys):
+    """Ctrl-C during a batch printed a KeyboardInterrupt traceback (one per Dask worker too). Now the batch says how
+    many studies are recorded as finished and that the same command resumes; exit status 130, as a shell gives."""
+    from CardiacLandmarksLib.batch import engine
+    from CardiacLandmarksLib.cli import main
+
+    m = _write(tmp_path / "m.csv", f"study_id,path\ncorrupt,{_corrupt_study(tmp_path)}\n"
+                                   f"missing,{tmp_path / 'nope'}\nmissing2,{tmp_path / 'nope2'}\n")
+    out = tmp_path / "out"
+    real, calls = engine.run_study, []
+
+    def stopped_at_the_second(spec, *args, **kwargs):
+        calls.append(spec.study_id)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(spec, *args, **kwargs)
+
+    monkeypatch.setattr(engine, "run_study", stopped_at_the_second)
+    assert main(["batch", str(m), "-o", str(out), "--engine", "local", "--no-progress"]) == 130
+    err = capsys.readouterr().err
+    assert err.startswith("cardiac-landmarks: interrupted (Ctrl-C): 1 of the 3 studies to run finished (0 done, "
+                          f"1 failed) and are recorded in {out / 'batch.sqlite'}; the same command again goes on "
+                          "with the rest"), err
+    monkeypatch.undo()
+    s = run_batch(m, out, engine="local", progress=False)
+    assert (s.n_skipped, s.n_run) == (1, 2)
+
+
+@pytest.mark.data
+@pytest.mark.slow
+def test_ctrl_c_in_the_terminal_stops_a_dask_batch_without_tracebacks(tmp_path):
+    """A terminal's Ctrl-C reaches the whole foreground process group: the batch and its Dask worker processes.
+    Each worker printed a KeyboardInterrupt traceback and the batch its own (five in all). The workers now start
+    with SIGINT ignored, so the batch alone stops: it closes the cluster and says how to go on."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    m = _acdc_manifest(tmp_path, ["patient001", "patient002"])
+    out = tmp_path / "out"
+    proc = subprocess.Popen([sys.executable, "-c", "import sys; from CardiacLandmarksLib.cli import main; sys.exit(main())",
+                             "batch", str(m), "-o", str(out),
+                             "--workers", "2", "--no-progress"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, start_new_session=True)
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline and proc.poll() is None and not list((out / "studies").glob(".patient*")):
+        time.sleep(0.2)  # until a worker has begun a study (its hidden partial folder)
+    assert proc.poll() is None, proc.communicate()
+    os.killpg(proc.pid, signal.SIGINT)
+    stdout, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 130, stderr
+    assert "Traceback" not in stderr and "KeyboardInterrupt" not in stderr, stderr
+    assert "cardiac-landmarks: interrupted (Ctrl-C): " in stderr and "the same command again goes on" in stderr
+    s = run_batch(m, out, workers=1, progress=False)  # resumes
+    assert s.n_skipped + s.n_run == 4 and s.n_done == 2

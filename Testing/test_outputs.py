@@ -163,3 +163,35 @@ def test_identical_rerun_leaves_no_backup(data_root, tmp_path, capsys):
     assert "earlier results kept" not in capsys.readouterr().out
     assert sorted(p.name for p in out.iterdir()) == ["mnms2_001_tracking.png", "run.json", "validation.json"]
     assert json.loads((out / "run.json").read_text())["files"] == first["files"]
+
+
+@pytest.mark.data
+def test_ctrl_c_names_the_incomplete_folder_and_where_the_earlier_run_went(detect_run, tmp_path, monkeypatch, capsys):
+    """Ctrl-C while a run writes ended in a KeyboardInterrupt traceback, and said nothing of the folder: its earlier
+    run moved to a backup, the new one half written. Now the folder is named as incomplete with its backup; a run
+    stopped before its first file leaves no folder; exit status 130."""
+    import shutil
+
+    from CardiacLandmarksLib.sax import report
+
+    img, first = detect_run
+    out = tmp_path / "out"
+    shutil.copytree(first, out, ignore=shutil.ignore_patterns("backup-*"))  # (other tests' re-runs there)
+    earlier = sorted(p.name for p in out.iterdir())
+
+    def ctrl_c(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(report.markups, "write_markups", ctrl_c)  # after landmarks.json and measurements.csv
+    assert cli.main(["detect", str(img), "-o", str(out), "--no-progress", "--no-tta"]) == 130
+    err = capsys.readouterr().err
+    (backup,) = (p for p in out.glob("backup-*") if p.name not in earlier)
+    assert err == (f"cardiac-landmarks: interrupted (Ctrl-C)\n  {out} holds an incomplete run (no run.json): run the "
+                   f"command again into it, or delete it; the earlier run's files are in {backup.name}/\n")
+    assert sorted(p.name for p in backup.iterdir()) == earlier  # the complete earlier run, run.json with it
+    assert sorted(p.name for p in out.iterdir()) == sorted([backup.name, "landmarks.json", "measurements.csv"])
+    monkeypatch.setattr(report, "write_landmarks_json", ctrl_c)  # before the first file
+    fresh = tmp_path / "new" / "out"
+    assert cli.main(["detect", str(img), "-o", str(fresh), "--no-progress", "--no-tta"]) == 130
+    assert capsys.readouterr().err == "cardiac-landmarks: interrupted (Ctrl-C)\n"
+    assert not (tmp_path / "new").exists()

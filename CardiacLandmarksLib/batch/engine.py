@@ -25,11 +25,14 @@ have this package installed.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import logging
 import resource
+import signal
 import sys
+import threading
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -38,7 +41,7 @@ from pathlib import Path
 from CardiacLandmarksLib.batch.manifest import StudySpec, load_studies
 from CardiacLandmarksLib.batch.state import BatchState
 from CardiacLandmarksLib.batch.worker import run_study
-from CardiacLandmarksLib.core.errors import CardiacLandmarksError
+from CardiacLandmarksLib.core.errors import CardiacLandmarksError, Interrupted
 from CardiacLandmarksLib.io.atomic import atomic_write_bytes, atomic_write_text
 from CardiacLandmarksLib.io.outputs import BATCH_STATE_FILE, prepare_output_dir
 
@@ -182,6 +185,13 @@ def run_batch(
             elif todo:
                 peaks = _run_dask(todo, out, state, store, bar, workers, scheduler, device, threads_per_worker,
                                   lambda: n_failed, tta=tta, carry_review=carry_review, study_options=study_options)
+        except KeyboardInterrupt:  # Ctrl-C: what is recorded stays; studies in flight are run again next time
+            bar.close()
+            raise Interrupted(
+                f"{n_done + n_failed} of the {len(todo)} stud{'y' if len(todo) == 1 else 'ies'} to run finished "
+                f"({n_done} done, {n_failed} failed) and are recorded in {out / STATE_FILE}"
+                + (f", besides the {n_skip} finished before" if n_skip else "")
+                + "; the same command again goes on with the rest (cohort.csv is written when a run ends)") from None
         finally:
             bar.close()
             state.end_run(run_id, n_done, n_failed)
@@ -205,7 +215,7 @@ def _run_dask(todo, out, state, store, bar, workers, scheduler, device, threads,
             except (OSError, TimeoutError) as exc:
                 raise BatchEngineError(f"cannot reach the Dask scheduler at {scheduler}: {exc}") from exc
         else:
-            with warnings.catch_warnings():  # the scheduler's HTTP port moves on when 8787 is taken: no matter
+            with warnings.catch_warnings(), _workers_ignore_ctrl_c():  # 8787 taken: the HTTP port moves on
                 warnings.filterwarnings("ignore", message=".*already in use")
                 cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, host="127.0.0.1",
                                        dashboard_address=None, silence_logs=logging.WARNING)
@@ -237,6 +247,22 @@ def _run_dask(todo, out, state, store, bar, workers, scheduler, device, threads,
         client.close(timeout=10)
         if cluster is not None:
             cluster.close(timeout=10)
+
+
+@contextlib.contextmanager
+def _workers_ignore_ctrl_c():
+    """Start the local cluster's worker processes with SIGINT ignored (a disposition a new process inherits, and
+    Python then leaves alone), so a Ctrl-C in the terminal stops the batch in this process alone: it records what
+    finished, closes the cluster (which ends the workers) and says how to go on, instead of every worker printing a
+    KeyboardInterrupt traceback. Outside the main thread signals cannot be set: nothing changes there."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 # --------------------------------------------------------------------------- cohort table

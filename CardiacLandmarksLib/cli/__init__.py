@@ -11,7 +11,10 @@ import importlib
 import logging
 import sys
 
-from CardiacLandmarksLib.core.errors import CardiacLandmarksError
+from CardiacLandmarksLib.core.errors import CardiacLandmarksError, Interrupted
+
+#: exit status of a run stopped by Ctrl-C (128 + SIGINT, as a shell reports it)
+EXIT_INTERRUPTED = 130
 
 #: modules (relative to this package) that define ``register(subparsers)``
 COMMAND_MODULES = ("sax", "perfusion", "lax", "models", "review", "function", "study", "batch")
@@ -47,11 +50,34 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except CardiacLandmarksError as exc:
-        from CardiacLandmarksLib.io.outputs import discard_unused_outputs
+        from CardiacLandmarksLib.io.outputs import discard_unused_outputs, unfinished_outputs
 
         discard_unused_outputs()  # a refused run leaves no empty result folder behind
+        unfinished_outputs()
         print(f"cardiac-landmarks: error: {exc}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt as exc:
+        print(interrupted_text(exc), file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+def interrupted_text(exc: KeyboardInterrupt) -> str:
+    """What a run stopped by Ctrl-C says instead of a traceback: what it left where, and how to go on.
+
+    Output folders the run had not begun writing are removed when empty (as for a refused input); each folder it
+    had begun writing holds an incomplete run (no ``run.json``) and is named, with the backup holding the earlier
+    run's files when there was one. A :class:`~CardiacLandmarksLib.core.errors.Interrupted` adds its own message.
+    """
+    from CardiacLandmarksLib.io.outputs import discard_unused_outputs, unfinished_outputs
+
+    discard_unused_outputs()
+    lines = ["cardiac-landmarks: interrupted (Ctrl-C)" + (f": {exc}" if isinstance(exc, Interrupted) and str(exc) else "")]
+    for out in unfinished_outputs():
+        line = f"  {out.path} holds an incomplete run (no run.json): run the command again into it, or delete it"
+        if out.backup_dir is not None:
+            line += f"; the earlier run's files are in {out.backup_dir.name}/"
+        lines.append(line)
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -7,6 +7,11 @@ class CardiacLandmarksError(Exception):
     """Base class of every error this library raises on purpose."""
 
 
+class Interrupted(KeyboardInterrupt):
+    """The user stopped a run (Ctrl-C). Its message says what the run kept and how to go on (``batch``: how many
+    studies are recorded as finished, and that the same command resumes); the CLI prints it without a traceback."""
+
+
 class InputNotFoundError(CardiacLandmarksError, FileNotFoundError):
     """The path given as input does not exist."""
 

@@ -138,6 +138,7 @@ class OutputDir:
             return
         self.begun = True
         _UNUSED[:] = [o for o in _UNUSED if o is not self]
+        _OPEN.append(self)
         old = self.earlier_files()
         if not old:
             return
@@ -162,6 +163,8 @@ class OutputDir:
 
 #: output folders created by this process whose run has not begun writing (see :func:`discard_unused_outputs`)
 _UNUSED: list[OutputDir] = []
+#: output folders of this process whose run began writing and has no ``run.json`` yet (see :func:`unfinished_outputs`)
+_OPEN: list[OutputDir] = []
 
 
 def prepare_output_dir(path: str | Path, inputs: Iterable[str | Path] = (),
@@ -233,16 +236,38 @@ def discard_unused_outputs() -> list[Path]:
     """
     removed = []
     while _UNUSED:
-        out = _UNUSED.pop()
-        q = out.path
-        while out.created is not None and (q == out.created or out.created in q.parents):
-            try:
-                q.rmdir()  # only an empty folder goes
-            except OSError:
-                break
-            removed.append(q)
-            q = q.parent
+        removed += _remove_created_if_empty(_UNUSED.pop())
     return removed
+
+
+def _remove_created_if_empty(out: OutputDir) -> list[Path]:
+    """Remove ``out``'s folder and the parents :func:`prepare_output_dir` created for it, each only while empty."""
+    removed = []
+    q = out.path
+    while out.created is not None and (q == out.created or out.created in q.parents):
+        try:
+            q.rmdir()  # only an empty folder goes
+        except OSError:
+            break
+        removed.append(q)
+        q = q.parent
+    return removed
+
+
+def unfinished_outputs() -> list[OutputDir]:
+    """The output folders of this process whose run began writing (:meth:`OutputDir.begin`) and never reached
+    :func:`finish_run`, and that hold a file; the list is emptied. The CLI names them when a run is interrupted
+    (Ctrl-C): each holds an incomplete run (no ``run.json``), and its ``backup_dir`` the earlier run's files, if there
+    were any. Such a folder still empty (stopped before its first file) is removed when this process created it.
+    """
+    out = []
+    while _OPEN:
+        o = _OPEN.pop(0)
+        if o.path.is_dir() and any(f.is_file() for f in o.path.rglob("*")):
+            out.append(o)
+        else:
+            _remove_created_if_empty(o)
+    return out
 
 
 def check_output_file(path: str | Path) -> Path:
@@ -305,6 +330,7 @@ def finish_run(outdir: OutputDir, inputs: Iterable[str | Path], options: dict, f
     """
     outdir.begin()
     root = outdir.path
+    _OPEN[:] = [o for o in _OPEN if o is not outdir]
     entries = []
     for f in files:
         fp = Path(f)
