@@ -346,3 +346,62 @@ def test_ctrl_c_in_the_terminal_stops_a_dask_batch_without_tracebacks(tmp_path):
     assert "cardiac-landmarks: interrupted (Ctrl-C): " in stderr and "the same command again goes on" in stderr
     s = run_batch(m, out, workers=1, progress=False)  # resumes
     assert s.n_skipped + s.n_run == 4 and s.n_done == 2
+
+
+def test_one_batch_at_a_time_per_output_folder(tmp_path):
+    """A second batch into a folder where one was running removed the first's hidden partial study folders as
+    leftovers of a killed run (its studies failed with FileNotFoundError) and overwrote its records. The folder is
+    now held by an OS file lock: here another process holds it, and batch and apply-review are refused by name."""
+    import subprocess
+    import sys
+    import time
+
+    from CardiacLandmarksLib.batch.engine import BatchEngineError
+    from CardiacLandmarksLib.study.review import apply_review_batch
+
+    m = _write(tmp_path / "m.csv", f"study_id,path\nmissing,{tmp_path / 'nope'}\n")
+    out = tmp_path / "out"
+    run_batch(m, out, engine="local", progress=False)
+    holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from pathlib import Path; "
+                               "from CardiacLandmarksLib.batch.engine import batch_folder_lock\n"
+                               "with batch_folder_lock(Path(sys.argv[1])):\n    print('held', flush=True); "
+                               "time.sleep(120)", str(out)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(BatchEngineError, match=rf"another batch is running in .*out \(batch: process {holder.pid} "
+                                                   r"on .+, started .+\): wait for it to end"):
+            run_batch(m, out, engine="local", progress=False, redo=True)
+        with pytest.raises(BatchEngineError, match="another batch is running"):
+            apply_review_batch(out)
+    finally:
+        holder.kill()
+        holder.wait()
+    db = sqlite3.connect(out / "batch.sqlite")
+    assert db.execute("SELECT attempts FROM studies").fetchone()[0] == 1  # the refused batch ran nothing
+    time.sleep(0.1)
+    assert run_batch(m, out, engine="local", progress=False, redo=True).n_run == 1  # the lock went with its process
+
+
+@pytest.mark.data
+def test_a_full_disk_fails_the_study_not_the_batch(tmp_path, monkeypatch):
+    """With a full disk, each study's first unwritten file fails that study (recorded failed, so `--retry-failed`
+    runs it once there is room); before, the study went on and was recorded done with its analyses missing."""
+    import errno
+
+    from CardiacLandmarksLib.io import atomic
+
+    m = _acdc_manifest(tmp_path, ["patient001"])
+    real_mkstemp = atomic.tempfile.mkstemp
+
+    def full_in_studies(*args, **kwargs):  # no room for a new file under studies/ (the state and cohort have room)
+        if "studies" in str(kwargs.get("dir", "")):
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_mkstemp(*args, **kwargs)
+
+    monkeypatch.setattr(atomic.tempfile, "mkstemp", full_in_studies)
+    s = run_batch(m, tmp_path / "out", engine="local", progress=False)
+    errors = dict(s.failed)
+    assert errors["patient001"].startswith("OutputPathError: cannot write ") and "No space left" in errors["patient001"]
+    monkeypatch.undo()
+    s2 = run_batch(m, tmp_path / "out", engine="local", progress=False, retry_failed=True)
+    assert s2.n_done == 1

@@ -519,3 +519,31 @@ def test_segmentation_file_is_the_same_when_written_again(tmp_path, monkeypatch)
     names = {name: value for value, (name, _, _) in SEGMENTS.items()}
     back = slicerio.extract_segments(seg, [(n, v) for n, v in names.items()])
     np.testing.assert_array_equal(back["voxels"].transpose(2, 1, 0), labels)
+
+
+@pytest.mark.data
+def test_cli_function_checks_its_folder_first_and_writes_a_run_record(acdc_dir, tmp_path, capsys, monkeypatch):
+    """`function -o` with a folder that cannot be made ended in a FileNotFoundError traceback after the whole
+    segmentation, and the command wrote no run.json (a folder without one holds an interrupted run). Now the folder
+    is checked before any work, and the run is recorded as detect's is: an identical re-run keeps no backup."""
+    import json
+
+    from CardiacLandmarksLib.cli import main
+    from CardiacLandmarksLib.function import pipeline
+
+    ed, es = str(acdc_dir / "patient102_ED.nii.gz"), str(acdc_dir / "patient102_ES.nii.gz")
+    blocker = tmp_path / "a_file"
+    blocker.write_text("x")
+    called = []
+    monkeypatch.setattr(pipeline, "analyse_function", lambda *a, **k: called.append(1))
+    assert main(["function", "--ed", ed, "--es", es, "-o", str(blocker / "out")]) == 1
+    assert "cannot create the output folder" in capsys.readouterr().err and not called
+    monkeypatch.undo()
+    out = tmp_path / "out"
+    assert main(["function", "--ed", ed, "--es", es, "-o", str(out), "--device", "cpu", "--no-tta"]) == 0
+    run = json.loads((out / "run.json").read_text())
+    assert run["complete"] is True and run["command"] == "function"
+    assert run["models"][0]["name"] == "sax_unet_function"
+    assert {f["name"] for f in run["files"]} == {p.name for p in out.iterdir()} - {"run.json"}
+    assert main(["function", "--ed", ed, "--es", es, "-o", str(out), "--device", "cpu", "--no-tta"]) == 0
+    assert not list(out.glob("backup-*")) and not list(out.glob("*.bak-*"))  # the same results: nothing to keep

@@ -195,3 +195,54 @@ def test_ctrl_c_names_the_incomplete_folder_and_where_the_earlier_run_went(detec
     assert cli.main(["detect", str(img), "-o", str(fresh), "--no-progress", "--no-tta"]) == 130
     assert capsys.readouterr().err == "cardiac-landmarks: interrupted (Ctrl-C)\n"
     assert not (tmp_path / "new").exists()
+
+
+def _disk_full(monkeypatch, after: int = 0):
+    """ENOSPC from the file system when a written file is flushed (where a full disk shows on a real one), from
+    the file after the first ``after`` on."""
+    import errno
+
+    from CardiacLandmarksLib.io import atomic
+
+    real, calls = atomic.os.fsync, []
+
+    def full(fd):
+        calls.append(fd)
+        if len(calls) > after:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(fd)
+
+    monkeypatch.setattr(atomic.os, "fsync", full)
+
+
+def test_a_full_disk_is_a_named_error_that_leaves_the_old_file(tmp_path, monkeypatch):
+    """A full disk ended every command in an OSError traceback. The atomic writers now raise OutputPathError
+    naming the file, the space needed and free; the target keeps its old content and no temporary file stays."""
+    from CardiacLandmarksLib.io.atomic import atomic_write_bytes
+
+    target = tmp_path / "landmarks.json"
+    target.write_text("old")
+    _disk_full(monkeypatch)
+    with pytest.raises(OutputPathError, match=r"cannot write .*landmarks\.json: No space left on device \(the file "
+                                              r"needs 2\.0 MB, [0-9.]+ MB are free there\): free some space"):
+        atomic_write_bytes(target, b"x" * 2_000_000)
+    assert target.read_text() == "old" and sorted(p.name for p in tmp_path.iterdir()) == ["landmarks.json"]
+
+
+@pytest.mark.data
+def test_a_full_disk_stops_a_study_with_a_named_error(data_root, tmp_path, monkeypatch, capsys):
+    """A full disk during `study` failed each analysis in turn and then reported the study as `review`, exit 0, as
+    if its series had been the trouble; a batch then counted it done and a resume skipped it. Now the first file
+    that cannot be written stops the study: a named error and the incomplete folder (exit 1)."""
+    study = tmp_path / "p001"
+    study.mkdir()
+    for phase in ("ED", "ES"):
+        (study / f"patient001_{phase}.nii.gz").symlink_to(data_root / "acdc" / f"patient001_{phase}.nii.gz")
+    out = tmp_path / "out"
+    _disk_full(monkeypatch, after=2)  # room for landmarks.json and measurements.csv
+    assert cli.main(["study", str(study), "-o", str(out), "--no-tta"]) == 1
+    captured = capsys.readouterr()
+    assert "study status" not in captured.out
+    assert captured.err.count("No space left on device") == 1, captured.err
+    assert f"  {out} holds an incomplete run (no run.json)" in captured.err
+    assert not (out / "study.json").exists() and not (out / "run.json").exists()

@@ -28,9 +28,11 @@ from __future__ import annotations
 import contextlib
 import csv
 import io
+import json
 import logging
 import resource
 import signal
+import sqlite3
 import sys
 import threading
 import time
@@ -41,7 +43,7 @@ from pathlib import Path
 from CardiacLandmarksLib.batch.manifest import StudySpec, load_studies
 from CardiacLandmarksLib.batch.state import BatchState
 from CardiacLandmarksLib.batch.worker import run_study
-from CardiacLandmarksLib.core.errors import CardiacLandmarksError, Interrupted
+from CardiacLandmarksLib.core.errors import CardiacLandmarksError, Interrupted, OutputPathError
 from CardiacLandmarksLib.io.atomic import atomic_write_bytes, atomic_write_text
 from CardiacLandmarksLib.io.outputs import BATCH_STATE_FILE, prepare_output_dir
 
@@ -135,8 +137,11 @@ def run_batch(
 
     Raises:
         InputNotFoundError, ManifestError: the input cannot be read (nothing is run).
-        OutputPathError: ``out`` is a file, cannot be created or is not writable (nothing is run).
-        BatchEngineError: bad engine/worker count, or the scheduler cannot be reached.
+        OutputPathError: ``out`` is a file, cannot be created or is not writable (nothing is run); or the state or
+            the cohort table cannot be written during the run (a full disk: the studies recorded stay recorded).
+        BatchEngineError: bad engine/worker count, the scheduler cannot be reached, or another batch (or an
+            ``apply-review``) is running in ``out`` (:func:`batch_folder_lock`; nothing is run).
+        Interrupted: Ctrl-C (a ``KeyboardInterrupt``): what finished stays recorded; the message says so.
     """
     if engine not in ENGINES:
         raise BatchEngineError(f"unknown engine {engine!r}: use one of {', '.join(ENGINES)}")
@@ -150,53 +155,60 @@ def run_batch(
     failed: list[tuple[str, str]] = []
     carried: dict[str, int] = {}
     peaks: dict = {}
-    with BatchState(out / STATE_FILE) as state:
-        state.sync(studies)
-        todo = state.to_run(studies, redo=redo, retry_failed=retry_failed)
-        n_skip = len(studies) - len(todo)
-        if n_skip:
-            logger.info("%d of %d studies already finished: skipped", n_skip, len(studies))
-        run_id = state.start_run(engine, workers, scheduler, len(studies), len(todo))
+    hold = contextlib.ExitStack()  # one run at a time per batch folder, taken before the state is touched
+    hold.enter_context(batch_folder_lock(out))
+    try:
+        with BatchState(out / STATE_FILE) as state:
+            state.sync(studies)
+            todo = state.to_run(studies, redo=redo, retry_failed=retry_failed)
+            n_skip = len(studies) - len(todo)
+            if n_skip:
+                logger.info("%d of %d studies already finished: skipped", n_skip, len(studies))
+            run_id = state.start_run(engine, workers, scheduler, len(studies), len(todo))
 
-        def store(rec: dict) -> None:
-            nonlocal n_done, n_failed
-            state.finish(rec)
-            if rec.get("review_carried"):
-                carried[rec["study_id"]] = int(rec["review_carried"])
-            if rec["status"] == "done":
-                n_done += 1
-            else:
-                n_failed += 1
-                failed.append((rec["study_id"], rec.get("error", "")))
+            def store(rec: dict) -> None:
+                nonlocal n_done, n_failed
+                state.finish(rec)
+                if rec.get("review_carried"):
+                    carried[rec["study_id"]] = int(rec["review_carried"])
+                if rec["status"] == "done":
+                    n_done += 1
+                else:
+                    n_failed += 1
+                    failed.append((rec["study_id"], rec.get("error", "")))
 
-        from tqdm import tqdm
+            from tqdm import tqdm
 
-        bar = tqdm(total=len(todo), unit="study", disable=not progress or not todo, file=sys.stderr,
-                   desc="studies")
-        try:
-            if todo and engine == "local":
-                for spec in todo:
-                    state.mark_running(spec.study_id)
-                    store(run_study(spec, out, device, threads_per_worker, tta=tta, carry_review=carry_review,
-                                    study_options=study_options))
-                    bar.update(1)
-                    bar.set_postfix(failed=n_failed)
-                peaks["local"] = round(_peak_rss_mb(), 1)
-            elif todo:
-                peaks = _run_dask(todo, out, state, store, bar, workers, scheduler, device, threads_per_worker,
-                                  lambda: n_failed, tta=tta, carry_review=carry_review, study_options=study_options)
-        except KeyboardInterrupt:  # Ctrl-C: what is recorded stays; studies in flight are run again next time
-            bar.close()
-            raise Interrupted(
-                f"{n_done + n_failed} of the {len(todo)} stud{'y' if len(todo) == 1 else 'ies'} to run finished "
-                f"({n_done} done, {n_failed} failed) and are recorded in {out / STATE_FILE}"
-                + (f", besides the {n_skip} finished before" if n_skip else "")
-                + "; the same command again goes on with the rest (cohort.csv is written when a run ends)") from None
-        finally:
-            bar.close()
-            state.end_run(run_id, n_done, n_failed)
-        records = state.records([s.study_id for s in studies])
-    csv_path, pq_path = write_cohort(records, out)
+            bar = tqdm(total=len(todo), unit="study", disable=not progress or not todo, file=sys.stderr,
+                       desc="studies")
+            try:
+                if todo and engine == "local":
+                    for spec in todo:
+                        state.mark_running(spec.study_id)
+                        store(run_study(spec, out, device, threads_per_worker, tta=tta, carry_review=carry_review,
+                                        study_options=study_options))
+                        bar.update(1)
+                        bar.set_postfix(failed=n_failed)
+                    peaks["local"] = round(_peak_rss_mb(), 1)
+                elif todo:
+                    peaks = _run_dask(todo, out, state, store, bar, workers, scheduler, device, threads_per_worker,
+                                      lambda: n_failed, tta=tta, carry_review=carry_review, study_options=study_options)
+            except KeyboardInterrupt:  # Ctrl-C: what is recorded stays; studies in flight are run again next time
+                bar.close()
+                raise Interrupted(
+                    f"{n_done + n_failed} of the {len(todo)} stud{'y' if len(todo) == 1 else 'ies'} to run finished "
+                    f"({n_done} done, {n_failed} failed) and are recorded in {out / STATE_FILE}"
+                    + (f", besides the {n_skip} finished before" if n_skip else "")
+                    + "; the same command again goes on with the rest (cohort.csv is written when a run ends)") from None
+            finally:
+                bar.close()
+                state.end_run(run_id, n_done, n_failed)
+            records = state.records([s.study_id for s in studies])
+        csv_path, pq_path = write_cohort(records, out)
+    except sqlite3.OperationalError as exc:  # a full disk, a read-only folder, a state file another batch holds
+        raise _state_error(out / STATE_FILE, exc) from exc
+    finally:
+        hold.close()
     return BatchSummary(len(studies), n_skip, len(todo), n_done, n_failed, time.perf_counter() - t0, csv_path,
                         pq_path, engine, workers if scheduler is None else 0, peaks, failed, carried)
 
@@ -247,6 +259,64 @@ def _run_dask(todo, out, state, store, bar, workers, scheduler, device, threads,
         client.close(timeout=10)
         if cluster is not None:
             cluster.close(timeout=10)
+
+
+#: a batch holds this lock file (hidden, in its output folder) while it runs; ``RUNNING_FILE`` says who holds it
+LOCK_FILE = ".batch.lock"
+RUNNING_FILE = ".batch.running"
+
+
+@contextlib.contextmanager
+def batch_folder_lock(out: Path, command: str = "batch"):
+    """Hold a batch output folder for one run at a time: ``batch`` and ``apply-review`` on a batch folder take it.
+
+    An OS file lock (:mod:`filelock` on the hidden ``.batch.lock``; the OS drops it if the process dies), and
+    ``.batch.running`` saying who holds it. Two batches into one folder would each take the other's hidden partial
+    study folders for a killed run's leftovers and remove them, and overwrite each other's records.
+
+    Args:
+        out: the batch output folder (exists).
+        command: what holds it (``batch``, ``apply-review``), for the other run's message.
+
+    Raises:
+        BatchEngineError: another run holds the folder (named with its command, process, machine and start time).
+    """
+    import os
+    import socket
+
+    from filelock import FileLock, Timeout
+
+    out = Path(out)
+    lock = FileLock(str(out / LOCK_FILE))
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        who = ""
+        with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
+            info = json.loads((out / RUNNING_FILE).read_text())
+            who = f" ({info['command']}: process {info['pid']} on {info['host']}, started {info['started']})"
+        raise BatchEngineError(f"another batch is running in {out}{who}: wait for it to end, or give another "
+                               "output folder") from None
+    try:
+        atomic_write_text(out / RUNNING_FILE, json.dumps({
+            "command": command, "pid": os.getpid(),
+            "host": socket.gethostname(), "started": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime())}) + "\n")
+        yield
+    finally:
+        with contextlib.suppress(OSError):
+            (out / RUNNING_FILE).unlink()
+        lock.release()
+
+
+def _state_error(path: Path, exc: sqlite3.OperationalError) -> CardiacLandmarksError:
+    """The named error for a batch whose state database cannot be written or read."""
+    text = str(exc)
+    if "full" in text or "readonly" in text or "read-only" in text or "disk I/O" in text:
+        return OutputPathError(f"cannot record the batch's state in {path}: {text}: free some space (or make the "
+                               "folder writable), then run the same command again (finished studies are skipped; "
+                               "--retry-failed for those that failed for want of space)")
+    return BatchEngineError(f"the batch's state {path} cannot be used: {text}"
+                            + (" (another batch into the same output folder?)" if "locked" in text else ""))
 
 
 @contextlib.contextmanager

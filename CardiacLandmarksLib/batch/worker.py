@@ -23,6 +23,7 @@ series (if any) in its ``error`` field and its study status (ok / review / n/a).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shutil
@@ -145,7 +146,8 @@ def run_study(spec: StudySpec, out_root: str | Path, device: str = "cpu", thread
         record["row"] = row
     except Exception as exc:  # noqa: BLE001 - isolation: a bad study is recorded, never raised
         record.update(status="failed", error=f"{type(exc).__name__}: {exc}", row={})
-        atomic_write_text(partial / "error.txt", traceback.format_exc())
+        with contextlib.suppress(OSError):  # no room for it on a full disk: the record holds the error anyway
+            atomic_write_text(partial / "error.txt", traceback.format_exc())
         logger.info("study %s failed: %s", spec.study_id, record["error"])
     backup = _backup_name(final) if final.exists() else None
     if backup is not None:

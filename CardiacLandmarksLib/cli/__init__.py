@@ -50,11 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except CardiacLandmarksError as exc:
-        from CardiacLandmarksLib.io.outputs import discard_unused_outputs, unfinished_outputs
-
-        discard_unused_outputs()  # a refused run leaves no empty result folder behind
-        unfinished_outputs()
-        print(f"cardiac-landmarks: error: {exc}", file=sys.stderr)
+        print("\n".join([f"cardiac-landmarks: error: {exc}", *_unfinished_lines()]), file=sys.stderr)
         return 1
     except KeyboardInterrupt as exc:
         print(interrupted_text(exc), file=sys.stderr)
@@ -64,20 +60,25 @@ def main(argv: list[str] | None = None) -> int:
 def interrupted_text(exc: KeyboardInterrupt) -> str:
     """What a run stopped by Ctrl-C says instead of a traceback: what it left where, and how to go on.
 
-    Output folders the run had not begun writing are removed when empty (as for a refused input); each folder it
-    had begun writing holds an incomplete run (no ``run.json``) and is named, with the backup holding the earlier
-    run's files when there was one. A :class:`~CardiacLandmarksLib.core.errors.Interrupted` adds its own message.
+    See :func:`_unfinished_lines`; a :class:`~CardiacLandmarksLib.core.errors.Interrupted` adds its own message.
     """
+    head = "cardiac-landmarks: interrupted (Ctrl-C)" + (f": {exc}" if isinstance(exc, Interrupted) and str(exc) else "")
+    return "\n".join([head, *_unfinished_lines()])
+
+
+def _unfinished_lines() -> list[str]:
+    """After a run that ended early (an error, Ctrl-C): remove the output folders it created and left empty, and
+    name each folder it had begun writing (an incomplete run, no ``run.json``) with the backup of the earlier run."""
     from CardiacLandmarksLib.io.outputs import discard_unused_outputs, unfinished_outputs
 
-    discard_unused_outputs()
-    lines = ["cardiac-landmarks: interrupted (Ctrl-C)" + (f": {exc}" if isinstance(exc, Interrupted) and str(exc) else "")]
+    discard_unused_outputs()  # a refused run leaves no empty result folder behind
+    lines = []
     for out in unfinished_outputs():
         line = f"  {out.path} holds an incomplete run (no run.json): run the command again into it, or delete it"
         if out.backup_dir is not None:
             line += f"; the earlier run's files are in {out.backup_dir.name}/"
         lines.append(line)
-    return "\n".join(lines)
+    return lines
 
 
 if __name__ == "__main__":  # pragma: no cover

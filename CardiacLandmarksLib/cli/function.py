@@ -10,7 +10,8 @@ A cine (DICOM folder or 4-D file): every phase is segmented, ED = the phase of t
 ES = the phase of the smallest LV cavity volume (--ed-phase / --es-phase override, 0-based).
 Two 3-D volumes: --ed and --es. Writes function.json, function.csv, the segmentation as NIfTI
 (labels 1 RV cavity, 2 LV myocardium, 3 LV cavity; one 4-D file for a cine) and as 3D Slicer
-.seg.nrrd (ED and ES for a cine), function_overlay.png and, for a cine, volume_curve.png.
+.seg.nrrd (ED and ES for a cine), function_overlay.png and, for a cine, volume_curve.png, then
+run.json (the run record; an earlier run in the folder goes to backup-<time>/, as for detect).
 """
 
 from __future__ import annotations
@@ -44,7 +45,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-clean", action="store_true", help="keep every connected component (no clean-up)")
     p.add_argument("--basal-rule", action="store_true",
                    help="drop the LV cavity on slices where it is less than half surrounded by myocardium")
-    p.add_argument("--overwrite", action="store_true", help="replace existing outputs without keeping backups")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace an earlier run in the output folder without keeping its changed files in backup-<time>/")
     p.set_defaults(func=cmd_function)
 
 
@@ -58,6 +60,10 @@ def cmd_function(args: argparse.Namespace) -> int:
     if args.input is None and (args.ed is None or args.es is None):
         raise FunctionInputError("give both --ed and --es")
     bsa_mosteller(args.height, args.weight)  # checked before loading anything
+    from CardiacLandmarksLib.io.outputs import finish_run, prepare_output_dir
+
+    in_paths = [args.input] if args.input is not None else [args.ed, args.es]
+    outdir = prepare_output_dir(args.output, inputs=in_paths)  # a bad output folder fails before any work
     opts = FunctionOptions(ed_phase=args.ed_phase, es_phase=args.es_phase, height_cm=args.height,
                            weight_kg=args.weight, device=args.device, tta=not args.no_tta, clean=not args.no_clean,
                            basal_rule=args.basal_rule)
@@ -76,12 +82,22 @@ def cmd_function(args: argparse.Namespace) -> int:
     for note in notes:
         print(f"note: {note}")
     result = analyse_function(inputs, opts)
-    written = result.write(args.output, if_exists="overwrite" if args.overwrite else "backup")
+    outdir.begin()  # an earlier run's files go to backup-<time>/
+    written = result.write(outdir.path, if_exists="overwrite")
+    record = finish_run(outdir, in_paths, {k: v for k, v in vars(args).items() if k != "func"}, written,
+                        models=[dict(result.model)], warnings=notes, command="function")
+    if args.overwrite and record.backup_dir is not None:
+        import shutil
+
+        shutil.rmtree(record.backup_dir)
+        record.messages = [m for m in record.messages if str(record.backup_dir) not in m]
     if result.mode == "cine":
         print(f"ED phase {result.ed_phase}, ES phase {result.es_phase} of {result.series[0].n_phases}")
     for line in summary_lines(result.values):  # the values, then the reasons to review them in words
         print(line)
-    print(f"wrote {len(written)} files to {args.output}", file=sys.stderr)
+    print(f"wrote {len(written) + 1} files to {outdir.path}", file=sys.stderr)
+    for m in record.messages:
+        print(m, file=sys.stderr)
     return 0
 
 

@@ -35,6 +35,7 @@ from CardiacLandmarksLib.core.landmarks import LandmarkSet
 from CardiacLandmarksLib.core.orientation import draw_orientation
 from CardiacLandmarksLib.function.measurements import review_reasons
 from CardiacLandmarksLib.io.atomic import atomic_write_bytes, atomic_write_text
+from CardiacLandmarksLib.io.image import image_file_bytes
 from CardiacLandmarksLib.io.outputs import agg_figure
 
 logger = logging.getLogger(__name__)
@@ -118,18 +119,6 @@ def function_csv_text(result) -> str:
     for metric, value, unit, status, check in function_table(result):
         w.writerow([metric, "" if value is None else value, unit, status, check])
     return buf.getvalue()
-
-
-def _sitk_bytes(img, suffix: str) -> bytes:
-    import SimpleITK as sitk
-
-    fd, tmp = tempfile.mkstemp(suffix=suffix)
-    os.close(fd)
-    try:
-        sitk.WriteImage(img, tmp, useCompression=True)
-        return Path(tmp).read_bytes()
-    finally:
-        Path(tmp).unlink(missing_ok=True)
 
 
 def labels_image(series, labels: np.ndarray):
@@ -298,7 +287,7 @@ def write_outputs(result, outdir: str | Path, if_exists: str = "backup") -> list
 
     for s, lab, name in zip(result.series, result.labels, result.names):
         fname = f"{name}_segmentation.nii.gz"
-        put(fname, _sitk_bytes(labels_image(s, lab), ".nii.gz"))
+        put(fname, image_file_bytes(labels_image(s, lab), ".nii.gz"))
         files["segmentation"].append(fname)
     if result.mode == "cine":
         s, name = result.series[0], result.names[0]

@@ -16,6 +16,7 @@ every instant) and with a copy otherwise.
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import logging
 import os
@@ -24,7 +25,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from CardiacLandmarksLib.core.errors import OutputExistsError
+from CardiacLandmarksLib.core.errors import OutputExistsError, OutputPathError
 
 logger = logging.getLogger(__name__)
 
@@ -96,21 +97,28 @@ def atomic_write_bytes(
     Raises:
         OutputExistsError: ``if_exists="error"`` and the file exists.
         ValueError: unknown ``if_exists``.
-        OSError: the folder is not writable, the disk is full ... (the target is then untouched
-            and the temporary file removed).
+        OutputPathError: (an ``OSError``) the folder cannot be created or written, the disk is full ...: the
+            message names the file and the reason (and the space left, for a full disk); the target is then
+            untouched and the temporary file removed.
     """
     path = Path(path)
     mode = if_exists if if_exists is not None else ("backup" if backup_existing else "overwrite")
     if mode not in IF_EXISTS:
         raise ValueError(f"if_exists must be one of {IF_EXISTS}, not {if_exists!r}")
-    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise _write_error(path, exc) from exc
     exists = path.exists()
     if exists and mode == "error":
         raise OutputExistsError(f"{path} already exists (not replaced)")
     if exists and path.is_dir():
         raise IsADirectoryError(f"{path} is a folder, not a file")
 
-    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as exc:
+        raise _write_error(path, exc) from exc
     tmp = Path(tmp_name)
     try:
         with os.fdopen(fd, "wb") as fh:
@@ -128,12 +136,25 @@ def atomic_write_bytes(
             kept = backup_file(path)
             logger.info("kept previous %s as %s", path.name, kept.name)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         with contextlib.suppress(OSError):
             tmp.unlink()
+        if isinstance(exc, OSError) and not isinstance(exc, OutputPathError):
+            raise _write_error(path, exc, len(data)) from exc
         raise
     _fsync_dir(path.parent)
     return path
+
+
+def _write_error(path: Path, exc: OSError, size: int | None = None) -> OutputPathError:
+    """The named error for a file that could not be written: which file, why, and for a full disk what is free."""
+    reason = exc.strerror or str(exc)
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        with contextlib.suppress(OSError, StopIteration):
+            free = shutil.disk_usage(next(q for q in (path.parent, *path.parents) if q.exists())).free
+            reason += (f" (the file needs {size / 1e6:.1f} MB, " if size is not None else " (") + \
+                f"{free / 1e6:.1f} MB are free there): free some space, or give another output folder"
+    return OutputPathError(f"cannot write {path}: {reason}")
 
 
 def atomic_write_text(

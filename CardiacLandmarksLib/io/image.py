@@ -32,6 +32,8 @@ from __future__ import annotations
 
 import gzip
 import logging
+import os
+import tempfile
 import zlib
 from pathlib import Path
 
@@ -458,3 +460,17 @@ def _nrrd_list_times(meta: dict, n: int) -> np.ndarray | None:
         if values.shape[0] == n:
             return values * scale
     return None
+
+
+def image_file_bytes(img: sitk.Image, suffix: str) -> bytes:
+    """The bytes of ``img`` written as a compressed image file of type ``suffix`` (``".nii.gz"``, ``".nrrd"``), for
+    the atomic writers. SimpleITK writes only to a path: that file goes to the system's temporary folder, so a
+    full or read-only result folder fails in the atomic writer with a named error, not in ITK.
+    """
+    fd, tmp = tempfile.mkstemp(suffix=suffix)
+    os.close(fd)
+    try:
+        sitk.WriteImage(img, tmp, useCompression=True)
+        return Path(tmp).read_bytes()
+    finally:
+        Path(tmp).unlink(missing_ok=True)

@@ -62,7 +62,8 @@ BATCH_STATE_FILE = "batch.sqlite"
 BACKUP_PREFIX = "backup-"
 #: files this tool writes (used to recognise an earlier run that has no run.json)
 RESULT_PATTERNS = ("landmarks.json", "measurements.csv", "*.mrk.json", "*.png", "report.json", "report.csv",
-                   "*_segmentation.nii.gz", "*_aha_segments.nii.gz", "validation.json", "study.json", "routing.txt",
+                   "*_segmentation.nii.gz", "*_aha_segments.nii.gz", "*.seg.nrrd", "function.json", "function.csv",
+                   "validation.json", "study.json", "routing.txt",
                    "*.bak-*", RUN_FILE)
 #: a sub-folder matching :attr:`OutputDir.result_folders` is an earlier run's when it holds one of these
 RESULT_FOLDER_MARKERS = ("landmarks.json", "function.json", "report.json", "error.txt")
@@ -265,8 +266,12 @@ def unfinished_outputs() -> list[OutputDir]:
         o = _OPEN.pop(0)
         if o.path.is_dir() and any(f.is_file() for f in o.path.rglob("*")):
             out.append(o)
-        else:
-            _remove_created_if_empty(o)
+            continue
+        if o.created is not None and o.path.is_dir():  # the empty sub-folders this run made, deepest first
+            for sub in sorted((d for d in o.path.rglob("*") if d.is_dir()), key=lambda d: len(d.parts), reverse=True):
+                with contextlib.suppress(OSError):
+                    sub.rmdir()
+        _remove_created_if_empty(o)
     return out
 
 

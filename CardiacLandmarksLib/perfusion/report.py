@@ -25,7 +25,6 @@ import io
 import json
 import logging
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -33,6 +32,7 @@ import numpy as np
 from CardiacLandmarksLib import __version__
 from CardiacLandmarksLib.core.landmarks import Landmark, LandmarkSet, measurement_status
 from CardiacLandmarksLib.io.atomic import atomic_write_bytes, atomic_write_text
+from CardiacLandmarksLib.io.image import image_file_bytes
 from CardiacLandmarksLib.io.jsonsafe import finite_json
 from CardiacLandmarksLib.perfusion import aha, bullseye
 from CardiacLandmarksLib.perfusion.pipeline import (
@@ -300,14 +300,7 @@ def write_labels_like(an: SliceAnalysis, labels: np.ndarray, path: Path) -> Path
         img.SetSpacing([float(s.spacing[0]), float(s.spacing[1]), float(s.spacing[2]), dt])
         img.SetOrigin([*map(float, s.slice_origins[0]), 0.0])
         img.SetDirection(d4.ravel().tolist())
-    fd, tmp = tempfile.mkstemp(suffix=".nii.gz", dir=path.parent)
-    os.close(fd)
-    try:
-        sitk.WriteImage(img, tmp, useCompression=True)
-        data = Path(tmp).read_bytes()
-    finally:
-        Path(tmp).unlink(missing_ok=True)
-    return atomic_write_bytes(path, data)
+    return atomic_write_bytes(path, image_file_bytes(img, ".nii.gz"))
 
 
 def rvi_landmarks(an: SliceAnalysis) -> LandmarkSet:

@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from CardiacLandmarksLib.core.errors import CardiacLandmarksError
+from CardiacLandmarksLib.core.errors import CardiacLandmarksError, OutputPathError
 from CardiacLandmarksLib.core.review import flag_counts
 from CardiacLandmarksLib.io.checks import check_frame_interval, given_pixel_size
 from CardiacLandmarksLib.io.curves import read_curve
@@ -276,6 +276,8 @@ def analyse_study(
         InputNotFoundError, NoDicomError: the study cannot be read at all (from routing).
         PerfusionInputError: ``frame_interval_s`` is no perfusion frame interval
             (:func:`CardiacLandmarksLib.io.checks.check_frame_interval`), before any work.
+        OutputPathError: a result file cannot be written (a full disk, a folder made read-only): the study stops
+            there, as every analysis after it would fail the same way (a batch records the study as failed).
         Analysis errors of single series do not raise: they are recorded in the result.
     """
     check_frame_interval(frame_interval_s)
@@ -305,6 +307,8 @@ def analyse_study(
         t = time.perf_counter()
         try:
             out = fn()
+        except OutputPathError:
+            raise  # a result that cannot be written (a full disk ...) stops the study: the next ones would fail too
         except Exception as exc:  # noqa: BLE001 - one series must not stop the study
             if not isinstance(exc, CardiacLandmarksError):
                 logger.exception("%s on %s failed", task, label or entry.label)

@@ -350,16 +350,25 @@ def apply_review_batch(out: str | Path, progress=None) -> tuple[list[ReviewUpdat
 
     Raises:
         InputNotFoundError: ``out`` holds no ``batch.sqlite``.
+        BatchEngineError: a batch is running in ``out`` (its studies and records would change under the review).
     """
-    import csv
-
-    from CardiacLandmarksLib.batch.engine import STATE_FILE, write_cohort
-    from CardiacLandmarksLib.batch.state import BatchState
+    from CardiacLandmarksLib.batch.engine import STATE_FILE, batch_folder_lock
 
     out = Path(out)
     if not (out / STATE_FILE).exists():
         raise InputNotFoundError(f"{out / STATE_FILE} not found: not a batch output folder (cardiac-landmarks batch -o)")
     updates, errors = [], {}
+    with batch_folder_lock(out, "apply-review"):  # not while a batch runs in the folder
+        return _apply_review_batch(out, progress, updates, errors)
+
+
+def _apply_review_batch(out: Path, progress, updates: list, errors: dict) -> tuple[list[ReviewUpdate], dict[str, str]]:
+    """The body of :func:`apply_review_batch`, run while it holds the folder."""
+    import csv
+
+    from CardiacLandmarksLib.batch.engine import STATE_FILE, write_cohort
+    from CardiacLandmarksLib.batch.state import BatchState
+
     with BatchState(out / STATE_FILE) as state:
         records = state.records()
         for rec in records:
