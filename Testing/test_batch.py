@@ -62,6 +62,30 @@ def test_manifest_reading(tmp_path):
     assert (half.height_cm, half.weight_kg) == (170.0, None)
 
 
+def test_study_ids_keep_their_letters_and_never_silently_merge(tmp_path, caplog):
+    """A study id lost its non-ASCII letters ('Müller, Hans' -> 'M_ller_Hans', and 'Mäller, Hans' gave the same id:
+    "duplicate study_id" for a manifest without duplicates); two sub-folders 'Patient 1' and 'Patient_1' gave one id
+    and one of the two studies was silently dropped; a spreadsheet's semicolon-separated export was "missing
+    columns study_id, path" though both were there."""
+    m = _write(tmp_path / "m.csv", 'study_id,path\n"Müller, Hans",a\n"Mäller, Hans",b\n')
+    with caplog.at_level("INFO", logger="CardiacLandmarksLib.progress"):
+        assert [x.study_id for x in read_manifest(m)] == ["Müller_Hans", "Mäller_Hans"]
+    assert "row 2: study_id 'Müller, Hans' is 'Müller_Hans' as a folder name and in cohort.csv" in caplog.text
+    with pytest.raises(ManifestError, match=r"rows 2 and 3: study_ids 'Müller, Hans' and 'Müller Hans' both give the "
+                                             r"folder name 'Müller_Hans'"):
+        read_manifest(_write(tmp_path / "m2.csv", 'study_id,path\n"Müller, Hans",a\nMüller Hans,b\n'))
+    with pytest.raises(ManifestError, match=r"duplicate study_id 'x' \(row 2\)"):
+        read_manifest(_write(tmp_path / "m3.csv", "study_id,path\nx,a\nx,b\n"))
+    with pytest.raises(ManifestError, match="separated by semicolons, not commas"):
+        read_manifest(_write(tmp_path / "m4.csv", "study_id;path;height_cm\r\np1;a;172,5\r\n"))
+    studies = tmp_path / "studies"
+    for name in ("Patient 1", "Patient_1"):
+        (studies / name).mkdir(parents=True)
+    with pytest.raises(ManifestError, match=r"'Patient 1' and the sub-folder 'Patient_1' both give the study id "
+                                             r"'Patient_1': rename one"):
+        discover_studies(studies)
+
+
 def test_manifest_pixel_size_and_frame_interval_per_study(tmp_path):
     """A cohort from several sites whose files lost their headers: each study's pixel size and frame interval in
     the manifest win over the batch's options; a blank cell takes the batch's; a non-positive one is an error."""

@@ -31,6 +31,7 @@ from CardiacLandmarksLib.io.image import is_image_file
 from CardiacLandmarksLib.io.outputs import is_result_folder
 
 logger = logging.getLogger(__name__)
+PROGRESS = logging.getLogger("CardiacLandmarksLib.progress")  # lines for the person running the batch
 
 REQUIRED_COLUMNS = ("study_id", "path")
 OPTIONAL_COLUMNS = ("height_cm", "weight_kg", "pixel_size_mm", "frame_interval_s")
@@ -80,8 +81,9 @@ class StudySpec:
 
 
 def safe_id(text: str) -> str:
-    """A study id usable as a folder name."""
-    s = re.sub(r"[^A-Za-z0-9_.-]+", "_", str(text).strip()).strip("._")
+    """A study id usable as a folder name: letters (any script: ``Müller``), digits, ``_ . -``; every other run of
+    characters (spaces, commas, slashes ...) becomes one ``_``."""
+    s = re.sub(r"[^\w.-]+", "_", str(text).strip()).strip("._")
     return s or "study"
 
 
@@ -165,21 +167,33 @@ def read_manifest(path: str | Path) -> list[StudySpec]:
         cols = [c.strip() for c in (reader.fieldnames or [])]
         missing = [c for c in REQUIRED_COLUMNS if c not in cols]
         if missing:
+            header = ",".join(cols)
+            sep = next((name for c, name in ((";", "semicolons"), ("\t", "tabs")) if c in header and len(cols) < 2), None)
+            if sep is not None:  # a spreadsheet's export in a locale with decimal commas, or a TSV
+                raise ManifestError(f"{path.name}: its columns are separated by {sep}, not commas: save it as "
+                                    "comma-separated CSV (numbers with a decimal point); a manifest needs "
+                                    "study_id,path[,height_cm,weight_kg]")
             raise ManifestError(f"{path.name}: missing column(s) {', '.join(missing)} (found: {', '.join(cols) or 'none'});"
                                 " a manifest needs study_id,path[,height_cm,weight_kg]")
         studies: list[StudySpec] = []
-        seen: set[str] = set()
+        seen: dict[str, tuple[int, str]] = {}
         for n, raw in enumerate(reader, start=2):
             row = {(k or "").strip(): (v or "").strip() for k, v in raw.items()}
             if not any(row.values()):
                 continue
-            sid = row.get("study_id", "")
-            if not sid:
+            given = row.get("study_id", "")
+            if not given:
                 raise ManifestError(f"{path.name} row {n}: empty study_id")
-            sid = safe_id(sid)
+            sid = safe_id(given)
             if sid in seen:
-                raise ManifestError(f"{path.name} row {n}: duplicate study_id {sid!r}")
-            seen.add(sid)
+                first_row, first = seen[sid]
+                raise ManifestError(f"{path.name} row {n}: duplicate study_id {given!r} (row {first_row})" if first == given
+                                    else f"{path.name} rows {first_row} and {n}: study_ids {first!r} and {given!r} both "
+                                    f"give the folder name {sid!r}: make them differ in letters or digits")
+            seen[sid] = (n, given)
+            if sid != given:
+                PROGRESS.info("note: %s row %d: study_id %r is %r as a folder name and in cohort.csv", path.name, n, given,
+                              sid)
             if not row.get("path"):
                 raise ManifestError(f"{path.name} row {n}: empty path for study {sid!r}")
             extra = {k: v for k, v in row.items() if k not in ("study_id", "path", *OPTIONAL_COLUMNS)}
@@ -213,7 +227,11 @@ def discover_studies(folder: str | Path) -> list[StudySpec]:
             logger.info("%s: a result folder of cardiac-landmarks, not a study: left out", p)
             continue
         if p.is_dir():
-            studies[safe_id(p.name)] = StudySpec(safe_id(p.name), [str(p.resolve())])
+            sid = safe_id(p.name)
+            if sid in studies:  # 'Patient 1' and 'Patient_1': one would silently replace the other
+                raise ManifestError(f"{folder}: {Path(studies[sid].paths[0]).name!r} and the sub-folder {p.name!r} "
+                                    f"both give the study id {sid!r}: rename one, or list the studies in a manifest")
+            studies[sid] = StudySpec(sid, [str(p.resolve())])
         elif is_image_file(p):
             sid = safe_id(p.name.split("_", 1)[0] if "_" in p.name else p.name.split(".", 1)[0])
             studies.setdefault(sid, StudySpec(sid, [])).paths.append(str(p.resolve()))
