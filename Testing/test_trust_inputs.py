@@ -394,3 +394,32 @@ def test_header_default_voxel_size_is_a_named_warning(data_root, tmp_path, capsy
     assert text in doc["warnings"]
     assert doc["measurements"] and all(m["status"] in ("review", "n/a") for m in doc["measurements"])
     assert all(any(src["id"] == "input" for src in m["sources"]) for m in doc["measurements"])
+
+
+def test_a_result_folder_given_as_input_is_named_with_what_its_run_read(tmp_path, capsys):
+    """A study's, a batch's or an analysis' output given as the input (an easy slip: the two folders sit side by
+    side) said "no DICOM series and no image file found" or "no DICOM file found (23 files checked)"; the batch
+    took its own `studies/` folder for a study. Now each names the folder as a result and what its run read."""
+    from CardiacLandmarksLib.batch.engine import run_batch
+    from CardiacLandmarksLib.io.outputs import finish_run, prepare_output_dir
+
+    study_out = prepare_output_dir(tmp_path / "study_out")
+    study_out.begin()
+    (study_out.path / "summary.png").write_bytes(b"\x89PNG")
+    finish_run(study_out, ["/data/study_0042"], {}, [study_out.path / "summary.png"], command="study")
+    sax = study_out.path / "s300_sax"
+    sax.mkdir()
+    (sax / "landmarks.json").write_text("{}")
+    manifest = tmp_path / "m.csv"
+    manifest.write_text(f"study_id,path\nmissing,{tmp_path / 'nope'}\n")
+    run_batch(manifest, tmp_path / "batch_out", engine="local", progress=False)
+    cases = [(["study", str(study_out.path)], f"{study_out.path} is a result folder of cardiac-landmarks (it holds "
+              "run.json), not a study; its run read /data/study_0042: give the input itself"),
+             (["detect", str(study_out.path)], "(it holds run.json), not a series; its run read /data/study_0042"),
+             (["function", str(sax)], f"{sax} is a result folder of cardiac-landmarks (it holds landmarks.json), not a "
+              "series: give the input itself"),
+             (["batch", str(tmp_path / "batch_out")], "(it holds batch.sqlite), not a folder of studies")]
+    for args, expected in cases:
+        assert cli.main([*args, "-o", str(tmp_path / "new")]) == 1, args
+        assert expected in capsys.readouterr().err, args
+        assert not (tmp_path / "new").exists()

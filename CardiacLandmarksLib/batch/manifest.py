@@ -28,7 +28,7 @@ from pathlib import Path
 
 from CardiacLandmarksLib.core.errors import CardiacLandmarksError, InputNotFoundError
 from CardiacLandmarksLib.io.image import is_image_file
-from CardiacLandmarksLib.io.outputs import is_result_folder
+from CardiacLandmarksLib.io.outputs import is_result_folder, not_an_input_text
 
 logger = logging.getLogger(__name__)
 PROGRESS = logging.getLogger("CardiacLandmarksLib.progress")  # lines for the person running the batch
@@ -219,6 +219,8 @@ def discover_studies(folder: str | Path) -> list[StudySpec]:
     folder = Path(folder).expanduser()
     if not folder.is_dir():
         raise InputNotFoundError.at(folder, "batch input folder")
+    if text := not_an_input_text(folder, "a folder of studies"):  # a batch's own output given as its input
+        raise ManifestError(text)
     studies: dict[str, StudySpec] = {}
     for p in sorted(folder.iterdir()):
         if p.name.startswith("."):

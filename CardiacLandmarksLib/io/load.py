@@ -29,6 +29,7 @@ from CardiacLandmarksLib.core.errors import (
 from CardiacLandmarksLib.core.series import CMRSeries
 from CardiacLandmarksLib.io import dicom as io_dicom
 from CardiacLandmarksLib.io import image as io_image
+from CardiacLandmarksLib.io.outputs import not_an_input_text
 
 logger = logging.getLogger(__name__)
 
@@ -81,6 +82,8 @@ def load_series(path: str | Path, series_uid: str | None = None, *, time_axis: s
                 shown = ", ".join(images[:3]) + (" ..." if len(images) > 3 else "")
                 raise NoDicomError(f"{p} holds no DICOM but {len(images)} image file(s) ({shown}): "
                                    f"give one of them as input, not the folder") from exc
+            if text := not_an_input_text(p, "a series"):
+                raise NoDicomError(text) from exc
             raise
     if kind == "image":
         if series_uid is not None:

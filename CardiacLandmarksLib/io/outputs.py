@@ -485,6 +485,23 @@ def is_result_folder(folder: str | Path) -> bool:
     return (d / RUN_FILE).is_file() or (d / BATCH_STATE_FILE).is_file()
 
 
+def not_an_input_text(folder: str | Path, what: str = "a study") -> str | None:
+    """The message for a result folder of this tool given as an input (a run's folder, a batch's, or one analysis'
+    folder inside a study's: ``run.json``, ``batch.sqlite``, ``landmarks.json`` ...): which file says so, and what
+    its run read (from its ``run.json``), so the user can give that instead. None when ``folder`` is no such folder.
+    """
+    d = Path(folder)
+    marker = next((m for m in (RUN_FILE, BATCH_STATE_FILE, *RESULT_FOLDER_MARKERS) if (d / m).is_file()), None)
+    if marker is None:
+        return None
+    text = f"{d} is a result folder of cardiac-landmarks (it holds {marker}), not {what}"
+    with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
+        inputs = [i["path"] for i in json.loads((d / RUN_FILE).read_text())["inputs"]]
+        if inputs:
+            text += f"; its run read {', '.join(inputs[:3])}{' ...' if len(inputs) > 3 else ''}"
+    return text + ": give the input itself"
+
+
 def agg_figure(**kwargs):
     """A matplotlib ``Figure(**kwargs)`` on its own Agg canvas: how every figure of this tool is made. Not pyplot,
     whose figure registry is process-wide state (matplotlib's advice for web servers and embedding applications:

@@ -69,7 +69,7 @@ from CardiacLandmarksLib.io import image as io_image
 from CardiacLandmarksLib.io.checks import given_pixel_size, label_values
 from CardiacLandmarksLib.io.common import guess_sequence, guess_view, lge_by_inversion
 from CardiacLandmarksLib.io.load import pair_phases, same_grid
-from CardiacLandmarksLib.io.outputs import is_result_folder
+from CardiacLandmarksLib.io.outputs import is_result_folder, not_an_input_text
 from CardiacLandmarksLib.io.view import recognise_view
 
 logger = logging.getLogger(__name__)
@@ -333,6 +333,9 @@ def route_study(path: str | Path | list, recursive: bool = True) -> StudyRouting
     unread += [f"{e.label}: {e.reason}" for e in entries if e.reason.startswith(UNREAD_REASONS)]
     unread += [n for n in notes if n.startswith("damaged file ")]
     if not entries:
+        for d in paths:  # the output of a run given as its input
+            if d.is_dir() and (text := not_an_input_text(d)):
+                raise NoDicomError(text)
         raise NoDicomError(f"no DICOM series and no image file found in {where}" + (f"; {notes[0]}" if broken else ""))
     _unique_keys(entries)
     routing = StudyRouting(str(paths[0]) if len(paths) == 1 else ";".join(map(str, paths)),
@@ -768,3 +771,4 @@ def refine_lax_chamber(e: RoutedSeries, c_lv: np.ndarray, rv_dir: np.ndarray, sa
             e.analyses.remove("lax")
             e.reason += ": " + _no_lax_model(view, have)
     return view
+
