@@ -134,3 +134,13 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(pytest.mark.data)
         if item.path.stem in SLOW_MODULES:
             item.add_marker(pytest.mark.slow)
+
+
+@pytest.fixture
+def progress_log(caplog, monkeypatch):
+    """caplog for the library's lines for a person (``CardiacLandmarksLib.progress``): the CLI's ``main`` stops them
+    from propagating to the root logger (it prints them itself), which an earlier test in the process may have run."""
+    import logging
+
+    monkeypatch.setattr(logging.getLogger("CardiacLandmarksLib.progress"), "propagate", True)
+    return caplog

@@ -30,6 +30,7 @@ import csv
 import io
 import json
 import logging
+import os
 import resource
 import signal
 import sqlite3
@@ -48,6 +49,7 @@ from CardiacLandmarksLib.io.atomic import atomic_write_bytes, atomic_write_text
 from CardiacLandmarksLib.io.outputs import BATCH_STATE_FILE, prepare_output_dir
 
 logger = logging.getLogger(__name__)
+PROGRESS = logging.getLogger("CardiacLandmarksLib.progress")  # lines for the person running the batch
 
 ENGINES = ("dask", "local")
 STATE_FILE = BATCH_STATE_FILE
@@ -229,7 +231,8 @@ def _run_dask(todo, out, state, store, bar, workers, scheduler, device, threads,
         else:
             with warnings.catch_warnings(), _workers_ignore_ctrl_c():  # 8787 taken: the HTTP port moves on
                 warnings.filterwarnings("ignore", message=".*already in use")
-                cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, host="127.0.0.1",
+                cluster = LocalCluster(n_workers=_local_workers(workers, len(todo)), threads_per_worker=1,
+                                       processes=True, host="127.0.0.1",
                                        dashboard_address=None, silence_logs=logging.WARNING)
             client = Client(cluster)
     except BatchEngineError:
@@ -266,6 +269,33 @@ LOCK_FILE = ".batch.lock"
 RUNNING_FILE = ".batch.running"
 
 
+#: peak memory of a worker running full studies (benchmarks/README.md: 0.8-1.0 GB), for the note on --workers
+WORKER_MEMORY_GB = 1.0
+
+
+def _local_workers(workers: int, n_studies: int) -> int:
+    """The local cluster's size: ``--workers``, but no more than the studies to run (an idle worker process only
+    costs memory); a note when the workers outnumber the CPU cores (each study runs on one core: more workers than
+    cores only share them, and slow every study) or would need more memory than is free."""
+    n = max(1, min(workers, n_studies))
+    if n < workers:
+        logger.info("--workers %d for %d stud%s: %d worker process(es) started", workers, n_studies,
+                    "y" if n_studies == 1 else "ies", n)
+    cores = os.cpu_count() or 1
+    if n > cores:
+        PROGRESS.info("note: %d workers on %d CPU cores: each study runs on one core, so workers beyond the cores share "
+                      "them and every study runs slower (--workers %d is usually the fastest here)", n, cores, cores)
+    with contextlib.suppress(Exception):
+        import psutil  # a dependency of distributed
+
+        free_gb = psutil.virtual_memory().available / 1e9
+        if n * WORKER_MEMORY_GB > free_gb:
+            PROGRESS.info("note: %d workers need about %.0f GB of memory at their peak (%.1f GB each, measured), "
+                          "%.1f GB is free: a worker out of memory fails its study", n, n * WORKER_MEMORY_GB,
+                          WORKER_MEMORY_GB, free_gb)
+    return n
+
+
 @contextlib.contextmanager
 def batch_folder_lock(out: Path, command: str = "batch"):
     """Hold a batch output folder for one run at a time: ``batch`` and ``apply-review`` on a batch folder take it.
@@ -281,7 +311,6 @@ def batch_folder_lock(out: Path, command: str = "batch"):
     Raises:
         BatchEngineError: another run holds the folder (named with its command, process, machine and start time).
     """
-    import os
     import socket
 
     from filelock import FileLock, Timeout
