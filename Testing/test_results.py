@@ -326,6 +326,54 @@ def test_point_lists_saved_in_slicer_are_read_back(result, detected):
         read_result(detected, point_lists="ignore").to_dict(), default=str)
 
 
+def _slicer_edit(result, label, edit):
+    """Open the result's point list with Slicer's markups storage, apply ``edit(node, index)`` to the control point
+    ``label`` and save it with Slicer's own writer, as a reader does in Slicer."""
+    slicer = pytest.importorskip("slicer")
+    scene = slicer.vtkMRMLScene()
+    storage = slicer.vtkMRMLMarkupsJsonStorageNode()
+    scene.AddNode(storage)
+    node = storage.AddNewMarkupsNodeFromFile(str(result / "landmarks.mrk.json"))
+    idx = next(i for i in range(node.GetNumberOfControlPoints()) if node.GetNthControlPointLabel(i) == label)
+    edit(node, idx)
+    node.GetStorageNode().SetFileName(str(result / "landmarks.mrk.json"))
+    assert node.GetStorageNode().WriteData(node)
+
+
+def test_a_point_deleted_in_slicer_is_absent_and_a_point_off_its_image_is_refused(result, caplog):
+    """A reader who deletes a wrong point in Slicer (Delete in the point list) means it is not there, but the
+    model's point silently stayed and kept its angles. A point dragged off its slice or out of the image (a 3D
+    view, a slip) was taken as a correction. Now the deleted point is read as marked absent, with a warning, and
+    a point off its slice or outside the image is a ReviewError naming it."""
+    lmset = read_result(result)
+    series = load_series(lmset.source)
+    k = next(lm.slice for lm in lmset.landmarks if lm.name == "A-RVI" and lm.found and lm.phase == 0)
+    assert any(m.slice == k for m in lmset.measurements)
+    _slicer_edit(result, f"A-RVI s{k} p0", lambda node, i: node.RemoveNthControlPoint(i))
+    with caplog.at_level("WARNING"):
+        back = read_result(result, series)
+    lm = back.get("A-RVI", k, 0)
+    assert lm.corrected and not lm.found and lm.flag == "absent"
+    assert f"1 point(s) deleted from the point lists, taken as marked absent by the reader: A-RVI s{k} p0" in caplog.text
+    assert not any(m.slice == k and m.name == "RVI angle" for m in back.measurements)
+    assert sum(x.corrected for x in back.landmarks) == 1  # the others are the model's
+
+    def off(delta_ijk):
+        def edit(node, i):
+            c = back.get("C-LV", k, 0)
+            lps = series.ijk_to_lps(np.asarray(c.ijk, float) + delta_ijk)
+            node.SetNthControlPointPosition(i, -lps[0], -lps[1], lps[2])  # RAS, as Slicer holds it
+        return edit
+
+    _slicer_edit(result, f"C-LV s{k} p0", off([0.0, 0.0, 1.0]))  # onto the next slice
+    with pytest.raises(ReviewError, match=rf"C-LV s{k} p0: the position LPS .* mm lies on slice {k + 1}.00, not on "
+                                          rf"slice {k}"):
+        read_result(result, series)
+    _slicer_edit(result, f"C-LV s{k} p0", off([1000.0, 0.0, 0.0]))  # on its slice, 1000 columns out
+    with pytest.raises(ReviewError, match=rf"C-LV s{k} p0: the position LPS .* mm lies outside the image \(column"):
+        read_result(result, series)
+
+
 def test_save_brings_run_json_up_to_date(result):
     """After a save, run.json lists the rewritten files with their new checksums and records the edit; the
     run's inputs stay as detect recorded them (a stale run.json would say the files are not the run's)."""

@@ -229,6 +229,7 @@ def newer_point_lists(folder: str | Path) -> list[Path]:
 
 
 def _merge_point_lists(folder: Path, lmset: LandmarkSet, series) -> None:
+    from CardiacLandmarksLib.core.review import corrected_landmark
     from CardiacLandmarksLib.io.markups import read_markups
 
     mk = read_markups(folder, series)
@@ -240,15 +241,61 @@ def _merge_point_lists(folder: Path, lmset: LandmarkSet, series) -> None:
         if old is not None and old.corrected == m.corrected and old.found == m.found and (
                 not m.found or np.allclose(old.position, m.position, atol=1e-3)):
             continue  # the same correction
+        if m.found:
+            check_reviewed_position(f"{m.name} s{m.slice} p{m.phase}", m.slice, m.position, m.ijk, series,
+                                    where=f"{folder.name}: ")
         if old is None:
             lmset.landmarks.append(m)
         else:
             lmset.landmarks[next(i for i, x in enumerate(lmset.landmarks) if x is old)] = m
         changed.append(f"{m.name} s{m.slice} p{m.phase}")
+    # a point the model found that is no longer in its phase's point list was deleted there (Slicer's Delete):
+    # the reader says it is not there, as unplacing it would; before, the model's point silently stayed
+    read_phases = {m.phase for m in mk.landmarks}
+    listed = {(m.name, m.slice, m.phase) for m in mk.landmarks}
+    deleted = [lm for lm in lmset.landmarks
+               if lm.found and lm.phase in read_phases and (lm.name, lm.slice, lm.phase) not in listed]
+    for lm in deleted:
+        new = corrected_landmark(lm, lm.name, lm.slice, lm.phase, False, np.full(3, np.nan), np.full(3, np.nan))
+        lmset.landmarks[next(i for i, x in enumerate(lmset.landmarks) if x is lm)] = new
+        changed.append(f"{lm.name} s{lm.slice} p{lm.phase}")
+    if deleted:
+        logger.warning("%s: %d point(s) deleted from the point lists, taken as marked absent by the reader: %s",
+                       folder, len(deleted), ", ".join(f"{lm.name} s{lm.slice} p{lm.phase}" for lm in deleted))
     if changed:
         logger.info("%s: %d point(s) taken from the point lists saved after %s: %s", folder, len(changed),
                     RESULT_FILE, ", ".join(changed))
         recompute_measurements(lmset, series)
+
+
+def check_reviewed_position(label: str, slice: int, position_lps, ijk, series, where: str = "") -> None:
+    """A reader's point must lie on its slice and in its image: within half a slice of the slice's plane and
+    inside the image's field in plane (a point dragged in a 3D view, or a typing slip in a file, lands anywhere).
+
+    Args:
+        label: the point, as its control point is labelled (``C-LV s1 p0``), for the message.
+        slice: the point's slice.
+        position_lps: ``[3]`` LPS mm.
+        ijk: ``[3]`` continuous (i, j, k) of the position (NaN: not known, nothing checked).
+        series: the result's :class:`~CardiacLandmarksLib.core.series.CMRSeries` (None: nothing checked).
+        where: prefix of the message (e.g. the folder).
+
+    Raises:
+        ReviewError: the point lies off its slice or outside the image (the message gives where).
+    """
+    if series is None:
+        return
+    ijk = np.asarray(ijk, float)
+    if ijk.shape != (3,) or not np.all(np.isfinite(ijk)):
+        ijk = np.asarray(series.lps_to_ijk(np.asarray(position_lps, float)), float)
+    pos = np.round(np.asarray(position_lps, float), 2).tolist()
+    if abs(float(ijk[2]) - int(slice)) > 0.5:
+        raise ReviewError(f"{where}{label}: the position LPS {pos} mm lies on slice {ijk[2]:.2f}, not on "
+                          f"slice {slice}")
+    rows, cols = series.pixels.shape[-2:]
+    if not (-0.5 <= float(ijk[0]) <= cols - 0.5 and -0.5 <= float(ijk[1]) <= rows - 0.5):
+        raise ReviewError(f"{where}{label}: the position LPS {pos} mm lies outside the image "
+                          f"(column {ijk[0]:.1f}, row {ijk[1]:.1f} of {cols} x {rows})")
 
 
 def correct_landmark(
@@ -301,9 +348,7 @@ def correct_landmark(
             raise ReviewError(f"a corrected position must be three finite LPS mm values, got {position_lps!r}")
         defined = True
         ijk = np.asarray(series.lps_to_ijk(pos), float) if series is not None else np.full(3, np.nan)
-        if series is not None and abs(float(ijk[2]) - k) > 0.5:
-            raise ReviewError(f"the position LPS {pos.round(2).tolist()} mm lies on slice {ijk[2]:.2f}, not on "
-                              f"slice {k} of {name}")
+        check_reviewed_position(f"{name} s{k} p{t}", k, pos, ijk, series)
     # a point the set did not hold is a placement by the reader (no detection to compare with)
     new = corrected_landmark(old, name, k, t, defined, pos, ijk, user_marked=old is None)
     if old is None:
