@@ -246,3 +246,32 @@ def test_a_full_disk_stops_a_study_with_a_named_error(data_root, tmp_path, monke
     assert captured.err.count("No space left on device") == 1, captured.err
     assert f"  {out} holds an incomplete run (no run.json)" in captured.err
     assert not (out / "study.json").exists() and not (out / "run.json").exists()
+
+
+def test_ctrl_c_during_training_says_what_the_stopped_run_left(tmp_path, monkeypatch, capsys):
+    """A training stopped by Ctrl-C (hours on a CPU) ended in a traceback; its folder then held the weights of the
+    last validated epoch, possibly beside an earlier run's card. Now it says which weights are there and that they
+    are not a usable model; a training stopped before saving says it kept nothing."""
+    from CardiacLandmarksLib.training import train_lax, train_sax
+
+    out = tmp_path / "runs" / "sax"
+    out.mkdir(parents=True)
+    (out / "sax_unet.json").write_text("{}")  # an earlier run's card
+
+    def stopped_after_an_epoch(data, out_dir, cfg, device="cpu", progress=True):
+        (out_dir / "sax_unet.pt").write_bytes(b"weights")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(train_sax, "train_sax", stopped_after_an_epoch)
+    assert cli.main(["train", "--view", "sax", "--data", str(tmp_path), "-o", str(out), "--device", "cpu"]) == 130
+    err = capsys.readouterr().err
+    assert err.startswith(f"cardiac-landmarks: interrupted (Ctrl-C): the training stopped; {out / 'sax_unet.pt'} holds "
+                          "the weights of its last validated epoch, with no card of its own (not calibrated"), err
+
+    def stopped_at_once(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(train_lax, "train_lax", stopped_at_once)
+    lax_out = tmp_path / "runs" / "4ch"
+    assert cli.main(["train", "--view", "4ch", "-o", str(lax_out), "--device", "cpu"]) == 130
+    assert f"the training stopped before it saved any weights in {lax_out}" in capsys.readouterr().err

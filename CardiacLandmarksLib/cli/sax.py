@@ -218,6 +218,22 @@ def _print_trust(measurements) -> None:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    started = time.time()
+    try:
+        return _train(args)
+    except KeyboardInterrupt:  # Ctrl-C: say what the stopped training left (a half-trained model is no model)
+        from CardiacLandmarksLib.core.errors import Interrupted
+
+        out = Path(args.output or ("runs/sax" if args.view == "sax" else f"runs/{args.view}"))
+        kept = [w for w in sorted(out.glob("*.pt")) if w.stat().st_mtime >= started]
+        if kept:
+            raise Interrupted(f"the training stopped; {', '.join(map(str, kept))} holds the weights of its last "
+                              "validated epoch, with no card of its own (not calibrated: not for use or bundling; a "
+                              "card beside it is an earlier run's); train again to finish") from None
+        raise Interrupted(f"the training stopped before it saved any weights in {out}") from None
+
+
+def _train(args: argparse.Namespace) -> int:
     from CardiacLandmarksLib.models.loader import choose_device
     from CardiacLandmarksLib.training.model_card import verdict_text
 
