@@ -157,60 +157,60 @@ def run_batch(
     failed: list[tuple[str, str]] = []
     carried: dict[str, int] = {}
     peaks: dict = {}
-    hold = contextlib.ExitStack()  # one run at a time per batch folder, taken before the state is touched
-    hold.enter_context(batch_folder_lock(out))
-    try:
-        with BatchState(out / STATE_FILE) as state:
-            state.sync(studies)
-            todo = state.to_run(studies, redo=redo, retry_failed=retry_failed)
-            n_skip = len(studies) - len(todo)
-            if n_skip:
-                logger.info("%d of %d studies already finished: skipped", n_skip, len(studies))
-            run_id = state.start_run(engine, workers, scheduler, len(studies), len(todo))
+    with batch_folder_lock(out):  # one run at a time per batch folder, taken before the state is touched
+        try:
+            with BatchState(out / STATE_FILE) as state:
+                state.sync(studies)
+                todo = state.to_run(studies, redo=redo, retry_failed=retry_failed)
+                n_skip = len(studies) - len(todo)
+                if n_skip:
+                    logger.info("%d of %d studies already finished: skipped", n_skip, len(studies))
+                run_id = state.start_run(engine, workers, scheduler, len(studies), len(todo))
 
-            def store(rec: dict) -> None:
-                nonlocal n_done, n_failed
-                state.finish(rec)
-                if rec.get("review_carried"):
-                    carried[rec["study_id"]] = int(rec["review_carried"])
-                if rec["status"] == "done":
-                    n_done += 1
-                else:
-                    n_failed += 1
-                    failed.append((rec["study_id"], rec.get("error", "")))
+                def store(rec: dict) -> None:
+                    nonlocal n_done, n_failed
+                    state.finish(rec)
+                    if rec.get("review_carried"):
+                        carried[rec["study_id"]] = int(rec["review_carried"])
+                    if rec["status"] == "done":
+                        n_done += 1
+                    else:
+                        n_failed += 1
+                        failed.append((rec["study_id"], rec.get("error", "")))
 
-            from tqdm import tqdm
+                from tqdm import tqdm
 
-            bar = tqdm(total=len(todo), unit="study", disable=not progress or not todo, file=sys.stderr,
-                       desc="studies")
-            try:
-                if todo and engine == "local":
-                    for spec in todo:
-                        state.mark_running(spec.study_id)
-                        store(run_study(spec, out, device, threads_per_worker, tta=tta, carry_review=carry_review,
-                                        study_options=study_options))
-                        bar.update(1)
-                        bar.set_postfix(failed=n_failed)
-                    peaks["local"] = round(_peak_rss_mb(), 1)
-                elif todo:
-                    peaks = _run_dask(todo, out, state, store, bar, workers, scheduler, device, threads_per_worker,
-                                      lambda: n_failed, tta=tta, carry_review=carry_review, study_options=study_options)
-            except KeyboardInterrupt:  # Ctrl-C: what is recorded stays; studies in flight are run again next time
-                bar.close()
-                raise Interrupted(
-                    f"{n_done + n_failed} of the {len(todo)} stud{'y' if len(todo) == 1 else 'ies'} to run finished "
-                    f"({n_done} done, {n_failed} failed) and are recorded in {out / STATE_FILE}"
-                    + (f", besides the {n_skip} finished before" if n_skip else "")
-                    + "; the same command again goes on with the rest (cohort.csv is written when a run ends)") from None
-            finally:
-                bar.close()
-                state.end_run(run_id, n_done, n_failed)
-            records = state.records([s.study_id for s in studies])
-        csv_path, pq_path = write_cohort(records, out)
-    except sqlite3.OperationalError as exc:  # a full disk, a read-only folder, a state file another batch holds
-        raise _state_error(out / STATE_FILE, exc) from exc
-    finally:
-        hold.close()
+                bar = tqdm(total=len(todo), unit="study", disable=not progress or not todo, file=sys.stderr,
+                           desc="studies")
+                try:
+                    if todo and engine == "local":
+                        for spec in todo:
+                            state.mark_running(spec.study_id)
+                            store(run_study(spec, out, device, threads_per_worker, tta=tta, carry_review=carry_review,
+                                            study_options=study_options))
+                            bar.update(1)
+                            bar.set_postfix(failed=n_failed)
+                        peaks["local"] = round(_peak_rss_mb(), 1)
+                    elif todo:
+                        peaks = _run_dask(todo, out, state, store, bar, workers, scheduler, device,
+                                          threads_per_worker, lambda: n_failed, tta=tta, carry_review=carry_review,
+                                          study_options=study_options)
+                except KeyboardInterrupt:  # Ctrl-C: what is recorded stays; studies in flight are run again next time
+                    bar.close()
+                    studies_word = "study" if len(todo) == 1 else "studies"
+                    raise Interrupted(
+                        f"{n_done + n_failed} of the {len(todo)} {studies_word} to run finished ({n_done} done, "
+                        f"{n_failed} failed) and are recorded in {out / STATE_FILE}"
+                        + (f", besides the {n_skip} finished before" if n_skip else "")
+                        + "; the same command again goes on with the rest (cohort.csv is written when a run ends)"
+                    ) from None
+                finally:
+                    bar.close()
+                    state.end_run(run_id, n_done, n_failed)
+                records = state.records([s.study_id for s in studies])
+            csv_path, pq_path = write_cohort(records, out)
+        except sqlite3.OperationalError as exc:  # a full disk, a read-only folder, a state file another batch holds
+            raise _state_error(out / STATE_FILE, exc) from exc
     return BatchSummary(len(studies), n_skip, len(todo), n_done, n_failed, time.perf_counter() - t0, csv_path,
                         pq_path, engine, workers if scheduler is None else 0, peaks, failed, carried)
 

@@ -167,8 +167,8 @@ def read_manifest(path: str | Path) -> list[StudySpec]:
         cols = [c.strip() for c in (reader.fieldnames or [])]
         missing = [c for c in REQUIRED_COLUMNS if c not in cols]
         if missing:
-            header = ",".join(cols)
-            sep = next((name for c, name in ((";", "semicolons"), ("\t", "tabs")) if c in header and len(cols) < 2), None)
+            header = cols[0] if len(cols) == 1 else ""  # one column: the whole header row, if not comma-separated
+            sep = next((name for c, name in ((";", "semicolons"), ("\t", "tabs")) if c in header), None)
             if sep is not None:  # a spreadsheet's export in a locale with decimal commas, or a TSV
                 raise ManifestError(f"{path.name}: its columns are separated by {sep}, not commas: save it as "
                                     "comma-separated CSV (numbers with a decimal point); a manifest needs "

@@ -224,13 +224,18 @@ def cmd_train(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:  # Ctrl-C: say what the stopped training left (a half-trained model is no model)
         from CardiacLandmarksLib.core.errors import Interrupted
 
-        out = Path(args.output or ("runs/sax" if args.view == "sax" else f"runs/{args.view}"))
+        out = _train_output(args)
         kept = [w for w in sorted(out.glob("*.pt")) if w.stat().st_mtime >= started]
         if kept:
             raise Interrupted(f"the training stopped; {', '.join(map(str, kept))} holds the weights of its last "
                               "validated epoch, with no card of its own (not calibrated: not for use or bundling; a "
                               "card beside it is an earlier run's); train again to finish") from None
         raise Interrupted(f"the training stopped before it saved any weights in {out}") from None
+
+
+def _train_output(args: argparse.Namespace) -> Path:
+    """The folder a training writes: ``-o``, else ``runs/<view>``."""
+    return Path(args.output or f"runs/{args.view}")
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -240,7 +245,7 @@ def _train(args: argparse.Namespace) -> int:
     device = choose_device(args.device)
     if args.view != "sax":
         from CardiacLandmarksLib.training.train_lax import train_lax
-        out = Path(args.output or f"runs/{args.view}")
+        out = _train_output(args)
         card = train_lax(Path(args.data) if args.data else None, args.view, out, epochs=args.epochs, seed=args.seed,
                          device=device, threads=args.threads,
                          command="cardiac-landmarks " + " ".join(shlex.quote(a) for a in sys.argv[1:]))
@@ -255,7 +260,7 @@ def _train(args: argparse.Namespace) -> int:
     )
 
     data = Path(args.data) if args.data else data_root() / "acdc"
-    out = Path(args.output or "runs/sax")
+    out = _train_output(args)  # runs/sax
     if args.interpolate:
         card = interpolate_sax(Path(args.interpolate[0]), Path(args.interpolate[1]), args.alpha, out, data, device,
                                version=args.model_version or INTERPOLATED_VERSION)

@@ -357,18 +357,18 @@ def apply_review_batch(out: str | Path, progress=None) -> tuple[list[ReviewUpdat
     out = Path(out)
     if not (out / STATE_FILE).exists():
         raise InputNotFoundError(f"{out / STATE_FILE} not found: not a batch output folder (cardiac-landmarks batch -o)")
-    updates, errors = [], {}
     with batch_folder_lock(out, "apply-review"):  # not while a batch runs in the folder
-        return _apply_review_batch(out, progress, updates, errors)
+        return _apply_review_batch(out, progress)
 
 
-def _apply_review_batch(out: Path, progress, updates: list, errors: dict) -> tuple[list[ReviewUpdate], dict[str, str]]:
+def _apply_review_batch(out: Path, progress) -> tuple[list[ReviewUpdate], dict[str, str]]:
     """The body of :func:`apply_review_batch`, run while it holds the folder."""
     import csv
 
     from CardiacLandmarksLib.batch.engine import STATE_FILE, write_cohort
     from CardiacLandmarksLib.batch.state import BatchState
 
+    updates, errors = [], {}
     with BatchState(out / STATE_FILE) as state:
         records = state.records()
         for rec in records:
