@@ -667,3 +667,56 @@ def test_detect_time_axis_option_reads_a_defaults_only_file_as_a_stack(tmp_path,
     assert "data.hdr: 1 slices x 68 phases" in capsys.readouterr().out
     assert main(["detect", str(data), "--time-axis", "none", "-o", str(tmp_path / "stack"), "--no-progress"]) == 0
     assert "data.hdr: 68 slices x 1 phases" in capsys.readouterr().out
+
+
+def _compressed_copy(src: Path, dest: Path, compressor: str) -> Path:
+    """``src``'s DICOM files with their pixel data compressed by GDCM (through SimpleITK's writer) as a PACS export
+    has them, every other element kept: ``compressor`` "JPEG" (JPEG Lossless SV1) or "JPEG2000" (lossless)."""
+    dest.mkdir(parents=True)
+    tmp = dest.parent / f"gdcm_{compressor}.dcm"
+    for f in sorted(src.glob("*.dcm")):
+        ds = _read_dicom(f)
+        w = sitk.ImageFileWriter()
+        w.SetFileName(str(tmp))
+        w.SetUseCompression(True)
+        w.SetCompressor(compressor)
+        w.Execute(sitk.ReadImage(str(f)))
+        packed = _read_dicom(tmp)
+        ds.file_meta.TransferSyntaxUID = packed.file_meta.TransferSyntaxUID
+        ds.PixelData = packed.PixelData
+        ds["PixelData"].VR = "OB"
+        _save(ds, dest / f.name)
+    tmp.unlink()
+    return dest
+
+
+@pytest.mark.parametrize("compressor", ["JPEG", "JPEG2000"])
+def test_compressed_dicom_as_pacs_export_it(tmp_path, sunny, sunnybrook_dicom, compressor):
+    """A cine series whose pixel data are JPEG Lossless or JPEG 2000 compressed (common in PACS exports) loads to the
+    very pixels of the uncompressed series (pydicom decodes through python-gdcm); before, JPEG Lossless was a
+    CorruptFileError."""
+    folder = _compressed_copy(sunnybrook_dicom, tmp_path / compressor, compressor)
+    assert _read_dicom(next(folder.glob("*.dcm"))).file_meta.TransferSyntaxUID.is_compressed
+    s, plain = load_series(folder), sunny[0]
+    np.testing.assert_array_equal(s.pixels, plain.pixels)
+    np.testing.assert_allclose(s.slice_origins, plain.slice_origins)
+
+
+def test_compressed_dicom_without_a_decoder_is_named(tmp_path, sunnybrook_dicom, monkeypatch, capsys):
+    """Where no decoder for the series' compression is installed (a Python without python-gdcm), the CLI names the
+    compression and what to install, exits 1 before any analysis and leaves no output folder; the file is not
+    called corrupt."""
+    from pydicom.pixels import get_decoder
+
+    from CardiacLandmarksLib.cli import main
+
+    folder = _compressed_copy(sunnybrook_dicom, tmp_path / "jpeg", "JPEG")
+    monkeypatch.setattr(get_decoder(pydicom.uid.JPEGLosslessSV1), "_available", {})
+    with pytest.raises(errors.MissingDecoderError) as info:
+        load_series(folder)
+    assert not isinstance(info.value, errors.CorruptFileError)
+    out = tmp_path / "out"
+    assert main(["detect", str(folder), "-o", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert "compressed as JPEG Lossless" in err and "pip install python-gdcm" in err and "Traceback" not in err
+    assert not out.exists()

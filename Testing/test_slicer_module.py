@@ -128,7 +128,7 @@ def test_runtime_requirements_match_pyproject():
     assert cli_only, "the CLI-only packages are still declared for the command line"
     assert set(dependencies.REQUIREMENTS) == declared - cli_only
     for requirement, module_name in dependencies.REQUIREMENTS.items():
-        assert requirement.lower().startswith(module_name.lower()) or module_name == "SimpleITK"
+        assert requirement.lower().removeprefix("python-").startswith(module_name.lower()), requirement
 
 
 def test_cmake_lists_every_module_file_and_the_library():

@@ -26,6 +26,7 @@ REQUIREMENTS: dict[str, str] = {
     "scipy>=1.10": "scipy",
     "SimpleITK>=2.3": "SimpleITK",
     "pydicom>=2.4": "pydicom",
+    "python-gdcm>=3.0.10": "gdcm",  # compressed DICOM (JPEG Lossless, JPEG-LS, JPEG 2000) for pydicom
     "matplotlib>=3.7": "matplotlib",
     "nibabel>=5": "nibabel",
     "slicerio>=1.4": "slicerio",

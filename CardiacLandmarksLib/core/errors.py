@@ -46,6 +46,11 @@ class CorruptFileError(CardiacLandmarksError):
     """A file is empty (0 bytes), truncated or otherwise unreadable."""
 
 
+class MissingDecoderError(CardiacLandmarksError):
+    """A DICOM file's pixel data are compressed (JPEG Lossless, JPEG-LS, JPEG 2000...) with a transfer syntax
+    no installed decoder reads; the file itself is sound. ``python-gdcm`` (a dependency) reads them all."""
+
+
 class InvalidImageError(CardiacLandmarksError, ValueError):
     """Image content is unusable: NaN/inf values, empty (constant) slice, wrong dimensionality."""
 

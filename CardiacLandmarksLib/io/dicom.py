@@ -56,6 +56,7 @@ from CardiacLandmarksLib.core.errors import (
     IncompleteSeriesError,
     InputNotFoundError,
     InvalidImageError,
+    MissingDecoderError,
     MissingGeometryError,
     MixedSeriesError,
     NoDicomError,
@@ -949,6 +950,20 @@ def _assemble(objects: list[_Object], where: str) -> CMRSeries:
     return finalize_series(series)
 
 
+def _missing_decoder(ds: pydicom.Dataset) -> str | None:
+    """The name of ``ds``'s transfer syntax when its pixel data are compressed and no installed pydicom decoder
+    plugin reads them (``python-gdcm``, a dependency, reads JPEG Lossless, JPEG-LS and JPEG 2000); else None."""
+    try:
+        from pydicom.pixels import get_decoder  # pydicom >= 3
+
+        uid = ds.file_meta.TransferSyntaxUID
+        if uid.is_compressed and not get_decoder(uid).is_available:
+            return uid.name
+    except Exception:  # noqa: BLE001 - pydicom 2 (Slicer's own), an unknown syntax: the caller says what it can
+        return None
+    return None
+
+
 def _read_pixels(frames: list[_Frame], grid: list[list[int]], n_t: int, n_k: int, rows: int, cols: int) -> np.ndarray:
     out = np.empty((n_t, n_k, rows, cols), dtype=np.float32)
     where_of: dict[Path, list[tuple[int, int, _Frame]]] = {}
@@ -957,6 +972,7 @@ def _read_pixels(frames: list[_Frame], grid: list[list[int]], n_t: int, n_k: int
             fr = frames[i]
             where_of.setdefault(fr.path, []).append((t, k, fr))
     for path, items in where_of.items():
+        ds = None
         try:
             ds = pydicom.dcmread(path)
             arr = ds.pixel_array
@@ -964,6 +980,12 @@ def _read_pixels(frames: list[_Frame], grid: list[list[int]], n_t: int, n_k: int
             ts = ""
             with contextlib.suppress(Exception):
                 ts = f" (transfer syntax {ds.file_meta.TransferSyntaxUID.name})"
+            missing = _missing_decoder(ds) if ds is not None else None
+            if missing:
+                raise MissingDecoderError(
+                    f"cannot read the pixel data of {path.name}: they are compressed as {missing}, and no decoder "
+                    "for it is installed in this Python: install python-gdcm (pip install python-gdcm), which "
+                    f"reads JPEG, JPEG-LS and JPEG 2000 DICOM; the file itself is sound ({path})") from exc
             raise CorruptFileError(f"cannot decode the pixel data of {path.name}{ts}: {exc} ({path})") from exc
         for t, k, fr in items:
             img = arr[fr.frame] if fr.frame is not None and arr.ndim == 3 else arr
