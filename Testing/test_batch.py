@@ -380,22 +380,22 @@ def test_one_batch_at_a_time_per_output_folder(tmp_path):
     import sys
     import time
 
-    from CardiacLandmarksLib.batch.engine import BatchEngineError
+    from CardiacLandmarksLib.core.errors import OutputPathError
     from CardiacLandmarksLib.study.review import apply_review_batch
 
     m = _write(tmp_path / "m.csv", f"study_id,path\nmissing,{tmp_path / 'nope'}\n")
     out = tmp_path / "out"
     run_batch(m, out, engine="local", progress=False)
     holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from pathlib import Path; "
-                               "from CardiacLandmarksLib.batch.engine import batch_folder_lock\n"
-                               "with batch_folder_lock(Path(sys.argv[1])):\n    print('held', flush=True); "
+                               "from CardiacLandmarksLib.io.outputs import folder_held\n"
+                               "with folder_held(Path(sys.argv[1]), 'batch'):\n    print('held', flush=True); "
                                "time.sleep(120)", str(out)], stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline().strip() == "held"
-        with pytest.raises(BatchEngineError, match=rf"another batch is running in .*out \(batch: process {holder.pid} "
-                                                   r"on .+, started .+\): wait for it to end"):
+        with pytest.raises(OutputPathError, match=rf"another run is writing into .*out \(batch: process {holder.pid} "
+                                                  r"on .+, started .+\): wait for it to end"):
             run_batch(m, out, engine="local", progress=False, redo=True)
-        with pytest.raises(BatchEngineError, match="another batch is running"):
+        with pytest.raises(OutputPathError, match="another run is writing into"):
             apply_review_batch(out)
     finally:
         holder.kill()

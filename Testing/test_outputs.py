@@ -197,6 +197,46 @@ def test_ctrl_c_names_the_incomplete_folder_and_where_the_earlier_run_went(detec
     assert not (tmp_path / "new").exists()
 
 
+@pytest.mark.data
+def test_one_run_at_a_time_per_output_folder(detect_run, tmp_path, capsys):
+    """Two runs into one folder at once (two terminals, a resubmitted cluster job): the second's begin() moved the
+    first's files into its backup half-way through the first, and both wrote there. Now the folder is held from the
+    check to run.json, and a run from another process is refused before any work, naming who holds it; the lock
+    goes with its holder, and a run that ends (well or not) leaves no lock file behind."""
+    import shutil
+    import subprocess
+    import sys
+
+    from CardiacLandmarksLib.io import outputs
+
+    img, first = detect_run
+    out = tmp_path / "out"
+    shutil.copytree(first, out, ignore=shutil.ignore_patterns("backup-*"))
+    earlier = {p.name: p.read_bytes() for p in out.iterdir()}
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time\nfrom CardiacLandmarksLib.io.outputs import prepare_output_dir\n"
+         "prepare_output_dir(sys.argv[1], hold='study')\nprint('held', flush=True)\ntime.sleep(120)", str(out)],
+        stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        capsys.readouterr()
+        for command in (["detect", str(img), "-o", str(out), "--no-progress"], ["study", str(img), "-o", str(out)],
+                        ["function", str(img), "-o", str(out)]):
+            assert cli.main(command) == 1, command
+            err = capsys.readouterr().err
+            assert err.startswith(f"cardiac-landmarks: error: another run is writing into {out} (study: process "
+                                  f"{holder.pid} on "), (command, err)
+            assert "wait for it to end, or give another output folder" in err and "incomplete" not in err
+            assert {p.name: p.read_bytes() for p in out.iterdir() if not p.name.startswith(".")} == earlier
+    finally:
+        holder.kill()
+        holder.wait()
+    assert cli.main(["detect", str(tmp_path / "missing.nii.gz"), "-o", str(out)]) == 1  # a failed run ...
+    assert outputs._HELD == {} and not list(out.glob(".cardiac-landmarks*"))  # ... gives the folder back
+    assert cli.main(["detect", str(img), "-o", str(out), "--no-progress", "--no-tta"]) == 0
+    assert outputs._HELD == {} and not list(out.glob(".cardiac-landmarks*"))
+
+
 def _disk_full(monkeypatch, after: int = 0):
     """ENOSPC from the file system when a written file is flushed (where a full disk shows on a real one), from
     the file after the first ``after`` on."""

@@ -7,7 +7,7 @@ the other packages with ``slicer.util.pip_install``. The bundled model weights a
 extension, so detection itself needs no network.
 
 :data:`REQUIREMENTS` must match the runtime dependencies in ``pyproject.toml`` minus torch and
-:data:`CLI_ONLY` (packages only the command line imports: tqdm for its progress bars, distributed for the cohort runner, filelock for its output-folder lock);
+:data:`CLI_ONLY` (packages only the command line imports: tqdm for its progress bars, distributed for the cohort runner);
 ``Testing/test_slicer_module.py`` checks that.
 """
 
@@ -30,10 +30,11 @@ REQUIREMENTS: dict[str, str] = {
     "matplotlib>=3.7": "matplotlib",
     "nibabel>=5": "nibabel",
     "slicerio>=1.4": "slicerio",
+    "filelock>=3.12": "filelock",  # one run at a time per output folder (the perfusion export); comes with torch
 }
 #: runtime dependencies of the package that only the command line (``CardiacLandmarksLib.cli``) imports:
 #: never installed into Slicer
-CLI_ONLY: tuple[str, ...] = ("tqdm", "distributed", "filelock")  # progress bars; the cohort runner (Dask) and its lock
+CLI_ONLY: tuple[str, ...] = ("tqdm", "distributed")  # progress bars; the cohort runner (Dask)
 #: torch version accepted inside Slicer (installed by SlicerPyTorch, not pinned like the dev venv)
 TORCH_REQUIREMENT = ">=2.0"
 

@@ -543,18 +543,23 @@ class PerfusionLogic:
 
         Raises:
             PerfusionInputError: the hub was not computed in this session. OutputPathError: the folder
-            cannot be created or written.
+            cannot be created or written, or another program's run is writing into it.
         """
-        from CardiacLandmarksLib.io.outputs import finish_run, prepare_output_dir
+        from CardiacLandmarksLib.io.outputs import finish_run, prepare_output_dir, release_folder
         from CardiacLandmarksLib.perfusion import report as pr
 
         state = self._state(hub)
         analyses = self.analyses(hub)
         sources = [a.series.source for a in analyses if a.series.source]
-        outdir = prepare_output_dir(outputDirectory, inputs=sources)
-        outdir.begin()
-        written = pr.write_report(analyses, state.summary, outdir.path, state.modelCard, state.modelSha,
-                                  failed=state.failed)
+        # held against another program's run into the folder (e.g. a command-line study) until run.json is written
+        outdir = prepare_output_dir(outputDirectory, inputs=sources, hold="Slicer perfusion export")
+        try:
+            outdir.begin()
+            written = pr.write_report(analyses, state.summary, outdir.path, state.modelCard, state.modelSha,
+                                      failed=state.failed)
+        except BaseException:
+            release_folder(outdir.path)  # Slicer lives on: a failed export must not keep the folder from others
+            raise
         record = finish_run(outdir, sources, {"front_end": "Slicer perfusion panel"}, written,
                             models=[{"name": (state.modelCard or {}).get("name", ""),
                                      "version": (state.modelCard or {}).get("version", ""), "sha256": state.modelSha}],

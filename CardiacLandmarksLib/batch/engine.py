@@ -28,7 +28,6 @@ from __future__ import annotations
 import contextlib
 import csv
 import io
-import json
 import logging
 import os
 import resource
@@ -46,7 +45,7 @@ from CardiacLandmarksLib.batch.state import BatchState
 from CardiacLandmarksLib.batch.worker import run_study
 from CardiacLandmarksLib.core.errors import CardiacLandmarksError, Interrupted, OutputPathError
 from CardiacLandmarksLib.io.atomic import atomic_write_bytes, atomic_write_text
-from CardiacLandmarksLib.io.outputs import BATCH_STATE_FILE, prepare_output_dir
+from CardiacLandmarksLib.io.outputs import BATCH_STATE_FILE, folder_held, prepare_output_dir
 
 logger = logging.getLogger(__name__)
 PROGRESS = logging.getLogger("CardiacLandmarksLib.progress")  # lines for the person running the batch
@@ -139,10 +138,11 @@ def run_batch(
 
     Raises:
         InputNotFoundError, ManifestError: the input cannot be read (nothing is run).
-        OutputPathError: ``out`` is a file, cannot be created or is not writable (nothing is run); or the state or
-            the cohort table cannot be written during the run (a full disk: the studies recorded stay recorded).
-        BatchEngineError: bad engine/worker count, the scheduler cannot be reached, or another batch (or an
-            ``apply-review``) is running in ``out`` (:func:`batch_folder_lock`; nothing is run).
+        OutputPathError: ``out`` is a file, cannot be created or is not writable, or another run (a batch, an
+            ``apply-review``, a ``study``) is writing into it (:func:`~CardiacLandmarksLib.io.outputs.folder_held`):
+            nothing is run; or the state or the cohort table cannot be written during the run (a full disk: the
+            studies recorded stay recorded).
+        BatchEngineError: bad engine/worker count, or the scheduler cannot be reached.
         Interrupted: Ctrl-C (a ``KeyboardInterrupt``): what finished stays recorded; the message says so.
     """
     if engine not in ENGINES:
@@ -157,7 +157,7 @@ def run_batch(
     failed: list[tuple[str, str]] = []
     carried: dict[str, int] = {}
     peaks: dict = {}
-    with batch_folder_lock(out):  # one run at a time per batch folder, taken before the state is touched
+    with folder_held(out, "batch"):  # one run at a time per batch folder, taken before the state is touched
         try:
             with BatchState(out / STATE_FILE) as state:
                 state.sync(studies)
@@ -264,11 +264,6 @@ def _run_dask(todo, out, state, store, bar, workers, scheduler, device, threads,
             cluster.close(timeout=10)
 
 
-#: a batch holds this lock file (hidden, in its output folder) while it runs; ``RUNNING_FILE`` says who holds it
-LOCK_FILE = ".batch.lock"
-RUNNING_FILE = ".batch.running"
-
-
 #: peak memory of a worker running full studies (benchmarks/README.md: 0.8-1.0 GB), for the note on --workers
 WORKER_MEMORY_GB = 1.0
 
@@ -294,47 +289,6 @@ def _local_workers(workers: int, n_studies: int) -> int:
                           "%.1f GB is free: a worker out of memory fails its study", n, n * WORKER_MEMORY_GB,
                           WORKER_MEMORY_GB, free_gb)
     return n
-
-
-@contextlib.contextmanager
-def batch_folder_lock(out: Path, command: str = "batch"):
-    """Hold a batch output folder for one run at a time: ``batch`` and ``apply-review`` on a batch folder take it.
-
-    An OS file lock (:mod:`filelock` on the hidden ``.batch.lock``; the OS drops it if the process dies), and
-    ``.batch.running`` saying who holds it. Two batches into one folder would each take the other's hidden partial
-    study folders for a killed run's leftovers and remove them, and overwrite each other's records.
-
-    Args:
-        out: the batch output folder (exists).
-        command: what holds it (``batch``, ``apply-review``), for the other run's message.
-
-    Raises:
-        BatchEngineError: another run holds the folder (named with its command, process, machine and start time).
-    """
-    import socket
-
-    from filelock import FileLock, Timeout
-
-    out = Path(out)
-    lock = FileLock(str(out / LOCK_FILE))
-    try:
-        lock.acquire(timeout=0)
-    except Timeout:
-        who = ""
-        with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
-            info = json.loads((out / RUNNING_FILE).read_text())
-            who = f" ({info['command']}: process {info['pid']} on {info['host']}, started {info['started']})"
-        raise BatchEngineError(f"another batch is running in {out}{who}: wait for it to end, or give another "
-                               "output folder") from None
-    try:
-        atomic_write_text(out / RUNNING_FILE, json.dumps({
-            "command": command, "pid": os.getpid(),
-            "host": socket.gethostname(), "started": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime())}) + "\n")
-        yield
-    finally:
-        with contextlib.suppress(OSError):
-            (out / RUNNING_FILE).unlink()
-        lock.release()
 
 
 def _state_error(path: Path, exc: sqlite3.OperationalError) -> CardiacLandmarksError:

@@ -55,6 +55,10 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt as exc:
         print(interrupted_text(exc), file=sys.stderr)
         return EXIT_INTERRUPTED
+    finally:  # a run that ended without run.json (an error, or a run in-process, e.g. a test) holds no folder
+        from CardiacLandmarksLib.io.outputs import release_held_folders
+
+        release_held_folders()
 
 
 def interrupted_text(exc: KeyboardInterrupt) -> str:
@@ -69,8 +73,13 @@ def interrupted_text(exc: KeyboardInterrupt) -> str:
 def _unfinished_lines() -> list[str]:
     """After a run that ended early (an error, Ctrl-C): remove the output folders it created and left empty, and
     name each folder it had begun writing (an incomplete run, no ``run.json``) with the backup of the earlier run."""
-    from CardiacLandmarksLib.io.outputs import discard_unused_outputs, unfinished_outputs
+    from CardiacLandmarksLib.io.outputs import (
+        discard_unused_outputs,
+        release_held_folders,
+        unfinished_outputs,
+    )
 
+    release_held_folders()  # first: the lock files would keep an empty folder from being removed
     discard_unused_outputs()  # a refused run leaves no empty result folder behind
     lines = []
     for out in unfinished_outputs():

@@ -63,7 +63,7 @@ def cmd_function(args: argparse.Namespace) -> int:
     from CardiacLandmarksLib.io.outputs import finish_run, prepare_output_dir
 
     in_paths = [args.input] if args.input is not None else [args.ed, args.es]
-    outdir = prepare_output_dir(args.output, inputs=in_paths)  # a bad output folder fails before any work
+    outdir = prepare_output_dir(args.output, inputs=in_paths, hold="function")  # a bad output folder fails before any work
     opts = FunctionOptions(ed_phase=args.ed_phase, es_phase=args.es_phase, height_cm=args.height,
                            weight_kg=args.weight, device=args.device, tta=not args.no_tta, clean=not args.no_clean,
                            basal_rule=args.basal_rule)

@@ -152,7 +152,8 @@ def cmd_track(args: argparse.Namespace) -> int:
     from CardiacLandmarksLib.sax import report
 
     # fails before any work; the points' folder may be the output (a result re-tracked in place)
-    outdir = prepare_output_dir(args.output, inputs=[args.input, args.points], allow_input_folder=True)
+    outdir = prepare_output_dir(args.output, inputs=[args.input, args.points], allow_input_folder=True,
+                                hold="lax-track")
     series = load_series(args.input, series_uid=args.series_uid)
     # the points' positions are in the scale they were placed at: a pixel size given then is recorded with them
     mm = args.pixel_size or recorded_pixel_size(args.points)
@@ -217,7 +218,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
     root = Path(args.data) if args.data else data_root()
     if not (root / "mnms2" / "001").exists():
         raise InputNotFoundError(f"{root / 'mnms2' / '001'} not found (set CARDIAC_LANDMARKS_DATA or --data)")
-    outdir = prepare_output_dir(args.output) if args.output else None  # a bad output path fails before any work
+    outdir = prepare_output_dir(args.output, hold="lax-validate") if args.output else None  # a bad output path fails before any work
     res = validate_mnms2(root)
     d = res.to_dict()
     if outdir is not None:

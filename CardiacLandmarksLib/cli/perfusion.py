@@ -148,7 +148,7 @@ def cmd_perfusion(args: argparse.Namespace) -> int:
     aifs = per_input(args.aif, n, "--aif")
     mbfs = per_input(args.mbf_map, n, "--mbf-map")
     extra_inputs = [x for x in (*rvis, *aifs, *mbfs) if x]
-    outdir = prepare_output_dir(args.output, inputs=[*args.inputs, *extra_inputs])  # fails before any work
+    outdir = prepare_output_dir(args.output, inputs=[*args.inputs, *extra_inputs], hold="perfusion")  # fails before any work
     out = outdir.path
     t0 = time.time()
     inputs, failed = _load_inputs(args, conds, levels, rvis, aifs, mbfs)

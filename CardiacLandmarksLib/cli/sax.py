@@ -150,7 +150,7 @@ def cmd_detect(args: argparse.Namespace) -> int:
     from CardiacLandmarksLib.io.outputs import finish_run, prepare_output_dir
     from CardiacLandmarksLib.sax.pipeline import SaxOptions
 
-    outdir = prepare_output_dir(args.output, inputs=[args.input])  # a bad output path fails before any work
+    outdir = prepare_output_dir(args.output, inputs=[args.input], hold="detect")  # a bad output path fails before any work
     series = load_series(args.input, series_uid=args.series_uid, time_axis=args.time_axis)
     if args.pixel_size is not None:
         from CardiacLandmarksLib.io.checks import given_pixel_size

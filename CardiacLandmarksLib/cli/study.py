@@ -210,7 +210,7 @@ def cmd_study(args: argparse.Namespace) -> int:
     src = args.study[0] if len(args.study) == 1 else args.study
     # a bad output path (a file, the study folder itself, not writable) fails before any work
     outdir = None if args.route_only else prepare_output_dir(args.output, inputs=args.study,
-                                                             result_folders=TASK_FOLDERS)
+                                                             result_folders=TASK_FOLDERS, hold="study")
     routing = route_study(src)
     print(routing.table())
     for note in routing.notes:

@@ -30,6 +30,13 @@ Life of a run (every front end does the same three calls)::
   is removed. Its :attr:`RunRecord.messages` say where the backup is, for printing at normal
   verbosity.
 
+One run at a time writes into a folder: :func:`prepare_output_dir` with ``hold=<command>`` (the command line's
+writing commands, the Slicer perfusion export) and :func:`folder_held` (``batch``, ``apply-review`` on a batch) take
+an OS file lock on the folder's hidden :data:`HOLD_LOCK_FILE` (:mod:`filelock`; the OS drops it when the process
+ends) and say who holds it in :data:`HOLD_INFO_FILE`; :func:`finish_run` (or :func:`release_folder`) gives it back.
+A second run into the folder from another process is refused by name before any work; before, a second ``study``
+into a folder moved the first's files into its backup half-way through the first.
+
 A folder without ``run.json`` therefore holds an incomplete (or pre-manifest) run.
 :func:`~.markups.read_markups` refuses a folder whose markups are not all listed in its
 ``run.json`` (:class:`~.errors.MixedRunError`).
@@ -68,6 +75,88 @@ RESULT_PATTERNS = ("landmarks.json", "measurements.csv", "*.mrk.json", "*.png", 
 #: a sub-folder matching :attr:`OutputDir.result_folders` is an earlier run's when it holds one of these
 RESULT_FOLDER_MARKERS = ("landmarks.json", "function.json", "report.json", "error.txt")
 _TMP_PATTERN = ".*.tmp"
+#: a run holds its output folder with an OS lock on this hidden file; :data:`HOLD_INFO_FILE` says who holds it
+HOLD_LOCK_FILE = ".cardiac-landmarks.lock"
+HOLD_INFO_FILE = ".cardiac-landmarks.running"
+#: folders this process holds: resolved path -> [FileLock, number of holds]
+_HELD: dict[Path, list] = {}
+
+
+def hold_folder(folder: str | Path, command: str) -> None:
+    """Hold an existing output folder for this process's run: no other process's run may write into it meanwhile.
+
+    A second hold from this process (a run nested in another, a Slicer export after one that failed) counts, and
+    :func:`release_folder` gives the folder back after the last. Other processes are refused until then, or until
+    this process ends (the OS drops the lock).
+
+    Args:
+        folder: the output folder (exists, writable).
+        command: what holds it (``study``, ``batch`` ...), named to a run that is refused.
+
+    Raises:
+        OutputPathError: another process holds the folder (named with its command, process, machine and start time),
+            or the lock file cannot be made.
+    """
+    import socket
+
+    from filelock import FileLock, Timeout
+
+    p = Path(folder).expanduser().resolve()
+    if p in _HELD:
+        _HELD[p][1] += 1
+        return
+    lock = FileLock(str(p / HOLD_LOCK_FILE))
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        who = ""
+        with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
+            info = json.loads((p / HOLD_INFO_FILE).read_text())
+            who = f" ({info['command']}: process {info['pid']} on {info['host']}, started {info['started']})"
+        raise OutputPathError(f"another run is writing into {p}{who}: wait for it to end, or give another output "
+                              "folder") from None
+    except OSError as exc:
+        raise OutputPathError(f"cannot lock the output folder {p}: {exc.strerror or exc}") from exc
+    _HELD[p] = [lock, 1]
+    with contextlib.suppress(OSError):  # only what a refused run says; a full disk is named by the run's own files
+        (p / HOLD_INFO_FILE).write_text(json.dumps({
+            "command": command, "pid": os.getpid(), "host": socket.gethostname(),
+            "started": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime())}) + "\n")
+
+
+def release_folder(folder: str | Path) -> None:
+    """Give back one hold of :func:`hold_folder` on ``folder`` (nothing when this process does not hold it); after
+    the last, the lock and its files go."""
+    p = Path(folder).expanduser().resolve()
+    entry = _HELD.get(p)
+    if entry is None:
+        return
+    entry[1] -= 1
+    if entry[1] > 0:
+        return
+    del _HELD[p]
+    with contextlib.suppress(OSError):
+        (p / HOLD_INFO_FILE).unlink()
+    entry[0].release()
+    with contextlib.suppress(OSError):  # a folder the run leaves empty can then be removed
+        (p / HOLD_LOCK_FILE).unlink()
+
+
+def release_held_folders() -> None:
+    """Give back every folder this process holds (the command line, when a command ends however it ends)."""
+    for p in list(_HELD):
+        _HELD[p][1] = 1
+        release_folder(p)
+
+
+@contextlib.contextmanager
+def folder_held(folder: str | Path, command: str):
+    """:func:`hold_folder` for a ``with`` block (``batch``, ``apply-review`` on a batch folder); same errors."""
+    hold_folder(folder, command)
+    try:
+        yield
+    finally:
+        release_folder(folder)
 
 
 def describe_input(path: str | Path) -> dict:
@@ -169,7 +258,8 @@ _OPEN: list[OutputDir] = []
 
 
 def prepare_output_dir(path: str | Path, inputs: Iterable[str | Path] = (),
-                       result_folders: Iterable[str] = (), allow_input_folder: bool = False) -> OutputDir:
+                       result_folders: Iterable[str] = (), allow_input_folder: bool = False,
+                       hold: str | None = None) -> OutputDir:
     """Check (and create) an output folder before any long work; remove leftover temp files.
 
     Args:
@@ -179,13 +269,15 @@ def prepare_output_dir(path: str | Path, inputs: Iterable[str | Path] = (),
             ``*_sax`` ...): an earlier run's such folders are moved into the backup too.
         allow_input_folder: accept an input folder as the output folder (``lax-track --points FOLDER -o FOLDER``
             re-tracks a result in place); by default refused.
+        hold: the command writing the run (``detect``, ``study`` ...): hold the folder for it (:func:`hold_folder`)
+            until :func:`finish_run` or :func:`release_folder`; None: only check.
 
     Returns:
         :class:`OutputDir`.
 
     Raises:
         OutputPathError: the path is a file, an input folder (a DICOM series or study folder), cannot be created,
-            or is not writable (the message says which).
+            is not writable, or (``hold``) another process's run is writing into it (the message says which).
     """
     p = Path(path).expanduser().resolve()
     if p.exists() and not p.is_dir():
@@ -217,6 +309,12 @@ def prepare_output_dir(path: str | Path, inputs: Iterable[str | Path] = (),
             probe.unlink()
     out = OutputDir(path=p, inputs=[Path(i).expanduser() for i in inputs], created=created,
                     result_folders=tuple(result_folders))
+    if hold:
+        try:
+            hold_folder(p, hold)
+        except OutputPathError:
+            _remove_created_if_empty(out)
+            raise
     if created is not None:
         _UNUSED.append(out)
     for f in sorted(p.glob(_TMP_PATTERN)):
@@ -336,6 +434,17 @@ def finish_run(outdir: OutputDir, inputs: Iterable[str | Path], options: dict, f
     outdir.begin()
     root = outdir.path
     _OPEN[:] = [o for o in _OPEN if o is not outdir]
+    try:
+        return _write_run_record(outdir, inputs, options, files, models=models, warnings=warnings, failed=failed,
+                                 command=command, timings=timings)
+    finally:
+        release_folder(root)
+
+
+def _write_run_record(outdir: OutputDir, inputs, options, files, *, models, warnings, failed, command,
+                      timings) -> RunRecord:
+    """:func:`finish_run`'s work, with the folder held."""
+    root = outdir.path
     entries = []
     for f in files:
         fp = Path(f)

@@ -350,14 +350,16 @@ def apply_review_batch(out: str | Path, progress=None) -> tuple[list[ReviewUpdat
 
     Raises:
         InputNotFoundError: ``out`` holds no ``batch.sqlite``.
-        BatchEngineError: a batch is running in ``out`` (its studies and records would change under the review).
+        OutputPathError: another run (a batch) is writing into ``out`` (its studies and records would change under
+            the review).
     """
-    from CardiacLandmarksLib.batch.engine import STATE_FILE, batch_folder_lock
+    from CardiacLandmarksLib.batch.engine import STATE_FILE
+    from CardiacLandmarksLib.io.outputs import folder_held
 
     out = Path(out)
     if not (out / STATE_FILE).exists():
         raise InputNotFoundError(f"{out / STATE_FILE} not found: not a batch output folder (cardiac-landmarks batch -o)")
-    with batch_folder_lock(out, "apply-review"):  # not while a batch runs in the folder
+    with folder_held(out, "apply-review"):  # not while a batch runs in the folder
         return _apply_review_batch(out, progress)
 
 
