@@ -1113,6 +1113,8 @@ class CardiacLandmarksLogic(ScriptedLoadableModuleLogic, VTKObservationMixin):
             from CardiacLandmarksModuleLib import lax
 
             return lax.reconcile(self, hub, k)
+        from CardiacLandmarksLib.core.review import position_problem
+
         state = self._state(hub)
         pointList = self.pointListNodes(hub)[k]
         t = self.currentPhase(hub)
@@ -1122,6 +1124,12 @@ class CardiacLandmarksLogic(ScriptedLoadableModuleLogic, VTKObservationMixin):
             for i, point in enumerate(nodes.readPointList(pointList, state.names)):
                 landmark = self._landmarkFromPoint(state, point, k, t)
                 old = state.current.get((point.name, k, t))
+                problem = (position_problem(k, landmark.ijk, state.geometry["shape_ji"])
+                           if landmark.found and landmark.corrected and old is not None else None)
+                if problem:  # dragged past the image's edge, or off its slice in a 3D view: the point goes back
+                    logging.warning("CardiacLandmarks: %s of slice %d, phase %d %s: put back where it was",
+                                    point.name, k, t, problem)
+                    landmark = old
                 same = (old is not None and old.found == landmark.found and old.corrected == landmark.corrected
                         and (not landmark.found or np.allclose(old.position, landmark.position, atol=1e-9)))
                 if not same:

@@ -13,6 +13,7 @@ recomputed here from the control points stored in the markups sequence.
 from __future__ import annotations
 
 import json
+import logging
 
 import numpy as np
 import pytest
@@ -230,6 +231,26 @@ def test_moving_apex_retracks_and_undo_restores(lax_result):
 
 
 @needs_model
+def test_an_apex_dragged_outside_the_image_goes_back(lax_result, caplog):
+    """An APEX dragged past the image's edge was taken as a correction and re-tracked through the cine (every
+    phase's LV length from it); now the point goes back, the log says why, and nothing is re-tracked."""
+    logic, hub, browser, proxy, _library, rows, points = lax_result
+    t = 4
+    browser.SetSelectedItemNumber(t)
+    pointList = logic.pointListNodes(hub)[0]
+    before = stored_points(logic, hub).copy()
+    lengths = table_lengths(logic.lvLengthTable(hub)).copy()
+    series = logic._state(hub).series or logic.seriesFromNode(proxy)
+    outside = series.ijk_to_lps(np.array([series.shape_ji[1] + 25.0, 10.0, 0.0]))
+    with caplog.at_level(logging.WARNING):
+        pointList.SetNthControlPointPosition(2, *(LPS_RAS @ outside))
+    assert any("APEX of phase 4 lies outside the image" in r.getMessage() for r in caplog.records)
+    assert np.allclose(LPS_RAS @ np.array(pointList.GetNthControlPointPosition(2)), before[t, 2], atol=1e-6)
+    assert np.allclose(stored_points(logic, hub), before, atol=1e-9)
+    assert np.allclose(table_lengths(logic.lvLengthTable(hub)), lengths, atol=1e-9)
+    assert logic.flagCounts(hub)["corrected"] == 0
+
+
 def test_console_correction_and_errors(lax_result):
     logic, hub, browser, _proxy, _library, rows, points = lax_result
     browser.SetSelectedItemNumber(0)

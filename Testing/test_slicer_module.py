@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import collections
 import json
+import logging
 import re
 from pathlib import Path
 
@@ -342,6 +343,36 @@ def test_cine_markups_follow_the_browser_and_corrections_update_the_table(scene,
     browser.SetSelectedItemNumber(0)
     browser.SetSelectedItemNumber(1)
     assert logic.landmarkSetFromResult(hub).get("C-LV", 2, 1).corrected
+
+
+def test_a_point_dragged_outside_the_image_goes_back(scene, sunnybrook_phases, caplog):
+    """A point dragged past the image's edge in a slice view (or off its slice in a 3D view) was taken as a
+    correction, with an RVI angle computed from it, and only `apply-review` refused the exported file. The panel
+    now puts it back where it was, says why in the log, and its measurements stay; a drag inside still counts."""
+    _sequence, browser, proxy = load_cine_as_sequence(sunnybrook_phases)
+    logic = module.CardiacLandmarksLogic()
+    series = logic.seriesFromNode(proxy)
+    hub = logic.createResultNodes(proxy, series, _cine_landmarks(series))
+    browser.SetSelectedItemNumber(1)
+    point_list = logic.pointListNodes(hub)[2]
+    before_rows = table_rows(logic.resultTable(hub))
+    before = logic.landmarkSetFromResult(hub).get("A-RVI", 2, 1)
+    rows, cols = series.shape_ji
+    for ijk, why in (([cols + 30.0, rows / 2, 2.0], "lies outside the image"),
+                     ([cols / 2, -40.0, 2.0], "lies outside the image"),
+                     ([cols / 2, rows / 2, 4.0], "lies on slice 4.00, not on slice 2")):
+        caplog.clear()
+        with caplog.at_level(logging.WARNING):
+            point_list.SetNthControlPointPosition(0, *geometry.lps_to_ras(series.ijk_to_lps(np.array(ijk))))
+        assert any(why in r.getMessage() and "A-RVI of slice 2, phase 1" in r.getMessage() for r in caplog.records)
+        np.testing.assert_allclose(point_list.GetNthControlPointPosition(0), geometry.lps_to_ras(before.position),
+                                   atol=1e-6)
+        now = logic.landmarkSetFromResult(hub).get("A-RVI", 2, 1)
+        assert not now.corrected and np.allclose(now.position, before.position)
+        assert table_rows(logic.resultTable(hub)) == before_rows
+    inside = np.array(before.ijk, float) + [3.0, 0.0, 0.0]
+    point_list.SetNthControlPointPosition(0, *geometry.lps_to_ras(series.ijk_to_lps(inside)))
+    assert logic.landmarkSetFromResult(hub).get("A-RVI", 2, 1).corrected
 
 
 def test_review_jumps_to_flagged_points_and_placing_an_absent_point(scene, sunnybrook_phases):

@@ -737,3 +737,33 @@ def test_key_values_of_one_name_from_two_series_name_their_series():
     two_lax = [("s4", [KeyValue("LV length ED", 88.0, "mm", "ok")]), ("s5", [KeyValue("LV length ED", 90.0, "mm", "ok")])]
     name_series_apart(two_lax)  # no reference among them: the first keeps the name
     assert [v.name for _, vals in two_lax for v in vals] == ["LV length ED", "LV length ED (s5)"]
+
+
+def test_study_runs_where_detect_runs(monkeypatch):
+    """`study` (and `perfusion`) defaulted to the CPU while detect, function and evaluate take the GPU when one is
+    present: a study on a GPU workstation ran on its CPU unless asked. Now every single-study command defaults to
+    auto, resolved when the models are set up, so study.json's settings name the device used; `--device cuda`
+    without a GPU is refused there, before any series is analysed; `batch` keeps its documented CPU default."""
+    import argparse
+
+    import torch
+
+    from CardiacLandmarksLib.cli import batch as cli_batch
+    from CardiacLandmarksLib.cli import perfusion as cli_perfusion
+    from CardiacLandmarksLib.cli import study as cli_study
+    from CardiacLandmarksLib.core.errors import CardiacLandmarksError
+    from CardiacLandmarksLib.study.tasks import Models
+
+    parser = argparse.ArgumentParser()
+    sub = parser.add_subparsers()
+    for module in (cli_study, cli_perfusion, cli_batch):
+        module.register(sub)
+    assert parser.parse_args(["study", "s", "-o", "o"]).device == "auto"
+    assert parser.parse_args(["perfusion", "p.nii.gz", "-o", "o"]).device == "auto"
+    assert parser.parse_args(["batch", "m.csv", "-o", "o"]).device == "cpu"
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert Models().device == "cpu"
+    with pytest.raises(CardiacLandmarksError, match="no CUDA GPU"):
+        Models("cuda")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert Models().device == "cuda" and Models("cpu").device == "cpu"

@@ -255,7 +255,10 @@ def setCorrection(logic, hub, name: str, k: int, t: int, positionLPS, confirm: b
 
 
 def reconcile(logic, hub, k: int) -> bool:
-    """The user moved/placed/removed points of slice ``k`` on the phase shown: apply them as corrections."""
+    """The user moved/placed/removed points of slice ``k`` on the phase shown: apply them as corrections (a point
+    outside the image is put back, ``CardiacLandmarksLib.core.review.position_problem``)."""
+    from CardiacLandmarksLib.core.review import position_problem
+
     state = logic._state(hub)
     pointList = logic.pointListNodes(hub)[k]
     t = logic.currentPhase(hub)
@@ -265,6 +268,14 @@ def reconcile(logic, hub, k: int) -> bool:
         curFound = cur is not None and cur.found
         if point.defined != curFound or (point.defined and np.linalg.norm(
                 point.position - np.asarray(cur.position, float)) > TOLERANCE_MM):
+            problem = None
+            if point.defined:
+                series = _series(logic, hub, state)
+                problem = position_problem(k, series.lps_to_ijk(np.asarray(point.position, float)),
+                                           series.shape_ji)
+            if problem:  # dragged past the image's edge (or off the plane in a 3D view): not taken, shown back
+                logging.warning("CardiacLandmarks: %s of phase %d %s: put back where it was", point.name, t, problem)
+                continue
             changes.append((point.name, point.position if point.defined else None))
     changed = False
     for name, pos in changes:

@@ -37,7 +37,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--retry-failed", action="store_true", help="run the failed studies again")
     p.add_argument("--engine", default="dask", choices=("dask", "local"),
                    help="dask (default) or local: one study at a time in this process, no cluster")
-    p.add_argument("--device", default="cpu", choices=("cpu", "cuda"), help="where the networks run: cpu (default) or cuda (a GPU)")
+    p.add_argument("--device", default="cpu", choices=("cpu", "cuda"),
+                   help="where the networks run: cpu (default: a cohort's workers each use one CPU core; results do "
+                        "not depend on which GPU a worker had) or cuda (each worker uses the GPU)")
     p.add_argument("--no-tta", action="store_true",
                    help="skip mirror test-time augmentation in every study (SAX landmarks, function, perfusion; about half "
                         "their network time on CPU); long-axis views keep their flag-setting copies")

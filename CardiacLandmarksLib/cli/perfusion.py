@@ -57,7 +57,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--allow-mismatch", action="store_true",
                    help="analyse series that differ in patient, matrix or pixel size (warning; no stress/rest "
                         "reserve)")
-    p.add_argument("--device", default="cpu", choices=("cpu", "cuda"), help="where the networks run: cpu (default) or cuda (a GPU)")
+    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"),
+                   help="where the networks run: auto (the GPU when one is present, else the CPU), cpu or cuda (default auto)")
     p.add_argument("--no-tta", action="store_true",
                    help="skip mirror test-time augmentation of the segmenter and the SAX landmark model (faster; "
                         "for cohorts on CPU)")

@@ -41,7 +41,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("study", nargs="+", help="study folder (or several image files / folders of one study)")
     p.add_argument("-o", "--output", required=True, help="output folder (created)")
-    p.add_argument("--device", default="cpu", choices=("cpu", "cuda"), help="where the networks run: cpu (default) or cuda (a GPU)")
+    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"),
+                   help="where the networks run: auto (the GPU when one is present, else the CPU), cpu or cuda (default auto)")
     p.add_argument("--no-tta", action="store_true",
                    help="skip mirror test-time augmentation (SAX landmarks, function, perfusion; faster on CPU, a little "
                         "less accurate); long-axis views keep their flag-setting copies")

@@ -7,6 +7,7 @@ no look; which ones do is PHD-Net's flag, Schobs et al. ISBI 2021):
   (phase, slice, landmark) order or by rising confidence;
 * :func:`next_flagged` - the next point after a cursor, wrapping around;
 * :func:`flag_counts` - how many points are high / low / absent / corrected / confirmed;
+* :func:`position_problem` - why a reader's position cannot be taken (off its slice, outside the image);
 * :func:`corrected_landmark` - the correction rule: a point that differs from the model's detection (moved
   by more than :data:`POSITION_TOLERANCE_MM`, placed, or unset) becomes *corrected* with confidence 1 (or 0
   and ``absent`` when unset); one the reader *confirmed* where the model put it becomes corrected too (and
@@ -28,6 +29,29 @@ from CardiacLandmarksLib.core.landmarks import Landmark
 #: a point moved by less than this (mm) is the model's point (rounding in a viewer)
 POSITION_TOLERANCE_MM = 1e-3
 REVIEW_FLAGS = ("low", "absent")
+
+
+def position_problem(slice: int, ijk, shape_ji) -> str | None:
+    """Why a reader's position cannot be a landmark of slice ``slice``, or None when it can: it must lie within half
+    a slice of the slice's plane and inside the image's field in plane (a point dragged in a 3D view or past the
+    image's edge in a slice view, or a typing slip in a file, lands anywhere).
+
+    Args:
+        slice: the point's slice index.
+        ijk: ``[3]`` continuous (i, j, k) index of the position (i along columns, j along rows).
+        shape_ji: ``(rows, columns)`` of the image.
+
+    Returns:
+        ``"lies on slice 3.20, not on slice 4"``, ``"lies outside the image (column 140.0, row -12.0 of 256 x 216)"``,
+        or None.
+    """
+    i, j, k = (float(x) for x in np.asarray(ijk, float).reshape(3))
+    if abs(k - int(slice)) > 0.5:
+        return f"lies on slice {k:.2f}, not on slice {int(slice)}"
+    rows, cols = (int(n) for n in shape_ji)
+    if not (-0.5 <= i <= cols - 0.5 and -0.5 <= j <= rows - 0.5):
+        return f"lies outside the image (column {i:.1f}, row {j:.1f} of {cols} x {rows})"
+    return None
 
 
 @dataclass(frozen=True)

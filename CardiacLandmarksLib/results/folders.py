@@ -269,14 +269,14 @@ def _merge_point_lists(folder: Path, lmset: LandmarkSet, series) -> None:
 
 
 def check_reviewed_position(label: str, slice: int, position_lps, ijk, series, where: str = "") -> None:
-    """A reader's point must lie on its slice and in its image: within half a slice of the slice's plane and
-    inside the image's field in plane (a point dragged in a 3D view, or a typing slip in a file, lands anywhere).
+    """A reader's point must lie on its slice and in its image (:func:`CardiacLandmarksLib.core.review.position_problem`,
+    the rule the Slicer panel applies to a drag).
 
     Args:
         label: the point, as its control point is labelled (``C-LV s1 p0``), for the message.
         slice: the point's slice.
         position_lps: ``[3]`` LPS mm.
-        ijk: ``[3]`` continuous (i, j, k) of the position (NaN: not known, nothing checked).
+        ijk: ``[3]`` continuous (i, j, k) of the position (NaN: computed from ``position_lps``).
         series: the result's :class:`~CardiacLandmarksLib.core.series.CMRSeries` (None: nothing checked).
         where: prefix of the message (e.g. the folder).
 
@@ -288,14 +288,12 @@ def check_reviewed_position(label: str, slice: int, position_lps, ijk, series, w
     ijk = np.asarray(ijk, float)
     if ijk.shape != (3,) or not np.all(np.isfinite(ijk)):
         ijk = np.asarray(series.lps_to_ijk(np.asarray(position_lps, float)), float)
-    pos = np.round(np.asarray(position_lps, float), 2).tolist()
-    if abs(float(ijk[2]) - int(slice)) > 0.5:
-        raise ReviewError(f"{where}{label}: the position LPS {pos} mm lies on slice {ijk[2]:.2f}, not on "
-                          f"slice {slice}")
-    rows, cols = series.pixels.shape[-2:]
-    if not (-0.5 <= float(ijk[0]) <= cols - 0.5 and -0.5 <= float(ijk[1]) <= rows - 0.5):
-        raise ReviewError(f"{where}{label}: the position LPS {pos} mm lies outside the image "
-                          f"(column {ijk[0]:.1f}, row {ijk[1]:.1f} of {cols} x {rows})")
+    from CardiacLandmarksLib.core.review import position_problem
+
+    problem = position_problem(slice, ijk, series.pixels.shape[-2:])
+    if problem:
+        pos = np.round(np.asarray(position_lps, float), 2).tolist()
+        raise ReviewError(f"{where}{label}: the position LPS {pos} mm {problem}")
 
 
 def correct_landmark(

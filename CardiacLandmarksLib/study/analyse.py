@@ -229,7 +229,7 @@ def analyse_study(
     path: str | Path | list,
     outdir: str | Path,
     models: Models | None = None,
-    device: str = "cpu",
+    device: str = "auto",
     progress: ProgressFn | None = None,
     routing: StudyRouting | None = None,
     subject: dict | None = None,
@@ -246,7 +246,7 @@ def analyse_study(
         path: DICOM study folder, folder of image files, or a list of files/folders.
         outdir: output folder; each analysis writes into ``<outdir>/<series key>_<task>/``.
         models: shared model cache (a batch worker passes its own); default: a new one.
-        device: ``"cpu"`` or ``"cuda"`` for a new model cache.
+        device: ``"auto"`` (the GPU when one is present), ``"cpu"`` or ``"cuda"`` for a new model cache.
         progress: called with a short message before each analysis.
         routing: an already computed routing (the CLI prints it first).
         subject: optional ``{"height_cm", "weight_kg"}`` of the subject (kept in the report;

@@ -31,8 +31,10 @@ class Models:
     copies either way (they set the points' flags: :func:`CardiacLandmarksLib.lax.pipeline.analyse_lax`).
     """
 
-    def __init__(self, device: str = "cpu", tta: bool = True):
-        self.device = device
+    def __init__(self, device: str = "auto", tta: bool = True):
+        from CardiacLandmarksLib.models.loader import choose_device
+
+        self.device = choose_device(device)  # "auto" resolved: study.json and run.json say where the networks ran
         self.tta = bool(tta)
         self._models: dict[str, object] = {}
         self.loads: dict[str, int] = {}
