@@ -76,6 +76,53 @@ def test_per_slice_series_assembled_into_one_stack(siemens_like, sunnybrook_dico
 
 
 @pytest.mark.data
+def test_a_slice_acquired_twice_keeps_the_later_series_in_the_stack(tmp_path, siemens_like, progress_log):
+    """One slice of a per-slice SAX stack re-acquired (the same protocol run again after a failed breath-hold: the
+    same description and position, a later series number) broke the whole stack: `study` ran 13 single-slice SAX
+    analyses and no LV/RV function, and `detect` refused the folder as 'several series'. The stack now uses the
+    later series at that position (as a reader would), and the earlier one is named as left out."""
+    import logging
+    import shutil
+    import warnings
+
+    import pydicom
+    from pydicom.uid import generate_uid
+
+    study = tmp_path / "study"
+    shutil.copytree(siemens_like, study)
+    repeat_uid, again = generate_uid(), {}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for f in sorted(study.glob("*.dcm")):
+            ds = pydicom.dcmread(f)
+            if ds.SeriesNumber != 1005:
+                continue
+            ds.SeriesInstanceUID, ds.SeriesNumber = repeat_uid, 1100
+            ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
+            pixels = (ds.pixel_array // 2).astype(ds.pixel_array.dtype)  # another acquisition of the slice
+            ds.PixelData = pixels.tobytes()
+            again[float(ds.TriggerTime)] = pixels
+            ds.save_as(study / f"again_{f.name}")
+    r = route_study(study)
+    assert [(s.label, s.n_slices, s.analyses) for s in r.series] == [
+        ("#1000-1100 'cine_sax'", 12, ["sax", "function"]), ("#1005 'cine_sax'", 1, [])]
+    assert r.series[1].reason == ("slice acquired again later: #1100 'cine_sax' is used in the stack "
+                                  "#1000-1100 'cine_sax'")
+    assert ("#1000-1100 'cine_sax': slice 6 of 12 was acquired twice: #1100 'cine_sax' (acquired later) is used in "
+            "the stack, #1005 'cine_sax' is left out") in r.notes
+    stack, plain = r.series[0].load(), load_series(siemens_like)
+    times = sorted(again)
+    for t in range(stack.n_phases):
+        np.testing.assert_array_equal(stack.pixels[t, 5], again[times[t]])
+        np.testing.assert_array_equal(np.delete(stack.pixels[t], 5, axis=0), np.delete(plain.pixels[t], 5, axis=0))
+    assert repeat_uid in stack.metadata["series_uids"]
+    progress_log.set_level(logging.INFO)
+    detected = load_series(study)  # what `detect` reads from the folder: the same stack, and the note
+    np.testing.assert_array_equal(detected.pixels, stack.pixels)
+    assert "slice 6 of 12 was acquired twice" in progress_log.text
+
+
+@pytest.mark.data
 def test_damaged_file_lists_its_series(tmp_path, sunnybrook_dicom):
     study = tmp_path / "study"
     study.mkdir()

@@ -18,9 +18,12 @@ image series of **one slice** each, with
 * the same number of phases, and not first-pass perfusion (whose slices are separate
   heartbeats, not one stack),
 * the same SeriesDescription once digits are removed ("sa_1", "sa_2" ... or all "cine_sax"),
-* distinct positions along the common normal (no two within 0.05 mm),
+* distinct positions along the common normal (no two within 0.05 mm); a position acquired twice (a slice
+  re-acquired after a failed breath-hold, the same protocol run again) keeps its later series (the higher
+  SeriesNumber), as a reader would, and the earlier one is named (:attr:`SliceStack.replaced`); without
+  series numbers to tell which is later the group is no stack,
 
-and there are at least :data:`MIN_STACK_SLICES` (3) of them. :meth:`DicomStudyScan.load` with
+and there are at least :data:`MIN_STACK_SLICES` (3) positions. :meth:`DicomStudyScan.load` with
 several series UIDs assembles them exactly as one multi-slice series would be (slices sorted
 along the normal, phases by TriggerTime): see :func:`.dicom.load_dicom_folder`.
 """
@@ -262,15 +265,34 @@ def _is_perfusion_like(h: SeriesHeader) -> bool:
     return bool(h.n_phases and h.n_phases >= 20 and span_s is not None and span_s > 3.0)
 
 
+@dataclass
+class SliceStack:
+    """One stack of single-slice series (:func:`slice_stacks`).
+
+    Attributes:
+        uids: SeriesInstanceUIDs ordered along the common normal, one per slice position.
+        replaced: ``(earlier, later)`` SeriesInstanceUID pairs of a position acquired twice: ``later`` (the higher
+            SeriesNumber) is in :attr:`uids`, ``earlier`` is not used.
+    """
+
+    uids: list[str]
+    replaced: list[tuple[str, str]] = field(default_factory=list)
+
+
 def find_slice_stacks(headers: list[SeriesHeader]) -> list[list[str]]:
+    """The SeriesInstanceUIDs of each stack of :func:`slice_stacks` (ordered along the normal)."""
+    return [st.uids for st in slice_stacks(headers)]
+
+
+def slice_stacks(headers: list[SeriesHeader]) -> list[SliceStack]:
     """Groups of single-slice series that form one stack (rules in the module docstring).
 
     Args:
         headers: :class:`SeriesHeader` list of one folder.
 
     Returns:
-        list of groups, each a list of SeriesInstanceUIDs ordered along the common normal
-        (at least :data:`MIN_STACK_SLICES` each); series in no group are left out.
+        :class:`SliceStack` list, each with at least :data:`MIN_STACK_SLICES` positions; series in no group are
+        left out.
     """
     cands = [h for h in headers if h.is_mr_image and h.n_slices == 1 and h.n_orientations == 1
              and h.iop is not None and h.n_phases and not h.damaged and not _is_perfusion_like(h)]
@@ -289,13 +311,25 @@ def find_slice_stacks(headers: list[SeriesHeader]) -> list[list[str]]:
             groups.append([h])
     out = []
     for g in groups:
-        if len(g) < MIN_STACK_SLICES:
-            continue
         n = g[0].normal
-        hs = sorted((float(h.heights_mm[0]) if h.normal @ n > 0 else -float(h.heights_mm[0]), h.series_uid) for h in g)
-        if any(b[0] - a[0] <= _POS_TOL_MM for a, b in zip(hs, hs[1:])):
+        hs = sorted((((float(h.heights_mm[0]) if h.normal @ n > 0 else -float(h.heights_mm[0])), h) for h in g),
+                    key=lambda x: (x[0], x[1].series_uid))
+        kept: list[tuple[float, SeriesHeader]] = []
+        replaced: list[tuple[str, str]] = []
+        for height, h in hs:
+            if not kept or height - kept[-1][0] > _POS_TOL_MM:
+                kept.append((height, h))
+                continue
+            other = kept[-1][1]  # the same position twice: the later acquisition (higher SeriesNumber) is used
+            if h.series_number is None or other.series_number is None or h.series_number == other.series_number:
+                kept = []  # no telling which is later: not a stack
+                break
+            earlier, later = (other, h) if h.series_number > other.series_number else (h, other)
+            kept[-1] = (kept[-1][0], later)
+            replaced.append((earlier.series_uid, later.series_uid))
+        if len(kept) < MIN_STACK_SLICES:
             continue
-        out.append([uid for _, uid in hs])
+        out.append(SliceStack([h.series_uid for _, h in kept], replaced))
     return out
 
 
@@ -305,10 +339,21 @@ def single_stack(scan, where: str = "") -> list[str] | None:
     that ``detect`` on such a folder loads the stack instead of stopping at 'several series'."""
     headers = _summarise_scan(scan, Path(where or ".")).series
     mr = {h.series_uid for h in headers if h.is_mr_image}
-    groups = find_slice_stacks(headers)
-    if len(groups) == 1 and set(groups[0]) == mr:
-        return groups[0]
+    stacks = slice_stacks(headers)
+    if len(stacks) == 1 and set(stacks[0].uids) | {e for e, _ in stacks[0].replaced} == mr:
+        by_uid = {h.series_uid: h for h in headers}
+        for earlier, later in stacks[0].replaced:
+            logging.getLogger("CardiacLandmarksLib.progress").info(
+                "note: %s", repeated_slice_text(stacks[0], by_uid[earlier], by_uid[later]))
+        return stacks[0].uids
     return None
+
+
+def repeated_slice_text(stack: SliceStack, earlier: SeriesHeader, later: SeriesHeader) -> str:
+    """What a stack with a position acquired twice says: which slice, which series is used, which is left out."""
+    k = stack.uids.index(later.series_uid)
+    return (f"slice {k + 1} of {len(stack.uids)} was acquired twice: {later.label()} (acquired later) is used in the "
+            f"stack, {earlier.label()} is left out")
 
 
 def load_series_group(scan, series_uids: list[str], where: str) -> CMRSeries:

@@ -409,10 +409,12 @@ def pair_aifs(routing: StudyRouting) -> None:
 def _dicom_entries(folder: Path, recursive: bool, notes: list[str]) -> list[RoutedSeries]:
     scan = io_dicom_study.scan_study_folder(folder, recursive)
     out: list[RoutedSeries] = []
-    stacks = io_dicom_study.find_slice_stacks(scan.series)
-    in_stack = {u for g in stacks for u in g}
+    stacks = io_dicom_study.slice_stacks(scan.series)
+    in_stack = {u for st in stacks for u in st.uids}
     by_uid = {h.series_uid: h for h in scan.series}
-    for g in stacks:
+    left_out: dict[str, str] = {}  # series uid -> why it is not analysed (a slice acquired again later)
+    for st in stacks:
+        g = st.uids
         hs = [by_uid[u] for u in g]
         h0 = hs[0]
         nums = [h.series_number for h in hs if h.series_number is not None]
@@ -422,6 +424,11 @@ def _dicom_entries(folder: Path, recursive: bool, notes: list[str]) -> list[Rout
                          normal=h0.normal, patient_id=h0.patient_id, study_date=h0.study_date)
         e.evidence.append(f"{len(hs)} single-slice series with one orientation, parallel planes, "
                           f"{h0.n_phases} phases each: assembled into one stack")
+        for earlier, later in st.replaced:
+            text = io_dicom_study.repeated_slice_text(st, by_uid[earlier], by_uid[later])
+            e.evidence.append(text)
+            notes.append(f"{label}: {text}")
+            left_out[earlier] = f"slice acquired again later: {by_uid[later].label()} is used in the stack {label}"
         e.sequence = _dicom_sequence(h0, e.evidence, n_slices=len(hs))
         e._load = (lambda sc=scan, uids=list(g): sc.load(uids))
         out.append(e)
@@ -432,7 +439,10 @@ def _dicom_entries(folder: Path, recursive: bool, notes: list[str]) -> list[Rout
         e = RoutedSeries(key=key, label=h.label(), source=h.series_uid, n_slices=h.n_slices,
                          n_phases=h.n_phases or 0, normal=h.normal, patient_id=h.patient_id,
                          study_date=h.study_date, n_orientations=max(1, h.n_orientations))
-        if h.damaged and not h.n_files:
+        if h.series_uid in left_out:
+            e.view, e.sequence = "-", "-"
+            e.reason = left_out[h.series_uid]
+        elif h.damaged and not h.n_files:
             e.view, e.sequence = "-", "-"
             e.reason = f"damaged: every file unreadable ({h.damaged[0]})"
         elif h.damaged:
