@@ -43,3 +43,27 @@ def test_option_values_no_run_can_use_are_refused_by_name(capsys):
             main(argv)
         assert exc.value.code == 2, argv
         assert text in capsys.readouterr().err, argv
+
+
+def test_version_names_the_tool_and_every_bundled_model(capsys):
+    """`cardiac-landmarks --version` was an 'unrecognized arguments' error: a reader or cohort analyst reporting
+    figures had no way to name the version that made them short of opening a run.json. It now prints the installed
+    tool's version and each bundled model's name and version (read here from the catalogue file), and exits 0."""
+    import json
+    from importlib.metadata import version
+    from pathlib import Path
+
+    import pytest
+
+    from CardiacLandmarksLib.cli import main
+
+    with pytest.raises(SystemExit) as info:
+        main(["--version"])
+    assert info.value.code == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == f"cardiac-landmarks {version('cardiac-landmarks')}"
+    catalogue = Path(__file__).resolve().parents[1] / "Resources" / "Models" / "catalogue.json"
+    names = [(e["name"], e["version"]) for e in json.loads(catalogue.read_text())["models"]]
+    assert len(lines) == 1 + len(names) >= 6
+    for name, ver in names:
+        assert any(line.strip().startswith(f"{name} {ver} (") for line in lines[1:]), name

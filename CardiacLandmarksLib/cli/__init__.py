@@ -27,10 +27,39 @@ def build_parser() -> argparse.ArgumentParser:
         "LV length and shortening, LV/RV volumes, EF and LV mass, and AHA perfusion reports; one study or a cohort.",
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="log more detail")
+    parser.add_argument("--version", action=_VersionAction,
+                        help="show the tool's version and its bundled models' (as run.json records them) and exit")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMAND_MODULES:
         importlib.import_module(f"{__package__}.{name}").register(sub)
     return parser
+
+
+class _VersionAction(argparse.Action):
+    """``--version``: print :func:`version_text` as it is (argparse's own action would reflow its lines) and exit."""
+
+    def __init__(self, option_strings, dest=argparse.SUPPRESS, default=argparse.SUPPRESS, help=None):
+        super().__init__(option_strings=option_strings, dest=dest, default=default, nargs=0, help=help)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        print(version_text())
+        parser.exit()
+
+
+def version_text() -> str:
+    """``cardiac-landmarks 0.1.0`` and a line per bundled model (name, version, task), for reports and bug
+    reports: the figures a run gives depend on both (each run's ``run.json`` records them too)."""
+    from CardiacLandmarksLib.io.outputs import _tool_version
+
+    lines = [f"cardiac-landmarks {_tool_version()}"]
+    try:
+        from CardiacLandmarksLib.models.catalogue import catalogue
+
+        lines += [f"  {e.name} {e.version} ({e.task}{', ' + e.view.upper() if e.view else ''})"
+                  for e in catalogue().values()]
+    except CardiacLandmarksError as exc:  # a damaged model folder: the version still shows
+        lines.append(f"  models: cannot read the catalogue ({exc})")
+    return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
