@@ -672,6 +672,8 @@ def test_detect_time_axis_option_reads_a_defaults_only_file_as_a_stack(tmp_path,
 def _compressed_copy(src: Path, dest: Path, compressor: str) -> Path:
     """``src``'s DICOM files with their pixel data compressed by GDCM (through SimpleITK's writer) as a PACS export
     has them, every other element kept: ``compressor`` "JPEG" (JPEG Lossless SV1) or "JPEG2000" (lossless)."""
+    import locale
+
     dest.mkdir(parents=True)
     tmp = dest.parent / f"gdcm_{compressor}.dcm"
     for f in sorted(src.glob("*.dcm")):
@@ -680,7 +682,11 @@ def _compressed_copy(src: Path, dest: Path, compressor: str) -> Path:
         w.SetFileName(str(tmp))
         w.SetUseCompression(True)
         w.SetCompressor(compressor)
-        w.Execute(sitk.ReadImage(str(f)))
+        saved = locale.setlocale(locale.LC_ALL)
+        try:
+            w.Execute(sitk.ReadImage(str(f)))
+        finally:  # GDCM's DICOM writer leaves the process in the C locale (open() then reads ASCII only)
+            locale.setlocale(locale.LC_ALL, saved)
         packed = _read_dicom(tmp)
         ds.file_meta.TransferSyntaxUID = packed.file_meta.TransferSyntaxUID
         ds.PixelData = packed.PixelData

@@ -32,7 +32,7 @@ def _module_name(path: Path) -> str:
 
 def _imports(path: Path) -> list[tuple[str, bool]]:
     """(imported module, at module level) for every import of ``path``; relative imports resolved."""
-    tree = ast.parse(path.read_text(), filename=str(path))
+    tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
     mod = _module_name(path)
     package = mod if path.name == "__init__.py" else mod.rsplit(".", 1)[0]
     top_level = {id(n) for n in tree.body}
@@ -132,3 +132,35 @@ def test_checker_catches_a_violation(tmp_path, monkeypatch, bad):
     monkeypatch.setattr(__import__(__name__), "LIB", tmp_path / PKG)
     with pytest.raises(AssertionError):
         test_rules_hold_for_every_module()
+
+
+def _text_io_without_encoding(path: Path) -> list[str]:
+    """``read_text``/``write_text`` calls and text-mode ``open`` calls of ``path`` that name no encoding."""
+    out = []
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), filename=str(path))):
+        if not isinstance(node, ast.Call):
+            continue
+        f, kws = node.func, {k.arg for k in node.keywords}
+        if "encoding" in kws:
+            continue
+        if isinstance(f, ast.Attribute) and f.attr in ("read_text", "write_text"):
+            out.append(f"{path.name}:{node.lineno} {f.attr}")
+        elif (isinstance(f, ast.Name) and f.id == "open") or (
+                isinstance(f, ast.Attribute) and f.attr == "open" and isinstance(f.value, ast.Name)
+                and f.value.id not in ("os", "Image", "zipfile", "tarfile", "gzip", "webbrowser")):
+            mode_args = node.args[1:2] if isinstance(f, ast.Name) else node.args[:1]
+            mode = [a.value for a in mode_args if isinstance(a, ast.Constant)]
+            mode += [k.value.value for k in node.keywords if k.arg == "mode" and isinstance(k.value, ast.Constant)]
+            if not any("b" in str(m) for m in mode):
+                out.append(f"{path.name}:{node.lineno} open")
+    return out
+
+
+def test_every_text_file_is_read_and_written_as_utf8():
+    """The tool writes UTF-8; a read or write that names no encoding uses the locale's (cp1252 in Slicer on
+    Windows, ASCII in a C locale) and garbles or refuses any non-ASCII text (test_outputs has the case). Every text
+    I/O of the library and the Slicer module names its encoding."""
+    modules = sorted(LIB.rglob("*.py")) + sorted((LIB.parent / "CardiacLandmarks").rglob("*.py"))
+    assert len(modules) > 50
+    offenders = [hit for path in modules for hit in _text_io_without_encoding(path)]
+    assert offenders == []

@@ -315,3 +315,34 @@ def test_ctrl_c_during_training_says_what_the_stopped_run_left(tmp_path, monkeyp
     lax_out = tmp_path / "runs" / "4ch"
     assert cli.main(["train", "--view", "4ch", "-o", str(lax_out), "--device", "cpu"]) == 130
     assert f"the training stopped before it saved any weights in {lax_out}" in capsys.readouterr().err
+
+
+@pytest.mark.data
+def test_result_files_read_back_in_any_locale(detect_run, tmp_path):
+    """The tool reads its JSON files (landmarks.json, run.json, the model catalogue) with the locale's encoding
+    though it writes UTF-8; its own writers escape non-ASCII, but another program's do not (an editor, jq, pandas
+    saving landmarks.json with a reader's note 'geprüft'). In a process whose locale is not UTF-8 (Slicer or a job
+    on Windows: cp1252; a C locale, which GDCM's DICOM writer leaves behind) such a file could not be read back
+    (UnicodeDecodeError) or was read garbled. Here the locale is set to C: every reader still reads it."""
+    import locale
+    import shutil
+
+    from CardiacLandmarksLib.io.markups import load_landmarks
+    from CardiacLandmarksLib.models.catalogue import catalogue
+    from CardiacLandmarksLib.results import read_result
+
+    _, first = detect_run
+    out = tmp_path / "out"
+    shutil.copytree(first, out, ignore=shutil.ignore_patterns("backup-*"))
+    doc = json.loads((out / "landmarks.json").read_text(encoding="utf-8"))
+    doc["note"] = "geprüft – Dr. Müller"
+    (out / "landmarks.json").write_text(json.dumps(doc, ensure_ascii=False, indent=1), encoding="utf-8")
+    saved = locale.setlocale(locale.LC_ALL)
+    locale.setlocale(locale.LC_CTYPE, "C")
+    try:
+        assert locale.getpreferredencoding(False) != "UTF-8"  # open() without an encoding would read ASCII
+        assert load_landmarks(out / "landmarks.json").landmarks  # `lax-track --points`, the console
+        assert read_markups(out).landmarks and read_result(out, point_lists="ignore").landmarks
+        assert "sax_unet" in catalogue()
+    finally:
+        locale.setlocale(locale.LC_ALL, saved)

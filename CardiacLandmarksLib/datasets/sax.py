@@ -125,7 +125,7 @@ def acdc_cases(root: Path) -> list[Case]:
     groups = {}
     info = root / "acdc_info.csv"
     if info.exists():
-        with open(info) as fh:
+        with open(info, encoding="utf-8") as fh:
             groups = {row["patient"]: row["group"] for row in csv.DictReader(fh)}
     cases = []
     for gt in sorted(root.glob("patient*_E?_gt.nii.gz")):

@@ -22,7 +22,7 @@ def read_curve(path: str | Path) -> np.ndarray:
         raise InputNotFoundError(f"curve file not found: {p}")
     suf = p.suffix.lower()
     if suf in (".txt", ".csv", ".tsv"):
-        text = p.read_text()
+        text = p.read_text(encoding="utf-8-sig")  # a spreadsheet's "CSV UTF-8" starts with a byte-order mark
         vals = [float(x) for x in re.split(r"[,;\s]+", text.strip()) if x]
         arr = np.asarray(vals, float)
     elif suf == ".npy":

@@ -426,7 +426,7 @@ def load_landmarks(path: str | Path, series=None):
         raise InputNotFoundError(f"landmarks not found: {p}")
     if p.is_file() and p.name.endswith(".json") and not p.name.endswith(SUFFIX):
         try:
-            lmset = LandmarkSet.from_dict(json.loads(p.read_text()))
+            lmset = LandmarkSet.from_dict(json.loads(p.read_text(encoding="utf-8")))
         except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
             raise InvalidMarkupsError(f"{p} is not a landmarks.json file: {exc}") from exc
         if series is not None:

@@ -111,7 +111,7 @@ def hold_folder(folder: str | Path, command: str) -> None:
     except Timeout:
         who = ""
         with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
-            info = json.loads((p / HOLD_INFO_FILE).read_text())
+            info = json.loads((p / HOLD_INFO_FILE).read_text(encoding="utf-8"))
             who = f" ({info['command']}: process {info['pid']} on {info['host']}, started {info['started']})"
         raise OutputPathError(f"another run is writing into {p}{who}: wait for it to end, or give another output "
                               "folder") from None
@@ -121,7 +121,7 @@ def hold_folder(folder: str | Path, command: str) -> None:
     with contextlib.suppress(OSError):  # only what a refused run says; a full disk is named by the run's own files
         (p / HOLD_INFO_FILE).write_text(json.dumps({
             "command": command, "pid": os.getpid(), "host": socket.gethostname(),
-            "started": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime())}) + "\n")
+            "started": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime())}) + "\n", encoding="utf-8")
 
 
 def release_folder(folder: str | Path) -> None:
@@ -204,7 +204,7 @@ class OutputDir:
         run = self.path / RUN_FILE
         if run.is_file():
             with contextlib.suppress(OSError, ValueError, TypeError, KeyError):
-                listed = {f["name"] for f in json.loads(run.read_text())["files"]} | {RUN_FILE}
+                listed = {f["name"] for f in json.loads(run.read_text(encoding="utf-8"))["files"]} | {RUN_FILE}
         protected = {p.resolve() for p in self.inputs}
         out = []
         for f in sorted(self.path.iterdir()):
@@ -536,7 +536,7 @@ def record_edit(folder: str | Path, files: Iterable[str | Path], by: str) -> Pat
     root = Path(folder)
     run = root / RUN_FILE
     try:
-        manifest = json.loads(run.read_text())
+        manifest = json.loads(run.read_text(encoding="utf-8"))
         entries = {e["name"]: e for e in manifest["files"]}
     except (OSError, ValueError, TypeError, KeyError):
         return None
@@ -562,7 +562,7 @@ def run_files(folder: str | Path) -> set[str] | None:
     if not run.is_file():
         return None
     try:
-        return {f["name"] for f in json.loads(run.read_text())["files"]}
+        return {f["name"] for f in json.loads(run.read_text(encoding="utf-8"))["files"]}
     except (OSError, ValueError, TypeError, KeyError):
         return None
 
@@ -605,7 +605,7 @@ def not_an_input_text(folder: str | Path, what: str = "a study") -> str | None:
         return None
     text = f"{d} is a result folder of cardiac-landmarks (it holds {marker}), not {what}"
     with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
-        inputs = [i["path"] for i in json.loads((d / RUN_FILE).read_text())["inputs"]]
+        inputs = [i["path"] for i in json.loads((d / RUN_FILE).read_text(encoding="utf-8"))["inputs"]]
         if inputs:
             text += f"; its run read {', '.join(inputs[:3])}{' ...' if len(inputs) > 3 else ''}"
     return text + ": give the input itself"

@@ -58,7 +58,7 @@ def catalogue(models_dir: Path | None = None) -> dict[str, CatalogueEntry]:
     """
     path = Path(models_dir or models_root()) / CATALOGUE_FILE
     try:
-        rows = json.loads(path.read_text())["models"]
+        rows = json.loads(path.read_text(encoding="utf-8"))["models"]
     except FileNotFoundError as exc:
         raise ModelIntegrityError(f"model catalogue {path} not found (set CARDIAC_LANDMARKS_MODELS to the "
                                   f"folder of the bundled models)") from exc
@@ -99,7 +99,7 @@ def read_card(name: str, models_dir: Path | None = None) -> dict:
         raise ModelIntegrityError(f"model card {path} not found; the bundled model {name!r} is missing "
                                   f"(retrain with 'cardiac-landmarks train' or set CARDIAC_LANDMARKS_MODELS)")
     try:
-        return json.loads(path.read_text())
+        return json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as exc:
         raise ModelIntegrityError(f"model card {path} is not valid JSON: {exc}") from exc
 

@@ -100,7 +100,7 @@ def find_results(root: str | Path) -> list[Path]:
         study = root / "study.json"
         if study.is_file():  # a study output whose analyses made no landmark result (e.g. perfusion only)
             try:
-                tasks = sorted({a.get("task", "?") for a in json.loads(study.read_text()).get("analyses", [])})
+                tasks = sorted({a.get("task", "?") for a in json.loads(study.read_text(encoding="utf-8")).get("analyses", [])})
             except (OSError, ValueError, AttributeError):
                 tasks = []
             raise InputNotFoundError(

@@ -440,7 +440,7 @@ def _augmentation_text(cfg: PerfTrainConfig) -> str:
 def _provenance(weights: str) -> str:
     """``weights`` plus the name, version and SHA256 of the card beside it (the file may be replaced later)."""
     try:
-        card = json.loads(Path(weights).with_suffix(".json").read_text())
+        card = json.loads(Path(weights).with_suffix(".json").read_text(encoding="utf-8"))
         return f"{weights} ({card['name']} v{card['version']}, SHA256 {card['sha256'][:12]}...)"
     except (OSError, ValueError, KeyError):
         return str(weights)

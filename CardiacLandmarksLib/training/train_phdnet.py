@@ -292,7 +292,7 @@ def recalibrate_bundle(out_dir: Path, unet, sets: dict[str, SampleSet]) -> dict:
     """Re-calibrate the shipped high/low thresholds of an existing ``sax_phdnet`` bundle in ``out_dir``
     for another heatmap U-Net (its positions enter the agreement confidence), without retraining
     PHD-Net, and rewrite the evaluation table of the card. ``sets`` as in :func:`write_bundle`."""
-    card = json.loads((Path(out_dir) / "sax_phdnet.json").read_text())
+    card = json.loads((Path(out_dir) / "sax_phdnet.json").read_text(encoding="utf-8"))
     card["unet"] = unet.card.get("sha256") if hasattr(unet, "card") else None
     return evaluate_into_card(card, Path(out_dir), unet, sets)
 

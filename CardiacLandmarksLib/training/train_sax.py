@@ -200,7 +200,7 @@ def _extra_sets(data: Path, cfg: TrainConfig) -> dict[str, list]:
         if folder.is_dir():
             # only the perfusion U-Net's training patients, so its validation patients stay unseen by both models
             card = Path(__file__).resolve().parents[2] / "Resources" / "Models" / "perfusion_unet.json"
-            keep = json.loads(card.read_text())["training"]["train_patients"] if card.exists() else None
+            keep = json.loads(card.read_text(encoding="utf-8"))["training"]["train_patients"] if card.exists() else None
             out["perfusion"] = mlperf_sax_cases(folder, keep)
         else:
             out["perfusion"] = []
@@ -224,7 +224,7 @@ def _init_patients(cfg: TrainConfig) -> set[str]:
             return set()  # a checkpoint without a card: nothing known about what it saw
         raise InputNotFoundError(f"the starting checkpoint {cfg.init_weights} is not there (the split depends on its "
                                  "card's training patients; v1.4.0 started from v1.3.1: see the card's 'How to retrain')")
-    return set(json.loads(card.read_text()).get("training", {}).get("train_patients", []))
+    return set(json.loads(card.read_text(encoding="utf-8")).get("training", {}).get("train_patients", []))
 
 
 def split_sets(data: Path, cfg: TrainConfig) -> tuple[list, list, list, str]:
@@ -611,7 +611,7 @@ def recalibrate(weights: Path, data: Path, device: str = "cpu") -> dict:
     model = UNet2D(3 if cfg.context else 1, n_out, cfg.base_channels, cfg.depth)
     model.load_state_dict(ckpt["state_dict"])
     old = weights.with_suffix(".json")
-    old_card = json.loads(old.read_text()) if old.exists() else {}
+    old_card = json.loads(old.read_text(encoding="utf-8")) if old.exists() else {}
     drop = ("val_patients", "n_val_samples", "n_calibration_samples", "config", "data")
     training = {k: v for k, v in old_card.get("training", {}).items() if k not in drop}
     if "holdout_fraction" in ckpt["config"]:
@@ -654,7 +654,7 @@ def interpolate_sax(start: Path, finetuned: Path, alpha: float, out_dir: Path, d
     weights = out_dir / "sax_unet.pt"
     torch.save({"state_dict": interpolate_states(b["state_dict"], a["state_dict"], float(alpha)), "config": config},
                weights)
-    card = json.loads(finetuned.with_suffix(".json").read_text())
+    card = json.loads(finetuned.with_suffix(".json").read_text(encoding="utf-8"))
     finetuned_version = card.get("version", "?")
     presence = float(a["config"].get("presence_weight", 0.0) or 0.0)
     card["version"] = version
@@ -675,7 +675,7 @@ def interpolate_sax(start: Path, finetuned: Path, alpha: float, out_dir: Path, d
 def _card_version(weights: Path) -> str:
     card = Path(weights).with_suffix(".json")
     try:
-        return "v" + json.loads(card.read_text())["version"]
+        return "v" + json.loads(card.read_text(encoding="utf-8"))["version"]
     except (OSError, ValueError, KeyError):
         return "no card"
 
