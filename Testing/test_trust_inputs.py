@@ -423,3 +423,47 @@ def test_a_result_folder_given_as_input_is_named_with_what_its_run_read(tmp_path
         assert cli.main([*args, "-o", str(tmp_path / "new")]) == 1, args
         assert expected in capsys.readouterr().err, args
         assert not (tmp_path / "new").exists()
+
+
+@pytest.mark.data
+def test_a_packed_study_is_named_as_an_archive(data_root, tmp_path, capsys, progress_log):
+    """Studies often arrive packed (a PACS export, a data share). A ZIP or tar given as input was 'neither a DICOM
+    file nor a supported image file' or 'not a study'; a folder holding one had 'no DICOM file'; a batch folder of
+    zipped studies had 'no study', and one with some studies still zipped left them out of the cohort without a
+    word. Each now says it is an archive and to unpack it; the batch notes what it left out."""
+    import tarfile
+    import zipfile
+
+    study = tmp_path / "p001"
+    study.mkdir()
+    shutil.copy(data_root / "acdc" / "patient001_ED.nii.gz", study)
+    with zipfile.ZipFile(tmp_path / "p001.zip", "w") as z:
+        z.write(study / "patient001_ED.nii.gz", "p001/patient001_ED.nii.gz")
+    with tarfile.open(tmp_path / "p001.tar.gz", "w:gz") as t:
+        t.add(study, "p001")
+    held = tmp_path / "delivery"
+    held.mkdir()
+    shutil.copy(tmp_path / "p001.zip", held)
+    expected = [
+        (["detect", str(tmp_path / "p001.zip")], "it is a ZIP archive: unpack it (unzip p001.zip -d p001) and give "
+                                                 "the folder"),
+        (["study", str(tmp_path / "p001.zip")], "it is a ZIP archive: unpack it (unzip p001.zip -d p001)"),
+        (["detect", str(tmp_path / "p001.tar.gz")], "it is a tar archive: unpack it"),
+        (["study", str(held)], "it holds 1 archive(s) (p001.zip): unpack them and give the folder"),
+        (["detect", str(held)], "it holds 1 archive(s) (p001.zip): unpack them and give the folder"),
+        (["batch", str(held), "--engine", "local"], "it holds 1 archive(s) (p001.zip): unpack each into a sub-folder"),
+    ]
+    for n, (command, text) in enumerate(expected):
+        assert cli.main([*command, "-o", str(tmp_path / f"out{n}")]) == 1, command
+        err = capsys.readouterr().err
+        assert text in err and "Traceback" not in err, (command, err)
+    import logging
+
+    from CardiacLandmarksLib.batch.manifest import load_studies
+
+    shutil.copytree(study, held / "p000")  # one study unpacked, one still packed
+    logging.getLogger("CardiacLandmarksLib.progress").propagate = True  # (cli.main stopped it; the fixture restores)
+    with progress_log.at_level("INFO", logger="CardiacLandmarksLib.progress"):
+        assert [s.study_id for s in load_studies(held)] == ["p000"]
+    assert "note: 1 archive(s) in" in progress_log.text and "(p001.zip): unpack each into a sub-folder" in \
+        progress_log.text

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from CardiacLandmarksLib.core.errors import CardiacLandmarksError, InputNotFoundError
+from CardiacLandmarksLib.io.common import archive_kind
 from CardiacLandmarksLib.io.image import is_image_file
 from CardiacLandmarksLib.io.outputs import is_result_folder, not_an_input_text
 
@@ -222,8 +223,12 @@ def discover_studies(folder: str | Path) -> list[StudySpec]:
     if text := not_an_input_text(folder, "a folder of studies"):  # a batch's own output given as its input
         raise ManifestError(text)
     studies: dict[str, StudySpec] = {}
+    packed: list[str] = []
     for p in sorted(folder.iterdir()):
         if p.name.startswith("."):
+            continue
+        if archive_kind(p):  # a study still packed (a PACS export, a share): not read, and said so
+            packed.append(p.name)
             continue
         if p.is_dir() and is_result_folder(p):
             logger.info("%s: a result folder of cardiac-landmarks, not a study: left out", p)
@@ -237,9 +242,15 @@ def discover_studies(folder: str | Path) -> list[StudySpec]:
         elif is_image_file(p):
             sid = safe_id(p.name.split("_", 1)[0] if "_" in p.name else p.name.split(".", 1)[0])
             studies.setdefault(sid, StudySpec(sid, [])).paths.append(str(p.resolve()))
+    shown = ", ".join(packed[:3]) + (" ..." if len(packed) > 3 else "")
     if not studies:
         raise ManifestError(f"no study in {folder}: expected one sub-folder per study, or image files named "
-                            "<study>_<series>.nii.gz, or a CSV manifest")
+                            "<study>_<series>.nii.gz, or a CSV manifest"
+                            + (f"; it holds {len(packed)} archive(s) ({shown}): unpack each into a sub-folder"
+                               if packed else ""))
+    if packed:
+        PROGRESS.info("note: %d archive(s) in %s are not studies until unpacked (%s): unpack each into a sub-folder "
+                      "and run the batch again to add them", len(packed), folder, shown)
     return [studies[k] for k in sorted(studies)]
 
 

@@ -36,6 +36,49 @@ _SEQUENCE_PATTERNS: tuple[tuple[str, str], ...] = (
 _SAX_POSITION = r"\b(base|basal|mid|apex|apical)\b"
 
 
+def archive_kind(path) -> str | None:
+    """``"ZIP"`` or ``"tar"`` when ``path`` is such an archive (by its content, whatever its name), else None.
+
+    Studies often arrive packed (a PACS export, a data share); the loaders read folders and files, so an error
+    that meets an archive says to unpack it (:func:`archive_hint`).
+    """
+    import tarfile
+    import zipfile
+    from pathlib import Path
+
+    p = Path(path)
+    if not p.is_file() or p.name.lower().endswith((".nii.gz", ".nii", ".nrrd", ".mha", ".mhd", ".dcm")):
+        return None
+    try:
+        if zipfile.is_zipfile(p):
+            return "ZIP"
+        if tarfile.is_tarfile(p):
+            return "tar"
+    except OSError:
+        return None
+    return None
+
+
+def archive_hint(path) -> str:
+    """What to say of archives at ``path`` (a file, or a folder's files): ``""`` when there are none, else e.g.
+    ``"; it is a ZIP archive: unpack it (unzip study.zip -d study) and give the folder"``."""
+    from pathlib import Path
+
+    p = Path(path)
+    if p.is_file():
+        kind = archive_kind(p)
+        if kind is None:
+            return ""
+        how = f"unzip {p.name} -d {p.stem}" if kind == "ZIP" else f"mkdir {p.stem}; tar -xf {p.name} -C {p.stem}"
+        return f"; it is a {kind} archive: unpack it ({how}) and give the folder"
+    if p.is_dir():
+        packed = [f.name for f in sorted(p.iterdir()) if archive_kind(f)]
+        if packed:
+            shown = ", ".join(packed[:3]) + (" ..." if len(packed) > 3 else "")
+            return f"; it holds {len(packed)} archive(s) ({shown}): unpack them and give the folder"
+    return ""
+
+
 def _normalise(text: str) -> str:
     return " ".join(re.split(r"[^a-z0-9]+", (text or "").lower())).strip()
 

@@ -84,6 +84,10 @@ def load_series(path: str | Path, series_uid: str | None = None, *, time_axis: s
                                    f"give one of them as input, not the folder") from exc
             if text := not_an_input_text(p, "a series"):
                 raise NoDicomError(text) from exc
+            from CardiacLandmarksLib.io.common import archive_hint
+
+            if hint := archive_hint(p):
+                raise NoDicomError(f"{exc}{hint}") from exc
             raise
     if kind == "image":
         if series_uid is not None:
@@ -93,9 +97,11 @@ def load_series(path: str | Path, series_uid: str | None = None, *, time_axis: s
         raise CorruptFileError(f"{p.name} is empty (0 bytes): {p}")
     if kind == "dicom-file":
         return io_dicom.load_dicom_file(p, series_uid=series_uid)
+    from CardiacLandmarksLib.io.common import archive_hint
+
     raise NoDicomError(
         f"{p.name} is neither a DICOM file nor a supported image file "
-        f"({', '.join(io_image.IMAGE_SUFFIXES)}): {p}"
+        f"({', '.join(io_image.IMAGE_SUFFIXES)}){archive_hint(p)}: {p}"
     )
 
 

@@ -67,7 +67,7 @@ from CardiacLandmarksLib.core.series import SEQUENCES, CMRSeries
 from CardiacLandmarksLib.io import dicom_study as io_dicom_study
 from CardiacLandmarksLib.io import image as io_image
 from CardiacLandmarksLib.io.checks import given_pixel_size, label_values
-from CardiacLandmarksLib.io.common import guess_sequence, guess_view, lge_by_inversion
+from CardiacLandmarksLib.io.common import archive_hint, guess_sequence, guess_view, lge_by_inversion
 from CardiacLandmarksLib.io.load import pair_phases, same_grid
 from CardiacLandmarksLib.io.outputs import is_result_folder, not_an_input_text
 from CardiacLandmarksLib.io.view import recognise_view
@@ -317,7 +317,8 @@ def route_study(path: str | Path | list, recursive: bool = True) -> StudyRouting
         elif io_image.is_image_file(p):
             image_files.append(p)
         else:
-            raise NoDicomError(f"{p}: a study is a DICOM folder, a folder of image files or a list of image files")
+            raise NoDicomError(f"{p}: a study is a DICOM folder, a folder of image files or a list of image files"
+                               + archive_hint(p))
     where = str(paths[0]) if len(paths) == 1 else f"{len(paths)} inputs"
     entries: list[RoutedSeries] = []
     notes: list[str] = []
@@ -336,7 +337,8 @@ def route_study(path: str | Path | list, recursive: bool = True) -> StudyRouting
         for d in paths:  # the output of a run given as its input
             if d.is_dir() and (text := not_an_input_text(d)):
                 raise NoDicomError(text)
-        raise NoDicomError(f"no DICOM series and no image file found in {where}" + (f"; {notes[0]}" if broken else ""))
+        raise NoDicomError(f"no DICOM series and no image file found in {where}" + (f"; {notes[0]}" if broken else "")
+                           + "".join(archive_hint(d) for d in paths))
     _unique_keys(entries)
     routing = StudyRouting(str(paths[0]) if len(paths) == 1 else ";".join(map(str, paths)),
                            "dicom" if dicom_dirs and not image_files else ("images" if image_files and not dicom_dirs
