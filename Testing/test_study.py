@@ -123,6 +123,26 @@ def test_a_slice_acquired_twice_keeps_the_later_series_in_the_stack(tmp_path, si
 
 
 @pytest.mark.data
+def test_a_result_folder_inside_the_study_is_not_read_as_part_of_it(tmp_path, sunnybrook_dicom):
+    """`study S -o S/results` run again: the scan read the first run's files as part of the study ('34 non-DICOM
+    file(s) ignored in S', written into its study.json and routing.txt, so every re-run 'changed' them). A result
+    folder of this tool (run.json, batch.sqlite, or a run's lock) inside a study is now left out of the scan."""
+    study = tmp_path / "S"
+    study.mkdir()
+    for p in sorted(sunnybrook_dicom.glob("*.dcm")):
+        (study / p.name).symlink_to(p)
+    results = study / "results" / "s300_sax"
+    results.mkdir(parents=True)
+    for name in ("run.json", "study.json", "summary.png", "s300_sax/landmarks.json", "s300_sax/overlay.png"):
+        (study / "results" / name).write_text("{}", encoding="utf-8")
+    r = route_study(study)
+    assert [s.label for s in r.series] == ["#300 '<no description>'"]
+    assert not any("non-DICOM" in n for n in r.notes), r.notes
+    (study / "notes.txt").write_text("a file of the user's own", encoding="utf-8")
+    assert any("1 non-DICOM file(s) ignored" in n for n in route_study(study).notes)
+
+
+@pytest.mark.data
 def test_damaged_file_lists_its_series(tmp_path, sunnybrook_dicom):
     study = tmp_path / "study"
     study.mkdir()

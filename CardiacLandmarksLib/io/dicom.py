@@ -287,9 +287,20 @@ def is_dicom_file(path: str | Path) -> bool:
 
 
 def _iter_files(folder: Path, recursive: bool) -> Iterator[Path]:
+    """The files of ``folder`` (and its sub-folders when ``recursive``), hidden ones and the result folders of this
+    tool that a study folder may hold (``study S -o S/results``: its PNGs and NIfTI are no part of the study) left
+    out."""
+    from CardiacLandmarksLib.io.outputs import is_result_folder
+
     if recursive:
         for root, dirs, files in os.walk(folder):
-            dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+            kept = []
+            for d in sorted(x for x in dirs if not x.startswith(".")):
+                if is_result_folder(Path(root) / d):
+                    logger.info("%s: a result folder of cardiac-landmarks, not read as input", Path(root) / d)
+                else:
+                    kept.append(d)
+            dirs[:] = kept
             for name in sorted(files):
                 if not name.startswith("."):
                     yield Path(root) / name

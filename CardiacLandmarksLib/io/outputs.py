@@ -589,9 +589,10 @@ def output_stem(source: str) -> str:
 
 def is_result_folder(folder: str | Path) -> bool:
     """True for an output folder of this tool (its ``run.json``: detect, study, a batch study; ``batch.sqlite``: a
-    batch), which a folder of inputs may hold (``-o`` inside the input): it is not a study or a series to read."""
+    batch; the lock of a run writing into it), which a folder of inputs may hold (``-o`` inside the input): it is not
+    a study or a series to read."""
     d = Path(folder)
-    return (d / RUN_FILE).is_file() or (d / BATCH_STATE_FILE).is_file()
+    return (d / RUN_FILE).is_file() or (d / BATCH_STATE_FILE).is_file() or (d / HOLD_LOCK_FILE).is_file()
 
 
 def not_an_input_text(folder: str | Path, what: str = "a study") -> str | None:
