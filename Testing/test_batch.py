@@ -392,11 +392,14 @@ def test_one_batch_at_a_time_per_output_folder(tmp_path):
                                "time.sleep(120)", str(out)], stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline().strip() == "held"
+        in_flight = out / ".cohort.csv.1a2b.tmp"  # the running batch's file being written (io.atomic's naming)
+        in_flight.write_text("study_id,status\n", encoding="utf-8")
         with pytest.raises(OutputPathError, match=rf"another run is writing into .*out \(batch: process {holder.pid} "
                                                   r"on .+, started .+\): wait for it to end"):
             run_batch(m, out, engine="local", progress=False, redo=True)
         with pytest.raises(OutputPathError, match="another run is writing into"):
             apply_review_batch(out)
+        assert in_flight.exists()  # the refused batch removed it as a killed run's leftover before being refused
     finally:
         holder.kill()
         holder.wait()

@@ -45,7 +45,7 @@ from CardiacLandmarksLib.batch.state import BatchState
 from CardiacLandmarksLib.batch.worker import run_study
 from CardiacLandmarksLib.core.errors import CardiacLandmarksError, Interrupted, OutputPathError
 from CardiacLandmarksLib.io.atomic import atomic_write_bytes, atomic_write_text
-from CardiacLandmarksLib.io.outputs import BATCH_STATE_FILE, folder_held, prepare_output_dir
+from CardiacLandmarksLib.io.outputs import BATCH_STATE_FILE, prepare_output_dir, release_folder
 
 logger = logging.getLogger(__name__)
 PROGRESS = logging.getLogger("CardiacLandmarksLib.progress")  # lines for the person running the batch
@@ -151,13 +151,15 @@ def run_batch(
         raise BatchEngineError(f"--workers must be at least 1 (got {workers})")
     t0 = time.perf_counter()
     studies = load_studies(input_path)
-    out = prepare_output_dir(out).path  # a bad output path fails before any work
+    # a bad output path, or another run writing into it, fails before any work; the folder is held from before the
+    # removal of temporary files (another batch's, in flight, would go) to the end of the run
+    out = prepare_output_dir(out, hold="batch").path
     (out / "studies").mkdir(exist_ok=True)
     n_done = n_failed = 0
     failed: list[tuple[str, str]] = []
     carried: dict[str, int] = {}
     peaks: dict = {}
-    with folder_held(out, "batch"):  # one run at a time per batch folder, taken before the state is touched
+    try:
         try:
             with BatchState(out / STATE_FILE) as state:
                 state.sync(studies)
@@ -211,6 +213,8 @@ def run_batch(
             csv_path, pq_path = write_cohort(records, out)
         except sqlite3.OperationalError as exc:  # a full disk, a read-only folder, a state file another batch holds
             raise _state_error(out / STATE_FILE, exc) from exc
+    finally:
+        release_folder(out)
     return BatchSummary(len(studies), n_skip, len(todo), n_done, n_failed, time.perf_counter() - t0, csv_path,
                         pq_path, engine, workers if scheduler is None else 0, peaks, failed, carried)
 
