@@ -125,12 +125,21 @@ def apply_review(study_dir: str | Path) -> ReviewUpdate:
         InputNotFoundError: no ``study.json``, a result folder or an image of an analysis is missing.
         CorruptFileError: ``study.json`` or a ``landmarks.json`` is not what its name says.
         SeriesMismatchError: an analysis' image is not the one its landmarks were detected on.
+        OutputPathError: another run (a ``study`` re-run) is writing into the folder.
         Nothing is written when an error is raised.
     """
-    from CardiacLandmarksLib.results import load_source, read_result
+    from CardiacLandmarksLib.io.outputs import folder_held
 
     study_dir = Path(study_dir)
     doc = _read_report(study_dir)
+    with folder_held(study_dir, "apply-review"):  # not while a study is run again into the folder
+        return _apply_review(study_dir, doc)
+
+
+def _apply_review(study_dir: Path, doc: dict) -> ReviewUpdate:
+    """:func:`apply_review`'s work on the read ``study.json``, with the folder held."""
+    from CardiacLandmarksLib.results import load_source, read_result
+
     before = {kv["name"]: kv for kv in doc.get("key_values", [])}
     status_before = str(doc.get("status", "n/a"))
     update = ReviewUpdate(study_dir, status_before, status_before)
