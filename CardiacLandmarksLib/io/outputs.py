@@ -31,7 +31,7 @@ Life of a run (every front end does the same three calls)::
   verbosity.
 
 One run at a time writes into a folder: :func:`prepare_output_dir` with ``hold=<command>`` (the command line's
-writing commands, the Slicer perfusion export) and :func:`folder_held` (``batch``, ``apply-review`` on a batch) take
+writing commands, ``batch``, the Slicer perfusion export) and :func:`folder_held` (``apply-review``) take
 an OS file lock on the folder's hidden :data:`HOLD_LOCK_FILE` (:mod:`filelock`; the OS drops it when the process
 ends) and say who holds it in :data:`HOLD_INFO_FILE`; :func:`finish_run` (or :func:`release_folder`) gives it back.
 A second run into the folder from another process is refused by name before any work; before, a second ``study``
@@ -151,7 +151,7 @@ def release_held_folders() -> None:
 
 @contextlib.contextmanager
 def folder_held(folder: str | Path, command: str):
-    """:func:`hold_folder` for a ``with`` block (``batch``, ``apply-review`` on a batch folder); same errors."""
+    """:func:`hold_folder` for a ``with`` block (``apply-review`` on a study or a batch folder); same errors."""
     hold_folder(folder, command)
     try:
         yield
