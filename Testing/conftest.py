@@ -7,6 +7,7 @@ is a failure, elsewhere a skip with the reason.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import sys
@@ -144,3 +145,22 @@ def progress_log(caplog, monkeypatch):
 
     monkeypatch.setattr(logging.getLogger("CardiacLandmarksLib.progress"), "propagate", True)
     return caplog
+
+
+@contextlib.contextmanager
+def held_by_another_process(folder: Path, command: str = "study"):
+    """Another Python process holding ``folder`` as a run of ``command`` does (``prepare_output_dir(hold=...)``)
+    until the block ends; yields its process (its pid is in the refusal's message). The OS drops the lock when the
+    process is killed."""
+    import subprocess
+
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time\nfrom CardiacLandmarksLib.io.outputs import prepare_output_dir\n"
+         "prepare_output_dir(sys.argv[1], hold=sys.argv[2])\nprint('held', flush=True)\ntime.sleep(120)",
+         str(folder), command], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        yield holder
+    finally:
+        holder.kill()
+        holder.wait()

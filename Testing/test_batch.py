@@ -376,9 +376,9 @@ def test_one_batch_at_a_time_per_output_folder(tmp_path):
     """A second batch into a folder where one was running removed the first's hidden partial study folders as
     leftovers of a killed run (its studies failed with FileNotFoundError) and overwrote its records. The folder is
     now held by an OS file lock: here another process holds it, and batch and apply-review are refused by name."""
-    import subprocess
-    import sys
     import time
+
+    from conftest import held_by_another_process
 
     from CardiacLandmarksLib.core.errors import OutputPathError
     from CardiacLandmarksLib.study.review import apply_review_batch
@@ -386,12 +386,7 @@ def test_one_batch_at_a_time_per_output_folder(tmp_path):
     m = _write(tmp_path / "m.csv", f"study_id,path\nmissing,{tmp_path / 'nope'}\n")
     out = tmp_path / "out"
     run_batch(m, out, engine="local", progress=False)
-    holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from pathlib import Path; "
-                               "from CardiacLandmarksLib.io.outputs import folder_held\n"
-                               "with folder_held(Path(sys.argv[1]), 'batch'):\n    print('held', flush=True); "
-                               "time.sleep(120)", str(out)], stdout=subprocess.PIPE, text=True)
-    try:
-        assert holder.stdout.readline().strip() == "held"
+    with held_by_another_process(out, "batch") as holder:
         in_flight = out / ".cohort.csv.1a2b.tmp"  # the running batch's file being written (io.atomic's naming)
         in_flight.write_text("study_id,status\n", encoding="utf-8")
         with pytest.raises(OutputPathError, match=rf"another run is writing into .*out \(batch: process {holder.pid} "
@@ -400,9 +395,6 @@ def test_one_batch_at_a_time_per_output_folder(tmp_path):
         with pytest.raises(OutputPathError, match="another run is writing into"):
             apply_review_batch(out)
         assert in_flight.exists()  # the refused batch removed it as a killed run's leftover before being refused
-    finally:
-        holder.kill()
-        holder.wait()
     db = sqlite3.connect(out / "batch.sqlite")
     assert db.execute("SELECT attempts FROM studies").fetchone()[0] == 1  # the refused batch ran nothing
     time.sleep(0.1)

@@ -204,8 +204,8 @@ def test_one_run_at_a_time_per_output_folder(detect_run, tmp_path, capsys):
     check to run.json, and a run from another process is refused before any work, naming who holds it; the lock
     goes with its holder, and a run that ends (well or not) leaves no lock file behind."""
     import shutil
-    import subprocess
-    import sys
+
+    from conftest import held_by_another_process
 
     from CardiacLandmarksLib.io import outputs
 
@@ -213,12 +213,7 @@ def test_one_run_at_a_time_per_output_folder(detect_run, tmp_path, capsys):
     out = tmp_path / "out"
     shutil.copytree(first, out, ignore=shutil.ignore_patterns("backup-*"))
     earlier = {p.name: p.read_bytes() for p in out.iterdir()}
-    holder = subprocess.Popen(
-        [sys.executable, "-c", "import sys, time\nfrom CardiacLandmarksLib.io.outputs import prepare_output_dir\n"
-         "prepare_output_dir(sys.argv[1], hold='study')\nprint('held', flush=True)\ntime.sleep(120)", str(out)],
-        stdout=subprocess.PIPE, text=True)
-    try:
-        assert holder.stdout.readline().strip() == "held"
+    with held_by_another_process(out, "study") as holder:
         capsys.readouterr()
         for command in (["detect", str(img), "-o", str(out), "--no-progress"], ["study", str(img), "-o", str(out)],
                         ["function", str(img), "-o", str(out)]):
@@ -228,9 +223,6 @@ def test_one_run_at_a_time_per_output_folder(detect_run, tmp_path, capsys):
                                   f"{holder.pid} on "), (command, err)
             assert "wait for it to end, or give another output folder" in err and "incomplete" not in err
             assert {p.name: p.read_bytes() for p in out.iterdir() if not p.name.startswith(".")} == earlier
-    finally:
-        holder.kill()
-        holder.wait()
     assert cli.main(["detect", str(tmp_path / "missing.nii.gz"), "-o", str(out)]) == 1  # a failed run ...
     assert outputs._HELD == {} and not list(out.glob(".cardiac-landmarks*"))  # ... gives the folder back
     assert cli.main(["detect", str(img), "-o", str(out), "--no-progress", "--no-tta"]) == 0

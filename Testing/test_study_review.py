@@ -264,23 +264,14 @@ def test_apply_review_errors_are_named_and_write_nothing(out, tmp_path, capsys):
 def test_apply_review_waits_for_a_study_running_into_the_folder(out):
     """apply-review on a study folder while `study` is run again into it (another terminal) rewrote study.json
     between the study's files; it is now refused by name while the folder is held, and writes nothing."""
-    import subprocess
-    import sys
+    from conftest import held_by_another_process
 
     from CardiacLandmarksLib.core.errors import OutputPathError
 
     text = (out / "study.json").read_text(encoding="utf-8")
-    holder = subprocess.Popen(
-        [sys.executable, "-c", "import sys, time\nfrom CardiacLandmarksLib.io.outputs import prepare_output_dir\n"
-         "prepare_output_dir(sys.argv[1], hold='study')\nprint('held', flush=True)\ntime.sleep(120)", str(out)],
-        stdout=subprocess.PIPE, text=True)
-    try:
-        assert holder.stdout.readline().strip() == "held"
+    with held_by_another_process(out, "study") as holder:
         with pytest.raises(OutputPathError, match=rf"another run is writing into .* \(study: process {holder.pid} "):
             apply_review(out)
-    finally:
-        holder.kill()
-        holder.wait()
     assert (out / "study.json").read_text(encoding="utf-8") == text and not list(out.glob("study.json.bak-*"))
     assert apply_review(out).study_dir == out  # the lock went with its process
 
