@@ -62,6 +62,17 @@ def test_manifest_reading(tmp_path):
     assert (half.height_cm, half.weight_kg) == (170.0, None)
 
 
+def test_a_manifest_saved_by_excel_on_windows_is_read(tmp_path, progress_log):
+    """Excel on Windows saves "CSV (Comma delimited)" as Windows-1252: a manifest with 'Müller, Hans' ended the
+    batch in a UnicodeDecodeError traceback. It is read, with a note saying how it was read and how to save it."""
+    m = tmp_path / "m.csv"
+    m.write_bytes('study_id,path,height_cm\r\n"Müller, Hans",a,172.5\r\nPérez,b,160\r\n'.encode("cp1252"))
+    with progress_log.at_level("INFO", logger="CardiacLandmarksLib.progress"):
+        studies = read_manifest(m)
+    assert [(x.study_id, x.height_cm) for x in studies] == [("Müller_Hans", 172.5), ("Pérez", 160.0)]
+    assert "note: m.csv is not UTF-8: read as Windows-1252 (Excel's 'CSV (Comma delimited)')" in progress_log.text
+
+
 def test_study_ids_keep_their_letters_and_never_silently_merge(tmp_path, progress_log):
     """A study id lost its non-ASCII letters ('Müller, Hans' -> 'M_ller_Hans', and 'Mäller, Hans' gave the same id:
     "duplicate study_id" for a manifest without duplicates); two sub-folders 'Patient 1' and 'Patient_1' gave one id

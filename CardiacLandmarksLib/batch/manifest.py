@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import csv
 import glob
+import io
 import logging
 import math
 import re
@@ -163,7 +164,13 @@ def read_manifest(path: str | Path) -> list[StudySpec]:
     path = Path(path).expanduser()
     if not path.is_file():
         raise InputNotFoundError(f"manifest not found: {path}")
-    with open(path, newline="", encoding="utf-8-sig") as fp:
+    try:
+        text = path.read_bytes().decode("utf-8-sig")
+    except UnicodeDecodeError:  # Excel on Windows saves "CSV (Comma delimited)" as Windows-1252, not UTF-8
+        text = path.read_bytes().decode("cp1252", errors="replace")
+        PROGRESS.info("note: %s is not UTF-8: read as Windows-1252 (Excel's 'CSV (Comma delimited)'); check its "
+                      "study ids, or save it as 'CSV UTF-8'", path.name)
+    with io.StringIO(text, newline="") as fp:
         reader = csv.DictReader(fp)
         cols = [c.strip() for c in (reader.fieldnames or [])]
         missing = [c for c in REQUIRED_COLUMNS if c not in cols]
