@@ -59,7 +59,7 @@ def test_route_sunnybrook_cine_and_ge_perfusion(sb_study):
 def test_per_slice_series_assembled_into_one_stack(siemens_like, sunnybrook_dicom):
     scan = io_dicom_study.scan_study_folder(siemens_like)
     assert len(scan.series) == 12 and all(h.n_slices == 1 and h.n_phases == 20 for h in scan.series)
-    groups = io_dicom_study.find_slice_stacks(scan.series)
+    groups = [st.uids for st in io_dicom_study.slice_stacks(scan.series)]
     assert [len(g) for g in groups] == [12]
     stack = scan.load(groups[0])
     ref = load_series(sunnybrook_dicom)

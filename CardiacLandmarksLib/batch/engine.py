@@ -139,7 +139,7 @@ def run_batch(
     Raises:
         InputNotFoundError, ManifestError: the input cannot be read (nothing is run).
         OutputPathError: ``out`` is a file, cannot be created or is not writable, or another run (a batch, an
-            ``apply-review``, a ``study``) is writing into it (:func:`~CardiacLandmarksLib.io.outputs.folder_held`):
+            ``apply-review``, a ``study``) is writing into it (``prepare_output_dir(hold=)``, held to the end):
             nothing is run; or the state or the cohort table cannot be written during the run (a full disk: the
             studies recorded stay recorded).
         BatchEngineError: bad engine/worker count, or the scheduler cannot be reached.

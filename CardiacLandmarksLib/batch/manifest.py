@@ -164,10 +164,11 @@ def read_manifest(path: str | Path) -> list[StudySpec]:
     path = Path(path).expanduser()
     if not path.is_file():
         raise InputNotFoundError(f"manifest not found: {path}")
+    raw = path.read_bytes()
     try:
-        text = path.read_bytes().decode("utf-8-sig")
+        text = raw.decode("utf-8-sig")
     except UnicodeDecodeError:  # Excel on Windows saves "CSV (Comma delimited)" as Windows-1252, not UTF-8
-        text = path.read_bytes().decode("cp1252", errors="replace")
+        text = raw.decode("cp1252", errors="replace")
         PROGRESS.info("note: %s is not UTF-8: read as Windows-1252 (Excel's 'CSV (Comma delimited)'); check its "
                       "study ids, or save it as 'CSV UTF-8'", path.name)
     with io.StringIO(text, newline="") as fp:

@@ -85,12 +85,7 @@ def cmd_function(args: argparse.Namespace) -> int:
     outdir.begin()  # an earlier run's files go to backup-<time>/
     written = result.write(outdir.path, if_exists="overwrite")
     record = finish_run(outdir, in_paths, {k: v for k, v in vars(args).items() if k != "func"}, written,
-                        models=[dict(result.model)], warnings=notes, command="function")
-    if args.overwrite and record.backup_dir is not None:
-        import shutil
-
-        shutil.rmtree(record.backup_dir)
-        record.messages = [m for m in record.messages if str(record.backup_dir) not in m]
+                        models=[dict(result.model)], warnings=notes, command="function", keep_backup=not args.overwrite)
     if result.mode == "cine":
         print(f"ED phase {result.ed_phase}, ES phase {result.es_phase} of {result.series[0].n_phases}")
     for line in summary_lines(result.values):  # the values, then the reasons to review them in words

@@ -221,7 +221,7 @@ def load_dicom_folder(folder: str | Path, series_uid: str | None = None, recursi
             names one.
         MixedSeriesError: several MR image series and no ``series_uid`` (unless they are one
             stack stored as one series per slice position, which is assembled: see
-            :func:`.dicom_study.find_slice_stacks`); the message lists
+            :func:`.dicom_study.slice_stacks`); the message lists
             UID, description, modality and counts of each, and the exception's ``series``
             attribute holds the :class:`DicomSeriesInfo` list.
         MissingGeometryError: ImagePositionPatient, ImageOrientationPatient or PixelSpacing

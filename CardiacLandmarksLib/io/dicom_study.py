@@ -7,7 +7,7 @@ along the plane normal, phases per slice, trigger-time and acquisition-time span
 time, sequence name, image type. Nothing is decoded; pixels are read only by
 :meth:`DicomStudyScan.load`, which reuses the scan.
 
-**Per-slice stacks** (:func:`find_slice_stacks`): some scanners (commonly Siemens) store a
+**Per-slice stacks** (:func:`slice_stacks`): some scanners (commonly Siemens) store a
 short-axis cine stack as one series per slice position (six series of one slice x 25 phases,
 same orientation, parallel planes). Series are grouped into one stack when they are all MR
 image series of **one slice** each, with
@@ -279,11 +279,6 @@ class SliceStack:
     replaced: list[tuple[str, str]] = field(default_factory=list)
 
 
-def find_slice_stacks(headers: list[SeriesHeader]) -> list[list[str]]:
-    """The SeriesInstanceUIDs of each stack of :func:`slice_stacks` (ordered along the normal)."""
-    return [st.uids for st in slice_stacks(headers)]
-
-
 def slice_stacks(headers: list[SeriesHeader]) -> list[SliceStack]:
     """Groups of single-slice series that form one stack (rules in the module docstring).
 
@@ -335,7 +330,7 @@ def slice_stacks(headers: list[SeriesHeader]) -> list[SliceStack]:
 
 def single_stack(scan, where: str = "") -> list[str] | None:
     """The per-slice series of an :mod:`.dicom` scan when **all** its MR image series form one
-    stack (:func:`find_slice_stacks`), else None. Used by :func:`.dicom.load_dicom_folder` so
+    stack (:func:`slice_stacks`), else None. Used by :func:`.dicom.load_dicom_folder` so
     that ``detect`` on such a folder loads the stack instead of stopping at 'several series'."""
     headers = _summarise_scan(scan, Path(where or ".")).series
     mr = {h.series_uid for h in headers if h.is_mr_image}

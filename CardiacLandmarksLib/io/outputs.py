@@ -411,7 +411,7 @@ def _tool_version() -> str:
 
 def finish_run(outdir: OutputDir, inputs: Iterable[str | Path], options: dict, files: Iterable[str | Path], *,
                models: Iterable[dict] = (), warnings: Iterable[str] = (), failed: Iterable[dict] = (),
-               command: str = "", timings: dict | None = None) -> RunRecord:
+               command: str = "", timings: dict | None = None, keep_backup: bool = True) -> RunRecord:
     """Write ``run.json`` last and settle the backup of the earlier run (module docstring).
 
     Args:
@@ -427,6 +427,7 @@ def finish_run(outdir: OutputDir, inputs: Iterable[str | Path], options: dict, f
         timings: wall times of the run (JSON-ready, seconds), written as ``timings``. They belong here, with the
             run's start and end, rather than in its result files: a re-run that computes the same then writes the
             same files, and the backup keeps only what changed (:func:`settle_backup`).
+        keep_backup: False: the earlier run's files are not kept at all (``function --overwrite``).
 
     Returns:
         :class:`RunRecord`.
@@ -436,13 +437,13 @@ def finish_run(outdir: OutputDir, inputs: Iterable[str | Path], options: dict, f
     _OPEN[:] = [o for o in _OPEN if o is not outdir]
     try:
         return _write_run_record(outdir, inputs, options, files, models=models, warnings=warnings, failed=failed,
-                                 command=command, timings=timings)
+                                 command=command, timings=timings, keep_backup=keep_backup)
     finally:
         release_folder(root)
 
 
 def _write_run_record(outdir: OutputDir, inputs, options, files, *, models, warnings, failed, command,
-                      timings) -> RunRecord:
+                      timings, keep_backup) -> RunRecord:
     """:func:`finish_run`'s work, with the folder held."""
     root = outdir.path
     entries = []
@@ -472,6 +473,9 @@ def _write_run_record(outdir: OutputDir, inputs, options, files, *, models, warn
     run_path = atomic_write_text(root / RUN_FILE, dumps_strict(manifest, indent=1) + "\n")
     kept: list[str] = []
     messages: list[str] = []
+    if outdir.backup_dir is not None and not keep_backup:  # the user asked to replace the earlier run outright
+        shutil.rmtree(outdir.backup_dir, ignore_errors=True)
+        outdir.backup_dir = None
     if outdir.backup_dir is not None:
         kept = settle_backup(outdir.backup_dir, root, outdir.moved)
         if kept:
