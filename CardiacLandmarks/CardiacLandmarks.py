@@ -1349,26 +1349,34 @@ class CardiacLandmarksLogic(ScriptedLoadableModuleLogic, VTKObservationMixin):
 
         ``<folder>/*.mrk.json`` (one point list per slice, LPS, confidence as control point
         values), ``landmarks.json`` and ``measurements.csv``. Existing files are never lost:
-        the library keeps them as ``<name>.bak-<time>``.
+        the library keeps them as ``<name>.bak-<time>``. The folder (and the study it is an analysis of) is held
+        while writing, as a run holds it: a run of another program writing into it makes the export fail by name.
 
         Returns:
             The paths written.
+
+        Raises:
+            FolderHeldError: another program (a ``study`` run, the review app's save) is writing into the folder.
         """
         from pathlib import Path
 
         from CardiacLandmarksLib.io import markups as markupsIO
+        from CardiacLandmarksLib.io.outputs import edit_held
         from CardiacLandmarksLib.sax import report
 
         lmset = self.landmarkSetFromResult(hub, readNodes=True)
         folder = Path(outputDirectory)
+        folder.mkdir(parents=True, exist_ok=True)
         written = []
-        if markups:
-            written += [Path(p) for p in markupsIO.write_markups(lmset, folder)]
-        if landmarksJson:
-            written.append(Path(report.write_landmarks_json(lmset, folder / "landmarks.json", backup_existing=True)))
-        if csv:
-            written.append(Path(report.write_measurements_csv(lmset.measurements, folder / "measurements.csv",
-                                                              backup_existing=True)))
+        with edit_held(folder, "Slicer landmark export"):
+            if markups:
+                written += [Path(p) for p in markupsIO.write_markups(lmset, folder)]
+            if landmarksJson:
+                written.append(Path(report.write_landmarks_json(lmset, folder / "landmarks.json",
+                                                                backup_existing=True)))
+            if csv:
+                written.append(Path(report.write_measurements_csv(lmset.measurements, folder / "measurements.csv",
+                                                                  backup_existing=True)))
         return written
 
 

@@ -229,6 +229,47 @@ def test_one_run_at_a_time_per_output_folder(detect_run, tmp_path, capsys):
     assert outputs._HELD == {} and not list(out.glob(".cardiac-landmarks*"))
 
 
+
+def test_a_folder_lock_file_goes_before_its_lock(tmp_path, monkeypatch):
+    """The lock file was removed after the lock was let go: a run that had opened the file meanwhile could then lock
+    the removed file while a third made a new one, and both wrote. Now the file goes while the lock is held, so a
+    run that opened it before finds its file unlinked when it can lock it (filelock then does not take it) and a
+    new hold works."""
+    import fcntl
+    import os
+
+    import filelock
+    from conftest import held_by_another_process
+
+    from CardiacLandmarksLib.io import outputs
+
+    folder = tmp_path / "out"
+    folder.mkdir()
+    outputs.hold_folder(folder, "study")
+    lock_file = folder / outputs.HOLD_LOCK_FILE
+    seen = []
+    real = filelock.FileLock.release
+
+    def release(self, *args, **kwargs):
+        seen.append(lock_file.exists())
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(filelock.FileLock, "release", release)
+    waiter = os.open(lock_file, os.O_RDWR)  # another run opened the lock file and waits for its lock
+    try:
+        with pytest.raises(BlockingIOError):
+            fcntl.flock(waiter, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        outputs.release_folder(folder)
+        assert seen and not any(seen)  # gone before the lock was let go
+        fcntl.flock(waiter, fcntl.LOCK_EX | fcntl.LOCK_NB)  # the waiter gets its lock ...
+        assert os.fstat(waiter).st_nlink == 0  # ... on a removed file, which is no folder's lock
+        with held_by_another_process(folder, "study"):  # so another run holds the folder
+            with pytest.raises(outputs.FolderHeldError, match=r"\(study: process "):
+                outputs.hold_folder(folder, "detect")
+    finally:
+        os.close(waiter)
+
+
 def _disk_full(monkeypatch, after: int = 0):
     """ENOSPC from the file system when a written file is flushed (where a full disk shows on a real one), from
     the file after the first ``after`` on."""

@@ -6,9 +6,8 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 import shutil
-import subprocess
-import sys
 import threading
 from pathlib import Path
 
@@ -221,8 +220,10 @@ def test_confirmed_point_is_trusted_saved_and_read_back(result):
 
 
 def test_save_never_interleaves(result):
-    """A second save of the same folder waits for the first (same process: thread lock; other process:
-    flock on the folder's lock file) and gives up with SaveInProgressError after its timeout."""
+    """A second save of the same folder waits for the first (same process: thread lock; other process: the folder
+    hold every run takes) and gives up with SaveInProgressError after its timeout."""
+    from conftest import held_by_another_process
+
     lmset = read_result(result)
     series = load_series(lmset.source)
     before = (result / "landmarks.json").read_bytes()
@@ -234,20 +235,12 @@ def test_save_never_interleaves(result):
         t.join(10)
         assert errors, "the second save did not give up"
         assert (result / "landmarks.json").read_bytes() == before  # nothing written meanwhile
-    # another process holding the lock
-    holder = subprocess.Popen(
-        [sys.executable, "-c",
-         "import fcntl, sys, time; f = open(sys.argv[1], 'a+b'); fcntl.flock(f, fcntl.LOCK_EX); "
-         "print('locked', flush=True); time.sleep(30)", str(result / review_results.LOCK_FILE)],
-        stdout=subprocess.PIPE, text=True)
-    try:
-        assert holder.stdout.readline().strip() == "locked"
-        with pytest.raises(SaveInProgressError, match="another program"):
+    # another process holding the folder (a run writing into it, or the review app of another reader saving)
+    with held_by_another_process(result, "review app save") as holder:
+        with pytest.raises(SaveInProgressError, match=rf"another program is writing into {re.escape(str(result))} "
+                                                      rf"\(review app save: process {holder.pid} on .*save again"):
             save_result(result, lmset, series, timeout_s=0.3)
         assert (result / "landmarks.json").read_bytes() == before
-    finally:
-        holder.kill()
-        holder.wait()
     assert save_result(result, lmset, series, timeout_s=5)  # free again
     # two concurrent saves with different corrections: the three files always come from the same save
     a = next(lm for lm in lmset.landmarks if lm.name == "A-RVI" and lm.found)
@@ -265,6 +258,38 @@ def test_save_never_interleaves(result):
     js = read_result(result).get("A-RVI", a.slice, 0).position
     mk = read_markups(result / "landmarks.mrk.json").get("A-RVI", a.slice, 0).position
     assert np.allclose(js, mk, atol=1e-6)
+
+
+
+def test_a_save_gives_way_to_a_run_rewriting_its_study(result, tmp_path):
+    """The review app's Save took only its own save lock: an analysis of a study output saved while `study` ran
+    again into that study (which moves the analyses into its backup and writes them anew) or while `apply-review`
+    rewrote it mixed the two. A save now holds the analysis and its study folder as a run does: while another
+    process holds the study it gives up by name and writes nothing; after, it saves and the study's run.json lists
+    the new files."""
+    from conftest import held_by_another_process
+
+    from CardiacLandmarksLib.io import outputs
+
+    study = tmp_path / "study"
+    analysis = study / "s300_sax"
+    shutil.copytree(result, analysis)
+    (study / "study.json").write_text("{}", encoding="utf-8")
+    (study / "run.json").write_text(json.dumps({"files": []}), encoding="utf-8")
+    lmset = read_result(analysis)
+    series = load_series(lmset.source)
+    before = {p.name: p.read_bytes() for p in analysis.iterdir()}
+    with held_by_another_process(study, "study") as holder:
+        with pytest.raises(SaveInProgressError, match=rf"writing into {re.escape(str(study.resolve()))} \(study: "
+                                                      rf"process {holder.pid} on "):
+            save_result(analysis, lmset, series, timeout_s=0.3)
+        assert {p.name: p.read_bytes() for p in analysis.iterdir()} == before
+        assert not (analysis / outputs.HOLD_LOCK_FILE).exists()  # the analysis it took first is given back
+    written = save_result(analysis, lmset, series, timeout_s=5)
+    assert written and outputs._HELD == {}
+    assert not list(study.glob(".cardiac-landmarks*")) and not list(analysis.glob(".cardiac-landmarks*"))
+    edits = json.loads((study / "run.json").read_text(encoding="utf-8"))["edits"]
+    assert "s300_sax" in edits[-1]["by"]
 
 
 def test_long_axis_correction_recomputes_lv_length():

@@ -83,6 +83,16 @@ def test_ed_es_volumes_table_terminology_and_recompute(model, tmp_path):
     doc = json.loads((tmp_path / "function.json").read_text())
     assert doc["LV"]["EDV_ml"] == pytest.approx(logic.tableRows(hub)["LV EDV"][0], abs=1e-6)
     assert (tmp_path / "patient101_ED_segmentation.seg.nrrd").exists()
+    # another program writing into the folder: the export says so and changes nothing
+    from conftest import held_by_another_process
+
+    from CardiacLandmarksLib.core.errors import FolderHeldError
+
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir() if not p.name.startswith(".")}
+    with held_by_another_process(tmp_path, "function") as holder:
+        with pytest.raises(FolderHeldError, match=rf"\(function: process {holder.pid} "):
+            logic.export(hub, tmp_path)
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir() if not p.name.startswith(".")} == before
 
 
 @pytest.mark.data

@@ -618,6 +618,18 @@ def test_export_writes_library_formats_and_keeps_backups(scene, tmp_path, sunnyb
     backups = sorted(p.name for p in tmp_path.iterdir() if ".bak-" in p.name)
     assert len(backups) == 4, backups
 
+    # another program writing into the folder (a study run, the review app's save): the export says so and writes
+    # nothing (it held nothing before, and wrote into a folder the run was rewriting)
+    from conftest import held_by_another_process
+
+    from CardiacLandmarksLib.core.errors import FolderHeldError
+
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir() if not p.name.startswith(".")}
+    with held_by_another_process(tmp_path, "study") as holder:
+        with pytest.raises(FolderHeldError, match=rf"another run is writing into .* \(study: process {holder.pid} "):
+            logic.exportResult(hub, tmp_path)
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir() if not p.name.startswith(".")} == before
+
 
 def test_parameter_node_wrapper_fields(scene):
     """The parameter node stores the input, view and results as Slicer would (node references)."""

@@ -329,9 +329,22 @@ class FunctionLogic:
 
     def export(self, hub: FunctionHub, outdir, if_exists: str = "backup") -> list:
         """Recompute from the segmentation in the scene, then write the command line's files
-        (``function.json``, ``function.csv``, segmentations, PNGs) into ``outdir``; returns the paths."""
+        (``function.json``, ``function.csv``, segmentations, PNGs) into ``outdir``; returns the paths.
+
+        The folder (and the study it is an analysis of) is held while writing, as a run holds it.
+
+        Raises:
+            FolderHeldError: another program (a ``study`` or ``function`` run) is writing into the folder.
+        """
+        from pathlib import Path
+
+        from CardiacLandmarksLib.io.outputs import edit_held
+
         self.recompute(hub)
-        return hub.result.write(outdir, if_exists=if_exists)
+        folder = Path(outdir)
+        folder.mkdir(parents=True, exist_ok=True)
+        with edit_held(folder, "Slicer function export"):
+            return hub.result.write(folder, if_exists=if_exists)
 
     def recompute(self, hub: FunctionHub) -> FunctionHub:
         """Recompute every number from the segmentation as it is in the scene (after Segment Editor

@@ -117,5 +117,16 @@ class OutputPathError(CardiacLandmarksError, OSError):
     """The output path is a file, cannot be created or is not writable."""
 
 
+class FolderHeldError(OutputPathError):
+    """Another process holds the output folder (a run writing into it, a save of corrections). ``folder`` and
+    ``holder`` (who, as :func:`CardiacLandmarksLib.io.outputs.folder_holder` says; may be empty) are attributes."""
+
+    def __init__(self, folder, holder: str):
+        self.folder, self.holder = folder, holder
+        who = f" ({holder})" if holder else ""
+        super().__init__(f"another run is writing into {folder}{who}: wait for it to end, or give another output "
+                         "folder")
+
+
 class MixedRunError(InvalidMarkupsError):
     """An output folder holds files of more than one run (e.g. markups left by an earlier run)."""

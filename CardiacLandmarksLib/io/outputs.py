@@ -36,6 +36,8 @@ an OS file lock on the folder's hidden :data:`HOLD_LOCK_FILE` (:mod:`filelock`; 
 ends) and say who holds it in :data:`HOLD_INFO_FILE`; :func:`finish_run` (or :func:`release_folder`) gives it back.
 A second run into the folder from another process is refused by name before any work; before, a second ``study``
 into a folder moved the first's files into its backup half-way through the first.
+Edits from outside a run (the review app's Save, the Slicer panel's exports) hold the folder and its study folder
+while they write (:func:`edit_held`).
 
 A folder without ``run.json`` therefore holds an incomplete (or pre-manifest) run.
 :func:`~.markups.read_markups` refuses a folder whose markups are not all listed in its
@@ -52,12 +54,13 @@ import json
 import logging
 import os
 import shutil
+import threading
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from CardiacLandmarksLib.core.errors import OutputPathError
+from CardiacLandmarksLib.core.errors import FolderHeldError, OutputPathError
 from CardiacLandmarksLib.io.atomic import atomic_write_text, sha256_file
 from CardiacLandmarksLib.io.jsonsafe import dumps_strict
 
@@ -80,9 +83,10 @@ HOLD_LOCK_FILE = ".cardiac-landmarks.lock"
 HOLD_INFO_FILE = ".cardiac-landmarks.running"
 #: folders this process holds: resolved path -> [FileLock, number of holds]
 _HELD: dict[Path, list] = {}
+_HELD_GUARD = threading.Lock()
 
 
-def hold_folder(folder: str | Path, command: str) -> None:
+def hold_folder(folder: str | Path, command: str, wait_s: float = 0.0) -> None:
     """Hold an existing output folder for this process's run: no other process's run may write into it meanwhile.
 
     A second hold from this process (a run nested in another, a Slicer export after one that failed) counts, and
@@ -92,71 +96,121 @@ def hold_folder(folder: str | Path, command: str) -> None:
     Args:
         folder: the output folder (exists, writable).
         command: what holds it (``study``, ``batch`` ...), named to a run that is refused.
+        wait_s: how long to wait for another process's hold to end (0: refuse at once, as runs do; a save of
+            corrections waits a little for another save).
 
     Raises:
-        OutputPathError: another process holds the folder (named with its command, process, machine and start time),
-            or the lock file cannot be made.
+        FolderHeldError: another process holds the folder (named with its command, process, machine and start time).
+        OutputPathError: the lock file cannot be made.
     """
     import socket
 
     from filelock import FileLock, Timeout
 
     p = Path(folder).expanduser().resolve()
-    if p in _HELD:
-        _HELD[p][1] += 1
-        return
+    with _HELD_GUARD:
+        if p in _HELD:
+            _HELD[p][1] += 1
+            return
     lock = FileLock(str(p / HOLD_LOCK_FILE))
     try:
-        lock.acquire(timeout=0)
+        lock.acquire(timeout=max(0.0, wait_s))
     except Timeout:
-        who = ""
-        with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
-            info = json.loads((p / HOLD_INFO_FILE).read_text(encoding="utf-8"))
-            who = f" ({info['command']}: process {info['pid']} on {info['host']}, started {info['started']})"
-        raise OutputPathError(f"another run is writing into {p}{who}: wait for it to end, or give another output "
-                              "folder") from None
+        raise FolderHeldError(p, folder_holder(p)) from None
     except OSError as exc:
         raise OutputPathError(f"cannot lock the output folder {p}: {exc.strerror or exc}") from exc
-    _HELD[p] = [lock, 1]
+    with _HELD_GUARD:
+        _HELD[p] = [lock, 1]
     with contextlib.suppress(OSError):  # only what a refused run says; a full disk is named by the run's own files
         (p / HOLD_INFO_FILE).write_text(json.dumps({
             "command": command, "pid": os.getpid(), "host": socket.gethostname(),
             "started": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime())}) + "\n", encoding="utf-8")
 
 
+def folder_holder(folder: str | Path) -> str:
+    """Who holds ``folder`` as its :data:`HOLD_INFO_FILE` says (``"study: process 30486 on vm, started
+    2026-12-03 14:51:14"``); ``""`` when that is not known."""
+    with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
+        info = json.loads((Path(folder) / HOLD_INFO_FILE).read_text(encoding="utf-8"))
+        return f"{info['command']}: process {info['pid']} on {info['host']}, started {info['started']}"
+    return ""
+
+
 def release_folder(folder: str | Path) -> None:
     """Give back one hold of :func:`hold_folder` on ``folder`` (nothing when this process does not hold it); after
-    the last, the lock and its files go."""
+    the last, the lock and its files go.
+
+    The lock file is removed while the lock is still held, then the lock is let go: a process that opened the file
+    before and locks it after finds it unlinked and does not take it for the folder's lock (:mod:`filelock` checks),
+    so it can never hold the folder beside one that made a new lock file meanwhile."""
     p = Path(folder).expanduser().resolve()
-    entry = _HELD.get(p)
-    if entry is None:
-        return
-    entry[1] -= 1
-    if entry[1] > 0:
-        return
-    del _HELD[p]
+    with _HELD_GUARD:
+        entry = _HELD.get(p)
+        if entry is None:
+            return
+        entry[1] -= 1
+        if entry[1] > 0:
+            return
+        del _HELD[p]
     with contextlib.suppress(OSError):
         (p / HOLD_INFO_FILE).unlink()
-    entry[0].release()
     with contextlib.suppress(OSError):  # a folder the run leaves empty can then be removed
         (p / HOLD_LOCK_FILE).unlink()
+    entry[0].release()
 
 
 def release_held_folders() -> None:
     """Give back every folder this process holds (the command line, when a command ends however it ends)."""
-    for p in list(_HELD):
-        _HELD[p][1] = 1
+    with _HELD_GUARD:
+        held = list(_HELD)
+        for p in held:
+            _HELD[p][1] = 1
+    for p in held:
         release_folder(p)
 
 
 @contextlib.contextmanager
-def folder_held(folder: str | Path, command: str):
+def folder_held(folder: str | Path, command: str, wait_s: float = 0.0):
     """:func:`hold_folder` for a ``with`` block (``apply-review`` on a study or a batch folder); same errors."""
-    hold_folder(folder, command)
+    hold_folder(folder, command, wait_s)
     try:
         yield
     finally:
         release_folder(folder)
+
+
+def study_of_analysis(folder: str | Path) -> Path | None:
+    """The ``study`` output folder that ``folder`` is an analysis of (its parent, holding ``study.json``, or held by
+    a run while that run rewrites it); None for a folder of its own (``detect``, ``function`` ...)."""
+    parent = Path(folder).expanduser().resolve().parent
+    if (parent / "study.json").is_file() or (parent / HOLD_LOCK_FILE).is_file():
+        return parent
+    return None
+
+
+@contextlib.contextmanager
+def edit_held(folder: str | Path, command: str, wait_s: float = 0.0):
+    """Hold a result folder for an edit of its files from outside a run (the review app's Save, the Slicer panel's
+    exports): the folder and, when it is an analysis of a ``study`` output, that study folder, which a ``study``
+    run into it rewrites whole. ``folder`` must exist.
+
+    Raises:
+        FolderHeldError: another process holds one of them (a run writing into it, another save).
+        OutputPathError: a lock file cannot be made.
+    """
+    folders = [Path(folder).expanduser().resolve()]
+    study = study_of_analysis(folders[0])
+    if study is not None:
+        folders.insert(0, study)
+    held: list[Path] = []
+    try:
+        for f in folders:
+            hold_folder(f, command, wait_s)
+            held.append(f)
+        yield
+    finally:
+        for f in reversed(held):
+            release_folder(f)
 
 
 def describe_input(path: str | Path) -> dict:

@@ -20,7 +20,6 @@ import contextlib
 import json
 import logging
 import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,8 +42,6 @@ logger = logging.getLogger(__name__)
 RESULT_FILE = "landmarks.json"
 #: how deep :func:`find_results` looks below a cohort folder
 MAX_DEPTH = 3
-#: lock file of a result folder while a save is running (see :func:`save_result`)
-LOCK_FILE = ".cardiac-landmarks-save.lock"
 
 
 class ReviewError(CardiacLandmarksError, ValueError):
@@ -52,7 +49,8 @@ class ReviewError(CardiacLandmarksError, ValueError):
 
 
 class SaveInProgressError(CardiacLandmarksError):
-    """Another save of the same result folder did not finish within the wait time."""
+    """Another save of the same result folder, or a run writing into it (a ``study`` run into the study it is an
+    analysis of, ``apply-review``), did not finish within the wait time."""
 
 
 def _skipped_folder(name: str) -> bool:
@@ -615,36 +613,27 @@ _LOCKS_GUARD = threading.Lock()
 
 @contextlib.contextmanager
 def _save_lock(folder: Path, timeout_s: float) -> Iterator[None]:
-    """One save per result folder at a time: a lock per folder in this process, plus an
-    advisory ``flock`` on :data:`LOCK_FILE` against other processes (POSIX)."""
-    key = str(folder.resolve())
+    """One save per result folder at a time, and none while another process writes into it.
+
+    In this process a lock per folder (per study for an analysis of a ``study`` output, whose ``run.json`` every
+    save of its analyses updates); across processes the folder hold every run takes
+    (:func:`CardiacLandmarksLib.io.outputs.edit_held`: the folder and its study folder), so a save waits for, and
+    then gives way to, a ``study`` run rewriting the study, ``apply-review``, or a save from another program."""
+    from CardiacLandmarksLib.core.errors import FolderHeldError
+    from CardiacLandmarksLib.io.outputs import edit_held, study_of_analysis
+
+    key = str(study_of_analysis(folder) or folder.resolve())
     with _LOCKS_GUARD:
         lock = _LOCKS.setdefault(key, threading.Lock())
     if not lock.acquire(timeout=max(0.0, timeout_s)):
         raise SaveInProgressError(f"another save of {folder} is still running")
     try:
-        fh = None
-        try:
-            import fcntl
-        except ImportError:  # Windows: the in-process lock only
-            fcntl = None
-        if fcntl is not None:
-            fh = open(folder / LOCK_FILE, "a+b")  # noqa: SIM115 - closed below
-            deadline = time.monotonic() + max(0.0, timeout_s)
-            while True:
-                try:
-                    fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-                    break
-                except BlockingIOError:
-                    if time.monotonic() >= deadline:
-                        fh.close()
-                        raise SaveInProgressError(f"another program is saving {folder}") from None
-                    time.sleep(0.05)
-        try:
+        with edit_held(folder, "review app save", wait_s=timeout_s):
             yield
-        finally:
-            if fh is not None:
-                fh.close()  # releases the flock
+    except FolderHeldError as exc:
+        who = f" ({exc.holder})" if exc.holder else ""
+        raise SaveInProgressError(f"another program is writing into {exc.folder}{who}: save again when it has "
+                                  "ended") from None
     finally:
         lock.release()
 
@@ -660,8 +649,9 @@ def save_result(folder: str | Path, lmset: LandmarkSet, series, *, timeout_s: fl
     the new checksums and an ``edits`` entry (:func:`CardiacLandmarksLib.io.outputs.record_edit`), and so does the
     study's ``run.json`` when the folder is an analysis of a ``study`` output.
 
-    Saves of the same folder never interleave: a second save (another thread, or another process on a
-    POSIX system) waits for the first one to finish.
+    Saves of the same folder never interleave: a second save (another thread, or another process) waits for the
+    first one to finish; a save waits for a run writing into the folder or its study (another program's ``study``,
+    ``apply-review``), then gives up.
 
     Args:
         folder: the result folder (must exist).
@@ -674,7 +664,8 @@ def save_result(folder: str | Path, lmset: LandmarkSet, series, *, timeout_s: fl
 
     Raises:
         InputNotFoundError: ``folder`` is not a folder.
-        SaveInProgressError: the other save did not finish within ``timeout_s``.
+        SaveInProgressError: the other save, or the run writing into the folder, did not finish within
+            ``timeout_s``.
         OSError: the folder is not writable.
     """
     from CardiacLandmarksLib.io.outputs import record_edit
