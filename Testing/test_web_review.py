@@ -459,6 +459,38 @@ def test_unsaved_corrections_survive_a_stopped_app(tmp_path, data_root):
     assert third.cases["patient001_ED"].lmset.get(q["name"], q["slice"], q["phase"]).confirmed  # saved
 
 
+
+def test_a_save_over_a_result_written_again_is_refused_once(tmp_path, data_root):
+    """The reader confirms a point; meanwhile the folder is written again (here detect re-run without TTA: another
+    result). Save wrote the app's older result with the confirmation over the new one without a word; now the first
+    Save is refused, naming it, and writes nothing; a second Save writes over it knowingly."""
+    import asyncio
+
+    from CardiacLandmarksLib.cli import main as cli_main
+    from CardiacLandmarksLib.results import read_result
+    from CardiacLandmarksLib.web.app import ReviewApp
+
+    out = tmp_path / "cohort" / "patient001_ED"
+    src = str(data_root / "acdc" / "patient001_ED.nii.gz")
+    assert cli_main(["detect", src, "-o", str(out), "--no-progress"]) == 0
+    first = (out / "landmarks.json").read_bytes()
+    app = ReviewApp(out.parent)
+    q = next(x for x in app._queue() if x["flag"] == "low")
+    app.go_to(q["key"])
+    app.confirm_current()
+    assert cli_main(["detect", src, "-o", str(out), "--no-progress", "--no-tta"]) == 0
+    rerun = (out / "landmarks.json").read_bytes()
+    assert rerun != first
+    asyncio.run(app.save())
+    message = app.state.message
+    assert f"the result in {out} was written again at " in message and "since this review read it: not saved" in message
+    assert "Save again to write your corrections over it anyway" in message
+    assert (out / "landmarks.json").read_bytes() == rerun and app.cases["patient001_ED"].dirty
+    asyncio.run(app.save())
+    assert "saved" in app.state.message and not app.cases["patient001_ED"].dirty
+    assert read_result(out).get(q["name"], q["slice"], q["phase"]).confirmed
+
+
 def test_study_output_with_an_ed_es_pair_reviews_both_phases(tmp_path, data_root):
     """`cardiac-landmarks review` on a `study` output folder (M&Ms-2 001: the SAX ED/ES pair and the 4CH cine):
     an ES point of the SAX result opens on phase 1 of the pair. Before, the app loaded the ED file only (the

@@ -9,6 +9,7 @@ correction rule shared with the Slicer panel); nothing numerical lives in a fron
 from CardiacLandmarksLib.results.folders import (
     RESULT_FILE,
     CarriedReview,
+    ResultChangedError,
     ReviewError,
     SaveInProgressError,
     carry_review,
@@ -23,11 +24,13 @@ from CardiacLandmarksLib.results.folders import (
     read_result,
     read_unsaved,
     recompute_measurements,
+    result_sha256,
     save_result,
 )
 
 __all__ = [
     "RESULT_FILE",
+    "ResultChangedError",
     "ReviewError",
     "CarriedReview",
     "SaveInProgressError",
@@ -43,5 +46,6 @@ __all__ = [
     "read_result",
     "read_unsaved",
     "recompute_measurements",
+    "result_sha256",
     "save_result",
 ]

@@ -48,6 +48,45 @@ class ReviewError(CardiacLandmarksError, ValueError):
     """A correction that does not fit the result: unknown landmark, slice or phase, bad position."""
 
 
+class ResultChangedError(CardiacLandmarksError):
+    """The result folder was written again (a re-run, another reader's save, a Slicer export) since the reader's
+    copy was read: a save would overwrite the newer result with corrections of the older one. ``current_sha256`` is
+    the SHA-256 of the ``landmarks.json`` now in the folder (None: there is none), for a save that overwrites it
+    knowingly."""
+
+    def __init__(self, message: str, current_sha256: str | None):
+        super().__init__(message)
+        self.current_sha256 = current_sha256
+
+
+def result_sha256(folder: str | Path) -> str | None:
+    """SHA-256 of the folder's ``landmarks.json`` (what :func:`save_result` compares with ``expected_sha256``);
+    None when there is none."""
+    from CardiacLandmarksLib.io.atomic import sha256_file
+
+    try:
+        return sha256_file(Path(folder) / RESULT_FILE)
+    except OSError:
+        return None
+
+
+def _check_unchanged(folder: Path, expected_sha256: str) -> None:
+    """Raise :class:`ResultChangedError` when the folder's ``landmarks.json`` is not the one read."""
+    import time
+
+    current = result_sha256(folder)
+    if current == expected_sha256:
+        return
+    if current is None:
+        what = f"{folder / RESULT_FILE} is gone since this review read it"
+    else:
+        when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime((folder / RESULT_FILE).stat().st_mtime))
+        what = (f"the result in {folder} was written again at {when} (a re-run, another reader's save or a Slicer "
+                "export) since this review read it")
+    raise ResultChangedError(f"{what}: not saved, so that it is not replaced by corrections of the older result",
+                             current)
+
+
 class SaveInProgressError(CardiacLandmarksError):
     """Another save of the same result folder, or a run writing into it (a ``study`` run into the study it is an
     analysis of, ``apply-review``), did not finish within the wait time."""
@@ -638,7 +677,8 @@ def _save_lock(folder: Path, timeout_s: float) -> Iterator[None]:
         lock.release()
 
 
-def save_result(folder: str | Path, lmset: LandmarkSet, series, *, timeout_s: float = 30.0) -> list[Path]:
+def save_result(folder: str | Path, lmset: LandmarkSet, series, *, timeout_s: float = 30.0,
+                expected_sha256: str | None = None) -> list[Path]:
     """Write the (corrected) result back into its folder, exactly as ``cardiac-landmarks detect`` does.
 
     :func:`CardiacLandmarksLib.sax.report.write_landmark_outputs` writes ``landmarks.json``,
@@ -658,11 +698,15 @@ def save_result(folder: str | Path, lmset: LandmarkSet, series, *, timeout_s: fl
         lmset: landmarks and measurements to write (call :func:`recompute_measurements` first).
         series: the image series of the result (figure and file stem).
         timeout_s: how long to wait for a running save of the same folder.
+        expected_sha256: the SHA-256 of the ``landmarks.json`` the reader's copy was read from
+            (:func:`result_sha256` at reading); None: not checked (a script that writes what it means to).
 
     Returns:
         The paths written.
 
     Raises:
+        ResultChangedError: ``expected_sha256`` given and the folder's ``landmarks.json`` is another (the folder was
+            written again since it was read); nothing is written.
         InputNotFoundError: ``folder`` is not a folder.
         SaveInProgressError: the other save, or the run writing into the folder, did not finish within
             ``timeout_s``.
@@ -681,6 +725,8 @@ def save_result(folder: str | Path, lmset: LandmarkSet, series, *, timeout_s: fl
 
         png_writer, suffix = render_lax_png, "_lv_length.png"
     with _save_lock(folder, timeout_s):
+        if expected_sha256 is not None:
+            _check_unchanged(folder, expected_sha256)
         written = write_landmark_outputs(series, lmset, folder, png_writer, suffix)
         record_edit(folder, written, "review app (corrections saved)")  # run.json lists the new checksums
         if (folder.parent / "study.json").is_file():  # an analysis of a 'study' output: its run.json lists them too

@@ -18,7 +18,9 @@ folder of them. The page shows
   :func:`CardiacLandmarksLib.results.save_result` (the command line's writer and backup rule, one save
   at a time). Until then every change is also kept in the case folder
   (:func:`CardiacLandmarksLib.results.keep_unsaved`, a hidden file): an app stopped before Save (Ctrl+C, a closed
-  terminal, a crash) restores those corrections at its next start, says so, and marks the case unsaved.
+  terminal, a crash) restores those corrections at its next start, says so, and marks the case unsaved. A Save
+  into a folder written again since the app read it (a re-run, another reader's save) is refused once, naming it;
+  Save again to write over it.
 
 Drag a point to move it; for an absent point press "Place" and click in the view. A moved or
 placed point becomes *corrected* (confidence 1) and leaves the queue; a low point that is right is kept
@@ -47,6 +49,7 @@ from CardiacLandmarksLib.core.review import FlaggedPoint, flagged_points, merge_
 from CardiacLandmarksLib.lax.measurements import LAX_VIEWS
 from CardiacLandmarksLib.lax.tracking import MIN_TRACKED_PHASES, retrack_landmark
 from CardiacLandmarksLib.results import (
+    ResultChangedError,
     confirm_landmark,
     correct_landmark,
     discard_unsaved,
@@ -57,6 +60,7 @@ from CardiacLandmarksLib.results import (
     read_result,
     read_unsaved,
     recompute_measurements,
+    result_sha256,
     save_result,
 )
 from CardiacLandmarksLib.web import security
@@ -84,6 +88,9 @@ class Case:
     notes: list[str] = field(default_factory=list)
     #: corrections and confirmations made so far (a Save marks the case saved only if none came during it)
     changes: int = 0
+    #: SHA-256 of the landmarks.json the case was read from (or last saved, or the reader was told of): a Save over
+    #: another one (the folder written again meanwhile) is refused once (results.ResultChangedError)
+    read_sha256: str | None = None
 
 
 def view_axes_ras(series, view: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -140,7 +147,7 @@ class ReviewApp:
         for f in folders:
             name = f.relative_to(self.root).as_posix() if f != self.root else "."
             try:
-                self.cases[name] = Case(name, f, read_result(f))
+                self.cases[name] = Case(name, f, read_result(f), read_sha256=result_sha256(f))
             except CardiacLandmarksError as exc:
                 logger.warning("skipping %s: %s", f, exc)
                 continue
@@ -618,18 +625,28 @@ class ReviewApp:
             self._message(f"{self._title(case.name)}: a save is already running.", "warning")
             return
         lmset, series, changes = copy.deepcopy(case.lmset), case.series, case.changes
+        expected = case.read_sha256
         loop = asyncio.get_running_loop()
-        fut = loop.run_in_executor(None, lambda: save_result(case.folder, lmset, series))
+        fut = loop.run_in_executor(None, lambda: save_result(case.folder, lmset, series, expected_sha256=expected))
         self._save_tasks[case.name] = fut
         with self.state:
             self.state.saving = True
         try:
             written = await fut
+        except ResultChangedError as exc:  # written again since read: say so; a second Save writes over it knowingly
+            case.read_sha256 = exc.current_sha256
+            with self.state:
+                self._message(f"{self._title(case.name)}: {exc}. Save again to write your corrections over it anyway "
+                              "(its point lists are kept as .bak-<time>), or restart the review on the folder to see "
+                              "the new result (these corrections are then not restored).", "error")
+                self.state.saving = False
+            return
         except (CardiacLandmarksError, OSError) as exc:
             with self.state:
                 self._message(f"{self._title(case.name)}: save failed: {exc}", "error")
                 self.state.saving = False
             return
+        case.read_sha256 = result_sha256(case.folder)
         later = case.changes != changes  # the reader went on correcting during the save: those are not saved yet
         if not later:
             case.dirty = False
