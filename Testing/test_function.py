@@ -84,6 +84,32 @@ def test_segmentation_uncertainty_flags_reach_the_values():
     assert not any("uncertain" in f for f in values["RV"]["EF_pct"].flags)
 
 
+
+def test_ed_on_the_last_phases_of_a_cut_stack_is_review():
+    """A per-slice stack whose slices had different numbers of phases keeps the first phases all have (input flag
+    phases_cut, information only). ED chosen on one of its last two phases may lie among the phases left out: the
+    values from ED are review (ed_at_cut), the ESV is not; ED on an early phase, or without a cut, stays ok."""
+    from CardiacLandmarksLib.function.pipeline import measure
+
+    big = _ring_volume()
+    small = _ring_volume(r_cav=(4, 7, 8, 8, 8, 6, 4, 2))
+    mid = _ring_volume(r_cav=(5, 8, 10, 10, 10, 8, 5, 2))
+    late_ed = np.stack([mid, small, mid, big])  # largest LV on the last phase kept
+    _, _, v, _, _, _ = measure([late_ed], "cine", SPACING, flags=["phases_cut"])
+    lv, rv = v["LV"], v["RV"]
+    assert lv["EDV_ml"].status == "review" and "ed_at_cut" in lv["EDV_ml"].flags
+    assert "the true ED may be among those left out" in lv["EDV_ml"].check_text()
+    for name in ("SV_ml", "EF_pct", "mass_g"):
+        assert "ed_at_cut" in lv[name].flags and lv[name].status == "review", name
+    assert "ed_at_cut" in rv["EDV_ml"].flags
+    assert lv["ESV_ml"].status == "ok" and "ed_at_cut" not in lv["ESV_ml"].flags
+    early_ed = np.stack([big, small, mid, mid])
+    _, _, v, _, _, _ = measure([early_ed], "cine", SPACING, flags=["phases_cut"])
+    assert v["LV"]["EDV_ml"].status == "ok" and "ed_at_cut" not in v["LV"]["EDV_ml"].flags
+    _, _, v, _, _, _ = measure([late_ed], "cine", SPACING)  # nothing cut: the last phase is as good as any
+    assert v["LV"]["EDV_ml"].status == "ok"
+
+
 def test_status_rules_coverage_gap_and_implausible_ef():
     ed = _ring_volume(r_cav=(12, 12, 12, 12, 12, 12, 12, 12))  # both ends large: no apex in the stack
     v = fm.ventricle_values(ed, ed, SPACING, "LV", 0, 0)

@@ -122,6 +122,81 @@ def test_a_slice_acquired_twice_keeps_the_later_series_in_the_stack(tmp_path, si
     assert "slice 6 of 12 was acquired twice" in progress_log.text
 
 
+
+def _drop_files(study, series_number: int, keep_phases: int | None = None) -> None:
+    """Remove the files of one per-slice series (all, or those after its first ``keep_phases`` phases)."""
+    import pydicom
+
+    files = sorted((float(pydicom.dcmread(f, stop_before_pixels=True).TriggerTime), f) for f in study.glob("*.dcm")
+                   if pydicom.dcmread(f, stop_before_pixels=True).SeriesNumber == series_number)
+    for _, f in files[keep_phases or 0:]:
+        f.unlink()
+
+
+@pytest.mark.data
+def test_a_slice_with_fewer_phases_joins_its_stack(tmp_path, siemens_like, progress_log):
+    """A prospectively triggered cine stored one series per slice has fewer phases on a slice whose breath-hold had
+    shorter heartbeats. Such a slice (18 phases, the others 20) was split off: the stack had a gap there, its LV EDV
+    came out 172 ml instead of 196 ml and was reported ok, and `detect` refused the folder as 12 series. It now joins
+    the stack, which keeps the first 18 phases of every slice, and a note says so; a slice with too few phases
+    (10 of 20) still stays out."""
+    import logging
+    import shutil
+
+    study = tmp_path / "study"
+    shutil.copytree(siemens_like, study)
+    _drop_files(study, 1005, keep_phases=18)
+    r = route_study(study)
+    assert [(s.label, s.n_slices, s.n_phases, s.analyses) for s in r.series] == [
+        ("#1000-1011 'cine_sax'", 12, 18, ["sax", "function"])]
+    text = ("slice 6 of 12 has 18 phases, the others 20 (shorter heartbeats in its breath-hold, as prospective "
+            "triggering records): the stack keeps the first 18 phases of every slice, leaving out up to 2 "
+            "late-diastolic phases of the others")
+    assert f"#1000-1011 'cine_sax': {text}" in r.notes
+    stack, plain = r.series[0].load(), load_series(siemens_like)
+    np.testing.assert_array_equal(stack.pixels, plain.pixels[:18])
+    assert stack.metadata["phases_cut"] == {"n_phases": 18, "phases_per_slice": [20] * 5 + [18] + [20] * 6}
+    assert stack.metadata["completeness"]["problems"] == []  # cut on purpose: not 'phases missing'
+    progress_log.set_level(logging.INFO)
+    detected = load_series(study)  # what `detect` and `function` read from the folder
+    np.testing.assert_array_equal(detected.pixels, stack.pixels)
+    assert text in progress_log.text
+    _drop_files(study, 1005, keep_phases=10)  # half the phases: not the same acquisition's timing
+    assert [(s.label, s.n_slices) for s in route_study(study).series] == [
+        ("#1000-1011 'cine_sax'", 11), ("#1005 'cine_sax'", 1)]
+
+
+@pytest.mark.data
+def test_function_on_a_stack_with_a_missing_slice_is_never_plain(tmp_path, siemens_like, capsys):
+    """A per-slice stack with one slice position missing (its files lost): `study` measured LV/RV volumes on the
+    stack with the gap and reported them ok (EDV 172 ml for 196 ml), and `function` measured it without a word.
+    `function` now refuses an incomplete cine unless --allow-incomplete, and then, as in `study`, every value is
+    review, saying the slice positions are missing."""
+    import shutil
+
+    from CardiacLandmarksLib.cli import main as cli_main
+
+    study = tmp_path / "study"
+    shutil.copytree(siemens_like, study)
+    _drop_files(study, 1005)
+    capsys.readouterr()
+    assert cli_main(["function", str(study), "-o", str(tmp_path / "f1"), "--no-tta"]) == 1
+    err = capsys.readouterr().err
+    assert "incomplete series: 1 slice position(s) missing between slices 4 and 5" in err
+    assert "--allow-incomplete" in err and "Traceback" not in err and not (tmp_path / "f1").exists()
+    assert cli_main(["function", str(study), "-o", str(tmp_path / "f2"), "--no-tta", "--allow-incomplete"]) == 0
+    doc = json.loads((tmp_path / "f2" / "function.json").read_text(encoding="utf-8"))
+    for ventricle in ("LV", "RV"):
+        for name in ("EDV_ml", "ESV_ml", "EF_pct"):
+            v = doc[ventricle]
+            assert v["status"][name] == "review" and "slices_missing" in v["flags"][name], (ventricle, name)
+    out = tmp_path / "s"
+    res = analyse_study(study, out, tta=False)
+    key = {k.name: k for k in res.key_values()}
+    assert key["LV EDV"].status == "review"
+    assert "slice positions missing" in key["LV EDV"].check_text()
+
+
 @pytest.mark.data
 def test_a_result_folder_inside_the_study_is_not_read_as_part_of_it(tmp_path, sunnybrook_dicom):
     """`study S -o S/results` run again: the scan read the first run's files as part of the study ('34 non-DICOM

@@ -36,6 +36,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--height", type=float, default=None, help="height in cm (with --weight: indexed values, Mosteller BSA)")
     p.add_argument("--weight", type=float, default=None, help="weight in kg (with --height)")
     p.add_argument("--series-uid", default=None, help="SeriesInstanceUID to pick when a DICOM folder mixes series")
+    p.add_argument("--allow-incomplete", action="store_true",
+                   help="measure a DICOM cine with missing slice positions or phases (every value then 'review')")
     p.add_argument("--time-axis", default="auto", choices=("auto", "none", "first", "last"),
                    help="how a 3-D image file is read: 'none' = a slice stack, 'first'/'last' = time on that axis "
                         "(default: auto)")
@@ -66,7 +68,7 @@ def cmd_function(args: argparse.Namespace) -> int:
     outdir = prepare_output_dir(args.output, inputs=in_paths, hold="function")  # a bad output folder fails before any work
     opts = FunctionOptions(ed_phase=args.ed_phase, es_phase=args.es_phase, height_cm=args.height,
                            weight_kg=args.weight, device=args.device, tta=not args.no_tta, clean=not args.no_clean,
-                           basal_rule=args.basal_rule)
+                           basal_rule=args.basal_rule, allow_incomplete=args.allow_incomplete)
     if args.input is not None:
         inputs = load_series(args.input, series_uid=args.series_uid, time_axis=args.time_axis)
     else:

@@ -37,9 +37,14 @@ largest slice area, neither end looks like an apex and the stack may not cover t
   ``model_not_validated`` (the
   caller says the model's accuracy on this kind of input is unknown, e.g. not a cine SAX),
   ``placeholder_spacing`` (1 mm voxels with a placeholder affine: the real voxel size is probably lost,
-  :func:`CardiacLandmarksLib.io.checks.placeholder_spacing_warning`),
+  :func:`CardiacLandmarksLib.io.checks.placeholder_spacing_warning`), ``slices_missing`` / ``phases_missing`` (a
+  DICOM cine whose grid misses slice positions or phases, analysed with ``allow_incomplete``:
+  :func:`CardiacLandmarksLib.io.dicom.grid_completeness`),
+  ``ed_at_cut`` (a per-slice stack whose slices had different numbers of phases keeps the first phases all have,
+  ``phases_cut``; ED then chosen on one of its last two phases may lie among the phases left out),
   ``phase_override``, ``no_height_weight``, ``edited`` (numbers recomputed from a user-edited
-  segmentation: the model's uncertainty flags are then dropped) and ``*_on_end_slice`` are information only.
+  segmentation: the model's uncertainty flags are then dropped), ``phases_cut`` and ``*_on_end_slice`` are
+  information only.
 """
 
 from __future__ import annotations
@@ -61,7 +66,7 @@ EF_PLAUSIBLE_PCT = (5.0, 90.0)
 #: an end slice holding at least this share of the largest slice area counts as "not an apex"
 END_SLICE_FRACTION = 0.25
 #: flags that do not lower a value's status (besides any ``*_on_end_slice``)
-INFO_FLAGS = {"phase_override", "no_height_weight", "edited"}
+INFO_FLAGS = {"phase_override", "no_height_weight", "edited", "phases_cut"}
 #: what a reader should look at for each flag that makes a value ``review`` (:meth:`Value.check_text`)
 FLAG_WORDS = {
     "lv_segmentation_uncertain": "LV cavity contours (uncertain segmentation)",
@@ -74,6 +79,10 @@ FLAG_WORDS = {
     "ef_implausible": f"EF outside {EF_PLAUSIBLE_PCT[0]:g}-{EF_PLAUSIBLE_PCT[1]:g} %",
     "model_not_validated": "the model is not validated on this kind of series",
     "placeholder_spacing": "voxel size (1 mm placeholder: the real size is probably lost)",
+    "slices_missing": "input stack (slice positions missing: the volumes and mass lack them)",
+    "phases_missing": "input cine (phases missing: the true ED or ES may be among them)",
+    "ed_at_cut": ("ED (on the last phases kept: the stack was cut to its shortest slice's phases, and the true ED "
+                  "may be among those left out)"),
 }
 
 
@@ -318,7 +327,8 @@ def ventricle_values(ed: np.ndarray, es: np.ndarray, spacing: tuple[float, float
         bsa: body-surface area m^2 or None.
         extra_flags: flags added to every value (e.g. ``model_not_validated``).
         ed_flags, es_flags: segmentation flags of the ED / ES volume (e.g. ``lv_segmentation_uncertain``,
-            ``myo_segmentation_uncertain``); each value takes those of the structures it is made from.
+            ``myo_segmentation_uncertain``); each value takes those of the structures it is made from, and every
+            value from ED takes ED's ``ed_at_cut``.
 
     Returns:
         ``{name: Value}`` with names EDV_ml, ESV_ml, SV_ml, EF_pct[, mass_g], and EDV_index_ml_m2,
@@ -337,7 +347,7 @@ def ventricle_values(ed: np.ndarray, es: np.ndarray, spacing: tuple[float, float
     edv = float((ed == cav).sum()) * vox
     esv = float((es == cav).sum()) * vox
     own = f"{pre}_segmentation_uncertain"
-    f_ed = coverage_flags(ed, cav, pre) + extra + [f for f in (ed_flags or []) if f == own]
+    f_ed = coverage_flags(ed, cav, pre) + extra + [f for f in (ed_flags or []) if f in (own, "ed_at_cut")]
     f_es = coverage_flags(es, cav, pre) + extra + [f for f in (es_flags or []) if f == own]
     edv_v = edv if edv > 0 else None
     esv_v = esv if edv > 0 else None  # an ESV without an EDV means nothing: the structure is missing

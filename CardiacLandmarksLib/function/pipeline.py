@@ -36,7 +36,12 @@ from CardiacLandmarksLib.function.segmentation import (
     segment_series,
     uncertain_share,
 )
-from CardiacLandmarksLib.io.checks import check_image_content, check_spacing, placeholder_spacing_warning
+from CardiacLandmarksLib.io.checks import (
+    check_completeness,
+    check_image_content,
+    check_spacing,
+    placeholder_spacing_warning,
+)
 from CardiacLandmarksLib.io.load import load_series
 
 logger = logging.getLogger(__name__)
@@ -60,6 +65,8 @@ class FunctionOptions:
             ACDC validation patients, see the function note).
         model_name: bundled model name (default :func:`function_model_name`: ``sax_unet_function``).
         models_dir: folder of the bundled models (default the project's).
+        allow_incomplete: measure a DICOM cine whose grid misses slice positions or phases (every value is then
+            ``review``, flagged ``slices_missing`` / ``phases_missing``); default: IncompleteSeriesError.
     """
 
     ed_phase: int | None = None
@@ -72,6 +79,7 @@ class FunctionOptions:
     basal_rule: bool = False
     model_name: str | None = None
     models_dir: Path | None = None
+    allow_incomplete: bool = False
 
 
 @dataclass
@@ -165,10 +173,15 @@ def _as_series(x) -> CMRSeries:
     return x if isinstance(x, CMRSeries) else load_series(x)
 
 
-def check_inputs(series: list[CMRSeries]) -> list[str]:
+def check_inputs(series: list[CMRSeries], allow_incomplete: bool = False) -> list[str]:
     """Check inputs before segmentation; returns input-level flags.
 
+    A DICOM cine whose grid misses slice positions (a slice left out of the stack: every volume lacks its part) or
+    phases (:func:`CardiacLandmarksLib.io.checks.check_completeness`) is refused, or with ``allow_incomplete``
+    measured with the flag ``slices_missing`` / ``phases_missing`` (logged as a warning).
+
     Raises:
+        IncompleteSeriesError: slice positions or phases missing and not ``allow_incomplete``.
         WrongViewError: a series known to be a long-axis view.
         FunctionInputError: a single 3-D volume given as a cine; ED and ES on different grids, holding one image, or
             with more than one phase; fewer than 2 slices.
@@ -191,6 +204,15 @@ def check_inputs(series: list[CMRSeries]) -> list[str]:
             flags.append("model_not_validated")
         if placeholder_spacing_warning(s):
             flags.append("placeholder_spacing")
+        if (s.metadata or {}).get("phases_cut"):
+            flags.append("phases_cut")
+        for text in check_completeness(s, allow_incomplete):
+            logger.warning("%s", text)
+            grid = (s.metadata or {}).get("completeness", {})
+            if grid.get("missing_slice_positions_mm"):
+                flags.append("slices_missing")
+            if grid.get("phases_missing", not grid.get("missing_slice_positions_mm")):
+                flags.append("phases_missing")
     if len(series) == 1:
         if series[0].n_phases < 2:
             raise fm.FunctionInputError(f"{series[0].source or 'input'} is a single 3-D volume, not a cine: give "
@@ -238,14 +260,17 @@ def measure(labels: list[np.ndarray], mode: str, spacing, ed_phase: int | None =
     if mode == "cine":
         curve = fm.volume_curve_ml(labels[0], spacing)
         ed, es = fm.choose_ed_es(curve["LV cavity"], ed_phase, es_phase)
+        ed_at_cut = "phases_cut" in flags and ed_phase is None and ed >= len(curve["LV cavity"]) - 2
         ed_lab, es_lab = labels[0][ed], labels[0][es]
         ed_conf, es_conf = (confidence[0][ed], confidence[0][es]) if confidence is not None else (None, None)
     else:
-        ed, es = 0, 0
+        ed, es, ed_at_cut = 0, 0, False
         ed_lab, es_lab = labels[0][0], labels[1][0]
         ed_conf, es_conf = (confidence[0][0], confidence[1][0]) if confidence is not None else (None, None)
     extra = [f for f in flags if f not in fm.INFO_FLAGS]
     ed_flags, ed_shares = segmentation_flags(ed_lab, ed_conf)
+    if ed_at_cut:  # the values from ED: the true ED may be a phase the stack left out
+        ed_flags.append("ed_at_cut")
     es_flags, es_shares = segmentation_flags(es_lab, es_conf)
     values = {v: fm.ventricle_values(ed_lab, es_lab, spacing, v, ed, es, bsa, extra, ed_flags, es_flags)
               for v in ("LV", "RV")}
@@ -303,7 +328,7 @@ def analyse_function(inputs, options: FunctionOptions | None = None,
     else:
         series = [_as_series(inputs)]
         mode = "cine"
-    flags = check_inputs(series)
+    flags = check_inputs(series, opts.allow_incomplete)
     if mode == "cine":
         fm.choose_ed_es(np.zeros(series[0].n_phases), opts.ed_phase, opts.es_phase)  # range check, before the network
         if opts.ed_phase is not None or opts.es_phase is not None:

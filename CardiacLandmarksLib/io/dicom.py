@@ -359,7 +359,8 @@ def grid_completeness(slice_heights: np.ndarray, trigger_times: np.ndarray | Non
         nominal_interval_ms: R-R interval or None. cardiac_images: the tag's value or None.
 
     Returns:
-        ``{"problems": [str, ...], "missing_slice_positions_mm": [...], "n_phases_expected": int | None}``.
+        ``{"problems": [str, ...], "missing_slice_positions_mm": [...], "n_phases_expected": int | None,
+        "phases_missing": bool}`` (``phases_missing``: a phase rule found something).
     """
     problems: list[str] = []
     missing_pos: list[float] = []
@@ -374,6 +375,7 @@ def grid_completeness(slice_heights: np.ndarray, trigger_times: np.ndarray | Non
                 missing_pos += pos
                 problems.append(f"{max(n_miss, 1)} slice position(s) missing between slices {k} and {k + 1} "
                                 f"({g:.1f} mm gap, usual {med:.1f} mm; near {', '.join(f'{p:.1f}' for p in pos)} mm)")
+    slice_problems = list(problems)
     expected = None
     t = None if trigger_times is None else np.asarray(trigger_times, float)
     is_cine = t is not None and t.size >= 3 and bool(np.all(np.diff(t) > 0))
@@ -392,7 +394,8 @@ def grid_completeness(slice_heights: np.ndarray, trigger_times: np.ndarray | Non
             expected = int(round(nominal_interval_ms / med))
             problems.append(f"{n_t} phases of {med:.0f} ms cover {n_t * med:.0f} ms of the {nominal_interval_ms:.0f} ms "
                             f"R-R interval (NominalInterval): about {expected - n_t} phases missing")
-    return {"problems": problems, "missing_slice_positions_mm": missing_pos, "n_phases_expected": expected}
+    return {"problems": problems, "missing_slice_positions_mm": missing_pos, "n_phases_expected": expected,
+            "phases_missing": len(problems) > len(slice_problems)}
 
 
 def _scan_paths(paths) -> _Scan:
@@ -799,7 +802,12 @@ def _load_from_scan(scan: _Scan, where: str, series_uid: str | None) -> CMRSerie
 # --------------------------------------------------------------------------- grid + pixels
 
 
-def _assemble(objects: list[_Object], where: str) -> CMRSeries:
+def _assemble(objects: list[_Object], where: str, common_phases: bool = False) -> CMRSeries:
+    """One :class:`CMRSeries` from the frames of ``objects`` (slices along the normal, phases by TriggerTime).
+
+    ``common_phases``: slices with different numbers of phases (a per-slice stack of a prospectively triggered cine,
+    :func:`.dicom_study.slice_stacks`) keep the first ``min`` phases each (``metadata["phases_cut"]``); otherwise
+    they are an :class:`IncompleteSeriesError`."""
     frames: list[_Frame] = []
     seen: set[tuple[str, int | None]] = set()
     for o in objects:
@@ -863,12 +871,12 @@ def _assemble(objects: list[_Object], where: str) -> CMRSeries:
         else:
             slices.append([int(idx)])
     counts = [len(s) for s in slices]
-    if len(set(counts)) != 1:
+    if len(set(counts)) != 1 and not common_phases:
         desc = ", ".join(f"{heights[s[0]]:.2f} mm: {len(s)}" for s in slices)
         raise IncompleteSeriesError(
             f"the series in {where} is incomplete: slices have different numbers of phases ({desc})"
         )
-    n_t, n_k = counts[0], len(slices)
+    n_t, n_k = min(counts), len(slices)
 
     # phases: TriggerTime, then InstanceNumber, then AcquisitionTime
     use_trigger = all(fr.trigger_time is not None for fr in frames)
@@ -885,7 +893,7 @@ def _assemble(objects: list[_Object], where: str) -> CMRSeries:
             fr.frame or 0,
         )
 
-    grid = [sorted(s, key=phase_key) for s in slices]  # [k][t] -> frame index
+    grid = [sorted(s, key=phase_key)[:n_t] for s in slices]  # [k][t] -> frame index (the first n_t phases)
     if not use_trigger:
         logger.info("%s: TriggerTime missing on some images; phases ordered by InstanceNumber/AcquisitionTime", where)
 
@@ -908,8 +916,9 @@ def _assemble(objects: list[_Object], where: str) -> CMRSeries:
         trig_grid = np.array([[frames[i].trigger_time for i in g] for g in grid])  # [k, t]
         trigger_times = trig_grid.mean(axis=0)
 
+    cut = len(set(counts)) > 1  # the header's phase count is the longer slices': the stack keeps fewer on purpose
     completeness = grid_completeness(slice_origins @ normal, trigger_times, obj0.header.get("nominal_interval"),
-                                     obj0.header.get("cardiac_number_of_images"))
+                                     None if cut else obj0.header.get("cardiac_number_of_images"))
     for problem in completeness["problems"]:
         logger.warning("%s: incomplete series: %s", where, problem)
     meta = {
@@ -927,6 +936,7 @@ def _assemble(objects: list[_Object], where: str) -> CMRSeries:
         "sop_instance_uids": [[frames[grid[k][t]].sop_uid for k in range(n_k)] for t in range(n_t)],
         "trigger_times_per_slice": trig_grid.tolist() if trig_grid is not None else None,
         "phase_order": "TriggerTime" if use_trigger else ("InstanceNumber" if use_instance else "AcquisitionTime"),
+        **({"phases_cut": {"n_phases": n_t, "phases_per_slice": counts}} if cut else {}),
     }
     series = CMRSeries(
         pixels=pixels,

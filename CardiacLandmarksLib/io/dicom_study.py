@@ -15,8 +15,11 @@ image series of **one slice** each, with
 * the same ImageOrientationPatient (within 1e-3), Rows x Columns and PixelSpacing,
 * the same StudyInstanceUID (not necessarily the same FrameOfReferenceUID: slices of
   separate breath-holds may carry different ones, as in the Sunnybrook GE cine),
-* the same number of phases, and not first-pass perfusion (whose slices are separate
-  heartbeats, not one stack),
+* the same number of phases, or the same phase interval (within 10 %) with at least 70 % of the others' phases
+  (:data:`MIN_PHASE_SHARE`): a prospectively triggered cine records fewer phases on a slice whose breath-hold had
+  shorter heartbeats; the stack then keeps the first phases all slices have (the others' last, late-diastolic
+  phases are left out, and :func:`fewer_phases_text` says so), and not first-pass perfusion (whose slices are
+  separate heartbeats, not one stack),
 * the same SeriesDescription once digits are removed ("sa_1", "sa_2" ... or all "cine_sax"),
 * distinct positions along the common normal (no two within 0.05 mm); a position acquired twice (a slice
   re-acquired after a failed breath-hold, the same protocol run again) keeps its later series (the higher
@@ -44,6 +47,8 @@ from CardiacLandmarksLib.io import dicom as io_dicom
 logger = logging.getLogger(__name__)
 
 MIN_STACK_SLICES = 3
+#: a slice with fewer phases joins a per-slice stack when it has at least this share of the others' phases
+MIN_PHASE_SHARE = 0.7
 _IOP_TOL = 1e-3
 _POS_TOL_MM = 0.05
 
@@ -273,10 +278,13 @@ class SliceStack:
         uids: SeriesInstanceUIDs ordered along the common normal, one per slice position.
         replaced: ``(earlier, later)`` SeriesInstanceUID pairs of a position acquired twice: ``later`` (the higher
             SeriesNumber) is in :attr:`uids`, ``earlier`` is not used.
+        phases_per_slice: see below (None: every slice has the same number).
     """
 
     uids: list[str]
     replaced: list[tuple[str, str]] = field(default_factory=list)
+    #: phases per slice (in :attr:`uids` order) when they differ; the stack keeps the first ``min`` of each
+    phases_per_slice: list[int] | None = None
 
 
 def slice_stacks(headers: list[SeriesHeader]) -> list[SliceStack]:
@@ -299,7 +307,8 @@ def slice_stacks(headers: list[SeriesHeader]) -> list[SliceStack]:
                     and h.pixel_spacing is not None and r.pixel_spacing is not None
                     and np.allclose(h.pixel_spacing, r.pixel_spacing, atol=1e-4)
                     and h.study_uid == r.study_uid
-                    and h.n_phases == r.n_phases and _description_stem(h.description) == _description_stem(r.description)):
+                    and _same_cine_timing(h, r)
+                    and _description_stem(h.description) == _description_stem(r.description)):
                 g.append(h)
                 break
         else:
@@ -324,8 +333,47 @@ def slice_stacks(headers: list[SeriesHeader]) -> list[SliceStack]:
             replaced.append((earlier.series_uid, later.series_uid))
         if len(kept) < MIN_STACK_SLICES:
             continue
-        out.append(SliceStack([h.series_uid for _, h in kept], replaced))
+        counts = [h.n_phases for _, h in kept]
+        out.append(SliceStack([h.series_uid for _, h in kept], replaced,
+                              counts if len(set(counts)) > 1 else None))
     return out
+
+
+def _phase_interval_ms(h: SeriesHeader) -> float | None:
+    """Mean TriggerTime step of a single-slice cine (ms), None without trigger times."""
+    if h.trigger_span_ms is None or not h.n_phases or h.n_phases < 2:
+        return None
+    return h.trigger_span_ms / (h.n_phases - 1)
+
+
+def _same_cine_timing(h: SeriesHeader, r: SeriesHeader) -> bool:
+    """Two single-slice cines that can be slices of one stack: the same number of phases, or the same phase interval
+    (within 10 %, at least 2 ms) with the shorter holding at least :data:`MIN_PHASE_SHARE` of the longer's phases."""
+    if h.n_phases == r.n_phases:
+        return True
+    dh, dr = _phase_interval_ms(h), _phase_interval_ms(r)
+    if dh is None or dr is None:
+        return False
+    return (abs(dh - dr) <= max(0.1 * max(dh, dr), 2.0)
+            and min(h.n_phases, r.n_phases) >= MIN_PHASE_SHARE * max(h.n_phases, r.n_phases))
+
+
+def fewer_phases_text(stack: SliceStack) -> str:
+    """What a stack whose slices have different numbers of phases says: which slices have fewer, and what the stack
+    keeps (``""`` when every slice has the same number)."""
+    counts = stack.phases_per_slice
+    if not counts:
+        return ""
+    most, least = max(counts), min(counts)
+    short = [k for k, n in enumerate(counts) if n < most]
+    if len(short) == 1:
+        which = f"slice {short[0] + 1} of {len(counts)} has {counts[short[0]]} phases"
+    else:
+        which = (f"slices {', '.join(str(k + 1) for k in short)} of {len(counts)} have "
+                 f"{', '.join(str(counts[k]) for k in short)} phases")
+    return (f"{which}, the others {most} (shorter heartbeats in its breath-hold, as prospective triggering records): "
+            f"the stack keeps the first {least} phases of every slice, leaving out up to {most - least} "
+            "late-diastolic phases of the others")
 
 
 def single_stack(scan, where: str = "") -> list[str] | None:
@@ -340,6 +388,8 @@ def single_stack(scan, where: str = "") -> list[str] | None:
         for earlier, later in stacks[0].replaced:
             logging.getLogger("CardiacLandmarksLib.progress").info(
                 "note: %s", repeated_slice_text(stacks[0], by_uid[earlier], by_uid[later]))
+        if stacks[0].phases_per_slice:
+            logging.getLogger("CardiacLandmarksLib.progress").info("note: %s", fewer_phases_text(stacks[0]))
         return stacks[0].uids
     return None
 
@@ -378,7 +428,7 @@ def load_series_group(scan, series_uids: list[str], where: str) -> CMRSeries:
             if damaged:
                 p, reason, _ = damaged[0]
                 raise CorruptFileError(f"{p.name}: {reason}: {p}")
-            series = io_dicom._assemble(chosen, where)
+            series = io_dicom._assemble(chosen, where, common_phases=True)  # grouped by slice_stacks' timing rule
             series.metadata["assembled_from"] = len(uids)
             logger.info("%s: %d single-slice series assembled into one %d-slice stack", where, len(uids),
                         series.n_slices)

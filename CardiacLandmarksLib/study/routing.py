@@ -421,11 +421,17 @@ def _dicom_entries(folder: Path, recursive: bool, notes: list[str]) -> list[Rout
         h0 = hs[0]
         nums = [h.series_number for h in hs if h.series_number is not None]
         label = f"#{min(nums)}-{max(nums)} '{h0.description}'" if nums else f"'{h0.description}' x{len(hs)}"
+        n_phases = min(st.phases_per_slice) if st.phases_per_slice else (h0.n_phases or 0)
         e = RoutedSeries(key=f"s{min(nums)}" if nums else "stack", label=label,
-                         source=f"{len(hs)} series (one per slice)", n_slices=len(hs), n_phases=h0.n_phases or 0,
+                         source=f"{len(hs)} series (one per slice)", n_slices=len(hs), n_phases=n_phases,
                          normal=h0.normal, patient_id=h0.patient_id, study_date=h0.study_date)
         e.evidence.append(f"{len(hs)} single-slice series with one orientation, parallel planes, "
-                          f"{h0.n_phases} phases each: assembled into one stack")
+                          f"{h0.n_phases if not st.phases_per_slice else n_phases} phases each: assembled into one "
+                          "stack")
+        if st.phases_per_slice:
+            text = io_dicom_study.fewer_phases_text(st)
+            e.evidence.append(text)
+            notes.append(f"{label}: {text}")
         for earlier, later in st.replaced:
             text = io_dicom_study.repeated_slice_text(st, by_uid[earlier], by_uid[later])
             e.evidence.append(text)

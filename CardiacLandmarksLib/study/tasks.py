@@ -338,8 +338,8 @@ def run_function(series: CMRSeries, models: Models, outdir: Path, root: Path, ke
     subject = subject or {}
     # a cohort row with a height and no weight: volumes and mass, not indexed, with a note
     height, weight, one_only = indexing_pair(subject.get("height_cm"), subject.get("weight_kg"))
-    opts = FunctionOptions(height_cm=height, weight_kg=weight,
-                           device=models.device, tta=models.tta)
+    opts = FunctionOptions(height_cm=height, weight_kg=weight,  # incomplete: measured, every value review
+                           device=models.device, tta=models.tta, allow_incomplete=True)
     if series.metadata.get("phase_labels") == ["ED", "ES"] and series.n_phases == 2:
         vols = []
         for t in (0, 1):
