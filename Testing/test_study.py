@@ -197,6 +197,92 @@ def test_function_on_a_stack_with_a_missing_slice_is_never_plain(tmp_path, sieme
     assert "slice positions missing" in key["LV EDV"].check_text()
 
 
+
+def _short_slice_copy(src, dst, keep_phases: int):
+    """A copy of the Sunnybrook cine (one series of 12 slices x 20 phases) whose sixth slice keeps only its first
+    ``keep_phases`` phases (files lost in a transfer, or fewer phases recorded in that breath-hold)."""
+    import shutil
+    import warnings
+
+    import pydicom
+
+    shutil.copytree(src, dst)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        heads = [(pydicom.dcmread(f, stop_before_pixels=True), f) for f in sorted(dst.glob("*.dcm"))]
+    sixth = sorted({round(float(ds.SliceLocation), 1) for ds, _ in heads})[5]
+    for _, f in sorted((float(ds.TriggerTime), f) for ds, f in heads
+                       if round(float(ds.SliceLocation), 1) == sixth)[keep_phases:]:
+        f.unlink()
+    return dst
+
+
+@pytest.mark.data
+def test_a_series_with_a_slice_short_of_phases(tmp_path, sunnybrook_dicom, capsys):
+    """One series whose sixth slice has 18 phases and the others 20 was refused by every command, also with
+    --allow-incomplete, and ended `study` (all its other series too) in that error. It is now an incomplete series
+    like any other: refused by name unless --allow-incomplete, then read with the first 18 phases of every slice and
+    every function value review."""
+    from CardiacLandmarksLib.cli import main as cli_main
+    from CardiacLandmarksLib.core.errors import IncompleteSeriesError
+    from CardiacLandmarksLib.io.checks import check_series
+
+    cine = _short_slice_copy(sunnybrook_dicom, tmp_path / "cine", 18)
+    capsys.readouterr()
+    assert cli_main(["detect", str(cine), "-o", str(tmp_path / "d"), "--no-progress"]) == 1
+    err = capsys.readouterr().err
+    assert ("incomplete series: slice at -98.9 mm has 18 phases, the others 20: the first 18 phases of every slice "
+            "are used (use --allow-incomplete") in err
+    series, plain = load_series(cine), load_series(sunnybrook_dicom)
+    np.testing.assert_array_equal(series.pixels, plain.pixels[:18])
+    with pytest.raises(IncompleteSeriesError):
+        check_series(series, "sax")
+    assert check_series(series, "sax", allow_incomplete=True)
+    r = route_study(cine)
+    assert [(s.n_slices, s.n_phases, s.analyses) for s in r.series] == [(12, 18, ["sax", "function"])]
+    assert cli_main(["function", str(cine), "-o", str(tmp_path / "f"), "--no-tta", "--allow-incomplete"]) == 0
+    doc = json.loads((tmp_path / "f" / "function.json").read_text(encoding="utf-8"))
+    assert all(doc[v]["status"][n] == "review" and "phases_missing" in doc[v]["flags"][n]
+               for v in ("LV", "RV") for n in ("EDV_ml", "ESV_ml", "EF_pct"))
+
+
+@pytest.mark.data
+def test_a_series_the_loader_refuses_does_not_stop_the_study(tmp_path, sunnybrook_dicom, data_root):
+    """A SAX cine whose sixth slice has only 10 of 20 phases (not one acquisition's slices: still refused by the
+    loader) ended the whole study in its IncompleteSeriesError when routing loaded it to tell its view, so the
+    study's perfusion series was not analysed either. That series is now listed as unreadable, naming the error, the
+    study is review for it, and the rest is analysed."""
+    study = tmp_path / "study"
+    _short_slice_copy(sunnybrook_dicom, study / "cine", 10)
+    sm._link_tree(data_root / "perfusion" / "ge_dicom", study / "perfusion")
+    r = route_study(study)
+    cine = next(s for s in r.series if s.key == "s300")
+    assert cine.reason.startswith("unreadable: IncompleteSeriesError: the series in ") and cine.analyses == []
+    assert "different numbers of phases" in cine.reason and "-98.90 mm: 10" in cine.reason
+    assert any(u.startswith("#300 ") and "unreadable: IncompleteSeriesError" in u for u in r.unread)
+    res = analyse_study(study, tmp_path / "out", tta=False)
+    assert [(o.task, o.ok) for o in res.outcomes] == [("perfusion", True)]
+    assert res.status == "review" and any("IncompleteSeriesError" in e for e in res.errors)
+
+    # a reference stack whose pixels fail to decode only when loaded (its headers read well): its landmark and
+    # function analyses fail by name, and the perfusion series is still analysed (the function's header read for
+    # height and weight stopped the study)
+    from CardiacLandmarksLib.core.errors import CorruptFileError
+
+    whole = tmp_path / "whole"
+    sm.sunnybrook_perfusion_study(data_root, whole)
+    r = route_study(whole)
+    ref = r.sax_reference
+
+    def undecodable():
+        raise CorruptFileError("cannot decode the pixel data of 221.dcm")
+
+    ref._load = undecodable
+    res = analyse_study(whole, tmp_path / "out2", tta=False, routing=r)
+    assert [(o.task, o.ok) for o in res.outcomes] == [("sax", False), ("function", False), ("perfusion", True)]
+    assert all("CorruptFileError: cannot decode" in o.error for o in res.outcomes[:2])
+
+
 @pytest.mark.data
 def test_a_result_folder_inside_the_study_is_not_read_as_part_of_it(tmp_path, sunnybrook_dicom):
     """`study S -o S/results` run again: the scan read the first run's files as part of the study ('34 non-DICOM

@@ -68,6 +68,9 @@ from CardiacLandmarksLib.io.common import finalize_series, guess_sequence, guess
 logger = logging.getLogger(__name__)
 
 _POSITION_TOL_MM = 0.05
+#: slices of one stack with different numbers of phases are read (the first phases all have) when the fewest are at
+#: least this share of the most; below, they are not one acquisition's slices
+MIN_PHASE_SHARE = 0.7
 _DEFER_BYTES = 16384  # values larger than this (pixel data) are not read during the header scan
 _MR_SOP_CLASSES = {"1.2.840.10008.5.1.4.1.1.4", "1.2.840.10008.5.1.4.1.1.4.1"}
 _PIXEL_TAGS = ("PixelData", "FloatPixelData", "DoubleFloatPixelData")
@@ -871,11 +874,18 @@ def _assemble(objects: list[_Object], where: str, common_phases: bool = False) -
         else:
             slices.append([int(idx)])
     counts = [len(s) for s in slices]
+    uneven = []  # a slice of one series with fewer phases (files lost, or its breath-hold's shorter heartbeats)
     if len(set(counts)) != 1 and not common_phases:
         desc = ", ".join(f"{heights[s[0]]:.2f} mm: {len(s)}" for s in slices)
-        raise IncompleteSeriesError(
-            f"the series in {where} is incomplete: slices have different numbers of phases ({desc})"
-        )
+        if min(counts) < MIN_PHASE_SHARE * max(counts):
+            raise IncompleteSeriesError(
+                f"the series in {where} is incomplete: slices have different numbers of phases ({desc})"
+            )
+        short = [s for s in slices if len(s) < max(counts)]
+        at = ", ".join(f"{heights[s[0]]:.1f}" for s in short)
+        n = ", ".join(str(len(s)) for s in short)
+        uneven.append(f"slice{'s' if len(short) > 1 else ''} at {at} mm {'have' if len(short) > 1 else 'has'} {n} "
+                      f"phases, the others {max(counts)}: the first {min(counts)} phases of every slice are used")
     n_t, n_k = min(counts), len(slices)
 
     # phases: TriggerTime, then InstanceNumber, then AcquisitionTime
@@ -919,6 +929,9 @@ def _assemble(objects: list[_Object], where: str, common_phases: bool = False) -
     cut = len(set(counts)) > 1  # the header's phase count is the longer slices': the stack keeps fewer on purpose
     completeness = grid_completeness(slice_origins @ normal, trigger_times, obj0.header.get("nominal_interval"),
                                      None if cut else obj0.header.get("cardiac_number_of_images"))
+    if uneven:  # one series: phases missing on some slices, kept as a problem (check_completeness)
+        completeness["problems"] = uneven + completeness["problems"]
+        completeness["phases_missing"] = True
     for problem in completeness["problems"]:
         logger.warning("%s: incomplete series: %s", where, problem)
     meta = {
@@ -936,7 +949,7 @@ def _assemble(objects: list[_Object], where: str, common_phases: bool = False) -
         "sop_instance_uids": [[frames[grid[k][t]].sop_uid for k in range(n_k)] for t in range(n_t)],
         "trigger_times_per_slice": trig_grid.tolist() if trig_grid is not None else None,
         "phase_order": "TriggerTime" if use_trigger else ("InstanceNumber" if use_instance else "AcquisitionTime"),
-        **({"phases_cut": {"n_phases": n_t, "phases_per_slice": counts}} if cut else {}),
+        **({"phases_cut": {"n_phases": n_t, "phases_per_slice": counts}} if cut and not uneven else {}),
     }
     series = CMRSeries(
         pixels=pixels,

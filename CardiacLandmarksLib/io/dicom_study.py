@@ -48,7 +48,7 @@ logger = logging.getLogger(__name__)
 
 MIN_STACK_SLICES = 3
 #: a slice with fewer phases joins a per-slice stack when it has at least this share of the others' phases
-MIN_PHASE_SHARE = 0.7
+MIN_PHASE_SHARE = io_dicom.MIN_PHASE_SHARE
 _IOP_TOL = 1e-3
 _POS_TOL_MM = 0.05
 
@@ -68,7 +68,8 @@ class SeriesHeader:
         n_orientations: distinct orientations in the series (3 in a tri-plane localiser).
         heights_mm: sorted distinct slice positions along ``normal`` (mm).
         n_slices: ``len(heights_mm)`` (0 without geometry).
-        n_phases: frames per slice when every slice has the same count, else None.
+        n_phases: frames per slice when every slice has the same count (or the fewest when they differ by less
+            than :data:`.dicom.MIN_PHASE_SHARE`, as the loader reads them), else None.
         trigger_span_ms: max - min TriggerTime over the series (None when any frame lacks it).
         acquisition_span_s: max - min AcquisitionTime (None when absent).
         inversion_times: distinct InversionTime values (ms).
@@ -216,8 +217,8 @@ def _header(uid: str, objs: list, damaged: list[str]) -> SeriesHeader:
                 else:
                     heights.append(h)
                     counts.append(1)
-            if counts and len(set(counts)) == 1:
-                n_phases = counts[0]
+            if counts and (len(set(counts)) == 1 or min(counts) >= MIN_PHASE_SHARE * max(counts)):
+                n_phases = min(counts)  # slices with a few phases less: the loader uses the first phases all have
     trig = [fr.trigger_time for fr in frames]
     trig_span = float(max(trig) - min(trig)) if trig and all(t is not None for t in trig) else None
     acq = [fr.acq_time for fr in frames if fr.acq_time is not None]

@@ -21,6 +21,7 @@ writes its own usual files into ``<output>/<series key>_<task>/``.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections.abc import Callable
@@ -328,7 +329,8 @@ def analyse_study(
     for e in routing.to_analyse("function"):  # only routed when the function package is installed
         from CardiacLandmarksLib.function.measurements import subject_from_header
 
-        subject_from_header(result.subject, e.load(), e.label, result.notes)
+        with contextlib.suppress(CardiacLandmarksError):  # a series that cannot be loaded fails in run() by name
+            subject_from_header(result.subject, e.load(), e.label, result.notes)
         run("function", e, lambda e=e: tasks.run_function(e.load(), models, outdir / f"{e.key}_function", outdir,
                                                           e.key, result.subject))
     if sax_ref_out is not None:

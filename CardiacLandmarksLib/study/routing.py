@@ -676,7 +676,13 @@ def _decide_views(routing: StudyRouting) -> None:
             continue
         g = getattr(e, "_view_guess", None)
         if g is None:  # DICOM without a SAX stack: absolute orientation rule
-            s = e.load()
+            try:
+                s = e.load()
+            except CardiacLandmarksError as exc:  # one series the loader refuses must not stop the study
+                e.view, e.sequence, e._load = "-", "-", None
+                e.reason = f"unreadable: {type(exc).__name__}: {exc}"
+                routing.unread.append(f"{e.label}: {e.reason}")
+                continue
             g = recognise_view(s)
         e.view = g.view
         e.evidence.append(f"no SAX stack to compare with: {g.reason}")
