@@ -195,6 +195,10 @@ def test_function_on_a_stack_with_a_missing_slice_is_never_plain(tmp_path, sieme
     key = {k.name: k for k in res.key_values()}
     assert key["LV EDV"].status == "review"
     assert "slice positions missing" in key["LV EDV"].check_text()
+    # the RVI angle names its input doubt briefly ('input (review)' before) and the analysis keeps the text
+    assert key["RVI angle (mid, ED)"].check_text() == "check input (incomplete series)"
+    sax = next(o for o in res.outcomes if o.task == "sax")
+    assert any("incomplete series: 1 slice position(s) missing between slices 4 and 5" in n for n in sax.notes)
 
 
 

@@ -388,7 +388,8 @@ def test_header_default_voxel_size_is_a_named_warning(data_root, tmp_path, capsy
     out = capsys.readouterr().out
     # the console names the input warning on each value line and prints its text once, at the end
     assert out.count(text) == 1 and f"warning: {text}" in out
-    assert all(line.endswith("input (review)") for line in out.splitlines() if line.startswith("  slice "))
+    assert all(line.endswith("input (placeholder voxel size)") for line in out.splitlines()
+               if line.startswith("  slice "))
     assert text in (tmp_path / "out" / "measurements.csv").read_text()  # the CSV keeps it in full
     doc = json.loads((tmp_path / "out" / "landmarks.json").read_text())
     assert text in doc["warnings"]

@@ -201,7 +201,7 @@ def cmd_detect(args: argparse.Namespace) -> int:
 
 def _print_trust(measurements) -> None:
     """Per measurement name: how many values are ok / review / n/a, and the first few to check. A warning on the
-    input is named by its id on these lines (``input (review)``): its text follows once as ``warning: ...``; the
+    input is named briefly on these lines (``input (incomplete series)``): its text follows once as ``warning: ...``; the
     CSV's check column keeps it in full."""
     by_name: dict[str, list] = {}
     for m in measurements:

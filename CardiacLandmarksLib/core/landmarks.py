@@ -216,6 +216,21 @@ def measurement_status(value: float, sources=()) -> str:
 #: (:func:`CardiacLandmarksLib.io.checks.mark_input_warnings`); other sources of kind ``"input"`` belong to one
 #: measurement and are recomputed with it (the RV-side ``"orientation"`` source of an RVI angle)
 INPUT_SOURCE_ID = "input"
+#: short names of the input warnings (:mod:`CardiacLandmarksLib.io.checks`), found by a phrase of their text, for a
+#: line that names a value's doubt briefly (:meth:`Measurement.caveat` with ``inputs_by_id``)
+INPUT_WARNING_NAMES = (("incomplete series", "incomplete series"), ("forced by the user", "view forced"),
+                       ("with a placeholder affine", "placeholder voxel size"),
+                       ("between slices is the header's placeholder", "placeholder slice spacing"),
+                       ("mm as given", "pixel size as given"))
+
+
+def input_warning_names(note: str) -> str:
+    """``"incomplete series"``, ``"view forced, placeholder voxel size"`` ...: the short names of the input warnings in
+    an input source's note (warnings joined by ``"; "``), in their order; ``"warning"`` when none of
+    :data:`INPUT_WARNING_NAMES` is in it."""
+    text = note or ""
+    found = sorted((text.find(phrase), name) for phrase, name in INPUT_WARNING_NAMES if phrase in text)
+    return ", ".join(dict.fromkeys(name for _, name in found)) or "warning"
 
 
 def input_sources(measurements) -> list[Source]:
@@ -282,8 +297,8 @@ class Measurement:
 
         Each doubtful landmark is named once, with its least confident point (a shortening uses the
         ED and the ES points of the same landmarks). ``inputs_by_id``: a warning on the input (a source of
-        kind ``"input"``, e.g. a forced view) is named by its id alone (``"input (review)"``), for a screen
-        that prints the warning's text once elsewhere.
+        kind ``"input"``, e.g. a forced view) is named briefly (``"input (incomplete series)"``,
+        :func:`input_warning_names`), for a screen that prints the warning's text once elsewhere.
         """
         if self.status == "ok":
             return ""
@@ -295,8 +310,8 @@ class Measurement:
             old = worst.get(key)
             if old is None or (src.confidence or 0.0) < (old.confidence or 0.0):
                 worst[key] = src
-        doubtful = [f"{src.id} ({src.flag})" if inputs_by_id and src.kind == "input" else src.caveat()
-                    for src in worst.values()]
+        doubtful = [f"{src.id} ({input_warning_names(src.note)})" if inputs_by_id and src.kind == "input"
+                    else src.caveat() for src in worst.values()]
         if not doubtful:
             return "not measured" if self.status == "n/a" else "check"
         return ("n/a: " if self.status == "n/a" else "check ") + ", ".join(doubtful)

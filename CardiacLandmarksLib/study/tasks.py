@@ -258,6 +258,7 @@ def run_sax(series: CMRSeries, models: Models, outdir: Path, root: Path, key: st
     found = sum(lm.found for lm in lmset.landmarks)
     low = sum(lm.flag == "low" for lm in lmset.landmarks)
     out.notes.append(f"{found}/{n} landmarks found, {low} low confidence")
+    out.notes += [w for w in lmset.warnings if w not in out.notes]  # the text its values' 'input (...)' names
     out.values = sax_key_values(lmset, sax_phase_word(series))
     return out
 
@@ -390,6 +391,7 @@ def run_lax(series: CMRSeries, view: str, models: Models, outdir: Path, root: Pa
     if view == "lax":
         out.notes.append("chamber view not decided: the 4CH model was used")
     out.notes += [str(n) for n in lmset.model.get("lax_checks", [])]
+    out.notes += [w for w in lmset.warnings if w not in out.notes]  # the text its values' 'input (...)' names
     out.values = lax_key_values(lmset, v)
     return out
 
