@@ -98,7 +98,7 @@ def test_ed_on_the_last_phases_of_a_cut_stack_is_review():
     _, _, v, _, _, _ = measure([late_ed], "cine", SPACING, flags=["phases_cut"])
     lv, rv = v["LV"], v["RV"]
     assert lv["EDV_ml"].status == "review" and "ed_at_cut" in lv["EDV_ml"].flags
-    assert "the true ED may be among those left out" in lv["EDV_ml"].check_text()
+    assert lv["EDV_ml"].check_text() == "check ED (on the last phases kept: the true ED may be among the phases cut)"
     for name in ("SV_ml", "EF_pct", "mass_g"):
         assert "ed_at_cut" in lv[name].flags and lv[name].status == "review", name
     assert "ed_at_cut" in rv["EDV_ml"].flags

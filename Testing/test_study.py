@@ -149,9 +149,9 @@ def test_a_slice_with_fewer_phases_joins_its_stack(tmp_path, siemens_like, progr
     r = route_study(study)
     assert [(s.label, s.n_slices, s.n_phases, s.analyses) for s in r.series] == [
         ("#1000-1011 'cine_sax'", 12, 18, ["sax", "function"])]
-    text = ("slice 6 of 12 has 18 phases, the others 20 (shorter heartbeats in its breath-hold, as prospective "
-            "triggering records): the stack keeps the first 18 phases of every slice, leaving out up to 2 "
-            "late-diastolic phases of the others")
+    text = ("slice 6 of 12 has 18 phases, the others 20 (a faster heart rate in its breath-hold, with prospective "
+            "triggering): the stack keeps the first 18 phases of every slice, leaving out up to 2 late-diastolic "
+            "phases of the others")
     assert f"#1000-1011 'cine_sax': {text}" in r.notes
     stack, plain = r.series[0].load(), load_series(siemens_like)
     np.testing.assert_array_equal(stack.pixels, plain.pixels[:18])

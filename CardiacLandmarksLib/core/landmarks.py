@@ -298,7 +298,8 @@ class Measurement:
         Each doubtful landmark is named once, with its least confident point (a shortening uses the
         ED and the ES points of the same landmarks). ``inputs_by_id``: a warning on the input (a source of
         kind ``"input"``, e.g. a forced view) is named briefly (``"input (incomplete series)"``,
-        :func:`input_warning_names`), for a screen that prints the warning's text once elsewhere.
+        :func:`input_warning_names`; another input check by its id, ``"orientation (review)"``), for a screen that
+        prints the warning's text once elsewhere.
         """
         if self.status == "ok":
             return ""
@@ -310,8 +311,9 @@ class Measurement:
             old = worst.get(key)
             if old is None or (src.confidence or 0.0) < (old.confidence or 0.0):
                 worst[key] = src
-        doubtful = [f"{src.id} ({input_warning_names(src.note)})" if inputs_by_id and src.kind == "input"
-                    else src.caveat() for src in worst.values()]
+        doubtful = [src.caveat() if not inputs_by_id or src.kind != "input"
+                    else f"{src.id} ({input_warning_names(src.note)})" if src.id == INPUT_SOURCE_ID
+                    else f"{src.id} ({src.flag})" for src in worst.values()]
         if not doubtful:
             return "not measured" if self.status == "n/a" else "check"
         return ("n/a: " if self.status == "n/a" else "check ") + ", ".join(doubtful)

@@ -81,8 +81,7 @@ FLAG_WORDS = {
     "placeholder_spacing": "voxel size (1 mm placeholder: the real size is probably lost)",
     "slices_missing": "input stack (slice positions missing: the volumes and mass lack them)",
     "phases_missing": "input cine (phases missing: the true ED or ES may be among them)",
-    "ed_at_cut": ("ED (on the last phases kept: the stack was cut to its shortest slice's phases, and the true ED "
-                  "may be among those left out)"),
+    "ed_at_cut": "ED (on the last phases kept: the true ED may be among the phases cut)",
 }
 
 

@@ -372,7 +372,7 @@ def fewer_phases_text(stack: SliceStack) -> str:
     else:
         which = (f"slices {', '.join(str(k + 1) for k in short)} of {len(counts)} have "
                  f"{', '.join(str(counts[k]) for k in short)} phases")
-    return (f"{which}, the others {most} (shorter heartbeats in its breath-hold, as prospective triggering records): "
+    return (f"{which}, the others {most} (a faster heart rate in its breath-hold, with prospective triggering): "
             f"the stack keeps the first {least} phases of every slice, leaving out up to {most - least} "
             "late-diastolic phases of the others")
 
