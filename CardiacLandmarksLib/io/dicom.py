@@ -876,10 +876,12 @@ def _assemble(objects: list[_Object], where: str, common_phases: bool = False) -
     counts = [len(s) for s in slices]
     uneven = []  # a slice of one series with fewer phases (files lost, or its breath-hold's shorter heartbeats)
     if len(set(counts)) != 1 and not common_phases:
-        desc = ", ".join(f"{heights[s[0]]:.2f} mm: {len(s)}" for s in slices)
+        usual = max(set(counts), key=counts.count)  # the count most slices have; the others named
+        desc = ", ".join(f"{heights[s[0]]:.2f} mm: {len(s)}" for s in slices if len(s) != usual)
         if min(counts) < MIN_PHASE_SHARE * max(counts):
             raise IncompleteSeriesError(
-                f"the series in {where} is incomplete: slices have different numbers of phases ({desc})"
+                f"the series in {where} is incomplete: slices have different numbers of phases ({usual} on "
+                f"{counts.count(usual)} of {len(counts)} slices; {desc})"
             )
         short = [s for s in slices if len(s) < max(counts)]
         at = ", ".join(f"{heights[s[0]]:.1f}" for s in short)
