@@ -372,7 +372,8 @@ def fewer_phases_text(stack: SliceStack) -> str:
     else:
         which = (f"slices {', '.join(str(k + 1) for k in short)} of {len(counts)} have "
                  f"{', '.join(str(counts[k]) for k in short)} phases")
-    return (f"{which}, the others {most} (a faster heart rate in its breath-hold, with prospective triggering): "
+    their = "its breath-hold" if len(short) == 1 else "their breath-holds"
+    return (f"{which}, the others {most} (a faster heart rate in {their}, with prospective triggering): "
             f"the stack keeps the first {least} phases of every slice, leaving out up to {most - least} "
             "late-diastolic phases of the others")
 

@@ -426,8 +426,7 @@ def _dicom_entries(folder: Path, recursive: bool, notes: list[str]) -> list[Rout
                          source=f"{len(hs)} series (one per slice)", n_slices=len(hs), n_phases=n_phases,
                          normal=h0.normal, patient_id=h0.patient_id, study_date=h0.study_date)
         e.evidence.append(f"{len(hs)} single-slice series with one orientation, parallel planes, "
-                          f"{h0.n_phases if not st.phases_per_slice else n_phases} phases each: assembled into one "
-                          "stack")
+                          f"{n_phases} phases each: assembled into one stack")
         if st.phases_per_slice:
             text = io_dicom_study.fewer_phases_text(st)
             e.evidence.append(text)
