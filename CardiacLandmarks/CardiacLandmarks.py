@@ -228,6 +228,7 @@ class CardiacLandmarksWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.deviceComboBox.currentIndexChanged.connect(self.onDeviceChanged)
         self.ui.detectButton.clicked.connect(self.onDetectButton)
         self.ui.openResultButton.clicked.connect(self.onOpenResultButton)
+        self.ui.loadDicomFolderButton.clicked.connect(self.onLoadDicomFolderButton)
         self.ui.cancelButton.clicked.connect(self.onCancelButton)
         self.ui.reviewButton.clicked.connect(self.onReviewButton)
         self.ui.confirmButton.clicked.connect(self.onConfirmButton)
@@ -476,6 +477,32 @@ class CardiacLandmarksWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.parent, _("Open a result folder (landmarks.json)"), self.ui.outputDirectoryButton.directory)
         if folder:
             self.openResultFolder(folder)
+
+    def onLoadDicomFolderButton(self) -> None:
+        """Choose a DICOM folder and make it the input, read by the library (``logic.loadDicomFolder``)."""
+        if self._running or not self._parameterNode:
+            return
+        folder = qt.QFileDialog.getExistingDirectory(
+            self.parent, _("Load a DICOM folder (one series, or a short-axis stack stored one series per slice)"),
+            self.ui.outputDirectoryButton.directory)
+        if folder:
+            self.loadDicomFolder(folder)
+
+    def loadDicomFolder(self, folder: str) -> None:
+        """Read ``folder`` with the library's DICOM reader, add it to the scene and make it the input."""
+        from CardiacLandmarksModuleLib.gui import errorsShown, installedOrExplained
+
+        if not installedOrExplained(self.ui.statusLabel, _("Loading a DICOM folder")):
+            return
+        with errorsShown(_("Could not load the DICOM folder."), waitCursor=True) as outcome:
+            node, series, notes = self.logic.loadDicomFolder(folder)
+            self._parameterNode.inputVolume = node
+            self.ui.statusLabel.text = _("Loaded {name}: {slices} slices x {phases} phases. Detect landmarks when "
+                                         "ready.").format(name=node.GetName(), slices=series.n_slices,
+                                                          phases=series.n_phases) + (
+                " " + _("Note: {notes}").format(notes=" | ".join(notes)) if notes else "")
+        if outcome.failed:
+            self.ui.statusLabel.text = _("Could not load {folder} (see the error message).").format(folder=folder)
 
     def openResultFolder(self, folder: str) -> None:
         """Open ``folder`` for review and point the Export section at it (the review is written back there)."""
@@ -737,6 +764,58 @@ class CardiacLandmarksLogic(ScriptedLoadableModuleLogic, VTKObservationMixin):
                                    cancel=cancel, sequence=sequence)
         lmset = result.landmarks
         return self.createResultNodes(inputNode, series, lmset)
+
+    def loadDicomFolder(self, folder, seriesUid: str | None = None):
+        """Read a DICOM folder with the library's reader (``CardiacLandmarksLib.io.load.load_series``, as
+        ``cardiac-landmarks detect`` reads it) and add it to the scene: a cine as a volume sequence with its browser,
+        one phase as a volume, named after the series description.
+
+        What Slicer's DICOM module does not: a short-axis cine stored as one series per slice (common on Siemens)
+        becomes one stack (a slice acquired twice keeps its later series; a slice with a few phases less keeps the
+        first phases all have), and compressed pixel data are decoded with the reader's checks.
+
+        Args:
+            folder: the DICOM folder (one series, or one per-slice stack).
+            seriesUid: the SeriesInstanceUID to read when the folder holds several series.
+
+        Returns:
+            ``(node, series, notes)``: the proxy volume of the cine (or the volume), the ``CMRSeries`` read, and the
+            reader's notes (a slice acquired twice, a slice with fewer phases ...).
+
+        Raises:
+            CardiacLandmarksError: the reader's named errors (no DICOM, several series: their UIDs listed, damaged
+                files, missing geometry ...).
+        """
+        import logging as _logging
+
+        from CardiacLandmarksModuleLib import nodes
+
+        from CardiacLandmarksLib.io.load import load_series
+        from CardiacLandmarksLib.io.outputs import source_label
+
+        notes: list[str] = []
+
+        class _Notes(_logging.Handler):
+            def emit(self, record):
+                notes.append(record.getMessage().removeprefix("note: "))
+
+        handler = _Notes(level=_logging.INFO)
+        progressLogger = _logging.getLogger("CardiacLandmarksLib.progress")  # where the reader says its notes
+        level = progressLogger.level
+        progressLogger.addHandler(handler)
+        progressLogger.setLevel(min(level or _logging.INFO, _logging.INFO))
+        try:
+            series = load_series(folder, series_uid=seriesUid)
+        finally:
+            progressLogger.removeHandler(handler)
+            progressLogger.setLevel(level)
+        name = slicer.mrmlScene.GenerateUniqueName(series.description or source_label(folder))
+        if series.n_phases > 1:
+            _sequence, _browser, node = nodes.addSequenceFromSeries(slicer.mrmlScene, series, name,
+                                                                    self._sequencesLogic())
+        else:
+            node = nodes.addVolumeFromSeries(slicer.mrmlScene, series, name)
+        return node, series, notes
 
     def openResult(self, folder):
         """Open a result folder for review: its image and its landmarks as this module's result.

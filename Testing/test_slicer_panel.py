@@ -414,6 +414,50 @@ def test_open_result_folder_button(panel, dialogs, acdc_dir, tmp_path_factory, m
     assert ui.statusLabel.text == f"Could not open {empty} (see the error message)."
 
 
+
+def test_load_dicom_folder_as_one_stack(panel, dialogs, data_root, tmp_path_factory, monkeypatch):
+    """A short-axis cine stored one series per slice (as Siemens store it) reached the panel only as twelve one-slice
+    sequences from Slicer's DICOM module: Detect saw one slice. 'Load DICOM folder as one stack...' reads the folder
+    as the command line does (the per-slice stack assembled, its notes said) and makes it the input; a folder of
+    several series gets Slicer's error dialog naming them, no traceback."""
+    import shutil
+
+    import pydicom
+    import study_material as sm
+    from conftest import require_data
+
+    from CardiacLandmarksLib.io.load import load_series
+
+    require_data("sunnybrook", "SCD0000101", "dicom")
+    root = tmp_path_factory.mktemp("dicom")
+    split = sm.split_per_slice(data_root, root / "split")
+    short = root / "short"  # slice 6 with 18 of its 20 phases: the stack keeps 18, and says so
+    shutil.copytree(split, short)
+    sixth = sorted((float(pydicom.dcmread(f, stop_before_pixels=True).TriggerTime), f) for f in short.glob("*.dcm")
+                   if pydicom.dcmread(f, stop_before_pixels=True).SeriesNumber == 1005)
+    for _, f in sixth[18:]:
+        f.unlink()
+    ui = panel.ui
+    monkeypatch.setattr(qt.QFileDialog, "getExistingDirectory", staticmethod(lambda *a, **k: str(short)))
+    click(ui.loadDicomFolderButton)
+    assert not dialogs.shown, dialogs.shown
+    node = panel._parameterNode.inputVolume
+    series = panel.logic.seriesFromNode(node)
+    assert (series.n_slices, series.n_phases) == (12, 18)
+    np.testing.assert_allclose(series.pixels, load_series(short).pixels)
+    assert ui.statusLabel.text.startswith(f"Loaded {node.GetName()}: 12 slices x 18 phases.")
+    assert "slice 6 of 12 has 18 phases, the others 20" in ui.statusLabel.text
+    assert ui.detectButton.enabled
+    mixed = root / "mixed"  # a cine beside another series
+    shutil.copytree(split, mixed / "cine")
+    sm._link_tree(data_root / "perfusion" / "ge_dicom", mixed / "perfusion")
+    monkeypatch.setattr(qt.QFileDialog, "getExistingDirectory", staticmethod(lambda *a, **k: str(mixed)))
+    dialogs.answer(qt.QMessageBox.Ok)
+    click(ui.loadDicomFolderButton)
+    assert "series_uid=UID" in dialogs.shown[-1]
+    assert ui.statusLabel.text == f"Could not load {mixed} (see the error message)."
+
+
 def test_lax_flow_on_mnms2_4ch_cine(panel, dialogs, data_root, tmp_path_factory):
     """4CH cine: Detect (view 4CH) shows the LV-length plot in a plot view, moving the APEX changes the
     length summary, Export writes the files."""
