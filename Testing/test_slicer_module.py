@@ -543,7 +543,9 @@ def test_detect_on_acdc_equals_the_command_line_pipeline(scene, acdc_dir):
     logic = module.CardiacLandmarksLogic()
     hub = logic.detect(slicer.util.loadVolume(str(path)), device="cpu")
     panel = logic.landmarkSetFromResult(hub)
-    cli = detect_landmarks(load_series(path), device="cpu")
+    # the panel's chunks of 8 images (logic.detect's batchSize): the same chunks compute the same floats; the CLI's
+    # 50 round the confidences differently in the 6th decimal on some thread counts (run_batches)
+    cli = detect_landmarks(load_series(path), device="cpu", batch_size=8)
     assert len(panel.landmarks) == len(cli.landmarks) > 0
     for a in cli.landmarks:
         b = panel.get(a.name, a.slice, a.phase)
