@@ -483,19 +483,36 @@ class CardiacLandmarksWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         if self._running or not self._parameterNode:
             return
         folder = qt.QFileDialog.getExistingDirectory(
-            self.parent, _("Load a DICOM folder (one series, or a short-axis stack stored one series per slice)"),
+            self.parent, _("Load a DICOM folder (a series, a short-axis stack stored one series per slice, or a study)"),
             self.ui.outputDirectoryButton.directory)
         if folder:
             self.loadDicomFolder(folder)
 
     def loadDicomFolder(self, folder: str) -> None:
-        """Read ``folder`` with the library's DICOM reader, add it to the scene and make it the input."""
-        from CardiacLandmarksModuleLib.gui import errorsShown, installedOrExplained
+        """Read ``folder`` with the library's DICOM reader and routing, add a series to the scene and make it the
+        input; a folder of several image series (a study as a PACS exports it) asks which, the study's short-axis
+        reference stack preselected."""
+        from CardiacLandmarksModuleLib.gui import chooseItem, errorsShown, installedOrExplained
 
         if not installedOrExplained(self.ui.statusLabel, _("Loading a DICOM folder")):
             return
         with errorsShown(_("Could not load the DICOM folder."), waitCursor=True) as outcome:
-            node, series, notes = self.logic.loadDicomFolder(folder)
+            entries, notes = self.logic.dicomFolderSeries(folder)
+            if not entries:
+                self.logic.loadDicomFolder(folder)  # raises the reader's error naming why
+            entry = entries[0]
+            if len(entries) > 1:
+                choices = [self.logic.seriesChoiceText(e) for e in entries]
+                current = next((i for i, e in enumerate(entries) if e.is_sax_reference), 0)
+                chosen = chooseItem(self.parent, _("Load which series?"),
+                                    _("{folder} holds {n} image series. Load which one?").format(
+                                        folder=folder, n=len(entries)), choices, current)
+                if chosen is None:
+                    self.ui.statusLabel.text = _("Nothing loaded from {folder}.").format(folder=folder)
+                    return
+                entry = entries[chosen]
+            node, series, own = self.logic.loadRoutedSeries(entry)
+            notes = notes + own
             self._parameterNode.inputVolume = node
             self.ui.statusLabel.text = _("Loaded {name}: {slices} slices x {phases} phases. Detect landmarks when "
                                          "ready.").format(name=node.GetName(), slices=series.n_slices,
@@ -765,39 +782,59 @@ class CardiacLandmarksLogic(ScriptedLoadableModuleLogic, VTKObservationMixin):
         lmset = result.landmarks
         return self.createResultNodes(inputNode, series, lmset)
 
-    def loadDicomFolder(self, folder, seriesUid: str | None = None):
-        """Read a DICOM folder with the library's reader (``CardiacLandmarksLib.io.load.load_series``, as
-        ``cardiac-landmarks detect`` reads it) and add it to the scene: a cine as a volume sequence with its browser,
-        one phase as a volume, named after the series description.
+    def dicomFolderSeries(self, folder):
+        """The image series of a DICOM folder as ``cardiac-landmarks study`` routes them
+        (``CardiacLandmarksLib.study.routing.route_study``; only the headers are read, or without a short-axis stack
+        each series once, to tell its view).
 
-        What Slicer's DICOM module does not: a short-axis cine stored as one series per slice (common on Siemens)
-        becomes one stack (a slice acquired twice keeps its later series; a slice with a few phases less keeps the
-        first phases all have), and compressed pixel data are decoded with the reader's checks.
+        A short-axis cine stored one series per slice (common on Siemens) is one entry: the stack (a slice acquired
+        twice keeps its later series; a slice with a few phases less keeps the first phases all have). Damaged
+        series, objects that are not MR images and slices left out of a stack are not listed.
 
         Args:
-            folder: the DICOM folder (one series, or one per-slice stack).
-            seriesUid: the SeriesInstanceUID to read when the folder holds several series.
+            folder: a DICOM folder (a series, a stack, or a whole study as a PACS exports it).
+
+        Returns:
+            ``(entries, notes)``: the ``RoutedSeries`` that can be loaded, in the routing table's order (each with
+            ``key`` as ``routing.txt`` names it, ``label``, ``n_slices``, ``n_phases``, ``view``, ``sequence``,
+            ``is_sax_reference``), and the folder's own notes (damaged files of no series, files that are not
+            DICOM).
+
+        Raises:
+            CardiacLandmarksError: the routing's named errors (the folder missing, no DICOM in it ...).
+        """
+        from CardiacLandmarksLib.core.errors import NoDicomError
+        from CardiacLandmarksLib.study.routing import route_study
+
+        routing = route_study(folder)
+        if routing.kind != "dicom":
+            raise NoDicomError(f"{folder} holds image files, not DICOM: load them with Add Data")
+        entries = [e for e in routing.series if e.loadable and e.sequence not in ("localiser", "label", "curve")]
+        own = [n for n in routing.notes if not any(n.startswith(e.label + ":") for e in routing.series)]
+        return entries, own + [f"not read: {u}" for u in routing.unread]
+
+    def loadRoutedSeries(self, entry):
+        """Load one entry of :meth:`dicomFolderSeries` and add it to the scene: a cine as a volume sequence with its
+        browser, one phase as a volume, named after the series' label.
 
         Returns:
             ``(node, series, notes)``: the proxy volume of the cine (or the volume), the ``CMRSeries`` read, and the
-            reader's notes (a slice acquired twice, a slice with fewer phases ...).
+            reader's notes on it (a slice acquired twice, a slice with fewer phases, an incomplete grid ...).
 
         Raises:
-            CardiacLandmarksError: the reader's named errors (no DICOM, several series: their UIDs listed, damaged
-                files, missing geometry ...).
+            CardiacLandmarksError: the loader's named errors (damaged files, missing geometry ...).
         """
         import logging as _logging
 
         from CardiacLandmarksModuleLib import nodes
 
-        from CardiacLandmarksLib.io.load import load_series
-        from CardiacLandmarksLib.io.outputs import source_label
-
-        notes: list[str] = []
+        notes: list[str] = list(entry.notes)
 
         class _Notes(_logging.Handler):
             def emit(self, record):
-                notes.append(record.getMessage().removeprefix("note: "))
+                text = record.getMessage().removeprefix("note: ")
+                if text not in notes:
+                    notes.append(text)
 
         handler = _Notes(level=_logging.INFO)
         progressLogger = _logging.getLogger("CardiacLandmarksLib.progress")  # where the reader says its notes
@@ -805,17 +842,72 @@ class CardiacLandmarksLogic(ScriptedLoadableModuleLogic, VTKObservationMixin):
         progressLogger.addHandler(handler)
         progressLogger.setLevel(min(level or _logging.INFO, _logging.INFO))
         try:
-            series = load_series(folder, series_uid=seriesUid)
+            series = entry.load()
         finally:
             progressLogger.removeHandler(handler)
             progressLogger.setLevel(level)
-        name = slicer.mrmlScene.GenerateUniqueName(series.description or source_label(folder))
+        name = slicer.mrmlScene.GenerateUniqueName(series.description or entry.label.strip("#'"))
         if series.n_phases > 1:
             _sequence, _browser, node = nodes.addSequenceFromSeries(slicer.mrmlScene, series, name,
                                                                     self._sequencesLogic())
         else:
             node = nodes.addVolumeFromSeries(slicer.mrmlScene, series, name)
         return node, series, notes
+
+    def loadDicomFolder(self, folder, series=None):
+        """Read a DICOM folder with the library's reader and routing (:meth:`dicomFolderSeries`, as
+        ``cardiac-landmarks study`` reads a study) and add one series to the scene (:meth:`loadRoutedSeries`).
+
+        What Slicer's DICOM module does not: a short-axis cine stored as one series per slice (common on Siemens)
+        becomes one stack (a slice acquired twice keeps its later series; a slice with a few phases less keeps the
+        first phases all have), and compressed pixel data are decoded with the reader's checks.
+
+        Args:
+            folder: the DICOM folder (one series, one per-slice stack, or a whole study).
+            series: which series when the folder holds several: its key as ``routing.txt`` names it (``"s1000"``),
+                its SeriesInstanceUID, or an entry of :meth:`dicomFolderSeries`. None: the only one.
+
+        Returns:
+            ``(node, series, notes)``: the proxy volume of the cine (or the volume), the ``CMRSeries`` read, and the
+            reader's notes (a slice acquired twice, a slice with fewer phases, files not read ...).
+
+        Raises:
+            MixedSeriesError: several series and none chosen (the message lists them with their keys);
+            NoDicomError: ``series`` names none of them; others: the reader's named errors (no DICOM, damaged
+            files, missing geometry ...).
+        """
+        from CardiacLandmarksLib.core.errors import MixedSeriesError, NoDicomError
+
+        if series is not None and not isinstance(series, str):
+            return self.loadRoutedSeries(series)
+        entries, notes = self.dicomFolderSeries(folder)
+        listing = "\n  ".join(self.seriesChoiceText(e) for e in entries)
+        if series is not None:
+            entry = next((e for e in entries if series in (e.key, e.source)), None)
+            if entry is None:
+                raise NoDicomError(f"no image series {series} in {folder}; series:\n  {listing}")
+        elif len(entries) == 1:
+            entry = entries[0]
+        elif not entries:  # the reader's own error names why (no MR image, every series damaged ...)
+            from CardiacLandmarksLib.io.load import load_series
+
+            load_series(folder)
+            raise NoDicomError(f"no image series to load in {folder}" + (f" ({'; '.join(notes)})" if notes else ""))
+        else:
+            raise MixedSeriesError(f"{len(entries)} image series in {folder}; choose one with series='KEY' "
+                                   f"(or its SeriesInstanceUID):\n  {listing}")
+        node, loaded, own = self.loadRoutedSeries(entry)
+        return node, loaded, notes + own
+
+    @staticmethod
+    def seriesChoiceText(entry) -> str:
+        """One line naming a series of :meth:`dicomFolderSeries` for a chooser: key, label, size, view, sequence
+        (``s1000  #1000-1011 'CINE_sax_1'  12 slices x 20 phases, SAX cine (the study's reference stack)``)."""
+        size = (f"{entry.n_slices} slice{'s' if entry.n_slices != 1 else ''} x {entry.n_phases} phase"
+                f"{'s' if entry.n_phases != 1 else ''}" if entry.n_slices else "size unknown")
+        view = entry.view.upper() if entry.view not in ("unknown", "-") else "view unknown"
+        ref = " (the study's reference stack)" if entry.is_sax_reference else ""
+        return f"{entry.key}  {entry.label}  {size}, {view} {entry.sequence}{ref}"
 
     def openResult(self, folder):
         """Open a result folder for review: its image and its landmarks as this module's result.

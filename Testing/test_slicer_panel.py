@@ -417,15 +417,17 @@ def test_open_result_folder_button(panel, dialogs, acdc_dir, tmp_path_factory, m
 
 def test_load_dicom_folder_as_one_stack(panel, dialogs, data_root, tmp_path_factory, monkeypatch):
     """A short-axis cine stored one series per slice (as Siemens store it) reached the panel only as twelve one-slice
-    sequences from Slicer's DICOM module: Detect saw one slice. 'Load DICOM folder as one stack...' reads the folder
-    as the command line does (the per-slice stack assembled, its notes said) and makes it the input; a folder of
-    several series gets Slicer's error dialog naming them, no traceback."""
+    sequences from Slicer's DICOM module: Detect saw one slice. 'Load DICOM folder...' reads the folder
+    as the command line does (the per-slice stack assembled, its notes said) and makes it the input. A folder of
+    several series (a study as a PACS exports it) said 'choose one with series_uid=UID' in an error dialog; it now
+    asks which series, the short-axis stack preselected. A folder without DICOM gets the error dialog, no traceback."""
     import shutil
 
     import pydicom
     import study_material as sm
     from conftest import require_data
 
+    from CardiacLandmarksLib.core.errors import MixedSeriesError
     from CardiacLandmarksLib.io.load import load_series
 
     require_data("sunnybrook", "SCD0000101", "dicom")
@@ -448,14 +450,40 @@ def test_load_dicom_folder_as_one_stack(panel, dialogs, data_root, tmp_path_fact
     assert ui.statusLabel.text.startswith(f"Loaded {node.GetName()}: 12 slices x 18 phases.")
     assert "slice 6 of 12 has 18 phases, the others 20" in ui.statusLabel.text
     assert ui.detectButton.enabled
-    mixed = root / "mixed"  # a cine beside another series
+    mixed = root / "mixed"  # a study as a PACS exports it: the per-slice cine beside a perfusion series
     shutil.copytree(split, mixed / "cine")
     sm._link_tree(data_root / "perfusion" / "ge_dicom", mixed / "perfusion")
+    stack_item = "s1000  #1000-1011 'cine_sax'  12 slices x 20 phases, SAX cine (the study's reference stack)"
+    perfusion_item = "s6  #6 'First Pass New'  1 slice x 79 phases, SAX perfusion"
     monkeypatch.setattr(qt.QFileDialog, "getExistingDirectory", staticmethod(lambda *a, **k: str(mixed)))
+    dialogs.answer(qt.QMessageBox.Cancel)  # it asks which series, the short-axis stack preselected; cancelled
+    click(ui.loadDicomFolderButton)
+    assert dialogs.choices[-1] == ([stack_item, perfusion_item], stack_item)
+    assert dialogs.shown[-1] == f"{mixed} holds 2 image series. Load which one?"
+    assert ui.statusLabel.text == f"Nothing loaded from {mixed}."
+    assert panel._parameterNode.inputVolume is node
+    dialogs.answer(perfusion_item)
+    click(ui.loadDicomFolderButton)
+    perfusion = panel.logic.seriesFromNode(panel._parameterNode.inputVolume)
+    assert (perfusion.n_slices, perfusion.n_phases, perfusion.sequence) == (1, 79, "perfusion")
+    dialogs.answer(stack_item)
+    click(ui.loadDicomFolderButton)
+    stack = panel.logic.seriesFromNode(panel._parameterNode.inputVolume)
+    np.testing.assert_allclose(stack.pixels, load_series(split).pixels)
+    assert ui.statusLabel.text.startswith(f"Loaded {panel._parameterNode.inputVolume.GetName()}: 12 slices x 20 phases.")
+    assert "Note: 1 non-DICOM file(s) ignored in mixed" in ui.statusLabel.text  # the folder's own notes too
+    with pytest.raises(MixedSeriesError, match="series='KEY'"):  # the console names the keys to choose by
+        panel.logic.loadDicomFolder(str(mixed))
+    _node, chosen, _notes = panel.logic.loadDicomFolder(str(mixed), "s6")
+    assert chosen.n_phases == 79
+    notes = root / "notes"  # no DICOM at all: Slicer's error dialog, no traceback
+    notes.mkdir()
+    (notes / "readme.txt").write_text("report", encoding="utf-8")
+    monkeypatch.setattr(qt.QFileDialog, "getExistingDirectory", staticmethod(lambda *a, **k: str(notes)))
     dialogs.answer(qt.QMessageBox.Ok)
     click(ui.loadDicomFolderButton)
-    assert "series_uid=UID" in dialogs.shown[-1]
-    assert ui.statusLabel.text == f"Could not load {mixed} (see the error message)."
+    assert "DICOM" in dialogs.shown[-1]
+    assert ui.statusLabel.text == f"Could not load {notes} (see the error message)."
 
 
 def test_lax_flow_on_mnms2_4ch_cine(panel, dialogs, data_root, tmp_path_factory):

@@ -85,6 +85,30 @@ def requireDirectory(directoryButton, statusLabel, where: str) -> str | None:
     return directory
 
 
+def chooseItem(parent, title: str, label: str, items: list[str], current: int = 0) -> int | None:
+    """Ask the user to pick one of ``items`` (a list in a modal dialog, ``current`` preselected); the index
+    chosen, or None when the dialog was cancelled.
+
+    A ``QInputDialog`` object, not its static ``getItem``: PythonQt drops ``getItem``'s ``ok`` flag, and Qt's
+    ``getItem`` then returns the preselected item on Cancel as on OK."""
+    import qt
+
+    dialog = qt.QInputDialog(parent)
+    dialog.setWindowTitle(title)
+    dialog.setLabelText(label)
+    dialog.setComboBoxItems(list(items))
+    dialog.setComboBoxEditable(False)
+    dialog.setOption(qt.QInputDialog.UseListViewForComboBoxItems, True)
+    dialog.setTextValue(items[current])
+    try:
+        if not dialog.exec_():
+            return None
+        text = dialog.textValue()  # a method: QInputDialog's properties are for Qt's docs only (QDOC_PROPERTY)
+    finally:
+        dialog.deleteLater()
+    return items.index(text) if text in items else None
+
+
 def installedOrExplained(statusLabel, what: str) -> bool:
     """Offer to install missing Python packages (asking first); False, with the reason in ``statusLabel``,
     when they are not there afterwards. ``what`` names the action ("The perfusion report", ...)."""

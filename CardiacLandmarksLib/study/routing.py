@@ -126,6 +126,8 @@ class RoutedSeries:
             (:func:`CardiacLandmarksLib.io.checks.given_pixel_size`), else None.
         patient_id, study_date: the DICOM PatientID and StudyDate of the series ("" for image files or when absent).
         n_orientations: plane orientations in the series (3 in a tri-plane localiser, which then has no view).
+        notes: what the reader says of this series when it loads it (a per-slice stack's slice acquired twice or
+            with fewer phases); also in :attr:`StudyRouting.notes`, there after the series' label.
     """
 
     key: str
@@ -149,6 +151,7 @@ class RoutedSeries:
     patient_id: str = ""
     study_date: str = ""
     n_orientations: int = 1
+    notes: list[str] = field(default_factory=list)
     _load: object = None
     _series: CMRSeries | None = None
 
@@ -178,6 +181,12 @@ class RoutedSeries:
         if self.pixel_size_mm is not None:  # a header that lost its pixel size (analyse_study(pixel_size_mm=))
             given_pixel_size(self._series, self.pixel_size_mm)
         return self._series
+
+    @property
+    def loadable(self) -> bool:
+        """An image series this routing can load (not a damaged series, a non-image object, a slice left out of
+        a stack or a curve file)."""
+        return self._load is not None
 
     def release(self) -> None:
         """Drop the loaded pixels (memory) once the analyses are done."""
@@ -430,10 +439,12 @@ def _dicom_entries(folder: Path, recursive: bool, notes: list[str]) -> list[Rout
         if st.phases_per_slice:
             text = io_dicom_study.fewer_phases_text(st)
             e.evidence.append(text)
+            e.notes.append(text)
             notes.append(f"{label}: {text}")
         for earlier, later in st.replaced:
             text = io_dicom_study.repeated_slice_text(st, by_uid[earlier], by_uid[later])
             e.evidence.append(text)
+            e.notes.append(text)
             notes.append(f"{label}: {text}")
             left_out[earlier] = f"slice acquired again later: {by_uid[later].label()} is used in the stack {label}"
         e.sequence = _dicom_sequence(h0, e.evidence, n_slices=len(hs))

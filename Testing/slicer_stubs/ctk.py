@@ -8,6 +8,8 @@ Behaviour copied from CTK where the module relies on it:
   its contents.
 * :class:`ctkMessageBox`: ``exec_()`` is answered by the test (:data:`dialogs`), never skipped: a
   dialog no test expected is recorded in ``dialogs.unexpected`` (the harness fixture fails on it).
+  ``qt.QInputDialog``'s ``exec_()`` too (a dialog with no one to answer it would block the tests): the
+  answer is the text of the item to choose, or ``qt.QMessageBox.Cancel``.
 
 The other classes exist so that the parameter node wrapper's type checks (``type(w) ==
 ctk.ctkSliderWidget`` ...) can run; they are plain subclasses of the matching Qt widget.
@@ -26,6 +28,7 @@ class DialogAnswers:
         self.answers: list = []
         self.shown: list[str] = []
         self.unexpected: list[str] = []
+        self.choices: list[tuple[list[str], str]] = []  # a QInputDialog's items and the item preselected
 
     def answer(self, *buttons) -> None:
         """Queue answers (``qt.QMessageBox.Ok``, ``.Cancel``, ``.Yes`` ...), one per dialog, in order."""
@@ -35,6 +38,7 @@ class DialogAnswers:
         self.answers.clear()
         self.shown.clear()
         self.unexpected.clear()
+        self.choices.clear()
 
     def _exec(self, text: str):
         self.shown.append(text)
@@ -45,6 +49,22 @@ class DialogAnswers:
 
 
 dialogs = DialogAnswers()
+
+
+def _inputDialogExec(self, *args):
+    """``QInputDialog.exec``: the test's answer picks an item by its text (accepted), or cancels."""
+    items = list(self.comboBoxItems())  # QInputDialog's 'properties' are for Qt's docs only (QDOC_PROPERTY): methods
+    dialogs.choices.append((items, self.textValue()))
+    answer = dialogs._exec(self.labelText())
+    if answer == qt.QMessageBox.Cancel or not isinstance(answer, str):
+        return 0
+    if answer not in items:  # as in Slicer: a list that is not editable offers only its items
+        raise AssertionError(f"{answer!r} is not among the dialog's items {items}")
+    self.setTextValue(answer)
+    return 1
+
+
+qt.QInputDialog.exec = _inputDialogExec
 
 
 @qt.registerWidgetClass
