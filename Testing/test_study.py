@@ -879,6 +879,35 @@ def test_summary_key_values_go_on_under_the_routing_table(tmp_path, monkeypatch,
         assert page.x0 <= box.x0 and box.x1 <= page.x1 and page.y0 <= box.y0, text
 
 
+def test_summary_check_text_is_not_cut(tmp_path, monkeypatch, pyplot_untouched):
+    """A value doubted for several points and its input names each under it; the summary cut that line at 74
+    characters ('check A-RVI s2 (low 0.21), I-RVI s2 (low 0.33), A-RVI s5 (low 0.40), I-…'), so the reader did not
+    see which other points to check. It goes on over up to three lines, inside the page; a study error over two."""
+    from CardiacLandmarksLib.study.analyse import StudyResult
+    from CardiacLandmarksLib.study.report import render_summary_png
+    from CardiacLandmarksLib.study.routing import StudyRouting
+    from CardiacLandmarksLib.study.tasks import KeyValue, TaskOutcome
+
+    check = ("check A-RVI s2 (low 0.21), I-RVI s2 (low 0.33), A-RVI s5 (low 0.40), I-RVI s5 (low 0.12), "
+             "C-LV s7 (absent), check input (incomplete series)")
+    values = [KeyValue("RVI angle (mean of slices)", 31.0, "deg", "review", ["low_confidence"], "", check),
+              KeyValue("LV EDV", 150.0, "ml", "ok", [], "")]
+    two = "series of more than one patient (PatientID): s1000 'SCD0000101', s6 'NOID'"  # an error of the study
+    res = StudyResult(StudyRouting(str(tmp_path), "images", [], not_one_exam=two),
+                      [TaskOutcome("perfusion", "p", values=values)])
+    texts = _summary_texts(monkeypatch)
+    assert render_summary_png(res, tmp_path)[:8] == b"\x89PNG\r\n\x1a\n"
+    error = [t for t in texts if t[0].startswith(" error")]
+    error += [t for t in texts if t[0].startswith(" " * 8) and t[1].y1 < error[0][1].y0]
+    assert " ".join(t[0][8:] for t in error) == two  # the second series was cut off ('s1000 'SCD0000101', ...')
+    under = [t for t in texts if t[0].startswith(" " * 8) and t not in error]
+    assert " ".join(t[0].strip() for t in under) == check
+    assert len(under) == 2 and all(len(t[0].strip()) <= 74 for t in under)
+    for text, box, page, _ in under:
+        assert page.x0 <= box.x0 and box.x1 <= page.x1 and page.y0 <= box.y0, text
+    assert [t for t in texts if "LV EDV" in t[0]][0][1].y1 < under[-1][1].y0  # the next value comes after
+
+
 @pytest.mark.data
 def test_route_reads_dicom_subfolders_beside_image_files(tmp_path):
     """A study exported partly as NIfTI: image files in the folder, a DICOM series in a sub-folder. The sub-folder

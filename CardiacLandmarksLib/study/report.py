@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import io
 import logging
+import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -219,10 +220,14 @@ def _companions(kvs: list) -> dict:
 TOP_BLOCK_PT = (110.0, 262.0)
 
 
+#: characters per line of a value's "check ..." text on the summary (7.5 pt monospace in the right-hand column)
+CHECK_WIDTH = 74
+
+
 def _key_value_lines(result) -> list[tuple[str, float, str, float]]:
     """The key-value lines of the summary: ``(text, font size, colour, line step in points)``; each not-ok value
-    with what to check under it (``KeyValue.check_text``: the doubtful points by name), an index or SV on the line
-    of its host value (:func:`_companions`), then up to three study errors."""
+    with what to check under it (on up to three lines of :data:`CHECK_WIDTH` characters) (``KeyValue.check_text``: the doubtful points by name), an index or SV on the line
+    of its host value (:func:`_companions`), then up to three study errors (on up to two lines each)."""
     lines = []
     kvs = result.key_values()
     shown_with = _companions(kvs)
@@ -235,9 +240,16 @@ def _key_value_lines(result) -> list[tuple[str, float, str, float]]:
         extra = "".join(f"  ({'SV ' if c.name.endswith(' SV') else ''}{c.value_text()})"
                         for c in kvs if shown_with.get(c.name) is kv)
         lines.append((f"{d['status']:>6}  {_fit(kv.name, 52)}: {kv.value_text()}{extra}", 8.5, colour, 10.5))
-        if d["check"]:
-            lines.append((" " * 8 + _fit(d["check"], 74), 7.5, "#555555", 9.5))
-    lines += [(f" error  {_fit(err, 66)}", 8.5, "#b91c1c", 10.5) for err in result.errors[:3]]
+        if d["check"]:  # on up to three lines (cut at one, the doubtful points past the 74th character were lost)
+            parts = textwrap.wrap(d["check"], CHECK_WIDTH)
+            if len(parts) > 3:
+                parts = parts[:2] + [_fit(" ".join(parts[2:]), CHECK_WIDTH)]
+            lines += [(" " * 8 + part, 7.5, "#555555", 9.5) for part in parts]
+    for err in result.errors[:3]:  # on up to two lines (the second series of a study of two patients was cut off)
+        parts = textwrap.wrap(err, 66) or [""]
+        if len(parts) > 2:
+            parts = [parts[0], _fit(" ".join(parts[1:]), 66)]
+        lines += [(f"{' error' if k == 0 else '':>6}  {part}", 8.5, "#b91c1c", 10.5) for k, part in enumerate(parts)]
     return lines
 
 
@@ -312,7 +324,7 @@ def render_summary_png(result, outdir: Path, dpi: int = 100) -> bytes:
             col += 1
             x, y = columns[col]
         if y - step * pt < 0.0 and n < len(lines) - 1:
-            rest = sum(1 for t in lines[n:] if t[1] == 8.5)
+            rest = sum(1 for t in lines[n:] if not t[0].startswith(" " * 8))  # values and errors, not their next lines
             top.text(x, y, f"... {rest} more in study.json", fontsize=8.5, family="monospace", va="top",
                      transform=top.transAxes)
             break
