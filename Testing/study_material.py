@@ -5,6 +5,9 @@
 * :func:`split_per_slice`: copies of the Sunnybrook cine rewritten as one series per slice
   position (new SeriesInstanceUID/SeriesNumber per slice, the same description), the way
   Siemens scanners often store a SAX cine stack.
+* :func:`multi_slice_perfusion`: the GE first-pass perfusion frames written as one DICOM series of three slices
+  10 mm apart (base, mid and apex in one series, as many scanners store a perfusion acquisition); optionally one
+  slice stopped a few frames early.
 * :func:`mnms2_study`: the M&Ms-2 subject 001 NIfTI files (images and labels) as a study folder.
 * :func:`with_patient_size`: copies of the Sunnybrook cine with PatientSize / PatientWeight set (the shared copy is
   anonymised without them; scanners record them for the SAR limits).
@@ -57,6 +60,35 @@ def split_per_slice(data: Path, out: Path, description: str = "cine_sax") -> Pat
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             ds.save_as(out / p.name)
+    return out
+
+
+def multi_slice_perfusion(data: Path, out: Path, short_slice: int | None = None, short_by: int = 0) -> Path:
+    """The GE perfusion series (79 frames, one slice) written three times into one new series (new UIDs), the
+    copies 10 mm apart along the slice normal, slice 1 mirrored left-right so that the slices differ; slice
+    ``short_slice`` without its last ``short_by`` frames."""
+    src = data / "perfusion" / "ge_dicom"
+    out.mkdir(parents=True, exist_ok=True)
+    files = sorted(p for p in src.iterdir() if p.name.startswith("I"))
+    uid = generate_uid()
+    n = 0
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the GE files' UIDs with leading zeros
+        for k in range(3):
+            for t, p in enumerate(files):
+                if k == short_slice and t >= len(files) - short_by:
+                    continue
+                ds = pydicom.dcmread(p)
+                iop = np.array(ds.ImageOrientationPatient, float)
+                normal = np.cross(iop[:3], iop[3:])
+                ds.ImagePositionPatient = [float(v) for v in np.array(ds.ImagePositionPatient, float) + 10.0 * k * normal]
+                if k == 1:
+                    ds.PixelData = np.ascontiguousarray(ds.pixel_array[:, ::-1]).tobytes()
+                ds.SeriesInstanceUID = uid
+                ds.SOPInstanceUID = generate_uid()
+                ds.InstanceNumber = n + 1
+                ds.save_as(out / f"IM{n:04d}")
+                n += 1
     return out
 
 

@@ -163,6 +163,55 @@ def test_ge_dicom_end_to_end(data_root, tmp_path):
     assert dice > 0.6
 
 
+def test_a_multi_slice_perfusion_series_is_analysed_slice_by_slice(data_root, tmp_path, capsys):
+    """Base, mid and apex in one DICOM series (as many scanners store a first-pass acquisition): `perfusion` said
+    'a perfusion input must be one slice over time; got 3 slices (give each slice as its own input)', which a
+    user with one series folder cannot do. Each slice is now an input of its own, its level from its position.
+    One slice stopped two frames early: refused by name (the reason said once, not per slice) unless
+    --allow-incomplete, then analysed on the 77 frames all slices have and the global value review."""
+    import study_material as sm
+
+    whole = sm.multi_slice_perfusion(data_root, tmp_path / "whole")
+    rc = cli.main(["perfusion", str(whole), "-o", str(tmp_path / "w"), "--condition", "stress", "--no-sax-model",
+                   "--no-tta"])
+    assert rc == 0
+    rep = json.loads((tmp_path / "w" / "report.json").read_text(encoding="utf-8"))
+    names = [i["series"] for i in rep["inputs"]]
+    assert [n.rsplit("_", 1)[1] for n in names] == ["slice0", "slice1", "slice2"]
+    assert sorted(i["level"] for i in rep["inputs"]) == ["apex", "base", "mid"]
+    assert "3 slices, analysed as" in capsys.readouterr().err
+    from CardiacLandmarksLib.perfusion.report import study_label
+
+    assert study_label(names) == "whole_First_Pass_New"  # the bull's-eye's title ("..._slice" before)
+    seg = {n: sitk.GetArrayFromImage(sitk.ReadImage(str(tmp_path / "w" / f"{n}_segmentation.nii.gz")))[:, 0]
+           for n in names}  # [t, j, i]; slice 1 is slice 0 mirrored: so is its myocardium
+    ref = rep["inputs"][0]["reference_frame"]
+    a, b = seg[names[0]][ref] == 1, seg[names[1]][ref][:, ::-1] == 1
+    assert 2 * (a & b).sum() / (a.sum() + b.sum()) > 0.8
+    assert rep["global"]["stress"]["upslope_index"]["status"] == "ok"
+
+    short = sm.multi_slice_perfusion(data_root, tmp_path / "short", short_slice=1, short_by=2)
+    rc = cli.main(["perfusion", str(short), "-o", str(tmp_path / "s"), "--no-sax-model", "--no-tta"])
+    err = capsys.readouterr().err
+    assert rc == 1 and "Traceback" not in err
+    last = err.strip().splitlines()[-1]
+    assert "IncompleteSeriesError" in last and last.count("incomplete series") == 1, last
+    assert "_slice0, " in last and "_slice2: IncompleteSeriesError" in last
+    rc = cli.main(["perfusion", str(short), "-o", str(tmp_path / "s2"), "--no-sax-model", "--no-tta",
+                   "--allow-incomplete"])
+    assert rc == 0
+    rep = json.loads((tmp_path / "s2" / "report.json").read_text(encoding="utf-8"))
+    assert {i["frames"] for i in rep["inputs"]} == {77}
+    glob = rep["global"]["perfusion"]["upslope_index"]
+    assert glob["status"] == "review"
+    notes = [x["note"] for x in glob["sources"] if x["kind"] == "input" and x["flag"] == "review"]
+    assert len(notes) == 3 and all("incomplete series: slice at -102.7 mm has 77 phases, the others 79" in n
+                                   for n in notes), notes
+
+    rc = cli.main(["perfusion", str(whole), "-o", str(tmp_path / "l"), "--level", "mid"])
+    assert rc == 1 and "holds 3 slices: --level name one slice" in capsys.readouterr().err
+
+
 def test_no_tta_runs_one_pass_of_each_network(data_root, tmp_path, monkeypatch):
     """``--no-tta`` (cohorts on CPU): the segmenter runs without its card's mirrors and the SAX landmark model that
     places the RV insertions runs without its mirror TTA; by default both run with them."""

@@ -26,6 +26,7 @@ import slicer  # noqa: E402
 from CardiacLandmarksModuleLib import nodes  # noqa: E402
 from CardiacLandmarksModuleLib import perfusion as panel  # noqa: E402
 
+from CardiacLandmarksLib.core.errors import PerfusionInputError
 from CardiacLandmarksLib.perfusion import aha
 
 SERIES = "1424200_stress_mid"
@@ -562,7 +563,8 @@ def test_a_slice_stack_is_refused_as_by_the_cli(tmp_path):
 
 def test_a_failing_series_is_named_in_the_hub_and_the_exported_report(tmp_path):
     """One good series and one constant copy of it: the panel reports the good one and names the other as not
-    analysed, in the hub's report and in the exported report.json (as the CLI's report.json does)."""
+    analysed, in the hub's report and in the exported report.json (as the CLI's report.json does). The constant
+    copy given first: the good series' analysis keeps its own input node (it was paired with the failed one's)."""
     import torch
 
     torch.set_num_threads(1)
@@ -575,12 +577,38 @@ def test_a_failing_series_is_named_in_the_hub_and_the_exported_report(tmp_path):
     arr[:] = 100
     slicer.util.arrayFromVolumeModified(flat)
     logic = panel.PerfusionLogic()
-    hub = logic.run([good, flat])
+    hub = logic.run([flat, good])  # the failing one first: the analyses were paired with the inputs in order
     rep = logic.report(hub)
     assert [a.name for a in logic.analyses(hub)] == [good.GetName()]
+    assert [n.GetID() for n in logic._refs(hub, panel.INPUT_REFERENCE)] == [good.GetID()]  # was flat's
     assert [f["series"] for f in rep["failed"]] == ["flat_copy"]
     assert any(w.startswith("flat_copy: not analysed") for w in rep["warnings"])
     written = logic.exportReport(hub, tmp_path / "out")
     exported = json.loads((tmp_path / "out" / "report.json").read_text())
     assert any(Path(p).name == "report.json" for p in written)
     assert exported["failed"] == rep["failed"]
+
+
+def test_a_multi_slice_perfusion_sequence_is_analysed_slice_by_slice(tmp_path, data_root):
+    """Base, mid and apex in one DICOM series reach the panel as one sequence of three-slice volumes: it said 'a
+    perfusion input must be one slice over time'. Each slice is now analysed (``<name>_slice<k>``, its level from
+    its position), each with its own frames sequence, as the command line and `study` do."""
+    import study_material as sm
+
+    from CardiacLandmarksLib.io.load import load_series
+
+    series = load_series(sm.multi_slice_perfusion(data_root, tmp_path / "perf"))
+    assert (series.n_slices, series.n_phases) == (3, 79)
+    slicer_stubs.newScene()
+    sequence, _browser, proxy = nodes.addSequenceFromSeries(slicer.mrmlScene, series, "first pass",
+                                                           slicer.modules.sequences.logic())
+    logic = panel.PerfusionLogic(useSaxModel=False)
+    hub = logic.run([proxy])
+    analyses = logic.analyses(hub)
+    assert [a.name for a in analyses] == ["first_pass_slice0", "first_pass_slice1", "first_pass_slice2"]
+    assert sorted(a.level for a in analyses) == ["apex", "base", "mid"]
+    frames = logic.framesSequences(hub)
+    assert len({f.GetID() for f in frames}) == 3 and sequence not in frames
+    assert all(f.GetNumberOfDataNodes() == 79 for f in frames)
+    with pytest.raises(PerfusionInputError, match="holds 3 slices: a level or an MBF map names one slice"):
+        logic.run([proxy], levels="mid")

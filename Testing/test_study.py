@@ -222,6 +222,24 @@ def _short_slice_copy(src, dst, keep_phases: int):
 
 
 @pytest.mark.data
+@pytest.mark.data
+def test_a_perfusion_series_with_a_slice_short_of_frames_is_analysed_and_review(tmp_path, data_root):
+    """A three-slice perfusion series whose middle slice stopped two frames early failed its analysis inside `study`
+    ('none of the 3 perfusion series could be analysed', the reason once per slice). As a cine with a missing phase,
+    it is now analysed on the frames all slices have, and its value is review, naming why briefly."""
+    import study_material as sm
+
+    study = tmp_path / "study"
+    sm.multi_slice_perfusion(data_root, study / "perfusion", short_slice=1, short_by=2)
+    res = analyse_study(study, tmp_path / "out", tta=False)
+    (perf,) = [o for o in res.outcomes if o.task == "perfusion"]
+    assert perf.ok, perf.error
+    (value,) = [v for v in perf.values if v.name.startswith("perfusion")]
+    assert value.status == "review" and value.flags == ["check input (incomplete series)"]
+    assert value.line().endswith("(check input (incomplete series))")
+    assert any("incomplete series: slice at -102.7 mm has 77 phases" in n for n in perf.notes)
+
+
 def test_a_series_with_a_slice_short_of_phases(tmp_path, sunnybrook_dicom, capsys):
     """One series whose sixth slice has 18 phases and the others 20 was refused by every command, also with
     --allow-incomplete, and ended `study` (all its other series too) in that error. It is now an incomplete series

@@ -323,7 +323,8 @@ class PerfusionLogic:
 
         Args:
             inputNodes: one node per slice (volume sequence / browser / proxy volume, or a volume
-                with time on one axis).
+                with time on one axis); a sequence of several slices is analysed slice by slice
+                (``<name>_slice<k>``, each with its own frames sequence; ``pp.slice_series``).
             conditions: ``"stress"`` / ``"rest"`` / None per input or once for all (None: from the
                 node name, as the CLI does from the file name).
             levels: ``"base"`` / ``"mid"`` / ``"apex"`` / None per input or once (None: from the
@@ -356,12 +357,19 @@ class PerfusionLogic:
         for k, node in enumerate(inputNodes):
             series, volume, sequence, browser = self.seriesFromNode(node, timeAxis)
             seriesName = pp.unique_name((volume or sequence).GetName(), used)
+            parts = pp.slice_series(series, seriesName)  # several slices over time: one input per slice, as the CLI
+            if len(parts) > 1 and (lvls[k] is not None or mbfList[k] is not None):
+                raise PerfusionInputError(f"{seriesName} holds {len(parts)} slices: a level or an MBF map names one "
+                                          "slice; leave it out for this input (the levels come from the slice "
+                                          "positions) or give each slice as its own series")
             mbf = mbfList[k]
             if mbf is not None and hasattr(mbf, "IsA"):
                 mbf = nodes.seriesFromVolumeNode(mbf).pixels[0, 0]
-            inp = pp.SeriesInput(series=series, name=seriesName, condition=conds[k], level=lvls[k],
-                                 aif=curveFromNode(aifList[k]), concentration=concentration, dt_s=dtS, mbf_map=mbf)
-            prepared.append((inp, node, sequence, browser))
+            for partName, part in parts:
+                inp = pp.SeriesInput(series=part, name=partName, condition=conds[k], level=lvls[k],
+                                     aif=curveFromNode(aifList[k]), concentration=concentration, dt_s=dtS, mbf_map=mbf)
+                whole = len(parts) == 1  # a slice of a multi-slice sequence gets its own frames sequence
+                prepared.append((inp, node, sequence if whole else None, browser if whole else None))
         result = pp.analyse_perfusion([inp for inp, *_ in prepared], self.model, use_sax_model=self.useSaxModel,
                                       progress=progress)
         analyses = result.analyses
@@ -380,7 +388,9 @@ class PerfusionLogic:
         model = self.model
         state = _HubState(series=[], modelCard=dict(getattr(model, "card", {}) or {}),
                           modelSha=str(getattr(model, "sha256", "")), failed=list(result.failed))
-        for an, (_inp, node, sequence, browser) in zip(analyses, prepared):
+        byName = {inp.name: (node, sequence, browser) for inp, node, sequence, browser in prepared}
+        for an in analyses:  # each analysis with its own input (a series that failed has none)
+            node, sequence, browser = byName[an.name]
             hub.AddNodeReferenceID(INPUT_REFERENCE, node.GetID())
             if sequence is None:
                 sequence, browser = self._framesSequence(an)

@@ -34,7 +34,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("perfusion", help="AHA 16-segment perfusion report (segmentation, RV insertion, sectors, "
                                          "semi-quantitative indices, Fermi MBF, bull's-eye)",
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("inputs", nargs="+", help="perfusion series: NIfTI 2D+T files or DICOM frame folders, one per slice")
+    p.add_argument("inputs", nargs="+", help="perfusion series: NIfTI 2D+T files or DICOM folders, one per slice, or a DICOM series of several slices (analysed slice by slice)")
     p.add_argument("-o", "--output", required=True, help="output folder (created)")
     p.add_argument("--condition", action="append", default=None, choices=("stress", "rest", "auto"),
                    help="stress or rest (once for all inputs, or once per input; default: from the name)")
@@ -57,6 +57,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--allow-mismatch", action="store_true",
                    help="analyse series that differ in patient, matrix or pixel size (warning; no stress/rest "
                         "reserve)")
+    p.add_argument("--allow-incomplete", action="store_true",
+                   help="analyse a DICOM series whose slices miss frames on the frames all its slices have (every "
+                        "value it gives is review); without it such a series is refused by name")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"),
                    help="where the networks run: auto (the GPU when one is present, else the CPU), cpu or cuda (default auto)")
     p.add_argument("--no-tta", action="store_true",
@@ -115,21 +118,30 @@ def _load_inputs(args: argparse.Namespace, conds, levels, rvis, aifs, mbfs):
             if args.pixel_size:
                 s.spacing = (args.pixel_size, args.pixel_size, s.spacing[2])
             name = series_name(path, s.description if path.is_dir() else "", used)
-            rvi = None
-            if rvis[k]:
-                rvi = _rvi_from_markups(Path(rvis[k]), s)
-            elif args.rvi_from:
-                cand = Path(args.rvi_from) / f"{name}_rvi.mrk.json"
-                if cand.exists():
-                    rvi = _rvi_from_markups(cand, s)
-                    logger.info("%s: RV insertion points from %s", name, cand)
-            mbf_map = None
-            if mbfs[k]:
-                m = load_series(mbfs[k])
-                mbf_map = m.pixels[0, 0]
-            inputs.append(pp.SeriesInput(series=s, name=name, condition=conds[k], level=levels[k], rvi_lps=rvi,
-                                         aif=read_curve(aifs[k]) if aifs[k] else None,
-                                         concentration=args.concentration, dt_s=args.dt, mbf_map=mbf_map))
+            parts = pp.slice_series(s, name)  # a multi-slice series (base, mid, apex in one): one input per slice
+            if len(parts) > 1:
+                one = [opt for opt, v in (("--rvi", rvis[k]), ("--mbf-map", mbfs[k]), ("--level", levels[k])) if v]
+                if one:
+                    raise PerfusionInputError(
+                        f"{path.name} holds {len(parts)} slices: {' and '.join(one)} name one slice; leave "
+                        f"{'it' if len(one) == 1 else 'them'} out for this input (the levels come from the slice "
+                        "positions) or give each slice as its own input")
+                print(f"  {path.name}: {len(parts)} slices, analysed as {', '.join(n for n, _ in parts)}",
+                      file=sys.stderr)
+            aif = read_curve(aifs[k]) if aifs[k] else None  # one arterial input function for all its slices
+            mbf_map = load_series(mbfs[k]).pixels[0, 0] if mbfs[k] else None
+            for part_name, part in parts:
+                rvi = None
+                if rvis[k]:
+                    rvi = _rvi_from_markups(Path(rvis[k]), part)
+                elif args.rvi_from:
+                    cand = Path(args.rvi_from) / f"{part_name}_rvi.mrk.json"
+                    if cand.exists():
+                        rvi = _rvi_from_markups(cand, part)
+                        logger.info("%s: RV insertion points from %s", part_name, cand)
+                inputs.append(pp.SeriesInput(series=part, name=part_name, condition=conds[k], level=levels[k],
+                                             rvi_lps=rvi, aif=aif, concentration=args.concentration, dt_s=args.dt,
+                                             mbf_map=mbf_map))
         except CardiacLandmarksError as exc:
             failed.append((path.name, f"{type(exc).__name__}: {exc}"))
     return inputs, failed
@@ -160,7 +172,7 @@ def cmd_perfusion(args: argparse.Namespace) -> int:
     try:
         result = pp.analyse_perfusion(inputs, device=args.device, use_sax_model=not args.no_sax_model,
                                       progress=update, allow_mismatch=args.allow_mismatch,
-                                      tta=not args.no_tta)
+                                      allow_incomplete=args.allow_incomplete, tta=not args.no_tta)
     except PerfusionInputError as exc:
         if failed:  # say also which inputs could not even be read
             raise PerfusionInputError(f"{exc}; unreadable: " + "; ".join(f"{nm}: {m}" for nm, m in failed)) from exc

@@ -53,6 +53,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 import shutil
 import threading
 import time
@@ -681,6 +682,19 @@ def agg_figure(**kwargs):
     fig = Figure(**kwargs)
     FigureCanvasAgg(fig)
     return fig
+
+
+def common_name(names: list[str]) -> str:
+    """The words all ``names`` start with, cut at a word boundary (``_ - . `` or a space): ``["p7_stress_base",
+    "p7_rest_mid"]`` -> ``"p7"``, ``["s6_slice0", "s6_slice1"]`` -> ``"s6"`` (not ``"s6_slice"``); one name as it
+    is; ``""`` when they share no whole word. Names a study after its series (``study``'s routing, the perfusion
+    report's title)."""
+    if len(names) == 1:
+        return names[0]
+    common = os.path.commonprefix(list(names))
+    if not all(len(n) == len(common) or n[len(common)] in "_-. " for n in names):
+        common = re.split(r"[_\-. ][^_\-. ]*$", common)[0] if re.search(r"[_\-. ]", common) else ""
+    return common.rstrip("_-. ")
 
 
 def source_label(source: str | Path | None) -> str:

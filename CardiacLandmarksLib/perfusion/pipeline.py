@@ -163,6 +163,11 @@ class SliceAnalysis:
     #: points and the slice level, which move the AHA sectors only (:func:`mask_sources`), and a stress/rest
     #: mismatch, which drops the reserve instead (:func:`analyse_perfusion`)
     warnings_beside_global: list[str] = field(default_factory=list)
+    #: the input checks' warnings on the series (each also in ``warnings``; an incomplete series analysed with
+    #: ``allow_incomplete``, a placeholder voxel size ...): a source ``input`` flagged review of every value the
+    #: series contributes to (:func:`_pool`), as :func:`CardiacLandmarksLib.io.checks.mark_input_warnings` does for
+    #: landmark measurements
+    input_warnings: list[str] = field(default_factory=list)
 
     def __repr__(self) -> str:
         """One line for a console: the series, its condition and level, where its RV insertions came from and
@@ -218,6 +223,36 @@ class SliceAnalysis:
 # --------------------------------------------------------------------------- per series
 
 
+def slice_series(series: CMRSeries, name: str) -> list[tuple[str, CMRSeries]]:
+    """The slices of a perfusion series as the inputs :func:`analyse_series` takes (one slice over time each).
+
+    A multi-slice series (base, mid and apex in one DICOM series, as many scanners store a first-pass
+    acquisition) gives one series per slice, named ``<name>_slice<k>`` (``k`` from 0 in stack order), sharing
+    the frames and the header (``metadata["slice_of"] = k``); a one-slice series, or a stack of one frame (a SAX
+    stack, which :func:`analyse_series` refuses), comes back as it is.
+
+    Args:
+        series: pixels ``[t, k, j, i]``, LPS geometry.
+        name: the series' name in reports.
+
+    Returns:
+        ``[(name, series), ...]``, one per slice; pixels ``[t, 1, j, i]``.
+    """
+    import copy
+
+    if series.n_slices == 1 or series.n_phases < 2:  # one frame of several slices: a stack, not first-pass frames
+        return [(name, series)]  # (analyse_series says so)
+    out = []
+    for k in range(series.n_slices):
+        sk = copy.copy(series)
+        sk.pixels = np.ascontiguousarray(series.pixels[:, k : k + 1])
+        sk.slice_origins = series.slice_origins[k : k + 1]
+        sk.metadata = dict(series.metadata or {}, slice_of=k)
+        sk.metadata["warnings"] = list(sk.metadata.get("warnings", []))  # each slice's checks add to its own list
+        out.append((f"{name}_slice{k}", sk))
+    return out
+
+
 def _display_side(series: CMRSeries) -> tuple[bool, str]:
     if not series.orientation_known:
         return True, "orientation unknown: the stored display is taken as the standard view seen from the apex"
@@ -242,7 +277,8 @@ def analyse_series(inp: SeriesInput, model: ps.PerfusionModel, use_sax_model: bo
     s = inp.series
     if s.n_slices != 1:
         raise PerfusionInputError(f"{inp.name}: a perfusion input must be one slice over time; got {s.n_slices} slices "
-                                  "(give each slice as its own input)")
+                                  + ("of one frame (a stack of slices, not a first-pass series)" if s.n_phases < 2
+                                     else "(slice_series makes one input of each)"))
     frames = s.pixels[:, 0].astype(np.float32)
     name = inp.name or Path(s.source).name
     spacing = (float(s.spacing[0]), float(s.spacing[1]))
@@ -525,6 +561,8 @@ def _pool(analyses: list[SliceAnalysis], metric: str, segment: int | None) -> di
         vals.append(v)
         if v.size:  # a segment hangs on its anchor; the global value on the mask only (mask_sources)
             anchors += anchor_sources(a) if segment is not None else mask_sources(a)
+            if a.input_warnings:  # what the input checks doubt (SliceAnalysis.input_warnings) is review
+                anchors.append(Source(f"input {a.name}", "review", None, "input", "; ".join(a.input_warnings)))
     if not vals:
         return None
     v = np.concatenate(vals)
@@ -711,6 +749,15 @@ class PerfusionResult:
         return failure_warnings(self.failed)
 
 
+def failures_text(failed: list[tuple[str, str]]) -> str:
+    """``"name: why; name: why"`` of failed series, the series that failed for the same reason (the slices of one
+    multi-slice series) named together once: ``"s6_slice0, s6_slice1: IncompleteSeriesError: ..."``."""
+    by_reason: dict[str, list[str]] = {}
+    for name, why in failed:
+        by_reason.setdefault(why, []).append(name)
+    return "; ".join(f"{', '.join(names)}: {why}" for why, names in by_reason.items())
+
+
 def _input_name(inp: SeriesInput) -> str:
     return inp.name or str(inp.series.source)
 
@@ -769,7 +816,8 @@ def _matching_series(usable: list[SeriesInput], failed: list[tuple[str, str]],
 def analyse_perfusion(inputs: list[SeriesInput], model: ps.PerfusionModel | None = None, device: str = "cpu",
                       use_sax_model: bool = True,
                       progress: Callable[[int, int], None] | None = None, *,
-                      allow_mismatch: bool = False, tta: bool = True) -> PerfusionResult:
+                      allow_mismatch: bool = False, allow_incomplete: bool = False,
+                      tta: bool = True) -> PerfusionResult:
     """AHA 16-segment perfusion analysis of a study (Xue et al., Radiology: AI 2020; Cerqueira et al. 2002).
 
     The task API every front end calls: each series is analysed (:func:`analyse_series`), slices with no
@@ -784,6 +832,9 @@ def analyse_perfusion(inputs: list[SeriesInput], model: ps.PerfusionModel | None
         progress: ``progress(done_series, total_series)``.
         allow_mismatch: series that differ in patient, matrix or pixel size are analysed with a warning
             on each and no stress/rest reserve, instead of :class:`SeriesMismatchError`.
+        allow_incomplete: a DICOM series whose slices miss frames (a slice stopped a few frames early) is analysed
+            on the frames all its slices have, every value it contributes to ``review`` (source ``input``),
+            instead of failing with ``IncompleteSeriesError``.
         tta: mirror test-time augmentation of the segmenter and the SAX landmark model (default on; False for
             cohorts on CPU: about half the network time, see benchmarks/README.md).
 
@@ -807,9 +858,11 @@ def analyse_perfusion(inputs: list[SeriesInput], model: ps.PerfusionModel | None
         raise PerfusionInputError("no perfusion series given")
     failed: list[tuple[str, str]] = []
     usable = []
+    doubts: dict[int, list[str]] = {}  # id(input) -> the input checks' warnings
     for inp in inputs:
         try:
-            check_series(inp.series, "sax", view_hint="the perfusion analysis takes short-axis slices only")
+            doubts[id(inp)] = check_series(inp.series, "sax", allow_incomplete=allow_incomplete,
+                                           view_hint="the perfusion analysis takes short-axis slices only")
             usable.append(inp)
         except Exception as exc:  # noqa: BLE001 - named in result.failed, the others go on
             _record_failure(failed, inp, exc)
@@ -822,14 +875,15 @@ def analyse_perfusion(inputs: list[SeriesInput], model: ps.PerfusionModel | None
         except Exception as exc:  # noqa: BLE001 - one series must not stop the study; named in result.failed
             _record_failure(failed, inp, exc)
         else:
-            an.warnings.extend((inp.series.metadata or {}).get("warnings", []))
+            an.warnings.extend(w for w in (inp.series.metadata or {}).get("warnings", []) if w not in an.warnings)
+            an.input_warnings = list(doubts.get(id(inp), []))
             _warn_beside_global(an, *study_warnings)
             analyses.append(an)
         if progress is not None:
             progress(k + 1, len(usable))
     if not analyses:
         raise PerfusionInputError(f"none of the {len(inputs)} perfusion series could be analysed: "
-                                  + "; ".join(f"{n}: {m}" for n, m in failed))
+                                  + failures_text(failed))
     assign_missing_levels(analyses)
     summary = summarise(analyses)
     if study_warnings:  # series that do not match: no stress/rest ratio

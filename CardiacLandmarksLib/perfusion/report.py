@@ -24,7 +24,6 @@ import csv
 import io
 import json
 import logging
-import os
 from pathlib import Path
 
 import numpy as np
@@ -351,11 +350,11 @@ def write_series_outputs(an: SliceAnalysis, outdir: Path) -> list[Path]:
 
 
 def study_label(names: list[str]) -> str:
-    """Common prefix of the series names (e.g. the patient id), or the single name."""
-    if len(names) == 1:
-        return names[0]
-    prefix = os.path.commonprefix(names).rstrip("_- .")
-    return prefix
+    """The words the series names start with (e.g. the patient id; the series of a multi-slice series' slices
+    ``<series>_slice<k>``), or the single name (:func:`CardiacLandmarksLib.io.outputs.common_name`)."""
+    from CardiacLandmarksLib.io.outputs import common_name
+
+    return common_name(names)
 
 
 def write_report(analyses: list[SliceAnalysis], summary: dict, outdir: str | Path, model_card: dict | None = None,

@@ -445,16 +445,6 @@ def _perfusion_inputs(entries: list[RoutedSeries], routing: StudyRouting,
 
 
 def _perfusion_slices(e: RoutedSeries) -> list[tuple[str, object]]:
-    import copy
+    from CardiacLandmarksLib.perfusion.pipeline import slice_series
 
-    s = e.load()
-    if s.n_slices == 1:
-        return [(e.key, s)]
-    out = []
-    for k in range(s.n_slices):
-        sk = copy.copy(s)
-        sk.pixels = np.ascontiguousarray(s.pixels[:, k : k + 1])
-        sk.slice_origins = s.slice_origins[k : k + 1]
-        sk.metadata = dict(s.metadata, slice_of=k)
-        out.append((f"{e.key}_slice{k}", sk))
-    return out
+    return slice_series(e.load(), e.key)

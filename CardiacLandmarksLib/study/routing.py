@@ -230,13 +230,9 @@ class StudyRouting:
         parts = [Path(p) for p in self.path.split(";")]
         if len(parts) == 1:
             return parts[0].name or str(parts[0])
-        import os
+        from CardiacLandmarksLib.io.outputs import common_name
 
-        names = [p.name for p in parts]
-        common = os.path.commonprefix(names)
-        if not all(len(n) == len(common) or n[len(common)] in "_-. " for n in names):
-            common = re.split(r"[_\-. ][^_\-. ]*$", common)[0] if re.search(r"[_\-. ]", common) else ""
-        return common.rstrip("_-. ") or parts[0].parent.name
+        return common_name([p.name for p in parts]) or parts[0].parent.name
 
     @property
     def sax_reference(self) -> RoutedSeries | None:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from CardiacLandmarksLib.core.landmarks import format_value
+from CardiacLandmarksLib.core.landmarks import format_value, input_warning_names
 from CardiacLandmarksLib.core.series import CMRSeries
 
 logger = logging.getLogger(__name__)
@@ -478,13 +478,13 @@ def run_perfusion(slices: list, models: Models, outdir: Path, root: Path, key: s
                 notes.append(f"{sl.name}: Fermi MBF from the arterial input function {sl.aif_name}")
         inputs.append(inp)
     if not inputs:
-        raise pp.PerfusionInputError("none of the perfusion series could be read: "
-                                     + "; ".join(f"{n}: {m}" for n, m in failed))
+        raise pp.PerfusionInputError("none of the perfusion series could be read: " + pp.failures_text(failed))
     try:
-        res = pp.analyse_perfusion(inputs, model=models.get("perfusion"), device=models.device, tta=models.tta)
+        res = pp.analyse_perfusion(inputs, model=models.get("perfusion"), device=models.device, tta=models.tta,
+                                   allow_incomplete=True)  # incomplete: analysed, its values review (as function)
     except SeriesMismatchError:  # one report all the same, with the difference said and no stress/rest reserve
         res = pp.analyse_perfusion(inputs, model=models.get("perfusion"), device=models.device, tta=models.tta,
-                                   allow_mismatch=True)
+                                   allow_mismatch=True, allow_incomplete=True)
     res.failed = [*failed, *res.failed]
     analyses, summary = res.analyses, res.summary
     files = res.write(outdir)
@@ -508,7 +508,8 @@ def run_perfusion(slices: list, models: Models, outdir: Path, root: Path, key: s
         # SliceAnalysis.warnings_beside_global); the flags name what makes it review
         st = "n/a" if not g else g.get("status", "review")
         flags = _trust_flags((g or {}).get("sources", []))  # where the RVI came from is in the notes
-        warned = [f"{a.name}: {w}" for a in group for w in a.warnings if w not in a.warnings_beside_global]
+        warned = [f"{a.name}: {w}" for a in group for w in a.warnings  # input doubts: a source of g (_trust_flags)
+                  if w not in a.warnings_beside_global and w not in a.input_warnings]
         if st == "ok" and (failed or warned):
             st = "review"
         flags += warned
@@ -526,13 +527,16 @@ def _trust_flags(sources: list[dict]) -> list[str]:
     """The key-value flags of a perfusion value's doubtful sources (the report's ``sources``): its own mask or
     curve, named by the value it belongs to (``"stress upslope_index review: mean -0.3 not positive"``; in a
     reserve's flags that names which of stress and rest is doubtful), then its low RV-insertion anchors or masks
-    (``"A-RVI stress_mid (low 0.10)"``, ``"myocardium rest_base (low 0.31)"``)."""
+    (``"A-RVI stress_mid (low 0.10)"``, ``"myocardium rest_base (low 0.31)"``), then what the input checks doubt
+    (``"check input (incomplete series)"``: :attr:`CardiacLandmarksLib.perfusion.pipeline.SliceAnalysis.input_warnings`)."""
     own = [f"{x['id'].removeprefix('global ')} {x['flag']}: {x.get('note', '')}".rstrip(": ") for x in sources
            if x.get("kind") in ("mask", "curve") and x.get("flag") in ("review", "n/a")]
     anchors = [f"{x['id']} ({x['flag']}" + ("" if x.get("confidence") is None else f" {x['confidence']:.2f}") + ")"
                for x in sources if (x.get("kind") == "anchor" and x.get("flag") not in ("high", "ok"))
                or (x.get("kind") == "mask" and x.get("flag") == "low")]
-    return own + anchors
+    inputs = [f"check input ({input_warning_names(x.get('note', ''))})" for x in sources
+              if x.get("kind") == "input" and x.get("flag") == "review"]
+    return own + anchors + list(dict.fromkeys(inputs))
 
 
 def _reserve_values(summary: dict, metric: str, failed: list[str]) -> list[KeyValue]:
