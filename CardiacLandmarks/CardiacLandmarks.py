@@ -788,8 +788,9 @@ class CardiacLandmarksLogic(ScriptedLoadableModuleLogic, VTKObservationMixin):
         each series once, to tell its view).
 
         A short-axis cine stored one series per slice (common on Siemens) is one entry: the stack (a slice acquired
-        twice keeps its later series; a slice with a few phases less keeps the first phases all have). Damaged
-        series, objects that are not MR images and slices left out of a stack are not listed.
+        twice keeps its later series; a slice with a few phases less keeps the first phases all have). Image files
+        in the folder (a NIfTI export beside the DICOM) are entries too. Damaged series, objects that are not MR
+        images, localisers and slices left out of a stack are not listed.
 
         Args:
             folder: a DICOM folder (a series, a stack, or a whole study as a PACS exports it).
@@ -803,12 +804,9 @@ class CardiacLandmarksLogic(ScriptedLoadableModuleLogic, VTKObservationMixin):
         Raises:
             CardiacLandmarksError: the routing's named errors (the folder missing, no DICOM in it ...).
         """
-        from CardiacLandmarksLib.core.errors import NoDicomError
         from CardiacLandmarksLib.study.routing import route_study
 
-        routing = route_study(folder)
-        if routing.kind != "dicom":
-            raise NoDicomError(f"{folder} holds image files, not DICOM: load them with Add Data")
+        routing = route_study(folder)  # image files beside the DICOM (NIfTI exports) are offered too
         entries = [e for e in routing.series if e.loadable and e.sequence not in ("localiser", "label", "curve")]
         own = [n for n in routing.notes if not any(n.startswith(e.label + ":") for e in routing.series)]
         return entries, own + [f"not read: {u}" for u in routing.unread]
