@@ -778,7 +778,8 @@ class CardiacLandmarksLogic(ScriptedLoadableModuleLogic, VTKObservationMixin):
         if progress is not None:
             progress(0, series.n_phases * series.n_slices)
         result = analyse_landmarks(series, view, SaxOptions(device=device, batch_size=batchSize), progress=progress,
-                                   cancel=cancel, sequence=sequence)
+                                   cancel=cancel, sequence=sequence,
+                                   allow_incomplete=True)  # a series the reader found incomplete: every value review
         lmset = result.landmarks
         return self.createResultNodes(inputNode, series, lmset)
 
@@ -846,10 +847,12 @@ class CardiacLandmarksLogic(ScriptedLoadableModuleLogic, VTKObservationMixin):
             progressLogger.setLevel(level)
         name = slicer.mrmlScene.GenerateUniqueName(series.description or entry.label.strip("#'"))
         if series.n_phases > 1:
-            _sequence, _browser, node = nodes.addSequenceFromSeries(slicer.mrmlScene, series, name,
-                                                                    self._sequencesLogic())
+            sequence, _browser, node = nodes.addSequenceFromSeries(slicer.mrmlScene, series, name,
+                                                                   self._sequencesLogic())
+            nodes.setReaderFacts(sequence, series)  # the series is rebuilt from the sequence for Detect, function
         else:
             node = nodes.addVolumeFromSeries(slicer.mrmlScene, series, name)
+        nodes.setReaderFacts(node, series)
         return node, series, notes
 
     def loadDicomFolder(self, folder, series=None):

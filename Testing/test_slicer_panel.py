@@ -476,6 +476,23 @@ def test_load_dicom_folder_as_one_stack(panel, dialogs, data_root, tmp_path_fact
         panel.logic.loadDicomFolder(str(mixed))
     _node, chosen, _notes = panel.logic.loadDicomFolder(str(mixed), "s6")
     assert chosen.n_phases == 79
+    one = root / "one"  # one series whose slice 6 lost its last two phases: read with 18, and doubted as the CLI does
+    shutil.copytree(data_root / "sunnybrook" / "SCD0000101" / "dicom", one)
+    heads = [(f, pydicom.dcmread(f, stop_before_pixels=True)) for f in one.glob("*.dcm")]
+    heights = sorted({round(float(h.SliceLocation), 2) for _, h in heads})
+    for _, f in sorted((float(h.TriggerTime), f) for f, h in heads
+                       if round(float(h.SliceLocation), 2) == heights[5])[18:]:
+        f.unlink()
+    monkeypatch.setattr(qt.QFileDialog, "getExistingDirectory", staticmethod(lambda *a, **k: str(one)))
+    click(ui.loadDicomFolderButton)
+    node = panel._parameterNode.inputVolume
+    rebuilt = panel.logic.seriesFromNode(node)  # as Detect, function and long axis rebuild it from the node
+    assert rebuilt.n_phases == 18 and "has 18 phases, the others 20" in " ".join(
+        rebuilt.metadata["completeness"]["problems"])  # the reader's facts kept on the node (they were lost)
+    hub = panel.logic.detect(node)  # analysed, not refused (the panel has no --allow-incomplete), every value review
+    measured = panel.logic.landmarkSetFromResult(hub).measurements
+    assert measured and all(m.status != "ok" for m in measured)
+    assert all(any(src.kind == "input" and "incomplete series" in src.note for src in m.sources) for m in measured)
     notes = root / "notes"  # no DICOM at all: Slicer's error dialog, no traceback
     notes.mkdir()
     (notes / "readme.txt").write_text("report", encoding="utf-8")

@@ -186,7 +186,7 @@ class FunctionLogic:
         """
         if inputNode is None:
             raise FunctionInputNodeError("no input node")
-        opts = options or FunctionOptions()
+        opts = options or FunctionOptions(allow_incomplete=True)  # incomplete (reader's facts): every value review
         if esNode is not None:
             for n in (inputNode, esNode):
                 if not n.IsA("vtkMRMLScalarVolumeNode"):

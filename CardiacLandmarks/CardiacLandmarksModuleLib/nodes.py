@@ -198,7 +198,7 @@ def seriesFromVolumeNode(volumeNode, description: str | None = None) -> CMRSerie
         metadata={"mrmlNodeID": volumeNode.GetID()},
     )
     series.orientation_known = _orientationKnown(volumeNode, series)
-    return finalize_series(series)
+    return applyReaderFacts(volumeNode, finalize_series(series))
 
 
 def triggerTimesOf(sequenceNode) -> np.ndarray | None:
@@ -261,7 +261,40 @@ def seriesFromSequenceNode(sequenceNode, transformNode=None, description: str | 
         metadata={"mrmlNodeID": sequenceNode.GetID()},
     )
     series.orientation_known = _orientationKnown(reference[2], series)
-    return finalize_series(series)
+    return applyReaderFacts(sequenceNode, finalize_series(series))
+
+
+#: node attribute with what the library's reader knew of a series the module loaded (``logic.loadDicomFolder``) and
+#: an image node does not hold: the sequence the study routing decided (an LGE stack told by its inversion time) and
+#: the grid's completeness (slices or phases missing, phases cut), which make values ``review``
+READER_FACTS_ATTRIBUTE = "CardiacLandmarks.ReaderFacts"
+
+
+def setReaderFacts(node, series: CMRSeries) -> None:
+    """Keep on ``node`` (JSON in :data:`READER_FACTS_ATTRIBUTE`) what :func:`applyReaderFacts` gives back to a
+    series rebuilt from it: ``series.sequence`` and ``metadata["completeness"]``."""
+    import json
+
+    meta = series.metadata or {}
+    facts = {"sequence": series.sequence, "completeness": meta.get("completeness")}
+    node.SetAttribute(READER_FACTS_ATTRIBUTE, json.dumps(facts, default=lambda v: v.tolist()))
+
+
+def applyReaderFacts(node, series: CMRSeries) -> CMRSeries:
+    """``series`` (rebuilt from ``node``'s voxels) with the reader's facts that :func:`setReaderFacts` kept on the
+    node: its sequence and its grid's completeness (so an incomplete series read by the module is doubted as the
+    command line doubts it). A node without them (Slicer's DICOM module, Add Data) gives ``series`` unchanged."""
+    import json
+
+    text = node.GetAttribute(READER_FACTS_ATTRIBUTE) if node is not None else None
+    if not text:
+        return series
+    facts = json.loads(text)
+    if facts.get("sequence"):
+        series.sequence = facts["sequence"]
+    if facts.get("completeness"):
+        series.metadata = dict(series.metadata or {}, completeness=facts["completeness"])
+    return series
 
 
 def newVolumeNodeFromSeries(series: CMRSeries, phase: int = 0):
