@@ -498,8 +498,6 @@ class CardiacLandmarksWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             return
         with errorsShown(_("Could not load the DICOM folder."), waitCursor=True) as outcome:
             entries, notes = self.logic.dicomFolderSeries(folder)
-            if not entries:
-                self.logic.loadDicomFolder(folder)  # raises the reader's error naming why
             entry = entries[0]
             if len(entries) > 1:
                 choices = [self.logic.seriesChoiceText(e) for e in entries]
@@ -803,14 +801,22 @@ class CardiacLandmarksLogic(ScriptedLoadableModuleLogic, VTKObservationMixin):
             DICOM).
 
         Raises:
-            CardiacLandmarksError: the routing's named errors (the folder missing, no DICOM in it ...).
+            CardiacLandmarksError: the routing's or the reader's named errors (the folder missing, no DICOM in it, no
+                series that can be loaded ...).
         """
         from CardiacLandmarksLib.study.routing import route_study
 
         routing = route_study(folder)  # image files beside the DICOM (NIfTI exports) are offered too
         entries = [e for e in routing.series if e.loadable and e.sequence not in ("localiser", "label", "curve")]
         own = [n for n in routing.notes if not any(n.startswith(e.label + ":") for e in routing.series)]
-        return entries, own + [f"not read: {u}" for u in routing.unread]
+        notes = own + [f"not read: {u}" for u in routing.unread]
+        if not entries:  # the reader's own error names why (no MR image, every series damaged ...)
+            from CardiacLandmarksLib.core.errors import NoDicomError
+            from CardiacLandmarksLib.io.load import load_series
+
+            load_series(folder)
+            raise NoDicomError(f"no image series to load in {folder}" + (f" ({'; '.join(notes)})" if notes else ""))
+        return entries, notes
 
     def loadRoutedSeries(self, entry):
         """Load one entry of :meth:`dicomFolderSeries` and add it to the scene: a cine as a volume sequence with its
@@ -849,10 +855,10 @@ class CardiacLandmarksLogic(ScriptedLoadableModuleLogic, VTKObservationMixin):
         if series.n_phases > 1:
             sequence, _browser, node = nodes.addSequenceFromSeries(slicer.mrmlScene, series, name,
                                                                    self._sequencesLogic())
-            nodes.setReaderFacts(sequence, series)  # the series is rebuilt from the sequence for Detect, function
+            nodes.setReaderFacts(sequence, series)  # a cine is rebuilt from its sequence (Detect, function, LAX)
         else:
             node = nodes.addVolumeFromSeries(slicer.mrmlScene, series, name)
-        nodes.setReaderFacts(node, series)
+            nodes.setReaderFacts(node, series)
         return node, series, notes
 
     def loadDicomFolder(self, folder, series=None):
@@ -889,11 +895,6 @@ class CardiacLandmarksLogic(ScriptedLoadableModuleLogic, VTKObservationMixin):
                 raise NoDicomError(f"no image series {series} in {folder}; series:\n  {listing}")
         elif len(entries) == 1:
             entry = entries[0]
-        elif not entries:  # the reader's own error names why (no MR image, every series damaged ...)
-            from CardiacLandmarksLib.io.load import load_series
-
-            load_series(folder)
-            raise NoDicomError(f"no image series to load in {folder}" + (f" ({'; '.join(notes)})" if notes else ""))
         else:
             raise MixedSeriesError(f"{len(entries)} image series in {folder}; choose one with series='KEY' "
                                    f"(or its SeriesInstanceUID):\n  {listing}")

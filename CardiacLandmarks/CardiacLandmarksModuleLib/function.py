@@ -21,7 +21,7 @@ MRML only (no Qt). :class:`FunctionLogic` calls the library's one analysis API
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import slicer
@@ -186,7 +186,8 @@ class FunctionLogic:
         """
         if inputNode is None:
             raise FunctionInputNodeError("no input node")
-        opts = options or FunctionOptions(allow_incomplete=True)  # incomplete (reader's facts): every value review
+        # a cine the module's reader found incomplete (nodes.applyReaderFacts): measured, every value review, as study
+        opts = replace(options or FunctionOptions(), allow_incomplete=True)
         if esNode is not None:
             for n in (inputNode, esNode):
                 if not n.IsA("vtkMRMLScalarVolumeNode"):

@@ -88,8 +88,7 @@ class FunctionSection:
         # one of the two alone: not indexed (the library's rule, as for a cohort row)
         height, weight, _note = indexing_pair(float(self.ui.functionHeightSpinBox.value) or None,
                                               float(self.ui.functionWeightSpinBox.value) or None)
-        # a cine the module's reader found incomplete (nodes.applyReaderFacts): measured, every value review, as study
-        return FunctionOptions(height_cm=height, weight_kg=weight, allow_incomplete=True)
+        return FunctionOptions(height_cm=height, weight_kg=weight)
 
     def _onProgress(self, done: int, total: int) -> None:
         self.ui.functionStatusLabel.text = _("Segmented {done} of {total} images...").format(done=done, total=total)
