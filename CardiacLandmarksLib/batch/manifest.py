@@ -11,7 +11,10 @@ study is run and recorded as failed with the reason, like any other failing stud
 
 **Folder of studies**: every sub-folder (not hidden) is one study named after it; image files
 lying directly in the folder are grouped into studies by the part of their name before the
-first ``_`` (``patient001_ED.nii.gz`` and ``patient001_ES.nii.gz`` -> study ``patient001``). A sub-folder that is
+first ``_`` (``patient001_ED.nii.gz`` and ``patient001_ES.nii.gz`` -> study ``patient001``); each ZIP or tar archive is
+one study named after it (``p001.zip`` -> ``p001``), read in place (:mod:`CardiacLandmarksLib.io.archive`), except
+UK Biobank's bulk files (``<eid>_<field>_<instance>_<array>.zip``), grouped by subject and visit: ``1000001_20209_2_0.zip``
+and ``1000001_20208_2_0.zip`` -> study ``1000001_2``. A sub-folder that is
 a result of this tool (a ``batch`` output with ``batch.sqlite``, a ``study`` or ``detect`` output with its
 ``run.json``: :func:`CardiacLandmarksLib.io.outputs.is_result_folder`) is not a study: ``batch STUDIES -o STUDIES/out`` resumes without taking its own output for one.
 """
@@ -28,6 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from CardiacLandmarksLib.core.errors import CardiacLandmarksError, InputNotFoundError
+from CardiacLandmarksLib.io.archive import archive_stem
 from CardiacLandmarksLib.io.common import archive_kind
 from CardiacLandmarksLib.io.image import is_image_file
 from CardiacLandmarksLib.io.outputs import is_result_folder, not_an_input_text
@@ -36,6 +40,9 @@ logger = logging.getLogger(__name__)
 PROGRESS = logging.getLogger("CardiacLandmarksLib.progress")  # lines for the person running the batch
 
 REQUIRED_COLUMNS = ("study_id", "path")
+#: a UK Biobank bulk imaging file, ``<eid>_<field>_<instance>_<array>.zip``: the archives of one subject's visit
+#: (its short-axis field 20209 and long-axis field 20208 of instance 2) are one study, ``<eid>_<instance>``
+UKB_ARCHIVE = re.compile(r"^(\d+)_(\d+)_(\d+)_(\d+)\.zip$", re.IGNORECASE)
 OPTIONAL_COLUMNS = ("height_cm", "weight_kg", "pixel_size_mm", "frame_interval_s")
 
 
@@ -231,12 +238,14 @@ def discover_studies(folder: str | Path) -> list[StudySpec]:
     if text := not_an_input_text(folder, "a folder of studies"):  # a batch's own output given as its input
         raise ManifestError(text)
     studies: dict[str, StudySpec] = {}
-    packed: list[str] = []
+    archives: dict[str, list[Path]] = {}
     for p in sorted(folder.iterdir()):
         if p.name.startswith("."):
             continue
-        if archive_kind(p):  # a study still packed (a PACS export, a share): not read, and said so
-            packed.append(p.name)
+        if archive_kind(p):  # a study still packed (a PACS export, a share, UK Biobank): read in place
+            stem = archive_stem(p)
+            ukb = UKB_ARCHIVE.match(p.name)
+            archives.setdefault(safe_id(f"{ukb.group(1)}_{ukb.group(3)}" if ukb else stem), []).append(p)
             continue
         if p.is_dir() and is_result_folder(p):
             logger.info("%s: a result folder of cardiac-landmarks, not a study: left out", p)
@@ -250,15 +259,15 @@ def discover_studies(folder: str | Path) -> list[StudySpec]:
         elif is_image_file(p):
             sid = safe_id(p.name.split("_", 1)[0] if "_" in p.name else p.name.split(".", 1)[0])
             studies.setdefault(sid, StudySpec(sid, [])).paths.append(str(p.resolve()))
-    shown = ", ".join(packed[:3]) + (" ..." if len(packed) > 3 else "")
+    for sid, packed in archives.items():
+        if sid in studies:  # 'p001.zip' beside a folder 'p001': the same study twice, or two studies one name
+            raise ManifestError(f"{folder}: the archive {packed[0].name!r} and {Path(studies[sid].paths[0]).name!r} "
+                                f"both give the study id {sid!r}: remove the one already unpacked, or list the "
+                                f"studies in a manifest")
+        studies[sid] = StudySpec(sid, [str(f.resolve()) for f in packed])
     if not studies:
-        raise ManifestError(f"no study in {folder}: expected one sub-folder per study, or image files named "
-                            "<study>_<series>.nii.gz, or a CSV manifest"
-                            + (f"; it holds {len(packed)} archive(s) ({shown}): unpack each into a sub-folder"
-                               if packed else ""))
-    if packed:
-        PROGRESS.info("note: %d archive(s) in %s are not studies until unpacked (%s): unpack each into a sub-folder "
-                      "and run the batch again to add them", len(packed), folder, shown)
+        raise ManifestError(f"no study in {folder}: expected one sub-folder per study, image files named "
+                            "<study>_<series>.nii.gz, archives (ZIP or tar) of one study each, or a CSV manifest")
     return [studies[k] for k in sorted(studies)]
 
 

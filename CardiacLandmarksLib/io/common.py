@@ -39,8 +39,9 @@ _SAX_POSITION = r"\b(base|basal|mid|apex|apical)\b"
 def archive_kind(path) -> str | None:
     """``"ZIP"`` or ``"tar"`` when ``path`` is such an archive (by its content, whatever its name), else None.
 
-    Studies often arrive packed (a PACS export, a data share); the loaders read folders and files, so an error
-    that meets an archive says to unpack it (:func:`archive_hint`).
+    Studies often arrive packed (a PACS export, a data share); :mod:`CardiacLandmarksLib.io.archive` unpacks them
+    for every command. A ZIP cut short (its directory at the end lost) is still a ZIP here, by its first bytes, so
+    that unpacking it names the damage.
     """
     import tarfile
     import zipfile
@@ -54,29 +55,12 @@ def archive_kind(path) -> str | None:
             return "ZIP"
         if tarfile.is_tarfile(p):
             return "tar"
+        with open(p, "rb") as f:
+            if f.read(4) == b"PK\x03\x04":
+                return "ZIP"
     except OSError:
         return None
     return None
-
-
-def archive_hint(path) -> str:
-    """What to say of archives at ``path`` (a file, or a folder's files): ``""`` when there are none, else e.g.
-    ``"; it is a ZIP archive: unpack it (unzip study.zip -d study) and give the folder"``."""
-    from pathlib import Path
-
-    p = Path(path)
-    if p.is_file():
-        kind = archive_kind(p)
-        if kind is None:
-            return ""
-        how = f"unzip {p.name} -d {p.stem}" if kind == "ZIP" else f"mkdir {p.stem}; tar -xf {p.name} -C {p.stem}"
-        return f"; it is a {kind} archive: unpack it ({how}) and give the folder"
-    if p.is_dir():
-        packed = [f.name for f in sorted(p.iterdir()) if archive_kind(f)]
-        if packed:
-            shown = ", ".join(packed[:3]) + (" ..." if len(packed) > 3 else "")
-            return f"; it holds {len(packed)} archive(s) ({shown}): unpack them and give the folder"
-    return ""
 
 
 def _normalise(text: str) -> str:

@@ -9,7 +9,9 @@ Rules, in order:
 4. an empty (0-byte) file is a :class:`~.errors.CorruptFileError`;
 5. any other file that looks like DICOM (``DICM`` marker, or a raw data set) loads the series
    it belongs to (:func:`.io_dicom.load_dicom_file`: the same-series files of its folder);
-6. anything else is a :class:`~.errors.NoDicomError` (neither DICOM nor a supported image).
+6. a ZIP or tar archive (or a folder of them) is unpacked into a temporary folder and read from there
+   (:mod:`.archive`; the series' source names the archive);
+7. anything else is a :class:`~.errors.NoDicomError` (neither DICOM nor a supported image).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from CardiacLandmarksLib.core.errors import (
+    CardiacLandmarksError,
     CorruptFileError,
     InputNotFoundError,
     NoDicomError,
@@ -48,7 +51,44 @@ def input_kind(path: str | Path) -> str:
         return "empty"
     if io_dicom.is_dicom_file(p):
         return "dicom-file"
+    from CardiacLandmarksLib.io.common import archive_kind
+
+    if archive_kind(p):
+        return "archive"
     return "unknown"
+
+
+def _holds_archives(folder: Path) -> bool:
+    from CardiacLandmarksLib.io.common import archive_kind
+
+    return any(f.is_file() and not f.name.startswith(".") and archive_kind(f) for f in folder.iterdir())
+
+
+def _load_archived(p: Path, series_uid: str | None, time_axis: str) -> CMRSeries:
+    """A series packed in a ZIP / tar archive (or in archives in the folder ``p``): unpacked into a temporary folder
+    (:mod:`.archive`), read, and the folder removed; the series' source and notes name the archive."""
+    from CardiacLandmarksLib.io.archive import remap_paths, unpack_inputs
+
+    paths, unpacked = unpack_inputs([p])
+    try:
+        if len(paths) != 1:
+            raise NoDicomError(f"{p} holds {len(paths)} archives or an archive beside other files: a series is one "
+                               f"archive, one folder or one file; `study` reads a folder of several")
+        root = paths[0]
+        files = [f for f in root.iterdir() if not f.name.startswith(".")]
+        if len(files) == 1 and files[0].is_file() and io_image.is_image_file(files[0]):
+            root = files[0]  # an archive of one image file
+        try:
+            series = load_series(root, series_uid, time_axis=time_axis)
+        except CardiacLandmarksError as exc:  # named by the archive, not the temporary folder
+            if (named := unpacked.renamed(exc)) is exc:
+                raise
+            raise named from exc
+        series.source = unpacked.shown(series.source) if series.source else str(p)
+        series.metadata = remap_paths(series.metadata, unpacked)
+        return series
+    finally:
+        unpacked.cleanup()
 
 
 def load_series(path: str | Path, series_uid: str | None = None, *, time_axis: str = "auto") -> CMRSeries:
@@ -68,11 +108,14 @@ def load_series(path: str | Path, series_uid: str | None = None, *, time_axis: s
     Raises:
         InputNotFoundError, NoDicomError, NotMRImageError, MixedSeriesError,
         MissingGeometryError, CorruptFileError, InvalidImageError (see :mod:`.errors` and the
-        loaders' docstrings).
+        loaders' docstrings); :class:`~.archive.ArchiveError` (a CorruptFileError) for an archive that cannot be
+        unpacked safely.
     """
     p = Path(path).expanduser()
     kind = input_kind(p)
     logger.debug("loading %s as %s", p, kind)
+    if kind == "archive" or (kind == "dicom-folder" and _holds_archives(p)):
+        return _load_archived(p, series_uid, time_axis)
     if kind == "dicom-folder":
         try:
             return io_dicom.load_dicom_folder(p, series_uid=series_uid)
@@ -84,10 +127,6 @@ def load_series(path: str | Path, series_uid: str | None = None, *, time_axis: s
                                    f"give one of them as input, not the folder") from exc
             if text := not_an_input_text(p, "a series"):
                 raise NoDicomError(text) from exc
-            from CardiacLandmarksLib.io.common import archive_hint
-
-            if hint := archive_hint(p):
-                raise NoDicomError(f"{exc}{hint}") from exc
             raise
     if kind == "image":
         if series_uid is not None:
@@ -97,11 +136,9 @@ def load_series(path: str | Path, series_uid: str | None = None, *, time_axis: s
         raise CorruptFileError(f"{p.name} is empty (0 bytes): {p}")
     if kind == "dicom-file":
         return io_dicom.load_dicom_file(p, series_uid=series_uid)
-    from CardiacLandmarksLib.io.common import archive_hint
-
     raise NoDicomError(
         f"{p.name} is neither a DICOM file nor a supported image file "
-        f"({', '.join(io_image.IMAGE_SUFFIXES)}){archive_hint(p)}: {p}"
+        f"({', '.join(io_image.IMAGE_SUFFIXES)}) nor a ZIP or tar archive: {p}"
     )
 
 

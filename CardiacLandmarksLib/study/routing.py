@@ -66,8 +66,9 @@ from CardiacLandmarksLib.core.errors import CardiacLandmarksError, InputNotFound
 from CardiacLandmarksLib.core.series import SEQUENCES, CMRSeries
 from CardiacLandmarksLib.io import dicom_study as io_dicom_study
 from CardiacLandmarksLib.io import image as io_image
+from CardiacLandmarksLib.io.archive import Unpacked, archive_stem, remap_paths, unpack_inputs
 from CardiacLandmarksLib.io.checks import given_pixel_size, label_values
-from CardiacLandmarksLib.io.common import archive_hint, guess_sequence, guess_view, lge_by_inversion
+from CardiacLandmarksLib.io.common import guess_sequence, guess_view, lge_by_inversion
 from CardiacLandmarksLib.io.load import pair_phases, same_grid
 from CardiacLandmarksLib.io.outputs import is_result_folder, not_an_input_text
 from CardiacLandmarksLib.io.view import recognise_view
@@ -218,6 +219,13 @@ class StudyRouting:
     #: baseline and a follow-up put in one folder, whose values would share one cohort row); else "". An error of
     #: the study, as :attr:`unread`
     not_one_exam: str = ""
+    #: the temporary folder of the study's unpacked archives (:mod:`CardiacLandmarksLib.io.archive`), else None
+    unpacked: Unpacked | None = None
+
+    def close(self) -> None:
+        """Remove the temporary folder of unpacked archives now (else when the routing and its series are gone)."""
+        if self.unpacked is not None:
+            self.unpacked.cleanup()
 
     def problems(self) -> list[str]:
         """The errors of the study that routing found (:attr:`unread`, :attr:`not_one_exam`), one line each: they
@@ -229,10 +237,10 @@ class StudyRouting:
         """Short study name: the folder name, or for a list of files the common start of their names."""
         parts = [Path(p) for p in self.path.split(";")]
         if len(parts) == 1:
-            return parts[0].name or str(parts[0])
+            return archive_stem(parts[0]) or str(parts[0])
         from CardiacLandmarksLib.io.outputs import common_name
 
-        return common_name([p.name for p in parts]) or parts[0].parent.name
+        return common_name([archive_stem(p) for p in parts]) or parts[0].parent.name
 
     @property
     def sax_reference(self) -> RoutedSeries | None:
@@ -290,7 +298,10 @@ def route_study(path: str | Path | list, recursive: bool = True) -> StudyRouting
 
     Args:
         path: DICOM study folder, folder of image files, or a list of image files / DICOM
-            folders (a manifest row).
+            folders (a manifest row); a ZIP or tar archive of one, or archives in the folder, are unpacked into a
+            temporary folder and read from there (:func:`CardiacLandmarksLib.io.archive.unpack_inputs`; the
+            routing's texts name the archive, and the folder is removed by :meth:`StudyRouting.close` or once the
+            routing and its series are gone).
         recursive: scan DICOM sub-folders.
 
     Returns:
@@ -300,11 +311,68 @@ def route_study(path: str | Path | list, recursive: bool = True) -> StudyRouting
     Raises:
         InputNotFoundError: the path (or a listed file) does not exist.
         NoDicomError: nothing in the study is DICOM or a supported image file.
+        ArchiveError: an archive that cannot be unpacked safely (damaged, password-protected, a member named outside
+            its folder, larger than the free space).
     """
     paths = [Path(p).expanduser() for p in (path if isinstance(path, (list, tuple)) else [path])]
     for p in paths:
         if not p.exists():
             raise InputNotFoundError.at(p, "study input")
+    given = str(paths[0]) if len(paths) == 1 else ";".join(map(str, paths))
+    paths, unpacked = unpack_inputs(paths)  # ZIP / tar archives read in place (io.archive)
+    try:
+        routing = _route(paths, recursive)
+    except CardiacLandmarksError as exc:
+        if unpacked is None:
+            raise
+        unpacked.cleanup()
+        if (named := unpacked.renamed(exc)) is exc:
+            raise
+        raise named from exc
+    routing.path = given
+    if unpacked is not None:
+        _tie_to_archives(routing, unpacked)
+    return routing
+
+
+def _tie_to_archives(routing: StudyRouting, unpacked: Unpacked) -> None:
+    """A routing read from unpacked archives: its texts name the archives, not the temporary folder, and each
+    series keeps the folder alive until it is no longer referenced (:class:`~CardiacLandmarksLib.io.archive.Unpacked`)."""
+    routing.unpacked = unpacked
+    routing.notes.insert(0, f"{len(unpacked.archives)} archive(s) unpacked to read them in place "
+                            f"({', '.join(a.name for a in list(unpacked.archives.values())[:3])}"
+                            f"{' ...' if len(unpacked.archives) > 3 else ''}: {unpacked.size_text}), in a temporary "
+                            f"folder removed when the study is done")
+    routing.notes = [unpacked.shown(n) for n in routing.notes]
+    routing.unread = [unpacked.shown(n) for n in routing.unread]
+    routing.not_one_exam = unpacked.shown(routing.not_one_exam)
+    for e in routing.series:
+        e.label, e.source, e.reason = unpacked.shown(e.label), unpacked.shown(e.source), unpacked.shown(e.reason)
+        e.evidence = [unpacked.shown(x) for x in e.evidence]
+        e.notes = [unpacked.shown(x) for x in e.notes]
+        if e._series is not None:  # image files are read during routing
+            e._series.source = unpacked.shown(e._series.source)
+            e._series.metadata = remap_paths(e._series.metadata, unpacked)
+        if e._load is not None:
+            e._load = _archived_load(e._load, unpacked)
+
+
+def _archived_load(load, unpacked: Unpacked):
+    def archived() -> CMRSeries:  # holds `unpacked` (its folder lives as long as this series can load)
+        try:
+            series = load()
+        except CardiacLandmarksError as exc:
+            if (named := unpacked.renamed(exc)) is exc:
+                raise
+            raise named from exc
+        series.source = unpacked.shown(series.source)
+        series.metadata = remap_paths(series.metadata, unpacked)
+        return series
+
+    return archived
+
+
+def _route(paths: list[Path], recursive: bool) -> StudyRouting:
     image_files: list[Path] = []
     dicom_dirs: list[Path] = []
     for p in paths:
@@ -322,8 +390,8 @@ def route_study(path: str | Path | list, recursive: bool = True) -> StudyRouting
         elif io_image.is_image_file(p):
             image_files.append(p)
         else:
-            raise NoDicomError(f"{p}: a study is a DICOM folder, a folder of image files or a list of image files"
-                               + archive_hint(p))
+            raise NoDicomError(f"{p}: a study is a DICOM folder, a folder of image files, a ZIP or tar archive of "
+                               "one, or a list of image files")
     where = str(paths[0]) if len(paths) == 1 else f"{len(paths)} inputs"
     entries: list[RoutedSeries] = []
     notes: list[str] = []
@@ -342,8 +410,7 @@ def route_study(path: str | Path | list, recursive: bool = True) -> StudyRouting
         for d in paths:  # the output of a run given as its input
             if d.is_dir() and (text := not_an_input_text(d)):
                 raise NoDicomError(text)
-        raise NoDicomError(f"no DICOM series and no image file found in {where}" + (f"; {notes[0]}" if broken else "")
-                           + "".join(archive_hint(d) for d in paths))
+        raise NoDicomError(f"no DICOM series and no image file found in {where}" + (f"; {notes[0]}" if broken else ""))
     _unique_keys(entries)
     routing = StudyRouting(str(paths[0]) if len(paths) == 1 else ";".join(map(str, paths)),
                            "dicom" if dicom_dirs and not image_files else ("images" if image_files and not dicom_dirs
