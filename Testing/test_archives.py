@@ -5,6 +5,7 @@ temporary folder after, and refuses a damaged, unsafe or password-protected arch
 from __future__ import annotations
 
 import csv
+import errno
 import json
 import tarfile
 import tempfile
@@ -169,4 +170,14 @@ def test_a_damaged_or_unsafe_archive_is_refused_by_name(tmp_path, own_tmp, capsy
     with pytest.raises(ArchiveError, match=r"good.zip unpacks to 0.00 GB and the temporary disk .* GB free: set "
                                            r"TMPDIR to a folder on a larger disk"):
         unpack(good, tmp_path / "into")
+    assert list(own_tmp.iterdir()) == []
+
+    def full(*args, **kwargs):  # the disk fills between the check and the last file
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(archive, "FREE_MARGIN_BYTES", 0)
+    monkeypatch.setattr(zipfile.ZipFile, "extract", full)
+    assert cli.main(["study", str(good), "-o", str(tmp_path / "out")]) == 1
+    assert "the temporary disk filled while unpacking good.zip (No space left on device): set TMPDIR" in \
+        _no_traceback(capsys)
     assert list(own_tmp.iterdir()) == []

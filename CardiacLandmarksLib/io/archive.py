@@ -19,6 +19,7 @@ Formats: ZIP (``.zip``, any name: recognised by content) and tar, plain or compr
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import shutil
@@ -69,6 +70,9 @@ def _check_room(archive: Path, size: int, into: Path) -> None:
 
 
 def _damaged(archive: Path, kind: str, exc: BaseException) -> ArchiveError:
+    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):  # not the archive's fault
+        return ArchiveError(f"the temporary disk filled while unpacking {archive.name} ({exc.strerror}): set TMPDIR "
+                            f"to a folder on a larger disk, or unpack it yourself and give the folder: {archive}")
     return ArchiveError(f"{archive.name} is a damaged {kind} archive (cut short in a copy or download?): {exc}; copy "
                         f"it again: {archive}")
 
@@ -139,7 +143,11 @@ class Unpacked:
     """
 
     def __init__(self) -> None:
-        self.root = Path(tempfile.mkdtemp(prefix="cardiac-landmarks-unpacked-"))
+        try:
+            self.root = Path(tempfile.mkdtemp(prefix="cardiac-landmarks-unpacked-"))
+        except OSError as exc:  # TMPDIR read-only, or no usable temporary folder at all
+            raise ArchiveError(f"no temporary folder to unpack archives into ({exc}): set TMPDIR to a writable "
+                               f"folder") from exc
         self.archives: dict[Path, Path] = {}  # unpacked folder -> archive
         self.n_files = 0
         self._finalizer = weakref.finalize(self, shutil.rmtree, str(self.root), True)
