@@ -205,11 +205,11 @@ def test_a_multi_slice_perfusion_series_is_analysed_slice_by_slice(data_root, tm
     glob = rep["global"]["perfusion"]["upslope_index"]
     assert glob["status"] == "review"
     notes = [x["note"] for x in glob["sources"] if x["kind"] == "input" and x["flag"] == "review"]
-    assert len(notes) == 3 and all("incomplete series: slice at -102.7 mm has 77 phases, the others 79" in n
+    assert len(notes) == 3 and all("incomplete series: slice at -102.7 mm has 77 frames, the others 79" in n
                                    for n in notes), notes
 
     rc = cli.main(["perfusion", str(whole), "-o", str(tmp_path / "l"), "--level", "mid"])
-    assert rc == 1 and "holds 3 slices: --level name one slice" in capsys.readouterr().err
+    assert rc == 1 and "holds 3 slices: --level names one slice; leave it out for this input" in capsys.readouterr().err
 
 
 def test_no_tta_runs_one_pass_of_each_network(data_root, tmp_path, monkeypatch):

@@ -610,5 +610,5 @@ def test_a_multi_slice_perfusion_sequence_is_analysed_slice_by_slice(tmp_path, d
     frames = logic.framesSequences(hub)
     assert len({f.GetID() for f in frames}) == 3 and sequence not in frames
     assert all(f.GetNumberOfDataNodes() == 79 for f in frames)
-    with pytest.raises(PerfusionInputError, match="holds 3 slices: a level or an MBF map names one slice"):
+    with pytest.raises(PerfusionInputError, match="holds 3 slices: a level names one slice; leave it out for this input"):
         logic.run([proxy], levels="mid")

@@ -358,10 +358,8 @@ class PerfusionLogic:
             series, volume, sequence, browser = self.seriesFromNode(node, timeAxis)
             seriesName = pp.unique_name((volume or sequence).GetName(), used)
             parts = pp.slice_series(series, seriesName)  # several slices over time: one input per slice, as the CLI
-            if len(parts) > 1 and (lvls[k] is not None or mbfList[k] is not None):
-                raise PerfusionInputError(f"{seriesName} holds {len(parts)} slices: a level or an MBF map names one "
-                                          "slice; leave it out for this input (the levels come from the slice "
-                                          "positions) or give each slice as its own series")
+            pp.refuse_one_slice_options(seriesName, len(parts), [what for what, v in (
+                ("a level", lvls[k]), ("an MBF map", mbfList[k])) if v is not None])
             mbf = mbfList[k]
             if mbf is not None and hasattr(mbf, "IsA"):
                 mbf = nodes.seriesFromVolumeNode(mbf).pixels[0, 0]

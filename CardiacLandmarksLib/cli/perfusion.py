@@ -119,13 +119,9 @@ def _load_inputs(args: argparse.Namespace, conds, levels, rvis, aifs, mbfs):
                 s.spacing = (args.pixel_size, args.pixel_size, s.spacing[2])
             name = series_name(path, s.description if path.is_dir() else "", used)
             parts = pp.slice_series(s, name)  # a multi-slice series (base, mid, apex in one): one input per slice
+            pp.refuse_one_slice_options(path.name, len(parts), [opt for opt, v in (
+                ("--rvi", rvis[k]), ("--mbf-map", mbfs[k]), ("--level", levels[k])) if v])
             if len(parts) > 1:
-                one = [opt for opt, v in (("--rvi", rvis[k]), ("--mbf-map", mbfs[k]), ("--level", levels[k])) if v]
-                if one:
-                    raise PerfusionInputError(
-                        f"{path.name} holds {len(parts)} slices: {' and '.join(one)} name one slice; leave "
-                        f"{'it' if len(one) == 1 else 'them'} out for this input (the levels come from the slice "
-                        "positions) or give each slice as its own input")
                 print(f"  {path.name}: {len(parts)} slices, analysed as {', '.join(n for n, _ in parts)}",
                       file=sys.stderr)
             aif = read_curve(aifs[k]) if aifs[k] else None  # one arterial input function for all its slices

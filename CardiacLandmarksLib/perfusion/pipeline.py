@@ -223,6 +223,24 @@ class SliceAnalysis:
 # --------------------------------------------------------------------------- per series
 
 
+def refuse_one_slice_options(name: str, n_slices: int, given: Sequence[str]) -> None:
+    """Refuse the options that name one slice (its level, its RV insertions, its MBF map) for an input of several
+    slices (:func:`slice_series`); one rule and one text for the command line and the Slicer section.
+
+    Args:
+        name: the input's name; n_slices: its slices; given: the options given for it, as its user names them
+            (``["--level"]``, ``["a level", "an MBF map"]``).
+
+    Raises:
+        PerfusionInputError: ``n_slices > 1`` and an option given.
+    """
+    if n_slices > 1 and given:
+        one = len(given) == 1
+        raise PerfusionInputError(f"{name} holds {n_slices} slices: {' and '.join(given)} name{'s' if one else ''} "
+                                  f"one slice; leave {'it' if one else 'them'} out for this input (the levels come "
+                                  "from the slice positions) or give each slice as its own input")
+
+
 def slice_series(series: CMRSeries, name: str) -> list[tuple[str, CMRSeries]]:
     """The slices of a perfusion series as the inputs :func:`analyse_series` takes (one slice over time each).
 
@@ -241,16 +259,36 @@ def slice_series(series: CMRSeries, name: str) -> list[tuple[str, CMRSeries]]:
     import copy
 
     if series.n_slices == 1 or series.n_phases < 2:  # one frame of several slices: a stack, not first-pass frames
+        if series.n_phases >= 2 and (meta := _frames_words(series.metadata)) is not series.metadata:
+            series = copy.copy(series)
+            series.metadata = meta
         return [(name, series)]  # (analyse_series says so)
     out = []
+    meta = _frames_words(series.metadata)
     for k in range(series.n_slices):
         sk = copy.copy(series)
         sk.pixels = np.ascontiguousarray(series.pixels[:, k : k + 1])
         sk.slice_origins = series.slice_origins[k : k + 1]
-        sk.metadata = dict(series.metadata or {}, slice_of=k)
+        sk.metadata = dict(meta or {}, slice_of=k)
         sk.metadata["warnings"] = list(sk.metadata.get("warnings", []))  # each slice's checks add to its own list
         out.append((f"{name}_slice{k}", sk))
     return out
+
+
+def _frames_words(meta: dict | None) -> dict | None:
+    """``meta`` with the DICOM loader's completeness texts worded for a first-pass series, whose time points are
+    frames, not cardiac phases (``slice at -102.7 mm has 77 frames, the others 79``); ``meta`` itself when they
+    name none."""
+    import re
+
+    def words(text: str) -> str:
+        return re.sub(r"\bphase(s?)\b", r"frame\1", text)
+
+    done = (meta or {}).get("completeness") or {}
+    if not done.get("problems") and not any("phase" in w for w in (meta or {}).get("warnings", [])):
+        return meta
+    return dict(meta, completeness=dict(done, problems=[words(t) for t in done.get("problems", [])]),
+                warnings=[words(w) for w in meta.get("warnings", [])])
 
 
 def _display_side(series: CMRSeries) -> tuple[bool, str]:
