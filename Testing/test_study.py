@@ -237,7 +237,7 @@ def test_a_perfusion_series_with_a_slice_short_of_frames_is_analysed_and_review(
     (value,) = [v for v in perf.values if v.name.startswith("perfusion")]
     assert value.status == "review" and value.flags == ["check input (incomplete series)"]
     assert value.line().endswith("(check input (incomplete series))")
-    assert any("incomplete series: slice at -102.7 mm has 77 phases" in n for n in perf.notes)
+    assert any("incomplete series: slice at -102.7 mm has 77 frames" in n for n in perf.notes)
 
 
 def test_a_series_with_a_slice_short_of_phases(tmp_path, sunnybrook_dicom, capsys):

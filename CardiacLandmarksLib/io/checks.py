@@ -257,7 +257,7 @@ def check_completeness(series, allow_incomplete: bool = False) -> list[str]:
     if not allow_incomplete:
         raise IncompleteSeriesError(text + " (use --allow-incomplete / allow_incomplete=True to analyse "
                                            "it anyway)")
-    return [text + " (analysed anyway: allow_incomplete)"]
+    return [text + " (analysed anyway: every value from it is review)"]
 
 
 def check_view(series, expected_view: str | None, force_view: bool = False, hint: str | None = None) -> list[str]:
