@@ -74,11 +74,14 @@ def test_a_zipped_dicom_study_routes_as_its_folder(sunnybrook_dicom, tmp_path, o
         for f in sorted(sunnybrook_dicom.rglob("*")):
             if f.is_file():
                 z.write(f, f"SCD0000101/{f.relative_to(sunnybrook_dicom)}")
+        z.writestr("manifest.cvs", "filename,date\n")  # as UK Biobank's ZIPs hold beside their DICOM files
     folder, packed = route_study(sunnybrook_dicom), route_study(tmp_path / "SCD0000101.zip")
     assert [(e.key, e.n_slices, e.n_phases, e.view, e.sequence, e.analyses) for e in packed.series] == \
         [(e.key, e.n_slices, e.n_phases, e.view, e.sequence, e.analyses) for e in folder.series]
     assert packed.name == "SCD0000101" and packed.path == str(tmp_path / "SCD0000101.zip")
-    assert "1 archive(s) unpacked to read them in place (SCD0000101.zip: 240 file(s)" in packed.notes[0]
+    assert "1 archive(s) unpacked to read them in place (SCD0000101.zip: 241 file(s)" in packed.notes[0]
+    assert "1 non-DICOM file(s) ignored in SCD0000101.zip" in packed.notes  # the archive's name, no temporary one
+    assert not any("unpacked-" in n for n in packed.notes + [packed.table()])
     assert len(list(own_tmp.iterdir())) == 1  # held while the series can load
     ref = packed.sax_reference
     assert ref.load().pixels.shape == folder.sax_reference.load().pixels.shape

@@ -156,7 +156,7 @@ class Unpacked:
         """Unpack one archive into a sub-folder of its own; returns that folder (the archive's root: its single top
         folder when it has one, as ``unzip study.zip`` of a zipped folder gives). Raises ArchiveError."""
         archive = Path(archive).expanduser().resolve()
-        into = self.root / f"{len(self.archives)}_{archive_stem(archive)}"
+        into = self.root / str(len(self.archives)) / archive.name  # named as the archive: 'ignored in p001.zip'
         logger.info("unpacking %s into %s", archive, into)
         self.n_files += unpack(archive, into)
         self.archives[into] = archive
