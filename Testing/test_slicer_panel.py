@@ -476,6 +476,16 @@ def test_load_dicom_folder_as_one_stack(panel, dialogs, data_root, tmp_path_fact
         panel.logic.loadDicomFolder(str(mixed))
     _node, chosen, _notes = panel.logic.loadDicomFolder(str(mixed), "s6")
     assert chosen.n_phases == 79
+    packed = root / "packed"  # the perfusion series still zipped beside the cine: read in place, chosen, loaded
+    shutil.copytree(split, packed / "cine")
+    shutil.make_archive(str(packed / "perfusion"), "zip", data_root / "perfusion" / "ge_dicom")
+    monkeypatch.setattr(qt.QFileDialog, "getExistingDirectory", staticmethod(lambda *a, **k: str(packed)))
+    dialogs.answer(perfusion_item)
+    click(ui.loadDicomFolderButton)
+    assert dialogs.choices[-1] == ([stack_item, perfusion_item], stack_item)
+    perfusion = panel.logic.seriesFromNode(panel._parameterNode.inputVolume)
+    assert (perfusion.n_slices, perfusion.n_phases, perfusion.sequence) == (1, 79, "perfusion")
+    assert "1 archive(s) unpacked to read them in place (perfusion.zip" in ui.statusLabel.text
     one = root / "one"  # one series whose slice 6 lost its last two phases: read with 18, and doubted as the CLI does
     shutil.copytree(data_root / "sunnybrook" / "SCD0000101" / "dicom", one)
     heads = [(f, pydicom.dcmread(f, stop_before_pixels=True)) for f in one.glob("*.dcm")]
