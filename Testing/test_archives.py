@@ -91,6 +91,31 @@ def test_a_zipped_dicom_study_routes_as_its_folder(sunnybrook_dicom, tmp_path, o
 
 
 @pytest.mark.data
+def test_an_archive_beside_a_series_or_in_a_sub_folder_is_read_not_ignored(sunnybrook_dicom, data_root, tmp_path,
+                                                                           own_tmp):
+    """A study folder as a PACS or a colleague leaves it: the cine unpacked, the perfusion series zipped beside it or
+    one folder down. The archive was counted among the 'non-DICOM file(s) ignored' although it was read (beside),
+    or not read at all (one folder down); now both are read and the archive is not called ignored."""
+    import shutil
+
+    from CardiacLandmarksLib.study.routing import route_study
+
+    for where in ("", "sub"):
+        study = tmp_path / f"study{where}"
+        shutil.copytree(sunnybrook_dicom, study / "cine")
+        (study / where).mkdir(exist_ok=True)
+        shutil.make_archive(str(study / where / "perf"), "zip", data_root / "perfusion" / "ge_dicom")
+        routing = route_study(study)
+        assert sorted(e.sequence for e in routing.series) == ["cine", "perfusion"], where
+        ignored = [n for n in routing.notes if "ignored in" in n]
+        assert ignored == ["1 non-DICOM file(s) ignored in perf.zip"], ignored  # GoldStandard.mat, not the archive
+        assert "1 archive(s) unpacked to read them in place (perf.zip: " in routing.notes[0]
+        assert load_series(study / where if where else study / "cine").n_phases == (79 if where else 20)
+        routing.close()
+    assert list(own_tmp.iterdir()) == []
+
+
+@pytest.mark.data
 def test_a_batch_of_archives_runs_each_as_a_study(data_root, tmp_path, own_tmp, capsys):
     """A folder of packed studies was 'no study ... unpack each into a sub-folder'. Now each archive is a study named
     after it, and UK Biobank's bulk files of one subject's visit (<eid>_<field>_<instance>_<array>.zip) are one

@@ -149,12 +149,14 @@ class Unpacked:
             raise ArchiveError(f"no temporary folder to unpack archives into ({exc}): set TMPDIR to a writable "
                                f"folder") from exc
         self.archives: dict[Path, Path] = {}  # unpacked folder -> archive
+        self.given: set[Path] = set()  # the archives as the inputs named them (what a folder scan meets)
         self.n_files = 0
         self._finalizer = weakref.finalize(self, shutil.rmtree, str(self.root), True)
 
     def add(self, archive: str | Path) -> Path:
         """Unpack one archive into a sub-folder of its own; returns that folder (the archive's root: its single top
         folder when it has one, as ``unzip study.zip`` of a zipped folder gives). Raises ArchiveError."""
+        self.given.add(Path(archive))
         archive = Path(archive).expanduser().resolve()
         into = self.root / str(len(self.archives)) / archive.name  # named as the archive: 'ignored in p001.zip'
         logger.info("unpacking %s into %s", archive, into)
@@ -195,7 +197,7 @@ def unpack_inputs(paths: list[Path]) -> tuple[list[Path], Unpacked | None]:
 
     Args:
         paths: existing files and folders. An archive file becomes its unpacked folder; a folder that holds archives
-            (directly, not in sub-folders) adds each one's unpacked folder, and stays an input itself only when it
+            (in it or in its sub-folders) adds each one's unpacked folder, and stays an input itself only when it
             holds anything else (a folder of UK Biobank ZIPs becomes the ZIPs' contents).
 
     Returns:
@@ -212,13 +214,15 @@ def unpack_inputs(paths: list[Path]) -> tuple[list[Path], Unpacked | None]:
                 unpacked = unpacked or Unpacked()
                 out.append(unpacked.add(p))
             elif p.is_dir():
-                entries = [f for f in sorted(p.iterdir()) if not f.name.startswith(".")]
-                packed = [f for f in entries if f.is_file() and archive_kind(f)]
+                from CardiacLandmarksLib.io.dicom import _iter_files
+
+                files = list(_iter_files(p, True))  # sub-folders too; hidden files and result folders left out
+                packed = [f for f in files if archive_kind(f)]
                 if not packed:
                     out.append(p)
                     continue
-                if len(packed) < len(entries):
-                    out.append(p)
+                if len(packed) < len(files):
+                    out.append(p)  # (its archives are not read again: route_study skips them)
                 unpacked = unpacked or Unpacked()
                 out += [unpacked.add(f) for f in packed]
             else:

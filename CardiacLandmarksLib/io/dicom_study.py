@@ -145,12 +145,14 @@ class DicomStudyScan:
         return load_series_group(self._scan, uids, str(self.folder))
 
 
-def scan_study_folder(folder: str | Path, recursive: bool = True) -> DicomStudyScan:
+def scan_study_folder(folder: str | Path, recursive: bool = True, skip: frozenset[Path] = frozenset()
+                      ) -> DicomStudyScan:
     """Header-only scan of a study folder (see module docstring).
 
     Args:
         folder: folder with the DICOM files of one study (sub-folders included when
             ``recursive``); non-DICOM files are counted and ignored.
+        skip: files not to read nor count (archives already unpacked and read from their own folder).
 
     Returns:
         :class:`DicomStudyScan`, series sorted by series number then UID.
@@ -165,7 +167,7 @@ def scan_study_folder(folder: str | Path, recursive: bool = True) -> DicomStudyS
     if not folder.is_dir():
         raise NoDicomError(f"not a folder: {folder}")
     with io_dicom._quiet_pydicom():
-        scan = io_dicom._scan_paths(io_dicom._iter_files(folder, recursive))
+        scan = io_dicom._scan_paths(f for f in io_dicom._iter_files(folder, recursive) if f not in skip)
     return _summarise_scan(scan, folder)
 
 

@@ -61,7 +61,7 @@ def input_kind(path: str | Path) -> str:
 def _holds_archives(folder: Path) -> bool:
     from CardiacLandmarksLib.io.common import archive_kind
 
-    return any(f.is_file() and not f.name.startswith(".") and archive_kind(f) for f in folder.iterdir())
+    return any(archive_kind(f) for f in io_dicom._iter_files(folder, True))  # as study finds them
 
 
 def _load_archived(p: Path, series_uid: str | None, time_axis: str) -> CMRSeries:

@@ -321,7 +321,7 @@ def route_study(path: str | Path | list, recursive: bool = True) -> StudyRouting
     given = str(paths[0]) if len(paths) == 1 else ";".join(map(str, paths))
     paths, unpacked = unpack_inputs(paths)  # ZIP / tar archives read in place (io.archive)
     try:
-        routing = _route(paths, recursive)
+        routing = _route(paths, recursive, frozenset(unpacked.given) if unpacked else frozenset())
     except CardiacLandmarksError as exc:
         if unpacked is None:
             raise
@@ -372,12 +372,12 @@ def _archived_load(load, unpacked: Unpacked):
     return archived
 
 
-def _route(paths: list[Path], recursive: bool) -> StudyRouting:
+def _route(paths: list[Path], recursive: bool, skip: frozenset[Path] = frozenset()) -> StudyRouting:
     image_files: list[Path] = []
     dicom_dirs: list[Path] = []
     for p in paths:
         if p.is_dir():
-            files = sorted(f for f in p.iterdir() if f.is_file() and not f.name.startswith("."))
+            files = sorted(f for f in p.iterdir() if f.is_file() and not f.name.startswith(".") and f not in skip)
             imgs = [f for f in files if io_image.is_image_file(f)]
             if imgs and len(imgs) >= len([f for f in files if not _side_file(f, imgs)]) / 2:
                 image_files += imgs
@@ -402,7 +402,7 @@ def _route(paths: list[Path], recursive: bool) -> StudyRouting:
                      + ", ".join(f"{f.name} -> {os.readlink(f)}" for f in broken[:3]) + (" ..." if len(broken) > 3 else ""))
         unread.append(notes[-1])
     for d in dicom_dirs:
-        entries += _dicom_entries(d, recursive, notes)
+        entries += _dicom_entries(d, recursive, notes, skip)
     entries += _image_entries(image_files, notes)
     unread += [f"{e.label}: {e.reason}" for e in entries if e.reason.startswith(UNREAD_REASONS)]
     unread += [n for n in notes if n.startswith("damaged file ")]
@@ -480,8 +480,9 @@ def pair_aifs(routing: StudyRouting) -> None:
 # --------------------------------------------------------------------------- DICOM
 
 
-def _dicom_entries(folder: Path, recursive: bool, notes: list[str]) -> list[RoutedSeries]:
-    scan = io_dicom_study.scan_study_folder(folder, recursive)
+def _dicom_entries(folder: Path, recursive: bool, notes: list[str], skip: frozenset[Path] = frozenset()
+                   ) -> list[RoutedSeries]:
+    scan = io_dicom_study.scan_study_folder(folder, recursive, skip)
     out: list[RoutedSeries] = []
     stacks = io_dicom_study.slice_stacks(scan.series)
     in_stack = {u for st in stacks for u in st.uids}
