@@ -1046,3 +1046,39 @@ def test_study_runs_where_detect_runs(monkeypatch):
         Models("cuda")
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     assert Models().device == "cuda" and Models("cpu").device == "cpu"
+
+
+@pytest.mark.data
+def test_a_derived_copy_of_the_sax_stack_is_not_the_reference(tmp_path, data_root):
+    """Scanners store inline-processed copies of a cine beside it (Siemens' inline ventricular function, as in UK
+    Biobank's short-axis ZIPs: the same slices and phases, contours drawn in, ImageType DERIVED). With the copy's
+    SeriesNumber first, routing took it as the reference stack (a tie on slices and phases went to the first) and
+    analysed both. Now the original is the reference and the copy is listed, not analysed again."""
+    import warnings
+
+    import pydicom
+    from pydicom.uid import generate_uid
+
+    src = data_root / "sunnybrook" / "SCD0000101" / "dicom"
+    study = tmp_path / "study"
+    (study / "cine").mkdir(parents=True)
+    (study / "inlinevf").mkdir()
+    uid = generate_uid()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the GE files' UIDs with leading zeros
+        for f in sorted(src.glob("*.dcm")):
+            ds = pydicom.dcmread(f)
+            ds.save_as(study / "cine" / f.name)
+            ds.SeriesInstanceUID, ds.SOPInstanceUID, ds.SeriesNumber = uid, generate_uid(), 299
+            ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+            ds.ImageType = ["DERIVED", "PRIMARY", "CARDIAC", "INLINEVF"]
+            ds.SeriesDescription = "CINE_segmented_SAX_InlineVF"
+            ds.save_as(study / "inlinevf" / f.name)
+    routing = route_study(study)
+    by_key = {e.key: e for e in routing.series}
+    assert set(by_key) == {"s299", "s300"}
+    assert routing.sax_reference is by_key["s300"] and by_key["s300"].analyses == ["sax", "function"]
+    assert "an original series preferred to a derived copy of the same size" in by_key["s300"].evidence[-1]
+    copy = by_key["s299"]
+    assert copy.analyses == [] and copy.reason.startswith("a derived copy of the reference stack #300")
+    assert not routing.problems()  # listed, not a problem of the study

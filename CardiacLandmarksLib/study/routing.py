@@ -29,7 +29,8 @@ analyses to run and the reason, and the evidence used.
 
 **View**, relative to the study's own SAX stack first: the reference SAX stack is the cine
 (or ED/ES pair) with the most parallel slices (>= 3) that no description names a long-axis
-view. For each other series, the angle between its plane normal and the stack's normal:
+view, an original series before a DERIVED copy of the same size (:attr:`RoutedSeries.derived`; such a copy of the
+reference's grid is listed, not analysed). For each other series, the angle between its plane normal and the stack's normal:
 <= :data:`SAX_MAX_DEG` (30) -> a short-axis plane; >= :data:`LAX_MIN_DEG` (60) -> a plane that
 contains the LV long axis (long axis). This uses only the relative geometry of the study, so
 it also holds for files whose absolute axes are mis-labelled (the M&Ms-2 NIfTI copies read
@@ -129,6 +130,9 @@ class RoutedSeries:
         n_orientations: plane orientations in the series (3 in a tri-plane localiser, which then has no view).
         notes: what the reader says of this series when it loads it (a per-slice stack's slice acquired twice or
             with fewer phases); also in :attr:`StudyRouting.notes`, there after the series' label.
+        derived: the DICOM ImageType says DERIVED (a scanner's inline-processed or reformatted copy, e.g. a cine
+            with the inline ventricular-function contours drawn in): never the reference SAX stack when an original
+            stack ties with it, and a derived copy of the reference stack's grid is listed, not analysed again.
     """
 
     key: str
@@ -153,6 +157,7 @@ class RoutedSeries:
     study_date: str = ""
     n_orientations: int = 1
     notes: list[str] = field(default_factory=list)
+    derived: bool = False
     _load: object = None
     _series: CMRSeries | None = None
 
@@ -497,7 +502,8 @@ def _dicom_entries(folder: Path, recursive: bool, notes: list[str], skip: frozen
         n_phases = min(st.phases_per_slice) if st.phases_per_slice else (h0.n_phases or 0)
         e = RoutedSeries(key=f"s{min(nums)}" if nums else "stack", label=label,
                          source=f"{len(hs)} series (one per slice)", n_slices=len(hs), n_phases=n_phases,
-                         normal=h0.normal, patient_id=h0.patient_id, study_date=h0.study_date)
+                         normal=h0.normal, patient_id=h0.patient_id, study_date=h0.study_date,
+                         derived=_is_derived(h0))
         e.evidence.append(f"{len(hs)} single-slice series with one orientation, parallel planes, "
                           f"{n_phases} phases each: assembled into one stack")
         if st.phases_per_slice:
@@ -520,7 +526,7 @@ def _dicom_entries(folder: Path, recursive: bool, notes: list[str], skip: frozen
         key = f"s{h.series_number}" if h.series_number is not None else "s" + h.series_uid[-6:]
         e = RoutedSeries(key=key, label=h.label(), source=h.series_uid, n_slices=h.n_slices,
                          n_phases=h.n_phases or 0, normal=h.normal, patient_id=h.patient_id,
-                         study_date=h.study_date, n_orientations=max(1, h.n_orientations))
+                         study_date=h.study_date, n_orientations=max(1, h.n_orientations), derived=_is_derived(h))
         if h.series_uid in left_out:
             e.view, e.sequence = "-", "-"
             e.reason = left_out[h.series_uid]
@@ -542,6 +548,11 @@ def _dicom_entries(folder: Path, recursive: bool, notes: list[str], skip: frozen
     if scan.n_not_dicom:
         notes.append(f"{scan.n_not_dicom} non-DICOM file(s) ignored in {folder.name}")
     return out
+
+
+def _is_derived(h) -> bool:
+    """ImageType value 1 is DERIVED (DICOM PS3.3 C.7.6.1.1.2)."""
+    return (h.image_type or "").upper().split("\\")[0].strip() == "DERIVED"
 
 
 def _dicom_sequence(h, evidence: list[str], n_slices: int) -> str:
@@ -713,11 +724,14 @@ def _decide_views(routing: StudyRouting) -> None:
     # reference SAX stack: cine (or ED/ES pair) with the most parallel slices, not named long axis
     cands = [e for e in images if e.sequence == "cine" and e.n_slices >= MIN_SAX_SLICES
              and _text_view(e) not in ("2ch", "3ch", "4ch", "lax")]
-    ref = max(cands, key=lambda e: (e.n_slices, e.n_phases), default=None)
+    ref = max(cands, key=lambda e: (e.n_slices, e.n_phases, not e.derived), default=None)
     if ref is not None:
         ref.is_sax_reference = True
         ref.view = "sax"
-        ref.evidence.append(f"reference SAX stack: {ref.n_slices} parallel slices (the most of any cine)")
+        ref.evidence.append(f"reference SAX stack: {ref.n_slices} parallel slices (the most of any cine)"
+                            + ("; an original series preferred to a derived copy of the same size"
+                               if any(c.derived and (c.n_slices, c.n_phases) == (ref.n_slices, ref.n_phases)
+                                      for c in cands if c is not ref) else ""))
     for e in images:
         if e is ref:
             continue
@@ -790,6 +804,13 @@ def _decide_analyses(routing: StudyRouting) -> None:
         if e.reason:
             continue
         seq, view = e.sequence, e.view
+        ref = routing.sax_reference
+        if (seq == "cine" and view == "sax" and e.derived and ref is not None and e is not ref
+                and (e.n_slices, e.n_phases) == (ref.n_slices, ref.n_phases) and e.normal is not None
+                and ref.normal is not None and _angle(e.normal, ref.normal) < 2.0):
+            e.reason = (f"a derived copy of the reference stack {ref.label} (ImageType DERIVED, the same slices and "
+                        "phases: an inline-processed or reformatted copy): listed, not analysed again")
+            continue
         if seq == "cine" and view == "sax":
             if e.n_slices >= 1 and e.n_phases >= 1:
                 e.analyses = ["sax"]
