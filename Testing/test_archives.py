@@ -116,6 +116,37 @@ def test_an_archive_beside_a_series_or_in_a_sub_folder_is_read_not_ignored(sunny
 
 
 @pytest.mark.data
+def test_a_series_kept_beside_its_archive_or_copied_is_read_once(sunnybrook_dicom, tmp_path, own_tmp):
+    """A study folder unpacked and its ZIP kept beside it (or a series copied into a second folder) held every series
+    twice: both copies were routed and the SAX cine analysed twice. Now the same SeriesInstanceUIDs are read once and
+    the other copy is listed, with where it lies."""
+    import shutil
+
+    from CardiacLandmarksLib.study.routing import route_study
+
+    beside, copied = tmp_path / "beside", tmp_path / "copied"
+    shutil.copytree(sunnybrook_dicom, beside / "dicom")
+    shutil.make_archive(str(beside / "dicom"), "zip", beside, "dicom")
+    shutil.copytree(sunnybrook_dicom, copied / "a")
+    shutil.copytree(sunnybrook_dicom, copied / "b")
+    routing = route_study(beside)
+    analysed = [e for e in routing.series if e.analyses]
+    assert [(e.key, e.n_slices, e.n_phases, e.analyses) for e in analysed] == [("s300", 12, 20, ["sax", "function"])]
+    (copy,) = [e for e in routing.series if not e.analyses]
+    assert copy.label == "#300 '<no description>' (copy)" and not copy.loadable
+    assert copy.reason.startswith("a copy of #300 '<no description>' (the same SeriesInstanceUID, in "
+                                  f"{beside / 'dicom.zip'}/dicom): read once, from {beside}")
+    assert not routing.problems()
+    routing.close()
+    assert list(own_tmp.iterdir()) == []
+    routing = route_study(copied)  # one folder scanned: the copied files' images counted once (the table said 12 x 40)
+    assert [(e.key, e.n_slices, e.n_phases, e.analyses) for e in routing.series] == \
+        [("s300", 12, 20, ["sax", "function"])]
+    assert "#300 '<no description>': 240 image(s) found twice (the same SOPInstanceUID in two files: a copy), " \
+        "read once" in routing.notes
+
+
+@pytest.mark.data
 def test_a_batch_of_archives_runs_each_as_a_study(data_root, tmp_path, own_tmp, capsys):
     """A folder of packed studies was 'no study ... unpack each into a sub-folder'. Now each archive is a study named
     after it, and UK Biobank's bulk files of one subject's visit (<eid>_<field>_<instance>_<array>.zip) are one

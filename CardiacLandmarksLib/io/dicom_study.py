@@ -111,6 +111,8 @@ class SeriesHeader:
     damaged: list[str] = field(default_factory=list)
     patient_id: str = ""
     study_date: str = ""
+    #: images found twice (the same SOPInstanceUID and frame in two files: a copied file), counted once
+    duplicates: int = 0
 
     def label(self) -> str:
         """Short name for tables: ``#<number> '<description>'``."""
@@ -195,7 +197,14 @@ def _summarise_scan(scan, folder: Path) -> DicomStudyScan:
 
 def _header(uid: str, objs: list, damaged: list[str]) -> SeriesHeader:
     o0 = objs[0]
-    frames = [fr for o in objs for fr in o.frames]
+    frames, seen = [], set()
+    for fr in (fr for o in objs for fr in o.frames):  # a copied file holds images already counted: as the loader
+        key = (fr.sop_uid, fr.frame)
+        if fr.sop_uid and key in seen:
+            continue
+        seen.add(key)
+        frames.append(fr)
+    duplicates = sum(len(o.frames) for o in objs) - len(frames)
     is_mr = all(io_dicom._is_mr_image(o) for o in objs)
     iops = [fr.iop for fr in frames if fr.iop is not None]
     distinct: list[np.ndarray] = []
@@ -259,6 +268,7 @@ def _header(uid: str, objs: list, damaged: list[str]) -> SeriesHeader:
         damaged=damaged,
         patient_id=str(hd.get("patient_id") or ""),
         study_date=str(hd.get("study_date") or ""),
+        duplicates=duplicates,
     )
 
 

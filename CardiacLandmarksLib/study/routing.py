@@ -158,6 +158,8 @@ class RoutedSeries:
     n_orientations: int = 1
     notes: list[str] = field(default_factory=list)
     derived: bool = False
+    _uids: tuple[str, ...] = ()  # the DICOM series read (one, or a per-slice stack's)
+    _folder: Path | None = None  # the folder scanned for it
     _load: object = None
     _series: CMRSeries | None = None
 
@@ -408,6 +410,7 @@ def _route(paths: list[Path], recursive: bool, skip: frozenset[Path] = frozenset
         unread.append(notes[-1])
     for d in dicom_dirs:
         entries += _dicom_entries(d, recursive, notes, skip)
+    _list_copies(entries)
     entries += _image_entries(image_files, notes)
     unread += [f"{e.label}: {e.reason}" for e in entries if e.reason.startswith(UNREAD_REASONS)]
     unread += [n for n in notes if n.startswith("damaged file ")]
@@ -519,6 +522,7 @@ def _dicom_entries(folder: Path, recursive: bool, notes: list[str], skip: frozen
             left_out[earlier] = f"slice acquired again later: {by_uid[later].label()} is used in the stack {label}"
         e.sequence = _dicom_sequence(h0, e.evidence, n_slices=len(hs))
         e._load = (lambda sc=scan, uids=list(g): sc.load(uids))
+        e._uids, e._folder = tuple(g), folder
         out.append(e)
     for h in scan.series:
         if h.series_uid in in_stack:
@@ -526,7 +530,8 @@ def _dicom_entries(folder: Path, recursive: bool, notes: list[str], skip: frozen
         key = f"s{h.series_number}" if h.series_number is not None else "s" + h.series_uid[-6:]
         e = RoutedSeries(key=key, label=h.label(), source=h.series_uid, n_slices=h.n_slices,
                          n_phases=h.n_phases or 0, normal=h.normal, patient_id=h.patient_id,
-                         study_date=h.study_date, n_orientations=max(1, h.n_orientations), derived=_is_derived(h))
+                         study_date=h.study_date, n_orientations=max(1, h.n_orientations), derived=_is_derived(h),
+                         _uids=(h.series_uid,), _folder=folder)
         if h.series_uid in left_out:
             e.view, e.sequence = "-", "-"
             e.reason = left_out[h.series_uid]
@@ -543,11 +548,35 @@ def _dicom_entries(folder: Path, recursive: bool, notes: list[str], skip: frozen
             e.sequence = _dicom_sequence(h, e.evidence, n_slices=h.n_slices)
             e._load = (lambda sc=scan, uid=h.series_uid: sc.load(uid))
         out.append(e)
+    for h in scan.series:
+        if h.duplicates:  # a file copied within the study folder: its images are read once
+            notes.append(f"{h.label()}: {h.duplicates} image(s) found twice (the same SOPInstanceUID in two files: a "
+                         "copy), read once")
     for f, reason in scan.damaged:
         notes.append(f"damaged file {Path(f).name} (series unknown): {reason}")
     if scan.n_not_dicom:
         notes.append(f"{scan.n_not_dicom} non-DICOM file(s) ignored in {folder.name}")
     return out
+
+
+def _list_copies(entries: list[RoutedSeries]) -> None:
+    """A DICOM series found twice in the study's inputs (the same SeriesInstanceUIDs in two folders: a study folder
+    kept beside its ZIP, a series copied into a second folder) is read once, from the larger copy (more slices x
+    phases; the first on a tie); the other is listed as a copy, not analysed (it was analysed twice)."""
+    groups: dict[frozenset, list[RoutedSeries]] = {}
+    for e in entries:
+        if e._uids and e._load is not None:
+            groups.setdefault(frozenset(e._uids), []).append(e)
+    for group in groups.values():
+        if len(group) < 2:
+            continue
+        kept = max(group, key=lambda e: e.n_slices * e.n_phases)  # max keeps the first of equals
+        for e in group:
+            if e is not kept:
+                e.label = f"{e.label} (copy)"
+                e.view, e.sequence, e._load = "-", "-", None
+                e.reason = (f"a copy of {kept.label} (the same SeriesInstanceUID, in {e._folder}): read once, from "
+                            f"{kept._folder}")
 
 
 def _is_derived(h) -> bool:
