@@ -147,6 +147,35 @@ def test_a_series_kept_beside_its_archive_or_copied_is_read_once(sunnybrook_dico
 
 
 @pytest.mark.data
+def test_a_result_of_an_archived_study_opens_again_for_review(data_root, tmp_path, own_tmp, capsys):
+    """Results name an input read from an archive through it (``pair.zip/patient001_ED.nii.gz``), a path no file
+    system holds; the review app, ``apply-review`` and the Slicer module's result opening read the recorded input
+    again (results.load_source / load_recorded) and so could not open such a result. Now they read it from the
+    archive again, and the temporary folder goes after."""
+    from CardiacLandmarksLib.io.load import load_phase_files
+    from CardiacLandmarksLib.results import load_source, read_result
+
+    acdc = data_root / "acdc"
+    with zipfile.ZipFile(tmp_path / "pair.zip", "w") as z:
+        for phase in ("ED", "ES"):
+            z.write(acdc / f"patient001_{phase}.nii.gz", f"patient001_{phase}.nii.gz")
+    out = tmp_path / "out"
+    assert cli.main(["study", str(tmp_path / "pair.zip"), "-o", str(out), "--no-tta"]) == 0
+    _no_traceback(capsys)
+    folder = out / "patient001_sax"
+    lmset = read_result(folder)
+    assert lmset.source.startswith(f"{(tmp_path / 'pair.zip').resolve()}/patient001_")
+    series = load_source(lmset, folder, out)
+    plain = load_phase_files([acdc / "patient001_ED.nii.gz", acdc / "patient001_ES.nii.gz"])
+    assert series.pixels.shape == plain.pixels.shape and (series.pixels == plain.pixels).all()
+    assert series.source.startswith(str((tmp_path / "pair.zip").resolve()))
+    assert list(own_tmp.iterdir()) == []
+    assert cli.main(["apply-review", str(out)]) == 0  # re-reads the SAX and function inputs
+    assert "no key value changed" in capsys.readouterr().out
+    assert list(own_tmp.iterdir()) == []
+
+
+@pytest.mark.data
 def test_a_batch_of_archives_runs_each_as_a_study(data_root, tmp_path, own_tmp, capsys):
     """A folder of packed studies was 'no study ... unpack each into a sub-folder'. Now each archive is a study named
     after it, and UK Biobank's bulk files of one subject's visit (<eid>_<field>_<instance>_<array>.zip) are one

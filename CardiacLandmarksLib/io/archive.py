@@ -19,6 +19,7 @@ Formats: ZIP (``.zip``, any name: recognised by content) and tar, plain or compr
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import logging
 import os
@@ -232,6 +233,55 @@ def unpack_inputs(paths: list[Path]) -> tuple[list[Path], Unpacked | None]:
             unpacked.cleanup()
         raise
     return out, unpacked
+
+
+def archive_member(path: str | Path) -> tuple[Path, PurePosixPath] | None:
+    """``(archive, path inside it)`` for a path that goes through an archive, as results name an input read from
+    one (``/data/p001.zip/p001/patient001_ED.nii.gz`` -> ``(/data/p001.zip, p001/patient001_ED.nii.gz)``); None when
+    the path exists or no archive lies on it."""
+    p = Path(path).expanduser()
+    if p.exists():
+        return None
+    for parent in p.parents:
+        if parent.is_file():
+            return (parent, PurePosixPath(p.relative_to(parent).as_posix())) if archive_kind(parent) else None
+        if parent.is_dir():
+            return None
+    return None
+
+
+@contextlib.contextmanager
+def reachable(paths: list[str | Path]):
+    """The paths made readable for a block: those that go through an archive (:func:`archive_member`: a result's
+    recorded input read from an archive) point into their archive unpacked in a temporary folder, removed when the
+    block ends; the others are returned as they are.
+
+    Yields:
+        ``(paths, unpacked)``: the paths to read, and the :class:`Unpacked` (None when nothing was unpacked) whose
+        :meth:`~Unpacked.shown` names what is read there by the archive again.
+
+    Raises:
+        ArchiveError: an archive that cannot be unpacked.
+    """
+    unpacked: Unpacked | None = None
+    out: list[Path] = []
+    try:
+        for p in paths:
+            member = archive_member(p)
+            if member is None:
+                out.append(Path(p))
+                continue
+            archive, inner = member
+            unpacked = unpacked or Unpacked()
+            into = next((d for d, a in unpacked.archives.items() if a == archive.resolve()), None)
+            if into is None:
+                unpacked.add(archive)
+                into = next(d for d, a in unpacked.archives.items() if a == archive.resolve())
+            out.append(into.joinpath(*inner.parts))
+        yield out, unpacked
+    finally:
+        if unpacked is not None:
+            unpacked.cleanup()
 
 
 def single_root(folder: Path) -> Path:

@@ -67,8 +67,19 @@ def _holds_archives(folder: Path) -> bool:
 def _load_archived(p: Path, series_uid: str | None, time_axis: str) -> CMRSeries:
     """A series packed in a ZIP / tar archive (or in archives in the folder ``p``): unpacked into a temporary folder
     (:mod:`.archive`), read, and the folder removed; the series' source and notes name the archive."""
-    from CardiacLandmarksLib.io.archive import remap_paths, unpack_inputs
+    from CardiacLandmarksLib.io.archive import archive_member, reachable, remap_paths, unpack_inputs
 
+    if archive_member(p) is not None:
+        with reachable([p]) as (local, unpacked):
+            try:
+                series = load_series(local[0], series_uid, time_axis=time_axis)
+            except CardiacLandmarksError as exc:
+                if (named := unpacked.renamed(exc)) is exc:
+                    raise
+                raise named from exc
+            series.source = unpacked.shown(str(series.source))
+            series.metadata = remap_paths(series.metadata, unpacked)
+            return series
     paths, unpacked = unpack_inputs([p])
     try:
         if len(paths) != 1:
@@ -112,6 +123,10 @@ def load_series(path: str | Path, series_uid: str | None = None, *, time_axis: s
         unpacked safely.
     """
     p = Path(path).expanduser()
+    from CardiacLandmarksLib.io.archive import archive_member
+
+    if archive_member(p) is not None:  # a path into an archive, as results name an input read from one
+        return _load_archived(p, series_uid, time_axis)
     kind = input_kind(p)
     logger.debug("loading %s as %s", p, kind)
     if kind == "archive" or (kind == "dicom-folder" and _holds_archives(p)):
