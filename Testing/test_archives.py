@@ -111,6 +111,8 @@ def test_an_archive_beside_a_series_or_in_a_sub_folder_is_read_not_ignored(sunny
         assert ignored == ["1 non-DICOM file(s) ignored in perf.zip"], ignored  # GoldStandard.mat, not the archive
         assert "1 archive(s) unpacked to read them in place (perf.zip: " in routing.notes[0]
         assert load_series(study / where if where else study / "cine").n_phases == (79 if where else 20)
+        if not where:  # a DICOM folder with an archive beside its files is read as the DICOM folder it is
+            assert load_series(study).n_phases == 20
         routing.close()
     assert list(own_tmp.iterdir()) == []
 

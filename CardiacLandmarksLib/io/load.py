@@ -9,7 +9,7 @@ Rules, in order:
 4. an empty (0-byte) file is a :class:`~.errors.CorruptFileError`;
 5. any other file that looks like DICOM (``DICM`` marker, or a raw data set) loads the series
    it belongs to (:func:`.io_dicom.load_dicom_file`: the same-series files of its folder);
-6. a ZIP or tar archive (or a folder of them) is unpacked into a temporary folder and read from there
+6. a ZIP or tar archive (or a folder holding one and nothing else) is unpacked into a temporary folder and read from there
    (:mod:`.archive`; the series' source names the archive);
 7. anything else is a :class:`~.errors.NoDicomError` (neither DICOM nor a supported image).
 """
@@ -58,10 +58,13 @@ def input_kind(path: str | Path) -> str:
     return "unknown"
 
 
-def _holds_archives(folder: Path) -> bool:
+def _only_archives(folder: Path) -> bool:
+    """The folder holds archives and nothing else to read (hidden files and result folders aside): a series still
+    packed. A folder of DICOM files with an archive beside them is read as the DICOM folder it is."""
     from CardiacLandmarksLib.io.common import archive_kind
 
-    return any(archive_kind(f) for f in io_dicom._iter_files(folder, True))  # as study finds them
+    files = list(io_dicom._iter_files(folder, True))
+    return bool(files) and all(archive_kind(f) for f in files)
 
 
 def _load_archived(p: Path, series_uid: str | None, time_axis: str) -> CMRSeries:
@@ -83,8 +86,8 @@ def _load_archived(p: Path, series_uid: str | None, time_axis: str) -> CMRSeries
     paths, unpacked = unpack_inputs([p])
     try:
         if len(paths) != 1:
-            raise NoDicomError(f"{p} holds {len(paths)} archives or an archive beside other files: a series is one "
-                               f"archive, one folder or one file; `study` reads a folder of several")
+            raise NoDicomError(f"{p} holds {len(paths)} archives: a series is one archive, one folder or one file; "
+                               "`study` reads a folder of several")
         root = paths[0]
         files = [f for f in root.iterdir() if not f.name.startswith(".")]
         if len(files) == 1 and files[0].is_file() and io_image.is_image_file(files[0]):
@@ -129,7 +132,7 @@ def load_series(path: str | Path, series_uid: str | None = None, *, time_axis: s
         return _load_archived(p, series_uid, time_axis)
     kind = input_kind(p)
     logger.debug("loading %s as %s", p, kind)
-    if kind == "archive" or (kind == "dicom-folder" and _holds_archives(p)):
+    if kind == "archive" or (kind == "dicom-folder" and _only_archives(p)):
         return _load_archived(p, series_uid, time_axis)
     if kind == "dicom-folder":
         try:
