@@ -178,6 +178,30 @@ def test_a_result_of_an_archived_study_opens_again_for_review(data_root, tmp_pat
 
 
 @pytest.mark.data
+def test_a_result_of_a_flat_zipped_dicom_study_opens_again(sunnybrook_dicom, data_root, tmp_path, own_tmp, capsys):
+    """A ZIP of a study's DICOM files at its top (as UK Biobank's are: no folder inside) records the archive itself
+    as the SAX result's input, with the series' UIDs. Reading it again took the archive as one series and failed
+    on the study's other series (MixedSeriesError); now the series of the recorded UIDs is read from it."""
+    from CardiacLandmarksLib.results import load_source, read_result
+
+    with zipfile.ZipFile(tmp_path / "flat.zip", "w") as z:
+        for folder in (sunnybrook_dicom, data_root / "perfusion" / "ge_dicom"):
+            for f in sorted(folder.iterdir()):
+                if f.is_file():
+                    z.write(f, f.name)
+    out = tmp_path / "out"
+    assert cli.main(["study", str(tmp_path / "flat.zip"), "-o", str(out), "--no-tta"]) == 0
+    _no_traceback(capsys)
+    (folder,) = [d for d in out.iterdir() if d.name.endswith("_sax") and "300" in d.name]
+    lmset = read_result(folder)
+    assert lmset.source == str((tmp_path / "flat.zip").resolve()) and lmset.source_series_uids
+    series = load_source(lmset, folder, out)
+    assert (series.n_slices, series.n_phases) == (12, 20)
+    assert (series.pixels == load_series(sunnybrook_dicom).pixels).all()
+    assert list(own_tmp.iterdir()) == []
+
+
+@pytest.mark.data
 def test_a_batch_of_archives_runs_each_as_a_study(data_root, tmp_path, own_tmp, capsys):
     """A folder of packed studies was 'no study ... unpack each into a sub-folder'. Now each archive is a study named
     after it, and UK Biobank's bulk files of one subject's visit (<eid>_<field>_<instance>_<array>.zip) are one

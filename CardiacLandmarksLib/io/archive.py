@@ -254,7 +254,8 @@ def archive_member(path: str | Path) -> tuple[Path, PurePosixPath] | None:
 def reachable(paths: list[str | Path]):
     """The paths made readable for a block: those that go through an archive (:func:`archive_member`: a result's
     recorded input read from an archive) point into their archive unpacked in a temporary folder, removed when the
-    block ends; the others are returned as they are.
+    block ends, and an archive itself (the recorded input of a series read from a ZIP's top folder) points at that
+    folder; the others are returned as they are.
 
     Yields:
         ``(paths, unpacked)``: the paths to read, and the :class:`Unpacked` (None when nothing was unpacked) whose
@@ -267,11 +268,13 @@ def reachable(paths: list[str | Path]):
     out: list[Path] = []
     try:
         for p in paths:
-            member = archive_member(p)
-            if member is None:
+            if Path(p).is_file() and archive_kind(p):  # the archive itself: a study read from its top folder
+                archive, inner = Path(p), PurePosixPath()
+            elif (member := archive_member(p)) is not None:
+                archive, inner = member
+            else:
                 out.append(Path(p))
                 continue
-            archive, inner = member
             unpacked = unpacked or Unpacked()
             into = next((d for d, a in unpacked.archives.items() if a == archive.resolve()), None)
             if into is None:
