@@ -1082,3 +1082,42 @@ def test_a_derived_copy_of_the_sax_stack_is_not_the_reference(tmp_path, data_roo
     copy = by_key["s299"]
     assert copy.analyses == [] and copy.reason.startswith("a derived copy of the reference stack #300")
     assert not routing.problems()  # listed, not a problem of the study
+
+
+@pytest.mark.data
+def test_a_derived_copy_of_a_long_axis_cine_is_listed(tmp_path, data_root):
+    """As for the SAX stack: a DERIVED copy of a long-axis cine (the same plane and phases) was analysed beside the
+    original; it is now listed, not analysed again. Built from the Sunnybrook cine: its stack as the SAX reference,
+    one slice's 20 phases turned into a 4CH plane (orientation only: routing reads no pixels), once original and once
+    DERIVED."""
+    import warnings
+
+    import pydicom
+    from pydicom.uid import generate_uid
+
+    src = data_root / "sunnybrook" / "SCD0000101" / "dicom"
+    study = tmp_path / "study"
+    for d in ("sax", "4ch", "4ch_derived"):
+        (study / d).mkdir(parents=True)
+    uids = {"4ch": generate_uid(), "4ch_derived": generate_uid()}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the GE files' UIDs with leading zeros
+        files = sorted(src.glob("*.dcm"))
+        heads = [pydicom.dcmread(f) for f in files]
+        one = min(round(float(h.SliceLocation), 2) for h in heads)
+        for f, ds in zip(files, heads):
+            ds.save_as(study / "sax" / f.name)
+            if round(float(ds.SliceLocation), 2) != one:
+                continue
+            iop = np.array(ds.ImageOrientationPatient, float)
+            normal = np.cross(iop[:3], iop[3:])
+            for d, number, kind in (("4ch", 20, "ORIGINAL"), ("4ch_derived", 19, "DERIVED")):
+                ds.ImageOrientationPatient = [*iop[:3], *normal]  # a plane through the stack's normal: long axis
+                ds.SeriesInstanceUID, ds.SeriesNumber, ds.SeriesDescription = uids[d], number, "cine_4ch"
+                ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
+                ds.ImageType = [kind, "PRIMARY", "CARDIAC"]
+                ds.save_as(study / d / f.name)
+    by_key = {e.key: e for e in route_study(study).series}
+    assert (by_key["s20"].view, by_key["s20"].analyses) == ("4ch", ["lax"])
+    assert by_key["s19"].analyses == [] and by_key["s19"].reason == (
+        "a derived copy of #20 'cine_4ch' (ImageType DERIVED, the same plane and phases): listed, not analysed again")

@@ -132,7 +132,8 @@ class RoutedSeries:
             with fewer phases); also in :attr:`StudyRouting.notes`, there after the series' label.
         derived: the DICOM ImageType says DERIVED (a scanner's inline-processed or reformatted copy, e.g. a cine
             with the inline ventricular-function contours drawn in): never the reference SAX stack when an original
-            stack ties with it, and a derived copy of the reference stack's grid is listed, not analysed again.
+            stack ties with it, and a derived copy of the reference stack's grid, or of an original long-axis cine
+            (the same plane and phases), is listed, not analysed again.
     """
 
     key: str
@@ -853,8 +854,13 @@ def _decide_analyses(routing: StudyRouting) -> None:
         elif seq == "cine" and view in ("2ch", "3ch", "4ch", "lax"):
             same = [c for c in cines_lax if c is not e and c.n_phases > e.n_phases and e.normal is not None
                     and c.normal is not None and _angle(e.normal, c.normal) < 2.0]
+            original = [c for c in cines_lax if e.derived and not c.derived and c.n_phases == e.n_phases
+                        and e.normal is not None and c.normal is not None and _angle(e.normal, c.normal) < 2.0]
             if same:
                 e.reason = f"frames of the plane of {same[0].label} (analysed there)"
+            elif original:  # as for the SAX stack: an inline-processed or reformatted copy of an analysed cine
+                e.reason = (f"a derived copy of {original[0].label} (ImageType DERIVED, the same plane and phases): "
+                            "listed, not analysed again")
             elif view != "lax" and view not in lax_views:
                 e.reason = f"long-axis {'cine' if e.n_phases >= 2 else 'frame'} ({view.upper()}): " + \
                     _no_lax_model(view, lax_views)
