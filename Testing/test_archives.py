@@ -259,6 +259,10 @@ def test_a_damaged_or_unsafe_archive_is_refused_by_name(tmp_path, own_tmp, capsy
     """Each archive that cannot be unpacked safely is refused before anything is read, with its reason; nothing is
     written outside the temporary folder and the folder is removed."""
     good = _zip_with(tmp_path / "good.zip", "study/IM_0001.dcm", b"\0" * 200_000)
+    report = _zip_with(tmp_path / "report.docx", "word/document.xml")  # a ZIP inside, a document to its reader
+    from CardiacLandmarksLib.io.common import archive_kind
+
+    assert archive_kind(good) == "ZIP" and archive_kind(report) is None
     cut = tmp_path / "cut.zip"
     cut.write_bytes(good.read_bytes()[:1000])  # a download cut short: the ZIP's directory at its end is lost
     slip = _zip_with(tmp_path / "slip.zip", "../outside.txt")

@@ -155,16 +155,35 @@ class Unpacked:
         self._finalizer = weakref.finalize(self, shutil.rmtree, str(self.root), True)
 
     def add(self, archive: str | Path) -> Path:
-        """Unpack one archive into a sub-folder of its own; returns that folder (the archive's root: its single top
-        folder when it has one, as ``unzip study.zip`` of a zipped folder gives). Raises ArchiveError."""
+        """The folder ``archive`` is unpacked into (a sub-folder of its own, named as the archive), unpacking it on
+        the first call. Raises ArchiveError."""
         self.given.add(Path(archive))
         archive = Path(archive).expanduser().resolve()
+        for into, known in self.archives.items():
+            if known == archive:
+                return into
         into = self.root / str(len(self.archives)) / archive.name  # named as the archive: 'ignored in p001.zip'
         logger.info("unpacking %s into %s", archive, into)
         self.n_files += unpack(archive, into)
         self.archives[into] = archive
-        root = single_root(into)
-        return root if root.is_dir() else into
+        return into
+
+    def read(self, load):
+        """``load()`` (a series read from the temporary folder), its errors, source and notes naming the archive
+        instead: the one wrapping of every read from an unpacked archive."""
+        try:
+            series = load()
+        except Exception as exc:
+            if (named := self.renamed(exc)) is exc:
+                raise
+            raise named from exc
+        return self.name_series(series)
+
+    def name_series(self, series):
+        """``series`` with its source and metadata naming the archive instead of the temporary folder."""
+        series.source = self.shown(str(series.source))
+        series.metadata = remap_paths(series.metadata, self)
+        return series
 
     def shown(self, text: str) -> str:
         """``text`` with every path under the temporary folder named by its archive instead."""
@@ -213,7 +232,7 @@ def unpack_inputs(paths: list[Path]) -> tuple[list[Path], Unpacked | None]:
         for p in paths:
             if p.is_file() and archive_kind(p):
                 unpacked = unpacked or Unpacked()
-                out.append(unpacked.add(p))
+                out.append(_top(unpacked.add(p)))
             elif p.is_dir():
                 from CardiacLandmarksLib.io.dicom import _iter_files
 
@@ -225,7 +244,7 @@ def unpack_inputs(paths: list[Path]) -> tuple[list[Path], Unpacked | None]:
                 if len(packed) < len(files):
                     out.append(p)  # (its archives are not read again: route_study skips them)
                 unpacked = unpacked or Unpacked()
-                out += [unpacked.add(f) for f in packed]
+                out += [_top(unpacked.add(f)) for f in packed]
             else:
                 out.append(p)
     except BaseException:
@@ -276,11 +295,7 @@ def reachable(paths: list[str | Path]):
                 out.append(Path(p))
                 continue
             unpacked = unpacked or Unpacked()
-            into = next((d for d, a in unpacked.archives.items() if a == archive.resolve()), None)
-            if into is None:
-                unpacked.add(archive)
-                into = next(d for d, a in unpacked.archives.items() if a == archive.resolve())
-            out.append(into.joinpath(*inner.parts))
+            out.append(unpacked.add(archive).joinpath(*inner.parts))
         yield out, unpacked
     finally:
         if unpacked is not None:
@@ -292,6 +307,13 @@ def single_root(folder: Path) -> Path:
     single image file), else the folder itself."""
     entries = [f for f in folder.iterdir() if not f.name.startswith(".") and f.name != "__MACOSX"]
     return entries[0] if len(entries) == 1 else folder
+
+
+def _top(into: Path) -> Path:
+    """An unpacked archive's folder to read: its single top folder when it has one (as ``unzip study.zip`` of a
+    zipped folder gives), else the folder itself."""
+    root = single_root(into)
+    return root if root.is_dir() else into
 
 
 def remap_paths(value, unpacked: Unpacked):

@@ -36,28 +36,37 @@ _SEQUENCE_PATTERNS: tuple[tuple[str, str], ...] = (
 _SAX_POSITION = r"\b(base|basal|mid|apex|apical)\b"
 
 
+#: files that are ZIP archives inside but documents to a user (a report beside the images): never unpacked
+_DOCUMENT_SUFFIXES = (".docx", ".xlsx", ".pptx", ".odt", ".ods", ".odp", ".epub", ".jar")
+
+
 def archive_kind(path) -> str | None:
     """``"ZIP"`` or ``"tar"`` when ``path`` is such an archive (by its content, whatever its name), else None.
 
     Studies often arrive packed (a PACS export, a data share); :mod:`CardiacLandmarksLib.io.archive` unpacks them
     for every command. A ZIP cut short (its directory at the end lost) is still a ZIP here, by its first bytes, so
-    that unpacking it names the damage.
+    that unpacking it names the damage. Every file of a study folder is asked, so the first bytes decide (one short
+    read); only a file they mark as compressed or tar is opened as a tar, and only a ``.zip`` that does not start
+    as one is searched for a ZIP directory. Office documents (``.docx`` ...) are ZIPs inside but not archives here.
     """
     import tarfile
     import zipfile
     from pathlib import Path
 
     p = Path(path)
-    if not p.is_file() or p.name.lower().endswith((".nii.gz", ".nii", ".nrrd", ".mha", ".mhd", ".dcm")):
+    name = p.name.lower()
+    if not p.is_file() or name.endswith((".nii.gz", ".nii", ".nrrd", ".mha", ".mhd", ".dcm", *_DOCUMENT_SUFFIXES)):
         return None
     try:
-        if zipfile.is_zipfile(p):
-            return "ZIP"
-        if tarfile.is_tarfile(p):
-            return "tar"
         with open(p, "rb") as f:
-            if f.read(4) == b"PK\x03\x04":
-                return "ZIP"
+            head = f.read(262)
+        if head[:4] in (b"PK\x03\x04", b"PK\x05\x06"):  # a ZIP's first entry (or an empty ZIP)
+            return "ZIP"
+        if name.endswith(".zip") and zipfile.is_zipfile(p):  # data before its first entry (self-extracting)
+            return "ZIP"
+        compressed = head[:2] == b"\x1f\x8b" or head[:3] == b"BZh" or head[:6] == b"\xfd7zXZ\x00"
+        if (compressed or head[257:262] == b"ustar") and tarfile.is_tarfile(p):
+            return "tar"
     except OSError:
         return None
     return None

@@ -23,7 +23,6 @@ from pathlib import Path
 import numpy as np
 
 from CardiacLandmarksLib.core.errors import (
-    CardiacLandmarksError,
     CorruptFileError,
     InputNotFoundError,
     NoDicomError,
@@ -68,41 +67,25 @@ def _only_archives(folder: Path) -> bool:
 
 
 def _load_archived(p: Path, series_uid: str | None, time_axis: str) -> CMRSeries:
-    """A series packed in a ZIP / tar archive (or in archives in the folder ``p``): unpacked into a temporary folder
-    (:mod:`.archive`), read, and the folder removed; the series' source and notes name the archive."""
-    from CardiacLandmarksLib.io.archive import archive_member, reachable, remap_paths, unpack_inputs
+    """A series packed in a ZIP / tar archive, given as the archive, as a folder holding it alone, or as a path into
+    it (as results name an input read from one): unpacked into a temporary folder (:mod:`.archive`), read, and the
+    folder removed; the series' source and notes name the archive."""
+    from CardiacLandmarksLib.io.archive import archive_member, reachable, single_root
 
-    if archive_member(p) is not None:
-        with reachable([p]) as (local, unpacked):
-            try:
-                series = load_series(local[0], series_uid, time_axis=time_axis)
-            except CardiacLandmarksError as exc:
-                if (named := unpacked.renamed(exc)) is exc:
-                    raise
-                raise named from exc
-            series.source = unpacked.shown(str(series.source))
-            series.metadata = remap_paths(series.metadata, unpacked)
-            return series
-    paths, unpacked = unpack_inputs([p])
-    try:
-        if len(paths) != 1:
-            raise NoDicomError(f"{p} holds {len(paths)} archives: a series is one archive, one folder or one file; "
+    if p.is_dir():  # a folder holding archives and nothing else
+        packed = list(io_dicom._iter_files(p, True))
+        if len(packed) != 1:
+            raise NoDicomError(f"{p} holds {len(packed)} archives: a series is one archive, one folder or one file; "
                                "`study` reads a folder of several")
-        root = paths[0]
-        files = [f for f in root.iterdir() if not f.name.startswith(".")]
-        if len(files) == 1 and files[0].is_file() and io_image.is_image_file(files[0]):
-            root = files[0]  # an archive of one image file
-        try:
-            series = load_series(root, series_uid, time_axis=time_axis)
-        except CardiacLandmarksError as exc:  # named by the archive, not the temporary folder
-            if (named := unpacked.renamed(exc)) is exc:
-                raise
-            raise named from exc
-        series.source = unpacked.shown(series.source) if series.source else str(p)
-        series.metadata = remap_paths(series.metadata, unpacked)
-        return series
-    finally:
-        unpacked.cleanup()
+        p = packed[0]
+    with reachable([p]) as (local, unpacked):
+        root = local[0]
+        if archive_member(p) is None:  # the archive itself: its top folder, or the one image file in it
+            for _ in range(2):
+                top = single_root(root) if root.is_dir() else root
+                if top.is_dir() or io_image.is_image_file(top):
+                    root = top
+        return unpacked.read(lambda: load_series(root, series_uid, time_axis=time_axis))
 
 
 def load_series(path: str | Path, series_uid: str | None = None, *, time_axis: str = "auto") -> CMRSeries:

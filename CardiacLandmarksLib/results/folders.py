@@ -210,30 +210,24 @@ def load_recorded(source: str, folder: str | Path, root: str | Path | None = Non
     Raises:
         what :func:`CardiacLandmarksLib.io.load.load_series` raises.
     """
-    from CardiacLandmarksLib.io.archive import reachable, remap_paths
+    from CardiacLandmarksLib.io.archive import reachable
     from CardiacLandmarksLib.io.load import load_phase_files, load_series
 
     path = resolve_source(source, folder, root)
     # an input read from an archive is recorded through it (p001.zip/p001/x.nii.gz): read there again
     with reachable([path, *[resolve_source(f, folder, root) for f in files]]) as (local, unpacked):
         path, local_files = local[0], local[1:]
-        try:
+
+        def load():
             if len(local_files) > 1:
-                series = load_phase_files(local_files)
-            elif series_uids and path.is_dir():  # a DICOM study folder may hold other series too
+                return load_phase_files(local_files)
+            if series_uids and path.is_dir():  # a DICOM study folder may hold other series too
                 from CardiacLandmarksLib.io.dicom_study import scan_study_folder
 
-                series = scan_study_folder(path).load(list(series_uids))
-            else:
-                series = load_series(path)
-        except Exception as exc:
-            if unpacked is None or (named := unpacked.renamed(exc)) is exc:
-                raise
-            raise named from exc
-        if unpacked is not None:
-            series.source = unpacked.shown(str(series.source))
-            series.metadata = remap_paths(series.metadata, unpacked)
-        return series
+                return scan_study_folder(path).load(list(series_uids))
+            return load_series(path)
+
+        return load() if unpacked is None else unpacked.read(load)
 
 
 def load_source(lmset: LandmarkSet, folder: str | Path, root: str | Path | None = None):

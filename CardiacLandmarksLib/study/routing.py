@@ -67,7 +67,7 @@ from CardiacLandmarksLib.core.errors import CardiacLandmarksError, InputNotFound
 from CardiacLandmarksLib.core.series import SEQUENCES, CMRSeries
 from CardiacLandmarksLib.io import dicom_study as io_dicom_study
 from CardiacLandmarksLib.io import image as io_image
-from CardiacLandmarksLib.io.archive import Unpacked, archive_stem, remap_paths, unpack_inputs
+from CardiacLandmarksLib.io.archive import Unpacked, archive_stem, unpack_inputs
 from CardiacLandmarksLib.io.checks import given_pixel_size, label_values
 from CardiacLandmarksLib.io.common import guess_sequence, guess_view, lge_by_inversion
 from CardiacLandmarksLib.io.load import pair_phases, same_grid
@@ -359,25 +359,9 @@ def _tie_to_archives(routing: StudyRouting, unpacked: Unpacked) -> None:
         e.evidence = [unpacked.shown(x) for x in e.evidence]
         e.notes = [unpacked.shown(x) for x in e.notes]
         if e._series is not None:  # image files are read during routing
-            e._series.source = unpacked.shown(e._series.source)
-            e._series.metadata = remap_paths(e._series.metadata, unpacked)
-        if e._load is not None:
-            e._load = _archived_load(e._load, unpacked)
-
-
-def _archived_load(load, unpacked: Unpacked):
-    def archived() -> CMRSeries:  # holds `unpacked` (its folder lives as long as this series can load)
-        try:
-            series = load()
-        except CardiacLandmarksError as exc:
-            if (named := unpacked.renamed(exc)) is exc:
-                raise
-            raise named from exc
-        series.source = unpacked.shown(series.source)
-        series.metadata = remap_paths(series.metadata, unpacked)
-        return series
-
-    return archived
+            unpacked.name_series(e._series)
+        if e._load is not None:  # the loader holds `unpacked`: its folder lives as long as this series can load
+            e._load = (lambda load=e._load: unpacked.read(load))
 
 
 def _route(paths: list[Path], recursive: bool, skip: frozenset[Path] = frozenset()) -> StudyRouting:
