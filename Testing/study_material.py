@@ -5,6 +5,8 @@
 * :func:`split_per_slice`: copies of the Sunnybrook cine rewritten as one series per slice
   position (new SeriesInstanceUID/SeriesNumber per slice, the same description), the way
   Siemens scanners often store a SAX cine stack.
+* :func:`acquire_stack_again`: such a per-slice stack acquired a second time (later series numbers, re-planned
+  positions, other pixels), as when the protocol is run again.
 * :func:`multi_slice_perfusion`: the GE first-pass perfusion frames written as one DICOM series of three slices
   10 mm apart (base, mid and apex in one series, as many scanners store a perfusion acquisition); optionally one
   slice stopped a few frames early.
@@ -60,6 +62,32 @@ def split_per_slice(data: Path, out: Path, description: str = "cine_sax") -> Pat
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             ds.save_as(out / p.name)
+    return out
+
+
+def acquire_stack_again(stack: Path, out: Path, shift_mm: float, number_offset: int = 1000) -> Path:
+    """The per-slice stack written by :func:`split_per_slice` acquired a second time into ``out``, as when the
+    protocol is run again: new Series/SOPInstanceUIDs, SeriesNumber + ``number_offset`` (later), every slice moved
+    ``shift_mm`` along the plane normal (re-planned; 0: the same positions) and its pixels halved (another
+    acquisition, so that a test can tell which one was read)."""
+    out.mkdir(parents=True, exist_ok=True)
+    uids: dict[str, str] = {}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for p in sorted(stack.iterdir()):
+            if p.suffix.lower() != ".dcm":
+                continue
+            ds = pydicom.dcmread(p)
+            iop = np.array(ds.ImageOrientationPatient, float)
+            normal = np.cross(iop[:3], iop[3:])
+            ds.SeriesInstanceUID = uids.setdefault(ds.SeriesInstanceUID, generate_uid())
+            ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
+            ds.SeriesNumber = int(ds.SeriesNumber) + number_offset
+            ds.ImagePositionPatient = [float(v) for v in np.array(ds.ImagePositionPatient, float) + shift_mm * normal]
+            if "SliceLocation" in ds:
+                ds.SliceLocation = float(ds.SliceLocation) + shift_mm
+            ds.PixelData = (ds.pixel_array // 2).astype(ds.pixel_array.dtype).tobytes()
+            ds.save_as(out / f"again_{p.name}")
     return out
 
 

@@ -122,6 +122,40 @@ def test_a_slice_acquired_twice_keeps_the_later_series_in_the_stack(tmp_path, si
     assert "slice 6 of 12 was acquired twice" in progress_log.text
 
 
+@pytest.mark.data
+@pytest.mark.parametrize("shift_mm", [3.0, 0.0])
+def test_a_stack_acquired_twice_uses_the_later_acquisition_whole(tmp_path, siemens_like, progress_log, shift_mm):
+    """A per-slice SAX stack acquired a second time (the protocol run again, re-planned 3 mm along the normal, or at
+    the same positions) under the same description. Re-planned, the two interleaved into one stack of 24 slices
+    ('1 slice position(s) missing' between every other slice, LV EDV 117 ml for 196): now the later acquisition is
+    the stack, whole, and the earlier one is listed with why; at the same positions the note says so once, not as
+    12 slices each acquired twice."""
+    import logging
+    import shutil
+
+    study = tmp_path / "study"
+    shutil.copytree(siemens_like, study)
+    sm.acquire_stack_again(siemens_like, study, shift_mm)
+    r = route_study(study)
+    assert [(s.label, s.n_slices, s.analyses) for s in r.series[:1]] == [
+        ("#2000-2011 'cine_sax'", 12, ["sax", "function"])]
+    earlier = r.series[1:]
+    assert [s.label for s in earlier] == [f"#{n} 'cine_sax'" for n in range(1000, 1012)]
+    assert all(s.analyses == [] and s.reason == (
+        "an earlier acquisition of the stack (#1000-1011 'cine_sax'): #2000-2011 'cine_sax', acquired later, is used "
+        "in the stack #2000-2011 'cine_sax'") for s in earlier)
+    text = ("the stack was acquired twice: #2000-2011 'cine_sax' (12 slices x 20 phases, acquired later) is used, "
+            "#1000-1011 'cine_sax' (12 slices x 20 phases) is left out")
+    assert r.notes == [f"#2000-2011 'cine_sax': {text}"]
+    stack, plain = r.series[0].load(), load_series(siemens_like)
+    np.testing.assert_array_equal(stack.pixels, plain.pixels // 2)
+    shift = np.linalg.norm(np.asarray(stack.slice_origins) - np.asarray(plain.slice_origins), axis=1)
+    np.testing.assert_allclose(shift, shift_mm, atol=1e-3)
+    progress_log.set_level(logging.INFO)
+    detected = load_series(study)  # what `detect` reads from the folder: the same stack, and the note
+    np.testing.assert_array_equal(detected.pixels, stack.pixels)
+    assert text in progress_log.text and "acquired twice: #20" not in progress_log.text.replace(text, "")
+
 
 def _drop_files(study, series_number: int, keep_phases: int | None = None) -> None:
     """Remove the files of one per-slice series (all, or those after its first ``keep_phases`` phases)."""

@@ -25,6 +25,14 @@ image series of **one slice** each, with
   re-acquired after a failed breath-hold, the same protocol run again) keeps its later series (the higher
   SeriesNumber), as a reader would, and the earlier one is named (:attr:`SliceStack.replaced`); without
   series numbers to tell which is later the group is no stack,
+* a **whole stack acquired again** (the same protocol run a second time, re-planned: its positions shifted, or its
+  heartbeats giving another number of phases) is not merged with the first: taken in SeriesNumber order, the series
+  fall into acquisitions (a series whose position coincides with one already in the current acquisition, or would
+  break its regular slice grid, starts the next one); an acquisition of at least :data:`MIN_STACK_SLICES` slices
+  whose span covers at least :data:`COVER_SHARE` of an earlier acquisition's slices (itself at least
+  :data:`MIN_STACK_SLICES`; fewer are slices acquired again, by the rule above) replaces that one whole (the
+  later is used, as for one slice; :attr:`SliceStack.superseded`). Before, the two interleaved into one stack of
+  irregular spacing ("slice positions missing" between every other slice) and wrong volumes,
 
 and there are at least :data:`MIN_STACK_SLICES` (3) positions. :meth:`DicomStudyScan.load` with
 several series UIDs assembles them exactly as one multi-slice series would be (slices sorted
@@ -47,6 +55,10 @@ from CardiacLandmarksLib.io import dicom as io_dicom
 logger = logging.getLogger(__name__)
 
 MIN_STACK_SLICES = 3
+#: a later acquisition replaces an earlier one whole when its span covers at least this share of the earlier's slices
+COVER_SHARE = 0.8
+#: steps of one regular slice grid are whole multiples of its smallest step within this share (a missing slice: 2x)
+_GRID_TOL = 0.15
 #: a slice with fewer phases joins a per-slice stack when it has at least this share of the others' phases
 MIN_PHASE_SHARE = io_dicom.MIN_PHASE_SHARE
 _IOP_TOL = 1e-3
@@ -292,12 +304,66 @@ class SliceStack:
         replaced: ``(earlier, later)`` SeriesInstanceUID pairs of a position acquired twice: ``later`` (the higher
             SeriesNumber) is in :attr:`uids`, ``earlier`` is not used.
         phases_per_slice: see below (None: every slice has the same number).
+        superseded: ``(earlier, later)`` of a stack acquired again whole: ``earlier`` the SeriesInstanceUIDs of the
+            first acquisition (not used), ``later`` those of the acquisition that replaced it (SeriesNumber order).
     """
 
     uids: list[str]
     replaced: list[tuple[str, str]] = field(default_factory=list)
     #: phases per slice (in :attr:`uids` order) when they differ; the stack keeps the first ``min`` of each
     phases_per_slice: list[int] | None = None
+    superseded: list[tuple[list[str], list[str]]] = field(default_factory=list)
+
+
+def _on_one_grid(heights: list[float]) -> bool:
+    """Whether slice positions (mm, along the normal) lie on one regular grid: no two within
+    :data:`_POS_TOL_MM`, every step a whole multiple of the smallest (within :data:`_GRID_TOL`; a missing slice is a
+    double step)."""
+    hs = np.sort(np.asarray(heights, float))
+    steps = np.diff(hs)
+    if len(steps) and steps.min() <= _POS_TOL_MM:
+        return False
+    if len(steps) <= 1:
+        return True
+    ratio = steps / steps.min()
+    return bool(np.all(np.abs(ratio - np.round(ratio)) <= _GRID_TOL))
+
+
+def _acquisitions(items: list[tuple[float, SeriesHeader]]) -> list[list[tuple[float, SeriesHeader]]]:
+    """``(height, header)`` of one group in SeriesNumber order, cut into acquisitions: a series starts the next one
+    when its position coincides with one of the current acquisition or breaks its regular grid (:func:`_on_one_grid`).
+    A slice re-acquired after a failed breath-hold also starts one; :func:`_supersede` then merges it back."""
+    blocks: list[list[tuple[float, SeriesHeader]]] = []
+    for height, h in items:
+        if blocks and _on_one_grid([x for x, _ in blocks[-1]] + [height]):
+            blocks[-1].append((height, h))
+        else:
+            blocks.append([(height, h)])
+    return blocks
+
+
+def _supersede(blocks: list[list[tuple[float, SeriesHeader]]]
+               ) -> tuple[list[tuple[float, SeriesHeader]], list[tuple[list[str], list[str]]]]:
+    """The series left once every acquisition replaced whole by a later one is dropped (rule in the module
+    docstring), and the ``(earlier, later)`` UID lists of those replacements."""
+    gone: set[int] = set()
+    pairs: list[tuple[list[str], list[str]]] = []
+    for j in range(len(blocks) - 1, 0, -1):
+        later = blocks[j]
+        if j in gone or len(later) < MIN_STACK_SLICES:
+            continue
+        hs = sorted(x for x, _ in later)
+        margin = 0.5 * float(np.min(np.diff(hs)))
+        lo, hi = hs[0] - margin, hs[-1] + margin
+        for i in range(j):
+            if i in gone or len(blocks[i]) < MIN_STACK_SLICES:  # a slice or two acquired again: per position
+                continue
+            inside = sum(lo <= x <= hi for x, _ in blocks[i])
+            if inside >= COVER_SHARE * len(blocks[i]):
+                gone.add(i)
+                pairs.append(([h.series_uid for _, h in blocks[i]], [h.series_uid for _, h in later]))
+    left = [item for k, b in enumerate(blocks) if k not in gone for item in b]
+    return left, pairs[::-1]
 
 
 def slice_stacks(headers: list[SeriesHeader]) -> list[SliceStack]:
@@ -329,8 +395,12 @@ def slice_stacks(headers: list[SeriesHeader]) -> list[SliceStack]:
     out = []
     for g in groups:
         n = g[0].normal
-        hs = sorted((((float(h.heights_mm[0]) if h.normal @ n > 0 else -float(h.heights_mm[0])), h) for h in g),
-                    key=lambda x: (x[0], x[1].series_uid))
+        hs = [((float(h.heights_mm[0]) if h.normal @ n > 0 else -float(h.heights_mm[0])), h) for h in g]
+        superseded: list[tuple[list[str], list[str]]] = []
+        if all(h.series_number is not None for _, h in hs):
+            hs, superseded = _supersede(_acquisitions(sorted(hs, key=lambda x: (x[1].series_number,
+                                                                                 x[1].series_uid))))
+        hs = sorted(hs, key=lambda x: (x[0], x[1].series_uid))
         kept: list[tuple[float, SeriesHeader]] = []
         replaced: list[tuple[str, str]] = []
         for height, h in hs:
@@ -348,7 +418,7 @@ def slice_stacks(headers: list[SeriesHeader]) -> list[SliceStack]:
             continue
         counts = [h.n_phases for _, h in kept]
         out.append(SliceStack([h.series_uid for _, h in kept], replaced,
-                              counts if len(set(counts)) > 1 else None))
+                              counts if len(set(counts)) > 1 else None, superseded))
     return out
 
 
@@ -397,8 +467,12 @@ def single_stack(scan, where: str = "") -> list[str] | None:
     headers = _summarise_scan(scan, Path(where or ".")).series
     mr = {h.series_uid for h in headers if h.is_mr_image}
     stacks = slice_stacks(headers)
-    if len(stacks) == 1 and set(stacks[0].uids) | {e for e, _ in stacks[0].replaced} == mr:
+    if len(stacks) == 1 and (set(stacks[0].uids) | {e for e, _ in stacks[0].replaced}
+                             | {u for e, _ in stacks[0].superseded for u in e}) == mr:
         by_uid = {h.series_uid: h for h in headers}
+        for earlier_uids, later_uids in stacks[0].superseded:
+            logging.getLogger("CardiacLandmarksLib.progress").info(
+                "note: %s", superseded_text([by_uid[u] for u in earlier_uids], [by_uid[u] for u in later_uids]))
         for earlier, later in stacks[0].replaced:
             logging.getLogger("CardiacLandmarksLib.progress").info(
                 "note: %s", repeated_slice_text(stacks[0], by_uid[earlier], by_uid[later]))
@@ -406,6 +480,24 @@ def single_stack(scan, where: str = "") -> list[str] | None:
             logging.getLogger("CardiacLandmarksLib.progress").info("note: %s", fewer_phases_text(stacks[0]))
         return stacks[0].uids
     return None
+
+
+def stack_label(headers: list[SeriesHeader]) -> str:
+    """Short name of a per-slice stack for tables: ``#<first>-<last> '<description>'`` (by SeriesNumber)."""
+    nums = [h.series_number for h in headers if h.series_number is not None]
+    return (f"#{min(nums)}-{max(nums)} '{headers[0].description}'" if nums
+            else f"'{headers[0].description}' x{len(headers)}")
+
+
+def superseded_text(earlier: list[SeriesHeader], later: list[SeriesHeader]) -> str:
+    """What a stack acquired again whole says (:attr:`SliceStack.superseded`): which acquisition is used, which is
+    left out, each with its slices x phases."""
+    def size(hs: list[SeriesHeader]) -> str:
+        phases = sorted({h.n_phases for h in hs if h.n_phases})
+        ph = (f"{phases[0]}" if len(phases) == 1 else f"{phases[0]}-{phases[-1]}") if phases else "?"
+        return f"{len(hs)} slices x {ph} phases"
+    return (f"the stack was acquired twice: {stack_label(later)} ({size(later)}, acquired later) is used, "
+            f"{stack_label(earlier)} ({size(earlier)}) is left out")
 
 
 def repeated_slice_text(stack: SliceStack, earlier: SeriesHeader, later: SeriesHeader) -> str:

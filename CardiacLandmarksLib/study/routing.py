@@ -486,7 +486,7 @@ def _dicom_entries(folder: Path, recursive: bool, notes: list[str], skip: frozen
         hs = [by_uid[u] for u in g]
         h0 = hs[0]
         nums = [h.series_number for h in hs if h.series_number is not None]
-        label = f"#{min(nums)}-{max(nums)} '{h0.description}'" if nums else f"'{h0.description}' x{len(hs)}"
+        label = io_dicom_study.stack_label(hs)
         n_phases = min(st.phases_per_slice) if st.phases_per_slice else (h0.n_phases or 0)
         e = RoutedSeries(key=f"s{min(nums)}" if nums else "stack", label=label,
                          source=f"{len(hs)} series (one per slice)", n_slices=len(hs), n_phases=n_phases,
@@ -499,6 +499,15 @@ def _dicom_entries(folder: Path, recursive: bool, notes: list[str], skip: frozen
             e.evidence.append(text)
             e.notes.append(text)
             notes.append(f"{label}: {text}")
+        for earlier_uids, later_uids in st.superseded:
+            earlier_hs, later_hs = [by_uid[u] for u in earlier_uids], [by_uid[u] for u in later_uids]
+            text = io_dicom_study.superseded_text(earlier_hs, later_hs)
+            e.evidence.append(text)
+            e.notes.append(text)
+            notes.append(f"{label}: {text}")
+            for u in earlier_uids:
+                left_out[u] = (f"an earlier acquisition of the stack ({io_dicom_study.stack_label(earlier_hs)}): "
+                               f"{io_dicom_study.stack_label(later_hs)}, acquired later, is used in the stack {label}")
         for earlier, later in st.replaced:
             text = io_dicom_study.repeated_slice_text(st, by_uid[earlier], by_uid[later])
             e.evidence.append(text)
