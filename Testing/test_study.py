@@ -1119,6 +1119,53 @@ def test_a_derived_copy_of_the_sax_stack_is_not_the_reference(tmp_path, data_roo
 
 
 @pytest.mark.data
+@pytest.mark.parametrize("description", ["", "cine post contrast"])
+def test_a_sax_stack_acquired_again_is_the_reference(tmp_path, data_root, description):
+    """The SAX cine protocol run twice (one multi-slice series each; a repeat after a failed breath-hold or an
+    arrhythmic beat): the reference was the first (a tie went to the first in series order) and the repeat got its own
+    landmark analysis beside it. Now the later acquisition (the same description, plane, slices and phases) is the
+    reference, as for a per-slice stack, and the earlier is listed, not analysed. A stack of another description
+    (here a post-contrast cine) is not a repeat: the first stays the reference and both are analysed, as before."""
+    import warnings
+
+    import pydicom
+    from pydicom.uid import generate_uid
+
+    src = data_root / "sunnybrook" / "SCD0000101" / "dicom"
+    study = tmp_path / "study"
+    (study / "first").mkdir(parents=True)
+    (study / "again").mkdir()
+    uid = generate_uid()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the GE files' UIDs with leading zeros
+        for f in sorted(src.glob("*.dcm")):
+            ds = pydicom.dcmread(f)
+            ds.save_as(study / "first" / f.name)
+            ds.SeriesInstanceUID, ds.SOPInstanceUID, ds.SeriesNumber = uid, generate_uid(), 301
+            ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+            ds.SeriesDescription = description
+            ds.PixelData = (ds.pixel_array // 2).astype(ds.pixel_array.dtype).tobytes()  # another acquisition
+            ds.save_as(study / "again" / f.name)
+    routing = route_study(study)
+    by_key = {e.key: e for e in routing.series}
+    assert set(by_key) == {"s300", "s301"}
+    if description:
+        assert routing.sax_reference is by_key["s300"]
+        assert by_key["s300"].analyses == ["sax", "function"] and by_key["s301"].analyses == ["sax"]
+        return
+    assert routing.sax_reference is by_key["s301"] and by_key["s301"].analyses == ["sax", "function"]
+    assert by_key["s301"].evidence[-1].endswith("the protocol of #300 '<no description>' acquired again later (the "
+                                                "same description, plane, slices and phases): the later acquisition "
+                                                "is the reference")
+    earlier = by_key["s300"]
+    assert earlier.analyses == [] and earlier.reason == (
+        "an earlier acquisition of the reference stack's protocol (#301 '<no description>', acquired later, is the "
+        "reference): listed, not analysed")
+    assert not routing.problems()
+    np.testing.assert_array_equal(routing.sax_reference.load().pixels, load_series(src).pixels // 2)
+
+
+@pytest.mark.data
 def test_a_derived_copy_of_a_long_axis_cine_is_listed(tmp_path, data_root):
     """As for the SAX stack: a DERIVED copy of a long-axis cine (the same plane and phases) was analysed beside the
     original; it is now listed, not analysed again. Built from the Sunnybrook cine: its stack as the SAX reference,

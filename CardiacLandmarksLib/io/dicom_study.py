@@ -284,7 +284,9 @@ def _header(uid: str, objs: list, damaged: list[str]) -> SeriesHeader:
     )
 
 
-def _description_stem(text: str) -> str:
+def description_stem(text: str) -> str:
+    """A SeriesDescription without digits, spaces, ``_ - .`` and case: series of one protocol (``sa_1``, ``sa_2``;
+    ``cine_sax`` run twice) share it."""
     return re.sub(r"[\d\s_\-.]+", " ", (text or "").lower()).strip()
 
 
@@ -387,7 +389,7 @@ def slice_stacks(headers: list[SeriesHeader]) -> list[SliceStack]:
                     and np.allclose(h.pixel_spacing, r.pixel_spacing, atol=1e-4)
                     and h.study_uid == r.study_uid
                     and _same_cine_timing(h, r)
-                    and _description_stem(h.description) == _description_stem(r.description)):
+                    and description_stem(h.description) == description_stem(r.description)):
                 g.append(h)
                 break
         else:

@@ -134,6 +134,10 @@ class RoutedSeries:
             with the inline ventricular-function contours drawn in): never the reference SAX stack when an original
             stack ties with it, and a derived copy of the reference stack's grid, or of an original long-axis cine
             (the same plane and phases), is listed, not analysed again.
+        series_number: the DICOM SeriesNumber (a per-slice stack's highest), None for image files or when absent;
+            protocol: its SeriesDescription without digits, separators and case
+            (:func:`CardiacLandmarksLib.io.dicom_study.description_stem`), "" for image files. A SAX stack of the
+            reference's protocol, plane and size acquired again later is the reference, the earlier one listed.
     """
 
     key: str
@@ -159,6 +163,8 @@ class RoutedSeries:
     n_orientations: int = 1
     notes: list[str] = field(default_factory=list)
     derived: bool = False
+    series_number: int | None = None
+    protocol: str = ""
     _uids: tuple[str, ...] = ()  # the DICOM series read (one, or a per-slice stack's)
     _folder: Path | None = None  # the folder scanned for it
     _load: object = None
@@ -491,7 +497,8 @@ def _dicom_entries(folder: Path, recursive: bool, notes: list[str], skip: frozen
         e = RoutedSeries(key=f"s{min(nums)}" if nums else "stack", label=label,
                          source=f"{len(hs)} series (one per slice)", n_slices=len(hs), n_phases=n_phases,
                          normal=h0.normal, patient_id=h0.patient_id, study_date=h0.study_date,
-                         derived=_is_derived(h0))
+                         derived=_is_derived(h0), series_number=max(nums) if nums else None,
+                         protocol=io_dicom_study.description_stem(h0.description))
         e.evidence.append(f"{len(hs)} single-slice series with one orientation, parallel planes, "
                           f"{n_phases} phases each: assembled into one stack")
         if st.phases_per_slice:
@@ -525,6 +532,7 @@ def _dicom_entries(folder: Path, recursive: bool, notes: list[str], skip: frozen
         e = RoutedSeries(key=key, label=h.label(), source=h.series_uid, n_slices=h.n_slices,
                          n_phases=h.n_phases or 0, normal=h.normal, patient_id=h.patient_id,
                          study_date=h.study_date, n_orientations=max(1, h.n_orientations), derived=_is_derived(h),
+                         series_number=h.series_number, protocol=io_dicom_study.description_stem(h.description),
                          _uids=(h.series_uid,), _folder=folder)
         if h.series_uid in left_out:
             e.view, e.sequence = "-", "-"
@@ -748,13 +756,19 @@ def _decide_views(routing: StudyRouting) -> None:
     cands = [e for e in images if e.sequence == "cine" and e.n_slices >= MIN_SAX_SLICES
              and _text_view(e) not in ("2ch", "3ch", "4ch", "lax")]
     ref = max(cands, key=lambda e: (e.n_slices, e.n_phases, not e.derived), default=None)
+    again = _acquired_again(ref, cands)
+    first = ref
+    if again:  # the reference's protocol run again later on the same plane and grid: the later one, as a reader would
+        ref = again[-1]
     if ref is not None:
         ref.is_sax_reference = True
         ref.view = "sax"
         ref.evidence.append(f"reference SAX stack: {ref.n_slices} parallel slices (the most of any cine)"
                             + ("; an original series preferred to a derived copy of the same size"
                                if any(c.derived and (c.n_slices, c.n_phases) == (ref.n_slices, ref.n_phases)
-                                      for c in cands if c is not ref) else ""))
+                                      for c in cands if c is not ref) else "")
+                            + (f"; the protocol of {first.label} acquired again later (the same description, plane, "
+                               "slices and phases): the later acquisition is the reference" if again else ""))
     for e in images:
         if e is ref:
             continue
@@ -801,6 +815,29 @@ def _decide_views(routing: StudyRouting) -> None:
         routing.notes.append("no multi-slice SAX cine in the study: views from descriptions / absolute orientation")
 
 
+def _acquired_again(ref: RoutedSeries | None, cines: list[RoutedSeries]) -> list[RoutedSeries]:
+    """The SAX cine stacks among ``cines`` that are ``ref``'s protocol acquired again later (DICOM only): original
+    series of the same SeriesDescription stem, plane (within 2 deg), slices and phases, with a higher SeriesNumber;
+    in SeriesNumber order."""
+    if ref is None or ref.series_number is None or ref.normal is None or ref.derived:
+        return []
+    return sorted((c for c in cines if c is not ref and not c.derived and c.series_number is not None
+                   and c.series_number > ref.series_number and c.protocol == ref.protocol
+                   and (c.n_slices, c.n_phases) == (ref.n_slices, ref.n_phases)
+                   and c.normal is not None and _angle(c.normal, ref.normal) < 2.0),
+                  key=lambda c: c.series_number)
+
+
+def _earlier_acquisition(e: RoutedSeries, ref: RoutedSeries | None) -> bool:
+    """``e`` is an earlier acquisition of the reference SAX stack's protocol (DICOM: the same SeriesDescription
+    stem and plane within 2 deg, original, a lower SeriesNumber, no more slices): listed, not analysed."""
+    return (ref is not None and e is not ref and not e.derived and not ref.derived
+            and e.series_number is not None and ref.series_number is not None
+            and e.series_number < ref.series_number and e.protocol == ref.protocol
+            and e.n_slices <= ref.n_slices and e.normal is not None and ref.normal is not None
+            and _angle(e.normal, ref.normal) < 2.0)
+
+
 def lax_model_views() -> set[str]:
     """The long-axis views (``"2ch"``, ``"3ch"``, ``"4ch"``) that have a bundled landmark model in the catalogue
     (:func:`CardiacLandmarksLib.models.catalogue.catalogue`, ``CARDIAC_LANDMARKS_MODELS`` honoured). When the
@@ -833,6 +870,10 @@ def _decide_analyses(routing: StudyRouting) -> None:
                 and ref.normal is not None and _angle(e.normal, ref.normal) < 2.0):
             e.reason = (f"a derived copy of the reference stack {ref.label} (ImageType DERIVED, the same slices and "
                         "phases: an inline-processed or reformatted copy): listed, not analysed again")
+            continue
+        if seq == "cine" and view == "sax" and _earlier_acquisition(e, ref):
+            e.reason = (f"an earlier acquisition of the reference stack's protocol ({ref.label}, acquired later, is "
+                        "the reference): listed, not analysed")
             continue
         if seq == "cine" and view == "sax":
             if e.n_slices >= 1 and e.n_phases >= 1:
