@@ -241,6 +241,7 @@ def _run_dask(todo, out, state, store, bar, workers, scheduler, device, threads,
             client = Client(cluster)
     except BatchEngineError:
         raise
+    interrupted = False
     try:
         futures = {}
         for spec in todo:
@@ -262,10 +263,41 @@ def _run_dask(todo, out, state, store, bar, workers, scheduler, device, threads,
         except Exception:  # noqa: BLE001 - memory figures are informative only
             peaks = {}
         return {str(k): round(v, 1) for k, v in peaks.items()}
+    except KeyboardInterrupt:
+        interrupted = True
+        raise
     finally:  # also on Ctrl-C: studies in flight stay 'running' in the state and are run again next time
-        client.close(timeout=10)
-        if cluster is not None:
-            cluster.close(timeout=10)
+        with _quiet_dask_stop(client if interrupted and cluster is not None else None):
+            client.close(timeout=10)
+            if cluster is not None:
+                cluster.close(timeout=10)
+
+
+def _silence_distributed() -> None:
+    """Run in a worker process (``Client.run``): its Dask logs off, as the batch stops."""
+    logging.getLogger("distributed").setLevel(logging.CRITICAL + 1)
+
+
+@contextlib.contextmanager
+def _quiet_dask_stop(client):
+    """Closing a local cluster on Ctrl-C while its workers are still inside a study: the workers cannot stop a
+    running study at once, so they log a cancelled task, then a traceback when their heartbeat finds the scheduler
+    gone, and the nannies (in this process) say they kill them. The person pressed Ctrl-C and is told what is
+    recorded and how to go on; these lines only hid that (two runs in five printed a traceback). ``client``: the
+    interrupted local cluster's client (its workers' and this process's Dask logs are turned off while it closes),
+    or None (nothing changes)."""
+    if client is None:
+        yield
+        return
+    with contextlib.suppress(Exception):  # a worker that does not answer must not keep the batch from stopping
+        client.run(_silence_distributed, on_error="ignore")
+    dask_log = logging.getLogger("distributed")
+    level = dask_log.level
+    dask_log.setLevel(logging.CRITICAL + 1)
+    try:
+        yield
+    finally:
+        dask_log.setLevel(level)
 
 
 #: peak memory of a worker running full studies (benchmarks/README.md: 0.8-1.0 GB), for the note on --workers
