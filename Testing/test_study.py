@@ -1166,6 +1166,53 @@ def test_a_sax_stack_acquired_again_is_the_reference(tmp_path, data_root, descri
 
 
 @pytest.mark.data
+def test_a_long_axis_cine_acquired_again_on_its_plane_is_analysed_once(tmp_path, data_root):
+    """The 4CH cine protocol run again on the same plane (a failed breath-hold, an arrhythmic beat): both were
+    analysed, so the study reported two LV lengths and shortenings, one of them from the acquisition the reader
+    discarded. Now the later is analysed and the earlier listed. The same description on a parallel plane 10 mm away (a stack
+    of long-axis slices) is another slice, not a repeat: analysed as before. Built as the derived-copy test: the
+    Sunnybrook stack as the SAX reference and one slice's 20 phases turned into 4CH planes (orientation only)."""
+    import warnings
+
+    import pydicom
+    from pydicom.uid import generate_uid
+
+    src = data_root / "sunnybrook" / "SCD0000101" / "dicom"
+    study = tmp_path / "study"
+    planes = {"first": (20, 0.0), "again": (21, 0.0), "beside": (22, 10.0)}
+    for d in ("sax", *planes):
+        (study / d).mkdir(parents=True)
+    uids = {d: generate_uid() for d in planes}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the GE files' UIDs with leading zeros
+        files = sorted(src.glob("*.dcm"))
+        heads = [pydicom.dcmread(f) for f in files]
+        one = min(round(float(h.SliceLocation), 2) for h in heads)
+        for f, ds in zip(files, heads):
+            ds.save_as(study / "sax" / f.name)
+            if round(float(ds.SliceLocation), 2) != one:
+                continue
+            iop = np.array(ds.ImageOrientationPatient, float)
+            normal = np.cross(iop[:3], iop[3:])
+            ipp = np.array(ds.ImagePositionPatient, float)
+            for d, (number, offset) in planes.items():
+                ds.ImageOrientationPatient = [*iop[:3], *normal]  # a plane through the stack's normal: long axis
+                lax_normal = np.cross(iop[:3], normal)
+                ds.ImagePositionPatient = [float(v) for v in ipp + offset * lax_normal]
+                ds.SeriesInstanceUID, ds.SeriesNumber, ds.SeriesDescription = uids[d], number, "cine_4ch"
+                ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
+                ds.save_as(study / d / f.name)
+    routing = route_study(study)
+    by_key = {e.key: e for e in routing.series}
+    assert (by_key["s21"].view, by_key["s21"].analyses) == ("4ch", ["lax"])
+    assert (by_key["s22"].view, by_key["s22"].analyses) == ("4ch", ["lax"])
+    assert by_key["s20"].analyses == [] and by_key["s20"].reason == (
+        "an earlier acquisition of the protocol of #21 'cine_4ch' (acquired later, the same plane and phases: analysed "
+        "there): listed, not analysed")
+    assert not routing.problems()
+
+
+@pytest.mark.data
 def test_a_derived_copy_of_a_long_axis_cine_is_listed(tmp_path, data_root):
     """As for the SAX stack: a DERIVED copy of a long-axis cine (the same plane and phases) was analysed beside the
     original; it is now listed, not analysed again. Built from the Sunnybrook cine: its stack as the SAX reference,

@@ -137,7 +137,10 @@ class RoutedSeries:
         series_number: the DICOM SeriesNumber (a per-slice stack's highest), None for image files or when absent;
             protocol: its SeriesDescription without digits, separators and case
             (:func:`CardiacLandmarksLib.io.dicom_study.description_stem`), "" for image files. A SAX stack of the
-            reference's protocol, plane and size acquired again later is the reference, the earlier one listed.
+            reference's protocol, plane and size acquired again later is the reference, the earlier one listed;
+            a long-axis cine of one protocol acquired again on the same plane (``height_mm``) and with the same
+            phases: the later is analysed, the earlier listed.
+        height_mm: a single-slice DICOM series' position along its plane normal (mm), else None.
     """
 
     key: str
@@ -165,6 +168,7 @@ class RoutedSeries:
     derived: bool = False
     series_number: int | None = None
     protocol: str = ""
+    height_mm: float | None = None
     _uids: tuple[str, ...] = ()  # the DICOM series read (one, or a per-slice stack's)
     _folder: Path | None = None  # the folder scanned for it
     _load: object = None
@@ -533,6 +537,7 @@ def _dicom_entries(folder: Path, recursive: bool, notes: list[str], skip: frozen
                          n_phases=h.n_phases or 0, normal=h.normal, patient_id=h.patient_id,
                          study_date=h.study_date, n_orientations=max(1, h.n_orientations), derived=_is_derived(h),
                          series_number=h.series_number, protocol=io_dicom_study.description_stem(h.description),
+                         height_mm=float(h.heights_mm[0]) if h.n_slices == 1 else None,
                          _uids=(h.series_uid,), _folder=folder)
         if h.series_uid in left_out:
             e.view, e.sequence = "-", "-"
@@ -838,6 +843,21 @@ def _earlier_acquisition(e: RoutedSeries, ref: RoutedSeries | None) -> bool:
             and _angle(e.normal, ref.normal) < 2.0)
 
 
+def _same_plane_again(e: RoutedSeries, c: RoutedSeries) -> bool:
+    """``c`` is ``e``'s long-axis cine protocol acquired again later on the same plane (DICOM: the same
+    SeriesDescription stem, both original, a higher SeriesNumber, the same phases, normals within 2 deg and planes
+    within 2 mm)."""
+    if (c is e or c.derived or e.derived or c.series_number is None or e.series_number is None
+            or c.series_number <= e.series_number or c.protocol != e.protocol or c.n_phases != e.n_phases
+            or c.height_mm is None or e.height_mm is None):
+        return False
+    ang = _angle(e.normal, c.normal)
+    if ang is None or ang >= 2.0:
+        return False
+    sign = 1.0 if float(np.dot(e.normal, c.normal)) > 0 else -1.0
+    return abs(sign * c.height_mm - e.height_mm) <= 2.0
+
+
 def lax_model_views() -> set[str]:
     """The long-axis views (``"2ch"``, ``"3ch"``, ``"4ch"``) that have a bundled landmark model in the catalogue
     (:func:`CardiacLandmarksLib.models.catalogue.catalogue`, ``CARDIAC_LANDMARKS_MODELS`` honoured). When the
@@ -890,8 +910,12 @@ def _decide_analyses(routing: StudyRouting) -> None:
                     and c.normal is not None and _angle(e.normal, c.normal) < 2.0]
             original = [c for c in cines_lax if e.derived and not c.derived and c.n_phases == e.n_phases
                         and e.normal is not None and c.normal is not None and _angle(e.normal, c.normal) < 2.0]
+            again = [c for c in cines_lax if _same_plane_again(e, c)]
             if same:
                 e.reason = f"frames of the plane of {same[0].label} (analysed there)"
+            elif again:  # the protocol run again on this plane (a failed breath-hold, an arrhythmic beat)
+                e.reason = (f"an earlier acquisition of the protocol of {again[-1].label} (acquired later, the same "
+                            "plane and phases: analysed there): listed, not analysed")
             elif original:  # as for the SAX stack: an inline-processed or reformatted copy of an analysed cine
                 e.reason = (f"a derived copy of {original[0].label} (ImageType DERIVED, the same plane and phases): "
                             "listed, not analysed again")
