@@ -491,6 +491,7 @@ def _dicom_entries(folder: Path, recursive: bool, notes: list[str], skip: frozen
     in_stack = {u for st in stacks for u in st.uids}
     by_uid = {h.series_uid: h for h in scan.series}
     left_out: dict[str, str] = {}  # series uid -> why it is not analysed (a slice acquired again later)
+    listed: list[RoutedSeries] = []  # an earlier acquisition of a whole per-slice stack: one row, not analysed
     for st in stacks:
         g = st.uids
         hs = [by_uid[u] for u in g]
@@ -516,9 +517,17 @@ def _dicom_entries(folder: Path, recursive: bool, notes: list[str], skip: frozen
             e.evidence.append(text)
             e.notes.append(text)
             notes.append(f"{label}: {text}")
-            for u in earlier_uids:
-                left_out[u] = (f"an earlier acquisition of the stack ({io_dicom_study.stack_label(earlier_hs)}): "
-                               f"{io_dicom_study.stack_label(later_hs)}, acquired later, is used in the stack {label}")
+            # one row for the earlier acquisition (not one per slice), listed only: its series are not read
+            nums_e = [h.series_number for h in earlier_hs if h.series_number is not None]
+            listed.append(RoutedSeries(
+                key=f"s{min(nums_e)}" if nums_e else "stack_earlier", label=io_dicom_study.stack_label(earlier_hs),
+                source=f"{len(earlier_hs)} series (one per slice)", n_slices=len(earlier_hs),
+                n_phases=min(h.n_phases or 0 for h in earlier_hs), view="-", sequence="-",
+                reason=f"an earlier acquisition of the stack: {io_dicom_study.stack_label(later_hs)}, acquired later, "
+                       f"is used in the stack {label}",
+                normal=h0.normal, patient_id=earlier_hs[0].patient_id, study_date=earlier_hs[0].study_date,
+                series_number=max(nums_e) if nums_e else None, _uids=tuple(earlier_uids), _folder=folder))
+            in_stack.update(earlier_uids)
         for earlier, later in st.replaced:
             text = io_dicom_study.repeated_slice_text(st, by_uid[earlier], by_uid[later])
             e.evidence.append(text)
@@ -529,6 +538,7 @@ def _dicom_entries(folder: Path, recursive: bool, notes: list[str], skip: frozen
         e._load = (lambda sc=scan, uids=list(g): sc.load(uids))
         e._uids, e._folder = tuple(g), folder
         out.append(e)
+    out.extend(listed)
     for h in scan.series:
         if h.series_uid in in_stack:
             continue
