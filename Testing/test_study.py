@@ -56,6 +56,27 @@ def test_route_sunnybrook_cine_and_ge_perfusion(sb_study):
 
 
 @pytest.mark.data
+def test_linked_series_folders_are_read(tmp_path, data_root):
+    """A study assembled with links to the series folders of a PACS export (`ln -s /export/.../series6 study/perf`):
+    the linked folders were skipped without a word (os.walk does not follow links), so the study had neither series
+    ('no DICOM series and no image file found'), or, beside a real folder, silently lacked the linked one. Linked
+    folders are now read, each real folder once: a link back up to the study is no loop, and a folder linked twice
+    is one series."""
+    import os
+
+    study = tmp_path / "study"
+    (study / "cine").mkdir(parents=True)
+    for f in sorted((data_root / "sunnybrook" / "SCD0000101" / "dicom").iterdir()):
+        os.symlink(f, study / "cine" / f.name)
+    os.symlink(data_root / "perfusion" / "ge_dicom", study / "perf")
+    os.symlink(data_root / "perfusion" / "ge_dicom", study / "perf_again")
+    os.symlink(study, study / "cine" / "up")  # a loop
+    r = route_study(study)
+    assert sorted(s.label for s in r.series) == ["#300 '<no description>'", "#6 'First Pass New'"]
+    assert _by_label(r, "First Pass").analyses == ["perfusion"]
+
+
+@pytest.mark.data
 def test_per_slice_series_assembled_into_one_stack(siemens_like, sunnybrook_dicom):
     scan = io_dicom_study.scan_study_folder(siemens_like)
     assert len(scan.series) == 12 and all(h.n_slices == 1 and h.n_phases == 20 for h in scan.series)

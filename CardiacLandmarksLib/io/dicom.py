@@ -292,11 +292,18 @@ def is_dicom_file(path: str | Path) -> bool:
 def _iter_files(folder: Path, recursive: bool) -> Iterator[Path]:
     """The files of ``folder`` (and its sub-folders when ``recursive``), hidden ones and the result folders of this
     tool that a study folder may hold (``study S -o S/results``: its PNGs and NIfTI are no part of the study) left
-    out."""
+    out. Linked sub-folders are followed (a study assembled with ``ln -s`` from a PACS export: they were skipped
+    without a word), each real folder once (a link back to a folder above is not a loop)."""
     from CardiacLandmarksLib.io.outputs import is_result_folder
 
     if recursive:
-        for root, dirs, files in os.walk(folder):
+        seen: set[str] = set()
+        for root, dirs, files in os.walk(folder, followlinks=True):
+            real = os.path.realpath(root)
+            if real in seen:  # reached again through a link: read once
+                dirs[:] = []
+                continue
+            seen.add(real)
             kept = []
             for d in sorted(x for x in dirs if not x.startswith(".")):
                 if is_result_folder(Path(root) / d):
