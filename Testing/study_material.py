@@ -65,6 +65,62 @@ def split_per_slice(data: Path, out: Path, description: str = "cine_sax") -> Pat
     return out
 
 
+def sunnybrook_and_a_copy(data: Path, out: Path, copy_dir: str, series_number: int, halve: bool = False,
+                          **tags) -> Path:
+    """``out/cine``: the Sunnybrook cine (one 12 x 20 series); ``out/<copy_dir>``: a copy of it as another series
+    (new Series/SOPInstanceUIDs, ``series_number``, the DICOM attributes ``tags`` set, e.g. ``ImageType`` or
+    ``SeriesDescription``; its pixels halved when ``halve``, so that a test can tell which one was read)."""
+    src = data / "sunnybrook" / "SCD0000101" / "dicom"
+    (out / "cine").mkdir(parents=True)
+    (out / copy_dir).mkdir()
+    uid = generate_uid()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the GE files' UIDs with leading zeros
+        for f in sorted(src.glob("*.dcm")):
+            ds = pydicom.dcmread(f)
+            ds.save_as(out / "cine" / f.name)
+            ds.SeriesInstanceUID, ds.SOPInstanceUID, ds.SeriesNumber = uid, generate_uid(), series_number
+            ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+            for name, value in tags.items():
+                setattr(ds, name, value)
+            if halve:
+                ds.PixelData = (ds.pixel_array // 2).astype(ds.pixel_array.dtype).tobytes()
+            ds.save_as(out / copy_dir / f.name)
+    return out
+
+
+def sunnybrook_with_4ch_planes(data: Path, out: Path, planes: dict[str, tuple[int, float, str]]) -> Path:
+    """``out/sax``: the Sunnybrook cine (the study's SAX reference); for each ``name: (series_number, offset_mm,
+    image_type)`` of ``planes``, ``out/<name>``: its most basal slice's 20 phases as a series ``cine_4ch`` on a plane
+    through the stack's normal (a long-axis plane; orientation only, the pixels stay the SAX slice's: for routing
+    tests, which read no pixels), moved ``offset_mm`` along that plane's normal, ImageType ``[image_type,
+    'PRIMARY', 'CARDIAC']``."""
+    src = data / "sunnybrook" / "SCD0000101" / "dicom"
+    for d in ("sax", *planes):
+        (out / d).mkdir(parents=True)
+    uids = {d: generate_uid() for d in planes}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the GE files' UIDs with leading zeros
+        files = sorted(src.glob("*.dcm"))
+        heads = [pydicom.dcmread(f) for f in files]
+        one = min(round(float(h.SliceLocation), 2) for h in heads)
+        for f, ds in zip(files, heads):
+            ds.save_as(out / "sax" / f.name)
+            if round(float(ds.SliceLocation), 2) != one:
+                continue
+            iop = np.array(ds.ImageOrientationPatient, float)
+            normal = np.cross(iop[:3], iop[3:])
+            ipp = np.array(ds.ImagePositionPatient, float)
+            for d, (number, offset, kind) in planes.items():
+                ds.ImageOrientationPatient = [*iop[:3], *normal]  # a plane through the stack's normal: long axis
+                ds.ImagePositionPatient = [float(v) for v in ipp + offset * np.cross(iop[:3], normal)]
+                ds.SeriesInstanceUID, ds.SeriesNumber, ds.SeriesDescription = uids[d], number, "cine_4ch"
+                ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
+                ds.ImageType = [kind, "PRIMARY", "CARDIAC"]
+                ds.save_as(out / d / f.name)
+    return out
+
+
 def acquire_stack_again(stack: Path, out: Path, shift_mm: float, number_offset: int = 1000) -> Path:
     """The per-slice stack written by :func:`split_per_slice` acquired a second time into ``out``, as when the
     protocol is run again: new Series/SOPInstanceUIDs, SeriesNumber + ``number_offset`` (later), every slice moved

@@ -1108,26 +1108,9 @@ def test_a_derived_copy_of_the_sax_stack_is_not_the_reference(tmp_path, data_roo
     Biobank's short-axis ZIPs: the same slices and phases, contours drawn in, ImageType DERIVED). With the copy's
     SeriesNumber first, routing took it as the reference stack (a tie on slices and phases went to the first) and
     analysed both. Now the original is the reference and the copy is listed, not analysed again."""
-    import warnings
-
-    import pydicom
-    from pydicom.uid import generate_uid
-
-    src = data_root / "sunnybrook" / "SCD0000101" / "dicom"
-    study = tmp_path / "study"
-    (study / "cine").mkdir(parents=True)
-    (study / "inlinevf").mkdir()
-    uid = generate_uid()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # the GE files' UIDs with leading zeros
-        for f in sorted(src.glob("*.dcm")):
-            ds = pydicom.dcmread(f)
-            ds.save_as(study / "cine" / f.name)
-            ds.SeriesInstanceUID, ds.SOPInstanceUID, ds.SeriesNumber = uid, generate_uid(), 299
-            ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
-            ds.ImageType = ["DERIVED", "PRIMARY", "CARDIAC", "INLINEVF"]
-            ds.SeriesDescription = "CINE_segmented_SAX_InlineVF"
-            ds.save_as(study / "inlinevf" / f.name)
+    study = sm.sunnybrook_and_a_copy(data_root, tmp_path / "study", "inlinevf", 299,
+                                     ImageType=["DERIVED", "PRIMARY", "CARDIAC", "INLINEVF"],
+                                     SeriesDescription="CINE_segmented_SAX_InlineVF")
     routing = route_study(study)
     by_key = {e.key: e for e in routing.series}
     assert set(by_key) == {"s299", "s300"}
@@ -1146,26 +1129,9 @@ def test_a_sax_stack_acquired_again_is_the_reference(tmp_path, data_root, descri
     landmark analysis beside it. Now the later acquisition (the same description, plane, slices and phases) is the
     reference, as for a per-slice stack, and the earlier is listed, not analysed. A stack of another description
     (here a post-contrast cine) is not a repeat: the first stays the reference and both are analysed, as before."""
-    import warnings
-
-    import pydicom
-    from pydicom.uid import generate_uid
-
     src = data_root / "sunnybrook" / "SCD0000101" / "dicom"
-    study = tmp_path / "study"
-    (study / "first").mkdir(parents=True)
-    (study / "again").mkdir()
-    uid = generate_uid()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # the GE files' UIDs with leading zeros
-        for f in sorted(src.glob("*.dcm")):
-            ds = pydicom.dcmread(f)
-            ds.save_as(study / "first" / f.name)
-            ds.SeriesInstanceUID, ds.SOPInstanceUID, ds.SeriesNumber = uid, generate_uid(), 301
-            ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
-            ds.SeriesDescription = description
-            ds.PixelData = (ds.pixel_array // 2).astype(ds.pixel_array.dtype).tobytes()  # another acquisition
-            ds.save_as(study / "again" / f.name)
+    study = sm.sunnybrook_and_a_copy(data_root, tmp_path / "study", "again", 301, halve=True,
+                                     SeriesDescription=description)  # halved: another acquisition
     routing = route_study(study)
     by_key = {e.key: e for e in routing.series}
     assert set(by_key) == {"s300", "s301"}
@@ -1189,39 +1155,11 @@ def test_a_sax_stack_acquired_again_is_the_reference(tmp_path, data_root, descri
 def test_a_long_axis_cine_acquired_again_on_its_plane_is_analysed_once(tmp_path, data_root):
     """The 4CH cine protocol run again on the same plane (a failed breath-hold, an arrhythmic beat): both were
     analysed, so the study reported two LV lengths and shortenings, one of them from the acquisition the reader
-    discarded. Now the later is analysed and the earlier listed. The same description on a parallel plane 10 mm away (a stack
-    of long-axis slices) is another slice, not a repeat: analysed as before. Built as the derived-copy test: the
+    discarded. Now the later is analysed and the earlier listed. The same description on a parallel plane 10 mm away
+    (a stack of long-axis slices) is another slice, not a repeat: analysed as before. Built as the derived-copy test: the
     Sunnybrook stack as the SAX reference and one slice's 20 phases turned into 4CH planes (orientation only)."""
-    import warnings
-
-    import pydicom
-    from pydicom.uid import generate_uid
-
-    src = data_root / "sunnybrook" / "SCD0000101" / "dicom"
-    study = tmp_path / "study"
-    planes = {"first": (20, 0.0), "again": (21, 0.0), "beside": (22, 10.0)}
-    for d in ("sax", *planes):
-        (study / d).mkdir(parents=True)
-    uids = {d: generate_uid() for d in planes}
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # the GE files' UIDs with leading zeros
-        files = sorted(src.glob("*.dcm"))
-        heads = [pydicom.dcmread(f) for f in files]
-        one = min(round(float(h.SliceLocation), 2) for h in heads)
-        for f, ds in zip(files, heads):
-            ds.save_as(study / "sax" / f.name)
-            if round(float(ds.SliceLocation), 2) != one:
-                continue
-            iop = np.array(ds.ImageOrientationPatient, float)
-            normal = np.cross(iop[:3], iop[3:])
-            ipp = np.array(ds.ImagePositionPatient, float)
-            for d, (number, offset) in planes.items():
-                ds.ImageOrientationPatient = [*iop[:3], *normal]  # a plane through the stack's normal: long axis
-                lax_normal = np.cross(iop[:3], normal)
-                ds.ImagePositionPatient = [float(v) for v in ipp + offset * lax_normal]
-                ds.SeriesInstanceUID, ds.SeriesNumber, ds.SeriesDescription = uids[d], number, "cine_4ch"
-                ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
-                ds.save_as(study / d / f.name)
+    study = sm.sunnybrook_with_4ch_planes(data_root, tmp_path / "study", {
+        "first": (20, 0.0, "ORIGINAL"), "again": (21, 0.0, "ORIGINAL"), "beside": (22, 10.0, "ORIGINAL")})
     routing = route_study(study)
     by_key = {e.key: e for e in routing.series}
     assert (by_key["s21"].view, by_key["s21"].analyses) == ("4ch", ["lax"])
@@ -1238,33 +1176,8 @@ def test_a_derived_copy_of_a_long_axis_cine_is_listed(tmp_path, data_root):
     original; it is now listed, not analysed again. Built from the Sunnybrook cine: its stack as the SAX reference,
     one slice's 20 phases turned into a 4CH plane (orientation only: routing reads no pixels), once original and once
     DERIVED."""
-    import warnings
-
-    import pydicom
-    from pydicom.uid import generate_uid
-
-    src = data_root / "sunnybrook" / "SCD0000101" / "dicom"
-    study = tmp_path / "study"
-    for d in ("sax", "4ch", "4ch_derived"):
-        (study / d).mkdir(parents=True)
-    uids = {"4ch": generate_uid(), "4ch_derived": generate_uid()}
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # the GE files' UIDs with leading zeros
-        files = sorted(src.glob("*.dcm"))
-        heads = [pydicom.dcmread(f) for f in files]
-        one = min(round(float(h.SliceLocation), 2) for h in heads)
-        for f, ds in zip(files, heads):
-            ds.save_as(study / "sax" / f.name)
-            if round(float(ds.SliceLocation), 2) != one:
-                continue
-            iop = np.array(ds.ImageOrientationPatient, float)
-            normal = np.cross(iop[:3], iop[3:])
-            for d, number, kind in (("4ch", 20, "ORIGINAL"), ("4ch_derived", 19, "DERIVED")):
-                ds.ImageOrientationPatient = [*iop[:3], *normal]  # a plane through the stack's normal: long axis
-                ds.SeriesInstanceUID, ds.SeriesNumber, ds.SeriesDescription = uids[d], number, "cine_4ch"
-                ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
-                ds.ImageType = [kind, "PRIMARY", "CARDIAC"]
-                ds.save_as(study / d / f.name)
+    study = sm.sunnybrook_with_4ch_planes(data_root, tmp_path / "study", {
+        "4ch": (20, 0.0, "ORIGINAL"), "4ch_derived": (19, 0.0, "DERIVED")})
     by_key = {e.key: e for e in route_study(study).series}
     assert (by_key["s20"].view, by_key["s20"].analyses) == ("4ch", ["lax"])
     assert by_key["s19"].analyses == [] and by_key["s19"].reason == (
