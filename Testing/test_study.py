@@ -177,6 +177,23 @@ def test_a_stack_acquired_twice_uses_the_later_acquisition_whole(tmp_path, sieme
     assert text in progress_log.text and "acquired twice: #20" not in progress_log.text.replace(text, "")
 
 
+@pytest.mark.data
+def test_a_stack_acquired_twice_is_replaced_only_when_its_numbers_say_so(tmp_path, siemens_like):
+    """Which acquisition is later comes from the series numbers: with the second one numbered after the first it
+    replaces it; with every series under one number (an export that renumbers) nothing is replaced on a guess."""
+    import dataclasses
+    import shutil
+
+    study = tmp_path / "study"
+    shutil.copytree(siemens_like, study)
+    sm.acquire_stack_again(siemens_like, study, 3.0)
+    headers = io_dicom_study.scan_study_folder(study).series
+    (stack,) = io_dicom_study.slice_stacks(headers)
+    assert len(stack.uids) == 12 and len(stack.superseded) == 1
+    shared = [dataclasses.replace(h, series_number=7) for h in headers]
+    assert not any(st.superseded for st in io_dicom_study.slice_stacks(shared))
+
+
 def _drop_files(study, series_number: int, keep_phases: int | None = None) -> None:
     """Remove the files of one per-slice series (all, or those after its first ``keep_phases`` phases)."""
     import pydicom

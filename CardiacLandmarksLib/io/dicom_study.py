@@ -30,7 +30,8 @@ image series of **one slice** each, with
   fall into acquisitions (a series whose position coincides with one already in the current acquisition, or would
   break its regular slice grid, starts the next one); an acquisition of at least :data:`MIN_STACK_SLICES` slices
   whose span covers at least :data:`COVER_SHARE` of an earlier acquisition's slices (itself at least
-  :data:`MIN_STACK_SLICES`; fewer are slices acquired again, by the rule above) replaces that one whole (the
+  :data:`MIN_STACK_SLICES`; fewer are slices acquired again, by the rule above), every series of it numbered after
+  every series of the earlier one (equal numbers tell nothing), replaces that one whole (the
   later is used, as for one slice; :attr:`SliceStack.superseded`). Before, the two interleaved into one stack of
   irregular spacing ("slice positions missing" between every other slice) and wrong volumes,
 
@@ -357,8 +358,11 @@ def _supersede(blocks: list[list[tuple[float, SeriesHeader]]]
         hs = sorted(x for x, _ in later)
         margin = 0.5 * float(np.min(np.diff(hs)))
         lo, hi = hs[0] - margin, hs[-1] + margin
+        first_number = min(h.series_number for _, h in later)
         for i in range(j):
             if i in gone or len(blocks[i]) < MIN_STACK_SLICES:  # a slice or two acquired again: per position
+                continue
+            if max(h.series_number for _, h in blocks[i]) >= first_number:  # equal numbers: no telling which is later
                 continue
             inside = sum(lo <= x <= hi for x, _ in blocks[i])
             if inside >= COVER_SHARE * len(blocks[i]):
