@@ -87,7 +87,8 @@ def load_dicom_phase(files, name):
 
 
 def load_cine_as_sequence(sunnybrook_phases, n_phases=N_CINE_PHASES):
-    """The cine as Slicer shows it: a volume sequence (index: time in ms), a browser and its proxy volume."""
+    """The cine as a volume sequence (index: time in ms, as this module's own DICOM loading indexes it), a browser and
+    its proxy volume. Slicer's DICOM module indexes by frame number: :func:`load_as_slicer_dicom_module_does`."""
     phases, trigger, _positions, _iop = sunnybrook_phases
     sequence = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLSequenceNode", "SA cine")
     sequence.SetIndexName("time")
@@ -101,6 +102,30 @@ def load_cine_as_sequence(sunnybrook_phases, n_phases=N_CINE_PHASES):
     proxy = browser.GetProxyNode(sequence)
     proxy.SetName("5: SA cine")
     return sequence, browser, proxy
+
+
+def load_as_slicer_dicom_module_does(frames: list[list[Path]], trigger_ms: list[float], name: str):
+    """A cine loaded as Slicer's DICOM module loads it (MultiVolumeImporter's plugin, ``loadAsVolumeSequence``,
+    fedorov/MultiVolumeImporter MultiVolumeImporterPlugin.load): one volume per frame read by Slicer's reader, the
+    sequence indexed by frame number ("0", "1" ..., index name and unit empty), its attributes those of the
+    multivolume: ``MultiVolume.FrameFileList`` (every frame's files in frame order, comma-separated),
+    ``MultiVolume.FrameLabels`` (the frames' TriggerTime, as ``str(float)``), ``...FrameIdentifyingDICOMTagName``
+    ``TriggerTime``, ``...FrameIdentifyingDICOMTagUnits`` ``ms``, ``MultiVolume.NumberOfFrames``; then a browser."""
+    sequence = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLSequenceNode", name)
+    sequence.SetIndexName("")
+    sequence.SetIndexUnit("")
+    for key, value in (("MultiVolume.FrameLabels", ",".join(str(float(t)) for t in trigger_ms)),
+                       ("MultiVolume.FrameIdentifyingDICOMTagName", "TriggerTime"),
+                       ("MultiVolume.NumberOfFrames", str(len(frames))),
+                       ("MultiVolume.FrameIdentifyingDICOMTagUnits", "ms"),
+                       ("MultiVolume.FrameFileList", ",".join(str(f) for files in frames for f in files))):
+        sequence.SetAttribute(key, value)
+    for t, files in enumerate(frames):
+        sequence.SetDataNodeAtValue(load_dicom_phase(files, f"{name} {t}"), str(t))
+    browser = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLSequenceBrowserNode", f"{name} browser")
+    browser.SetAndObserveMasterSequenceNodeID(sequence.GetID())
+    slicer.modules.sequences.logic().UpdateProxyNodesFromSequences(browser)
+    return sequence
 
 
 def table_rows(table):
@@ -218,6 +243,46 @@ def test_cine_sequence_from_slicer_reader_matches_dicom_headers(scene, sunnybroo
         assert series.orientation_known and series.view == "sax"
     for t, k in ((0, 0), (2, 7)):
         np.testing.assert_array_equal(series.pixels[t, k], pydicom.dcmread(phases[t][k]).pixel_array)
+
+
+def test_a_cine_from_slicers_dicom_module_keeps_its_timing_and_completeness(scene, sunnybrook_dicom, tmp_path):
+    """A cine loaded by Slicer's DICOM module (a single-slice cine, as a long-axis cine or one SAX slice, which
+    MultiVolumeImporter groups by TriggerTime) carries neither trigger times in its index (frame numbers) nor this
+    module's reader facts: its phases had no timing, and a cine with phases lost in a transfer gave plain values where
+    the command line says review. Both now come from what the DICOM module keeps on the sequence (the frames'
+    TriggerTime; the files, whose headers give the completeness). Files no longer where the module read them (a moved
+    DICOM database) leave the series as it was, without an error."""
+    import shutil
+
+    import pydicom
+
+    heads = [(float(pydicom.dcmread(f, stop_before_pixels=True).TriggerTime), f)
+             for f in sorted(sunnybrook_dicom.glob("*.dcm"))
+             if round(float(pydicom.dcmread(f, stop_before_pixels=True).SliceLocation), 1) == -43.5]
+    heads.sort()
+    assert len(heads) == 20
+    logic = module.CardiacLandmarksLogic()
+    whole = load_as_slicer_dicom_module_does([[f] for _, f in heads], [t for t, _ in heads], "whole")
+    series = logic.seriesFromNode(whole)
+    np.testing.assert_allclose(series.trigger_times, [t for t, _ in heads])  # frame numbers before: None
+    assert series.metadata["completeness"]["problems"] == []
+    lost = [h for k, h in enumerate(heads) if k not in (8, 9)]  # two phases lost in a transfer
+    gap = load_as_slicer_dicom_module_does([[f] for _, f in lost], [t for t, _ in lost], "gap")
+    series = logic.seriesFromNode(gap)
+    assert series.n_phases == 18 and any(p.startswith("phase(s) missing between trigger times")
+                                         for p in series.metadata["completeness"]["problems"])
+    hub = logic.detect(gap)  # analysed, every value review for its input, as on the command line
+    measured = logic.landmarkSetFromResult(hub).measurements
+    assert measured and all(m.status != "ok" for m in measured)
+    assert all(any(src.kind == "input" and "incomplete series" in src.note for src in m.sources) for m in measured)
+    moved = tmp_path / "moved"
+    moved.mkdir()
+    for _, f in lost:
+        shutil.copy(f, moved / f.name)
+    away = load_as_slicer_dicom_module_does([[moved / f.name] for _, f in lost], [t for t, _ in lost], "away")
+    shutil.rmtree(moved)
+    series = logic.seriesFromNode(away)
+    assert series.n_phases == 18 and "completeness" not in series.metadata
 
 
 def test_series_to_sequence_round_trip(scene, sunnybrook_phases):

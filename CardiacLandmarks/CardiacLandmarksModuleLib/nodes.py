@@ -201,11 +201,23 @@ def seriesFromVolumeNode(volumeNode, description: str | None = None) -> CMRSerie
     return applyReaderFacts(volumeNode, finalize_series(series))
 
 
+#: attributes that Slicer's DICOM module (MultiVolumeImporter's plugin, which loads a cine as a volume sequence) sets on
+#: the sequence node: the frames' files in frame order, comma-separated, and the frame-identifying tag's values
+MULTIVOLUME_FILES = "MultiVolume.FrameFileList"
+MULTIVOLUME_LABELS = "MultiVolume.FrameLabels"
+MULTIVOLUME_TAG = "MultiVolume.FrameIdentifyingDICOMTagName"
+
+
 def triggerTimesOf(sequenceNode) -> np.ndarray | None:
     """Index values of a sequence as trigger times in ms, or None when the index is not a time.
 
-    A numeric index with unit ``ms`` (Slicer's DICOM cine import) or ``s`` counts as time.
+    A numeric index with unit ``ms`` (this module's own DICOM loading) or ``s`` counts as time. Slicer's DICOM module
+    indexes a cine by frame number (index name and unit empty) and keeps the TriggerTime of each frame in
+    ``MultiVolume.FrameLabels`` (``MultiVolume.FrameIdentifyingDICOMTagName`` ``TriggerTime``): those are used then.
     """
+    labels = _multiVolumeTriggerTimes(sequenceNode)
+    if labels is not None:
+        return labels
     if sequenceNode.GetIndexType() != sequenceNode.NumericIndex:
         return None
     scale = {"ms": 1.0, "msec": 1.0, "s": 1000.0, "sec": 1000.0}.get((sequenceNode.GetIndexUnit() or "").strip().lower())
@@ -214,6 +226,20 @@ def triggerTimesOf(sequenceNode) -> np.ndarray | None:
     try:
         values = [float(sequenceNode.GetNthIndexValue(n)) * scale for n in range(sequenceNode.GetNumberOfDataNodes())]
     except ValueError:
+        return None
+    return np.asarray(values, dtype=float)
+
+
+def _multiVolumeTriggerTimes(sequenceNode) -> np.ndarray | None:
+    """The frames' TriggerTime (ms) that Slicer's DICOM module kept on a cine it loaded (see :func:`triggerTimesOf`),
+    or None (another frame tag, another loader, or not one number per frame)."""
+    if (sequenceNode.GetAttribute(MULTIVOLUME_TAG) or "") != "TriggerTime":
+        return None
+    try:
+        values = [float(v) for v in (sequenceNode.GetAttribute(MULTIVOLUME_LABELS) or "").split(",") if v.strip()]
+    except ValueError:
+        return None
+    if len(values) != sequenceNode.GetNumberOfDataNodes():
         return None
     return np.asarray(values, dtype=float)
 
@@ -283,17 +309,42 @@ def setReaderFacts(node, series: CMRSeries) -> None:
 def applyReaderFacts(node, series: CMRSeries) -> CMRSeries:
     """``series`` (rebuilt from ``node``'s voxels) with the reader's facts that :func:`setReaderFacts` kept on the
     node: its sequence and its grid's completeness (so an incomplete series read by the module is doubted as the
-    command line doubts it). A node without them (Slicer's DICOM module, Add Data) gives ``series`` unchanged."""
+    command line doubts it). A cine that Slicer's DICOM module loaded carries no such facts but its files
+    (``MultiVolume.FrameFileList``): their headers give the completeness (:func:`dicomModuleFacts`). A node with
+    neither (Add Data) gives ``series`` unchanged."""
     import json
 
     text = node.GetAttribute(READER_FACTS_ATTRIBUTE) if node is not None else None
     if not text:
-        return series
+        return dicomModuleFacts(node, series)
     facts = json.loads(text)
     if facts.get("sequence"):
         series.sequence = facts["sequence"]
     if facts.get("completeness"):
         series.metadata = dict(series.metadata or {}, completeness=facts["completeness"])
+    return series
+
+
+def dicomModuleFacts(node, series: CMRSeries) -> CMRSeries:
+    """``series`` with ``metadata["completeness"]`` read from the headers of the files that Slicer's DICOM module
+    loaded it from (``MultiVolume.FrameFileList`` on a cine's sequence node;
+    :func:`CardiacLandmarksLib.io.dicom.completeness_of_files`): slice positions or phases missing make its values
+    review, as on the command line. Unchanged when the node has no file list, or the files cannot be read any more
+    (a moved DICOM database: said in the log, nothing is doubted that was not seen)."""
+    text = node.GetAttribute(MULTIVOLUME_FILES) if node is not None else None
+    if not text:
+        return series
+    from CardiacLandmarksLib.core.errors import CardiacLandmarksError
+    from CardiacLandmarksLib.io.dicom import completeness_of_files
+
+    files = [f for f in text.split(",") if f.strip()]
+    try:
+        completeness = completeness_of_files(files, node.GetName())
+    except (CardiacLandmarksError, OSError) as exc:
+        logging.getLogger(__name__).info("%s: the completeness of its DICOM files could not be read (%s)",
+                                         node.GetName(), exc)
+        return series
+    series.metadata = dict(series.metadata or {}, completeness=completeness)
     return series
 
 
@@ -315,9 +366,9 @@ def addVolumeFromSeries(scene, series: CMRSeries, name: str, phase: int = 0):
 
 
 def addSequenceFromSeries(scene, series: CMRSeries, name: str, sequencesLogic):
-    """Add a cine to ``scene`` as Slicer's DICOM import would: a volume sequence and its browser.
-
-    The index is the trigger time (``time``, ``ms``) when known, else the phase number.
+    """Add a cine to ``scene`` as a volume sequence and its browser, as Slicer's DICOM import does, but indexed by
+    the trigger time (``time``, ``ms``) when known, else the phase number (Slicer's DICOM module indexes by frame
+    number and keeps the trigger times in ``MultiVolume.FrameLabels``).
 
     Returns:
         ``(sequenceNode, browserNode, proxyVolumeNode)``.

@@ -812,12 +812,39 @@ def _load_from_scan(scan: _Scan, where: str, series_uid: str | None) -> CMRSerie
 # --------------------------------------------------------------------------- grid + pixels
 
 
-def _assemble(objects: list[_Object], where: str, common_phases: bool = False) -> CMRSeries:
+def completeness_of_files(files, where: str) -> dict:
+    """The grid completeness (:func:`grid_completeness`: slice positions or phases missing) of one series' DICOM
+    files, from their headers alone (no pixel is decoded): what the loader records in ``metadata["completeness"]``,
+    for a series another reader loaded (Slicer's DICOM module keeps its files' paths on the volume sequence:
+    ``MultiVolume.FrameFileList``).
+
+    Args:
+        files: the series' file paths (any order). where: the name used in the texts.
+
+    Returns:
+        ``{"problems": [...], ...}`` as :func:`grid_completeness`, the problems also logged as warnings.
+
+    Raises:
+        NoDicomError: no DICOM image among ``files``; CardiacLandmarksError: as the loader for a series it refuses
+        (several series, damaged files, slices with very different numbers of phases ...).
+    """
+    paths = [Path(f) for f in files]
+    scan = _scan_paths(paths)
+    if not scan.objects:
+        raise NoDicomError(f"no DICOM image among the {len(paths)} file(s) of {where}")
+    uids = {o.series_uid for o in scan.objects}
+    if len(uids) > 1:
+        raise MixedSeriesError(f"the files of {where} hold {len(uids)} series")
+    return _assemble(scan.objects, where, header_only=True)
+
+
+def _assemble(objects: list[_Object], where: str, common_phases: bool = False, header_only: bool = False):
     """One :class:`CMRSeries` from the frames of ``objects`` (slices along the normal, phases by TriggerTime).
 
     ``common_phases``: slices with different numbers of phases (a per-slice stack of a prospectively triggered cine,
     :func:`.dicom_study.slice_stacks`) keep the first ``min`` phases each (``metadata["phases_cut"]``); otherwise
-    they are an :class:`IncompleteSeriesError`."""
+    they are an :class:`IncompleteSeriesError`. ``header_only``: return the grid's completeness (the dict of
+    :func:`grid_completeness`, with the uneven-phase problems) before any pixel is read."""
     frames: list[_Frame] = []
     seen: set[tuple[str, int | None]] = set()
     for o in objects:
@@ -916,8 +943,6 @@ def _assemble(objects: list[_Object], where: str, common_phases: bool = False) -
     if not use_trigger:
         logger.info("%s: TriggerTime missing on some images; phases ordered by InstanceNumber/AcquisitionTime", where)
 
-    pixels = _read_pixels(frames, grid, n_t, n_k, f0.rows, f0.cols)
-
     obj0 = objects[0]
     ps = f0.pixel_spacing
     slice_origins = np.array([frames[g[0]].ipp for g in grid])
@@ -943,6 +968,9 @@ def _assemble(objects: list[_Object], where: str, common_phases: bool = False) -
         completeness["phases_missing"] = True
     for problem in completeness["problems"]:
         logger.warning("%s: incomplete series: %s", where, problem)
+    if header_only:
+        return completeness
+    pixels = _read_pixels(frames, grid, n_t, n_k, f0.rows, f0.cols)
     meta = {
         "format": "dicom",
         "completeness": completeness,
