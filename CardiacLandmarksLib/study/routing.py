@@ -771,9 +771,12 @@ def _decide_views(routing: StudyRouting) -> None:
     cands = [e for e in images if e.sequence == "cine" and e.n_slices >= MIN_SAX_SLICES
              and _text_view(e) not in ("2ch", "3ch", "4ch", "lax")]
     ref = max(cands, key=lambda e: (e.n_slices, e.n_phases, not e.derived), default=None)
-    again = _acquired_again(ref, cands)
+    # the reference's protocol run again later on its plane, the same slices and phases: the later one is the reference
+    again = [] if ref is None else sorted((c for c in cands if _later_acquisition(ref, c)
+                                           and (c.n_slices, c.n_phases) == (ref.n_slices, ref.n_phases)),
+                                          key=lambda c: c.series_number)
     first = ref
-    if again:  # the reference's protocol run again later on the same plane and grid: the later one, as a reader would
+    if again:
         ref = again[-1]
     if ref is not None:
         ref.is_sax_reference = True
@@ -830,39 +833,20 @@ def _decide_views(routing: StudyRouting) -> None:
         routing.notes.append("no multi-slice SAX cine in the study: views from descriptions / absolute orientation")
 
 
-def _acquired_again(ref: RoutedSeries | None, cines: list[RoutedSeries]) -> list[RoutedSeries]:
-    """The SAX cine stacks among ``cines`` that are ``ref``'s protocol acquired again later (DICOM only): original
-    series of the same SeriesDescription stem, plane (within 2 deg), slices and phases, with a higher SeriesNumber;
-    in SeriesNumber order."""
-    if ref is None or ref.series_number is None or ref.normal is None or ref.derived:
-        return []
-    return sorted((c for c in cines if c is not ref and not c.derived and c.series_number is not None
-                   and c.series_number > ref.series_number and c.protocol == ref.protocol
-                   and (c.n_slices, c.n_phases) == (ref.n_slices, ref.n_phases)
-                   and c.normal is not None and _angle(c.normal, ref.normal) < 2.0),
-                  key=lambda c: c.series_number)
-
-
-def _earlier_acquisition(e: RoutedSeries, ref: RoutedSeries | None) -> bool:
-    """``e`` is an earlier acquisition of the reference SAX stack's protocol (DICOM: the same SeriesDescription
-    stem and plane within 2 deg, original, a lower SeriesNumber, no more slices): listed, not analysed."""
-    return (ref is not None and e is not ref and not e.derived and not ref.derived
-            and e.series_number is not None and ref.series_number is not None
-            and e.series_number < ref.series_number and e.protocol == ref.protocol
-            and e.n_slices <= ref.n_slices and e.normal is not None and ref.normal is not None
-            and _angle(e.normal, ref.normal) < 2.0)
-
-
-def _same_plane_again(e: RoutedSeries, c: RoutedSeries) -> bool:
-    """``c`` is ``e``'s long-axis cine protocol acquired again later on the same plane (DICOM: the same
-    SeriesDescription stem, both original, a higher SeriesNumber, the same phases, normals within 2 deg and planes
-    within 2 mm)."""
+def _later_acquisition(e: RoutedSeries, c: RoutedSeries, same_position: bool = False) -> bool:
+    """``c`` is ``e``'s protocol acquired again later on ``e``'s plane, so a reader uses ``c`` (DICOM only: both
+    original, the same SeriesDescription stem, a higher SeriesNumber for ``c``, normals within 2 deg; with
+    ``same_position`` also planes within 2 mm, for single-slice series). The one rule behind the SAX reference's
+    repeat (:func:`_decide_views`) and the listing of earlier SAX and long-axis acquisitions (:func:`_decide_analyses`)."""
     if (c is e or c.derived or e.derived or c.series_number is None or e.series_number is None
-            or c.series_number <= e.series_number or c.protocol != e.protocol or c.n_phases != e.n_phases
-            or c.height_mm is None or e.height_mm is None):
+            or c.series_number <= e.series_number or c.protocol != e.protocol):
         return False
     ang = _angle(e.normal, c.normal)
     if ang is None or ang >= 2.0:
+        return False
+    if not same_position:
+        return True
+    if c.height_mm is None or e.height_mm is None:
         return False
     sign = 1.0 if float(np.dot(e.normal, c.normal)) > 0 else -1.0
     return abs(sign * c.height_mm - e.height_mm) <= 2.0
@@ -901,7 +885,8 @@ def _decide_analyses(routing: StudyRouting) -> None:
             e.reason = (f"a derived copy of the reference stack {ref.label} (ImageType DERIVED, the same slices and "
                         "phases: an inline-processed or reformatted copy): listed, not analysed again")
             continue
-        if seq == "cine" and view == "sax" and _earlier_acquisition(e, ref):
+        if (seq == "cine" and view == "sax" and ref is not None and _later_acquisition(e, ref)
+                and e.n_slices <= ref.n_slices):  # an earlier acquisition of the reference's protocol
             e.reason = (f"an earlier acquisition of the reference stack's protocol ({ref.label}, acquired later, is "
                         "the reference): listed, not analysed")
             continue
@@ -920,7 +905,7 @@ def _decide_analyses(routing: StudyRouting) -> None:
                     and c.normal is not None and _angle(e.normal, c.normal) < 2.0]
             original = [c for c in cines_lax if e.derived and not c.derived and c.n_phases == e.n_phases
                         and e.normal is not None and c.normal is not None and _angle(e.normal, c.normal) < 2.0]
-            again = [c for c in cines_lax if _same_plane_again(e, c)]
+            again = [c for c in cines_lax if _later_acquisition(e, c, same_position=True) and c.n_phases == e.n_phases]
             if same:
                 e.reason = f"frames of the plane of {same[0].label} (analysed there)"
             elif again:  # the protocol run again on this plane (a failed breath-hold, an arrhythmic beat)
