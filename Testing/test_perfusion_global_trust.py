@@ -138,8 +138,8 @@ def test_study_key_values_follow_the_global_trust(mlperf_dir, tmp_path, monkeypa
     slices = [(f"{c}_mid", load_series(mlperf_dir / f"{PATIENT}_{c}_mid.nii.gz")) for c in ("stress", "rest")]
     out = tasks.run_perfusion(slices, tasks.Models("cpu"), tmp_path / "perf", tmp_path, "study")
     kv = {v.name: v for v in out.values}
-    assert set(kv) == {"perfusion stress upslope_index (global)", "perfusion rest upslope_index (global)",
-                       "perfusion reserve mpri (global)"}
+    assert set(kv) == {"perfusion stress upslope index (global)", "perfusion rest upslope index (global)",
+                       "perfusion reserve MPRI (global)"}
     for v in kv.values():
         assert v.status == "ok" and v.flags == [], (v.name, v.status, v.flags)
     assert any("RV-enhancement fallback" in n for n in out.notes)  # the anchors' warnings are still told
@@ -149,10 +149,10 @@ def test_study_key_values_follow_the_global_trust(mlperf_dir, tmp_path, monkeypa
     out = tasks.run_perfusion([("stress_mid", warned), slices[1]], tasks.Models("cpu"), tmp_path / "perf2",
                               tmp_path, "study")
     kv = {v.name: v for v in out.values}
-    stress = kv["perfusion stress upslope_index (global)"]
+    stress = kv["perfusion stress upslope index (global)"]
     assert stress.status == "review"
     assert stress.flags == ["stress_mid: voxel size 1 x 1 mm is a placeholder"]
-    assert kv["perfusion rest upslope_index (global)"].status == "ok"
+    assert kv["perfusion rest upslope index (global)"].status == "ok"
 
 
 @pytest.mark.data
@@ -167,11 +167,11 @@ def test_reserve_flags_name_the_doubtful_condition(mlperf_dir, tmp_path):
     _, summary = out.result
     g = summary["global"]["stress"]["upslope_index"]
     assert g["sd"] > g["mean"] > 0  # the data's own spread, from the pixels
-    stress, rest = kv["perfusion stress upslope_index (global)"], kv["perfusion rest upslope_index (global)"]
-    mpri = kv["perfusion reserve mpri (global)"]
+    stress, rest = kv["perfusion stress upslope index (global)"], kv["perfusion rest upslope index (global)"]
+    mpri = kv["perfusion reserve MPRI (global)"]
     assert stress.status == mpri.status == "review" and rest.status == "ok"
     assert stress.flags == mpri.flags
-    assert len(stress.flags) == 1 and stress.flags[0].startswith("stress upslope_index review: sd ")
+    assert len(stress.flags) == 1 and stress.flags[0].startswith("stress upslope index review: sd ")
 
 
 @pytest.mark.data
@@ -189,7 +189,7 @@ def test_study_shows_perfusion_ratios_to_two_decimals(mlperf_dir, tmp_path, caps
     assert cli_main(["study", str(study), "-o", str(tmp_path / "out")]) == 0
     printed = capsys.readouterr().out
     values = {d["name"]: d for d in json.loads((tmp_path / "out" / "study.json").read_text())["key_values"]}
-    stress, rest = (values[f"perfusion {c} upslope_index (global)"] for c in ("stress", "rest"))
+    stress, rest = (values[f"perfusion {c} upslope index (global)"] for c in ("stress", "rest"))
     assert abs(stress["value"] - rest["value"]) >= 0.001
     lines = {name: next(x for x in printed.splitlines() if f"] {name}: " in x) for name in values}
     shown = {name: line.split(f"] {name}: ")[1].split("  (")[0] for name, line in lines.items()}
@@ -197,4 +197,4 @@ def test_study_shows_perfusion_ratios_to_two_decimals(mlperf_dir, tmp_path, caps
         number, unit = shown[name].split(" ", 1)
         assert unit == d["unit"] and len(number.split(".")[1]) == 2
         assert abs(float(number) - d["value"]) <= 0.005 + 1e-9
-    assert shown["perfusion stress upslope_index (global)"] != shown["perfusion rest upslope_index (global)"]
+    assert shown["perfusion stress upslope index (global)"] != shown["perfusion rest upslope index (global)"]

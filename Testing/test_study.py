@@ -775,9 +775,11 @@ def test_analyse_sunnybrook_perfusion_study(sb_study, tmp_path, monkeypatch):
     perf = next(o for o in res.outcomes if o.task == "perfusion")
     assert (tmp_path / perf.files[0]).exists()
     assert perf.values and perf.values[0].value > 0
-    # the GE series names no stress/rest: said in words (it read "perfusion perfusion upslope_index"), and the
-    # cohort table still finds it
-    assert perf.values[0].name == "perfusion, stress/rest unknown upslope_index (global)"
+    # the GE series names no stress/rest: said in words (it read "perfusion perfusion upslope_index", then
+    # "perfusion, stress/rest unknown upslope_index (global)", cut on the summary page), and the cohort table still
+    # finds it, its metric column as the report's key
+    assert perf.values[0].name == "perfusion (stress/rest?) upslope index (global)"
+    assert perf.values[0].detail == "1 slice(s); stress or rest not named in the series"
     assert res.cohort_row()["perfusion_unlabelled"] == round(perf.values[0].value, 3)
     assert res.cohort_row()["perfusion_unlabelled_metric"] == "upslope_index (ratio)"  # no AIF: not MBF
     texts = _summary_texts(monkeypatch)
@@ -785,9 +787,9 @@ def test_analyse_sunnybrook_perfusion_study(sb_study, tmp_path, monkeypatch):
     # no analysis failed; the one error is the study's two patients (Sunnybrook's cine, GE's perfusion series)
     assert json.loads((tmp_path / "study.json").read_text())["errors"] == [
         "series of more than one patient (PatientID): s6 'NOID', s300 'SCD0000101'"]
-    # the summary page cuts a long name with an ellipsis, not silently: it read "... upslope_index (global: 0.37"
-    line = next(t[0] for t in texts if "stress/rest unknown" in t[0])
-    assert line.endswith(f"\u2026: {perf.values[0].value:.2f} ratio") and "(global:" not in line, line
+    # the summary page shows the whole name (the earlier one was cut: "... upslope_index (globa\u2026: 0.37 ratio")
+    line = next(t[0] for t in texts if "stress/rest?" in t[0])
+    assert line.endswith(f"perfusion (stress/rest?) upslope index (global): {perf.values[0].value:.2f} ratio"), line
 
 
 @pytest.mark.data
@@ -865,6 +867,30 @@ def test_cohort_columns_take_the_value_of_their_own_name():
     assert row["lv_mass_index_g_m2"] is None and row["lv_edv_ml"] == 150.0
 
 
+def test_cohort_perfusion_columns_read_the_names_of_earlier_versions():
+    """The perfusion key values are named in a reader's words ('perfusion (stress/rest?) upslope index (global)',
+    'perfusion reserve MPRI (global)'); a ``study.json`` written before, under the report's keys ('perfusion,
+    stress/rest unknown upslope_index (global)', 'perfusion reserve mpri (global)'), still fills the same cohort
+    columns with the same ``_metric`` text (a resumed batch mixes both)."""
+    from CardiacLandmarksLib.study.analyse import cohort_values
+    from CardiacLandmarksLib.study.tasks import KeyValue
+
+    now = [KeyValue("perfusion stress MBF (global)", 2.9, "ml/min/g", "ok"),
+           KeyValue("perfusion (stress/rest?) upslope index (global)", 0.37, "ratio", "review", ["x"]),
+           KeyValue("perfusion reserve MPR (global)", 2.6, "ratio", "ok")]
+    before = [KeyValue("perfusion stress mbf (global)", 2.9, "ml/min/g", "ok"),
+              KeyValue("perfusion, stress/rest unknown upslope_index (global)", 0.37, "ratio", "review", ["x"]),
+              KeyValue("perfusion reserve mpr (global)", 2.6, "ratio", "ok")]
+    expected = {"perfusion_stress": 2.9, "perfusion_stress_status": "ok", "perfusion_stress_metric": "mbf (ml/min/g)",
+                "perfusion_rest": None, "perfusion_rest_status": "n/a", "perfusion_rest_metric": None,
+                "perfusion_unlabelled": 0.37, "perfusion_unlabelled_status": "review",
+                "perfusion_unlabelled_metric": "upslope_index (ratio)", "perfusion_reserve": 2.6,
+                "perfusion_reserve_status": "ok", "perfusion_reserve_metric": "mpr (ratio)"}
+    for kvs in (now, before):
+        row = cohort_values(kvs)
+        assert {k: row[k] for k in expected} == expected, kvs
+
+
 @pytest.mark.data
 def test_height_without_weight_keeps_the_volumes(tmp_path):
     """A cohort row with a height and no weight: the function analysis failed as a whole ('give both --height and
@@ -931,7 +957,8 @@ def test_summary_panels_take_the_room_the_text_leaves(tmp_path, monkeypatch):
     from CardiacLandmarksLib.study.tasks import KeyValue, TaskOutcome
 
     matplotlib.image.imsave(tmp_path / "bullseye.png", np.random.default_rng(0).random((300, 300)))
-    values = [KeyValue("perfusion stress upslope_index (global)", 0.37, "ratio", "ok", [], ""),
+    values = [KeyValue("perfusion stress upslope index (global)", 0.37, "ratio", "ok", [], ""),
+              KeyValue("cross-check LV length, long axis vs short-axis stack (4ch, ED)", 3.2, "mm", "ok", [], ""),
               KeyValue("LV mass", 120.0, "g", "review", ["myo_segmentation_uncertain"], "",
                        "check LV myocardium contours (uncertain segmentation)")]
     res = StudyResult(StudyRouting(str(tmp_path), "images", []),
@@ -944,6 +971,9 @@ def test_summary_panels_take_the_room_the_text_leaves(tmp_path, monkeypatch):
     assert len(block) >= 4
     for text, box, *_ in block:
         assert box.y0 > images[0].y1, text
+    # a name longer than the column is cut with an ellipsis, not silently ("... (4ch, E: 3.2 mm" would hide it)
+    cut = next(t[0] for t in texts if "cross-check" in t[0])
+    assert cut.endswith("\u2026: 3.2 mm") and "(4ch, ED)" not in cut, cut
 
 def test_summary_key_values_go_on_under_the_routing_table(tmp_path, monkeypatch, pyplot_untouched):
     """More key values than the right-hand column holds (a full study: SAX, LGE, function, long axis, perfusion and

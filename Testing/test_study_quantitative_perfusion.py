@@ -103,8 +103,8 @@ def quantitative(tmp_path_factory):
 def test_study_reports_fermi_mbf_from_the_paired_aifs(quantitative):
     res, out = quantitative
     kv = {v.name: v for v in res.key_values()}
-    rest = kv["perfusion, stress/rest unknown mbf (global)"]  # 'data' names no condition
-    stress = kv["perfusion stress mbf (global)"]
+    rest = kv["perfusion (stress/rest?) MBF (global)"]  # 'data' names no condition
+    stress = kv["perfusion stress MBF (global)"]
     assert rest.unit == stress.unit == "ml/min/g"
     assert 0.5 <= rest.value <= 1.5 and 1.5 <= stress.value <= 4.0
     notes = [n for o in res.outcomes for n in o.notes]
@@ -121,6 +121,28 @@ def test_study_reports_fermi_mbf_from_the_paired_aifs(quantitative):
     rep = json.loads((out / "study_perfusion" / "report.json").read_text())  # one report of both series
     assert rep["units"]["mbf"] == "ml/min/g"
     assert rep["units"]["time_to_peak"] == "s" and rep["units"]["upslope"] == "SI/s"  # the given interval, not beats
+
+
+@pytest.mark.data
+def test_report_and_key_value_give_a_warned_global_value_one_status(quantitative):
+    """QPerf's crops (74 and 94 mm field of view) are segmented as 'taken as cropped around the LV', a warning on
+    each series that makes the study's global MBF key values review. The perfusion report's own global values
+    (report.json, report.csv, the bull's-eye titles) are the same numbers with the same status and say why; before,
+    the report gave them as ok (its rule looked at the masks and curves only, the study's at the warnings too)."""
+    res, out = quantitative
+    kv = {v.name: v for v in res.key_values()}
+    rep = json.loads((out / "study_perfusion" / "report.json").read_text())
+    rows = {(r["condition"], r["metric"]): r for r in csv.DictReader(
+        (out / "study_perfusion" / "report.csv").read_text().splitlines()) if r["segment"] == "global"}
+    for cond, name, series in (("stress", "perfusion stress MBF (global)", "data_stress"),
+                               ("perfusion", "perfusion (stress/rest?) MBF (global)", "data")):
+        g, v = rep["global"][cond]["mbf"], kv[name]
+        warned = [x for x in g["sources"] if x["kind"] == "check"]
+        assert [(x["id"], x["flag"]) for x in warned] == [(series, "review")], g["sources"]
+        assert warned[0]["note"].startswith("field of view ") and "taken as cropped around the LV" in warned[0]["note"]
+        assert g["status"] == v.status == rows[(cond, "mbf")]["status"] == "review"
+        assert g["mean"] == pytest.approx(v.value)
+        assert f"{series}: {warned[0]['note']}" in v.flags and warned[0]["note"] in rows[(cond, "mbf")]["check"]
 
 
 @pytest.mark.data
@@ -207,7 +229,7 @@ def test_a_given_pixel_size_is_kept_for_the_review(tmp_path, capsys):
 @pytest.mark.data
 def test_study_gives_one_perfusion_report_with_the_reserve(tmp_path):
     """mlperf patient 1132584 as a study folder (stress and rest, base and mid: four files). Before, the study made
-    four reports: two 'perfusion rest upslope_index (global)' key values of single slices (0.2 and 0.3; the cohort
+    four reports: two 'perfusion rest upslope index (global)' key values of single slices (0.2 and 0.3; the cohort
     column took the first), no stress/rest reserve, four bull's-eyes. Now one report, as the perfusion task API
     gives on the same four files: the global value per condition over both slices, the MPRI, and each key value
     with the status the report gives the same number (before, 'ok' where the report said 'review')."""
@@ -223,21 +245,21 @@ def test_study_gives_one_perfusion_report_with_the_reserve(tmp_path):
     (perf,) = [o for o in res.outcomes if o.task == "perfusion"]
     assert perf.ok and perf.series_key == "study" and perf.files[0].startswith("study_perfusion/")
     kv = {v.name: v for v in perf.values}
-    assert sorted(kv) == ["perfusion reserve mpri (global)", "perfusion rest upslope_index (global)",
-                          "perfusion stress upslope_index (global)"]
+    assert sorted(kv) == ["perfusion reserve MPRI (global)", "perfusion rest upslope index (global)",
+                          "perfusion stress upslope index (global)"]
     direct = pp.analyse_perfusion([pp.SeriesInput(load_series(src / f"{n}.nii.gz"), n) for n in names], tta=False)
     glob = direct.summary["global"]
     for c in ("stress", "rest"):
-        v, ref = kv[f"perfusion {c} upslope_index (global)"], glob[c]["upslope_index"]
+        v, ref = kv[f"perfusion {c} upslope index (global)"], glob[c]["upslope_index"]
         assert v.value == pytest.approx(ref["mean"], rel=1e-6) and v.detail == "2 slice(s)"
         assert v.status == ref["status"]
-    mpri = kv["perfusion reserve mpri (global)"]
+    mpri = kv["perfusion reserve MPRI (global)"]
     assert mpri.value == pytest.approx(glob["reserve"]["mpri"], rel=1e-6)
     assert mpri.status == glob["reserve_trust"]["mpri"]["status"] and mpri.unit == "ratio"
     row = res.cohort_row()
     assert row["perfusion_reserve_metric"] == "mpri (ratio)" and row["perfusion_reserve"] == pytest.approx(
         mpri.value, abs=1e-3)
-    assert row["perfusion_rest"] == pytest.approx(kv["perfusion rest upslope_index (global)"].value, abs=1e-3)
+    assert row["perfusion_rest"] == pytest.approx(kv["perfusion rest upslope index (global)"].value, abs=1e-3)
 
 
 def test_frame_interval_limits_hold_for_the_python_api_too(tmp_path):

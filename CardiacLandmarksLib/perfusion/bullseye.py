@@ -199,8 +199,8 @@ def render_bullseye_png(panels: list[BullseyePanel], path: str | Path, title: st
     width = 4.3 * n + 2.6
     note = "Seen from the apex: anterior top, septum left. Grey /// = not measured (n/a)."
     if any(m == "review" for p in panels for m in p.marks.values()):
-        note += (" Red xx and '?' = review: too few pixels, implausible spread or ratio, or a doubted input (an"
-                 " incomplete series; not used for the colour scale).")
+        note += (" Red xx and '?' = review: too few pixels, implausible spread or ratio, a doubted input (an"
+                 " incomplete series) or a warning on the series, e.g. on its segmentation (not used for the colour scale).")
     if any(m == "anchor" for p in panels for m in p.marks.values()):
         note += " White dots = review: sectors anchored on RV insertion points flagged low."
     text = note + ("\n" + footnote if footnote else "")

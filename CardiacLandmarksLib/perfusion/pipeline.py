@@ -550,6 +550,18 @@ def mask_sources(an: SliceAnalysis) -> list[Source]:
     return [Source(f"myocardium {an.name}", "high" if c >= 0.5 else "low", c, "mask", "segmentation confidence")]
 
 
+def warning_sources(an: SliceAnalysis) -> list[Source]:
+    """The series' own warnings that bear on every value it contributes to, each a source ``review`` of kind
+    ``"check"`` (id the series name, note the warning): the segmentation's doubts (a field of view taken as
+    cropped around the LV, no first pass in the blood pool, a doubtful reference frame ...) and an AIF given
+    for a series not marked as concentration. Not the warnings on the sectors only
+    (:attr:`SliceAnalysis.warnings_beside_global`) nor the input checks' (:attr:`SliceAnalysis.input_warnings`,
+    one source ``input``). Before, these made the study's key value review while the report's own global value,
+    its bull's-eye and its CSV showed the same number as ok."""
+    return [Source(an.name, "review", None, "check", w) for w in an.warnings
+            if w not in an.warnings_beside_global and w not in an.input_warnings]
+
+
 def segment_trust(metric: str, stats: dict, anchors: list[Source], label: str) -> tuple[str, list[Source]]:
     """Status and sources of one segment value (one condition, one metric, pooled over slices).
 
@@ -601,6 +613,7 @@ def _pool(analyses: list[SliceAnalysis], metric: str, segment: int | None) -> di
             anchors += anchor_sources(a) if segment is not None else mask_sources(a)
             if a.input_warnings:  # what the input checks doubt (SliceAnalysis.input_warnings) is review
                 anchors.append(Source(f"input {a.name}", "review", None, "input", "; ".join(a.input_warnings)))
+            anchors += warning_sources(a)
     if not vals:
         return None
     v = np.concatenate(vals)
@@ -668,8 +681,8 @@ def reserve_trust(key: str, value: float, stress: dict, rest: dict) -> tuple[str
     for st in (stress, rest):
         for d in st.get("sources", []):
             src = Source.from_dict(d)
-            if src.doubtful and src.id not in seen:
-                seen.add(src.id)
+            if src.doubtful and (src.id, src.note) not in seen:  # a series' warnings share its name as id
+                seen.add((src.id, src.note))
                 sources.append(src)
     lo, hi = PLAUSIBLE_RESERVE
     bad = bool(np.isfinite(value) and not lo <= value <= hi)

@@ -25,7 +25,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -69,12 +69,17 @@ COHORT_VALUES = (
     ("Longitudinal shortening", "lax_shortening_pct"),
     ("perfusion stress", "perfusion_stress"),
     ("perfusion rest", "perfusion_rest"),
-    ("perfusion, stress/rest unknown", "perfusion_unlabelled"),
+    (tasks.PERFUSION_UNSTATED, "perfusion_unlabelled"),
     ("perfusion reserve", "perfusion_reserve"),
 )
 #: cohort columns whose metric depends on the study: Fermi MBF (ml/min/g) where an arterial input function in
 #: contrast concentration was given, else the upslope index (ratio); each has a ``<column>_metric`` column
 PERFUSION_COLUMNS = ("perfusion_stress", "perfusion_rest", "perfusion_unlabelled", "perfusion_reserve")
+#: key-value names written before the perfusion names were a reader's words (``"perfusion, stress/rest unknown
+#: upslope_index (global)"``, ``"perfusion stress mbf (global)"``): a ``study.json`` of an earlier version still
+#: fills its cohort columns (a resumed ``batch``, ``apply-review`` on an old study)
+_LEGACY_NAMES = {"perfusion, stress/rest unknown": tasks.PERFUSION_UNSTATED}
+_METRIC_CODES = {words: code for code, words in tasks.PERFUSION_KEY_METRICS.items()}
 
 
 def study_status(analysed: bool, errors: list[str], key_values: list[KeyValue]) -> str:
@@ -91,8 +96,10 @@ def study_status(analysed: bool, errors: list[str], key_values: list[KeyValue]) 
 def cohort_values(key_values: list[KeyValue]) -> dict:
     """The key-value columns of a cohort row: for each of :data:`COHORT_VALUES` the first key value whose name starts
     with it and has a value, and its status (``None`` / ``"n/a"`` when there is none); for the perfusion columns
-    (:data:`PERFUSION_COLUMNS`) also which metric it is, e.g. ``"mbf (ml/min/g)"`` or ``"upslope_index (ratio)"``."""
+    (:data:`PERFUSION_COLUMNS`) also which metric it is, as the report's key with its unit (``"mbf (ml/min/g)"``,
+    ``"upslope_index (ratio)"``, ``"mpri (ratio)"``), the same for a ``study.json`` of an earlier version."""
     row: dict = {}
+    key_values = [_current_name(v) for v in key_values]
     for name, col in COHORT_VALUES:
         longer = [n for n, _ in COHORT_VALUES if n != name and n.startswith(name)]  # "LV EDV index" is not "LV EDV"
         kv = next((v for v in key_values if v.name.startswith(name) and v.value is not None
@@ -102,8 +109,16 @@ def cohort_values(key_values: list[KeyValue]) -> dict:
         row[col + "_status"] = "n/a" if d is None else d["status"]
         if col in PERFUSION_COLUMNS:  # Fermi MBF or the upslope index: one column, so say which, with its unit
             metric = None if kv is None else kv.name[len(name):].strip().removesuffix("(global)").strip()
-            row[col + "_metric"] = None if kv is None else f"{metric} ({kv.unit})"
+            row[col + "_metric"] = None if kv is None else f"{_METRIC_CODES.get(metric, metric)} ({kv.unit})"
     return row
+
+
+def _current_name(kv: KeyValue) -> KeyValue:
+    """``kv`` under today's name when it was written under an earlier one (:data:`_LEGACY_NAMES`), else itself."""
+    for old, new in _LEGACY_NAMES.items():
+        if kv.name.startswith(old):
+            return replace(kv, name=new + kv.name[len(old):])
+    return kv
 
 
 @dataclass

@@ -73,6 +73,15 @@ class Models:
         raise KeyError(name)
 
 
+#: a perfusion key value's metric as a reader reads it (the report's keys are ``mbf``, ``upslope_index``, ``mpr``,
+#: ``mpri``): ``"perfusion stress upslope index (global)"``, ``"perfusion reserve MPRI (global)"``
+PERFUSION_KEY_METRICS = {"mbf": "MBF", "upslope_index": "upslope index", "mpr": "MPR", "mpri": "MPRI"}
+#: the key-value name of perfusion series whose condition (stress or rest) their names do not say (pooled as
+#: ``"perfusion"`` by the report): ``"perfusion (stress/rest?) upslope index (global)"``, short enough for the
+#: summary page's column (``routing.fit_text``, 52 characters)
+PERFUSION_UNSTATED = "perfusion (stress/rest?)"
+
+
 @dataclass
 class KeyValue:
     """One headline value: name, value, unit, status (ok | review | n/a), flags, detail, and ``check``: what a
@@ -95,7 +104,7 @@ class KeyValue:
                 "flags": list(self.flags), "detail": self.detail, "check": self.check_text(status)}
 
     def check_text(self, status: str | None = None) -> str:
-        """``""`` for an ok value; else :attr:`check`, or the flags joined (``"stress upslope_index review: sd 0.38
+        """``""`` for an ok value; else :attr:`check`, or the flags joined (``"stress upslope index review: sd 0.38
         > mean 0.27"``, ``"lv_segmentation_uncertain"``), or ``"not measured"`` for a value that is missing."""
         status = self.status if status is None else status
         if status == "ok":
@@ -503,40 +512,47 @@ def run_perfusion(slices: list, models: Models, outdir: Path, root: Path, key: s
         # the global value's own trust, the status the perfusion report gives the same number
         # (perfusion.pipeline.segment_trust: its myocardium masks (not the RV-insertion anchors, which move no
         # pixel in or out of the global value), too few pixels -> n/a, a mean that is not positive, a spread above
-        # the mean, an MBF out of range -> review); then review for a slice not analysed or a warning on a series
-        # (warnings on the RV insertions, the slice level or a stress/rest mismatch leave it as it is:
-        # SliceAnalysis.warnings_beside_global); the flags name what makes it review
+        # the mean, an MBF out of range, a warning on a series it pools (pipeline.warning_sources) -> review);
+        # then review for a slice not analysed; the flags name what makes it review
         st = "n/a" if not g else g.get("status", "review")
         flags = _trust_flags((g or {}).get("sources", []))  # where the RVI came from is in the notes
-        warned = [f"{a.name}: {w}" for a in group for w in a.warnings  # input doubts: a source of g (_trust_flags)
-                  if w not in a.warnings_beside_global and w not in a.input_warnings]
-        if st == "ok" and (failed or warned):
+        if st == "ok" and failed:
             st = "review"
-        flags += warned
         # a series whose condition is neither in its name nor given is pooled as "perfusion": say so in words
-        label = "perfusion, stress/rest unknown" if c == "perfusion" else f"perfusion {c}"
-        out.values.append(KeyValue(f"{label} {metric} (global)", None if not g else g["mean"],
+        label = PERFUSION_UNSTATED if c == "perfusion" else f"perfusion {c}"
+        out.values.append(KeyValue(f"{label} {PERFUSION_KEY_METRICS[metric]} (global)", None if not g else g["mean"],
                                    summary["units"].get(metric, ""), st, flags,
-                                   f"{len(group)} slice(s)" + (f"; not analysed: {', '.join(failed)}" if failed
-                                                               else "")))
+                                   f"{len(group)} slice(s)" + ("; stress or rest not named in the series"
+                                                               if c == "perfusion" else "")
+                                   + (f"; not analysed: {', '.join(failed)}" if failed else "")))
     out.values += _reserve_values(summary, metric, failed)
     return out
 
 
 def _trust_flags(sources: list[dict]) -> list[str]:
     """The key-value flags of a perfusion value's doubtful sources (the report's ``sources``): its own mask or
-    curve, named by the value it belongs to (``"stress upslope_index review: mean -0.3 not positive"``; in a
+    curve, named by the value it belongs to (``"stress upslope index review: mean -0.3 not positive"``; in a
     reserve's flags that names which of stress and rest is doubtful), then its low RV-insertion anchors or masks
     (``"A-RVI stress_mid (low 0.10)"``, ``"myocardium rest_base (low 0.31)"``), then what the input checks doubt
-    (``"check input (incomplete series)"``: :attr:`CardiacLandmarksLib.perfusion.pipeline.SliceAnalysis.input_warnings`)."""
-    own = [f"{x['id'].removeprefix('global ')} {x['flag']}: {x.get('note', '')}".rstrip(": ") for x in sources
-           if x.get("kind") in ("mask", "curve") and x.get("flag") in ("review", "n/a")]
+    (``"check input (incomplete series)"``: :attr:`CardiacLandmarksLib.perfusion.pipeline.SliceAnalysis.input_warnings`),
+    then a pooled series' own warnings (``"data_stress: field of view 74 mm: taken as cropped around the LV (no
+    localiser)"``: :func:`CardiacLandmarksLib.perfusion.pipeline.warning_sources`)."""
+    own = [f"{_metric_words(x['id'].removeprefix('global '))} {x['flag']}: {x.get('note', '')}".rstrip(": ")
+           for x in sources if x.get("kind") in ("mask", "curve") and x.get("flag") in ("review", "n/a")]
     anchors = [f"{x['id']} ({x['flag']}" + ("" if x.get("confidence") is None else f" {x['confidence']:.2f}") + ")"
                for x in sources if (x.get("kind") == "anchor" and x.get("flag") not in ("high", "ok"))
                or (x.get("kind") == "mask" and x.get("flag") == "low")]
     inputs = [f"check input ({input_warning_names(x.get('note', ''))})" for x in sources
               if x.get("kind") == "input" and x.get("flag") == "review"]
-    return own + anchors + list(dict.fromkeys(inputs))
+    warned = [f"{x['id']}: {x.get('note', '')}" for x in sources  # a series' own warning (pipeline.warning_sources)
+              if x.get("kind") == "check" and x.get("flag") == "review"]
+    return own + anchors + list(dict.fromkeys(inputs)) + warned
+
+
+def _metric_words(source_id: str) -> str:
+    """A report source id with its metric as a reader reads it: ``"stress upslope_index"`` ->
+    ``"stress upslope index"``, ``"reserve mpri"`` -> ``"reserve MPRI"`` (:data:`PERFUSION_KEY_METRICS`)."""
+    return " ".join(PERFUSION_KEY_METRICS.get(w, w) for w in source_id.split(" "))
 
 
 def _reserve_values(summary: dict, metric: str, failed: list[str]) -> list[KeyValue]:
@@ -553,5 +569,5 @@ def _reserve_values(summary: dict, metric: str, failed: list[str]) -> list[KeyVa
     if failed and status == "ok":
         status = "review"
     flags = _trust_flags(trust.get("sources", []))
-    return [KeyValue(f"perfusion reserve {key} (global)", float(value), "ratio", status, flags,
+    return [KeyValue(f"perfusion reserve {PERFUSION_KEY_METRICS[key]} (global)", float(value), "ratio", status, flags,
                      "stress / rest" + (f"; not analysed: {', '.join(failed)}" if failed else ""))]
