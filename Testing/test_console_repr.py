@@ -156,9 +156,9 @@ def test_perfusion_result_repr_gives_global_values_with_their_trust():
     assert repr(res).splitlines() == [
         "PerfusionResult(0 series analysed, 1 not analysed",
         "  rest_base: not analysed (NoContrastPassageError: no bolus)",
-        "  global stress upslope_index: 0.27 ratio, review: check myocardium stress_mid (low 0.31)",
-        "  global rest upslope_index: 0.15 ratio, ok",
-        "  reserve mpri: 1.80 ratio, review: check stress (review)",
+        "  global stress upslope index: 0.27 ratio, review: check myocardium stress_mid (low 0.31)",
+        "  global rest upslope index: 0.15 ratio, ok",
+        "  global reserve MPRI: 1.80 ratio, review: check stress (review)",
         ")"]
 
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import io
 import json
 
 import numpy as np
@@ -20,13 +22,39 @@ SERIES = [f"{PATIENT}_{c}_{lev}" for c in ("stress", "rest") for lev in ("base",
 pytestmark = pytest.mark.usefixtures("quiet_image_log")
 
 
+#: what the module's run printed (the fixture is module-wide, capsys is not)
+PRINTED: dict[str, str] = {}
+
+
 @pytest.fixture(scope="module")
 def mlperf_run(data_root, tmp_path_factory):
     out = tmp_path_factory.mktemp("perf_cli")
     root = data_root / "perfusion" / "mlperf"
-    rc = cli.main(["perfusion", *[str(root / f"{s}.nii.gz") for s in SERIES], "-o", str(out), "--no-sax-model"])
+    with contextlib.redirect_stdout(io.StringIO()) as printed:
+        rc = cli.main(["perfusion", *[str(root / f"{s}.nii.gz") for s in SERIES], "-o", str(out), "--no-sax-model"])
+    PRINTED["stdout"] = printed.getvalue()
     assert rc == 0
     return out, root
+
+
+def test_prints_the_global_values_as_study_does(mlperf_run):
+    """The global lines name the value in a reader's words with its status first and, when not ok, what to check
+    (as ``study`` prints its key values); they read 'global stress upslope_index: ... [review]', the reason only
+    in report.csv."""
+    out, _ = mlperf_run
+    rep = json.loads((out / "report.json").read_text())
+    lines = PRINTED["stdout"].splitlines()
+    for c in ("stress", "rest"):
+        g = rep["global"][c]["upslope_index"]
+        line = next(x for x in lines if f"] global {c} upslope index: " in x)
+        assert line.startswith(f"[{g['status']:>6}] global {c} upslope index: {g['mean']:.3f} ± {g['sd']:.3f} ratio "
+                               f"({g['n_pixels']} pixels)"), line
+        assert line.endswith(f"  ({g['check']})") if g["status"] != "ok" else line.endswith("pixels)"), line
+    trust = rep["global"]["reserve_trust"]["mpri"]
+    line = next(x for x in lines if "] global reserve MPRI (stress/rest): " in x)
+    assert line.startswith(f"[{trust['status']:>6}] global reserve MPRI (stress/rest): "
+                           f"{rep['global']['reserve']['mpri']:.3f}"), line
+    assert "upslope_index" not in PRINTED["stdout"]  # nor in '24 segment value(s) of upslope_index are not ok'
 
 
 def test_writes_every_file(mlperf_run):

@@ -25,6 +25,7 @@ import numpy as np
 from CardiacLandmarksLib.cli.study import frame_interval, pixel_size
 from CardiacLandmarksLib.core.errors import PerfusionInputError
 from CardiacLandmarksLib.io.curves import read_curve
+from CardiacLandmarksLib.perfusion.analysis import METRIC_WORDS, value_words
 from CardiacLandmarksLib.perfusion.pipeline import per_input, unique_name
 
 logger = logging.getLogger(__name__)
@@ -143,6 +144,15 @@ def _load_inputs(args: argparse.Namespace, conds, levels, rvis, aifs, mbfs):
     return inputs, failed
 
 
+def _status_line(trust: dict, text: str) -> str:
+    """``"[review] <text>  (<check>)"``: a report value's line with its status first and, when not ok, what to
+    check (``trust``: the value's ``status`` and ``check`` in the report; no status is review), as ``study`` prints
+    its key values (:meth:`CardiacLandmarksLib.study.tasks.KeyValue.line`)."""
+    status = trust.get("status") or "review"
+    check = trust.get("check", "") if status != "ok" else ""
+    return f"[{status:>6}] {text}" + (f"  ({check})" if check else "")
+
+
 def cmd_perfusion(args: argparse.Namespace) -> int:
     """Exit code: 0 all inputs analysed, 1 nothing analysed (error), 3 some inputs failed (named on
     stderr and in run.json); the others are analysed and reported."""
@@ -185,17 +195,18 @@ def cmd_perfusion(args: argparse.Namespace) -> int:
     outdir.begin()
     written = result.write(out)
     metric = pr.primary_metric(summary)
-    for c in summary["conditions"]:
+    for c in summary["conditions"]:  # as 'study' shows them: status first, the reason after a value not ok
         g = summary["global"].get(c, {}).get(metric)
         if g:
-            print(f"global {c} {metric}: {g['mean']:.3f} ± {g['sd']:.3f} {summary['units'][metric]} "
-                  f"({g['n_pixels']} pixels) [{g.get('status', '')}]")
+            print(_status_line(g, f"global {value_words(c, metric)}: {g['mean']:.3f} ± {g['sd']:.3f} "
+                                  f"{summary['units'][metric]} ({g['n_pixels']} pixels)"))
     for key, v in summary["global"].get("reserve", {}).items():
-        print(f"global stress/rest {key.upper()}: {v:.3f} [{summary['global']['reserve_trust'][key]['status']}]")
+        print(_status_line(summary["global"]["reserve_trust"].get(key, {}),
+                           f"global {value_words('reserve', key)} (stress/rest): {v:.3f}"))
     n_review = sum(1 for s in summary["segments"].values() for c in summary["conditions"]
                    if c in s and metric in s[c] and s[c][metric].get("status") != "ok")
     if n_review:
-        print(f"{n_review} segment value(s) of {metric} are not ok (review or n/a): see the status and check "
+        print(f"{n_review} segment value(s) of the {METRIC_WORDS[metric]} are not ok (review or n/a): see the status and check "
               "columns of report.csv")
     warnings = [f"{a.name}: {w}" for a in analyses for w in a.warnings]
     for w in warnings:

@@ -51,6 +51,21 @@ INDEX_UNITS = {
     "mbf": "ml/min/g",
 }
 
+#: each metric and stress/rest reserve of a report (its keys) in a reader's words, for the lines a reader reads:
+#: the study's key values, the ``perfusion`` command's and a console's global lines (:func:`value_words`)
+METRIC_WORDS = {"mbf": "MBF", "upslope_index": "upslope index", "peak_enhancement": "peak enhancement",
+                "upslope": "upslope", "time_to_peak": "time to peak", "mpr": "MPR", "mpri": "MPRI"}
+#: the words for the condition of series whose names say neither stress nor rest (the report pools them as
+#: ``"perfusion"``)
+UNSTATED_CONDITION = "(stress/rest?)"
+
+
+def value_words(condition: str, metric: str) -> str:
+    """A report value's condition and metric in a reader's words: ``("stress", "upslope_index")`` ->
+    ``"stress upslope index"``, ``("perfusion", "mbf")`` -> ``"(stress/rest?) MBF"``, ``("reserve", "mpri")`` ->
+    ``"reserve MPRI"``."""
+    return f"{UNSTATED_CONDITION if condition == 'perfusion' else condition} {METRIC_WORDS.get(metric, metric)}"
+
 
 # --------------------------------------------------------------------------- time / alignment
 

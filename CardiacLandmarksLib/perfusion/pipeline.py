@@ -593,7 +593,8 @@ def segment_trust(metric: str, stats: dict, anchors: list[Source], label: str) -
         why = f"mean {mean:.2g} not positive"
     if metric == "mbf" and np.isfinite(mean) and not PLAUSIBLE_MBF[0] <= mean <= PLAUSIBLE_MBF[1]:
         why = f"MBF {mean:.2f} outside {PLAUSIBLE_MBF[0]}-{PLAUSIBLE_MBF[1]} ml/min/g"
-    sources.append(Source(f"{label} {metric}", "review" if why else "ok", None, "curve", why))
+    sources.append(Source(f"{label} {perfusion.METRIC_WORDS.get(metric, metric)}", "review" if why else "ok", None,
+                          "curve", why))
     return measurement_status(mean, sources), sources
 
 
@@ -686,7 +687,7 @@ def reserve_trust(key: str, value: float, stress: dict, rest: dict) -> tuple[str
                 sources.append(src)
     lo, hi = PLAUSIBLE_RESERVE
     bad = bool(np.isfinite(value) and not lo <= value <= hi)
-    sources.append(Source(f"{key} ratio", "review" if bad else "ok", None, "curve",
+    sources.append(Source(f"{perfusion.METRIC_WORDS.get(key, key)} ratio", "review" if bad else "ok", None, "curve",
                           f"{value:.2f} outside {lo}-{hi}" if bad else ""))
     return measurement_status(value, sources), sources
 
@@ -778,12 +779,13 @@ class PerfusionResult:
             for c in self.summary.get("conditions", []):
                 g = glob.get(c, {}).get(metric)
                 if g:
-                    lines.append(f"global {c} {metric}: " + shown(g.get("mean"), self.summary.get("units", {}).get(metric, ""),
-                                                                 g.get("status", "review"), g.get("check", "")))
+                    unit = self.summary.get("units", {}).get(metric, "")
+                    lines.append(f"global {perfusion.value_words(c, metric)}: "
+                                 + shown(g.get("mean"), unit, g.get("status", "review"), g.get("check", "")))
             for key, value in (glob.get("reserve") or {}).items():
                 trust = (glob.get("reserve_trust") or {}).get(key, {})
-                lines.append(f"reserve {key}: " + shown(value, "ratio", trust.get("status", "review"),
-                                                         trust.get("check", "")))
+                lines.append(f"global {perfusion.value_words('reserve', key)}: "
+                             + shown(value, "ratio", trust.get("status", "review"), trust.get("check", "")))
         return (f"PerfusionResult({len(self.analyses)} series analysed, {len(self.failed)} not analysed\n"
                 + "".join(f"  {x}\n" for x in lines) + ")")
 

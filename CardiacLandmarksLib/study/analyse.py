@@ -34,6 +34,7 @@ from CardiacLandmarksLib.core.errors import CardiacLandmarksError, OutputPathErr
 from CardiacLandmarksLib.core.review import flag_counts
 from CardiacLandmarksLib.io.checks import check_frame_interval, given_pixel_size
 from CardiacLandmarksLib.io.curves import read_curve
+from CardiacLandmarksLib.perfusion.analysis import METRIC_WORDS
 from CardiacLandmarksLib.study import tasks
 from CardiacLandmarksLib.study.crosscheck import crosscheck
 from CardiacLandmarksLib.study.routing import RoutedSeries, StudyRouting, refine_lax_chamber, route_study
@@ -79,7 +80,7 @@ PERFUSION_COLUMNS = ("perfusion_stress", "perfusion_rest", "perfusion_unlabelled
 #: upslope_index (global)"``, ``"perfusion stress mbf (global)"``): a ``study.json`` of an earlier version still
 #: fills its cohort columns (a resumed ``batch``, ``apply-review`` on an old study)
 _LEGACY_NAMES = {"perfusion, stress/rest unknown": tasks.PERFUSION_UNSTATED}
-_METRIC_CODES = {words: code for code, words in tasks.PERFUSION_KEY_METRICS.items()}
+_METRIC_CODES = {words: code for code, words in METRIC_WORDS.items()}
 
 
 def study_status(analysed: bool, errors: list[str], key_values: list[KeyValue]) -> str:

@@ -16,6 +16,7 @@ import numpy as np
 
 from CardiacLandmarksLib.core.landmarks import format_value, input_warning_names
 from CardiacLandmarksLib.core.series import CMRSeries
+from CardiacLandmarksLib.perfusion.analysis import UNSTATED_CONDITION, value_words
 
 logger = logging.getLogger(__name__)
 
@@ -73,13 +74,12 @@ class Models:
         raise KeyError(name)
 
 
-#: a perfusion key value's metric as a reader reads it (the report's keys are ``mbf``, ``upslope_index``, ``mpr``,
-#: ``mpri``): ``"perfusion stress upslope index (global)"``, ``"perfusion reserve MPRI (global)"``
-PERFUSION_KEY_METRICS = {"mbf": "MBF", "upslope_index": "upslope index", "mpr": "MPR", "mpri": "MPRI"}
-#: the key-value name of perfusion series whose condition (stress or rest) their names do not say (pooled as
+#: the start of the key-value name of perfusion series whose names say neither stress nor rest (pooled as
 #: ``"perfusion"`` by the report): ``"perfusion (stress/rest?) upslope index (global)"``, short enough for the
-#: summary page's column (``routing.fit_text``, 52 characters)
-PERFUSION_UNSTATED = "perfusion (stress/rest?)"
+#: summary page's column (``routing.fit_text``, 52 characters); the perfusion key values are named with
+#: :func:`CardiacLandmarksLib.perfusion.analysis.value_words`: ``"perfusion stress MBF (global)"``,
+#: ``"perfusion reserve MPRI (global)"``
+PERFUSION_UNSTATED = f"perfusion {UNSTATED_CONDITION}"
 
 
 @dataclass
@@ -519,8 +519,7 @@ def run_perfusion(slices: list, models: Models, outdir: Path, root: Path, key: s
         if st == "ok" and failed:
             st = "review"
         # a series whose condition is neither in its name nor given is pooled as "perfusion": say so in words
-        label = PERFUSION_UNSTATED if c == "perfusion" else f"perfusion {c}"
-        out.values.append(KeyValue(f"{label} {PERFUSION_KEY_METRICS[metric]} (global)", None if not g else g["mean"],
+        out.values.append(KeyValue(f"perfusion {value_words(c, metric)} (global)", None if not g else g["mean"],
                                    summary["units"].get(metric, ""), st, flags,
                                    f"{len(group)} slice(s)" + ("; stress or rest not named in the series"
                                                                if c == "perfusion" else "")
@@ -537,8 +536,8 @@ def _trust_flags(sources: list[dict]) -> list[str]:
     (``"check input (incomplete series)"``: :attr:`CardiacLandmarksLib.perfusion.pipeline.SliceAnalysis.input_warnings`),
     then a pooled series' own warnings (``"data_stress: field of view 74 mm: taken as cropped around the LV (no
     localiser)"``: :func:`CardiacLandmarksLib.perfusion.pipeline.warning_sources`)."""
-    own = [f"{_metric_words(x['id'].removeprefix('global '))} {x['flag']}: {x.get('note', '')}".rstrip(": ")
-           for x in sources if x.get("kind") in ("mask", "curve") and x.get("flag") in ("review", "n/a")]
+    own = [f"{x['id'].removeprefix('global ')} {x['flag']}: {x.get('note', '')}".rstrip(": ") for x in sources
+           if x.get("kind") in ("mask", "curve") and x.get("flag") in ("review", "n/a")]
     anchors = [f"{x['id']} ({x['flag']}" + ("" if x.get("confidence") is None else f" {x['confidence']:.2f}") + ")"
                for x in sources if (x.get("kind") == "anchor" and x.get("flag") not in ("high", "ok"))
                or (x.get("kind") == "mask" and x.get("flag") == "low")]
@@ -547,12 +546,6 @@ def _trust_flags(sources: list[dict]) -> list[str]:
     warned = [f"{x['id']}: {x.get('note', '')}" for x in sources  # a series' own warning (pipeline.warning_sources)
               if x.get("kind") == "check" and x.get("flag") == "review"]
     return own + anchors + list(dict.fromkeys(inputs)) + warned
-
-
-def _metric_words(source_id: str) -> str:
-    """A report source id with its metric as a reader reads it: ``"stress upslope_index"`` ->
-    ``"stress upslope index"``, ``"reserve mpri"`` -> ``"reserve MPRI"`` (:data:`PERFUSION_KEY_METRICS`)."""
-    return " ".join(PERFUSION_KEY_METRICS.get(w, w) for w in source_id.split(" "))
 
 
 def _reserve_values(summary: dict, metric: str, failed: list[str]) -> list[KeyValue]:
@@ -569,5 +562,5 @@ def _reserve_values(summary: dict, metric: str, failed: list[str]) -> list[KeyVa
     if failed and status == "ok":
         status = "review"
     flags = _trust_flags(trust.get("sources", []))
-    return [KeyValue(f"perfusion reserve {PERFUSION_KEY_METRICS[key]} (global)", float(value), "ratio", status, flags,
+    return [KeyValue(f"perfusion {value_words('reserve', key)} (global)", float(value), "ratio", status, flags,
                      "stress / rest" + (f"; not analysed: {', '.join(failed)}" if failed else ""))]
