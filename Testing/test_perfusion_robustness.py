@@ -67,6 +67,16 @@ def test_failed_series_are_named_and_the_others_reported(study):
     for c in ("stress", "rest"):
         assert g[c]["upslope_index"]["mean"] > 0 and g[c]["upslope_index"]["n_pixels"] > 50
     assert g["reserve"]["mpri"] > 1.0  # adenosine stress raises the myocardial upslope relative to rest
+    # each global value misses the failed slices: review, naming them (before, ok in the report while the
+    # study's key value said review); the reserve through them; a segment value keeps its own status
+    for c in ("stress", "rest"):
+        v = g[c]["upslope_index"]
+        checks = [(x["id"], x["note"]) for x in v["sources"] if x["kind"] == "check"]
+        assert checks == [(n, f"not analysed ({why.split(':')[0]})") for n, why in study.failed], checks
+        assert v["status"] == "review" and "stress_base_constant (review: not analysed (ConstantImageError))" in v["check"]
+    assert g["reserve_trust"]["mpri"]["status"] == "review"
+    seg = study.summary["segments"][8]["rest"]["upslope_index"]
+    assert not any(x["kind"] == "check" for x in seg["sources"])
 
 
 @pytest.mark.data
@@ -138,6 +148,8 @@ def test_study_folder_with_a_constant_and_a_truncated_series(mlperf_dir, tmp_pat
     for c in ("stress", "rest"):  # the two real series are reported, review: two series could not be used
         v = kv[f"perfusion {c} upslope index (global)"]
         assert v.value > 0 and v.status == "review" and "1 slice(s); not analysed" in v.detail
+        assert [f.split(" (")[0] for f in v.flags if "not analysed" in f] == [  # and the flags say which
+            f"{PATIENT}_stress_base: not analysed", f"{PATIENT}_rest_base: not analysed"], v.flags
     res.write(tmp_path / "out")
     rep = json.loads((tmp_path / "out" / "study.json").read_text())
     assert sorted(e.split(":")[0] for e in rep["errors"]) == [f"perfusion on {PATIENT}_rest_base",

@@ -737,7 +737,7 @@ class PerfusionLogic:
 
         state = self._state(hub)
         analyses = [ss.analysis for ss in state.series]
-        state.summary = pp.summarise(analyses)
+        state.summary = pp.summarise(analyses, state.failed)  # as the analysis summarised them
         report = pr.report_dict(analyses, state.summary, state.modelCard, state.modelSha, state.failed)
         hub.SetText(json.dumps(report, indent=1, allow_nan=False))
         table = self.tableNode(hub)

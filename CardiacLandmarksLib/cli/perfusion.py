@@ -175,17 +175,13 @@ def cmd_perfusion(args: argparse.Namespace) -> int:
         raise PerfusionInputError(f"none of the {n} perfusion input(s) could be read: "
                                   + "; ".join(f"{nm}: {msg}" for nm, msg in failed))
     bar, update = _progress(len(inputs), not getattr(args, "no_progress", False))
-    try:
+    try:  # the inputs that could not even be read are named with the others that fail (result.failed)
         result = pp.analyse_perfusion(inputs, device=args.device, use_sax_model=not args.no_sax_model,
                                       progress=update, allow_mismatch=args.allow_mismatch,
-                                      allow_incomplete=args.allow_incomplete, tta=not args.no_tta)
-    except PerfusionInputError as exc:
-        if failed:  # say also which inputs could not even be read
-            raise PerfusionInputError(f"{exc}; unreadable: " + "; ".join(f"{nm}: {m}" for nm, m in failed)) from exc
-        raise
+                                      allow_incomplete=args.allow_incomplete, tta=not args.no_tta, unread=failed)
     finally:
         bar.close()
-    failed += result.failed
+    failed = list(result.failed)
     for name, msg in failed:
         print(f"error: {name}: {msg}", file=sys.stderr)
     analyses, summary = result.analyses, result.summary

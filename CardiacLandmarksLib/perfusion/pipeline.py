@@ -598,7 +598,8 @@ def segment_trust(metric: str, stats: dict, anchors: list[Source], label: str) -
     return measurement_status(mean, sources), sources
 
 
-def _pool(analyses: list[SliceAnalysis], metric: str, segment: int | None) -> dict | None:
+def _pool(analyses: list[SliceAnalysis], metric: str, segment: int | None,
+          failed: Sequence[tuple[str, str]] = ()) -> dict | None:
     vals = []
     anchors: list[Source] = []
     for a in analyses:
@@ -622,6 +623,8 @@ def _pool(analyses: list[SliceAnalysis], metric: str, segment: int | None) -> di
         return None
     out = {"mean": float(v.mean()), "sd": float(v.std(ddof=1)) if v.size > 1 else float("nan"),
            "n_pixels": int(v.size)}
+    # the error's type only: its message is in result.failed and printed beside it
+    anchors += [Source(name, "review", None, "check", f"not analysed ({why.split(':')[0]})") for name, why in failed]
     cond = analyses[0].condition if analyses else ""
     label = ("global" if segment is None else f"segment {segment}") + (f" {cond}" if cond else "")
     status, sources = segment_trust(metric, out, anchors, label)
@@ -631,8 +634,13 @@ def _pool(analyses: list[SliceAnalysis], metric: str, segment: int | None) -> di
     return out
 
 
-def summarise(analyses: list[SliceAnalysis]) -> dict:
+def summarise(analyses: list[SliceAnalysis], failed: Sequence[tuple[str, str]] = ()) -> dict:
     """Per-segment and global values per condition, plus stress/rest reserve.
+
+    ``failed``: ``(series name, "Error: message")`` of the study's series that could not be loaded or analysed
+    (:attr:`PerfusionResult.failed`). Each global value then misses that slice: it gets a source ``review`` of kind
+    ``"check"`` per failed series (``"<name>: not analysed (<error type>)"`` in its flags), as does the reserve through
+    it; the segment values, each from the slices of its own level, keep their status.
 
     Returns:
         ``{"conditions": [...], "segments": {seg: {cond: {metric: stats}, "reserve": {...},
@@ -664,7 +672,7 @@ def summarise(analyses: list[SliceAnalysis]) -> dict:
     glob: dict = {}
     for c in conds:
         group = [a for a in analyses if a.condition == c]
-        glob[c] = {m: v for m in metrics if (v := _pool(group, m, None)) is not None}
+        glob[c] = {m: v for m in metrics if (v := _pool(group, m, None, failed)) is not None}
     glob["reserve"] = _reserve(glob)
     glob["reserve_trust"] = _reserve_trust(glob)
     return {"conditions": conds, "metrics": metrics, "units": units, "segments": segs, "global": glob}
@@ -870,7 +878,7 @@ def analyse_perfusion(inputs: list[SeriesInput], model: ps.PerfusionModel | None
                       use_sax_model: bool = True,
                       progress: Callable[[int, int], None] | None = None, *,
                       allow_mismatch: bool = False, allow_incomplete: bool = False,
-                      tta: bool = True) -> PerfusionResult:
+                      tta: bool = True, unread: Sequence[tuple[str, str]] = ()) -> PerfusionResult:
     """AHA 16-segment perfusion analysis of a study (Xue et al., Radiology: AI 2020; Cerqueira et al. 2002).
 
     The task API every front end calls: each series is analysed (:func:`analyse_series`), slices with no
@@ -890,6 +898,8 @@ def analyse_perfusion(inputs: list[SeriesInput], model: ps.PerfusionModel | None
             instead of failing with ``IncompleteSeriesError``.
         tta: mirror test-time augmentation of the segmenter and the SAX landmark model (default on; False for
             cohorts on CPU: about half the network time, see benchmarks/README.md).
+        unread: ``(name, "Error: message")`` of the study's series the front end could not even load: first in
+            ``result.failed``, and like every failed series a doubt on each global value (:func:`summarise`).
 
     Before any model runs, every series is checked (:func:`CardiacLandmarksLib.io.checks.check_series`:
     a short-axis image, not a label mask, constant or with absurd spacing) and the series are checked to
@@ -909,7 +919,7 @@ def analyse_perfusion(inputs: list[SeriesInput], model: ps.PerfusionModel | None
 
     if not inputs:
         raise PerfusionInputError("no perfusion series given")
-    failed: list[tuple[str, str]] = []
+    failed: list[tuple[str, str]] = list(unread)
     usable = []
     doubts: dict[int, list[str]] = {}  # id(input) -> the input checks' warnings
     for inp in inputs:
@@ -935,10 +945,10 @@ def analyse_perfusion(inputs: list[SeriesInput], model: ps.PerfusionModel | None
         if progress is not None:
             progress(k + 1, len(usable))
     if not analyses:
-        raise PerfusionInputError(f"none of the {len(inputs)} perfusion series could be analysed: "
+        raise PerfusionInputError(f"none of the {len(inputs) + len(unread)} perfusion series could be analysed: "
                                   + failures_text(failed))
     assign_missing_levels(analyses)
-    summary = summarise(analyses)
+    summary = summarise(analyses, failed)
     if study_warnings:  # series that do not match: no stress/rest ratio
         for entry in [summary["global"], *summary.get("segments", {}).values()]:
             for key in ("reserve", "reserve_trust"):

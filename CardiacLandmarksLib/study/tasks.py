@@ -490,11 +490,11 @@ def run_perfusion(slices: list, models: Models, outdir: Path, root: Path, key: s
         raise pp.PerfusionInputError("none of the perfusion series could be read: " + pp.failures_text(failed))
     try:
         res = pp.analyse_perfusion(inputs, model=models.get("perfusion"), device=models.device, tta=models.tta,
-                                   allow_incomplete=True)  # incomplete: analysed, its values review (as function)
+                                   allow_incomplete=True,  # incomplete: analysed, its values review (as function)
+                                   unread=failed)
     except SeriesMismatchError:  # one report all the same, with the difference said and no stress/rest reserve
         res = pp.analyse_perfusion(inputs, model=models.get("perfusion"), device=models.device, tta=models.tta,
-                                   allow_mismatch=True, allow_incomplete=True)
-    res.failed = [*failed, *res.failed]
+                                   allow_mismatch=True, allow_incomplete=True, unread=failed)
     analyses, summary = res.analyses, res.summary
     files = res.write(outdir)
     out = TaskOutcome("perfusion", key, files=_rel(files, root), result=(analyses, summary))
@@ -512,12 +512,10 @@ def run_perfusion(slices: list, models: Models, outdir: Path, root: Path, key: s
         # the global value's own trust, the status the perfusion report gives the same number
         # (perfusion.pipeline.segment_trust: its myocardium masks (not the RV-insertion anchors, which move no
         # pixel in or out of the global value), too few pixels -> n/a, a mean that is not positive, a spread above
-        # the mean, an MBF out of range, a warning on a series it pools (pipeline.warning_sources) -> review);
-        # then review for a slice not analysed; the flags name what makes it review
+        # the mean, an MBF out of range, a warning on a series it pools (pipeline.warning_sources), a series of
+        # the study not analysed (pipeline.summarise) -> review); the flags name what makes it review
         st = "n/a" if not g else g.get("status", "review")
         flags = _trust_flags((g or {}).get("sources", []))  # where the RVI came from is in the notes
-        if st == "ok" and failed:
-            st = "review"
         # a series whose condition is neither in its name nor given is pooled as "perfusion": say so in words
         out.values.append(KeyValue(f"perfusion {value_words(c, metric)} (global)", None if not g else g["mean"],
                                    summary["units"].get(metric, ""), st, flags,
@@ -558,9 +556,7 @@ def _reserve_values(summary: dict, metric: str, failed: list[str]) -> list[KeyVa
     if value is None:
         return []
     trust = glob.get("reserve_trust", {}).get(key, {})
-    status = trust.get("status", "review")
-    if failed and status == "ok":
-        status = "review"
+    status = trust.get("status", "review")  # a series not analysed is a source of it (pipeline.summarise)
     flags = _trust_flags(trust.get("sources", []))
     return [KeyValue(f"perfusion {value_words('reserve', key)} (global)", float(value), "ratio", status, flags,
                      "stress / rest" + (f"; not analysed: {', '.join(failed)}" if failed else ""))]
