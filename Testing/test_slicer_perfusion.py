@@ -270,6 +270,11 @@ def test_panel_status_text_states_the_global_values(study):
     assert summaryText(both).splitlines() == ["stress: MBF 3.00 ± 0.50 ml/min/g [ok]",
                                               "rest: MBF 1.00 ± 0.25 ml/min/g [review: check A-RVI (low 0.25)]",
                                               "MPR 3.00 [review: check A-RVI (low 0.25)]"]
+    # series that name neither stress nor rest: said in words, as the study's key value says it (it read
+    # 'perfusion: upslope index ...')
+    unstated = {"conditions": ["perfusion"], "units": {"upslope_index": "ratio"},
+                "global": {"perfusion": {"upslope_index": {"mean": 0.371, "sd": 0.102, "status": "ok"}}}}
+    assert summaryText(unstated) == "(stress/rest?): upslope index 0.37 ± 0.10 ratio [ok]"
     # a value without a status (not written by the report) is not passed as a plain number
     bare = {"conditions": ["stress"], "units": {}, "global": {"stress": {"mbf": {"mean": 3.0}}}}
     assert summaryText(bare) == "stress: MBF 3.00 [review]"

@@ -159,7 +159,9 @@ def summaryText(report: dict) -> str:
             continue
         stats = values[metric]
         label = _("MBF") if metric == "mbf" else _("upslope index")
-        text = f"{condition}: {label} {stats['mean']:.2f}"
+        # series whose names say neither stress nor rest are pooled as "perfusion": said as the study says it
+        shown = _("(stress/rest?)") if condition == "perfusion" else condition
+        text = f"{shown}: {label} {stats['mean']:.2f}"
         if stats.get("sd") is not None:
             text += f" ± {stats['sd']:.2f}"
         lines.append(f"{text} {units.get(metric, '')}".rstrip() + _status_suffix(stats))
