@@ -170,6 +170,28 @@ def test_stack_gate_lowers_an_rv_insertion_that_jumps_from_its_neighbours():
     assert stack_gate(LandmarkSet("x", "sax", {}, [lm("A-RVI", 0, 0.0)]), one, 6.0) == 0
 
 
+def test_a_doubt_just_past_its_limit_does_not_read_as_within_it():
+    """Seen on the GPU check of issue 16: an A-RVI 6.03 mm from its neighbours was flagged low with the doubt
+    "6.0 mm ... (limit 6 mm)", which a reader takes for within the limit."""
+    from CardiacLandmarksLib.core.landmarks import past_limit
+    from CardiacLandmarksLib.core.series import CMRSeries
+    from CardiacLandmarksLib.sax.pipeline import low_flag_reasons, stack_gate
+
+    assert [past_limit(v, 6.0) for v in (6.03, 6.004, 13.0, 6.06, 5.96)] == ["6.03", "6.004", "13.0", "6.1", "6.0"]
+    # 5 slices 10 mm apart; the middle A-RVI lies 6.03 mm in plane from both neighbours, the others in line
+    s = CMRSeries(np.zeros((1, 5, 8, 8), np.float32), (1, 1, 10), np.eye(3), np.array([[0, 0, 10.0 * k] for k in range(5)]))
+    pts = [Landmark("A-RVI", k, 0, True, np.array([6.03 if k == 2 else 0.0, 0.0, 10.0 * k]), np.zeros(3), 0.8, "high")
+           for k in range(5)]
+    ls = LandmarkSet("x", "sax", {}, pts)
+    assert stack_gate(ls, s, 6.0) == 1
+    assert ls.get("A-RVI", 2, 0).doubt == ("it lies 6.03 mm in plane from the same point on the neighbouring slices "
+                                           "(limit 6 mm)")
+    reasons = low_flag_reasons(np.array([["low", "low", "high"]]), np.array([[3.04, np.nan, 1.0]]),
+                               np.array([[True, True, False]]), 3.0, True)
+    assert reasons == [["the network's own estimates disagree (3.04 mm; limit 3 mm)",
+                        "the network's own estimates disagree (no segmentation point; limit 3 mm)", ""]]
+
+
 def test_stray_c_lv_far_from_its_neighbours_and_the_stack_is_called_absent():
     from CardiacLandmarksLib.core.series import CMRSeries
     from CardiacLandmarksLib.sax.pipeline import drop_stray_clv

@@ -114,6 +114,19 @@ def format_value(value: float | None, unit: str) -> str:
     return f"{float(value):.{value_decimals(unit)}f} {unit}".strip()
 
 
+def past_limit(value: float, limit: float) -> str:
+    """``value`` as text for a doubt saying it passed ``limit``, with as few decimals (1 to 3) as show it past the
+    limit: 6.03 against a limit of 6 reads ``6.03``, not ``6.0``, which beside "(limit 6 mm)" a reader takes for
+    within it. Every doubt of the form "x mm ... (limit y mm)" uses it (the SAX stack and confidence gates, the
+    long-axis test-time spread). A value at or below the limit keeps one decimal."""
+    text = f"{value:.1f}"
+    for decimals in (2, 3):
+        if value <= limit or float(text) > limit:
+            break
+        text = f"{value:.{decimals}f}"
+    return text
+
+
 #: measurement statuses: ``ok`` = every source trusted; ``review`` = a value exists but a source is
 #: doubtful (a low-confidence or absent landmark, a fallback, an implausible curve); ``n/a`` = no
 #: usable value (not finite, or a source says there is nothing to measure, e.g. too few pixels)

@@ -42,7 +42,7 @@ from collections.abc import Callable
 import numpy as np
 
 from CardiacLandmarksLib.core.errors import InvalidImageError, ModelIntegrityError, WrongViewError
-from CardiacLandmarksLib.core.landmarks import LANDMARKS_BY_VIEW, Landmark, LandmarkSet
+from CardiacLandmarksLib.core.landmarks import LANDMARKS_BY_VIEW, Landmark, LandmarkSet, past_limit
 from CardiacLandmarksLib.core.preprocessing import make_grid, normalise_intensity, resample_to_canvas
 from CardiacLandmarksLib.core.series import CMRSeries
 from CardiacLandmarksLib.lax.labels import FIRST_HINGE_DIRECTION_LPS, HINGE_NAMES, LAX_CANVAS_UP
@@ -240,7 +240,7 @@ def detect_lax(
                 flag = "absent" if not found else ("high" if high else "low")
                 doubt = ""
                 if flag == "low":
-                    doubt = (f"its rotated / scaled test-time copies place it up to {spread_mm[t, c]:.1f} mm apart "
+                    doubt = (f"its rotated / scaled test-time copies place it up to {past_limit(spread_mm[t, c], max_spread)} mm apart "
                              f"(limit {max_spread:g} mm)"
                              if spread_mm[t, c] > max_spread else "weak heatmap peak")
                 lmset.landmarks.append(Landmark(name, k, t, found, pos, ijk, p if found else 0.0, flag, doubt=doubt))

@@ -19,7 +19,7 @@ import numpy as np
 
 from CardiacLandmarksLib.core.errors import CardiacLandmarksError, InvalidImageError, WrongViewError
 from CardiacLandmarksLib.core.geometry import SUPERIOR_LPS, in_plane_mm, stack_jump_mm
-from CardiacLandmarksLib.core.landmarks import LANDMARKS_BY_VIEW, Landmark, LandmarkSet
+from CardiacLandmarksLib.core.landmarks import LANDMARKS_BY_VIEW, Landmark, LandmarkSet, past_limit
 from CardiacLandmarksLib.core.preprocessing import (
     make_grid,
     normalise_intensity,
@@ -301,7 +301,7 @@ def stack_gate(lmset: LandmarkSet, series: CMRSeries, limit_mm: float,
                 if p is not None and p.flag == "high" and np.isfinite(jump) and jump > limit_mm:
                     p.flag = "low"
                     p.confidence = float(min(p.confidence, 0.5 * limit_mm / jump))
-                    p.doubt = (f"it lies {jump:.1f} mm in plane from the same point on the neighbouring slices "
+                    p.doubt = (f"it lies {past_limit(jump, limit_mm)} mm in plane from the same point on the neighbouring slices "
                                f"(limit {limit_mm:g} mm)")
                     lowered += 1
     return lowered
@@ -325,7 +325,7 @@ def low_flag_reasons(flags: np.ndarray, disagreement_mm: np.ndarray, gated: np.n
             if f != "low":
                 reasons.append("")
             elif g:
-                how = "no segmentation point" if not np.isfinite(d) else f"{d:.1f} mm"
+                how = "no segmentation point" if not np.isfinite(d) else f"{past_limit(d, gate_mm)} mm"
                 reasons.append(f"the network's own estimates disagree ({how}; limit {gate_mm:g} mm)")
             elif phdnet:
                 reasons.append("PHD-Net does not confirm the point")
