@@ -114,3 +114,32 @@ def test_pretraining_samples_come_from_non_test_cine_slices_only(data_root, tmp_
     assert 0.3 < float(x.max()) <= 1.6  # intensity / the stack's 99.5th percentile
     with pytest.raises(FileNotFoundError, match="unknown pretraining set"):
         tp.pretrain_samples(tmp_path, tp.PerfTrainConfig(pretrain_sets="mnms"))
+
+
+def test_a_short_training_run_writes_a_model_that_loads_and_says_where_it_trained(data_root, tmp_path):
+    """The whole trainer end to end on three real mlperf series (2 training patients, 1 validation patient), a few
+    steps each: weights saved as CPU tensors that the shipped loader reads, a card that names the device, and a
+    named error for a GPU that is not there, before any data is read."""
+    from CardiacLandmarksLib.core.errors import CardiacLandmarksError
+
+    logging.getLogger("CardiacLandmarksLib.io.image").setLevel(logging.WARNING)
+    src = data_root / "perfusion" / "mlperf"
+    data = tmp_path / "mlperf"
+    data.mkdir()
+    for pid in ("1132584", "119151", "1292260"):
+        for suffix in ("", "_gt"):
+            (data / f"{pid}_stress_mid{suffix}.nii.gz").symlink_to(src / f"{pid}_stress_mid{suffix}.nii.gz")
+    cfg = tp.PerfTrainConfig(n_val_patients=1, loc_iters=3, seg_iters=3, batch=2, threads=1)
+    card = tp.train_perfusion(data, tmp_path / "out", cfg, device="cpu")
+    assert card["training"]["device"] == "cpu, 1 thread(s)"
+    assert card["training"]["n_train_series"] == 2 and card["training"]["n_val_series"] == 1
+    # three steps segment nothing: the validation series is scored as an empty prediction and named, not a crash
+    assert card["validation"]["not_segmented"] == {"1292260_stress_mid": "no LV myocardium segmented in this series"}
+    assert card["validation"]["dice_myo"]["mean"] == 0.0
+    state = torch.load(tmp_path / "out" / f"{ps.MODEL_STEM}.pt", map_location="meta", weights_only=True)
+    assert all(v.device.type == "meta" for v in state["segmenter"].values())  # loadable without the training device
+    model = ps.load_model(tmp_path / "out" / f"{ps.MODEL_STEM}.pt", device="cpu")  # checks the card's SHA256
+    assert model.sha256 == card["sha256"] and model.device == "cpu"
+    if not torch.cuda.is_available():
+        with pytest.raises(CardiacLandmarksError, match="no CUDA GPU"):
+            tp.train_perfusion(tmp_path / "nowhere", tmp_path / "out2", cfg, device="cuda")

@@ -20,6 +20,7 @@ import logging
 import math
 import re
 import time
+import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -290,7 +291,10 @@ def ce_dice_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 
 
 def _train_net(net: torch.nn.Module, x: np.ndarray, y: np.ndarray, out_px: int, iters: int, cfg: PerfTrainConfig,
-               gen: torch.Generator, max_shift_px: float, name: str, tissue_masks: bool = True) -> list[float]:
+               gen: torch.Generator, max_shift_px: float, name: str, tissue_masks: bool = True,
+               device: str = "cpu") -> list[float]:
+    """Train ``net`` (already on ``device``) for ``iters`` steps on batches drawn from ``x [n, C, H, W]``, labels
+    ``y [n, H, W]``; the augmentation runs on the CPU (seeded by ``gen``), the network steps on ``device``."""
     opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=1e-4)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=iters, pct_start=0.1)
     xt, yt = torch.from_numpy(x), torch.from_numpy(y.astype(np.int64))
@@ -300,7 +304,7 @@ def _train_net(net: torch.nn.Module, x: np.ndarray, y: np.ndarray, out_px: int, 
     for it in range(iters):
         idx = torch.randint(0, len(xt), (cfg.batch,), generator=gen)
         xb, yb = augment(xt[idx], yt[idx], out_px, gen, max_shift_px, cfg=cfg, tissue_masks=tissue_masks)
-        loss = ce_dice_loss(net(xb), yb)
+        loss = ce_dice_loss(net(xb.to(device)), yb.to(device))
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -337,13 +341,23 @@ def mean_boundary_distance_mm(a: np.ndarray, b: np.ndarray, spacing_ij: tuple[fl
 
 def evaluate_cases(model: ps.PerfusionModel, cases: list[Case], tta: bool = True) -> dict:
     """Dice / mean boundary distance of the full pipeline (localiser + segmenter, raw per-frame
-    labels) on every labelled frame of the given series; ``tta`` as in :func:`ps.segment_series`."""
-    rows = []
+    labels) on every labelled frame of the given series; ``tta`` as in :func:`ps.segment_series`.
+
+    A series in which the model finds no LV (:class:`~CardiacLandmarksLib.core.errors.PerfusionInputError` from
+    :func:`ps.segment_series`, as an undertrained model can give) is scored as an empty prediction (Dice 0, boundary
+    distance NaN) and named with the reason in ``not_segmented`` (present only then), so a training run or the
+    suite reports it instead of stopping."""
+    from CardiacLandmarksLib.core.errors import PerfusionInputError
+
+    rows, failed = [], {}
     for case in cases:
         frames, gt, sp = load_case(case)
-        seg = ps.segment_series(model, frames, sp, tta=tta)
+        try:
+            raw = ps.segment_series(model, frames, sp, tta=tta).raw_labels
+        except PerfusionInputError as e:
+            raw, failed[case.series] = np.zeros(gt.shape, np.uint8), str(e)
         for t in np.nonzero(gt.reshape(len(gt), -1).max(1) > 0)[0]:
-            pred = seg.raw_labels[t]
+            pred = raw[t]
             rows.append({
                 "series": case.series, "frame": int(t),
                 "dice_myo": dice(pred == 1, gt[t] == 1), "dice_bp": dice(pred == 2, gt[t] == 2),
@@ -353,11 +367,15 @@ def evaluate_cases(model: ps.PerfusionModel, cases: list[Case], tta: bool = True
     out: dict = {"n_frames": len(rows), "n_series": len({r["series"] for r in rows})}
     for k in ("dice_myo", "dice_bp", "mbd_myo_mm", "mbd_bp_mm"):
         v = np.array([r[k] for r in rows], float)
-        out[k] = {"mean": float(np.nanmean(v)), "sd": float(np.nanstd(v)), "median": float(np.nanmedian(v))}
+        with warnings.catch_warnings():  # all NaN (boundary distances of series not segmented): NaN, said once
+            warnings.simplefilter("ignore", RuntimeWarning)
+            out[k] = {"mean": float(np.nanmean(v)), "sd": float(np.nanstd(v)), "median": float(np.nanmedian(v))}
     per_series: dict = {}
     for r in rows:
         per_series.setdefault(r["series"], []).append(r["dice_myo"])
     out["dice_myo_per_series"] = {k: float(np.mean(v)) for k, v in per_series.items()}
+    if failed:
+        out["not_segmented"] = failed
     return out
 
 
@@ -365,12 +383,22 @@ def evaluate_cases(model: ps.PerfusionModel, cases: list[Case], tta: bool = True
 
 
 def train_perfusion(data: Path, out_dir: Path, cfg: PerfTrainConfig, command: str | None = None,
-                    pretrain_root: Path | None = None) -> dict:
+                    pretrain_root: Path | None = None, device: str = "cpu") -> dict:
     """Train both networks, evaluate on the validation patients, write weights + model card.
 
     ``command``: the exact command line, recorded in the card (default: the generic retrain line).
     ``pretrain_root``: shared data folder holding the :attr:`PerfTrainConfig.pretrain_sets` (default the data root).
+    ``device``: ``"cpu"``, ``"cuda"`` or ``"auto"`` (:func:`CardiacLandmarksLib.models.loader.choose_device`): where
+    the networks train and are validated; the samples and their augmentation stay on the CPU, and the weights are
+    saved as CPU tensors, so a model trained on a GPU loads anywhere. Results differ from a CPU run's by float
+    rounding.
+
+    Raises:
+        CardiacLandmarksError: ``device`` is ``"cuda"`` without a usable GPU (before any data is read).
     """
+    from CardiacLandmarksLib.models.loader import choose_device
+
+    device = choose_device(device)
     torch.manual_seed(cfg.seed)
     np.random.seed(cfg.seed)
     torch.set_num_threads(cfg.threads)
@@ -387,38 +415,39 @@ def train_perfusion(data: Path, out_dir: Path, cfg: PerfTrainConfig, command: st
     pre = pretrain_samples(Path(pretrain_root or data_root()), cfg) if cfg.pretrain_sets.strip() else None
     config = asdict(cfg)
     loc, seg = ps.build_networks(config)
+    loc, seg = loc.to(device), seg.to(device)
     gen = torch.Generator().manual_seed(cfg.seed)
     if cfg.localiser_from:
-        loc.load_state_dict(torch.load(cfg.localiser_from, map_location="cpu", weights_only=True)["localiser"])
+        loc.load_state_dict(torch.load(cfg.localiser_from, map_location=device, weights_only=True)["localiser"])
         loc.eval()
         loc_loss: list[float] = []
     else:
         loc_loss = _train_net(loc, samples["loc_x"], samples["loc_y"], ps.LOC_PX, cfg.loc_iters, cfg, gen,
-                              max_shift_px=40.0 / ps.LOC_MM, name="localiser", tissue_masks=False)
+                              max_shift_px=40.0 / ps.LOC_MM, name="localiser", tissue_masks=False, device=device)
     if pre is not None:
         n_rep = max(1, int(round(cfg.pretrain_mix / (1 - cfg.pretrain_mix) * len(pre[0]) / len(samples["seg_x"]))))
         samples["n_pretrain"] = len(pre[0])
         logger.info("segmenter pretraining: %d cine / LGE slices + perfusion frames x%d", len(pre[0]), n_rep)
         _train_net(seg, np.concatenate([pre[0]] + [samples["seg_x"]] * n_rep),
                    np.concatenate([pre[1]] + [samples["seg_y"]] * n_rep), ps.SEG_PX, cfg.pretrain_iters, cfg, gen,
-                   max_shift_px=cfg.max_shift_mm / ps.SEG_MM, name="segmenter pretraining")
+                   max_shift_px=cfg.max_shift_mm / ps.SEG_MM, name="segmenter pretraining", device=device)
     seg_loss = _train_net(seg, samples["seg_x"], samples["seg_y"], ps.SEG_PX, cfg.seg_iters, cfg, gen,
-                          max_shift_px=cfg.max_shift_mm / ps.SEG_MM, name="segmenter")
+                          max_shift_px=cfg.max_shift_mm / ps.SEG_MM, name="segmenter", device=device)
     out_dir.mkdir(parents=True, exist_ok=True)
     weights = out_dir / f"{ps.MODEL_STEM}.pt"
     tmp = weights.with_suffix(".tmp")
-    torch.save({"localiser": loc.state_dict(), "segmenter": seg.state_dict(), "config": config}, tmp)
+    torch.save({"localiser": _cpu_state(loc), "segmenter": _cpu_state(seg), "config": config}, tmp)
     tmp.replace(weights)
     train_seconds = time.time() - t_start
     model = ps.PerfusionModel(localiser=loc, segmenter=seg, card={"input": {"flip_tta": card_flips(cfg)}},
-                              sha256="")
+                              sha256="", device=device)
     metrics = evaluate_cases(model, val_c)
     logger.info("validation: %s", json.dumps({k: v for k, v in metrics.items() if k != "dice_myo_per_series"}))
     if cfg.flip_tta:
         plain = evaluate_cases(model, val_c, tta=False)
         metrics["without_tta"] = {k: plain[k] for k in ("dice_myo", "dice_bp")}
     card = make_card(cfg, train_p, val_p, train_c, val_c, samples, metrics, loc, seg, weights, train_seconds,
-                     loc_loss, seg_loss)
+                     loc_loss, seg_loss, device)
     if command:
         card["retrain"] = command
     atomic_write_text(out_dir / f"{ps.MODEL_STEM}.json", dumps_strict(card) + "\n")
@@ -446,7 +475,12 @@ def _provenance(weights: str) -> str:
         return str(weights)
 
 
-def make_card(cfg, train_p, val_p, train_c, val_c, samples, metrics, loc, seg, weights, seconds, loc_loss, seg_loss) -> dict:
+def _cpu_state(net: torch.nn.Module) -> dict:
+    return {k: v.detach().cpu() for k, v in net.state_dict().items()}
+
+
+def make_card(cfg, train_p, val_p, train_c, val_c, samples, metrics, loc, seg, weights, seconds, loc_loss, seg_loss,
+              device: str = "cpu") -> dict:
     return {
         "name": ps.MODEL_STEM,
         "version": VERSION,
@@ -485,7 +519,7 @@ def make_card(cfg, train_p, val_p, train_c, val_c, samples, metrics, loc, seg, w
             "loss": "cross-entropy + soft Dice",
             "config": asdict(cfg),
             "seconds": round(seconds, 1),
-            "device": f"cpu, {cfg.threads} thread(s)",
+            "device": f"{device}, {cfg.threads} CPU thread(s)" if device != "cpu" else f"cpu, {cfg.threads} thread(s)",
             "final_loss": {"localiser": float(np.mean(loc_loss[-50:])) if loc_loss else None,
                            "segmenter": float(np.mean(seg_loss[-50:]))},
         },
@@ -555,6 +589,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seg-iters", type=int, default=PerfTrainConfig.seg_iters)
     ap.add_argument("--loc-iters", type=int, default=PerfTrainConfig.loc_iters)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--device", default="cpu", choices=("auto", "cpu", "cuda"),
+                    help="where the networks train: cpu (default, as the bundled model was trained), cuda, or auto "
+                         "(cuda when a GPU is usable)")
     ap.add_argument("--seg-base", type=int, default=PerfTrainConfig.seg_base, help="segmenter U-Net base width")
     ap.add_argument("--split-seed", type=int, default=None,
                     help="seed of the patient split (default: --seed); keep 0 to keep v1.0.0's validation patients")
@@ -583,7 +620,7 @@ def main(argv: list[str] | None = None) -> int:
 
     command = "nice -n 10 python -m CardiacLandmarksLib.training.train_perfusion " + " ".join(
         shlex.quote(a) for a in (sys.argv[1:] if argv is None else argv))
-    card = train_perfusion(data, args.out, cfg, command=command)
+    card = train_perfusion(data, args.out, cfg, command=command, device=args.device)
     print(json.dumps(card["validation"], indent=2))
     return 0
 
