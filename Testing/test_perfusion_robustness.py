@@ -67,16 +67,36 @@ def test_failed_series_are_named_and_the_others_reported(study):
     for c in ("stress", "rest"):
         assert g[c]["upslope_index"]["mean"] > 0 and g[c]["upslope_index"]["n_pixels"] > 50
     assert g["reserve"]["mpri"] > 1.0  # adenosine stress raises the myocardial upslope relative to rest
-    # each global value misses the failed slices: review, naming them (before, ok in the report while the
-    # study's key value said review); the reserve through them; a segment value keeps its own status
-    for c in ("stress", "rest"):
-        v = g[c]["upslope_index"]
-        checks = [(x["id"], x["note"]) for x in v["sources"] if x["kind"] == "check"]
-        assert checks == [(n, f"not analysed ({why.split(':')[0]})") for n, why in study.failed], checks
-        assert v["status"] == "review" and "stress_base_constant (review: not analysed (ConstantImageError))" in v["check"]
+    # the stress global value misses the failed stress slices: review, naming them (before, ok in the report while
+    # the study's key value said review); the reserve through it; the rest value and a segment value keep theirs
+    v = g["stress"]["upslope_index"]
+    checks = [(x["id"], x["note"]) for x in v["sources"] if x["kind"] == "check"]
+    assert checks == [(n, f"not analysed ({why.split(':')[0]})") for n, why in study.failed], checks
+    assert v["status"] == "review" and "stress_base_constant (review: not analysed (ConstantImageError))" in v["check"]
+    assert study.failed_conditions == {n: "stress" for n, _ in study.failed}
+    assert not any(x["kind"] == "check" for x in g["rest"]["upslope_index"]["sources"])
     assert g["reserve_trust"]["mpri"]["status"] == "review"
+    assert "stress_base_constant" in g["reserve_trust"]["mpri"]["check"]
     seg = study.summary["segments"][8]["rest"]["upslope_index"]
     assert not any(x["kind"] == "check" for x in seg["sources"])
+
+
+@pytest.mark.data
+def test_a_failed_series_doubts_the_global_values_of_its_own_condition(study):
+    """Which global values a failed series puts in doubt: its condition's (given, or stated by its name), every
+    condition's when none is known."""
+    def checked(summary):
+        return {c: [x["id"] for x in summary["global"][c]["upslope_index"]["sources"] if x["kind"] == "check"]
+                for c in ("stress", "rest")}
+
+    err = [("rest_apex", "ConstantImageError: constant"), ("series 7", "CorruptFileError: truncated"),
+           ("slice_b", "NoContrastPassageError: no bolus")]
+    # by name: rest_apex -> rest only; 'series 7' and 'slice_b' state nothing -> both conditions
+    assert checked(pp.summarise(study.analyses, err)) == {"stress": ["series 7", "slice_b"],
+                                                          "rest": ["rest_apex", "series 7", "slice_b"]}
+    # a condition given with the input outranks the name
+    assert checked(pp.summarise(study.analyses, err, {"slice_b": "stress", "rest_apex": None})) == {
+        "stress": ["rest_apex", "series 7", "slice_b"], "rest": ["rest_apex", "series 7"]}
 
 
 @pytest.mark.data
@@ -145,11 +165,14 @@ def test_study_folder_with_a_constant_and_a_truncated_series(mlperf_dir, tmp_pat
     assert "NoContrastPassageError" in failed[f"{PATIENT}_rest_base"]
     assert res.status == "review" and len(res.errors) == 2
     kv = {v.name: v for v in perf.values}
-    for c in ("stress", "rest"):  # the two real series are reported, review: two series could not be used
+    for c in ("stress", "rest"):  # the two real series are reported, review: each misses its own failed slice
         v = kv[f"perfusion {c} upslope index (global)"]
-        assert v.value > 0 and v.status == "review" and "1 slice(s); not analysed" in v.detail
+        assert v.value > 0 and v.status == "review" and v.detail == f"1 slice(s); not analysed: {PATIENT}_{c}_base"
         assert [f.split(" (")[0] for f in v.flags if "not analysed" in f] == [  # and the flags say which
-            f"{PATIENT}_stress_base: not analysed", f"{PATIENT}_rest_base: not analysed"], v.flags
+            f"{PATIENT}_{c}_base: not analysed"], v.flags
+    mpri = kv["perfusion reserve MPRI (global)"]  # the ratio misses both
+    assert mpri.status == "review" and mpri.detail == (f"stress / rest; not analysed: {PATIENT}_stress_base, "
+                                                       f"{PATIENT}_rest_base")
     res.write(tmp_path / "out")
     rep = json.loads((tmp_path / "out" / "study.json").read_text())
     assert sorted(e.split(":")[0] for e in rep["errors"]) == [f"perfusion on {PATIENT}_rest_base",

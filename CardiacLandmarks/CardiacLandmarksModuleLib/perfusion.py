@@ -104,6 +104,8 @@ class _HubState:
     bullseyeStale: bool = False
     #: ``(series name, error)`` of the inputs not analysed (named in the report, as the CLI's report.json)
     failed: list = field(default_factory=list)
+    #: the condition of each of them that had one (``PerfusionResult.failed_conditions``)
+    failedConditions: dict = field(default_factory=dict)
 
 
 def _sequencesLogic():
@@ -385,7 +387,8 @@ class PerfusionLogic:
         hub.SetNodeReferenceID(BULLSEYE_REFERENCE, bullseyeNode.GetID())
         model = self.model
         state = _HubState(series=[], modelCard=dict(getattr(model, "card", {}) or {}),
-                          modelSha=str(getattr(model, "sha256", "")), failed=list(result.failed))
+                          modelSha=str(getattr(model, "sha256", "")), failed=list(result.failed),
+                          failedConditions=dict(result.failed_conditions))
         byName = {inp.name: (node, sequence, browser) for inp, node, sequence, browser in prepared}
         for an in analyses:  # each analysis with its own input (a series that failed has none)
             node, sequence, browser = byName[an.name]
@@ -737,7 +740,7 @@ class PerfusionLogic:
 
         state = self._state(hub)
         analyses = [ss.analysis for ss in state.series]
-        state.summary = pp.summarise(analyses, state.failed)  # as the analysis summarised them
+        state.summary = pp.summarise(analyses, state.failed, state.failedConditions)  # as the analysis did
         report = pr.report_dict(analyses, state.summary, state.modelCard, state.modelSha, state.failed)
         hub.SetText(json.dumps(report, indent=1, allow_nan=False))
         table = self.tableNode(hub)

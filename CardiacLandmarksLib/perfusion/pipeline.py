@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -77,6 +77,15 @@ def condition_from_name(name: str) -> str | None:
     if re.search(r"(?<![a-z])rest(?![a-z])|_rest|rest_", s):
         return "rest"
     return None
+
+
+def input_condition(inp: SeriesInput) -> str | None:
+    """The condition of a perfusion input: the one given (:attr:`SeriesInput.condition`), else the one its name, file
+    name or series description states (:func:`condition_from_name`); None when none does (analysed as
+    ``"perfusion"``)."""
+    s = inp.series
+    return (inp.condition or condition_from_name(inp.name or Path(str(s.source)).name)
+            or condition_from_name(str(s.description or "")))
 
 
 @dataclass
@@ -326,7 +335,7 @@ def analyse_series(inp: SeriesInput, model: ps.PerfusionModel, use_sax_model: bo
         times, unit = np.arange(len(frames), dtype=float) * float(inp.dt_s), "s"
     aligned = perfusion.align_frames(frames, seg.offsets_ij)
     maps, blood, _timing = perfusion.semi_quantitative_maps(aligned, seg.reference_mask, times)
-    condition = inp.condition or condition_from_name(name) or condition_from_name(s.description) or "perfusion"
+    condition = input_condition(inp) or "perfusion"
     level = aha.normalise_level(inp.level) if inp.level else (aha.level_from_name(name) or aha.level_from_name(s.description))
     seen, note = _display_side(s)
     an = SliceAnalysis(name=name, condition=condition, level=level or "", series=s, seg=seg, times=times,
@@ -634,13 +643,18 @@ def _pool(analyses: list[SliceAnalysis], metric: str, segment: int | None,
     return out
 
 
-def summarise(analyses: list[SliceAnalysis], failed: Sequence[tuple[str, str]] = ()) -> dict:
+def summarise(analyses: list[SliceAnalysis], failed: Sequence[tuple[str, str]] = (),
+              failed_conditions: Mapping[str, str | None] | None = None) -> dict:
     """Per-segment and global values per condition, plus stress/rest reserve.
 
     ``failed``: ``(series name, "Error: message")`` of the study's series that could not be loaded or analysed
-    (:attr:`PerfusionResult.failed`). Each global value then misses that slice: it gets a source ``review`` of kind
-    ``"check"`` per failed series (``"<name>: not analysed (<error type>)"`` in its flags), as does the reserve through
-    it; the segment values, each from the slices of its own level, keep their status.
+    (:attr:`PerfusionResult.failed`). A global value then may miss that slice: it gets a source ``review`` of kind
+    ``"check"`` per such series (``"<name>: not analysed (<error type>)"`` in its flags), as does the reserve through
+    it; the segment values, each from the slices of its own level, keep their status. A failed series whose condition
+    is known (``failed_conditions[name]``, :func:`input_condition` of its input; else the condition its name states)
+    is a doubt on that condition's global value only (a failed rest slice leaves the stress value ok, and makes the
+    reserve review through the rest value); one of no known condition, on every condition's; and every failed series
+    on the global value of series that state no condition (``"perfusion"``), which may be of either.
 
     Returns:
         ``{"conditions": [...], "segments": {seg: {cond: {metric: stats}, "reserve": {...},
@@ -669,10 +683,17 @@ def summarise(analyses: list[SliceAnalysis], failed: Sequence[tuple[str, str]] =
         entry["reserve"] = _reserve(entry)
         entry["reserve_trust"] = _reserve_trust(entry)
         segs[seg] = entry
+    known = dict(failed_conditions or {})
+
+    def may_be(name: str, c: str) -> bool:  # could the failed series ``name`` have been of condition c?
+        fc = known[name] if name in known else condition_from_name(name)
+        return c not in CONDITIONS or fc is None or fc == c
+
     glob: dict = {}
     for c in conds:
         group = [a for a in analyses if a.condition == c]
-        glob[c] = {m: v for m in metrics if (v := _pool(group, m, None, failed)) is not None}
+        missed = [(name, why) for name, why in failed if may_be(name, c)]
+        glob[c] = {m: v for m in metrics if (v := _pool(group, m, None, missed)) is not None}
     glob["reserve"] = _reserve(glob)
     glob["reserve_trust"] = _reserve_trust(glob)
     return {"conditions": conds, "metrics": metrics, "units": units, "segments": segs, "global": glob}
@@ -769,6 +790,9 @@ class PerfusionResult:
     model_sha: str
     #: inputs that could not be analysed: ``(name, "ErrorName: message")``; the others are in ``analyses``
     failed: list[tuple[str, str]] = field(default_factory=list)
+    #: the condition of each failed input that had one (given, or stated by its name or description;
+    #: :func:`input_condition`), by name: which global values its absence puts in doubt (:func:`summarise`)
+    failed_conditions: dict[str, str | None] = field(default_factory=dict)
 
     def __repr__(self) -> str:
         """For a console: each analysed series (condition, level, where its RV insertions came from), the series
@@ -948,11 +972,13 @@ def analyse_perfusion(inputs: list[SeriesInput], model: ps.PerfusionModel | None
         raise PerfusionInputError(f"none of the {len(inputs) + len(unread)} perfusion series could be analysed: "
                                   + failures_text(failed))
     assign_missing_levels(analyses)
-    summary = summarise(analyses, failed)
+    conditions = {_input_name(i): input_condition(i) for i in inputs}
+    failed_conditions = {name: conditions[name] for name, _ in failed if name in conditions}
+    summary = summarise(analyses, failed, failed_conditions)
     if study_warnings:  # series that do not match: no stress/rest ratio
         for entry in [summary["global"], *summary.get("segments", {}).values()]:
             for key in ("reserve", "reserve_trust"):
                 if key in entry:
                     entry[key] = {}
     return PerfusionResult(analyses, summary, dict(getattr(model, "card", {}) or {}),
-                           getattr(model, "sha256", ""), failed)
+                           getattr(model, "sha256", ""), failed, failed_conditions)

@@ -521,9 +521,21 @@ def run_perfusion(slices: list, models: Models, outdir: Path, root: Path, key: s
                                    summary["units"].get(metric, ""), st, flags,
                                    f"{len(group)} slice(s)" + ("; stress or rest not named in the series"
                                                                if c == "perfusion" else "")
-                                   + (f"; not analysed: {', '.join(failed)}" if failed else "")))
+                                   + _not_analysed_text(g, failed)))
     out.values += _reserve_values(summary, metric, failed)
     return out
+
+
+def _not_analysed_text(value: dict | None, failed: list[str]) -> str:
+    """``"; not analysed: A, B"``: the study's failed series that this value may miss, i.e. those among its sources
+    (:func:`CardiacLandmarksLib.perfusion.pipeline.summarise`: a failed rest slice is not a doubt on the stress
+    value); every failed series when there is no value to ask."""
+    if value is None:
+        names = failed
+    else:
+        names = [x["id"] for x in value.get("sources", [])
+                 if x.get("kind") == "check" and str(x.get("note", "")).startswith("not analysed")]
+    return f"; not analysed: {', '.join(dict.fromkeys(names))}" if names else ""
 
 
 def _trust_flags(sources: list[dict]) -> list[str]:
@@ -559,4 +571,4 @@ def _reserve_values(summary: dict, metric: str, failed: list[str]) -> list[KeyVa
     status = trust.get("status", "review")  # a series not analysed is a source of it (pipeline.summarise)
     flags = _trust_flags(trust.get("sources", []))
     return [KeyValue(f"perfusion {value_words('reserve', key)} (global)", float(value), "ratio", status, flags,
-                     "stress / rest" + (f"; not analysed: {', '.join(failed)}" if failed else ""))]
+                     "stress / rest" + _not_analysed_text(trust if trust else None, failed))]
