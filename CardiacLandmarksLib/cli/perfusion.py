@@ -148,9 +148,10 @@ def _status_line(trust: dict, text: str) -> str:
     """``"[review] <text>  (<check>)"``: a report value's line with its status first and, when not ok, what to
     check (``trust``: the value's ``status`` and ``check`` in the report; no status is review), as ``study`` prints
     its key values (:meth:`CardiacLandmarksLib.study.tasks.KeyValue.line`)."""
+    from CardiacLandmarksLib.core.landmarks import status_line
+
     status = trust.get("status") or "review"
-    check = trust.get("check", "") if status != "ok" else ""
-    return f"[{status:>6}] {text}" + (f"  ({check})" if check else "")
+    return status_line(status, text, trust.get("check", "") if status != "ok" else "")
 
 
 def cmd_perfusion(args: argparse.Namespace) -> int:

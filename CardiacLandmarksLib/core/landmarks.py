@@ -127,6 +127,14 @@ def past_limit(value: float, limit: float) -> str:
     return text
 
 
+def status_line(status: str, text: str, check: str = "") -> str:
+    """A value's line as every front end prints it: ``"[review] LV EF: 55.2 %  (check LV myocardium contours)"``,
+    the status first (right-aligned in 6 characters, so values line up), then ``text``, then what to check when
+    ``check`` is given (callers give it for a value that is not ok). Used by ``study``'s key values
+    (:meth:`CardiacLandmarksLib.study.tasks.KeyValue.line`) and the ``perfusion`` command's global values."""
+    return f"[{status:>6}] {text}" + (f"  ({check})" if check else "")
+
+
 #: measurement statuses: ``ok`` = every source trusted; ``review`` = a value exists but a source is
 #: doubtful (a low-confidence or absent landmark, a fallback, an implausible curve); ``n/a`` = no
 #: usable value (not finite, or a source says there is nothing to measure, e.g. too few pixels)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from CardiacLandmarksLib.core.landmarks import format_value, input_warning_names
+from CardiacLandmarksLib.core.landmarks import format_value, input_warning_names, status_line
 from CardiacLandmarksLib.core.series import CMRSeries
 from CardiacLandmarksLib.perfusion.analysis import UNSTATED_CONDITION, value_words
 
@@ -124,8 +124,7 @@ class KeyValue:
         """The value as ``study``, ``apply-review`` and a console show it: ``"[review] LV EF: 55.2 %  (check LV
         myocardium contours (uncertain segmentation))"``: status first, the reason after a value that is not ok."""
         status = self.to_dict()["status"]
-        check = self.check_text(status)
-        return f"[{status:>6}] {self.name}: {self.value_text()}" + (f"  ({check})" if check else "")
+        return status_line(status, f"{self.name}: {self.value_text()}", self.check_text(status))
 
     def __repr__(self) -> str:
         return f"KeyValue({self.line()})"
