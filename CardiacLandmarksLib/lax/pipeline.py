@@ -240,8 +240,8 @@ def detect_lax(
                 flag = "absent" if not found else ("high" if high else "low")
                 doubt = ""
                 if flag == "low":
-                    doubt = (f"its rotated / scaled test-time copies place it up to {past_limit(spread_mm[t, c], max_spread)} mm apart "
-                             f"(limit {max_spread:g} mm)"
+                    doubt = ("its rotated / scaled test-time copies place it up to "
+                             f"{past_limit(spread_mm[t, c], max_spread)} mm apart (limit {max_spread:g} mm)"
                              if spread_mm[t, c] > max_spread else "weak heatmap peak")
                 lmset.landmarks.append(Landmark(name, k, t, found, pos, ijk, p if found else 0.0, flag, doubt=doubt))
                 if found:

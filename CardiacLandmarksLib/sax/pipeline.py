@@ -301,8 +301,8 @@ def stack_gate(lmset: LandmarkSet, series: CMRSeries, limit_mm: float,
                 if p is not None and p.flag == "high" and np.isfinite(jump) and jump > limit_mm:
                     p.flag = "low"
                     p.confidence = float(min(p.confidence, 0.5 * limit_mm / jump))
-                    p.doubt = (f"it lies {past_limit(jump, limit_mm)} mm in plane from the same point on the neighbouring slices "
-                               f"(limit {limit_mm:g} mm)")
+                    p.doubt = (f"it lies {past_limit(jump, limit_mm)} mm in plane from the same point on the "
+                               f"neighbouring slices (limit {limit_mm:g} mm)")
                     lowered += 1
     return lowered
 
