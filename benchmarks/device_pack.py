@@ -9,7 +9,7 @@ samples (the long-axis trainer), and writes them as one LZMA-compressed pickle (
 checkpoint the SAX recipe fine-tunes. Nothing of it may be committed (patient data): write it into a folder that
 ``.git/info/exclude`` ignores.
 
-Run: ``python benchmarks/device_pack.py gpu/`` (a few minutes: it builds the SAX sample sets), then on the device
+Run: ``python benchmarks/device_pack.py gpu/`` (under a minute on 2 cores), then on the device
 machine ``python3 benchmarks/device_check.py gpu/`` (see ``benchmarks/README.md``, 'First GPU figures').
 """
 
