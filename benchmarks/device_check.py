@@ -19,6 +19,13 @@ Steps (each result, or its error, goes into ``dev.json`` under ``$OUT`` or ``--o
   the CPU, seconds per iteration.
 * ``phd_train`` and ``lax_fit``: the PHD-Net and long-axis trainers for a few epochs.
 * ``benchmark``: ``cardiac-landmarks benchmark --json`` (CPU on 2 threads, and the GPU).
+* ``train_full`` (only when named, on a pack made with ``device_pack.py --full``): the SAX recipe on the whole
+  training split, choosing its epoch on the choice patients and calibrating on the calibration patients as
+  ``cardiac-landmarks train`` does; default the fine-tune that v1.7.0 interpolates (16 epochs, lr 1e-3, from
+  v1.3.1, presence loss 1), other settings by ``--train-config '{"epochs": 48, "base_channels": 16}'``
+  (:class:`~CardiacLandmarksLib.training.train_sax.TrainConfig` fields). Writes ``sax_unet.{pt,json,md}`` under
+  ``train_full/`` of the output. The canvases travelled as uint8 (``device_pack.compact``), so recalibrate the
+  weights on the real images before comparing them (``training.train_sax.recalibrate``), as the card says.
 
 Run on the device machine, from the repository root: ``python3 benchmarks/device_check.py gpu/ [STEP ...]`` (about
 3 minutes on an H200 after the machine's start); here: the same, on the CPU.
@@ -169,6 +176,29 @@ def train(pack: dict, folder: Path, out_dir: Path) -> dict:
             "device": card.get("training", {}).get("device"), "history": card.get("training", {}).get("history")}
 
 
+def train_full(folder: Path, out_dir: Path, overrides: dict) -> dict:
+    from device_pack import expand
+
+    import CardiacLandmarksLib.training.train_sax as ts
+
+    with lzma.open(folder / "pack_full.pkl.xz") as f:
+        packed = pickle.load(f)["sets"]
+    sets = {name: expand(p) for name, p in packed.items()}
+    if QUICK:  # no GPU: check the step on a few batches
+        sets = {name: s.subset(np.arange(min(48, len(s.images)))) for name, s in sets.items()}
+    order = iter(["train", "choice", "calib"])
+    ts.split_sets = lambda data, cfg: ([], [], [], "the bundled recipe's split, packed (device_pack.py --full)")
+    ts.build_samples = lambda cases, context: sets[next(order)]
+    settings = {"epochs": 1 if QUICK else 16, "lr": 1e-3, "init_weights": str(folder / "v131" / "sax_unet.pt"),
+                "presence_weight": 1.0, "threads": 2 if QUICK else 8, **overrides}
+    cfg = ts.TrainConfig(**settings)
+    t = time.perf_counter()
+    card = ts.train_sax(Path("packed"), out_dir / "train_full", cfg, device=DEV, progress=False)
+    return {"seconds": round(time.perf_counter() - t, 1), "config": settings,
+            "samples": {name: len(s.images) for name, s in sets.items()},
+            "kept": card.get("training", {}).get("kept"), "validation": card.get("validation")}
+
+
 def perf_train(pack: dict, out_dir: Path) -> dict:
     from CardiacLandmarksLib.training import train_perfusion as tp
 
@@ -226,21 +256,28 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("pack", type=Path, help="folder written by benchmarks/device_pack.py")
     ap.add_argument("steps", nargs="*", help="steps to run (default all)")
     ap.add_argument("--out", type=Path, default=Path(os.environ.get("OUT", "device_check_out")))
+    ap.add_argument("--train-config", default="{}", help="train_full: TrainConfig fields as JSON")
     args = ap.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
-    with lzma.open(args.pack / "pack.pkl.xz") as f:
-        pack = pickle.load(f)
+    packs: dict = {}
+
+    def pack_() -> dict:  # the checks' pack, read when a step needs it (train_full reads its own)
+        if not packs:
+            with lzma.open(args.pack / "pack.pkl.xz") as f:
+                packs["checks"] = pickle.load(f)
+        return packs["checks"]
     res: dict = {"torch": torch.__version__, "device": torch.cuda.get_device_name(0) if DEV == "cuda" else "cpu",
                  "cpu_count": os.cpu_count()}
-    steps_ = {"sax_cpu_vs_device": lambda: sax_cpu_vs_device(pack), "perfusion": lambda: perfusion(pack),
-              "steps": lambda: steps(pack), "train": lambda: train(pack, args.pack, args.out),
-              "perf_train": lambda: perf_train(pack, args.out), "phd_train": lambda: phd_train(pack),
-              "lax_fit": lambda: lax_fit(pack), "benchmark": lambda: benchmark(pack)}
+    steps_ = {"sax_cpu_vs_device": lambda: sax_cpu_vs_device(pack_()), "perfusion": lambda: perfusion(pack_()),
+              "steps": lambda: steps(pack_()), "train": lambda: train(pack_(), args.pack, args.out),
+              "perf_train": lambda: perf_train(pack_(), args.out), "phd_train": lambda: phd_train(pack_()),
+              "lax_fit": lambda: lax_fit(pack_()), "benchmark": lambda: benchmark(pack_()),
+              "train_full": lambda: train_full(args.pack, args.out, json.loads(args.train_config))}
     unknown = set(args.steps) - set(steps_)
     if unknown:
         ap.error(f"unknown step(s) {sorted(unknown)}: choose from {list(steps_)}")
     for name, fn in steps_.items():
-        if args.steps and name not in args.steps:
+        if (args.steps and name not in args.steps) or (not args.steps and name == "train_full"):
             continue
         t = time.perf_counter()
         try:
