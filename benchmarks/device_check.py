@@ -46,13 +46,33 @@ import traceback
 import types
 from pathlib import Path
 
-try:
-    import SimpleITK  # noqa: F401
-except ImportError:  # the device machine: the packed inputs need no reader, but the readers' modules import it
-    sys.modules["SimpleITK"] = types.ModuleType("SimpleITK")
-
 import numpy as np
 import torch
+
+
+def _placeholders() -> None:
+    """Stand-ins for the image readers where they are not installed (the device machine has neither SimpleITK nor
+    pydicom): the packed inputs are loaded already and no step calls a reader, but the readers' modules import them.
+    A step that did call one would fail on the missing attribute, not give a wrong result."""
+    def module(name: str) -> types.ModuleType:
+        sys.modules[name] = types.ModuleType(name)
+        return sys.modules[name]
+
+    try:
+        import SimpleITK  # noqa: F401
+    except ImportError:
+        module("SimpleITK")
+    try:
+        import pydicom  # noqa: F401
+    except ImportError:
+        pydicom = module("pydicom")
+        for sub in ("config", "dataelem", "uid"):
+            setattr(pydicom, sub, module(f"pydicom.{sub}"))
+        pydicom.dataelem.RawDataElement = type("RawDataElement", (), {})
+        pydicom.uid.UID = str
+
+
+_placeholders()
 
 DEV = "cuda" if torch.cuda.is_available() else "cpu"
 QUICK = DEV == "cpu"  # no GPU: every step shortened, to check the script
