@@ -24,6 +24,7 @@ import numpy as np
 
 from CardiacLandmarksLib.cli.study import frame_interval, pixel_size
 from CardiacLandmarksLib.core.errors import PerfusionInputError
+from CardiacLandmarksLib.core.landmarks import status_line
 from CardiacLandmarksLib.io.curves import read_curve
 from CardiacLandmarksLib.perfusion.analysis import METRIC_WORDS, value_words
 from CardiacLandmarksLib.perfusion.pipeline import per_input, unique_name
@@ -148,8 +149,6 @@ def _status_line(trust: dict, text: str) -> str:
     """``"[review] <text>  (<check>)"``: a report value's line with its status first and, when not ok, what to
     check (``trust``: the value's ``status`` and ``check`` in the report; no status is review), as ``study`` prints
     its key values (:meth:`CardiacLandmarksLib.study.tasks.KeyValue.line`)."""
-    from CardiacLandmarksLib.core.landmarks import status_line
-
     status = trust.get("status") or "review"
     return status_line(status, text, trust.get("check", "") if status != "ok" else "")
 

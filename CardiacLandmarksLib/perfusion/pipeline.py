@@ -633,7 +633,7 @@ def _pool(analyses: list[SliceAnalysis], metric: str, segment: int | None,
     out = {"mean": float(v.mean()), "sd": float(v.std(ddof=1)) if v.size > 1 else float("nan"),
            "n_pixels": int(v.size)}
     # the error's type only: its message is in result.failed and printed beside it
-    anchors += [Source(name, "review", None, "check", f"not analysed ({why.split(':')[0]})") for name, why in failed]
+    anchors += [Source(name, "review", None, "check", f"{NOT_ANALYSED} ({why.split(':')[0]})") for name, why in failed]
     cond = analyses[0].condition if analyses else ""
     label = ("global" if segment is None else f"segment {segment}") + (f" {cond}" if cond else "")
     status, sources = segment_trust(metric, out, anchors, label)
@@ -641,6 +641,17 @@ def _pool(analyses: list[SliceAnalysis], metric: str, segment: int | None,
     out["sources"] = [x.to_dict() for x in sources]
     out["check"] = Measurement(metric, None, None, out["mean"], "", status, sources).caveat()
     return out
+
+
+#: how a value's ``check`` source names a series of the study that was not analysed (:func:`summarise`)
+NOT_ANALYSED = "not analysed"
+
+
+def missed_series(stats: dict) -> list[str]:
+    """The failed series a pooled value (a global value or a reserve trust of :func:`summarise`) may miss: the ids of
+    its ``not analysed`` sources, in order, each once."""
+    return list(dict.fromkeys(x["id"] for x in stats.get("sources", [])
+                              if x.get("kind") == "check" and str(x.get("note", "")).startswith(NOT_ANALYSED)))
 
 
 def summarise(analyses: list[SliceAnalysis], failed: Sequence[tuple[str, str]] = (),

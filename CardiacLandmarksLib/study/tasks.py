@@ -529,12 +529,10 @@ def _not_analysed_text(value: dict | None, failed: list[str]) -> str:
     """``"; not analysed: A, B"``: the study's failed series that this value may miss, i.e. those among its sources
     (:func:`CardiacLandmarksLib.perfusion.pipeline.summarise`: a failed rest slice is not a doubt on the stress
     value); every failed series when there is no value to ask."""
-    if value is None:
-        names = failed
-    else:
-        names = [x["id"] for x in value.get("sources", [])
-                 if x.get("kind") == "check" and str(x.get("note", "")).startswith("not analysed")]
-    return f"; not analysed: {', '.join(dict.fromkeys(names))}" if names else ""
+    from CardiacLandmarksLib.perfusion.pipeline import missed_series
+
+    names = failed if value is None else missed_series(value)
+    return f"; not analysed: {', '.join(names)}" if names else ""
 
 
 def _trust_flags(sources: list[dict]) -> list[str]:
