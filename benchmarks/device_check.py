@@ -179,42 +179,43 @@ def _float_sets(pack: dict) -> dict:
     return pack["sets"]
 
 
-def train(pack: dict, folder: Path, out_dir: Path) -> dict:
+def _train_sax_on(sets: dict, note: str, settings: dict, out_dir: Path) -> tuple[dict, float]:
+    """``train_sax`` (the real recipe: epoch chosen on ``sets["choice"]``, calibrated on ``sets["calib"]``) on packed
+    sample sets instead of the data folder; ``(card, seconds)``."""
     import CardiacLandmarksLib.training.train_sax as ts
 
-    sets = _float_sets(pack)
-    order = iter(["train", "choice", "calib"])
-    ts.split_sets = lambda data, cfg: ([], [], [], "packed subset (device check)")  # the packed samples instead
+    order = iter(["train", "choice", "calib"])  # split_sets' three case lists, built in this order
+    ts.split_sets = lambda data, cfg: ([], [], [], note)
     ts.build_samples = lambda cases, context: sets[next(order)]
-    cfg = ts.TrainConfig(epochs=2 if QUICK else 6, lr=1e-3, init_weights=str(folder / "v131" / "sax_unet.pt"),
-                         presence_weight=1.0, threads=2 if QUICK else 8, validate_from=0.0)
     t = time.perf_counter()
-    card = ts.train_sax(Path("packed"), out_dir / "sax_train", cfg, device=DEV, progress=False)
+    card = ts.train_sax(Path("packed"), out_dir, ts.TrainConfig(**settings), device=DEV, progress=False)
+    return card, time.perf_counter() - t
+
+
+def train(pack: dict, folder: Path, out_dir: Path) -> dict:
+    sets = _float_sets(pack)
+    settings = {"epochs": 2 if QUICK else 6, "lr": 1e-3, "init_weights": str(folder / "v131" / "sax_unet.pt"),
+                "presence_weight": 1.0, "threads": 2 if QUICK else 8, "validate_from": 0.0}
+    card, seconds = _train_sax_on(sets, "packed subset (device check)", settings, out_dir / "sax_train")
     for f in (out_dir / "sax_train").glob("*.pt"):
         f.unlink()  # the weights of a run on 64 slices are not wanted
-    return {"seconds": round(time.perf_counter() - t, 1), "epochs": cfg.epochs, "samples": len(sets["train"].images),
+    return {"seconds": round(seconds, 1), "epochs": settings["epochs"], "samples": len(sets["train"].images),
             "device": card.get("training", {}).get("device"), "history": card.get("training", {}).get("history")}
 
 
 def train_full(folder: Path, out_dir: Path, overrides: dict) -> dict:
     from device_pack import expand
 
-    import CardiacLandmarksLib.training.train_sax as ts
-
     with lzma.open(folder / "pack_full.pkl.xz") as f:
         packed = pickle.load(f)["sets"]
     sets = {name: expand(p) for name, p in packed.items()}
     if QUICK:  # no GPU: check the step on a few batches
         sets = {name: s.subset(np.arange(min(48, len(s.images)))) for name, s in sets.items()}
-    order = iter(["train", "choice", "calib"])
-    ts.split_sets = lambda data, cfg: ([], [], [], "the bundled recipe's split, packed (device_pack.py --full)")
-    ts.build_samples = lambda cases, context: sets[next(order)]
     settings = {"epochs": 1 if QUICK else 16, "lr": 1e-3, "init_weights": str(folder / "v131" / "sax_unet.pt"),
                 "presence_weight": 1.0, "threads": 2 if QUICK else 8, **overrides}
-    cfg = ts.TrainConfig(**settings)
-    t = time.perf_counter()
-    card = ts.train_sax(Path("packed"), out_dir / "train_full", cfg, device=DEV, progress=False)
-    return {"seconds": round(time.perf_counter() - t, 1), "config": settings,
+    card, seconds = _train_sax_on(sets, "the bundled recipe's split, packed (device_pack.py --full)", settings,
+                                  out_dir / "train_full")
+    return {"seconds": round(seconds, 1), "config": settings,
             "samples": {name: len(s.images) for name, s in sets.items()},
             "kept": card.get("training", {}).get("kept"), "validation": card.get("validation")}
 
