@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import gzip
+import json
 import shutil
 import time
 import warnings
@@ -664,7 +665,14 @@ def test_detect_time_axis_option_reads_a_defaults_only_file_as_a_stack(tmp_path,
 
     data = require_data("perfusion", "qperf") / "data.hdr"
     assert main(["detect", str(data), "-o", str(tmp_path / "auto"), "--no-progress"]) == 0
-    assert "data.hdr: 1 slices x 68 phases" in capsys.readouterr().out
+    text = capsys.readouterr().out
+    assert "data.hdr: 1 slices x 68 phases" in text
+    # its 68 per-phase point lists are one line of the output (all of them written, and listed in run.json)
+    assert (f"  wrote {tmp_path / 'auto' / 'landmarks_phase00.mrk.json'} ... landmarks_phase67.mrk.json "
+            "(68 point lists, one per phase)") in text.splitlines()
+    assert "landmarks_phase01.mrk.json" not in text
+    listed = [f["name"] for f in json.loads((tmp_path / "auto" / "run.json").read_text())["files"]]
+    assert sum(n.endswith(".mrk.json") for n in listed) == 68
     assert main(["detect", str(data), "--time-axis", "none", "-o", str(tmp_path / "stack"), "--no-progress"]) == 0
     assert "data.hdr: 68 slices x 1 phases" in capsys.readouterr().out
 

@@ -5,6 +5,7 @@ read_markups refuses mixed runs. End to end with ``detect`` on a real ACDC stack
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -379,3 +380,25 @@ def test_result_files_read_back_in_any_locale(detect_run, tmp_path):
         assert "sax_unet" in catalogue()
     finally:
         locale.setlocale(locale.LC_ALL, saved)
+
+
+def test_written_lines_fold_a_run_of_per_phase_point_lists():
+    """A cine's 20 (or 78) per-phase point lists were 20 'wrote' lines that pushed the measurements off the screen;
+    a run of consecutive phases is one line now. Two files, a gap in the numbering, another folder or another stem
+    are each listed as they are."""
+    from CardiacLandmarksLib.cli import written_lines
+
+    out = Path("/r/out")
+    phases = [out / f"landmarks_phase{t:02d}.mrk.json" for t in range(20)]
+    lines = written_lines([out / "landmarks.json", *phases, out / "run.json"])
+    assert lines == [f"  wrote {out / 'landmarks.json'}",
+                     f"  wrote {phases[0]} ... landmarks_phase19.mrk.json (20 point lists, one per phase)",
+                     f"  wrote {out / 'run.json'}"]
+    two = written_lines(phases[:2])
+    assert two == [f"  wrote {phases[0]}", f"  wrote {phases[1]}"]
+    gap = written_lines([*phases[:3], *phases[5:8]])
+    assert gap == [f"  wrote {phases[0]} ... landmarks_phase02.mrk.json (3 point lists, one per phase)",
+                   f"  wrote {phases[5]} ... landmarks_phase07.mrk.json (3 point lists, one per phase)"]
+    other = [out / "a_phase00.mrk.json", out / "a_phase01.mrk.json", out / "b_phase02.mrk.json",
+             Path("/r/x") / "a_phase03.mrk.json"]
+    assert written_lines(other) == [f"  wrote {p}" for p in other]

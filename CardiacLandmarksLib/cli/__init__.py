@@ -62,6 +62,47 @@ def version_text() -> str:
     return "\n".join(lines)
 
 
+def written_lines(paths) -> list[str]:
+    """The ``wrote ...`` lines of a command's output, one per file, except that a run of point lists numbered by
+    phase (``landmarks_phase00.mrk.json`` ... ``landmarks_phase19.mrk.json``: one per phase of a cine,
+    :func:`CardiacLandmarksLib.io.markups.write_markups`) is one line naming the first and the last, so that what
+    the run measured is not pushed off the screen. Every file is still listed in ``run.json``.
+
+    Args:
+        paths: the files written, in the order they were written (str or Path).
+
+    Returns:
+        The lines, each starting ``"  wrote "``.
+    """
+    import re
+    from pathlib import Path
+
+    lines: list[str] = []
+    group: list[Path] = []
+
+    def flush() -> None:
+        if len(group) > 2:
+            lines.append(f"  wrote {group[0]} ... {group[-1].name} ({len(group)} point lists, one per phase)")
+        else:
+            lines.extend(f"  wrote {g}" for g in group)
+        group.clear()
+
+    for p in map(Path, paths):
+        m = re.fullmatch(r"(.+_phase)(\d+)\.mrk\.json", p.name)
+        if m and group:
+            prev = re.fullmatch(r"(.+_phase)(\d+)\.mrk\.json", group[-1].name)
+            if p.parent == group[-1].parent and prev.group(1) == m.group(1) and int(m.group(2)) == int(prev.group(2)) + 1:
+                group.append(p)
+                continue
+        flush()
+        if m:
+            group.append(p)
+        else:
+            lines.append(f"  wrote {p}")
+    flush()
+    return lines
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)

@@ -186,8 +186,9 @@ def cmd_track(args: argparse.Namespace) -> int:
     record = finish_run(outdir, [args.input, args.points], {k: v for k, v in vars(args).items() if k != "func"},
                         written, models=[dict(tracked.model or {})], command="lax-track")
     _print_curve(curve)
-    for p in [*written, record.path]:
-        print(f"  wrote {p}")
+    from CardiacLandmarksLib.cli import written_lines
+
+    print("\n".join(written_lines([*written, record.path])))
     for m in record.messages:
         print(m)
     return 0

@@ -181,8 +181,9 @@ def cmd_detect(args: argparse.Namespace) -> int:
     n_low = sum(lm.flag == "low" for lm in result.landmarks.landmarks)
     print(f"{series.source}: {series.n_slices} slices x {series.n_phases} phases, view {view.upper()}, "
           f"{n_found} landmarks found ({n_low} low confidence) in {result.elapsed_s:.1f} s")
-    for p in [*written, record.path]:
-        print(f"  wrote {p}")
+    from CardiacLandmarksLib.cli import written_lines
+
+    print("\n".join(written_lines([*written, record.path])))
     _print_trust(result.landmarks.measurements)
     for n in result.landmarks.model.get("lax_checks", []):  # long axis: tracking, naming and handedness notes
         print(f"note: {n}")
