@@ -458,6 +458,38 @@ def test_review_values_say_what_to_check_in_words():
     assert fm.Value("EF_pct", 60.0, "%", "ok", ["lv_on_end_slice"]).check_text() == ""
 
 
+def test_summary_names_each_doubt_on_the_phase_it_comes_from_once():
+    """The console and ``function`` summary gave three lines for one doubt on the RV (Sunnybrook: 'check RV cavity
+    at ED (phase 18): ...', '... at ES (phase 7): ...' and '... at ED (phase 18) and ES (phase 7): ...' for its
+    SV and EF). SV and EF now add only what their ED and ES volumes do not say: nothing here, an implausible EF
+    below."""
+    ed = np.zeros((4, 20, 20), np.uint8)
+    ed[:, 5:15, 5:15] = fm.MYO
+    ed[1:3, 7:13, 7:13] = fm.RV  # the RV on the two middle slices: the stack covers it
+    es = ed.copy()
+    es[1:3, 9:11, 9:11] = fm.MYO
+    unsure = {"ed_flags": ["rv_segmentation_uncertain"], "es_flags": ["rv_segmentation_uncertain"]}
+    rv = fm.ventricle_values(ed, es, (1.0, 1.0, 8.0), "RV", 18, 7, **unsure)
+    assert all(rv[k].status == "review" for k in ("EDV_ml", "ESV_ml", "SV_ml", "EF_pct"))
+    lv = {"EDV_ml": fm.Value("EDV_ml", 100.0, "ml", "ok", [], "LV cavity at ED (phase 18)")}
+    reasons = fm.review_reasons({"LV": lv, "RV": rv}, with_source=True)
+    words = "RV cavity contours (uncertain segmentation)"
+    assert reasons == [f"check RV cavity at ED (phase 18): {words}", f"check RV cavity at ES (phase 7): {words}"]
+    assert fm.review_reasons({"LV": lv, "RV": rv}) == [f"check {words}"]
+    # the doubt on the ED mask alone: the ES volume is ok and nothing is said of it
+    only_ed = fm.ventricle_values(ed, es, (1.0, 1.0, 8.0), "RV", 18, 7, ed_flags=["rv_segmentation_uncertain"])
+    assert only_ed["ESV_ml"].status == "ok" and only_ed["SV_ml"].status == "review"
+    assert fm.review_reasons({"RV": only_ed}, with_source=True) == [f"check RV cavity at ED (phase 18): {words}"]
+    # a reason of the two-phase value alone (an EF out of the plausible range) stays, without what ED and ES say
+    es_full = ed.copy()  # ESV = EDV: EF 0 %
+    flat = fm.ventricle_values(ed, es_full, (1.0, 1.0, 8.0), "RV", 18, 7, **unsure)
+    assert "ef_implausible" in flat["EF_pct"].flags
+    both = fm.review_reasons({"RV": flat}, with_source=True)
+    assert both[:2] == [f"check RV cavity at ED (phase 18): {words}", f"check RV cavity at ES (phase 7): {words}"]
+    assert len(both) == 3 and both[2].startswith("check RV cavity at ED (phase 18) and ES (phase 7): ")
+    assert words not in both[2] and both[2] == flat["EF_pct"].check_text(True).replace(f"{words}, ", "")
+
+
 @pytest.mark.data
 def test_overlay_says_what_to_check_and_where_anterior_is(acdc_result, monkeypatch):
     """function_overlay.png: its title marked LV mass '(review)' without saying why, and no panel said where

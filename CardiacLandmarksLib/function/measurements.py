@@ -152,9 +152,35 @@ def summary_lines(values: dict) -> list[str]:
 def review_reasons(values: dict, with_source: bool = False) -> list[str]:
     """The distinct :meth:`Value.check_text` of a result's values (``{"LV": {name: Value}, "RV": {...}}``), in
     order, leaving out the indexed values (an index has the reason of its volume or mass): the lines the function
-    overlay's title and the ``function`` console show under the numbers."""
-    texts = (v.check_text(with_source) for side in values.values() for key, v in side.items() if "_index_" not in key)
-    return [t for t in dict.fromkeys(texts) if t]
+    overlay's title and the ``function`` console show under the numbers.
+
+    ``with_source``: each reason names its masks (``"check RV cavity at ED (phase 18): ..."``), and a value made
+    from both phases' masks (SV, EF) adds only the reasons its ED and ES volumes do not give already (e.g. an
+    implausible EF): the doubt is named on the phase it comes from, once."""
+    kept = [v for side in values.values() for key, v in side.items() if "_index_" not in key and v.check_text()]
+    if not with_source:
+        return list(dict.fromkeys(v.check_text() for v in kept))
+    texts = []
+    for v in kept:  # a value from both phases' masks (SV, EF) says only what its ED and ES volumes do not say
+        parts = [w for w in kept if w is not v and w.source in _phase_sources(v.source)]
+        said = {x for w in parts for x in _check_words(w)}
+        rest = [x for x in _check_words(v) if x not in said]
+        if rest:
+            texts.append(f"check {v.source}: " + ", ".join(rest) if v.source else "check " + ", ".join(rest))
+    return list(dict.fromkeys(texts))
+
+
+def _check_words(v: Value) -> list[str]:
+    return v.check_text().removeprefix("check ").split(", ")
+
+
+def _phase_sources(source: str) -> tuple[str, ...]:
+    """The one-phase masks a two-phase source names (``"RV cavity at ED (phase 18) and ES (phase 7)"`` ->
+    ``("RV cavity at ED (phase 18)", "RV cavity at ES (phase 7)")``); none for a one-phase source."""
+    head, sep, es_part = source.partition(") and ES (")
+    if not sep or " at ED (" not in head:
+        return ()
+    return head + ")", head.split(" at ED (")[0] + " at ES (" + es_part
 
 
 def _status(value: float | None, flags: list[str]) -> str:
