@@ -1229,3 +1229,31 @@ def test_a_derived_copy_of_a_long_axis_cine_is_listed(tmp_path, data_root):
     assert (by_key["s20"].view, by_key["s20"].analyses) == ("4ch", ["lax"])
     assert by_key["s19"].analyses == [] and by_key["s19"].reason == (
         "a derived copy of #20 'cine_4ch' (ImageType DERIVED, the same plane and phases): listed, not analysed again")
+
+
+@pytest.mark.data
+def test_single_phase_stack_of_unknown_sequence_says_what_to_do(tmp_path, monkeypatch, pyplot_untouched):
+    """A SAX stack of one phase whose name and tags say no sequence (ACDC patient001's ED frame saved as
+    'scan.nii.gz', as an anonymised export names it) is listed, not analysed: cine and LGE stacks look alike there.
+    The reason said only 'sequence not recognised', the summary page only 'no series analysed'. Both now say what
+    to run, and the hint works: `detect --sequence cine` analyses the file."""
+    from CardiacLandmarksLib.cli import main
+
+    scan = tmp_path / "scan.nii.gz"
+    scan.symlink_to(require_data("acdc", "patient001_ED.nii.gz"))
+    texts = _summary_texts(monkeypatch)
+    from CardiacLandmarksLib.study.report import write_study_report
+
+    res = analyse_study(scan, tmp_path / "out")
+    write_study_report(res, tmp_path / "out")
+    (e,) = res.routing.series
+    assert (e.view, e.sequence, e.n_phases, e.analyses) == ("sax", "unknown", 1, [])
+    assert "not analysed; `cardiac-landmarks detect` on this series with --sequence lge or --sequence cine" in e.reason
+    assert res.status == "n/a" and not res.outcomes
+    page = " ".join(t[0] for t in texts)
+    assert "no series analysed" in page
+    under = [t for t in texts if "--sequence lge" in t[0]]  # the whole reason under it (the table cuts it)
+    assert len(under) == 1 and under[0][0].replace("\n", " ") == e.reason
+    assert under[0][2].x0 <= under[0][1].x0 and under[0][1].x1 <= under[0][2].x1  # inside the page
+    assert main(["detect", str(scan), "--sequence", "cine", "-o", str(tmp_path / "d"), "--no-progress"]) == 0
+    assert (tmp_path / "d" / "landmarks.json").exists()

@@ -253,6 +253,16 @@ def _key_value_lines(result) -> list[tuple[str, float, str, float]]:
     return lines
 
 
+def _why_none(routing, most: int = 4, width: int = 120) -> list[str]:
+    """Lines under 'no series analysed': each distinct reason a series was listed only, whole (the routing table
+    above cuts them to its column), so that the page says why and what to do; at most ``most`` reasons."""
+    import textwrap
+
+    reasons = list(dict.fromkeys(e.reason for e in routing.series if not e.analyses and e.reason))
+    lines = [ln for why in reasons[:most] for ln in textwrap.wrap(why, width)]
+    return lines + ([f"... {len(reasons) - most} more reasons (routing.txt)"] if len(reasons) > most else [])
+
+
 def render_summary_png(result, outdir: Path, dpi: int = 100) -> bytes:
     """The one-page summary picture (module docstring) as PNG bytes."""
     import matplotlib.image as mpimg
@@ -352,6 +362,7 @@ def render_summary_png(result, outdir: Path, dpi: int = 100) -> bytes:
         ax = fig.add_subplot(gs[1, 0])
         ax.axis("off")
         ax.text(0.5, 0.5, "no series analysed", ha="center", va="center", fontsize=14)
+        ax.text(0.5, 0.44, "\n".join(_why_none(r)), ha="center", va="top", fontsize=9, color="#374151")
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=dpi)
     return buf.getvalue()

@@ -942,6 +942,10 @@ def _decide_analyses(routing: StudyRouting) -> None:
             e.reason = "localiser / scout: not analysed"
         elif seq == "cine":
             e.reason = f"cine of an oblique or unknown view ({view}): not analysed"
+        elif view == "sax" and e.n_phases == 1:  # what a reader can do about it, not only that nothing was done
+            e.reason = ("sequence not recognised from the tags or the shape (one phase: an LGE stack, or one frame of a "
+                        "cine?): not analysed; `cardiac-landmarks detect` on this series with --sequence lge or "
+                        "--sequence cine analyses it")
         else:
             e.reason = "sequence not recognised from the tags or the shape: not analysed"
 
