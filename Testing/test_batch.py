@@ -464,3 +464,34 @@ def test_local_cluster_size_follows_the_studies_and_says_when_it_outruns_the_mac
     with caplog.at_level("INFO", logger="CardiacLandmarksLib"):
         engine._local_workers(2, 10)
     assert "2 workers need about 2 GB of memory at their peak (1.0 GB each, measured), 1.5 GB is free" in caplog.text
+
+
+@pytest.mark.data
+def test_batch_says_what_is_left_to_review(tmp_path, capsys):
+    """A cohort analyst learnt how many studies ran, not how many a reader must still look at: the batch (and
+    apply-review on its folder) now ends with the studies by status and, per cohort.csv column, how many of the
+    studies that have the value hold it as 'review'. One real ACDC study (ED/ES pair) and a missing one."""
+    import shutil
+
+    from CardiacLandmarksLib.cli import main
+
+    study = tmp_path / "p001"
+    study.mkdir()
+    for ph in ("ED", "ES"):
+        shutil.copy(require_data("acdc", f"patient001_{ph}.nii.gz"), study)
+    m = _write(tmp_path / "m.csv", f"study_id,path\np001,{study}\nmissing,{tmp_path / 'nope'}\n")
+    out = tmp_path / "out"
+    assert main(["batch", str(m), "-o", str(out), "--engine", "local", "--no-progress"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    (row,) = [r for r in csv.DictReader(open(out / "cohort.csv")) if r["status"] == "done"]
+    assert row["study_status"] in ("ok", "review")
+    assert f"study status: {'1 ok, 0 review' if row['study_status'] == 'ok' else '0 ok, 1 review'}, 1 failed" in lines
+    doubted = [c[: -len("_status")] for c, v in row.items() if c.endswith("_status") and c != "study_status"
+               and v == "review"]
+    assert doubted and "lv_edv_ml" not in doubted  # ACDC has no orientation: its RVI angles are review
+    expected = "values to review (cohort.csv *_status, of the studies that have the value): " + ", ".join(
+        f"{c} 1 of 1" for c in doubted)
+    assert expected in lines
+    # the same after apply-review on the batch folder (nothing reviewed: nothing changes)
+    assert main(["apply-review", str(out)]) == 0
+    assert expected in capsys.readouterr().out.splitlines()

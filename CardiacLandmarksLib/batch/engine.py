@@ -76,6 +76,8 @@ class BatchSummary:
     failed: list[tuple[str, str]] = field(default_factory=list)
     #: study id -> reader's points carried from its earlier run into this one (``--redo``)
     review_carried: dict[str, int] = field(default_factory=dict)
+    #: what a reader has left to do across the cohort (:func:`review_tally`)
+    tally: dict = field(default_factory=dict)
 
     @property
     def studies_per_hour(self) -> float:
@@ -211,12 +213,13 @@ def run_batch(
                     state.end_run(run_id, n_done, n_failed)
                 records = state.records([s.study_id for s in studies])
             csv_path, pq_path = write_cohort(records, out)
+            tally = review_tally(cohort_rows(records))
         except sqlite3.OperationalError as exc:  # a full disk, a read-only folder, a state file another batch holds
             raise _state_error(out / STATE_FILE, exc) from exc
     finally:
         release_folder(out)
     return BatchSummary(len(studies), n_skip, len(todo), n_done, n_failed, time.perf_counter() - t0, csv_path,
-                        pq_path, engine, workers if scheduler is None else 0, peaks, failed, carried)
+                        pq_path, engine, workers if scheduler is None else 0, peaks, failed, carried, tally)
 
 
 def _run_dask(todo, out, state, store, bar, workers, scheduler, device, threads, n_failed, *, tta: bool = True,
@@ -383,6 +386,44 @@ def cohort_rows(records: list[dict]) -> list[dict]:
         row["paths"] = ";".join(rec.get("paths") or [])
         rows.append(row)
     return rows
+
+
+def review_tally(rows: list[dict]) -> dict:
+    """What a reader has left to do across a cohort, from the rows of ``cohort.csv`` (:func:`cohort_rows`).
+
+    Returns:
+        ``{"studies": {"ok": n, "review": n, "n/a": n, "failed": n}, "values": {column: (n_review, n_measured)}}``:
+        the studies by their study status (a failed run counts as failed), and for every key value column of
+        ``cohort.csv`` that some study measured, how many of the studies that have it hold it as ``review``
+        (a number a reader must check before it is used), in the table's column order.
+    """
+    from CardiacLandmarksLib.study.analyse import COHORT_VALUES
+
+    studies = {"ok": 0, "review": 0, "n/a": 0, "failed": 0}
+    for r in rows:
+        key = "failed" if r.get("status") == "failed" else str(r.get("study_status") or "n/a")
+        studies[key] = studies.get(key, 0) + 1
+    values = {}
+    for _, col in COHORT_VALUES:
+        measured = [r for r in rows if r.get(col) not in (None, "") and r.get(col + "_status") in ("ok", "review")]
+        if measured:
+            values[col] = (sum(r.get(col + "_status") == "review" for r in measured), len(measured))
+    return {"studies": studies, "values": values}
+
+
+def tally_lines(tally: dict) -> list[str]:
+    """:func:`review_tally` as the ``batch`` command prints it: the studies by status, then the cohort.csv columns
+    with values to review (``rvi_angle_deg 3 of 3``); nothing when the tally is empty."""
+    if not tally:
+        return []
+    st = tally["studies"]
+    lines = ["study status: " + ", ".join(f"{n} {k}" for k, n in st.items() if n or k in ("ok", "review"))]
+    doubt = [f"{col} {n} of {m}" for col, (n, m) in tally["values"].items() if n]
+    if doubt:
+        lines.append("values to review (cohort.csv *_status, of the studies that have the value): " + ", ".join(doubt))
+    elif tally["values"]:
+        lines.append("values to review: none (every measured value ok)")
+    return lines
 
 
 def write_cohort(records: list[dict], out: Path) -> tuple[Path, Path | None]:

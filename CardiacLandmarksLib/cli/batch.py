@@ -67,5 +67,9 @@ def cmd_batch(args: argparse.Namespace) -> int:
         print(f"readers' reviews kept from the earlier run: {sum(s.review_carried.values())} point(s) in "
               f"{n} stud{'y' if n == 1 else 'ies'} ({', '.join(list(s.review_carried)[:5])}"
               f"{' ...' if len(s.review_carried) > 5 else ''})")
+    from CardiacLandmarksLib.batch.engine import tally_lines
+
+    for line in tally_lines(s.tally):
+        print(line)
     print(f"wrote {s.cohort_csv}" + (f" and {s.cohort_parquet}" if s.cohort_parquet else ""))
     return 0

@@ -194,6 +194,12 @@ def cmd_apply_review(args: argparse.Namespace) -> int:
         n = len(updates)
         print(f"{n} stud{'y' if n == 1 else 'ies'} updated, {len(errors)} not; wrote each study's study.json (its predecessor "
               f"kept as study.json.bak-<time>) and summary.png, and {path / 'cohort.csv'}")
+        import csv
+
+        from CardiacLandmarksLib.batch.engine import review_tally, tally_lines
+
+        with open(path / "cohort.csv", newline="", encoding="utf-8") as fh:  # what is left to review after it
+            print("\n".join(tally_lines(review_tally(list(csv.DictReader(fh))))))
         return 1 if errors else 0
     upd = apply_review(path)
     _print_update(upd)
