@@ -734,3 +734,26 @@ def test_removing_a_result_or_closing_the_scene_forgets_it(scene):
     assert hub2.GetID() in logic._states
     slicer.mrmlScene.Clear()
     assert not logic._states
+
+
+def test_a_doubtful_absence_keeps_its_reason_in_the_scene(scene, sunnybrook_phases, tmp_path):
+    """An RV insertion called absent although the network nearly found it carries its doubt through the scene
+    (point lists, their sequences) into the review queue and into the exported point lists, as a low point's does;
+    a clear absence carries none."""
+    from CardiacLandmarksLib.io.markups import read_markups
+
+    _sequence, _browser, proxy = load_cine_as_sequence(sunnybrook_phases)
+    logic = module.CardiacLandmarksLogic()
+    series = logic.seriesFromNode(proxy)
+    lmset = _cine_landmarks(series)
+    why = ("nearly found: the network's evidence for the RV insertions (0.55) is close to the presence threshold "
+           "(0.68); check whether this slice has them")
+    lmset.get("I-RVI", 4, 1).doubt = why
+    hub = logic.createResultNodes(proxy, series, lmset)
+    flagged = logic.flaggedPoints(hub)
+    assert [(p.name, p.slice, p.phase, p.flag, p.doubt) for p in flagged] == [
+        ("A-RVI", 4, 1, "low", ""), ("I-RVI", 4, 1, "absent", why)]
+    logic.exportResult(hub, str(tmp_path))
+    back = read_markups(tmp_path)
+    assert back.get("I-RVI", 4, 1).doubt == why and back.get("I-RVI", 4, 1).flag == "absent"
+    assert back.get("A-RVI", 4, 0).doubt == ""

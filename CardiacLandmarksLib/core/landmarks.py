@@ -58,10 +58,12 @@ class Landmark:
 
     def __repr__(self) -> str:
         """One line for a console, e.g. ``Landmark('A-RVI', slice 5, phase 0: LPS (-12.3, 40.1, 88.0) mm, low 0.41:
-        the detector's estimates disagree by 5.3 mm)``; ``absent`` for a landmark not found."""
+        the detector's estimates disagree by 5.3 mm)``; ``absent`` for a landmark not found (with its doubt when the
+        network nearly found it)."""
         where = f"Landmark({self.name!r}, slice {self.slice}, phase {self.phase}: "
         if not self.found:
-            return where + ("absent, unset by a reader)" if self.corrected else "absent)")
+            return where + ("absent, unset by a reader)" if self.corrected else
+                            f"absent: {self.doubt})" if self.doubt else "absent)")
         pos = ", ".join(f"{float(x):.1f}" for x in np.asarray(self.position, float).ravel())
         trust = f"{self.flag} {float(self.confidence):.2f}"
         if self.confirmed:

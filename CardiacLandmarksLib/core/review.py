@@ -69,8 +69,16 @@ class FlaggedPoint:
     flag: str
     confidence: float
     case: str = ""
-    #: why the point is low, in words (:attr:`Landmark.doubt`); empty for absent points or without a reason
+    #: why the point is low, or why an absent one should be checked (an RV-insertion pair the network nearly
+    #: found: :func:`CardiacLandmarksLib.sax.pipeline.doubt_absent_pairs`), in words (:attr:`Landmark.doubt`);
+    #: empty without a reason
     doubt: str = ""
+
+    @property
+    def order(self) -> tuple:
+        """Place in a queue by rising confidence: the least confident first, an absent point with a doubt before
+        the other absent points, then :attr:`key`."""
+        return (self.confidence, not self.doubt, self.key)
 
     @property
     def key(self) -> tuple:
@@ -86,23 +94,24 @@ def flagged_points(landmarks: Iterable[Landmark], names: Sequence[str], case: st
         landmarks: the current landmarks (detected or corrected).
         names: the view's landmark names in display order (``LANDMARKS_BY_VIEW[view]``).
         case: result name, for a queue across a cohort (:func:`merge_queues`).
-        by_confidence: order by rising confidence (absent first) instead of phase, slice, landmark.
+        by_confidence: order by rising confidence (absent first, those with a doubt before the others:
+            :attr:`FlaggedPoint.order`) instead of phase, slice, landmark.
 
     Returns:
         Points flagged low or absent and not corrected.
     """
     order = {name: n for n, name in enumerate(names)}
     points = [FlaggedPoint(lm.name, int(lm.slice), int(lm.phase), order.get(lm.name, len(order)), lm.flag,
-                           float(lm.confidence), case, lm.doubt if lm.flag == "low" else "")
+                           float(lm.confidence), case, lm.doubt)
               for lm in landmarks if not lm.corrected and lm.flag in REVIEW_FLAGS]
-    if by_confidence:
-        return sorted(points, key=lambda p: (p.confidence, p.key))
+    if by_confidence:  # among the absent points (confidence 0), those with a doubt first
+        return sorted(points, key=lambda p: p.order)
     return sorted(points, key=lambda p: p.key)
 
 
 def merge_queues(queues: Iterable[list[FlaggedPoint]]) -> list[FlaggedPoint]:
     """One queue across the results of a cohort, by rising confidence (the most doubtful first)."""
-    return sorted((p for q in queues for p in q), key=lambda p: (p.confidence, p.key))
+    return sorted((p for q in queues for p in q), key=lambda p: p.order)
 
 
 def next_flagged(points: Sequence[FlaggedPoint], after: tuple | None = None) -> FlaggedPoint | None:
@@ -176,6 +185,7 @@ def corrected_landmark(detected: Landmark | None, name: str, slice: int, phase: 
         position, ijk = np.asarray(position_lps, float), np.asarray(ijk, float)
     else:
         position = ijk = np.full(3, np.nan)
-    doubt = detected.doubt if detected is not None and not corrected and flag == "low" else ""
+    # why the model's point is low, or why its absence should be checked; gone once the reader acts on the point
+    doubt = detected.doubt if detected is not None and not corrected and flag in ("low", "absent") else ""
     return Landmark(name, int(slice), int(phase), bool(defined), position, ijk, float(confidence), flag,
                     bool(corrected), doubt, confirmed)

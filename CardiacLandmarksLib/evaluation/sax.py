@@ -41,6 +41,12 @@ class CaseResult:
     flags: dict[str, list[str]] = field(default_factory=lambda: {n: [] for n in SAX})
     #: flag of each point found where the reference has none (a false positive), per landmark
     extra_flags: dict[str, list[str]] = field(default_factory=lambda: {n: [] for n in SAX})
+    #: landmarks the reference has and the detector called absent (missed), and of those how many carry a doubt
+    #: (:func:`CardiacLandmarksLib.sax.pipeline.doubt_absent_pairs`: the reader is pointed to them); the reference's
+    #: absences called absent too, and how many of those carry a doubt (the reader looks for nothing there)
+    missed: dict[str, int] = field(default_factory=lambda: {n: 0 for n in SAX})
+    missed_doubt: dict[str, int] = field(default_factory=lambda: {n: 0 for n in SAX})
+    absent_doubt: dict[str, int] = field(default_factory=lambda: {n: 0 for n in SAX})
     n_slices: int = 0
     slices_detected: int = 0
 
@@ -81,14 +87,18 @@ def evaluate_case(case: Case, detect: Callable, phase: int = 0, series=None) -> 
             r = lms[name]
             found = p is not None and p.found
             slice_ok &= found == (r is not None)
+            doubted = p is not None and not found and bool(p.doubt)
             if r is None:
                 res.absent_ref[name] += 1
                 if found:
                     res.false_pos[name] += 1
                     res.extra_flags[name].append(str(p.flag))
+                res.absent_doubt[name] += int(doubted)
                 continue
             res.present[name] += 1
             if not found:
+                res.missed[name] += 1
+                res.missed_doubt[name] += int(doubted)
                 continue
             res.detected[name] += 1
             ref_lps = series.ijk_to_lps(np.array([r[0], r[1], k], float))

@@ -122,6 +122,10 @@ class SuiteRow:
         n_absent: the reference's slots (landmark x slice) without the landmark, of the row's landmarks;
         n_extra / extra_flagged_low: points found there and the share flagged low: a reader who checks only the low
             points keeps the others.
+        absences: per landmark ``{"missed", "missed_doubt", "absent", "absent_doubt"}``: the reference's landmarks
+            called absent and how many of them carry a doubt (an RV-insertion pair the network nearly found: the
+            reader is pointed to it), and the reference's absences called absent and how many of those carry one
+            (a slice looked at for nothing).
         mean_error_all / mean_error_high: mean L2 of all compared points / of those flagged high; high_vs_all their
             ratio (target <= 0.8); fraction_high: share flagged high.
         ci95: 95% intervals of the row's figures over its patients
@@ -149,6 +153,7 @@ class SuiteRow:
     n_absent: int = 0
     n_extra: int = 0
     extra_flagged_low: float = _NAN
+    absences: dict = field(default_factory=dict)
     mean_error_all: float = _NAN
     mean_error_high: float = _NAN
     high_vs_all: float = _NAN
@@ -333,6 +338,10 @@ def sax_row(name: str, runs: list[_CaseRun], unit: str = "mm", gross: float = GR
     row.n_absent = sum(r.absent_ref[n] for r in results for n in landmarks)
     row.n_extra = sum(s[n]["n_extra"] for n in landmarks)
     row.extra_flagged_low = sum(s[n]["n_extra_low"] for n in landmarks) / row.n_extra if row.n_extra else _NAN
+    row.absences = {n: {"missed": sum(r.missed[n] for r in results),
+                        "missed_doubt": sum(r.missed_doubt[n] for r in results),
+                        "absent": sum(r.absent_ref[n] - r.false_pos[n] for r in results),
+                        "absent_doubt": sum(r.absent_doubt[n] for r in results)} for n in landmarks}
     row.ci95 = patient_bootstrap_ci(results, landmarks, slices=landmarks == SAX_NAMES)
     for st in STRUCTURES:
         vals = np.array([r.dice[st] for r in runs], float)
@@ -807,6 +816,27 @@ def _ci_block(table: SuiteTable, bullet: str = "  ") -> list[str]:
     return ["", CI_HEAD, *lines] if lines else []
 
 
+MISSED_HEAD = ("Doubtful absences (an RV-insertion pair called absent on a slice with an LV centre, although the "
+               "network nearly found it, is marked for the reader: sax.pipeline.doubt_absent_pairs; C-LV absences are "
+               "never marked)")
+
+
+def missed_text(r: SuiteRow) -> str:
+    """The row's doubtful absences in words, counted in RV-insertion pairs (``""`` on a row without RV insertions
+    or without any absence)."""
+    a = r.absences.get("A-RVI")
+    if not a or not (a["missed"] or a["absent"]):
+        return ""
+    clv = r.absences.get("C-LV", {}).get("missed", 0)
+    return (f"{r.name}: {a['missed_doubt']} of the {a['missed']} missed pairs marked; {a['absent_doubt']} of the "
+            f"{a['absent']} absent pairs called absent marked" + (f" ({clv} missed C-LV, not marked)" if clv else ""))
+
+
+def _missed_block(table: SuiteTable, bullet: str = "  ") -> list[str]:
+    lines = [bullet + t for r in table.rows if (t := missed_text(r))]
+    return ["", MISSED_HEAD, *lines] if lines else []
+
+
 def format_suite(table: SuiteTable) -> str:
     """Plain-text table (one line per data set) and the notes of every row."""
     cells = [list(HEADERS)] + [_cells(r) for r in table.rows]
@@ -814,6 +844,7 @@ def format_suite(table: SuiteTable) -> str:
     lines = ["  ".join(c[i].ljust(widths[i]) for i in range(len(HEADERS))) for c in cells]
     lines.insert(1, "-" * len(lines[0]))
     lines += _ci_block(table)
+    lines += _missed_block(table)
     lines += ["", _LEGEND, ""]
     for r in table.rows:
         lines.append(f"{r.name}: seen by: {r.seen_by}. " + " ".join(f"{n}." for n in r.notes))
@@ -826,6 +857,7 @@ def format_suite_markdown(table: SuiteTable) -> str:
     lines = ["| " + " | ".join(HEADERS) + " |", "|" + "---|" * len(HEADERS)]
     lines += ["| " + " | ".join(_cells(r)) + " |" for r in table.rows]
     lines += _ci_block(table, bullet="- ")
+    lines += _missed_block(table, bullet="- ")
     lines += ["", _LEGEND, ""]
     lines += [f"- **{r.name}** ({_who(r)}): seen by: {r.seen_by}. " + " ".join(f"{n}." for n in r.notes)
               for r in table.rows]

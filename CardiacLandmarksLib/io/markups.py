@@ -17,7 +17,8 @@ Layout (what a Slicer user gets when dropping the files into Slicer):
   colour (orange); no point is locked;
 * each point's ``description`` says what the model found, e.g.
   ``"high confidence 0.93; model position LPS -12.34 45.67 78.90 mm"`` or ``"absent"``; a low point whose
-  detector gave a reason ends with ``"; why low: <reason>"`` (:attr:`Landmark.doubt`, read back too);
+  detector gave a reason ends with ``"; why low: <reason>"`` (:attr:`Landmark.doubt`, read back too), an absent one
+  the network nearly found ``"absent; why check: <reason>"``;
   it moves with the point when the user edits, reorders or deletes points, so
   :func:`read_markups` can tell user-moved points (``corrected``) from model ones; a point the
   reader confirmed where the model put it reads ``"confirmed by user"`` (``corrected`` and ``confirmed``);
@@ -94,8 +95,8 @@ def control_point_description(lm: Landmark) -> str:
         return CONFIRMED_DESCRIPTION
     if lm.corrected:
         return "placed by user" if lm.found else "marked absent by user"
-    if not lm.found:
-        return "absent"
+    if not lm.found:  # a doubtful absence (an RV-insertion pair the network nearly found) says so
+        return "absent" + (f"; why check: {lm.doubt}" if lm.doubt else "")
     x, y, z = (float(v) for v in np.asarray(lm.position, float))
     text = f"{lm.flag} confidence {float(lm.confidence):.2f}; model position LPS {x:.2f} {y:.2f} {z:.2f} mm"
     return text + (f"; why low: {lm.doubt}" if lm.doubt and lm.flag == "low" else "")
@@ -275,7 +276,8 @@ def _model_said(name: str, k: int, t: int, desc: str, conf_values, idx: int, pos
     travels with the point through Slicer): found or absent, confidence, flag and the model's position.
     None when the description is not ours (placed or cleared by a user, or a point we did not write)."""
     if desc.startswith("absent"):
-        return Landmark(name, k, t, False, np.full(3, np.nan), np.full(3, np.nan), 0.0, "absent")
+        why = desc.partition("; why check: ")[2].strip()
+        return Landmark(name, k, t, False, np.full(3, np.nan), np.full(3, np.nan), 0.0, "absent", doubt=why)
     m_conf = _CONF_RE.search(desc)
     if not m_conf:
         return None

@@ -29,10 +29,14 @@ from CardiacLandmarksLib.core.series import CMRSeries
 from CardiacLandmarksLib.models.loader import LoadedModel, cpu_workers, load_model, run_batches
 from CardiacLandmarksLib.sax.measurements import rv_side_warning, rvi_measurements
 from CardiacLandmarksLib.sax.presence import (
+    DOUBTFUL_PAIR_SHARE,
+    PAIR,
+    absence_doubt,
     card_max_clv_jump,
     card_min_lv_area,
     card_pair_threshold,
     decide_presence,
+    pair_score,
 )
 from CardiacLandmarksLib.sax.report import LandmarkResult, render_overlay_png
 from CardiacLandmarksLib.sax.rvi_segmentation import locate_all
@@ -203,17 +207,20 @@ def detect_landmarks(
                                 np.where(peak >= np.array([high_t[nm] for nm in names]), "high", "low"))
         doubts = low_flag_reasons(flag_all, disagreement, gated, phd.max_disagreement_mm if phd else None,
                                   phd is not None)
-        return chunk, xy, found_all, conf_all, flag_all, doubts
+        pair = pair_score(peak, names) if pair_t is not None else np.full(len(chunk), np.nan)
+        return chunk, xy, found_all, conf_all, flag_all, doubts, pair
 
     # on CPU, a stack of at least two network batches per worker runs in chunks side by side (run_batches), small
     # enough to keep every worker busy to the end; a smaller stack runs whole, each operation on every thread
     workers = cpu_workers(model.device, total // (2 * model.batch_size))
     size = batch_size if workers < 2 else min(batch_size, max(model.batch_size, -(-total // (4 * workers))))
     done = 0
+    pair_scores: dict[tuple[int, int], float] = {}
     # closed on the way out, also when a callback raises: the workers finish and torch's threads are restored
     with closing(run_batches(infer, prepared(size), model.device, -(-total // size))) as results:
-        for chunk, xy, found_all, conf_all, flag_all, doubts in results:
+        for chunk, xy, found_all, conf_all, flag_all, doubts, pair in results:
             for n, (k, t) in enumerate(chunk):
+                pair_scores[(k, t)] = float(pair[n])
                 ijk_all = grids[k].canvas_to_ijk(xy[n])
                 for c, name in enumerate(names):
                     found = bool(found_all[n, c])
@@ -231,6 +238,8 @@ def detect_landmarks(
         drop_stray_clv(lmset, series, max_clv_jump)
     if phd is not None and phd.max_stack_jump_mm is not None:
         stack_gate(lmset, series, phd.max_stack_jump_mm, phd.stack_gate_landmarks)
+    if pair_t is not None:
+        doubt_absent_pairs(lmset, pair_scores, pair_t)
     lmset.landmarks.sort(key=lambda lm: (lm.phase, lm.slice, names.index(lm.name)))
     lmset.measurements = rvi_measurements(lmset, series=series)
     warning = rv_side_warning(lmset.measurements)
@@ -305,6 +314,36 @@ def stack_gate(lmset: LandmarkSet, series: CMRSeries, limit_mm: float,
                                f"neighbouring slices (limit {limit_mm:g} mm)")
                     lowered += 1
     return lowered
+
+
+def doubt_absent_pairs(lmset: LandmarkSet, pair_scores: dict, pair_t: float,
+                       share: float = DOUBTFUL_PAIR_SHARE) -> int:
+    """Give a doubt (:attr:`Landmark.doubt`, flag still ``absent``) to the RV insertions of every slice and phase
+    whose pair was called absent although its LV centre is found and its pair score came close to the threshold
+    (:func:`CardiacLandmarksLib.sax.presence.absence_doubt`): a slice the network may have missed (ACDC's experts
+    mark insertions on most slices with an LV). Slices without a C-LV are left alone (no LV, no insertion).
+
+    Args:
+        lmset: the SAX landmarks, after the presence rules.
+        pair_scores: ``{(slice, phase): pair score}`` (:func:`CardiacLandmarksLib.sax.presence.pair_score`).
+        pair_t: the card's pair threshold.
+
+    Returns:
+        the number of slices x phases given the doubt.
+    """
+    by_key = {(lm.name, lm.slice, lm.phase): lm for lm in lmset.landmarks}
+    n = 0
+    for (k, t), score in pair_scores.items():
+        pair = [by_key.get((name, k, t)) for name in PAIR]
+        clv = by_key.get(("C-LV", k, t))
+        if clv is None or not clv.found or any(p is None or p.found or p.corrected for p in pair):
+            continue
+        text = absence_doubt(score, pair_t, share)
+        if text:
+            for p in pair:
+                p.doubt = text
+            n += 1
+    return n
 
 
 def low_flag_reasons(flags: np.ndarray, disagreement_mm: np.ndarray, gated: np.ndarray | None,

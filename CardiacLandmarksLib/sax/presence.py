@@ -66,6 +66,30 @@ def pair_score(peak: np.ndarray, names: tuple[str, ...] | list[str]) -> np.ndarr
 MAX_CLV_STACK_JUMP_MM = 35.0
 
 
+#: an RV-insertion pair called absent on a slice with an LV centre is a *doubtful absence* when its pair score
+#: (:func:`pair_score`) reaches this share of the card's pair threshold (issue 16, thirty-fourth pass). Chosen on
+#: non-test ACDC patients (the 5 calibration patients and the first 33 training patients in id order, ED and ES, 696
+#: slices, sax_unet v1.7.0): the largest share of 0.5-0.9 that gives a doubt to at least 75% of the pairs the
+#: network missed there (7 of 9), doubting 25 of the 131 pairs that are truly absent (the 75% was set after seeing
+#: these counts). It moves no point and changes no presence, flag or value: it tells the reader which of the
+#: slices without insertions to look at (sax_unet card, 'Doubtful absences').
+DOUBTFUL_PAIR_SHARE = 0.7
+
+
+def absence_doubt(score: float, pair_t: float, share: float = DOUBTFUL_PAIR_SHARE) -> str:
+    """Why an RV-insertion pair called absent should be checked, in words, or ``""`` when the call is clear.
+
+    Args:
+        score: the slice's pair score (:func:`pair_score`, mean heatmap peak of A-RVI and I-RVI, 0-1).
+        pair_t: the pair threshold the call was made with (card ``thresholds.found_pair``).
+        share: :data:`DOUBTFUL_PAIR_SHARE`.
+    """
+    if not (np.isfinite(score) and pair_t and score >= share * pair_t):
+        return ""
+    return (f"nearly found: the network's evidence for the RV insertions ({score:.2f}) is close to the presence "
+            f"threshold ({pair_t:.2f}); check whether this slice has them")
+
+
 def card_max_clv_jump(card: dict) -> float | None:
     """The card's ``thresholds.max_clv_stack_jump_mm`` (None: no stray C-LV rule, as before issue 16's fourth pass)."""
     value = card.get("thresholds", {}).get("max_clv_stack_jump_mm")

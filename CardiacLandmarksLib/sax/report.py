@@ -311,10 +311,14 @@ def render_overlay_png(
             ax.annotate(text, (p[0], p[1]), xytext=(6, 5), textcoords="offset points", fontsize=7.5,
                         color=color, fontweight="bold", path_effects=outline, clip_on=True)
         absent = [lm.name for lm in here if points[id(lm)] is None]
+        unsure = [lm.name for lm in here if points[id(lm)] is None and lm.doubt and not lm.corrected]
         note = ("absent: " + ", ".join(absent)) if absent else ("no landmarks" if not here else "")
+        if unsure:  # a pair the network nearly found (doubt_absent_pairs): the reader should look
+            note += f" (check {', '.join(unsure)}: nearly found)"
         if note:
             ax.text(0.02, 0.02, note, transform=ax.transAxes, fontsize=7, color="white", va="bottom",
-                    ha="left", bbox={"boxstyle": "round,pad=0.2", "fc": "black", "ec": "none", "alpha": 0.6})
+                    ha="left", bbox={"boxstyle": "round,pad=0.2", "fc": FLAG_COLORS["low"] if unsure else "black",
+                                     "ec": "none", "alpha": 0.8 if unsure else 0.6})
         draw_orientation(ax, series.direction, known, corner=(0.86, 0.84), n=3)
         vals = by_slice.get(k, {})
         lines = panel_title_lines(k, vals)

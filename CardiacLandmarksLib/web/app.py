@@ -671,23 +671,24 @@ class ReviewApp:
     @staticmethod
     def _order(p: FlaggedPoint) -> tuple:
         """Position of a point in the cohort queue (``merge_queues`` order: rising confidence, then key)."""
-        return (p.confidence, p.key)
+        return p.order
 
     def _queue(self, with_order: bool = False) -> list[dict]:
         """The review queue of the whole folder: every case's flagged points merged by rising confidence
-        (:func:`CardiacLandmarksLib.core.review.merge_queues`); absent points left out when unticked."""
+        (:func:`CardiacLandmarksLib.core.review.merge_queues`); absent points left out when unticked, except those
+        with a doubt (an RV-insertion pair the network nearly found)."""
         with_absent = bool(self.state.include_absent)
         points = merge_queues(self._case_queue(c) for c in self.cases.values())
         items = []
         for p in points:
-            if p.flag == "absent" and not with_absent:
+            if p.flag == "absent" and not with_absent and not p.doubt:  # a doubtful absence stays in the queue
                 continue
             item = {
                 "key": f"{p.case}|{p.name}|{p.slice}|{p.phase}",
                 "case": p.case, "name": p.name, "slice": p.slice, "phase": p.phase,
                 "flag": p.flag, "confidence": round(p.confidence, 2), "doubt": p.doubt,
                 "title": f"{self._title(p.case)} · {p.name} s{p.slice} p{p.phase}",
-                "subtitle": "absent" if p.flag == "absent" else f"low confidence {p.confidence:.2f}"
+                "subtitle": ("absent" if p.flag == "absent" else f"low confidence {p.confidence:.2f}")
                             + (f": {p.doubt}" if p.doubt else ""),
             }
             if with_order:
