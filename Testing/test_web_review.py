@@ -371,6 +371,29 @@ def test_long_axis_retracking_in_the_page_says_so_first(tmp_path, data_root):
         np.testing.assert_allclose(case.lmset.get("AL-P", 0, p).position, both.get("AL-P", 0, p).position, atol=1e-6)
 
 
+def test_a_doubtful_absence_stays_in_the_queue_and_says_why(cohort):
+    """With 'include absent points' unticked, the RV-insertion pairs the network nearly found stay in the queue
+    (ACDC patient101 ED, slice 0, has one with the bundled model), first among the absent points when ticked, and
+    the banner says why when the reader goes to one; the clear absences leave the queue."""
+    from CardiacLandmarksLib.web.app import ReviewApp
+
+    app = ReviewApp(cohort)
+    every = app._queue()
+    absent = [q for q in every if q["flag"] == "absent"]
+    doubtful = [q for q in absent if q["doubt"]]
+    assert doubtful and len(doubtful) < len(absent), "patient101 ED has a pair the network nearly found"
+    assert absent[: len(doubtful)] == doubtful  # they lead the absent points
+    assert all(q["subtitle"] == f"absent: {q['doubt']}" and q["doubt"].startswith("nearly found: ")
+               for q in doubtful)
+    app.state.include_absent = False
+    kept = app._queue()
+    assert [q for q in kept if q["flag"] == "absent"] == doubtful
+    assert {q["key"] for q in kept} == {q["key"] for q in every if q["flag"] != "absent" or q["doubt"]}
+    app.go_to(doubtful[0]["key"])
+    assert f"{doubtful[0]['name']} on slice {doubtful[0]['slice']}: absent, nearly found: " in app.state.message
+    assert app.state.message.endswith("Press Place, then click in the view if it is there.")
+
+
 def test_long_axis_confirmation_is_an_anchor(tmp_path, data_root):
     """Confirm on a low point of the tracked M&Ms-2 4CH cine: the point stays where it is, leaves the queue, and
     the landmark is re-tracked from it as from a correction (the library's re-tracking with that anchor)."""

@@ -569,7 +569,10 @@ class ReviewApp:
             return
         self.state.current_key = key
         self._cursor = item["_order"]
-        if item["flag"] == "absent":
+        if item["flag"] == "absent" and item.get("doubt"):  # an RV-insertion pair the network nearly found
+            text = (f"{self._title(item['case'])}: {item['name']} on slice {item['slice']}: absent, {item['doubt']}. "
+                    "Press Place, then click in the view if it is there.")
+        elif item["flag"] == "absent":
             text = f"{self._title(item['case'])}: {item['name']} on slice {item['slice']}: not found. Press Place, then click in the view."
         else:
             why = f" — {item['doubt']}" if item.get("doubt") else ""
