@@ -569,7 +569,7 @@ class CardiacLandmarksWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self._reviewPoint = point
             self.ui.confirmButton.enabled = point.flag == "low"
             self.logic.showPoint(result, point)
-            if point.flag == "absent" and point.doubt:  # an RV-insertion pair the network nearly found
+            if point.flag == "absent" and point.doubt:  # a point the network nearly found
                 text = _("{name} on slice {slice}, phase {phase}: absent, {doubt}. Click in the view to place it "
                          "if it is there.")
             elif point.flag == "absent":

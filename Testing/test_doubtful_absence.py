@@ -1,6 +1,7 @@
 """Doubtful absences (issue 16, thirty-fourth pass): an RV-insertion pair called absent on a slice with an LV centre,
-although its pair score came within DOUBTFUL_PAIR_SHARE of the threshold, carries a doubt: the reader is pointed to
-the slices the network may have missed, as to its low points. Nothing moves; presence, flags and values stay."""
+although its pair score came within DOUBTFUL_PAIR_SHARE of the threshold, and a C-LV called absent although its peak
+came that close and the segmentation draws an LV cavity, carry a doubt: the reader is pointed to the slices the
+network may have missed, as to its low points. Nothing moves; presence, flags and values stay."""
 
 from __future__ import annotations
 
@@ -11,8 +12,8 @@ from conftest import require_data
 from CardiacLandmarksLib.core.landmarks import Landmark, LandmarkSet
 from CardiacLandmarksLib.core.review import flagged_points, merge_queues
 from CardiacLandmarksLib.io.markups import read_markups, write_markups
-from CardiacLandmarksLib.sax.pipeline import doubt_absent_pairs
-from CardiacLandmarksLib.sax.presence import DOUBTFUL_PAIR_SHARE, absence_doubt
+from CardiacLandmarksLib.sax.pipeline import doubt_absences
+from CardiacLandmarksLib.sax.presence import DOUBTFUL_CLV_AREA_MM2, DOUBTFUL_PAIR_SHARE, absence_doubt
 
 NAMES = ("A-RVI", "I-RVI", "C-LV")
 
@@ -45,10 +46,11 @@ def _stack() -> LandmarkSet:
 
 def test_only_a_close_absence_on_a_slice_with_an_lv_gets_a_doubt():
     lmset = _stack()
-    scores = {(0, 0): 0.50, (1, 0): 0.40, (2, 0): 0.60, (3, 0): 0.90, (4, 0): 0.60}
-    assert doubt_absent_pairs(lmset, scores, 0.675) == 1
+    scores = {(0, 0): (0.50, 0.9, 900.0), (1, 0): (0.40, 0.9, 900.0), (2, 0): (0.60, 0.30, 900.0),
+              (3, 0): (0.90, 0.9, 900.0), (4, 0): (0.60, 0.9, 900.0)}
+    assert doubt_absences(lmset, scores, 0.675, 0.65) == 2
     doubted = {(lm.name, lm.slice) for lm in lmset.landmarks if lm.doubt}
-    assert doubted == {("A-RVI", 0), ("I-RVI", 0)}
+    assert doubted == {("A-RVI", 0), ("I-RVI", 0)}  # slice 2's C-LV peak 0.30 is far from its threshold
     lm = lmset.get("A-RVI", 0, 0)
     assert (lm.found, lm.flag, lm.confidence) == (False, "absent", 0.0)  # presence and flag unchanged
     assert lm.doubt == ("nearly found: the network's evidence for the RV insertions (0.50) is close to the presence "
@@ -60,9 +62,29 @@ def test_only_a_close_absence_on_a_slice_with_an_lv_gets_a_doubt():
     assert absence_doubt(float("nan"), 0.675) == ""
 
 
+def test_a_clv_nearly_found_on_an_lv_cavity_gets_a_doubt():
+    """Slice 2 has no C-LV (and so no RV insertions): its C-LV is a doubtful absence when its peak reaches 0.7 x
+    the C-LV threshold and the segmentation draws an LV cavity of at least DOUBTFUL_CLV_AREA_MM2; a small cavity, a
+    weak peak or no segmentation leaves it clear; the insertions of that slice get no doubt of their own."""
+    share_t = DOUBTFUL_PAIR_SHARE * 0.65
+    for peak, area, marked in ((share_t, DOUBTFUL_CLV_AREA_MM2, True), (0.60, 4000.0, True),
+                               (share_t - 1e-6, 4000.0, False), (0.60, DOUBTFUL_CLV_AREA_MM2 - 1, False),
+                               (0.60, float("nan"), False)):
+        lmset = _stack()
+        doubt_absences(lmset, {(2, 0): (0.6, peak, area)}, 0.675, 0.65)
+        clv = lmset.get("C-LV", 2, 0)
+        assert bool(clv.doubt) == marked and clv.flag == "absent" and not clv.found, (peak, area)
+        assert not lmset.get("A-RVI", 2, 0).doubt and not lmset.get("I-RVI", 2, 0).doubt
+    lmset = _stack()
+    doubt_absences(lmset, {(2, 0): (0.6, 0.61, 4284.0)}, None, 0.65)  # a model without a pair rule: C-LV still
+    assert lmset.get("C-LV", 2, 0).doubt == (
+        "nearly found: the network's evidence for the LV centre is 0.61 (presence threshold 0.65) and its "
+        "segmentation shows an LV cavity of 4284 mm2; check whether this slice has it")
+
+
 def test_the_doubt_travels_in_the_point_lists_and_leads_the_absent_points_of_the_queue(tmp_path):
     lmset = _stack()
-    doubt_absent_pairs(lmset, {(0, 0): 0.50, (1, 0): 0.40}, 0.675)
+    doubt_absences(lmset, {(0, 0): (0.50, 0.9, 900.0), (1, 0): (0.40, 0.9, 900.0)}, 0.675, 0.65)
     write_markups(lmset, tmp_path)
     back = read_markups(tmp_path)
     assert back.get("A-RVI", 0, 0).doubt == lmset.get("A-RVI", 0, 0).doubt != ""

@@ -69,8 +69,8 @@ class FlaggedPoint:
     flag: str
     confidence: float
     case: str = ""
-    #: why the point is low, or why an absent one should be checked (an RV-insertion pair the network nearly
-    #: found: :func:`CardiacLandmarksLib.sax.pipeline.doubt_absent_pairs`), in words (:attr:`Landmark.doubt`);
+    #: why the point is low, or why an absent one should be checked (a point the network nearly
+    #: found: :func:`CardiacLandmarksLib.sax.pipeline.doubt_absences`), in words (:attr:`Landmark.doubt`);
     #: empty without a reason
     doubt: str = ""
 

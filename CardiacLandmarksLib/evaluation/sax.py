@@ -42,7 +42,7 @@ class CaseResult:
     #: flag of each point found where the reference has none (a false positive), per landmark
     extra_flags: dict[str, list[str]] = field(default_factory=lambda: {n: [] for n in SAX})
     #: landmarks the reference has and the detector called absent (missed), and of those how many carry a doubt
-    #: (:func:`CardiacLandmarksLib.sax.pipeline.doubt_absent_pairs`: the reader is pointed to them); the reference's
+    #: (:func:`CardiacLandmarksLib.sax.pipeline.doubt_absences`: the reader is pointed to them); the reference's
     #: absences called absent too, and how many of those carry a doubt (the reader looks for nothing there)
     missed: dict[str, int] = field(default_factory=lambda: {n: 0 for n in SAX})
     missed_doubt: dict[str, int] = field(default_factory=lambda: {n: 0 for n in SAX})

@@ -123,7 +123,7 @@ class SuiteRow:
         n_extra / extra_flagged_low: points found there and the share flagged low: a reader who checks only the low
             points keeps the others.
         absences: per landmark ``{"missed", "missed_doubt", "absent", "absent_doubt"}``: the reference's landmarks
-            called absent and how many of them carry a doubt (an RV-insertion pair the network nearly found: the
+            called absent and how many of them carry a doubt (a point the network nearly found: the
             reader is pointed to it), and the reference's absences called absent and how many of those carry one
             (a slice looked at for nothing).
         mean_error_all / mean_error_high: mean L2 of all compared points / of those flagged high; high_vs_all their
@@ -816,20 +816,21 @@ def _ci_block(table: SuiteTable, bullet: str = "  ") -> list[str]:
     return ["", CI_HEAD, *lines] if lines else []
 
 
-MISSED_HEAD = ("Doubtful absences (an RV-insertion pair called absent on a slice with an LV centre, although the "
-               "network nearly found it, is marked for the reader: sax.pipeline.doubt_absent_pairs; C-LV absences are "
-               "never marked)")
+MISSED_HEAD = ("Doubtful absences (a landmark called absent that the network nearly found is marked for the reader: "
+               "sax.pipeline.doubt_absences): of the reference's landmarks called absent, those marked; of its "
+               "absences called absent, those marked too (a slice looked at for nothing)")
 
 
 def missed_text(r: SuiteRow) -> str:
-    """The row's doubtful absences in words, counted in RV-insertion pairs (``""`` on a row without RV insertions
-    or without any absence)."""
-    a = r.absences.get("A-RVI")
-    if not a or not (a["missed"] or a["absent"]):
-        return ""
-    clv = r.absences.get("C-LV", {}).get("missed", 0)
-    return (f"{r.name}: {a['missed_doubt']} of the {a['missed']} missed pairs marked; {a['absent_doubt']} of the "
-            f"{a['absent']} absent pairs called absent marked" + (f" ({clv} missed C-LV, not marked)" if clv else ""))
+    """The row's doubtful absences in words: RV-insertion pairs (counted as pairs) and C-LV (``""`` on a row
+    without any absence called absent)."""
+    parts = []
+    for name, what in (("A-RVI", "RV-insertion pairs"), ("C-LV", "C-LV")):
+        a = r.absences.get(name)
+        if a and (a["missed"] or a["absent"]):
+            parts.append(f"{what} {a['missed_doubt']} of {a['missed']} missed and {a['absent_doubt']} of "
+                         f"{a['absent']} truly absent marked")
+    return f"{r.name}: " + "; ".join(parts) if parts else ""
 
 
 def _missed_block(table: SuiteTable, bullet: str = "  ") -> list[str]:

@@ -95,7 +95,7 @@ def control_point_description(lm: Landmark) -> str:
         return CONFIRMED_DESCRIPTION
     if lm.corrected:
         return "placed by user" if lm.found else "marked absent by user"
-    if not lm.found:  # a doubtful absence (an RV-insertion pair the network nearly found) says so
+    if not lm.found:  # a doubtful absence (a point the network nearly found) says so
         return "absent" + (f"; why check: {lm.doubt}" if lm.doubt else "")
     x, y, z = (float(v) for v in np.asarray(lm.position, float))
     text = f"{lm.flag} confidence {float(lm.confidence):.2f}; model position LPS {x:.2f} {y:.2f} {z:.2f} mm"

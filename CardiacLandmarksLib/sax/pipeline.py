@@ -35,6 +35,7 @@ from CardiacLandmarksLib.sax.presence import (
     card_max_clv_jump,
     card_min_lv_area,
     card_pair_threshold,
+    clv_absence_doubt,
     decide_presence,
     pair_score,
 )
@@ -208,19 +209,21 @@ def detect_landmarks(
         doubts = low_flag_reasons(flag_all, disagreement, gated, phd.max_disagreement_mm if phd else None,
                                   phd is not None)
         pair = pair_score(peak, names) if pair_t is not None else np.full(len(chunk), np.nan)
-        return chunk, xy, found_all, conf_all, flag_all, doubts, pair
+        clv = np.asarray(peak, float)[:, names.index("C-LV")]
+        lv_area = np.full(len(chunk), np.nan) if area is None else np.asarray(area, float)
+        return chunk, xy, found_all, conf_all, flag_all, doubts, np.stack([pair, clv, lv_area], 1)
 
     # on CPU, a stack of at least two network batches per worker runs in chunks side by side (run_batches), small
     # enough to keep every worker busy to the end; a smaller stack runs whole, each operation on every thread
     workers = cpu_workers(model.device, total // (2 * model.batch_size))
     size = batch_size if workers < 2 else min(batch_size, max(model.batch_size, -(-total // (4 * workers))))
     done = 0
-    pair_scores: dict[tuple[int, int], float] = {}
+    scores: dict[tuple[int, int], tuple[float, float, float]] = {}  # pair score, C-LV peak, LV cavity mm^2
     # closed on the way out, also when a callback raises: the workers finish and torch's threads are restored
     with closing(run_batches(infer, prepared(size), model.device, -(-total // size))) as results:
-        for chunk, xy, found_all, conf_all, flag_all, doubts, pair in results:
+        for chunk, xy, found_all, conf_all, flag_all, doubts, evidence in results:
             for n, (k, t) in enumerate(chunk):
-                pair_scores[(k, t)] = float(pair[n])
+                scores[(k, t)] = tuple(float(v) for v in evidence[n])
                 ijk_all = grids[k].canvas_to_ijk(xy[n])
                 for c, name in enumerate(names):
                     found = bool(found_all[n, c])
@@ -238,8 +241,7 @@ def detect_landmarks(
         drop_stray_clv(lmset, series, max_clv_jump)
     if phd is not None and phd.max_stack_jump_mm is not None:
         stack_gate(lmset, series, phd.max_stack_jump_mm, phd.stack_gate_landmarks)
-    if pair_t is not None:
-        doubt_absent_pairs(lmset, pair_scores, pair_t)
+    doubt_absences(lmset, scores, pair_t, found_t["C-LV"])
     lmset.landmarks.sort(key=lambda lm: (lm.phase, lm.slice, names.index(lm.name)))
     lmset.measurements = rvi_measurements(lmset, series=series)
     warning = rv_side_warning(lmset.measurements)
@@ -316,33 +318,44 @@ def stack_gate(lmset: LandmarkSet, series: CMRSeries, limit_mm: float,
     return lowered
 
 
-def doubt_absent_pairs(lmset: LandmarkSet, pair_scores: dict, pair_t: float,
-                       share: float = DOUBTFUL_PAIR_SHARE) -> int:
-    """Give a doubt (:attr:`Landmark.doubt`, flag still ``absent``) to the RV insertions of every slice and phase
-    whose pair was called absent although its LV centre is found and its pair score came close to the threshold
-    (:func:`CardiacLandmarksLib.sax.presence.absence_doubt`): a slice the network may have missed (ACDC's experts
-    mark insertions on most slices with an LV). Slices without a C-LV are left alone (no LV, no insertion).
+def doubt_absences(lmset: LandmarkSet, scores: dict, pair_t: float | None, clv_t: float,
+                   share: float = DOUBTFUL_PAIR_SHARE) -> int:
+    """Give a doubt (:attr:`Landmark.doubt`; the flag stays ``absent``, nothing moves) to the landmarks called absent
+    that the network nearly found, so that the reader looks at those slices (ACDC's experts mark C-LV on every
+    slice with an LV cavity and the RV insertions on most of them):
+
+    * the RV insertions of a slice and phase whose C-LV is found, when their pair score reaches ``share`` of the
+      pair threshold (:func:`CardiacLandmarksLib.sax.presence.absence_doubt`); a slice without C-LV is left
+      alone (no LV, no insertion);
+    * a C-LV whose heatmap peak reaches ``share`` of its threshold on a slice where the segmentation draws an LV
+      cavity of at least :data:`~CardiacLandmarksLib.sax.presence.DOUBTFUL_CLV_AREA_MM2`
+      (:func:`CardiacLandmarksLib.sax.presence.clv_absence_doubt`).
 
     Args:
         lmset: the SAX landmarks, after the presence rules.
-        pair_scores: ``{(slice, phase): pair score}`` (:func:`CardiacLandmarksLib.sax.presence.pair_score`).
-        pair_t: the card's pair threshold.
+        scores: ``{(slice, phase): (pair score, C-LV peak, LV cavity area mm^2)}`` (NaN where not known).
+        pair_t: the card's pair threshold (None: no pair rule, no pair doubt); clv_t: its C-LV threshold.
 
     Returns:
-        the number of slices x phases given the doubt.
+        the number of landmarks given a doubt.
     """
     by_key = {(lm.name, lm.slice, lm.phase): lm for lm in lmset.landmarks}
     n = 0
-    for (k, t), score in pair_scores.items():
-        pair = [by_key.get((name, k, t)) for name in PAIR]
+    for (k, t), (pair, peak, area) in scores.items():
         clv = by_key.get(("C-LV", k, t))
-        if clv is None or not clv.found or any(p is None or p.found or p.corrected for p in pair):
+        if clv is None:
             continue
-        text = absence_doubt(score, pair_t, share)
-        if text:
-            for p in pair:
-                p.doubt = text
-            n += 1
+        if not clv.found and not clv.corrected:
+            clv.doubt = clv_absence_doubt(peak, clv_t, area, share)
+            n += bool(clv.doubt)
+            continue
+        rvi = [by_key.get((name, k, t)) for name in PAIR]
+        if pair_t is None or not clv.found or any(p is None or p.found or p.corrected for p in rvi):
+            continue
+        text = absence_doubt(pair, pair_t, share)
+        for p in rvi:
+            p.doubt = text
+        n += 2 * bool(text)
     return n
 
 

@@ -90,6 +90,32 @@ def absence_doubt(score: float, pair_t: float, share: float = DOUBTFUL_PAIR_SHAR
             f"threshold ({pair_t:.2f}); check whether this slice has them")
 
 
+#: a C-LV called absent is a doubtful absence when its heatmap peak reaches :data:`DOUBTFUL_PAIR_SHARE` of the
+#: card's C-LV threshold and the model's segmentation draws an LV cavity of at least this area on the slice (mm^2,
+#: a cavity about 25 mm across). Chosen on non-test cases (issue 16, thirty-fourth pass): 80 non-test EMIDEC LGE
+#: cases (sax_unet_lge, nominal 1.5 mm pixels, 562 slices) and the 38 non-test ACDC patients of the pair rule
+#: (sax_unet, 696 slices): of 20 / 200 / 500 mm^2, the one marking fewest true absences (ACDC: 2 of 25) while
+#: marking at least 75% of the missed C-LVs (59 of 64; EMIDEC's C-LV peaks mostly fall just short of the threshold
+#: on slices whose cavity the segmentation draws whole). The 75% was set after seeing the counts.
+DOUBTFUL_CLV_AREA_MM2 = 500.0
+
+
+def clv_absence_doubt(peak: float, clv_t: float, lv_area_mm2: float, share: float = DOUBTFUL_PAIR_SHARE,
+                      min_area_mm2: float = DOUBTFUL_CLV_AREA_MM2) -> str:
+    """Why a C-LV called absent should be checked, in words, or ``""`` when the call is clear.
+
+    Args:
+        peak: the C-LV heatmap peak probability (0-1) on the slice.
+        clv_t: the card's C-LV presence threshold (``thresholds.found["C-LV"]``).
+        lv_area_mm2: the LV cavity area (mm^2) of the model's segmentation on the slice (NaN without a head).
+    """
+    if not (np.isfinite(peak) and np.isfinite(lv_area_mm2) and clv_t and peak >= share * clv_t
+            and lv_area_mm2 >= min_area_mm2):
+        return ""
+    return (f"nearly found: the network's evidence for the LV centre is {peak:.2f} (presence threshold {clv_t:.2f}) "
+            f"and its segmentation shows an LV cavity of {lv_area_mm2:.0f} mm2; check whether this slice has it")
+
+
 def card_max_clv_jump(card: dict) -> float | None:
     """The card's ``thresholds.max_clv_stack_jump_mm`` (None: no stray C-LV rule, as before issue 16's fourth pass)."""
     value = card.get("thresholds", {}).get("max_clv_stack_jump_mm")

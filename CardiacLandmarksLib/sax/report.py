@@ -313,7 +313,7 @@ def render_overlay_png(
         absent = [lm.name for lm in here if points[id(lm)] is None]
         unsure = [lm.name for lm in here if points[id(lm)] is None and lm.doubt and not lm.corrected]
         note = ("absent: " + ", ".join(absent)) if absent else ("no landmarks" if not here else "")
-        if unsure:  # a pair the network nearly found (doubt_absent_pairs): the reader should look
+        if unsure:  # points the network nearly found (doubt_absences): the reader should look
             note += f" (check {', '.join(unsure)}: nearly found)"
         if note:
             ax.text(0.02, 0.02, note, transform=ax.transAxes, fontsize=7, color="white", va="bottom",
