@@ -40,8 +40,10 @@ class Landmark:
             when unset): a reader's point.
         confirmed: True when a reader looked at the point and kept it where the model put it (``corrected`` is
             True too: a confirmed low point is trusted as a corrected one, Xue et al. 2021's reader review).
-        doubt: why a found point is flagged low, in words (e.g. the detector's estimates disagree by 5.3 mm);
-            empty for high, absent and corrected points, and where the detector gives no reason.
+        doubt: why a found point is flagged low, in words (e.g. the detector's estimates disagree by 5.3 mm), or
+            why an absent one should be checked (the network nearly found it:
+            :func:`CardiacLandmarksLib.sax.pipeline.doubt_absences`); empty for high and corrected points, for
+            clear absences, and where the detector gives no reason.
     """
 
     name: str
