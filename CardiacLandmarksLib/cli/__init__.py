@@ -77,8 +77,10 @@ def written_lines(paths) -> list[str]:
     import re
     from pathlib import Path
 
+    numbered = re.compile(r"(.+_phase)(\d+)\.mrk\.json")
     lines: list[str] = []
     group: list[Path] = []
+    last: tuple | None = None  # (folder, stem, phase) of the group's last file
 
     def flush() -> None:
         if len(group) > 2:
@@ -88,17 +90,15 @@ def written_lines(paths) -> list[str]:
         group.clear()
 
     for p in map(Path, paths):
-        m = re.fullmatch(r"(.+_phase)(\d+)\.mrk\.json", p.name)
-        if m and group:
-            prev = re.fullmatch(r"(.+_phase)(\d+)\.mrk\.json", group[-1].name)
-            if p.parent == group[-1].parent and prev.group(1) == m.group(1) and int(m.group(2)) == int(prev.group(2)) + 1:
-                group.append(p)
-                continue
-        flush()
-        if m:
+        m = numbered.fullmatch(p.name)
+        here = (p.parent, m.group(1), int(m.group(2))) if m else None
+        if not (here and last and here[:2] == last[:2] and here[2] == last[2] + 1):
+            flush()
+        if here:
             group.append(p)
         else:
             lines.append(f"  wrote {p}")
+        last = here
     flush()
     return lines
 

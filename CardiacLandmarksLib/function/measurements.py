@@ -97,7 +97,9 @@ class Value:
     Attributes:
         name: e.g. ``"EDV_ml"``. value: number or None (n/a). unit: ``"ml"``, ``"%"``, ``"g"``,
         ``"ml/m2"``, ``"g/m2"``. status: ``ok`` | ``review`` | ``n/a``. flags: why (see module
-        docstring). source: the masks it came from, e.g. ``"LV cavity at ED (phase 0)"``.
+        docstring). source: the masks it came from, e.g. ``"LV cavity at ED (phase 0)"``. parts: for a value made
+        from both phases' masks (SV, EF), the ``source`` of its ED and ES volumes (:func:`review_reasons` names a
+        doubt on the phase it comes from); empty otherwise.
     """
 
     name: str
@@ -106,6 +108,7 @@ class Value:
     status: str = "ok"
     flags: list[str] = field(default_factory=list)
     source: str = ""
+    parts: tuple[str, ...] = ()
 
     def as_dict(self) -> dict:
         return {"value": self.value, "unit": self.unit, "status": self.status, "flags": list(self.flags),
@@ -162,7 +165,7 @@ def review_reasons(values: dict, with_source: bool = False) -> list[str]:
         return list(dict.fromkeys(v.check_text() for v in kept))
     texts = []
     for v in kept:  # a value from both phases' masks (SV, EF) says only what its ED and ES volumes do not say
-        parts = [w for w in kept if w is not v and w.source in _phase_sources(v.source)]
+        parts = [w for w in kept if w is not v and w.source in v.parts]
         said = {x for w in parts for x in _check_words(w)}
         rest = [x for x in _check_words(v) if x not in said]
         if rest:
@@ -172,15 +175,6 @@ def review_reasons(values: dict, with_source: bool = False) -> list[str]:
 
 def _check_words(v: Value) -> list[str]:
     return v.check_text().removeprefix("check ").split(", ")
-
-
-def _phase_sources(source: str) -> tuple[str, ...]:
-    """The one-phase masks a two-phase source names (``"RV cavity at ED (phase 18) and ES (phase 7)"`` ->
-    ``("RV cavity at ED (phase 18)", "RV cavity at ES (phase 7)")``); none for a one-phase source."""
-    head, sep, es_part = source.partition(") and ES (")
-    if not sep or " at ED (" not in head:
-        return ()
-    return head + ")", head.split(" at ED (")[0] + " at ES (" + es_part
 
 
 def _status(value: float | None, flags: list[str]) -> str:
@@ -387,8 +381,9 @@ def ventricle_values(ed: np.ndarray, es: np.ndarray, spacing: tuple[float, float
     if ef is not None and not EF_PLAUSIBLE_PCT[0] <= ef <= EF_PLAUSIBLE_PCT[1]:
         f_ef.append("ef_implausible")
     src = f"{name} at ED (phase {ed_phase}) and ES (phase {es_phase})"
-    out["SV_ml"] = Value("SV_ml", sv, "ml", _status(sv, f_ef), f_ef, src)
-    out["EF_pct"] = Value("EF_pct", ef, "%", _status(ef, f_ef), f_ef, src)
+    parts = (out["EDV_ml"].source, out["ESV_ml"].source)
+    out["SV_ml"] = Value("SV_ml", sv, "ml", _status(sv, f_ef), f_ef, src, parts)
+    out["EF_pct"] = Value("EF_pct", ef, "%", _status(ef, f_ef), f_ef, src, parts)
     if ventricle == "LV":
         myo = float((ed == MYO).sum()) * vox
         mass = MYOCARDIAL_DENSITY_G_PER_ML * myo if myo > 0 else None

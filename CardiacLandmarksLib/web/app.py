@@ -671,11 +671,6 @@ class ReviewApp:
         names = LANDMARKS_BY_VIEW.get(case.lmset.view, ())
         return flagged_points(case.lmset.landmarks, names, case=case.name, by_confidence=True)
 
-    @staticmethod
-    def _order(p: FlaggedPoint) -> tuple:
-        """Position of a point in the cohort queue (``merge_queues`` order: rising confidence, then key)."""
-        return p.order
-
     def _queue(self, with_order: bool = False) -> list[dict]:
         """The review queue of the whole folder: every case's flagged points merged by rising confidence
         (:func:`CardiacLandmarksLib.core.review.merge_queues`); absent points left out when unticked, except those
@@ -695,7 +690,7 @@ class ReviewApp:
                             + (f": {p.doubt}" if p.doubt else ""),
             }
             if with_order:
-                item["_order"] = self._order(p)
+                item["_order"] = p.order  # merge_queues order (FlaggedPoint.order)
             items.append(item)
         return items
 
