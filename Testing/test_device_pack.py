@@ -39,3 +39,21 @@ def test_compact_pack_gives_back_the_same_samples(acdc_dir):
     packed = compact(samples)
     assert list(packed["context_extra"]) == [(3, 1)] and packed["context_idx"][3, 1] == -1
     assert np.abs(expand(packed).context[3, 1] - samples.context[3, 1]).max() <= 1.5 / 255 / 2 + 1e-6
+
+
+def test_device_check_finds_the_package_of_its_checkout_without_an_install(tmp_path):
+    """The device machine runs ``python3 benchmarks/device_check.py`` on a copy of the working tree with nothing
+    installed from it (the first call of the thirty-fifth pass failed on every step with ``No module named
+    'CardiacLandmarksLib'``). Imitated here: ``python -S`` skips the site packages' ``.pth`` files (so the editable
+    install is not seen), and only the folder with torch and numpy is put on the path."""
+    import subprocess
+    import sysconfig
+
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "device_check.py"
+    probe = ("import runpy, sys; runpy.run_path(sys.argv[1], run_name='probe'); "
+             "import CardiacLandmarksLib.training.train_sax as t; print(t.__file__)")
+    env = {"PYTHONPATH": sysconfig.get_paths()["purelib"], "PATH": "/usr/bin:/bin"}
+    out = subprocess.run([sys.executable, "-S", "-c", probe, str(script)], cwd=tmp_path, env=env,
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert Path(out.stdout.strip()).resolve().is_relative_to(script.parents[1] / "CardiacLandmarksLib")

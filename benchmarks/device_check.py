@@ -28,7 +28,8 @@ Steps (each result, or its error, goes into ``dev.json`` under ``$OUT`` or ``--o
   weights on the real images before comparing them (``training.train_sax.recalibrate``), as the card says.
 
 Run on the device machine, from the repository root: ``python3 benchmarks/device_check.py gpu/ [STEP ...]`` (about
-3 minutes on an H200 after the machine's start); here: the same, on the CPU.
+3 minutes on an H200 after the machine's start); here: the same, on the CPU. ``-v`` logs each trainer's epochs.
+Several ``train_full`` settings side by side: ``benchmarks/device_arms.sh``.
 """
 
 from __future__ import annotations
@@ -48,6 +49,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
+
+# the package from this checkout: the device machine has a copy of the working tree but nothing installed from it
+# (run as a script, only benchmarks/ is on the path)
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
 def _placeholders() -> None:
@@ -278,7 +283,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("steps", nargs="*", help="steps to run (default all)")
     ap.add_argument("--out", type=Path, default=Path(os.environ.get("OUT", "device_check_out")))
     ap.add_argument("--train-config", default="{}", help="train_full: TrainConfig fields as JSON")
+    ap.add_argument("-v", "--verbose", action="store_true",
+                    help="log the trainers' progress (one line per epoch), so a run stopped at its time limit says how "
+                         "far it came")
     args = ap.parse_args(argv)
+    if args.verbose:
+        import logging
+
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s", stream=sys.stdout)
     args.out.mkdir(parents=True, exist_ok=True)
     packs: dict = {}
 
