@@ -495,3 +495,33 @@ def test_batch_says_what_is_left_to_review(tmp_path, capsys):
     # the same after apply-review on the batch folder (nothing reviewed: nothing changes)
     assert main(["apply-review", str(out)]) == 0
     assert expected in capsys.readouterr().out.splitlines()
+
+
+@pytest.mark.data
+def test_batch_gives_unrecognised_series_the_sequence_asked_for(tmp_path, capsys):
+    """A cohort of anonymised exports: each study a folder with one one-phase SAX stack named 'scan.nii.gz' (real
+    ACDC frames), whose sequence neither tags nor shape tell. Without `--sequence` every study is listed only
+    (nothing analysed, no RVI angle in cohort.csv); `batch --sequence lge` analyses each stack with the LGE model,
+    and each study.json records the setting and the series' evidence."""
+    from CardiacLandmarksLib.cli import main
+
+    root = tmp_path / "cohort"
+    for pid in ("patient001", "patient002"):
+        (root / pid).mkdir(parents=True)
+        (root / pid / "scan.nii.gz").symlink_to(require_data("acdc", f"{pid}_ED.nii.gz"))
+    assert main(["batch", str(root), "-o", str(tmp_path / "plain"), "--engine", "local", "--no-progress"]) == 0
+    rows = list(csv.DictReader(open(tmp_path / "plain" / "cohort.csv")))
+    assert [r["study_status"] for r in rows] == ["n/a", "n/a"] and not any(r["rvi_angle_lge_deg"] for r in rows)
+    capsys.readouterr()
+    out = tmp_path / "lge"
+    assert main(["batch", str(root), "-o", str(out), "--engine", "local", "--no-progress", "--sequence", "lge"]) == 0
+    rows = list(csv.DictReader(open(out / "cohort.csv")))
+    assert len(rows) == 2 and all(r["status"] == "done" and float(r["rvi_angle_lge_deg"]) > 0 for r in rows)
+    assert all(r["rvi_angle_lge_deg_status"] in ("ok", "review") and not r["rvi_angle_deg"] for r in rows)
+    for pid in ("patient001", "patient002"):
+        doc = json.loads((out / "studies" / pid / "study.json").read_text())
+        assert doc["settings"]["sequence_of_unrecognised_series"] == "lge"
+        assert list(doc["models"]) == ["sax_unet_lge"]
+        (series,) = doc["routing"]["series"]
+        assert series["sequence"] == "lge" and series["analyses"] == ["sax"]
+        assert "sequence lge: given by the user (--sequence; from the tags and shape: unknown)" in series["evidence"]

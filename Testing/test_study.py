@@ -622,8 +622,9 @@ def test_long_axis_ed_es_pair_is_detected_frame_by_frame(tmp_path):
 @pytest.mark.data
 def test_lge_short_axis_stack_gets_landmarks_with_the_lge_model(tmp_path):
     """An LGE SAX stack is analysed (it used to be listed only, though the LGE landmark model is bundled): the
-    LGE model runs, and its key values are named '(mid, LGE)', apart from the cine's '(mid, ED)' column."""
-    from CardiacLandmarksLib.study.analyse import COHORT_VALUES
+    LGE model runs, and its key values are named '(mid, LGE)', apart from the cine's '(mid, ED)' column: a cohort
+    table has them in columns of their own (they were in none)."""
+    from CardiacLandmarksLib.study.analyse import COHORT_VALUES, cohort_values
 
     mscmr = require_data("lge", "mscmr")
     study = tmp_path / "lge"
@@ -638,7 +639,11 @@ def test_lge_short_axis_stack_gets_landmarks_with_the_lge_model(tmp_path):
     assert o.ok and o.task == "sax" and o.result.model["name"] == "sax_unet_lge"
     names = [v.name for v in o.values]
     assert names == ["RVI angle (mid, LGE)", "RVI opening angle (mid, LGE)"]
-    assert not set(names) & {name for name, _ in COHORT_VALUES}
+    assert not set(names) & {name for name, _ in COHORT_VALUES if name.endswith("ED)")}
+    row = cohort_values(o.values)
+    assert row["rvi_angle_lge_deg"] == pytest.approx(o.values[0].value, abs=1e-3)  # rounded as in the table
+    assert row["rvi_opening_lge_deg"] == pytest.approx(o.values[1].value, abs=1e-3)
+    assert row["rvi_angle_lge_deg_status"] == o.values[0].status and row["rvi_angle_deg_status"] == "n/a"
     res.write(tmp_path / "out")
     assert (tmp_path / "out" / "summary.png").stat().st_size > 10000
 
@@ -1236,7 +1241,7 @@ def test_single_phase_stack_of_unknown_sequence_says_what_to_do(tmp_path, monkey
     """A SAX stack of one phase whose name and tags say no sequence (ACDC patient001's ED frame saved as
     'scan.nii.gz', as an anonymised export names it) is listed, not analysed: cine and LGE stacks look alike there.
     The reason said only 'sequence not recognised', the summary page only 'no series analysed'. Both now say what
-    to run, and the hint works: `detect --sequence cine` analyses the file."""
+    to run, and the hint works: `study --sequence scan=cine` analyses it (`detect --sequence cine` too)."""
     from CardiacLandmarksLib.cli import main
 
     scan = tmp_path / "scan.nii.gz"
@@ -1248,7 +1253,8 @@ def test_single_phase_stack_of_unknown_sequence_says_what_to_do(tmp_path, monkey
     write_study_report(res, tmp_path / "out")
     (e,) = res.routing.series
     assert (e.view, e.sequence, e.n_phases, e.analyses) == ("sax", "unknown", 1, [])
-    assert "not analysed; `cardiac-landmarks detect` on this series with --sequence lge or --sequence cine" in e.reason
+    assert ("not analysed; `cardiac-landmarks study` with --sequence scan=lge (or =cine), or --sequence lge for "
+            "every such series, analyses it") in e.reason
     assert res.status == "n/a" and not res.outcomes
     page = " ".join(t[0] for t in texts)
     assert "no series analysed" in page
@@ -1257,3 +1263,54 @@ def test_single_phase_stack_of_unknown_sequence_says_what_to_do(tmp_path, monkey
     assert under[0][2].x0 <= under[0][1].x0 and under[0][1].x1 <= under[0][2].x1  # inside the page
     assert main(["detect", str(scan), "--sequence", "cine", "-o", str(tmp_path / "d"), "--no-progress"]) == 0
     assert (tmp_path / "d" / "landmarks.json").exists()
+    assert main(["study", str(scan), "--sequence", "scan=cine", "-o", str(tmp_path / "s")]) == 0
+    assert json.loads((tmp_path / "s" / "study.json").read_text())["analyses"][0]["task"] == "sax"
+
+
+@pytest.mark.data
+def test_study_takes_the_sequence_the_user_gives(tmp_path, capsys):
+    """`study --sequence`: an anonymised export of two one-phase SAX stacks (real ACDC frames named 'scan' and
+    'stack2', sequence unknown to the tags and the shape) and a label map. ``--sequence lge`` takes every series of
+    unrecognised sequence as LGE, ``SERIES=SEQ`` one series and wins over it; each says so in its evidence and
+    the routing's notes; the LGE model then analyses the stack (the image files are read while routing: the
+    routing's sequence reaches the loaded series too). A name the study lacks, or of a series that is no image, is
+    a named error listing the series, before any work; a sequence not analysed is refused by the parser."""
+    from CardiacLandmarksLib.cli import main
+    from CardiacLandmarksLib.core.errors import UnknownSeriesError
+
+    study = tmp_path / "export"
+    study.mkdir()
+    (study / "scan.nii.gz").symlink_to(require_data("acdc", "patient001_ED.nii.gz"))
+    (study / "stack2.nii.gz").symlink_to(require_data("acdc", "patient002_ES.nii.gz"))
+    (study / "seg.nii.gz").symlink_to(require_data("acdc", "patient001_ED_gt.nii.gz"))
+    by_key = {e.key: e for e in route_study(study).series}
+    assert (by_key["scan"].sequence, by_key["stack2"].sequence, by_key["seg"].sequence) == ("unknown", "unknown", "label")
+    r = route_study(study, sequences={None: "lge", "scan": "cine"})
+    by_key = {e.key: e for e in r.series}
+    assert (by_key["scan"].sequence, by_key["scan"].analyses) == ("cine", ["sax"])
+    assert (by_key["stack2"].sequence, by_key["stack2"].analyses) == ("lge", ["sax"])
+    assert by_key["stack2"].reason.startswith("LGE SAX stack")
+    assert by_key["seg"].sequence == "label"  # not an image: the bare --sequence leaves it
+    assert "sequence lge: given by the user (--sequence; from the tags and shape: unknown)" in by_key["stack2"].evidence
+    assert r.notes[:2] == ["--sequence scan=cine: scan taken as cine",
+                           "--sequence lge: 1 series of unrecognised sequence taken as lge (stack2)"]
+    assert by_key["stack2"].load().sequence == "lge"  # read while routing, it still takes the routing's sequence
+    # the file name names the series too, and a given sequence wins over a recognised one
+    r = route_study(study, sequences={"stack2.nii.gz": "perfusion"})
+    assert {e.key: e.sequence for e in r.series}["stack2"] == "perfusion"
+    with pytest.raises(UnknownSeriesError, match=r"no series 'scan3'; its image series: scan, stack2$"):
+        route_study(study, sequences={"scan3": "lge"})
+    with pytest.raises(UnknownSeriesError, match="seg.nii.gz is not an image series"):
+        route_study(study, sequences={"seg": "lge"})
+    # through the CLI: the LGE model analyses the one stack given as LGE; run.json keeps what was given
+    assert main(["study", str(study / "scan.nii.gz"), "--sequence", "scan=lge", "-o", str(tmp_path / "out")]) == 0
+    out = capsys.readouterr().out
+    assert "note: --sequence scan=lge: scan taken as lge" in out and "RVI angle (mid, LGE)" in out
+    doc = json.loads((tmp_path / "out" / "study.json").read_text())
+    assert "sax_unet_lge" in json.dumps(doc["models"]) and "sax_unet\"" not in json.dumps(doc["models"])
+    assert json.loads((tmp_path / "out" / "run.json").read_text())["options"]["sequence"] == [["scan", "lge"]]
+    assert main(["study", str(study), "--sequence", "nope=lge", "-o", str(tmp_path / "bad")]) == 1
+    assert "the study has no series 'nope'" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as stop:
+        main(["study", str(study), "--sequence", "scan=t2", "-o", str(tmp_path / "bad2")])
+    assert stop.value.code == 2 and "SEQ one of cine, lge, perfusion, got 'scan=t2'" in capsys.readouterr().err

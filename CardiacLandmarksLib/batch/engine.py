@@ -133,7 +133,8 @@ def run_batch(
             False).
         study_options: settings of every study's analysis, passed to
             :func:`CardiacLandmarksLib.study.analyse.analyse_study`: ``pixel_size_mm`` (for headers that lost it),
-            ``frame_interval_s`` and ``concentration`` (perfusion, Fermi MBF); recorded in each study.json.
+            ``frame_interval_s`` and ``concentration`` (perfusion, Fermi MBF), ``sequence`` (of series whose
+            sequence a study cannot tell); recorded in each study.json.
 
     Returns:
         :class:`BatchSummary`.

@@ -44,6 +44,12 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="skip mirror test-time augmentation in every study (SAX landmarks, function, perfusion; about half "
                         "their network time on CPU); long-axis views keep their flag-setting copies")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    from CardiacLandmarksLib.core.series import GIVEN_SEQUENCES
+
+    p.add_argument("--sequence", default=None, choices=GIVEN_SEQUENCES,
+                   help="the sequence of every series whose sequence a study cannot tell from the tags or the shape "
+                        "(anonymised exports of one-phase stacks), as `study --sequence SEQ`; recognised series keep "
+                        "theirs")
     add_study_options(p)
     p.set_defaults(func=cmd_batch)
 
@@ -54,7 +60,7 @@ def cmd_batch(args: argparse.Namespace) -> int:
     s = run_batch(args.input, args.output, workers=args.workers, scheduler=args.scheduler, redo=args.redo,
                   retry_failed=args.retry_failed, device=args.device, progress=not args.no_progress,
                   engine=args.engine, tta=not args.no_tta, carry_review=not args.discard_review,
-                  study_options=study_options(args))
+                  study_options={**study_options(args), **({"sequence": args.sequence} if args.sequence else {})})
     rate = f", {s.studies_per_hour:.0f} studies/hour" if s.n_run else ""
     print(f"{s.n_studies} stud{'y' if s.n_studies == 1 else 'ies'}: {s.n_skipped} already finished (skipped), {s.n_run} run "
           f"({s.n_done} done, {s.n_failed} failed) in {s.seconds:.1f} s{rate}")

@@ -17,6 +17,12 @@ function curve beside the series in contrast concentration: Fermi MBF)::
 
     cardiac-landmarks study ../shared/data/perfusion/qperf -o out/qperf --pixel-size 2 --dt 0.5 --concentration
 
+An anonymised export whose one-phase stacks say nothing of their sequence (LGE, or one frame of a cine?) is listed,
+not analysed; ``--sequence lge`` takes every such series as LGE, ``--sequence SERIES=cine`` one series (named as in
+the routing table's first column)::
+
+    cardiac-landmarks study export/ -o out/export --sequence lge --sequence scan=cine
+
 Sub-command ``apply-review``: after a reader has reviewed the SAX and long-axis result folders of a study output
 (Slicer Export, ``cardiac-landmarks review``), recompute the study's key values, cross-checks and status from
 the reviewed landmarks (``study.json``, the old one kept as a backup); on a batch output folder, every finished
@@ -47,6 +53,11 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="skip mirror test-time augmentation (SAX landmarks, function, perfusion; faster on CPU, a little "
                         "less accurate); long-axis views keep their flag-setting copies")
     p.add_argument("--route-only", action="store_true", help="print the routing table and stop")
+    p.add_argument("--sequence", action="append", type=given_sequence, default=[], metavar="[SERIES=]SEQ",
+                   help="the sequence (cine, lge or perfusion) of series the study cannot tell from the tags or the "
+                        "shape (an anonymised export of one-phase stacks): SEQ alone for every such series, "
+                        "SERIES=SEQ for one series (its name in the routing table's first column) whatever was "
+                        "recognised; may be repeated")
     p.add_argument("--height", type=float, default=None, metavar="CM",
                    help="the subject's height in cm (with --weight: LV/RV volumes and LV mass indexed to the "
                         "body-surface area, Mosteller; in a batch, the manifest's height_cm column)")
@@ -160,6 +171,19 @@ def study_options(args: argparse.Namespace) -> dict:
     return {"pixel_size_mm": args.pixel_size, "frame_interval_s": args.dt, "concentration": args.concentration}
 
 
+def given_sequence(text: str) -> tuple[str | None, str]:
+    """An argparse ``type`` for ``study --sequence``: ``SEQ`` -> ``(None, SEQ)`` (every series of unrecognised
+    sequence), ``SERIES=SEQ`` -> ``(SERIES, SEQ)``; SEQ one of
+    :data:`CardiacLandmarksLib.core.series.GIVEN_SEQUENCES`, refused before any work."""
+    from CardiacLandmarksLib.core.series import GIVEN_SEQUENCES
+
+    name, _, seq = text.rpartition("=")
+    if seq.strip().lower() not in GIVEN_SEQUENCES or (_ and not name.strip()):
+        raise argparse.ArgumentTypeError(f"--sequence must be SEQ or SERIES=SEQ with SEQ one of "
+                                         f"{', '.join(GIVEN_SEQUENCES)}, got {text!r}")
+    return (name.strip() or None), seq.strip().lower()
+
+
 def _kv_text(d: dict | None) -> str:
     if d is None:
         return "-"
@@ -218,7 +242,7 @@ def cmd_study(args: argparse.Namespace) -> int:
     # a bad output path (a file, the study folder itself, not writable) fails before any work
     outdir = None if args.route_only else prepare_output_dir(args.output, inputs=args.study,
                                                              result_folders=TASK_FOLDERS, hold="study")
-    routing = route_study(src)
+    routing = route_study(src, sequences=dict(args.sequence) or None)  # a series it lacks: named error, no work yet
     print(routing.table())
     for note in routing.notes:
         print(f"note: {note}")

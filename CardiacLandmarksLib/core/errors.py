@@ -130,3 +130,7 @@ class FolderHeldError(OutputPathError):
 
 class MixedRunError(InvalidMarkupsError):
     """An output folder holds files of more than one run (e.g. markups left by an earlier run)."""
+
+
+class UnknownSeriesError(CardiacLandmarksError, ValueError):
+    """A series named by the user (``study --sequence NAME=SEQ``) that the study does not have, or that is no image."""

@@ -15,6 +15,9 @@ from CardiacLandmarksLib.core.errors import InvalidImageError
 
 VIEWS = ("sax", "2ch", "3ch", "4ch", "unknown")
 SEQUENCES = ("cine", "lge", "perfusion", "t1", "unknown")
+#: sequences a user can give a series whose sequence the tags and shape do not tell (``study`` / ``batch
+#: --sequence``): those a study analyses
+GIVEN_SEQUENCES = ("cine", "lge", "perfusion")
 
 
 @dataclass

@@ -51,6 +51,10 @@ TASK_FOLDERS = ("*_sax", "*_lax", "*_function", "*_perfusion")
 COHORT_VALUES = (
     ("RVI angle (mid, ED)", "rvi_angle_deg"),
     ("RVI opening angle (mid, ED)", "rvi_opening_deg"),
+    # an LGE SAX stack's angles in their own columns (another acquisition than the cine's ED frame): a cohort of
+    # LGE studies had no RVI angle in its table
+    ("RVI angle (mid, LGE)", "rvi_angle_lge_deg"),
+    ("RVI opening angle (mid, LGE)", "rvi_opening_lge_deg"),
     ("LV EDV", "lv_edv_ml"),
     ("LV ESV", "lv_esv_ml"),
     ("LV SV", "lv_sv_ml"),
@@ -256,6 +260,7 @@ def analyse_study(
     pixel_size_mm: float | None = None,
     frame_interval_s: float | None = None,
     concentration: bool = False,
+    sequence: str | None = None,
 ) -> StudyResult:
     """Route and analyse every series of a study (module docstring).
 
@@ -285,6 +290,9 @@ def analyse_study(
         concentration: the perfusion series hold contrast concentration (mmol/L): with the arterial input
             function paired with a series (:func:`.routing.pair_aifs`) and a frame interval, the study reports
             Fermi MBF (ml/min/g); otherwise the upslope index.
+        sequence: ``"cine"``, ``"lge"`` or ``"perfusion"``: the sequence of every image series whose sequence the
+            tags and shape do not tell (:func:`.routing.give_sequences`; ``batch --sequence``); recorded in the
+            report's settings. Unused when ``routing`` is given (the routing was made with its own).
 
     Returns:
         :class:`StudyResult` (call ``.write(outdir)`` for the study report).
@@ -301,7 +309,7 @@ def analyse_study(
     t0 = time.perf_counter()
     outdir = Path(outdir)
     outdir.mkdir(parents=True, exist_ok=True)
-    routing = routing or route_study(path)
+    routing = routing or route_study(path, sequences={None: sequence} if sequence else None)
     models = models or Models(device, tta=tta)
     settings = {"device": models.device, "tta": models.tta}
     if pixel_size_mm is not None:
@@ -310,6 +318,8 @@ def analyse_study(
         settings["frame_interval_s"] = float(frame_interval_s)
     if concentration:
         settings["concentration"] = True
+    if sequence:
+        settings["sequence_of_unrecognised_series"] = sequence
     result = StudyResult(routing, subject={k: v for k, v in (subject or {}).items() if v is not None}, name=name,
                          settings=settings)
     if pixel_size_mm is not None:

@@ -64,7 +64,7 @@ from pathlib import Path
 import numpy as np
 
 from CardiacLandmarksLib.core.errors import CardiacLandmarksError, InputNotFoundError, NoDicomError
-from CardiacLandmarksLib.core.series import SEQUENCES, CMRSeries
+from CardiacLandmarksLib.core.series import GIVEN_SEQUENCES, SEQUENCES, CMRSeries
 from CardiacLandmarksLib.io import dicom_study as io_dicom_study
 from CardiacLandmarksLib.io import image as io_image
 from CardiacLandmarksLib.io.archive import Unpacked, archive_stem, unpack_inputs
@@ -191,12 +191,13 @@ class RoutedSeries:
             self._series = self._load()
             if self.phase_labels:
                 self._series.metadata["phase_labels"] = list(self.phase_labels)
-            if self.sequence in SEQUENCES and self.sequence != "unknown" and self._series.sequence != self.sequence:
-                # the routing's decision (which reads tags the loader's guess does not, e.g. an inversion time)
-                # picks the model: an LGE stack without 'lge' in its description got the cine model
-                logger.info("%s: sequence %s (routing) instead of %s (loader's guess)", self.label, self.sequence,
-                            self._series.sequence)
-                self._series.sequence = self.sequence
+        if self.sequence in SEQUENCES and self.sequence != "unknown" and self._series.sequence != self.sequence:
+            # the routing's decision (which reads tags the loader's guess does not, e.g. an inversion time, or
+            # the sequence a user gave: study --sequence) picks the model: an LGE stack without 'lge' in its
+            # description got the cine model. Image files are read while routing, so this holds for them too
+            logger.info("%s: sequence %s (routing) instead of %s (loader's guess)", self.label, self.sequence,
+                        self._series.sequence)
+            self._series.sequence = self.sequence
         if self.pixel_size_mm is not None:  # a header that lost its pixel size (analyse_study(pixel_size_mm=))
             given_pixel_size(self._series, self.pixel_size_mm)
         return self._series
@@ -311,7 +312,7 @@ def _side_file(f: Path, imgs: list[Path]) -> bool:
     return any(g.stem == f.stem and g.suffix.lower() in heads for g in imgs)
 
 
-def route_study(path: str | Path | list, recursive: bool = True) -> StudyRouting:
+def route_study(path: str | Path | list, recursive: bool = True, sequences: dict | None = None) -> StudyRouting:
     """Classify every series of a study and decide the analyses (module docstring).
 
     Args:
@@ -321,6 +322,11 @@ def route_study(path: str | Path | list, recursive: bool = True) -> StudyRouting
             routing's texts name the archive, and the folder is removed by :meth:`StudyRouting.close` or once the
             routing and its series are gone).
         recursive: scan DICOM sub-folders.
+        sequences: sequences the user gives (``study --sequence``), one of :data:`GIVEN_SEQUENCES` each: under the
+            key ``None``, that of every image series whose sequence the tags and shape do not tell (an anonymised
+            export of one-phase stacks: LGE or one cine frame?); under a series' key, label or file name (the
+            routing table's first column), that series' whatever was recognised. Applied before the views and
+            analyses are decided, recorded in the series' evidence and a note (:func:`give_sequences`).
 
     Returns:
         :class:`StudyRouting` (series loaded lazily; image files are read once here to know
@@ -331,6 +337,7 @@ def route_study(path: str | Path | list, recursive: bool = True) -> StudyRouting
         NoDicomError: nothing in the study is DICOM or a supported image file.
         ArchiveError: an archive that cannot be unpacked safely (damaged, password-protected, a member named outside
             its folder, larger than the free space).
+        UnknownSeriesError: ``sequences`` names a series the study does not have, or one that is no image.
     """
     paths = [Path(p).expanduser() for p in (path if isinstance(path, (list, tuple)) else [path])]
     for p in paths:
@@ -339,7 +346,7 @@ def route_study(path: str | Path | list, recursive: bool = True) -> StudyRouting
     given = str(paths[0]) if len(paths) == 1 else ";".join(map(str, paths))
     paths, unpacked = unpack_inputs(paths)  # ZIP / tar archives read in place (io.archive)
     try:
-        routing = _route(paths, recursive, frozenset(unpacked.given) if unpacked else frozenset())
+        routing = _route(paths, recursive, frozenset(unpacked.given) if unpacked else frozenset(), sequences)
     except CardiacLandmarksError as exc:
         if unpacked is None:
             raise
@@ -351,6 +358,48 @@ def route_study(path: str | Path | list, recursive: bool = True) -> StudyRouting
     if unpacked is not None:
         _tie_to_archives(routing, unpacked)
     return routing
+
+
+def give_sequences(routing: StudyRouting, sequences: dict | None) -> None:
+    """Set the sequences the user gave (:func:`route_study`'s ``sequences``) on the routing's series, before the
+    views and analyses are decided: ``{None: seq}`` for every image series of unrecognised sequence,
+    ``{name: seq}`` for the series whose key, label or source file is ``name``. Each changed series says so in its
+    evidence; the routing's notes say what was given and to which series.
+
+    Raises:
+        UnknownSeriesError: a name that no series of the study has (the message lists its image series), or
+            one of a series that is no image (a label map, a curve, an unreadable series).
+        ValueError: a sequence not in :data:`GIVEN_SEQUENCES`.
+    """
+    from CardiacLandmarksLib.core.errors import UnknownSeriesError
+
+    for seq in (sequences or {}).values():
+        if seq not in GIVEN_SEQUENCES:
+            raise ValueError(f"sequence {seq!r}: choose from {', '.join(GIVEN_SEQUENCES)}")
+    images = [e for e in routing.series if e.sequence not in ("-", "label", "curve")]
+    # a series named by the user first: the sequence given to every unrecognised series takes those left
+    for name, seq in sorted((sequences or {}).items(), key=lambda item: item[0] is None):
+        if name is None:
+            hits = [e for e in images if e.sequence == "unknown"]
+            routing.notes.append(f"--sequence {seq}: " + (
+                f"{len(hits)} series of unrecognised sequence taken as {seq} ({', '.join(e.key for e in hits)})"
+                if hits else "every series' sequence was recognised; nothing given"))
+        else:
+            named = [e for e in routing.series if name in (e.key, e.label, *e.source.split(";"))]
+            if not named:
+                raise UnknownSeriesError(
+                    f"--sequence {name}={seq}: the study has no series {name!r}; its image series: "
+                    + ", ".join(e.key for e in images))
+            hits = [e for e in named if e in images]
+            if not hits:
+                raise UnknownSeriesError(f"--sequence {name}={seq}: {named[0].label} is not an image series "
+                                         f"({named[0].reason or named[0].sequence})")
+            routing.notes.append(f"--sequence {name}={seq}: {', '.join(e.key for e in hits)} taken as {seq}")
+        for e in hits:
+            if e.sequence != seq:
+                e.evidence.append(f"sequence {seq}: given by the user (--sequence; from the tags and shape: "
+                                  f"{e.sequence})")
+                e.sequence = seq
 
 
 def _tie_to_archives(routing: StudyRouting, unpacked: Unpacked) -> None:
@@ -374,7 +423,8 @@ def _tie_to_archives(routing: StudyRouting, unpacked: Unpacked) -> None:
             e._load = (lambda load=e._load: unpacked.read(load))
 
 
-def _route(paths: list[Path], recursive: bool, skip: frozenset[Path] = frozenset()) -> StudyRouting:
+def _route(paths: list[Path], recursive: bool, skip: frozenset[Path] = frozenset(),
+           sequences: dict | None = None) -> StudyRouting:
     image_files: list[Path] = []
     dicom_dirs: list[Path] = []
     for p in paths:
@@ -425,6 +475,7 @@ def _route(paths: list[Path], recursive: bool, skip: frozenset[Path] = frozenset
             routing.not_one_exam = (f"series of more than one {what}: "  # another patient's or exam's
                                        + ", ".join(f"{e.key} {getattr(e, attr)!r}" for e in named))
             break
+    give_sequences(routing, sequences)
     _decide_views(routing)
     _decide_analyses(routing)
     pair_aifs(routing)
@@ -944,8 +995,8 @@ def _decide_analyses(routing: StudyRouting) -> None:
             e.reason = f"cine of an oblique or unknown view ({view}): not analysed"
         elif view == "sax" and e.n_phases == 1:  # what a reader can do about it, not only that nothing was done
             e.reason = ("sequence not recognised from the tags or the shape (one phase: an LGE stack, or one frame of a "
-                        "cine?): not analysed; `cardiac-landmarks detect` on this series with --sequence lge or "
-                        "--sequence cine analyses it")
+                        f"cine?): not analysed; `cardiac-landmarks study` with --sequence {e.key}=lge (or =cine), "
+                        "or --sequence lge for every such series, analyses it")
         else:
             e.reason = "sequence not recognised from the tags or the shape: not analysed"
 
