@@ -119,6 +119,49 @@ def test_apply_review_without_review_reproduces_the_report(out):
     assert len(backups) == 1 and json.loads(backups[0].read_text()) == before
 
 
+def test_apply_review_again_keeps_the_report_until_something_is_saved(out, capsys):
+    """apply-review a second time with nothing saved since rewrote study.json (a new study.json.bak-<time> each
+    time: on a batch folder, one per study per run) and drew summary.png again. Now the report is kept byte for
+    byte, no backup is made and the command says so; a point list saved again in another form (the same points)
+    only gets its new checksum in run.json; a reader's drag makes the report follow again."""
+    from CardiacLandmarksLib.io.outputs import RUN_FILE
+
+    (out / RUN_FILE).write_text(json.dumps({"files": []}))  # what 'study' writes last (analyse_study does not)
+    first = apply_review(out)
+    assert not first.unchanged and [p.name for p in first.written] == ["study.json", "summary.png"]
+    report, png = (out / "study.json").read_bytes(), (out / "summary.png").stat().st_mtime_ns
+    edits = len(json.loads((out / RUN_FILE).read_text())["edits"])
+    again = apply_review(out)
+    assert again.unchanged and again.written == [] and again.changes == []
+    assert again.applied == json.loads(report)["review"]["applied"] and again.status_after == first.status_after
+    assert (out / "study.json").read_bytes() == report and (out / "summary.png").stat().st_mtime_ns == png
+    assert len(list(out.glob("study.json.bak-*"))) == 1
+    assert len(json.loads((out / RUN_FILE).read_text())["edits"]) == edits  # nothing to record
+    assert cli_main(["apply-review", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert f"nothing saved since the review was applied ({again.applied}): {out / 'study.json'} kept as it is" in printed
+    # the same points saved again in another layout: the report stays, run.json learns the file's new checksum
+    path = out / "001_SA_sax" / "landmarks_phase00.mrk.json"
+    doc = json.loads(path.read_text())
+    path.write_text(json.dumps(doc, indent=4))
+    assert apply_review(out).unchanged and (out / "study.json").read_bytes() == report
+    run = json.loads((out / RUN_FILE).read_text())
+    assert run["edits"][-1]["files"] == ["001_SA_sax/landmarks_phase00.mrk.json"]
+    from CardiacLandmarksLib.io.atomic import sha256_file
+
+    listed = {e["name"]: e["sha256"] for e in run["files"]}
+    assert listed["001_SA_sax/landmarks_phase00.mrk.json"] == sha256_file(path)
+    # a reader's drag in Slicer: the report follows again, with a backup of the one before
+    before = _kv(json.loads(report))
+    k = int(before["RVI angle (mid, ED)"]["detail"].split()[1].rstrip(","))
+    cp = next(c for c in doc["markups"][0]["controlPoints"] if c["label"] == f"I-RVI s{k} p0")
+    cp["position"] = [cp["position"][0] + 5.0, cp["position"][1], cp["position"][2]]
+    path.write_text(json.dumps(doc))
+    upd = apply_review(out)
+    assert not upd.unchanged and [p.name for p in upd.written] == ["study.json", "summary.png"]
+    assert len(list(out.glob("study.json.bak-*"))) == 2 and (out / "study.json").read_bytes() != report
+
+
 def test_apply_review_of_a_relative_folder(out, monkeypatch, capsys):
     """'apply-review out/001' from the folder above it: the run record's update joined the folder twice
     ('001/001/001_SA_sax/landmarks.json') and the command ended in a FileNotFoundError traceback."""
@@ -313,5 +356,5 @@ def test_batch_cohort_table_follows_the_review(tmp_path, capsys):
     assert cli_main(["apply-review", str(out)]) == 1
     cap = capsys.readouterr()
     assert "a: review not applied, values kept: InputNotFoundError" in cap.err
-    assert "1 study updated, 1 not" in cap.out
+    assert "0 studies updated, 1 not, 1 as reviewed before (nothing saved since: report kept, no backup)" in cap.out
     assert {r["study_id"]: r for r in csv.DictReader(open(out / "cohort.csv"))}["a"] == rows0[2]

@@ -215,9 +215,11 @@ def cmd_apply_review(args: argparse.Namespace) -> int:
             _print_update(upd, "  ")
         for sid, err in errors.items():
             print(f"{sid}: review not applied, values kept: {err}", file=sys.stderr)
-        n = len(updates)
-        print(f"{n} stud{'y' if n == 1 else 'ies'} updated, {len(errors)} not; wrote each study's study.json (its predecessor "
-              f"kept as study.json.bak-<time>) and summary.png, and {path / 'cohort.csv'}")
+        n, same = len(updates), sum(u.unchanged for u in updates)
+        print(f"{n - same} stud{'y' if n - same == 1 else 'ies'} updated, {len(errors)} not"
+              + (f", {same} as reviewed before (nothing saved since: report kept, no backup)" if same else "")
+              + f"; wrote each updated study's study.json (its predecessor kept as study.json.bak-<time>) and "
+                f"summary.png, and {path / 'cohort.csv'}")
         import csv
 
         from CardiacLandmarksLib.batch.engine import review_tally, tally_lines
@@ -227,7 +229,11 @@ def cmd_apply_review(args: argparse.Namespace) -> int:
         return 1 if errors else 0
     upd = apply_review(path)
     _print_update(upd)
-    print(f"wrote {', '.join(str(p) for p in upd.written)} (the previous study.json kept as study.json.bak-<time>)")
+    if upd.unchanged:
+        print(f"nothing saved since the review was applied ({upd.applied}): {path / 'study.json'} kept as it is, "
+              "no backup made")
+    else:
+        print(f"wrote {', '.join(str(p) for p in upd.written)} (the previous study.json kept as study.json.bak-<time>)")
     return 0
 
 

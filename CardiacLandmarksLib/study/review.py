@@ -73,7 +73,10 @@ class ReviewUpdate:
         cohort: the key-value columns of the study's cohort row, and ``study_status``
             (:func:`.analyse.cohort_values`).
         written: ``study.json`` and ``summary.png`` (the summary is left out when it could not be drawn: the
-            error is logged and ``study.json`` says so in its notes).
+            error is logged and ``study.json`` says so in its notes); empty when :attr:`unchanged`.
+        unchanged: the review gave the report it already holds (applied before, nothing saved since): no file was
+            written and no backup made; :attr:`applied` says when the report was made.
+        applied: when the review the report holds was applied (``study.json``'s ``review.applied``).
     """
 
     study_dir: Path
@@ -83,6 +86,8 @@ class ReviewUpdate:
     changes: list[tuple[str, dict | None, dict | None]] = field(default_factory=list)
     cohort: dict = field(default_factory=dict)
     written: list[Path] = field(default_factory=list)
+    unchanged: bool = False
+    applied: str = ""
 
     @property
     def n_set(self) -> int:
@@ -118,8 +123,10 @@ def apply_review(study_dir: str | Path) -> ReviewUpdate:
         study_dir: a ``cardiac-landmarks study`` output folder (``study.json`` and the analyses' folders).
 
     Returns:
-        :class:`ReviewUpdate`. ``study.json`` is rewritten (atomically, the old one kept as ``.bak-<time>``) even
-        when nothing changed, so its ``review`` entry says when the review was last applied.
+        :class:`ReviewUpdate`. ``study.json`` is rewritten (atomically, the old one kept as ``.bak-<time>``) and
+        ``summary.png`` drawn again, unless the report would come out as it is (the review applied before and
+        nothing saved since: :attr:`ReviewUpdate.unchanged`; a batch applied again makes no backup of each study).
+        The point files a reader saved get their new checksums in ``run.json`` either way.
 
     Raises:
         InputNotFoundError: no ``study.json``, a result folder or an image of an analysis is missing.
@@ -140,6 +147,7 @@ def _apply_review(study_dir: Path, doc: dict) -> ReviewUpdate:
     """:func:`apply_review`'s work on the read ``study.json``, with the folder held."""
     from CardiacLandmarksLib.results import load_source, read_result
 
+    original = json.loads(json.dumps(doc))  # the report as read, to tell whether the review changes it
     before = {kv["name"]: kv for kv in doc.get("key_values", [])}
     status_before = str(doc.get("status", "n/a"))
     update = ReviewUpdate(study_dir, status_before, status_before)
@@ -186,12 +194,6 @@ def _apply_review(study_dir: Path, doc: dict) -> ReviewUpdate:
     kvs += [KeyValue.from_dict(c) for c in doc.get("crosschecks", [])]
     doc["key_values"] = [kv.to_dict() for kv in kvs]
     doc["status"] = update.status_after = study_status(bool(doc.get("analyses")), list(doc.get("errors", [])), kvs)
-    try:
-        png = render_summary_png(_ReviewedStudy(study_dir, doc, read, kvs, update.n_set), study_dir)
-    except Exception as exc:  # noqa: BLE001 - the picture must never lose the reviewed report
-        logger.exception("summary picture of %s failed", study_dir)
-        png = None
-        notes.append(f"{_SUMMARY_FAILED} ({type(exc).__name__}: {exc}): it shows the values before the review")
     doc["notes"] = notes
     doc["review"] = {"applied": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
                      "analyses": [{"task": a.task, "series": a.series, "corrected": a.corrected,
@@ -203,16 +205,61 @@ def _apply_review(study_dir: Path, doc: dict) -> ReviewUpdate:
         if b is None or c is None or b.get("value") != c.get("value") or b.get("status") != c.get("status"):
             update.changes.append((name, b, c))
     update.cohort = {**cohort_values(kvs), "study_status": update.status_after, "reader_points": update.n_set}
-    path = study_dir / REPORT_FILE
-    update.written.append(atomic_write_text(path, dumps_strict(doc) + "\n", backup_existing=True))
-    if png is not None:
-        update.written.append(atomic_write_bytes(study_dir / SUMMARY_FILE, png))
     # the study's run.json (written by 'study') lists every file with its checksum: bring it up to date with the
     # reviewed analyses' files (saved by the reader) and the new report, and record the edit
     reviewed = [study_dir / f for a in doc.get("analyses", []) if a.get("ok") and a.get("task") in ("sax", "lax")
                 for f in a.get("files") or [] if (study_dir / f).is_file()]
-    record_edit(study_dir, [*reviewed, *update.written], "apply-review (a reader's review carried into the report)")
+    by = "apply-review (a reader's review carried into the report)"
+    if _same_report(original, doc):  # applied before, nothing saved since: keep the report, make no backup
+        update.unchanged, update.applied = True, str(original["review"].get("applied", ""))
+        if saved := _not_recorded(study_dir, reviewed):  # a point list saved again as it was: its new checksum
+            record_edit(study_dir, saved, by)
+        return update
+    update.applied = doc["review"]["applied"]
+    try:
+        png = render_summary_png(_ReviewedStudy(study_dir, doc, read, kvs, update.n_set), study_dir)
+    except Exception as exc:  # noqa: BLE001 - the picture must never lose the reviewed report
+        logger.exception("summary picture of %s failed", study_dir)
+        png = None
+        notes.append(f"{_SUMMARY_FAILED} ({type(exc).__name__}: {exc}): it shows the values before the review")
+    path = study_dir / REPORT_FILE
+    update.written.append(atomic_write_text(path, dumps_strict(doc) + "\n", backup_existing=True))
+    if png is not None:
+        update.written.append(atomic_write_bytes(study_dir / SUMMARY_FILE, png))
+    record_edit(study_dir, [*reviewed, *update.written], by)
     return update
+
+
+def _same_report(original: dict, doc: dict) -> bool:
+    """Whether the report ``doc`` (a review just applied) is the one read, ``original``, but for when the review was
+    applied and the status it found (the status the last review gave): only a report that already holds an applied
+    review can be (a first review adds its entry)."""
+    if "review" not in original:
+        return False
+
+    def content(d: dict) -> str:
+        review = {k: v for k, v in d["review"].items() if k not in ("applied", "status_before")}
+        return json.dumps({**d, "review": review}, sort_keys=True, default=str)
+
+    return content(original) == content(json.loads(dumps_strict(doc)))
+
+
+def _not_recorded(study_dir: Path, files: list[Path]) -> list[Path]:
+    """Those of ``files`` whose size or SHA-256 is not what the folder's ``run.json`` lists for them (a file saved
+    since, or not listed); none when there is no readable ``run.json``."""
+    from CardiacLandmarksLib.io.atomic import sha256_file
+    from CardiacLandmarksLib.io.outputs import RUN_FILE
+
+    try:
+        listed = {e["name"]: e for e in json.loads((study_dir / RUN_FILE).read_text(encoding="utf-8"))["files"]}
+    except (OSError, ValueError, TypeError, KeyError):
+        return []
+    out = []
+    for f in files:
+        e = listed.get(f.resolve().relative_to(study_dir.resolve()).as_posix())
+        if e is None or e.get("size") != f.stat().st_size or e.get("sha256") != sha256_file(f):
+            out.append(f)
+    return out
 
 
 _SUMMARY_FAILED = "summary.png could not be drawn again after the review"
