@@ -525,3 +525,13 @@ def test_batch_gives_unrecognised_series_the_sequence_asked_for(tmp_path, capsys
         (series,) = doc["routing"]["series"]
         assert series["sequence"] == "lge" and series["analyses"] == ["sax"]
         assert "sequence lge: given by the user (--sequence; from the tags and shape: unknown)" in series["evidence"]
+    # a manifest's `sequence` column gives one study's (over --sequence); another word is a manifest error
+    m = _write(tmp_path / "m.csv", f"study_id,path,sequence\np1,{root / 'patient001'},LGE\np2,{root / 'patient002'},\n")
+    specs = read_manifest(m)
+    assert [s.sequence for s in specs] == ["lge", None] and specs[0].extra == {}
+    assert specs[0].study_options({"sequence": "cine"}) == {"sequence": "lge"}
+    assert main(["batch", str(m), "-o", str(tmp_path / "mixed"), "--engine", "local", "--no-progress"]) == 0
+    rows = {r["study_id"]: r for r in csv.DictReader(open(tmp_path / "mixed" / "cohort.csv"))}
+    assert float(rows["p1"]["rvi_angle_lge_deg"]) > 0 and rows["p2"]["study_status"] == "n/a"
+    with pytest.raises(ManifestError, match=r"bad.csv row 2 \(p1\): sequence 't2': one of cine, lge, perfusion"):
+        read_manifest(_write(tmp_path / "bad.csv", "study_id,path,sequence\np1,a,t2\n"))

@@ -2,8 +2,9 @@
 
 **Manifest** (``.csv``): a header row with ``study_id`` and ``path`` (required) and optionally
 ``height_cm``, ``weight_kg``, and, for files whose header lost them, ``pixel_size_mm`` and ``frame_interval_s``
-(a study's own value wins over ``batch --pixel-size`` / ``--dt``: cohorts from several sites); other columns are
-kept as they are and ignored. ``path`` is a
+(a study's own value wins over ``batch --pixel-size`` / ``--dt``: cohorts from several sites), and ``sequence``
+(``cine``, ``lge`` or ``perfusion``: the sequence of the study's series that neither tags nor shape tell, over
+``batch --sequence``); other columns are kept as they are and ignored. ``path`` is a
 study folder (DICOM or image files), an image file, a glob pattern
 (``/data/acdc/patient001_*.nii.gz``) or several of these joined by ``;``; a relative path is
 read from the manifest's folder. A path that does not exist is **not** a manifest error: the
@@ -43,13 +44,13 @@ REQUIRED_COLUMNS = ("study_id", "path")
 #: a UK Biobank bulk imaging file, ``<eid>_<field>_<instance>_<array>.zip``: the archives of one subject's visit
 #: (its short-axis field 20209 and long-axis field 20208 of instance 2) are one study, ``<eid>_<instance>``
 UKB_ARCHIVE = re.compile(r"^(\d+)_(\d+)_(\d+)_(\d+)\.zip$", re.IGNORECASE)
-OPTIONAL_COLUMNS = ("height_cm", "weight_kg", "pixel_size_mm", "frame_interval_s")
+OPTIONAL_COLUMNS = ("height_cm", "weight_kg", "pixel_size_mm", "frame_interval_s", "sequence")
 
 
 class ManifestError(CardiacLandmarksError, ValueError):
     """The batch input cannot be read as a list of studies: a manifest without the
     ``study_id``/``path`` columns, duplicate or empty study ids, bad height/weight values, a pixel size or frame
-    interval that is not a positive number, or a folder holding no study."""
+    interval that is not a positive number, a sequence no study analysis takes, or a folder holding no study."""
 
 
 @dataclass
@@ -63,6 +64,8 @@ class StudySpec:
         extra: other manifest columns.
         pixel_size_mm, frame_interval_s: this study's in-plane pixel size (mm) and perfusion frame interval (s) for
             files whose header lost them (``analyse_study(pixel_size_mm=, frame_interval_s=)``); None: the batch's.
+        sequence: the sequence of this study's series that tags and shape do not tell (``analyse_study(sequence=)``;
+            :data:`CardiacLandmarksLib.core.series.GIVEN_SEQUENCES`); None: the batch's.
     """
 
     study_id: str
@@ -72,12 +75,14 @@ class StudySpec:
     extra: dict = field(default_factory=dict)
     pixel_size_mm: float | None = None
     frame_interval_s: float | None = None
+    sequence: str | None = None
 
     def to_dict(self) -> dict:
         return {"study_id": self.study_id, "paths": list(self.paths), "height_cm": self.height_cm,
                 "weight_kg": self.weight_kg,
                 **({"pixel_size_mm": self.pixel_size_mm} if self.pixel_size_mm is not None else {}),
-                **({"frame_interval_s": self.frame_interval_s} if self.frame_interval_s is not None else {})}
+                **({"frame_interval_s": self.frame_interval_s} if self.frame_interval_s is not None else {}),
+                **({"sequence": self.sequence} if self.sequence is not None else {})}
 
     def study_options(self, defaults: dict | None = None) -> dict:
         """``analyse_study`` keyword arguments: the batch's ``defaults`` with this study's own values over them."""
@@ -86,6 +91,8 @@ class StudySpec:
             out["pixel_size_mm"] = self.pixel_size_mm
         if self.frame_interval_s is not None:
             out["frame_interval_s"] = self.frame_interval_s
+        if self.sequence is not None:
+            out["sequence"] = self.sequence
         return out
 
 
@@ -143,6 +150,19 @@ def _check_given(pixel_size_mm: float | None, frame_interval_s: float | None, wh
                 check(value)
         except CardiacLandmarksError as exc:
             raise ManifestError(f"{where}: {column}: {exc}") from None
+
+
+def _sequence(text: str, where: str) -> str | None:
+    """A manifest ``sequence`` cell: empty -> None (the batch's ``--sequence``), else one of
+    :data:`CardiacLandmarksLib.core.series.GIVEN_SEQUENCES` (any case); another word is a manifest error, found before
+    any study runs."""
+    from CardiacLandmarksLib.core.series import GIVEN_SEQUENCES
+
+    if not text:
+        return None
+    if text.lower() not in GIVEN_SEQUENCES:
+        raise ManifestError(f"{where}: sequence {text!r}: one of {', '.join(GIVEN_SEQUENCES)}, or empty")
+    return text.lower()
 
 
 def _check_size(height: float | None, weight: float | None, where: str) -> None:
@@ -219,7 +239,8 @@ def read_manifest(path: str | Path) -> list[StudySpec]:
             pixel = _positive(row.get("pixel_size_mm", ""), "pixel_size_mm", n)
             dt = _positive(row.get("frame_interval_s", ""), "frame_interval_s", n)
             _check_given(pixel, dt, f"{path.name} row {n} ({sid})")
-            studies.append(StudySpec(sid, _expand(row["path"], path.parent), height, weight, extra, pixel, dt))
+            seq = _sequence(row.get("sequence", ""), f"{path.name} row {n} ({sid})")
+            studies.append(StudySpec(sid, _expand(row["path"], path.parent), height, weight, extra, pixel, dt, seq))
     if not studies:
         raise ManifestError(f"{path.name}: no study rows")
     return studies
