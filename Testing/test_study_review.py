@@ -351,10 +351,15 @@ def test_batch_cohort_table_follows_the_review(tmp_path, capsys):
     rec = json.loads(sqlite3.connect(out / "batch.sqlite").execute(
         "SELECT record FROM studies WHERE study_id='b'").fetchone()[0])
     assert rec["row"]["lv_length_ed_mm_status"] == "ok" and rec["reviewed"]["points"] > 0
+    applied = json.loads((out / "studies" / "b" / "study.json").read_text())["review"]["applied"]
+    assert rec["reviewed"]["applied"] == applied
     # a study whose result folder is gone: named, kept, the others still updated
     shutil.rmtree(out / "studies" / "a" / "001_SA_sax")
     assert cli_main(["apply-review", str(out)]) == 1
     cap = capsys.readouterr()
     assert "a: review not applied, values kept: InputNotFoundError" in cap.err
     assert "0 studies updated, 1 not, 1 as reviewed before (nothing saved since: report kept, no backup)" in cap.out
+    rec = json.loads(sqlite3.connect(out / "batch.sqlite").execute(
+        "SELECT record FROM studies WHERE study_id='b'").fetchone()[0])
+    assert rec["reviewed"]["applied"] == applied  # the report kept: the time its review was applied
     assert {r["study_id"]: r for r in csv.DictReader(open(out / "cohort.csv"))}["a"] == rows0[2]

@@ -440,7 +440,7 @@ def _apply_review_batch(out: Path, progress) -> tuple[list[ReviewUpdate], dict[s
                 errors[rec["study_id"]] = f"{type(exc).__name__}: {exc}"
                 continue
             rec["row"] = {**(rec.get("row") or {}), **upd.cohort}
-            rec["reviewed"] = {"applied": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "points": upd.n_set}
+            rec["reviewed"] = {"applied": upd.applied, "points": upd.n_set}  # as its study.json says
             state.update_record(rec)
             updates.append(upd)
     order: list[str] = []
