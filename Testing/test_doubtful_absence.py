@@ -13,7 +13,12 @@ from CardiacLandmarksLib.core.landmarks import Landmark, LandmarkSet
 from CardiacLandmarksLib.core.review import flagged_points, merge_queues
 from CardiacLandmarksLib.io.markups import read_markups, write_markups
 from CardiacLandmarksLib.sax.pipeline import doubt_absences
-from CardiacLandmarksLib.sax.presence import DOUBTFUL_CLV_AREA_MM2, DOUBTFUL_PAIR_SHARE, absence_doubt
+from CardiacLandmarksLib.sax.presence import (
+    DOUBTFUL_CLV_AREA_MM2,
+    DOUBTFUL_PAIR_SHARE,
+    absence_doubt,
+    doubt_kinds,
+)
 
 NAMES = ("A-RVI", "I-RVI", "C-LV")
 
@@ -80,6 +85,17 @@ def test_a_clv_nearly_found_on_an_lv_cavity_gets_a_doubt():
     assert lmset.get("C-LV", 2, 0).doubt == (
         "nearly found: the network's evidence for the LV centre is 0.61 (presence threshold 0.65) and its "
         "segmentation shows an LV cavity of 4284 mm2; check whether this slice has it")
+    # a C-LV whose peak passed the threshold on such a cavity was left out by the stray C-LV rule (the stack): it
+    # read 'nearly found ... 0.72 (presence threshold 0.65)', which contradicts itself
+    lmset = _stack()
+    doubt_absences(lmset, {(2, 0): (0.6, 0.72, 4284.0)}, 0.675, 0.65)
+    left = lmset.get("C-LV", 2, 0).doubt
+    assert left == ("left out: the network found the LV centre here (evidence 0.72, presence threshold 0.65), far "
+                    "from those of the slices beside it, and its segmentation shows an LV cavity of 4284 mm2; check "
+                    "whether this slice has it")
+    near = absence_doubt(0.5, 0.675)
+    assert (doubt_kinds([left]), doubt_kinds([near, ""]), doubt_kinds([left, near])) == (
+        "left out", "nearly found", "nearly found or left out")
 
 
 def test_the_doubt_travels_in_the_point_lists_and_leads_the_absent_points_of_the_queue(tmp_path):

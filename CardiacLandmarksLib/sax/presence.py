@@ -112,8 +112,18 @@ def clv_absence_doubt(peak: float, clv_t: float, lv_area_mm2: float, share: floa
     if not (np.isfinite(peak) and np.isfinite(lv_area_mm2) and clv_t and peak >= share * clv_t
             and lv_area_mm2 >= min_area_mm2):
         return ""
-    return (f"nearly found: the network's evidence for the LV centre is {peak:.2f} (presence threshold {clv_t:.2f}) "
-            f"and its segmentation shows an LV cavity of {lv_area_mm2:.0f} mm2; check whether this slice has it")
+    cavity = f"its segmentation shows an LV cavity of {lv_area_mm2:.0f} mm2; check whether this slice has it"
+    if peak >= clv_t:  # found, with a cavity of that size: only the stray C-LV rule (stack) leaves such a C-LV out
+        return (f"left out: the network found the LV centre here (evidence {peak:.2f}, presence threshold "
+                f"{clv_t:.2f}), far from those of the slices beside it, and {cavity}")
+    return f"nearly found: the network's evidence for the LV centre is {peak:.2f} (presence threshold {clv_t:.2f}) and {cavity}"
+
+
+def doubt_kinds(doubts) -> str:
+    """The kinds of doubtful absence among ``doubts`` (texts of :func:`absence_doubt` and :func:`clv_absence_doubt`)
+    in words for a summary line: ``"nearly found"``, ``"left out"`` or ``"nearly found or left out"``."""
+    kinds = {d.split(":", 1)[0] for d in doubts if d}
+    return " or ".join(k for k in ("nearly found", "left out") if k in kinds) or "nearly found"
 
 
 def card_max_clv_jump(card: dict) -> float | None:

@@ -31,6 +31,7 @@ from CardiacLandmarksLib.io.atomic import atomic_write_bytes, atomic_write_text
 from CardiacLandmarksLib.io.jsonsafe import dumps_strict
 from CardiacLandmarksLib.io.outputs import agg_figure, output_stem, source_label
 from CardiacLandmarksLib.sax.measurements import rvi_measurements
+from CardiacLandmarksLib.sax.presence import doubt_kinds
 
 logger = logging.getLogger(__name__)
 
@@ -311,10 +312,10 @@ def render_overlay_png(
             ax.annotate(text, (p[0], p[1]), xytext=(6, 5), textcoords="offset points", fontsize=7.5,
                         color=color, fontweight="bold", path_effects=outline, clip_on=True)
         absent = [lm.name for lm in here if points[id(lm)] is None]
-        unsure = [lm.name for lm in here if points[id(lm)] is None and lm.doubt and not lm.corrected]
+        unsure = [lm for lm in here if points[id(lm)] is None and lm.doubt and not lm.corrected]
         note = ("absent: " + ", ".join(absent)) if absent else ("no landmarks" if not here else "")
-        if unsure:  # points the network nearly found (doubt_absences): the reader should look
-            note += f" (check {', '.join(unsure)}: nearly found)"
+        if unsure:  # points the network nearly found or a rule left out (doubt_absences): the reader should look
+            note += f" (check {', '.join(lm.name for lm in unsure)}: {doubt_kinds([lm.doubt for lm in unsure])})"
         if note:
             ax.text(0.02, 0.02, note, transform=ax.transAxes, fontsize=7, color="white", va="bottom",
                     ha="left", bbox={"boxstyle": "round,pad=0.2", "fc": FLAG_COLORS["low"] if unsure else "black",
