@@ -339,10 +339,19 @@ class CardiacLandmarksWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.ui.flagSummaryLabel.text = _("No landmarks yet: select an image and press Detect.")
             return
         counts = self.logic.flagCounts(result)
-        self.ui.flagSummaryLabel.text = _(
-            "{total} points: {high} confident, {low} low confidence, {absent} not found, {corrected} corrected, "
-            "{confirmed} confirmed"
-        ).format(**counts)
+        doubts = self.logic.doubtfulAbsences(result)
+        if doubts:  # the points not found that the network nearly found or a rule left out: worth a look
+            from CardiacLandmarksLib.sax.presence import doubt_kinds
+
+            self.ui.flagSummaryLabel.text = _(
+                "{total} points: {high} confident, {low} low confidence, {absent} not found ({doubtful} of them to "
+                "check: {kinds}), {corrected} corrected, {confirmed} confirmed"
+            ).format(**counts, doubtful=len(doubts), kinds=doubt_kinds(doubts))
+        else:
+            self.ui.flagSummaryLabel.text = _(
+                "{total} points: {high} confident, {low} low confidence, {absent} not found, {corrected} corrected, "
+                "{confirmed} confirmed"
+            ).format(**counts)
         lax = self.logic.isLaxResult(result)
         self.ui.laxSummaryLabel.visible = lax
         if lax:
@@ -1396,6 +1405,13 @@ class CardiacLandmarksLogic(ScriptedLoadableModuleLogic, VTKObservationMixin):
         from CardiacLandmarksLib.core.review import flag_counts
 
         return flag_counts(self._state(hub).current.values())
+
+    def doubtfulAbsences(self, hub) -> list:
+        """The doubts of the points not found that are worth a look (nearly found, or left out by a presence rule;
+        ``CardiacLandmarksLib.core.review.doubtful_absences``), one per point not yet placed or confirmed."""
+        from CardiacLandmarksLib.core.review import doubtful_absences
+
+        return doubtful_absences(self._state(hub).current.values())
 
     def flaggedPoints(self, hub) -> list:
         """Points to review (low confidence or not found, not corrected), in phase, slice, landmark order

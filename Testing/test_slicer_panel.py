@@ -253,6 +253,24 @@ def _table_values(view) -> dict:
     return rows
 
 
+def test_summary_says_how_many_points_not_found_to_check(panel, dialogs, acdc_dir):
+    """ACDC patient069 ES (a calibration patient): the network nearly found the RV insertions of slice 6 (two
+    doubtful absences, as the command line says: '2 absent point(s) to check: nearly found') beside two clear
+    absences. The panel's summary said only '4 not found'; it now says how many of them are worth a look."""
+    ui = panel.ui
+    volume = slicer.util.loadVolume(str(acdc_dir / "patient069_ES.nii.gz"))
+    ui.inputSelector.setCurrentNode(volume)
+    ui.deviceComboBox.currentIndex = ui.deviceComboBox.findData("cpu")
+    click(ui.detectButton)
+    assert not dialogs.shown, dialogs.shown
+    hub = panel._parameterNode.result
+    counts, doubts = panel.logic.flagCounts(hub), panel.logic.doubtfulAbsences(hub)
+    assert len(doubts) == 2 and all(d.startswith("nearly found: ") for d in doubts)
+    assert counts["absent"] == 4  # the two clear absences are not counted among those to check
+    assert (f"{counts['absent']} not found (2 of them to check: nearly found), 0 corrected, 0 confirmed"
+            in ui.flagSummaryLabel.text)
+
+
 def test_sax_flow_on_acdc(panel, dialogs, acdc_dir, tmp_path_factory):
     """Load, Detect, Review next flagged, move a point (table updates), Export without and with a folder."""
     ui = panel.ui

@@ -125,6 +125,14 @@ def next_flagged(points: Sequence[FlaggedPoint], after: tuple | None = None) -> 
     return points[0]
 
 
+def doubtful_absences(landmarks: Iterable[Landmark]) -> list[str]:
+    """The doubts of the points not found that are worth a look (a point the network nearly found, or one a presence
+    rule left out: :func:`CardiacLandmarksLib.sax.pipeline.doubt_absences`), one per point the reader has not yet
+    placed or confirmed; the rest of :func:`flag_counts`' ``absent`` points are clear absences."""
+    return [lm.doubt for lm in landmarks
+            if lm.flag == "absent" and lm.doubt and not (lm.corrected or lm.confirmed)]
+
+
 def flag_counts(landmarks: Iterable[Landmark]) -> dict[str, int]:
     """Numbers of points by state: ``total``, ``high``, ``low``, ``absent``, ``corrected`` (moved, placed or
     unset by the reader) and ``confirmed`` (kept by the reader where the model put it); each point counts once."""
