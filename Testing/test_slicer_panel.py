@@ -253,16 +253,23 @@ def _table_values(view) -> dict:
     return rows
 
 
+def _detect_on_cpu(panel, dialogs, path: Path):
+    """Load ``path`` into the panel's input, Detect on the CPU (no dialog may open); the loaded volume."""
+    ui = panel.ui
+    volume = slicer.util.loadVolume(str(path))
+    ui.inputSelector.setCurrentNode(volume)
+    ui.deviceComboBox.currentIndex = ui.deviceComboBox.findData("cpu")
+    click(ui.detectButton)
+    assert not dialogs.shown, dialogs.shown
+    return volume
+
+
 def test_summary_says_how_many_points_not_found_to_check(panel, dialogs, acdc_dir):
     """ACDC patient069 ES (a calibration patient): the network nearly found the RV insertions of slice 6 (two
     doubtful absences, as the command line says: '2 absent point(s) to check: nearly found') beside two clear
     absences. The panel's summary said only '4 not found'; it now says how many of them are worth a look."""
     ui = panel.ui
-    volume = slicer.util.loadVolume(str(acdc_dir / "patient069_ES.nii.gz"))
-    ui.inputSelector.setCurrentNode(volume)
-    ui.deviceComboBox.currentIndex = ui.deviceComboBox.findData("cpu")
-    click(ui.detectButton)
-    assert not dialogs.shown, dialogs.shown
+    _detect_on_cpu(panel, dialogs, acdc_dir / "patient069_ES.nii.gz")
     hub = panel._parameterNode.result
     counts, doubts = panel.logic.flagCounts(hub), panel.logic.doubtfulAbsences(hub)
     assert len(doubts) == 2 and all(d.startswith("nearly found: ") for d in doubts)
@@ -274,11 +281,7 @@ def test_summary_says_how_many_points_not_found_to_check(panel, dialogs, acdc_di
 def test_sax_flow_on_acdc(panel, dialogs, acdc_dir, tmp_path_factory):
     """Load, Detect, Review next flagged, move a point (table updates), Export without and with a folder."""
     ui = panel.ui
-    volume = slicer.util.loadVolume(str(acdc_dir / "patient001_ED.nii.gz"))
-    ui.inputSelector.setCurrentNode(volume)
-    ui.deviceComboBox.currentIndex = ui.deviceComboBox.findData("cpu")
-    click(ui.detectButton)
-    assert not dialogs.shown, dialogs.shown
+    volume = _detect_on_cpu(panel, dialogs, acdc_dir / "patient001_ED.nii.gz")
     assert ui.statusLabel.text == "Done. Review the flagged points."
     hub = panel._parameterNode.result
     assert hub is not None and panel._parameterNode.measurementsTable is not None
