@@ -140,6 +140,14 @@ def test_apply_review_again_keeps_the_report_until_something_is_saved(out, capsy
     assert cli_main(["apply-review", str(out)]) == 0
     printed = capsys.readouterr().out
     assert f"nothing saved since the review was applied ({again.applied}): {out / 'study.json'} kept as it is" in printed
+    # the picture deleted since: drawn again from the kept report (the same pixels), nothing else written
+    summary = _pixels(out / "summary.png")
+    (out / "summary.png").unlink()
+    redrawn = apply_review(out)
+    assert redrawn.unchanged and [p.name for p in redrawn.written] == ["summary.png"]
+    np.testing.assert_array_equal(_pixels(out / "summary.png"), summary)
+    assert (out / "study.json").read_bytes() == report and len(list(out.glob("study.json.bak-*"))) == 1
+    assert json.loads((out / RUN_FILE).read_text())["edits"][-1]["files"] == ["summary.png"]
     # the same points saved again in another layout: the report stays, run.json learns the file's new checksum
     path = out / "001_SA_sax" / "landmarks_phase00.mrk.json"
     doc = json.loads(path.read_text())

@@ -231,7 +231,7 @@ def cmd_apply_review(args: argparse.Namespace) -> int:
     _print_update(upd)
     if upd.unchanged:
         print(f"nothing saved since the review was applied ({upd.applied}): {path / 'study.json'} kept as it is, "
-              "no backup made")
+              "no backup made" + "".join(f"; {p} drawn again (it was missing)" for p in upd.written))
     else:
         print(f"wrote {', '.join(str(p) for p in upd.written)} (the previous study.json kept as study.json.bak-<time>)")
     return 0

@@ -73,7 +73,8 @@ class ReviewUpdate:
         cohort: the key-value columns of the study's cohort row, and ``study_status``
             (:func:`.analyse.cohort_values`).
         written: ``study.json`` and ``summary.png`` (the summary is left out when it could not be drawn: the
-            error is logged and ``study.json`` says so in its notes); empty when :attr:`unchanged`.
+            error is logged and ``study.json`` says so in its notes); when :attr:`unchanged`, ``summary.png`` alone
+            if it had been deleted (drawn again from the kept report), else nothing.
         unchanged: the review gave the report it already holds (applied before, nothing saved since): no file was
             written and no backup made; :attr:`applied` says when the report was made.
         applied: when the review the report holds was applied (``study.json``'s ``review.applied``).
@@ -212,7 +213,16 @@ def _apply_review(study_dir: Path, doc: dict) -> ReviewUpdate:
     by = "apply-review (a reader's review carried into the report)"
     if _same_report(original, doc):  # applied before, nothing saved since: keep the report, make no backup
         update.unchanged, update.applied = True, str(original["review"].get("applied", ""))
-        if saved := _not_recorded(study_dir, reviewed):  # a point list saved again as it was: its new checksum
+        saved = _not_recorded(study_dir, reviewed)  # a point list saved again as it was: its new checksum
+        if not (study_dir / SUMMARY_FILE).is_file():  # the picture deleted since: drawn again from the kept report
+            try:
+                png = render_summary_png(_ReviewedStudy(study_dir, original, read, kvs, update.n_set), study_dir)
+            except Exception:  # noqa: BLE001 - the kept report stands without its picture
+                logger.exception("summary picture of %s failed", study_dir)
+            else:
+                update.written.append(atomic_write_bytes(study_dir / SUMMARY_FILE, png))
+                saved.append(update.written[-1])
+        if saved:
             record_edit(study_dir, saved, by)
         return update
     update.applied = doc["review"]["applied"]
