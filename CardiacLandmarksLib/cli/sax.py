@@ -179,9 +179,10 @@ def cmd_detect(args: argparse.Namespace) -> int:
                         models=[dict(result.landmarks.model)], warnings=warnings, command="detect")
     n_found = sum(lm.found for lm in result.landmarks.landmarks)
     n_low = sum(lm.flag == "low" for lm in result.landmarks.landmarks)
+    from CardiacLandmarksLib.core.review import doubtful_absences
     from CardiacLandmarksLib.sax.presence import doubt_kinds
 
-    doubted = [lm.doubt for lm in result.landmarks.landmarks if not lm.found and lm.doubt]  # doubtful absences
+    doubted = doubtful_absences(result.landmarks.landmarks)
     unsure = f"; {len(doubted)} absent point(s) to check: {doubt_kinds(doubted)}" if doubted else ""
     print(f"{series.source}: {series.n_slices} slices x {series.n_phases} phases, view {view.upper()}, "
           f"{n_found} landmarks found ({n_low} low confidence{unsure}) in {result.elapsed_s:.1f} s")

@@ -125,12 +125,16 @@ def next_flagged(points: Sequence[FlaggedPoint], after: tuple | None = None) -> 
     return points[0]
 
 
+def is_doubtful_absence(lm: Landmark) -> bool:
+    """A point not found that is worth a look (the network nearly found it, or a presence rule left it out:
+    :func:`CardiacLandmarksLib.sax.pipeline.doubt_absences`) and that the reader has not yet placed or confirmed;
+    the other ``absent`` points of :func:`flag_counts` are clear absences."""
+    return lm.flag == "absent" and bool(lm.doubt) and not (lm.corrected or lm.confirmed)
+
+
 def doubtful_absences(landmarks: Iterable[Landmark]) -> list[str]:
-    """The doubts of the points not found that are worth a look (a point the network nearly found, or one a presence
-    rule left out: :func:`CardiacLandmarksLib.sax.pipeline.doubt_absences`), one per point the reader has not yet
-    placed or confirmed; the rest of :func:`flag_counts`' ``absent`` points are clear absences."""
-    return [lm.doubt for lm in landmarks
-            if lm.flag == "absent" and lm.doubt and not (lm.corrected or lm.confirmed)]
+    """The doubts of the points of :func:`is_doubtful_absence`, one per point."""
+    return [lm.doubt for lm in landmarks if is_doubtful_absence(lm)]
 
 
 def flag_counts(landmarks: Iterable[Landmark]) -> dict[str, int]:

@@ -25,6 +25,7 @@ from CardiacLandmarksLib.core.landmarks import (
     input_sources,
 )
 from CardiacLandmarksLib.core.orientation import draw_orientation
+from CardiacLandmarksLib.core.review import is_doubtful_absence
 from CardiacLandmarksLib.core.series import CMRSeries
 from CardiacLandmarksLib.io import markups
 from CardiacLandmarksLib.io.atomic import atomic_write_bytes, atomic_write_text
@@ -312,7 +313,7 @@ def render_overlay_png(
             ax.annotate(text, (p[0], p[1]), xytext=(6, 5), textcoords="offset points", fontsize=7.5,
                         color=color, fontweight="bold", path_effects=outline, clip_on=True)
         absent = [lm.name for lm in here if points[id(lm)] is None]
-        unsure = [lm for lm in here if points[id(lm)] is None and lm.doubt and not lm.corrected]
+        unsure = [lm for lm in here if is_doubtful_absence(lm)]
         note = ("absent: " + ", ".join(absent)) if absent else ("no landmarks" if not here else "")
         if unsure:  # points the network nearly found or a rule left out (doubt_absences): the reader should look
             note += f" (check {', '.join(lm.name for lm in unsure)}: {doubt_kinds([lm.doubt for lm in unsure])})"

@@ -569,7 +569,7 @@ class ReviewApp:
             return
         self.state.current_key = key
         self._cursor = item["_order"]
-        if item["flag"] == "absent" and item.get("doubt"):  # a point the network nearly found
+        if item["flag"] == "absent" and item.get("doubt"):  # nearly found, or left out by a presence rule
             text = (f"{self._title(item['case'])}: {item['name']} on slice {item['slice']}: absent, {item['doubt']}. "
                     "Press Place, then click in the view if it is there.")
         elif item["flag"] == "absent":
@@ -674,7 +674,7 @@ class ReviewApp:
     def _queue(self, with_order: bool = False) -> list[dict]:
         """The review queue of the whole folder: every case's flagged points merged by rising confidence
         (:func:`CardiacLandmarksLib.core.review.merge_queues`); absent points left out when unticked, except those
-        with a doubt (a point the network nearly found)."""
+        with a doubt (nearly found, or left out by a presence rule: core.review.is_doubtful_absence)."""
         with_absent = bool(self.state.include_absent)
         points = merge_queues(self._case_queue(c) for c in self.cases.values())
         items = []
