@@ -67,3 +67,45 @@ def test_version_names_the_tool_and_every_bundled_model(capsys):
     assert len(lines) == 1 + len(names) >= 6
     for name, ver in names:
         assert any(line.strip().startswith(f"{name} {ver} (") for line in lines[1:]), name
+
+
+def test_several_paths_to_a_one_input_command_name_the_command_that_takes_them(tmp_path, capsys):
+    """`detect P_ED.nii.gz P_ES.nii.gz` (or `detect P_E*.nii.gz`, which the shell turns into both files) and
+    `function P_ED P_ES` ended with argparse's `cardiac-landmarks: error: unrecognized arguments: ...` under the
+    usage of the whole tool: nothing said that `study` takes several files of one study and `function` an ED/ES
+    pair as --ed/--es. The error is now the command's own (its usage), and for paths it says what the command
+    takes and what to run instead; other unknown arguments keep argparse's words."""
+    import pytest
+
+    from CardiacLandmarksLib.cli import main
+
+    ed, es = tmp_path / "P1_ED.nii.gz", tmp_path / "P1_ES.nii.gz"
+    for f in (ed, es):
+        f.write_bytes(b"")  # only their existence is read before the run would start
+    cases = [
+        (["detect", str(ed), str(es), "-o", "x"],
+         ["usage: cardiac-landmarks detect", f"detect: error: unrecognized arguments: {es}. detect takes one series",
+          "and got 2 paths", "cardiac-landmarks study PATH PATH ... -o OUT",
+          "cardiac-landmarks function --ed ED_FILE --es ES_FILE -o OUT"]),
+        (["function", str(es), str(ed), "-o", "x"],  # the order given is not the order of the names
+         ["usage: cardiac-landmarks function", f"Two 3-D volumes: cardiac-landmarks function --ed {ed} --es {es} -o OUT"]),
+        (["function", str(ed), str(tmp_path), "-o", "x"],
+         ["Two 3-D volumes: cardiac-landmarks function --ed ED_FILE --es ES_FILE -o OUT"]),
+        (["review", str(tmp_path), str(tmp_path), str(tmp_path)],
+         ["and got 3 paths", "Every study of a batch at once: cardiac-landmarks review OUT/studies"]),
+        (["lv-length", str(ed), str(es)], ["lv-length takes one result", "and got 2 paths"]),
+    ]
+    for argv, texts in cases:
+        with pytest.raises(SystemExit) as exc:
+            main(argv)
+        err = capsys.readouterr().err
+        assert exc.value.code == 2, argv
+        for text in texts:
+            assert text in err, (argv, text, err)
+    for argv, line in ((["detect", str(ed), "-o", "x", "--bogus"], "cardiac-landmarks detect: error: unrecognized "
+                                                                      "arguments: --bogus\n"),
+                       (["detect", str(ed), "not_here.nii.gz", "-o", "x"], "unrecognized arguments: not_here.nii.gz\n"),
+                       (["--bogus"], "cardiac-landmarks: error: unrecognized arguments: --bogus\n")):
+        with pytest.raises(SystemExit) as exc:
+            main(argv)
+        assert exc.value.code == 2 and capsys.readouterr().err.endswith(line), argv

@@ -1314,3 +1314,34 @@ def test_study_takes_the_sequence_the_user_gives(tmp_path, capsys):
     with pytest.raises(SystemExit) as stop:
         main(["study", str(study), "--sequence", "scan=t2", "-o", str(tmp_path / "bad2")])
     assert stop.value.code == 2 and "SEQ one of cine, lge, perfusion, got 'scan=t2'" in capsys.readouterr().err
+
+
+@pytest.mark.data
+def test_study_reads_a_quoted_pattern_as_its_files(tmp_path, capsys):
+    """`study "patient003_E?.nii.gz"` (quoted, or typed in Windows' cmd.exe, which expands no pattern) was
+    `study input not found: .../patient003_E?.nii.gz`, though the batch manifest's path column takes patterns. The
+    pattern now stands for the files it matches: the ED/ES pair is routed as the unquoted pattern routes it, and
+    run.json records (and hashes) the two files, not the pattern. A pattern that matches nothing is named as such;
+    a file whose name holds a pattern character is read as it is."""
+    from CardiacLandmarksLib.cli import main
+    from CardiacLandmarksLib.core.errors import InputNotFoundError
+
+    acdc = require_data("acdc")
+    for ph in ("ED", "ES"):
+        (tmp_path / f"p3_{ph}.nii.gz").symlink_to(acdc / f"patient003_{ph}.nii.gz")
+    (tmp_path / "p3_ED_gt.nii.gz").symlink_to(acdc / "patient003_ED_gt.nii.gz")
+    r = route_study(str(tmp_path / "p3_E?.nii.gz"))
+    assert [e.label for e in r.series] == ["p3_ED.nii.gz + p3_ES.nii.gz"]
+    assert r.series[0].analyses == ["sax", "function"]
+    with pytest.raises(InputNotFoundError, match=r"^study input not found: .*p4_E\*\.nii\.gz \(no file or folder "
+                                                 r"matches this pattern\)$"):
+        route_study(tmp_path / "p4_E*.nii.gz")
+    odd = tmp_path / "scan[1]"
+    odd.mkdir()
+    (odd / "x_ED.nii.gz").symlink_to(acdc / "patient003_ED.nii.gz")
+    assert [e.label for e in route_study(odd).series] == ["x_ED.nii.gz"]  # an existing path is not a pattern
+    assert main(["study", str(tmp_path / "p3_E?.nii.gz"), "-o", str(tmp_path / "out"), "--route-only"]) == 0
+    assert "p3_ED.nii.gz + p3_ES.nii.gz" in capsys.readouterr().out
+    assert main(["study", str(tmp_path / "nothing*"), "-o", str(tmp_path / "out2")]) == 1
+    assert "(no file or folder matches this pattern)" in capsys.readouterr().err
+    assert not (tmp_path / "out2").exists()  # refused before any output folder is made

@@ -103,9 +103,73 @@ def written_lines(paths) -> list[str]:
     return lines
 
 
+#: what each command that takes one input path takes, for :func:`extra_arguments_text`
+ONE_INPUT = {
+    "detect": "one series: a DICOM folder or file, or one image file",
+    "function": "one cine (a DICOM folder or file, or a 4-D image file), or two 3-D volumes as --ed and --es",
+    "lax-track": "one long-axis cine (its points with --points)",
+    "lv-length": "one result: landmarks.json, a .mrk.json file or a folder of them",
+    "review": "one result folder, or one folder of them (a batch's studies/ folder)",
+    "batch": "one manifest or one folder of studies",
+    "apply-review": "one output folder of 'study' or 'batch'",
+}
+
+#: the next step for several paths given to a command of :data:`ONE_INPUT`
+_SEVERAL_HINT = {
+    "detect": "several files or series of one study (an ED/ES pair, a SAX stack beside long-axis cines): "
+              "cardiac-landmarks study PATH PATH ... -o OUT; volumes and EF from an ED/ES pair: "
+              "cardiac-landmarks function --ed ED_FILE --es ES_FILE -o OUT",
+    "lax-track": "a cine at a time; or all the series of one study: cardiac-landmarks study PATH PATH ... -o OUT",
+    "review": "every study of a batch at once: cardiac-landmarks review OUT/studies",
+    "batch": "several studies: a folder holding one sub-folder (or archive) per study, or a CSV manifest with a row "
+             "per study (README, 'A cohort')",
+}
+
+
+def extra_arguments_text(command: str | None, given: list[str], extra: list[str]) -> str:
+    """The error for arguments a command does not take (argparse's ``unrecognized arguments: ...``), with the way
+    to do what was meant when they are paths: ``detect ED.nii.gz ES.nii.gz`` (or an unquoted shell pattern such as
+    ``patient003_E*.nii.gz``, which the shell turns into every file it matches) names ``study`` and ``function``;
+    ``function ED ES`` names ``--ed``/``--es`` with the two files in the order their names tell (``_ED``, ``_ES``).
+
+    Args:
+        command: the sub-command (None: none was given).
+        given: the input paths argparse took for the command (its positional arguments), in order.
+        extra: the arguments it did not take, in order.
+
+    Returns:
+        One line for ``parser.error``.
+    """
+    import re
+    from pathlib import Path
+
+    text = f"unrecognized arguments: {' '.join(extra)}"
+    paths = [e for e in extra if not e.startswith("-") and Path(e).expanduser().exists()]
+    if command not in ONE_INPUT or not paths:
+        return text
+    n = len(given) + len(paths)
+    text += f". {command} takes {ONE_INPUT[command]}" + (
+        f", and got {n} paths (an unquoted pattern such as *_E?.nii.gz gives every file it matches)" if n > 1 else "")
+    if command == "function" and n == 2:
+        both = [*given, *paths]
+        phase = [m.group(1).upper() if (m := re.search(r"(?:^|[_\-. ])(ED|ES)(?:$|[_\-. ])", Path(p).name.split(".")[0],
+                                                         re.IGNORECASE)) else None for p in both]
+        if sorted(filter(None, phase)) == ["ED", "ES"]:
+            ed, es = (both if phase[0] == "ED" else both[::-1])
+            return text + f". Two 3-D volumes: cardiac-landmarks function --ed {ed} --es {es} -o OUT"
+        return text + ". Two 3-D volumes: cardiac-landmarks function --ed ED_FILE --es ES_FILE -o OUT"
+    hint = _SEVERAL_HINT.get(command)
+    return text + (f". {hint[0].upper()}{hint[1:]}" if hint else "")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra:  # argparse's own error, with the way to do what was meant (several paths to a one-input command)
+        command = getattr(args, "command", None)
+        sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+        given = [v for k in ("input", "points", "path") if isinstance(v := getattr(args, k, None), str)]
+        (sub.choices.get(command) or parser).error(extra_arguments_text(command, given, extra))
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     progress = logging.getLogger("CardiacLandmarksLib.progress")  # the library's lines for a person
     if not progress.handlers:

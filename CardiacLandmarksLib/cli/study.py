@@ -241,9 +241,11 @@ def cmd_study(args: argparse.Namespace) -> int:
     from CardiacLandmarksLib.function.measurements import bsa_mosteller
     from CardiacLandmarksLib.io.outputs import finish_run, prepare_output_dir
     from CardiacLandmarksLib.study.analyse import TASK_FOLDERS, analyse_study
-    from CardiacLandmarksLib.study.routing import route_study
+    from CardiacLandmarksLib.study.routing import expand_patterns, route_study
 
     bsa_mosteller(args.height, args.weight)  # both or neither, plausible: checked before any work
+    # a quoted pattern (or one no shell expanded): its files, so that run.json records and hashes them
+    args.study = [str(p) for p in expand_patterns([Path(s).expanduser() for s in args.study])]
     src = args.study[0] if len(args.study) == 1 else args.study
     # a bad output path (a file, the study folder itself, not writable) fails before any work
     outdir = None if args.route_only else prepare_output_dir(args.output, inputs=args.study,

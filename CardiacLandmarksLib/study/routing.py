@@ -312,12 +312,37 @@ def _side_file(f: Path, imgs: list[Path]) -> bool:
     return any(g.stem == f.stem and g.suffix.lower() in heads for g in imgs)
 
 
+def expand_patterns(paths: list[Path]) -> list[Path]:
+    """Each path that does not exist and holds a shell pattern (``*``, ``?``, ``[``) replaced by what it matches, in
+    sorted order: ``study "P1_E*.nii.gz"`` quoted, or typed where no shell expands it (Windows' cmd.exe, a Python
+    call), reads the ED/ES pair as the unquoted pattern would. A path that exists is taken as it is, whatever its
+    characters (``scan[1].nii.gz``).
+
+    Raises:
+        InputNotFoundError: a pattern that matches nothing (``study input not found: ... (no file or folder
+            matches this pattern)``).
+    """
+    import glob
+
+    out: list[Path] = []
+    for p in paths:
+        if p.exists() or not any(c in str(p) for c in "*?["):
+            out.append(p)
+            continue
+        hits = sorted(glob.glob(str(p)))
+        if not hits:
+            raise InputNotFoundError(f"study input not found: {p} (no file or folder matches this pattern)")
+        out += [Path(h) for h in hits]
+    return out
+
+
 def route_study(path: str | Path | list, recursive: bool = True, sequences: dict | None = None) -> StudyRouting:
     """Classify every series of a study and decide the analyses (module docstring).
 
     Args:
         path: DICOM study folder, folder of image files, or a list of image files / DICOM
-            folders (a manifest row); a ZIP or tar archive of one, or archives in the folder, are unpacked into a
+            folders (a manifest row); a path that does not exist but holds a shell pattern (``P1_E*.nii.gz``) stands
+            for the files it matches; a ZIP or tar archive of one, or archives in the folder, are unpacked into a
             temporary folder and read from there (:func:`CardiacLandmarksLib.io.archive.unpack_inputs`; the
             routing's texts name the archive, and the folder is removed by :meth:`StudyRouting.close` or once the
             routing and its series are gone).
@@ -333,13 +358,13 @@ def route_study(path: str | Path | list, recursive: bool = True, sequences: dict
         their geometry and kept).
 
     Raises:
-        InputNotFoundError: the path (or a listed file) does not exist.
+        InputNotFoundError: the path (or a listed file) does not exist, or a pattern matches nothing.
         NoDicomError: nothing in the study is DICOM or a supported image file.
         ArchiveError: an archive that cannot be unpacked safely (damaged, password-protected, a member named outside
             its folder, larger than the free space).
         UnknownSeriesError: ``sequences`` names a series the study does not have, or one that is no image.
     """
-    paths = [Path(p).expanduser() for p in (path if isinstance(path, (list, tuple)) else [path])]
+    paths = expand_patterns([Path(p).expanduser() for p in (path if isinstance(path, (list, tuple)) else [path])])
     for p in paths:
         if not p.exists():
             raise InputNotFoundError.at(p, "study input")
