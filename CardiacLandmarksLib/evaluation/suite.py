@@ -816,7 +816,8 @@ def _ci_block(table: SuiteTable, bullet: str = "  ") -> list[str]:
     return ["", CI_HEAD, *lines] if lines else []
 
 
-MISSED_HEAD = ("Doubtful absences (a landmark called absent that the network nearly found is marked for the reader: "
+MISSED_HEAD = ("Doubtful absences (a landmark called absent that the network nearly found, or a C-LV it found that "
+               "the stack rule left out where its segmentation shows an LV cavity, is marked for the reader: "
                "sax.pipeline.doubt_absences): of the reference's landmarks called absent, those marked; of its "
                "absences called absent, those marked too (a slice looked at for nothing)")
 
