@@ -1345,3 +1345,24 @@ def test_study_reads_a_quoted_pattern_as_its_files(tmp_path, capsys):
     assert main(["study", str(tmp_path / "nothing*"), "-o", str(tmp_path / "out2")]) == 1
     assert "(no file or folder matches this pattern)" in capsys.readouterr().err
     assert not (tmp_path / "out2").exists()  # refused before any output folder is made
+
+
+def test_an_empty_study_folder_is_named_empty(tmp_path):
+    """A cohort folder with a study whose export had not finished (an empty folder, or empty sub-folders) failed
+    with the words a folder of unreadable files gets (`no DICOM series and no image file found in ...`); the reader
+    looked for files that were never there. It now says the folder holds no files; a folder with files that are not
+    images keeps the words it had."""
+    from CardiacLandmarksLib.core.errors import NoDicomError
+
+    (tmp_path / "empty" / "SAX" / "cine").mkdir(parents=True)
+    with pytest.raises(NoDicomError, match=r"^no DICOM series and no image file found in .*empty \(the folder holds "
+                                           r"no files, in no sub-folder either: an export not finished, or the wrong "
+                                           r"folder\?\)$"):
+        route_study(tmp_path / "empty")
+    (tmp_path / "empty" / "SAX" / "gone.dcm").symlink_to(tmp_path / "moved" / "IM_0001.dcm")
+    with pytest.raises(NoDicomError, match=r"^no DICOM series and no image file found in .*empty$"):
+        route_study(tmp_path / "empty")  # a link to nothing is not nothing (the study's links are named elsewhere)
+    (tmp_path / "empty" / "SAX" / "gone.dcm").unlink()
+    (tmp_path / "empty" / "SAX" / "notes.txt").write_text("to be exported")
+    with pytest.raises(NoDicomError, match=r"^no DICOM series and no image file found in .*empty$"):
+        route_study(tmp_path / "empty")

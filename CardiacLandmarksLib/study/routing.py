@@ -488,7 +488,10 @@ def _route(paths: list[Path], recursive: bool, skip: frozenset[Path] = frozenset
         for d in paths:  # the output of a run given as its input
             if d.is_dir() and (text := not_an_input_text(d)):
                 raise NoDicomError(text)
-        raise NoDicomError(f"no DICOM series and no image file found in {where}" + (f"; {notes[0]}" if broken else ""))
+        empty = all(d.is_dir() and all(f.is_dir() for f in d.rglob("*")) for d in paths)  # a link to nothing is a file
+        raise NoDicomError(f"no DICOM series and no image file found in {where}" + (f"; {notes[0]}" if broken else "")
+                           + (" (the folder holds no files, in no sub-folder either: an export not finished, or "
+                              "the wrong folder?)" if empty else ""))
     _unique_keys(entries)
     routing = StudyRouting(str(paths[0]) if len(paths) == 1 else ";".join(map(str, paths)),
                            "dicom" if dicom_dirs and not image_files else ("images" if image_files and not dicom_dirs
