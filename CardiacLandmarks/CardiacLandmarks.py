@@ -800,8 +800,10 @@ class CardiacLandmarksLogic(ScriptedLoadableModuleLogic, VTKObservationMixin):
 
         A short-axis cine stored one series per slice (common on Siemens) is one entry: the stack (a slice acquired
         twice keeps its later series; a slice with a few phases less keeps the first phases all have). Image files
-        in the folder (a NIfTI export beside the DICOM) are entries too. Damaged series, objects that are not MR
-        images, localisers and slices left out of a stack are not listed.
+        in the folder (a NIfTI export beside the DICOM) are entries too, and so are the series ``study`` lists
+        without analysing them (an earlier acquisition of a stack, a derived copy, a view without a model: their
+        reason is in :meth:`seriesChoiceText`). Damaged series, objects that are not MR images, localisers and slices
+        left out of a stack are not listed.
 
         Args:
             folder: a DICOM folder (a series, a stack, or a whole study as a PACS exports it).
@@ -916,12 +918,17 @@ class CardiacLandmarksLogic(ScriptedLoadableModuleLogic, VTKObservationMixin):
     @staticmethod
     def seriesChoiceText(entry) -> str:
         """One line naming a series of :meth:`dicomFolderSeries` for a chooser: key, label, size, view, sequence
-        (``s1000  #1000-1011 'CINE_sax_1'  12 slices x 20 phases, SAX cine (the study's reference stack)``)."""
+        (``s1000  #1000-1011 'CINE_sax_1'  12 slices x 20 phases, SAX cine (the study's reference stack)``); for a
+        series ``study`` lists without analysing it, why (``s1000  #1000-1011 'cine_sax'  12 slices x 20 phases:
+        an earlier acquisition of the stack: #2000-2011 'cine_sax', acquired later, is used in the stack ...``)."""
         size = (f"{entry.n_slices} slice{'s' if entry.n_slices != 1 else ''} x {entry.n_phases} phase"
                 f"{'s' if entry.n_phases != 1 else ''}" if entry.n_slices else "size unknown")
+        if entry.sequence == "-":  # an earlier acquisition of a per-slice stack: neither view nor sequence decided
+            return f"{entry.key}  {entry.label}  {size}: {entry.reason}"
         view = entry.view.upper() if entry.view not in ("unknown", "-") else "view unknown"
         ref = " (the study's reference stack)" if entry.is_sax_reference else ""
-        return f"{entry.key}  {entry.label}  {size}, {view} {entry.sequence}{ref}"
+        why = f" ({entry.reason})" if not entry.analyses and entry.reason else ""
+        return f"{entry.key}  {entry.label}  {size}, {view} {entry.sequence}{ref}{why}"
 
     def openResult(self, folder):
         """Open a result folder for review: its image and its landmarks as this module's result.

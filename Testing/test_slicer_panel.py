@@ -534,6 +534,45 @@ def test_load_dicom_folder_as_one_stack(panel, dialogs, data_root, tmp_path_fact
     assert ui.statusLabel.text == f"Could not load {notes} (see the error message)."
 
 
+def test_load_dicom_folder_offers_the_earlier_acquisition_of_a_stack(panel, dialogs, data_root, tmp_path_factory,
+                                                                     monkeypatch):
+    """A per-slice stack acquired twice (the protocol run again, re-planned 3 mm): `study` analyses the later one
+    and lists the earlier one, which the chooser of 'Load DICOM folder...' did not offer (it could not be loaded
+    at all), so a reader who preferred the first acquisition had to leave the panel for Slicer's DICOM module. It is
+    now offered, after the later stack (preselected), with why `study` leaves it out; chosen, it loads whole, and
+    the later one still loads as before."""
+    import shutil
+
+    import study_material as sm
+    from conftest import require_data
+
+    from CardiacLandmarksLib.io.load import load_series
+
+    require_data("sunnybrook", "SCD0000101", "dicom")
+    root = tmp_path_factory.mktemp("again")
+    split = sm.split_per_slice(data_root, root / "split")
+    study = root / "study"
+    shutil.copytree(split, study)
+    sm.acquire_stack_again(split, study, 3.0)
+    later = "s2000  #2000-2011 'cine_sax'  12 slices x 20 phases, SAX cine (the study's reference stack)"
+    earlier = ("s1000  #1000-1011 'cine_sax'  12 slices x 20 phases: an earlier acquisition of the stack: "
+               "#2000-2011 'cine_sax', acquired later, is used in the stack #2000-2011 'cine_sax'")
+    monkeypatch.setattr(qt.QFileDialog, "getExistingDirectory", staticmethod(lambda *a, **k: str(study)))
+    dialogs.answer(earlier)
+    click(panel.ui.loadDicomFolderButton)
+    assert dialogs.choices[-1] == ([later, earlier], later)
+    first = panel.logic.seriesFromNode(panel._parameterNode.inputVolume)
+    plain = load_series(split)
+    np.testing.assert_allclose(first.pixels, plain.pixels)
+    np.testing.assert_allclose(first.slice_origins, plain.slice_origins, atol=1e-2)  # the node's matrix: regular steps
+    assert panel.ui.statusLabel.text.startswith(f"Loaded {panel._parameterNode.inputVolume.GetName()}: 12 slices x "
+                                                "20 phases.")
+    dialogs.answer(later)
+    click(panel.ui.loadDicomFolderButton)
+    again = panel.logic.seriesFromNode(panel._parameterNode.inputVolume)
+    np.testing.assert_allclose(again.pixels, plain.pixels // 2)
+
+
 def test_lax_flow_on_mnms2_4ch_cine(panel, dialogs, data_root, tmp_path_factory):
     """4CH cine: Detect (view 4CH) shows the LV-length plot in a plot view, moving the APEX changes the
     length summary, Export writes the files."""

@@ -160,8 +160,8 @@ def test_a_stack_acquired_twice_uses_the_later_acquisition_whole(tmp_path, sieme
     r = route_study(study)
     assert [(s.label, s.n_slices, s.n_phases, s.analyses) for s in r.series] == [
         ("#2000-2011 'cine_sax'", 12, 20, ["sax", "function"]), ("#1000-1011 'cine_sax'", 12, 20, [])]
-    earlier = r.series[1]  # one row for the earlier acquisition, not one per slice
-    assert not earlier.loadable and earlier.reason == (
+    earlier = r.series[1]  # one row for the earlier acquisition, not one per slice: listed, loadable by itself
+    assert (earlier.view, earlier.sequence, earlier.analyses) == ("-", "-", []) and earlier.reason == (
         "an earlier acquisition of the stack: #2000-2011 'cine_sax', acquired later, is used in the stack "
         "#2000-2011 'cine_sax'")
     text = ("the stack was acquired twice: #2000-2011 'cine_sax' (12 slices x 20 phases, acquired later) is used, "
@@ -169,6 +169,9 @@ def test_a_stack_acquired_twice_uses_the_later_acquisition_whole(tmp_path, sieme
     assert r.notes == [f"#2000-2011 'cine_sax': {text}"]
     stack, plain = r.series[0].load(), load_series(siemens_like)
     np.testing.assert_array_equal(stack.pixels, plain.pixels // 2)
+    first = earlier.load()  # the Slicer panel's chooser offers it (it was listed only, and could not be loaded)
+    np.testing.assert_array_equal(first.pixels, plain.pixels)
+    np.testing.assert_allclose(first.slice_origins, plain.slice_origins, atol=1e-6)
     shift = np.linalg.norm(np.asarray(stack.slice_origins) - np.asarray(plain.slice_origins), axis=1)
     np.testing.assert_allclose(shift, shift_mm, atol=1e-3)
     progress_log.set_level(logging.INFO)

@@ -596,7 +596,9 @@ def _dicom_entries(folder: Path, recursive: bool, notes: list[str], skip: frozen
             e.evidence.append(text)
             e.notes.append(text)
             notes.append(f"{label}: {text}")
-            # one row for the earlier acquisition (not one per slice), listed only: its series are not read
+            # one row for the earlier acquisition (not one per slice), listed only: its series are not read, and no
+            # analysis takes it (sequence and view '-'), but it can be loaded by itself (the Slicer panel's chooser:
+            # the reader may prefer it, say when the repeat was for another reason than the image)
             nums_e = [h.series_number for h in earlier_hs if h.series_number is not None]
             listed.append(RoutedSeries(
                 key=f"s{min(nums_e)}" if nums_e else "stack_earlier", label=io_dicom_study.stack_label(earlier_hs),
@@ -605,7 +607,8 @@ def _dicom_entries(folder: Path, recursive: bool, notes: list[str], skip: frozen
                 reason=f"an earlier acquisition of the stack: {io_dicom_study.stack_label(later_hs)}, acquired later, "
                        f"is used in the stack {label}",
                 normal=h0.normal, patient_id=earlier_hs[0].patient_id, study_date=earlier_hs[0].study_date,
-                series_number=max(nums_e) if nums_e else None, _uids=tuple(earlier_uids), _folder=folder))
+                series_number=max(nums_e) if nums_e else None, _uids=tuple(earlier_uids), _folder=folder,
+                _load=(lambda sc=scan, uids=list(earlier_uids): sc.load(uids))))
             in_stack.update(earlier_uids)
         for earlier, later in st.replaced:
             text = io_dicom_study.repeated_slice_text(st, by_uid[earlier], by_uid[later])
