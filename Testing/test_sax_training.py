@@ -148,6 +148,9 @@ def test_train_command_with_segmentation_head_on_real_patients(acdc_dir, tmp_pat
     card = train_sax(data, out, TrainConfig(epochs=1, batch_size=8, threads=2, ema_decay=0.9), device="cpu", progress=False)
     assert card["architecture"]["segmentation_classes"] == ["background", "RV cavity", "LV myocardium", "LV cavity"]
     assert set(card["segmentation_fusion"]) == {"A-RVI", "I-RVI", "C-LV"}
+    # the sets it read: the default sets' EMIDEC and perfusion folders are not beside this folder, so not named
+    assert card["training"]["data"] == ("ACDC cine (Bernard et al., IEEE TMI 2018; CC BY-NC-SA 4.0), ED/ES stacks. "
+                                        "Fixed test splits (ACDC 20 patients) never seen.")
     # the stray C-LV rule travels with every card the calibration writes (a retrained model keeps it)
     from CardiacLandmarksLib.sax.presence import MAX_CLV_STACK_JUMP_MM
 
@@ -195,3 +198,45 @@ def test_training_bad_inputs_give_named_errors(tmp_path):
         train_sax(tmp_path, tmp_path / "out", TrainConfig(epochs=1), progress=False)
     with pytest.raises(WrongModelError, match="base channels"):
         load_compatible(UNet2D(1, 8, 8, 4), UNet2D(1, 4, 12, 4).state_dict())
+
+
+def test_a_users_folder_keeps_each_patients_phases_together_and_is_named_in_the_card(acdc_dir, tmp_path, caplog):
+    """`train --data FOLDER` on a user's labelled pairs (`case002_ED.nii.gz` + `case002_ED_gt.nii.gz`, ...) took
+    each file's stem as its patient: case002's ED stack could train while its ES stack chose the epoch and set
+    the thresholds (the split is by patient so that this never happens). The card's data line also said 'ACDC
+    cine (Bernard et al. ...)', the EMIDEC and perfusion sets it had not found, and an ACDC test split that such a
+    folder does not have. Now the patient is the name without its ED/ES or frame tag, the card names the folder
+    and what it read, and the run says how it split before the first epoch."""
+    import logging
+
+    from CardiacLandmarksLib.datasets.sax import paired_cases, patient_of_stem, split_by_patient
+    from CardiacLandmarksLib.training.train_sax import TrainConfig, train_sax
+
+    assert [patient_of_stem(s) for s in ("case002_ED", "case002_es", "P1-frame07", "sub_01_phase12", "P1_t5",
+                                         "scan", "ED")] == ["case002", "case002", "P1", "sub_01", "P1", "scan", "ED"]
+    data = tmp_path / "mine"
+    data.mkdir()
+    ids = ("001", "002", "004", "006", "007", "008", "009", "011")
+    for pid in ids:
+        for ph in ("ED", "ES"):
+            for tail in ("", "_gt"):
+                (data / f"case{pid}_{ph}{tail}.nii.gz").symlink_to(acdc_dir / f"patient{pid}_{ph}{tail}.nii.gz")
+    cases = paired_cases(data)
+    assert len(cases) == 16 and sorted({c.patient for c in cases}) == [f"case{i}" for i in ids]
+    train, held = split_by_patient(cases, 0.25, 0)
+    assert len(held) == 4 and not {c.patient for c in train} & {c.patient for c in held}
+    torch.set_num_threads(2)
+    with caplog.at_level(logging.INFO, logger="CardiacLandmarksLib.progress"):
+        card = train_sax(data, tmp_path / "run", TrainConfig(epochs=1, batch_size=8, threads=2, sets="acdc"),
+                         device="cpu", progress=True)
+    t = card["training"]
+    assert not set(t["train_patients"]) & (set(t["val_patients"]) | set(t["calibration_patients"]))
+    assert set(t["train_patients"]) | set(t["val_patients"]) <= {f"case{i}" for i in ids}
+    assert t["data"] == (f"the labelled stacks of {data} (16 image + NAME_gt mask pairs of 8 patients, the patient "
+                         "being the name without its ED/ES or frame tag; ACDC label values: 1 RV cavity, 2 LV "
+                         "myocardium, 3 LV cavity). No test split of its own: keep patients out with --leave-out "
+                         "to test on them.")
+    assert f"- Data: {t['data']}" in (tmp_path / "run" / "sax_unet.md").read_text()
+    split = next(r.getMessage() for r in caplog.records if r.getMessage().startswith("training "))
+    assert split.startswith(f"training {t['n_train_samples']} slice images ({len(t['train_patients'])} patients), "
+                            "model choice ")

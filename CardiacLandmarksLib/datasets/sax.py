@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import logging
+import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -51,6 +52,8 @@ class Case:
     myo_extra: tuple[int, ...] = ()
     #: perfusion series: the frames (time indices) to take; None = a stack (every slice of phase 0)
     frames: tuple[int, ...] | None = None
+    #: the set it comes from: "acdc", "emidec", "mscmr", "perfusion" (mlperf), "user" (a --data folder of pairs)
+    source: str = ""
 
 
 @dataclass
@@ -132,12 +135,26 @@ def acdc_cases(root: Path) -> list[Case]:
         img = gt.with_name(gt.name.replace("_gt", ""))
         pid = gt.name.split("_")[0]
         if img.exists():
-            cases.append(Case(pid, img, gt, dict(ACDC_LABELS), groups.get(pid, "")))
+            cases.append(Case(pid, img, gt, dict(ACDC_LABELS), groups.get(pid, ""), source="acdc"))
     return cases
 
 
+#: the phase tag at the end of a user's file name (``P1_ED``, ``P1-es``, ``P1_frame01``, ``P1_phase12``, ``P1_t5``):
+#: what is left is the patient (:func:`patient_of_stem`)
+_PHASE_TAG = re.compile(r"[_\-. ](ED|ES|frame\d+|phase\d+|t\d+)$", re.IGNORECASE)
+
+
+def patient_of_stem(stem: str) -> str:
+    """The patient of a user's labelled stack, from its file stem: the stem without a phase tag at its end
+    (``case002_ED`` and ``case002_ES`` -> ``case002``; ``P1_frame12`` -> ``P1``), else the stem itself. Every stack
+    of a patient then lands on one side of the training / choice / calibration split (:func:`split_by_patient`);
+    with the stem as the patient, a patient's ED stack trained and its ES stack chose the model."""
+    return _PHASE_TAG.sub("", stem) or stem
+
+
 def paired_cases(folder: Path, labels: dict | None = None) -> list[Case]:
-    """User data: every ``NAME.nii[.gz]|.nrrd`` with a mask ``NAME_gt.*`` beside it (labels default ACDC's)."""
+    """User data: every ``NAME.nii[.gz]|.nrrd`` with a mask ``NAME_gt.*`` beside it (labels default ACDC's); the
+    patient is ``NAME`` without its phase tag (:func:`patient_of_stem`)."""
     folder = Path(folder)
     cases = []
     for gt in sorted(folder.iterdir()):
@@ -147,7 +164,7 @@ def paired_cases(folder: Path, labels: dict | None = None) -> list[Case]:
         ext = gt.name[len(stem):]
         img = gt.with_name(stem[:-3] + ext)
         if img.exists():
-            cases.append(Case(stem[:-3], img, gt, dict(labels or ACDC_LABELS)))
+            cases.append(Case(patient_of_stem(stem[:-3]), img, gt, dict(labels or ACDC_LABELS), source="user"))
     return cases
 
 
@@ -311,7 +328,8 @@ def emidec_cases(root: Path) -> list[Case]:
         img = gt.with_name(gt.name.replace("_gt", ""))
         if img.exists():
             pid = gt.name[: -len("_DE_gt.nii.gz")]
-            out.append(Case(pid, img, gt, dict(EMIDEC_LABELS), pid[5:6], "lge", EMIDEC_NOMINAL_MM, EMIDEC_MYO_EXTRA))
+            out.append(Case(pid, img, gt, dict(EMIDEC_LABELS), pid[5:6], "lge", EMIDEC_NOMINAL_MM, EMIDEC_MYO_EXTRA,
+                            source="emidec"))
     return out
 
 
@@ -322,7 +340,7 @@ def mscmr_cases(root: Path) -> list[Case]:
     for f in sorted(Path(root).glob("subject*_DE.nii.gz")):
         gt = f.with_name(f.name.replace("_DE", "_DE_manual"))
         if gt.exists():
-            out.append(Case(f.name.split("_")[0], f, gt, dict(MSCMR_LABELS), "", "lge"))
+            out.append(Case(f.name.split("_")[0], f, gt, dict(MSCMR_LABELS), "", "lge", source="mscmr"))
     return out
 
 
@@ -340,5 +358,6 @@ def mlperf_sax_cases(root: Path, patients: list[str] | None = None, frames_per_s
         if not len(labelled):
             continue
         pick = labelled[np.unique(np.linspace(0, len(labelled) - 1, min(frames_per_series, len(labelled))).round().astype(int))]
-        out.append(Case(pid, img, gt, dict(MLPERF_LABELS), "", "perfusion", None, (), tuple(int(t) for t in pick)))
+        out.append(Case(pid, img, gt, dict(MLPERF_LABELS), "", "perfusion", None, (), tuple(int(t) for t in pick),
+                        source="perfusion"))
     return out

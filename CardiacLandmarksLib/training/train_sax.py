@@ -192,6 +192,7 @@ def _extra_sets(data: Path, cfg: TrainConfig) -> dict[str, list]:
     wanted = {s.strip() for s in cfg.sets.split(",") if s.strip()}
     root = Path(data).parent
     out = {}
+    where = {"emidec": root / "lge" / "emidec", "perfusion": root / "perfusion" / "mlperf", "mscmr": root / "lge" / "mscmr"}
     if "emidec" in wanted:
         folder = root / "lge" / "emidec"
         out["emidec"] = emidec_cases(folder) if folder.is_dir() else []
@@ -209,7 +210,8 @@ def _extra_sets(data: Path, cfg: TrainConfig) -> dict[str, list]:
         out["mscmr"] = mscmr_cases(folder) * max(1, cfg.mscmr_repeat) if folder.is_dir() else []
     for name, cases in out.items():
         if not cases:
-            logger.warning("training set %s not found under %s: left out", name, root)
+            logger.warning("training set %s not found at %s (beside the --data folder): left out (--sets acdc trains "
+                           "on the --data folder alone)", name, where[name])
     return out
 
 
@@ -383,10 +385,15 @@ def train_sax(data: Path, out_dir: Path, cfg: TrainConfig, device: str = "cpu", 
     train = build_samples(train_cases, cfg.context)
     val = build_samples(val_cases, cfg.context)
     calib = val if calib_cases is val_cases else build_samples(calib_cases, cfg.context)
-    logger.info("train %d samples (%d patients), choice %d samples (%d patients), calibration %d samples "
-                "(%d patients), built in %.0f s", len(train.images), len({c.patient for c in train_cases}),
-                len(val.images), len({c.patient for c in val_cases}), len(calib.images),
-                len({c.patient for c in calib_cases}), time.time() - t0)
+    def _n(cases) -> str:
+        n = len({c.patient for c in cases})
+        return f"{n} patient{'s' if n != 1 else ''}"
+
+    split_text = (f"training {len(train.images)} slice images ({_n(train_cases)}), model choice {len(val.images)} "
+                  f"({_n(val_cases)}), calibration {len(calib.images)} ({_n(calib_cases)}); {split_note}")
+    logger.info("%s, built in %.0f s", split_text, time.time() - t0)
+    if progress:  # a user training on their own folder sees how it was split before the first epoch
+        PROGRESS.info(split_text)
     n_heat = len(SAX_NAMES) + 1
     n_seg = len(SEG_CLASSES) if cfg.seg_weight > 0 else 0
     model = UNet2D(3 if cfg.context else 1, n_heat + n_seg, cfg.base_channels, cfg.depth)
@@ -475,7 +482,8 @@ def train_sax(data: Path, out_dir: Path, cfg: TrainConfig, device: str = "cpu", 
     training = {"train_patients": sorted({c.patient for c in train_cases}), "n_train_samples": len(train.images),
                 "n_train_samples_by_sequence": {k: train.kinds.count(k) for k in sorted(set(train.kinds))},
                 "device": device, "seconds": round(time.time() - t0), "kept": best[2], "history": history,
-                "calibration_patients": sorted({c.patient for c in calib_cases}), "split_note": split_note}
+                "calibration_patients": sorted({c.patient for c in calib_cases}), "split_note": split_note,
+                "data": training_data_text(cfg, train_cases + val_cases + calib_cases, data)}
     return finish_card(model, cfg, weights, val_cases, val, training, device, calib=calib)
 
 
@@ -579,10 +587,26 @@ def finish_card(model: torch.nn.Module, cfg: TrainConfig, weights: Path, val_cas
     return card
 
 
-def training_data_text(cfg: TrainConfig) -> str:
-    """The card's one-line description of the training data of ``cfg``."""
-    parts = ["ACDC cine (Bernard et al., IEEE TMI 2018; CC BY-NC-SA 4.0), ED/ES stacks"]
-    sets = {s.strip() for s in cfg.sets.split(",")}
+def training_data_text(cfg: TrainConfig, cases: list | None = None, data: Path | None = None) -> str:
+    """The card's one-line description of the training data of ``cfg``.
+
+    Args:
+        cfg: the training configuration (its ``sets``, ``mscmr_repeat``, ``leave_out``).
+        cases: the cases the run read (training, choice and calibration; ``Case.source`` names their set). With
+            them the text names the sets actually read (a set of ``cfg.sets`` missing beside ``data`` was left out
+            of the run, and is left out of the text) and a user's folder of labelled pairs as such, not as ACDC.
+            None: every set of ``cfg.sets``, as the bundled models were trained (ACDC in the data root).
+        data: the ``--data`` folder (named for a user's folder).
+    """
+    sources = None if cases is None else {c.source for c in cases}
+    if sources is not None and "user" in sources:
+        users = list({c.image: c for c in cases if c.source == "user"}.values())  # the choice ones may calibrate too
+        parts = [f"the labelled stacks of {data if data is not None else 'the --data folder'} ({len(users)} image + "
+                 f"NAME_gt mask pairs of {len({c.patient for c in users})} patients, the patient being the name "
+                 "without its ED/ES or frame tag; ACDC label values: 1 RV cavity, 2 LV myocardium, 3 LV cavity)"]
+    else:
+        parts = ["ACDC cine (Bernard et al., IEEE TMI 2018; CC BY-NC-SA 4.0), ED/ES stacks"]
+    sets = {s.strip() for s in cfg.sets.split(",")} if sources is None else sources
     if "emidec" in sets:
         parts.append("EMIDEC LGE (Lalande et al., Data 2020; research use): LV cavity / myocardium, no RV label, "
                      "so C-LV and LV/myocardium only (partial-label loss)")
@@ -592,7 +616,10 @@ def training_data_text(cfg: TrainConfig) -> str:
     if "mscmr" in sets:
         parts.append(f"MS-CMRSeg LGE (Zhuang, MICCAI 2019; research use), all labels, training only, each stack "
                      f"{cfg.mscmr_repeat}x per epoch")
-    text = "; ".join(parts) + ". Fixed test splits (ACDC 20 patients, EMIDEC 20 cases) never seen."
+    tests = [name for name, there in (("ACDC 20 patients", "user" not in sets), ("EMIDEC 20 cases", "emidec" in sets))
+             if there]
+    text = "; ".join(parts) + (f". Fixed test splits ({', '.join(tests)}) never seen." if tests else
+                               ". No test split of its own: keep patients out with --leave-out to test on them.")
     if cfg.leave_out.strip():
         text += f" Left out (never seen): {cfg.leave_out}."
     return text
