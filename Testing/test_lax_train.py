@@ -126,3 +126,24 @@ def test_train_lax_rejects_sax_view(tmp_path):
 
     with pytest.raises(ValueError):
         train_lax(None, "sax", tmp_path)
+
+
+def test_a_subjects_ed_and_es_files_are_one_subject(user_folder, tmp_path):
+    """M&Ms-2 keeps a subject's long-axis ED and ES frames as two files (`001_LA_ED`, `001_LA_ES`). Each file was
+    a subject, so the leave-one-subject-out fold that held out the ES frame trained on the ED frame of the same
+    heart (its figures too good). Files whose names differ only by an ED/ES or frame tag are now one subject; the
+    message for missing shared data names the view (it printed '{view}')."""
+    from CardiacLandmarksLib.core.errors import InputNotFoundError
+    from CardiacLandmarksLib.training.train_lax import folder_samples, shared_samples
+
+    folder, _pts, _img = user_folder
+    for ph, src in (("ED", "subjB"), ("ES", "subjA")):
+        (tmp_path / f"P1_LA_{ph}.nii.gz").symlink_to(folder / f"{src}.nii.gz")
+    (tmp_path / "P1_LA_ES_gt.nii.gz").symlink_to(folder / "subjA_gt.nii.gz")
+    (tmp_path / "P1_LA_ED.mrk.json").symlink_to(folder / "subjB.mrk.json")
+    (tmp_path / "P2.nii.gz").symlink_to(folder / "subjA.nii.gz")
+    (tmp_path / "P2_gt.nii.gz").symlink_to(folder / "subjA_gt.nii.gz")
+    s = folder_samples(tmp_path, "4ch")
+    assert sorted(s.subject) == ["P1_LA", "P1_LA", "P2"]
+    with pytest.raises(InputNotFoundError, match=r"\(cardiac-landmarks train --view 2ch --data FOLDER\)$"):
+        shared_samples("2ch", tmp_path)

@@ -285,7 +285,7 @@ def shared_samples(view: str, root: Path | None = None) -> LaxSamples:
                 parts.append(ukbb_4ch_samples(root, subject))
     if not parts:
         raise InputNotFoundError(f"no labelled {view.upper()} data in {root}; give a folder of images + .mrk.json "
-                                 "landmarks or masks (cardiac-landmarks train --view {view} --data FOLDER)")
+                                 f"landmarks or masks (cardiac-landmarks train --view {view} --data FOLDER)")
     return LaxSamples.concat(parts)
 
 
@@ -312,12 +312,15 @@ def _points_from_markups(lmset, series, names) -> dict[int, dict[int, dict]]:
 def folder_samples(folder: Path, view: str, labels: dict | None = None) -> LaxSamples:
     """User data: images with ``.mrk.json`` landmarks or ``_gt`` masks (see module docstring).
 
-    Each image file is one subject (for leave-one-subject-out). Landmarks of other views in a
+    Each image file is one subject (for leave-one-subject-out), except that files whose names differ only by an
+    ED/ES or frame tag (``P1_LA_ED`` and ``P1_LA_ES``: :func:`~CardiacLandmarksLib.datasets.sax.patient_of_stem`)
+    are one subject, so that a fold never trains on a subject's other phase. Landmarks of other views in a
     markups file are ignored; phases/slices without any of the view's landmarks are skipped.
 
     Raises:
         InputNotFoundError: the folder does not exist or holds no labelled image.
     """
+    from CardiacLandmarksLib.datasets.sax import patient_of_stem
     from CardiacLandmarksLib.io.image import is_image_file
     from CardiacLandmarksLib.io.load import load_series
     from CardiacLandmarksLib.io.markups import read_markups
@@ -363,7 +366,7 @@ def folder_samples(folder: Path, view: str, labels: dict | None = None) -> LaxSa
             continue
         for k, per_phase in per_slice.items():
             if per_phase:
-                parts.append(_canvas_samples(series, k, per_phase, names, stem, {}))
+                parts.append(_canvas_samples(series, k, per_phase, names, patient_of_stem(stem), {}))
     if not parts:
         raise InputNotFoundError(f"no labelled {view.upper()} image in {folder} (need NAME.nii.gz with "
                                  "NAME.mrk.json or NAME_gt.nii.gz)")
