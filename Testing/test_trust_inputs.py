@@ -425,3 +425,23 @@ def test_a_result_folder_given_as_input_is_named_with_what_its_run_read(tmp_path
         assert expected in capsys.readouterr().err, args
         assert not (tmp_path / "new").exists()
 
+
+
+def test_evaluate_on_a_folder_of_ones_own_says_which_cases_it_takes(data_root, tmp_path, capsys):
+    """`evaluate --data MINE` (a folder of NAME + NAME_gt pairs) with the default `--split val` took every case
+    without a word (the bundled model's validation patients are ACDC ids, none of them there), and `--split test`
+    ended with 'none of the 0 cases could be evaluated'. The first now says it evaluates every case; the second
+    names the test split's folder and `--split all`, before any model runs."""
+    data = tmp_path / "mine"
+    data.mkdir()
+    for suffix in ("_ED.nii.gz", "_ED_gt.nii.gz"):
+        (data / f"P7{suffix}").symlink_to(data_root / "acdc" / f"patient101{suffix}")
+    assert cli.main(["evaluate", "--data", str(data), "--split", "test", "--no-confidence-table"]) == 1
+    assert capsys.readouterr().err.strip() == (
+        f"cardiac-landmarks: error: no patient of the fixed ACDC test split in {data} (--split test is for the ACDC "
+        "folder; --split all evaluates every case of a folder of your own)")
+    assert cli.main(["evaluate", "--data", str(data), "--no-confidence-table", "--device", "cpu"]) == 0
+    cap = capsys.readouterr()
+    assert cap.err.startswith(f"note: none of the bundled SAX model's validation patients is in {data}: every case "
+                              "is evaluated (as --split all)\n")
+    assert "P7_ED" in cap.out

@@ -318,11 +318,19 @@ def _evaluation_cases(args: argparse.Namespace) -> list:
         raise InputNotFoundError(f"no labelled case in {data}: evaluate --data needs NAME.nii.gz + NAME_gt.nii.gz "
                                  "pairs (ACDC labels 1 = RV, 2 = myocardium, 3 = LV cavity)")
     if args.split == "test":
-        return test_cases(cases)
+        if not (chosen := test_cases(cases)):
+            from CardiacLandmarksLib.core.errors import InputNotFoundError
+            raise InputNotFoundError(f"no patient of the fixed ACDC test split in {data} (--split test is for the "
+                                     "ACDC folder; --split all evaluates every case of a folder of your own)")
+        return chosen
     if args.split == "all":
         return cases
     keep = set(read_card("sax_unet").get("training", {}).get(f"{args.split}_patients", []))
-    return [c for c in cases if c.patient in keep] or cases
+    chosen = [c for c in cases if c.patient in keep]
+    if not chosen:  # a folder of one's own: the model's split names ACDC patients, none of them here
+        print(f"note: none of the bundled SAX model's {'validation' if args.split == 'val' else 'training'} "
+              f"patients is in {data}: every case is evaluated (as --split all)", file=sys.stderr)
+    return chosen or cases
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
