@@ -240,3 +240,12 @@ def test_a_users_folder_keeps_each_patients_phases_together_and_is_named_in_the_
     split = next(r.getMessage() for r in caplog.records if r.getMessage().startswith("training "))
     assert split.startswith(f"training {t['n_train_samples']} slice images ({len(t['train_patients'])} patients), "
                             "model choice ")
+    # the README's fine-tune of the bundled model on a site's stacks: its card's training patients are ACDC ids, so
+    # every patient here was unseen and went to choice and calibration: nothing to train on, a ValueError traceback
+    from CardiacLandmarksLib.core.config import models_root
+
+    tuned = train_sax(data, tmp_path / "tuned", TrainConfig(epochs=1, batch_size=8, threads=2, sets="acdc", lr=5e-4,
+                                                            init_weights=str(models_root() / "sax_unet.pt")),
+                      device="cpu", progress=False)["training"]
+    assert len(tuned["train_patients"]) >= 4, tuned["train_patients"]
+    assert not set(tuned["train_patients"]) & (set(tuned["val_patients"]) | set(tuned["calibration_patients"]))

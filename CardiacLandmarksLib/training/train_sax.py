@@ -244,7 +244,13 @@ def split_sets(data: Path, cfg: TrainConfig) -> tuple[list, list, list, str]:
     note = "choice and calibration patients are disjoint"
     seen = _init_patients(cfg)
     try:
-        if seen:  # fine-tuning: choose and calibrate only on patients the starting model never trained on
+        if seen and not any(c.patient in seen for c in cases):
+            # fine-tuning on a folder the starting model never saw (a site's own stacks): every patient is unseen,
+            # so the folder is split three ways as for a model from scratch (before, all of them went to choice and
+            # calibration and the run ended in a traceback with nothing to train on)
+            train, choice, calib = three_way_split(cases, cfg.holdout_fraction, seed)
+            note += ("; fine-tuned from " + Path(cfg.init_weights).name + ", which trained on none of these patients")
+        elif seen:  # fine-tuning: choose and calibrate only on patients the starting model never trained on
             unseen = [c for c in cases if c.patient not in seen and not is_test_case(c.patient)]
             calib, choice = split_by_patient(unseen, 0.5, seed + 1)
             held = {c.patient for c in unseen}
