@@ -90,3 +90,51 @@ def test_real_acdc_mid_slice(acdc_dir):
         i, j = np.round(lm[name]).astype(int)
         patch = gt[k, j - 3 : j + 4, i - 3 : i + 4]
         assert (patch == 1).any() and (patch == 2).any()
+
+
+def test_masks_in_another_label_convention_are_named_before_training(data_root, tmp_path, capsys):
+    """A site training or evaluating on its own masks in the M&Ms / UK Biobank convention (LV 1, myocardium 2,
+    RV 3) got them read with ACDC's values (RV 1, LV 3): the 'LV centre' was the RV's centroid and the 'RV
+    insertions' the ends of the LV's contact with the myocardium, and nothing said so. The LV cavity is the label
+    the myocardium surrounds: masks that do not follow the values given are refused by name, with the values that
+    fit, and `--labels` gives them."""
+    import numpy as np
+    import pytest
+
+    from CardiacLandmarksLib.cli import main
+    from CardiacLandmarksLib.core.errors import LabelConventionError
+    from CardiacLandmarksLib.datasets.sax import check_case_labels, paired_cases
+    from CardiacLandmarksLib.io.load import load_series
+    from CardiacLandmarksLib.sax.labels import ACDC_LABELS, MNMS2_LABELS, label_problem, parse_labels
+    from CardiacLandmarksLib.training.train_sax import TrainConfig, split_sets
+
+    mnms = np.rint(load_series(data_root / "mnms2" / "001" / "001_SA_ED_gt.nii.gz").pixels[0]).astype(int)
+    acdc = np.rint(load_series(data_root / "acdc" / "patient001_ED_gt.nii.gz").pixels[0]).astype(int)
+    assert label_problem(mnms, MNMS2_LABELS) == "" and label_problem(acdc, ACDC_LABELS) == ""
+    assert label_problem(mnms, ACDC_LABELS) == (
+        "the LV cavity label 3 is not surrounded by the myocardium label 2 (29% of the pixels around it; an LV cavity "
+        "has at least 70%, the RV label 1 100%): the masks look like rv=3,myo=2,lv=1")
+    assert label_problem(acdc, MNMS2_LABELS).endswith("the masks look like rv=1,myo=2,lv=3")
+    assert parse_labels("LV=1, myo=2, rv=3") == MNMS2_LABELS and parse_labels("") == ACDC_LABELS
+    for bad in ("lv=1,rv=3", "lv=1,myo=1,rv=3", "lv=1,myo=2,rv=x", "la=1,myo=2,rv=3"):
+        with pytest.raises(ValueError, match="labels"):
+            parse_labels(bad)
+    data = tmp_path / "site"
+    data.mkdir()
+    for ph in ("ED", "ES"):
+        for tail in ("", "_gt"):
+            (data / f"m001_{ph}{tail}.nii.gz").symlink_to(data_root / "mnms2" / "001" / f"001_SA_{ph}{tail}.nii.gz")
+    with pytest.raises(LabelConventionError, match=r"^2 of 2 masks do not follow the label values rv=1,myo=2,lv=3: "
+                                                   r"m001_ED_gt.nii.gz: .* Give the masks' values with --labels"):
+        check_case_labels(paired_cases(data))
+    check_case_labels(paired_cases(data, MNMS2_LABELS))
+    assert main(["evaluate", "--data", str(data), "--split", "all", "--no-confidence-table"]) == 1
+    assert "the masks look like rv=3,myo=2,lv=1" in capsys.readouterr().err
+    with pytest.raises(LabelConventionError):
+        split_sets(data, TrainConfig(sets="acdc"))  # train refuses before any sample is built
+    with pytest.raises(SystemExit) as exc:
+        main(["train", "--data", str(data), "--labels", "lv=1,rv=3", "-o", str(tmp_path / "run")])
+    assert exc.value.code == 2 and "argument --labels: labels 'lv=1,rv=3'" in capsys.readouterr().err
+    assert main(["evaluate", "--data", str(data), "--split", "all", "--labels", "lv=1,myo=2,rv=3",
+                 "--no-confidence-table", "--device", "cpu"]) == 0
+    assert "m001_ED" in capsys.readouterr().out

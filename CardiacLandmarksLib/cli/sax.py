@@ -81,6 +81,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--leave-out", default=None,
                    help="SAX: patient ids (comma-separated) kept out of training, choice and calibration, e.g. "
                         "'subject8' for a leave-one-out fold on MS-CMRSeg")
+    p.add_argument("--labels", type=_label_values, default=None, metavar="rv=N,myo=N,lv=N",
+                   help="SAX --data: the label values of the folder's NAME_gt masks (default ACDC's rv=1,myo=2,lv=3; "
+                        "M&Ms and UK Biobank masks: lv=1,myo=2,rv=3); masks that do not follow them are refused by "
+                        "name before training")
     p.add_argument("--no-context", action="store_true", help="SAX: the slice alone as input (no stack neighbours)")
     p.add_argument("--no-domain-randomisation", action="store_true",
                    help="SAX: plain gamma/contrast/noise/blur augmentation instead of domain randomisation")
@@ -97,6 +101,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser("evaluate", help="compare detections with landmarks derived from expert masks")
     p.add_argument("--data", default=None, help="labelled folder (default: ACDC in the data root)")
+    p.add_argument("--labels", type=_label_values, default=None, metavar="rv=N,myo=N,lv=N",
+                   help="--data: the label values of the folder's NAME_gt masks (default ACDC's rv=1,myo=2,lv=3; M&Ms "
+                        "and UK Biobank masks: lv=1,myo=2,rv=3); masks that do not follow them are refused by name")
     p.add_argument("--task", default="landmarks", choices=("landmarks", "function"),
                    help="landmarks (default) or function: segmentation Dice/HD95 and EDV/ESV/EF/mass agreement "
                         "on the fixed ACDC test split (see 'cardiac-landmarks function')")
@@ -289,6 +296,8 @@ def _train(args: argparse.Namespace) -> int:
         cfg.sets = args.sets
     if args.leave_out:
         cfg.leave_out = args.leave_out
+    if args.labels:
+        cfg.labels = args.labels
     cfg.context = not args.no_context
     cfg.domain_randomisation = not args.no_domain_randomisation
     card = train_sax(data, out, cfg, device=device)
@@ -302,6 +311,18 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _label_values(text: str) -> str:
+    """An argparse ``type`` for ``--labels rv=N,myo=N,lv=N`` (:func:`CardiacLandmarksLib.sax.labels.parse_labels`),
+    kept as text (it goes into the training config and card)."""
+    from CardiacLandmarksLib.sax.labels import parse_labels
+
+    try:
+        parse_labels(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
+
+
 def _evaluation_cases(args: argparse.Namespace) -> list:
     """The labelled cases of ``evaluate``: ``--data`` (default ACDC in the data root) on ``--split`` (the bundled
     SAX model's validation or training patients from its card, the fixed test split, or all)."""
@@ -312,11 +333,15 @@ def _evaluation_cases(args: argparse.Namespace) -> list:
     if not data.exists():
         from CardiacLandmarksLib.core.errors import InputNotFoundError
         raise InputNotFoundError(f"evaluation data folder {data} does not exist")
-    cases = acdc_cases(data) or paired_cases(data)
+    from CardiacLandmarksLib.datasets.sax import check_case_labels
+    from CardiacLandmarksLib.sax.labels import parse_labels
+
+    cases = acdc_cases(data) or paired_cases(data, parse_labels(getattr(args, "labels", None)))
     if not cases:
         from CardiacLandmarksLib.core.errors import InputNotFoundError
         raise InputNotFoundError(f"no labelled case in {data}: evaluate --data needs NAME.nii.gz + NAME_gt.nii.gz "
-                                 "pairs (ACDC labels 1 = RV, 2 = myocardium, 3 = LV cavity)")
+                                 "pairs (ACDC labels 1 = RV, 2 = myocardium, 3 = LV cavity; others with --labels)")
+    check_case_labels(cases)  # a site's masks in another convention: named before any model runs
     if args.split == "test":
         if not (chosen := test_cases(cases)):
             from CardiacLandmarksLib.core.errors import InputNotFoundError

@@ -134,3 +134,9 @@ class MixedRunError(InvalidMarkupsError):
 
 class UnknownSeriesError(CardiacLandmarksError, ValueError):
     """A series named by the user (``study --sequence NAME=SEQ``) that the study does not have, or that is no image."""
+
+
+class LabelConventionError(CardiacLandmarksError, ValueError):
+    """Training or evaluation masks whose label values are not those given (``--labels``; ACDC's by default): an LV
+    cavity label that the myocardium label does not surround (masks in the M&Ms / UK Biobank convention read with
+    ACDC's values)."""

@@ -168,6 +168,31 @@ def paired_cases(folder: Path, labels: dict | None = None) -> list[Case]:
     return cases
 
 
+def check_case_labels(cases: list[Case], shown: int = 3) -> None:
+    """The masks of a user's cases (``Case.source == "user"``) follow their label values
+    (:func:`CardiacLandmarksLib.sax.labels.label_problem`); the bundled sets' are known and not read.
+
+    Raises:
+        LabelConventionError: one or more masks do not (the first ``shown`` named, with the values that fit).
+    """
+    from CardiacLandmarksLib.core.errors import LabelConventionError
+    from CardiacLandmarksLib.sax.labels import label_problem
+
+    problems = []
+    for c in cases:
+        if c.source != "user":
+            continue
+        text = label_problem(np.rint(np.asarray(load_series(c.mask).pixels)[0]).astype(int), c.labels)
+        if text:
+            problems.append(f"{c.mask.name}: {text}")
+    if problems:
+        values = ",".join(f"{k}={cases[0].labels[k]}" for k in ("rv", "myo", "lv"))
+        raise LabelConventionError(
+            f"{len(problems)} of {sum(c.source == 'user' for c in cases)} masks do not follow the label values "
+            f"{values}: " + "; ".join(problems[:shown]) + (" ..." if len(problems) > shown else "")
+            + ". Give the masks' values with --labels rv=N,myo=N,lv=N")
+
+
 def split_by_patient(cases: list[Case], val_fraction: float = 0.2, seed: int = 0) -> tuple[list[Case], list[Case]]:
     """Split cases by patient id, stratified by group; every case of a patient lands on one side."""
     rng = np.random.default_rng(seed)

@@ -163,25 +163,34 @@ class TrainConfig:
     leave_out: str = ""
     # issue 16, thirteenth pass: weight of losses.presence_loss (BCE of each heatmap peak against presence); 0 = off
     presence_weight: float = 0.0
+    # the label values of a --data folder's masks ("rv=1,myo=2,lv=3"; "" = ACDC's): a site's own masks
+    labels: str = ""
 
 
-def _labelled_cases(data: Path) -> list:
-    """The labelled stacks of ``data`` (ACDC layout, else ``NAME`` + ``NAME_gt`` pairs).
+def _labelled_cases(data: Path, labels: str = "") -> list:
+    """The labelled stacks of ``data`` (ACDC layout, else ``NAME`` + ``NAME_gt`` pairs with the mask values
+    ``labels``, ``"rv=1,myo=2,lv=3"``, ACDC's by default; :func:`CardiacLandmarksLib.sax.labels.parse_labels`).
 
     Raises:
         InputNotFoundError: no such folder, or no labelled stack in it.
+        LabelConventionError: a user's mask does not follow the label values (checked before any training).
     """
+    from CardiacLandmarksLib.datasets.sax import check_case_labels
+    from CardiacLandmarksLib.sax.labels import parse_labels
+
     data = Path(data)
     if not data.is_dir():
         raise InputNotFoundError(f"training data folder {data} not found (set CARDIAC_LANDMARKS_DATA or pass --data)")
-    cases = acdc_cases(data) if (data / "acdc_info.csv").exists() or any(data.glob("patient*_gt.nii.gz")) else paired_cases(data)
+    acdc = (data / "acdc_info.csv").exists() or any(data.glob("patient*_gt.nii.gz"))
+    cases = acdc_cases(data) if acdc else paired_cases(data, parse_labels(labels))
     if not cases:
         raise InputNotFoundError(f"no labelled stacks (image + *_gt mask) found in {data}")
+    check_case_labels(cases)
     return cases
 
 
 def _train_val(data: Path, cfg: TrainConfig):
-    return development_split(_labelled_cases(data), cfg.val_fraction, cfg.seed if cfg.split_seed is None else cfg.split_seed)
+    return development_split(_labelled_cases(data, cfg.labels), cfg.val_fraction, cfg.seed if cfg.split_seed is None else cfg.split_seed)
 
 
 def _extra_sets(data: Path, cfg: TrainConfig) -> dict[str, list]:
@@ -240,7 +249,7 @@ def split_sets(data: Path, cfg: TrainConfig) -> tuple[list, list, list, str]:
 
     seed = cfg.seed if cfg.split_seed is None else cfg.split_seed
     left_out = {p.strip() for p in cfg.leave_out.split(",") if p.strip()}
-    cases = [c for c in _labelled_cases(data) if c.patient not in left_out]  # every set: see the loop below
+    cases = [c for c in _labelled_cases(data, cfg.labels) if c.patient not in left_out]  # every set: see the loop below
     note = "choice and calibration patients are disjoint"
     seen = _init_patients(cfg)
     try:
