@@ -535,3 +535,40 @@ def test_batch_gives_unrecognised_series_the_sequence_asked_for(tmp_path, capsys
     assert float(rows["p1"]["rvi_angle_lge_deg"]) > 0 and rows["p2"]["study_status"] == "n/a"
     with pytest.raises(ManifestError, match=r"bad.csv row 2 \(p1\): sequence 't2': one of cine, lge, perfusion"):
         read_manifest(_write(tmp_path / "bad.csv", "study_id,path,sequence\np1,a,t2\n"))
+
+
+def test_a_cluster_worker_with_other_models_is_refused_before_any_study(tmp_path):
+    """`batch --scheduler ADDRESS` runs the studies on the cluster's own installs. A worker machine with an older
+    install (other models, other code) put its values into the same cohort.csv as the others, and nothing said so
+    (each study's run.json records its models, the cohort table does not). The workers' code and models are now
+    compared with the client's before any study is submitted; a worker that differs is named with what differs.
+    Real LocalClusters on 127.0.0.1 reached by their scheduler address, as a cluster's is; the odd worker reads
+    a copy of the models whose catalogue names another version of the SAX model."""
+    import shutil
+
+    from distributed import LocalCluster
+
+    from CardiacLandmarksLib.batch.engine import BatchEngineError
+    from CardiacLandmarksLib.core.config import models_root
+
+    alt = tmp_path / "old_models"
+    shutil.copytree(models_root(), alt)
+    cat = json.loads((alt / "catalogue.json").read_text())
+    sax = next(e for e in cat["models"] if e["name"] == "sax_unet")
+    here = sax["version"]
+    sax["version"] = "1.5.0"
+    (alt / "catalogue.json").write_text(json.dumps(cat))
+    m = _write(tmp_path / "m.csv", f"study_id,path\nmissing,{tmp_path / 'nowhere'}\n")
+    for env, ok in (({"CARDIAC_LANDMARKS_MODELS": str(alt)}, False), ({}, True)):
+        out = tmp_path / ("odd" if not ok else "same")
+        with LocalCluster(n_workers=1, threads_per_worker=1, processes=True, host="127.0.0.1",
+                          dashboard_address=None, env=env) as cluster:
+            if ok:  # the same install: the batch runs on the cluster (its one study fails: a missing path)
+                s = run_batch(m, out, scheduler=cluster.scheduler_address, progress=False)
+                assert (s.n_run, s.n_failed) == (1, 1)
+                continue
+            with pytest.raises(BatchEngineError, match=(
+                    rf"^1 of 1 Dask workers run other code or models than this client \(tcp://127\.0\.0\.1:\d+: "
+                    rf"sax_unet 1\.5\.0 \w+ \(here {here} \w+\)\); install the same version")):
+                run_batch(m, out, scheduler=cluster.scheduler_address, progress=False)
+            assert not (out / "studies").exists() or not any((out / "studies").iterdir())

@@ -247,6 +247,8 @@ def _run_dask(todo, out, state, store, bar, workers, scheduler, device, threads,
         raise
     interrupted = False
     try:
+        if scheduler:  # a cluster's workers run their own install: the same code and models, or no study runs
+            check_workers(client, scheduler)
         futures = {}
         for spec in todo:
             state.mark_running(spec.study_id)
@@ -275,6 +277,43 @@ def _run_dask(todo, out, state, store, bar, workers, scheduler, device, threads,
             client.close(timeout=10)
             if cluster is not None:
                 cluster.close(timeout=10)
+
+
+def check_workers(client, scheduler: str) -> None:
+    """The workers connected to ``scheduler`` run this client's code and models (:func:`~.worker.software`): a
+    worker machine with an older install would put values of other models into the one cohort table.
+
+    Workers that join after this check are not checked (a job queue still starting them); with none connected yet,
+    a note says so and the batch waits for them.
+
+    Raises:
+        BatchEngineError: a worker cannot import this tool, or runs other code or models (each named, with what
+            differs), before any study is submitted.
+    """
+    from CardiacLandmarksLib.batch.worker import software
+
+    mine = software()
+    try:
+        theirs = client.run(software)
+    except Exception as exc:  # noqa: BLE001 - a worker without the package fails to unpickle the function
+        raise BatchEngineError(f"the Dask workers of {scheduler} cannot run this tool ({type(exc).__name__}: {exc}); "
+                               "install cardiac-landmarks (the same version) on every worker machine") from None
+    if not theirs:
+        PROGRESS.info(f"note: no worker is connected to {scheduler} yet: the batch waits for them (their software is "
+                      "not checked)")
+        return
+    other = {}
+    for address, sw in sorted(theirs.items()):
+        diff = [f"{key} {sw.get(key)} (here {mine[key]})" for key in ("tool", "code") if sw.get(key) != mine[key]]
+        diff += [f"{name} {sw.get('models', {}).get(name, 'missing')} (here {v})" for name, v in mine["models"].items()
+                 if sw.get("models", {}).get(name) != v]
+        if diff:
+            other[address] = diff
+    if other:
+        lines = "; ".join(f"{a}: {', '.join(d)}" for a, d in list(other.items())[:3])
+        raise BatchEngineError(f"{len(other)} of {len(theirs)} Dask workers run other code or models than this client "
+                               f"({lines}{' ...' if len(other) > 3 else ''}); install the same version of "
+                               "cardiac-landmarks and its models on every worker machine")
 
 
 def _silence_distributed() -> None:

@@ -75,6 +75,24 @@ def study_dir(out_root: str | Path, study_id: str) -> Path:
     return Path(out_root) / "studies" / study_id
 
 
+def software() -> dict:
+    """What this process would analyse a study with: the tool's version, a digest of its Python code and the bundled
+    models (name -> ``"version sha256[:12]"`` from the catalogue). Run on every Dask worker before a batch starts
+    (:func:`CardiacLandmarksLib.batch.engine.check_workers`): a cluster's workers must give the cohort's values with
+    the same code and models as the client that records them."""
+    import hashlib
+
+    from CardiacLandmarksLib.io.outputs import _tool_version
+    from CardiacLandmarksLib.models.catalogue import catalogue
+
+    package = Path(__file__).resolve().parents[1]
+    digest = hashlib.sha256()
+    for f in sorted(package.rglob("*.py")):
+        digest.update(str(f.relative_to(package)).encode() + b"\0" + f.read_bytes())
+    return {"tool": _tool_version(), "code": digest.hexdigest()[:12],
+            "models": {name: f"{e.version} {e.sha256[:12]}" for name, e in sorted(catalogue().items())}}
+
+
 def run_study(spec: StudySpec, out_root: str | Path, device: str = "cpu", threads: int | None = 1, *,
               tta: bool = True, carry_review: bool = True, study_options: dict | None = None) -> dict:
     """Analyse one study and write its outputs (module docstring).
