@@ -572,3 +572,17 @@ def test_a_cluster_worker_with_other_models_is_refused_before_any_study(tmp_path
                     rf"sax_unet 1\.5\.0 \w+ \(here {here} \w+\)\); install the same version")):
                 run_batch(m, out, scheduler=cluster.scheduler_address, progress=False)
             assert not (out / "studies").exists() or not any((out / "studies").iterdir())
+    # a worker that joins after the check (a job queue starting it late) and runs the other install: its study is
+    # recorded as failed, with why, and left out of the cohort's values (--retry-failed runs it again)
+    import threading
+
+    late = _write(tmp_path / "late.csv", f"study_id,path\nlate,{_corrupt_study(tmp_path)}\n")
+    with LocalCluster(n_workers=0, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=None,
+                      env={"CARDIAC_LANDMARKS_MODELS": str(alt)}) as cluster:
+        threading.Timer(2.0, cluster.scale, [1]).start()
+        s = run_batch(late, tmp_path / "late", scheduler=cluster.scheduler_address, progress=False)
+    assert (s.n_run, s.n_failed) == (1, 1)
+    row = next(csv.DictReader(open(tmp_path / "late" / "cohort.csv")))
+    assert row["status"] == "failed" and row["error"].startswith(
+        "analysed on a Dask worker with other code or models than this client (sax_unet 1.5.0 ")
+    assert row["error"].endswith("run the batch again with --retry-failed once every worker runs this install")

@@ -249,6 +249,9 @@ def _run_dask(todo, out, state, store, bar, workers, scheduler, device, threads,
     try:
         if scheduler:  # a cluster's workers run their own install: the same code and models, or no study runs
             check_workers(client, scheduler)
+        from CardiacLandmarksLib.batch.worker import software
+
+        mine = software()
         futures = {}
         for spec in todo:
             state.mark_running(spec.study_id)
@@ -261,6 +264,11 @@ def _run_dask(todo, out, state, store, bar, workers, scheduler, device, threads,
                 rec = f.result()
             except Exception as exc:  # noqa: BLE001 - a lost worker (KilledWorker ...) fails the study only
                 rec = _failed_record(spec, f"{type(exc).__name__}: {exc}")
+            if rec.get("software", mine) != mine:  # a worker that joined after check_workers, with another install
+                rec = _failed_record(spec, "analysed on a Dask worker with other code or models than this client ("
+                                     + ", ".join(software_differences(rec["software"], mine)) + "): not taken into "
+                                     "the cohort; run the batch again with --retry-failed once every worker runs "
+                                     "this install")
             store(rec)
             bar.update(1)
             bar.set_postfix(failed=n_failed())
@@ -277,6 +285,14 @@ def _run_dask(todo, out, state, store, bar, workers, scheduler, device, threads,
             client.close(timeout=10)
             if cluster is not None:
                 cluster.close(timeout=10)
+
+
+def software_differences(theirs: dict, mine: dict) -> list[str]:
+    """What differs between two :func:`~.worker.software` records, in words (``"sax_unet 1.5.0 ab12... (here
+    1.7.0 cd34...)"``); empty when they are the same."""
+    diff = [f"{key} {theirs.get(key)} (here {mine[key]})" for key in ("tool", "code") if theirs.get(key) != mine[key]]
+    return diff + [f"{name} {theirs.get('models', {}).get(name, 'missing')} (here {v})"
+                   for name, v in mine["models"].items() if theirs.get("models", {}).get(name) != v]
 
 
 def check_workers(client, scheduler: str) -> None:
@@ -302,13 +318,7 @@ def check_workers(client, scheduler: str) -> None:
         PROGRESS.info(f"note: no worker is connected to {scheduler} yet: the batch waits for them (their software is "
                       "not checked)")
         return
-    other = {}
-    for address, sw in sorted(theirs.items()):
-        diff = [f"{key} {sw.get(key)} (here {mine[key]})" for key in ("tool", "code") if sw.get(key) != mine[key]]
-        diff += [f"{name} {sw.get('models', {}).get(name, 'missing')} (here {v})" for name, v in mine["models"].items()
-                 if sw.get("models", {}).get(name) != v]
-        if diff:
-            other[address] = diff
+    other = {address: diff for address, sw in sorted(theirs.items()) if (diff := software_differences(sw, mine))}
     if other:
         lines = "; ".join(f"{a}: {', '.join(d)}" for a, d in list(other.items())[:3])
         raise BatchEngineError(f"{len(other)} of {len(theirs)} Dask workers run other code or models than this client "

@@ -24,6 +24,7 @@ series (if any) in its ``error`` field and its study status (ok / review / n/a).
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import os
 import shutil
@@ -75,6 +76,7 @@ def study_dir(out_root: str | Path, study_id: str) -> Path:
     return Path(out_root) / "studies" / study_id
 
 
+@functools.lru_cache(maxsize=1)
 def software() -> dict:
     """What this process would analyse a study with: the tool's version, a digest of its Python code and the bundled
     models (name -> ``"version sha256[:12]"`` from the catalogue). Run on every Dask worker before a batch starts
@@ -132,7 +134,8 @@ def run_study(spec: StudySpec, out_root: str | Path, device: str = "cpu", thread
     partial = final.with_name(f".{spec.study_id}.partial-{os.getpid()}")
     partial.mkdir()
     record: dict = {"study_id": spec.study_id, "paths": list(spec.paths), "height_cm": spec.height_cm,
-                    "weight_kg": spec.weight_kg, "output": str(final.relative_to(root)), "tta": bool(tta)}
+                    "weight_kg": spec.weight_kg, "output": str(final.relative_to(root)), "tta": bool(tta),
+                    "software": software()}  # the client compares it with its own (a worker that joined late)
     try:
         from CardiacLandmarksLib.study.analyse import analyse_study
 
