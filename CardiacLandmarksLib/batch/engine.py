@@ -299,8 +299,9 @@ def check_workers(client, scheduler: str) -> None:
     """The workers connected to ``scheduler`` run this client's code and models (:func:`~.worker.software`): a
     worker machine with an older install would put values of other models into the one cohort table.
 
-    Workers that join after this check are not checked (a job queue still starting them); with none connected yet,
-    a note says so and the batch waits for them.
+    Workers that join after this check (a job queue still starting them; with none connected yet a note says the
+    batch waits for them) are checked by their records instead: a study analysed with another install is recorded
+    as failed (:func:`_run_dask`).
 
     Raises:
         BatchEngineError: a worker cannot import this tool, or runs other code or models (each named, with what
@@ -315,8 +316,8 @@ def check_workers(client, scheduler: str) -> None:
         raise BatchEngineError(f"the Dask workers of {scheduler} cannot run this tool ({type(exc).__name__}: {exc}); "
                                "install cardiac-landmarks (the same version) on every worker machine") from None
     if not theirs:
-        PROGRESS.info(f"note: no worker is connected to {scheduler} yet: the batch waits for them (their software is "
-                      "not checked)")
+        PROGRESS.info(f"note: no worker is connected to {scheduler} yet: the batch waits for them (a study analysed "
+                      "on one with other code or models is recorded as failed)")
         return
     other = {address: diff for address, sw in sorted(theirs.items()) if (diff := software_differences(sw, mine))}
     if other:
