@@ -94,6 +94,8 @@ def test_several_paths_to_a_one_input_command_name_the_command_that_takes_them(t
         (["review", str(tmp_path), str(tmp_path), str(tmp_path)],
          ["and got 3 paths", "Every study of a batch at once: cardiac-landmarks review OUT/studies"]),
         (["lv-length", str(ed), str(es)], ["lv-length takes one result", "and got 2 paths"]),
+        (["lax-track", str(ed), str(es), "--points", str(ed), "-o", "x"],  # --points is no input path
+         ["lax-track takes one long-axis cine", "and got 2 paths"]),
     ]
     for argv, texts in cases:
         with pytest.raises(SystemExit) as exc:

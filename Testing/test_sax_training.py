@@ -233,7 +233,7 @@ def test_a_users_folder_keeps_each_patients_phases_together_and_is_named_in_the_
     assert not set(t["train_patients"]) & (set(t["val_patients"]) | set(t["calibration_patients"]))
     assert set(t["train_patients"]) | set(t["val_patients"]) <= {f"case{i}" for i in ids}
     assert t["data"] == (f"the labelled stacks of {data} (16 image + NAME_gt mask pairs of 8 patients, the patient "
-                         "being the name without its ED/ES or frame tag; ACDC label values: 1 RV cavity, 2 LV "
+                         "being the name without its ED/ES or frame tag; label values: 1 RV cavity, 2 LV "
                          "myocardium, 3 LV cavity). No test split of its own: keep patients out with --leave-out "
                          "to test on them.")
     assert f"- Data: {t['data']}" in (tmp_path / "run" / "sax_unet.md").read_text()

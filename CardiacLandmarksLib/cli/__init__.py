@@ -168,7 +168,8 @@ def main(argv: list[str] | None = None) -> int:
     if extra:  # argparse's own error, with the way to do what was meant (several paths to a one-input command)
         command = getattr(args, "command", None)
         sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
-        given = [v for k in ("input", "points", "path") if isinstance(v := getattr(args, k, None), str)]
+        positional = {"lv-length": "points", "review": "path", "apply-review": "path"}.get(command, "input")
+        given = [v] if isinstance(v := getattr(args, positional, None), str) else []
         (sub.choices.get(command) or parser).error(extra_arguments_text(command, given, extra))
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     progress = logging.getLogger("CardiacLandmarksLib.progress")  # the library's lines for a person

@@ -84,7 +84,7 @@ def label_problem(mask: np.ndarray, labels: dict) -> str:
         labels: ``{"rv": N, "myo": N, "lv": N}`` (a value of -1: the set has no such label; nothing is checked).
 
     Returns:
-        The problem, naming the label values that would fit (``"...: the masks look like lv=1,myo=2,rv=3"``).
+        The problem, naming the label values that would fit (``"...: the masks look like rv=3,myo=2,lv=1"``).
     """
     from itertools import permutations
 

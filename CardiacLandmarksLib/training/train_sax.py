@@ -203,10 +203,10 @@ def _extra_sets(data: Path, cfg: TrainConfig) -> dict[str, list]:
     out = {}
     where = {"emidec": root / "lge" / "emidec", "perfusion": root / "perfusion" / "mlperf", "mscmr": root / "lge" / "mscmr"}
     if "emidec" in wanted:
-        folder = root / "lge" / "emidec"
+        folder = where["emidec"]
         out["emidec"] = emidec_cases(folder) if folder.is_dir() else []
     if "perfusion" in wanted:
-        folder = root / "perfusion" / "mlperf"
+        folder = where["perfusion"]
         if folder.is_dir():
             # only the perfusion U-Net's training patients, so its validation patients stay unseen by both models
             card = Path(__file__).resolve().parents[2] / "Resources" / "Models" / "perfusion_unet.json"
@@ -215,7 +215,7 @@ def _extra_sets(data: Path, cfg: TrainConfig) -> dict[str, list]:
         else:
             out["perfusion"] = []
     if "mscmr" in wanted:
-        folder = root / "lge" / "mscmr"
+        folder = where["mscmr"]
         out["mscmr"] = mscmr_cases(folder) * max(1, cfg.mscmr_repeat) if folder.is_dir() else []
     for name, cases in out.items():
         if not cases:
@@ -400,6 +400,7 @@ def train_sax(data: Path, out_dir: Path, cfg: TrainConfig, device: str = "cpu", 
     train = build_samples(train_cases, cfg.context)
     val = build_samples(val_cases, cfg.context)
     calib = val if calib_cases is val_cases else build_samples(calib_cases, cfg.context)
+
     def _n(cases) -> str:
         n = len({c.patient for c in cases})
         return f"{n} patient{'s' if n != 1 else ''}"
@@ -616,9 +617,11 @@ def training_data_text(cfg: TrainConfig, cases: list | None = None, data: Path |
     sources = None if cases is None else {c.source for c in cases}
     if sources is not None and "user" in sources:
         users = list({c.image: c for c in cases if c.source == "user"}.values())  # the choice ones may calibrate too
+        lab = users[0].labels
         parts = [f"the labelled stacks of {data if data is not None else 'the --data folder'} ({len(users)} image + "
                  f"NAME_gt mask pairs of {len({c.patient for c in users})} patients, the patient being the name "
-                 "without its ED/ES or frame tag; ACDC label values: 1 RV cavity, 2 LV myocardium, 3 LV cavity)"]
+                 f"without its ED/ES or frame tag; label values: {lab['rv']} RV cavity, {lab['myo']} LV myocardium, "
+                 f"{lab['lv']} LV cavity)"]
     else:
         parts = ["ACDC cine (Bernard et al., IEEE TMI 2018; CC BY-NC-SA 4.0), ED/ES stacks"]
     sets = {s.strip() for s in cfg.sets.split(",")} if sources is None else sources
