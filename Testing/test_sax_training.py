@@ -200,7 +200,8 @@ def test_training_bad_inputs_give_named_errors(tmp_path):
         load_compatible(UNet2D(1, 8, 8, 4), UNet2D(1, 4, 12, 4).state_dict())
 
 
-def test_a_users_folder_keeps_each_patients_phases_together_and_is_named_in_the_card(acdc_dir, tmp_path, caplog):
+def test_a_users_folder_keeps_each_patients_phases_together_and_is_named_in_the_card(acdc_dir, tmp_path, caplog,
+                                                                                       capsys):
     """`train --data FOLDER` on a user's labelled pairs (`case002_ED.nii.gz` + `case002_ED_gt.nii.gz`, ...) took
     each file's stem as its patient: case002's ED stack could train while its ES stack chose the epoch and set
     the thresholds (the split is by patient so that this never happens). The card's data line also said 'ACDC
@@ -240,6 +241,41 @@ def test_a_users_folder_keeps_each_patients_phases_together_and_is_named_in_the_
     split = next(r.getMessage() for r in caplog.records if r.getMessage().startswith("training "))
     assert split.startswith(f"training {t['n_train_samples']} slice images ({len(t['train_patients'])} patients), "
                             "model choice ")
+    # the terms follow the data: the card states them, `models --refresh` copies them into the catalogue (it kept
+    # the bundled model's 'CC BY-NC-SA 4.0 (ACDC); also trained on EMIDEC ...'), and warns of a card that says DO
+    # NOT BUNDLE (one epoch); recalibrating keeps the folder's data line and terms (it wrote ACDC's)
+    from CardiacLandmarksLib.cli import main
+    from CardiacLandmarksLib.core.config import models_root
+    from CardiacLandmarksLib.models import catalogue
+    from CardiacLandmarksLib.training.train_sax import recalibrate
+
+    assert card["licence"] == ("the terms of the site's own labelled stacks it was trained on (the card's training "
+                               "data), not ACDC's")
+    assert recalibrate(tmp_path / "run" / "sax_unet.pt", data)["training"]["data"] == t["data"]
+    assert json.loads((tmp_path / "run" / "sax_unet.json").read_text())["licence"] == card["licence"]
+    mdir = tmp_path / "models"
+    shutil.copytree(models_root(), mdir)
+    for f in ("sax_unet.pt", "sax_unet.json", "sax_unet.md"):
+        shutil.copy(tmp_path / "run" / f, mdir / f)
+    bundled = catalogue.catalogue(models_root())
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("CARDIAC_LANDMARKS_MODELS", str(mdir))
+        assert main(["models", "--refresh"]) == 0
+    err = capsys.readouterr().err
+    assert "warning: sax_unet 1.4.0: its card says DO NOT BUNDLE (" in err and "sax_unet_lge" not in err
+    refreshed = catalogue.catalogue(mdir)
+    assert refreshed["sax_unet"].licence == card["licence"]
+    assert refreshed["sax_unet_lge"].licence == bundled["sax_unet_lge"].licence  # a bundled card states none
+    # the ACDC recipes' sets give the catalogue's own words for the bundled models
+    from CardiacLandmarksLib.datasets.sax import Case
+    from CardiacLandmarksLib.training.train_sax import training_licence
+
+    def of(*sources):
+        return [Case("p", data, data, source=src) for src in sources]
+
+    assert training_licence(of("acdc", "emidec", "perfusion")) == bundled["sax_unet"].licence
+    assert training_licence(of("acdc", "emidec", "mscmr", "perfusion")) == bundled["sax_unet_lge"].licence
+    assert training_licence(of("acdc")) == "CC BY-NC-SA 4.0 (ACDC)"
     # the README's fine-tune of the bundled model on a site's stacks: its card's training patients are ACDC ids, so
     # every patient here was unseen and went to choice and calibration: nothing to train on, a ValueError traceback
     from CardiacLandmarksLib.core.config import models_root

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import sys
+from pathlib import Path
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -27,4 +29,10 @@ def cmd_models(args: argparse.Namespace) -> int:
                   "every sequence" + (f" but {', '.join(taken)}" if taken else ""))
         print(f"{e.name:18s} {e.version:8s} {e.task:22s} view {e.view or '-':4s} {serves}; {e.input_px} px at "
               f"{e.input_mm} mm, {timing}, sha256 {e.sha256[:12]}, {e.licence}")
+    for e in entries:  # a model whose own card says it missed its targets, copied in anyway: said, not refused
+        verdict = catalogue.read_card(Path(e.card).stem).get("bundle_verdict") or {}
+        if verdict.get("bundle") is False:
+            reasons = "; ".join(verdict.get("reasons", []))[:300]
+            print(f"warning: {e.name} {e.version}: its card says DO NOT BUNDLE ({reasons}); every run with it records "
+                  "it, and detection may find nothing", file=sys.stderr)
     return 0

@@ -161,7 +161,8 @@ def load_bundled(name: str, device: str, build: Callable[[dict, dict], object],
 
 
 def refresh(models_dir: Path | None = None) -> list[CatalogueEntry]:
-    """Rewrite the catalogue's ``version`` and ``sha256`` from each model's card and weights (after a retrain).
+    """Rewrite the catalogue's ``version``, ``sha256`` and (where the card states it) ``licence`` from each model's
+    card and weights (after a retrain).
 
     Raises:
         ModelIntegrityError: a weights file whose SHA256 differs from its own card.
@@ -176,7 +177,10 @@ def refresh(models_dir: Path | None = None) -> list[CatalogueEntry]:
         if card.get("sha256") != digest:
             raise ModelIntegrityError(f"{e.file}: SHA256 {digest[:12]}... differs from its card; copy the .pt and "
                                       f".json of one training run together")
-        entries.append(CatalogueEntry(**{**asdict(e), "version": str(card.get("version", e.version)), "sha256": digest}))
+        # a card written by `train` states the terms of the data it was trained on (a site's own stacks are not
+        # ACDC's); the bundled cards do not, and their entries keep the catalogue's words
+        entries.append(CatalogueEntry(**{**asdict(e), "version": str(card.get("version", e.version)), "sha256": digest,
+                                         "licence": str(card.get("licence") or e.licence)}))
     atomic_write_text(mdir / CATALOGUE_FILE,
                       json.dumps({"models": [asdict(e) for e in entries]}, indent=2) + "\n")
     return entries

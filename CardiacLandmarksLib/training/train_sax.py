@@ -499,7 +499,8 @@ def train_sax(data: Path, out_dir: Path, cfg: TrainConfig, device: str = "cpu", 
                 "n_train_samples_by_sequence": {k: train.kinds.count(k) for k in sorted(set(train.kinds))},
                 "device": device, "seconds": round(time.time() - t0), "kept": best[2], "history": history,
                 "calibration_patients": sorted({c.patient for c in calib_cases}), "split_note": split_note,
-                "data": training_data_text(cfg, train_cases + val_cases + calib_cases, data)}
+                "data": training_data_text(cfg, train_cases + val_cases + calib_cases, data),
+                "licence": training_licence(train_cases + val_cases + calib_cases)}
     return finish_card(model, cfg, weights, val_cases, val, training, device, calib=calib)
 
 
@@ -587,8 +588,9 @@ def finish_card(model: torch.nn.Module, cfg: TrainConfig, weights: Path, val_cas
                        **({"found_pair": pair_t} if pair_t is not None else {}),
                        **({"min_lv_area_mm2": min_area} if min_area is not None else {}),
                        "max_clv_stack_jump_mm": MAX_CLV_STACK_JUMP_MM},
+        **({"licence": training["licence"]} if training.get("licence") else {}),
         "training": {"data": training_data_text(cfg),
-                     **{k: v for k, v in training.items() if k != "history"},
+                     **{k: v for k, v in training.items() if k not in ("history", "licence")},
                      "val_patients": sorted({c.patient for c in val_cases}), "n_val_samples": len(val.images),
                      "n_calibration_samples": len(calib.images),
                      "config": asdict(cfg), "history": training.get("history", [])},
@@ -601,6 +603,21 @@ def finish_card(model: torch.nn.Module, cfg: TrainConfig, weights: Path, val_cas
     write_markdown(card, out_dir / "sax_unet.md", {"How to retrain": RETRAIN_TEXT, "Derived-label rule": LABEL_RULE_TEXT,
                                                    **card["notes"]})
     return card
+
+
+def training_licence(cases: list) -> str:
+    """The terms a model inherits from the data it was trained on (``Case.source`` of its training, choice and
+    calibration cases), as the catalogue words them: ``"CC BY-NC-SA 4.0 (ACDC); also trained on EMIDEC LGE and
+    mlperf perfusion frames (research use)"``; a site's own stacks: their own terms. Written into the card's
+    ``licence``, which ``models --refresh`` copies into the catalogue (the bundled cards have none, and their
+    catalogue entries keep theirs)."""
+    sources = {c.source for c in cases}
+    if "user" in sources:
+        return "the terms of the site's own labelled stacks it was trained on (the card's training data), not ACDC's"
+    extra = [name for key, name in (("emidec", "EMIDEC LGE"), ("mscmr", "MS-CMRSeg LGE"),
+                                    ("perfusion", "mlperf perfusion frames")) if key in sources]
+    also = (", ".join(extra[:-1]) + " and " + extra[-1]) if len(extra) > 1 else "".join(extra)
+    return "CC BY-NC-SA 4.0 (ACDC)" + (f"; also trained on {also} (research use)" if extra else "")
 
 
 def training_data_text(cfg: TrainConfig, cases: list | None = None, data: Path | None = None) -> str:
@@ -660,12 +677,18 @@ def recalibrate(weights: Path, data: Path, device: str = "cpu") -> dict:
     drop = ("val_patients", "n_val_samples", "n_calibration_samples", "config", "data")
     training = {k: v for k, v in old_card.get("training", {}).items() if k not in drop}
     if "holdout_fraction" in ckpt["config"]:
-        _, val_cases, calib_cases, _ = split_sets(Path(data), cfg)
+        train_cases, val_cases, calib_cases, _ = split_sets(Path(data), cfg)
         val = build_samples(val_cases, cfg.context)
         calib = val if calib_cases is val_cases else build_samples(calib_cases, cfg.context)
     else:  # up to v1.3: one validation set chose and calibrated
-        _, val_cases = _train_val(Path(data), cfg)
+        train_cases, val_cases = _train_val(Path(data), cfg)
+        calib_cases = val_cases
         calib = val = build_samples(val_cases, cfg.context)
+    read = train_cases + val_cases + calib_cases
+    if any(c.source == "user" for c in read):  # a site's model: its data and terms, not ACDC's (the default text)
+        training.update(data=training_data_text(cfg, read, Path(data)), licence=training_licence(read))
+    elif old_card.get("licence"):
+        training["licence"] = old_card["licence"]
     return finish_card(model, cfg, weights, val_cases, val, training, device, old_card.get("notes"),
                        old_card.get("version"), calib=calib)
 
