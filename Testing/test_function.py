@@ -605,3 +605,34 @@ def test_cli_function_checks_its_folder_first_and_writes_a_run_record(acdc_dir, 
     assert {f["name"] for f in run["files"]} == {p.name for p in out.iterdir()} - {"run.json"}
     assert main(["function", "--ed", ed, "--es", es, "-o", str(out), "--device", "cpu", "--no-tta"]) == 0
     assert not list(out.glob("backup-*")) and not list(out.glob("*.bak-*"))  # the same results: nothing to keep
+
+
+@pytest.mark.data
+def test_evaluate_task_function_on_a_sites_own_folder(data_root, tmp_path, capsys):
+    """A cohort study checks the volumes against its own expert contours first: `evaluate --task function --data
+    SITE` asked for the ACDC test split's files (`ACDC file .../patient101_ED.nii.gz not found`), titled any run
+    'function on ACDC', appended the Sunnybrook case of the data root, and read the masks with ACDC's values.
+    A site's folder is now evaluated on its own patients (all of them by default), named as such, with `--labels`
+    for masks in another convention (M&Ms-2 001 here: LV 1, RV 3), which are checked before any model runs."""
+    from CardiacLandmarksLib.cli import main
+
+    pytest.importorskip("torch")
+    site = tmp_path / "site"
+    site.mkdir()
+    for ph in ("ED", "ES"):
+        for tail in ("", "_gt"):
+            (site / f"m001_{ph}{tail}.nii.gz").symlink_to(data_root / "mnms2" / "001" / f"001_SA_{ph}{tail}.nii.gz")
+    assert main(["evaluate", "--task", "function", "--data", str(site), "--device", "cpu"]) == 1
+    assert "the masks look like rv=3,myo=2,lv=1" in capsys.readouterr().err
+    assert main(["evaluate", "--task", "function", "--data", str(site), "--patients", "test"]) == 1
+    assert capsys.readouterr().err.strip().endswith(
+        f"--patients test names ACDC patients; {site} is a folder of your own: give its ids (m001) or leave "
+        "--patients out for all of them")
+    out = tmp_path / "ev"
+    assert main(["evaluate", "--task", "function", "--data", str(site), "--labels", "lv=1,myo=2,rv=3",
+                 "--device", "cpu", "--output", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert text.startswith(f"function on {site} (m001), model sax_unet_function ") and "Sunnybrook" not in text
+    doc = json.loads((out / "function_evaluation.json").read_text())
+    assert doc["patients"] == ["m001"]
+    assert doc["summary"]["dice"]["ED"]["LV cavity"] > 0.9 and doc["summary"]["dice"]["ED"]["RV cavity"] > 0.9

@@ -132,6 +132,25 @@ def cmd_evaluate_function(args: argparse.Namespace) -> int:
     if not data.exists():
         raise InputNotFoundError(f"evaluation data folder {data} does not exist")
     sel = getattr(args, "patients", None) or getattr(args, "split", None) or "test"
+    acdc = (data / "acdc_info.csv").exists() or any(data.glob("patient*_gt.nii.gz"))
+    labels = None
+    if not acdc:  # a site's folder: its own patients (all by default) and label values, no ACDC split
+        from CardiacLandmarksLib.datasets.sax import check_case_labels, paired_cases
+        from CardiacLandmarksLib.evaluation.function import site_patients
+        from CardiacLandmarksLib.sax.labels import parse_labels
+
+        labels = parse_labels(getattr(args, "labels", None))
+        found = site_patients(data)
+        if not found:
+            raise InputNotFoundError(f"no patient in {data} with <id>_ED.nii.gz, <id>_ES.nii.gz and their _gt masks")
+        if sel in ("test", "unseen", "val", "all"):
+            if getattr(args, "patients", None) in ("test", "unseen", "val"):
+                raise InputNotFoundError(f"--patients {sel} names ACDC patients; {data} is a folder of your own: "
+                                         f"give its ids ({', '.join(found[:5])}{' ...' if len(found) > 5 else ''}) or "
+                                         "leave --patients out for all of them")
+            sel = ",".join(found)
+        check_case_labels([c for c in paired_cases(data, labels)
+                           if c.patient in sel.split(",")])  # another label convention: named before any model runs
     if sel == "val":  # the SAX model's validation patients outside the test split (used to choose the clean-up)
         from CardiacLandmarksLib.models.loader import read_card
 
@@ -145,10 +164,12 @@ def cmd_evaluate_function(args: argparse.Namespace) -> int:
         patients = tuple(x.strip() for x in sel.split(",") if x.strip())
     opts = FunctionOptions(device=args.device)
     model = load_model("sax", device=args.device, name=function_model_name())
-    records = evaluate_acdc(data, patients, model, opts)
+    records = evaluate_acdc(data, patients, model, opts, labels=labels)
     summary = summarise(records)
     targets = check_targets(summary, records)
-    text = format_table(summary, targets, title=f"function on ACDC ({sel}), model {model.name} {model.version}")
+    where = "ACDC" if acdc else str(data)
+    text = format_table(summary, targets, title=f"function on {where} ({sel if acdc or len(patients) < 6 else f'{len(patients)} patients'}), "
+                                                f"model {model.name} {model.version}")
     unseen = [r for r in records if r.patient in UNSEEN_BY_V1_3]
     out = {"patients": list(patients), "model": model.describe(), "summary": summary, "targets": targets,
            "cases": [r.__dict__ for r in records]}
@@ -157,7 +178,7 @@ def cmd_evaluate_function(args: argparse.Namespace) -> int:
         out["summary_unseen_101_121"] = s2
         text += "\n\n" + format_table(s2, check_targets(s2, unseen), title="patients 101-121 only (unseen by the model)")
     sb = Path(args.sunnybrook) if getattr(args, "sunnybrook", None) else data_root() / "sunnybrook" / "SCD0000101"
-    if sb.exists():
+    if sb.exists() and (acdc or getattr(args, "sunnybrook", None)):  # a site's folder: its figures alone
         r = sunnybrook_lv_volumes(sb, model, opts)
         out["sunnybrook"] = r
         lines = [f"\nSunnybrook {sb.name}: automatic ED/ES phases {r['auto_ed_phase']}/{r['auto_es_phase']}, "

@@ -57,8 +57,11 @@ class CaseRecord:
     uncertainty: dict = field(default_factory=dict)
 
 
-def evaluate_acdc_patient(root: Path, patient: str, model=None, options: FunctionOptions | None = None) -> CaseRecord:
-    """Evaluate one ACDC patient (``<root>/<patient>_{ED,ES}[_gt].nii.gz``).
+def evaluate_acdc_patient(root: Path, patient: str, model=None, options: FunctionOptions | None = None,
+                          labels: dict | None = None) -> CaseRecord:
+    """Evaluate one ACDC patient (``<root>/<patient>_{ED,ES}[_gt].nii.gz``), or one patient of a site's folder laid
+    out the same way; ``labels`` (``{"rv": N, "myo": N, "lv": N}``, default ACDC's) are the values of its masks,
+    read as ACDC's before the comparison.
 
     Raises:
         InputNotFoundError: a file is missing.
@@ -71,6 +74,12 @@ def evaluate_acdc_patient(root: Path, patient: str, model=None, options: Functio
                 raise InputNotFoundError(f"ACDC file {f} not found")
     result = analyse_function((files["ED"][0], files["ES"][0]), options or FunctionOptions(device="cpu"), model=model)
     gts = {ph: np.rint(load_series(files[ph][1]).pixels[0]).astype(np.uint8) for ph in ("ED", "ES")}
+    if labels and labels != {"rv": 1, "myo": 2, "lv": 3}:  # a site's masks: as ACDC's values (1 RV, 2 myo, 3 LV)
+        for ph, g in gts.items():
+            out = np.zeros_like(g)
+            for key, value in (("rv", 1), ("myo", 2), ("lv", 3)):
+                out[g == labels[key]] = value
+            gts[ph] = out
     spacing = result.spacing
     rec = CaseRecord(patient)
     for ph, pred in (("ED", result.ed_labels()), ("ES", result.es_labels())):
@@ -87,11 +96,11 @@ def evaluate_acdc_patient(root: Path, patient: str, model=None, options: Functio
 
 
 def evaluate_acdc(root: Path, patients: tuple[str, ...] = ACDC_TEST_PATIENTS, model=None,
-                  options: FunctionOptions | None = None, progress=None) -> list[CaseRecord]:
+                  options: FunctionOptions | None = None, progress=None, labels: dict | None = None) -> list[CaseRecord]:
     """:func:`evaluate_acdc_patient` for every patient (default the fixed test split)."""
     out = []
     for n, p in enumerate(patients):
-        out.append(evaluate_acdc_patient(root, p, model, options))
+        out.append(evaluate_acdc_patient(root, p, model, options, labels))
         if progress:
             progress((n + 1) / len(patients), p)
     return out
@@ -310,3 +319,12 @@ def sunnybrook_lv_volumes(case_dir: Path, model=None, options: FunctionOptions |
         out["expert_ef_pct"] = 100.0 * (d1["expert_ml"] - d2["expert_ml"]) / d1["expert_ml"]
         out["auto_ef_same_slices_pct"] = 100.0 * (d1["auto_ml"] - d2["auto_ml"]) / d1["auto_ml"]
     return out
+
+
+def site_patients(root: Path) -> tuple[str, ...]:
+    """The patients of a site's folder that :func:`evaluate_acdc_patient` can read: those with ``<id>_ED.nii.gz``,
+    ``<id>_ES.nii.gz`` and both ``_gt`` masks, in sorted order."""
+    root = Path(root)
+    ids = sorted({f.name[: -len("_ED_gt.nii.gz")] for f in root.glob("*_ED_gt.nii.gz")})
+    return tuple(p for p in ids if all((root / f"{p}_{ph}{tail}.nii.gz").exists()
+                                       for ph in ("ED", "ES") for tail in ("", "_gt")))
