@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 from dataclasses import replace
 
+from CardiacLandmarksLib.core.errors import CardiacLandmarksError, NotCardiacError
 from CardiacLandmarksLib.core.series import CMRSeries
 from CardiacLandmarksLib.io.checks import check_detections, check_series, mark_input_warnings
 from CardiacLandmarksLib.io.view import detect_view
@@ -72,9 +73,29 @@ def analyse_landmarks(series: CMRSeries, view: str = "auto", options: SaxOptions
     else:
         result = analyse_sax(series, options, progress=progress, cancel=cancel, model=model)
     if not force_view:
-        check_detections(series, result.landmarks)
+        try:
+            check_detections(series, result.landmarks)
+        except NotCardiacError as exc:  # a model that missed its own targets: it, not the image, may be at fault
+            raise NotCardiacError(str(exc) + unbundled_note(result.landmarks.model)) from None
     mark_input_warnings(result.landmarks, warnings)  # every measurement: status at best "review"
     for w in (series.metadata or {}).get("warnings", []):  # loader notes too (e.g. an orthonormalised affine)
         if w not in result.landmarks.warnings:
             result.landmarks.warnings.append(w)
     return result
+
+
+def unbundled_note(model: dict) -> str:
+    """``"; but the model that ran, sax_unet 1.4.0, ..."`` when the model of a result (``LandmarkSet.model``: name,
+    version, sha256) is a bundled one whose own card says DO NOT BUNDLE (a retrained model copied into the models
+    folder whose validation figures missed the targets: it may find nothing on a good image), else ``""``."""
+    from CardiacLandmarksLib.models.catalogue import read_card
+
+    try:
+        card = read_card(str(model.get("name", "")))
+    except CardiacLandmarksError:
+        return ""
+    if card.get("sha256") != model.get("sha256") or (card.get("bundle_verdict") or {}).get("bundle") is not False:
+        return ""
+    return (f"; but the model that ran, {model.get('name')} {model.get('version')}, is one whose own card says DO NOT "
+            "BUNDLE (its validation figures missed the targets): the model, not the image, may be at fault "
+            "(cardiac-landmarks models lists the bundled ones)")

@@ -258,9 +258,18 @@ def test_a_users_folder_keeps_each_patients_phases_together_and_is_named_in_the_
     for f in ("sax_unet.pt", "sax_unet.json", "sax_unet.md"):
         shutil.copy(tmp_path / "run" / f, mdir / f)
     bundled = catalogue.catalogue(models_root())
+    from CardiacLandmarksLib.analysis import unbundled_note
+
+    ran = {"name": "sax_unet", "version": card["version"], "sha256": card["sha256"]}
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("CARDIAC_LANDMARKS_MODELS", str(mdir))
         assert main(["models", "--refresh"]) == 0
+        # a detection that finds no LV with such a model says the model may be at fault, not only the image
+        assert unbundled_note(ran) == (
+            f"; but the model that ran, sax_unet {card['version']}, is one whose own card says DO NOT BUNDLE (its "
+            "validation figures missed the targets): the model, not the image, may be at fault (cardiac-landmarks "
+            "models lists the bundled ones)")
+    assert unbundled_note(ran) == "" and unbundled_note({**ran, "sha256": bundled["sax_unet"].sha256}) == ""
     err = capsys.readouterr().err
     assert "warning: sax_unet 1.4.0: its card says DO NOT BUNDLE (" in err and "sax_unet_lge" not in err
     refreshed = catalogue.catalogue(mdir)
@@ -282,6 +291,9 @@ def test_a_users_folder_keeps_each_patients_phases_together_and_is_named_in_the_
 
     tuned = train_sax(data, tmp_path / "tuned", TrainConfig(epochs=1, batch_size=8, threads=2, sets="acdc", lr=5e-4,
                                                             init_weights=str(models_root() / "sax_unet.pt")),
-                      device="cpu", progress=False)["training"]
+                      device="cpu", progress=False, version="1.7.0-site1")  # a site's name for its model
+    assert tuned["version"] == "1.7.0-site1"
+    assert json.loads((tmp_path / "tuned" / "sax_unet.json").read_text())["version"] == "1.7.0-site1"
+    tuned = tuned["training"]
     assert len(tuned["train_patients"]) >= 4, tuned["train_patients"]
     assert not set(tuned["train_patients"]) & (set(tuned["val_patients"]) | set(tuned["calibration_patients"]))

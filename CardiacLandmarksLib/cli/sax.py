@@ -95,8 +95,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--alpha", type=share("--alpha"), default=0.5,
                    help="SAX --interpolate: share of the fine-tuned weights, 0-1 (default 0.5)")
     p.add_argument("--model-version", default=None,
-                   help="SAX --interpolate: version written into the card (default: train_sax.INTERPOLATED_VERSION, "
-                        "the bundled cine model's)")
+                   help="SAX: version written into the card (default: train_sax.MODEL_VERSION, the version this code "
+                        "trains, or with --interpolate INTERPOLATED_VERSION, the bundled cine model's); a site's own "
+                        "model named e.g. 1.7.0-site1 stays apart from the bundled releases in every run record")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("evaluate", help="compare detections with landmarks derived from expert masks")
@@ -300,7 +301,7 @@ def _train(args: argparse.Namespace) -> int:
         cfg.labels = args.labels
     cfg.context = not args.no_context
     cfg.domain_randomisation = not args.no_domain_randomisation
-    card = train_sax(data, out, cfg, device=device)
+    card = train_sax(data, out, cfg, device=device, version=args.model_version)
     print(dumps_strict(card["validation"], indent=1))
     verdict = card["bundle_verdict"]
     print(f"wrote {out / 'sax_unet.pt'}, {out / 'sax_unet.json'} and {out / 'sax_unet.md'}")

@@ -385,8 +385,11 @@ def calibrate_high_threshold(probs: np.ndarray, samples: SampleSet, found_t: lis
     return out
 
 
-def train_sax(data: Path, out_dir: Path, cfg: TrainConfig, device: str = "cpu", progress: bool = True) -> dict:
-    """Train, validate, calibrate and write ``sax_unet.pt`` + model card into ``out_dir``.
+def train_sax(data: Path, out_dir: Path, cfg: TrainConfig, device: str = "cpu", progress: bool = True,
+              version: str | None = None) -> dict:
+    """Train, validate, calibrate and write ``sax_unet.pt`` + model card into ``out_dir``. ``version``: the card's
+    model version (default :data:`MODEL_VERSION`, the version this code trains; a site naming its own model, e.g.
+    ``1.7.0-site1``, keeps it apart from the bundled releases in every run record).
 
     Returns the metrics dict written into the card.
     """
@@ -501,7 +504,7 @@ def train_sax(data: Path, out_dir: Path, cfg: TrainConfig, device: str = "cpu", 
                 "calibration_patients": sorted({c.patient for c in calib_cases}), "split_note": split_note,
                 "data": training_data_text(cfg, train_cases + val_cases + calib_cases, data),
                 "licence": training_licence(train_cases + val_cases + calib_cases)}
-    return finish_card(model, cfg, weights, val_cases, val, training, device, calib=calib)
+    return finish_card(model, cfg, weights, val_cases, val, training, device, version=version, calib=calib)
 
 
 def _shuffle_context(x: torch.Tensor, m: torch.Tensor, dropout: float, gen: torch.Generator):
