@@ -332,7 +332,7 @@ def test_ctrl_c_during_training_says_what_the_stopped_run_left(tmp_path, monkeyp
     out.mkdir(parents=True)
     (out / "sax_unet.json").write_text("{}")  # an earlier run's card
 
-    def stopped_after_an_epoch(data, out_dir, cfg, device="cpu", progress=True):
+    def stopped_after_an_epoch(data, out_dir, cfg, device="cpu", progress=True, version=None):
         (out_dir / "sax_unet.pt").write_bytes(b"weights")
         raise KeyboardInterrupt
 

@@ -397,7 +397,7 @@ def test_train_command_advice_follows_the_verdict(tmp_path, monkeypatch, capsys)
     from CardiacLandmarksLib.training.model_card import SAX_BUNDLE_TARGETS, bundle_verdict
 
     def fake(validation):
-        return lambda data, out, cfg, device="cpu": {"validation": validation,
+        return lambda data, out, cfg, device="cpu", version=None: {"validation": validation,
                                                      "bundle_verdict": bundle_verdict(validation, SAX_BUNDLE_TARGETS)}
 
     bad = {"A-RVI": {"detection_rate": 0.4, "mean_error_mm": float("nan")}}
