@@ -140,7 +140,6 @@ def extra_arguments_text(command: str | None, given: list[str], extra: list[str]
     Returns:
         One line for ``parser.error``.
     """
-    import re
     from pathlib import Path
 
     text = f"unrecognized arguments: {' '.join(extra)}"
@@ -151,9 +150,10 @@ def extra_arguments_text(command: str | None, given: list[str], extra: list[str]
     text += f". {command} takes {ONE_INPUT[command]}" + (
         f", and got {n} paths (an unquoted pattern such as *_E?.nii.gz gives every file it matches)" if n > 1 else "")
     if command == "function" and n == 2:
+        from CardiacLandmarksLib.study.routing import ed_es_of
+
         both = [*given, *paths]
-        phase = [m.group(1).upper() if (m := re.search(r"(?:^|[_\-. ])(ED|ES)(?:$|[_\-. ])", Path(p).name.split(".")[0],
-                                                         re.IGNORECASE)) else None for p in both]
+        phase = [ed_es_of(Path(p).name.split(".")[0]) for p in both]
         if sorted(filter(None, phase)) == ["ED", "ES"]:
             ed, es = (both if phase[0] == "ED" else both[::-1])
             return text + f". Two 3-D volumes: cardiac-landmarks function --ed {ed} --es {es} -o OUT"

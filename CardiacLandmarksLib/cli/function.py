@@ -132,7 +132,9 @@ def cmd_evaluate_function(args: argparse.Namespace) -> int:
     if not data.exists():
         raise InputNotFoundError(f"evaluation data folder {data} does not exist")
     sel = getattr(args, "patients", None) or getattr(args, "split", None) or "test"
-    acdc = (data / "acdc_info.csv").exists() or any(data.glob("patient*_gt.nii.gz"))
+    from CardiacLandmarksLib.datasets.sax import is_acdc_folder
+
+    acdc = is_acdc_folder(data)
     labels = None
     if not acdc:  # a site's folder: its own patients (all by default) and label values, no ACDC split
         from CardiacLandmarksLib.datasets.sax import check_case_labels, paired_cases
@@ -167,8 +169,8 @@ def cmd_evaluate_function(args: argparse.Namespace) -> int:
     records = evaluate_acdc(data, patients, model, opts, labels=labels)
     summary = summarise(records)
     targets = check_targets(summary, records)
-    where = "ACDC" if acdc else str(data)
-    text = format_table(summary, targets, title=f"function on {where} ({sel if acdc or len(patients) < 6 else f'{len(patients)} patients'}), "
+    which = sel if acdc or len(patients) < 6 else f"{len(patients)} patients"  # a site's ids: a count when many
+    text = format_table(summary, targets, title=f"function on {'ACDC' if acdc else data} ({which}), "
                                                 f"model {model.name} {model.version}")
     unseen = [r for r in records if r.patient in UNSEEN_BY_V1_3]
     out = {"patients": list(patients), "model": model.describe(), "summary": summary, "targets": targets,

@@ -122,6 +122,13 @@ def concat_samples(sets: list[SampleSet]) -> SampleSet:
                      [k for s in sets for k in (s.kinds or ["cine"] * len(s.images))])
 
 
+def is_acdc_folder(folder: Path) -> bool:
+    """``folder`` is laid out as ACDC (``acdc_info.csv`` or ``patientNNN_*_gt.nii.gz``), not as a site's own
+    ``NAME`` + ``NAME_gt`` pairs (:func:`paired_cases`)."""
+    folder = Path(folder)
+    return (folder / "acdc_info.csv").exists() or any(folder.glob("patient*_gt.nii.gz"))
+
+
 def acdc_cases(root: Path) -> list[Case]:
     """ACDC ED/ES stacks with masks under ``root`` (``patientNNN_{ED,ES}[_gt].nii.gz`` + ``acdc_info.csv``)."""
     root = Path(root)

@@ -215,22 +215,16 @@ def _apply_review(study_dir: Path, doc: dict) -> ReviewUpdate:
         update.unchanged, update.applied = True, str(original["review"].get("applied", ""))
         saved = _not_recorded(study_dir, reviewed)  # a point list saved again as it was: its new checksum
         if not (study_dir / SUMMARY_FILE).is_file():  # the picture deleted since: drawn again from the kept report
-            try:
-                png = render_summary_png(_ReviewedStudy(study_dir, original, read, kvs, update.n_set), study_dir)
-            except Exception:  # noqa: BLE001 - the kept report stands without its picture
-                logger.exception("summary picture of %s failed", study_dir)
-            else:
+            png, _exc = _summary_png(study_dir, original, read, kvs, update.n_set)
+            if png is not None:  # else the kept report stands without its picture
                 update.written.append(atomic_write_bytes(study_dir / SUMMARY_FILE, png))
                 saved.append(update.written[-1])
         if saved:
             record_edit(study_dir, saved, by)
         return update
     update.applied = doc["review"]["applied"]
-    try:
-        png = render_summary_png(_ReviewedStudy(study_dir, doc, read, kvs, update.n_set), study_dir)
-    except Exception as exc:  # noqa: BLE001 - the picture must never lose the reviewed report
-        logger.exception("summary picture of %s failed", study_dir)
-        png = None
+    png, exc = _summary_png(study_dir, doc, read, kvs, update.n_set)
+    if png is None:  # the picture must never lose the reviewed report
         notes.append(f"{_SUMMARY_FAILED} ({type(exc).__name__}: {exc}): it shows the values before the review")
     path = study_dir / REPORT_FILE
     update.written.append(atomic_write_text(path, dumps_strict(doc) + "\n", backup_existing=True))
@@ -238,6 +232,16 @@ def _apply_review(study_dir: Path, doc: dict) -> ReviewUpdate:
         update.written.append(atomic_write_bytes(study_dir / SUMMARY_FILE, png))
     record_edit(study_dir, [*reviewed, *update.written], by)
     return update
+
+
+def _summary_png(study_dir: Path, doc: dict, read, kvs, n_set: int) -> tuple[bytes | None, Exception | None]:
+    """``summary.png`` of the report ``doc`` (:func:`.report.render_summary_png`), or ``(None, the error)`` when it
+    cannot be drawn (logged): a report is never lost for its picture."""
+    try:
+        return render_summary_png(_ReviewedStudy(study_dir, doc, read, kvs, n_set), study_dir), None
+    except Exception as exc:  # noqa: BLE001 - any failure of the drawing
+        logger.exception("summary picture of %s failed", study_dir)
+        return None, exc
 
 
 def _same_report(original: dict, doc: dict) -> bool:

@@ -312,6 +312,13 @@ def _side_file(f: Path, imgs: list[Path]) -> bool:
     return any(g.stem == f.stem and g.suffix.lower() in heads for g in imgs)
 
 
+def ed_es_of(stem: str) -> str | None:
+    """``"ED"`` or ``"ES"`` when a file stem names one (``P1_ED``, ``sa-es``), by the rule the routing pairs ED/ES
+    files with; else None."""
+    m = _EDES.search(stem.lower())
+    return m.group(1).upper() if m else None
+
+
 def expand_patterns(paths: list[Path]) -> list[Path]:
     """Each path that does not exist and holds a shell pattern (``*``, ``?``, ``[``) replaced by what it matches, in
     sorted order: ``study "P1_E*.nii.gz"`` quoted, or typed where no shell expands it (Windows' cmd.exe, a Python

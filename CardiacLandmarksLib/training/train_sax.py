@@ -175,14 +175,13 @@ def _labelled_cases(data: Path, labels: str = "") -> list:
         InputNotFoundError: no such folder, or no labelled stack in it.
         LabelConventionError: a user's mask does not follow the label values (checked before any training).
     """
-    from CardiacLandmarksLib.datasets.sax import check_case_labels
+    from CardiacLandmarksLib.datasets.sax import check_case_labels, is_acdc_folder
     from CardiacLandmarksLib.sax.labels import parse_labels
 
     data = Path(data)
     if not data.is_dir():
         raise InputNotFoundError(f"training data folder {data} not found (set CARDIAC_LANDMARKS_DATA or pass --data)")
-    acdc = (data / "acdc_info.csv").exists() or any(data.glob("patient*_gt.nii.gz"))
-    cases = acdc_cases(data) if acdc else paired_cases(data, parse_labels(labels))
+    cases = acdc_cases(data) if is_acdc_folder(data) else paired_cases(data, parse_labels(labels))
     if not cases:
         raise InputNotFoundError(f"no labelled stacks (image + *_gt mask) found in {data}")
     check_case_labels(cases)
