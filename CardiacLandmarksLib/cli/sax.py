@@ -63,7 +63,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--threads", type=whole_number("--threads", 1), default=2, help="CPU threads for torch")
     p.add_argument("--lr", type=positive_number("--lr"), default=None, help="peak learning rate (SAX default 2e-3; 1e-3 or less to fine-tune)")
     p.add_argument("--init-weights", default=None,
-                   help="SAX: start from this checkpoint (e.g. Resources/Models/sax_unet.pt) to fine-tune")
+                   help="start from this checkpoint to fine-tune (SAX: e.g. Resources/Models/sax_unet.pt; long axis: "
+                        "e.g. Resources/Models/lax4ch_unet.pt, or 'none' for random weights; default there: the "
+                        "bundled SAX model's encoder)")
     p.add_argument("--seg-weight", type=non_negative("--seg-weight"), default=None,
                    help="SAX: weight of the segmentation head's loss (default 2; 0 = heatmap-only model)")
     p.add_argument("--presence-weight", type=non_negative("--presence-weight"), default=None,
@@ -82,9 +84,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="SAX: patient ids (comma-separated) kept out of training, choice and calibration, e.g. "
                         "'subject8' for a leave-one-out fold on MS-CMRSeg")
     p.add_argument("--labels", type=_label_values, default=None, metavar="rv=N,myo=N,lv=N",
-                   help="SAX --data: the label values of the folder's NAME_gt masks (default ACDC's rv=1,myo=2,lv=3; "
-                        "M&Ms and UK Biobank masks: lv=1,myo=2,rv=3); masks that do not follow them are refused by "
-                        "name before training")
+                   help="--data: the label values of the folder's NAME_gt masks (default for SAX ACDC's "
+                        "rv=1,myo=2,lv=3; for long-axis views and M&Ms or UK Biobank masks lv=1,myo=2,rv=3); masks "
+                        "that do not follow them are refused by name before training")
     p.add_argument("--no-context", action="store_true", help="SAX: the slice alone as input (no stack neighbours)")
     p.add_argument("--no-domain-randomisation", action="store_true",
                    help="SAX: plain gamma/contrast/noise/blur augmentation instead of domain randomisation")
@@ -95,9 +97,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--alpha", type=share("--alpha"), default=0.5,
                    help="SAX --interpolate: share of the fine-tuned weights, 0-1 (default 0.5)")
     p.add_argument("--model-version", default=None,
-                   help="SAX: version written into the card (default: train_sax.MODEL_VERSION, the version this code "
-                        "trains, or with --interpolate INTERPOLATED_VERSION, the bundled cine model's); a site's own "
-                        "model named e.g. 1.7.0-site1 stays apart from the bundled releases in every run record")
+                   help="version written into the card (default: the version this code trains, train_sax."
+                        "MODEL_VERSION or train_lax.MODEL_VERSION, or with --interpolate INTERPOLATED_VERSION, the "
+                        "bundled cine model's); a site's own model named e.g. 1.7.0-site1 stays apart from the "
+                        "bundled releases in every run record")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("evaluate", help="compare detections with landmarks derived from expert masks")
@@ -258,10 +261,15 @@ def _train(args: argparse.Namespace) -> int:
 
     device = choose_device(args.device)
     if args.view != "sax":
+        from CardiacLandmarksLib.sax.labels import parse_labels
         from CardiacLandmarksLib.training.train_lax import train_lax
+
+        _refuse_sax_only(args)
         out = _train_output(args)
         card = train_lax(Path(args.data) if args.data else None, args.view, out, epochs=args.epochs, seed=args.seed,
                          device=device, threads=args.threads,
+                         labels=parse_labels(args.labels) if args.labels else None,
+                         init=args.init_weights or "sax", version=args.model_version,
                          command="cardiac-landmarks " + " ".join(shlex.quote(a) for a in sys.argv[1:]))
         print(f"wrote {out}")
         print(verdict_text(card["bundle_verdict"]))
@@ -310,6 +318,32 @@ def _train(args: argparse.Namespace) -> int:
     else:
         print(verdict_text(verdict))
     return 0
+
+
+#: ``train`` options that only the SAX trainer reads: (flag, attribute, its value when not given)
+_SAX_ONLY_OPTIONS = (("--lr", "lr", None), ("--seg-weight", "seg_weight", None),
+                     ("--presence-weight", "presence_weight", None), ("--ema-decay", "ema_decay", None),
+                     ("--base-channels", "base_channels", None), ("--sets", "sets", None),
+                     ("--leave-out", "leave_out", None), ("--no-context", "no_context", False),
+                     ("--no-domain-randomisation", "no_domain_randomisation", False),
+                     ("--interpolate", "interpolate", None))
+
+
+def _refuse_sax_only(args: argparse.Namespace) -> None:
+    """``train --view 2ch|3ch|4ch`` with an option of the SAX trainer: named before any work (it was ignored,
+    so a long-axis model was trained with settings other than those the user typed).
+
+    Raises:
+        OptionError: naming the options and what the long-axis trainer takes.
+    """
+    from CardiacLandmarksLib.core.errors import OptionError
+
+    given = [flag for flag, attr, unset in _SAX_ONLY_OPTIONS if getattr(args, attr, unset) != unset]
+    if given:
+        raise OptionError(
+            f"{', '.join(given)} {'applies' if len(given) == 1 else 'apply'} to SAX training only (--view sax); "
+            f"the long-axis trainer (--view {args.view}) takes --data, --labels, --init-weights, --epochs, --seed, "
+            "--threads, --device, --model-version and -o")
 
 
 def _label_values(text: str) -> str:

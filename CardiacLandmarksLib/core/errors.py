@@ -140,3 +140,8 @@ class LabelConventionError(CardiacLandmarksError, ValueError):
     """Training or evaluation masks whose label values are not those given (``--labels``; ACDC's by default): an LV
     cavity label that the myocardium label does not surround (masks in the M&Ms / UK Biobank convention read with
     ACDC's values)."""
+
+
+class OptionError(CardiacLandmarksError, ValueError):
+    """Command-line options that do not apply to the command as given (``train --view 4ch --lr 1e-4``: the
+    long-axis trainer has no such setting), named instead of silently ignored."""

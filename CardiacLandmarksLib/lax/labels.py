@@ -72,6 +72,13 @@ FIRST_HINGE_DIRECTION_LPS: dict[str, np.ndarray] = {
 #: the hinges come from the myocardium horseshoe, as for M&Ms-2)
 UKBB_LAX4CH_LABELS = {"lv": 1, "myo": 2, "rv": 3}
 
+#: a long-axis mask's LV cavity label is taken for what it is when at least this share of the pixels just outside
+#: it are myocardium (mean over frames; :func:`CardiacLandmarksLib.sax.labels.label_problem`). Lower than the SAX
+#: rule's 0.7: the LV opens onto the atrium at the mitral annulus. Measured: M&Ms-2 001 LA ED 0.84 / ES 0.80
+#: (RV 0.38 / 0.39); UK Biobank demo 4CH masks with both atria labelled (``seg4_la_4ch``, 50 frames) 0.79 and
+#: 0.78 (RV 0.30 and 0.33).
+MIN_LAX_LV_ENCLOSURE = 0.5
+
 #: smallest myocardium / cavity (pixels) for labels to be derived
 MIN_MYO_PIXELS = 20
 MIN_LV_PIXELS = 20

@@ -71,7 +71,7 @@ def _enclosure(mask: np.ndarray, label: int, myo: int) -> float:
     return float(np.mean(shares)) if shares else float("nan")
 
 
-def label_problem(mask: np.ndarray, labels: dict) -> str:
+def label_problem(mask: np.ndarray, labels: dict, min_enclosure: float = MIN_LV_ENCLOSURE) -> str:
     """Why a SAX mask does not follow ``labels``, in words, or ``""`` when it does (or cannot be told).
 
     The LV cavity is surrounded by the myocardium, the RV cavity touches it only along the septum: with the labels
@@ -82,6 +82,9 @@ def label_problem(mask: np.ndarray, labels: dict) -> str:
     Args:
         mask: integer labels ``[K, J, I]`` of one stack (one phase).
         labels: ``{"rv": N, "myo": N, "lv": N}`` (a value of -1: the set has no such label; nothing is checked).
+        min_enclosure: the share an LV cavity reaches (SAX: :data:`MIN_LV_ENCLOSURE`; a long-axis view, whose LV
+            opens onto the atrium: :data:`CardiacLandmarksLib.lax.labels.MIN_LAX_LV_ENCLOSURE`). Long-axis masks
+            are given as their frames ``[T, J, I]`` (one plane).
 
     Returns:
         The problem, naming the label values that would fit (``"...: the masks look like rv=3,myo=2,lv=1"``).
@@ -92,16 +95,16 @@ def label_problem(mask: np.ndarray, labels: dict) -> str:
         return ""
     lv = _enclosure(mask, labels["lv"], labels["myo"])
     rv = _enclosure(mask, labels["rv"], labels["myo"])
-    if not np.isfinite(lv) or (lv >= MIN_LV_ENCLOSURE and not rv > lv):
+    if not np.isfinite(lv) or (lv >= min_enclosure and not rv > lv):
         return ""
     values = [int(v) for v in np.unique(mask) if v > 0]
     fits = []
     for r, m, v in permutations(values, 3):
         lv2, rv2 = _enclosure(mask, v, m), _enclosure(mask, r, m)
-        if np.isfinite(lv2) and lv2 >= MIN_LV_ENCLOSURE and not rv2 > lv2:
+        if np.isfinite(lv2) and lv2 >= min_enclosure and not rv2 > lv2:
             fits.append(f"rv={r},myo={m},lv={v}")
     return (f"the LV cavity label {labels['lv']} is not surrounded by the myocardium label {labels['myo']} "
-            f"({lv:.0%} of the pixels around it; an LV cavity has at least {MIN_LV_ENCLOSURE:.0%}, the RV label "
+            f"({lv:.0%} of the pixels around it; an LV cavity has at least {min_enclosure:.0%}, the RV label "
             f"{labels['rv']} {rv:.0%})" + (f": the masks look like {' or '.join(fits)}" if fits else ""))
 
 

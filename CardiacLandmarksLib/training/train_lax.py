@@ -317,14 +317,22 @@ def folder_samples(folder: Path, view: str, labels: dict | None = None) -> LaxSa
     are one subject, so that a fold never trains on a subject's other phase. Landmarks of other views in a
     markups file are ignored; phases/slices without any of the view's landmarks are skipped.
 
+    Masks are checked against ``labels`` first (:func:`~CardiacLandmarksLib.sax.labels.label_problem` with
+    :data:`~CardiacLandmarksLib.lax.labels.MIN_LAX_LV_ENCLOSURE`): masks in ACDC's convention (RV 1, LV 3) read
+    with M&Ms-2's default (LV 1, RV 3) would train every hinge point on the wrong ventricle without a word.
+
     Raises:
         InputNotFoundError: the folder does not exist or holds no labelled image.
+        LabelConventionError: one or more ``_gt`` masks do not follow ``labels`` (the first three named, with the
+            values that fit), before any model runs.
     """
+    from CardiacLandmarksLib.core.errors import LabelConventionError
     from CardiacLandmarksLib.datasets.sax import patient_of_stem
     from CardiacLandmarksLib.io.image import is_image_file
     from CardiacLandmarksLib.io.load import load_series
     from CardiacLandmarksLib.io.markups import read_markups
-    from CardiacLandmarksLib.lax.labels import derive_from_series
+    from CardiacLandmarksLib.lax.labels import MIN_LAX_LV_ENCLOSURE, derive_from_series
+    from CardiacLandmarksLib.sax.labels import label_problem
 
     folder = Path(folder)
     if not folder.is_dir():
@@ -332,6 +340,8 @@ def folder_samples(folder: Path, view: str, labels: dict | None = None) -> LaxSa
     names = LANDMARKS_BY_VIEW[view]
     lab = _parse_labels(labels)
     parts = []
+    problems: list[str] = []
+    n_masks = 0
     for f in sorted(folder.iterdir()):
         if not f.is_file() or not is_image_file(f):
             continue
@@ -352,6 +362,13 @@ def folder_samples(folder: Path, view: str, labels: dict | None = None) -> LaxSa
                 logger.warning("%s: mask grid %s differs from the image %s; skipped", mask.name, ms.pixels.shape,
                             series.pixels.shape)
                 continue
+            n_masks += 1
+            planes = np.rint(np.asarray(ms.pixels)).astype(int).reshape(-1, *ms.pixels.shape[-2:])
+            problem = label_problem(planes, lab, MIN_LAX_LV_ENCLOSURE)
+            if problem or problems:  # once one mask is refused, the others are only checked
+                if problem:
+                    problems.append(f"{mask.name}: {problem}")
+                continue
             if view == "4ch" and not all(check_canvas_handedness(series, ms, lab, f.name, k=k)
                                          for k in range(ms.n_slices)):
                 logger.warning("%s: skipped (mirrored four-chamber view on the canvas)", f.name)
@@ -367,6 +384,11 @@ def folder_samples(folder: Path, view: str, labels: dict | None = None) -> LaxSa
         for k, per_phase in per_slice.items():
             if per_phase:
                 parts.append(_canvas_samples(series, k, per_phase, names, patient_of_stem(stem), {}))
+    if problems:
+        values = ",".join(f"{k}={lab[k]}" for k in ("lv", "myo", "rv"))
+        raise LabelConventionError(
+            f"{len(problems)} of {n_masks} masks do not follow the label values {values}: " + "; ".join(problems[:3])
+            + (" ..." if len(problems) > 3 else "") + ". Give the masks' values with --labels rv=N,myo=N,lv=N")
     if not parts:
         raise InputNotFoundError(f"no labelled {view.upper()} image in {folder} (need NAME.nii.gz with "
                                  "NAME.mrk.json or NAME_gt.nii.gz)")
@@ -541,6 +563,7 @@ def train_lax(
     threads: int = 1,
     steps_per_epoch: int = 40,
     command: str | None = None,
+    version: str | None = None,
 ) -> dict:
     """Train (and evaluate leave-one-subject-out) a long-axis landmark model; write weights + card.
 
@@ -560,12 +583,15 @@ def train_lax(
         evaluate: run leave-one-subject-out folds first (skipped with one subject).
         threads: CPU threads for torch.
         command: the command line that ran the training (recorded in the card).
+        version: the version written into the card (default :data:`MODEL_VERSION`, the version this code
+            trains); a site's model named e.g. ``0.2.0-site1`` stays apart from the bundled release.
 
     Returns:
         The model card dict (also written as JSON and Markdown).
 
     Raises:
-        ValueError: unknown view. InputNotFoundError: no labelled data.
+        ValueError: unknown view. InputNotFoundError: no labelled data, or ``init`` names no file.
+        LabelConventionError: masks that do not follow ``labels`` (:func:`folder_samples`).
     """
     from CardiacLandmarksLib.models.loader import sha256_file
     from CardiacLandmarksLib.training.model_card import LAX_BUNDLE_TARGETS, bundle_verdict
@@ -573,10 +599,11 @@ def train_lax(
     view = (view or "").lower()
     if view not in LAX_VIEWS:
         raise ValueError(f"long-axis view must be one of {LAX_VIEWS}, not {view!r}")
+    if init not in ("sax", "none") and not Path(init).is_file():  # a mistyped path would train from scratch
+        raise InputNotFoundError.at(init, "initial weights")
     torch.set_num_threads(threads)
     np.random.seed(seed)
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
     names = LANDMARKS_BY_VIEW[view]
     parts = []
     if folder is not None:
@@ -614,6 +641,7 @@ def train_lax(
 
     model, info = fit(samples, cfg, len(names), device, progress, tag="[all subjects] ")
     name = model_name(view)
+    out_dir.mkdir(parents=True, exist_ok=True)  # only now: refused data leaves no empty folder
     weights = out_dir / f"{name}.pt"
     tmp = weights.with_suffix(".tmp")
     torch.save({"state_dict": model.state_dict(), "config": asdict(cfg)}, tmp)
@@ -622,7 +650,7 @@ def train_lax(
                   for k in sorted(set(samples.kind))} for s in subjects}
     card = {
         "name": name,
-        "version": MODEL_VERSION,
+        "version": version or MODEL_VERSION,
         "view": view,
         "landmarks": list(names),
         "summary": summary_text(view, counts),
@@ -636,6 +664,7 @@ def train_lax(
                        "tta_max_spread_mm": 5.0},
         "training": {
             "data": _data_text(folder, view, include_shared),
+            **({"mask_labels": _parse_labels(labels)} if folder is not None else {}),
             "subjects": subjects,
             "n_subjects": len(subjects),
             "frames_per_subject_and_label_kind": counts,
