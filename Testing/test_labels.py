@@ -132,6 +132,9 @@ def test_masks_in_another_label_convention_are_named_before_training(data_root, 
     assert "the masks look like rv=3,myo=2,lv=1" in capsys.readouterr().err
     with pytest.raises(LabelConventionError):
         split_sets(data, TrainConfig(sets="acdc"))  # train refuses before any sample is built
+    run = tmp_path / "refused"  # ... and leaves no empty output folder (it made it first)
+    assert main(["train", "--data", str(data), "--sets", "acdc", "--epochs", "1", "-o", str(run)]) == 1
+    assert "do not follow the label values" in capsys.readouterr().err and not run.exists()
     with pytest.raises(SystemExit) as exc:
         main(["train", "--data", str(data), "--labels", "lv=1,rv=3", "-o", str(tmp_path / "run")])
     assert exc.value.code == 2 and "argument --labels: labels 'lv=1,rv=3'" in capsys.readouterr().err

@@ -396,12 +396,12 @@ def train_sax(data: Path, out_dir: Path, cfg: TrainConfig, device: str = "cpu", 
     np.random.seed(cfg.seed)
     torch.set_num_threads(cfg.threads)
     data, out_dir = Path(data), Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
     train_cases, val_cases, calib_cases, split_note = split_sets(data, cfg)
     train = build_samples(train_cases, cfg.context)
     val = build_samples(val_cases, cfg.context)
     calib = val if calib_cases is val_cases else build_samples(calib_cases, cfg.context)
+    out_dir.mkdir(parents=True, exist_ok=True)  # only now: a refused folder or checkpoint leaves no empty folder
 
     def _n(cases) -> str:
         n = len({c.patient for c in cases})
