@@ -626,8 +626,8 @@ def test_evaluate_task_function_on_a_sites_own_folder(data_root, tmp_path, capsy
     assert "the masks look like rv=3,myo=2,lv=1" in capsys.readouterr().err
     assert main(["evaluate", "--task", "function", "--data", str(site), "--patients", "test"]) == 1
     assert capsys.readouterr().err.strip().endswith(
-        f"--patients test names ACDC patients; {site} is a folder of your own: give its ids (m001) or leave "
-        "--patients out for all of them")
+        f"--patients test names ACDC patients; {site} is a folder of your own: give its ids with --patients (m001) "
+        "or leave --patients out for all of them")
     out = tmp_path / "ev"
     assert main(["evaluate", "--task", "function", "--data", str(site), "--labels", "lv=1,myo=2,rv=3",
                  "--device", "cpu", "--output", str(out)]) == 0
@@ -636,3 +636,52 @@ def test_evaluate_task_function_on_a_sites_own_folder(data_root, tmp_path, capsy
     doc = json.loads((out / "function_evaluation.json").read_text())
     assert doc["patients"] == ["m001"]
     assert doc["summary"]["dice"]["ED"]["LV cavity"] > 0.9 and doc["summary"]["dice"]["ED"]["RV cavity"] > 0.9
+
+
+def test_evaluate_task_function_reads_a_sites_files_as_landmark_training_does(data_root, tmp_path, capsys,
+                                                                             monkeypatch):
+    """The function evaluation of a site's folder read only `<id>_ED.nii.gz` / `<id>_ES.nii.gz` pairs, where
+    landmark training and evaluation read any `NAME` + `NAME_gt` (also NRRD, `.nii`, `P2-ed`): a site's NRRD
+    export was 'no patient'. `--split test` there evaluated every patient (only `--patients test` was refused), an
+    unknown id ended in `ACDC file .../P7_ED.nii.gz not found`, a patient without its ES stack was passed over in
+    silence, `-o` was refused (every other command takes it) and the Bland-Altman figure was titled 'Function on
+    ACDC P1,P2 split'. Here two ACDC training patients exported as a site would (not test-split patients)."""
+    import SimpleITK as sitk
+
+    from CardiacLandmarksLib.cli import main
+
+    pytest.importorskip("torch")
+    site = tmp_path / "site"
+    site.mkdir()
+    acdc = data_root / "acdc"
+    for ph in ("ED", "ES"):
+        for tail in ("", "_gt"):
+            sitk.WriteImage(sitk.ReadImage(str(acdc / f"patient001_{ph}{tail}.nii.gz")), str(site / f"P1_{ph}{tail}.nrrd"))
+            sitk.WriteImage(sitk.ReadImage(str(acdc / f"patient002_{ph}{tail}.nii.gz")),
+                            str(site / f"P2-{ph.lower()}{tail}.nii"))
+    for tail in ("", "_gt"):
+        (site / f"P9_ED{tail}.nii.gz").symlink_to(acdc / f"patient004_ED{tail}.nii.gz")
+    base = ["evaluate", "--task", "function", "--data", str(site), "--device", "cpu"]
+    assert main([*base, "--split", "test"]) == 1
+    assert capsys.readouterr().err.strip().endswith(
+        f"--split test names ACDC patients; {site} is a folder of your own: give its ids with --patients (P1, P2) "
+        "or leave --split out for all of them")
+    assert main([*base, "--patients", "P1,P7"]) == 1
+    assert capsys.readouterr().err.strip().endswith(f"--patients: P7 not among the patients of {site} (P1, P2)")
+    import CardiacLandmarksLib.evaluation.function as ev
+
+    titles, render = [], ev.render_bland_altman_png
+    monkeypatch.setattr(ev, "render_bland_altman_png",
+                        lambda records, path, title: (titles.append(title), render(records, path, title=title))[1])
+    out = tmp_path / "ev"
+    assert main([*base, "-o", str(out)]) == 0
+    captured = capsys.readouterr()
+    assert "left out of site: P9: no ES stack" in captured.err
+    assert captured.out.startswith(f"function on {site} (P1,P2), model sax_unet_function ")
+    status_line = next(x for x in captured.out.splitlines() if x.startswith("mean |difference| by status"))
+    assert "nan" not in status_line and "ok - (0)" not in status_line  # a status with no value reads '-'
+    assert titles == ["Function on site (2 patients): automatic - expert masks"]
+    doc = json.loads((out / "function_evaluation.json").read_text())
+    assert doc["patients"] == ["P1", "P2"] and len(doc["cases"]) == 2
+    assert doc["summary"]["dice"]["ED"]["LV cavity"] > 0.9  # the masks are ACDC's own: read in their values
+    assert (out / "bland_altman.png").stat().st_size > 10_000

@@ -100,7 +100,7 @@ def cmd_function(args: argparse.Namespace) -> int:
 
 def add_evaluate_arguments(p: argparse.ArgumentParser) -> None:
     """Options of ``evaluate --task function`` that the SAX ``evaluate`` does not have."""
-    p.add_argument("--output", default=None, help="(--task function) folder for function_evaluation.json/.txt and "
+    p.add_argument("-o", "--output", default=None, help="(--task function) folder for function_evaluation.json/.txt and "
                                                   "bland_altman.png (default: print only)")
     p.add_argument("--patients", default=None, help="(--task function) 'test' (the fixed ACDC test split, default), "
                                                     "'unseen' (101-121 only), 'val' (the SAX model's validation "
@@ -135,22 +135,35 @@ def cmd_evaluate_function(args: argparse.Namespace) -> int:
     from CardiacLandmarksLib.datasets.sax import is_acdc_folder
 
     acdc = is_acdc_folder(data)
-    labels = None
+    labels = site_files = None
     if not acdc:  # a site's folder: its own patients (all by default) and label values, no ACDC split
         from CardiacLandmarksLib.datasets.sax import check_case_labels, paired_cases
         from CardiacLandmarksLib.evaluation.function import site_patients
         from CardiacLandmarksLib.sax.labels import parse_labels
 
         labels = parse_labels(getattr(args, "labels", None))
-        found = site_patients(data)
+        site_files, left = site_patients(data)
+        found = list(site_files)
+        ids = f"{', '.join(found[:5])}{' ...' if len(found) > 5 else ''}"
         if not found:
-            raise InputNotFoundError(f"no patient in {data} with <id>_ED.nii.gz, <id>_ES.nii.gz and their _gt masks")
-        if sel in ("test", "unseen", "val", "all"):
-            if getattr(args, "patients", None) in ("test", "unseen", "val"):
-                raise InputNotFoundError(f"--patients {sel} names ACDC patients; {data} is a folder of your own: "
-                                         f"give its ids ({', '.join(found[:5])}{' ...' if len(found) > 5 else ''}) or "
-                                         "leave --patients out for all of them")
+            raise InputNotFoundError(
+                f"no patient in {data} with an ED and an ES stack, each with its mask (NAME.nii.gz, .nii or .nrrd "
+                "and NAME_gt beside it; ED or ES in NAME, e.g. P7_ED and P7_ES)"
+                + (f": {'; '.join(left[:3])}{' ...' if len(left) > 3 else ''}" if left else ""))
+        given = getattr(args, "patients", None)
+        if given in ("test", "unseen", "val") or (not given and getattr(args, "split", None) in ("test", "val",
+                                                                                                 "train")):
+            option = f"--patients {given}" if given else f"--split {args.split}"
+            raise InputNotFoundError(f"{option} names ACDC patients; {data} is a folder of your own: give its ids "
+                                     f"with --patients ({ids}) or leave {option.split()[0]} out for all of them")
+        if sel in ("test", "all"):
             sel = ",".join(found)
+        else:
+            unknown = [p for p in (x.strip() for x in sel.split(",")) if p and p not in site_files]
+            if unknown:
+                raise InputNotFoundError(f"--patients: {', '.join(unknown)} not among the patients of {data} ({ids})")
+        if left:
+            print(f"left out of {data.name}: {'; '.join(left)}", file=sys.stderr)
         check_case_labels([c for c in paired_cases(data, labels)
                            if c.patient in sel.split(",")])  # another label convention: named before any model runs
     if sel == "val":  # the SAX model's validation patients outside the test split (used to choose the clean-up)
@@ -166,7 +179,7 @@ def cmd_evaluate_function(args: argparse.Namespace) -> int:
         patients = tuple(x.strip() for x in sel.split(",") if x.strip())
     opts = FunctionOptions(device=args.device)
     model = load_model("sax", device=args.device, name=function_model_name())
-    records = evaluate_acdc(data, patients, model, opts, labels=labels)
+    records = evaluate_acdc(data, patients, model, opts, labels=labels, files=site_files)
     summary = summarise(records)
     targets = check_targets(summary, records)
     which = sel if acdc or len(patients) < 6 else f"{len(patients)} patients"  # a site's ids: a count when many
@@ -201,6 +214,8 @@ def cmd_evaluate_function(args: argparse.Namespace) -> int:
         atomic_write_text(outdir / "function_evaluation.json",
                           dumps_strict(out, default=float) + "\n")
         atomic_write_text(outdir / "function_evaluation.txt", text + "\n")
+        where = f"ACDC {sel} split" if acdc and sel in ("test", "unseen", "val") else (
+            "ACDC" if acdc else data.name)
         render_bland_altman_png(records, outdir / "bland_altman.png",
-                                title=f"Function on ACDC {sel} split ({len(records)} patients): automatic - expert masks")
+                                title=f"Function on {where} ({len(records)} patients): automatic - expert masks")
     return 0

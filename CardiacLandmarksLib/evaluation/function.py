@@ -58,20 +58,21 @@ class CaseRecord:
 
 
 def evaluate_acdc_patient(root: Path, patient: str, model=None, options: FunctionOptions | None = None,
-                          labels: dict | None = None) -> CaseRecord:
-    """Evaluate one ACDC patient (``<root>/<patient>_{ED,ES}[_gt].nii.gz``), or one patient of a site's folder laid
-    out the same way; ``labels`` (``{"rv": N, "myo": N, "lv": N}``, default ACDC's) are the values of its masks,
-    read as ACDC's before the comparison.
+                          labels: dict | None = None, files: dict | None = None) -> CaseRecord:
+    """Evaluate one ACDC patient (``<root>/<patient>_{ED,ES}[_gt].nii.gz``), or one patient of a site's folder
+    (``files``: ``{"ED": (image, mask), "ES": (image, mask)}`` from :func:`site_patients`); ``labels`` (``{"rv": N,
+    "myo": N, "lv": N}``, default ACDC's) are the values of its masks, read as ACDC's before the comparison.
 
     Raises:
         InputNotFoundError: a file is missing.
     """
     root = Path(root)
-    files = {ph: (root / f"{patient}_{ph}.nii.gz", root / f"{patient}_{ph}_gt.nii.gz") for ph in ("ED", "ES")}
+    if files is None:
+        files = {ph: (root / f"{patient}_{ph}.nii.gz", root / f"{patient}_{ph}_gt.nii.gz") for ph in ("ED", "ES")}
     for img, gt in files.values():
         for f in (img, gt):
-            if not f.exists():
-                raise InputNotFoundError(f"ACDC file {f} not found")
+            if not Path(f).exists():
+                raise InputNotFoundError(f"{'ACDC ' if files is None else ''}file {f} not found")
     result = analyse_function((files["ED"][0], files["ES"][0]), options or FunctionOptions(device="cpu"), model=model)
     gts = {ph: np.rint(load_series(files[ph][1]).pixels[0]).astype(np.uint8) for ph in ("ED", "ES")}
     if labels and labels != {"rv": 1, "myo": 2, "lv": 3}:  # a site's masks: as ACDC's values (1 RV, 2 myo, 3 LV)
@@ -96,11 +97,13 @@ def evaluate_acdc_patient(root: Path, patient: str, model=None, options: Functio
 
 
 def evaluate_acdc(root: Path, patients: tuple[str, ...] = ACDC_TEST_PATIENTS, model=None,
-                  options: FunctionOptions | None = None, progress=None, labels: dict | None = None) -> list[CaseRecord]:
-    """:func:`evaluate_acdc_patient` for every patient (default the fixed test split)."""
+                  options: FunctionOptions | None = None, progress=None, labels: dict | None = None,
+                  files: dict | None = None) -> list[CaseRecord]:
+    """:func:`evaluate_acdc_patient` for every patient (default the fixed test split); ``files``: a site's patients'
+    files (:func:`site_patients`), else ACDC's names."""
     out = []
     for n, p in enumerate(patients):
-        out.append(evaluate_acdc_patient(root, p, model, options, labels))
+        out.append(evaluate_acdc_patient(root, p, model, options, labels, files[p] if files else None))
         if progress:
             progress((n + 1) / len(patients), p)
     return out
@@ -200,9 +203,12 @@ def format_table(summary: dict, targets: dict | None = None, title: str = "") ->
                          f"{a['loa_high']:9.2f}{a['mean_abs_diff']:9.2f}")
     by = summary.get("abs_error_by_status", {})
     if by:
+        def mad(v) -> str:  # none of that status: '-' (it printed 'nan'; and a difference of 0.00 printed 'nan')
+            return "-" if v is None or not np.isfinite(v) else f"{v:.2f}"
+
         lines.append("mean |difference| by status (n): " + "; ".join(
-            f"{name} ok {b['ok']['mean_abs_diff'] or float('nan'):.2f} ({b['ok']['n']}), review "
-            f"{b['review']['mean_abs_diff'] or float('nan'):.2f} ({b['review']['n']})" for name, b in by.items()
+            f"{name} ok {mad(b['ok']['mean_abs_diff'])} ({b['ok']['n']}), review "
+            f"{mad(b['review']['mean_abs_diff'])} ({b['review']['n']})" for name, b in by.items()
             if name in ("LV EDV_ml", "LV EF_pct", "LV mass_g", "RV EF_pct")))
     if targets:
         for name, t in targets.items():
@@ -321,10 +327,33 @@ def sunnybrook_lv_volumes(case_dir: Path, model=None, options: FunctionOptions |
     return out
 
 
-def site_patients(root: Path) -> tuple[str, ...]:
-    """The patients of a site's folder that :func:`evaluate_acdc_patient` can read: those with ``<id>_ED.nii.gz``,
-    ``<id>_ES.nii.gz`` and both ``_gt`` masks, in sorted order."""
-    root = Path(root)
-    ids = sorted({f.name[: -len("_ED_gt.nii.gz")] for f in root.glob("*_ED_gt.nii.gz")})
-    return tuple(p for p in ids if all((root / f"{p}_{ph}{tail}.nii.gz").exists()
-                                       for ph in ("ED", "ES") for tail in ("", "_gt")))
+def site_patients(root: Path) -> tuple[dict[str, dict[str, tuple[Path, Path]]], list[str]]:
+    """The patients of a site's folder that :func:`evaluate_acdc_patient` can read, and why the others cannot.
+
+    A labelled stack is any ``NAME.nii[.gz]|.nrrd`` with ``NAME_gt`` beside it (as for landmark training and
+    evaluation: :func:`CardiacLandmarksLib.datasets.sax.paired_cases`); its patient is ``NAME`` without its phase
+    tag and its phase the ED/ES in its name, by the routing's rule (``P7_ED``, ``P7-es``:
+    :func:`CardiacLandmarksLib.study.routing.ed_es_of`).
+
+    Returns:
+        ``({patient: {"ED": (image, mask), "ES": (image, mask)}}`` in sorted order, ``["P3: no ES stack", ...]``).
+    """
+    from CardiacLandmarksLib.datasets.sax import paired_cases
+    from CardiacLandmarksLib.study.routing import ed_es_of
+
+    by_patient: dict[str, dict[str, list]] = {}
+    for c in paired_cases(Path(root)):
+        phase = ed_es_of(c.image.name.split(".")[0]) or "?"
+        by_patient.setdefault(c.patient, {}).setdefault(phase, []).append((c.image, c.mask))
+    found, left = {}, []
+    for p in sorted(by_patient):
+        ph = by_patient[p]
+        if len(ph.get("ED", [])) == 1 and len(ph.get("ES", [])) == 1:
+            found[p] = {"ED": ph["ED"][0], "ES": ph["ES"][0]}
+            continue
+        why = [f"{len(ph[k])} {k} stacks" for k in ("ED", "ES") if len(ph.get(k, [])) > 1]
+        why += [f"no {k} stack" for k in ("ED", "ES") if k not in ph]
+        if "?" in ph:
+            why.append(f"{len(ph['?'])} without ED or ES in the name ({', '.join(i.name for i, _ in ph['?'][:2])})")
+        left.append(f"{p}: {', '.join(why)}")
+    return found, left
