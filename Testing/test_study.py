@@ -1305,6 +1305,10 @@ def test_study_takes_the_sequence_the_user_gives(tmp_path, capsys):
         route_study(study, sequences={"scan3": "lge"})
     with pytest.raises(UnknownSeriesError, match="seg.nii.gz is not an image series"):
         route_study(study, sequences={"seg": "lge"})
+    from CardiacLandmarksLib.core.errors import CardiacLandmarksError
+
+    with pytest.raises(CardiacLandmarksError, match=r"^sequence 'flow': choose from cine, lge, perfusion$"):
+        route_study(study, sequences={None: "flow"})  # through Python: a named error (a plain ValueError before)
     # through the CLI: the LGE model analyses the one stack given as LGE; run.json keeps what was given
     assert main(["study", str(study / "scan.nii.gz"), "--sequence", "scan=lge", "-o", str(tmp_path / "out")]) == 0
     out = capsys.readouterr().out

@@ -143,5 +143,6 @@ class LabelConventionError(CardiacLandmarksError, ValueError):
 
 
 class OptionError(CardiacLandmarksError, ValueError):
-    """Command-line options that do not apply to the command as given (``train --view 4ch --lr 1e-4``: the
-    long-axis trainer has no such setting), named instead of silently ignored."""
+    """An option, on the command line or as a Python argument, that the task cannot take: one that does not apply
+    to it as given (``train --view 4ch --lr 1e-4``: the long-axis trainer has no such setting), named instead of
+    silently ignored, or a value outside its choices (``route_study(sequences={None: "flow"})``)."""

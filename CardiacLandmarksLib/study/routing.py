@@ -401,13 +401,14 @@ def give_sequences(routing: StudyRouting, sequences: dict | None) -> None:
     Raises:
         UnknownSeriesError: a name that no series of the study has (the message lists its image series), or
             one of a series that is no image (a label map, a curve, an unreadable series).
-        ValueError: a sequence not in :data:`GIVEN_SEQUENCES`.
+        OptionError: a sequence not in :data:`GIVEN_SEQUENCES` (a ``ValueError``; the CLI and the batch manifest
+            refuse it first, a Python call here).
     """
-    from CardiacLandmarksLib.core.errors import UnknownSeriesError
+    from CardiacLandmarksLib.core.errors import OptionError, UnknownSeriesError
 
     for seq in (sequences or {}).values():
         if seq not in GIVEN_SEQUENCES:
-            raise ValueError(f"sequence {seq!r}: choose from {', '.join(GIVEN_SEQUENCES)}")
+            raise OptionError(f"sequence {seq!r}: choose from {', '.join(GIVEN_SEQUENCES)}")
     images = [e for e in routing.series if e.sequence not in ("-", "label", "curve")]
     # a series named by the user first: the sequence given to every unrecognised series takes those left
     for name, seq in sorted((sequences or {}).items(), key=lambda item: item[0] is None):
