@@ -234,3 +234,23 @@ def test_train_long_axis_takes_labels_init_and_version_and_refuses_sax_options(a
     assert card["training"]["mask_labels"] == {"rv": 1, "myo": 2, "lv": 3}
     assert card["training"]["init"].startswith("transfer from lax4ch_unet.pt (")
     assert card["training"]["subjects"] == ["h01_LA"] and card["training"]["n_frames"] == 2
+    # bundled as the README says (copy the files, `models --refresh`): the catalogue named M&Ms-2 and UK Biobank's
+    # terms for a model trained on the site's images alone, and the long version broke the listing's columns
+    import shutil
+
+    from CardiacLandmarksLib.models import catalogue
+
+    assert card["licence"] == ("the terms of the site's own labelled images it was trained on (the card's training "
+                               "data), not M&Ms-2's or UK Biobank's")
+    capsys.readouterr()
+    mdir = tmp_path / "models"
+    shutil.copytree(models_root(), mdir)
+    for f in out.iterdir():
+        shutil.copy(f, mdir / f.name)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("CARDIAC_LANDMARKS_MODELS", str(mdir))
+        assert cli.main(["models", "--refresh"]) == 0
+    rows = capsys.readouterr().out.splitlines()
+    assert len({r.index(" view ") for r in rows}) == 1, rows  # one column for every row
+    assert catalogue.catalogue(mdir)["lax4ch_unet"].licence == card["licence"]
+    assert catalogue.catalogue(models_root())["lax4ch_unet"].licence.startswith("research use (trained on M&Ms-2")

@@ -18,6 +18,7 @@ def cmd_models(args: argparse.Namespace) -> int:
     from CardiacLandmarksLib.models import catalogue
 
     entries = catalogue.refresh() if args.refresh else list(catalogue.catalogue().values())
+    width = max([8, *(len(e.version) for e in entries)])  # a site's version (1.7.0-site1) keeps the columns
     for e in entries:
         if not args.refresh:
             catalogue.checked_files(e.name)  # a mismatch is a named error, printed by main()
@@ -27,7 +28,7 @@ def cmd_models(args: argparse.Namespace) -> int:
         taken = [f"{', '.join(o.sequences)} ({o.name})" for o in others]
         serves = (f"sequences {', '.join(e.sequences)}" if e.sequences else
                   "every sequence" + (f" but {', '.join(taken)}" if taken else ""))
-        print(f"{e.name:18s} {e.version:8s} {e.task:22s} view {e.view or '-':4s} {serves}; {e.input_px} px at "
+        print(f"{e.name:18s} {e.version:{width}s} {e.task:22s} view {e.view or '-':4s} {serves}; {e.input_px} px at "
               f"{e.input_mm} mm, {timing}, sha256 {e.sha256[:12]}, {e.licence}")
     for e in entries:  # a model whose own card says it missed its targets, copied in anyway: said, not refused
         verdict = catalogue.read_card(Path(e.card).stem).get("bundle_verdict") or {}

@@ -681,6 +681,10 @@ def train_lax(
         "expected_accuracy": _expected_text(folds, pooled, len(subjects)),
         "sha256": sha256_file(weights),
     }
+    if folder is not None:  # a site's images: their terms, which `models --refresh` copies into the catalogue
+        card["licence"] = ("the terms of the site's own labelled images it was trained on (the card's training "
+                           "data)" + ("; also research use (M&Ms-2 and UK Biobank example data)" if include_shared
+                                      else ", not M&Ms-2's or UK Biobank's"))
     write_card(card, out_dir)
     return card
 
