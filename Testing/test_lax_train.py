@@ -254,3 +254,54 @@ def test_train_long_axis_takes_labels_init_and_version_and_refuses_sax_options(a
     assert len({r.index(" view ") for r in rows}) == 1, rows  # one column for every row
     assert catalogue.catalogue(mdir)["lax4ch_unet"].licence == card["licence"]
     assert catalogue.catalogue(models_root())["lax4ch_unet"].licence.startswith("research use (trained on M&Ms-2")
+
+
+def _slicer_points(path, image, points):
+    """A point list as a reader saves it from Slicer after placing points by hand and naming them: labels
+    'AL-P', 'IS-P', 'APEX' (no slice or phase), RAS coordinates, no descriptions."""
+    cps = []
+    for n, (name, ij) in enumerate(points.items()):
+        lps = image.ijk_to_lps(np.r_[ij, 0])
+        cps.append({"id": str(n + 1), "label": name, "position": [-lps[0], -lps[1], lps[2]],
+                    "positionStatus": "defined"})
+    doc = {"@schema": "https://raw.githubusercontent.com/slicer/slicer/master/Modules/Loadable/Markups/Resources/"
+                      "Schema/markups-schema-v1.0.3.json#",
+           "markups": [{"type": "Fiducial", "coordinateSystem": "RAS", "coordinateUnits": "mm", "controlPoints": cps}]}
+    path.write_text(json.dumps(doc))
+
+
+def test_points_placed_and_named_by_hand_in_slicer_train_a_long_axis_model(data_root, tmp_path, caplog):
+    """A site labelling its own 4CH frames in Slicer places three points and names them AL-P, IS-P and APEX; the
+    folder was 'no labelled 4CH image' (each point 'has no <name> s<slice> p<phase> label; skipped'), though the
+    README offers NAME.mrk.json. On an image of one phase such a point is now read at the slice of its position;
+    on a cine, where no phase can be told, it is skipped with the label to write."""
+    from CardiacLandmarksLib.core.preprocessing import make_grid
+    from CardiacLandmarksLib.io.load import load_series
+    from CardiacLandmarksLib.lax.labels import derive_from_series
+    from CardiacLandmarksLib.training.train_lax import folder_samples
+
+    d = data_root / "mnms2" / "001"
+    expected = {}
+    for ph, subject in (("ED", "h1_ED"), ("ES", "h2_ES")):
+        (tmp_path / f"{subject}.nii.gz").symlink_to(d / f"001_LA_{ph}.nii.gz")
+        img = load_series(d / f"001_LA_{ph}.nii.gz")
+        pts = derive_from_series(img, load_series(d / f"001_LA_{ph}_gt.nii.gz")).points
+        _slicer_points(tmp_path / f"{subject}.mrk.json", img, pts)
+        grid = make_grid(img, 0, up="anterior")
+        expected[subject[:2]] = [grid.ijk_to_canvas(pts[n]) for n in ("AL-P", "IS-P", "APEX")]
+    s = folder_samples(tmp_path, "4ch")
+    assert sorted(s.subject) == ["h1", "h2"] and s.known.all()
+    for n, subject in enumerate(s.subject):
+        assert np.allclose(s.points[n], expected[subject], atol=0.05)
+
+    cine = tmp_path / "cine"
+    cine.mkdir()
+    (cine / "c1.nii.gz").symlink_to(d / "001_LA_CINE.nii.gz")
+    img = load_series(d / "001_LA_ED.nii.gz")
+    _slicer_points(cine / "c1.mrk.json", img, derive_from_series(img, load_series(d / "001_LA_ED_gt.nii.gz")).points)
+    from CardiacLandmarksLib.core.errors import InputNotFoundError
+
+    with caplog.at_level("WARNING"), pytest.raises(InputNotFoundError, match="no labelled 4CH image"):
+        folder_samples(cine, "4ch")
+    assert any("control point 'AL-P' names no phase of this" in r.getMessage() and "label it 'AL-P s<slice> "
+               "p<phase>', e.g. 'AL-P s0 p0'" in r.getMessage() for r in caplog.records)

@@ -390,6 +390,31 @@ def test_bundle_verdict_gates_on_validation_figures(tmp_path):
     assert "DO NOT BUNDLE" in md and "| nan" not in md and "n/a" in md
 
 
+def test_long_axis_bundle_verdict_needs_a_median_error_within_10_mm():
+    """Long-axis models needed only finite held-out figures: a 1-epoch model trained on two hand-labelled frames,
+    whose held-out AL-P missed by 80 mm, printed 'Meets the bundle targets ...; it may be copied into
+    Resources/Models'. The median error of each landmark must now be within 10 mm (gross failures are expected
+    and flagged low, so not the mean); the bundled v0.2.0's card meets it, and its stored verdict names the rule."""
+    import json
+
+    from CardiacLandmarksLib.core.config import models_root
+    from CardiacLandmarksLib.training.model_card import LAX_BUNDLE_TARGETS, bundle_verdict, verdict_text
+
+    one_epoch = {"AL-P": {"mean_error_mm": 79.6, "median_error_mm": 79.6},
+                 "IS-P": {"mean_error_mm": 6.0, "median_error_mm": 5.0},
+                 "APEX": {"mean_error_mm": 70.0, "median_error_mm": 67.9}}
+    v = bundle_verdict(one_epoch, LAX_BUNDLE_TARGETS)
+    assert v["bundle"] is False
+    assert v["reasons"] == ["AL-P: median error 79.60 mm is above the target 10.0 mm",
+                            "APEX: median error 67.90 mm is above the target 10.0 mm"]
+    assert verdict_text(v).startswith("DO NOT BUNDLE: the validation figures miss the targets (median error <= 10.0 "
+                                      "mm, finite figures for every landmark)")
+    card = json.loads((models_root() / "lax4ch_unet.json").read_text())
+    assert bundle_verdict(card["validation"], LAX_BUNDLE_TARGETS) == card["bundle_verdict"]
+    assert card["bundle_verdict"]["bundle"] is True and card["bundle_verdict"]["targets"] == LAX_BUNDLE_TARGETS
+    assert verdict_text(card["bundle_verdict"]) in (models_root() / "lax4ch_unet.md").read_text()
+
+
 def test_train_command_advice_follows_the_verdict(tmp_path, monkeypatch, capsys):
     """The `train` command prints the copy-into-Resources advice only for a model that meets the targets."""
     from CardiacLandmarksLib.cli import main

@@ -303,7 +303,31 @@ def _model_said(name: str, k: int, t: int, desc: str, conf_values, idx: int, pos
                     doubt=m_why.group("why").strip() if m_why else "")
 
 
-def _read_one(path: Path, series, moved_tol_mm: float) -> tuple[dict, list[Landmark]]:
+def _bare_name_place(path: Path, label: str, pos, series) -> tuple[str, int, int] | None:
+    """``(name, slice, phase)`` of a control point labelled with a landmark's name alone (``"AL-P"``, as a reader
+    names a point placed in Slicer): the slice its position lies in, phase 0 of an image of one phase; None (with a
+    warning saying what to write) for a label that is no landmark name, a cine (no phase to tell), an undefined
+    point or a point off the image's slices."""
+    from CardiacLandmarksLib.core.landmarks import LANDMARKS_BY_VIEW
+
+    name = label.strip()
+    if name not in {n for names in LANDMARKS_BY_VIEW.values() for n in names}:
+        logger.warning("%s: control point %r has no '<name> s<slice> p<phase>' label; skipped", path, label)
+        return None
+    if series is None or pos is None:
+        return None
+    if series.n_phases != 1:
+        logger.warning("%s: control point %r names no phase of this %d-phase cine; skipped (label it '%s s<slice> "
+                       "p<phase>', e.g. '%s s0 p0')", path, label, series.n_phases, name, name)
+        return None
+    k = int(round(float(series.lps_to_ijk(pos)[2])))
+    if not 0 <= k < series.n_slices:
+        logger.warning("%s: control point %r lies off the image's slices; skipped", path, label)
+        return None
+    return name, k, 0
+
+
+def _read_one(path: Path, series, moved_tol_mm: float, bare_names: bool = False) -> tuple[dict, list[Landmark]]:
     doc = _load_json(path)
     meta = doc.get("cardiacLandmarks") if isinstance(doc.get("cardiacLandmarks"), dict) else {}
     out: list[Landmark] = []
@@ -325,13 +349,17 @@ def _read_one(path: Path, series, moved_tol_mm: float) -> tuple[dict, list[Landm
             if not isinstance(cp, dict):
                 continue
             parsed = parse_control_point_label(str(cp.get("label", "")))
-            if parsed is None:
+            status = str(cp.get("positionStatus", "defined"))
+            pos = _to_lps(cp.get("position"), csys, units) if status == "defined" else None
+            if parsed is None and bare_names:
+                parsed = _bare_name_place(path, str(cp.get("label", "")), pos, series)
+                if parsed is None:
+                    continue
+            elif parsed is None:
                 logger.warning("%s: control point %r has no '<name> s<slice> p<phase>' label; skipped",
                                path, cp.get("label"))
                 continue
             name, k, t = parsed
-            status = str(cp.get("positionStatus", "defined"))
-            pos = _to_lps(cp.get("position"), csys, units) if status == "defined" else None
             found = pos is not None
             desc = str(cp.get("description", ""))
 
@@ -343,7 +371,8 @@ def _read_one(path: Path, series, moved_tol_mm: float) -> tuple[dict, list[Landm
     return meta, out
 
 
-def read_markups(path: str | Path, series=None, *, moved_tol_mm: float = MOVED_TOL_MM) -> LandmarkSet:
+def read_markups(path: str | Path, series=None, *, moved_tol_mm: float = MOVED_TOL_MM,
+                 bare_names: bool = False) -> LandmarkSet:
     """Read landmarks back from ``.mrk.json`` point lists (ours, or as re-saved by Slicer).
 
     Args:
@@ -353,6 +382,10 @@ def read_markups(path: str | Path, series=None, *, moved_tol_mm: float = MOVED_T
             point its ``ijk`` (otherwise ``ijk`` is NaN).
         moved_tol_mm: a defined point farther than this from the model position recorded in
             its description counts as moved by the user.
+        bare_names: also read a point labelled with a landmark's name alone (``"AL-P"``, as a reader names
+            points placed by hand in Slicer), at the slice of its position and phase 0, on a ``series`` of one
+            phase (training folders: :func:`CardiacLandmarksLib.training.train_lax.folder_samples`); on a cine
+            such a point is skipped with a warning naming the label to write.
 
     Returns:
         :class:`LandmarkSet` with positions in LPS mm (RAS files are converted). Per point:
@@ -395,7 +428,7 @@ def read_markups(path: str | Path, series=None, *, moved_tol_mm: float = MOVED_T
     seen: set[tuple[str, int, int]] = set()
     origins: dict[tuple, list[str]] = {}
     for f in files:
-        m, lms = _read_one(f, series, moved_tol_mm)
+        m, lms = _read_one(f, series, moved_tol_mm, bare_names)
         if m:
             key = (str(m.get("source") or ""), str((m.get("model") or {}).get("sha256") or ""))
             origins.setdefault(key, []).append(f.name)

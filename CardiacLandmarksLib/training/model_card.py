@@ -10,8 +10,12 @@ from pathlib import Path
 #: it: detection rate (share of present landmarks found) and mean L2 error on the validation patients.
 #: The shipped v1.3.1 has 95.1-95.5% and 1.2-4.0 mm; Xue et al. 2021 report 2-3.5 mm.
 SAX_BUNDLE_TARGETS = {"detection_rate": 0.90, "mean_error_mm": 5.0}
-#: long-axis models are trained on a handful of subjects: only finite held-out figures are required
-LAX_BUNDLE_TARGETS: dict[str, float] = {}
+#: long-axis models are trained on a handful of subjects, and their gross failures are expected (and flagged low):
+#: the held-out median error of each landmark must be within 10 mm, so that a model whose typical point misses
+#: the landmark is not advised for bundling (it was: only finite figures were required, and a 1-epoch model with
+#: 80 mm errors 'may be copied into Resources/Models'). Chosen knowing the bundled v0.2.0's leave-one-subject-out
+#: medians (AL-P 4.3, IS-P 2.8, APEX 4.5 mm; its means 5.4, 7.3, 31.3 mm), which it meets.
+LAX_BUNDLE_TARGETS: dict[str, float] = {"median_error_mm": 10.0}
 
 
 def _fmt(v) -> str:
@@ -27,7 +31,8 @@ def bundle_verdict(validation: dict, targets: dict[str, float], required=("mean_
 
     Args:
         validation: ``{landmark: {metric: value}}`` (the card's ``validation``).
-        targets: ``{"detection_rate": minimum, "mean_error_mm": maximum}`` (either may be absent).
+        targets: ``{"detection_rate": minimum, "mean_error_mm": maximum, "median_error_mm": maximum}`` (any may be
+            absent).
         required: metrics every landmark must report as a finite number (a NaN error means the
             landmark was never detected on the validation data).
 
@@ -53,9 +58,10 @@ def bundle_verdict(validation: dict, targets: dict[str, float], required=("mean_
         det, target = m.get("detection_rate"), targets.get("detection_rate")
         if target is not None and isinstance(det, int | float) and math.isfinite(det) and det < target:
             reasons.append(f"{name}: detection {100 * det:.1f}% is below the target {100 * target:.0f}%")
-        err, target = m.get("mean_error_mm"), targets.get("mean_error_mm")
-        if target is not None and isinstance(err, int | float) and math.isfinite(err) and err > target:
-            reasons.append(f"{name}: mean error {err:.2f} mm is above the target {target:.1f} mm")
+        for key, word in (("mean_error_mm", "mean"), ("median_error_mm", "median")):
+            err, target = m.get(key), targets.get(key)
+            if target is not None and isinstance(err, int | float) and math.isfinite(err) and err > target:
+                reasons.append(f"{name}: {word} error {err:.2f} mm is above the target {target:.1f} mm")
     return {"bundle": not reasons, "reasons": reasons, "targets": dict(targets)}
 
 
@@ -65,8 +71,9 @@ def verdict_text(verdict: dict) -> str:
     parts = []
     if "detection_rate" in targets:
         parts.append(f"detection >= {100 * targets['detection_rate']:.0f}%")
-    if "mean_error_mm" in targets:
-        parts.append(f"mean error <= {targets['mean_error_mm']:.1f} mm")
+    for key, word in (("mean_error_mm", "mean"), ("median_error_mm", "median")):
+        if key in targets:
+            parts.append(f"{word} error <= {targets[key]:.1f} mm")
     t_txt = ", ".join(parts + ["finite figures for every landmark"])
     if verdict.get("bundle"):
         return f"Meets the bundle targets on its validation data ({t_txt}); it may be copied into Resources/Models."

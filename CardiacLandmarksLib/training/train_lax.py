@@ -33,7 +33,8 @@ Training data (honest about how little there is):
 * ``folder=``: the user's own labelled long-axis images (any view): every image file
   ``NAME.nii.gz`` / ``.nrrd`` / ``.mha`` with either ``NAME.mrk.json`` (or a folder
   ``NAME_landmarks/`` of ``.mrk.json`` files; Slicer point lists with labels
-  ``"<name> s<slice> p<phase>"``, :func:`..markups.read_markups`) or a mask
+  ``"<name> s<slice> p<phase>"``, :func:`..markups.read_markups`, or on an image of one
+  phase the landmark's name alone, ``"AL-P"``, as a reader names points placed by hand) or a mask
   ``NAME_gt.<ext>`` (LV cavity / myocardium [/ RV] labels, default M&Ms-2's 1/2/3, derived
   with :func:`..lax_labels.derive_lax_landmarks`).
 
@@ -355,7 +356,7 @@ def folder_samples(folder: Path, view: str, labels: dict | None = None) -> LaxSa
         per_slice: dict[int, dict[int, dict]] = {}
         src = next((m for m in mrk if m.exists()), None)
         if src is not None:
-            per_slice = _points_from_markups(read_markups(src, series), series, names)
+            per_slice = _points_from_markups(read_markups(src, series, bare_names=True), series, names)
         elif mask.exists():
             ms = load_series(mask)
             if ms.pixels.shape[1:] != series.pixels.shape[1:]:
