@@ -305,3 +305,56 @@ def test_points_placed_and_named_by_hand_in_slicer_train_a_long_axis_model(data_
         folder_samples(cine, "4ch")
     assert any("control point 'AL-P' names no phase of this" in r.getMessage() and "label it 'AL-P s<slice> "
                "p<phase>', e.g. 'AL-P s0 p0'" in r.getMessage() for r in caplog.records)
+
+
+def test_a_trained_2ch_model_copied_in_is_catalogued_and_used(data_root, tmp_path, capsys):
+    """`detect` on a 2CH cine says to train a model with `train --view 2ch --data FOLDER`, and the README says to
+    copy the files into the models folder and run `models --refresh`; but `--refresh` only rewrote the entries the
+    catalogue already had, so the copied `lax2ch_unet` was never listed and `detect --view 2ch` kept saying that no
+    2CH model is available. It is now added (a long-axis model of the names `train` writes), the study routing sees
+    the view, and `detect` runs it. The 2CH model here is a plumbing stand-in trained for 2 steps on M&Ms-2's 4CH
+    frames with points named as 2CH ones (there are no 2CH labels in the data); only its use is checked."""
+    import shutil
+
+    from CardiacLandmarksLib import cli
+    from CardiacLandmarksLib.core.config import models_root
+    from CardiacLandmarksLib.core.errors import ModelIntegrityError
+    from CardiacLandmarksLib.io.load import load_series
+    from CardiacLandmarksLib.lax.labels import derive_from_series
+    from CardiacLandmarksLib.models import catalogue
+    from CardiacLandmarksLib.study.routing import lax_model_views
+    from CardiacLandmarksLib.training.train_lax import train_lax
+
+    d = data_root / "mnms2" / "001"
+    site = tmp_path / "site"
+    site.mkdir()
+    for ph in ("ED", "ES"):
+        (site / f"a_{ph}.nii.gz").symlink_to(d / f"001_LA_{ph}.nii.gz")
+        img = load_series(d / f"001_LA_{ph}.nii.gz")
+        pts = derive_from_series(img, load_series(d / f"001_LA_{ph}_gt.nii.gz")).points
+        _slicer_points(site / f"a_{ph}.mrk.json", img, {"A-P": pts["AL-P"], "I-P": pts["IS-P"], "APEX": pts["APEX"]})
+    run = tmp_path / "run"
+    train_lax(site, "2ch", run, epochs=1, steps_per_epoch=2, progress=False)
+    mdir = tmp_path / "models"
+    shutil.copytree(models_root(), mdir)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("CARDIAC_LANDMARKS_MODELS", str(mdir))
+        for f in ("lax4ch_unet.pt", "lax4ch_unet.json"):  # another view's files under the 2CH name: refused
+            shutil.copy(models_root() / f, mdir / f.replace("4ch", "2ch"))
+        with pytest.raises(ModelIntegrityError, match=r"lax2ch_unet.json is the card of a '4ch' model"):
+            catalogue.refresh(mdir)
+        assert "2ch" not in lax_model_views()
+        for f in run.iterdir():
+            shutil.copy(f, mdir / f.name)
+        assert cli.main(["models", "--refresh"]) == 0
+        entry = catalogue.catalogue(mdir)["lax2ch_unet"]
+        assert (entry.task, entry.view, entry.input_mm, entry.input_px) == ("landmarks", "2ch", 1.5, 192)
+        assert entry.licence.startswith("the terms of the site's own labelled images")
+        assert "warning: lax2ch_unet 0.2.0: its card says DO NOT BUNDLE" in capsys.readouterr().err
+        assert catalogue.model_for("landmarks", "2ch", mdir) == "lax2ch_unet" and "2ch" in lax_model_views()
+        out = tmp_path / "det"
+        assert cli.main(["detect", str(d / "001_LA_ED.nii.gz"), "--view", "2ch", "--force-view", "-o", str(out),
+                         "--device", "cpu", "--no-progress"]) == 0
+        doc = json.loads((out / "landmarks.json").read_text())
+        assert doc["model"]["name"] == "lax2ch_unet"
+        assert {p["name"] for p in doc["landmarks"]} == {"A-P", "I-P", "APEX"}

@@ -160,18 +160,42 @@ def load_bundled(name: str, device: str, build: Callable[[dict, dict], object],
     return _CACHE[key]
 
 
+#: long-axis landmark models that ``train --view 2ch|3ch|4ch`` writes (:func:`~CardiacLandmarksLib.training.train_lax.
+#: model_name`): ``refresh`` adds one copied into the models folder that the catalogue does not list yet
+_LAX_MODEL_NAMES = {"lax2ch_unet": "2ch", "lax3ch_unet": "3ch", "lax4ch_unet": "4ch"}
+
+
+def _new_lax_entry(mdir: Path, name: str, view: str) -> CatalogueEntry:
+    """The catalogue entry of a long-axis landmark model copied into ``mdir`` (weights + card of one training run)."""
+    card = read_card(name, mdir)
+    if card.get("view") != view:
+        raise ModelIntegrityError(f"{name}.json is the card of a {card.get('view')!r} model, not of a {view.upper()} "
+                                  "one; copy the .pt and .json of one training run together")
+    grid = card.get("input") or {}
+    return CatalogueEntry(name=name, task="landmarks", view=view, version=str(card.get("version", "?")),
+                          file=f"{name}.pt", card=f"{name}.json", sha256="", licence="",
+                          input_mm=grid.get("canvas_mm"), input_px=grid.get("canvas_px"))
+
+
 def refresh(models_dir: Path | None = None) -> list[CatalogueEntry]:
     """Rewrite the catalogue's ``version``, ``sha256`` and (where the card states it) ``licence`` from each model's
-    card and weights (after a retrain).
+    card and weights (after a retrain), and add a long-axis landmark model (``lax2ch_unet``, ``lax3ch_unet``,
+    ``lax4ch_unet``: what ``train --view 2ch|3ch|4ch`` writes) copied in beside them, so that ``detect`` and
+    ``study`` use it for its view (there is no bundled 2CH or 3CH model; the README and ``detect`` tell a site to
+    train one).
 
     Raises:
-        ModelIntegrityError: a weights file whose SHA256 differs from its own card.
+        ModelIntegrityError: a weights file whose SHA256 differs from its own card; a new long-axis model's card of
+            another view.
     """
     from CardiacLandmarksLib.io.atomic import atomic_write_text
 
     mdir = Path(models_dir or models_root())
+    listed = catalogue(mdir)
+    added = [_new_lax_entry(mdir, name, view) for name, view in _LAX_MODEL_NAMES.items()
+             if name not in listed and (mdir / f"{name}.pt").is_file() and (mdir / f"{name}.json").is_file()]
     entries = []
-    for e in catalogue(mdir).values():
+    for e in [*listed.values(), *added]:
         card = read_card(Path(e.card).stem, mdir)
         digest = sha256_file(mdir / e.file)
         if card.get("sha256") != digest:
@@ -180,7 +204,7 @@ def refresh(models_dir: Path | None = None) -> list[CatalogueEntry]:
         # a card written by `train` states the terms of the data it was trained on (a site's own stacks are not
         # ACDC's); the bundled cards do not, and their entries keep the catalogue's words
         entries.append(CatalogueEntry(**{**asdict(e), "version": str(card.get("version", e.version)), "sha256": digest,
-                                         "licence": str(card.get("licence") or e.licence)}))
+                                         "licence": str(card.get("licence") or e.licence or "not stated")}))
     atomic_write_text(mdir / CATALOGUE_FILE,
                       json.dumps({"models": [asdict(e) for e in entries]}, indent=2) + "\n")
     return entries
