@@ -773,6 +773,35 @@ def test_analyse_mnms2_study(mnms_study, tmp_path, monkeypatch):
     assert (out / "001_LA_CINE_lax" / "landmarks.json").exists()
     row = res.cohort_row()
     assert row["lv_length_ed_mm"] > row["lv_length_es_mm"] > 0
+    assert row["lax_view"] == "4CH"  # the view the three long-axis columns come from
+
+
+def test_cohort_long_axis_columns_come_from_one_view():
+    """The cohort's LV length ED / ES and shortening columns took, each on its own, the first key value of that name:
+    with a site's 2CH model copied in beside the bundled 4CH one (now catalogued by `models --refresh`), a study
+    whose 4CH cine gave only an ED length filled ED from the 4CH and ES and shortening from the 2CH, one row mixing
+    two views without saying so. They now come from one view, the one with the most values (4CH first on a tie),
+    named in `lax_view`; `cohort.csv` has the column after the shortening's status."""
+    from CardiacLandmarksLib.batch.engine import cohort_columns
+    from CardiacLandmarksLib.study.analyse import cohort_values
+    from CardiacLandmarksLib.study.tasks import KeyValue
+
+    def lax(view, ed, es, short):
+        return [KeyValue(f"LV length ED ({view})", ed, "mm", "review" if ed else "n/a"),
+                KeyValue(f"LV length ES ({view})", es, "mm", "review" if es else "n/a"),
+                KeyValue(f"Longitudinal shortening ({view})", short, "%", "review" if short else "n/a")]
+
+    partial_4ch, whole_2ch = lax("4CH", 101.0, None, None), lax("2CH", 95.0, 80.0, 15.8)
+    row = cohort_values([*partial_4ch, *whole_2ch])
+    assert (row["lax_view"], row["lv_length_ed_mm"], row["lv_length_es_mm"], row["lax_shortening_pct"]) == (
+        "2CH", 95.0, 80.0, 15.8)
+    row = cohort_values([*whole_2ch, *lax("4CH", 100.0, 82.0, 18.0)])  # a tie: the 4CH
+    assert (row["lax_view"], row["lv_length_ed_mm"], row["lv_length_es_mm"], row["lax_shortening_pct"]) == (
+        "4CH", 100.0, 82.0, 18.0)
+    row = cohort_values(lax("4CH", None, None, None))
+    assert row["lax_view"] is None and row["lv_length_ed_mm"] is None and row["lv_length_ed_mm_status"] == "n/a"
+    cols = cohort_columns()
+    assert cols[cols.index("lax_shortening_pct_status") + 1] == "lax_view"
 
 
 @pytest.mark.data

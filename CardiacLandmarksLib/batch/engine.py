@@ -419,6 +419,8 @@ def cohort_columns() -> list[str]:
             "n_listed_only", "height_cm", "weight_kg", "height_weight_source"]
     for _, c in COHORT_VALUES:
         cols += [c, c + "_status"] + ([c + "_metric"] if c in PERFUSION_COLUMNS else [])
+        if c == "lax_shortening_pct":  # the long-axis view the three LV length columns come from
+            cols.append("lax_view")
     return cols + ["output", "paths"]
 
 

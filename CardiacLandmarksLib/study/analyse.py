@@ -98,17 +98,40 @@ def study_status(analysed: bool, errors: list[str], key_values: list[KeyValue]) 
     return "ok"
 
 
+#: the long-axis cohort columns, all taken from one view (:data:`LAX_VIEW_ORDER`), named in ``lax_view``
+LAX_COLUMNS = ("lv_length_ed_mm", "lv_length_es_mm", "lax_shortening_pct")
+#: which long-axis view fills the cohort's LV length and shortening when a study has several with a model (a site's
+#: own 2CH model beside the bundled 4CH one): the view with the most values, and on a tie the 4CH first (the bundled
+#: model's), then 2CH, 3CH, and a long-axis cine whose chamber view was not decided
+LAX_VIEW_ORDER = ("4CH", "2CH", "3CH", "LAX")
+
+
+def _lax_view(key_values: list[KeyValue]) -> str | None:
+    """The view of :data:`LAX_VIEW_ORDER` with the most long-axis key values that have a value (ED and ES length,
+    shortening), the earlier in that order on a tie; None when no view has any."""
+    names = tuple(n for n, c in COHORT_VALUES if c in LAX_COLUMNS)
+    counts = {view: sum(v.value is not None and v.name.endswith(f"({view})") and v.name.startswith(names)
+                        for v in key_values) for view in LAX_VIEW_ORDER}
+    best = max(LAX_VIEW_ORDER, key=lambda view: (counts[view], -LAX_VIEW_ORDER.index(view)))
+    return best if counts[best] else None
+
+
 def cohort_values(key_values: list[KeyValue]) -> dict:
     """The key-value columns of a cohort row: for each of :data:`COHORT_VALUES` the first key value whose name starts
     with it and has a value, and its status (``None`` / ``"n/a"`` when there is none); for the perfusion columns
     (:data:`PERFUSION_COLUMNS`) also which metric it is, as the report's key with its unit (``"mbf (ml/min/g)"``,
-    ``"upslope_index (ratio)"``, ``"mpri (ratio)"``), the same for a ``study.json`` of an earlier version."""
+    ``"upslope_index (ratio)"``, ``"mpri (ratio)"``), the same for a ``study.json`` of an earlier version. The LV
+    length and shortening columns (:data:`LAX_COLUMNS`) come from one long-axis view, named in ``lax_view``
+    (:data:`LAX_VIEW_ORDER`): a study's ED length from its 4CH cine and ES length from its 2CH would not be one
+    measurement."""
     row: dict = {}
     key_values = [_current_name(v) for v in key_values]
+    lax_view = row["lax_view"] = _lax_view(key_values)
     for name, col in COHORT_VALUES:
         longer = [n for n, _ in COHORT_VALUES if n != name and n.startswith(name)]  # "LV EDV index" is not "LV EDV"
         kv = next((v for v in key_values if v.name.startswith(name) and v.value is not None
-                   and not any(v.name.startswith(n) for n in longer)), None)
+                   and not any(v.name.startswith(n) for n in longer)
+                   and (col not in LAX_COLUMNS or v.name.endswith(f"({lax_view})"))), None)
         d = kv.to_dict() if kv is not None else None
         row[col] = None if d is None else d["value"]
         row[col + "_status"] = "n/a" if d is None else d["status"]
