@@ -156,3 +156,48 @@ def test_lax_track_uses_the_pixel_size_recorded_with_the_points(tmp_path, capsys
                 if m.name == "LV length"}
     again = {m.phase: m.value for m in tracked.measurements if m.name == "LV length"}
     assert abs(again[0] - detected[0]) < 10.0  # same scale (at 1 mm the seed would sit 1.5x further out)
+
+
+def test_lax_track_takes_points_named_by_hand_with_the_phase_they_were_placed_on(cine_and_points, tmp_path, capsys):
+    """The README and `detect` on a 2CH/3CH cine say: place the three points on one phase in Slicer and run
+    `lax-track`. A reader names such points AL-P, IS-P, APEX, and the .mrk.json Slicer saves does not record the
+    phase shown: each point was skipped ('no <name> s<slice> p<phase> label') and the run ended 'cannot tell the
+    long-axis view from the landmark names []; pass --view', which --view does not mend. `--phase N` now says which
+    phase they were placed on: the result is the one of the same points labelled 'AL-P s0 pN'; without it the
+    error says what to give."""
+    from CardiacLandmarksLib.core.landmarks import Landmark, LandmarkSet
+    from CardiacLandmarksLib.io.load import load_series
+    from CardiacLandmarksLib.io.markups import read_markups, write_markups
+
+    path, mrk, n_t = cine_and_points
+    placed = json.loads(mrk.read_text())
+    bare = tmp_path / "by_hand.mrk.json"
+    doc = json.loads(mrk.read_text())
+    for cp in doc["markups"][0]["controlPoints"]:  # as Slicer saves hand-placed, hand-named points
+        cp["label"] = cp["label"].split()[0]
+        cp.pop("description", None)
+    doc.pop("cardiacLandmarks", None)
+    bare.write_text(json.dumps(doc))
+    assert main(["lax-track", str(path), "--points", str(bare), "-o", str(tmp_path / "none")]) == 1
+    err = capsys.readouterr().err
+    assert f"no landmark read from {bare}: label each point with its name and, on a cine, give the phase" in err
+    assert "pass --view" not in err and not (tmp_path / "none").exists()
+    assert main(["lax-track", str(path), "--points", str(bare), "--phase", str(n_t), "-o", str(tmp_path / "o")]) == 1
+    assert f"--phase {n_t}: the cine has {n_t} phases (0-{n_t - 1})" in capsys.readouterr().err
+
+    s = load_series(path)  # the same points labelled with slice and phase 3, the tool's own form
+    lms = [Landmark(lm.name, 0, 3, True, lm.position, np.full(3, np.nan), 1.0, "high", True)
+           for lm in read_markups(mrk, s).landmarks]
+    assert len(lms) == len(placed["markups"][0]["controlPoints"]) == 3
+    labelled = tmp_path / "labelled.mrk.json"
+    write_markups(LandmarkSet(str(path), "4ch", {}, lms), labelled)
+    results = {}
+    for name, points, extra in (("bare", bare, ["--phase", "3"]), ("labelled", labelled, [])):
+        out = tmp_path / name
+        assert main(["lax-track", str(path), "--points", str(points), "-o", str(out), *extra]) == 0
+        results[name] = json.loads((out / "landmarks.json").read_text())
+    capsys.readouterr()
+    assert s.n_phases == n_t and len(results["bare"]["landmarks"]) == 3 * n_t
+    for a, b in zip(results["bare"]["landmarks"], results["labelled"]["landmarks"]):
+        assert (a["name"], a["phase"]) == (b["name"], b["phase"])
+        assert np.allclose(a["position"], b["position"], atol=1e-6)

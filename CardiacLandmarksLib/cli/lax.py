@@ -36,6 +36,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--pixel-size", type=pixel_size, default=None, metavar="MM",
                    help="in-plane pixel size (mm) of a cine whose header lost it (default: the size recorded with the "
                         "points' landmarks.json, if any); a file with a real pixel size keeps its own")
+    p.add_argument("--phase", type=whole_number("--phase", 0), default=None, metavar="N",
+                   help="the phase (0-based) on which points labelled with the landmark's name alone were placed "
+                        "(AL-P, IS-P, APEX, as a reader names points placed by hand in Slicer; a .mrk.json does not "
+                        "record the phase shown); points labelled 'AL-P s0 p12' carry their own")
     p.set_defaults(func=cmd_track)
 
     p = sub.add_parser("lv-length", help="LV length per phase and longitudinal shortening from long-axis landmarks")
@@ -163,7 +167,17 @@ def cmd_track(args: argparse.Namespace) -> int:
         note = given_pixel_size(series, mm)
         if note:
             print(f"note: {note}")
-    seed = load_landmarks(args.points, series)
+    if args.phase is not None and args.phase >= series.n_phases:
+        from CardiacLandmarksLib.core.errors import OptionError
+
+        raise OptionError(f"--phase {args.phase}: the cine has {series.n_phases} phases (0-{series.n_phases - 1})")
+    seed = load_landmarks(args.points, series, bare_names=True, bare_phase=args.phase)
+    if not seed.landmarks:  # it said 'cannot tell the long-axis view from the landmark names []; pass --view'
+        from CardiacLandmarksLib.core.errors import InvalidMarkupsError
+
+        raise InvalidMarkupsError(
+            f"no landmark read from {args.points}: label each point with its name and, on a cine, give the phase "
+            "the points were placed on (--phase N), or label them '<name> s<slice> p<phase>' ('AL-P s0 p12')")
     seed.view = _infer_view(seed, args.view)
     seed.source = seed.source or str(series.source)
     _check_anchors(seed, args.slice)

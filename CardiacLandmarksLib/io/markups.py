@@ -303,10 +303,11 @@ def _model_said(name: str, k: int, t: int, desc: str, conf_values, idx: int, pos
                     doubt=m_why.group("why").strip() if m_why else "")
 
 
-def _bare_name_place(path: Path, label: str, pos, series) -> tuple[str, int, int] | None:
+def _bare_name_place(path: Path, label: str, pos, series, phase: int | None = None) -> tuple[str, int, int] | None:
     """``(name, slice, phase)`` of a control point labelled with a landmark's name alone (``"AL-P"``, as a reader
-    names a point placed in Slicer): the slice its position lies in, phase 0 of an image of one phase; None (with a
-    warning saying what to write) for a label that is no landmark name, a cine (no phase to tell), an undefined
+    names a point placed in Slicer): the slice its position lies in, phase 0 of an image of one phase or ``phase``
+    (the one the reader placed the points on, given by them: ``lax-track --phase``); None (with a warning saying
+    what to write) for a label that is no landmark name, a cine without ``phase`` (no phase to tell), an undefined
     point or a point off the image's slices."""
     from CardiacLandmarksLib.core.landmarks import LANDMARKS_BY_VIEW
 
@@ -316,18 +317,20 @@ def _bare_name_place(path: Path, label: str, pos, series) -> tuple[str, int, int
         return None
     if series is None or pos is None:
         return None
-    if series.n_phases != 1:
+    if series.n_phases != 1 and phase is None:
         logger.warning("%s: control point %r names no phase of this %d-phase cine; skipped (label it '%s s<slice> "
-                       "p<phase>', e.g. '%s s0 p0')", path, label, series.n_phases, name, name)
+                       "p<phase>', e.g. '%s s0 p0', or give the phase the points were placed on: lax-track --phase N)",
+                       path, label, series.n_phases, name, name)
         return None
     k = int(round(float(series.lps_to_ijk(pos)[2])))
     if not 0 <= k < series.n_slices:
         logger.warning("%s: control point %r lies off the image's slices; skipped", path, label)
         return None
-    return name, k, 0
+    return name, k, 0 if series.n_phases == 1 else int(phase)
 
 
-def _read_one(path: Path, series, moved_tol_mm: float, bare_names: bool = False) -> tuple[dict, list[Landmark]]:
+def _read_one(path: Path, series, moved_tol_mm: float, bare_names: bool = False,
+              bare_phase: int | None = None) -> tuple[dict, list[Landmark]]:
     doc = _load_json(path)
     meta = doc.get("cardiacLandmarks") if isinstance(doc.get("cardiacLandmarks"), dict) else {}
     out: list[Landmark] = []
@@ -352,7 +355,7 @@ def _read_one(path: Path, series, moved_tol_mm: float, bare_names: bool = False)
             status = str(cp.get("positionStatus", "defined"))
             pos = _to_lps(cp.get("position"), csys, units) if status == "defined" else None
             if parsed is None and bare_names:
-                parsed = _bare_name_place(path, str(cp.get("label", "")), pos, series)
+                parsed = _bare_name_place(path, str(cp.get("label", "")), pos, series, bare_phase)
                 if parsed is None:
                     continue
             elif parsed is None:
@@ -372,7 +375,7 @@ def _read_one(path: Path, series, moved_tol_mm: float, bare_names: bool = False)
 
 
 def read_markups(path: str | Path, series=None, *, moved_tol_mm: float = MOVED_TOL_MM,
-                 bare_names: bool = False) -> LandmarkSet:
+                 bare_names: bool = False, bare_phase: int | None = None) -> LandmarkSet:
     """Read landmarks back from ``.mrk.json`` point lists (ours, or as re-saved by Slicer).
 
     Args:
@@ -384,8 +387,10 @@ def read_markups(path: str | Path, series=None, *, moved_tol_mm: float = MOVED_T
             its description counts as moved by the user.
         bare_names: also read a point labelled with a landmark's name alone (``"AL-P"``, as a reader names
             points placed by hand in Slicer), at the slice of its position and phase 0, on a ``series`` of one
-            phase (training folders: :func:`CardiacLandmarksLib.training.train_lax.folder_samples`); on a cine
+            phase (training folders: :func:`CardiacLandmarksLib.training.train_lax.folder_samples`), or of a cine
+            at ``bare_phase`` (the phase the reader placed them on: ``lax-track --phase``); on a cine without it
             such a point is skipped with a warning naming the label to write.
+        bare_phase: see ``bare_names``.
 
     Returns:
         :class:`LandmarkSet` with positions in LPS mm (RAS files are converted). Per point:
@@ -428,7 +433,7 @@ def read_markups(path: str | Path, series=None, *, moved_tol_mm: float = MOVED_T
     seen: set[tuple[str, int, int]] = set()
     origins: dict[tuple, list[str]] = {}
     for f in files:
-        m, lms = _read_one(f, series, moved_tol_mm, bare_names)
+        m, lms = _read_one(f, series, moved_tol_mm, bare_names, bare_phase)
         if m:
             key = (str(m.get("source") or ""), str((m.get("model") or {}).get("sha256") or ""))
             origins.setdefault(key, []).append(f.name)
@@ -450,8 +455,9 @@ def read_markups(path: str | Path, series=None, *, moved_tol_mm: float = MOVED_T
                        model=dict(meta.get("model") or {}), landmarks=landmarks)
 
 
-def load_landmarks(path: str | Path, series=None):
-    """A :class:`~.landmarks.LandmarkSet` from ``landmarks.json`` or ``.mrk.json`` file(s).
+def load_landmarks(path: str | Path, series=None, bare_names: bool = False, bare_phase: int | None = None):
+    """A :class:`~.landmarks.LandmarkSet` from ``landmarks.json`` or ``.mrk.json`` file(s) (``bare_names`` and
+    ``bare_phase``: :func:`read_markups`).
 
     Raises:
         InputNotFoundError: the path does not exist. InvalidMarkupsError: unreadable file.
@@ -469,4 +475,4 @@ def load_landmarks(path: str | Path, series=None):
                 if lm.found:
                     lm.ijk = series.lps_to_ijk(lm.position)
         return lmset
-    return read_markups(p, series)
+    return read_markups(p, series, bare_names=bare_names, bare_phase=bare_phase)

@@ -202,7 +202,8 @@ def detect_lax(
         except ModelIntegrityError as exc:
             raise ModelIntegrityError(
                 f"{exc}. No {view.upper()} landmark model is available: place the three points on one phase "
-                f"(Slicer, or a .mrk.json) and track them with 'cardiac-landmarks lax-track', or train a model "
+                f"(Slicer, or a .mrk.json) and track them with 'cardiac-landmarks lax-track CINE --points "
+                f"POINTS.mrk.json --phase N' (N: the phase they were placed on), or train a model "
                 f"with 'cardiac-landmarks train --view {view} --data FOLDER'") from exc
     names = LANDMARKS_BY_VIEW[view]
     if not series.orientation_known:
