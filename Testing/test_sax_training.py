@@ -215,6 +215,10 @@ def test_a_users_folder_keeps_each_patients_phases_together_and_is_named_in_the_
 
     assert [patient_of_stem(s) for s in ("case002_ED", "case002_es", "P1-frame07", "sub_01_phase12", "P1_t5",
                                          "scan", "ED")] == ["case002", "case002", "P1", "sub_01", "P1", "scan", "ED"]
+    # an ED/ES word inside the name, which the routing reads as the phase (it was two patients, P7_ED_SA and
+    # P7_ES_SA, so the split could put one heart on both sides); a longer word is not one (EDV)
+    assert [patient_of_stem(s) for s in ("P7_ED_SA", "P7_ES_SA", "ES_P7", "P7_EDV_1")] == [
+        "P7_SA", "P7_SA", "P7", "P7_EDV_1"]
     data = tmp_path / "mine"
     data.mkdir()
     ids = ("001", "002", "004", "006", "007", "008", "009", "011")

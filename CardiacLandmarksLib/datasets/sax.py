@@ -149,14 +149,17 @@ def acdc_cases(root: Path) -> list[Case]:
 #: the phase tag at the end of a user's file name (``P1_ED``, ``P1-es``, ``P1_frame01``, ``P1_phase12``, ``P1_t5``):
 #: what is left is the patient (:func:`patient_of_stem`)
 _PHASE_TAG = re.compile(r"[_\-. ](ED|ES|frame\d+|phase\d+|t\d+)$", re.IGNORECASE)
+#: an ED/ES word inside the name (``P7_ED_SA``, ``ES_P7``), as the routing reads one (``routing.ed_es_of``)
+_INNER_EDES = re.compile(r"(?:(?<=[_\-. ])|^)(ED|ES)[_\-. ]", re.IGNORECASE)
 
 
 def patient_of_stem(stem: str) -> str:
     """The patient of a user's labelled stack, from its file stem: the stem without a phase tag at its end
-    (``case002_ED`` and ``case002_ES`` -> ``case002``; ``P1_frame12`` -> ``P1``), else the stem itself. Every stack
-    of a patient then lands on one side of the training / choice / calibration split (:func:`split_by_patient`);
-    with the stem as the patient, a patient's ED stack trained and its ES stack chose the model."""
-    return _PHASE_TAG.sub("", stem) or stem
+    (``case002_ED`` and ``case002_ES`` -> ``case002``; ``P1_frame12`` -> ``P1``) and without an ED/ES word inside it
+    (``P7_ED_SA`` and ``P7_ES_SA`` -> ``P7_SA``), else the stem itself. Every stack of a patient then lands on one
+    side of the training / choice / calibration split (:func:`split_by_patient`); with the stem as the patient, a
+    patient's ED stack trained and its ES stack chose the model."""
+    return _INNER_EDES.sub("", _PHASE_TAG.sub("", stem)) or stem
 
 
 def paired_cases(folder: Path, labels: dict | None = None) -> list[Case]:
