@@ -128,8 +128,12 @@ def test_cli_suite_json_with_one_set_present(data_root, tmp_path, monkeypatch, c
     (tmp_path / "mnms2").symlink_to(data_root / "mnms2", target_is_directory=True)
     monkeypatch.setenv("CARDIAC_LANDMARKS_DATA", str(tmp_path))
     assert main(["evaluate", "--suite", "--json", "--device", "cpu"]) == 0
-    rows = {r["name"]: r for r in json.loads(capsys.readouterr().out)["rows"]}
+    doc = json.loads(capsys.readouterr().out)
+    rows = {r["name"]: r for r in doc["rows"]}
     assert list(rows) == list(suite.ROW_NAMES)
+    lax = {r["name"]: r for r in doc["lax_rows"]}  # the long-axis model's rows: M&Ms-2 there, UK Biobank not
+    assert lax["M&Ms-2 001 4CH (seen)"]["n_cases"] == 2
+    assert lax["UK Biobank 4CH silver (seen)"]["n_cases"] == 0
     mn = rows["M&Ms-2 001 SAX"]
     assert mn["n_cases"] == 2 and mn["n_slices"] == 24 and mn["patients"] == ["mnms2-001"]
     assert 0 < mn["slice_detection"] <= 1 and all(0 < mn["dice"][s] <= 1 for s in suite.STRUCTURES)
@@ -364,3 +368,32 @@ def test_suite_loads_the_perfusion_model_once_for_its_rows(data_root, monkeypatc
     assert all(r.n_cases == 1 for r in table.rows)
     assert table.models["perfusion_unet"]["sha256"] == real(device="cpu").sha256
     assert len(loads) == 1  # one model for every perfusion row and the table's model list
+
+
+@pytest.mark.data
+@pytest.mark.slow
+def test_the_long_axis_model_is_on_the_suite(data_root):
+    """Every bundled model is to be judged on `evaluate --suite`, but the long-axis model had no row: the suite ran
+    the SAX, LGE and perfusion models only. Its rows are now a table of their own (landmarks AL-P, IS-P, APEX, through
+    the shipped long-axis pipeline, against landmarks derived from the masks), marked as seen data: every labelled
+    long-axis frame of the shared data trained it."""
+    table = suite.run_suite(data_root, device="cpu", rows=suite.LAX_ROW_NAMES)
+    assert table.rows == [] and [r.name for r in table.lax_rows] == list(suite.LAX_ROW_NAMES)
+    assert "lax4ch_unet" in table.models
+    mnms, ukbb = table.lax_rows
+    assert (mnms.n_cases, mnms.n_slices, mnms.patients) == (2, 2, ["mnms2-001"])  # ED and ES, one frame each
+    assert ukbb.n_cases == 2 and ukbb.n_slices >= 90 and ukbb.patients == ["ukbb-1", "ukbb-2"]  # 2 x 50 frames
+    for row in table.lax_rows:
+        assert "trained lax4ch_unet" in row.seen_by and row.n_points > 0
+        for name in suite.LAX_NAMES:
+            lm = row.landmarks[name]
+            assert lm["n_present"] == row.n_slices and 0.9 <= lm["detection_rate"] <= 1.0
+            assert 0.0 < lm["median"] and lm["mean"] < 10.0  # mm: seen frames, well within the gross limit
+    text = suite.format_suite(table)
+    assert "Long-axis model (lax4ch_unet" in text and "M&Ms-2 001 4CH (seen)" in text
+    assert "data set  n cases" not in text  # no empty SAX table when only long-axis rows were asked for
+    md = suite.format_suite_markdown(table)
+    header = next(x for x in md.splitlines() if x.startswith("| long-axis data set"))
+    assert header.count("|") == len(suite.LAX_HEADERS) + 1 and "| M&Ms-2 001 4CH (seen) | 2 (2) |" in md
+    back = suite.SuiteTable.from_dict(json.loads(table.to_json()))
+    assert suite.format_suite_markdown(back) == md

@@ -89,6 +89,11 @@ ProgressFn = Callable[[str, int, int], None]
 STRUCTURES = ("RV", "myo", "LV")  # segmentation classes 1, 2, 3 of the SAX model
 ROW_NAMES = ("ACDC test", "ACDC unseen-by-v1.3", "MS-CMRSeg LGE", "MS-CMRSeg LGE (leave-one-out)", "EMIDEC LGE",
              "M&Ms-2 001 SAX", "Sunnybrook", "perfusion val", "perfusion train (seen)", "perfusion GE (unseen)")
+#: the rows of the bundled long-axis (4CH) model, a table of their own (landmarks AL-P, IS-P, APEX). Every labelled
+#: long-axis frame in the shared data trained it, so both rows are of seen data; its held-out figures are the
+#: leave-one-subject-out ones of its card
+LAX_ROW_NAMES = ("M&Ms-2 001 4CH (seen)", "UK Biobank 4CH silver (seen)")
+LAX_NAMES = ("AL-P", "IS-P", "APEX")
 
 
 def mscmr_folds_root() -> Path:
@@ -186,17 +191,20 @@ class SuiteTable:
     models: dict = field(default_factory=dict)
     data_root: str = ""
     seconds: float = 0.0
+    #: the long-axis model's rows (:data:`LAX_ROW_NAMES`; their landmarks AL-P, IS-P, APEX): a table of their own
+    lax_rows: list[SuiteRow] = field(default_factory=list)
 
     def row(self, name: str) -> SuiteRow:
         """The row called ``name`` (KeyError if absent)."""
-        for r in self.rows:
+        for r in [*self.rows, *self.lax_rows]:
             if r.name == name:
                 return r
         raise KeyError(name)
 
     def to_dict(self) -> dict:
         return {"models": self.models, "data_root": self.data_root, "seconds": round(self.seconds, 1),
-                "gross_error_mm": GROSS_MM, "rows": [r.to_dict() for r in self.rows]}
+                "gross_error_mm": GROSS_MM, "rows": [r.to_dict() for r in self.rows],
+                "lax_rows": [r.to_dict() for r in self.lax_rows]}
 
     def to_json(self) -> str:
         return dumps_strict(self.to_dict())
@@ -205,7 +213,7 @@ class SuiteTable:
     def from_dict(cls, d: dict) -> SuiteTable:
         """Inverse of :meth:`to_dict` (e.g. to re-render a saved ``--suite --json`` run)."""
         return cls([SuiteRow.from_dict(r) for r in d["rows"]], d.get("models", {}), d.get("data_root", ""),
-                   float(d.get("seconds", 0.0)))
+                   float(d.get("seconds", 0.0)), [SuiteRow.from_dict(r) for r in d.get("lax_rows", [])])
 
 
 def _none_to_nan(obj):
@@ -685,6 +693,76 @@ def perfusion_ge_row(folder: Path, device: str = "auto", progress: ProgressFn | 
 # --------------------------------------------------------------------------- the suite
 
 
+def lax_row(name: str, cases: list[tuple[Path, Path, dict, str]], model, progress: ProgressFn | None = None,
+            seen_by: str = "", notes: list[str] | None = None) -> SuiteRow:
+    """A long-axis row: each case ``(image, mask, labels, subject)`` is run through the shipped long-axis pipeline
+    (:func:`CardiacLandmarksLib.lax.pipeline.detect_lax`: rotated/scaled copies set the flags; a cine is tracked from
+    its best phase) and every phase whose mask gives the three landmarks
+    (:func:`CardiacLandmarksLib.lax.labels.derive_from_series`) is compared in LPS mm."""
+    from CardiacLandmarksLib.lax.labels import derive_from_series
+    from CardiacLandmarksLib.lax.pipeline import detect_lax
+
+    errors: dict[str, list[float]] = {n: [] for n in LAX_NAMES}
+    present = dict.fromkeys(LAX_NAMES, 0)
+    all_err, all_flags, frames = [], [], 0
+    for n, (image, mask, labels, _subject) in enumerate(cases):
+        series, ms = load_series(image), load_series(mask)
+        found = {(lm.name, lm.phase): lm for lm in detect_lax(series, "4ch", model=model).landmarks
+                 if lm.slice == 0}
+        for t in range(min(series.n_phases, ms.n_phases)):
+            ref = derive_from_series(series, ms, "4ch", labels=labels, t=t).points
+            if not all(k in ref for k in LAX_NAMES):
+                continue
+            frames += 1
+            for lname in LAX_NAMES:
+                present[lname] += 1
+                lm = found.get((lname, t))
+                if lm is None or not lm.found:
+                    continue
+                e = float(np.linalg.norm(np.asarray(lm.position) - series.ijk_to_lps(np.r_[ref[lname], 0])))
+                errors[lname].append(e)
+                all_err.append(e)
+                all_flags.append(lm.flag)
+        if progress:
+            progress(name, n + 1, len(cases))
+    row = SuiteRow(name, cases=[Path(c[0]).name for c in cases], patients=sorted({c[3] for c in cases}),
+                   n_cases=len(cases), n_slices=frames, seen_by=seen_by, notes=list(notes or []))
+    row.landmarks = {k: {"n_present": present[k], "detection_rate": len(errors[k]) / present[k] if present[k] else _NAN,
+                         "false_positive_rate": _NAN,
+                         "mean": float(np.mean(errors[k])) if errors[k] else _NAN,
+                         "median": float(np.median(errors[k])) if errors[k] else _NAN} for k in LAX_NAMES}
+    for key, value in flag_figures(np.asarray(all_err), np.asarray(all_flags), GROSS_MM).items():
+        setattr(row, key, value)
+    return row
+
+
+def lax_rows(root: Path, model, progress: ProgressFn | None = None, wanted: tuple[str, ...] = LAX_ROW_NAMES,
+             max_cases: int | None = None) -> list[SuiteRow]:
+    """The rows of :data:`LAX_ROW_NAMES`: M&Ms-2 001's 4CH ED and ES frames (manual masks) and the two UK Biobank
+    demo 4CH cines (50 frames, silver masks from the ukbb_cardiac networks: another network's labels, not a
+    person's)."""
+    from CardiacLandmarksLib.lax.labels import MNMS2_LAX_LABELS, UKBB_LAX4CH_LABELS
+
+    seen = ("trained lax4ch_unet (every labelled long-axis frame of the shared data did; its held-out figures are "
+            "the card's leave-one-subject-out ones)")
+    out = []
+    if LAX_ROW_NAMES[0] in wanted:
+        d = root / "mnms2" / "001"
+        cases = [(d / f"001_LA_{p}.nii.gz", d / f"001_LA_{p}_gt.nii.gz", MNMS2_LAX_LABELS, "mnms2-001")
+                 for p in ("ED", "ES") if (d / f"001_LA_{p}_gt.nii.gz").exists()][:max_cases]
+        out.append(lax_row(LAX_ROW_NAMES[0], cases, model, progress, seen,
+                           ["one subject, its ED and ES frames as two one-frame images (no tracking); landmarks "
+                            "derived from the manual masks"]))
+    if LAX_ROW_NAMES[1] in wanted:
+        d = root / "lax" / "ukbb_demo"
+        cases = [(d / s / "la_4ch.nii.gz", d / s / "seg4_la_4ch.nii.gz", UKBB_LAX4CH_LABELS, f"ukbb-{s}")
+                 for s in ("1", "2") if (d / s / "seg4_la_4ch.nii.gz").exists()][:max_cases]
+        out.append(lax_row(LAX_ROW_NAMES[1], cases, model, progress, seen,
+                           ["two subjects' 50-frame cines, tracked as the tool tracks a cine; landmarks derived from "
+                            "silver masks (another network's, not a person's)"]))
+    return out
+
+
 def run_suite(data_root: Path | None = None, device: str = "auto", progress: ProgressFn | None = None,
               rows: tuple[str, ...] | None = None, max_cases: int | None = None) -> SuiteTable:
     """Run the evaluation suite with the bundled models.
@@ -710,10 +788,10 @@ def run_suite(data_root: Path | None = None, device: str = "auto", progress: Pro
     root = Path(data_root or default_root())
     if not root.exists():
         raise InputNotFoundError(f"data root {root} does not exist (set CARDIAC_LANDMARKS_DATA)")
-    wanted = tuple(rows or ROW_NAMES)
-    unknown = [r for r in wanted if r not in ROW_NAMES]
+    wanted = tuple(rows or (*ROW_NAMES, *LAX_ROW_NAMES))
+    unknown = [r for r in wanted if r not in ROW_NAMES + LAX_ROW_NAMES]
     if unknown:
-        raise InputNotFoundError(f"unknown suite rows {unknown}; choose from {list(ROW_NAMES)}")
+        raise InputNotFoundError(f"unknown suite rows {unknown}; choose from {list(ROW_NAMES + LAX_ROW_NAMES)}")
     t0 = time.time()
     model = load_model("sax", device)
     lge = load_model("sax", device, sequence="lge")  # the LGE rows' files are LGE by name: the model the tool picks
@@ -745,11 +823,16 @@ def run_suite(data_root: Path | None = None, device: str = "auto", progress: Pro
         if "perfusion GE (unseen)" in wanted:
             out["perfusion GE (unseen)"] = perfusion_ge_row(root / "perfusion" / "ge_dicom", model.device, progress,
                                                            model=pm)
+    if set(LAX_ROW_NAMES) & set(wanted):
+        lax = load_model("4ch", model.device)
+        table.models[lax.name] = {"version": lax.version, "sha256": lax.sha256}
+        for r in lax_rows(root, lax, progress, wanted, max_cases):
+            out[r.name] = r
     for name in wanted:
         r = out[name]
         if r.n_cases == 0 and not any(n.startswith("no data") for n in r.notes):
             r.notes.append("no data found under the data root")
-        table.rows.append(r)
+        (table.lax_rows if name in LAX_ROW_NAMES else table.rows).append(r)
     table.seconds = time.time() - t0
     return table
 
@@ -839,16 +922,54 @@ def _missed_block(table: SuiteTable, bullet: str = "  ") -> list[str]:
     return ["", MISSED_HEAD, *lines] if lines else []
 
 
+LAX_HEADERS = ("long-axis data set", "n cases (frames)", "found", "AL-P mean / median", "IS-P mean / median",
+               "APEX mean / median", "gross flagged low", "high / all (ratio)")
+
+
+def _lax_cells(r: SuiteRow) -> list[str]:
+    lm = []
+    for n in LAX_NAMES:
+        v = r.landmarks.get(n)
+        lm.append(f"{_num(v['mean'])} / {_num(v['median'])}" if v else "n/a")
+    gross = ("n/a" if not r.n_points else "no gross error" if not r.n_gross
+             else f"{_num(r.gross_flagged_low, pct=True)} of {r.n_gross}")
+    hva = f"{_num(r.mean_error_high)} / {_num(r.mean_error_all)} ({_num(r.high_vs_all)})" if r.n_points else "n/a"
+    return [r.name, f"{r.n_cases} ({r.n_slices})", _num(r.found, pct=True, pct_digits=1), *lm, gross, hva]
+
+
+LAX_HEAD = ("Long-axis model (lax4ch_unet; L2 in mm against landmarks derived from the masks, through the shipped "
+            "long-axis pipeline; its flags come from the spread of its rotated and scaled copies, not PHD-Net; both "
+            "rows are of frames it was trained on: its held-out figures are the leave-one-subject-out ones of its "
+            "card)")
+
+
+def _lax_block(table: SuiteTable, markdown: bool = False) -> list[str]:
+    if not table.lax_rows:
+        return []
+    cells = [list(LAX_HEADERS)] + [_lax_cells(r) for r in table.lax_rows]
+    if markdown:
+        lines = ["| " + " | ".join(c) + " |" for c in cells]
+        lines.insert(1, "|" + "---|" * len(LAX_HEADERS))
+    else:
+        widths = [max(len(c[i]) for c in cells) for i in range(len(LAX_HEADERS))]
+        lines = ["  ".join(c[i].ljust(widths[i]) for i in range(len(LAX_HEADERS))) for c in cells]
+        lines.insert(1, "-" * len(lines[0]))
+    return ["", LAX_HEAD, "", *lines]
+
+
 def format_suite(table: SuiteTable) -> str:
     """Plain-text table (one line per data set) and the notes of every row."""
     cells = [list(HEADERS)] + [_cells(r) for r in table.rows]
     widths = [max(len(c[i]) for c in cells) for i in range(len(HEADERS))]
     lines = ["  ".join(c[i].ljust(widths[i]) for i in range(len(HEADERS))) for c in cells]
     lines.insert(1, "-" * len(lines[0]))
+    if not table.rows:  # only long-axis rows asked for
+        lines = []
     lines += _ci_block(table)
     lines += _missed_block(table)
+    lines += _lax_block(table)
     lines += ["", _LEGEND, ""]
-    for r in table.rows:
+    for r in [*table.rows, *table.lax_rows]:
         lines.append(f"{r.name}: seen by: {r.seen_by}. " + " ".join(f"{n}." for n in r.notes))
     lines.append("models: " + ", ".join(f"{k} v{v['version']} ({v['sha256'][:12]})" for k, v in table.models.items()))
     return "\n".join(lines)
@@ -856,13 +977,14 @@ def format_suite(table: SuiteTable) -> str:
 
 def format_suite_markdown(table: SuiteTable) -> str:
     """The table as Markdown (for model cards and the README), with the legend and per-row notes."""
-    lines = ["| " + " | ".join(HEADERS) + " |", "|" + "---|" * len(HEADERS)]
+    lines = ["| " + " | ".join(HEADERS) + " |", "|" + "---|" * len(HEADERS)] if table.rows else []
     lines += ["| " + " | ".join(_cells(r)) + " |" for r in table.rows]
     lines += _ci_block(table, bullet="- ")
     lines += _missed_block(table, bullet="- ")
+    lines += _lax_block(table, markdown=True)
     lines += ["", _LEGEND, ""]
     lines += [f"- **{r.name}** ({_who(r)}): seen by: {r.seen_by}. " + " ".join(f"{n}." for n in r.notes)
-              for r in table.rows]
+              for r in [*table.rows, *table.lax_rows]]
     lines += ["", "Models: " + ", ".join(f"{k} v{v['version']} (SHA256 {v['sha256'][:12]}…)"
                                           for k, v in table.models.items()) + "."]
     return "\n".join(lines)
