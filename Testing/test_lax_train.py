@@ -358,3 +358,34 @@ def test_a_trained_2ch_model_copied_in_is_catalogued_and_used(data_root, tmp_pat
         doc = json.loads((out / "landmarks.json").read_text())
         assert doc["model"]["name"] == "lax2ch_unet"
         assert {p["name"] for p in doc["landmarks"]} == {"A-P", "I-P", "APEX"}
+
+
+def test_evaluate_a_long_axis_model_on_a_sites_labelled_images(acdc_convention_folder, data_root, tmp_path, capsys):
+    """A site that trained and installed a long-axis model (or keeps the bundled 4CH one) had no way to measure it
+    on labelled images it holds back: `evaluate` ran the SAX model only. `evaluate --view 4ch --data FOLDER` now runs
+    the installed model of the view on every labelled frame through the shipped pipeline; masks are checked against
+    --labels first, and ACDC-convention masks read with --labels give the figures of the same masks in M&Ms-2's
+    values."""
+    from CardiacLandmarksLib import cli
+
+    assert cli.main(["evaluate", "--view", "4ch"]) == 1
+    assert "evaluate --view 4ch needs --data FOLDER" in capsys.readouterr().err
+    base = ["evaluate", "--view", "4ch", "--device", "cpu", "--json"]
+    assert cli.main([*base, "--data", str(acdc_convention_folder)]) == 1
+    assert "the masks look like rv=1,myo=2,lv=3" in capsys.readouterr().err
+    assert cli.main([*base, "--data", str(acdc_convention_folder), "--labels", "rv=1,myo=2,lv=3"]) == 0
+    mine = json.loads(capsys.readouterr().out)
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    d = data_root / "mnms2" / "001"
+    for ph in ("ED", "ES"):
+        for tail in ("", "_gt"):
+            (plain / f"h01_LA_{ph}{tail}.nii.gz").symlink_to(d / f"001_LA_{ph}{tail}.nii.gz")
+    assert cli.main([*base, "--data", str(plain)]) == 0
+    ref = json.loads(capsys.readouterr().out)
+    assert mine["model"]["name"] == "lax4ch_unet" and mine["row"]["n_slices"] == 2
+    assert mine["row"]["landmarks"] == ref["row"]["landmarks"]
+    for name in ("AL-P", "IS-P", "APEX"):
+        assert mine["row"]["landmarks"][name]["detection_rate"] == 1.0
+    assert cli.main(["evaluate", "--view", "2ch", "--data", str(plain), "--device", "cpu"]) == 1
+    assert "no bundled model for task 'landmarks', view '2ch'" in capsys.readouterr().err

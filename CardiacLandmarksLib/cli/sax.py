@@ -108,6 +108,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--labels", type=_label_values, default=None, metavar="rv=N,myo=N,lv=N",
                    help="--data: the label values of the folder's NAME_gt masks (default ACDC's rv=1,myo=2,lv=3; M&Ms "
                         "and UK Biobank masks: lv=1,myo=2,rv=3); masks that do not follow them are refused by name")
+    p.add_argument("--view", default="sax", choices=("sax", "2ch", "3ch", "4ch"),
+                   help="landmarks of this view (default sax); 2ch/3ch/4ch: the installed long-axis model on --data, "
+                        "a folder of long-axis images with NAME_gt masks (LV 1, myocardium 2, RV 3, or --labels), "
+                        "every labelled frame through the shipped long-axis pipeline")
     p.add_argument("--task", default="landmarks", choices=("landmarks", "function"),
                    help="landmarks (default) or function: segmentation Dice/HD95 and EDV/ESV/EF/mass agreement "
                         "on the fixed ACDC test split (see 'cardiac-landmarks function')")
@@ -404,6 +408,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         from CardiacLandmarksLib.cli.function import cmd_evaluate_function
 
         return cmd_evaluate_function(args)
+    if getattr(args, "view", "sax") != "sax":
+        return _evaluate_lax(args)
     args.split = args.split or "val"
     from CardiacLandmarksLib.evaluation.sax import (
         evaluate_case,
@@ -458,6 +464,60 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         print(f"{len(failed)} of {len(cases)} case(s) failed: " + ", ".join(c.patient for c, _ in failed),
               file=sys.stderr)
         return 3
+    return 0
+
+
+def _evaluate_lax(args: argparse.Namespace) -> int:
+    """``evaluate --view 2ch|3ch|4ch --data FOLDER``: the installed long-axis model of the view on a site's labelled
+    long-axis images (``NAME`` + ``NAME_gt`` masks, checked against ``--labels`` first), every labelled frame through
+    the shipped long-axis pipeline (:func:`CardiacLandmarksLib.evaluation.suite.lax_row`)."""
+    from CardiacLandmarksLib.core.errors import InputNotFoundError, LabelConventionError, OptionError
+    from CardiacLandmarksLib.datasets.sax import paired_cases
+    from CardiacLandmarksLib.evaluation.suite import lax_row, lax_table_lines
+    from CardiacLandmarksLib.io.load import load_series
+    from CardiacLandmarksLib.lax.labels import MIN_LAX_LV_ENCLOSURE, MNMS2_LAX_LABELS
+    from CardiacLandmarksLib.models.loader import load_model
+    from CardiacLandmarksLib.sax.labels import label_problem, parse_labels
+
+    if not args.data:
+        raise OptionError(f"evaluate --view {args.view} needs --data FOLDER: your labelled long-axis images (NAME "
+                          "with a NAME_gt mask); the shared data's 4CH frames trained the bundled model and are on "
+                          "the suite (evaluate --suite)")
+    data = Path(args.data)
+    if not data.is_dir():
+        raise InputNotFoundError.at(data, "evaluation data folder")
+    labels = parse_labels(args.labels) if args.labels else dict(MNMS2_LAX_LABELS)
+    cases = paired_cases(data, labels)
+    if not cases:
+        raise InputNotFoundError(f"no labelled long-axis image in {data} (NAME.nii.gz, .nii or .nrrd with its mask "
+                                 "NAME_gt beside it)")
+    problems = []
+    for c in cases:  # another label convention: named before any model runs
+        mask = np.rint(np.asarray(load_series(c.mask).pixels)).astype(int)
+        text = label_problem(mask.reshape(-1, *mask.shape[-2:]), labels, MIN_LAX_LV_ENCLOSURE)
+        if text:
+            problems.append(f"{c.mask.name}: {text}")
+    if problems:
+        raise LabelConventionError(
+            f"{len(problems)} of {len(cases)} masks do not follow the label values "
+            f"{','.join(f'{k}={labels[k]}' for k in ('lv', 'myo', 'rv'))}: " + "; ".join(problems[:3])
+            + (" ..." if len(problems) > 3 else "") + ". Give the masks' values with --labels rv=N,myo=N,lv=N")
+    model = load_model(args.view, args.device)
+    row = lax_row(f"{data.name} {args.view.upper()}", [(c.image, c.mask, labels, c.patient) for c in cases], model,
+                  seen_by=f"{model.name} {model.version}: see its card for the data it was trained on",
+                  notes=[f"{len(cases)} image(s) of {len({c.patient for c in cases})} patient(s)"], view=args.view)
+    if args.json == "-":
+        print(dumps_strict({"model": {"name": model.name, "version": model.version, "sha256": model.sha256},
+                            "row": row.to_dict()}))
+        return 0
+    print(f"{model.name} {model.version} on {data} (L2 in mm against landmarks derived from the masks; flags from "
+          "the rotated and scaled copies)")
+    print("\n".join(lax_table_lines([row])))
+    if args.json:
+        from CardiacLandmarksLib.io.atomic import atomic_write_text
+
+        atomic_write_text(Path(args.json), dumps_strict({"model": {"name": model.name, "version": model.version,
+                                                                   "sha256": model.sha256}, "row": row.to_dict()}))
     return 0
 
 

@@ -694,27 +694,29 @@ def perfusion_ge_row(folder: Path, device: str = "auto", progress: ProgressFn | 
 
 
 def lax_row(name: str, cases: list[tuple[Path, Path, dict, str]], model, progress: ProgressFn | None = None,
-            seen_by: str = "", notes: list[str] | None = None) -> SuiteRow:
+            seen_by: str = "", notes: list[str] | None = None, view: str = "4ch") -> SuiteRow:
     """A long-axis row: each case ``(image, mask, labels, subject)`` is run through the shipped long-axis pipeline
     (:func:`CardiacLandmarksLib.lax.pipeline.detect_lax`: rotated/scaled copies set the flags; a cine is tracked from
-    its best phase) and every phase whose mask gives the three landmarks
+    its best phase) and every phase whose mask gives the view's three landmarks
     (:func:`CardiacLandmarksLib.lax.labels.derive_from_series`) is compared in LPS mm."""
+    from CardiacLandmarksLib.core.landmarks import LANDMARKS_BY_VIEW
     from CardiacLandmarksLib.lax.labels import derive_from_series
     from CardiacLandmarksLib.lax.pipeline import detect_lax
 
-    errors: dict[str, list[float]] = {n: [] for n in LAX_NAMES}
-    present = dict.fromkeys(LAX_NAMES, 0)
+    names = LANDMARKS_BY_VIEW[view]
+    errors: dict[str, list[float]] = {n: [] for n in names}
+    present = dict.fromkeys(names, 0)
     all_err, all_flags, frames = [], [], 0
     for n, (image, mask, labels, _subject) in enumerate(cases):
         series, ms = load_series(image), load_series(mask)
-        found = {(lm.name, lm.phase): lm for lm in detect_lax(series, "4ch", model=model).landmarks
+        found = {(lm.name, lm.phase): lm for lm in detect_lax(series, view, model=model).landmarks
                  if lm.slice == 0}
         for t in range(min(series.n_phases, ms.n_phases)):
-            ref = derive_from_series(series, ms, "4ch", labels=labels, t=t).points
-            if not all(k in ref for k in LAX_NAMES):
+            ref = derive_from_series(series, ms, view, labels=labels, t=t).points
+            if not all(k in ref for k in names):
                 continue
             frames += 1
-            for lname in LAX_NAMES:
+            for lname in names:
                 present[lname] += 1
                 lm = found.get((lname, t))
                 if lm is None or not lm.found:
@@ -730,7 +732,7 @@ def lax_row(name: str, cases: list[tuple[Path, Path, dict, str]], model, progres
     row.landmarks = {k: {"n_present": present[k], "detection_rate": len(errors[k]) / present[k] if present[k] else _NAN,
                          "false_positive_rate": _NAN,
                          "mean": float(np.mean(errors[k])) if errors[k] else _NAN,
-                         "median": float(np.median(errors[k])) if errors[k] else _NAN} for k in LAX_NAMES}
+                         "median": float(np.median(errors[k])) if errors[k] else _NAN} for k in names}
     for key, value in flag_figures(np.asarray(all_err), np.asarray(all_flags), GROSS_MM).items():
         setattr(row, key, value)
     return row
@@ -928,7 +930,7 @@ LAX_HEADERS = ("long-axis data set", "n cases (frames)", "found", "AL-P mean / m
 
 def _lax_cells(r: SuiteRow) -> list[str]:
     lm = []
-    for n in LAX_NAMES:
+    for n in list(r.landmarks) or LAX_NAMES:
         v = r.landmarks.get(n)
         lm.append(f"{_num(v['mean'])} / {_num(v['median'])}" if v else "n/a")
     gross = ("n/a" if not r.n_points else "no gross error" if not r.n_gross
@@ -943,18 +945,24 @@ LAX_HEAD = ("Long-axis model (lax4ch_unet; L2 in mm against landmarks derived fr
             "card)")
 
 
-def _lax_block(table: SuiteTable, markdown: bool = False) -> list[str]:
-    if not table.lax_rows:
-        return []
-    cells = [list(LAX_HEADERS)] + [_lax_cells(r) for r in table.lax_rows]
+def _lax_block(table: SuiteTable, markdown: bool = False, head: str = LAX_HEAD) -> list[str]:
+    return ["", head, "", *lax_table_lines(table.lax_rows, markdown)] if table.lax_rows else []
+
+
+def lax_table_lines(rows: list[SuiteRow], markdown: bool = False) -> list[str]:
+    """Long-axis rows (:func:`lax_row`, one view) as a plain-text or Markdown table: frames, found, each landmark's
+    mean / median L2 (mm), gross errors flagged low, high / all."""
+    names = list(rows[0].landmarks) if rows and rows[0].landmarks else list(LAX_NAMES)
+    headers = [*LAX_HEADERS[:3], *(f"{n} mean / median" for n in names), *LAX_HEADERS[-2:]]
+    cells = [headers] + [_lax_cells(r) for r in rows]
     if markdown:
         lines = ["| " + " | ".join(c) + " |" for c in cells]
-        lines.insert(1, "|" + "---|" * len(LAX_HEADERS))
+        lines.insert(1, "|" + "---|" * len(headers))
     else:
-        widths = [max(len(c[i]) for c in cells) for i in range(len(LAX_HEADERS))]
-        lines = ["  ".join(c[i].ljust(widths[i]) for i in range(len(LAX_HEADERS))) for c in cells]
+        widths = [max(len(c[i]) for c in cells) for i in range(len(headers))]
+        lines = ["  ".join(c[i].ljust(widths[i]) for i in range(len(headers))) for c in cells]
         lines.insert(1, "-" * len(lines[0]))
-    return ["", LAX_HEAD, "", *lines]
+    return lines
 
 
 def format_suite(table: SuiteTable) -> str:
