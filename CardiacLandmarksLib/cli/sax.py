@@ -471,13 +471,13 @@ def _evaluate_lax(args: argparse.Namespace) -> int:
     """``evaluate --view 2ch|3ch|4ch --data FOLDER``: the installed long-axis model of the view on a site's labelled
     long-axis images (``NAME`` + ``NAME_gt`` masks, checked against ``--labels`` first), every labelled frame through
     the shipped long-axis pipeline (:func:`CardiacLandmarksLib.evaluation.suite.lax_row`)."""
-    from CardiacLandmarksLib.core.errors import InputNotFoundError, LabelConventionError, OptionError
+    from CardiacLandmarksLib.core.errors import InputNotFoundError, OptionError
     from CardiacLandmarksLib.datasets.sax import paired_cases
     from CardiacLandmarksLib.evaluation.suite import lax_row, lax_table_lines
     from CardiacLandmarksLib.io.load import load_series
-    from CardiacLandmarksLib.lax.labels import MIN_LAX_LV_ENCLOSURE, MNMS2_LAX_LABELS
+    from CardiacLandmarksLib.lax.labels import MNMS2_LAX_LABELS, lax_label_error, lax_mask_problem
     from CardiacLandmarksLib.models.loader import load_model
-    from CardiacLandmarksLib.sax.labels import label_problem, parse_labels
+    from CardiacLandmarksLib.sax.labels import parse_labels
 
     if not args.data:
         raise OptionError(f"evaluate --view {args.view} needs --data FOLDER: your labelled long-axis images (NAME "
@@ -491,24 +491,18 @@ def _evaluate_lax(args: argparse.Namespace) -> int:
     if not cases:
         raise InputNotFoundError(f"no labelled long-axis image in {data} (NAME.nii.gz, .nii or .nrrd with its mask "
                                  "NAME_gt beside it)")
-    problems = []
-    for c in cases:  # another label convention: named before any model runs
-        mask = np.rint(np.asarray(load_series(c.mask).pixels)).astype(int)
-        text = label_problem(mask.reshape(-1, *mask.shape[-2:]), labels, MIN_LAX_LV_ENCLOSURE)
-        if text:
-            problems.append(f"{c.mask.name}: {text}")
+    problems = [f"{c.mask.name}: {text}" for c in cases  # another label convention: named before any model runs
+                if (text := lax_mask_problem(load_series(c.mask).pixels, labels))]
     if problems:
-        raise LabelConventionError(
-            f"{len(problems)} of {len(cases)} masks do not follow the label values "
-            f"{','.join(f'{k}={labels[k]}' for k in ('lv', 'myo', 'rv'))}: " + "; ".join(problems[:3])
-            + (" ..." if len(problems) > 3 else "") + ". Give the masks' values with --labels rv=N,myo=N,lv=N")
+        raise lax_label_error(problems, len(cases), labels)
     model = load_model(args.view, args.device)
     row = lax_row(f"{data.name} {args.view.upper()}", [(c.image, c.mask, labels, c.patient) for c in cases], model,
                   seen_by=f"{model.name} {model.version}: see its card for the data it was trained on",
                   notes=[f"{len(cases)} image(s) of {len({c.patient for c in cases})} patient(s)"], view=args.view)
+    doc = dumps_strict({"model": {"name": model.name, "version": model.version, "sha256": model.sha256},
+                        "row": row.to_dict()})
     if args.json == "-":
-        print(dumps_strict({"model": {"name": model.name, "version": model.version, "sha256": model.sha256},
-                            "row": row.to_dict()}))
+        print(doc)
         return 0
     print(f"{model.name} {model.version} on {data} (L2 in mm against landmarks derived from the masks; flags from "
           "the rotated and scaled copies)")
@@ -516,8 +510,7 @@ def _evaluate_lax(args: argparse.Namespace) -> int:
     if args.json:
         from CardiacLandmarksLib.io.atomic import atomic_write_text
 
-        atomic_write_text(Path(args.json), dumps_strict({"model": {"name": model.name, "version": model.version,
-                                                                   "sha256": model.sha256}, "row": row.to_dict()}))
+        atomic_write_text(Path(args.json), doc)
     return 0
 
 

@@ -79,6 +79,26 @@ UKBB_LAX4CH_LABELS = {"lv": 1, "myo": 2, "rv": 3}
 #: 0.78 (RV 0.30 and 0.33).
 MIN_LAX_LV_ENCLOSURE = 0.5
 
+
+def lax_mask_problem(pixels, labels: dict) -> str:
+    """Why a long-axis mask (``pixels [t, k, j, i]`` or any array of planes) does not follow ``labels``, or ``""``
+    (:func:`CardiacLandmarksLib.sax.labels.label_problem` at :data:`MIN_LAX_LV_ENCLOSURE`, over every plane)."""
+    from CardiacLandmarksLib.sax.labels import label_problem
+
+    planes = np.rint(np.asarray(pixels)).astype(int)
+    return label_problem(planes.reshape(-1, *planes.shape[-2:]), labels, MIN_LAX_LV_ENCLOSURE)
+
+
+def lax_label_error(problems: list[str], n_masks: int, labels: dict):
+    """The :class:`~CardiacLandmarksLib.core.errors.LabelConventionError` for long-axis masks that do not follow
+    ``labels`` (``problems``: ``"<mask file>: <why>"``; the first three named)."""
+    from CardiacLandmarksLib.core.errors import LabelConventionError
+
+    values = ",".join(f"{k}={labels[k]}" for k in ("lv", "myo", "rv"))
+    return LabelConventionError(
+        f"{len(problems)} of {n_masks} masks do not follow the label values {values}: " + "; ".join(problems[:3])
+        + (" ..." if len(problems) > 3 else "") + ". Give the masks' values with --labels rv=N,myo=N,lv=N")
+
 #: smallest myocardium / cavity (pixels) for labels to be derived
 MIN_MYO_PIXELS = 20
 MIN_LV_PIXELS = 20

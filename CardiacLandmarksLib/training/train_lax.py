@@ -327,13 +327,11 @@ def folder_samples(folder: Path, view: str, labels: dict | None = None) -> LaxSa
         LabelConventionError: one or more ``_gt`` masks do not follow ``labels`` (the first three named, with the
             values that fit), before any model runs.
     """
-    from CardiacLandmarksLib.core.errors import LabelConventionError
     from CardiacLandmarksLib.datasets.sax import patient_of_stem
     from CardiacLandmarksLib.io.image import is_image_file
     from CardiacLandmarksLib.io.load import load_series
     from CardiacLandmarksLib.io.markups import read_markups
-    from CardiacLandmarksLib.lax.labels import MIN_LAX_LV_ENCLOSURE, derive_from_series
-    from CardiacLandmarksLib.sax.labels import label_problem
+    from CardiacLandmarksLib.lax.labels import derive_from_series, lax_label_error, lax_mask_problem
 
     folder = Path(folder)
     if not folder.is_dir():
@@ -364,8 +362,7 @@ def folder_samples(folder: Path, view: str, labels: dict | None = None) -> LaxSa
                             series.pixels.shape)
                 continue
             n_masks += 1
-            planes = np.rint(np.asarray(ms.pixels)).astype(int).reshape(-1, *ms.pixels.shape[-2:])
-            problem = label_problem(planes, lab, MIN_LAX_LV_ENCLOSURE)
+            problem = lax_mask_problem(ms.pixels, lab)
             if problem or problems:  # once one mask is refused, the others are only checked
                 if problem:
                     problems.append(f"{mask.name}: {problem}")
@@ -386,10 +383,7 @@ def folder_samples(folder: Path, view: str, labels: dict | None = None) -> LaxSa
             if per_phase:
                 parts.append(_canvas_samples(series, k, per_phase, names, patient_of_stem(stem), {}))
     if problems:
-        values = ",".join(f"{k}={lab[k]}" for k in ("lv", "myo", "rv"))
-        raise LabelConventionError(
-            f"{len(problems)} of {n_masks} masks do not follow the label values {values}: " + "; ".join(problems[:3])
-            + (" ..." if len(problems) > 3 else "") + ". Give the masks' values with --labels rv=N,myo=N,lv=N")
+        raise lax_label_error(problems, n_masks, lab)
     if not parts:
         raise InputNotFoundError(f"no labelled {view.upper()} image in {folder} (need NAME.nii.gz with "
                                  "NAME.mrk.json or NAME_gt.nii.gz)")
