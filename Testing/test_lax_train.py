@@ -358,6 +358,18 @@ def test_a_trained_2ch_model_copied_in_is_catalogued_and_used(data_root, tmp_pat
         doc = json.loads((out / "landmarks.json").read_text())
         assert doc["model"]["name"] == "lax2ch_unet"
         assert {p["name"] for p in doc["landmarks"]} == {"A-P", "I-P", "APEX"}
+        # removing a model: both files gone drops it (refresh ended in a FileNotFoundError traceback); one of them
+        # gone is named
+        (mdir / "lax4ch_unet.pt").unlink()
+        with pytest.raises(ModelIntegrityError, match=r"lax4ch_unet.pt not found beside its card lax4ch_unet.json"):
+            catalogue.refresh(mdir)
+        for f in ("lax2ch_unet.pt", "lax2ch_unet.json", "lax4ch_unet.json"):
+            (mdir / f).unlink()
+        capsys.readouterr()
+        assert cli.main(["models", "--refresh"]) == 0
+        err = capsys.readouterr().err
+        assert "note: lax2ch_unet is no longer listed in the catalogue (its weights and card were removed)" in err
+        assert not {"lax2ch_unet", "lax4ch_unet"} & set(catalogue.catalogue(mdir)) and lax_model_views() == set()
 
 
 def test_evaluate_a_long_axis_model_on_a_sites_labelled_images(acdc_convention_folder, data_root, tmp_path, capsys):

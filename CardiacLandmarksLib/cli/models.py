@@ -17,7 +17,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 def cmd_models(args: argparse.Namespace) -> int:
     from CardiacLandmarksLib.models import catalogue
 
+    before = set(catalogue.catalogue()) if args.refresh else set()
     entries = catalogue.refresh() if args.refresh else list(catalogue.catalogue().values())
+    for name in sorted(before - {e.name for e in entries}):
+        print(f"note: {name} is no longer listed in the catalogue (its weights and card were removed)", file=sys.stderr)
     width = max([8, *(len(e.version) for e in entries)])  # a site's version (1.7.0-site1) keeps the columns
     for e in entries:
         if not args.refresh:

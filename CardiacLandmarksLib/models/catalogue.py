@@ -184,9 +184,11 @@ def refresh(models_dir: Path | None = None) -> list[CatalogueEntry]:
     ``study`` use it for its view (there is no bundled 2CH or 3CH model; the README and ``detect`` tell a site to
     train one).
 
+    A listed model whose weights and card are both gone (removed by the user) is dropped from the catalogue.
+
     Raises:
-        ModelIntegrityError: a weights file whose SHA256 differs from its own card; a new long-axis model's card of
-            another view.
+        ModelIntegrityError: a weights file whose SHA256 differs from its own card, or one of the two files
+            missing; a new long-axis model's card of another view.
     """
     from CardiacLandmarksLib.io.atomic import atomic_write_text
 
@@ -196,6 +198,11 @@ def refresh(models_dir: Path | None = None) -> list[CatalogueEntry]:
              if name not in listed and (mdir / f"{name}.pt").is_file() and (mdir / f"{name}.json").is_file()]
     entries = []
     for e in [*listed.values(), *added]:
+        if not (mdir / e.file).exists() and not (mdir / e.card).exists():
+            continue  # both files removed by the user: the catalogue no longer lists the model (cmd_models says so)
+        if not (mdir / e.file).exists():
+            raise ModelIntegrityError(f"{e.file} not found beside its card {e.card}; copy the .pt and .json of one "
+                                      "training run together (or remove both to drop the model)")
         card = read_card(Path(e.card).stem, mdir)
         digest = sha256_file(mdir / e.file)
         if card.get("sha256") != digest:
