@@ -224,6 +224,9 @@ def test_train_long_axis_takes_labels_init_and_version_and_refuses_sax_options(a
     assert cli.main([*base, "-o", str(out), "--labels", "rv=1,myo=2,lv=3", "--init-weights", str(tmp_path / "x.pt")]) == 1
     assert f"initial weights not found: {tmp_path / 'x.pt'}" in capsys.readouterr().err
     assert not out.exists()
+    (tmp_path / "a_file").write_text("x")  # an output that cannot be made: named before any training
+    assert cli.main([*base, "-o", str(tmp_path / "a_file" / "run"), "--labels", "rv=1,myo=2,lv=3"]) == 1
+    assert f"cannot create the output folder {tmp_path / 'a_file' / 'run'}" in capsys.readouterr().err
 
     from CardiacLandmarksLib.core.config import models_root
 

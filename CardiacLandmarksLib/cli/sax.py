@@ -263,6 +263,8 @@ def _train(args: argparse.Namespace) -> int:
     from CardiacLandmarksLib.models.loader import choose_device
     from CardiacLandmarksLib.training.model_card import verdict_text
 
+    from CardiacLandmarksLib.io.outputs import prepare_output_dir
+
     device = choose_device(args.device)
     if args.view != "sax":
         from CardiacLandmarksLib.sax.labels import parse_labels
@@ -270,6 +272,7 @@ def _train(args: argparse.Namespace) -> int:
 
         _refuse_sax_only(args)
         out = _train_output(args)
+        prepare_output_dir(out)  # an unwritable -o is named now, not after the training; removed again if refused
         card = train_lax(Path(args.data) if args.data else None, args.view, out, epochs=args.epochs, seed=args.seed,
                          device=device, threads=args.threads,
                          labels=parse_labels(args.labels) if args.labels else None,
@@ -287,6 +290,7 @@ def _train(args: argparse.Namespace) -> int:
 
     data = Path(args.data) if args.data else data_root() / "acdc"
     out = _train_output(args)  # runs/sax
+    prepare_output_dir(out)  # an unwritable -o is named now, not after the training; removed again if refused
     if args.interpolate:
         card = interpolate_sax(Path(args.interpolate[0]), Path(args.interpolate[1]), args.alpha, out, data, device,
                                version=args.model_version or INTERPOLATED_VERSION)
