@@ -260,10 +260,9 @@ def _train_output(args: argparse.Namespace) -> Path:
 
 
 def _train(args: argparse.Namespace) -> int:
+    from CardiacLandmarksLib.io.outputs import prepare_output_dir
     from CardiacLandmarksLib.models.loader import choose_device
     from CardiacLandmarksLib.training.model_card import verdict_text
-
-    from CardiacLandmarksLib.io.outputs import prepare_output_dir
 
     device = choose_device(args.device)
     if args.view != "sax":
