@@ -385,6 +385,11 @@ def test_evaluate_a_long_axis_model_on_a_sites_labelled_images(acdc_convention_f
 
     assert cli.main(["evaluate", "--view", "4ch"]) == 1
     assert "evaluate --view 4ch needs --data FOLDER" in capsys.readouterr().err
+    # the SAX and function evaluations' options are named, not ignored (--task function ran the function one)
+    assert cli.main(["evaluate", "--view", "4ch", "--data", str(acdc_convention_folder), "--task", "function",
+                     "--split", "test"]) == 1
+    assert ("--task function, --split apply to the SAX or function evaluation only; evaluate --view 4ch takes --data, "
+            "--labels, --device and --json") in capsys.readouterr().err
     base = ["evaluate", "--view", "4ch", "--device", "cpu", "--json"]
     assert cli.main([*base, "--data", str(acdc_convention_folder)]) == 1
     assert "the masks look like rv=1,myo=2,lv=3" in capsys.readouterr().err

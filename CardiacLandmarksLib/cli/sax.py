@@ -407,12 +407,13 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         check_output_file(args.json)  # a bad --json path fails now, not after the evaluation
     if args.suite:
         return cmd_suite(args)
+    if getattr(args, "view", "sax") != "sax":
+        _refuse_for_long_axis(args)
+        return _evaluate_lax(args)
     if args.task == "function":
         from CardiacLandmarksLib.cli.function import cmd_evaluate_function
 
         return cmd_evaluate_function(args)
-    if getattr(args, "view", "sax") != "sax":
-        return _evaluate_lax(args)
     args.split = args.split or "val"
     from CardiacLandmarksLib.evaluation.sax import (
         evaluate_case,
@@ -468,6 +469,24 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
               file=sys.stderr)
         return 3
     return 0
+
+
+def _refuse_for_long_axis(args: argparse.Namespace) -> None:
+    """``evaluate --view 2ch|3ch|4ch`` with an option of the SAX or function evaluation: named (they were ignored).
+
+    Raises:
+        OptionError: naming the options and what the long-axis evaluation takes.
+    """
+    from CardiacLandmarksLib.core.errors import OptionError
+
+    given = [flag for flag, given in (("--task function", args.task == "function"), ("--split", args.split),
+                                      ("--patients", getattr(args, "patients", None)),
+                                      ("--sunnybrook", getattr(args, "sunnybrook", None)),
+                                      ("--output", getattr(args, "output", None)),
+                                      ("--no-confidence-table", args.no_confidence_table)) if given]
+    if given:
+        raise OptionError(f"{', '.join(given)} {'applies' if len(given) == 1 else 'apply'} to the SAX or function "
+                          f"evaluation only; evaluate --view {args.view} takes --data, --labels, --device and --json")
 
 
 def _evaluate_lax(args: argparse.Namespace) -> int:
