@@ -375,10 +375,11 @@ def _evaluation_cases(args: argparse.Namespace) -> list:
     if not data.exists():
         from CardiacLandmarksLib.core.errors import InputNotFoundError
         raise InputNotFoundError(f"evaluation data folder {data} does not exist")
-    from CardiacLandmarksLib.datasets.sax import check_case_labels
+    from CardiacLandmarksLib.datasets.sax import check_case_labels, is_acdc_folder
     from CardiacLandmarksLib.sax.labels import parse_labels
 
-    cases = acdc_cases(data) or paired_cases(data, parse_labels(getattr(args, "labels", None)))
+    labels = parse_labels(getattr(args, "labels", None))
+    cases = acdc_cases(data) if is_acdc_folder(data) else paired_cases(data, labels)  # the layout test training uses
     if not cases:
         from CardiacLandmarksLib.core.errors import InputNotFoundError
         raise InputNotFoundError(f"no labelled case in {data}: evaluate --data needs NAME.nii.gz + NAME_gt.nii.gz "
@@ -490,44 +491,26 @@ def _refuse_for_long_axis(args: argparse.Namespace) -> None:
 
 
 def _evaluate_lax(args: argparse.Namespace) -> int:
-    """``evaluate --view 2ch|3ch|4ch --data FOLDER``: the installed long-axis model of the view on a site's labelled
-    long-axis images (``NAME`` + ``NAME_gt`` masks, checked against ``--labels`` first), every labelled frame through
-    the shipped long-axis pipeline (:func:`CardiacLandmarksLib.evaluation.suite.lax_row`)."""
-    from CardiacLandmarksLib.core.errors import InputNotFoundError, OptionError
-    from CardiacLandmarksLib.datasets.sax import paired_cases
-    from CardiacLandmarksLib.evaluation.suite import lax_row, lax_table_lines
-    from CardiacLandmarksLib.io.load import load_series
-    from CardiacLandmarksLib.lax.labels import MNMS2_LAX_LABELS, lax_label_error, lax_mask_problem
-    from CardiacLandmarksLib.models.loader import load_model
+    """``evaluate --view 2ch|3ch|4ch --data FOLDER``: :func:`CardiacLandmarksLib.evaluation.lax.evaluate_lax_folder`,
+    printed as the suite's long-axis table (or JSON)."""
+    from CardiacLandmarksLib.core.errors import OptionError
+    from CardiacLandmarksLib.evaluation.lax import evaluate_lax_folder
+    from CardiacLandmarksLib.evaluation.suite import lax_table_lines
     from CardiacLandmarksLib.sax.labels import parse_labels
 
     if not args.data:
         raise OptionError(f"evaluate --view {args.view} needs --data FOLDER: your labelled long-axis images (NAME "
                           "with a NAME_gt mask); the shared data's 4CH frames trained the bundled model and are on "
                           "the suite (evaluate --suite)")
-    data = Path(args.data)
-    if not data.is_dir():
-        raise InputNotFoundError.at(data, "evaluation data folder")
-    labels = parse_labels(args.labels) if args.labels else dict(MNMS2_LAX_LABELS)
-    cases = paired_cases(data, labels)
-    if not cases:
-        raise InputNotFoundError(f"no labelled long-axis image in {data} (NAME.nii.gz, .nii or .nrrd with its mask "
-                                 "NAME_gt beside it)")
-    problems = [f"{c.mask.name}: {text}" for c in cases  # another label convention: named before any model runs
-                if (text := lax_mask_problem(load_series(c.mask).pixels, labels))]
-    if problems:
-        raise lax_label_error(problems, len(cases), labels)
-    model = load_model(args.view, args.device)
-    row = lax_row(f"{data.name} {args.view.upper()}", [(c.image, c.mask, labels, c.patient) for c in cases], model,
-                  seen_by=f"{model.name} {model.version}: see its card for the data it was trained on",
-                  notes=[f"{len(cases)} image(s) of {len({c.patient for c in cases})} patient(s)"], view=args.view)
+    model, row = evaluate_lax_folder(Path(args.data), args.view, parse_labels(args.labels) if args.labels else None,
+                                     args.device)
     doc = dumps_strict({"model": {"name": model.name, "version": model.version, "sha256": model.sha256},
                         "row": row.to_dict()})
     if args.json == "-":
         print(doc)
         return 0
-    print(f"{model.name} {model.version} on {data} (L2 in mm against landmarks derived from the masks; flags from "
-          "the rotated and scaled copies)")
+    print(f"{model.name} {model.version} on {args.data} (L2 in mm against landmarks derived from the masks; flags "
+          "from the rotated and scaled copies)")
     print("\n".join(lax_table_lines([row])))
     if args.json:
         from CardiacLandmarksLib.io.atomic import atomic_write_text

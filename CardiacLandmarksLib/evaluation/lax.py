@@ -105,3 +105,45 @@ def validate_mnms2(root: Path, cfg: TrackingConfig | None = None, progress=None)
     d = Path(root) / "mnms2" / "001"
     return validate_tracking(d / "001_LA_CINE.nii.gz", d / "001_LA_ED.nii.gz", d / "001_LA_ED_gt.nii.gz",
                              d / "001_LA_ES.nii.gz", d / "001_LA_ES_gt.nii.gz", "4ch", cfg, progress=progress)
+
+
+def evaluate_lax_folder(folder: Path, view: str, labels: dict | None = None, device: str = "auto"):
+    """The installed long-axis landmark model of ``view`` on a site's labelled long-axis images (``evaluate --view``).
+
+    Every ``NAME`` + ``NAME_gt`` pair of ``folder`` (:func:`CardiacLandmarksLib.datasets.sax.paired_cases`; masks in
+    ``labels``, default M&Ms-2's LV 1, myocardium 2, RV 3, checked first) goes through the shipped long-axis pipeline
+    and is scored on every frame whose mask gives the view's landmarks, in LPS mm
+    (:func:`CardiacLandmarksLib.evaluation.suite.lax_row`; Xue et al., Radiology: AI 2021, landmark L2).
+
+    Returns:
+        ``(model, row)``: the :class:`~CardiacLandmarksLib.models.loader.LoadedModel` and the
+        :class:`~CardiacLandmarksLib.evaluation.suite.SuiteRow`.
+
+    Raises:
+        InputNotFoundError: the folder does not exist or holds no labelled pair.
+        LabelConventionError: masks that do not follow ``labels`` (before any model runs).
+        ModelIntegrityError: no installed model for ``view``.
+    """
+    from CardiacLandmarksLib.core.errors import InputNotFoundError
+    from CardiacLandmarksLib.datasets.sax import paired_cases
+    from CardiacLandmarksLib.evaluation.suite import lax_row
+    from CardiacLandmarksLib.lax.labels import MNMS2_LAX_LABELS, lax_label_error, lax_mask_problem
+    from CardiacLandmarksLib.models.loader import load_model
+
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise InputNotFoundError.at(folder, "evaluation data folder")
+    labels = dict(labels or MNMS2_LAX_LABELS)
+    cases = paired_cases(folder, labels)
+    if not cases:
+        raise InputNotFoundError(f"no labelled long-axis image in {folder} (NAME.nii.gz, .nii or .nrrd with its "
+                                 "mask NAME_gt beside it)")
+    problems = [f"{c.mask.name}: {text}" for c in cases  # another label convention: named before any model runs
+                if (text := lax_mask_problem(load_series(c.mask).pixels, labels))]
+    if problems:
+        raise lax_label_error(problems, len(cases), labels)
+    model = load_model(view, device)
+    row = lax_row(f"{folder.name} {view.upper()}", [(c.image, c.mask, labels, c.patient) for c in cases], model,
+                  seen_by=f"{model.name} {model.version}: see its card for the data it was trained on",
+                  notes=[f"{len(cases)} image(s) of {len({c.patient for c in cases})} patient(s)"], view=view)
+    return model, row

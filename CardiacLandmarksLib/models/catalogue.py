@@ -160,9 +160,15 @@ def load_bundled(name: str, device: str, build: Callable[[dict, dict], object],
     return _CACHE[key]
 
 
-#: long-axis landmark models that ``train --view 2ch|3ch|4ch`` writes (:func:`~CardiacLandmarksLib.training.train_lax.
-#: model_name`): ``refresh`` adds one copied into the models folder that the catalogue does not list yet
-_LAX_MODEL_NAMES = {"lax2ch_unet": "2ch", "lax3ch_unet": "3ch", "lax4ch_unet": "4ch"}
+def lax_model_name(view: str) -> str:
+    """The model name of a long-axis view's landmark model: ``"lax4ch_unet"`` etc. (what ``train --view`` writes and
+    :func:`refresh` adds)."""
+    return f"lax{view}_unet"
+
+
+#: long-axis landmark models that ``train --view 2ch|3ch|4ch`` writes: ``refresh`` adds one copied into the models
+#: folder that the catalogue does not list yet
+_LAX_MODEL_NAMES = {lax_model_name(view): view for view in ("2ch", "3ch", "4ch")}
 
 
 def _new_lax_entry(mdir: Path, name: str, view: str) -> CatalogueEntry:

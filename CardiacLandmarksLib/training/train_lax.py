@@ -83,8 +83,11 @@ AMRG_SEPTAL, AMRG_FREE_WALL = 4, 5
 
 
 def model_name(view: str) -> str:
-    """Bundled model name of a long-axis view: ``"lax4ch_unet"`` etc."""
-    return f"lax{view}_unet"
+    """Bundled model name of a long-axis view: ``"lax4ch_unet"`` etc. (the catalogue's rule,
+    :func:`CardiacLandmarksLib.models.catalogue.lax_model_name`)."""
+    from CardiacLandmarksLib.models.catalogue import lax_model_name
+
+    return lax_model_name(view)
 
 
 @dataclass
